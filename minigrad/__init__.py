@@ -1,0 +1,1 @@
+"""minigrad: a tape-based autograd framework with Cython recurrent kernels."""
