@@ -1,0 +1,544 @@
+"""NumPy twin of ``minigrad/_ops.pyx``: the executable specification of every kernel.
+
+Each function here has the name, signature, outputs and cache layout given in
+``docs/kernels.md``.  The compiled kernels are tested against these functions output by output,
+cache included, so this file is written to be read: plain NumPy, one step at a time, with the
+math next to the code.
+
+Shapes (PyTorch layout, time-major sequences)::
+
+    x      (B, I) for a cell, (T, B, I) for a sequence
+    h, c   (B, H)                         h0, c0  (B, H)
+    w_ih   (G*H, I)   w_hh  (G*H, H)      b_ih, b_hh  (G*H,)  or both None
+    G = 1 (RNN), 4 (LSTM: gates i, f, g, o), 3 (GRU: gates r, z, n)
+
+Argument validation (the Cython wrappers raise the same errors, before touching memory):
+
+* every floating argument is a ``numpy.ndarray``, C-contiguous, of dtype float32 or float64,
+  and all of them have the dtype of ``x``;
+* ``x`` fixes the sizes T (sequences), B and I; the state ``h`` (cells) or ``h0``
+  (sequences) fixes H; in ``linear_*`` the weight ``w`` fixes O.  Every other argument is
+  checked against these sizes, and no size may be zero;
+* ``b_ih`` and ``b_hh`` are both None or both arrays;
+* ``lengths`` is None or an integer array of shape (B,) with values in [1, T] (converted to
+  int64); ``nonlinearity`` is ``'tanh'`` or ``'relu'``.
+
+A failed check raises ``ValueError("<name> must <expected>, got <got>")``, for example
+``"w_hh must have shape (20, 5), got (20, 6)"``.
+"""
+
+import numpy as np
+
+__all__ = [
+    "linear_forward", "linear_backward",
+    "rnn_cell_forward", "rnn_cell_backward",
+    "lstm_cell_forward", "lstm_cell_backward",
+    "gru_cell_forward", "gru_cell_backward",
+    "rnn_sequence_forward", "rnn_sequence_backward",
+    "lstm_sequence_forward", "lstm_sequence_backward",
+    "gru_sequence_forward", "gru_sequence_backward",
+]
+
+_FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+# ---------------------------------------------------------------------------------------------
+# Argument checks
+# ---------------------------------------------------------------------------------------------
+
+def _check_array(name, a, dtype=None):
+    """a is a C-contiguous ndarray of dtype float32/float64 (exactly `dtype` when given)."""
+    if not isinstance(a, np.ndarray):
+        raise ValueError(f"{name} must be a numpy.ndarray, got {type(a).__name__}")
+    if dtype is None:
+        if a.dtype not in _FLOAT_DTYPES:
+            raise ValueError(f"{name} must have dtype float32 or float64, got {a.dtype}")
+    elif a.dtype != dtype:
+        raise ValueError(f"{name} must have dtype {dtype} (the dtype of x), got {a.dtype}")
+    if not a.flags.c_contiguous:
+        raise ValueError(f"{name} must be C-contiguous, got a non-contiguous array "
+                         f"of shape {a.shape} with strides {a.strides}")
+
+
+def _check_sizes(name, a, letters, dtype=None):
+    """a defines sizes: check it as an array of len(letters) non-zero dims; return its shape."""
+    _check_array(name, a, dtype)
+    dims = "(" + ", ".join(letters) + ")"
+    if a.ndim != len(letters):
+        raise ValueError(f"{name} must be {len(letters)}-D {dims}, got shape {a.shape}")
+    if 0 in a.shape:
+        raise ValueError(f"{name} must have no zero-size dimension {dims}, got shape {a.shape}")
+    return a.shape
+
+
+def _check_shape(name, a, shape, dtype):
+    """a is a C-contiguous array of `dtype` with exactly this shape."""
+    _check_array(name, a, dtype)
+    if a.shape != shape:
+        raise ValueError(f"{name} must have shape {shape}, got {a.shape}")
+
+
+def _check_state(name, a, B, dtype):
+    """a is the state that fixes H: shape (B, H) with H > 0; return H."""
+    _check_array(name, a, dtype)
+    if a.ndim != 2 or a.shape[0] != B or a.shape[1] == 0:
+        raise ValueError(f"{name} must have shape ({B}, H) with H > 0, got {a.shape}")
+    return a.shape[1]
+
+
+def _check_biases(b_ih, b_hh, GH, dtype):
+    """Both None (returns False) or both arrays of shape (G*H,) (returns True)."""
+    if (b_ih is None) != (b_hh is None):
+        got = lambda b: "None" if b is None else "an array"
+        raise ValueError("b_ih and b_hh must both be arrays or both be None, "
+                         f"got b_ih={got(b_ih)} and b_hh={got(b_hh)}")
+    if b_ih is None:
+        return False
+    _check_shape("b_ih", b_ih, (GH,), dtype)
+    _check_shape("b_hh", b_hh, (GH,), dtype)
+    return True
+
+
+def _check_lengths(lengths, T, B):
+    """None, or an integer array of shape (B,) with values in [1, T]; returned as int64."""
+    if lengths is None:
+        return None
+    lengths = np.asarray(lengths)
+    if lengths.dtype.kind not in "iu":
+        raise ValueError(f"lengths must have an integer dtype, got {lengths.dtype}")
+    if lengths.shape != (B,):
+        raise ValueError(f"lengths must have shape ({B},), got {lengths.shape}")
+    lo, hi = int(lengths.min()), int(lengths.max())
+    if lo < 1 or hi > T:
+        raise ValueError(f"lengths must have values in [1, {T}], got values in [{lo}, {hi}]")
+    return lengths.astype(np.int64)
+
+
+def _check_nonlinearity(nonlinearity):
+    if not (isinstance(nonlinearity, str) and nonlinearity in ("tanh", "relu")):
+        raise ValueError(f"nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
+
+
+def _check_cache(cache, names, shapes, dtype):
+    """A sequence cache: a tuple of arrays with these names and shapes."""
+    if not isinstance(cache, (tuple, list)) or len(cache) != len(names):
+        what = (f"a {type(cache).__name__} of length {len(cache)}"
+                if isinstance(cache, (tuple, list)) else type(cache).__name__)
+        raise ValueError(f"cache must be a tuple of {len(names)} arrays "
+                         f"({', '.join(names)}), got {what}")
+    for name, a, shape in zip(names, cache, shapes):
+        _check_shape(name, a, shape, dtype)
+    return tuple(cache)
+
+
+def _check_cell(G, x, h, w_ih, w_hh):
+    """Common part of every cell kernel: returns B, I, H, dtype."""
+    B, I = _check_sizes("x", x, "BI")
+    dtype = x.dtype
+    H = _check_state("h", h, B, dtype)
+    _check_shape("w_ih", w_ih, (G * H, I), dtype)
+    _check_shape("w_hh", w_hh, (G * H, H), dtype)
+    return B, I, H, dtype
+
+
+def _check_sequence(G, x, h0, w_ih, w_hh, lengths):
+    """Common part of every sequence kernel: returns T, B, I, H, dtype, lengths."""
+    T, B, I = _check_sizes("x", x, "TBI")
+    dtype = x.dtype
+    H = _check_state("h0", h0, B, dtype)
+    _check_shape("w_ih", w_ih, (G * H, I), dtype)
+    _check_shape("w_hh", w_hh, (G * H, H), dtype)
+    return T, B, I, H, dtype, _check_lengths(lengths, T, B)
+
+
+# ---------------------------------------------------------------------------------------------
+# Elementwise pieces
+# ---------------------------------------------------------------------------------------------
+
+def _sigmoid(a):
+    """σ(a) = 1 / (1 + exp(-a)), branching on the sign so exp never overflows."""
+    with np.errstate(under="ignore"):      # exp(-|a|) -> 0 for |a| > ~745 is the right answer
+        e = np.exp(-np.abs(a))             # in (0, 1]
+    return np.where(a >= 0, 1 / (1 + e), e / (1 + e))
+
+
+def _activate(a, nonlinearity):
+    """tanh(a) or relu(a) = max(a, 0)."""
+    return np.tanh(a) if nonlinearity == "tanh" else np.maximum(a, 0)
+
+
+def _activate_backward(dh1, h1, nonlinearity):
+    """da = dh1 * act'(a), written with the output: tanh' = 1 - h1**2, relu' = [h1 > 0]."""
+    if nonlinearity == "tanh":
+        return dh1 * (1 - h1 * h1)
+    return dh1 * (h1 > 0)
+
+
+def _biases_grad(dgates_ih, dgates_hh, has_bias):
+    """db_ih = sum over rows of dgates_ih, db_hh likewise (two separate arrays) or None."""
+    if not has_bias:
+        return None, None
+    return dgates_ih.sum(axis=0), dgates_hh.sum(axis=0)
+
+
+# Step functions shared by the cells and the sequences.  `xw` is the input projection
+# x @ w_ih.T + b_ih of this step, computed by the caller (one GEMM per step for a cell, one GEMM
+# for all steps of a sequence).
+
+def _rnn_step(xw, h, w_hh, b_hh, nonlinearity):
+    """h1 = act(xw + h W_hh^T + b_hh)"""
+    a = xw + h @ w_hh.T
+    if b_hh is not None:
+        a += b_hh
+    return _activate(a, nonlinearity)
+
+
+def _lstm_step(xw, h, c, w_hh, b_hh):
+    """a = xw + h W_hh^T + b_hh;  c1 = σ(a_f) c + σ(a_i) tanh(a_g);  h1 = σ(a_o) tanh(c1)"""
+    H = h.shape[1]
+    a = xw + h @ w_hh.T
+    if b_hh is not None:
+        a += b_hh
+    i = _sigmoid(a[:, 0 * H:1 * H])
+    f = _sigmoid(a[:, 1 * H:2 * H])
+    g = np.tanh(a[:, 2 * H:3 * H])
+    o = _sigmoid(a[:, 3 * H:4 * H])
+    c1 = f * c + i * g
+    tanh_c1 = np.tanh(c1)
+    h1 = o * tanh_c1
+    cache = np.concatenate([i, f, g, o, tanh_c1], axis=1)       # (B, 5H)
+    return h1, c1, cache
+
+
+def _lstm_step_backward(dh1, dc1, c, cache):
+    """Gate gradients of one LSTM step: returns da (B, 4H) and dc = dc_total * f."""
+    H = c.shape[1]
+    i, f, g, o, tanh_c1 = (cache[:, k * H:(k + 1) * H] for k in range(5))
+    do = dh1 * tanh_c1                                   # h1 = o tanh(c1)
+    dc_total = dc1 + dh1 * o * (1 - tanh_c1 * tanh_c1)    # c1 reaches the loss directly and via h1
+    di = dc_total * g                                    # c1 = f c + i g
+    df = dc_total * c
+    dg = dc_total * i
+    dc = dc_total * f
+    da = np.concatenate([di * i * (1 - i),               # σ' = σ (1 - σ)
+                         df * f * (1 - f),
+                         dg * (1 - g * g),               # tanh' = 1 - tanh²
+                         do * o * (1 - o)], axis=1)
+    return da, dc
+
+
+def _gru_step(xw, h, w_hh, b_hh):
+    """r = σ(gi_r + gh_r), z = σ(gi_z + gh_z), n = tanh(gi_n + r gh_n), h1 = (1 - z) n + z h"""
+    H = h.shape[1]
+    gh = h @ w_hh.T
+    if b_hh is not None:
+        gh += b_hh
+    r = _sigmoid(xw[:, 0 * H:1 * H] + gh[:, 0 * H:1 * H])
+    z = _sigmoid(xw[:, 1 * H:2 * H] + gh[:, 1 * H:2 * H])
+    gh_n = gh[:, 2 * H:3 * H]
+    n = np.tanh(xw[:, 2 * H:3 * H] + r * gh_n)
+    h1 = (1 - z) * n + z * h
+    cache = np.concatenate([r, z, n, gh_n], axis=1)             # (B, 4H)
+    return h1, cache
+
+
+def _gru_step_backward(dh1, h, cache):
+    """Gate gradients of one GRU step: dgi (B, 3H) for the x side, dgh (B, 3H) for the h side,
+    and dh_direct = dh1 * z (the part of dh that skips w_hh)."""
+    H = h.shape[1]
+    r, z, n, gh_n = (cache[:, k * H:(k + 1) * H] for k in range(4))
+    dn = dh1 * (1 - z)                                   # h1 = (1 - z) n + z h
+    dz = dh1 * (h - n)
+    dh_direct = dh1 * z
+    da_n = dn * (1 - n * n)                              # n = tanh(gi_n + r gh_n)
+    dr = da_n * gh_n
+    da_r = dr * r * (1 - r)
+    da_z = dz * z * (1 - z)
+    dgi = np.concatenate([da_r, da_z, da_n], axis=1)     # gradient of gi = x W_ih^T + b_ih
+    dgh = np.concatenate([da_r, da_z, da_n * r], axis=1)  # gradient of gh = h W_hh^T + b_hh
+    return dgi, dgh, dh_direct
+
+
+# ---------------------------------------------------------------------------------------------
+# Linear
+# ---------------------------------------------------------------------------------------------
+
+def linear_forward(x, w, b):
+    """y = x W^T + b"""
+    N, I = _check_sizes("x", x, "NI")
+    dtype = x.dtype
+    _check_array("w", w, dtype)
+    if w.ndim != 2 or w.shape[0] == 0 or w.shape[1] != I:
+        raise ValueError(f"w must have shape (O, {I}) with O > 0, got {w.shape}")
+    O = w.shape[0]
+    if b is not None:
+        _check_shape("b", b, (O,), dtype)
+    y = x @ w.T
+    if b is not None:
+        y += b
+    return y
+
+
+def linear_backward(dy, x, w, has_bias):
+    """dx = dy W;  dW = dy^T x;  db = sum_rows(dy) (None without bias)"""
+    N, I = _check_sizes("x", x, "NI")
+    dtype = x.dtype
+    _check_array("w", w, dtype)
+    if w.ndim != 2 or w.shape[0] == 0 or w.shape[1] != I:
+        raise ValueError(f"w must have shape (O, {I}) with O > 0, got {w.shape}")
+    O = w.shape[0]
+    _check_shape("dy", dy, (N, O), dtype)
+    dx = dy @ w
+    dw = dy.T @ x
+    db = dy.sum(axis=0) if has_bias else None
+    return dx, dw, db
+
+
+# ---------------------------------------------------------------------------------------------
+# Cells: one time step
+# ---------------------------------------------------------------------------------------------
+
+def rnn_cell_forward(x, h, w_ih, w_hh, b_ih, b_hh, nonlinearity):
+    """h1 = act(x W_ih^T + b_ih + h W_hh^T + b_hh);  cache = h1"""
+    B, I, H, dtype = _check_cell(1, x, h, w_ih, w_hh)
+    _check_biases(b_ih, b_hh, H, dtype)
+    _check_nonlinearity(nonlinearity)
+    xw = x @ w_ih.T
+    if b_ih is not None:
+        xw += b_ih
+    h1 = _rnn_step(xw, h, w_hh, b_hh, nonlinearity)
+    return h1, h1.copy()
+
+
+def rnn_cell_backward(dh1, x, h, w_ih, w_hh, cache, has_bias, nonlinearity):
+    """da = dh1 act'(a);  dx = da W_ih;  dh = da W_hh;  dW_ih = da^T x;  dW_hh = da^T h;
+    db_ih = db_hh = sum_rows(da)"""
+    B, I, H, dtype = _check_cell(1, x, h, w_ih, w_hh)
+    _check_shape("dh1", dh1, (B, H), dtype)
+    _check_shape("cache", cache, (B, H), dtype)
+    _check_nonlinearity(nonlinearity)
+    da = _activate_backward(dh1, cache, nonlinearity)
+    db_ih, db_hh = _biases_grad(da, da, has_bias)
+    return da @ w_ih, da @ w_hh, da.T @ x, da.T @ h, db_ih, db_hh
+
+
+def lstm_cell_forward(x, h, c, w_ih, w_hh, b_ih, b_hh):
+    """[i f g o] = [σ σ tanh σ](x W_ih^T + b_ih + h W_hh^T + b_hh);  c1 = f c + i g;
+    h1 = o tanh(c1);  cache = [i | f | g | o | tanh(c1)]"""
+    B, I, H, dtype = _check_cell(4, x, h, w_ih, w_hh)
+    _check_shape("c", c, (B, H), dtype)
+    _check_biases(b_ih, b_hh, 4 * H, dtype)
+    xw = x @ w_ih.T
+    if b_ih is not None:
+        xw += b_ih
+    return _lstm_step(xw, h, c, w_hh, b_hh)
+
+
+def lstm_cell_backward(dh1, dc1, x, h, c, w_ih, w_hh, cache, has_bias):
+    """da from the gates (see _lstm_step_backward);  dx = da W_ih;  dh = da W_hh;
+    dc = (dc1 + dh1 o tanh'(c1)) f;  dW_ih = da^T x;  dW_hh = da^T h;  db = sum_rows(da)"""
+    B, I, H, dtype = _check_cell(4, x, h, w_ih, w_hh)
+    _check_shape("c", c, (B, H), dtype)
+    _check_shape("dh1", dh1, (B, H), dtype)
+    _check_shape("dc1", dc1, (B, H), dtype)
+    _check_shape("cache", cache, (B, 5 * H), dtype)
+    da, dc = _lstm_step_backward(dh1, dc1, c, cache)
+    db_ih, db_hh = _biases_grad(da, da, has_bias)
+    return da @ w_ih, da @ w_hh, dc, da.T @ x, da.T @ h, db_ih, db_hh
+
+
+def gru_cell_forward(x, h, w_ih, w_hh, b_ih, b_hh):
+    """gi = x W_ih^T + b_ih;  gh = h W_hh^T + b_hh;  r, z = σ(gi + gh) (r, z blocks);
+    n = tanh(gi_n + r gh_n);  h1 = (1 - z) n + z h;  cache = [r | z | n | gh_n]"""
+    B, I, H, dtype = _check_cell(3, x, h, w_ih, w_hh)
+    _check_biases(b_ih, b_hh, 3 * H, dtype)
+    xw = x @ w_ih.T
+    if b_ih is not None:
+        xw += b_ih
+    return _gru_step(xw, h, w_hh, b_hh)
+
+
+def gru_cell_backward(dh1, x, h, w_ih, w_hh, cache, has_bias):
+    """dgi, dgh from the gates (they differ in the n block: dgh_n = dgi_n r);
+    dx = dgi W_ih;  dh = dh1 z + dgh W_hh;  dW_ih = dgi^T x;  dW_hh = dgh^T h;
+    db_ih = sum_rows(dgi);  db_hh = sum_rows(dgh)"""
+    B, I, H, dtype = _check_cell(3, x, h, w_ih, w_hh)
+    _check_shape("dh1", dh1, (B, H), dtype)
+    _check_shape("cache", cache, (B, 4 * H), dtype)
+    dgi, dgh, dh_direct = _gru_step_backward(dh1, h, cache)
+    db_ih, db_hh = _biases_grad(dgi, dgh, has_bias)
+    return dgi @ w_ih, dh_direct + dgh @ w_hh, dgi.T @ x, dgh.T @ h, db_ih, db_hh
+
+
+# ---------------------------------------------------------------------------------------------
+# Sequences: the whole time loop in one call
+# ---------------------------------------------------------------------------------------------
+
+def _input_projection(x, w_ih, b_ih):
+    """xw[t] = x[t] W_ih^T + b_ih for all t at once: one (T*B, I) x (I, G*H) GEMM."""
+    T, B, I = x.shape
+    xw = (x.reshape(T * B, I) @ w_ih.T).reshape(T, B, w_ih.shape[0])
+    if b_ih is not None:
+        xw += b_ih
+    return xw
+
+
+def _real(lengths, t):
+    """(B, 1) mask: True where step t of sequence b is real (t < lengths[b]), or None."""
+    return None if lengths is None else (t < lengths)[:, None]
+
+
+def _deferred_grads(dgi, dgh, x, hs, w_ih, has_bias):
+    """After the time loop: dx = dgi W_ih, dW_ih = dgi^T x, dW_hh = dgh^T h_prev, one GEMM each,
+    with the steps stacked as rows: dgi, dgh (T, B, G*H), h_prev = hs[:-1] (T, B, H)."""
+    T, B, I = x.shape
+    H = hs.shape[2]
+    dgi = dgi.reshape(T * B, -1)
+    dgh = dgh.reshape(T * B, -1)
+    dx = (dgi @ w_ih).reshape(T, B, I)
+    dw_ih = dgi.T @ x.reshape(T * B, I)
+    dw_hh = dgh.T @ hs[:-1].reshape(T * B, H)
+    db_ih, db_hh = _biases_grad(dgi, dgh, has_bias)
+    return dx, dw_ih, dw_hh, db_ih, db_hh
+
+
+def rnn_sequence_forward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, nonlinearity):
+    """hs[t+1] = act(x[t] W_ih^T + b_ih + hs[t] W_hh^T + b_hh) at real steps, hs[t] at padded
+    ones;  ys[t] = hs[t+1] (0 at padded steps);  h_n = hs[T];  cache = (hs,)"""
+    T, B, I, H, dtype, lengths = _check_sequence(1, x, h0, w_ih, w_hh, lengths)
+    _check_biases(b_ih, b_hh, H, dtype)
+    _check_nonlinearity(nonlinearity)
+    xw = _input_projection(x, w_ih, b_ih)
+    hs = np.empty((T + 1, B, H), dtype)
+    hs[0] = h0
+    ys = np.zeros((T, B, H), dtype)
+    for t in range(T):
+        h1 = _rnn_step(xw[t], hs[t], w_hh, b_hh, nonlinearity)
+        real = _real(lengths, t)
+        if real is None:
+            hs[t + 1] = ys[t] = h1
+        else:
+            hs[t + 1] = np.where(real, h1, hs[t])    # padded: carry the state
+            ys[t] = np.where(real, h1, 0)            # padded: output zero
+    return ys, hs[T].copy(), (hs,)
+
+
+def rnn_sequence_backward(dys, dh_n, x, h0, w_ih, w_hh, cache, lengths, has_bias, nonlinearity):
+    """Backward through time: at step t, dh1 = dh + dys[t], da[t] = dh1 act'(hs[t+1]) and
+    dh = da[t] W_hh (padded steps: da[t] = 0 and dh passes through unchanged); then dx, dW_ih,
+    dW_hh, db from all da[t] at once."""
+    T, B, I, H, dtype, lengths = _check_sequence(1, x, h0, w_ih, w_hh, lengths)
+    _check_shape("dys", dys, (T, B, H), dtype)
+    _check_shape("dh_n", dh_n, (B, H), dtype)
+    (hs,) = _check_cache(cache, ("hs",), ((T + 1, B, H),), dtype)
+    _check_nonlinearity(nonlinearity)
+    da = np.empty((T, B, H), dtype)
+    dh = dh_n.copy()
+    for t in reversed(range(T)):
+        da_t = _activate_backward(dh + dys[t], hs[t + 1], nonlinearity)
+        real = _real(lengths, t)
+        if real is None:
+            dh = da_t @ w_hh
+        else:
+            da_t = np.where(real, da_t, 0)
+            dh = np.where(real, da_t @ w_hh, dh)
+        da[t] = da_t
+    dx, dw_ih, dw_hh, db_ih, db_hh = _deferred_grads(da, da, x, hs, w_ih, has_bias)
+    return dx, dh, dw_ih, dw_hh, db_ih, db_hh
+
+
+def lstm_sequence_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths):
+    """The LSTM cell at every step (state carried at padded steps);  ys[t] = hs[t+1] (0 at
+    padded steps);  cache = (hs, cs, gates) with gates[t] the cell cache of step t"""
+    T, B, I, H, dtype, lengths = _check_sequence(4, x, h0, w_ih, w_hh, lengths)
+    _check_shape("c0", c0, (B, H), dtype)
+    _check_biases(b_ih, b_hh, 4 * H, dtype)
+    xw = _input_projection(x, w_ih, b_ih)
+    hs = np.empty((T + 1, B, H), dtype)
+    cs = np.empty((T + 1, B, H), dtype)
+    gates = np.empty((T, B, 5 * H), dtype)
+    ys = np.zeros((T, B, H), dtype)
+    hs[0], cs[0] = h0, c0
+    for t in range(T):
+        h1, c1, gates[t] = _lstm_step(xw[t], hs[t], cs[t], w_hh, b_hh)
+        real = _real(lengths, t)
+        if real is None:
+            hs[t + 1] = ys[t] = h1
+            cs[t + 1] = c1
+        else:
+            hs[t + 1] = np.where(real, h1, hs[t])
+            cs[t + 1] = np.where(real, c1, cs[t])
+            ys[t] = np.where(real, h1, 0)
+    return ys, hs[T].copy(), cs[T].copy(), (hs, cs, gates)
+
+
+def lstm_sequence_backward(dys, dh_n, dc_n, x, h0, c0, w_ih, w_hh, cache, lengths, has_bias):
+    """Backward through time with the LSTM step backward; da[t] = 0 and (dh, dc) carried at
+    padded steps; then dx, dW_ih, dW_hh, db from all da[t] at once."""
+    T, B, I, H, dtype, lengths = _check_sequence(4, x, h0, w_ih, w_hh, lengths)
+    _check_shape("c0", c0, (B, H), dtype)
+    _check_shape("dys", dys, (T, B, H), dtype)
+    _check_shape("dh_n", dh_n, (B, H), dtype)
+    _check_shape("dc_n", dc_n, (B, H), dtype)
+    hs, cs, gates = _check_cache(cache, ("hs", "cs", "gates"),
+                                 ((T + 1, B, H), (T + 1, B, H), (T, B, 5 * H)), dtype)
+    da = np.empty((T, B, 4 * H), dtype)
+    dh, dc = dh_n.copy(), dc_n.copy()
+    for t in reversed(range(T)):
+        da_t, dc_prev = _lstm_step_backward(dh + dys[t], dc, cs[t], gates[t])
+        real = _real(lengths, t)
+        if real is None:
+            dh, dc = da_t @ w_hh, dc_prev
+        else:
+            da_t = np.where(real, da_t, 0)
+            dh = np.where(real, da_t @ w_hh, dh)
+            dc = np.where(real, dc_prev, dc)
+        da[t] = da_t
+    dx, dw_ih, dw_hh, db_ih, db_hh = _deferred_grads(da, da, x, hs, w_ih, has_bias)
+    return dx, dh, dc, dw_ih, dw_hh, db_ih, db_hh
+
+
+def gru_sequence_forward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths):
+    """The GRU cell at every step (state carried at padded steps);  ys[t] = hs[t+1] (0 at
+    padded steps);  cache = (hs, gates) with gates[t] the cell cache of step t"""
+    T, B, I, H, dtype, lengths = _check_sequence(3, x, h0, w_ih, w_hh, lengths)
+    _check_biases(b_ih, b_hh, 3 * H, dtype)
+    xw = _input_projection(x, w_ih, b_ih)
+    hs = np.empty((T + 1, B, H), dtype)
+    gates = np.empty((T, B, 4 * H), dtype)
+    ys = np.zeros((T, B, H), dtype)
+    hs[0] = h0
+    for t in range(T):
+        h1, gates[t] = _gru_step(xw[t], hs[t], w_hh, b_hh)
+        real = _real(lengths, t)
+        if real is None:
+            hs[t + 1] = ys[t] = h1
+        else:
+            hs[t + 1] = np.where(real, h1, hs[t])
+            ys[t] = np.where(real, h1, 0)
+    return ys, hs[T].copy(), (hs, gates)
+
+
+def gru_sequence_backward(dys, dh_n, x, h0, w_ih, w_hh, cache, lengths, has_bias):
+    """Backward through time with the GRU step backward: dh = dh1 z + dgh[t] W_hh; dgi[t] and
+    dgh[t] are 0 and dh is carried at padded steps; then dx = dgi W_ih, dW_ih = dgi^T x,
+    dW_hh = dgh^T h_prev, db_ih, db_hh from all steps at once."""
+    T, B, I, H, dtype, lengths = _check_sequence(3, x, h0, w_ih, w_hh, lengths)
+    _check_shape("dys", dys, (T, B, H), dtype)
+    _check_shape("dh_n", dh_n, (B, H), dtype)
+    hs, gates = _check_cache(cache, ("hs", "gates"), ((T + 1, B, H), (T, B, 4 * H)), dtype)
+    dgi = np.empty((T, B, 3 * H), dtype)
+    dgh = np.empty((T, B, 3 * H), dtype)
+    dh = dh_n.copy()
+    for t in reversed(range(T)):
+        dgi_t, dgh_t, dh_direct = _gru_step_backward(dh + dys[t], hs[t], gates[t])
+        real = _real(lengths, t)
+        if real is None:
+            dh = dh_direct + dgh_t @ w_hh
+        else:
+            dgi_t = np.where(real, dgi_t, 0)
+            dgh_t = np.where(real, dgh_t, 0)
+            dh = np.where(real, dh_direct + dgh_t @ w_hh, dh)
+        dgi[t], dgh[t] = dgi_t, dgh_t
+    dx, dw_ih, dw_hh, db_ih, db_hh = _deferred_grads(dgi, dgh, x, hs, w_ih, has_bias)
+    return dx, dh, dw_ih, dw_hh, db_ih, db_hh

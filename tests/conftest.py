@@ -1,0 +1,19 @@
+"""Shared pytest configuration: hypothesis profiles.
+
+HYPOTHESIS_PROFILE selects one of the profiles below; without it, `ci` is used when the CI
+environment variable is set and `dev` otherwise.
+
+    ci     derandomized (same examples every run), no deadline, 30 examples per test
+    dev    random examples, no deadline, 50 examples per test
+    heavy  2000 examples per test, run by hand or nightly:
+           HYPOTHESIS_PROFILE=heavy python -m pytest tests
+"""
+
+import os
+
+from hypothesis import settings
+
+settings.register_profile("ci", derandomize=True, deadline=None, max_examples=30)
+settings.register_profile("dev", deadline=None, max_examples=50)
+settings.register_profile("heavy", deadline=None, max_examples=2000)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "dev"))
