@@ -1,1 +1,43 @@
-"""minigrad: a tape-based autograd framework with Cython recurrent kernels."""
+"""minigrad: a tape-based autograd framework with Cython recurrent kernels.
+
+    import minigrad as mg
+    x = mg.tensor([1.0, 2.0], requires_grad=True)
+    (x * x).sum().backward()
+    x.grad  # array([2., 4.], dtype=float32)
+"""
+from .autograd import Function, enable_grad, is_grad_enabled, no_grad, set_grad_enabled
+from .tensor import Tensor, tensor
+from .random import manual_seed
+from . import functional
+from .gradcheck import gradcheck, numerical_grad
+
+__version__ = "0.1.0"
+
+__all__ = ["Tensor", "tensor", "Function", "no_grad", "enable_grad", "is_grad_enabled",
+           "set_grad_enabled", "gradcheck", "numerical_grad", "functional", "manual_seed",
+           "zeros", "ones", "randn", "arange"]
+
+
+def zeros(*shape, dtype=None, requires_grad=False):
+    import numpy as np
+    shape = shape[0] if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape
+    return Tensor(np.zeros(shape, dtype=dtype or np.float32), requires_grad=requires_grad)
+
+
+def ones(*shape, dtype=None, requires_grad=False):
+    import numpy as np
+    shape = shape[0] if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape
+    return Tensor(np.ones(shape, dtype=dtype or np.float32), requires_grad=requires_grad)
+
+
+def randn(*shape, dtype=None, requires_grad=False):
+    """Standard normal samples from minigrad's seedable generator (see manual_seed)."""
+    from .random import default_rng
+    shape = shape[0] if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape
+    data = default_rng().standard_normal(shape).astype(dtype or "float32")
+    return Tensor(data, requires_grad=requires_grad)
+
+
+def arange(*args, dtype=None):
+    import numpy as np
+    return Tensor(np.arange(*args), dtype=dtype)

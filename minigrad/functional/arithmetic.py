@@ -1,0 +1,199 @@
+"""Arithmetic: + - * / ** @, the fused linear layer, and dtype casts."""
+import numpy as np
+
+from .. import kernels
+from ..autograd import Function
+from ._util import sum_to
+
+__all__ = ["add", "sub", "mul", "div", "neg", "pow", "matmul", "linear", "cast"]
+
+
+class Add(Function):
+    def forward(self, a, b):
+        self.saved = (a.shape, b.shape)
+        return a + b
+
+    def backward(self, g):
+        sa, sb = self.saved
+        return sum_to(g, sa), sum_to(g, sb)
+
+
+def add(a, b):
+    """y = a + b;  da = dy, db = dy (each summed back to its input's shape)"""
+    return Add()(a, b)
+
+
+class Sub(Function):
+    def forward(self, a, b):
+        self.saved = (a.shape, b.shape)
+        return a - b
+
+    def backward(self, g):
+        sa, sb = self.saved
+        return sum_to(g, sa), (-sum_to(g, sb) if self.needs_input_grad[1] else None)
+
+
+def sub(a, b):
+    """y = a - b;  da = dy, db = -dy"""
+    return Sub()(a, b)
+
+
+class Mul(Function):
+    def forward(self, a, b):
+        self.saved = (a, b)
+        return a * b
+
+    def backward(self, g):
+        a, b = self.saved
+        na, nb = self.needs_input_grad
+        return (sum_to(g * b, a.shape) if na else None,
+                sum_to(g * a, b.shape) if nb else None)
+
+
+def mul(a, b):
+    """y = a * b;  da = dy * b, db = dy * a"""
+    return Mul()(a, b)
+
+
+class Div(Function):
+    def forward(self, a, b):
+        y = a / b
+        self.saved = (a.shape, b, y)
+        return y
+
+    def backward(self, g):
+        sa, b, y = self.saved
+        na, nb = self.needs_input_grad
+        ga = g / b
+        return (sum_to(ga, sa) if na else None,
+                sum_to(-ga * y, b.shape) if nb else None)
+
+
+def div(a, b):
+    """y = a / b;  da = dy / b, db = -dy * y / b"""
+    return Div()(a, b)
+
+
+class Neg(Function):
+    def forward(self, a):
+        return -a
+
+    def backward(self, g):
+        return (-g,)
+
+
+def neg(a):
+    """y = -a;  da = -dy"""
+    return Neg()(a)
+
+
+class Pow(Function):
+    def forward(self, a, b):
+        y = a ** b
+        self.saved = (a, b, y)
+        return y
+
+    def backward(self, g):
+        a, b, y = self.saved
+        na, nb = self.needs_input_grad
+        ga = gb = None
+        if na:
+            ga = sum_to(g * b * a ** (b - 1), a.shape)
+        if nb:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                loga = np.where(a > 0, np.log(np.where(a > 0, a, 1)), 0)
+            gb = sum_to(g * y * loga, b.shape)
+        return ga, gb
+
+
+def pow(a, b):
+    """y = a ** b;  da = dy * b * a**(b-1), db = dy * y * log(a)  (a > 0)"""
+    return Pow()(a, b)
+
+
+class MatMul(Function):
+    def forward(self, a, b):
+        if a.ndim == 0 or b.ndim == 0:
+            raise ValueError(f"matmul needs tensors of at least 1 dimension, got shapes {a.shape} and {b.shape}")
+        ka = a.shape[-1]
+        kb = b.shape[0] if b.ndim == 1 else b.shape[-2]
+        if ka != kb:
+            raise ValueError(
+                f"matmul shape mismatch: {a.shape} @ {b.shape} (inner dimensions {ka} and {kb} differ)")
+        self.saved = (a, b)
+        return np.matmul(a, b)
+
+    def backward(self, g):
+        a, b = self.saved
+        a2 = a[None, :] if a.ndim == 1 else a
+        b2 = b[:, None] if b.ndim == 1 else b
+        g2 = g
+        if a.ndim == 1:
+            g2 = np.expand_dims(g2, -2)
+        if b.ndim == 1:
+            g2 = np.expand_dims(g2, -1)
+        na, nb = self.needs_input_grad
+        da = db = None
+        if na:
+            da = sum_to(np.matmul(g2, np.swapaxes(b2, -1, -2)), a2.shape).reshape(a.shape)
+        if nb:
+            db = sum_to(np.matmul(np.swapaxes(a2, -1, -2), g2), b2.shape).reshape(b.shape)
+        return da, db
+
+
+def matmul(a, b):
+    """y = a @ b (NumPy rules: 1-D, 2-D, batched);  da = dy @ b^T, db = a^T @ dy"""
+    return MatMul()(a, b)
+
+
+class Linear(Function):
+    """The fused kernel ``kernels.linear_forward``: one GEMM plus bias, on any leading shape."""
+
+    def forward(self, x, w, b=None):
+        if w.ndim != 2:
+            raise ValueError(f"linear weight must be 2-D (out_features, in_features), got shape {w.shape}")
+        if x.ndim == 0 or x.shape[-1] != w.shape[1]:
+            raise ValueError(
+                f"linear input must have last dimension {w.shape[1]} (in_features), got shape {x.shape}")
+        if b is not None and b.shape != (w.shape[0],):
+            raise ValueError(f"linear bias must have shape ({w.shape[0]},), got {b.shape}")
+        lead = x.shape[:-1]
+        x2 = np.ascontiguousarray(x.reshape(-1, x.shape[-1]))
+        w = np.ascontiguousarray(w)
+        if x2.shape[0] == 0:
+            y = np.zeros((0, w.shape[0]), dtype=np.result_type(x, w))
+        else:
+            y = kernels.linear_forward(x2, w, b)
+        self.saved = (x2, w, lead)
+        return y.reshape(lead + (w.shape[0],))
+
+    def backward(self, g):
+        x2, w, lead = self.saved
+        g2 = np.ascontiguousarray(g.reshape(-1, w.shape[0]))
+        has_bias = len(self.needs_input_grad) > 2
+        dx, dw, db = kernels.linear_backward(g2, x2, w, has_bias)
+        return (dx.reshape(lead + (w.shape[1],)), dw) + ((db,) if has_bias else ())
+
+
+def linear(x, weight, bias=None):
+    """y = x @ W^T + b;  dx = dy @ W, dW = dy^T x, db = sum(dy)  (one GEMM each, BLAS kernel)"""
+    if bias is None:
+        return Linear()(x, weight)
+    return Linear()(x, weight, bias)
+
+
+class Cast(Function):
+    def __init__(self, dtype):
+        self.dtype = np.dtype(dtype)
+
+    def forward(self, a):
+        self.saved = a.dtype
+        return a.astype(self.dtype, copy=True)
+
+    def backward(self, g):
+        return (g.astype(self.saved, copy=False),)
+
+
+def cast(a, dtype):
+    """y = a as dtype (a copy);  da = dy as a's dtype"""
+    return Cast(dtype)(a)

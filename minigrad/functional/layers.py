@@ -1,0 +1,78 @@
+"""Layer ops without weights of their own: embedding lookup, dropout, one_hot."""
+import numpy as np
+
+from ..autograd import Function
+from ..random import default_rng
+
+__all__ = ["embedding", "dropout", "one_hot"]
+
+
+def _indices(idx, n, what):
+    idx = np.asarray(getattr(idx, "data", idx))
+    if idx.dtype.kind not in "iu":
+        raise TypeError(f"{what} indices must be integers, got dtype {idx.dtype}")
+    if idx.size and (idx.min() < 0 or idx.max() >= n):
+        bad = idx[(idx < 0) | (idx >= n)].ravel()[0]
+        raise IndexError(f"{what} index {bad} is out of range [0, {n})")
+    return idx
+
+
+class Embedding(Function):
+    def __init__(self, idx, padding_idx):
+        self.idx, self.padding_idx = idx, padding_idx
+
+    def forward(self, w):
+        self.saved = w.shape
+        return w[self.idx]
+
+    def backward(self, g):
+        dw = np.zeros(self.saved, dtype=g.dtype)
+        np.add.at(dw, self.idx.ravel(), g.reshape(-1, self.saved[1]))
+        if self.padding_idx is not None:
+            dw[self.padding_idx] = 0
+        return (dw,)
+
+
+def embedding(indices, weight, padding_idx=None):
+    """y = weight[indices] (rows of the table);  dweight = dy scattered into the rows used
+    (rows at padding_idx get no gradient)"""
+    if weight.ndim != 2:
+        raise ValueError(f"embedding weight must be 2-D (num_embeddings, dim), got shape {weight.shape}")
+    idx = _indices(indices, weight.shape[0], "embedding")
+    return Embedding(idx, padding_idx)(weight)
+
+
+class Dropout(Function):
+    def __init__(self, mask):
+        self.mask = mask
+
+    def forward(self, a):
+        return a * self.mask
+
+    def backward(self, g):
+        return (g * self.mask,)
+
+
+def dropout(a, p=0.5, training=True, rng=None):
+    """y = a * m / (1 - p) with m ~ Bernoulli(1 - p) in training, y = a otherwise;
+    da = dy * m / (1 - p).  ``rng``: a numpy Generator (default: minigrad's, see manual_seed)."""
+    if not 0 <= p <= 1:
+        raise ValueError(f"dropout probability must be in [0, 1], got {p}")
+    if not training or p == 0:
+        return a
+    shape, dtype = a.shape, a.dtype
+    if p == 1:
+        mask = np.zeros(shape, dtype=dtype)
+    else:
+        rng = rng or default_rng()
+        mask = (rng.random(shape) >= p).astype(dtype) / np.asarray(1 - p, dtype=dtype)
+    return Dropout(mask)(a)
+
+
+def one_hot(indices, num_classes, dtype=np.float32):
+    """y[..., k] = 1 where indices == k (no gradient). float32 by default (PyTorch gives int64)."""
+    from ..tensor import _wrap
+    idx = _indices(indices, num_classes, "one_hot")
+    out = np.zeros(idx.shape + (num_classes,), dtype=dtype)
+    np.put_along_axis(out, idx[..., None], 1, axis=-1)
+    return _wrap(out, None, 0)

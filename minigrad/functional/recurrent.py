@@ -1,0 +1,224 @@
+"""Recurrent cells and whole sequences as tape nodes over the kernels of ``minigrad.kernels``.
+
+A cell step (``lstm_cell``) is one node: unrolling it over time on the tape *is* backpropagation
+through time.  A whole sequence (``lstm_sequence``) is also one node whose kernel runs the time
+loop itself (the fast path).  Both call ``kernels.*``, so ``MINIGRAD_BACKEND=numpy`` runs the
+identical graph on the NumPy twins.  The math and cache layouts are in docs/kernels.md.
+"""
+import numpy as np
+
+from .. import kernels
+from ..autograd import Function
+from ..tensor import Tensor
+
+__all__ = ["rnn_cell", "lstm_cell", "gru_cell", "rnn_sequence", "lstm_sequence", "gru_sequence"]
+
+_c = np.ascontiguousarray
+
+
+def _arr(t):
+    return t.data if isinstance(t, Tensor) else t
+
+
+def _bias_args(b_ih, b_hh):
+    if (b_ih is None) != (b_hh is None):
+        raise ValueError("b_ih and b_hh must both be given or both be None")
+    return () if b_ih is None else (b_ih, b_hh)
+
+
+def _zeros_like_state(x, batch_axis, hidden, what):
+    xd = _arr(x)
+    if xd.ndim < 2:
+        raise ValueError(f"{what}: x must have a batch dimension, got shape {xd.shape}")
+    return np.zeros((xd.shape[batch_axis], hidden), dtype=xd.dtype)
+
+
+def _opt(g, like):
+    return _c(g) if g is not None else np.zeros_like(like)
+
+
+def _lengths(lengths, T, B):
+    if lengths is None:
+        return None
+    ln = np.asarray(getattr(lengths, "data", lengths))
+    if ln.dtype.kind not in "iu":
+        raise TypeError(f"lengths must be integers, got dtype {ln.dtype}")
+    if ln.shape != (B,):
+        raise ValueError(f"lengths must have shape ({B},) (one per sequence), got {ln.shape}")
+    if ln.size and (ln.min() < 1 or ln.max() > T):
+        raise ValueError(f"lengths must lie in [1, {T}] (T = {T}), got min {ln.min()} max {ln.max()}")
+    return _c(ln, dtype=np.int64)
+
+
+# ---------------------------------------------------------------- cells (one time step)
+class RNNCell(Function):
+    def __init__(self, nonlinearity):
+        self.nonlinearity = nonlinearity
+
+    def forward(self, x, h, w_ih, w_hh, b_ih=None, b_hh=None):
+        x, h, w_ih, w_hh = _c(x), _c(h), _c(w_ih), _c(w_hh)
+        h1, cache = kernels.rnn_cell_forward(x, h, w_ih, w_hh, b_ih, b_hh, self.nonlinearity)
+        self.saved = (x, h, w_ih, w_hh, cache, b_ih is not None)
+        return h1
+
+    def backward(self, dh1):
+        x, h, w_ih, w_hh, cache, has_bias = self.saved
+        dx, dh, dw_ih, dw_hh, db_ih, db_hh = kernels.rnn_cell_backward(
+            _c(dh1), x, h, w_ih, w_hh, cache, has_bias, self.nonlinearity)
+        return (dx, dh, dw_ih, dw_hh) + ((db_ih, db_hh) if has_bias else ())
+
+
+def rnn_cell(x, h, w_ih, w_hh, b_ih=None, b_hh=None, nonlinearity="tanh"):
+    """h1 = act(x W_ih^T + b_ih + h W_hh^T + b_hh), act = tanh or relu (one fused kernel)."""
+    if nonlinearity not in ("tanh", "relu"):
+        raise ValueError(f"nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
+    if h is None:
+        h = _zeros_like_state(x, 0, _arr(w_hh).shape[-1], "rnn_cell")
+    return RNNCell(nonlinearity)(x, h, w_ih, w_hh, *_bias_args(b_ih, b_hh))
+
+
+class LSTMCell(Function):
+    def forward(self, x, h, c, w_ih, w_hh, b_ih=None, b_hh=None):
+        x, h, c, w_ih, w_hh = _c(x), _c(h), _c(c), _c(w_ih), _c(w_hh)
+        h1, c1, cache = kernels.lstm_cell_forward(x, h, c, w_ih, w_hh, b_ih, b_hh)
+        self.saved = (x, h, c, w_ih, w_hh, cache, b_ih is not None)
+        return h1, c1
+
+    def backward(self, dh1, dc1):
+        x, h, c, w_ih, w_hh, cache, has_bias = self.saved
+        dx, dh, dc, dw_ih, dw_hh, db_ih, db_hh = kernels.lstm_cell_backward(
+            _opt(dh1, h), _opt(dc1, c), x, h, c, w_ih, w_hh, cache, has_bias)
+        return (dx, dh, dc, dw_ih, dw_hh) + ((db_ih, db_hh) if has_bias else ())
+
+
+def lstm_cell(x, h, c, w_ih, w_hh, b_ih=None, b_hh=None):
+    """(h1, c1): gates i,f,g,o = σ,σ,tanh,σ of (x W_ih^T + b_ih + h W_hh^T + b_hh);
+    c1 = f*c + i*g; h1 = o*tanh(c1)  (one fused kernel, one tape node, two outputs)."""
+    H = _arr(w_hh).shape[-1]
+    if h is None:
+        h = _zeros_like_state(x, 0, H, "lstm_cell")
+    if c is None:
+        c = _zeros_like_state(x, 0, H, "lstm_cell")
+    return LSTMCell()(x, h, c, w_ih, w_hh, *_bias_args(b_ih, b_hh))
+
+
+class GRUCell(Function):
+    def forward(self, x, h, w_ih, w_hh, b_ih=None, b_hh=None):
+        x, h, w_ih, w_hh = _c(x), _c(h), _c(w_ih), _c(w_hh)
+        h1, cache = kernels.gru_cell_forward(x, h, w_ih, w_hh, b_ih, b_hh)
+        self.saved = (x, h, w_ih, w_hh, cache, b_ih is not None)
+        return h1
+
+    def backward(self, dh1):
+        x, h, w_ih, w_hh, cache, has_bias = self.saved
+        dx, dh, dw_ih, dw_hh, db_ih, db_hh = kernels.gru_cell_backward(
+            _c(dh1), x, h, w_ih, w_hh, cache, has_bias)
+        return (dx, dh, dw_ih, dw_hh) + ((db_ih, db_hh) if has_bias else ())
+
+
+def gru_cell(x, h, w_ih, w_hh, b_ih=None, b_hh=None):
+    """h1 = (1-z)*n + z*h with r,z = σ(..), n = tanh(x W_in^T + b_in + r*(h W_hn^T + b_hn))."""
+    if h is None:
+        h = _zeros_like_state(x, 0, _arr(w_hh).shape[-1], "gru_cell")
+    return GRUCell()(x, h, w_ih, w_hh, *_bias_args(b_ih, b_hh))
+
+
+# ---------------------------------------------------------------- whole sequences
+class RNNSequence(Function):
+    def __init__(self, lengths, nonlinearity):
+        self.lengths, self.nonlinearity = lengths, nonlinearity
+
+    def forward(self, x, h0, w_ih, w_hh, b_ih=None, b_hh=None):
+        x, h0, w_ih, w_hh = _c(x), _c(h0), _c(w_ih), _c(w_hh)
+        ys, h_n, cache = kernels.rnn_sequence_forward(
+            x, h0, w_ih, w_hh, b_ih, b_hh, self.lengths, self.nonlinearity)
+        self.saved = (x, h0, w_ih, w_hh, cache, b_ih is not None)
+        return ys, h_n
+
+    def backward(self, dys, dh_n):
+        x, h0, w_ih, w_hh, cache, has_bias = self.saved
+        T, B = x.shape[:2]
+        H = h0.shape[1]
+        dx, dh0, dw_ih, dw_hh, db_ih, db_hh = kernels.rnn_sequence_backward(
+            _opt(dys, np.empty((T, B, H), x.dtype)), _opt(dh_n, h0), x, h0, w_ih, w_hh, cache,
+            self.lengths, has_bias, self.nonlinearity)
+        return (dx, dh0, dw_ih, dw_hh) + ((db_ih, db_hh) if has_bias else ())
+
+
+class LSTMSequence(Function):
+    def __init__(self, lengths):
+        self.lengths = lengths
+
+    def forward(self, x, h0, c0, w_ih, w_hh, b_ih=None, b_hh=None):
+        x, h0, c0, w_ih, w_hh = _c(x), _c(h0), _c(c0), _c(w_ih), _c(w_hh)
+        ys, h_n, c_n, cache = kernels.lstm_sequence_forward(
+            x, h0, c0, w_ih, w_hh, b_ih, b_hh, self.lengths)
+        self.saved = (x, h0, c0, w_ih, w_hh, cache, b_ih is not None)
+        return ys, h_n, c_n
+
+    def backward(self, dys, dh_n, dc_n):
+        x, h0, c0, w_ih, w_hh, cache, has_bias = self.saved
+        T, B = x.shape[:2]
+        H = h0.shape[1]
+        dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh = kernels.lstm_sequence_backward(
+            _opt(dys, np.empty((T, B, H), x.dtype)), _opt(dh_n, h0), _opt(dc_n, c0),
+            x, h0, c0, w_ih, w_hh, cache, self.lengths, has_bias)
+        return (dx, dh0, dc0, dw_ih, dw_hh) + ((db_ih, db_hh) if has_bias else ())
+
+
+class GRUSequence(Function):
+    def __init__(self, lengths):
+        self.lengths = lengths
+
+    def forward(self, x, h0, w_ih, w_hh, b_ih=None, b_hh=None):
+        x, h0, w_ih, w_hh = _c(x), _c(h0), _c(w_ih), _c(w_hh)
+        ys, h_n, cache = kernels.gru_sequence_forward(x, h0, w_ih, w_hh, b_ih, b_hh, self.lengths)
+        self.saved = (x, h0, w_ih, w_hh, cache, b_ih is not None)
+        return ys, h_n
+
+    def backward(self, dys, dh_n):
+        x, h0, w_ih, w_hh, cache, has_bias = self.saved
+        T, B = x.shape[:2]
+        H = h0.shape[1]
+        dx, dh0, dw_ih, dw_hh, db_ih, db_hh = kernels.gru_sequence_backward(
+            _opt(dys, np.empty((T, B, H), x.dtype)), _opt(dh_n, h0), x, h0, w_ih, w_hh, cache,
+            self.lengths, has_bias)
+        return (dx, dh0, dw_ih, dw_hh) + ((db_ih, db_hh) if has_bias else ())
+
+
+def _seq_prep(x, w_hh, lengths, what):
+    xd = _arr(x)
+    if xd.ndim != 3:
+        raise ValueError(f"{what}: x must have shape (T, B, I), got {xd.shape}")
+    T, B = xd.shape[:2]
+    return _lengths(lengths, T, B), _arr(w_hh).shape[-1]
+
+
+def rnn_sequence(x, w_ih, w_hh, b_ih=None, b_hh=None, h0=None, lengths=None, nonlinearity="tanh"):
+    """(ys, h_n): the RNN cell run over x (T, B, I) in one kernel call; ys (T, B, H).
+    With lengths, padded steps output zeros and keep the state."""
+    if nonlinearity not in ("tanh", "relu"):
+        raise ValueError(f"nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
+    ln, H = _seq_prep(x, w_hh, lengths, "rnn_sequence")
+    if h0 is None:
+        h0 = _zeros_like_state(x, 1, H, "rnn_sequence")
+    return RNNSequence(ln, nonlinearity)(x, h0, w_ih, w_hh, *_bias_args(b_ih, b_hh))
+
+
+def lstm_sequence(x, w_ih, w_hh, b_ih=None, b_hh=None, h0=None, c0=None, lengths=None):
+    """(ys, (h_n, c_n)): the LSTM cell run over x (T, B, I) in one kernel call."""
+    ln, H = _seq_prep(x, w_hh, lengths, "lstm_sequence")
+    if h0 is None:
+        h0 = _zeros_like_state(x, 1, H, "lstm_sequence")
+    if c0 is None:
+        c0 = _zeros_like_state(x, 1, H, "lstm_sequence")
+    ys, h_n, c_n = LSTMSequence(ln)(x, h0, c0, w_ih, w_hh, *_bias_args(b_ih, b_hh))
+    return ys, (h_n, c_n)
+
+
+def gru_sequence(x, w_ih, w_hh, b_ih=None, b_hh=None, h0=None, lengths=None):
+    """(ys, h_n): the GRU cell run over x (T, B, I) in one kernel call."""
+    ln, H = _seq_prep(x, w_hh, lengths, "gru_sequence")
+    if h0 is None:
+        h0 = _zeros_like_state(x, 1, H, "gru_sequence")
+    return GRUSequence(ln)(x, h0, w_ih, w_hh, *_bias_args(b_ih, b_hh))
