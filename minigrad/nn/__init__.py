@@ -1,0 +1,1 @@
+"""Neural-network modules (PyTorch-shaped): Module, Parameter, layers, recurrent layers."""

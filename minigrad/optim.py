@@ -1,0 +1,1 @@
+"""Optimizers (filled in by the optim work)."""
