@@ -70,6 +70,15 @@ class enable_grad(set_grad_enabled):
         super().__init__(True)
 
 
+_Tensor = None  # bound by minigrad.tensor once the class exists (avoids an import cycle)
+_wrap = None
+
+
+def _bind_tensor(tensor_cls, wrap):
+    global _Tensor, _wrap
+    _Tensor, _wrap = tensor_cls, wrap
+
+
 _FREED = object()  # marks a node whose saved arrays were released after backward
 
 
@@ -98,36 +107,45 @@ class Function:
         raise NotImplementedError
 
     def __call__(self, *args):
-        from .tensor import Tensor, _wrap
-
+        # The hot path of every op: keep it free of imports, kwargs and repeated scans.
         arrays = []
+        inputs = []
+        needs = []
         record = False
         ref_dtype = None
+        has_const = False
         for a in args:
-            if isinstance(a, Tensor):
+            if isinstance(a, _Tensor):
                 arrays.append(a.data)
-                if a.requires_grad:
-                    record = True
+                inputs.append(a)
+                rg = a.requires_grad
+                needs.append(rg)
+                record = record or rg
                 if ref_dtype is None:
                     ref_dtype = a.data.dtype
             else:
                 arrays.append(a)
-        # Constants (Python numbers, lists, ndarrays) adopt the dtype of the tensors they meet,
-        # as in PyTorch: `x - np.ones(3)` stays float32 when x is float32.
-        for i, a in enumerate(arrays):
-            if not isinstance(args[i], Tensor):
-                arrays[i] = _as_constant(a, ref_dtype)
-        record = record and _GradMode.enabled
-        if record:
-            self.inputs = tuple(a if isinstance(a, Tensor) else None for a in args)
-            self.needs_input_grad = tuple(a is not None and a.requires_grad for a in self.inputs)
+                inputs.append(None)
+                needs.append(False)
+                has_const = True
+        if has_const:
+            # Constants (numbers, lists, ndarrays) adopt the dtype of the tensors they meet,
+            # as in PyTorch: `x - np.ones(3)` stays float32 when x is float32.
+            for i, a in enumerate(arrays):
+                if inputs[i] is None:
+                    arrays[i] = _as_constant(a, ref_dtype)
+        if record and _GradMode.enabled:
+            self.inputs = tuple(inputs)
+            self.needs_input_grad = tuple(needs)
+            out = self.forward(*arrays)
+            if type(out) is tuple:
+                self.n_out = len(out)
+                return tuple([_wrap(o, self, i) for i, o in enumerate(out)])
+            return _wrap(out, self, 0)
         out = self.forward(*arrays)
-        if isinstance(out, tuple):
-            self.n_out = len(out)
-            if record:
-                return tuple(_wrap(o, self, i) for i, o in enumerate(out))
-            return tuple(_wrap(o, None, 0) for o in out)
-        return _wrap(out, self if record else None, 0)
+        if type(out) is tuple:
+            return tuple([_wrap(o, None, 0) for o in out])
+        return _wrap(out, None, 0)
 
     @property
     def name(self) -> str:
@@ -139,6 +157,9 @@ class Function:
 
 def _as_constant(a, ref_dtype):
     """A non-tensor operand as an ndarray: the tensor dtype it meets, else float32 for floats."""
+    ta = type(a)
+    if (ta is float or ta is int) and ref_dtype is not None and ref_dtype.kind == "f":
+        return np.array(a, dtype=ref_dtype)
     arr = np.asarray(a)
     kind = arr.dtype.kind
     if kind not in "fiub":
@@ -214,11 +235,13 @@ def backward(root, grad=None, retain_graph=False):
                         res = fn(_grad_view(gouts[idx]))
                         if res is not None:
                             gouts[idx] = _hook_result(res, gouts[idx])
-        if any(g is not None for g in gouts):
-            gins = node.backward(*gouts)
-            if not isinstance(gins, tuple):
-                gins = (gins,)
-        else:
+        for g in gouts:
+            if g is not None:
+                gins = node.backward(*gouts)
+                if type(gins) is not tuple:
+                    gins = (gins,)
+                break
+        else:  # no gradient reached this node: pass "nothing" on so counts still drop
             gins = (None,) * len(node.inputs)
         if not retain_graph:
             node.saved = _FREED
@@ -248,7 +271,6 @@ def backward(root, grad=None, retain_graph=False):
 
 
 def _grad_view(g):
-    from .tensor import _wrap
     return _wrap(g, None, 0)
 
 

@@ -274,10 +274,13 @@ def _raw(o):
     return o.data if isinstance(o, Tensor) else o
 
 
+_new = object.__new__
+
+
 def _wrap(data, ctx, idx):
     """Make a Tensor around an existing ndarray without copying (the engine's hot path)."""
-    t = Tensor.__new__(Tensor)
-    t.data = data if isinstance(data, np.ndarray) else np.asarray(data)
+    t = _new(Tensor)
+    t.data = data if type(data) is np.ndarray else np.asarray(data)
     t.grad = None
     t._ctx = ctx
     t._idx = idx
@@ -290,5 +293,7 @@ def tensor(data, requires_grad=False, dtype=None):
     """Make a leaf Tensor (a copy of ``data``; float32 unless a float64 array or dtype is given)."""
     return Tensor(data, requires_grad=requires_grad, dtype=dtype)
 
+
+autograd._bind_tensor(Tensor, _wrap)
 
 from . import functional as F  # noqa: E402  (operators above call into it)

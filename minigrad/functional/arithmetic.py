@@ -15,7 +15,8 @@ class Add(Function):
 
     def backward(self, g):
         sa, sb = self.saved
-        return sum_to(g, sa), sum_to(g, sb)
+        na, nb = self.needs_input_grad
+        return (sum_to(g, sa) if na else None), (sum_to(g, sb) if nb else None)
 
 
 def add(a, b):
@@ -30,7 +31,8 @@ class Sub(Function):
 
     def backward(self, g):
         sa, sb = self.saved
-        return sum_to(g, sa), (-sum_to(g, sb) if self.needs_input_grad[1] else None)
+        na, nb = self.needs_input_grad
+        return (sum_to(g, sa) if na else None), (-sum_to(g, sb) if nb else None)
 
 
 def sub(a, b):
