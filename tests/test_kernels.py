@@ -1,0 +1,526 @@
+"""Kernel tests: the compiled kernels (minigrad._ops) against their NumPy twins (minigrad._ops_ref).
+
+* twin equality: every output and every cache array of every kernel, float32 and float64,
+  hypothesis-drawn sizes, with and without biases and lengths, tanh and relu;
+* finite differences on the twins (float64, random upstream gradients): the twin backward is
+  the derivative of the twin forward, independently of the tape;
+* stability: pre-activations of ±1e4 give finite, saturated results without warnings;
+* bad arguments: every wrong shape, dtype, contiguity, length, bias or nonlinearity raises a
+  ValueError that names the argument, what was expected and what was got.
+"""
+
+import re
+import warnings
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from minigrad import _ops as ops
+from minigrad import _ops_ref as ref
+
+MODULES = {"twin": ref, "cython": ops}
+
+# ---------------------------------------------------------------------------------------------
+# The kernel table: signature and outputs of every kernel, as in docs/kernels.md
+# ---------------------------------------------------------------------------------------------
+
+GATES = {"linear": 1, "rnn_cell": 1, "lstm_cell": 4, "gru_cell": 3,
+         "rnn_sequence": 1, "lstm_sequence": 4, "gru_sequence": 3}
+KINDS = list(GATES)
+CELL_CACHE_WIDTH = {"rnn": 1, "lstm": 5, "gru": 4}          # cache columns, in units of H
+SEQ_CACHE = {"rnn_sequence": ("hs",), "lstm_sequence": ("hs", "cs", "gates"),
+             "gru_sequence": ("hs", "gates")}
+
+SIGNATURES = {
+    "linear_forward": ("x", "w", "b"),
+    "linear_backward": ("dy", "x", "w", "has_bias"),
+    "rnn_cell_forward": ("x", "h", "w_ih", "w_hh", "b_ih", "b_hh", "nonlinearity"),
+    "rnn_cell_backward": ("dh1", "x", "h", "w_ih", "w_hh", "cache", "has_bias", "nonlinearity"),
+    "lstm_cell_forward": ("x", "h", "c", "w_ih", "w_hh", "b_ih", "b_hh"),
+    "lstm_cell_backward": ("dh1", "dc1", "x", "h", "c", "w_ih", "w_hh", "cache", "has_bias"),
+    "gru_cell_forward": ("x", "h", "w_ih", "w_hh", "b_ih", "b_hh"),
+    "gru_cell_backward": ("dh1", "x", "h", "w_ih", "w_hh", "cache", "has_bias"),
+    "rnn_sequence_forward": ("x", "h0", "w_ih", "w_hh", "b_ih", "b_hh", "lengths", "nonlinearity"),
+    "rnn_sequence_backward": ("dys", "dh_n", "x", "h0", "w_ih", "w_hh", "cache", "lengths",
+                              "has_bias", "nonlinearity"),
+    "lstm_sequence_forward": ("x", "h0", "c0", "w_ih", "w_hh", "b_ih", "b_hh", "lengths"),
+    "lstm_sequence_backward": ("dys", "dh_n", "dc_n", "x", "h0", "c0", "w_ih", "w_hh", "cache",
+                               "lengths", "has_bias"),
+    "gru_sequence_forward": ("x", "h0", "w_ih", "w_hh", "b_ih", "b_hh", "lengths"),
+    "gru_sequence_backward": ("dys", "dh_n", "x", "h0", "w_ih", "w_hh", "cache", "lengths",
+                              "has_bias"),
+}
+FORWARD_OUTPUTS = {
+    "linear": ("y",), "rnn_cell": ("h1", "cache"), "lstm_cell": ("h1", "c1", "cache"),
+    "gru_cell": ("h1", "cache"), "rnn_sequence": ("ys", "h_n", "cache"),
+    "lstm_sequence": ("ys", "h_n", "c_n", "cache"), "gru_sequence": ("ys", "h_n", "cache"),
+}
+# Backward returns the gradient "d" + name of each differentiable input, in this order.
+GRAD_INPUTS = {
+    "linear": ("x", "w", "b"), "rnn_cell": ("x", "h", "w_ih", "w_hh", "b_ih", "b_hh"),
+    "lstm_cell": ("x", "h", "c", "w_ih", "w_hh", "b_ih", "b_hh"),
+    "gru_cell": ("x", "h", "w_ih", "w_hh", "b_ih", "b_hh"),
+    "rnn_sequence": ("x", "h0", "w_ih", "w_hh", "b_ih", "b_hh"),
+    "lstm_sequence": ("x", "h0", "c0", "w_ih", "w_hh", "b_ih", "b_hh"),
+    "gru_sequence": ("x", "h0", "w_ih", "w_hh", "b_ih", "b_hh"),
+}
+BIASES = ("b", "b_ih", "b_hh")
+
+
+def is_sequence(kind):
+    return kind.endswith("_sequence")
+
+
+def shapes(kind, T, B, I, H):
+    """Shape of every array argument of the kind's forward and backward (cache entries too)."""
+    if kind == "linear":                      # N = B rows, O = H outputs
+        return dict(x=(B, I), w=(H, I), b=(H,), dy=(B, H), y=(B, H))
+    G = GATES[kind]
+    s = dict(w_ih=(G * H, I), w_hh=(G * H, H), b_ih=(G * H,), b_hh=(G * H,))
+    if is_sequence(kind):
+        width = CELL_CACHE_WIDTH[kind.split("_")[0]]
+        s.update(x=(T, B, I), h0=(B, H), c0=(B, H), ys=(T, B, H), h_n=(B, H), c_n=(B, H),
+                 hs=(T + 1, B, H), cs=(T + 1, B, H), gates=(T, B, width * H))
+    else:
+        width = CELL_CACHE_WIDTH[kind.split("_")[0]]
+        s.update(x=(B, I), h=(B, H), c=(B, H), h1=(B, H), c1=(B, H), cache=(B, width * H))
+    for name in FORWARD_OUTPUTS[kind]:        # upstream gradient of each output: its shape
+        if name != "cache":
+            s["d" + name] = s[name]
+    return s
+
+
+class Problem:
+    """One drawn test case: sizes, dtype, options, and every argument value by name."""
+
+    def __init__(self, kind, T, B, I, H, dtype, bias, lengths, nonlinearity, seed):
+        self.kind, self.T, self.B, self.I, self.H = kind, T, B, I, H
+        self.dtype, self.bias, self.nonlinearity = dtype, bias, nonlinearity
+        rng = np.random.default_rng(seed)
+        sh = shapes(kind, T, B, I, H)
+        k = 1 / np.sqrt(H)                    # PyTorch's uniform(-1/sqrt(H), 1/sqrt(H)) init
+        v = {}
+        for name in GRAD_INPUTS[kind]:
+            if name in ("h", "h0"):
+                v[name] = rng.uniform(-1, 1, sh[name])
+            elif name.startswith("w") or name.startswith("b"):
+                v[name] = rng.uniform(-k, k, sh[name])
+            else:
+                v[name] = rng.standard_normal(sh[name])
+        for name in FORWARD_OUTPUTS[kind]:    # upstream gradients, one per output
+            if name != "cache":
+                v["d" + name] = rng.standard_normal(sh[name])
+        v = {name: a.astype(dtype) for name, a in v.items()}
+        if not bias:
+            for name in BIASES:
+                if name in v:
+                    v[name] = None
+        v["lengths"] = lengths
+        v["has_bias"] = bias
+        v["nonlinearity"] = nonlinearity
+        self.values = v
+
+    def args(self, fname, **override):
+        values = dict(self.values, **override)
+        return [values[name] for name in SIGNATURES[fname]]
+
+    def __repr__(self):
+        lengths = self.values["lengths"]
+        return (f"Problem({self.kind}, T={self.T}, B={self.B}, I={self.I}, H={self.H}, "
+                f"{np.dtype(self.dtype).name}, bias={self.bias}, nonlinearity={self.nonlinearity},"
+                f" lengths={None if lengths is None else lengths.tolist()})")
+
+
+@st.composite
+def problems(draw, kind, max_size=17, max_T=12, dtypes=(np.float32, np.float64)):
+    B, I, H = (draw(st.integers(1, max_size)) for _ in range(3))
+    T = draw(st.integers(1, max_T)) if is_sequence(kind) else 1
+    dtype = draw(st.sampled_from(dtypes))
+    bias = draw(st.booleans())
+    lengths = None
+    if is_sequence(kind) and draw(st.booleans()):
+        lengths_dtype = draw(st.sampled_from([np.int64, np.int32, np.uint16]))
+        lengths = np.array(draw(st.lists(st.integers(1, T), min_size=B, max_size=B)),
+                           dtype=lengths_dtype)
+    nonlinearity = draw(st.sampled_from(["tanh", "relu"])) if kind.startswith("rnn") else None
+    seed = draw(st.integers(0, 2**32 - 1))
+    return Problem(kind, T, B, I, H, dtype, bias, lengths, nonlinearity, seed)
+
+
+def forward(module, problem):
+    """Run the kind's forward; return its outputs by name (cache kept as returned)."""
+    fname = problem.kind + "_forward"
+    out = getattr(module, fname)(*problem.args(fname))
+    if not isinstance(out, tuple):
+        out = (out,)
+    names = FORWARD_OUTPUTS[problem.kind]
+    assert len(out) == len(names), f"{fname} returned {len(out)} outputs, expected {names}"
+    return dict(zip(names, out))
+
+
+def backward(module, problem, cache):
+    """Run the kind's backward with the given cache; return gradients by name ("dx", ...)."""
+    fname = problem.kind + "_backward"
+    out = getattr(module, fname)(*problem.args(fname, cache=cache))
+    names = ["d" + name for name in GRAD_INPUTS[problem.kind]]
+    assert len(out) == len(names), f"{fname} returned {len(out)} outputs, expected {names}"
+    return dict(zip(names, out))
+
+
+def named_cache(kind, cache):
+    """Cache as (name, array) pairs: the cell cache is one array, a sequence cache a tuple."""
+    if kind == "linear":
+        return []
+    if not is_sequence(kind):
+        return [("cache", cache)]
+    names = SEQ_CACHE[kind]
+    assert isinstance(cache, tuple) and len(cache) == len(names), \
+        f"{kind} cache must be a tuple ({', '.join(names)}), got {type(cache).__name__}"
+    return list(zip(names, cache))
+
+
+def tolerances(dtype):
+    return dict(rtol=1e-5, atol=1e-6) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-12)
+
+
+def assert_same(got, want, name, what, dtype):
+    """got (kernel) equals want (twin) within the dtype's tolerance, with the same dtype/shape."""
+    if want is None:
+        assert got is None, f"{name}: {what}: expected None, got {type(got).__name__}"
+        return
+    assert isinstance(got, np.ndarray), f"{name}: {what}: expected an ndarray, got {type(got)}"
+    assert got.dtype == dtype, f"{name}: {what}: expected dtype {np.dtype(dtype)}, got {got.dtype}"
+    assert got.shape == want.shape, f"{name}: {what}: expected shape {want.shape}, got {got.shape}"
+    np.testing.assert_allclose(got, want, **tolerances(dtype), err_msg=f"{name}: {what}")
+
+
+def snapshot(problem):
+    return {k: v.copy() for k, v in problem.values.items() if isinstance(v, np.ndarray)}
+
+
+def assert_unchanged(problem, before, who):
+    for name, a in before.items():
+        np.testing.assert_array_equal(problem.values[name], a,
+                                      err_msg=f"{name}: modified in place by {who}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Twin equality: Cython kernel vs NumPy twin
+# ---------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("kind", KINDS)
+@given(data=st.data())
+def test_kernel_matches_twin(kind, data):
+    problem = data.draw(problems(kind), label="problem")
+    dtype = problem.dtype
+    before = snapshot(problem)
+
+    want = forward(ref, problem)
+    got = forward(ops, problem)
+    assert_unchanged(problem, before, f"{kind}_forward")
+    for name in FORWARD_OUTPUTS[kind]:
+        if name != "cache":
+            assert_same(got[name], want[name], name, "kernel vs twin", dtype)
+    if kind != "linear":
+        got_cache = named_cache(kind, got["cache"])
+        for (name, g), (_, w) in zip(got_cache, named_cache(kind, want["cache"])):
+            assert_same(g, w, f"cache {name}", "kernel vs twin", dtype)
+
+    # Both backwards get the twin's cache, so a difference is the backward's own.
+    want_grads = backward(ref, problem, want.get("cache"))
+    got_grads = backward(ops, problem, want.get("cache"))
+    assert_unchanged(problem, before, f"{kind}_backward")
+    for name, w in want_grads.items():
+        assert_same(got_grads[name], w, name, "kernel vs twin", dtype)
+    if problem.bias and kind != "linear":
+        for who, grads in (("twin", want_grads), ("kernel", got_grads)):
+            assert not np.shares_memory(grads["db_ih"], grads["db_hh"]), \
+                f"db_ih and db_hh must be separate arrays ({who})"
+
+
+# ---------------------------------------------------------------------------------------------
+# Finite differences on the twins (float64)
+# ---------------------------------------------------------------------------------------------
+
+FD_EPS = 1e-6
+
+
+def twin_loss(problem):
+    """L = sum over the outputs of out * (its random upstream gradient)."""
+    out = forward(ref, problem)
+    return sum(float(np.sum(out[name] * problem.values["d" + name]))
+               for name in FORWARD_OUTPUTS[problem.kind] if name != "cache")
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@given(data=st.data())
+def test_twin_backward_matches_finite_differences(kind, data):
+    problem = data.draw(problems(kind, max_size=4, max_T=4, dtypes=(np.float64,)), label="problem")
+    grads = backward(ref, problem, forward(ref, problem).get("cache"))
+    for name in GRAD_INPUTS[kind]:
+        a = problem.values[name]
+        if a is None:                         # no bias: backward must say so
+            assert grads["d" + name] is None, f"d{name}: expected None without bias"
+            continue
+        numeric = np.zeros_like(a)
+        for idx in np.ndindex(a.shape):
+            old = a[idx]
+            a[idx] = old + FD_EPS
+            up = twin_loss(problem)
+            a[idx] = old - FD_EPS
+            down = twin_loss(problem)
+            a[idx] = old
+            numeric[idx] = (up - down) / (2 * FD_EPS)
+        np.testing.assert_allclose(grads["d" + name], numeric, rtol=1e-5, atol=1e-6,
+                                   err_msg=f"d{name}: twin backward vs finite differences "
+                                           f"({problem})")
+
+
+def test_finite_differences_can_fail():
+    """The finite-difference check above detects a wrong gradient (guards the harness)."""
+    problem = Problem("gru_cell", 1, 2, 3, 2, np.float64, True, None, None, seed=0)
+    grads = backward(ref, problem, forward(ref, problem)["cache"])
+    a = problem.values["w_hh"]
+    old = a[0, 0]
+    a[0, 0] = old + FD_EPS
+    up = twin_loss(problem)
+    a[0, 0] = old - FD_EPS
+    down = twin_loss(problem)
+    a[0, 0] = old
+    numeric = (up - down) / (2 * FD_EPS)
+    np.testing.assert_allclose(grads["dw_hh"][0, 0], numeric, rtol=1e-5, atol=1e-6)
+    assert abs(grads["dw_hh"][0, 0] * 1.01 - numeric) > 1e-6 * (1 + abs(numeric)), \
+        "a 1% gradient error would go unnoticed"
+
+
+@pytest.mark.parametrize("kind", ["rnn", "lstm", "gru"])
+def test_cell_twin_is_sequence_twin_of_length_one(kind):
+    """A sequence of one step is one cell step: the cell and sequence twins agree."""
+    cell = Problem(kind + "_cell", 1, 3, 4, 5, np.float64, True, None,
+                   "tanh" if kind == "rnn" else None, seed=7)
+    seq = Problem(kind + "_sequence", 1, 3, 4, 5, np.float64, True, None,
+                  cell.nonlinearity, seed=7)
+    for name in ("w_ih", "w_hh", "b_ih", "b_hh"):
+        seq.values[name] = cell.values[name]
+    seq.values["x"] = cell.values["x"][None]
+    seq.values["h0"] = cell.values["h"]
+    if kind == "lstm":
+        seq.values["c0"] = cell.values["c"]
+    c_out, s_out = forward(ref, cell), forward(ref, seq)
+    np.testing.assert_allclose(s_out["ys"][0], c_out["h1"], rtol=1e-14, atol=1e-14,
+                               err_msg="ys[0]: sequence vs cell")
+    np.testing.assert_allclose(s_out["h_n"], c_out["h1"], rtol=1e-14, atol=1e-14,
+                               err_msg="h_n: sequence vs cell")
+    if kind == "lstm":
+        np.testing.assert_allclose(s_out["c_n"], c_out["c1"], rtol=1e-14, atol=1e-14,
+                                   err_msg="c_n: sequence vs cell")
+
+
+# ---------------------------------------------------------------------------------------------
+# Stability: pre-activations of ±1e4
+# ---------------------------------------------------------------------------------------------
+
+def extreme_problem(kind, dtype, nonlinearity):
+    """x[..., 0] = ±1e4 and w_ih[:, 0] = ±1 (other columns 0): every gate pre-activation is
+    ±1e4 plus a small recurrent term.  c (LSTM) is ±1e4 too."""
+    T, B, I, H = 3, 4, 2, 3
+    problem = Problem(kind, T, B, I, H, dtype, True, None, nonlinearity, seed=3)
+    v = problem.values
+    rng = np.random.default_rng(4)
+    v["x"][...] = 0
+    v["x"][..., 0] = 1e4 * rng.choice([-1, 1], v["x"].shape[:-1])
+    v["w_ih"][...] = 0
+    v["w_ih"][:, 0] = rng.choice([-1, 1], v["w_ih"].shape[0])
+    for name in ("c", "c0"):
+        if name in v:
+            v[name][...] = 1e4 * rng.choice([-1, 1], v[name].shape)
+    return problem
+
+
+@pytest.mark.filterwarnings("error")
+@pytest.mark.parametrize("module", MODULES)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("kind,nonlinearity", [("rnn_cell", "tanh"), ("rnn_cell", "relu"),
+                                               ("lstm_cell", None), ("gru_cell", None),
+                                               ("rnn_sequence", "tanh"), ("rnn_sequence", "relu"),
+                                               ("lstm_sequence", None), ("gru_sequence", None)])
+def test_extreme_preactivations_are_finite(module, dtype, kind, nonlinearity):
+    mod = MODULES[module]
+    problem = extreme_problem(kind, dtype, nonlinearity)
+    with np.errstate(all="raise"):
+        out = forward(mod, problem)
+        grads = backward(mod, problem, out["cache"])
+    for name, a in list(out.items()) + list(grads.items()):
+        if name == "cache":
+            for cname, c in named_cache(kind, a):
+                assert np.isfinite(c).all(), f"cache {cname}: not finite at ±1e4 ({module})"
+        else:
+            assert np.isfinite(a).all(), f"{name}: not finite at ±1e4 ({module})"
+    # The gates saturate: sigmoid gates are 0 or 1 and tanh gates -1 or 1 where the
+    # pre-activation is ±1e4 (its sign is the sign of x[..., 0] * w_ih[:, 0]).
+    if kind in ("lstm_cell", "gru_cell", "lstm_sequence", "gru_sequence"):
+        v = problem.values
+        H = problem.H
+        sign = np.sign(v["x"][..., :1] * v["w_ih"][:, 0])          # (..., B, G*H)
+        gates = out["cache"] if kind.endswith("cell") else out["cache"][-1]
+        blocks = ([("i", 0, "sig"), ("f", 1, "sig"), ("g", 2, "tanh"), ("o", 3, "sig")]
+                  if kind.startswith("lstm") else [("r", 0, "sig"), ("z", 1, "sig")])
+        for gname, k, fn in blocks:
+            s = sign[..., k * H:(k + 1) * H]
+            expected = (s > 0).astype(dtype) if fn == "sig" else s.astype(dtype)
+            np.testing.assert_allclose(gates[..., k * H:(k + 1) * H], expected, atol=1e-6,
+                                       err_msg=f"gate {gname}: not saturated at ±1e4 ({module})")
+
+
+# ---------------------------------------------------------------------------------------------
+# Bad arguments: ValueError naming what was expected and what was got
+# ---------------------------------------------------------------------------------------------
+
+BAD_T, BAD_B, BAD_I, BAD_H = 6, 3, 4, 5
+DEFINING = {"x", "h", "h0", "w"}          # these arguments fix the sizes the others must match
+
+
+def valid_call(fname):
+    """Valid positional arguments for fname (float64, biases, lengths, tanh) and the shapes."""
+    kind = fname.rsplit("_", 1)[0]
+    lengths = np.array([BAD_T, 1, 3]) if is_sequence(kind) else None
+    problem = Problem(kind, BAD_T, BAD_B, BAD_I, BAD_H, np.float64, True, lengths,
+                      "tanh" if kind.startswith("rnn") else None, seed=11)
+    if fname.endswith("_backward"):
+        problem.values["cache"] = forward(ref, problem).get("cache")
+    return problem, shapes(kind, BAD_T, BAD_B, BAD_I, BAD_H)
+
+
+def name_re(name):
+    return r"(?<![\w])" + re.escape(name) + r"(?![\w])"
+
+
+def shape_re(shape):
+    return re.escape(str(tuple(shape)))
+
+
+def noncontiguous(a):
+    big = np.zeros(a.shape[:-1] + (2 * a.shape[-1],), a.dtype)
+    out = big[..., ::2]
+    out[...] = a
+    assert not out.flags.c_contiguous
+    return out
+
+
+def array_mutations(name, a, expected_shape):
+    """(mutation id, bad value, regex the message must match, accepted exceptions)."""
+    n = name_re(name)
+    if name == "x":
+        bad = a[..., None]
+        yield "shape", bad, f"{n}.*got.*{shape_re(bad.shape)}", ValueError
+    elif name in ("h", "h0"):
+        bad = np.zeros((a.shape[0] + 1,) + a.shape[1:], a.dtype)
+        yield "shape", bad, f"{n}.*got.*{shape_re(bad.shape)}", ValueError
+    elif name == "w":
+        bad = np.zeros(a.shape[:-1] + (a.shape[-1] + 1,), a.dtype)
+        yield "shape", bad, f"{n}.*got.*{shape_re(bad.shape)}", ValueError
+    else:
+        bad = np.zeros(a.shape[:-1] + (a.shape[-1] + 1,), a.dtype)
+        yield ("shape", bad, f"{n}.*{shape_re(expected_shape)}.*got.*{shape_re(bad.shape)}",
+               ValueError)
+    if name == "x":        # then every other argument has the wrong dtype; one is named
+        yield "dtype", a.astype(np.float32), r"float32.*got.*float64", ValueError
+        yield "int", a.astype(np.int64), f"{n}.*float.*got.*int64", ValueError
+    else:
+        yield "dtype", a.astype(np.float32), f"{n}.*float64.*got.*float32", ValueError
+        yield "int", a.astype(np.int64), f"{n}.*float64.*got.*int64", ValueError
+    yield "noncontig", noncontiguous(a), f"{n}.*contiguous.*got", ValueError
+    if name not in BIASES:
+        yield "none", None, n, (ValueError, TypeError)
+
+
+def mutations(fname):
+    """Every bad-argument case of one kernel: (arg, mutation, override dict, regex, exc)."""
+    problem, sh = valid_call(fname)
+    kind = problem.kind
+    for name in SIGNATURES[fname]:
+        value = problem.values[name]
+        if name == "cache" and is_sequence(kind):
+            cache = value
+            cnames = SEQ_CACHE[kind]
+            for i, cname in enumerate(cnames):
+                for mid, bad, rx, exc in array_mutations(cname, cache[i], sh[cname]):
+                    new = cache[:i] + (bad,) + cache[i + 1:]
+                    yield cname, mid, {"cache": new}, rx, exc
+            yield "cache", "length", {"cache": cache[:-1]}, r"cache.*got", ValueError
+            yield "cache", "none", {"cache": None}, r"cache", (ValueError, TypeError)
+        elif isinstance(value, np.ndarray) and name != "lengths":
+            for mid, bad, rx, exc in array_mutations(name, value, sh[name]):
+                yield name, mid, {name: bad}, rx, exc
+        if name in ("b_ih", "b_hh"):
+            yield name, "half_none", {name: None}, r"b_ih.*b_hh.*got", ValueError
+    if "lengths" in SIGNATURES[fname]:
+        lengths = problem.values["lengths"]
+        T, B = BAD_T, BAD_B
+        in_range = rf"lengths.*\b1\b.*\b{T}\b.*got"
+        yield "lengths", "zero", {"lengths": np.where(lengths == 1, 0, lengths)}, \
+            in_range + r".*\b0\b", ValueError
+        yield "lengths", "negative", {"lengths": -lengths}, in_range + r".*-", ValueError
+        yield "lengths", "too_long", {"lengths": np.where(lengths == T, T + 1, lengths)}, \
+            in_range + rf".*\b{T + 1}\b", ValueError
+        yield "lengths", "shape", {"lengths": np.ones(B + 1, np.int64)}, \
+            rf"lengths.*{shape_re((B,))}.*got.*{shape_re((B + 1,))}", ValueError
+        yield "lengths", "2d", {"lengths": lengths[:, None]}, \
+            rf"lengths.*{shape_re((B,))}.*got.*{shape_re((B, 1))}", ValueError
+        yield "lengths", "float", {"lengths": lengths.astype(np.float64)}, \
+            r"lengths.*int.*got.*float64", ValueError
+    if "nonlinearity" in SIGNATURES[fname]:
+        yield "nonlinearity", "sigmoid", {"nonlinearity": "sigmoid"}, \
+            r"nonlinearity.*tanh.*relu.*got.*sigmoid", ValueError
+        yield "nonlinearity", "none", {"nonlinearity": None}, \
+            r"nonlinearity.*tanh.*relu.*got", (ValueError, TypeError)
+
+
+BAD_CASES = [pytest.param(fname, arg, mid, id=f"{fname}-{arg}-{mid}")
+             for fname in SIGNATURES for arg, mid, _, _, _ in mutations(fname)]
+
+
+@pytest.mark.parametrize("module", MODULES)
+@pytest.mark.parametrize("fname", SIGNATURES)
+def test_valid_call_used_by_bad_argument_tests_succeeds(module, fname):
+    """The baseline of the bad-argument tests is valid, so each raise is the mutation's."""
+    problem, _ = valid_call(fname)
+    out = getattr(MODULES[module], fname)(*problem.args(fname))
+    assert out is not None
+
+
+@pytest.mark.parametrize("module", MODULES)
+@pytest.mark.parametrize("fname,arg,mutation", BAD_CASES)
+def test_bad_argument_raises_value_error(module, fname, arg, mutation):
+    problem, _ = valid_call(fname)
+    [(override, pattern, exc)] = [(o, rx, e) for a, m, o, rx, e in mutations(fname)
+                                  if (a, m) == (arg, mutation)]
+    with pytest.raises(exc, match=re.compile(pattern, re.IGNORECASE | re.DOTALL)):
+        getattr(MODULES[module], fname)(*problem.args(fname, **override))
+
+
+def zero_size_cases():
+    for fname in SIGNATURES:
+        kind = fname.rsplit("_", 1)[0]
+        dims = ("T", "B", "I", "H") if is_sequence(kind) else ("B", "I", "H")
+        for dim in dims:
+            yield pytest.param(fname, dim, id=f"{fname}-{dim}=0")
+
+
+@pytest.mark.parametrize("module", MODULES)
+@pytest.mark.parametrize("fname,dim", list(zero_size_cases()))
+def test_zero_size_dimension_is_rejected(module, fname, dim):
+    """All arguments consistent, but one of T, B, I, H is 0: a ValueError showing a 0 size."""
+    kind = fname.rsplit("_", 1)[0]
+    sizes = dict(T=2, B=3, I=4, H=5)
+    sizes[dim] = 0
+    sh = shapes(kind, **sizes)
+    values = {name: np.zeros(s) for name, s in sh.items()}
+    if is_sequence(kind):
+        values["cache"] = tuple(values[n] for n in SEQ_CACHE[kind])
+    values.update(lengths=None, has_bias=True, nonlinearity="tanh")
+    args = [values[name] for name in SIGNATURES[fname]]
+    with pytest.raises(ValueError, match=r"got.*\b0\b"):
+        getattr(MODULES[module], fname)(*args)
