@@ -1,0 +1,327 @@
+"""The recurrent ops on the tape: fused cells vs the same cells built from primitive ops,
+whole-sequence ops vs the cell unrolled step by step, finite differences, and torch as an oracle.
+Every test runs on both kernel backends (the Cython kernels and their NumPy twins)."""
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+import minigrad as mg
+import minigrad.functional as F
+from minigrad import kernels
+
+GATES = {"rnn": 1, "lstm": 4, "gru": 3}
+
+
+@pytest.fixture(params=["cython", "numpy"], scope="module")
+def backend(request):
+    old = kernels.backend
+    kernels.set_backend(request.param)
+    yield request.param
+    kernels.set_backend(old)
+
+
+def _t(a):
+    return mg.tensor(a, requires_grad=True, dtype=np.float64)
+
+
+def make_params(rng, cell, I, H, bias=True, scale=0.5):
+    G = GATES[cell]
+    p = {"w_ih": rng.uniform(-scale, scale, (G * H, I)), "w_hh": rng.uniform(-scale, scale, (G * H, H))}
+    if bias:
+        p["b_ih"] = rng.uniform(-scale, scale, G * H)
+        p["b_hh"] = rng.uniform(-scale, scale, G * H)
+    return {k: _t(v) for k, v in p.items()}
+
+
+# ------------------------------------------------------------------ composed references
+def composed_rnn_cell(x, h, w_ih, w_hh, b_ih=None, b_hh=None, nonlinearity="tanh"):
+    a = x @ w_ih.T + h @ w_hh.T
+    if b_ih is not None:
+        a = a + b_ih + b_hh
+    return F.tanh(a) if nonlinearity == "tanh" else F.relu(a)
+
+
+def composed_lstm_cell(x, h, c, w_ih, w_hh, b_ih=None, b_hh=None):
+    a = x @ w_ih.T + h @ w_hh.T
+    if b_ih is not None:
+        a = a + b_ih + b_hh
+    H = h.shape[1]
+    i, f = F.sigmoid(a[:, :H]), F.sigmoid(a[:, H:2 * H])
+    g, o = F.tanh(a[:, 2 * H:3 * H]), F.sigmoid(a[:, 3 * H:])
+    c1 = f * c + i * g
+    return o * F.tanh(c1), c1
+
+
+def composed_gru_cell(x, h, w_ih, w_hh, b_ih=None, b_hh=None):
+    gi = x @ w_ih.T
+    gh = h @ w_hh.T
+    if b_ih is not None:
+        gi = gi + b_ih
+        gh = gh + b_hh
+    H = h.shape[1]
+    r = F.sigmoid(gi[:, :H] + gh[:, :H])
+    z = F.sigmoid(gi[:, H:2 * H] + gh[:, H:2 * H])
+    n = F.tanh(gi[:, 2 * H:] + r * gh[:, 2 * H:])
+    return (1 - z) * n + z * h
+
+
+def unrolled(cell, x, params, h0, c0=None, lengths=None, nonlinearity="tanh"):
+    """The sequence as T cell nodes on the tape (generic BPTT), lengths by masking."""
+    T, B = x.shape[:2]
+    xs = F.unbind(x, 0)
+    h, c = h0, c0
+    ys = []
+    for t in range(T):
+        if cell == "lstm":
+            h1, c1 = F.lstm_cell(xs[t], h, c, **params)
+        elif cell == "gru":
+            h1 = F.gru_cell(xs[t], h, **params)
+        else:
+            h1 = F.rnn_cell(xs[t], h, nonlinearity=nonlinearity, **params)
+        if lengths is None:
+            h = h1
+            c = c1 if cell == "lstm" else None
+            ys.append(h)
+        else:
+            m = (t < np.asarray(lengths))[:, None]
+            h = F.where(m, h1, h)
+            if cell == "lstm":
+                c = F.where(m, c1, c)
+            ys.append(F.where(m, h, np.zeros((), np.float64)))
+    return F.stack(ys, 0), h, c
+
+
+def _grads(tensors):
+    return [None if t.grad is None else t.grad.copy() for t in tensors]
+
+
+def _backward_weighted(outs, rng):
+    total = None
+    for o in outs:
+        w = mg.tensor(rng.standard_normal(o.shape), dtype=np.float64)
+        term = (o * w).sum()
+        total = term if total is None else total + term
+    total.backward()
+
+
+def _compare(name, outs_a, outs_b, leaves_a, leaves_b, rtol=1e-10, atol=1e-12):
+    for k, (a, b) in enumerate(zip(outs_a, outs_b)):
+        np.testing.assert_allclose(a.data, b.data, rtol=rtol, atol=atol, err_msg=f"{name}: output {k}")
+    for k, (a, b) in enumerate(zip(_grads(leaves_a), _grads(leaves_b))):
+        assert (a is None) == (b is None), f"{name}: gradient {k} present in only one"
+        if a is not None:
+            np.testing.assert_allclose(a, b, rtol=rtol, atol=atol, err_msg=f"{name}: gradient of input {k}")
+
+
+sizes = st.tuples(st.integers(1, 6), st.integers(1, 7), st.integers(1, 7))
+
+
+# ------------------------------------------------------------------ cells vs composition
+@settings(max_examples=15)
+@given(sizes=sizes, bias=st.booleans(), cell=st.sampled_from(["rnn-tanh", "rnn-relu", "lstm", "gru"]),
+       seed=st.integers(0, 2**31))
+def test_fused_cell_equals_composed_cell(backend, sizes, bias, cell, seed):
+    B, I, H = sizes
+    kind, _, nl = cell.partition("-")
+    rng = np.random.default_rng(seed)
+
+    def build():
+        r = np.random.default_rng(seed + 1)
+        x, h, c = _t(r.standard_normal((B, I))), _t(r.standard_normal((B, H))), _t(r.standard_normal((B, H)))
+        return x, h, c, make_params(np.random.default_rng(seed + 2), kind, I, H, bias)
+
+    x1, h1, c1, p1 = build()
+    x2, h2, c2, p2 = build()
+    if kind == "lstm":
+        oa = F.lstm_cell(x1, h1, c1, **p1)
+        ob = composed_lstm_cell(x2, h2, c2, **p2)
+        la, lb = [x1, h1, c1, *p1.values()], [x2, h2, c2, *p2.values()]
+    elif kind == "gru":
+        oa = (F.gru_cell(x1, h1, **p1),)
+        ob = (composed_gru_cell(x2, h2, **p2),)
+        la, lb = [x1, h1, *p1.values()], [x2, h2, *p2.values()]
+    else:
+        oa = (F.rnn_cell(x1, h1, nonlinearity=nl, **p1),)
+        ob = (composed_rnn_cell(x2, h2, nonlinearity=nl, **p2),)
+        la, lb = [x1, h1, *p1.values()], [x2, h2, *p2.values()]
+    _backward_weighted(oa, np.random.default_rng(seed))
+    _backward_weighted(ob, np.random.default_rng(seed))
+    _compare(f"{cell} fused vs composed", oa, ob, la, lb)
+
+
+# ------------------------------------------------------------------ sequences vs unrolled cells
+@settings(max_examples=15)
+@given(sizes=sizes, T=st.integers(1, 7), bias=st.booleans(), use_lengths=st.booleans(),
+       given_state=st.booleans(), cell=st.sampled_from(["rnn-tanh", "rnn-relu", "lstm", "gru"]),
+       seed=st.integers(0, 2**31))
+def test_sequence_op_equals_unrolled_cells(backend, sizes, T, bias, use_lengths, given_state, cell, seed):
+    B, I, H = sizes
+    kind, _, nl = cell.partition("-")
+    nl = nl or "tanh"
+    lengths = np.random.default_rng(seed).integers(1, T + 1, size=B) if use_lengths else None
+
+    def build():
+        r = np.random.default_rng(seed + 1)
+        x = _t(r.standard_normal((T, B, I)))
+        h0 = _t(r.standard_normal((B, H))) if given_state else mg.tensor(np.zeros((B, H)), dtype=np.float64)
+        c0 = _t(r.standard_normal((B, H))) if given_state else mg.tensor(np.zeros((B, H)), dtype=np.float64)
+        return x, h0, c0, make_params(np.random.default_rng(seed + 2), kind, I, H, bias)
+
+    x1, h1, c1, p1 = build()
+    x2, h2, c2, p2 = build()
+    if kind == "lstm":
+        ys, (hn, cn) = F.lstm_sequence(x1, h0=h1, c0=c1, lengths=lengths, **p1)
+        oa = (ys, hn, cn)
+        ob = unrolled("lstm", x2, p2, h2, c2, lengths)
+        la, lb = [x1, h1, c1, *p1.values()], [x2, h2, c2, *p2.values()]
+    else:
+        if kind == "gru":
+            ys, hn = F.gru_sequence(x1, h0=h1, lengths=lengths, **p1)
+        else:
+            ys, hn = F.rnn_sequence(x1, h0=h1, lengths=lengths, nonlinearity=nl, **p1)
+        oa = (ys, hn)
+        ob = unrolled(kind, x2, p2, h2, None, lengths, nl)[:2]
+        la, lb = [x1, h1, *p1.values()], [x2, h2, *p2.values()]
+    _backward_weighted(oa, np.random.default_rng(seed))
+    _backward_weighted(ob, np.random.default_rng(seed))
+    _compare(f"{cell} sequence vs unrolled", oa, ob, la, lb)
+
+
+# ------------------------------------------------------------------ finite differences
+@settings(max_examples=8)
+@given(sizes=st.tuples(st.integers(1, 3), st.integers(1, 4), st.integers(1, 4)), T=st.integers(1, 4),
+       bias=st.booleans(), use_lengths=st.booleans(),
+       op=st.sampled_from(["rnn_cell", "lstm_cell", "gru_cell", "rnn_sequence", "lstm_sequence",
+                           "gru_sequence", "rnn_relu_sequence"]),
+       seed=st.integers(0, 2**31))
+def test_recurrent_ops_gradcheck(backend, sizes, T, bias, use_lengths, op, seed):
+    B, I, H = sizes
+    rng = np.random.default_rng(seed)
+    kind = op.split("_")[0]
+    p = make_params(rng, kind, I, H, bias)
+    names = list(p)
+    h = _t(rng.standard_normal((B, H)) * 0.5)
+    c = _t(rng.standard_normal((B, H)) * 0.5)
+    if op.endswith("cell"):
+        x = _t(rng.standard_normal((B, I)))
+        fn = {"rnn": lambda x, h, c, *w: F.rnn_cell(x, h, **dict(zip(names, w))),
+              "lstm": lambda x, h, c, *w: F.lstm_cell(x, h, c, **dict(zip(names, w))),
+              "gru": lambda x, h, c, *w: F.gru_cell(x, h, **dict(zip(names, w)))}[kind]
+    else:
+        x = _t(rng.standard_normal((T, B, I)))
+        lengths = rng.integers(1, T + 1, size=B) if use_lengths else None
+        if kind == "lstm":
+            def fn(x, h, c, *w):
+                ys, (hn, cn) = F.lstm_sequence(x, h0=h, c0=c, lengths=lengths, **dict(zip(names, w)))
+                return ys, hn, cn
+        elif kind == "gru":
+            def fn(x, h, c, *w):
+                return F.gru_sequence(x, h0=h, lengths=lengths, **dict(zip(names, w)))
+        else:
+            nl = "relu" if "relu" in op else "tanh"
+
+            def fn(x, h, c, *w):
+                return F.rnn_sequence(x, h0=h, lengths=lengths, nonlinearity=nl, **dict(zip(names, w)))
+    inputs = [x, h, c, *p.values()]
+    if kind != "lstm":
+        c.requires_grad = False
+    assert mg.gradcheck(fn, inputs, eps=1e-6, atol=1e-6, rtol=1e-4)
+
+
+# ------------------------------------------------------------------ argument checks on the tape
+def test_recurrent_ops_reject_bad_input(backend):
+    rng = np.random.default_rng(0)
+    p = make_params(rng, "lstm", 3, 4)
+    x = _t(rng.standard_normal((5, 2, 3)))
+    with pytest.raises(ValueError, match=r"\(T, B, I\)"):
+        F.lstm_sequence(x[0], **p)
+    with pytest.raises(ValueError, match=r"lengths must have shape \(2,\)"):
+        F.lstm_sequence(x, lengths=[1, 2, 3], **p)
+    with pytest.raises(ValueError, match=r"\[1, 5\]"):
+        F.lstm_sequence(x, lengths=[0, 2], **p)
+    with pytest.raises(ValueError, match="both"):
+        F.lstm_sequence(x, p["w_ih"], p["w_hh"], p["b_ih"], None)
+    with pytest.raises(ValueError):  # wrong input width: the kernel names expected and got
+        F.lstm_cell(_t(rng.standard_normal((2, 5))), None, None, **p)
+    with pytest.raises(ValueError, match="nonlinearity"):
+        F.rnn_sequence(x, **make_params(rng, "rnn", 3, 4), nonlinearity="sigmoid")
+
+
+def test_float32_sequence_matches_float64(backend):
+    rng = np.random.default_rng(3)
+    p64 = make_params(rng, "lstm", 5, 6)
+    x = rng.standard_normal((4, 3, 5))
+    ys64, _ = F.lstm_sequence(mg.tensor(x, dtype=np.float64), **p64)
+    p32 = {k: mg.tensor(v.data, dtype=np.float32) for k, v in p64.items()}
+    ys32, _ = F.lstm_sequence(mg.tensor(x, dtype=np.float32), **p32)
+    assert ys32.dtype == np.float32
+    np.testing.assert_allclose(ys32.data, ys64.data, rtol=1e-4, atol=1e-5, err_msg="float32 vs float64")
+
+
+# ------------------------------------------------------------------ torch oracle
+@pytest.mark.parametrize("kind", ["rnn", "lstm", "gru"])
+def test_cells_match_torch(backend, kind):
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(7)
+    B, I, H = 3, 5, 4
+    p = make_params(rng, kind, I, H)
+    x, h, c = (_t(rng.standard_normal((B, n))) for n in (I, H, H))
+    tcell = {"rnn": torch.nn.RNNCell, "lstm": torch.nn.LSTMCell, "gru": torch.nn.GRUCell}[kind](I, H).double()
+    with torch.no_grad():
+        for name, t in p.items():
+            getattr(tcell, name.replace("w_", "weight_").replace("b_", "bias_")).copy_(torch.from_numpy(t.data))
+    tx, th, tc = (torch.tensor(a.data, requires_grad=True) for a in (x, h, c))
+    w = rng.standard_normal((B, H))
+    if kind == "lstm":
+        oh, oc = F.lstm_cell(x, h, c, **p)
+        th1, tc1 = tcell(tx, (th, tc))
+        ((oh + oc) * w).sum().backward()
+        ((th1 + tc1) * torch.from_numpy(w)).sum().backward()
+        np.testing.assert_allclose(oc.data, tc1.detach().numpy(), rtol=1e-10, err_msg="c1 vs torch")
+    else:
+        oh = (F.gru_cell if kind == "gru" else F.rnn_cell)(x, h, **p)
+        th1 = tcell(tx, th)
+        (oh * w).sum().backward()
+        (th1 * torch.from_numpy(w)).sum().backward()
+    np.testing.assert_allclose(oh.data, th1.detach().numpy(), rtol=1e-10, err_msg="h1 vs torch")
+    np.testing.assert_allclose(x.grad, tx.grad.numpy(), rtol=1e-9, atol=1e-12, err_msg="dx vs torch")
+    np.testing.assert_allclose(h.grad, th.grad.numpy(), rtol=1e-9, atol=1e-12, err_msg="dh vs torch")
+    for name, t in p.items():
+        tp = getattr(tcell, name.replace("w_", "weight_").replace("b_", "bias_"))
+        np.testing.assert_allclose(t.grad, tp.grad.numpy(), rtol=1e-9, atol=1e-12, err_msg=f"d{name} vs torch")
+
+
+@pytest.mark.parametrize("kind", ["rnn", "lstm", "gru"])
+def test_sequences_match_torch(backend, kind):
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(11)
+    T, B, I, H = 6, 3, 4, 5
+    p = make_params(rng, kind, I, H)
+    x = _t(rng.standard_normal((T, B, I)))
+    h0 = _t(rng.standard_normal((B, H)))
+    c0 = _t(rng.standard_normal((B, H)))
+    tmod = {"rnn": torch.nn.RNN, "lstm": torch.nn.LSTM, "gru": torch.nn.GRU}[kind](I, H).double()
+    with torch.no_grad():
+        for name, t in p.items():
+            getattr(tmod, name.replace("w_", "weight_").replace("b_", "bias_") + "_l0").copy_(torch.from_numpy(t.data))
+    tx, th, tc = (torch.tensor(a.data, requires_grad=True) for a in (x, h0, c0))
+    w = rng.standard_normal((T, B, H))
+    if kind == "lstm":
+        ys, (hn, cn) = F.lstm_sequence(x, h0=h0, c0=c0, **p)
+        tys, (thn, tcn) = tmod(tx, (th[None], tc[None]))
+        ((ys * w).sum() + (cn * w[0]).sum()).backward()
+        ((tys * torch.from_numpy(w)).sum() + (tcn[0] * torch.from_numpy(w[0])).sum()).backward()
+        np.testing.assert_allclose(c0.grad, tc.grad.numpy(), rtol=1e-9, atol=1e-12, err_msg="dc0 vs torch")
+    else:
+        fn = F.gru_sequence if kind == "gru" else F.rnn_sequence
+        ys, hn = fn(x, h0=h0, **p)
+        tys, thn = tmod(tx, th[None])
+        (ys * w).sum().backward()
+        (tys * torch.from_numpy(w)).sum().backward()
+    np.testing.assert_allclose(ys.data, tys.detach().numpy(), rtol=1e-10, atol=1e-12, err_msg="ys vs torch")
+    np.testing.assert_allclose(hn.data, thn[0].detach().numpy(), rtol=1e-10, atol=1e-12, err_msg="h_n vs torch")
+    np.testing.assert_allclose(x.grad, tx.grad.numpy(), rtol=1e-9, atol=1e-12, err_msg="dx vs torch")
+    np.testing.assert_allclose(h0.grad, th.grad.numpy(), rtol=1e-9, atol=1e-12, err_msg="dh0 vs torch")
+    for name, t in p.items():
+        tp = getattr(tmod, name.replace("w_", "weight_").replace("b_", "bias_") + "_l0")
+        np.testing.assert_allclose(t.grad, tp.grad.numpy(), rtol=1e-9, atol=1e-11, err_msg=f"d{name} vs torch")
