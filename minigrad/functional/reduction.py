@@ -32,7 +32,7 @@ class Mean(Function):
 
     def forward(self, a):
         y = np.mean(a, axis=self.axis, keepdims=self.keepdims)
-        self.saved = (a.shape, a.size // max(y.size, 1) if a.size else 1)
+        self.saved = (a.shape, a.size // (y.size or 1) if a.size else 1)  # not max(): shadowed below
         return y.astype(a.dtype, copy=False)
 
     def backward(self, g):
