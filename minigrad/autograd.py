@@ -258,6 +258,8 @@ def backward(root, grad=None, retain_graph=False):
                         slot[1] = slot[1] + g
                 continue
             if g is not None:
+                if g.dtype != t.data.dtype:  # a float32 node feeding a float64 op gets float32
+                    g = g.astype(t.data.dtype)
                 slot = pending.get(child)
                 if slot is None:
                     slot = pending[child] = [None] * child.n_out
