@@ -24,9 +24,9 @@ from .tensor import Tensor
 
 __all__ = ["format_tape", "print_tape", "to_dot"]
 
-_LEGEND = ("inputs: %n[k] = output k of node n (needs grad);  leaf NAME = a leaf tensor that "
-           "requires grad;  const = a tensor without grad;  - = a non-tensor argument;  "
-           "a | prev[k] = a at the first step, then output k of the previous step")
+_LEGEND = ("inputs: %n[k] = output k of node n (needs grad);  leaf NAME = a leaf that requires grad;\n"
+           "        const = a tensor without grad;  - = a non-tensor argument;\n"
+           "        a | prev[k] = a at the first step, then output k of the previous step")
 
 
 # ------------------------------------------------------------------------------ graph walk
@@ -169,6 +169,10 @@ def _leaf_names(names):
 
 
 # ------------------------------------------------------------------------------ text form
+def _plural(n, one, many):
+    return f"{n} {one if n == 1 else many}"
+
+
 def _shape(s):
     if s is None:
         return "?"
@@ -305,8 +309,10 @@ def format_tape(tensor, names=None, collapse=3, max_period=8):
     k = f"[{tensor._idx}]" if tensor._ctx.n_out > 1 else ""
     ops = sorted({n.name for n in g.nodes})
     lines.append(f"tape of tensor {root_desc} = %{ri}{k} ({tensor._ctx.name})")
-    lines.append(f"{len(g.nodes)} nodes ({len(ops)} kinds of op: {', '.join(ops)}); "
-                 f"{len(g.leaves)} leaves require grad; {g.n_const} constant inputs")
+    lines.append(f"{_plural(len(g.nodes), 'node', 'nodes')} "
+                 f"({_plural(len(ops), 'kind', 'kinds')} of op: {', '.join(ops)}); "
+                 f"{_plural(len(g.leaves), 'leaf requires', 'leaves require')} grad; "
+                 f"{_plural(g.n_const, 'constant input', 'constant inputs')}")
     if g.leaves:
         lines.append("leaves that require grad:")
         for tid, t in g.leaves.items():

@@ -40,7 +40,7 @@ def test_small_graph_lists_ops_shapes_dtype_and_input_kinds():
     assert "->  (4, 2) float64" in lines[0]
     assert "%0 (4, 2)" in lines[1]              # Tanh reads MatMul's output
     assert lines[2].endswith("->  () float64")
-    assert "weight" in text and "1 leaves require grad" in text
+    assert "weight" in text and "1 leaf requires grad" in text
     assert "= %2 (Sum)" in text.splitlines()[0]
 
 
