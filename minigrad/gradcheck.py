@@ -83,11 +83,11 @@ def gradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, raise_exception=True, 
         err = np.abs(analytic - numeric)
         bound = atol + rtol * np.abs(numeric)
         if not np.all(err <= bound) or not np.all(np.isfinite(analytic)):
-            idx = np.unravel_index(int(np.argmax(err - bound)), t.shape) if t.ndim else ()
+            idx = tuple(int(i) for i in np.unravel_index(int(np.argmax(err - bound)), t.shape))
             pos = next(i for i, a in enumerate(inputs) if a is t)
             msg = (f"gradcheck failed for input {pos} "
-                   f"(shape {t.shape}) at index {idx}: analytic {analytic[idx]!r}, "
-                   f"numeric {numeric[idx]!r} (atol {atol}, rtol {rtol})")
+                   f"(shape {t.shape}) at index {idx}: analytic {float(analytic[idx])!r}, "
+                   f"numeric {float(numeric[idx])!r} (atol {atol}, rtol {rtol})")
             if raise_exception:
                 raise GradcheckError(msg)
             return False
