@@ -100,7 +100,9 @@ class Pow(Function):
         na, nb = self.needs_input_grad
         ga = gb = None
         if na:
-            ga = sum_to(g * b * a ** (b - 1), a.shape)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                da = b * a ** (b - 1)
+            ga = sum_to(g * np.where(b == 0, 0, da), a.shape)  # x**0 is constant, also at x = 0
         if nb:
             with np.errstate(divide="ignore", invalid="ignore"):
                 loga = np.where(a > 0, np.log(np.where(a > 0, a, 1)), 0)
