@@ -33,7 +33,7 @@ class Mean(Function):
     def forward(self, a):
         y = np.mean(a, axis=self.axis, keepdims=self.keepdims)
         self.saved = (a.shape, a.size // (y.size or 1) if a.size else 1)  # not max(): shadowed below
-        return y.astype(a.dtype, copy=False)
+        return y.astype(a.dtype, copy=False) if a.dtype.kind == "f" else y  # ints/bools: float
 
     def backward(self, g):
         shape, n = self.saved
@@ -102,7 +102,7 @@ class Var(Function):
         centered = a - a.mean(axis=self.axis, keepdims=True)
         self.saved = (centered, n)
         return (np.sum(centered * centered, axis=self.axis, keepdims=self.keepdims)
-                / (n - self.ddof)).astype(a.dtype, copy=False)
+                / (n - self.ddof)).astype(a.dtype if a.dtype.kind == "f" else np.float64, copy=False)
 
     def backward(self, g):
         centered, n = self.saved
