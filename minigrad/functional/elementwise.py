@@ -12,7 +12,8 @@ __all__ = ["exp", "log", "sqrt", "abs", "tanh", "sigmoid", "relu", "softplus", "
 def stable_sigmoid(x):
     """σ(x) = 1 / (1 + exp(-x)) without overflow: exp is only taken of -|x|."""
     e = np.exp(-np.abs(x))
-    return np.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(x.dtype, copy=False)
+    y = np.where(x >= 0, 1 / (1 + e), e / (1 + e))
+    return y.astype(x.dtype, copy=False) if x.dtype.kind == "f" else y  # ints give floats, as exp
 
 
 class Exp(Function):
@@ -123,7 +124,8 @@ def relu(a):
 class Softplus(Function):
     def forward(self, a):
         self.saved = a
-        return np.logaddexp(0, a).astype(a.dtype, copy=False)
+        y = np.logaddexp(0, a)
+        return y.astype(a.dtype, copy=False) if a.dtype.kind == "f" else y
 
     def backward(self, g):
         return (g * stable_sigmoid(self.saved),)
