@@ -1,0 +1,522 @@
+"""Recurrent layers: RNNCell, LSTMCell, GRUCell (one step) and RNN, LSTM, GRU (whole sequences).
+
+Parameter names, shapes, gate order and initialization are PyTorch's, so a torch state_dict
+converted to ndarrays loads unchanged::
+
+    weight_ih_l{k}[_reverse]   (G*H, I) for layer 0, (G*H, D*H) above
+    weight_hh_l{k}[_reverse]   (G*H, H)
+    bias_ih_l{k}[_reverse], bias_hh_l{k}[_reverse]   (G*H,)
+    G = 1 (RNN), 4 (LSTM: i, f, g, o), 3 (GRU: r, z, n);  D = 2 if bidirectional else 1;
+    every parameter starts as U(-1/sqrt(H), 1/sqrt(H)).
+
+How a sequence becomes a tape (``fused``):
+
+* ``fused=True`` (default): each layer and direction is ONE tape node
+  (``functional.lstm_sequence`` etc.) whose kernel runs the time loop, hoists ``x @ W_ih^T``
+  over all steps into one GEMM, and computes the weight gradients as one GEMM after the
+  backward loop.
+* ``fused=False``: the generic BPTT of the tape.  The input is split into T steps by ONE
+  ``unbind`` node, each step is one cell node (``functional.lstm_cell``), and the outputs are
+  joined by ONE ``stack`` node; backward is the engine walking that unrolled graph.  A property
+  test holds both paths to the same outputs and gradients.
+
+Variable lengths: ``forward(x, hx, lengths)`` with one length per sequence.  At padded steps
+(t >= lengths[b]) the output is zero and the state is carried unchanged, so ``h_n`` is the
+state after each sequence's last real step (what PyTorch's packed sequences give).  The reverse
+direction reads each sequence backwards *within its length*: the layer input is gathered with
+``idx[t, b] = lengths[b] - 1 - t`` (t < lengths[b], else t), run forwards, and gathered back
+with the same index (the permutation is its own inverse), all differentiable.
+"""
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+
+from .. import functional as F
+from ..tensor import Tensor
+from . import init
+from .layers import _float_dtype, _positive_int, as_input
+from .module import Module, Parameter
+
+__all__ = ["RNNCell", "LSTMCell", "GRUCell", "RNN", "LSTM", "GRU"]
+
+_GATES = {"RNN": 1, "LSTM": 4, "GRU": 3}
+_SWAP_BT = (1, 0, 2)  # (B, T, F) <-> (T, B, F)
+
+
+def _tensor(x, who, what):
+    if x is None or type(x) is Tensor:
+        return x
+    if isinstance(x, Tensor):
+        return x
+    if isinstance(x, (tuple, list)):
+        raise ValueError(f"{who}: {what} must be a Tensor or an ndarray, got a {type(x).__name__}")
+    return Tensor(np.asarray(x))
+
+
+def _check_state(who, name, s, shape, dtype):
+    if s.shape != shape:
+        raise ValueError(f"{who}: {name} must have shape {shape}, got {s.shape}")
+    if s.dtype != dtype:
+        raise ValueError(f"{who}: {name} must have dtype {dtype} (the parameters' dtype), "
+                         f"got {s.dtype}")
+
+
+# ------------------------------------------------------------------------------ cells
+class _CellBase(Module):
+    _mode = None
+
+    def __init__(self, input_size, hidden_size, bias, dtype):
+        super().__init__()
+        self.input_size = _positive_int("input_size", input_size)
+        self.hidden_size = _positive_int("hidden_size", hidden_size)
+        self.bias = bool(bias)
+        dt = _float_dtype(dtype)
+        gh = _GATES[self._mode] * self.hidden_size
+        self.weight_ih = Parameter(np.empty((gh, self.input_size), dtype=dt))
+        self.weight_hh = Parameter(np.empty((gh, self.hidden_size), dtype=dt))
+        if self.bias:
+            self.bias_ih = Parameter(np.empty((gh,), dtype=dt))
+            self.bias_hh = Parameter(np.empty((gh,), dtype=dt))
+        self.reset_parameters()
+
+    def reset_parameters(self):
+        """Every parameter U(-1/sqrt(H), 1/sqrt(H)), drawn in registration order."""
+        k = 1.0 / math.sqrt(self.hidden_size)
+        for p in self.parameters():
+            init.uniform_(p, -k, k)
+
+    def _prepare(self, x, states):
+        """Validate x (B, I) or (I,) and the states (B, H) or (H,); returns
+        (x, states, weights, unbatched)."""
+        who = type(self).__name__
+        x = as_input(x, who) if type(x) is not Tensor else x
+        p = self._parameters
+        w_ih = p["weight_ih"]
+        dtype = w_ih.data.dtype
+        if x.ndim not in (1, 2) or x.shape[-1] != self.input_size:
+            raise ValueError(f"{who}: input must have shape (batch, {self.input_size}) or "
+                             f"({self.input_size},), got {x.shape}")
+        if x.dtype != dtype:
+            raise ValueError(f"{who}: input must have dtype {dtype} (the parameters' dtype), "
+                             f"got {x.dtype}")
+        unbatched = x.ndim == 1
+        if unbatched:
+            x = F.reshape(x, (1, self.input_size))
+        B = x.shape[0]
+        H = self.hidden_size
+        out = []
+        for name, s in states:
+            s = _tensor(s, who, name)
+            if s is None:
+                s = Tensor(np.zeros((B, H), dtype=dtype))
+            else:
+                _check_state(who, name, s, (H,) if unbatched else (B, H), dtype)
+                if unbatched:
+                    s = F.reshape(s, (1, H))
+            out.append(s)
+        ws = (w_ih, p["weight_hh"], p.get("bias_ih"), p.get("bias_hh"))
+        return x, out, ws, unbatched
+
+    def extra_repr(self):
+        s = f"{self.input_size}, {self.hidden_size}"
+        if not self.bias:
+            s += ", bias=False"
+        return s
+
+
+def _squeeze0(t):
+    return F.reshape(t, t.shape[1:])
+
+
+class RNNCell(_CellBase):
+    """h' = act(x W_ih^T + b_ih + h W_hh^T + b_hh), act = tanh or relu.
+    ``forward(x, hx=None) -> h'``; x (B, I) or (I,), hx (B, H) or (H,) (zeros when None)."""
+
+    _mode = "RNN"
+
+    def __init__(self, input_size, hidden_size, bias=True, nonlinearity="tanh", dtype=None):
+        if nonlinearity not in ("tanh", "relu"):
+            raise ValueError(f"nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
+        super().__init__(input_size, hidden_size, bias, dtype)
+        self.nonlinearity = nonlinearity
+
+    def forward(self, x, hx=None):
+        x, (h,), ws, unbatched = self._prepare(x, [("hx", hx)])
+        h1 = F.rnn_cell(x, h, *ws, nonlinearity=self.nonlinearity)
+        return _squeeze0(h1) if unbatched else h1
+
+    def extra_repr(self):
+        s = super().extra_repr()
+        if self.nonlinearity != "tanh":
+            s += f", nonlinearity={self.nonlinearity!r}"
+        return s
+
+
+class LSTMCell(_CellBase):
+    """One LSTM step (gates i, f, g, o).  ``forward(x, hx=None) -> (h', c')`` with
+    hx = (h, c) (zeros when None)."""
+
+    _mode = "LSTM"
+
+    def __init__(self, input_size, hidden_size, bias=True, dtype=None):
+        super().__init__(input_size, hidden_size, bias, dtype)
+
+    def forward(self, x, hx=None):
+        if hx is None:
+            hx = (None, None)
+        elif not isinstance(hx, (tuple, list)) or len(hx) != 2:
+            raise ValueError(f"LSTMCell: hx must be a tuple (h, c), got {type(hx).__name__}")
+        x, (h, c), ws, unbatched = self._prepare(x, [("h", hx[0]), ("c", hx[1])])
+        h1, c1 = F.lstm_cell(x, h, c, *ws)
+        if unbatched:
+            return _squeeze0(h1), _squeeze0(c1)
+        return h1, c1
+
+
+class GRUCell(_CellBase):
+    """One GRU step (gates r, z, n; PyTorch's reset-after form).  ``forward(x, hx=None) -> h'``."""
+
+    _mode = "GRU"
+
+    def __init__(self, input_size, hidden_size, bias=True, dtype=None):
+        super().__init__(input_size, hidden_size, bias, dtype)
+
+    def forward(self, x, hx=None):
+        x, (h,), ws, unbatched = self._prepare(x, [("hx", hx)])
+        h1 = F.gru_cell(x, h, *ws)
+        return _squeeze0(h1) if unbatched else h1
+
+
+# ------------------------------------------------------------------------------ sequences
+class _RNNBase(Module):
+    """Shared machinery of RNN, LSTM and GRU (see the module docstring)."""
+
+    _mode = None
+
+    def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
+                 dropout=0.0, bidirectional=False, return_sequences=None, return_state=False,
+                 fused=True, nonlinearity="tanh", dtype=None):
+        super().__init__()
+        self.input_size = _positive_int("input_size", input_size)
+        self.hidden_size = _positive_int("hidden_size", hidden_size)
+        self.num_layers = _positive_int("num_layers", num_layers)
+        if isinstance(dropout, bool) or not isinstance(dropout, (int, float, np.floating)) \
+                or not 0 <= dropout <= 1:
+            raise ValueError(f"dropout must be a number in [0, 1], got {dropout!r}")
+        if dropout > 0 and self.num_layers == 1:
+            warnings.warn(f"dropout={dropout} has no effect with num_layers=1: dropout is applied "
+                          "between layers only, not after the last one", UserWarning, stacklevel=3)
+        if return_sequences not in (None, True, False):
+            raise ValueError(f"return_sequences must be None, True or False, "
+                             f"got {return_sequences!r}")
+        if nonlinearity not in ("tanh", "relu"):
+            raise ValueError(f"nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
+        self.bias = bool(bias)
+        self.batch_first = bool(batch_first)
+        self.dropout = float(dropout)
+        self.bidirectional = bool(bidirectional)
+        self.return_sequences = return_sequences
+        self.return_state = bool(return_state)
+        self.fused = bool(fused)
+        self.nonlinearity = nonlinearity
+        dt = _float_dtype(dtype)
+        H = self.hidden_size
+        gh = _GATES[self._mode] * H
+        D = 2 if self.bidirectional else 1
+        names = []  # per (layer, direction): (w_ih, w_hh, b_ih, b_hh) names, b_* None without bias
+        for k in range(self.num_layers):
+            in_k = self.input_size if k == 0 else D * H
+            for d in range(D):
+                sfx = f"_l{k}" + ("_reverse" if d else "")
+                setattr(self, "weight_ih" + sfx, Parameter(np.empty((gh, in_k), dtype=dt)))
+                setattr(self, "weight_hh" + sfx, Parameter(np.empty((gh, H), dtype=dt)))
+                if self.bias:
+                    setattr(self, "bias_ih" + sfx, Parameter(np.empty((gh,), dtype=dt)))
+                    setattr(self, "bias_hh" + sfx, Parameter(np.empty((gh,), dtype=dt)))
+                    names.append(("weight_ih" + sfx, "weight_hh" + sfx, "bias_ih" + sfx,
+                                  "bias_hh" + sfx))
+                else:
+                    names.append(("weight_ih" + sfx, "weight_hh" + sfx, None, None))
+        self._names = names
+        self.reset_parameters()
+
+    def reset_parameters(self):
+        """Every parameter U(-1/sqrt(H), 1/sqrt(H)), drawn in registration order."""
+        k = 1.0 / math.sqrt(self.hidden_size)
+        for p in self.parameters():
+            init.uniform_(p, -k, k)
+
+    @property
+    def all_weights(self):
+        """[[w_ih, w_hh, b_ih, b_hh], ...] per layer and direction (PyTorch's order)."""
+        p = self._parameters
+        return [[p[n] for n in names if n is not None] for names in self._names]
+
+    def flatten_parameters(self):
+        """No-op, for PyTorch code (minigrad's weights are already one array each)."""
+
+    # ----- validation -------------------------------------------------------------------
+    def _check_lengths(self, lengths, T, B):
+        who = type(self).__name__
+        ln = lengths.data if isinstance(lengths, Tensor) else lengths
+        try:
+            ln = np.asarray(ln)
+        except Exception:
+            raise ValueError(f"{who}: lengths must be a sequence of ints, "
+                             f"got {type(lengths).__name__}") from None
+        if ln.dtype.kind not in "iu":
+            raise ValueError(f"{who}: lengths must be integers, got dtype {ln.dtype}")
+        if ln.shape != (B,):
+            raise ValueError(f"{who}: lengths must have shape ({B},) (one per sequence in the "
+                             f"batch), got {ln.shape}")
+        lo, hi = int(ln.min()), int(ln.max())
+        if lo < 1 or hi > T:
+            raise ValueError(f"{who}: lengths must lie in [1, {T}] (T = {T} time steps), "
+                             f"got min {lo}, max {hi}")
+        if lo == T:
+            return None  # every sequence is full: the plain path computes the same thing
+        return np.ascontiguousarray(ln, dtype=np.int64)
+
+    def _split_state(self, s, name, B, dtype):
+        """hx part (L*D, B, H) -> list of L*D tensors (B, H) (one unbind node)."""
+        who = type(self).__name__
+        s = _tensor(s, who, name)
+        LD = self.num_layers * (2 if self.bidirectional else 1)
+        _check_state(who, name, s, (LD, B, self.hidden_size), dtype)
+        if LD == 1:
+            return [F.reshape(s, (B, self.hidden_size))]
+        return list(F.unbind(s, 0))
+
+    def _states(self, hx, B, dtype):
+        """(h0 list, c0 list); entries None mean zeros."""
+        LD = self.num_layers * (2 if self.bidirectional else 1)
+        none = [None] * LD
+        if self._mode == "LSTM":
+            if hx is None:
+                return none, none
+            if not isinstance(hx, (tuple, list)) or len(hx) != 2:
+                raise ValueError(f"LSTM: hx must be a tuple (h_0, c_0) of shape "
+                                 f"({LD}, {B}, {self.hidden_size}) each, "
+                                 f"got {type(hx).__name__}")
+            return (self._split_state(hx[0], "h_0", B, dtype),
+                    self._split_state(hx[1], "c_0", B, dtype))
+        if hx is None:
+            return none, none
+        if isinstance(hx, (tuple, list)):
+            raise ValueError(f"{type(self).__name__}: hx must be one Tensor of shape "
+                             f"({LD}, {B}, {self.hidden_size}), got a {type(hx).__name__}")
+        return self._split_state(hx, "h_0", B, dtype), none
+
+    # ----- forward ----------------------------------------------------------------------
+    def forward(self, x, hx=None, lengths=None):
+        """Run the layers over x: (T, B, input_size), or (B, T, input_size) when batch_first.
+
+        ``hx``: initial state, (num_layers*D, B, H) (LSTM: a tuple (h_0, c_0)), zeros when
+        None.  ``lengths``: ints, one per sequence, in [1, T] (see the module docstring).
+
+        Returns, with output (T, B, D*H) ((B, T, D*H) when batch_first) and
+        h_n (and c_n) (num_layers*D, B, H):
+
+        * return_sequences=None (default): ``(output, h_n)``; LSTM ``(output, (h_n, c_n))``.
+        * return_sequences=True: ``output`` only.
+        * return_sequences=False: the last step's output only, (B, D*H): the forward
+          direction's output at step lengths-1 (or T-1) next to the reverse direction's final
+          state (Keras' Bidirectional), i.e. the last layer's h_n of both directions.
+        * return_state=True (with True or False above): ``(that output, h_n)``; LSTM
+          ``(that output, (h_n, c_n))`` -- the states have the hx shape, so they can be
+          passed on as another layer's hx.
+        """
+        who = self._mode
+        if type(x) is not Tensor:
+            x = as_input(x, who)
+        xd = x.data
+        p = self._parameters
+        names = self._names
+        dtype = p[names[0][0]].data.dtype
+        if xd.ndim != 3 or xd.shape[2] != self.input_size:
+            layout = "(batch, time, " if self.batch_first else "(time, batch, "
+            raise ValueError(f"{who}: input must be 3-D {layout}{self.input_size}), "
+                             f"got shape {xd.shape}")
+        if xd.dtype != dtype:
+            raise ValueError(f"{who}: input must have dtype {dtype} (the parameters' dtype), "
+                             f"got {xd.dtype}")
+        if self.batch_first:
+            B, T = xd.shape[0], xd.shape[1]
+            x = F.transpose(x, _SWAP_BT)
+        else:
+            T, B = xd.shape[0], xd.shape[1]
+        if T == 0 or B == 0:
+            raise ValueError(f"{who}: input must have at least one time step and one sequence, "
+                             f"got shape {xd.shape}")
+        if lengths is not None:
+            lengths = self._check_lengths(lengths, T, B)
+        h0s, c0s = self._states(hx, B, dtype)
+
+        D = 2 if self.bidirectional else 1
+        L = self.num_layers
+        rs = self.return_sequences
+        rev_idx = None
+        if D == 2:
+            if lengths is None:
+                rev_idx = slice(None, None, -1)
+            else:
+                t = np.arange(T)[:, None]
+                rev_idx = (np.where(t < lengths, lengths - 1 - t, t), np.arange(B)[None, :])
+        mask = None
+        if lengths is not None and not self.fused:
+            mask = (np.arange(T)[:, None] < lengths)[:, :, None]  # (T, B, 1) real steps
+
+        inp = x
+        hns, cns = [], []
+        for k in range(L):
+            need_ys = k < L - 1 or rs is not False
+            outs = []
+            for d in range(D):
+                i = k * D + d
+                nm = names[i]
+                ws = (p[nm[0]], p[nm[1]],
+                      None if nm[2] is None else p[nm[2]], None if nm[3] is None else p[nm[3]])
+                src = inp if d == 0 else F.getitem(inp, rev_idx)
+                if self.fused:
+                    ys, hn, cn = self._run_fused(src, h0s[i], c0s[i], ws, lengths)
+                else:
+                    ys, hn, cn = self._run_cells(src, h0s[i], c0s[i], ws, mask, B, need_ys)
+                if d == 1 and need_ys:
+                    ys = F.getitem(ys, rev_idx)
+                outs.append(ys)
+                hns.append(hn)
+                cns.append(cn)
+            if need_ys:
+                inp = outs[0] if D == 1 else F.concatenate(outs, axis=2)
+                if k < L - 1 and self.dropout > 0 and self.training:
+                    inp = F.dropout(inp, self.dropout, True)
+
+        if rs is False:
+            out = hns[-1] if D == 1 else F.concatenate(hns[-2:], axis=1)
+        else:
+            out = F.transpose(inp, _SWAP_BT) if self.batch_first else inp
+        if rs is not None and not self.return_state:
+            return out
+        h_n = F.reshape(hns[0], (1,) + hns[0].shape) if len(hns) == 1 else F.stack(hns, 0)
+        if self._mode != "LSTM":
+            return out, h_n
+        c_n = F.reshape(cns[0], (1,) + cns[0].shape) if len(cns) == 1 else F.stack(cns, 0)
+        return out, (h_n, c_n)
+
+    def _run_fused(self, src, h0, c0, ws, lengths):
+        mode = self._mode
+        if mode == "LSTM":
+            ys, (hn, cn) = F.lstm_sequence(src, *ws, h0=h0, c0=c0, lengths=lengths)
+            return ys, hn, cn
+        if mode == "GRU":
+            ys, hn = F.gru_sequence(src, *ws, h0=h0, lengths=lengths)
+        else:
+            ys, hn = F.rnn_sequence(src, *ws, h0=h0, lengths=lengths,
+                                    nonlinearity=self.nonlinearity)
+        return ys, hn, None
+
+    def _run_cells(self, src, h, c, ws, mask, B, need_ys):
+        """The per-step unroll: one unbind node, T cell nodes, one stack node."""
+        mode = self._mode
+        dtype = src.data.dtype
+        H = self.hidden_size
+        if h is None:
+            h = np.zeros((B, H), dtype=dtype)
+        if mode == "LSTM" and c is None:
+            c = np.zeros((B, H), dtype=dtype)
+        xs = F.unbind(src, 0)
+        T = len(xs)
+        # Steps before every sequence has ended need no masking.
+        first_masked = T if mask is None else int(mask[:, :, 0].sum(axis=0).min())
+        zero = np.zeros((), dtype=dtype)
+        w_ih, w_hh, b_ih, b_hh = ws
+        outs = []
+        for t in range(T):
+            if mode == "LSTM":
+                h1, c1 = F.lstm_cell(xs[t], h, c, w_ih, w_hh, b_ih, b_hh)
+            elif mode == "GRU":
+                h1 = F.gru_cell(xs[t], h, w_ih, w_hh, b_ih, b_hh)
+            else:
+                h1 = F.rnn_cell(xs[t], h, w_ih, w_hh, b_ih, b_hh, self.nonlinearity)
+            if t < first_masked:
+                y, h = h1, h1
+                if mode == "LSTM":
+                    c = c1
+            else:
+                m = mask[t]
+                if need_ys:
+                    y = F.where(m, h1, zero)
+                h = F.where(m, h1, h)
+                if mode == "LSTM":
+                    c = F.where(m, c1, c)
+            if need_ys:
+                outs.append(y)
+        ys = F.stack(outs, 0) if need_ys else None
+        if type(h) is not Tensor:  # T == 0 cannot happen (checked), kept for safety
+            h = Tensor(h)
+        return ys, h, (c if mode == "LSTM" else None)
+
+    def extra_repr(self):
+        s = f"{self.input_size}, {self.hidden_size}"
+        if self.num_layers != 1:
+            s += f", num_layers={self.num_layers}"
+        if self._mode == "RNN" and self.nonlinearity != "tanh":
+            s += f", nonlinearity={self.nonlinearity!r}"
+        if not self.bias:
+            s += ", bias=False"
+        if self.batch_first:
+            s += ", batch_first=True"
+        if self.dropout:
+            s += f", dropout={self.dropout}"
+        if self.bidirectional:
+            s += ", bidirectional=True"
+        if self.return_sequences is not None:
+            s += f", return_sequences={self.return_sequences}"
+        if self.return_state:
+            s += ", return_state=True"
+        if not self.fused:
+            s += ", fused=False"
+        return s
+
+
+class RNN(_RNNBase):
+    """Elman RNN: h_t = act(x_t W_ih^T + b_ih + h_{t-1} W_hh^T + b_hh), act = tanh or relu.
+    See ``_RNNBase.forward`` for inputs and return values."""
+
+    _mode = "RNN"
+
+    def __init__(self, input_size, hidden_size, num_layers=1, nonlinearity="tanh", bias=True,
+                 batch_first=False, dropout=0.0, bidirectional=False, return_sequences=None,
+                 return_state=False, fused=True, dtype=None):
+        super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout,
+                         bidirectional, return_sequences, return_state, fused, nonlinearity,
+                         dtype)
+
+
+class LSTM(_RNNBase):
+    """LSTM (gates i, f, g, o): c_t = f*c_{t-1} + i*g, h_t = o*tanh(c_t).
+    ``forward(x, hx=(h_0, c_0), lengths)`` -> ``(output, (h_n, c_n))`` by default."""
+
+    _mode = "LSTM"
+
+    def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
+                 dropout=0.0, bidirectional=False, return_sequences=None, return_state=False,
+                 fused=True, dtype=None):
+        super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout,
+                         bidirectional, return_sequences, return_state, fused, "tanh", dtype)
+
+
+class GRU(_RNNBase):
+    """GRU (gates r, z, n, PyTorch's form): n = tanh(W_in x + b_in + r*(W_hn h + b_hn)),
+    h_t = (1-z)*n + z*h_{t-1}.  ``forward(x, hx, lengths)`` -> ``(output, h_n)`` by default."""
+
+    _mode = "GRU"
+
+    def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
+                 dropout=0.0, bidirectional=False, return_sequences=None, return_state=False,
+                 fused=True, dtype=None):
+        super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout,
+                         bidirectional, return_sequences, return_state, fused, "tanh", dtype)

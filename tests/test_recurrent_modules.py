@@ -1,0 +1,678 @@
+"""RNN / LSTM / GRU modules and the cell modules.
+
+* hypothesis-drawn layers (num_layers 1-3, bidirectional, batch_first, bias, lengths, initial
+  states, float64): finite differences of every gradient (all elements for small layers, random
+  directions for larger ones); the fused path (one node per layer and direction) against the
+  per-step unroll (fused=False); the PyTorch oracle (outputs, states, every gradient; lengths
+  through pack_padded_sequence);
+* the module against the hand-written NumPy BPTT of benchmarks/numpy_reference.py;
+* lengths semantics against running each sequence alone; Keras-style return conventions;
+  inter-layer dropout; the shape of the tape; input validation.
+"""
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+import minigrad as mg
+import minigrad.functional as F
+from minigrad import nn
+from minigrad.autograd import no_grad
+
+GATES = {"RNN": 1, "LSTM": 4, "GRU": 3}
+
+
+def examples(n):
+    """n examples, unless a heavier hypothesis profile asks for more."""
+    return settings(max_examples=max(n, settings.default.max_examples // 10)
+                    if settings.default.max_examples >= 1000 else n)
+
+
+# ----------------------------------------------------------------- drawn configurations
+class Case:
+    def __init__(self, mode, nonlinearity, L, bi, bf, bias, T, B, I, H, lengths, init_state,
+                 seed, dtype=np.float64):
+        self.mode, self.nonlinearity, self.L, self.bi, self.bf = mode, nonlinearity, L, bi, bf
+        self.bias, self.T, self.B, self.I, self.H = bias, T, B, I, H
+        self.lengths, self.init_state, self.seed, self.dtype = lengths, init_state, seed, dtype
+        self.D = 2 if bi else 1
+        rng = np.random.default_rng(seed)
+        shape = (B, T, I) if bf else (T, B, I)
+        self.x = rng.standard_normal(shape).astype(dtype)
+        sshape = (L * self.D, B, H)
+        self.h0 = rng.uniform(-1, 1, sshape).astype(dtype) if init_state else None
+        self.c0 = (rng.standard_normal(sshape).astype(dtype)
+                   if init_state and mode == "LSTM" else None)
+
+    def make(self, fused=True, **kw):
+        mg.manual_seed(self.seed)
+        extra = {"nonlinearity": self.nonlinearity} if self.mode == "RNN" else {}
+        return getattr(nn, self.mode)(self.I, self.H, num_layers=self.L, bias=self.bias,
+                                      batch_first=self.bf, bidirectional=self.bi, fused=fused,
+                                      dtype=self.dtype, **extra, **kw)
+
+    def leaves(self):
+        """Fresh input tensors: x, then h0 (and c0) when drawn."""
+        out = [mg.tensor(self.x, requires_grad=True)]
+        if self.init_state:
+            out.append(mg.tensor(self.h0, requires_grad=True))
+            if self.mode == "LSTM":
+                out.append(mg.tensor(self.c0, requires_grad=True))
+        return out
+
+    def call(self, module, leaves):
+        """Run the module; returns the flat list of outputs [output, h_n, (c_n)]."""
+        x = leaves[0]
+        hx = None
+        if self.init_state:
+            hx = (leaves[1], leaves[2]) if self.mode == "LSTM" else leaves[1]
+        out, state = module(x, hx, lengths=self.lengths)
+        return [out] + (list(state) if self.mode == "LSTM" else [state])
+
+    def __repr__(self):
+        return (f"Case({self.mode}/{self.nonlinearity}, L={self.L}, bi={self.bi}, "
+                f"bf={self.bf}, bias={self.bias}, T={self.T}, B={self.B}, I={self.I}, "
+                f"H={self.H}, lengths={self.lengths}, init_state={self.init_state})")
+
+
+@st.composite
+def cases(draw, max_layers=3, max_T=4, max_B=3, max_size=3):
+    kind = draw(st.sampled_from(["RNN", "RNN_relu", "LSTM", "GRU"]))
+    mode = kind.split("_")[0]
+    nonlin = "relu" if kind == "RNN_relu" else "tanh"
+    T = draw(st.integers(1, max_T))
+    B = draw(st.integers(1, max_B))
+    lengths = None
+    if draw(st.booleans()):
+        lengths = draw(st.lists(st.integers(1, T), min_size=B, max_size=B))
+    return Case(mode, nonlin, draw(st.integers(1, max_layers)), draw(st.booleans()),
+                draw(st.booleans()), draw(st.booleans()), T, B, draw(st.integers(1, max_size)),
+                draw(st.integers(1, max_size)), lengths, draw(st.booleans()),
+                draw(st.integers(0, 2 ** 16)))
+
+
+def upstream(outputs, seed=123):
+    rng = np.random.default_rng(seed)
+    return [rng.standard_normal(o.shape) for o in outputs]
+
+
+def grads_of(case, module, weights):
+    """Outputs and every gradient (inputs and parameters) of sum(out_i * w_i)."""
+    leaves = case.leaves()
+    module.zero_grad()
+    outs = case.call(module, leaves)
+    loss = None
+    for o, w in zip(outs, weights):
+        term = (o * mg.tensor(w, dtype=o.dtype)).sum()
+        loss = term if loss is None else loss + term
+    loss.backward()
+    grads = {"x": leaves[0].grad}
+    if case.init_state:
+        grads["h0"] = leaves[1].grad
+        if case.mode == "LSTM":
+            grads["c0"] = leaves[2].grad
+    for name, p in module.named_parameters():
+        grads[name] = p.grad
+    return [o.data for o in outs], grads
+
+
+# ----------------------------------------------------------------- parameters
+@pytest.mark.parametrize("mode", ["RNN", "LSTM", "GRU"])
+def test_parameter_names_shapes_and_init(mode):
+    I, H, L = 3, 5, 2
+    mg.manual_seed(0)
+    m = getattr(nn, mode)(I, H, num_layers=L, bidirectional=True)
+    G = GATES[mode]
+    expected = []
+    for k in range(L):
+        for sfx in ("", "_reverse"):
+            in_k = I if k == 0 else 2 * H
+            expected += [(f"weight_ih_l{k}{sfx}", (G * H, in_k)), (f"weight_hh_l{k}{sfx}", (G * H, H)),
+                         (f"bias_ih_l{k}{sfx}", (G * H,)), (f"bias_hh_l{k}{sfx}", (G * H,))]
+    assert [(n, p.shape) for n, p in m.named_parameters()] == expected
+    bound = 1 / math.sqrt(H)
+    for n, p in m.named_parameters():
+        assert p.dtype == np.float32 and np.abs(p.data).max() <= bound, n
+    assert [n for n, _ in getattr(nn, mode)(I, H, bias=False).named_parameters()] == \
+        ["weight_ih_l0", "weight_hh_l0"]
+    assert len(m.all_weights) == L * 2 and m.flatten_parameters() is None
+
+
+def test_parameter_names_match_torch():
+    torch = pytest.importorskip("torch")
+    for mode in ("RNN", "LSTM", "GRU"):
+        ours = getattr(nn, mode)(4, 3, num_layers=3, bidirectional=True, bias=False)
+        theirs = getattr(torch.nn, mode)(4, 3, num_layers=3, bidirectional=True, bias=False)
+        assert [(n, tuple(p.shape)) for n, p in ours.named_parameters()] == \
+            [(n, tuple(p.shape)) for n, p in theirs.named_parameters()]
+
+
+# ----------------------------------------------------------------- finite differences
+def _directional_check(case, module, n_dirs=6, eps=1e-6):
+    leaves = case.leaves()
+    params = list(module.parameters())
+    targets = leaves + params
+    outs = case.call(module, leaves)
+    weights = upstream(outs)
+
+    def value():
+        with no_grad():
+            return sum(float(np.sum(o.data * w)) for o, w in zip(case.call(module, leaves), weights))
+
+    loss = None
+    for o, w in zip(outs, weights):
+        term = (o * mg.tensor(w)).sum()
+        loss = term if loss is None else loss + term
+    loss.backward()
+    rng = np.random.default_rng(case.seed)
+    for _ in range(n_dirs):
+        dirs = [rng.standard_normal(t.shape) for t in targets]
+        analytic = sum(float(np.sum(t.grad * d)) for t, d in zip(targets, dirs))
+        for t, d in zip(targets, dirs):
+            t.data += eps * d
+        fp = value()
+        for t, d in zip(targets, dirs):
+            t.data -= 2 * eps * d
+        fm = value()
+        for t, d in zip(targets, dirs):
+            t.data += eps * d
+        numeric = (fp - fm) / (2 * eps)
+        assert abs(analytic - numeric) <= 1e-6 + 1e-5 * abs(numeric), (case, analytic, numeric)
+
+
+@examples(20)
+@given(case=cases())
+def test_gradients_by_finite_differences(case):
+    module = case.make()
+    leaves = case.leaves()
+    params = list(module.parameters())
+    n = sum(t.data.size for t in leaves + params)
+    if n <= 150:
+        # every element of every input and parameter
+        def fn(*args):
+            return case.call(module, args[:len(leaves)])
+
+        assert mg.gradcheck(fn, leaves + params, seed=case.seed)
+    else:
+        _directional_check(case, module)
+
+
+@examples(4)
+@given(case=cases(max_layers=2, max_T=6, max_B=4, max_size=8))
+def test_gradients_random_directions_larger_layers(case):
+    _directional_check(case, case.make())
+
+
+# ----------------------------------------------------------------- fused vs unrolled
+@examples(25)
+@given(case=cases())
+def test_fused_and_unrolled_paths_agree(case):
+    fused, unrolled = case.make(fused=True), case.make(fused=False)
+    unrolled.load_state_dict(fused.state_dict())
+    probe = case.call(fused, case.leaves())
+    weights = upstream(probe)
+    outs_f, g_f = grads_of(case, fused, weights)
+    outs_u, g_u = grads_of(case, unrolled, weights)
+    for name, a, b in zip(["output", "h_n", "c_n"], outs_f, outs_u):
+        np.testing.assert_allclose(a, b, rtol=1e-11, atol=1e-13, err_msg=f"{name}: fused vs unrolled")
+    assert g_f.keys() == g_u.keys()
+    for k in g_f:
+        np.testing.assert_allclose(g_f[k], g_u[k], rtol=1e-10, atol=1e-12,
+                                   err_msg=f"d{k}: fused vs unrolled, {case}")
+
+
+def test_fused_and_unrolled_agree_in_float32():
+    case = Case("LSTM", "tanh", 2, True, True, True, 7, 4, 5, 6, [7, 3, 5, 1], True, 5,
+                dtype=np.float32)
+    fused, unrolled = case.make(fused=True), case.make(fused=False)
+    weights = upstream(case.call(fused, case.leaves()))
+    outs_f, g_f = grads_of(case, fused, weights)
+    outs_u, g_u = grads_of(case, unrolled, weights)
+    for a, b in zip(outs_f, outs_u):
+        assert a.dtype == np.float32
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    for k in g_f:
+        assert g_f[k].dtype == np.float32, k
+        np.testing.assert_allclose(g_f[k], g_u[k], rtol=1e-4, atol=1e-5, err_msg=k)
+
+
+# ----------------------------------------------------------------- torch oracle
+def _torch_run(torch, case, weights, state_dict):
+    extra = {"nonlinearity": case.nonlinearity} if case.mode == "RNN" else {}
+    tm = getattr(torch.nn, case.mode)(case.I, case.H, num_layers=case.L, bias=case.bias,
+                                      batch_first=case.bf, bidirectional=case.bi,
+                                      dtype=torch.float64, **extra)
+    tm.load_state_dict({k: torch.from_numpy(v) for k, v in state_dict.items()})
+    x = torch.tensor(case.x, requires_grad=True)
+    hx = None
+    if case.init_state:
+        h0 = torch.tensor(case.h0, requires_grad=True)
+        hx = (h0, torch.tensor(case.c0, requires_grad=True)) if case.mode == "LSTM" else h0
+    if case.lengths is not None:
+        rnn = torch.nn.utils.rnn
+        packed = rnn.pack_padded_sequence(x, torch.tensor(case.lengths), batch_first=case.bf,
+                                          enforce_sorted=False)
+        out, state = tm(packed, hx)
+        out, _ = rnn.pad_packed_sequence(out, batch_first=case.bf, total_length=case.T)
+    else:
+        out, state = tm(x, hx)
+    outs = [out] + (list(state) if case.mode == "LSTM" else [state])
+    loss = sum((o * torch.from_numpy(w)).sum() for o, w in zip(outs, weights))
+    loss.backward()
+    grads = {"x": x.grad.numpy()}
+    if case.init_state:
+        if case.mode == "LSTM":
+            grads["h0"], grads["c0"] = hx[0].grad.numpy(), hx[1].grad.numpy()
+        else:
+            grads["h0"] = hx.grad.numpy()
+    for name, p in tm.named_parameters():
+        grads[name] = p.grad.numpy()
+    return [o.detach().numpy() for o in outs], grads
+
+
+@examples(25)
+@given(case=cases(), fused=st.booleans())
+def test_against_torch(case, fused):
+    torch = pytest.importorskip("torch")
+    module = case.make(fused=fused)
+    weights = upstream(case.call(module, case.leaves()))
+    outs, grads = grads_of(case, module, weights)
+    t_outs, t_grads = _torch_run(torch, case, weights, module.state_dict())
+    for name, a, b in zip(["output", "h_n", "c_n"], outs, t_outs):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12, err_msg=f"{name} vs torch, {case}")
+    assert grads.keys() == t_grads.keys()
+    for k in grads:
+        np.testing.assert_allclose(grads[k], t_grads[k], rtol=1e-9, atol=1e-11,
+                                   err_msg=f"d{k} vs torch, {case}")
+
+
+# ----------------------------------------------------------------- NumPy reference BPTT
+def _reference_stack(nr, case, params, weights):
+    """The module's computation written with benchmarks/numpy_reference.py: each layer and
+    direction is one reference call, the reverse direction reverses each sequence within its
+    length by hand, and backward chains the reference's dx between layers."""
+    base = case.mode.lower()
+    T, B, H, D, L = case.T, case.B, case.H, case.D, case.L
+    x = np.swapaxes(case.x, 0, 1) if case.bf else case.x
+    lengths = case.lengths
+    ln = np.full(B, T) if lengths is None else np.asarray(lengths)
+    idx = np.array([[ln[b] - 1 - t if t < ln[b] else t for b in range(B)] for t in range(T)])
+    cols = np.arange(B)[None, :]
+
+    def rev(a):
+        return a[idx, cols]
+
+    def states(arr, i):
+        return None if arr is None else arr[i]
+
+    fwd = {"rnn": nr.rnn_forward, "lstm": nr.lstm_forward, "gru": nr.gru_forward}[base]
+    caches, inp, hns, cns = [], x, [], []
+    for k in range(L):
+        ys_dirs = []
+        for d in range(D):
+            i = k * D + d
+            sfx = f"_l{k}" + ("_reverse" if d else "")
+            p = {name.replace(sfx, "_l0"): v for name, v in params.items() if name.endswith(sfx)
+                 and (d or not name.endswith("_reverse"))}
+            src = rev(inp) if d else inp
+            if base == "lstm":
+                ys, hn, cn, cache = fwd(src, states(case.h0, i), states(case.c0, i), p, lengths)
+                cns.append(cn)
+            elif base == "rnn":
+                ys, hn, cache = fwd(src, states(case.h0, i), p, lengths, case.nonlinearity)
+            else:
+                ys, hn, cache = fwd(src, states(case.h0, i), p, lengths)
+            hns.append(hn)
+            caches.append((sfx, cache))
+            ys_dirs.append(rev(ys) if d else ys)
+        inp = np.concatenate(ys_dirs, axis=2)
+    out = np.swapaxes(inp, 0, 1) if case.bf else inp
+    outs = [out, np.stack(hns)] + ([np.stack(cns)] if base == "lstm" else [])
+
+    # backward, layer by layer from the top
+    w_out = np.swapaxes(weights[0], 0, 1) if case.bf else weights[0]
+    w_h = weights[1]
+    w_c = weights[2] if base == "lstm" else None
+    bwd = {"rnn": nr.rnn_backward, "lstm": nr.lstm_backward, "gru": nr.gru_backward}[base]
+    grads, dinp = {}, w_out
+    for k in reversed(range(L)):
+        dnext = None
+        for d in range(D):
+            i = k * D + d
+            sfx, cache = caches[i]
+            dys = dinp[:, :, d * H:(d + 1) * H]
+            if d:
+                dys = rev(dys)
+            if base == "lstm":
+                g = bwd(dys, w_h[i], w_c[i], cache)
+            else:
+                g = bwd(dys, w_h[i], cache)
+            dx = rev(g["x"]) if d else g["x"]
+            dnext = dx if dnext is None else dnext + dx
+            for name, v in g.items():
+                if name.endswith("_l0"):
+                    grads[name.replace("_l0", sfx)] = v
+            for s in ("h0", "c0"):
+                if s in g:
+                    grads.setdefault(s, np.zeros((L * D, B, H)))[i] = g[s]
+        dinp = dnext
+    grads["x"] = np.swapaxes(dinp, 0, 1) if case.bf else dinp
+    if not case.init_state:
+        grads.pop("h0", None)
+        grads.pop("c0", None)
+    return outs, grads
+
+
+@examples(15)
+@given(case=cases(max_layers=2))
+def test_against_numpy_reference(case):
+    from benchmarks import numpy_reference as nr
+    module = case.make()
+    weights = upstream(case.call(module, case.leaves()))
+    outs, grads = grads_of(case, module, weights)
+    r_outs, r_grads = _reference_stack(nr, case, module.state_dict(), weights)
+    for name, a, b in zip(["output", "h_n", "c_n"], outs, r_outs):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12, err_msg=f"{name} vs reference")
+    assert grads.keys() == r_grads.keys()
+    for k in grads:
+        np.testing.assert_allclose(grads[k], r_grads[k], rtol=1e-9, atol=1e-11,
+                                   err_msg=f"d{k} vs numpy reference, {case}")
+
+
+# ----------------------------------------------------------------- lengths semantics
+@examples(15)
+@given(case=cases(max_T=5))
+def test_lengths_equal_running_each_sequence_alone(case):
+    if case.lengths is None:
+        case.lengths = [max(1, case.T - b) for b in range(case.B)]
+    module = case.make()
+    with no_grad():
+        outs = case.call(module, case.leaves())
+    out, h_n = outs[0].data, outs[1].data
+    t_axis, b_axis = (1, 0) if case.bf else (0, 1)
+    for b, n in enumerate(case.lengths):
+        xb = np.take(case.x, [b], axis=b_axis)
+        xb = np.take(xb, np.arange(n), axis=t_axis)
+        hx = None
+        if case.init_state:
+            h0 = mg.tensor(case.h0[:, b:b + 1])
+            hx = (h0, mg.tensor(case.c0[:, b:b + 1])) if case.mode == "LSTM" else h0
+        with no_grad():
+            ob, sb = module(mg.tensor(xb), hx)
+        hb = sb[0] if case.mode == "LSTM" else sb
+        real = np.take(np.take(out, [b], axis=b_axis), np.arange(n), axis=t_axis)
+        np.testing.assert_allclose(real, ob.data, rtol=1e-12, atol=1e-14, err_msg=f"seq {b}")
+        pad = np.take(np.take(out, [b], axis=b_axis), np.arange(n, case.T), axis=t_axis)
+        assert not pad.any(), "padded steps must output zeros"
+        np.testing.assert_allclose(h_n[:, b:b + 1], hb.data, rtol=1e-12, atol=1e-14)
+        if case.mode == "LSTM":
+            np.testing.assert_allclose(outs[2].data[:, b:b + 1], sb[1].data, rtol=1e-12,
+                                       atol=1e-14)
+
+
+def test_full_lengths_equal_no_lengths():
+    case = Case("GRU", "tanh", 2, True, False, True, 4, 3, 2, 3, None, False, 1)
+    m = case.make()
+    a = case.call(m, case.leaves())
+    case.lengths = [4, 4, 4]
+    b = case.call(m, case.leaves())
+    for u, v in zip(a, b):
+        np.testing.assert_array_equal(u.data, v.data)
+
+
+# ----------------------------------------------------------------- Keras-style returns
+@pytest.mark.parametrize("mode", ["RNN", "LSTM", "GRU"])
+@pytest.mark.parametrize("bi", [False, True])
+@pytest.mark.parametrize("bf", [False, True])
+def test_return_sequences_and_return_state(mode, bi, bf):
+    T, B, I, H, L = 5, 3, 2, 4, 2
+    D = 2 if bi else 1
+    lengths = [5, 2, 4]
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((B, T, I) if bf else (T, B, I))
+
+    def make(**kw):
+        mg.manual_seed(7)
+        return getattr(nn, mode)(I, H, num_layers=L, bidirectional=bi, batch_first=bf,
+                                 dtype=np.float64, **kw)
+
+    full_out, full_state = make()(x, lengths=lengths)
+    h_n = full_state[0] if mode == "LSTM" else full_state
+    seq_shape = (B, T, D * H) if bf else (T, B, D * H)
+    assert full_out.shape == seq_shape and h_n.shape == (L * D, B, H)
+
+    seq = make(return_sequences=True)(x, lengths=lengths)
+    assert isinstance(seq, mg.Tensor)
+    np.testing.assert_array_equal(seq.data, full_out.data)
+
+    last = make(return_sequences=False)(x, lengths=lengths)
+    assert isinstance(last, mg.Tensor) and last.shape == (B, D * H)
+    o = np.swapaxes(full_out.data, 0, 1) if bf else full_out.data     # (T, B, D*H)
+    for b, n in enumerate(lengths):
+        # forward direction: its output at the sequence's last real step
+        np.testing.assert_array_equal(last.data[b, :H], o[n - 1, b, :H])
+        if bi:  # reverse direction: its final state, the output at t = 0 (Keras Bidirectional)
+            np.testing.assert_array_equal(last.data[b, H:], o[0, b, H:])
+    np.testing.assert_array_equal(last.data[:, :H], h_n.data[-D])
+
+    out, state = make(return_sequences=False, return_state=True)(x, lengths=lengths)
+    np.testing.assert_array_equal(out.data, last.data)
+    if mode == "LSTM":
+        assert isinstance(state, tuple) and len(state) == 2
+        np.testing.assert_array_equal(state[1].data, full_state[1].data)
+        state = state[0]
+    np.testing.assert_array_equal(state.data, h_n.data)
+    out, state = make(return_sequences=True, return_state=True)(x, lengths=lengths)
+    np.testing.assert_array_equal(out.data, full_out.data)
+
+
+def test_returned_state_feeds_the_next_call():
+    enc = nn.LSTM(3, 4, num_layers=2, return_sequences=False, return_state=True)
+    dec = nn.LSTM(3, 4, num_layers=2)
+    x = np.random.default_rng(0).standard_normal((6, 2, 3)).astype(np.float32)
+    _, state = enc(x)
+    out, (h, c) = dec(x, state)
+    (out.sum() + h.sum()).backward()
+    assert all(p.grad is not None for p in enc.parameters())
+
+
+def test_seeds_keras_style_model_trains_one_step():
+    mg.manual_seed(0)
+    model = nn.Sequential(nn.Embedding(10000, 50),
+                          nn.LSTM(50, 50, batch_first=True, return_sequences=False),
+                          nn.Linear(50, 32), nn.ReLU(), nn.Linear(32, 1))
+    tokens = np.random.default_rng(0).integers(0, 10000, size=(4, 20))
+    y = model(tokens)
+    assert y.shape == (4, 1) and y.dtype == np.float32
+    y.sum().backward()
+    for name, p in model.named_parameters():
+        assert p.grad is not None and p.grad.shape == p.shape, name
+        if name != "0.weight":
+            assert np.abs(p.grad).sum() > 0, name
+
+
+def test_stacked_keras_style_sequential():
+    model = nn.Sequential(nn.RNN(1, 3, batch_first=True, return_sequences=True),
+                          nn.RNN(3, 3, batch_first=True, return_sequences=False), nn.Linear(3, 1))
+    assert model(np.zeros((2, 5, 1), dtype=np.float32)).shape == (2, 1)
+    with pytest.raises(TypeError, match="return_sequences"):
+        nn.Sequential(nn.GRU(1, 3), nn.Linear(3, 1))(np.zeros((5, 2, 1), dtype=np.float32))
+
+
+# ----------------------------------------------------------------- batch_first / dropout
+def test_batch_first_is_a_transpose():
+    mg.manual_seed(4)
+    a = nn.GRU(3, 4, num_layers=2, bidirectional=True, dtype=np.float64)
+    b = nn.GRU(3, 4, num_layers=2, bidirectional=True, batch_first=True, dtype=np.float64)
+    b.load_state_dict(a.state_dict())
+    x = np.random.default_rng(0).standard_normal((5, 2, 3))
+    oa, ha = a(x, lengths=[5, 3])
+    ob, hb = b(np.swapaxes(x, 0, 1), lengths=[5, 3])
+    np.testing.assert_array_equal(oa.data, np.swapaxes(ob.data, 0, 1))
+    np.testing.assert_array_equal(ha.data, hb.data)
+
+
+def test_dropout_between_layers_only_in_training():
+    mg.manual_seed(2)
+    drop = nn.LSTM(3, 4, num_layers=2, dropout=1.0, dtype=np.float64)
+    plain = nn.LSTM(3, 4, num_layers=2, dtype=np.float64)
+    plain.load_state_dict(drop.state_dict())
+    top = nn.LSTM(4, 4, dtype=np.float64)
+    top.load_state_dict({k.replace("_l1", "_l0"): v for k, v in drop.state_dict().items()
+                         if "_l1" in k})
+    x = np.random.default_rng(0).standard_normal((5, 2, 3))
+    out, _ = drop(x)
+    # dropout p=1 zeroes layer 0's output: layer 1 sees zeros
+    expected, _ = top(np.zeros((5, 2, 4)))
+    np.testing.assert_allclose(out.data, expected.data, rtol=1e-12)
+    assert np.all(out.data != 0), "no dropout after the last layer"
+    drop.eval()
+    np.testing.assert_array_equal(drop(x)[0].data, plain(x)[0].data)
+
+
+def test_dropout_warning_for_one_layer():
+    with pytest.warns(UserWarning, match="num_layers=1"):
+        nn.RNN(2, 2, dropout=0.5)
+
+
+# ----------------------------------------------------------------- the tape
+def _nodes(t):
+    seen, stack, out = set(), [t._ctx], []
+    while stack:
+        n = stack.pop()
+        if n is None or id(n) in seen:
+            continue
+        seen.add(id(n))
+        out.append(type(n).__name__)
+        stack.extend(i._ctx for i in n.inputs if i is not None)
+    return out
+
+
+@pytest.mark.parametrize("fused", [True, False])
+def test_tape_shape(fused):
+    T, L, D = 9, 2, 2
+    m = nn.LSTM(3, 4, num_layers=L, bidirectional=True, fused=fused)
+    x = mg.tensor(np.zeros((T, 2, 3), dtype=np.float32), requires_grad=True)
+    out, _ = m(x)
+    names = _nodes(out)
+    if fused:
+        assert names.count("LSTMSequence") == L * D and "LSTMCell" not in names
+    else:
+        # one unbind (Split) and one stack per layer and direction, T cell nodes each: O(T)
+        assert names.count("LSTMCell") == T * L * D
+        assert names.count("Split") == L * D and names.count("Stack") == L * D
+
+
+# ----------------------------------------------------------------- cells
+@pytest.mark.parametrize("mode", ["RNN", "LSTM", "GRU"])
+def test_cells_equal_one_step_of_the_layer(mode):
+    mg.manual_seed(0)
+    layer = getattr(nn, mode)(3, 4, dtype=np.float64)
+    cell = getattr(nn, mode + "Cell")(3, 4, dtype=np.float64)
+    cell.load_state_dict({k[:-3]: v for k, v in layer.state_dict().items()})
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((2, 3))
+    h = rng.standard_normal((2, 4))
+    c = rng.standard_normal((2, 4))
+    if mode == "LSTM":
+        out, (h_n, c_n) = layer(x[None], (h[None], c[None]))
+        h1, c1 = cell(x, (h, c))
+        np.testing.assert_allclose(c1.data, c_n.data[0], rtol=1e-12)
+        ub = cell(x[0], (h[0], c[0]))
+        np.testing.assert_allclose(ub[0].data, h1.data[0], rtol=1e-12)
+        assert ub[0].shape == (4,)
+    else:
+        out, h_n = layer(x[None], h[None])
+        h1 = cell(x, h)
+        np.testing.assert_allclose(cell(x[0], h[0]).data, h1.data[0], rtol=1e-12)
+    np.testing.assert_allclose(h1.data, out.data[0], rtol=1e-12)
+
+
+@pytest.mark.parametrize("cell_cls", [nn.RNNCell, nn.LSTMCell, nn.GRUCell])
+def test_cell_gradients(cell_cls):
+    mg.manual_seed(0)
+    cell = cell_cls(3, 2, dtype=np.float64)
+    rng = np.random.default_rng(0)
+    x = mg.tensor(rng.standard_normal((2, 3)), requires_grad=True)
+    h = mg.tensor(rng.standard_normal((2, 2)), requires_grad=True)
+    if cell_cls is nn.LSTMCell:
+        c = mg.tensor(rng.standard_normal((2, 2)), requires_grad=True)
+        assert mg.gradcheck(lambda x, h, c, *ps: cell(x, (h, c)), [x, h, c, *cell.parameters()])
+    else:
+        assert mg.gradcheck(lambda x, h, *ps: cell(x, h), [x, h, *cell.parameters()])
+    assert cell(x).shape == (2, 2) if cell_cls is not nn.LSTMCell else True
+
+
+def test_cell_against_torch():
+    torch = pytest.importorskip("torch")
+    for name in ("RNNCell", "LSTMCell", "GRUCell"):
+        ours = getattr(nn, name)(3, 4, dtype=np.float64)
+        theirs = getattr(torch.nn, name)(3, 4, dtype=torch.float64)
+        theirs.load_state_dict({k: torch.from_numpy(v) for k, v in ours.state_dict().items()})
+        x = np.random.default_rng(0).standard_normal((2, 3))
+        a = ours(x)
+        b = theirs(torch.from_numpy(x))
+        a = a[1] if name == "LSTMCell" else a
+        b = b[1] if name == "LSTMCell" else b
+        np.testing.assert_allclose(a.data, b.detach().numpy(), rtol=1e-12, err_msg=name)
+
+
+def test_cell_validation():
+    cell = nn.LSTMCell(3, 4)
+    with pytest.raises(ValueError, match=r"input must have shape \(batch, 3\)"):
+        cell(np.zeros((2, 5), dtype=np.float32))
+    with pytest.raises(ValueError, match=r"h must have shape \(2, 4\), got \(2, 3\)"):
+        cell(np.zeros((2, 3), dtype=np.float32), (np.zeros((2, 3), np.float32), None))
+    with pytest.raises(ValueError, match="tuple"):
+        cell(np.zeros((2, 3), dtype=np.float32), np.zeros((2, 4), np.float32))
+    with pytest.raises(ValueError, match="nonlinearity"):
+        nn.RNNCell(2, 2, nonlinearity="sigmoid")
+
+
+# ----------------------------------------------------------------- validation
+def test_input_validation_messages():
+    m = nn.LSTM(3, 4, num_layers=2, batch_first=True)
+    x = np.zeros((2, 5, 3), dtype=np.float32)
+    cases = [
+        (lambda: m(np.zeros((5, 3), np.float32)), r"3-D \(batch, time, 3\), got shape \(5, 3\)"),
+        (lambda: m(np.zeros((2, 5, 4), np.float32)), r"got shape \(2, 5, 4\)"),
+        (lambda: m(x.astype(np.float64)), "dtype float32 .* got float64"),
+        (lambda: m(x, np.zeros((2, 2, 4), np.float32)), r"hx must be a tuple \(h_0, c_0\)"),
+        (lambda: m(x, (np.zeros((1, 2, 4), np.float32), np.zeros((2, 2, 4), np.float32))),
+         r"h_0 must have shape \(2, 2, 4\), got \(1, 2, 4\)"),
+        (lambda: m(x, (np.zeros((2, 2, 4), np.float32), np.zeros((2, 2, 4)))),
+         "c_0 must have dtype float32"),
+        (lambda: m(x, lengths=[5]), r"lengths must have shape \(2,\)"),
+        (lambda: m(x, lengths=[5, 6]), r"lengths must lie in \[1, 5\].*max 6"),
+        (lambda: m(x, lengths=[0, 2]), r"lengths must lie in \[1, 5\].*min 0"),
+        (lambda: m(x, lengths=[2.0, 3.0]), "lengths must be integers, got dtype float64"),
+        (lambda: m(np.zeros((0, 5, 3), np.float32)), "at least one time step and one sequence"),
+    ]
+    for fn, pattern in cases:
+        with pytest.raises(ValueError, match=pattern):
+            fn()
+    g = nn.GRU(3, 4)
+    with pytest.raises(ValueError, match="one Tensor"):
+        g(np.zeros((5, 2, 3), np.float32), (np.zeros((1, 2, 4), np.float32),))
+
+
+def test_constructor_validation():
+    with pytest.raises(ValueError, match="return_sequences must be None, True or False"):
+        nn.LSTM(2, 2, return_sequences="last")
+    with pytest.raises(ValueError, match="dropout must be a number in"):
+        nn.GRU(2, 2, num_layers=2, dropout=2)
+    with pytest.raises(ValueError, match="nonlinearity"):
+        nn.RNN(2, 2, nonlinearity="gelu")
+    with pytest.raises(ValueError, match="hidden_size must be > 0"):
+        nn.LSTM(2, 0)
+    with pytest.raises(ValueError, match="dtype must be float32 or float64"):
+        nn.LSTM(2, 2, dtype=np.int32)
+
+
+def test_repr_of_recurrent_layers():
+    assert repr(nn.RNN(3, 4, 2, "relu", bias=False, bidirectional=True, dropout=0.1)) == \
+        "RNN(3, 4, num_layers=2, nonlinearity='relu', bias=False, dropout=0.1, bidirectional=True)"
+    assert repr(nn.GRU(3, 4, return_state=True, fused=False)) == \
+        "GRU(3, 4, return_state=True, fused=False)"
+    assert repr(nn.LSTMCell(3, 4, bias=False)) == "LSTMCell(3, 4, bias=False)"
