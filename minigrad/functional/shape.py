@@ -47,16 +47,19 @@ class Transpose(Function):
         self.axes = axes
 
     def forward(self, a):
-        axes = self.axes
-        if axes is None:
-            axes = tuple(range(a.ndim))[::-1]
-        elif sorted(int(x) % max(a.ndim, 1) for x in axes) != list(range(a.ndim)):
-            raise ValueError(f"transpose axes {axes} are not a permutation of the {a.ndim} dimensions")
-        self.saved = np.argsort([int(x) % a.ndim for x in axes])
-        return np.transpose(a, axes)
+        if self.axes is not None and len(self.axes) != a.ndim:
+            raise ValueError(f"transpose axes {self.axes} are not a permutation of the {a.ndim} dimensions")
+        try:
+            return np.transpose(a, self.axes)
+        except ValueError:  # np.transpose checks the permutation (repeats, range)
+            raise ValueError(f"transpose axes {self.axes} are not a permutation of the "
+                             f"{a.ndim} dimensions") from None
 
     def backward(self, g):
-        return (np.transpose(g, self.saved),)
+        if self.axes is None:
+            return (np.transpose(g),)
+        nd = g.ndim
+        return (np.transpose(g, np.argsort([x % nd for x in self.axes])),)
 
 
 def transpose(a, axes=None):
@@ -72,8 +75,8 @@ def permute(a, axes):
 def swapaxes(a, axis1, axis2):
     """y = a with two axes exchanged (PyTorch's transpose(dim0, dim1))."""
     nd = a.ndim
-    normalize_axis((axis1,), nd)
-    normalize_axis((axis2,), nd)
+    if not (-nd <= axis1 < nd and -nd <= axis2 < nd):
+        raise ValueError(f"swapaxes axes ({axis1}, {axis2}) out of range for {nd} dimensions")
     axes = list(range(nd))
     axes[axis1 % nd], axes[axis2 % nd] = axes[axis2 % nd], axes[axis1 % nd]
     return Transpose(tuple(axes))(a)
