@@ -1,0 +1,111 @@
+"""benchmarks/bench_rnn.py: a smoke run on a tiny size, and the agreement check that guards it.
+
+No timing is asserted anywhere: timings depend on the machine and its load.
+"""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from benchmarks import bench_rnn as bench
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY = (2, 3, 4, 5)          # B, T, I, H
+HAVE_TORCH = bench.torch_available()
+NAMES = ["minigrad", "numpy"] + (["torch"] if HAVE_TORCH else [])
+
+
+def run_bench(tmp_path, *args, module=False):
+    out = tmp_path / "bench.json"
+    entry = ["-m", "benchmarks.bench_rnn"] if module else [os.path.join("benchmarks", "bench_rnn.py")]
+    cmd = [sys.executable, *entry, "--sizes", "x".join(map(str, TINY)), "--repeats", "1",
+           "--warmup", "0", "--sgemm-n", "128", "--json", str(out),
+           "--plot", str(tmp_path / "bench.png"), *args]
+    p = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, f"bench failed:\nstdout:\n{p.stdout}\nstderr:\n{p.stderr}"
+    with open(out) as f:
+        return json.load(f), p.stdout
+
+
+def test_smoke_json_has_every_cell_size_and_contender(tmp_path):
+    doc, stdout = run_bench(tmp_path)
+    assert doc["contenders"] == NAMES
+    assert doc["threads"]["requested"] == bench.DEFAULT_THREADS
+    assert doc["roofline_rate_gflops"] > 0
+    got = {(r["cell"], tuple(r["size"])) for r in doc["results"]}
+    assert got == {(c, TINY) for c in bench.CELLS}
+    for r in doc["results"]:
+        assert r["gemm_flops"] == bench.gemm_flops(TINY, r["cell"])
+        assert set(r["contenders"]) == set(NAMES), r["cell"]
+        for name, c in r["contenders"].items():
+            where = f"{r['cell']} {name}"
+            assert c["repeats"] == 1 and len(c["samples_s"]) == 1, where
+            assert c["min_s"] <= c["median_s"] <= c["max_s"], where
+            assert c["roofline_fraction"] > 0, where
+            assert "peak_bytes" in c["memory"], where
+            if name != "numpy":
+                assert c["ratio_vs_numpy"] > 0, where
+        for name, errs in r["agreement_rel_err"].items():
+            assert max(errs.values()) <= bench.GRAD_RTOL, (r["cell"], name, errs)
+    for name in NAMES:
+        assert name in stdout
+    assert "threads: 1" in stdout
+
+
+def test_module_entry_point_and_filters(tmp_path):
+    doc, _ = run_bench(tmp_path, "--cells", "gru", "--threads", "2", "--no-torch",
+                       "--no-memory", "--no-plot", module=True)
+    assert [r["cell"] for r in doc["results"]] == ["gru"]
+    assert doc["contenders"] == ["minigrad", "numpy"]
+    assert doc["threads"]["requested"] == 2
+    assert doc["threads"]["env"]["OPENBLAS_NUM_THREADS"] == "2"
+    assert doc["threads"]["env_set_before_numpy_import"] is True
+
+
+@pytest.mark.parametrize("cell", bench.CELLS)
+def test_agreement_passes_with_the_same_weights(cell):
+    errors = bench.verify(cell, TINY, NAMES)
+    assert set(errors) == set(NAMES) - {"numpy"}
+    for name, e in errors.items():
+        assert "loss" in e and "weight_hh_l0" in e and "fc.weight" in e and "step_loss" in e
+
+
+@pytest.mark.parametrize("victim", NAMES)
+@pytest.mark.parametrize("cell", bench.CELLS)
+def test_agreement_rejects_different_weights(cell, victim):
+    params, _, _ = bench.make_problem(cell, TINY)
+    wrong = {k: v.copy() for k, v in params.items()}
+    wrong["weight_hh_l0"] = wrong["weight_hh_l0"] * np.float32(1.01)   # 1% off: small but real
+    with pytest.raises(bench.MismatchError, match=victim if victim != "numpy" else "disagree"):
+        bench.verify(cell, TINY, NAMES, overrides={victim: wrong})
+
+
+def test_check_agreement_names_the_wrong_gradient():
+    g = {"w": np.ones(4, np.float32), "b": np.ones(2, np.float32)}
+    ok = bench.check_agreement({"numpy": (1.0, g), "x": (1.0 + 1e-6, dict(g))})
+    assert ok["x"]["w"] == 0.0
+    bad = dict(g, b=np.array([1.0, 1.1], np.float32))
+    with pytest.raises(bench.MismatchError, match="x gradient b"):
+        bench.check_agreement({"numpy": (1.0, g), "x": (1.0, bad)})
+    with pytest.raises(bench.MismatchError, match="x loss"):
+        bench.check_agreement({"numpy": (1.0, g), "x": (1.01, g)})
+    with pytest.raises(bench.MismatchError, match="missing"):
+        bench.check_agreement({"numpy": (1.0, g), "x": (1.0, {"w": g["w"]})})
+
+
+def test_gemm_flops_counts_forward_and_twice_for_backward():
+    B, T, I, H = 2, 3, 4, 5
+    fwd = 2 * T * B * I * 4 * H + 2 * T * B * H * 4 * H + 2 * B * H * bench.OUT
+    assert bench.gemm_flops((B, T, I, H), "lstm") == 3 * fwd
+
+
+def test_parse_sizes_and_cells():
+    assert bench.parse_sizes("32x20x50x50,2x3x4x5") == [(32, 20, 50, 50), (2, 3, 4, 5)]
+    with pytest.raises(Exception):
+        bench.parse_sizes("32x20x50")
+    assert bench.parse_cells("lstm,gru") == ["lstm", "gru"]
+    with pytest.raises(Exception):
+        bench.parse_cells("lstm,transformer")
