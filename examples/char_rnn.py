@@ -1,0 +1,489 @@
+"""A character-level language model: an LSTM (or GRU / tanh RNN) learns to predict the next
+character of a text, then writes some of its own.
+
+    python examples/char_rnn.py                       # the Python standard library's sources
+    python examples/char_rnn.py --text mybook.txt     # any UTF-8 text file
+    python examples/char_rnn.py --steps 200 --save lm.npz
+    python examples/char_rnn.py --resume lm.npz --steps 400 --save lm.npz
+
+The default corpus needs no download: it is the Python standard library's own ``.py`` files,
+read from the running interpreter (a deterministic selection, a few MB), as the lecture notes'
+character model learns Linux source code. Files are split into training and validation sets
+(every 20th file is held out), so the validation bits per character are measured on files the
+model never trained on.
+
+Training is truncated backpropagation through time: the training text is cut into
+``--batch-size`` parallel streams, read ``--seq-len`` characters at a time. The hidden state is
+carried from one chunk to the next (the model sees long context) but detached between chunks
+(``nn.utils.detach_state``), so each backward pass only runs through the current chunk's steps.
+Adam, gradient-norm clipping, a progress line with loss and tokens/s, validation bits per
+character and a temperature sample every ``--eval-every`` steps, and checkpoints
+(``--save``/``--resume``: model, optimizer, step and data position in one .npz; never pickle).
+"""
+from __future__ import annotations
+
+import os
+
+# OpenBLAS' worker threads busy-wait; on a small or shared machine they slow the small GEMMs of
+# a recurrent step down many times over. One thread is the measured better default here; set
+# OPENBLAS_NUM_THREADS yourself (or --threads) to change it. Must happen before numpy loads.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import argparse
+import math
+import sys
+import time
+
+import numpy as np
+
+try:
+    import minigrad as mg
+except ImportError:  # running from a source checkout without `pip install .`
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    import minigrad as mg
+from minigrad import nn
+import minigrad.functional as F
+
+CELLS = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
+SKIP_DIRS = {"site-packages", "dist-packages", "__pycache__", "test", "tests", "idle_test",
+             "lib2to3", "turtledemo"}
+
+
+# ------------------------------------------------------------------------------ data
+def stdlib_files():
+    """The .py files of the running interpreter's standard library, in a fixed order."""
+    root = os.path.dirname(os.__file__)
+    found = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if d not in SKIP_DIRS and not d.startswith("."))
+        for name in sorted(filenames):
+            if name.endswith(".py"):
+                found.append(os.path.join(dirpath, name))
+    found.sort(key=lambda p: os.path.relpath(p, root))
+    return root, found
+
+
+def stdlib_corpus(max_chars, val_every=20):
+    """(train text, validation text, description): about ``max_chars`` characters of stdlib
+    source, taking every k-th file (k chosen from the file sizes) so the whole library is
+    represented; every ``val_every``-th chosen file goes to validation."""
+    root, files = stdlib_files()
+    if not files:
+        raise SystemExit(f"error: no .py files found under {root}; pass --text PATH")
+    sizes = [os.path.getsize(p) for p in files]
+    stride = max(1, int(sum(sizes) // max_chars))
+    texts = []
+    total = 0
+    for path in files[::stride]:
+        try:
+            with open(path, encoding="utf-8") as f:
+                texts.append(f.read())
+        except (UnicodeDecodeError, OSError):
+            continue
+        total += len(texts[-1])
+        if total >= max_chars:
+            break
+    if len(texts) < 2:
+        raise SystemExit(f"error: found too little standard-library source under {root}; "
+                         "pass --text PATH")
+    held = set(range(val_every - 1, len(texts), val_every)) or {len(texts) - 1}
+    train = [t for i, t in enumerate(texts) if i not in held]
+    val = [t for i, t in enumerate(texts) if i in held]
+    return ("\n".join(train), "\n".join(val),
+            f"{len(texts)} of the {len(files)} standard-library .py files under {root} "
+            f"({total:,} chars)")
+
+
+def file_corpus(path, val_fraction):
+    """(train, validation, description) from one text file; the last part is validation."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except FileNotFoundError:
+        raise SystemExit(f"error: --text {path!r}: no such file") from None
+    except IsADirectoryError:
+        raise SystemExit(f"error: --text {path!r} is a directory, expected a text file") from None
+    except UnicodeDecodeError as e:
+        raise SystemExit(f"error: --text {path!r} is not UTF-8 text ({e.reason} at byte "
+                         f"{e.start})") from None
+    n_val = int(len(text) * val_fraction)
+    if len(text) - n_val < 1000 or n_val < 200:
+        raise SystemExit(f"error: --text {path!r} has {len(text)} characters; need at least a "
+                         "few thousand to train on and validate")
+    return text[:-n_val], text[-n_val:], f"{path} ({len(text):,} chars)"
+
+
+class Vocab:
+    """Characters <-> integer ids. Characters outside the vocabulary map to the most common
+    character's id (they only occur when a resumed model meets a new text)."""
+
+    def __init__(self, chars):
+        self.chars = chars
+        self.index = {c: i for i, c in enumerate(chars)}
+
+    @classmethod
+    def build(cls, text):
+        counts = {}
+        for c in text:
+            counts[c] = counts.get(c, 0) + 1
+        return cls("".join(sorted(counts))), max(counts, key=counts.get)
+
+    def encode(self, text, fallback=" "):
+        fb = self.index.get(fallback, 0)
+        get = self.index.get
+        return np.fromiter((get(c, fb) for c in text), dtype=np.int64, count=len(text))
+
+    def decode(self, ids):
+        return "".join(self.chars[int(i)] for i in ids)
+
+    def __len__(self):
+        return len(self.chars)
+
+
+class Streams:
+    """A long id sequence cut into B parallel streams, read in chunks of T (+1 for targets)."""
+
+    def __init__(self, ids, batch_size, seq_len):
+        n = (len(ids) - 1) // batch_size
+        if n < seq_len + 1:
+            raise SystemExit(f"error: the text ({len(ids)} chars) is too short for "
+                             f"--batch-size {batch_size} streams of --seq-len {seq_len}")
+        self.data = ids[: n * batch_size + 1]
+        self.n = n
+        self.B, self.T = batch_size, seq_len
+        self.starts = np.arange(batch_size) * n
+        self.pos = 0
+
+    def next(self):
+        """(x, y, wrapped): x and y (B, T) int64, y = x shifted by one character; wrapped is
+        True when the streams ran out and restarted (the caller resets the hidden state)."""
+        wrapped = False
+        if self.pos + self.T > self.n:
+            self.pos = 0
+            wrapped = True
+        idx = self.starts[:, None] + self.pos + np.arange(self.T + 1)[None, :]
+        chunk = self.data[idx]
+        self.pos += self.T
+        return chunk[:, :-1], chunk[:, 1:], wrapped
+
+
+# ------------------------------------------------------------------------------ model
+class CharLM(nn.Module):
+    """Embedding -> recurrent layers -> Linear to one logit per character."""
+
+    def __init__(self, vocab_size, embed, hidden, layers, cell, dropout=0.0):
+        super().__init__()
+        self.cell = cell
+        self.embed = nn.Embedding(vocab_size, embed)
+        self.rnn = CELLS[cell](embed, hidden, num_layers=layers, batch_first=True,
+                               dropout=dropout if layers > 1 else 0.0)
+        self.head = nn.Linear(hidden, vocab_size)
+
+    def forward(self, ids, state=None):
+        """ids (B, T) -> logits (B, T, V), state to pass to the next chunk."""
+        ys, state = self.rnn(self.embed(ids), state)
+        return self.head(ys), state
+
+
+def evaluate(model, ids, batch_size, seq_len, max_chars=None):
+    """Mean cross-entropy in bits per character over ``ids`` (stateful, no gradient)."""
+    if max_chars is not None and len(ids) > max_chars + 1:
+        ids = ids[: max_chars + 1]
+    B = max(1, min(batch_size, (len(ids) - 1) // (seq_len + 1)))
+    streams = Streams(ids, B, seq_len)
+    was_training = model.training
+    model.eval()
+    total, count = 0.0, 0
+    state = None
+    with mg.no_grad():
+        while True:
+            x, y, wrapped = streams.next()
+            if wrapped:
+                break
+            logits, state = model(x, state)
+            loss = F.cross_entropy(logits, y, reduction="sum")
+            total += float(loss.item())
+            count += y.size
+    model.train(was_training)
+    return total / max(count, 1) / math.log(2)
+
+
+def sample(model, vocab, prime, length, temperature, rng):
+    """Text generated one character at a time, each drawn from softmax(logits / temperature)."""
+    if temperature <= 0:
+        raise ValueError(f"temperature must be positive, got {temperature}")
+    was_training = model.training
+    model.eval()
+    out = []
+    with mg.no_grad():
+        ids = vocab.encode(prime)[None, :]
+        logits, state = model(ids)
+        for _ in range(length):
+            z = logits.data[0, -1].astype(np.float64) / temperature
+            p = np.exp(z - z.max())
+            p /= p.sum()
+            nxt = int(rng.choice(len(p), p=p))
+            out.append(nxt)
+            logits, state = model(np.array([[nxt]], dtype=np.int64), state)
+    model.train(was_training)
+    return prime + vocab.decode(out)
+
+
+# ------------------------------------------------------------------------------ checkpoints
+ARCH_KEYS = ("cell", "embed", "hidden", "layers")
+
+
+def save_checkpoint(path, model, opt, step, vocab, args, data_pos):
+    mg.save({
+        "model": model.state_dict(),
+        "optim": opt.state_dict(),
+        "step": step,
+        "data_pos": data_pos,
+        "vocab": vocab.chars,
+        "arch": {k: getattr(args, k) for k in ARCH_KEYS},
+    }, path)
+
+
+def load_checkpoint(path):
+    try:
+        ck = mg.load(path)
+    except FileNotFoundError:
+        raise SystemExit(f"error: --resume {path!r}: no such file") from None
+    except ValueError as e:
+        raise SystemExit(f"error: --resume {path!r}: {e}") from None
+    missing = [k for k in ("model", "optim", "step", "vocab", "arch") if k not in ck]
+    if missing:
+        raise SystemExit(f"error: --resume {path!r} is not a char_rnn checkpoint "
+                         f"(missing {', '.join(missing)})")
+    return ck
+
+
+# ------------------------------------------------------------------------------ main
+def positive(kind):
+    def parse(s):
+        try:
+            v = kind(s)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a {kind.__name__}, got {s!r}") from None
+        if not v > 0 or (kind is float and not math.isfinite(v)):
+            raise argparse.ArgumentTypeError(f"must be positive, got {s}")
+        return v
+    return parse
+
+
+def build_parser():
+    p = argparse.ArgumentParser(
+        description="Character-level recurrent language model with truncated BPTT.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--text", metavar="PATH", help="UTF-8 text file to train on (default: the "
+                   "Python standard library's source files)")
+    p.add_argument("--corpus-chars", type=positive(int), default=3_000_000,
+                   help="characters of standard-library source to use (default corpus only)")
+    p.add_argument("--val-fraction", type=float, default=0.05,
+                   help="share of --text held out for validation (its end)")
+    p.add_argument("--cell", choices=sorted(CELLS), default="lstm")
+    p.add_argument("--embed", type=positive(int), default=64, help="embedding size")
+    p.add_argument("--hidden", type=positive(int), default=384)
+    p.add_argument("--layers", type=positive(int), default=1)
+    p.add_argument("--dropout", type=float, default=0.0, help="between layers (layers > 1)")
+    p.add_argument("--seq-len", type=positive(int), default=64, help="BPTT length")
+    p.add_argument("--batch-size", type=positive(int), default=32)
+    p.add_argument("--steps", type=positive(int), default=2500, help="total optimizer steps "
+                   "(a resumed run continues up to this count)")
+    p.add_argument("--time-limit", type=positive(float), default=None, metavar="SECONDS",
+                   help="stop training after this many seconds (then evaluate and save)")
+    p.add_argument("--lr", type=positive(float), default=2e-3)
+    p.add_argument("--clip", type=positive(float), default=5.0, help="max gradient norm")
+    p.add_argument("--eval-every", type=positive(int), default=500)
+    p.add_argument("--eval-chars", type=positive(int), default=100_000,
+                   help="validation characters scored at each periodic evaluation")
+    p.add_argument("--final-eval-chars", type=positive(int), default=300_000,
+                   help="validation characters scored at the end")
+    p.add_argument("--sample-len", type=int, default=300)
+    p.add_argument("--prime", default="def ", help="text the samples start from")
+    p.add_argument("--temperature", type=positive(float), default=0.8)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--save", metavar="PATH", help="write a checkpoint here at every evaluation "
+                   "and at the end")
+    p.add_argument("--resume", metavar="PATH", help="continue from a checkpoint")
+    p.add_argument("--threads", type=positive(int), default=None,
+                   help="BLAS threads (needs threadpoolctl; default: OPENBLAS_NUM_THREADS, 1)")
+    p.add_argument("--quiet", action="store_true", help="no progress line or samples")
+    return p
+
+
+class Progress:
+    """One status line: rewritten in place with \\r on a terminal, printed every
+    ``every`` updates otherwise (so a log file stays readable)."""
+
+    def __init__(self, quiet, every=50):
+        self.quiet = quiet
+        self.tty = sys.stdout.isatty()
+        self.every = every
+        self.dirty = False
+
+    def update(self, step, text):
+        if self.quiet:
+            return
+        if self.tty:
+            sys.stdout.write("\r" + text + " " * 4)
+            sys.stdout.flush()
+            self.dirty = True
+        elif step % self.every == 0:
+            print(text, flush=True)
+
+    def message(self, text):
+        if self.quiet:
+            return
+        if self.dirty:
+            sys.stdout.write("\n")
+            self.dirty = False
+        print(text, flush=True)
+
+
+def _limit_threads(n):
+    if n is None:
+        return None
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        print("note: --threads needs threadpoolctl (pip install threadpoolctl); set "
+              "OPENBLAS_NUM_THREADS before starting instead", file=sys.stderr)
+        return None
+    return threadpool_limits(limits=n, user_api="blas")
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    if not 0 < args.val_fraction < 1:
+        raise SystemExit(f"error: --val-fraction must be between 0 and 1, got {args.val_fraction}")
+    if not 0 <= args.dropout < 1:
+        raise SystemExit(f"error: --dropout must be in [0, 1), got {args.dropout}")
+    if args.sample_len < 0:
+        raise SystemExit(f"error: --sample-len must be >= 0, got {args.sample_len}")
+    limiter = _limit_threads(args.threads)
+    try:
+        return _train(args)
+    finally:
+        if limiter is not None:
+            limiter.unregister()
+
+
+def _train(args):
+    out = Progress(args.quiet)
+    if args.text:
+        train_text, val_text, desc = file_corpus(args.text, args.val_fraction)
+    else:
+        train_text, val_text, desc = stdlib_corpus(args.corpus_chars)
+
+    ck = load_checkpoint(args.resume) if args.resume else None
+    if ck is not None:
+        vocab = Vocab(ck["vocab"])
+        fallback = " " if " " in vocab.index else vocab.chars[0]
+        for k in ARCH_KEYS:  # the checkpoint decides the architecture
+            setattr(args, k, ck["arch"][k])
+    else:
+        vocab, fallback = Vocab.build(train_text)
+    train_ids = vocab.encode(train_text, fallback)
+    val_ids = vocab.encode(val_text, fallback)
+    out.message(f"corpus: {desc}; {len(train_ids):,} training and {len(val_ids):,} validation "
+                f"characters, vocabulary {len(vocab)}")
+
+    mg.manual_seed(args.seed)
+    rng = np.random.default_rng(args.seed)
+    model = CharLM(len(vocab), args.embed, args.hidden, args.layers, args.cell, args.dropout)
+    opt = mg.optim.Adam(model.parameters(), lr=args.lr)
+    streams = Streams(train_ids, args.batch_size, args.seq_len)
+    step = 0
+    if ck is not None:
+        try:
+            model.load_state_dict(ck["model"])
+            opt.load_state_dict(ck["optim"])
+        except ValueError as e:
+            raise SystemExit(f"error: --resume {args.resume!r} does not fit this model: {e}") \
+                from None
+        for g in opt.param_groups:
+            g["lr"] = args.lr
+        step = int(ck["step"])
+        streams.pos = int(ck.get("data_pos", 0)) % max(streams.n, 1)
+        out.message(f"resumed from {args.resume} at step {step}")
+    n_params = sum(p.data.size for p in model.parameters())
+    out.message(f"model: {args.cell.upper()} {args.layers} x {args.hidden}, embedding "
+                f"{args.embed}, {n_params:,} parameters; batch {args.batch_size} x "
+                f"{args.seq_len} characters, Adam lr {args.lr}, clip {args.clip}")
+
+    log2 = math.log(2)
+    state = None
+    losses = []
+    history = []
+    start_step = step
+    t_start = time.perf_counter()
+    tokens = 0
+    smooth = None
+    val_bpc = None
+    sample_text = ""
+
+    def do_eval(final=False):
+        nonlocal val_bpc, sample_text
+        limit = args.final_eval_chars if final else args.eval_chars
+        val_bpc = evaluate(model, val_ids, args.batch_size, args.seq_len, limit)
+        history.append((step, val_bpc))
+        out.message(f"step {step}: validation {val_bpc:.3f} bits/char "
+                    f"(on {min(limit, len(val_ids)):,} held-out characters)")
+        if args.sample_len:
+            sample_text = sample(model, vocab, args.prime, args.sample_len, args.temperature,
+                                 rng)
+            out.message(f"--- sample (temperature {args.temperature}) ---\n{sample_text}\n---")
+        if args.save:
+            save_checkpoint(args.save, model, opt, step, vocab, args, streams.pos)
+
+    model.train()
+    while step < args.steps:
+        if args.time_limit is not None and time.perf_counter() - t_start > args.time_limit:
+            out.message(f"time limit of {args.time_limit:g} s reached at step {step}")
+            break
+        x, y, wrapped = streams.next()
+        if wrapped:
+            state = None  # a new pass over the text: start from zeros
+        logits, state = model(x, state)
+        loss = F.cross_entropy(logits, y)
+        opt.zero_grad()
+        loss.backward()
+        nn.utils.clip_grad_norm_(model.parameters(), args.clip)
+        opt.step()
+        state = nn.utils.detach_state(state)  # truncated BPTT: keep the value, cut the tape
+        step += 1
+        tokens += y.size
+        lv = float(loss.item())
+        losses.append(lv)
+        smooth = lv if smooth is None else 0.95 * smooth + 0.05 * lv
+        elapsed = time.perf_counter() - t_start
+        out.update(step, f"step {step}/{args.steps} | loss {smooth:.3f} ({smooth / log2:.2f} "
+                         f"bits/char) | {tokens / elapsed:,.0f} tokens/s | {elapsed:.0f} s")
+        if step % args.eval_every == 0 and step < args.steps:
+            do_eval()
+    train_time = time.perf_counter() - t_start
+    do_eval(final=True)
+    total_time = time.perf_counter() - t_start
+    tps = tokens / train_time if train_time > 0 else 0.0
+    out.message(f"done: {step - start_step} steps in {train_time:.0f} s training "
+                f"({total_time:.0f} s with evaluation), {tps:,.0f} tokens/s; "
+                f"validation {val_bpc:.3f} bits/char")
+    return {
+        "steps": step,
+        "first_loss": losses[0] if losses else None,
+        "train_loss": float(np.mean(losses[-20:])) if losses else None,
+        "losses": losses,
+        "val_bpc": val_bpc,
+        "history": history,
+        "tokens_per_s": tps,
+        "train_seconds": train_time,
+        "seconds": total_time,
+        "sample": sample_text,
+        "vocab_size": len(vocab),
+        "params": n_params,
+    }
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,196 @@
+"""Many-to-one classification in the lecture notes' Keras style, on variable-length sequences.
+
+    python examples/sequence_classification.py
+    python examples/sequence_classification.py --ignore-lengths   # see what padding costs
+
+The model is the notes' stack (Embedding -> LSTM returning only its last output -> Dense ->
+ReLU -> Dense), built with ``nn.Sequential`` and shown with ``nn.summary``:
+
+    Sequential(Embedding(V, 32, padding_idx=0),
+               LSTM(32, 64, batch_first=True, return_sequences=False),
+               Linear(64, 32), ReLU(), Linear(32, 2))
+
+The task is generated on the fly, a toy "sentiment" problem: sentences of 5 to 40 word ids,
+where a few words are positive, a few negative and the rest neutral; the label is 1 when the
+sentence has more positive than negative words. Sentences are padded with 0 at the end to the
+longest one in their batch, and the LSTM is given each sentence's length (``lengths=``), so it
+reads the state after the last *real* word instead of after the padding. ``Sequential`` passes
+one argument from layer to layer, so ``classify`` below calls the layers itself to hand the
+lengths to the LSTM; ``model(x)`` also works (it reads the padding too).
+"""
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # see char_rnn.py
+
+import argparse
+import sys
+import time
+
+import numpy as np
+
+try:
+    import minigrad as mg
+except ImportError:  # running from a source checkout without `pip install .`
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    import minigrad as mg
+from minigrad import nn
+import minigrad.functional as F
+
+PAD = 0
+
+
+def make_dataset(rng, n, vocab, min_len, max_len, n_sentiment=5):
+    """(tokens (n, max_len) int64 padded with 0, lengths (n,), labels (n,)).
+
+    Word ids 1..n_sentiment are positive, the next n_sentiment negative, the rest neutral;
+    sentiment words make up about a third of a sentence; ties are redrawn."""
+    if vocab < 2 * n_sentiment + 2:
+        raise ValueError(f"vocab must be at least {2 * n_sentiment + 2}, got {vocab}")
+    tokens = np.zeros((n, max_len), dtype=np.int64)
+    lengths = rng.integers(min_len, max_len + 1, n)
+    labels = np.zeros(n, dtype=np.int64)
+    todo = np.arange(n)
+    while todo.size:
+        m = todo.size
+        words = rng.integers(2 * n_sentiment + 1, vocab, (m, max_len))
+        sentiment = rng.random((m, max_len)) < 0.35
+        words[sentiment] = rng.integers(1, 2 * n_sentiment + 1, int(sentiment.sum()))
+        real = np.arange(max_len)[None, :] < lengths[todo, None]
+        words[~real] = PAD
+        pos = ((words >= 1) & (words <= n_sentiment)).sum(1)
+        neg = ((words > n_sentiment) & (words <= 2 * n_sentiment)).sum(1)
+        ok = pos != neg
+        tokens[todo[ok]] = words[ok]
+        labels[todo[ok]] = (pos > neg)[ok]
+        todo = todo[~ok]
+    return tokens, lengths, labels
+
+
+def build_model(vocab, embed, hidden, dense, cell="lstm"):
+    rnn = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}[cell]
+    return nn.Sequential(
+        nn.Embedding(vocab, embed, padding_idx=PAD),
+        rnn(embed, hidden, batch_first=True, return_sequences=False),
+        nn.Linear(hidden, dense),
+        nn.ReLU(),
+        nn.Linear(dense, 2),
+    )
+
+
+def classify(model, tokens, lengths=None):
+    """Logits (B, 2). The Sequential's layers are called one by one so that the recurrent layer
+    (index 1) gets the lengths; the rest is the same as model(tokens)."""
+    x = model[0](tokens)
+    x = model[1](x, lengths=lengths)
+    return model[2:](x)
+
+
+def batches(rng, n, batch_size, shuffle):
+    order = rng.permutation(n) if shuffle else np.arange(n)
+    for i in range(0, n, batch_size):
+        yield order[i:i + batch_size]
+
+
+def trim(tokens, lengths, idx):
+    """The rows idx, cut to the longest sentence among them."""
+    T = int(lengths[idx].max())
+    return tokens[idx, :T], lengths[idx]
+
+
+def accuracy(model, tokens, lengths, labels, batch_size, use_lengths):
+    correct = 0
+    model.eval()
+    with mg.no_grad():
+        for idx in batches(None, len(labels), batch_size, False):
+            x, ln = trim(tokens, lengths, idx)
+            logits = classify(model, x, ln if use_lengths else None)
+            correct += int((logits.data.argmax(-1) == labels[idx]).sum())
+    model.train()
+    return correct / len(labels)
+
+
+def build_parser():
+    p = argparse.ArgumentParser(description="Keras-style many-to-one LSTM classifier on "
+                                "variable-length generated sentences.",
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--cell", choices=["lstm", "gru", "rnn"], default="lstm")
+    p.add_argument("--vocab", type=int, default=50)
+    p.add_argument("--embed", type=int, default=32)
+    p.add_argument("--hidden", type=int, default=64)
+    p.add_argument("--dense", type=int, default=32)
+    p.add_argument("--min-len", type=int, default=5)
+    p.add_argument("--max-len", type=int, default=40)
+    p.add_argument("--train-size", type=int, default=4000)
+    p.add_argument("--val-size", type=int, default=1000)
+    p.add_argument("--epochs", type=int, default=8)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--lr", type=float, default=3e-3)
+    p.add_argument("--ignore-lengths", action="store_true",
+                   help="do not pass lengths: the LSTM also reads the padding")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--quiet", action="store_true")
+    return p
+
+
+def main(argv=None):
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    for name in ("vocab", "embed", "hidden", "dense", "min_len", "max_len", "train_size",
+                 "val_size", "epochs", "batch_size"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
+    if args.min_len > args.max_len:
+        parser.error(f"--min-len ({args.min_len}) must not exceed --max-len ({args.max_len})")
+    if args.vocab < 12:
+        parser.error(f"--vocab must be at least 12 (10 sentiment words, a neutral one and the "
+                     f"padding id), got {args.vocab}")
+    if not args.lr > 0:
+        parser.error(f"--lr must be positive, got {args.lr}")
+    say = (lambda *a: None) if args.quiet else (lambda *a: print(*a, flush=True))
+
+    mg.manual_seed(args.seed)
+    rng = np.random.default_rng(args.seed)
+    tr = make_dataset(rng, args.train_size, args.vocab, args.min_len, args.max_len)
+    va = make_dataset(rng, args.val_size, args.vocab, args.min_len, args.max_len)
+    say(f"task: {args.train_size} training / {args.val_size} validation sentences of "
+        f"{args.min_len}-{args.max_len} words; positive share {tr[2].mean():.2f} (train)")
+
+    model = build_model(args.vocab, args.embed, args.hidden, args.dense, args.cell)
+    summary = nn.summary(model, np.zeros((args.batch_size, args.max_len), dtype=np.int64),
+                         print_fn=None)
+    say(summary)
+    opt = mg.optim.Adam(model.parameters(), lr=args.lr)
+    use_lengths = not args.ignore_lengths
+    history = {"loss": [], "train_acc": [], "val_acc": []}
+    t0 = time.perf_counter()
+    for epoch in range(1, args.epochs + 1):
+        total, count, correct = 0.0, 0, 0
+        for idx in batches(rng, args.train_size, args.batch_size, True):
+            x, ln = trim(tr[0], tr[1], idx)
+            y = tr[2][idx]
+            logits = classify(model, x, ln if use_lengths else None)
+            loss = F.cross_entropy(logits, y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            total += float(loss.item()) * len(idx)
+            count += len(idx)
+            correct += int((logits.data.argmax(-1) == y).sum())
+        val_acc = accuracy(model, va[0], va[1], va[2], 256, use_lengths)
+        history["loss"].append(total / count)
+        history["train_acc"].append(correct / count)
+        history["val_acc"].append(val_acc)
+        say(f"epoch {epoch:>2}/{args.epochs}  loss {total / count:.4f}  "
+            f"train accuracy {correct / count:.3f}  validation accuracy {val_acc:.3f}  "
+            f"({time.perf_counter() - t0:.0f} s)")
+    elapsed = time.perf_counter() - t0
+    return {"loss": history["loss"], "train_acc": history["train_acc"],
+            "val_acc": history["val_acc"], "final_val_acc": history["val_acc"][-1],
+            "summary": summary, "seconds": elapsed,
+            "logits_shape": classify(model, va[0][:3], va[1][:3]).shape}
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,207 @@
+"""Smoke tests of examples/: each runs a few steps through its main([...]) and must learn a bit,
+produce outputs of the right shape, and refuse bad command-line input with a clear message."""
+import importlib.util
+import math
+import pathlib
+
+import numpy as np
+import pytest
+
+import minigrad as mg
+
+EXAMPLES = pathlib.Path(__file__).resolve().parent.parent / "examples"
+
+
+def _load(name):
+    spec = importlib.util.spec_from_file_location(f"examples_{name}", EXAMPLES / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def char_rnn():
+    return _load("char_rnn")
+
+
+@pytest.fixture(scope="module")
+def adding():
+    return _load("adding_problem")
+
+
+@pytest.fixture(scope="module")
+def seqcls():
+    return _load("sequence_classification")
+
+
+@pytest.fixture(scope="module")
+def seq2seq():
+    return _load("seq2seq_addition")
+
+
+def _early_late(losses, k=5):
+    return float(np.mean(losses[:k])), float(np.mean(losses[-k:]))
+
+
+# ------------------------------------------------------------------------------ char_rnn
+def _small_text(path):
+    rng = np.random.default_rng(0)
+    words = ["def", "return", "self", "value", "import", "class", "None", "if", "else", "for"]
+    lines = [" ".join(rng.choice(words, 5)) + ":" for _ in range(600)]
+    path.write_text("\n".join(lines), encoding="utf-8")
+    return str(path)
+
+
+def _char_flags(text, steps, extra=()):
+    return ["--text", text, "--hidden", "32", "--embed", "8", "--seq-len", "16",
+            "--batch-size", "8", "--steps", str(steps), "--eval-every", "15",
+            "--eval-chars", "2000", "--final-eval-chars", "2000", "--sample-len", "20",
+            "--lr", "1e-2", "--quiet", *extra]
+
+
+def test_char_rnn_learns_samples_and_resumes(char_rnn, tmp_path):
+    text = _small_text(tmp_path / "corpus.txt")
+    ck = tmp_path / "ck.npz"
+    r1 = char_rnn.main(_char_flags(text, 30, ["--save", str(ck), "--prime", "def "]))
+    first, last = _early_late(r1["losses"])
+    assert last < first - 0.3, (first, last)
+    assert r1["steps"] == 30 and len(r1["losses"]) == 30
+    assert math.isfinite(r1["val_bpc"]) and r1["val_bpc"] < math.log2(r1["vocab_size"])
+    assert r1["sample"].startswith("def ") and len(r1["sample"]) == 4 + 20
+
+    saved = mg.load(str(ck))                 # .npz written by minigrad.save, no pickle
+    assert saved["step"] == 30 and saved["arch"]["hidden"] == 32
+    assert {"model", "optim", "vocab", "data_pos"} <= set(saved)
+
+    # resume: the flags ask for another size, the checkpoint's architecture wins; training
+    # continues from step 30 with the trained weights (its loss starts where run 1 ended)
+    r2 = char_rnn.main(_char_flags(text, 40, ["--resume", str(ck), "--hidden", "48"]))
+    assert r2["steps"] == 40 and len(r2["losses"]) == 10
+    assert r2["losses"][0] < first - 0.3
+    assert r2["params"] == r1["params"]
+
+
+def test_char_rnn_gru_and_rnn_cells_run(char_rnn, tmp_path):
+    text = _small_text(tmp_path / "corpus.txt")
+    for cell in ("gru", "rnn"):
+        r = char_rnn.main(_char_flags(text, 6, ["--cell", cell, "--layers", "2",
+                                               "--sample-len", "0"]))
+        assert r["steps"] == 6 and math.isfinite(r["val_bpc"])
+
+
+def test_char_rnn_default_corpus_is_the_standard_library(char_rnn):
+    train, val, desc = char_rnn.stdlib_corpus(200_000)
+    assert len(train) > 100_000 and len(val) > 1_000
+    assert "def " in train and "standard-library" in desc
+    again = char_rnn.stdlib_corpus(200_000)
+    assert again[0] == train                 # deterministic
+
+
+def test_char_rnn_rejects_bad_input(char_rnn, tmp_path, capsys):
+    with pytest.raises(SystemExit, match="no such file"):
+        char_rnn.main(["--text", str(tmp_path / "missing.txt"), "--quiet"])
+    with pytest.raises(SystemExit) as e:
+        char_rnn.main(["--steps", "0"])
+    assert e.value.code == 2 and "must be positive" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:
+        char_rnn.main(["--cell", "transformer"])
+    assert e.value.code == 2
+    bad = tmp_path / "notack.npz"
+    bad.write_bytes(b"not a zip")
+    text = _small_text(tmp_path / "corpus.txt")
+    with pytest.raises(SystemExit, match="--resume"):
+        char_rnn.main(_char_flags(text, 2, ["--resume", str(bad)]))
+    tiny = tmp_path / "tiny.txt"
+    tiny.write_text("abc", encoding="utf-8")
+    with pytest.raises(SystemExit, match="characters"):
+        char_rnn.main(["--text", str(tiny), "--quiet"])
+
+
+def test_char_rnn_streams_shift_targets_by_one(char_rnn):
+    ids = np.arange(101, dtype=np.int64)
+    s = char_rnn.Streams(ids, batch_size=2, seq_len=10)
+    x, y, wrapped = s.next()
+    assert x.shape == y.shape == (2, 10) and not wrapped
+    np.testing.assert_array_equal(y, x + 1)
+    np.testing.assert_array_equal(x[:, 0], [0, 50])
+    x2, _, _ = s.next()
+    np.testing.assert_array_equal(x2[:, 0], [10, 60])   # the next chunk continues each stream
+
+
+# ------------------------------------------------------------------------------ adding problem
+def test_adding_problem_batches(adding):
+    rng = np.random.default_rng(0)
+    x, y = adding.make_batch(rng, 200, 20)
+    assert x.shape == (200, 20, 2) and y.shape == (200, 1)
+    markers = x[:, :, 1]
+    assert np.all(markers.sum(1) == 2)
+    assert np.all(markers[:, :10].sum(1) == 1) and np.all(markers[:, 10:].sum(1) == 1)
+    np.testing.assert_allclose(y[:, 0], (x[:, :, 0] * markers).sum(1), rtol=1e-6)
+    assert abs(np.var(y) - adding.BASELINE) < 0.05
+
+
+def test_adding_problem_trains_and_measures_gradients(adding):
+    r = adding.main(["--lengths", "10", "--steps", "40", "--hidden", "16", "--batch-size", "32",
+                     "--test-size", "200", "--quiet"])
+    for cell in ("rnn", "lstm", "gru"):
+        first, last = _early_late(r["losses"][cell][10], 8)
+        assert last < first, (cell, first, last)
+        assert math.isfinite(r["mse"][cell][10])
+        prof = r["grad_profile"][cell][10]
+        assert prof.shape == (10,) and np.all(np.isfinite(prof)) and prof[-1] > 0
+        assert r["grad_ratio"][cell][10] == pytest.approx(prof[0] / prof[-1])
+    with pytest.raises(SystemExit):
+        adding.main(["--lengths", "1", "--quiet"])
+
+
+def test_adding_problem_plot(adding, tmp_path):
+    pytest.importorskip("matplotlib")
+    path = tmp_path / "grads.png"
+    r = adding.main(["--lengths", "6", "8", "--steps", "3", "--hidden", "8", "--test-size",
+                     "20", "--quiet", "--plot", str(path)])
+    assert r["plotted"] and path.stat().st_size > 1000
+
+
+# ------------------------------------------------------------------------------ many-to-one
+def test_sequence_classification_dataset(seqcls):
+    rng = np.random.default_rng(0)
+    tokens, lengths, labels = seqcls.make_dataset(rng, 300, 30, 3, 12)
+    assert tokens.shape == (300, 12) and lengths.min() >= 3 and lengths.max() <= 12
+    for row, n, lab in zip(tokens, lengths, labels):
+        assert np.all(row[n:] == 0) and np.all(row[:n] > 0)
+        pos = np.sum((row >= 1) & (row <= 5))
+        neg = np.sum((row >= 6) & (row <= 10))
+        assert pos != neg and lab == int(pos > neg)
+
+
+def test_sequence_classification_learns(seqcls):
+    r = seqcls.main(["--epochs", "3", "--train-size", "384", "--val-size", "64",
+                     "--hidden", "24", "--max-len", "15", "--lr", "1e-2", "--quiet"])
+    assert r["loss"][-1] < r["loss"][0]
+    assert len(r["val_acc"]) == 3 and 0 <= r["final_val_acc"] <= 1
+    assert r["logits_shape"] == (3, 2)
+    assert "LSTM" in r["summary"] and "Embedding" in r["summary"]
+    with pytest.raises(SystemExit):
+        seqcls.main(["--min-len", "9", "--max-len", "4", "--quiet"])
+
+
+# ------------------------------------------------------------------------------ seq2seq
+def test_seq2seq_encoding_round_trip(seq2seq):
+    ids, lengths = seq2seq.encode(["57+43", "5+1"], 5)
+    assert ids.shape == (2, 5) and list(lengths) == [5, 3]
+    assert seq2seq.decode(ids[0]) == "57+43" and seq2seq.decode(ids[1]) == "5+1"
+    end = seq2seq.INDEX[seq2seq.END]
+    assert seq2seq.decode([seq2seq.INDEX["1"], end, seq2seq.INDEX["2"]]) == "1"
+    probs = seq2seq.Problems(2, 100, np.random.default_rng(0))
+    train = probs.sample(np.random.default_rng(1), 2000)
+    assert not set(train) & probs.val_set     # held-out questions are never trained on
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_seq2seq_trains(seq2seq, cell):
+    r = seq2seq.main(["--cell", cell, "--steps", "40", "--hidden", "32", "--val-size", "40",
+                      "--eval-every", "40", "--examples", "3", "--quiet"])
+    assert r["train_loss"] < r["first_loss"] - 0.3
+    # (batch, up to 3 answer digits + END, vocab)
+    assert r["logits_shape"] == (64, 4, len(seq2seq.CHARS))
+    assert 0 <= r["accuracy"] <= 1 and len(r["examples"]) == 3
