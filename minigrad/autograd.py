@@ -30,13 +30,18 @@ def is_grad_enabled() -> bool:
 
 class set_grad_enabled:
     """Context manager (and decorator) setting grad mode on or off, restoring it on exit."""
+    _at_once = True  # `set_grad_enabled(False)` also works as a plain call, as in PyTorch
 
     def __init__(self, mode: bool):
         self.prev = _GradMode.enabled
         self.mode = bool(mode)
-        _GradMode.enabled = self.mode
+        if self._at_once:
+            _GradMode.enabled = self.mode
 
     def __enter__(self):
+        if not self._at_once:
+            self.prev = _GradMode.enabled
+            _GradMode.enabled = self.mode
         return self
 
     def __exit__(self, *exc):
@@ -45,7 +50,8 @@ class set_grad_enabled:
 
     def __call__(self, fn):
         mode = self.mode
-        _GradMode.enabled = self.prev  # used as a decorator: do not change the mode now
+        if self._at_once:
+            _GradMode.enabled = self.prev  # used as a decorator: do not change the mode now
 
         def wrapper(*args, **kwargs):
             with set_grad_enabled(mode):
@@ -58,6 +64,7 @@ class set_grad_enabled:
 
 class no_grad(set_grad_enabled):
     """``with no_grad():`` records nothing on the tape (also usable as a decorator)."""
+    _at_once = False  # creating the object changes nothing; entering it does
 
     def __init__(self):
         super().__init__(False)
@@ -65,6 +72,7 @@ class no_grad(set_grad_enabled):
 
 class enable_grad(set_grad_enabled):
     """``with enable_grad():`` records again inside a ``no_grad`` block."""
+    _at_once = False
 
     def __init__(self):
         super().__init__(True)
