@@ -18,6 +18,7 @@ the root) uses that output; unused outputs print as ``?``.
 """
 from __future__ import annotations
 
+import re
 import sys
 
 from .tensor import Tensor
@@ -281,10 +282,36 @@ def _merged_input(g, start, p, r, q, k):
     return f"varies: {d0} ... {last}"
 
 
+_NUM = re.compile(r"%\d+(\[\d+\])?")
+
+
+def _squeeze_list(items, min_run=4):
+    """Runs of at least ``min_run`` similar entries (equal up to node numbers) in one entry:
+    ``const (2, 4) × 50`` or ``%0[0] (2, 4) ... %49[0] (2, 4) (50 inputs)``."""
+    out = []
+    i = 0
+    n = len(items)
+    while i < n:
+        key = _NUM.sub("%", items[i])
+        j = i + 1
+        while j < n and _NUM.sub("%", items[j]) == key:
+            j += 1
+        if j - i >= min_run:
+            if all(items[k] == items[i] for k in range(i, j)):
+                out.append(f"{items[i]} × {j - i}")
+            else:
+                out.append(f"{items[i]} ... {items[j - 1]} ({j - i} of them)")
+        else:
+            out.extend(items[i:j])
+        i = j
+    return out
+
+
 def _node_line(g, i, ins, count=None, ident=None):
     node = g.nodes[i]
     dt = g.dtype_of(i)
-    outs = ", ".join(_shape(s) for s in g.out_shapes[i])
+    ins = _squeeze_list(ins)
+    outs = ", ".join(_squeeze_list([_shape(s) for s in g.out_shapes[i]]))
     name = node.name if count is None else f"{node.name} × {count}"
     ident = f"%{i}" if ident is None else ident
     return f"{ident:<12} {name:<18} in: {', '.join(ins) if ins else '(none)'}  ->  {outs} {dt}"

@@ -174,3 +174,29 @@ def test_dot_escapes_quotes_in_names():
     # every label string is closed
     for line in dot.splitlines():
         assert line.replace('\\"', "").count('"') % 2 == 0, line
+
+
+def test_long_input_and_output_lists_are_squeezed():
+    x = mg.tensor(np.ones((40, 3)), requires_grad=True)
+    parts = x.unbind(0)                       # one node, 40 outputs
+    y = F.stack(list(parts))                  # one node, 40 inputs
+    lines = _node_lines(format_tape(y.sum()))
+    assert "(3,) × 40" in lines[0]
+    assert "%0[0] (3,) ... %0[39] (3,) (40 of them)" in lines[1]
+    assert all(len(ln) < 200 for ln in lines)
+
+
+def test_nn_lstm_tape_unrolled_and_fused():
+    from minigrad import nn
+    mg.manual_seed(0)
+    lstm = nn.LSTM(3, 4, num_layers=2, batch_first=True, fused=False)
+    x = np.random.default_rng(0).standard_normal((2, 30, 3)).astype(np.float32)
+    out, _ = lstm(x)
+    text = format_tape(out.sum(), names=lstm)
+    cells = [ln for ln in _node_lines(text) if "LSTMCell" in ln]
+    assert len(cells) == 2 and all("LSTMCell × 30" in ln for ln in cells)   # one per layer
+    assert "leaf weight_hh_l1 (16, 4)" in cells[1]
+    lstm.fused = True
+    out, _ = lstm(x)
+    ops = [ln.split()[1] for ln in _node_lines(format_tape(out.sum()))]
+    assert ops.count("LSTMSequence") == 2 and "LSTMCell" not in ops
