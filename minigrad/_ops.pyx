@@ -1,0 +1,1141 @@
+# cython: language_level=3, cdivision=True
+"""Compiled kernels: linear, RNN/LSTM/GRU cells and whole sequences (contract: docs/kernels.md).
+
+Layout of this file:
+  1. scalar math (vectorizable float32 exp/sigmoid/tanh in C, libm for float64)
+  2. `gemm`: row-major GEMM on scipy's BLAS
+  3. row helpers (one pass over a gate row) and the nogil bodies, one `floating` body per kernel;
+     a cell is the sequence body with T = 1
+  4. argument validation (shared, runs before any pointer is touched)
+  5. the `def` wrappers, one per kernel
+
+All bodies read their arguments from one struct `K` of untyped pointers plus sizes; the `floating`
+tag argument picks the float32 or float64 specialization.
+"""
+from libc.math cimport tanh, exp
+from libc.string cimport memcpy, memset
+from libc.stdint cimport int64_t
+from scipy.linalg.cython_blas cimport sgemm, dgemm
+from cython cimport floating
+cimport numpy as cnp
+import numpy as np
+
+cnp.import_array()
+
+# ---------------------------------------------------------------------------------------------
+# 1. scalar math
+#
+# float32: branch-free polynomial exp (Cephes coefficients, < 1 ulp), so gcc vectorizes the gate
+# loops (libm calls cannot be vectorized without -ffast-math, which we never use). tanh is a
+# minimax polynomial for |x| < 0.625 (accurate near 0) and (1 - e) / (1 + e), e = exp(-2|x|),
+# above (<= 1.5 ulp); sigmoid branches on the sign, so exp only sees non-positive arguments
+# (<= 2.6 ulp). The row loops over these are compiled twice on x86-64 Linux (AVX2+FMA and
+# baseline SSE2) and the loader picks one per machine (gcc target_clones), so the default build
+# stays portable. float64: libm exp and tanh, scalar.
+cdef extern from *:
+    """
+    #include <math.h>
+    #include <stddef.h>
+    #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
+    #define MG_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
+    #else
+    #define MG_CLONES
+    #endif
+    static inline float mg_pow2i(int n) {            /* 2**n for -126 <= n <= 127 */
+        union { unsigned int i; float f; } u;
+        u.i = (unsigned int)(n + 127) << 23;
+        return u.f;
+    }
+    static inline float mg_expf(float x) {
+        const float hi = 88.72283f, lo = -103.97208f;
+        float xc = x > hi ? hi : x;
+        xc = xc < lo ? lo : xc;
+        xc = (x == x) ? xc : 0.0f;                    /* NaN: compute on 0, return NaN below */
+        float fn = xc * 1.44269504088896341f;
+        fn = (fn + 12582912.0f) - 12582912.0f;      /* round to nearest integer */
+        float r = xc - fn * 0.693359375f;
+        r = r + fn * 2.12194440e-4f;
+        float z = r * r;
+        float p = (((((1.9875691500e-4f * r + 1.3981999507e-3f) * r + 8.3334519073e-3f) * r
+                    + 4.1665795894e-2f) * r + 1.6666665459e-1f) * r + 5.0000001201e-1f) * z
+                  + r + 1.0f;
+        int n = (int)fn;                               /* -150 <= n <= 128 */
+        int n1 = n / 2;
+        p = p * mg_pow2i(n1) * mg_pow2i(n - n1);      /* two steps: subnormals and 2**128 */
+        p = x > hi ? INFINITY : p;
+        p = x < lo ? 0.0f : p;
+        return (x == x) ? p : x;
+    }
+    static inline float mg_sigmoidf(float x) {
+        float e = mg_expf(-fabsf(x));
+        float r = 1.0f / (1.0f + e);
+        float s = e * r;                               /* = e / (1 + e), for x < 0 */
+        return x >= 0.0f ? r : s;
+    }
+    static inline float mg_tanhf(float x) {
+        float ax = fabsf(x);
+        float e = mg_expf(-2.0f * ax);
+        float big = (1.0f - e) / (1.0f + e);
+        float z = x * x;
+        float small = ((((-5.70498872745e-3f * z + 2.06390887954e-2f) * z - 5.37397155531e-2f) * z
+                        + 1.33314422036e-1f) * z - 3.33332819422e-1f) * z * ax + ax;
+        float t = ax < 0.625f ? small : big;
+        return copysignf(t, x);
+    }
+    static inline double mg_sigmoid(double x) {
+        double e;
+        if (x >= 0.0) { e = exp(-x); return 1.0 / (1.0 + e); }
+        e = exp(x);
+        return e / (1.0 + e);
+    }
+    MG_CLONES static void mg_sigmoid_rowf(float *restrict p, const float *restrict b, ptrdiff_t n) {
+        for (ptrdiff_t j = 0; j < n; j++) p[j] = mg_sigmoidf(p[j] + b[j]);
+    }
+    MG_CLONES static void mg_tanh_rowf(float *restrict p, const float *restrict b, ptrdiff_t n) {
+        for (ptrdiff_t j = 0; j < n; j++) p[j] = mg_tanhf(p[j] + b[j]);
+    }
+    MG_CLONES static void mg_tanh_inplacef(float *restrict p, ptrdiff_t n) {
+        for (ptrdiff_t j = 0; j < n; j++) p[j] = mg_tanhf(p[j]);
+    }
+    MG_CLONES static void mg_tanh_mapf(float *restrict y, const float *restrict x, ptrdiff_t n) {
+        for (ptrdiff_t j = 0; j < n; j++) y[j] = mg_tanhf(x[j]);
+    }
+    """
+    double mg_sigmoid(double x) noexcept nogil
+    void mg_sigmoid_rowf(float* p, float* b, Py_ssize_t n) noexcept nogil
+    void mg_tanh_rowf(float* p, float* b, Py_ssize_t n) noexcept nogil
+    void mg_tanh_inplacef(float* p, Py_ssize_t n) noexcept nogil
+    void mg_tanh_mapf(float* y, float* x, Py_ssize_t n) noexcept nogil
+
+
+cdef inline void _sigmoid_row(floating* p, floating* bias, Py_ssize_t n) noexcept nogil:
+    """p = sigmoid(p + bias) (p and bias do not overlap)."""
+    cdef Py_ssize_t j
+    if floating is float:
+        mg_sigmoid_rowf(p, bias, n)
+    else:
+        for j in range(n):
+            p[j] = mg_sigmoid(p[j] + bias[j])
+
+
+cdef inline void _tanh_row(floating* p, floating* bias, Py_ssize_t n) noexcept nogil:
+    """p = tanh(p + bias) (p and bias do not overlap)."""
+    cdef Py_ssize_t j
+    if floating is float:
+        mg_tanh_rowf(p, bias, n)
+    else:
+        for j in range(n):
+            p[j] = tanh(p[j] + bias[j])
+
+
+cdef inline void _tanh_inplace(floating* p, Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t j
+    if floating is float:
+        mg_tanh_inplacef(p, n)
+    else:
+        for j in range(n):
+            p[j] = tanh(p[j])
+
+
+cdef inline void _tanh_map(floating* y, floating* x, Py_ssize_t n) noexcept nogil:
+    """y = tanh(x) (y and x do not overlap)."""
+    cdef Py_ssize_t j
+    if floating is float:
+        mg_tanh_mapf(y, x, n)
+    else:
+        for j in range(n):
+            y[j] = tanh(x[j])
+
+
+# ---------------------------------------------------------------------------------------------
+# 2. GEMM
+
+cdef inline void gemm(bint ta, bint tb, int m, int n, int k, floating alpha,
+                      floating* a, int lda, floating* b, int ldb,
+                      floating beta, floating* c, int ldc) noexcept nogil:
+    """Row-major C (m, n) = alpha * op(A) @ op(B) + beta * C, op(A) = A.T when ta (A stored (k, m)).
+
+    Fortran BLAS sees a row-major matrix as its transpose, so compute C.T = op(B).T @ op(A).T:
+    pass B first and swap m and n; each leading dimension is the stored matrix's row stride.
+    """
+    cdef char ca = b'N'
+    cdef char cb = b'N'
+    cdef Py_ssize_t i, j
+    if ta:
+        ca = b'T'
+    if tb:
+        cb = b'T'
+    if m <= 0 or n <= 0:
+        return
+    if k <= 0:                                 # empty sum: C = beta * C (BLAS rejects k = 0 lds)
+        for i in range(m):
+            for j in range(n):
+                c[i * ldc + j] = 0 if beta == 0 else beta * c[i * ldc + j]
+        return
+    if floating is float:
+        sgemm(&cb, &ca, &n, &m, &k, &alpha, b, &ldb, a, &lda, &beta, c, &ldc)
+    else:
+        dgemm(&cb, &ca, &n, &m, &k, &alpha, b, &ldb, a, &lda, &beta, c, &ldc)
+
+
+# ---------------------------------------------------------------------------------------------
+# 3. row helpers and bodies
+
+cdef struct K:
+    int T, B, nI, H, relu      # nI: complex.h defines a macro I
+    void *x
+    void *h0
+    void *c0
+    void *w_ih
+    void *w_hh
+    void *b_ih
+    void *b_hh
+    int64_t *lengths          # NULL: every step real
+    # forward outputs
+    void *hs                  # (T, B, H): state after each step (a sequence passes hs[1:])
+    void *cs                  # (T, B, H): LSTM cell state after each step
+    void *gates               # (T, B, L): per-step cell cache
+    void *ys                  # (T, B, H) or NULL (cells)
+    void *ws                  # workspace
+    # backward inputs (also x, w_ih, w_hh, hs, gates, lengths)
+    void *dys                 # (T, B, H) or NULL (cells)
+    void *dh_n
+    void *dc_n
+    void *hprev               # (T, B, H): state before each step (hs[:T], or h for a cell)
+    void *cprev
+    # backward outputs
+    void *dx
+    void *dh0
+    void *dc0
+    void *dw_ih
+    void *dw_hh
+    void *db_ih               # NULL: no bias
+    void *db_hh
+
+
+cdef inline bint _real(K* k, Py_ssize_t t, Py_ssize_t b) noexcept nogil:
+    return k.lengths == NULL or t < k.lengths[b]
+
+
+cdef inline void _copy(floating* dst, floating* src, Py_ssize_t n) noexcept nogil:
+    memcpy(dst, src, n * sizeof(floating))
+
+
+cdef inline void _zero(floating* dst, Py_ssize_t n) noexcept nogil:
+    memset(dst, 0, n * sizeof(floating))
+
+
+cdef inline void _add(floating* dst, floating* src, Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t j
+    for j in range(n):
+        dst[j] = dst[j] + src[j]
+
+
+cdef inline void _colsum(floating* a, Py_ssize_t rows, Py_ssize_t cols, floating* out) noexcept nogil:
+    """out = a.sum(0), rows added in order (as NumPy reduces axis 0 of a C array)."""
+    cdef Py_ssize_t r
+    _zero(out, cols)
+    for r in range(rows):
+        _add(out, a + r * cols, cols)
+
+
+cdef inline void _bias_sum(K* k, floating* out, Py_ssize_t n) noexcept nogil:
+    """out[:n] = b_ih[:n] + b_hh[:n], or zeros without bias (so the row loops never branch)."""
+    cdef floating* bi = <floating*>k.b_ih
+    cdef floating* bh = <floating*>k.b_hh
+    cdef Py_ssize_t j
+    if bi == NULL:
+        _zero(out, n)
+    else:
+        for j in range(n):
+            out[j] = bi[j] + bh[j]
+
+
+cdef inline void _relu_row(floating* p, floating* bias, Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t j
+    cdef floating v
+    for j in range(n):
+        v = p[j] + bias[j]
+        p[j] = v if v > 0 else 0
+
+
+cdef inline void _carry_rows(K* k, Py_ssize_t t, floating* prev, floating* cur) noexcept nogil:
+    """Padded rows of step t keep the previous state."""
+    cdef Py_ssize_t b, H = k.H
+    if k.lengths != NULL:
+        for b in range(k.B):
+            if t >= k.lengths[b]:
+                _copy(cur + b * H, prev + b * H, H)
+
+
+cdef inline void _write_ys(K* k, Py_ssize_t t, floating* cur) noexcept nogil:
+    """ys[t] = state after step t, zero at padded rows."""
+    cdef floating* y
+    cdef Py_ssize_t b, H = k.H, BH = <Py_ssize_t>k.B * k.H
+    if k.ys == NULL:
+        return
+    y = <floating*>k.ys + t * BH
+    _copy(y, cur, BH)
+    if k.lengths != NULL:
+        for b in range(k.B):
+            if t >= k.lengths[b]:
+                _zero(y + b * H, H)
+
+
+# -- RNN ---------------------------------------------------------------------------------------
+
+cdef void _rnn_fwd(K* k, floating tag) noexcept nogil:
+    cdef Py_ssize_t T = k.T, B = k.B, H = k.H, BH = B * H, t, b
+    cdef int I = k.nI, iH = k.H
+    cdef floating* hs = <floating*>k.hs
+    cdef floating* bias = <floating*>k.ws          # (H,)
+    cdef floating* hp
+    cdef floating* ht
+    _bias_sum(k, bias, H)
+    gemm(False, True, k.T * k.B, iH, I, 1, <floating*>k.x, I, <floating*>k.w_ih, I, 0, hs, iH)
+    for t in range(T):
+        hp = <floating*>k.h0 if t == 0 else hs + (t - 1) * BH
+        ht = hs + t * BH
+        gemm(False, True, k.B, iH, iH, 1, hp, iH, <floating*>k.w_hh, iH, 1, ht, iH)
+        for b in range(B):
+            if k.relu:
+                _relu_row(ht + b * H, bias, H)
+            else:
+                _tanh_row(ht + b * H, bias, H)
+        _carry_rows(k, t, hp, ht)
+        _write_ys(k, t, ht)
+
+
+cdef inline void _rnn_bwd_row(floating* dh, floating* y, floating* da, bint relu,
+                              Py_ssize_t H) noexcept nogil:
+    cdef Py_ssize_t j
+    cdef floating d
+    if relu:
+        for j in range(H):
+            d = dh[j]                      # loaded unconditionally, so the select vectorizes
+            da[j] = d if y[j] > 0 else 0
+    else:
+        for j in range(H):
+            da[j] = dh[j] * (1 - y[j] * y[j])
+
+
+cdef void _rnn_bwd(K* k, floating tag) noexcept nogil:
+    cdef Py_ssize_t T = k.T, B = k.B, H = k.H, BH = B * H, t, b
+    cdef int I = k.nI, iH = k.H, TB = k.T * k.B
+    cdef floating* dA = <floating*>k.ws                 # (T, B, H) pre-activation gradients
+    cdef floating* dh = dA + T * BH                       # (B, H) gradient w.r.t. the state
+    cdef floating* dhn = dh + BH                          # (B, H) the same for the step before
+    cdef floating* tmp
+    cdef floating* dys = <floating*>k.dys
+    cdef floating* hs = <floating*>k.hs
+    _copy(dh, <floating*>k.dh_n, BH)
+    for t in range(T - 1, -1, -1):
+        for b in range(B):
+            if _real(k, t, b):
+                if dys != NULL:
+                    _add(dh + b * H, dys + t * BH + b * H, H)
+                _rnn_bwd_row(dh + b * H, hs + t * BH + b * H, dA + t * BH + b * H, k.relu, H)
+                if k.lengths != NULL:
+                    _zero(dhn + b * H, H)
+            else:
+                _zero(dA + t * BH + b * H, H)
+                _copy(dhn + b * H, dh + b * H, H)
+        gemm(False, False, k.B, iH, iH, 1, dA + t * BH, iH, <floating*>k.w_hh, iH,
+             0 if k.lengths == NULL else 1, dhn, iH)
+        tmp = dh; dh = dhn; dhn = tmp
+    _copy(<floating*>k.dh0, dh, BH)
+    gemm(False, False, TB, I, iH, 1, dA, iH, <floating*>k.w_ih, I, 0, <floating*>k.dx, I)
+    gemm(True, False, iH, I, TB, 1, dA, iH, <floating*>k.x, I, 0, <floating*>k.dw_ih, I)
+    gemm(True, False, iH, iH, TB, 1, dA, iH, <floating*>k.hprev, iH, 0, <floating*>k.dw_hh, iH)
+    if k.db_ih != NULL:
+        _colsum(dA, T * B, H, <floating*>k.db_ih)
+        _copy(<floating*>k.db_hh, <floating*>k.db_ih, H)
+
+
+# -- LSTM: gates row (5H) = [i | f | g | o | tanh(c1)] -------------------------------------------
+
+cdef inline void _lstm_fwd_row(floating* g, floating* bias, floating* cp, floating* ct,
+                               floating* ht, Py_ssize_t H) noexcept nogil:
+    # Short loops over few pointers: gcc vectorizes them (one long loop over the 5 blocks would
+    # need more run-time alias checks than it is willing to emit).
+    cdef Py_ssize_t j
+    cdef floating* gi = g
+    cdef floating* gf = g + H
+    cdef floating* gg = g + 2 * H
+    cdef floating* go = g + 3 * H
+    cdef floating* gt = g + 4 * H
+    _sigmoid_row(gi, bias, 2 * H)
+    _tanh_row(gg, bias + 2 * H, H)
+    _sigmoid_row(go, bias + 3 * H, H)
+    for j in range(H):
+        ct[j] = gf[j] * cp[j] + gi[j] * gg[j]
+    _tanh_map(gt, ct, H)
+    for j in range(H):
+        ht[j] = go[j] * gt[j]
+
+
+cdef void _lstm_fwd(K* k, floating tag) noexcept nogil:
+    cdef Py_ssize_t T = k.T, B = k.B, H = k.H, BH = B * H, L = 5 * H, t, b
+    cdef int I = k.nI, iH = k.H, G = 4 * k.H, iL = 5 * k.H
+    cdef floating* hs = <floating*>k.hs
+    cdef floating* cs = <floating*>k.cs
+    cdef floating* gates = <floating*>k.gates
+    cdef floating* bias = <floating*>k.ws          # (4H,)
+    cdef floating* hp
+    cdef floating* cp
+    cdef floating* gt
+    _bias_sum(k, bias, 4 * H)
+    # input projection of all T*B rows into the gate columns of the cache (row stride 5H)
+    gemm(False, True, k.T * k.B, G, I, 1, <floating*>k.x, I, <floating*>k.w_ih, I, 0, gates, iL)
+    for t in range(T):
+        hp = <floating*>k.h0 if t == 0 else hs + (t - 1) * BH
+        cp = <floating*>k.c0 if t == 0 else cs + (t - 1) * BH
+        gt = gates + t * B * L
+        gemm(False, True, k.B, G, iH, 1, hp, iH, <floating*>k.w_hh, iH, 1, gt, iL)
+        for b in range(B):
+            _lstm_fwd_row(gt + b * L, bias, cp + b * H, cs + t * BH + b * H,
+                          hs + t * BH + b * H, H)
+        _carry_rows(k, t, hp, hs + t * BH)
+        _carry_rows(k, t, cp, cs + t * BH)
+        _write_ys(k, t, hs + t * BH)
+
+
+cdef inline void _lstm_bwd_row(floating* g, floating* dh, floating* dc, floating* cp,
+                               floating* dg, floating* dcp, Py_ssize_t H) noexcept nogil:
+    """dg = gradient w.r.t. the gate pre-activations; dcp = gradient w.r.t. the previous c.
+    dcp first holds dct, the total gradient w.r.t. c1."""
+    cdef Py_ssize_t j
+    cdef floating* gi = g
+    cdef floating* gf = g + H
+    cdef floating* gg = g + 2 * H
+    cdef floating* go = g + 3 * H
+    cdef floating* gt = g + 4 * H
+    cdef floating* dgi = dg
+    cdef floating* dgf = dg + H
+    cdef floating* dgg = dg + 2 * H
+    cdef floating* dgo = dg + 3 * H
+    for j in range(H):
+        dgo[j] = dh[j] * gt[j] * go[j] * (1 - go[j])
+    for j in range(H):
+        dcp[j] = dc[j] + dh[j] * go[j] * (1 - gt[j] * gt[j])
+    for j in range(H):
+        dgi[j] = dcp[j] * gg[j] * gi[j] * (1 - gi[j])
+        dgg[j] = dcp[j] * gi[j] * (1 - gg[j] * gg[j])
+    for j in range(H):
+        dgf[j] = dcp[j] * cp[j] * gf[j] * (1 - gf[j])
+        dcp[j] = dcp[j] * gf[j]
+
+
+cdef void _lstm_bwd(K* k, floating tag) noexcept nogil:
+    cdef Py_ssize_t T = k.T, B = k.B, H = k.H, BH = B * H, L = 5 * H, G = 4 * H, t, b
+    cdef int I = k.nI, iH = k.H, iG = 4 * k.H, TB = k.T * k.B
+    cdef floating* dG = <floating*>k.ws                 # (T, B, 4H)
+    cdef floating* dh = dG + T * B * G
+    cdef floating* dhn = dh + BH
+    cdef floating* dc = dhn + BH
+    cdef floating* dcn = dc + BH
+    cdef floating* tmp
+    cdef floating* dys = <floating*>k.dys
+    cdef floating* gates = <floating*>k.gates
+    cdef floating* cprev = <floating*>k.cprev
+    _copy(dh, <floating*>k.dh_n, BH)
+    _copy(dc, <floating*>k.dc_n, BH)
+    for t in range(T - 1, -1, -1):
+        for b in range(B):
+            if _real(k, t, b):
+                if dys != NULL:
+                    _add(dh + b * H, dys + t * BH + b * H, H)
+                _lstm_bwd_row(gates + (t * B + b) * L, dh + b * H, dc + b * H,
+                              cprev + t * BH + b * H, dG + (t * B + b) * G, dcn + b * H, H)
+                if k.lengths != NULL:
+                    _zero(dhn + b * H, H)
+            else:
+                _zero(dG + (t * B + b) * G, G)
+                _copy(dhn + b * H, dh + b * H, H)
+                _copy(dcn + b * H, dc + b * H, H)
+        gemm(False, False, k.B, iH, iG, 1, dG + t * B * G, iG, <floating*>k.w_hh, iH,
+             0 if k.lengths == NULL else 1, dhn, iH)
+        tmp = dh; dh = dhn; dhn = tmp
+        tmp = dc; dc = dcn; dcn = tmp
+    _copy(<floating*>k.dh0, dh, BH)
+    _copy(<floating*>k.dc0, dc, BH)
+    gemm(False, False, TB, I, iG, 1, dG, iG, <floating*>k.w_ih, I, 0, <floating*>k.dx, I)
+    gemm(True, False, iG, I, TB, 1, dG, iG, <floating*>k.x, I, 0, <floating*>k.dw_ih, I)
+    gemm(True, False, iG, iH, TB, 1, dG, iG, <floating*>k.hprev, iH, 0, <floating*>k.dw_hh, iH)
+    if k.db_ih != NULL:
+        _colsum(dG, T * B, G, <floating*>k.db_ih)
+        _copy(<floating*>k.db_hh, <floating*>k.db_ih, G)
+
+
+# -- GRU: gates row (4H) = [r | z | n | gh_n] ----------------------------------------------------
+
+cdef inline void _gru_fwd_row(floating* g, floating* gh, floating* bias, floating* hp,
+                              floating* ht, Py_ssize_t H) noexcept nogil:
+    """g holds the input projection [gi_r | gi_z | gi_n] on entry; gh = h @ w_hh.T (no bias);
+    bias = [b_ir + b_hr | b_iz + b_hz | b_in | b_hn]."""
+    cdef Py_ssize_t j
+    cdef floating* r = g
+    cdef floating* z = g + H
+    cdef floating* n = g + 2 * H
+    cdef floating* ghn = g + 3 * H
+    for j in range(2 * H):
+        g[j] = g[j] + gh[j]
+    _sigmoid_row(g, bias, 2 * H)
+    for j in range(H):
+        ghn[j] = gh[2 * H + j] + bias[3 * H + j]
+    for j in range(H):
+        n[j] = n[j] + bias[2 * H + j] + r[j] * ghn[j]
+    _tanh_inplace(n, H)
+    for j in range(H):
+        ht[j] = (1 - z[j]) * n[j] + z[j] * hp[j]
+
+
+cdef void _gru_fwd(K* k, floating tag) noexcept nogil:
+    cdef Py_ssize_t T = k.T, B = k.B, H = k.H, BH = B * H, L = 4 * H, t, b
+    cdef int I = k.nI, iH = k.H, G = 3 * k.H, iL = 4 * k.H
+    cdef floating* hs = <floating*>k.hs
+    cdef floating* gates = <floating*>k.gates
+    cdef floating* bias = <floating*>k.ws          # (4H,)
+    cdef floating* gh = bias + 4 * H               # (B, 3H)
+    cdef floating* bi = <floating*>k.b_ih
+    cdef floating* bh = <floating*>k.b_hh
+    cdef floating* hp
+    cdef floating* gt
+    _bias_sum(k, bias, 2 * H)
+    if bi == NULL:
+        _zero(bias + 2 * H, 2 * H)
+    else:
+        _copy(bias + 2 * H, bi + 2 * H, H)
+        _copy(bias + 3 * H, bh + 2 * H, H)
+    gemm(False, True, k.T * k.B, G, I, 1, <floating*>k.x, I, <floating*>k.w_ih, I, 0, gates, iL)
+    for t in range(T):
+        hp = <floating*>k.h0 if t == 0 else hs + (t - 1) * BH
+        gt = gates + t * B * L
+        gemm(False, True, k.B, G, iH, 1, hp, iH, <floating*>k.w_hh, iH, 0, gh, G)
+        for b in range(B):
+            _gru_fwd_row(gt + b * L, gh + b * 3 * H, bias, hp + b * H, hs + t * BH + b * H, H)
+        _carry_rows(k, t, hp, hs + t * BH)
+        _write_ys(k, t, hs + t * BH)
+
+
+cdef inline void _gru_bwd_row(floating* g, floating* dh, floating* hp, floating* dgi,
+                              floating* dgh, floating* dhp, Py_ssize_t H) noexcept nogil:
+    """dgi / dgh = gradients w.r.t. gi / gh (they differ in the n block: dgh_n = dgi_n * r);
+    dhp = the direct part of the gradient w.r.t. the previous state (dh * z)."""
+    cdef Py_ssize_t j
+    cdef floating* r = g
+    cdef floating* z = g + H
+    cdef floating* n = g + 2 * H
+    cdef floating* ghn = g + 3 * H
+    cdef floating* dr = dgi
+    cdef floating* dz = dgi + H
+    cdef floating* dn = dgi + 2 * H
+    for j in range(H):
+        dn[j] = dh[j] * (1 - z[j]) * (1 - n[j] * n[j])
+    for j in range(H):
+        dz[j] = dh[j] * (hp[j] - n[j]) * z[j] * (1 - z[j])
+    for j in range(H):
+        dhp[j] = dh[j] * z[j]
+    for j in range(H):
+        dr[j] = dn[j] * ghn[j] * r[j] * (1 - r[j])
+        dgh[2 * H + j] = dn[j] * r[j]
+    _copy(dgh, dgi, 2 * H)
+
+
+cdef void _gru_bwd(K* k, floating tag) noexcept nogil:
+    cdef Py_ssize_t T = k.T, B = k.B, H = k.H, BH = B * H, L = 4 * H, G = 3 * H, t, b, row
+    cdef int I = k.nI, iH = k.H, iG = 3 * k.H, TB = k.T * k.B
+    cdef floating* dGi = <floating*>k.ws                # (T, B, 3H) w.r.t. gi
+    cdef floating* dGh = dGi + T * B * G                  # (T, B, 3H) w.r.t. gh
+    cdef floating* dh = dGh + T * B * G
+    cdef floating* dhn = dh + BH
+    cdef floating* tmp
+    cdef floating* dys = <floating*>k.dys
+    cdef floating* gates = <floating*>k.gates
+    cdef floating* hprev = <floating*>k.hprev
+    _copy(dh, <floating*>k.dh_n, BH)
+    for t in range(T - 1, -1, -1):
+        for b in range(B):
+            row = t * B + b
+            if _real(k, t, b):
+                if dys != NULL:
+                    _add(dh + b * H, dys + t * BH + b * H, H)
+                _gru_bwd_row(gates + row * L, dh + b * H, hprev + t * BH + b * H,
+                             dGi + row * G, dGh + row * G, dhn + b * H, H)
+            else:
+                _zero(dGi + row * G, G)
+                _zero(dGh + row * G, G)
+                _copy(dhn + b * H, dh + b * H, H)
+        gemm(False, False, k.B, iH, iG, 1, dGh + t * B * G, iG, <floating*>k.w_hh, iH, 1, dhn, iH)
+        tmp = dh; dh = dhn; dhn = tmp
+    _copy(<floating*>k.dh0, dh, BH)
+    gemm(False, False, TB, I, iG, 1, dGi, iG, <floating*>k.w_ih, I, 0, <floating*>k.dx, I)
+    gemm(True, False, iG, I, TB, 1, dGi, iG, <floating*>k.x, I, 0, <floating*>k.dw_ih, I)
+    gemm(True, False, iG, iH, TB, 1, dGh, iG, hprev, iH, 0, <floating*>k.dw_hh, iH)
+    if k.db_ih != NULL:
+        _colsum(dGi, T * B, G, <floating*>k.db_ih)
+        _colsum(dGh, T * B, G, <floating*>k.db_hh)
+
+
+# -- Linear ------------------------------------------------------------------------------------
+
+cdef void _linear_fwd(K* k, floating tag) noexcept nogil:
+    """x (N, I) = k.x with N = k.B, w (O, I) = k.w_ih with O = k.H, b = k.b_ih, y = k.hs."""
+    cdef Py_ssize_t r, O = k.H
+    cdef floating* y = <floating*>k.hs
+    if k.b_ih != NULL:
+        for r in range(k.B):
+            _copy(y + r * O, <floating*>k.b_ih, O)
+    gemm(False, True, k.B, k.H, k.nI, 1, <floating*>k.x, k.nI, <floating*>k.w_ih, k.nI,
+         0 if k.b_ih == NULL else 1, y, k.H)
+
+
+cdef void _linear_bwd(K* k, floating tag) noexcept nogil:
+    """dy (N, O) = k.dys."""
+    cdef floating* dy = <floating*>k.dys
+    gemm(False, False, k.B, k.nI, k.H, 1, dy, k.H, <floating*>k.w_ih, k.nI, 0, <floating*>k.dx, k.nI)
+    gemm(True, False, k.H, k.nI, k.B, 1, dy, k.H, <floating*>k.x, k.nI, 0, <floating*>k.dw_ih, k.nI)
+    if k.db_ih != NULL:
+        _colsum(dy, k.B, k.H, <floating*>k.db_ih)
+
+
+# ---------------------------------------------------------------------------------------------
+# 4. validation (Python level, before any pointer is touched)
+
+cdef extern from "limits.h":
+    const int INT_MAX
+
+
+cdef inline str _dtname(int tn):
+    return "float32" if tn == cnp.NPY_FLOAT else "float64"
+
+
+cdef int _layout(cnp.ndarray a, str name) except -1:
+    if not cnp.PyArray_IS_C_CONTIGUOUS(a):
+        raise ValueError(f"{name} must be C-contiguous, got strides {(<object>a).strides} "
+                         f"for shape {(<object>a).shape}")
+    if not cnp.PyArray_ISALIGNED(a) or not cnp.PyArray_ISNOTSWAPPED(a):
+        raise ValueError(f"{name} must be aligned and in native byte order, got {(<object>a).dtype}")
+    return 0
+
+
+cdef cnp.ndarray _anchor(object a, str name, int nd):
+    """The first array of a call: fixes the dtype (float32 or float64) and some sizes, none 0."""
+    if not cnp.PyArray_Check(a):
+        raise ValueError(f"{name} must be a numpy.ndarray, got {type(a).__name__}")
+    cdef cnp.ndarray arr = <cnp.ndarray>a
+    cdef int tn = cnp.PyArray_TYPE(arr)
+    if tn != cnp.NPY_FLOAT and tn != cnp.NPY_DOUBLE:
+        raise ValueError(f"{name} must be float32 or float64, got {arr.dtype}")
+    if cnp.PyArray_NDIM(arr) != nd:
+        raise ValueError(f"{name} must be {nd}-D, got shape {(<object>arr).shape}")
+    if cnp.PyArray_SIZE(arr) == 0:
+        raise ValueError(f"{name} must have no zero-size dimension, got shape {(<object>arr).shape}")
+    _layout(arr, name)
+    return arr
+
+
+cdef void* _check(object a, str name, int tn, str ref, int nd,
+                  Py_ssize_t d0, Py_ssize_t d1=-2, Py_ssize_t d2=-2, str wild="H") except NULL:
+    """Check a's type, dtype (same as `ref`), shape (d = -1: any size, shown as `wild`) and
+    layout; return its data pointer."""
+    if not cnp.PyArray_Check(a):
+        raise ValueError(f"{name} must be a numpy.ndarray, got {type(a).__name__}")
+    cdef cnp.ndarray arr = <cnp.ndarray>a
+    cdef cnp.npy_intp* s = cnp.PyArray_DIMS(arr)
+    cdef int atn = cnp.PyArray_TYPE(arr)
+    cdef Py_ssize_t want[3]
+    cdef int i
+    cdef bint ok = cnp.PyArray_NDIM(arr) == nd
+    want[0], want[1], want[2] = d0, d1, d2
+    if ok:
+        for i in range(nd):
+            if want[i] != -1 and s[i] != want[i]:
+                ok = False
+    if not ok:
+        shape = ", ".join([wild if want[i] == -1 else str(want[i]) for i in range(nd)])
+        raise ValueError(f"{name} must have shape ({shape}{',' if nd == 1 else ''}), got {(<object>arr).shape}")
+    if atn != tn:
+        raise ValueError(f"dtype mismatch: {name} must be {_dtname(tn)} (the dtype of {ref}), "
+                         f"got {arr.dtype}")
+    _layout(arr, name)
+    return cnp.PyArray_DATA(arr)
+
+
+cdef extern from *:
+    """
+    #ifndef MINIGRAD_DEBUG
+    #define MINIGRAD_DEBUG 0
+    #endif
+    """
+    const int MINIGRAD_DEBUG      # 1 in the MINIGRAD_CYTHON_DEBUG=1 build (set by setup.py)
+
+# Debug build: every array a kernel writes (outputs, caches, workspaces) comes from _empty with
+# guard bytes on both sides; _verify() after the nogil body raises if a guard was overwritten.
+# (The bodies index raw pointers, which Cython's boundscheck does not see.)
+cdef enum:
+    _GUARD = 64
+cdef list _guarded = []
+
+
+cdef cnp.ndarray _empty(int tn, Py_ssize_t d0, Py_ssize_t d1=-1, Py_ssize_t d2=-1):
+    cdef cnp.npy_intp dims[3]
+    cdef int nd = 1 if d1 < 0 else (2 if d2 < 0 else 3)
+    dims[0] = d0
+    dims[1] = d1
+    dims[2] = d2
+    if not MINIGRAD_DEBUG:
+        return cnp.PyArray_EMPTY(nd, dims, tn, 0)
+    shape = tuple([dims[i] for i in range(nd)])
+    nbytes = int(np.prod(shape)) * (4 if tn == cnp.NPY_FLOAT else 8)
+    buf = np.full(nbytes + 2 * _GUARD, 0xA5, np.uint8)
+    _guarded.append((buf, nbytes))
+    return buf[_GUARD:_GUARD + nbytes].view(np.float32 if tn == cnp.NPY_FLOAT else np.float64).reshape(shape)
+
+
+cdef inline int _verify() except -1:
+    """Debug build: check (and forget) the guards of the arrays allocated since the last call."""
+    if not MINIGRAD_DEBUG:
+        return 0
+    bad = [n for buf, n in _guarded
+           if (buf[:_GUARD] != 0xA5).any() or (buf[_GUARD + n:] != 0xA5).any()]
+    _guarded.clear()
+    if bad:
+        raise RuntimeError(f"kernel wrote out of bounds of an output buffer ({bad[0]} bytes)")
+    return 0
+
+
+cdef inline void* _data(cnp.ndarray a, Py_ssize_t offset=0):
+    return <char*>cnp.PyArray_DATA(a) + offset * cnp.PyArray_ITEMSIZE(a)
+
+
+cdef int _prep(K* k, int G, object x, str hname, object h, str cname, object c,
+               object w_ih, object w_hh, bint seq) except -1:
+    """Validate x, h (, c), w_ih, w_hh; fill sizes and pointers; return the dtype number.
+
+    x is (T, B, I) for a sequence, (B, I) for a cell (T = 1); h, c are (B, H)."""
+    cdef cnp.ndarray ax = _anchor(x, "x", 3 if seq else 2)
+    cdef int tn = cnp.PyArray_TYPE(ax)
+    cdef cnp.npy_intp* s = cnp.PyArray_DIMS(ax)
+    cdef Py_ssize_t T = s[0] if seq else 1
+    cdef Py_ssize_t B = s[1] if seq else s[0]
+    cdef Py_ssize_t I = s[2] if seq else s[1]
+    cdef Py_ssize_t H
+    k.x = cnp.PyArray_DATA(ax)
+    k.h0 = _check(h, hname, tn, "x", 2, B, -1)
+    H = cnp.PyArray_DIMS(<cnp.ndarray>h)[1]
+    if H < 1:
+        raise ValueError(f"{hname} must have shape ({B}, H) with H > 0, got {h.shape}")
+    if T * B > INT_MAX or 5 * H > INT_MAX or I > INT_MAX:
+        raise ValueError("sizes too large for 32-bit BLAS")
+    if cname is not None:
+        k.c0 = _check(c, cname, tn, "x", 2, B, H)
+    k.w_ih = _check(w_ih, "w_ih", tn, "x", 2, G * H, I)
+    k.w_hh = _check(w_hh, "w_hh", tn, "x", 2, G * H, H)
+    k.T, k.B, k.nI, k.H = T, B, I, H
+    k.lengths = NULL
+    k.ys = NULL
+    k.dys = NULL
+    k.db_ih = NULL
+    k.db_hh = NULL
+    return tn
+
+
+cdef bint _prep_bias(K* k, int n, object b_ih, object b_hh, int tn) except -1:
+    if b_ih is None and b_hh is None:
+        k.b_ih = k.b_hh = NULL
+        return False
+    if b_ih is None or b_hh is None:
+        got = lambda b: "None" if b is None else "an array"
+        raise ValueError("b_ih and b_hh must both be arrays or both be None, "
+                         f"got b_ih={got(b_ih)} and b_hh={got(b_hh)}")
+    k.b_ih = _check(b_ih, "b_ih", tn, "x", 1, n)
+    k.b_hh = _check(b_hh, "b_hh", tn, "x", 1, n)
+    return True
+
+
+cdef object _prep_lengths(K* k, object lengths):
+    """lengths: None, or integers of shape (B,) in [1, T]; returns the int64 array to keep alive."""
+    if lengths is None:
+        k.lengths = NULL
+        return None
+    cdef cnp.ndarray L = lengths if cnp.PyArray_Check(lengths) else np.asarray(lengths)
+    if L.dtype.kind not in "iu":
+        raise ValueError(f"lengths must be an integer array, got dtype {L.dtype}")
+    if cnp.PyArray_NDIM(L) != 1 or cnp.PyArray_DIMS(L)[0] != k.B:
+        raise ValueError(f"lengths must have shape ({k.B},), got {(<object>L).shape}")
+    if cnp.PyArray_TYPE(L) != cnp.NPY_INT64 or not cnp.PyArray_ISCARRAY_RO(L):
+        if L.dtype.kind == "u" and L.max() > k.T:          # before a wrap-around cast
+            raise ValueError(f"lengths must lie in [1, {k.T}], got max {L.max()}")
+        L = np.ascontiguousarray(L, dtype=np.int64)
+    cdef int64_t* p = <int64_t*>cnp.PyArray_DATA(L)
+    cdef Py_ssize_t b
+    for b in range(k.B):
+        if p[b] < 1 or p[b] > k.T:
+            raise ValueError(f"lengths must lie in [1, {k.T}], got {p[b]} at index {b}")
+    k.lengths = p
+    return L
+
+
+cdef bint _relu(object nonlinearity) except -1:
+    if nonlinearity == "tanh":
+        return False
+    if nonlinearity == "relu":
+        return True
+    raise ValueError(f"nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
+
+
+cdef int _check_cache(object cache, str names) except -1:
+    cdef Py_ssize_t n = names.count(",") + 1
+    if not isinstance(cache, tuple) or len(<tuple>cache) != n:
+        got = (f"a tuple of length {len(<tuple>cache)}" if isinstance(cache, tuple)
+               else type(cache).__name__)
+        raise ValueError(f"cache must be a tuple of {n} arrays ({names}), got {got}")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
+# 5. wrappers
+
+def linear_forward(x, w, b):
+    """y = x @ w.T + b;  x (N, I), w (O, I), b (O,) or None."""
+    cdef K k
+    cdef cnp.ndarray ax = _anchor(x, "x", 2)
+    cdef int tn = cnp.PyArray_TYPE(ax)
+    k.B, k.nI = cnp.PyArray_DIMS(ax)[0], cnp.PyArray_DIMS(ax)[1]
+    k.x = cnp.PyArray_DATA(ax)
+    if not cnp.PyArray_Check(w) or cnp.PyArray_NDIM(<cnp.ndarray>w) != 2:
+        _check(w, "w", tn, "x", 2, -1, k.nI, -2, "O")
+    k.H = cnp.PyArray_DIMS(<cnp.ndarray>w)[0]
+    k.w_ih = _check(w, "w", tn, "x", 2, k.H, k.nI)
+    if k.H == 0:
+        raise ValueError(f"w must have shape (O, {k.nI}) with O > 0, got {w.shape}")
+    k.b_ih = NULL if b is None else _check(b, "b", tn, "x", 1, k.H)
+    y = _empty(tn, k.B, k.H)
+    k.hs = cnp.PyArray_DATA(y)
+    if tn == cnp.NPY_FLOAT:
+        with nogil: _linear_fwd(&k, <float>0)
+    else:
+        with nogil: _linear_fwd(&k, <double>0)
+    _verify()
+    return y
+
+
+def linear_backward(dy, x, w, has_bias):
+    """dx = dy @ w, dw = dy.T @ x, db = dy.sum(0) (None without bias)."""
+    cdef K k
+    cdef cnp.ndarray ax = _anchor(x, "x", 2)
+    cdef int tn = cnp.PyArray_TYPE(ax)
+    k.B, k.nI = cnp.PyArray_DIMS(ax)[0], cnp.PyArray_DIMS(ax)[1]
+    k.x = cnp.PyArray_DATA(ax)
+    if not cnp.PyArray_Check(w) or cnp.PyArray_NDIM(<cnp.ndarray>w) != 2:
+        _check(w, "w", tn, "x", 2, -1, k.nI, -2, "O")
+    k.H = cnp.PyArray_DIMS(<cnp.ndarray>w)[0]
+    k.w_ih = _check(w, "w", tn, "x", 2, k.H, k.nI)
+    if k.H == 0:
+        raise ValueError(f"w must have shape (O, {k.nI}) with O > 0, got {w.shape}")
+    k.dys = _check(dy, "dy", tn, "x", 2, k.B, k.H)
+    dx = _empty(tn, k.B, k.nI)
+    dw = _empty(tn, k.H, k.nI)
+    db = _empty(tn, k.H) if has_bias else None
+    k.dx, k.dw_ih = cnp.PyArray_DATA(dx), cnp.PyArray_DATA(dw)
+    k.db_ih = cnp.PyArray_DATA(db) if has_bias else NULL
+    if tn == cnp.NPY_FLOAT:
+        with nogil: _linear_bwd(&k, <float>0)
+    else:
+        with nogil: _linear_bwd(&k, <double>0)
+    _verify()
+    return dx, dw, db
+
+
+# -- cells: the sequence bodies with T = 1 ------------------------------------------------------
+
+def rnn_cell_forward(x, h, w_ih, w_hh, b_ih, b_hh, nonlinearity):
+    """h1 = act(x @ w_ih.T + b_ih + h @ w_hh.T + b_hh); cache = h1."""
+    cdef K k
+    cdef int tn = _prep(&k, 1, x, "h", h, None, None, w_ih, w_hh, False)
+    _prep_bias(&k, k.H, b_ih, b_hh, tn)
+    k.relu = _relu(nonlinearity)
+    h1 = _empty(tn, k.B, k.H)
+    ws = _empty(tn, k.H)
+    k.hs, k.ws = cnp.PyArray_DATA(h1), cnp.PyArray_DATA(ws)
+    if tn == cnp.NPY_FLOAT:
+        with nogil: _rnn_fwd(&k, <float>0)
+    else:
+        with nogil: _rnn_fwd(&k, <double>0)
+    _verify()
+    return h1, h1.copy()
+
+
+def rnn_cell_backward(dh1, x, h, w_ih, w_hh, cache, has_bias, nonlinearity):
+    """-> (dx, dh, dw_ih, dw_hh, db_ih, db_hh)."""
+    cdef K k
+    cdef int tn = _prep(&k, 1, x, "h", h, None, None, w_ih, w_hh, False)
+    cdef Py_ssize_t B = k.B, H = k.H
+    k.relu = _relu(nonlinearity)
+    k.dh_n = _check(dh1, "dh1", tn, "x", 2, B, H)
+    k.hs = _check(cache, "cache", tn, "x", 2, B, H)
+    k.hprev = k.h0
+    dx, dh = _empty(tn, B, k.nI), _empty(tn, B, H)
+    dw_ih, dw_hh = _empty(tn, H, k.nI), _empty(tn, H, H)
+    ws = _empty(tn, 3 * B * H)
+    k.dx, k.dh0, k.dw_ih, k.dw_hh = _data(dx), _data(dh), _data(dw_ih), _data(dw_hh)
+    k.ws = _data(ws)
+    db_ih = db_hh = None
+    if has_bias:
+        db_ih, db_hh = _empty(tn, H), _empty(tn, H)
+        k.db_ih, k.db_hh = _data(db_ih), _data(db_hh)
+    if tn == cnp.NPY_FLOAT:
+        with nogil: _rnn_bwd(&k, <float>0)
+    else:
+        with nogil: _rnn_bwd(&k, <double>0)
+    _verify()
+    return dx, dh, dw_ih, dw_hh, db_ih, db_hh
+
+
+def lstm_cell_forward(x, h, c, w_ih, w_hh, b_ih, b_hh):
+    """-> (h1, c1, cache), cache (B, 5H) = [i | f | g | o | tanh(c1)]."""
+    cdef K k
+    cdef int tn = _prep(&k, 4, x, "h", h, "c", c, w_ih, w_hh, False)
+    _prep_bias(&k, 4 * k.H, b_ih, b_hh, tn)
+    h1, c1 = _empty(tn, k.B, k.H), _empty(tn, k.B, k.H)
+    cache = _empty(tn, k.B, 5 * k.H)
+    ws = _empty(tn, 4 * k.H)
+    k.hs, k.cs, k.gates, k.ws = _data(h1), _data(c1), _data(cache), _data(ws)
+    if tn == cnp.NPY_FLOAT:
+        with nogil: _lstm_fwd(&k, <float>0)
+    else:
+        with nogil: _lstm_fwd(&k, <double>0)
+    _verify()
+    return h1, c1, cache
+
+
+def lstm_cell_backward(dh1, dc1, x, h, c, w_ih, w_hh, cache, has_bias):
+    """-> (dx, dh, dc, dw_ih, dw_hh, db_ih, db_hh)."""
+    cdef K k
+    cdef int tn = _prep(&k, 4, x, "h", h, "c", c, w_ih, w_hh, False)
+    cdef Py_ssize_t B = k.B, H = k.H
+    k.dh_n = _check(dh1, "dh1", tn, "x", 2, B, H)
+    k.dc_n = _check(dc1, "dc1", tn, "x", 2, B, H)
+    k.gates = _check(cache, "cache", tn, "x", 2, B, 5 * H)
+    k.hprev, k.cprev = k.h0, k.c0
+    dx, dh, dc = _empty(tn, B, k.nI), _empty(tn, B, H), _empty(tn, B, H)
+    dw_ih, dw_hh = _empty(tn, 4 * H, k.nI), _empty(tn, 4 * H, H)
+    ws = _empty(tn, 8 * B * H)
+    k.dx, k.dh0, k.dc0 = _data(dx), _data(dh), _data(dc)
+    k.dw_ih, k.dw_hh, k.ws = _data(dw_ih), _data(dw_hh), _data(ws)
+    db_ih = db_hh = None
+    if has_bias:
+        db_ih, db_hh = _empty(tn, 4 * H), _empty(tn, 4 * H)
+        k.db_ih, k.db_hh = _data(db_ih), _data(db_hh)
+    if tn == cnp.NPY_FLOAT:
+        with nogil: _lstm_bwd(&k, <float>0)
+    else:
+        with nogil: _lstm_bwd(&k, <double>0)
+    _verify()
+    return dx, dh, dc, dw_ih, dw_hh, db_ih, db_hh
+
+
+def gru_cell_forward(x, h, w_ih, w_hh, b_ih, b_hh):
+    """-> (h1, cache), cache (B, 4H) = [r | z | n | gh_n]."""
+    cdef K k
+    cdef int tn = _prep(&k, 3, x, "h", h, None, None, w_ih, w_hh, False)
+    _prep_bias(&k, 3 * k.H, b_ih, b_hh, tn)
+    h1 = _empty(tn, k.B, k.H)
+    cache = _empty(tn, k.B, 4 * k.H)
+    ws = _empty(tn, 4 * k.H + 3 * k.B * k.H)
+    k.hs, k.gates, k.ws = _data(h1), _data(cache), _data(ws)
+    if tn == cnp.NPY_FLOAT:
+        with nogil: _gru_fwd(&k, <float>0)
+    else:
+        with nogil: _gru_fwd(&k, <double>0)
+    _verify()
+    return h1, cache
+
+
+def gru_cell_backward(dh1, x, h, w_ih, w_hh, cache, has_bias):
+    """-> (dx, dh, dw_ih, dw_hh, db_ih, db_hh)."""
+    cdef K k
+    cdef int tn = _prep(&k, 3, x, "h", h, None, None, w_ih, w_hh, False)
+    cdef Py_ssize_t B = k.B, H = k.H
+    k.dh_n = _check(dh1, "dh1", tn, "x", 2, B, H)
+    k.gates = _check(cache, "cache", tn, "x", 2, B, 4 * H)
+    k.hprev = k.h0
+    dx, dh = _empty(tn, B, k.nI), _empty(tn, B, H)
+    dw_ih, dw_hh = _empty(tn, 3 * H, k.nI), _empty(tn, 3 * H, H)
+    ws = _empty(tn, 8 * B * H)
+    k.dx, k.dh0, k.dw_ih, k.dw_hh, k.ws = _data(dx), _data(dh), _data(dw_ih), _data(dw_hh), _data(ws)
+    db_ih = db_hh = None
+    if has_bias:
+        db_ih, db_hh = _empty(tn, 3 * H), _empty(tn, 3 * H)
+        k.db_ih, k.db_hh = _data(db_ih), _data(db_hh)
+    if tn == cnp.NPY_FLOAT:
+        with nogil: _gru_bwd(&k, <float>0)
+    else:
+        with nogil: _gru_bwd(&k, <double>0)
+    _verify()
+    return dx, dh, dw_ih, dw_hh, db_ih, db_hh
+
+
+# -- whole sequences ---------------------------------------------------------------------------
+
+cdef object _seq_states(K* k, int tn, void** first):
+    """(T+1, B, H) state array with [0] = the initial state at *first; afterwards *first points
+    at row 1 (the state after step 0), where the bodies write."""
+    s = _empty(tn, k.T + 1, k.B, k.H)
+    memcpy(cnp.PyArray_DATA(s), first[0], k.B * k.H * cnp.PyArray_ITEMSIZE(s))
+    first[0] = _data(s, k.B * k.H)
+    return s
+
+
+cdef object _last(cnp.ndarray s, K* k):
+    """A copy of s[T] (the final state), shape (B, H)."""
+    out = _empty(cnp.PyArray_TYPE(s), k.B, k.H)
+    memcpy(cnp.PyArray_DATA(out), _data(s, k.T * k.B * k.H), k.B * k.H * cnp.PyArray_ITEMSIZE(s))
+    return out
+
+
+def rnn_sequence_forward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, nonlinearity):
+    """-> (ys, h_n, cache), cache = (hs,), hs (T+1, B, H)."""
+    cdef K k
+    cdef int tn = _prep(&k, 1, x, "h0", h0, None, None, w_ih, w_hh, True)
+    _prep_bias(&k, k.H, b_ih, b_hh, tn)
+    L = _prep_lengths(&k, lengths)
+    k.relu = _relu(nonlinearity)
+    k.hs = k.h0
+    hs = _seq_states(&k, tn, &k.hs)
+    ys = _empty(tn, k.T, k.B, k.H)
+    ws = _empty(tn, k.H)
+    k.ys, k.ws = _data(ys), _data(ws)
+    if tn == cnp.NPY_FLOAT:
+        with nogil: _rnn_fwd(&k, <float>0)
+    else:
+        with nogil: _rnn_fwd(&k, <double>0)
+    _verify()
+    return ys, _last(hs, &k), (hs,)
+
+
+def rnn_sequence_backward(dys, dh_n, x, h0, w_ih, w_hh, cache, lengths, has_bias, nonlinearity):
+    """-> (dx, dh0, dw_ih, dw_hh, db_ih, db_hh)."""
+    cdef K k
+    cdef int tn = _prep(&k, 1, x, "h0", h0, None, None, w_ih, w_hh, True)
+    cdef Py_ssize_t T = k.T, B = k.B, H = k.H
+    L = _prep_lengths(&k, lengths)
+    k.relu = _relu(nonlinearity)
+    _check_cache(cache, "hs")
+    k.dys = _check(dys, "dys", tn, "x", 3, T, B, H)
+    k.dh_n = _check(dh_n, "dh_n", tn, "x", 2, B, H)
+    k.hprev = _check(cache[0], "hs", tn, "x", 3, T + 1, B, H)
+    k.hs = _data(cache[0], B * H)
+    dx, dh0 = _empty(tn, T, B, k.nI), _empty(tn, B, H)
+    dw_ih, dw_hh = _empty(tn, H, k.nI), _empty(tn, H, H)
+    ws = _empty(tn, (T + 2) * B * H)
+    k.dx, k.dh0, k.dw_ih, k.dw_hh, k.ws = _data(dx), _data(dh0), _data(dw_ih), _data(dw_hh), _data(ws)
+    db_ih = db_hh = None
+    if has_bias:
+        db_ih, db_hh = _empty(tn, H), _empty(tn, H)
+        k.db_ih, k.db_hh = _data(db_ih), _data(db_hh)
+    if tn == cnp.NPY_FLOAT:
+        with nogil: _rnn_bwd(&k, <float>0)
+    else:
+        with nogil: _rnn_bwd(&k, <double>0)
+    _verify()
+    return dx, dh0, dw_ih, dw_hh, db_ih, db_hh
+
+
+def lstm_sequence_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths):
+    """-> (ys, h_n, c_n, cache), cache = (hs, cs, gates): hs, cs (T+1, B, H), gates (T, B, 5H)."""
+    cdef K k
+    cdef int tn = _prep(&k, 4, x, "h0", h0, "c0", c0, w_ih, w_hh, True)
+    _prep_bias(&k, 4 * k.H, b_ih, b_hh, tn)
+    L = _prep_lengths(&k, lengths)
+    k.hs, k.cs = k.h0, k.c0
+    hs = _seq_states(&k, tn, &k.hs)
+    cs = _seq_states(&k, tn, &k.cs)
+    gates = _empty(tn, k.T, k.B, 5 * k.H)
+    ys = _empty(tn, k.T, k.B, k.H)
+    ws = _empty(tn, 4 * k.H)
+    k.gates, k.ys, k.ws = _data(gates), _data(ys), _data(ws)
+    if tn == cnp.NPY_FLOAT:
+        with nogil: _lstm_fwd(&k, <float>0)
+    else:
+        with nogil: _lstm_fwd(&k, <double>0)
+    _verify()
+    return ys, _last(hs, &k), _last(cs, &k), (hs, cs, gates)
+
+
+def lstm_sequence_backward(dys, dh_n, dc_n, x, h0, c0, w_ih, w_hh, cache, lengths, has_bias):
+    """-> (dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh)."""
+    cdef K k
+    cdef int tn = _prep(&k, 4, x, "h0", h0, "c0", c0, w_ih, w_hh, True)
+    cdef Py_ssize_t T = k.T, B = k.B, H = k.H
+    L = _prep_lengths(&k, lengths)
+    _check_cache(cache, "hs, cs, gates")
+    k.dys = _check(dys, "dys", tn, "x", 3, T, B, H)
+    k.dh_n = _check(dh_n, "dh_n", tn, "x", 2, B, H)
+    k.dc_n = _check(dc_n, "dc_n", tn, "x", 2, B, H)
+    k.hprev = _check(cache[0], "hs", tn, "x", 3, T + 1, B, H)
+    k.cprev = _check(cache[1], "cs", tn, "x", 3, T + 1, B, H)
+    k.gates = _check(cache[2], "gates", tn, "x", 3, T, B, 5 * H)
+    dx, dh0, dc0 = _empty(tn, T, B, k.nI), _empty(tn, B, H), _empty(tn, B, H)
+    dw_ih, dw_hh = _empty(tn, 4 * H, k.nI), _empty(tn, 4 * H, H)
+    ws = _empty(tn, (4 * T + 4) * B * H)
+    k.dx, k.dh0, k.dc0 = _data(dx), _data(dh0), _data(dc0)
+    k.dw_ih, k.dw_hh, k.ws = _data(dw_ih), _data(dw_hh), _data(ws)
+    db_ih = db_hh = None
+    if has_bias:
+        db_ih, db_hh = _empty(tn, 4 * H), _empty(tn, 4 * H)
+        k.db_ih, k.db_hh = _data(db_ih), _data(db_hh)
+    if tn == cnp.NPY_FLOAT:
+        with nogil: _lstm_bwd(&k, <float>0)
+    else:
+        with nogil: _lstm_bwd(&k, <double>0)
+    _verify()
+    return dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh
+
+
+def gru_sequence_forward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths):
+    """-> (ys, h_n, cache), cache = (hs, gates): hs (T+1, B, H), gates (T, B, 4H)."""
+    cdef K k
+    cdef int tn = _prep(&k, 3, x, "h0", h0, None, None, w_ih, w_hh, True)
+    _prep_bias(&k, 3 * k.H, b_ih, b_hh, tn)
+    L = _prep_lengths(&k, lengths)
+    k.hs = k.h0
+    hs = _seq_states(&k, tn, &k.hs)
+    gates = _empty(tn, k.T, k.B, 4 * k.H)
+    ys = _empty(tn, k.T, k.B, k.H)
+    ws = _empty(tn, 4 * k.H + 3 * k.B * k.H)
+    k.gates, k.ys, k.ws = _data(gates), _data(ys), _data(ws)
+    if tn == cnp.NPY_FLOAT:
+        with nogil: _gru_fwd(&k, <float>0)
+    else:
+        with nogil: _gru_fwd(&k, <double>0)
+    _verify()
+    return ys, _last(hs, &k), (hs, gates)
+
+
+def gru_sequence_backward(dys, dh_n, x, h0, w_ih, w_hh, cache, lengths, has_bias):
+    """-> (dx, dh0, dw_ih, dw_hh, db_ih, db_hh)."""
+    cdef K k
+    cdef int tn = _prep(&k, 3, x, "h0", h0, None, None, w_ih, w_hh, True)
+    cdef Py_ssize_t T = k.T, B = k.B, H = k.H
+    L = _prep_lengths(&k, lengths)
+    _check_cache(cache, "hs, gates")
+    k.dys = _check(dys, "dys", tn, "x", 3, T, B, H)
+    k.dh_n = _check(dh_n, "dh_n", tn, "x", 2, B, H)
+    k.hprev = _check(cache[0], "hs", tn, "x", 3, T + 1, B, H)
+    k.gates = _check(cache[1], "gates", tn, "x", 3, T, B, 4 * H)
+    dx, dh0 = _empty(tn, T, B, k.nI), _empty(tn, B, H)
+    dw_ih, dw_hh = _empty(tn, 3 * H, k.nI), _empty(tn, 3 * H, H)
+    ws = _empty(tn, (6 * T + 2) * B * H)
+    k.dx, k.dh0, k.dw_ih, k.dw_hh, k.ws = _data(dx), _data(dh0), _data(dw_ih), _data(dw_hh), _data(ws)
+    db_ih = db_hh = None
+    if has_bias:
+        db_ih, db_hh = _empty(tn, 3 * H), _empty(tn, 3 * H)
+        k.db_ih, k.db_hh = _data(db_ih), _data(db_hh)
+    if tn == cnp.NPY_FLOAT:
+        with nogil: _gru_bwd(&k, <float>0)
+    else:
+        with nogil: _gru_bwd(&k, <double>0)
+    _verify()
+    return dx, dh0, dw_ih, dw_hh, db_ih, db_hh

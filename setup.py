@@ -1,0 +1,47 @@
+"""Build the Cython kernels (minigrad._ops). Metadata lives in pyproject.toml.
+
+Environment switches (read at build time):
+  MINIGRAD_NATIVE=1        add -march=native (default: portable -O3)
+  MINIGRAD_CYTHON_DEBUG=1  boundscheck/wraparound/initializedcheck on, -O0 -g
+Never -ffast-math: it would set flush-to-zero for the whole process. -fno-trapping-math only lets
+gcc turn the float selects of the gate math into vector blends (results are unchanged).
+"""
+import os
+import sys
+
+import numpy as np
+from Cython.Build import cythonize
+from setuptools import Extension, setup
+
+DEBUG = os.environ.get("MINIGRAD_CYTHON_DEBUG") == "1"
+NATIVE = os.environ.get("MINIGRAD_NATIVE") == "1"
+
+if sys.platform == "win32":
+    compile_args = ["/Od", "/Zi"] if DEBUG else ["/O2"]
+else:
+    compile_args = (["-O0", "-g"] if DEBUG else ["-O3"]) + ["-fno-trapping-math"]
+    if NATIVE:
+        compile_args.append("-march=native")
+
+extensions = [
+    Extension(
+        "minigrad._ops",
+        ["minigrad/_ops.pyx"],
+        include_dirs=[np.get_include()],
+        define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")]
+        + ([("MINIGRAD_DEBUG", "1")] if DEBUG else []),
+        extra_compile_args=compile_args,
+    )
+]
+
+directives = {
+    "language_level": 3,
+    "boundscheck": DEBUG,
+    "wraparound": DEBUG,
+    "initializedcheck": DEBUG,
+    "cdivision": True,
+}
+
+# The debug build generates its C apart, so switching modes regenerates it with the right directives.
+setup(ext_modules=cythonize(extensions, compiler_directives=directives,
+                            build_dir="build/cython-debug" if DEBUG else None))
