@@ -11,7 +11,10 @@ the same BLAS (scipy's, which _ops calls through cython_blas), and kernel time /
 
 BLAS threads: OPENBLAS_NUM_THREADS is set to 1 before NumPy is imported unless you set it.
 
-    python benchmarks/bench_kernels.py [--quick] [--T 20] [--repeats 15]
+    python benchmarks/bench_kernels.py [--quick] [--T 20] [--repeats 15] [--clock wall|cpu]
+
+--clock cpu times with process CPU time instead of wall time: on a machine shared with other
+jobs it leaves out the time the benchmark spent descheduled.
 """
 import argparse
 import os
@@ -145,16 +148,19 @@ def calibrate(fn, target):
         n *= 4
 
 
+CLOCK = time.perf_counter
+
+
 def interleaved(fns, repeats, warmup, target):
     """Median/min/max seconds per call of each fn, samples interleaved A B A B ..."""
     ns = [calibrate(fn, target) for fn in fns]
     samples = [[] for _ in fns]
     for r in range(warmup + repeats):
         for i, (fn, n) in enumerate(zip(fns, ns)):
-            t0 = time.perf_counter()
+            t0 = CLOCK()
             for _ in range(n):
                 fn()
-            dt = (time.perf_counter() - t0) / n
+            dt = (CLOCK() - t0) / n
             if r >= warmup:
                 samples[i].append(dt)
     return [(statistics.median(s), min(s), max(s)) for s in samples]
@@ -201,13 +207,17 @@ def main():
     ap.add_argument("--T", type=int, default=20, help="sequence length (default 20)")
     ap.add_argument("--repeats", type=int, default=15, help="timed samples per contender")
     ap.add_argument("--quick", action="store_true", help="few short samples (a smoke run)")
+    ap.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                    help="wall time (default) or process CPU time (on a shared machine)")
     args = ap.parse_args()
+    global CLOCK
+    CLOCK = time.perf_counter if args.clock == "wall" else time.process_time
     repeats, warmup, target = (args.repeats, 3, 0.05) if not args.quick else (5, 1, 0.01)
     T = args.T
 
     describe_machine()
     print(f"float32, I = H, T = {T} for sequences; {repeats} interleaved samples after {warmup} "
-          f"warm-up; ms per forward+backward: median (min-max)\n")
+          f"warm-up; {args.clock} clock; ms per forward+backward: median (min-max)\n")
     head = (f"{'kernel':<16}{'B':>4}{'H':>5}   {'compiled ms':<27}{'numpy twin ms':<27}"
             f"{'twin/compiled':>13}  {'peak MB c/np':>12}")
     print(head)

@@ -705,6 +705,26 @@ cdef inline int _verify() except -1:
     return 0
 
 
+# The sequence backwards' workspace (the gate gradients of all steps) is the largest temporary;
+# one spare per dtype is kept between calls so a training loop does not page-fault it in anew
+# every step. A caller takes the spare (under the GIL) and hands it back afterwards; a concurrent
+# caller finds none and allocates its own.
+cdef dict _spare = {}
+
+
+cdef cnp.ndarray _borrow(int tn, Py_ssize_t n):
+    cdef cnp.ndarray w = _spare.pop(tn, None)
+    if w is not None and cnp.PyArray_SIZE(w) >= n and not MINIGRAD_DEBUG:
+        return w
+    return _empty(tn, n)
+
+
+cdef inline void _give_back(int tn, cnp.ndarray w):
+    cdef cnp.ndarray old = _spare.get(tn)
+    if old is None or cnp.PyArray_SIZE(old) < cnp.PyArray_SIZE(w):
+        _spare[tn] = w
+
+
 cdef inline void* _data(cnp.ndarray a, Py_ssize_t offset=0):
     return <char*>cnp.PyArray_DATA(a) + offset * cnp.PyArray_ITEMSIZE(a)
 
@@ -1029,7 +1049,7 @@ def rnn_sequence_backward(dys, dh_n, x, h0, w_ih, w_hh, cache, lengths, has_bias
     k.hs = _data(cache[0], B * H)
     dx, dh0 = _empty(tn, T, B, k.nI), _empty(tn, B, H)
     dw_ih, dw_hh = _empty(tn, H, k.nI), _empty(tn, H, H)
-    ws = _empty(tn, (T + 2) * B * H)
+    ws = _borrow(tn, (T + 2) * B * H)
     k.dx, k.dh0, k.dw_ih, k.dw_hh, k.ws = _data(dx), _data(dh0), _data(dw_ih), _data(dw_hh), _data(ws)
     db_ih = db_hh = None
     if has_bias:
@@ -1040,6 +1060,7 @@ def rnn_sequence_backward(dys, dh_n, x, h0, w_ih, w_hh, cache, lengths, has_bias
     else:
         with nogil: _rnn_bwd(&k, <double>0)
     _verify()
+    _give_back(tn, ws)
     return dx, dh0, dw_ih, dw_hh, db_ih, db_hh
 
 
@@ -1079,7 +1100,7 @@ def lstm_sequence_backward(dys, dh_n, dc_n, x, h0, c0, w_ih, w_hh, cache, length
     k.gates = _check(cache[2], "gates", tn, "x", 3, T, B, 5 * H)
     dx, dh0, dc0 = _empty(tn, T, B, k.nI), _empty(tn, B, H), _empty(tn, B, H)
     dw_ih, dw_hh = _empty(tn, 4 * H, k.nI), _empty(tn, 4 * H, H)
-    ws = _empty(tn, (4 * T + 4) * B * H)
+    ws = _borrow(tn, (4 * T + 4) * B * H)
     k.dx, k.dh0, k.dc0 = _data(dx), _data(dh0), _data(dc0)
     k.dw_ih, k.dw_hh, k.ws = _data(dw_ih), _data(dw_hh), _data(ws)
     db_ih = db_hh = None
@@ -1091,6 +1112,7 @@ def lstm_sequence_backward(dys, dh_n, dc_n, x, h0, c0, w_ih, w_hh, cache, length
     else:
         with nogil: _lstm_bwd(&k, <double>0)
     _verify()
+    _give_back(tn, ws)
     return dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh
 
 
@@ -1127,7 +1149,7 @@ def gru_sequence_backward(dys, dh_n, x, h0, w_ih, w_hh, cache, lengths, has_bias
     k.gates = _check(cache[1], "gates", tn, "x", 3, T, B, 4 * H)
     dx, dh0 = _empty(tn, T, B, k.nI), _empty(tn, B, H)
     dw_ih, dw_hh = _empty(tn, 3 * H, k.nI), _empty(tn, 3 * H, H)
-    ws = _empty(tn, (6 * T + 2) * B * H)
+    ws = _borrow(tn, (6 * T + 2) * B * H)
     k.dx, k.dh0, k.dw_ih, k.dw_hh, k.ws = _data(dx), _data(dh0), _data(dw_ih), _data(dw_hh), _data(ws)
     db_ih = db_hh = None
     if has_bias:
@@ -1138,4 +1160,5 @@ def gru_sequence_backward(dys, dh_n, x, h0, w_ih, w_hh, cache, lengths, has_bias
     else:
         with nogil: _gru_bwd(&k, <double>0)
     _verify()
+    _give_back(tn, ws)
     return dx, dh0, dw_ih, dw_hh, db_ih, db_hh
