@@ -256,7 +256,7 @@ cdef inline void _relu_row(floating* p, floating* bias, Py_ssize_t n) noexcept n
     cdef floating v
     for j in range(n):
         v = p[j] + bias[j]
-        p[j] = v if v > 0 else 0
+        p[j] = 0 if v <= 0 else v          # NaN stays NaN, as np.maximum(v, 0)
 
 
 cdef inline void _carry_rows(K* k, Py_ssize_t t, floating* prev, floating* cur) noexcept nogil:
