@@ -248,6 +248,10 @@ def backward(root, grad=None, retain_graph=False):
                 gins = node.backward(*gouts)
                 if type(gins) is not tuple:
                     gins = (gins,)
+                if len(gins) != len(node.inputs):
+                    raise RuntimeError(
+                        f"{node.name}.backward returned {len(gins)} gradient(s) for "
+                        f"{len(node.inputs)} input(s); return one per input (None where none)")
                 break
         else:  # no gradient reached this node: pass "nothing" on so counts still drop
             gins = (None,) * len(node.inputs)

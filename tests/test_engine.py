@@ -498,3 +498,17 @@ def test_creating_no_grad_or_enable_grad_changes_nothing_until_entered():
     finally:
         mg.set_grad_enabled(True)
     assert mg.is_grad_enabled()
+
+
+def test_backward_returning_too_few_gradients_is_an_error():
+    class Bad(mg.Function):
+        def forward(self, a, b):
+            return a + b
+
+        def backward(self, g):
+            return (g,)  # one gradient for two inputs
+
+    a = mg.tensor([1.0], requires_grad=True)
+    b = mg.tensor([2.0], requires_grad=True)
+    with pytest.raises(RuntimeError, match=r"returned 1 gradient\(s\) for 2 input\(s\)"):
+        Bad()(a, b).sum().backward()

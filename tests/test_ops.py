@@ -1007,3 +1007,30 @@ def test_float_valued_unary_ops_on_int_tensors_give_floats():
         y = fn(Tensor(ints))
         assert y.dtype.kind == "f", f"{name} of an int tensor has dtype {y.dtype}"
         np.testing.assert_allclose(y.data, expected, rtol=1e-12, err_msg=f"{name} of ints")
+
+
+# ---- small API fixes: each guards a behaviour a user relies on
+def test_reduction_axis_may_be_a_list():
+    x = mg.tensor(np.arange(24.0).reshape(2, 3, 4), requires_grad=True)
+    y = x.sum(axis=[0, 2])
+    np.testing.assert_allclose(y.data, np.arange(24.0).reshape(2, 3, 4).sum(axis=(0, 2)))
+    y.sum().backward()
+    np.testing.assert_allclose(x.grad, np.ones((2, 3, 4)))
+
+
+def test_unsqueeze_bad_axis_names_the_input_dimensions():
+    with pytest.raises(ValueError, match="2 dimensions"):
+        F.unsqueeze(mg.tensor(np.ones((2, 3))), 5)
+
+
+def test_embedding_padding_idx_out_of_range():
+    w = mg.tensor(np.ones((4, 2)), requires_grad=True)
+    with pytest.raises(ValueError, match=r"padding_idx must be within \[-4, 4\), got 7"):
+        F.embedding(np.array([0, 1]), w, padding_idx=7)
+
+
+def test_cross_entropy_refuses_a_target_that_requires_grad():
+    logits = mg.tensor(np.zeros((2, 3)), requires_grad=True)
+    soft = mg.tensor(np.full((2, 3), 1 / 3), requires_grad=True)
+    with pytest.raises(ValueError, match="target"):
+        F.cross_entropy(logits, soft)

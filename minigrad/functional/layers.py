@@ -38,7 +38,12 @@ def embedding(indices, weight, padding_idx=None):
     (rows at padding_idx get no gradient)"""
     if weight.ndim != 2:
         raise ValueError(f"embedding weight must be 2-D (num_embeddings, dim), got shape {weight.shape}")
-    idx = _indices(indices, weight.shape[0], "embedding")
+    n = weight.shape[0]
+    if padding_idx is not None:
+        if not -n <= padding_idx < n:
+            raise ValueError(f"padding_idx must be within [-{n}, {n}), got {padding_idx}")
+        padding_idx %= n
+    idx = _indices(indices, n, "embedding")
     return Embedding(idx, padding_idx)(weight)
 
 

@@ -22,7 +22,7 @@ class Sum(Function):
 
 def sum(a, axis=None, keepdims=False):
     """y = sum of a over axis;  da = dy broadcast back"""
-    _check_axis(a, axis)
+    axis = _check_axis(a, axis)
     return Sum(axis, keepdims)(a)
 
 
@@ -43,7 +43,7 @@ class Mean(Function):
 
 def mean(a, axis=None, keepdims=False):
     """y = mean of a over axis;  da = dy / n broadcast back"""
-    _check_axis(a, axis)
+    axis = _check_axis(a, axis)
     return Mean(axis, keepdims)(a)
 
 
@@ -80,13 +80,13 @@ class Min(_Extreme):
 
 def max(a, axis=None, keepdims=False):
     """y = max of a over axis;  da = dy at the maxima (split evenly between ties)"""
-    _check_axis(a, axis)
+    axis = _check_axis(a, axis)
     return Max(axis, keepdims)(a)
 
 
 def min(a, axis=None, keepdims=False):
     """y = min of a over axis;  da = dy at the minima (split evenly between ties)"""
-    _check_axis(a, axis)
+    axis = _check_axis(a, axis)
     return Min(axis, keepdims)(a)
 
 
@@ -114,7 +114,7 @@ def var(a, axis=None, keepdims=False, ddof=0):
     """y = sum((a - mean)^2) / (n - ddof);  da = dy * 2 (a - mean) / (n - ddof)
 
     NumPy's convention (ddof=0, population variance); PyTorch's default is ddof=1."""
-    _check_axis(a, axis)
+    axis = _check_axis(a, axis)
     return Var(axis, keepdims, ddof)(a)
 
 
@@ -138,7 +138,7 @@ class LogSumExp(Function):
 
 def logsumexp(a, axis=None, keepdims=False):
     """y = log(sum(exp(a))) over axis, stably;  da = dy * softmax(a)"""
-    _check_axis(a, axis)
+    axis = _check_axis(a, axis)
     return LogSumExp(axis, keepdims)(a)
 
 
@@ -159,7 +159,7 @@ class Softmax(Function):
 
 def softmax(a, axis=-1):
     """y = exp(a) / sum(exp(a)) along axis;  da = y * (dy - sum(dy * y))"""
-    _check_axis(a, axis)
+    axis = _check_axis(a, axis)
     return Softmax(axis)(a)
 
 
@@ -180,11 +180,15 @@ class LogSoftmax(Function):
 
 def log_softmax(a, axis=-1):
     """y = a - logsumexp(a) along axis;  da = dy - softmax(a) * sum(dy)"""
-    _check_axis(a, axis)
+    axis = _check_axis(a, axis)
     return LogSoftmax(axis)(a)
 
 
 def _check_axis(a, axis):
+    """Validate axis against a's dimensions; a list becomes a tuple (NumPy needs a tuple)."""
     ndim = a.ndim if hasattr(a, "ndim") else np.ndim(a)
+    if isinstance(axis, list):
+        axis = tuple(axis)
     if axis is not None:
         normalize_axis(axis, ndim)
+    return axis

@@ -133,7 +133,9 @@ def squeeze(a, axis=None):
 def unsqueeze(a, axis):
     """Insert a size-1 axis at position axis."""
     nd = a.ndim + 1
-    normalize_axis((axis,), nd)
+    if not -nd <= axis < nd:
+        raise ValueError(f"unsqueeze axis {axis} is out of range for a tensor with {a.ndim} "
+                         f"dimensions (allowed: {-nd} to {nd - 1})")
     axis %= nd
     return reshape(a, a.shape[:axis] + (1,) + a.shape[axis:])
 
