@@ -283,16 +283,19 @@ def build_parser():
                    help="share of --text held out for validation (its end)")
     p.add_argument("--cell", choices=sorted(CELLS), default="lstm")
     p.add_argument("--embed", type=positive(int), default=64, help="embedding size")
-    p.add_argument("--hidden", type=positive(int), default=384)
+    p.add_argument("--hidden", type=positive(int), default=256)
     p.add_argument("--layers", type=positive(int), default=1)
     p.add_argument("--dropout", type=float, default=0.0, help="between layers (layers > 1)")
     p.add_argument("--seq-len", type=positive(int), default=64, help="BPTT length")
     p.add_argument("--batch-size", type=positive(int), default=32)
-    p.add_argument("--steps", type=positive(int), default=2500, help="total optimizer steps "
+    p.add_argument("--steps", type=positive(int), default=3000, help="total optimizer steps "
                    "(a resumed run continues up to this count)")
     p.add_argument("--time-limit", type=positive(float), default=None, metavar="SECONDS",
                    help="stop training after this many seconds (then evaluate and save)")
     p.add_argument("--lr", type=positive(float), default=2e-3)
+    p.add_argument("--min-lr-ratio", type=float, default=0.1,
+                   help="the learning rate follows a cosine from --lr down to this fraction of "
+                   "it at --steps (1 keeps it constant)")
     p.add_argument("--clip", type=positive(float), default=5.0, help="max gradient norm")
     p.add_argument("--eval-every", type=positive(int), default=500)
     p.add_argument("--eval-chars", type=positive(int), default=100_000,
@@ -310,6 +313,13 @@ def build_parser():
                    help="BLAS threads (needs threadpoolctl; default: OPENBLAS_NUM_THREADS, 1)")
     p.add_argument("--quiet", action="store_true", help="no progress line or samples")
     return p
+
+
+def lr_at(step, args):
+    """Cosine schedule: args.lr at step 0, args.lr * args.min_lr_ratio at args.steps."""
+    frac = min(step / args.steps, 1.0)
+    r = args.min_lr_ratio
+    return args.lr * (r + (1 - r) * 0.5 * (1 + math.cos(math.pi * frac)))
 
 
 class Progress:
@@ -357,10 +367,14 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     if not 0 < args.val_fraction < 1:
         raise SystemExit(f"error: --val-fraction must be between 0 and 1, got {args.val_fraction}")
+    if not 0 < args.min_lr_ratio <= 1:
+        raise SystemExit(f"error: --min-lr-ratio must be in (0, 1], got {args.min_lr_ratio}")
     if not 0 <= args.dropout < 1:
         raise SystemExit(f"error: --dropout must be in [0, 1), got {args.dropout}")
     if args.sample_len < 0:
         raise SystemExit(f"error: --sample-len must be >= 0, got {args.sample_len}")
+    if not args.prime:
+        args.prime = "\n"
     limiter = _limit_threads(args.threads)
     try:
         return _train(args)
@@ -384,6 +398,10 @@ def _train(args):
             setattr(args, k, ck["arch"][k])
     else:
         vocab, fallback = Vocab.build(train_text)
+    unknown = sorted(set(train_text + val_text) - set(vocab.chars))
+    if unknown:
+        out.message(f"note: {len(unknown)} distinct characters of this text are not in the "
+                    f"checkpoint's vocabulary; they are read as {fallback!r}")
     train_ids = vocab.encode(train_text, fallback)
     val_ids = vocab.encode(val_text, fallback)
     out.message(f"corpus: {desc}; {len(train_ids):,} training and {len(val_ids):,} validation "
@@ -402,15 +420,14 @@ def _train(args):
         except ValueError as e:
             raise SystemExit(f"error: --resume {args.resume!r} does not fit this model: {e}") \
                 from None
-        for g in opt.param_groups:
-            g["lr"] = args.lr
         step = int(ck["step"])
         streams.pos = int(ck.get("data_pos", 0)) % max(streams.n, 1)
         out.message(f"resumed from {args.resume} at step {step}")
     n_params = sum(p.data.size for p in model.parameters())
     out.message(f"model: {args.cell.upper()} {args.layers} x {args.hidden}, embedding "
                 f"{args.embed}, {n_params:,} parameters; batch {args.batch_size} x "
-                f"{args.seq_len} characters, Adam lr {args.lr}, clip {args.clip}")
+                f"{args.seq_len} characters, Adam lr {args.lr} (cosine to "
+                f"{args.lr * args.min_lr_ratio:.0e}), clip {args.clip}")
 
     log2 = math.log(2)
     state = None
@@ -442,6 +459,8 @@ def _train(args):
         if args.time_limit is not None and time.perf_counter() - t_start > args.time_limit:
             out.message(f"time limit of {args.time_limit:g} s reached at step {step}")
             break
+        for g in opt.param_groups:
+            g["lr"] = lr_at(step, args)
         x, y, wrapped = streams.next()
         if wrapped:
             state = None  # a new pass over the text: start from zeros

@@ -25,7 +25,8 @@ from .tensor import Tensor
 
 __all__ = ["format_tape", "print_tape", "to_dot"]
 
-_LEGEND = ("inputs: %n[k] = output k of node n (needs grad);  leaf NAME = a leaf that requires grad;\n"
+_LEGEND = ("inputs: %n[k] = output k of node n (needs grad);  "
+           "leaf NAME = a leaf that requires grad;\n"
            "        const = a tensor without grad;  - = a non-tensor argument;\n"
            "        a | prev[k] = a at the first step, then output k of the previous step")
 

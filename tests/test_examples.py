@@ -150,6 +150,7 @@ def test_adding_problem_trains_and_measures_gradients(adding):
         prof = r["grad_profile"][cell][10]
         assert prof.shape == (10,) and np.all(np.isfinite(prof)) and prof[-1] > 0
         assert r["grad_ratio"][cell][10] == pytest.approx(prof[0] / prof[-1])
+        assert r["grad_profile_trained"][cell][10].shape == (10,)
     with pytest.raises(SystemExit):
         adding.main(["--lengths", "1", "--quiet"])
 

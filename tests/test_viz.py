@@ -156,7 +156,7 @@ def test_dot_is_well_formed_with_an_edge_per_input():
     assert dot.startswith("digraph")
     assert dot.count("{") == dot.count("}") and dot.rstrip().endswith("}")
     edges = _dot_edges(dot)
-    # Inputs that are tensors: 5 cells x (x, w_ih, w_hh, b_ih, b_hh) + 4 x (h, c) + Mul (2) + Sum (1)
+    # tensor inputs: 5 cells x (x, w_ih, w_hh, b_ih, b_hh) + 4 x (h, c) + Mul (2) + Sum (1)
     assert len(edges) == 5 * 5 + 4 * 2 + 2 + 1 + 1   # + the edge into the output node
     declared = set(re.findall(r"^\s*(\w+) \[", dot, flags=re.M))
     for a, b in edges:
