@@ -477,21 +477,24 @@ def _torch_profiled_peak(step):
     return int(peak)
 
 
-def memory_probe(cell, size, names, warmup=2, peak=True, rss=False):
+def memory_probe(cell, size, names, warmup=1, peak=True, rss=False):
     """Peak extra memory of one training step per contender, in bytes (after `warmup` steps).
 
     peak_bytes, the headline figure:
       numpy, minigrad: tracemalloc (numpy reports its array buffers to it): peak minus current
-        traced bytes across one step, tracing started before warm-up steps so that arrays freed
-        during the step are counted out.  Python objects are included; exact.
+        traced bytes across one step, tracing started one step earlier so that arrays freed
+        during the measured step (the previous step's gradients, ...) are counted out.
+        Python objects are included; exact, but it counts bytes allocated, not pages touched
+        (np.zeros pages that are never written count here, not in RSS).
       torch: its own allocator's records through torch.profiler (see _torch_profiled_peak);
         torch's allocator does not report to tracemalloc.
     rss_bytes (rss=True, --rss), the same method for all three (cross-check): peak RSS during
       the step minus RSS before it, the peak reset through /proc/self/clear_refs, in a fresh
       child process started with MALLOC_MMAP_THRESHOLD_=4096 so that every allocation of 4 KiB
-      or more is mapped on allocation and unmapped on free, and RSS follows the live buffers.  Page granularity,
-      allocator slack and kernel counter batching make it coarse (+-0.3 MiB); one child per
-      cell/size because the counters misread small steps after large ones in the same process."""
+      or more is mapped on allocation and unmapped on free, and RSS follows the live buffers.
+      Page granularity, allocator slack and kernel counter batching make it coarse (+-0.3 MiB);
+      one child per cell/size because the counters misread small steps after large ones in the
+      same process."""
     params, x, target = make_problem(cell, size)
     out = {}
     for n in names:
@@ -514,8 +517,7 @@ def memory_probe(cell, size, names, warmup=2, peak=True, rss=False):
                 res["peak_error"] = repr(e)
         elif peak:
             tracemalloc.start()
-            for _ in range(warmup):
-                c.step()
+            c.step()
             gc.collect()
             tracemalloc.reset_peak()
             cur0 = tracemalloc.get_traced_memory()[0]
@@ -594,6 +596,17 @@ def machine_info():
     except ImportError:
         pass
     info["minigrad_api"] = "modules" if _minigrad_uses_modules() else "functional"
+    try:
+        git = ["git", "-C", _ROOT]
+        commit = subprocess.run(git + ["rev-parse", "--short", "HEAD"],
+                                capture_output=True, text=True).stdout.strip()
+        if commit:
+            info["git_commit"] = commit
+            info["git_dirty_minigrad"] = bool(subprocess.run(
+                git + ["status", "--porcelain", "--", "minigrad"],
+                capture_output=True, text=True).stdout.strip())
+    except OSError:
+        pass
     return info
 
 
@@ -710,7 +723,9 @@ def main(argv=None):
     print(f"machine: {machine['cpu']}, {machine['cores']} cores, {machine['platform']}")
     print(f"python {machine['python']}, numpy {machine['numpy']}, scipy {machine.get('scipy')}, "
           f"torch {machine.get('torch', 'not installed')}, minigrad {machine['minigrad']} "
-          f"({machine.get('minigrad_backend')} kernels, {machine['minigrad_api']} API)")
+          f"({machine.get('minigrad_backend')} kernels, {machine['minigrad_api']} API), "
+          f"git {machine.get('git_commit', 'unknown (no repository)')}"
+          f"{' + uncommitted minigrad/ changes' if machine.get('git_dirty_minigrad') else ''}")
     pools = threads["threadpoolctl"]
     print(f"threads: {args.threads} (env {', '.join(f'{k}={v}' for k, v in threads['env'].items())}"
           f"{'' if threads['env_set_before_numpy_import'] else ' NOT applied: numpy was already imported'}; "
@@ -724,8 +739,9 @@ def main(argv=None):
     print(f"step: forward, MSE of a linear readout (H->{OUT}) of h_n, backward, SGD lr={LR}; "
           f"float32; {warmup} warm-up round(s) discarded; interleaved rotating order; "
           f"ratios = contender median / reference median (lower is faster)")
-    print("note: shared 2-core machine; other processes may be running, so absolute times are "
-          "noisy and the within-run ratios are the figures to read\n")
+    load0 = os.getloadavg() if hasattr(os, "getloadavg") else None
+    print(f"load average at start: {load0}; on a shared machine other processes compete for the "
+          "cores, so absolute times are noisy: read the within-run ratios\n")
 
     results = []
     for cell in args.cells:
@@ -769,20 +785,22 @@ def main(argv=None):
                     r["contenders"][n]["memory"]["rss_bytes"] = m.get("rss_bytes")
 
     elapsed = time.perf_counter() - t_start
+    load1 = os.getloadavg() if hasattr(os, "getloadavg") else None
     print()
     print_table(results, names)
     print("\nroofline = (GEMM FLOPs of the step / SGEMM rate above) / contender median time.\n"
           "peak MiB: extra memory of one step (numpy, minigrad: tracemalloc; torch: its allocator "
           "records via torch.profiler).\nRSS MiB: the same for all three as peak RSS growth in a "
           "child process with MALLOC_MMAP_THRESHOLD_=4096 (coarse, +-0.3 MiB).\n"
-          f"wall time {elapsed:.0f} s")
+          f"wall time {elapsed:.0f} s; load average at end {load1}")
 
     doc = {"command": "python benchmarks/bench_rnn.py " + " ".join(sys.argv[1:] if argv is None
                                                                    else argv),
            "machine": machine, "threads": threads, "sgemm": sgemm,
            "roofline_rate_gflops": rate / 1e9, "lr": LR, "readout": OUT,
            "warmup": warmup, "contenders": names, "memory_method": memory_probe.__doc__,
-           "elapsed_s": elapsed, "results": results}
+           "elapsed_s": elapsed, "load_average_start": load0, "load_average_end": load1,
+           "results": results}
     if args.json:
         os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
         with open(args.json, "w") as f:
