@@ -17,6 +17,18 @@ step, |dL/dx_0|, relative to the one at the last step, |dL/dx_{T-1}|: the vanish
 the lecture notes, as a number. It is measured on the freshly initialized models (where the
 tanh RNN's and, with its update gate near one half, the GRU's are tiny) and again after
 training (where a cell that learned to remember carries the gradient back to the start).
+
+Measured with the defaults (seed 0; hidden 64, 3000 steps of 64 sequences, Adam 3e-3; 2-core
+AMD EPYC, one BLAS thread; 8 min 47 s in all): test MSE
+
+    cell      T=50     T=100    T=200
+    RNN      0.1750   0.1700   0.1712     (stays at the 0.167 baseline)
+    LSTM     0.0003   0.0003   0.0010
+    GRU      0.0001   0.0005   0.0002
+
+and |dL/dx_0| / |dL/dx_T-1| at initialization of 1e-10 / 8e-21 / 6e-41 (RNN), 1e-4 / 2e-7 /
+3e-14 (LSTM), 1e-10 / 7e-21 / 8e-41 (GRU); after training about 0.2 to 4 for LSTM and GRU, and
+at most 5e-23 for the RNN. ``--quick`` (T = 25, 50; 1000 steps) took 33 s.
 """
 from __future__ import annotations
 

@@ -19,6 +19,14 @@ carried from one chunk to the next (the model sees long context) but detached be
 Adam, gradient-norm clipping, a progress line with loss and tokens/s, validation bits per
 character and a temperature sample every ``--eval-every`` steps, and checkpoints
 (``--save``/``--resume``: model, optimizer, step and data position in one .npz; never pickle).
+
+Measured with the defaults (seed 0, CPython 3.11's standard library: 2.84M training and 165k
+validation characters, vocabulary 159; one LSTM layer of 256, 381k parameters; 2-core AMD EPYC,
+one BLAS thread): validation 2.37 / 2.08 / 1.94 / 1.85 / 1.81 bits per character after 500 /
+1000 / 1500 / 2000 / 2500 steps (on 100k held-out characters) and 1.84 on all 165k held-out
+characters after the 3000th step; 6 min 3 s wall clock (5 min CPU), about 17,000 tokens/s, with
+the machine partly shared with other jobs. (On a heavily shared machine the same run took 21
+min, crossing 2.0 bits/char after about 10.)
 """
 from __future__ import annotations
 
@@ -484,10 +492,10 @@ def _train(args):
     train_time = time.perf_counter() - t_start
     do_eval(final=True)
     total_time = time.perf_counter() - t_start
-    tps = tokens / train_time if train_time > 0 else 0.0
-    out.message(f"done: {step - start_step} steps in {train_time:.0f} s training "
-                f"({total_time:.0f} s with evaluation), {tps:,.0f} tokens/s; "
-                f"validation {val_bpc:.3f} bits/char")
+    tps = tokens / train_time if train_time > 0 else 0.0  # periodic evaluations included
+    out.message(f"done: {step - start_step} steps, {total_time:.0f} s in all (training "
+                f"{tokens / max(train_time, 1e-9):,.0f} tokens/s, periodic evaluations "
+                f"included); validation {val_bpc:.3f} bits/char")
     return {
         "steps": step,
         "first_loss": losses[0] if losses else None,

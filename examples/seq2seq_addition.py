@@ -23,6 +23,7 @@ import os
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # see char_rnn.py
 
 import argparse
+import math
 import sys
 import time
 
@@ -192,6 +193,9 @@ def main(argv=None):
     losses, history = [], []
     t0 = time.perf_counter()
     for step in range(1, args.steps + 1):
+        # cosine learning-rate decay from --lr to a tenth of it: steadier final answers
+        for g in opt.param_groups:
+            g["lr"] = args.lr * (0.1 + 0.45 * (1 + math.cos(math.pi * (step - 1) / args.steps)))
         q, q_len, dec_in, target = problems.tensors(problems.sample(rng, args.batch_size))
         logits = model(q, q_len, dec_in)             # teacher forcing: (B, a_width + 1, V)
         loss = F.cross_entropy(logits, target)

@@ -1,7 +1,7 @@
 """Many-to-one classification in the lecture notes' Keras style, on variable-length sequences.
 
     python examples/sequence_classification.py
-    python examples/sequence_classification.py --ignore-lengths   # see what padding costs
+    python examples/sequence_classification.py --ignore-lengths   # the LSTM also reads the padding
 
 The model is the notes' stack (Embedding -> LSTM returning only its last output -> Dense ->
 ReLU -> Dense), built with ``nn.Sequential`` and shown with ``nn.summary``:
@@ -127,6 +127,7 @@ def build_parser():
     p.add_argument("--epochs", type=int, default=8)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--lr", type=float, default=3e-3)
+    p.add_argument("--clip", type=float, default=1.0, help="max gradient norm")
     p.add_argument("--ignore-lengths", action="store_true",
                    help="do not pass lengths: the LSTM also reads the padding")
     p.add_argument("--seed", type=int, default=0)
@@ -146,8 +147,8 @@ def main(argv=None):
     if args.vocab < 12:
         parser.error(f"--vocab must be at least 12 (10 sentiment words, a neutral one and the "
                      f"padding id), got {args.vocab}")
-    if not args.lr > 0:
-        parser.error(f"--lr must be positive, got {args.lr}")
+    if not args.lr > 0 or not args.clip > 0:
+        parser.error(f"--lr and --clip must be positive, got {args.lr} and {args.clip}")
     say = (lambda *a: None) if args.quiet else (lambda *a: print(*a, flush=True))
 
     mg.manual_seed(args.seed)
@@ -174,6 +175,7 @@ def main(argv=None):
             loss = F.cross_entropy(logits, y)
             opt.zero_grad()
             loss.backward()
+            nn.utils.clip_grad_norm_(model.parameters(), args.clip)
             opt.step()
             total += float(loss.item()) * len(idx)
             count += len(idx)
