@@ -14,7 +14,7 @@ Run from the repository root, either way:
     --json PATH           every figure as JSON (default bench_results/bench_rnn.json)
     --plot PATH           PNG of time per step vs size (default bench_results/bench_rnn.png;
                           skipped with a message when matplotlib is not installed)
-    --no-torch, --no-memory
+    --no-torch, --no-memory, --no-plot
 
 The step: forward over x (T, B, I) from zero states, a linear readout (H -> 10) of the last
 hidden state h_n, loss = mean squared error against a fixed random target, backward, and one
@@ -461,15 +461,15 @@ class _quiet_stderr:
         os.close(self.saved)
 
 
-def _torch_profiled_peak(step):
-    """Peak bytes held by torch's CPU allocator during step(), above the level at its start:
+def _torch_profiled_peak(run):
+    """Peak bytes held by torch's CPU allocator during run(), above the level at its start:
     torch.profiler with profile_memory=True records every allocation and free; the events'
     self_cpu_memory_usage (net bytes of each op, children excluded) is summed in order of op
     start and the running maximum taken.  A transient allocated and freed inside one op is not
     seen (a slight underestimate)."""
     from torch.profiler import ProfilerActivity, profile
     with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-        step()
+        run()
     cur = peak = 0
     for e in sorted(prof.events(), key=lambda e: e.time_range.start):
         cur += e.self_cpu_memory_usage
@@ -477,61 +477,71 @@ def _torch_profiled_peak(step):
     return int(peak)
 
 
-def memory_probe(cell, size, names, warmup=1, peak=True, rss=False):
-    """Peak extra memory of one training step per contender, in bytes (after `warmup` steps).
+MEMORY_STEPS = 2
+
+
+def memory_probe(cell, size, names):
+    """Peak memory of training, per contender, in bytes: the most memory held at any moment
+    during the first MEMORY_STEPS steps of a freshly built model, minus what was held just
+    before them (parameters, input and target are not counted; everything a step allocates,
+    including buffers a contender keeps from one step to the next such as gradients or a
+    kernel workspace cache, is).  Each contender first runs two steps at a tiny size, so that
+    code loading and one-time library set-up are not counted.  Meant to run in a fresh child
+    process per cell/size (run_memory_child), started with MALLOC_MMAP_THRESHOLD_=4096.
 
     peak_bytes, the headline figure:
-      numpy, minigrad: tracemalloc (numpy reports its array buffers to it): peak minus current
-        traced bytes across one step, tracing started one step earlier so that arrays freed
-        during the measured step (the previous step's gradients, ...) are counted out.
-        Python objects are included; exact, but it counts bytes allocated, not pages touched
-        (np.zeros pages that are never written count here, not in RSS).
-      torch: its own allocator's records through torch.profiler (see _torch_profiled_peak);
-        torch's allocator does not report to tracemalloc.
-    rss_bytes (rss=True, --rss), the same method for all three (cross-check): peak RSS during
-      the step minus RSS before it, the peak reset through /proc/self/clear_refs, in a fresh
-      child process started with MALLOC_MMAP_THRESHOLD_=4096 so that every allocation of 4 KiB
-      or more is mapped on allocation and unmapped on free, and RSS follows the live buffers.
-      Page granularity, allocator slack and kernel counter batching make it coarse (+-0.3 MiB);
-      one child per cell/size because the counters misread small steps after large ones in the
-      same process."""
+      numpy, minigrad: tracemalloc (numpy reports its array buffers to it); exact.  It counts
+        bytes allocated, not pages touched (np.zeros pages never written count here).
+      torch: its own allocator's records through torch.profiler (see _torch_profiled_peak),
+        on a second fresh model, since torch's allocator does not report to tracemalloc.
+    rss_bytes, the same method for all three (cross-check): peak RSS minus RSS before the
+      steps, the peak reset through /proc/self/clear_refs; with MALLOC_MMAP_THRESHOLD_=4096
+      every allocation of 4 KiB or more is mapped on allocation and unmapped on free, so RSS
+      follows the live buffers.  Coarse: page granularity, allocator slack and the kernel's
+      batched counters (about +-0.3 MiB)."""
     params, x, target = make_problem(cell, size)
+    tiny = make_problem(cell, (2, 3, 4, 5))
     out = {}
     for n in names:
+        warm = CONTENDERS[n](cell, *tiny)
+        for _ in range(2):
+            warm.step()
+        del warm
         c = CONTENDERS[n](cell, _copy(params), x, target)
-        for _ in range(warmup):
-            c.step()
         gc.collect()
         res = {}
-        if rss and _reset_peak_rss():
-            base = _proc_status_kib("VmRSS")
-            c.step()
-            hwm = _proc_status_kib("VmHWM")
-            res["rss_bytes"] = max(0, hwm - base) * 1024
-        if peak and n == "torch":
-            try:
-                with _quiet_stderr():     # the profiler logs to fd 2 on start and stop
-                    res["peak_bytes"] = _torch_profiled_peak(c.step)
-                res["peak_method"] = "torch.profiler allocation records"
-            except Exception as e:      # profiler API differences: keep the RSS figure
-                res["peak_error"] = repr(e)
-        elif peak:
+        rss = _reset_peak_rss()
+        base = _proc_status_kib("VmRSS") if rss else None
+        traced = n != "torch"
+        if traced:
             tracemalloc.start()
-            c.step()
-            gc.collect()
-            tracemalloc.reset_peak()
             cur0 = tracemalloc.get_traced_memory()[0]
+        for _ in range(MEMORY_STEPS):
             c.step()
+        if traced:
             res["peak_bytes"] = tracemalloc.get_traced_memory()[1] - cur0
             res["peak_method"] = "tracemalloc"
             tracemalloc.stop()
-        out[n] = res
+        if rss:
+            res["rss_bytes"] = max(0, _proc_status_kib("VmHWM") - base) * 1024
         del c
         gc.collect()
+        if not traced:
+            c = CONTENDERS[n](cell, _copy(params), x, target)
+            try:
+                with _quiet_stderr():     # the profiler logs to fd 2 on start and stop
+                    res["peak_bytes"] = _torch_profiled_peak(
+                        lambda: [c.step() for _ in range(MEMORY_STEPS)])
+                res["peak_method"] = "torch.profiler allocation records"
+            except Exception as e:      # profiler API differences: keep the RSS figure
+                res["peak_error"] = repr(e)
+            del c
+            gc.collect()
+        out[n] = res
     return out
 
 
-def run_memory_child(jobs, threads):
+def run_memory_child(jobs, threads, names):
     """memory_probe for each (cell, size), each in a fresh interpreter (see memory_probe)."""
     env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="4096")
     for k in THREAD_ENV:
@@ -539,7 +549,7 @@ def run_memory_child(jobs, threads):
     out = {}
     for job in jobs:
         cmd = [sys.executable, os.path.abspath(__file__), "--threads", str(threads),
-               "--memory-probe", json.dumps([job])]
+               "--memory-probe", json.dumps([job])] + ([] if "torch" in names else ["--no-torch"])
         p = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=_ROOT)
         if p.returncode != 0:
             print(f"memory probe {job} failed (exit {p.returncode}):\n{p.stderr[-2000:]}",
@@ -693,8 +703,6 @@ def main(argv=None):
                     help="matrix size of the SGEMM rate measurement (default 1536)")
     ap.add_argument("--no-torch", action="store_true")
     ap.add_argument("--no-memory", action="store_true")
-    ap.add_argument("--rss", action="store_true",
-                    help="also measure peak RSS growth, one child process per cell/size (slower)")
     ap.add_argument("--memory-probe", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.threads < 1:
@@ -706,8 +714,7 @@ def main(argv=None):
     if args.memory_probe is not None:      # child mode: see run_memory_child
         out = {}
         for cell, size in json.loads(args.memory_probe):
-            out[f"{cell}/{size_name(size)}"] = memory_probe(cell, tuple(size), names,
-                                                                peak=False, rss=True)
+            out[f"{cell}/{size_name(size)}"] = memory_probe(cell, tuple(size), names)
         print(json.dumps(out))
         return 0
 
@@ -774,24 +781,20 @@ def main(argv=None):
                   flush=True)
 
     if not args.no_memory:
+        mem = run_memory_child([[r["cell"], r["size"]] for r in results], args.threads, names)
         for r in results:
-            mem = memory_probe(r["cell"], tuple(r["size"]), names)
-            for n, m in mem.items():
+            for n, m in mem.get(f"{r['cell']}/{r['size_name']}", {}).items():
                 r["contenders"][n]["memory"] = m
-        if args.rss:
-            rss = run_memory_child([[r["cell"], r["size"]] for r in results], args.threads)
-            for r in results:
-                for n, m in rss.get(f"{r['cell']}/{r['size_name']}", {}).items():
-                    r["contenders"][n]["memory"]["rss_bytes"] = m.get("rss_bytes")
 
     elapsed = time.perf_counter() - t_start
     load1 = os.getloadavg() if hasattr(os, "getloadavg") else None
     print()
     print_table(results, names)
     print("\nroofline = (GEMM FLOPs of the step / SGEMM rate above) / contender median time.\n"
-          "peak MiB: extra memory of one step (numpy, minigrad: tracemalloc; torch: its allocator "
-          "records via torch.profiler).\nRSS MiB: the same for all three as peak RSS growth in a "
-          "child process with MALLOC_MMAP_THRESHOLD_=4096 (coarse, +-0.3 MiB).\n"
+          f"peak MiB: most memory held during the first {MEMORY_STEPS} steps of a fresh model, "
+          "above what it held before (numpy, minigrad: tracemalloc; torch: its allocator records "
+          "via torch.profiler).\nRSS MiB: the same for all three as peak RSS growth (a child "
+          "process per cell/size, MALLOC_MMAP_THRESHOLD_=4096; coarse, +-0.3 MiB).\n"
           f"wall time {elapsed:.0f} s; load average at end {load1}")
 
     doc = {"command": "python benchmarks/bench_rnn.py " + " ".join(sys.argv[1:] if argv is None
