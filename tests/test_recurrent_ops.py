@@ -325,3 +325,26 @@ def test_sequences_match_torch(backend, kind):
     for name, t in p.items():
         tp = getattr(tmod, name.replace("w_", "weight_").replace("b_", "bias_") + "_l0")
         np.testing.assert_allclose(t.grad, tp.grad.numpy(), rtol=1e-9, atol=1e-11, err_msg=f"d{name} vs torch")
+
+
+@pytest.mark.parametrize("kind", ["rnn", "lstm", "gru"])
+def test_unused_output_sequence_gets_zero_gradient(backend, kind):
+    """Only h_n used: the op's backward substitutes a zero dys (a shared read-only buffer); the
+    result must equal backpropagating an explicit zero through ys, on repeated calls too."""
+    rng = np.random.default_rng(5)
+    T, B, I, H = 5, 3, 4, 6
+    fn = {"rnn": F.rnn_sequence, "lstm": F.lstm_sequence, "gru": F.gru_sequence}[kind]
+    grads = []
+    for explicit in (False, True, False):
+        p = make_params(np.random.default_rng(1), kind, I, H)
+        x = _t(np.random.default_rng(2).standard_normal((T, B, I)))
+        ys, state = fn(x, **p)
+        hn = state[0] if kind == "lstm" else state
+        loss = (hn * mg.tensor(rng.standard_normal((B, H)) * 0 + 1.5, dtype=np.float64)).sum()
+        if explicit:
+            loss = loss + (ys * 0.0).sum()
+        loss.backward()
+        grads.append([x.grad.copy()] + [t.grad.copy() for t in p.values()])
+    for k, (a, b, c) in enumerate(zip(*grads)):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14, err_msg=f"{kind}: grad {k}, implicit vs explicit zero dys")
+        np.testing.assert_array_equal(a, c, err_msg=f"{kind}: grad {k} changed between calls")

@@ -34,7 +34,27 @@ def _zeros_like_state(x, batch_axis, hidden, what):
 
 
 def _opt(g, like):
-    return _c(g) if g is not None else np.zeros_like(like)
+    return _c(g) if g is not None else _zeros(like.shape, like.dtype)
+
+
+def _opt_seq(dys, x, h0):
+    return _c(dys) if dys is not None else _zeros((x.shape[0], x.shape[1], h0.shape[1]), x.dtype)
+
+
+_ZEROS = {}
+
+
+def _zeros(shape, dtype):
+    """A zero gradient for an output nobody used. Kernels only read their gradient inputs, so one
+    cached, read-only buffer per dtype serves every step (no fresh allocation and page faults)."""
+    dtype = np.dtype(dtype)
+    n = int(np.prod(shape))
+    buf = _ZEROS.get(dtype)
+    if buf is None or buf.size < n:
+        buf = np.zeros(max(n, 1), dtype=dtype)
+        buf.flags.writeable = False
+        _ZEROS[dtype] = buf
+    return buf[:n].reshape(shape)
 
 
 def _lengths(lengths, T, B):
@@ -137,10 +157,8 @@ class RNNSequence(Function):
 
     def backward(self, dys, dh_n):
         x, h0, w_ih, w_hh, cache, has_bias = self.saved
-        T, B = x.shape[:2]
-        H = h0.shape[1]
         dx, dh0, dw_ih, dw_hh, db_ih, db_hh = kernels.rnn_sequence_backward(
-            _opt(dys, np.empty((T, B, H), x.dtype)), _opt(dh_n, h0), x, h0, w_ih, w_hh, cache,
+            _opt_seq(dys, x, h0), _opt(dh_n, h0), x, h0, w_ih, w_hh, cache,
             self.lengths, has_bias, self.nonlinearity)
         return (dx, dh0, dw_ih, dw_hh) + ((db_ih, db_hh) if has_bias else ())
 
@@ -158,10 +176,8 @@ class LSTMSequence(Function):
 
     def backward(self, dys, dh_n, dc_n):
         x, h0, c0, w_ih, w_hh, cache, has_bias = self.saved
-        T, B = x.shape[:2]
-        H = h0.shape[1]
         dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh = kernels.lstm_sequence_backward(
-            _opt(dys, np.empty((T, B, H), x.dtype)), _opt(dh_n, h0), _opt(dc_n, c0),
+            _opt_seq(dys, x, h0), _opt(dh_n, h0), _opt(dc_n, c0),
             x, h0, c0, w_ih, w_hh, cache, self.lengths, has_bias)
         return (dx, dh0, dc0, dw_ih, dw_hh) + ((db_ih, db_hh) if has_bias else ())
 
@@ -178,10 +194,8 @@ class GRUSequence(Function):
 
     def backward(self, dys, dh_n):
         x, h0, w_ih, w_hh, cache, has_bias = self.saved
-        T, B = x.shape[:2]
-        H = h0.shape[1]
         dx, dh0, dw_ih, dw_hh, db_ih, db_hh = kernels.gru_sequence_backward(
-            _opt(dys, np.empty((T, B, H), x.dtype)), _opt(dh_n, h0), x, h0, w_ih, w_hh, cache,
+            _opt_seq(dys, x, h0), _opt(dh_n, h0), x, h0, w_ih, w_hh, cache,
             self.lengths, has_bias)
         return (dx, dh0, dw_ih, dw_hh) + ((db_ih, db_hh) if has_bias else ())
 
