@@ -346,7 +346,7 @@ cdef struct K:
     void *hprev               # (T, B, H): state before each step (hs[:T], or h for a cell)
     void *cprev
     # backward outputs
-    void *dx
+    void *dx                  # NULL: skip the dx GEMM (a sequence's need_dx=False)
     void *dh0
     void *dc0
     void *dw_ih
@@ -486,7 +486,8 @@ cdef void _rnn_bwd(K* k, floating tag) noexcept nogil:
              0 if k.lengths == NULL else 1, dhn, iH)
         tmp = dh; dh = dhn; dhn = tmp
     _copy(<floating*>k.dh0, dh, BH)
-    gemm(False, False, TB, I, iH, 1, dA, iH, <floating*>k.w_ih, I, 0, <floating*>k.dx, I)
+    if k.dx != NULL:
+        gemm(False, False, TB, I, iH, 1, dA, iH, <floating*>k.w_ih, I, 0, <floating*>k.dx, I)
     gemm(True, False, iH, I, TB, 1, dA, iH, <floating*>k.x, I, 0, <floating*>k.dw_ih, I)
     gemm(True, False, iH, iH, TB, 1, dA, iH, <floating*>k.hprev, iH, 0, <floating*>k.dw_hh, iH)
     if k.db_ih != NULL:
@@ -601,7 +602,8 @@ cdef void _lstm_bwd(K* k, floating tag) noexcept nogil:
         tmp = dc; dc = dcn; dcn = tmp
     _copy(<floating*>k.dh0, dh, BH)
     _copy(<floating*>k.dc0, dc, BH)
-    gemm(False, False, TB, I, iG, 1, dG, iG, <floating*>k.w_ih, I, 0, <floating*>k.dx, I)
+    if k.dx != NULL:
+        gemm(False, False, TB, I, iG, 1, dG, iG, <floating*>k.w_ih, I, 0, <floating*>k.dx, I)
     gemm(True, False, iG, I, TB, 1, dG, iG, <floating*>k.x, I, 0, <floating*>k.dw_ih, I)
     gemm(True, False, iG, iH, TB, 1, dG, iG, <floating*>k.hprev, iH, 0, <floating*>k.dw_hh, iH)
     if k.db_ih != NULL:
@@ -711,7 +713,8 @@ cdef void _gru_bwd(K* k, floating tag) noexcept nogil:
         gemm(False, False, k.B, iH, iG, 1, dGh + t * B * G, iG, <floating*>k.w_hh, iH, 1, dhn, iH)
         tmp = dh; dh = dhn; dhn = tmp
     _copy(<floating*>k.dh0, dh, BH)
-    gemm(False, False, TB, I, iG, 1, dGi, iG, <floating*>k.w_ih, I, 0, <floating*>k.dx, I)
+    if k.dx != NULL:
+        gemm(False, False, TB, I, iG, 1, dGi, iG, <floating*>k.w_ih, I, 0, <floating*>k.dx, I)
     gemm(True, False, iG, I, TB, 1, dGi, iG, <floating*>k.x, I, 0, <floating*>k.dw_ih, I)
     gemm(True, False, iG, iH, TB, 1, dGh, iG, hprev, iH, 0, <floating*>k.dw_hh, iH)
     if k.db_ih != NULL:
@@ -1177,8 +1180,9 @@ def rnn_sequence_forward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, nonlinearity):
     return ys, _last(hs, &k), (hs,)
 
 
-def rnn_sequence_backward(dys, dh_n, x, h0, w_ih, w_hh, cache, lengths, has_bias, nonlinearity):
-    """-> (dx, dh0, dw_ih, dw_hh, db_ih, db_hh)."""
+def rnn_sequence_backward(dys, dh_n, x, h0, w_ih, w_hh, cache, lengths, has_bias, nonlinearity,
+                          need_dx=True):
+    """-> (dx, dh0, dw_ih, dw_hh, db_ih, db_hh); dx is None when need_dx is false."""
     cdef K k
     cdef int tn = _prep(&k, 1, x, "h0", h0, None, None, w_ih, w_hh, True)
     cdef Py_ssize_t T = k.T, B = k.B, H = k.H
@@ -1189,10 +1193,12 @@ def rnn_sequence_backward(dys, dh_n, x, h0, w_ih, w_hh, cache, lengths, has_bias
     k.dh_n = _check(dh_n, "dh_n", tn, "x", 2, B, H)
     k.hprev = _check(cache[0], "hs", tn, "x", 3, T + 1, B, H)
     k.hs = _data(cache[0], B * H)
-    dx, dh0 = _empty(tn, T, B, k.nI), _empty(tn, B, H)
+    dx = _empty(tn, T, B, k.nI) if need_dx else None
+    dh0 = _empty(tn, B, H)
     dw_ih, dw_hh = _empty(tn, H, k.nI), _empty(tn, H, H)
     ws = _borrow(tn, (T + 2) * B * H)
-    k.dx, k.dh0, k.dw_ih, k.dw_hh, k.ws = _data(dx), _data(dh0), _data(dw_ih), _data(dw_hh), _data(ws)
+    k.dx = _data(dx) if need_dx else NULL
+    k.dh0, k.dw_ih, k.dw_hh, k.ws = _data(dh0), _data(dw_ih), _data(dw_hh), _data(ws)
     db_ih = db_hh = None
     if has_bias:
         db_ih, db_hh = _empty(tn, H), _empty(tn, H)
@@ -1227,8 +1233,9 @@ def lstm_sequence_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths):
     return ys, _last(hs, &k), _last(cs, &k), (hs, cs, gates)
 
 
-def lstm_sequence_backward(dys, dh_n, dc_n, x, h0, c0, w_ih, w_hh, cache, lengths, has_bias):
-    """-> (dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh)."""
+def lstm_sequence_backward(dys, dh_n, dc_n, x, h0, c0, w_ih, w_hh, cache, lengths, has_bias,
+                           need_dx=True):
+    """-> (dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh); dx is None when need_dx is false."""
     cdef K k
     cdef int tn = _prep(&k, 4, x, "h0", h0, "c0", c0, w_ih, w_hh, True)
     cdef Py_ssize_t T = k.T, B = k.B, H = k.H
@@ -1240,10 +1247,12 @@ def lstm_sequence_backward(dys, dh_n, dc_n, x, h0, c0, w_ih, w_hh, cache, length
     k.hprev = _check(cache[0], "hs", tn, "x", 3, T + 1, B, H)
     k.cprev = _check(cache[1], "cs", tn, "x", 3, T + 1, B, H)
     k.gates = _check(cache[2], "gates", tn, "x", 3, T, B, 5 * H)
-    dx, dh0, dc0 = _empty(tn, T, B, k.nI), _empty(tn, B, H), _empty(tn, B, H)
+    dx = _empty(tn, T, B, k.nI) if need_dx else None
+    dh0, dc0 = _empty(tn, B, H), _empty(tn, B, H)
     dw_ih, dw_hh = _empty(tn, 4 * H, k.nI), _empty(tn, 4 * H, H)
     ws = _borrow(tn, (4 * T + 4) * B * H)
-    k.dx, k.dh0, k.dc0 = _data(dx), _data(dh0), _data(dc0)
+    k.dx = _data(dx) if need_dx else NULL
+    k.dh0, k.dc0 = _data(dh0), _data(dc0)
     k.dw_ih, k.dw_hh, k.ws = _data(dw_ih), _data(dw_hh), _data(ws)
     db_ih = db_hh = None
     if has_bias:
@@ -1278,8 +1287,8 @@ def gru_sequence_forward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths):
     return ys, _last(hs, &k), (hs, gates)
 
 
-def gru_sequence_backward(dys, dh_n, x, h0, w_ih, w_hh, cache, lengths, has_bias):
-    """-> (dx, dh0, dw_ih, dw_hh, db_ih, db_hh)."""
+def gru_sequence_backward(dys, dh_n, x, h0, w_ih, w_hh, cache, lengths, has_bias, need_dx=True):
+    """-> (dx, dh0, dw_ih, dw_hh, db_ih, db_hh); dx is None when need_dx is false."""
     cdef K k
     cdef int tn = _prep(&k, 3, x, "h0", h0, None, None, w_ih, w_hh, True)
     cdef Py_ssize_t T = k.T, B = k.B, H = k.H
@@ -1289,10 +1298,12 @@ def gru_sequence_backward(dys, dh_n, x, h0, w_ih, w_hh, cache, lengths, has_bias
     k.dh_n = _check(dh_n, "dh_n", tn, "x", 2, B, H)
     k.hprev = _check(cache[0], "hs", tn, "x", 3, T + 1, B, H)
     k.gates = _check(cache[1], "gates", tn, "x", 3, T, B, 4 * H)
-    dx, dh0 = _empty(tn, T, B, k.nI), _empty(tn, B, H)
+    dx = _empty(tn, T, B, k.nI) if need_dx else None
+    dh0 = _empty(tn, B, H)
     dw_ih, dw_hh = _empty(tn, 3 * H, k.nI), _empty(tn, 3 * H, H)
     ws = _borrow(tn, (6 * T + 2) * B * H)
-    k.dx, k.dh0, k.dw_ih, k.dw_hh, k.ws = _data(dx), _data(dh0), _data(dw_ih), _data(dw_hh), _data(ws)
+    k.dx = _data(dx) if need_dx else NULL
+    k.dh0, k.dw_ih, k.dw_hh, k.ws = _data(dh0), _data(dw_ih), _data(dw_hh), _data(ws)
     db_ih = db_hh = None
     if has_bias:
         db_ih, db_hh = _empty(tn, 3 * H), _empty(tn, 3 * H)

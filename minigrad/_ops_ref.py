@@ -388,14 +388,15 @@ def _real(lengths, t):
     return None if lengths is None else (t < lengths)[:, None]
 
 
-def _deferred_grads(dgi, dgh, x, hs, w_ih, has_bias):
+def _deferred_grads(dgi, dgh, x, hs, w_ih, has_bias, need_dx=True):
     """After the time loop: dx = dgi W_ih, dW_ih = dgi^T x, dW_hh = dgh^T h_prev, one GEMM each,
-    with the steps stacked as rows: dgi, dgh (T, B, G*H), h_prev = hs[:-1] (T, B, H)."""
+    with the steps stacked as rows: dgi, dgh (T, B, G*H), h_prev = hs[:-1] (T, B, H).
+    need_dx False: dx is None (no GEMM)."""
     T, B, I = x.shape
     H = hs.shape[2]
     dgi = dgi.reshape(T * B, -1)
     dgh = dgh.reshape(T * B, -1)
-    dx = (dgi @ w_ih).reshape(T, B, I)
+    dx = (dgi @ w_ih).reshape(T, B, I) if need_dx else None
     dw_ih = dgi.T @ x.reshape(T * B, I)
     dw_hh = dgh.T @ hs[:-1].reshape(T * B, H)
     db_ih, db_hh = _biases_grad(dgi, dgh, has_bias)
@@ -423,10 +424,11 @@ def rnn_sequence_forward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, nonlinearity):
     return ys, hs[T].copy(), (hs,)
 
 
-def rnn_sequence_backward(dys, dh_n, x, h0, w_ih, w_hh, cache, lengths, has_bias, nonlinearity):
+def rnn_sequence_backward(dys, dh_n, x, h0, w_ih, w_hh, cache, lengths, has_bias, nonlinearity,
+                          need_dx=True):
     """Backward through time: at step t, dh1 = dh + dys[t], da[t] = dh1 act'(hs[t+1]) and
     dh = da[t] W_hh (padded steps: da[t] = 0 and dh passes through unchanged); then dx, dW_ih,
-    dW_hh, db from all da[t] at once."""
+    dW_hh, db from all da[t] at once (dx None when not need_dx)."""
     T, B, I, H, dtype, lengths = _check_sequence(1, x, h0, w_ih, w_hh, lengths)
     _check_shape("dys", dys, (T, B, H), dtype)
     _check_shape("dh_n", dh_n, (B, H), dtype)
@@ -443,7 +445,7 @@ def rnn_sequence_backward(dys, dh_n, x, h0, w_ih, w_hh, cache, lengths, has_bias
             da_t = np.where(real, da_t, 0)
             dh = np.where(real, da_t @ w_hh, dh)
         da[t] = da_t
-    dx, dw_ih, dw_hh, db_ih, db_hh = _deferred_grads(da, da, x, hs, w_ih, has_bias)
+    dx, dw_ih, dw_hh, db_ih, db_hh = _deferred_grads(da, da, x, hs, w_ih, has_bias, need_dx)
     return dx, dh, dw_ih, dw_hh, db_ih, db_hh
 
 
@@ -472,9 +474,10 @@ def lstm_sequence_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths):
     return ys, hs[T].copy(), cs[T].copy(), (hs, cs, gates)
 
 
-def lstm_sequence_backward(dys, dh_n, dc_n, x, h0, c0, w_ih, w_hh, cache, lengths, has_bias):
+def lstm_sequence_backward(dys, dh_n, dc_n, x, h0, c0, w_ih, w_hh, cache, lengths, has_bias,
+                           need_dx=True):
     """Backward through time with the LSTM step backward; da[t] = 0 and (dh, dc) carried at
-    padded steps; then dx, dW_ih, dW_hh, db from all da[t] at once."""
+    padded steps; then dx, dW_ih, dW_hh, db from all da[t] at once (dx None when not need_dx)."""
     T, B, I, H, dtype, lengths = _check_sequence(4, x, h0, w_ih, w_hh, lengths)
     _check_shape("c0", c0, (B, H), dtype)
     _check_shape("dys", dys, (T, B, H), dtype)
@@ -494,7 +497,7 @@ def lstm_sequence_backward(dys, dh_n, dc_n, x, h0, c0, w_ih, w_hh, cache, length
             dh = np.where(real, da_t @ w_hh, dh)
             dc = np.where(real, dc_prev, dc)
         da[t] = da_t
-    dx, dw_ih, dw_hh, db_ih, db_hh = _deferred_grads(da, da, x, hs, w_ih, has_bias)
+    dx, dw_ih, dw_hh, db_ih, db_hh = _deferred_grads(da, da, x, hs, w_ih, has_bias, need_dx)
     return dx, dh, dc, dw_ih, dw_hh, db_ih, db_hh
 
 
@@ -519,10 +522,10 @@ def gru_sequence_forward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths):
     return ys, hs[T].copy(), (hs, gates)
 
 
-def gru_sequence_backward(dys, dh_n, x, h0, w_ih, w_hh, cache, lengths, has_bias):
+def gru_sequence_backward(dys, dh_n, x, h0, w_ih, w_hh, cache, lengths, has_bias, need_dx=True):
     """Backward through time with the GRU step backward: dh = dh1 z + dgh[t] W_hh; dgi[t] and
     dgh[t] are 0 and dh is carried at padded steps; then dx = dgi W_ih, dW_ih = dgi^T x,
-    dW_hh = dgh^T h_prev, db_ih, db_hh from all steps at once."""
+    dW_hh = dgh^T h_prev, db_ih, db_hh from all steps at once (dx None when not need_dx)."""
     T, B, I, H, dtype, lengths = _check_sequence(3, x, h0, w_ih, w_hh, lengths)
     _check_shape("dys", dys, (T, B, H), dtype)
     _check_shape("dh_n", dh_n, (B, H), dtype)
@@ -540,5 +543,5 @@ def gru_sequence_backward(dys, dh_n, x, h0, w_ih, w_hh, cache, lengths, has_bias
             dgh_t = np.where(real, dgh_t, 0)
             dh = np.where(real, dh_direct + dgh_t @ w_hh, dh)
         dgi[t], dgh[t] = dgi_t, dgh_t
-    dx, dw_ih, dw_hh, db_ih, db_hh = _deferred_grads(dgi, dgh, x, hs, w_ih, has_bias)
+    dx, dw_ih, dw_hh, db_ih, db_hh = _deferred_grads(dgi, dgh, x, hs, w_ih, has_bias, need_dx)
     return dx, dh, dw_ih, dw_hh, db_ih, db_hh

@@ -159,7 +159,7 @@ class RNNSequence(Function):
         x, h0, w_ih, w_hh, cache, has_bias = self.saved
         dx, dh0, dw_ih, dw_hh, db_ih, db_hh = kernels.rnn_sequence_backward(
             _opt_seq(dys, x, h0), _opt(dh_n, h0), x, h0, w_ih, w_hh, cache,
-            self.lengths, has_bias, self.nonlinearity)
+            self.lengths, has_bias, self.nonlinearity, need_dx=self.needs_input_grad[0])
         return (dx, dh0, dw_ih, dw_hh) + ((db_ih, db_hh) if has_bias else ())
 
 
@@ -178,7 +178,8 @@ class LSTMSequence(Function):
         x, h0, c0, w_ih, w_hh, cache, has_bias = self.saved
         dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh = kernels.lstm_sequence_backward(
             _opt_seq(dys, x, h0), _opt(dh_n, h0), _opt(dc_n, c0),
-            x, h0, c0, w_ih, w_hh, cache, self.lengths, has_bias)
+            x, h0, c0, w_ih, w_hh, cache, self.lengths, has_bias,
+            need_dx=self.needs_input_grad[0])
         return (dx, dh0, dc0, dw_ih, dw_hh) + ((db_ih, db_hh) if has_bias else ())
 
 
@@ -196,7 +197,7 @@ class GRUSequence(Function):
         x, h0, w_ih, w_hh, cache, has_bias = self.saved
         dx, dh0, dw_ih, dw_hh, db_ih, db_hh = kernels.gru_sequence_backward(
             _opt_seq(dys, x, h0), _opt(dh_n, h0), x, h0, w_ih, w_hh, cache,
-            self.lengths, has_bias)
+            self.lengths, has_bias, need_dx=self.needs_input_grad[0])
         return (dx, dh0, dw_ih, dw_hh) + ((db_ih, db_hh) if has_bias else ())
 
 

@@ -1,0 +1,177 @@
+"""`need_dx=False` of the sequence backwards (docs/kernels.md): dx is None, no dx GEMM, and every
+other output is exactly the `need_dx=True` one; the tape passes it when x needs no gradient."""
+import re
+
+import numpy as np
+import pytest
+
+import minigrad as mg
+from minigrad import _ops, _ops_ref, kernels, nn
+from minigrad.functional import recurrent as R
+
+MODULES = {"cython": _ops, "twin": _ops_ref}
+G = {"rnn": 1, "lstm": 4, "gru": 3}
+
+
+def _problem(kind, dtype, with_lengths, bias, T=6, B=5, I=7, H=9, seed=0):
+    rng = np.random.default_rng(seed + 17 * G[kind])
+    f = lambda *s: (rng.standard_normal(s) * 0.5).astype(dtype)  # noqa: E731
+    p = dict(x=f(T, B, I), h0=f(B, H), c0=f(B, H), w_ih=f(G[kind] * H, I), w_hh=f(G[kind] * H, H),
+             b_ih=f(G[kind] * H) if bias else None, b_hh=f(G[kind] * H) if bias else None,
+             dys=f(T, B, H), dh_n=f(B, H), dc_n=f(B, H), has_bias=bias,
+             lengths=rng.integers(1, T + 1, size=B) if with_lengths else None)
+    if with_lengths:
+        p["lengths"][0] = T
+    return p
+
+
+def _forward(m, kind, p):
+    if kind == "lstm":
+        *_, cache = m.lstm_sequence_forward(p["x"], p["h0"], p["c0"], p["w_ih"], p["w_hh"],
+                                            p["b_ih"], p["b_hh"], p["lengths"])
+    elif kind == "gru":
+        *_, cache = m.gru_sequence_forward(p["x"], p["h0"], p["w_ih"], p["w_hh"], p["b_ih"],
+                                           p["b_hh"], p["lengths"])
+    else:
+        *_, cache = m.rnn_sequence_forward(p["x"], p["h0"], p["w_ih"], p["w_hh"], p["b_ih"],
+                                           p["b_hh"], p["lengths"], "tanh")
+    return cache
+
+
+def _backward(m, kind, p, cache, **kw):
+    if kind == "lstm":
+        return m.lstm_sequence_backward(p["dys"], p["dh_n"], p["dc_n"], p["x"], p["h0"], p["c0"],
+                                        p["w_ih"], p["w_hh"], cache, p["lengths"], p["has_bias"], **kw)
+    if kind == "gru":
+        return m.gru_sequence_backward(p["dys"], p["dh_n"], p["x"], p["h0"], p["w_ih"], p["w_hh"],
+                                       cache, p["lengths"], p["has_bias"], **kw)
+    return m.rnn_sequence_backward(p["dys"], p["dh_n"], p["x"], p["h0"], p["w_ih"], p["w_hh"],
+                                   cache, p["lengths"], p["has_bias"], "tanh", **kw)
+
+
+@pytest.fixture(params=["blas", "small"])
+def gemm_path(request):
+    old = _ops._set_small_gemm()
+    _ops._set_small_gemm(0 if request.param == "blas" else 1 << 40)
+    yield request.param
+    _ops._set_small_gemm(old)
+
+
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("with_lengths", [False, True])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("kind", ["rnn", "lstm", "gru"])
+def test_need_dx_false_skips_dx_only(gemm_path, kind, dtype, with_lengths, bias):
+    p = _problem(kind, dtype, with_lengths, bias)
+    tol = dict(rtol=2e-4, atol=2e-5) if dtype == np.float32 else dict(rtol=1e-11, atol=1e-12)
+    results = {}
+    for name, m in MODULES.items():
+        cache = _forward(m, kind, p)
+        full = _backward(m, kind, p, cache)
+        default = _backward(m, kind, p, cache, need_dx=True)
+        skip = _backward(m, kind, p, cache, need_dx=False)
+        assert len(skip) == len(full)
+        assert skip[0] is None
+        assert full[0] is not None and full[0].shape == p["x"].shape
+        for i, (a, b, c) in enumerate(zip(full, default, skip)):
+            if i == 0:
+                np.testing.assert_array_equal(a, b)
+                continue
+            if a is None:
+                assert b is None and c is None and not bias
+                continue
+            assert c.dtype == a.dtype and c.shape == a.shape
+            np.testing.assert_array_equal(c, a, err_msg=f"{name} {kind}: output {i}")
+            np.testing.assert_array_equal(b, a, err_msg=f"{name} {kind}: output {i}")
+        results[name] = skip
+    for i, (a, b) in enumerate(zip(results["cython"], results["twin"])):
+        if a is None:
+            assert b is None
+        else:
+            np.testing.assert_allclose(a, b, **tol, err_msg=f"{kind} cython vs twin: output {i}")
+
+
+@pytest.mark.parametrize("module", MODULES)
+@pytest.mark.parametrize("kind", ["rnn", "lstm", "gru"])
+def test_need_dx_false_still_validates(module, kind):
+    """Bad arguments raise as before with need_dx=False (dx is what is skipped, not the checks)."""
+    m = MODULES[module]
+    p = _problem(kind, np.float64, True, True)
+    cache = _forward(m, kind, p)
+    bad = [("x", p["x"].astype(np.float32), r"x.*float"),
+           ("x", p["x"][:, :, :-1].copy(), r"w_ih.*got"),
+           ("w_ih", p["w_ih"][:, :-1].copy(), r"w_ih.*got"),
+           ("dys", p["dys"][:-1], r"dys.*got"),
+           ("h0", np.asfortranarray(p["h0"]), r"h0.*contiguous"),
+           ("lengths", np.full(p["x"].shape[1], p["x"].shape[0] + 1), r"lengths.*got")]
+    for name, value, rx in bad:
+        q = dict(p, **{name: value})
+        with pytest.raises(ValueError, match=re.compile(rx, re.I | re.S)):
+            _backward(m, kind, q, cache, need_dx=False)
+    with pytest.raises((ValueError, TypeError), match="cache"):
+        _backward(m, kind, p, cache[:-1], need_dx=False)
+
+
+# ------------------------------------------------------------------------------ the tape
+@pytest.fixture(params=["cython", "numpy"])
+def backend(request):
+    before = kernels.backend
+    kernels.set_backend(request.param)
+    yield request.param
+    kernels.set_backend(before)
+
+
+def _spy(monkeypatch, kind):
+    """Record the need_dx each sequence backward gets (through the kernels module)."""
+    calls = []
+    name = f"{kind}_sequence_backward"
+    real = getattr(kernels, name)
+
+    def spy(*args, **kw):
+        calls.append(kw.get("need_dx", True))
+        return real(*args, **kw)
+    monkeypatch.setattr(kernels, name, spy)
+    return calls
+
+
+@pytest.mark.parametrize("with_lengths", [False, True])
+@pytest.mark.parametrize("kind", ["rnn", "lstm", "gru"])
+def test_functional_sequence_passes_need_dx(backend, monkeypatch, kind, with_lengths):
+    p = _problem(kind, np.float64, with_lengths, True)
+    fn = getattr(R, f"{kind}_sequence")
+    grads = {}
+    for x_grad in (True, False):
+        calls = _spy(monkeypatch, kind)
+        x = mg.tensor(p["x"], requires_grad=x_grad)
+        ws = [mg.tensor(p[n], requires_grad=True) for n in ("w_ih", "w_hh", "b_ih", "b_hh")]
+        ys, state = fn(x, *ws, lengths=p["lengths"])
+        h_n = state[0] if kind == "lstm" else state
+        ((ys * mg.tensor(p["dys"])).sum() + (h_n * h_n).sum()).backward()
+        assert calls == [x_grad]
+        assert (x.grad is not None) == x_grad
+        grads[x_grad] = [w.grad for w in ws]
+        monkeypatch.undo()
+    for a, b in zip(grads[True], grads[False]):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("kind", ["RNN", "LSTM", "GRU"])
+def test_module_parameter_grads_do_not_depend_on_input_requiring_grad(backend, kind):
+    """A 2-layer bidirectional module: only layer 0's nodes see an input without grad; its
+    parameter gradients are identical to those of the same step with x requiring grad."""
+    rng = np.random.default_rng(3)
+    xd = rng.standard_normal((6, 4, 5)).astype(np.float32)
+    lengths = [6, 3, 5, 1]
+    layer = getattr(nn, kind)(5, 8, num_layers=2, bidirectional=True)
+    grads = {}
+    for x_grad in (True, False):
+        layer.zero_grad()
+        x = mg.tensor(xd, requires_grad=x_grad)
+        out = layer(x, lengths=lengths)
+        ys = out[0]
+        (ys * ys).sum().backward()
+        assert (x.grad is not None) == x_grad
+        grads[x_grad] = {n: q.grad.copy() for n, q in layer.named_parameters()}
+    assert grads[True].keys() == grads[False].keys()
+    for n in grads[True]:
+        np.testing.assert_array_equal(grads[True][n], grads[False][n], err_msg=n)
