@@ -381,6 +381,24 @@ cdef inline void _colsum(floating* a, Py_ssize_t rows, Py_ssize_t cols, floating
         _add(out, a + r * cols, cols)
 
 
+cdef inline void _deferred_grads(K* k, floating* dGi, floating* dGh, floating* hprev, int TB,
+                                 int G) noexcept nogil:
+    """After a backward time loop, over all steps at once: dx = dG_i W_ih (unless skipped),
+    dW_ih = dG_i^T X, dW_hh = dG_h^T Hprev (one GEMM each), and the biases as column sums.
+    dG_h is dG_i itself except for the GRU, whose hidden-side n block differs."""
+    cdef int I = k.nI, iH = k.H
+    if k.dx != NULL:
+        gemm(False, False, TB, I, G, 1, dGi, G, <floating*>k.w_ih, I, 0, <floating*>k.dx, I)
+    gemm(True, False, G, I, TB, 1, dGi, G, <floating*>k.x, I, 0, <floating*>k.dw_ih, I)
+    gemm(True, False, G, iH, TB, 1, dGh, G, hprev, iH, 0, <floating*>k.dw_hh, iH)
+    if k.db_ih != NULL:
+        _colsum(dGi, TB, G, <floating*>k.db_ih)
+        if dGh == dGi:
+            _copy(<floating*>k.db_hh, <floating*>k.db_ih, G)
+        else:
+            _colsum(dGh, TB, G, <floating*>k.db_hh)
+
+
 cdef inline void _bias_sum(K* k, floating* out, Py_ssize_t n) noexcept nogil:
     """out[:n] = b_ih[:n] + b_hh[:n], or zeros without bias (so the row loops never branch)."""
     cdef floating* bi = <floating*>k.b_ih
@@ -486,13 +504,7 @@ cdef void _rnn_bwd(K* k, floating tag) noexcept nogil:
              0 if k.lengths == NULL else 1, dhn, iH)
         tmp = dh; dh = dhn; dhn = tmp
     _copy(<floating*>k.dh0, dh, BH)
-    if k.dx != NULL:
-        gemm(False, False, TB, I, iH, 1, dA, iH, <floating*>k.w_ih, I, 0, <floating*>k.dx, I)
-    gemm(True, False, iH, I, TB, 1, dA, iH, <floating*>k.x, I, 0, <floating*>k.dw_ih, I)
-    gemm(True, False, iH, iH, TB, 1, dA, iH, <floating*>k.hprev, iH, 0, <floating*>k.dw_hh, iH)
-    if k.db_ih != NULL:
-        _colsum(dA, T * B, H, <floating*>k.db_ih)
-        _copy(<floating*>k.db_hh, <floating*>k.db_ih, H)
+    _deferred_grads(k, dA, dA, <floating*>k.hprev, TB, iH)
 
 
 # -- LSTM: gates row (5H) = [i | f | g | o | tanh(c1)] -------------------------------------------
@@ -602,13 +614,7 @@ cdef void _lstm_bwd(K* k, floating tag) noexcept nogil:
         tmp = dc; dc = dcn; dcn = tmp
     _copy(<floating*>k.dh0, dh, BH)
     _copy(<floating*>k.dc0, dc, BH)
-    if k.dx != NULL:
-        gemm(False, False, TB, I, iG, 1, dG, iG, <floating*>k.w_ih, I, 0, <floating*>k.dx, I)
-    gemm(True, False, iG, I, TB, 1, dG, iG, <floating*>k.x, I, 0, <floating*>k.dw_ih, I)
-    gemm(True, False, iG, iH, TB, 1, dG, iG, <floating*>k.hprev, iH, 0, <floating*>k.dw_hh, iH)
-    if k.db_ih != NULL:
-        _colsum(dG, T * B, G, <floating*>k.db_ih)
-        _copy(<floating*>k.db_hh, <floating*>k.db_ih, G)
+    _deferred_grads(k, dG, dG, <floating*>k.hprev, TB, iG)
 
 
 # -- GRU: gates row (4H) = [r | z | n | gh_n] ----------------------------------------------------
@@ -713,13 +719,7 @@ cdef void _gru_bwd(K* k, floating tag) noexcept nogil:
         gemm(False, False, k.B, iH, iG, 1, dGh + t * B * G, iG, <floating*>k.w_hh, iH, 1, dhn, iH)
         tmp = dh; dh = dhn; dhn = tmp
     _copy(<floating*>k.dh0, dh, BH)
-    if k.dx != NULL:
-        gemm(False, False, TB, I, iG, 1, dGi, iG, <floating*>k.w_ih, I, 0, <floating*>k.dx, I)
-    gemm(True, False, iG, I, TB, 1, dGi, iG, <floating*>k.x, I, 0, <floating*>k.dw_ih, I)
-    gemm(True, False, iG, iH, TB, 1, dGh, iG, hprev, iH, 0, <floating*>k.dw_hh, iH)
-    if k.db_ih != NULL:
-        _colsum(dGi, T * B, G, <floating*>k.db_ih)
-        _colsum(dGh, T * B, G, <floating*>k.db_hh)
+    _deferred_grads(k, dGi, dGh, hprev, TB, iG)
 
 
 # -- Linear ------------------------------------------------------------------------------------
