@@ -962,12 +962,13 @@ cdef int _check_cache(object cache, str names) except -1:
 # ---------------------------------------------------------------------------------------------
 # 5. wrappers
 
-def linear_forward(x, w, b):
-    """y = x @ w.T + b;  x (N, I), w (O, I), b (O,) or None."""
-    cdef K k
+cdef int _linear_prep(K* k, object x, object w) except -1:
+    """Validate x (N, I) and w (O, I); fill k.B = N, k.nI = I, k.H = O, k.x, k.w_ih; return the
+    dtype number."""
     cdef cnp.ndarray ax = _anchor(x, "x", 2)
     cdef int tn = cnp.PyArray_TYPE(ax)
-    k.B, k.nI = cnp.PyArray_DIMS(ax)[0], cnp.PyArray_DIMS(ax)[1]
+    k.B = cnp.PyArray_DIMS(ax)[0]
+    k.nI = cnp.PyArray_DIMS(ax)[1]
     k.x = cnp.PyArray_DATA(ax)
     if not cnp.PyArray_Check(w) or cnp.PyArray_NDIM(<cnp.ndarray>w) != 2:
         _check(w, "w", tn, "x", 2, -1, k.nI, -2, "O")
@@ -975,6 +976,13 @@ def linear_forward(x, w, b):
     k.w_ih = _check(w, "w", tn, "x", 2, k.H, k.nI)
     if k.H == 0:
         raise ValueError(f"w must have shape (O, {k.nI}) with O > 0, got {w.shape}")
+    return tn
+
+
+def linear_forward(x, w, b):
+    """y = x @ w.T + b;  x (N, I), w (O, I), b (O,) or None."""
+    cdef K k
+    cdef int tn = _linear_prep(&k, x, w)
     k.b_ih = NULL if b is None else _check(b, "b", tn, "x", 1, k.H)
     y = _empty(tn, k.B, k.H)
     k.hs = cnp.PyArray_DATA(y)
@@ -989,16 +997,7 @@ def linear_forward(x, w, b):
 def linear_backward(dy, x, w, has_bias):
     """dx = dy @ w, dw = dy.T @ x, db = dy.sum(0) (None without bias)."""
     cdef K k
-    cdef cnp.ndarray ax = _anchor(x, "x", 2)
-    cdef int tn = cnp.PyArray_TYPE(ax)
-    k.B, k.nI = cnp.PyArray_DIMS(ax)[0], cnp.PyArray_DIMS(ax)[1]
-    k.x = cnp.PyArray_DATA(ax)
-    if not cnp.PyArray_Check(w) or cnp.PyArray_NDIM(<cnp.ndarray>w) != 2:
-        _check(w, "w", tn, "x", 2, -1, k.nI, -2, "O")
-    k.H = cnp.PyArray_DIMS(<cnp.ndarray>w)[0]
-    k.w_ih = _check(w, "w", tn, "x", 2, k.H, k.nI)
-    if k.H == 0:
-        raise ValueError(f"w must have shape (O, {k.nI}) with O > 0, got {w.shape}")
+    cdef int tn = _linear_prep(&k, x, w)
     k.dys = _check(dy, "dy", tn, "x", 2, k.B, k.H)
     dx = _empty(tn, k.B, k.nI)
     dw = _empty(tn, k.H, k.nI)

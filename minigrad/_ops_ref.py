@@ -263,14 +263,18 @@ def _gru_step_backward(dh1, h, cache):
 # Linear
 # ---------------------------------------------------------------------------------------------
 
-def linear_forward(x, w, b):
-    """y = x W^T + b"""
+def _check_linear(x, w):
+    """x (N, I) and w (O, I), one dtype; returns N, I, O and the dtype."""
     N, I = _check_sizes("x", x, "NI")
-    dtype = x.dtype
-    _check_array("w", w, dtype)
+    _check_array("w", w, x.dtype)
     if w.ndim != 2 or w.shape[0] == 0 or w.shape[1] != I:
         raise ValueError(f"w must have shape (O, {I}) with O > 0, got {w.shape}")
-    O = w.shape[0]
+    return N, I, w.shape[0], x.dtype
+
+
+def linear_forward(x, w, b):
+    """y = x W^T + b"""
+    N, I, O, dtype = _check_linear(x, w)
     if b is not None:
         _check_shape("b", b, (O,), dtype)
     y = x @ w.T
@@ -281,12 +285,7 @@ def linear_forward(x, w, b):
 
 def linear_backward(dy, x, w, has_bias):
     """dx = dy W;  dW = dy^T x;  db = sum_rows(dy) (None without bias)"""
-    N, I = _check_sizes("x", x, "NI")
-    dtype = x.dtype
-    _check_array("w", w, dtype)
-    if w.ndim != 2 or w.shape[0] == 0 or w.shape[1] != I:
-        raise ValueError(f"w must have shape (O, {I}) with O > 0, got {w.shape}")
-    O = w.shape[0]
+    N, I, O, dtype = _check_linear(x, w)
     _check_shape("dy", dy, (N, O), dtype)
     dx = dy @ w
     dw = dy.T @ x

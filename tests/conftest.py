@@ -11,9 +11,20 @@ environment variable is set and `dev` otherwise.
 
 import os
 
+import pytest
 from hypothesis import settings
 
 settings.register_profile("ci", derandomize=True, deadline=None, max_examples=30)
 settings.register_profile("dev", deadline=None, max_examples=50)
 settings.register_profile("heavy", deadline=None, max_examples=2000)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "dev"))
+
+
+@pytest.fixture(params=["blas", "small"])
+def gemm_path(request):
+    """Force one of the compiled kernels' two GEMM paths: BLAS, or the small-matrix kernel."""
+    from minigrad import _ops
+    old = _ops._set_small_gemm()
+    _ops._set_small_gemm(0 if request.param == "blas" else 1 << 40)
+    yield request.param
+    _ops._set_small_gemm(old)

@@ -49,14 +49,6 @@ def _backward(m, kind, p, cache, **kw):
                                    cache, p["lengths"], p["has_bias"], "tanh", **kw)
 
 
-@pytest.fixture(params=["blas", "small"])
-def gemm_path(request):
-    old = _ops._set_small_gemm()
-    _ops._set_small_gemm(0 if request.param == "blas" else 1 << 40)
-    yield request.param
-    _ops._set_small_gemm(old)
-
-
 @pytest.mark.parametrize("bias", [True, False])
 @pytest.mark.parametrize("with_lengths", [False, True])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

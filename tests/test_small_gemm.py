@@ -6,14 +6,6 @@ import pytest
 from minigrad import _ops, _ops_ref
 
 
-@pytest.fixture(params=["blas", "small"])
-def gemm_path(request):
-    old = _ops._set_small_gemm()
-    _ops._set_small_gemm(0 if request.param == "blas" else 1 << 40)
-    yield request.param
-    _ops._set_small_gemm(old)
-
-
 def _args(kind, T, B, I, H, dtype, rng):
     G = {"rnn": 1, "lstm": 4, "gru": 3}[kind]
     f = lambda *s: rng.standard_normal(s).astype(dtype) * 0.5  # noqa: E731
