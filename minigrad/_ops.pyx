@@ -26,11 +26,11 @@ cnp.import_array()
 # ---------------------------------------------------------------------------------------------
 # 1. scalar math
 #
-# float32: branch-free polynomial exp (Cephes coefficients, < 1 ulp), so gcc vectorizes the gate
-# loops (libm calls cannot be vectorized without -ffast-math, which we never use). tanh is a
-# minimax polynomial for |x| < 0.625 (accurate near 0) and (1 - e) / (1 + e), e = exp(-2|x|),
-# above (<= 1.5 ulp); sigmoid branches on the sign, so exp only sees non-positive arguments
-# (<= 2.6 ulp). The row loops over these are compiled twice on x86-64 Linux (AVX2+FMA and
+# float32: branch-free polynomial exp (Cephes coefficients, < 1 ulp, argument clamped to
+# [-87, 88] so one power-of-two scaling suffices), so gcc vectorizes the gate loops (libm calls
+# cannot be vectorized without -ffast-math, which we never use). tanh is a minimax polynomial for
+# |x| < 0.625 (accurate near 0) and (1 - e) / (1 + e), e = exp(-2|x|), above (<= 1.5 ulp);
+# sigmoid is 1 / (1 + exp(-x)) (<= 2.5 ulp). tests/test_kernels.py measures both in ulps. The row loops over these are compiled twice on x86-64 Linux (AVX2+FMA and
 # baseline SSE2) and the loader picks one per machine (gcc target_clones), so the default build
 # stays portable. float64: libm exp and tanh, scalar.
 cdef extern from *:
@@ -47,31 +47,28 @@ cdef extern from *:
         u.i = (unsigned int)(n + 127) << 23;
         return u.f;
     }
+    /* exp(x) for x in [-87, 88] (< 1 ulp); outside, the argument is clamped to that range. Every
+       caller divides by 1 + exp(...), where the clamp moves a result by less than 1e-38. */
     static inline float mg_expf(float x) {
-        const float hi = 88.72283f, lo = -103.97208f;
-        float xc = x > hi ? hi : x;
-        xc = xc < lo ? lo : xc;
+        float xc = x > 88.0f ? 88.0f : x;
+        xc = xc < -87.0f ? -87.0f : xc;
         xc = (x == x) ? xc : 0.0f;                    /* NaN: compute on 0, return NaN below */
         float fn = xc * 1.44269504088896341f;
-        fn = (fn + 12582912.0f) - 12582912.0f;      /* round to nearest integer */
+        fn = (fn + 12582912.0f) - 12582912.0f;      /* round to nearest integer: -126 .. 127 */
         float r = xc - fn * 0.693359375f;
         r = r + fn * 2.12194440e-4f;
         float z = r * r;
         float p = (((((1.9875691500e-4f * r + 1.3981999507e-3f) * r + 8.3334519073e-3f) * r
                     + 4.1665795894e-2f) * r + 1.6666665459e-1f) * r + 5.0000001201e-1f) * z
                   + r + 1.0f;
-        int n = (int)fn;                               /* -150 <= n <= 128 */
-        int n1 = n / 2;
-        p = p * mg_pow2i(n1) * mg_pow2i(n - n1);      /* two steps: subnormals and 2**128 */
-        p = x > hi ? INFINITY : p;
-        p = x < lo ? 0.0f : p;
+        p = p * mg_pow2i((int)fn);
         return (x == x) ? p : x;
     }
+    /* 1 / (1 + exp(-x)): one division; for x < 0, exp(-x) > 1 carries its < 1 ulp into the
+       quotient (<= 2.5 ulp in all). Below x = -88 (true value < 6e-39) it returns 0. */
     static inline float mg_sigmoidf(float x) {
-        float e = mg_expf(-fabsf(x));
-        float r = 1.0f / (1.0f + e);
-        float s = e * r;                               /* = e / (1 + e), for x < 0 */
-        return x >= 0.0f ? r : s;
+        float s = 1.0f / (1.0f + mg_expf(-x));
+        return x < -88.0f ? 0.0f : s;
     }
     static inline float mg_tanhf(float x) {
         float ax = fabsf(x);
@@ -89,63 +86,113 @@ cdef extern from *:
         e = exp(x);
         return e / (1.0 + e);
     }
-    MG_CLONES static void mg_sigmoid_rowf(float *restrict p, const float *restrict b, ptrdiff_t n) {
-        for (ptrdiff_t j = 0; j < n; j++) p[j] = mg_sigmoidf(p[j] + b[j]);
+    /* The row kernels: one batch row of one step of a cell body, forward or backward, in one pass
+       (restrict pointers, so gcc vectorizes each loop without run-time alias checks). Generated for
+       float (suffix f, with the polynomial exp above) and double (suffix d, libm). No branch may
+       sit inside these loops: one (say, on an optional pointer) stops gcc vectorizing them (8x
+       slower). Caches: LSTM g = [i | f | g | o | tanh(c1)], GRU g = [r | z | n | W_hn h + b_hn]. */
+    #define MG_ROWS(T, S, SIG, TANH)                                                                         \
+    MG_CLONES static void mg_add##S(T *restrict dst, const T *restrict src, ptrdiff_t n) {                   \
+        for (ptrdiff_t j = 0; j < n; j++) dst[j] += src[j];                                                  \
+    }                                                                                                        \
+    MG_CLONES static void mg_rnn_fwd_row##S(T *restrict p, const T *restrict b, int relu, ptrdiff_t H) {     \
+        if (relu)                                      /* NaN stays NaN, as np.maximum(v, 0) */              \
+            for (ptrdiff_t j = 0; j < H; j++) { T v = p[j] + b[j]; p[j] = v <= 0 ? 0 : v; }                  \
+        else                                                                                                 \
+            for (ptrdiff_t j = 0; j < H; j++) p[j] = TANH(p[j] + b[j]);                                      \
+    }                                                                                                        \
+    MG_CLONES static void mg_rnn_bwd_row##S(const T *restrict dh, const T *restrict y,                      \
+                                           T *restrict da, int relu, ptrdiff_t H) {                          \
+        if (relu)                                                                                            \
+            for (ptrdiff_t j = 0; j < H; j++) da[j] = y[j] > 0 ? dh[j] : 0;                                  \
+        else                                                                                                 \
+            for (ptrdiff_t j = 0; j < H; j++) da[j] = dh[j] * (1 - y[j] * y[j]);                             \
+    }                                                                                                        \
+    MG_CLONES static void mg_lstm_fwd_row##S(T *restrict g, const T *restrict bias, const T *restrict cp,    \
+                                            T *restrict ct, T *restrict ht, ptrdiff_t H) {                   \
+        T *restrict gi = g, *restrict gf = g + H, *restrict gg = g + 2 * H, *restrict go = g + 3 * H;        \
+        T *restrict gt = g + 4 * H;                                                                          \
+        for (ptrdiff_t j = 0; j < H; j++) {                                                                  \
+            T i = SIG(gi[j] + bias[j]), f = SIG(gf[j] + bias[H + j]);                                        \
+            T u = TANH(gg[j] + bias[2 * H + j]), o = SIG(go[j] + bias[3 * H + j]);                           \
+            T c = f * cp[j] + i * u, t = TANH(c);                                                            \
+            gi[j] = i; gf[j] = f; gg[j] = u; go[j] = o; gt[j] = t;                                           \
+            ct[j] = c; ht[j] = o * t;                                                                        \
+        }                                                                                                    \
+    }                                                                                                        \
+    /* dg = gradient w.r.t. the gate pre-activations; dcp = w.r.t. the previous c */                         \
+    MG_CLONES static void mg_lstm_bwd_row##S(const T *restrict g, const T *restrict dh,                     \
+                                            const T *restrict dc, const T *restrict cp, T *restrict dg,      \
+                                            T *restrict dcp, ptrdiff_t H) {                                  \
+        const T *restrict gi = g, *restrict gf = g + H, *restrict gg = g + 2 * H, *restrict go = g + 3 * H;  \
+        const T *restrict gt = g + 4 * H;                                                                    \
+        T *restrict dgi = dg, *restrict dgf = dg + H, *restrict dgg = dg + 2 * H, *restrict dgo = dg + 3 * H; \
+        for (ptrdiff_t j = 0; j < H; j++) {                                                                  \
+            T d = dh[j];                                                                                     \
+            T i = gi[j], f = gf[j], u = gg[j], o = go[j], t = gt[j];                                         \
+            T dct = dc[j] + d * o * (1 - t * t);                                                             \
+            dgo[j] = d * t * o * (1 - o);                                                                    \
+            dgi[j] = dct * u * i * (1 - i);                                                                  \
+            dgg[j] = dct * i * (1 - u * u);                                                                  \
+            dgf[j] = dct * cp[j] * f * (1 - f);                                                              \
+            dcp[j] = dct * f;                                                                                \
+        }                                                                                                    \
+    }                                                                                                        \
+    /* g holds the input projection [gi_r | gi_z | gi_n] on entry; gh = h @ w_hh.T (no bias);                \
+       bias = [b_ir + b_hr | b_iz + b_hz | b_in | b_hn] */                                                   \
+    MG_CLONES static void mg_gru_fwd_row##S(T *restrict g, const T *restrict gh, const T *restrict bias,     \
+                                           const T *restrict hp, T *restrict ht, ptrdiff_t H) {              \
+        T *restrict r = g, *restrict z = g + H, *restrict n = g + 2 * H, *restrict ghn = g + 3 * H;          \
+        for (ptrdiff_t j = 0; j < H; j++) {                                                                  \
+            T rj = SIG((r[j] + gh[j]) + bias[j]), zj = SIG((z[j] + gh[H + j]) + bias[H + j]);                \
+            T hn = gh[2 * H + j] + bias[3 * H + j];                                                          \
+            T nj = TANH(n[j] + bias[2 * H + j] + rj * hn);                                                   \
+            r[j] = rj; z[j] = zj; n[j] = nj; ghn[j] = hn;                                                    \
+            ht[j] = (1 - zj) * nj + zj * hp[j];                                                              \
+        }                                                                                                    \
+    }                                                                                                        \
+    /* dgi / dgh = gradients w.r.t. gi / gh (they differ in the n block: dgh_n = dgi_n * r);                 \
+       dhp = the direct part of the gradient w.r.t. the previous state (dh * z) */                           \
+    MG_CLONES static void mg_gru_bwd_row##S(const T *restrict g, const T *restrict dh,                      \
+                                           const T *restrict hp, T *restrict dgi, T *restrict dgh,           \
+                                           T *restrict dhp, ptrdiff_t H) {                                   \
+        const T *restrict r = g, *restrict z = g + H, *restrict n = g + 2 * H, *restrict ghn = g + 3 * H;    \
+        for (ptrdiff_t j = 0; j < H; j++) {                                                                  \
+            T d = dh[j];                                                                                     \
+            T rj = r[j], zj = z[j], nj = n[j];                                                               \
+            T dn = d * (1 - zj) * (1 - nj * nj);                                                             \
+            T dz = d * (hp[j] - nj) * zj * (1 - zj);                                                         \
+            T dr = dn * ghn[j] * rj * (1 - rj);                                                              \
+            dhp[j] = d * zj;                                                                                 \
+            dgi[j] = dr; dgi[H + j] = dz; dgi[2 * H + j] = dn;                                               \
+            dgh[j] = dr; dgh[H + j] = dz; dgh[2 * H + j] = dn * rj;                                          \
+        }                                                                                                    \
     }
-    MG_CLONES static void mg_tanh_rowf(float *restrict p, const float *restrict b, ptrdiff_t n) {
-        for (ptrdiff_t j = 0; j < n; j++) p[j] = mg_tanhf(p[j] + b[j]);
-    }
-    MG_CLONES static void mg_tanh_inplacef(float *restrict p, ptrdiff_t n) {
-        for (ptrdiff_t j = 0; j < n; j++) p[j] = mg_tanhf(p[j]);
-    }
-    MG_CLONES static void mg_tanh_mapf(float *restrict y, const float *restrict x, ptrdiff_t n) {
-        for (ptrdiff_t j = 0; j < n; j++) y[j] = mg_tanhf(x[j]);
-    }
+    MG_ROWS(float, f, mg_sigmoidf, mg_tanhf)
+    MG_ROWS(double, d, mg_sigmoid, tanh)
     """
-    double mg_sigmoid(double x) noexcept nogil
-    void mg_sigmoid_rowf(float* p, float* b, Py_ssize_t n) noexcept nogil
-    void mg_tanh_rowf(float* p, float* b, Py_ssize_t n) noexcept nogil
-    void mg_tanh_inplacef(float* p, Py_ssize_t n) noexcept nogil
-    void mg_tanh_mapf(float* y, float* x, Py_ssize_t n) noexcept nogil
-
-
-cdef inline void _sigmoid_row(floating* p, floating* bias, Py_ssize_t n) noexcept nogil:
-    """p = sigmoid(p + bias) (p and bias do not overlap)."""
-    cdef Py_ssize_t j
-    if floating is float:
-        mg_sigmoid_rowf(p, bias, n)
-    else:
-        for j in range(n):
-            p[j] = mg_sigmoid(p[j] + bias[j])
-
-
-cdef inline void _tanh_row(floating* p, floating* bias, Py_ssize_t n) noexcept nogil:
-    """p = tanh(p + bias) (p and bias do not overlap)."""
-    cdef Py_ssize_t j
-    if floating is float:
-        mg_tanh_rowf(p, bias, n)
-    else:
-        for j in range(n):
-            p[j] = tanh(p[j] + bias[j])
-
-
-cdef inline void _tanh_inplace(floating* p, Py_ssize_t n) noexcept nogil:
-    cdef Py_ssize_t j
-    if floating is float:
-        mg_tanh_inplacef(p, n)
-    else:
-        for j in range(n):
-            p[j] = tanh(p[j])
-
-
-cdef inline void _tanh_map(floating* y, floating* x, Py_ssize_t n) noexcept nogil:
-    """y = tanh(x) (y and x do not overlap)."""
-    cdef Py_ssize_t j
-    if floating is float:
-        mg_tanh_mapf(y, x, n)
-    else:
-        for j in range(n):
-            y[j] = tanh(x[j])
+    void mg_addf(float* dst, float* src, Py_ssize_t n) noexcept nogil
+    void mg_addd(double* dst, double* src, Py_ssize_t n) noexcept nogil
+    void mg_rnn_fwd_rowf(float* p, float* b, int relu, Py_ssize_t H) noexcept nogil
+    void mg_rnn_fwd_rowd(double* p, double* b, int relu, Py_ssize_t H) noexcept nogil
+    void mg_rnn_bwd_rowf(float* dh, float* y, float* da, int relu, Py_ssize_t H) noexcept nogil
+    void mg_rnn_bwd_rowd(double* dh, double* y, double* da, int relu, Py_ssize_t H) noexcept nogil
+    void mg_lstm_fwd_rowf(float* g, float* bias, float* cp, float* ct, float* ht,
+                          Py_ssize_t H) noexcept nogil
+    void mg_lstm_fwd_rowd(double* g, double* bias, double* cp, double* ct, double* ht,
+                          Py_ssize_t H) noexcept nogil
+    void mg_lstm_bwd_rowf(float* g, float* dh, float* dc, float* cp, float* dg, float* dcp,
+                          Py_ssize_t H) noexcept nogil
+    void mg_lstm_bwd_rowd(double* g, double* dh, double* dc, double* cp, double* dg, double* dcp,
+                          Py_ssize_t H) noexcept nogil
+    void mg_gru_fwd_rowf(float* g, float* gh, float* bias, float* hp, float* ht,
+                         Py_ssize_t H) noexcept nogil
+    void mg_gru_fwd_rowd(double* g, double* gh, double* bias, double* hp, double* ht,
+                         Py_ssize_t H) noexcept nogil
+    void mg_gru_bwd_rowf(float* g, float* dh, float* hp, float* dgi, float* dgh, float* dhp,
+                         Py_ssize_t H) noexcept nogil
+    void mg_gru_bwd_rowd(double* g, double* dh, double* hp, double* dgi, double* dgh, double* dhp,
+                         Py_ssize_t H) noexcept nogil
 
 
 # ---------------------------------------------------------------------------------------------
@@ -153,99 +200,176 @@ cdef inline void _tanh_map(floating* y, floating* x, Py_ssize_t n) noexcept nogi
 #
 # Small problems (the cell steps: 32x50 @ 50x200 at H = 50) run on a C kernel instead of BLAS
 # when m*n*k <= SMALL_GEMM and the CPU has AVX2+FMA (checked once at import; the build stays
-# portable: only this function is compiled for AVX2, and elsewhere BLAS runs every GEMM). It packs
-# op(B) into zero-padded panels of k x 16 (float; 8 for double), then keeps a 4 x 16 block of C in
-# eight vector accumulators over one pass of p, broadcasting op(A)[i, p] against the panel row:
-# each C element is summed over p in order (with FMA), so no reduction is reassociated. It beats
-# OpenBLAS by 10-25% on the cell GEMMs at H = 50 and 128 (call overhead and packing costs); from
-# m*n*k ~ 4M on (H = 512: 64x512 @ 512x2048) BLAS is as fast or faster, so the sequence kernels
-# keep BLAS for their big GEMMs. One macro body gives the float and double versions.
+# portable: only these functions are compiled for AVX2, and elsewhere BLAS runs every GEMM).
+# C is computed in blocks of 6 rows x 2 vectors (16 floats; 8 doubles): twelve accumulators, so
+# both FMA pipes stay busy through the 4-cycle FMA latency. Each k step loads two vectors of a
+# row of op(B) and broadcasts op(A)[i, p] against them; each C element is summed over p in order
+# (with FMA), so no reduction is reassociated. Edges: the last rows run as 4-row blocks, and a
+# last column panel of at most one vector runs on one-vector blocks.
+# op(B) is read where it lies when it is not transposed (it is small: it stays in cache); only a
+# partial last panel is copied, zero padded. A transposed B (x @ W.T) is packed into panels of
+# k x 16 (8x8 AVX transposes for float). The cell GEMMs at H = 50 reach 70-84 GFLOP/s against
+# OpenBLAS's 55-70; from m*n*k ~ 4M on (H = 512: 64x512 @ 512x2048) BLAS is as fast or faster,
+# so the sequence kernels keep BLAS for their big GEMMs. One macro body gives float and double.
 cdef extern from *:
     """
     #include <stdlib.h>
     #if defined(__GNUC__) && defined(__x86_64__) && (defined(__clang__) || __GNUC__ >= 6)
+    #include <immintrin.h>
     /* Compiled for AVX2+FMA only and used only where the CPU has them (checked at run time); everywhere
        else mg_gemm_small* return -1 and the caller uses BLAS. GNU vector types with the element's
        alignment, so loads and stores through them may be unaligned. */
     typedef float mg_v8f __attribute__((vector_size(32), aligned(4)));
     typedef double mg_v4d __attribute__((vector_size(32), aligned(8)));
-    #define MG_GEMM_SMALL(T, V, W, NAME, ATTR) \
-    ATTR static int NAME(int ta, int tb, int m, int n, int k, T alpha,                                       \
-                              const T *restrict a, int lda, const T *restrict b, int ldb,                    \
-                              T beta, T *restrict c, int ldc) {                                              \
-        ptrdiff_t si = ta ? 1 : lda, sp = ta ? lda : 1, np = (n + 2 * W - 1) / (2 * W);                      \
-        T *pk = (T *)malloc((size_t)np * k * 2 * W * sizeof(T));                                             \
-        if (pk == NULL) return -1;                                                                           \
-        for (ptrdiff_t jp = 0; jp < np; jp++) {           /* pack op(B) in panels of k x 2W, zero padded */  \
-            T *dst = pk + jp * k * 2 * W;                                                                    \
-            int j0 = jp * 2 * W, nr = n - j0 < 2 * W ? n - j0 : 2 * W;                                       \
-            if (tb) {                                                                                        \
-                const T *src = b + (ptrdiff_t)j0 * ldb;                                                      \
-                if (nr == 2 * W)                                                                             \
-                    for (int p = 0; p < k; p++)                                                              \
-                        for (int q = 0; q < 2 * W; q++) dst[p * 2 * W + q] = src[q * ldb + p];               \
-                else                                                                                         \
-                    for (int p = 0; p < k; p++)                                                              \
-                        for (int q = 0; q < nr; q++) dst[p * 2 * W + q] = src[q * ldb + p];                  \
-            } else {                                                                                         \
-                if (nr == 2 * W)                                                                             \
-                    for (int p = 0; p < k; p++) {                                                            \
-                        const T *src = b + (ptrdiff_t)p * ldb + j0;                                          \
-                        *(V *)(dst + p * 2 * W) = *(const V *)src;                                           \
-                        *(V *)(dst + p * 2 * W + W) = *(const V *)(src + W);                                 \
-                    }                                                                                        \
-                else                                                                                         \
-                    for (int p = 0; p < k; p++) {                                                            \
-                        const T *src = b + (ptrdiff_t)p * ldb + j0;                                          \
-                        for (int q = 0; q < nr; q++) dst[p * 2 * W + q] = src[q];                            \
-                    }                                                                                        \
-            }                                                                                                \
-            if (nr < 2 * W)                                                                                  \
-                for (int p = 0; p < k; p++)                                                                  \
-                    for (int q = nr; q < 2 * W; q++) dst[p * 2 * W + q] = 0;                                 \
+    #define MG_AVX2 __attribute__((target("avx2,fma")))
+
+    /* C[:mr, :nr] = alpha * op(A)[rows] @ panel + beta * C, for a block of MR rows (mr <= MR valid;
+       the others repeat row 0 and are not stored) and NV vectors of W columns (nr <= NV * W valid).
+       A row r, column p is a0[r * si + p * sp]; panel row p is bp[p * bs : p * bs + NV * W]. */
+    #define MG_BLOCK(T, V, W, MR, NV, NAME)                                                                  \
+    MG_AVX2 static inline void NAME(int k, const T *restrict a0, ptrdiff_t si, ptrdiff_t sp, int mr,        \
+                                    const T *restrict bp, ptrdiff_t bs, int nr, T alpha, T beta,            \
+                                    T *restrict c, int ldc) {                                               \
+        const T *ar[MR];                                                                                     \
+        V acc[MR][NV];                                                                                       \
+        for (int r = 0; r < MR; r++) {                                                                       \
+            ar[r] = a0 + (r < mr ? r : 0) * si;                                                              \
+            for (int v = 0; v < NV; v++) acc[r][v] = (V){0};                                                 \
         }                                                                                                    \
-        for (int i0 = 0; i0 < m; i0 += 4) {                                                                  \
-            int mr = m - i0 < 4 ? m - i0 : 4;                                                                \
-            const T *a0 = a + i0 * si;                                                                       \
-            ptrdiff_t s1 = mr > 1 ? si : 0, s2 = mr > 2 ? 2 * si : 0, s3 = mr > 3 ? 3 * si : 0;              \
-            for (ptrdiff_t jp = 0; jp < np; jp++) {                                                          \
-                const T *bp = pk + jp * k * 2 * W;                                                           \
-                int j0 = jp * 2 * W, nr = n - j0 < 2 * W ? n - j0 : 2 * W;                                   \
-                V acc[4][2];                                                                                 \
-                V c00 = {0}, c01 = {0}, c10 = {0}, c11 = {0};                                                \
-                V c20 = {0}, c21 = {0}, c30 = {0}, c31 = {0};                                                \
-                for (int p = 0; p < k; p++, bp += 2 * W) {                                                   \
-                    const T *ap = a0 + p * sp;                                                               \
-                    V b0 = *(const V *)bp, b1 = *(const V *)(bp + W);                                        \
-                    T x0 = ap[0], x1 = ap[s1], x2 = ap[s2], x3 = ap[s3];                                     \
-                    c00 += x0 * b0; c01 += x0 * b1; c10 += x1 * b0; c11 += x1 * b1;                          \
-                    c20 += x2 * b0; c21 += x2 * b1; c30 += x3 * b0; c31 += x3 * b1;                          \
-                }                                                                                            \
-                acc[0][0] = c00; acc[0][1] = c01; acc[1][0] = c10; acc[1][1] = c11;                          \
-                acc[2][0] = c20; acc[2][1] = c21; acc[3][0] = c30; acc[3][1] = c31;                          \
-                for (int r = 0; r < mr; r++) {                                                               \
-                    T *cr = c + (ptrdiff_t)(i0 + r) * ldc + j0;                                              \
-                    if (nr == 2 * W) {                                                                       \
-                        if (beta == 0) {                                                                     \
-                            *(V *)cr = alpha * acc[r][0]; *(V *)(cr + W) = alpha * acc[r][1];                \
-                        } else {                                                                             \
-                            *(V *)cr = alpha * acc[r][0] + beta * *(V *)cr;                                  \
-                            *(V *)(cr + W) = alpha * acc[r][1] + beta * *(V *)(cr + W);                      \
-                        }                                                                                    \
-                    } else {                                                                                 \
-                        for (int q = 0; q < nr; q++) {                                                       \
-                            T v = alpha * acc[r][q / W][q % W];                                              \
-                            cr[q] = beta == 0 ? v : v + beta * cr[q];                                        \
-                        }                                                                                    \
-                    }                                                                                        \
+        for (int p = 0; p < k; p++, bp += bs) {                                                              \
+            V bv[NV];                                                                                        \
+            for (int v = 0; v < NV; v++) bv[v] = *(const V *)(bp + v * W);                                  \
+            for (int r = 0; r < MR; r++) {                                                                   \
+                T x = ar[r][p * sp];                                                                         \
+                for (int v = 0; v < NV; v++) acc[r][v] += x * bv[v];                                         \
+            }                                                                                                \
+        }                                                                                                    \
+        for (int r = 0; r < mr; r++) {                                                                       \
+            T *cr = c + (ptrdiff_t)r * ldc;                                                                  \
+            if (nr == NV * W) {                                                                              \
+                for (int v = 0; v < NV; v++)                                                                 \
+                    *(V *)(cr + v * W) = beta == 0 ? alpha * acc[r][v]                                       \
+                                                   : alpha * acc[r][v] + beta * *(V *)(cr + v * W);          \
+            } else {                                                                                         \
+                for (int q = 0; q < nr; q++) {                                                               \
+                    T y = alpha * acc[r][q / W][q % W];                                                      \
+                    cr[q] = beta == 0 ? y : y + beta * cr[q];                                                \
                 }                                                                                            \
             }                                                                                                \
+        }                                                                                                    \
+    }
+    MG_BLOCK(float, mg_v8f, 8, 6, 2, mg_blk6x2f)
+    MG_BLOCK(float, mg_v8f, 8, 4, 2, mg_blk4x2f)
+    MG_BLOCK(float, mg_v8f, 8, 6, 1, mg_blk6x1f)
+    MG_BLOCK(float, mg_v8f, 8, 4, 1, mg_blk4x1f)
+    MG_BLOCK(double, mg_v4d, 4, 6, 2, mg_blk6x2d)
+    MG_BLOCK(double, mg_v4d, 4, 4, 2, mg_blk4x2d)
+    MG_BLOCK(double, mg_v4d, 4, 6, 1, mg_blk6x1d)
+    MG_BLOCK(double, mg_v4d, 4, 4, 1, mg_blk4x1d)
+
+    /* Pack columns j0 .. j0+nr of op(B) = B.T (B stored (n, k), row stride ldb) into a k x P panel,
+       zero padded: dst[p * P + q] = b[(j0 + q) * ldb + p]. */
+    #define MG_PACK_T(T, P, NAME)                                                                            \
+    MG_AVX2 static void NAME(const T *restrict b, int ldb, int j0, int nr, int k, T *restrict dst) {         \
+        for (int q = 0; q < P; q++) {                                                                        \
+            const T *src = b + (ptrdiff_t)(j0 + q) * ldb;                                                    \
+            if (q < nr) for (int p = 0; p < k; p++) dst[(ptrdiff_t)p * P + q] = src[p];                      \
+            else for (int p = 0; p < k; p++) dst[(ptrdiff_t)p * P + q] = 0;                                  \
+        }                                                                                                    \
+    }
+    MG_PACK_T(double, 8, mg_pack_t_slowd)
+    /* float: full panels by 8x8 register transposes (the rows p of a full k-block of 8). */
+    MG_AVX2 static void mg_pack_tf(const float *restrict b, int ldb, int j0, int nr, int k,
+                                   float *restrict dst) {
+        int p = 0;
+        if (nr == 16) {
+            for (; p + 8 <= k; p += 8) {
+                for (int h = 0; h < 2; h++) {
+                    const float *s = b + (ptrdiff_t)(j0 + 8 * h) * ldb + p;
+                    ptrdiff_t l = ldb;
+                    __m256 r0 = _mm256_loadu_ps(s), r1 = _mm256_loadu_ps(s + l);
+                    __m256 r2 = _mm256_loadu_ps(s + 2 * l), r3 = _mm256_loadu_ps(s + 3 * l);
+                    __m256 r4 = _mm256_loadu_ps(s + 4 * l), r5 = _mm256_loadu_ps(s + 5 * l);
+                    __m256 r6 = _mm256_loadu_ps(s + 6 * l), r7 = _mm256_loadu_ps(s + 7 * l);
+                    __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1);
+                    __m256 t2 = _mm256_unpacklo_ps(r2, r3), t3 = _mm256_unpackhi_ps(r2, r3);
+                    __m256 t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5);
+                    __m256 t6 = _mm256_unpacklo_ps(r6, r7), t7 = _mm256_unpackhi_ps(r6, r7);
+                    __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+                    __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+                    __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+                    __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+                    float *d = dst + (ptrdiff_t)p * 16 + 8 * h;
+                    _mm256_storeu_ps(d, _mm256_permute2f128_ps(u0, u4, 0x20));
+                    _mm256_storeu_ps(d + 16, _mm256_permute2f128_ps(u1, u5, 0x20));
+                    _mm256_storeu_ps(d + 32, _mm256_permute2f128_ps(u2, u6, 0x20));
+                    _mm256_storeu_ps(d + 48, _mm256_permute2f128_ps(u3, u7, 0x20));
+                    _mm256_storeu_ps(d + 64, _mm256_permute2f128_ps(u0, u4, 0x31));
+                    _mm256_storeu_ps(d + 80, _mm256_permute2f128_ps(u1, u5, 0x31));
+                    _mm256_storeu_ps(d + 96, _mm256_permute2f128_ps(u2, u6, 0x31));
+                    _mm256_storeu_ps(d + 112, _mm256_permute2f128_ps(u3, u7, 0x31));
+                }
+            }
+        }
+        if (p < k) {                                   /* the rows left over (and partial panels) */
+            for (int q = 0; q < 16; q++) {
+                const float *src = b + (ptrdiff_t)(j0 + q) * ldb;
+                for (int pp = p; pp < k; pp++) dst[(ptrdiff_t)pp * 16 + q] = q < nr ? src[pp] : 0;
+            }
+        }
+    }
+    MG_AVX2 static void mg_pack_td(const double *restrict b, int ldb, int j0, int nr, int k,
+                                   double *restrict dst) {
+        mg_pack_t_slowd(b, ldb, j0, nr, k, dst);
+    }
+
+    /* C (m, n) = alpha * op(A) @ op(B) + beta * C, row-major; op(X) = X.T when tX. Returns -1 (and
+       does nothing) when the panel buffer cannot be allocated. */
+    #define MG_GEMM_SMALL(T, W, S, NAME)                                                                     \
+    MG_AVX2 static int NAME(int ta, int tb, int m, int n, int k, T alpha,                                    \
+                            const T *restrict a, int lda, const T *restrict b, int ldb,                      \
+                            T beta, T *restrict c, int ldc) {                                                \
+        ptrdiff_t si = ta ? 1 : lda, sp = ta ? lda : 1;                                                      \
+        int P = 2 * W, nfull = n / P, tail = n - nfull * P, npan = nfull + (tail > 0);                       \
+        int npk = tb ? npan : (tail > 0);                  /* panels to pack */                              \
+        T *pk = NULL;                                                                                        \
+        if (npk) {                                                                                           \
+            pk = (T *)malloc((size_t)npk * k * P * sizeof(T));                                               \
+            if (pk == NULL) return -1;                                                                       \
+        }                                                                                                    \
+        if (tb) {                                                                                            \
+            for (int jp = 0; jp < npan; jp++)                                                                \
+                mg_pack_t##S(b, ldb, jp * P, n - jp * P < P ? n - jp * P : P, k, pk + (ptrdiff_t)jp * k * P); \
+        } else if (tail) {                                                                                   \
+            for (int p = 0; p < k; p++) {                                                                    \
+                const T *src = b + (ptrdiff_t)p * ldb + nfull * P;                                           \
+                for (int q = 0; q < P; q++) pk[(ptrdiff_t)p * P + q] = q < tail ? src[q] : 0;                \
+            }                                                                                                \
+        }                                                                                                    \
+        for (int i0 = 0; i0 < m;) {                                                                          \
+            int left = m - i0, six = left >= 6 && left != 8;   /* 8 = two 4-row blocks, not 6 + 2 */         \
+            int mr = six ? 6 : (left < 4 ? left : 4);                                                        \
+            const T *a0 = a + i0 * si;                                                                       \
+            for (int jp = 0; jp < npan; jp++) {                                                              \
+                int j0 = jp * P, nr = n - j0 < P ? n - j0 : P;                                               \
+                const T *bp = tb ? pk + (ptrdiff_t)jp * k * P : (jp < nfull ? b + j0 : pk);                  \
+                ptrdiff_t bs = (tb || jp == nfull) ? P : ldb;                                                \
+                T *cb = c + (ptrdiff_t)i0 * ldc + j0;                                                        \
+                if (nr > W) {                                                                                \
+                    if (six) mg_blk6x2##S(k, a0, si, sp, mr, bp, bs, nr, alpha, beta, cb, ldc);              \
+                    else mg_blk4x2##S(k, a0, si, sp, mr, bp, bs, nr, alpha, beta, cb, ldc);                  \
+                } else {                                                                                     \
+                    if (six) mg_blk6x1##S(k, a0, si, sp, mr, bp, bs, nr, alpha, beta, cb, ldc);              \
+                    else mg_blk4x1##S(k, a0, si, sp, mr, bp, bs, nr, alpha, beta, cb, ldc);                  \
+                }                                                                                            \
+            }                                                                                                \
+            i0 += mr;                                                                                        \
         }                                                                                                    \
         free(pk);                                                                                            \
         return 0;                                                                                            \
     }
-    MG_GEMM_SMALL(float, mg_v8f, 8, mg_gemm_smallf_avx2, __attribute__((target("avx2,fma"))))
-    MG_GEMM_SMALL(double, mg_v4d, 4, mg_gemm_smalld_avx2, __attribute__((target("avx2,fma"))))
+    MG_GEMM_SMALL(float, 8, f, mg_gemm_smallf_avx2)
+    MG_GEMM_SMALL(double, 4, d, mg_gemm_smalld_avx2)
     static int mg_have_avx2(void) {
         static int have = -1;
         if (have < 0) {
@@ -368,9 +492,10 @@ cdef inline void _zero(floating* dst, Py_ssize_t n) noexcept nogil:
 
 
 cdef inline void _add(floating* dst, floating* src, Py_ssize_t n) noexcept nogil:
-    cdef Py_ssize_t j
-    for j in range(n):
-        dst[j] = dst[j] + src[j]
+    if floating is float:
+        mg_addf(dst, src, n)
+    else:
+        mg_addd(dst, src, n)
 
 
 cdef inline void _colsum(floating* a, Py_ssize_t rows, Py_ssize_t cols, floating* out) noexcept nogil:
@@ -409,14 +534,6 @@ cdef inline void _bias_sum(K* k, floating* out, Py_ssize_t n) noexcept nogil:
     else:
         for j in range(n):
             out[j] = bi[j] + bh[j]
-
-
-cdef inline void _relu_row(floating* p, floating* bias, Py_ssize_t n) noexcept nogil:
-    cdef Py_ssize_t j
-    cdef floating v
-    for j in range(n):
-        v = p[j] + bias[j]
-        p[j] = 0 if v <= 0 else v          # NaN stays NaN, as np.maximum(v, 0)
 
 
 cdef inline void _carry_rows(K* k, Py_ssize_t t, floating* prev, floating* cur) noexcept nogil:
@@ -458,25 +575,21 @@ cdef void _rnn_fwd(K* k, floating tag) noexcept nogil:
         ht = hs + t * BH
         gemm(False, True, k.B, iH, iH, 1, hp, iH, <floating*>k.w_hh, iH, 1, ht, iH)
         for b in range(B):
-            if k.relu:
-                _relu_row(ht + b * H, bias, H)
+            if floating is float:
+                mg_rnn_fwd_rowf(ht + b * H, bias, k.relu, H)
             else:
-                _tanh_row(ht + b * H, bias, H)
+                mg_rnn_fwd_rowd(ht + b * H, bias, k.relu, H)
         _carry_rows(k, t, hp, ht)
         _write_ys(k, t, ht)
 
 
 cdef inline void _rnn_bwd_row(floating* dh, floating* y, floating* da, bint relu,
                               Py_ssize_t H) noexcept nogil:
-    cdef Py_ssize_t j
-    cdef floating d
-    if relu:
-        for j in range(H):
-            d = dh[j]                      # loaded unconditionally, so the select vectorizes
-            da[j] = d if y[j] > 0 else 0
+    """da = gradient w.r.t. the pre-activation, from dh and the output y."""
+    if floating is float:
+        mg_rnn_bwd_rowf(dh, y, da, relu, H)
     else:
-        for j in range(H):
-            da[j] = dh[j] * (1 - y[j] * y[j])
+        mg_rnn_bwd_rowd(dh, y, da, relu, H)
 
 
 cdef void _rnn_bwd(K* k, floating tag) noexcept nogil:
@@ -511,22 +624,11 @@ cdef void _rnn_bwd(K* k, floating tag) noexcept nogil:
 
 cdef inline void _lstm_fwd_row(floating* g, floating* bias, floating* cp, floating* ct,
                                floating* ht, Py_ssize_t H) noexcept nogil:
-    # Short loops over few pointers: gcc vectorizes them (one long loop over the 5 blocks would
-    # need more run-time alias checks than it is willing to emit).
-    cdef Py_ssize_t j
-    cdef floating* gi = g
-    cdef floating* gf = g + H
-    cdef floating* gg = g + 2 * H
-    cdef floating* go = g + 3 * H
-    cdef floating* gt = g + 4 * H
-    _sigmoid_row(gi, bias, 2 * H)
-    _tanh_row(gg, bias + 2 * H, H)
-    _sigmoid_row(go, bias + 3 * H, H)
-    for j in range(H):
-        ct[j] = gf[j] * cp[j] + gi[j] * gg[j]
-    _tanh_map(gt, ct, H)
-    for j in range(H):
-        ht[j] = go[j] * gt[j]
+    """g: the gate pre-activations (without bias) in, [i | f | g | o | tanh(c1)] out."""
+    if floating is float:
+        mg_lstm_fwd_rowf(g, bias, cp, ct, ht, H)
+    else:
+        mg_lstm_fwd_rowd(g, bias, cp, ct, ht, H)
 
 
 cdef void _lstm_fwd(K* k, floating tag) noexcept nogil:
@@ -555,30 +657,13 @@ cdef void _lstm_fwd(K* k, floating tag) noexcept nogil:
         _write_ys(k, t, hs + t * BH)
 
 
-cdef inline void _lstm_bwd_row(floating* g, floating* dh, floating* dc, floating* cp,
-                               floating* dg, floating* dcp, Py_ssize_t H) noexcept nogil:
-    """dg = gradient w.r.t. the gate pre-activations; dcp = gradient w.r.t. the previous c.
-    dcp first holds dct, the total gradient w.r.t. c1."""
-    cdef Py_ssize_t j
-    cdef floating* gi = g
-    cdef floating* gf = g + H
-    cdef floating* gg = g + 2 * H
-    cdef floating* go = g + 3 * H
-    cdef floating* gt = g + 4 * H
-    cdef floating* dgi = dg
-    cdef floating* dgf = dg + H
-    cdef floating* dgg = dg + 2 * H
-    cdef floating* dgo = dg + 3 * H
-    for j in range(H):
-        dgo[j] = dh[j] * gt[j] * go[j] * (1 - go[j])
-    for j in range(H):
-        dcp[j] = dc[j] + dh[j] * go[j] * (1 - gt[j] * gt[j])
-    for j in range(H):
-        dgi[j] = dcp[j] * gg[j] * gi[j] * (1 - gi[j])
-        dgg[j] = dcp[j] * gi[j] * (1 - gg[j] * gg[j])
-    for j in range(H):
-        dgf[j] = dcp[j] * cp[j] * gf[j] * (1 - gf[j])
-        dcp[j] = dcp[j] * gf[j]
+cdef inline void _lstm_bwd_row(floating* g, floating* dh, floating* dc, floating* cp, floating* dg,
+                               floating* dcp, Py_ssize_t H) noexcept nogil:
+    """dg = gradient w.r.t. the gate pre-activations; dcp = gradient w.r.t. the previous c."""
+    if floating is float:
+        mg_lstm_bwd_rowf(g, dh, dc, cp, dg, dcp, H)
+    else:
+        mg_lstm_bwd_rowd(g, dh, dc, cp, dg, dcp, H)
 
 
 cdef void _lstm_bwd(K* k, floating tag) noexcept nogil:
@@ -621,23 +706,12 @@ cdef void _lstm_bwd(K* k, floating tag) noexcept nogil:
 
 cdef inline void _gru_fwd_row(floating* g, floating* gh, floating* bias, floating* hp,
                               floating* ht, Py_ssize_t H) noexcept nogil:
-    """g holds the input projection [gi_r | gi_z | gi_n] on entry; gh = h @ w_hh.T (no bias);
-    bias = [b_ir + b_hr | b_iz + b_hz | b_in | b_hn]."""
-    cdef Py_ssize_t j
-    cdef floating* r = g
-    cdef floating* z = g + H
-    cdef floating* n = g + 2 * H
-    cdef floating* ghn = g + 3 * H
-    for j in range(2 * H):
-        g[j] = g[j] + gh[j]
-    _sigmoid_row(g, bias, 2 * H)
-    for j in range(H):
-        ghn[j] = gh[2 * H + j] + bias[3 * H + j]
-    for j in range(H):
-        n[j] = n[j] + bias[2 * H + j] + r[j] * ghn[j]
-    _tanh_inplace(n, H)
-    for j in range(H):
-        ht[j] = (1 - z[j]) * n[j] + z[j] * hp[j]
+    """g holds the input projection [gi_r | gi_z | gi_n] on entry, [r | z | n | gh_n] after;
+    gh = h @ w_hh.T (no bias); bias = [b_ir + b_hr | b_iz + b_hz | b_in | b_hn]."""
+    if floating is float:
+        mg_gru_fwd_rowf(g, gh, bias, hp, ht, H)
+    else:
+        mg_gru_fwd_rowd(g, gh, bias, hp, ht, H)
 
 
 cdef void _gru_fwd(K* k, floating tag) noexcept nogil:
@@ -672,24 +746,10 @@ cdef inline void _gru_bwd_row(floating* g, floating* dh, floating* hp, floating*
                               floating* dgh, floating* dhp, Py_ssize_t H) noexcept nogil:
     """dgi / dgh = gradients w.r.t. gi / gh (they differ in the n block: dgh_n = dgi_n * r);
     dhp = the direct part of the gradient w.r.t. the previous state (dh * z)."""
-    cdef Py_ssize_t j
-    cdef floating* r = g
-    cdef floating* z = g + H
-    cdef floating* n = g + 2 * H
-    cdef floating* ghn = g + 3 * H
-    cdef floating* dr = dgi
-    cdef floating* dz = dgi + H
-    cdef floating* dn = dgi + 2 * H
-    for j in range(H):
-        dn[j] = dh[j] * (1 - z[j]) * (1 - n[j] * n[j])
-    for j in range(H):
-        dz[j] = dh[j] * (hp[j] - n[j]) * z[j] * (1 - z[j])
-    for j in range(H):
-        dhp[j] = dh[j] * z[j]
-    for j in range(H):
-        dr[j] = dn[j] * ghn[j] * r[j] * (1 - r[j])
-        dgh[2 * H + j] = dn[j] * r[j]
-    _copy(dgh, dgi, 2 * H)
+    if floating is float:
+        mg_gru_bwd_rowf(g, dh, hp, dgi, dgh, dhp, H)
+    else:
+        mg_gru_bwd_rowd(g, dh, hp, dgi, dgh, dhp, H)
 
 
 cdef void _gru_bwd(K* k, floating tag) noexcept nogil:
@@ -957,6 +1017,44 @@ cdef int _check_cache(object cache, str names) except -1:
                else type(cache).__name__)
         raise ValueError(f"cache must be a tuple of {n} arrays ({names}), got {got}")
     return 0
+
+
+def _gemm(bint ta, bint tb, a, b, c, double alpha=1.0, double beta=0.0):
+    """Private (tests): c = alpha * op(a) @ op(b) + beta * c, in place, through the kernels' gemm
+    (the small-matrix kernel or BLAS, as _set_small_gemm decides); op(x) = x.T when tx. a, b, c
+    are 2-D arrays of one dtype with contiguous rows; each row stride is the leading dimension."""
+    if not isinstance(a, np.ndarray) or a.dtype not in (np.float32, np.float64):
+        raise ValueError(f"a must be a float32 or float64 ndarray, got {type(a).__name__} "
+                         f"{getattr(a, 'dtype', '')}")
+    cdef int tn = cnp.PyArray_TYPE(<cnp.ndarray>a)
+    cdef Py_ssize_t isz = cnp.PyArray_ITEMSIZE(<cnp.ndarray>a)
+    cdef int ld[3]
+    for i, (name, arr) in enumerate((("a", a), ("b", b), ("c", c))):
+        if (not isinstance(arr, np.ndarray) or arr.ndim != 2 or cnp.PyArray_TYPE(arr) != tn
+                or arr.dtype.kind != "f" or arr.strides[1] != isz or arr.strides[0] % isz
+                or arr.strides[0] // isz < max(arr.shape[1], 1) or 0 in arr.shape
+                or not arr.flags.aligned or not arr.flags.writeable):
+            raise ValueError(f"{name} must be a 2-D float array of a's dtype with contiguous rows, "
+                             f"got {type(arr).__name__} {getattr(arr, 'dtype', '')} "
+                             f"{getattr(arr, 'shape', '')} strides {getattr(arr, 'strides', '')}")
+        ld[i] = arr.strides[0] // isz
+    m, k = (a.shape[1], a.shape[0]) if ta else a.shape
+    kb, n = (b.shape[1], b.shape[0]) if tb else b.shape
+    if kb != k or c.shape != (m, n):
+        raise ValueError(f"shapes do not chain: op(a) {(m, k)}, op(b) {(kb, n)}, c {c.shape}")
+    cdef void* pa = cnp.PyArray_DATA(<cnp.ndarray>a)
+    cdef void* pb = cnp.PyArray_DATA(<cnp.ndarray>b)
+    cdef void* pc = cnp.PyArray_DATA(<cnp.ndarray>c)
+    cdef int im = m, ini = n, ik = k
+    if tn == cnp.NPY_FLOAT:
+        with nogil:
+            gemm(ta, tb, im, ini, ik, <float>alpha, <float*>pa, ld[0], <float*>pb, ld[1],
+                 <float>beta, <float*>pc, ld[2])
+    else:
+        with nogil:
+            gemm(ta, tb, im, ini, ik, alpha, <double*>pa, ld[0], <double*>pb, ld[1], beta,
+                 <double*>pc, ld[2])
+    return c
 
 
 # ---------------------------------------------------------------------------------------------

@@ -385,6 +385,55 @@ def test_extreme_preactivations_are_finite(module, dtype, kind, nonlinearity):
 
 
 # ---------------------------------------------------------------------------------------------
+# Accuracy of the float32 sigmoid and tanh, in ulps of the float64 truth
+# ---------------------------------------------------------------------------------------------
+
+def _ulps(y, exact):
+    """|y - exact| in units of the float32 spacing at exact (float64)."""
+    return np.abs(y.astype(np.float64) - exact) / np.spacing(np.abs(exact.astype(np.float32)))
+
+
+def _dense_grid():
+    near0 = np.geomspace(1e-30, 1.0, 20001)
+    return np.concatenate([np.linspace(-30, 30, 200001), near0, -near0,
+                           np.linspace(-87, 87, 40001)]).astype(np.float32)
+
+
+def test_float32_tanh_within_2_ulps():
+    """The compiled RNN cell with w_ih = 1, w_hh = 0 and no bias computes tanh(x) exactly on its
+    input, so its output is the kernel's tanh: within 2 ulps of the truth everywhere, including
+    near 0 (where 1 - 2 / (1 + e**2x) would lose every digit) and in saturation."""
+    x = _dense_grid()
+    h = np.zeros((x.size, 1), np.float32)
+    y, _ = ops.rnn_cell_forward(x[:, None], h, np.ones((1, 1), np.float32),
+                                np.zeros((1, 1), np.float32), None, None, "tanh")
+    err = _ulps(y[:, 0], np.tanh(x.astype(np.float64)))
+    assert err.max() <= 2, f"tanh: {err.max():.2f} ulps at x = {x[err.argmax()]!r}"
+
+
+def test_float32_sigmoid_within_3_ulps_and_limits():
+    """The LSTM cell's input gate with w_ih = [1, 0, 0, 0] is sigmoid(x): within 3 ulps of the
+    truth on [-87, 87]; 0 and 1 at the ends, NaN stays NaN."""
+    x = _dense_grid()
+    h = np.zeros((x.size, 1), np.float32)
+    w = np.zeros((4, 1), np.float32)
+    w[0, 0] = 1
+    _, _, cache = ops.lstm_cell_forward(x[:, None], h, h, w, np.zeros((4, 1), np.float32),
+                                        None, None)
+    exact = 1 / (1 + np.exp(-x.astype(np.float64)))
+    err = _ulps(cache[:, 0], exact)
+    assert err.max() <= 3, f"sigmoid: {err.max():.2f} ulps at x = {x[err.argmax()]!r}"
+    ends = np.array([-np.inf, -1e4, 1e4, np.inf, np.nan, -100, -88.5, 100], np.float32)
+    z = np.zeros((ends.size, 1), np.float32)
+    _, _, cache = ops.lstm_cell_forward(ends[:, None], z, z, w, np.zeros((4, 1), np.float32),
+                                        None, None)
+    np.testing.assert_array_equal(cache[:5, 0], [0, 0, 1, 1, np.nan])
+    # below -87 the result may leave the true (subnormal) value, by less than 1e-38
+    np.testing.assert_allclose(cache[5:, 0], 1 / (1 + np.exp(-ends[5:].astype(np.float64))),
+                               rtol=0, atol=1e-38)
+
+
+# ---------------------------------------------------------------------------------------------
 # Bad arguments: ValueError naming what was expected and what was got
 # ---------------------------------------------------------------------------------------------
 

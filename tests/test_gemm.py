@@ -1,0 +1,71 @@
+"""The kernels' GEMM (`_ops._gemm`, a private hook onto the `gemm` every kernel calls) against
+NumPy, on both of its paths: the small-matrix AVX2 kernel and BLAS. Sizes are drawn around the
+kernel's block edges (6- and 4-row blocks, 16- and 8-column panels for float32, 8 and 4 for
+float64, 8-deep transposes) and with leading dimensions wider than the rows, as the gate
+buffers have."""
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+from minigrad import _ops
+
+dims = st.integers(1, 41)
+
+
+def _strided(rng, rows, cols, pad, dtype):
+    """A (rows, cols) view with row stride cols + pad; the padding holds NaN, so a read past a
+    row's end poisons the result."""
+    buf = np.full((rows, cols + pad), np.nan, dtype)
+    buf[:, :cols] = rng.standard_normal((rows, cols))
+    return buf[:, :cols]
+
+
+# cheap examples, many edges: at least 200 per path; the fixture only picks the path, so it may
+# stay the same across a test's examples
+@settings(max_examples=max(200, settings.default.max_examples),
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(m=dims, n=dims, k=dims, ta=st.booleans(), tb=st.booleans(),
+       dtype=st.sampled_from([np.float32, np.float64]), pads=st.tuples(*[st.integers(0, 5)] * 3),
+       beta=st.sampled_from([0.0, 1.0, -0.5]), alpha=st.sampled_from([1.0, 2.0]),
+       seed=st.integers(0, 2**16))
+def test_gemm_matches_numpy(gemm_path, m, n, k, ta, tb, dtype, pads, beta, alpha, seed):
+    rng = np.random.default_rng(seed)
+    a = _strided(rng, *((k, m) if ta else (m, k)), pads[0], dtype)
+    b = _strided(rng, *((n, k) if tb else (k, n)), pads[1], dtype)
+    c = _strided(rng, m, n, pads[2], dtype)
+    if beta == 0.0:
+        c[...] = np.nan                 # beta = 0 must overwrite C, never read it
+    c0 = np.array(c, np.float64)
+    opa = np.asarray(a, np.float64).T if ta else np.asarray(a, np.float64)
+    opb = np.asarray(b, np.float64).T if tb else np.asarray(b, np.float64)
+    want = alpha * opa @ opb + (beta * c0 if beta else 0.0)
+    out = _ops._gemm(ta, tb, a, b, c, alpha, beta)
+    assert out is c
+    tol = dict(rtol=1e-5, atol=1e-5 * k) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-12 * k)
+    np.testing.assert_allclose(c, want, **tol, err_msg=f"{gemm_path} m={m} n={n} k={k} ta={ta} tb={tb}")
+    base = c.base
+    assert np.isnan(base[:, n:]).all(), "wrote outside C's rows"
+
+
+def test_gemm_sums_in_order_like_a_dot_product(gemm_path):
+    """The small kernel adds the k products of each C element in order (one FMA chain): the
+    result is a sum of exactly representable products, so it is exact here on both paths."""
+    a = np.array([[2.0 ** 20, 1.0, -(2.0 ** 20)]], np.float32)
+    b = np.ones((3, 1), np.float32)
+    c = np.zeros((1, 1), np.float32)
+    _ops._gemm(False, False, a, b, c)
+    assert c[0, 0] in (0.0, 1.0)
+
+
+@pytest.mark.parametrize("bad, msg", [
+    (dict(a=np.zeros((3, 4), np.int64)), "float32 or float64"),
+    (dict(b=np.zeros((4, 5), np.float64)), "a's dtype"),
+    (dict(c=np.zeros((3, 6), np.float32)), "do not chain"),
+    (dict(b=np.zeros((5, 4), np.float32).T), "contiguous rows"),
+])
+def test_gemm_rejects_bad_arguments(bad, msg):
+    args = dict(a=np.zeros((3, 4), np.float32), b=np.zeros((4, 5), np.float32),
+                c=np.zeros((3, 5), np.float32))
+    args.update(bad)
+    with pytest.raises(ValueError, match=msg):
+        _ops._gemm(False, False, args["a"], args["b"], args["c"])
