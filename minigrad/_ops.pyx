@@ -267,84 +267,79 @@ cdef extern from *:
     MG_BLOCK(double, mg_v4d, 4, 6, 1, mg_blk6x1d)
     MG_BLOCK(double, mg_v4d, 4, 4, 1, mg_blk4x1d)
 
-    /* Pack columns j0 .. j0+nr of op(B) = B.T (B stored (n, k), row stride ldb) into a k x P panel,
-       zero padded: dst[p * P + q] = b[(j0 + q) * ldb + p]. */
-    #define MG_PACK_T(T, P, NAME)                                                                            \
-    MG_AVX2 static void NAME(const T *restrict b, int ldb, int j0, int nr, int k, T *restrict dst) {         \
-        for (int q = 0; q < P; q++) {                                                                        \
-            const T *src = b + (ptrdiff_t)(j0 + q) * ldb;                                                    \
-            if (q < nr) for (int p = 0; p < k; p++) dst[(ptrdiff_t)p * P + q] = src[p];                      \
-            else for (int p = 0; p < k; p++) dst[(ptrdiff_t)p * P + q] = 0;                                  \
-        }                                                                                                    \
+    /* Pack the full panel of columns j0 .. j0+P of op(B) = B.T (B stored (n, k), row stride ldb)
+       into k rows of P: dst[p * P + q] = b[(j0 + q) * ldb + p]. */
+    MG_AVX2 static void mg_pack_td(const double *restrict b, int ldb, int j0, int k, double *restrict dst) {
+        for (int q = 0; q < 8; q++) {
+            const double *src = b + (ptrdiff_t)(j0 + q) * ldb;
+            for (int p = 0; p < k; p++) dst[(ptrdiff_t)p * 8 + q] = src[p];
+        }
     }
-    MG_PACK_T(double, 8, mg_pack_t_slowd)
-    /* float: full panels by 8x8 register transposes (the rows p of a full k-block of 8). */
-    MG_AVX2 static void mg_pack_tf(const float *restrict b, int ldb, int j0, int nr, int k,
-                                   float *restrict dst) {
+    /* float: by 8x8 register transposes, then the rows left over one by one */
+    MG_AVX2 static void mg_pack_tf(const float *restrict b, int ldb, int j0, int k, float *restrict dst) {
         int p = 0;
-        if (nr == 16) {
-            for (; p + 8 <= k; p += 8) {
-                for (int h = 0; h < 2; h++) {
-                    const float *s = b + (ptrdiff_t)(j0 + 8 * h) * ldb + p;
-                    ptrdiff_t l = ldb;
-                    __m256 r0 = _mm256_loadu_ps(s), r1 = _mm256_loadu_ps(s + l);
-                    __m256 r2 = _mm256_loadu_ps(s + 2 * l), r3 = _mm256_loadu_ps(s + 3 * l);
-                    __m256 r4 = _mm256_loadu_ps(s + 4 * l), r5 = _mm256_loadu_ps(s + 5 * l);
-                    __m256 r6 = _mm256_loadu_ps(s + 6 * l), r7 = _mm256_loadu_ps(s + 7 * l);
-                    __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1);
-                    __m256 t2 = _mm256_unpacklo_ps(r2, r3), t3 = _mm256_unpackhi_ps(r2, r3);
-                    __m256 t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5);
-                    __m256 t6 = _mm256_unpacklo_ps(r6, r7), t7 = _mm256_unpackhi_ps(r6, r7);
-                    __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
-                    __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
-                    __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
-                    __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
-                    float *d = dst + (ptrdiff_t)p * 16 + 8 * h;
-                    _mm256_storeu_ps(d, _mm256_permute2f128_ps(u0, u4, 0x20));
-                    _mm256_storeu_ps(d + 16, _mm256_permute2f128_ps(u1, u5, 0x20));
-                    _mm256_storeu_ps(d + 32, _mm256_permute2f128_ps(u2, u6, 0x20));
-                    _mm256_storeu_ps(d + 48, _mm256_permute2f128_ps(u3, u7, 0x20));
-                    _mm256_storeu_ps(d + 64, _mm256_permute2f128_ps(u0, u4, 0x31));
-                    _mm256_storeu_ps(d + 80, _mm256_permute2f128_ps(u1, u5, 0x31));
-                    _mm256_storeu_ps(d + 96, _mm256_permute2f128_ps(u2, u6, 0x31));
-                    _mm256_storeu_ps(d + 112, _mm256_permute2f128_ps(u3, u7, 0x31));
-                }
+        for (; p + 8 <= k; p += 8) {
+            for (int h = 0; h < 2; h++) {
+                const float *s = b + (ptrdiff_t)(j0 + 8 * h) * ldb + p;
+                ptrdiff_t l = ldb;
+                __m256 r0 = _mm256_loadu_ps(s), r1 = _mm256_loadu_ps(s + l);
+                __m256 r2 = _mm256_loadu_ps(s + 2 * l), r3 = _mm256_loadu_ps(s + 3 * l);
+                __m256 r4 = _mm256_loadu_ps(s + 4 * l), r5 = _mm256_loadu_ps(s + 5 * l);
+                __m256 r6 = _mm256_loadu_ps(s + 6 * l), r7 = _mm256_loadu_ps(s + 7 * l);
+                __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1);
+                __m256 t2 = _mm256_unpacklo_ps(r2, r3), t3 = _mm256_unpackhi_ps(r2, r3);
+                __m256 t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5);
+                __m256 t6 = _mm256_unpacklo_ps(r6, r7), t7 = _mm256_unpackhi_ps(r6, r7);
+                __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+                __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+                __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+                __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+                float *d = dst + (ptrdiff_t)p * 16 + 8 * h;
+                _mm256_storeu_ps(d, _mm256_permute2f128_ps(u0, u4, 0x20));
+                _mm256_storeu_ps(d + 16, _mm256_permute2f128_ps(u1, u5, 0x20));
+                _mm256_storeu_ps(d + 32, _mm256_permute2f128_ps(u2, u6, 0x20));
+                _mm256_storeu_ps(d + 48, _mm256_permute2f128_ps(u3, u7, 0x20));
+                _mm256_storeu_ps(d + 64, _mm256_permute2f128_ps(u0, u4, 0x31));
+                _mm256_storeu_ps(d + 80, _mm256_permute2f128_ps(u1, u5, 0x31));
+                _mm256_storeu_ps(d + 96, _mm256_permute2f128_ps(u2, u6, 0x31));
+                _mm256_storeu_ps(d + 112, _mm256_permute2f128_ps(u3, u7, 0x31));
             }
         }
-        if (p < k) {                                   /* the rows left over (and partial panels) */
-            for (int q = 0; q < 16; q++) {
-                const float *src = b + (ptrdiff_t)(j0 + q) * ldb;
-                for (int pp = p; pp < k; pp++) dst[(ptrdiff_t)pp * 16 + q] = q < nr ? src[pp] : 0;
-            }
+        for (int q = 0; q < 16 && p < k; q++) {
+            const float *src = b + (ptrdiff_t)(j0 + q) * ldb;
+            for (int pp = p; pp < k; pp++) dst[(ptrdiff_t)pp * 16 + q] = src[pp];
         }
-    }
-    MG_AVX2 static void mg_pack_td(const double *restrict b, int ldb, int j0, int nr, int k,
-                                   double *restrict dst) {
-        mg_pack_t_slowd(b, ldb, j0, nr, k, dst);
     }
 
     /* C (m, n) = alpha * op(A) @ op(B) + beta * C, row-major; op(X) = X.T when tX. Returns -1 (and
-       does nothing) when the panel buffer cannot be allocated. */
+       does nothing) when the panel buffer cannot be allocated. Panels: full ones of P = 2W columns
+       (read in place, or packed when op(B) is transposed), then the partial last one, always
+       copied, zero padded to PT = W or P columns. Up to 64 KiB of panels live on the stack. */
     #define MG_GEMM_SMALL(T, W, S, NAME)                                                                     \
     MG_AVX2 static int NAME(int ta, int tb, int m, int n, int k, T alpha,                                    \
                             const T *restrict a, int lda, const T *restrict b, int ldb,                      \
                             T beta, T *restrict c, int ldc) {                                                \
         ptrdiff_t si = ta ? 1 : lda, sp = ta ? lda : 1;                                                      \
         int P = 2 * W, nfull = n / P, tail = n - nfull * P, npan = nfull + (tail > 0);                       \
-        int npk = tb ? npan : (tail > 0);                  /* panels to pack */                              \
-        T *pk = NULL;                                                                                        \
-        if (npk) {                                                                                           \
-            pk = (T *)malloc((size_t)npk * k * P * sizeof(T));                                               \
-            if (pk == NULL) return -1;                                                                       \
-        }                                                                                                    \
-        if (tb) {                                                                                            \
-            for (int jp = 0; jp < npan; jp++)                                                                \
-                mg_pack_t##S(b, ldb, jp * P, n - jp * P < P ? n - jp * P : P, k, pk + (ptrdiff_t)jp * k * P); \
-        } else if (tail) {                                                                                   \
-            for (int p = 0; p < k; p++) {                                                                    \
-                const T *src = b + (ptrdiff_t)p * ldb + nfull * P;                                           \
-                for (int q = 0; q < P; q++) pk[(ptrdiff_t)p * P + q] = q < tail ? src[q] : 0;                \
-            }                                                                                                \
+        int PT = tail <= W ? W : P;                                                                          \
+        size_t need = (size_t)k * ((tb ? (size_t)nfull * P : 0) + (tail ? PT : 0));                          \
+        T stack[16384 / sizeof(T) * 4];                                                                      \
+        T *pk = need <= sizeof stack / sizeof(T) ? stack : (T *)malloc(need * sizeof(T));                    \
+        if (pk == NULL) return -1;                                                                           \
+        T *pt = pk + (tb ? (ptrdiff_t)nfull * k * P : 0);             /* the partial panel */                \
+        if (tb)                                                                                              \
+            for (int jp = 0; jp < nfull; jp++)                                                               \
+                mg_pack_t##S(b, ldb, jp * P, k, pk + (ptrdiff_t)jp * k * P);                                 \
+        if (tail) {                                                                                          \
+            const T *src = b + (ptrdiff_t)nfull * P * (tb ? ldb : 1);                                        \
+            for (int p = 0; p < k; p++)                                                                      \
+                for (int q = tail; q < PT; q++) pt[(ptrdiff_t)p * PT + q] = 0;                               \
+            if (tb)                                                                                          \
+                for (int q = 0; q < tail; q++)                                                               \
+                    for (int p = 0; p < k; p++) pt[(ptrdiff_t)p * PT + q] = src[(ptrdiff_t)q * ldb + p];     \
+            else                                                                                             \
+                for (int p = 0; p < k; p++)                                                                  \
+                    for (int q = 0; q < tail; q++) pt[(ptrdiff_t)p * PT + q] = src[(ptrdiff_t)p * ldb + q];  \
         }                                                                                                    \
         for (int i0 = 0; i0 < m;) {                                                                          \
             int left = m - i0, six = left >= 6 && left != 8;   /* 8 = two 4-row blocks, not 6 + 2 */         \
@@ -352,8 +347,8 @@ cdef extern from *:
             const T *a0 = a + i0 * si;                                                                       \
             for (int jp = 0; jp < npan; jp++) {                                                              \
                 int j0 = jp * P, nr = n - j0 < P ? n - j0 : P;                                               \
-                const T *bp = tb ? pk + (ptrdiff_t)jp * k * P : (jp < nfull ? b + j0 : pk);                  \
-                ptrdiff_t bs = (tb || jp == nfull) ? P : ldb;                                                \
+                const T *bp = jp == nfull ? pt : (tb ? pk + (ptrdiff_t)jp * k * P : b + j0);                 \
+                ptrdiff_t bs = jp == nfull ? PT : (tb ? P : ldb);                                            \
                 T *cb = c + (ptrdiff_t)i0 * ldc + j0;                                                        \
                 if (nr > W) {                                                                                \
                     if (six) mg_blk6x2##S(k, a0, si, sp, mr, bp, bs, nr, alpha, beta, cb, ldc);              \
@@ -365,7 +360,7 @@ cdef extern from *:
             }                                                                                                \
             i0 += mr;                                                                                        \
         }                                                                                                    \
-        free(pk);                                                                                            \
+        if (pk != stack) free(pk);                                                                           \
         return 0;                                                                                            \
     }
     MG_GEMM_SMALL(float, 8, f, mg_gemm_smallf_avx2)

@@ -69,3 +69,18 @@ def test_gemm_rejects_bad_arguments(bad, msg):
     args.update(bad)
     with pytest.raises(ValueError, match=msg):
         _ops._gemm(False, False, args["a"], args["b"], args["c"])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("ta,tb", [(False, True), (False, False), (True, False), (True, True)])
+def test_gemm_with_panels_beyond_the_stack_buffer(gemm_path, dtype, ta, tb):
+    """Packed panels above 64 KiB go to the heap (here 19 panels x 300 rows, some of it packed)."""
+    rng = np.random.default_rng(7)
+    m, n, k = 5, 301, 300
+    a = rng.standard_normal((k, m) if ta else (m, k)).astype(dtype)
+    b = rng.standard_normal((n, k) if tb else (k, n)).astype(dtype)
+    c = np.full((m, n), np.nan, dtype)
+    _ops._gemm(ta, tb, a, b, c)
+    want = (a.T if ta else a).astype(np.float64) @ (b.T if tb else b).astype(np.float64)
+    tol = dict(rtol=1e-4, atol=1e-3) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-10)
+    np.testing.assert_allclose(c, want, **tol)
