@@ -201,16 +201,18 @@ cdef extern from *:
 # Small problems (the cell steps: 32x50 @ 50x200 at H = 50) run on a C kernel instead of BLAS
 # when m*n*k <= SMALL_GEMM and the CPU has AVX2+FMA (checked once at import; the build stays
 # portable: only these functions are compiled for AVX2, and elsewhere BLAS runs every GEMM).
-# C is computed in blocks of 6 rows x 2 vectors (16 floats; 8 doubles): twelve accumulators, so
-# both FMA pipes stay busy through the 4-cycle FMA latency. Each k step loads two vectors of a
-# row of op(B) and broadcasts op(A)[i, p] against them; each C element is summed over p in order
-# (with FMA), so no reduction is reassociated. Edges: the last rows run as 4-row blocks, and a
-# last column panel of at most one vector runs on one-vector blocks.
-# op(B) is read where it lies when it is not transposed (it is small: it stays in cache); only a
-# partial last panel is copied, zero padded. A transposed B (x @ W.T) is packed into panels of
-# k x 16 (8x8 AVX transposes for float). The cell GEMMs at H = 50 reach 70-84 GFLOP/s against
-# OpenBLAS's 55-70; from m*n*k ~ 4M on (H = 512: 64x512 @ 512x2048) BLAS is as fast or faster,
-# so the sequence kernels keep BLAS for their big GEMMs. One macro body gives float and double.
+# op(B) is packed into panels of k x 16 floats (8 doubles; 8x8 AVX transposes when transposed),
+# then C is computed in blocks of 6 rows x 2 vectors: twelve accumulators, so both FMA pipes stay
+# busy through the 4-cycle FMA latency. Each k step loads two vectors of a panel row and
+# broadcasts op(A)[i, p] against them; each C element is summed over p in order (with FMA), so
+# no reduction is reassociated. Edges: the last rows run as 4-row blocks, and a last panel of at
+# most one vector runs on one-vector blocks. The cell GEMMs at H = 50 reach 70-84 GFLOP/s where
+# OpenBLAS reaches 55-70.
+# The sequence kernels multiply every step by the same W_hh: they pack it once per call (_pack)
+# and run the per-step GEMMs on the packed panels at any size (gemm_p): 85-95 GFLOP/s where BLAS,
+# re-packing W_hh at every call, reaches 45-65 (64x512 @ 512x2048: 90 against 46). Their big
+# one-off GEMMs (the input projection, the deferred weight gradients) stay on BLAS. One macro
+# body gives float and double.
 cdef extern from *:
     """
     #include <stdlib.h>
@@ -311,55 +313,100 @@ cdef extern from *:
         }
     }
 
-    /* C (m, n) = alpha * op(A) @ op(B) + beta * C, row-major; op(X) = X.T when tX. Returns -1 (and
-       does nothing) when the panel buffer cannot be allocated. Panels: full ones of P = 2W columns
-       (read in place, or packed when op(B) is transposed), then the partial last one, always
-       copied, zero padded to PT = W or P columns. Up to 64 KiB of panels live on the stack. */
+    /* Panels of op(B) (k x n): full ones of P = 2W columns, then a partial last one of PT = W or P
+       columns, zero padded. mg_pack_tail copies the partial one (k rows of PT); mg_pack_b packs all
+       of op(B), full panels first (panel jp at jp * k * P), into mg_packed_len elements. */
+    #define MG_PANELS(T, W, S)                                                                               \
+    static size_t mg_packed_len##S(int n, int k) {                                                           \
+        int P = 2 * W, nfull = n / P, tail = n - nfull * P;                                                  \
+        return (size_t)k * ((size_t)nfull * P + (tail ? (tail <= W ? W : P) : 0));                          \
+    }                                                                                                        \
+    MG_AVX2 static void mg_pack_tail##S(int tb, int n, int k, const T *restrict b, int ldb, T *restrict pt) { \
+        int P = 2 * W, nfull = n / P, tail = n - nfull * P, PT = tail <= W ? W : P;                          \
+        const T *src = b + (ptrdiff_t)nfull * P * (tb ? ldb : 1);                                            \
+        for (int p = 0; p < k; p++)                                                                          \
+            for (int q = tail; q < PT; q++) pt[(ptrdiff_t)p * PT + q] = 0;                                   \
+        if (tb)                                                                                              \
+            for (int q = 0; q < tail; q++)                                                                   \
+                for (int p = 0; p < k; p++) pt[(ptrdiff_t)p * PT + q] = src[(ptrdiff_t)q * ldb + p];         \
+        else                                                                                                 \
+            for (int p = 0; p < k; p++)                                                                      \
+                for (int q = 0; q < tail; q++) pt[(ptrdiff_t)p * PT + q] = src[(ptrdiff_t)p * ldb + q];      \
+    }                                                                                                        \
+    MG_AVX2 static void mg_pack_b##S(int tb, int n, int k, const T *restrict b, int ldb, T *restrict pk) {   \
+        int P = 2 * W, nfull = n / P;                                                                        \
+        for (int jp = 0; jp < nfull; jp++) {                                                                 \
+            T *d = pk + (ptrdiff_t)jp * k * P;                                                               \
+            if (tb) mg_pack_t##S(b, ldb, jp * P, k, d);                                                      \
+            else for (int p = 0; p < k; p++)                                                                 \
+                for (int q = 0; q < P; q++) d[(ptrdiff_t)p * P + q] = b[(ptrdiff_t)p * ldb + jp * P + q];    \
+        }                                                                                                    \
+        if (n > nfull * P) mg_pack_tail##S(tb, n, k, b, ldb, pk + (ptrdiff_t)nfull * k * P);                 \
+    }                                                                                                        \
+    /* C = alpha * op(A) @ op(B) + beta * C with op(B) packed by mg_pack_b (n, k as packed). When all  \
+       panels fit in L2 (256 KiB), rows outer: each block of 6 (or 4) rows of op(A) passes over every \
+       panel. Otherwise rows in chunks whose slice of op(A) fits 128 KiB, then panels (each stays in   \
+       L1/L2 while the chunk's row blocks pass over it): B is read from memory once per chunk, not    \
+       once per row block (64 x 512 @ 512 x 2048: 90 GFLOP/s against 46). */                            \
+    MG_AVX2 static inline void mg_block##S(int k, const T *a0, ptrdiff_t si, ptrdiff_t sp, int left,         \
+                                           const T *bp, ptrdiff_t bs, int nr, T alpha, T beta, T *cb,       \
+                                           int ldc, int *mr) {                                               \
+        int six = left >= 6 && left != 8;                       /* 8: two 4-row blocks, not 6 + 2 */        \
+        *mr = six ? 6 : (left < 4 ? left : 4);                                                               \
+        if (nr > W) {                                                                                        \
+            if (six) mg_blk6x2##S(k, a0, si, sp, *mr, bp, bs, nr, alpha, beta, cb, ldc);                     \
+            else mg_blk4x2##S(k, a0, si, sp, *mr, bp, bs, nr, alpha, beta, cb, ldc);                         \
+        } else {                                                                                             \
+            if (six) mg_blk6x1##S(k, a0, si, sp, *mr, bp, bs, nr, alpha, beta, cb, ldc);                     \
+            else mg_blk4x1##S(k, a0, si, sp, *mr, bp, bs, nr, alpha, beta, cb, ldc);                         \
+        }                                                                                                    \
+    }                                                                                                        \
+    MG_AVX2 static void mg_gemm_packed##S(int ta, int m, int n, int k, T alpha, const T *restrict a,        \
+                                          int lda, const T *restrict pk, T beta, T *restrict c, int ldc) {  \
+        ptrdiff_t si = ta ? 1 : lda, sp = ta ? lda : 1;                                                      \
+        int P = 2 * W, nfull = n / P, tail = n - nfull * P, npan = nfull + (tail > 0), mr;                   \
+        int PT = tail <= W ? W : P;                                                                          \
+        size_t mc0 = (size_t)131072 / ((size_t)k * sizeof(T));                                               \
+        int mc = mg_packed_len##S(n, k) * sizeof(T) <= 262144 ? m                                            \
+                 : (mc0 < 12 ? 12 : (mc0 > (size_t)m ? m : (int)mc0));                                       \
+        for (int ic = 0; ic < m; ic += mc) {                                                                 \
+            int me = m - ic < mc ? m : ic + mc;                                                              \
+            if (mc == m) {                                                                                   \
+                for (int i0 = 0; i0 < m; i0 += mr)                                                           \
+                    for (int jp = 0; jp < npan; jp++) {                                                      \
+                        int j0 = jp * P, nr = n - j0 < P ? n - j0 : P;                                       \
+                        mg_block##S(k, a + i0 * si, si, sp, m - i0, pk + (ptrdiff_t)jp * k * P,              \
+                                    jp == nfull ? PT : P, nr, alpha, beta, c + (ptrdiff_t)i0 * ldc + j0,     \
+                                    ldc, &mr);                                                               \
+                    }                                                                                        \
+                break;                                                                                       \
+            }                                                                                                \
+            for (int jp = 0; jp < npan; jp++) {                                                              \
+                int j0 = jp * P, nr = n - j0 < P ? n - j0 : P;                                               \
+                for (int i0 = ic; i0 < me; i0 += mr)                                                         \
+                    mg_block##S(k, a + i0 * si, si, sp, me - i0, pk + (ptrdiff_t)jp * k * P,                 \
+                                jp == nfull ? PT : P, nr, alpha, beta, c + (ptrdiff_t)i0 * ldc + j0,         \
+                                ldc, &mr);                                                                   \
+            }                                                                                                \
+        }                                                                                                    \
+    }
+    MG_PANELS(float, 8, f)
+    MG_PANELS(double, 4, d)
+
+    /* C (m, n) = alpha * op(A) @ op(B) + beta * C, row-major; op(X) = X.T when tX: op(B) packed
+       (on the stack up to 64 KiB), then mg_gemm_packed. Returns -1 (and does nothing) when the panel
+       buffer cannot be allocated. (Reading a non-transposed B in place instead of packing it was
+       measured 1.5x slower at 32 x 50 @ 50 x 200.) */
     #define MG_GEMM_SMALL(T, W, S, NAME)                                                                     \
     MG_AVX2 static int NAME(int ta, int tb, int m, int n, int k, T alpha,                                    \
                             const T *restrict a, int lda, const T *restrict b, int ldb,                      \
                             T beta, T *restrict c, int ldc) {                                                \
-        ptrdiff_t si = ta ? 1 : lda, sp = ta ? lda : 1;                                                      \
-        int P = 2 * W, nfull = n / P, tail = n - nfull * P, npan = nfull + (tail > 0);                       \
-        int PT = tail <= W ? W : P;                                                                          \
-        size_t need = (size_t)k * ((tb ? (size_t)nfull * P : 0) + (tail ? PT : 0));                          \
+        size_t need = mg_packed_len##S(n, k);                                                                \
         T stack[16384 / sizeof(T) * 4];                                                                      \
         T *pk = need <= sizeof stack / sizeof(T) ? stack : (T *)malloc(need * sizeof(T));                    \
         if (pk == NULL) return -1;                                                                           \
-        T *pt = pk + (tb ? (ptrdiff_t)nfull * k * P : 0);             /* the partial panel */                \
-        if (tb)                                                                                              \
-            for (int jp = 0; jp < nfull; jp++)                                                               \
-                mg_pack_t##S(b, ldb, jp * P, k, pk + (ptrdiff_t)jp * k * P);                                 \
-        if (tail) {                                                                                          \
-            const T *src = b + (ptrdiff_t)nfull * P * (tb ? ldb : 1);                                        \
-            for (int p = 0; p < k; p++)                                                                      \
-                for (int q = tail; q < PT; q++) pt[(ptrdiff_t)p * PT + q] = 0;                               \
-            if (tb)                                                                                          \
-                for (int q = 0; q < tail; q++)                                                               \
-                    for (int p = 0; p < k; p++) pt[(ptrdiff_t)p * PT + q] = src[(ptrdiff_t)q * ldb + p];     \
-            else                                                                                             \
-                for (int p = 0; p < k; p++)                                                                  \
-                    for (int q = 0; q < tail; q++) pt[(ptrdiff_t)p * PT + q] = src[(ptrdiff_t)p * ldb + q];  \
-        }                                                                                                    \
-        for (int i0 = 0; i0 < m;) {                                                                          \
-            int left = m - i0, six = left >= 6 && left != 8;   /* 8 = two 4-row blocks, not 6 + 2 */         \
-            int mr = six ? 6 : (left < 4 ? left : 4);                                                        \
-            const T *a0 = a + i0 * si;                                                                       \
-            for (int jp = 0; jp < npan; jp++) {                                                              \
-                int j0 = jp * P, nr = n - j0 < P ? n - j0 : P;                                               \
-                const T *bp = jp == nfull ? pt : (tb ? pk + (ptrdiff_t)jp * k * P : b + j0);                 \
-                ptrdiff_t bs = jp == nfull ? PT : (tb ? P : ldb);                                            \
-                T *cb = c + (ptrdiff_t)i0 * ldc + j0;                                                        \
-                if (nr > W) {                                                                                \
-                    if (six) mg_blk6x2##S(k, a0, si, sp, mr, bp, bs, nr, alpha, beta, cb, ldc);              \
-                    else mg_blk4x2##S(k, a0, si, sp, mr, bp, bs, nr, alpha, beta, cb, ldc);                  \
-                } else {                                                                                     \
-                    if (six) mg_blk6x1##S(k, a0, si, sp, mr, bp, bs, nr, alpha, beta, cb, ldc);              \
-                    else mg_blk4x1##S(k, a0, si, sp, mr, bp, bs, nr, alpha, beta, cb, ldc);                  \
-                }                                                                                            \
-            }                                                                                                \
-            i0 += mr;                                                                                        \
-        }                                                                                                    \
+        mg_pack_b##S(tb, n, k, b, ldb, pk);                                                                  \
+        mg_gemm_packed##S(ta, m, n, k, alpha, a, lda, pk, beta, c, ldc);                                     \
         if (pk != stack) free(pk);                                                                           \
         return 0;                                                                                            \
     }
@@ -380,12 +427,27 @@ cdef extern from *:
                     const T *b, int ldb, T beta, T *c, int ldc) { return -1; }
     MG_GEMM_SMALL(float, mg_gemm_smallf_avx2)
     MG_GEMM_SMALL(double, mg_gemm_smalld_avx2)
+    #define MG_PANELS(T, S)                                                                        \
+    static size_t mg_packed_len##S(int n, int k) { return 0; }                                      \
+    static void mg_pack_b##S(int tb, int n, int k, const T *b, int ldb, T *pk) {}                   \
+    static void mg_gemm_packed##S(int ta, int m, int n, int k, T alpha, const T *a, int lda,        \
+                                  const T *pk, T beta, T *c, int ldc) {}
+    MG_PANELS(float, f)
+    MG_PANELS(double, d)
     #define MG_HAVE_SMALL_GEMM 0
     #endif
     """
     int MG_HAVE_SMALL_GEMM
     int mg_gemm_smallf_avx2(int ta, int tb, int m, int n, int k, float alpha, float* a, int lda,
                             float* b, int ldb, float beta, float* c, int ldc) noexcept nogil
+    size_t mg_packed_lenf(int n, int k) noexcept nogil
+    size_t mg_packed_lend(int n, int k) noexcept nogil
+    void mg_pack_bf(int tb, int n, int k, float* b, int ldb, float* pk) noexcept nogil
+    void mg_pack_bd(int tb, int n, int k, double* b, int ldb, double* pk) noexcept nogil
+    void mg_gemm_packedf(int ta, int m, int n, int k, float alpha, float* a, int lda, float* pk,
+                         float beta, float* c, int ldc) noexcept nogil
+    void mg_gemm_packedd(int ta, int m, int n, int k, double alpha, double* a, int lda, double* pk,
+                         double beta, double* c, int ldc) noexcept nogil
     int mg_gemm_smalld_avx2(int ta, int tb, int m, int n, int k, double alpha, double* a,
                             int lda, double* b, int ldb, double beta, double* c,
                             int ldc) noexcept nogil
@@ -437,6 +499,37 @@ cdef inline void gemm(bint ta, bint tb, int m, int n, int k, floating alpha,
         sgemm(&cb, &ca, &n, &m, &k, &alpha, b, &ldb, a, &lda, &beta, c, &ldc)
     else:
         dgemm(&cb, &ca, &n, &m, &k, &alpha, b, &ldb, a, &lda, &beta, c, &ldc)
+
+
+cdef inline floating* _pack(bint tb, int n, int k, floating* b, int ldb) noexcept nogil:
+    """A packed copy of op(B) (k x n) for the per-step GEMMs of a sequence, which all multiply by
+    the same weight: packed once per call, the GEMMs run at 85-95 GFLOP/s where BLAS, re-packing
+    the weight every step, reaches 45-65 (64 x 512 @ 512 x 2048: 90 against 46). NULL when the
+    small kernel is off (no AVX2+FMA, or SMALL_GEMM = 0) or memory is short: then `gemm` runs."""
+    cdef floating* pk = NULL
+    if SMALL_GEMM == 0:
+        return NULL
+    if floating is float:
+        pk = <floating*>malloc(mg_packed_lenf(n, k) * sizeof(float))
+        if pk != NULL:
+            mg_pack_bf(tb, n, k, b, ldb, pk)
+    else:
+        pk = <floating*>malloc(mg_packed_lend(n, k) * sizeof(double))
+        if pk != NULL:
+            mg_pack_bd(tb, n, k, b, ldb, pk)
+    return pk
+
+
+cdef inline void gemm_p(floating* pk, bint ta, bint tb, int m, int n, int k, floating alpha,
+                        floating* a, int lda, floating* b, int ldb,
+                        floating beta, floating* c, int ldc) noexcept nogil:
+    """gemm() with op(B) packed by _pack when pk is not NULL."""
+    if pk == NULL:
+        gemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+    elif floating is float:
+        mg_gemm_packedf(ta, m, n, k, alpha, a, lda, pk, beta, c, ldc)
+    else:
+        mg_gemm_packedd(ta, m, n, k, alpha, a, lda, pk, beta, c, ldc)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -563,12 +656,13 @@ cdef void _rnn_fwd(K* k, floating tag) noexcept nogil:
     cdef floating* bias = <floating*>k.ws          # (H,)
     cdef floating* hp
     cdef floating* ht
+    cdef floating* pw = _pack(True, iH, iH, <floating*>k.w_hh, iH) if T > 1 else NULL
     _bias_sum(k, bias, H)
     gemm(False, True, k.T * k.B, iH, I, 1, <floating*>k.x, I, <floating*>k.w_ih, I, 0, hs, iH)
     for t in range(T):
         hp = <floating*>k.h0 if t == 0 else hs + (t - 1) * BH
         ht = hs + t * BH
-        gemm(False, True, k.B, iH, iH, 1, hp, iH, <floating*>k.w_hh, iH, 1, ht, iH)
+        gemm_p(pw, False, True, k.B, iH, iH, 1, hp, iH, <floating*>k.w_hh, iH, 1, ht, iH)
         for b in range(B):
             if floating is float:
                 mg_rnn_fwd_rowf(ht + b * H, bias, k.relu, H)
@@ -576,6 +670,7 @@ cdef void _rnn_fwd(K* k, floating tag) noexcept nogil:
                 mg_rnn_fwd_rowd(ht + b * H, bias, k.relu, H)
         _carry_rows(k, t, hp, ht)
         _write_ys(k, t, ht)
+    free(pw)
 
 
 cdef inline void _rnn_bwd_row(floating* dh, floating* y, floating* da, bint relu,
@@ -596,6 +691,7 @@ cdef void _rnn_bwd(K* k, floating tag) noexcept nogil:
     cdef floating* tmp
     cdef floating* dys = <floating*>k.dys
     cdef floating* hs = <floating*>k.hs
+    cdef floating* pw = _pack(False, iH, iH, <floating*>k.w_hh, iH) if T > 1 else NULL
     _copy(dh, <floating*>k.dh_n, BH)
     for t in range(T - 1, -1, -1):
         for b in range(B):
@@ -608,9 +704,10 @@ cdef void _rnn_bwd(K* k, floating tag) noexcept nogil:
             else:
                 _zero(dA + t * BH + b * H, H)
                 _copy(dhn + b * H, dh + b * H, H)
-        gemm(False, False, k.B, iH, iH, 1, dA + t * BH, iH, <floating*>k.w_hh, iH,
-             0 if k.lengths == NULL else 1, dhn, iH)
+        gemm_p(pw, False, False, k.B, iH, iH, 1, dA + t * BH, iH, <floating*>k.w_hh, iH,
+               0 if k.lengths == NULL else 1, dhn, iH)
         tmp = dh; dh = dhn; dhn = tmp
+    free(pw)
     _copy(<floating*>k.dh0, dh, BH)
     _deferred_grads(k, dA, dA, <floating*>k.hprev, TB, iH)
 
@@ -636,6 +733,7 @@ cdef void _lstm_fwd(K* k, floating tag) noexcept nogil:
     cdef floating* hp
     cdef floating* cp
     cdef floating* gt
+    cdef floating* pw = _pack(True, G, iH, <floating*>k.w_hh, iH) if T > 1 else NULL
     _bias_sum(k, bias, 4 * H)
     # input projection of all T*B rows into the gate columns of the cache (row stride 5H)
     gemm(False, True, k.T * k.B, G, I, 1, <floating*>k.x, I, <floating*>k.w_ih, I, 0, gates, iL)
@@ -643,13 +741,14 @@ cdef void _lstm_fwd(K* k, floating tag) noexcept nogil:
         hp = <floating*>k.h0 if t == 0 else hs + (t - 1) * BH
         cp = <floating*>k.c0 if t == 0 else cs + (t - 1) * BH
         gt = gates + t * B * L
-        gemm(False, True, k.B, G, iH, 1, hp, iH, <floating*>k.w_hh, iH, 1, gt, iL)
+        gemm_p(pw, False, True, k.B, G, iH, 1, hp, iH, <floating*>k.w_hh, iH, 1, gt, iL)
         for b in range(B):
             _lstm_fwd_row(gt + b * L, bias, cp + b * H, cs + t * BH + b * H,
                           hs + t * BH + b * H, H)
         _carry_rows(k, t, hp, hs + t * BH)
         _carry_rows(k, t, cp, cs + t * BH)
         _write_ys(k, t, hs + t * BH)
+    free(pw)
 
 
 cdef inline void _lstm_bwd_row(floating* g, floating* dh, floating* dc, floating* cp, floating* dg,
@@ -673,6 +772,7 @@ cdef void _lstm_bwd(K* k, floating tag) noexcept nogil:
     cdef floating* dys = <floating*>k.dys
     cdef floating* gates = <floating*>k.gates
     cdef floating* cprev = <floating*>k.cprev
+    cdef floating* pw = _pack(False, iH, iG, <floating*>k.w_hh, iH) if T > 1 else NULL
     _copy(dh, <floating*>k.dh_n, BH)
     _copy(dc, <floating*>k.dc_n, BH)
     for t in range(T - 1, -1, -1):
@@ -688,10 +788,11 @@ cdef void _lstm_bwd(K* k, floating tag) noexcept nogil:
                 _zero(dG + (t * B + b) * G, G)
                 _copy(dhn + b * H, dh + b * H, H)
                 _copy(dcn + b * H, dc + b * H, H)
-        gemm(False, False, k.B, iH, iG, 1, dG + t * B * G, iG, <floating*>k.w_hh, iH,
-             0 if k.lengths == NULL else 1, dhn, iH)
+        gemm_p(pw, False, False, k.B, iH, iG, 1, dG + t * B * G, iG, <floating*>k.w_hh, iH,
+               0 if k.lengths == NULL else 1, dhn, iH)
         tmp = dh; dh = dhn; dhn = tmp
         tmp = dc; dc = dcn; dcn = tmp
+    free(pw)
     _copy(<floating*>k.dh0, dh, BH)
     _copy(<floating*>k.dc0, dc, BH)
     _deferred_grads(k, dG, dG, <floating*>k.hprev, TB, iG)
@@ -720,6 +821,7 @@ cdef void _gru_fwd(K* k, floating tag) noexcept nogil:
     cdef floating* bh = <floating*>k.b_hh
     cdef floating* hp
     cdef floating* gt
+    cdef floating* pw = _pack(True, G, iH, <floating*>k.w_hh, iH) if T > 1 else NULL
     _bias_sum(k, bias, 2 * H)
     if bi == NULL:
         _zero(bias + 2 * H, 2 * H)
@@ -730,11 +832,12 @@ cdef void _gru_fwd(K* k, floating tag) noexcept nogil:
     for t in range(T):
         hp = <floating*>k.h0 if t == 0 else hs + (t - 1) * BH
         gt = gates + t * B * L
-        gemm(False, True, k.B, G, iH, 1, hp, iH, <floating*>k.w_hh, iH, 0, gh, G)
+        gemm_p(pw, False, True, k.B, G, iH, 1, hp, iH, <floating*>k.w_hh, iH, 0, gh, G)
         for b in range(B):
             _gru_fwd_row(gt + b * L, gh + b * 3 * H, bias, hp + b * H, hs + t * BH + b * H, H)
         _carry_rows(k, t, hp, hs + t * BH)
         _write_ys(k, t, hs + t * BH)
+    free(pw)
 
 
 cdef inline void _gru_bwd_row(floating* g, floating* dh, floating* hp, floating* dgi,
@@ -758,6 +861,7 @@ cdef void _gru_bwd(K* k, floating tag) noexcept nogil:
     cdef floating* dys = <floating*>k.dys
     cdef floating* gates = <floating*>k.gates
     cdef floating* hprev = <floating*>k.hprev
+    cdef floating* pw = _pack(False, iH, iG, <floating*>k.w_hh, iH) if T > 1 else NULL
     _copy(dh, <floating*>k.dh_n, BH)
     for t in range(T - 1, -1, -1):
         for b in range(B):
@@ -771,8 +875,10 @@ cdef void _gru_bwd(K* k, floating tag) noexcept nogil:
                 _zero(dGi + row * G, G)
                 _zero(dGh + row * G, G)
                 _copy(dhn + b * H, dh + b * H, H)
-        gemm(False, False, k.B, iH, iG, 1, dGh + t * B * G, iG, <floating*>k.w_hh, iH, 1, dhn, iH)
+        gemm_p(pw, False, False, k.B, iH, iG, 1, dGh + t * B * G, iG, <floating*>k.w_hh, iH, 1,
+               dhn, iH)
         tmp = dh; dh = dhn; dhn = tmp
+    free(pw)
     _copy(<floating*>k.dh0, dh, BH)
     _deferred_grads(k, dGi, dGh, hprev, TB, iG)
 
@@ -1014,10 +1120,11 @@ cdef int _check_cache(object cache, str names) except -1:
     return 0
 
 
-def _gemm(bint ta, bint tb, a, b, c, double alpha=1.0, double beta=0.0):
+def _gemm(bint ta, bint tb, a, b, c, double alpha=1.0, double beta=0.0, bint packed=False):
     """Private (tests): c = alpha * op(a) @ op(b) + beta * c, in place, through the kernels' gemm
-    (the small-matrix kernel or BLAS, as _set_small_gemm decides); op(x) = x.T when tx. a, b, c
-    are 2-D arrays of one dtype with contiguous rows; each row stride is the leading dimension."""
+    (the small-matrix kernel or BLAS, as _set_small_gemm decides), or with packed=True through
+    _pack + gemm_p as the sequence kernels' per-step GEMMs run; op(x) = x.T when tx. a, b, c are
+    2-D arrays of one dtype with contiguous rows; each row stride is the leading dimension."""
     if not isinstance(a, np.ndarray) or a.dtype not in (np.float32, np.float64):
         raise ValueError(f"a must be a float32 or float64 ndarray, got {type(a).__name__} "
                          f"{getattr(a, 'dtype', '')}")
@@ -1041,14 +1148,22 @@ def _gemm(bint ta, bint tb, a, b, c, double alpha=1.0, double beta=0.0):
     cdef void* pb = cnp.PyArray_DATA(<cnp.ndarray>b)
     cdef void* pc = cnp.PyArray_DATA(<cnp.ndarray>c)
     cdef int im = m, ini = n, ik = k
+    cdef float* pkf = NULL
+    cdef double* pkd = NULL
     if tn == cnp.NPY_FLOAT:
         with nogil:
-            gemm(ta, tb, im, ini, ik, <float>alpha, <float*>pa, ld[0], <float*>pb, ld[1],
-                 <float>beta, <float*>pc, ld[2])
+            if packed:
+                pkf = _pack(tb, ini, ik, <float*>pb, ld[1])
+            gemm_p(pkf, ta, tb, im, ini, ik, <float>alpha, <float*>pa, ld[0], <float*>pb, ld[1],
+                   <float>beta, <float*>pc, ld[2])
+            free(pkf)
     else:
         with nogil:
-            gemm(ta, tb, im, ini, ik, alpha, <double*>pa, ld[0], <double*>pb, ld[1], beta,
-                 <double*>pc, ld[2])
+            if packed:
+                pkd = _pack(tb, ini, ik, <double*>pb, ld[1])
+            gemm_p(pkd, ta, tb, im, ini, ik, alpha, <double*>pa, ld[0], <double*>pb, ld[1], beta,
+                   <double*>pc, ld[2])
+            free(pkd)
     return c
 
 
