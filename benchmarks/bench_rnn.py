@@ -391,13 +391,15 @@ def time_interleaved(contenders, warmup, repeats=None, min_time=2.0, min_repeats
 
 
 def gemm_flops(size, cell):
-    """GEMM FLOPs of one step: forward input GEMM 2*T*B*I*G*H and recurrent GEMMs
-    2*T*B*H*G*H; backward (dx, dW_ih, dh per step, dW_hh) is twice the forward; the readout
-    (2*B*H*OUT, x3) is included though negligible."""
+    """GEMM FLOPs the step needs: forward input GEMM 2*T*B*I*G*H and recurrent GEMMs
+    2*T*B*H*G*H; backward dW_ih (as the input GEMM), dh per step and dW_hh (each as the recurrent
+    GEMMs). The input needs no gradient, so the dx GEMM is not counted (minigrad and torch's GRU
+    and RNN skip it; the NumPy reference and torch's LSTM compute it anyway). The readout
+    (2*B*H*OUT forward, dW and dh backward) is included though negligible."""
     B, T, I, H = size
     G = GATES[cell]
-    fwd = 2 * T * B * I * G * H + 2 * T * B * H * G * H + 2 * B * H * OUT
-    return 3 * fwd
+    inp, rec, out = 2 * T * B * I * G * H, 2 * T * B * H * G * H, 2 * B * H * OUT
+    return 2 * inp + 3 * rec + 3 * out
 
 
 def measure_sgemm(n=1536, repeats=5):

@@ -96,10 +96,16 @@ def test_check_agreement_names_the_wrong_gradient():
         bench.check_agreement({"numpy": (1.0, g), "x": (1.0, {"w": g["w"]})})
 
 
-def test_gemm_flops_counts_forward_and_twice_for_backward():
+def test_gemm_flops_counts_the_gemms_the_step_needs():
+    """Forward: input and recurrent GEMMs; backward: dW_ih, dh per step, dW_hh, but no dx (the
+    input needs no gradient); the readout forward and backward (dW, dh)."""
     B, T, I, H = 2, 3, 4, 5
-    fwd = 2 * T * B * I * 4 * H + 2 * T * B * H * 4 * H + 2 * B * H * bench.OUT
-    assert bench.gemm_flops((B, T, I, H), "lstm") == 3 * fwd
+    G = 4
+    inp = 2 * T * B * I * G * H                     # X @ W_ih.T, and dW_ih = dG.T @ X
+    rec = 2 * T * B * H * G * H                     # h @ W_hh.T; dG @ W_hh; dW_hh = dG.T @ h
+    out = 2 * B * H * bench.OUT
+    assert bench.gemm_flops((B, T, I, H), "lstm") == 2 * inp + 3 * rec + 3 * out
+    assert bench.gemm_flops((B, T, I, H), "gru") == (2 * inp + 3 * rec) * 3 // 4 + 3 * out
 
 
 def test_parse_sizes_and_cells():
