@@ -5,9 +5,15 @@ two contenders are interleaved (A B A B ...), warm-up rounds are discarded, and 
 min and max) per call and the ratio twin / compiled are printed, for (B, H) in (32, 50),
 (32, 128), (64, 512) with I = H and T = 20 for the sequences.
 
+Floor: for the cells at H = 50, the six GEMMs of one step alone, run by the kernels' own gemm
+(the path the cell takes, 200 times inside one call so no Python overhead is timed), beside the
+3x target (twin / 3): what is left of the target once the GEMMs are paid for.
+
 Roofline: for the sequence kernels at H = 512, the same GEMMs alone (forward: the input GEMM over
 all T*B rows + T recurrent GEMMs; backward: T dh GEMMs + the dx, dW_ih, dW_hh GEMMs), timed with
-the same BLAS (scipy's, which _ops calls through cython_blas), and kernel time / GEMM time.
+scipy's BLAS (which _ops calls through cython_blas for the big GEMMs), and kernel time / GEMM
+time. The kernels run the 2T per-step GEMMs on a W_hh packed once per call, faster than BLAS
+re-packing it at every call, so the ratio can fall below 1.
 
 BLAS threads: OPENBLAS_NUM_THREADS is set to 1 before NumPy is imported unless you set it.
 
@@ -131,6 +137,28 @@ def gemms_alone(kind, T, B, H):
     return run
 
 
+def cell_gemms(kind, B, H, repeat):
+    """The six GEMMs of one cell step (forward x @ W_ih.T, h @ W_hh.T; backward dG @ W_hh,
+    dG @ W_ih, dG.T @ x, dG.T @ h), each run `repeat` times by the kernels' own gemm (the path
+    the cell takes) inside one call, so no Python overhead is timed. Returns seconds per step."""
+    G, I = GATES[kind], H
+    rng = np.random.default_rng(2)
+    r = lambda *s: rng.standard_normal(s).astype(DTYPE)           # noqa: E731
+    x, h, dG, w_ih, w_hh = r(B, I), r(B, H), r(B, G * H), r(G * H, I), r(G * H, H)
+    g, dh, dx = np.zeros((B, G * H), DTYPE), np.zeros((B, H), DTYPE), np.zeros((B, I), DTYPE)
+    dw_ih, dw_hh = np.zeros((G * H, I), DTYPE), np.zeros((G * H, H), DTYPE)
+    calls = [(False, True, x, w_ih, g, 0.0), (False, True, h, w_hh, g, 1.0),
+             (False, False, dG, w_hh, dh, 0.0), (False, False, dG, w_ih, dx, 0.0),
+             (True, False, dG, x, dw_ih, 0.0), (True, False, dG, h, dw_hh, 0.0)]
+
+    def run():
+        for ta, tb, a, b, c, beta in calls:
+            _ops._gemm(ta, tb, a, b, c, 1.0, beta, False, repeat)
+        return dict(x=x, h=h, dG=dG, w_ih=w_ih, w_hh=w_hh, g=g, dh=dh, dx=dx, dw_ih=dw_ih,
+                    dw_hh=dw_hh)
+    return run
+
+
 # ---------------------------------------------------------------------------------------------
 # Timing
 # ---------------------------------------------------------------------------------------------
@@ -237,6 +265,23 @@ def main():
                 print(f"{kind + '_' + what:<16}{B:>4}{H:>5}   {fmt(cy):<27}{fmt(nv):<27}"
                       f"{nv[0] / cy[0]:>12.2f}x  {mem:>12}")
         print()
+
+    B, H = SIZES[0]
+    print(f"floor: cells at B = {B}, H = I = {H} against their six GEMMs alone (the kernels' own "
+          "gemm, 200 in one call) and the 3x target (twin / 3)")
+    head = (f"{'kernel':<16}{'compiled us':>12}{'GEMMs us':>10}{'twin us':>10}{'twin/3 us':>11}"
+            f"{'GEMMs/(twin/3)':>16}")
+    print(head)
+    print("-" * len(head))
+    for kind in GATES:
+        v = make_inputs(kind, 1, B, H)
+        gem = cell_gemms(kind, B, H, 200)
+        cy, nv, gm = interleaved([cell_step(_ops, kind, v), cell_step(_ops_ref, kind, v), gem],
+                                 repeats, warmup, target)
+        g_us = gm[0] / 200 * 1e6
+        print(f"{kind + '_cell':<16}{cy[0] * 1e6:>12.1f}{g_us:>10.1f}{nv[0] * 1e6:>10.1f}"
+              f"{nv[0] / 3 * 1e6:>11.1f}{g_us / (nv[0] / 3 * 1e6):>15.0%}")
+    print()
 
     B, H = SIZES[-1]
     print(f"roofline: sequence kernels at B = {B}, H = I = {H}, T = {T} vs their GEMMs alone "

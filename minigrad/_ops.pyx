@@ -1120,11 +1120,13 @@ cdef int _check_cache(object cache, str names) except -1:
     return 0
 
 
-def _gemm(bint ta, bint tb, a, b, c, double alpha=1.0, double beta=0.0, bint packed=False):
+def _gemm(bint ta, bint tb, a, b, c, double alpha=1.0, double beta=0.0, bint packed=False,
+          int repeat=1):
     """Private (tests): c = alpha * op(a) @ op(b) + beta * c, in place, through the kernels' gemm
     (the small-matrix kernel or BLAS, as _set_small_gemm decides), or with packed=True through
     _pack + gemm_p as the sequence kernels' per-step GEMMs run; op(x) = x.T when tx. a, b, c are
-    2-D arrays of one dtype with contiguous rows; each row stride is the leading dimension."""
+    2-D arrays of one dtype with contiguous rows; each row stride is the leading dimension.
+    repeat > 1 runs the same GEMM that many times in one call (benchmarks: no Python overhead)."""
     if not isinstance(a, np.ndarray) or a.dtype not in (np.float32, np.float64):
         raise ValueError(f"a must be a float32 or float64 ndarray, got {type(a).__name__} "
                          f"{getattr(a, 'dtype', '')}")
@@ -1147,22 +1149,26 @@ def _gemm(bint ta, bint tb, a, b, c, double alpha=1.0, double beta=0.0, bint pac
     cdef void* pa = cnp.PyArray_DATA(<cnp.ndarray>a)
     cdef void* pb = cnp.PyArray_DATA(<cnp.ndarray>b)
     cdef void* pc = cnp.PyArray_DATA(<cnp.ndarray>c)
-    cdef int im = m, ini = n, ik = k
+    cdef int im = m, ini = n, ik = k, r
     cdef float* pkf = NULL
     cdef double* pkd = NULL
+    if repeat < 1:
+        raise ValueError(f"repeat must be >= 1, got {repeat}")
     if tn == cnp.NPY_FLOAT:
         with nogil:
             if packed:
                 pkf = _pack(tb, ini, ik, <float*>pb, ld[1])
-            gemm_p(pkf, ta, tb, im, ini, ik, <float>alpha, <float*>pa, ld[0], <float*>pb, ld[1],
-                   <float>beta, <float*>pc, ld[2])
+            for r in range(repeat):
+                gemm_p(pkf, ta, tb, im, ini, ik, <float>alpha, <float*>pa, ld[0], <float*>pb,
+                       ld[1], <float>beta, <float*>pc, ld[2])
             free(pkf)
     else:
         with nogil:
             if packed:
                 pkd = _pack(tb, ini, ik, <double*>pb, ld[1])
-            gemm_p(pkd, ta, tb, im, ini, ik, alpha, <double*>pa, ld[0], <double*>pb, ld[1], beta,
-                   <double*>pc, ld[2])
+            for r in range(repeat):
+                gemm_p(pkd, ta, tb, im, ini, ik, alpha, <double*>pa, ld[0], <double*>pb, ld[1],
+                       beta, <double*>pc, ld[2])
             free(pkd)
     return c
 

@@ -88,3 +88,34 @@ def test_gemm_with_panels_beyond_the_stack_buffer(gemm_path, dtype, ta, tb, pack
     want = (a.T if ta else a).astype(np.float64) @ (b.T if tb else b).astype(np.float64)
     tol = dict(rtol=1e-4, atol=3e-3) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-10)
     np.testing.assert_allclose(c, want, **tol)
+
+
+@pytest.mark.parametrize("packed", [False, True])
+def test_gemm_repeat_runs_the_gemm_that_many_times(gemm_path, packed):
+    """repeat (for benchmarks) reruns the same call: with beta = 1 the products accumulate."""
+    rng = np.random.default_rng(3)
+    a, b = rng.standard_normal((7, 9)), rng.standard_normal((9, 11))
+    c = np.ones((7, 11))
+    _ops._gemm(False, False, a, b, c, 1.0, 1.0, packed, 3)
+    np.testing.assert_allclose(c, 1 + 3 * (a @ b), rtol=1e-12, atol=1e-12)
+    with pytest.raises(ValueError, match="repeat"):
+        _ops._gemm(False, False, a, b, c, repeat=0)
+
+
+def test_bench_kernels_cell_gemms_computes_the_cell_products():
+    """benchmarks/bench_kernels.py's floor measurement times the six GEMMs of a cell step: check
+    they compute them (g accumulates the recurrent product `repeat` times, beta = 1)."""
+    import importlib.util
+    import pathlib
+    path = pathlib.Path(__file__).resolve().parents[1] / "benchmarks" / "bench_kernels.py"
+    spec = importlib.util.spec_from_file_location("bench_kernels", path)
+    bk = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bk)
+    v = bk.cell_gemms("lstm", 3, 5, 2)()
+    f = {k: a.astype(np.float64) for k, a in v.items()}
+    tol = dict(rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(v["g"], f["x"] @ f["w_ih"].T + 2 * f["h"] @ f["w_hh"].T, **tol)
+    np.testing.assert_allclose(v["dh"], f["dG"] @ f["w_hh"], **tol)
+    np.testing.assert_allclose(v["dx"], f["dG"] @ f["w_ih"], **tol)
+    np.testing.assert_allclose(v["dw_ih"], f["dG"].T @ f["x"], **tol)
+    np.testing.assert_allclose(v["dw_hh"], f["dG"].T @ f["h"], **tol)
