@@ -14,6 +14,7 @@ Run from the repository root, either way:
     --json PATH           every figure as JSON (default bench_results/bench_rnn.json)
     --plot PATH           PNG of time per step vs size (default bench_results/bench_rnn.png;
                           skipped with a message when matplotlib is not installed)
+    --kernels             add a fourth contender: minigrad's kernels called by hand, no tape
     --no-torch, --no-memory, --no-plot
 
 The step: forward over x (T, B, I) from zero states, a linear readout (H -> 10) of the last
@@ -24,7 +25,9 @@ SGD update of every parameter (lr 0.01).  Contenders:
   the functional ops ``F.{lstm,gru,rnn}_sequence`` + ``F.linear`` + ``optim.SGD`` (the JSON
   and the header say which);
 * numpy: ``benchmarks/numpy_reference.train_step`` (hand-written BPTT);
-* torch: ``torch.nn.LSTM/GRU/RNN`` + ``torch.nn.Linear`` + ``torch.optim.SGD`` (when importable).
+* torch: ``torch.nn.LSTM/GRU/RNN`` + ``torch.nn.Linear`` + ``torch.optim.SGD`` (when importable);
+* kernels (opt-in, ``--kernels``): the same step calling minigrad's kernels by hand, without the
+  tape, modules or optimizer: minigrad's time minus this one is what the framework costs.
 
 All three start from the same weights (minigrad's, copied).  Before timing, each cell/size is
 checked: the three losses and every parameter gradient must agree within float32 tolerance
@@ -291,7 +294,55 @@ class TorchStep:
         return loss.item(), {k: v.grad.numpy().copy() for k, v in self.P.items()}
 
 
-CONTENDERS = {"minigrad": MinigradStep, "numpy": NumpyStep, "torch": TorchStep}
+class KernelsStep:
+    """minigrad's compiled kernels called by hand, with no tape, modules or optimizer objects:
+    the same step as MinigradStep minus everything Python adds around the kernels. Opt-in
+    (--kernels); the time between it and minigrad is the cost of the framework."""
+    name = "kernels"
+
+    def __init__(self, cell, params, x, target, lr=LR):
+        from minigrad import kernels
+        self.k, self.cell, self.p = kernels, cell, _copy(params)
+        self.x, self.target, self.lr = np.ascontiguousarray(x), np.ascontiguousarray(target), lr
+        B, H = x.shape[1], params["weight_hh_l0"].shape[1]
+        self.zero = np.zeros((B, H), np.float32)
+        self.dys = np.zeros((x.shape[0], B, H), np.float32)
+
+    def loss_and_grads(self):
+        k, p, x, z = self.k, self.p, self.x, self.zero
+        w = (p["weight_ih_l0"], p["weight_hh_l0"])
+        b = (p["bias_ih_l0"], p["bias_hh_l0"])
+        if self.cell == "lstm":
+            _, h_n, _, cache = k.lstm_sequence_forward(x, z, z, *w, *b, None)
+        elif self.cell == "gru":
+            _, h_n, cache = k.gru_sequence_forward(x, z, *w, *b, None)
+        else:
+            _, h_n, cache = k.rnn_sequence_forward(x, z, *w, *b, None, "tanh")
+        err = k.linear_forward(h_n, p["fc.weight"], p["fc.bias"]) - self.target
+        dpred = (2 / err.size) * err
+        dh, dW, db = k.linear_backward(dpred, h_n, p["fc.weight"], True)
+        if self.cell == "lstm":
+            _, _, _, dw_ih, dw_hh, db_ih, db_hh = k.lstm_sequence_backward(
+                self.dys, dh, z, x, z, z, *w, cache, None, True, False)
+        elif self.cell == "gru":
+            _, _, dw_ih, dw_hh, db_ih, db_hh = k.gru_sequence_backward(
+                self.dys, dh, x, z, *w, cache, None, True, False)
+        else:
+            _, _, dw_ih, dw_hh, db_ih, db_hh = k.rnn_sequence_backward(
+                self.dys, dh, x, z, *w, cache, None, True, "tanh", False)
+        grads = {"weight_ih_l0": dw_ih, "weight_hh_l0": dw_hh, "bias_ih_l0": db_ih,
+                 "bias_hh_l0": db_hh, "fc.weight": dW, "fc.bias": db}
+        return float(np.mean(err ** 2)), grads
+
+    def step(self):
+        loss, grads = self.loss_and_grads()
+        for n, g in grads.items():
+            self.p[n] -= self.lr * g
+        return loss
+
+
+CONTENDERS = {"minigrad": MinigradStep, "numpy": NumpyStep, "torch": TorchStep,
+              "kernels": KernelsStep}
 
 
 def torch_available():
@@ -551,7 +602,8 @@ def run_memory_child(jobs, threads, names):
     out = {}
     for job in jobs:
         cmd = [sys.executable, os.path.abspath(__file__), "--threads", str(threads),
-               "--memory-probe", json.dumps([job])] + ([] if "torch" in names else ["--no-torch"])
+               "--memory-probe", json.dumps([job])] + ([] if "torch" in names else ["--no-torch"]) \
+            + (["--kernels"] if "kernels" in names else [])
         p = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=_ROOT)
         if p.returncode != 0:
             print(f"memory probe {job} failed (exit {p.returncode}):\n{p.stderr[-2000:]}",
@@ -705,6 +757,9 @@ def main(argv=None):
                     help="matrix size of the SGEMM rate measurement (default 1536)")
     ap.add_argument("--no-torch", action="store_true")
     ap.add_argument("--no-memory", action="store_true")
+    ap.add_argument("--kernels", action="store_true",
+                    help="add minigrad's kernels called by hand, without the tape (shows what "
+                         "the framework adds)")
     ap.add_argument("--memory-probe", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.threads < 1:
@@ -712,6 +767,7 @@ def main(argv=None):
 
     threads = apply_threads(args.threads)
     names = ["minigrad", "numpy"] + ([] if args.no_torch or not torch_available() else ["torch"])
+    names += ["kernels"] if args.kernels else []
 
     if args.memory_probe is not None:      # child mode: see run_memory_child
         out = {}

@@ -55,6 +55,21 @@ def test_smoke_json_has_every_cell_size_and_contender(tmp_path):
     assert "threads: 1" in stdout
 
 
+@pytest.mark.parametrize("cell", bench.CELLS)
+def test_kernels_contender_computes_the_same_step(cell):
+    """--kernels adds minigrad's kernels called by hand (no tape): its loss and every gradient
+    agree with the NumPy reference and with minigrad's, and its step updates the weights as
+    minigrad's does."""
+    errors = bench.verify(cell, TINY, ["numpy", "minigrad", "kernels"])
+    assert max(errors["kernels"].values()) <= bench.GRAD_RTOL, errors["kernels"]
+    params, x, target = bench.make_problem(cell, TINY)
+    mg, kn = (bench.CONTENDERS[n](cell, bench._copy(params), x, target) for n in ("minigrad", "kernels"))
+    for _ in range(3):
+        mg.step(), kn.step()
+    for name, v in kn.p.items():
+        np.testing.assert_allclose(v, mg.P[name].data, rtol=1e-5, atol=1e-6, err_msg=name)
+
+
 def test_module_entry_point_and_filters(tmp_path):
     doc, _ = run_bench(tmp_path, "--cells", "gru", "--threads", "2", "--no-torch",
                        "--no-memory", "--no-plot", module=True)
