@@ -501,23 +501,17 @@ cdef inline void gemm(bint ta, bint tb, int m, int n, int k, floating alpha,
         dgemm(&cb, &ca, &n, &m, &k, &alpha, b, &ldb, a, &lda, &beta, c, &ldc)
 
 
-cdef inline floating* _pack(bint tb, int n, int k, floating* b, int ldb) noexcept nogil:
-    """A packed copy of op(B) (k x n) for the per-step GEMMs of a sequence, which all multiply by
-    the same weight: packed once per call, the GEMMs run at 85-95 GFLOP/s where BLAS, re-packing
-    the weight every step, reaches 45-65 (64 x 512 @ 512 x 2048: 90 against 46). NULL when the
-    small kernel is off (no AVX2+FMA, or SMALL_GEMM = 0) or memory is short: then `gemm` runs."""
-    cdef floating* pk = NULL
-    if SMALL_GEMM == 0:
-        return NULL
-    if floating is float:
-        pk = <floating*>malloc(mg_packed_lenf(n, k) * sizeof(float))
-        if pk != NULL:
-            mg_pack_bf(tb, n, k, b, ldb, pk)
-    else:
-        pk = <floating*>malloc(mg_packed_lend(n, k) * sizeof(double))
-        if pk != NULL:
-            mg_pack_bd(tb, n, k, b, ldb, pk)
-    return pk
+cdef inline floating* _pack(bint tb, int n, int k, floating* b, int ldb, void* buf) noexcept nogil:
+    """Pack op(B) (k x n) into buf (mg_packed_len elements, from _packed_w) for the per-step GEMMs
+    of a sequence, which all multiply by the same weight: packed once per call, the GEMMs run at
+    85-95 GFLOP/s where BLAS, re-packing the weight every step, reaches 45-65 (64 x 512 @
+    512 x 2048: 90 against 46). Returns buf; NULL stays NULL (then gemm_p runs gemm)."""
+    if buf != NULL:
+        if floating is float:
+            mg_pack_bf(tb, n, k, b, ldb, <float*>buf)
+        else:
+            mg_pack_bd(tb, n, k, b, ldb, <double*>buf)
+    return <floating*>buf
 
 
 cdef inline void gemm_p(floating* pk, bint ta, bint tb, int m, int n, int k, floating alpha,
@@ -551,6 +545,7 @@ cdef struct K:
     void *gates               # (T, B, L): per-step cell cache
     void *ys                  # (T, B, H) or NULL (cells)
     void *ws                  # workspace
+    void *pw                  # W_hh packed for the per-step GEMMs (_packed_w), or NULL
     # backward inputs (also x, w_ih, w_hh, hs, gates, lengths)
     void *dys                 # (T, B, H) or NULL (cells)
     void *dh_n
@@ -656,7 +651,7 @@ cdef void _rnn_fwd(K* k, floating tag) noexcept nogil:
     cdef floating* bias = <floating*>k.ws          # (H,)
     cdef floating* hp
     cdef floating* ht
-    cdef floating* pw = _pack(True, iH, iH, <floating*>k.w_hh, iH) if T > 1 else NULL
+    cdef floating* pw = _pack(True, iH, iH, <floating*>k.w_hh, iH, k.pw)
     _bias_sum(k, bias, H)
     gemm(False, True, k.T * k.B, iH, I, 1, <floating*>k.x, I, <floating*>k.w_ih, I, 0, hs, iH)
     for t in range(T):
@@ -670,7 +665,6 @@ cdef void _rnn_fwd(K* k, floating tag) noexcept nogil:
                 mg_rnn_fwd_rowd(ht + b * H, bias, k.relu, H)
         _carry_rows(k, t, hp, ht)
         _write_ys(k, t, ht)
-    free(pw)
 
 
 cdef inline void _rnn_bwd_row(floating* dh, floating* y, floating* da, bint relu,
@@ -691,7 +685,7 @@ cdef void _rnn_bwd(K* k, floating tag) noexcept nogil:
     cdef floating* tmp
     cdef floating* dys = <floating*>k.dys
     cdef floating* hs = <floating*>k.hs
-    cdef floating* pw = _pack(False, iH, iH, <floating*>k.w_hh, iH) if T > 1 else NULL
+    cdef floating* pw = _pack(False, iH, iH, <floating*>k.w_hh, iH, k.pw)
     _copy(dh, <floating*>k.dh_n, BH)
     for t in range(T - 1, -1, -1):
         for b in range(B):
@@ -707,7 +701,6 @@ cdef void _rnn_bwd(K* k, floating tag) noexcept nogil:
         gemm_p(pw, False, False, k.B, iH, iH, 1, dA + t * BH, iH, <floating*>k.w_hh, iH,
                0 if k.lengths == NULL else 1, dhn, iH)
         tmp = dh; dh = dhn; dhn = tmp
-    free(pw)
     _copy(<floating*>k.dh0, dh, BH)
     _deferred_grads(k, dA, dA, <floating*>k.hprev, TB, iH)
 
@@ -733,7 +726,7 @@ cdef void _lstm_fwd(K* k, floating tag) noexcept nogil:
     cdef floating* hp
     cdef floating* cp
     cdef floating* gt
-    cdef floating* pw = _pack(True, G, iH, <floating*>k.w_hh, iH) if T > 1 else NULL
+    cdef floating* pw = _pack(True, G, iH, <floating*>k.w_hh, iH, k.pw)
     _bias_sum(k, bias, 4 * H)
     # input projection of all T*B rows into the gate columns of the cache (row stride 5H)
     gemm(False, True, k.T * k.B, G, I, 1, <floating*>k.x, I, <floating*>k.w_ih, I, 0, gates, iL)
@@ -748,7 +741,6 @@ cdef void _lstm_fwd(K* k, floating tag) noexcept nogil:
         _carry_rows(k, t, hp, hs + t * BH)
         _carry_rows(k, t, cp, cs + t * BH)
         _write_ys(k, t, hs + t * BH)
-    free(pw)
 
 
 cdef inline void _lstm_bwd_row(floating* g, floating* dh, floating* dc, floating* cp, floating* dg,
@@ -772,7 +764,7 @@ cdef void _lstm_bwd(K* k, floating tag) noexcept nogil:
     cdef floating* dys = <floating*>k.dys
     cdef floating* gates = <floating*>k.gates
     cdef floating* cprev = <floating*>k.cprev
-    cdef floating* pw = _pack(False, iH, iG, <floating*>k.w_hh, iH) if T > 1 else NULL
+    cdef floating* pw = _pack(False, iH, iG, <floating*>k.w_hh, iH, k.pw)
     _copy(dh, <floating*>k.dh_n, BH)
     _copy(dc, <floating*>k.dc_n, BH)
     for t in range(T - 1, -1, -1):
@@ -792,7 +784,6 @@ cdef void _lstm_bwd(K* k, floating tag) noexcept nogil:
                0 if k.lengths == NULL else 1, dhn, iH)
         tmp = dh; dh = dhn; dhn = tmp
         tmp = dc; dc = dcn; dcn = tmp
-    free(pw)
     _copy(<floating*>k.dh0, dh, BH)
     _copy(<floating*>k.dc0, dc, BH)
     _deferred_grads(k, dG, dG, <floating*>k.hprev, TB, iG)
@@ -821,7 +812,7 @@ cdef void _gru_fwd(K* k, floating tag) noexcept nogil:
     cdef floating* bh = <floating*>k.b_hh
     cdef floating* hp
     cdef floating* gt
-    cdef floating* pw = _pack(True, G, iH, <floating*>k.w_hh, iH) if T > 1 else NULL
+    cdef floating* pw = _pack(True, G, iH, <floating*>k.w_hh, iH, k.pw)
     _bias_sum(k, bias, 2 * H)
     if bi == NULL:
         _zero(bias + 2 * H, 2 * H)
@@ -837,7 +828,6 @@ cdef void _gru_fwd(K* k, floating tag) noexcept nogil:
             _gru_fwd_row(gt + b * L, gh + b * 3 * H, bias, hp + b * H, hs + t * BH + b * H, H)
         _carry_rows(k, t, hp, hs + t * BH)
         _write_ys(k, t, hs + t * BH)
-    free(pw)
 
 
 cdef inline void _gru_bwd_row(floating* g, floating* dh, floating* hp, floating* dgi,
@@ -861,7 +851,7 @@ cdef void _gru_bwd(K* k, floating tag) noexcept nogil:
     cdef floating* dys = <floating*>k.dys
     cdef floating* gates = <floating*>k.gates
     cdef floating* hprev = <floating*>k.hprev
-    cdef floating* pw = _pack(False, iH, iG, <floating*>k.w_hh, iH) if T > 1 else NULL
+    cdef floating* pw = _pack(False, iH, iG, <floating*>k.w_hh, iH, k.pw)
     _copy(dh, <floating*>k.dh_n, BH)
     for t in range(T - 1, -1, -1):
         for b in range(B):
@@ -878,7 +868,6 @@ cdef void _gru_bwd(K* k, floating tag) noexcept nogil:
         gemm_p(pw, False, False, k.B, iH, iG, 1, dGh + t * B * G, iG, <floating*>k.w_hh, iH, 1,
                dhn, iH)
         tmp = dh; dh = dhn; dhn = tmp
-    free(pw)
     _copy(<floating*>k.dh0, dh, BH)
     _deferred_grads(k, dGi, dGh, hprev, TB, iG)
 
@@ -1060,6 +1049,7 @@ cdef int _prep(K* k, int G, object x, str hname, object h, str cname, object c,
     k.w_hh = _check(w_hh, "w_hh", tn, "x", 2, G * H, H)
     k.T, k.B, k.nI, k.H = T, B, I, H
     k.lengths = NULL
+    k.pw = NULL
     k.ys = NULL
     k.dys = NULL
     k.db_ih = NULL
@@ -1101,6 +1091,20 @@ cdef object _prep_lengths(K* k, object lengths):
             raise ValueError(f"lengths must lie in [1, {k.T}], got {p[b]} at index {b}")
     k.lengths = p
     return L
+
+
+cdef object _packed_w(K* k, int tn, int G, bint forward):
+    """The buffer _pack fills with W_hh for a sequence's per-step GEMMs (forward: op(B) = W_hh.T,
+    n = G*H, k = H; backward: op(B) = W_hh, n = H, k = G*H), as a NumPy array (so tracemalloc
+    counts it and the debug build guards it); sets k.pw. None (k.pw = NULL) for a single step or
+    when the small kernel is off: the per-step GEMMs then run on gemm()."""
+    cdef int GH = G * k.H, n = GH if forward else k.H, kk = k.H if forward else GH
+    k.pw = NULL
+    if k.T < 2 or SMALL_GEMM == 0:
+        return None
+    buf = _empty(tn, mg_packed_lenf(n, kk) if tn == cnp.NPY_FLOAT else mg_packed_lend(n, kk))
+    k.pw = _data(buf)
+    return buf
 
 
 cdef bint _relu(object nonlinearity) except -1:
@@ -1150,26 +1154,27 @@ def _gemm(bint ta, bint tb, a, b, c, double alpha=1.0, double beta=0.0, bint pac
     cdef void* pb = cnp.PyArray_DATA(<cnp.ndarray>b)
     cdef void* pc = cnp.PyArray_DATA(<cnp.ndarray>c)
     cdef int im = m, ini = n, ik = k, r
-    cdef float* pkf = NULL
-    cdef double* pkd = NULL
+    cdef float* pkf
+    cdef double* pkd
+    cdef void* buf = NULL
     if repeat < 1:
         raise ValueError(f"repeat must be >= 1, got {repeat}")
+    if packed and SMALL_GEMM != 0:
+        pbuf = _empty(tn, mg_packed_lenf(ini, ik) if tn == cnp.NPY_FLOAT else mg_packed_lend(ini, ik))
+        buf = _data(pbuf)
     if tn == cnp.NPY_FLOAT:
         with nogil:
-            if packed:
-                pkf = _pack(tb, ini, ik, <float*>pb, ld[1])
+            pkf = _pack(tb, ini, ik, <float*>pb, ld[1], buf)
             for r in range(repeat):
                 gemm_p(pkf, ta, tb, im, ini, ik, <float>alpha, <float*>pa, ld[0], <float*>pb,
                        ld[1], <float>beta, <float*>pc, ld[2])
-            free(pkf)
     else:
         with nogil:
-            if packed:
-                pkd = _pack(tb, ini, ik, <double*>pb, ld[1])
+            pkd = _pack(tb, ini, ik, <double*>pb, ld[1], buf)
             for r in range(repeat):
                 gemm_p(pkd, ta, tb, im, ini, ik, alpha, <double*>pa, ld[0], <double*>pb, ld[1],
                        beta, <double*>pc, ld[2])
-            free(pkd)
+    _verify()
     return c
 
 
@@ -1381,6 +1386,7 @@ def rnn_sequence_forward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, nonlinearity):
     L = _prep_lengths(&k, lengths)
     k.relu = _relu(nonlinearity)
     k.hs = k.h0
+    pw = _packed_w(&k, tn, 1, True)
     hs = _seq_states(&k, tn, &k.hs)
     ys = _empty(tn, k.T, k.B, k.H)
     ws = _empty(tn, k.H)
@@ -1406,6 +1412,7 @@ def rnn_sequence_backward(dys, dh_n, x, h0, w_ih, w_hh, cache, lengths, has_bias
     k.dh_n = _check(dh_n, "dh_n", tn, "x", 2, B, H)
     k.hprev = _check(cache[0], "hs", tn, "x", 3, T + 1, B, H)
     k.hs = _data(cache[0], B * H)
+    pw = _packed_w(&k, tn, 1, False)
     dx = _empty(tn, T, B, k.nI) if need_dx else None
     dh0 = _empty(tn, B, H)
     dw_ih, dw_hh = _empty(tn, H, k.nI), _empty(tn, H, H)
@@ -1432,6 +1439,7 @@ def lstm_sequence_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths):
     _prep_bias(&k, 4 * k.H, b_ih, b_hh, tn)
     L = _prep_lengths(&k, lengths)
     k.hs, k.cs = k.h0, k.c0
+    pw = _packed_w(&k, tn, 4, True)
     hs = _seq_states(&k, tn, &k.hs)
     cs = _seq_states(&k, tn, &k.cs)
     gates = _empty(tn, k.T, k.B, 5 * k.H)
@@ -1460,6 +1468,7 @@ def lstm_sequence_backward(dys, dh_n, dc_n, x, h0, c0, w_ih, w_hh, cache, length
     k.hprev = _check(cache[0], "hs", tn, "x", 3, T + 1, B, H)
     k.cprev = _check(cache[1], "cs", tn, "x", 3, T + 1, B, H)
     k.gates = _check(cache[2], "gates", tn, "x", 3, T, B, 5 * H)
+    pw = _packed_w(&k, tn, 4, False)
     dx = _empty(tn, T, B, k.nI) if need_dx else None
     dh0, dc0 = _empty(tn, B, H), _empty(tn, B, H)
     dw_ih, dw_hh = _empty(tn, 4 * H, k.nI), _empty(tn, 4 * H, H)
@@ -1487,6 +1496,7 @@ def gru_sequence_forward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths):
     _prep_bias(&k, 3 * k.H, b_ih, b_hh, tn)
     L = _prep_lengths(&k, lengths)
     k.hs = k.h0
+    pw = _packed_w(&k, tn, 3, True)
     hs = _seq_states(&k, tn, &k.hs)
     gates = _empty(tn, k.T, k.B, 4 * k.H)
     ys = _empty(tn, k.T, k.B, k.H)
@@ -1511,6 +1521,7 @@ def gru_sequence_backward(dys, dh_n, x, h0, w_ih, w_hh, cache, lengths, has_bias
     k.dh_n = _check(dh_n, "dh_n", tn, "x", 2, B, H)
     k.hprev = _check(cache[0], "hs", tn, "x", 3, T + 1, B, H)
     k.gates = _check(cache[1], "gates", tn, "x", 3, T, B, 4 * H)
+    pw = _packed_w(&k, tn, 3, False)
     dx = _empty(tn, T, B, k.nI) if need_dx else None
     dh0 = _empty(tn, B, H)
     dw_ih, dw_hh = _empty(tn, 3 * H, k.nI), _empty(tn, 3 * H, H)
