@@ -14,7 +14,6 @@ tag argument picks the float32 or float64 specialization.
 """
 from libc.math cimport tanh, exp
 from libc.string cimport memcpy, memset
-from libc.stdlib cimport malloc, free
 from libc.stdint cimport int64_t
 from scipy.linalg.cython_blas cimport sgemm, dgemm
 from cython cimport floating
