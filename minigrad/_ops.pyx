@@ -29,9 +29,10 @@ cnp.import_array()
 # [-87, 88] so one power-of-two scaling suffices), so gcc vectorizes the gate loops (libm calls
 # cannot be vectorized without -ffast-math, which we never use). tanh is a minimax polynomial for
 # |x| < 0.625 (accurate near 0) and (1 - e) / (1 + e), e = exp(-2|x|), above (<= 1.5 ulp);
-# sigmoid is 1 / (1 + exp(-x)) (<= 2.5 ulp). tests/test_kernels.py measures both in ulps. The row loops over these are compiled twice on x86-64 Linux (AVX2+FMA and
-# baseline SSE2) and the loader picks one per machine (gcc target_clones), so the default build
-# stays portable. float64: libm exp and tanh, scalar.
+# sigmoid is 1 / (1 + exp(-x)) (<= 2.5 ulp); tests/test_kernels.py measures both in ulps. The
+# row loops over these are compiled twice on x86-64 Linux (AVX2+FMA and baseline SSE2) and the
+# loader picks one per machine (gcc target_clones), so the default build stays portable.
+# float64: libm exp and tanh, scalar.
 cdef extern from *:
     """
     #include <math.h>
