@@ -151,10 +151,10 @@ cdef extern from *:
             ht[j] = (1 - zj) * nj + zj * hp[j];                                                              \
         }                                                                                                    \
     }                                                                                                        \
-    /* dgi / dgh = gradients w.r.t. gi / gh (they differ in the n block: dgh_n = dgi_n * r);                 \
-       dhp = the direct part of the gradient w.r.t. the previous state (dh * z) */                           \
+    /* dgi = gradient w.r.t. gi; w.r.t. gh it is the same in the r and z blocks, and in the n block       \
+       dghn = dgi_n * r (H columns); dhp = the direct part of the gradient w.r.t. h (dh * z) */            \
     MG_CLONES static void mg_gru_bwd_row##S(const T *restrict g, const T *restrict dh,                      \
-                                           const T *restrict hp, T *restrict dgi, T *restrict dgh,           \
+                                           const T *restrict hp, T *restrict dgi, T *restrict dghn,          \
                                            T *restrict dhp, ptrdiff_t H) {                                   \
         const T *restrict r = g, *restrict z = g + H, *restrict n = g + 2 * H, *restrict ghn = g + 3 * H;    \
         for (ptrdiff_t j = 0; j < H; j++) {                                                                  \
@@ -165,7 +165,7 @@ cdef extern from *:
             T dr = dn * ghn[j] * rj * (1 - rj);                                                              \
             dhp[j] = d * zj;                                                                                 \
             dgi[j] = dr; dgi[H + j] = dz; dgi[2 * H + j] = dn;                                               \
-            dgh[j] = dr; dgh[H + j] = dz; dgh[2 * H + j] = dn * rj;                                          \
+            dghn[j] = dn * rj;                                                                               \
         }                                                                                                    \
     }
     MG_ROWS(float, f, mg_sigmoidf, mg_tanhf)
@@ -189,9 +189,9 @@ cdef extern from *:
                          Py_ssize_t H) noexcept nogil
     void mg_gru_fwd_rowd(double* g, double* gh, double* bias, double* hp, double* ht,
                          Py_ssize_t H) noexcept nogil
-    void mg_gru_bwd_rowf(float* g, float* dh, float* hp, float* dgi, float* dgh, float* dhp,
+    void mg_gru_bwd_rowf(float* g, float* dh, float* hp, float* dgi, float* dghn, float* dhp,
                          Py_ssize_t H) noexcept nogil
-    void mg_gru_bwd_rowd(double* g, double* dh, double* hp, double* dgi, double* dgh, double* dhp,
+    void mg_gru_bwd_rowd(double* g, double* dh, double* hp, double* dgi, double* dghn, double* dhp,
                          Py_ssize_t H) noexcept nogil
 
 
@@ -514,6 +514,14 @@ cdef inline floating* _pack(bint tb, int n, int k, floating* b, int ldb, void* b
     return <floating*>buf
 
 
+cdef inline Py_ssize_t _packed_len(floating* tag, int n, int k) noexcept nogil:
+    """Elements of op(B) (k x n) packed by _pack (tag: picks float or double)."""
+    if floating is float:
+        return mg_packed_lenf(n, k)
+    else:
+        return mg_packed_lend(n, k)
+
+
 cdef inline void gemm_p(floating* pk, bint ta, bint tb, int m, int n, int k, floating alpha,
                         floating* a, int lda, floating* b, int ldb,
                         floating beta, floating* c, int ldc) noexcept nogil:
@@ -589,22 +597,24 @@ cdef inline void _colsum(floating* a, Py_ssize_t rows, Py_ssize_t cols, floating
         _add(out, a + r * cols, cols)
 
 
-cdef inline void _deferred_grads(K* k, floating* dGi, floating* dGh, floating* hprev, int TB,
+cdef inline void _deferred_grads(K* k, floating* dG, floating* dGhn, floating* hprev, int TB,
                                  int G) noexcept nogil:
-    """After a backward time loop, over all steps at once: dx = dG_i W_ih (unless skipped),
-    dW_ih = dG_i^T X, dW_hh = dG_h^T Hprev (one GEMM each), and the biases as column sums.
-    dG_h is dG_i itself except for the GRU, whose hidden-side n block differs."""
-    cdef int I = k.nI, iH = k.H
+    """After a backward time loop, over all steps at once: dx = dG W_ih (unless skipped),
+    dW_ih = dG^T X, dW_hh = dG_h^T Hprev (one GEMM each), and the biases as column sums.
+    dG_h, the gradient w.r.t. h @ W_hh.T, is dG itself but for the GRU's n block, dGhn
+    (TB, H; NULL for the RNN and LSTM): dW_hh and db_hh take their last H rows from it."""
+    cdef int I = k.nI, iH = k.H, Gh = G if dGhn == NULL else G - k.H
     if k.dx != NULL:
-        gemm(False, False, TB, I, G, 1, dGi, G, <floating*>k.w_ih, I, 0, <floating*>k.dx, I)
-    gemm(True, False, G, I, TB, 1, dGi, G, <floating*>k.x, I, 0, <floating*>k.dw_ih, I)
-    gemm(True, False, G, iH, TB, 1, dGh, G, hprev, iH, 0, <floating*>k.dw_hh, iH)
+        gemm(False, False, TB, I, G, 1, dG, G, <floating*>k.w_ih, I, 0, <floating*>k.dx, I)
+    gemm(True, False, G, I, TB, 1, dG, G, <floating*>k.x, I, 0, <floating*>k.dw_ih, I)
+    gemm(True, False, Gh, iH, TB, 1, dG, G, hprev, iH, 0, <floating*>k.dw_hh, iH)
+    if dGhn != NULL:
+        gemm(True, False, iH, iH, TB, 1, dGhn, iH, hprev, iH, 0, <floating*>k.dw_hh + Gh * iH, iH)
     if k.db_ih != NULL:
-        _colsum(dGi, TB, G, <floating*>k.db_ih)
-        if dGh == dGi:
-            _copy(<floating*>k.db_hh, <floating*>k.db_ih, G)
-        else:
-            _colsum(dGh, TB, G, <floating*>k.db_hh)
+        _colsum(dG, TB, G, <floating*>k.db_ih)
+        _copy(<floating*>k.db_hh, <floating*>k.db_ih, Gh)
+        if dGhn != NULL:
+            _colsum(dGhn, TB, iH, <floating*>k.db_hh + Gh)
 
 
 cdef inline void _bias_sum(K* k, floating* out, Py_ssize_t n) noexcept nogil:
@@ -702,7 +712,7 @@ cdef void _rnn_bwd(K* k, floating tag) noexcept nogil:
                0 if k.lengths == NULL else 1, dhn, iH)
         tmp = dh; dh = dhn; dhn = tmp
     _copy(<floating*>k.dh0, dh, BH)
-    _deferred_grads(k, dA, dA, <floating*>k.hprev, TB, iH)
+    _deferred_grads(k, dA, NULL, <floating*>k.hprev, TB, iH)
 
 
 # -- LSTM: gates row (5H) = [i | f | g | o | tanh(c1)] -------------------------------------------
@@ -786,7 +796,7 @@ cdef void _lstm_bwd(K* k, floating tag) noexcept nogil:
         tmp = dc; dc = dcn; dcn = tmp
     _copy(<floating*>k.dh0, dh, BH)
     _copy(<floating*>k.dc0, dc, BH)
-    _deferred_grads(k, dG, dG, <floating*>k.hprev, TB, iG)
+    _deferred_grads(k, dG, NULL, <floating*>k.hprev, TB, iG)
 
 
 # -- GRU: gates row (4H) = [r | z | n | gh_n] ----------------------------------------------------
@@ -831,27 +841,32 @@ cdef void _gru_fwd(K* k, floating tag) noexcept nogil:
 
 
 cdef inline void _gru_bwd_row(floating* g, floating* dh, floating* hp, floating* dgi,
-                              floating* dgh, floating* dhp, Py_ssize_t H) noexcept nogil:
-    """dgi / dgh = gradients w.r.t. gi / gh (they differ in the n block: dgh_n = dgi_n * r);
+                              floating* dghn, floating* dhp, Py_ssize_t H) noexcept nogil:
+    """dgi = gradient w.r.t. gi; w.r.t. gh it is the same but in the n block, dghn = dgi_n * r;
     dhp = the direct part of the gradient w.r.t. the previous state (dh * z)."""
     if floating is float:
-        mg_gru_bwd_rowf(g, dh, hp, dgi, dgh, dhp, H)
+        mg_gru_bwd_rowf(g, dh, hp, dgi, dghn, dhp, H)
     else:
-        mg_gru_bwd_rowd(g, dh, hp, dgi, dgh, dhp, H)
+        mg_gru_bwd_rowd(g, dh, hp, dgi, dghn, dhp, H)
 
 
 cdef void _gru_bwd(K* k, floating tag) noexcept nogil:
     cdef Py_ssize_t T = k.T, B = k.B, H = k.H, BH = B * H, L = 4 * H, G = 3 * H, t, b, row
     cdef int I = k.nI, iH = k.H, iG = 3 * k.H, TB = k.T * k.B
-    cdef floating* dGi = <floating*>k.ws                # (T, B, 3H) w.r.t. gi
-    cdef floating* dGh = dGi + T * B * G                  # (T, B, 3H) w.r.t. gh
-    cdef floating* dh = dGh + T * B * G
+    cdef floating* dGi = <floating*>k.ws                # (T, B, 3H) w.r.t. gi (and gh_r, gh_z)
+    cdef floating* dGhn = dGi + T * B * G                 # (T, B, H) w.r.t. gh_n
+    cdef floating* dh = dGhn + T * BH
     cdef floating* dhn = dh + BH
     cdef floating* tmp
     cdef floating* dys = <floating*>k.dys
     cdef floating* gates = <floating*>k.gates
     cdef floating* hprev = <floating*>k.hprev
-    cdef floating* pw = _pack(False, iH, iG, <floating*>k.w_hh, iH, k.pw)
+    cdef floating* w_n = <floating*>k.w_hh + 2 * H * H   # W_hh's n rows
+    # dh_prev = dG_h @ W_hh = dGi[:, :2H] @ W_hh[:2H] + dGhn @ W_hh[2H:]: two packed weights
+    cdef floating* pw = _pack(False, iH, 2 * iH, <floating*>k.w_hh, iH, k.pw)
+    cdef floating* pwn = NULL
+    if pw != NULL:
+        pwn = _pack(False, iH, iH, w_n, iH, pw + _packed_len(pw, iH, 2 * iH))
     _copy(dh, <floating*>k.dh_n, BH)
     for t in range(T - 1, -1, -1):
         for b in range(B):
@@ -860,16 +875,17 @@ cdef void _gru_bwd(K* k, floating tag) noexcept nogil:
                 if dys != NULL:
                     _add(dh + b * H, dys + t * BH + b * H, H)
                 _gru_bwd_row(gates + row * L, dh + b * H, hprev + t * BH + b * H,
-                             dGi + row * G, dGh + row * G, dhn + b * H, H)
+                             dGi + row * G, dGhn + row * H, dhn + b * H, H)
             else:
                 _zero(dGi + row * G, G)
-                _zero(dGh + row * G, G)
+                _zero(dGhn + row * H, H)
                 _copy(dhn + b * H, dh + b * H, H)
-        gemm_p(pw, False, False, k.B, iH, iG, 1, dGh + t * B * G, iG, <floating*>k.w_hh, iH, 1,
-               dhn, iH)
+        gemm_p(pw, False, False, k.B, iH, 2 * iH, 1, dGi + t * B * G, iG, <floating*>k.w_hh, iH,
+               1, dhn, iH)
+        gemm_p(pwn, False, False, k.B, iH, iH, 1, dGhn + t * BH, iH, w_n, iH, 1, dhn, iH)
         tmp = dh; dh = dhn; dhn = tmp
     _copy(<floating*>k.dh0, dh, BH)
-    _deferred_grads(k, dGi, dGh, hprev, TB, iG)
+    _deferred_grads(k, dGi, dGhn, hprev, TB, iG)
 
 
 # -- Linear ------------------------------------------------------------------------------------
@@ -1099,10 +1115,16 @@ cdef object _packed_w(K* k, int tn, int G, bint forward):
     counts it and the debug build guards it); sets k.pw. None (k.pw = NULL) for a single step or
     when the small kernel is off: the per-step GEMMs then run on gemm()."""
     cdef int GH = G * k.H, n = GH if forward else k.H, kk = k.H if forward else GH
+    cdef Py_ssize_t size
     k.pw = NULL
     if k.T < 2 or SMALL_GEMM == 0:
         return None
-    buf = _empty(tn, mg_packed_lenf(n, kk) if tn == cnp.NPY_FLOAT else mg_packed_lend(n, kk))
+    if G == 3 and not forward:          # the GRU backward packs W_hh's r, z rows and n rows apart
+        size = (mg_packed_lenf(k.H, 2 * k.H) + mg_packed_lenf(k.H, k.H) if tn == cnp.NPY_FLOAT
+                else mg_packed_lend(k.H, 2 * k.H) + mg_packed_lend(k.H, k.H))
+    else:
+        size = mg_packed_lenf(n, kk) if tn == cnp.NPY_FLOAT else mg_packed_lend(n, kk)
+    buf = _empty(tn, size)
     k.pw = _data(buf)
     return buf
 
@@ -1346,7 +1368,7 @@ def gru_cell_backward(dh1, x, h, w_ih, w_hh, cache, has_bias):
     k.hprev = k.h0
     dx, dh = _empty(tn, B, k.nI), _empty(tn, B, H)
     dw_ih, dw_hh = _empty(tn, 3 * H, k.nI), _empty(tn, 3 * H, H)
-    ws = _empty(tn, 8 * B * H)
+    ws = _empty(tn, 6 * B * H)
     k.dx, k.dh0, k.dw_ih, k.dw_hh, k.ws = _data(dx), _data(dh), _data(dw_ih), _data(dw_hh), _data(ws)
     db_ih = db_hh = None
     if has_bias:
@@ -1525,7 +1547,7 @@ def gru_sequence_backward(dys, dh_n, x, h0, w_ih, w_hh, cache, lengths, has_bias
     dx = _empty(tn, T, B, k.nI) if need_dx else None
     dh0 = _empty(tn, B, H)
     dw_ih, dw_hh = _empty(tn, 3 * H, k.nI), _empty(tn, 3 * H, H)
-    ws = _borrow(tn, (6 * T + 2) * B * H)
+    ws = _borrow(tn, (4 * T + 2) * B * H)
     k.dx = _data(dx) if need_dx else NULL
     k.dh0, k.dw_ih, k.dw_hh, k.ws = _data(dh0), _data(dw_ih), _data(dw_hh), _data(ws)
     db_ih = db_hh = None
