@@ -1109,21 +1109,19 @@ cdef object _prep_lengths(K* k, object lengths):
     return L
 
 
-cdef object _packed_w(K* k, int tn, int G, bint forward):
-    """The buffer _pack fills with W_hh for a sequence's per-step GEMMs (forward: op(B) = W_hh.T,
-    n = G*H, k = H; backward: op(B) = W_hh, n = H, k = G*H), as a NumPy array (so tracemalloc
-    counts it and the debug build guards it); sets k.pw. None (k.pw = NULL) for a single step or
-    when the small kernel is off: the per-step GEMMs then run on gemm()."""
-    cdef int GH = G * k.H, n = GH if forward else k.H, kk = k.H if forward else GH
-    cdef Py_ssize_t size
+cdef object _packed_w(K* k, int tn, tuple blocks):
+    """The buffer _pack fills with W_hh for a sequence's per-step GEMMs: room for each (n, k) in
+    blocks, one packed op(B) of k x n after the other, as the body packs them (forward:
+    op(B) = W_hh.T, (G*H, H); backward: op(B) = W_hh, (H, G*H); the GRU backward packs the r, z
+    rows and the n rows apart). A NumPy array, so tracemalloc counts it and the debug build guards
+    it; sets k.pw. None (k.pw = NULL) for a single step or when the small kernel is off: the
+    per-step GEMMs then run on gemm()."""
+    cdef Py_ssize_t size = 0
     k.pw = NULL
     if k.T < 2 or SMALL_GEMM == 0:
         return None
-    if G == 3 and not forward:          # the GRU backward packs W_hh's r, z rows and n rows apart
-        size = (mg_packed_lenf(k.H, 2 * k.H) + mg_packed_lenf(k.H, k.H) if tn == cnp.NPY_FLOAT
-                else mg_packed_lend(k.H, 2 * k.H) + mg_packed_lend(k.H, k.H))
-    else:
-        size = mg_packed_lenf(n, kk) if tn == cnp.NPY_FLOAT else mg_packed_lend(n, kk)
+    for n, kk in blocks:
+        size += mg_packed_lenf(n, kk) if tn == cnp.NPY_FLOAT else mg_packed_lend(n, kk)
     buf = _empty(tn, size)
     k.pw = _data(buf)
     return buf
@@ -1408,7 +1406,7 @@ def rnn_sequence_forward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, nonlinearity):
     L = _prep_lengths(&k, lengths)
     k.relu = _relu(nonlinearity)
     k.hs = k.h0
-    pw = _packed_w(&k, tn, 1, True)
+    pw = _packed_w(&k, tn, ((k.H, k.H),))
     hs = _seq_states(&k, tn, &k.hs)
     ys = _empty(tn, k.T, k.B, k.H)
     ws = _empty(tn, k.H)
@@ -1434,7 +1432,7 @@ def rnn_sequence_backward(dys, dh_n, x, h0, w_ih, w_hh, cache, lengths, has_bias
     k.dh_n = _check(dh_n, "dh_n", tn, "x", 2, B, H)
     k.hprev = _check(cache[0], "hs", tn, "x", 3, T + 1, B, H)
     k.hs = _data(cache[0], B * H)
-    pw = _packed_w(&k, tn, 1, False)
+    pw = _packed_w(&k, tn, ((H, H),))
     dx = _empty(tn, T, B, k.nI) if need_dx else None
     dh0 = _empty(tn, B, H)
     dw_ih, dw_hh = _empty(tn, H, k.nI), _empty(tn, H, H)
@@ -1461,7 +1459,7 @@ def lstm_sequence_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths):
     _prep_bias(&k, 4 * k.H, b_ih, b_hh, tn)
     L = _prep_lengths(&k, lengths)
     k.hs, k.cs = k.h0, k.c0
-    pw = _packed_w(&k, tn, 4, True)
+    pw = _packed_w(&k, tn, ((4 * k.H, k.H),))
     hs = _seq_states(&k, tn, &k.hs)
     cs = _seq_states(&k, tn, &k.cs)
     gates = _empty(tn, k.T, k.B, 5 * k.H)
@@ -1490,7 +1488,7 @@ def lstm_sequence_backward(dys, dh_n, dc_n, x, h0, c0, w_ih, w_hh, cache, length
     k.hprev = _check(cache[0], "hs", tn, "x", 3, T + 1, B, H)
     k.cprev = _check(cache[1], "cs", tn, "x", 3, T + 1, B, H)
     k.gates = _check(cache[2], "gates", tn, "x", 3, T, B, 5 * H)
-    pw = _packed_w(&k, tn, 4, False)
+    pw = _packed_w(&k, tn, ((H, 4 * H),))
     dx = _empty(tn, T, B, k.nI) if need_dx else None
     dh0, dc0 = _empty(tn, B, H), _empty(tn, B, H)
     dw_ih, dw_hh = _empty(tn, 4 * H, k.nI), _empty(tn, 4 * H, H)
@@ -1518,7 +1516,7 @@ def gru_sequence_forward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths):
     _prep_bias(&k, 3 * k.H, b_ih, b_hh, tn)
     L = _prep_lengths(&k, lengths)
     k.hs = k.h0
-    pw = _packed_w(&k, tn, 3, True)
+    pw = _packed_w(&k, tn, ((3 * k.H, k.H),))
     hs = _seq_states(&k, tn, &k.hs)
     gates = _empty(tn, k.T, k.B, 4 * k.H)
     ys = _empty(tn, k.T, k.B, k.H)
@@ -1543,7 +1541,7 @@ def gru_sequence_backward(dys, dh_n, x, h0, w_ih, w_hh, cache, lengths, has_bias
     k.dh_n = _check(dh_n, "dh_n", tn, "x", 2, B, H)
     k.hprev = _check(cache[0], "hs", tn, "x", 3, T + 1, B, H)
     k.gates = _check(cache[1], "gates", tn, "x", 3, T, B, 4 * H)
-    pw = _packed_w(&k, tn, 3, False)
+    pw = _packed_w(&k, tn, ((H, 2 * H), (H, H)))
     dx = _empty(tn, T, B, k.nI) if need_dx else None
     dh0 = _empty(tn, B, H)
     dw_ih, dw_hh = _empty(tn, 3 * H, k.nI), _empty(tn, 3 * H, H)
