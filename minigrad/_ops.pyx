@@ -555,7 +555,7 @@ cdef struct K:
     void *ws                  # workspace
     void *pw                  # W_hh packed for the per-step GEMMs (_packed_w), or NULL
     # backward inputs (also x, w_ih, w_hh, hs, gates, lengths)
-    void *dys                 # (T, B, H) or NULL (cells)
+    void *dys                 # (T, B, H), or NULL (cells; sequences given dys=None)
     void *dh_n
     void *dc_n
     void *hprev               # (T, B, H): state before each step (hs[:T], or h for a cell)
@@ -1421,14 +1421,15 @@ def rnn_sequence_forward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, nonlinearity):
 
 def rnn_sequence_backward(dys, dh_n, x, h0, w_ih, w_hh, cache, lengths, has_bias, nonlinearity,
                           need_dx=True):
-    """-> (dx, dh0, dw_ih, dw_hh, db_ih, db_hh); dx is None when need_dx is false."""
+    """-> (dx, dh0, dw_ih, dw_hh, db_ih, db_hh); dx is None when need_dx is false.
+    dys None: no gradient reaches the outputs (only the final state was used); no step adds one."""
     cdef K k
     cdef int tn = _prep(&k, 1, x, "h0", h0, None, None, w_ih, w_hh, True)
     cdef Py_ssize_t T = k.T, B = k.B, H = k.H
     L = _prep_lengths(&k, lengths)
     k.relu = _relu(nonlinearity)
     _check_cache(cache, "hs")
-    k.dys = _check(dys, "dys", tn, "x", 3, T, B, H)
+    k.dys = NULL if dys is None else _check(dys, "dys", tn, "x", 3, T, B, H)
     k.dh_n = _check(dh_n, "dh_n", tn, "x", 2, B, H)
     k.hprev = _check(cache[0], "hs", tn, "x", 3, T + 1, B, H)
     k.hs = _data(cache[0], B * H)
@@ -1476,13 +1477,14 @@ def lstm_sequence_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths):
 
 def lstm_sequence_backward(dys, dh_n, dc_n, x, h0, c0, w_ih, w_hh, cache, lengths, has_bias,
                            need_dx=True):
-    """-> (dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh); dx is None when need_dx is false."""
+    """-> (dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh); dx is None when need_dx is false.
+    dys None: no gradient reaches the outputs (only the final state was used); no step adds one."""
     cdef K k
     cdef int tn = _prep(&k, 4, x, "h0", h0, "c0", c0, w_ih, w_hh, True)
     cdef Py_ssize_t T = k.T, B = k.B, H = k.H
     L = _prep_lengths(&k, lengths)
     _check_cache(cache, "hs, cs, gates")
-    k.dys = _check(dys, "dys", tn, "x", 3, T, B, H)
+    k.dys = NULL if dys is None else _check(dys, "dys", tn, "x", 3, T, B, H)
     k.dh_n = _check(dh_n, "dh_n", tn, "x", 2, B, H)
     k.dc_n = _check(dc_n, "dc_n", tn, "x", 2, B, H)
     k.hprev = _check(cache[0], "hs", tn, "x", 3, T + 1, B, H)
@@ -1531,13 +1533,14 @@ def gru_sequence_forward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths):
 
 
 def gru_sequence_backward(dys, dh_n, x, h0, w_ih, w_hh, cache, lengths, has_bias, need_dx=True):
-    """-> (dx, dh0, dw_ih, dw_hh, db_ih, db_hh); dx is None when need_dx is false."""
+    """-> (dx, dh0, dw_ih, dw_hh, db_ih, db_hh); dx is None when need_dx is false.
+    dys None: no gradient reaches the outputs (only the final state was used); no step adds one."""
     cdef K k
     cdef int tn = _prep(&k, 3, x, "h0", h0, None, None, w_ih, w_hh, True)
     cdef Py_ssize_t T = k.T, B = k.B, H = k.H
     L = _prep_lengths(&k, lengths)
     _check_cache(cache, "hs, gates")
-    k.dys = _check(dys, "dys", tn, "x", 3, T, B, H)
+    k.dys = NULL if dys is None else _check(dys, "dys", tn, "x", 3, T, B, H)
     k.dh_n = _check(dh_n, "dh_n", tn, "x", 2, B, H)
     k.hprev = _check(cache[0], "hs", tn, "x", 3, T + 1, B, H)
     k.gates = _check(cache[1], "gates", tn, "x", 3, T, B, 4 * H)

@@ -427,16 +427,17 @@ def rnn_sequence_backward(dys, dh_n, x, h0, w_ih, w_hh, cache, lengths, has_bias
                           need_dx=True):
     """Backward through time: at step t, dh1 = dh + dys[t], da[t] = dh1 act'(hs[t+1]) and
     dh = da[t] W_hh (padded steps: da[t] = 0 and dh passes through unchanged); then dx, dW_ih,
-    dW_hh, db from all da[t] at once (dx None when not need_dx)."""
+    dW_hh, db from all da[t] at once (dx None when not need_dx). dys None: no output gradient."""
     T, B, I, H, dtype, lengths = _check_sequence(1, x, h0, w_ih, w_hh, lengths)
-    _check_shape("dys", dys, (T, B, H), dtype)
+    if dys is not None:
+        _check_shape("dys", dys, (T, B, H), dtype)
     _check_shape("dh_n", dh_n, (B, H), dtype)
     (hs,) = _check_cache(cache, ("hs",), ((T + 1, B, H),), dtype)
     _check_nonlinearity(nonlinearity)
     da = np.empty((T, B, H), dtype)
     dh = dh_n.copy()
     for t in reversed(range(T)):
-        da_t = _activate_backward(dh + dys[t], hs[t + 1], nonlinearity)
+        da_t = _activate_backward(dh if dys is None else dh + dys[t], hs[t + 1], nonlinearity)
         real = _real(lengths, t)
         if real is None:
             dh = da_t @ w_hh
@@ -476,10 +477,12 @@ def lstm_sequence_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths):
 def lstm_sequence_backward(dys, dh_n, dc_n, x, h0, c0, w_ih, w_hh, cache, lengths, has_bias,
                            need_dx=True):
     """Backward through time with the LSTM step backward; da[t] = 0 and (dh, dc) carried at
-    padded steps; then dx, dW_ih, dW_hh, db from all da[t] at once (dx None when not need_dx)."""
+    padded steps; then dx, dW_ih, dW_hh, db from all da[t] at once (dx None when not need_dx).
+    dys None: no output gradient."""
     T, B, I, H, dtype, lengths = _check_sequence(4, x, h0, w_ih, w_hh, lengths)
     _check_shape("c0", c0, (B, H), dtype)
-    _check_shape("dys", dys, (T, B, H), dtype)
+    if dys is not None:
+        _check_shape("dys", dys, (T, B, H), dtype)
     _check_shape("dh_n", dh_n, (B, H), dtype)
     _check_shape("dc_n", dc_n, (B, H), dtype)
     hs, cs, gates = _check_cache(cache, ("hs", "cs", "gates"),
@@ -487,7 +490,7 @@ def lstm_sequence_backward(dys, dh_n, dc_n, x, h0, c0, w_ih, w_hh, cache, length
     da = np.empty((T, B, 4 * H), dtype)
     dh, dc = dh_n.copy(), dc_n.copy()
     for t in reversed(range(T)):
-        da_t, dc_prev = _lstm_step_backward(dh + dys[t], dc, cs[t], gates[t])
+        da_t, dc_prev = _lstm_step_backward(dh if dys is None else dh + dys[t], dc, cs[t], gates[t])
         real = _real(lengths, t)
         if real is None:
             dh, dc = da_t @ w_hh, dc_prev
@@ -524,16 +527,18 @@ def gru_sequence_forward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths):
 def gru_sequence_backward(dys, dh_n, x, h0, w_ih, w_hh, cache, lengths, has_bias, need_dx=True):
     """Backward through time with the GRU step backward: dh = dh1 z + dgh[t] W_hh; dgi[t] and
     dgh[t] are 0 and dh is carried at padded steps; then dx = dgi W_ih, dW_ih = dgi^T x,
-    dW_hh = dgh^T h_prev, db_ih, db_hh from all steps at once (dx None when not need_dx)."""
+    dW_hh = dgh^T h_prev, db_ih, db_hh from all steps at once (dx None when not need_dx).
+    dys None: no output gradient."""
     T, B, I, H, dtype, lengths = _check_sequence(3, x, h0, w_ih, w_hh, lengths)
-    _check_shape("dys", dys, (T, B, H), dtype)
+    if dys is not None:
+        _check_shape("dys", dys, (T, B, H), dtype)
     _check_shape("dh_n", dh_n, (B, H), dtype)
     hs, gates = _check_cache(cache, ("hs", "gates"), ((T + 1, B, H), (T, B, 4 * H)), dtype)
     dgi = np.empty((T, B, 3 * H), dtype)
     dgh = np.empty((T, B, 3 * H), dtype)
     dh = dh_n.copy()
     for t in reversed(range(T)):
-        dgi_t, dgh_t, dh_direct = _gru_step_backward(dh + dys[t], hs[t], gates[t])
+        dgi_t, dgh_t, dh_direct = _gru_step_backward(dh if dys is None else dh + dys[t], hs[t], gates[t])
         real = _real(lengths, t)
         if real is None:
             dh = dh_direct + dgh_t @ w_hh

@@ -305,6 +305,22 @@ def test_finite_differences_can_fail():
         "a 1% gradient error would go unnoticed"
 
 
+@pytest.mark.parametrize("module", MODULES)
+@pytest.mark.parametrize("kind", [k for k in KINDS if is_sequence(k)])
+@given(data=st.data())
+def test_sequence_backward_without_output_gradient(module, kind, data):
+    """dys=None (only the final state was used) gives the gradients of dys = zeros: the kernel
+    skips the per-step add, so this is the only check that it skips nothing else."""
+    problem = data.draw(problems(kind, max_size=9, max_T=6), label="problem")
+    cache = forward(ref, problem)["cache"]
+    fname = kind + "_backward"
+    zeros = np.zeros_like(problem.values["dys"])
+    want = getattr(ref, fname)(*problem.args(fname, dys=zeros, cache=cache))
+    got = getattr(MODULES[module], fname)(*problem.args(fname, dys=None, cache=cache))
+    for name, g, w in zip(GRAD_INPUTS[kind], got, want):
+        assert_same(g, w, "d" + name, f"{module}, dys=None vs zeros", problem.dtype)
+
+
 @pytest.mark.parametrize("kind", ["rnn", "lstm", "gru"])
 def test_cell_twin_is_sequence_twin_of_length_one(kind):
     """A sequence of one step is one cell step: the cell and sequence twins agree."""
@@ -491,7 +507,7 @@ def array_mutations(name, a, expected_shape):
         yield "dtype", a.astype(np.float32), f"{n}.*float64.*got.*float32", ValueError
         yield "int", a.astype(np.int64), f"{n}.*float64.*got.*int64", ValueError
     yield "noncontig", noncontiguous(a), f"{n}.*contiguous.*got", ValueError
-    if name not in BIASES:
+    if name not in BIASES and name != "dys":     # dys=None is valid: no output gradient
         yield "none", None, n, (ValueError, TypeError)
 
 

@@ -39,8 +39,12 @@ def _opt(g, like):
     return _c(g) if g is not None else _zeros(like.shape, like.dtype)
 
 
-def _opt_seq(dys, x, h0):
-    return _c(dys) if dys is not None else _zeros((x.shape[0], x.shape[1], h0.shape[1]), x.dtype)
+def _opt_seq(dys):
+    """The outputs' gradient, or None when no output was used (only the final state was): the
+    kernels then skip adding it at every step."""
+    return None if dys is None else _c(dys)
+
+
 
 
 _ZEROS = {}
@@ -160,7 +164,7 @@ class RNNSequence(Function):
     def backward(self, dys, dh_n):
         x, h0, w_ih, w_hh, cache, has_bias = self.saved
         dx, dh0, dw_ih, dw_hh, db_ih, db_hh = kernels.rnn_sequence_backward(
-            _opt_seq(dys, x, h0), _opt(dh_n, h0), x, h0, w_ih, w_hh, cache,
+            _opt_seq(dys), _opt(dh_n, h0), x, h0, w_ih, w_hh, cache,
             self.lengths, has_bias, self.nonlinearity, need_dx=self.needs_input_grad[0])
         return (dx, dh0, dw_ih, dw_hh) + ((db_ih, db_hh) if has_bias else ())
 
@@ -179,7 +183,7 @@ class LSTMSequence(Function):
     def backward(self, dys, dh_n, dc_n):
         x, h0, c0, w_ih, w_hh, cache, has_bias = self.saved
         dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh = kernels.lstm_sequence_backward(
-            _opt_seq(dys, x, h0), _opt(dh_n, h0), _opt(dc_n, c0),
+            _opt_seq(dys), _opt(dh_n, h0), _opt(dc_n, c0),
             x, h0, c0, w_ih, w_hh, cache, self.lengths, has_bias,
             need_dx=self.needs_input_grad[0])
         return (dx, dh0, dc0, dw_ih, dw_hh) + ((db_ih, db_hh) if has_bias else ())
@@ -198,7 +202,7 @@ class GRUSequence(Function):
     def backward(self, dys, dh_n):
         x, h0, w_ih, w_hh, cache, has_bias = self.saved
         dx, dh0, dw_ih, dw_hh, db_ih, db_hh = kernels.gru_sequence_backward(
-            _opt_seq(dys, x, h0), _opt(dh_n, h0), x, h0, w_ih, w_hh, cache,
+            _opt_seq(dys), _opt(dh_n, h0), x, h0, w_ih, w_hh, cache,
             self.lengths, has_bias, need_dx=self.needs_input_grad[0])
         return (dx, dh0, dw_ih, dw_hh) + ((db_ih, db_hh) if has_bias else ())
 
