@@ -95,11 +95,11 @@ cdef extern from *:
     MG_CLONES static void mg_add##S(T *restrict dst, const T *restrict src, ptrdiff_t n) {                   \
         for (ptrdiff_t j = 0; j < n; j++) dst[j] += src[j];                                                  \
     }                                                                                                        \
-    MG_CLONES static void mg_rnn_fwd_row##S(T *restrict p, const T *restrict b, int relu, ptrdiff_t H) {     \
+    MG_CLONES static void mg_rnn_act##S(T *restrict p, int relu, ptrdiff_t n) {                              \
         if (relu)                                      /* NaN stays NaN, as np.maximum(v, 0) */              \
-            for (ptrdiff_t j = 0; j < H; j++) { T v = p[j] + b[j]; p[j] = v <= 0 ? 0 : v; }                  \
+            for (ptrdiff_t j = 0; j < n; j++) { T v = p[j]; p[j] = v <= 0 ? 0 : v; }                         \
         else                                                                                                 \
-            for (ptrdiff_t j = 0; j < H; j++) p[j] = TANH(p[j] + b[j]);                                      \
+            for (ptrdiff_t j = 0; j < n; j++) p[j] = TANH(p[j]);                                             \
     }                                                                                                        \
     MG_CLONES static void mg_rnn_bwd_row##S(const T *restrict dh, const T *restrict y,                      \
                                            T *restrict da, int relu, ptrdiff_t H) {                          \
@@ -173,8 +173,8 @@ cdef extern from *:
     """
     void mg_addf(float* dst, float* src, Py_ssize_t n) noexcept nogil
     void mg_addd(double* dst, double* src, Py_ssize_t n) noexcept nogil
-    void mg_rnn_fwd_rowf(float* p, float* b, int relu, Py_ssize_t H) noexcept nogil
-    void mg_rnn_fwd_rowd(double* p, double* b, int relu, Py_ssize_t H) noexcept nogil
+    void mg_rnn_actf(float* p, int relu, Py_ssize_t n) noexcept nogil
+    void mg_rnn_actd(double* p, int relu, Py_ssize_t n) noexcept nogil
     void mg_rnn_bwd_rowf(float* dh, float* y, float* da, int relu, Py_ssize_t H) noexcept nogil
     void mg_rnn_bwd_rowd(double* dh, double* y, double* da, int relu, Py_ssize_t H) noexcept nogil
     void mg_lstm_fwd_rowf(float* g, float* bias, float* cp, float* ct, float* ht,
@@ -664,15 +664,17 @@ cdef void _rnn_fwd(K* k, floating tag) noexcept nogil:
     cdef floating* pw = _pack(True, iH, iH, <floating*>k.w_hh, iH, k.pw)
     _bias_sum(k, bias, H)
     gemm(False, True, k.T * k.B, iH, I, 1, <floating*>k.x, I, <floating*>k.w_ih, I, 0, hs, iH)
+    if k.b_ih != NULL:       # the biases join the input projection, so that each step's activation
+        for b in range(T * B):  # is one pass over B*H elements (no per-row calls, no row tails)
+            _add(hs + b * H, bias, H)
     for t in range(T):
         hp = <floating*>k.h0 if t == 0 else hs + (t - 1) * BH
         ht = hs + t * BH
         gemm_p(pw, False, True, k.B, iH, iH, 1, hp, iH, <floating*>k.w_hh, iH, 1, ht, iH)
-        for b in range(B):
-            if floating is float:
-                mg_rnn_fwd_rowf(ht + b * H, bias, k.relu, H)
-            else:
-                mg_rnn_fwd_rowd(ht + b * H, bias, k.relu, H)
+        if floating is float:
+            mg_rnn_actf(ht, k.relu, BH)
+        else:
+            mg_rnn_actd(ht, k.relu, BH)
         _carry_rows(k, t, hp, ht)
         _write_ys(k, t, ht)
 
