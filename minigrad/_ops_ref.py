@@ -490,7 +490,8 @@ def lstm_sequence_backward(dys, dh_n, dc_n, x, h0, c0, w_ih, w_hh, cache, length
     da = np.empty((T, B, 4 * H), dtype)
     dh, dc = dh_n.copy(), dc_n.copy()
     for t in reversed(range(T)):
-        da_t, dc_prev = _lstm_step_backward(dh if dys is None else dh + dys[t], dc, cs[t], gates[t])
+        dh1 = dh if dys is None else dh + dys[t]
+        da_t, dc_prev = _lstm_step_backward(dh1, dc, cs[t], gates[t])
         real = _real(lengths, t)
         if real is None:
             dh, dc = da_t @ w_hh, dc_prev
@@ -538,7 +539,8 @@ def gru_sequence_backward(dys, dh_n, x, h0, w_ih, w_hh, cache, lengths, has_bias
     dgh = np.empty((T, B, 3 * H), dtype)
     dh = dh_n.copy()
     for t in reversed(range(T)):
-        dgi_t, dgh_t, dh_direct = _gru_step_backward(dh if dys is None else dh + dys[t], hs[t], gates[t])
+        dh1 = dh if dys is None else dh + dys[t]
+        dgi_t, dgh_t, dh_direct = _gru_step_backward(dh1, hs[t], gates[t])
         real = _real(lengths, t)
         if real is None:
             dh = dh_direct + dgh_t @ w_hh
