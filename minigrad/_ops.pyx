@@ -204,10 +204,13 @@ cdef extern from *:
 # op(B) is packed into panels of k x 16 floats (8 doubles; 8x8 AVX transposes when transposed),
 # then C is computed in blocks of 6 rows x 2 vectors: twelve accumulators, so both FMA pipes stay
 # busy through the 4-cycle FMA latency. Each k step loads two vectors of a panel row and
-# broadcasts op(A)[i, p] against them; each C element is summed over p in order (with FMA), so
-# no reduction is reassociated. Edges: the last rows run as 4-row blocks, and a last panel of at
-# most one vector runs on one-vector blocks. The cell GEMMs at H = 50 reach 70-84 GFLOP/s where
-# OpenBLAS reaches 55-70.
+# broadcasts op(A)[i, p] against them; each C element is summed over p in order (with FMA).
+# Edges: the last rows run as 4-row blocks, a last panel of at most one vector on one-vector
+# blocks, and a last panel of at most half a vector (the 2 columns left of n = 50) by mg_tail,
+# two columns at a time with vectors along k (dot products, lanes then summed pairwise) or, when
+# A is transposed, along the rows of C: over it, blocks cost as much as over a full panel. The
+# GEMMs of a step at H = 50 reach 72-75 GFLOP/s (52-53 before mg_tail) where OpenBLAS reaches
+# 42-46.
 # The sequence kernels multiply every step by the same W_hh: they pack it once per call (_pack)
 # and run the per-step GEMMs on the packed panels at any size (gemm_p): 85-95 GFLOP/s where BLAS,
 # re-packing W_hh at every call, reaches 45-65 (64x512 @ 512x2048: 90 against 46). Their big
@@ -313,6 +316,142 @@ cdef extern from *:
         }
     }
 
+    /* The last panel when it is narrow (1 .. W/2 columns: n mod 16 = 2 at H = 50). Blocks over it
+       would compute a whole vector of columns with too few accumulators to hide the FMA latency,
+       costing as much as a full panel (32x50 @ 50xn: n = 48 1.96 us, n = 50 2.45, n = 64 2.59).
+       Instead these columns run two at a time over all rows: when A is transposed (stored k x m,
+       the weight gradients dG.T @ X), with vectors along the rows of C; otherwise as dot products
+       of rows of A with the columns, 4 rows x 2 columns at a time. pt: the packed last panel (k
+       rows of PT, zero beyond the tail); C columns j0, j0 + 1 (nq = 1 or 2 of them stored). */
+    /* the first n (0 < n < W) elements at p, zeros after them; reads nothing past p[n - 1] */
+    MG_AVX2 static inline mg_v8f mg_loadpartf(const float *p, int n) {
+        __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+        return (mg_v8f)_mm256_maskload_ps(p, mask);
+    }
+    MG_AVX2 static inline mg_v4d mg_loadpartd(const double *p, int n) {
+        __m256i mask = _mm256_cmpgt_epi64(_mm256_set1_epi64x(n), _mm256_setr_epi64x(0, 1, 2, 3));
+        return (mg_v4d)_mm256_maskload_pd(p, mask);
+    }
+    /* s[i] = the sum of the lanes of v[i], i < 8 (pairwise, by horizontal adds) */
+    MG_AVX2 static inline void mg_hsum8f(const mg_v8f *v, float *s) {
+        __m256 h0 = _mm256_hadd_ps((__m256)v[0], (__m256)v[1]);
+        __m256 h1 = _mm256_hadd_ps((__m256)v[2], (__m256)v[3]);
+        __m256 h2 = _mm256_hadd_ps((__m256)v[4], (__m256)v[5]);
+        __m256 h3 = _mm256_hadd_ps((__m256)v[6], (__m256)v[7]);
+        __m256 g0 = _mm256_hadd_ps(h0, h1), g1 = _mm256_hadd_ps(h2, h3);
+        _mm_storeu_ps(s, _mm_add_ps(_mm256_castps256_ps128(g0), _mm256_extractf128_ps(g0, 1)));
+        _mm_storeu_ps(s + 4, _mm_add_ps(_mm256_castps256_ps128(g1), _mm256_extractf128_ps(g1, 1)));
+    }
+    MG_AVX2 static inline void mg_hsum8d(const mg_v4d *v, double *s) {
+        for (int i = 0; i < 8; i++) s[i] = (v[i][0] + v[i][1]) + (v[i][2] + v[i][3]);
+    }
+    #define MG_TAIL_K 1024
+    #define MG_TAIL_T_STEPS(T, V, W, NV)                                                                 \
+    for (int p = 0; p < kf; p++) {                                                                       \
+        const T *ap = a + (ptrdiff_t)p * lda + i0;                                                       \
+        T b0 = pt[(ptrdiff_t)p * PT], b1 = pt[(ptrdiff_t)p * PT + 1];                                    \
+        for (int v = 0; v < NV; v++) {                                                                   \
+            V x = *(const V *)(ap + v * W);                                                              \
+            acc[v][0] += x * b0;                                                                         \
+            acc[v][1] += x * b1;                                                                         \
+        }                                                                                                \
+    }
+    #define MG_TAIL(T, V, W, S)                                                                          \
+    MG_AVX2 static void mg_tail_t##S(int m, int k, T alpha, const T *restrict a, int lda,                \
+                                     const T *restrict pt, int PT, int nq, T beta, T *restrict c,        \
+                                     int ldc) {                                                          \
+        for (int i0 = 0; i0 < m; i0 += 4 * W) {                                                          \
+            int rows = m - i0 < 4 * W ? m - i0 : 4 * W, nv = (rows + W - 1) / W;                         \
+            V acc[4][2];                                                                                 \
+            T out[4][2][W];                                                                              \
+            for (int v = 0; v < 4; v++) acc[v][0] = acc[v][1] = (V){0};                                  \
+            /* a full vector past row m of A reads the next row of storage (unused lanes), so it may     \
+               run on every step but the last; the last step builds the partial vector by hand */        \
+            int kf = (rows % W == 0) ? k : (lda >= W ? k - 1 : 0);                                       \
+            switch (nv) {                                                                                \
+            case 4: MG_TAIL_T_STEPS(T, V, W, 4) break;                                                   \
+            case 3: MG_TAIL_T_STEPS(T, V, W, 3) break;                                                   \
+            case 2: MG_TAIL_T_STEPS(T, V, W, 2) break;                                                   \
+            default: MG_TAIL_T_STEPS(T, V, W, 1) break;                                                  \
+            }                                                                                            \
+            for (int p = kf; p < k; p++) {                                                               \
+                const T *ap = a + (ptrdiff_t)p * lda + i0;                                               \
+                T b0 = pt[(ptrdiff_t)p * PT], b1 = pt[(ptrdiff_t)p * PT + 1];                            \
+                for (int v = 0; v < 4; v++) {             /* constant indices keep acc in registers */   \
+                    int left = rows - v * W;                                                             \
+                    V x = left >= W ? *(const V *)(ap + v * W) : left > 0 ? mg_loadpart##S(ap + v * W, left) : (V){0}; \
+                    acc[v][0] += x * b0;                                                                 \
+                    acc[v][1] += x * b1;                                                                 \
+                }                                                                                        \
+            }                                                                                            \
+            for (int v = 0; v < 4; v++)                                                                  \
+                for (int q = 0; q < 2; q++) *(V *)out[v][q] = acc[v][q];                                 \
+            for (int r = 0; r < rows; r++)                                                               \
+                for (int q = 0; q < nq; q++) {                                                           \
+                    T *cp = c + (ptrdiff_t)(i0 + r) * ldc + q;                                           \
+                    T y = alpha * out[r / W][q][r % W];                                                  \
+                    *cp = beta == 0 ? y : y + beta * *cp;                                                \
+                }                                                                                        \
+        }                                                                                                \
+    }                                                                                                    \
+    MG_AVX2 static void mg_tail_n##S(int m, int k, T alpha, const T *restrict a, int lda,                \
+                                     const T *restrict b0, const T *restrict b1, int nq, T beta,         \
+                                     T *restrict c, int ldc) {                                           \
+        int k8 = k / W * W;                                                                              \
+        for (int i0 = 0; i0 < m; i0 += 4) {                                                              \
+            const T *ar[4];                                                                              \
+            V acc[8];                                     /* row r, column q: acc[2 * r + q] */          \
+            T s[8];                                                                                      \
+            for (int r = 0; r < 4; r++) {                                                                \
+                ar[r] = a + (ptrdiff_t)(i0 + (i0 + r < m ? r : 0)) * lda;                                \
+                acc[2 * r] = acc[2 * r + 1] = (V){0};                                                    \
+            }                                                                                            \
+            for (int p = 0; p < k8; p += W) {                                                            \
+                V u0 = *(const V *)(b0 + p), u1 = *(const V *)(b1 + p);                                  \
+                for (int r = 0; r < 4; r++) {                                                            \
+                    V x = *(const V *)(ar[r] + p);                                                       \
+                    acc[2 * r] += x * u0;                                                                \
+                    acc[2 * r + 1] += x * u1;                                                            \
+                }                                                                                        \
+            }                                                                                            \
+            if (k8 < k) {                                 /* the last k % W steps, zero padded */        \
+                V u0 = *(const V *)(b0 + k8), u1 = *(const V *)(b1 + k8);                                \
+                for (int r = 0; r < 4; r++) {                                                            \
+                    V x = mg_loadpart##S(ar[r] + k8, k - k8);                                            \
+                    acc[2 * r] += x * u0;                                                                \
+                    acc[2 * r + 1] += x * u1;                                                            \
+                }                                                                                        \
+            }                                                                                            \
+            mg_hsum8##S(acc, s);                                                                         \
+            for (int r = 0; r < 4 && i0 + r < m; r++)                                                    \
+                for (int q = 0; q < nq; q++) {                                                           \
+                    T *cp = c + (ptrdiff_t)(i0 + r) * ldc + q;                                           \
+                    *cp = beta == 0 ? alpha * s[2 * r + q] : alpha * s[2 * r + q] + beta * *cp;          \
+                }                                                                                        \
+        }                                                                                                \
+    }                                                                                                    \
+    /* C[:, :tw] (tw <= W/2) = alpha * op(A) @ the last panel + beta * C; when A is not transposed,      \
+       k <= MG_TAIL_K (the two columns are copied to the stack). */                                      \
+    MG_AVX2 static void mg_tail##S(int ta, int m, int k, T alpha, const T *restrict a, int lda,          \
+                                   const T *restrict pt, int PT, int tw, T beta, T *restrict c,          \
+                                   int ldc) {                                                            \
+        T cols[2 * (MG_TAIL_K + W)];                  /* two columns, zero padded to whole vectors */    \
+        for (int j0 = 0; j0 < tw; j0 += 2) {                                                             \
+            int nq = tw - j0 < 2 ? tw - j0 : 2;                                                          \
+            if (ta) {                                                                                    \
+                mg_tail_t##S(m, k, alpha, a, lda, pt + j0, PT, nq, beta, c + j0, ldc);                   \
+                continue;                                                                                \
+            }                                                                                            \
+            for (int p = 0; p < k + W; p++) {                                                            \
+                cols[p] = p < k ? pt[(ptrdiff_t)p * PT + j0] : 0;                                        \
+                cols[MG_TAIL_K + W + p] = p < k ? pt[(ptrdiff_t)p * PT + j0 + 1] : 0;                    \
+            }                                                                                            \
+            mg_tail_n##S(m, k, alpha, a, lda, cols, cols + MG_TAIL_K + W, nq, beta, c + j0, ldc);        \
+        }                                                                                                \
+    }
+    MG_TAIL(float, mg_v8f, 8, f)
+    MG_TAIL(double, mg_v4d, 4, d)
+
     /* Panels of op(B) (k x n): full ones of P = 2W columns, then a partial last one of PT = W or P
        columns, zero padded. mg_pack_tail copies the partial one (k rows of PT); mg_pack_b packs all
        of op(B), full panels first (panel jp at jp * k * P), into mg_packed_len elements. */
@@ -366,6 +505,8 @@ cdef extern from *:
         ptrdiff_t si = ta ? 1 : lda, sp = ta ? lda : 1;                                                      \
         int P = 2 * W, nfull = n / P, tail = n - nfull * P, npan = nfull + (tail > 0), mr;                   \
         int PT = tail <= W ? W : P;                                                                          \
+        int narrow = tail > 0 && 2 * tail <= W && (ta || k <= MG_TAIL_K);   /* mg_tail does the last panel */ \
+        int nb = narrow ? nfull : npan;                                     /* panels the blocks compute */  \
         size_t mc0 = (size_t)131072 / ((size_t)k * sizeof(T));                                               \
         int mc = mg_packed_len##S(n, k) * sizeof(T) <= 262144 ? m                                            \
                  : (mc0 < 12 ? 12 : (mc0 > (size_t)m ? m : (int)mc0));                                       \
@@ -373,7 +514,7 @@ cdef extern from *:
             int me = m - ic < mc ? m : ic + mc;                                                              \
             if (mc == m) {                                                                                   \
                 for (int i0 = 0; i0 < m; i0 += mr)                                                           \
-                    for (int jp = 0; jp < npan; jp++) {                                                      \
+                    for (int jp = 0; jp < nb; jp++) {                                                        \
                         int j0 = jp * P, nr = n - j0 < P ? n - j0 : P;                                       \
                         mg_block##S(k, a + i0 * si, si, sp, m - i0, pk + (ptrdiff_t)jp * k * P,              \
                                     jp == nfull ? PT : P, nr, alpha, beta, c + (ptrdiff_t)i0 * ldc + j0,     \
@@ -381,7 +522,7 @@ cdef extern from *:
                     }                                                                                        \
                 break;                                                                                       \
             }                                                                                                \
-            for (int jp = 0; jp < npan; jp++) {                                                              \
+            for (int jp = 0; jp < nb; jp++) {                                                                \
                 int j0 = jp * P, nr = n - j0 < P ? n - j0 : P;                                               \
                 for (int i0 = ic; i0 < me; i0 += mr)                                                         \
                     mg_block##S(k, a + i0 * si, si, sp, me - i0, pk + (ptrdiff_t)jp * k * P,                 \
@@ -389,6 +530,9 @@ cdef extern from *:
                                 ldc, &mr);                                                                   \
             }                                                                                                \
         }                                                                                                    \
+        if (narrow)                                                                                          \
+            mg_tail##S(ta, m, k, alpha, a, lda, pk + (ptrdiff_t)nfull * k * P, W, tail, beta, c + nfull * P, \
+                       ldc);                                                                                 \
     }
     MG_PANELS(float, 8, f)
     MG_PANELS(double, 4, d)

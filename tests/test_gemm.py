@@ -50,13 +50,46 @@ def test_gemm_matches_numpy(gemm_path, m, n, k, ta, tb, dtype, pads, beta, alpha
 
 
 def test_gemm_sums_in_order_like_a_dot_product(gemm_path):
-    """The small kernel adds the k products of each C element in order (one FMA chain): the
-    result is a sum of exactly representable products, so it is exact here on both paths."""
+    """A sum of exactly representable products whose partial sums are exact in every order the
+    kernels use (one FMA chain per C element in the blocks; lanes summed pairwise for a narrow
+    last panel, as here with n = 1): the result is exact on both paths."""
     a = np.array([[2.0 ** 20, 1.0, -(2.0 ** 20)]], np.float32)
     b = np.ones((3, 1), np.float32)
     c = np.zeros((1, 1), np.float32)
     _ops._gemm(False, False, a, b, c)
     assert c[0, 0] in (0.0, 1.0)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("ta,tb,m,n,k", [
+    (True, False, 50, 50, 640),     # the weight gradients at H = 50: 2 columns left of 3 panels
+    (False, True, 32, 50, 50),      # a step's h @ W_hh.T
+    (False, False, 32, 50, 200),    # a step's dG @ W_hh (LSTM)
+    (True, False, 41, 3, 13),       # two row chunks, the second partial; k % 8 != 0
+    (True, False, 5, 2, 9),         # fewer rows than a vector (row stride < 8)
+    (False, True, 7, 4, 1100),      # k beyond the stack copy of the columns: blocks instead
+    (False, False, 3, 1, 3),
+])
+@pytest.mark.parametrize("beta", [0.0, 0.5])
+@pytest.mark.parametrize("packed", [False, True])
+def test_gemm_narrow_last_panel(gemm_path, dtype, ta, tb, m, n, k, beta, packed):
+    """n % 16 in 1..4 (float32; n % 8 in 1..2 for float64): the last columns take mg_tail, which
+    reads whole vectors of a transposed A past its last row (the next row of storage) on every
+    step but the last; NaN after each row makes any such read that reached C visible."""
+    rng = np.random.default_rng(m * n * k)
+    a = _strided(rng, *((k, m) if ta else (m, k)), 3, dtype)
+    b = _strided(rng, *((n, k) if tb else (k, n)), 1, dtype)
+    c = _strided(rng, m, n, 2, dtype)
+    if beta == 0.0:
+        c[...] = np.nan
+    c0 = np.array(c, np.float64)
+    opa = np.asarray(a, np.float64).T if ta else np.asarray(a, np.float64)
+    opb = np.asarray(b, np.float64).T if tb else np.asarray(b, np.float64)
+    want = opa @ opb + (beta * c0 if beta else 0.0)
+    _ops._gemm(ta, tb, a, b, c, 1.0, beta, packed)
+    tol = dict(rtol=1e-5, atol=1e-5 * k) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-12 * k)
+    np.testing.assert_allclose(c, want, **tol)
+    assert np.isnan(c.base[:, n:]).all(), "wrote outside C's rows"
 
 
 @pytest.mark.parametrize("bad, msg", [
