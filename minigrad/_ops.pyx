@@ -346,108 +346,108 @@ cdef extern from *:
         for (int i = 0; i < 8; i++) s[i] = (v[i][0] + v[i][1]) + (v[i][2] + v[i][3]);
     }
     #define MG_TAIL_K 1024
-    #define MG_TAIL_T_STEPS(T, V, W, NV)                                                                 \
-    for (int p = 0; p < kf; p++) {                                                                       \
-        const T *ap = a + (ptrdiff_t)p * lda + i0;                                                       \
-        T b0 = pt[(ptrdiff_t)p * PT], b1 = pt[(ptrdiff_t)p * PT + 1];                                    \
-        for (int v = 0; v < NV; v++) {                                                                   \
-            V x = *(const V *)(ap + v * W);                                                              \
-            acc[v][0] += x * b0;                                                                         \
-            acc[v][1] += x * b1;                                                                         \
-        }                                                                                                \
+    #define MG_TAIL_T_STEPS(T, V, W, NV)                                                                     \
+    for (int p = 0; p < kf; p++) {                                                                           \
+        const T *ap = a + (ptrdiff_t)p * lda + i0;                                                           \
+        T b0 = pt[(ptrdiff_t)p * PT], b1 = pt[(ptrdiff_t)p * PT + 1];                                        \
+        for (int v = 0; v < NV; v++) {                                                                       \
+            V x = *(const V *)(ap + v * W);                                                                  \
+            acc[v][0] += x * b0;                                                                             \
+            acc[v][1] += x * b1;                                                                             \
+        }                                                                                                    \
     }
-    #define MG_TAIL(T, V, W, S)                                                                          \
-    MG_AVX2 static void mg_tail_t##S(int m, int k, T alpha, const T *restrict a, int lda,                \
-                                     const T *restrict pt, int PT, int nq, T beta, T *restrict c,        \
-                                     int ldc) {                                                          \
-        for (int i0 = 0; i0 < m; i0 += 4 * W) {                                                          \
-            int rows = m - i0 < 4 * W ? m - i0 : 4 * W, nv = (rows + W - 1) / W;                         \
-            V acc[4][2];                                                                                 \
-            T out[4][2][W];                                                                              \
-            for (int v = 0; v < 4; v++) acc[v][0] = acc[v][1] = (V){0};                                  \
-            /* a full vector past row m of A reads the next row of storage (unused lanes), so it may     \
-               run on every step but the last; the last step builds the partial vector by hand */        \
-            int kf = (rows % W == 0) ? k : (lda >= W ? k - 1 : 0);                                       \
-            switch (nv) {                                                                                \
-            case 4: MG_TAIL_T_STEPS(T, V, W, 4) break;                                                   \
-            case 3: MG_TAIL_T_STEPS(T, V, W, 3) break;                                                   \
-            case 2: MG_TAIL_T_STEPS(T, V, W, 2) break;                                                   \
-            default: MG_TAIL_T_STEPS(T, V, W, 1) break;                                                  \
-            }                                                                                            \
-            for (int p = kf; p < k; p++) {                                                               \
-                const T *ap = a + (ptrdiff_t)p * lda + i0;                                               \
-                T b0 = pt[(ptrdiff_t)p * PT], b1 = pt[(ptrdiff_t)p * PT + 1];                            \
-                for (int v = 0; v < 4; v++) {             /* constant indices keep acc in registers */   \
-                    int left = rows - v * W;                                                             \
+    #define MG_TAIL(T, V, W, S)                                                                              \
+    MG_AVX2 static void mg_tail_t##S(int m, int k, T alpha, const T *restrict a, int lda,                    \
+                                     const T *restrict pt, int PT, int nq, T beta, T *restrict c,            \
+                                     int ldc) {                                                              \
+        for (int i0 = 0; i0 < m; i0 += 4 * W) {                                                              \
+            int rows = m - i0 < 4 * W ? m - i0 : 4 * W, nv = (rows + W - 1) / W;                             \
+            V acc[4][2];                                                                                     \
+            T out[4][2][W];                                                                                  \
+            for (int v = 0; v < 4; v++) acc[v][0] = acc[v][1] = (V){0};                                      \
+            /* a full vector past row m of A reads the next row of storage (unused lanes), so it may         \
+               run on every step but the last; the last step builds the partial vector by hand */            \
+            int kf = (rows % W == 0) ? k : (lda >= W ? k - 1 : 0);                                           \
+            switch (nv) {                                                                                    \
+            case 4: MG_TAIL_T_STEPS(T, V, W, 4) break;                                                       \
+            case 3: MG_TAIL_T_STEPS(T, V, W, 3) break;                                                       \
+            case 2: MG_TAIL_T_STEPS(T, V, W, 2) break;                                                       \
+            default: MG_TAIL_T_STEPS(T, V, W, 1) break;                                                      \
+            }                                                                                                \
+            for (int p = kf; p < k; p++) {                                                                   \
+                const T *ap = a + (ptrdiff_t)p * lda + i0;                                                   \
+                T b0 = pt[(ptrdiff_t)p * PT], b1 = pt[(ptrdiff_t)p * PT + 1];                                \
+                for (int v = 0; v < 4; v++) {             /* constant indices keep acc in registers */       \
+                    int left = rows - v * W;                                                                 \
                     V x = left >= W ? *(const V *)(ap + v * W) : left > 0 ? mg_loadpart##S(ap + v * W, left) : (V){0}; \
-                    acc[v][0] += x * b0;                                                                 \
-                    acc[v][1] += x * b1;                                                                 \
-                }                                                                                        \
-            }                                                                                            \
-            for (int v = 0; v < 4; v++)                                                                  \
-                for (int q = 0; q < 2; q++) *(V *)out[v][q] = acc[v][q];                                 \
-            for (int r = 0; r < rows; r++)                                                               \
-                for (int q = 0; q < nq; q++) {                                                           \
-                    T *cp = c + (ptrdiff_t)(i0 + r) * ldc + q;                                           \
-                    T y = alpha * out[r / W][q][r % W];                                                  \
-                    *cp = beta == 0 ? y : y + beta * *cp;                                                \
-                }                                                                                        \
-        }                                                                                                \
-    }                                                                                                    \
-    MG_AVX2 static void mg_tail_n##S(int m, int k, T alpha, const T *restrict a, int lda,                \
-                                     const T *restrict b0, const T *restrict b1, int nq, T beta,         \
-                                     T *restrict c, int ldc) {                                           \
-        int k8 = k / W * W;                                                                              \
-        for (int i0 = 0; i0 < m; i0 += 4) {                                                              \
-            const T *ar[4];                                                                              \
-            V acc[8];                                     /* row r, column q: acc[2 * r + q] */          \
-            T s[8];                                                                                      \
-            for (int r = 0; r < 4; r++) {                                                                \
-                ar[r] = a + (ptrdiff_t)(i0 + (i0 + r < m ? r : 0)) * lda;                                \
-                acc[2 * r] = acc[2 * r + 1] = (V){0};                                                    \
-            }                                                                                            \
-            for (int p = 0; p < k8; p += W) {                                                            \
-                V u0 = *(const V *)(b0 + p), u1 = *(const V *)(b1 + p);                                  \
-                for (int r = 0; r < 4; r++) {                                                            \
-                    V x = *(const V *)(ar[r] + p);                                                       \
-                    acc[2 * r] += x * u0;                                                                \
-                    acc[2 * r + 1] += x * u1;                                                            \
-                }                                                                                        \
-            }                                                                                            \
-            if (k8 < k) {                                 /* the last k % W steps, zero padded */        \
-                V u0 = *(const V *)(b0 + k8), u1 = *(const V *)(b1 + k8);                                \
-                for (int r = 0; r < 4; r++) {                                                            \
-                    V x = mg_loadpart##S(ar[r] + k8, k - k8);                                            \
-                    acc[2 * r] += x * u0;                                                                \
-                    acc[2 * r + 1] += x * u1;                                                            \
-                }                                                                                        \
-            }                                                                                            \
-            mg_hsum8##S(acc, s);                                                                         \
-            for (int r = 0; r < 4 && i0 + r < m; r++)                                                    \
-                for (int q = 0; q < nq; q++) {                                                           \
-                    T *cp = c + (ptrdiff_t)(i0 + r) * ldc + q;                                           \
-                    *cp = beta == 0 ? alpha * s[2 * r + q] : alpha * s[2 * r + q] + beta * *cp;          \
-                }                                                                                        \
-        }                                                                                                \
-    }                                                                                                    \
-    /* C[:, :tw] (tw <= W/2) = alpha * op(A) @ the last panel + beta * C; when A is not transposed,      \
-       k <= MG_TAIL_K (the two columns are copied to the stack). */                                      \
-    MG_AVX2 static void mg_tail##S(int ta, int m, int k, T alpha, const T *restrict a, int lda,          \
-                                   const T *restrict pt, int PT, int tw, T beta, T *restrict c,          \
-                                   int ldc) {                                                            \
-        T cols[2 * (MG_TAIL_K + W)];                  /* two columns, zero padded to whole vectors */    \
-        for (int j0 = 0; j0 < tw; j0 += 2) {                                                             \
-            int nq = tw - j0 < 2 ? tw - j0 : 2;                                                          \
-            if (ta) {                                                                                    \
-                mg_tail_t##S(m, k, alpha, a, lda, pt + j0, PT, nq, beta, c + j0, ldc);                   \
-                continue;                                                                                \
-            }                                                                                            \
-            for (int p = 0; p < k + W; p++) {                                                            \
-                cols[p] = p < k ? pt[(ptrdiff_t)p * PT + j0] : 0;                                        \
-                cols[MG_TAIL_K + W + p] = p < k ? pt[(ptrdiff_t)p * PT + j0 + 1] : 0;                    \
-            }                                                                                            \
-            mg_tail_n##S(m, k, alpha, a, lda, cols, cols + MG_TAIL_K + W, nq, beta, c + j0, ldc);        \
-        }                                                                                                \
+                    acc[v][0] += x * b0;                                                                     \
+                    acc[v][1] += x * b1;                                                                     \
+                }                                                                                            \
+            }                                                                                                \
+            for (int v = 0; v < 4; v++)                                                                      \
+                for (int q = 0; q < 2; q++) *(V *)out[v][q] = acc[v][q];                                     \
+            for (int r = 0; r < rows; r++)                                                                   \
+                for (int q = 0; q < nq; q++) {                                                               \
+                    T *cp = c + (ptrdiff_t)(i0 + r) * ldc + q;                                               \
+                    T y = alpha * out[r / W][q][r % W];                                                      \
+                    *cp = beta == 0 ? y : y + beta * *cp;                                                    \
+                }                                                                                            \
+        }                                                                                                    \
+    }                                                                                                        \
+    MG_AVX2 static void mg_tail_n##S(int m, int k, T alpha, const T *restrict a, int lda,                    \
+                                     const T *restrict b0, const T *restrict b1, int nq, T beta,             \
+                                     T *restrict c, int ldc) {                                               \
+        int k8 = k / W * W;                                                                                  \
+        for (int i0 = 0; i0 < m; i0 += 4) {                                                                  \
+            const T *ar[4];                                                                                  \
+            V acc[8];                                     /* row r, column q: acc[2 * r + q] */              \
+            T s[8];                                                                                          \
+            for (int r = 0; r < 4; r++) {                                                                    \
+                ar[r] = a + (ptrdiff_t)(i0 + (i0 + r < m ? r : 0)) * lda;                                    \
+                acc[2 * r] = acc[2 * r + 1] = (V){0};                                                        \
+            }                                                                                                \
+            for (int p = 0; p < k8; p += W) {                                                                \
+                V u0 = *(const V *)(b0 + p), u1 = *(const V *)(b1 + p);                                      \
+                for (int r = 0; r < 4; r++) {                                                                \
+                    V x = *(const V *)(ar[r] + p);                                                           \
+                    acc[2 * r] += x * u0;                                                                    \
+                    acc[2 * r + 1] += x * u1;                                                                \
+                }                                                                                            \
+            }                                                                                                \
+            if (k8 < k) {                                 /* the last k % W steps, zero padded */            \
+                V u0 = *(const V *)(b0 + k8), u1 = *(const V *)(b1 + k8);                                    \
+                for (int r = 0; r < 4; r++) {                                                                \
+                    V x = mg_loadpart##S(ar[r] + k8, k - k8);                                                \
+                    acc[2 * r] += x * u0;                                                                    \
+                    acc[2 * r + 1] += x * u1;                                                                \
+                }                                                                                            \
+            }                                                                                                \
+            mg_hsum8##S(acc, s);                                                                             \
+            for (int r = 0; r < 4 && i0 + r < m; r++)                                                        \
+                for (int q = 0; q < nq; q++) {                                                               \
+                    T *cp = c + (ptrdiff_t)(i0 + r) * ldc + q;                                               \
+                    *cp = beta == 0 ? alpha * s[2 * r + q] : alpha * s[2 * r + q] + beta * *cp;              \
+                }                                                                                            \
+        }                                                                                                    \
+    }                                                                                                        \
+    /* C[:, :tw] (tw <= W/2) = alpha * op(A) @ the last panel + beta * C; when A is not transposed,          \
+       k <= MG_TAIL_K (the two columns are copied to the stack). */                                          \
+    MG_AVX2 static void mg_tail##S(int ta, int m, int k, T alpha, const T *restrict a, int lda,              \
+                                   const T *restrict pt, int PT, int tw, T beta, T *restrict c,              \
+                                   int ldc) {                                                                \
+        T cols[2 * (MG_TAIL_K + W)];                  /* two columns, zero padded to whole vectors */        \
+        for (int j0 = 0; j0 < tw; j0 += 2) {                                                                 \
+            int nq = tw - j0 < 2 ? tw - j0 : 2;                                                              \
+            if (ta) {                                                                                        \
+                mg_tail_t##S(m, k, alpha, a, lda, pt + j0, PT, nq, beta, c + j0, ldc);                       \
+                continue;                                                                                    \
+            }                                                                                                \
+            for (int p = 0; p < k + W; p++) {                                                                \
+                cols[p] = p < k ? pt[(ptrdiff_t)p * PT + j0] : 0;                                            \
+                cols[MG_TAIL_K + W + p] = p < k ? pt[(ptrdiff_t)p * PT + j0 + 1] : 0;                        \
+            }                                                                                                \
+            mg_tail_n##S(m, k, alpha, a, lda, cols, cols + MG_TAIL_K + W, nq, beta, c + j0, ldc);            \
+        }                                                                                                    \
     }
     MG_TAIL(float, mg_v8f, 8, f)
     MG_TAIL(double, mg_v4d, 4, d)
@@ -500,17 +500,17 @@ cdef extern from *:
             else mg_blk4x1##S(k, a0, si, sp, *mr, bp, bs, nr, alpha, beta, cb, ldc);                         \
         }                                                                                                    \
     }                                                                                                        \
-    MG_AVX2 static void mg_gemm_packed##S(int ta, int m, int n, int k, T alpha, const T *restrict a,        \
-                                          int lda, const T *restrict pk, T beta, T *restrict c, int ldc) {  \
+    MG_AVX2 static void mg_gemm_packed##S(int ta, int m, int n, int k, T alpha, const T *restrict a,         \
+                                          int lda, const T *restrict pk, T beta, T *restrict c, int ldc) { \
         ptrdiff_t si = ta ? 1 : lda, sp = ta ? lda : 1;                                                      \
         int P = 2 * W, nfull = n / P, tail = n - nfull * P, npan = nfull + (tail > 0), mr;                   \
         int PT = tail <= W ? W : P;                                                                          \
-        int narrow = tail > 0 && 2 * tail <= W && (ta || k <= MG_TAIL_K);   /* mg_tail does the last panel */ \
-        int nb = narrow ? nfull : npan;                                     /* panels the blocks compute */  \
+        int narrow = tail > 0 && 2 * tail <= W && (ta || k <= MG_TAIL_K);   /* last panel: mg_tail */        \
+        int nb = narrow ? nfull : npan;                                     /* panels the blocks compute */ \
         size_t mc0 = (size_t)131072 / ((size_t)k * sizeof(T));                                               \
         int mc = mg_packed_len##S(n, k) * sizeof(T) <= 262144 ? m                                            \
                  : (mc0 < 12 ? 12 : (mc0 > (size_t)m ? m : (int)mc0));                                       \
-        for (int ic = 0; ic < m; ic += mc) {                                                                 \
+        for (int ic = 0; nb > 0 && ic < m; ic += mc) {     /* nb = 0: all in mg_tail */                      \
             int me = m - ic < mc ? m : ic + mc;                                                              \
             if (mc == m) {                                                                                   \
                 for (int i0 = 0; i0 < m; i0 += mr)                                                           \
