@@ -222,7 +222,8 @@ def describe_machine():
     print(f"python {platform.python_version()}, numpy {np.__version__}, scipy {scipy.__version__}")
     print(f"OPENBLAS_NUM_THREADS={os.environ['OPENBLAS_NUM_THREADS']}")
     lim = _ops._set_small_gemm()
-    print(f"_ops small-GEMM kernel (instead of BLAS) for m*n*k <= {lim}" if lim
+    print(f"_ops small-GEMM kernel (instead of BLAS) for m*n*k <= {lim} (transposed A, k <= 1024: "
+          f"<= {4 * lim})" if lim
           else "_ops small-GEMM kernel: off (no AVX2+FMA), every GEMM on BLAS")
     try:
         import threadpoolctl

@@ -199,8 +199,9 @@ cdef extern from *:
 # 2. GEMM
 #
 # Small problems (the cell steps: 32x50 @ 50x200 at H = 50) run on a C kernel instead of BLAS
-# when m*n*k <= SMALL_GEMM and the CPU has AVX2+FMA (checked once at import; the build stays
-# portable: only these functions are compiled for AVX2, and elsewhere BLAS runs every GEMM).
+# when m*n*k <= SMALL_GEMM (4x that for the weight gradients of short sequences, see gemm) and
+# the CPU has AVX2+FMA (checked once at import; the build stays portable: only these functions
+# are compiled for AVX2, and elsewhere BLAS runs every GEMM).
 # op(B) is packed into panels of k x 16 floats (8 doubles; 8x8 AVX transposes when transposed),
 # then C is computed in blocks of 6 rows x 2 vectors: twelve accumulators, so both FMA pipes stay
 # busy through the 4-cycle FMA latency. Each k step loads two vectors of a panel row and
@@ -596,7 +597,8 @@ cdef extern from *:
                             int lda, double* b, int ldb, double beta, double* c,
                             int ldc) noexcept nogil
 
-# m*n*k at or below which the C kernel runs (0: never, on CPUs without AVX2+FMA)
+# m*n*k at or below which the C kernel runs (0: never, on CPUs without AVX2+FMA; gemm also runs
+# it on transposed-A products with k <= 1024 up to 4x this)
 cdef Py_ssize_t SMALL_GEMM = (1 << 21) if MG_HAVE_SMALL_GEMM else 0
 
 
@@ -632,7 +634,11 @@ cdef inline void gemm(bint ta, bint tb, int m, int n, int k, floating alpha,
             for j in range(n):
                 c[i * ldc + j] = 0 if beta == 0 else beta * c[i * ldc + j]
         return
-    if <Py_ssize_t>m * n * k <= SMALL_GEMM:     # falls through to BLAS if malloc fails
+    cdef Py_ssize_t mnk = <Py_ssize_t>m * n * k
+    # the weight gradients dG.T @ X of short sequences (transposed A, k = T * B <= 1024) up to 4x
+    # the limit: 1.1-1.3x OpenBLAS's speed at 200x640 @ 640x50 (LSTM, H = 50), where k = 3200
+    # (50x3200 @ 3200x50) runs at 0.7x
+    if mnk <= SMALL_GEMM or (ta and k <= 1024 and mnk <= 4 * SMALL_GEMM):   # BLAS if malloc fails
         if floating is float:
             if mg_gemm_smallf_avx2(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc) == 0:
                 return
