@@ -42,27 +42,27 @@ cdef extern from *:
     #else
     #define MG_CLONES
     #endif
-    static inline float mg_pow2i(int n) {            /* 2**n for -126 <= n <= 127 */
-        union { unsigned int i; float f; } u;
-        u.i = (unsigned int)(n + 127) << 23;
-        return u.f;
-    }
     /* exp(x) for x in [-87, 88] (< 1 ulp); outside, the argument is clamped to that range. Every
-       caller divides by 1 + exp(...), where the clamp moves a result by less than 1e-38. */
+       caller divides by 1 + exp(...), where the clamp moves a result by less than 1e-38. The
+       clamps are written as min/max (vminps/vmaxps: a NaN becomes 88, and the result is x again
+       at the end); adding 1.5 * 2**23 rounds x / ln 2 to the integer n, which then sits in the
+       low bits of t, so n << 23 added to the bits of p scales p by 2**n (p * 2**n is normal for
+       every n here). Against converting n and multiplying: LSTM forward row pass 11.0 -> 9.9 us
+       for 32 x 50 (C harness), sequence forwards at 32x20x50x50 2-3% faster. */
     static inline float mg_expf(float x) {
-        float xc = x > 88.0f ? 88.0f : x;
-        xc = xc < -87.0f ? -87.0f : xc;
-        xc = (x == x) ? xc : 0.0f;                    /* NaN: compute on 0, return NaN below */
-        float fn = xc * 1.44269504088896341f;
-        fn = (fn + 12582912.0f) - 12582912.0f;      /* round to nearest integer: -126 .. 127 */
+        float xc = x < 88.0f ? x : 88.0f;
+        xc = xc > -87.0f ? xc : -87.0f;
+        float t = xc * 1.44269504088896341f + 12582912.0f;
+        float fn = t - 12582912.0f;                 /* round(x / ln 2): -126 .. 127 */
         float r = xc - fn * 0.693359375f;
         r = r + fn * 2.12194440e-4f;
         float z = r * r;
         float p = (((((1.9875691500e-4f * r + 1.3981999507e-3f) * r + 8.3334519073e-3f) * r
                     + 4.1665795894e-2f) * r + 1.6666665459e-1f) * r + 5.0000001201e-1f) * z
                   + r + 1.0f;
-        p = p * mg_pow2i((int)fn);
-        return (x == x) ? p : x;
+        union { float f; unsigned int i; } ut = { t }, up = { p };
+        up.i += ut.i << 23;
+        return (x == x) ? up.f : x;
     }
     /* 1 / (1 + exp(-x)): one division; for x < 0, exp(-x) > 1 carries its < 1 ulp into the
        quotient (<= 2.5 ulp in all). Below x = -88 (true value < 6e-39) it returns 0. */
