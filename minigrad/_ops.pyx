@@ -456,30 +456,35 @@ cdef extern from *:
     /* Panels of op(B) (k x n): full ones of P = 2W columns, then a partial last one of PT = W or P
        columns, zero padded. mg_pack_tail copies the partial one (k rows of PT); mg_pack_b packs all
        of op(B), full panels first (panel jp at jp * k * P), into mg_packed_len elements. */
-    #define MG_PANELS(T, W, S)                                                                               \
+    #define MG_PANELS(T, V, W, S)                                                                            \
     static size_t mg_packed_len##S(int n, int k) {                                                           \
         int P = 2 * W, nfull = n / P, tail = n - nfull * P;                                                  \
-        return (size_t)k * ((size_t)nfull * P + (tail ? (tail <= W ? W : P) : 0));                          \
+        return (size_t)k * ((size_t)nfull * P + (tail ? (tail <= W ? W : P) : 0));                           \
     }                                                                                                        \
     MG_AVX2 static void mg_pack_tail##S(int tb, int n, int k, const T *restrict b, int ldb, T *restrict pt) { \
         int P = 2 * W, nfull = n / P, tail = n - nfull * P, PT = tail <= W ? W : P;                          \
         const T *src = b + (ptrdiff_t)nfull * P * (tb ? ldb : 1);                                            \
-        for (int p = 0; p < k; p++)                                                                          \
-            for (int q = tail; q < PT; q++) pt[(ptrdiff_t)p * PT + q] = 0;                                   \
+        for (int p = 0; p < k; p++) {        /* vector stores: plain copy loops became memcpy calls */       \
+            const T *s = src + (ptrdiff_t)p * ldb;                                                           \
+            V r0 = tb ? (V){0} : tail >= W ? *(const V *)s : mg_loadpart##S(s, tail);                        \
+            *(V *)(pt + (ptrdiff_t)p * PT) = r0;                                                             \
+            if (PT == P)                                                                                     \
+                *(V *)(pt + (ptrdiff_t)p * PT + W) = tb ? (V){0} : mg_loadpart##S(s + W, tail - W);          \
+        }                                                                                                    \
         if (tb)                                                                                              \
             for (int q = 0; q < tail; q++)                                                                   \
                 for (int p = 0; p < k; p++) pt[(ptrdiff_t)p * PT + q] = src[(ptrdiff_t)q * ldb + p];         \
-        else                                                                                                 \
-            for (int p = 0; p < k; p++)                                                                      \
-                for (int q = 0; q < tail; q++) pt[(ptrdiff_t)p * PT + q] = src[(ptrdiff_t)p * ldb + q];      \
     }                                                                                                        \
     MG_AVX2 static void mg_pack_b##S(int tb, int n, int k, const T *restrict b, int ldb, T *restrict pk) {   \
         int P = 2 * W, nfull = n / P;                                                                        \
         for (int jp = 0; jp < nfull; jp++) {                                                                 \
             T *d = pk + (ptrdiff_t)jp * k * P;                                                               \
             if (tb) mg_pack_t##S(b, ldb, jp * P, k, d);                                                      \
-            else for (int p = 0; p < k; p++)                                                                 \
-                for (int q = 0; q < P; q++) d[(ptrdiff_t)p * P + q] = b[(ptrdiff_t)p * ldb + jp * P + q];    \
+            else for (int p = 0; p < k; p++) {                                                               \
+                const T *s = b + (ptrdiff_t)p * ldb + jp * P;                                                \
+                *(V *)(d + (ptrdiff_t)p * P) = *(const V *)s;                                                \
+                *(V *)(d + (ptrdiff_t)p * P + W) = *(const V *)(s + W);                                      \
+            }                                                                                                \
         }                                                                                                    \
         if (n > nfull * P) mg_pack_tail##S(tb, n, k, b, ldb, pk + (ptrdiff_t)nfull * k * P);                 \
     }                                                                                                        \
@@ -535,8 +540,8 @@ cdef extern from *:
             mg_tail##S(ta, m, k, alpha, a, lda, pk + (ptrdiff_t)nfull * k * P, W, tail, beta, c + nfull * P, \
                        ldc);                                                                                 \
     }
-    MG_PANELS(float, 8, f)
-    MG_PANELS(double, 4, d)
+    MG_PANELS(float, mg_v8f, 8, f)
+    MG_PANELS(double, mg_v4d, 4, d)
 
     /* C (m, n) = alpha * op(A) @ op(B) + beta * C, row-major; op(X) = X.T when tX: op(B) packed
        (on the stack up to 64 KiB), then mg_gemm_packed. Returns -1 (and does nothing) when the panel
