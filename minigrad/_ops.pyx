@@ -317,13 +317,6 @@ cdef extern from *:
         }
     }
 
-    /* The last panel when it is narrow (1 .. W/2 columns: n mod 16 = 2 at H = 50). Blocks over it
-       would compute a whole vector of columns with too few accumulators to hide the FMA latency,
-       costing as much as a full panel (32x50 @ 50xn: n = 48 1.96 us, n = 50 2.45, n = 64 2.59).
-       Instead these columns run two at a time over all rows: when A is transposed (stored k x m,
-       the weight gradients dG.T @ X), with vectors along the rows of C; otherwise as dot products
-       of rows of A with the columns, 4 rows x 2 columns at a time. pt: the packed last panel (k
-       rows of PT, zero beyond the tail); C columns j0, j0 + 1 (nq = 1 or 2 of them stored). */
     /* the first n (0 < n < W) elements at p, zeros after them; reads nothing past p[n - 1] */
     MG_AVX2 static inline mg_v8f mg_loadpartf(const float *p, int n) {
         __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
@@ -346,6 +339,13 @@ cdef extern from *:
     MG_AVX2 static inline void mg_hsum8d(const mg_v4d *v, double *s) {
         for (int i = 0; i < 8; i++) s[i] = (v[i][0] + v[i][1]) + (v[i][2] + v[i][3]);
     }
+    /* The last panel when it is narrow (1 .. W/2 columns: n mod 16 = 2 at H = 50). Blocks over it
+       would compute a whole vector of columns with too few accumulators to hide the FMA latency,
+       costing as much as a full panel (32x50 @ 50xn: n = 48 1.96 us, n = 50 2.45, n = 64 2.59).
+       Instead these columns run two at a time over all rows: when A is transposed (stored k x m,
+       the weight gradients dG.T @ X), with vectors along the rows of C; otherwise as dot products
+       of rows of A with the columns, 4 rows x 2 columns at a time. pt: the packed last panel (k
+       rows of PT, zero beyond the tail); C columns j0, j0 + 1 (nq = 1 or 2 of them stored). */
     #define MG_TAIL_K 1024
     #define MG_TAIL_T_STEPS(T, V, W, NV)                                                                     \
     for (int p = 0; p < kf; p++) {                                                                           \
@@ -366,8 +366,8 @@ cdef extern from *:
             V acc[4][2];                                                                                     \
             T out[4][2][W];                                                                                  \
             for (int v = 0; v < 4; v++) acc[v][0] = acc[v][1] = (V){0};                                      \
-            /* a full vector past row m of A reads the next row of storage (unused lanes), so it may         \
-               run on every step but the last; the last step builds the partial vector by hand */            \
+            /* a full vector past row m of A reads into the next row of storage (unused lanes), so           \
+                  it may run on every step but the last, which loads the partial vector masked */            \
             int kf = (rows % W == 0) ? k : (lda >= W ? k - 1 : 0);                                           \
             switch (nv) {                                                                                    \
             case 4: MG_TAIL_T_STEPS(T, V, W, 4) break;                                                       \
@@ -380,7 +380,8 @@ cdef extern from *:
                 T b0 = pt[(ptrdiff_t)p * PT], b1 = pt[(ptrdiff_t)p * PT + 1];                                \
                 for (int v = 0; v < 4; v++) {             /* constant indices keep acc in registers */       \
                     int left = rows - v * W;                                                                 \
-                    V x = left >= W ? *(const V *)(ap + v * W) : left > 0 ? mg_loadpart##S(ap + v * W, left) : (V){0}; \
+                    V x = left >= W ? *(const V *)(ap + v * W)                                               \
+                        : left > 0 ? mg_loadpart##S(ap + v * W, left) : (V){0};                              \
                     acc[v][0] += x * b0;                                                                     \
                     acc[v][1] += x * b1;                                                                     \
                 }                                                                                            \
