@@ -215,7 +215,8 @@ cdef extern from *:
 # The sequence kernels multiply every step by the same W_hh: they pack it once per call (_pack)
 # and run the per-step GEMMs on the packed panels at any size (gemm_p): 85-95 GFLOP/s where BLAS,
 # re-packing W_hh at every call, reaches 45-65 (64x512 @ 512x2048: 90 against 46). Their big
-# one-off GEMMs (the input projection, the deferred weight gradients) stay on BLAS. One macro
+# one-off GEMMs (the input projection, the deferred weight gradients) take gemm's rule: BLAS above
+# the limit, except the weight gradients of short sequences (see gemm). One macro
 # body gives float and double.
 cdef extern from *:
     """
@@ -818,10 +819,10 @@ cdef void _rnn_fwd(K* k, floating tag) noexcept nogil:
     cdef floating* hp
     cdef floating* ht
     cdef floating* pw = _pack(True, iH, iH, <floating*>k.w_hh, iH, k.pw)
-    _bias_sum(k, bias, H)
     gemm(False, True, k.T * k.B, iH, I, 1, <floating*>k.x, I, <floating*>k.w_ih, I, 0, hs, iH)
     if k.b_ih != NULL:       # the biases join the input projection, so that each step's activation
-        for b in range(T * B):  # is one pass over B*H elements (no per-row calls, no row tails)
+        _bias_sum(k, bias, H)   # is one pass over B*H elements (no per-row calls, no row tails)
+        for b in range(T * B):
             _add(hs + b * H, bias, H)
     for t in range(T):
         hp = <floating*>k.h0 if t == 0 else hs + (t - 1) * BH
