@@ -1550,6 +1550,19 @@ cdef object _seq_states(K* k, int tn, void** first):
     return s
 
 
+cdef object _outputs(K* k, int tn, cnp.ndarray hs):
+    """The outputs ys (T, B, H). Without lengths they are the states after each step, hs[1:]:
+    a view of the cache, not a copy (T*B*H elements less to write and to hold: 13 MB for
+    64 x 100 x 512); k.ys stays NULL so the bodies write nothing more. With lengths, padded
+    steps output zeros while the state carries on, so ys is its own array (k.ys)."""
+    k.ys = NULL
+    if k.lengths == NULL:
+        return hs[1:]
+    ys = _empty(tn, k.T, k.B, k.H)
+    k.ys = _data(ys)
+    return ys
+
+
 cdef object _last(cnp.ndarray s, K* k):
     """A copy of s[T] (the final state), shape (B, H)."""
     out = _empty(cnp.PyArray_TYPE(s), k.B, k.H)
@@ -1567,9 +1580,9 @@ def rnn_sequence_forward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, nonlinearity):
     k.hs = k.h0
     pw = _packed_w(&k, tn, ((k.H, k.H),))
     hs = _seq_states(&k, tn, &k.hs)
-    ys = _empty(tn, k.T, k.B, k.H)
+    ys = _outputs(&k, tn, hs)
     ws = _empty(tn, k.H)
-    k.ys, k.ws = _data(ys), _data(ws)
+    k.ws = _data(ws)
     if tn == cnp.NPY_FLOAT:
         with nogil: _rnn_fwd(&k, <float>0)
     else:
@@ -1623,9 +1636,9 @@ def lstm_sequence_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths):
     hs = _seq_states(&k, tn, &k.hs)
     cs = _seq_states(&k, tn, &k.cs)
     gates = _empty(tn, k.T, k.B, 5 * k.H)
-    ys = _empty(tn, k.T, k.B, k.H)
+    ys = _outputs(&k, tn, hs)
     ws = _empty(tn, 4 * k.H)
-    k.gates, k.ys, k.ws = _data(gates), _data(ys), _data(ws)
+    k.gates, k.ws = _data(gates), _data(ws)
     if tn == cnp.NPY_FLOAT:
         with nogil: _lstm_fwd(&k, <float>0)
     else:
@@ -1680,9 +1693,9 @@ def gru_sequence_forward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths):
     pw = _packed_w(&k, tn, ((3 * k.H, k.H),))
     hs = _seq_states(&k, tn, &k.hs)
     gates = _empty(tn, k.T, k.B, 4 * k.H)
-    ys = _empty(tn, k.T, k.B, k.H)
+    ys = _outputs(&k, tn, hs)
     ws = _empty(tn, 4 * k.H + 3 * k.B * k.H)
-    k.gates, k.ys, k.ws = _data(gates), _data(ys), _data(ws)
+    k.gates, k.ws = _data(gates), _data(ws)
     if tn == cnp.NPY_FLOAT:
         with nogil: _gru_fwd(&k, <float>0)
     else:

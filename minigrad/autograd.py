@@ -107,6 +107,9 @@ class Function:
     saved = None
     n_out = 1
     hooks = None  # {output index: [fn, ...]} for hooks on non-leaf tensors
+    # True when backward returns arrays it has just allocated, that nothing else refers to (the
+    # compiled kernels' outputs): a leaf's first .grad then keeps the array instead of a copy.
+    fresh_grads = False
 
     def forward(self, *arrays):  # pragma: no cover - abstract
         raise NotImplementedError
@@ -201,9 +204,9 @@ def backward(root, grad=None, retain_graph=False):
             raise ValueError(f"backward() gradient must have shape {root.data.shape}, got {grad.shape}")
 
     root_node = root._ctx
-    leaf_grads = {}  # id(leaf) -> [leaf, summed gradient]
+    leaf_grads = {}  # id(leaf) -> [leaf, summed gradient, whether that array is ours to keep]
     if root_node is None:
-        leaf_grads[id(root)] = [root, grad]
+        leaf_grads[id(root)] = [root, grad, False]
         _store_leaf_grads(leaf_grads)
         return
 
@@ -265,9 +268,10 @@ def backward(root, grad=None, retain_graph=False):
                 if g is not None:
                     slot = leaf_grads.get(id(t))
                     if slot is None:
-                        leaf_grads[id(t)] = [t, g]
+                        leaf_grads[id(t)] = [t, g, node.fresh_grads]
                     else:
                         slot[1] = slot[1] + g
+                        slot[2] = True
                 continue
             if g is not None:
                 if g.dtype != t.data.dtype:  # a float32 node feeding a float64 op gets float32
@@ -296,7 +300,8 @@ def _hook_result(res, like):
 
 
 def _store_leaf_grads(leaf_grads):
-    for t, g in leaf_grads.values():
+    kept = set()  # ids of the arrays stored without a copy
+    for t, g, owned in leaf_grads.values():
         if g.shape != t.data.shape:
             raise RuntimeError(
                 f"internal error: gradient of shape {g.shape} for a tensor of shape {t.data.shape}")
@@ -305,12 +310,19 @@ def _store_leaf_grads(leaf_grads):
                 res = fn(_grad_view(g))
                 if res is not None:
                     g = _hook_result(res, g)
+                    owned = False
         if g.dtype != t.data.dtype:
             g = g.astype(t.data.dtype)
+            owned = True
         if t.grad is None:
-            # Copy on first store: the array may be shared with another tensor's gradient or
-            # with the caller's upstream gradient.
-            t.grad = np.array(g, copy=True)
+            # Copy on first store unless the array is ours alone (a sum made here, or a fresh
+            # kernel output that is not a view and went to no other leaf): otherwise it may be
+            # shared with another tensor's gradient or with the caller's upstream gradient.
+            if owned and g.base is None and id(g) not in kept:
+                kept.add(id(g))
+                t.grad = g
+            else:
+                t.grad = np.array(g, copy=True)
         else:
             t.grad = t.grad + g
 

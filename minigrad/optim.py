@@ -298,6 +298,13 @@ def _describe(obj):
     return f"a {type(obj).__name__}"
 
 
+def _scalars(dtype, *values):
+    """The hyperparameters as 0-d arrays of the parameter's dtype. NumPy rounds a Python float to
+    the array's dtype either way (the same result), but an operation with a 0-d array of that
+    dtype skips its scalar conversion: 0.8 instead of 1.3-2.1 us on a 50 x 50 float32 array."""
+    return tuple(np.array(v, dtype) for v in values)
+
+
 def _grad(p):
     g = p.grad
     if g is not None and g.shape != p.data.shape:
@@ -335,14 +342,19 @@ class SGD(Optimizer):
         wd = float(group["weight_decay"])
         nesterov = group["nesterov"]
         state = self.state
+        consts = {}
         for p in group["params"]:
             g = _grad(p)
             if g is None:
                 continue
             d = p.data
+            k = consts.get(d.dtype)
+            if k is None:
+                k = consts[d.dtype] = _scalars(d.dtype, lr, momentum, damp, wd)
+            lr_, momentum_, damp_, wd_ = k
             owned = False  # whether g is a temporary this step may overwrite
             if wd != 0:
-                g = np.multiply(d, wd, dtype=d.dtype)
+                g = d * wd_
                 g += p.grad
                 owned = True
             if momentum != 0:
@@ -353,22 +365,22 @@ class SGD(Optimizer):
                 if buf is None:
                     buf = st["momentum_buffer"] = np.array(g, dtype=d.dtype, copy=True)
                 else:
-                    buf *= momentum
+                    buf *= momentum_
                     if damp == 1.0:
                         buf += g
                     else:
-                        buf += np.multiply(g, damp, dtype=d.dtype)
+                        buf += g * damp_
                 if nesterov:
-                    g = np.multiply(buf, momentum, dtype=d.dtype) + g  # new array
+                    g = buf * momentum_ + g  # new array
                     owned = True
                 else:
                     g = buf
                     owned = False
             if owned:
-                g *= lr
+                g *= lr_
                 d -= g
             else:
-                d -= np.multiply(g, lr, dtype=d.dtype)
+                d -= g * lr_
 
 
 class Adagrad(Optimizer):
@@ -553,30 +565,36 @@ class Adam(Optimizer):
         wd = float(group["weight_decay"])
         amsgrad = group["amsgrad"]
         decoupled = self._decoupled
+        consts = {}
         for p in group["params"]:
             g = _grad(p)
             if g is None:
                 continue
             d = p.data
+            k = consts.get(d.dtype)
+            if k is None:
+                k = consts[d.dtype] = _scalars(d.dtype, beta1, one_m_b1, beta2, one_m_b2, eps,
+                                               1.0 - lr * wd, wd)
+            beta1_, one_m_b1_, beta2_, one_m_b2_, eps_, decay_, wd_ = k
             st = self._state_for(p, group)
             t = st["step"] = st["step"] + 1
             if wd != 0:
                 if decoupled:
-                    d *= 1.0 - lr * wd
+                    d *= decay_
                 else:
-                    g = np.multiply(d, wd, dtype=d.dtype)
+                    g = d * wd_
                     g += p.grad
             m = st["exp_avg"]
             v = st["exp_avg_sq"]
-            m *= beta1
-            tmp = np.multiply(g, one_m_b1, dtype=d.dtype)
+            m *= beta1_
+            tmp = g * one_m_b1_
             m += tmp
-            v *= beta2
+            v *= beta2_
             np.multiply(g, g, out=tmp)
-            tmp *= one_m_b2
+            tmp *= one_m_b2_
             v += tmp
-            step_size = lr / (1.0 - beta1 ** t)
-            bc2_sqrt = math.sqrt(1.0 - beta2 ** t)
+            step_size, bc2_sqrt = _scalars(d.dtype, lr / (1.0 - beta1 ** t),
+                                           math.sqrt(1.0 - beta2 ** t))
             if amsgrad:
                 vmax = st.get("max_exp_avg_sq")
                 if vmax is None:  # amsgrad switched on after some steps
@@ -586,7 +604,7 @@ class Adam(Optimizer):
             else:
                 np.sqrt(v, out=tmp)
             tmp /= bc2_sqrt
-            tmp += eps
+            tmp += eps_
             np.divide(m, tmp, out=tmp)
             tmp *= step_size
             d -= tmp

@@ -423,6 +423,61 @@ def test_same_leaf_twice_and_retained_grads_are_own_arrays():
     np.testing.assert_array_equal(x.grad, [2.0, 2.0], err_msg="x via two paths")
 
 
+class _Fresh(Function):
+    """A node declaring fresh_grads; backward hands out what `make` returns for (a, b)."""
+    fresh_grads = True
+
+    def __init__(self, make):
+        self.make = make
+
+    def forward(self, a, b):
+        return a + b
+
+    def backward(self, g):
+        return self.make(g)
+
+
+def test_fresh_gradient_is_kept_without_a_copy():
+    """A node that declares fresh_grads hands its new arrays to the leaves as they are."""
+    a, b = leaf([1.0, 2.0]), leaf([3.0, 4.0])
+    made = []
+
+    def make(g):
+        made.extend([g * 2, g * 3])
+        return tuple(made)
+
+    _Fresh(make)(a, b).backward(np.ones(2))
+    assert a.grad is made[0] and b.grad is made[1], "fresh gradients were copied"
+    np.testing.assert_array_equal(a.grad, [2.0, 2.0])
+
+
+@pytest.mark.parametrize("case", ["same array twice", "views of one array", "upstream itself"])
+def test_fresh_gradients_that_alias_are_still_copied(case):
+    """fresh_grads is a promise the engine checks where it is cheap: the same array for two
+    leaves, a view, or the caller's upstream array each get a copy, so no two tensors share."""
+    a, b = leaf([1.0, 2.0]), leaf([3.0, 4.0])
+    if case == "same array twice":
+        make = lambda g: (g * 2,) * 2                                        # noqa: E731
+    elif case == "views of one array":
+        make = lambda g: tuple(np.stack([g * 2, g * 3]))                     # noqa: E731
+    else:
+        make = lambda g: (g, g * 3)                                          # noqa: E731
+    up = np.ones(2)
+    _Fresh(make)(a, b).backward(up)
+    _assert_distinct(a.grad, b.grad, up)
+    a.grad += 1.0
+    np.testing.assert_array_equal(up, np.ones(2), err_msg="editing a.grad changed the upstream")
+
+
+def test_hook_result_on_a_fresh_gradient_is_copied():
+    a, b = leaf([1.0, 2.0]), leaf([3.0, 4.0])
+    mine = np.array([7.0, 8.0])
+    a.register_hook(lambda g: mine)
+    _Fresh(lambda g: (g * 2, g * 3))(a, b).backward(np.ones(2))
+    np.testing.assert_array_equal(a.grad, mine)
+    assert not np.shares_memory(a.grad, mine), "leaf grad shares memory with the hook's array"
+
+
 # ==========================================================================================
 # Tensor basics
 # ==========================================================================================

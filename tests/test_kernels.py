@@ -321,6 +321,25 @@ def test_sequence_backward_without_output_gradient(module, kind, data):
         assert_same(g, w, "d" + name, f"{module}, dys=None vs zeros", problem.dtype)
 
 
+@pytest.mark.parametrize("kind", [k for k in KINDS if is_sequence(k)])
+@pytest.mark.parametrize("with_lengths", [False, True])
+def test_sequence_outputs_view_the_state_cache_only_without_lengths(kind, with_lengths):
+    """Without lengths the compiled forward returns ys as hs[1:], a view of its cache (no copy of
+    T*B*H elements); with lengths, padded steps output zeros while hs carries the state on, so
+    ys must be its own array. Either way ys equals the twin's."""
+    problem = Problem(kind, 5, 3, 4, 6, np.float32, True,
+                      np.array([5, 2, 4]) if with_lengths else None,
+                      "tanh" if kind.startswith("rnn") else None, 0)
+    got, want = forward(ops, problem), forward(ref, problem)
+    hs = got["cache"][0]
+    assert np.shares_memory(got["ys"], hs) != with_lengths, \
+        f"ys {'shares' if with_lengths else 'does not share'} memory with the cache's hs"
+    if not with_lengths:
+        np.testing.assert_array_equal(got["ys"], hs[1:])
+    assert got["ys"].flags.c_contiguous
+    assert_same(got["ys"], want["ys"], "ys", "kernel vs twin", np.float32)
+
+
 @pytest.mark.parametrize("kind", ["rnn", "lstm", "gru"])
 def test_cell_twin_is_sequence_twin_of_length_one(kind):
     """A sequence of one step is one cell step: the cell and sequence twins agree."""

@@ -153,6 +153,8 @@ def matmul(a, b):
 class Linear(Function):
     """The fused kernel ``kernels.linear_forward``: one GEMM plus bias, on any leading shape."""
 
+    fresh_grads = True  # dw, db (and dx) are new arrays from the kernel
+
     def forward(self, x, w, b=None):
         if w.ndim != 2:
             raise ValueError(f"linear weight must be 2-D (out_features, in_features), got shape {w.shape}")

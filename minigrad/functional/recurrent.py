@@ -78,6 +78,8 @@ def _lengths(lengths, T, B):
 
 # ---------------------------------------------------------------- cells (one time step)
 class RNNCell(Function):
+    fresh_grads = True  # every gradient is a new array from the kernel
+
     def __init__(self, nonlinearity):
         self.nonlinearity = nonlinearity
 
@@ -104,6 +106,8 @@ def rnn_cell(x, h, w_ih, w_hh, b_ih=None, b_hh=None, nonlinearity="tanh"):
 
 
 class LSTMCell(Function):
+    fresh_grads = True  # every gradient is a new array from the kernel
+
     def forward(self, x, h, c, w_ih, w_hh, b_ih=None, b_hh=None):
         x, h, c, w_ih, w_hh = _c(x), _c(h), _c(c), _c(w_ih), _c(w_hh)
         h1, c1, cache = kernels.lstm_cell_forward(x, h, c, w_ih, w_hh, b_ih, b_hh)
@@ -129,6 +133,8 @@ def lstm_cell(x, h, c, w_ih, w_hh, b_ih=None, b_hh=None):
 
 
 class GRUCell(Function):
+    fresh_grads = True  # every gradient is a new array from the kernel
+
     def forward(self, x, h, w_ih, w_hh, b_ih=None, b_hh=None):
         x, h, w_ih, w_hh = _c(x), _c(h), _c(w_ih), _c(w_hh)
         h1, cache = kernels.gru_cell_forward(x, h, w_ih, w_hh, b_ih, b_hh)
@@ -151,6 +157,8 @@ def gru_cell(x, h, w_ih, w_hh, b_ih=None, b_hh=None):
 
 # ---------------------------------------------------------------- whole sequences
 class RNNSequence(Function):
+    fresh_grads = True  # every gradient is a new array from the kernel
+
     def __init__(self, lengths, nonlinearity):
         self.lengths, self.nonlinearity = lengths, nonlinearity
 
@@ -170,6 +178,8 @@ class RNNSequence(Function):
 
 
 class LSTMSequence(Function):
+    fresh_grads = True  # every gradient is a new array from the kernel
+
     def __init__(self, lengths):
         self.lengths = lengths
 
@@ -190,6 +200,8 @@ class LSTMSequence(Function):
 
 
 class GRUSequence(Function):
+    fresh_grads = True  # every gradient is a new array from the kernel
+
     def __init__(self, lengths):
         self.lengths = lengths
 
