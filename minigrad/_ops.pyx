@@ -857,16 +857,20 @@ cdef void _rnn_bwd(K* k, floating tag) noexcept nogil:
     cdef floating* pw = _pack(False, iH, iH, <floating*>k.w_hh, iH, k.pw)
     _copy(dh, <floating*>k.dh_n, BH)
     for t in range(T - 1, -1, -1):
-        for b in range(B):
-            if _real(k, t, b):
-                if dys != NULL:
-                    _add(dh + b * H, dys + t * BH + b * H, H)
-                _rnn_bwd_row(dh + b * H, hs + t * BH + b * H, dA + t * BH + b * H, k.relu, H)
-                if k.lengths != NULL:
+        if k.lengths == NULL:            # every row real: one pass over the B*H elements
+            if dys != NULL:
+                _add(dh, dys + t * BH, BH)
+            _rnn_bwd_row(dh, hs + t * BH, dA + t * BH, k.relu, BH)
+        else:
+            for b in range(B):
+                if _real(k, t, b):
+                    if dys != NULL:
+                        _add(dh + b * H, dys + t * BH + b * H, H)
+                    _rnn_bwd_row(dh + b * H, hs + t * BH + b * H, dA + t * BH + b * H, k.relu, H)
                     _zero(dhn + b * H, H)
-            else:
-                _zero(dA + t * BH + b * H, H)
-                _copy(dhn + b * H, dh + b * H, H)
+                else:
+                    _zero(dA + t * BH + b * H, H)
+                    _copy(dhn + b * H, dh + b * H, H)
         gemm_p(pw, False, False, k.B, iH, iH, 1, dA + t * BH, iH, <floating*>k.w_hh, iH,
                0 if k.lengths == NULL else 1, dhn, iH)
         tmp = dh; dh = dhn; dhn = tmp
@@ -1413,7 +1417,8 @@ def linear_backward(dy, x, w, has_bias):
 # -- cells: the sequence bodies with T = 1 ------------------------------------------------------
 
 def rnn_cell_forward(x, h, w_ih, w_hh, b_ih, b_hh, nonlinearity):
-    """h1 = act(x @ w_ih.T + b_ih + h @ w_hh.T + b_hh); cache = h1."""
+    """h1 = act(x @ w_ih.T + b_ih + h @ w_hh.T + b_hh); cache = h1, the same array (the twin
+    returns a copy; nothing writes to either, and the copy cost 0.4 of the cell's 8 us)."""
     cdef K k
     cdef int tn = _prep(&k, 1, x, "h", h, None, None, w_ih, w_hh, False)
     _prep_bias(&k, k.H, b_ih, b_hh, tn)
@@ -1426,7 +1431,7 @@ def rnn_cell_forward(x, h, w_ih, w_hh, b_ih, b_hh, nonlinearity):
     else:
         with nogil: _rnn_fwd(&k, <double>0)
     _verify()
-    return h1, h1.copy()
+    return h1, h1
 
 
 def rnn_cell_backward(dh1, x, h, w_ih, w_hh, cache, has_bias, nonlinearity):
@@ -1440,7 +1445,7 @@ def rnn_cell_backward(dh1, x, h, w_ih, w_hh, cache, has_bias, nonlinearity):
     k.hprev = k.h0
     dx, dh = _empty(tn, B, k.nI), _empty(tn, B, H)
     dw_ih, dw_hh = _empty(tn, H, k.nI), _empty(tn, H, H)
-    ws = _empty(tn, 3 * B * H)
+    ws = _borrow(tn, 3 * B * H)
     k.dx, k.dh0, k.dw_ih, k.dw_hh = _data(dx), _data(dh), _data(dw_ih), _data(dw_hh)
     k.ws = _data(ws)
     db_ih = db_hh = None
@@ -1452,6 +1457,7 @@ def rnn_cell_backward(dh1, x, h, w_ih, w_hh, cache, has_bias, nonlinearity):
     else:
         with nogil: _rnn_bwd(&k, <double>0)
     _verify()
+    _give_back(tn, ws)
     return dx, dh, dw_ih, dw_hh, db_ih, db_hh
 
 
