@@ -45,8 +45,6 @@ def _opt_seq(dys):
     return None if dys is None else _c(dys)
 
 
-
-
 _ZEROS = {}
 
 
