@@ -95,6 +95,18 @@ cdef extern from *:
     MG_CLONES static void mg_add##S(T *restrict dst, const T *restrict src, ptrdiff_t n) {                   \
         for (ptrdiff_t j = 0; j < n; j++) dst[j] += src[j];                                                  \
     }                                                                                                        \
+    /* dst (rows, n) += row, broadcast: one call for all rows (per-row calls: 0.5 of the cell's 8 us) */    \
+    /* out (n) = a (rows, n) summed over the rows, in order (as NumPy reduces axis 0) */                   \
+    MG_CLONES static void mg_colsum##S(const T *restrict a, ptrdiff_t rows, ptrdiff_t n, T *restrict out) { \
+        for (ptrdiff_t j = 0; j < n; j++) out[j] = 0;                                                        \
+        for (ptrdiff_t r = 0; r < rows; r++, a += n)                                                         \
+            for (ptrdiff_t j = 0; j < n; j++) out[j] += a[j];                                                \
+    }                                                                                                        \
+    MG_CLONES static void mg_add_rows##S(T *restrict dst, const T *restrict row, ptrdiff_t rows,            \
+                                        ptrdiff_t n) {                                                       \
+        for (ptrdiff_t r = 0; r < rows; r++, dst += n)                                                       \
+            for (ptrdiff_t j = 0; j < n; j++) dst[j] += row[j];                                              \
+    }                                                                                                        \
     MG_CLONES static void mg_rnn_act##S(T *restrict p, int relu, ptrdiff_t n) {                              \
         if (relu)                                      /* NaN stays NaN, as np.maximum(v, 0) */              \
             for (ptrdiff_t j = 0; j < n; j++) { T v = p[j]; p[j] = v <= 0 ? 0 : v; }                         \
@@ -173,6 +185,10 @@ cdef extern from *:
     """
     void mg_addf(float* dst, float* src, Py_ssize_t n) noexcept nogil
     void mg_addd(double* dst, double* src, Py_ssize_t n) noexcept nogil
+    void mg_colsumf(float* a, Py_ssize_t rows, Py_ssize_t n, float* out) noexcept nogil
+    void mg_colsumd(double* a, Py_ssize_t rows, Py_ssize_t n, double* out) noexcept nogil
+    void mg_add_rowsf(float* dst, float* row, Py_ssize_t rows, Py_ssize_t n) noexcept nogil
+    void mg_add_rowsd(double* dst, double* row, Py_ssize_t rows, Py_ssize_t n) noexcept nogil
     void mg_rnn_actf(float* p, int relu, Py_ssize_t n) noexcept nogil
     void mg_rnn_actd(double* p, int relu, Py_ssize_t n) noexcept nogil
     void mg_rnn_bwd_rowf(float* dh, float* y, float* da, int relu, Py_ssize_t H) noexcept nogil
@@ -746,12 +762,38 @@ cdef inline void _add(floating* dst, floating* src, Py_ssize_t n) noexcept nogil
         mg_addd(dst, src, n)
 
 
+cdef inline void _add_rows(floating* dst, floating* row, Py_ssize_t rows, Py_ssize_t n) noexcept nogil:
+    """dst (rows, n) += row (n,), broadcast over the rows."""
+    if floating is float:
+        mg_add_rowsf(dst, row, rows, n)
+    else:
+        mg_add_rowsd(dst, row, rows, n)
+
+
 cdef inline void _colsum(floating* a, Py_ssize_t rows, Py_ssize_t cols, floating* out) noexcept nogil:
     """out = a.sum(0), rows added in order (as NumPy reduces axis 0 of a C array)."""
-    cdef Py_ssize_t r
-    _zero(out, cols)
-    for r in range(rows):
-        _add(out, a + r * cols, cols)
+    if floating is float:
+        mg_colsumf(a, rows, cols, out)
+    else:
+        mg_colsumd(a, rows, cols, out)
+
+
+cdef inline floating* _first(floating* given, floating* buf, Py_ssize_t n, bint copy) noexcept nogil:
+    """The state gradient a backward time loop starts from: the caller's array itself when the
+    loop only reads it (no dys to add in place), else a copy in buf."""
+    if not copy:
+        return given
+    _copy(buf, given, n)
+    return buf
+
+
+cdef inline floating* _target(Py_ssize_t t, floating* cur, floating* w0, floating* w1,
+                              floating* out) noexcept nogil:
+    """Where step t of a backward time loop writes the gradient w.r.t. the state before it: the
+    output array at t = 0 (no copy after the loop), else the workspace buffer cur is not."""
+    if t == 0:
+        return out
+    return w1 if cur == w0 else w0
 
 
 cdef inline void _deferred_grads(K* k, floating* dG, floating* dGhn, floating* hprev, int TB,
@@ -822,8 +864,7 @@ cdef void _rnn_fwd(K* k, floating tag) noexcept nogil:
     gemm(False, True, k.T * k.B, iH, I, 1, <floating*>k.x, I, <floating*>k.w_ih, I, 0, hs, iH)
     if k.b_ih != NULL:       # the biases join the input projection, so that each step's activation
         _bias_sum(k, bias, H)   # is one pass over B*H elements (no per-row calls, no row tails)
-        for b in range(T * B):
-            _add(hs + b * H, bias, H)
+        _add_rows(hs, bias, T * B, H)
     for t in range(T):
         hp = <floating*>k.h0 if t == 0 else hs + (t - 1) * BH
         ht = hs + t * BH
@@ -849,14 +890,15 @@ cdef void _rnn_bwd(K* k, floating tag) noexcept nogil:
     cdef Py_ssize_t T = k.T, B = k.B, H = k.H, BH = B * H, t, b
     cdef int I = k.nI, iH = k.H, TB = k.T * k.B
     cdef floating* dA = <floating*>k.ws                 # (T, B, H) pre-activation gradients
-    cdef floating* dh = dA + T * BH                       # (B, H) gradient w.r.t. the state
-    cdef floating* dhn = dh + BH                          # (B, H) the same for the step before
-    cdef floating* tmp
+    cdef floating* w0 = dA + T * BH                       # (B, H) x 2: the gradient w.r.t. the
+    cdef floating* w1 = w0 + BH                           # state after and before each step
     cdef floating* dys = <floating*>k.dys
+    cdef floating* dh = _first(<floating*>k.dh_n, w0, BH, dys != NULL)
+    cdef floating* dhn
     cdef floating* hs = <floating*>k.hs
     cdef floating* pw = _pack(False, iH, iH, <floating*>k.w_hh, iH, k.pw)
-    _copy(dh, <floating*>k.dh_n, BH)
     for t in range(T - 1, -1, -1):
+        dhn = _target(t, dh, w0, w1, <floating*>k.dh0)
         if k.lengths == NULL:            # every row real: one pass over the B*H elements
             if dys != NULL:
                 _add(dh, dys + t * BH, BH)
@@ -873,8 +915,7 @@ cdef void _rnn_bwd(K* k, floating tag) noexcept nogil:
                     _copy(dhn + b * H, dh + b * H, H)
         gemm_p(pw, False, False, k.B, iH, iH, 1, dA + t * BH, iH, <floating*>k.w_hh, iH,
                0 if k.lengths == NULL else 1, dhn, iH)
-        tmp = dh; dh = dhn; dhn = tmp
-    _copy(<floating*>k.dh0, dh, BH)
+        dh = dhn
     _deferred_grads(k, dA, NULL, <floating*>k.hprev, TB, iH)
 
 
@@ -929,18 +970,21 @@ cdef void _lstm_bwd(K* k, floating tag) noexcept nogil:
     cdef Py_ssize_t T = k.T, B = k.B, H = k.H, BH = B * H, L = 5 * H, G = 4 * H, t, b
     cdef int I = k.nI, iH = k.H, iG = 4 * k.H, TB = k.T * k.B
     cdef floating* dG = <floating*>k.ws                 # (T, B, 4H)
-    cdef floating* dh = dG + T * B * G
-    cdef floating* dhn = dh + BH
-    cdef floating* dc = dhn + BH
-    cdef floating* dcn = dc + BH
-    cdef floating* tmp
+    cdef floating* wh0 = dG + T * B * G                   # (B, H) x 4: the gradients w.r.t. h
+    cdef floating* wh1 = wh0 + BH                         # and c after and before each step
+    cdef floating* wc0 = wh1 + BH
+    cdef floating* wc1 = wc0 + BH
     cdef floating* dys = <floating*>k.dys
+    cdef floating* dh = _first(<floating*>k.dh_n, wh0, BH, dys != NULL)
+    cdef floating* dc = <floating*>k.dc_n                 # only read
+    cdef floating* dhn
+    cdef floating* dcn
     cdef floating* gates = <floating*>k.gates
     cdef floating* cprev = <floating*>k.cprev
     cdef floating* pw = _pack(False, iH, iG, <floating*>k.w_hh, iH, k.pw)
-    _copy(dh, <floating*>k.dh_n, BH)
-    _copy(dc, <floating*>k.dc_n, BH)
     for t in range(T - 1, -1, -1):
+        dhn = _target(t, dh, wh0, wh1, <floating*>k.dh0)
+        dcn = _target(t, dc, wc0, wc1, <floating*>k.dc0)
         for b in range(B):
             if _real(k, t, b):
                 if dys != NULL:
@@ -955,10 +999,8 @@ cdef void _lstm_bwd(K* k, floating tag) noexcept nogil:
                 _copy(dcn + b * H, dc + b * H, H)
         gemm_p(pw, False, False, k.B, iH, iG, 1, dG + t * B * G, iG, <floating*>k.w_hh, iH,
                0 if k.lengths == NULL else 1, dhn, iH)
-        tmp = dh; dh = dhn; dhn = tmp
-        tmp = dc; dc = dcn; dcn = tmp
-    _copy(<floating*>k.dh0, dh, BH)
-    _copy(<floating*>k.dc0, dc, BH)
+        dh = dhn
+        dc = dcn
     _deferred_grads(k, dG, NULL, <floating*>k.hprev, TB, iG)
 
 
@@ -1018,10 +1060,11 @@ cdef void _gru_bwd(K* k, floating tag) noexcept nogil:
     cdef int I = k.nI, iH = k.H, iG = 3 * k.H, TB = k.T * k.B
     cdef floating* dGi = <floating*>k.ws                # (T, B, 3H) w.r.t. gi (and gh_r, gh_z)
     cdef floating* dGhn = dGi + T * B * G                 # (T, B, H) w.r.t. gh_n
-    cdef floating* dh = dGhn + T * BH
-    cdef floating* dhn = dh + BH
-    cdef floating* tmp
+    cdef floating* w0 = dGhn + T * BH                     # (B, H) x 2: the gradient w.r.t. the
+    cdef floating* w1 = w0 + BH                           # state after and before each step
     cdef floating* dys = <floating*>k.dys
+    cdef floating* dh = _first(<floating*>k.dh_n, w0, BH, dys != NULL)
+    cdef floating* dhn
     cdef floating* gates = <floating*>k.gates
     cdef floating* hprev = <floating*>k.hprev
     cdef floating* w_n = <floating*>k.w_hh + 2 * H * H   # W_hh's n rows
@@ -1030,8 +1073,8 @@ cdef void _gru_bwd(K* k, floating tag) noexcept nogil:
     cdef floating* pwn = NULL
     if pw != NULL:
         pwn = _pack(False, iH, iH, w_n, iH, pw + _packed_len(pw, iH, 2 * iH))
-    _copy(dh, <floating*>k.dh_n, BH)
     for t in range(T - 1, -1, -1):
+        dhn = _target(t, dh, w0, w1, <floating*>k.dh0)
         for b in range(B):
             row = t * B + b
             if _real(k, t, b):
@@ -1046,8 +1089,7 @@ cdef void _gru_bwd(K* k, floating tag) noexcept nogil:
         gemm_p(pw, False, False, k.B, iH, 2 * iH, 1, dGi + t * B * G, iG, <floating*>k.w_hh, iH,
                1, dhn, iH)
         gemm_p(pwn, False, False, k.B, iH, iH, 1, dGhn + t * BH, iH, w_n, iH, 1, dhn, iH)
-        tmp = dh; dh = dhn; dhn = tmp
-    _copy(<floating*>k.dh0, dh, BH)
+        dh = dhn
     _deferred_grads(k, dGi, dGhn, hprev, TB, iG)
 
 
@@ -1055,13 +1097,10 @@ cdef void _gru_bwd(K* k, floating tag) noexcept nogil:
 
 cdef void _linear_fwd(K* k, floating tag) noexcept nogil:
     """x (N, I) = k.x with N = k.B, w (O, I) = k.w_ih with O = k.H, b = k.b_ih, y = k.hs."""
-    cdef Py_ssize_t r, O = k.H
     cdef floating* y = <floating*>k.hs
+    gemm(False, True, k.B, k.H, k.nI, 1, <floating*>k.x, k.nI, <floating*>k.w_ih, k.nI, 0, y, k.H)
     if k.b_ih != NULL:
-        for r in range(k.B):
-            _copy(y + r * O, <floating*>k.b_ih, O)
-    gemm(False, True, k.B, k.H, k.nI, 1, <floating*>k.x, k.nI, <floating*>k.w_ih, k.nI,
-         0 if k.b_ih == NULL else 1, y, k.H)
+        _add_rows(y, <floating*>k.b_ih, k.B, k.H)
 
 
 cdef void _linear_bwd(K* k, floating tag) noexcept nogil:
