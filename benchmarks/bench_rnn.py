@@ -39,6 +39,7 @@ in docs/performance.md (and in the functions ``memory_probe`` and ``measure_sgem
 import os
 import sys
 
+SGEMM_PER_ROW = 5     # SGEMM runs before each cell/size (its roofline rate: their median)
 DEFAULT_THREADS = 1   # chosen from the 1-vs-2-thread measurement in docs/performance.md
 THREAD_ENV = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
@@ -453,10 +454,11 @@ def gemm_flops(size, cell):
     return 2 * inp + 3 * rec + 3 * out
 
 
-def measure_sgemm(n=1536, repeats=5):
+def measure_sgemm(n=1536, repeats=5, scipy_too=True):
     """This machine's float32 GEMM rate at the current thread setting: C = A @ B with
     n x n float32 matrices through numpy's BLAS (best and median of `repeats` timed runs
-    after one warm-up).  Also the same through scipy's BLAS (the one minigrad's kernels use)."""
+    after one warm-up, and every run's rate in "samples_gflops").  Also the same through
+    scipy's BLAS (the one minigrad's kernels use) unless scipy_too is false."""
     rng = np.random.default_rng(0)
     a = rng.standard_normal((n, n), dtype=np.float32)
     b = rng.standard_normal((n, n), dtype=np.float32)
@@ -465,9 +467,10 @@ def measure_sgemm(n=1536, repeats=5):
     out = {"n": n}
     fns = {"numpy": lambda: np.matmul(a, b, out=c)}
     try:
-        from scipy.linalg.blas import sgemm
-        fa, fb = np.asfortranarray(a), np.asfortranarray(b)
-        fns["scipy"] = lambda: sgemm(1.0, fa, fb)
+        if scipy_too:
+            from scipy.linalg.blas import sgemm
+            fa, fb = np.asfortranarray(a), np.asfortranarray(b)
+            fns["scipy"] = lambda: sgemm(1.0, fa, fb)
     except ImportError:
         pass
     for name, fn in fns.items():
@@ -478,8 +481,17 @@ def measure_sgemm(n=1536, repeats=5):
             fn()
             ts.append(time.perf_counter() - t0)
         out[name] = {"best_gflops": flops / min(ts) / 1e9,
-                     "median_gflops": flops / statistics.median(ts) / 1e9}
+                     "median_gflops": flops / statistics.median(ts) / 1e9,
+                     "samples_gflops": [flops / t / 1e9 for t in ts]}
     return out
+
+
+def roofline_rate(samples):
+    """The SGEMM rate (FLOP/s) a cell/size's roofline uses: the median of the SGEMM runs made
+    just before its timing, so that the GEMM-only time and the contenders' median step times are
+    both typical figures of the same stretch of the run. (The best run, which on a shared
+    machine catches a quiet moment, is kept beside it: see roofline_fraction_best_rate.)"""
+    return statistics.median(samples) * 1e9
 
 
 # -------------------------------------------------------------------------------------- memory
@@ -784,7 +796,7 @@ def main(argv=None):
     t_start = time.perf_counter()
     machine = machine_info()
     sgemm = measure_sgemm(args.sgemm_n)
-    rate = sgemm["numpy"]["best_gflops"] * 1e9
+    sgemm_all = list(sgemm["numpy"]["samples_gflops"])     # every numpy SGEMM run of this run
     print(f"machine: {machine['cpu']}, {machine['cores']} cores, {machine['platform']}")
     print(f"python {machine['python']}, numpy {machine['numpy']}, scipy {machine.get('scipy')}, "
           f"torch {machine.get('torch', 'not installed')}, minigrad {machine['minigrad']} "
@@ -800,7 +812,8 @@ def main(argv=None):
     print(f"SGEMM {sgemm['n']}^3 float32: numpy {sgemm['numpy']['best_gflops']:.1f} GFLOP/s best "
           f"({sgemm['numpy']['median_gflops']:.1f} median)"
           + (f", scipy {sgemm['scipy']['best_gflops']:.1f} best" if "scipy" in sgemm else "")
-          + "  -> roofline rate = numpy best")
+          + f"; {SGEMM_PER_ROW} more numpy runs before each cell/size, whose median is that "
+          "row's roofline rate")
     print(f"step: forward, MSE of a linear readout (H->{OUT}) of h_n, backward, SGD lr={LR}; "
           f"float32; {warmup} warm-up round(s) discarded; interleaved rotating order; "
           f"ratios = contender median / reference median (lower is faster)")
@@ -814,12 +827,17 @@ def main(argv=None):
             errors = verify(cell, size, names)
             params, x, target = make_problem(cell, size)
             contenders = build(cell, params, x, target, names)
+            row_sgemm = measure_sgemm(args.sgemm_n, SGEMM_PER_ROW, scipy_too=False)
+            row_sgemm = row_sgemm["numpy"]["samples_gflops"]
+            sgemm_all += row_sgemm
             samples = time_interleaved(contenders, warmup, args.repeats, min_time, min_repeats)
             flops = gemm_flops(size, cell)
+            rate = roofline_rate(row_sgemm)
             gemm_time = flops / rate
             row = {"cell": cell, "size": list(size), "size_name": size_name(size),
                    "B": size[0], "T": size[1], "I": size[2], "H": size[3],
                    "gemm_flops": flops, "gemm_time_s": gemm_time,
+                   "sgemm_samples_gflops": row_sgemm, "roofline_rate_gflops": rate / 1e9,
                    "agreement_rel_err": errors, "contenders": {}}
             for n, s in samples.items():
                 row["contenders"][n] = {"samples_s": s, "repeats": len(s),
@@ -844,11 +862,22 @@ def main(argv=None):
             for n, m in mem.get(f"{r['cell']}/{r['size_name']}", {}).items():
                 r["contenders"][n]["memory"] = m
 
+    best_rate = max(sgemm_all)
+    for r in results:
+        for c in r["contenders"].values():
+            c["roofline_fraction_best_rate"] = r["gemm_flops"] / (best_rate * 1e9) / c["median_s"]
     elapsed = time.perf_counter() - t_start
     load1 = os.getloadavg() if hasattr(os, "getloadavg") else None
     print()
     print_table(results, names)
-    print("\nroofline = (GEMM FLOPs of the step / SGEMM rate above) / contender median time.\n"
+    rates = [r["roofline_rate_gflops"] for r in results]
+    print(f"\nroofline = (GEMM FLOPs of the step / SGEMM rate) / contender median time; the rate is "
+          f"the median of the {SGEMM_PER_ROW} SGEMM runs before each row ({min(rates):.1f}-"
+          f"{max(rates):.1f} GFLOP/s this run). At the best SGEMM run of the whole run "
+          f"({best_rate:.1f} GFLOP/s) the fractions would be "
+          + ", ".join(f"{r['cell']} {r['size_name']} {r['contenders'][names[0]]['roofline_fraction_best_rate']:.1%}"
+                      for r in results if r is results[-1] or r["size"] == results[-1]["size"])
+          + f" ({names[0]}).\n"
           f"peak MiB: most memory held during the first {MEMORY_STEPS} steps of a fresh model, "
           "above what it held before (numpy, minigrad: tracemalloc; torch: its allocator records "
           "via torch.profiler).\nRSS MiB: the same for all three as peak RSS growth (a child "
@@ -858,7 +887,8 @@ def main(argv=None):
     doc = {"command": "python benchmarks/bench_rnn.py " + " ".join(sys.argv[1:] if argv is None
                                                                    else argv),
            "machine": machine, "threads": threads, "sgemm": sgemm,
-           "roofline_rate_gflops": rate / 1e9, "lr": LR, "readout": OUT,
+           "sgemm_best_gflops_run": best_rate,
+           "sgemm_median_gflops_run": statistics.median(sgemm_all), "lr": LR, "readout": OUT,
            "warmup": warmup, "contenders": names, "memory_method": memory_probe.__doc__,
            "elapsed_s": elapsed, "load_average_start": load0, "load_average_end": load1,
            "results": results}

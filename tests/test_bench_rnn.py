@@ -34,17 +34,24 @@ def test_smoke_json_has_every_cell_size_and_contender(tmp_path):
     doc, stdout = run_bench(tmp_path)
     assert doc["contenders"] == NAMES
     assert doc["threads"]["requested"] == bench.DEFAULT_THREADS
-    assert doc["roofline_rate_gflops"] > 0
+    assert doc["sgemm_best_gflops_run"] >= doc["sgemm_median_gflops_run"] > 0
     got = {(r["cell"], tuple(r["size"])) for r in doc["results"]}
     assert got == {(c, TINY) for c in bench.CELLS}
     for r in doc["results"]:
         assert r["gemm_flops"] == bench.gemm_flops(TINY, r["cell"])
+        # the row's roofline rate is the median of the SGEMM runs made just before it
+        assert len(r["sgemm_samples_gflops"]) == bench.SGEMM_PER_ROW
+        assert r["roofline_rate_gflops"] == pytest.approx(np.median(r["sgemm_samples_gflops"]))
+        assert max(r["sgemm_samples_gflops"]) <= doc["sgemm_best_gflops_run"]
+        assert r["gemm_time_s"] == pytest.approx(r["gemm_flops"] / (r["roofline_rate_gflops"] * 1e9))
         assert set(r["contenders"]) == set(NAMES), r["cell"]
         for name, c in r["contenders"].items():
             where = f"{r['cell']} {name}"
             assert c["repeats"] == 1 and len(c["samples_s"]) == 1, where
             assert c["min_s"] <= c["median_s"] <= c["max_s"], where
-            assert c["roofline_fraction"] > 0, where
+            assert c["roofline_fraction"] == pytest.approx(r["gemm_time_s"] / c["median_s"]), where
+            # at the run's best SGEMM rate the GEMM-only time is shorter: a smaller fraction
+            assert 0 < c["roofline_fraction_best_rate"] <= c["roofline_fraction"] * (1 + 1e-12), where
             assert "peak_bytes" in c["memory"], where
             if name != "numpy":
                 assert c["ratio_vs_numpy"] > 0, where
