@@ -410,22 +410,27 @@ class Adagrad(Optimizer):
         lr_decay = float(group["lr_decay"])
         wd = float(group["weight_decay"])
         eps = float(group["eps"])
+        consts = {}
         for p in group["params"]:
             g = _grad(p)
             if g is None:
                 continue
             d = p.data
+            k = consts.get(d.dtype)
+            if k is None:
+                k = consts[d.dtype] = _scalars(d.dtype, wd, eps)
+            wd_, eps_ = k
             st = self._state_for(p, group)
             t = st["step"] = st["step"] + 1
             if wd != 0:
-                g = np.multiply(d, wd, dtype=d.dtype)
+                g = np.multiply(d, wd_, dtype=d.dtype)
                 g += p.grad
-            clr = lr / (1.0 + (t - 1) * lr_decay)
+            clr, = _scalars(d.dtype, lr / (1.0 + (t - 1) * lr_decay))
             acc = st["sum"]
             tmp = np.multiply(g, g, dtype=d.dtype)
             acc += tmp
             np.sqrt(acc, out=tmp)
-            tmp += eps
+            tmp += eps_
             np.divide(g, tmp, out=tmp)
             tmp *= clr
             d -= tmp
@@ -474,44 +479,49 @@ class RMSprop(Optimizer):
         wd = float(group["weight_decay"])
         momentum = float(group["momentum"])
         centered = group["centered"]
+        consts = {}
         for p in group["params"]:
             g = _grad(p)
             if g is None:
                 continue
             d = p.data
+            k = consts.get(d.dtype)
+            if k is None:
+                k = consts[d.dtype] = _scalars(d.dtype, lr, alpha, one_m_alpha, eps, wd, momentum)
+            lr_, alpha_, one_m_alpha_, eps_, wd_, momentum_ = k
             st = self._state_for(p, group)
             st["step"] += 1
             if wd != 0:
-                g = np.multiply(d, wd, dtype=d.dtype)
+                g = np.multiply(d, wd_, dtype=d.dtype)
                 g += p.grad
             v = st["square_avg"]
-            v *= alpha
+            v *= alpha_
             tmp = np.multiply(g, g, dtype=d.dtype)
-            tmp *= one_m_alpha
+            tmp *= one_m_alpha_
             v += tmp
             if centered:
                 ga = st.get("grad_avg")
                 if ga is None:  # centered switched on after some steps
                     ga = st["grad_avg"] = np.zeros_like(d)
-                ga *= alpha
-                np.multiply(g, one_m_alpha, out=tmp)
+                ga *= alpha_
+                np.multiply(g, one_m_alpha_, out=tmp)
                 ga += tmp
                 np.multiply(ga, ga, out=tmp)
                 np.subtract(v, tmp, out=tmp)
                 np.sqrt(tmp, out=tmp)
             else:
                 np.sqrt(v, out=tmp)
-            tmp += eps
+            tmp += eps_
             np.divide(g, tmp, out=tmp)
             if momentum > 0:
                 buf = st.get("momentum_buffer")
                 if buf is None:  # momentum switched on after some steps
                     buf = st["momentum_buffer"] = np.zeros_like(d)
-                buf *= momentum
+                buf *= momentum_
                 buf += tmp
-                np.multiply(buf, lr, out=tmp)
+                np.multiply(buf, lr_, out=tmp)
             else:
-                tmp *= lr
+                tmp *= lr_
             d -= tmp
 
 
