@@ -39,7 +39,7 @@ in docs/performance.md (and in the functions ``memory_probe`` and ``measure_sgem
 import os
 import sys
 
-SGEMM_PER_ROW = 5     # SGEMM runs before each cell/size (its roofline rate: their median)
+SGEMM_PER_ROW = 5     # SGEMM runs before each cell/size (roofline rate: median of all runs)
 DEFAULT_THREADS = 1   # chosen from the 1-vs-2-thread measurement in docs/performance.md
 THREAD_ENV = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
@@ -487,10 +487,12 @@ def measure_sgemm(n=1536, repeats=5, scipy_too=True):
 
 
 def roofline_rate(samples):
-    """The SGEMM rate (FLOP/s) a cell/size's roofline uses: the median of the SGEMM runs made
-    just before its timing, so that the GEMM-only time and the contenders' median step times are
-    both typical figures of the same stretch of the run. (The best run, which on a shared
-    machine catches a quiet moment, is kept beside it: see roofline_fraction_best_rate.)"""
+    """The SGEMM rate (FLOP/s) the roofline uses: the median of every SGEMM run of the benchmark
+    run (5 at start-up, then 5 before each cell/size), so that the GEMM-only time, like the
+    contenders' median step times, is a typical figure of the run. The best run, which on a
+    shared machine catches a quiet moment, is kept beside it (roofline_fraction_best_rate); the
+    median of the 5 runs before one cell/size alone was tried and is too short a window (one
+    row's 0.4 s of SGEMM runs at 75 GFLOP/s, then its 30 s of steps at 82: 109%)."""
     return statistics.median(samples) * 1e9
 
 
@@ -812,8 +814,8 @@ def main(argv=None):
     print(f"SGEMM {sgemm['n']}^3 float32: numpy {sgemm['numpy']['best_gflops']:.1f} GFLOP/s best "
           f"({sgemm['numpy']['median_gflops']:.1f} median)"
           + (f", scipy {sgemm['scipy']['best_gflops']:.1f} best" if "scipy" in sgemm else "")
-          + f"; {SGEMM_PER_ROW} more numpy runs before each cell/size, whose median is that "
-          "row's roofline rate")
+          + f"; {SGEMM_PER_ROW} more numpy runs before each cell/size: the median of all of "
+          "them is the roofline rate")
     print(f"step: forward, MSE of a linear readout (H->{OUT}) of h_n, backward, SGD lr={LR}; "
           f"float32; {warmup} warm-up round(s) discarded; interleaved rotating order; "
           f"ratios = contender median / reference median (lower is faster)")
@@ -832,13 +834,10 @@ def main(argv=None):
             sgemm_all += row_sgemm
             samples = time_interleaved(contenders, warmup, args.repeats, min_time, min_repeats)
             flops = gemm_flops(size, cell)
-            rate = roofline_rate(row_sgemm)
-            gemm_time = flops / rate
             row = {"cell": cell, "size": list(size), "size_name": size_name(size),
-                   "B": size[0], "T": size[1], "I": size[2], "H": size[3],
-                   "gemm_flops": flops, "gemm_time_s": gemm_time,
-                   "sgemm_samples_gflops": row_sgemm, "roofline_rate_gflops": rate / 1e9,
-                   "agreement_rel_err": errors, "contenders": {}}
+                   "B": size[0], "T": size[1], "I": size[2], "H": size[3], "gemm_flops": flops,
+                   "sgemm_samples_gflops": row_sgemm, "agreement_rel_err": errors,
+                   "contenders": {}}
             for n, s in samples.items():
                 row["contenders"][n] = {"samples_s": s, "repeats": len(s),
                                         "median_s": statistics.median(s),
@@ -847,7 +846,6 @@ def main(argv=None):
                 for refn in ("numpy", "torch"):
                     if refn in row["contenders"] and refn != n:
                         c[f"ratio_vs_{refn}"] = c["median_s"] / row["contenders"][refn]["median_s"]
-                c["roofline_fraction"] = gemm_time / c["median_s"]
                 c["gemm_gflops_achieved"] = flops / c["median_s"] / 1e9
             results.append(row)
             print(f"  {cell} {size_name(size)}: agree (max rel err "
@@ -862,19 +860,20 @@ def main(argv=None):
             for n, m in mem.get(f"{r['cell']}/{r['size_name']}", {}).items():
                 r["contenders"][n]["memory"] = m
 
-    best_rate = max(sgemm_all)
+    rate, best_rate = roofline_rate(sgemm_all), max(sgemm_all) * 1e9
     for r in results:
+        r["gemm_time_s"] = r["gemm_flops"] / rate
         for c in r["contenders"].values():
-            c["roofline_fraction_best_rate"] = r["gemm_flops"] / (best_rate * 1e9) / c["median_s"]
+            c["roofline_fraction"] = r["gemm_time_s"] / c["median_s"]
+            c["roofline_fraction_best_rate"] = r["gemm_flops"] / best_rate / c["median_s"]
     elapsed = time.perf_counter() - t_start
     load1 = os.getloadavg() if hasattr(os, "getloadavg") else None
     print()
     print_table(results, names)
-    rates = [r["roofline_rate_gflops"] for r in results]
     print(f"\nroofline = (GEMM FLOPs of the step / SGEMM rate) / contender median time; the rate is "
-          f"the median of the {SGEMM_PER_ROW} SGEMM runs before each row ({min(rates):.1f}-"
-          f"{max(rates):.1f} GFLOP/s this run). At the best SGEMM run of the whole run "
-          f"({best_rate:.1f} GFLOP/s) the fractions would be "
+          f"the median of all {len(sgemm_all)} SGEMM runs of this run, {rate / 1e9:.1f} GFLOP/s "
+          f"(range {min(sgemm_all):.1f}-{max(sgemm_all):.1f}). At the best run "
+          f"({best_rate / 1e9:.1f} GFLOP/s) the fractions would be "
           + ", ".join(f"{r['cell']} {r['size_name']} {r['contenders'][names[0]]['roofline_fraction_best_rate']:.1%}"
                       for r in results if r is results[-1] or r["size"] == results[-1]["size"])
           + f" ({names[0]}).\n"
@@ -887,8 +886,8 @@ def main(argv=None):
     doc = {"command": "python benchmarks/bench_rnn.py " + " ".join(sys.argv[1:] if argv is None
                                                                    else argv),
            "machine": machine, "threads": threads, "sgemm": sgemm,
-           "sgemm_best_gflops_run": best_rate,
-           "sgemm_median_gflops_run": statistics.median(sgemm_all), "lr": LR, "readout": OUT,
+           "sgemm_samples_gflops": sgemm_all, "roofline_rate_gflops": rate / 1e9,
+           "sgemm_best_gflops_run": best_rate / 1e9, "lr": LR, "readout": OUT,
            "warmup": warmup, "contenders": names, "memory_method": memory_probe.__doc__,
            "elapsed_s": elapsed, "load_average_start": load0, "load_average_end": load1,
            "results": results}
