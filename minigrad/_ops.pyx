@@ -361,13 +361,15 @@ cdef extern from *:
        costing as much as a full panel (32x50 @ 50xn: n = 48 1.96 us, n = 50 2.45, n = 64 2.59).
        Instead these columns run two at a time over all rows: when A is transposed (stored k x m,
        the weight gradients dG.T @ X), with vectors along the rows of C; otherwise as dot products
-       of rows of A with the columns, 4 rows x 2 columns at a time. pt: the packed last panel (k
-       rows of PT, zero beyond the tail); C columns j0, j0 + 1 (nq = 1 or 2 of them stored). */
+       of rows of A with the columns, 4 rows x 2 columns at a time. The columns are read where they
+       lie: column j of the last panel, element p, is bs[j * cs + p * ks] (the packed panel: ks =
+       PT, cs = 1; an unpacked B: ks = ldb, cs = 1, or ks = 1, cs = ldb when transposed). C columns
+       j0, j0 + 1 (nq = 1 or 2 of them stored). */
     #define MG_TAIL_K 1024
     #define MG_TAIL_T_STEPS(T, V, W, NV)                                                                     \
     for (int p = 0; p < kf; p++) {                                                                           \
         const T *ap = a + (ptrdiff_t)p * lda + i0;                                                           \
-        T b0 = pt[(ptrdiff_t)p * PT], b1 = pt[(ptrdiff_t)p * PT + 1];                                        \
+        T b0 = q0[(ptrdiff_t)p * ks], b1 = q1[(ptrdiff_t)p * ks];                                            \
         for (int v = 0; v < NV; v++) {                                                                       \
             V x = *(const V *)(ap + v * W);                                                                  \
             acc[v][0] += x * b0;                                                                             \
@@ -376,8 +378,8 @@ cdef extern from *:
     }
     #define MG_TAIL(T, V, W, S)                                                                              \
     MG_AVX2 static void mg_tail_t##S(int m, int k, T alpha, const T *restrict a, int lda,                    \
-                                     const T *restrict pt, int PT, int nq, T beta, T *restrict c,            \
-                                     int ldc) {                                                              \
+                                     const T *restrict q0, const T *restrict q1, ptrdiff_t ks, int nq,       \
+                                     T beta, T *restrict c, int ldc) {                                       \
         for (int i0 = 0; i0 < m; i0 += 4 * W) {                                                              \
             int rows = m - i0 < 4 * W ? m - i0 : 4 * W, nv = (rows + W - 1) / W;                             \
             V acc[4][2];                                                                                     \
@@ -394,7 +396,7 @@ cdef extern from *:
             }                                                                                                \
             for (int p = kf; p < k; p++) {                                                                   \
                 const T *ap = a + (ptrdiff_t)p * lda + i0;                                                   \
-                T b0 = pt[(ptrdiff_t)p * PT], b1 = pt[(ptrdiff_t)p * PT + 1];                                \
+                T b0 = q0[(ptrdiff_t)p * ks], b1 = q1[(ptrdiff_t)p * ks];                                    \
                 for (int v = 0; v < 4; v++) {             /* constant indices keep acc in registers */       \
                     int left = rows - v * W;                                                                 \
                     V x = left >= W ? *(const V *)(ap + v * W)                                               \
@@ -433,8 +435,8 @@ cdef extern from *:
                     acc[2 * r + 1] += x * u1;                                                                \
                 }                                                                                            \
             }                                                                                                \
-            if (k8 < k) {                                 /* the last k % W steps, zero padded */            \
-                V u0 = *(const V *)(b0 + k8), u1 = *(const V *)(b1 + k8);                                    \
+            if (k8 < k) {                /* the last k % W steps: nothing read past b0[k - 1], b1[k - 1] */  \
+                V u0 = mg_loadpart##S(b0 + k8, k - k8), u1 = mg_loadpart##S(b1 + k8, k - k8);                \
                 for (int r = 0; r < 4; r++) {                                                                \
                     V x = mg_loadpart##S(ar[r] + k8, k - k8);                                                \
                     acc[2 * r] += x * u0;                                                                    \
@@ -449,23 +451,29 @@ cdef extern from *:
                 }                                                                                            \
         }                                                                                                    \
     }                                                                                                        \
-    /* C[:, :tw] (tw <= W/2) = alpha * op(A) @ the last panel + beta * C; when A is not transposed,          \
-       k <= MG_TAIL_K (the two columns are copied to the stack). */                                          \
+    /* C[:, :tw] (tw <= W/2) = alpha * op(A) @ the last panel's columns (bs, ks, cs as above) +              \
+       beta * C. When A is not transposed, columns strided along k are first copied to the stack             \
+       (k <= MG_TAIL_K); contiguous ones (a transposed B: the rows of W in x @ W.T) are read in place. */    \
     MG_AVX2 static void mg_tail##S(int ta, int m, int k, T alpha, const T *restrict a, int lda,              \
-                                   const T *restrict pt, int PT, int tw, T beta, T *restrict c,              \
-                                   int ldc) {                                                                \
-        T cols[2 * (MG_TAIL_K + W)];                  /* two columns, zero padded to whole vectors */        \
+                                   const T *bs, ptrdiff_t ks, ptrdiff_t cs, int tw, T beta,                  \
+                                   T *restrict c, int ldc) {                                                 \
+        T cols[2 * MG_TAIL_K];                                                                               \
         for (int j0 = 0; j0 < tw; j0 += 2) {                                                                 \
             int nq = tw - j0 < 2 ? tw - j0 : 2;                                                              \
+            const T *q0 = bs + j0 * cs, *q1 = nq == 2 ? q0 + cs : q0;   /* one column: its result unused */  \
             if (ta) {                                                                                        \
-                mg_tail_t##S(m, k, alpha, a, lda, pt + j0, PT, nq, beta, c + j0, ldc);                       \
+                mg_tail_t##S(m, k, alpha, a, lda, q0, q1, ks, nq, beta, c + j0, ldc);                        \
                 continue;                                                                                    \
             }                                                                                                \
-            for (int p = 0; p < k + W; p++) {                                                                \
-                cols[p] = p < k ? pt[(ptrdiff_t)p * PT + j0] : 0;                                            \
-                cols[MG_TAIL_K + W + p] = p < k ? pt[(ptrdiff_t)p * PT + j0 + 1] : 0;                        \
+            if (ks != 1) {                                                                                   \
+                for (int p = 0; p < k; p++) {                                                                \
+                    cols[p] = q0[(ptrdiff_t)p * ks];                                                         \
+                    cols[MG_TAIL_K + p] = q1[(ptrdiff_t)p * ks];                                             \
+                }                                                                                            \
+                q0 = cols;                                                                                   \
+                q1 = cols + MG_TAIL_K;                                                                       \
             }                                                                                                \
-            mg_tail_n##S(m, k, alpha, a, lda, cols, cols + MG_TAIL_K + W, nq, beta, c + j0, ldc);            \
+            mg_tail_n##S(m, k, alpha, a, lda, q0, q1, nq, beta, c + j0, ldc);                                \
         }                                                                                                    \
     }
     MG_TAIL(float, mg_v8f, 8, f)
@@ -473,11 +481,16 @@ cdef extern from *:
 
     /* Panels of op(B) (k x n): full ones of P = 2W columns, then a partial last one of PT = W or P
        columns, zero padded. mg_pack_tail copies the partial one (k rows of PT); mg_pack_b packs all
-       of op(B), full panels first (panel jp at jp * k * P), into mg_packed_len elements. */
+       of op(B), full panels first (panel jp at jp * k * P), into mg_packed_len elements.
+       mg_narrow: whether the partial panel is narrow enough for mg_tail (else blocks compute it). */
     #define MG_PANELS(T, V, W, S)                                                                            \
     static size_t mg_packed_len##S(int n, int k) {                                                           \
         int P = 2 * W, nfull = n / P, tail = n - nfull * P;                                                  \
         return (size_t)k * ((size_t)nfull * P + (tail ? (tail <= W ? W : P) : 0));                           \
+    }                                                                                                        \
+    static inline int mg_narrow##S(int ta, int n, int k) {                                                   \
+        int tail = n % (2 * W);                                                                              \
+        return tail > 0 && 2 * tail <= W && (ta || k <= MG_TAIL_K);                                          \
     }                                                                                                        \
     MG_AVX2 static void mg_pack_tail##S(int tb, int n, int k, const T *restrict b, int ldb, T *restrict pt) { \
         int P = 2 * W, nfull = n / P, tail = n - nfull * P, PT = tail <= W ? W : P;                          \
@@ -493,7 +506,9 @@ cdef extern from *:
             for (int q = 0; q < tail; q++)                                                                   \
                 for (int p = 0; p < k; p++) pt[(ptrdiff_t)p * PT + q] = src[(ptrdiff_t)q * ldb + p];         \
     }                                                                                                        \
-    MG_AVX2 static void mg_pack_b##S(int tb, int n, int k, const T *restrict b, int ldb, T *restrict pk) {   \
+    /* with_tail = 0: the full panels only (the caller's mg_tail reads the last columns from B) */           \
+    MG_AVX2 static void mg_pack_panels##S(int tb, int n, int k, const T *restrict b, int ldb,                \
+                                          T *restrict pk, int with_tail) {                                   \
         int P = 2 * W, nfull = n / P;                                                                        \
         for (int jp = 0; jp < nfull; jp++) {                                                                 \
             T *d = pk + (ptrdiff_t)jp * k * P;                                                               \
@@ -504,7 +519,10 @@ cdef extern from *:
                 *(V *)(d + (ptrdiff_t)p * P + W) = *(const V *)(s + W);                                      \
             }                                                                                                \
         }                                                                                                    \
-        if (n > nfull * P) mg_pack_tail##S(tb, n, k, b, ldb, pk + (ptrdiff_t)nfull * k * P);                 \
+        if (n > nfull * P && with_tail) mg_pack_tail##S(tb, n, k, b, ldb, pk + (ptrdiff_t)nfull * k * P);    \
+    }                                                                                                        \
+    MG_AVX2 static void mg_pack_b##S(int tb, int n, int k, const T *restrict b, int ldb, T *restrict pk) {   \
+        mg_pack_panels##S(tb, n, k, b, ldb, pk, 1);                                                          \
     }                                                                                                        \
     /* C = alpha * op(A) @ op(B) + beta * C with op(B) packed by mg_pack_b (n, k as packed). When all  \
        panels fit in L2 (256 KiB), rows outer: each block of 6 (or 4) rows of op(A) passes over every \
@@ -524,12 +542,15 @@ cdef extern from *:
             else mg_blk4x1##S(k, a0, si, sp, *mr, bp, bs, nr, alpha, beta, cb, ldc);                         \
         }                                                                                                    \
     }                                                                                                        \
-    MG_AVX2 static void mg_gemm_packed##S(int ta, int m, int n, int k, T alpha, const T *restrict a,         \
-                                          int lda, const T *restrict pk, T beta, T *restrict c, int ldc) { \
+    /* braw: NULL, or op(B) unpacked (B, transposed when tb, row stride ldb), from which mg_tail then        \
+       reads a narrow last panel (mg_pack_panels left it out) */                                             \
+    MG_AVX2 static void mg_gemm_run##S(int ta, int m, int n, int k, T alpha, const T *restrict a, int lda,   \
+                                       const T *restrict pk, const T *braw, int tb, int ldb, T beta,         \
+                                       T *restrict c, int ldc) {                                             \
         ptrdiff_t si = ta ? 1 : lda, sp = ta ? lda : 1;                                                      \
         int P = 2 * W, nfull = n / P, tail = n - nfull * P, npan = nfull + (tail > 0), mr;                   \
         int PT = tail <= W ? W : P;                                                                          \
-        int narrow = tail > 0 && 2 * tail <= W && (ta || k <= MG_TAIL_K);   /* last panel: mg_tail */        \
+        int narrow = mg_narrow##S(ta, n, k);                                /* last panel: mg_tail */        \
         int nb = narrow ? nfull : npan;                                     /* panels the blocks compute */ \
         size_t mc0 = (size_t)131072 / ((size_t)k * sizeof(T));                                               \
         int mc = mg_packed_len##S(n, k) * sizeof(T) <= 262144 ? m                                            \
@@ -554,9 +575,16 @@ cdef extern from *:
                                 ldc, &mr);                                                                   \
             }                                                                                                \
         }                                                                                                    \
-        if (narrow)                                                                                          \
-            mg_tail##S(ta, m, k, alpha, a, lda, pk + (ptrdiff_t)nfull * k * P, W, tail, beta, c + nfull * P, \
-                       ldc);                                                                                 \
+        if (narrow && braw == NULL)                                                                          \
+            mg_tail##S(ta, m, k, alpha, a, lda, pk + (ptrdiff_t)nfull * k * P, W, 1, tail, beta,             \
+                       c + nfull * P, ldc);                                                                  \
+        else if (narrow)                                                                                     \
+            mg_tail##S(ta, m, k, alpha, a, lda, braw + (ptrdiff_t)nfull * P * (tb ? ldb : 1),                \
+                       tb ? 1 : ldb, tb ? ldb : 1, tail, beta, c + nfull * P, ldc);                          \
+    }                                                                                                        \
+    MG_AVX2 static void mg_gemm_packed##S(int ta, int m, int n, int k, T alpha, const T *restrict a,         \
+                                          int lda, const T *restrict pk, T beta, T *restrict c, int ldc) {   \
+        mg_gemm_run##S(ta, m, n, k, alpha, a, lda, pk, NULL, 0, 0, beta, c, ldc);                            \
     }
     MG_PANELS(float, mg_v8f, 8, f)
     MG_PANELS(double, mg_v4d, 4, d)
@@ -573,8 +601,8 @@ cdef extern from *:
         T stack[16384 / sizeof(T) * 4];                                                                      \
         T *pk = need <= sizeof stack / sizeof(T) ? stack : (T *)malloc(need * sizeof(T));                    \
         if (pk == NULL) return -1;                                                                           \
-        mg_pack_b##S(tb, n, k, b, ldb, pk);                                                                  \
-        mg_gemm_packed##S(ta, m, n, k, alpha, a, lda, pk, beta, c, ldc);                                     \
+        mg_pack_panels##S(tb, n, k, b, ldb, pk, !mg_narrow##S(ta, n, k));                                    \
+        mg_gemm_run##S(ta, m, n, k, alpha, a, lda, pk, b, tb, ldb, beta, c, ldc);                            \
         if (pk != stack) free(pk);                                                                           \
         return 0;                                                                                            \
     }
