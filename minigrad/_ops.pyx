@@ -232,9 +232,11 @@ cdef extern from *:
 # Edges: the last rows run as 4-row blocks, a last panel of at most one vector on one-vector
 # blocks, and a last panel of at most half a vector (the 2 columns left of n = 50) by mg_tail,
 # two columns at a time with vectors along k (dot products, lanes then summed pairwise) or, when
-# A is transposed, along the rows of C: over it, blocks cost as much as over a full panel. The
-# GEMMs of a step at H = 50 reach 72-75 GFLOP/s (52-53 before mg_tail) where OpenBLAS reaches
-# 42-46.
+# A is transposed, along the rows of C: over it, blocks cost as much as over a full panel. An
+# unpacked GEMM does not pack that narrow panel: mg_tail reads its columns from B where they lie
+# (the rows of a transposed B in place; strided columns through one stack copy). The GEMMs of a
+# step at H = 50 reach 72-75 GFLOP/s (52-53 before mg_tail; x @ W.T 2.42 -> 2.24 us and
+# dA @ W 2.29 -> 2.15 us more with the unpacked narrow panel) where OpenBLAS reaches 42-46.
 # The sequence kernels multiply every step by the same W_hh: they pack it once per call (_pack)
 # and run the per-step GEMMs on the packed panels at any size (gemm_p): 85-95 GFLOP/s where BLAS,
 # re-packing W_hh at every call, reaches 45-65 (64x512 @ 512x2048: 90 against 46). Their big
