@@ -59,48 +59,54 @@ def make_inputs(kind, T, B, H, seed=0):
 
 
 def cell_step(m, kind, v):
-    """One cell step forward + backward on module m."""
+    """One cell step forward + backward on module m. The kernels and their arguments are bound
+    before the closure, so a sample times the two calls and not the harness's lookups (14 dict
+    and 2 attribute lookups a step: 0.3 us, the same for both contenders)."""
+    x, h, c, dh, dc = v["x1"], v["h"], v["c"], v["dh"], v["dc"]
+    w_ih, w_hh, b_ih, b_hh = v["w_ih"], v["w_hh"], v["b_ih"], v["b_hh"]
     if kind == "rnn":
+        fwd, bwd = m.rnn_cell_forward, m.rnn_cell_backward
+
         def run():
-            h1, cache = m.rnn_cell_forward(v["x1"], v["h"], v["w_ih"], v["w_hh"], v["b_ih"],
-                                           v["b_hh"], "tanh")
-            return m.rnn_cell_backward(v["dh"], v["x1"], v["h"], v["w_ih"], v["w_hh"], cache,
-                                       True, "tanh")
+            h1, cache = fwd(x, h, w_ih, w_hh, b_ih, b_hh, "tanh")
+            return bwd(dh, x, h, w_ih, w_hh, cache, True, "tanh")
     elif kind == "lstm":
+        fwd, bwd = m.lstm_cell_forward, m.lstm_cell_backward
+
         def run():
-            h1, c1, cache = m.lstm_cell_forward(v["x1"], v["h"], v["c"], v["w_ih"], v["w_hh"],
-                                                v["b_ih"], v["b_hh"])
-            return m.lstm_cell_backward(v["dh"], v["dc"], v["x1"], v["h"], v["c"], v["w_ih"],
-                                        v["w_hh"], cache, True)
+            h1, c1, cache = fwd(x, h, c, w_ih, w_hh, b_ih, b_hh)
+            return bwd(dh, dc, x, h, c, w_ih, w_hh, cache, True)
     else:
+        fwd, bwd = m.gru_cell_forward, m.gru_cell_backward
+
         def run():
-            h1, cache = m.gru_cell_forward(v["x1"], v["h"], v["w_ih"], v["w_hh"], v["b_ih"],
-                                           v["b_hh"])
-            return m.gru_cell_backward(v["dh"], v["x1"], v["h"], v["w_ih"], v["w_hh"], cache,
-                                       True)
+            h1, cache = fwd(x, h, w_ih, w_hh, b_ih, b_hh)
+            return bwd(dh, x, h, w_ih, w_hh, cache, True)
     return run
 
 
 def sequence(m, kind, v):
-    """A whole sequence forward + backward on module m."""
+    """A whole sequence forward + backward on module m (arguments bound as in cell_step)."""
+    x, h, c, dys, dh, dc = v["x"], v["h"], v["c"], v["dys"], v["dh"], v["dc"]
+    w_ih, w_hh, b_ih, b_hh = v["w_ih"], v["w_hh"], v["b_ih"], v["b_hh"]
     if kind == "rnn":
+        fwd, bwd = m.rnn_sequence_forward, m.rnn_sequence_backward
+
         def run():
-            ys, hn, cache = m.rnn_sequence_forward(v["x"], v["h"], v["w_ih"], v["w_hh"],
-                                                   v["b_ih"], v["b_hh"], None, "tanh")
-            return m.rnn_sequence_backward(v["dys"], v["dh"], v["x"], v["h"], v["w_ih"],
-                                           v["w_hh"], cache, None, True, "tanh")
+            ys, hn, cache = fwd(x, h, w_ih, w_hh, b_ih, b_hh, None, "tanh")
+            return bwd(dys, dh, x, h, w_ih, w_hh, cache, None, True, "tanh")
     elif kind == "lstm":
+        fwd, bwd = m.lstm_sequence_forward, m.lstm_sequence_backward
+
         def run():
-            ys, hn, cn, cache = m.lstm_sequence_forward(v["x"], v["h"], v["c"], v["w_ih"],
-                                                        v["w_hh"], v["b_ih"], v["b_hh"], None)
-            return m.lstm_sequence_backward(v["dys"], v["dh"], v["dc"], v["x"], v["h"], v["c"],
-                                            v["w_ih"], v["w_hh"], cache, None, True)
+            ys, hn, cn, cache = fwd(x, h, c, w_ih, w_hh, b_ih, b_hh, None)
+            return bwd(dys, dh, dc, x, h, c, w_ih, w_hh, cache, None, True)
     else:
+        fwd, bwd = m.gru_sequence_forward, m.gru_sequence_backward
+
         def run():
-            ys, hn, cache = m.gru_sequence_forward(v["x"], v["h"], v["w_ih"], v["w_hh"],
-                                                   v["b_ih"], v["b_hh"], None)
-            return m.gru_sequence_backward(v["dys"], v["dh"], v["x"], v["h"], v["w_ih"],
-                                           v["w_hh"], cache, None, True)
+            ys, hn, cache = fwd(x, h, w_ih, w_hh, b_ih, b_hh, None)
+            return bwd(dys, dh, x, h, w_ih, w_hh, cache, None, True)
     return run
 
 

@@ -152,3 +152,43 @@ def test_bench_kernels_cell_gemms_computes_the_cell_products():
     np.testing.assert_allclose(v["dx"], f["dG"] @ f["w_ih"], **tol)
     np.testing.assert_allclose(v["dw_ih"], f["dG"].T @ f["x"], **tol)
     np.testing.assert_allclose(v["dw_hh"], f["dG"].T @ f["h"], **tol)
+
+
+@pytest.mark.parametrize("kind", ["rnn", "lstm", "gru"])
+def test_bench_kernels_closures_call_the_kernels_with_the_problem(kind):
+    """bench_kernels.py binds the kernels and their arguments before its timed closures: each
+    closure returns what the twin computes when called directly on the problem's arrays."""
+    import importlib.util
+    import pathlib
+    from minigrad import _ops_ref as ref
+    path = pathlib.Path(__file__).resolve().parents[1] / "benchmarks" / "bench_kernels.py"
+    spec = importlib.util.spec_from_file_location("bench_kernels", path)
+    bk = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bk)
+    v = bk.make_inputs(kind, 3, 4, 5)
+    w = (v["w_ih"], v["w_hh"], v["b_ih"], v["b_hh"])
+    if kind == "rnn":
+        _, cache = ref.rnn_cell_forward(v["x1"], v["h"], *w, "tanh")
+        cell = ref.rnn_cell_backward(v["dh"], v["x1"], v["h"], *w[:2], cache, True, "tanh")
+        _, _, cache = ref.rnn_sequence_forward(v["x"], v["h"], *w, None, "tanh")
+        seq = ref.rnn_sequence_backward(v["dys"], v["dh"], v["x"], v["h"], *w[:2], cache, None,
+                                        True, "tanh")
+    elif kind == "lstm":
+        _, _, cache = ref.lstm_cell_forward(v["x1"], v["h"], v["c"], *w)
+        cell = ref.lstm_cell_backward(v["dh"], v["dc"], v["x1"], v["h"], v["c"], *w[:2], cache,
+                                      True)
+        _, _, _, cache = ref.lstm_sequence_forward(v["x"], v["h"], v["c"], *w, None)
+        seq = ref.lstm_sequence_backward(v["dys"], v["dh"], v["dc"], v["x"], v["h"], v["c"],
+                                         *w[:2], cache, None, True)
+    else:
+        _, cache = ref.gru_cell_forward(v["x1"], v["h"], *w)
+        cell = ref.gru_cell_backward(v["dh"], v["x1"], v["h"], *w[:2], cache, True)
+        _, _, cache = ref.gru_sequence_forward(v["x"], v["h"], *w, None)
+        seq = ref.gru_sequence_backward(v["dys"], v["dh"], v["x"], v["h"], *w[:2], cache, None,
+                                        True)
+    for module in (ref, _ops):
+        for got, want in ((bk.cell_step(module, kind, v)(), cell),
+                          (bk.sequence(module, kind, v)(), seq)):
+            assert len(got) == len(want)
+            for g, e in zip(got, want):
+                np.testing.assert_allclose(g, e, rtol=1e-4, atol=1e-5)
