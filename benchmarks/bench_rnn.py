@@ -829,8 +829,8 @@ def main(argv=None):
             errors = verify(cell, size, names)
             params, x, target = make_problem(cell, size)
             contenders = build(cell, params, x, target, names)
-            row_sgemm = measure_sgemm(args.sgemm_n, SGEMM_PER_ROW, scipy_too=False)
-            row_sgemm = row_sgemm["numpy"]["samples_gflops"]
+            row_sgemm = measure_sgemm(args.sgemm_n, SGEMM_PER_ROW,
+                                      scipy_too=False)["numpy"]["samples_gflops"]
             sgemm_all += row_sgemm
             samples = time_interleaved(contenders, warmup, args.repeats, min_time, min_repeats)
             flops = gemm_flops(size, cell)
@@ -870,13 +870,14 @@ def main(argv=None):
     load1 = os.getloadavg() if hasattr(os, "getloadavg") else None
     print()
     print_table(results, names)
+    largest = [r for r in results if r["size"] == results[-1]["size"]]
+    at_best = ", ".join(f"{r['cell']} {r['size_name']} "
+                        f"{r['contenders'][names[0]]['roofline_fraction_best_rate']:.1%}"
+                        for r in largest)
     print(f"\nroofline = (GEMM FLOPs of the step / SGEMM rate) / contender median time; the rate is "
           f"the median of all {len(sgemm_all)} SGEMM runs of this run, {rate / 1e9:.1f} GFLOP/s "
           f"(range {min(sgemm_all):.1f}-{max(sgemm_all):.1f}). At the best run "
-          f"({best_rate / 1e9:.1f} GFLOP/s) the fractions would be "
-          + ", ".join(f"{r['cell']} {r['size_name']} {r['contenders'][names[0]]['roofline_fraction_best_rate']:.1%}"
-                      for r in results if r is results[-1] or r["size"] == results[-1]["size"])
-          + f" ({names[0]}).\n"
+          f"({best_rate / 1e9:.1f} GFLOP/s) the fractions would be {at_best} ({names[0]}).\n"
           f"peak MiB: most memory held during the first {MEMORY_STEPS} steps of a fresh model, "
           "above what it held before (numpy, minigrad: tracemalloc; torch: its allocator records "
           "via torch.profiler).\nRSS MiB: the same for all three as peak RSS growth (a child "
