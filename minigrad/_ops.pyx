@@ -102,7 +102,7 @@ cdef extern from *:
     MG_CLONES static void mg_add##S(T *restrict dst, const T *restrict src, ptrdiff_t n) {                   \
         for (ptrdiff_t j = 0; j < n; j++) dst[j] += src[j];                                                  \
     }                                                                                                        \
-    /* dst (rows, n) += row, broadcast: one call for all rows (per-row calls: 0.5 of the cell's 8 us) */    \
+    /* dst (rows, n) += row, in one call (per-row calls here and in the column sums: 0.5 us a cell)          \
     /* out (n) = a (rows, n) summed over the rows, in order (as NumPy reduces axis 0) */                   \
     MG_CLONES static void mg_colsum##S(const T *restrict a, ptrdiff_t rows, ptrdiff_t n, T *restrict out) { \
         for (ptrdiff_t j = 0; j < n; j++) out[j] = 0;                                                        \
@@ -235,8 +235,8 @@ cdef extern from *:
 # A is transposed, along the rows of C: over it, blocks cost as much as over a full panel. An
 # unpacked GEMM does not pack that narrow panel: mg_tail reads its columns from B where they lie
 # (the rows of a transposed B in place; strided columns through one stack copy). The GEMMs of a
-# step at H = 50 reach 72-75 GFLOP/s (52-53 before mg_tail; x @ W.T 2.42 -> 2.24 us and
-# dA @ W 2.29 -> 2.15 us more with the unpacked narrow panel) where OpenBLAS reaches 42-46.
+# step at H = 50 reach 72-75 GFLOP/s (52-53 before mg_tail) where OpenBLAS reaches 42-46; reading
+# the narrow panel unpacked took x @ W.T from 2.42 to 2.24 us and dA @ W from 2.29 to 2.15.
 # The sequence kernels multiply every step by the same W_hh: they pack it once per call (_pack)
 # and run the per-step GEMMs on the packed panels at any size (gemm_p): 85-95 GFLOP/s where BLAS,
 # re-packing W_hh at every call, reaches 45-65 (64x512 @ 512x2048: 90 against 46). Their big
