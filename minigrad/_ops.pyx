@@ -42,6 +42,12 @@ cdef extern from *:
     #else
     #define MG_CLONES
     #endif
+    /* helpers of the MG_CLONES functions: inlined into each clone, so compiled for its target */
+    #if defined(__GNUC__)
+    #define MG_INLINE static inline __attribute__((always_inline))
+    #else
+    #define MG_INLINE static inline
+    #endif
     /* exp(x) for x in [-87, 88] (< 1 ulp); outside, the argument is clamped to that range. Every
        caller divides by 1 + exp(...), where the clamp moves a result by less than 1e-38. The
        clamps are written as min/max (vminps/vmaxps: a NaN becomes 88, and the result is x again
@@ -99,17 +105,34 @@ cdef extern from *:
        sit inside these loops: one (say, on an optional pointer) stops gcc vectorizing them (8x
        slower). Caches: LSTM g = [i | f | g | o | tanh(c1)], GRU g = [r | z | n | W_hn h + b_hn]. */
     #define MG_ROWS(T, S, SIG, TANH)                                                                         \
+    /* The forward rows rewrite their gate blocks in place. When H is not a multiple of 8 (H = 50), the      \
+       last H % 8 elements would run one at a time after the vector loop (22% of the LSTM row's time at      \
+       H = 50). Instead the row runs its vector loop up to the last multiple of 8, m, which this returns     \
+       (H when H < 8 or H % 8 == 0: nothing left), and then once more over H - 8 .. H - 1, recomputing       \
+       a few elements. Called with restore = 0 before the first pass, it saves the last 8 inputs of each     \
+       of the nb blocks of H (g + b H); with restore = 1, it puts them back for the second pass. */          \
+    MG_INLINE ptrdiff_t mg_last8##S(T *restrict g, ptrdiff_t H, int nb, T (*restrict sv)[8],                 \
+                                        int restore) {                                                       \
+        ptrdiff_t m = H < 8 ? H : H - H % 8;                                                                 \
+        if (m < H)                                                                                           \
+            for (int b = 0; b < nb; b++)                                                                     \
+                for (int q = 0; q < 8; q++) {                                                                \
+                    T *p = g + b * H + H - 8 + q;                                                            \
+                    if (restore) *p = sv[b][q]; else sv[b][q] = *p;                                          \
+                }                                                                                            \
+        return m;                                                                                            \
+    }                                                                                                        \
     MG_CLONES static void mg_add##S(T *restrict dst, const T *restrict src, ptrdiff_t n) {                   \
         for (ptrdiff_t j = 0; j < n; j++) dst[j] += src[j];                                                  \
     }                                                                                                        \
-    /* dst (rows, n) += row, in one call (per-row calls here and in the column sums: 0.5 us a cell)          \
-    /* out (n) = a (rows, n) summed over the rows, in order (as NumPy reduces axis 0) */                   \
-    MG_CLONES static void mg_colsum##S(const T *restrict a, ptrdiff_t rows, ptrdiff_t n, T *restrict out) { \
+    /* out (n) = a (rows, n) summed over the rows, in order (as NumPy reduces axis 0) */                     \
+    MG_CLONES static void mg_colsum##S(const T *restrict a, ptrdiff_t rows, ptrdiff_t n, T *restrict out) {  \
         for (ptrdiff_t j = 0; j < n; j++) out[j] = 0;                                                        \
         for (ptrdiff_t r = 0; r < rows; r++, a += n)                                                         \
             for (ptrdiff_t j = 0; j < n; j++) out[j] += a[j];                                                \
     }                                                                                                        \
-    MG_CLONES static void mg_add_rows##S(T *restrict dst, const T *restrict row, ptrdiff_t rows,            \
+    /* dst (rows, n) += row, in one call (per-row calls here and in the column sums: 0.5 us a cell) */       \
+    MG_CLONES static void mg_add_rows##S(T *restrict dst, const T *restrict row, ptrdiff_t rows,             \
                                         ptrdiff_t n) {                                                       \
         for (ptrdiff_t r = 0; r < rows; r++, dst += n)                                                       \
             for (ptrdiff_t j = 0; j < n; j++) dst[j] += row[j];                                              \
@@ -120,27 +143,44 @@ cdef extern from *:
         else                                                                                                 \
             for (ptrdiff_t j = 0; j < n; j++) p[j] = TANH(p[j]);                                             \
     }                                                                                                        \
-    MG_CLONES static void mg_rnn_bwd_row##S(const T *restrict dh, const T *restrict y,                      \
+    MG_CLONES static void mg_rnn_bwd_row##S(const T *restrict dh, const T *restrict y,                       \
                                            T *restrict da, int relu, ptrdiff_t H) {                          \
         if (relu)                                                                                            \
             for (ptrdiff_t j = 0; j < H; j++) da[j] = y[j] > 0 ? dh[j] : 0;                                  \
         else                                                                                                 \
             for (ptrdiff_t j = 0; j < H; j++) da[j] = dh[j] * (1 - y[j] * y[j]);                             \
     }                                                                                                        \
-    MG_CLONES static void mg_lstm_fwd_row##S(T *restrict g, const T *restrict bias, const T *restrict cp,    \
-                                            T *restrict ct, T *restrict ht, ptrdiff_t H) {                   \
+    /* The LSTM forward row in two passes over j0 <= j < j1: the gates (i, f, u, o: in place, independent    \
+       of c), then c1 = f c + i u, tanh(c1) and h1; two shorter dependency chains than the whole cell.       \
+       mg_lstm_fwd_row runs them over a vector-length multiple, then over the last 8 (see mg_last8). */      \
+    MG_INLINE void mg_lstm_fwd_span##S(T *restrict g, const T *restrict bias, const T *restrict cp,          \
+                                           T *restrict ct, T *restrict ht, ptrdiff_t H, ptrdiff_t j0,        \
+                                           ptrdiff_t j1) {                                                   \
         T *restrict gi = g, *restrict gf = g + H, *restrict gg = g + 2 * H, *restrict go = g + 3 * H;        \
         T *restrict gt = g + 4 * H;                                                                          \
-        for (ptrdiff_t j = 0; j < H; j++) {                                                                  \
-            T i = SIG(gi[j] + bias[j]), f = SIG(gf[j] + bias[H + j]);                                        \
-            T u = TANH(gg[j] + bias[2 * H + j]), o = SIG(go[j] + bias[3 * H + j]);                           \
-            T c = f * cp[j] + i * u, t = TANH(c);                                                            \
-            gi[j] = i; gf[j] = f; gg[j] = u; go[j] = o; gt[j] = t;                                           \
-            ct[j] = c; ht[j] = o * t;                                                                        \
+        const T *restrict bi = bias, *restrict bf = bias + H, *restrict bg = bias + 2 * H;                   \
+        const T *restrict bo = bias + 3 * H;                                                                 \
+        for (ptrdiff_t j = j0; j < j1; j++) {                                                                \
+            gi[j] = SIG(gi[j] + bi[j]); gf[j] = SIG(gf[j] + bf[j]);                                          \
+            gg[j] = TANH(gg[j] + bg[j]); go[j] = SIG(go[j] + bo[j]);                                         \
+        }                                                                                                    \
+        for (ptrdiff_t j = j0; j < j1; j++) {                                                                \
+            T c = gf[j] * cp[j] + gi[j] * gg[j], t = TANH(c);                                                \
+            ct[j] = c; gt[j] = t; ht[j] = go[j] * t;                                                         \
+        }                                                                                                    \
+    }                                                                                                        \
+    MG_CLONES static void mg_lstm_fwd_row##S(T *restrict g, const T *restrict bias, const T *restrict cp,    \
+                                            T *restrict ct, T *restrict ht, ptrdiff_t H) {                   \
+        T sv[4][8];                                                                                          \
+        ptrdiff_t m = mg_last8##S(g, H, 4, sv, 0);                                                           \
+        mg_lstm_fwd_span##S(g, bias, cp, ct, ht, H, 0, m);                                                   \
+        if (m < H) {                                                                                         \
+            mg_last8##S(g, H, 4, sv, 1);                                                                     \
+            mg_lstm_fwd_span##S(g, bias, cp, ct, ht, H, H - 8, H);                                           \
         }                                                                                                    \
     }                                                                                                        \
     /* dg = gradient w.r.t. the gate pre-activations; dcp = w.r.t. the previous c */                         \
-    MG_CLONES static void mg_lstm_bwd_row##S(const T *restrict g, const T *restrict dh,                     \
+    MG_CLONES static void mg_lstm_bwd_row##S(const T *restrict g, const T *restrict dh,                      \
                                             const T *restrict dc, const T *restrict cp, T *restrict dg,      \
                                             T *restrict dcp, ptrdiff_t H) {                                  \
         const T *restrict gi = g, *restrict gf = g + H, *restrict gg = g + 2 * H, *restrict go = g + 3 * H;  \
@@ -159,10 +199,11 @@ cdef extern from *:
     }                                                                                                        \
     /* g holds the input projection [gi_r | gi_z | gi_n] on entry; gh = h @ w_hh.T (no bias);                \
        bias = [b_ir + b_hr | b_iz + b_hz | b_in | b_hn] */                                                   \
-    MG_CLONES static void mg_gru_fwd_row##S(T *restrict g, const T *restrict gh, const T *restrict bias,     \
-                                           const T *restrict hp, T *restrict ht, ptrdiff_t H) {              \
+    MG_INLINE void mg_gru_fwd_span##S(T *restrict g, const T *restrict gh, const T *restrict bias,           \
+                                          const T *restrict hp, T *restrict ht, ptrdiff_t H, ptrdiff_t j0,   \
+                                          ptrdiff_t j1) {                                                    \
         T *restrict r = g, *restrict z = g + H, *restrict n = g + 2 * H, *restrict ghn = g + 3 * H;          \
-        for (ptrdiff_t j = 0; j < H; j++) {                                                                  \
+        for (ptrdiff_t j = j0; j < j1; j++) {                                                                \
             T rj = SIG((r[j] + gh[j]) + bias[j]), zj = SIG((z[j] + gh[H + j]) + bias[H + j]);                \
             T hn = gh[2 * H + j] + bias[3 * H + j];                                                          \
             T nj = TANH(n[j] + bias[2 * H + j] + rj * hn);                                                   \
@@ -170,9 +211,19 @@ cdef extern from *:
             ht[j] = (1 - zj) * nj + zj * hp[j];                                                              \
         }                                                                                                    \
     }                                                                                                        \
-    /* dgi = gradient w.r.t. gi; w.r.t. gh it is the same in the r and z blocks, and in the n block       \
-       dghn = dgi_n * r (H columns); dhp = the direct part of the gradient w.r.t. h (dh * z) */            \
-    MG_CLONES static void mg_gru_bwd_row##S(const T *restrict g, const T *restrict dh,                      \
+    MG_CLONES static void mg_gru_fwd_row##S(T *restrict g, const T *restrict gh, const T *restrict bias,     \
+                                           const T *restrict hp, T *restrict ht, ptrdiff_t H) {              \
+        T sv[3][8];                                                                                          \
+        ptrdiff_t m = mg_last8##S(g, H, 3, sv, 0);                                                           \
+        mg_gru_fwd_span##S(g, gh, bias, hp, ht, H, 0, m);                                                    \
+        if (m < H) {                                                                                         \
+            mg_last8##S(g, H, 3, sv, 1);                                                                     \
+            mg_gru_fwd_span##S(g, gh, bias, hp, ht, H, H - 8, H);                                            \
+        }                                                                                                    \
+    }                                                                                                        \
+    /* dgi = gradient w.r.t. gi; w.r.t. gh it is the same in the r and z blocks, and in the n block          \
+       dghn = dgi_n * r (H columns); dhp = the direct part of the gradient w.r.t. h (dh * z) */              \
+    MG_CLONES static void mg_gru_bwd_row##S(const T *restrict g, const T *restrict dh,                       \
                                            const T *restrict hp, T *restrict dgi, T *restrict dghn,          \
                                            T *restrict dhp, ptrdiff_t H) {                                   \
         const T *restrict r = g, *restrict z = g + H, *restrict n = g + 2 * H, *restrict ghn = g + 3 * H;    \
@@ -259,9 +310,9 @@ cdef extern from *:
        the others repeat row 0 and are not stored) and NV vectors of W columns (nr <= NV * W valid).
        A row r, column p is a0[r * si + p * sp]; panel row p is bp[p * bs : p * bs + NV * W]. */
     #define MG_BLOCK(T, V, W, MR, NV, NAME)                                                                  \
-    MG_AVX2 static inline void NAME(int k, const T *restrict a0, ptrdiff_t si, ptrdiff_t sp, int mr,        \
-                                    const T *restrict bp, ptrdiff_t bs, int nr, T alpha, T beta,            \
-                                    T *restrict c, int ldc) {                                               \
+    MG_AVX2 static inline void NAME(int k, const T *restrict a0, ptrdiff_t si, ptrdiff_t sp, int mr,         \
+                                    const T *restrict bp, ptrdiff_t bs, int nr, T alpha, T beta,             \
+                                    T *restrict c, int ldc) {                                                \
         const T *ar[MR];                                                                                     \
         V acc[MR][NV];                                                                                       \
         for (int r = 0; r < MR; r++) {                                                                       \
@@ -270,7 +321,7 @@ cdef extern from *:
         }                                                                                                    \
         for (int p = 0; p < k; p++, bp += bs) {                                                              \
             V bv[NV];                                                                                        \
-            for (int v = 0; v < NV; v++) bv[v] = *(const V *)(bp + v * W);                                  \
+            for (int v = 0; v < NV; v++) bv[v] = *(const V *)(bp + v * W);                                   \
             for (int r = 0; r < MR; r++) {                                                                   \
                 T x = ar[r][p * sp];                                                                         \
                 for (int v = 0; v < NV; v++) acc[r][v] += x * bv[v];                                         \
@@ -533,15 +584,15 @@ cdef extern from *:
     MG_AVX2 static void mg_pack_b##S(int tb, int n, int k, const T *restrict b, int ldb, T *restrict pk) {   \
         mg_pack_panels##S(tb, n, k, b, ldb, pk, 1);                                                          \
     }                                                                                                        \
-    /* C = alpha * op(A) @ op(B) + beta * C with op(B) packed by mg_pack_b (n, k as packed). When all  \
-       panels fit in L2 (256 KiB), rows outer: each block of 6 (or 4) rows of op(A) passes over every \
-       panel. Otherwise rows in chunks whose slice of op(A) fits 128 KiB, then panels (each stays in   \
-       L1/L2 while the chunk's row blocks pass over it): B is read from memory once per chunk, not    \
-       once per row block (64 x 512 @ 512 x 2048: 90 GFLOP/s against 46). */                            \
+    /* C = alpha * op(A) @ op(B) + beta * C with op(B) packed by mg_pack_b (n, k as packed). When all        \
+       panels fit in L2 (256 KiB), rows outer: each block of 6 (or 4) rows of op(A) passes over every        \
+       panel. Otherwise rows in chunks whose slice of op(A) fits 128 KiB, then panels (each stays in         \
+       L1/L2 while the chunk's row blocks pass over it): B is read from memory once per chunk, not           \
+       once per row block (64 x 512 @ 512 x 2048: 90 GFLOP/s against 46). */                                 \
     MG_AVX2 static inline void mg_block##S(int k, const T *a0, ptrdiff_t si, ptrdiff_t sp, int left,         \
-                                           const T *bp, ptrdiff_t bs, int nr, T alpha, T beta, T *cb,       \
+                                           const T *bp, ptrdiff_t bs, int nr, T alpha, T beta, T *cb,        \
                                            int ldc, int *mr) {                                               \
-        int six = left >= 6 && left != 8;                       /* 8: two 4-row blocks, not 6 + 2 */        \
+        int six = left >= 6 && left != 8;                       /* 8: two 4-row blocks, not 6 + 2 */         \
         *mr = six ? 6 : (left < 4 ? left : 4);                                                               \
         if (nr > W) {                                                                                        \
             if (six) mg_blk6x2##S(k, a0, si, sp, *mr, bp, bs, nr, alpha, beta, cb, ldc);                     \
@@ -560,7 +611,7 @@ cdef extern from *:
         int P = 2 * W, nfull = n / P, tail = n - nfull * P, npan = nfull + (tail > 0), mr;                   \
         int PT = tail <= W ? W : P;                                                                          \
         int narrow = mg_narrow##S(ta, n, k);                                /* last panel: mg_tail */        \
-        int nb = narrow ? nfull : npan;                                     /* panels the blocks compute */ \
+        int nb = narrow ? nfull : npan;                                     /* panels the blocks compute */  \
         size_t mc0 = (size_t)131072 / ((size_t)k * sizeof(T));                                               \
         int mc = mg_packed_len##S(n, k) * sizeof(T) <= 262144 ? m                                            \
                  : (mc0 < 12 ? 12 : (mc0 > (size_t)m ? m : (int)mc0));                                       \
@@ -627,15 +678,15 @@ cdef extern from *:
     }
     #define MG_HAVE_SMALL_GEMM mg_have_avx2()
     #else
-    #define MG_GEMM_SMALL(T, NAME)                                                                 \
-    static int NAME(int ta, int tb, int m, int n, int k, T alpha, const T *a, int lda,             \
+    #define MG_GEMM_SMALL(T, NAME)                                                                           \
+    static int NAME(int ta, int tb, int m, int n, int k, T alpha, const T *a, int lda,                       \
                     const T *b, int ldb, T beta, T *c, int ldc) { return -1; }
     MG_GEMM_SMALL(float, mg_gemm_smallf_avx2)
     MG_GEMM_SMALL(double, mg_gemm_smalld_avx2)
-    #define MG_PANELS(T, S)                                                                        \
-    static size_t mg_packed_len##S(int n, int k) { return 0; }                                      \
-    static void mg_pack_b##S(int tb, int n, int k, const T *b, int ldb, T *pk) {}                   \
-    static void mg_gemm_packed##S(int ta, int m, int n, int k, T alpha, const T *a, int lda,        \
+    #define MG_PANELS(T, S)                                                                                  \
+    static size_t mg_packed_len##S(int n, int k) { return 0; }                                               \
+    static void mg_pack_b##S(int tb, int n, int k, const T *b, int ldb, T *pk) {}                            \
+    static void mg_gemm_packed##S(int ta, int m, int n, int k, T alpha, const T *a, int lda,                 \
                                   const T *pk, T beta, T *c, int ldc) {}
     MG_PANELS(float, f)
     MG_PANELS(double, d)
@@ -697,8 +748,12 @@ cdef inline void gemm(bint ta, bint tb, int m, int n, int k, floating alpha,
     cdef Py_ssize_t mnk = <Py_ssize_t>m * n * k
     # the weight gradients dG.T @ X of short sequences (transposed A, k = T * B <= 1024) up to 4x
     # the limit: 1.1-1.3x OpenBLAS's speed at 200x640 @ 640x50 (LSTM, H = 50), where k = 3200
-    # (50x3200 @ 3200x50) runs at 0.7x
-    if mnk <= SMALL_GEMM or (ta and k <= 1024 and mnk <= 4 * SMALL_GEMM):   # BLAS if malloc fails
+    # (50x3200 @ 3200x50) runs at 0.7x. And the input projections X @ W_ih.T (A not transposed,
+    # k <= 256, op(B) packed in at most 256 KiB) up to 2**28: 1.03-1.08x OpenBLAS's speed from
+    # 640x50 @ 50x200 (LSTM, H = 50) to 3200x256 @ 256x256; past 2**28 or a bigger op(B), 0.85-1.0x.
+    if (mnk <= SMALL_GEMM or (ta and k <= 1024 and mnk <= 4 * SMALL_GEMM)
+            or (not ta and k <= 256 and <Py_ssize_t>n * k * sizeof(floating) <= 262144
+                and mnk <= 128 * SMALL_GEMM)):                               # BLAS if malloc fails
         if floating is float:
             if mg_gemm_smallf_avx2(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc) == 0:
                 return

@@ -250,6 +250,24 @@ def test_kernel_matches_twin(kind, data):
                 f"db_ih and db_hh must be separate arrays ({who})"
 
 
+@pytest.mark.parametrize("kind", ["lstm_cell", "gru_cell", "lstm_sequence", "gru_sequence"])
+@pytest.mark.parametrize("H", [5, 8, 9, 15, 16, 50])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_forward_rows_with_a_partial_last_vector_match_twin(kind, H, dtype):
+    """The LSTM and GRU forward rows rewrite their gate blocks in place, run their vector loop up to
+    the last multiple of 8 and then once more over the last 8 elements, from inputs saved before
+    the first pass: H = 9, 15, 50 take that path; H = 5 (< 8), 8 and 16 (multiples) do not."""
+    T = 3 if is_sequence(kind) else 1
+    problem = Problem(kind, T, 5, 6, H, dtype, True, None, None, seed=H)
+    want = forward(ref, problem)
+    got = forward(ops, problem)
+    for name in FORWARD_OUTPUTS[kind]:
+        if name != "cache":
+            assert_same(got[name], want[name], name, f"kernel vs twin, H = {H}", dtype)
+    for (name, g), (_, w) in zip(named_cache(kind, got["cache"]), named_cache(kind, want["cache"])):
+        assert_same(g, w, f"cache {name}", f"kernel vs twin, H = {H}", dtype)
+
+
 # ---------------------------------------------------------------------------------------------
 # Finite differences on the twins (float64)
 # ---------------------------------------------------------------------------------------------
