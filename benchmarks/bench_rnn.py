@@ -15,6 +15,7 @@ Run from the repository root, either way:
     --plot PATH           PNG of time per step vs size (default bench_results/bench_rnn.png;
                           skipped with a message when matplotlib is not installed)
     --kernels             add a fourth contender: minigrad's kernels called by hand, no tape
+    --run-length K        K steps back to back per contender turn (default 1: A B C A B C)
     --no-torch, --no-memory, --no-plot
 
 The step: forward over x (T, B, I) from zero states, a linear readout (H -> 10) of the last
@@ -32,8 +33,9 @@ SGD update of every parameter (lr 0.01).  Contenders:
 All three start from the same weights (minigrad's, copied).  Before timing, each cell/size is
 checked: the three losses and every parameter gradient must agree within float32 tolerance
 (relative L2 error), else the run stops with MismatchError.  Timing interleaves the contenders
-(A B C, B C A, C A B, ...), discards warm-up rounds, and reports median, min and max per step;
-ratios are taken between medians of the same run.  Memory and the SGEMM roofline are described
+(A B C, B C A, C A B, ...; with --run-length K each turn is K steps of one contender), discards
+warm-up rounds, and reports median, min and max per step; ratios are taken between medians of
+the same run.  Memory and the SGEMM roofline are described
 in docs/performance.md (and in the functions ``memory_probe`` and ``measure_sgemm`` below).
 """
 import os
@@ -412,10 +414,13 @@ def verify(cell, size, names, overrides=None, seed=0):
 
 # -------------------------------------------------------------------------------------- timing
 def time_interleaved(contenders, warmup, repeats=None, min_time=2.0, min_repeats=5,
-                     max_repeats=200):
+                     max_repeats=200, run_length=1):
     """{name: [seconds per step]} over interleaved rounds; the order rotates every round
     (A B C, B C A, C A B) so that no contender always runs right after the same other one.
-    Without `repeats`, enough rounds for each contender to be sampled ~min_time seconds."""
+    A contender's turn is `run_length` steps back to back, each timed: 1 (the default) is
+    A B C A B C, every step right after another contender's; more measures steps as a training
+    loop runs them, mostly after a step of their own. Without `repeats`, enough rounds for each
+    contender to be sampled ~min_time seconds (at most max_repeats steps per contender)."""
     names = list(contenders)
     samples = {n: [] for n in names}
     last = {n: 0.0 for n in names}
@@ -426,19 +431,21 @@ def time_interleaved(contenders, warmup, repeats=None, min_time=2.0, min_repeats
         k = r % len(names)
         for n in names[k:] + names[:k]:
             step = contenders[n].step
-            t0 = perf()
-            step()
-            dt = perf() - t0
-            last[n] = dt
-            if r >= warmup:
-                samples[n].append(dt)
+            for _ in range(run_length):
+                t0 = perf()
+                step()
+                dt = perf() - t0
+                last[n] = dt
+                if r >= warmup:
+                    samples[n].append(dt)
         r += 1
         if total is None and r >= warmup:
             if repeats is not None:
                 total = repeats
             else:
                 slowest = max(last.values())
-                total = int(min(max_repeats, max(min_repeats, math.ceil(min_time / slowest))))
+                steps = min(max_repeats, max(min_repeats, math.ceil(min_time / slowest)))
+                total = math.ceil(steps / run_length)
     return samples
 
 
@@ -774,10 +781,15 @@ def main(argv=None):
     ap.add_argument("--kernels", action="store_true",
                     help="add minigrad's kernels called by hand, without the tape (shows what "
                          "the framework adds)")
+    ap.add_argument("--run-length", type=int, default=1, metavar="K",
+                    help="steps per contender turn, back to back (default 1: A B C A B C; "
+                         "more: steady training-loop steps, see docs/performance.md)")
     ap.add_argument("--memory-probe", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.threads < 1:
         ap.error("--threads must be >= 1")
+    if args.run_length < 1:
+        ap.error("--run-length must be >= 1")
 
     threads = apply_threads(args.threads)
     names = ["minigrad", "numpy"] + ([] if args.no_torch or not torch_available() else ["torch"])
@@ -817,8 +829,10 @@ def main(argv=None):
           + f"; {SGEMM_PER_ROW} more numpy runs before each cell/size: the median of all of "
           "them is the roofline rate")
     print(f"step: forward, MSE of a linear readout (H->{OUT}) of h_n, backward, SGD lr={LR}; "
-          f"float32; {warmup} warm-up round(s) discarded; interleaved rotating order; "
-          f"ratios = contender median / reference median (lower is faster)")
+          f"float32; {warmup} warm-up round(s) discarded; interleaved rotating order, "
+          + ("one step per turn; " if args.run_length == 1 else
+             f"{args.run_length} steps back to back per turn; ")
+          + "ratios = contender median / reference median (lower is faster)")
     load0 = os.getloadavg() if hasattr(os, "getloadavg") else None
     print(f"load average at start: {load0}; on a shared machine other processes compete for the "
           "cores, so absolute times are noisy: read the within-run ratios\n")
@@ -832,7 +846,8 @@ def main(argv=None):
             row_sgemm = measure_sgemm(args.sgemm_n, SGEMM_PER_ROW,
                                       scipy_too=False)["numpy"]["samples_gflops"]
             sgemm_all += row_sgemm
-            samples = time_interleaved(contenders, warmup, args.repeats, min_time, min_repeats)
+            samples = time_interleaved(contenders, warmup, args.repeats, min_time, min_repeats,
+                                       run_length=args.run_length)
             flops = gemm_flops(size, cell)
             row = {"cell": cell, "size": list(size), "size_name": size_name(size),
                    "B": size[0], "T": size[1], "I": size[2], "H": size[3], "gemm_flops": flops,
@@ -889,7 +904,7 @@ def main(argv=None):
            "machine": machine, "threads": threads, "sgemm": sgemm,
            "sgemm_samples_gflops": sgemm_all, "roofline_rate_gflops": rate / 1e9,
            "sgemm_best_gflops_run": best_rate / 1e9, "lr": LR, "readout": OUT,
-           "warmup": warmup, "contenders": names, "memory_method": memory_probe.__doc__,
+           "warmup": warmup, "run_length": args.run_length, "contenders": names, "memory_method": memory_probe.__doc__,
            "elapsed_s": elapsed, "load_average_start": load0, "load_average_end": load1,
            "results": results}
     if args.json:

@@ -79,9 +79,11 @@ def test_kernels_contender_computes_the_same_step(cell):
 
 
 def test_module_entry_point_and_filters(tmp_path):
-    doc, _ = run_bench(tmp_path, "--cells", "gru", "--threads", "2", "--no-torch",
-                       "--no-memory", "--no-plot", module=True)
+    doc, stdout = run_bench(tmp_path, "--cells", "gru", "--threads", "2", "--no-torch",
+                            "--no-memory", "--no-plot", "--run-length", "2", module=True)
     assert [r["cell"] for r in doc["results"]] == ["gru"]
+    assert doc["run_length"] == 2 and "2 steps back to back per turn" in stdout
+    assert all(c["repeats"] == 2 for c in doc["results"][0]["contenders"].values())
     assert doc["contenders"] == ["minigrad", "numpy"]
     assert doc["threads"]["requested"] == 2
     assert doc["threads"]["env"]["OPENBLAS_NUM_THREADS"] == "2"
@@ -117,6 +119,25 @@ def test_check_agreement_names_the_wrong_gradient():
         bench.check_agreement({"numpy": (1.0, g), "x": (1.01, g)})
     with pytest.raises(bench.MismatchError, match="missing"):
         bench.check_agreement({"numpy": (1.0, g), "x": (1.0, {"w": g["w"]})})
+
+
+class _Recorder:
+    def __init__(self, name, log):
+        self.name, self.log = name, log
+
+    def step(self):
+        self.log.append(self.name)
+
+
+@pytest.mark.parametrize("run_length", [1, 3])
+def test_time_interleaved_rotates_turns_of_run_length_steps(run_length):
+    log = []
+    contenders = {n: _Recorder(n, log) for n in "abc"}
+    samples = bench.time_interleaved(contenders, warmup=1, repeats=3, run_length=run_length)
+    turns = [["a", "b", "c"], ["b", "c", "a"], ["c", "a", "b"], ["a", "b", "c"]]
+    assert log == [n for turn in turns for n in turn for _ in range(run_length)]
+    assert {n: len(s) for n, s in samples.items()} == {n: 3 * run_length for n in "abc"}
+    assert all(t >= 0 for s in samples.values() for t in s)
 
 
 def test_gemm_flops_counts_the_gemms_the_step_needs():
