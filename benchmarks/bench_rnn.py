@@ -35,8 +35,8 @@ checked: the three losses and every parameter gradient must agree within float32
 (relative L2 error), else the run stops with MismatchError.  Timing interleaves the contenders
 (A B C, B C A, C A B, ...; with --run-length K each turn is K steps of one contender), discards
 warm-up rounds, and reports median, min and max per step; ratios are taken between medians of
-the same run.  Memory and the SGEMM roofline are described
-in docs/performance.md (and in the functions ``memory_probe`` and ``measure_sgemm`` below).
+the same run.  Memory and the SGEMM roofline are described in docs/performance.md (and in the
+functions ``memory_probe`` and ``measure_sgemm`` below).
 """
 import os
 import sys

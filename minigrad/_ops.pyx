@@ -292,8 +292,8 @@ cdef extern from *:
 # and run the per-step GEMMs on the packed panels at any size (gemm_p): 85-95 GFLOP/s where BLAS,
 # re-packing W_hh at every call, reaches 45-65 (64x512 @ 512x2048: 90 against 46). Their big
 # one-off GEMMs (the input projection, the deferred weight gradients) take gemm's rule: BLAS above
-# the limit, except the weight gradients of short sequences (see gemm). One macro
-# body gives float and double.
+# the limit, except the weight gradients of short sequences and input projections with k <= 256
+# (see gemm). One macro body gives float and double.
 cdef extern from *:
     """
     #include <stdlib.h>
