@@ -787,9 +787,9 @@ def main(argv=None):
     ap.add_argument("--memory-probe", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.threads < 1:
-        ap.error("--threads must be >= 1")
+        ap.error(f"--threads must be >= 1, got {args.threads}")
     if args.run_length < 1:
-        ap.error("--run-length must be >= 1")
+        ap.error(f"--run-length must be >= 1, got {args.run_length}")
 
     threads = apply_threads(args.threads)
     names = ["minigrad", "numpy"] + ([] if args.no_torch or not torch_available() else ["torch"])

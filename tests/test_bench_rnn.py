@@ -152,6 +152,14 @@ def test_gemm_flops_counts_the_gemms_the_step_needs():
     assert bench.gemm_flops((B, T, I, H), "gru") == (2 * inp + 3 * rec) * 3 // 4 + 3 * out
 
 
+@pytest.mark.parametrize("flag", ["--run-length", "--threads"])
+def test_nonpositive_counts_are_rejected_naming_the_value(flag, capsys):
+    with pytest.raises(SystemExit):
+        bench.main([flag, "0", "--no-plot"])
+    err = capsys.readouterr().err
+    assert f"{flag} must be >= 1, got 0" in err
+
+
 def test_parse_sizes_and_cells():
     assert bench.parse_sizes("32x20x50x50,2x3x4x5") == [(32, 20, 50, 50), (2, 3, 4, 5)]
     with pytest.raises(Exception):
