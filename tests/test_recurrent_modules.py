@@ -678,3 +678,48 @@ def test_repr_of_recurrent_layers():
     assert repr(nn.GRU(3, 4, return_state=True, fused=False)) == \
         "GRU(3, 4, return_state=True, fused=False)"
     assert repr(nn.LSTMCell(3, 4, bias=False)) == "LSTMCell(3, 4, bias=False)"
+
+
+@pytest.mark.parametrize("mode", ["RNN", "LSTM", "GRU"])
+@pytest.mark.parametrize("given_state", [False, True])
+def test_one_fused_layer_has_no_reshape_nodes(mode, given_state):
+    """One layer, one direction, fused: the sequence node takes hx and returns h_n (c_n) in the
+    (1, B, H) layout itself, so the tape is that node alone (a multi-layer module stacks)."""
+    T, B, I, H = 5, 2, 3, 4
+    rng = np.random.default_rng(0)
+    m = getattr(nn, mode)(I, H, dtype=np.float64)
+    x = mg.tensor(rng.standard_normal((T, B, I)), requires_grad=True)
+    hx = None
+    if given_state:
+        hs = [mg.tensor(rng.standard_normal((1, B, H)), requires_grad=True)
+              for _ in range(2 if mode == "LSTM" else 1)]
+        hx = tuple(hs) if mode == "LSTM" else hs[0]
+    out, state = m(x, hx)
+    finals = list(state) if mode == "LSTM" else [state]
+    node = out._ctx
+    assert type(node).__name__ == f"{mode}Sequence"
+    for f in finals:
+        assert f.shape == (1, B, H) and f._ctx is node
+        assert _nodes(f) == [f"{mode}Sequence"]
+    if given_state:
+        assert all(t is s for t, s in zip(node.inputs[1:], hs))   # hx goes in as given
+    # the values and gradients are those of the unrolled path, which does reshape
+    ref = getattr(nn, mode)(I, H, dtype=np.float64, fused=False)
+    ref.load_state_dict(m.state_dict())
+    x2 = mg.tensor(x.data, requires_grad=True)
+    hx2 = None
+    if given_state:
+        hs2 = [mg.tensor(h.data, requires_grad=True) for h in hs]
+        hx2 = tuple(hs2) if mode == "LSTM" else hs2[0]
+    out2, state2 = ref(x2, hx2)
+    finals2 = list(state2) if mode == "LSTM" else [state2]
+    w = [rng.standard_normal(t.shape) for t in [out] + finals]
+    for outs in ([out] + finals, [out2] + finals2):
+        sum((o * mg.tensor(wi)).sum() for o, wi in zip(outs, w)).backward()
+    for a, b in zip([out] + finals, [out2] + finals2):
+        np.testing.assert_allclose(a.data, b.data, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(x.grad, x2.grad, rtol=1e-10, atol=1e-12)
+    if given_state:
+        for h, h2 in zip(hs, hs2):
+            assert h.grad.shape == (1, B, H)
+            np.testing.assert_allclose(h.grad, h2.grad, rtol=1e-10, atol=1e-12)

@@ -348,3 +348,52 @@ def test_unused_output_sequence_gets_zero_gradient(backend, kind):
     for k, (a, b, c) in enumerate(zip(*grads)):
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14, err_msg=f"{kind}: grad {k}, implicit vs explicit zero dys")
         np.testing.assert_array_equal(a, c, err_msg=f"{kind}: grad {k} changed between calls")
+
+
+@pytest.mark.parametrize("kind", ["rnn", "lstm", "gru"])
+def test_sequence_ops_keep_a_leading_state_axis_of_one(backend, kind):
+    """h0 (and c0) given as (1, B, H), a one-layer module's layout: the op runs them as (B, H) and
+    returns h_n (c_n) and the states' gradients as (1, B, H), with the values of the 2-D call."""
+    rng = np.random.default_rng(11)
+    T, B, I, H = 4, 3, 2, 5
+    fn = {"rnn": F.rnn_sequence, "lstm": F.lstm_sequence, "gru": F.gru_sequence}[kind]
+    names = ("h0", "c0") if kind == "lstm" else ("h0",)
+    s0 = {n: rng.standard_normal((B, H)) for n in names}
+    x0 = rng.standard_normal((T, B, I))
+    up = [rng.standard_normal((T, B, H))] + [rng.standard_normal((B, H)) for _ in names]
+
+    def run(layered):
+        p = make_params(np.random.default_rng(3), kind, I, H)
+        states = {n: _t(v[None] if layered else v) for n, v in s0.items()}
+        x = _t(x0)
+        ys, st_ = fn(x, **p, **states)
+        finals = list(st_) if kind == "lstm" else [st_]
+        loss = (ys * mg.tensor(up[0], dtype=np.float64)).sum()
+        for f, u in zip(finals, up[1:]):
+            loss = loss + (f * mg.tensor(u[None] if layered else u, dtype=np.float64)).sum()
+        loss.backward()
+        return ys, finals, states, x, p
+
+    ys2, fin2, st2, x2, p2 = run(False)
+    ys3, fin3, st3, x3, p3 = run(True)
+    np.testing.assert_array_equal(ys3.data, ys2.data)
+    for a, b in zip(fin3, fin2):
+        assert a.shape == (1, B, H)
+        np.testing.assert_array_equal(a.data, b.data[None])
+    for n in names:
+        assert st3[n].grad.shape == (1, B, H), n
+        np.testing.assert_array_equal(st3[n].grad, st2[n].grad[None], err_msg=n)
+    np.testing.assert_array_equal(x3.grad, x2.grad)
+    for n in p2:
+        np.testing.assert_array_equal(p3[n].grad, p2[n].grad, err_msg=n)
+
+
+def test_lstm_sequence_rejects_states_of_different_shapes(backend):
+    rng = np.random.default_rng(0)
+    p = make_params(rng, "lstm", 2, 3)
+    x = rng.standard_normal((4, 2, 2))
+    with pytest.raises(ValueError, match=r"h0 and c0 must have the same shape, got \(1, 2, 3\) "
+                                         r"and \(2, 3\)"):
+        F.lstm_sequence(x, **p, h0=np.zeros((1, 2, 3)), c0=np.zeros((2, 3)))
+    with pytest.raises(ValueError, match=r"h0"):
+        F.lstm_sequence(x, **p, h0=np.zeros((2, 2, 3)), c0=np.zeros((2, 2, 3)))

@@ -39,6 +39,17 @@ def _opt(g, like):
     return _c(g) if g is not None else _zeros(like.shape, like.dtype)
 
 
+def _flat(s):
+    """A state (1, B, H) as (B, H) (a view): the sequence nodes also take and return the modules'
+    (num_layers * directions, B, H) layout when that has one layer, so a one-layer module needs no
+    reshape node around them. Other shapes pass through to the kernel's shape check."""
+    return s.reshape(s.shape[1:]) if s.ndim == 3 and s.shape[0] == 1 else s
+
+
+def _flat_grad(g):
+    return None if g is None else _flat(g)
+
+
 def _opt_seq(dys):
     """The outputs' gradient, or None when no output was used (only the final state was): the
     kernels then skip adding it at every step."""
@@ -161,18 +172,20 @@ class RNNSequence(Function):
         self.lengths, self.nonlinearity = lengths, nonlinearity
 
     def forward(self, x, h0, w_ih, w_hh, b_ih=None, b_hh=None):
-        x, h0, w_ih, w_hh = _c(x), _c(h0), _c(w_ih), _c(w_hh)
+        self.state_shape = h0.shape     # (B, H), or (1, B, H) from a one-layer module
+        x, h0, w_ih, w_hh = _c(x), _c(_flat(h0)), _c(w_ih), _c(w_hh)
         ys, h_n, cache = kernels.rnn_sequence_forward(
             x, h0, w_ih, w_hh, b_ih, b_hh, self.lengths, self.nonlinearity)
         self.saved = (x, h0, w_ih, w_hh, cache, b_ih is not None)
-        return ys, h_n
+        return ys, h_n.reshape(self.state_shape)
 
     def backward(self, dys, dh_n):
         x, h0, w_ih, w_hh, cache, has_bias = self.saved
         dx, dh0, dw_ih, dw_hh, db_ih, db_hh = kernels.rnn_sequence_backward(
-            _opt_seq(dys), _opt(dh_n, h0), x, h0, w_ih, w_hh, cache,
+            _opt_seq(dys), _opt(_flat_grad(dh_n), h0), x, h0, w_ih, w_hh, cache,
             self.lengths, has_bias, self.nonlinearity, need_dx=self.needs_input_grad[0])
-        return (dx, dh0, dw_ih, dw_hh) + ((db_ih, db_hh) if has_bias else ())
+        return (dx, dh0.reshape(self.state_shape), dw_ih, dw_hh) + \
+            ((db_ih, db_hh) if has_bias else ())
 
 
 class LSTMSequence(Function):
@@ -182,19 +195,24 @@ class LSTMSequence(Function):
         self.lengths = lengths
 
     def forward(self, x, h0, c0, w_ih, w_hh, b_ih=None, b_hh=None):
-        x, h0, c0, w_ih, w_hh = _c(x), _c(h0), _c(c0), _c(w_ih), _c(w_hh)
+        if h0.shape != c0.shape:
+            raise ValueError(f"h0 and c0 must have the same shape, got {h0.shape} and {c0.shape}")
+        self.state_shape = h0.shape     # (B, H), or (1, B, H) from a one-layer module
+        x, h0, c0, w_ih, w_hh = _c(x), _c(_flat(h0)), _c(_flat(c0)), _c(w_ih), _c(w_hh)
         ys, h_n, c_n, cache = kernels.lstm_sequence_forward(
             x, h0, c0, w_ih, w_hh, b_ih, b_hh, self.lengths)
         self.saved = (x, h0, c0, w_ih, w_hh, cache, b_ih is not None)
-        return ys, h_n, c_n
+        return ys, h_n.reshape(self.state_shape), c_n.reshape(self.state_shape)
 
     def backward(self, dys, dh_n, dc_n):
         x, h0, c0, w_ih, w_hh, cache, has_bias = self.saved
         dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh = kernels.lstm_sequence_backward(
-            _opt_seq(dys), _opt(dh_n, h0), _opt(dc_n, c0),
+            _opt_seq(dys), _opt(_flat_grad(dh_n), h0), _opt(_flat_grad(dc_n), c0),
             x, h0, c0, w_ih, w_hh, cache, self.lengths, has_bias,
             need_dx=self.needs_input_grad[0])
-        return (dx, dh0, dc0, dw_ih, dw_hh) + ((db_ih, db_hh) if has_bias else ())
+        shape = self.state_shape
+        return (dx, dh0.reshape(shape), dc0.reshape(shape), dw_ih, dw_hh) + \
+            ((db_ih, db_hh) if has_bias else ())
 
 
 class GRUSequence(Function):
@@ -204,17 +222,19 @@ class GRUSequence(Function):
         self.lengths = lengths
 
     def forward(self, x, h0, w_ih, w_hh, b_ih=None, b_hh=None):
-        x, h0, w_ih, w_hh = _c(x), _c(h0), _c(w_ih), _c(w_hh)
+        self.state_shape = h0.shape     # (B, H), or (1, B, H) from a one-layer module
+        x, h0, w_ih, w_hh = _c(x), _c(_flat(h0)), _c(w_ih), _c(w_hh)
         ys, h_n, cache = kernels.gru_sequence_forward(x, h0, w_ih, w_hh, b_ih, b_hh, self.lengths)
         self.saved = (x, h0, w_ih, w_hh, cache, b_ih is not None)
-        return ys, h_n
+        return ys, h_n.reshape(self.state_shape)
 
     def backward(self, dys, dh_n):
         x, h0, w_ih, w_hh, cache, has_bias = self.saved
         dx, dh0, dw_ih, dw_hh, db_ih, db_hh = kernels.gru_sequence_backward(
-            _opt_seq(dys), _opt(dh_n, h0), x, h0, w_ih, w_hh, cache,
+            _opt_seq(dys), _opt(_flat_grad(dh_n), h0), x, h0, w_ih, w_hh, cache,
             self.lengths, has_bias, need_dx=self.needs_input_grad[0])
-        return (dx, dh0, dw_ih, dw_hh) + ((db_ih, db_hh) if has_bias else ())
+        return (dx, dh0.reshape(self.state_shape), dw_ih, dw_hh) + \
+            ((db_ih, db_hh) if has_bias else ())
 
 
 def _seq_prep(x, w_hh, lengths, what):
@@ -227,7 +247,8 @@ def _seq_prep(x, w_hh, lengths, what):
 
 def rnn_sequence(x, w_ih, w_hh, b_ih=None, b_hh=None, h0=None, lengths=None, nonlinearity="tanh"):
     """(ys, h_n): the RNN cell run over x (T, B, I) in one kernel call; ys (T, B, H).
-    With lengths, padded steps output zeros and keep the state."""
+    With lengths, padded steps output zeros and keep the state. h0 is (B, H), or (1, B, H) (a
+    one-layer module's layout), and h_n has the shape of h0 (zeros (B, H) when None)."""
     if nonlinearity not in ("tanh", "relu"):
         raise ValueError(f"nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
     ln, H = _seq_prep(x, w_hh, lengths, "rnn_sequence")
@@ -237,7 +258,8 @@ def rnn_sequence(x, w_ih, w_hh, b_ih=None, b_hh=None, h0=None, lengths=None, non
 
 
 def lstm_sequence(x, w_ih, w_hh, b_ih=None, b_hh=None, h0=None, c0=None, lengths=None):
-    """(ys, (h_n, c_n)): the LSTM cell run over x (T, B, I) in one kernel call."""
+    """(ys, (h_n, c_n)): the LSTM cell run over x (T, B, I) in one kernel call. h0 and c0: (B, H)
+    or (1, B, H) as in ``rnn_sequence``; h_n and c_n have their shape."""
     ln, H = _seq_prep(x, w_hh, lengths, "lstm_sequence")
     if h0 is None:
         h0 = _zeros_like_state(x, 1, H, "lstm_sequence")
@@ -248,7 +270,8 @@ def lstm_sequence(x, w_ih, w_hh, b_ih=None, b_hh=None, h0=None, c0=None, lengths
 
 
 def gru_sequence(x, w_ih, w_hh, b_ih=None, b_hh=None, h0=None, lengths=None):
-    """(ys, h_n): the GRU cell run over x (T, B, I) in one kernel call."""
+    """(ys, h_n): the GRU cell run over x (T, B, I) in one kernel call. h0: (B, H) or (1, B, H)
+    as in ``rnn_sequence``; h_n has its shape."""
     ln, H = _seq_prep(x, w_hh, lengths, "gru_sequence")
     if h0 is None:
         h0 = _zeros_like_state(x, 1, H, "gru_sequence")

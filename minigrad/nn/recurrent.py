@@ -56,6 +56,14 @@ def _tensor(x, who, what):
     return Tensor(np.asarray(x))
 
 
+def _stack_states(states):
+    """The final states of every layer and direction as one (L*D, B, H) tensor."""
+    if len(states) > 1:
+        return F.stack(states, 0)
+    s = states[0]
+    return s if s.ndim == 3 else F.reshape(s, (1,) + s.shape)  # fused nodes give (1, B, H)
+
+
 def _check_state(who, name, s, shape, dtype):
     if s.shape != shape:
         raise ValueError(f"{who}: {name} must have shape {shape}, got {s.shape}")
@@ -280,18 +288,19 @@ class _RNNBase(Module):
             return None  # every sequence is full: the plain path computes the same thing
         return np.ascontiguousarray(ln, dtype=np.int64)
 
-    def _split_state(self, s, name, B, dtype):
-        """hx part (L*D, B, H) -> list of L*D tensors (B, H) (one unbind node)."""
+    def _split_state(self, s, name, B, dtype, layered):
+        """hx part (L*D, B, H) -> list of L*D tensors (B, H) (one unbind node); [s] as given
+        when layered (one fused layer: the sequence node takes (1, B, H))."""
         who = type(self).__name__
         s = _tensor(s, who, name)
         LD = self.num_layers * (2 if self.bidirectional else 1)
         _check_state(who, name, s, (LD, B, self.hidden_size), dtype)
         if LD == 1:
-            return [F.reshape(s, (B, self.hidden_size))]
+            return [s] if layered else [F.reshape(s, (B, self.hidden_size))]
         return list(F.unbind(s, 0))
 
-    def _states(self, hx, B, dtype):
-        """(h0 list, c0 list); entries None mean zeros."""
+    def _states(self, hx, B, dtype, layered):
+        """(h0 list, c0 list); entries None mean zeros; layered: see _split_state."""
         LD = self.num_layers * (2 if self.bidirectional else 1)
         none = [None] * LD
         if self._mode == "LSTM":
@@ -301,14 +310,14 @@ class _RNNBase(Module):
                 raise ValueError(f"LSTM: hx must be a tuple (h_0, c_0) of shape "
                                  f"({LD}, {B}, {self.hidden_size}) each, "
                                  f"got {type(hx).__name__}")
-            return (self._split_state(hx[0], "h_0", B, dtype),
-                    self._split_state(hx[1], "c_0", B, dtype))
+            return (self._split_state(hx[0], "h_0", B, dtype, layered),
+                    self._split_state(hx[1], "c_0", B, dtype, layered))
         if hx is None:
             return none, none
         if isinstance(hx, (tuple, list)):
             raise ValueError(f"{type(self).__name__}: hx must be one Tensor of shape "
                              f"({LD}, {B}, {self.hidden_size}), got a {type(hx).__name__}")
-        return self._split_state(hx, "h_0", B, dtype), none
+        return self._split_state(hx, "h_0", B, dtype, layered), none
 
     # ----- forward ----------------------------------------------------------------------
     def forward(self, x, hx=None, lengths=None):
@@ -353,11 +362,18 @@ class _RNNBase(Module):
                              f"got shape {xd.shape}")
         if lengths is not None:
             lengths = self._check_lengths(lengths, T, B)
-        h0s, c0s = self._states(hx, B, dtype)
-
         D = 2 if self.bidirectional else 1
         L = self.num_layers
         rs = self.return_sequences
+        # One fused layer and direction whose states are returned: the sequence node takes and
+        # returns them in h_n's (1, B, H) layout, so no reshape nodes sit around it.
+        layered = L * D == 1 and self.fused and rs is not False
+        h0s, c0s = self._states(hx, B, dtype, layered)
+        if layered:
+            zeros = np.zeros((1, B, self.hidden_size), dtype)
+            h0s = [zeros if h0s[0] is None else h0s[0]]
+            if self._mode == "LSTM":
+                c0s = [zeros if c0s[0] is None else c0s[0]]
         rev_idx = None
         if D == 2:
             if lengths is None:
@@ -400,11 +416,10 @@ class _RNNBase(Module):
             out = F.transpose(inp, _SWAP_BT) if self.batch_first else inp
         if rs is not None and not self.return_state:
             return out
-        h_n = F.reshape(hns[0], (1,) + hns[0].shape) if len(hns) == 1 else F.stack(hns, 0)
+        h_n = _stack_states(hns)
         if self._mode != "LSTM":
             return out, h_n
-        c_n = F.reshape(cns[0], (1,) + cns[0].shape) if len(cns) == 1 else F.stack(cns, 0)
-        return out, (h_n, c_n)
+        return out, (h_n, _stack_states(cns))
 
     def _run_fused(self, src, h0, c0, ws, lengths):
         mode = self._mode
