@@ -339,8 +339,8 @@ class KernelsStep:
 
     def step(self):
         loss, grads = self.loss_and_grads()
-        for n, g in grads.items():
-            self.p[n] -= self.lr * g
+        for n, g in grads.items():      # the kernel optim.SGD calls, without its loop around it
+            self.k.sgd_update(self.p[n], g, None, self.lr, 0.0, 0.0, 0.0, False, False)
         return loss
 
 

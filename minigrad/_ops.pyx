@@ -137,6 +137,29 @@ cdef extern from *:
         for (ptrdiff_t r = 0; r < rows; r++, dst += n)                                                       \
             for (ptrdiff_t j = 0; j < n; j++) dst[j] += row[j];                                              \
     }                                                                                                        \
+    /* One SGD step on n elements in place (sgd_update). Each branch picks a whole loop, so none sits        \
+       inside one; the products are FMA-contracted where the target has FMA (within 1 ulp of the twin). */   \
+    MG_CLONES static void mg_sgd##S(T *restrict p, const T *restrict g, T *restrict b, ptrdiff_t n, T lr,    \
+                                    T mom, T damp, T wd, int nesterov, int first) {                          \
+        if (b == NULL && wd == 0) {                                                                          \
+            for (ptrdiff_t j = 0; j < n; j++) p[j] -= g[j] * lr;                                             \
+        } else if (b == NULL) {                                                                              \
+            for (ptrdiff_t j = 0; j < n; j++) p[j] -= (p[j] * wd + g[j]) * lr;                               \
+        } else if (first) {                           /* the buffer starts as the (decayed) gradient */      \
+            for (ptrdiff_t j = 0; j < n; j++) {                                                              \
+                T gj = wd == 0 ? g[j] : p[j] * wd + g[j];                                                    \
+                b[j] = gj;                                                                                   \
+                p[j] -= (nesterov ? gj * mom + gj : gj) * lr;                                                \
+            }                                                                                                \
+        } else {                                                                                             \
+            for (ptrdiff_t j = 0; j < n; j++) {                                                              \
+                T gj = wd == 0 ? g[j] : p[j] * wd + g[j];                                                    \
+                T bj = b[j] * mom + (damp == 1 ? gj : gj * damp);                                            \
+                b[j] = bj;                                                                                   \
+                p[j] -= (nesterov ? bj * mom + gj : bj) * lr;                                                \
+            }                                                                                                \
+        }                                                                                                    \
+    }                                                                                                        \
     MG_CLONES static void mg_rnn_act##S(T *restrict p, int relu, ptrdiff_t n) {                              \
         if (relu)                                      /* NaN stays NaN, as np.maximum(v, 0) */              \
             for (ptrdiff_t j = 0; j < n; j++) { T v = p[j]; p[j] = v <= 0 ? 0 : v; }                         \
@@ -247,6 +270,10 @@ cdef extern from *:
     void mg_colsumd(double* a, Py_ssize_t rows, Py_ssize_t n, double* out) noexcept nogil
     void mg_add_rowsf(float* dst, float* row, Py_ssize_t rows, Py_ssize_t n) noexcept nogil
     void mg_add_rowsd(double* dst, double* row, Py_ssize_t rows, Py_ssize_t n) noexcept nogil
+    void mg_sgdf(float* p, float* g, float* b, Py_ssize_t n, float lr, float mom, float damp,
+                 float wd, int nesterov, int first) noexcept nogil
+    void mg_sgdd(double* p, double* g, double* b, Py_ssize_t n, double lr, double mom, double damp,
+                 double wd, int nesterov, int first) noexcept nogil
     void mg_rnn_actf(float* p, int relu, Py_ssize_t n) noexcept nogil
     void mg_rnn_actd(double* p, int relu, Py_ssize_t n) noexcept nogil
     void mg_rnn_bwd_rowf(float* dh, float* y, float* da, int relu, Py_ssize_t H) noexcept nogil
@@ -1890,3 +1917,64 @@ def gru_sequence_backward(dys, dh_n, x, h0, w_ih, w_hh, cache, lengths, has_bias
     _verify()
     _give_back(tn, ws)
     return dx, dh0, dw_ih, dw_hh, db_ih, db_hh
+
+
+# -- optimizer update ----------------------------------------------------------------------------
+
+cdef cnp.ndarray _in_place(object a, str name, cnp.ndarray like, bint write):
+    """Check an array of sgd_update: like p (shape, dtype) when `like` is given, C-contiguous,
+    aligned, and writeable when `write`."""
+    if not cnp.PyArray_Check(a):
+        raise ValueError(f"{name} must be a numpy.ndarray, got {type(a).__name__}")
+    cdef cnp.ndarray arr = <cnp.ndarray>a
+    cdef int tn = cnp.PyArray_TYPE(arr)
+    if like is None:
+        if tn != cnp.NPY_FLOAT and tn != cnp.NPY_DOUBLE:
+            raise ValueError(f"{name} must have dtype float32 or float64, got {arr.dtype}")
+    else:
+        if tn != cnp.PyArray_TYPE(like):
+            raise ValueError(f"{name} must have dtype {like.dtype} (that of p), got {arr.dtype}")
+        if (<object>arr).shape != (<object>like).shape:
+            raise ValueError(f"{name} must have shape {(<object>like).shape} (that of p), "
+                             f"got {(<object>arr).shape}")
+    _layout(arr, name)
+    if write and not cnp.PyArray_ISWRITEABLE(arr):
+        raise ValueError(f"{name} must be writeable, got a read-only array")
+    return arr
+
+
+cdef int _disjoint(cnp.ndarray a, str an, cnp.ndarray b, str bn) except -1:
+    """The kernel's pointers are restrict: two contiguous arrays must not overlap (the bounds
+    test of numpy.may_share_memory)."""
+    cdef char* a0 = <char*>cnp.PyArray_DATA(a)
+    cdef char* b0 = <char*>cnp.PyArray_DATA(b)
+    if cnp.PyArray_NBYTES(a) and cnp.PyArray_NBYTES(b) and \
+            a0 < b0 + cnp.PyArray_NBYTES(b) and b0 < a0 + cnp.PyArray_NBYTES(a):
+        raise ValueError(f"{an} must not share memory with {bn}")
+    return 0
+
+
+def sgd_update(p, g, buf, double lr, double momentum, double dampening, double weight_decay,
+               bint nesterov, bint first):
+    """One SGD step on p, in place, in one pass (the rule is in the twin); buf is the momentum
+    buffer, updated in place (None without momentum), first: it holds nothing yet."""
+    cdef cnp.ndarray ap = _in_place(p, "p", None, True)
+    cdef cnp.ndarray ag = _in_place(g, "g", ap, False)
+    cdef cnp.ndarray ab = None
+    _disjoint(ag, "g", ap, "p")
+    if buf is not None:
+        ab = _in_place(buf, "buf", ap, True)
+        _disjoint(ab, "buf", ap, "p")
+        _disjoint(ab, "buf", ag, "g")
+    cdef Py_ssize_t n = cnp.PyArray_SIZE(ap)
+    cdef void* bp = NULL if ab is None else cnp.PyArray_DATA(ab)
+    cdef void* pp = cnp.PyArray_DATA(ap)
+    cdef void* gp = cnp.PyArray_DATA(ag)
+    if cnp.PyArray_TYPE(ap) == cnp.NPY_FLOAT:
+        with nogil:
+            mg_sgdf(<float*>pp, <float*>gp, <float*>bp, n, <float>lr, <float>momentum,
+                    <float>(1.0 - dampening), <float>weight_decay, nesterov, first)
+    else:
+        with nogil:
+            mg_sgdd(<double*>pp, <double*>gp, <double*>bp, n, lr, momentum, 1.0 - dampening,
+                    weight_decay, nesterov, first)

@@ -37,6 +37,7 @@ __all__ = [
     "rnn_sequence_forward", "rnn_sequence_backward",
     "lstm_sequence_forward", "lstm_sequence_backward",
     "gru_sequence_forward", "gru_sequence_backward",
+    "sgd_update",
 ]
 
 _FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
@@ -551,3 +552,64 @@ def gru_sequence_backward(dys, dh_n, x, h0, w_ih, w_hh, cache, lengths, has_bias
         dgi[t], dgh[t] = dgi_t, dgh_t
     dx, dw_ih, dw_hh, db_ih, db_hh = _deferred_grads(dgi, dgh, x, hs, w_ih, has_bias, need_dx)
     return dx, dh, dw_ih, dw_hh, db_ih, db_hh
+
+
+# ---------------------------------------------------------------------------------------------
+# Optimizer update
+# ---------------------------------------------------------------------------------------------
+
+def _check_in_place(name, a, like=None, write=False):
+    """An array of sgd_update: like p (shape and dtype) when `like` is given, C-contiguous,
+    writeable when `write`, and not overlapping `like`."""
+    if not isinstance(a, np.ndarray):
+        raise ValueError(f"{name} must be a numpy.ndarray, got {type(a).__name__}")
+    if like is None:
+        if a.dtype not in _FLOAT_DTYPES:
+            raise ValueError(f"{name} must have dtype float32 or float64, got {a.dtype}")
+    else:
+        if a.dtype != like.dtype:
+            raise ValueError(f"{name} must have dtype {like.dtype} (that of p), got {a.dtype}")
+        if a.shape != like.shape:
+            raise ValueError(f"{name} must have shape {like.shape} (that of p), got {a.shape}")
+    if not a.flags.c_contiguous:
+        raise ValueError(f"{name} must be C-contiguous, got strides {a.strides} for shape {a.shape}")
+    if write and not a.flags.writeable:
+        raise ValueError(f"{name} must be writeable, got a read-only array")
+
+
+def _check_disjoint(an, a, bn, b):
+    if np.may_share_memory(a, b):
+        raise ValueError(f"{an} must not share memory with {bn}")
+
+
+def sgd_update(p, g, buf, lr, momentum, dampening, weight_decay, nesterov, first):
+    """One SGD step on p, in place (optim.SGD; PyTorch's rule).  Returns None.
+
+        g'  = g + weight_decay * p                                  (when weight_decay != 0)
+        buf = g'  (first)   or   momentum * buf + (1 - dampening) * g'      (when buf is given)
+        u   = g' + momentum * buf  (nesterov)   or   buf  (buf given)   or   g'
+        p   = p - lr * u
+
+    buf: the momentum buffer (updated in place), None without momentum; first: buf holds
+    nothing yet.  The hyperparameters are rounded to p's dtype first.  p, g and buf have one
+    shape and dtype, are C-contiguous and do not overlap; p and buf are writeable.
+    """
+    _check_in_place("p", p, write=True)
+    _check_in_place("g", g, p)
+    _check_disjoint("g", g, "p", p)
+    if buf is not None:
+        _check_in_place("buf", buf, p, write=True)
+        _check_disjoint("buf", buf, "p", p)
+        _check_disjoint("buf", buf, "g", g)
+    dt = p.dtype
+    lr_, m_, damp_, wd_ = (np.array(v, dt) for v in (lr, momentum, 1.0 - dampening, weight_decay))
+    if weight_decay != 0:
+        g = p * wd_ + g
+    if buf is not None:
+        if first:
+            buf[...] = g
+        else:
+            buf *= m_
+            buf += g if dampening == 0 else g * damp_
+        g = buf * m_ + g if nesterov else buf
+    p -= g * lr_

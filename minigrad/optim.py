@@ -20,6 +20,7 @@ from numbers import Real
 
 import numpy as np
 
+from . import kernels
 from .autograd import enable_grad
 from .tensor import Tensor
 
@@ -252,7 +253,7 @@ class Optimizer:
                 if arr.shape != p.data.shape:
                     raise ValueError(f"state of parameter {i}: {k!r} must have the parameter's "
                                      f"shape {p.data.shape}, got {arr.shape}")
-                out[k] = np.array(arr, dtype=p.data.dtype, copy=True)
+                out[k] = np.array(arr, dtype=p.data.dtype, copy=True, order="C")
             else:
                 out[k] = v
         missing = [k for k in self._required_state(group) if k not in out]
@@ -342,48 +343,40 @@ class SGD(Optimizer):
         return ("momentum_buffer",) if group["momentum"] != 0 else ()
 
     def _update(self, group):
+        # One pass per parameter in a compiled kernel (kernels.sgd_update; its NumPy twin spells
+        # the rule out): 3.7 instead of 10 us for the six parameters of a small LSTM + Linear.
         lr = float(group["lr"])
         momentum = float(group["momentum"])
-        damp = 1.0 - float(group["dampening"])
+        dampening = float(group["dampening"])
         wd = float(group["weight_decay"])
-        nesterov = group["nesterov"]
+        nesterov = bool(group["nesterov"])
         state = self.state
-        consts = {}
+        update = kernels.sgd_update
         for p in group["params"]:
             g = _grad(p)
             if g is None:
                 continue
             d = p.data
-            lr_, momentum_, damp_, wd_ = _scalars(d.dtype, lr, momentum, damp, wd, cache=consts)
-            owned = False  # whether g is a temporary this step may overwrite
-            if wd != 0:
-                g = d * wd_
-                g += p.grad
-                owned = True
+            buf, first = None, False
             if momentum != 0:
                 st = state.get(p)
                 if st is None:
                     st = state[p] = {}
                 buf = st.get("momentum_buffer")
                 if buf is None:
-                    buf = st["momentum_buffer"] = np.array(g, dtype=d.dtype, copy=True)
-                else:
-                    buf *= momentum_
-                    if damp == 1.0:
-                        buf += g
-                    else:
-                        buf += g * damp_
-                if nesterov:
-                    g = buf * momentum_ + g  # new array
-                    owned = True
-                else:
-                    g = buf
-                    owned = False
-            if owned:
-                g *= lr_
-                d -= g
-            else:
-                d -= g * lr_
+                    buf = st["momentum_buffer"] = np.empty(d.shape, d.dtype)
+                    first = True
+            if g.dtype != d.dtype or not g.flags.c_contiguous:
+                g = np.ascontiguousarray(g, dtype=d.dtype)
+            if d.flags.c_contiguous and (buf is None or buf.flags.c_contiguous):
+                update(d, g, buf, lr, momentum, dampening, wd, nesterov, first)
+            else:   # a strided .data or buffer (set by hand): update contiguous copies
+                dc = np.ascontiguousarray(d)
+                bc = None if buf is None else np.ascontiguousarray(buf)
+                update(dc, g, bc, lr, momentum, dampening, wd, nesterov, first)
+                d[...] = dc
+                if buf is not None:
+                    buf[...] = bc
 
 
 class Adagrad(Optimizer):

@@ -636,3 +636,117 @@ def test_zero_size_dimension_is_rejected(module, fname, dim):
     args = [values[name] for name in SIGNATURES[fname]]
     with pytest.raises(ValueError, match=r"got.*\b0\b"):
         getattr(MODULES[module], fname)(*args)
+
+
+# ---------------------------------------------------------------------------------------------
+# sgd_update: the optimizer's in-place step
+# ---------------------------------------------------------------------------------------------
+
+SGD_SETTINGS = [  # (momentum, dampening, weight_decay, nesterov)
+    (0.0, 0.0, 0.0, False), (0.0, 0.0, 0.1, False), (0.9, 0.0, 0.0, False),
+    (0.9, 0.3, 0.0, False), (0.9, 0.3, 0.05, False), (0.8, 0.0, 0.0, True),
+    (0.8, 0.0, 0.1, True),
+]
+
+
+def _sgd_by_hand(p, g, buf, lr, momentum, dampening, wd, nesterov, first):
+    """The rule in float64, element by element in Python: the oracle of both modules."""
+    p, g = p.astype(np.float64).ravel(), g.astype(np.float64).ravel()
+    b = None if buf is None else buf.astype(np.float64).ravel()
+    for j in range(p.size):
+        gj = g[j] + wd * p[j]
+        if b is not None:
+            b[j] = gj if first else momentum * b[j] + (1 - dampening) * gj
+            gj = gj + momentum * b[j] if nesterov else b[j]
+        p[j] = p[j] - lr * gj
+    return p, b
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("setting", SGD_SETTINGS)
+@pytest.mark.parametrize("shape", [(), (1,), (7,), (3, 50), (2, 3, 9)])
+def test_sgd_update_matches_twin_and_the_rule(dtype, setting, shape):
+    momentum, dampening, wd, nesterov = setting
+    rng = np.random.default_rng(len(shape) * 7 + int(momentum * 10))
+    p0 = rng.standard_normal(shape).astype(dtype)
+    g = rng.standard_normal(shape).astype(dtype)
+    b0 = rng.standard_normal(shape).astype(dtype)
+    tol = 8 * np.finfo(dtype).eps
+    for first in ([True, False] if momentum else [False]):
+        results = {}
+        for name, mod in MODULES.items():
+            p = p0.copy()
+            b = b0.copy() if momentum else None
+            assert mod.sgd_update(p, g, b, 0.05, momentum, dampening, wd, nesterov, first) is None
+            results[name] = (p, b)
+        want_p, want_b = _sgd_by_hand(p0, g, b0 if momentum else None, 0.05, momentum,
+                                      dampening, wd, nesterov, first)
+        for name, (p, b) in results.items():
+            np.testing.assert_allclose(p.ravel(), want_p, rtol=tol, atol=tol,
+                                       err_msg=f"{name}: p, first={first}")
+            if momentum:
+                np.testing.assert_allclose(b.ravel(), want_b, rtol=tol, atol=tol,
+                                           err_msg=f"{name}: buf, first={first}")
+        # compiled and twin: the same arithmetic up to FMA contraction (an ulp or two)
+        np.testing.assert_allclose(results["cython"][0], results["twin"][0], rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("module", list(MODULES.values()), ids=list(MODULES))
+def test_sgd_update_first_step_sets_the_buffer_and_leaves_g(module):
+    rng = np.random.default_rng(3)
+    p = rng.standard_normal(10).astype(np.float32)
+    g = rng.standard_normal(10).astype(np.float32)
+    g0, p0 = g.copy(), p.copy()
+    buf = np.full(10, np.nan, np.float32)          # "holds nothing yet": never read
+    module.sgd_update(p, g, buf, 0.1, 0.9, 0.5, 0.0, False, True)
+    np.testing.assert_array_equal(buf, g0)          # no dampening on the first step (PyTorch)
+    np.testing.assert_array_equal(g, g0)
+    assert np.isfinite(p).all() and not np.array_equal(p, p0)
+
+
+def _sgd_args():
+    p = np.zeros((4, 3), np.float32)
+    return dict(p=p, g=np.ones((4, 3), np.float32), buf=np.zeros((4, 3), np.float32))
+
+
+SGD_BAD = [  # (argument, replacement, message)
+    ("p", [0.0] * 12, "p must be a numpy.ndarray, got list"),
+    ("p", np.zeros((4, 3), np.int64), "p must have dtype float32 or float64, got int64"),
+    ("p", np.zeros((3, 4), np.float32).T, "p must be C-contiguous"),
+    ("g", np.ones((3, 4), np.float32), "g must have shape (4, 3) (that of p), got (3, 4)"),
+    ("g", np.ones((4, 3), np.float64), "g must have dtype float32 (that of p), got float64"),
+    ("g", np.ones((3, 4), np.float32).T, "g must be C-contiguous"),
+    ("g", "p", "g must not share memory with p"),
+    ("buf", np.zeros(12, np.float32), "buf must have shape (4, 3) (that of p), got (12,)"),
+    ("buf", np.zeros((4, 3), np.float64), "buf must have dtype float32 (that of p), got float64"),
+    ("buf", "g", "buf must not share memory with g"),
+]
+
+
+@pytest.mark.parametrize("module", list(MODULES.values()), ids=list(MODULES))
+@pytest.mark.parametrize("arg,bad,message", SGD_BAD)
+def test_sgd_update_rejects_bad_arrays(module, arg, bad, message):
+    a = _sgd_args()
+    a[arg] = a[bad] if isinstance(bad, str) else bad     # a string names the array to alias
+    before = {k: v.copy() for k, v in a.items() if isinstance(v, np.ndarray)}
+    with pytest.raises(ValueError, match=re.escape(message)):
+        module.sgd_update(a["p"], a["g"], a["buf"], 0.1, 0.9, 0.0, 0.0, False, False)
+    for k, v in before.items():     # checked before any write
+        np.testing.assert_array_equal(a[k], v, err_msg=k)
+
+
+@pytest.mark.parametrize("module", list(MODULES.values()), ids=list(MODULES))
+@pytest.mark.parametrize("arg", ["p", "buf"])
+def test_sgd_update_rejects_read_only_outputs(module, arg):
+    a = _sgd_args()
+    a[arg].flags.writeable = False
+    with pytest.raises(ValueError, match=f"{arg} must be writeable, got a read-only array"):
+        module.sgd_update(a["p"], a["g"], a["buf"], 0.1, 0.9, 0.0, 0.0, False, False)
+
+
+@pytest.mark.parametrize("module", list(MODULES.values()), ids=list(MODULES))
+def test_sgd_update_rejects_a_buffer_overlapping_p(module):
+    big = np.zeros(20, np.float32)
+    p, buf = big[:12].reshape(4, 3), big[8:].reshape(4, 3)     # share elements 8..11
+    with pytest.raises(ValueError, match="buf must not share memory with p"):
+        module.sgd_update(p, np.ones((4, 3), np.float32), buf, 0.1, 0.9, 0.0, 0.0, False, False)
