@@ -449,6 +449,29 @@ def time_interleaved(contenders, warmup, repeats=None, min_time=2.0, min_repeats
     return samples
 
 
+RATIO_LEVEL = 0.95   # ratio intervals: 95%, from BOOTSTRAP resamples of the timed rounds
+BOOTSTRAP = 2000
+
+
+def ratio_interval(a, b, run_length=1, level=RATIO_LEVEL, n_boot=BOOTSTRAP, seed=0):
+    """Bootstrap interval of median(a) / median(b) for two contenders of one time_interleaved
+    run. Rounds are resampled with replacement, the same rounds for both (a round's steps of
+    the two ran seconds apart, so a slow stretch of the machine moves both): the interval shows
+    how much the ratio depends on which rounds were drawn, not the machine's drift over the
+    run. `run_length` steps of a contender make one round. Deterministic (fixed seed)."""
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    if a.size != b.size or a.size % run_length:
+        raise ValueError(f"samples must be whole rounds of {run_length} steps, the same number "
+                         f"for both, got {a.size} and {b.size}")
+    ra, rb = a.reshape(-1, run_length), b.reshape(-1, run_length)
+    rounds = np.random.default_rng(seed).integers(0, len(ra), (n_boot, len(ra)))
+    ratios = (np.median(ra[rounds].reshape(n_boot, -1), axis=1)
+              / np.median(rb[rounds].reshape(n_boot, -1), axis=1))
+    tail = (1 - level) / 2 * 100
+    lo, hi = np.percentile(ratios, [tail, 100 - tail])
+    return float(lo), float(hi)
+
+
 def gemm_flops(size, cell):
     """GEMM FLOPs the step needs: forward input GEMM 2*T*B*I*G*H and recurrent GEMMs
     2*T*B*H*G*H; backward dW_ih (as the input GEMM), dh per step and dW_hh (each as the recurrent
@@ -700,9 +723,17 @@ def _fmt_mib(b):
     return "-" if b is None else f"{b / 2**20:.1f}"
 
 
+def _fmt_ratio(c, ref_name):
+    r = c.get(f"ratio_vs_{ref_name}")
+    if r is None:
+        return "-"
+    lo, hi = c[f"ratio_vs_{ref_name}_ci95"]
+    return f"{r:.2f} ({lo:.2f}-{hi:.2f})"
+
+
 def print_table(results, names):
     hdr = (f"{'cell':<5} {'B x T x I x H':<16} {'contender':<9} {'median ms':>10} "
-           f"{'min-max ms':>17} {'x numpy':>8} {'x torch':>8} {'roofline':>9} "
+           f"{'min-max ms':>17} {'x numpy (95%)':>17} {'x torch (95%)':>17} {'roofline':>9} "
            f"{'peak MiB':>9} {'RSS MiB':>8}")
     print(hdr)
     print("-" * len(hdr))
@@ -712,12 +743,9 @@ def print_table(results, names):
             if c is None:
                 continue
             mem = c.get("memory", {})
-            rn = c.get("ratio_vs_numpy")
-            rt = c.get("ratio_vs_torch")
             print(f"{r['cell']:<5} {r['size_name']:<16} {n:<9} {c['median_s'] * 1e3:>10.3f} "
                   f"{c['min_s'] * 1e3:>8.2f}-{c['max_s'] * 1e3:<8.2f} "
-                  f"{'-' if rn is None else f'{rn:.2f}':>8} "
-                  f"{'-' if rt is None else f'{rt:.2f}':>8} "
+                  f"{_fmt_ratio(c, 'numpy'):>17} {_fmt_ratio(c, 'torch'):>17} "
                   f"{c['roofline_fraction'] * 100:>8.1f}% "
                   f"{_fmt_mib(mem.get('peak_bytes')):>9} {_fmt_mib(mem.get('rss_bytes')):>8}")
 
@@ -832,7 +860,8 @@ def main(argv=None):
           f"float32; {warmup} warm-up round(s) discarded; interleaved rotating order, "
           + ("one step per turn; " if args.run_length == 1 else
              f"{args.run_length} steps back to back per turn; ")
-          + "ratios = contender median / reference median (lower is faster)")
+          + "ratios = contender median / reference median (lower is faster), with a 95% "
+            "bootstrap interval over the timed rounds")
     load0 = os.getloadavg() if hasattr(os, "getloadavg") else None
     print(f"load average at start: {load0}; on a shared machine other processes compete for the "
           "cores, so absolute times are noisy: read the within-run ratios\n")
@@ -860,7 +889,10 @@ def main(argv=None):
             for n, c in row["contenders"].items():
                 for refn in ("numpy", "torch"):
                     if refn in row["contenders"] and refn != n:
-                        c[f"ratio_vs_{refn}"] = c["median_s"] / row["contenders"][refn]["median_s"]
+                        ref_c = row["contenders"][refn]
+                        c[f"ratio_vs_{refn}"] = c["median_s"] / ref_c["median_s"]
+                        c[f"ratio_vs_{refn}_ci95"] = ratio_interval(
+                            c["samples_s"], ref_c["samples_s"], args.run_length)
                 c["gemm_gflops_achieved"] = flops / c["median_s"] / 1e9
             results.append(row)
             print(f"  {cell} {size_name(size)}: agree (max rel err "

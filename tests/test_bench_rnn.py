@@ -56,6 +56,9 @@ def test_smoke_json_has_every_cell_size_and_contender(tmp_path):
             assert "peak_bytes" in c["memory"], where
             if name != "numpy":
                 assert c["ratio_vs_numpy"] > 0, where
+                # one round: every resample is that round, the interval is the point itself
+                lo, hi = c["ratio_vs_numpy_ci95"]
+                assert lo == pytest.approx(c["ratio_vs_numpy"]) == pytest.approx(hi), where
         for name, errs in r["agreement_rel_err"].items():
             assert max(errs.values()) <= bench.GRAD_RTOL, (r["cell"], name, errs)
     for name in NAMES:
@@ -138,6 +141,37 @@ def test_time_interleaved_rotates_turns_of_run_length_steps(run_length):
     assert log == [n for turn in turns for n in turn for _ in range(run_length)]
     assert {n: len(s) for n, s in samples.items()} == {n: 3 * run_length for n in "abc"}
     assert all(t >= 0 for s in samples.values() for t in s)
+
+
+def test_ratio_interval_pairs_rounds_and_brackets_the_ratio():
+    rng = np.random.default_rng(0)
+    drift = np.exp(rng.normal(0, 0.5, 60))          # the machine's speed, round by round
+    b = 3.0 * drift
+    # a is exactly half of b in every round: however rounds are drawn, the ratio is 0.5
+    lo, hi = bench.ratio_interval(0.5 * b, b)
+    assert lo == pytest.approx(0.5) and hi == pytest.approx(0.5)
+    # independent noise: the interval brackets the point ratio and has width
+    a = 1.5 * drift * np.exp(rng.normal(0, 0.2, 60))
+    point = np.median(a) / np.median(b)
+    lo, hi = bench.ratio_interval(a, b)
+    assert lo < point < hi and hi - lo > 0.01
+    assert bench.ratio_interval(a, b) == (lo, hi)                  # deterministic
+    # more noise, wider interval
+    a2 = 1.5 * drift * np.exp(rng.normal(0, 0.6, 60))
+    lo2, hi2 = bench.ratio_interval(a2, b)
+    assert hi2 - lo2 > hi - lo
+
+
+def test_ratio_interval_resamples_whole_rounds_of_run_length():
+    # rounds of 2 steps, a slow step and a fast one for a: drawn by rounds, every resample is
+    # half slow, so a's median is always (10 + 1) / 2; drawn step by step it swings from 1 to 10
+    a = np.tile([10.0, 1.0], 30)
+    b = np.full(60, 2.0)
+    assert bench.ratio_interval(a, b, run_length=2) == (2.75, 2.75)
+    lo, hi = bench.ratio_interval(a, b, run_length=1)
+    assert lo == 0.5 and hi == 5.0
+    with pytest.raises(ValueError, match="whole rounds of 2 steps.*got 59 and 60"):
+        bench.ratio_interval(a[:-1], b, run_length=2)
 
 
 def test_gemm_flops_counts_the_gemms_the_step_needs():
