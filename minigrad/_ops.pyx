@@ -909,8 +909,9 @@ cdef inline floating* _first(floating* given, floating* buf, Py_ssize_t n, bint 
 cdef inline floating* _target(Py_ssize_t t, floating* cur, floating* w0, floating* w1,
                               floating* out) noexcept nogil:
     """Where step t of a backward time loop writes the gradient w.r.t. the state before it: the
-    output array at t = 0 (no copy after the loop), else the workspace buffer cur is not."""
-    if t == 0:
+    output array at t = 0 (no copy after the loop), else (or without one: need_dh0 false) the
+    workspace buffer cur is not."""
+    if t == 0 and out != NULL:
         return out
     return w1 if cur == w0 else w0
 
@@ -1032,8 +1033,9 @@ cdef void _rnn_bwd(K* k, floating tag) noexcept nogil:
                 else:
                     _zero(dA + t * BH + b * H, H)
                     _copy(dhn + b * H, dh + b * H, H)
-        gemm_p(pw, False, False, k.B, iH, iH, 1, dA + t * BH, iH, <floating*>k.w_hh, iH,
-               0 if k.lengths == NULL else 1, dhn, iH)
+        if t > 0 or k.dh0 != NULL:      # dh0 = dA_0 W_hh only when asked for (need_dh0)
+            gemm_p(pw, False, False, k.B, iH, iH, 1, dA + t * BH, iH, <floating*>k.w_hh, iH,
+                   0 if k.lengths == NULL else 1, dhn, iH)
         dh = dhn
     _deferred_grads(k, dA, NULL, <floating*>k.hprev, TB, iH)
 
@@ -1116,8 +1118,9 @@ cdef void _lstm_bwd(K* k, floating tag) noexcept nogil:
                 _zero(dG + (t * B + b) * G, G)
                 _copy(dhn + b * H, dh + b * H, H)
                 _copy(dcn + b * H, dc + b * H, H)
-        gemm_p(pw, False, False, k.B, iH, iG, 1, dG + t * B * G, iG, <floating*>k.w_hh, iH,
-               0 if k.lengths == NULL else 1, dhn, iH)
+        if t > 0 or k.dh0 != NULL:
+            gemm_p(pw, False, False, k.B, iH, iG, 1, dG + t * B * G, iG, <floating*>k.w_hh, iH,
+                   0 if k.lengths == NULL else 1, dhn, iH)
         dh = dhn
         dc = dcn
     _deferred_grads(k, dG, NULL, <floating*>k.hprev, TB, iG)
@@ -1205,9 +1208,10 @@ cdef void _gru_bwd(K* k, floating tag) noexcept nogil:
                 _zero(dGi + row * G, G)
                 _zero(dGhn + row * H, H)
                 _copy(dhn + b * H, dh + b * H, H)
-        gemm_p(pw, False, False, k.B, iH, 2 * iH, 1, dGi + t * B * G, iG, <floating*>k.w_hh, iH,
-               1, dhn, iH)
-        gemm_p(pwn, False, False, k.B, iH, iH, 1, dGhn + t * BH, iH, w_n, iH, 1, dhn, iH)
+        if t > 0 or k.dh0 != NULL:
+            gemm_p(pw, False, False, k.B, iH, 2 * iH, 1, dGi + t * B * G, iG, <floating*>k.w_hh,
+                   iH, 1, dhn, iH)
+            gemm_p(pwn, False, False, k.B, iH, iH, 1, dGhn + t * BH, iH, w_n, iH, 1, dhn, iH)
         dh = dhn
     _deferred_grads(k, dGi, dGhn, hprev, TB, iG)
 
@@ -1773,8 +1777,9 @@ def rnn_sequence_forward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, nonlinearity):
 
 
 def rnn_sequence_backward(dys, dh_n, x, h0, w_ih, w_hh, cache, lengths, has_bias, nonlinearity,
-                          need_dx=True):
-    """-> (dx, dh0, dw_ih, dw_hh, db_ih, db_hh); dx is None when need_dx is false.
+                          need_dx=True, need_dh0=True):
+    """-> (dx, dh0, dw_ih, dw_hh, db_ih, db_hh); dx is None when need_dx is false, dh0 when
+    need_dh0 is (the last step's GEMM is skipped).
     dys None: no gradient reaches the outputs (only the final state was used); no step adds one."""
     cdef K k
     cdef int tn = _prep(&k, 1, x, "h0", h0, None, None, w_ih, w_hh, True)
@@ -1788,11 +1793,12 @@ def rnn_sequence_backward(dys, dh_n, x, h0, w_ih, w_hh, cache, lengths, has_bias
     k.hs = _data(cache[0], B * H)
     pw = _packed_w(&k, tn, ((H, H),))
     dx = _empty(tn, T, B, k.nI) if need_dx else None
-    dh0 = _empty(tn, B, H)
+    dh0 = _empty(tn, B, H) if need_dh0 else None
     dw_ih, dw_hh = _empty(tn, H, k.nI), _empty(tn, H, H)
     ws = _borrow(tn, (T + 2) * B * H)
     k.dx = _data(dx) if need_dx else NULL
-    k.dh0, k.dw_ih, k.dw_hh, k.ws = _data(dh0), _data(dw_ih), _data(dw_hh), _data(ws)
+    k.dh0 = _data(dh0) if need_dh0 else NULL
+    k.dw_ih, k.dw_hh, k.ws = _data(dw_ih), _data(dw_hh), _data(ws)
     db_ih = db_hh = None
     if has_bias:
         db_ih, db_hh = _empty(tn, H), _empty(tn, H)
@@ -1830,8 +1836,9 @@ def lstm_sequence_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths):
 
 
 def lstm_sequence_backward(dys, dh_n, dc_n, x, h0, c0, w_ih, w_hh, cache, lengths, has_bias,
-                           need_dx=True):
-    """-> (dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh); dx is None when need_dx is false.
+                           need_dx=True, need_dh0=True):
+    """-> (dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh); dx is None when need_dx is false, dh0 and
+    dc0 when need_dh0 is (the last step's GEMM is skipped).
     dys None: no gradient reaches the outputs (only the final state was used); no step adds one."""
     cdef K k
     cdef int tn = _prep(&k, 4, x, "h0", h0, "c0", c0, w_ih, w_hh, True)
@@ -1846,11 +1853,12 @@ def lstm_sequence_backward(dys, dh_n, dc_n, x, h0, c0, w_ih, w_hh, cache, length
     k.gates = _check(cache[2], "gates", tn, "x", 3, T, B, 5 * H)
     pw = _packed_w(&k, tn, ((H, 4 * H),))
     dx = _empty(tn, T, B, k.nI) if need_dx else None
-    dh0, dc0 = _empty(tn, B, H), _empty(tn, B, H)
+    dh0, dc0 = (_empty(tn, B, H), _empty(tn, B, H)) if need_dh0 else (None, None)
     dw_ih, dw_hh = _empty(tn, 4 * H, k.nI), _empty(tn, 4 * H, H)
     ws = _borrow(tn, (4 * T + 4) * B * H)
     k.dx = _data(dx) if need_dx else NULL
-    k.dh0, k.dc0 = _data(dh0), _data(dc0)
+    k.dh0 = _data(dh0) if need_dh0 else NULL
+    k.dc0 = _data(dc0) if need_dh0 else NULL
     k.dw_ih, k.dw_hh, k.ws = _data(dw_ih), _data(dw_hh), _data(ws)
     db_ih = db_hh = None
     if has_bias:
@@ -1887,8 +1895,10 @@ def gru_sequence_forward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths):
     return ys, _last(hs, &k), (hs, gates)
 
 
-def gru_sequence_backward(dys, dh_n, x, h0, w_ih, w_hh, cache, lengths, has_bias, need_dx=True):
-    """-> (dx, dh0, dw_ih, dw_hh, db_ih, db_hh); dx is None when need_dx is false.
+def gru_sequence_backward(dys, dh_n, x, h0, w_ih, w_hh, cache, lengths, has_bias, need_dx=True,
+                          need_dh0=True):
+    """-> (dx, dh0, dw_ih, dw_hh, db_ih, db_hh); dx is None when need_dx is false, dh0 when
+    need_dh0 is (the last step's GEMMs are skipped).
     dys None: no gradient reaches the outputs (only the final state was used); no step adds one."""
     cdef K k
     cdef int tn = _prep(&k, 3, x, "h0", h0, None, None, w_ih, w_hh, True)
@@ -1901,11 +1911,12 @@ def gru_sequence_backward(dys, dh_n, x, h0, w_ih, w_hh, cache, lengths, has_bias
     k.gates = _check(cache[1], "gates", tn, "x", 3, T, B, 4 * H)
     pw = _packed_w(&k, tn, ((H, 2 * H), (H, H)))
     dx = _empty(tn, T, B, k.nI) if need_dx else None
-    dh0 = _empty(tn, B, H)
+    dh0 = _empty(tn, B, H) if need_dh0 else None
     dw_ih, dw_hh = _empty(tn, 3 * H, k.nI), _empty(tn, 3 * H, H)
     ws = _borrow(tn, (4 * T + 2) * B * H)
     k.dx = _data(dx) if need_dx else NULL
-    k.dh0, k.dw_ih, k.dw_hh, k.ws = _data(dh0), _data(dw_ih), _data(dw_hh), _data(ws)
+    k.dh0 = _data(dh0) if need_dh0 else NULL
+    k.dw_ih, k.dw_hh, k.ws = _data(dw_ih), _data(dw_hh), _data(ws)
     db_ih = db_hh = None
     if has_bias:
         db_ih, db_hh = _empty(tn, 3 * H), _empty(tn, 3 * H)

@@ -425,10 +425,11 @@ def rnn_sequence_forward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, nonlinearity):
 
 
 def rnn_sequence_backward(dys, dh_n, x, h0, w_ih, w_hh, cache, lengths, has_bias, nonlinearity,
-                          need_dx=True):
+                          need_dx=True, need_dh0=True):
     """Backward through time: at step t, dh1 = dh + dys[t], da[t] = dh1 act'(hs[t+1]) and
     dh = da[t] W_hh (padded steps: da[t] = 0 and dh passes through unchanged); then dx, dW_ih,
-    dW_hh, db from all da[t] at once (dx None when not need_dx). dys None: no output gradient."""
+    dW_hh, db from all da[t] at once (dx None when not need_dx). dys None: no output gradient.
+    need_dh0 False: dh0 is None (the compiled kernel skips step 0's dh GEMM)."""
     T, B, I, H, dtype, lengths = _check_sequence(1, x, h0, w_ih, w_hh, lengths)
     if dys is not None:
         _check_shape("dys", dys, (T, B, H), dtype)
@@ -447,7 +448,7 @@ def rnn_sequence_backward(dys, dh_n, x, h0, w_ih, w_hh, cache, lengths, has_bias
             dh = np.where(real, da_t @ w_hh, dh)
         da[t] = da_t
     dx, dw_ih, dw_hh, db_ih, db_hh = _deferred_grads(da, da, x, hs, w_ih, has_bias, need_dx)
-    return dx, dh, dw_ih, dw_hh, db_ih, db_hh
+    return dx, dh if need_dh0 else None, dw_ih, dw_hh, db_ih, db_hh
 
 
 def lstm_sequence_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths):
@@ -476,10 +477,10 @@ def lstm_sequence_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths):
 
 
 def lstm_sequence_backward(dys, dh_n, dc_n, x, h0, c0, w_ih, w_hh, cache, lengths, has_bias,
-                           need_dx=True):
+                           need_dx=True, need_dh0=True):
     """Backward through time with the LSTM step backward; da[t] = 0 and (dh, dc) carried at
     padded steps; then dx, dW_ih, dW_hh, db from all da[t] at once (dx None when not need_dx).
-    dys None: no output gradient."""
+    dys None: no output gradient. need_dh0 False: dh0 and dc0 are None."""
     T, B, I, H, dtype, lengths = _check_sequence(4, x, h0, w_ih, w_hh, lengths)
     _check_shape("c0", c0, (B, H), dtype)
     if dys is not None:
@@ -502,6 +503,8 @@ def lstm_sequence_backward(dys, dh_n, dc_n, x, h0, c0, w_ih, w_hh, cache, length
             dc = np.where(real, dc_prev, dc)
         da[t] = da_t
     dx, dw_ih, dw_hh, db_ih, db_hh = _deferred_grads(da, da, x, hs, w_ih, has_bias, need_dx)
+    if not need_dh0:
+        dh = dc = None
     return dx, dh, dc, dw_ih, dw_hh, db_ih, db_hh
 
 
@@ -526,11 +529,12 @@ def gru_sequence_forward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths):
     return ys, hs[T].copy(), (hs, gates)
 
 
-def gru_sequence_backward(dys, dh_n, x, h0, w_ih, w_hh, cache, lengths, has_bias, need_dx=True):
+def gru_sequence_backward(dys, dh_n, x, h0, w_ih, w_hh, cache, lengths, has_bias, need_dx=True,
+                          need_dh0=True):
     """Backward through time with the GRU step backward: dh = dh1 z + dgh[t] W_hh; dgi[t] and
     dgh[t] are 0 and dh is carried at padded steps; then dx = dgi W_ih, dW_ih = dgi^T x,
     dW_hh = dgh^T h_prev, db_ih, db_hh from all steps at once (dx None when not need_dx).
-    dys None: no output gradient."""
+    dys None: no output gradient. need_dh0 False: dh0 is None."""
     T, B, I, H, dtype, lengths = _check_sequence(3, x, h0, w_ih, w_hh, lengths)
     if dys is not None:
         _check_shape("dys", dys, (T, B, H), dtype)
@@ -551,7 +555,7 @@ def gru_sequence_backward(dys, dh_n, x, h0, w_ih, w_hh, cache, lengths, has_bias
             dh = np.where(real, dh_direct + dgh_t @ w_hh, dh)
         dgi[t], dgh[t] = dgi_t, dgh_t
     dx, dw_ih, dw_hh, db_ih, db_hh = _deferred_grads(dgi, dgh, x, hs, w_ih, has_bias, need_dx)
-    return dx, dh, dw_ih, dw_hh, db_ih, db_hh
+    return dx, dh if need_dh0 else None, dw_ih, dw_hh, db_ih, db_hh
 
 
 # ---------------------------------------------------------------------------------------------

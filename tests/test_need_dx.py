@@ -1,5 +1,6 @@
-"""`need_dx=False` of the sequence backwards (docs/kernels.md): dx is None, no dx GEMM, and every
-other output is exactly the `need_dx=True` one; the tape passes it when x needs no gradient."""
+"""`need_dx=False` and `need_dh0=False` of the sequence backwards (docs/kernels.md): dx (dh0, and
+the LSTM's dc0) is None, its GEMM is skipped, and every other output is exactly the one computed
+with the flag True; the tape passes the flags when x (the initial state) needs no gradient."""
 import re
 
 import numpy as np
@@ -167,3 +168,67 @@ def test_module_parameter_grads_do_not_depend_on_input_requiring_grad(backend, k
     assert grads[True].keys() == grads[False].keys()
     for n in grads[True]:
         np.testing.assert_array_equal(grads[True][n], grads[False][n], err_msg=n)
+
+
+# ------------------------------------------------------------------------------ need_dh0
+@pytest.mark.parametrize("T", [1, 6])
+@pytest.mark.parametrize("with_lengths", [False, True])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("kind", ["rnn", "lstm", "gru"])
+def test_need_dh0_false_skips_the_state_gradients_only(gemm_path, kind, dtype, with_lengths, T):
+    p = _problem(kind, dtype, with_lengths, True, T=T)
+    states = (1, 2) if kind == "lstm" else (1,)         # dh0 (and dc0) in the outputs
+    results = {}
+    for name, m in MODULES.items():
+        cache = _forward(m, kind, p)
+        full = _backward(m, kind, p, cache)
+        skip = _backward(m, kind, p, cache, need_dh0=False, need_dx=False)
+        assert len(skip) == len(full)
+        for i, (a, c) in enumerate(zip(full, skip)):
+            if i in states or i == 0:
+                assert c is None and a is not None, (name, i)
+            else:
+                np.testing.assert_array_equal(c, a, err_msg=f"{name} {kind}: output {i}")
+        results[name] = skip
+    tol = dict(rtol=2e-4, atol=2e-5) if dtype == np.float32 else dict(rtol=1e-11, atol=1e-12)
+    for i, (a, b) in enumerate(zip(results["cython"], results["twin"])):
+        if a is not None:
+            np.testing.assert_allclose(a, b, **tol, err_msg=f"{kind} cython vs twin: output {i}")
+
+
+def _spy_dh0(monkeypatch, kind):
+    calls = []
+    name = f"{kind}_sequence_backward"
+    real = getattr(kernels, name)
+
+    def spy(*args, **kw):
+        calls.append(kw.get("need_dh0", True))
+        return real(*args, **kw)
+    monkeypatch.setattr(kernels, name, spy)
+    return calls
+
+
+@pytest.mark.parametrize("kind", ["rnn", "lstm", "gru"])
+def test_sequence_op_asks_for_dh0_only_when_a_state_needs_it(backend, monkeypatch, kind):
+    p = _problem(kind, np.float64, False, True)
+    fn = getattr(R, f"{kind}_sequence")
+    names = ("h0", "c0") if kind == "lstm" else ("h0",)
+    grads = {}
+    # no state given (zeros), states without grad, each state alone with grad
+    for which in [None, ()] + [(n,) for n in names]:
+        calls = _spy_dh0(monkeypatch, kind)
+        ws = [mg.tensor(p[n], requires_grad=True) for n in ("w_ih", "w_hh", "b_ih", "b_hh")]
+        st = {} if which is None else {n: mg.tensor(p[n], requires_grad=n in which) for n in names}
+        ys, state = fn(mg.tensor(p["x"]), *ws, **st)
+        h_n = state[0] if kind == "lstm" else state
+        ((ys * mg.tensor(p["dys"])).sum() + (h_n * h_n).sum()).backward()
+        assert calls == [bool(which)], which
+        for n in names:
+            if which:
+                assert (st[n].grad is not None) == (n in which), (which, n)
+        grads[which] = [w.grad for w in ws]
+        monkeypatch.undo()
+    for which, g in grads.items():      # the same states (given ones) give the same weights' grads
+        if which is not None:
+            for a, b in zip(g, grads[()]):
+                np.testing.assert_array_equal(a, b, err_msg=str(which))

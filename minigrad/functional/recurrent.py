@@ -46,6 +46,11 @@ def _flat(s):
     return s.reshape(s.shape[1:]) if s.ndim == 3 and s.shape[0] == 1 else s
 
 
+def _shaped(g, shape):
+    """A state's gradient in the shape the state came in (None: not computed)."""
+    return None if g is None else g.reshape(shape)
+
+
 def _flat_grad(g):
     return None if g is None else _flat(g)
 
@@ -183,8 +188,9 @@ class RNNSequence(Function):
         x, h0, w_ih, w_hh, cache, has_bias = self.saved
         dx, dh0, dw_ih, dw_hh, db_ih, db_hh = kernels.rnn_sequence_backward(
             _opt_seq(dys), _opt(_flat_grad(dh_n), h0), x, h0, w_ih, w_hh, cache,
-            self.lengths, has_bias, self.nonlinearity, need_dx=self.needs_input_grad[0])
-        return (dx, dh0.reshape(self.state_shape), dw_ih, dw_hh) + \
+            self.lengths, has_bias, self.nonlinearity, need_dx=self.needs_input_grad[0],
+            need_dh0=self.needs_input_grad[1])
+        return (dx, _shaped(dh0, self.state_shape), dw_ih, dw_hh) + \
             ((db_ih, db_hh) if has_bias else ())
 
 
@@ -209,9 +215,10 @@ class LSTMSequence(Function):
         dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh = kernels.lstm_sequence_backward(
             _opt_seq(dys), _opt(_flat_grad(dh_n), h0), _opt(_flat_grad(dc_n), c0),
             x, h0, c0, w_ih, w_hh, cache, self.lengths, has_bias,
-            need_dx=self.needs_input_grad[0])
+            need_dx=self.needs_input_grad[0],
+            need_dh0=self.needs_input_grad[1] or self.needs_input_grad[2])
         shape = self.state_shape
-        return (dx, dh0.reshape(shape), dc0.reshape(shape), dw_ih, dw_hh) + \
+        return (dx, _shaped(dh0, shape), _shaped(dc0, shape), dw_ih, dw_hh) + \
             ((db_ih, db_hh) if has_bias else ())
 
 
@@ -232,8 +239,9 @@ class GRUSequence(Function):
         x, h0, w_ih, w_hh, cache, has_bias = self.saved
         dx, dh0, dw_ih, dw_hh, db_ih, db_hh = kernels.gru_sequence_backward(
             _opt_seq(dys), _opt(_flat_grad(dh_n), h0), x, h0, w_ih, w_hh, cache,
-            self.lengths, has_bias, need_dx=self.needs_input_grad[0])
-        return (dx, dh0.reshape(self.state_shape), dw_ih, dw_hh) + \
+            self.lengths, has_bias, need_dx=self.needs_input_grad[0],
+            need_dh0=self.needs_input_grad[1])
+        return (dx, _shaped(dh0, self.state_shape), dw_ih, dw_hh) + \
             ((db_ih, db_hh) if has_bias else ())
 
 
