@@ -12,7 +12,7 @@ Layout of this file:
 All bodies read their arguments from one struct `K` of untyped pointers plus sizes; the `floating`
 tag argument picks the float32 or float64 specialization.
 """
-from libc.math cimport tanh, exp
+from libc.math cimport tanh, exp, sqrt
 from libc.string cimport memcpy, memset
 from libc.stdint cimport int64_t
 from scipy.linalg.cython_blas cimport sgemm, dgemm
@@ -104,7 +104,7 @@ cdef extern from *:
        float (suffix f, with the polynomial exp above) and double (suffix d, libm). No branch may
        sit inside these loops: one (say, on an optional pointer) stops gcc vectorizing them (8x
        slower). Caches: LSTM g = [i | f | g | o | tanh(c1)], GRU g = [r | z | n | W_hn h + b_hn]. */
-    #define MG_ROWS(T, S, SIG, TANH)                                                                         \
+    #define MG_ROWS(T, S, SIG, TANH, SQRT)                                                                   \
     /* The forward rows rewrite their gate blocks in place. When H is not a multiple of 8 (H = 50), the      \
        last H % 8 elements would run one at a time after the vector loop (22% of the LSTM row's time at      \
        H = 50). Instead the row runs its vector loop up to the last multiple of 8, m, which this returns     \
@@ -157,6 +157,38 @@ cdef extern from *:
                 T bj = b[j] * mom + (damp == 1 ? gj : gj * damp);                                            \
                 b[j] = bj;                                                                                   \
                 p[j] -= (nesterov ? bj * mom + gj : bj) * lr;                                                \
+            }                                                                                                \
+        }                                                                                                    \
+    }                                                                                                        \
+    /* One Adam step on n elements in place (adam_update). wd_mode: 0 none, 1 L2 (g += wd p), 2              \
+       decoupled (p *= decay first); vmax NULL without amsgrad (two loops: a branch on it inside one         \
+       would stop gcc vectorizing). step_size = lr / (1 - beta1^t) and bc2 = sqrt(1 - beta2^t) come          \
+       from the caller. The amsgrad max keeps a NaN of either side, as np.maximum does. */                   \
+    MG_INLINE T mg_adam_mv##S(T *restrict p, const T *restrict g, T *restrict m, T *restrict v,              \
+                              ptrdiff_t j, T b1, T omb1, T b2, T omb2, T wd, T decay, int wd_mode,           \
+                              T *pj) {                                                                       \
+        T pd = wd_mode == 2 ? p[j] * decay : p[j];                                                           \
+        T gj = wd_mode == 1 ? pd * wd + g[j] : g[j];                                                         \
+        T mj = m[j] * b1 + gj * omb1, vj = v[j] * b2 + (gj * gj) * omb2;                                     \
+        m[j] = mj; v[j] = vj; *pj = pd;                                                                      \
+        return vj;                                                                                           \
+    }                                                                                                        \
+    MG_CLONES static void mg_adam##S(T *restrict p, const T *restrict g, T *restrict m, T *restrict v,       \
+                                     T *restrict vmax, ptrdiff_t n, T b1, T omb1, T b2, T omb2, T eps,       \
+                                     T wd, T decay, T step_size, T bc2, int wd_mode) {                       \
+        T pj;                                                                                                \
+        if (vmax == NULL) {                                                                                  \
+            for (ptrdiff_t j = 0; j < n; j++) {                                                              \
+                T vj = mg_adam_mv##S(p, g, m, v, j, b1, omb1, b2, omb2, wd, decay, wd_mode, &pj);            \
+                p[j] = pj - m[j] / (SQRT(vj) / bc2 + eps) * step_size;                                       \
+            }                                                                                                \
+        } else {                                                                                             \
+            for (ptrdiff_t j = 0; j < n; j++) {                                                              \
+                T vj = mg_adam_mv##S(p, g, m, v, j, b1, omb1, b2, omb2, wd, decay, wd_mode, &pj);            \
+                T w = vmax[j];                                                                               \
+                w = (w > vj || w != w) ? w : vj;                                                             \
+                vmax[j] = w;                                                                                 \
+                p[j] = pj - m[j] / (SQRT(w) / bc2 + eps) * step_size;                                        \
             }                                                                                                \
         }                                                                                                    \
     }                                                                                                        \
@@ -261,8 +293,8 @@ cdef extern from *:
             dghn[j] = dn * rj;                                                                               \
         }                                                                                                    \
     }
-    MG_ROWS(float, f, mg_sigmoidf, mg_tanhf)
-    MG_ROWS(double, d, mg_sigmoid, tanh)
+    MG_ROWS(float, f, mg_sigmoidf, mg_tanhf, sqrtf)
+    MG_ROWS(double, d, mg_sigmoid, tanh, sqrt)
     """
     void mg_addf(float* dst, float* src, Py_ssize_t n) noexcept nogil
     void mg_addd(double* dst, double* src, Py_ssize_t n) noexcept nogil
@@ -274,6 +306,12 @@ cdef extern from *:
                  float wd, int nesterov, int first) noexcept nogil
     void mg_sgdd(double* p, double* g, double* b, Py_ssize_t n, double lr, double mom, double damp,
                  double wd, int nesterov, int first) noexcept nogil
+    void mg_adamf(float* p, float* g, float* m, float* v, float* vmax, Py_ssize_t n, float b1,
+                  float omb1, float b2, float omb2, float eps, float wd, float decay,
+                  float step_size, float bc2, int wd_mode) noexcept nogil
+    void mg_adamd(double* p, double* g, double* m, double* v, double* vmax, Py_ssize_t n,
+                  double b1, double omb1, double b2, double omb2, double eps, double wd,
+                  double decay, double step_size, double bc2, int wd_mode) noexcept nogil
     void mg_rnn_actf(float* p, int relu, Py_ssize_t n) noexcept nogil
     void mg_rnn_actd(double* p, int relu, Py_ssize_t n) noexcept nogil
     void mg_rnn_bwd_rowf(float* dh, float* y, float* da, int relu, Py_ssize_t H) noexcept nogil
@@ -1989,3 +2027,44 @@ def sgd_update(p, g, buf, double lr, double momentum, double dampening, double w
         with nogil:
             mg_sgdd(<double*>pp, <double*>gp, <double*>bp, n, lr, momentum, 1.0 - dampening,
                     weight_decay, nesterov, first)
+
+
+def adam_update(p, g, m, v, vmax, double lr, double beta1, double beta2, double eps,
+                double weight_decay, long step, bint decoupled):
+    """One Adam (decoupled: AdamW) step on p, in place, in one pass (the rule is in the twin);
+    m, v (and vmax with amsgrad, else None) are the moment buffers, updated in place; step is
+    the step number t >= 1 the bias corrections use."""
+    if step < 1:
+        raise ValueError(f"step must be >= 1, got {step}")
+    cdef cnp.ndarray ap = _in_place(p, "p", None, True)
+    cdef cnp.ndarray ag = _in_place(g, "g", ap, False)
+    cdef cnp.ndarray am = _in_place(m, "m", ap, True)
+    cdef cnp.ndarray av = _in_place(v, "v", ap, True)
+    cdef cnp.ndarray ax = None if vmax is None else _in_place(vmax, "vmax", ap, True)
+    cdef list arrays = [("p", ap), ("g", ag), ("m", am), ("v", av)]
+    if ax is not None:
+        arrays.append(("vmax", ax))
+    cdef Py_ssize_t i, j
+    for i in range(1, len(arrays)):
+        for j in range(i):
+            _disjoint(arrays[i][1], arrays[i][0], arrays[j][1], arrays[j][0])
+    cdef int mode = 0 if weight_decay == 0 else (2 if decoupled else 1)
+    cdef double step_size = lr / (1.0 - beta1 ** step)
+    cdef double bc2 = sqrt(1.0 - beta2 ** step)
+    cdef double decay = 1.0 - lr * weight_decay
+    cdef Py_ssize_t n = cnp.PyArray_SIZE(ap)
+    cdef void* pp = cnp.PyArray_DATA(ap)
+    cdef void* gp = cnp.PyArray_DATA(ag)
+    cdef void* mp = cnp.PyArray_DATA(am)
+    cdef void* vp = cnp.PyArray_DATA(av)
+    cdef void* xp = NULL if ax is None else cnp.PyArray_DATA(ax)
+    if cnp.PyArray_TYPE(ap) == cnp.NPY_FLOAT:
+        with nogil:
+            mg_adamf(<float*>pp, <float*>gp, <float*>mp, <float*>vp, <float*>xp, n, <float>beta1,
+                     <float>(1.0 - beta1), <float>beta2, <float>(1.0 - beta2), <float>eps,
+                     <float>weight_decay, <float>decay, <float>step_size, <float>bc2, mode)
+    else:
+        with nogil:
+            mg_adamd(<double*>pp, <double*>gp, <double*>mp, <double*>vp, <double*>xp, n, beta1,
+                     1.0 - beta1, beta2, 1.0 - beta2, eps, weight_decay, decay, step_size, bc2,
+                     mode)

@@ -37,7 +37,7 @@ __all__ = [
     "rnn_sequence_forward", "rnn_sequence_backward",
     "lstm_sequence_forward", "lstm_sequence_backward",
     "gru_sequence_forward", "gru_sequence_backward",
-    "sgd_update",
+    "sgd_update", "adam_update",
 ]
 
 _FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
@@ -617,3 +617,44 @@ def sgd_update(p, g, buf, lr, momentum, dampening, weight_decay, nesterov, first
             buf += g if dampening == 0 else g * damp_
         g = buf * m_ + g if nesterov else buf
     p -= g * lr_
+
+
+def adam_update(p, g, m, v, vmax, lr, beta1, beta2, eps, weight_decay, step, decoupled):
+    """One Adam step on p, in place (optim.Adam; optim.AdamW when decoupled).  Returns None.
+
+        p   = p * (1 - lr * weight_decay)                   (decoupled, weight_decay != 0)
+        g'  = g + weight_decay * p                          (not decoupled, weight_decay != 0)
+        m   = beta1 * m + (1 - beta1) * g'
+        v   = beta2 * v + (1 - beta2) * g'^2
+        vmax = max(vmax, v)                                 (amsgrad: vmax given, else None)
+        p   = p - lr / (1 - beta1^step) * m / (sqrt(v or vmax) / sqrt(1 - beta2^step) + eps)
+
+    m, v (and vmax) are updated in place; step >= 1 is the step number t.  The hyperparameters
+    and the two bias corrections are computed in float64, then rounded to p's dtype.  The arrays
+    have one shape and dtype, are C-contiguous and do not overlap; all but g are writeable.
+    """
+    if step < 1:
+        raise ValueError(f"step must be >= 1, got {step}")
+    _check_in_place("p", p, write=True)
+    arrays = [("p", p), ("g", g), ("m", m), ("v", v)] + ([] if vmax is None else [("vmax", vmax)])
+    for name, a in arrays[1:]:
+        _check_in_place(name, a, p, write=name != "g")
+    for i in range(1, len(arrays)):
+        for j in range(i):
+            _check_disjoint(arrays[i][0], arrays[i][1], arrays[j][0], arrays[j][1])
+    dt = p.dtype
+    b1, omb1, b2, omb2, eps_, wd, decay, step_size, bc2 = (np.array(x, dt) for x in (
+        beta1, 1.0 - beta1, beta2, 1.0 - beta2, eps, weight_decay, 1.0 - lr * weight_decay,
+        lr / (1.0 - beta1 ** step), np.sqrt(1.0 - beta2 ** step)))
+    if weight_decay != 0:
+        if decoupled:
+            p *= decay
+        else:
+            g = p * wd + g
+    m *= b1
+    m += g * omb1
+    v *= b2
+    v += (g * g) * omb2
+    if vmax is not None:
+        np.maximum(vmax, v, out=vmax)
+    p -= m / (np.sqrt(v if vmax is None else vmax) / bc2 + eps_) * step_size

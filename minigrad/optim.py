@@ -15,7 +15,6 @@ restores into a new optimizer over the same parameters.
 """
 from __future__ import annotations
 
-import math
 from numbers import Real
 
 import numpy as np
@@ -319,6 +318,27 @@ def _grad(p):
     return g
 
 
+def _run_update(kernel, d, g, bufs, *args):
+    """Call an update kernel (kernels.sgd_update, kernels.adam_update) on the parameter's data
+    d, its gradient g and its state buffers bufs (None where unused), all in place. The kernels
+    take C-contiguous arrays of d's dtype: a gradient that is not is converted, and a strided
+    parameter or buffer (set by hand) is updated through a contiguous copy, written back."""
+    if g.dtype != d.dtype or not g.flags.c_contiguous:
+        g = np.ascontiguousarray(g, dtype=d.dtype)
+    arrays = (d,) + bufs
+    for a in arrays:
+        if a is not None and not a.flags.c_contiguous:
+            break
+    else:
+        kernel(d, g, *bufs, *args)
+        return
+    work = [None if a is None else np.ascontiguousarray(a) for a in arrays]
+    kernel(work[0], g, *work[1:], *args)
+    for a, w in zip(arrays, work):
+        if w is not a:
+            a[...] = w
+
+
 class SGD(Optimizer):
     """Stochastic gradient descent with optional momentum, Nesterov momentum and L2 decay.
 
@@ -366,17 +386,7 @@ class SGD(Optimizer):
                 if buf is None:
                     buf = st["momentum_buffer"] = np.empty(d.shape, d.dtype)
                     first = True
-            if g.dtype != d.dtype or not g.flags.c_contiguous:
-                g = np.ascontiguousarray(g, dtype=d.dtype)
-            if d.flags.c_contiguous and (buf is None or buf.flags.c_contiguous):
-                update(d, g, buf, lr, momentum, dampening, wd, nesterov, first)
-            else:   # a strided .data or buffer (set by hand): update contiguous copies
-                dc = np.ascontiguousarray(d)
-                bc = None if buf is None else np.ascontiguousarray(buf)
-                update(dc, g, bc, lr, momentum, dampening, wd, nesterov, first)
-                d[...] = dc
-                if buf is not None:
-                    buf[...] = bc
+            _run_update(update, d, g, (buf,), lr, momentum, dampening, wd, nesterov, first)
 
 
 class Adagrad(Optimizer):
@@ -546,9 +556,11 @@ class Adam(Optimizer):
                              f"not match {type(self).__name__} (use AdamW for decoupled decay)")
 
     def _init_state(self, p, group):
-        st = {"step": 0, "exp_avg": np.zeros_like(p.data), "exp_avg_sq": np.zeros_like(p.data)}
+        z = p.data
+        st = {"step": 0, "exp_avg": np.zeros(z.shape, z.dtype),
+              "exp_avg_sq": np.zeros(z.shape, z.dtype)}
         if group["amsgrad"]:
-            st["max_exp_avg_sq"] = np.zeros_like(p.data)
+            st["max_exp_avg_sq"] = np.zeros(z.shape, z.dtype)
         return st
 
     def _required_state(self, group):
@@ -558,54 +570,30 @@ class Adam(Optimizer):
         return keys
 
     def _update(self, group):
+        # One compiled pass per parameter (kernels.adam_update; its NumPy twin spells the rule
+        # out): step() 90 -> 24 us for the six parameters of a small LSTM + Linear, 0.7 -> 0.2 ms
+        # for examples/char_rnn.py's 380k.
         lr = float(group["lr"])
         beta1, beta2 = (float(b) for b in group["betas"])
-        one_m_b1 = 1.0 - beta1
-        one_m_b2 = 1.0 - beta2
         eps = float(group["eps"])
         wd = float(group["weight_decay"])
         amsgrad = group["amsgrad"]
         decoupled = self._decoupled
-        consts = {}
+        update = kernels.adam_update
         for p in group["params"]:
             g = _grad(p)
             if g is None:
                 continue
             d = p.data
-            beta1_, one_m_b1_, beta2_, one_m_b2_, eps_, decay_, wd_ = _scalars(
-                d.dtype, beta1, one_m_b1, beta2, one_m_b2, eps, 1.0 - lr * wd, wd, cache=consts)
             st = self._state_for(p, group)
             t = st["step"] = st["step"] + 1
-            if wd != 0:
-                if decoupled:
-                    d *= decay_
-                else:
-                    g = d * wd_
-                    g += p.grad
-            m = st["exp_avg"]
-            v = st["exp_avg_sq"]
-            m *= beta1_
-            tmp = g * one_m_b1_
-            m += tmp
-            v *= beta2_
-            np.multiply(g, g, out=tmp)
-            tmp *= one_m_b2_
-            v += tmp
-            step_size, bc2_sqrt = _scalars(d.dtype, lr / (1.0 - beta1 ** t),
-                                           math.sqrt(1.0 - beta2 ** t))
+            vmax = None
             if amsgrad:
                 vmax = st.get("max_exp_avg_sq")
                 if vmax is None:  # amsgrad switched on after some steps
-                    vmax = st["max_exp_avg_sq"] = np.zeros_like(d)
-                np.maximum(vmax, v, out=vmax)
-                np.sqrt(vmax, out=tmp)
-            else:
-                np.sqrt(v, out=tmp)
-            tmp /= bc2_sqrt
-            tmp += eps_
-            np.divide(m, tmp, out=tmp)
-            tmp *= step_size
-            d -= tmp
+                    vmax = st["max_exp_avg_sq"] = np.zeros(d.shape, d.dtype)
+            _run_update(update, d, g, (st["exp_avg"], st["exp_avg_sq"], vmax), lr, beta1, beta2,
+                        eps, wd, t, decoupled)
 
 
 class AdamW(Adam):

@@ -750,3 +750,114 @@ def test_sgd_update_rejects_a_buffer_overlapping_p(module):
     p, buf = big[:12].reshape(4, 3), big[8:].reshape(4, 3)     # share elements 8..11
     with pytest.raises(ValueError, match="buf must not share memory with p"):
         module.sgd_update(p, np.ones((4, 3), np.float32), buf, 0.1, 0.9, 0.0, 0.0, False, False)
+
+
+# ---------------------------------------------------------------------------------------------
+# adam_update: Adam's (AdamW's) in-place step
+# ---------------------------------------------------------------------------------------------
+
+ADAM_SETTINGS = [  # (weight_decay, decoupled, amsgrad)
+    (0.0, False, False), (0.1, False, False), (0.1, True, False), (0.0, False, True),
+    (0.05, False, True), (0.05, True, True),
+]
+
+
+def _adam_by_hand(p, g, m, v, vmax, lr, b1, b2, eps, wd, t, decoupled):
+    """The rule in float64, element by element in Python: the oracle of both modules."""
+    p, g, m, v = (a.astype(np.float64).ravel() for a in (p, g, m, v))
+    vmax = None if vmax is None else vmax.astype(np.float64).ravel()
+    for j in range(p.size):
+        gj = g[j]
+        if wd and decoupled:
+            p[j] *= 1 - lr * wd
+        elif wd:
+            gj = gj + wd * p[j]
+        m[j] = b1 * m[j] + (1 - b1) * gj
+        v[j] = b2 * v[j] + (1 - b2) * gj * gj
+        vv = v[j]
+        if vmax is not None:
+            vmax[j] = max(vmax[j], v[j])
+            vv = vmax[j]
+        p[j] -= lr / (1 - b1 ** t) * m[j] / (np.sqrt(vv) / np.sqrt(1 - b2 ** t) + eps)
+    return p, m, v, vmax
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("setting", ADAM_SETTINGS)
+@pytest.mark.parametrize("shape,step", [((), 1), ((7,), 1), ((3, 50), 4), ((2, 3, 9), 30)])
+def test_adam_update_matches_twin_and_the_rule(dtype, setting, shape, step):
+    wd, decoupled, amsgrad = setting
+    rng = np.random.default_rng(len(shape) * 11 + step)
+    p0 = np.array(rng.standard_normal(shape), dtype)
+    g = np.array(rng.standard_normal(shape), dtype)
+    m0 = np.array(rng.standard_normal(shape) * 0.1, dtype)
+    v0 = np.array(rng.random(shape) * 0.01, dtype)
+    x0 = np.array(rng.random(shape) * 0.02, dtype) if amsgrad else None
+    hyper = (0.01, 0.9, 0.999, 1e-8, wd, step, decoupled)
+    want = _adam_by_hand(p0, g, m0, v0, x0, *hyper)
+    tol = 16 * np.finfo(dtype).eps
+    got = {}
+    for name, mod in MODULES.items():
+        arrays = [a.copy() for a in (p0, m0, v0)] + [None if x0 is None else x0.copy()]
+        p, m, v, x = arrays
+        assert mod.adam_update(p, g, m, v, x, *hyper) is None
+        got[name] = arrays
+        for what, a, w in zip("pmvx", arrays, want):
+            if a is not None:
+                scale = max(1.0, float(np.abs(w).max()))
+                np.testing.assert_allclose(a.ravel(), w, rtol=tol, atol=tol * scale,
+                                           err_msg=f"{name}: {what}")
+    np.testing.assert_allclose(got["cython"][0], got["twin"][0], rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("module", list(MODULES.values()), ids=list(MODULES))
+def test_adam_update_keeps_nan_and_takes_the_max(module):
+    p = np.zeros(3, np.float32)
+    g = np.array([np.nan, 1.0, 1.0], np.float32)
+    m, v = np.zeros(3, np.float32), np.zeros(3, np.float32)
+    vmax = np.array([0.0, 5.0, np.nan], np.float32)
+    module.adam_update(p, g, m, v, vmax, 0.1, 0.9, 0.999, 1e-8, 0.0, 1, False)
+    assert np.isnan(p[0]) and np.isnan(vmax[0])         # a NaN gradient reaches p
+    assert vmax[1] == 5.0 and np.isnan(vmax[2])          # max(5, v) = 5; NaN stays, as np.maximum
+    assert np.isfinite(p[1]) and p[1] < 0
+
+
+def _adam_args():
+    return {k: np.zeros((4, 3), np.float32) for k in ("p", "g", "m", "v", "vmax")}
+
+
+ADAM_BAD = [  # (argument, replacement, message)
+    ("p", [0.0] * 12, "p must be a numpy.ndarray, got list"),
+    ("p", np.zeros((4, 3), np.int32), "p must have dtype float32 or float64, got int32"),
+    ("g", np.zeros((4, 3), np.float64), "g must have dtype float32 (that of p), got float64"),
+    ("m", np.zeros((3, 4), np.float32), "m must have shape (4, 3) (that of p), got (3, 4)"),
+    ("v", np.zeros((3, 4), np.float32).T, "v must be C-contiguous"),
+    ("vmax", np.zeros(12, np.float32), "vmax must have shape (4, 3) (that of p), got (12,)"),
+    ("m", "p", "m must not share memory with p"),
+    ("v", "m", "v must not share memory with m"),
+    ("vmax", "g", "vmax must not share memory with g"),
+]
+
+
+@pytest.mark.parametrize("module", list(MODULES.values()), ids=list(MODULES))
+@pytest.mark.parametrize("arg,bad,message", ADAM_BAD)
+def test_adam_update_rejects_bad_arrays(module, arg, bad, message):
+    a = _adam_args()
+    a[arg] = a[bad] if isinstance(bad, str) else bad     # a string names the array to alias
+    with pytest.raises(ValueError, match=re.escape(message)):
+        module.adam_update(a["p"], a["g"], a["m"], a["v"], a["vmax"], 0.1, 0.9, 0.999, 1e-8,
+                           0.0, 1, False)
+
+
+@pytest.mark.parametrize("module", list(MODULES.values()), ids=list(MODULES))
+def test_adam_update_rejects_read_only_state_and_step_zero(module):
+    for arg in ("p", "m", "v", "vmax"):
+        a = _adam_args()
+        a[arg].flags.writeable = False
+        with pytest.raises(ValueError, match=f"{arg} must be writeable, got a read-only array"):
+            module.adam_update(a["p"], a["g"], a["m"], a["v"], a["vmax"], 0.1, 0.9, 0.999,
+                               1e-8, 0.0, 1, False)
+    a = _adam_args()
+    with pytest.raises(ValueError, match="step must be >= 1, got 0"):
+        module.adam_update(a["p"], a["g"], a["m"], a["v"], None, 0.1, 0.9, 0.999, 1e-8, 0.0, 0,
+                           False)
