@@ -704,46 +704,6 @@ def test_sgd_update_first_step_sets_the_buffer_and_leaves_g(module):
     assert np.isfinite(p).all() and not np.array_equal(p, p0)
 
 
-def _sgd_args():
-    p = np.zeros((4, 3), np.float32)
-    return dict(p=p, g=np.ones((4, 3), np.float32), buf=np.zeros((4, 3), np.float32))
-
-
-SGD_BAD = [  # (argument, replacement, message)
-    ("p", [0.0] * 12, "p must be a numpy.ndarray, got list"),
-    ("p", np.zeros((4, 3), np.int64), "p must have dtype float32 or float64, got int64"),
-    ("p", np.zeros((3, 4), np.float32).T, "p must be C-contiguous"),
-    ("g", np.ones((3, 4), np.float32), "g must have shape (4, 3) (that of p), got (3, 4)"),
-    ("g", np.ones((4, 3), np.float64), "g must have dtype float32 (that of p), got float64"),
-    ("g", np.ones((3, 4), np.float32).T, "g must be C-contiguous"),
-    ("g", "p", "g must not share memory with p"),
-    ("buf", np.zeros(12, np.float32), "buf must have shape (4, 3) (that of p), got (12,)"),
-    ("buf", np.zeros((4, 3), np.float64), "buf must have dtype float32 (that of p), got float64"),
-    ("buf", "g", "buf must not share memory with g"),
-]
-
-
-@pytest.mark.parametrize("module", list(MODULES.values()), ids=list(MODULES))
-@pytest.mark.parametrize("arg,bad,message", SGD_BAD)
-def test_sgd_update_rejects_bad_arrays(module, arg, bad, message):
-    a = _sgd_args()
-    a[arg] = a[bad] if isinstance(bad, str) else bad     # a string names the array to alias
-    before = {k: v.copy() for k, v in a.items() if isinstance(v, np.ndarray)}
-    with pytest.raises(ValueError, match=re.escape(message)):
-        module.sgd_update(a["p"], a["g"], a["buf"], 0.1, 0.9, 0.0, 0.0, False, False)
-    for k, v in before.items():     # checked before any write
-        np.testing.assert_array_equal(a[k], v, err_msg=k)
-
-
-@pytest.mark.parametrize("module", list(MODULES.values()), ids=list(MODULES))
-@pytest.mark.parametrize("arg", ["p", "buf"])
-def test_sgd_update_rejects_read_only_outputs(module, arg):
-    a = _sgd_args()
-    a[arg].flags.writeable = False
-    with pytest.raises(ValueError, match=f"{arg} must be writeable, got a read-only array"):
-        module.sgd_update(a["p"], a["g"], a["buf"], 0.1, 0.9, 0.0, 0.0, False, False)
-
-
 @pytest.mark.parametrize("module", list(MODULES.values()), ids=list(MODULES))
 def test_sgd_update_rejects_a_buffer_overlapping_p(module):
     big = np.zeros(20, np.float32)
@@ -822,42 +782,70 @@ def test_adam_update_keeps_nan_and_takes_the_max(module):
     assert np.isfinite(p[1]) and p[1] < 0
 
 
-def _adam_args():
-    return {k: np.zeros((4, 3), np.float32) for k in ("p", "g", "m", "v", "vmax")}
+# ---------------------------------------------------------------------------------------------
+# Both update kernels: bad arrays are refused before anything is written
+# ---------------------------------------------------------------------------------------------
+
+UPDATE_ARRAYS = {"sgd_update": ("p", "g", "buf"), "adam_update": ("p", "g", "m", "v", "vmax")}
 
 
-ADAM_BAD = [  # (argument, replacement, message)
-    ("p", [0.0] * 12, "p must be a numpy.ndarray, got list"),
-    ("p", np.zeros((4, 3), np.int32), "p must have dtype float32 or float64, got int32"),
-    ("g", np.zeros((4, 3), np.float64), "g must have dtype float32 (that of p), got float64"),
-    ("m", np.zeros((3, 4), np.float32), "m must have shape (4, 3) (that of p), got (3, 4)"),
-    ("v", np.zeros((3, 4), np.float32).T, "v must be C-contiguous"),
-    ("vmax", np.zeros(12, np.float32), "vmax must have shape (4, 3) (that of p), got (12,)"),
-    ("m", "p", "m must not share memory with p"),
-    ("v", "m", "v must not share memory with m"),
-    ("vmax", "g", "vmax must not share memory with g"),
+def _update(module, kernel, a, step=1):
+    if kernel == "sgd_update":
+        return module.sgd_update(a["p"], a["g"], a["buf"], 0.1, 0.9, 0.0, 0.0, False, False)
+    return module.adam_update(a["p"], a["g"], a["m"], a["v"], a["vmax"], 0.1, 0.9, 0.999, 1e-8,
+                              0.0, step, False)
+
+
+_S, _A = "sgd_update", "adam_update"
+_F32, _F64 = np.float32, np.float64
+UPDATE_BAD = [  # (kernel, argument, replacement, message); a string names the array to alias
+    (_S, "p", [0.0] * 12, "p must be a numpy.ndarray, got list"),
+    (_S, "p", np.zeros((4, 3), np.int64), "p must have dtype float32 or float64, got int64"),
+    (_S, "p", np.zeros((3, 4), _F32).T, "p must be C-contiguous"),
+    (_S, "g", np.ones((3, 4), _F32), "g must have shape (4, 3) (that of p), got (3, 4)"),
+    (_S, "g", np.ones((4, 3), _F64), "g must have dtype float32 (that of p), got float64"),
+    (_S, "g", np.ones((3, 4), _F32).T, "g must be C-contiguous"),
+    (_S, "g", "p", "g must not share memory with p"),
+    (_S, "buf", np.zeros(12, _F32), "buf must have shape (4, 3) (that of p), got (12,)"),
+    (_S, "buf", np.zeros((4, 3), _F64), "buf must have dtype float32 (that of p), got float64"),
+    (_S, "buf", "g", "buf must not share memory with g"),
+    (_A, "p", [0.0] * 12, "p must be a numpy.ndarray, got list"),
+    (_A, "p", np.zeros((4, 3), np.int32), "p must have dtype float32 or float64, got int32"),
+    (_A, "g", np.zeros((4, 3), _F64), "g must have dtype float32 (that of p), got float64"),
+    (_A, "m", np.zeros((3, 4), _F32), "m must have shape (4, 3) (that of p), got (3, 4)"),
+    (_A, "v", np.zeros((3, 4), _F32).T, "v must be C-contiguous"),
+    (_A, "vmax", np.zeros(12, _F32), "vmax must have shape (4, 3) (that of p), got (12,)"),
+    (_A, "m", "p", "m must not share memory with p"),
+    (_A, "v", "m", "v must not share memory with m"),
+    (_A, "vmax", "g", "vmax must not share memory with g"),
 ]
 
 
 @pytest.mark.parametrize("module", list(MODULES.values()), ids=list(MODULES))
-@pytest.mark.parametrize("arg,bad,message", ADAM_BAD)
-def test_adam_update_rejects_bad_arrays(module, arg, bad, message):
-    a = _adam_args()
-    a[arg] = a[bad] if isinstance(bad, str) else bad     # a string names the array to alias
+@pytest.mark.parametrize("kernel,arg,bad,message", UPDATE_BAD)
+def test_update_kernels_reject_bad_arrays(module, kernel, arg, bad, message):
+    a = {k: np.zeros((4, 3), np.float32) for k in UPDATE_ARRAYS[kernel]}
+    a[arg] = a[bad] if isinstance(bad, str) else bad
+    before = {k: v.copy() for k, v in a.items() if isinstance(v, np.ndarray)}
     with pytest.raises(ValueError, match=re.escape(message)):
-        module.adam_update(a["p"], a["g"], a["m"], a["v"], a["vmax"], 0.1, 0.9, 0.999, 1e-8,
-                           0.0, 1, False)
+        _update(module, kernel, a)
+    for k, v in before.items():     # checked before any write
+        np.testing.assert_array_equal(a[k], v, err_msg=k)
 
 
 @pytest.mark.parametrize("module", list(MODULES.values()), ids=list(MODULES))
-def test_adam_update_rejects_read_only_state_and_step_zero(module):
-    for arg in ("p", "m", "v", "vmax"):
-        a = _adam_args()
-        a[arg].flags.writeable = False
-        with pytest.raises(ValueError, match=f"{arg} must be writeable, got a read-only array"):
-            module.adam_update(a["p"], a["g"], a["m"], a["v"], a["vmax"], 0.1, 0.9, 0.999,
-                               1e-8, 0.0, 1, False)
-    a = _adam_args()
+@pytest.mark.parametrize("kernel,arg", [("sgd_update", "p"), ("sgd_update", "buf"),
+                                        ("adam_update", "p"), ("adam_update", "m"),
+                                        ("adam_update", "v"), ("adam_update", "vmax")])
+def test_update_kernels_reject_read_only_state(module, kernel, arg):
+    a = {k: np.zeros((4, 3), np.float32) for k in UPDATE_ARRAYS[kernel]}
+    a[arg].flags.writeable = False
+    with pytest.raises(ValueError, match=f"{arg} must be writeable, got a read-only array"):
+        _update(module, kernel, a)
+
+
+@pytest.mark.parametrize("module", list(MODULES.values()), ids=list(MODULES))
+def test_adam_update_rejects_step_zero(module):
+    a = {k: np.zeros((4, 3), np.float32) for k in UPDATE_ARRAYS["adam_update"]}
     with pytest.raises(ValueError, match="step must be >= 1, got 0"):
-        module.adam_update(a["p"], a["g"], a["m"], a["v"], None, 0.1, 0.9, 0.999, 1e-8, 0.0, 0,
-                           False)
+        _update(module, "adam_update", a, step=0)

@@ -114,14 +114,15 @@ def backend(request):
     kernels.set_backend(before)
 
 
-def _spy(monkeypatch, kind):
-    """Record the need_dx each sequence backward gets (through the kernels module)."""
+def _spy(monkeypatch, kind, flag="need_dx"):
+    """Record the `flag` (need_dx or need_dh0) each sequence backward gets (through the kernels
+    module)."""
     calls = []
     name = f"{kind}_sequence_backward"
     real = getattr(kernels, name)
 
     def spy(*args, **kw):
-        calls.append(kw.get("need_dx", True))
+        calls.append(kw.get(flag, True))
         return real(*args, **kw)
     monkeypatch.setattr(kernels, name, spy)
     return calls
@@ -196,18 +197,6 @@ def test_need_dh0_false_skips_the_state_gradients_only(gemm_path, kind, dtype, w
             np.testing.assert_allclose(a, b, **tol, err_msg=f"{kind} cython vs twin: output {i}")
 
 
-def _spy_dh0(monkeypatch, kind):
-    calls = []
-    name = f"{kind}_sequence_backward"
-    real = getattr(kernels, name)
-
-    def spy(*args, **kw):
-        calls.append(kw.get("need_dh0", True))
-        return real(*args, **kw)
-    monkeypatch.setattr(kernels, name, spy)
-    return calls
-
-
 @pytest.mark.parametrize("kind", ["rnn", "lstm", "gru"])
 def test_sequence_op_asks_for_dh0_only_when_a_state_needs_it(backend, monkeypatch, kind):
     p = _problem(kind, np.float64, False, True)
@@ -216,7 +205,7 @@ def test_sequence_op_asks_for_dh0_only_when_a_state_needs_it(backend, monkeypatc
     grads = {}
     # no state given (zeros), states without grad, each state alone with grad
     for which in [None, ()] + [(n,) for n in names]:
-        calls = _spy_dh0(monkeypatch, kind)
+        calls = _spy(monkeypatch, kind, "need_dh0")
         ws = [mg.tensor(p[n], requires_grad=True) for n in ("w_ih", "w_hh", "b_ih", "b_hh")]
         st = {} if which is None else {n: mg.tensor(p[n], requires_grad=n in which) for n in names}
         ys, state = fn(mg.tensor(p["x"]), *ws, **st)
