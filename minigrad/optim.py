@@ -318,25 +318,21 @@ def _grad(p):
     return g
 
 
-def _run_update(kernel, d, g, bufs, *args):
-    """Call an update kernel (kernels.sgd_update, kernels.adam_update) on the parameter's data
-    d, its gradient g and its state buffers bufs (None where unused), all in place. The kernels
-    take C-contiguous arrays of d's dtype: a gradient that is not is converted, and a strided
-    parameter or buffer (set by hand) is updated through a contiguous copy, written back."""
-    if g.dtype != d.dtype or not g.flags.c_contiguous:
-        g = np.ascontiguousarray(g, dtype=d.dtype)
-    arrays = (d,) + bufs
-    for a in arrays:
-        if a is not None and not a.flags.c_contiguous:
-            break
-    else:
-        kernel(d, g, *bufs, *args)
-        return
-    work = [None if a is None else np.ascontiguousarray(a) for a in arrays]
-    kernel(work[0], g, *work[1:], *args)
-    for a, w in zip(arrays, work):
-        if w is not a:
-            a[...] = w
+def _fits(d, g):
+    """Whether an update kernel can take the parameter's data d and gradient g as they are."""
+    return d.flags.c_contiguous and g.flags.c_contiguous and g.dtype == d.dtype
+
+
+def _update_copy(kernel, d, g, bufs, *args):
+    """Call an update kernel (kernels.sgd_update, kernels.adam_update) when d or g does not fit
+    it: g is converted to a C-contiguous array of d's dtype, and a strided d (a .data set by
+    hand) is updated through a contiguous copy, written back. The state buffers are the
+    optimizer's own, always C-contiguous."""
+    g = np.ascontiguousarray(g, dtype=d.dtype)
+    w = np.ascontiguousarray(d)
+    kernel(w, g, *bufs, *args)
+    if w is not d:
+        d[...] = w
 
 
 class SGD(Optimizer):
@@ -386,7 +382,10 @@ class SGD(Optimizer):
                 if buf is None:
                     buf = st["momentum_buffer"] = np.empty(d.shape, d.dtype)
                     first = True
-            _run_update(update, d, g, (buf,), lr, momentum, dampening, wd, nesterov, first)
+            if _fits(d, g):
+                update(d, g, buf, lr, momentum, dampening, wd, nesterov, first)
+            else:
+                _update_copy(update, d, g, (buf,), lr, momentum, dampening, wd, nesterov, first)
 
 
 class Adagrad(Optimizer):
@@ -592,8 +591,11 @@ class Adam(Optimizer):
                 vmax = st.get("max_exp_avg_sq")
                 if vmax is None:  # amsgrad switched on after some steps
                     vmax = st["max_exp_avg_sq"] = np.zeros(d.shape, d.dtype)
-            _run_update(update, d, g, (st["exp_avg"], st["exp_avg_sq"], vmax), lr, beta1, beta2,
-                        eps, wd, t, decoupled)
+            m, v = st["exp_avg"], st["exp_avg_sq"]
+            if _fits(d, g):
+                update(d, g, m, v, vmax, lr, beta1, beta2, eps, wd, t, decoupled)
+            else:
+                _update_copy(update, d, g, (m, v, vmax), lr, beta1, beta2, eps, wd, t, decoupled)
 
 
 class AdamW(Adam):
