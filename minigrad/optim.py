@@ -379,13 +379,14 @@ class SGD(Optimizer):
                 if st is None:
                     st = state[p] = {}
                 buf = st.get("momentum_buffer")
-                if buf is None:
-                    buf = st["momentum_buffer"] = np.empty(d.shape, d.dtype)
-                    first = True
+                if buf is None:   # filled by the kernel, kept once it has run
+                    buf, first = np.empty(d.shape, d.dtype), True
             if _fits(d, g):
                 update(d, g, buf, lr, momentum, dampening, wd, nesterov, first)
             else:
                 _update_copy(update, d, g, (buf,), lr, momentum, dampening, wd, nesterov, first)
+            if first:
+                st["momentum_buffer"] = buf
 
 
 class Adagrad(Optimizer):
@@ -585,7 +586,7 @@ class Adam(Optimizer):
                 continue
             d = p.data
             st = self._state_for(p, group)
-            t = st["step"] = st["step"] + 1
+            t = st["step"] + 1
             vmax = None
             if amsgrad:
                 vmax = st.get("max_exp_avg_sq")
@@ -596,6 +597,7 @@ class Adam(Optimizer):
                 update(d, g, m, v, vmax, lr, beta1, beta2, eps, wd, t, decoupled)
             else:
                 _update_copy(update, d, g, (m, v, vmax), lr, beta1, beta2, eps, wd, t, decoupled)
+            st["step"] = t   # counted once the kernel has run (it checks before it writes)
 
 
 class AdamW(Adam):

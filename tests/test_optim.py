@@ -646,3 +646,23 @@ def test_strided_parameter_and_other_dtype_gradient(name, kw):
         assert p.data is d and p.data.dtype == np.float32
         np.testing.assert_array_equal(p.data, q.data)
     assert not strided[0].data.flags.c_contiguous       # the case under test did happen
+
+
+@pytest.mark.parametrize("name,kw", [("SGD", dict(lr=0.1, momentum=0.9)), ("Adam", dict(lr=0.1))])
+def test_a_refused_step_leaves_the_state_as_it_was(name, kw):
+    """The update kernel refuses a read-only parameter before writing anything; the optimizer
+    keeps no half-made state (a momentum buffer never filled, a step counted but not taken)."""
+    p = mg.Tensor(np.ones(4), requires_grad=True)
+    opt = getattr(optim, name)([p], **kw)
+    p.grad = np.ones(4)
+    p.data.flags.writeable = False
+    with pytest.raises(ValueError, match="p must be writeable"):
+        opt.step()
+    p.data.flags.writeable = True
+    st = opt.state.get(p, {})
+    assert "momentum_buffer" not in st and st.get("step", 0) == 0
+    params, ref = make(name, [np.ones(4)], **kw)
+    params[0].grad = np.ones(4)
+    ref.step()
+    opt.step()
+    np.testing.assert_array_equal(p.data, params[0].data)
