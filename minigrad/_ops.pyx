@@ -138,7 +138,7 @@ cdef extern from *:
             for (ptrdiff_t j = 0; j < n; j++) dst[j] += row[j];                                              \
     }                                                                                                        \
     /* One SGD step on n elements in place (sgd_update). Each branch picks a whole loop, so none sits        \
-       inside one; the products are FMA-contracted where the target has FMA (within 1 ulp of the twin). */   \
+       inside one; products are FMA-contracted where the target has FMA (an ulp or two from the twin). */    \
     MG_CLONES static void mg_sgd##S(T *restrict p, const T *restrict g, T *restrict b, ptrdiff_t n, T lr,    \
                                     T mom, T damp, T wd, int nesterov, int first) {                          \
         if (b == NULL && wd == 0) {                                                                          \
@@ -163,7 +163,8 @@ cdef extern from *:
     /* One Adam step on n elements in place (adam_update). wd_mode: 0 none, 1 L2 (g += wd p), 2              \
        decoupled (p *= decay first); vmax NULL without amsgrad (two loops: a branch on it inside one         \
        would stop gcc vectorizing). step_size = lr / (1 - beta1^t) and bc2 = sqrt(1 - beta2^t) come          \
-       from the caller. The amsgrad max keeps a NaN of either side, as np.maximum does. */                   \
+       from the caller. The amsgrad max keeps a NaN of either side, as np.maximum does. mg_adam_mv: the      \
+       moments of element j, shared by both loops (*pj: p[j] after a decoupled decay). */                    \
     MG_INLINE T mg_adam_mv##S(T *restrict p, const T *restrict g, T *restrict m, T *restrict v,              \
                               ptrdiff_t j, T b1, T omb1, T b2, T omb2, T wd, T decay, int wd_mode,           \
                               T *pj) {                                                                       \
@@ -1971,8 +1972,8 @@ def gru_sequence_backward(dys, dh_n, x, h0, w_ih, w_hh, cache, lengths, has_bias
 # -- optimizer update ----------------------------------------------------------------------------
 
 cdef cnp.ndarray _in_place(object a, str name, cnp.ndarray like, bint write):
-    """Check an array of sgd_update: like p (shape, dtype) when `like` is given, C-contiguous,
-    aligned, and writeable when `write`."""
+    """Check an array of the update kernels: like p (shape, dtype) when `like` is given,
+    C-contiguous, aligned, and writeable when `write`."""
     if not cnp.PyArray_Check(a):
         raise ValueError(f"{name} must be a numpy.ndarray, got {type(a).__name__}")
     cdef cnp.ndarray arr = <cnp.ndarray>a

@@ -563,8 +563,8 @@ def gru_sequence_backward(dys, dh_n, x, h0, w_ih, w_hh, cache, lengths, has_bias
 # ---------------------------------------------------------------------------------------------
 
 def _check_in_place(name, a, like=None, write=False):
-    """An array of sgd_update: like p (shape and dtype) when `like` is given, C-contiguous,
-    writeable when `write`, and not overlapping `like`."""
+    """An array of the update kernels: like p (shape and dtype) when `like` is given,
+    C-contiguous, writeable when `write` (overlaps: _check_disjoint)."""
     if not isinstance(a, np.ndarray):
         raise ValueError(f"{name} must be a numpy.ndarray, got {type(a).__name__}")
     if like is None:
