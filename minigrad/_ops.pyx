@@ -193,6 +193,57 @@ cdef extern from *:
             }                                                                                                \
         }                                                                                                    \
     }                                                                                                        \
+    /* One Adagrad step on n elements in place (adagrad_update); clr = lr / (1 + (t - 1) lr_decay)           \
+       comes from the caller. */                                                                             \
+    MG_CLONES static void mg_adagrad##S(T *restrict p, const T *restrict g, T *restrict acc,                 \
+                                        ptrdiff_t n, T clr, T wd, T eps, int decay) {                        \
+        for (ptrdiff_t j = 0; j < n; j++) {                                                                  \
+            T gj = decay ? p[j] * wd + g[j] : g[j];                                                          \
+            T a = acc[j] + gj * gj;                                                                          \
+            acc[j] = a;                                                                                      \
+            p[j] -= gj / (SQRT(a) + eps) * clr;                                                              \
+        }                                                                                                    \
+    }                                                                                                        \
+    /* One RMSprop step on n elements in place (rmsprop_update): ga (centered) and b (momentum)              \
+       NULL when unused. The loop is inlined with constant flags, one loop per combination, so no            \
+       branch is left inside any of them. */                                                                 \
+    MG_INLINE void mg_rmsprop_loop##S(T *restrict p, const T *restrict g, T *restrict v,                     \
+                                      T *restrict ga, T *restrict b, ptrdiff_t n, T lr, T alpha,             \
+                                      T oma, T eps, T wd, T mom, int decay, const int centered,              \
+                                      const int momentum) {                                                  \
+        for (ptrdiff_t j = 0; j < n; j++) {                                                                  \
+            T gj = decay ? p[j] * wd + g[j] : g[j];                                                          \
+            T vj = v[j] * alpha + (gj * gj) * oma, den;                                                      \
+            v[j] = vj;                                                                                       \
+            if (centered) {                                                                                  \
+                T aj = ga[j] * alpha + gj * oma;                                                             \
+                ga[j] = aj;                                                                                  \
+                den = SQRT(vj - aj * aj) + eps;                                                              \
+            } else {                                                                                         \
+                den = SQRT(vj) + eps;                                                                        \
+            }                                                                                                \
+            T u = gj / den;                                                                                  \
+            if (momentum) {                                                                                  \
+                T bj = b[j] * mom + u;                                                                       \
+                b[j] = bj;                                                                                   \
+                p[j] -= bj * lr;                                                                             \
+            } else {                                                                                         \
+                p[j] -= u * lr;                                                                              \
+            }                                                                                                \
+        }                                                                                                    \
+    }                                                                                                        \
+    MG_CLONES static void mg_rmsprop##S(T *restrict p, const T *restrict g, T *restrict v,                   \
+                                        T *restrict ga, T *restrict b, ptrdiff_t n, T lr, T alpha,           \
+                                        T oma, T eps, T wd, T mom, int decay) {                              \
+        if (ga != NULL && b != NULL)                                                                         \
+            mg_rmsprop_loop##S(p, g, v, ga, b, n, lr, alpha, oma, eps, wd, mom, decay, 1, 1);                \
+        else if (ga != NULL)                                                                                 \
+            mg_rmsprop_loop##S(p, g, v, ga, b, n, lr, alpha, oma, eps, wd, mom, decay, 1, 0);                \
+        else if (b != NULL)                                                                                  \
+            mg_rmsprop_loop##S(p, g, v, ga, b, n, lr, alpha, oma, eps, wd, mom, decay, 0, 1);                \
+        else                                                                                                 \
+            mg_rmsprop_loop##S(p, g, v, ga, b, n, lr, alpha, oma, eps, wd, mom, decay, 0, 0);                \
+    }                                                                                                        \
     MG_CLONES static void mg_rnn_act##S(T *restrict p, int relu, ptrdiff_t n) {                              \
         if (relu)                                      /* NaN stays NaN, as np.maximum(v, 0) */              \
             for (ptrdiff_t j = 0; j < n; j++) { T v = p[j]; p[j] = v <= 0 ? 0 : v; }                         \
@@ -313,6 +364,16 @@ cdef extern from *:
     void mg_adamd(double* p, double* g, double* m, double* v, double* vmax, Py_ssize_t n,
                   double b1, double omb1, double b2, double omb2, double eps, double wd,
                   double decay, double step_size, double bc2, int wd_mode) noexcept nogil
+    void mg_adagradf(float* p, float* g, float* acc, Py_ssize_t n, float clr, float wd, float eps,
+                     int decay) noexcept nogil
+    void mg_adagradd(double* p, double* g, double* acc, Py_ssize_t n, double clr, double wd,
+                     double eps, int decay) noexcept nogil
+    void mg_rmspropf(float* p, float* g, float* v, float* ga, float* b, Py_ssize_t n, float lr,
+                     float alpha, float oma, float eps, float wd, float mom,
+                     int decay) noexcept nogil
+    void mg_rmspropd(double* p, double* g, double* v, double* ga, double* b, Py_ssize_t n,
+                     double lr, double alpha, double oma, double eps, double wd, double mom,
+                     int decay) noexcept nogil
     void mg_rnn_actf(float* p, int relu, Py_ssize_t n) noexcept nogil
     void mg_rnn_actd(double* p, int relu, Py_ssize_t n) noexcept nogil
     void mg_rnn_bwd_rowf(float* dh, float* y, float* da, int relu, Py_ssize_t H) noexcept nogil
@@ -2069,3 +2130,67 @@ def adam_update(p, g, m, v, vmax, double lr, double beta1, double beta2, double 
             mg_adamd(<double*>pp, <double*>gp, <double*>mp, <double*>vp, <double*>xp, n, beta1,
                      1.0 - beta1, beta2, 1.0 - beta2, eps, weight_decay, decay, step_size, bc2,
                      mode)
+
+
+def adagrad_update(p, g, acc, double lr, double lr_decay, double weight_decay, double eps,
+                   long step):
+    """One Adagrad step on p, in place, in one pass (the rule is in the twin); acc is the sum
+    of squared gradients, updated in place; step is the step number t >= 1."""
+    if step < 1:
+        raise ValueError(f"step must be >= 1, got {step}")
+    cdef cnp.ndarray ap = _in_place(p, "p", None, True)
+    cdef cnp.ndarray ag = _in_place(g, "g", ap, False)
+    cdef cnp.ndarray aa = _in_place(acc, "acc", ap, True)
+    _disjoint(ag, "g", ap, "p")
+    _disjoint(aa, "acc", ap, "p")
+    _disjoint(aa, "acc", ag, "g")
+    cdef double clr = lr / (1.0 + (step - 1) * lr_decay)
+    cdef int decay = weight_decay != 0
+    cdef Py_ssize_t n = cnp.PyArray_SIZE(ap)
+    cdef void* pp = cnp.PyArray_DATA(ap)
+    cdef void* gp = cnp.PyArray_DATA(ag)
+    cdef void* sp = cnp.PyArray_DATA(aa)
+    if cnp.PyArray_TYPE(ap) == cnp.NPY_FLOAT:
+        with nogil:
+            mg_adagradf(<float*>pp, <float*>gp, <float*>sp, n, <float>clr, <float>weight_decay,
+                        <float>eps, decay)
+    else:
+        with nogil:
+            mg_adagradd(<double*>pp, <double*>gp, <double*>sp, n, clr, weight_decay, eps, decay)
+
+
+def rmsprop_update(p, g, v, grad_avg, buf, double lr, double alpha, double eps,
+                   double weight_decay, double momentum):
+    """One RMSprop step on p, in place, in one pass (the rule is in the twin); v is the square
+    average, grad_avg the gradient average (centered, else None), buf the momentum buffer
+    (momentum > 0, else None), each updated in place."""
+    cdef cnp.ndarray ap = _in_place(p, "p", None, True)
+    cdef cnp.ndarray ag = _in_place(g, "g", ap, False)
+    cdef cnp.ndarray av = _in_place(v, "v", ap, True)
+    cdef cnp.ndarray aa = None if grad_avg is None else _in_place(grad_avg, "grad_avg", ap, True)
+    cdef cnp.ndarray ab = None if buf is None else _in_place(buf, "buf", ap, True)
+    cdef list arrays = [("p", ap), ("g", ag), ("v", av)]
+    if aa is not None:
+        arrays.append(("grad_avg", aa))
+    if ab is not None:
+        arrays.append(("buf", ab))
+    cdef Py_ssize_t i, j
+    for i in range(1, len(arrays)):
+        for j in range(i):
+            _disjoint(arrays[i][1], arrays[i][0], arrays[j][1], arrays[j][0])
+    cdef int decay = weight_decay != 0
+    cdef Py_ssize_t n = cnp.PyArray_SIZE(ap)
+    cdef void* pp = cnp.PyArray_DATA(ap)
+    cdef void* gp = cnp.PyArray_DATA(ag)
+    cdef void* vp = cnp.PyArray_DATA(av)
+    cdef void* ap_ = NULL if aa is None else cnp.PyArray_DATA(aa)
+    cdef void* bp = NULL if ab is None else cnp.PyArray_DATA(ab)
+    if cnp.PyArray_TYPE(ap) == cnp.NPY_FLOAT:
+        with nogil:
+            mg_rmspropf(<float*>pp, <float*>gp, <float*>vp, <float*>ap_, <float*>bp, n,
+                        <float>lr, <float>alpha, <float>(1.0 - alpha), <float>eps,
+                        <float>weight_decay, <float>momentum, decay)
+    else:
+        with nogil:
+            mg_rmspropd(<double*>pp, <double*>gp, <double*>vp, <double*>ap_, <double*>bp, n,
+                        lr, alpha, 1.0 - alpha, eps, weight_decay, momentum, decay)

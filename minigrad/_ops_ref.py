@@ -37,7 +37,7 @@ __all__ = [
     "rnn_sequence_forward", "rnn_sequence_backward",
     "lstm_sequence_forward", "lstm_sequence_backward",
     "gru_sequence_forward", "gru_sequence_backward",
-    "sgd_update", "adam_update",
+    "sgd_update", "adam_update", "adagrad_update", "rmsprop_update",
 ]
 
 _FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
@@ -576,7 +576,8 @@ def _check_in_place(name, a, like=None, write=False):
         if a.shape != like.shape:
             raise ValueError(f"{name} must have shape {like.shape} (that of p), got {a.shape}")
     if not a.flags.c_contiguous:
-        raise ValueError(f"{name} must be C-contiguous, got strides {a.strides} for shape {a.shape}")
+        raise ValueError(f"{name} must be C-contiguous, got strides {a.strides} for shape "
+                         f"{a.shape}")
     if write and not a.flags.writeable:
         raise ValueError(f"{name} must be writeable, got a read-only array")
 
@@ -658,3 +659,73 @@ def adam_update(p, g, m, v, vmax, lr, beta1, beta2, eps, weight_decay, step, dec
     if vmax is not None:
         np.maximum(vmax, v, out=vmax)
     p -= m / (np.sqrt(v if vmax is None else vmax) / bc2 + eps_) * step_size
+
+
+def adagrad_update(p, g, acc, lr, lr_decay, weight_decay, eps, step):
+    """One Adagrad step on p, in place (optim.Adagrad).  Returns None.
+
+        clr = lr / (1 + (step - 1) * lr_decay)              (in float64, then p's dtype)
+        g'  = g + weight_decay * p                          (when weight_decay != 0)
+        acc = acc + g'^2
+        p   = p - clr * g' / (sqrt(acc) + eps)
+
+    acc (the sum of squared gradients) is updated in place; step >= 1.  Arrays as in
+    sgd_update; p and acc are writeable.
+    """
+    if step < 1:
+        raise ValueError(f"step must be >= 1, got {step}")
+    _check_in_place("p", p, write=True)
+    _check_in_place("g", g, p)
+    _check_in_place("acc", acc, p, write=True)
+    _check_disjoint("g", g, "p", p)
+    _check_disjoint("acc", acc, "p", p)
+    _check_disjoint("acc", acc, "g", g)
+    dt = p.dtype
+    clr, wd, eps_ = (np.array(x, dt) for x in (lr / (1.0 + (step - 1) * lr_decay),
+                                               weight_decay, eps))
+    if weight_decay != 0:
+        g = p * wd + g
+    acc += g * g
+    p -= g / (np.sqrt(acc) + eps_) * clr
+
+
+def rmsprop_update(p, g, v, grad_avg, buf, lr, alpha, eps, weight_decay, momentum):
+    """One RMSprop step on p, in place (optim.RMSprop).  Returns None.
+
+        g'  = g + weight_decay * p                          (when weight_decay != 0)
+        v   = alpha * v + (1 - alpha) * g'^2
+        ga  = alpha * ga + (1 - alpha) * g'; v~ = v - ga^2  (centered: grad_avg given, else v~ = v)
+        u   = g' / (sqrt(v~) + eps)
+        buf = momentum * buf + u;  p = p - lr * buf         (buf given: momentum > 0)
+        p   = p - lr * u                                    (no buf)
+
+    v, grad_avg and buf are updated in place.  Arrays as in sgd_update; all but g writeable.
+    """
+    _check_in_place("p", p, write=True)
+    arrays = [("p", p), ("g", g), ("v", v)] + ([] if grad_avg is None else [("grad_avg", grad_avg)])
+    arrays += [] if buf is None else [("buf", buf)]
+    for name, a in arrays[1:]:
+        _check_in_place(name, a, p, write=name != "g")
+    for i in range(1, len(arrays)):
+        for j in range(i):
+            _check_disjoint(arrays[i][0], arrays[i][1], arrays[j][0], arrays[j][1])
+    dt = p.dtype
+    lr_, alpha_, oma, eps_, wd, mom = (np.array(x, dt) for x in (
+        lr, alpha, 1.0 - alpha, eps, weight_decay, momentum))
+    if weight_decay != 0:
+        g = p * wd + g
+    v *= alpha_
+    v += (g * g) * oma
+    if grad_avg is None:
+        den = np.sqrt(v) + eps_
+    else:
+        grad_avg *= alpha_
+        grad_avg += g * oma
+        den = np.sqrt(v - grad_avg * grad_avg) + eps_
+    u = g / den
+    if buf is None:
+        p -= u * lr_
+    else:
+        buf *= mom
+        buf += u
+        p -= buf * lr_

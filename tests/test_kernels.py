@@ -786,12 +786,19 @@ def test_adam_update_keeps_nan_and_takes_the_max(module):
 # Both update kernels: bad arrays are refused before anything is written
 # ---------------------------------------------------------------------------------------------
 
-UPDATE_ARRAYS = {"sgd_update": ("p", "g", "buf"), "adam_update": ("p", "g", "m", "v", "vmax")}
+UPDATE_ARRAYS = {"sgd_update": ("p", "g", "buf"), "adam_update": ("p", "g", "m", "v", "vmax"),
+                 "adagrad_update": ("p", "g", "acc"),
+                 "rmsprop_update": ("p", "g", "v", "grad_avg", "buf")}
 
 
 def _update(module, kernel, a, step=1):
     if kernel == "sgd_update":
         return module.sgd_update(a["p"], a["g"], a["buf"], 0.1, 0.9, 0.0, 0.0, False, False)
+    if kernel == "adagrad_update":
+        return module.adagrad_update(a["p"], a["g"], a["acc"], 0.1, 0.0, 0.0, 1e-10, step)
+    if kernel == "rmsprop_update":
+        return module.rmsprop_update(a["p"], a["g"], a["v"], a["grad_avg"], a["buf"], 0.1, 0.9,
+                                     1e-8, 0.0, 0.9)
     return module.adam_update(a["p"], a["g"], a["m"], a["v"], a["vmax"], 0.1, 0.9, 0.999, 1e-8,
                               0.0, step, False)
 
@@ -818,6 +825,13 @@ UPDATE_BAD = [  # (kernel, argument, replacement, message); a string names the a
     (_A, "m", "p", "m must not share memory with p"),
     (_A, "v", "m", "v must not share memory with m"),
     (_A, "vmax", "g", "vmax must not share memory with g"),
+    ("adagrad_update", "acc", np.zeros((4, 3), _F64),
+     "acc must have dtype float32 (that of p), got float64"),
+    ("adagrad_update", "acc", "g", "acc must not share memory with g"),
+    ("rmsprop_update", "grad_avg", np.zeros((4,), _F32),
+     "grad_avg must have shape (4, 3) (that of p), got (4,)"),
+    ("rmsprop_update", "buf", np.zeros((3, 4), _F32).T, "buf must be C-contiguous"),
+    ("rmsprop_update", "buf", "v", "buf must not share memory with v"),
 ]
 
 
@@ -834,9 +848,8 @@ def test_update_kernels_reject_bad_arrays(module, kernel, arg, bad, message):
 
 
 @pytest.mark.parametrize("module", list(MODULES.values()), ids=list(MODULES))
-@pytest.mark.parametrize("kernel,arg", [("sgd_update", "p"), ("sgd_update", "buf"),
-                                        ("adam_update", "p"), ("adam_update", "m"),
-                                        ("adam_update", "v"), ("adam_update", "vmax")])
+@pytest.mark.parametrize("kernel,arg", [(k, n) for k, names in UPDATE_ARRAYS.items()
+                                        for n in names if n != "g"])
 def test_update_kernels_reject_read_only_state(module, kernel, arg):
     a = {k: np.zeros((4, 3), np.float32) for k in UPDATE_ARRAYS[kernel]}
     a[arg].flags.writeable = False
@@ -845,7 +858,81 @@ def test_update_kernels_reject_read_only_state(module, kernel, arg):
 
 
 @pytest.mark.parametrize("module", list(MODULES.values()), ids=list(MODULES))
-def test_adam_update_rejects_step_zero(module):
-    a = {k: np.zeros((4, 3), np.float32) for k in UPDATE_ARRAYS["adam_update"]}
+@pytest.mark.parametrize("kernel", ["adam_update", "adagrad_update"])
+def test_update_kernels_reject_step_zero(module, kernel):
+    a = {k: np.zeros((4, 3), np.float32) for k in UPDATE_ARRAYS[kernel]}
     with pytest.raises(ValueError, match="step must be >= 1, got 0"):
-        _update(module, "adam_update", a, step=0)
+        _update(module, kernel, a, step=0)
+
+
+# ---------------------------------------------------------------------------------------------
+# adagrad_update and rmsprop_update against their rules
+# ---------------------------------------------------------------------------------------------
+
+def _adagrad_by_hand(p, g, acc, lr, lr_decay, wd, eps, t):
+    p, g, acc = (a.astype(np.float64).ravel() for a in (p, g, acc))
+    clr = lr / (1 + (t - 1) * lr_decay)
+    for j in range(p.size):
+        gj = g[j] + wd * p[j]
+        acc[j] += gj * gj
+        p[j] -= clr * gj / (np.sqrt(acc[j]) + eps)
+    return p, acc
+
+
+def _rmsprop_by_hand(p, g, v, ga, buf, lr, alpha, eps, wd, momentum):
+    p, g, v = (a.astype(np.float64).ravel() for a in (p, g, v))
+    ga = None if ga is None else ga.astype(np.float64).ravel()
+    buf = None if buf is None else buf.astype(np.float64).ravel()
+    for j in range(p.size):
+        gj = g[j] + wd * p[j]
+        v[j] = alpha * v[j] + (1 - alpha) * gj * gj
+        vt = v[j]
+        if ga is not None:
+            ga[j] = alpha * ga[j] + (1 - alpha) * gj
+            vt = vt - ga[j] * ga[j]
+        u = gj / (np.sqrt(vt) + eps)
+        if buf is not None:
+            buf[j] = momentum * buf[j] + u
+            u = buf[j]
+        p[j] -= lr * u
+    return p, v, ga, buf
+
+
+def _close(got, want, dtype, what):
+    tol = 16 * np.finfo(dtype).eps
+    for name, a, w in zip(what, got, want):
+        if a is not None:
+            scale = max(1.0, float(np.abs(w).max()))
+            np.testing.assert_allclose(a.ravel(), w, rtol=tol, atol=tol * scale, err_msg=name)
+
+
+@pytest.mark.parametrize("module", list(MODULES.values()), ids=list(MODULES))
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("wd,lr_decay,step", [(0.0, 0.0, 1), (0.1, 0.05, 4)])
+@pytest.mark.parametrize("shape", [(), (3, 50)])
+def test_adagrad_update_matches_the_rule(module, dtype, wd, lr_decay, step, shape):
+    rng = np.random.default_rng(step + len(shape))
+    p0, g = (np.array(rng.standard_normal(shape), dtype) for _ in range(2))
+    acc0 = np.array(rng.random(shape) + 0.1, dtype)
+    want = _adagrad_by_hand(p0, g, acc0, 0.1, lr_decay, wd, 1e-10, step)
+    p, acc = p0.copy(), acc0.copy()
+    assert module.adagrad_update(p, g, acc, 0.1, lr_decay, wd, 1e-10, step) is None
+    _close((p, acc), want, dtype, ("p", "acc"))
+
+
+@pytest.mark.parametrize("module", list(MODULES.values()), ids=list(MODULES))
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("wd,centered,momentum", [(0.0, False, 0.0), (0.1, False, 0.9),
+                                                  (0.0, True, 0.0), (0.05, True, 0.5)])
+@pytest.mark.parametrize("shape", [(), (3, 50)])
+def test_rmsprop_update_matches_the_rule(module, dtype, wd, centered, momentum, shape):
+    rng = np.random.default_rng(len(shape) + int(centered))
+    p0, g, b0 = (np.array(rng.standard_normal(shape), dtype) for _ in range(3))
+    v0 = np.array(rng.random(shape) + 0.5, dtype)
+    ga0 = np.array(rng.standard_normal(shape) * 0.1, dtype) if centered else None
+    b0 = b0 if momentum else None
+    want = _rmsprop_by_hand(p0, g, v0, ga0, b0, 0.01, 0.9, 1e-8, wd, momentum)
+    got = [None if a is None else a.copy() for a in (p0, v0, ga0, b0)]
+    assert module.rmsprop_update(got[0], g, got[1], got[2], got[3], 0.01, 0.9, 1e-8, wd,
+                                 momentum) is None
+    _close(got, want, dtype, ("p", "v", "grad_avg", "buf"))

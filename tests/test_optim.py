@@ -601,15 +601,12 @@ def test_matches_torch_float32(name, kw):
         np.testing.assert_allclose(p.data, e, rtol=1e-5, atol=1e-6)
 
 
-# ----- the compiled update kernels (SGD, Adam, AdamW) ------------------------------------------
-KERNEL_CASES = [(n, kw) for n, kw in CASES if n in ("SGD", "Adam", "AdamW")]
-KERNEL_IDS = [i for (n, _), i in zip(CASES, IDS) if n in ("SGD", "Adam", "AdamW")]
-
-
-@pytest.mark.parametrize("name,kw", KERNEL_CASES, ids=KERNEL_IDS)
+# ----- the compiled update kernels ------------------------------------------------------------
+@pytest.mark.parametrize("name,kw", CASES, ids=IDS)
 def test_compiled_and_numpy_backends_agree(name, kw):
-    """optim.SGD/Adam/AdamW step through kernels.sgd_update/adam_update: the compiled kernel
-    and its NumPy twin give the same float32 trajectory up to an ulp or two per step."""
+    """Every optimizer steps through its kernel (kernels.sgd_update, adagrad_update,
+    rmsprop_update, adam_update): the compiled kernel and its NumPy twin give the same float32
+    trajectory up to an ulp or two per step."""
     from minigrad import kernels
     p0, grads = draw(21, np.float32)
     before = kernels.backend
@@ -626,7 +623,7 @@ def test_compiled_and_numpy_backends_agree(name, kw):
         np.testing.assert_allclose(a, b, rtol=2e-6, atol=2e-6)
 
 
-@pytest.mark.parametrize("name,kw", KERNEL_CASES[::2], ids=KERNEL_IDS[::2])
+@pytest.mark.parametrize("name,kw", CASES[::2], ids=IDS[::2])
 def test_strided_parameter_and_other_dtype_gradient(name, kw):
     """A parameter whose .data is not C-contiguous (set by hand) is updated in place through a
     contiguous copy, and a float64 gradient of a float32 parameter is rounded first: the same
@@ -648,7 +645,8 @@ def test_strided_parameter_and_other_dtype_gradient(name, kw):
     assert not strided[0].data.flags.c_contiguous       # the case under test did happen
 
 
-@pytest.mark.parametrize("name,kw", [("SGD", dict(lr=0.1, momentum=0.9)), ("Adam", dict(lr=0.1))])
+@pytest.mark.parametrize("name,kw", [("SGD", dict(lr=0.1, momentum=0.9)), ("Adam", dict(lr=0.1)),
+                                     ("Adagrad", dict(lr=0.1, lr_decay=0.5))])
 def test_a_refused_step_leaves_the_state_as_it_was(name, kw):
     """The update kernel refuses a read-only parameter before writing anything; the optimizer
     keeps no half-made state (a momentum buffer never filled, a step counted but not taken)."""
