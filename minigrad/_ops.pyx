@@ -2065,22 +2065,42 @@ cdef int _disjoint(cnp.ndarray a, str an, cnp.ndarray b, str bn) except -1:
     return 0
 
 
+cdef list _update_arrays(object p, object g, tuple names, tuple state):
+    """The arrays of an update kernel, checked: p (writeable) fixes shape and dtype; g and each
+    state array given (None: unused) match it and are C-contiguous, the state arrays writeable;
+    no two overlap. Returns [p, g, *state] as ndarrays (None kept)."""
+    cdef cnp.ndarray ap = _in_place(p, "p", None, True)
+    cdef list out = [ap, _in_place(g, "g", ap, False)]
+    cdef list given = [("p", ap), ("g", out[1])]
+    cdef Py_ssize_t i, j
+    cdef cnp.ndarray arr
+    for i in range(len(names)):
+        if state[i] is None:
+            out.append(None)
+        else:
+            arr = _in_place(state[i], names[i], ap, True)
+            out.append(arr)
+            given.append((names[i], arr))
+    for i in range(1, len(given)):
+        for j in range(i):
+            _disjoint(given[i][1], given[i][0], given[j][1], given[j][0])
+    return out
+
+
+cdef inline void* _ptr(object a):
+    return NULL if a is None else cnp.PyArray_DATA(<cnp.ndarray>a)
+
+
 def sgd_update(p, g, buf, double lr, double momentum, double dampening, double weight_decay,
                bint nesterov, bint first):
     """One SGD step on p, in place, in one pass (the rule is in the twin); buf is the momentum
     buffer, updated in place (None without momentum), first: it holds nothing yet."""
-    cdef cnp.ndarray ap = _in_place(p, "p", None, True)
-    cdef cnp.ndarray ag = _in_place(g, "g", ap, False)
-    cdef cnp.ndarray ab = None
-    _disjoint(ag, "g", ap, "p")
-    if buf is not None:
-        ab = _in_place(buf, "buf", ap, True)
-        _disjoint(ab, "buf", ap, "p")
-        _disjoint(ab, "buf", ag, "g")
+    cdef cnp.ndarray ap
+    ap, ag, ab = _update_arrays(p, g, ("buf",), (buf,))
     cdef Py_ssize_t n = cnp.PyArray_SIZE(ap)
-    cdef void* bp = NULL if ab is None else cnp.PyArray_DATA(ab)
-    cdef void* pp = cnp.PyArray_DATA(ap)
-    cdef void* gp = cnp.PyArray_DATA(ag)
+    cdef void* pp = _ptr(ap)
+    cdef void* gp = _ptr(ag)
+    cdef void* bp = _ptr(ab)
     if cnp.PyArray_TYPE(ap) == cnp.NPY_FLOAT:
         with nogil:
             mg_sgdf(<float*>pp, <float*>gp, <float*>bp, n, <float>lr, <float>momentum,
@@ -2098,28 +2118,18 @@ def adam_update(p, g, m, v, vmax, double lr, double beta1, double beta2, double 
     the step number t >= 1 the bias corrections use."""
     if step < 1:
         raise ValueError(f"step must be >= 1, got {step}")
-    cdef cnp.ndarray ap = _in_place(p, "p", None, True)
-    cdef cnp.ndarray ag = _in_place(g, "g", ap, False)
-    cdef cnp.ndarray am = _in_place(m, "m", ap, True)
-    cdef cnp.ndarray av = _in_place(v, "v", ap, True)
-    cdef cnp.ndarray ax = None if vmax is None else _in_place(vmax, "vmax", ap, True)
-    cdef list arrays = [("p", ap), ("g", ag), ("m", am), ("v", av)]
-    if ax is not None:
-        arrays.append(("vmax", ax))
-    cdef Py_ssize_t i, j
-    for i in range(1, len(arrays)):
-        for j in range(i):
-            _disjoint(arrays[i][1], arrays[i][0], arrays[j][1], arrays[j][0])
+    cdef cnp.ndarray ap
+    ap, ag, am, av, ax = _update_arrays(p, g, ("m", "v", "vmax"), (m, v, vmax))
     cdef int mode = 0 if weight_decay == 0 else (2 if decoupled else 1)
     cdef double step_size = lr / (1.0 - beta1 ** step)
     cdef double bc2 = sqrt(1.0 - beta2 ** step)
     cdef double decay = 1.0 - lr * weight_decay
     cdef Py_ssize_t n = cnp.PyArray_SIZE(ap)
-    cdef void* pp = cnp.PyArray_DATA(ap)
-    cdef void* gp = cnp.PyArray_DATA(ag)
-    cdef void* mp = cnp.PyArray_DATA(am)
-    cdef void* vp = cnp.PyArray_DATA(av)
-    cdef void* xp = NULL if ax is None else cnp.PyArray_DATA(ax)
+    cdef void* pp = _ptr(ap)
+    cdef void* gp = _ptr(ag)
+    cdef void* mp = _ptr(am)
+    cdef void* vp = _ptr(av)
+    cdef void* xp = _ptr(ax)
     if cnp.PyArray_TYPE(ap) == cnp.NPY_FLOAT:
         with nogil:
             mg_adamf(<float*>pp, <float*>gp, <float*>mp, <float*>vp, <float*>xp, n, <float>beta1,
@@ -2138,18 +2148,14 @@ def adagrad_update(p, g, acc, double lr, double lr_decay, double weight_decay, d
     of squared gradients, updated in place; step is the step number t >= 1."""
     if step < 1:
         raise ValueError(f"step must be >= 1, got {step}")
-    cdef cnp.ndarray ap = _in_place(p, "p", None, True)
-    cdef cnp.ndarray ag = _in_place(g, "g", ap, False)
-    cdef cnp.ndarray aa = _in_place(acc, "acc", ap, True)
-    _disjoint(ag, "g", ap, "p")
-    _disjoint(aa, "acc", ap, "p")
-    _disjoint(aa, "acc", ag, "g")
+    cdef cnp.ndarray ap
+    ap, ag, aa = _update_arrays(p, g, ("acc",), (acc,))
     cdef double clr = lr / (1.0 + (step - 1) * lr_decay)
     cdef int decay = weight_decay != 0
     cdef Py_ssize_t n = cnp.PyArray_SIZE(ap)
-    cdef void* pp = cnp.PyArray_DATA(ap)
-    cdef void* gp = cnp.PyArray_DATA(ag)
-    cdef void* sp = cnp.PyArray_DATA(aa)
+    cdef void* pp = _ptr(ap)
+    cdef void* gp = _ptr(ag)
+    cdef void* sp = _ptr(aa)
     if cnp.PyArray_TYPE(ap) == cnp.NPY_FLOAT:
         with nogil:
             mg_adagradf(<float*>pp, <float*>gp, <float*>sp, n, <float>clr, <float>weight_decay,
@@ -2164,27 +2170,15 @@ def rmsprop_update(p, g, v, grad_avg, buf, double lr, double alpha, double eps,
     """One RMSprop step on p, in place, in one pass (the rule is in the twin); v is the square
     average, grad_avg the gradient average (centered, else None), buf the momentum buffer
     (momentum > 0, else None), each updated in place."""
-    cdef cnp.ndarray ap = _in_place(p, "p", None, True)
-    cdef cnp.ndarray ag = _in_place(g, "g", ap, False)
-    cdef cnp.ndarray av = _in_place(v, "v", ap, True)
-    cdef cnp.ndarray aa = None if grad_avg is None else _in_place(grad_avg, "grad_avg", ap, True)
-    cdef cnp.ndarray ab = None if buf is None else _in_place(buf, "buf", ap, True)
-    cdef list arrays = [("p", ap), ("g", ag), ("v", av)]
-    if aa is not None:
-        arrays.append(("grad_avg", aa))
-    if ab is not None:
-        arrays.append(("buf", ab))
-    cdef Py_ssize_t i, j
-    for i in range(1, len(arrays)):
-        for j in range(i):
-            _disjoint(arrays[i][1], arrays[i][0], arrays[j][1], arrays[j][0])
+    cdef cnp.ndarray ap
+    ap, ag, av, aa, ab = _update_arrays(p, g, ("v", "grad_avg", "buf"), (v, grad_avg, buf))
     cdef int decay = weight_decay != 0
     cdef Py_ssize_t n = cnp.PyArray_SIZE(ap)
-    cdef void* pp = cnp.PyArray_DATA(ap)
-    cdef void* gp = cnp.PyArray_DATA(ag)
-    cdef void* vp = cnp.PyArray_DATA(av)
-    cdef void* ap_ = NULL if aa is None else cnp.PyArray_DATA(aa)
-    cdef void* bp = NULL if ab is None else cnp.PyArray_DATA(ab)
+    cdef void* pp = _ptr(ap)
+    cdef void* gp = _ptr(ag)
+    cdef void* vp = _ptr(av)
+    cdef void* ap_ = _ptr(aa)
+    cdef void* bp = _ptr(ab)
     if cnp.PyArray_TYPE(ap) == cnp.NPY_FLOAT:
         with nogil:
             mg_rmspropf(<float*>pp, <float*>gp, <float*>vp, <float*>ap_, <float*>bp, n,

@@ -587,6 +587,22 @@ def _check_disjoint(an, a, bn, b):
         raise ValueError(f"{an} must not share memory with {bn}")
 
 
+def _check_update(p, g, **state):
+    """The arrays of an update kernel: p (writeable) fixes shape and dtype; g and each state
+    array given (None: unused) match it and are C-contiguous, the state arrays writeable; no
+    two overlap."""
+    _check_in_place("p", p, write=True)
+    _check_in_place("g", g, p)
+    given = [("p", p), ("g", g)]
+    for name, a in state.items():
+        if a is not None:
+            _check_in_place(name, a, p, write=True)
+            given.append((name, a))
+    for i in range(1, len(given)):
+        for j in range(i):
+            _check_disjoint(given[i][0], given[i][1], given[j][0], given[j][1])
+
+
 def sgd_update(p, g, buf, lr, momentum, dampening, weight_decay, nesterov, first):
     """One SGD step on p, in place (optim.SGD; PyTorch's rule).  Returns None.
 
@@ -599,13 +615,7 @@ def sgd_update(p, g, buf, lr, momentum, dampening, weight_decay, nesterov, first
     nothing yet.  The hyperparameters are rounded to p's dtype first.  p, g and buf have one
     shape and dtype, are C-contiguous and do not overlap; p and buf are writeable.
     """
-    _check_in_place("p", p, write=True)
-    _check_in_place("g", g, p)
-    _check_disjoint("g", g, "p", p)
-    if buf is not None:
-        _check_in_place("buf", buf, p, write=True)
-        _check_disjoint("buf", buf, "p", p)
-        _check_disjoint("buf", buf, "g", g)
+    _check_update(p, g, buf=buf)
     dt = p.dtype
     lr_, m_, damp_, wd_ = (np.array(v, dt) for v in (lr, momentum, 1.0 - dampening, weight_decay))
     if weight_decay != 0:
@@ -636,13 +646,7 @@ def adam_update(p, g, m, v, vmax, lr, beta1, beta2, eps, weight_decay, step, dec
     """
     if step < 1:
         raise ValueError(f"step must be >= 1, got {step}")
-    _check_in_place("p", p, write=True)
-    arrays = [("p", p), ("g", g), ("m", m), ("v", v)] + ([] if vmax is None else [("vmax", vmax)])
-    for name, a in arrays[1:]:
-        _check_in_place(name, a, p, write=name != "g")
-    for i in range(1, len(arrays)):
-        for j in range(i):
-            _check_disjoint(arrays[i][0], arrays[i][1], arrays[j][0], arrays[j][1])
+    _check_update(p, g, m=m, v=v, vmax=vmax)
     dt = p.dtype
     b1, omb1, b2, omb2, eps_, wd, decay, step_size, bc2 = (np.array(x, dt) for x in (
         beta1, 1.0 - beta1, beta2, 1.0 - beta2, eps, weight_decay, 1.0 - lr * weight_decay,
@@ -674,12 +678,7 @@ def adagrad_update(p, g, acc, lr, lr_decay, weight_decay, eps, step):
     """
     if step < 1:
         raise ValueError(f"step must be >= 1, got {step}")
-    _check_in_place("p", p, write=True)
-    _check_in_place("g", g, p)
-    _check_in_place("acc", acc, p, write=True)
-    _check_disjoint("g", g, "p", p)
-    _check_disjoint("acc", acc, "p", p)
-    _check_disjoint("acc", acc, "g", g)
+    _check_update(p, g, acc=acc)
     dt = p.dtype
     clr, wd, eps_ = (np.array(x, dt) for x in (lr / (1.0 + (step - 1) * lr_decay),
                                                weight_decay, eps))
@@ -701,14 +700,7 @@ def rmsprop_update(p, g, v, grad_avg, buf, lr, alpha, eps, weight_decay, momentu
 
     v, grad_avg and buf are updated in place.  Arrays as in sgd_update; all but g writeable.
     """
-    _check_in_place("p", p, write=True)
-    arrays = [("p", p), ("g", g), ("v", v)] + ([] if grad_avg is None else [("grad_avg", grad_avg)])
-    arrays += [] if buf is None else [("buf", buf)]
-    for name, a in arrays[1:]:
-        _check_in_place(name, a, p, write=name != "g")
-    for i in range(1, len(arrays)):
-        for j in range(i):
-            _check_disjoint(arrays[i][0], arrays[i][1], arrays[j][0], arrays[j][1])
+    _check_update(p, g, v=v, grad_avg=grad_avg, buf=buf)
     dt = p.dtype
     lr_, alpha_, oma, eps_, wd, mom = (np.array(x, dt) for x in (
         lr, alpha, 1.0 - alpha, eps, weight_decay, momentum))
