@@ -2033,8 +2033,8 @@ def gru_sequence_backward(dys, dh_n, x, h0, w_ih, w_hh, cache, lengths, has_bias
 # -- optimizer update ----------------------------------------------------------------------------
 
 cdef cnp.ndarray _in_place(object a, str name, cnp.ndarray like, bint write):
-    """Check an array of the update kernels: like p (shape, dtype) when `like` is given,
-    C-contiguous, aligned, and writeable when `write`."""
+    """Check an array of the update kernels: float32/float64 (the dtype of p, `like`, when
+    given), C-contiguous and aligned, p's shape, writeable when `write` (the twin's order)."""
     if not cnp.PyArray_Check(a):
         raise ValueError(f"{name} must be a numpy.ndarray, got {type(a).__name__}")
     cdef cnp.ndarray arr = <cnp.ndarray>a
@@ -2042,13 +2042,12 @@ cdef cnp.ndarray _in_place(object a, str name, cnp.ndarray like, bint write):
     if like is None:
         if tn != cnp.NPY_FLOAT and tn != cnp.NPY_DOUBLE:
             raise ValueError(f"{name} must have dtype float32 or float64, got {arr.dtype}")
-    else:
-        if tn != cnp.PyArray_TYPE(like):
-            raise ValueError(f"{name} must have dtype {like.dtype} (that of p), got {arr.dtype}")
-        if (<object>arr).shape != (<object>like).shape:
-            raise ValueError(f"{name} must have shape {(<object>like).shape} (that of p), "
-                             f"got {(<object>arr).shape}")
+    elif tn != cnp.PyArray_TYPE(like):
+        raise ValueError(f"{name} must have dtype {like.dtype} (the dtype of p), got {arr.dtype}")
     _layout(arr, name)
+    if like is not None and (<object>arr).shape != (<object>like).shape:
+        raise ValueError(f"{name} must have shape {(<object>like).shape} (that of p), "
+                         f"got {(<object>arr).shape}")
     if write and not cnp.PyArray_ISWRITEABLE(arr):
         raise ValueError(f"{name} must be writeable, got a read-only array")
     return arr

@@ -47,15 +47,16 @@ _FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 # Argument checks
 # ---------------------------------------------------------------------------------------------
 
-def _check_array(name, a, dtype=None):
-    """a is a C-contiguous ndarray of dtype float32/float64 (exactly `dtype` when given)."""
+def _check_array(name, a, dtype=None, ref="x"):
+    """a is a C-contiguous ndarray of dtype float32/float64 (exactly `dtype`, that of the
+    argument `ref`, when given)."""
     if not isinstance(a, np.ndarray):
         raise ValueError(f"{name} must be a numpy.ndarray, got {type(a).__name__}")
     if dtype is None:
         if a.dtype not in _FLOAT_DTYPES:
             raise ValueError(f"{name} must have dtype float32 or float64, got {a.dtype}")
     elif a.dtype != dtype:
-        raise ValueError(f"{name} must have dtype {dtype} (the dtype of x), got {a.dtype}")
+        raise ValueError(f"{name} must have dtype {dtype} (the dtype of {ref}), got {a.dtype}")
     if not a.flags.c_contiguous:
         raise ValueError(f"{name} must be C-contiguous, got a non-contiguous array "
                          f"of shape {a.shape} with strides {a.strides}")
@@ -563,21 +564,11 @@ def gru_sequence_backward(dys, dh_n, x, h0, w_ih, w_hh, cache, lengths, has_bias
 # ---------------------------------------------------------------------------------------------
 
 def _check_in_place(name, a, like=None, write=False):
-    """An array of the update kernels: like p (shape and dtype) when `like` is given,
-    C-contiguous, writeable when `write` (overlaps: _check_disjoint)."""
-    if not isinstance(a, np.ndarray):
-        raise ValueError(f"{name} must be a numpy.ndarray, got {type(a).__name__}")
-    if like is None:
-        if a.dtype not in _FLOAT_DTYPES:
-            raise ValueError(f"{name} must have dtype float32 or float64, got {a.dtype}")
-    else:
-        if a.dtype != like.dtype:
-            raise ValueError(f"{name} must have dtype {like.dtype} (that of p), got {a.dtype}")
-        if a.shape != like.shape:
-            raise ValueError(f"{name} must have shape {like.shape} (that of p), got {a.shape}")
-    if not a.flags.c_contiguous:
-        raise ValueError(f"{name} must be C-contiguous, got strides {a.strides} for shape "
-                         f"{a.shape}")
+    """An array of the update kernels: as _check_array, with the shape and dtype of p (`like`)
+    when given, and writeable when `write` (overlaps: _check_disjoint)."""
+    _check_array(name, a, None if like is None else like.dtype, "p")
+    if like is not None and a.shape != like.shape:
+        raise ValueError(f"{name} must have shape {like.shape} (that of p), got {a.shape}")
     if write and not a.flags.writeable:
         raise ValueError(f"{name} must be writeable, got a read-only array")
 

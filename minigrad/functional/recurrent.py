@@ -40,19 +40,16 @@ def _opt(g, like):
 
 
 def _flat(s):
-    """A state (1, B, H) as (B, H) (a view): the sequence nodes also take and return the modules'
-    (num_layers * directions, B, H) layout when that has one layer, so a one-layer module needs no
-    reshape node around them. Other shapes pass through to the kernel's shape check."""
-    return s.reshape(s.shape[1:]) if s.ndim == 3 and s.shape[0] == 1 else s
+    """A state (or its gradient) (1, B, H) as (B, H) (a view): the sequence nodes also take and
+    return the modules' (num_layers * directions, B, H) layout when that has one layer, so a
+    one-layer module needs no reshape node around them. Other shapes (and None) pass through;
+    the kernel checks the shape."""
+    return s.reshape(s.shape[1:]) if s is not None and s.ndim == 3 and s.shape[0] == 1 else s
 
 
 def _shaped(g, shape):
     """A state's gradient in the shape the state came in (None: not computed)."""
     return None if g is None else g.reshape(shape)
-
-
-def _flat_grad(g):
-    return None if g is None else _flat(g)
 
 
 def _opt_seq(dys):
@@ -187,7 +184,7 @@ class RNNSequence(Function):
     def backward(self, dys, dh_n):
         x, h0, w_ih, w_hh, cache, has_bias = self.saved
         dx, dh0, dw_ih, dw_hh, db_ih, db_hh = kernels.rnn_sequence_backward(
-            _opt_seq(dys), _opt(_flat_grad(dh_n), h0), x, h0, w_ih, w_hh, cache,
+            _opt_seq(dys), _opt(_flat(dh_n), h0), x, h0, w_ih, w_hh, cache,
             self.lengths, has_bias, self.nonlinearity, need_dx=self.needs_input_grad[0],
             need_dh0=self.needs_input_grad[1])
         return (dx, _shaped(dh0, self.state_shape), dw_ih, dw_hh) + \
@@ -213,7 +210,7 @@ class LSTMSequence(Function):
     def backward(self, dys, dh_n, dc_n):
         x, h0, c0, w_ih, w_hh, cache, has_bias = self.saved
         dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh = kernels.lstm_sequence_backward(
-            _opt_seq(dys), _opt(_flat_grad(dh_n), h0), _opt(_flat_grad(dc_n), c0),
+            _opt_seq(dys), _opt(_flat(dh_n), h0), _opt(_flat(dc_n), c0),
             x, h0, c0, w_ih, w_hh, cache, self.lengths, has_bias,
             need_dx=self.needs_input_grad[0],
             need_dh0=self.needs_input_grad[1] or self.needs_input_grad[2])
@@ -238,7 +235,7 @@ class GRUSequence(Function):
     def backward(self, dys, dh_n):
         x, h0, w_ih, w_hh, cache, has_bias = self.saved
         dx, dh0, dw_ih, dw_hh, db_ih, db_hh = kernels.gru_sequence_backward(
-            _opt_seq(dys), _opt(_flat_grad(dh_n), h0), x, h0, w_ih, w_hh, cache,
+            _opt_seq(dys), _opt(_flat(dh_n), h0), x, h0, w_ih, w_hh, cache,
             self.lengths, has_bias, need_dx=self.needs_input_grad[0],
             need_dh0=self.needs_input_grad[1])
         return (dx, _shaped(dh0, self.state_shape), dw_ih, dw_hh) + \
