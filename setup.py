@@ -3,6 +3,8 @@
 Environment switches (read at build time):
   MINIGRAD_NATIVE=1        add -march=native (default: portable -O3)
   MINIGRAD_CYTHON_DEBUG=1  boundscheck/wraparound/initializedcheck on, -O0 -g
+  MINIGRAD_CYTHON_WERROR=1 Cython warnings are errors (CI; e.g. a negative index where
+                           wraparound is off, which the release build would make undefined)
 Never -ffast-math: it would set flush-to-zero for the whole process. -fno-trapping-math only lets
 gcc turn the float selects of the gate math into vector blends, and -fno-math-errno lets it
 vectorize sqrtf (nothing reads errno); results are unchanged (every kernel output compared bit for
@@ -16,6 +18,9 @@ from Cython.Build import cythonize
 from setuptools import Extension, setup
 
 DEBUG = os.environ.get("MINIGRAD_CYTHON_DEBUG") == "1"
+if os.environ.get("MINIGRAD_CYTHON_WERROR") == "1":
+    from Cython.Compiler import Options
+    Options.warning_errors = True
 NATIVE = os.environ.get("MINIGRAD_NATIVE") == "1"
 
 if sys.platform == "win32":
