@@ -1,6 +1,8 @@
 """The recurrent ops on the tape: fused cells vs the same cells built from primitive ops,
 whole-sequence ops vs the cell unrolled step by step, finite differences, and torch as an oracle.
 Every test runs on both kernel backends (the Cython kernels and their NumPy twins)."""
+import re
+
 import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
@@ -397,3 +399,21 @@ def test_lstm_sequence_rejects_states_of_different_shapes(backend):
         F.lstm_sequence(x, **p, h0=np.zeros((1, 2, 3)), c0=np.zeros((2, 3)))
     with pytest.raises(ValueError, match=r"h0"):
         F.lstm_sequence(x, **p, h0=np.zeros((2, 2, 3)), c0=np.zeros((2, 2, 3)))
+
+
+@pytest.mark.parametrize("kind", ["rnn", "lstm", "gru"])
+@pytest.mark.parametrize("shape", [(2, 2, 3), (1, 3, 3), (3,), (1, 1, 2, 3)])
+def test_sequence_ops_name_both_state_layouts_on_a_bad_state(backend, kind, shape):
+    """A state that is neither (B, H) nor (1, B, H): the message names both layouts, x's batch
+    size and the shape given (a 2-D state of the wrong size is the kernel's to refuse)."""
+    rng = np.random.default_rng(0)
+    p = make_params(rng, kind, 2, 3)
+    x = rng.standard_normal((4, 2, 2))
+    fn = {"rnn": F.rnn_sequence, "lstm": F.lstm_sequence, "gru": F.gru_sequence}[kind]
+    states = {"h0": np.zeros(shape)}
+    if kind == "lstm":
+        states["c0"] = np.zeros(shape)
+    msg = re.escape(f"h0 must have shape (B, H) or (1, B, H) with B = 2 (x's batch size), got "
+                    f"{shape}")
+    with pytest.raises(ValueError, match=msg):
+        fn(x, **p, **states)

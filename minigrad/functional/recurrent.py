@@ -39,12 +39,22 @@ def _opt(g, like):
     return _c(g) if g is not None else _zeros(like.shape, like.dtype)
 
 
-def _flat(s):
-    """A state (or its gradient) (1, B, H) as (B, H) (a view): the sequence nodes also take and
-    return the modules' (num_layers * directions, B, H) layout when that has one layer, so a
-    one-layer module needs no reshape node around them. Other shapes (and None) pass through;
-    the kernel checks the shape."""
-    return s.reshape(s.shape[1:]) if s is not None and s.ndim == 3 and s.shape[0] == 1 else s
+def _state_2d(s, B, name):
+    """h0 or c0 as the kernels take it, (B, H): a (1, B, H) state (a one-layer module's layout)
+    as a view of it, a 2-D one as it is (the kernel checks its sizes)."""
+    if s.ndim == 2:
+        return s
+    if s.ndim != 3 or s.shape[:2] != (1, B):
+        raise ValueError(f"{name} must have shape (B, H) or (1, B, H) with B = {B} (x's batch "
+                         f"size), got {s.shape}")
+    return s.reshape(s.shape[1:])
+
+
+def _flat(g):
+    """A state's gradient as (B, H) (a view), None kept: the sequence nodes also take and return
+    the modules' (num_layers * directions, B, H) layout when that has one layer, so a one-layer
+    module needs no reshape node around them; the gradients arrive in the states' shape."""
+    return g if g is None or g.ndim == 2 else g.reshape(g.shape[1:])
 
 
 def _shaped(g, shape):
@@ -175,7 +185,7 @@ class RNNSequence(Function):
 
     def forward(self, x, h0, w_ih, w_hh, b_ih=None, b_hh=None):
         self.state_shape = h0.shape     # (B, H), or (1, B, H) from a one-layer module
-        x, h0, w_ih, w_hh = _c(x), _c(_flat(h0)), _c(w_ih), _c(w_hh)
+        x, h0, w_ih, w_hh = _c(x), _c(_state_2d(h0, x.shape[1], "h0")), _c(w_ih), _c(w_hh)
         ys, h_n, cache = kernels.rnn_sequence_forward(
             x, h0, w_ih, w_hh, b_ih, b_hh, self.lengths, self.nonlinearity)
         self.saved = (x, h0, w_ih, w_hh, cache, b_ih is not None)
@@ -201,7 +211,9 @@ class LSTMSequence(Function):
         if h0.shape != c0.shape:
             raise ValueError(f"h0 and c0 must have the same shape, got {h0.shape} and {c0.shape}")
         self.state_shape = h0.shape     # (B, H), or (1, B, H) from a one-layer module
-        x, h0, c0, w_ih, w_hh = _c(x), _c(_flat(h0)), _c(_flat(c0)), _c(w_ih), _c(w_hh)
+        B = x.shape[1]
+        x, h0, c0 = _c(x), _c(_state_2d(h0, B, "h0")), _c(_state_2d(c0, B, "c0"))
+        w_ih, w_hh = _c(w_ih), _c(w_hh)
         ys, h_n, c_n, cache = kernels.lstm_sequence_forward(
             x, h0, c0, w_ih, w_hh, b_ih, b_hh, self.lengths)
         self.saved = (x, h0, c0, w_ih, w_hh, cache, b_ih is not None)
@@ -227,7 +239,7 @@ class GRUSequence(Function):
 
     def forward(self, x, h0, w_ih, w_hh, b_ih=None, b_hh=None):
         self.state_shape = h0.shape     # (B, H), or (1, B, H) from a one-layer module
-        x, h0, w_ih, w_hh = _c(x), _c(_flat(h0)), _c(w_ih), _c(w_hh)
+        x, h0, w_ih, w_hh = _c(x), _c(_state_2d(h0, x.shape[1], "h0")), _c(w_ih), _c(w_hh)
         ys, h_n, cache = kernels.gru_sequence_forward(x, h0, w_ih, w_hh, b_ih, b_hh, self.lengths)
         self.saved = (x, h0, w_ih, w_hh, cache, b_ih is not None)
         return ys, h_n.reshape(self.state_shape)
