@@ -92,6 +92,34 @@ def test_gemm_narrow_last_panel(gemm_path, dtype, ta, tb, m, n, k, beta, packed)
     assert np.isnan(c.base[:, n:]).all(), "wrote outside C's rows"
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("m,n,k", [
+    (50, 50, 640),      # the RNN's weight gradients at 32x20x50x50: five whole chunks
+    (13, 37, 129),      # one step past a chunk
+    (7, 16, 300),       # a partial last chunk; one full panel, no narrow tail
+    (61, 301, 1100),    # panels beyond 256 KiB: rows in chunks inside each k chunk
+])
+@pytest.mark.parametrize("beta", [0.0, -0.5])
+@pytest.mark.parametrize("packed", [False, True])
+def test_gemm_transposed_a_runs_k_in_chunks(gemm_path, dtype, m, n, k, beta, packed):
+    """With A transposed and k > 128 the blocks run k in chunks of 128 (MG_TA_KC): the first
+    chunk applies beta (beta = 0: C holds NaN and must be overwritten), the later ones add to C;
+    alpha = 2 scales every chunk. NaN past each row of A, B and C shows a read or write
+    outside them."""
+    rng = np.random.default_rng(m + n + k)
+    a = _strided(rng, k, m, 3, dtype)
+    b = _strided(rng, k, n, 1, dtype)
+    c = _strided(rng, m, n, 2, dtype)
+    if beta == 0.0:
+        c[...] = np.nan
+    c0 = np.array(c, np.float64)
+    want = 2.0 * np.asarray(a, np.float64).T @ np.asarray(b, np.float64) + (beta * c0 if beta else 0.0)
+    _ops._gemm(True, False, a, b, c, 2.0, beta, packed)
+    tol = dict(rtol=1e-5, atol=1e-5 * k) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-12 * k)
+    np.testing.assert_allclose(c, want, **tol)
+    assert np.isnan(c.base[:, n:]).all(), "wrote outside C's rows"
+
+
 @pytest.mark.parametrize("bad, msg", [
     (dict(a=np.zeros((3, 4), np.int64)), "float32 or float64"),
     (dict(b=np.zeros((4, 5), np.float64)), "a's dtype"),
