@@ -309,7 +309,6 @@ class KernelsStep:
         self.x, self.target, self.lr = np.ascontiguousarray(x), np.ascontiguousarray(target), lr
         B, H = x.shape[1], params["weight_hh_l0"].shape[1]
         self.zero = np.zeros((B, H), np.float32)
-        self.dys = np.zeros((x.shape[0], B, H), np.float32)
 
     def loss_and_grads(self):
         k, p, x, z = self.k, self.p, self.x, self.zero
@@ -326,13 +325,13 @@ class KernelsStep:
         dh, dW, db = k.linear_backward(dpred, h_n, p["fc.weight"], True)
         if self.cell == "lstm":
             _, _, _, dw_ih, dw_hh, db_ih, db_hh = k.lstm_sequence_backward(
-                self.dys, dh, z, x, z, z, *w, cache, None, True, False)
+                None, dh, z, x, z, z, *w, cache, None, True, need_dx=False, need_dh0=False)
         elif self.cell == "gru":
             _, _, dw_ih, dw_hh, db_ih, db_hh = k.gru_sequence_backward(
-                self.dys, dh, x, z, *w, cache, None, True, False)
+                None, dh, x, z, *w, cache, None, True, need_dx=False, need_dh0=False)
         else:
             _, _, dw_ih, dw_hh, db_ih, db_hh = k.rnn_sequence_backward(
-                self.dys, dh, x, z, *w, cache, None, True, "tanh", False)
+                None, dh, x, z, *w, cache, None, True, "tanh", need_dx=False, need_dh0=False)
         grads = {"weight_ih_l0": dw_ih, "weight_hh_l0": dw_hh, "bias_ih_l0": db_ih,
                  "bias_hh_l0": db_hh, "fc.weight": dW, "fc.bias": db}
         return float(np.mean(err ** 2)), grads
