@@ -1,0 +1,138 @@
+"""What minigrad's framework costs around its kernels, and how much that depends on what ran
+just before a step.
+
+Two subjects from benchmarks/bench_rnn.py, for each cell at one size (default the seeds'
+32x20x50x50): ``minigrad`` (modules, tape, optimizer: the whole training step) and ``kernels``
+(the same step calling minigrad's compiled kernels by hand: no tape, modules or optimizer
+objects). The framework's cost is the difference of their median step times.
+
+Each subject's step is timed right after one untimed step of a *predecessor*: itself (as in a
+training loop), the NumPy reference, and torch when installed (as in bench_rnn's interleaved
+protocol, where every step follows another library's). One round runs, for every predecessor
+and subject, predecessor step then timed subject step; the order of the pairs rotates from round
+to round. The 95% interval of each difference comes from resampling whole rounds (the same
+rounds for both subjects), as bench_rnn's ratio intervals do. Before timing, the contenders'
+losses and gradients are checked against each other (bench_rnn.verify).
+
+    python benchmarks/bench_framework.py [--cells rnn,lstm,gru] [--sizes 32x20x50x50]
+                                         [--rounds 300] [--no-torch] [--json PATH]
+"""
+import os
+import sys
+
+if __name__ == "__main__" and "numpy" not in sys.modules:
+    for _k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[_k] = "1"        # bench_rnn's default thread setting, before numpy loads
+
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if _ROOT not in sys.path:
+    sys.path.insert(0, _ROOT)
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import time  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+from benchmarks import bench_rnn as br  # noqa: E402
+
+SUBJECTS = ("minigrad", "kernels")
+LEVEL = 0.95
+BOOTSTRAP = 2000
+
+
+def time_after(subjects, predecessors, rounds, warmup=5):
+    """{(predecessor, subject): [seconds]}: each subject's step timed right after one untimed
+    step of each predecessor ("itself": the subject's own step). subjects, predecessors:
+    {name: object with step()}. Within a round the (predecessor, subject) pairs run in an order
+    that rotates by one every round; the first `warmup` rounds are not kept."""
+    pairs = [(p, s) for p in ["itself"] + list(predecessors) for s in subjects]
+    out = {pair: [] for pair in pairs}
+    perf = time.perf_counter
+    for r in range(warmup + rounds):
+        k = r % len(pairs)
+        for p, s in pairs[k:] + pairs[:k]:
+            subject = subjects[s].step
+            (subject if p == "itself" else predecessors[p].step)()
+            t0 = perf()
+            subject()
+            dt = perf() - t0
+            if r >= warmup:
+                out[(p, s)].append(dt)
+    return out
+
+
+def diff_interval(a, b, level=LEVEL, n_boot=BOOTSTRAP, seed=0):
+    """Bootstrap interval of median(a) - median(b), a[i] and b[i] from the same round (resampled
+    together). Deterministic (fixed seed)."""
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    if a.size != b.size or a.size == 0:
+        raise ValueError(f"a and b must hold one sample per round each, the same number, got "
+                         f"{a.size} and {b.size}")
+    idx = np.random.default_rng(seed).integers(0, a.size, (n_boot, a.size))
+    d = np.median(a[idx], axis=1) - np.median(b[idx], axis=1)
+    tail = (1 - level) / 2 * 100
+    lo, hi = np.percentile(d, [tail, 100 - tail])
+    return float(lo), float(hi)
+
+
+def run(cell, size, rounds, use_torch=True, warmup=5):
+    """One cell/size: the agreement check, then time_after; returns a JSON-ready dict."""
+    names = ["numpy", "minigrad", "kernels"] + (["torch"] if use_torch else [])
+    errors = br.verify(cell, size, names)
+    params, x, target = br.make_problem(cell, size)
+    built = br.build(cell, params, x, target, names)
+    subjects = {n: built[n] for n in SUBJECTS}
+    preds = {n: built[n] for n in ("numpy", "torch") if n in built}
+    samples = time_after(subjects, preds, rounds, warmup)
+    rows = []
+    for p in ["itself"] + list(preds):
+        mgs, ks = samples[(p, "minigrad")], samples[(p, "kernels")]
+        m, k = float(np.median(mgs)), float(np.median(ks))
+        lo, hi = diff_interval(mgs, ks)
+        rows.append({"after": p, "minigrad_us": m * 1e6, "kernels_us": k * 1e6,
+                     "framework_us": (m - k) * 1e6, "framework_ci95_us": [lo * 1e6, hi * 1e6]})
+    return {"cell": cell, "size": list(size), "rounds": rounds, "agreement": errors,
+            "rows": rows}
+
+
+def print_result(res):
+    head = f"{res['cell']} {br.size_name(tuple(res['size']))}, {res['rounds']} rounds"
+    print(f"\n{head}\n{'after':<8} {'minigrad us':>12} {'kernels us':>11} {'framework us (95%)':>24}")
+    for r in res["rows"]:
+        lo, hi = r["framework_ci95_us"]
+        ci = f"{r['framework_us']:.0f} ({lo:.0f}-{hi:.0f})"
+        print(f"{r['after']:<8} {r['minigrad_us']:>12.0f} {r['kernels_us']:>11.0f} {ci:>24}")
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--cells", default="rnn,lstm,gru", type=br.parse_cells)
+    ap.add_argument("--sizes", default="32x20x50x50", type=br.parse_sizes)
+    ap.add_argument("--rounds", type=int, default=300)
+    ap.add_argument("--warmup", type=int, default=5)
+    ap.add_argument("--no-torch", action="store_true")
+    ap.add_argument("--json", default=None)
+    a = ap.parse_args(argv)
+    if a.rounds < 1 or a.warmup < 0:
+        ap.error(f"--rounds must be >= 1 and --warmup >= 0, got {a.rounds} and {a.warmup}")
+    br.apply_threads(1)
+    use_torch = not a.no_torch and br.torch_available()
+    info = br.machine_info()
+    print(f"minigrad's framework cost: {info.get('cpu', '?')}, 1 thread, "
+          f"torch {'yes' if use_torch else 'no'}")
+    results = []
+    for size in a.sizes:
+        for cell in a.cells:
+            res = run(cell, size, a.rounds, use_torch, a.warmup)
+            print_result(res)
+            results.append(res)
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump({"machine": info, "results": results}, f, indent=1)
+        print(f"JSON: {a.json}")
+    return results
+
+
+if __name__ == "__main__":
+    main()

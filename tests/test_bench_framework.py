@@ -1,0 +1,80 @@
+"""benchmarks/bench_framework.py: the protocol (each timed step right after its predecessor),
+the interval of a difference of medians, and a small end-to-end run."""
+import numpy as np
+import pytest
+
+from benchmarks import bench_framework as bf
+
+
+class _Logged:
+    def __init__(self, name, log):
+        self.name, self.log = name, log
+
+    def step(self):
+        self.log.append(self.name)
+
+
+def test_time_after_runs_each_predecessor_right_before_the_timed_step(monkeypatch):
+    log, timed = [], []
+    subjects = {"a": _Logged("a", log), "b": _Logged("b", log)}
+    preds = {"p": _Logged("p", log)}
+    real = bf.time.perf_counter
+    marks = []
+
+    def perf():     # the second perf_counter call of a pair ends a timed step
+        marks.append(len(log))
+        return real()
+    monkeypatch.setattr(bf.time, "perf_counter", perf)
+    out = bf.time_after(subjects, preds, rounds=3, warmup=1)
+    assert set(out) == {("itself", "a"), ("itself", "b"), ("p", "a"), ("p", "b")}
+    assert all(len(v) == 3 for v in out.values())
+    # 4 rounds x 4 pairs, each pair: predecessor step, then the timed subject step
+    assert len(log) == 4 * 4 * 2
+    starts = marks[0::2]
+    for i in starts:                      # the step timed is the one logged right after i
+        timed.append((log[i - 1], log[i]))
+    for before, subject in timed:
+        assert before in ("p", subject), (before, subject)
+    assert sum(1 for b, s in timed if b == "p") == 4 * 2
+    # the order rotates: round 0 starts with (itself, a), round 1 with (itself, b)
+    assert timed[0] == ("a", "a") and timed[4] == ("b", "b")
+
+
+def test_diff_interval_of_a_constant_difference_is_that_difference():
+    rng = np.random.default_rng(1)
+    b = rng.random(50)
+    lo, hi = bf.diff_interval(b + 5.0, b)
+    assert lo == pytest.approx(5.0) and hi == pytest.approx(5.0)
+
+
+def test_diff_interval_widens_with_noise_and_contains_the_difference():
+    rng = np.random.default_rng(2)
+    b = rng.random(200)
+    narrow = bf.diff_interval(b + 1 + rng.normal(0, 0.01, 200), b)
+    wide = bf.diff_interval(b + 1 + rng.normal(0, 0.5, 200), b)
+    assert narrow[0] < 1 < narrow[1] or narrow[0] == pytest.approx(1, abs=0.02)
+    assert wide[1] - wide[0] > 5 * (narrow[1] - narrow[0])
+
+
+def test_diff_interval_rejects_unpaired_samples():
+    with pytest.raises(ValueError, match="same number, got 3 and 2"):
+        bf.diff_interval([1, 2, 3], [1, 2])
+
+
+def test_main_small_run_reports_the_difference_of_the_two_subjects(tmp_path):
+    path = tmp_path / "f.json"
+    res = bf.main(["--cells", "rnn", "--sizes", "4x3x5x6", "--rounds", "5", "--warmup", "1",
+                   "--no-torch", "--json", str(path)])
+    (r,) = res
+    assert [row["after"] for row in r["rows"]] == ["itself", "numpy"]
+    for row in r["rows"]:
+        assert row["minigrad_us"] > 0 and row["kernels_us"] > 0
+        assert row["framework_us"] == pytest.approx(row["minigrad_us"] - row["kernels_us"])
+        lo, hi = row["framework_ci95_us"]
+        assert lo <= hi
+    assert path.exists() and '"framework_us"' in path.read_text()
+
+
+def test_main_rejects_bad_rounds():
+    with pytest.raises(SystemExit):
+        bf.main(["--rounds", "0", "--no-torch"])
