@@ -119,8 +119,10 @@ def main(argv=None):
     br.apply_threads(1)
     use_torch = not a.no_torch and br.torch_available()
     info = br.machine_info()
-    print(f"minigrad's framework cost: {info.get('cpu', '?')}, 1 thread, "
-          f"torch {'yes' if use_torch else 'no'}")
+    print(f"minigrad's framework cost: {info.get('cpu', '?')}, {info.get('cores', '?')} cores, "
+          f"1 thread, git {info.get('git_commit', '?')}, "
+          f"torch {info.get('torch') if use_torch else 'not used'}; "
+          f"median step times; framework = minigrad - kernels")
     results = []
     for size in a.sizes:
         for cell in a.cells:
