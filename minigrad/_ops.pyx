@@ -1721,8 +1721,10 @@ def rnn_cell_forward(x, h, w_ih, w_hh, b_ih, b_hh, nonlinearity):
     return h1, h1
 
 
-def rnn_cell_backward(dh1, x, h, w_ih, w_hh, cache, has_bias, nonlinearity):
-    """-> (dx, dh, dw_ih, dw_hh, db_ih, db_hh)."""
+def rnn_cell_backward(dh1, x, h, w_ih, w_hh, cache, has_bias, nonlinearity, need_dx=True,
+                      need_dh=True):
+    """-> (dx, dh, dw_ih, dw_hh, db_ih, db_hh); dx is None when need_dx is false, dh when
+    need_dh is (its GEMM skipped)."""
     cdef K k
     cdef int tn = _prep(&k, 1, x, "h", h, None, None, w_ih, w_hh, False)
     cdef Py_ssize_t B = k.B, H = k.H
@@ -1730,11 +1732,13 @@ def rnn_cell_backward(dh1, x, h, w_ih, w_hh, cache, has_bias, nonlinearity):
     k.dh_n = _check(dh1, "dh1", tn, "x", 2, B, H)
     k.hs = _check(cache, "cache", tn, "x", 2, B, H)
     k.hprev = k.h0
-    dx, dh = _empty(tn, B, k.nI), _empty(tn, B, H)
+    dx = _empty(tn, B, k.nI) if need_dx else None
+    dh = _empty(tn, B, H) if need_dh else None
     dw_ih, dw_hh = _empty(tn, H, k.nI), _empty(tn, H, H)
     ws = _borrow(tn, 3 * B * H)
-    k.dx, k.dh0, k.dw_ih, k.dw_hh = _data(dx), _data(dh), _data(dw_ih), _data(dw_hh)
-    k.ws = _data(ws)
+    k.dx = _data(dx) if need_dx else NULL
+    k.dh0 = _data(dh) if need_dh else NULL
+    k.dw_ih, k.dw_hh, k.ws = _data(dw_ih), _data(dw_hh), _data(ws)
     db_ih = db_hh = None
     if has_bias:
         db_ih, db_hh = _empty(tn, H), _empty(tn, H)
@@ -1766,8 +1770,10 @@ def lstm_cell_forward(x, h, c, w_ih, w_hh, b_ih, b_hh):
     return h1, c1, cache
 
 
-def lstm_cell_backward(dh1, dc1, x, h, c, w_ih, w_hh, cache, has_bias):
-    """-> (dx, dh, dc, dw_ih, dw_hh, db_ih, db_hh)."""
+def lstm_cell_backward(dh1, dc1, x, h, c, w_ih, w_hh, cache, has_bias, need_dx=True,
+                       need_dh=True):
+    """-> (dx, dh, dc, dw_ih, dw_hh, db_ih, db_hh); dx is None when need_dx is false, dh and dc
+    when need_dh is (the dh GEMM skipped)."""
     cdef K k
     cdef int tn = _prep(&k, 4, x, "h", h, "c", c, w_ih, w_hh, False)
     cdef Py_ssize_t B = k.B, H = k.H
@@ -1775,10 +1781,13 @@ def lstm_cell_backward(dh1, dc1, x, h, c, w_ih, w_hh, cache, has_bias):
     k.dc_n = _check(dc1, "dc1", tn, "x", 2, B, H)
     k.gates = _check(cache, "cache", tn, "x", 2, B, 5 * H)
     k.hprev, k.cprev = k.h0, k.c0
-    dx, dh, dc = _empty(tn, B, k.nI), _empty(tn, B, H), _empty(tn, B, H)
+    dx = _empty(tn, B, k.nI) if need_dx else None
+    dh, dc = (_empty(tn, B, H), _empty(tn, B, H)) if need_dh else (None, None)
     dw_ih, dw_hh = _empty(tn, 4 * H, k.nI), _empty(tn, 4 * H, H)
     ws = _borrow(tn, 8 * B * H)
-    k.dx, k.dh0, k.dc0 = _data(dx), _data(dh), _data(dc)
+    k.dx = _data(dx) if need_dx else NULL
+    k.dh0 = _data(dh) if need_dh else NULL
+    k.dc0 = _data(dc) if need_dh else NULL
     k.dw_ih, k.dw_hh, k.ws = _data(dw_ih), _data(dw_hh), _data(ws)
     db_ih = db_hh = None
     if has_bias:
@@ -1811,18 +1820,22 @@ def gru_cell_forward(x, h, w_ih, w_hh, b_ih, b_hh):
     return h1, cache
 
 
-def gru_cell_backward(dh1, x, h, w_ih, w_hh, cache, has_bias):
-    """-> (dx, dh, dw_ih, dw_hh, db_ih, db_hh)."""
+def gru_cell_backward(dh1, x, h, w_ih, w_hh, cache, has_bias, need_dx=True, need_dh=True):
+    """-> (dx, dh, dw_ih, dw_hh, db_ih, db_hh); dx is None when need_dx is false, dh when
+    need_dh is (its GEMM skipped)."""
     cdef K k
     cdef int tn = _prep(&k, 3, x, "h", h, None, None, w_ih, w_hh, False)
     cdef Py_ssize_t B = k.B, H = k.H
     k.dh_n = _check(dh1, "dh1", tn, "x", 2, B, H)
     k.gates = _check(cache, "cache", tn, "x", 2, B, 4 * H)
     k.hprev = k.h0
-    dx, dh = _empty(tn, B, k.nI), _empty(tn, B, H)
+    dx = _empty(tn, B, k.nI) if need_dx else None
+    dh = _empty(tn, B, H) if need_dh else None
     dw_ih, dw_hh = _empty(tn, 3 * H, k.nI), _empty(tn, 3 * H, H)
     ws = _borrow(tn, 6 * B * H)
-    k.dx, k.dh0, k.dw_ih, k.dw_hh, k.ws = _data(dx), _data(dh), _data(dw_ih), _data(dw_hh), _data(ws)
+    k.dx = _data(dx) if need_dx else NULL
+    k.dh0 = _data(dh) if need_dh else NULL
+    k.dw_ih, k.dw_hh, k.ws = _data(dw_ih), _data(dw_hh), _data(ws)
     db_ih = db_hh = None
     if has_bias:
         db_ih, db_hh = _empty(tn, 3 * H), _empty(tn, 3 * H)

@@ -311,16 +311,20 @@ def rnn_cell_forward(x, h, w_ih, w_hh, b_ih, b_hh, nonlinearity):
     return h1, h1.copy()
 
 
-def rnn_cell_backward(dh1, x, h, w_ih, w_hh, cache, has_bias, nonlinearity):
+def rnn_cell_backward(dh1, x, h, w_ih, w_hh, cache, has_bias, nonlinearity, need_dx=True,
+                      need_dh=True):
     """da = dh1 act'(a);  dx = da W_ih;  dh = da W_hh;  dW_ih = da^T x;  dW_hh = da^T h;
-    db_ih = db_hh = sum_rows(da)"""
+    db_ih = db_hh = sum_rows(da).  dx (dh) is None, not computed, when need_dx (need_dh) is
+    false."""
     B, I, H, dtype = _check_cell(1, x, h, w_ih, w_hh)
     _check_shape("dh1", dh1, (B, H), dtype)
     _check_shape("cache", cache, (B, H), dtype)
     _check_nonlinearity(nonlinearity)
     da = _activate_backward(dh1, cache, nonlinearity)
     db_ih, db_hh = _biases_grad(da, da, has_bias)
-    return da @ w_ih, da @ w_hh, da.T @ x, da.T @ h, db_ih, db_hh
+    dx = da @ w_ih if need_dx else None
+    dh = da @ w_hh if need_dh else None
+    return dx, dh, da.T @ x, da.T @ h, db_ih, db_hh
 
 
 def lstm_cell_forward(x, h, c, w_ih, w_hh, b_ih, b_hh):
@@ -335,9 +339,11 @@ def lstm_cell_forward(x, h, c, w_ih, w_hh, b_ih, b_hh):
     return _lstm_step(xw, h, c, w_hh, b_hh)
 
 
-def lstm_cell_backward(dh1, dc1, x, h, c, w_ih, w_hh, cache, has_bias):
+def lstm_cell_backward(dh1, dc1, x, h, c, w_ih, w_hh, cache, has_bias, need_dx=True,
+                       need_dh=True):
     """da from the gates (see _lstm_step_backward);  dx = da W_ih;  dh = da W_hh;
-    dc = (dc1 + dh1 o tanh'(c1)) f;  dW_ih = da^T x;  dW_hh = da^T h;  db = sum_rows(da)"""
+    dc = (dc1 + dh1 o tanh'(c1)) f;  dW_ih = da^T x;  dW_hh = da^T h;  db = sum_rows(da).
+    dx is None when need_dx is false, dh and dc when need_dh is."""
     B, I, H, dtype = _check_cell(4, x, h, w_ih, w_hh)
     _check_shape("c", c, (B, H), dtype)
     _check_shape("dh1", dh1, (B, H), dtype)
@@ -345,7 +351,9 @@ def lstm_cell_backward(dh1, dc1, x, h, c, w_ih, w_hh, cache, has_bias):
     _check_shape("cache", cache, (B, 5 * H), dtype)
     da, dc = _lstm_step_backward(dh1, dc1, c, cache)
     db_ih, db_hh = _biases_grad(da, da, has_bias)
-    return da @ w_ih, da @ w_hh, dc, da.T @ x, da.T @ h, db_ih, db_hh
+    dx = da @ w_ih if need_dx else None
+    dh, dc = (da @ w_hh, dc) if need_dh else (None, None)
+    return dx, dh, dc, da.T @ x, da.T @ h, db_ih, db_hh
 
 
 def gru_cell_forward(x, h, w_ih, w_hh, b_ih, b_hh):
@@ -359,16 +367,19 @@ def gru_cell_forward(x, h, w_ih, w_hh, b_ih, b_hh):
     return _gru_step(xw, h, w_hh, b_hh)
 
 
-def gru_cell_backward(dh1, x, h, w_ih, w_hh, cache, has_bias):
+def gru_cell_backward(dh1, x, h, w_ih, w_hh, cache, has_bias, need_dx=True, need_dh=True):
     """dgi, dgh from the gates (they differ in the n block: dgh_n = dgi_n r);
     dx = dgi W_ih;  dh = dh1 z + dgh W_hh;  dW_ih = dgi^T x;  dW_hh = dgh^T h;
-    db_ih = sum_rows(dgi);  db_hh = sum_rows(dgh)"""
+    db_ih = sum_rows(dgi);  db_hh = sum_rows(dgh).  dx (dh) is None when need_dx (need_dh) is
+    false."""
     B, I, H, dtype = _check_cell(3, x, h, w_ih, w_hh)
     _check_shape("dh1", dh1, (B, H), dtype)
     _check_shape("cache", cache, (B, 4 * H), dtype)
     dgi, dgh, dh_direct = _gru_step_backward(dh1, h, cache)
     db_ih, db_hh = _biases_grad(dgi, dgh, has_bias)
-    return dgi @ w_ih, dh_direct + dgh @ w_hh, dgi.T @ x, dgh.T @ h, db_ih, db_hh
+    dx = dgi @ w_ih if need_dx else None
+    dh = dh_direct + dgh @ w_hh if need_dh else None
+    return dx, dh, dgi.T @ x, dgh.T @ h, db_ih, db_hh
 
 
 # ---------------------------------------------------------------------------------------------

@@ -221,3 +221,107 @@ def test_sequence_op_asks_for_dh0_only_when_a_state_needs_it(backend, monkeypatc
         if which is not None:
             for a, b in zip(g, grads[()]):
                 np.testing.assert_array_equal(a, b, err_msg=str(which))
+
+
+# ------------------------------------------------------------------------------ the cells
+def _cell_problem(kind, dtype, B=5, I=7, H=9, seed=0):
+    p = _problem(kind, dtype, False, True, T=1, B=B, I=I, H=H, seed=seed)
+    return dict(p, x=p["x"][0], h=p["h0"], c=p["c0"], dh1=p["dh_n"], dc1=p["dc_n"])
+
+
+def _cell_run(m, kind, p, **kw):
+    if kind == "lstm":
+        *_, cache = m.lstm_cell_forward(p["x"], p["h"], p["c"], p["w_ih"], p["w_hh"], p["b_ih"],
+                                        p["b_hh"])
+        return m.lstm_cell_backward(p["dh1"], p["dc1"], p["x"], p["h"], p["c"], p["w_ih"],
+                                    p["w_hh"], cache, True, **kw)
+    if kind == "gru":
+        _, cache = m.gru_cell_forward(p["x"], p["h"], p["w_ih"], p["w_hh"], p["b_ih"], p["b_hh"])
+        return m.gru_cell_backward(p["dh1"], p["x"], p["h"], p["w_ih"], p["w_hh"], cache, True,
+                                   **kw)
+    _, cache = m.rnn_cell_forward(p["x"], p["h"], p["w_ih"], p["w_hh"], p["b_ih"], p["b_hh"],
+                                  "tanh")
+    return m.rnn_cell_backward(p["dh1"], p["x"], p["h"], p["w_ih"], p["w_hh"], cache, True,
+                               "tanh", **kw)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("kind", ["rnn", "lstm", "gru"])
+def test_cell_need_flags_skip_only_their_outputs(gemm_path, kind, dtype):
+    """need_dx=False: dx is None; need_dh=False: dh (and the LSTM's dc) is None, its GEMM
+    skipped; every other output is exactly the one computed with both flags True."""
+    p = _cell_problem(kind, dtype)
+    states = (1, 2) if kind == "lstm" else (1,)
+    results = {}
+    for name, m in MODULES.items():
+        full = _cell_run(m, kind, p)
+        assert all(a is not None for a in full)
+        for need_dx, need_dh in [(False, True), (True, False), (False, False)]:
+            got = _cell_run(m, kind, p, need_dx=need_dx, need_dh=need_dh)
+            assert len(got) == len(full)
+            for i, (a, c) in enumerate(zip(full, got)):
+                if (i == 0 and not need_dx) or (i in states and not need_dh):
+                    assert c is None, (name, need_dx, need_dh, i)
+                else:
+                    np.testing.assert_array_equal(c, a, err_msg=f"{name} {kind}: output {i}")
+        results[name] = full
+    tol = dict(rtol=2e-4, atol=2e-5) if dtype == np.float32 else dict(rtol=1e-11, atol=1e-12)
+    for i, (a, b) in enumerate(zip(results["cython"], results["twin"])):
+        np.testing.assert_allclose(a, b, **tol, err_msg=f"{kind} cython vs twin: output {i}")
+
+
+@pytest.mark.parametrize("module", MODULES)
+@pytest.mark.parametrize("kind", ["rnn", "lstm", "gru"])
+def test_cell_need_flags_still_validate(module, kind):
+    m = MODULES[module]
+    p = _cell_problem(kind, np.float64)
+    for name, value, rx in [("dh1", p["dh1"][:, :-1].copy(), r"dh1.*got"),
+                            ("x", p["x"].astype(np.float32), r"x.*float"),
+                            ("h", np.asfortranarray(p["h"]), r"h.*contiguous")]:
+        with pytest.raises(ValueError, match=re.compile(rx, re.I | re.S)):
+            _cell_run(m, kind, dict(p, **{name: value}), need_dx=False, need_dh=False)
+
+
+def _cell_spy(monkeypatch, kind):
+    """Record (need_dx, need_dh) of every cell backward (through the kernels module)."""
+    calls = []
+    name = f"{kind}_cell_backward"
+    real = getattr(kernels, name)
+
+    def spy(*args, **kw):
+        calls.append((kw.get("need_dx", True), kw.get("need_dh", True)))
+        return real(*args, **kw)
+    monkeypatch.setattr(kernels, name, spy)
+    return calls
+
+
+@pytest.mark.parametrize("kind", ["RNN", "LSTM", "GRU"])
+def test_unrolled_module_asks_only_for_the_gradients_it_needs(backend, monkeypatch, kind):
+    """fused=False: T cell nodes. x without grad: no step asks for dx; the zero initial state:
+    step 0 asks for no dh. With both requiring grad every step asks for both; the parameters'
+    gradients are the same either way."""
+    rng = np.random.default_rng(5)
+    T, B, I, H = 4, 3, 5, 6
+    xd = rng.standard_normal((T, B, I)).astype(np.float32)
+    layer = getattr(nn, kind)(I, H, fused=False)
+    shape = (1, B, H)
+    grads = {}
+    for need in (False, True):
+        calls = _cell_spy(monkeypatch, kind.lower())
+        layer.zero_grad()
+        x = mg.tensor(xd, requires_grad=need)
+        if need:
+            h0 = mg.tensor(np.zeros(shape, np.float32), requires_grad=True)
+            hx = (h0, mg.tensor(np.zeros(shape, np.float32), requires_grad=True)) \
+                if kind == "LSTM" else h0
+        else:
+            hx = None
+        out, _ = layer(x, hx)
+        (out * out).sum().backward()
+        want = [(need, need or t > 0) for t in range(T - 1, -1, -1)]
+        assert calls == want, (need, calls)
+        assert (x.grad is not None) == need
+        grads[need] = {n: q.grad.copy() for n, q in layer.named_parameters()}
+        monkeypatch.undo()
+    for n in grads[True]:
+        np.testing.assert_array_equal(grads[True][n], grads[False][n], err_msg=n)

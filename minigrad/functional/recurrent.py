@@ -113,7 +113,8 @@ class RNNCell(Function):
     def backward(self, dh1):
         x, h, w_ih, w_hh, cache, has_bias = self.saved
         dx, dh, dw_ih, dw_hh, db_ih, db_hh = kernels.rnn_cell_backward(
-            _c(dh1), x, h, w_ih, w_hh, cache, has_bias, self.nonlinearity)
+            _c(dh1), x, h, w_ih, w_hh, cache, has_bias, self.nonlinearity,
+            need_dx=self.needs_input_grad[0], need_dh=self.needs_input_grad[1])
         return (dx, dh, dw_ih, dw_hh) + ((db_ih, db_hh) if has_bias else ())
 
 
@@ -138,7 +139,9 @@ class LSTMCell(Function):
     def backward(self, dh1, dc1):
         x, h, c, w_ih, w_hh, cache, has_bias = self.saved
         dx, dh, dc, dw_ih, dw_hh, db_ih, db_hh = kernels.lstm_cell_backward(
-            _opt(dh1, h), _opt(dc1, c), x, h, c, w_ih, w_hh, cache, has_bias)
+            _opt(dh1, h), _opt(dc1, c), x, h, c, w_ih, w_hh, cache, has_bias,
+            need_dx=self.needs_input_grad[0],
+            need_dh=self.needs_input_grad[1] or self.needs_input_grad[2])
         return (dx, dh, dc, dw_ih, dw_hh) + ((db_ih, db_hh) if has_bias else ())
 
 
@@ -165,7 +168,8 @@ class GRUCell(Function):
     def backward(self, dh1):
         x, h, w_ih, w_hh, cache, has_bias = self.saved
         dx, dh, dw_ih, dw_hh, db_ih, db_hh = kernels.gru_cell_backward(
-            _c(dh1), x, h, w_ih, w_hh, cache, has_bias)
+            _c(dh1), x, h, w_ih, w_hh, cache, has_bias, need_dx=self.needs_input_grad[0],
+            need_dh=self.needs_input_grad[1])
         return (dx, dh, dw_ih, dw_hh) + ((db_ih, db_hh) if has_bias else ())
 
 
