@@ -15,6 +15,7 @@ Run from the repository root, either way:
     --plot PATH           PNG of time per step vs size (default bench_results/bench_rnn.png;
                           skipped with a message when matplotlib is not installed)
     --kernels             add a fourth contender: minigrad's kernels called by hand, no tape
+    --unrolled            add minigrad with fused=False modules (one cell node per time step)
     --run-length K        K steps back to back per contender turn (default 1: A B C A B C)
     --no-torch, --no-memory, --no-plot
 
@@ -29,6 +30,8 @@ SGD update of every parameter (lr 0.01).  Contenders:
 * torch: ``torch.nn.LSTM/GRU/RNN`` + ``torch.nn.Linear`` + ``torch.optim.SGD`` (when importable);
 * kernels (opt-in, ``--kernels``): the same step calling minigrad's kernels by hand, without the
   tape, modules or optimizer: minigrad's time minus this one is what the framework costs.
+* unrolled (opt-in, ``--unrolled``): minigrad's modules with ``fused=False``, one cell node per
+  time step on the tape (the generic BPTT path) instead of one sequence node.
 
 All three start from the same weights (minigrad's, copied).  Before timing, each cell/size is
 checked: the three losses and every parameter gradient must agree within float32 tolerance
@@ -154,10 +157,10 @@ def _copy(params):
 # and returns the loss before the update; loss_and_grads() runs forward + backward only and
 # returns (loss, {param name: gradient ndarray}) for the agreement check.
 
-def _minigrad_modules(cell, I, H):
+def _minigrad_modules(cell, I, H, fused=True):
     cls = {"rnn": mg.nn.RNN, "lstm": mg.nn.LSTM, "gru": mg.nn.GRU}[cell]
-    rnn = cls(I, H, nonlinearity="tanh") if cell == "rnn" else cls(I, H)
-    return rnn, mg.nn.Linear(H, OUT)
+    kw = dict(nonlinearity="tanh") if cell == "rnn" else {}
+    return cls(I, H, fused=fused, **kw), mg.nn.Linear(H, OUT)
 
 
 def _named_params(rnn, fc):
@@ -168,13 +171,14 @@ def _named_params(rnn, fc):
 
 class MinigradStep:
     name = "minigrad"
+    fused = True        # the modules' whole-sequence kernels (their default)
 
     def __init__(self, cell, params, x, target, lr=LR):
         self.cell = cell
         self.modules = _minigrad_uses_modules()
         if self.modules:
             H, I = params["weight_hh_l0"].shape[1], params["weight_ih_l0"].shape[1]
-            self.rnn, self.fc = _minigrad_modules(cell, I, H)
+            self.rnn, self.fc = _minigrad_modules(cell, I, H, self.fused)
             self.P = _named_params(self.rnn, self.fc)
             for k, p in self.P.items():
                 p.data[...] = params[k]
@@ -220,6 +224,18 @@ class MinigradStep:
         loss = self._loss()
         loss.backward()
         return float(loss.data), {k: np.array(p.grad) for k, p in self.P.items()}
+
+
+class UnrolledStep(MinigradStep):
+    """minigrad with fused=False: the module unrolls one cell node per time step on the tape
+    (the generic BPTT path, docs/autograd.md). Opt-in (--unrolled)."""
+    name = "unrolled"
+    fused = False
+
+    def __init__(self, cell, params, x, target, lr=LR):
+        if not _minigrad_uses_modules():
+            raise RuntimeError("the unrolled contender needs minigrad's nn modules")
+        super().__init__(cell, params, x, target, lr)
 
 
 class NumpyStep:
@@ -344,7 +360,7 @@ class KernelsStep:
 
 
 CONTENDERS = {"minigrad": MinigradStep, "numpy": NumpyStep, "torch": TorchStep,
-              "kernels": KernelsStep}
+              "kernels": KernelsStep, "unrolled": UnrolledStep}
 
 
 def torch_available():
@@ -646,7 +662,8 @@ def run_memory_child(jobs, threads, names):
     for job in jobs:
         cmd = [sys.executable, os.path.abspath(__file__), "--threads", str(threads),
                "--memory-probe", json.dumps([job])] + ([] if "torch" in names else ["--no-torch"]) \
-            + (["--kernels"] if "kernels" in names else [])
+            + (["--kernels"] if "kernels" in names else []) \
+            + (["--unrolled"] if "unrolled" in names else [])
         p = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=_ROOT)
         if p.returncode != 0:
             print(f"memory probe {job} failed (exit {p.returncode}):\n{p.stderr[-2000:]}",
@@ -808,6 +825,8 @@ def main(argv=None):
     ap.add_argument("--kernels", action="store_true",
                     help="add minigrad's kernels called by hand, without the tape (shows what "
                          "the framework adds)")
+    ap.add_argument("--unrolled", action="store_true",
+                    help="add minigrad with fused=False modules (one cell node per step)")
     ap.add_argument("--run-length", type=int, default=1, metavar="K",
                     help="steps per contender turn, back to back (default 1: A B C A B C; "
                          "more: steady training-loop steps, see docs/performance.md)")
@@ -821,6 +840,7 @@ def main(argv=None):
     threads = apply_threads(args.threads)
     names = ["minigrad", "numpy"] + ([] if args.no_torch or not torch_available() else ["torch"])
     names += ["kernels"] if args.kernels else []
+    names += ["unrolled"] if args.unrolled else []
 
     if args.memory_probe is not None:      # child mode: see run_memory_child
         out = {}

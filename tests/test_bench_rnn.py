@@ -81,6 +81,30 @@ def test_kernels_contender_computes_the_same_step(cell):
         np.testing.assert_allclose(v, mg.P[name].data, rtol=1e-5, atol=1e-6, err_msg=name)
 
 
+@pytest.mark.parametrize("cell", bench.CELLS)
+def test_unrolled_contender_is_the_cell_by_cell_tape_and_computes_the_same_step(cell):
+    """--unrolled adds minigrad with fused=False modules: T cell nodes on the tape, not one
+    sequence node; its loss and gradients agree with the NumPy reference, and its steps update
+    the weights as the fused modules' do."""
+    errors = bench.verify(cell, TINY, ["numpy", "minigrad", "unrolled"])
+    assert max(errors["unrolled"].values()) <= bench.GRAD_RTOL, errors["unrolled"]
+    params, x, target = bench.make_problem(cell, TINY)
+    fused, unrolled = (bench.CONTENDERS[n](cell, bench._copy(params), x, target)
+                       for n in ("minigrad", "unrolled"))
+    assert fused.rnn.fused is True and unrolled.rnn.fused is False
+    nodes = set()
+    stack = [unrolled._loss()._ctx]
+    while stack:
+        node = stack.pop()
+        nodes.add(type(node).__name__)
+        stack.extend(t._ctx for t in node.inputs if t is not None and t._ctx is not None)
+    assert f"{cell.upper()}Cell" in nodes and not any(n.endswith("Sequence") for n in nodes)
+    for _ in range(3):
+        fused.step(), unrolled.step()
+    for name, p in unrolled.P.items():
+        np.testing.assert_allclose(p.data, fused.P[name].data, rtol=1e-5, atol=1e-6, err_msg=name)
+
+
 def test_module_entry_point_and_filters(tmp_path):
     doc, stdout = run_bench(tmp_path, "--cells", "gru", "--threads", "2", "--no-torch",
                             "--no-memory", "--no-plot", "--run-length", "2", module=True)
