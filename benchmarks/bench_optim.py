@@ -26,6 +26,7 @@ import numpy as np  # noqa: E402
 
 import minigrad as mg  # noqa: E402
 from minigrad import kernels  # noqa: E402
+from benchmarks.bench_rnn import round_orders  # noqa: E402
 
 SETS = {
     "lstm50": [(200, 50), (200, 50), (200,), (200,), (10, 50), (10,)],
@@ -113,12 +114,15 @@ def check_agreement(contenders, steps=3, rtol=1e-4, atol=1e-6):
 
 
 def time_interleaved(contenders, warmup, repeats):
-    """{name: [seconds per step]}: rounds of one step each, in rotating order."""
+    """{name: [seconds per step]}: rounds of one step each, in bench_rnn's balanced orders
+    (every contender right after every other equally often); repeats rounded up to whole
+    cycles of them."""
     names = list(contenders)
+    cycle = [[names[i] for i in o] for o in round_orders(len(names))]
+    repeats = -(-repeats // len(cycle)) * len(cycle)
     samples = {n: [] for n in names}
     for r in range(warmup + repeats):
-        k = r % len(names)
-        for n in names[k:] + names[:k]:
+        for n in cycle[r % len(cycle)]:
             c = contenders[n]
             c.prepare()
             t0 = time.perf_counter()

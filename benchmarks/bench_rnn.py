@@ -17,6 +17,8 @@ Run from the repository root, either way:
     --kernels             add a fourth contender: minigrad's kernels called by hand, no tape
     --unrolled            add minigrad with fused=False modules (one cell node per time step)
     --run-length K        K steps back to back per contender turn (default 1: A B C A B C)
+    --order ORDER         balanced (default: every contender right after every other equally
+                          often), rotate (A B C, B C A, C A B) or fixed (A B C every round)
     --no-torch, --no-memory, --no-plot
 
 The step: forward over x (T, B, I) from zero states, a linear readout (H -> 10) of the last
@@ -36,9 +38,10 @@ SGD update of every parameter (lr 0.01).  Contenders:
 All three start from the same weights (minigrad's, copied).  Before timing, each cell/size is
 checked: the three losses and every parameter gradient must agree within float32 tolerance
 (relative L2 error), else the run stops with MismatchError.  Timing interleaves the contenders
-(A B C, B C A, C A B, ...; with --run-length K each turn is K steps of one contender), discards
-warm-up rounds, and reports median, min and max per step; ratios are taken between medians of
-the same run.  Memory and the SGEMM roofline are described in docs/performance.md (and in the
+in rounds, one turn each (with --run-length K a turn is K steps of one contender); by default
+the rounds' orders make every contender's turn follow every other's equally often (A B C, A C B
+for three), discards warm-up rounds, and reports median, min and max per step; ratios are taken
+between medians of the same run.  Memory and the SGEMM roofline are described in docs/performance.md (and in the
 functions ``memory_probe`` and ``measure_sgemm`` below).
 """
 import os
@@ -75,6 +78,7 @@ if _ROOT not in sys.path:
 
 import argparse  # noqa: E402
 import gc  # noqa: E402
+import itertools  # noqa: E402
 import json  # noqa: E402
 import math  # noqa: E402
 import platform  # noqa: E402
@@ -428,23 +432,69 @@ def verify(cell, size, names, overrides=None, seed=0):
 
 
 # -------------------------------------------------------------------------------------- timing
+ORDERS = ("balanced", "rotate", "fixed")
+
+
+def balanced_orders(n):
+    """Orders of range(n) for successive rounds such that, the rounds run one after another and
+    the cycle repeated, every contender's turn comes right after every other contender's turn
+    equally often (once per cycle) and never right after its own: n - 1 rounds a cycle (one for
+    n <= 2), the first in the given order. Found by depth-first search (instant up to n = 6)."""
+    if n <= 2:
+        return [tuple(range(n))]
+    perms = list(itertools.permutations(range(n)))
+
+    def extend(rounds, used):
+        last = rounds[-1][-1]
+        if len(rounds) == n - 1:     # the cycle closes: last turn -> the first round's first
+            return rounds if (last, rounds[0][0]) not in used and last != rounds[0][0] else None
+        for p in perms:
+            new = [(last, p[0])] + list(zip(p, p[1:]))
+            if len(set(new)) < len(new) or any(a == b or (a, b) in used for a, b in new):
+                continue
+            found = extend(rounds + [p], used | set(new))
+            if found:
+                return found
+        return None
+
+    first = tuple(range(n))
+    return extend([first], set(zip(first, first[1:])))
+
+
+def round_orders(n, order="balanced"):
+    """The cycle of contender orders (tuples of indices) time_interleaved runs its rounds in:
+    'balanced' (default): every contender follows every other equally often (balanced_orders);
+    'rotate': A B C, B C A, C A B (before 2026-11, when the default: with three contenders A
+    then follows C in two rounds of three and B in one); 'fixed': A B C every round."""
+    if order == "balanced":
+        return balanced_orders(n)
+    if order == "rotate":
+        return [tuple(range(k, n)) + tuple(range(k)) for k in range(n)]
+    if order == "fixed":
+        return [tuple(range(n))]
+    raise ValueError(f"order must be one of {ORDERS}, got {order!r}")
+
+
 def time_interleaved(contenders, warmup, repeats=None, min_time=2.0, min_repeats=5,
-                     max_repeats=200, run_length=1):
-    """{name: [seconds per step]} over interleaved rounds; the order rotates every round
-    (A B C, B C A, C A B) so that no contender always runs right after the same other one.
-    A contender's turn is `run_length` steps back to back, each timed: 1 (the default) is
-    A B C A B C, every step right after another contender's; more measures steps as a training
-    loop runs them, mostly after a step of their own. Without `repeats`, enough rounds for each
-    contender to be sampled ~min_time seconds (at most max_repeats steps per contender)."""
+                     max_repeats=200, run_length=1, order="balanced"):
+    """{name: [seconds per step]} over interleaved rounds, one turn of each contender a round,
+    the rounds in the orders of round_orders(len(contenders), order): by default a cycle of
+    rounds in which every contender's turn follows every other's equally often, so that what
+    the preceding step left in the caches weighs on all alike. A contender's turn is
+    `run_length` steps back to back, each timed: 1 (the default) puts every step right after
+    another contender's; more measures steps as a training loop runs them, mostly after a step
+    of their own. Without `repeats`, enough rounds for each contender to be sampled ~min_time
+    seconds (at most max_repeats steps per contender). The timed rounds are rounded up to whole
+    cycles."""
     names = list(contenders)
+    cycle = [[names[i] for i in o] for o in round_orders(len(names), order)]
     samples = {n: [] for n in names}
     last = {n: 0.0 for n in names}
     perf = time.perf_counter
     r = 0
     total = None
     while total is None or r < warmup + total:
-        k = r % len(names)
-        for n in names[k:] + names[:k]:
+        for n in cycle[r % len(cycle)]:
             step = contenders[n].step
             for _ in range(run_length):
                 t0 = perf()
@@ -461,6 +511,7 @@ def time_interleaved(contenders, warmup, repeats=None, min_time=2.0, min_repeats
                 slowest = max(last.values())
                 steps = min(max_repeats, max(min_repeats, math.ceil(min_time / slowest)))
                 total = math.ceil(steps / run_length)
+            total = math.ceil(total / len(cycle)) * len(cycle)
     return samples
 
 
@@ -804,6 +855,11 @@ def plot(results, names, path):
     return path
 
 
+def _order_note(order):
+    return {"balanced": "each contender right after every other equally often",
+            "rotate": "A B C, B C A, C A B", "fixed": "A B C every round"}[order]
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -830,6 +886,9 @@ def main(argv=None):
     ap.add_argument("--run-length", type=int, default=1, metavar="K",
                     help="steps per contender turn, back to back (default 1: A B C A B C; "
                          "more: steady training-loop steps, see docs/performance.md)")
+    ap.add_argument("--order", choices=ORDERS, default="balanced",
+                    help="order of the contenders' turns (default balanced: each follows every "
+                         "other equally often; rotate: A B C, B C A, C A B; fixed: A B C)")
     ap.add_argument("--memory-probe", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.threads < 1:
@@ -876,7 +935,8 @@ def main(argv=None):
           + f"; {SGEMM_PER_ROW} more numpy runs before each cell/size: the median of all of "
           "them is the roofline rate")
     print(f"step: forward, MSE of a linear readout (H->{OUT}) of h_n, backward, SGD lr={LR}; "
-          f"float32; {warmup} warm-up round(s) discarded; interleaved rotating order, "
+          f"float32; {warmup} warm-up round(s) discarded; interleaved, {args.order} order "
+          f"({_order_note(args.order)}), "
           + ("one step per turn; " if args.run_length == 1 else
              f"{args.run_length} steps back to back per turn; ")
           + "ratios = contender median / reference median (lower is faster), with a 95% "
@@ -895,7 +955,7 @@ def main(argv=None):
                                       scipy_too=False)["numpy"]["samples_gflops"]
             sgemm_all += row_sgemm
             samples = time_interleaved(contenders, warmup, args.repeats, min_time, min_repeats,
-                                       run_length=args.run_length)
+                                       run_length=args.run_length, order=args.order)
             flops = gemm_flops(size, cell)
             row = {"cell": cell, "size": list(size), "size_name": size_name(size),
                    "B": size[0], "T": size[1], "I": size[2], "H": size[3], "gemm_flops": flops,
@@ -955,7 +1015,8 @@ def main(argv=None):
            "machine": machine, "threads": threads, "sgemm": sgemm,
            "sgemm_samples_gflops": sgemm_all, "roofline_rate_gflops": rate / 1e9,
            "sgemm_best_gflops_run": best_rate / 1e9, "lr": LR, "readout": OUT,
-           "warmup": warmup, "run_length": args.run_length, "contenders": names, "memory_method": memory_probe.__doc__,
+           "warmup": warmup, "run_length": args.run_length, "order": args.order,
+           "contenders": names, "memory_method": memory_probe.__doc__,
            "elapsed_s": elapsed, "load_average_start": load0, "load_average_end": load1,
            "results": results}
     if args.json:
