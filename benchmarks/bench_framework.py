@@ -98,7 +98,8 @@ def run(cell, size, rounds, use_torch=True, warmup=5):
 
 def print_result(res):
     head = f"{res['cell']} {br.size_name(tuple(res['size']))}, {res['rounds']} rounds"
-    print(f"\n{head}\n{'after':<8} {'minigrad us':>12} {'kernels us':>11} {'framework us (95%)':>24}")
+    print(f"\n{head}\n{'after':<8} {'minigrad us':>12} {'kernels us':>11} "
+          f"{'framework us (95%)':>24}")
     for r in res["rows"]:
         lo, hi = r["framework_ci95_us"]
         ci = f"{r['framework_us']:.0f} ({lo:.0f}-{hi:.0f})"

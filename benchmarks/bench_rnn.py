@@ -41,8 +41,8 @@ checked: the three losses and every parameter gradient must agree within float32
 in rounds, one turn each (with --run-length K a turn is K steps of one contender); by default
 the rounds' orders make every contender's turn follow every other's equally often (A B C, A C B
 for three), discards warm-up rounds, and reports median, min and max per step; ratios are taken
-between medians of the same run.  Memory and the SGEMM roofline are described in docs/performance.md (and in the
-functions ``memory_probe`` and ``measure_sgemm`` below).
+between medians of the same run.  Memory and the SGEMM roofline are described in
+docs/performance.md (and in the functions ``memory_probe`` and ``measure_sgemm`` below).
 """
 import os
 import sys
@@ -464,8 +464,8 @@ def balanced_orders(n):
 def round_orders(n, order="balanced"):
     """The cycle of contender orders (tuples of indices) time_interleaved runs its rounds in:
     'balanced' (default): every contender follows every other equally often (balanced_orders);
-    'rotate': A B C, B C A, C A B (before 2026-11, when the default: with three contenders A
-    then follows C in two rounds of three and B in one); 'fixed': A B C every round."""
+    'rotate': A B C, B C A, C A B (the default until c4a0add; with three contenders A follows
+    C in two turns of three and B in one); 'fixed': A B C every round."""
     if order == "balanced":
         return balanced_orders(n)
     if order == "rotate":
