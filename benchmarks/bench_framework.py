@@ -15,7 +15,10 @@ rounds for both subjects), as bench_rnn's ratio intervals do. Before timing, the
 losses and gradients are checked against each other (bench_rnn.verify).
 
     python benchmarks/bench_framework.py [--cells rnn,lstm,gru] [--sizes 32x20x50x50]
-                                         [--rounds 300] [--no-torch] [--json PATH]
+                                         [--rounds 300] [--no-torch] [--parts] [--json PATH]
+
+--parts also splits the kernels-by-hand step into the time inside its kernel calls and the rest
+(the Python and NumPy glue around them: the loss, the gradient dict, the update loop).
 """
 import os
 import sys
@@ -41,11 +44,38 @@ LEVEL = 0.95
 BOOTSTRAP = 2000
 
 
-def time_after(subjects, predecessors, rounds, warmup=5):
+class TimedKernels:
+    """The kernels module seen through timers: every public function, called through this
+    object, adds its wall time to `inside` (--parts: how much of the kernels-by-hand step is
+    spent in kernel calls, the rest being its Python and NumPy glue). The timers add about
+    0.2 us a call."""
+
+    def __init__(self, module):
+        self._module, self.inside = module, 0.0
+
+    def __getattr__(self, name):
+        f = getattr(self._module, name)
+        if name.startswith("_") or not callable(f):
+            return f
+        perf = time.perf_counter
+
+        def timed(*args, **kw):
+            t0 = perf()
+            try:
+                return f(*args, **kw)
+            finally:
+                self.inside += perf() - t0
+        setattr(self, name, timed)      # made once: later lookups skip __getattr__
+        return timed
+
+
+def time_after(subjects, predecessors, rounds, warmup=5, parts=None):
     """{(predecessor, subject): [seconds]}: each subject's step timed right after one untimed
     step of each predecessor ("itself": the subject's own step). subjects, predecessors:
     {name: object with step()}. Within a round the (predecessor, subject) pairs run in an order
-    that rotates by one every round; the first `warmup` rounds are not kept."""
+    that rotates by one every round; the first `warmup` rounds are not kept. parts: None, or a
+    dict that gets {(predecessor, subject): [seconds inside kernel calls]} for each subject
+    whose `k` is a TimedKernels."""
     pairs = [(p, s) for p in ["itself"] + list(predecessors) for s in subjects]
     out = {pair: [] for pair in pairs}
     perf = time.perf_counter
@@ -53,12 +83,18 @@ def time_after(subjects, predecessors, rounds, warmup=5):
         k = r % len(pairs)
         for p, s in pairs[k:] + pairs[:k]:
             subject = subjects[s].step
+            timed = getattr(subjects[s], "k", None)
+            timed = timed if isinstance(timed, TimedKernels) else None
             (subject if p == "itself" else predecessors[p].step)()
+            if timed is not None:
+                timed.inside = 0.0
             t0 = perf()
             subject()
             dt = perf() - t0
             if r >= warmup:
                 out[(p, s)].append(dt)
+                if timed is not None and parts is not None:
+                    parts.setdefault((p, s), []).append(timed.inside)
     return out
 
 
@@ -76,24 +112,34 @@ def diff_interval(a, b, level=LEVEL, n_boot=BOOTSTRAP, seed=0):
     return float(lo), float(hi)
 
 
-def run(cell, size, rounds, use_torch=True, warmup=5):
-    """One cell/size: the agreement check, then time_after; returns a JSON-ready dict."""
+def run(cell, size, rounds, use_torch=True, warmup=5, with_parts=False):
+    """One cell/size: the agreement check, then time_after; returns a JSON-ready dict. With
+    with_parts, the kernels-by-hand step calls the kernels through TimedKernels and each row
+    also gives the median time inside kernel calls and the rest of that step (its glue)."""
     names = ["numpy", "minigrad", "kernels"] + (["torch"] if use_torch else [])
     errors = br.verify(cell, size, names)
     params, x, target = br.make_problem(cell, size)
     built = br.build(cell, params, x, target, names)
+    if with_parts:
+        built["kernels"].k = TimedKernels(built["kernels"].k)
     subjects = {n: built[n] for n in SUBJECTS}
     preds = {n: built[n] for n in ("numpy", "torch") if n in built}
-    samples = time_after(subjects, preds, rounds, warmup)
+    parts = {}
+    samples = time_after(subjects, preds, rounds, warmup, parts)
     rows = []
     for p in ["itself"] + list(preds):
         mgs, ks = samples[(p, "minigrad")], samples[(p, "kernels")]
         m, k = float(np.median(mgs)), float(np.median(ks))
         lo, hi = diff_interval(mgs, ks)
-        rows.append({"after": p, "minigrad_us": m * 1e6, "kernels_us": k * 1e6,
-                     "framework_us": (m - k) * 1e6, "framework_ci95_us": [lo * 1e6, hi * 1e6]})
+        row = {"after": p, "minigrad_us": m * 1e6, "kernels_us": k * 1e6,
+               "framework_us": (m - k) * 1e6, "framework_ci95_us": [lo * 1e6, hi * 1e6]}
+        if (p, "kernels") in parts:
+            inside = np.asarray(parts[(p, "kernels")])
+            row["kernels_inside_calls_us"] = float(np.median(inside)) * 1e6
+            row["kernels_glue_us"] = float(np.median(np.asarray(ks) - inside)) * 1e6
+        rows.append(row)
     return {"cell": cell, "size": list(size), "rounds": rounds, "agreement": errors,
-            "rows": rows}
+            "parts": with_parts, "rows": rows}
 
 
 def print_result(res):
@@ -103,7 +149,12 @@ def print_result(res):
     for r in res["rows"]:
         lo, hi = r["framework_ci95_us"]
         ci = f"{r['framework_us']:.0f} ({lo:.0f}-{hi:.0f})"
-        print(f"{r['after']:<8} {r['minigrad_us']:>12.0f} {r['kernels_us']:>11.0f} {ci:>24}")
+        extra = ""
+        if "kernels_glue_us" in r:
+            extra = (f"   kernels: {r['kernels_inside_calls_us']:.0f} in kernel calls, "
+                     f"{r['kernels_glue_us']:.0f} glue")
+        print(f"{r['after']:<8} {r['minigrad_us']:>12.0f} {r['kernels_us']:>11.0f} {ci:>24}"
+              + extra)
 
 
 def main(argv=None):
@@ -113,6 +164,8 @@ def main(argv=None):
     ap.add_argument("--rounds", type=int, default=300)
     ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--no-torch", action="store_true")
+    ap.add_argument("--parts", action="store_true",
+                    help="also split the kernels-by-hand step into kernel calls and glue")
     ap.add_argument("--json", default=None)
     a = ap.parse_args(argv)
     if a.rounds < 1 or a.warmup < 0:
@@ -127,7 +180,7 @@ def main(argv=None):
     results = []
     for size in a.sizes:
         for cell in a.cells:
-            res = run(cell, size, a.rounds, use_torch, a.warmup)
+            res = run(cell, size, a.rounds, use_torch, a.warmup, a.parts)
             print_result(res)
             results.append(res)
     if a.json:

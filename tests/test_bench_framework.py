@@ -78,3 +78,29 @@ def test_main_small_run_reports_the_difference_of_the_two_subjects(tmp_path):
 def test_main_rejects_bad_rounds():
     with pytest.raises(SystemExit):
         bf.main(["--rounds", "0", "--no-torch"])
+
+
+def test_timed_kernels_adds_the_time_of_calls_made_through_it():
+    class Fake:
+        constant = 3
+
+        def slow(self, x):
+            bf.time.sleep(0.002)
+            return x + 1
+
+        def _private(self):
+            return "p"
+    tk = bf.TimedKernels(Fake())
+    assert tk.slow(1) == 2 and tk.constant == 3 and tk._private() == "p"
+    assert 0.002 <= tk.inside < 0.5
+    before = tk.inside
+    tk._private()
+    assert tk.inside == before          # private names are passed through untimed
+
+
+def test_parts_split_the_kernels_step_into_calls_and_glue():
+    res = bf.run("gru", (4, 3, 5, 6), rounds=5, use_torch=False, warmup=1, with_parts=True)
+    for row in res["rows"]:
+        inside, glue = row["kernels_inside_calls_us"], row["kernels_glue_us"]
+        assert inside > 0 and glue > 0
+        assert inside < row["kernels_us"] * 1.5      # medians of parts need not add up exactly
