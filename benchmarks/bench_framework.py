@@ -18,7 +18,9 @@ losses and gradients are checked against each other (bench_rnn.verify).
                                          [--rounds 300] [--no-torch] [--parts] [--json PATH]
 
 --parts also splits the kernels-by-hand step into the time inside its kernel calls and the rest
-(the Python and NumPy glue around them: the loss, the gradient dict, the update loop).
+(the Python and NumPy glue around them: the loss, the gradient dict, the update loop). --stub
+replaces the sequence kernels by functions returning stored results while timing: what remains
+is everything else, the framework's cost with no kernel running between its parts.
 """
 import os
 import sys
@@ -112,10 +114,44 @@ def diff_interval(a, b, level=LEVEL, n_boot=BOOTSTRAP, seed=0):
     return float(lo), float(hi)
 
 
-def run(cell, size, rounds, use_torch=True, warmup=5, with_parts=False):
+class StubbedSequenceKernels:
+    """Context manager: minigrad.kernels' forward and backward sequence kernels of one cell
+    replaced by functions that return the results of one real call each (stored on first use),
+    so that a step costs everything but the sequence kernels' own work (--stub: the framework's
+    cost with no kernel running between its Python parts). Both subjects call kernels through
+    the module, so both get the stubs; the predecessors never call them."""
+
+    def __init__(self, cell):
+        from minigrad import kernels
+        self.kernels, self.names = kernels, [f"{cell}_sequence_forward", f"{cell}_sequence_backward"]
+
+    def __enter__(self):
+        self.real = {n: getattr(self.kernels, n) for n in self.names}
+        for n in self.names:
+            setattr(self.kernels, n, self._stub(self.real[n]))
+        return self
+
+    @staticmethod
+    def _stub(real):
+        stored = []
+
+        def stub(*args, **kw):
+            if not stored:
+                stored.append(real(*args, **kw))
+            return stored[0]
+        return stub
+
+    def __exit__(self, *exc):
+        for n, f in self.real.items():
+            setattr(self.kernels, n, f)
+        return False
+
+
+def run(cell, size, rounds, use_torch=True, warmup=5, with_parts=False, stub=False):
     """One cell/size: the agreement check, then time_after; returns a JSON-ready dict. With
     with_parts, the kernels-by-hand step calls the kernels through TimedKernels and each row
-    also gives the median time inside kernel calls and the rest of that step (its glue)."""
+    also gives the median time inside kernel calls and the rest of that step (its glue). With
+    stub, the sequence kernels return stored results (StubbedSequenceKernels) while timing."""
     names = ["numpy", "minigrad", "kernels"] + (["torch"] if use_torch else [])
     errors = br.verify(cell, size, names)
     params, x, target = br.make_problem(cell, size)
@@ -125,7 +161,11 @@ def run(cell, size, rounds, use_torch=True, warmup=5, with_parts=False):
     subjects = {n: built[n] for n in SUBJECTS}
     preds = {n: built[n] for n in ("numpy", "torch") if n in built}
     parts = {}
-    samples = time_after(subjects, preds, rounds, warmup, parts)
+    if stub:
+        with StubbedSequenceKernels(cell):
+            samples = time_after(subjects, preds, rounds, warmup, parts)
+    else:
+        samples = time_after(subjects, preds, rounds, warmup, parts)
     rows = []
     for p in ["itself"] + list(preds):
         mgs, ks = samples[(p, "minigrad")], samples[(p, "kernels")]
@@ -139,11 +179,12 @@ def run(cell, size, rounds, use_torch=True, warmup=5, with_parts=False):
             row["kernels_glue_us"] = float(np.median(np.asarray(ks) - inside)) * 1e6
         rows.append(row)
     return {"cell": cell, "size": list(size), "rounds": rounds, "agreement": errors,
-            "parts": with_parts, "rows": rows}
+            "parts": with_parts, "stub": stub, "rows": rows}
 
 
 def print_result(res):
-    head = f"{res['cell']} {br.size_name(tuple(res['size']))}, {res['rounds']} rounds"
+    head = (f"{res['cell']} {br.size_name(tuple(res['size']))}, {res['rounds']} rounds"
+            + (", sequence kernels stubbed" if res.get("stub") else ""))
     print(f"\n{head}\n{'after':<8} {'minigrad us':>12} {'kernels us':>11} "
           f"{'framework us (95%)':>24}")
     for r in res["rows"]:
@@ -166,6 +207,8 @@ def main(argv=None):
     ap.add_argument("--no-torch", action="store_true")
     ap.add_argument("--parts", action="store_true",
                     help="also split the kernels-by-hand step into kernel calls and glue")
+    ap.add_argument("--stub", action="store_true",
+                    help="sequence kernels return stored results: the framework without them")
     ap.add_argument("--json", default=None)
     a = ap.parse_args(argv)
     if a.rounds < 1 or a.warmup < 0:
@@ -180,7 +223,7 @@ def main(argv=None):
     results = []
     for size in a.sizes:
         for cell in a.cells:
-            res = run(cell, size, a.rounds, use_torch, a.warmup, a.parts)
+            res = run(cell, size, a.rounds, use_torch, a.warmup, a.parts, a.stub)
             print_result(res)
             results.append(res)
     if a.json:

@@ -104,3 +104,31 @@ def test_parts_split_the_kernels_step_into_calls_and_glue():
         inside, glue = row["kernels_inside_calls_us"], row["kernels_glue_us"]
         assert inside > 0 and glue > 0
         assert inside < row["kernels_us"] * 1.5      # medians of parts need not add up exactly
+
+
+def test_stubbed_sequence_kernels_return_one_real_result_and_are_restored():
+    from minigrad import kernels
+    real = kernels.rnn_sequence_forward
+    calls = []
+    with bf.StubbedSequenceKernels("rnn"):
+        stub = kernels.rnn_sequence_forward
+        assert stub is not real
+        x = np.ones((2, 1, 3), np.float32)
+        h = np.zeros((1, 4), np.float32)
+        w_ih, w_hh = np.ones((4, 3), np.float32) * 0.1, np.ones((4, 4), np.float32) * 0.1
+        first = stub(x, h, w_ih, w_hh, None, None, None, "tanh")
+        again = stub(x * 0, h, w_ih, w_hh, None, None, None, "tanh")   # other input: same result
+        calls.append(first is again)
+        want = real(x, h, w_ih, w_hh, None, None, None, "tanh")
+        np.testing.assert_array_equal(first[1], want[1])
+    assert calls == [True]
+    assert kernels.rnn_sequence_forward is real
+
+
+def test_stubbed_run_costs_less_than_the_real_one_and_reports_it():
+    size = (8, 20, 16, 16)
+    real = bf.run("lstm", size, rounds=15, use_torch=False, warmup=2)
+    stub = bf.run("lstm", size, rounds=15, use_torch=False, warmup=2, stub=True)
+    assert stub["stub"] is True and real["stub"] is False
+    for r, s in zip(real["rows"], stub["rows"]):
+        assert s["kernels_us"] < r["kernels_us"] and s["minigrad_us"] < r["minigrad_us"]
