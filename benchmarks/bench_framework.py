@@ -123,6 +123,8 @@ class StubbedSequenceKernels:
 
     def __init__(self, cell):
         from minigrad import kernels
+        if cell not in br.CELLS:
+            raise ValueError(f"cell must be one of {br.CELLS}, got {cell!r}")
         self.kernels, self.names = kernels, [f"{cell}_sequence_forward", f"{cell}_sequence_backward"]
 
     def __enter__(self):

@@ -440,6 +440,8 @@ def balanced_orders(n):
     the cycle repeated, every contender's turn comes right after every other contender's turn
     equally often (once per cycle) and never right after its own: n - 1 rounds a cycle (one for
     n <= 2), the first in the given order. Found by depth-first search (instant up to n = 6)."""
+    if not isinstance(n, int) or n < 1:
+        raise ValueError(f"n (the number of contenders) must be an int >= 1, got {n!r}")
     if n <= 2:
         return [tuple(range(n))]
     perms = list(itertools.permutations(range(n)))

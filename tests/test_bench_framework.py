@@ -132,3 +132,8 @@ def test_stubbed_run_costs_less_than_the_real_one_and_reports_it():
     assert stub["stub"] is True and real["stub"] is False
     for r, s in zip(real["rows"], stub["rows"]):
         assert s["kernels_us"] < r["kernels_us"] and s["minigrad_us"] < r["minigrad_us"]
+
+
+def test_stubbed_sequence_kernels_reject_an_unknown_cell():
+    with pytest.raises(ValueError, match=r"cell must be one of .*got 'lstn'"):
+        bf.StubbedSequenceKernels("lstn")

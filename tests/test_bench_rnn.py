@@ -174,6 +174,12 @@ def test_balanced_orders_put_every_contender_after_every_other_once_a_cycle(n):
         assert sorted(pairs) == [(a, b) for a in range(n) for b in range(n) if a != b]
 
 
+@pytest.mark.parametrize("bad", [0, -1, 2.0, "3"])
+def test_balanced_orders_rejects_a_bad_count(bad):
+    with pytest.raises(ValueError, match=r"int >= 1, got"):
+        bench.balanced_orders(bad)
+
+
 def _predecessors(log, run_length):
     turns = log[::run_length]
     assert all(log[i:i + run_length] == [turns[i // run_length]] * run_length
