@@ -42,8 +42,6 @@ import numpy as np  # noqa: E402
 from benchmarks import bench_rnn as br  # noqa: E402
 
 SUBJECTS = ("minigrad", "kernels")
-LEVEL = 0.95
-BOOTSTRAP = 2000
 
 
 class TimedKernels:
@@ -100,18 +98,10 @@ def time_after(subjects, predecessors, rounds, warmup=5, parts=None):
     return out
 
 
-def diff_interval(a, b, level=LEVEL, n_boot=BOOTSTRAP, seed=0):
+def diff_interval(a, b, level=br.RATIO_LEVEL, n_boot=br.BOOTSTRAP, seed=0):
     """Bootstrap interval of median(a) - median(b), a[i] and b[i] from the same round (resampled
-    together). Deterministic (fixed seed)."""
-    a, b = np.asarray(a, float), np.asarray(b, float)
-    if a.size != b.size or a.size == 0:
-        raise ValueError(f"a and b must hold one sample per round each, the same number, got "
-                         f"{a.size} and {b.size}")
-    idx = np.random.default_rng(seed).integers(0, a.size, (n_boot, a.size))
-    d = np.median(a[idx], axis=1) - np.median(b[idx], axis=1)
-    tail = (1 - level) / 2 * 100
-    lo, hi = np.percentile(d, [tail, 100 - tail])
-    return float(lo), float(hi)
+    together: bench_rnn.round_bootstrap). Deterministic (fixed seed)."""
+    return br.round_bootstrap(a, b, np.subtract, 1, level, n_boot, seed)
 
 
 class StubbedSequenceKernels:

@@ -57,8 +57,10 @@ def test_diff_interval_widens_with_noise_and_contains_the_difference():
 
 
 def test_diff_interval_rejects_unpaired_samples():
-    with pytest.raises(ValueError, match="same number, got 3 and 2"):
+    with pytest.raises(ValueError, match="the same number for both .*got 3 and 2"):
         bf.diff_interval([1, 2, 3], [1, 2])
+    with pytest.raises(ValueError, match="at least one round.*got 0 and 0"):
+        bf.diff_interval([], [])
 
 
 def test_main_small_run_reports_the_difference_of_the_two_subjects(tmp_path):
