@@ -158,8 +158,9 @@ def main(argv=None):
     print(f"machine: {platform.machine()} {os.cpu_count()} cores, Python "
           f"{platform.python_version()}, numpy {np.__version__}"
           + (f", torch {torch.__version__} (1 thread)" if torch else ", no torch"))
-    print(f"one opt.step() per turn, {args.repeats} interleaved rounds after {args.warmup} "
-          "warm-up; median us per step; ratios: compiled / other (below 1: compiled faster)")
+    print(f"one opt.step() per turn, {args.repeats} interleaved rounds (balanced order: each "
+          f"contender right after every other equally often) after {args.warmup} warm-up; "
+          "median us per step; ratios: compiled / other (below 1: compiled faster)")
     hdr = (f"{'set':<9} {'optimizer':<58} {'compiled':>9} {'twin':>9} {'torch':>9} "
            f"{'x twin':>7} {'x torch':>8}")
     print(hdr)
