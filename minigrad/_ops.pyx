@@ -1036,29 +1036,50 @@ cdef inline void _deferred_grads(K* k, floating* dG, floating* dGhn, floating* h
     dG_h, the gradient w.r.t. h @ W_hh.T, is dG itself but for the GRU's n block, dGhn
     (TB, H; NULL for the RNN and LSTM): dW_hh and db_hh take their last H rows from it."""
     cdef int I = k.nI, iH = k.H, Gh = G if dGhn == NULL else G - k.H
-    if k.dx != NULL:
-        gemm(False, False, TB, I, G, 1, dG, G, <floating*>k.w_ih, I, 0, <floating*>k.dx, I)
-    gemm(True, False, G, I, TB, 1, dG, G, <floating*>k.x, I, 0, <floating*>k.dw_ih, I)
+    if k.w_ih == NULL:          # a cell on its input projection (x = xw): dxw = dG, no dW_ih
+        if k.dx != NULL:
+            _copy(<floating*>k.dx, dG, <Py_ssize_t>TB * G)
+    else:
+        if k.dx != NULL:
+            gemm(False, False, TB, I, G, 1, dG, G, <floating*>k.w_ih, I, 0, <floating*>k.dx, I)
+        gemm(True, False, G, I, TB, 1, dG, G, <floating*>k.x, I, 0, <floating*>k.dw_ih, I)
     gemm(True, False, Gh, iH, TB, 1, dG, G, hprev, iH, 0, <floating*>k.dw_hh, iH)
     if dGhn != NULL:
         gemm(True, False, iH, iH, TB, 1, dGhn, iH, hprev, iH, 0, <floating*>k.dw_hh + Gh * iH, iH)
     if k.db_ih != NULL:
         _colsum(dG, TB, G, <floating*>k.db_ih)
         _copy(<floating*>k.db_hh, <floating*>k.db_ih, Gh)
-        if dGhn != NULL:
-            _colsum(dGhn, TB, iH, <floating*>k.db_hh + Gh)
+    elif k.db_hh != NULL:       # input projection given: b_hh's gradient only
+        _colsum(dG, TB, G, <floating*>k.db_hh)
+    if k.db_hh != NULL and dGhn != NULL:
+        _colsum(dGhn, TB, iH, <floating*>k.db_hh + Gh)
 
 
 cdef inline void _bias_sum(K* k, floating* out, Py_ssize_t n) noexcept nogil:
-    """out[:n] = b_ih[:n] + b_hh[:n], or zeros without bias (so the row loops never branch)."""
+    """out[:n] = b_ih[:n] + b_hh[:n]; b_hh alone on an input projection (b_ih is in it); zeros
+    without bias (so the row loops never branch)."""
     cdef floating* bi = <floating*>k.b_ih
     cdef floating* bh = <floating*>k.b_hh
     cdef Py_ssize_t j
-    if bi == NULL:
+    if bh == NULL:
         _zero(out, n)
+    elif bi == NULL:
+        _copy(out, bh, n)
     else:
         for j in range(n):
             out[j] = bi[j] + bh[j]
+
+
+cdef inline void _project(K* k, int G, floating* out, int ld) noexcept nogil:
+    """out (T*B rows, row stride ld) [:, :G] = x @ W_ih.T, one GEMM for all steps; or, for a cell
+    on its input projection (no W_ih), x's rows themselves."""
+    cdef Py_ssize_t r, TB = k.T * k.B
+    cdef int I = k.nI
+    if k.w_ih == NULL:
+        for r in range(TB):
+            _copy(out + r * ld, <floating*>k.x + r * G, G)
+    else:
+        gemm(False, True, k.T * k.B, G, I, 1, <floating*>k.x, I, <floating*>k.w_ih, I, 0, out, ld)
 
 
 cdef inline void _carry_rows(K* k, Py_ssize_t t, floating* prev, floating* cur) noexcept nogil:
@@ -1094,8 +1115,8 @@ cdef void _rnn_fwd(K* k, floating tag) noexcept nogil:
     cdef floating* hp
     cdef floating* ht
     cdef floating* pw = _pack(True, iH, iH, <floating*>k.w_hh, iH, k.pw)
-    gemm(False, True, k.T * k.B, iH, I, 1, <floating*>k.x, I, <floating*>k.w_ih, I, 0, hs, iH)
-    if k.b_ih != NULL:       # the biases join the input projection, so that each step's activation
+    _project(k, iH, hs, iH)
+    if k.b_hh != NULL:       # the biases join the input projection, so that each step's activation
         _bias_sum(k, bias, H)   # is one pass over B*H elements (no per-row calls, no row tails)
         _add_rows(hs, bias, T * B, H)
     for t in range(T):
@@ -1177,7 +1198,7 @@ cdef void _lstm_fwd(K* k, floating tag) noexcept nogil:
     cdef floating* pw = _pack(True, G, iH, <floating*>k.w_hh, iH, k.pw)
     _bias_sum(k, bias, 4 * H)
     # input projection of all T*B rows into the gate columns of the cache (row stride 5H)
-    gemm(False, True, k.T * k.B, G, I, 1, <floating*>k.x, I, <floating*>k.w_ih, I, 0, gates, iL)
+    _project(k, G, gates, iL)
     for t in range(T):
         hp = <floating*>k.h0 if t == 0 else hs + (t - 1) * BH
         cp = <floating*>k.c0 if t == 0 else cs + (t - 1) * BH
@@ -1265,11 +1286,14 @@ cdef void _gru_fwd(K* k, floating tag) noexcept nogil:
     cdef floating* pw = _pack(True, G, iH, <floating*>k.w_hh, iH, k.pw)
     _bias_sum(k, bias, 2 * H)
     if bi == NULL:
-        _zero(bias + 2 * H, 2 * H)
+        _zero(bias + 2 * H, H)
     else:
         _copy(bias + 2 * H, bi + 2 * H, H)
+    if bh == NULL:
+        _zero(bias + 3 * H, H)
+    else:
         _copy(bias + 3 * H, bh + 2 * H, H)
-    gemm(False, True, k.T * k.B, G, I, 1, <floating*>k.x, I, <floating*>k.w_ih, I, 0, gates, iL)
+    _project(k, G, gates, iL)
     for t in range(T):
         hp = <floating*>k.h0 if t == 0 else hs + (t - 1) * BH
         gt = gates + t * B * L
@@ -1342,7 +1366,9 @@ cdef void _linear_fwd(K* k, floating tag) noexcept nogil:
 cdef void _linear_bwd(K* k, floating tag) noexcept nogil:
     """dy (N, O) = k.dys."""
     cdef floating* dy = <floating*>k.dys
-    gemm(False, False, k.B, k.nI, k.H, 1, dy, k.H, <floating*>k.w_ih, k.nI, 0, <floating*>k.dx, k.nI)
+    if k.dx != NULL:
+        gemm(False, False, k.B, k.nI, k.H, 1, dy, k.H, <floating*>k.w_ih, k.nI, 0,
+             <floating*>k.dx, k.nI)
     gemm(True, False, k.H, k.nI, k.B, 1, dy, k.H, <floating*>k.x, k.nI, 0, <floating*>k.dw_ih, k.nI)
     if k.db_ih != NULL:
         _colsum(dy, k.B, k.H, <floating*>k.db_ih)
@@ -1510,7 +1536,13 @@ cdef int _prep(K* k, int G, object x, str hname, object h, str cname, object c,
         raise ValueError("sizes too large for 32-bit BLAS")
     if cname is not None:
         k.c0 = _check(c, cname, tn, "x", 2, B, H)
-    k.w_ih = _check(w_ih, "w_ih", tn, "x", 2, G * H, I)
+    if w_ih is None and not seq:    # a cell on its input projection: x = x_in @ W_ih.T + b_ih
+        if I != G * H:
+            raise ValueError(f"x must have shape ({B}, {G * H}) when w_ih is None (x is then the "
+                             f"input projection, G*H = {G} * {H} columns), got {x.shape}")
+        k.w_ih = NULL
+    else:
+        k.w_ih = _check(w_ih, "w_ih", tn, "x", 2, G * H, I)
     k.w_hh = _check(w_hh, "w_hh", tn, "x", 2, G * H, H)
     k.T, k.B, k.nI, k.H = T, B, I, H
     k.lengths = NULL
@@ -1523,6 +1555,13 @@ cdef int _prep(K* k, int G, object x, str hname, object h, str cname, object c,
 
 
 cdef bint _prep_bias(K* k, int n, object b_ih, object b_hh, int tn) except -1:
+    if k.w_ih == NULL:              # input projection given: b_ih is part of it
+        if b_ih is not None:
+            raise ValueError("b_ih must be None when w_ih is None (x is the input projection, "
+                             "b_ih already added), got an array")
+        k.b_ih = NULL
+        k.b_hh = NULL if b_hh is None else _check(b_hh, "b_hh", tn, "x", 1, n)
+        return b_hh is not None
     if b_ih is None and b_hh is None:
         k.b_ih = k.b_hh = NULL
         return False
@@ -1682,15 +1721,17 @@ def linear_forward(x, w, b):
     return y
 
 
-def linear_backward(dy, x, w, has_bias):
-    """dx = dy @ w, dw = dy.T @ x, db = dy.sum(0) (None without bias)."""
+def linear_backward(dy, x, w, has_bias, need_dx=True):
+    """dx = dy @ w (None when need_dx is false: its GEMM skipped), dw = dy.T @ x,
+    db = dy.sum(0) (None without bias)."""
     cdef K k
     cdef int tn = _linear_prep(&k, x, w)
     k.dys = _check(dy, "dy", tn, "x", 2, k.B, k.H)
-    dx = _empty(tn, k.B, k.nI)
+    dx = _empty(tn, k.B, k.nI) if need_dx else None
     dw = _empty(tn, k.H, k.nI)
     db = _empty(tn, k.H) if has_bias else None
-    k.dx, k.dw_ih = cnp.PyArray_DATA(dx), cnp.PyArray_DATA(dw)
+    k.dx = cnp.PyArray_DATA(dx) if need_dx else NULL
+    k.dw_ih = cnp.PyArray_DATA(dw)
     k.db_ih = cnp.PyArray_DATA(db) if has_bias else NULL
     if tn == cnp.NPY_FLOAT:
         with nogil: _linear_bwd(&k, <float>0)
@@ -1701,6 +1742,25 @@ def linear_backward(dy, x, w, has_bias):
 
 
 # -- cells: the sequence bodies with T = 1 ------------------------------------------------------
+
+cdef tuple _cell_grads(K* k, int tn, Py_ssize_t GH, bint has_bias):
+    """A cell backward's weight and bias gradients (dw_ih, dw_hh, db_ih, db_hh), pointed to by k;
+    on an input projection (no W_ih) dw_ih and db_ih are None (they belong to the projection)."""
+    proj = k.w_ih == NULL
+    dw_ih = None if proj else _empty(tn, GH, k.nI)
+    dw_hh = _empty(tn, GH, k.H)
+    k.dw_ih = NULL if proj else _data(dw_ih)
+    k.dw_hh = _data(dw_hh)
+    db_ih = db_hh = None
+    k.db_ih = k.db_hh = NULL
+    if has_bias:
+        db_hh = _empty(tn, GH)
+        k.db_hh = _data(db_hh)
+        if not proj:
+            db_ih = _empty(tn, GH)
+            k.db_ih = _data(db_ih)
+    return dw_ih, dw_hh, db_ih, db_hh
+
 
 def rnn_cell_forward(x, h, w_ih, w_hh, b_ih, b_hh, nonlinearity):
     """h1 = act(x @ w_ih.T + b_ih + h @ w_hh.T + b_hh); cache = h1, the same array (the twin
@@ -1734,15 +1794,11 @@ def rnn_cell_backward(dh1, x, h, w_ih, w_hh, cache, has_bias, nonlinearity, need
     k.hprev = k.h0
     dx = _empty(tn, B, k.nI) if need_dx else None
     dh = _empty(tn, B, H) if need_dh else None
-    dw_ih, dw_hh = _empty(tn, H, k.nI), _empty(tn, H, H)
+    dw_ih, dw_hh, db_ih, db_hh = _cell_grads(&k, tn, H, has_bias)
     ws = _borrow(tn, 3 * B * H)
     k.dx = _data(dx) if need_dx else NULL
     k.dh0 = _data(dh) if need_dh else NULL
-    k.dw_ih, k.dw_hh, k.ws = _data(dw_ih), _data(dw_hh), _data(ws)
-    db_ih = db_hh = None
-    if has_bias:
-        db_ih, db_hh = _empty(tn, H), _empty(tn, H)
-        k.db_ih, k.db_hh = _data(db_ih), _data(db_hh)
+    k.ws = _data(ws)
     if tn == cnp.NPY_FLOAT:
         with nogil: _rnn_bwd(&k, <float>0)
     else:
@@ -1783,16 +1839,12 @@ def lstm_cell_backward(dh1, dc1, x, h, c, w_ih, w_hh, cache, has_bias, need_dx=T
     k.hprev, k.cprev = k.h0, k.c0
     dx = _empty(tn, B, k.nI) if need_dx else None
     dh, dc = (_empty(tn, B, H), _empty(tn, B, H)) if need_dh else (None, None)
-    dw_ih, dw_hh = _empty(tn, 4 * H, k.nI), _empty(tn, 4 * H, H)
+    dw_ih, dw_hh, db_ih, db_hh = _cell_grads(&k, tn, 4 * H, has_bias)
     ws = _borrow(tn, 8 * B * H)
     k.dx = _data(dx) if need_dx else NULL
     k.dh0 = _data(dh) if need_dh else NULL
     k.dc0 = _data(dc) if need_dh else NULL
-    k.dw_ih, k.dw_hh, k.ws = _data(dw_ih), _data(dw_hh), _data(ws)
-    db_ih = db_hh = None
-    if has_bias:
-        db_ih, db_hh = _empty(tn, 4 * H), _empty(tn, 4 * H)
-        k.db_ih, k.db_hh = _data(db_ih), _data(db_hh)
+    k.ws = _data(ws)
     if tn == cnp.NPY_FLOAT:
         with nogil: _lstm_bwd(&k, <float>0)
     else:
@@ -1831,15 +1883,11 @@ def gru_cell_backward(dh1, x, h, w_ih, w_hh, cache, has_bias, need_dx=True, need
     k.hprev = k.h0
     dx = _empty(tn, B, k.nI) if need_dx else None
     dh = _empty(tn, B, H) if need_dh else None
-    dw_ih, dw_hh = _empty(tn, 3 * H, k.nI), _empty(tn, 3 * H, H)
+    dw_ih, dw_hh, db_ih, db_hh = _cell_grads(&k, tn, 3 * H, has_bias)
     ws = _borrow(tn, 6 * B * H)
     k.dx = _data(dx) if need_dx else NULL
     k.dh0 = _data(dh) if need_dh else NULL
-    k.dw_ih, k.dw_hh, k.ws = _data(dw_ih), _data(dw_hh), _data(ws)
-    db_ih = db_hh = None
-    if has_bias:
-        db_ih, db_hh = _empty(tn, 3 * H), _empty(tn, 3 * H)
-        k.db_ih, k.db_hh = _data(db_ih), _data(db_hh)
+    k.ws = _data(ws)
     if tn == cnp.NPY_FLOAT:
         with nogil: _gru_bwd(&k, <float>0)
     else:

@@ -134,13 +134,51 @@ def _check_cache(cache, names, shapes, dtype):
 
 
 def _check_cell(G, x, h, w_ih, w_hh):
-    """Common part of every cell kernel: returns B, I, H, dtype."""
+    """Common part of every cell kernel: returns B, I, H, dtype. w_ih None: x is the step's
+    input projection x_in @ W_ih^T + b_ih, (B, G*H)."""
     B, I = _check_sizes("x", x, "BI")
     dtype = x.dtype
     H = _check_state("h", h, B, dtype)
-    _check_shape("w_ih", w_ih, (G * H, I), dtype)
+    if w_ih is None:
+        if I != G * H:
+            raise ValueError(f"x must have shape ({B}, {G * H}) when w_ih is None (x is then the "
+                             f"input projection, G*H = {G} * {H} columns), got {x.shape}")
+    else:
+        _check_shape("w_ih", w_ih, (G * H, I), dtype)
     _check_shape("w_hh", w_hh, (G * H, H), dtype)
     return B, I, H, dtype
+
+
+def _check_cell_biases(w_ih, b_ih, b_hh, GH, dtype):
+    """_check_biases, except on an input projection (w_ih None): b_ih must be None (it is in the
+    projection) and b_hh may be given alone. Returns whether a bias gradient is due."""
+    if w_ih is not None:
+        return _check_biases(b_ih, b_hh, GH, dtype)
+    if b_ih is not None:
+        raise ValueError("b_ih must be None when w_ih is None (x is the input projection, "
+                         "b_ih already added), got an array")
+    if b_hh is not None:
+        _check_shape("b_hh", b_hh, (GH,), dtype)
+    return b_hh is not None
+
+
+def _project(x, w_ih, b_ih):
+    """A cell's input projection x W_ih^T + b_ih (x itself when w_ih is None: given)."""
+    if w_ih is None:
+        return x
+    xw = x @ w_ih.T
+    if b_ih is not None:
+        xw += b_ih
+    return xw
+
+
+def _cell_weight_grads(dg_ih, dg_hh, x, h, w_ih, has_bias):
+    """dW_ih = dg_ih^T x, dW_hh = dg_hh^T h and the bias gradients; on an input projection
+    (w_ih None) dW_ih and db_ih are None."""
+    db_ih, db_hh = _biases_grad(dg_ih, dg_hh, has_bias)
+    if w_ih is None:
+        return None, dg_hh.T @ h, None, db_hh
+    return dg_ih.T @ x, dg_hh.T @ h, db_ih, db_hh
 
 
 def _check_sequence(G, x, h0, w_ih, w_hh, lengths):
@@ -285,11 +323,12 @@ def linear_forward(x, w, b):
     return y
 
 
-def linear_backward(dy, x, w, has_bias):
-    """dx = dy W;  dW = dy^T x;  db = sum_rows(dy) (None without bias)"""
+def linear_backward(dy, x, w, has_bias, need_dx=True):
+    """dx = dy W (None when need_dx is false);  dW = dy^T x;  db = sum_rows(dy) (None without
+    bias)"""
     N, I, O, dtype = _check_linear(x, w)
     _check_shape("dy", dy, (N, O), dtype)
-    dx = dy @ w
+    dx = dy @ w if need_dx else None
     dw = dy.T @ x
     db = dy.sum(axis=0) if has_bias else None
     return dx, dw, db
@@ -302,12 +341,9 @@ def linear_backward(dy, x, w, has_bias):
 def rnn_cell_forward(x, h, w_ih, w_hh, b_ih, b_hh, nonlinearity):
     """h1 = act(x W_ih^T + b_ih + h W_hh^T + b_hh);  cache = h1"""
     B, I, H, dtype = _check_cell(1, x, h, w_ih, w_hh)
-    _check_biases(b_ih, b_hh, H, dtype)
+    _check_cell_biases(w_ih, b_ih, b_hh, H, dtype)
     _check_nonlinearity(nonlinearity)
-    xw = x @ w_ih.T
-    if b_ih is not None:
-        xw += b_ih
-    h1 = _rnn_step(xw, h, w_hh, b_hh, nonlinearity)
+    h1 = _rnn_step(_project(x, w_ih, b_ih), h, w_hh, b_hh, nonlinearity)
     return h1, h1.copy()
 
 
@@ -321,10 +357,10 @@ def rnn_cell_backward(dh1, x, h, w_ih, w_hh, cache, has_bias, nonlinearity, need
     _check_shape("cache", cache, (B, H), dtype)
     _check_nonlinearity(nonlinearity)
     da = _activate_backward(dh1, cache, nonlinearity)
-    db_ih, db_hh = _biases_grad(da, da, has_bias)
-    dx = da @ w_ih if need_dx else None
+    dw_ih, dw_hh, db_ih, db_hh = _cell_weight_grads(da, da, x, h, w_ih, has_bias)
+    dx = (da if w_ih is None else da @ w_ih) if need_dx else None
     dh = da @ w_hh if need_dh else None
-    return dx, dh, da.T @ x, da.T @ h, db_ih, db_hh
+    return dx, dh, dw_ih, dw_hh, db_ih, db_hh
 
 
 def lstm_cell_forward(x, h, c, w_ih, w_hh, b_ih, b_hh):
@@ -332,11 +368,8 @@ def lstm_cell_forward(x, h, c, w_ih, w_hh, b_ih, b_hh):
     h1 = o tanh(c1);  cache = [i | f | g | o | tanh(c1)]"""
     B, I, H, dtype = _check_cell(4, x, h, w_ih, w_hh)
     _check_shape("c", c, (B, H), dtype)
-    _check_biases(b_ih, b_hh, 4 * H, dtype)
-    xw = x @ w_ih.T
-    if b_ih is not None:
-        xw += b_ih
-    return _lstm_step(xw, h, c, w_hh, b_hh)
+    _check_cell_biases(w_ih, b_ih, b_hh, 4 * H, dtype)
+    return _lstm_step(_project(x, w_ih, b_ih), h, c, w_hh, b_hh)
 
 
 def lstm_cell_backward(dh1, dc1, x, h, c, w_ih, w_hh, cache, has_bias, need_dx=True,
@@ -350,21 +383,18 @@ def lstm_cell_backward(dh1, dc1, x, h, c, w_ih, w_hh, cache, has_bias, need_dx=T
     _check_shape("dc1", dc1, (B, H), dtype)
     _check_shape("cache", cache, (B, 5 * H), dtype)
     da, dc = _lstm_step_backward(dh1, dc1, c, cache)
-    db_ih, db_hh = _biases_grad(da, da, has_bias)
-    dx = da @ w_ih if need_dx else None
+    dw_ih, dw_hh, db_ih, db_hh = _cell_weight_grads(da, da, x, h, w_ih, has_bias)
+    dx = (da if w_ih is None else da @ w_ih) if need_dx else None
     dh, dc = (da @ w_hh, dc) if need_dh else (None, None)
-    return dx, dh, dc, da.T @ x, da.T @ h, db_ih, db_hh
+    return dx, dh, dc, dw_ih, dw_hh, db_ih, db_hh
 
 
 def gru_cell_forward(x, h, w_ih, w_hh, b_ih, b_hh):
     """gi = x W_ih^T + b_ih;  gh = h W_hh^T + b_hh;  r, z = σ(gi + gh) (r, z blocks);
     n = tanh(gi_n + r gh_n);  h1 = (1 - z) n + z h;  cache = [r | z | n | gh_n]"""
     B, I, H, dtype = _check_cell(3, x, h, w_ih, w_hh)
-    _check_biases(b_ih, b_hh, 3 * H, dtype)
-    xw = x @ w_ih.T
-    if b_ih is not None:
-        xw += b_ih
-    return _gru_step(xw, h, w_hh, b_hh)
+    _check_cell_biases(w_ih, b_ih, b_hh, 3 * H, dtype)
+    return _gru_step(_project(x, w_ih, b_ih), h, w_hh, b_hh)
 
 
 def gru_cell_backward(dh1, x, h, w_ih, w_hh, cache, has_bias, need_dx=True, need_dh=True):
@@ -376,10 +406,10 @@ def gru_cell_backward(dh1, x, h, w_ih, w_hh, cache, has_bias, need_dx=True, need
     _check_shape("dh1", dh1, (B, H), dtype)
     _check_shape("cache", cache, (B, 4 * H), dtype)
     dgi, dgh, dh_direct = _gru_step_backward(dh1, h, cache)
-    db_ih, db_hh = _biases_grad(dgi, dgh, has_bias)
-    dx = dgi @ w_ih if need_dx else None
+    dw_ih, dw_hh, db_ih, db_hh = _cell_weight_grads(dgi, dgh, x, h, w_ih, has_bias)
+    dx = (dgi if w_ih is None else dgi @ w_ih) if need_dx else None
     dh = dh_direct + dgh @ w_hh if need_dh else None
-    return dx, dh, dgi.T @ x, dgh.T @ h, db_ih, db_hh
+    return dx, dh, dw_ih, dw_hh, db_ih, db_hh
 
 
 # ---------------------------------------------------------------------------------------------

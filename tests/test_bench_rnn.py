@@ -90,7 +90,7 @@ def test_kernels_contender_computes_the_same_step(cell):
 
 @pytest.mark.parametrize("cell", bench.CELLS)
 def test_unrolled_contender_is_the_cell_by_cell_tape_and_computes_the_same_step(cell):
-    """--unrolled adds minigrad with fused=False modules: T cell nodes on the tape, not one
+    """--unrolled adds minigrad with fused=False modules: T cell-step nodes on the tape, not one
     sequence node; its loss and gradients agree with the NumPy reference, and its steps update
     the weights as the fused modules' do."""
     errors = bench.verify(cell, TINY, ["numpy", "minigrad", "unrolled"])
@@ -105,7 +105,7 @@ def test_unrolled_contender_is_the_cell_by_cell_tape_and_computes_the_same_step(
         node = stack.pop()
         nodes.add(type(node).__name__)
         stack.extend(t._ctx for t in node.inputs if t is not None and t._ctx is not None)
-    assert f"{cell.upper()}Cell" in nodes and not any(n.endswith("Sequence") for n in nodes)
+    assert f"{cell.upper()}CellStep" in nodes and not any(n.endswith("Sequence") for n in nodes)
     for _ in range(3):
         fused.step(), unrolled.step()
     for name, p in unrolled.P.items():

@@ -297,9 +297,10 @@ def _cell_spy(monkeypatch, kind):
 
 @pytest.mark.parametrize("kind", ["RNN", "LSTM", "GRU"])
 def test_unrolled_module_asks_only_for_the_gradients_it_needs(backend, monkeypatch, kind):
-    """fused=False: T cell nodes. x without grad: no step asks for dx; the zero initial state:
-    step 0 asks for no dh. With both requiring grad every step asks for both; the parameters'
-    gradients are the same either way."""
+    """fused=False: T cell-step nodes on slices of the hoisted input projection, which needs a
+    gradient at every step (it leads to W_ih). The zero initial state: step 0 asks for no dh;
+    with the initial state requiring grad every step asks for it. The parameters' gradients
+    are the same either way."""
     rng = np.random.default_rng(5)
     T, B, I, H = 4, 3, 5, 6
     xd = rng.standard_normal((T, B, I)).astype(np.float32)
@@ -318,10 +319,50 @@ def test_unrolled_module_asks_only_for_the_gradients_it_needs(backend, monkeypat
             hx = None
         out, _ = layer(x, hx)
         (out * out).sum().backward()
-        want = [(need, need or t > 0) for t in range(T - 1, -1, -1)]
+        want = [(True, need or t > 0) for t in range(T - 1, -1, -1)]
         assert calls == want, (need, calls)
         assert (x.grad is not None) == need
         grads[need] = {n: q.grad.copy() for n, q in layer.named_parameters()}
         monkeypatch.undo()
     for n in grads[True]:
         np.testing.assert_array_equal(grads[True][n], grads[False][n], err_msg=n)
+
+
+# ------------------------------------------------------------------------------ linear
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_linear_need_dx_false_skips_dx_only(gemm_path, dtype, bias):
+    rng = np.random.default_rng(11)
+    x, w, dy = (rng.standard_normal(s).astype(dtype) for s in [(7, 5), (3, 5), (7, 3)])
+    for name, m in MODULES.items():
+        full = m.linear_backward(dy, x, w, bias)
+        skip = m.linear_backward(dy, x, w, bias, need_dx=False)
+        assert full[0] is not None and full[0].shape == x.shape and skip[0] is None
+        for a, c in zip(full[1:], skip[1:]):
+            if a is None:
+                assert c is None and not bias
+            else:
+                np.testing.assert_array_equal(c, a, err_msg=name)
+
+
+def test_linear_node_asks_for_dx_only_when_its_input_needs_it(backend, monkeypatch):
+    calls = []
+    real = kernels.linear_backward
+
+    def spy(*args, **kw):
+        calls.append(kw.get("need_dx", True))
+        return real(*args, **kw)
+    monkeypatch.setattr(kernels, "linear_backward", spy)
+    rng = np.random.default_rng(12)
+    w = mg.tensor(rng.standard_normal((3, 5)), requires_grad=True)
+    b = mg.tensor(rng.standard_normal(3), requires_grad=True)
+    grads = []
+    for x_grad in (False, True):
+        w.grad = b.grad = None
+        x = mg.tensor(rng.standard_normal((2, 4, 5)) * 0 + 1.0, requires_grad=x_grad)
+        (mg.functional.linear(x, w, b) ** 2).sum().backward()
+        assert (x.grad is not None) == x_grad
+        grads.append((w.grad.copy(), b.grad.copy()))
+    assert calls == [False, True]
+    for a, c in zip(*grads):
+        np.testing.assert_array_equal(a, c)

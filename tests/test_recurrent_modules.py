@@ -558,10 +558,12 @@ def test_tape_shape(fused):
     out, _ = m(x)
     names = _nodes(out)
     if fused:
-        assert names.count("LSTMSequence") == L * D and "LSTMCell" not in names
+        assert names.count("LSTMSequence") == L * D and "LSTMCellStep" not in names
     else:
-        # one unbind (Split) and one stack per layer and direction, T cell nodes each: O(T)
-        assert names.count("LSTMCell") == T * L * D
+        # per layer and direction: the input projection of all steps hoisted into one linear
+        # node, one unbind (Split), T cell-step nodes, one stack: O(T)
+        assert names.count("LSTMCellStep") == T * L * D and "LSTMCell" not in names
+        assert names.count("Linear") == L * D
         assert names.count("Split") == L * D and names.count("Stack") == L * D
 
 

@@ -193,10 +193,13 @@ def test_nn_lstm_tape_unrolled_and_fused():
     x = np.random.default_rng(0).standard_normal((2, 30, 3)).astype(np.float32)
     out, _ = lstm(x)
     text = format_tape(out.sum(), names=lstm)
-    cells = [ln for ln in _node_lines(text) if "LSTMCell" in ln]
-    assert len(cells) == 2 and all("LSTMCell × 30" in ln for ln in cells)   # one per layer
+    cells = [ln for ln in _node_lines(text) if "LSTMCellStep" in ln]
+    assert len(cells) == 2 and all("LSTMCellStep × 30" in ln for ln in cells)   # one per layer
     assert "leaf weight_hh_l1 (16, 4)" in cells[1]
+    # the input projection of all steps is one Linear node per layer, before its steps
+    projections = [ln for ln in _node_lines(text) if ln.split()[1] == "Linear"]
+    assert len(projections) == 2 and "leaf weight_ih_l1 (16, 4)" in projections[1]
     lstm.fused = True
     out, _ = lstm(x)
     ops = [ln.split()[1] for ln in _node_lines(format_tape(out.sum()))]
-    assert ops.count("LSTMSequence") == 2 and "LSTMCell" not in ops
+    assert ops.count("LSTMSequence") == 2 and "LSTMCellStep" not in ops

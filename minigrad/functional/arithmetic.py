@@ -177,8 +177,10 @@ class Linear(Function):
         x2, w, lead = self.saved
         g2 = np.ascontiguousarray(g.reshape(-1, w.shape[0]))
         has_bias = len(self.needs_input_grad) > 2
-        dx, dw, db = kernels.linear_backward(g2, x2, w, has_bias)
-        return (dx.reshape(lead + (w.shape[1],)), dw) + ((db,) if has_bias else ())
+        need_dx = self.needs_input_grad[0]
+        dx, dw, db = kernels.linear_backward(g2, x2, w, has_bias, need_dx=need_dx)
+        dx = dx.reshape(lead + (w.shape[1],)) if need_dx else None
+        return (dx, dw) + ((db,) if has_bias else ())
 
 
 def linear(x, weight, bias=None):

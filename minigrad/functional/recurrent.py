@@ -13,7 +13,8 @@ from .. import kernels
 from ..autograd import Function
 from ..tensor import Tensor
 
-__all__ = ["rnn_cell", "lstm_cell", "gru_cell", "rnn_sequence", "lstm_sequence", "gru_sequence"]
+__all__ = ["rnn_cell", "lstm_cell", "gru_cell", "rnn_cell_step", "lstm_cell_step", "gru_cell_step",
+           "rnn_sequence", "lstm_sequence", "gru_sequence"]
 
 _c = np.ascontiguousarray
 
@@ -178,6 +179,85 @@ def gru_cell(x, h, w_ih, w_hh, b_ih=None, b_hh=None):
     if h is None:
         h = _zeros_like_state(x, 0, _arr(w_hh).shape[-1], "gru_cell")
     return GRUCell()(x, h, w_ih, w_hh, *_bias_args(b_ih, b_hh))
+
+
+# ---------------------------------------------------------------- cell steps on an input projection
+# The unrolled modules (fused=False) compute x @ W_ih^T + b_ih for all steps in ONE linear node,
+# split it per step with ONE unbind node, and run each step on its slice: the cell kernels called
+# with w_ih None, which add h @ W_hh^T + b_hh to the given projection (no input GEMM per step).
+class RNNCellStep(Function):
+    fresh_grads = True  # every gradient is a new array from the kernel
+
+    def __init__(self, nonlinearity):
+        self.nonlinearity = nonlinearity
+
+    def forward(self, xw, h, w_hh, b_hh=None):
+        xw, h, w_hh = _c(xw), _c(h), _c(w_hh)
+        h1, cache = kernels.rnn_cell_forward(xw, h, None, w_hh, None, b_hh, self.nonlinearity)
+        self.saved = (xw, h, w_hh, cache, b_hh is not None)
+        return h1
+
+    def backward(self, dh1):
+        xw, h, w_hh, cache, has_bias = self.saved
+        dxw, dh, _, dw_hh, _, db_hh = kernels.rnn_cell_backward(
+            _c(dh1), xw, h, None, w_hh, cache, has_bias, self.nonlinearity,
+            need_dx=self.needs_input_grad[0], need_dh=self.needs_input_grad[1])
+        return (dxw, dh, dw_hh) + ((db_hh,) if has_bias else ())
+
+
+def rnn_cell_step(xw, h, w_hh, b_hh=None, nonlinearity="tanh"):
+    """h1 = act(xw + h W_hh^T + b_hh), xw = x W_ih^T + b_ih given (B, H): one step of
+    ``rnn_cell`` on a precomputed input projection."""
+    if nonlinearity not in ("tanh", "relu"):
+        raise ValueError(f"nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
+    return RNNCellStep(nonlinearity)(xw, h, w_hh, *(() if b_hh is None else (b_hh,)))
+
+
+class LSTMCellStep(Function):
+    fresh_grads = True  # every gradient is a new array from the kernel
+
+    def forward(self, xw, h, c, w_hh, b_hh=None):
+        xw, h, c, w_hh = _c(xw), _c(h), _c(c), _c(w_hh)
+        h1, c1, cache = kernels.lstm_cell_forward(xw, h, c, None, w_hh, None, b_hh)
+        self.saved = (xw, h, c, w_hh, cache, b_hh is not None)
+        return h1, c1
+
+    def backward(self, dh1, dc1):
+        xw, h, c, w_hh, cache, has_bias = self.saved
+        dxw, dh, dc, _, dw_hh, _, db_hh = kernels.lstm_cell_backward(
+            _opt(dh1, h), _opt(dc1, c), xw, h, c, None, w_hh, cache, has_bias,
+            need_dx=self.needs_input_grad[0],
+            need_dh=self.needs_input_grad[1] or self.needs_input_grad[2])
+        return (dxw, dh, dc, dw_hh) + ((db_hh,) if has_bias else ())
+
+
+def lstm_cell_step(xw, h, c, w_hh, b_hh=None):
+    """(h1, c1) of ``lstm_cell`` from a precomputed input projection xw = x W_ih^T + b_ih
+    (B, 4H): gates = xw + h W_hh^T + b_hh."""
+    return LSTMCellStep()(xw, h, c, w_hh, *(() if b_hh is None else (b_hh,)))
+
+
+class GRUCellStep(Function):
+    fresh_grads = True  # every gradient is a new array from the kernel
+
+    def forward(self, xw, h, w_hh, b_hh=None):
+        xw, h, w_hh = _c(xw), _c(h), _c(w_hh)
+        h1, cache = kernels.gru_cell_forward(xw, h, None, w_hh, None, b_hh)
+        self.saved = (xw, h, w_hh, cache, b_hh is not None)
+        return h1
+
+    def backward(self, dh1):
+        xw, h, w_hh, cache, has_bias = self.saved
+        dxw, dh, _, dw_hh, _, db_hh = kernels.gru_cell_backward(
+            _c(dh1), xw, h, None, w_hh, cache, has_bias, need_dx=self.needs_input_grad[0],
+            need_dh=self.needs_input_grad[1])
+        return (dxw, dh, dw_hh) + ((db_hh,) if has_bias else ())
+
+
+def gru_cell_step(xw, h, w_hh, b_hh=None):
+    """h1 of ``gru_cell`` from a precomputed input projection xw = x W_ih^T + b_ih (B, 3H):
+    r, z = σ(xw_rz + (h W_hh^T + b_hh)_rz), n = tanh(xw_n + r (h W_hn^T + b_hn))."""
+    return GRUCellStep()(xw, h, w_hh, *(() if b_hh is None else (b_hh,)))
 
 
 # ---------------------------------------------------------------- whole sequences

@@ -15,10 +15,12 @@ How a sequence becomes a tape (``fused``):
   (``functional.lstm_sequence`` etc.) whose kernel runs the time loop, hoists ``x @ W_ih^T``
   over all steps into one GEMM, and computes the weight gradients as one GEMM after the
   backward loop.
-* ``fused=False``: the generic BPTT of the tape.  The input is split into T steps by ONE
-  ``unbind`` node, each step is one cell node (``functional.lstm_cell``), and the outputs are
-  joined by ONE ``stack`` node; backward is the engine walking that unrolled graph.  A property
-  test holds both paths to the same outputs and gradients.
+* ``fused=False``: the generic BPTT of the tape.  ``x @ W_ih^T + b_ih`` for all steps is ONE
+  ``linear`` node (hoisted, as cuDNN does), split into T steps by ONE ``unbind`` node; each step
+  is one cell node on its slice (``functional.lstm_cell_step``: ``h @ W_hh^T``, the gates and
+  the state update), and the outputs are joined by ONE ``stack`` node; backward is the engine
+  walking that unrolled graph.  A property test holds both paths to the same outputs and
+  gradients.
 
 Variable lengths: ``forward(x, hx, lengths)`` with one length per sequence.  At padded steps
 (t >= lengths[b]) the output is zero and the state is carried unchanged, so ``h_n`` is the
@@ -434,7 +436,8 @@ class _RNNBase(Module):
         return ys, hn, None
 
     def _run_cells(self, src, h, c, ws, mask, B, need_ys):
-        """The per-step unroll: one unbind node, T cell nodes, one stack node."""
+        """The per-step unroll: one linear node (the input projection of all steps), one unbind
+        node, T cell-step nodes, one stack node."""
         mode = self._mode
         dtype = src.data.dtype
         H = self.hidden_size
@@ -442,20 +445,20 @@ class _RNNBase(Module):
             h = np.zeros((B, H), dtype=dtype)
         if mode == "LSTM" and c is None:
             c = np.zeros((B, H), dtype=dtype)
-        xs = F.unbind(src, 0)
+        w_ih, w_hh, b_ih, b_hh = ws
+        xs = F.unbind(F.linear(src, w_ih, b_ih), 0)     # x W_ih^T + b_ih, hoisted: one GEMM
         T = len(xs)
         # Steps before every sequence has ended need no masking.
         first_masked = T if mask is None else int(mask[:, :, 0].sum(axis=0).min())
         zero = np.zeros((), dtype=dtype)
-        w_ih, w_hh, b_ih, b_hh = ws
         outs = []
         for t in range(T):
             if mode == "LSTM":
-                h1, c1 = F.lstm_cell(xs[t], h, c, w_ih, w_hh, b_ih, b_hh)
+                h1, c1 = F.lstm_cell_step(xs[t], h, c, w_hh, b_hh)
             elif mode == "GRU":
-                h1 = F.gru_cell(xs[t], h, w_ih, w_hh, b_ih, b_hh)
+                h1 = F.gru_cell_step(xs[t], h, w_hh, b_hh)
             else:
-                h1 = F.rnn_cell(xs[t], h, w_ih, w_hh, b_ih, b_hh, self.nonlinearity)
+                h1 = F.rnn_cell_step(xs[t], h, w_hh, b_hh, self.nonlinearity)
             if t < first_masked:
                 y, h = h1, h1
                 if mode == "LSTM":
