@@ -94,7 +94,7 @@ def test_timed_kernels_adds_the_time_of_calls_made_through_it():
             return "p"
     tk = bf.TimedKernels(Fake())
     assert tk.slow(1) == 2 and tk.constant == 3 and tk._private() == "p"
-    assert 0.002 <= tk.inside < 0.5
+    assert tk.inside >= 0.002                # the call's sleep, at least
     before = tk.inside
     tk._private()
     assert tk.inside == before          # private names are passed through untimed
@@ -104,8 +104,10 @@ def test_parts_split_the_kernels_step_into_calls_and_glue():
     res = bf.run("gru", (4, 3, 5, 6), rounds=5, use_torch=False, warmup=1, with_parts=True)
     for row in res["rows"]:
         inside, glue = row["kernels_inside_calls_us"], row["kernels_glue_us"]
-        assert inside > 0 and glue > 0
-        assert inside < row["kernels_us"] * 1.5      # medians of parts need not add up exactly
+        # each step's time inside kernel calls is part of that step's time, so per step
+        # inside <= total and the medians keep that order (no timing threshold involved)
+        assert inside > 0 and glue >= 0
+        assert inside <= row["kernels_us"]
 
 
 def test_stubbed_sequence_kernels_return_one_real_result_and_are_restored():
@@ -127,15 +129,27 @@ def test_stubbed_sequence_kernels_return_one_real_result_and_are_restored():
     assert kernels.rnn_sequence_forward is real
 
 
-def test_stubbed_run_costs_less_than_the_real_one_and_reports_it():
-    size = (8, 20, 16, 16)
-    real = bf.run("lstm", size, rounds=15, use_torch=False, warmup=2)
-    stub = bf.run("lstm", size, rounds=15, use_torch=False, warmup=2, stub=True)
-    assert stub["stub"] is True and real["stub"] is False
-    for r, s in zip(real["rows"], stub["rows"]):
-        assert s["kernels_us"] < r["kernels_us"] and s["minigrad_us"] < r["minigrad_us"]
+def test_stubbed_run_calls_each_real_sequence_kernel_once(monkeypatch):
+    """With stub, the timed steps never reach the real kernels: beyond the agreement check's
+    calls (made before the stubs go in), each real sequence kernel runs once, for its stored
+    result; without stub, once per step of each subject."""
+    from minigrad import kernels
+    counts = {}
+    for name in ("lstm_sequence_forward", "lstm_sequence_backward"):
+        real = getattr(kernels, name)
 
-
-def test_stubbed_sequence_kernels_reject_an_unknown_cell():
-    with pytest.raises(ValueError, match=r"cell must be one of .*got 'lstn'"):
-        bf.StubbedSequenceKernels("lstn")
+        def counted(*a, _real=real, _name=name, **kw):
+            counts[_name] = counts.get(_name, 0) + 1
+            return _real(*a, **kw)
+        monkeypatch.setattr(kernels, name, counted)
+    size = (2, 3, 4, 5)
+    bf.br.verify("lstm", size, ["numpy", "minigrad", "kernels"])
+    in_verify = dict(counts)
+    counts.clear()
+    res = bf.run("lstm", size, rounds=4, use_torch=False, warmup=1, stub=True)
+    assert res["stub"] is True
+    assert counts == {n: in_verify[n] + 1 for n in in_verify}, (counts, in_verify)
+    counts.clear()
+    bf.run("lstm", size, rounds=4, use_torch=False, warmup=1)
+    steps = (4 + 1) * 2 * 2 * 2     # rounds x (itself, numpy) x 2 subjects x 2 steps per timing
+    assert all(counts[n] >= in_verify[n] + steps // 2 for n in in_verify), (counts, in_verify)
