@@ -153,3 +153,8 @@ def test_stubbed_run_calls_each_real_sequence_kernel_once(monkeypatch):
     bf.run("lstm", size, rounds=4, use_torch=False, warmup=1)
     steps = (4 + 1) * 2 * 2 * 2     # rounds x (itself, numpy) x 2 subjects x 2 steps per timing
     assert all(counts[n] >= in_verify[n] + steps // 2 for n in in_verify), (counts, in_verify)
+
+
+def test_stubbed_sequence_kernels_reject_an_unknown_cell():
+    with pytest.raises(ValueError, match=r"cell must be one of .*got 'lstn'"):
+        bf.StubbedSequenceKernels("lstn")
