@@ -1756,11 +1756,10 @@ def linear_backward(dy, x, w, has_bias, need_dx=True):
     return dx, dw, db
 
 
-# -- cells: the sequence bodies with T = 1 ------------------------------------------------------
-
-cdef tuple _cell_grads(K* k, int tn, Py_ssize_t GH, bint has_bias):
-    """A cell backward's weight and bias gradients (dw_ih, dw_hh, db_ih, db_hh), pointed to by k;
-    on an input projection (no W_ih) dw_ih and db_ih are None (they belong to the projection)."""
+cdef tuple _param_grads(K* k, int tn, Py_ssize_t GH, bint has_bias):
+    """A backward's weight and bias gradients (dw_ih, dw_hh, db_ih, db_hh), new arrays pointed to
+    by k (GH = G * H rows); for a cell on an input projection (no W_ih) dw_ih and db_ih are None
+    (they belong to the projection)."""
     proj = k.w_ih == NULL
     dw_ih = None if proj else _empty(tn, GH, k.nI)
     dw_hh = _empty(tn, GH, k.H)
@@ -1776,6 +1775,8 @@ cdef tuple _cell_grads(K* k, int tn, Py_ssize_t GH, bint has_bias):
             k.db_ih = _data(db_ih)
     return dw_ih, dw_hh, db_ih, db_hh
 
+
+# -- cells: the sequence bodies with T = 1 ------------------------------------------------------
 
 def rnn_cell_forward(x, h, w_ih, w_hh, b_ih, b_hh, nonlinearity):
     """h1 = act(x @ w_ih.T + b_ih + h @ w_hh.T + b_hh); cache = h1, the same array (the twin
@@ -1809,7 +1810,7 @@ def rnn_cell_backward(dh1, x, h, w_ih, w_hh, cache, has_bias, nonlinearity, need
     k.hprev = k.h0
     dx = _empty(tn, B, k.nI) if need_dx else None
     dh = _empty(tn, B, H) if need_dh else None
-    dw_ih, dw_hh, db_ih, db_hh = _cell_grads(&k, tn, H, has_bias)
+    dw_ih, dw_hh, db_ih, db_hh = _param_grads(&k, tn, H, has_bias)
     ws = _borrow(tn, 3 * B * H)
     k.dx = _data(dx) if need_dx else NULL
     k.dh0 = _data(dh) if need_dh else NULL
@@ -1854,7 +1855,7 @@ def lstm_cell_backward(dh1, dc1, x, h, c, w_ih, w_hh, cache, has_bias, need_dx=T
     k.hprev, k.cprev = k.h0, k.c0
     dx = _empty(tn, B, k.nI) if need_dx else None
     dh, dc = (_empty(tn, B, H), _empty(tn, B, H)) if need_dh else (None, None)
-    dw_ih, dw_hh, db_ih, db_hh = _cell_grads(&k, tn, 4 * H, has_bias)
+    dw_ih, dw_hh, db_ih, db_hh = _param_grads(&k, tn, 4 * H, has_bias)
     ws = _borrow(tn, 8 * B * H)
     k.dx = _data(dx) if need_dx else NULL
     k.dh0 = _data(dh) if need_dh else NULL
@@ -1898,7 +1899,7 @@ def gru_cell_backward(dh1, x, h, w_ih, w_hh, cache, has_bias, need_dx=True, need
     k.hprev = k.h0
     dx = _empty(tn, B, k.nI) if need_dx else None
     dh = _empty(tn, B, H) if need_dh else None
-    dw_ih, dw_hh, db_ih, db_hh = _cell_grads(&k, tn, 3 * H, has_bias)
+    dw_ih, dw_hh, db_ih, db_hh = _param_grads(&k, tn, 3 * H, has_bias)
     ws = _borrow(tn, 6 * B * H)
     k.dx = _data(dx) if need_dx else NULL
     k.dh0 = _data(dh) if need_dh else NULL
@@ -1983,15 +1984,11 @@ def rnn_sequence_backward(dys, dh_n, x, h0, w_ih, w_hh, cache, lengths, has_bias
     pw = _packed_w(&k, tn, ((H, H),))
     dx = _empty(tn, T, B, k.nI) if need_dx else None
     dh0 = _empty(tn, B, H) if need_dh0 else None
-    dw_ih, dw_hh = _empty(tn, H, k.nI), _empty(tn, H, H)
     ws = _borrow(tn, (T + 2) * B * H)
     k.dx = _data(dx) if need_dx else NULL
     k.dh0 = _data(dh0) if need_dh0 else NULL
-    k.dw_ih, k.dw_hh, k.ws = _data(dw_ih), _data(dw_hh), _data(ws)
-    db_ih = db_hh = None
-    if has_bias:
-        db_ih, db_hh = _empty(tn, H), _empty(tn, H)
-        k.db_ih, k.db_hh = _data(db_ih), _data(db_hh)
+    k.ws = _data(ws)
+    dw_ih, dw_hh, db_ih, db_hh = _param_grads(&k, tn, H, has_bias)
     if tn == cnp.NPY_FLOAT:
         with nogil: _rnn_bwd(&k, <float>0)
     else:
@@ -2043,16 +2040,12 @@ def lstm_sequence_backward(dys, dh_n, dc_n, x, h0, c0, w_ih, w_hh, cache, length
     pw = _packed_w(&k, tn, ((H, 4 * H),))
     dx = _empty(tn, T, B, k.nI) if need_dx else None
     dh0, dc0 = (_empty(tn, B, H), _empty(tn, B, H)) if need_dh0 else (None, None)
-    dw_ih, dw_hh = _empty(tn, 4 * H, k.nI), _empty(tn, 4 * H, H)
     ws = _borrow(tn, (4 * T + 4) * B * H)
     k.dx = _data(dx) if need_dx else NULL
     k.dh0 = _data(dh0) if need_dh0 else NULL
     k.dc0 = _data(dc0) if need_dh0 else NULL
-    k.dw_ih, k.dw_hh, k.ws = _data(dw_ih), _data(dw_hh), _data(ws)
-    db_ih = db_hh = None
-    if has_bias:
-        db_ih, db_hh = _empty(tn, 4 * H), _empty(tn, 4 * H)
-        k.db_ih, k.db_hh = _data(db_ih), _data(db_hh)
+    k.ws = _data(ws)
+    dw_ih, dw_hh, db_ih, db_hh = _param_grads(&k, tn, 4 * H, has_bias)
     if tn == cnp.NPY_FLOAT:
         with nogil: _lstm_bwd(&k, <float>0)
     else:
@@ -2101,15 +2094,11 @@ def gru_sequence_backward(dys, dh_n, x, h0, w_ih, w_hh, cache, lengths, has_bias
     pw = _packed_w(&k, tn, ((H, 2 * H), (H, H)))
     dx = _empty(tn, T, B, k.nI) if need_dx else None
     dh0 = _empty(tn, B, H) if need_dh0 else None
-    dw_ih, dw_hh = _empty(tn, 3 * H, k.nI), _empty(tn, 3 * H, H)
     ws = _borrow(tn, (4 * T + 2) * B * H)
     k.dx = _data(dx) if need_dx else NULL
     k.dh0 = _data(dh0) if need_dh0 else NULL
-    k.dw_ih, k.dw_hh, k.ws = _data(dw_ih), _data(dw_hh), _data(ws)
-    db_ih = db_hh = None
-    if has_bias:
-        db_ih, db_hh = _empty(tn, 3 * H), _empty(tn, 3 * H)
-        k.db_ih, k.db_hh = _data(db_ih), _data(db_hh)
+    k.ws = _data(ws)
+    dw_ih, dw_hh, db_ih, db_hh = _param_grads(&k, tn, 3 * H, has_bias)
     if tn == cnp.NPY_FLOAT:
         with nogil: _gru_bwd(&k, <float>0)
     else:
