@@ -132,6 +132,18 @@ def assert_no_shared_memory(named_arrays, what=""):
         assert not np.shares_memory(a, b), f"{what}: {na} shares memory with {nb}"
 
 
+def assert_outputs_close(got, expected, what, **tol):
+    """Two kernels' output lists agree element by element: arrays within tol (assert_allclose),
+    None exactly where the other is None (an output the flags or the missing bias skip)."""
+    got, expected = list(got), list(expected)
+    assert len(got) == len(expected), f"{what}: {len(got)} outputs against {len(expected)}"
+    for i, (a, b) in enumerate(zip(got, expected)):
+        if a is None or b is None:
+            assert a is None and b is None, f"{what}: output {i} is None on one side only"
+        else:
+            np.testing.assert_allclose(a, b, **tol, err_msg=f"{what}: output {i}")
+
+
 def _outputs(out):
     return list(out) if isinstance(out, (tuple, list)) else [out]
 

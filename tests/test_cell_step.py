@@ -12,6 +12,8 @@ from minigrad import _ops, _ops_ref, kernels
 from minigrad import functional as F
 from minigrad.gradcheck import gradcheck
 
+from factories import assert_outputs_close
+
 MODULES = {"cython": _ops, "twin": _ops_ref}
 G = {"rnn": 1, "lstm": 4, "gru": 3}
 
@@ -82,12 +84,8 @@ def test_cell_on_its_projection_equals_the_cell(kind, dtype, B, I, H, bias, seed
         else:
             assert db_hh is None
         results[name] = (proj_f, proj_b)
-    for a, b in zip(results["cython"][0] + results["cython"][1],
-                    results["twin"][0] + results["twin"][1]):
-        if a is None:
-            assert b is None
-        else:
-            np.testing.assert_allclose(a, b, **tol, err_msg=f"{kind} cython vs twin")
+    assert_outputs_close(results["cython"][0] + results["cython"][1],
+                         results["twin"][0] + results["twin"][1], f"{kind} cython vs twin", **tol)
 
 
 @pytest.mark.parametrize("module", MODULES)

@@ -10,6 +10,8 @@ import minigrad as mg
 from minigrad import _ops, _ops_ref, kernels, nn
 from minigrad.functional import recurrent as R
 
+from factories import assert_outputs_close
+
 MODULES = {"cython": _ops, "twin": _ops_ref}
 G = {"rnn": 1, "lstm": 4, "gru": 3}
 
@@ -77,11 +79,7 @@ def test_need_dx_false_skips_dx_only(gemm_path, kind, dtype, with_lengths, bias)
             np.testing.assert_array_equal(c, a, err_msg=f"{name} {kind}: output {i}")
             np.testing.assert_array_equal(b, a, err_msg=f"{name} {kind}: output {i}")
         results[name] = skip
-    for i, (a, b) in enumerate(zip(results["cython"], results["twin"])):
-        if a is None:
-            assert b is None
-        else:
-            np.testing.assert_allclose(a, b, **tol, err_msg=f"{kind} cython vs twin: output {i}")
+    assert_outputs_close(results["cython"], results["twin"], f"{kind} cython vs twin", **tol)
 
 
 @pytest.mark.parametrize("module", MODULES)
