@@ -4,6 +4,7 @@ Run from the repository root, either way:
 
     python benchmarks/bench_rnn.py [options]
     python -m benchmarks.bench_rnn [options]
+    python -m benchmarks [options]          (benchmarks/__main__.py runs this file)
 
     --quick               reduced grid (first two sizes, fewer repeats; < 2 minutes)
     --cells lstm,gru      cell types to run (rnn, lstm, gru; default all three)

@@ -20,9 +20,13 @@ HAVE_TORCH = bench.torch_available()
 NAMES = ["minigrad", "numpy"] + (["torch"] if HAVE_TORCH else [])
 
 
-def run_bench(tmp_path, *args, module=False):
+ENTRIES = {"script": [os.path.join("benchmarks", "bench_rnn.py")],
+           "module": ["-m", "benchmarks.bench_rnn"], "package": ["-m", "benchmarks"]}
+
+
+def run_bench(tmp_path, *args, entry="script"):
     out = tmp_path / "bench.json"
-    entry = ["-m", "benchmarks.bench_rnn"] if module else [os.path.join("benchmarks", "bench_rnn.py")]
+    entry = ENTRIES[entry]
     cmd = [sys.executable, *entry, "--sizes", "x".join(map(str, TINY)), "--repeats", "1",
            "--warmup", "0", "--sgemm-n", "128", "--json", str(out),
            "--plot", str(tmp_path / "bench.png"), *args]
@@ -112,9 +116,12 @@ def test_unrolled_contender_is_the_cell_by_cell_tape_and_computes_the_same_step(
         np.testing.assert_allclose(p.data, fused.P[name].data, rtol=1e-5, atol=1e-6, err_msg=name)
 
 
-def test_module_entry_point_and_filters(tmp_path):
+@pytest.mark.parametrize("entry", ["module", "package"])
+def test_module_entry_points_and_filters(tmp_path, entry):
+    """python -m benchmarks.bench_rnn and python -m benchmarks: the same run, the threads set
+    before NumPy's import."""
     doc, stdout = run_bench(tmp_path, "--cells", "gru", "--threads", "2", "--no-torch",
-                            "--no-memory", "--no-plot", "--run-length", "2", module=True)
+                            "--no-memory", "--no-plot", "--run-length", "2", entry=entry)
     assert [r["cell"] for r in doc["results"]] == ["gru"]
     assert doc["run_length"] == 2 and "2 steps back to back per turn" in stdout
     assert all(c["repeats"] == 2 for c in doc["results"][0]["contenders"].values())
