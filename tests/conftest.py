@@ -28,3 +28,14 @@ def gemm_path(request):
     _ops._set_small_gemm(0 if request.param == "blas" else 1 << 40)
     yield request.param
     _ops._set_small_gemm(old)
+
+
+@pytest.fixture(params=["cython", "numpy"])
+def backend(request):
+    """Run the test once on each kernel backend (minigrad.kernels.set_backend), restoring the
+    one before it afterwards."""
+    from minigrad import kernels
+    before = kernels.backend
+    kernels.set_backend(request.param)
+    yield request.param
+    kernels.set_backend(before)

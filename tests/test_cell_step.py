@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 import minigrad as mg
-from minigrad import _ops, _ops_ref, kernels
+from minigrad import _ops, _ops_ref
 from minigrad import functional as F
 from minigrad.gradcheck import gradcheck
 
@@ -116,14 +116,6 @@ def test_sequences_still_need_w_ih(kind):
             _ops.gru_sequence_forward(x, h, None, w_hh, None, None, None)
         else:
             _ops.rnn_sequence_forward(x, h, None, w_hh, None, None, None, "tanh")
-
-
-@pytest.fixture(params=["cython", "numpy"])
-def backend(request):
-    before = kernels.backend
-    kernels.set_backend(request.param)
-    yield request.param
-    kernels.set_backend(before)
 
 
 @pytest.mark.parametrize("bias", [True, False])

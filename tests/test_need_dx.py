@@ -104,14 +104,6 @@ def test_need_dx_false_still_validates(module, kind):
 
 
 # ------------------------------------------------------------------------------ the tape
-@pytest.fixture(params=["cython", "numpy"])
-def backend(request):
-    before = kernels.backend
-    kernels.set_backend(request.param)
-    yield request.param
-    kernels.set_backend(before)
-
-
 def _spy(monkeypatch, kind, flag="need_dx"):
     """Record the `flag` (need_dx or need_dh0) each sequence backward gets (through the kernels
     module)."""
