@@ -15,12 +15,20 @@ rounds for both subjects), as bench_rnn's ratio intervals do. Before timing, the
 losses and gradients are checked against each other (bench_rnn.verify).
 
     python benchmarks/bench_framework.py [--cells rnn,lstm,gru] [--sizes 32x20x50x50]
-                                         [--rounds 300] [--no-torch] [--parts] [--json PATH]
+                                         [--rounds 300] [--no-torch] [--parts] [--stub]
+                                         [--numpy] [--idle MS,...] [--probe] [--json PATH]
 
 --parts also splits the kernels-by-hand step into the time inside its kernel calls and the rest
 (the Python and NumPy glue around them: the loss, the gradient dict, the update loop). --stub
 replaces the sequence kernels by functions returning stored results while timing: what remains
 is everything else, the framework's cost with no kernel running between its parts.
+
+--idle 1,5 adds predecessors that only busy-wait that many milliseconds, touching no arrays: a
+step timed after one shows what the mere passing of time costs it on this machine (other
+processes and machines sharing its caches evict what a step left there). --numpy also times the
+NumPy reference as a subject, so each row gives minigrad's and the kernels' ratio to it after the
+same predecessor. --probe measures the eviction directly: the time to read a buffer again, one
+cache line at a time in random order, right after reading it and after each --idle wait.
 """
 import os
 import sys
@@ -104,6 +112,57 @@ def diff_interval(a, b, level=br.RATIO_LEVEL, n_boot=br.BOOTSTRAP, seed=0):
     return br.round_bootstrap(a, b, np.subtract, 1, level, n_boot, seed)
 
 
+class Idle:
+    """A predecessor that busy-waits `ms` milliseconds and touches no arrays: what runs before
+    the timed step is only time passing (the loop itself keeps the core busy, so no sleep state
+    or frequency drop is involved)."""
+
+    def __init__(self, ms):
+        if not ms > 0:
+            raise ValueError(f"idle time must be > 0 ms, got {ms!r}")
+        self.ms, self.seconds = ms, ms / 1e3
+
+    @property
+    def name(self):
+        return f"idle {self.ms:g} ms"
+
+    def step(self):
+        perf = time.perf_counter
+        t0 = perf()
+        while perf() - t0 < self.seconds:
+            pass
+
+
+def eviction_probe(kib=(64, 256, 1024), idle_ms=(1, 5), rounds=100, seed=0):
+    """{kib: {ms: median us}}: the time to read a buffer of `kib` KiB again, one 8-byte word per
+    64-byte cache line in a random order (so that the hardware prefetchers cannot hide a miss),
+    right after reading it (ms = 0) and after busy-waiting `ms` milliseconds (Idle). The
+    conditions run in a shuffled order every round. What the first read leaves in the caches
+    and the second finds gone, something else on the machine took in between."""
+    rng = np.random.default_rng(seed)
+    waits = [0] + [m for m in idle_ms if m > 0]
+    out = {}
+    for size in kib:
+        lines = max(1, size * 1024 // 64)
+        buf = np.zeros(lines * 8, np.int64)
+        idx = rng.permutation(lines) * 8
+        samples = {m: [] for m in waits}
+        idles = {m: Idle(m) for m in waits if m > 0}
+        order = list(waits)
+        perf = time.perf_counter
+        for _ in range(rounds):
+            rng.shuffle(order)
+            for m in order:
+                buf[idx].sum()
+                if m:
+                    idles[m].step()
+                t0 = perf()
+                buf[idx].sum()
+                samples[m].append(perf() - t0)
+        out[size] = {m: float(np.median(v)) * 1e6 for m, v in samples.items()}
+    return out
+
+
 class StubbedSequenceKernels:
     """Context manager: minigrad.kernels' forward and backward sequence kernels of one cell
     replaced by functions that return the results of one real call each (stored on first use),
@@ -139,19 +198,25 @@ class StubbedSequenceKernels:
         return False
 
 
-def run(cell, size, rounds, use_torch=True, warmup=5, with_parts=False, stub=False):
+def run(cell, size, rounds, use_torch=True, warmup=5, with_parts=False, stub=False,
+        idle_ms=(), with_numpy=False):
     """One cell/size: the agreement check, then time_after; returns a JSON-ready dict. With
     with_parts, the kernels-by-hand step calls the kernels through TimedKernels and each row
     also gives the median time inside kernel calls and the rest of that step (its glue). With
-    stub, the sequence kernels return stored results (StubbedSequenceKernels) while timing."""
+    stub, the sequence kernels return stored results (StubbedSequenceKernels) while timing.
+    idle_ms: Idle predecessors of those milliseconds. with_numpy: the NumPy reference is a
+    subject too, and each row gives minigrad's and the kernels' ratio to it (same rounds)."""
     names = ["numpy", "minigrad", "kernels"] + (["torch"] if use_torch else [])
     errors = br.verify(cell, size, names)
     params, x, target = br.make_problem(cell, size)
     built = br.build(cell, params, x, target, names)
     if with_parts:
         built["kernels"].k = TimedKernels(built["kernels"].k)
-    subjects = {n: built[n] for n in SUBJECTS}
+    subjects = {n: built[n] for n in SUBJECTS + (("numpy",) if with_numpy else ())}
     preds = {n: built[n] for n in ("numpy", "torch") if n in built}
+    for ms in idle_ms:
+        idle = Idle(ms)
+        preds[idle.name] = idle
     parts = {}
     if stub:
         with StubbedSequenceKernels(cell):
@@ -169,25 +234,66 @@ def run(cell, size, rounds, use_torch=True, warmup=5, with_parts=False, stub=Fal
             inside = np.asarray(parts[(p, "kernels")])
             row["kernels_inside_calls_us"] = float(np.median(inside)) * 1e6
             row["kernels_glue_us"] = float(np.median(np.asarray(ks) - inside)) * 1e6
+        if with_numpy:
+            ns = samples[(p, "numpy")]
+            row["numpy_us"] = float(np.median(ns)) * 1e6
+            for s in SUBJECTS:
+                row[f"{s}_vs_numpy"] = float(np.median(samples[(p, s)])) * 1e6 / row["numpy_us"]
+                row[f"{s}_vs_numpy_ci95"] = list(br.round_bootstrap(samples[(p, s)], ns,
+                                                                    np.divide))
         rows.append(row)
     return {"cell": cell, "size": list(size), "rounds": rounds, "agreement": errors,
-            "parts": with_parts, "stub": stub, "rows": rows}
+            "parts": with_parts, "stub": stub, "idle_ms": list(idle_ms), "rows": rows}
 
 
 def print_result(res):
     head = (f"{res['cell']} {br.size_name(tuple(res['size']))}, {res['rounds']} rounds"
             + (", sequence kernels stubbed" if res.get("stub") else ""))
-    print(f"\n{head}\n{'after':<8} {'minigrad us':>12} {'kernels us':>11} "
-          f"{'framework us (95%)':>24}")
-    for r in res["rows"]:
+    rows = res["rows"]
+    numpy = bool(rows) and "numpy_us" in rows[0]
+    print(f"\n{head}\n{'after':<12} {'minigrad us':>12} {'kernels us':>11} "
+          f"{'framework us (95%)':>24}"
+          + (f" {'numpy us':>9} {'minigrad/numpy (95%)':>21} {'kernels/numpy (95%)':>21}"
+             if numpy else ""))
+    for r in rows:
         lo, hi = r["framework_ci95_us"]
         ci = f"{r['framework_us']:.0f} ({lo:.0f}-{hi:.0f})"
         extra = ""
+        if numpy:
+            extra += f" {r['numpy_us']:>9.0f}"
+            for s in SUBJECTS:
+                lo_s, hi_s = r[f"{s}_vs_numpy_ci95"]
+                cell = f"{r[s + '_vs_numpy']:.3f} ({lo_s:.2f}-{hi_s:.2f})"
+                extra += f" {cell:>21}"
         if "kernels_glue_us" in r:
-            extra = (f"   kernels: {r['kernels_inside_calls_us']:.0f} in kernel calls, "
-                     f"{r['kernels_glue_us']:.0f} glue")
-        print(f"{r['after']:<8} {r['minigrad_us']:>12.0f} {r['kernels_us']:>11.0f} {ci:>24}"
+            extra += (f"   kernels: {r['kernels_inside_calls_us']:.0f} in kernel calls, "
+                      f"{r['kernels_glue_us']:.0f} glue")
+        print(f"{r['after']:<12} {r['minigrad_us']:>12.0f} {r['kernels_us']:>11.0f} {ci:>24}"
               + extra)
+
+
+def print_probe(probe):
+    waits = sorted(next(iter(probe.values())))
+    print("\neviction probe: a buffer read again one cache line at a time in random order, "
+          "median us, right after reading it and after busy-waiting")
+    print(f"{'buffer':>8} " + " ".join(f"{('0 ms' if m == 0 else f'{m:g} ms'):>9}"
+                                      for m in waits))
+    for kib, row in probe.items():
+        print(f"{f'{kib} KiB':>8} " + " ".join(f"{row[m]:>9.1f}" for m in waits))
+
+
+def parse_ms(text):
+    """'1,5' -> (1.0, 5.0): idle times in milliseconds, each > 0; '' -> ()."""
+    out = []
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        try:
+            ms = float(part)
+        except ValueError:
+            ms = float("nan")
+        if not ms > 0:
+            raise argparse.ArgumentTypeError(f"idle times must be milliseconds > 0, got {part!r}")
+        out.append(ms)
+    return tuple(out)
 
 
 def main(argv=None):
@@ -201,6 +307,12 @@ def main(argv=None):
                     help="also split the kernels-by-hand step into kernel calls and glue")
     ap.add_argument("--stub", action="store_true",
                     help="sequence kernels return stored results: the framework without them")
+    ap.add_argument("--numpy", action="store_true",
+                    help="time the NumPy reference as a subject too: ratios to it per row")
+    ap.add_argument("--idle", default="", type=parse_ms,
+                    help="MS,...: also time each step after busy-waiting that long")
+    ap.add_argument("--probe", action="store_true",
+                    help="first measure how fast this machine evicts an untouched buffer")
     ap.add_argument("--json", default=None)
     a = ap.parse_args(argv)
     if a.rounds < 1 or a.warmup < 0:
@@ -212,15 +324,23 @@ def main(argv=None):
           f"1 thread, git {info.get('git_commit', '?')}, "
           f"torch {info.get('torch') if use_torch else 'not used'}; "
           f"median step times; framework = minigrad - kernels")
+    probe = None
+    if a.probe:
+        probe = eviction_probe(idle_ms=a.idle or (1, 5))
+        print_probe(probe)
     results = []
     for size in a.sizes:
         for cell in a.cells:
-            res = run(cell, size, a.rounds, use_torch, a.warmup, a.parts, a.stub)
+            res = run(cell, size, a.rounds, use_torch, a.warmup, a.parts, a.stub, a.idle,
+                      a.numpy)
             print_result(res)
             results.append(res)
     if a.json:
         with open(a.json, "w") as f:
-            json.dump({"machine": info, "results": results}, f, indent=1)
+            json.dump({"machine": info, "results": results,
+                       "eviction_probe_us": None if probe is None else
+                       {str(k): {str(m): v for m, v in row.items()} for k, row in probe.items()}},
+                      f, indent=1)
         print(f"JSON: {a.json}")
     return results
 

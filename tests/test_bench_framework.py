@@ -158,3 +158,61 @@ def test_stubbed_run_calls_each_real_sequence_kernel_once(monkeypatch):
 def test_stubbed_sequence_kernels_reject_an_unknown_cell():
     with pytest.raises(ValueError, match=r"cell must be one of .*got 'lstn'"):
         bf.StubbedSequenceKernels("lstn")
+
+
+def test_idle_busy_waits_its_time_and_names_itself():
+    idle = bf.Idle(2)
+    assert idle.name == "idle 2 ms"
+    t0 = bf.time.perf_counter()
+    idle.step()
+    assert bf.time.perf_counter() - t0 >= 0.002      # it waits at least that long
+    assert bf.Idle(0.5).name == "idle 0.5 ms"
+    for bad in (0, -1, float("nan")):
+        with pytest.raises(ValueError, match=r"idle time must be > 0 ms, got"):
+            bf.Idle(bad)
+
+
+def test_parse_ms_reads_positive_milliseconds():
+    assert bf.parse_ms("1,5") == (1.0, 5.0)
+    assert bf.parse_ms(" 0.5 , 2") == (0.5, 2.0)
+    assert bf.parse_ms("") == ()
+    for bad in ("0", "-1", "x", "1,nan"):
+        with pytest.raises(bf.argparse.ArgumentTypeError, match="milliseconds > 0"):
+            bf.parse_ms(bad)
+
+
+def test_eviction_probe_times_every_buffer_after_every_wait(monkeypatch):
+    waited = []
+    monkeypatch.setattr(bf.Idle, "step", lambda self: waited.append(self.ms))
+    out = bf.eviction_probe(kib=(4, 16), idle_ms=(1, 3), rounds=7)
+    assert sorted(out) == [4, 16]
+    for row in out.values():
+        assert sorted(row) == [0, 1, 3]
+        assert all(v > 0 for v in row.values())
+    # each buffer: every round waits once per idle time, never for the 0 ms condition
+    assert sorted(waited) == sorted([1] * 14 + [3] * 14)
+
+
+def test_run_with_numpy_and_idle_gives_ratios_after_each_predecessor():
+    res = bf.run("rnn", (4, 3, 5, 6), rounds=5, use_torch=False, warmup=1,
+                 idle_ms=(0.2,), with_numpy=True)
+    assert [row["after"] for row in res["rows"]] == ["itself", "numpy", "idle 0.2 ms"]
+    assert res["idle_ms"] == [0.2]
+    for row in res["rows"]:
+        assert row["numpy_us"] > 0
+        for s in ("minigrad", "kernels"):
+            assert row[f"{s}_vs_numpy"] == pytest.approx(row[f"{s}_us"] / row["numpy_us"])
+            lo, hi = row[f"{s}_vs_numpy_ci95"]
+            assert 0 < lo <= hi
+
+
+def test_main_with_probe_writes_it_to_the_json(tmp_path, capsys):
+    path = tmp_path / "p.json"
+    bf.main(["--cells", "gru", "--sizes", "2x2x3x4", "--rounds", "3", "--warmup", "0",
+             "--no-torch", "--idle", "0.1", "--numpy", "--probe", "--json", str(path)])
+    out = capsys.readouterr().out
+    assert "eviction probe" in out and "idle 0.1 ms" in out and "minigrad/numpy" in out
+    data = bf.json.loads(path.read_text())
+    assert sorted(data["eviction_probe_us"]) == ["1024", "256", "64"]
+    assert sorted(data["eviction_probe_us"]["64"]) == ["0", "0.1"]
+    assert data["results"][0]["rows"][-1]["after"] == "idle 0.1 ms"
