@@ -118,8 +118,8 @@ class Idle:
     or frequency drop is involved)."""
 
     def __init__(self, ms):
-        if not ms > 0:
-            raise ValueError(f"idle time must be > 0 ms, got {ms!r}")
+        if not 0 < ms < float("inf"):
+            raise ValueError(f"idle time must be a finite number of ms > 0, got {ms!r}")
         self.ms, self.seconds = ms, ms / 1e3
 
     @property
@@ -290,8 +290,9 @@ def parse_ms(text):
             ms = float(part)
         except ValueError:
             ms = float("nan")
-        if not ms > 0:
-            raise argparse.ArgumentTypeError(f"idle times must be milliseconds > 0, got {part!r}")
+        if not 0 < ms < float("inf"):
+            raise argparse.ArgumentTypeError(f"idle times must be finite milliseconds > 0, "
+                                             f"got {part!r}")
         out.append(ms)
     return tuple(out)
 
@@ -339,7 +340,8 @@ def main(argv=None):
         with open(a.json, "w") as f:
             json.dump({"machine": info, "results": results,
                        "eviction_probe_us": None if probe is None else
-                       {str(k): {str(m): v for m, v in row.items()} for k, row in probe.items()}},
+                       {str(k): {f"{m:g}": v for m, v in row.items()}
+                        for k, row in probe.items()}},
                       f, indent=1)
         print(f"JSON: {a.json}")
     return results
