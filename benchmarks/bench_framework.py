@@ -139,15 +139,19 @@ def eviction_probe(kib=(64, 256, 1024), idle_ms=(1, 5), rounds=100, seed=0):
     right after reading it (ms = 0) and after busy-waiting `ms` milliseconds (Idle). The
     conditions run in a shuffled order every round. What the first read leaves in the caches
     and the second finds gone, something else on the machine took in between."""
+    if not all(isinstance(k, int) and k > 0 for k in kib) or not kib:
+        raise ValueError(f"kib must be buffer sizes in KiB (positive ints), got {kib!r}")
+    if rounds < 1:
+        raise ValueError(f"rounds must be >= 1, got {rounds}")
+    idles = {m: Idle(m) for m in idle_ms}     # Idle rejects a wait that is not > 0
+    waits = [0] + list(idles)
     rng = np.random.default_rng(seed)
-    waits = [0] + [m for m in idle_ms if m > 0]
     out = {}
     for size in kib:
-        lines = max(1, size * 1024 // 64)
+        lines = size * 1024 // 64
         buf = np.zeros(lines * 8, np.int64)
         idx = rng.permutation(lines) * 8
         samples = {m: [] for m in waits}
-        idles = {m: Idle(m) for m in waits if m > 0}
         order = list(waits)
         perf = time.perf_counter
         for _ in range(rounds):

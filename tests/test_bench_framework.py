@@ -193,6 +193,16 @@ def test_eviction_probe_times_every_buffer_after_every_wait(monkeypatch):
     assert sorted(waited) == sorted([1] * 14 + [3] * 14)
 
 
+def test_eviction_probe_rejects_bad_sizes_waits_and_rounds():
+    for kib in ((), (0,), (-4,), (1.5,)):
+        with pytest.raises(ValueError, match=r"kib must be buffer sizes in KiB .*got"):
+            bf.eviction_probe(kib=kib, idle_ms=(1,), rounds=1)
+    with pytest.raises(ValueError, match=r"idle time must be .* got 0"):
+        bf.eviction_probe(kib=(4,), idle_ms=(0,), rounds=1)
+    with pytest.raises(ValueError, match=r"rounds must be >= 1, got 0"):
+        bf.eviction_probe(kib=(4,), idle_ms=(1,), rounds=0)
+
+
 def test_run_with_numpy_and_idle_gives_ratios_after_each_predecessor():
     res = bf.run("rnn", (4, 3, 5, 6), rounds=5, use_torch=False, warmup=1,
                  idle_ms=(0.2,), with_numpy=True)
