@@ -112,61 +112,6 @@ def diff_interval(a, b, level=br.RATIO_LEVEL, n_boot=br.BOOTSTRAP, seed=0):
     return br.round_bootstrap(a, b, np.subtract, 1, level, n_boot, seed)
 
 
-class Idle:
-    """A predecessor that busy-waits `ms` milliseconds and touches no arrays: what runs before
-    the timed step is only time passing (the loop itself keeps the core busy, so no sleep state
-    or frequency drop is involved)."""
-
-    def __init__(self, ms):
-        if not 0 < ms < float("inf"):
-            raise ValueError(f"idle time must be a finite number of ms > 0, got {ms!r}")
-        self.ms, self.seconds = ms, ms / 1e3
-
-    @property
-    def name(self):
-        return f"idle {self.ms:g} ms"
-
-    def step(self):
-        perf = time.perf_counter
-        t0 = perf()
-        while perf() - t0 < self.seconds:
-            pass
-
-
-def eviction_probe(kib=(64, 256, 1024), idle_ms=(1, 5), rounds=100, seed=0):
-    """{kib: {ms: median us}}: the time to read a buffer of `kib` KiB again, one 8-byte word per
-    64-byte cache line in a random order (so that the hardware prefetchers cannot hide a miss),
-    right after reading it (ms = 0) and after busy-waiting `ms` milliseconds (Idle). The
-    conditions run in a shuffled order every round. What the first read leaves in the caches
-    and the second finds gone, something else on the machine took in between."""
-    if not all(isinstance(k, int) and k > 0 for k in kib) or not kib:
-        raise ValueError(f"kib must be buffer sizes in KiB (positive ints), got {kib!r}")
-    if rounds < 1:
-        raise ValueError(f"rounds must be >= 1, got {rounds}")
-    idles = {m: Idle(m) for m in idle_ms}     # Idle rejects a wait that is not > 0
-    waits = [0] + list(idles)
-    rng = np.random.default_rng(seed)
-    out = {}
-    for size in kib:
-        lines = size * 1024 // 64
-        buf = np.zeros(lines * 8, np.int64)
-        idx = rng.permutation(lines) * 8
-        samples = {m: [] for m in waits}
-        order = list(waits)
-        perf = time.perf_counter
-        for _ in range(rounds):
-            rng.shuffle(order)
-            for m in order:
-                buf[idx].sum()
-                if m:
-                    idles[m].step()
-                t0 = perf()
-                buf[idx].sum()
-                samples[m].append(perf() - t0)
-        out[size] = {m: float(np.median(v)) * 1e6 for m, v in samples.items()}
-    return out
-
-
 class StubbedSequenceKernels:
     """Context manager: minigrad.kernels' forward and backward sequence kernels of one cell
     replaced by functions that return the results of one real call each (stored on first use),
@@ -208,8 +153,9 @@ def run(cell, size, rounds, use_torch=True, warmup=5, with_parts=False, stub=Fal
     with_parts, the kernels-by-hand step calls the kernels through TimedKernels and each row
     also gives the median time inside kernel calls and the rest of that step (its glue). With
     stub, the sequence kernels return stored results (StubbedSequenceKernels) while timing.
-    idle_ms: Idle predecessors of those milliseconds. with_numpy: the NumPy reference is a
-    subject too, and each row gives minigrad's and the kernels' ratio to it (same rounds)."""
+    idle_ms: predecessors that busy-wait those milliseconds (bench_rnn.Idle). with_numpy: the
+    NumPy reference is a subject too, and each row gives minigrad's and the kernels' ratio to
+    it (same rounds)."""
     names = ["numpy", "minigrad", "kernels"] + (["torch"] if use_torch else [])
     errors = br.verify(cell, size, names)
     params, x, target = br.make_problem(cell, size)
@@ -219,7 +165,7 @@ def run(cell, size, rounds, use_torch=True, warmup=5, with_parts=False, stub=Fal
     subjects = {n: built[n] for n in SUBJECTS + (("numpy",) if with_numpy else ())}
     preds = {n: built[n] for n in ("numpy", "torch") if n in built}
     for ms in idle_ms:
-        idle = Idle(ms)
+        idle = br.Idle(ms)
         preds[idle.name] = idle
     parts = {}
     if stub:
@@ -331,7 +277,7 @@ def main(argv=None):
           f"median step times; framework = minigrad - kernels")
     probe = None
     if a.probe:
-        probe = eviction_probe(idle_ms=a.idle or (1, 5))
+        probe = br.eviction_probe(idle_ms=a.idle or (1, 5))
         print_probe(probe)
     results = []
     for size in a.sizes:
@@ -343,9 +289,7 @@ def main(argv=None):
     if a.json:
         with open(a.json, "w") as f:
             json.dump({"machine": info, "results": results,
-                       "eviction_probe_us": None if probe is None else
-                       {str(k): {f"{m:g}": v for m, v in row.items()}
-                        for k, row in probe.items()}},
+                       "eviction_probe_us": None if probe is None else br.probe_json(probe)},
                       f, indent=1)
         print(f"JSON: {a.json}")
     return results

@@ -794,6 +794,79 @@ def machine_info():
     return info
 
 
+# ------------------------------------------------------------------------ the machine's caches
+class Idle:
+    """Busy-waits `ms` milliseconds on step(), touching no arrays: only time passes (the loop
+    keeps the core busy, so no sleep state or frequency drop is involved). eviction_probe's
+    wait, and bench_framework's --idle predecessor."""
+
+    def __init__(self, ms):
+        if not 0 < ms < float("inf"):
+            raise ValueError(f"idle time must be a finite number of ms > 0, got {ms!r}")
+        self.ms, self.seconds = ms, ms / 1e3
+
+    @property
+    def name(self):
+        return f"idle {self.ms:g} ms"
+
+    def step(self):
+        perf = time.perf_counter
+        t0 = perf()
+        while perf() - t0 < self.seconds:
+            pass
+
+
+def eviction_probe(kib=(64, 256, 1024), idle_ms=(1, 5), rounds=100, seed=0):
+    """{kib: {ms: median us}}: the time to read a buffer of `kib` KiB again, one 8-byte word per
+    64-byte cache line in a random order (so that the hardware prefetchers cannot hide a miss),
+    right after reading it (ms = 0) and after busy-waiting `ms` milliseconds (Idle). The
+    conditions run in a shuffled order every round. What the first read leaves in the caches
+    and the second finds gone, something else on the machine took in between."""
+    if not all(isinstance(k, int) and k > 0 for k in kib) or not kib:
+        raise ValueError(f"kib must be buffer sizes in KiB (positive ints), got {kib!r}")
+    if rounds < 1:
+        raise ValueError(f"rounds must be >= 1, got {rounds}")
+    idles = {m: Idle(m) for m in idle_ms}     # Idle rejects a wait that is not > 0
+    waits = [0] + list(idles)
+    rng = np.random.default_rng(seed)
+    out = {}
+    for size in kib:
+        lines = size * 1024 // 64
+        buf = np.zeros(lines * 8, np.int64)
+        idx = rng.permutation(lines) * 8
+        samples = {m: [] for m in waits}
+        order = list(waits)
+        perf = time.perf_counter
+        for _ in range(rounds):
+            rng.shuffle(order)
+            for m in order:
+                buf[idx].sum()
+                if m:
+                    idles[m].step()
+                t0 = perf()
+                buf[idx].sum()
+                samples[m].append(perf() - t0)
+        out[size] = {m: float(np.median(v)) * 1e6 for m, v in samples.items()}
+    return out
+
+
+PROBE = dict(kib=(64,), idle_ms=(1, 5), rounds=60)   # bench_rnn's header and footer: ~1 s
+
+
+def probe_json(probe):
+    """eviction_probe's result with JSON keys: {"64": {"0": us, "1": us, ...}}."""
+    return {str(k): {f"{m:g}": v for m, v in row.items()} for k, row in probe.items()}
+
+
+def probe_line(probe):
+    """One line for a run's header or footer: eviction_probe's figures for its first buffer."""
+    kib, row = next(iter(probe.items()))
+    waits = ", ".join(f"{row[m]:.0f} after {m:g} ms" for m in sorted(row) if m)
+    return (f"cache eviction: a {kib} KiB buffer read again one line at a time in random order "
+            f"takes {row[0]:.1f} us right after reading it, {waits} of busy-waiting (median us; "
+            "what other processes and guests on the host take from the caches meanwhile)")
+
+
 # ---------------------------------------------------------------------------------------- main
 def _fmt_mib(b):
     return "-" if b is None else f"{b / 2**20:.1f}"
@@ -951,8 +1024,10 @@ def main(argv=None):
           + "ratios = contender median / reference median (lower is faster), with a 95% "
             "bootstrap interval over the timed rounds")
     load0 = os.getloadavg() if hasattr(os, "getloadavg") else None
+    probe0 = eviction_probe(**PROBE)
     print(f"load average at start: {load0}; on a shared machine other processes compete for the "
-          "cores, so absolute times are noisy: read the within-run ratios\n")
+          "cores, so absolute times are noisy: read the within-run ratios")
+    print(probe_line(probe0) + "\n")
 
     results = []
     for cell in args.cells:
@@ -1003,6 +1078,7 @@ def main(argv=None):
             c["roofline_fraction_best_rate"] = r["gemm_flops"] / best_rate / c["median_s"]
     elapsed = time.perf_counter() - t_start
     load1 = os.getloadavg() if hasattr(os, "getloadavg") else None
+    probe1 = eviction_probe(**PROBE)
     print()
     print_table(results, names)
     largest = [r for r in results if r["size"] == results[-1]["size"]]
@@ -1017,7 +1093,7 @@ def main(argv=None):
           "above what it held before (numpy, minigrad: tracemalloc; torch: its allocator records "
           "via torch.profiler).\nRSS MiB: the same for all three as peak RSS growth (a child "
           "process per cell/size, MALLOC_MMAP_THRESHOLD_=4096; coarse, +-0.3 MiB).\n"
-          f"wall time {elapsed:.0f} s; load average at end {load1}")
+          f"wall time {elapsed:.0f} s; load average at end {load1}\nat end: {probe_line(probe1)}")
 
     doc = {"command": "python benchmarks/bench_rnn.py " + " ".join(sys.argv[1:] if argv is None
                                                                    else argv),
@@ -1027,6 +1103,8 @@ def main(argv=None):
            "warmup": warmup, "run_length": args.run_length, "order": args.order,
            "contenders": names, "memory_method": memory_probe.__doc__,
            "elapsed_s": elapsed, "load_average_start": load0, "load_average_end": load1,
+           "eviction_probe_start_us": probe_json(probe0),
+           "eviction_probe_end_us": probe_json(probe1),
            "results": results}
     if args.json:
         os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)

@@ -160,18 +160,6 @@ def test_stubbed_sequence_kernels_reject_an_unknown_cell():
         bf.StubbedSequenceKernels("lstn")
 
 
-def test_idle_busy_waits_its_time_and_names_itself():
-    idle = bf.Idle(2)
-    assert idle.name == "idle 2 ms"
-    t0 = bf.time.perf_counter()
-    idle.step()
-    assert bf.time.perf_counter() - t0 >= 0.002      # it waits at least that long
-    assert bf.Idle(0.5).name == "idle 0.5 ms"
-    for bad in (0, -1, float("nan"), float("inf")):
-        with pytest.raises(ValueError, match=r"idle time must be a finite number of ms > 0, got"):
-            bf.Idle(bad)
-
-
 def test_parse_ms_reads_positive_milliseconds():
     assert bf.parse_ms("1,5") == (1.0, 5.0)
     assert bf.parse_ms(" 0.5 , 2") == (0.5, 2.0)
@@ -179,28 +167,6 @@ def test_parse_ms_reads_positive_milliseconds():
     for bad in ("0", "-1", "x", "1,nan", "inf"):
         with pytest.raises(bf.argparse.ArgumentTypeError, match="finite milliseconds > 0"):
             bf.parse_ms(bad)
-
-
-def test_eviction_probe_times_every_buffer_after_every_wait(monkeypatch):
-    waited = []
-    monkeypatch.setattr(bf.Idle, "step", lambda self: waited.append(self.ms))
-    out = bf.eviction_probe(kib=(4, 16), idle_ms=(1, 3), rounds=7)
-    assert sorted(out) == [4, 16]
-    for row in out.values():
-        assert sorted(row) == [0, 1, 3]
-        assert all(v > 0 for v in row.values())
-    # each buffer: every round waits once per idle time, never for the 0 ms condition
-    assert sorted(waited) == sorted([1] * 14 + [3] * 14)
-
-
-def test_eviction_probe_rejects_bad_sizes_waits_and_rounds():
-    for kib in ((), (0,), (-4,), (1.5,)):
-        with pytest.raises(ValueError, match=r"kib must be buffer sizes in KiB .*got"):
-            bf.eviction_probe(kib=kib, idle_ms=(1,), rounds=1)
-    with pytest.raises(ValueError, match=r"idle time must be .* got 0"):
-        bf.eviction_probe(kib=(4,), idle_ms=(0,), rounds=1)
-    with pytest.raises(ValueError, match=r"rounds must be >= 1, got 0"):
-        bf.eviction_probe(kib=(4,), idle_ms=(1,), rounds=0)
 
 
 def test_run_with_numpy_and_idle_gives_ratios_after_each_predecessor():

@@ -75,6 +75,11 @@ def test_smoke_json_has_every_cell_size_and_contender(tmp_path):
     for name in NAMES:
         assert name in stdout
     assert "threads: 1" in stdout
+    for when in ("start", "end"):          # the machine's cache eviction, before and after
+        probe = doc[f"eviction_probe_{when}_us"]
+        assert list(probe) == ["64"] and sorted(probe["64"]) == ["0", "1", "5"], probe
+        assert all(v > 0 for v in probe["64"].values())
+    assert stdout.count("cache eviction: a 64 KiB buffer") == 2
 
 
 @pytest.mark.parametrize("cell", bench.CELLS)
@@ -286,3 +291,45 @@ def test_parse_sizes_and_cells():
     assert bench.parse_cells("lstm,gru") == ["lstm", "gru"]
     with pytest.raises(Exception):
         bench.parse_cells("lstm,transformer")
+
+
+def test_idle_busy_waits_its_time_and_names_itself():
+    idle = bench.Idle(2)
+    assert idle.name == "idle 2 ms"
+    t0 = bench.time.perf_counter()
+    idle.step()
+    assert bench.time.perf_counter() - t0 >= 0.002      # it waits at least that long
+    assert bench.Idle(0.5).name == "idle 0.5 ms"
+    for bad in (0, -1, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match=r"idle time must be a finite number of ms > 0, got"):
+            bench.Idle(bad)
+
+
+def test_eviction_probe_times_every_buffer_after_every_wait(monkeypatch):
+    waited = []
+    monkeypatch.setattr(bench.Idle, "step", lambda self: waited.append(self.ms))
+    out = bench.eviction_probe(kib=(4, 16), idle_ms=(1, 3), rounds=7)
+    assert sorted(out) == [4, 16]
+    for row in out.values():
+        assert sorted(row) == [0, 1, 3]
+        assert all(v > 0 for v in row.values())
+    # each buffer: every round waits once per idle time, never for the 0 ms condition
+    assert sorted(waited) == sorted([1] * 14 + [3] * 14)
+
+
+def test_eviction_probe_rejects_bad_sizes_waits_and_rounds():
+    for kib in ((), (0,), (-4,), (1.5,)):
+        with pytest.raises(ValueError, match=r"kib must be buffer sizes in KiB .*got"):
+            bench.eviction_probe(kib=kib, idle_ms=(1,), rounds=1)
+    with pytest.raises(ValueError, match=r"idle time must be .* got 0"):
+        bench.eviction_probe(kib=(4,), idle_ms=(0,), rounds=1)
+    with pytest.raises(ValueError, match=r"rounds must be >= 1, got 0"):
+        bench.eviction_probe(kib=(4,), idle_ms=(1,), rounds=0)
+
+
+def test_probe_json_and_line_give_every_wait():
+    probe = {64: {0: 3.5, 1: 17.25, 5: 46.0}}
+    assert bench.probe_json(probe) == {"64": {"0": 3.5, "1": 17.25, "5": 46.0}}
+    line = bench.probe_line(probe)
+    assert "64 KiB" in line and "3.5 us right after" in line
+    assert "17 after 1 ms, 46 after 5 ms" in line
