@@ -189,7 +189,7 @@ def test_long_input_and_output_lists_are_squeezed():
 def test_nn_lstm_tape_unrolled_and_fused():
     from minigrad import nn
     mg.manual_seed(0)
-    lstm = nn.LSTM(3, 4, num_layers=2, batch_first=True, fused=False)
+    lstm = nn.LSTM(3, 4, num_layers=2, batch_first=True, impl="step")
     x = np.random.default_rng(0).standard_normal((2, 30, 3)).astype(np.float32)
     out, _ = lstm(x)
     text = format_tape(out.sum(), names=lstm)
@@ -199,7 +199,7 @@ def test_nn_lstm_tape_unrolled_and_fused():
     # the input projection of all steps is one Linear node per layer, before its steps
     projections = [ln for ln in _node_lines(text) if ln.split()[1] == "Linear"]
     assert len(projections) == 2 and "leaf weight_ih_l1 (16, 4)" in projections[1]
-    lstm.fused = True
+    lstm.impl = "sequence"
     out, _ = lstm(x)
     ops = [ln.split()[1] for ln in _node_lines(format_tape(out.sum()))]
     assert ops.count("LSTMSequence") == 2 and "LSTMCellStep" not in ops
