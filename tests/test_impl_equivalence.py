@@ -8,15 +8,16 @@ float64, looser in float32.  Inter-layer dropout and the Keras-style return conv
 """
 import numpy as np
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
+from test_recurrent_modules import Case, examples, grads_of, upstream
 
 import minigrad as mg
 from minigrad import nn
-from test_recurrent_modules import Case, examples, grads_of, upstream
 
 IMPLS = ("sequence", "step", "composed")
-TOL = {np.float64: dict(out=(1e-11, 1e-13), grad=(1e-10, 1e-12)),
-       np.float32: dict(out=(1e-5, 1e-6), grad=(1e-4, 1e-5))}
+TOL = {np.float64: {"out": (1e-11, 1e-13), "grad": (1e-10, 1e-12)},   # (rtol, atol)
+       np.float32: {"out": (1e-5, 1e-6), "grad": (1e-4, 1e-5)}}
 
 
 @st.composite

@@ -107,7 +107,7 @@ def check_lengths(lengths, T, B, who):
     ln = _data(lengths)
     try:
         ln = np.asarray(ln)
-    except Exception:
+    except (TypeError, ValueError):
         raise ValueError(f"{who}: lengths must be a sequence of ints, "
                          f"got {type(lengths).__name__}") from None
     if ln.dtype.kind not in "iu":
@@ -115,6 +115,8 @@ def check_lengths(lengths, T, B, who):
     if ln.shape != (B,):
         raise ValueError(f"{who}: lengths must have shape ({B},) (one per sequence in the "
                          f"batch), got {ln.shape}")
+    if ln.size == 0:
+        return np.zeros(0, dtype=np.int64)
     lo, hi = int(ln.min()), int(ln.max())
     if lo < 1 or hi > T:
         raise ValueError(f"{who}: lengths must lie in [1, {T}] (T = {T} time steps), "
