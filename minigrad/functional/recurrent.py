@@ -162,7 +162,8 @@ def rnn_cell(x, h, w_ih, w_hh, b_ih=None, b_hh=None, nonlinearity="tanh"):
 
 class LSTMCell(_KernelFunction):
     def forward(self, x, h, c, w_ih, w_hh, b_ih=None, b_hh=None):
-        x, h, c, w_ih, w_hh = _contiguous(x), _contiguous(h), _contiguous(c), _contiguous(w_ih), _contiguous(w_hh)
+        x, h, c = _contiguous(x), _contiguous(h), _contiguous(c)
+        w_ih, w_hh = _contiguous(w_ih), _contiguous(w_hh)
         h1, c1, cache = kernels.lstm_cell_forward(x, h, c, w_ih, w_hh, b_ih, b_hh)
         self.saved = (x, h, c, w_ih, w_hh, cache, b_ih is not None)
         return h1, c1
@@ -215,7 +216,7 @@ def gru_cell(x, h, w_ih, w_hh, b_ih=None, b_hh=None):
 # generic BPTT (``nn.LSTM(..., impl="composed")``).  The tests hold the compiled cells to these.
 def _composed_state(s, x, H, name, what):
     """A composed cell's state: zeros (B, H) when None, else checked to be (B, H)."""
-    B = _data(x).shape[0] if _data(x).ndim == 2 else None
+    B = _data(x).shape[0]
     if s is None:
         return _zeros_like_state(x, 0, H, what)
     shape = _data(s).shape
@@ -354,7 +355,8 @@ class RNNSequence(_KernelFunction):
 
     def forward(self, x, h0, w_ih, w_hh, b_ih=None, b_hh=None):
         self.state_shape = h0.shape     # (B, H), or (1, B, H) from a one-layer module
-        x, h0, w_ih, w_hh = _contiguous(x), _contiguous(_state_2d(h0, x.shape[1], "h0")), _contiguous(w_ih), _contiguous(w_hh)
+        x, h0 = _contiguous(x), _contiguous(_state_2d(h0, x.shape[1], "h0"))
+        w_ih, w_hh = _contiguous(w_ih), _contiguous(w_hh)
         ys, h_n, cache = kernels.rnn_sequence_forward(
             x, h0, w_ih, w_hh, b_ih, b_hh, self.lengths, self.nonlinearity)
         self.saved = (x, h0, w_ih, w_hh, cache, b_ih is not None)
@@ -379,7 +381,8 @@ class LSTMSequence(_KernelFunction):
             raise ValueError(f"h0 and c0 must have the same shape, got {h0.shape} and {c0.shape}")
         self.state_shape = h0.shape     # (B, H), or (1, B, H) from a one-layer module
         B = x.shape[1]
-        x, h0, c0 = _contiguous(x), _contiguous(_state_2d(h0, B, "h0")), _contiguous(_state_2d(c0, B, "c0"))
+        x = _contiguous(x)
+        h0, c0 = _contiguous(_state_2d(h0, B, "h0")), _contiguous(_state_2d(c0, B, "c0"))
         w_ih, w_hh = _contiguous(w_ih), _contiguous(w_hh)
         ys, h_n, c_n, cache = kernels.lstm_sequence_forward(
             x, h0, c0, w_ih, w_hh, b_ih, b_hh, self.lengths)
@@ -389,7 +392,8 @@ class LSTMSequence(_KernelFunction):
     def backward(self, dys, dh_n, dc_n):
         x, h0, c0, w_ih, w_hh, cache, has_bias = self.saved
         dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh = kernels.lstm_sequence_backward(
-            _outputs_grad(dys), _grad_or_zeros(_state_grad_2d(dh_n), h0), _grad_or_zeros(_state_grad_2d(dc_n), c0),
+            _outputs_grad(dys), _grad_or_zeros(_state_grad_2d(dh_n), h0),
+            _grad_or_zeros(_state_grad_2d(dc_n), c0),
             x, h0, c0, w_ih, w_hh, cache, self.lengths, has_bias,
             need_dx=self.needs_input_grad[0],
             need_dh0=self.needs_input_grad[1] or self.needs_input_grad[2])
@@ -404,7 +408,8 @@ class GRUSequence(_KernelFunction):
 
     def forward(self, x, h0, w_ih, w_hh, b_ih=None, b_hh=None):
         self.state_shape = h0.shape     # (B, H), or (1, B, H) from a one-layer module
-        x, h0, w_ih, w_hh = _contiguous(x), _contiguous(_state_2d(h0, x.shape[1], "h0")), _contiguous(w_ih), _contiguous(w_hh)
+        x, h0 = _contiguous(x), _contiguous(_state_2d(h0, x.shape[1], "h0"))
+        w_ih, w_hh = _contiguous(w_ih), _contiguous(w_hh)
         ys, h_n, cache = kernels.gru_sequence_forward(x, h0, w_ih, w_hh, b_ih, b_hh, self.lengths)
         self.saved = (x, h0, w_ih, w_hh, cache, b_ih is not None)
         return ys, h_n.reshape(self.state_shape)

@@ -52,6 +52,7 @@ from .module import Module, Parameter
 __all__ = ["RNNCell", "LSTMCell", "GRUCell", "RNN", "LSTM", "GRU"]
 
 _GATES = {"RNN": 1, "LSTM": 4, "GRU": 3}
+_SWAP_BT = (1, 0, 2)  # (B, T, F) <-> (T, B, F)
 _LAYER_IMPLS = ("sequence", "step", "composed")
 _CELL_IMPLS = ("step", "composed")
 
@@ -68,7 +69,6 @@ def _init_uniform(module):
     k = 1.0 / math.sqrt(module.hidden_size)
     for p in module.parameters():
         init.uniform_(p, -k, k)
-_SWAP_BT = (1, 0, 2)  # (B, T, F) <-> (T, B, F)
 
 
 def _tensor(x, who, what):
