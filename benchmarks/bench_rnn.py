@@ -165,7 +165,7 @@ def _copy(params):
 def _minigrad_modules(cell, I, H, fused=True):
     cls = {"rnn": mg.nn.RNN, "lstm": mg.nn.LSTM, "gru": mg.nn.GRU}[cell]
     kw = dict(nonlinearity="tanh") if cell == "rnn" else {}
-    return cls(I, H, fused=fused, **kw), mg.nn.Linear(H, OUT)
+    return cls(I, H, impl="sequence" if fused else "step", **kw), mg.nn.Linear(H, OUT)
 
 
 def _named_params(rnn, fc):

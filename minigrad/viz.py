@@ -318,7 +318,7 @@ def _node_line(g, i, ins, count=None, ident=None):
     return f"{ident:<12} {name:<18} in: {', '.join(ins) if ins else '(none)'}  ->  {outs} {dt}"
 
 
-def format_tape(tensor, names=None, collapse=3, max_period=8):
+def format_tape(tensor, names=None, collapse=3, max_period=16):
     """The graph behind ``tensor`` as text, one line per node (inputs before users).
 
     names: optional dict ``{name: tensor}`` (or ``(name, tensor)`` pairs, or a Module, whose
@@ -367,7 +367,7 @@ def format_tape(tensor, names=None, collapse=3, max_period=8):
     return "\n".join(lines) + "\n"
 
 
-def print_tape(tensor, file=None, names=None, collapse=3, max_period=8):
+def print_tape(tensor, file=None, names=None, collapse=3, max_period=16):
     """Print ``format_tape(tensor, ...)`` to ``file`` (default: sys.stdout)."""
     text = format_tape(tensor, names=names, collapse=collapse, max_period=max_period)
     (file if file is not None else sys.stdout).write(text)

@@ -99,15 +99,15 @@ def test_kernels_contender_computes_the_same_step(cell):
 
 @pytest.mark.parametrize("cell", bench.CELLS)
 def test_unrolled_contender_is_the_cell_by_cell_tape_and_computes_the_same_step(cell):
-    """--unrolled adds minigrad with fused=False modules: T cell-step nodes on the tape, not one
+    """--unrolled adds minigrad with impl="step" modules: T cell-step nodes on the tape, not one
     sequence node; its loss and gradients agree with the NumPy reference, and its steps update
-    the weights as the fused modules' do."""
+    the weights as the sequence modules' do."""
     errors = bench.verify(cell, TINY, ["numpy", "minigrad", "unrolled"])
     assert max(errors["unrolled"].values()) <= bench.GRAD_RTOL, errors["unrolled"]
     params, x, target = bench.make_problem(cell, TINY)
     fused, unrolled = (bench.CONTENDERS[n](cell, bench._copy(params), x, target)
                        for n in ("minigrad", "unrolled"))
-    assert fused.rnn.fused is True and unrolled.rnn.fused is False
+    assert fused.rnn.impl == "sequence" and unrolled.rnn.impl == "step"
     nodes = set()
     stack = [unrolled._loss()._ctx]
     while stack:

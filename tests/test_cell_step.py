@@ -1,6 +1,6 @@
 """Cells on a precomputed input projection: the cell kernels with w_ih None (x is then
 x_in @ W_ih^T + b_ih, (B, G*H)), and the tape's step ops F.*_cell_step built on them, which the
-unrolled modules (fused=False) run after one hoisted linear node (docs/kernels.md)."""
+unrolled modules (impl="step") run after one hoisted linear node (docs/kernels.md)."""
 import re
 
 import numpy as np

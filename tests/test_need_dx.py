@@ -287,14 +287,14 @@ def _cell_spy(monkeypatch, kind):
 
 @pytest.mark.parametrize("kind", ["RNN", "LSTM", "GRU"])
 def test_unrolled_module_asks_only_for_the_gradients_it_needs(backend, monkeypatch, kind):
-    """fused=False: T cell-step nodes on slices of the hoisted input projection, which needs a
+    """impl="step": T cell-step nodes on slices of the hoisted input projection, which needs a
     gradient at every step (it leads to W_ih). The zero initial state: step 0 asks for no dh;
     with the initial state requiring grad every step asks for it. The parameters' gradients
     are the same either way."""
     rng = np.random.default_rng(5)
     T, B, I, H = 4, 3, 5, 6
     xd = rng.standard_normal((T, B, I)).astype(np.float32)
-    layer = getattr(nn, kind)(I, H, fused=False)
+    layer = getattr(nn, kind)(I, H, impl="step")
     shape = (1, B, H)
     grads = {}
     for need in (False, True):

@@ -2,9 +2,9 @@
 
 * hypothesis-drawn layers (num_layers 1-3, bidirectional, batch_first, bias, lengths, initial
   states, float64): finite differences of every gradient (all elements for small layers, random
-  directions for larger ones); the fused path (one node per layer and direction) against the
-  per-step unroll (fused=False); the PyTorch oracle (outputs, states, every gradient; lengths
-  through pack_padded_sequence);
+  directions for larger ones); the PyTorch oracle for each of the three implementations
+  (outputs, states, every gradient; lengths through pack_padded_sequence); the implementations
+  against each other are in test_impl_equivalence.py;
 * the module against the hand-written NumPy BPTT of benchmarks/numpy_reference.py;
 * lengths semantics against running each sequence alone; Keras-style return conventions;
   inter-layer dropout; the shape of the tape; input validation.
@@ -45,11 +45,11 @@ class Case:
         self.c0 = (rng.standard_normal(sshape).astype(dtype)
                    if init_state and mode == "LSTM" else None)
 
-    def make(self, fused=True, **kw):
+    def make(self, impl="sequence", **kw):
         mg.manual_seed(self.seed)
         extra = {"nonlinearity": self.nonlinearity} if self.mode == "RNN" else {}
         return getattr(nn, self.mode)(self.I, self.H, num_layers=self.L, bias=self.bias,
-                                      batch_first=self.bf, bidirectional=self.bi, fused=fused,
+                                      batch_first=self.bf, bidirectional=self.bi, impl=impl,
                                       dtype=self.dtype, **extra, **kw)
 
     def leaves(self):
@@ -204,39 +204,6 @@ def test_gradients_random_directions_larger_layers(case):
     _directional_check(case, case.make())
 
 
-# ----------------------------------------------------------------- fused vs unrolled
-@examples(25)
-@given(case=cases())
-def test_fused_and_unrolled_paths_agree(case):
-    fused, unrolled = case.make(fused=True), case.make(fused=False)
-    unrolled.load_state_dict(fused.state_dict())
-    probe = case.call(fused, case.leaves())
-    weights = upstream(probe)
-    outs_f, g_f = grads_of(case, fused, weights)
-    outs_u, g_u = grads_of(case, unrolled, weights)
-    for name, a, b in zip(["output", "h_n", "c_n"], outs_f, outs_u):
-        np.testing.assert_allclose(a, b, rtol=1e-11, atol=1e-13, err_msg=f"{name}: fused vs unrolled")
-    assert g_f.keys() == g_u.keys()
-    for k in g_f:
-        np.testing.assert_allclose(g_f[k], g_u[k], rtol=1e-10, atol=1e-12,
-                                   err_msg=f"d{k}: fused vs unrolled, {case}")
-
-
-def test_fused_and_unrolled_agree_in_float32():
-    case = Case("LSTM", "tanh", 2, True, True, True, 7, 4, 5, 6, [7, 3, 5, 1], True, 5,
-                dtype=np.float32)
-    fused, unrolled = case.make(fused=True), case.make(fused=False)
-    weights = upstream(case.call(fused, case.leaves()))
-    outs_f, g_f = grads_of(case, fused, weights)
-    outs_u, g_u = grads_of(case, unrolled, weights)
-    for a, b in zip(outs_f, outs_u):
-        assert a.dtype == np.float32
-        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
-    for k in g_f:
-        assert g_f[k].dtype == np.float32, k
-        np.testing.assert_allclose(g_f[k], g_u[k], rtol=1e-4, atol=1e-5, err_msg=k)
-
-
 # ----------------------------------------------------------------- torch oracle
 def _torch_run(torch, case, weights, state_dict):
     extra = {"nonlinearity": case.nonlinearity} if case.mode == "RNN" else {}
@@ -272,10 +239,10 @@ def _torch_run(torch, case, weights, state_dict):
 
 
 @examples(25)
-@given(case=cases(), fused=st.booleans())
-def test_against_torch(case, fused):
+@given(case=cases(), impl=st.sampled_from(["sequence", "step", "composed"]))
+def test_against_torch(case, impl):
     torch = pytest.importorskip("torch")
-    module = case.make(fused=fused)
+    module = case.make(impl=impl)
     weights = upstream(case.call(module, case.leaves()))
     outs, grads = grads_of(case, module, weights)
     t_outs, t_grads = _torch_run(torch, case, weights, module.state_dict())
@@ -425,8 +392,8 @@ def test_full_lengths_equal_no_lengths():
 @pytest.mark.parametrize("mode", ["RNN", "LSTM", "GRU"])
 @pytest.mark.parametrize("bi", [False, True])
 @pytest.mark.parametrize("bf", [False, True])
-@pytest.mark.parametrize("fused", [True, False])
-def test_return_sequences_and_return_state(mode, bi, bf, fused):
+@pytest.mark.parametrize("impl", ["sequence", "step", "composed"])
+def test_return_sequences_and_return_state(mode, bi, bf, impl):
     T, B, I, H, L = 5, 3, 2, 4, 2
     D = 2 if bi else 1
     lengths = [5, 2, 4]
@@ -436,7 +403,7 @@ def test_return_sequences_and_return_state(mode, bi, bf, fused):
     def make(**kw):
         mg.manual_seed(7)
         return getattr(nn, mode)(I, H, num_layers=L, bidirectional=bi, batch_first=bf,
-                                 dtype=np.float64, fused=fused, **kw)
+                                 dtype=np.float64, impl=impl, **kw)
 
     full_out, full_state = make()(x, lengths=lengths)
     h_n = full_state[0] if mode == "LSTM" else full_state
@@ -550,15 +517,22 @@ def _nodes(t):
     return out
 
 
-@pytest.mark.parametrize("fused", [True, False])
-def test_tape_shape(fused):
+@pytest.mark.parametrize("impl", ["sequence", "step", "composed"])
+def test_tape_shape(impl):
     T, L, D = 9, 2, 2
-    m = nn.LSTM(3, 4, num_layers=L, bidirectional=True, fused=fused)
+    m = nn.LSTM(3, 4, num_layers=L, bidirectional=True, impl=impl)
     x = mg.tensor(np.zeros((T, 2, 3), dtype=np.float32), requires_grad=True)
     out, _ = m(x)
     names = _nodes(out)
-    if fused:
+    if impl == "sequence":
         assert names.count("LSTMSequence") == L * D and "LSTMCellStep" not in names
+    elif impl == "composed":
+        # per layer, direction and step: two Linear nodes (x and h), one Split into the four
+        # gates, three Sigmoid and two Tanh; no compiled recurrent node anywhere
+        assert not any(n.startswith("LSTM") for n in names)
+        assert names.count("Linear") == 2 * T * L * D
+        assert names.count("Sigmoid") == 3 * T * L * D and names.count("Tanh") == 2 * T * L * D
+        assert names.count("Stack") == L * D
     else:
         # per layer and direction: the input projection of all steps hoisted into one linear
         # node, one unbind (Split), T cell-step nodes, one stack: O(T)
@@ -568,11 +542,12 @@ def test_tape_shape(fused):
 
 
 # ----------------------------------------------------------------- cells
+@pytest.mark.parametrize("impl", ["step", "composed"])
 @pytest.mark.parametrize("mode", ["RNN", "LSTM", "GRU"])
-def test_cells_equal_one_step_of_the_layer(mode):
+def test_cells_equal_one_step_of_the_layer(mode, impl):
     mg.manual_seed(0)
     layer = getattr(nn, mode)(3, 4, dtype=np.float64)
-    cell = getattr(nn, mode + "Cell")(3, 4, dtype=np.float64)
+    cell = getattr(nn, mode + "Cell")(3, 4, dtype=np.float64, impl=impl)
     cell.load_state_dict({k[:-3]: v for k, v in layer.state_dict().items()})
     rng = np.random.default_rng(1)
     x = rng.standard_normal((2, 3))
@@ -592,10 +567,11 @@ def test_cells_equal_one_step_of_the_layer(mode):
     np.testing.assert_allclose(h1.data, out.data[0], rtol=1e-12)
 
 
+@pytest.mark.parametrize("impl", ["step", "composed"])
 @pytest.mark.parametrize("cell_cls", [nn.RNNCell, nn.LSTMCell, nn.GRUCell])
-def test_cell_gradients(cell_cls):
+def test_cell_gradients(cell_cls, impl):
     mg.manual_seed(0)
-    cell = cell_cls(3, 2, dtype=np.float64)
+    cell = cell_cls(3, 2, dtype=np.float64, impl=impl)
     rng = np.random.default_rng(0)
     x = mg.tensor(rng.standard_normal((2, 3)), requires_grad=True)
     h = mg.tensor(rng.standard_normal((2, 2)), requires_grad=True)
@@ -608,10 +584,11 @@ def test_cell_gradients(cell_cls):
     assert (out[0] if cell_cls is nn.LSTMCell else out).shape == (2, 2)
 
 
-def test_cell_against_torch():
+@pytest.mark.parametrize("impl", ["step", "composed"])
+def test_cell_against_torch(impl):
     torch = pytest.importorskip("torch")
     for name in ("RNNCell", "LSTMCell", "GRUCell"):
-        ours = getattr(nn, name)(3, 4, dtype=np.float64)
+        ours = getattr(nn, name)(3, 4, dtype=np.float64, impl=impl)
         theirs = getattr(torch.nn, name)(3, 4, dtype=torch.float64)
         theirs.load_state_dict({k: torch.from_numpy(v) for k, v in ours.state_dict().items()})
         x = np.random.default_rng(0).standard_normal((2, 3))
@@ -672,20 +649,27 @@ def test_constructor_validation():
         nn.LSTM(2, 0)
     with pytest.raises(ValueError, match="dtype must be float32 or float64"):
         nn.LSTM(2, 2, dtype=np.int32)
+    with pytest.raises(ValueError, match="impl must be one of 'sequence', 'step', 'composed', "
+                                         "got 'fused'"):
+        nn.GRU(2, 2, impl="fused")
+    with pytest.raises(ValueError, match="impl must be one of 'step', 'composed', got 'sequence'"):
+        nn.LSTMCell(2, 2, impl="sequence")
 
 
 def test_repr_of_recurrent_layers():
     assert repr(nn.RNN(3, 4, 2, "relu", bias=False, bidirectional=True, dropout=0.1)) == \
         "RNN(3, 4, num_layers=2, nonlinearity='relu', bias=False, dropout=0.1, bidirectional=True)"
-    assert repr(nn.GRU(3, 4, return_state=True, fused=False)) == \
-        "GRU(3, 4, return_state=True, fused=False)"
+    assert repr(nn.GRU(3, 4, return_state=True, impl="step")) == \
+        "GRU(3, 4, return_state=True, impl='step')"
+    assert repr(nn.LSTM(3, 4, impl="composed")) == "LSTM(3, 4, impl='composed')"
+    assert repr(nn.GRUCell(3, 4, impl="composed")) == "GRUCell(3, 4, impl='composed')"
     assert repr(nn.LSTMCell(3, 4, bias=False)) == "LSTMCell(3, 4, bias=False)"
 
 
 @pytest.mark.parametrize("mode", ["RNN", "LSTM", "GRU"])
 @pytest.mark.parametrize("given_state", [False, True])
-def test_one_fused_layer_has_no_reshape_nodes(mode, given_state):
-    """One layer, one direction, fused: the sequence node takes hx and returns h_n (c_n) in the
+def test_one_sequence_layer_has_no_reshape_nodes(mode, given_state):
+    """One layer, one direction, impl="sequence": the sequence node takes hx and returns h_n (c_n) in the
     (1, B, H) layout itself, so the tape is that node alone (a multi-layer module stacks)."""
     T, B, I, H = 5, 2, 3, 4
     rng = np.random.default_rng(0)
@@ -706,7 +690,7 @@ def test_one_fused_layer_has_no_reshape_nodes(mode, given_state):
     if given_state:
         assert all(t is s for t, s in zip(node.inputs[1:], hs))   # hx goes in as given
     # the values and gradients are those of the unrolled path, which does reshape
-    ref = getattr(nn, mode)(I, H, dtype=np.float64, fused=False)
+    ref = getattr(nn, mode)(I, H, dtype=np.float64, impl="step")
     ref.load_state_dict(m.state_dict())
     x2 = mg.tensor(x.data, requires_grad=True)
     hx2 = None

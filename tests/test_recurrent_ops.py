@@ -1,5 +1,6 @@
-"""The recurrent ops on the tape: fused cells vs the same cells built from primitive ops,
-whole-sequence ops vs the cell unrolled step by step, finite differences, and torch as an oracle.
+"""The recurrent ops on the tape: compiled cells vs the same cells built from primitive ops
+(``F.*_cell_composed``), whole-sequence ops vs the cell unrolled step by step, finite
+differences, and torch as an oracle.
 Every test runs on both kernel backends (the Cython kernels and their NumPy twins)."""
 import re
 
@@ -33,38 +34,6 @@ def make_params(rng, cell, I, H, bias=True, scale=0.5):
         p["b_ih"] = rng.uniform(-scale, scale, G * H)
         p["b_hh"] = rng.uniform(-scale, scale, G * H)
     return {k: _t(v) for k, v in p.items()}
-
-
-# ------------------------------------------------------------------ composed references
-def composed_rnn_cell(x, h, w_ih, w_hh, b_ih=None, b_hh=None, nonlinearity="tanh"):
-    a = x @ w_ih.T + h @ w_hh.T
-    if b_ih is not None:
-        a = a + b_ih + b_hh
-    return F.tanh(a) if nonlinearity == "tanh" else F.relu(a)
-
-
-def composed_lstm_cell(x, h, c, w_ih, w_hh, b_ih=None, b_hh=None):
-    a = x @ w_ih.T + h @ w_hh.T
-    if b_ih is not None:
-        a = a + b_ih + b_hh
-    H = h.shape[1]
-    i, f = F.sigmoid(a[:, :H]), F.sigmoid(a[:, H:2 * H])
-    g, o = F.tanh(a[:, 2 * H:3 * H]), F.sigmoid(a[:, 3 * H:])
-    c1 = f * c + i * g
-    return o * F.tanh(c1), c1
-
-
-def composed_gru_cell(x, h, w_ih, w_hh, b_ih=None, b_hh=None):
-    gi = x @ w_ih.T
-    gh = h @ w_hh.T
-    if b_ih is not None:
-        gi = gi + b_ih
-        gh = gh + b_hh
-    H = h.shape[1]
-    r = F.sigmoid(gi[:, :H] + gh[:, :H])
-    z = F.sigmoid(gi[:, H:2 * H] + gh[:, H:2 * H])
-    n = F.tanh(gi[:, 2 * H:] + r * gh[:, 2 * H:])
-    return (1 - z) * n + z * h
 
 
 def unrolled(cell, x, params, h0, c0=None, lengths=None, nonlinearity="tanh"):
@@ -122,7 +91,7 @@ sizes = st.tuples(st.integers(1, 6), st.integers(1, 7), st.integers(1, 7))
 @settings(max_examples=15)
 @given(sizes=sizes, bias=st.booleans(), cell=st.sampled_from(["rnn-tanh", "rnn-relu", "lstm", "gru"]),
        seed=st.integers(0, 2**31))
-def test_fused_cell_equals_composed_cell(backend, sizes, bias, cell, seed):
+def test_compiled_cell_equals_composed_cell(backend, sizes, bias, cell, seed):
     B, I, H = sizes
     kind, _, nl = cell.partition("-")
     rng = np.random.default_rng(seed)
@@ -136,19 +105,19 @@ def test_fused_cell_equals_composed_cell(backend, sizes, bias, cell, seed):
     x2, h2, c2, p2 = build()
     if kind == "lstm":
         oa = F.lstm_cell(x1, h1, c1, **p1)
-        ob = composed_lstm_cell(x2, h2, c2, **p2)
+        ob = F.lstm_cell_composed(x2, h2, c2, **p2)
         la, lb = [x1, h1, c1, *p1.values()], [x2, h2, c2, *p2.values()]
     elif kind == "gru":
         oa = (F.gru_cell(x1, h1, **p1),)
-        ob = (composed_gru_cell(x2, h2, **p2),)
+        ob = (F.gru_cell_composed(x2, h2, **p2),)
         la, lb = [x1, h1, *p1.values()], [x2, h2, *p2.values()]
     else:
         oa = (F.rnn_cell(x1, h1, nonlinearity=nl, **p1),)
-        ob = (composed_rnn_cell(x2, h2, nonlinearity=nl, **p2),)
+        ob = (F.rnn_cell_composed(x2, h2, nonlinearity=nl, **p2),)
         la, lb = [x1, h1, *p1.values()], [x2, h2, *p2.values()]
     _backward_weighted(oa, np.random.default_rng(seed))
     _backward_weighted(ob, np.random.default_rng(seed))
-    _compare(f"{cell} fused vs composed", oa, ob, la, lb)
+    _compare(f"{cell} compiled vs composed", oa, ob, la, lb)
 
 
 # ------------------------------------------------------------------ sequences vs unrolled cells
@@ -194,7 +163,8 @@ def test_sequence_op_equals_unrolled_cells(backend, sizes, T, bias, use_lengths,
 @given(sizes=st.tuples(st.integers(1, 3), st.integers(1, 4), st.integers(1, 4)), T=st.integers(1, 4),
        bias=st.booleans(), use_lengths=st.booleans(),
        op=st.sampled_from(["rnn_cell", "lstm_cell", "gru_cell", "rnn_sequence", "lstm_sequence",
-                           "gru_sequence", "rnn_relu_sequence"]),
+                           "gru_sequence", "rnn_relu_sequence", "rnn_cell_composed",
+                           "lstm_cell_composed", "gru_cell_composed"]),
        seed=st.integers(0, 2**31))
 def test_recurrent_ops_gradcheck(backend, sizes, T, bias, use_lengths, op, seed):
     B, I, H = sizes
@@ -204,7 +174,12 @@ def test_recurrent_ops_gradcheck(backend, sizes, T, bias, use_lengths, op, seed)
     names = list(p)
     h = _t(rng.standard_normal((B, H)) * 0.5)
     c = _t(rng.standard_normal((B, H)) * 0.5)
-    if op.endswith("cell"):
+    if op.endswith("composed"):
+        x = _t(rng.standard_normal((B, I)))
+        fn = {"rnn": lambda x, h, c, *w: F.rnn_cell_composed(x, h, **dict(zip(names, w))),
+              "lstm": lambda x, h, c, *w: F.lstm_cell_composed(x, h, c, **dict(zip(names, w))),
+              "gru": lambda x, h, c, *w: F.gru_cell_composed(x, h, **dict(zip(names, w)))}[kind]
+    elif op.endswith("cell"):
         x = _t(rng.standard_normal((B, I)))
         fn = {"rnn": lambda x, h, c, *w: F.rnn_cell(x, h, **dict(zip(names, w))),
               "lstm": lambda x, h, c, *w: F.lstm_cell(x, h, c, **dict(zip(names, w))),
@@ -249,6 +224,27 @@ def test_recurrent_ops_reject_bad_input(backend):
         F.rnn_sequence(x, **make_params(rng, "rnn", 3, 4), nonlinearity="sigmoid")
 
 
+def test_composed_cells_reject_bad_input():
+    rng = np.random.default_rng(0)
+    p = make_params(rng, "lstm", 3, 4)
+    x = _t(rng.standard_normal((2, 3)))
+    with pytest.raises(ValueError, match=r"lstm_cell_composed: h must have shape \(2, 4\) "
+                                         r"\(batch, hidden\), got \(2, 5\)"):
+        F.lstm_cell_composed(x, np.zeros((2, 5)), None, **p)
+    with pytest.raises(ValueError, match=r"c must have shape \(2, 4\).*got \(4,\)"):
+        F.lstm_cell_composed(x, None, np.zeros(4), **p)
+    with pytest.raises(ValueError, match=r"x must have shape \(B, I\), got \(5, 2, 3\)"):
+        F.lstm_cell_composed(_t(rng.standard_normal((5, 2, 3))), None, None, **p)
+    g = make_params(rng, "gru", 3, 4)
+    with pytest.raises(ValueError, match="both"):
+        F.gru_cell_composed(x, None, g["w_ih"], g["w_hh"], g["b_ih"], None)
+    with pytest.raises(ValueError, match=r"last dimension 3 \(in_features\), got shape \(2, 5\)"):
+        F.rnn_cell_composed(_t(rng.standard_normal((2, 5))), None,
+                            **make_params(rng, "rnn", 3, 4))
+    with pytest.raises(ValueError, match="nonlinearity"):
+        F.rnn_cell_composed(x, None, **make_params(rng, "rnn", 3, 4), nonlinearity="sigmoid")
+
+
 def test_float32_sequence_matches_float64(backend):
     rng = np.random.default_rng(3)
     p64 = make_params(rng, "lstm", 5, 6)
@@ -261,8 +257,9 @@ def test_float32_sequence_matches_float64(backend):
 
 
 # ------------------------------------------------------------------ torch oracle
+@pytest.mark.parametrize("composed", [False, True])
 @pytest.mark.parametrize("kind", ["rnn", "lstm", "gru"])
-def test_cells_match_torch(backend, kind):
+def test_cells_match_torch(backend, kind, composed):
     torch = pytest.importorskip("torch")
     rng = np.random.default_rng(7)
     B, I, H = 3, 5, 4
@@ -275,13 +272,14 @@ def test_cells_match_torch(backend, kind):
     tx, th, tc = (torch.tensor(a.data, requires_grad=True) for a in (x, h, c))
     w = rng.standard_normal((B, H))
     if kind == "lstm":
-        oh, oc = F.lstm_cell(x, h, c, **p)
+        oh, oc = (F.lstm_cell_composed if composed else F.lstm_cell)(x, h, c, **p)
         th1, tc1 = tcell(tx, (th, tc))
         ((oh + oc) * w).sum().backward()
         ((th1 + tc1) * torch.from_numpy(w)).sum().backward()
         np.testing.assert_allclose(oc.data, tc1.detach().numpy(), rtol=1e-10, err_msg="c1 vs torch")
     else:
-        oh = (F.gru_cell if kind == "gru" else F.rnn_cell)(x, h, **p)
+        cells = {"gru": (F.gru_cell, F.gru_cell_composed), "rnn": (F.rnn_cell, F.rnn_cell_composed)}
+        oh = cells[kind][composed](x, h, **p)
         th1 = tcell(tx, th)
         (oh * w).sum().backward()
         (th1 * torch.from_numpy(w)).sum().backward()

@@ -12,11 +12,12 @@ from minigrad import nn
 from minigrad.nn.utils import detach_state
 
 CELLS = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
+IMPLS = ["sequence", "step", "composed"]
 
 
-def _model(kind, I, H, layers, fused, seed):
+def _model(kind, I, H, layers, impl, seed):
     mg.manual_seed(seed)
-    return CELLS[kind](I, H, num_layers=layers, fused=fused, dtype=np.float64)
+    return CELLS[kind](I, H, num_layers=layers, impl=impl, dtype=np.float64)
 
 
 def _chunk_loss(out, w):
@@ -64,36 +65,36 @@ def truncated_graph_grads(model, x, w, k):
 
 @settings(max_examples=12, deadline=None)
 @given(kind=st.sampled_from(sorted(CELLS)), T=st.integers(2, 9), k=st.integers(1, 8),
-       layers=st.integers(1, 2), fused=st.booleans(), seed=st.integers(0, 10_000))
-def test_truncated_bptt_is_the_gradient_of_the_truncated_graph(kind, T, k, layers, fused, seed):
+       layers=st.integers(1, 2), impl=st.sampled_from(IMPLS), seed=st.integers(0, 10_000))
+def test_truncated_bptt_is_the_gradient_of_the_truncated_graph(kind, T, k, layers, impl, seed):
     B, I, H = 2, 3, 4
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((T, B, I))
     w = rng.standard_normal((T, B, H))
-    model = _model(kind, I, H, layers, fused, seed)
+    model = _model(kind, I, H, layers, impl, seed)
     got = tbptt_grads(model, x, w, k)
     want = truncated_graph_grads(model, x, w, k)
     for name in want:
         np.testing.assert_allclose(got[name], want[name], rtol=1e-10, atol=1e-12,
-                                   err_msg=f"{kind} T={T} k={k}: d{name} truncated BPTT vs truncated graph")
+                                   err_msg=f"{kind} {impl} T={T} k={k}: d{name} truncated BPTT vs truncated graph")
 
 
 @settings(max_examples=8, deadline=None)
-@given(kind=st.sampled_from(sorted(CELLS)), T=st.integers(1, 8), fused=st.booleans(),
+@given(kind=st.sampled_from(sorted(CELLS)), T=st.integers(1, 8), impl=st.sampled_from(IMPLS),
        seed=st.integers(0, 10_000))
-def test_truncation_length_T_equals_full_bptt(kind, T, fused, seed):
+def test_truncation_length_T_equals_full_bptt(kind, T, impl, seed):
     B, I, H = 2, 3, 4
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((T, B, I))
     w = rng.standard_normal((T, B, H))
-    model = _model(kind, I, H, 1, fused, seed)
+    model = _model(kind, I, H, 1, impl, seed)
     got = tbptt_grads(model, x, w, T)
     model.zero_grad()
     out, _ = model(mg.tensor(x, dtype=np.float64))
     _chunk_loss(out, w).backward()
     for name, p in model.named_parameters():
         np.testing.assert_allclose(got[name], p.grad, rtol=1e-12, atol=1e-14,
-                                   err_msg=f"{kind}: d{name} with k=T vs full BPTT")
+                                   err_msg=f"{kind} {impl}: d{name} with k=T vs full BPTT")
 
 
 def test_shorter_truncation_changes_the_gradient():
@@ -102,7 +103,7 @@ def test_shorter_truncation_changes_the_gradient():
     T, B, I, H = 8, 2, 3, 4
     x = rng.standard_normal((T, B, I))
     w = rng.standard_normal((T, B, H))
-    model = _model("lstm", I, H, 1, True, 0)
+    model = _model("lstm", I, H, 1, "sequence", 0)
     trunc = tbptt_grads(model, x, w, 2)
     full = tbptt_grads(model, x, w, T)
     diff = max(np.abs(trunc[n] - full[n]).max() for n in full)

@@ -189,7 +189,7 @@ def test_long_input_and_output_lists_are_squeezed():
 def test_nn_lstm_tape_unrolled_and_fused():
     from minigrad import nn
     mg.manual_seed(0)
-    lstm = nn.LSTM(3, 4, num_layers=2, batch_first=True, fused=False)
+    lstm = nn.LSTM(3, 4, num_layers=2, batch_first=True, impl="step")
     x = np.random.default_rng(0).standard_normal((2, 30, 3)).astype(np.float32)
     out, _ = lstm(x)
     text = format_tape(out.sum(), names=lstm)
@@ -199,7 +199,39 @@ def test_nn_lstm_tape_unrolled_and_fused():
     # the input projection of all steps is one Linear node per layer, before its steps
     projections = [ln for ln in _node_lines(text) if ln.split()[1] == "Linear"]
     assert len(projections) == 2 and "leaf weight_ih_l1 (16, 4)" in projections[1]
-    lstm.fused = True
+    lstm.impl = "sequence"
     out, _ = lstm(x)
     ops = [ln.split()[1] for ln in _node_lines(format_tape(out.sum()))]
     assert ops.count("LSTMSequence") == 2 and "LSTMCellStep" not in ops
+
+
+@pytest.mark.parametrize("mode", ["RNN", "LSTM", "GRU"])
+def test_print_tape_shows_each_recurrent_implementation(mode):
+    """impl="sequence": one node; "step": T compiled cell nodes folded into one line; "composed":
+    the gates as primitive nodes, each step one block folded into one entry (all but the first
+    step, whose h is still the zero array)."""
+    from minigrad import nn
+    T = 12
+    x = mg.tensor(np.random.default_rng(0).standard_normal((T, 2, 3)), requires_grad=True)
+    texts = {}
+    for impl in ("sequence", "step", "composed"):
+        mg.manual_seed(0)
+        m = getattr(nn, mode)(3, 4, impl=impl, dtype=np.float64)
+        out, _ = m(x)
+        buf = io.StringIO()
+        print_tape(out.sum(), file=buf, names=m)
+        texts[impl] = buf.getvalue()
+    ops = {impl: [ln.split()[1] for ln in _node_lines(t)] for impl, t in texts.items()}
+    assert ops["sequence"] == [f"{mode}Sequence", "Sum"]
+    assert f"{mode}CellStep × {T}" in texts["step"]
+    assert ops["step"].count("Linear") == 1          # the hoisted input projection
+    composed = texts["composed"]
+    assert f"{mode}Sequence" not in composed and f"{mode}CellStep" not in composed
+    gates = {"RNN": {"Linear", "Add", "Tanh"},
+             "LSTM": {"Linear", "Split", "Add", "Sigmoid", "Tanh", "Mul"},
+             "GRU": {"Linear", "Split", "Add", "Sigmoid", "Tanh", "Mul", "Sub"}}[mode]
+    block = re.search(rf"× {T - 1} of the block \[([^\]]*)\]", composed)
+    assert block, composed
+    assert set(block.group(1).split(" -> ")) == gates
+    assert "leaf weight_hh_l0" in composed and "leaf bias_ih_l0" in composed
+    assert all(len(ln) < 220 for ln in composed.splitlines())

@@ -1,9 +1,16 @@
-"""Recurrent cells and whole sequences as tape nodes over the kernels of ``minigrad.kernels``.
+"""Recurrent cells and whole sequences on the tape, three ways.
 
-A cell step (``lstm_cell``) is one node: unrolling it over time on the tape *is* backpropagation
-through time.  A whole sequence (``lstm_sequence``) is also one node whose kernel runs the time
-loop itself (the fast path).  Both call ``kernels.*``, so ``MINIGRAD_BACKEND=numpy`` runs the
-identical graph on the NumPy twins.  The math and cache layouts are in docs/kernels.md.
+* Composed (``lstm_cell_composed`` etc.): the cell written in a few lines of primitive tape ops
+  (``linear``, ``split``, ``sigmoid``, ``tanh``, ``*``, ``+``).  Nothing here knows about
+  recurrence: unrolling it over time and calling ``backward`` *is* backpropagation through time,
+  and every gate is a node ``print_tape`` shows.
+* A cell step (``lstm_cell``, and ``lstm_cell_step`` on a precomputed input projection) is one
+  node whose compiled kernel does the GEMM, every gate and the state update in one pass.
+* A whole sequence (``lstm_sequence``) is also one node whose kernel runs the time loop itself
+  (the fast path).
+
+The compiled nodes call ``kernels.*``, so ``MINIGRAD_BACKEND=numpy`` runs the identical graph on
+the NumPy twins.  The math and cache layouts are in docs/kernels.md.
 """
 import math
 
@@ -12,14 +19,19 @@ import numpy as np
 from .. import kernels
 from ..autograd import Function
 from ..tensor import Tensor
+from .arithmetic import linear
+from .elementwise import relu, sigmoid, tanh
+from .shape import split
 
 __all__ = ["rnn_cell", "lstm_cell", "gru_cell", "rnn_cell_step", "lstm_cell_step", "gru_cell_step",
-           "rnn_sequence", "lstm_sequence", "gru_sequence"]
+           "rnn_sequence", "lstm_sequence", "gru_sequence",
+           "rnn_cell_composed", "lstm_cell_composed", "gru_cell_composed"]
 
-_c = np.ascontiguousarray
+_contiguous = np.ascontiguousarray
 
 
-def _arr(t):
+def _data(t):
+    """The ndarray behind a Tensor (anything else as given)."""
     return t.data if isinstance(t, Tensor) else t
 
 
@@ -30,14 +42,15 @@ def _bias_args(b_ih, b_hh):
 
 
 def _zeros_like_state(x, batch_axis, hidden, what):
-    xd = _arr(x)
+    xd = _data(x)
     if xd.ndim < 2:
         raise ValueError(f"{what}: x must have a batch dimension, got shape {xd.shape}")
     return np.zeros((xd.shape[batch_axis], hidden), dtype=xd.dtype)
 
 
-def _opt(g, like):
-    return _c(g) if g is not None else _zeros(like.shape, like.dtype)
+def _grad_or_zeros(g, like):
+    """An output's gradient as the kernels take it: contiguous, or zeros when nothing used it."""
+    return _contiguous(g) if g is not None else _zeros(like.shape, like.dtype)
 
 
 def _state_2d(s, B, name):
@@ -51,7 +64,7 @@ def _state_2d(s, B, name):
     return s.reshape(s.shape[1:])
 
 
-def _flat(g):
+def _state_grad_2d(g):
     """A state's gradient as (B, H) (a view), None kept: the sequence nodes also take and return
     the modules' (num_layers * directions, B, H) layout when that has one layer, so a one-layer
     module needs no reshape node around them; the gradients arrive in the states' shape."""
@@ -63,10 +76,10 @@ def _shaped(g, shape):
     return None if g is None else g.reshape(shape)
 
 
-def _opt_seq(dys):
+def _outputs_grad(dys):
     """The outputs' gradient, or None when no output was used (only the final state was): the
     kernels then skip adding it at every step."""
-    return None if dys is None else _c(dys)
+    return None if dys is None else _contiguous(dys)
 
 
 _ZEROS = {}
@@ -85,28 +98,47 @@ def _zeros(shape, dtype):
     return buf[:n].reshape(shape)
 
 
-def _lengths(lengths, T, B):
+def check_lengths(lengths, T, B, who):
+    """``lengths`` (ints, one per sequence, each in [1, T]) as a contiguous int64 array (B,), or
+    None when None.  The one check in Python: the modules and the ``*_sequence`` functions call
+    it where they first receive ``lengths``; ``who`` names the caller in the message."""
     if lengths is None:
         return None
-    ln = np.asarray(getattr(lengths, "data", lengths))
+    ln = _data(lengths)
+    try:
+        ln = np.asarray(ln)
+    except (TypeError, ValueError):
+        raise ValueError(f"{who}: lengths must be a sequence of ints, "
+                         f"got {type(lengths).__name__}") from None
     if ln.dtype.kind not in "iu":
-        raise TypeError(f"lengths must be integers, got dtype {ln.dtype}")
+        raise ValueError(f"{who}: lengths must be integers, got dtype {ln.dtype}")
     if ln.shape != (B,):
-        raise ValueError(f"lengths must have shape ({B},) (one per sequence), got {ln.shape}")
-    if ln.size and (ln.min() < 1 or ln.max() > T):
-        raise ValueError(f"lengths must lie in [1, {T}] (T = {T}), got min {ln.min()} max {ln.max()}")
-    return _c(ln, dtype=np.int64)
+        raise ValueError(f"{who}: lengths must have shape ({B},) (one per sequence in the "
+                         f"batch), got {ln.shape}")
+    if ln.size == 0:
+        return np.zeros(0, dtype=np.int64)
+    lo, hi = int(ln.min()), int(ln.max())
+    if lo < 1 or hi > T:
+        raise ValueError(f"{who}: lengths must lie in [1, {T}] (T = {T} time steps), "
+                         f"got min {lo}, max {hi}")
+    return np.ascontiguousarray(ln, dtype=np.int64)
+
+
+class _KernelFunction(Function):
+    """A node whose backward is one compiled kernel call: every gradient it returns is a new
+    array nothing else refers to, so a leaf's first ``.grad`` can keep it without a copy."""
+
+    fresh_grads = True
 
 
 # ---------------------------------------------------------------- cells (one time step)
-class RNNCell(Function):
-    fresh_grads = True  # every gradient is a new array from the kernel
+class RNNCell(_KernelFunction):
 
     def __init__(self, nonlinearity):
         self.nonlinearity = nonlinearity
 
     def forward(self, x, h, w_ih, w_hh, b_ih=None, b_hh=None):
-        x, h, w_ih, w_hh = _c(x), _c(h), _c(w_ih), _c(w_hh)
+        x, h, w_ih, w_hh = _contiguous(x), _contiguous(h), _contiguous(w_ih), _contiguous(w_hh)
         h1, cache = kernels.rnn_cell_forward(x, h, w_ih, w_hh, b_ih, b_hh, self.nonlinearity)
         self.saved = (x, h, w_ih, w_hh, cache, b_ih is not None)
         return h1
@@ -114,7 +146,7 @@ class RNNCell(Function):
     def backward(self, dh1):
         x, h, w_ih, w_hh, cache, has_bias = self.saved
         dx, dh, dw_ih, dw_hh, db_ih, db_hh = kernels.rnn_cell_backward(
-            _c(dh1), x, h, w_ih, w_hh, cache, has_bias, self.nonlinearity,
+            _contiguous(dh1), x, h, w_ih, w_hh, cache, has_bias, self.nonlinearity,
             need_dx=self.needs_input_grad[0], need_dh=self.needs_input_grad[1])
         return (dx, dh, dw_ih, dw_hh) + ((db_ih, db_hh) if has_bias else ())
 
@@ -124,15 +156,14 @@ def rnn_cell(x, h, w_ih, w_hh, b_ih=None, b_hh=None, nonlinearity="tanh"):
     if nonlinearity not in ("tanh", "relu"):
         raise ValueError(f"nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
     if h is None:
-        h = _zeros_like_state(x, 0, _arr(w_hh).shape[-1], "rnn_cell")
+        h = _zeros_like_state(x, 0, _data(w_hh).shape[-1], "rnn_cell")
     return RNNCell(nonlinearity)(x, h, w_ih, w_hh, *_bias_args(b_ih, b_hh))
 
 
-class LSTMCell(Function):
-    fresh_grads = True  # every gradient is a new array from the kernel
-
+class LSTMCell(_KernelFunction):
     def forward(self, x, h, c, w_ih, w_hh, b_ih=None, b_hh=None):
-        x, h, c, w_ih, w_hh = _c(x), _c(h), _c(c), _c(w_ih), _c(w_hh)
+        x, h, c = _contiguous(x), _contiguous(h), _contiguous(c)
+        w_ih, w_hh = _contiguous(w_ih), _contiguous(w_hh)
         h1, c1, cache = kernels.lstm_cell_forward(x, h, c, w_ih, w_hh, b_ih, b_hh)
         self.saved = (x, h, c, w_ih, w_hh, cache, b_ih is not None)
         return h1, c1
@@ -140,7 +171,7 @@ class LSTMCell(Function):
     def backward(self, dh1, dc1):
         x, h, c, w_ih, w_hh, cache, has_bias = self.saved
         dx, dh, dc, dw_ih, dw_hh, db_ih, db_hh = kernels.lstm_cell_backward(
-            _opt(dh1, h), _opt(dc1, c), x, h, c, w_ih, w_hh, cache, has_bias,
+            _grad_or_zeros(dh1, h), _grad_or_zeros(dc1, c), x, h, c, w_ih, w_hh, cache, has_bias,
             need_dx=self.needs_input_grad[0],
             need_dh=self.needs_input_grad[1] or self.needs_input_grad[2])
         return (dx, dh, dc, dw_ih, dw_hh) + ((db_ih, db_hh) if has_bias else ())
@@ -149,7 +180,7 @@ class LSTMCell(Function):
 def lstm_cell(x, h, c, w_ih, w_hh, b_ih=None, b_hh=None):
     """(h1, c1): gates i,f,g,o = σ,σ,tanh,σ of (x W_ih^T + b_ih + h W_hh^T + b_hh);
     c1 = f*c + i*g; h1 = o*tanh(c1)  (one fused kernel, one tape node, two outputs)."""
-    H = _arr(w_hh).shape[-1]
+    H = _data(w_hh).shape[-1]
     if h is None:
         h = _zeros_like_state(x, 0, H, "lstm_cell")
     if c is None:
@@ -157,11 +188,9 @@ def lstm_cell(x, h, c, w_ih, w_hh, b_ih=None, b_hh=None):
     return LSTMCell()(x, h, c, w_ih, w_hh, *_bias_args(b_ih, b_hh))
 
 
-class GRUCell(Function):
-    fresh_grads = True  # every gradient is a new array from the kernel
-
+class GRUCell(_KernelFunction):
     def forward(self, x, h, w_ih, w_hh, b_ih=None, b_hh=None):
-        x, h, w_ih, w_hh = _c(x), _c(h), _c(w_ih), _c(w_hh)
+        x, h, w_ih, w_hh = _contiguous(x), _contiguous(h), _contiguous(w_ih), _contiguous(w_hh)
         h1, cache = kernels.gru_cell_forward(x, h, w_ih, w_hh, b_ih, b_hh)
         self.saved = (x, h, w_ih, w_hh, cache, b_ih is not None)
         return h1
@@ -169,7 +198,7 @@ class GRUCell(Function):
     def backward(self, dh1):
         x, h, w_ih, w_hh, cache, has_bias = self.saved
         dx, dh, dw_ih, dw_hh, db_ih, db_hh = kernels.gru_cell_backward(
-            _c(dh1), x, h, w_ih, w_hh, cache, has_bias, need_dx=self.needs_input_grad[0],
+            _contiguous(dh1), x, h, w_ih, w_hh, cache, has_bias, need_dx=self.needs_input_grad[0],
             need_dh=self.needs_input_grad[1])
         return (dx, dh, dw_ih, dw_hh) + ((db_ih, db_hh) if has_bias else ())
 
@@ -177,22 +206,85 @@ class GRUCell(Function):
 def gru_cell(x, h, w_ih, w_hh, b_ih=None, b_hh=None):
     """h1 = (1-z)*n + z*h with r,z = σ(..), n = tanh(x W_in^T + b_in + r*(h W_hn^T + b_hn))."""
     if h is None:
-        h = _zeros_like_state(x, 0, _arr(w_hh).shape[-1], "gru_cell")
+        h = _zeros_like_state(x, 0, _data(w_hh).shape[-1], "gru_cell")
     return GRUCell()(x, h, w_ih, w_hh, *_bias_args(b_ih, b_hh))
 
 
+# ---------------------------------------------------------------- cells composed of primitive ops
+# The same three cells as above, written with the tape's primitive ops and nothing else: each
+# gate is a node of its own, and backward through an unrolled sequence of them is the engine's
+# generic BPTT (``nn.LSTM(..., impl="composed")``).  The tests hold the compiled cells to these.
+def _composed_state(s, x, H, name, what):
+    """A composed cell's state: zeros (B, H) when None, else checked to be (B, H)."""
+    B = _data(x).shape[0]
+    if s is None:
+        return _zeros_like_state(x, 0, H, what)
+    shape = _data(s).shape
+    if len(shape) != 2 or shape != (B, H):
+        raise ValueError(f"{what}: {name} must have shape ({B}, {H}) (batch, hidden), "
+                         f"got {shape}")
+    return s
+
+
+def _check_composed_input(x, what):
+    if _data(x).ndim != 2:
+        raise ValueError(f"{what}: x must have shape (B, I), got {_data(x).shape}")
+
+
+def rnn_cell_composed(x, h, w_ih, w_hh, b_ih=None, b_hh=None, nonlinearity="tanh"):
+    """``rnn_cell`` from primitive ops: h1 = act(linear(x, W_ih, b_ih) + linear(h, W_hh, b_hh)),
+    act = tanh or relu.  x (B, I), h (B, H) (zeros when None)."""
+    if nonlinearity not in ("tanh", "relu"):
+        raise ValueError(f"nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
+    _bias_args(b_ih, b_hh)
+    _check_composed_input(x, "rnn_cell_composed")
+    h = _composed_state(h, x, _data(w_hh).shape[-1], "h", "rnn_cell_composed")
+    a = linear(x, w_ih, b_ih) + linear(h, w_hh, b_hh)
+    return tanh(a) if nonlinearity == "tanh" else relu(a)
+
+
+def lstm_cell_composed(x, h, c, w_ih, w_hh, b_ih=None, b_hh=None):
+    """``lstm_cell`` from primitive ops, returning (h1, c1): the gate pre-activations
+    linear(x, W_ih, b_ih) + linear(h, W_hh, b_hh) split into i, f, g, o (H columns each);
+    c1 = sigmoid(f) * c + sigmoid(i) * tanh(g);  h1 = sigmoid(o) * tanh(c1)."""
+    _bias_args(b_ih, b_hh)
+    _check_composed_input(x, "lstm_cell_composed")
+    H = _data(w_hh).shape[-1]
+    h = _composed_state(h, x, H, "h", "lstm_cell_composed")
+    c = _composed_state(c, x, H, "c", "lstm_cell_composed")
+    i, f, g, o = split(linear(x, w_ih, b_ih) + linear(h, w_hh, b_hh), H, axis=1)
+    c1 = sigmoid(f) * c + sigmoid(i) * tanh(g)
+    h1 = sigmoid(o) * tanh(c1)
+    return h1, c1
+
+
+def gru_cell_composed(x, h, w_ih, w_hh, b_ih=None, b_hh=None):
+    """``gru_cell`` from primitive ops (PyTorch's form, gates r, z, n):
+    r = sigmoid(x_r + h_r), z = sigmoid(x_z + h_z), n = tanh(x_n + r * h_n),
+    h1 = (1 - z) * n + z * h, where x_* and h_* are the H-column pieces of linear(x, W_ih, b_ih)
+    and linear(h, W_hh, b_hh) (so b_hn sits inside r * (...), as in PyTorch)."""
+    _bias_args(b_ih, b_hh)
+    _check_composed_input(x, "gru_cell_composed")
+    H = _data(w_hh).shape[-1]
+    h = _composed_state(h, x, H, "h", "gru_cell_composed")
+    x_r, x_z, x_n = split(linear(x, w_ih, b_ih), H, axis=1)
+    h_r, h_z, h_n = split(linear(h, w_hh, b_hh), H, axis=1)
+    r = sigmoid(x_r + h_r)
+    z = sigmoid(x_z + h_z)
+    n = tanh(x_n + r * h_n)
+    return (1 - z) * n + z * h
+
+
 # ---------------------------------------------------------------- cell steps on an input projection
-# The unrolled modules (fused=False) compute x @ W_ih^T + b_ih for all steps in ONE linear node,
+# The unrolled modules (impl="step") compute x @ W_ih^T + b_ih for all steps in ONE linear node,
 # split it per step with ONE unbind node, and run each step on its slice: the cell kernels called
 # with w_ih None, which add h @ W_hh^T + b_hh to the given projection (no input GEMM per step).
-class RNNCellStep(Function):
-    fresh_grads = True  # every gradient is a new array from the kernel
-
+class RNNCellStep(_KernelFunction):
     def __init__(self, nonlinearity):
         self.nonlinearity = nonlinearity
 
     def forward(self, xw, h, w_hh, b_hh=None):
-        xw, h, w_hh = _c(xw), _c(h), _c(w_hh)
+        xw, h, w_hh = _contiguous(xw), _contiguous(h), _contiguous(w_hh)
         h1, cache = kernels.rnn_cell_forward(xw, h, None, w_hh, None, b_hh, self.nonlinearity)
         self.saved = (xw, h, w_hh, cache, b_hh is not None)
         return h1
@@ -200,7 +292,7 @@ class RNNCellStep(Function):
     def backward(self, dh1):
         xw, h, w_hh, cache, has_bias = self.saved
         dxw, dh, _, dw_hh, _, db_hh = kernels.rnn_cell_backward(
-            _c(dh1), xw, h, None, w_hh, cache, has_bias, self.nonlinearity,
+            _contiguous(dh1), xw, h, None, w_hh, cache, has_bias, self.nonlinearity,
             need_dx=self.needs_input_grad[0], need_dh=self.needs_input_grad[1])
         return (dxw, dh, dw_hh) + ((db_hh,) if has_bias else ())
 
@@ -213,11 +305,9 @@ def rnn_cell_step(xw, h, w_hh, b_hh=None, nonlinearity="tanh"):
     return RNNCellStep(nonlinearity)(xw, h, w_hh, *(() if b_hh is None else (b_hh,)))
 
 
-class LSTMCellStep(Function):
-    fresh_grads = True  # every gradient is a new array from the kernel
-
+class LSTMCellStep(_KernelFunction):
     def forward(self, xw, h, c, w_hh, b_hh=None):
-        xw, h, c, w_hh = _c(xw), _c(h), _c(c), _c(w_hh)
+        xw, h, c, w_hh = _contiguous(xw), _contiguous(h), _contiguous(c), _contiguous(w_hh)
         h1, c1, cache = kernels.lstm_cell_forward(xw, h, c, None, w_hh, None, b_hh)
         self.saved = (xw, h, c, w_hh, cache, b_hh is not None)
         return h1, c1
@@ -225,7 +315,7 @@ class LSTMCellStep(Function):
     def backward(self, dh1, dc1):
         xw, h, c, w_hh, cache, has_bias = self.saved
         dxw, dh, dc, _, dw_hh, _, db_hh = kernels.lstm_cell_backward(
-            _opt(dh1, h), _opt(dc1, c), xw, h, c, None, w_hh, cache, has_bias,
+            _grad_or_zeros(dh1, h), _grad_or_zeros(dc1, c), xw, h, c, None, w_hh, cache, has_bias,
             need_dx=self.needs_input_grad[0],
             need_dh=self.needs_input_grad[1] or self.needs_input_grad[2])
         return (dxw, dh, dc, dw_hh) + ((db_hh,) if has_bias else ())
@@ -237,11 +327,9 @@ def lstm_cell_step(xw, h, c, w_hh, b_hh=None):
     return LSTMCellStep()(xw, h, c, w_hh, *(() if b_hh is None else (b_hh,)))
 
 
-class GRUCellStep(Function):
-    fresh_grads = True  # every gradient is a new array from the kernel
-
+class GRUCellStep(_KernelFunction):
     def forward(self, xw, h, w_hh, b_hh=None):
-        xw, h, w_hh = _c(xw), _c(h), _c(w_hh)
+        xw, h, w_hh = _contiguous(xw), _contiguous(h), _contiguous(w_hh)
         h1, cache = kernels.gru_cell_forward(xw, h, None, w_hh, None, b_hh)
         self.saved = (xw, h, w_hh, cache, b_hh is not None)
         return h1
@@ -249,7 +337,7 @@ class GRUCellStep(Function):
     def backward(self, dh1):
         xw, h, w_hh, cache, has_bias = self.saved
         dxw, dh, _, dw_hh, _, db_hh = kernels.gru_cell_backward(
-            _c(dh1), xw, h, None, w_hh, cache, has_bias, need_dx=self.needs_input_grad[0],
+            _contiguous(dh1), xw, h, None, w_hh, cache, has_bias, need_dx=self.needs_input_grad[0],
             need_dh=self.needs_input_grad[1])
         return (dxw, dh, dw_hh) + ((db_hh,) if has_bias else ())
 
@@ -261,15 +349,14 @@ def gru_cell_step(xw, h, w_hh, b_hh=None):
 
 
 # ---------------------------------------------------------------- whole sequences
-class RNNSequence(Function):
-    fresh_grads = True  # every gradient is a new array from the kernel
-
+class RNNSequence(_KernelFunction):
     def __init__(self, lengths, nonlinearity):
         self.lengths, self.nonlinearity = lengths, nonlinearity
 
     def forward(self, x, h0, w_ih, w_hh, b_ih=None, b_hh=None):
         self.state_shape = h0.shape     # (B, H), or (1, B, H) from a one-layer module
-        x, h0, w_ih, w_hh = _c(x), _c(_state_2d(h0, x.shape[1], "h0")), _c(w_ih), _c(w_hh)
+        x, h0 = _contiguous(x), _contiguous(_state_2d(h0, x.shape[1], "h0"))
+        w_ih, w_hh = _contiguous(w_ih), _contiguous(w_hh)
         ys, h_n, cache = kernels.rnn_sequence_forward(
             x, h0, w_ih, w_hh, b_ih, b_hh, self.lengths, self.nonlinearity)
         self.saved = (x, h0, w_ih, w_hh, cache, b_ih is not None)
@@ -278,16 +365,14 @@ class RNNSequence(Function):
     def backward(self, dys, dh_n):
         x, h0, w_ih, w_hh, cache, has_bias = self.saved
         dx, dh0, dw_ih, dw_hh, db_ih, db_hh = kernels.rnn_sequence_backward(
-            _opt_seq(dys), _opt(_flat(dh_n), h0), x, h0, w_ih, w_hh, cache,
+            _outputs_grad(dys), _grad_or_zeros(_state_grad_2d(dh_n), h0), x, h0, w_ih, w_hh, cache,
             self.lengths, has_bias, self.nonlinearity, need_dx=self.needs_input_grad[0],
             need_dh0=self.needs_input_grad[1])
         return (dx, _shaped(dh0, self.state_shape), dw_ih, dw_hh) + \
             ((db_ih, db_hh) if has_bias else ())
 
 
-class LSTMSequence(Function):
-    fresh_grads = True  # every gradient is a new array from the kernel
-
+class LSTMSequence(_KernelFunction):
     def __init__(self, lengths):
         self.lengths = lengths
 
@@ -296,8 +381,9 @@ class LSTMSequence(Function):
             raise ValueError(f"h0 and c0 must have the same shape, got {h0.shape} and {c0.shape}")
         self.state_shape = h0.shape     # (B, H), or (1, B, H) from a one-layer module
         B = x.shape[1]
-        x, h0, c0 = _c(x), _c(_state_2d(h0, B, "h0")), _c(_state_2d(c0, B, "c0"))
-        w_ih, w_hh = _c(w_ih), _c(w_hh)
+        x = _contiguous(x)
+        h0, c0 = _contiguous(_state_2d(h0, B, "h0")), _contiguous(_state_2d(c0, B, "c0"))
+        w_ih, w_hh = _contiguous(w_ih), _contiguous(w_hh)
         ys, h_n, c_n, cache = kernels.lstm_sequence_forward(
             x, h0, c0, w_ih, w_hh, b_ih, b_hh, self.lengths)
         self.saved = (x, h0, c0, w_ih, w_hh, cache, b_ih is not None)
@@ -306,7 +392,8 @@ class LSTMSequence(Function):
     def backward(self, dys, dh_n, dc_n):
         x, h0, c0, w_ih, w_hh, cache, has_bias = self.saved
         dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh = kernels.lstm_sequence_backward(
-            _opt_seq(dys), _opt(_flat(dh_n), h0), _opt(_flat(dc_n), c0),
+            _outputs_grad(dys), _grad_or_zeros(_state_grad_2d(dh_n), h0),
+            _grad_or_zeros(_state_grad_2d(dc_n), c0),
             x, h0, c0, w_ih, w_hh, cache, self.lengths, has_bias,
             need_dx=self.needs_input_grad[0],
             need_dh0=self.needs_input_grad[1] or self.needs_input_grad[2])
@@ -315,15 +402,14 @@ class LSTMSequence(Function):
             ((db_ih, db_hh) if has_bias else ())
 
 
-class GRUSequence(Function):
-    fresh_grads = True  # every gradient is a new array from the kernel
-
+class GRUSequence(_KernelFunction):
     def __init__(self, lengths):
         self.lengths = lengths
 
     def forward(self, x, h0, w_ih, w_hh, b_ih=None, b_hh=None):
         self.state_shape = h0.shape     # (B, H), or (1, B, H) from a one-layer module
-        x, h0, w_ih, w_hh = _c(x), _c(_state_2d(h0, x.shape[1], "h0")), _c(w_ih), _c(w_hh)
+        x, h0 = _contiguous(x), _contiguous(_state_2d(h0, x.shape[1], "h0"))
+        w_ih, w_hh = _contiguous(w_ih), _contiguous(w_hh)
         ys, h_n, cache = kernels.gru_sequence_forward(x, h0, w_ih, w_hh, b_ih, b_hh, self.lengths)
         self.saved = (x, h0, w_ih, w_hh, cache, b_ih is not None)
         return ys, h_n.reshape(self.state_shape)
@@ -331,19 +417,20 @@ class GRUSequence(Function):
     def backward(self, dys, dh_n):
         x, h0, w_ih, w_hh, cache, has_bias = self.saved
         dx, dh0, dw_ih, dw_hh, db_ih, db_hh = kernels.gru_sequence_backward(
-            _opt_seq(dys), _opt(_flat(dh_n), h0), x, h0, w_ih, w_hh, cache,
+            _outputs_grad(dys), _grad_or_zeros(_state_grad_2d(dh_n), h0), x, h0, w_ih, w_hh, cache,
             self.lengths, has_bias, need_dx=self.needs_input_grad[0],
             need_dh0=self.needs_input_grad[1])
         return (dx, _shaped(dh0, self.state_shape), dw_ih, dw_hh) + \
             ((db_ih, db_hh) if has_bias else ())
 
 
-def _seq_prep(x, w_hh, lengths, what):
-    xd = _arr(x)
+def _sequence_prep(x, w_hh, lengths, what):
+    """(checked lengths, H) for a ``*_sequence`` call on x (T, B, I)."""
+    xd = _data(x)
     if xd.ndim != 3:
         raise ValueError(f"{what}: x must have shape (T, B, I), got {xd.shape}")
     T, B = xd.shape[:2]
-    return _lengths(lengths, T, B), _arr(w_hh).shape[-1]
+    return check_lengths(lengths, T, B, what), _data(w_hh).shape[-1]
 
 
 def rnn_sequence(x, w_ih, w_hh, b_ih=None, b_hh=None, h0=None, lengths=None, nonlinearity="tanh"):
@@ -352,7 +439,7 @@ def rnn_sequence(x, w_ih, w_hh, b_ih=None, b_hh=None, h0=None, lengths=None, non
     one-layer module's layout), and h_n has the shape of h0 (zeros (B, H) when None)."""
     if nonlinearity not in ("tanh", "relu"):
         raise ValueError(f"nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
-    ln, H = _seq_prep(x, w_hh, lengths, "rnn_sequence")
+    ln, H = _sequence_prep(x, w_hh, lengths, "rnn_sequence")
     if h0 is None:
         h0 = _zeros_like_state(x, 1, H, "rnn_sequence")
     return RNNSequence(ln, nonlinearity)(x, h0, w_ih, w_hh, *_bias_args(b_ih, b_hh))
@@ -361,7 +448,7 @@ def rnn_sequence(x, w_ih, w_hh, b_ih=None, b_hh=None, h0=None, lengths=None, non
 def lstm_sequence(x, w_ih, w_hh, b_ih=None, b_hh=None, h0=None, c0=None, lengths=None):
     """(ys, (h_n, c_n)): the LSTM cell run over x (T, B, I) in one kernel call. h0 and c0: (B, H)
     or (1, B, H) as in ``rnn_sequence``; h_n and c_n have their shape."""
-    ln, H = _seq_prep(x, w_hh, lengths, "lstm_sequence")
+    ln, H = _sequence_prep(x, w_hh, lengths, "lstm_sequence")
     if h0 is None:
         h0 = _zeros_like_state(x, 1, H, "lstm_sequence")
     if c0 is None:
@@ -373,7 +460,7 @@ def lstm_sequence(x, w_ih, w_hh, b_ih=None, b_hh=None, h0=None, c0=None, lengths
 def gru_sequence(x, w_ih, w_hh, b_ih=None, b_hh=None, h0=None, lengths=None):
     """(ys, h_n): the GRU cell run over x (T, B, I) in one kernel call. h0: (B, H) or (1, B, H)
     as in ``rnn_sequence``; h_n has its shape."""
-    ln, H = _seq_prep(x, w_hh, lengths, "gru_sequence")
+    ln, H = _sequence_prep(x, w_hh, lengths, "gru_sequence")
     if h0 is None:
         h0 = _zeros_like_state(x, 1, H, "gru_sequence")
     return GRUSequence(ln)(x, h0, w_ih, w_hh, *_bias_args(b_ih, b_hh))

@@ -9,18 +9,24 @@ converted to ndarrays loads unchanged::
     G = 1 (RNN), 4 (LSTM: i, f, g, o), 3 (GRU: r, z, n);  D = 2 if bidirectional else 1;
     every parameter starts as U(-1/sqrt(H), 1/sqrt(H)).
 
-How a sequence becomes a tape (``fused``):
+How a sequence becomes a tape (``impl``, one switch, three implementations of the same math):
 
-* ``fused=True`` (default): each layer and direction is ONE tape node
+* ``impl="sequence"`` (default, the fast path): each layer and direction is ONE tape node
   (``functional.lstm_sequence`` etc.) whose kernel runs the time loop, hoists ``x @ W_ih^T``
   over all steps into one GEMM, and computes the weight gradients as one GEMM after the
   backward loop.
-* ``fused=False``: the generic BPTT of the tape.  ``x @ W_ih^T + b_ih`` for all steps is ONE
-  ``linear`` node (hoisted, as cuDNN does), split into T steps by ONE ``unbind`` node; each step
-  is one cell node on its slice (``functional.lstm_cell_step``: ``h @ W_hh^T``, the gates and
-  the state update), and the outputs are joined by ONE ``stack`` node; backward is the engine
-  walking that unrolled graph.  A property test holds both paths to the same outputs and
-  gradients.
+* ``impl="step"``: the generic BPTT of the tape over compiled cells.  ``x @ W_ih^T + b_ih`` for
+  all steps is ONE ``linear`` node (hoisted, as cuDNN does), split into T steps by ONE ``unbind``
+  node; each step is one cell node on its slice (``functional.lstm_cell_step``: ``h @ W_hh^T``,
+  the gates and the state update), and the outputs are joined by ONE ``stack`` node; backward
+  is the engine walking that unrolled graph.
+* ``impl="composed"``: the same unroll over the cell written in primitive tape ops
+  (``functional.lstm_cell_composed``: ``linear``, ``split``, ``sigmoid``, ``tanh``, ``*``,
+  ``+``), one step of x at a time; every gate is a node, and BPTT is nothing but the engine's
+  chain rule over them.  The slowest, and the one to read.
+
+A property test holds the three to the same outputs and gradients.  The cell modules take
+``impl="step"`` (default: one compiled cell node) or ``impl="composed"``.
 
 Variable lengths: ``forward(x, hx, lengths)`` with one length per sequence.  At padded steps
 (t >= lengths[b]) the output is zero and the state is carried unchanged, so ``h_n`` is the
@@ -37,6 +43,7 @@ import warnings
 import numpy as np
 
 from .. import functional as F
+from ..functional.recurrent import GRUSequence, LSTMSequence, RNNSequence, check_lengths
 from ..tensor import Tensor
 from . import init
 from .layers import _float_dtype, _positive_int, as_input
@@ -46,6 +53,22 @@ __all__ = ["RNNCell", "LSTMCell", "GRUCell", "RNN", "LSTM", "GRU"]
 
 _GATES = {"RNN": 1, "LSTM": 4, "GRU": 3}
 _SWAP_BT = (1, 0, 2)  # (B, T, F) <-> (T, B, F)
+_LAYER_IMPLS = ("sequence", "step", "composed")
+_CELL_IMPLS = ("step", "composed")
+
+
+def _check_impl(impl, choices):
+    if impl not in choices:
+        raise ValueError(f"impl must be one of {', '.join(repr(c) for c in choices)}, "
+                         f"got {impl!r}")
+    return impl
+
+
+def _init_uniform(module):
+    """Every parameter U(-1/sqrt(H), 1/sqrt(H)), drawn in registration order (PyTorch's)."""
+    k = 1.0 / math.sqrt(module.hidden_size)
+    for p in module.parameters():
+        init.uniform_(p, -k, k)
 
 
 def _tensor(x, who, what):
@@ -63,7 +86,7 @@ def _stack_states(states):
     if len(states) > 1:
         return F.stack(states, 0)
     s = states[0]
-    return s if s.ndim == 3 else F.reshape(s, (1,) + s.shape)  # fused nodes give (1, B, H)
+    return s if s.ndim == 3 else F.reshape(s, (1,) + s.shape)  # sequence nodes give (1, B, H)
 
 
 def _check_state(who, name, s, shape, dtype):
@@ -78,8 +101,9 @@ def _check_state(who, name, s, shape, dtype):
 class _CellBase(Module):
     _mode = None
 
-    def __init__(self, input_size, hidden_size, bias, dtype):
+    def __init__(self, input_size, hidden_size, bias, dtype, impl):
         super().__init__()
+        self.impl = _check_impl(impl, _CELL_IMPLS)
         self.input_size = _positive_int("input_size", input_size)
         self.hidden_size = _positive_int("hidden_size", hidden_size)
         self.bias = bool(bias)
@@ -92,11 +116,7 @@ class _CellBase(Module):
             self.bias_hh = Parameter(np.empty((gh,), dtype=dt))
         self.reset_parameters()
 
-    def reset_parameters(self):
-        """Every parameter U(-1/sqrt(H), 1/sqrt(H)), drawn in registration order."""
-        k = 1.0 / math.sqrt(self.hidden_size)
-        for p in self.parameters():
-            init.uniform_(p, -k, k)
+    reset_parameters = _init_uniform
 
     def _prepare(self, x, states):
         """Validate x (B, I) or (I,) and the states (B, H) or (H,); returns
@@ -134,6 +154,8 @@ class _CellBase(Module):
         s = f"{self.input_size}, {self.hidden_size}"
         if not self.bias:
             s += ", bias=False"
+        if self.impl != "step":
+            s += f", impl={self.impl!r}"
         return s
 
 
@@ -143,19 +165,23 @@ def _squeeze0(t):
 
 class RNNCell(_CellBase):
     """h' = act(x W_ih^T + b_ih + h W_hh^T + b_hh), act = tanh or relu.
-    ``forward(x, hx=None) -> h'``; x (B, I) or (I,), hx (B, H) or (H,) (zeros when None)."""
+    ``forward(x, hx=None) -> h'``; x (B, I) or (I,), hx (B, H) or (H,) (zeros when None).
+    ``impl="step"`` (default) runs one compiled cell node, ``impl="composed"`` the cell written
+    in primitive tape ops (the same for LSTMCell and GRUCell)."""
 
     _mode = "RNN"
 
-    def __init__(self, input_size, hidden_size, bias=True, nonlinearity="tanh", dtype=None):
+    def __init__(self, input_size, hidden_size, bias=True, nonlinearity="tanh", dtype=None,
+                 impl="step"):
         if nonlinearity not in ("tanh", "relu"):
             raise ValueError(f"nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
-        super().__init__(input_size, hidden_size, bias, dtype)
+        super().__init__(input_size, hidden_size, bias, dtype, impl)
         self.nonlinearity = nonlinearity
 
     def forward(self, x, hx=None):
         x, (h,), ws, unbatched = self._prepare(x, [("hx", hx)])
-        h1 = F.rnn_cell(x, h, *ws, nonlinearity=self.nonlinearity)
+        cell = F.rnn_cell if self.impl == "step" else F.rnn_cell_composed
+        h1 = cell(x, h, *ws, nonlinearity=self.nonlinearity)
         return _squeeze0(h1) if unbatched else h1
 
     def extra_repr(self):
@@ -171,8 +197,8 @@ class LSTMCell(_CellBase):
 
     _mode = "LSTM"
 
-    def __init__(self, input_size, hidden_size, bias=True, dtype=None):
-        super().__init__(input_size, hidden_size, bias, dtype)
+    def __init__(self, input_size, hidden_size, bias=True, dtype=None, impl="step"):
+        super().__init__(input_size, hidden_size, bias, dtype, impl)
 
     def forward(self, x, hx=None):
         if hx is None:
@@ -180,7 +206,8 @@ class LSTMCell(_CellBase):
         elif not isinstance(hx, (tuple, list)) or len(hx) != 2:
             raise ValueError(f"LSTMCell: hx must be a tuple (h, c), got {type(hx).__name__}")
         x, (h, c), ws, unbatched = self._prepare(x, [("h", hx[0]), ("c", hx[1])])
-        h1, c1 = F.lstm_cell(x, h, c, *ws)
+        cell = F.lstm_cell if self.impl == "step" else F.lstm_cell_composed
+        h1, c1 = cell(x, h, c, *ws)
         if unbatched:
             return _squeeze0(h1), _squeeze0(c1)
         return h1, c1
@@ -191,12 +218,13 @@ class GRUCell(_CellBase):
 
     _mode = "GRU"
 
-    def __init__(self, input_size, hidden_size, bias=True, dtype=None):
-        super().__init__(input_size, hidden_size, bias, dtype)
+    def __init__(self, input_size, hidden_size, bias=True, dtype=None, impl="step"):
+        super().__init__(input_size, hidden_size, bias, dtype, impl)
 
     def forward(self, x, hx=None):
         x, (h,), ws, unbatched = self._prepare(x, [("hx", hx)])
-        h1 = F.gru_cell(x, h, *ws)
+        cell = F.gru_cell if self.impl == "step" else F.gru_cell_composed
+        h1 = cell(x, h, *ws)
         return _squeeze0(h1) if unbatched else h1
 
 
@@ -208,7 +236,7 @@ class _RNNBase(Module):
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
                  dropout=0.0, bidirectional=False, return_sequences=None, return_state=False,
-                 fused=True, nonlinearity="tanh", dtype=None):
+                 impl="sequence", nonlinearity="tanh", dtype=None):
         super().__init__()
         self.input_size = _positive_int("input_size", input_size)
         self.hidden_size = _positive_int("hidden_size", hidden_size)
@@ -230,7 +258,7 @@ class _RNNBase(Module):
         self.bidirectional = bool(bidirectional)
         self.return_sequences = return_sequences
         self.return_state = bool(return_state)
-        self.fused = bool(fused)
+        self.impl = _check_impl(impl, _LAYER_IMPLS)
         self.nonlinearity = nonlinearity
         dt = _float_dtype(dtype)
         H = self.hidden_size
@@ -253,11 +281,7 @@ class _RNNBase(Module):
         self._names = names
         self.reset_parameters()
 
-    def reset_parameters(self):
-        """Every parameter U(-1/sqrt(H), 1/sqrt(H)), drawn in registration order."""
-        k = 1.0 / math.sqrt(self.hidden_size)
-        for p in self.parameters():
-            init.uniform_(p, -k, k)
+    reset_parameters = _init_uniform
 
     @property
     def all_weights(self):
@@ -269,30 +293,9 @@ class _RNNBase(Module):
         """No-op, for PyTorch code (minigrad's weights are already one array each)."""
 
     # ----- validation -------------------------------------------------------------------
-    def _check_lengths(self, lengths, T, B):
-        who = type(self).__name__
-        ln = lengths.data if isinstance(lengths, Tensor) else lengths
-        try:
-            ln = np.asarray(ln)
-        except Exception:
-            raise ValueError(f"{who}: lengths must be a sequence of ints, "
-                             f"got {type(lengths).__name__}") from None
-        if ln.dtype.kind not in "iu":
-            raise ValueError(f"{who}: lengths must be integers, got dtype {ln.dtype}")
-        if ln.shape != (B,):
-            raise ValueError(f"{who}: lengths must have shape ({B},) (one per sequence in the "
-                             f"batch), got {ln.shape}")
-        lo, hi = int(ln.min()), int(ln.max())
-        if lo < 1 or hi > T:
-            raise ValueError(f"{who}: lengths must lie in [1, {T}] (T = {T} time steps), "
-                             f"got min {lo}, max {hi}")
-        if lo == T:
-            return None  # every sequence is full: the plain path computes the same thing
-        return np.ascontiguousarray(ln, dtype=np.int64)
-
     def _split_state(self, s, name, B, dtype, layered):
         """hx part (L*D, B, H) -> list of L*D tensors (B, H) (one unbind node); [s] as given
-        when layered (one fused layer: the sequence node takes (1, B, H))."""
+        when layered (one layer run as a sequence node, which takes (1, B, H))."""
         who = type(self).__name__
         s = _tensor(s, who, name)
         LD = self.num_layers * (2 if self.bidirectional else 1)
@@ -363,13 +366,16 @@ class _RNNBase(Module):
             raise ValueError(f"{who}: input must have at least one time step and one sequence, "
                              f"got shape {xd.shape}")
         if lengths is not None:
-            lengths = self._check_lengths(lengths, T, B)
+            lengths = check_lengths(lengths, T, B, who)
+            if lengths.min() == T:
+                lengths = None  # every sequence is full: the plain path computes the same thing
         D = 2 if self.bidirectional else 1
         L = self.num_layers
         rs = self.return_sequences
-        # One fused layer and direction whose states are returned: the sequence node takes and
-        # returns them in h_n's (1, B, H) layout, so no reshape nodes sit around it.
-        layered = L * D == 1 and self.fused and rs is not False
+        impl = self.impl
+        # One layer and direction run as a sequence node whose states are returned: the node
+        # takes and returns them in h_n's (1, B, H) layout, so no reshape nodes sit around it.
+        layered = L * D == 1 and impl == "sequence" and rs is not False
         h0s, c0s = self._states(hx, B, dtype, layered)
         if layered:
             zeros = np.zeros((1, B, self.hidden_size), dtype)
@@ -384,7 +390,7 @@ class _RNNBase(Module):
                 t = np.arange(T)[:, None]
                 rev_idx = (np.where(t < lengths, lengths - 1 - t, t), np.arange(B)[None, :])
         mask = None
-        if lengths is not None and not self.fused:
+        if lengths is not None and impl != "sequence":
             mask = (np.arange(T)[:, None] < lengths)[:, :, None]  # (T, B, 1) real steps
 
         inp = x
@@ -398,10 +404,11 @@ class _RNNBase(Module):
                 ws = (p[nm[0]], p[nm[1]],
                       None if nm[2] is None else p[nm[2]], None if nm[3] is None else p[nm[3]])
                 src = inp if d == 0 else F.getitem(inp, rev_idx)
-                if self.fused:
-                    ys, hn, cn = self._run_fused(src, h0s[i], c0s[i], ws, lengths)
+                if impl == "sequence":
+                    ys, hn, cn = self._run_sequence(src, h0s[i], c0s[i], ws, lengths, B)
                 else:
-                    ys, hn, cn = self._run_cells(src, h0s[i], c0s[i], ws, mask, B, need_ys)
+                    ys, hn, cn = self._run_cells(src, h0s[i], c0s[i], ws, mask, B, need_ys,
+                                                 impl)
                 if d == 1 and need_ys:
                     ys = F.getitem(ys, rev_idx)
                 outs.append(ys)
@@ -423,21 +430,28 @@ class _RNNBase(Module):
             return out, h_n
         return out, (h_n, _stack_states(cns))
 
-    def _run_fused(self, src, h0, c0, ws, lengths):
+    def _run_sequence(self, src, h0, c0, ws, lengths, B):
+        """One whole-sequence node (``functional.lstm_sequence``'s, called directly: forward has
+        checked x, the states and lengths)."""
         mode = self._mode
+        dtype = src.data.dtype
+        if h0 is None:
+            h0 = np.zeros((B, self.hidden_size), dtype=dtype)
+        ws = ws if ws[2] is not None else ws[:2]
         if mode == "LSTM":
-            ys, (hn, cn) = F.lstm_sequence(src, *ws, h0=h0, c0=c0, lengths=lengths)
-            return ys, hn, cn
+            if c0 is None:
+                c0 = np.zeros((B, self.hidden_size), dtype=dtype)
+            return LSTMSequence(lengths)(src, h0, c0, *ws)
         if mode == "GRU":
-            ys, hn = F.gru_sequence(src, *ws, h0=h0, lengths=lengths)
+            ys, hn = GRUSequence(lengths)(src, h0, *ws)
         else:
-            ys, hn = F.rnn_sequence(src, *ws, h0=h0, lengths=lengths,
-                                    nonlinearity=self.nonlinearity)
+            ys, hn = RNNSequence(lengths, self.nonlinearity)(src, h0, *ws)
         return ys, hn, None
 
-    def _run_cells(self, src, h, c, ws, mask, B, need_ys):
-        """The per-step unroll: one linear node (the input projection of all steps), one unbind
-        node, T cell-step nodes, one stack node."""
+    def _run_cells(self, src, h, c, ws, mask, B, need_ys, impl):
+        """The per-step unroll.  impl "step": one linear node (the input projection of all
+        steps), one unbind node, T compiled cell-step nodes, one stack node.  impl "composed":
+        one unbind node of x, T cells of primitive ops, one stack node."""
         mode = self._mode
         dtype = src.data.dtype
         H = self.hidden_size
@@ -446,24 +460,42 @@ class _RNNBase(Module):
         if mode == "LSTM" and c is None:
             c = np.zeros((B, H), dtype=dtype)
         w_ih, w_hh, b_ih, b_hh = ws
-        xs = F.unbind(F.linear(src, w_ih, b_ih), 0)     # x W_ih^T + b_ih, hoisted: one GEMM
+        nl = self.nonlinearity
+        if impl == "step":
+            xs = F.unbind(F.linear(src, w_ih, b_ih), 0)     # x W_ih^T + b_ih, hoisted: one GEMM
+            if mode == "LSTM":
+                def cell(x_t, h, c):
+                    return F.lstm_cell_step(x_t, h, c, w_hh, b_hh)
+            elif mode == "GRU":
+                def cell(x_t, h, c):
+                    return F.gru_cell_step(x_t, h, w_hh, b_hh), None
+            else:
+                def cell(x_t, h, c):
+                    return F.rnn_cell_step(x_t, h, w_hh, b_hh, nl), None
+        elif impl == "composed":
+            xs = F.unbind(src, 0)
+            if mode == "LSTM":
+                def cell(x_t, h, c):
+                    return F.lstm_cell_composed(x_t, h, c, w_ih, w_hh, b_ih, b_hh)
+            elif mode == "GRU":
+                def cell(x_t, h, c):
+                    return F.gru_cell_composed(x_t, h, w_ih, w_hh, b_ih, b_hh), None
+            else:
+                def cell(x_t, h, c):
+                    return F.rnn_cell_composed(x_t, h, w_ih, w_hh, b_ih, b_hh, nl), None
+        else:
+            raise ValueError(f"{mode}: impl must be one of "
+                             f"{', '.join(repr(c) for c in _LAYER_IMPLS)}, got {impl!r}")
         T = len(xs)
         # Steps before every sequence has ended need no masking.
         first_masked = T if mask is None else int(mask[:, :, 0].sum(axis=0).min())
         zero = np.zeros((), dtype=dtype)
         outs = []
         for t in range(T):
-            if mode == "LSTM":
-                h1, c1 = F.lstm_cell_step(xs[t], h, c, w_hh, b_hh)
-            elif mode == "GRU":
-                h1 = F.gru_cell_step(xs[t], h, w_hh, b_hh)
-            else:
-                h1 = F.rnn_cell_step(xs[t], h, w_hh, b_hh, self.nonlinearity)
+            h1, c1 = cell(xs[t], h, c)
             if t < first_masked:
-                y, h = h1, h1
-                if mode == "LSTM":
-                    c = c1
-            else:
+                y, h, c = h1, h1, c1
+            else:   # padded rows: output zero, state carried unchanged
                 m = mask[t]
                 if need_ys:
                     y = F.where(m, h1, zero)
@@ -473,9 +505,7 @@ class _RNNBase(Module):
             if need_ys:
                 outs.append(y)
         ys = F.stack(outs, 0) if need_ys else None
-        if type(h) is not Tensor:  # T == 0 cannot happen (checked), kept for safety
-            h = Tensor(h)
-        return ys, h, (c if mode == "LSTM" else None)
+        return ys, h, c
 
     def extra_repr(self):
         s = f"{self.input_size}, {self.hidden_size}"
@@ -495,8 +525,8 @@ class _RNNBase(Module):
             s += f", return_sequences={self.return_sequences}"
         if self.return_state:
             s += ", return_state=True"
-        if not self.fused:
-            s += ", fused=False"
+        if self.impl != "sequence":
+            s += f", impl={self.impl!r}"
         return s
 
 
@@ -508,9 +538,9 @@ class RNN(_RNNBase):
 
     def __init__(self, input_size, hidden_size, num_layers=1, nonlinearity="tanh", bias=True,
                  batch_first=False, dropout=0.0, bidirectional=False, return_sequences=None,
-                 return_state=False, fused=True, dtype=None):
+                 return_state=False, impl="sequence", dtype=None):
         super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout,
-                         bidirectional, return_sequences, return_state, fused, nonlinearity,
+                         bidirectional, return_sequences, return_state, impl, nonlinearity,
                          dtype)
 
 
@@ -522,9 +552,9 @@ class LSTM(_RNNBase):
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
                  dropout=0.0, bidirectional=False, return_sequences=None, return_state=False,
-                 fused=True, dtype=None):
+                 impl="sequence", dtype=None):
         super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout,
-                         bidirectional, return_sequences, return_state, fused, "tanh", dtype)
+                         bidirectional, return_sequences, return_state, impl, "tanh", dtype)
 
 
 class GRU(_RNNBase):
@@ -535,6 +565,6 @@ class GRU(_RNNBase):
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
                  dropout=0.0, bidirectional=False, return_sequences=None, return_state=False,
-                 fused=True, dtype=None):
+                 impl="sequence", dtype=None):
         super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout,
-                         bidirectional, return_sequences, return_state, fused, "tanh", dtype)
+                         bidirectional, return_sequences, return_state, impl, "tanh", dtype)
