@@ -180,8 +180,17 @@ def beam_search(model, src, lengths, start, steps, k):
     return seqs[np.arange(B), np.argmax(scores, axis=1)]
 
 
-def train(model, loader, epochs, lr, quiet, name):
+def exact_match(model, src, lengths, tgt, start):
+    model.eval()
+    pred, attn = greedy(model, src, lengths, start, tgt.shape[1] - 1)
+    model.train()
+    return float(np.mean(np.all(pred == tgt[:, 1:], axis=1))), pred, attn
+
+
+def train(model, loader, epochs, lr, quiet, name, test):
+    """Train for ``epochs``; returns the test exact-match accuracy after each epoch."""
     opt = mg.optim.Adam(model.parameters(), lr=lr)
+    curve = []
     for epoch in range(epochs):
         t0, total, n = time.perf_counter(), 0.0, 0
         for src, lengths, tgt in loader:
@@ -195,9 +204,11 @@ def train(model, loader, epochs, lr, quiet, name):
             opt.step()
             total += float(loss.item())
             n += 1
+        curve.append(exact_match(model, *test)[0])
         if not quiet:
-            print(f"{name}: epoch {epoch + 1}/{epochs}, loss {total / n:.4f}, "
-                  f"{time.perf_counter() - t0:.1f} s", flush=True)
+            print(f"{name}: epoch {epoch + 1}/{epochs}, loss {total / n:.4f}, test exact match "
+                  f"{curve[-1]:.1%}, {time.perf_counter() - t0:.1f} s", flush=True)
+    return curve
 
 
 def build_parser():
@@ -257,11 +268,11 @@ def main(argv=None):
                             shuffle=True, seed=args.seed)
         t0 = time.perf_counter()
         model.train()
-        train(model, loader, args.epochs, args.lr, args.quiet, name)
+        curve = train(model, loader, args.epochs, args.lr, args.quiet, name,
+                      (te_src, te_len, te_tgt, start))
+        acc, pred, attn = exact_match(model, te_src, te_len, te_tgt, start)
         model.eval()
-        pred, attn = greedy(model, te_src, te_len, start, 10)
-        acc = float(np.mean(np.all(pred == te_tgt[:, 1:], axis=1)))
-        results[name] = {"greedy": acc, "seconds": time.perf_counter() - t0}
+        results[name] = {"greedy": acc, "curve": curve, "seconds": time.perf_counter() - t0}
         line = f"{name}: exact match {acc:.1%} (greedy)"
         if args.beam:
             bpred = beam_search(model, te_src, te_len, start, 10, args.beam)
