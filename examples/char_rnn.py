@@ -51,6 +51,8 @@ except ImportError:  # running from a source checkout without `pip install .`
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     import minigrad as mg
 from minigrad import nn
+from minigrad.data import BPTTBatcher
+from minigrad.optim.lr_scheduler import CosineAnnealingLR
 import minigrad.functional as F
 
 CELLS = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
@@ -149,33 +151,6 @@ class Vocab:
         return len(self.chars)
 
 
-class Streams:
-    """A long id sequence cut into B parallel streams, read in chunks of T (+1 for targets)."""
-
-    def __init__(self, ids, batch_size, seq_len):
-        n = (len(ids) - 1) // batch_size
-        if n < seq_len + 1:
-            raise SystemExit(f"error: the text ({len(ids)} chars) is too short for "
-                             f"--batch-size {batch_size} streams of --seq-len {seq_len}")
-        self.data = ids[: n * batch_size + 1]
-        self.n = n
-        self.B, self.T = batch_size, seq_len
-        self.starts = np.arange(batch_size) * n
-        self.pos = 0
-
-    def next(self):
-        """(x, y, wrapped): x and y (B, T) int64, y = x shifted by one character; wrapped is
-        True when the streams ran out and restarted (the caller resets the hidden state)."""
-        wrapped = False
-        if self.pos + self.T > self.n:
-            self.pos = 0
-            wrapped = True
-        idx = self.starts[:, None] + self.pos + np.arange(self.T + 1)[None, :]
-        chunk = self.data[idx]
-        self.pos += self.T
-        return chunk[:, :-1], chunk[:, 1:], wrapped
-
-
 # ------------------------------------------------------------------------------ model
 class CharLM(nn.Module):
     """Embedding -> recurrent layers -> Linear to one logit per character."""
@@ -199,16 +174,13 @@ def evaluate(model, ids, batch_size, seq_len, max_chars=None):
     if max_chars is not None and len(ids) > max_chars + 1:
         ids = ids[: max_chars + 1]
     B = max(1, min(batch_size, (len(ids) - 1) // (seq_len + 1)))
-    streams = Streams(ids, B, seq_len)
+    batches = BPTTBatcher(ids, B, seq_len)
     was_training = model.training
     model.eval()
     total, count = 0.0, 0
     state = None
     with mg.no_grad():
-        while True:
-            x, y, wrapped = streams.next()
-            if wrapped:
-                break
+        for x, y in batches:
             logits, state = model(x, state)
             loss = F.cross_entropy(logits, y, reduction="sum")
             total += float(loss.item())
@@ -324,13 +296,6 @@ def build_parser():
     return p
 
 
-def lr_at(step, args):
-    """Cosine schedule: args.lr at step 0, args.lr * args.min_lr_ratio at args.steps."""
-    frac = min(step / args.steps, 1.0)
-    r = args.min_lr_ratio
-    return args.lr * (r + (1 - r) * 0.5 * (1 + math.cos(math.pi * frac)))
-
-
 class Progress:
     """One status line: rewritten in place with \\r on a terminal, printed every
     ``every`` updates otherwise (so a log file stays readable)."""
@@ -420,7 +385,12 @@ def _train(args):
     rng = np.random.default_rng(args.seed)
     model = CharLM(len(vocab), args.embed, args.hidden, args.layers, args.cell, args.dropout)
     opt = mg.optim.Adam(model.parameters(), lr=args.lr)
-    streams = Streams(train_ids, args.batch_size, args.seq_len)
+    try:
+        batcher = BPTTBatcher(train_ids, args.batch_size, args.seq_len)
+    except ValueError:
+        raise SystemExit(f"error: the text ({len(train_ids)} chars) is too short for "
+                         f"--batch-size {args.batch_size} streams of --seq-len {args.seq_len}") \
+            from None
     step = 0
     if ck is not None:
         try:
@@ -430,7 +400,7 @@ def _train(args):
             raise SystemExit(f"error: --resume {args.resume!r} does not fit this model: {e}") \
                 from None
         step = int(ck["step"])
-        streams.pos = int(ck.get("data_pos", 0)) % max(streams.n, 1)
+        batcher.position = int(ck.get("data_pos", 0)) // args.seq_len % len(batcher)
         out.message(f"resumed from {args.resume} at step {step}")
     n_params = sum(p.data.size for p in model.parameters())
     out.message(f"model: {args.cell.upper()} {args.layers} x {args.hidden}, embedding "
@@ -461,24 +431,33 @@ def _train(args):
                                  rng)
             out.message(f"--- sample (temperature {args.temperature}) ---\n{sample_text}\n---")
         if args.save:
-            save_checkpoint(args.save, model, opt, step, vocab, args, streams.pos)
+            save_checkpoint(args.save, model, opt, step, vocab, args,
+                            batcher.position * args.seq_len)
 
+    # Cosine from --lr at step 0 to --lr * --min-lr-ratio at --steps; a resumed run jumps to its
+    # step (a checkpoint's optimizer state carries each group's initial_lr).
+    for g in opt.param_groups:
+        g.setdefault("initial_lr", args.lr)
+    sched = CosineAnnealingLR(opt, T_max=args.steps, eta_min=args.lr * args.min_lr_ratio,
+                              last_epoch=step - 1)
+    chunks = iter(batcher)
     model.train()
     while step < args.steps:
         if args.time_limit is not None and time.perf_counter() - t_start > args.time_limit:
             out.message(f"time limit of {args.time_limit:g} s reached at step {step}")
             break
-        for g in opt.param_groups:
-            g["lr"] = lr_at(step, args)
-        x, y, wrapped = streams.next()
-        if wrapped:
-            state = None  # a new pass over the text: start from zeros
+        x, y = next(chunks, (None, None))
+        if x is None:  # a new pass over the text: start from zeros
+            chunks = iter(batcher)
+            x, y = next(chunks)
+            state = None
         logits, state = model(x, state)
         loss = F.cross_entropy(logits, y)
         opt.zero_grad()
         loss.backward()
         nn.utils.clip_grad_norm_(model.parameters(), args.clip)
         opt.step()
+        sched.step()
         state = nn.utils.detach_state(state)  # truncated BPTT: keep the value, cut the tape
         step += 1
         tokens += y.size

@@ -37,6 +37,7 @@ except ImportError:  # running from a source checkout without `pip install .`
     import minigrad as mg
 from minigrad import nn
 import minigrad.functional as F
+from minigrad.data import DataLoader, pad_collate
 
 PAD = 0
 
@@ -87,28 +88,20 @@ def classify(model, tokens, lengths=None):
     return model[2:](x)
 
 
-def batches(rng, n, batch_size, shuffle):
-    order = rng.permutation(n) if shuffle else np.arange(n)
-    for i in range(0, n, batch_size):
-        yield order[i:i + batch_size]
+def sentences(tokens, lengths, labels):
+    """The dataset as a list of (sentence without padding, label), for a DataLoader."""
+    return [(tokens[i, :lengths[i]], labels[i]) for i in range(len(labels))]
 
 
-def trim(tokens, lengths, idx):
-    """The rows idx, cut to the longest sentence among them."""
-    T = int(lengths[idx].max())
-    return tokens[idx, :T], lengths[idx]
-
-
-def accuracy(model, tokens, lengths, labels, batch_size, use_lengths):
+def accuracy(model, data, batch_size, use_lengths):
     correct = 0
     model.eval()
     with mg.no_grad():
-        for idx in batches(None, len(labels), batch_size, False):
-            x, ln = trim(tokens, lengths, idx)
+        for x, ln, y in DataLoader(data, batch_size=batch_size, collate_fn=pad_collate):
             logits = classify(model, x, ln if use_lengths else None)
-            correct += int((logits.data.argmax(-1) == labels[idx]).sum())
+            correct += int((logits.data.argmax(-1) == y).sum())
     model.train()
-    return correct / len(labels)
+    return correct / len(data)
 
 
 def build_parser():
@@ -164,23 +157,24 @@ def main(argv=None):
     say(summary)
     opt = mg.optim.Adam(model.parameters(), lr=args.lr)
     use_lengths = not args.ignore_lengths
+    train_loader = DataLoader(sentences(*tr), batch_size=args.batch_size, shuffle=True,
+                              generator=rng, collate_fn=pad_collate)
+    val_data = sentences(*va)
     history = {"loss": [], "train_acc": [], "val_acc": []}
     t0 = time.perf_counter()
     for epoch in range(1, args.epochs + 1):
         total, count, correct = 0.0, 0, 0
-        for idx in batches(rng, args.train_size, args.batch_size, True):
-            x, ln = trim(tr[0], tr[1], idx)
-            y = tr[2][idx]
+        for x, ln, y in train_loader:  # padded to the longest sentence in the batch
             logits = classify(model, x, ln if use_lengths else None)
             loss = F.cross_entropy(logits, y)
             opt.zero_grad()
             loss.backward()
             nn.utils.clip_grad_norm_(model.parameters(), args.clip)
             opt.step()
-            total += float(loss.item()) * len(idx)
-            count += len(idx)
+            total += float(loss.item()) * len(y)
+            count += len(y)
             correct += int((logits.data.argmax(-1) == y).sum())
-        val_acc = accuracy(model, va[0], va[1], va[2], 256, use_lengths)
+        val_acc = accuracy(model, val_data, 256, use_lengths)
         history["loss"].append(total / count)
         history["train_acc"].append(correct / count)
         history["val_acc"].append(val_acc)

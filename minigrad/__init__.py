@@ -10,14 +10,16 @@ from .tensor import Tensor, tensor
 from .random import manual_seed
 from . import functional
 from .gradcheck import gradcheck, numerical_grad
-from . import nn, optim
+from . import data, nn, optim
 from .serialization import save, load
+from .threads import get_num_threads, set_num_threads
 
 __version__ = "0.1.0"
 
 __all__ = ["Tensor", "tensor", "Function", "no_grad", "enable_grad", "is_grad_enabled",
            "set_grad_enabled", "gradcheck", "numerical_grad", "functional", "manual_seed",
-           "zeros", "ones", "randn", "arange", "nn", "optim", "save", "load"]
+           "zeros", "ones", "randn", "arange", "data", "nn", "optim", "save", "load",
+           "set_num_threads", "get_num_threads"]
 
 
 def zeros(*shape, dtype=None, requires_grad=False):

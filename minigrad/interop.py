@@ -1,9 +1,14 @@
 """Move models between minigrad and PyTorch with the same weights.
 
 ``to_torch(module)`` builds the equivalent ``torch.nn`` module and ``from_torch(torch_module)``
-the equivalent minigrad module, for Linear, Embedding, RNN, LSTM, GRU, Dropout, Tanh, Sigmoid,
-ReLU, Flatten, Identity and Sequential of those.  Parameter names are the same on both sides,
-so the weights are copied by ``state_dict`` key (dtype kept: float32 or float64).
+the equivalent minigrad module. Supported layers: Linear, Embedding, RNN, LSTM, GRU, LayerNorm,
+MultiheadAttention, Dropout, Tanh, Sigmoid, ReLU, Flatten, Identity. Any tree of modules whose
+leaves are those converts: Sequential becomes Sequential; any other container (your own model
+class) becomes a container with the same child names, so every ``state_dict`` key is the same
+on both sides, but its ``forward`` is yours to write. To convert into your own class with its
+forward, pass an instance of it: ``to_torch(model, into=TorchModel())`` and
+``from_torch(torch_model, into=MyModel())`` copy every weight by ``state_dict`` name after
+checking that names, shapes and dtypes all match (nothing is written otherwise).
 
 A recurrent layer built with minigrad's Keras-style options (``return_sequences`` or
 ``return_state``) becomes a ``TorchRNN``/``TorchLSTM``/``TorchGRU``: a subclass of the torch
@@ -19,7 +24,7 @@ import numpy as np
 
 from . import nn
 
-__all__ = ["to_torch", "from_torch"]
+__all__ = ["to_torch", "from_torch", "ModuleTree"]
 
 _INSTALL = "pip install torch==2.13.0"
 
@@ -128,16 +133,69 @@ def _numpy_state(torch, tmod):
 
 
 _SIMPLE = ("Tanh", "Sigmoid", "ReLU", "Identity")
+_SUPPORTED_NAMES = ("Linear", "Embedding", "RNN", "LSTM", "GRU", "LayerNorm", "MultiheadAttention",
+                    "Dropout", "Flatten") + _SIMPLE
+_SUPPORTED_MG = tuple(getattr(nn, n) for n in _SUPPORTED_NAMES)
+_SUPPORTED_TEXT = ", ".join(_SUPPORTED_NAMES)
 
 
 # ------------------------------------------------------------------------ minigrad -> torch
-def to_torch(module):
-    """The torch.nn equivalent of a minigrad module, with copies of its weights (same dtype).
+def to_torch(module, into=None):
+    """The torch.nn equivalent of a minigrad module, with copies of its weights (same dtype);
+    with ``into`` (a torch module), the weights are copied into it by state_dict name instead.
     Training mode is carried over."""
     torch = _torch()
+    if not isinstance(module, nn.Module):
+        raise TypeError(f"to_torch expects a minigrad nn.Module, got {type(module).__name__}")
+    if into is not None:
+        if not isinstance(into, torch.nn.Module):
+            raise TypeError(f"to_torch: into must be a torch.nn.Module, got "
+                            f"{type(into).__name__}")
+        ours = module.state_dict()
+        _check_same_state("to_torch", ours, {k: v.detach().cpu().numpy()
+                                             for k, v in into.state_dict().items()})
+        with torch.no_grad():
+            into.load_state_dict({k: torch.from_numpy(np.ascontiguousarray(v))
+                                  for k, v in ours.items()})
+        into.train(module.training)
+        return into
     tmod = _to_torch(torch, module)
     tmod.train(module.training)
     return tmod
+
+
+def _check_same_state(who, src, dst):
+    """Every key, shape and dtype of ``src`` equals ``dst``'s, or one ValueError lists all."""
+    problems = []
+    missing = [k for k in dst if k not in src]
+    extra = [k for k in src if k not in dst]
+    if missing:
+        problems.append("missing in the source: " + ", ".join(map(repr, missing)))
+    if extra:
+        problems.append("not in the target: " + ", ".join(map(repr, extra)))
+    for k in src:
+        if k in dst:
+            a, b = np.asarray(src[k]), np.asarray(dst[k])
+            if a.shape != b.shape or a.dtype != b.dtype:
+                problems.append(f"{k!r}: source {a.shape} {a.dtype}, target {b.shape} {b.dtype}")
+    if problems:
+        raise ValueError(f"{who}: the two modules' state_dicts differ; nothing was copied:\n  "
+                         + "\n  ".join(problems))
+
+
+def _torch_tree_class(torch):
+    cls = _WRAPPERS.get("tree")
+    if cls is None:
+        def forward(self, *args, **kwargs):
+            raise NotImplementedError(
+                f"{self.source_class} was converted as a container of its layers (same "
+                "state_dict names), but its forward cannot be translated; write the torch "
+                "class and pass an instance as to_torch(model, into=...)")
+        cls = type("TorchModuleTree", (torch.nn.Module,), {
+            "__module__": __name__, "forward": forward,
+            "__doc__": "A torch container with the child layers of a converted minigrad model."})
+        _WRAPPERS["tree"] = cls
+    return cls
 
 
 def _to_torch(torch, m):
@@ -145,6 +203,13 @@ def _to_torch(torch, m):
     if isinstance(m, nn.Sequential):
         return tn.Sequential(OrderedDict((name, _to_torch(torch, c))
                                          for name, c in m._modules.items()))
+    if type(m) not in _SUPPORTED_MG and m._modules and not m._parameters:
+        tree = _torch_tree_class(torch)()
+        tree.source_class = type(m).__name__
+        for name, child in m._modules.items():
+            if child is not None:
+                tree.add_module(name, _to_torch(torch, child))
+        return tree
     dt = _dtype_of(m)
     kw = {} if dt is None else {"dtype": _torch_dtype(torch, dt)}
     if isinstance(m, nn.Linear):
@@ -164,6 +229,15 @@ def _to_torch(torch, m):
         if cls is not getattr(tn, mode):
             t.return_sequences = m.return_sequences
             t.return_state = m.return_state
+    elif isinstance(m, nn.LayerNorm):
+        t = tn.LayerNorm(m.normalized_shape, eps=m.eps, elementwise_affine=m.elementwise_affine,
+                         bias=m.bias is not None, **kw)
+    elif isinstance(m, nn.MultiheadAttention):
+        t = tn.MultiheadAttention(m.embed_dim, m.num_heads, dropout=m.dropout,
+                                  bias=m.in_proj_bias is not None,
+                                  add_bias_kv=m.bias_k is not None,
+                                  add_zero_attn=m.add_zero_attn, kdim=m.kdim, vdim=m.vdim,
+                                  batch_first=m.batch_first, **kw)
     elif isinstance(m, nn.Dropout):
         return tn.Dropout(m.p)
     elif isinstance(m, nn.Flatten):
@@ -171,22 +245,45 @@ def _to_torch(torch, m):
     elif type(m).__name__ in _SIMPLE and type(m) is getattr(nn, type(m).__name__):
         return getattr(tn, type(m).__name__)()
     else:
-        raise TypeError(f"to_torch does not support {type(m).__name__}; supported: Linear, "
-                        "Embedding, RNN, LSTM, GRU, Dropout, Tanh, Sigmoid, ReLU, Flatten, "
-                        "Identity and Sequential of those")
+        raise TypeError(f"to_torch does not support {type(m).__name__}; supported: "
+                        f"{_SUPPORTED_TEXT}, and any tree of modules made of those")
     return _copy_into_torch(torch, t, m)
 
 
 # ------------------------------------------------------------------------ torch -> minigrad
-def from_torch(torch_module):
-    """The minigrad equivalent of a torch.nn module, with copies of its weights (same dtype).
-    Training mode is carried over."""
+def from_torch(torch_module, into=None):
+    """The minigrad equivalent of a torch.nn module, with copies of its weights (same dtype);
+    with ``into`` (a minigrad module), the weights are copied into it by state_dict name
+    instead. Training mode is carried over."""
     torch = _torch()
     if not isinstance(torch_module, torch.nn.Module):
         raise TypeError(f"from_torch expects a torch.nn.Module, got {type(torch_module).__name__}")
+    if into is not None:
+        if not isinstance(into, nn.Module):
+            raise TypeError(f"from_torch: into must be a minigrad nn.Module, got "
+                            f"{type(into).__name__}")
+        theirs = _numpy_state(torch, torch_module)
+        _check_same_state("from_torch", theirs, into.state_dict())
+        into.load_state_dict(theirs)
+        into.train(bool(torch_module.training))
+        return into
     m = _from_torch(torch, torch_module)
     m.train(bool(torch_module.training))
     return m
+
+
+class ModuleTree(nn.Module):
+    """A minigrad container with the child layers of a converted torch model (same names)."""
+
+    def __init__(self, source_class):
+        super().__init__()
+        self.source_class = source_class
+
+    def forward(self, *args, **kwargs):
+        raise NotImplementedError(
+            f"{self.source_class} was converted as a container of its layers (same state_dict "
+            "names), but its forward cannot be translated; write the minigrad class and pass "
+            "an instance as from_torch(torch_model, into=...)")
 
 
 def _from_torch(torch, t):
@@ -194,6 +291,13 @@ def _from_torch(torch, t):
     if isinstance(t, tn.Sequential):
         return nn.Sequential(OrderedDict((name, _from_torch(torch, c))
                                          for name, c in t._modules.items()))
+    if not isinstance(t, _supported_torch(torch)) and t._modules \
+            and not list(t.named_parameters(recurse=False)):
+        tree = ModuleTree(type(t).__name__)
+        for name, child in t._modules.items():
+            if child is not None:
+                tree.add_module(name, _from_torch(torch, child))
+        return tree
     state = _numpy_state(torch, t)
     dt = next(iter(state.values())).dtype if state else None
     if isinstance(t, (tn.RNN, tn.LSTM, tn.GRU)):
@@ -215,6 +319,15 @@ def _from_torch(torch, t):
             raise ValueError("from_torch: Embedding with max_norm or scale_grad_by_freq is not "
                              "supported (minigrad's Embedding is a plain lookup)")
         m = nn.Embedding(t.num_embeddings, t.embedding_dim, padding_idx=t.padding_idx, dtype=dt)
+    elif isinstance(t, tn.LayerNorm):
+        m = nn.LayerNorm(t.normalized_shape, eps=t.eps, elementwise_affine=t.elementwise_affine,
+                         bias=getattr(t, "bias", None) is not None, dtype=dt)
+    elif isinstance(t, tn.MultiheadAttention):
+        m = nn.MultiheadAttention(t.embed_dim, t.num_heads, dropout=t.dropout,
+                                  bias=t.in_proj_bias is not None,
+                                  add_bias_kv=t.bias_k is not None,
+                                  add_zero_attn=t.add_zero_attn, kdim=t.kdim, vdim=t.vdim,
+                                  batch_first=t.batch_first, dtype=dt)
     elif isinstance(t, tn.Dropout):
         return nn.Dropout(t.p)
     elif isinstance(t, tn.Flatten):
@@ -222,8 +335,12 @@ def _from_torch(torch, t):
     elif type(t) in tuple(getattr(tn, n) for n in _SIMPLE):
         return getattr(nn, type(t).__name__)()
     else:
-        raise TypeError(f"from_torch does not support {type(t).__name__}; supported: Linear, "
-                        "Embedding, RNN, LSTM, GRU, Dropout, Tanh, Sigmoid, ReLU, Flatten, "
-                        "Identity and Sequential of those")
+        raise TypeError(f"from_torch does not support {type(t).__name__}; supported: "
+                        f"{_SUPPORTED_TEXT}, and any tree of modules made of those")
     m.load_state_dict(state)
     return m
+
+
+def _supported_torch(torch):
+    tn = torch.nn
+    return tuple(getattr(tn, n) for n in _SUPPORTED_NAMES)

@@ -92,7 +92,7 @@ def test_nonfinite_total():
         clip_grad_norm_([a, b], 1.0, error_if_nonfinite=True)
     np.testing.assert_array_equal(b.grad, [2.0])  # untouched when it raises
     total = clip_grad_norm_([a, b], 1.0)  # as torch: a nan norm spreads to every gradient
-    assert np.isnan(total) and np.all(np.isnan(b.grad))
+    assert np.isnan(float(total)) and np.all(np.isnan(b.grad))
 
     (c,) = with_grads([1.0, np.inf])
     with pytest.raises(RuntimeError, match="inf"):
@@ -211,3 +211,12 @@ def test_detach_state_cuts_the_gradient_path():
 def test_detach_state_bad_type():
     with pytest.raises(TypeError, match="got ndarray"):
         detach_state(np.ones(2))
+
+
+def test_clip_grad_norm_returns_a_0d_tensor_like_torch():
+    a, b = with_grads([3.0, 4.0], [[12.0]])
+    total = clip_grad_norm_([a, b], max_norm=1.0)
+    assert isinstance(total, mg.Tensor) and total.shape == () and total.dtype == np.float64
+    assert not total.requires_grad
+    none = clip_grad_norm_([mg.Tensor(np.zeros(2), requires_grad=True)], 1.0)
+    assert isinstance(none, mg.Tensor) and none.shape == () and float(none) == 0.0

@@ -117,17 +117,6 @@ def test_char_rnn_rejects_bad_input(char_rnn, tmp_path, capsys):
         char_rnn.main(["--text", str(tiny), "--quiet"])
 
 
-def test_char_rnn_streams_shift_targets_by_one(char_rnn):
-    ids = np.arange(101, dtype=np.int64)
-    s = char_rnn.Streams(ids, batch_size=2, seq_len=10)
-    x, y, wrapped = s.next()
-    assert x.shape == y.shape == (2, 10) and not wrapped
-    np.testing.assert_array_equal(y, x + 1)
-    np.testing.assert_array_equal(x[:, 0], [0, 50])
-    x2, _, _ = s.next()
-    np.testing.assert_array_equal(x2[:, 0], [10, 60])   # the next chunk continues each stream
-
-
 # ------------------------------------------------------------------------------ adding problem
 def test_adding_problem_batches(adding):
     rng = np.random.default_rng(0)

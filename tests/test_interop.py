@@ -132,3 +132,100 @@ def test_clear_error_without_torch(monkeypatch):
         interop.to_torch(nn.Linear(2, 2))
     with pytest.raises(ImportError, match=r"pip install torch==2\.13\.0"):
         interop.from_torch(object())
+
+
+# ----- module trees: any container whose leaves are supported layers --------------------------
+class _MgLM(nn.Module):
+    def __init__(self, hidden=6):
+        super().__init__()
+        self.embed = nn.Embedding(11, 4)
+        self.rnn = nn.LSTM(4, hidden, batch_first=True)
+        self.norm = nn.LayerNorm(hidden)
+        self.head = nn.Linear(hidden, 11)
+
+    def forward(self, x):
+        y, _ = self.rnn(self.embed(x))
+        return self.head(self.norm(y))
+
+
+def _torch_lm(torch, hidden=6):
+    class TorchLM(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.embed = torch.nn.Embedding(11, 4)
+            self.rnn = torch.nn.LSTM(4, hidden, batch_first=True)
+            self.norm = torch.nn.LayerNorm(hidden)
+            self.head = torch.nn.Linear(hidden, 11)
+
+        def forward(self, x):
+            y, _ = self.rnn(self.embed(x))
+            return self.head(self.norm(y))
+
+    return TorchLM()
+
+
+def test_custom_tree_to_torch_and_into():
+    torch = pytest.importorskip("torch")
+    mg.manual_seed(3)
+    model = _MgLM()
+    tree = interop.to_torch(model)
+    ours = model.state_dict()
+    theirs = tree.state_dict()
+    assert list(theirs) == list(ours)
+    for k in ours:
+        np.testing.assert_array_equal(theirs[k].numpy(), ours[k], err_msg=k)
+    with pytest.raises(NotImplementedError, match="into="):
+        tree(torch.zeros(2, 3, dtype=torch.int64))
+    target = interop.to_torch(model, into=_torch_lm(torch))
+    x = np.random.default_rng(0).integers(0, 11, size=(2, 5))
+    np.testing.assert_allclose(model(x).data, target(torch.from_numpy(x)).detach().numpy(),
+                               rtol=1e-5, atol=1e-6)
+
+
+def test_custom_tree_from_torch_and_into():
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(0)
+    tmodel = _torch_lm(torch)
+    tree = interop.from_torch(tmodel)
+    assert isinstance(tree, interop.ModuleTree)
+    assert list(tree.state_dict()) == list(tmodel.state_dict())
+    with pytest.raises(NotImplementedError, match="into="):
+        tree(np.zeros((1, 2), dtype=np.int64))
+    model = interop.from_torch(tmodel, into=_MgLM())
+    x = np.random.default_rng(1).integers(0, 11, size=(3, 4))
+    np.testing.assert_allclose(model(x).data, tmodel(torch.from_numpy(x)).detach().numpy(),
+                               rtol=1e-5, atol=1e-6)
+
+
+def test_into_refuses_a_different_tree_and_writes_nothing():
+    torch = pytest.importorskip("torch")
+    model = _MgLM(hidden=6)
+    other = _torch_lm(torch, hidden=7)
+    before = {k: v.clone() for k, v in other.state_dict().items()}
+    with pytest.raises(ValueError, match="nothing was copied") as e:
+        interop.to_torch(model, into=other)
+    assert "'rnn.weight_hh_l0': source (24, 6) float32, target (28, 7) float32" in str(e.value)
+    for k, v in other.state_dict().items():
+        assert torch.equal(v, before[k]), k
+    mine = _MgLM(hidden=7)
+    snapshot = {k: v.copy() for k, v in mine.state_dict().items()}
+    with pytest.raises(ValueError, match="nothing was copied"):
+        interop.from_torch(_torch_lm(torch, hidden=6), into=mine)
+    for k, v in mine.state_dict().items():
+        np.testing.assert_array_equal(v, snapshot[k])
+    with pytest.raises(TypeError, match="into must be a torch.nn.Module"):
+        interop.to_torch(model, into=_MgLM())
+
+
+@pytest.mark.parametrize("make", [lambda: nn.LayerNorm((2, 3)),
+                                  lambda: nn.MultiheadAttention(4, 2, batch_first=True),
+                                  lambda: nn.MultiheadAttention(4, 1, kdim=3, vdim=2,
+                                                                add_bias_kv=True)])
+def test_new_layers_round_trip(make):
+    pytest.importorskip("torch")
+    mg.manual_seed(5)
+    m = make()
+    back = interop.from_torch(interop.to_torch(m))
+    assert type(back) is type(m)
+    for k, v in m.state_dict().items():
+        np.testing.assert_array_equal(back.state_dict()[k], v, err_msg=k)

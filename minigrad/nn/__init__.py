@@ -9,6 +9,8 @@ from .module import Module, Parameter
 from .layers import (Dropout, Embedding, Flatten, Identity, Linear, ReLU, Sequential, Sigmoid,
                      Tanh)
 from .recurrent import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell
+from .attention import AdditiveAttention, DotAttention, MultiheadAttention
+from .normalization import LayerNorm
 from .summary import summary
 from . import utils  # clip_grad_norm_, clip_grad_value_, detach_state
 
@@ -17,4 +19,5 @@ _sys.modules.setdefault(__name__ + ".functional", functional)
 
 __all__ = ["Module", "Parameter", "Linear", "Embedding", "Dropout", "Sequential", "Tanh",
            "Sigmoid", "ReLU", "Flatten", "Identity", "RNNCell", "LSTMCell", "GRUCell", "RNN",
-           "LSTM", "GRU", "summary", "init", "functional", "utils"]
+           "LSTM", "GRU", "AdditiveAttention", "DotAttention", "MultiheadAttention", "LayerNorm",
+           "summary", "init", "functional", "utils"]

@@ -69,8 +69,8 @@ def clip_grad_norm_(parameters, max_norm, norm_type=2.0, error_if_nonfinite=Fals
     total = || (||g_1||, ||g_2||, ...) ||  (the norm of all gradients viewed as one vector);
     every gradient is multiplied in place by min(max_norm / (total + 1e-6), 1).
     Parameters without a gradient are ignored. Returns the total norm before clipping, as a
-    numpy scalar in the gradients' dtype (``float(total)`` / ``total.item()`` give a Python
-    float). ``error_if_nonfinite=True`` raises RuntimeError when the total is nan or inf;
+    0-d Tensor in the gradients' dtype, as PyTorch does (``float(total)`` / ``total.item()``
+    give a Python float). ``error_if_nonfinite=True`` raises RuntimeError when the total is nan or inf;
     otherwise a nan total makes every gradient nan, as in PyTorch.
     """
     params = _params(parameters, "clip_grad_norm_")
@@ -83,7 +83,7 @@ def clip_grad_norm_(parameters, max_norm, norm_type=2.0, error_if_nonfinite=Fals
     norm_type = float(norm_type)
     grads = [p.grad for p in params if p.grad is not None]
     if not grads:
-        return np.float32(0.0)
+        return Tensor(np.zeros((), dtype=np.float32))
     dtype = np.result_type(*grads)
     norms = np.array([_vector_norm(g, norm_type) for g in grads], dtype=dtype)
     total = _vector_norm(norms, norm_type)
@@ -96,7 +96,7 @@ def clip_grad_norm_(parameters, max_norm, norm_type=2.0, error_if_nonfinite=Fals
     if not coef >= 1.0:  # clamp at 1 (a factor of 1 changes nothing); nan scales too, as torch
         for g in grads:
             g *= g.dtype.type(coef)
-    return total
+    return Tensor(np.asarray(total, dtype=dtype))
 
 
 def clip_grad_value_(parameters, clip_value):

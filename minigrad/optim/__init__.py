@@ -19,11 +19,11 @@ from numbers import Real
 
 import numpy as np
 
-from . import kernels
-from .autograd import enable_grad
-from .tensor import Tensor
+from .. import kernels
+from ..autograd import enable_grad
+from ..tensor import Tensor
 
-__all__ = ["Optimizer", "SGD", "Adagrad", "RMSprop", "Adam", "AdamW"]
+__all__ = ["Optimizer", "SGD", "Adagrad", "RMSprop", "Adam", "AdamW", "lr_scheduler"]
 
 
 def _number(name, value):
@@ -571,3 +571,6 @@ class AdamW(Adam):
                  amsgrad=False):
         super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
                          amsgrad=amsgrad)
+
+
+from . import lr_scheduler  # noqa: E402  (minigrad.optim.lr_scheduler; it needs Optimizer above)

@@ -1,0 +1,46 @@
+"""minigrad.set_num_threads / get_num_threads set and read both NumPy's and SciPy's OpenBLAS."""
+import pytest
+
+import minigrad as mg
+from minigrad import threads
+
+
+@pytest.fixture
+def restore():
+    before = mg.get_num_threads()
+    yield
+    mg.set_num_threads(before)
+
+
+@pytest.mark.parametrize("n", [1, 2, 3])
+def test_set_then_get(restore, n):
+    mg.set_num_threads(n)
+    assert mg.get_num_threads() == n
+    for path, _, getter in threads.blas_libraries():
+        assert getter() == n, path
+
+
+def test_both_libraries_are_found():
+    paths = [p for p, _, _ in threads.blas_libraries()]
+    assert len(paths) >= 1
+    tpc = pytest.importorskip("threadpoolctl")
+    theirs = {d["filepath"] for d in tpc.threadpool_info() if d["internal_api"] == "openblas"}
+    assert theirs <= set(paths)
+
+
+def test_threadpoolctl_sees_the_setting(restore):
+    tpc = pytest.importorskip("threadpoolctl")
+    mg.set_num_threads(1)
+    counts = [d["num_threads"] for d in tpc.threadpool_info() if d["user_api"] == "blas"]
+    assert counts and all(c == 1 for c in counts)
+
+
+@pytest.mark.parametrize("bad, err, match", [(0, ValueError, ">= 1, got 0"),
+                                             (-2, ValueError, ">= 1, got -2"),
+                                             (1.5, TypeError, "expects an int, got float"),
+                                             (True, TypeError, "expects an int, got bool")])
+def test_bad_counts(restore, bad, err, match):
+    before = mg.get_num_threads()
+    with pytest.raises(err, match=match):
+        mg.set_num_threads(bad)
+    assert mg.get_num_threads() == before
