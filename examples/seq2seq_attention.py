@@ -214,11 +214,11 @@ def train(model, loader, epochs, lr, quiet, name, test):
 def build_parser():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--train", type=int, default=20000, help="training dates")
+    p.add_argument("--train", type=int, default=10000, help="training dates")
     p.add_argument("--test", type=int, default=1000, help="held-out test dates")
-    p.add_argument("--epochs", type=int, default=6)
+    p.add_argument("--epochs", type=int, default=4)
     p.add_argument("--batch-size", type=int, default=100)
-    p.add_argument("--hidden", type=int, default=128)
+    p.add_argument("--hidden", type=int, default=64)
     p.add_argument("--embed", type=int, default=32)
     p.add_argument("--lr", type=float, default=5e-3)
     p.add_argument("--beam", type=int, default=0,
