@@ -34,8 +34,8 @@ try:
 except ImportError:  # running from a source checkout without `pip install .`
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     import minigrad as mg
-from minigrad import nn
 import minigrad.functional as F
+from minigrad import nn
 
 PAD, START, END = " ", "^", "$"
 CHARS = PAD + START + END + "0123456789+"
