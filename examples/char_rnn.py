@@ -469,8 +469,9 @@ def _train(args):
         streams.pos = int(ck.get("data_pos", 0)) % max(streams.n, 1)
         if step >= args.steps:
             print(f"note: --resume {args.resume} is at step {step} and --steps is {args.steps}: "
-                  "nothing left to train (--steps counts all steps, not more steps); the "
-                  "checkpoint's model is evaluated only", file=sys.stderr)
+                  f"nothing left to train (--steps is the total, the checkpoint's steps "
+                  f"included: give more than {step} to continue); evaluating only",
+                  file=sys.stderr)
         else:
             out.message(f"resumed from {args.resume} at step {step}; training continues to "
                         f"step {args.steps}")
