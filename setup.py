@@ -1,5 +1,9 @@
 """Build the Cython kernels (minigrad._ops). Metadata lives in pyproject.toml.
 
+The extension is optional: where no C compiler works (or the C fails to build), setup warns and
+installs the pure-Python package, which then runs on the NumPy twins of the kernels. Set
+MINIGRAD_REQUIRE_EXTENSION=1 to make such a failure an error instead.
+
 Environment switches (read at build time):
   MINIGRAD_NATIVE=1        add -march=native (default: portable -O3)
   MINIGRAD_CYTHON_DEBUG=1  boundscheck/wraparound/initializedcheck on, -O0 -g
@@ -16,6 +20,8 @@ import sys
 import numpy as np
 from Cython.Build import cythonize
 from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
+from setuptools.errors import CCompilerError, CompileError, ExecError, LinkError, PlatformError
 
 DEBUG = os.environ.get("MINIGRAD_CYTHON_DEBUG") == "1"
 if os.environ.get("MINIGRAD_CYTHON_WERROR") == "1":
@@ -42,6 +48,47 @@ extensions = [
     )
 ]
 
+
+
+class optional_build_ext(build_ext):
+    """build_ext for every extension listed, where a compiler failure skips that extension with
+    a warning instead of failing the install (MINIGRAD_REQUIRE_EXTENSION=1: it fails)."""
+
+    # PlatformError: no compiler found; ExecError/CCompilerError: the compiler cannot run;
+    # CompileError/LinkError: it ran and failed; OSError: the build could not write its output.
+    FAILURES = (CCompilerError, CompileError, ExecError, LinkError, PlatformError, OSError)
+
+    def run(self):
+        try:
+            super().run()
+        except self.FAILURES as e:
+            self._skip(self.extensions, e)
+            self.extensions = []
+
+    def build_extensions(self):
+        self._skipped = []
+        super().build_extensions()
+        # the skipped ones are no outputs: --inplace copies and installs only what was built
+        self.extensions = [ext for ext in self.extensions if ext not in self._skipped]
+
+    def build_extension(self, ext):
+        try:
+            super().build_extension(ext)
+        except self.FAILURES as e:
+            self._skip([ext], e)
+            self._skipped.append(ext)
+
+    @staticmethod
+    def _skip(exts, error):
+        if os.environ.get("MINIGRAD_REQUIRE_EXTENSION") == "1":
+            raise error
+        names = ", ".join(ext.name for ext in exts) or "the extensions"
+        print(f"WARNING: {names} not built ({type(error).__name__}: {error}). minigrad installs "
+              "without it and runs on its NumPy kernels (slower). Install a C compiler and "
+              "reinstall for the compiled kernels; MINIGRAD_REQUIRE_EXTENSION=1 makes this an "
+              "error.", file=sys.stderr)
+
+
 directives = {
     "language_level": 3,
     "boundscheck": DEBUG,
@@ -52,4 +99,5 @@ directives = {
 
 # The debug build generates its C apart, so switching modes regenerates it with the right directives.
 setup(ext_modules=cythonize(extensions, compiler_directives=directives,
-                            build_dir="build/cython-debug" if DEBUG else None))
+                            build_dir="build/cython-debug" if DEBUG else None),
+      cmdclass={"build_ext": optional_build_ext})

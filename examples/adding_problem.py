@@ -50,8 +50,8 @@ try:
 except ImportError:  # running from a source checkout without `pip install .`
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     import minigrad as mg
-from minigrad import nn
 import minigrad.functional as F
+from minigrad import nn
 
 CELLS = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
 BASELINE = 2 / 12  # variance of the sum of two U(0, 1) values: the MSE of predicting 1.0
@@ -189,23 +189,46 @@ def plot(path, lengths, cells, mse, profiles):
     return True
 
 
+# --lengths and --steps left unset take these (the second of each pair with --quick)
+LENGTHS = ([50, 100, 200], [25, 50])
+STEPS = (3000, 1000)
+
+
+def _words(values):
+    return " ".join(map(str, values))
+
+
 def build_parser():
-    p = argparse.ArgumentParser(description="The adding problem: tanh RNN vs LSTM vs GRU.",
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    # every option's help states its default once: "(default: %(default)s)" is the parser's value
+    p = argparse.ArgumentParser(description="The adding problem: tanh RNN vs LSTM vs GRU.")
     p.add_argument("--lengths", type=int, nargs="+", default=None,
-                   help="sequence lengths T (default 50 100 200; --quick: 25 50)")
-    p.add_argument("--cells", nargs="+", choices=sorted(CELLS), default=["rnn", "lstm", "gru"])
-    p.add_argument("--hidden", type=int, default=64)
-    p.add_argument("--steps", type=int, default=None, help="default 3000 (--quick: 1000)")
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--lr", type=float, default=3e-3)
-    p.add_argument("--clip", type=float, default=1.0, help="max gradient norm")
-    p.add_argument("--forget-bias", type=float, default=1.0, help="initial LSTM forget bias")
-    p.add_argument("--test-size", type=int, default=1000)
-    p.add_argument("--quick", action="store_true", help="a smaller run (under two minutes)")
-    p.add_argument("--plot", metavar="PATH", help="save a figure (needs matplotlib)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--quiet", action="store_true")
+                   help=f"sequence lengths T, each at least 2 (default: {_words(LENGTHS[0])}; "
+                   f"with --quick {_words(LENGTHS[1])})")
+    p.add_argument("--cells", nargs="+", choices=sorted(CELLS), default=["rnn", "lstm", "gru"],
+                   help="cells to compare (default: rnn lstm gru)")
+    p.add_argument("--hidden", type=int, default=64,
+                   help="hidden size of every cell (default: %(default)s)")
+    p.add_argument("--steps", type=int, default=None,
+                   help=f"training steps per cell and length (default: {STEPS[0]}; with --quick "
+                   f"{STEPS[1]})")
+    p.add_argument("--batch-size", type=int, default=64,
+                   help="sequences per training step (default: %(default)s)")
+    p.add_argument("--lr", type=float, default=3e-3,
+                   help="Adam learning rate (default: %(default)s)")
+    p.add_argument("--clip", type=float, default=1.0,
+                   help="max gradient norm (default: %(default)s)")
+    p.add_argument("--forget-bias", type=float, default=1.0,
+                   help="initial LSTM forget bias (default: %(default)s)")
+    p.add_argument("--test-size", type=int, default=1000,
+                   help="test sequences per length (default: %(default)s)")
+    p.add_argument("--quick", action="store_true",
+                   help="a smaller run (under two minutes): shorter --lengths and fewer --steps")
+    p.add_argument("--plot", metavar="PATH",
+                   help="save a figure here (gradient per time step, test MSE against T); "
+                   "needs matplotlib (default: no figure)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of the weights and the data (default: %(default)s)")
+    p.add_argument("--quiet", action="store_true", help="print no progress lines or tables")
     return p
 
 
@@ -213,9 +236,9 @@ def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.lengths is None:
-        args.lengths = [25, 50] if args.quick else [50, 100, 200]
+        args.lengths = list(LENGTHS[args.quick])
     if args.steps is None:
-        args.steps = 1000 if args.quick else 3000
+        args.steps = STEPS[args.quick]
     for name in ("hidden", "steps", "batch_size", "test_size"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")

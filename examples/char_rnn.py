@@ -50,10 +50,10 @@ try:
 except ImportError:  # running from a source checkout without `pip install .`
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     import minigrad as mg
-from minigrad import nn
 from minigrad.data import BPTTBatcher
 from minigrad.optim.lr_scheduler import CosineAnnealingLR
 import minigrad.functional as F
+from minigrad import nn
 
 CELLS = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
 SKIP_DIRS = {"site-packages", "dist-packages", "__pycache__", "test", "tests", "idle_test",
@@ -253,46 +253,76 @@ def positive(kind):
 
 
 def build_parser():
+    # every option's help states its default once: "(default: %(default)s)" is the parser's value
     p = argparse.ArgumentParser(
-        description="Character-level recurrent language model with truncated BPTT.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--text", metavar="PATH", help="UTF-8 text file to train on (default: the "
-                   "Python standard library's source files)")
+        description="Character-level recurrent language model with truncated BPTT.")
+    p.add_argument("--text", metavar="PATH", help="UTF-8 text file to train on; its last "
+                   "--val-fraction is held out (default: the Python standard library's source "
+                   "files)")
     p.add_argument("--corpus-chars", type=positive(int), default=3_000_000,
-                   help="characters of standard-library source to use (default corpus only)")
+                   help="characters of standard-library source to use, when no --text is "
+                   "given (default: %(default)s)")
     p.add_argument("--val-fraction", type=float, default=0.05,
-                   help="share of --text held out for validation (its end)")
-    p.add_argument("--cell", choices=sorted(CELLS), default="lstm")
-    p.add_argument("--embed", type=positive(int), default=64, help="embedding size")
-    p.add_argument("--hidden", type=positive(int), default=256)
-    p.add_argument("--layers", type=positive(int), default=1)
-    p.add_argument("--dropout", type=float, default=0.0, help="between layers (layers > 1)")
-    p.add_argument("--seq-len", type=positive(int), default=64, help="BPTT length")
-    p.add_argument("--batch-size", type=positive(int), default=32)
-    p.add_argument("--steps", type=positive(int), default=3000, help="total optimizer steps "
-                   "(a resumed run continues up to this count)")
+                   help="share of --text held out for validation, from its end "
+                   "(default: %(default)s)")
+    p.add_argument("--cell", choices=sorted(CELLS), default="lstm",
+                   help="recurrent cell (default: %(default)s)")
+    p.add_argument("--embed", type=positive(int), default=64,
+                   help="character embedding size (default: %(default)s)")
+    p.add_argument("--hidden", type=positive(int), default=256,
+                   help="hidden size of each recurrent layer (default: %(default)s)")
+    p.add_argument("--layers", type=positive(int), default=1,
+                   help="stacked recurrent layers (default: %(default)s)")
+    p.add_argument("--dropout", type=float, default=0.0,
+                   help="dropout between recurrent layers, with --layers above 1 "
+                   "(default: %(default)s)")
+    p.add_argument("--seq-len", type=positive(int), default=64,
+                   help="characters per training chunk: the BPTT length (default: %(default)s)")
+    p.add_argument("--batch-size", type=positive(int), default=32,
+                   help="parallel streams of text per step (default: %(default)s)")
+    p.add_argument("--steps", type=positive(int), default=3000,
+                   help="total optimizer steps; a resumed run continues up to this count, not "
+                   "this many more (default: %(default)s)")
     p.add_argument("--time-limit", type=positive(float), default=None, metavar="SECONDS",
-                   help="stop training after this many seconds (then evaluate and save)")
-    p.add_argument("--lr", type=positive(float), default=2e-3)
+                   help="stop training after this many seconds, then evaluate and save "
+                   "(default: no limit)")
+    p.add_argument("--lr", type=positive(float), default=2e-3,
+                   help="Adam learning rate at step 0 (default: %(default)s)")
     p.add_argument("--min-lr-ratio", type=float, default=0.1,
                    help="the learning rate follows a cosine from --lr down to this fraction of "
-                   "it at --steps (1 keeps it constant)")
-    p.add_argument("--clip", type=positive(float), default=5.0, help="max gradient norm")
-    p.add_argument("--eval-every", type=positive(int), default=500)
+                   "it at --steps; 1 keeps it constant (default: %(default)s)")
+    p.add_argument("--clip", type=positive(float), default=5.0,
+                   help="max gradient norm (default: %(default)s)")
+    p.add_argument("--eval-every", type=positive(int), default=500,
+                   help="steps between evaluations: validation bits per character, a sample "
+                   "and, with --save, a checkpoint (default: %(default)s)")
     p.add_argument("--eval-chars", type=positive(int), default=100_000,
-                   help="validation characters scored at each periodic evaluation")
+                   help="validation characters scored at each periodic evaluation "
+                   "(default: %(default)s)")
     p.add_argument("--final-eval-chars", type=positive(int), default=300_000,
-                   help="validation characters scored at the end")
-    p.add_argument("--sample-len", type=int, default=300)
-    p.add_argument("--prime", default="def ", help="text the samples start from")
-    p.add_argument("--temperature", type=positive(float), default=0.8)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--save", metavar="PATH", help="write a checkpoint here at every evaluation "
-                   "and at the end")
-    p.add_argument("--resume", metavar="PATH", help="continue from a checkpoint")
+                   help="validation characters scored at the end (default: %(default)s)")
+    p.add_argument("--sample-len", type=int, default=300,
+                   help="characters to sample at each evaluation; 0 samples none "
+                   "(default: %(default)s)")
+    p.add_argument("--prime", default="def ",
+                   help="text the samples start from (default: '%(default)s')")
+    p.add_argument("--temperature", type=positive(float), default=0.8,
+                   help="sampling temperature: lower is more conservative (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of the weights and the samples (default: %(default)s)")
+    p.add_argument("--save", metavar="PATH",
+                   help="write a checkpoint (.npz: model, optimizer, step, data position, "
+                   "vocabulary) here at every --eval-every steps and at the end, replacing the "
+                   "file (default: no checkpoint)")
+    p.add_argument("--resume", metavar="PATH",
+                   help="continue from a checkpoint written by --save, up to --steps in all; "
+                   f"its {', '.join('--' + k for k in ARCH_KEYS)} and vocabulary replace "
+                   "those of the flags (default: start afresh)")
     p.add_argument("--threads", type=positive(int), default=None,
-                   help="BLAS threads (needs threadpoolctl; default: OPENBLAS_NUM_THREADS, 1)")
-    p.add_argument("--quiet", action="store_true", help="no progress line or samples")
+                   help="BLAS threads; needs threadpoolctl (default: OPENBLAS_NUM_THREADS if "
+                   "set, else 1)")
+    p.add_argument("--quiet", action="store_true",
+                   help="no progress lines, samples or notes on stdout")
     return p
 
 
@@ -368,8 +398,14 @@ def _train(args):
     if ck is not None:
         vocab = Vocab(ck["vocab"])
         fallback = " " if " " in vocab.index else vocab.chars[0]
+        replaced = [f"--{k} {getattr(args, k)}" for k in ARCH_KEYS
+                    if getattr(args, k) != ck["arch"][k]]
         for k in ARCH_KEYS:  # the checkpoint decides the architecture
             setattr(args, k, ck["arch"][k])
+        if replaced:
+            kept = " ".join(f"--{k} {getattr(args, k)}" for k in ARCH_KEYS)
+            print(f"note: --resume {args.resume}: the checkpoint's model has {kept}; that "
+                  f"replaces {', '.join(replaced)}", file=sys.stderr)
     else:
         vocab, fallback = Vocab.build(train_text)
     unknown = sorted(set(train_text + val_text) - set(vocab.chars))
@@ -401,7 +437,14 @@ def _train(args):
                 from None
         step = int(ck["step"])
         batcher.position = int(ck.get("data_pos", 0)) // args.seq_len % len(batcher)
-        out.message(f"resumed from {args.resume} at step {step}")
+        if step >= args.steps:
+            print(f"note: --resume {args.resume} is at step {step} and --steps is {args.steps}: "
+                  f"nothing left to train (--steps is the total, the checkpoint's steps "
+                  f"included: give more than {step} to continue); evaluating only",
+                  file=sys.stderr)
+        else:
+            out.message(f"resumed from {args.resume} at step {step}; training continues to "
+                        f"step {args.steps}")
     n_params = sum(p.data.size for p in model.parameters())
     out.message(f"model: {args.cell.upper()} {args.layers} x {args.hidden}, embedding "
                 f"{args.embed}, {n_params:,} parameters; batch {args.batch_size} x "
@@ -433,6 +476,7 @@ def _train(args):
         if args.save:
             save_checkpoint(args.save, model, opt, step, vocab, args,
                             batcher.position * args.seq_len)
+            out.message(f"checkpoint of step {step} written to {args.save}")
 
     # Cosine from --lr at step 0 to --lr * --min-lr-ratio at --steps; a resumed run jumps to its
     # step (a checkpoint's optimizer state carries each group's initial_lr).

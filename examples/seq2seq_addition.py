@@ -34,8 +34,8 @@ try:
 except ImportError:  # running from a source checkout without `pip install .`
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     import minigrad as mg
-from minigrad import nn
 import minigrad.functional as F
+from minigrad import nn
 
 PAD, START, END = " ", "^", "$"
 CHARS = PAD + START + END + "0123456789+"
@@ -149,22 +149,37 @@ def evaluate(model, problems, pairs, batch=500):
 
 
 def build_parser():
+    # every option's help states its default once: "(default: %(default)s)" is the parser's value
     p = argparse.ArgumentParser(description="Encoder-decoder learning to add numbers written "
-                                "as text.", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--cell", choices=["lstm", "gru"], default="lstm")
-    p.add_argument("--digits", type=int, default=2, help="operands have up to this many digits")
-    p.add_argument("--embed", type=int, default=16)
-    p.add_argument("--hidden", type=int, default=128)
-    p.add_argument("--layers", type=int, default=1)
-    p.add_argument("--steps", type=int, default=3000)
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--lr", type=float, default=5e-3)
-    p.add_argument("--clip", type=float, default=1.0)
-    p.add_argument("--val-size", type=int, default=1000)
-    p.add_argument("--eval-every", type=int, default=500)
-    p.add_argument("--examples", type=int, default=8, help="held-out answers to print")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--quiet", action="store_true")
+                                "as text.")
+    p.add_argument("--cell", choices=["lstm", "gru"], default="lstm",
+                   help="recurrent cell of the encoder and the decoder (default: %(default)s)")
+    p.add_argument("--digits", type=int, default=2,
+                   help="operands have up to this many digits, at most 6 (default: %(default)s)")
+    p.add_argument("--embed", type=int, default=16,
+                   help="character embedding size (default: %(default)s)")
+    p.add_argument("--hidden", type=int, default=128,
+                   help="hidden size of the encoder and the decoder (default: %(default)s)")
+    p.add_argument("--layers", type=int, default=1,
+                   help="stacked recurrent layers in each (default: %(default)s)")
+    p.add_argument("--steps", type=int, default=3000,
+                   help="training steps, one batch of fresh problems each (default: %(default)s)")
+    p.add_argument("--batch-size", type=int, default=64,
+                   help="problems per training step (default: %(default)s)")
+    p.add_argument("--lr", type=float, default=5e-3,
+                   help="Adam learning rate at the start; a cosine takes it down to a tenth of "
+                   "it by the last step (default: %(default)s)")
+    p.add_argument("--clip", type=float, default=1.0,
+                   help="max gradient norm (default: %(default)s)")
+    p.add_argument("--val-size", type=int, default=1000,
+                   help="held-out questions, never trained on (default: %(default)s)")
+    p.add_argument("--eval-every", type=int, default=500,
+                   help="steps between held-out evaluations (default: %(default)s)")
+    p.add_argument("--examples", type=int, default=8,
+                   help="held-out answers to print at the end (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of the weights and the problems (default: %(default)s)")
+    p.add_argument("--quiet", action="store_true", help="print nothing")
     return p
 
 

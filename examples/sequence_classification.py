@@ -35,8 +35,8 @@ try:
 except ImportError:  # running from a source checkout without `pip install .`
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     import minigrad as mg
-from minigrad import nn
 import minigrad.functional as F
+from minigrad import nn
 from minigrad.data import DataLoader, pad_collate
 
 PAD = 0
@@ -105,26 +105,40 @@ def accuracy(model, data, batch_size, use_lengths):
 
 
 def build_parser():
+    # every option's help states its default once: "(default: %(default)s)" is the parser's value
     p = argparse.ArgumentParser(description="Keras-style many-to-one LSTM classifier on "
-                                "variable-length generated sentences.",
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--cell", choices=["lstm", "gru", "rnn"], default="lstm")
-    p.add_argument("--vocab", type=int, default=50)
-    p.add_argument("--embed", type=int, default=32)
-    p.add_argument("--hidden", type=int, default=64)
-    p.add_argument("--dense", type=int, default=32)
-    p.add_argument("--min-len", type=int, default=5)
-    p.add_argument("--max-len", type=int, default=40)
-    p.add_argument("--train-size", type=int, default=4000)
-    p.add_argument("--val-size", type=int, default=1000)
-    p.add_argument("--epochs", type=int, default=8)
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--lr", type=float, default=3e-3)
-    p.add_argument("--clip", type=float, default=1.0, help="max gradient norm")
+                                "variable-length generated sentences.")
+    p.add_argument("--cell", choices=["lstm", "gru", "rnn"], default="lstm",
+                   help="recurrent cell (default: %(default)s)")
+    p.add_argument("--vocab", type=int, default=50,
+                   help="word ids, padding included; at least 12 (default: %(default)s)")
+    p.add_argument("--embed", type=int, default=32,
+                   help="word embedding size (default: %(default)s)")
+    p.add_argument("--hidden", type=int, default=64,
+                   help="recurrent hidden size (default: %(default)s)")
+    p.add_argument("--dense", type=int, default=32,
+                   help="width of the dense layer after the recurrent one (default: %(default)s)")
+    p.add_argument("--min-len", type=int, default=5,
+                   help="shortest sentence, in words (default: %(default)s)")
+    p.add_argument("--max-len", type=int, default=40,
+                   help="longest sentence, in words (default: %(default)s)")
+    p.add_argument("--train-size", type=int, default=4000,
+                   help="training sentences (default: %(default)s)")
+    p.add_argument("--val-size", type=int, default=1000,
+                   help="validation sentences (default: %(default)s)")
+    p.add_argument("--epochs", type=int, default=8,
+                   help="passes over the training sentences (default: %(default)s)")
+    p.add_argument("--batch-size", type=int, default=64,
+                   help="sentences per training step (default: %(default)s)")
+    p.add_argument("--lr", type=float, default=3e-3,
+                   help="Adam learning rate (default: %(default)s)")
+    p.add_argument("--clip", type=float, default=1.0,
+                   help="max gradient norm (default: %(default)s)")
     p.add_argument("--ignore-lengths", action="store_true",
                    help="do not pass lengths: the LSTM also reads the padding")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of the weights and the data (default: %(default)s)")
+    p.add_argument("--quiet", action="store_true", help="print nothing")
     return p
 
 

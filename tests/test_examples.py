@@ -3,13 +3,18 @@ produce outputs of the right shape, and refuse bad command-line input with a cle
 import importlib.util
 import math
 import pathlib
+import re
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 
 import minigrad as mg
 
-EXAMPLES = pathlib.Path(__file__).resolve().parent.parent / "examples"
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "examples"
+NAMES = ["adding_problem", "char_rnn", "seq2seq_addition", "sequence_classification"]
 
 
 def _load(name):
@@ -37,6 +42,75 @@ def seqcls():
 @pytest.fixture(scope="module")
 def seq2seq():
     return _load("seq2seq_addition")
+
+
+# ------------------------------------------------------------------------------ --help
+def _help_blocks(name):
+    """`python examples/<name>.py --help`, run as a user would, cut into one block of text per
+    option (its invocation and help, whitespace collapsed), keyed by the option's first flag."""
+    out = subprocess.run([sys.executable, str(EXAMPLES / f"{name}.py"), "--help"], cwd=ROOT,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.split("\noptions:\n", 1)[1].splitlines()
+    blocks, key = {}, None
+    for line in lines:
+        m = re.match(r"  (-[-\w]+)", line)      # an option's first line; help lines go deeper
+        if m:
+            key = m.group(1).rstrip(",")
+            blocks[key] = line
+        elif key is not None:
+            blocks[key] += " " + line
+    return {k: " ".join(v.split()) for k, v in blocks.items()}
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_help_states_each_default_once_as_the_parser_has_it(name):
+    module = _load(name)
+    parser = module.build_parser()
+    blocks = _help_blocks(name)
+    actions = [a for a in parser._actions if a.option_strings and a.dest != "help"]
+    assert {a.option_strings[0] for a in actions} <= set(blocks)
+    for a in actions:
+        block = blocks[a.option_strings[0]]
+        said = re.findall(r"\bdefault\b", block, flags=re.IGNORECASE)
+        if a.const is True and a.default is False:                  # a store_true flag: off
+            assert a.help and not said, block
+            continue
+        assert len(said) == 1, block
+        m = re.search(r"\(default: ([^()]+)\)$", block)
+        assert m, f"the default is not the closing '(default: ...)': {block}"
+        stated = m.group(1)
+        if a.default is None:                # no value: the help says in words what happens
+            assert stated != "None" and len(stated) > 3, block
+        elif isinstance(a.default, list):
+            assert stated == " ".join(map(str, a.default)), block
+        else:
+            assert stated in (str(a.default), repr(a.default)), block
+
+
+@pytest.mark.parametrize("quick", [False, True])
+def test_adding_problem_help_states_the_lengths_and_steps_main_uses(adding, monkeypatch,
+                                                                    quick):
+    """--lengths and --steps default to None and main picks them (--quick: smaller): the
+    numbers --help gives must be the ones a run gets."""
+    blocks = _help_blocks("adding_problem")
+
+    def stated(flag):
+        text = re.search(r"\(default: ([^()]+)\)$", blocks[flag]).group(1)
+        full, with_quick = text.split("; with --quick ")
+        return [int(v) for v in (with_quick if quick else full).split()]
+
+    seen = []
+
+    def fake_run_one(cell, T, args, log):
+        seen.append((T, args.steps))
+        profile = np.ones(T)
+        return 0.1, (profile, profile), [0.1]
+
+    monkeypatch.setattr(adding, "run_one", fake_run_one)
+    adding.main(["--cells", "lstm", "--quiet"] + (["--quick"] if quick else []))
+    assert [T for T, _ in seen] == stated("--lengths")
+    assert {steps for _, steps in seen} == set(stated("--steps"))
 
 
 def _early_late(losses, k=5):
@@ -79,6 +153,40 @@ def test_char_rnn_learns_samples_and_resumes(char_rnn, tmp_path):
     assert r2["steps"] == 40 and len(r2["losses"]) == 10
     assert r2["losses"][0] < first - 0.3
     assert r2["params"] == r1["params"]
+
+
+def test_char_rnn_says_when_it_saves_and_what_resume_overrides(char_rnn, tmp_path, capsys):
+    text = _small_text(tmp_path / "corpus.txt")
+    ck = tmp_path / "ck.npz"
+
+    def run(steps, extra):
+        flags = [f for f in _char_flags(text, steps, extra) if f != "--quiet"]
+        r = char_rnn.main(flags + ["--sample-len", "0"])
+        out, err = capsys.readouterr()
+        return r, out, err
+
+    _, out, err = run(6, ["--save", str(ck)])
+    assert f"checkpoint of step 6 written to {ck}" in out and not err
+
+    # more steps, same flags: it continues, and says so and where it saved
+    r, out, err = run(8, ["--resume", str(ck), "--save", str(ck)])
+    assert r["steps"] == 8 and len(r["losses"]) == 2
+    assert f"resumed from {ck} at step 6; training continues to step 8" in out
+    assert f"checkpoint of step 8 written to {ck}" in out
+    assert not err                                       # nothing of the flags was replaced
+
+    # --steps not beyond the checkpoint's step, and an architecture flag that differs
+    r, out, err = run(8, ["--resume", str(ck), "--hidden", "48", "--cell", "gru"])
+    assert r["steps"] == 8 and r["losses"] == []
+    assert "is at step 8 and --steps is 8: nothing left to train" in err
+    assert "--cell lstm --embed 8 --hidden 32 --layers 1" in err
+    assert "replaces --cell gru, --hidden 48" in err
+    assert "training continues" not in out
+
+    # --quiet keeps stdout empty, but the notes above still reach stderr
+    char_rnn.main(_char_flags(text, 8, ["--resume", str(ck), "--hidden", "48"]))
+    out, err = capsys.readouterr()
+    assert out == "" and "nothing left to train" in err and "replaces --hidden 48" in err
 
 
 def test_char_rnn_gru_and_rnn_cells_run(char_rnn, tmp_path):
