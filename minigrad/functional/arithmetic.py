@@ -142,7 +142,9 @@ class Pow(Function):
         ga = gb = None
         with np.errstate(divide="ignore", invalid="ignore"):
             if na:
-                da = F.where(b_arr == 0, 0.0, b * a ** (b - 1))
+                # b * a**(b-1) is 0 at b = 0 except at a = 0 (0 * inf): only there is it set,
+                # so that the derivative of da with respect to b (1/a at b = 0) still flows.
+                da = F.where((b_arr == 0) & (a_arr == 0), 0.0, b * a ** (b - 1))
                 ga = sum_to(g * da, a.shape)
             if nb:
                 pos = a_arr > 0
