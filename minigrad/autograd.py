@@ -29,6 +29,21 @@ class _GradMode(threading.local):
 
 
 _mode = _GradMode()
+# How many threads have recording off right now.  While it is 0 (a training loop with no
+# no_grad block anywhere) the hot path skips the thread-local lookup.  Only ever too high (a
+# thread that ended under no_grad), which costs that lookup, never a wrong answer.
+_n_off = 0
+_n_off_lock = threading.Lock()
+
+
+def _set_enabled(mode):
+    global _n_off
+    prev = _mode.enabled
+    if prev != mode:
+        with _n_off_lock:
+            _n_off += -1 if mode else 1
+        _mode.enabled = mode
+    return prev
 
 
 def is_grad_enabled() -> bool:
@@ -49,22 +64,20 @@ class set_grad_enabled:
         self.prev = _mode.enabled
         self.mode = bool(mode)
         if self._at_once:
-            _mode.enabled = self.mode
+            _set_enabled(self.mode)
 
     def __enter__(self):
         if not self._at_once:
-            self.prev = _mode.enabled
-            _mode.enabled = self.mode
+            self.prev = _set_enabled(self.mode)
         return self
 
     def __exit__(self, *exc):
-        _mode.enabled = self.prev
+        _set_enabled(self.prev)
         return False
 
     def __call__(self, fn):
-        mode = self.mode
         if self._at_once:
-            _mode.enabled = self.prev  # used as a decorator: do not change the mode now
+            _set_enabled(self.prev)  # used as a decorator: do not change the mode now
         cls = type(self)
         args = self._args()
 
@@ -121,15 +134,14 @@ class inference_mode(set_grad_enabled):
     def __enter__(self):
         self.prev_inference = _mode.inference
         if self.inference_on:
-            self.prev = _mode.enabled
-            _mode.enabled = False
+            self.prev = _set_enabled(False)
             _mode.inference = True
         else:
             self.prev = _mode.enabled
         return self
 
     def __exit__(self, *exc):
-        _mode.enabled = self.prev
+        _set_enabled(self.prev)
         _mode.inference = self.prev_inference
         return False
 
@@ -236,7 +248,7 @@ class Function:
             for i, a in enumerate(arrays):
                 if inputs[i] is None:
                     arrays[i] = _as_constant(a, ref_dtype)
-        if record and _mode.enabled:
+        if record and (_n_off == 0 or _mode.enabled):
             self.inputs = tuple(inputs)
             self.needs_input_grad = tuple(needs)
             self._epoch = _epoch
@@ -518,8 +530,9 @@ def _run_backward(roots, seeds, retain_graph, create_graph, targets=None, captur
 
     # 2. Visit nodes once all their consumers are done (Kahn's algorithm).
     ready = [n for n in root_nodes if deps[n] == 0]
-    prev_mode = _mode.enabled
-    _mode.enabled = create_graph  # a recorded backward records; a plain one never does
+    # A recorded backward records (even when called under no_grad); a plain one runs on
+    # ndarrays and leaves the mode alone.
+    prev_mode = _set_enabled(True) if create_graph else None
     try:
         while ready:
             node = ready.pop()
@@ -540,25 +553,20 @@ def _run_backward(roots, seeds, retain_graph, create_graph, targets=None, captur
                 for i, g in enumerate(gouts):
                     if g is not None and (node, i) in capture:
                         captured[(node, i)] = g
-            gins = None
-            if needed is None or needed[node]:
-                for g in gouts:
-                    if g is not None:
-                        if node._epoch != _epoch and node.saves_inputs:
-                            node._check_versions()
-                        if create_graph:
-                            gins = node.backward_graph(*gouts)
-                        else:
-                            gins = node.backward(*gouts)
-                        if type(gins) is not tuple:
-                            gins = (gins,)
-                        if len(gins) != len(node.inputs):
-                            raise RuntimeError(
-                                f"{node.name}.backward returned {len(gins)} gradient(s) for "
-                                f"{len(node.inputs)} input(s); return one per input (None "
-                                "where none)")
-                        break
-            if gins is None:  # no gradient reached this node: pass "nothing" on so counts drop
+            for g in gouts:
+                if g is not None and (needed is None or needed[node]):
+                    if node._epoch != _epoch and node.saves_inputs:
+                        node._check_versions()
+                    gins = node.backward_graph(*gouts) if create_graph else node.backward(*gouts)
+                    if type(gins) is not tuple:
+                        gins = (gins,)
+                    if len(gins) != len(node.inputs):
+                        raise RuntimeError(
+                            f"{node.name}.backward returned {len(gins)} gradient(s) for "
+                            f"{len(node.inputs)} input(s); return one per input (None where "
+                            "none)")
+                    break
+            else:  # no gradient reached this node (or none is needed): pass "nothing" on
                 gins = (None,) * len(node.inputs)
             if not retain_graph:
                 node.saved = _FREED
@@ -588,7 +596,8 @@ def _run_backward(roots, seeds, retain_graph, create_graph, targets=None, captur
                 if deps[child] == 0:
                     ready.append(child)
     finally:
-        _mode.enabled = prev_mode
+        if create_graph:
+            _set_enabled(prev_mode)
     return leaf_grads
 
 
