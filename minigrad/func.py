@@ -10,7 +10,8 @@ second derivative, because an argument that already carries a graph is different
 Costs, for f with n input and m output elements:
   grad / vjp     one forward pass and one backward pass
   jacobian       one forward pass and m backward passes (reverse mode, one row at a time)
-  hessian        jacobian of jacobian: m x n second-order backward passes
+  hessian        jacobian of jacobian (scalar f): one recorded backward pass, then n backward
+                 passes through it
   hvp            one forward pass, one recorded backward, one backward through it
   jvp            the double-vjp trick (minigrad has no forward mode): u -> J^T u is linear in
                  u, so J t is the gradient of (J^T u) . t with respect to u.  That is one
@@ -267,7 +268,10 @@ def jacobian(func, argnums=0, has_aux=False):
 
 def hessian(func, argnums=0):
     """A function returning the Hessian of the scalar ``func`` with respect to argument
-    ``argnums``: ``jacobian(jacobian(func))``, shape ``input.shape + input.shape``."""
+    ``argnums`` (one int): ``jacobian(jacobian(func))``, shape ``input.shape + input.shape``."""
+    if not isinstance(argnums, (int, np.integer)):
+        raise TypeError(f"hessian takes one argument index (an int) as argnums, got {argnums!r}")
+
     def scalar_output(*args, **kwargs):
         out = func(*args, **kwargs)
         if isinstance(out, Tensor) and out.data.size != 1:

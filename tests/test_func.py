@@ -153,6 +153,8 @@ def test_unused_argument_gets_zeros_and_bad_input_raises():
         func.jvp(lambda x: x, (np.ones(2),), (np.ones(2), np.ones(2)))
     with pytest.raises(ValueError, match=r"tangent 0 has shape \(3,\), primal 0 has shape \(2,\)"):
         func.jvp(lambda x: x, (np.ones(2),), (np.ones(3),))
+    with pytest.raises(TypeError, match=r"hessian takes one argument index \(an int\)"):
+        func.hessian(f_scalar, argnums=(0, 1))
     _, vjp_fn = func.vjp(lambda x: x * 2, np.ones(2))
     with pytest.raises(ValueError, match=r"cotangent 0 has shape \(3,\)"):
         vjp_fn(np.ones(3))
