@@ -327,3 +327,29 @@ def test_print_tape_shows_a_second_order_graph(capsys):
     out = capsys.readouterr().out
     assert "Tanh" in out and "Mul" in out and "Sum" in out
     assert len(out.strip().splitlines()) > 5
+
+
+def test_every_compiled_recurrent_node_names_composed():
+    from minigrad.functional import recurrent as R
+    classes = [c for c in vars(R).values()
+               if isinstance(c, type) and issubclass(c, mg.Function) and c is not mg.Function]
+    assert len(classes) == 9
+    for c in classes:
+        node = c.__new__(c)
+        with pytest.raises(RuntimeError, match=re.escape(_COMPOSED)):
+            node.backward_graph(None)
+
+
+def test_every_functional_op_has_a_backward_graph():
+    """A new op without one would make create_graph raise: the factory's gradgradcheck tests
+    each op, and this lists the classes so none is forgotten."""
+    from minigrad.functional import (arithmetic, elementwise, layers, loss, reduction, recurrent,
+                                     shape)
+    missing = []
+    for mod in (arithmetic, elementwise, layers, loss, reduction, shape):
+        for c in vars(mod).values():
+            if isinstance(c, type) and issubclass(c, mg.Function) and c.__module__ == mod.__name__ \
+                    and c.backward_graph is mg.Function.backward_graph and not c.__name__.startswith("_"):
+                missing.append(c.__name__)
+    assert missing == []
+    assert recurrent.LSTMSequence.backward_graph is mg.Function.backward_graph  # raises instead
