@@ -5,19 +5,21 @@
     (x * x).sum().backward()
     x.grad  # array([2., 4.], dtype=float32)
 """
-from .autograd import Function, enable_grad, is_grad_enabled, no_grad, set_grad_enabled
+from .autograd import (Function, enable_grad, inference_mode, is_grad_enabled,
+                       is_inference_mode_enabled, no_grad, set_grad_enabled)
 from .tensor import Tensor, tensor
 from .random import manual_seed
 from . import functional
-from .gradcheck import gradcheck, numerical_grad
-from . import data, nn, optim
+from .gradcheck import gradcheck, gradgradcheck, numerical_grad
+from . import autograd, data, func, nn, optim
 from .serialization import save, load
 from .threads import get_num_threads, set_num_threads
 
 __version__ = "0.1.0"
 
 __all__ = ["Tensor", "tensor", "Function", "no_grad", "enable_grad", "is_grad_enabled",
-           "set_grad_enabled", "gradcheck", "numerical_grad", "functional", "manual_seed",
+           "set_grad_enabled", "inference_mode", "is_inference_mode_enabled", "gradcheck",
+           "gradgradcheck", "numerical_grad", "autograd", "func", "functional", "manual_seed",
            "zeros", "ones", "randn", "arange", "data", "nn", "optim", "save", "load",
            "set_num_threads", "get_num_threads"]
 

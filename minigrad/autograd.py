@@ -12,20 +12,48 @@ gradient into ``.grad``.
 """
 from __future__ import annotations
 
+import threading
 import weakref
 
 import numpy as np
 
-__all__ = ["Function", "no_grad", "enable_grad", "is_grad_enabled", "set_grad_enabled", "backward"]
+__all__ = ["Function", "no_grad", "enable_grad", "is_grad_enabled", "set_grad_enabled",
+           "inference_mode", "is_inference_mode_enabled", "backward", "grad"]
 
 
-class _GradMode:
+class _GradMode(threading.local):
+    """Grad mode is per thread, as in PyTorch: ``no_grad`` in one thread leaves the others
+    recording.  Each new thread starts with recording on."""
     enabled = True
+    inference = False
+
+
+_mode = _GradMode()
+# How many threads have recording off right now.  While it is 0 (a training loop with no
+# no_grad block anywhere) the hot path skips the thread-local lookup.  Only ever too high (a
+# thread that ended under no_grad), which costs that lookup, never a wrong answer.
+_n_off = 0
+_n_off_lock = threading.Lock()
+
+
+def _set_enabled(mode):
+    global _n_off
+    prev = _mode.enabled
+    if prev != mode:
+        with _n_off_lock:
+            _n_off += -1 if mode else 1
+        _mode.enabled = mode
+    return prev
 
 
 def is_grad_enabled() -> bool:
-    """True when operations are being recorded on the tape."""
-    return _GradMode.enabled
+    """True when operations are being recorded on the tape (in this thread)."""
+    return _mode.enabled
+
+
+def is_inference_mode_enabled() -> bool:
+    """True inside an ``inference_mode()`` block (in this thread)."""
+    return _mode.inference
 
 
 class set_grad_enabled:
@@ -33,33 +61,37 @@ class set_grad_enabled:
     _at_once = True  # `set_grad_enabled(False)` also works as a plain call, as in PyTorch
 
     def __init__(self, mode: bool):
-        self.prev = _GradMode.enabled
+        self.prev = _mode.enabled
         self.mode = bool(mode)
         if self._at_once:
-            _GradMode.enabled = self.mode
+            _set_enabled(self.mode)
 
     def __enter__(self):
         if not self._at_once:
-            self.prev = _GradMode.enabled
-            _GradMode.enabled = self.mode
+            self.prev = _set_enabled(self.mode)
         return self
 
     def __exit__(self, *exc):
-        _GradMode.enabled = self.prev
+        _set_enabled(self.prev)
         return False
 
     def __call__(self, fn):
-        mode = self.mode
         if self._at_once:
-            _GradMode.enabled = self.prev  # used as a decorator: do not change the mode now
+            _set_enabled(self.prev)  # used as a decorator: do not change the mode now
+        cls = type(self)
+        args = self._args()
 
-        def wrapper(*args, **kwargs):
-            with set_grad_enabled(mode):
-                return fn(*args, **kwargs)
+        def wrapper(*a, **kw):
+            with cls(*args):
+                return fn(*a, **kw)
 
         wrapper.__name__ = getattr(fn, "__name__", "wrapper")
         wrapper.__doc__ = getattr(fn, "__doc__", None)
+        wrapper.__wrapped__ = fn
         return wrapper
+
+    def _args(self):
+        return (self.mode,)
 
 
 class no_grad(set_grad_enabled):
@@ -69,6 +101,9 @@ class no_grad(set_grad_enabled):
     def __init__(self):
         super().__init__(False)
 
+    def _args(self):
+        return ()
+
 
 class enable_grad(set_grad_enabled):
     """``with enable_grad():`` records again inside a ``no_grad`` block."""
@@ -76,6 +111,42 @@ class enable_grad(set_grad_enabled):
 
     def __init__(self):
         super().__init__(True)
+
+    def _args(self):
+        return ()
+
+
+class inference_mode(set_grad_enabled):
+    """``with inference_mode():`` (or ``@inference_mode()``) runs without recording, for pure
+    evaluation.  ``inference_mode(False)`` is a no-op block, as in PyTorch.
+
+    In minigrad it records nothing (like ``no_grad``) and ``is_inference_mode_enabled()`` is
+    True inside; tensors made inside have no history, so gradients never flow back through
+    them.  Unlike PyTorch, such tensors are not marked: using them later in a recorded
+    computation treats them as constants instead of raising.  ``enable_grad`` inside it turns
+    recording back on (PyTorch ignores it there)."""
+    _at_once = False
+
+    def __init__(self, mode: bool = True):
+        super().__init__(not mode)
+        self.inference_on = bool(mode)
+
+    def __enter__(self):
+        self.prev_inference = _mode.inference
+        if self.inference_on:
+            self.prev = _set_enabled(False)
+            _mode.inference = True
+        else:
+            self.prev = _mode.enabled
+        return self
+
+    def __exit__(self, *exc):
+        _set_enabled(self.prev)
+        _mode.inference = self.prev_inference
+        return False
+
+    def _args(self):
+        return (self.inference_on,)
 
 
 _Tensor = None  # bound by minigrad.tensor once the class exists (avoids an import cycle)
@@ -99,6 +170,17 @@ class Function:
     needs in ``self.saved``; the engine drops it after backward unless ``retain_graph=True``.
     For a multi-output function, ``backward`` receives None for outputs that got no gradient.
     Non-tensor settings (an axis, a shape) are given to the constructor.
+
+    ``backward_graph(*grads)`` is the same derivative written with minigrad ops on Tensors, so
+    that it is itself recorded: the engine calls it instead of ``backward`` when
+    ``create_graph=True`` (higher-order derivatives).  It gets Tensors (None for outputs that got
+    no gradient) and reads the inputs as Tensors from ``self.input_tensors(*saved arrays)``.  A Function
+    without one raises, when a second-order pass reaches it, the error ``no_double_backward``
+    describes.
+
+    ``saves_inputs`` (default True) says that ``backward`` reads the values of the inputs;
+    their version counters are then checked before it runs (an input modified in place since
+    the forward pass makes the backward raise).  Ops that only keep shapes set it False.
     """
 
     # Set on recording. `inputs` holds, for each positional argument, the Tensor or None.
@@ -110,12 +192,32 @@ class Function:
     # True when backward returns arrays it has just allocated, that nothing else refers to (the
     # compiled kernels' outputs): a leaf's first .grad then keeps the array instead of a copy.
     fresh_grads = False
+    saves_inputs = True
+    # The modification count when the node was recorded (see _bump).
+    _epoch = 0
+    # What to say when create_graph=True reaches a Function without backward_graph.
+    no_double_backward = None
 
     def forward(self, *arrays):  # pragma: no cover - abstract
         raise NotImplementedError
 
     def backward(self, *grads):  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def backward_graph(self, *grads):
+        hint = self.no_double_backward or (
+            "it has no backward_graph (its backward exists only on raw arrays)")
+        raise RuntimeError(
+            f"{self.name} cannot be differentiated twice: {hint}. It was reached by a "
+            "backward pass with create_graph=True (a higher-order derivative).")
+
+    def input_tensors(self, *arrays):
+        """The recorded inputs as Tensors, for ``backward_graph``: each input that was a Tensor
+        is returned as such (its history is what a second derivative follows); a constant
+        (number, array) is wrapped from the array given at its position (the value forward
+        saved)."""
+        return tuple([t if t is not None else _wrap(a, None, 0)
+                      for t, a in zip(self.inputs, arrays)])
 
     def __call__(self, *args):
         # The hot path of every op: keep it free of imports, kwargs and repeated scans.
@@ -127,13 +229,14 @@ class Function:
         has_const = False
         for a in args:
             if isinstance(a, _Tensor):
-                arrays.append(a.data)
+                d = a._data
+                arrays.append(d)
                 inputs.append(a)
                 rg = a.requires_grad
                 needs.append(rg)
                 record = record or rg
                 if ref_dtype is None:
-                    ref_dtype = a.data.dtype
+                    ref_dtype = d.dtype
             else:
                 arrays.append(a)
                 inputs.append(None)
@@ -145,9 +248,10 @@ class Function:
             for i, a in enumerate(arrays):
                 if inputs[i] is None:
                     arrays[i] = _as_constant(a, ref_dtype)
-        if record and _GradMode.enabled:
+        if record and (_n_off == 0 or _mode.enabled):
             self.inputs = tuple(inputs)
             self.needs_input_grad = tuple(needs)
+            self._epoch = _epoch
             out = self.forward(*arrays)
             if type(out) is tuple:
                 self.n_out = len(out)
@@ -158,12 +262,50 @@ class Function:
             return tuple([_wrap(o, None, 0) for o in out])
         return _wrap(out, None, 0)
 
+    def _check_versions(self):
+        """Raise if an input whose value backward reads was modified after the forward pass."""
+        for i, t in enumerate(self.inputs):
+            if t is None or getattr(t, "_modified_at", None) is None:
+                continue
+            later = [e for e in t._modified_at if e > self._epoch]
+            if not later:
+                continue
+            now = t._version
+            raise RuntimeError(
+                "one of the variables needed for gradient computation has been modified by an "
+                f"inplace operation: [Tensor of shape {t.shape}] (input {i} of {self.name}) is "
+                f"at version {now}; expected version {now - len(later)} instead (last modified "
+                f"by {t._modified_by}). Recompute the forward pass after modifying it, or "
+                "modify it after backward()")
+
     @property
     def name(self) -> str:
         return type(self).__name__
 
     def __repr__(self):
         return f"<{self.name} node>"
+
+
+# Every modification of a tensor through minigrad (in-place method, optimizer step, assignment
+# to .data) increments this count and stamps the tensor with it.  A node remembers the count
+# when it was recorded: at backward, an unchanged count means nothing was modified since, so
+# the hot path pays one comparison per node; otherwise the node checks its own inputs.
+_epoch = 0
+_HISTORY = 16  # modification stamps kept per tensor (enough to name the expected version)
+
+
+def _bump(t, by):
+    global _epoch
+    _epoch += 1
+    t._version = getattr(t, "_version", 0) + 1
+    t._modified_by = by
+    stamps = getattr(t, "_modified_at", None)
+    if stamps is None:
+        t._modified_at = [_epoch]
+    else:
+        stamps.append(_epoch)
+        if len(stamps) > _HISTORY:
+            del stamps[0]
 
 
 def _as_constant(a, ref_dtype):
@@ -186,33 +328,192 @@ def _accumulate(prev, g):
     return g if prev is None else prev + g
 
 
-def backward(root, grad=None, retain_graph=False):
-    """Backpropagate from ``root``: fill ``.grad`` of every leaf that requires grad."""
+def _seed_grad(root, grad, create_graph, what="backward()"):
+    """The gradient a root starts with: ones for a scalar, else the given one, checked.  An
+    ndarray for a first-order pass; a Tensor (keeping any graph it has) with create_graph."""
+    if grad is None:
+        if root.data.size != 1:
+            raise RuntimeError(
+                f"{what} without a gradient needs a scalar (one-element) tensor; got shape "
+                f"{root.data.shape}. Pass the upstream gradient: t.backward(grad)")
+        g = np.ones_like(root.data)
+        return _wrap(g, None, 0) if create_graph else g
+    if create_graph and isinstance(grad, _Tensor):
+        if grad.shape != root.data.shape:
+            raise ValueError(f"{what} gradient must have shape {root.data.shape}, got {grad.shape}")
+        return grad if grad.dtype == root.data.dtype else grad.astype(root.data.dtype)
+    g = np.asarray(getattr(grad, "data", grad), dtype=root.data.dtype)
+    if g.shape != root.data.shape:
+        raise ValueError(f"{what} gradient must have shape {root.data.shape}, got {g.shape}")
+    return _wrap(g, None, 0) if create_graph else g
+
+
+def backward(root, grad=None, retain_graph=None, create_graph=False):
+    """Backpropagate from ``root``: fill ``.grad`` of every leaf that requires grad.
+
+    With ``create_graph=True`` the backward pass is itself recorded: each node's
+    ``backward_graph`` runs with grad mode on, and every leaf also gets ``.grad_tensor``, the
+    gradient as a Tensor on the tape (differentiate it again for a second derivative).
+    ``retain_graph`` defaults to ``create_graph``."""
     if not root.requires_grad:
         raise RuntimeError(
             "backward() called on a tensor that does not require grad and has no creator "
             "(did you create it under no_grad, or forget requires_grad=True?)")
-    if grad is None:
-        if root.data.size != 1:
-            raise RuntimeError(
-                f"backward() without a gradient needs a scalar (one-element) tensor; got shape "
-                f"{root.data.shape}. Pass the upstream gradient: t.backward(grad)")
-        grad = np.ones_like(root.data)
+    if retain_graph is None:
+        retain_graph = create_graph
+    g = _seed_grad(root, grad, create_graph)
+    leaf_grads = _run_backward([root], [g], retain_graph, create_graph)
+    if create_graph:
+        _store_leaf_graph_grads(leaf_grads)
     else:
-        grad = np.asarray(getattr(grad, "data", grad), dtype=root.data.dtype)
-        if grad.shape != root.data.shape:
-            raise ValueError(f"backward() gradient must have shape {root.data.shape}, got {grad.shape}")
-
-    root_node = root._ctx
-    leaf_grads = {}  # id(leaf) -> [leaf, summed gradient, whether that array is ours to keep]
-    if root_node is None:
-        leaf_grads[id(root)] = [root, grad, False]
         _store_leaf_grads(leaf_grads)
-        return
 
-    # 1. Count, for every node reachable from the root, how many edges will deliver a gradient.
-    deps = {root_node: 0}
-    stack = [root_node]
+
+def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=False,
+         allow_unused=False):
+    """The gradients of ``outputs`` with respect to ``inputs``, returned (a tuple, one per
+    input) instead of accumulated into ``.grad``, as ``torch.autograd.grad``.
+
+    outputs       a Tensor or a sequence of Tensors (their gradients are summed)
+    inputs        a Tensor or a sequence of Tensors that require grad (leaves or not)
+    grad_outputs  the upstream gradient of each output (None: ones, for scalar outputs only)
+    create_graph  record the backward pass, so the results can be differentiated again
+    retain_graph  keep the graph for another backward (default: create_graph)
+    allow_unused  give None for an input the outputs do not depend on (else raise)
+
+    Only the part of the tape between the outputs and the inputs is visited.  The results are
+    Tensors; with create_graph=True they carry the graph of the backward pass."""
+    outputs = _as_seq(outputs, "outputs")
+    inputs = _as_seq(inputs, "inputs")
+    if grad_outputs is None:
+        grad_outputs = [None] * len(outputs)
+    else:
+        grad_outputs = list(grad_outputs) if isinstance(grad_outputs, (list, tuple)) else [grad_outputs]
+    if len(grad_outputs) != len(outputs):
+        raise RuntimeError(f"grad_outputs has {len(grad_outputs)} element(s) for "
+                           f"{len(outputs)} output(s); give one per output (None for ones)")
+    for i, t in enumerate(inputs):
+        if not t.requires_grad:
+            raise RuntimeError(f"input {i} of grad() does not require grad: only tensors that "
+                               "require grad can be differentiated with respect to")
+    if retain_graph is None:
+        retain_graph = create_graph
+    roots, seeds = [], []
+    for i, (o, go) in enumerate(zip(outputs, grad_outputs)):
+        if not o.requires_grad:
+            raise RuntimeError(f"element {i} of outputs does not require grad and does not "
+                               "have a grad_fn")
+        roots.append(o)
+        seeds.append(_seed_grad(o, go, create_graph, f"grad() output {i}"))
+    captured = {}
+    leaf_grads = _run_backward(roots, seeds, retain_graph, create_graph,
+                               targets=inputs, captured=captured)
+    result = []
+    for i, t in enumerate(inputs):
+        g = captured.get((t._ctx, t._idx)) if t._ctx is not None else None
+        if t._ctx is None:
+            slot = leaf_grads.get(id(t))
+            g = None if slot is None else slot[1]
+        if g is None:
+            if not allow_unused:
+                raise RuntimeError(
+                    f"input {i} of grad() appears to not have been used in the graph of the "
+                    "outputs. Set allow_unused=True if this is the desired behavior.")
+            result.append(None)
+            continue
+        if create_graph:
+            result.append(g)
+        else:
+            result.append(_wrap(np.array(g, copy=True), None, 0))
+    return tuple(result)
+
+
+def _as_seq(x, what):
+    if isinstance(x, _Tensor):
+        return [x]
+    try:
+        seq = list(x)
+    except TypeError:
+        raise TypeError(f"grad() {what} must be a Tensor or a sequence of Tensors, "
+                        f"got {type(x).__name__}") from None
+    if not seq:
+        raise RuntimeError(f"grad() needs at least one tensor in {what}")
+    for i, t in enumerate(seq):
+        if not isinstance(t, _Tensor):
+            raise TypeError(f"grad() {what}[{i}] must be a Tensor, got {type(t).__name__}")
+    return seq
+
+
+def _needed_nodes(roots, targets):
+    """The nodes whose backward must run for the gradients of ``targets``: those with a path
+    down to a target (a leaf among their inputs, or a node producing one)."""
+    target_leaves = {id(t) for t in targets if t._ctx is None}
+    target_nodes = {t._ctx for t in targets if t._ctx is not None}
+    needed = {}
+    for r in roots:
+        if r._ctx is None or r._ctx in needed:
+            continue
+        stack = [(r._ctx, False)]
+        while stack:
+            node, done = stack.pop()
+            if done:
+                hit = False
+                for t in node.inputs:
+                    if t is None or not t.requires_grad:
+                        continue
+                    c = t._ctx
+                    if c is None:
+                        hit = hit or id(t) in target_leaves
+                    else:
+                        hit = hit or needed[c] or c in target_nodes
+                needed[node] = hit
+                continue
+            if node in needed:
+                continue
+            needed[node] = False  # provisional: a graph is acyclic, so never read before set
+            stack.append((node, True))
+            for t in node.inputs:
+                if t is not None and t.requires_grad and t._ctx is not None \
+                        and t._ctx not in needed:
+                    stack.append((t._ctx, False))
+    return needed
+
+
+def _run_backward(roots, seeds, retain_graph, create_graph, targets=None, captured=None):
+    """The engine: walk the tape from ``roots`` (each with its seed gradient) and return the
+    gradients reaching leaves, ``{id(leaf): [leaf, gradient, owned]}``.  With ``targets``
+    (autograd.grad), only the nodes leading to them run, and the gradient of each non-leaf
+    target is put in ``captured[(node, output index)]``."""
+    leaf_grads = {}  # id(leaf) -> [leaf, summed gradient, whether that array is ours to keep]
+    pending = {}
+    root_nodes = []
+    for root, g in zip(roots, seeds):
+        node = root._ctx
+        if node is None:
+            slot = leaf_grads.get(id(root))
+            if slot is None:
+                leaf_grads[id(root)] = [root, g, False]
+            else:
+                slot[1] = slot[1] + g
+                slot[2] = True
+            continue
+        slot = pending.get(node)
+        if slot is None:
+            slot = pending[node] = [None] * node.n_out
+            root_nodes.append(node)
+        slot[root._idx] = _accumulate(slot[root._idx], g)
+    if not root_nodes:
+        return leaf_grads
+
+    needed = None
+    capture = ()
+    if targets is not None:
+        needed = _needed_nodes(roots, targets)
+        capture = {(t._ctx, t._idx) for t in targets if t._ctx is not None}
+
+    # 1. Count, for every node reachable from the roots, how many edges will deliver a gradient.
+    deps = dict.fromkeys(root_nodes, 0)
+    stack = list(root_nodes)
     while stack:
         node = stack.pop()
         for t in node.inputs:
@@ -228,71 +529,89 @@ def backward(root, grad=None, retain_graph=False):
                 stack.append(child)
 
     # 2. Visit nodes once all their consumers are done (Kahn's algorithm).
-    pending = {root_node: [None] * root_node.n_out}
-    pending[root_node][root._idx] = grad
-    ready = [root_node]
-    while ready:
-        node = ready.pop()
-        gouts = pending.pop(node)
-        if node.saved is _FREED:
-            raise RuntimeError(
-                f"Trying to backward through the graph a second time ({node.name} already "
-                "released its saved arrays). Pass retain_graph=True to the first backward() "
-                "if you need to backward twice.")
-        if node.hooks:
-            for idx, fns in node.hooks.items():
-                for fn in fns:
-                    if gouts[idx] is not None:
-                        res = fn(_grad_view(gouts[idx]))
-                        if res is not None:
-                            gouts[idx] = _hook_result(res, gouts[idx])
-        for g in gouts:
-            if g is not None:
-                gins = node.backward(*gouts)
-                if type(gins) is not tuple:
-                    gins = (gins,)
-                if len(gins) != len(node.inputs):
-                    raise RuntimeError(
-                        f"{node.name}.backward returned {len(gins)} gradient(s) for "
-                        f"{len(node.inputs)} input(s); return one per input (None where none)")
-                break
-        else:  # no gradient reached this node: pass "nothing" on so counts still drop
-            gins = (None,) * len(node.inputs)
-        if not retain_graph:
-            node.saved = _FREED
-        for t, g in zip(node.inputs, gins):
-            if t is None or not t.requires_grad:
-                continue
-            child = t._ctx
-            if child is None:
+    ready = [n for n in root_nodes if deps[n] == 0]
+    # A recorded backward records (even when called under no_grad); a plain one runs on
+    # ndarrays and leaves the mode alone.
+    prev_mode = _set_enabled(True) if create_graph else None
+    try:
+        while ready:
+            node = ready.pop()
+            gouts = pending.pop(node)
+            if node.saved is _FREED:
+                raise RuntimeError(
+                    f"Trying to backward through the graph a second time ({node.name} already "
+                    "released its saved arrays). Pass retain_graph=True to the first backward() "
+                    "if you need to backward twice.")
+            if node.hooks:
+                for idx, fns in node.hooks.items():
+                    for fn in fns:
+                        if gouts[idx] is not None:
+                            res = fn(gouts[idx] if create_graph else _grad_view(gouts[idx]))
+                            if res is not None:
+                                gouts[idx] = _hook_result(res, gouts[idx], create_graph)
+            if capture:
+                for i, g in enumerate(gouts):
+                    if g is not None and (node, i) in capture:
+                        captured[(node, i)] = g
+            for g in gouts:
+                if g is not None and (needed is None or needed[node]):
+                    if node._epoch != _epoch and node.saves_inputs:
+                        node._check_versions()
+                    gins = node.backward_graph(*gouts) if create_graph else node.backward(*gouts)
+                    if type(gins) is not tuple:
+                        gins = (gins,)
+                    if len(gins) != len(node.inputs):
+                        raise RuntimeError(
+                            f"{node.name}.backward returned {len(gins)} gradient(s) for "
+                            f"{len(node.inputs)} input(s); return one per input (None where "
+                            "none)")
+                    break
+            else:  # no gradient reached this node (or none is needed): pass "nothing" on
+                gins = (None,) * len(node.inputs)
+            if not retain_graph:
+                node.saved = _FREED
+            for t, g in zip(node.inputs, gins):
+                if t is None or not t.requires_grad:
+                    continue
+                child = t._ctx
+                if child is None:
+                    if g is not None:
+                        slot = leaf_grads.get(id(t))
+                        if slot is None:
+                            leaf_grads[id(t)] = [t, g, node.fresh_grads]
+                        else:
+                            slot[1] = slot[1] + g
+                            slot[2] = True
+                    continue
                 if g is not None:
-                    slot = leaf_grads.get(id(t))
+                    if g.dtype != t._data.dtype:  # a float32 node feeding float64 gets float32
+                        g = g.astype(t._data.dtype)
+                    slot = pending.get(child)
                     if slot is None:
-                        leaf_grads[id(t)] = [t, g, node.fresh_grads]
-                    else:
-                        slot[1] = slot[1] + g
-                        slot[2] = True
-                continue
-            if g is not None:
-                if g.dtype != t.data.dtype:  # a float32 node feeding a float64 op gets float32
-                    g = g.astype(t.data.dtype)
-                slot = pending.get(child)
-                if slot is None:
-                    slot = pending[child] = [None] * child.n_out
-                slot[t._idx] = _accumulate(slot[t._idx], g)
-            elif child not in pending:
-                pending[child] = [None] * child.n_out
-            deps[child] -= 1
-            if deps[child] == 0:
-                ready.append(child)
-    _store_leaf_grads(leaf_grads)
+                        slot = pending[child] = [None] * child.n_out
+                    slot[t._idx] = _accumulate(slot[t._idx], g)
+                elif child not in pending:
+                    pending[child] = [None] * child.n_out
+                deps[child] -= 1
+                if deps[child] == 0:
+                    ready.append(child)
+    finally:
+        if create_graph:
+            _set_enabled(prev_mode)
+    return leaf_grads
 
 
 def _grad_view(g):
     return _wrap(g, None, 0)
 
 
-def _hook_result(res, like):
+def _hook_result(res, like, create_graph=False):
+    if create_graph:
+        if not isinstance(res, _Tensor):
+            res = _wrap(np.asarray(res, dtype=like.dtype), None, 0)
+        if res.shape != like.shape:
+            raise ValueError(f"hook returned a gradient of shape {res.shape}, expected {like.shape}")
+        return res if res.dtype == like.dtype else res.astype(like.dtype)
     arr = np.asarray(getattr(res, "data", res))
     if arr.shape != like.shape:
         raise ValueError(f"hook returned a gradient of shape {arr.shape}, expected {like.shape}")
@@ -325,6 +644,28 @@ def _store_leaf_grads(leaf_grads):
                 t.grad = np.array(g, copy=True)
         else:
             t.grad = t.grad + g
+
+
+def _store_leaf_graph_grads(leaf_grads):
+    """create_graph=True: each leaf's gradient is a Tensor on the tape.  ``.grad`` still gets
+    the values (an ndarray, what optimizers read), and ``.grad_tensor`` the Tensor itself,
+    summed with what an earlier pass left there."""
+    for t, g, _ in leaf_grads.values():
+        if t._hooks:
+            for fn in t._hooks:
+                res = fn(g)
+                if res is not None:
+                    g = _hook_result(res, g, True)
+        if g.dtype != t.data.dtype:
+            g = g.astype(t.data.dtype)
+        prev = t.grad_tensor
+        if prev is not None:
+            g = prev + g
+        elif t.grad is not None:
+            g = _wrap(t.grad, None, 0) + g
+        arr = np.array(g.data, copy=True)
+        t.grad = arr
+        t._grad_graph = (arr, g)
 
 
 def retain_grad_hook(tensor):

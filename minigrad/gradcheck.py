@@ -1,10 +1,12 @@
-"""Numerical gradients by central differences, and gradcheck() that compares them with the tape."""
+"""Numerical gradients by central differences: gradcheck() compares them with the tape's first
+derivatives, gradgradcheck() with its second derivatives."""
 import numpy as np
 
-from .autograd import no_grad
+from . import autograd
+from .autograd import enable_grad, no_grad
 from .tensor import Tensor
 
-__all__ = ["numerical_grad", "gradcheck", "GradcheckError"]
+__all__ = ["numerical_grad", "gradcheck", "gradgradcheck", "GradcheckError"]
 
 
 class GradcheckError(AssertionError):
@@ -92,3 +94,52 @@ def gradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, raise_exception=True, 
                 raise GradcheckError(msg)
             return False
     return True
+
+
+def gradgradcheck(fn, inputs, grad_outputs=None, eps=1e-6, atol=1e-5, rtol=1e-3,
+                  raise_exception=True, seed=0):
+    """Check the tape's second derivatives of ``fn(*inputs)`` against central differences of
+    its first derivatives (PyTorch's gradgradcheck, same default tolerances as gradcheck).
+
+    The first derivative is the vector-Jacobian product ``v -> sum_o v_o . d o / d inputs``
+    computed by ``minigrad.autograd.grad(..., create_graph=True)``; it is a function of the
+    inputs and of the upstream gradients ``v`` (``grad_outputs``: one float64 Tensor per
+    differentiable output; random, requiring grad, when None).  ``gradcheck`` then compares the
+    tape's derivative of that function (a backward pass through the recorded backward pass)
+    with central differences of it.  Every input Tensor with requires_grad must be float64.
+    Returns True, or raises GradcheckError (returns False when raise_exception=False)."""
+    inputs = list(inputs)
+    targets = [i for i, t in enumerate(inputs) if isinstance(t, Tensor) and t.requires_grad]
+    if not targets:
+        raise ValueError("gradgradcheck: no input requires grad")
+    outs = [o for o in _outputs(fn, inputs) if o.requires_grad]
+    if not outs:
+        raise ValueError("gradgradcheck: no output of fn requires grad")
+    if grad_outputs is None:
+        rng = np.random.default_rng(seed + 1)
+        grad_outputs = [Tensor(rng.standard_normal(o.shape), requires_grad=True, dtype=np.float64)
+                        for o in outs]
+    else:
+        grad_outputs = list(grad_outputs) if isinstance(grad_outputs, (list, tuple)) \
+            else [grad_outputs]
+        if len(grad_outputs) != len(outs):
+            raise ValueError(f"gradgradcheck: {len(grad_outputs)} grad_outputs for {len(outs)} "
+                             "differentiable output(s)")
+        grad_outputs = [g if isinstance(g, Tensor) else Tensor(g, dtype=np.float64)
+                        for g in grad_outputs]
+        for g, o in zip(grad_outputs, outs):
+            if g.shape != o.shape:
+                raise ValueError(f"gradgradcheck: a grad_output of shape {g.shape} for an output "
+                                 f"of shape {o.shape}")
+    n = len(inputs)
+
+    def first_derivative(*args):
+        ins, gos = list(args[:n]), args[n:]
+        with enable_grad():  # gradcheck evaluates under no_grad; this function needs the tape
+            o = [t for t in _outputs(fn, ins) if t.requires_grad]
+            grads = autograd.grad(o, [ins[i] for i in targets], list(gos), create_graph=True,
+                                  allow_unused=True)
+        return tuple(g for g in grads if g is not None)
+
+    return gradcheck(first_derivative, inputs + grad_outputs, eps=eps, atol=atol, rtol=rtol,
+                     raise_exception=raise_exception, seed=seed)

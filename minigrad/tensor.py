@@ -37,11 +37,12 @@ class Tensor:
     are recorded, and ``_ctx`` the Function that made it (None for a leaf).
     """
 
-    __slots__ = ("data", "grad", "requires_grad", "_ctx", "_idx", "_hooks", "__weakref__")
+    __slots__ = ("_data", "grad", "requires_grad", "_ctx", "_idx", "_hooks", "_version",
+                 "_modified_by", "_modified_at", "_grad_graph", "__weakref__")
     __array_ufunc__ = None  # `ndarray + Tensor` defers to Tensor.__radd__
 
     def __init__(self, data, requires_grad=False, dtype=None):
-        self.data = _to_array(data, dtype)
+        self._data = _to_array(data, dtype)
         self.grad = None
         self._ctx = None
         self._idx = 0
@@ -51,6 +52,17 @@ class Tensor:
             self.requires_grad_(True)
 
     # ----- basic attributes -------------------------------------------------------------
+    @property
+    def data(self):
+        """The values, an ndarray.  Assigning a new array counts as a modification: a backward
+        pass that needs the old values raises instead of using the new ones."""
+        return self._data
+
+    @data.setter
+    def data(self, value):
+        self._data = value if type(value) is np.ndarray else np.asarray(value)
+        self._bump_version("assignment to .data")
+
     @property
     def shape(self):
         return self.data.shape
@@ -131,9 +143,40 @@ class Tensor:
         self.requires_grad = bool(flag)
         return self
 
-    def backward(self, grad=None, retain_graph=False):
-        """Accumulate d(self)/d(leaf) into every leaf's ``.grad`` (BPTT for unrolled RNNs)."""
-        autograd.backward(self, grad, retain_graph)
+    def backward(self, gradient=None, retain_graph=None, create_graph=False, grad=None):
+        """Accumulate d(self)/d(leaf) into every leaf's ``.grad`` (BPTT for unrolled RNNs).
+
+        ``gradient`` is the upstream gradient (needed unless self has one element; ``grad`` is
+        an older name for it).  ``retain_graph=True`` keeps the tape for another backward.
+        ``create_graph=True`` records the backward pass itself: each leaf's ``.grad_tensor`` is
+        then its gradient as a Tensor on the tape, to differentiate again (``.grad`` still
+        holds the values as an ndarray).  ``retain_graph`` defaults to ``create_graph``."""
+        if grad is not None:
+            if gradient is not None:
+                raise TypeError("backward() got both gradient and grad; pass one")
+            gradient = grad
+        autograd.backward(self, gradient, retain_graph, create_graph)
+
+    @property
+    def grad_tensor(self):
+        """The gradient left by ``backward(create_graph=True)`` as a Tensor that carries the
+        graph of the backward pass (None otherwise).  It is the Tensor whose values ``.grad``
+        holds; once ``.grad`` is replaced (zero_grad, a plain backward) it is None again."""
+        pair = getattr(self, "_grad_graph", None)
+        if pair is None or pair[0] is not self.grad:
+            return None
+        return pair[1]
+
+    @property
+    def version(self):
+        """How many times this tensor was modified through minigrad (in-place methods,
+        optimizer steps, assignment to ``.data``).  A backward that needs its old value checks
+        it (reading is free)."""
+        return getattr(self, "_version", 0)
+
+    def _bump_version(self, by):
+        """Record a modification (``by`` names it for the error message)."""
+        autograd._bump(self, by)
 
     def detach(self):
         """The same data, cut from the tape (shares memory, does not require grad)."""
@@ -146,6 +189,81 @@ class Tensor:
 
     def zero_grad(self):
         self.grad = None
+        self._grad_graph = None
+
+    # ----- in-place operations (no history: on leaves under no_grad, or on constants) ------
+    def _inplace(self, name, value):
+        if self._ctx is not None:
+            raise RuntimeError(
+                f"{name}: in-place operations on a tensor with history (made by "
+                f"{self._ctx.name}) are not supported; use the out-of-place op "
+                f"(e.g. y = y + 1 instead of y.add_(1))")
+        if self.requires_grad and autograd.is_grad_enabled():
+            raise RuntimeError(
+                f"{name}: a leaf tensor that requires grad is being used in an in-place "
+                "operation; wrap it in `with minigrad.no_grad():` (as an optimizer does)")
+        arr = np.asarray(_raw(value))
+        try:
+            out = np.broadcast_to(arr, self.data.shape)
+        except ValueError:
+            raise ValueError(f"{name}: a value of shape {arr.shape} does not broadcast to the "
+                             f"tensor's shape {self.data.shape}") from None
+        if arr.dtype.kind == "f" and self.data.dtype.kind != "f":
+            raise TypeError(f"{name}: cannot write floating point values into a tensor of "
+                            f"dtype {self.data.dtype}")
+        return out
+
+    def _apply_inplace(self, name, fn, value):
+        out = self._inplace(name, value)
+        fn(self.data, out)
+        self._bump_version(name)
+        return self
+
+    def add_(self, other, alpha=1):
+        """self += alpha * other, in place (bumps the version counter)."""
+        return self._apply_inplace(
+            "add_", lambda d, v: np.add(d, alpha * v if alpha != 1 else v, out=d, casting="unsafe"),
+            other)
+
+    def sub_(self, other, alpha=1):
+        """self -= alpha * other, in place."""
+        return self._apply_inplace(
+            "sub_", lambda d, v: np.subtract(d, alpha * v if alpha != 1 else v, out=d,
+                                             casting="unsafe"), other)
+
+    def mul_(self, other):
+        """self *= other, in place."""
+        return self._apply_inplace("mul_", lambda d, v: np.multiply(d, v, out=d, casting="unsafe"),
+                                   other)
+
+    def div_(self, other):
+        """self /= other, in place (floating point tensors)."""
+        if self.data.dtype.kind != "f":
+            raise TypeError(f"div_ needs a floating point tensor, got dtype {self.data.dtype}")
+        return self._apply_inplace("div_", lambda d, v: np.divide(d, v, out=d), other)
+
+    def copy_(self, src):
+        """Copy src's values into self (broadcasting), in place."""
+        return self._apply_inplace("copy_", lambda d, v: np.copyto(d, v, casting="unsafe"), src)
+
+    def fill_(self, value):
+        """Set every element to value, in place."""
+        return self._apply_inplace("fill_", lambda d, v: np.copyto(d, v, casting="unsafe"), value)
+
+    def zero_(self):
+        """Set every element to 0, in place."""
+        return self._apply_inplace("zero_", lambda d, v: np.copyto(d, v, casting="unsafe"), 0)
+
+    def clamp_(self, lo=None, hi=None):
+        """Clip to [lo, hi], in place."""
+        if lo is None and hi is None:
+            raise ValueError("clamp_ needs at least one of lo and hi")
+        self._inplace("clamp_", 0)
+        np.clip(self.data, lo, hi, out=self.data, casting="unsafe")
+        self._bump_version("clamp_")
+        return self
+
+    clip_ = clamp_
 
     def register_hook(self, fn):
         """Call ``fn(grad)`` when this tensor's gradient is computed; a returned value replaces it."""
@@ -280,7 +398,7 @@ _new = object.__new__
 def _wrap(data, ctx, idx):
     """Make a Tensor around an existing ndarray without copying (the engine's hot path)."""
     t = _new(Tensor)
-    t.data = data if type(data) is np.ndarray else np.asarray(data)
+    t._data = data if type(data) is np.ndarray else np.asarray(data)
     t.grad = None
     t._ctx = ctx
     t._idx = idx

@@ -15,7 +15,9 @@
    gradient of its own shape and dtype; no input array and no upstream array was mutated; no two
    gradients share memory, nor any gradient with the upstream gradient, an input or an output;
 4. checks the gradients with ``minigrad.gradcheck`` (central differences, random upstream
-   weights, eps 1e-6, atol 1e-5, rtol 1e-3 unless the op asks for tighter);
+   weights, eps 1e-6, atol 1e-5, rtol 1e-3 unless the op asks for tighter), and the second
+   derivatives with ``minigrad.gradgradcheck`` (central differences of the first derivative,
+   which the tape records with create_graph=True; same tolerances);
 5. runs the op on float32 copies of the inputs: float32 outputs and float32 gradients, with
    values close (loosely) to the float64 forward.
 
@@ -33,6 +35,7 @@ from hypothesis.extra import numpy as hnp
 
 import minigrad
 from minigrad import Tensor
+from minigrad.gradcheck import GradcheckError
 
 __all__ = ["op_test", "check_op", "real", "positive", "grid", "nonzero", "shapes_for",
            "reduce_kwargs", "axis_kwargs", "axes", "assert_no_shared_memory", "profile_examples",
@@ -154,7 +157,7 @@ def _as_tuple(x):
 
 def check_op(op, ref, arrays, kwargs=None, *, requires_grad=None, seed=0, name=None,
              fwd_rtol=1e-7, fwd_atol=1e-10, grad=True, grad_atol=GRAD_ATOL, grad_rtol=GRAD_RTOL,
-             f32=True, f32_rtol=1e-3, f32_atol=1e-4):
+             gradgrad=True, f32=True, f32_rtol=1e-3, f32_atol=1e-4):
     """Run every factory check of ``op`` against ``ref`` on the float64 ``arrays``.
 
     ``op(*tensors, **kwargs)`` returns a Tensor or a tuple of Tensors; ``ref(*arrays, **kwargs)``
@@ -194,6 +197,13 @@ def check_op(op, ref, arrays, kwargs=None, *, requires_grad=None, seed=0, name=N
                            rtol=grad_rtol, seed=seed)
         for i, (t, a) in enumerate(zip(fresh, originals)):
             np.testing.assert_array_equal(t.data, a, err_msg=f"{ctx}: gradcheck left input {i} changed")
+        if gradgrad:
+            fresh = [Tensor(a, requires_grad=rg) for a, rg in zip(originals, requires_grad)]
+            try:
+                minigrad.gradgradcheck(lambda *ts: op(*ts, **kwargs), fresh, eps=GRAD_EPS,
+                                       atol=grad_atol, rtol=grad_rtol, seed=seed)
+            except GradcheckError as e:
+                raise AssertionError(f"{ctx}: second derivative: {e}") from None
 
     # --- float32 in, float32 out, close to float64 -------------------------------------
     if f32:

@@ -567,3 +567,16 @@ def test_backward_returning_too_few_gradients_is_an_error():
     b = mg.tensor([2.0], requires_grad=True)
     with pytest.raises(RuntimeError, match=r"returned 1 gradient\(s\) for 2 input\(s\)"):
         Bad()(a, b).sum().backward()
+
+
+# ------------------------------------------------------------------ backward's signature
+def test_backward_takes_gradient_positionally_or_by_either_name():
+    for call in (lambda y, g: y.backward(g), lambda y, g: y.backward(gradient=g),
+                 lambda y, g: y.backward(grad=g)):
+        x = mg.tensor([1.0, 2.0], requires_grad=True)
+        call(x * 3, np.array([1.0, 10.0]))
+        np.testing.assert_array_equal(x.grad, [3.0, 30.0])
+    x = mg.tensor([1.0, 2.0], requires_grad=True)
+    with pytest.raises(TypeError, match="both gradient and grad"):
+        (x * 3).backward(np.ones(2), grad=np.ones(2))
+    assert x.grad is None

@@ -174,3 +174,48 @@ def test_gradcheck_leaves_input_data_unchanged():
     x = leaf(a)
     mg.gradcheck(lambda t: t.exp(), [x])
     np.testing.assert_array_equal(x.data, a, err_msg="gradcheck must restore the inputs")
+
+
+# ------------------------------------------------------------------ gradgradcheck
+def test_gradgradcheck_passes_on_ops_with_true_second_derivatives():
+    rng = np.random.default_rng(0)
+    a = mg.tensor(rng.standard_normal((2, 3)), requires_grad=True, dtype=np.float64)
+    b = mg.tensor(rng.standard_normal((3, 2)), requires_grad=True, dtype=np.float64)
+    assert mg.gradgradcheck(lambda a, b: F.tanh(a @ b) * F.sigmoid(a).sum(), [a, b])
+    go = [mg.tensor(rng.standard_normal((2, 2)), requires_grad=True, dtype=np.float64)]
+    assert mg.gradgradcheck(lambda a, b: F.softmax(a @ b, -1), [a, b], grad_outputs=go)
+
+
+class _CubeWrongSecondOrder(mg.Function):
+    """y = x**3 whose recorded backward treats 3 x**2 as a constant (wrong second order)."""
+    def forward(self, x):
+        self.saved = x
+        return x ** 3
+
+    def backward(self, g):
+        return (3 * self.saved ** 2 * g,)
+
+    def backward_graph(self, g):
+        return (g * (3 * self.saved ** 2),)
+
+
+def test_gradgradcheck_catches_a_wrong_second_derivative_but_gradcheck_does_not():
+    x = mg.tensor([0.5, -1.5], requires_grad=True, dtype=np.float64)
+    assert mg.gradcheck(lambda t: _CubeWrongSecondOrder()(t), [x])
+    with pytest.raises(GradcheckError, match="gradcheck failed for input 0"):
+        mg.gradgradcheck(lambda t: _CubeWrongSecondOrder()(t), [x])
+    assert mg.gradgradcheck(lambda t: _CubeWrongSecondOrder()(t), [x],
+                            raise_exception=False) is False
+
+
+def test_gradgradcheck_rejects_bad_input():
+    x32 = mg.tensor([1.0, 2.0], requires_grad=True)
+    with pytest.raises(ValueError, match="float64"):
+        mg.gradgradcheck(lambda t: t * t, [x32])
+    x = mg.tensor([1.0, 2.0], requires_grad=True, dtype=np.float64)
+    with pytest.raises(ValueError, match="no input requires grad"):
+        mg.gradgradcheck(lambda t: t * t, [mg.tensor([1.0], dtype=np.float64)])
+    with pytest.raises(ValueError, match=r"grad_output of shape \(3,\) for an output of shape \(2,\)"):
+        mg.gradgradcheck(lambda t: t * t, [x], grad_outputs=[np.ones(3)])
+    with pytest.raises(ValueError, match="2 grad_outputs for 1"):
+        mg.gradgradcheck(lambda t: t * t, [x], grad_outputs=[np.ones(2), np.ones(2)])

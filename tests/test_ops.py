@@ -958,6 +958,8 @@ class _WrongBackward(mg.Function):
     def backward(self, g):
         return (3 * g,)
 
+    backward_graph = backward
+
 
 class _PromotesFloat32(mg.Function):
     def forward(self, x):
@@ -966,6 +968,8 @@ class _PromotesFloat32(mg.Function):
     def backward(self, g):
         return (2 * g,)
 
+    backward_graph = backward
+
 
 class _ForwardOff(mg.Function):
     def forward(self, x):
@@ -973,6 +977,22 @@ class _ForwardOff(mg.Function):
 
     def backward(self, g):
         return (2 * g,)
+
+    backward_graph = backward
+
+
+class _SquareFirstOrderOnly(mg.Function):
+    """y = x**2 with a right backward and a backward_graph that drops the second-order term
+    (it treats x as a constant): only the factory's second-order check can see it."""
+    def forward(self, x):
+        self.saved = x
+        return x * x
+
+    def backward(self, g):
+        return (2 * self.saved * g,)
+
+    def backward_graph(self, g):
+        return (g * (2 * self.saved),)
 
 
 @pytest.mark.parametrize("fn, message", [
@@ -986,6 +1006,14 @@ def test_factory_catches_broken_ops(fn, message):
     from factories import check_op
     with pytest.raises(AssertionError, match=message):
         check_op(lambda t: fn()(t), lambda a: 2 * a, [np.array([[0.5, -1.0, 2.0]])], name=fn.__name__)
+
+
+def test_factory_catches_a_missing_second_order_term():
+    from factories import check_op
+    arrays = [np.array([[0.5, -1.0, 2.0]])]
+    check_op(lambda t: _SquareFirstOrderOnly()(t), np.square, arrays, gradgrad=False)  # 1st order ok
+    with pytest.raises(AssertionError, match="second derivative: gradcheck failed"):
+        check_op(lambda t: _SquareFirstOrderOnly()(t), np.square, arrays, name="square")
 
 
 def test_mean_and_var_of_int_and_bool_tensors_are_float():

@@ -1,6 +1,7 @@
 """Arithmetic: + - * / ** @, the fused linear layer, and dtype casts."""
 import numpy as np
 
+from .. import functional as F
 from .. import kernels
 from ..autograd import Function
 from ._util import sum_to
@@ -9,6 +10,8 @@ __all__ = ["add", "sub", "mul", "div", "neg", "pow", "matmul", "linear", "cast"]
 
 
 class Add(Function):
+    saves_inputs = False
+
     def forward(self, a, b):
         self.saved = (a.shape, b.shape)
         return a + b
@@ -18,6 +21,8 @@ class Add(Function):
         na, nb = self.needs_input_grad
         return (sum_to(g, sa) if na else None), (sum_to(g, sb) if nb else None)
 
+    backward_graph = backward  # sum_to is written with methods a Tensor has too
+
 
 def add(a, b):
     """y = a + b;  da = dy, db = dy (each summed back to its input's shape)"""
@@ -25,6 +30,8 @@ def add(a, b):
 
 
 class Sub(Function):
+    saves_inputs = False
+
     def forward(self, a, b):
         self.saved = (a.shape, b.shape)
         return a - b
@@ -33,6 +40,8 @@ class Sub(Function):
         sa, sb = self.saved
         na, nb = self.needs_input_grad
         return (sum_to(g, sa) if na else None), (-sum_to(g, sb) if nb else None)
+
+    backward_graph = backward
 
 
 def sub(a, b):
@@ -51,6 +60,12 @@ class Mul(Function):
         return (sum_to(g * b, a.shape) if na else None,
                 sum_to(g * a, b.shape) if nb else None)
 
+    def backward_graph(self, g):
+        a, b = self.input_tensors(*self.saved)
+        na, nb = self.needs_input_grad
+        return (sum_to(g * b, a.shape) if na else None,
+                sum_to(g * a, b.shape) if nb else None)
+
 
 def mul(a, b):
     """y = a * b;  da = dy * b, db = dy * a"""
@@ -60,15 +75,22 @@ def mul(a, b):
 class Div(Function):
     def forward(self, a, b):
         y = a / b
-        self.saved = (a.shape, b, y)
+        self.saved = (a, b, y)
         return y
 
     def backward(self, g):
-        sa, b, y = self.saved
+        a, b, y = self.saved
         na, nb = self.needs_input_grad
         ga = g / b
-        return (sum_to(ga, sa) if na else None,
+        return (sum_to(ga, a.shape) if na else None,
                 sum_to(-ga * y, b.shape) if nb else None)
+
+    def backward_graph(self, g):
+        a, b = self.input_tensors(*self.saved[:2])
+        na, nb = self.needs_input_grad
+        ga = g / b
+        return (sum_to(ga, a.shape) if na else None,
+                sum_to(-ga * (a / b), b.shape) if nb else None)
 
 
 def div(a, b):
@@ -77,11 +99,15 @@ def div(a, b):
 
 
 class Neg(Function):
+    saves_inputs = False
+
     def forward(self, a):
         return -a
 
     def backward(self, g):
         return (-g,)
+
+    backward_graph = backward
 
 
 def neg(a):
@@ -107,6 +133,23 @@ class Pow(Function):
             with np.errstate(divide="ignore", invalid="ignore"):
                 loga = np.where(a > 0, np.log(np.where(a > 0, a, 1)), 0)
             gb = sum_to(g * y * loga, b.shape)
+        return ga, gb
+
+    def backward_graph(self, g):
+        a_arr, b_arr, _ = self.saved
+        a, b = self.input_tensors(a_arr, b_arr)
+        na, nb = self.needs_input_grad
+        ga = gb = None
+        with np.errstate(divide="ignore", invalid="ignore"):
+            if na:
+                # b * a**(b-1) is 0 at b = 0 except at a = 0 (0 * inf): only there is it set,
+                # so that the derivative of da with respect to b (1/a at b = 0) still flows.
+                da = F.where((b_arr == 0) & (a_arr == 0), 0.0, b * a ** (b - 1))
+                ga = sum_to(g * da, a.shape)
+            if nb:
+                pos = a_arr > 0
+                loga = F.where(pos, F.log(F.where(pos, a, 1.0)), 0.0)
+                gb = sum_to(g * a ** b * loga, b.shape)
         return ga, gb
 
 
@@ -142,6 +185,23 @@ class MatMul(Function):
             da = sum_to(np.matmul(g2, np.swapaxes(b2, -1, -2)), a2.shape).reshape(a.shape)
         if nb:
             db = sum_to(np.matmul(np.swapaxes(a2, -1, -2), g2), b2.shape).reshape(b.shape)
+        return da, db
+
+    def backward_graph(self, g):
+        a, b = self.input_tensors(*self.saved)
+        a2 = a.reshape((1,) + a.shape) if a.ndim == 1 else a
+        b2 = b.reshape(b.shape + (1,)) if b.ndim == 1 else b
+        g2 = g
+        if b.ndim == 1:
+            g2 = g2.reshape(g2.shape + (1,))
+        if a.ndim == 1:
+            g2 = g2.reshape(g2.shape[:-1] + (1,) + g2.shape[-1:])
+        na, nb = self.needs_input_grad
+        da = db = None
+        if na:
+            da = sum_to(F.matmul(g2, F.swapaxes(b2, -1, -2)), a2.shape).reshape(a.shape)
+        if nb:
+            db = sum_to(F.matmul(F.swapaxes(a2, -1, -2), g2), b2.shape).reshape(b.shape)
         return da, db
 
 
@@ -182,6 +242,17 @@ class Linear(Function):
         dx = dx.reshape(lead + (w.shape[1],)) if need_dx else None
         return (dx, dw) + ((db,) if has_bias else ())
 
+    def backward_graph(self, g):
+        x2, w_arr, lead = self.saved
+        x, w = self.input_tensors(x2.reshape(lead + (x2.shape[1],)), w_arr)[:2]
+        g2 = g.reshape((-1, w.shape[0]))
+        need = self.needs_input_grad
+        dx = F.matmul(g, w) if need[0] else None
+        dw = F.matmul(F.transpose(g2), x.reshape((-1, w.shape[1]))) if need[1] else None
+        if len(need) > 2:
+            return dx, dw, (g2.sum(axis=0) if need[2] else None)
+        return dx, dw
+
 
 def linear(x, weight, bias=None):
     """y = x @ W^T + b;  dx = dy @ W, dW = dy^T x, db = sum(dy)  (one GEMM each, BLAS kernel)"""
@@ -191,6 +262,8 @@ def linear(x, weight, bias=None):
 
 
 class Cast(Function):
+    saves_inputs = False
+
     def __init__(self, dtype):
         self.dtype = np.dtype(dtype)
 
@@ -200,6 +273,9 @@ class Cast(Function):
 
     def backward(self, g):
         return (g.astype(self.saved, copy=False),)
+
+    def backward_graph(self, g):
+        return (Cast(self.saved)(g),)
 
 
 def cast(a, dtype):

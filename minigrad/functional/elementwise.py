@@ -2,6 +2,7 @@
 minimum, where."""
 import numpy as np
 
+from .. import functional as F
 from ..autograd import Function
 from ._util import sum_to
 
@@ -25,6 +26,10 @@ class Exp(Function):
     def backward(self, g):
         return (g * self.saved,)
 
+    def backward_graph(self, g):
+        (a,) = self.inputs  # the single input of a recorded one-input op is a Tensor
+        return (g * F.exp(a),)
+
 
 def exp(a):
     """y = exp(a);  da = dy * y"""
@@ -38,6 +43,9 @@ class Log(Function):
 
     def backward(self, g):
         return (g / self.saved,)
+
+    def backward_graph(self, g):
+        return (g / self.inputs[0],)
 
 
 def log(a):
@@ -54,6 +62,9 @@ class Sqrt(Function):
     def backward(self, g):
         return (g / (2 * self.saved),)
 
+    def backward_graph(self, g):
+        return (g / (2 * F.sqrt(self.inputs[0])),)
+
 
 def sqrt(a):
     """y = sqrt(a);  da = dy / (2 y)"""
@@ -61,12 +72,17 @@ def sqrt(a):
 
 
 class Abs(Function):
+    saves_inputs = False  # keeps sign(a), which is what backward reads
+
     def forward(self, a):
         self.saved = np.sign(a)
         return np.abs(a)
 
     def backward(self, g):
         return (g * self.saved,)
+
+    def backward_graph(self, g):
+        return (g * self.saved,)  # sign(a) is piecewise constant: no second-order term
 
 
 def abs(a):
@@ -82,6 +98,10 @@ class Tanh(Function):
 
     def backward(self, g):
         y = self.saved
+        return (g * (1 - y * y),)
+
+    def backward_graph(self, g):
+        y = F.tanh(self.inputs[0])
         return (g * (1 - y * y),)
 
 
@@ -100,6 +120,10 @@ class Sigmoid(Function):
         y = self.saved
         return (g * y * (1 - y),)
 
+    def backward_graph(self, g):
+        y = F.sigmoid(self.inputs[0])
+        return (g * y * (1 - y),)
+
 
 def sigmoid(a):
     """y = 1 / (1 + exp(-a));  da = dy * y * (1 - y)"""
@@ -114,6 +138,9 @@ class ReLU(Function):
 
     def backward(self, g):
         return (g * (self.saved > 0),)
+
+    def backward_graph(self, g):
+        return (g * (self.saved > 0),)  # a 0/1 mask: no second-order term
 
 
 def relu(a):
@@ -130,6 +157,9 @@ class Softplus(Function):
     def backward(self, g):
         return (g * stable_sigmoid(self.saved),)
 
+    def backward_graph(self, g):
+        return (g * F.sigmoid(self.inputs[0]),)
+
 
 def softplus(a):
     """y = log(1 + exp(a));  da = dy * sigmoid(a)"""
@@ -137,6 +167,8 @@ def softplus(a):
 
 
 class Clip(Function):
+    saves_inputs = False  # keeps the mask, which is what backward reads
+
     def __init__(self, lo, hi):
         self.lo, self.hi = lo, hi
 
@@ -152,6 +184,8 @@ class Clip(Function):
 
     def backward(self, g):
         return (g * self.saved,)
+
+    backward_graph = backward  # a constant mask: no second-order term
 
 
 def clip(a, lo=None, hi=None):
@@ -178,6 +212,8 @@ class Maximum(Function):
         return (sum_to(g * wa.astype(g.dtype), a.shape) if na else None,
                 sum_to(g * (1 - wa).astype(g.dtype), b.shape) if nb else None)
 
+    backward_graph = backward  # constant weights: no second-order term
+
 
 def maximum(a, b):
     """y = max(a, b) elementwise;  the larger input gets dy (ties: half each)"""
@@ -196,6 +232,8 @@ class Minimum(Function):
         return (sum_to(g * wa.astype(g.dtype), a.shape) if na else None,
                 sum_to(g * (1 - wa).astype(g.dtype), b.shape) if nb else None)
 
+    backward_graph = backward  # constant weights: no second-order term
+
 
 def minimum(a, b):
     """y = min(a, b) elementwise;  the smaller input gets dy (ties: half each)"""
@@ -203,6 +241,8 @@ def minimum(a, b):
 
 
 class Where(Function):
+    saves_inputs = False
+
     def __init__(self, cond):
         self.cond = cond
 
@@ -216,6 +256,12 @@ class Where(Function):
         zero = np.zeros((), dtype=g.dtype)
         return (sum_to(np.where(self.cond, g, zero), sa) if na else None,
                 sum_to(np.where(self.cond, zero, g), sb) if nb else None)
+
+    def backward_graph(self, g):
+        sa, sb = self.saved
+        na, nb = self.needs_input_grad
+        return (sum_to(Where(self.cond)(g, 0.0), sa) if na else None,
+                sum_to(Where(self.cond)(0.0, g), sb) if nb else None)
 
 
 def where(cond, a, b):

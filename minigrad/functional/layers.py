@@ -18,6 +18,8 @@ def _indices(idx, n, what):
 
 
 class Embedding(Function):
+    saves_inputs = False
+
     def __init__(self, idx, padding_idx):
         self.idx, self.padding_idx = idx, padding_idx
 
@@ -30,6 +32,15 @@ class Embedding(Function):
         np.add.at(dw, self.idx.ravel(), g.reshape(-1, self.saved[1]))
         if self.padding_idx is not None:
             dw[self.padding_idx] = 0
+        return (dw,)
+
+    def backward_graph(self, g):
+        from .shape import IndexAdd
+        dw = IndexAdd(self.idx, self.saved)(g)
+        if self.padding_idx is not None:
+            keep = np.ones((self.saved[0], 1), dtype=g.dtype)
+            keep[self.padding_idx] = 0
+            dw = dw * keep
         return (dw,)
 
 
@@ -48,6 +59,8 @@ def embedding(indices, weight, padding_idx=None):
 
 
 class Dropout(Function):
+    saves_inputs = False
+
     def __init__(self, mask):
         self.mask = mask
 
@@ -56,6 +69,8 @@ class Dropout(Function):
 
     def backward(self, g):
         return (g * self.mask,)
+
+    backward_graph = backward  # a constant mask
 
 
 def dropout(a, p=0.5, training=True, rng=None):

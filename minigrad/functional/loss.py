@@ -2,7 +2,8 @@
 import numpy as np
 
 from ..autograd import Function
-from .elementwise import stable_sigmoid
+from .elementwise import Sigmoid, stable_sigmoid
+from .reduction import Softmax
 
 __all__ = ["cross_entropy", "mse_loss", "binary_cross_entropy_with_logits"]
 
@@ -63,6 +64,21 @@ class CrossEntropy(Function):
             grad *= g
         return (grad,)
 
+    def backward_graph(self, g):
+        logp, valid, count = self.saved
+        p = Softmax(-1)(self.inputs[0])
+        if self.soft:
+            grad = p * self.target.sum(axis=-1, keepdims=True) - self.target
+        else:
+            onehot = np.zeros(logp.shape, dtype=logp.dtype)
+            np.put_along_axis(onehot, self.target[..., None], 1, axis=-1)
+            grad = (p - onehot) * valid[..., None]
+        if self.reduction == "none":
+            return (grad * g.reshape(g.shape + (1,)),)
+        if self.reduction == "mean":
+            return (grad * (g / max(count, 1)),)
+        return (grad * g,)
+
 
 def cross_entropy(logits, target, ignore_index=-100, reduction="mean"):
     """loss = -log softmax(logits)[target], over the last axis (the classes).
@@ -121,6 +137,16 @@ class MSELoss(Function):
         na, nt = self.needs_input_grad
         return (ga if na else None, -ga if nt else None)
 
+    def backward_graph(self, g):
+        d_arr = self.saved
+        a, t = self.inputs
+        a = a if a is not None else d_arr + t.data  # a constant input, rebuilt from a - t
+        t = t if t is not None else a.data - d_arr
+        scale = 2 / d_arr.size if self.reduction == "mean" else 2
+        ga = g * scale * (a - t)
+        na, nt = self.needs_input_grad
+        return (ga if na else None, -ga if nt else None)
+
 
 def mse_loss(input, target, reduction="mean"):
     """loss = (input - target)^2, reduced;  dinput = 2 (input - target) [/ n]"""
@@ -146,6 +172,12 @@ class BCEWithLogits(Function):
         gx = (stable_sigmoid(x) - t) * scale
         na, nt = self.needs_input_grad
         return (gx if na else None, (-x * scale) if nt else None)
+
+    def backward_graph(self, g):
+        x, t = self.input_tensors(*self.saved)
+        scale = g / x.size if self.reduction == "mean" else g
+        na, nt = self.needs_input_grad
+        return ((Sigmoid()(x) - t) * scale if na else None, (-x * scale) if nt else None)
 
 
 def binary_cross_entropy_with_logits(input, target, reduction="mean"):

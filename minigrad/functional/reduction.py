@@ -8,6 +8,8 @@ __all__ = ["sum", "mean", "max", "min", "var", "logsumexp", "softmax", "log_soft
 
 
 class Sum(Function):
+    saves_inputs = False
+
     def __init__(self, axis, keepdims):
         self.axis, self.keepdims = axis, keepdims
 
@@ -19,6 +21,10 @@ class Sum(Function):
         shape = self.saved
         return (np.broadcast_to(expand_reduced(g, shape, self.axis, self.keepdims), shape).copy(),)
 
+    def backward_graph(self, g):
+        shape = self.saved
+        return (_expand(expand_reduced(g, shape, self.axis, self.keepdims), shape),)
+
 
 def sum(a, axis=None, keepdims=False):
     """y = sum of a over axis;  da = dy broadcast back"""
@@ -27,6 +33,8 @@ def sum(a, axis=None, keepdims=False):
 
 
 class Mean(Function):
+    saves_inputs = False
+
     def __init__(self, axis, keepdims):
         self.axis, self.keepdims = axis, keepdims
 
@@ -39,6 +47,10 @@ class Mean(Function):
         shape, n = self.saved
         g = expand_reduced(g, shape, self.axis, self.keepdims) / n
         return (np.broadcast_to(g, shape).copy(),)
+
+    def backward_graph(self, g):
+        shape, n = self.saved
+        return (_expand(expand_reduced(g, shape, self.axis, self.keepdims) / n, shape),)
 
 
 def mean(a, axis=None, keepdims=False):
@@ -68,6 +80,13 @@ class _Extreme(Function):
         count = mask.sum(axis=self.axis, keepdims=True)
         gk = expand_reduced(g, a.shape, self.axis, self.keepdims)
         return (mask * (gk / count),)
+
+    def backward_graph(self, g):
+        a, y = self.saved
+        yk = expand_reduced(y, a.shape, self.axis, self.keepdims)
+        mask = (a == yk).astype(g.dtype)
+        weight = mask / mask.sum(axis=self.axis, keepdims=True)  # constant: no second order
+        return (expand_reduced(g, a.shape, self.axis, self.keepdims) * weight,)
 
 
 class Max(_Extreme):
@@ -109,6 +128,13 @@ class Var(Function):
         gk = expand_reduced(g, centered.shape, self.axis, self.keepdims)
         return (gk * (2 / (n - self.ddof)) * centered,)
 
+    def backward_graph(self, g):
+        _, n = self.saved
+        a = self.inputs[0]
+        centered = a - a.mean(axis=self.axis, keepdims=True)
+        gk = expand_reduced(g, a.shape, self.axis, self.keepdims)
+        return (gk * (2 / (n - self.ddof)) * centered,)
+
 
 def var(a, axis=None, keepdims=False, ddof=0):
     """y = sum((a - mean)^2) / (n - ddof);  da = dy * 2 (a - mean) / (n - ddof)
@@ -135,6 +161,11 @@ class LogSumExp(Function):
         (p,) = self.saved
         return (p * expand_reduced(g, p.shape, self.axis, self.keepdims),)
 
+    def backward_graph(self, g):
+        a = self.inputs[0]
+        p = Softmax(self.axis)(a)
+        return (p * expand_reduced(g, a.shape, self.axis, self.keepdims),)
+
 
 def logsumexp(a, axis=None, keepdims=False):
     """y = log(sum(exp(a))) over axis, stably;  da = dy * softmax(a)"""
@@ -155,6 +186,10 @@ class Softmax(Function):
     def backward(self, g):
         y = self.saved
         return (y * (g - np.sum(g * y, axis=self.axis, keepdims=True)),)
+
+    def backward_graph(self, g):
+        y = Softmax(self.axis)(self.inputs[0])
+        return (y * (g - (g * y).sum(axis=self.axis, keepdims=True)),)
 
 
 def softmax(a, axis=-1):
@@ -177,11 +212,20 @@ class LogSoftmax(Function):
         y = self.saved
         return (g - np.exp(y) * np.sum(g, axis=self.axis, keepdims=True),)
 
+    def backward_graph(self, g):
+        p = Softmax(self.axis)(self.inputs[0])
+        return (g - p * g.sum(axis=self.axis, keepdims=True),)
+
 
 def log_softmax(a, axis=-1):
     """y = a - logsumexp(a) along axis;  da = dy - softmax(a) * sum(dy)"""
     axis = _check_axis(a, axis)
     return LogSoftmax(axis)(a)
+
+
+def _expand(g, shape):
+    from .shape import Expand
+    return g if g.shape == shape else Expand(shape)(g)
 
 
 def _check_axis(a, axis):

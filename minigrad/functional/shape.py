@@ -10,6 +10,8 @@ __all__ = ["reshape", "flatten", "transpose", "permute", "swapaxes", "expand", "
 
 
 class Reshape(Function):
+    saves_inputs = False
+
     def __init__(self, shape):
         self.shape = shape
 
@@ -23,6 +25,8 @@ class Reshape(Function):
 
     def backward(self, g):
         return (g.reshape(self.saved),)
+
+    backward_graph = backward  # a Tensor reshapes the same way
 
 
 def reshape(a, shape):
@@ -43,6 +47,8 @@ def flatten(a, start_dim=0, end_dim=-1):
 
 
 class Transpose(Function):
+    saves_inputs = False
+
     def __init__(self, axes):
         self.axes = axes
 
@@ -60,6 +66,12 @@ class Transpose(Function):
             return (np.transpose(g),)
         nd = g.ndim
         return (np.transpose(g, np.argsort([x % nd for x in self.axes])),)
+
+    def backward_graph(self, g):
+        if self.axes is None:
+            return (Transpose(None)(g),)
+        nd = g.ndim
+        return (Transpose(tuple(int(i) for i in np.argsort([x % nd for x in self.axes])))(g),)
 
 
 def transpose(a, axes=None):
@@ -83,6 +95,8 @@ def swapaxes(a, axis1, axis2):
 
 
 class Expand(Function):
+    saves_inputs = False
+
     def __init__(self, shape):
         self.shape = shape
 
@@ -98,6 +112,8 @@ class Expand(Function):
     def backward(self, g):
         return (sum_to(g, self.saved),)
 
+    backward_graph = backward  # sum_to works on Tensors too
+
 
 def expand(a, shape):
     """y = a broadcast to shape (-1 keeps a dimension);  da = dy summed back to a's shape"""
@@ -108,6 +124,8 @@ broadcast_to = expand
 
 
 class Squeeze(Function):
+    saves_inputs = False
+
     def __init__(self, axis):
         self.axis = axis
 
@@ -123,6 +141,8 @@ class Squeeze(Function):
 
     def backward(self, g):
         return (g.reshape(self.saved),)
+
+    backward_graph = backward
 
 
 def squeeze(a, axis=None):
@@ -146,6 +166,8 @@ def _is_basic(idx):
 
 
 class GetItem(Function):
+    saves_inputs = False
+
     def __init__(self, idx):
         self.idx = idx
 
@@ -166,6 +188,32 @@ class GetItem(Function):
             np.add.at(out, self.idx, g)  # repeated indices must add up
         return (out,)
 
+    def backward_graph(self, g):
+        return (IndexAdd(self.idx, self.saved[0])(g),)
+
+
+class IndexAdd(Function):
+    """y = zeros(shape) with y[idx] += g: the scatter that is the derivative of ``a[idx]``
+    (and of an embedding lookup); its own derivative is the gather ``dy[idx]``."""
+    saves_inputs = False
+
+    def __init__(self, idx, shape):
+        self.idx, self.shape = idx, tuple(shape)
+
+    def forward(self, g):
+        out = np.zeros(self.shape, dtype=g.dtype)
+        if _is_basic(self.idx):
+            out[self.idx] = g
+        else:
+            np.add.at(out, self.idx, g)
+        return out
+
+    def backward(self, gy):
+        return (np.array(gy[self.idx], copy=True),)
+
+    def backward_graph(self, gy):
+        return (GetItem(self.idx)(gy),)
+
 
 def getitem(a, idx):
     """y = a[idx] (ints, slices, Ellipsis, None, integer and boolean arrays);  da = dy
@@ -180,6 +228,8 @@ def getitem(a, idx):
 
 
 class Concatenate(Function):
+    saves_inputs = False
+
     def __init__(self, axis):
         self.axis = axis
 
@@ -195,6 +245,9 @@ class Concatenate(Function):
     def backward(self, g):
         return tuple(np.split(g, self.saved, axis=self.axis))
 
+    def backward_graph(self, g):
+        return Split([int(b) for b in self.saved], self.axis, False)(g)
+
 
 def concatenate(tensors, axis=0):
     """y = the tensors joined along axis;  each input gets its slice of dy"""
@@ -208,6 +261,8 @@ cat = concatenate
 
 
 class Stack(Function):
+    saves_inputs = False
+
     def __init__(self, axis):
         self.axis = axis
 
@@ -220,6 +275,10 @@ class Stack(Function):
     def backward(self, g):
         return tuple(np.moveaxis(g, self.axis, 0))
 
+    def backward_graph(self, g):
+        n = len(self.inputs)
+        return Split(list(range(1, n)), self.axis % g.ndim, True)(g)
+
 
 def stack(tensors, axis=0):
     """y = the tensors stacked along a new axis;  each input gets its slice of dy"""
@@ -230,6 +289,8 @@ def stack(tensors, axis=0):
 
 
 class Split(Function):
+    saves_inputs = False
+
     """One node with many outputs: the pieces of a along axis (unbind and split)."""
 
     def __init__(self, bounds, axis, squeeze):
@@ -256,6 +317,24 @@ class Split(Function):
             else:
                 view[s:e] = np.moveaxis(g, self.axis, 0)
         return (out,)
+
+    def backward_graph(self, *gs):
+        shape, dtype = self.saved
+        starts = [0] + list(self.bounds)
+        ends = list(self.bounds) + [shape[self.axis]]
+        pieces = []
+        for g, s, e in zip(gs, starts, ends):
+            if g is None:  # an output that got no gradient contributes zeros
+                pshape = list(shape)
+                if self.squeeze:
+                    del pshape[self.axis]
+                else:
+                    pshape[self.axis] = e - s
+                g = np.zeros(pshape, dtype=dtype)
+            pieces.append(g)
+        if self.squeeze:
+            return (Stack(self.axis)(*pieces),)
+        return (Concatenate(self.axis)(*pieces),)
 
 
 def unbind(a, axis=0):

@@ -135,6 +135,9 @@ class Optimizer:
                 loss = closure()
         for group in self.param_groups:
             self._update(group)
+            for p in group["params"]:  # a backward that saved p before this step must raise
+                if p.grad is not None:
+                    p._bump_version(f"{type(self).__name__}.step")
         return loss
 
     def _state_for(self, p, group):
