@@ -11,8 +11,11 @@ import minigrad as mg
 import minigrad.functional as F
 from minigrad import autograd
 from factories import profile_examples, shapes_for
-from test_recurrent_ops import (composed_gru_cell, composed_lstm_cell, composed_rnn_cell,
-                                make_params)
+from test_recurrent_ops import make_params
+
+composed_rnn_cell = F.rnn_cell_composed
+composed_lstm_cell = F.lstm_cell_composed
+composed_gru_cell = F.gru_cell_composed
 
 
 def _t(a, rg=True):
@@ -332,7 +335,8 @@ def test_print_tape_shows_a_second_order_graph(capsys):
 def test_every_compiled_recurrent_node_names_composed():
     from minigrad.functional import recurrent as R
     classes = [c for c in vars(R).values()
-               if isinstance(c, type) and issubclass(c, mg.Function) and c is not mg.Function]
+               if isinstance(c, type) and issubclass(c, mg.Function) and c is not mg.Function
+               and not c.__name__.startswith("_")]
     assert len(classes) == 9
     for c in classes:
         node = c.__new__(c)
@@ -353,3 +357,37 @@ def test_every_functional_op_has_a_backward_graph():
                 missing.append(c.__name__)
     assert missing == []
     assert recurrent.LSTMSequence.backward_graph is mg.Function.backward_graph  # raises instead
+
+
+@pytest.mark.parametrize("kind", ["RNN", "LSTM", "GRU"])
+def test_composed_layer_hvp_matches_finite_differences_of_the_gradient(kind):
+    """nn.RNN/LSTM/GRU(impl="composed") (two layers, bidirectional, lengths): the
+    Hessian-vector product of a loss in the weights equals the central difference of the
+    gradient along the same direction."""
+    mg.manual_seed(0)
+    layer = getattr(mg.nn, kind)(3, 2, num_layers=2, bidirectional=True, batch_first=True,
+                                 impl="composed").double()
+    params = list(layer.parameters())
+    rng = np.random.default_rng(1)
+    x = _t(rng.standard_normal((2, 4, 3)), False)
+    lengths = np.array([4, 2])
+
+    def grads(ws):
+        for p, w in zip(params, ws):
+            p.data = w
+            p.grad = None
+        out, _ = layer(x, lengths=lengths)
+        (out * out).sum().backward()
+        return [p.grad.copy() for p in params]
+
+    ws = [p.data.copy() for p in params]
+    vs = [rng.standard_normal(w.shape) for w in ws]
+    out, _ = layer(x, lengths=lengths)
+    g = autograd.grad((out * out).sum(), params, create_graph=True)
+    dot = sum((gi * _t(v, False)).sum() for gi, v in zip(g, vs))
+    hv = autograd.grad(dot, params)
+    eps = 1e-6
+    gp = grads([w + eps * v for w, v in zip(ws, vs)])
+    gm = grads([w - eps * v for w, v in zip(ws, vs)])
+    for h, a, b in zip(hv, gp, gm):
+        np.testing.assert_allclose(h.data, (a - b) / (2 * eps), rtol=1e-4, atol=1e-6)

@@ -129,6 +129,12 @@ class _KernelFunction(Function):
     array nothing else refers to, so a leaf's first ``.grad`` can keep it without a copy."""
 
     fresh_grads = True
+    # The compiled kernels compute first derivatives only: a second-order pass
+    # (create_graph=True) that reaches one of these nodes raises, naming the way that supports
+    # any order.
+    no_double_backward = (
+        'the compiled recurrent kernels compute first derivatives only; build the layer with '
+        'impl="composed" (made of differentiable ops) for higher-order derivatives')
 
 
 # ---------------------------------------------------------------- cells (one time step)
@@ -464,14 +470,3 @@ def gru_sequence(x, w_ih, w_hh, b_ih=None, b_hh=None, h0=None, lengths=None):
     if h0 is None:
         h0 = _zeros_like_state(x, 1, H, "gru_sequence")
     return GRUSequence(ln)(x, h0, w_ih, w_hh, *_bias_args(b_ih, b_hh))
-
-
-# The compiled kernels compute first derivatives only: a second-order pass (create_graph=True)
-# that reaches one of these nodes raises, naming the way that supports any order.
-_FIRST_ORDER_ONLY = (
-    'the compiled recurrent kernels compute first derivatives only; build the layer with '
-    'impl="composed" (made of differentiable ops) for higher-order derivatives')
-for _cls in (RNNCell, LSTMCell, GRUCell, RNNCellStep, LSTMCellStep, GRUCellStep,
-             RNNSequence, LSTMSequence, GRUSequence):
-    _cls.no_double_backward = _FIRST_ORDER_ONLY
-del _cls
