@@ -182,7 +182,8 @@ def evaluate(model, ids, batch_size, seq_len, max_chars=None):
     with mg.no_grad():
         for x, y in batches:
             logits, state = model(x, state)
-            loss = F.cross_entropy(logits, y, reduction="sum")
+            loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1),
+                                   reduction="sum")  # (B*T, V): classes on axis 1
             total += float(loss.item())
             count += y.size
     model.train(was_training)
@@ -496,7 +497,7 @@ def _train(args):
             x, y = next(chunks)
             state = None
         logits, state = model(x, state)
-        loss = F.cross_entropy(logits, y)
+        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
         opt.zero_grad()
         loss.backward()
         nn.utils.clip_grad_norm_(model.parameters(), args.clip)

@@ -213,7 +213,7 @@ def main(argv=None):
             g["lr"] = args.lr * (0.1 + 0.45 * (1 + math.cos(math.pi * (step - 1) / args.steps)))
         q, q_len, dec_in, target = problems.tensors(problems.sample(rng, args.batch_size))
         logits = model(q, q_len, dec_in)             # teacher forcing: (B, a_width + 1, V)
-        loss = F.cross_entropy(logits, target)
+        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1))
         opt.zero_grad()
         loss.backward()
         nn.utils.clip_grad_norm_(model.parameters(), args.clip)

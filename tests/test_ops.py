@@ -603,9 +603,11 @@ def _ce_hard_ref(logits, target, ignore_index, reduction):
     return loss.sum() / valid.sum() if reduction == "mean" else loss.sum()
 
 
-test_cross_entropy = op_test(
-    lambda x, target, ignore_index, reduction: F.cross_entropy(x, target, ignore_index, reduction),
-    _ce_hard_ref, shapes=_ce_shapes(), kwargs=_ce_hard, domain=real(-4, 4), name="cross_entropy")
+test_softmax_cross_entropy = op_test(
+    lambda x, target, ignore_index, reduction: F.softmax_cross_entropy(x, target, ignore_index,
+                                                                       reduction),
+    _ce_hard_ref, shapes=_ce_shapes(), kwargs=_ce_hard, domain=real(-4, 4),
+    name="softmax_cross_entropy")
 
 
 @st.composite
@@ -625,10 +627,107 @@ def _ce_soft_ref(logits, target, reduction):
     return loss.mean() if reduction == "mean" else loss.sum()
 
 
-test_cross_entropy_soft_targets = op_test(
-    lambda x, target, reduction: F.cross_entropy(x, target, reduction=reduction),
-    _ce_soft_ref, shapes=_ce_shapes(), kwargs=_ce_soft, domain=real(-4, 4),
-    name="cross_entropy(soft)")
+test_softmax_cross_entropy_soft_targets = op_test(
+    lambda x, target, reduction: F.softmax_cross_entropy(x, target, reduction=reduction),
+    _ce_soft_ref, shapes=_ce_shapes(), kwargs=_ce_soft,
+    domain=real(-4, 4), name="softmax_cross_entropy(soft)")
+
+
+# PyTorch's layout: classes on axis 1 (axis 0 for one sample), with weight and label_smoothing.
+@st.composite
+def _ce_torch_shapes(draw):
+    c = draw(st.integers(1, 5))
+    n_lead = draw(st.integers(0, 3))  # (C,), (N, C), (N, C, d1), (N, C, d1, d2)
+    if n_lead == 0:
+        return ((c,),)
+    n = draw(st.integers(1, 4))
+    rest = tuple(draw(st.integers(1, 3)) for _ in range(n_lead - 1))
+    return ((n, c) + rest,)
+
+
+@st.composite
+def _ce_torch_kwargs(draw, shapes):
+    shape = shapes[0]
+    c_axis = 0 if len(shape) == 1 else 1
+    c = shape[c_axis]
+    tshape = shape[:c_axis] + shape[c_axis + 1:]
+    reduction = draw(st.sampled_from(["mean", "sum", "none"]))
+    weight = draw(st.one_of(st.none(), hnp.arrays(np.float64, (c,), elements=real(0.5, 2.0))))
+    smoothing = draw(st.sampled_from([0.0, 0.0, 0.1, 0.5]))
+    if draw(st.booleans()):
+        raw = draw(hnp.arrays(np.float64, shape, elements=real(0.0, 1.0))) + 1e-3
+        target = raw / raw.sum(axis=c_axis, keepdims=True)
+        ignore = -100
+    else:
+        ignore = draw(st.sampled_from([-100, 0 if c > 1 else -100]))
+        target = draw(hnp.arrays(np.int64, tshape, elements=st.integers(0, c - 1)))
+        drop = draw(hnp.arrays(np.bool_, tshape))
+        target = np.where(drop, ignore, target)
+        if np.all(target == ignore):
+            target = np.asarray(target)
+            target.flat[0] = 1 if ignore == 0 else 0
+    return {"target": target, "weight": weight, "ignore_index": ignore, "reduction": reduction,
+            "label_smoothing": smoothing}
+
+
+def _ce_torch_ref(x, target, weight, ignore_index, reduction, label_smoothing):
+    """PyTorch's cross_entropy written out: classes moved last, then the formulas."""
+    c_axis = 0 if x.ndim == 1 else 1
+    z = np.moveaxis(x, c_axis, -1)
+    logp = _log_softmax_last(z)
+    c = z.shape[-1]
+    w = np.ones(c) if weight is None else weight
+    if target.dtype.kind == "f":
+        y = np.moveaxis(target, c_axis, -1) * (1 - label_smoothing) + label_smoothing / c
+        loss = -np.sum(y * w * logp, axis=-1)
+        if reduction == "none":
+            return loss
+        return loss.mean() if reduction == "mean" else loss.sum()
+    valid = target != ignore_index
+    safe = np.where(valid, target, 0)
+    nll = -np.take_along_axis(logp, safe[..., None], axis=-1)[..., 0] * w[safe]
+    smooth = -np.sum(logp * w, axis=-1)
+    loss = np.where(valid, (1 - label_smoothing) * nll + label_smoothing / c * smooth, 0.0)
+    if reduction == "none":
+        return loss
+    return loss.sum() / np.sum(w[safe] * valid) if reduction == "mean" else loss.sum()
+
+
+test_cross_entropy = op_test(
+    lambda x, **kw: F.cross_entropy(x, **kw), _ce_torch_ref, shapes=_ce_torch_shapes(),
+    kwargs=_ce_torch_kwargs, domain=real(-4, 4), name="cross_entropy")
+
+
+def test_nll_loss_is_cross_entropy_of_log_softmax():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(3, 4, 2))
+    t = rng.integers(0, 4, size=(3, 2))
+    w = rng.random(4) + 0.5
+    a = F.cross_entropy(Tensor(x), t, weight=w, ignore_index=2)
+    b = F.nll_loss(F.log_softmax(Tensor(x), axis=1), t, weight=w, ignore_index=2)
+    np.testing.assert_allclose(a.data, b.data, rtol=1e-12)
+    with pytest.raises(TypeError, match="integer class indices"):
+        F.nll_loss(Tensor(x), rng.random((3, 4, 2)))
+
+
+def test_cross_entropy_matches_torch():
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(4, 5, 3))
+    t = rng.integers(0, 5, size=(4, 3))
+    t[0, 0] = -100
+    w = rng.random(5) + 0.5
+    for kw in [{}, {"weight": w}, {"label_smoothing": 0.25, "weight": w},
+               {"reduction": "none", "label_smoothing": 0.1}]:
+        mine = Tensor(x, requires_grad=True)
+        theirs = torch.tensor(x, requires_grad=True)
+        tkw = {k: (torch.tensor(v) if k == "weight" else v) for k, v in kw.items()}
+        a = F.cross_entropy(mine, t, **kw)
+        b = torch.nn.functional.cross_entropy(theirs, torch.tensor(t), **tkw)
+        np.testing.assert_allclose(a.data, b.detach().numpy(), rtol=1e-12, atol=1e-15)
+        a.sum().backward()
+        b.sum().backward()
+        np.testing.assert_allclose(mine.grad, theirs.grad.numpy(), rtol=1e-10, atol=1e-15)
 
 
 def test_cross_entropy_all_ignored():
@@ -823,8 +922,14 @@ def test_cross_entropy_bad_targets_raise():
         F.cross_entropy(x, np.array([True, False]))
     with pytest.raises(ValueError, match=r"reduction must be one of.*got 'avg'"):
         F.cross_entropy(x, np.array([0, 1]), reduction="avg")
-    with pytest.raises(ValueError, match=r"shape \(2, 4\).*got \(2,\)"):
+    with pytest.raises(ValueError, match=r"shape \(2, 3\).*classes on axis 1.*got \(2,\)"):
         F.cross_entropy(Tensor(np.zeros((2, 4, 3))), np.array([0, 1]))
+    with pytest.raises(ValueError, match=r"shape \(2, 4\).*got \(2,\)"):
+        F.softmax_cross_entropy(Tensor(np.zeros((2, 4, 3))), np.array([0, 1]))
+    with pytest.raises(ValueError, match=r"weight must be 3 numbers.*shape \(2,\)"):
+        F.cross_entropy(x, np.array([0, 1]), weight=np.ones(2))
+    with pytest.raises(ValueError, match=r"label_smoothing must be in \[0, 1\], got 1.5"):
+        F.cross_entropy(x, np.array([0, 1]), label_smoothing=1.5)
 
 
 def test_other_loss_bad_input_raises():

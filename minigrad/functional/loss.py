@@ -1,11 +1,15 @@
-"""Losses: cross_entropy, mse_loss, binary_cross_entropy_with_logits."""
+"""Losses: cross_entropy and nll_loss (PyTorch's layout, classes on axis 1),
+softmax_cross_entropy (classes on the last axis), mse_loss, binary_cross_entropy_with_logits."""
 import numpy as np
 
 from ..autograd import Function
 from .elementwise import Sigmoid, stable_sigmoid
-from .reduction import Softmax
+from .reduction import Softmax, log_softmax
+from .reduction import sum as _sum
+from .shape import transpose
 
-__all__ = ["cross_entropy", "mse_loss", "binary_cross_entropy_with_logits"]
+__all__ = ["cross_entropy", "nll_loss", "softmax_cross_entropy", "mse_loss",
+           "binary_cross_entropy_with_logits"]
 
 _REDUCTIONS = ("mean", "sum", "none")
 
@@ -80,39 +84,171 @@ class CrossEntropy(Function):
         return (grad * g,)
 
 
-def cross_entropy(logits, target, ignore_index=-100, reduction="mean"):
-    """loss = -log softmax(logits)[target], over the last axis (the classes).
+def softmax_cross_entropy(logits, target, ignore_index=-100, reduction="mean"):
+    """loss = -log softmax(logits)[target] with the classes on the LAST axis (the layout of
+    Keras and TensorFlow, and of a batch-first RNN's output); ``cross_entropy`` is PyTorch's
+    form, classes on axis 1. One fused node.
 
-    logits (..., C): (N, C) or (N, T, C) (classes last, as Keras; PyTorch puts them at axis 1).
-    target: integer class indices of shape logits.shape[:-1] (entries equal to ignore_index are
-    skipped; 'mean' divides by the number of the others), or class probabilities of the same
-    shape as logits.  dlogits = softmax(logits) - onehot(target)."""
+    logits (..., C): (N, C) or (N, T, C). target: integer class indices of shape
+    logits.shape[:-1] (entries equal to ignore_index are skipped; 'mean' divides by the number
+    of the others), or class probabilities of the same shape as logits.
+    dlogits = softmax(logits) - onehot(target)."""
     _check_reduction(reduction)
     shape = logits.shape
     if len(shape) < 1:
-        raise ValueError("cross_entropy needs logits with a class axis, got a 0-d tensor")
+        raise ValueError("softmax_cross_entropy needs logits with a class axis, got a 0-d tensor")
     if getattr(target, "requires_grad", False):
-        raise ValueError("cross_entropy does not differentiate with respect to the target; "
+        raise ValueError("softmax_cross_entropy does not differentiate with respect to the target; "
                          "pass target.detach() (gradients flow to the logits only)")
     t = np.asarray(getattr(target, "data", target))
     if t.dtype.kind == "f":
         if t.shape != shape:
             raise ValueError(
-                f"cross_entropy target must be integer class indices of shape {shape[:-1]} or "
+                f"softmax_cross_entropy target must be integer class indices of shape {shape[:-1]} or "
                 f"class probabilities of shape {shape}; got a float target of shape {t.shape}")
         if np.isnan(t).any():
-            raise ValueError("cross_entropy target contains NaN")
+            raise ValueError("softmax_cross_entropy target contains NaN")
         return CrossEntropy(t.astype(logits.dtype), ignore_index, reduction, True)(logits)
     if t.dtype.kind not in "iu":
-        raise TypeError(f"cross_entropy target must be integer class indices, got dtype {t.dtype}")
+        raise TypeError(f"softmax_cross_entropy target must be integer class indices, got dtype {t.dtype}")
     if t.shape != shape[:-1]:
-        raise ValueError(f"cross_entropy target must have shape {shape[:-1]} for logits of shape "
+        raise ValueError(f"softmax_cross_entropy target must have shape {shape[:-1]} for logits of shape "
                          f"{shape}, got {t.shape}")
     C = shape[-1]
     bad = (t != ignore_index) & ((t < 0) | (t >= C))
     if bad.any():
-        raise IndexError(f"cross_entropy target {t[bad].ravel()[0]} is out of range [0, {C})")
+        raise IndexError(f"softmax_cross_entropy target {t[bad].ravel()[0]} is out of range [0, {C})")
     return CrossEntropy(t.astype(np.int64), ignore_index, reduction, False)(logits)
+
+
+def _target_array(target, who):
+    if getattr(target, "requires_grad", False):
+        raise ValueError(f"{who} does not differentiate with respect to the target; pass "
+                         "target.detach() (gradients flow to the input only)")
+    return np.asarray(getattr(target, "data", target))
+
+
+def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean",
+                  label_smoothing=0.0):
+    """PyTorch's cross_entropy: -log softmax over the CLASS AXIS 1 (axis 0 for a single
+    sample).
+
+    input: (C,), (N, C) or (N, C, d1, ..., dk) logits. target: integer class indices of shape
+    (), (N,) or (N, d1, ..., dk) (entries equal to ``ignore_index`` contribute nothing), or
+    class probabilities of the input's shape. ``weight`` (C,): a weight per class; 'mean' then
+    divides by the summed weights of the targets, as PyTorch. ``label_smoothing`` in [0, 1]
+    mixes the target with the uniform distribution. For classes on the last axis (a
+    batch-first RNN's (N, T, C) output) use ``softmax_cross_entropy``, or pass
+    ``logits.permute(0, 2, 1)`` here."""
+    _check_reduction(reduction)
+    x = input
+    if np.dtype(x.dtype).kind != "f":
+        raise TypeError(f"cross_entropy needs floating point logits (float32 or float64), got "
+                        f"dtype {x.dtype}; convert them with .float()")
+    shape = tuple(x.shape)
+    if len(shape) == 0:
+        raise ValueError("cross_entropy needs logits with a class axis, got a 0-d tensor")
+    ls = float(label_smoothing)
+    if not 0.0 <= ls <= 1.0:
+        raise ValueError(f"label_smoothing must be in [0, 1], got {label_smoothing}")
+    c_axis = 0 if len(shape) == 1 else 1
+    C = shape[c_axis]
+    t = _target_array(target, "cross_entropy")
+    w = _class_weight(weight, C, x.dtype, "cross_entropy")
+    if t.dtype.kind == "f":
+        if t.shape != shape:
+            raise ValueError(f"cross_entropy target must be integer class indices of shape "
+                             f"{shape[:c_axis] + shape[c_axis + 1:]} or class probabilities of "
+                             f"shape {shape}; got a float target of shape {t.shape}")
+        if np.isnan(t).any():
+            raise ValueError("cross_entropy target contains NaN")
+    else:
+        t = _class_indices(t, shape, c_axis, ignore_index, "cross_entropy")
+    if w is None and ls == 0.0:  # the fused node, on a classes-last view
+        if c_axis != len(shape) - 1:
+            axes = (0,) + tuple(range(2, len(shape))) + (1,)
+            x = transpose(x, axes)
+            if t.dtype.kind == "f":
+                t = np.transpose(t, axes)
+        return softmax_cross_entropy(x, t, ignore_index, reduction)
+    return _weighted_nll(log_softmax(x, axis=c_axis), t, w, ignore_index, reduction, ls, c_axis)
+
+
+def nll_loss(input, target, weight=None, ignore_index=-100, reduction="mean"):
+    """PyTorch's nll_loss: -input[target] with input log-probabilities, classes on axis 1
+    ((C,), (N, C) or (N, C, d1, ..., dk)); ``weight``, ``ignore_index`` and ``reduction`` as in
+    ``cross_entropy``. cross_entropy(x, y) == nll_loss(log_softmax(x, axis=1), y)."""
+    _check_reduction(reduction)
+    shape = tuple(input.shape)
+    if np.dtype(input.dtype).kind != "f":
+        raise TypeError(f"nll_loss needs floating point input, got dtype {input.dtype}")
+    if len(shape) == 0:
+        raise ValueError("nll_loss needs an input with a class axis, got a 0-d tensor")
+    c_axis = 0 if len(shape) == 1 else 1
+    t = _target_array(target, "nll_loss")
+    if t.dtype.kind == "f":
+        raise TypeError("nll_loss takes integer class indices; for class probabilities use "
+                        "cross_entropy")
+    t = _class_indices(t, shape, c_axis, ignore_index, "nll_loss")
+    w = _class_weight(weight, shape[c_axis], input.dtype, "nll_loss")
+    return _weighted_nll(input, t, w, ignore_index, reduction, 0.0, c_axis)
+
+
+def _class_weight(weight, C, dtype, who):
+    if weight is None:
+        return None
+    w = np.asarray(getattr(weight, "data", weight))
+    if w.dtype.kind not in "fiu" or w.shape != (C,):
+        raise ValueError(f"{who}: weight must be {C} numbers (one per class), got "
+                         f"{w.dtype} of shape {w.shape}")
+    return w.astype(dtype)
+
+
+def _class_indices(t, shape, c_axis, ignore_index, who):
+    if t.dtype.kind not in "iu":
+        raise TypeError(f"{who} target must be integer class indices, got dtype {t.dtype}")
+    want = shape[:c_axis] + shape[c_axis + 1:]
+    if t.shape != want:
+        raise ValueError(f"{who} target must have shape {want} for input of shape {shape} "
+                         f"(classes on axis {c_axis}), got {t.shape}")
+    C = shape[c_axis]
+    bad = (t != ignore_index) & ((t < 0) | (t >= C))
+    if bad.any():
+        raise IndexError(f"{who} target {t[bad].ravel()[0]} is out of range [0, {C})")
+    return t.astype(np.int64)
+
+
+def _weighted_nll(logp, t, w, ignore_index, reduction, eps, c_axis):
+    """The loss -sum_c A_c logp_c as one product with a constant array A (so its derivatives
+    of every order come from the tape): A holds the target's (smoothed) distribution times the
+    class weights, zero where the target is ignored."""
+    shape = tuple(logp.shape)
+    C = shape[c_axis]
+    dt = np.dtype(logp.dtype)
+    wshape = [1] * len(shape)
+    wshape[c_axis] = C
+    wb = np.ones(wshape, dtype=dt) if w is None else w.reshape(wshape)
+    if t.dtype.kind == "f":
+        A = (t.astype(dt) * (1 - eps) + eps / C) * wb
+        count = t.size // C
+    else:
+        valid = t != ignore_index
+        tt = np.expand_dims(np.where(valid, t, 0), c_axis)
+        onehot = np.zeros(shape, dtype=dt)
+        np.put_along_axis(onehot, tt, 1.0, axis=c_axis)
+        wy = np.take_along_axis(np.broadcast_to(wb, shape), tt, axis=c_axis)
+        vmask = np.expand_dims(valid, c_axis).astype(dt)
+        A = (onehot * (1 - eps) * wy + (eps / C) * wb) * vmask
+        count = float((wy * vmask).sum())
+    per = -_sum(logp * A, axis=c_axis)
+    if reduction == "none":
+        return per
+    total = _sum(per)
+    if reduction == "sum":
+        return total
+    if count == 0:  # every target ignored (or weighted 0): NaN, as PyTorch
+        return total * np.asarray(np.nan, dtype=dt)
+    return total * np.asarray(1.0 / count, dtype=dt)
 
 
 def _same_shape(name, a, b):
