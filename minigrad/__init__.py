@@ -8,7 +8,7 @@
 from .autograd import (Function, enable_grad, inference_mode, is_grad_enabled,
                        is_inference_mode_enabled, no_grad, set_grad_enabled)
 from .tensor import Tensor, tensor
-from .random import manual_seed
+from .random import manual_seed, multinomial
 from . import functional
 from .gradcheck import gradcheck, gradgradcheck, numerical_grad
 from . import autograd, data, func, nn, optim
@@ -21,7 +21,7 @@ __all__ = ["Tensor", "tensor", "Function", "no_grad", "enable_grad", "is_grad_en
            "set_grad_enabled", "inference_mode", "is_inference_mode_enabled", "gradcheck",
            "gradgradcheck", "numerical_grad", "autograd", "func", "functional", "manual_seed",
            "zeros", "ones", "randn", "arange", "data", "nn", "optim", "save", "load",
-           "set_num_threads", "get_num_threads"]
+           "set_num_threads", "get_num_threads", "from_numpy", "multinomial"]
 
 
 def zeros(*shape, dtype=None, requires_grad=False):
@@ -47,3 +47,19 @@ def randn(*shape, dtype=None, requires_grad=False):
 def arange(*args, dtype=None):
     import numpy as np
     return Tensor(np.arange(*args), dtype=dtype)
+
+
+def from_numpy(array):
+    """A Tensor that shares memory with the ndarray ``array`` (no copy; writes to one show in
+    the other), keeping its dtype, as ``torch.from_numpy``. Floating arrays must be float32 or
+    float64 (minigrad's float types); integer and bool arrays are kept as they are."""
+    import numpy as np
+    if not isinstance(array, np.ndarray):
+        raise TypeError(f"from_numpy expects a numpy.ndarray, got {type(array).__name__}")
+    kind = array.dtype.kind
+    if kind not in "fiub" or (kind == "f" and array.dtype not in (np.float32, np.float64)):
+        raise TypeError(f"from_numpy supports float32, float64, integer and bool arrays, got "
+                        f"{array.dtype}")
+    t = Tensor(np.empty((0,), dtype=array.dtype))
+    t._data = array
+    return t

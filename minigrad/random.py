@@ -1,7 +1,7 @@
 """The random generator behind parameter initialization and dropout (seedable)."""
 import numpy as np
 
-__all__ = ["manual_seed", "default_rng"]
+__all__ = ["manual_seed", "default_rng", "multinomial"]
 
 _rng = [np.random.default_rng()]
 
@@ -15,3 +15,37 @@ def manual_seed(seed):
 def default_rng():
     """minigrad's current numpy Generator."""
     return _rng[0]
+
+
+def multinomial(input, num_samples, replacement=False, generator=None):
+    """Draw ``num_samples`` category indices per row of ``input`` (1-D (C,) or 2-D (N, C)
+    non-negative weights, normalised per row), as ``torch.multinomial``: without replacement
+    each index at most once per row (so num_samples <= the row's non-zero weights). Returns an
+    int64 Tensor (num_samples,) or (N, num_samples). ``generator``: a numpy Generator (default:
+    minigrad's, see manual_seed)."""
+    from .tensor import Tensor
+
+    w = np.asarray(getattr(input, "data", input))
+    if w.dtype.kind not in "fiu" or w.ndim not in (1, 2):
+        raise ValueError(f"multinomial expects 1-D or 2-D numeric weights, got {w.dtype} of "
+                         f"shape {w.shape}")
+    if isinstance(num_samples, bool) or not isinstance(num_samples, (int, np.integer)) \
+            or num_samples < 1:
+        raise ValueError(f"multinomial: num_samples must be a positive integer, got "
+                         f"{num_samples!r}")
+    if generator is not None and not isinstance(generator, np.random.Generator):
+        raise TypeError(f"multinomial: generator must be a numpy Generator, got "
+                        f"{type(generator).__name__}")
+    rows = np.atleast_2d(w).astype(np.float64)
+    if not np.all(np.isfinite(rows)) or np.any(rows < 0):
+        raise ValueError("multinomial: weights must be finite and non-negative")
+    sums = rows.sum(axis=1)
+    if np.any(sums <= 0):
+        raise ValueError("multinomial: every row needs a positive total weight")
+    if not replacement and num_samples > int((rows > 0).sum(axis=1).min()):
+        raise ValueError(f"multinomial: cannot draw {num_samples} samples without replacement "
+                         f"from a row with {int((rows > 0).sum(axis=1).min())} non-zero weights")
+    rng = generator if generator is not None else default_rng()
+    out = np.stack([rng.choice(rows.shape[1], size=int(num_samples), replace=bool(replacement),
+                               p=r / s) for r, s in zip(rows, sums)]).astype(np.int64)
+    return Tensor(out[0] if w.ndim == 1 else out)

@@ -192,9 +192,19 @@ class Softmax(Function):
         return (y * (g - (g * y).sum(axis=self.axis, keepdims=True)),)
 
 
-def softmax(a, axis=-1):
-    """y = exp(a) / sum(exp(a)) along axis;  da = y * (dy - sum(dy * y))"""
-    axis = _check_axis(a, axis)
+def _axis_or_dim(axis, dim, who):
+    """PyTorch spells the axis ``dim``: accept either, not two different ones."""
+    if dim is None:
+        return axis
+    if axis not in (-1, dim):
+        raise ValueError(f"{who}: give axis or dim, not both (got axis={axis}, dim={dim})")
+    return dim
+
+
+def softmax(a, axis=-1, dim=None):
+    """y = exp(a) / sum(exp(a)) along axis (``dim=`` as in PyTorch);
+    da = y * (dy - sum(dy * y))"""
+    axis = _check_axis(a, _axis_or_dim(axis, dim, "softmax"))
     return Softmax(axis)(a)
 
 
@@ -217,9 +227,10 @@ class LogSoftmax(Function):
         return (g - p * g.sum(axis=self.axis, keepdims=True),)
 
 
-def log_softmax(a, axis=-1):
-    """y = a - logsumexp(a) along axis;  da = dy - softmax(a) * sum(dy)"""
-    axis = _check_axis(a, axis)
+def log_softmax(a, axis=-1, dim=None):
+    """y = a - logsumexp(a) along axis (``dim=`` as in PyTorch);
+    da = dy - softmax(a) * sum(dy)"""
+    axis = _check_axis(a, _axis_or_dim(axis, dim, "log_softmax"))
     return LogSoftmax(axis)(a)
 
 

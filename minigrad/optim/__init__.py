@@ -332,7 +332,7 @@ class SGD(Optimizer):
     g = g + momentum * b (nesterov) or b;  p = p - lr * g
     """
 
-    def __init__(self, params, lr=1e-3, momentum=0, dampening=0, nesterov=False, weight_decay=0):
+    def __init__(self, params, lr=1e-3, momentum=0, dampening=0, weight_decay=0, nesterov=False):
         super().__init__(params, dict(lr=lr, momentum=momentum, dampening=dampening,
                                       nesterov=nesterov, weight_decay=weight_decay))
 
