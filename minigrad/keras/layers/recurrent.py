@@ -355,8 +355,8 @@ class GRU(_Recurrent):
         w_hh = F.transpose(F.getitem(self.recurrent_kernel, (slice(None), p)))
         b_ih = b_hh = None
         if self.bias is not None:
-            b = F.getitem(self.bias, (slice(None), p))
-            b_ih, b_hh = F.unbind(b, axis=0)
+            b_ih = F.getitem(self.bias, (0, p))     # fancy indexing: contiguous copies,
+            b_hh = F.getitem(self.bias, (1, p))     # as the kernels take them
         ys, h = F.gru_sequence(xt, w_ih, w_hh, b_ih, b_hh, h0=states[0], lengths=lengths)
         return ys, [h]
 
