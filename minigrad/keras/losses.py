@@ -101,7 +101,7 @@ class Loss:
         self.name = name or self.name
 
     def per_sample(self, y_true, y_pred):
-        if self.fn in (mean_squared_error, mean_absolute_error):
+        if type(self).fn in (mean_squared_error, mean_absolute_error):
             return type(self).fn(y_true, y_pred)
         return type(self).fn(y_true, y_pred, from_logits=self.from_logits)
 
