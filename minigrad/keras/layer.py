@@ -105,6 +105,11 @@ class Layer:
     _accepts_int_input = False
     _sets_output_mask = True
 
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "build" in cls.__dict__:          # every build() marks the layer built, as Keras
+            cls.build = _marking_build(cls.__dict__["build"])
+
     def __new__(cls, *args, **kwargs):
         obj = super().__new__(cls)
         obj._ctor = (args, dict(kwargs))   # the constructor's arguments, to clone the layer
@@ -217,8 +222,6 @@ class Layer:
     def _maybe_build(self, input_shape):
         if not self.built:
             self.build(input_shape)
-            self.built = True
-            self.input_spec_shape = input_shape
 
     def compute_output_shape(self, input_shape):
         return input_shape
@@ -332,6 +335,19 @@ class Layer:
 
     def __repr__(self):
         return f"<{type(self).__name__} name={self.name}, built={self.built}>"
+
+
+def _marking_build(build):
+    def wrapped(self, input_shape=None):
+        if self.built:
+            return
+        build(self, input_shape)
+        self.built = True
+        if input_shape is not None and self.input_spec_shape is None:
+            self.input_spec_shape = input_shape if isinstance(input_shape, list) \
+                else tuple(input_shape)
+    wrapped.__doc__, wrapped.__name__ = build.__doc__, "build"
+    return wrapped
 
 
 def _fmt(shape):

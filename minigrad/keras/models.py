@@ -160,6 +160,7 @@ class Sequential(Model):
 
     def pop(self):
         layer = self._layers.pop()
+        self.built = False
         self._maybe_build_stack()
         return layer
 
