@@ -355,7 +355,8 @@ def test_save_load_get_set_weights(tmp_path):
     before = model.predict(x, verbose=0)
     path = tmp_path / "m.weights.npz"
     model.save_weights(str(path))
-    raw = open(path, "rb").read(2)
+    with open(path, "rb") as f:
+        raw = f.read(2)
     assert raw == b"PK"                                    # an npz (zip) archive, no pickle
     keras.clear_session()
     other = Sequential([layers.Embedding(20, 4, input_length=5), layers.GRU(3),

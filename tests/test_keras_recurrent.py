@@ -3,7 +3,8 @@ cell equations (masks keep the state; go_backwards returns the reversed-order ou
 paths (compiled kernel and composed), gradients by finite differences."""
 import numpy as np
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 import minigrad as mg
 from minigrad import keras
@@ -247,7 +248,7 @@ def test_initial_state_and_stateful():
     layer.set_weights(w)
     h0 = rng.standard_normal((2, 3)).astype(np.float32)
     c0 = rng.standard_normal((2, 3)).astype(np.float32)
-    out, h, c = layer(x, initial_state=[h0, c0])
+    _, h, c = layer(x, initial_state=[h0, c0])
     _, (rh, rc) = reference("LSTM", x, w, h0=h0, c0=c0)
     np.testing.assert_allclose(h.data, rh, rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(c.data, rc, rtol=1e-4, atol=1e-5)

@@ -10,14 +10,38 @@ recurrent kernels.
 Weights have Keras's names, shapes and gate orders, so parameter counts equal Keras's; the
 recurrent layers run on the same Cython kernels as ``minigrad.nn``. See docs/keras.md.
 """
-from . import activations, backend, callbacks, initializers, layers, losses, metrics, \
-    optimizers, utils
+from . import (
+           activations,
+           backend,
+           callbacks,
+           initializers,
+           layers,
+           losses,
+           metrics,
+           optimizers,
+           utils,
+)
 from .backend import clear_session
 from .layer import Input, KerasTensor, Layer
 from .models import Model, Sequential
 
 models = __import__(__name__ + ".models", fromlist=["Model"])
 
-__all__ = ["Sequential", "Model", "Input", "Layer", "KerasTensor", "layers", "models", "utils",
-           "callbacks", "optimizers", "losses", "metrics", "activations", "initializers",
-           "backend", "clear_session"]
+__all__ = [
+           "Input",
+           "KerasTensor",
+           "Layer",
+           "Model",
+           "Sequential",
+           "activations",
+           "backend",
+           "callbacks",
+           "clear_session",
+           "initializers",
+           "layers",
+           "losses",
+           "metrics",
+           "models",
+           "optimizers",
+           "utils",
+]

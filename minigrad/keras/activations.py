@@ -4,8 +4,19 @@ import numpy as np
 
 from .. import functional as F
 
-__all__ = ["get", "linear", "relu", "sigmoid", "tanh", "softmax", "softplus", "elu",
-           "hard_sigmoid", "swish", "exponential"]
+__all__ = [
+    "elu",
+    "exponential",
+    "get",
+    "hard_sigmoid",
+    "linear",
+    "relu",
+    "sigmoid",
+    "softmax",
+    "softplus",
+    "swish",
+    "tanh",
+]
 
 
 def linear(x):

@@ -11,7 +11,7 @@ import weakref
 
 import numpy as np
 
-__all__ = ["clear_session", "unique_name", "set_mask", "get_mask", "floatx"]
+__all__ = ["clear_session", "floatx", "get_mask", "set_mask", "unique_name"]
 
 _counts = {}
 _masks = {}   # id(tensor) -> (weakref to tensor, mask ndarray)

@@ -4,7 +4,7 @@ import warnings
 
 import numpy as np
 
-__all__ = ["Callback", "History", "EarlyStopping", "ModelCheckpoint", "ReduceLROnPlateau"]
+__all__ = ["Callback", "EarlyStopping", "History", "ModelCheckpoint", "ReduceLROnPlateau"]
 
 
 class Callback:

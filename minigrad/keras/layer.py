@@ -12,7 +12,7 @@ from ..nn.module import Parameter
 from ..tensor import Tensor
 from . import backend
 
-__all__ = ["Layer", "Variable", "KerasTensor", "Node", "Input", "InputLayer"]
+__all__ = ["Input", "InputLayer", "KerasTensor", "Layer", "Node", "Variable"]
 
 
 class Variable(Parameter):

@@ -9,10 +9,20 @@ import numpy as np
 from .. import functional as F
 from ..tensor import Tensor
 
-__all__ = ["get", "Loss", "MeanSquaredError", "MeanAbsoluteError", "BinaryCrossentropy",
-           "CategoricalCrossentropy", "SparseCategoricalCrossentropy", "mean_squared_error",
-           "mean_absolute_error", "binary_crossentropy", "categorical_crossentropy",
-           "sparse_categorical_crossentropy"]
+__all__ = [
+    "BinaryCrossentropy",
+    "CategoricalCrossentropy",
+    "Loss",
+    "MeanAbsoluteError",
+    "MeanSquaredError",
+    "SparseCategoricalCrossentropy",
+    "binary_crossentropy",
+    "categorical_crossentropy",
+    "get",
+    "mean_absolute_error",
+    "mean_squared_error",
+    "sparse_categorical_crossentropy",
+]
 
 EPSILON = 1e-7
 

@@ -1,8 +1,17 @@
 """Metrics by Keras name: running means over the samples seen since ``reset_state``."""
 import numpy as np
 
-__all__ = ["get", "Metric", "Mean", "BinaryAccuracy", "CategoricalAccuracy",
-           "SparseCategoricalAccuracy", "Accuracy", "MeanSquaredError", "MeanAbsoluteError"]
+__all__ = [
+    "Accuracy",
+    "BinaryAccuracy",
+    "CategoricalAccuracy",
+    "Mean",
+    "MeanAbsoluteError",
+    "MeanSquaredError",
+    "Metric",
+    "SparseCategoricalAccuracy",
+    "get",
+]
 
 
 def _arr(x):

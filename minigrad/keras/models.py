@@ -239,7 +239,7 @@ class Functional(Model):
                                 f"keras.Input and layer calls), got {type(t).__name__}")
         for t in self.inputs:
             if not isinstance(t.node.layer, InputLayer):
-                raise ValueError("Model inputs must come from keras.Input")
+                raise TypeError("Model inputs must come from keras.Input")
         self._nodes = self._topological_nodes()
         seen = []
         for node in self._nodes:

@@ -23,7 +23,7 @@ import numpy as np
 
 from .. import optim
 
-__all__ = ["Optimizer", "SGD", "Adam", "RMSprop", "Adagrad", "get"]
+__all__ = ["SGD", "Adagrad", "Adam", "Optimizer", "RMSprop", "get"]
 
 
 class Optimizer:

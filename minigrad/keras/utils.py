@@ -4,8 +4,13 @@ import math
 
 import numpy as np
 
-__all__ = ["pad_sequences", "to_categorical", "timeseries_dataset_from_array", "Dataset",
-           "set_random_seed"]
+__all__ = [
+    "Dataset",
+    "pad_sequences",
+    "set_random_seed",
+    "timeseries_dataset_from_array",
+    "to_categorical",
+]
 
 
 def pad_sequences(sequences, maxlen=None, dtype="int32", padding="pre", truncating="pre",

@@ -5,6 +5,20 @@ from .recurrent import GRU, LSTM, SimpleRNN
 from .text import TextVectorization
 from .wrappers import Bidirectional, TimeDistributed
 
-__all__ = ["Layer", "Input", "InputLayer", "Dense", "Embedding", "Dropout", "Activation",
-           "Flatten", "RepeatVector", "SimpleRNN", "LSTM", "GRU", "Bidirectional",
-           "TimeDistributed", "TextVectorization"]
+__all__ = [
+           "GRU",
+           "LSTM",
+           "Activation",
+           "Bidirectional",
+           "Dense",
+           "Dropout",
+           "Embedding",
+           "Flatten",
+           "Input",
+           "InputLayer",
+           "Layer",
+           "RepeatVector",
+           "SimpleRNN",
+           "TextVectorization",
+           "TimeDistributed",
+]

@@ -5,7 +5,7 @@ from ... import functional as F
 from .. import activations
 from ..layer import Layer
 
-__all__ = ["Dense", "Embedding", "Dropout", "Activation", "Flatten", "RepeatVector"]
+__all__ = ["Activation", "Dense", "Dropout", "Embedding", "Flatten", "RepeatVector"]
 
 
 def _positive_int(name, value):

@@ -36,7 +36,7 @@ from ...tensor import Tensor
 from .. import activations
 from ..layer import Layer
 
-__all__ = ["SimpleRNN", "LSTM", "GRU"]
+__all__ = ["GRU", "LSTM", "SimpleRNN"]
 
 
 def _rate(name, value):

@@ -10,7 +10,7 @@ from ..layer import Layer
 
 __all__ = ["TextVectorization"]
 
-_PUNCT = re.compile("[%s]" % re.escape(string.punctuation))
+_PUNCT = re.compile(f"[{re.escape(string.punctuation)}]")
 
 
 class TextVectorization(Layer):

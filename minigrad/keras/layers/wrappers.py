@@ -106,7 +106,7 @@ class TimeDistributed(Layer):
     def __init__(self, layer, **kwargs):
         super().__init__(**kwargs)
         if not isinstance(layer, Layer):
-            raise ValueError(f"TimeDistributed wraps a Layer, got {type(layer).__name__}")
+            raise TypeError(f"TimeDistributed wraps a Layer, got {type(layer).__name__}")
         self.layer = layer
         self._layers = [layer]
 
