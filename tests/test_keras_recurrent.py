@@ -194,48 +194,28 @@ def test_shapes_and_masks(kind, units, T, B, rs, rst, back, masked, seed):
 
 @pytest.mark.parametrize("kind,kw", [("SimpleRNN", {}), ("LSTM", {}), ("GRU", {}),
                                      ("GRU", {"reset_after": False}),
-                                     ("SimpleRNN", {"activation": "sigmoid"})])
-@pytest.mark.parametrize("mask_style", [None, "left"])
+                                     ("SimpleRNN", {"activation": "sigmoid"}),
+                                     ("LSTM", {"go_backwards": True})])
+@pytest.mark.parametrize("mask_style", [None, "left", "holes"])
 def test_gradients_finite_differences(kind, kw, mask_style):
+    """minigrad.gradcheck (float64) of every output (sequence and final states) with respect to
+    the input, the initial state and the Keras-named weights: the gradients flow back through
+    the layout mapping and the mask gathers."""
     rng = np.random.default_rng(5)
-    B, T, I, H = 2, 3, 2, 3
-    layer = _layer(kind, H, return_sequences=True, dtype="float64", **kw)
+    B, T, I, H = 2, 4, 2, 3
+    layer = _layer(kind, H, return_sequences=True, return_state=True, dtype="float64", **kw)
     layer.build((None, T, I))
-    layer.built = True
-    w = [a.astype(np.float64) for a in _random_weights(layer, rng)]
-    layer.set_weights(w)
+    layer.set_weights([a.astype(np.float64) for a in _random_weights(layer, rng)])
     mask = _masks(B, T, rng, mask_style)
-    x0 = rng.standard_normal((B, T, I))
-    proj = rng.standard_normal((B, T, H))
+    x = mg.tensor(rng.standard_normal((B, T, I)), requires_grad=True, dtype="float64")
+    h0 = mg.tensor(rng.standard_normal((B, H)), requires_grad=True, dtype="float64")
+    states = [h0] + ([mg.tensor(rng.standard_normal((B, H)), requires_grad=True,
+                                dtype="float64")] if kind == "LSTM" else [])
 
-    def f(x, *ws):
-        for v, wt in zip(layer.weights, ws):
-            v.data[...] = wt.data
-        return (layer(x, mask=mask) * proj).sum()
+    def fn(x, *rest):
+        return tuple(layer(x, mask=mask, initial_state=list(rest[:len(states)])))
 
-    # gradients with respect to the Keras-named weights flow through the layout mapping
-    x = mg.tensor(x0, requires_grad=True, dtype="float64")
-    out = (layer(x, mask=mask) * proj).sum()
-    for v in layer.weights:
-        v.grad = None
-    out.backward()
-    analytic = [v.grad.copy() for v in layer.weights] + [x.grad.copy()]
-    eps = 1e-6
-    params = [v.data for v in layer.weights] + [x0]
-    for k, arr in enumerate(params):
-        num = np.zeros_like(arr)
-        it = np.nditer(arr, flags=["multi_index"])
-        for _ in it:
-            i = it.multi_index
-            old = arr[i]
-            arr[i] = old + eps
-            fp = (layer(x0 if k < len(params) - 1 else arr, mask=mask).data * proj).sum()
-            arr[i] = old - eps
-            fm = (layer(x0 if k < len(params) - 1 else arr, mask=mask).data * proj).sum()
-            arr[i] = old
-            num[i] = (fp - fm) / (2 * eps)
-        np.testing.assert_allclose(analytic[k], num, rtol=1e-5, atol=1e-7)
-    del f
+    assert mg.gradcheck(fn, [x, *states, *layer.weights])
 
 
 def test_initial_state_and_stateful():
@@ -316,3 +296,33 @@ def test_bad_inputs():
         layers.GRU(2, activation="nope")
     with pytest.raises(ValueError, match="dropout"):
         layers.GRU(2, dropout=1.5)
+
+
+@given(units=st.integers(1, 4), T=st.integers(1, 4), B=st.integers(1, 3),
+       merge=st.sampled_from(["concat", "sum", "mul", "ave", None]), rs=st.booleans(),
+       rst=st.booleans(), kind=st.sampled_from(["SimpleRNN", "LSTM", "GRU"]))
+def test_bidirectional_shapes_and_counts(units, T, B, merge, rs, rst, kind):
+    bi = layers.Bidirectional(_layer(kind, units, return_sequences=rs, return_state=rst),
+                              merge_mode=merge)
+    x = np.random.default_rng(0).standard_normal((B, T, 2)).astype(np.float32)
+    out = bi(x)
+    want = bi.compute_output_shape((None, T, 2))
+    outs = out if isinstance(out, list) else [out]
+    wants = want if isinstance(want, list) else [want]
+    assert [tuple(o.shape) for o in outs] == [(B,) + tuple(w[1:]) for w in wants]
+    G = {"SimpleRNN": 1, "LSTM": 4, "GRU": 3}[kind]
+    nb = 2 * units if kind == "GRU" else units
+    assert bi.count_params() == 2 * G * (2 * units + units * units) + 2 * G * nb
+
+
+@given(units=st.integers(1, 5), lead=st.lists(st.integers(1, 3), min_size=1, max_size=3),
+       feat=st.integers(1, 4), bias=st.booleans())
+def test_dense_shapes_counts_and_values(units, lead, feat, bias):
+    d = layers.Dense(units, use_bias=bias, activation="tanh")
+    x = np.random.default_rng(1).standard_normal(tuple(lead) + (feat,)).astype(np.float32)
+    y = d(x)
+    assert y.shape == tuple(lead) + (units,)
+    assert d.count_params() == feat * units + (units if bias else 0)
+    w = d.get_weights()
+    ref = x @ w[0] + (w[1] if bias else 0)
+    np.testing.assert_allclose(y.data, np.tanh(ref), rtol=1e-5, atol=1e-6)
