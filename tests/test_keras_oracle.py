@@ -162,3 +162,37 @@ def test_training_steps_match(optimizer, loss, rnn):
         assert lm == pytest.approx(lk, rel=2e-5, abs=1e-6), step
     for a, b in zip(km.get_weights(), mm.get_weights()):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_fit_history_matches():
+    def build(lib):
+        m = lib.models.Sequential([lib.layers.Input((6, 2)), lib.layers.GRU(4),
+                                   lib.layers.Dense(1)])
+        m.compile(optimizer=lib.optimizers.SGD(learning_rate=0.05), loss="mse",
+                  metrics=["mae"])
+        return m
+    km, mm = build(K), build(mk)
+    mm.set_weights(km.get_weights())
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((10, 6, 2)).astype(np.float32)
+    y = x.sum(axis=(1, 2))[:, None].astype(np.float32)
+    kw = dict(epochs=3, batch_size=4, shuffle=False, verbose=0, validation_data=(x[:5], y[:5]))
+    hk = km.fit(x, y, **kw).history
+    hm = mm.fit(x, y, **kw).history
+    assert set(hk) == set(hm)
+    for key in hk:
+        np.testing.assert_allclose(hm[key], hk[key], rtol=2e-5, atol=1e-6, err_msg=key)
+
+
+def test_functional_masked_model_matches():
+    def build(lib):
+        inp = lib.Input(shape=(None,), dtype="int32")
+        e = lib.layers.Embedding(20, 3, mask_zero=True)(inp)
+        s = lib.layers.LSTM(4, return_sequences=True)(e)
+        out = lib.layers.GRU(2)(s)
+        return lib.Model(inp, out)
+    km, mm = build(K), build(mk)
+    mm.set_weights(km.get_weights())
+    x = np.array([[0, 0, 3, 4, 5], [1, 2, 3, 0, 0], [0, 7, 0, 8, 9]])
+    np.testing.assert_allclose(km.predict(x, verbose=0), mm.predict(x, verbose=0),
+                               rtol=1e-5, atol=1e-6)

@@ -297,7 +297,9 @@ class Trainer:
         """The model's outputs on x as NumPy arrays, batch by batch, in inference mode and
         without a tape."""
         batch_size = 32 if batch_size is None else int(batch_size)
+        verbose = 1 if verbose == "auto" else int(verbose)
         outs = []
+        t0 = time.perf_counter()
         with no_grad():
             for xb, _ in self._batches(x if _is_dataset(x) else _as_array(x), None, batch_size):
                 out = self._forward(xb, training=False)
@@ -305,6 +307,9 @@ class Trainer:
                             else out.data)
         if not outs:
             raise ValueError("predict got no samples")
+        if verbose:
+            secs, per = _time_text(time.perf_counter() - t0, len(outs))
+            print(f"{len(outs)}/{len(outs)} " + "\u2501" * 20 + f" {secs} {per}")
         if isinstance(outs[0], list):
             return [np.concatenate([o[i] for o in outs]) for i in range(len(outs[0]))]
         return np.concatenate(outs)
