@@ -473,3 +473,22 @@ def test_bad_names_and_masks():
         model.fit(np.zeros((3, 2)), np.zeros((2, 1)), verbose=0)
     with pytest.raises(IndexError, match="out of range"):
         layers.Embedding(5, 2)(np.array([[7]]))
+
+
+def test_layers_take_any_sequence_length():
+    rng = np.random.default_rng(6)
+    lstm = layers.LSTM(3)
+    assert lstm(rng.random((2, 5, 4))).shape == (2, 3)
+    assert lstm(rng.random((2, 9, 4))).shape == (2, 3)        # another length: fine
+    with pytest.raises(ValueError, match=r"\(None, None, 4\).*\(2, 9, 5\)"):
+        lstm(rng.random((2, 9, 5)))                          # another feature size: refused
+    lazy = Sequential([layers.GRU(3), layers.Dense(1)])
+    assert lazy.predict(rng.random((2, 5, 4)), verbose=0).shape == (2, 1)
+    assert lazy.predict(rng.random((2, 7, 4)), verbose=0).shape == (2, 1)
+    fixed = Sequential([layers.GRU(3, input_shape=(5, 4)), layers.Dense(1)])
+    with pytest.raises(ValueError, match=r"built for input shape \(None, 5, 4\)"):
+        fixed.predict(rng.random((2, 7, 4)), verbose=0)
+    emb = Sequential([layers.Embedding(10, 2), layers.Flatten(), layers.Dense(1)])
+    assert "0 (unbuilt)" in _summary(emb)                    # Flatten needs the length
+    assert emb.predict(np.ones((2, 3), int), verbose=0).shape == (2, 1)
+    assert [r[3] for r in _rows(_summary(emb))] == [20, 0, 7]

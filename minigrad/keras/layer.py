@@ -253,6 +253,7 @@ class Layer:
         shape = _shape_of(inputs)
         if not self.built:
             self._maybe_build(self._declared_or(shape))
+            self.input_spec_shape = self._spec_for(self.input_spec_shape)
         self._check_input(shape)
         if self.supports_masking:
             kwargs["mask"] = mask
@@ -267,9 +268,21 @@ class Layer:
         return out
 
     def _declared_or(self, shape):
+        """The shape to build for: the declared input shape (``input_shape=``) if any, else the
+        first input's with the batch unknown. Only what was declared, plus the feature size, is
+        checked on later calls (a layer takes sequences of any length, as in Keras)."""
         if isinstance(shape, list):
             return shape
+        if self._declared_input_shape is not None:
+            return (None,) + tuple(self._declared_input_shape[1:])
         return (None,) + tuple(shape[1:])
+
+    def _spec_for(self, shape):
+        if shape is None or isinstance(shape, list) or self._declared_input_shape is not None:
+            return shape
+        if self._accepts_int_input or len(shape) < 2:
+            return (None,) * len(shape)
+        return (None,) * (len(shape) - 1) + (shape[-1],)
 
     def _check_input(self, shape):
         """Raise on an input whose rank or fixed sizes differ from the shape the layer was
@@ -311,7 +324,8 @@ class Layer:
         inputs = args[0]
         shape = _shape_of(inputs)
         if not self.built:
-            self._maybe_build(self._declared_or(shape) if not isinstance(shape, list) else shape)
+            self._maybe_build(self._declared_or(shape))
+            self.input_spec_shape = self._spec_for(self.input_spec_shape)
         self._check_input(shape)
         out_shape = self.compute_output_shape(self._symbolic_shape(shape, kwargs))
         node = Node(self, args, kwargs)

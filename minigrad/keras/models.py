@@ -176,6 +176,7 @@ class Sequential(Model):
         for layer in self._layers:
             if not layer.built:
                 layer._maybe_build(shape)
+                layer.input_spec_shape = layer._spec_for(layer.input_spec_shape)
             shape = layer.compute_output_shape(shape)
             self._shapes.append(shape)
         self.built = True
@@ -194,10 +195,13 @@ class Sequential(Model):
             x = args[0]
             a = x.data if isinstance(x, Tensor) else np.asarray(x)
             shape = a.shape
+            self.build((None,) + shape[1:])
+            # built from data: later calls may change the sequence length (only the feature
+            # size is checked), as a lazily built Keras model
             if self._layers and self._layers[0]._accepts_int_input:
-                self.build((None,) * len(shape))
-            else:   # only the feature size is fixed, as a lazily built Keras model
-                self.build((None,) * (len(shape) - 1) + shape[-1:])
+                self.input_spec_shape = (None,) * len(shape)
+            else:
+                self.input_spec_shape = (None,) * (len(shape) - 1) + shape[-1:]
         return super().__call__(*args, **kwargs)
 
     def _to_tensor(self, x):
@@ -215,7 +219,10 @@ class Sequential(Model):
         if not self.built and self._layers and self._layers[0]._accepts_int_input:
             # An Embedding first needs no input shape for its weights: build the stack for
             # (batch, time) unknown, as Keras 2 printed it (the notes' tables).
-            self.build((None, None))
+            try:
+                self.build((None, None))
+            except ValueError:      # a layer needs the length (Flatten -> Dense): unbuilt
+                self.built = False
         shapes = getattr(self, "_shapes", None) if self.built else None
         rows = []
         for i, layer in enumerate(self._layers):
