@@ -176,7 +176,8 @@ def test_fit_history_matches():
     rng = np.random.default_rng(2)
     x = rng.standard_normal((10, 6, 2)).astype(np.float32)
     y = x.sum(axis=(1, 2))[:, None].astype(np.float32)
-    kw = dict(epochs=3, batch_size=4, shuffle=False, verbose=0, validation_data=(x[:5], y[:5]))
+    kw = {"epochs": 3, "batch_size": 4, "shuffle": False, "verbose": 0,
+          "validation_data": (x[:5], y[:5])}
     hk = km.fit(x, y, **kw).history
     hm = mm.fit(x, y, **kw).history
     assert set(hk) == set(hm)

@@ -18,14 +18,13 @@ from . import (
            layers,
            losses,
            metrics,
+           models,
            optimizers,
            utils,
 )
 from .backend import clear_session
 from .layer import Input, KerasTensor, Layer
 from .models import Model, Sequential
-
-models = __import__(__name__ + ".models", fromlist=["Model"])
 
 __all__ = [
            "Input",
