@@ -3,6 +3,7 @@ model run through main([...]) on a little data, and bad command-line input is re
 import importlib.util
 import pathlib
 
+import numpy as np
 import pytest
 
 EXAMPLE = pathlib.Path(__file__).resolve().parent.parent / "examples" / "keras_notes.py"
@@ -29,6 +30,7 @@ def test_quick_run(notes, capsys):
     mae, naive = res["time_series"]
     assert mae > 0 and naive > 0
     assert "test accuracy" in out and "time series: test MAE" in out
+    assert res["hello"][0] == "ello" and "hello: 'hell' -> " in out
 
 
 def test_window_model_learns(notes):
@@ -42,3 +44,35 @@ def test_bad_arguments(notes):
         notes.main(["--epochs", "0"])
     with pytest.raises(SystemExit):
         notes.main(["--verbose", "3"])
+
+
+def test_hello_model(notes):
+    greedy, text = notes.hello(150)
+    assert greedy == "ello"
+    assert len(text) == 5 and text[0] == "h" and set(text) <= set("helo")
+
+
+def test_imdb_folder_and_csv(notes, tmp_path, capsys):
+    pos = ["a great movie, great acting", "wonderful and great fun", "great great film"]
+    neg = ["a bad movie, awful acting", "boring and bad", "bad bad film"]
+    for split in ("train", "test"):
+        for label, texts in (("pos", pos), ("neg", neg)):
+            d = tmp_path / "aclImdb" / split / label
+            d.mkdir(parents=True)
+            for i, t in enumerate(texts):
+                (d / f"{i}_1.txt").write_text(t + "<br />", encoding="utf-8")
+    x_train, y_train, x_test, y_test = notes.read_imdb(str(tmp_path / "aclImdb"), 50, 8)
+    assert x_train.shape == (6, 8) and x_test.shape == (6, 8)
+    assert y_train.tolist() == [1, 1, 1, 0, 0, 0]
+    assert (x_train[:, 0] == 0).any()                      # short reviews padded in front
+    csv = tmp_path / "series.csv"
+    csv.write_text("t,value\n" + "".join(f"{i},{np.sin(i / 3):.4f}\n" for i in range(60)))
+    s = notes.read_csv_series(str(csv))
+    assert s.shape == (60,) and abs(float(s.mean())) < 1e-5
+    res = notes.main(["--quick", "--epochs", "1", "--imdb", str(tmp_path / "aclImdb"),
+                      "--csv", str(csv)])
+    assert set(res["accuracy"]) == {"Embedding + Dense", "SimpleRNN", "LSTM", "GRU",
+                                    "GRU 2-layer"}
+    with pytest.raises(SystemExit):
+        notes.main(["--quick", "--imdb", str(tmp_path / "nowhere")])
+    capsys.readouterr()
