@@ -63,7 +63,7 @@ def test_imdb_folder_and_csv(notes, tmp_path, capsys):
                 (d / f"{i}_1.txt").write_text(t + "<br />", encoding="utf-8")
     x_train, y_train, x_test, y_test = notes.read_imdb(str(tmp_path / "aclImdb"), 50, 8)
     assert x_train.shape == (6, 8) and x_test.shape == (6, 8)
-    assert y_train.tolist() == [1, 1, 1, 0, 0, 0]
+    assert y_train.tolist() == y_test.tolist() == [1, 1, 1, 0, 0, 0]
     assert (x_train[:, 0] == 0).any()                      # short reviews padded in front
     csv = tmp_path / "series.csv"
     csv.write_text("t,value\n" + "".join(f"{i},{np.sin(i / 3):.4f}\n" for i in range(60)))
