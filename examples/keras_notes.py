@@ -15,6 +15,10 @@
    (``timeseries_dataset_from_array``), split by time, the notes' stacked SimpleRNN(3) ->
    SimpleRNN(3) -> Dense(1) trained with the mean absolute error; prints the test MAE beside the
    MAE of repeating the last value of the window.
+
+A full run (``python examples/keras_notes.py``, about half a minute) printed: test accuracy
+0.982 (Embedding + Dense), 0.942 (SimpleRNN), 0.974 (LSTM), 0.982 (GRU), 0.982 (two-layer GRU);
+time series test MAE 0.124 against 0.170 for repeating the last value; 'hell' -> 'ello'.
 4. The character-level "hello" model (seed 004): vocabulary h, e, l, o one-hot, a SimpleRNN with
    3 hidden units and a softmax over the 4 characters at every step, trained on "hell" -> "ello";
    prints the greedy prediction and a sampled continuation of "h".
@@ -213,8 +217,9 @@ def hello(epochs, seed=0):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--quick", action="store_true", help="less data, fewer epochs")
-    p.add_argument("--epochs", type=int, default=None, help="epochs per model (default 8, "
-                   "quick 2)")
+    p.add_argument("--epochs", type=int, default=None, help="epochs per sentiment model "
+                   "(default 8, quick 2); the small window model trains 25 times as many (quick: "
+                   "twice)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--verbose", type=int, default=0, choices=(0, 1, 2),
                    help="fit's progress lines (Keras's verbose)")
@@ -228,7 +233,7 @@ def main(argv=None):
     acc = sentiment_comparison(200 if args.quick else 2000, 100 if args.quick else 500,
                                epochs, args.seed, args.verbose, imdb=args.imdb)
     series = read_csv_series(args.csv) if args.csv else None
-    ts = time_series(200 if args.quick else 1000, epochs * (2 if args.quick else 5), args.seed,
+    ts = time_series(200 if args.quick else 1000, epochs * (2 if args.quick else 25), args.seed,
                      verbose=args.verbose, series=series)
     chars = hello(100 if args.quick else 300, args.seed)
     return {"totals": totals, "accuracy": acc, "time_series": ts, "hello": chars}
