@@ -492,3 +492,12 @@ def test_layers_take_any_sequence_length():
     assert "0 (unbuilt)" in _summary(emb)                    # Flatten needs the length
     assert emb.predict(np.ones((2, 3), int), verbose=0).shape == (2, 1)
     assert [r[3] for r in _rows(_summary(emb))] == [20, 0, 7]
+
+
+def test_python_lists_as_data():
+    model = Sequential([layers.Embedding(10, 2), layers.SimpleRNN(2), layers.Dense(1)])
+    model.compile('sgd', 'mse')
+    hist = model.fit([[1, 2, 3], [4, 5, 6]], [0.0, 1.0], epochs=2, verbose=0)
+    assert len(hist.history["loss"]) == 2
+    assert model.predict([[1, 2, 3]], verbose=0).shape == (1, 1)
+    assert isinstance(model.evaluate([[1, 2, 3]], [1.0], verbose=0), float)

@@ -107,6 +107,18 @@ class Trainer:
         return ["loss"] + [m if isinstance(m, str) else m.name for m in self._metric_specs]
 
     # ----- batches ---------------------------------------------------------------------
+    def _inputs(self, x):
+        """x as arrays: a list is several inputs only for a model with several inputs (a
+        nested Python list for a one-input model is one array, as in Keras)."""
+        if isinstance(x, (list, tuple)) and not getattr(self, "_multi_in", False):
+            return np.asarray(x)
+        return _as_array(x)
+
+    def _targets(self, y):
+        if isinstance(y, (list, tuple)) and not getattr(self, "_multi_out", False):
+            return np.asarray(y)
+        return _as_array(y)
+
     def _batches(self, x, y, batch_size, shuffle=False):
         if _is_dataset(x):
             for batch in x:
@@ -198,10 +210,10 @@ class Trainer:
         batch_size = 32 if batch_size is None else int(batch_size)
         verbose = 1 if verbose == "auto" else int(verbose)
         if not _is_dataset(x):
-            x = _as_array(x)
+            x = self._inputs(x)
             if y is None:
                 raise ValueError("fit needs targets y (or a dataset of (x, y) batches)")
-            y = _as_array(y)
+            y = self._targets(y)
             if validation_split and validation_data is None:
                 if not 0 < validation_split < 1:
                     raise ValueError(f"validation_split must be in (0, 1), got "
@@ -267,8 +279,8 @@ class Trainer:
     def _evaluate_logs(self, x, y, batch_size):
         self._reset_metrics()
         total = count = 0
-        for xb, yb in self._batches(x if _is_dataset(x) else _as_array(x),
-                                    None if y is None else _as_array(y), batch_size):
+        for xb, yb in self._batches(x if _is_dataset(x) else self._inputs(x),
+                                    None if y is None else self._targets(y), batch_size):
             loss, n = self._eval_step(xb, yb)
             total += loss * n
             count += n
@@ -301,7 +313,8 @@ class Trainer:
         outs = []
         t0 = time.perf_counter()
         with no_grad():
-            for xb, _ in self._batches(x if _is_dataset(x) else _as_array(x), None, batch_size):
+            for xb, _ in self._batches(x if _is_dataset(x) else self._inputs(x), None,
+                                       batch_size):
                 out = self._forward(xb, training=False)
                 outs.append([o.data for o in out] if isinstance(out, (list, tuple))
                             else out.data)
@@ -316,5 +329,5 @@ class Trainer:
 
     def predict_on_batch(self, x):
         with no_grad():
-            out = self._forward(_as_array(x), training=False)
+            out = self._forward(self._inputs(x), training=False)
         return [o.data for o in out] if isinstance(out, (list, tuple)) else out.data
