@@ -258,9 +258,11 @@ def backward(root, grad=None, retain_graph=False):
                 break
         else:  # no gradient reached this node: pass "nothing" on so counts still drop
             gins = (None,) * len(node.inputs)
-        if not retain_graph:
-            node.saved = _FREED
-        for t, g in zip(node.inputs, gins):
+        inputs = node.inputs
+        if not retain_graph:  # release what the node holds: saved arrays and input tensors,
+            node.saved = _FREED  # so a kept output (a logged loss) keeps no activations alive
+            node.inputs = (None,) * len(inputs)
+        for t, g in zip(inputs, gins):
             if t is None or not t.requires_grad:
                 continue
             child = t._ctx
