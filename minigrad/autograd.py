@@ -12,6 +12,7 @@ gradient into ``.grad``.
 """
 from __future__ import annotations
 
+import threading
 import weakref
 
 import numpy as np
@@ -301,8 +302,12 @@ def _hook_result(res, like):
     return arr.astype(like.dtype, copy=False)
 
 
+_LEAF_LOCK = threading.Lock()  # one backward's stores into .grad happen as one step across threads
+
+
 def _store_leaf_grads(leaf_grads):
     kept = set()  # ids of the arrays stored without a copy
+    ready = []
     for t, g, owned in leaf_grads.values():
         if g.shape != t.data.shape:
             raise RuntimeError(
@@ -316,17 +321,20 @@ def _store_leaf_grads(leaf_grads):
         if g.dtype != t.data.dtype:
             g = g.astype(t.data.dtype)
             owned = True
-        if t.grad is None:
-            # Copy on first store unless the array is ours alone (a sum made here, or a fresh
-            # kernel output that is not a view and went to no other leaf): otherwise it may be
-            # shared with another tensor's gradient or with the caller's upstream gradient.
-            if owned and g.base is None and id(g) not in kept:
-                kept.add(id(g))
-                t.grad = g
+        ready.append((t, g, owned))
+    with _LEAF_LOCK:  # two threads' backwards into one leaf: neither one's sum is lost
+        for t, g, owned in ready:
+            if t.grad is None:
+                # Copy on first store unless the array is ours alone (a sum made here, or a
+                # fresh kernel output that is not a view and went to no other leaf): otherwise
+                # it may be shared with another tensor's gradient or the caller's upstream one.
+                if owned and g.base is None and id(g) not in kept:
+                    kept.add(id(g))
+                    t.grad = g
+                else:
+                    t.grad = np.array(g, copy=True)
             else:
-                t.grad = np.array(g, copy=True)
-        else:
-            t.grad = t.grad + g
+                t.grad = t.grad + g
 
 
 def retain_grad_hook(tensor):
