@@ -133,6 +133,9 @@ class Tensor:
 
     def backward(self, grad=None, retain_graph=False):
         """Accumulate d(self)/d(leaf) into every leaf's ``.grad`` (BPTT for unrolled RNNs)."""
+        if grad is not None and np.asarray(getattr(grad, "data", grad)).dtype.kind not in "fiub":
+            raise TypeError(f"backward() gradient must be real (float), got dtype "
+                            f"{np.asarray(getattr(grad, 'data', grad)).dtype}")
         autograd.backward(self, grad, retain_graph)
 
     def detach(self):

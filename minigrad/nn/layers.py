@@ -75,6 +75,9 @@ class Linear(Module):
                              f"got {x.data.dtype} (convert the input, or the layer with "
                              f".double()/.float())")
         b = p["bias"]
+        if x.data.size == 0:  # an empty batch: the generic ops (the GEMM kernels need rows)
+            y = F.matmul(x, F.transpose(w, None))
+            return y if b is None else y + b
         return F.linear(x, w) if b is None else F.linear(x, w, b)
 
     def extra_repr(self):
