@@ -370,16 +370,17 @@ def _grad(p):
 
 def _fits(d, g):
     """Whether an update kernel can take the parameter's data d and gradient g as they are."""
-    return d.flags.c_contiguous and g.flags.c_contiguous and g.dtype == d.dtype
+    return (d.flags.c_contiguous and g.flags.c_contiguous and g.dtype == d.dtype
+            and d.flags.aligned and g.flags.aligned)
 
 
 def _update_copy(kernel, d, g, bufs, *args):
     """Call an update kernel (kernels.sgd_update, adam_update, ...) when d or g does not fit
-    it: g is converted to a C-contiguous array of d's dtype, and a strided d (a .data set by
-    hand) is updated through a contiguous copy, written back. The state buffers are the
+    it: g is converted to an aligned C-contiguous array of d's dtype, and a strided or
+    unaligned d (a .data set by hand) is updated through such a copy, written back. The state buffers are the
     optimizer's own, always C-contiguous."""
-    g = np.ascontiguousarray(g, dtype=d.dtype)
-    w = np.ascontiguousarray(d)
+    g = np.require(g, d.dtype, ("C", "A"))
+    w = np.require(d, None, ("C", "A"))
     kernel(w, g, *bufs, *args)
     if w is not d:
         d[...] = w
