@@ -42,9 +42,9 @@ def _run_threads(n, fn):
 def test_concurrent_backward_into_shared_leaves_loses_nothing(busy_switching):
     """Integer-valued data: every sum is exact, so the threaded total must equal the
     sequential one bit for bit, whatever the order."""
-    layer = nn.Linear(40, 30).double()
-    x = mg.Tensor(np.ones((4, 40)))
-    rounds = 300
+    layer = nn.Linear(400, 300).double()  # large: numpy adds it with the GIL released
+    x = mg.Tensor(np.ones((4, 400)))
+    rounds = 100
 
     def work(_):
         for _ in range(rounds):
