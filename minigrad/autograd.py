@@ -278,7 +278,7 @@ def backward(root, grad=None, retain_graph=False):
                 continue
             if g is not None:
                 if g.dtype != t.data.dtype:  # a float32 node feeding a float64 op gets float32
-                    g = g.astype(t.data.dtype)
+                    g = _cast_grad(g, t)
                 slot = pending.get(child)
                 if slot is None:
                     slot = pending[child] = [None] * child.n_out
@@ -302,6 +302,14 @@ def _hook_result(res, like):
     return arr.astype(like.dtype, copy=False)
 
 
+def _cast_grad(g, t):
+    if g.dtype.kind == "c" and t.data.dtype.kind != "c":  # never drop an imaginary part
+        raise TypeError(f"a complex gradient (dtype {g.dtype}) reached a real tensor of dtype "
+                        f"{t.data.dtype}: complex values entered the graph (a complex array "
+                        "assigned to .data?); minigrad differentiates real tensors only")
+    return g.astype(t.data.dtype)
+
+
 _LEAF_LOCK = threading.Lock()  # one backward's stores into .grad happen as one step across threads
 
 
@@ -319,7 +327,7 @@ def _store_leaf_grads(leaf_grads):
                     g = _hook_result(res, g)
                     owned = False
         if g.dtype != t.data.dtype:
-            g = g.astype(t.data.dtype)
+            g = _cast_grad(g, t)
             owned = True
         ready.append((t, g, owned))
     with _LEAF_LOCK:  # two threads' backwards into one leaf: neither one's sum is lost

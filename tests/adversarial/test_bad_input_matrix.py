@@ -219,13 +219,18 @@ def _summarize(run, shape, vname, route):
         try:
             arr = _variants(shape)[vname]() if vname else None
             res = run(arr, route)
-            out[backend] = ("ok", [None if r is None else np.array(r, dtype=np.float64)
-                                   for r in res])
+            out[backend] = ("ok", [None if r is None else _wide(r) for r in res])
         except CLEAR as e:
             out[backend] = ("clear", f"{type(e).__name__}: {str(e)[:200]}")
         except BaseException as e:  # an unclear exception type is a finding
             out[backend] = ("unclear", f"{type(e).__name__}: {e}\n{traceback.format_exc()}")
     return out
+
+
+def _wide(r):
+    """A result as float64 (complex128 when complex: its imaginary part is compared too)."""
+    r = np.asarray(r)
+    return r.astype(np.complex128 if r.dtype.kind == "c" else np.float64)
 
 
 def _child(conn, run, shape, vname, route):

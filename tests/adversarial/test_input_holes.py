@@ -47,6 +47,12 @@ def test_complex_is_refused_everywhere_it_could_enter():
     with pytest.raises(TypeError, match=r"real.*complex128"):
         (x * 2).backward(np.ones(3, dtype=complex))
     assert x.grad is None
+    c = mg.Tensor(np.ones(3))
+    c.data = np.full(3, 1j)  # complex data forced past the constructor
+    for y in (x * c, (x * 2) * c):
+        with pytest.raises(TypeError, match="complex gradient"):
+            y.sum().backward()
+    assert x.grad is None
 
 
 @pytest.mark.parametrize("shape", [(0, 3), (2, 0, 3), (0, 4, 3)])
