@@ -60,6 +60,8 @@ def _check_array(name, a, dtype=None, ref="x"):
     if not a.flags.c_contiguous:
         raise ValueError(f"{name} must be C-contiguous, got a non-contiguous array "
                          f"of shape {a.shape} with strides {a.strides}")
+    if not a.flags.aligned:  # as the compiled kernels: they read whole aligned elements
+        raise ValueError(f"{name} must be aligned and in native byte order, got {a.dtype}")
 
 
 def _check_sizes(name, a, letters, dtype=None):

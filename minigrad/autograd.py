@@ -568,9 +568,11 @@ def _run_backward(roots, seeds, retain_graph, create_graph, targets=None, captur
                     break
             else:  # no gradient reached this node (or none is needed): pass "nothing" on
                 gins = (None,) * len(node.inputs)
-            if not retain_graph:
-                node.saved = _FREED
-            for t, g in zip(node.inputs, gins):
+            inputs = node.inputs
+            if not retain_graph:  # release what the node holds: saved arrays and input
+                node.saved = _FREED  # tensors, so a kept output (a logged loss) keeps no
+                node.inputs = (None,) * len(inputs)  # activations alive
+            for t, g in zip(inputs, gins):
                 if t is None or not t.requires_grad:
                     continue
                 child = t._ctx
@@ -585,7 +587,7 @@ def _run_backward(roots, seeds, retain_graph, create_graph, targets=None, captur
                     continue
                 if g is not None:
                     if g.dtype != t._data.dtype:  # a float32 node feeding float64 gets float32
-                        g = g.astype(t._data.dtype)
+                        g = g.astype(t._data.dtype) if create_graph else _cast_grad(g, t)
                     slot = pending.get(child)
                     if slot is None:
                         slot = pending[child] = [None] * child.n_out
@@ -618,8 +620,20 @@ def _hook_result(res, like, create_graph=False):
     return arr.astype(like.dtype, copy=False)
 
 
+def _cast_grad(g, t):
+    if g.dtype.kind == "c" and t.data.dtype.kind != "c":  # never drop an imaginary part
+        raise TypeError(f"a complex gradient (dtype {g.dtype}) reached a real tensor of dtype "
+                        f"{t.data.dtype}: complex values entered the graph (a complex array "
+                        "assigned to .data?); minigrad differentiates real tensors only")
+    return g.astype(t.data.dtype)
+
+
+_LEAF_LOCK = threading.Lock()  # one backward's stores into .grad happen as one step across threads
+
+
 def _store_leaf_grads(leaf_grads):
     kept = set()  # ids of the arrays stored without a copy
+    ready = []
     for t, g, owned in leaf_grads.values():
         if g.shape != t.data.shape:
             raise RuntimeError(
@@ -631,19 +645,22 @@ def _store_leaf_grads(leaf_grads):
                     g = _hook_result(res, g)
                     owned = False
         if g.dtype != t.data.dtype:
-            g = g.astype(t.data.dtype)
+            g = _cast_grad(g, t)
             owned = True
-        if t.grad is None:
-            # Copy on first store unless the array is ours alone (a sum made here, or a fresh
-            # kernel output that is not a view and went to no other leaf): otherwise it may be
-            # shared with another tensor's gradient or with the caller's upstream gradient.
-            if owned and g.base is None and id(g) not in kept:
-                kept.add(id(g))
-                t.grad = g
+        ready.append((t, g, owned))
+    with _LEAF_LOCK:  # two threads' backwards into one leaf: neither one's sum is lost
+        for t, g, owned in ready:
+            if t.grad is None:
+                # Copy on first store unless the array is ours alone (a sum made here, or a
+                # fresh kernel output that is not a view and went to no other leaf): otherwise
+                # it may be shared with another tensor's gradient or the caller's upstream one.
+                if owned and g.base is None and id(g) not in kept:
+                    kept.add(id(g))
+                    t.grad = g
+                else:
+                    t.grad = np.array(g, copy=True)
             else:
-                t.grad = np.array(g, copy=True)
-        else:
-            t.grad = t.grad + g
+                t.grad = t.grad + g
 
 
 def _store_leaf_graph_grads(leaf_grads):
@@ -658,14 +675,15 @@ def _store_leaf_graph_grads(leaf_grads):
                     g = _hook_result(res, g, True)
         if g.dtype != t.data.dtype:
             g = g.astype(t.data.dtype)
-        prev = t.grad_tensor
-        if prev is not None:
-            g = prev + g
-        elif t.grad is not None:
-            g = _wrap(t.grad, None, 0) + g
-        arr = np.array(g.data, copy=True)
-        t.grad = arr
-        t._grad_graph = (arr, g)
+        with _LEAF_LOCK:
+            prev = t.grad_tensor
+            if prev is not None:
+                g = prev + g
+            elif t.grad is not None:
+                g = _wrap(t.grad, None, 0) + g
+            arr = np.array(g.data, copy=True)
+            t.grad = arr
+            t._grad_graph = (arr, g)
 
 
 def retain_grad_hook(tensor):

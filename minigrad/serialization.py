@@ -5,16 +5,20 @@
 
 The file is an ordinary ``np.savez`` archive: one ``.npy`` member per array, named by its path in
 the nested structure joined with "/" (``model/weight_ih_l0``, ``optim/state/0/exp_avg``), so
-``np.load(path, allow_pickle=False)`` opens it too. One extra member, ``__minigrad_manifest__``
-(UTF-8 JSON stored as a uint8 array), records the structure: dicts (str or int keys), lists,
-tuples, None, bool, int, float, str, numpy scalars, ndarrays and Tensors. ``load`` rebuilds the
-structure from it, with the same types, dtypes and key types.
+``np.load(path, allow_pickle=False)`` opens it too. Characters other than ASCII letters, digits,
+"_", "-", "." and space are written as %XX (UTF-8 bytes), a name ending in ".npy" gets its last
+dot escaped, and a name already taken gets "#1", "#2", ...: every array has a member of its own,
+whatever the keys. The keys themselves are kept exactly in the manifest, one extra member
+``__minigrad_manifest__`` (JSON stored as a uint8 array), which records the structure: dicts (str
+or int keys), lists, tuples, None, bool, int, float, str, numpy scalars, ndarrays and Tensors.
+``load`` rebuilds the structure from it, with the same types, dtypes and key types.
 """
 from __future__ import annotations
 
 import json
+import math
 import os
-import itertools
+import tempfile
 import zipfile
 
 import numpy as np
@@ -25,7 +29,12 @@ MANIFEST_KEY = "__minigrad_manifest__"
 FORMAT = "minigrad.save"
 VERSION = 1
 SEP = "/"
-_counter = itertools.count()
+MAX_DEPTH = 200  # containers nested deeper than this are refused by save and load
+DEFAULT_MAX_BYTES = 4 << 30  # load's default budget: 4 GiB of arrays
+_NAME_LEN = 200  # escaped member names are cut to this many characters (then made unique)
+_SAFE = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-. ")
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
 _RESERVED = {MANIFEST_KEY, "file", "allow_pickle"}  # np.savez's own keyword names
 
 
@@ -44,7 +53,9 @@ class _Encoder:
         self.active = set()  # ids of the containers on the current path (cycle check)
 
     def name_for(self, path):
-        base = SEP.join(str(k) for k in path) or "_root"
+        base = SEP.join(_escape(str(k)) for k in path)[:_NAME_LEN] or "_root"
+        if base.endswith(".npy"):  # np.load would find "x.npy" as the member of key "x"
+            base = base[:-4] + "%2Enpy"
         name, n = base, 1
         while name in self.arrays or name in _RESERVED:
             name = f"{base}#{n}"
@@ -55,6 +66,9 @@ class _Encoder:
         from .tensor import Tensor
 
         where = SEP.join(str(k) for k in path) or "<root>"
+        if len(path) > MAX_DEPTH:
+            raise ValueError(f"cannot save a structure nested more than {MAX_DEPTH} levels deep "
+                             f"(at {where[:200]!r}...)")
         if obj is None:
             return {"t": "none"}
         if isinstance(obj, np.generic):  # before float: np.float64 is a float subclass
@@ -104,25 +118,41 @@ class _Encoder:
         return name
 
 
+def _escape(key):
+    return "".join(c if c in _SAFE else "".join(f"%{b:02X}" for b in
+                                                 c.encode("utf-8", "surrogatepass"))
+                   for c in key)
+
+
 def save(obj, path):
     """Write ``obj`` (a state dict or nested dicts/lists of arrays and numbers) to ``path``.
 
-    Exactly ``path`` is written (no ".npz" is appended); the file is written next to it under a
-    temporary name and renamed, so an interrupted save leaves any previous file intact.
+    Exactly ``path`` is written (no ".npz" is appended). The file is written next to it under a
+    fresh temporary name (``tempfile.mkstemp``), flushed to disk (fsync) and renamed over
+    ``path`` in one step, so a reader sees the old file or the new one, never a partial one. An
+    exception removes the temporary file; a process killed outright (``kill -9``) may leave one
+    (``.<name>.<random>.tmp``), which never blocks a later save and can be deleted.
     """
     path = _fspath(path, "save")
     enc = _Encoder()
     tree = enc.encode(obj, [])
     manifest = json.dumps({"format": FORMAT, "version": VERSION, "tree": tree},
-                          ensure_ascii=False, allow_nan=False)
+                          ensure_ascii=True, allow_nan=False)
     arrays = dict(enc.arrays)
-    arrays[MANIFEST_KEY] = np.frombuffer(manifest.encode("utf-8"), dtype=np.uint8)
-    tmp = f"{path}.{os.getpid()}-{next(_counter)}.tmp"
+    arrays[MANIFEST_KEY] = np.frombuffer(manifest.encode("ascii"), dtype=np.uint8)
+    folder, base = os.path.split(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=f".{base}.", suffix=".tmp", dir=folder)
     try:
-        with open(tmp, "xb") as f:
+        os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; a saved file gets the usual mode
+        with os.fdopen(fd, "wb") as f:
+            fd = None
             np.savez(f, allow_pickle=False, **arrays)
+            f.flush()
+            os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
+        if fd is not None:
+            os.close(fd)
         try:
             os.unlink(tmp)
         except OSError:
@@ -144,14 +174,65 @@ class _Decoder:
         self.z = archive
         self.path = path
         self.names = set(archive.files)
+        self.unread = set()  # the members the manifest references, each read once
 
     def fail(self, msg):
         raise CheckpointError(f"{self.path!r}: {msg}")
 
+    def survey(self, tree, max_bytes):
+        """Walk the manifest without recursion before reading any array: its depth, that every
+        referenced member exists and is referenced once, and the bytes the arrays declare."""
+        stack = [(tree, 0)]
+        total = 0
+        while stack:
+            node, depth = stack.pop()
+            if depth > MAX_DEPTH:
+                self.fail(f"the manifest is nested more than {MAX_DEPTH} levels deep")
+            if not isinstance(node, dict):
+                continue  # decode reports it with its place
+            t = node.get("t")
+            if t in _ARRAYS:
+                key = node.get("key")
+                if not isinstance(key, str) or key not in self.names or key == MANIFEST_KEY:
+                    self.fail(f"the manifest references array {key!r}, which is missing from "
+                              "the archive (damaged or edited file)")
+                if key in self.unread:
+                    self.fail(f"the manifest references array {key!r} more than once (save "
+                              "never writes that; the file was edited)")
+                self.unread.add(key)
+                total += self.declared_bytes(key)
+            elif t in ("list", "tuple", "dict") and isinstance(node.get("items"), list):
+                for item in node["items"]:
+                    if t == "dict":
+                        item = item[1] if isinstance(item, list) and len(item) == 2 else None
+                    stack.append((item, depth + 1))
+        if max_bytes is not None and total > max_bytes:
+            self.fail(f"its arrays declare {total} bytes, more than max_bytes={max_bytes}; "
+                      "pass a larger max_bytes (or None) to load a file this large")
+
+    def declared_bytes(self, key):
+        """Bytes the .npy header of a member declares, read without reading its data."""
+        try:
+            with self.z.zip.open(key + ".npy") as f:
+                version = np.lib.format.read_magic(f)
+                if version == (1, 0):
+                    shape, _, dtype = np.lib.format.read_array_header_1_0(f)
+                elif version == (2, 0):
+                    shape, _, dtype = np.lib.format.read_array_header_2_0(f)
+                else:
+                    raise ValueError(f"unsupported .npy format version {version}")
+        except CheckpointError:
+            raise
+        except Exception as e:
+            raise CheckpointError(f"{self.path!r}: cannot read the header of array {key!r} "
+                                  f"({type(e).__name__}: {e})") from e
+        return math.prod(shape) * dtype.itemsize
+
     def read(self, key):
-        if not isinstance(key, str) or key not in self.names or key == MANIFEST_KEY:
-            self.fail(f"the manifest references array {key!r}, which is missing from the "
-                      "archive (damaged or edited file)")
+        if key not in self.unread:
+            self.fail(f"the manifest references array {key!r} more than once (save never "
+                      "writes that; the file was edited)")
+        self.unread.discard(key)
         try:
             return self.z[key]
         except Exception as e:  # zlib/zip/format errors from a damaged member
@@ -209,13 +290,23 @@ def _typed(value, typ):
     return value
 
 
-def load(path):
+def load(path, max_bytes=DEFAULT_MAX_BYTES):
     """Read a file written by ``save`` and rebuild the structure (np.load, allow_pickle=False).
 
     A file that is not a zip archive (truncated, or another format), a zip/.npz without the
     minigrad manifest, or a manifest naming missing arrays raises ValueError naming the file.
+
+    ``max_bytes`` (default 4 GiB) bounds the total size of the arrays: the sizes their headers
+    declare are added up before any array is read, and a file declaring more is refused, so a
+    small hostile file cannot make ``load`` allocate gigabytes. Pass a larger number, or None
+    for no limit, to load larger checkpoints. Each array member is read once; a manifest that
+    references one member twice is refused. A manifest nested more than 200 levels deep is
+    refused too.
     """
     path = _fspath(path, "load")
+    if max_bytes is not None and (isinstance(max_bytes, bool) or not isinstance(
+            max_bytes, (int, np.integer)) or max_bytes < 0):
+        raise ValueError(f"max_bytes must be a non-negative int or None, got {max_bytes!r}")
     if not os.path.exists(path):
         raise FileNotFoundError(f"no such checkpoint file: {path!r}")
     if not zipfile.is_zipfile(path):
@@ -238,6 +329,7 @@ def load(path):
                              "files with np.load")
         dec = _Decoder(archive, path)
         raw = _read_manifest(archive, path)
+        dec.survey(raw["tree"], max_bytes)
         return dec.decode(raw["tree"])
 
 
@@ -253,6 +345,9 @@ def _read_manifest(archive, path):
         manifest = json.loads(raw.tobytes().decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise ValueError(f"{path!r}: the manifest is not valid UTF-8 JSON ({e})") from e
+    except RecursionError:
+        raise CheckpointError(f"{path!r}: the manifest is nested too deeply to read (at most "
+                              f"{MAX_DEPTH} levels)") from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT or "tree" not in manifest:
         raise ValueError(f"{path!r}: the manifest is not a {FORMAT!r} manifest")
     version = manifest.get("version")

@@ -155,6 +155,10 @@ class Tensor:
             if gradient is not None:
                 raise TypeError("backward() got both gradient and grad; pass one")
             gradient = grad
+        if gradient is not None and np.asarray(getattr(gradient, "data", gradient)).dtype.kind \
+                not in "fiub":
+            raise TypeError(f"backward() gradient must be real (float), got dtype "
+                            f"{np.asarray(getattr(gradient, 'data', gradient)).dtype}")
         autograd.backward(self, gradient, retain_graph, create_graph)
 
     @property

@@ -348,3 +348,42 @@ def test_repr_multiline_extra_repr():
 
     assert repr(Custom()) == ("Custom(\n  alpha=1\n  beta=2\n"
                               "  (lin): Linear(in_features=1, out_features=1, bias=False)\n)")
+
+
+# ----- all or nothing -------------------------------------------------------------------------
+def _model():
+    mg.manual_seed(0)
+    return nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 2))
+
+
+def _inject(kind, sd, key, net):
+    """Make entry `key` of the load fail in one way; returns what to undo afterwards."""
+    target = dict(net.named_parameters())[key]
+    if kind == "read-only target":
+        target.data.flags.writeable = False
+        return lambda: setattr(target.data.flags, "writeable", True)
+    if kind == "shape":
+        sd[key] = np.zeros(sd[key].shape + (1,), sd[key].dtype)
+    elif kind == "dtype":
+        sd[key] = sd[key].astype(np.float64)
+    elif kind == "object":
+        sd[key] = object()
+    return lambda: None
+
+
+@pytest.mark.parametrize("kind", ["read-only target", "shape", "dtype", "object"])
+def test_load_state_dict_failing_at_any_position_changes_nothing(kind):
+    keys = list(_model().state_dict())
+    for pos, key in enumerate(keys):
+        net = _model()
+        before = {k: v.copy() for k, v in net.state_dict().items()}
+        sd = {k: v + 1 for k, v in before.items()}  # different values for every entry
+        undo = _inject(kind, sd, key, net)
+        try:
+            with pytest.raises(ValueError, match=re.escape(repr(key))):
+                net.load_state_dict(sd)
+        finally:
+            undo()
+        after = net.state_dict()
+        for k in keys:
+            np.testing.assert_array_equal(after[k], before[k], err_msg=f"{kind} at {pos}: {k}")

@@ -664,3 +664,83 @@ def test_a_refused_step_leaves_the_state_as_it_was(name, kw):
     ref.step()
     opt.step()
     np.testing.assert_array_equal(p.data, params[0].data)
+
+
+# ----- all or nothing -------------------------------------------------------------------------
+ALL_OR_NOTHING = [("SGD", dict(lr=0.1, momentum=0.9)), ("Adam", dict(lr=0.1, amsgrad=True)),
+                  ("AdamW", dict(lr=0.1)), ("Adagrad", dict(lr=0.1)),
+                  ("RMSprop", dict(lr=0.1, momentum=0.5, centered=True))]
+
+
+def _snapshot(params, opt):
+    import copy
+    return ([p.data.copy() for p in params],
+            {i: copy.deepcopy(opt.state.get(p)) for i, p in enumerate(params)})
+
+
+def _same_snapshot(a, b):
+    for x, y in zip(a[0], b[0]):
+        np.testing.assert_array_equal(x, y)
+    for i in a[1]:
+        sa, sb = a[1][i], b[1][i]
+        assert (sa is None) == (sb is None), i
+        if sa is not None:
+            assert sorted(sa) == sorted(sb), i
+            for k in sa:
+                np.testing.assert_array_equal(sa[k], sb[k], err_msg=f"param {i} state {k}")
+
+
+def _break(kind, p, opt):
+    if kind == "read-only parameter":
+        p.data.flags.writeable = False
+    elif kind == "grad shape":
+        p.grad = np.ones(p.data.shape + (1,))
+    elif kind == "complex grad":
+        p.grad = p.grad.astype(np.complex128)
+    elif kind == "state dtype":
+        st = opt.state[p]
+        k = next(k for k, v in st.items() if isinstance(v, np.ndarray))
+        st[k] = st[k].astype(np.float32)
+    elif kind == "state not an array":
+        st = opt.state[p]
+        k = next(k for k, v in st.items() if isinstance(v, np.ndarray))
+        st[k] = 0.0
+    elif kind == "read-only state":
+        st = opt.state[p]
+        k = next(k for k, v in st.items() if isinstance(v, np.ndarray))
+        st[k].flags.writeable = False
+
+
+@pytest.mark.parametrize("kind", ["read-only parameter", "grad shape", "complex grad",
+                                  "state dtype", "state not an array", "read-only state"])
+@pytest.mark.parametrize("name,kw", ALL_OR_NOTHING, ids=[n for n, _ in ALL_OR_NOTHING])
+def test_a_step_failing_at_any_parameter_changes_nothing(name, kw, kind):
+    rng = np.random.default_rng(0)
+    shapes = [(3, 2), (4,), (2, 2), (5,)]
+    for pos in range(len(shapes)):
+        params, opt = make(name, [rng.standard_normal(s) for s in shapes], **kw)
+        for p in params:
+            p.grad = rng.standard_normal(p.data.shape)
+        opt.step()  # every parameter has state now
+        for p in params:
+            p.grad = rng.standard_normal(p.data.shape)
+        _break(kind, params[pos], opt)
+        before = _snapshot(params, opt)
+        with pytest.raises((ValueError, TypeError), match=f"parameter {pos}"):
+            opt.step()
+        _same_snapshot(before, _snapshot(params, opt))
+
+
+def test_load_state_dict_refuses_a_number_where_an_array_belongs():
+    params, opt = make("Adam", [np.ones(3)], lr=0.1)
+    params[0].grad = np.ones(3)
+    opt.step()
+    sd = opt.state_dict()
+    sd["state"][0]["exp_avg"] = 0.0
+    with pytest.raises(ValueError, match=r"'exp_avg'.*array.*float"):
+        opt.load_state_dict(sd)
+    sd["state"][0]["exp_avg"] = np.ones(3, dtype=np.complex128)
+    with pytest.raises(ValueError, match=r"'exp_avg'.*complex128"):
+        opt.load_state_dict(sd)
+    params[0].grad = np.ones(3)
+    opt.step()  # still usable

@@ -282,3 +282,144 @@ def test_manifest_is_json(tmp_path):
         manifest = json.loads(z["__minigrad_manifest__"].tobytes().decode("utf-8"))
     assert manifest["format"] == "minigrad.save"
     assert manifest["tree"]["t"] == "dict"
+
+
+# ----- keys that must not collide ---------------------------------------------------------
+def test_keys_differing_after_a_nul_byte_stay_apart(tmp_path):
+    obj = {"w\0a": np.ones(2), "w\0b": np.zeros(3)}
+    path = tmp_path / "ck.npz"
+    mg.save(obj, path)
+    assert_same(mg.load(path), obj)
+
+
+def test_a_key_ending_in_npy_does_not_read_its_neighbour(tmp_path):
+    obj = {"x": np.ones(2), "x.npy": np.full(2, 7.0), "x.npy.npy": np.full(1, 3.0)}
+    path = tmp_path / "ck.npz"
+    mg.save(obj, path)
+    assert_same(mg.load(path), obj)
+
+
+def test_round_trip_of_arbitrary_unicode_keys(tmp_path_factory):
+    from hypothesis import given, strategies as st
+
+    key = st.one_of(st.text(max_size=12),
+                    st.sampled_from(["", "/", "\0", ".npy", "x.npy", "a/b", "a%2Fb", "#1",
+                                     "__minigrad_manifest__", "file", "..", "\udc80"]),
+                    st.integers(-3, 3))
+    leaf = st.integers(0, 3).map(lambda n: np.arange(n, dtype=np.float32))
+    tree = st.recursive(leaf, lambda kids: st.dictionaries(key, kids, max_size=4), max_leaves=12)
+    path = tmp_path_factory.mktemp("keys") / "ck.npz"
+
+    @given(tree)
+    def check(obj):
+        mg.save({"root": obj}, path)
+        assert_same(mg.load(path), {"root": obj})
+
+    check()
+
+
+# ----- a budget for loading ----------------------------------------------------------------
+def _edit_manifest(path, out, edit):
+    with np.load(path, allow_pickle=False) as z:
+        manifest = json.loads(z["__minigrad_manifest__"].tobytes().decode("utf-8"))
+    edit(manifest)
+    _rewrite(path, out, manifest=json.dumps(manifest).encode("utf-8"))
+
+
+def test_a_member_referenced_twice_is_refused(tmp_path):
+    path = tmp_path / "ck.npz"
+    mg.save({"a": np.ones(4), "b": np.zeros(4)}, path)
+    bad = tmp_path / "twice.npz"
+
+    def edit(m):
+        m["tree"]["items"][1][1]["key"] = m["tree"]["items"][0][1]["key"]
+    _edit_manifest(path, bad, edit)
+    with pytest.raises(ValueError, match=r"twice\.npz.*more than once"):
+        mg.load(bad)
+
+
+def test_max_bytes_refuses_before_reading_any_array(tmp_path, monkeypatch):
+    path = tmp_path / "ck.npz"
+    mg.save({"a": np.ones(1000), "b": np.zeros(1000)}, path)  # 16,000 bytes of arrays
+    assert_same(mg.load(path, max_bytes=16_000), {"a": np.ones(1000), "b": np.zeros(1000)})
+    reads = []
+    real = np.lib.npyio.NpzFile.__getitem__
+    monkeypatch.setattr(np.lib.npyio.NpzFile, "__getitem__",
+                        lambda self, k: reads.append(k) or real(self, k))
+    with pytest.raises(ValueError, match=r"16000 bytes.*max_bytes=15999"):
+        mg.load(path, max_bytes=15_999)
+    assert [k for k in reads if k != "__minigrad_manifest__"] == []
+    with pytest.raises(ValueError, match="max_bytes"):
+        mg.load(path, max_bytes=-1)
+
+
+def test_the_default_budget_is_documented_and_none_lifts_it(tmp_path):
+    import inspect
+    assert inspect.signature(mg.load).parameters["max_bytes"].default == 4 * 2 ** 30
+    assert "max_bytes" in mg.load.__doc__ and "4 GiB" in mg.load.__doc__
+    path = tmp_path / "ck.npz"
+    mg.save({"a": np.ones(8)}, path)
+    with pytest.raises(ValueError, match="64 bytes"):
+        mg.load(path, max_bytes=63)
+    assert_same(mg.load(path, max_bytes=None), {"a": np.ones(8)})
+
+
+def test_a_very_deep_manifest_is_a_checkpoint_error(tmp_path):
+    path = tmp_path / "ck.npz"
+    mg.save({"w": np.ones(1)}, path)
+    bad = tmp_path / "deep.npz"
+    depth = 100_000
+    manifest = (b'{"format": "minigrad.save", "version": 1, "tree": '
+                + b'{"t": "list", "items": [' * depth + b'{"t": "none"}' + b"]}" * depth + b"}")
+    _rewrite(path, bad, manifest=manifest)
+    with pytest.raises(ValueError, match="deep"):
+        mg.load(bad)
+    manifest = (b'{"format": "minigrad.save", "version": 1, "tree": '
+                + b'{"t": "list", "items": [' * 900 + b'{"t": "none"}' + b"]}" * 900 + b"}")
+    _rewrite(path, bad, manifest=manifest)
+    with pytest.raises(ValueError, match="deep"):
+        mg.load(bad)
+
+
+def test_saving_a_very_deep_structure_is_refused_clearly(tmp_path):
+    obj = []
+    for _ in range(5000):
+        obj = [obj]
+    with pytest.raises(ValueError, match="deep"):
+        mg.save(obj, tmp_path / "ck.npz")
+    assert os.listdir(tmp_path) == []
+
+
+# ----- interrupted saves --------------------------------------------------------------------
+def test_save_uses_a_fresh_temporary_name_each_time(tmp_path, monkeypatch):
+    from minigrad import serialization
+    target = tmp_path / "ck.npz"
+    # litter a killed process might have left, under every name the old scheme would pick
+    for n in range(50):
+        (tmp_path / f"ck.npz.{os.getpid()}-{n}.tmp").write_bytes(b"partial")
+    for n in range(3):
+        mg.save({"n": n}, target)
+        assert mg.load(target) == {"n": n}
+    assert oct(os.stat(target).st_mode & 0o777) == oct(0o666 & ~serialization._UMASK)
+
+
+def test_a_failed_save_leaves_the_old_file_and_no_litter(tmp_path, monkeypatch):
+    target = tmp_path / "ck.npz"
+    mg.save({"w": np.ones(3)}, target)
+
+    def boom(*a, **k):
+        raise OSError("disk full")
+    monkeypatch.setattr(np, "savez", boom)
+    with pytest.raises(OSError, match="disk full"):
+        mg.save({"w": np.zeros(3)}, target)
+    assert os.listdir(tmp_path) == ["ck.npz"]
+    assert_same(mg.load(target), {"w": np.ones(3)})
+
+
+def test_save_fsyncs_before_renaming(tmp_path, monkeypatch):
+    events = []
+    real_fsync, real_replace = os.fsync, os.replace
+    monkeypatch.setattr(os, "fsync", lambda fd: events.append("fsync") or real_fsync(fd))
+    monkeypatch.setattr(os, "replace", lambda a, b: events.append("replace") or real_replace(a, b))
+    mg.save({"w": np.ones(3)}, tmp_path / "ck.npz")
+    assert events[:2] == ["fsync", "replace"]

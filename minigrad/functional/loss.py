@@ -97,6 +97,9 @@ def softmax_cross_entropy(logits, target, ignore_index=-100, reduction="mean"):
     shape = logits.shape
     if len(shape) < 1:
         raise ValueError("softmax_cross_entropy needs logits with a class axis, got a 0-d tensor")
+    if np.dtype(logits.dtype).kind != "f":  # as PyTorch: an integer loss would be truncated
+        raise TypeError(f"softmax_cross_entropy needs floating point logits (float32 or "
+                        f"float64), got dtype {logits.dtype}; convert them with .float()")
     if getattr(target, "requires_grad", False):
         raise ValueError("softmax_cross_entropy does not differentiate with respect to the target; "
                          "pass target.detach() (gradients flow to the logits only)")

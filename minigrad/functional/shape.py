@@ -358,6 +358,9 @@ def split(a, size_or_sections, axis=0):
         bounds = list(range(size_or_sections, n, size_or_sections))
     else:
         sizes = list(size_or_sections)
+        for s in sizes:
+            if isinstance(s, (bool, np.bool_)) or not isinstance(s, (int, np.integer)) or s < 0:
+                raise ValueError(f"split sizes must be non-negative integers, got {sizes}")
         if sum(sizes) != n:
             raise ValueError(f"split sizes {sizes} add up to {sum(sizes)}, but axis {axis} has length {n}")
         bounds = list(np.cumsum(sizes)[:-1])

@@ -75,6 +75,9 @@ class Linear(Module):
                              f"got {x.data.dtype} (convert the input, or the layer with "
                              f".double()/.float())")
         b = p["bias"]
+        if x.data.size == 0:  # an empty batch: the generic ops (the GEMM kernels need rows)
+            y = F.matmul(x, F.transpose(w, None))
+            return y if b is None else y + b
         return F.linear(x, w) if b is None else F.linear(x, w, b)
 
     def extra_repr(self):
@@ -123,18 +126,24 @@ class Embedding(Module):
 
 class Dropout(Module):
     """In training, zero each element with probability p and scale the rest by 1/(1-p);
-    in eval mode, the identity."""
+    in eval mode, the identity.  ``generator``: a numpy Generator to draw the masks from (for a
+    stream of its own, e.g. one per thread); by default minigrad's (``manual_seed``,
+    ``minigrad.random.use_generator``)."""
 
-    def __init__(self, p=0.5):
+    def __init__(self, p=0.5, generator=None):
         super().__init__()
         if isinstance(p, bool) or not isinstance(p, (int, float, np.floating)) or not 0 <= p <= 1:
             raise ValueError(f"dropout probability must be a number in [0, 1], got {p!r}")
+        if generator is not None and not isinstance(generator, np.random.Generator):
+            raise TypeError("Dropout generator must be a numpy Generator "
+                            f"(np.random.default_rng(seed)) or None, got {type(generator).__name__}")
         self.p = float(p)
+        self.generator = generator
 
     def forward(self, x):
         if type(x) is not Tensor:
             x = as_input(x, "Dropout")
-        return F.dropout(x, self.p, self.training)
+        return F.dropout(x, self.p, self.training, self.generator)
 
     def extra_repr(self):
         return f"p={self.p}"

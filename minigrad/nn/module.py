@@ -322,8 +322,9 @@ class Module:
 
         Values may be ndarrays or Tensors.  Everything is checked before anything is copied:
         keys this module does not have (unexpected) or that the dict lacks (missing) are errors
-        when ``strict``; a wrong shape or dtype is always an error (no silent casting: convert
-        the module with ``.double()``/``.float()`` or the arrays with ``astype``).  One
+        when ``strict``; a wrong shape or dtype, or a read-only parameter or buffer, is always
+        an error (no silent casting: convert the module with ``.double()``/``.float()`` or the
+        arrays with ``astype``).  One
         ValueError lists every problem.  Returns ``IncompatibleKeys(missing, unexpected)``.
         """
         if not hasattr(state_dict, "keys") or not hasattr(state_dict, "__getitem__"):
@@ -354,6 +355,9 @@ class Module:
                 problems.append(f"{key!r}: shape mismatch, expected {dst.shape}, got {src.shape}")
             elif src.dtype != dst.dtype:
                 problems.append(f"{key!r}: dtype mismatch, expected {dst.dtype}, got {src.dtype}")
+            elif not dst.flags.writeable and dst is not src:
+                problems.append(f"{key!r}: the module's array is read-only (writeable=False), "
+                                "so it cannot be loaded into")
             else:
                 plan.append((dst, src))
         if problems:

@@ -311,10 +311,13 @@ class _RNNBase(Module):
         if self._mode == "LSTM":
             if hx is None:
                 return none, none
-            if not isinstance(hx, (tuple, list)) or len(hx) != 2:
-                raise ValueError(f"LSTM: hx must be a tuple (h_0, c_0) of shape "
-                                 f"({LD}, {B}, {self.hidden_size}) each, "
-                                 f"got {type(hx).__name__}")
+            if not isinstance(hx, (tuple, list)) or len(hx) != 2 or hx[0] is None \
+                    or hx[1] is None:
+                got = (f"({', '.join(type(v).__name__ for v in hx)})"
+                       if isinstance(hx, (tuple, list)) else type(hx).__name__)
+                raise ValueError(f"LSTM: hx must be a tuple (h_0, c_0) of two tensors of shape "
+                                 f"({LD}, {B}, {self.hidden_size}) each (or None for zeros), "
+                                 f"got {got}")
             return (self._split_state(hx[0], "h_0", B, dtype, layered),
                     self._split_state(hx[1], "c_0", B, dtype, layered))
         if hx is None:

@@ -133,12 +133,63 @@ class Optimizer:
         if closure is not None:
             with enable_grad():
                 loss = closure()
+        self._check_step()  # everything is checked before any parameter or state is written
         for group in self.param_groups:
             self._update(group)
             for p in group["params"]:  # a backward that saved p before this step must raise
                 if p.grad is not None:
                     p._bump_version(f"{type(self).__name__}.step")
         return loss
+
+    def _check_step(self):
+        """Raise, naming the parameter, if the coming step could fail part-way: a gradient of
+        the wrong shape or not real, a read-only parameter, state arrays that are missing, not
+        arrays, of another shape or dtype, strided or read-only, or a bad step count."""
+        n = -1
+        for gi, group in enumerate(self.param_groups):
+            array_keys = self._state_arrays(group)
+            for p in group["params"]:
+                n += 1
+                g = p.grad
+                if g is None:
+                    continue
+                where = f"parameter {n} (group {gi}, shape {p.data.shape})"
+                if not isinstance(g, np.ndarray):
+                    raise TypeError(f"{where}: .grad must be an ndarray, got {type(g).__name__}")
+                if g.shape != p.data.shape:
+                    raise ValueError(f"{where}: gradient of shape {g.shape} for a parameter of "
+                                     f"shape {p.data.shape}")
+                if g.dtype.kind not in "fiu":
+                    raise TypeError(f"{where}: gradient must be real (float or int), got dtype "
+                                    f"{g.dtype}")
+                if not p.data.flags.writeable:
+                    raise ValueError(f"{where}: p must be writeable, but its data is read-only")
+                st = self.state.get(p)
+                if st is None:
+                    continue
+                if "step" not in st and "step" in self._required_state(group):
+                    raise ValueError(f"{where}: state 'step' is missing")
+                if "step" in st:
+                    step = st["step"]
+                    if isinstance(step, (bool, np.bool_)) or not isinstance(
+                            step, (int, np.integer)) or step < 0:
+                        raise ValueError(f"{where}: state 'step' must be a non-negative int, "
+                                         f"got {step!r}")
+                for k in array_keys:
+                    if k not in st or st[k] is None:
+                        if k in self._made_if_missing:
+                            continue
+                        raise ValueError(f"{where}: state {k!r} is missing")
+                    v = st[k]
+                    if not isinstance(v, np.ndarray):
+                        raise TypeError(f"{where}: state {k!r} must be an ndarray of the "
+                                        f"parameter's shape and dtype, got {type(v).__name__}")
+                    if v.shape != p.data.shape or v.dtype != p.data.dtype:
+                        raise ValueError(f"{where}: state {k!r} must have shape {p.data.shape} "
+                                         f"and dtype {p.data.dtype}, got {v.shape} {v.dtype}")
+                    if not (v.flags.c_contiguous and v.flags.writeable):
+                        raise ValueError(f"{where}: state {k!r} must be C-contiguous and "
+                                         "writeable")
 
     def _state_for(self, p, group):
         st = self.state.get(p)
@@ -158,6 +209,13 @@ class Optimizer:
 
     def _required_state(self, group):
         return ()
+
+    # state arrays one step reads or writes once a parameter has state; those in
+    # _made_if_missing are created by the step when absent (a setting switched on later)
+    _made_if_missing = ()
+
+    def _state_arrays(self, group):
+        return tuple(k for k in self._required_state(group) if k != "step")
 
     # ----- state dict --------------------------------------------------------------------
     def state_dict(self):
@@ -252,12 +310,17 @@ class Optimizer:
                 out[k] = _step_count(i, v)
             elif isinstance(v, (np.ndarray, Tensor)):
                 arr = v.data if isinstance(v, Tensor) else v
+                if arr.dtype.kind not in "fiu":
+                    raise ValueError(f"state of parameter {i}: {k!r} must be a real array, "
+                                     f"got dtype {arr.dtype}")
                 if arr.shape != p.data.shape:
                     raise ValueError(f"state of parameter {i}: {k!r} must have the parameter's "
                                      f"shape {p.data.shape}, got {arr.shape}")
                 out[k] = np.array(arr, dtype=p.data.dtype, copy=True, order="C")
             else:
-                out[k] = v
+                raise ValueError(f"state of parameter {i}: {k!r} must be an array of the "
+                                 f"parameter's shape {p.data.shape}, got {v!r:.40} "
+                                 f"({type(v).__name__})")
         missing = [k for k in self._required_state(group) if k not in out]
         if missing:
             raise ValueError(f"state of parameter {i} lacks {missing} needed by "
@@ -310,16 +373,17 @@ def _grad(p):
 
 def _fits(d, g):
     """Whether an update kernel can take the parameter's data d and gradient g as they are."""
-    return d.flags.c_contiguous and g.flags.c_contiguous and g.dtype == d.dtype
+    return (d.flags.c_contiguous and g.flags.c_contiguous and g.dtype == d.dtype
+            and d.flags.aligned and g.flags.aligned)
 
 
 def _update_copy(kernel, d, g, bufs, *args):
     """Call an update kernel (kernels.sgd_update, adam_update, ...) when d or g does not fit
-    it: g is converted to a C-contiguous array of d's dtype, and a strided d (a .data set by
-    hand) is updated through a contiguous copy, written back. The state buffers are the
+    it: g is converted to an aligned C-contiguous array of d's dtype, and a strided or
+    unaligned d (a .data set by hand) is updated through such a copy, written back. The state buffers are the
     optimizer's own, always C-contiguous."""
-    g = np.ascontiguousarray(g, dtype=d.dtype)
-    w = np.ascontiguousarray(d)
+    g = np.require(g, d.dtype, ("C", "A"))
+    w = np.require(d, None, ("C", "A"))
     kernel(w, g, *bufs, *args)
     if w is not d:
         d[...] = w
@@ -347,6 +411,8 @@ class SGD(Optimizer):
 
     def _required_state(self, group):
         return ("momentum_buffer",) if group["momentum"] != 0 else ()
+
+    _made_if_missing = ("momentum_buffer",)
 
     def _update(self, group):
         # One pass per parameter in a compiled kernel (kernels.sgd_update; its NumPy twin spells
@@ -450,6 +516,8 @@ class RMSprop(Optimizer):
             st["grad_avg"] = np.zeros(z.shape, z.dtype)
         return st
 
+    _made_if_missing = ("momentum_buffer", "grad_avg")
+
     def _required_state(self, group):
         keys = ["step", "square_avg"]
         if group["momentum"] > 0:
@@ -526,6 +594,8 @@ class Adam(Optimizer):
         if group["amsgrad"]:
             st["max_exp_avg_sq"] = np.zeros(z.shape, z.dtype)
         return st
+
+    _made_if_missing = ("max_exp_avg_sq",)
 
     def _required_state(self, group):
         keys = ["step", "exp_avg", "exp_avg_sq"]

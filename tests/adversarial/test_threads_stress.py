@@ -1,0 +1,98 @@
+"""Two threads on one model, compared bit for bit with a sequential run: backward passes into
+shared parameters (the same input each time, so every pass adds the same gradient and the
+order of the additions cannot change the sum), and training two models at once with dropout
+drawn from per-thread generators."""
+import sys
+import threading
+
+import numpy as np
+import pytest
+
+import minigrad as mg
+from minigrad import nn
+
+from .conftest import FULL
+
+
+@pytest.fixture(autouse=True)
+def busy_switching():
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    yield
+    sys.setswitchinterval(old)
+
+
+def _threads(fns):
+    errors = []
+
+    def wrap(fn):
+        try:
+            fn()
+        except BaseException as e:
+            errors.append(e)
+    ts = [threading.Thread(target=wrap, args=(fn,)) for fn in fns]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    if errors:
+        raise errors[0]
+
+
+@pytest.mark.parametrize("fused", [True, False])
+def test_two_thread_backward_on_one_lstm_matches_sequential(fused):
+    rounds = 150 if FULL else 15
+    mg.manual_seed(0)
+    lstm = nn.LSTM(5, 6, num_layers=2, fused=fused)
+    head = nn.Linear(6, 1)
+    params = list(lstm.parameters()) + list(head.parameters())
+    x = mg.Tensor(np.random.default_rng(1).standard_normal((4, 3, 5)).astype(np.float32))
+
+    def work():
+        for _ in range(rounds):
+            out, _ = lstm(x)
+            head(out).sum().backward()
+
+    _threads([work, work])
+    threaded = [p.grad.copy() for p in params]
+    for p in params:
+        p.grad = None
+    work()
+    work()
+    for p, t in zip(params, threaded):
+        np.testing.assert_array_equal(t, p.grad)
+
+
+def test_two_threads_training_lstms_with_dropout_match_sequential():
+    steps = 60 if FULL else 8
+
+    def train(seed):
+        gen = np.random.default_rng(seed)
+        with mg.random.use_generator(gen):
+            model = nn.LSTM(4, 8, num_layers=2, dropout=0.3, batch_first=True)
+            head = nn.Sequential(nn.Dropout(0.2), nn.Linear(8, 1))
+            params = list(model.parameters()) + list(head.parameters())
+            opt = mg.optim.Adam(params, lr=1e-2)
+            x = mg.Tensor(gen.standard_normal((6, 5, 4)).astype(np.float32))
+            y = mg.Tensor(gen.standard_normal((6, 5, 1)).astype(np.float32))
+            losses = []
+            for _ in range(steps):
+                opt.zero_grad()
+                out, _ = model(x)
+                loss = ((head(out) - y) ** 2).mean()
+                loss.backward()
+                opt.step()
+                losses.append(loss.item())
+        return losses, [p.data.copy() for p in params]
+
+    seq = [train(1), train(2)]
+    thr = [None, None]
+
+    def job(i):
+        return lambda: thr.__setitem__(i, train(i + 1))
+
+    _threads([job(0), job(1)])
+    for (l1, p1), (l2, p2) in zip(seq, thr):
+        assert l1 == l2
+        for a, b in zip(p1, p2):
+            np.testing.assert_array_equal(a, b)
