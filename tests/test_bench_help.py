@@ -79,3 +79,21 @@ def test_option_help_reads_a_wrapped_entry():
     assert option_help(text) == {"-h": "-h, --help show this help message and exit",
                                  "--rounds": "--rounds ROUNDS timed rounds (default: 300)",
                                  "--flag": "--flag on"}
+
+
+def test_every_command_in_the_performance_doc_parses():
+    """docs/performance.md's commands name options the scripts have, with values they accept."""
+    import shlex
+    doc = open(os.path.join(ROOT, "docs", "performance.md"), encoding="utf-8").read()
+    modules = {"bench_rnn": bench_rnn, "bench_framework": bench_framework,
+               "bench_optim": bench_optim, "bench_kernels": bench_kernels,
+               "bench_overhead": bench_overhead}
+    found = 0
+    for m in re.finditer(r"python (?:benchmarks/(\w+)\.py|-m benchmarks(?:\.(\w+))?)"
+                         r"((?: --?[\w-]+(?: [^\s`#-][^\s`#]*)?)*)", doc):
+        name = m.group(1) or m.group(2) or "bench_rnn"
+        if name not in modules:       # e.g. python -m benchmarks.harness.memory (a child)
+            continue
+        modules[name].build_parser().parse_args(shlex.split(m.group(3)))
+        found += 1
+    assert found >= 10

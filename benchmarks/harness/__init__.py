@@ -8,6 +8,7 @@
     stats        bootstrap intervals of ratios and differences of medians
     machine      machine facts: CPU and versions, the SGEMM rate, the cache-eviction probe
     memory       peak memory of a contender's training steps, each cell/size in a child process
+    framework_cost  minigrad's step against the kernels called by hand, after each predecessor
     kernel_cases the compiled-kernel and NumPy-twin calls bench_kernels.py times
     cli          argparse help that shows each default once, and table printing with a legend
     plot         the time-per-step plot of bench_rnn.py (matplotlib, optional)

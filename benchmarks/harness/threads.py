@@ -8,7 +8,7 @@ imports neither NumPy nor torch at import time.
 import os
 import sys
 
-DEFAULT_THREADS = 1   # see docs/performance.md, "Threads"
+DEFAULT_THREADS = 1   # see docs/performance.md, Method, "Threads"
 THREAD_ENV = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 _LIMITER = None       # keeps threadpoolctl's limits alive for the process
