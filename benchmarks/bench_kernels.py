@@ -37,10 +37,10 @@ import tracemalloc  # noqa: E402
 import numpy as np  # noqa: E402
 import scipy  # noqa: E402
 
-from minigrad import _ops, _ops_ref  # noqa: E402
 from benchmarks.harness import cli, machine  # noqa: E402
-from benchmarks.harness.kernel_cases import (GATES, cell_gemms, cell_step,  # noqa: E402,F401
-                                             gemms_alone, make_inputs, sequence)
+from benchmarks.harness.kernel_cases import (COMPILED, GATES, TWIN, cell_gemms,  # noqa: E402,F401
+                                             cell_step, gemms_alone, make_inputs, sequence,
+                                             small_gemm_limit)
 from benchmarks.harness.timing import time_batched  # noqa: E402
 
 SIZES = [(32, 50), (32, 128), (64, 512)]
@@ -65,7 +65,7 @@ def describe_machine():
           f"{platform.machine()}")
     print(f"python {platform.python_version()}, numpy {np.__version__}, scipy {scipy.__version__}")
     print(f"OPENBLAS_NUM_THREADS={os.environ['OPENBLAS_NUM_THREADS']}")
-    lim = _ops._set_small_gemm()
+    lim = small_gemm_limit()
     print(f"small-GEMM kernel (instead of BLAS) for m*n*k <= {lim} (transposed A, k <= 1024: "
           f"<= {4 * lim})" if lim
           else "small-GEMM kernel: off (no AVX2+FMA), every GEMM on BLAS")
@@ -111,7 +111,7 @@ def main(argv=None):
         for what, builder, steps in (("cell", cell_step, 1), ("sequence", sequence, T)):
             for kind in GATES:
                 v = make_inputs(kind, steps, B, H)
-                fns = [builder(_ops, kind, v), builder(_ops_ref, kind, v)]
+                fns = [builder(COMPILED, kind, v), builder(TWIN, kind, v)]
                 for a, b in zip(fns[0](), fns[1]()):        # same results before timing
                     np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-3)
                 cy, nv = timed(fns)
@@ -130,7 +130,7 @@ def main(argv=None):
     rows = []
     for kind in GATES:
         v = make_inputs(kind, 1, B, H)
-        cy, nv, gm = timed([cell_step(_ops, kind, v), cell_step(_ops_ref, kind, v),
+        cy, nv, gm = timed([cell_step(COMPILED, kind, v), cell_step(TWIN, kind, v),
                             cell_gemms(kind, B, H, 200)])
         g_us = gm[0] / 200 * 1e6
         rows.append([f"{kind}_cell", f"{cy[0] * 1e6:.1f}", f"{g_us:.1f}", f"{nv[0] * 1e6:.1f}",
@@ -147,7 +147,7 @@ def main(argv=None):
     rows = []
     for kind in GATES:
         v = make_inputs(kind, T, B, H)
-        k, g = timed([sequence(_ops, kind, v), gemms_alone(kind, T, B, H)])
+        k, g = timed([sequence(COMPILED, kind, v), gemms_alone(kind, T, B, H)])
         rows.append([f"{kind}_sequence", fmt(k), fmt(g), f"{k[0] / g[0]:.2f}x"])
     cli.print_table(["kernel", "kernel fwd+bwd ms", "GEMMs alone ms", "kernel/GEMMs"], rows,
                     "ms per call, median (min-max); GEMMs alone: the same GEMMs on scipy's BLAS "

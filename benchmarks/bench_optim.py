@@ -141,7 +141,7 @@ def main(argv=None):
     if not args.no_torch and threads.torch_available():
         import torch
         torch.set_num_threads(1)
-    before = kernels.backend
+    before = machine.kernel_backend()
     info = machine.machine_info()
     print(f"machine: {info['cpu']}, {info['cores']} cores, Python {info['python']}, numpy "
           f"{info['numpy']}"

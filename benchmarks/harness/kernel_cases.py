@@ -4,7 +4,13 @@ arguments in a closure, on a compiled module (minigrad._ops) or its NumPy twin
 import numpy as np
 from scipy.linalg import blas
 
-from minigrad import _ops
+from minigrad import _ops, _ops_ref
+
+# The private kernel modules and names the benchmark reaches into, in this one place: the cell
+# and sequence kernels timed (compiled and twin), and the GEMM entry points.
+COMPILED, TWIN = _ops, _ops_ref
+gemm = _ops._gemm                          # the kernels' own GEMM (with a repeat count)
+small_gemm_limit = _ops._set_small_gemm    # m*n*k up to which the small-GEMM kernel runs
 
 GATES = {"rnn": 1, "lstm": 4, "gru": 3}
 DTYPE = np.float32
@@ -121,7 +127,7 @@ def cell_gemms(kind, B, H, repeat):
 
     def run():
         for ta, tb, a, b, c, beta in calls:
-            _ops._gemm(ta, tb, a, b, c, 1.0, beta, False, repeat)
+            gemm(ta, tb, a, b, c, 1.0, beta, False, repeat)
         return dict(x=x, h=h, dG=dG, w_ih=w_ih, w_hh=w_hh, g=g, dh=dh, dx=dx, dw_ih=dw_ih,
                     dw_hh=dw_hh)
     return run

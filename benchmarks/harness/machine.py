@@ -28,6 +28,14 @@ def cpu_name():
     return cpu
 
 
+def kernel_backend():
+    """Which kernels minigrad runs on ("cython" or "numpy"): minigrad.kernels.backend, read
+    whether it is a value or a function returning it."""
+    from minigrad import kernels
+    b = kernels.backend
+    return b() if callable(b) else b
+
+
 def machine_info():
     """CPU, core count, platform, versions of Python, numpy, scipy, torch and minigrad (with its
     kernel backend), and the git commit of the checkout when there is one."""
@@ -42,11 +50,7 @@ def machine_info():
     if torch_available():
         import torch
         info["torch"] = torch.__version__
-    try:
-        from minigrad import kernels
-        info["minigrad_backend"] = kernels.backend
-    except ImportError:
-        pass
+    info["minigrad_backend"] = kernel_backend()
     try:
         git = ["git", "-C", ROOT]
         commit = subprocess.run(git + ["rev-parse", "--short", "HEAD"],
