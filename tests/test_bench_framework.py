@@ -190,6 +190,7 @@ def test_main_with_probe_writes_it_to_the_json(tmp_path, capsys):
              "--no-torch", "--idle", "0.1", "--numpy", "--probe", "--json", str(path)])
     out = capsys.readouterr().out
     assert "eviction probe" in out and "idle 0.1 ms" in out and "minigrad/numpy" in out
+    assert out.count("legend: ") == 2          # the probe's table and the result's, each
     data = bf.json.loads(path.read_text())
     assert sorted(data["eviction_probe_us"]) == ["1024", "256", "64"]
     assert sorted(data["eviction_probe_us"]["64"]) == ["0", "0.1"]   # milliseconds, as given
