@@ -123,8 +123,7 @@ def build_parser():
 def main(argv=None):
     ap = build_parser()
     a = ap.parse_args(argv)
-    if a.rounds < 1 or a.warmup < 0:
-        ap.error(f"--rounds must be >= 1 and --warmup >= 0, got {a.rounds} and {a.warmup}")
+    cli.at_least(ap, rounds=(a.rounds, 1), warmup=(a.warmup, 0))
     idle = a.idle or ()
     threads.apply(1)
     use_torch = not a.no_torch and threads.torch_available()

@@ -94,8 +94,7 @@ def build_parser():
 def main(argv=None):
     ap = build_parser()
     args = ap.parse_args(argv)
-    if args.T < 1 or args.repeats < 1:
-        ap.error(f"--T and --repeats must be >= 1, got {args.T} and {args.repeats}")
+    cli.at_least(ap, T=(args.T, 1), repeats=(args.repeats, 1))
     clock = CLOCKS[args.clock]
     repeats, warmup, target = (args.repeats, 3, 0.05) if not args.quick else (5, 1, 0.01)
     T = args.T

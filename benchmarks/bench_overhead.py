@@ -26,9 +26,9 @@ import minigrad as mg  # noqa: E402
 from benchmarks.harness import cli, machine, timing  # noqa: E402
 
 
-def chain_minigrad(x0, n):
-    x = mg.tensor(x0, requires_grad=True)
-    y = x
+def forward(y, n, tanh, saved=None):
+    """The chain's n ops on y: multiply by 0.9, add 0.1, tanh, again and again; each tanh
+    output appended to `saved` when given (what a hand-written backward needs)."""
     for i in range(n):
         k = i % 3
         if k == 0:
@@ -36,23 +36,28 @@ def chain_minigrad(x0, n):
         elif k == 1:
             y = y + 0.1
         else:
-            y = y.tanh()
-    y.sum().backward()
+            y = tanh(y)
+            if saved is not None:
+                saved.append(y)
+    return y
+
+
+def chain_tape(tensor, x0, n):
+    """The chain recorded on a tape library's tensors (`tensor`: mg.tensor or torch.tensor) and
+    backpropagated; returns the gradient of its sum with respect to x0."""
+    x = tensor(x0, requires_grad=True)
+    forward(x, n, lambda t: t.tanh()).sum().backward()
     return x.grad
 
 
+def chain_minigrad(x0, n):
+    return chain_tape(mg.tensor, x0, n)
+
+
 def chain_numpy(x0, n):
+    """The chain forward in NumPy, then its hand-written backward."""
     ys = []
-    y = x0
-    for i in range(n):
-        k = i % 3
-        if k == 0:
-            y = y * 0.9
-        elif k == 1:
-            y = y + 0.1
-        else:
-            y = np.tanh(y)
-            ys.append(y)
+    y = forward(x0, n, np.tanh, ys)
     g = np.ones_like(y)
     for i in reversed(range(n)):
         k = i % 3
@@ -65,18 +70,7 @@ def chain_numpy(x0, n):
 
 
 def chain_torch(torch, x0, n):
-    x = torch.tensor(x0, requires_grad=True)
-    y = x
-    for i in range(n):
-        k = i % 3
-        if k == 0:
-            y = y * 0.9
-        elif k == 1:
-            y = y + 0.1
-        else:
-            y = y.tanh()
-    y.sum().backward()
-    return x.grad
+    return chain_tape(torch.tensor, x0, n)
 
 
 def build_parser():
@@ -92,10 +86,8 @@ def build_parser():
 def main(argv=None):
     ap = build_parser()
     args = ap.parse_args(argv)
-    for flag, v, low in (("--ops", args.ops, 1), ("--repeats", args.repeats, 1),
-                         ("--warmup", args.warmup, 0), ("--size", args.size, 1)):
-        if v < low:
-            ap.error(f"{flag} must be >= {low}, got {v}")
+    cli.at_least(ap, ops=(args.ops, 1), repeats=(args.repeats, 1), warmup=(args.warmup, 0),
+                 size=(args.size, 1))
 
     x0 = np.linspace(-1, 1, args.size).astype(np.float32)
     contenders = {"numpy": timing.Call(lambda: chain_numpy(x0, args.ops)),

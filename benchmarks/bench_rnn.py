@@ -158,10 +158,8 @@ def print_results(results, names):
 def main(argv=None):
     ap = build_parser()
     args = ap.parse_args(argv)
-    if args.threads < 1:
-        ap.error(f"--threads must be >= 1, got {args.threads}")
-    if args.run_length < 1:
-        ap.error(f"--run-length must be >= 1, got {args.run_length}")
+    cli.at_least(ap, threads=(args.threads, 1), run_length=(args.run_length, 1),
+                 sgemm_n=(args.sgemm_n, 1))
 
     thread_info = threads.apply(args.threads, _ENV_BEFORE_NUMPY)
     names = ["minigrad", "numpy"] + ([] if args.no_torch or not threads.torch_available()

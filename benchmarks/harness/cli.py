@@ -37,3 +37,11 @@ def print_table(header, rows, legend, left=1):
     for r in rows:
         print(line(r))
     print("legend: " + legend)
+
+
+def at_least(ap, **minimums):
+    """ap.error naming the first option below its minimum: at_least(ap, rounds=(value, 1)) ->
+    "--rounds must be >= 1, got 0"."""
+    for name, (value, low) in minimums.items():
+        if value < low:
+            ap.error(f"--{name.replace('_', '-')} must be >= {low}, got {value}")
