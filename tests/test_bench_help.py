@@ -97,3 +97,20 @@ def test_every_command_in_the_performance_doc_parses():
         modules[name].build_parser().parse_args(shlex.split(m.group(3)))
         found += 1
     assert found >= 10
+
+
+def test_print_table_sizes_columns_and_ends_in_one_legend_line(capsys):
+    from benchmarks.harness import cli
+    cli.print_table(["name", "ms"], [["minigrad", "1.5"], ["np", "12.25"]], "ms per step", left=1)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines == ["name         ms", "---------------", "minigrad    1.5", "np        12.25",
+                     "legend: ms per step"]
+
+
+def test_at_least_names_the_option_its_minimum_and_the_value(capsys):
+    from benchmarks.harness import cli
+    ap = argparse.ArgumentParser()
+    cli.at_least(ap, rounds=(1, 1), warmup=(0, 0))          # at the minimums: no error
+    with pytest.raises(SystemExit):
+        cli.at_least(ap, rounds=(5, 1), run_length=(-2, 1))
+    assert "--run-length must be >= 1, got -2" in capsys.readouterr().err
