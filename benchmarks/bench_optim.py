@@ -1,32 +1,35 @@
 """Optimizer steps: minigrad.optim on its compiled update kernels against the same optimizer on
 the kernels' NumPy twins (MINIGRAD_BACKEND=numpy), and torch.optim when installed.
 
-For each optimizer setting and parameter set, one ``opt.step()`` (gradients already in place) is
-timed per contender; contenders are interleaved (A B C A B C ...) after warm-up rounds, and the
-median per step and its ratio to the twin (and to torch) are printed. Before timing, the three
-contenders take 3 steps from the same parameters and gradients and must end within float32
-tolerance of each other (a benchmark of wrong code is worthless).
+For each optimizer setting and parameter set, one opt.step() (gradients already in place) is
+timed per contender; contenders are interleaved in balanced orders (each right after every
+other equally often) after warm-up rounds, and the median per step and its ratio to the twin
+(and to torch) are printed. Before timing, the contenders take 3 steps from the same parameters
+and gradients and must end within float32 tolerance of each other.
 
-Parameter sets: ``lstm50``, the six parameters of benchmarks/bench_rnn.py's LSTM at H = 50 with
-its readout; ``char_rnn``, the seven of examples/char_rnn.py's default model (380k values).
+Parameter sets: lstm50, the six parameters of bench_rnn.py's LSTM at H = 50 with its readout;
+char_rnn, the seven of examples/char_rnn.py's default model (380k values).
 
-    python benchmarks/bench_optim.py [--repeats 200] [--sets lstm50,char_rnn] [--no-torch]
+    python benchmarks/bench_optim.py [options]
 """
-import argparse
 import os
-import platform
-import statistics
 import sys
-import time
 
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if _ROOT not in sys.path:
+    sys.path.insert(0, _ROOT)
+
+from benchmarks.harness import threads  # noqa: E402  (imports no numpy)
+
+threads.set_env(1, only_if_unset=True)
+
+import statistics  # noqa: E402
 
 import numpy as np  # noqa: E402
 
 import minigrad as mg  # noqa: E402
 from minigrad import kernels  # noqa: E402
-from benchmarks.bench_rnn import round_orders  # noqa: E402
+from benchmarks.harness import cli, machine, timing  # noqa: E402
 
 SETS = {
     "lstm50": [(200, 50), (200, 50), (200,), (200,), (10, 50), (10,)],
@@ -55,7 +58,7 @@ def draw(shapes, seed=0):
 
 class MinigradOpt:
     """One minigrad optimizer on its own copy of the parameters, stepping on `backend`'s
-    kernels (the backend is set before each step, outside the timed call)."""
+    kernels (the backend is set in prepare(), before each step, outside the timed call)."""
 
     def __init__(self, backend, name, kw, params, grads):
         self.backend = backend
@@ -113,32 +116,19 @@ def check_agreement(contenders, steps=3, rtol=1e-4, atol=1e-6):
                                        err_msg=f"{name}: parameter {i} after {steps} steps")
 
 
-def time_interleaved(contenders, warmup, repeats):
-    """{name: [seconds per step]}: rounds of one step each, in bench_rnn's balanced orders
-    (every contender right after every other equally often); repeats rounded up to whole
-    cycles of them."""
-    names = list(contenders)
-    cycle = [[names[i] for i in o] for o in round_orders(len(names))]
-    repeats = -(-repeats // len(cycle)) * len(cycle)
-    samples = {n: [] for n in names}
-    for r in range(warmup + repeats):
-        for n in cycle[r % len(cycle)]:
-            c = contenders[n]
-            c.prepare()
-            t0 = time.perf_counter()
-            c.step()
-            dt = time.perf_counter() - t0
-            if r >= warmup:
-                samples[n].append(dt)
-    return samples
+def build_parser():
+    ap = cli.parser(__doc__)
+    ap.add_argument("--repeats", type=int, default=200,
+                    help="timed rounds (rounded up to whole cycles of the balanced order)")
+    ap.add_argument("--warmup", type=int, default=5, help="discarded rounds")
+    ap.add_argument("--sets", default=",".join(SETS),
+                    help="parameter sets, comma-separated, among " + ", ".join(SETS))
+    ap.add_argument("--no-torch", action="store_true", help="leave torch out")
+    return ap
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--repeats", type=int, default=200)
-    ap.add_argument("--warmup", type=int, default=5)
-    ap.add_argument("--sets", default=",".join(SETS), help="comma-separated: " + ", ".join(SETS))
-    ap.add_argument("--no-torch", action="store_true")
+    ap = build_parser()
     args = ap.parse_args(argv)
     sets = [s.strip() for s in args.sets.split(",") if s.strip()]
     unknown = [s for s in sets if s not in SETS]
@@ -148,39 +138,34 @@ def main(argv=None):
         ap.error(f"--repeats must be >= 1 and --warmup >= 0, got {args.repeats} and {args.warmup}")
 
     torch = None
-    if not args.no_torch:
-        try:
-            import torch
-            torch.set_num_threads(1)
-        except ImportError:
-            torch = None
-    before = kernels.backend
-    print(f"machine: {platform.machine()} {os.cpu_count()} cores, Python "
-          f"{platform.python_version()}, numpy {np.__version__}"
+    if not args.no_torch and threads.torch_available():
+        import torch
+        torch.set_num_threads(1)
+    before = machine.kernel_backend()
+    info = machine.machine_info()
+    print(f"machine: {info['cpu']}, {info['cores']} cores, Python {info['python']}, numpy "
+          f"{info['numpy']}"
           + (f", torch {torch.__version__} (1 thread)" if torch else ", no torch"))
     print(f"one opt.step() per turn, {args.repeats} interleaved rounds (balanced order: each "
-          f"contender right after every other equally often) after {args.warmup} warm-up; "
-          "median us per step; ratios: compiled / other (below 1: compiled faster)")
-    hdr = (f"{'set':<9} {'optimizer':<58} {'compiled':>9} {'twin':>9} {'torch':>9} "
-           f"{'x twin':>7} {'x torch':>8}")
-    print(hdr)
-    print("-" * len(hdr))
-    results = []
+          f"contender right after every other equally often) after {args.warmup} warm-up")
+    rows, results = [], []
     try:
         for set_name in sets:
             for name, kw in SETTINGS:
                 contenders = build(name, kw, SETS[set_name], torch)
                 check_agreement(contenders)
-                samples = time_interleaved(contenders, args.warmup, args.repeats)
+                samples = timing.time_interleaved(contenders, args.warmup, args.repeats)
                 med = {n: statistics.median(v) * 1e6 for n, v in samples.items()}
                 c, t = med["compiled"], med.get("torch")
-                t_us = "-" if t is None else f"{t:.1f}"
-                vs_t = "-" if t is None else f"{c / t:.2f}"
-                print(f"{set_name:<9} {label(name, kw):<58} {c:>9.1f} {med['numpy twin']:>9.1f} "
-                      f"{t_us:>9} {c / med['numpy twin']:>7.2f} {vs_t:>8}")
+                rows.append([set_name, label(name, kw), f"{c:.1f}", f"{med['numpy twin']:.1f}",
+                             "-" if t is None else f"{t:.1f}", f"{c / med['numpy twin']:.2f}",
+                             "-" if t is None else f"{c / t:.2f}"])
                 results.append({"set": set_name, "optimizer": label(name, kw), "median_us": med})
     finally:
         kernels.set_backend(before)
+    cli.print_table(["set", "optimizer", "compiled", "twin", "torch", "x twin", "x torch"], rows,
+                    "median us per opt.step(): compiled kernels, their NumPy twin, torch.optim; "
+                    "x twin, x torch: compiled over the other (below 1: compiled faster)", left=2)
     return results
 
 

@@ -1,9 +1,11 @@
-"""benchmarks/bench_framework.py: the protocol (each timed step right after its predecessor),
+"""benchmarks/bench_framework.py and harness.framework_cost: the protocol (each timed step right after its predecessor),
 the interval of a difference of medians, and a small end-to-end run."""
 import numpy as np
 import pytest
 
 from benchmarks import bench_framework as bf
+from benchmarks.harness import agreement, stats, timing
+from benchmarks.harness import framework_cost as fc
 
 
 class _Logged:
@@ -18,14 +20,14 @@ def test_time_after_runs_each_predecessor_right_before_the_timed_step(monkeypatc
     log, timed = [], []
     subjects = {"a": _Logged("a", log), "b": _Logged("b", log)}
     preds = {"p": _Logged("p", log)}
-    real = bf.time.perf_counter
+    real = timing.time.perf_counter
     marks = []
 
     def perf():     # the second perf_counter call of a pair ends a timed step
         marks.append(len(log))
         return real()
-    monkeypatch.setattr(bf.time, "perf_counter", perf)
-    out = bf.time_after(subjects, preds, rounds=3, warmup=1)
+    monkeypatch.setattr(timing.time, "perf_counter", perf)
+    out = timing.time_after(subjects, preds, rounds=3, warmup=1)
     assert set(out) == {("itself", "a"), ("itself", "b"), ("p", "a"), ("p", "b")}
     assert all(len(v) == 3 for v in out.values())
     # 4 rounds x 4 pairs, each pair: predecessor step, then the timed subject step
@@ -43,24 +45,24 @@ def test_time_after_runs_each_predecessor_right_before_the_timed_step(monkeypatc
 def test_diff_interval_of_a_constant_difference_is_that_difference():
     rng = np.random.default_rng(1)
     b = rng.random(50)
-    lo, hi = bf.diff_interval(b + 5.0, b)
+    lo, hi = stats.diff_interval(b + 5.0, b)
     assert lo == pytest.approx(5.0) and hi == pytest.approx(5.0)
 
 
 def test_diff_interval_widens_with_noise_and_contains_the_difference():
     rng = np.random.default_rng(2)
     b = rng.random(200)
-    narrow = bf.diff_interval(b + 1 + rng.normal(0, 0.01, 200), b)
-    wide = bf.diff_interval(b + 1 + rng.normal(0, 0.5, 200), b)
+    narrow = stats.diff_interval(b + 1 + rng.normal(0, 0.01, 200), b)
+    wide = stats.diff_interval(b + 1 + rng.normal(0, 0.5, 200), b)
     assert narrow[0] < 1 < narrow[1] or narrow[0] == pytest.approx(1, abs=0.02)
     assert wide[1] - wide[0] > 5 * (narrow[1] - narrow[0])
 
 
 def test_diff_interval_rejects_unpaired_samples():
     with pytest.raises(ValueError, match="the same number for both .*got 3 and 2"):
-        bf.diff_interval([1, 2, 3], [1, 2])
+        stats.diff_interval([1, 2, 3], [1, 2])
     with pytest.raises(ValueError, match="at least one round.*got 0 and 0"):
-        bf.diff_interval([], [])
+        stats.diff_interval([], [])
 
 
 def test_main_small_run_reports_the_difference_of_the_two_subjects(tmp_path):
@@ -87,12 +89,12 @@ def test_timed_kernels_adds_the_time_of_calls_made_through_it():
         constant = 3
 
         def slow(self, x):
-            bf.time.sleep(0.002)
+            timing.time.sleep(0.002)
             return x + 1
 
         def _private(self):
             return "p"
-    tk = bf.TimedKernels(Fake())
+    tk = fc.TimedKernels(Fake())
     assert tk.slow(1) == 2 and tk.constant == 3 and tk._private() == "p"
     assert tk.inside >= 0.002                # the call's sleep, at least
     before = tk.inside
@@ -101,7 +103,7 @@ def test_timed_kernels_adds_the_time_of_calls_made_through_it():
 
 
 def test_parts_split_the_kernels_step_into_calls_and_glue():
-    res = bf.run("gru", (4, 3, 5, 6), rounds=5, use_torch=False, warmup=1, with_parts=True)
+    res = fc.run("gru", (4, 3, 5, 6), rounds=5, use_torch=False, warmup=1, with_parts=True)
     for row in res["rows"]:
         inside, glue = row["kernels_inside_calls_us"], row["kernels_glue_us"]
         # each step's time inside kernel calls is part of that step's time, so per step
@@ -114,7 +116,7 @@ def test_stubbed_sequence_kernels_return_one_real_result_and_are_restored():
     from minigrad import kernels
     real = kernels.rnn_sequence_forward
     calls = []
-    with bf.StubbedSequenceKernels("rnn"):
+    with fc.StubbedSequenceKernels("rnn"):
         stub = kernels.rnn_sequence_forward
         assert stub is not real
         x = np.ones((2, 1, 3), np.float32)
@@ -143,21 +145,21 @@ def test_stubbed_run_calls_each_real_sequence_kernel_once(monkeypatch):
             return _real(*a, **kw)
         monkeypatch.setattr(kernels, name, counted)
     size = (2, 3, 4, 5)
-    bf.br.verify("lstm", size, ["numpy", "minigrad", "kernels"])
+    agreement.verify("lstm", size, ["numpy", "minigrad", "kernels"])
     in_verify = dict(counts)
     counts.clear()
-    res = bf.run("lstm", size, rounds=4, use_torch=False, warmup=1, stub=True)
+    res = fc.run("lstm", size, rounds=4, use_torch=False, warmup=1, stub=True)
     assert res["stub"] is True
     assert counts == {n: in_verify[n] + 1 for n in in_verify}, (counts, in_verify)
     counts.clear()
-    bf.run("lstm", size, rounds=4, use_torch=False, warmup=1)
+    fc.run("lstm", size, rounds=4, use_torch=False, warmup=1)
     steps = (4 + 1) * 2 * 2 * 2     # rounds x (itself, numpy) x 2 subjects x 2 steps per timing
     assert all(counts[n] >= in_verify[n] + steps // 2 for n in in_verify), (counts, in_verify)
 
 
 def test_stubbed_sequence_kernels_reject_an_unknown_cell():
     with pytest.raises(ValueError, match=r"cell must be one of .*got 'lstn'"):
-        bf.StubbedSequenceKernels("lstn")
+        fc.StubbedSequenceKernels("lstn")
 
 
 def test_parse_ms_reads_positive_milliseconds():
@@ -170,7 +172,7 @@ def test_parse_ms_reads_positive_milliseconds():
 
 
 def test_run_with_numpy_and_idle_gives_ratios_after_each_predecessor():
-    res = bf.run("rnn", (4, 3, 5, 6), rounds=5, use_torch=False, warmup=1,
+    res = fc.run("rnn", (4, 3, 5, 6), rounds=5, use_torch=False, warmup=1,
                  idle_ms=(0.2,), with_numpy=True)
     assert [row["after"] for row in res["rows"]] == ["itself", "numpy", "idle 0.2 ms"]
     assert res["idle_ms"] == [0.2]
@@ -188,6 +190,7 @@ def test_main_with_probe_writes_it_to_the_json(tmp_path, capsys):
              "--no-torch", "--idle", "0.1", "--numpy", "--probe", "--json", str(path)])
     out = capsys.readouterr().out
     assert "eviction probe" in out and "idle 0.1 ms" in out and "minigrad/numpy" in out
+    assert out.count("legend: ") == 2          # the probe's table and the result's, each
     data = bf.json.loads(path.read_text())
     assert sorted(data["eviction_probe_us"]) == ["1024", "256", "64"]
     assert sorted(data["eviction_probe_us"]["64"]) == ["0", "0.1"]   # milliseconds, as given

@@ -18,6 +18,7 @@ def test_smoke_times_every_setting_on_both_backends(capsys):
         assert all(v > 0 for v in r["median_us"].values())
     out = capsys.readouterr().out
     assert "Adam(lr=0.001)" in out and "no torch" in out
+    assert out.count("legend: ") == 1
 
 
 @pytest.mark.parametrize("name,kw", bench.SETTINGS[::2])

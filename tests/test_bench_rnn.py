@@ -1,4 +1,5 @@
-"""benchmarks/bench_rnn.py: a smoke run on a tiny size, and the agreement check that guards it.
+"""benchmarks/bench_rnn.py and the harness under it: a smoke run on a tiny size, the agreement
+check that guards it, the interleaving, the bootstrap intervals and the eviction probe.
 
 No timing is asserted anywhere: timings depend on the machine and its load.
 """
@@ -12,11 +13,12 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from benchmarks import bench_rnn as bench
+from benchmarks import bench_rnn
+from benchmarks.harness import agreement, contenders, machine, problem, stats, threads, timing
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = (2, 3, 4, 5)          # B, T, I, H
-HAVE_TORCH = bench.torch_available()
+HAVE_TORCH = threads.torch_available()
 NAMES = ["minigrad", "numpy"] + (["torch"] if HAVE_TORCH else [])
 
 
@@ -39,16 +41,16 @@ def run_bench(tmp_path, *args, entry="script"):
 def test_smoke_json_has_every_cell_size_and_contender(tmp_path):
     doc, stdout = run_bench(tmp_path)
     assert doc["contenders"] == NAMES
-    assert doc["threads"]["requested"] == bench.DEFAULT_THREADS
+    assert doc["threads"]["requested"] == threads.DEFAULT_THREADS
     # the roofline rate is the median of every SGEMM run: 5 at start-up, 5 before each row
-    assert len(doc["sgemm_samples_gflops"]) == 5 + bench.SGEMM_PER_ROW * len(bench.CELLS)
+    assert len(doc["sgemm_samples_gflops"]) == 5 + bench_rnn.SGEMM_PER_ROW * len(problem.CELLS)
     assert doc["roofline_rate_gflops"] == pytest.approx(np.median(doc["sgemm_samples_gflops"]))
     assert doc["sgemm_best_gflops_run"] == max(doc["sgemm_samples_gflops"])
     got = {(r["cell"], tuple(r["size"])) for r in doc["results"]}
-    assert got == {(c, TINY) for c in bench.CELLS}
+    assert got == {(c, TINY) for c in problem.CELLS}
     for r in doc["results"]:
-        assert r["gemm_flops"] == bench.gemm_flops(TINY, r["cell"])
-        assert len(r["sgemm_samples_gflops"]) == bench.SGEMM_PER_ROW
+        assert r["gemm_flops"] == problem.gemm_flops(TINY, r["cell"])
+        assert len(r["sgemm_samples_gflops"]) == bench_rnn.SGEMM_PER_ROW
         assert set(r["sgemm_samples_gflops"]) <= set(doc["sgemm_samples_gflops"])
         assert r["gemm_time_s"] == pytest.approx(r["gemm_flops"] / (doc["roofline_rate_gflops"] * 1e9))
         assert set(r["contenders"]) == set(NAMES), r["cell"]
@@ -71,41 +73,40 @@ def test_smoke_json_has_every_cell_size_and_contender(tmp_path):
                     assert lo <= c["ratio_vs_numpy"] * (1 + 1e-12) and \
                         c["ratio_vs_numpy"] <= hi * (1 + 1e-12), where
         for name, errs in r["agreement_rel_err"].items():
-            assert max(errs.values()) <= bench.GRAD_RTOL, (r["cell"], name, errs)
+            assert max(errs.values()) <= agreement.GRAD_RTOL, (r["cell"], name, errs)
     for name in NAMES:
         assert name in stdout
     assert "threads: 1" in stdout
-    for when in ("start", "end"):          # the machine's cache eviction, before and after
-        probe = doc[f"eviction_probe_{when}_us"]
-        assert list(probe) == ["64"] and sorted(probe["64"]) == ["0", "1", "5"], probe
-        assert all(v > 0 for v in probe["64"].values())
-    assert stdout.count("cache eviction: a 64 KiB buffer") == 2
+    assert stdout.count("legend: ") == 1           # the table says what its columns mean
+    # the cache-eviction probe is opt-in (--probe): not in this run, nor in its JSON
+    assert not any(k.startswith("eviction_probe") for k in doc)
+    assert "cache eviction" not in stdout
 
 
-@pytest.mark.parametrize("cell", bench.CELLS)
+@pytest.mark.parametrize("cell", problem.CELLS)
 def test_kernels_contender_computes_the_same_step(cell):
     """--kernels adds minigrad's kernels called by hand (no tape): its loss and every gradient
     agree with the NumPy reference and with minigrad's, and its step updates the weights as
     minigrad's does."""
-    errors = bench.verify(cell, TINY, ["numpy", "minigrad", "kernels"])
-    assert max(errors["kernels"].values()) <= bench.GRAD_RTOL, errors["kernels"]
-    params, x, target = bench.make_problem(cell, TINY)
-    mg, kn = (bench.CONTENDERS[n](cell, bench._copy(params), x, target) for n in ("minigrad", "kernels"))
+    errors = agreement.verify(cell, TINY, ["numpy", "minigrad", "kernels"])
+    assert max(errors["kernels"].values()) <= agreement.GRAD_RTOL, errors["kernels"]
+    params, x, target = problem.make_problem(cell, TINY)
+    mg, kn = (contenders.CONTENDERS[n](cell, problem.copy_params(params), x, target) for n in ("minigrad", "kernels"))
     for _ in range(3):
         mg.step(), kn.step()
     for name, v in kn.p.items():
         np.testing.assert_allclose(v, mg.P[name].data, rtol=1e-5, atol=1e-6, err_msg=name)
 
 
-@pytest.mark.parametrize("cell", bench.CELLS)
+@pytest.mark.parametrize("cell", problem.CELLS)
 def test_unrolled_contender_is_the_cell_by_cell_tape_and_computes_the_same_step(cell):
     """--unrolled adds minigrad with impl="step" modules: T cell-step nodes on the tape, not one
     sequence node; its loss and gradients agree with the NumPy reference, and its steps update
     the weights as the sequence modules' do."""
-    errors = bench.verify(cell, TINY, ["numpy", "minigrad", "unrolled"])
-    assert max(errors["unrolled"].values()) <= bench.GRAD_RTOL, errors["unrolled"]
-    params, x, target = bench.make_problem(cell, TINY)
-    fused, unrolled = (bench.CONTENDERS[n](cell, bench._copy(params), x, target)
+    errors = agreement.verify(cell, TINY, ["numpy", "minigrad", "unrolled"])
+    assert max(errors["unrolled"].values()) <= agreement.GRAD_RTOL, errors["unrolled"]
+    params, x, target = problem.make_problem(cell, TINY)
+    fused, unrolled = (contenders.CONTENDERS[n](cell, problem.copy_params(params), x, target)
                        for n in ("minigrad", "unrolled"))
     assert fused.rnn.impl == "sequence" and unrolled.rnn.impl == "step"
     nodes = set()
@@ -124,9 +125,10 @@ def test_unrolled_contender_is_the_cell_by_cell_tape_and_computes_the_same_step(
 @pytest.mark.parametrize("entry", ["module", "package"])
 def test_module_entry_points_and_filters(tmp_path, entry):
     """python -m benchmarks.bench_rnn and python -m benchmarks: the same run, the threads set
-    before NumPy's import."""
+    before NumPy's import; --probe adds the cache-eviction probe at start and end."""
     doc, stdout = run_bench(tmp_path, "--cells", "gru", "--threads", "2", "--no-torch",
-                            "--no-memory", "--no-plot", "--run-length", "2", entry=entry)
+                            "--no-memory", "--no-plot", "--run-length", "2", "--probe",
+                            entry=entry)
     assert [r["cell"] for r in doc["results"]] == ["gru"]
     assert doc["run_length"] == 2 and "2 steps back to back per turn" in stdout
     assert all(c["repeats"] == 2 for c in doc["results"][0]["contenders"].values())
@@ -134,37 +136,42 @@ def test_module_entry_points_and_filters(tmp_path, entry):
     assert doc["threads"]["requested"] == 2
     assert doc["threads"]["env"]["OPENBLAS_NUM_THREADS"] == "2"
     assert doc["threads"]["env_set_before_numpy_import"] is True
+    for when in ("start", "end"):          # --probe: the machine's cache eviction, before and after
+        probe = doc[f"eviction_probe_{when}_us"]
+        assert list(probe) == ["64"] and sorted(probe["64"]) == ["0", "1", "5"], probe
+        assert all(v > 0 for v in probe["64"].values())
+    assert stdout.count("cache eviction: a 64 KiB buffer") == 2
 
 
-@pytest.mark.parametrize("cell", bench.CELLS)
+@pytest.mark.parametrize("cell", problem.CELLS)
 def test_agreement_passes_with_the_same_weights(cell):
-    errors = bench.verify(cell, TINY, NAMES)
+    errors = agreement.verify(cell, TINY, NAMES)
     assert set(errors) == set(NAMES) - {"numpy"}
     for name, e in errors.items():
         assert "loss" in e and "weight_hh_l0" in e and "fc.weight" in e and "step_loss" in e
 
 
 @pytest.mark.parametrize("victim", NAMES)
-@pytest.mark.parametrize("cell", bench.CELLS)
+@pytest.mark.parametrize("cell", problem.CELLS)
 def test_agreement_rejects_different_weights(cell, victim):
-    params, _, _ = bench.make_problem(cell, TINY)
+    params, _, _ = problem.make_problem(cell, TINY)
     wrong = {k: v.copy() for k, v in params.items()}
     wrong["weight_hh_l0"] = wrong["weight_hh_l0"] * np.float32(1.01)   # 1% off: small but real
-    with pytest.raises(bench.MismatchError, match=victim if victim != "numpy" else "disagree"):
-        bench.verify(cell, TINY, NAMES, overrides={victim: wrong})
+    with pytest.raises(agreement.MismatchError, match=victim if victim != "numpy" else "disagree"):
+        agreement.verify(cell, TINY, NAMES, overrides={victim: wrong})
 
 
 def test_check_agreement_names_the_wrong_gradient():
     g = {"w": np.ones(4, np.float32), "b": np.ones(2, np.float32)}
-    ok = bench.check_agreement({"numpy": (1.0, g), "x": (1.0 + 1e-6, dict(g))})
+    ok = agreement.check_agreement({"numpy": (1.0, g), "x": (1.0 + 1e-6, dict(g))})
     assert ok["x"]["w"] == 0.0
     bad = dict(g, b=np.array([1.0, 1.1], np.float32))
-    with pytest.raises(bench.MismatchError, match="x gradient b"):
-        bench.check_agreement({"numpy": (1.0, g), "x": (1.0, bad)})
-    with pytest.raises(bench.MismatchError, match="x loss"):
-        bench.check_agreement({"numpy": (1.0, g), "x": (1.01, g)})
-    with pytest.raises(bench.MismatchError, match="missing"):
-        bench.check_agreement({"numpy": (1.0, g), "x": (1.0, {"w": g["w"]})})
+    with pytest.raises(agreement.MismatchError, match="x gradient b"):
+        agreement.check_agreement({"numpy": (1.0, g), "x": (1.0, bad)})
+    with pytest.raises(agreement.MismatchError, match="x loss"):
+        agreement.check_agreement({"numpy": (1.0, g), "x": (1.01, g)})
+    with pytest.raises(agreement.MismatchError, match="missing"):
+        agreement.check_agreement({"numpy": (1.0, g), "x": (1.0, {"w": g["w"]})})
 
 
 class _Recorder:
@@ -177,7 +184,7 @@ class _Recorder:
 
 @pytest.mark.parametrize("n", [1, 2, 3, 4, 5, 6])
 def test_balanced_orders_put_every_contender_after_every_other_once_a_cycle(n):
-    orders = bench.balanced_orders(n)
+    orders = timing.balanced_orders(n)
     assert len(orders) == max(1, n - 1) and orders[0] == tuple(range(n))
     assert all(sorted(o) == list(range(n)) for o in orders)
     seq = [i for o in orders for i in o]
@@ -189,7 +196,7 @@ def test_balanced_orders_put_every_contender_after_every_other_once_a_cycle(n):
 @pytest.mark.parametrize("bad", [0, -1, 2.0, "3"])
 def test_balanced_orders_rejects_a_bad_count(bad):
     with pytest.raises(ValueError, match=r"int >= 1, got"):
-        bench.balanced_orders(bad)
+        timing.balanced_orders(bad)
 
 
 def _predecessors(log, run_length):
@@ -204,7 +211,7 @@ def _predecessors(log, run_length):
 def test_time_interleaved_balances_predecessors_over_turns_of_run_length_steps(run_length, names):
     log = []
     contenders = {n: _Recorder(n, log) for n in names}
-    samples = bench.time_interleaved(contenders, warmup=0, repeats=2 * len(names),
+    samples = timing.time_interleaved(contenders, warmup=0, repeats=2 * len(names),
                                      run_length=run_length)
     rounds = -(-2 * len(names) // max(1, len(names) - 1)) * max(1, len(names) - 1)
     assert {n: len(s) for n, s in samples.items()} == {n: rounds * run_length for n in names}
@@ -226,11 +233,11 @@ def test_time_interleaved_orders(order, turns):
     three contenders, rotate puts a after c in two turns of three and b after a in two."""
     log = []
     contenders = {n: _Recorder(n, log) for n in "abc"}
-    samples = bench.time_interleaved(contenders, warmup=1, repeats=3, order=order)
+    samples = timing.time_interleaved(contenders, warmup=1, repeats=3, order=order)
     assert log == [n for turn in turns for n in turn]
     assert {n: len(s) for n, s in samples.items()} == {n: len(turns) - 1 for n in "abc"}
     with pytest.raises(ValueError, match="order must be one of"):
-        bench.round_orders(3, "random")
+        timing.round_orders(3, "random")
 
 
 def test_ratio_interval_pairs_rounds_and_brackets_the_ratio():
@@ -238,17 +245,17 @@ def test_ratio_interval_pairs_rounds_and_brackets_the_ratio():
     drift = np.exp(rng.normal(0, 0.5, 60))          # the machine's speed, round by round
     b = 3.0 * drift
     # a is exactly half of b in every round: however rounds are drawn, the ratio is 0.5
-    lo, hi = bench.ratio_interval(0.5 * b, b)
+    lo, hi = stats.ratio_interval(0.5 * b, b)
     assert lo == pytest.approx(0.5) and hi == pytest.approx(0.5)
     # independent noise: the interval brackets the point ratio and has width
     a = 1.5 * drift * np.exp(rng.normal(0, 0.2, 60))
     point = np.median(a) / np.median(b)
-    lo, hi = bench.ratio_interval(a, b)
+    lo, hi = stats.ratio_interval(a, b)
     assert lo < point < hi and hi - lo > 0.01
-    assert bench.ratio_interval(a, b) == (lo, hi)                  # deterministic
+    assert stats.ratio_interval(a, b) == (lo, hi)                  # deterministic
     # more noise, wider interval
     a2 = 1.5 * drift * np.exp(rng.normal(0, 0.6, 60))
-    lo2, hi2 = bench.ratio_interval(a2, b)
+    lo2, hi2 = stats.ratio_interval(a2, b)
     assert hi2 - lo2 > hi - lo
 
 
@@ -257,11 +264,11 @@ def test_ratio_interval_resamples_whole_rounds_of_run_length():
     # half slow, so a's median is always (10 + 1) / 2; drawn step by step it swings from 1 to 10
     a = np.tile([10.0, 1.0], 30)
     b = np.full(60, 2.0)
-    assert bench.ratio_interval(a, b, run_length=2) == (2.75, 2.75)
-    lo, hi = bench.ratio_interval(a, b, run_length=1)
+    assert stats.ratio_interval(a, b, run_length=2) == (2.75, 2.75)
+    lo, hi = stats.ratio_interval(a, b, run_length=1)
     assert lo == 0.5 and hi == 5.0
     with pytest.raises(ValueError, match="whole rounds of 2 steps.*got 59 and 60"):
-        bench.ratio_interval(a[:-1], b, run_length=2)
+        stats.ratio_interval(a[:-1], b, run_length=2)
 
 
 def test_gemm_flops_counts_the_gemms_the_step_needs():
@@ -271,44 +278,44 @@ def test_gemm_flops_counts_the_gemms_the_step_needs():
     G = 4
     inp = 2 * T * B * I * G * H                     # X @ W_ih.T, and dW_ih = dG.T @ X
     rec = 2 * T * B * H * G * H                     # h @ W_hh.T; dG @ W_hh; dW_hh = dG.T @ h
-    out = 2 * B * H * bench.OUT
-    assert bench.gemm_flops((B, T, I, H), "lstm") == 2 * inp + 3 * rec + 3 * out
-    assert bench.gemm_flops((B, T, I, H), "gru") == (2 * inp + 3 * rec) * 3 // 4 + 3 * out
+    out = 2 * B * H * problem.OUT
+    assert problem.gemm_flops((B, T, I, H), "lstm") == 2 * inp + 3 * rec + 3 * out
+    assert problem.gemm_flops((B, T, I, H), "gru") == (2 * inp + 3 * rec) * 3 // 4 + 3 * out
 
 
 @pytest.mark.parametrize("flag", ["--run-length", "--threads"])
 def test_nonpositive_counts_are_rejected_naming_the_value(flag, capsys):
     with pytest.raises(SystemExit):
-        bench.main([flag, "0", "--no-plot"])
+        bench_rnn.main([flag, "0", "--no-plot"])
     err = capsys.readouterr().err
     assert f"{flag} must be >= 1, got 0" in err
 
 
 def test_parse_sizes_and_cells():
-    assert bench.parse_sizes("32x20x50x50,2x3x4x5") == [(32, 20, 50, 50), (2, 3, 4, 5)]
+    assert problem.parse_sizes("32x20x50x50,2x3x4x5") == [(32, 20, 50, 50), (2, 3, 4, 5)]
     with pytest.raises(Exception):
-        bench.parse_sizes("32x20x50")
-    assert bench.parse_cells("lstm,gru") == ["lstm", "gru"]
+        problem.parse_sizes("32x20x50")
+    assert problem.parse_cells("lstm,gru") == ["lstm", "gru"]
     with pytest.raises(Exception):
-        bench.parse_cells("lstm,transformer")
+        problem.parse_cells("lstm,transformer")
 
 
 def test_idle_busy_waits_its_time_and_names_itself():
-    idle = bench.Idle(2)
+    idle = timing.Idle(2)
     assert idle.name == "idle 2 ms"
-    t0 = bench.time.perf_counter()
+    t0 = timing.time.perf_counter()
     idle.step()
-    assert bench.time.perf_counter() - t0 >= 0.002      # it waits at least that long
-    assert bench.Idle(0.5).name == "idle 0.5 ms"
+    assert timing.time.perf_counter() - t0 >= 0.002      # it waits at least that long
+    assert timing.Idle(0.5).name == "idle 0.5 ms"
     for bad in (0, -1, float("nan"), float("inf")):
         with pytest.raises(ValueError, match=r"idle time must be a finite number of ms > 0, got"):
-            bench.Idle(bad)
+            timing.Idle(bad)
 
 
 def test_eviction_probe_times_every_buffer_after_every_wait(monkeypatch):
     waited = []
-    monkeypatch.setattr(bench.Idle, "step", lambda self: waited.append(self.ms))
-    out = bench.eviction_probe(kib=(4, 16), idle_ms=(1, 3), rounds=7)
+    monkeypatch.setattr(timing.Idle, "step", lambda self: waited.append(self.ms))
+    out = machine.eviction_probe(kib=(4, 16), idle_ms=(1, 3), rounds=7)
     assert sorted(out) == [4, 16]
     for row in out.values():
         assert sorted(row) == [0, 1, 3]
@@ -320,16 +327,16 @@ def test_eviction_probe_times_every_buffer_after_every_wait(monkeypatch):
 def test_eviction_probe_rejects_bad_sizes_waits_and_rounds():
     for kib in ((), (0,), (-4,), (1.5,)):
         with pytest.raises(ValueError, match=r"kib must be buffer sizes in KiB .*got"):
-            bench.eviction_probe(kib=kib, idle_ms=(1,), rounds=1)
+            machine.eviction_probe(kib=kib, idle_ms=(1,), rounds=1)
     with pytest.raises(ValueError, match=r"idle time must be .* got 0"):
-        bench.eviction_probe(kib=(4,), idle_ms=(0,), rounds=1)
+        machine.eviction_probe(kib=(4,), idle_ms=(0,), rounds=1)
     with pytest.raises(ValueError, match=r"rounds must be >= 1, got 0"):
-        bench.eviction_probe(kib=(4,), idle_ms=(1,), rounds=0)
+        machine.eviction_probe(kib=(4,), idle_ms=(1,), rounds=0)
 
 
 def test_probe_json_and_line_give_every_wait():
     probe = {64: {0: 3.5, 1: 17.25, 5: 46.0}}
-    assert bench.probe_json(probe) == {"64": {"0": 3.5, "1": 17.25, "5": 46.0}}
-    line = bench.probe_line(probe)
+    assert machine.probe_json(probe) == {"64": {"0": 3.5, "1": 17.25, "5": 46.0}}
+    line = machine.probe_line(probe)
     assert "64 KiB" in line and "3.5 us right after" in line
     assert "17 after 1 ms, 46 after 5 ms" in line
