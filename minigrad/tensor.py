@@ -75,9 +75,26 @@ class Tensor:
     def ndim(self):
         return self.data.ndim
 
-    @property
-    def size(self):
+    def size(self, dim=None):
+        """The shape, as ``torch.Tensor.size()``; with ``dim``, the length of that axis
+        (negative counts from the end). The number of elements is ``numel()``."""
+        shape = self.data.shape
+        if dim is None:
+            return shape
+        if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)):
+            raise TypeError(f"size() dim must be an int, got {type(dim).__name__}")
+        if not -len(shape) <= dim < len(shape):
+            raise IndexError(f"size(): dim {dim} is out of range for a tensor with "
+                             f"{len(shape)} dimensions")
+        return shape[dim]
+
+    def numel(self):
+        """The number of elements."""
         return self.data.size
+
+    def dim(self):
+        """The number of dimensions (``ndim``)."""
+        return self.data.ndim
 
     @property
     def is_leaf(self):

@@ -216,7 +216,7 @@ def check_op(op, ref, arrays, kwargs=None, *, requires_grad=None, seed=0, name=N
         if differentiable:
             loss = None
             for o in outs32:
-                if o.requires_grad and o.size:
+                if o.requires_grad and o.numel():
                     term = o.sum()
                     loss = term if loss is None else loss + term
             if loss is not None:

@@ -507,7 +507,7 @@ def test_tensor_copies_its_input_and_exposes_numpy():
 
 def test_item_array_len_shape_T():
     t = mg.tensor(np.arange(6.0).reshape(2, 3))
-    assert (t.shape, t.ndim, t.size, len(t)) == ((2, 3), 2, 6, 2)
+    assert (t.shape, t.ndim, t.numel(), t.size(), t.size(1), len(t)) == ((2, 3), 2, 6, (2, 3), 3, 2)
     assert mg.tensor([[2.5]]).item() == 2.5 and isinstance(mg.tensor([[2.5]]).item(), float)
     with pytest.raises(ValueError, match=r"one-element.*\(2, 3\)"):
         t.item()

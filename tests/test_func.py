@@ -87,9 +87,9 @@ def test_jacobian_and_vjp_match_finite_differences(xw):
     assert Jw.shape == (w.shape[1],) + w.shape
     np.testing.assert_allclose(Jx.data, J.data)
     out, vjp_fn = func.vjp(f_vector, x, w)
-    u = np.arange(1.0, out.size + 1)
+    u = np.arange(1.0, out.numel() + 1)
     gx, gw = vjp_fn(u)
-    np.testing.assert_allclose(gx.data, u @ J.data.reshape(out.size, -1), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(gx.data, u @ J.data.reshape(out.numel(), -1), rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(gw.data.ravel(), u @ Jw.data.reshape(out.size, -1),
                                rtol=1e-10, atol=1e-12)
 

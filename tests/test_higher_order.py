@@ -180,7 +180,7 @@ def test_random_chains_of_ops_have_right_second_derivatives(data):
                 y = _BINARY[s[2:]](y, b if b.ndim == y.ndim else b.sum())
             else:
                 y = _UNARY[s](y)
-        return y * y if y.size else y
+        return y * y if y.numel() else y
 
     ins = [_t(a) for a in arrays]
     assert mg.gradgradcheck(chain, ins)

@@ -69,7 +69,7 @@ def test_bidirectional_stacked_counts_and_tuple_outputs():
     model = nn.LSTM(3, 4, num_layers=2, bidirectional=True)
     text = nn.summary(model, (5, 2, 3), print_fn=None)
     expected = 2 * pytorch_layout_count(4, 3, 4) + 2 * pytorch_layout_count(4, 2 * 4, 4)
-    assert totals(text)["Total"] == expected == sum(p.size for p in model.parameters())
+    assert totals(text)["Total"] == expected == sum(p.numel() for p in model.parameters())
     assert "[(5, 2, 8), [(4, 2, 4), (4, 2, 4)]]" in text
 
 

@@ -314,7 +314,7 @@ class BCEWithLogits(Function):
 
     def backward_graph(self, g):
         x, t = self.input_tensors(*self.saved)
-        scale = g / x.size if self.reduction == "mean" else g
+        scale = g / x.numel() if self.reduction == "mean" else g
         na, nt = self.needs_input_grad
         return ((Sigmoid()(x) - t) * scale if na else None, (-x * scale) if nt else None)
 

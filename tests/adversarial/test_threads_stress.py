@@ -39,11 +39,11 @@ def _threads(fns):
         raise errors[0]
 
 
-@pytest.mark.parametrize("fused", [True, False])
-def test_two_thread_backward_on_one_lstm_matches_sequential(fused):
+@pytest.mark.parametrize("impl", ["sequence", "step", "composed"])
+def test_two_thread_backward_on_one_lstm_matches_sequential(impl):
     rounds = 150 if FULL else 15
     mg.manual_seed(0)
-    lstm = nn.LSTM(5, 6, num_layers=2, fused=fused)
+    lstm = nn.LSTM(5, 6, num_layers=2, impl=impl)
     head = nn.Linear(6, 1)
     params = list(lstm.parameters()) + list(head.parameters())
     x = mg.Tensor(np.random.default_rng(1).standard_normal((4, 3, 5)).astype(np.float32))
