@@ -37,7 +37,7 @@ import numpy as np  # noqa: E402
 import scipy  # noqa: E402
 from scipy.linalg import blas  # noqa: E402
 
-from minigrad import _ops, _ops_ref  # noqa: E402
+from minigrad import _gemm, _ops, _ops_ref  # noqa: E402
 
 SIZES = [(32, 50), (32, 128), (64, 512)]
 GATES = {"rnn": 1, "lstm": 4, "gru": 3}
@@ -159,7 +159,7 @@ def cell_gemms(kind, B, H, repeat):
 
     def run():
         for ta, tb, a, b, c, beta in calls:
-            _ops._gemm(ta, tb, a, b, c, 1.0, beta, False, repeat)
+            _gemm._gemm(ta, tb, a, b, c, 1.0, beta, False, repeat)
         return dict(x=x, h=h, dG=dG, w_ih=w_ih, w_hh=w_hh, g=g, dh=dh, dx=dx, dw_ih=dw_ih,
                     dw_hh=dw_hh)
     return run
@@ -227,7 +227,7 @@ def describe_machine():
     print(f"machine: {cpu}, {os.cpu_count()} logical CPUs, {platform.system()} {platform.machine()}")
     print(f"python {platform.python_version()}, numpy {np.__version__}, scipy {scipy.__version__}")
     print(f"OPENBLAS_NUM_THREADS={os.environ['OPENBLAS_NUM_THREADS']}")
-    lim = _ops._set_small_gemm()
+    lim = _gemm._set_small_gemm()
     print(f"_ops small-GEMM kernel (instead of BLAS) for m*n*k <= {lim} (transposed A, k <= 1024: "
           f"<= {4 * lim})" if lim
           else "_ops small-GEMM kernel: off (no AVX2+FMA), every GEMM on BLAS")

@@ -154,7 +154,7 @@ def main(argv=None):
             torch.set_num_threads(1)
         except ImportError:
             torch = None
-    before = kernels.backend
+    before = kernels.backend()
     print(f"machine: {platform.machine()} {os.cpu_count()} cores, Python "
           f"{platform.python_version()}, numpy {np.__version__}"
           + (f", torch {torch.__version__} (1 thread)" if torch else ", no torch"))

@@ -776,7 +776,7 @@ def machine_info():
         info["torch"] = torch.__version__
     try:
         from minigrad import kernels
-        info["minigrad_backend"] = kernels.backend
+        info["minigrad_backend"] = kernels.backend()
     except ImportError:
         pass
     info["minigrad_api"] = "modules" if _minigrad_uses_modules() else "functional"

@@ -1,0 +1,186 @@
+# cython: language_level=3, cdivision=True
+"""Compiled optimizer update kernels: one pass over a parameter per step, in place (contract:
+docs/kernels.md; NumPy twin with the same names and the rules spelled out: _optim_ops_ref.py).
+The loops are C, in csrc/mg_optim.h; this module checks the arrays and picks float32 or float64."""
+from libc.math cimport sqrt
+cimport numpy as cnp
+
+from minigrad._checks cimport _layout, _ptr
+
+cnp.import_array()
+
+cdef extern from "csrc/mg_optim.h" nogil:
+    void mg_sgdf(float* p, float* g, float* b, Py_ssize_t n, float lr, float mom, float damp,
+                 float wd, int nesterov, int first)
+    void mg_sgdd(double* p, double* g, double* b, Py_ssize_t n, double lr, double mom, double damp,
+                 double wd, int nesterov, int first)
+    void mg_adamf(float* p, float* g, float* m, float* v, float* vmax, Py_ssize_t n, float b1,
+                  float omb1, float b2, float omb2, float eps, float wd, float decay,
+                  float step_size, float bc2, int wd_mode)
+    void mg_adamd(double* p, double* g, double* m, double* v, double* vmax, Py_ssize_t n,
+                  double b1, double omb1, double b2, double omb2, double eps, double wd,
+                  double decay, double step_size, double bc2, int wd_mode)
+    void mg_adagradf(float* p, float* g, float* acc, Py_ssize_t n, float clr, float wd, float eps,
+                     int decay)
+    void mg_adagradd(double* p, double* g, double* acc, Py_ssize_t n, double clr, double wd,
+                     double eps, int decay)
+    void mg_rmspropf(float* p, float* g, float* v, float* ga, float* b, Py_ssize_t n, float lr,
+                     float alpha, float oma, float eps, float wd, float mom,
+                     int decay)
+    void mg_rmspropd(double* p, double* g, double* v, double* ga, double* b, Py_ssize_t n,
+                     double lr, double alpha, double oma, double eps, double wd, double mom,
+                     int decay)
+
+
+cdef cnp.ndarray _in_place(object a, str name, cnp.ndarray like, bint write):
+    """Check an array of the update kernels: float32/float64 (the dtype of p, `like`, when
+    given), C-contiguous and aligned, p's shape, writeable when `write` (the twin's order)."""
+    if not cnp.PyArray_Check(a):
+        raise ValueError(f"{name} must be a numpy.ndarray, got {type(a).__name__}")
+    cdef cnp.ndarray arr = <cnp.ndarray>a
+    cdef int tn = cnp.PyArray_TYPE(arr)
+    if like is None:
+        if tn != cnp.NPY_FLOAT and tn != cnp.NPY_DOUBLE:
+            raise ValueError(f"{name} must have dtype float32 or float64, got {arr.dtype}")
+    elif tn != cnp.PyArray_TYPE(like):
+        raise ValueError(f"{name} must have dtype {like.dtype} (the dtype of p), got {arr.dtype}")
+    _layout(arr, name)
+    if like is not None and (<object>arr).shape != (<object>like).shape:
+        raise ValueError(f"{name} must have shape {(<object>like).shape} (that of p), "
+                         f"got {(<object>arr).shape}")
+    if write and not cnp.PyArray_ISWRITEABLE(arr):
+        raise ValueError(f"{name} must be writeable, got a read-only array")
+    return arr
+
+
+cdef int _disjoint(cnp.ndarray a, str an, cnp.ndarray b, str bn) except -1:
+    """The kernel's pointers are restrict: two contiguous arrays must not overlap (the bounds
+    test of numpy.may_share_memory)."""
+    cdef char* a0 = <char*>cnp.PyArray_DATA(a)
+    cdef char* b0 = <char*>cnp.PyArray_DATA(b)
+    if cnp.PyArray_NBYTES(a) and cnp.PyArray_NBYTES(b) and \
+            a0 < b0 + cnp.PyArray_NBYTES(b) and b0 < a0 + cnp.PyArray_NBYTES(a):
+        raise ValueError(f"{an} must not share memory with {bn}")
+    return 0
+
+
+cdef list _update_arrays(object p, object g, tuple names, tuple state):
+    """The arrays of an update kernel, checked: p (writeable) fixes shape and dtype; g and each
+    state array given (None: unused) match it and are C-contiguous, the state arrays writeable;
+    no two overlap. Returns [p, g, *state] as ndarrays (None kept)."""
+    cdef cnp.ndarray ap = _in_place(p, "p", None, True)
+    cdef list out = [ap, _in_place(g, "g", ap, False)]
+    cdef list given = [("p", ap), ("g", out[1])]
+    cdef Py_ssize_t i, j
+    cdef cnp.ndarray arr
+    for i in range(len(names)):
+        if state[i] is None:
+            out.append(None)
+        else:
+            arr = _in_place(state[i], names[i], ap, True)
+            out.append(arr)
+            given.append((names[i], arr))
+    for i in range(1, len(given)):
+        for j in range(i):
+            _disjoint(given[i][1], given[i][0], given[j][1], given[j][0])
+    return out
+
+
+
+def sgd_update(p, g, buf, double lr, double momentum, double dampening, double weight_decay,
+               bint nesterov, bint first):
+    """One SGD step on p, in place, in one pass (the rule is in the twin); buf is the momentum
+    buffer, updated in place (None without momentum), first: it holds nothing yet."""
+    cdef cnp.ndarray ap
+    ap, ag, ab = _update_arrays(p, g, ("buf",), (buf,))
+    cdef Py_ssize_t n = cnp.PyArray_SIZE(ap)
+    cdef void* pp = _ptr(ap)
+    cdef void* gp = _ptr(ag)
+    cdef void* bp = _ptr(ab)
+    if cnp.PyArray_TYPE(ap) == cnp.NPY_FLOAT:
+        with nogil:
+            mg_sgdf(<float*>pp, <float*>gp, <float*>bp, n, <float>lr, <float>momentum,
+                    <float>(1.0 - dampening), <float>weight_decay, nesterov, first)
+    else:
+        with nogil:
+            mg_sgdd(<double*>pp, <double*>gp, <double*>bp, n, lr, momentum, 1.0 - dampening,
+                    weight_decay, nesterov, first)
+
+
+def adam_update(p, g, m, v, vmax, double lr, double beta1, double beta2, double eps,
+                double weight_decay, long step, bint decoupled):
+    """One Adam (decoupled: AdamW) step on p, in place, in one pass (the rule is in the twin);
+    m, v (and vmax with amsgrad, else None) are the moment buffers, updated in place; step is
+    the step number t >= 1 the bias corrections use."""
+    if step < 1:
+        raise ValueError(f"step must be >= 1, got {step}")
+    cdef cnp.ndarray ap
+    ap, ag, am, av, ax = _update_arrays(p, g, ("m", "v", "vmax"), (m, v, vmax))
+    cdef int mode = 0 if weight_decay == 0 else (2 if decoupled else 1)
+    cdef double step_size = lr / (1.0 - beta1 ** step)
+    cdef double bc2 = sqrt(1.0 - beta2 ** step)
+    cdef double decay = 1.0 - lr * weight_decay
+    cdef Py_ssize_t n = cnp.PyArray_SIZE(ap)
+    cdef void* pp = _ptr(ap)
+    cdef void* gp = _ptr(ag)
+    cdef void* mp = _ptr(am)
+    cdef void* vp = _ptr(av)
+    cdef void* xp = _ptr(ax)
+    if cnp.PyArray_TYPE(ap) == cnp.NPY_FLOAT:
+        with nogil:
+            mg_adamf(<float*>pp, <float*>gp, <float*>mp, <float*>vp, <float*>xp, n, <float>beta1,
+                     <float>(1.0 - beta1), <float>beta2, <float>(1.0 - beta2), <float>eps,
+                     <float>weight_decay, <float>decay, <float>step_size, <float>bc2, mode)
+    else:
+        with nogil:
+            mg_adamd(<double*>pp, <double*>gp, <double*>mp, <double*>vp, <double*>xp, n, beta1,
+                     1.0 - beta1, beta2, 1.0 - beta2, eps, weight_decay, decay, step_size, bc2,
+                     mode)
+
+
+def adagrad_update(p, g, acc, double lr, double lr_decay, double weight_decay, double eps,
+                   long step):
+    """One Adagrad step on p, in place, in one pass (the rule is in the twin); acc is the sum
+    of squared gradients, updated in place; step is the step number t >= 1."""
+    if step < 1:
+        raise ValueError(f"step must be >= 1, got {step}")
+    cdef cnp.ndarray ap
+    ap, ag, aa = _update_arrays(p, g, ("acc",), (acc,))
+    cdef double clr = lr / (1.0 + (step - 1) * lr_decay)
+    cdef int decay = weight_decay != 0
+    cdef Py_ssize_t n = cnp.PyArray_SIZE(ap)
+    cdef void* pp = _ptr(ap)
+    cdef void* gp = _ptr(ag)
+    cdef void* sp = _ptr(aa)
+    if cnp.PyArray_TYPE(ap) == cnp.NPY_FLOAT:
+        with nogil:
+            mg_adagradf(<float*>pp, <float*>gp, <float*>sp, n, <float>clr, <float>weight_decay,
+                        <float>eps, decay)
+    else:
+        with nogil:
+            mg_adagradd(<double*>pp, <double*>gp, <double*>sp, n, clr, weight_decay, eps, decay)
+
+
+def rmsprop_update(p, g, v, grad_avg, buf, double lr, double alpha, double eps,
+                   double weight_decay, double momentum):
+    """One RMSprop step on p, in place, in one pass (the rule is in the twin); v is the square
+    average, grad_avg the gradient average (centered, else None), buf the momentum buffer
+    (momentum > 0, else None), each updated in place."""
+    cdef cnp.ndarray ap
+    ap, ag, av, aa, ab = _update_arrays(p, g, ("v", "grad_avg", "buf"), (v, grad_avg, buf))
+    cdef int decay = weight_decay != 0
+    cdef Py_ssize_t n = cnp.PyArray_SIZE(ap)
+    cdef void* pp = _ptr(ap)
+    cdef void* gp = _ptr(ag)
+    cdef void* vp = _ptr(av)
+    cdef void* ap_ = _ptr(aa)
+    cdef void* bp = _ptr(ab)
+    if cnp.PyArray_TYPE(ap) == cnp.NPY_FLOAT:
+        with nogil:
+            mg_rmspropf(<float*>pp, <float*>gp, <float*>vp, <float*>ap_, <float*>bp, n,
+                        <float>lr, <float>alpha, <float>(1.0 - alpha), <float>eps,
+                        <float>weight_decay, <float>momentum, decay)
+    else:
+        with nogil:
+            mg_rmspropd(<double*>pp, <double*>gp, <double*>vp, <double*>ap_, <double*>bp, n,
+                        lr, alpha, 1.0 - alpha, eps, weight_decay, momentum, decay)
