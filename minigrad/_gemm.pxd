@@ -94,7 +94,8 @@ cdef inline void gemm(bint ta, bint tb, int m, int n, int k, floating alpha,
         dgemm(&cb, &ca, &n, &m, &k, &alpha, b, &ldb, a, &lda, &beta, c, &ldc)
 
 
-cdef inline floating* _pack(bint tb, int n, int k, floating* b, int ldb, floating* buf) noexcept nogil:
+cdef inline floating* _pack(bint tb, int n, int k, floating* b, int ldb,
+                           floating* buf) noexcept nogil:
     """Pack op(B) (k x n) into buf (mg_packed_len elements, from _ops._packed_w) for the per-step
     GEMMs of a sequence, which all multiply by the same weight: packed once per call, the GEMMs run
     at 85-95 GFLOP/s where BLAS, re-packing the weight every step, reaches 45-65 (64 x 512 @

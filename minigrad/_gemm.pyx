@@ -82,6 +82,7 @@ def _gemm(bint ta, bint tb, a, b, c, double alpha=1.0, double beta=0.0, bint pac
 
 # -- Linear ------------------------------------------------------------------------------------
 
+
 cdef struct LinearF:            # float32
     int n, n_in, n_out          # rows N, in-features I, out-features O (I: a macro of complex.h)
     float* x                    # (N, I)
@@ -93,6 +94,7 @@ cdef struct LinearF:            # float32
     float* dw                   # (O, I)
     float* db                   # (O,), NULL without bias
 
+
 cdef struct LinearD:            # float64, the same fields
     int n, n_in, n_out
     double* x
@@ -103,6 +105,7 @@ cdef struct LinearD:            # float64, the same fields
     double* dx
     double* dw
     double* db
+
 
 ctypedef fused Linear:
     LinearF

@@ -23,9 +23,11 @@ import numpy as np
 from minigrad._arrays cimport _typed, _copy, _zero, _add, _add_rows, _colsum
 from minigrad._checks cimport (INT_MAX, _anchor, _check, _empty, _verify, _borrow, _give_back,
                                _data)
-from minigrad._gemm cimport SMALL_GEMM, gemm, gemm_p, _pack, _packed_len, mg_packed_lenf, mg_packed_lend
+from minigrad._gemm cimport (SMALL_GEMM, gemm, gemm_p, _pack, _packed_len, mg_packed_lenf,
+                             mg_packed_lend)
 
 cnp.import_array()
+
 
 cdef extern from "csrc/mg_cells.h" nogil:
     void mg_rnn_actf(float* p, int relu, Py_ssize_t n)
@@ -49,10 +51,12 @@ cdef extern from "csrc/mg_cells.h" nogil:
 # ---------------------------------------------------------------------------------------------
 # 1. arguments and dispatch
 
+
 cdef struct Dims:             # the sizes, shared by Args and its typed views
     int T, B, nI, H           # nI: complex.h defines a macro I
     int relu                  # RNN: relu (1) or tanh (0)
     int64_t *lengths          # (B,), NULL: every step real
+
 
 cdef struct Args:
     Dims d
@@ -115,6 +119,7 @@ cdef struct CellF:
     float *db_ih
     float *db_hh
 
+
 cdef struct CellD:
     Dims d
     double *x
@@ -143,9 +148,11 @@ cdef struct CellD:
     double *db_ih
     double *db_hh
 
+
 ctypedef fused Cell:
     CellF
     CellD
+
 
 ctypedef void (*BodyF)(CellF*) noexcept nogil
 ctypedef void (*BodyD)(CellD*) noexcept nogil
@@ -200,6 +207,7 @@ cdef int _run(Args* a, int tn, BodyF body_f, BodyD body_d) except -1:
 # ---------------------------------------------------------------------------------------------
 # 2. shared helpers and argument checks
 
+
 cdef inline bint _real(Dims* d, Py_ssize_t t, Py_ssize_t b) noexcept nogil:
     return d.lengths == NULL or t < d.lengths[b]
 
@@ -232,7 +240,8 @@ cdef inline void _deferred_grads(Cell* k, int G, bint gru) noexcept nogil:
         _colsum(dGhn, TB, iH, k.db_hh + Gh)
 
 
-cdef inline void _bias_sum(floating* b_ih, floating* b_hh, floating* out, Py_ssize_t n) noexcept nogil:
+cdef inline void _bias_sum(floating* b_ih, floating* b_hh, floating* out,
+                          Py_ssize_t n) noexcept nogil:
     """out[:n] = b_ih[:n] + b_hh[:n]; b_hh alone on an input projection (b_ih is in it); zeros
     without bias (so the row loops never branch)."""
     cdef Py_ssize_t j
@@ -438,7 +447,8 @@ cdef object _outputs(Args* k, int tn, cnp.ndarray hs):
 cdef object _last(cnp.ndarray s, Args* k):
     """A copy of s[T] (the final state), shape (B, H)."""
     out = _empty(cnp.PyArray_TYPE(s), k.d.B, k.d.H)
-    memcpy(cnp.PyArray_DATA(out), _data(s, k.d.T * k.d.B * k.d.H), k.d.B * k.d.H * cnp.PyArray_ITEMSIZE(s))
+    memcpy(cnp.PyArray_DATA(out), _data(s, k.d.T * k.d.B * k.d.H),
+           k.d.B * k.d.H * cnp.PyArray_ITEMSIZE(s))
     return out
 
 
@@ -446,6 +456,7 @@ cdef object _last(cnp.ndarray s, Args* k):
 # 3. the cell families
 
 # -- RNN ---------------------------------------------------------------------------------------
+
 
 cdef inline void _rnn_act(floating* p, bint relu, Py_ssize_t n) noexcept nogil:
     """p = act(p) in place, act = relu or tanh."""
@@ -535,6 +546,7 @@ def rnn_cell_forward(x, h, w_ih, w_hh, b_ih, b_hh, nonlinearity):
     _give_back(tn, ws)
     return h1, h1
 
+
 def rnn_cell_backward(dh1, x, h, w_ih, w_hh, cache, has_bias, nonlinearity, need_dx=True,
                       need_dh=True):
     """-> (dx, dh, dw_ih, dw_hh, db_ih, db_hh); dx is None when need_dx is false, dh when
@@ -557,6 +569,7 @@ def rnn_cell_backward(dh1, x, h, w_ih, w_hh, cache, has_bias, nonlinearity, need
     _give_back(tn, ws)
     return dx, dh, dw_ih, dw_hh, db_ih, db_hh
 
+
 def rnn_sequence_forward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, nonlinearity):
     """-> (ys, h_n, cache), cache = (hs,), hs (T+1, B, H)."""
     cdef Args k
@@ -573,6 +586,7 @@ def rnn_sequence_forward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, nonlinearity):
     _run(&k, tn, _rnn_fwd[CellF], _rnn_fwd[CellD])
     _give_back(tn, ws)
     return ys, _last(hs, &k), (hs,)
+
 
 def rnn_sequence_backward(dys, dh_n, x, h0, w_ih, w_hh, cache, lengths, has_bias, nonlinearity,
                           need_dx=True, need_dh0=True):
@@ -603,6 +617,7 @@ def rnn_sequence_backward(dys, dh_n, x, h0, w_ih, w_hh, cache, lengths, has_bias
 
 
 # -- LSTM: gates row (5H) = [i | f | g | o | tanh(c1)] -------------------------------------------
+
 
 cdef inline void _lstm_fwd_row(floating* g, floating* bias, floating* cp, floating* ct,
                                floating* ht, Py_ssize_t H) noexcept nogil:
@@ -701,6 +716,7 @@ def lstm_cell_forward(x, h, c, w_ih, w_hh, b_ih, b_hh):
     _give_back(tn, ws)
     return h1, c1, cache
 
+
 def lstm_cell_backward(dh1, dc1, x, h, c, w_ih, w_hh, cache, has_bias, need_dx=True,
                        need_dh=True):
     """-> (dx, dh, dc, dw_ih, dw_hh, db_ih, db_hh); dx is None when need_dx is false, dh and dc
@@ -724,6 +740,7 @@ def lstm_cell_backward(dh1, dc1, x, h, c, w_ih, w_hh, cache, has_bias, need_dx=T
     _give_back(tn, ws)
     return dx, dh, dc, dw_ih, dw_hh, db_ih, db_hh
 
+
 def lstm_sequence_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths):
     """-> (ys, h_n, c_n, cache), cache = (hs, cs, gates): hs, cs (T+1, B, H), gates (T, B, 5H)."""
     cdef Args k
@@ -741,6 +758,7 @@ def lstm_sequence_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths):
     _run(&k, tn, _lstm_fwd[CellF], _lstm_fwd[CellD])
     _give_back(tn, ws)
     return ys, _last(hs, &k), _last(cs, &k), (hs, cs, gates)
+
 
 def lstm_sequence_backward(dys, dh_n, dc_n, x, h0, c0, w_ih, w_hh, cache, lengths, has_bias,
                            need_dx=True, need_dh0=True):
@@ -773,6 +791,7 @@ def lstm_sequence_backward(dys, dh_n, dc_n, x, h0, c0, w_ih, w_hh, cache, length
 
 
 # -- GRU: gates row (4H) = [r | z | n | gh_n] ----------------------------------------------------
+
 
 cdef inline void _gru_fwd_row(floating* g, floating* gh, floating* bias, floating* hp,
                               floating* ht, Py_ssize_t H) noexcept nogil:
@@ -880,6 +899,7 @@ def gru_cell_forward(x, h, w_ih, w_hh, b_ih, b_hh):
     _give_back(tn, ws)
     return h1, cache
 
+
 def gru_cell_backward(dh1, x, h, w_ih, w_hh, cache, has_bias, need_dx=True, need_dh=True):
     """-> (dx, dh, dw_ih, dw_hh, db_ih, db_hh); dx is None when need_dx is false, dh when
     need_dh is (its GEMM skipped)."""
@@ -900,6 +920,7 @@ def gru_cell_backward(dh1, x, h, w_ih, w_hh, cache, has_bias, need_dx=True, need
     _give_back(tn, ws)
     return dx, dh, dw_ih, dw_hh, db_ih, db_hh
 
+
 def gru_sequence_forward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths):
     """-> (ys, h_n, cache), cache = (hs, gates): hs (T+1, B, H), gates (T, B, 4H)."""
     cdef Args k
@@ -916,6 +937,7 @@ def gru_sequence_forward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths):
     _run(&k, tn, _gru_fwd[CellF], _gru_fwd[CellD])
     _give_back(tn, ws)
     return ys, _last(hs, &k), (hs, gates)
+
 
 def gru_sequence_backward(dys, dh_n, x, h0, w_ih, w_hh, cache, lengths, has_bias, need_dx=True,
                           need_dh0=True):

@@ -9,6 +9,7 @@ from minigrad._checks cimport _layout, _ptr
 
 cnp.import_array()
 
+
 cdef extern from "csrc/mg_optim.h" nogil:
     void mg_sgdf(float* p, float* g, float* b, Py_ssize_t n, float lr, float mom, float damp,
                  float wd, int nesterov, int first)
