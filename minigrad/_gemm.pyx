@@ -139,6 +139,14 @@ cdef void _fill(Linear* k, int N, int I, int O, void* x, void* w, void* b, void*
     _typed(&k.db, db)
 
 
+cdef void _go(Linear* k, bint backward) noexcept:
+    with nogil:
+        if backward:
+            _linear_bwd(k)
+        else:
+            _linear_fwd(k)
+
+
 cdef int _run(bint backward, int tn, int N, int I, int O, void* x, void* w, void* b, void* y,
               void* dy, void* dx, void* dw, void* db) except -1:
     """Type the pointers for the dtype tn, run the forward or backward body without the GIL, and
@@ -147,18 +155,10 @@ cdef int _run(bint backward, int tn, int N, int I, int O, void* x, void* w, void
     cdef LinearD d
     if tn == cnp.NPY_FLOAT:
         _fill(&f, N, I, O, x, w, b, y, dy, dx, dw, db)
-        with nogil:
-            if backward:
-                _linear_bwd(&f)
-            else:
-                _linear_fwd(&f)
+        _go(&f, backward)
     else:
         _fill(&d, N, I, O, x, w, b, y, dy, dx, dw, db)
-        with nogil:
-            if backward:
-                _linear_bwd(&d)
-            else:
-                _linear_fwd(&d)
+        _go(&d, backward)
     return _verify()
 
 
