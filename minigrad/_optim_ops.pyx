@@ -11,26 +11,17 @@ cnp.import_array()
 
 
 cdef extern from "csrc/mg_optim.h" nogil:
-    void mg_sgdf(float* p, float* g, float* b, Py_ssize_t n, float lr, float mom, float damp,
-                 float wd, int nesterov, int first)
-    void mg_sgdd(double* p, double* g, double* b, Py_ssize_t n, double lr, double mom, double damp,
-                 double wd, int nesterov, int first)
-    void mg_adamf(float* p, float* g, float* m, float* v, float* vmax, Py_ssize_t n, float b1,
-                  float omb1, float b2, float omb2, float eps, float wd, float decay,
-                  float step_size, float bc2, int wd_mode)
-    void mg_adamd(double* p, double* g, double* m, double* v, double* vmax, Py_ssize_t n,
-                  double b1, double omb1, double b2, double omb2, double eps, double wd,
-                  double decay, double step_size, double bc2, int wd_mode)
-    void mg_adagradf(float* p, float* g, float* acc, Py_ssize_t n, float clr, float wd, float eps,
-                     int decay)
-    void mg_adagradd(double* p, double* g, double* acc, Py_ssize_t n, double clr, double wd,
-                     double eps, int decay)
-    void mg_rmspropf(float* p, float* g, float* v, float* ga, float* b, Py_ssize_t n, float lr,
-                     float alpha, float oma, float eps, float wd, float mom,
-                     int decay)
-    void mg_rmspropd(double* p, double* g, double* v, double* ga, double* b, Py_ssize_t n,
-                     double lr, double alpha, double oma, double eps, double wd, double mom,
-                     int decay)
+    # dbl: float64 (else float32) arrays
+    void mg_sgd(int dbl, void* p, void* g, void* b, Py_ssize_t n, double lr, double mom,
+                double damp, double wd, int nesterov, int first)
+    void mg_adam(int dbl, void* p, void* g, void* m, void* v, void* vmax, Py_ssize_t n,
+                 double b1, double omb1, double b2, double omb2, double eps, double wd,
+                 double decay, double step_size, double bc2, int wd_mode)
+    void mg_adagrad(int dbl, void* p, void* g, void* acc, Py_ssize_t n, double clr, double wd,
+                    double eps, int decay)
+    void mg_rmsprop(int dbl, void* p, void* g, void* v, void* ga, void* b, Py_ssize_t n,
+                    double lr, double alpha, double oma, double eps, double wd, double mom,
+                    int decay)
 
 
 cdef cnp.ndarray _in_place(object a, str name, cnp.ndarray like, bint write):
@@ -87,7 +78,6 @@ cdef list _update_arrays(object p, object g, tuple names, tuple state):
     return out
 
 
-
 def sgd_update(p, g, buf, double lr, double momentum, double dampening, double weight_decay,
                bint nesterov, bint first):
     """One SGD step on p, in place, in one pass (the rule is in the twin); buf is the momentum
@@ -95,17 +85,12 @@ def sgd_update(p, g, buf, double lr, double momentum, double dampening, double w
     cdef cnp.ndarray ap
     ap, ag, ab = _update_arrays(p, g, ("buf",), (buf,))
     cdef Py_ssize_t n = cnp.PyArray_SIZE(ap)
+    cdef int dbl = cnp.PyArray_TYPE(ap) == cnp.NPY_DOUBLE
     cdef void* pp = _ptr(ap)
     cdef void* gp = _ptr(ag)
     cdef void* bp = _ptr(ab)
-    if cnp.PyArray_TYPE(ap) == cnp.NPY_FLOAT:
-        with nogil:
-            mg_sgdf(<float*>pp, <float*>gp, <float*>bp, n, <float>lr, <float>momentum,
-                    <float>(1.0 - dampening), <float>weight_decay, nesterov, first)
-    else:
-        with nogil:
-            mg_sgdd(<double*>pp, <double*>gp, <double*>bp, n, lr, momentum, 1.0 - dampening,
-                    weight_decay, nesterov, first)
+    with nogil:
+        mg_sgd(dbl, pp, gp, bp, n, lr, momentum, 1.0 - dampening, weight_decay, nesterov, first)
 
 
 def adam_update(p, g, m, v, vmax, double lr, double beta1, double beta2, double eps,
@@ -122,21 +107,15 @@ def adam_update(p, g, m, v, vmax, double lr, double beta1, double beta2, double 
     cdef double bc2 = sqrt(1.0 - beta2 ** step)
     cdef double decay = 1.0 - lr * weight_decay
     cdef Py_ssize_t n = cnp.PyArray_SIZE(ap)
+    cdef int dbl = cnp.PyArray_TYPE(ap) == cnp.NPY_DOUBLE
     cdef void* pp = _ptr(ap)
     cdef void* gp = _ptr(ag)
     cdef void* mp = _ptr(am)
     cdef void* vp = _ptr(av)
     cdef void* xp = _ptr(ax)
-    if cnp.PyArray_TYPE(ap) == cnp.NPY_FLOAT:
-        with nogil:
-            mg_adamf(<float*>pp, <float*>gp, <float*>mp, <float*>vp, <float*>xp, n, <float>beta1,
-                     <float>(1.0 - beta1), <float>beta2, <float>(1.0 - beta2), <float>eps,
-                     <float>weight_decay, <float>decay, <float>step_size, <float>bc2, mode)
-    else:
-        with nogil:
-            mg_adamd(<double*>pp, <double*>gp, <double*>mp, <double*>vp, <double*>xp, n, beta1,
-                     1.0 - beta1, beta2, 1.0 - beta2, eps, weight_decay, decay, step_size, bc2,
-                     mode)
+    with nogil:
+        mg_adam(dbl, pp, gp, mp, vp, xp, n, beta1, 1.0 - beta1, beta2, 1.0 - beta2, eps,
+                weight_decay, decay, step_size, bc2, mode)
 
 
 def adagrad_update(p, g, acc, double lr, double lr_decay, double weight_decay, double eps,
@@ -150,16 +129,12 @@ def adagrad_update(p, g, acc, double lr, double lr_decay, double weight_decay, d
     cdef double clr = lr / (1.0 + (step - 1) * lr_decay)
     cdef int decay = weight_decay != 0
     cdef Py_ssize_t n = cnp.PyArray_SIZE(ap)
+    cdef int dbl = cnp.PyArray_TYPE(ap) == cnp.NPY_DOUBLE
     cdef void* pp = _ptr(ap)
     cdef void* gp = _ptr(ag)
     cdef void* sp = _ptr(aa)
-    if cnp.PyArray_TYPE(ap) == cnp.NPY_FLOAT:
-        with nogil:
-            mg_adagradf(<float*>pp, <float*>gp, <float*>sp, n, <float>clr, <float>weight_decay,
-                        <float>eps, decay)
-    else:
-        with nogil:
-            mg_adagradd(<double*>pp, <double*>gp, <double*>sp, n, clr, weight_decay, eps, decay)
+    with nogil:
+        mg_adagrad(dbl, pp, gp, sp, n, clr, weight_decay, eps, decay)
 
 
 def rmsprop_update(p, g, v, grad_avg, buf, double lr, double alpha, double eps,
@@ -171,17 +146,12 @@ def rmsprop_update(p, g, v, grad_avg, buf, double lr, double alpha, double eps,
     ap, ag, av, aa, ab = _update_arrays(p, g, ("v", "grad_avg", "buf"), (v, grad_avg, buf))
     cdef int decay = weight_decay != 0
     cdef Py_ssize_t n = cnp.PyArray_SIZE(ap)
+    cdef int dbl = cnp.PyArray_TYPE(ap) == cnp.NPY_DOUBLE
     cdef void* pp = _ptr(ap)
     cdef void* gp = _ptr(ag)
     cdef void* vp = _ptr(av)
     cdef void* ap_ = _ptr(aa)
     cdef void* bp = _ptr(ab)
-    if cnp.PyArray_TYPE(ap) == cnp.NPY_FLOAT:
-        with nogil:
-            mg_rmspropf(<float*>pp, <float*>gp, <float*>vp, <float*>ap_, <float*>bp, n,
-                        <float>lr, <float>alpha, <float>(1.0 - alpha), <float>eps,
-                        <float>weight_decay, <float>momentum, decay)
-    else:
-        with nogil:
-            mg_rmspropd(<double*>pp, <double*>gp, <double*>vp, <double*>ap_, <double*>bp, n,
-                        lr, alpha, 1.0 - alpha, eps, weight_decay, momentum, decay)
+    with nogil:
+        mg_rmsprop(dbl, pp, gp, vp, ap_, bp, n, lr, alpha, 1.0 - alpha, eps, weight_decay,
+                   momentum, decay)

@@ -116,4 +116,39 @@ MG_CLONES static void mg_rmsprop##S(T *restrict p, const T *restrict g, T *restr
 MG_OPTIM(float, f, sqrtf)
 MG_OPTIM(double, d, sqrt)
 
+/* The entry points of _optim_ops.pyx: the float32 (dbl = 0) or float64 loop on the arrays' data;
+   the hyperparameters, given in double, are rounded to the element type first. */
+static void mg_sgd(int dbl, void *p, const void *g, void *b, ptrdiff_t n, double lr, double mom,
+                   double damp, double wd, int nesterov, int first) {
+    if (dbl)
+        mg_sgdd(p, g, b, n, lr, mom, damp, wd, nesterov, first);
+    else
+        mg_sgdf(p, g, b, n, (float)lr, (float)mom, (float)damp, (float)wd, nesterov, first);
+}
+static void mg_adam(int dbl, void *p, const void *g, void *m, void *v, void *vmax, ptrdiff_t n,
+                    double b1, double omb1, double b2, double omb2, double eps, double wd,
+                    double decay, double step_size, double bc2, int wd_mode) {
+    if (dbl)
+        mg_adamd(p, g, m, v, vmax, n, b1, omb1, b2, omb2, eps, wd, decay, step_size, bc2, wd_mode);
+    else
+        mg_adamf(p, g, m, v, vmax, n, (float)b1, (float)omb1, (float)b2, (float)omb2, (float)eps,
+                 (float)wd, (float)decay, (float)step_size, (float)bc2, wd_mode);
+}
+static void mg_adagrad(int dbl, void *p, const void *g, void *acc, ptrdiff_t n, double clr,
+                       double wd, double eps, int decay) {
+    if (dbl)
+        mg_adagradd(p, g, acc, n, clr, wd, eps, decay);
+    else
+        mg_adagradf(p, g, acc, n, (float)clr, (float)wd, (float)eps, decay);
+}
+static void mg_rmsprop(int dbl, void *p, const void *g, void *v, void *ga, void *b, ptrdiff_t n,
+                       double lr, double alpha, double oma, double eps, double wd, double mom,
+                       int decay) {
+    if (dbl)
+        mg_rmspropd(p, g, v, ga, b, n, lr, alpha, oma, eps, wd, mom, decay);
+    else
+        mg_rmspropf(p, g, v, ga, b, n, (float)lr, (float)alpha, (float)oma, (float)eps, (float)wd,
+                    (float)mom, decay);
+}
+
 #endif
