@@ -56,41 +56,41 @@ cdef int _disjoint(cnp.ndarray a, str an, cnp.ndarray b, str bn) except -1:
     return 0
 
 
-cdef list _update_arrays(object p, object g, tuple names, tuple state):
+cdef int _update_arrays(object p, object g, tuple names, tuple state, void** data,
+                        Py_ssize_t* n) except -1:
     """The arrays of an update kernel, checked: p (writeable) fixes shape and dtype; g and each
     state array given (None: unused) match it and are C-contiguous, the state arrays writeable;
-    no two overlap. Returns [p, g, *state] as ndarrays (None kept)."""
+    no two overlap. Sets data[:] to the data pointers of p, g, *state (NULL for None) and *n to
+    p's size; returns 1 for float64 arrays, 0 for float32."""
     cdef cnp.ndarray ap = _in_place(p, "p", None, True)
-    cdef list out = [ap, _in_place(g, "g", ap, False)]
-    cdef list given = [("p", ap), ("g", out[1])]
+    cdef cnp.ndarray ag = _in_place(g, "g", ap, False)
+    cdef list given = [("p", ap), ("g", ag)]
     cdef Py_ssize_t i, j
     cdef cnp.ndarray arr
+    data[0], data[1] = _ptr(ap), _ptr(ag)
     for i in range(len(names)):
-        if state[i] is None:
-            out.append(None)
-        else:
+        data[2 + i] = NULL
+        if state[i] is not None:
             arr = _in_place(state[i], names[i], ap, True)
-            out.append(arr)
+            data[2 + i] = _ptr(arr)
             given.append((names[i], arr))
     for i in range(1, len(given)):
         for j in range(i):
             _disjoint(given[i][1], given[i][0], given[j][1], given[j][0])
-    return out
+    n[0] = cnp.PyArray_SIZE(ap)
+    return cnp.PyArray_TYPE(ap) == cnp.NPY_DOUBLE
 
 
 def sgd_update(p, g, buf, double lr, double momentum, double dampening, double weight_decay,
                bint nesterov, bint first):
     """One SGD step on p, in place, in one pass (the rule is in the twin); buf is the momentum
     buffer, updated in place (None without momentum), first: it holds nothing yet."""
-    cdef cnp.ndarray ap
-    ap, ag, ab = _update_arrays(p, g, ("buf",), (buf,))
-    cdef Py_ssize_t n = cnp.PyArray_SIZE(ap)
-    cdef int dbl = cnp.PyArray_TYPE(ap) == cnp.NPY_DOUBLE
-    cdef void* pp = _ptr(ap)
-    cdef void* gp = _ptr(ag)
-    cdef void* bp = _ptr(ab)
+    cdef void* a[3]
+    cdef Py_ssize_t n
+    cdef int dbl = _update_arrays(p, g, ("buf",), (buf,), a, &n)
     with nogil:
-        mg_sgd(dbl, pp, gp, bp, n, lr, momentum, 1.0 - dampening, weight_decay, nesterov, first)
+        mg_sgd(dbl, a[0], a[1], a[2], n, lr, momentum, 1.0 - dampening, weight_decay, nesterov,
+               first)
 
 
 def adam_update(p, g, m, v, vmax, double lr, double beta1, double beta2, double eps,
@@ -100,22 +100,16 @@ def adam_update(p, g, m, v, vmax, double lr, double beta1, double beta2, double 
     the step number t >= 1 the bias corrections use."""
     if step < 1:
         raise ValueError(f"step must be >= 1, got {step}")
-    cdef cnp.ndarray ap
-    ap, ag, am, av, ax = _update_arrays(p, g, ("m", "v", "vmax"), (m, v, vmax))
+    cdef void* a[5]
+    cdef Py_ssize_t n
+    cdef int dbl = _update_arrays(p, g, ("m", "v", "vmax"), (m, v, vmax), a, &n)
     cdef int mode = 0 if weight_decay == 0 else (2 if decoupled else 1)
     cdef double step_size = lr / (1.0 - beta1 ** step)
     cdef double bc2 = sqrt(1.0 - beta2 ** step)
     cdef double decay = 1.0 - lr * weight_decay
-    cdef Py_ssize_t n = cnp.PyArray_SIZE(ap)
-    cdef int dbl = cnp.PyArray_TYPE(ap) == cnp.NPY_DOUBLE
-    cdef void* pp = _ptr(ap)
-    cdef void* gp = _ptr(ag)
-    cdef void* mp = _ptr(am)
-    cdef void* vp = _ptr(av)
-    cdef void* xp = _ptr(ax)
     with nogil:
-        mg_adam(dbl, pp, gp, mp, vp, xp, n, beta1, 1.0 - beta1, beta2, 1.0 - beta2, eps,
-                weight_decay, decay, step_size, bc2, mode)
+        mg_adam(dbl, a[0], a[1], a[2], a[3], a[4], n, beta1, 1.0 - beta1, beta2, 1.0 - beta2,
+                eps, weight_decay, decay, step_size, bc2, mode)
 
 
 def adagrad_update(p, g, acc, double lr, double lr_decay, double weight_decay, double eps,
@@ -124,17 +118,12 @@ def adagrad_update(p, g, acc, double lr, double lr_decay, double weight_decay, d
     of squared gradients, updated in place; step is the step number t >= 1."""
     if step < 1:
         raise ValueError(f"step must be >= 1, got {step}")
-    cdef cnp.ndarray ap
-    ap, ag, aa = _update_arrays(p, g, ("acc",), (acc,))
+    cdef void* a[3]
+    cdef Py_ssize_t n
+    cdef int dbl = _update_arrays(p, g, ("acc",), (acc,), a, &n)
     cdef double clr = lr / (1.0 + (step - 1) * lr_decay)
-    cdef int decay = weight_decay != 0
-    cdef Py_ssize_t n = cnp.PyArray_SIZE(ap)
-    cdef int dbl = cnp.PyArray_TYPE(ap) == cnp.NPY_DOUBLE
-    cdef void* pp = _ptr(ap)
-    cdef void* gp = _ptr(ag)
-    cdef void* sp = _ptr(aa)
     with nogil:
-        mg_adagrad(dbl, pp, gp, sp, n, clr, weight_decay, eps, decay)
+        mg_adagrad(dbl, a[0], a[1], a[2], n, clr, weight_decay, eps, weight_decay != 0)
 
 
 def rmsprop_update(p, g, v, grad_avg, buf, double lr, double alpha, double eps,
@@ -142,16 +131,9 @@ def rmsprop_update(p, g, v, grad_avg, buf, double lr, double alpha, double eps,
     """One RMSprop step on p, in place, in one pass (the rule is in the twin); v is the square
     average, grad_avg the gradient average (centered, else None), buf the momentum buffer
     (momentum > 0, else None), each updated in place."""
-    cdef cnp.ndarray ap
-    ap, ag, av, aa, ab = _update_arrays(p, g, ("v", "grad_avg", "buf"), (v, grad_avg, buf))
-    cdef int decay = weight_decay != 0
-    cdef Py_ssize_t n = cnp.PyArray_SIZE(ap)
-    cdef int dbl = cnp.PyArray_TYPE(ap) == cnp.NPY_DOUBLE
-    cdef void* pp = _ptr(ap)
-    cdef void* gp = _ptr(ag)
-    cdef void* vp = _ptr(av)
-    cdef void* ap_ = _ptr(aa)
-    cdef void* bp = _ptr(ab)
+    cdef void* a[5]
+    cdef Py_ssize_t n
+    cdef int dbl = _update_arrays(p, g, ("v", "grad_avg", "buf"), (v, grad_avg, buf), a, &n)
     with nogil:
-        mg_rmsprop(dbl, pp, gp, vp, ap_, bp, n, lr, alpha, 1.0 - alpha, eps, weight_decay,
-                   momentum, decay)
+        mg_rmsprop(dbl, a[0], a[1], a[2], a[3], a[4], n, lr, alpha, 1.0 - alpha, eps,
+                   weight_decay, momentum, weight_decay != 0)
