@@ -1,4 +1,4 @@
-"""Build the Cython kernels (minigrad._ops). Metadata lives in pyproject.toml.
+"""Build the Cython kernels (minigrad._ops, _gemm, _checks, _optim_ops). Metadata lives in pyproject.toml.
 
 The extension is optional: where no C compiler works (or the C fails to build), setup warns and
 installs the pure-Python package, which then runs on the NumPy twins of the kernels. Set
@@ -37,15 +37,26 @@ else:
     if NATIVE:
         compile_args.append("-march=native")
 
+# One extension per concept (docs/kernels.md): the cell kernels (_ops), the GEMM layer and linear
+# (_gemm), argument checks and workspaces (_checks), optimizer updates (_optim_ops). Their C is in
+# minigrad/csrc/ (headers found through the include path "minigrad").
+MODULES = {
+    "_checks": [],
+    "_gemm": ["csrc/small_gemm.h", "csrc/mg_arrays.h", "csrc/mg_math.h"],
+    "_ops": ["csrc/mg_cells.h", "csrc/small_gemm.h", "csrc/mg_arrays.h", "csrc/mg_math.h"],
+    "_optim_ops": ["csrc/mg_optim.h", "csrc/mg_math.h"],
+}
 extensions = [
     Extension(
-        "minigrad._ops",
-        ["minigrad/_ops.pyx"],
-        include_dirs=[np.get_include()],
+        f"minigrad.{name}",
+        [f"minigrad/{name}.pyx"],
+        include_dirs=[np.get_include(), "minigrad"],
+        depends=[f"minigrad/{h}" for h in headers + ["csrc/mg_debug.h"]],
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")]
         + ([("MINIGRAD_DEBUG", "1")] if DEBUG else []),
         extra_compile_args=compile_args,
     )
+    for name, headers in MODULES.items()
 ]
 
 

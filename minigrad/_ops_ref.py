@@ -1,4 +1,4 @@
-"""NumPy twin of ``minigrad/_ops.pyx``: the executable specification of every kernel.
+"""NumPy twin of ``minigrad/_ops.pyx``: the executable specification of every cell kernel.
 
 Each function here has the name, signature, outputs and cache layout given in
 ``docs/kernels.md``.  The compiled kernels are tested against these functions output by output,
@@ -29,57 +29,21 @@ A failed check raises ``ValueError("<name> must <expected>, got <got>")``, for e
 
 import numpy as np
 
-__all__ = [
-    "linear_forward", "linear_backward",
-    "rnn_cell_forward", "rnn_cell_backward",
-    "lstm_cell_forward", "lstm_cell_backward",
-    "gru_cell_forward", "gru_cell_backward",
-    "rnn_sequence_forward", "rnn_sequence_backward",
-    "lstm_sequence_forward", "lstm_sequence_backward",
-    "gru_sequence_forward", "gru_sequence_backward",
-    "sgd_update", "adam_update", "adagrad_update", "rmsprop_update",
-]
+from ._checks_ref import _check_array, _check_shape, _check_sizes
 
-_FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+__all__ = [
+    "rnn_cell_forward", "rnn_cell_backward",
+    "rnn_sequence_forward", "rnn_sequence_backward",
+    "lstm_cell_forward", "lstm_cell_backward",
+    "lstm_sequence_forward", "lstm_sequence_backward",
+    "gru_cell_forward", "gru_cell_backward",
+    "gru_sequence_forward", "gru_sequence_backward",
+]
 
 
 # ---------------------------------------------------------------------------------------------
 # Argument checks
 # ---------------------------------------------------------------------------------------------
-
-def _check_array(name, a, dtype=None, ref="x"):
-    """a is a C-contiguous ndarray of dtype float32/float64 (exactly `dtype`, that of the
-    argument `ref`, when given)."""
-    if not isinstance(a, np.ndarray):
-        raise ValueError(f"{name} must be a numpy.ndarray, got {type(a).__name__}")
-    if dtype is None:
-        if a.dtype not in _FLOAT_DTYPES:
-            raise ValueError(f"{name} must have dtype float32 or float64, got {a.dtype}")
-    elif a.dtype != dtype:
-        raise ValueError(f"{name} must have dtype {dtype} (the dtype of {ref}), got {a.dtype}")
-    if not a.flags.c_contiguous:
-        raise ValueError(f"{name} must be C-contiguous, got a non-contiguous array "
-                         f"of shape {a.shape} with strides {a.strides}")
-    if not a.flags.aligned:  # as the compiled kernels: they read whole aligned elements
-        raise ValueError(f"{name} must be aligned and in native byte order, got {a.dtype}")
-
-
-def _check_sizes(name, a, letters, dtype=None):
-    """a defines sizes: check it as an array of len(letters) non-zero dims; return its shape."""
-    _check_array(name, a, dtype)
-    dims = "(" + ", ".join(letters) + ")"
-    if a.ndim != len(letters):
-        raise ValueError(f"{name} must be {len(letters)}-D {dims}, got shape {a.shape}")
-    if 0 in a.shape:
-        raise ValueError(f"{name} must have no zero-size dimension {dims}, got shape {a.shape}")
-    return a.shape
-
-
-def _check_shape(name, a, shape, dtype):
-    """a is a C-contiguous array of `dtype` with exactly this shape."""
-    _check_array(name, a, dtype)
-    if a.shape != shape:
-        raise ValueError(f"{name} must have shape {shape}, got {a.shape}")
 
 
 def _check_state(name, a, B, dtype):
@@ -164,6 +128,35 @@ def _check_cell_biases(w_ih, b_ih, b_hh, GH, dtype):
     return b_hh is not None
 
 
+def _check_sequence(G, x, h0, w_ih, w_hh, lengths):
+    """Common part of every sequence kernel: returns T, B, I, H, dtype, lengths."""
+    T, B, I = _check_sizes("x", x, "TBI")
+    dtype = x.dtype
+    H = _check_state("h0", h0, B, dtype)
+    _check_shape("w_ih", w_ih, (G * H, I), dtype)
+    _check_shape("w_hh", w_hh, (G * H, H), dtype)
+    return T, B, I, H, dtype, _check_lengths(lengths, T, B)
+
+
+# ---------------------------------------------------------------------------------------------
+# Shared pieces: elementwise math, projections, the deferred weight gradients
+# ---------------------------------------------------------------------------------------------
+
+
+def _sigmoid(a):
+    """σ(a) = 1 / (1 + exp(-a)), branching on the sign so exp never overflows."""
+    with np.errstate(under="ignore"):      # exp(-|a|) -> 0 for |a| > ~745 is the right answer
+        e = np.exp(-np.abs(a))             # in (0, 1]
+    return np.where(a >= 0, 1 / (1 + e), e / (1 + e))
+
+
+def _biases_grad(dgates_ih, dgates_hh, has_bias):
+    """db_ih = sum over rows of dgates_ih, db_hh likewise (two separate arrays) or None."""
+    if not has_bias:
+        return None, None
+    return dgates_ih.sum(axis=0), dgates_hh.sum(axis=0)
+
+
 def _project(x, w_ih, b_ih):
     """A cell's input projection x W_ih^T + b_ih (x itself when w_ih is None: given)."""
     if w_ih is None:
@@ -182,241 +175,6 @@ def _cell_weight_grads(dg_ih, dg_hh, x, h, w_ih, has_bias):
         return None, dg_hh.T @ h, None, db_hh
     return dg_ih.T @ x, dg_hh.T @ h, db_ih, db_hh
 
-
-def _check_sequence(G, x, h0, w_ih, w_hh, lengths):
-    """Common part of every sequence kernel: returns T, B, I, H, dtype, lengths."""
-    T, B, I = _check_sizes("x", x, "TBI")
-    dtype = x.dtype
-    H = _check_state("h0", h0, B, dtype)
-    _check_shape("w_ih", w_ih, (G * H, I), dtype)
-    _check_shape("w_hh", w_hh, (G * H, H), dtype)
-    return T, B, I, H, dtype, _check_lengths(lengths, T, B)
-
-
-# ---------------------------------------------------------------------------------------------
-# Elementwise pieces
-# ---------------------------------------------------------------------------------------------
-
-def _sigmoid(a):
-    """σ(a) = 1 / (1 + exp(-a)), branching on the sign so exp never overflows."""
-    with np.errstate(under="ignore"):      # exp(-|a|) -> 0 for |a| > ~745 is the right answer
-        e = np.exp(-np.abs(a))             # in (0, 1]
-    return np.where(a >= 0, 1 / (1 + e), e / (1 + e))
-
-
-def _activate(a, nonlinearity):
-    """tanh(a) or relu(a) = max(a, 0)."""
-    return np.tanh(a) if nonlinearity == "tanh" else np.maximum(a, 0)
-
-
-def _activate_backward(dh1, h1, nonlinearity):
-    """da = dh1 * act'(a), written with the output: tanh' = 1 - h1**2, relu' = [h1 > 0]."""
-    if nonlinearity == "tanh":
-        return dh1 * (1 - h1 * h1)
-    return dh1 * (h1 > 0)
-
-
-def _biases_grad(dgates_ih, dgates_hh, has_bias):
-    """db_ih = sum over rows of dgates_ih, db_hh likewise (two separate arrays) or None."""
-    if not has_bias:
-        return None, None
-    return dgates_ih.sum(axis=0), dgates_hh.sum(axis=0)
-
-
-# Step functions shared by the cells and the sequences.  `xw` is the input projection
-# x @ w_ih.T + b_ih of this step, computed by the caller (one GEMM per step for a cell, one GEMM
-# for all steps of a sequence).
-
-def _rnn_step(xw, h, w_hh, b_hh, nonlinearity):
-    """h1 = act(xw + h W_hh^T + b_hh)"""
-    a = xw + h @ w_hh.T
-    if b_hh is not None:
-        a += b_hh
-    return _activate(a, nonlinearity)
-
-
-def _lstm_step(xw, h, c, w_hh, b_hh):
-    """a = xw + h W_hh^T + b_hh;  c1 = σ(a_f) c + σ(a_i) tanh(a_g);  h1 = σ(a_o) tanh(c1)"""
-    H = h.shape[1]
-    a = xw + h @ w_hh.T
-    if b_hh is not None:
-        a += b_hh
-    i = _sigmoid(a[:, 0 * H:1 * H])
-    f = _sigmoid(a[:, 1 * H:2 * H])
-    g = np.tanh(a[:, 2 * H:3 * H])
-    o = _sigmoid(a[:, 3 * H:4 * H])
-    c1 = f * c + i * g
-    tanh_c1 = np.tanh(c1)
-    h1 = o * tanh_c1
-    cache = np.concatenate([i, f, g, o, tanh_c1], axis=1)       # (B, 5H)
-    return h1, c1, cache
-
-
-def _lstm_step_backward(dh1, dc1, c, cache):
-    """Gate gradients of one LSTM step: returns da (B, 4H) and dc = dc_total * f."""
-    H = c.shape[1]
-    i, f, g, o, tanh_c1 = (cache[:, k * H:(k + 1) * H] for k in range(5))
-    do = dh1 * tanh_c1                                   # h1 = o tanh(c1)
-    dc_total = dc1 + dh1 * o * (1 - tanh_c1 * tanh_c1)    # c1 reaches the loss directly and via h1
-    di = dc_total * g                                    # c1 = f c + i g
-    df = dc_total * c
-    dg = dc_total * i
-    dc = dc_total * f
-    da = np.concatenate([di * i * (1 - i),               # σ' = σ (1 - σ)
-                         df * f * (1 - f),
-                         dg * (1 - g * g),               # tanh' = 1 - tanh²
-                         do * o * (1 - o)], axis=1)
-    return da, dc
-
-
-def _gru_step(xw, h, w_hh, b_hh):
-    """r = σ(gi_r + gh_r), z = σ(gi_z + gh_z), n = tanh(gi_n + r gh_n), h1 = (1 - z) n + z h"""
-    H = h.shape[1]
-    gh = h @ w_hh.T
-    if b_hh is not None:
-        gh += b_hh
-    r = _sigmoid(xw[:, 0 * H:1 * H] + gh[:, 0 * H:1 * H])
-    z = _sigmoid(xw[:, 1 * H:2 * H] + gh[:, 1 * H:2 * H])
-    gh_n = gh[:, 2 * H:3 * H]
-    n = np.tanh(xw[:, 2 * H:3 * H] + r * gh_n)
-    h1 = (1 - z) * n + z * h
-    cache = np.concatenate([r, z, n, gh_n], axis=1)             # (B, 4H)
-    return h1, cache
-
-
-def _gru_step_backward(dh1, h, cache):
-    """Gate gradients of one GRU step: dgi (B, 3H) for the x side, dgh (B, 3H) for the h side,
-    and dh_direct = dh1 * z (the part of dh that skips w_hh)."""
-    H = h.shape[1]
-    r, z, n, gh_n = (cache[:, k * H:(k + 1) * H] for k in range(4))
-    dn = dh1 * (1 - z)                                   # h1 = (1 - z) n + z h
-    dz = dh1 * (h - n)
-    dh_direct = dh1 * z
-    da_n = dn * (1 - n * n)                              # n = tanh(gi_n + r gh_n)
-    dr = da_n * gh_n
-    da_r = dr * r * (1 - r)
-    da_z = dz * z * (1 - z)
-    dgi = np.concatenate([da_r, da_z, da_n], axis=1)     # gradient of gi = x W_ih^T + b_ih
-    dgh = np.concatenate([da_r, da_z, da_n * r], axis=1)  # gradient of gh = h W_hh^T + b_hh
-    return dgi, dgh, dh_direct
-
-
-# ---------------------------------------------------------------------------------------------
-# Linear
-# ---------------------------------------------------------------------------------------------
-
-def _check_linear(x, w):
-    """x (N, I) and w (O, I), one dtype; returns N, I, O and the dtype."""
-    N, I = _check_sizes("x", x, "NI")
-    _check_array("w", w, x.dtype)
-    if w.ndim != 2 or w.shape[0] == 0 or w.shape[1] != I:
-        raise ValueError(f"w must have shape (O, {I}) with O > 0, got {w.shape}")
-    return N, I, w.shape[0], x.dtype
-
-
-def linear_forward(x, w, b):
-    """y = x W^T + b"""
-    N, I, O, dtype = _check_linear(x, w)
-    if b is not None:
-        _check_shape("b", b, (O,), dtype)
-    y = x @ w.T
-    if b is not None:
-        y += b
-    return y
-
-
-def linear_backward(dy, x, w, has_bias, need_dx=True):
-    """dx = dy W (None when need_dx is false);  dW = dy^T x;  db = sum_rows(dy) (None without
-    bias)"""
-    N, I, O, dtype = _check_linear(x, w)
-    _check_shape("dy", dy, (N, O), dtype)
-    dx = dy @ w if need_dx else None
-    dw = dy.T @ x
-    db = dy.sum(axis=0) if has_bias else None
-    return dx, dw, db
-
-
-# ---------------------------------------------------------------------------------------------
-# Cells: one time step
-# ---------------------------------------------------------------------------------------------
-
-def rnn_cell_forward(x, h, w_ih, w_hh, b_ih, b_hh, nonlinearity):
-    """h1 = act(x W_ih^T + b_ih + h W_hh^T + b_hh);  cache = h1"""
-    B, I, H, dtype = _check_cell(1, x, h, w_ih, w_hh)
-    _check_cell_biases(w_ih, b_ih, b_hh, H, dtype)
-    _check_nonlinearity(nonlinearity)
-    h1 = _rnn_step(_project(x, w_ih, b_ih), h, w_hh, b_hh, nonlinearity)
-    return h1, h1.copy()
-
-
-def rnn_cell_backward(dh1, x, h, w_ih, w_hh, cache, has_bias, nonlinearity, need_dx=True,
-                      need_dh=True):
-    """da = dh1 act'(a);  dx = da W_ih;  dh = da W_hh;  dW_ih = da^T x;  dW_hh = da^T h;
-    db_ih = db_hh = sum_rows(da).  dx (dh) is None, not computed, when need_dx (need_dh) is
-    false."""
-    B, I, H, dtype = _check_cell(1, x, h, w_ih, w_hh)
-    _check_shape("dh1", dh1, (B, H), dtype)
-    _check_shape("cache", cache, (B, H), dtype)
-    _check_nonlinearity(nonlinearity)
-    da = _activate_backward(dh1, cache, nonlinearity)
-    dw_ih, dw_hh, db_ih, db_hh = _cell_weight_grads(da, da, x, h, w_ih, has_bias)
-    dx = (da if w_ih is None else da @ w_ih) if need_dx else None
-    dh = da @ w_hh if need_dh else None
-    return dx, dh, dw_ih, dw_hh, db_ih, db_hh
-
-
-def lstm_cell_forward(x, h, c, w_ih, w_hh, b_ih, b_hh):
-    """[i f g o] = [σ σ tanh σ](x W_ih^T + b_ih + h W_hh^T + b_hh);  c1 = f c + i g;
-    h1 = o tanh(c1);  cache = [i | f | g | o | tanh(c1)]"""
-    B, I, H, dtype = _check_cell(4, x, h, w_ih, w_hh)
-    _check_shape("c", c, (B, H), dtype)
-    _check_cell_biases(w_ih, b_ih, b_hh, 4 * H, dtype)
-    return _lstm_step(_project(x, w_ih, b_ih), h, c, w_hh, b_hh)
-
-
-def lstm_cell_backward(dh1, dc1, x, h, c, w_ih, w_hh, cache, has_bias, need_dx=True,
-                       need_dh=True):
-    """da from the gates (see _lstm_step_backward);  dx = da W_ih;  dh = da W_hh;
-    dc = (dc1 + dh1 o tanh'(c1)) f;  dW_ih = da^T x;  dW_hh = da^T h;  db = sum_rows(da).
-    dx is None when need_dx is false, dh and dc when need_dh is."""
-    B, I, H, dtype = _check_cell(4, x, h, w_ih, w_hh)
-    _check_shape("c", c, (B, H), dtype)
-    _check_shape("dh1", dh1, (B, H), dtype)
-    _check_shape("dc1", dc1, (B, H), dtype)
-    _check_shape("cache", cache, (B, 5 * H), dtype)
-    da, dc = _lstm_step_backward(dh1, dc1, c, cache)
-    dw_ih, dw_hh, db_ih, db_hh = _cell_weight_grads(da, da, x, h, w_ih, has_bias)
-    dx = (da if w_ih is None else da @ w_ih) if need_dx else None
-    dh, dc = (da @ w_hh, dc) if need_dh else (None, None)
-    return dx, dh, dc, dw_ih, dw_hh, db_ih, db_hh
-
-
-def gru_cell_forward(x, h, w_ih, w_hh, b_ih, b_hh):
-    """gi = x W_ih^T + b_ih;  gh = h W_hh^T + b_hh;  r, z = σ(gi + gh) (r, z blocks);
-    n = tanh(gi_n + r gh_n);  h1 = (1 - z) n + z h;  cache = [r | z | n | gh_n]"""
-    B, I, H, dtype = _check_cell(3, x, h, w_ih, w_hh)
-    _check_cell_biases(w_ih, b_ih, b_hh, 3 * H, dtype)
-    return _gru_step(_project(x, w_ih, b_ih), h, w_hh, b_hh)
-
-
-def gru_cell_backward(dh1, x, h, w_ih, w_hh, cache, has_bias, need_dx=True, need_dh=True):
-    """dgi, dgh from the gates (they differ in the n block: dgh_n = dgi_n r);
-    dx = dgi W_ih;  dh = dh1 z + dgh W_hh;  dW_ih = dgi^T x;  dW_hh = dgh^T h;
-    db_ih = sum_rows(dgi);  db_hh = sum_rows(dgh).  dx (dh) is None when need_dx (need_dh) is
-    false."""
-    B, I, H, dtype = _check_cell(3, x, h, w_ih, w_hh)
-    _check_shape("dh1", dh1, (B, H), dtype)
-    _check_shape("cache", cache, (B, 4 * H), dtype)
-    dgi, dgh, dh_direct = _gru_step_backward(dh1, h, cache)
-    dw_ih, dw_hh, db_ih, db_hh = _cell_weight_grads(dgi, dgh, x, h, w_ih, has_bias)
-    dx = (dgi if w_ih is None else dgi @ w_ih) if need_dx else None
-    dh = dh_direct + dgh @ w_hh if need_dh else None
-    return dx, dh, dw_ih, dw_hh, db_ih, db_hh
-
-
-# ---------------------------------------------------------------------------------------------
-# Sequences: the whole time loop in one call
-# ---------------------------------------------------------------------------------------------
 
 def _input_projection(x, w_ih, b_ih):
     """xw[t] = x[t] W_ih^T + b_ih for all t at once: one (T*B, I) x (I, G*H) GEMM."""
@@ -445,6 +203,60 @@ def _deferred_grads(dgi, dgh, x, hs, w_ih, has_bias, need_dx=True):
     dw_hh = dgh.T @ hs[:-1].reshape(T * B, H)
     db_ih, db_hh = _biases_grad(dgi, dgh, has_bias)
     return dx, dw_ih, dw_hh, db_ih, db_hh
+
+
+# Each family below: its step function, shared by the cell and the sequence kernels, then those
+# kernels. `xw` is the input projection x @ w_ih.T + b_ih of the step, computed by the caller (one
+# GEMM per step for a cell, one GEMM for all steps of a sequence).
+
+
+# ---------------------------------------------------------------------------------------------
+# RNN
+# ---------------------------------------------------------------------------------------------
+
+def _activate(a, nonlinearity):
+    """tanh(a) or relu(a) = max(a, 0)."""
+    return np.tanh(a) if nonlinearity == "tanh" else np.maximum(a, 0)
+
+
+def _activate_backward(dh1, h1, nonlinearity):
+    """da = dh1 * act'(a), written with the output: tanh' = 1 - h1**2, relu' = [h1 > 0]."""
+    if nonlinearity == "tanh":
+        return dh1 * (1 - h1 * h1)
+    return dh1 * (h1 > 0)
+
+
+def _rnn_step(xw, h, w_hh, b_hh, nonlinearity):
+    """h1 = act(xw + h W_hh^T + b_hh)"""
+    a = xw + h @ w_hh.T
+    if b_hh is not None:
+        a += b_hh
+    return _activate(a, nonlinearity)
+
+
+def rnn_cell_forward(x, h, w_ih, w_hh, b_ih, b_hh, nonlinearity):
+    """h1 = act(x W_ih^T + b_ih + h W_hh^T + b_hh);  cache = h1"""
+    B, I, H, dtype = _check_cell(1, x, h, w_ih, w_hh)
+    _check_cell_biases(w_ih, b_ih, b_hh, H, dtype)
+    _check_nonlinearity(nonlinearity)
+    h1 = _rnn_step(_project(x, w_ih, b_ih), h, w_hh, b_hh, nonlinearity)
+    return h1, h1.copy()
+
+
+def rnn_cell_backward(dh1, x, h, w_ih, w_hh, cache, has_bias, nonlinearity, need_dx=True,
+                      need_dh=True):
+    """da = dh1 act'(a);  dx = da W_ih;  dh = da W_hh;  dW_ih = da^T x;  dW_hh = da^T h;
+    db_ih = db_hh = sum_rows(da).  dx (dh) is None, not computed, when need_dx (need_dh) is
+    false."""
+    B, I, H, dtype = _check_cell(1, x, h, w_ih, w_hh)
+    _check_shape("dh1", dh1, (B, H), dtype)
+    _check_shape("cache", cache, (B, H), dtype)
+    _check_nonlinearity(nonlinearity)
+    da = _activate_backward(dh1, cache, nonlinearity)
+    dw_ih, dw_hh, db_ih, db_hh = _cell_weight_grads(da, da, x, h, w_ih, has_bias)
+    dx = (da if w_ih is None else da @ w_ih) if need_dx else None
+    dh = da @ w_hh if need_dh else None
+    return dx, dh, dw_ih, dw_hh, db_ih, db_hh
 
 
 def rnn_sequence_forward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, nonlinearity):
@@ -493,6 +305,71 @@ def rnn_sequence_backward(dys, dh_n, x, h0, w_ih, w_hh, cache, lengths, has_bias
         da[t] = da_t
     dx, dw_ih, dw_hh, db_ih, db_hh = _deferred_grads(da, da, x, hs, w_ih, has_bias, need_dx)
     return dx, dh if need_dh0 else None, dw_ih, dw_hh, db_ih, db_hh
+
+
+# ---------------------------------------------------------------------------------------------
+# LSTM
+# ---------------------------------------------------------------------------------------------
+
+
+def _lstm_step(xw, h, c, w_hh, b_hh):
+    """a = xw + h W_hh^T + b_hh;  c1 = σ(a_f) c + σ(a_i) tanh(a_g);  h1 = σ(a_o) tanh(c1)"""
+    H = h.shape[1]
+    a = xw + h @ w_hh.T
+    if b_hh is not None:
+        a += b_hh
+    i = _sigmoid(a[:, 0 * H:1 * H])
+    f = _sigmoid(a[:, 1 * H:2 * H])
+    g = np.tanh(a[:, 2 * H:3 * H])
+    o = _sigmoid(a[:, 3 * H:4 * H])
+    c1 = f * c + i * g
+    tanh_c1 = np.tanh(c1)
+    h1 = o * tanh_c1
+    cache = np.concatenate([i, f, g, o, tanh_c1], axis=1)       # (B, 5H)
+    return h1, c1, cache
+
+
+def _lstm_step_backward(dh1, dc1, c, cache):
+    """Gate gradients of one LSTM step: returns da (B, 4H) and dc = dc_total * f."""
+    H = c.shape[1]
+    i, f, g, o, tanh_c1 = (cache[:, k * H:(k + 1) * H] for k in range(5))
+    do = dh1 * tanh_c1                                   # h1 = o tanh(c1)
+    dc_total = dc1 + dh1 * o * (1 - tanh_c1 * tanh_c1)    # c1 reaches the loss directly and via h1
+    di = dc_total * g                                    # c1 = f c + i g
+    df = dc_total * c
+    dg = dc_total * i
+    dc = dc_total * f
+    da = np.concatenate([di * i * (1 - i),               # σ' = σ (1 - σ)
+                         df * f * (1 - f),
+                         dg * (1 - g * g),               # tanh' = 1 - tanh²
+                         do * o * (1 - o)], axis=1)
+    return da, dc
+
+
+def lstm_cell_forward(x, h, c, w_ih, w_hh, b_ih, b_hh):
+    """[i f g o] = [σ σ tanh σ](x W_ih^T + b_ih + h W_hh^T + b_hh);  c1 = f c + i g;
+    h1 = o tanh(c1);  cache = [i | f | g | o | tanh(c1)]"""
+    B, I, H, dtype = _check_cell(4, x, h, w_ih, w_hh)
+    _check_shape("c", c, (B, H), dtype)
+    _check_cell_biases(w_ih, b_ih, b_hh, 4 * H, dtype)
+    return _lstm_step(_project(x, w_ih, b_ih), h, c, w_hh, b_hh)
+
+
+def lstm_cell_backward(dh1, dc1, x, h, c, w_ih, w_hh, cache, has_bias, need_dx=True,
+                       need_dh=True):
+    """da from the gates (see _lstm_step_backward);  dx = da W_ih;  dh = da W_hh;
+    dc = (dc1 + dh1 o tanh'(c1)) f;  dW_ih = da^T x;  dW_hh = da^T h;  db = sum_rows(da).
+    dx is None when need_dx is false, dh and dc when need_dh is."""
+    B, I, H, dtype = _check_cell(4, x, h, w_ih, w_hh)
+    _check_shape("c", c, (B, H), dtype)
+    _check_shape("dh1", dh1, (B, H), dtype)
+    _check_shape("dc1", dc1, (B, H), dtype)
+    _check_shape("cache", cache, (B, 5 * H), dtype)
+    da, dc = _lstm_step_backward(dh1, dc1, c, cache)
+    dw_ih, dw_hh, db_ih, db_hh = _cell_weight_grads(da, da, x, h, w_ih, has_bias)
+    dx = (da if w_ih is None else da @ w_ih) if need_dx else None
+    dh, dc = (da @ w_hh, dc) if need_dh else (None, None)
+    return dx, dh, dc, dw_ih, dw_hh, db_ih, db_hh
 
 
 def lstm_sequence_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths):
@@ -552,6 +429,66 @@ def lstm_sequence_backward(dys, dh_n, dc_n, x, h0, c0, w_ih, w_hh, cache, length
     return dx, dh, dc, dw_ih, dw_hh, db_ih, db_hh
 
 
+# ---------------------------------------------------------------------------------------------
+# GRU
+# ---------------------------------------------------------------------------------------------
+
+
+def _gru_step(xw, h, w_hh, b_hh):
+    """r = σ(gi_r + gh_r), z = σ(gi_z + gh_z), n = tanh(gi_n + r gh_n), h1 = (1 - z) n + z h"""
+    H = h.shape[1]
+    gh = h @ w_hh.T
+    if b_hh is not None:
+        gh += b_hh
+    r = _sigmoid(xw[:, 0 * H:1 * H] + gh[:, 0 * H:1 * H])
+    z = _sigmoid(xw[:, 1 * H:2 * H] + gh[:, 1 * H:2 * H])
+    gh_n = gh[:, 2 * H:3 * H]
+    n = np.tanh(xw[:, 2 * H:3 * H] + r * gh_n)
+    h1 = (1 - z) * n + z * h
+    cache = np.concatenate([r, z, n, gh_n], axis=1)             # (B, 4H)
+    return h1, cache
+
+
+def _gru_step_backward(dh1, h, cache):
+    """Gate gradients of one GRU step: dgi (B, 3H) for the x side, dgh (B, 3H) for the h side,
+    and dh_direct = dh1 * z (the part of dh that skips w_hh)."""
+    H = h.shape[1]
+    r, z, n, gh_n = (cache[:, k * H:(k + 1) * H] for k in range(4))
+    dn = dh1 * (1 - z)                                   # h1 = (1 - z) n + z h
+    dz = dh1 * (h - n)
+    dh_direct = dh1 * z
+    da_n = dn * (1 - n * n)                              # n = tanh(gi_n + r gh_n)
+    dr = da_n * gh_n
+    da_r = dr * r * (1 - r)
+    da_z = dz * z * (1 - z)
+    dgi = np.concatenate([da_r, da_z, da_n], axis=1)     # gradient of gi = x W_ih^T + b_ih
+    dgh = np.concatenate([da_r, da_z, da_n * r], axis=1)  # gradient of gh = h W_hh^T + b_hh
+    return dgi, dgh, dh_direct
+
+
+def gru_cell_forward(x, h, w_ih, w_hh, b_ih, b_hh):
+    """gi = x W_ih^T + b_ih;  gh = h W_hh^T + b_hh;  r, z = σ(gi + gh) (r, z blocks);
+    n = tanh(gi_n + r gh_n);  h1 = (1 - z) n + z h;  cache = [r | z | n | gh_n]"""
+    B, I, H, dtype = _check_cell(3, x, h, w_ih, w_hh)
+    _check_cell_biases(w_ih, b_ih, b_hh, 3 * H, dtype)
+    return _gru_step(_project(x, w_ih, b_ih), h, w_hh, b_hh)
+
+
+def gru_cell_backward(dh1, x, h, w_ih, w_hh, cache, has_bias, need_dx=True, need_dh=True):
+    """dgi, dgh from the gates (they differ in the n block: dgh_n = dgi_n r);
+    dx = dgi W_ih;  dh = dh1 z + dgh W_hh;  dW_ih = dgi^T x;  dW_hh = dgh^T h;
+    db_ih = sum_rows(dgi);  db_hh = sum_rows(dgh).  dx (dh) is None when need_dx (need_dh) is
+    false."""
+    B, I, H, dtype = _check_cell(3, x, h, w_ih, w_hh)
+    _check_shape("dh1", dh1, (B, H), dtype)
+    _check_shape("cache", cache, (B, 4 * H), dtype)
+    dgi, dgh, dh_direct = _gru_step_backward(dh1, h, cache)
+    dw_ih, dw_hh, db_ih, db_hh = _cell_weight_grads(dgi, dgh, x, h, w_ih, has_bias)
+    dx = (dgi if w_ih is None else dgi @ w_ih) if need_dx else None
+    dh = dh_direct + dgh @ w_hh if need_dh else None
+    return dx, dh, dw_ih, dw_hh, db_ih, db_hh
+
+
 def gru_sequence_forward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths):
     """The GRU cell at every step (state carried at padded steps);  ys[t] = hs[t+1] (0 at
     padded steps);  cache = (hs, gates) with gates[t] the cell cache of step t"""
@@ -600,158 +537,3 @@ def gru_sequence_backward(dys, dh_n, x, h0, w_ih, w_hh, cache, lengths, has_bias
         dgi[t], dgh[t] = dgi_t, dgh_t
     dx, dw_ih, dw_hh, db_ih, db_hh = _deferred_grads(dgi, dgh, x, hs, w_ih, has_bias, need_dx)
     return dx, dh if need_dh0 else None, dw_ih, dw_hh, db_ih, db_hh
-
-
-# ---------------------------------------------------------------------------------------------
-# Optimizer update
-# ---------------------------------------------------------------------------------------------
-
-def _check_in_place(name, a, like=None, write=False):
-    """An array of the update kernels: as _check_array, with the shape and dtype of p (`like`)
-    when given, and writeable when `write` (overlaps: _check_disjoint)."""
-    _check_array(name, a, None if like is None else like.dtype, "p")
-    if like is not None and a.shape != like.shape:
-        raise ValueError(f"{name} must have shape {like.shape} (that of p), got {a.shape}")
-    if write and not a.flags.writeable:
-        raise ValueError(f"{name} must be writeable, got a read-only array")
-
-
-def _check_disjoint(an, a, bn, b):
-    if np.may_share_memory(a, b):
-        raise ValueError(f"{an} must not share memory with {bn}")
-
-
-def _check_update(p, g, **state):
-    """The arrays of an update kernel: p (writeable) fixes shape and dtype; g and each state
-    array given (None: unused) match it and are C-contiguous, the state arrays writeable; no
-    two overlap."""
-    _check_in_place("p", p, write=True)
-    _check_in_place("g", g, p)
-    given = [("p", p), ("g", g)]
-    for name, a in state.items():
-        if a is not None:
-            _check_in_place(name, a, p, write=True)
-            given.append((name, a))
-    for i in range(1, len(given)):
-        for j in range(i):
-            _check_disjoint(given[i][0], given[i][1], given[j][0], given[j][1])
-
-
-def sgd_update(p, g, buf, lr, momentum, dampening, weight_decay, nesterov, first):
-    """One SGD step on p, in place (optim.SGD; PyTorch's rule).  Returns None.
-
-        g'  = g + weight_decay * p                                  (when weight_decay != 0)
-        buf = g'  (first)   or   momentum * buf + (1 - dampening) * g'      (when buf is given)
-        u   = g' + momentum * buf  (nesterov)   or   buf  (buf given)   or   g'
-        p   = p - lr * u
-
-    buf: the momentum buffer (updated in place), None without momentum; first: buf holds
-    nothing yet.  The hyperparameters are rounded to p's dtype first.  p, g and buf have one
-    shape and dtype, are C-contiguous and do not overlap; p and buf are writeable.
-    """
-    _check_update(p, g, buf=buf)
-    dt = p.dtype
-    lr_, m_, damp_, wd_ = (np.array(v, dt) for v in (lr, momentum, 1.0 - dampening, weight_decay))
-    if weight_decay != 0:
-        g = p * wd_ + g
-    if buf is not None:
-        if first:
-            buf[...] = g
-        else:
-            buf *= m_
-            buf += g if dampening == 0 else g * damp_
-        g = buf * m_ + g if nesterov else buf
-    p -= g * lr_
-
-
-def adam_update(p, g, m, v, vmax, lr, beta1, beta2, eps, weight_decay, step, decoupled):
-    """One Adam step on p, in place (optim.Adam; optim.AdamW when decoupled).  Returns None.
-
-        p   = p * (1 - lr * weight_decay)                   (decoupled, weight_decay != 0)
-        g'  = g + weight_decay * p                          (not decoupled, weight_decay != 0)
-        m   = beta1 * m + (1 - beta1) * g'
-        v   = beta2 * v + (1 - beta2) * g'^2
-        vmax = max(vmax, v)                                 (amsgrad: vmax given, else None)
-        p   = p - lr / (1 - beta1^step) * m / (sqrt(v or vmax) / sqrt(1 - beta2^step) + eps)
-
-    m, v (and vmax) are updated in place; step >= 1 is the step number t.  The hyperparameters
-    and the two bias corrections are computed in float64, then rounded to p's dtype.  The arrays
-    have one shape and dtype, are C-contiguous and do not overlap; all but g are writeable.
-    """
-    if step < 1:
-        raise ValueError(f"step must be >= 1, got {step}")
-    _check_update(p, g, m=m, v=v, vmax=vmax)
-    dt = p.dtype
-    b1, omb1, b2, omb2, eps_, wd, decay, step_size, bc2 = (np.array(x, dt) for x in (
-        beta1, 1.0 - beta1, beta2, 1.0 - beta2, eps, weight_decay, 1.0 - lr * weight_decay,
-        lr / (1.0 - beta1 ** step), np.sqrt(1.0 - beta2 ** step)))
-    if weight_decay != 0:
-        if decoupled:
-            p *= decay
-        else:
-            g = p * wd + g
-    m *= b1
-    m += g * omb1
-    v *= b2
-    v += (g * g) * omb2
-    if vmax is not None:
-        np.maximum(vmax, v, out=vmax)
-    p -= m / (np.sqrt(v if vmax is None else vmax) / bc2 + eps_) * step_size
-
-
-def adagrad_update(p, g, acc, lr, lr_decay, weight_decay, eps, step):
-    """One Adagrad step on p, in place (optim.Adagrad).  Returns None.
-
-        clr = lr / (1 + (step - 1) * lr_decay)              (in float64, then p's dtype)
-        g'  = g + weight_decay * p                          (when weight_decay != 0)
-        acc = acc + g'^2
-        p   = p - clr * g' / (sqrt(acc) + eps)
-
-    acc (the sum of squared gradients) is updated in place; step >= 1.  Arrays as in
-    sgd_update; p and acc are writeable.
-    """
-    if step < 1:
-        raise ValueError(f"step must be >= 1, got {step}")
-    _check_update(p, g, acc=acc)
-    dt = p.dtype
-    clr, wd, eps_ = (np.array(x, dt) for x in (lr / (1.0 + (step - 1) * lr_decay),
-                                               weight_decay, eps))
-    if weight_decay != 0:
-        g = p * wd + g
-    acc += g * g
-    p -= g / (np.sqrt(acc) + eps_) * clr
-
-
-def rmsprop_update(p, g, v, grad_avg, buf, lr, alpha, eps, weight_decay, momentum):
-    """One RMSprop step on p, in place (optim.RMSprop).  Returns None.
-
-        g'  = g + weight_decay * p                          (when weight_decay != 0)
-        v   = alpha * v + (1 - alpha) * g'^2
-        ga  = alpha * ga + (1 - alpha) * g'; v~ = v - ga^2  (centered: grad_avg given, else v~ = v)
-        u   = g' / (sqrt(v~) + eps)
-        buf = momentum * buf + u;  p = p - lr * buf         (buf given: momentum > 0)
-        p   = p - lr * u                                    (no buf)
-
-    v, grad_avg and buf are updated in place.  Arrays as in sgd_update; all but g writeable.
-    """
-    _check_update(p, g, v=v, grad_avg=grad_avg, buf=buf)
-    dt = p.dtype
-    lr_, alpha_, oma, eps_, wd, mom = (np.array(x, dt) for x in (
-        lr, alpha, 1.0 - alpha, eps, weight_decay, momentum))
-    if weight_decay != 0:
-        g = p * wd + g
-    v *= alpha_
-    v += (g * g) * oma
-    if grad_avg is None:
-        den = np.sqrt(v) + eps_
-    else:
-        grad_avg *= alpha_
-        grad_avg += g * oma
-        den = np.sqrt(v - grad_avg * grad_avg) + eps_
-    u = g / den
-    if buf is None:
-        p -= u * lr_
-    else:
-        buf *= mom
-        buf += u
-        p -= buf * lr_

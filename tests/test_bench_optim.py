@@ -9,9 +9,9 @@ from minigrad import kernels
 
 
 def test_smoke_times_every_setting_on_both_backends(capsys):
-    before = kernels.backend
+    before = kernels.backend()
     results = bench.main(["--repeats", "2", "--warmup", "0", "--sets", "lstm50", "--no-torch"])
-    assert kernels.backend == before                      # the backend is restored
+    assert kernels.backend() == before                      # the backend is restored
     assert [r["optimizer"] for r in results] == [bench.label(n, kw) for n, kw in bench.SETTINGS]
     for r in results:
         assert set(r["median_us"]) == {"compiled", "numpy twin"}

@@ -1,4 +1,4 @@
-"""The kernels' GEMM (`_ops._gemm`, a private hook onto the `gemm` every kernel calls) against
+"""The kernels' GEMM (`_gemm._gemm`, a private hook onto the `gemm` every kernel calls) against
 NumPy, on both of its paths: the small-matrix AVX2 kernel and BLAS. Sizes are drawn around the
 kernel's block edges (6- and 4-row blocks, 16- and 8-column panels for float32, 8 and 4 for
 float64, 8-deep transposes) and with leading dimensions wider than the rows, as the gate
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from minigrad import _ops
+from minigrad import _gemm, _ops
 
 dims = st.integers(1, 41)
 
@@ -41,7 +41,7 @@ def test_gemm_matches_numpy(gemm_path, m, n, k, ta, tb, dtype, pads, beta, alpha
     opa = np.asarray(a, np.float64).T if ta else np.asarray(a, np.float64)
     opb = np.asarray(b, np.float64).T if tb else np.asarray(b, np.float64)
     want = alpha * opa @ opb + (beta * c0 if beta else 0.0)
-    out = _ops._gemm(ta, tb, a, b, c, alpha, beta, packed)
+    out = _gemm._gemm(ta, tb, a, b, c, alpha, beta, packed)
     assert out is c
     tol = dict(rtol=1e-5, atol=1e-5 * k) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-12 * k)
     np.testing.assert_allclose(c, want, **tol, err_msg=f"{gemm_path} m={m} n={n} k={k} ta={ta} tb={tb}")
@@ -56,7 +56,7 @@ def test_gemm_sums_in_order_like_a_dot_product(gemm_path):
     a = np.array([[2.0 ** 20, 1.0, -(2.0 ** 20)]], np.float32)
     b = np.ones((3, 1), np.float32)
     c = np.zeros((1, 1), np.float32)
-    _ops._gemm(False, False, a, b, c)
+    _gemm._gemm(False, False, a, b, c)
     assert c[0, 0] in (0.0, 1.0)
 
 
@@ -86,7 +86,7 @@ def test_gemm_narrow_last_panel(gemm_path, dtype, ta, tb, m, n, k, beta, packed)
     opa = np.asarray(a, np.float64).T if ta else np.asarray(a, np.float64)
     opb = np.asarray(b, np.float64).T if tb else np.asarray(b, np.float64)
     want = opa @ opb + (beta * c0 if beta else 0.0)
-    _ops._gemm(ta, tb, a, b, c, 1.0, beta, packed)
+    _gemm._gemm(ta, tb, a, b, c, 1.0, beta, packed)
     tol = dict(rtol=1e-5, atol=1e-5 * k) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-12 * k)
     np.testing.assert_allclose(c, want, **tol)
     assert np.isnan(c.base[:, n:]).all(), "wrote outside C's rows"
@@ -114,7 +114,7 @@ def test_gemm_transposed_a_runs_k_in_chunks(gemm_path, dtype, m, n, k, beta, pac
         c[...] = np.nan
     c0 = np.array(c, np.float64)
     want = 2.0 * np.asarray(a, np.float64).T @ np.asarray(b, np.float64) + (beta * c0 if beta else 0.0)
-    _ops._gemm(True, False, a, b, c, 2.0, beta, packed)
+    _gemm._gemm(True, False, a, b, c, 2.0, beta, packed)
     tol = dict(rtol=1e-5, atol=1e-5 * k) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-12 * k)
     np.testing.assert_allclose(c, want, **tol)
     assert np.isnan(c.base[:, n:]).all(), "wrote outside C's rows"
@@ -131,7 +131,7 @@ def test_gemm_rejects_bad_arguments(bad, msg):
                 c=np.zeros((3, 5), np.float32))
     args.update(bad)
     with pytest.raises(ValueError, match=msg):
-        _ops._gemm(False, False, args["a"], args["b"], args["c"])
+        _gemm._gemm(False, False, args["a"], args["b"], args["c"])
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -145,7 +145,7 @@ def test_gemm_with_panels_beyond_the_stack_buffer(gemm_path, dtype, ta, tb, pack
     a = rng.standard_normal((k, m) if ta else (m, k)).astype(dtype)
     b = rng.standard_normal((n, k) if tb else (k, n)).astype(dtype)
     c = np.full((m, n), np.nan, dtype)
-    _ops._gemm(ta, tb, a, b, c, packed=packed)
+    _gemm._gemm(ta, tb, a, b, c, packed=packed)
     want = (a.T if ta else a).astype(np.float64) @ (b.T if tb else b).astype(np.float64)
     tol = dict(rtol=1e-4, atol=3e-3) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-10)
     np.testing.assert_allclose(c, want, **tol)
@@ -157,10 +157,10 @@ def test_gemm_repeat_runs_the_gemm_that_many_times(gemm_path, packed):
     rng = np.random.default_rng(3)
     a, b = rng.standard_normal((7, 9)), rng.standard_normal((9, 11))
     c = np.ones((7, 11))
-    _ops._gemm(False, False, a, b, c, 1.0, 1.0, packed, 3)
+    _gemm._gemm(False, False, a, b, c, 1.0, 1.0, packed, 3)
     np.testing.assert_allclose(c, 1 + 3 * (a @ b), rtol=1e-12, atol=1e-12)
     with pytest.raises(ValueError, match="repeat"):
-        _ops._gemm(False, False, a, b, c, repeat=0)
+        _gemm._gemm(False, False, a, b, c, repeat=0)
 
 
 def test_bench_kernels_cell_gemms_computes_the_cell_products():

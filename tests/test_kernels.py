@@ -1,4 +1,5 @@
-"""Kernel tests: the compiled kernels (minigrad._ops) against their NumPy twins (minigrad._ops_ref).
+"""Kernel tests: the compiled kernels (minigrad._ops, _gemm, _optim_ops) against their NumPy twins
+(minigrad._ops_ref, _gemm_ref, _optim_ops_ref).
 
 * twin equality: every output and every cache array of every kernel, float32 and float64,
   hypothesis-drawn sizes, with and without biases and lengths, tanh and relu;
@@ -10,15 +11,22 @@
 """
 
 import re
-import warnings
 
 import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from minigrad import _ops as ops
-from minigrad import _ops_ref as ref
+from types import SimpleNamespace
+
+from minigrad import _gemm, _gemm_ref, _ops, _ops_ref, _optim_ops, _optim_ops_ref
+
+# One namespace per backend over its three modules (cells, linear, optimizer updates): `ops` the
+# compiled kernels, `ref` their NumPy twins.
+TWINS = (_ops_ref, _gemm_ref, _optim_ops_ref)
+ops = SimpleNamespace(**{n: getattr(m, n) for m, t in zip((_ops, _gemm, _optim_ops), TWINS)
+                         for n in t.__all__})
+ref = SimpleNamespace(**{n: getattr(t, n) for t in TWINS for n in t.__all__})
 
 MODULES = {"twin": ref, "cython": ops}
 

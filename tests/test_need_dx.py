@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import minigrad as mg
-from minigrad import _ops, _ops_ref, kernels, nn
+from minigrad import _gemm, _gemm_ref, _ops, _ops_ref, kernels, nn
 from minigrad.functional import recurrent as R
 
 from factories import assert_outputs_close
@@ -324,7 +324,7 @@ def test_unrolled_module_asks_only_for_the_gradients_it_needs(backend, monkeypat
 def test_linear_need_dx_false_skips_dx_only(gemm_path, dtype, bias):
     rng = np.random.default_rng(11)
     x, w, dy = (rng.standard_normal(s).astype(dtype) for s in [(7, 5), (3, 5), (7, 3)])
-    for name, m in MODULES.items():
+    for name, m in {"cython": _gemm, "twin": _gemm_ref}.items():
         full = m.linear_backward(dy, x, w, bias)
         skip = m.linear_backward(dy, x, w, bias, need_dx=False)
         assert full[0] is not None and full[0].shape == x.shape and skip[0] is None

@@ -609,7 +609,7 @@ def test_compiled_and_numpy_backends_agree(name, kw):
     trajectory up to an ulp or two per step."""
     from minigrad import kernels
     p0, grads = draw(21, np.float32)
-    before = kernels.backend
+    before = kernels.backend()
     out = {}
     try:
         for backend in ("cython", "numpy"):

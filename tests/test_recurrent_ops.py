@@ -17,7 +17,7 @@ GATES = {"rnn": 1, "lstm": 4, "gru": 3}
 
 @pytest.fixture(params=["cython", "numpy"], scope="module")
 def backend(request):
-    old = kernels.backend
+    old = kernels.backend()
     kernels.set_backend(request.param)
     yield request.param
     kernels.set_backend(old)

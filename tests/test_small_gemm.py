@@ -3,7 +3,7 @@ AVX2+FMA) and BLAS. Both must agree with the NumPy twins, so each path is forced
 import numpy as np
 import pytest
 
-from minigrad import _ops, _ops_ref
+from minigrad import _gemm, _gemm_ref, _ops, _ops_ref
 
 
 def _args(kind, T, B, I, H, dtype, rng):
@@ -48,8 +48,10 @@ def test_linear_matches_twin_on_both_gemm_paths(gemm_path, dtype):
     w = rng.standard_normal((41, 29)).astype(dtype)
     b = rng.standard_normal(41).astype(dtype)
     tol = dict(rtol=2e-5, atol=2e-5) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-12)
-    np.testing.assert_allclose(_ops.linear_forward(x, w, b), _ops_ref.linear_forward(x, w, b), **tol,
+    np.testing.assert_allclose(_gemm.linear_forward(x, w, b), _gemm_ref.linear_forward(x, w, b),
+                               **tol,
                                err_msg=f"linear_forward {gemm_path}")
     dy = rng.standard_normal((37, 41)).astype(dtype)
-    for k, (a, c) in enumerate(zip(_ops.linear_backward(dy, x, w, True), _ops_ref.linear_backward(dy, x, w, True))):
+    got, want = _gemm.linear_backward(dy, x, w, True), _gemm_ref.linear_backward(dy, x, w, True)
+    for k, (a, c) in enumerate(zip(got, want)):
         np.testing.assert_allclose(a, c, **tol, err_msg=f"linear_backward {gemm_path}: output {k}")

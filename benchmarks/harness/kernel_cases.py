@@ -4,13 +4,13 @@ arguments in a closure, on a compiled module (minigrad._ops) or its NumPy twin
 import numpy as np
 from scipy.linalg import blas
 
-from minigrad import _ops, _ops_ref
+from minigrad import _gemm, _ops, _ops_ref
 
 # The private kernel modules and names the benchmark reaches into, in this one place: the cell
 # and sequence kernels timed (compiled and twin), and the GEMM entry points.
 COMPILED, TWIN = _ops, _ops_ref
-gemm = _ops._gemm                          # the kernels' own GEMM (with a repeat count)
-small_gemm_limit = _ops._set_small_gemm    # m*n*k up to which the small-GEMM kernel runs
+gemm = _gemm._gemm                         # the kernels' own GEMM (with a repeat count)
+small_gemm_limit = _gemm._set_small_gemm   # m*n*k up to which the small-GEMM kernel runs
 
 GATES = {"rnn": 1, "lstm": 4, "gru": 3}
 DTYPE = np.float32

@@ -1,0 +1,130 @@
+# cython: language_level=3, cdivision=True
+"""Argument checks, the debug build's guarded allocator and the workspace pool (declared in
+_checks.pxd; used by _ops, _gemm and _optim_ops). Their NumPy counterparts are in _checks_ref.py."""
+cimport numpy as cnp
+import numpy as np
+
+cnp.import_array()
+
+
+cdef inline str _dtname(int tn):
+    return "float32" if tn == cnp.NPY_FLOAT else "float64"
+
+
+cdef int _layout(cnp.ndarray a, str name) except -1:
+    if not cnp.PyArray_IS_C_CONTIGUOUS(a):
+        raise ValueError(f"{name} must be C-contiguous, got strides {(<object>a).strides} "
+                         f"for shape {(<object>a).shape}")
+    if not cnp.PyArray_ISALIGNED(a) or not cnp.PyArray_ISNOTSWAPPED(a):
+        raise ValueError(f"{name} must be aligned and in native byte order, got {(<object>a).dtype}")
+    return 0
+
+
+cdef cnp.ndarray _anchor(object a, str name, int nd):
+    """The first array of a call: fixes the dtype (float32 or float64) and some sizes, none 0."""
+    if not cnp.PyArray_Check(a):
+        raise ValueError(f"{name} must be a numpy.ndarray, got {type(a).__name__}")
+    cdef cnp.ndarray arr = <cnp.ndarray>a
+    cdef int tn = cnp.PyArray_TYPE(arr)
+    if tn != cnp.NPY_FLOAT and tn != cnp.NPY_DOUBLE:
+        raise ValueError(f"{name} must be float32 or float64, got {arr.dtype}")
+    if cnp.PyArray_NDIM(arr) != nd:
+        raise ValueError(f"{name} must be {nd}-D, got shape {(<object>arr).shape}")
+    if cnp.PyArray_SIZE(arr) == 0:
+        raise ValueError(f"{name} must have no zero-size dimension, got shape {(<object>arr).shape}")
+    _layout(arr, name)
+    return arr
+
+
+cdef void* _check(object a, str name, int tn, str ref, int nd,
+                  Py_ssize_t d0, Py_ssize_t d1=-2, Py_ssize_t d2=-2, str wild="H") except NULL:
+    """Check a's type, dtype (same as `ref`), shape (d = -1: any size, shown as `wild`) and
+    layout; return its data pointer."""
+    if not cnp.PyArray_Check(a):
+        raise ValueError(f"{name} must be a numpy.ndarray, got {type(a).__name__}")
+    cdef cnp.ndarray arr = <cnp.ndarray>a
+    cdef cnp.npy_intp* s = cnp.PyArray_DIMS(arr)
+    cdef int atn = cnp.PyArray_TYPE(arr)
+    cdef Py_ssize_t want[3]
+    cdef int i
+    cdef bint ok = cnp.PyArray_NDIM(arr) == nd
+    want[0], want[1], want[2] = d0, d1, d2
+    if ok:
+        for i in range(nd):
+            if want[i] != -1 and s[i] != want[i]:
+                ok = False
+    if not ok:
+        shape = ", ".join([wild if want[i] == -1 else str(want[i]) for i in range(nd)])
+        raise ValueError(f"{name} must have shape ({shape}{',' if nd == 1 else ''}), got {(<object>arr).shape}")
+    if atn != tn:
+        raise ValueError(f"dtype mismatch: {name} must be {_dtname(tn)} (the dtype of {ref}), "
+                         f"got {arr.dtype}")
+    _layout(arr, name)
+    return cnp.PyArray_DATA(arr)
+
+
+
+# Debug build: every array a kernel writes (outputs, caches, workspaces) comes from _empty with
+# guard bytes on both sides; _verify() after the nogil body raises if a guard was overwritten.
+# (The bodies index raw pointers, which Cython's boundscheck does not see.)
+cdef enum:
+    _GUARD = 64
+cdef list _guarded = []
+
+
+cdef cnp.ndarray _empty(int tn, Py_ssize_t d0, Py_ssize_t d1=-1, Py_ssize_t d2=-1):
+    cdef cnp.npy_intp dims[3]
+    cdef int nd = 1 if d1 < 0 else (2 if d2 < 0 else 3)
+    dims[0] = d0
+    dims[1] = d1
+    dims[2] = d2
+    if not MINIGRAD_DEBUG:
+        return cnp.PyArray_EMPTY(nd, dims, tn, 0)
+    shape = tuple([dims[i] for i in range(nd)])
+    nbytes = int(np.prod(shape)) * (4 if tn == cnp.NPY_FLOAT else 8)
+    buf = np.full(nbytes + 2 * _GUARD, 0xA5, np.uint8)
+    _guarded.append((buf, nbytes))
+    return buf[_GUARD:_GUARD + nbytes].view(np.float32 if tn == cnp.NPY_FLOAT else np.float64).reshape(shape)
+
+
+cdef int _verify_guards() except -1:
+    """Check (and forget) the guards of the arrays allocated since the last call."""
+    bad = [n for buf, n in _guarded
+           if (buf[:_GUARD] != 0xA5).any() or (buf[_GUARD + n:] != 0xA5).any()]
+    _guarded.clear()
+    if bad:
+        raise RuntimeError(f"kernel wrote out of bounds of an output buffer ({bad[0]} bytes)")
+    return 0
+
+
+
+# Workspaces (the largest: a sequence backward's gate gradients of all steps) come from one spare
+# per dtype, kept between calls: a training loop does not page-fault the big one in anew every
+# step, and a cell call skips an allocation (about 0.15 us). A caller takes the spare (under the
+# GIL) and hands it back afterwards; a concurrent caller finds none and allocates its own. Two
+# module variables rather than a dict: no hashing on the path of a 7 us cell call.
+cdef cnp.ndarray _spare_f = None
+cdef cnp.ndarray _spare_d = None
+
+
+cdef cnp.ndarray _borrow(int tn, Py_ssize_t n):
+    global _spare_f, _spare_d
+    cdef cnp.ndarray w
+    if tn == cnp.NPY_FLOAT:
+        w, _spare_f = _spare_f, None
+    else:
+        w, _spare_d = _spare_d, None
+    if w is not None and cnp.PyArray_SIZE(w) >= n and not MINIGRAD_DEBUG:
+        return w
+    return _empty(tn, n)
+
+
+cdef void _give_back(int tn, cnp.ndarray w):
+    global _spare_f, _spare_d
+    cdef cnp.ndarray old = _spare_f if tn == cnp.NPY_FLOAT else _spare_d
+    if old is None or cnp.PyArray_SIZE(old) < cnp.PyArray_SIZE(w):
+        if tn == cnp.NPY_FLOAT:
+            _spare_f = w
+        else:
+            _spare_d = w
+

@@ -1,0 +1,40 @@
+"""NumPy twin of ``minigrad/_gemm.pyx``: the linear kernels (``docs/kernels.md``).
+
+Shapes: x (N, I), w (O, I), b (O,) or None; the checks and their messages are those of the
+compiled kernels (x fixes N and I and the dtype, w fixes O).
+"""
+
+from ._checks_ref import _check_array, _check_shape, _check_sizes
+
+__all__ = ["linear_forward", "linear_backward"]
+
+
+def _check_linear(x, w):
+    """x (N, I) and w (O, I), one dtype; returns N, I, O and the dtype."""
+    N, I = _check_sizes("x", x, "NI")
+    _check_array("w", w, x.dtype)
+    if w.ndim != 2 or w.shape[0] == 0 or w.shape[1] != I:
+        raise ValueError(f"w must have shape (O, {I}) with O > 0, got {w.shape}")
+    return N, I, w.shape[0], x.dtype
+
+
+def linear_forward(x, w, b):
+    """y = x W^T + b"""
+    N, I, O, dtype = _check_linear(x, w)
+    if b is not None:
+        _check_shape("b", b, (O,), dtype)
+    y = x @ w.T
+    if b is not None:
+        y += b
+    return y
+
+
+def linear_backward(dy, x, w, has_bias, need_dx=True):
+    """dx = dy W (None when need_dx is false);  dW = dy^T x;  db = sum_rows(dy) (None without
+    bias)"""
+    N, I, O, dtype = _check_linear(x, w)
+    _check_shape("dy", dy, (N, O), dtype)
+    dx = dy @ w if need_dx else None
+    dw = dy.T @ x
+    db = dy.sum(axis=0) if has_bias else None
+    return dx, dw, db
