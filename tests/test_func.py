@@ -90,7 +90,7 @@ def test_jacobian_and_vjp_match_finite_differences(xw):
     u = np.arange(1.0, out.numel() + 1)
     gx, gw = vjp_fn(u)
     np.testing.assert_allclose(gx.data, u @ J.data.reshape(out.numel(), -1), rtol=1e-10, atol=1e-12)
-    np.testing.assert_allclose(gw.data.ravel(), u @ Jw.data.reshape(out.size, -1),
+    np.testing.assert_allclose(gw.data.ravel(), u @ Jw.data.reshape(out.numel(), -1),
                                rtol=1e-10, atol=1e-12)
 
 
