@@ -14,6 +14,7 @@ gcc turn the float selects of the gate math into vector blends, and -fno-math-er
 vectorize sqrtf (nothing reads errno); results are unchanged (every kernel output compared bit for
 bit with and without it).
 """
+
 import os
 import sys
 
@@ -26,6 +27,7 @@ from setuptools.errors import CCompilerError, CompileError, ExecError, LinkError
 DEBUG = os.environ.get("MINIGRAD_CYTHON_DEBUG") == "1"
 if os.environ.get("MINIGRAD_CYTHON_WERROR") == "1":
     from Cython.Compiler import Options
+
     Options.warning_errors = True
 NATIVE = os.environ.get("MINIGRAD_NATIVE") == "1"
 
@@ -58,7 +60,6 @@ extensions = [
     )
     for name, headers in MODULES.items()
 ]
-
 
 
 class optional_build_ext(build_ext):
@@ -94,10 +95,13 @@ class optional_build_ext(build_ext):
         if os.environ.get("MINIGRAD_REQUIRE_EXTENSION") == "1":
             raise error
         names = ", ".join(ext.name for ext in exts) or "the extensions"
-        print(f"WARNING: {names} not built ({type(error).__name__}: {error}). minigrad installs "
-              "without it and runs on its NumPy kernels (slower). Install a C compiler and "
-              "reinstall for the compiled kernels; MINIGRAD_REQUIRE_EXTENSION=1 makes this an "
-              "error.", file=sys.stderr)
+        print(
+            f"WARNING: {names} not built ({type(error).__name__}: {error}). minigrad installs "
+            "without it and runs on its NumPy kernels (slower). Install a C compiler and "
+            "reinstall for the compiled kernels; MINIGRAD_REQUIRE_EXTENSION=1 makes this an "
+            "error.",
+            file=sys.stderr,
+        )
 
 
 directives = {
@@ -109,6 +113,11 @@ directives = {
 }
 
 # The debug build generates its C apart, so switching modes regenerates it with the right directives.
-setup(ext_modules=cythonize(extensions, compiler_directives=directives,
-                            build_dir="build/cython-debug" if DEBUG else None),
-      cmdclass={"build_ext": optional_build_ext})
+setup(
+    ext_modules=cythonize(
+        extensions,
+        compiler_directives=directives,
+        build_dir="build/cython-debug" if DEBUG else None,
+    ),
+    cmdclass={"build_ext": optional_build_ext},
+)

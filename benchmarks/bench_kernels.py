@@ -19,6 +19,7 @@ BLAS threads: OPENBLAS_NUM_THREADS is set to 1 before NumPy is imported unless y
 
     python benchmarks/bench_kernels.py [options]
 """
+
 import os
 import sys
 
@@ -38,9 +39,17 @@ import numpy as np  # noqa: E402
 import scipy  # noqa: E402
 
 from benchmarks.harness import cli, machine  # noqa: E402
-from benchmarks.harness.kernel_cases import (COMPILED, GATES, TWIN, cell_gemms,  # noqa: E402,F401
-                                             cell_step, gemms_alone, make_inputs, sequence,
-                                             small_gemm_limit)
+from benchmarks.harness.kernel_cases import (  # noqa: E402,F401
+    COMPILED,
+    GATES,
+    TWIN,
+    cell_gemms,
+    cell_step,
+    gemms_alone,
+    make_inputs,
+    sequence,
+    small_gemm_limit,
+)
 from benchmarks.harness.timing import time_batched  # noqa: E402
 
 SIZES = [(32, 50), (32, 128), (64, 512)]
@@ -61,19 +70,27 @@ def fmt(stat):
 
 
 def describe_machine():
-    print(f"machine: {machine.cpu_name()}, {os.cpu_count()} logical CPUs, {platform.system()} "
-          f"{platform.machine()}")
+    print(
+        f"machine: {machine.cpu_name()}, {os.cpu_count()} logical CPUs, {platform.system()} "
+        f"{platform.machine()}"
+    )
     print(f"python {platform.python_version()}, numpy {np.__version__}, scipy {scipy.__version__}")
     print(f"OPENBLAS_NUM_THREADS={os.environ['OPENBLAS_NUM_THREADS']}")
     lim = small_gemm_limit()
-    print(f"small-GEMM kernel (instead of BLAS) for m*n*k <= {lim} (transposed A, k <= 1024: "
-          f"<= {4 * lim})" if lim
-          else "small-GEMM kernel: off (no AVX2+FMA), every GEMM on BLAS")
+    print(
+        f"small-GEMM kernel (instead of BLAS) for m*n*k <= {lim} (transposed A, k <= 1024: "
+        f"<= {4 * lim})"
+        if lim
+        else "small-GEMM kernel: off (no AVX2+FMA), every GEMM on BLAS"
+    )
     try:
         import threadpoolctl
+
         for p in threadpoolctl.threadpool_info():
-            print(f"  threadpoolctl: {p.get('internal_api')} {p.get('version')} "
-                  f"threads={p.get('num_threads')} ({os.path.basename(p.get('filepath', ''))})")
+            print(
+                f"  threadpoolctl: {p.get('internal_api')} {p.get('version')} "
+                f"threads={p.get('num_threads')} ({os.path.basename(p.get('filepath', ''))})"
+            )
     except ImportError:
         print("  (threadpoolctl not installed; thread count from OPENBLAS_NUM_THREADS)")
 
@@ -81,13 +98,21 @@ def describe_machine():
 def build_parser():
     ap = cli.parser(__doc__)
     ap.add_argument("--T", type=int, default=20, help="sequence length")
-    ap.add_argument("--repeats", type=int, default=15,
-                    help="timed samples per contender (5 with --quick)")
-    ap.add_argument("--quick", action="store_true",
-                    help="few short samples (5 of about 0.01 s, 1 warm-up): a smoke run")
-    ap.add_argument("--clock", choices=tuple(CLOCKS), default="wall",
-                    help="wall time, or process CPU time (leaves out time spent descheduled "
-                         "on a shared machine)")
+    ap.add_argument(
+        "--repeats", type=int, default=15, help="timed samples per contender (5 with --quick)"
+    )
+    ap.add_argument(
+        "--quick",
+        action="store_true",
+        help="few short samples (5 of about 0.01 s, 1 warm-up): a smoke run",
+    )
+    ap.add_argument(
+        "--clock",
+        choices=tuple(CLOCKS),
+        default="wall",
+        help="wall time, or process CPU time (leaves out time spent descheduled "
+        "on a shared machine)",
+    )
     return ap
 
 
@@ -103,25 +128,37 @@ def main(argv=None):
         return time_batched(fns, repeats, warmup, target, clock)
 
     describe_machine()
-    print(f"float32, I = H, T = {T} for sequences; {repeats} interleaved samples after {warmup} "
-          f"warm-up; {args.clock} clock\n")
+    print(
+        f"float32, I = H, T = {T} for sequences; {repeats} interleaved samples after {warmup} "
+        f"warm-up; {args.clock} clock\n"
+    )
     rows = []
     for B, H in SIZES:
         for what, builder, steps in (("cell", cell_step, 1), ("sequence", sequence, T)):
             for kind in GATES:
                 v = make_inputs(kind, steps, B, H)
                 fns = [builder(COMPILED, kind, v), builder(TWIN, kind, v)]
-                for a, b in zip(fns[0](), fns[1]()):        # same results before timing
+                for a, b in zip(fns[0](), fns[1]()):  # same results before timing
                     np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-3)
                 cy, nv = timed(fns)
-                rows.append([f"{kind}_{what}", str(B), str(H), fmt(cy), fmt(nv),
-                             f"{nv[0] / cy[0]:.2f}x",
-                             f"{peak_mb(fns[0]):.1f}/{peak_mb(fns[1]):.1f}"])
-    cli.print_table(["kernel", "B", "H", "compiled ms", "numpy twin ms", "twin/compiled",
-                     "peak MB c/np"], rows,
-                    "ms per forward + backward call, median (min-max); twin/compiled: how many "
-                    "times faster the compiled kernel is; peak MB: tracemalloc peak of one call, "
-                    "compiled/twin")
+                rows.append(
+                    [
+                        f"{kind}_{what}",
+                        str(B),
+                        str(H),
+                        fmt(cy),
+                        fmt(nv),
+                        f"{nv[0] / cy[0]:.2f}x",
+                        f"{peak_mb(fns[0]):.1f}/{peak_mb(fns[1]):.1f}",
+                    ]
+                )
+    cli.print_table(
+        ["kernel", "B", "H", "compiled ms", "numpy twin ms", "twin/compiled", "peak MB c/np"],
+        rows,
+        "ms per forward + backward call, median (min-max); twin/compiled: how many "
+        "times faster the compiled kernel is; peak MB: tracemalloc peak of one call, "
+        "compiled/twin",
+    )
     print()
 
     B, H = SIZES[0]
@@ -129,16 +166,27 @@ def main(argv=None):
     rows = []
     for kind in GATES:
         v = make_inputs(kind, 1, B, H)
-        cy, nv, gm = timed([cell_step(COMPILED, kind, v), cell_step(TWIN, kind, v),
-                            cell_gemms(kind, B, H, 200)])
+        cy, nv, gm = timed(
+            [cell_step(COMPILED, kind, v), cell_step(TWIN, kind, v), cell_gemms(kind, B, H, 200)]
+        )
         g_us = gm[0] / 200 * 1e6
-        rows.append([f"{kind}_cell", f"{cy[0] * 1e6:.1f}", f"{g_us:.1f}", f"{nv[0] * 1e6:.1f}",
-                     f"{nv[0] / 3 * 1e6:.1f}", f"{g_us / (nv[0] / 3 * 1e6):.0%}"])
-    cli.print_table(["kernel", "compiled us", "GEMMs us", "twin us", "twin/3 us",
-                     "GEMMs/(twin/3)"], rows,
-                    "median us per forward + backward call; GEMMs: the step's six GEMMs alone on "
-                    "the kernels' own gemm (200 in one call); twin/3: the time a 3x speed-up "
-                    "over the twin allows; GEMMs/(twin/3): the share of it the GEMMs take")
+        rows.append(
+            [
+                f"{kind}_cell",
+                f"{cy[0] * 1e6:.1f}",
+                f"{g_us:.1f}",
+                f"{nv[0] * 1e6:.1f}",
+                f"{nv[0] / 3 * 1e6:.1f}",
+                f"{g_us / (nv[0] / 3 * 1e6):.0%}",
+            ]
+        )
+    cli.print_table(
+        ["kernel", "compiled us", "GEMMs us", "twin us", "twin/3 us", "GEMMs/(twin/3)"],
+        rows,
+        "median us per forward + backward call; GEMMs: the step's six GEMMs alone on "
+        "the kernels' own gemm (200 in one call); twin/3: the time a 3x speed-up "
+        "over the twin allows; GEMMs/(twin/3): the share of it the GEMMs take",
+    )
     print()
 
     B, H = SIZES[-1]
@@ -148,10 +196,13 @@ def main(argv=None):
         v = make_inputs(kind, T, B, H)
         k, g = timed([sequence(COMPILED, kind, v), gemms_alone(kind, T, B, H)])
         rows.append([f"{kind}_sequence", fmt(k), fmt(g), f"{k[0] / g[0]:.2f}x"])
-    cli.print_table(["kernel", "kernel fwd+bwd ms", "GEMMs alone ms", "kernel/GEMMs"], rows,
-                    "ms per call, median (min-max); GEMMs alone: the same GEMMs on scipy's BLAS "
-                    "(the BLAS the kernels call); kernel/GEMMs below 1: faster than its GEMMs "
-                    "on BLAS")
+    cli.print_table(
+        ["kernel", "kernel fwd+bwd ms", "GEMMs alone ms", "kernel/GEMMs"],
+        rows,
+        "ms per call, median (min-max); GEMMs alone: the same GEMMs on scipy's BLAS "
+        "(the BLAS the kernels call); kernel/GEMMs below 1: faster than its GEMMs "
+        "on BLAS",
+    )
 
 
 if __name__ == "__main__":

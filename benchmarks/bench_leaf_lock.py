@@ -8,6 +8,7 @@ ratio are printed.  A third contender repeats the no-op lock, so the printed
 
     python benchmarks/bench_leaf_lock.py [--layers 10] [--repeats 40] [--steps 50]
 """
+
 import argparse
 import os
 import platform
@@ -60,14 +61,20 @@ def main(argv=None):
     finally:
         autograd._LEAF_LOCK = real
     med = {k: statistics.median(v) for k, v in times.items()}
-    print(f"machine: {platform.machine()} {os.cpu_count()} cores, Python "
-          f"{platform.python_version()}, numpy {np.__version__}")
-    print(f"{args.layers} Linear(8, 8) layers ({2 * args.layers} leaves), forward + backward, "
-          f"{args.repeats} interleaved repeats of {args.steps}")
+    print(
+        f"machine: {platform.machine()} {os.cpu_count()} cores, Python "
+        f"{platform.python_version()}, numpy {np.__version__}"
+    )
+    print(
+        f"{args.layers} Linear(8, 8) layers ({2 * args.layers} leaves), forward + backward, "
+        f"{args.repeats} interleaved repeats of {args.steps}"
+    )
     for k, v in med.items():
         print(f"{k:<12} median {v:8.1f} us per step")
-    print(f"lock vs no-op: {med['lock'] / med['no-op']:.3f}x   "
-          f"no-op vs no-op (noise): {med['no-op again'] / med['no-op']:.3f}x")
+    print(
+        f"lock vs no-op: {med['lock'] / med['no-op']:.3f}x   "
+        f"no-op vs no-op (noise): {med['no-op again'] / med['no-op']:.3f}x"
+    )
     return med
 
 

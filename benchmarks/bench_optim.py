@@ -12,6 +12,7 @@ char_rnn, the seven of examples/char_rnn.py's default model (380k values).
 
     python benchmarks/bench_optim.py [options]
 """
+
 import os
 import sys
 
@@ -28,8 +29,8 @@ import statistics  # noqa: E402
 import numpy as np  # noqa: E402
 
 import minigrad as mg  # noqa: E402
-from minigrad import kernels  # noqa: E402
 from benchmarks.harness import cli, machine, timing  # noqa: E402
+from minigrad import kernels  # noqa: E402
 
 SETS = {
     "lstm50": [(200, 50), (200, 50), (200,), (200,), (10, 50), (10,)],
@@ -96,8 +97,10 @@ class TorchOpt:
 
 def build(name, kw, shapes, torch=None):
     params, grads = draw(shapes)
-    out = {"compiled": MinigradOpt("cython", name, kw, params, grads),
-           "numpy twin": MinigradOpt("numpy", name, kw, params, grads)}
+    out = {
+        "compiled": MinigradOpt("cython", name, kw, params, grads),
+        "numpy twin": MinigradOpt("numpy", name, kw, params, grads),
+    }
     if torch is not None:
         out["torch"] = TorchOpt(torch, name, kw, params, grads)
     return out
@@ -112,17 +115,25 @@ def check_agreement(contenders, steps=3, rtol=1e-4, atol=1e-6):
     ref = contenders["compiled"].values()
     for name, c in contenders.items():
         for i, (a, b) in enumerate(zip(c.values(), ref)):
-            np.testing.assert_allclose(a, b, rtol=rtol, atol=atol,
-                                       err_msg=f"{name}: parameter {i} after {steps} steps")
+            np.testing.assert_allclose(
+                a, b, rtol=rtol, atol=atol, err_msg=f"{name}: parameter {i} after {steps} steps"
+            )
 
 
 def build_parser():
     ap = cli.parser(__doc__)
-    ap.add_argument("--repeats", type=int, default=200,
-                    help="timed rounds (rounded up to whole cycles of the balanced order)")
+    ap.add_argument(
+        "--repeats",
+        type=int,
+        default=200,
+        help="timed rounds (rounded up to whole cycles of the balanced order)",
+    )
     ap.add_argument("--warmup", type=int, default=5, help="discarded rounds")
-    ap.add_argument("--sets", default=",".join(SETS),
-                    help="parameter sets, comma-separated, among " + ", ".join(SETS))
+    ap.add_argument(
+        "--sets",
+        default=",".join(SETS),
+        help="parameter sets, comma-separated, among " + ", ".join(SETS),
+    )
     ap.add_argument("--no-torch", action="store_true", help="leave torch out")
     return ap
 
@@ -140,14 +151,18 @@ def main(argv=None):
     torch = None
     if not args.no_torch and threads.torch_available():
         import torch
+
         torch.set_num_threads(1)
     before = machine.kernel_backend()
     info = machine.machine_info()
-    print(f"machine: {info['cpu']}, {info['cores']} cores, Python {info['python']}, numpy "
-          f"{info['numpy']}"
-          + (f", torch {torch.__version__} (1 thread)" if torch else ", no torch"))
-    print(f"one opt.step() per turn, {args.repeats} interleaved rounds (balanced order: each "
-          f"contender right after every other equally often) after {args.warmup} warm-up")
+    print(
+        f"machine: {info['cpu']}, {info['cores']} cores, Python {info['python']}, numpy "
+        f"{info['numpy']}" + (f", torch {torch.__version__} (1 thread)" if torch else ", no torch")
+    )
+    print(
+        f"one opt.step() per turn, {args.repeats} interleaved rounds (balanced order: each "
+        f"contender right after every other equally often) after {args.warmup} warm-up"
+    )
     rows, results = [], []
     try:
         for set_name in sets:
@@ -157,15 +172,27 @@ def main(argv=None):
                 samples = timing.time_interleaved(contenders, args.warmup, args.repeats)
                 med = {n: statistics.median(v) * 1e6 for n, v in samples.items()}
                 c, t = med["compiled"], med.get("torch")
-                rows.append([set_name, label(name, kw), f"{c:.1f}", f"{med['numpy twin']:.1f}",
-                             "-" if t is None else f"{t:.1f}", f"{c / med['numpy twin']:.2f}",
-                             "-" if t is None else f"{c / t:.2f}"])
+                rows.append(
+                    [
+                        set_name,
+                        label(name, kw),
+                        f"{c:.1f}",
+                        f"{med['numpy twin']:.1f}",
+                        "-" if t is None else f"{t:.1f}",
+                        f"{c / med['numpy twin']:.2f}",
+                        "-" if t is None else f"{c / t:.2f}",
+                    ]
+                )
                 results.append({"set": set_name, "optimizer": label(name, kw), "median_us": med})
     finally:
         kernels.set_backend(before)
-    cli.print_table(["set", "optimizer", "compiled", "twin", "torch", "x twin", "x torch"], rows,
-                    "median us per opt.step(): compiled kernels, their NumPy twin, torch.optim; "
-                    "x twin, x torch: compiled over the other (below 1: compiled faster)", left=2)
+    cli.print_table(
+        ["set", "optimizer", "compiled", "twin", "torch", "x twin", "x torch"],
+        rows,
+        "median us per opt.step(): compiled kernels, their NumPy twin, torch.optim; "
+        "x twin, x torch: compiled over the other (below 1: compiled faster)",
+        left=2,
+    )
     return results
 
 

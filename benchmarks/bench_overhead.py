@@ -7,6 +7,7 @@ and the median per-op cost and its ratio to NumPy and torch are printed.
 
     python benchmarks/bench_overhead.py [options]
 """
+
 import os
 import sys
 
@@ -86,15 +87,23 @@ def build_parser():
 def main(argv=None):
     ap = build_parser()
     args = ap.parse_args(argv)
-    cli.at_least(ap, ops=(args.ops, 1), repeats=(args.repeats, 1), warmup=(args.warmup, 0),
-                 size=(args.size, 1))
+    cli.at_least(
+        ap,
+        ops=(args.ops, 1),
+        repeats=(args.repeats, 1),
+        warmup=(args.warmup, 0),
+        size=(args.size, 1),
+    )
 
     x0 = np.linspace(-1, 1, args.size).astype(np.float32)
-    contenders = {"numpy": timing.Call(lambda: chain_numpy(x0, args.ops)),
-                  "minigrad": timing.Call(lambda: chain_minigrad(x0, args.ops))}
+    contenders = {
+        "numpy": timing.Call(lambda: chain_numpy(x0, args.ops)),
+        "minigrad": timing.Call(lambda: chain_minigrad(x0, args.ops)),
+    }
     torch = None
     if not args.no_torch and threads.torch_available():
         import torch
+
         torch.set_num_threads(1)
         contenders["torch"] = timing.Call(lambda: chain_torch(torch, x0, args.ops))
 
@@ -102,23 +111,39 @@ def main(argv=None):
     ref = chain_numpy(x0, args.ops)
     np.testing.assert_allclose(chain_minigrad(x0, args.ops), ref, rtol=1e-4, atol=1e-6)
     if torch is not None:
-        np.testing.assert_allclose(chain_torch(torch, x0, args.ops).numpy(), ref, rtol=1e-4,
-                                   atol=1e-6)
+        np.testing.assert_allclose(
+            chain_torch(torch, x0, args.ops).numpy(), ref, rtol=1e-4, atol=1e-6
+        )
 
     samples = timing.time_interleaved(contenders, args.warmup, args.repeats, order="fixed")
     times = {k: [t / args.ops * 1e6 for t in v] for k, v in samples.items()}
     info = machine.machine_info()
-    print(f"machine: {info['cpu']}, {info['cores']} cores, Python {info['python']}, numpy "
-          f"{info['numpy']}" + (f", torch {torch.__version__} (1 thread)" if torch else ""))
-    print(f"chain of {args.ops} ops (mul, add, tanh) on float32[{args.size}], forward + backward, "
-          f"{args.repeats} interleaved rounds after {args.warmup} warm-up")
+    print(
+        f"machine: {info['cpu']}, {info['cores']} cores, Python {info['python']}, numpy "
+        f"{info['numpy']}" + (f", torch {torch.__version__} (1 thread)" if torch else "")
+    )
+    print(
+        f"chain of {args.ops} ops (mul, add, tanh) on float32[{args.size}], forward + backward, "
+        f"{args.repeats} interleaved rounds after {args.warmup} warm-up"
+    )
     med = {k: statistics.median(v) for k, v in times.items()}
-    rows = [[k, f"{med[k]:.2f}", f"{min(v):.2f}", f"{max(v):.2f}", f"{med[k] / med['numpy']:.2f}",
-             f"{med[k] / med['torch']:.2f}" if "torch" in med else "-"]
-            for k, v in times.items()]
-    cli.print_table(["contender", "median us/op", "min", "max", "x numpy", "x torch"], rows,
-                    "us per op of the chain, forward + backward (median, min, max over rounds); "
-                    "x numpy, x torch: median over theirs (below 1: faster)")
+    rows = [
+        [
+            k,
+            f"{med[k]:.2f}",
+            f"{min(v):.2f}",
+            f"{max(v):.2f}",
+            f"{med[k] / med['numpy']:.2f}",
+            f"{med[k] / med['torch']:.2f}" if "torch" in med else "-",
+        ]
+        for k, v in times.items()
+    ]
+    cli.print_table(
+        ["contender", "median us/op", "min", "max", "x numpy", "x torch"],
+        rows,
+        "us per op of the chain, forward + backward (median, min, max over rounds); "
+        "x numpy, x torch: median over theirs (below 1: faster)",
+    )
     return med
 
 

@@ -34,18 +34,23 @@ recurrent layer, then a linear readout of the final hidden state ``h_n`` (params
 import numpy as np
 
 __all__ = [
-    "init_params", "sigmoid",
-    "rnn_forward", "rnn_backward",
-    "lstm_forward", "lstm_backward",
-    "gru_forward", "gru_backward",
+    "init_params",
+    "sigmoid",
+    "rnn_forward",
+    "rnn_backward",
+    "lstm_forward",
+    "lstm_backward",
+    "gru_forward",
+    "gru_backward",
     "train_step",
 ]
 
 GATES = {"rnn": 1, "lstm": 4, "gru": 3}
 
 
-def init_params(cell, input_size, hidden_size, output_size=None, bias=True,
-                dtype=np.float32, seed=0):
+def init_params(
+    cell, input_size, hidden_size, output_size=None, bias=True, dtype=np.float32, seed=0
+):
     """PyTorch's initialisation: every recurrent weight and bias ~ U(-1/sqrt(H), 1/sqrt(H)).
 
     With ``output_size``, also a readout layer ``fc.weight`` (O, H), ``fc.bias`` (O,) drawn
@@ -70,11 +75,12 @@ def sigmoid(a):
 # Helpers shared by the three cells
 # ---------------------------------------------------------------------------------------------
 
+
 def _setup(x, params, h0, c0=None):
     """Transposed weights (so a step is `h @ Wh`), biases, and initial states."""
     T, B, _ = x.shape
-    Wx = params["weight_ih_l0"].T            # (I, G*H)
-    Wh = params["weight_hh_l0"].T            # (H, G*H)
+    Wx = params["weight_ih_l0"].T  # (I, G*H)
+    Wh = params["weight_hh_l0"].T  # (H, G*H)
     H = Wh.shape[0]
     b_ih = params.get("bias_ih_l0")
     b_hh = params.get("bias_hh_l0")
@@ -87,7 +93,7 @@ def _masks(lengths, T, B, dtype):
     """masks[t] (B, 1): 1.0 where step t of the sequence is real, 0.0 where it is padding."""
     if lengths is None:
         return np.ones((T, B, 1), dtype)
-    steps = np.arange(T)[:, None]                           # (T, 1)
+    steps = np.arange(T)[:, None]  # (T, 1)
     return (steps < np.asarray(lengths)[None, :]).astype(dtype)[:, :, None]
 
 
@@ -127,6 +133,7 @@ def _zeros_if_none(a, like):
 # Vanilla RNN:  h_t = tanh(x_t W_ih^T + b_ih + h_{t-1} W_hh^T + b_hh)   (or relu)
 # ---------------------------------------------------------------------------------------------
 
+
 def rnn_forward(x, h0, params, lengths=None, nonlinearity="tanh"):
     """Returns ys (T, B, H), h_n (B, H) and the cache for rnn_backward."""
     T, B, _ = x.shape
@@ -144,7 +151,7 @@ def rnn_forward(x, h0, params, lengths=None, nonlinearity="tanh"):
         h_prevs.append(h)
         h_news.append(h_new)
         ys[t] = m * h_new
-        h = m * h_new + (1 - m) * h                  # padded steps keep the old state
+        h = m * h_new + (1 - m) * h  # padded steps keep the old state
     cache = (x, params, masks, np.stack(h_prevs), h_news, nonlinearity, Wx, Wh)
     return ys, h, cache
 
@@ -157,13 +164,13 @@ def rnn_backward(dys, dh_n, cache):
     das = np.empty((T,) + h_prevs.shape[1:], x.dtype)
     for t in reversed(range(T)):
         m = masks[t]
-        dh_new = m * (dh + (0 if dys is None else dys[t]))     # h_new reaches ys[t] and h_t
+        dh_new = m * (dh + (0 if dys is None else dys[t]))  # h_new reaches ys[t] and h_t
         if nonlinearity == "tanh":
             da = dh_new * (1 - h_news[t] ** 2)
         else:
             da = dh_new * (h_news[t] > 0)
         das[t] = da
-        dh = (1 - m) * dh + da @ Wh.T                # carried part + through the recurrence
+        dh = (1 - m) * dh + da @ Wh.T  # carried part + through the recurrence
     grads = _weight_grads(x, h_prevs, das, das, Wx, params)
     grads["h0"] = dh
     return grads
@@ -173,6 +180,7 @@ def rnn_backward(dys, dh_n, cache):
 # LSTM:  [i f g o] = [σ σ tanh σ](x_t W_ih^T + b_ih + h W_hh^T + b_hh)
 #        c_t = f * c_{t-1} + i * g;   h_t = o * tanh(c_t)
 # ---------------------------------------------------------------------------------------------
+
 
 def lstm_forward(x, h0, c0, params, lengths=None):
     """Returns ys (T, B, H), h_n, c_n (B, H) and the cache for lstm_backward."""
@@ -188,9 +196,9 @@ def lstm_forward(x, h0, c0, params, lengths=None):
         if b_hh is not None:
             a += b_hh
         i = sigmoid(a[:, :H])
-        f = sigmoid(a[:, H:2 * H])
-        g = np.tanh(a[:, 2 * H:3 * H])
-        o = sigmoid(a[:, 3 * H:])
+        f = sigmoid(a[:, H : 2 * H])
+        g = np.tanh(a[:, 2 * H : 3 * H])
+        o = sigmoid(a[:, 3 * H :])
         c_new = f * c + i * g
         tanh_c = np.tanh(c_new)
         h_new = o * tanh_c
@@ -215,13 +223,14 @@ def lstm_backward(dys, dh_n, dc_n, cache):
         i, f, g, o, c_prev, tanh_c = steps[t]
         m = masks[t]
         dh_new = m * (dh + (0 if dys is None else dys[t]))
-        dc_new = m * dc + dh_new * o * (1 - tanh_c ** 2)       # c_t feeds h_t = o tanh(c_t)
+        dc_new = m * dc + dh_new * o * (1 - tanh_c**2)  # c_t feeds h_t = o tanh(c_t)
         do = dh_new * tanh_c
         di = dc_new * g
         df = dc_new * c_prev
         dg = dc_new * i
-        da = np.concatenate([di * i * (1 - i), df * f * (1 - f),
-                             dg * (1 - g ** 2), do * o * (1 - o)], axis=1)
+        da = np.concatenate(
+            [di * i * (1 - i), df * f * (1 - f), dg * (1 - g**2), do * o * (1 - o)], axis=1
+        )
         das[t] = da
         dh = (1 - m) * dh + da @ Wh.T
         dc = (1 - m) * dc + dc_new * f
@@ -235,6 +244,7 @@ def lstm_backward(dys, dh_n, dc_n, cache):
 # GRU:  r = σ(W_ir x + b_ir + W_hr h + b_hr),  z = σ(W_iz x + b_iz + W_hz h + b_hz)
 #       n = tanh(W_in x + b_in + r * (W_hn h + b_hn)),   h_t = (1 - z) * n + z * h_{t-1}
 # ---------------------------------------------------------------------------------------------
+
 
 def gru_forward(x, h0, params, lengths=None):
     """Returns ys (T, B, H), h_n (B, H) and the cache for gru_backward."""
@@ -250,9 +260,9 @@ def gru_forward(x, h0, params, lengths=None):
         if b_hh is not None:
             hw += b_hh
         r = sigmoid(xw[t, :, :H] + hw[:, :H])
-        z = sigmoid(xw[t, :, H:2 * H] + hw[:, H:2 * H])
-        hw_n = hw[:, 2 * H:]
-        n = np.tanh(xw[t, :, 2 * H:] + r * hw_n)
+        z = sigmoid(xw[t, :, H : 2 * H] + hw[:, H : 2 * H])
+        hw_n = hw[:, 2 * H :]
+        n = np.tanh(xw[t, :, 2 * H :] + r * hw_n)
         h_new = (1 - z) * n + z * h
         h_prevs.append(h)
         steps.append((r, z, n, hw_n))
@@ -269,8 +279,8 @@ def gru_backward(dys, dh_n, cache):
     T = x.shape[0]
     dh = _zeros_if_none(dh_n, h_prevs[0]).copy()
     shape = h_prevs.shape[1:2] + (Wh.shape[1],)
-    dxws = np.empty((T,) + shape, x.dtype)       # gradient of the x-side pre-activations
-    dhws = np.empty((T,) + shape, x.dtype)       # gradient of the h-side pre-activations
+    dxws = np.empty((T,) + shape, x.dtype)  # gradient of the x-side pre-activations
+    dhws = np.empty((T,) + shape, x.dtype)  # gradient of the h-side pre-activations
     for t in reversed(range(T)):
         r, z, n, hw_n = steps[t]
         h_prev = h_prevs[t]
@@ -278,12 +288,12 @@ def gru_backward(dys, dh_n, cache):
         dh_new = m * (dh + (0 if dys is None else dys[t]))
         dn = dh_new * (1 - z)
         dz = dh_new * (h_prev - n)
-        dn_pre = dn * (1 - n ** 2)
+        dn_pre = dn * (1 - n**2)
         dr = dn_pre * hw_n
         dr_pre = dr * r * (1 - r)
         dz_pre = dz * z * (1 - z)
         dxws[t] = np.concatenate([dr_pre, dz_pre, dn_pre], axis=1)
-        dhws[t] = np.concatenate([dr_pre, dz_pre, dn_pre * r], axis=1)   # r scales W_hn h + b_hn
+        dhws[t] = np.concatenate([dr_pre, dz_pre, dn_pre * r], axis=1)  # r scales W_hn h + b_hn
         dh = (1 - m) * dh + dh_new * z + dhws[t] @ Wh.T
     grads = _weight_grads(x, h_prevs, dxws, dhws, Wx, params)
     grads["h0"] = dh
@@ -293,6 +303,7 @@ def gru_backward(dys, dh_n, cache):
 # ---------------------------------------------------------------------------------------------
 # One training step
 # ---------------------------------------------------------------------------------------------
+
 
 def train_step(cell, params, x, target, lr, lengths=None):
     """Forward, loss, backward and an SGD update (in place) of a recurrent regression model.
@@ -311,7 +322,7 @@ def train_step(cell, params, x, target, lr, lengths=None):
     W, b = params["fc.weight"], params["fc.bias"]
     pred = h_n @ W.T + b
     err = pred - target
-    loss = float(np.mean(err ** 2))
+    loss = float(np.mean(err**2))
 
     dpred = (2 / err.size) * err
     dh_n = dpred @ W

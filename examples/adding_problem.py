@@ -30,6 +30,7 @@ and |dL/dx_0| / |dL/dx_T-1| at initialization of 1e-10 / 8e-21 / 6e-41 (RNN), 1e
 3e-14 (LSTM), 1e-10 / 7e-21 / 8e-41 (GRU); after training about 0.2 to 4 for LSTM and GRU, and
 at most 5e-23 for the RNN. ``--quick`` (T = 25, 50; 1000 steps) took 33 s.
 """
+
 from __future__ import annotations
 
 import os
@@ -86,8 +87,8 @@ class Adder(nn.Module):
             # instead of 0.5), the usual LSTM initialization (Gers et al. 2000; Jozefowicz et
             # al. 2015). b_ih + b_hh is what the cell sees.
             H = hidden
-            self.rnn.bias_ih_l0.data[H:2 * H] = forget_bias
-            self.rnn.bias_hh_l0.data[H:2 * H] = 0.0
+            self.rnn.bias_ih_l0.data[H : 2 * H] = forget_bias
+            self.rnn.bias_hh_l0.data[H : 2 * H] = 0.0
 
     def forward(self, x):
         return self.head(self.rnn(x))
@@ -108,8 +109,8 @@ def test_mse(model, x, y, batch=500):
     total = 0.0
     with mg.no_grad():
         for i in range(0, len(x), batch):
-            pred = model(x[i:i + batch]).data
-            total += float(((pred - y[i:i + batch]) ** 2).sum())
+            pred = model(x[i : i + batch]).data
+            total += float(((pred - y[i : i + batch]) ** 2).sum())
     return total / len(x)
 
 
@@ -135,14 +136,19 @@ def run_one(cell, T, args, log):
         losses.append(float(loss.item()))
         if not args.quiet and sys.stdout.isatty() and (step % 50 == 0 or step == args.steps):
             recent = float(np.mean(losses[-50:]))
-            log(f"\r  {cell:<4} T={T:<4} step {step}/{args.steps}  train MSE {recent:.4f}  "
-                f"{time.perf_counter() - t0:.0f} s ", end="")
+            log(
+                f"\r  {cell:<4} T={T:<4} step {step}/{args.steps}  train MSE {recent:.4f}  "
+                f"{time.perf_counter() - t0:.0f} s ",
+                end="",
+            )
     mse = test_mse(model, tx, ty)
     trained = gradient_profile(model, gx, gy)
     if not args.quiet:
         head = "\r" if sys.stdout.isatty() else ""
-        log(f"{head}  {cell:<4} T={T:<4} test MSE {mse:.4f}  "
-            f"({time.perf_counter() - t0:.0f} s)" + " " * 30)
+        log(
+            f"{head}  {cell:<4} T={T:<4} test MSE {mse:.4f}  "
+            f"({time.perf_counter() - t0:.0f} s)" + " " * 30
+        )
     return mse, (profile, trained), losses
 
 
@@ -159,19 +165,27 @@ def plot(path, lengths, cells, mse, profiles):
     training (dashed); test MSE against T."""
     try:
         import matplotlib
+
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        print("note: --plot needs matplotlib (pip install matplotlib); no plot written",
-              file=sys.stderr)
+        print(
+            "note: --plot needs matplotlib (pip install matplotlib); no plot written",
+            file=sys.stderr,
+        )
         return False
     T = max(lengths)
     fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
     for c in cells:
         init, trained = profiles[c][T]
-        line, = a.semilogy(np.arange(T), np.maximum(init, 1e-45), label=f"{c.upper()} at init")
-        a.semilogy(np.arange(T), np.maximum(trained, 1e-45), linestyle="--",
-                   color=line.get_color(), label=f"{c.upper()} trained")
+        (line,) = a.semilogy(np.arange(T), np.maximum(init, 1e-45), label=f"{c.upper()} at init")
+        a.semilogy(
+            np.arange(T),
+            np.maximum(trained, 1e-45),
+            linestyle="--",
+            color=line.get_color(),
+            label=f"{c.upper()} trained",
+        )
         b.plot(lengths, [mse[c][t] for t in lengths], marker="o", label=c.upper())
     a.set_xlabel("time step t")
     a.set_ylabel("|dL/dx_t|")
@@ -201,33 +215,71 @@ def _words(values):
 def build_parser():
     # every option's help states its default once: "(default: %(default)s)" is the parser's value
     p = argparse.ArgumentParser(description="The adding problem: tanh RNN vs LSTM vs GRU.")
-    p.add_argument("--lengths", type=int, nargs="+", default=None,
-                   help=f"sequence lengths T, each at least 2 (default: {_words(LENGTHS[0])}; "
-                   f"with --quick {_words(LENGTHS[1])})")
-    p.add_argument("--cells", nargs="+", choices=sorted(CELLS), default=["rnn", "lstm", "gru"],
-                   help="cells to compare (default: rnn lstm gru)")
-    p.add_argument("--hidden", type=int, default=64,
-                   help="hidden size of every cell (default: %(default)s)")
-    p.add_argument("--steps", type=int, default=None,
-                   help=f"training steps per cell and length (default: {STEPS[0]}; with --quick "
-                   f"{STEPS[1]})")
-    p.add_argument("--batch-size", type=int, default=64,
-                   help="sequences per training step (default: %(default)s)")
-    p.add_argument("--lr", type=float, default=3e-3,
-                   help="Adam learning rate (default: %(default)s)")
-    p.add_argument("--clip", type=float, default=1.0,
-                   help="max gradient norm (default: %(default)s)")
-    p.add_argument("--forget-bias", type=float, default=1.0,
-                   help="initial LSTM forget bias (default: %(default)s)")
-    p.add_argument("--test-size", type=int, default=1000,
-                   help="test sequences per length (default: %(default)s)")
-    p.add_argument("--quick", action="store_true",
-                   help="a smaller run (under two minutes): shorter --lengths and fewer --steps")
-    p.add_argument("--plot", metavar="PATH",
-                   help="save a figure here (gradient per time step, test MSE against T); "
-                   "needs matplotlib (default: no figure)")
-    p.add_argument("--seed", type=int, default=0,
-                   help="seed of the weights and the data (default: %(default)s)")
+    p.add_argument(
+        "--lengths",
+        type=int,
+        nargs="+",
+        default=None,
+        help=f"sequence lengths T, each at least 2 (default: {_words(LENGTHS[0])}; "
+        f"with --quick {_words(LENGTHS[1])})",
+    )
+    p.add_argument(
+        "--cells",
+        nargs="+",
+        choices=sorted(CELLS),
+        default=["rnn", "lstm", "gru"],
+        help="cells to compare (default: rnn lstm gru)",
+    )
+    p.add_argument(
+        "--hidden", type=int, default=64, help="hidden size of every cell (default: %(default)s)"
+    )
+    p.add_argument(
+        "--steps",
+        type=int,
+        default=None,
+        help=f"training steps per cell and length (default: {STEPS[0]}; with --quick {STEPS[1]})",
+    )
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=64,
+        help="sequences per training step (default: %(default)s)",
+    )
+    p.add_argument(
+        "--lr", type=float, default=3e-3, help="Adam learning rate (default: %(default)s)"
+    )
+    p.add_argument(
+        "--clip", type=float, default=1.0, help="max gradient norm (default: %(default)s)"
+    )
+    p.add_argument(
+        "--forget-bias",
+        type=float,
+        default=1.0,
+        help="initial LSTM forget bias (default: %(default)s)",
+    )
+    p.add_argument(
+        "--test-size",
+        type=int,
+        default=1000,
+        help="test sequences per length (default: %(default)s)",
+    )
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="a smaller run (under two minutes): shorter --lengths and fewer --steps",
+    )
+    p.add_argument(
+        "--plot",
+        metavar="PATH",
+        help="save a figure here (gradient per time step, test MSE against T); "
+        "needs matplotlib (default: no figure)",
+    )
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="seed of the weights and the data (default: %(default)s)",
+    )
     p.add_argument("--quiet", action="store_true", help="print no progress lines or tables")
     return p
 
@@ -253,9 +305,11 @@ def main(argv=None):
         if not args.quiet:
             print(msg, end=end, flush=True)
 
-    log(f"adding problem: {', '.join(c.upper() for c in cells)}; hidden {args.hidden}, "
+    log(
+        f"adding problem: {', '.join(c.upper() for c in cells)}; hidden {args.hidden}, "
         f"{args.steps} steps of batch {args.batch_size}, Adam lr {args.lr}; T = "
-        f"{', '.join(map(str, lengths))}")
+        f"{', '.join(map(str, lengths))}"
+    )
     t_start = time.perf_counter()
     mse = {c: {} for c in cells}
     profiles = {c: {} for c in cells}
@@ -275,30 +329,59 @@ def main(argv=None):
     ratio_trained = {c: {T: first_over_last(profiles[c][T][1]) for T in lengths} for c in cells}
     if not args.quiet:
         print()
-        print(_table(f"test MSE ({args.test_size} sequences; predicting the mean gives "
-                     f"{BASELINE:.3f})", [(c.upper(), [mse[c][T] for T in lengths])
-                                         for c in cells], lengths, lambda v: f"{v:.4f}"))
+        print(
+            _table(
+                f"test MSE ({args.test_size} sequences; predicting the mean gives {BASELINE:.3f})",
+                [(c.upper(), [mse[c][T] for T in lengths]) for c in cells],
+                lengths,
+                lambda v: f"{v:.4f}",
+            )
+        )
         print()
-        print(_table("gradient reaching the first step at initialization, "
-                     "|dL/dx_0| / |dL/dx_T-1|", [(c.upper(), [ratio[c][T] for T in lengths])
-                                                 for c in cells], lengths, lambda v: f"{v:.1e}"))
+        print(
+            _table(
+                "gradient reaching the first step at initialization, |dL/dx_0| / |dL/dx_T-1|",
+                [(c.upper(), [ratio[c][T] for T in lengths]) for c in cells],
+                lengths,
+                lambda v: f"{v:.1e}",
+            )
+        )
         print()
-        print(_table("... and after training", [(c.upper(), [ratio_trained[c][T] for T in lengths])
-                                               for c in cells], lengths, lambda v: f"{v:.1e}"))
+        print(
+            _table(
+                "... and after training",
+                [(c.upper(), [ratio_trained[c][T] for T in lengths]) for c in cells],
+                lengths,
+                lambda v: f"{v:.1e}",
+            )
+        )
         print()
-        print(_table("training time (s)", [(c.upper(), [times[c][T] for T in lengths])
-                                            for c in cells], lengths, lambda v: f"{v:.1f}"))
+        print(
+            _table(
+                "training time (s)",
+                [(c.upper(), [times[c][T] for T in lengths]) for c in cells],
+                lengths,
+                lambda v: f"{v:.1f}",
+            )
+        )
         print(f"\ntotal {elapsed:.0f} s")
     plotted = False
     if args.plot:
         plotted = plot(args.plot, lengths, cells, mse, profiles)
         if plotted:
             log(f"plot written to {args.plot}")
-    return {"mse": mse, "grad_ratio": ratio, "grad_ratio_trained": ratio_trained,
-            "grad_profile": {c: {T: profiles[c][T][0] for T in lengths} for c in cells},
-            "grad_profile_trained": {c: {T: profiles[c][T][1] for T in lengths} for c in cells},
-            "losses": curves,
-            "baseline": BASELINE, "seconds": elapsed, "times": times, "plotted": plotted}
+    return {
+        "mse": mse,
+        "grad_ratio": ratio,
+        "grad_ratio_trained": ratio_trained,
+        "grad_profile": {c: {T: profiles[c][T][0] for T in lengths} for c in cells},
+        "grad_profile_trained": {c: {T: profiles[c][T][1] for T in lengths} for c in cells},
+        "losses": curves,
+        "baseline": BASELINE,
+        "seconds": elapsed,
+        "times": times,
+        "plotted": plotted,
+    }
 
 
 if __name__ == "__main__":

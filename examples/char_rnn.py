@@ -29,6 +29,7 @@ characters after the 3000th step; 4 min 2 s wall clock from a fresh non-editable
 commit 2c72f14 took 6 min 3 s at 17,000 tokens/s). (On a heavily shared machine an older build
 took 21 min, crossing 2.0 bits/char after about 10.)
 """
+
 from __future__ import annotations
 
 import os
@@ -50,14 +51,22 @@ try:
 except ImportError:  # running from a source checkout without `pip install .`
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     import minigrad as mg
-from minigrad.data import BPTTBatcher
-from minigrad.optim.lr_scheduler import CosineAnnealingLR
 import minigrad.functional as F
 from minigrad import nn
+from minigrad.data import BPTTBatcher
+from minigrad.optim.lr_scheduler import CosineAnnealingLR
 
 CELLS = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
-SKIP_DIRS = {"site-packages", "dist-packages", "__pycache__", "test", "tests", "idle_test",
-             "lib2to3", "turtledemo"}
+SKIP_DIRS = {
+    "site-packages",
+    "dist-packages",
+    "__pycache__",
+    "test",
+    "tests",
+    "idle_test",
+    "lib2to3",
+    "turtledemo",
+}
 
 
 # ------------------------------------------------------------------------------ data
@@ -95,14 +104,18 @@ def stdlib_corpus(max_chars, val_every=20):
         if total >= max_chars:
             break
     if len(texts) < 2:
-        raise SystemExit(f"error: found too little standard-library source under {root}; "
-                         "pass --text PATH")
+        raise SystemExit(
+            f"error: found too little standard-library source under {root}; pass --text PATH"
+        )
     held = set(range(val_every - 1, len(texts), val_every)) or {len(texts) - 1}
     train = [t for i, t in enumerate(texts) if i not in held]
     val = [t for i, t in enumerate(texts) if i in held]
-    return ("\n".join(train), "\n".join(val),
-            f"{len(texts)} of the {len(files)} standard-library .py files under {root} "
-            f"({total:,} chars)")
+    return (
+        "\n".join(train),
+        "\n".join(val),
+        f"{len(texts)} of the {len(files)} standard-library .py files under {root} "
+        f"({total:,} chars)",
+    )
 
 
 def file_corpus(path, val_fraction):
@@ -115,12 +128,15 @@ def file_corpus(path, val_fraction):
     except IsADirectoryError:
         raise SystemExit(f"error: --text {path!r} is a directory, expected a text file") from None
     except UnicodeDecodeError as e:
-        raise SystemExit(f"error: --text {path!r} is not UTF-8 text ({e.reason} at byte "
-                         f"{e.start})") from None
+        raise SystemExit(
+            f"error: --text {path!r} is not UTF-8 text ({e.reason} at byte {e.start})"
+        ) from None
     n_val = int(len(text) * val_fraction)
     if len(text) - n_val < 1000 or n_val < 200:
-        raise SystemExit(f"error: --text {path!r} has {len(text)} characters; need at least a "
-                         "few thousand to train on and validate")
+        raise SystemExit(
+            f"error: --text {path!r} has {len(text)} characters; need at least a "
+            "few thousand to train on and validate"
+        )
     return text[:-n_val], text[-n_val:], f"{path} ({len(text):,} chars)"
 
 
@@ -159,8 +175,13 @@ class CharLM(nn.Module):
         super().__init__()
         self.cell = cell
         self.embed = nn.Embedding(vocab_size, embed)
-        self.rnn = CELLS[cell](embed, hidden, num_layers=layers, batch_first=True,
-                               dropout=dropout if layers > 1 else 0.0)
+        self.rnn = CELLS[cell](
+            embed,
+            hidden,
+            num_layers=layers,
+            batch_first=True,
+            dropout=dropout if layers > 1 else 0.0,
+        )
         self.head = nn.Linear(hidden, vocab_size)
 
     def forward(self, ids, state=None):
@@ -182,8 +203,9 @@ def evaluate(model, ids, batch_size, seq_len, max_chars=None):
     with mg.no_grad():
         for x, y in batches:
             logits, state = model(x, state)
-            loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1),
-                                   reduction="sum")  # (B*T, V): classes on axis 1
+            loss = F.cross_entropy(
+                logits.reshape(-1, logits.shape[-1]), y.reshape(-1), reduction="sum"
+            )  # (B*T, V): classes on axis 1
             total += float(loss.item())
             count += y.size
     model.train(was_training)
@@ -216,14 +238,17 @@ ARCH_KEYS = ("cell", "embed", "hidden", "layers")
 
 
 def save_checkpoint(path, model, opt, step, vocab, args, data_pos):
-    mg.save({
-        "model": model.state_dict(),
-        "optim": opt.state_dict(),
-        "step": step,
-        "data_pos": data_pos,
-        "vocab": vocab.chars,
-        "arch": {k: getattr(args, k) for k in ARCH_KEYS},
-    }, path)
+    mg.save(
+        {
+            "model": model.state_dict(),
+            "optim": opt.state_dict(),
+            "step": step,
+            "data_pos": data_pos,
+            "vocab": vocab.chars,
+            "arch": {k: getattr(args, k) for k in ARCH_KEYS},
+        },
+        path,
+    )
 
 
 def load_checkpoint(path):
@@ -235,8 +260,9 @@ def load_checkpoint(path):
         raise SystemExit(f"error: --resume {path!r}: {e}") from None
     missing = [k for k in ("model", "optim", "step", "vocab", "arch") if k not in ck]
     if missing:
-        raise SystemExit(f"error: --resume {path!r} is not a char_rnn checkpoint "
-                         f"(missing {', '.join(missing)})")
+        raise SystemExit(
+            f"error: --resume {path!r} is not a char_rnn checkpoint (missing {', '.join(missing)})"
+        )
     return ck
 
 
@@ -250,80 +276,170 @@ def positive(kind):
         if not v > 0 or (kind is float and not math.isfinite(v)):
             raise argparse.ArgumentTypeError(f"must be positive, got {s}")
         return v
+
     return parse
 
 
 def build_parser():
     # every option's help states its default once: "(default: %(default)s)" is the parser's value
     p = argparse.ArgumentParser(
-        description="Character-level recurrent language model with truncated BPTT.")
-    p.add_argument("--text", metavar="PATH", help="UTF-8 text file to train on; its last "
-                   "--val-fraction is held out (default: the Python standard library's source "
-                   "files)")
-    p.add_argument("--corpus-chars", type=positive(int), default=3_000_000,
-                   help="characters of standard-library source to use, when no --text is "
-                   "given (default: %(default)s)")
-    p.add_argument("--val-fraction", type=float, default=0.05,
-                   help="share of --text held out for validation, from its end "
-                   "(default: %(default)s)")
-    p.add_argument("--cell", choices=sorted(CELLS), default="lstm",
-                   help="recurrent cell (default: %(default)s)")
-    p.add_argument("--embed", type=positive(int), default=64,
-                   help="character embedding size (default: %(default)s)")
-    p.add_argument("--hidden", type=positive(int), default=256,
-                   help="hidden size of each recurrent layer (default: %(default)s)")
-    p.add_argument("--layers", type=positive(int), default=1,
-                   help="stacked recurrent layers (default: %(default)s)")
-    p.add_argument("--dropout", type=float, default=0.0,
-                   help="dropout between recurrent layers, with --layers above 1 "
-                   "(default: %(default)s)")
-    p.add_argument("--seq-len", type=positive(int), default=64,
-                   help="characters per training chunk: the BPTT length (default: %(default)s)")
-    p.add_argument("--batch-size", type=positive(int), default=32,
-                   help="parallel streams of text per step (default: %(default)s)")
-    p.add_argument("--steps", type=positive(int), default=3000,
-                   help="total optimizer steps; a resumed run continues up to this count, not "
-                   "this many more (default: %(default)s)")
-    p.add_argument("--time-limit", type=positive(float), default=None, metavar="SECONDS",
-                   help="stop training after this many seconds, then evaluate and save "
-                   "(default: no limit)")
-    p.add_argument("--lr", type=positive(float), default=2e-3,
-                   help="Adam learning rate at step 0 (default: %(default)s)")
-    p.add_argument("--min-lr-ratio", type=float, default=0.1,
-                   help="the learning rate follows a cosine from --lr down to this fraction of "
-                   "it at --steps; 1 keeps it constant (default: %(default)s)")
-    p.add_argument("--clip", type=positive(float), default=5.0,
-                   help="max gradient norm (default: %(default)s)")
-    p.add_argument("--eval-every", type=positive(int), default=500,
-                   help="steps between evaluations: validation bits per character, a sample "
-                   "and, with --save, a checkpoint (default: %(default)s)")
-    p.add_argument("--eval-chars", type=positive(int), default=100_000,
-                   help="validation characters scored at each periodic evaluation "
-                   "(default: %(default)s)")
-    p.add_argument("--final-eval-chars", type=positive(int), default=300_000,
-                   help="validation characters scored at the end (default: %(default)s)")
-    p.add_argument("--sample-len", type=int, default=300,
-                   help="characters to sample at each evaluation; 0 samples none "
-                   "(default: %(default)s)")
-    p.add_argument("--prime", default="def ",
-                   help="text the samples start from (default: '%(default)s')")
-    p.add_argument("--temperature", type=positive(float), default=0.8,
-                   help="sampling temperature: lower is more conservative (default: %(default)s)")
-    p.add_argument("--seed", type=int, default=0,
-                   help="seed of the weights and the samples (default: %(default)s)")
-    p.add_argument("--save", metavar="PATH",
-                   help="write a checkpoint (.npz: model, optimizer, step, data position, "
-                   "vocabulary) here at every --eval-every steps and at the end, replacing the "
-                   "file (default: no checkpoint)")
-    p.add_argument("--resume", metavar="PATH",
-                   help="continue from a checkpoint written by --save, up to --steps in all; "
-                   f"its {', '.join('--' + k for k in ARCH_KEYS)} and vocabulary replace "
-                   "those of the flags (default: start afresh)")
-    p.add_argument("--threads", type=positive(int), default=None,
-                   help="BLAS threads; needs threadpoolctl (default: OPENBLAS_NUM_THREADS if "
-                   "set, else 1)")
-    p.add_argument("--quiet", action="store_true",
-                   help="no progress lines, samples or notes on stdout")
+        description="Character-level recurrent language model with truncated BPTT."
+    )
+    p.add_argument(
+        "--text",
+        metavar="PATH",
+        help="UTF-8 text file to train on; its last "
+        "--val-fraction is held out (default: the Python standard library's source "
+        "files)",
+    )
+    p.add_argument(
+        "--corpus-chars",
+        type=positive(int),
+        default=3_000_000,
+        help="characters of standard-library source to use, when no --text is "
+        "given (default: %(default)s)",
+    )
+    p.add_argument(
+        "--val-fraction",
+        type=float,
+        default=0.05,
+        help="share of --text held out for validation, from its end (default: %(default)s)",
+    )
+    p.add_argument(
+        "--cell",
+        choices=sorted(CELLS),
+        default="lstm",
+        help="recurrent cell (default: %(default)s)",
+    )
+    p.add_argument(
+        "--embed",
+        type=positive(int),
+        default=64,
+        help="character embedding size (default: %(default)s)",
+    )
+    p.add_argument(
+        "--hidden",
+        type=positive(int),
+        default=256,
+        help="hidden size of each recurrent layer (default: %(default)s)",
+    )
+    p.add_argument(
+        "--layers",
+        type=positive(int),
+        default=1,
+        help="stacked recurrent layers (default: %(default)s)",
+    )
+    p.add_argument(
+        "--dropout",
+        type=float,
+        default=0.0,
+        help="dropout between recurrent layers, with --layers above 1 (default: %(default)s)",
+    )
+    p.add_argument(
+        "--seq-len",
+        type=positive(int),
+        default=64,
+        help="characters per training chunk: the BPTT length (default: %(default)s)",
+    )
+    p.add_argument(
+        "--batch-size",
+        type=positive(int),
+        default=32,
+        help="parallel streams of text per step (default: %(default)s)",
+    )
+    p.add_argument(
+        "--steps",
+        type=positive(int),
+        default=3000,
+        help="total optimizer steps; a resumed run continues up to this count, not "
+        "this many more (default: %(default)s)",
+    )
+    p.add_argument(
+        "--time-limit",
+        type=positive(float),
+        default=None,
+        metavar="SECONDS",
+        help="stop training after this many seconds, then evaluate and save (default: no limit)",
+    )
+    p.add_argument(
+        "--lr",
+        type=positive(float),
+        default=2e-3,
+        help="Adam learning rate at step 0 (default: %(default)s)",
+    )
+    p.add_argument(
+        "--min-lr-ratio",
+        type=float,
+        default=0.1,
+        help="the learning rate follows a cosine from --lr down to this fraction of "
+        "it at --steps; 1 keeps it constant (default: %(default)s)",
+    )
+    p.add_argument(
+        "--clip", type=positive(float), default=5.0, help="max gradient norm (default: %(default)s)"
+    )
+    p.add_argument(
+        "--eval-every",
+        type=positive(int),
+        default=500,
+        help="steps between evaluations: validation bits per character, a sample "
+        "and, with --save, a checkpoint (default: %(default)s)",
+    )
+    p.add_argument(
+        "--eval-chars",
+        type=positive(int),
+        default=100_000,
+        help="validation characters scored at each periodic evaluation (default: %(default)s)",
+    )
+    p.add_argument(
+        "--final-eval-chars",
+        type=positive(int),
+        default=300_000,
+        help="validation characters scored at the end (default: %(default)s)",
+    )
+    p.add_argument(
+        "--sample-len",
+        type=int,
+        default=300,
+        help="characters to sample at each evaluation; 0 samples none (default: %(default)s)",
+    )
+    p.add_argument(
+        "--prime", default="def ", help="text the samples start from (default: '%(default)s')"
+    )
+    p.add_argument(
+        "--temperature",
+        type=positive(float),
+        default=0.8,
+        help="sampling temperature: lower is more conservative (default: %(default)s)",
+    )
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="seed of the weights and the samples (default: %(default)s)",
+    )
+    p.add_argument(
+        "--save",
+        metavar="PATH",
+        help="write a checkpoint (.npz: model, optimizer, step, data position, "
+        "vocabulary) here at every --eval-every steps and at the end, replacing the "
+        "file (default: no checkpoint)",
+    )
+    p.add_argument(
+        "--resume",
+        metavar="PATH",
+        help="continue from a checkpoint written by --save, up to --steps in all; "
+        f"its {', '.join('--' + k for k in ARCH_KEYS)} and vocabulary replace "
+        "those of the flags (default: start afresh)",
+    )
+    p.add_argument(
+        "--threads",
+        type=positive(int),
+        default=None,
+        help="BLAS threads; needs threadpoolctl (default: OPENBLAS_NUM_THREADS if set, else 1)",
+    )
+    p.add_argument(
+        "--quiet", action="store_true", help="no progress lines, samples or notes on stdout"
+    )
     return p
 
 
@@ -362,8 +478,11 @@ def _limit_threads(n):
     try:
         from threadpoolctl import threadpool_limits
     except ImportError:
-        print("note: --threads needs threadpoolctl (pip install threadpoolctl); set "
-              "OPENBLAS_NUM_THREADS before starting instead", file=sys.stderr)
+        print(
+            "note: --threads needs threadpoolctl (pip install threadpoolctl); set "
+            "OPENBLAS_NUM_THREADS before starting instead",
+            file=sys.stderr,
+        )
         return None
     return threadpool_limits(limits=n, user_api="blas")
 
@@ -399,24 +518,32 @@ def _train(args):
     if ck is not None:
         vocab = Vocab(ck["vocab"])
         fallback = " " if " " in vocab.index else vocab.chars[0]
-        replaced = [f"--{k} {getattr(args, k)}" for k in ARCH_KEYS
-                    if getattr(args, k) != ck["arch"][k]]
+        replaced = [
+            f"--{k} {getattr(args, k)}" for k in ARCH_KEYS if getattr(args, k) != ck["arch"][k]
+        ]
         for k in ARCH_KEYS:  # the checkpoint decides the architecture
             setattr(args, k, ck["arch"][k])
         if replaced:
             kept = " ".join(f"--{k} {getattr(args, k)}" for k in ARCH_KEYS)
-            print(f"note: --resume {args.resume}: the checkpoint's model has {kept}; that "
-                  f"replaces {', '.join(replaced)}", file=sys.stderr)
+            print(
+                f"note: --resume {args.resume}: the checkpoint's model has {kept}; that "
+                f"replaces {', '.join(replaced)}",
+                file=sys.stderr,
+            )
     else:
         vocab, fallback = Vocab.build(train_text)
     unknown = sorted(set(train_text + val_text) - set(vocab.chars))
     if unknown:
-        out.message(f"note: {len(unknown)} distinct characters of this text are not in the "
-                    f"checkpoint's vocabulary; they are read as {fallback!r}")
+        out.message(
+            f"note: {len(unknown)} distinct characters of this text are not in the "
+            f"checkpoint's vocabulary; they are read as {fallback!r}"
+        )
     train_ids = vocab.encode(train_text, fallback)
     val_ids = vocab.encode(val_text, fallback)
-    out.message(f"corpus: {desc}; {len(train_ids):,} training and {len(val_ids):,} validation "
-                f"characters, vocabulary {len(vocab)}")
+    out.message(
+        f"corpus: {desc}; {len(train_ids):,} training and {len(val_ids):,} validation "
+        f"characters, vocabulary {len(vocab)}"
+    )
 
     mg.manual_seed(args.seed)
     rng = np.random.default_rng(args.seed)
@@ -425,32 +552,40 @@ def _train(args):
     try:
         batcher = BPTTBatcher(train_ids, args.batch_size, args.seq_len)
     except ValueError:
-        raise SystemExit(f"error: the text ({len(train_ids)} chars) is too short for "
-                         f"--batch-size {args.batch_size} streams of --seq-len {args.seq_len}") \
-            from None
+        raise SystemExit(
+            f"error: the text ({len(train_ids)} chars) is too short for "
+            f"--batch-size {args.batch_size} streams of --seq-len {args.seq_len}"
+        ) from None
     step = 0
     if ck is not None:
         try:
             model.load_state_dict(ck["model"])
             opt.load_state_dict(ck["optim"])
         except ValueError as e:
-            raise SystemExit(f"error: --resume {args.resume!r} does not fit this model: {e}") \
-                from None
+            raise SystemExit(
+                f"error: --resume {args.resume!r} does not fit this model: {e}"
+            ) from None
         step = int(ck["step"])
         batcher.position = int(ck.get("data_pos", 0)) // args.seq_len % len(batcher)
         if step >= args.steps:
-            print(f"note: --resume {args.resume} is at step {step} and --steps is {args.steps}: "
-                  f"nothing left to train (--steps is the total, the checkpoint's steps "
-                  f"included: give more than {step} to continue); evaluating only",
-                  file=sys.stderr)
+            print(
+                f"note: --resume {args.resume} is at step {step} and --steps is {args.steps}: "
+                f"nothing left to train (--steps is the total, the checkpoint's steps "
+                f"included: give more than {step} to continue); evaluating only",
+                file=sys.stderr,
+            )
         else:
-            out.message(f"resumed from {args.resume} at step {step}; training continues to "
-                        f"step {args.steps}")
+            out.message(
+                f"resumed from {args.resume} at step {step}; training continues to "
+                f"step {args.steps}"
+            )
     n_params = sum(p.data.size for p in model.parameters())
-    out.message(f"model: {args.cell.upper()} {args.layers} x {args.hidden}, embedding "
-                f"{args.embed}, {n_params:,} parameters; batch {args.batch_size} x "
-                f"{args.seq_len} characters, Adam lr {args.lr} (cosine to "
-                f"{args.lr * args.min_lr_ratio:.0e}), clip {args.clip}")
+    out.message(
+        f"model: {args.cell.upper()} {args.layers} x {args.hidden}, embedding "
+        f"{args.embed}, {n_params:,} parameters; batch {args.batch_size} x "
+        f"{args.seq_len} characters, Adam lr {args.lr} (cosine to "
+        f"{args.lr * args.min_lr_ratio:.0e}), clip {args.clip}"
+    )
 
     log2 = math.log(2)
     state = None
@@ -468,23 +603,26 @@ def _train(args):
         limit = args.final_eval_chars if final else args.eval_chars
         val_bpc = evaluate(model, val_ids, args.batch_size, args.seq_len, limit)
         history.append((step, val_bpc))
-        out.message(f"step {step}: validation {val_bpc:.3f} bits/char "
-                    f"(on {min(limit, len(val_ids)):,} held-out characters)")
+        out.message(
+            f"step {step}: validation {val_bpc:.3f} bits/char "
+            f"(on {min(limit, len(val_ids)):,} held-out characters)"
+        )
         if args.sample_len:
-            sample_text = sample(model, vocab, args.prime, args.sample_len, args.temperature,
-                                 rng)
+            sample_text = sample(model, vocab, args.prime, args.sample_len, args.temperature, rng)
             out.message(f"--- sample (temperature {args.temperature}) ---\n{sample_text}\n---")
         if args.save:
-            save_checkpoint(args.save, model, opt, step, vocab, args,
-                            batcher.position * args.seq_len)
+            save_checkpoint(
+                args.save, model, opt, step, vocab, args, batcher.position * args.seq_len
+            )
             out.message(f"checkpoint of step {step} written to {args.save}")
 
     # Cosine from --lr at step 0 to --lr * --min-lr-ratio at --steps; a resumed run jumps to its
     # step (a checkpoint's optimizer state carries each group's initial_lr).
     for g in opt.param_groups:
         g.setdefault("initial_lr", args.lr)
-    sched = CosineAnnealingLR(opt, T_max=args.steps, eta_min=args.lr * args.min_lr_ratio,
-                              last_epoch=step - 1)
+    sched = CosineAnnealingLR(
+        opt, T_max=args.steps, eta_min=args.lr * args.min_lr_ratio, last_epoch=step - 1
+    )
     chunks = iter(batcher)
     model.train()
     while step < args.steps:
@@ -510,17 +648,22 @@ def _train(args):
         losses.append(lv)
         smooth = lv if smooth is None else 0.95 * smooth + 0.05 * lv
         elapsed = time.perf_counter() - t_start
-        out.update(step, f"step {step}/{args.steps} | loss {smooth:.3f} ({smooth / log2:.2f} "
-                         f"bits/char) | {tokens / elapsed:,.0f} tokens/s | {elapsed:.0f} s")
+        out.update(
+            step,
+            f"step {step}/{args.steps} | loss {smooth:.3f} ({smooth / log2:.2f} "
+            f"bits/char) | {tokens / elapsed:,.0f} tokens/s | {elapsed:.0f} s",
+        )
         if step % args.eval_every == 0 and step < args.steps:
             do_eval()
     train_time = time.perf_counter() - t_start
     do_eval(final=True)
     total_time = time.perf_counter() - t_start
     tps = tokens / train_time if train_time > 0 else 0.0  # periodic evaluations included
-    out.message(f"done: {step - start_step} steps, {total_time:.0f} s in all (training "
-                f"{tokens / max(train_time, 1e-9):,.0f} tokens/s, periodic evaluations "
-                f"included); validation {val_bpc:.3f} bits/char")
+    out.message(
+        f"done: {step - start_step} steps, {total_time:.0f} s in all (training "
+        f"{tokens / max(train_time, 1e-9):,.0f} tokens/s, periodic evaluations "
+        f"included); validation {val_bpc:.3f} bits/char"
+    )
     return {
         "steps": step,
         "first_loss": losses[0] if losses else None,

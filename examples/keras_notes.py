@@ -27,6 +27,7 @@ Real data instead of the generated: ``--imdb DIR`` reads the standard aclImdb fo
 (DIR/train/pos, DIR/train/neg, DIR/test/pos, DIR/test/neg with one review per .txt file) through
 ``TextVectorization``; ``--csv PATH`` takes the last numeric column of a CSV file as the series.
 """
+
 from __future__ import annotations
 
 import os
@@ -55,7 +56,7 @@ def parameter_tables():
         model.add(layers.Embedding(input_dim=10000, output_dim=50))
         model.add(rnn(50))
         model.add(layers.Dense(32))
-        model.add(layers.Dense(1, activation='sigmoid'))
+        model.add(layers.Dense(1, activation="sigmoid"))
         model.summary()
         totals[rnn.__name__] = model.count_params()
     return totals
@@ -81,6 +82,7 @@ def make_reviews(rng, n, vocab=200, max_len=40, n_sentiment=5):
 def read_imdb(root, max_words, maxlen, limit=None):
     """(x_train, y_train, x_test, y_test) from an aclImdb folder: word indices through
     TextVectorization (vocabulary from the training reviews), padded in front to maxlen."""
+
     def read(split):
         texts, labels = [], []
         for label, sub in ((1.0, "pos"), (0.0, "neg")):
@@ -93,6 +95,7 @@ def read_imdb(root, max_words, maxlen, limit=None):
                     texts.append(f.read().replace("<br />", " "))
                 labels.append(label)
         return texts, np.array(labels, np.float32)
+
     tr_text, y_train = read("train")
     te_text, y_test = read("test")
     vec = layers.TextVectorization(max_tokens=max_words)
@@ -101,6 +104,7 @@ def read_imdb(root, max_words, maxlen, limit=None):
     def encode(texts):
         seqs = [[w for w in row if w] for row in vec(texts).data.tolist()]
         return utils.pad_sequences(seqs, maxlen=maxlen)
+
     return encode(tr_text), y_train, encode(te_text), y_test
 
 
@@ -115,23 +119,31 @@ def sentiment_comparison(n_train, n_test, epochs, seed=0, verbose=0, imdb=None):
         x_test = utils.pad_sequences(te, maxlen=maxlen)
     else:
         max_words, maxlen = 10000, 100
-        x_train, y_train, x_test, y_test = read_imdb(imdb, max_words, maxlen,
-                                                     limit=n_train // 2)
-        order = rng.permutation(len(x_train))          # validation_split takes the tail
+        x_train, y_train, x_test, y_test = read_imdb(imdb, max_words, maxlen, limit=n_train // 2)
+        order = rng.permutation(len(x_train))  # validation_split takes the tail
         x_train, y_train = x_train[order], y_train[order]
     builds = {
-        "Embedding + Dense": lambda: [layers.Embedding(max_words, embedding_dim,
-                                                       input_length=maxlen),
-                                      layers.Flatten()],
-        "SimpleRNN": lambda: [layers.Embedding(max_words, embedding_dim, mask_zero=True),
-                              layers.SimpleRNN(units=embedding_dim)],
-        "LSTM": lambda: [layers.Embedding(max_words, embedding_dim, mask_zero=True),
-                         layers.LSTM(units=embedding_dim)],
-        "GRU": lambda: [layers.Embedding(max_words, embedding_dim, mask_zero=True),
-                        layers.GRU(units=embedding_dim)],
-        "GRU 2-layer": lambda: [layers.Embedding(max_words, embedding_dim, mask_zero=True),
-                                layers.GRU(units=embedding_dim, return_sequences=True),
-                                layers.GRU(units=embedding_dim)],
+        "Embedding + Dense": lambda: [
+            layers.Embedding(max_words, embedding_dim, input_length=maxlen),
+            layers.Flatten(),
+        ],
+        "SimpleRNN": lambda: [
+            layers.Embedding(max_words, embedding_dim, mask_zero=True),
+            layers.SimpleRNN(units=embedding_dim),
+        ],
+        "LSTM": lambda: [
+            layers.Embedding(max_words, embedding_dim, mask_zero=True),
+            layers.LSTM(units=embedding_dim),
+        ],
+        "GRU": lambda: [
+            layers.Embedding(max_words, embedding_dim, mask_zero=True),
+            layers.GRU(units=embedding_dim),
+        ],
+        "GRU 2-layer": lambda: [
+            layers.Embedding(max_words, embedding_dim, mask_zero=True),
+            layers.GRU(units=embedding_dim, return_sequences=True),
+            layers.GRU(units=embedding_dim),
+        ],
     }
     results = {}
     for name, body in builds.items():
@@ -139,11 +151,12 @@ def sentiment_comparison(n_train, n_test, epochs, seed=0, verbose=0, imdb=None):
         model = models.Sequential()
         for layer in body():
             model.add(layer)
-        model.add(layers.Dense(units=32, activation='relu'))
-        model.add(layers.Dense(units=1, activation='sigmoid'))
-        model.compile(loss='binary_crossentropy', optimizer='adam', metrics=['accuracy'])
-        model.fit(x_train, y_train, epochs=epochs, batch_size=32, validation_split=0.2,
-                  verbose=verbose)
+        model.add(layers.Dense(units=32, activation="relu"))
+        model.add(layers.Dense(units=1, activation="sigmoid"))
+        model.compile(loss="binary_crossentropy", optimizer="adam", metrics=["accuracy"])
+        model.fit(
+            x_train, y_train, epochs=epochs, batch_size=32, validation_split=0.2, verbose=verbose
+        )
         _, acc = model.evaluate(x_test, y_test, verbose=0)
         results[name] = acc
         print(f"{name:<18} test accuracy {acc:.3f}")
@@ -157,17 +170,19 @@ def time_series(n_steps, epochs, seed=0, window=5, verbose=0, series=None):
         t = np.arange(n_steps)
         series = 0.5 * np.sin(2 * np.pi * t / 12) + 0.002 * t + 0.05 * rng.standard_normal(n_steps)
     series = np.asarray(series, np.float32)[:, None]
-    cut = int(len(series) * 0.8)                       # split by time, not at random
-    train = utils.timeseries_dataset_from_array(series[:cut], series[window:cut], window,
-                                                batch_size=32)
-    test = utils.timeseries_dataset_from_array(series[cut - window:], series[cut:], window,
-                                               batch_size=32)
+    cut = int(len(series) * 0.8)  # split by time, not at random
+    train = utils.timeseries_dataset_from_array(
+        series[:cut], series[window:cut], window, batch_size=32
+    )
+    test = utils.timeseries_dataset_from_array(
+        series[cut - window :], series[cut:], window, batch_size=32
+    )
     mg.manual_seed(seed)
-    model_4 = models.Sequential(name='Stackd_RNN')
+    model_4 = models.Sequential(name="Stackd_RNN")
     model_4.add(layers.SimpleRNN(3, input_shape=(window, 1), return_sequences=True))
     model_4.add(layers.SimpleRNN(3, input_shape=(window, 1), return_sequences=False))
     model_4.add(layers.Dense(1))
-    model_4.compile(loss='mae', optimizer='adam', metrics=['mae'])
+    model_4.compile(loss="mae", optimizer="adam", metrics=["mae"])
     model_4.fit(train, epochs=epochs, verbose=verbose)
     mae = model_4.evaluate(test, verbose=0)[0]
     x_test, y_test = test.as_numpy()
@@ -196,18 +211,22 @@ def hello(epochs, seed=0):
     """The notes' character model: returns (greedy prediction for 'hell', a sampled string)."""
     chars = "helo"
     ix = {c: i for i, c in enumerate(chars)}
-    x = utils.to_categorical([[ix[c] for c in "hell"]], 4)          # (1, 4, 4) one-hot
+    x = utils.to_categorical([[ix[c] for c in "hell"]], 4)  # (1, 4, 4) one-hot
     y = utils.to_categorical([[ix[c] for c in "ello"]], 4)
     mg.manual_seed(seed)
-    model = models.Sequential([layers.SimpleRNN(3, input_shape=(None, 4), return_sequences=True),
-                               layers.TimeDistributed(layers.Dense(4, activation='softmax'))])
-    model.compile(loss='categorical_crossentropy', optimizer=optimizers.Adam(0.05))
+    model = models.Sequential(
+        [
+            layers.SimpleRNN(3, input_shape=(None, 4), return_sequences=True),
+            layers.TimeDistributed(layers.Dense(4, activation="softmax")),
+        ]
+    )
+    model.compile(loss="categorical_crossentropy", optimizer=optimizers.Adam(0.05))
     model.fit(x, y, epochs=epochs, verbose=0)
     greedy = "".join(chars[i] for i in model.predict(x, verbose=0)[0].argmax(-1))
     rng = np.random.default_rng(seed)
     text = "h"
     for _ in range(4):
-        onehot = np.eye(4, dtype=np.float32)[[ix[c] for c in text]][None]   # (1, t, 4)
+        onehot = np.eye(4, dtype=np.float32)[[ix[c] for c in text]][None]  # (1, t, 4)
         p = model.predict(onehot, verbose=0)[0, -1]
         text += chars[rng.choice(4, p=p / p.sum())]
     print(f"hello: 'hell' -> {greedy!r} (target 'ello'); sampled from 'h': {text!r}")
@@ -217,12 +236,22 @@ def hello(epochs, seed=0):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--quick", action="store_true", help="less data, fewer epochs")
-    p.add_argument("--epochs", type=int, default=None, help="epochs per sentiment model "
-                   "(default 8, quick 2); the small window model trains 25 times as many (quick: "
-                   "twice)")
+    p.add_argument(
+        "--epochs",
+        type=int,
+        default=None,
+        help="epochs per sentiment model "
+        "(default 8, quick 2); the small window model trains 25 times as many (quick: "
+        "twice)",
+    )
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--verbose", type=int, default=0, choices=(0, 1, 2),
-                   help="fit's progress lines (Keras's verbose)")
+    p.add_argument(
+        "--verbose",
+        type=int,
+        default=0,
+        choices=(0, 1, 2),
+        help="fit's progress lines (Keras's verbose)",
+    )
     p.add_argument("--imdb", metavar="DIR", help="an aclImdb folder for the sentiment models")
     p.add_argument("--csv", metavar="PATH", help="a CSV file whose last column is the series")
     args = p.parse_args(argv)
@@ -230,11 +259,22 @@ def main(argv=None):
         p.error(f"--epochs must be >= 1, got {args.epochs}")
     epochs = args.epochs or (2 if args.quick else 8)
     totals = parameter_tables()
-    acc = sentiment_comparison(200 if args.quick else 2000, 100 if args.quick else 500,
-                               epochs, args.seed, args.verbose, imdb=args.imdb)
+    acc = sentiment_comparison(
+        200 if args.quick else 2000,
+        100 if args.quick else 500,
+        epochs,
+        args.seed,
+        args.verbose,
+        imdb=args.imdb,
+    )
     series = read_csv_series(args.csv) if args.csv else None
-    ts = time_series(200 if args.quick else 1000, epochs * (2 if args.quick else 25), args.seed,
-                     verbose=args.verbose, series=series)
+    ts = time_series(
+        200 if args.quick else 1000,
+        epochs * (2 if args.quick else 25),
+        args.seed,
+        verbose=args.verbose,
+        series=series,
+    )
     chars = hello(100 if args.quick else 300, args.seed)
     return {"totals": totals, "accuracy": acc, "time_series": ts, "hello": chars}
 

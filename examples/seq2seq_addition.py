@@ -16,6 +16,7 @@ decoder its own most likely character, one step at a time, until the end mark.
 Problems are generated on the fly; a fixed set of questions is held out, never trained on, and
 exact-match accuracy on it is reported with a few example answers.
 """
+
 from __future__ import annotations
 
 import os
@@ -47,7 +48,7 @@ def encode(strings, width):
     ids = np.full((len(strings), width), INDEX[PAD], dtype=np.int64)
     lengths = np.zeros(len(strings), dtype=np.int64)
     for r, s in enumerate(strings):
-        ids[r, :len(s)] = [INDEX[c] for c in s]
+        ids[r, : len(s)] = [INDEX[c] for c in s]
         lengths[r] = len(s)
     return ids, lengths
 
@@ -69,10 +70,10 @@ class Problems:
 
     def __init__(self, digits, n_val, rng):
         self.digits = digits
-        self.high = 10 ** digits
-        self.q_width = 2 * digits + 1           # "99+99"
-        self.a_width = digits + 1               # "198"
-        n_pairs = self.high ** 2
+        self.high = 10**digits
+        self.q_width = 2 * digits + 1  # "99+99"
+        self.a_width = digits + 1  # "198"
+        n_pairs = self.high**2
         n_val = min(n_val, n_pairs // 5)
         val = set()
         while len(val) < n_val:
@@ -111,7 +112,7 @@ class Seq2Seq(nn.Module):
 
     def encode(self, q, q_len):
         _, state = self.encoder(self.src_embed(q), lengths=q_len)
-        return state                             # h_n (and c_n): after each real last char
+        return state  # h_n (and c_n): after each real last char
 
     def decode_step(self, tokens, state):
         """tokens (B, t) -> logits (B, t, V), new state (teacher forcing when t > 1)."""
@@ -140,7 +141,7 @@ def evaluate(model, problems, pairs, batch=500):
     answers = []
     model.eval()
     for i in range(0, len(pairs), batch):
-        q, q_len, _, _ = problems.tensors(pairs[i:i + batch])
+        q, q_len, _, _ = problems.tensors(pairs[i : i + batch])
         ids = model.greedy(q, q_len, problems.a_width + 1)
         answers.extend(decode(row) for row in ids)
     model.train()
@@ -150,35 +151,82 @@ def evaluate(model, problems, pairs, batch=500):
 
 def build_parser():
     # every option's help states its default once: "(default: %(default)s)" is the parser's value
-    p = argparse.ArgumentParser(description="Encoder-decoder learning to add numbers written "
-                                "as text.")
-    p.add_argument("--cell", choices=["lstm", "gru"], default="lstm",
-                   help="recurrent cell of the encoder and the decoder (default: %(default)s)")
-    p.add_argument("--digits", type=int, default=2,
-                   help="operands have up to this many digits, at most 6 (default: %(default)s)")
-    p.add_argument("--embed", type=int, default=16,
-                   help="character embedding size (default: %(default)s)")
-    p.add_argument("--hidden", type=int, default=128,
-                   help="hidden size of the encoder and the decoder (default: %(default)s)")
-    p.add_argument("--layers", type=int, default=1,
-                   help="stacked recurrent layers in each (default: %(default)s)")
-    p.add_argument("--steps", type=int, default=3000,
-                   help="training steps, one batch of fresh problems each (default: %(default)s)")
-    p.add_argument("--batch-size", type=int, default=64,
-                   help="problems per training step (default: %(default)s)")
-    p.add_argument("--lr", type=float, default=5e-3,
-                   help="Adam learning rate at the start; a cosine takes it down to a tenth of "
-                   "it by the last step (default: %(default)s)")
-    p.add_argument("--clip", type=float, default=1.0,
-                   help="max gradient norm (default: %(default)s)")
-    p.add_argument("--val-size", type=int, default=1000,
-                   help="held-out questions, never trained on (default: %(default)s)")
-    p.add_argument("--eval-every", type=int, default=500,
-                   help="steps between held-out evaluations (default: %(default)s)")
-    p.add_argument("--examples", type=int, default=8,
-                   help="held-out answers to print at the end (default: %(default)s)")
-    p.add_argument("--seed", type=int, default=0,
-                   help="seed of the weights and the problems (default: %(default)s)")
+    p = argparse.ArgumentParser(
+        description="Encoder-decoder learning to add numbers written as text."
+    )
+    p.add_argument(
+        "--cell",
+        choices=["lstm", "gru"],
+        default="lstm",
+        help="recurrent cell of the encoder and the decoder (default: %(default)s)",
+    )
+    p.add_argument(
+        "--digits",
+        type=int,
+        default=2,
+        help="operands have up to this many digits, at most 6 (default: %(default)s)",
+    )
+    p.add_argument(
+        "--embed", type=int, default=16, help="character embedding size (default: %(default)s)"
+    )
+    p.add_argument(
+        "--hidden",
+        type=int,
+        default=128,
+        help="hidden size of the encoder and the decoder (default: %(default)s)",
+    )
+    p.add_argument(
+        "--layers",
+        type=int,
+        default=1,
+        help="stacked recurrent layers in each (default: %(default)s)",
+    )
+    p.add_argument(
+        "--steps",
+        type=int,
+        default=3000,
+        help="training steps, one batch of fresh problems each (default: %(default)s)",
+    )
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=64,
+        help="problems per training step (default: %(default)s)",
+    )
+    p.add_argument(
+        "--lr",
+        type=float,
+        default=5e-3,
+        help="Adam learning rate at the start; a cosine takes it down to a tenth of "
+        "it by the last step (default: %(default)s)",
+    )
+    p.add_argument(
+        "--clip", type=float, default=1.0, help="max gradient norm (default: %(default)s)"
+    )
+    p.add_argument(
+        "--val-size",
+        type=int,
+        default=1000,
+        help="held-out questions, never trained on (default: %(default)s)",
+    )
+    p.add_argument(
+        "--eval-every",
+        type=int,
+        default=500,
+        help="steps between held-out evaluations (default: %(default)s)",
+    )
+    p.add_argument(
+        "--examples",
+        type=int,
+        default=8,
+        help="held-out answers to print at the end (default: %(default)s)",
+    )
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="seed of the weights and the problems (default: %(default)s)",
+    )
     p.add_argument("--quiet", action="store_true", help="print nothing")
     return p
 
@@ -186,8 +234,16 @@ def build_parser():
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
-    for name in ("digits", "embed", "hidden", "layers", "steps", "batch_size", "val_size",
-                 "eval_every"):
+    for name in (
+        "digits",
+        "embed",
+        "hidden",
+        "layers",
+        "steps",
+        "batch_size",
+        "val_size",
+        "eval_every",
+    ):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
     if args.digits > 6:
@@ -202,8 +258,10 @@ def main(argv=None):
     model = Seq2Seq(args.cell, args.embed, args.hidden, args.layers)
     opt = mg.optim.Adam(model.parameters(), lr=args.lr)
     n_params = sum(p.data.size for p in model.parameters())
-    say(f"seq2seq {args.cell.upper()} {args.hidden}, {n_params:,} parameters; numbers below "
-        f"{problems.high}; {len(problems.val)} held-out questions")
+    say(
+        f"seq2seq {args.cell.upper()} {args.hidden}, {n_params:,} parameters; numbers below "
+        f"{problems.high}; {len(problems.val)} held-out questions"
+    )
 
     losses, history = [], []
     t0 = time.perf_counter()
@@ -212,7 +270,7 @@ def main(argv=None):
         for g in opt.param_groups:
             g["lr"] = args.lr * (0.1 + 0.45 * (1 + math.cos(math.pi * (step - 1) / args.steps)))
         q, q_len, dec_in, target = problems.tensors(problems.sample(rng, args.batch_size))
-        logits = model(q, q_len, dec_in)             # teacher forcing: (B, a_width + 1, V)
+        logits = model(q, q_len, dec_in)  # teacher forcing: (B, a_width + 1, V)
         loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1))
         opt.zero_grad()
         loss.backward()
@@ -222,21 +280,30 @@ def main(argv=None):
         if step % args.eval_every == 0 or step == args.steps:
             acc, _ = evaluate(model, problems, problems.val)
             history.append((step, acc))
-            say(f"step {step:>5}  loss {np.mean(losses[-args.eval_every:]):.4f}  held-out "
-                f"exact match {acc:.3f}  ({time.perf_counter() - t0:.0f} s)")
+            say(
+                f"step {step:>5}  loss {np.mean(losses[-args.eval_every :]):.4f}  held-out "
+                f"exact match {acc:.3f}  ({time.perf_counter() - t0:.0f} s)"
+            )
     elapsed = time.perf_counter() - t0
     acc, answers = evaluate(model, problems, problems.val)
     shown = []
-    pick = np.random.default_rng(args.seed + 1).permutation(len(answers))[:args.examples]
+    pick = np.random.default_rng(args.seed + 1).permutation(len(answers))[: args.examples]
     for i in pick:
         (a, b), ans = problems.val[i], answers[i]
         q = f"{a}+{b}"
         mark = "ok" if ans == str(a + b) else f"WRONG (expected {a + b})"
         shown.append(f"  {q:>{problems.q_width}} = {ans:<{problems.a_width}}  {mark}")
     say("held-out examples (greedy decoding):\n" + "\n".join(shown))
-    return {"accuracy": acc, "history": history, "losses": losses, "first_loss": losses[0],
-            "train_loss": float(np.mean(losses[-20:])), "examples": shown,
-            "seconds": elapsed, "logits_shape": logits.shape}
+    return {
+        "accuracy": acc,
+        "history": history,
+        "losses": losses,
+        "first_loss": losses[0],
+        "train_loss": float(np.mean(losses[-20:])),
+        "examples": shown,
+        "seconds": elapsed,
+        "logits_shape": logits.shape,
+    }
 
 
 if __name__ == "__main__":

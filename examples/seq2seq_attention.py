@@ -19,6 +19,7 @@ they never saw. With matplotlib installed, ``--heatmap PATH`` saves the attentio
 one test date as a PNG: the diagonal-like pattern is the alignment the model learned (year
 characters read the year, and so on).
 """
+
 from __future__ import annotations
 
 import os
@@ -36,12 +37,24 @@ try:
 except ImportError:  # running from a source checkout without `pip install .`
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     import minigrad as mg
-from minigrad import nn
 import minigrad.functional as F
+from minigrad import nn
 from minigrad.data import DataLoader, TensorDataset
 
-MONTHS = ["January", "February", "March", "April", "May", "June", "July", "August",
-          "September", "October", "November", "December"]
+MONTHS = [
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+]
 DAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
 DAYS_IN = [31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31]
 
@@ -49,7 +62,7 @@ DAYS_IN = [31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31]
 def _weekday(y, m, d):
     """Monday = 0 (Zeller-style count from a known Monday, 1900-01-01)."""
     days = (y - 1900) * 365 + sum(_leap(yy) for yy in range(1900, y))
-    days += sum(DAYS_IN[:m - 1]) + (m > 2 and _leap(y)) + d - 1
+    days += sum(DAYS_IN[: m - 1]) + (m > 2 and _leap(y)) + d - 1
     return days % 7
 
 
@@ -99,7 +112,7 @@ class Vocab:
         ids = np.zeros((len(texts), width), dtype=np.int64)  # 0 is the padding character
         lengths = np.zeros(len(texts), dtype=np.int64)
         for r, t in enumerate(texts):
-            ids[r, :len(t)] = [self.index[c] for c in t]
+            ids[r, : len(t)] = [self.index[c] for c in t]
             lengths[r] = len(t)
         return ids, lengths
 
@@ -172,8 +185,9 @@ def beam_search(model, src, lengths, start, steps, k):
             best = np.argsort(-total, axis=1, kind="stable")[:, :k]
             beam, char = best // V, best % V
             scores = np.take_along_axis(total, best, 1)
-            seqs = np.concatenate([np.take_along_axis(seqs, beam[:, :, None], 1),
-                                   char[:, :, None]], axis=2)
+            seqs = np.concatenate(
+                [np.take_along_axis(seqs, beam[:, :, None], 1), char[:, :, None]], axis=2
+            )
             rows = (np.arange(B)[:, None] * k + beam).reshape(-1)
             state = (state[0][:, rows], state[1][:, rows])
             tok = char.reshape(-1, 1)
@@ -196,8 +210,9 @@ def train(model, loader, epochs, lr, quiet, name, test):
         for src, lengths, tgt in loader:
             enc, state, pad = model.encode(src, lengths)
             logits, _, _ = model.decode(tgt[:, :-1], state, enc, pad)
-            loss = F.cross_entropy(F.reshape(logits, (-1, logits.shape[-1])),
-                                   tgt[:, 1:].reshape(-1))
+            loss = F.cross_entropy(
+                F.reshape(logits, (-1, logits.shape[-1])), tgt[:, 1:].reshape(-1)
+            )
             opt.zero_grad()
             loss.backward()
             nn.utils.clip_grad_norm_(model.parameters(), 5.0)
@@ -206,14 +221,18 @@ def train(model, loader, epochs, lr, quiet, name, test):
             n += 1
         curve.append(exact_match(model, *test)[0])
         if not quiet:
-            print(f"{name}: epoch {epoch + 1}/{epochs}, loss {total / n:.4f}, test exact match "
-                  f"{curve[-1]:.1%}, {time.perf_counter() - t0:.1f} s", flush=True)
+            print(
+                f"{name}: epoch {epoch + 1}/{epochs}, loss {total / n:.4f}, test exact match "
+                f"{curve[-1]:.1%}, {time.perf_counter() - t0:.1f} s",
+                flush=True,
+            )
     return curve
 
 
 def build_parser():
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
     p.add_argument("--train", type=int, default=10000, help="training dates")
     p.add_argument("--test", type=int, default=1000, help="held-out test dates")
     p.add_argument("--epochs", type=int, default=4)
@@ -221,13 +240,21 @@ def build_parser():
     p.add_argument("--hidden", type=int, default=64)
     p.add_argument("--embed", type=int, default=32)
     p.add_argument("--lr", type=float, default=5e-3)
-    p.add_argument("--beam", type=int, default=0,
-                   help="beam width for decoding (0: greedy decoding only)")
-    p.add_argument("--heatmap", default=None, metavar="PATH",
-                   help="save one test date's attention weights as a PNG (needs matplotlib)")
+    p.add_argument(
+        "--beam", type=int, default=0, help="beam width for decoding (0: greedy decoding only)"
+    )
+    p.add_argument(
+        "--heatmap",
+        default=None,
+        metavar="PATH",
+        help="save one test date's attention weights as a PNG (needs matplotlib)",
+    )
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--quick", action="store_true",
-                   help="a small run: 2,000 training dates, 200 test dates, 2 epochs")
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="a small run: 2,000 training dates, 200 test dates, 2 epochs",
+    )
     p.add_argument("--quiet", action="store_true", help="only the final accuracies")
     return p
 
@@ -238,14 +265,16 @@ def main(argv=None):
         args.train, args.test, args.epochs = 2000, 200, 2
     for name in ("train", "test", "epochs", "batch_size", "hidden", "embed"):
         if getattr(args, name) < 1:
-            raise SystemExit(f"error: --{name.replace('_', '-')} must be >= 1, got "
-                             f"{getattr(args, name)}")
+            raise SystemExit(
+                f"error: --{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}"
+            )
     if args.beam < 0:
         raise SystemExit(f"error: --beam must be >= 0, got {args.beam}")
     rng = np.random.default_rng(args.seed)
     test, seen = make_dates(args.test, rng)
-    trainset, _ = make_dates(args.train, rng, exclude={k[:3] + (f,) for k in seen
-                                                       for f in range(len(FORMATS))})
+    trainset, _ = make_dates(
+        args.train, rng, exclude={k[:3] + (f,) for k in seen for f in range(len(FORMATS))}
+    )
     src_vocab = Vocab([s for s, _ in trainset + test], "\0")
     tgt_vocab = Vocab(["0123456789-"], "\0^")
     width = max(len(s) for s, _ in trainset + test)
@@ -262,14 +291,20 @@ def main(argv=None):
     for attention in (False, True):
         name = "attention" if attention else "no attention"
         mg.manual_seed(args.seed)
-        model = Seq2Seq(len(src_vocab.chars), len(tgt_vocab.chars), args.embed, args.hidden,
-                        attention)
-        loader = DataLoader(TensorDataset(tr_src, tr_len, tr_tgt), batch_size=args.batch_size,
-                            shuffle=True, seed=args.seed)
+        model = Seq2Seq(
+            len(src_vocab.chars), len(tgt_vocab.chars), args.embed, args.hidden, attention
+        )
+        loader = DataLoader(
+            TensorDataset(tr_src, tr_len, tr_tgt),
+            batch_size=args.batch_size,
+            shuffle=True,
+            seed=args.seed,
+        )
         t0 = time.perf_counter()
         model.train()
-        curve = train(model, loader, args.epochs, args.lr, args.quiet, name,
-                      (te_src, te_len, te_tgt, start))
+        curve = train(
+            model, loader, args.epochs, args.lr, args.quiet, name, (te_src, te_len, te_tgt, start)
+        )
         acc, pred, attn = exact_match(model, te_src, te_len, te_tgt, start)
         model.eval()
         results[name] = {"greedy": acc, "curve": curve, "seconds": time.perf_counter() - t0}
@@ -282,8 +317,7 @@ def main(argv=None):
         print(f"{line} on {args.test} unseen dates; {results[name]['seconds']:.0f} s", flush=True)
         if not args.quiet:
             for i in range(3):
-                print(f"    {test[i][0]!r:40} -> {tgt_vocab.decode(pred[i])}"
-                      f"   (want {test[i][1]})")
+                print(f"    {test[i][0]!r:40} -> {tgt_vocab.decode(pred[i])}   (want {test[i][1]})")
         if attention and args.heatmap:
             save_heatmap(args.heatmap, test[0][0], tgt_vocab.decode(pred[0]), attn[0])
     return results
@@ -292,13 +326,14 @@ def main(argv=None):
 def save_heatmap(path, source, output, weights):
     try:
         import matplotlib
+
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
         print("--heatmap: matplotlib is not installed; no PNG written")
         return
     fig, ax = plt.subplots(figsize=(max(4, len(source) * 0.3), 3.5))
-    ax.imshow(weights[:, :len(source)], cmap="gray_r", aspect="auto")
+    ax.imshow(weights[:, : len(source)], cmap="gray_r", aspect="auto")
     ax.set_xticks(range(len(source)), list(source))
     ax.set_yticks(range(len(output)), list(output))
     ax.set_xlabel("input")

@@ -18,6 +18,7 @@ reads the state after the last *real* word instead of after the padding. ``Seque
 one argument from layer to layer, so ``classify`` below calls the layers itself to hand the
 lengths to the LSTM; ``model(x)`` also works (it reads the padding too).
 """
+
 from __future__ import annotations
 
 import os
@@ -90,7 +91,7 @@ def classify(model, tokens, lengths=None):
 
 def sentences(tokens, lengths, labels):
     """The dataset as a list of (sentence without padding, label), for a DataLoader."""
-    return [(tokens[i, :lengths[i]], labels[i]) for i in range(len(labels))]
+    return [(tokens[i, : lengths[i]], labels[i]) for i in range(len(labels))]
 
 
 def accuracy(model, data, batch_size, use_lengths):
@@ -106,38 +107,75 @@ def accuracy(model, data, batch_size, use_lengths):
 
 def build_parser():
     # every option's help states its default once: "(default: %(default)s)" is the parser's value
-    p = argparse.ArgumentParser(description="Keras-style many-to-one LSTM classifier on "
-                                "variable-length generated sentences.")
-    p.add_argument("--cell", choices=["lstm", "gru", "rnn"], default="lstm",
-                   help="recurrent cell (default: %(default)s)")
-    p.add_argument("--vocab", type=int, default=50,
-                   help="word ids, padding included; at least 12 (default: %(default)s)")
-    p.add_argument("--embed", type=int, default=32,
-                   help="word embedding size (default: %(default)s)")
-    p.add_argument("--hidden", type=int, default=64,
-                   help="recurrent hidden size (default: %(default)s)")
-    p.add_argument("--dense", type=int, default=32,
-                   help="width of the dense layer after the recurrent one (default: %(default)s)")
-    p.add_argument("--min-len", type=int, default=5,
-                   help="shortest sentence, in words (default: %(default)s)")
-    p.add_argument("--max-len", type=int, default=40,
-                   help="longest sentence, in words (default: %(default)s)")
-    p.add_argument("--train-size", type=int, default=4000,
-                   help="training sentences (default: %(default)s)")
-    p.add_argument("--val-size", type=int, default=1000,
-                   help="validation sentences (default: %(default)s)")
-    p.add_argument("--epochs", type=int, default=8,
-                   help="passes over the training sentences (default: %(default)s)")
-    p.add_argument("--batch-size", type=int, default=64,
-                   help="sentences per training step (default: %(default)s)")
-    p.add_argument("--lr", type=float, default=3e-3,
-                   help="Adam learning rate (default: %(default)s)")
-    p.add_argument("--clip", type=float, default=1.0,
-                   help="max gradient norm (default: %(default)s)")
-    p.add_argument("--ignore-lengths", action="store_true",
-                   help="do not pass lengths: the LSTM also reads the padding")
-    p.add_argument("--seed", type=int, default=0,
-                   help="seed of the weights and the data (default: %(default)s)")
+    p = argparse.ArgumentParser(
+        description="Keras-style many-to-one LSTM classifier on "
+        "variable-length generated sentences."
+    )
+    p.add_argument(
+        "--cell",
+        choices=["lstm", "gru", "rnn"],
+        default="lstm",
+        help="recurrent cell (default: %(default)s)",
+    )
+    p.add_argument(
+        "--vocab",
+        type=int,
+        default=50,
+        help="word ids, padding included; at least 12 (default: %(default)s)",
+    )
+    p.add_argument(
+        "--embed", type=int, default=32, help="word embedding size (default: %(default)s)"
+    )
+    p.add_argument(
+        "--hidden", type=int, default=64, help="recurrent hidden size (default: %(default)s)"
+    )
+    p.add_argument(
+        "--dense",
+        type=int,
+        default=32,
+        help="width of the dense layer after the recurrent one (default: %(default)s)",
+    )
+    p.add_argument(
+        "--min-len", type=int, default=5, help="shortest sentence, in words (default: %(default)s)"
+    )
+    p.add_argument(
+        "--max-len", type=int, default=40, help="longest sentence, in words (default: %(default)s)"
+    )
+    p.add_argument(
+        "--train-size", type=int, default=4000, help="training sentences (default: %(default)s)"
+    )
+    p.add_argument(
+        "--val-size", type=int, default=1000, help="validation sentences (default: %(default)s)"
+    )
+    p.add_argument(
+        "--epochs",
+        type=int,
+        default=8,
+        help="passes over the training sentences (default: %(default)s)",
+    )
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=64,
+        help="sentences per training step (default: %(default)s)",
+    )
+    p.add_argument(
+        "--lr", type=float, default=3e-3, help="Adam learning rate (default: %(default)s)"
+    )
+    p.add_argument(
+        "--clip", type=float, default=1.0, help="max gradient norm (default: %(default)s)"
+    )
+    p.add_argument(
+        "--ignore-lengths",
+        action="store_true",
+        help="do not pass lengths: the LSTM also reads the padding",
+    )
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="seed of the weights and the data (default: %(default)s)",
+    )
     p.add_argument("--quiet", action="store_true", help="print nothing")
     return p
 
@@ -145,15 +183,27 @@ def build_parser():
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
-    for name in ("vocab", "embed", "hidden", "dense", "min_len", "max_len", "train_size",
-                 "val_size", "epochs", "batch_size"):
+    for name in (
+        "vocab",
+        "embed",
+        "hidden",
+        "dense",
+        "min_len",
+        "max_len",
+        "train_size",
+        "val_size",
+        "epochs",
+        "batch_size",
+    ):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
     if args.min_len > args.max_len:
         parser.error(f"--min-len ({args.min_len}) must not exceed --max-len ({args.max_len})")
     if args.vocab < 12:
-        parser.error(f"--vocab must be at least 12 (10 sentiment words, a neutral one and the "
-                     f"padding id), got {args.vocab}")
+        parser.error(
+            f"--vocab must be at least 12 (10 sentiment words, a neutral one and the "
+            f"padding id), got {args.vocab}"
+        )
     if not args.lr > 0 or not args.clip > 0:
         parser.error(f"--lr and --clip must be positive, got {args.lr} and {args.clip}")
     say = (lambda *a: None) if args.quiet else (lambda *a: print(*a, flush=True))
@@ -162,17 +212,25 @@ def main(argv=None):
     rng = np.random.default_rng(args.seed)
     tr = make_dataset(rng, args.train_size, args.vocab, args.min_len, args.max_len)
     va = make_dataset(rng, args.val_size, args.vocab, args.min_len, args.max_len)
-    say(f"task: {args.train_size} training / {args.val_size} validation sentences of "
-        f"{args.min_len}-{args.max_len} words; positive share {tr[2].mean():.2f} (train)")
+    say(
+        f"task: {args.train_size} training / {args.val_size} validation sentences of "
+        f"{args.min_len}-{args.max_len} words; positive share {tr[2].mean():.2f} (train)"
+    )
 
     model = build_model(args.vocab, args.embed, args.hidden, args.dense, args.cell)
-    summary = nn.summary(model, np.zeros((args.batch_size, args.max_len), dtype=np.int64),
-                         print_fn=None)
+    summary = nn.summary(
+        model, np.zeros((args.batch_size, args.max_len), dtype=np.int64), print_fn=None
+    )
     say(summary)
     opt = mg.optim.Adam(model.parameters(), lr=args.lr)
     use_lengths = not args.ignore_lengths
-    train_loader = DataLoader(sentences(*tr), batch_size=args.batch_size, shuffle=True,
-                              generator=rng, collate_fn=pad_collate)
+    train_loader = DataLoader(
+        sentences(*tr),
+        batch_size=args.batch_size,
+        shuffle=True,
+        generator=rng,
+        collate_fn=pad_collate,
+    )
     val_data = sentences(*va)
     history = {"loss": [], "train_acc": [], "val_acc": []}
     t0 = time.perf_counter()
@@ -192,14 +250,21 @@ def main(argv=None):
         history["loss"].append(total / count)
         history["train_acc"].append(correct / count)
         history["val_acc"].append(val_acc)
-        say(f"epoch {epoch:>2}/{args.epochs}  loss {total / count:.4f}  "
+        say(
+            f"epoch {epoch:>2}/{args.epochs}  loss {total / count:.4f}  "
             f"train accuracy {correct / count:.3f}  validation accuracy {val_acc:.3f}  "
-            f"({time.perf_counter() - t0:.0f} s)")
+            f"({time.perf_counter() - t0:.0f} s)"
+        )
     elapsed = time.perf_counter() - t0
-    return {"loss": history["loss"], "train_acc": history["train_acc"],
-            "val_acc": history["val_acc"], "final_val_acc": history["val_acc"][-1],
-            "summary": summary, "seconds": elapsed,
-            "logits_shape": classify(model, va[0][:3], va[1][:3]).shape}
+    return {
+        "loss": history["loss"],
+        "train_acc": history["train_acc"],
+        "val_acc": history["val_acc"],
+        "final_val_acc": history["val_acc"][-1],
+        "summary": summary,
+        "seconds": elapsed,
+        "logits_shape": classify(model, va[0][:3], va[1][:3]).shape,
+    }
 
 
 if __name__ == "__main__":

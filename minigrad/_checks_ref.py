@@ -20,8 +20,10 @@ def _check_array(name, a, dtype=None, ref="x"):
     elif a.dtype != dtype:
         raise ValueError(f"{name} must have dtype {dtype} (the dtype of {ref}), got {a.dtype}")
     if not a.flags.c_contiguous:
-        raise ValueError(f"{name} must be C-contiguous, got a non-contiguous array "
-                         f"of shape {a.shape} with strides {a.strides}")
+        raise ValueError(
+            f"{name} must be C-contiguous, got a non-contiguous array "
+            f"of shape {a.shape} with strides {a.strides}"
+        )
     if not a.flags.aligned:  # as the compiled kernels: they read whole aligned elements
         raise ValueError(f"{name} must be aligned and in native byte order, got {a.dtype}")
 

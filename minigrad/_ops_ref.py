@@ -32,12 +32,18 @@ import numpy as np
 from ._checks_ref import _check_array, _check_shape, _check_sizes
 
 __all__ = [
-    "rnn_cell_forward", "rnn_cell_backward",
-    "rnn_sequence_forward", "rnn_sequence_backward",
-    "lstm_cell_forward", "lstm_cell_backward",
-    "lstm_sequence_forward", "lstm_sequence_backward",
-    "gru_cell_forward", "gru_cell_backward",
-    "gru_sequence_forward", "gru_sequence_backward",
+    "rnn_cell_forward",
+    "rnn_cell_backward",
+    "rnn_sequence_forward",
+    "rnn_sequence_backward",
+    "lstm_cell_forward",
+    "lstm_cell_backward",
+    "lstm_sequence_forward",
+    "lstm_sequence_backward",
+    "gru_cell_forward",
+    "gru_cell_backward",
+    "gru_sequence_forward",
+    "gru_sequence_backward",
 ]
 
 
@@ -58,8 +64,10 @@ def _check_biases(b_ih, b_hh, GH, dtype):
     """Both None (returns False) or both arrays of shape (G*H,) (returns True)."""
     if (b_ih is None) != (b_hh is None):
         got = lambda b: "None" if b is None else "an array"
-        raise ValueError("b_ih and b_hh must both be arrays or both be None, "
-                         f"got b_ih={got(b_ih)} and b_hh={got(b_hh)}")
+        raise ValueError(
+            "b_ih and b_hh must both be arrays or both be None, "
+            f"got b_ih={got(b_ih)} and b_hh={got(b_hh)}"
+        )
     if b_ih is None:
         return False
     _check_shape("b_ih", b_ih, (GH,), dtype)
@@ -90,10 +98,14 @@ def _check_nonlinearity(nonlinearity):
 def _check_cache(cache, names, shapes, dtype):
     """A sequence cache: a tuple of arrays with these names and shapes."""
     if not isinstance(cache, (tuple, list)) or len(cache) != len(names):
-        what = (f"a {type(cache).__name__} of length {len(cache)}"
-                if isinstance(cache, (tuple, list)) else type(cache).__name__)
-        raise ValueError(f"cache must be a tuple of {len(names)} arrays "
-                         f"({', '.join(names)}), got {what}")
+        what = (
+            f"a {type(cache).__name__} of length {len(cache)}"
+            if isinstance(cache, (tuple, list))
+            else type(cache).__name__
+        )
+        raise ValueError(
+            f"cache must be a tuple of {len(names)} arrays ({', '.join(names)}), got {what}"
+        )
     for name, a, shape in zip(names, cache, shapes):
         _check_shape(name, a, shape, dtype)
     return tuple(cache)
@@ -107,8 +119,10 @@ def _check_cell(G, x, h, w_ih, w_hh):
     H = _check_state("h", h, B, dtype)
     if w_ih is None:
         if I != G * H:
-            raise ValueError(f"x must have shape ({B}, {G * H}) when w_ih is None (x is then the "
-                             f"input projection, G*H = {G} * {H} columns), got {x.shape}")
+            raise ValueError(
+                f"x must have shape ({B}, {G * H}) when w_ih is None (x is then the "
+                f"input projection, G*H = {G} * {H} columns), got {x.shape}"
+            )
     else:
         _check_shape("w_ih", w_ih, (G * H, I), dtype)
     _check_shape("w_hh", w_hh, (G * H, H), dtype)
@@ -121,8 +135,10 @@ def _check_cell_biases(w_ih, b_ih, b_hh, GH, dtype):
     if w_ih is not None:
         return _check_biases(b_ih, b_hh, GH, dtype)
     if b_ih is not None:
-        raise ValueError("b_ih must be None when w_ih is None (x is the input projection, "
-                         "b_ih already added), got an array")
+        raise ValueError(
+            "b_ih must be None when w_ih is None (x is the input projection, "
+            "b_ih already added), got an array"
+        )
     if b_hh is not None:
         _check_shape("b_hh", b_hh, (GH,), dtype)
     return b_hh is not None
@@ -145,8 +161,8 @@ def _check_sequence(G, x, h0, w_ih, w_hh, lengths):
 
 def _sigmoid(a):
     """σ(a) = 1 / (1 + exp(-a)), branching on the sign so exp never overflows."""
-    with np.errstate(under="ignore"):      # exp(-|a|) -> 0 for |a| > ~745 is the right answer
-        e = np.exp(-np.abs(a))             # in (0, 1]
+    with np.errstate(under="ignore"):  # exp(-|a|) -> 0 for |a| > ~745 is the right answer
+        e = np.exp(-np.abs(a))  # in (0, 1]
     return np.where(a >= 0, 1 / (1 + e), e / (1 + e))
 
 
@@ -214,6 +230,7 @@ def _deferred_grads(dgi, dgh, x, hs, w_ih, has_bias, need_dx=True):
 # RNN
 # ---------------------------------------------------------------------------------------------
 
+
 def _activate(a, nonlinearity):
     """tanh(a) or relu(a) = max(a, 0)."""
     return np.tanh(a) if nonlinearity == "tanh" else np.maximum(a, 0)
@@ -243,8 +260,9 @@ def rnn_cell_forward(x, h, w_ih, w_hh, b_ih, b_hh, nonlinearity):
     return h1, h1.copy()
 
 
-def rnn_cell_backward(dh1, x, h, w_ih, w_hh, cache, has_bias, nonlinearity, need_dx=True,
-                      need_dh=True):
+def rnn_cell_backward(
+    dh1, x, h, w_ih, w_hh, cache, has_bias, nonlinearity, need_dx=True, need_dh=True
+):
     """da = dh1 act'(a);  dx = da W_ih;  dh = da W_hh;  dW_ih = da^T x;  dW_hh = da^T h;
     db_ih = db_hh = sum_rows(da).  dx (dh) is None, not computed, when need_dx (need_dh) is
     false."""
@@ -275,13 +293,25 @@ def rnn_sequence_forward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, nonlinearity):
         if real is None:
             hs[t + 1] = ys[t] = h1
         else:
-            hs[t + 1] = np.where(real, h1, hs[t])    # padded: carry the state
-            ys[t] = np.where(real, h1, 0)            # padded: output zero
+            hs[t + 1] = np.where(real, h1, hs[t])  # padded: carry the state
+            ys[t] = np.where(real, h1, 0)  # padded: output zero
     return ys, hs[T].copy(), (hs,)
 
 
-def rnn_sequence_backward(dys, dh_n, x, h0, w_ih, w_hh, cache, lengths, has_bias, nonlinearity,
-                          need_dx=True, need_dh0=True):
+def rnn_sequence_backward(
+    dys,
+    dh_n,
+    x,
+    h0,
+    w_ih,
+    w_hh,
+    cache,
+    lengths,
+    has_bias,
+    nonlinearity,
+    need_dx=True,
+    need_dh0=True,
+):
     """Backward through time: at step t, dh1 = dh + dys[t], da[t] = dh1 act'(hs[t+1]) and
     dh = da[t] W_hh (padded steps: da[t] = 0 and dh passes through unchanged); then dx, dW_ih,
     dW_hh, db from all da[t] at once (dx None when not need_dx). dys None: no output gradient.
@@ -318,31 +348,36 @@ def _lstm_step(xw, h, c, w_hh, b_hh):
     a = xw + h @ w_hh.T
     if b_hh is not None:
         a += b_hh
-    i = _sigmoid(a[:, 0 * H:1 * H])
-    f = _sigmoid(a[:, 1 * H:2 * H])
-    g = np.tanh(a[:, 2 * H:3 * H])
-    o = _sigmoid(a[:, 3 * H:4 * H])
+    i = _sigmoid(a[:, 0 * H : 1 * H])
+    f = _sigmoid(a[:, 1 * H : 2 * H])
+    g = np.tanh(a[:, 2 * H : 3 * H])
+    o = _sigmoid(a[:, 3 * H : 4 * H])
     c1 = f * c + i * g
     tanh_c1 = np.tanh(c1)
     h1 = o * tanh_c1
-    cache = np.concatenate([i, f, g, o, tanh_c1], axis=1)       # (B, 5H)
+    cache = np.concatenate([i, f, g, o, tanh_c1], axis=1)  # (B, 5H)
     return h1, c1, cache
 
 
 def _lstm_step_backward(dh1, dc1, c, cache):
     """Gate gradients of one LSTM step: returns da (B, 4H) and dc = dc_total * f."""
     H = c.shape[1]
-    i, f, g, o, tanh_c1 = (cache[:, k * H:(k + 1) * H] for k in range(5))
-    do = dh1 * tanh_c1                                   # h1 = o tanh(c1)
-    dc_total = dc1 + dh1 * o * (1 - tanh_c1 * tanh_c1)    # c1 reaches the loss directly and via h1
-    di = dc_total * g                                    # c1 = f c + i g
+    i, f, g, o, tanh_c1 = (cache[:, k * H : (k + 1) * H] for k in range(5))
+    do = dh1 * tanh_c1  # h1 = o tanh(c1)
+    dc_total = dc1 + dh1 * o * (1 - tanh_c1 * tanh_c1)  # c1 reaches the loss directly and via h1
+    di = dc_total * g  # c1 = f c + i g
     df = dc_total * c
     dg = dc_total * i
     dc = dc_total * f
-    da = np.concatenate([di * i * (1 - i),               # σ' = σ (1 - σ)
-                         df * f * (1 - f),
-                         dg * (1 - g * g),               # tanh' = 1 - tanh²
-                         do * o * (1 - o)], axis=1)
+    da = np.concatenate(
+        [
+            di * i * (1 - i),  # σ' = σ (1 - σ)
+            df * f * (1 - f),
+            dg * (1 - g * g),  # tanh' = 1 - tanh²
+            do * o * (1 - o),
+        ],
+        axis=1,
+    )
     return da, dc
 
 
@@ -355,8 +390,7 @@ def lstm_cell_forward(x, h, c, w_ih, w_hh, b_ih, b_hh):
     return _lstm_step(_project(x, w_ih, b_ih), h, c, w_hh, b_hh)
 
 
-def lstm_cell_backward(dh1, dc1, x, h, c, w_ih, w_hh, cache, has_bias, need_dx=True,
-                       need_dh=True):
+def lstm_cell_backward(dh1, dc1, x, h, c, w_ih, w_hh, cache, has_bias, need_dx=True, need_dh=True):
     """da from the gates (see _lstm_step_backward);  dx = da W_ih;  dh = da W_hh;
     dc = (dc1 + dh1 o tanh'(c1)) f;  dW_ih = da^T x;  dW_hh = da^T h;  db = sum_rows(da).
     dx is None when need_dx is false, dh and dc when need_dh is."""
@@ -397,8 +431,9 @@ def lstm_sequence_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths):
     return ys, hs[T].copy(), cs[T].copy(), (hs, cs, gates)
 
 
-def lstm_sequence_backward(dys, dh_n, dc_n, x, h0, c0, w_ih, w_hh, cache, lengths, has_bias,
-                           need_dx=True, need_dh0=True):
+def lstm_sequence_backward(
+    dys, dh_n, dc_n, x, h0, c0, w_ih, w_hh, cache, lengths, has_bias, need_dx=True, need_dh0=True
+):
     """Backward through time with the LSTM step backward; da[t] = 0 and (dh, dc) carried at
     padded steps; then dx, dW_ih, dW_hh, db from all da[t] at once (dx None when not need_dx).
     dys None: no output gradient. need_dh0 False: dh0 and dc0 are None."""
@@ -408,8 +443,9 @@ def lstm_sequence_backward(dys, dh_n, dc_n, x, h0, c0, w_ih, w_hh, cache, length
         _check_shape("dys", dys, (T, B, H), dtype)
     _check_shape("dh_n", dh_n, (B, H), dtype)
     _check_shape("dc_n", dc_n, (B, H), dtype)
-    hs, cs, gates = _check_cache(cache, ("hs", "cs", "gates"),
-                                 ((T + 1, B, H), (T + 1, B, H), (T, B, 5 * H)), dtype)
+    hs, cs, gates = _check_cache(
+        cache, ("hs", "cs", "gates"), ((T + 1, B, H), (T + 1, B, H), (T, B, 5 * H)), dtype
+    )
     da = np.empty((T, B, 4 * H), dtype)
     dh, dc = dh_n.copy(), dc_n.copy()
     for t in reversed(range(T)):
@@ -440,12 +476,12 @@ def _gru_step(xw, h, w_hh, b_hh):
     gh = h @ w_hh.T
     if b_hh is not None:
         gh += b_hh
-    r = _sigmoid(xw[:, 0 * H:1 * H] + gh[:, 0 * H:1 * H])
-    z = _sigmoid(xw[:, 1 * H:2 * H] + gh[:, 1 * H:2 * H])
-    gh_n = gh[:, 2 * H:3 * H]
-    n = np.tanh(xw[:, 2 * H:3 * H] + r * gh_n)
+    r = _sigmoid(xw[:, 0 * H : 1 * H] + gh[:, 0 * H : 1 * H])
+    z = _sigmoid(xw[:, 1 * H : 2 * H] + gh[:, 1 * H : 2 * H])
+    gh_n = gh[:, 2 * H : 3 * H]
+    n = np.tanh(xw[:, 2 * H : 3 * H] + r * gh_n)
     h1 = (1 - z) * n + z * h
-    cache = np.concatenate([r, z, n, gh_n], axis=1)             # (B, 4H)
+    cache = np.concatenate([r, z, n, gh_n], axis=1)  # (B, 4H)
     return h1, cache
 
 
@@ -453,15 +489,15 @@ def _gru_step_backward(dh1, h, cache):
     """Gate gradients of one GRU step: dgi (B, 3H) for the x side, dgh (B, 3H) for the h side,
     and dh_direct = dh1 * z (the part of dh that skips w_hh)."""
     H = h.shape[1]
-    r, z, n, gh_n = (cache[:, k * H:(k + 1) * H] for k in range(4))
-    dn = dh1 * (1 - z)                                   # h1 = (1 - z) n + z h
+    r, z, n, gh_n = (cache[:, k * H : (k + 1) * H] for k in range(4))
+    dn = dh1 * (1 - z)  # h1 = (1 - z) n + z h
     dz = dh1 * (h - n)
     dh_direct = dh1 * z
-    da_n = dn * (1 - n * n)                              # n = tanh(gi_n + r gh_n)
+    da_n = dn * (1 - n * n)  # n = tanh(gi_n + r gh_n)
     dr = da_n * gh_n
     da_r = dr * r * (1 - r)
     da_z = dz * z * (1 - z)
-    dgi = np.concatenate([da_r, da_z, da_n], axis=1)     # gradient of gi = x W_ih^T + b_ih
+    dgi = np.concatenate([da_r, da_z, da_n], axis=1)  # gradient of gi = x W_ih^T + b_ih
     dgh = np.concatenate([da_r, da_z, da_n * r], axis=1)  # gradient of gh = h W_hh^T + b_hh
     return dgi, dgh, dh_direct
 
@@ -510,8 +546,9 @@ def gru_sequence_forward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths):
     return ys, hs[T].copy(), (hs, gates)
 
 
-def gru_sequence_backward(dys, dh_n, x, h0, w_ih, w_hh, cache, lengths, has_bias, need_dx=True,
-                          need_dh0=True):
+def gru_sequence_backward(
+    dys, dh_n, x, h0, w_ih, w_hh, cache, lengths, has_bias, need_dx=True, need_dh0=True
+):
     """Backward through time with the GRU step backward: dh = dh1 z + dgh[t] W_hh; dgi[t] and
     dgh[t] are 0 and dh is carried at padded steps; then dx = dgi W_ih, dW_ih = dgi^T x,
     dW_hh = dgh^T h_prev, db_ih, db_hh from all steps at once (dx None when not need_dx).

@@ -85,9 +85,20 @@ def adam_update(p, g, m, v, vmax, lr, beta1, beta2, eps, weight_decay, step, dec
         raise ValueError(f"step must be >= 1, got {step}")
     _check_update(p, g, m=m, v=v, vmax=vmax)
     dt = p.dtype
-    b1, omb1, b2, omb2, eps_, wd, decay, step_size, bc2 = (np.array(x, dt) for x in (
-        beta1, 1.0 - beta1, beta2, 1.0 - beta2, eps, weight_decay, 1.0 - lr * weight_decay,
-        lr / (1.0 - beta1 ** step), np.sqrt(1.0 - beta2 ** step)))
+    b1, omb1, b2, omb2, eps_, wd, decay, step_size, bc2 = (
+        np.array(x, dt)
+        for x in (
+            beta1,
+            1.0 - beta1,
+            beta2,
+            1.0 - beta2,
+            eps,
+            weight_decay,
+            1.0 - lr * weight_decay,
+            lr / (1.0 - beta1**step),
+            np.sqrt(1.0 - beta2**step),
+        )
+    )
     if weight_decay != 0:
         if decoupled:
             p *= decay
@@ -117,8 +128,9 @@ def adagrad_update(p, g, acc, lr, lr_decay, weight_decay, eps, step):
         raise ValueError(f"step must be >= 1, got {step}")
     _check_update(p, g, acc=acc)
     dt = p.dtype
-    clr, wd, eps_ = (np.array(x, dt) for x in (lr / (1.0 + (step - 1) * lr_decay),
-                                               weight_decay, eps))
+    clr, wd, eps_ = (
+        np.array(x, dt) for x in (lr / (1.0 + (step - 1) * lr_decay), weight_decay, eps)
+    )
     if weight_decay != 0:
         g = p * wd + g
     acc += g * g
@@ -139,8 +151,9 @@ def rmsprop_update(p, g, v, grad_avg, buf, lr, alpha, eps, weight_decay, momentu
     """
     _check_update(p, g, v=v, grad_avg=grad_avg, buf=buf)
     dt = p.dtype
-    lr_, alpha_, oma, eps_, wd, mom = (np.array(x, dt) for x in (
-        lr, alpha, 1.0 - alpha, eps, weight_decay, momentum))
+    lr_, alpha_, oma, eps_, wd, mom = (
+        np.array(x, dt) for x in (lr, alpha, 1.0 - alpha, eps, weight_decay, momentum)
+    )
     if weight_decay != 0:
         g = p * wd + g
     v *= alpha_

@@ -10,6 +10,7 @@ recursion), sums the gradients arriving at each output, calls the node's ``backw
 hands the results to the node's inputs.  Leaf tensors (those made by the user) accumulate their
 gradient into ``.grad``.
 """
+
 from __future__ import annotations
 
 import threading
@@ -17,13 +18,23 @@ import weakref
 
 import numpy as np
 
-__all__ = ["Function", "no_grad", "enable_grad", "is_grad_enabled", "set_grad_enabled",
-           "inference_mode", "is_inference_mode_enabled", "backward", "grad"]
+__all__ = [
+    "Function",
+    "no_grad",
+    "enable_grad",
+    "is_grad_enabled",
+    "set_grad_enabled",
+    "inference_mode",
+    "is_inference_mode_enabled",
+    "backward",
+    "grad",
+]
 
 
 class _GradMode(threading.local):
     """Grad mode is per thread, as in PyTorch: ``no_grad`` in one thread leaves the others
     recording.  Each new thread starts with recording on."""
+
     enabled = True
     inference = False
 
@@ -58,6 +69,7 @@ def is_inference_mode_enabled() -> bool:
 
 class set_grad_enabled:
     """Context manager (and decorator) setting grad mode on or off, restoring it on exit."""
+
     _at_once = True  # `set_grad_enabled(False)` also works as a plain call, as in PyTorch
 
     def __init__(self, mode: bool):
@@ -96,6 +108,7 @@ class set_grad_enabled:
 
 class no_grad(set_grad_enabled):
     """``with no_grad():`` records nothing on the tape (also usable as a decorator)."""
+
     _at_once = False  # creating the object changes nothing; entering it does
 
     def __init__(self):
@@ -107,6 +120,7 @@ class no_grad(set_grad_enabled):
 
 class enable_grad(set_grad_enabled):
     """``with enable_grad():`` records again inside a ``no_grad`` block."""
+
     _at_once = False
 
     def __init__(self):
@@ -125,6 +139,7 @@ class inference_mode(set_grad_enabled):
     them.  Unlike PyTorch, such tensors are not marked: using them later in a recorded
     computation treats them as constants instead of raising.  ``enable_grad`` inside it turns
     recording back on (PyTorch ignores it there)."""
+
     _at_once = False
 
     def __init__(self, mode: bool = True):
@@ -206,18 +221,21 @@ class Function:
 
     def backward_graph(self, *grads):
         hint = self.no_double_backward or (
-            "it has no backward_graph (its backward exists only on raw arrays)")
+            "it has no backward_graph (its backward exists only on raw arrays)"
+        )
         raise RuntimeError(
             f"{self.name} cannot be differentiated twice: {hint}. It was reached by a "
-            "backward pass with create_graph=True (a higher-order derivative).")
+            "backward pass with create_graph=True (a higher-order derivative)."
+        )
 
     def input_tensors(self, *arrays):
         """The recorded inputs as Tensors, for ``backward_graph``: each input that was a Tensor
         is returned as such (its history is what a second derivative follows); a constant
         (number, array) is wrapped from the array given at its position (the value forward
         saved)."""
-        return tuple([t if t is not None else _wrap(a, None, 0)
-                      for t, a in zip(self.inputs, arrays)])
+        return tuple(
+            [t if t is not None else _wrap(a, None, 0) for t, a in zip(self.inputs, arrays)]
+        )
 
     def __call__(self, *args):
         # The hot path of every op: keep it free of imports, kwargs and repeated scans.
@@ -276,7 +294,8 @@ class Function:
                 f"inplace operation: [Tensor of shape {t.shape}] (input {i} of {self.name}) is "
                 f"at version {now}; expected version {now - len(later)} instead (last modified "
                 f"by {t._modified_by}). Recompute the forward pass after modifying it, or "
-                "modify it after backward()")
+                "modify it after backward()"
+            )
 
     @property
     def name(self) -> str:
@@ -335,7 +354,8 @@ def _seed_grad(root, grad, create_graph, what="backward()"):
         if root.data.size != 1:
             raise RuntimeError(
                 f"{what} without a gradient needs a scalar (one-element) tensor; got shape "
-                f"{root.data.shape}. Pass the upstream gradient: t.backward(grad)")
+                f"{root.data.shape}. Pass the upstream gradient: t.backward(grad)"
+            )
         g = np.ones_like(root.data)
         return _wrap(g, None, 0) if create_graph else g
     if create_graph and isinstance(grad, _Tensor):
@@ -358,7 +378,8 @@ def backward(root, grad=None, retain_graph=None, create_graph=False):
     if not root.requires_grad:
         raise RuntimeError(
             "backward() called on a tensor that does not require grad and has no creator "
-            "(did you create it under no_grad, or forget requires_grad=True?)")
+            "(did you create it under no_grad, or forget requires_grad=True?)"
+        )
     if retain_graph is None:
         retain_graph = create_graph
     g = _seed_grad(root, grad, create_graph)
@@ -369,8 +390,9 @@ def backward(root, grad=None, retain_graph=None, create_graph=False):
         _store_leaf_grads(leaf_grads)
 
 
-def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=False,
-         allow_unused=False):
+def grad(
+    outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=False, allow_unused=False
+):
     """The gradients of ``outputs`` with respect to ``inputs``, returned (a tuple, one per
     input) instead of accumulated into ``.grad``, as ``torch.autograd.grad``.
 
@@ -388,26 +410,34 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
     if grad_outputs is None:
         grad_outputs = [None] * len(outputs)
     else:
-        grad_outputs = list(grad_outputs) if isinstance(grad_outputs, (list, tuple)) else [grad_outputs]
+        grad_outputs = (
+            list(grad_outputs) if isinstance(grad_outputs, (list, tuple)) else [grad_outputs]
+        )
     if len(grad_outputs) != len(outputs):
-        raise RuntimeError(f"grad_outputs has {len(grad_outputs)} element(s) for "
-                           f"{len(outputs)} output(s); give one per output (None for ones)")
+        raise RuntimeError(
+            f"grad_outputs has {len(grad_outputs)} element(s) for "
+            f"{len(outputs)} output(s); give one per output (None for ones)"
+        )
     for i, t in enumerate(inputs):
         if not t.requires_grad:
-            raise RuntimeError(f"input {i} of grad() does not require grad: only tensors that "
-                               "require grad can be differentiated with respect to")
+            raise RuntimeError(
+                f"input {i} of grad() does not require grad: only tensors that "
+                "require grad can be differentiated with respect to"
+            )
     if retain_graph is None:
         retain_graph = create_graph
     roots, seeds = [], []
     for i, (o, go) in enumerate(zip(outputs, grad_outputs)):
         if not o.requires_grad:
-            raise RuntimeError(f"element {i} of outputs does not require grad and does not "
-                               "have a grad_fn")
+            raise RuntimeError(
+                f"element {i} of outputs does not require grad and does not have a grad_fn"
+            )
         roots.append(o)
         seeds.append(_seed_grad(o, go, create_graph, f"grad() output {i}"))
     captured = {}
-    leaf_grads = _run_backward(roots, seeds, retain_graph, create_graph,
-                               targets=inputs, captured=captured)
+    leaf_grads = _run_backward(
+        roots, seeds, retain_graph, create_graph, targets=inputs, captured=captured
+    )
     result = []
     for i, t in enumerate(inputs):
         g = captured.get((t._ctx, t._idx)) if t._ctx is not None else None
@@ -418,7 +448,8 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
             if not allow_unused:
                 raise RuntimeError(
                     f"input {i} of grad() appears to not have been used in the graph of the "
-                    "outputs. Set allow_unused=True if this is the desired behavior.")
+                    "outputs. Set allow_unused=True if this is the desired behavior."
+                )
             result.append(None)
             continue
         if create_graph:
@@ -434,8 +465,9 @@ def _as_seq(x, what):
     try:
         seq = list(x)
     except TypeError:
-        raise TypeError(f"grad() {what} must be a Tensor or a sequence of Tensors, "
-                        f"got {type(x).__name__}") from None
+        raise TypeError(
+            f"grad() {what} must be a Tensor or a sequence of Tensors, got {type(x).__name__}"
+        ) from None
     if not seq:
         raise RuntimeError(f"grad() needs at least one tensor in {what}")
     for i, t in enumerate(seq):
@@ -473,8 +505,12 @@ def _needed_nodes(roots, targets):
             needed[node] = False  # provisional: a graph is acyclic, so never read before set
             stack.append((node, True))
             for t in node.inputs:
-                if t is not None and t.requires_grad and t._ctx is not None \
-                        and t._ctx not in needed:
+                if (
+                    t is not None
+                    and t.requires_grad
+                    and t._ctx is not None
+                    and t._ctx not in needed
+                ):
                     stack.append((t._ctx, False))
     return needed
 
@@ -541,7 +577,8 @@ def _run_backward(roots, seeds, retain_graph, create_graph, targets=None, captur
                 raise RuntimeError(
                     f"Trying to backward through the graph a second time ({node.name} already "
                     "released its saved arrays). Pass retain_graph=True to the first backward() "
-                    "if you need to backward twice.")
+                    "if you need to backward twice."
+                )
             if node.hooks:
                 for idx, fns in node.hooks.items():
                     for fn in fns:
@@ -564,7 +601,8 @@ def _run_backward(roots, seeds, retain_graph, create_graph, targets=None, captur
                         raise RuntimeError(
                             f"{node.name}.backward returned {len(gins)} gradient(s) for "
                             f"{len(node.inputs)} input(s); return one per input (None where "
-                            "none)")
+                            "none)"
+                        )
                     break
             else:  # no gradient reached this node (or none is needed): pass "nothing" on
                 gins = (None,) * len(node.inputs)
@@ -612,7 +650,9 @@ def _hook_result(res, like, create_graph=False):
         if not isinstance(res, _Tensor):
             res = _wrap(np.asarray(res, dtype=like.dtype), None, 0)
         if res.shape != like.shape:
-            raise ValueError(f"hook returned a gradient of shape {res.shape}, expected {like.shape}")
+            raise ValueError(
+                f"hook returned a gradient of shape {res.shape}, expected {like.shape}"
+            )
         return res if res.dtype == like.dtype else res.astype(like.dtype)
     arr = np.asarray(getattr(res, "data", res))
     if arr.shape != like.shape:
@@ -622,9 +662,11 @@ def _hook_result(res, like, create_graph=False):
 
 def _cast_grad(g, t):
     if g.dtype.kind == "c" and t.data.dtype.kind != "c":  # never drop an imaginary part
-        raise TypeError(f"a complex gradient (dtype {g.dtype}) reached a real tensor of dtype "
-                        f"{t.data.dtype}: complex values entered the graph (a complex array "
-                        "assigned to .data?); minigrad differentiates real tensors only")
+        raise TypeError(
+            f"a complex gradient (dtype {g.dtype}) reached a real tensor of dtype "
+            f"{t.data.dtype}: complex values entered the graph (a complex array "
+            "assigned to .data?); minigrad differentiates real tensors only"
+        )
     return g.astype(t.data.dtype)
 
 
@@ -637,7 +679,8 @@ def _store_leaf_grads(leaf_grads):
     for t, g, owned in leaf_grads.values():
         if g.shape != t.data.shape:
             raise RuntimeError(
-                f"internal error: gradient of shape {g.shape} for a tensor of shape {t.data.shape}")
+                f"internal error: gradient of shape {g.shape} for a tensor of shape {t.data.shape}"
+            )
         if t._hooks:
             for fn in t._hooks:
                 res = fn(_grad_view(g))

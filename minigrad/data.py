@@ -12,14 +12,21 @@ recurrent layers take), and cutting one long token stream for truncated BPTT.
     for x, y in BPTTBatcher(token_ids, batch_size=32, seq_len=64):   # one epoch, in order
         logits, state = model(x, state); ...; state = nn.utils.detach_state(state)
 """
+
 from __future__ import annotations
 
 import numpy as np
 
 from .tensor import Tensor
 
-__all__ = ["Dataset", "TensorDataset", "DataLoader", "default_collate", "pad_collate",
-           "BPTTBatcher"]
+__all__ = [
+    "Dataset",
+    "TensorDataset",
+    "DataLoader",
+    "default_collate",
+    "pad_collate",
+    "BPTTBatcher",
+]
 
 
 class Dataset:
@@ -43,21 +50,26 @@ class TensorDataset(Dataset):
         for i, t in enumerate(tensors):
             a = t.data if isinstance(t, Tensor) else np.asarray(t)
             if a.ndim == 0:
-                raise ValueError(f"TensorDataset: input {i} is a scalar; expected an array with "
-                                 "a first (sample) dimension")
+                raise ValueError(
+                    f"TensorDataset: input {i} is a scalar; expected an array with "
+                    "a first (sample) dimension"
+                )
             arrays.append(a)
         n = arrays[0].shape[0]
         for i, a in enumerate(arrays):
             if a.shape[0] != n:
-                raise ValueError(f"TensorDataset: every input needs the same first dimension; "
-                                 f"input 0 has {n} rows, input {i} has {a.shape[0]}")
+                raise ValueError(
+                    f"TensorDataset: every input needs the same first dimension; "
+                    f"input 0 has {n} rows, input {i} has {a.shape[0]}"
+                )
         self.tensors = tuple(tensors)
         self._arrays = arrays
         self._is_tensor = [isinstance(t, Tensor) for t in tensors]
 
     def __getitem__(self, index):
-        return tuple(Tensor(a[index]) if is_t else a[index]
-                     for a, is_t in zip(self._arrays, self._is_tensor))
+        return tuple(
+            Tensor(a[index]) if is_t else a[index] for a, is_t in zip(self._arrays, self._is_tensor)
+        )
 
     def __len__(self):
         return self._arrays[0].shape[0]
@@ -77,8 +89,9 @@ def default_collate(batch):
         n = len(first)
         for i, b in enumerate(batch):
             if not isinstance(b, (tuple, list)) or len(b) != n:
-                raise ValueError(f"default_collate: sample 0 has {n} fields, sample {i} is "
-                                 f"{b!r:.60}")
+                raise ValueError(
+                    f"default_collate: sample 0 has {n} fields, sample {i} is {b!r:.60}"
+                )
         fields = [default_collate([b[i] for b in batch]) for i in range(n)]
         return tuple(fields) if isinstance(first, tuple) else fields
     return _stack([np.asarray(b) for b in batch], type(first).__name__)
@@ -88,9 +101,11 @@ def _stack(arrays, what):
     shape = arrays[0].shape
     for i, a in enumerate(arrays):
         if a.shape != shape:
-            raise ValueError(f"cannot stack {what} samples of different shapes into a batch: "
-                             f"sample 0 has shape {shape}, sample {i} has {a.shape} (for "
-                             "variable-length sequences use collate_fn=pad_collate)")
+            raise ValueError(
+                f"cannot stack {what} samples of different shapes into a batch: "
+                f"sample 0 has shape {shape}, sample {i} has {a.shape} (for "
+                "variable-length sequences use collate_fn=pad_collate)"
+            )
     return np.stack(arrays)
 
 
@@ -111,26 +126,33 @@ def pad_collate(batch, padding_value=0, batch_first=True):
             seq, rest = sample, ()
         a = seq.data if isinstance(seq, Tensor) else np.asarray(seq)
         if a.ndim < 1:
-            raise ValueError(f"pad_collate: sample {i}'s sequence is a scalar; expected a "
-                             "sequence (T, ...) of at least one step")
+            raise ValueError(
+                f"pad_collate: sample {i}'s sequence is a scalar; expected a "
+                "sequence (T, ...) of at least one step"
+            )
         if a.shape[0] == 0:
-            raise ValueError(f"pad_collate: sample {i}'s sequence has length 0; the recurrent "
-                             "layers need lengths >= 1")
+            raise ValueError(
+                f"pad_collate: sample {i}'s sequence has length 0; the recurrent "
+                "layers need lengths >= 1"
+            )
         seqs.append(a)
         rests.append(rest)
     tail, dtype = seqs[0].shape[1:], seqs[0].dtype
     for i, a in enumerate(seqs):
         if a.shape[1:] != tail:
-            raise ValueError(f"pad_collate: every sequence needs the same feature shape; "
-                             f"sample 0 has {tail}, sample {i} has {a.shape[1:]}")
+            raise ValueError(
+                f"pad_collate: every sequence needs the same feature shape; "
+                f"sample 0 has {tail}, sample {i} has {a.shape[1:]}"
+            )
     lengths = np.array([a.shape[0] for a in seqs], dtype=np.int64)
     out = np.full((len(seqs), int(lengths.max()), *tail), padding_value, dtype=dtype)
     for i, a in enumerate(seqs):
         out[i, : a.shape[0]] = a
     if not batch_first:
         out = np.ascontiguousarray(np.swapaxes(out, 0, 1))
-    if isinstance(batch[0], Tensor) or (isinstance(batch[0], (tuple, list))
-                                        and isinstance(batch[0][0], Tensor)):
+    if isinstance(batch[0], Tensor) or (
+        isinstance(batch[0], (tuple, list)) and isinstance(batch[0][0], Tensor)
+    ):
         out = Tensor(out)
     if not rests[0]:
         return out, lengths
@@ -143,21 +165,34 @@ class DataLoader:
     ``drop_last`` drops a last, smaller batch. ``sampler`` (an iterable of indices, or an object
     with ``__iter__``) replaces the built-in order."""
 
-    def __init__(self, dataset, batch_size=1, shuffle=False, sampler=None, drop_last=False,
-                 collate_fn=None, seed=None, generator=None):
+    def __init__(
+        self,
+        dataset,
+        batch_size=1,
+        shuffle=False,
+        sampler=None,
+        drop_last=False,
+        collate_fn=None,
+        seed=None,
+        generator=None,
+    ):
         if not hasattr(dataset, "__getitem__") or not hasattr(dataset, "__len__"):
-            raise TypeError(f"DataLoader needs a dataset with __getitem__ and __len__, got "
-                            f"{type(dataset).__name__}")
+            raise TypeError(
+                f"DataLoader needs a dataset with __getitem__ and __len__, got "
+                f"{type(dataset).__name__}"
+            )
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
         if sampler is not None and shuffle:
-            raise ValueError("sampler and shuffle=True cannot be combined (the sampler decides "
-                             "the order)")
+            raise ValueError(
+                "sampler and shuffle=True cannot be combined (the sampler decides the order)"
+            )
         if seed is not None and generator is not None:
             raise ValueError("give seed or generator, not both")
         if generator is not None and not isinstance(generator, np.random.Generator):
-            raise TypeError(f"generator must be a numpy.random.Generator, got "
-                            f"{type(generator).__name__}")
+            raise TypeError(
+                f"generator must be a numpy.random.Generator, got {type(generator).__name__}"
+            )
         if collate_fn is not None and not callable(collate_fn):
             raise TypeError(f"collate_fn must be callable, got {type(collate_fn).__name__}")
         self.dataset = dataset
@@ -179,7 +214,7 @@ class DataLoader:
         bs = self.batch_size
         stop = len(idx) - len(idx) % bs if self.drop_last else len(idx)
         for start in range(0, stop, bs):
-            yield self.collate_fn([self.dataset[int(i)] for i in idx[start:start + bs]])
+            yield self.collate_fn([self.dataset[int(i)] for i in idx[start : start + bs]])
 
     def __len__(self):
         n = len(self.sampler) if self.sampler is not None else len(self.dataset)
@@ -209,8 +244,10 @@ class BPTTBatcher:
         row = (len(data) - 1) // batch_size
         need = seq_len if drop_last else 1
         if row < need:
-            raise ValueError(f"a stream of {len(data)} tokens is too short for {batch_size} "
-                             f"rows of at least {need} tokens (+1 for the targets)")
+            raise ValueError(
+                f"a stream of {len(data)} tokens is too short for {batch_size} "
+                f"rows of at least {need} tokens (+1 for the targets)"
+            )
         self.batch_size, self.seq_len, self.drop_last = batch_size, seq_len, bool(drop_last)
         self.row_len = row
         rows = np.arange(batch_size)[:, None] * row
@@ -220,15 +257,14 @@ class BPTTBatcher:
 
     def __len__(self):
         """Chunks in one pass."""
-        return self.row_len // self.seq_len if self.drop_last else -(-self.row_len
-                                                                      // self.seq_len)
+        return self.row_len // self.seq_len if self.drop_last else -(-self.row_len // self.seq_len)
 
     def __iter__(self):
         n = len(self)
         while self.position < n:
             t = self.position * self.seq_len
             self.position += 1
-            yield self._x[:, t:t + self.seq_len], self._y[:, t:t + self.seq_len]
+            yield self._x[:, t : t + self.seq_len], self._y[:, t : t + self.seq_len]
         self.position = 0
 
     def state_dict(self):
@@ -239,6 +275,7 @@ class BPTTBatcher:
         if hasattr(pos, "item"):
             pos = pos.item()
         if isinstance(pos, bool) or not isinstance(pos, int) or not 0 <= pos < len(self):
-            raise ValueError(f"BPTTBatcher state needs a 'position' in [0, {len(self)}), got "
-                             f"{pos!r}")
+            raise ValueError(
+                f"BPTTBatcher state needs a 'position' in [0, {len(self)}), got {pos!r}"
+            )
         self.position = pos

@@ -19,6 +19,7 @@ Costs, for f with n input and m output elements:
                  backward pass through it: about three times the cost of f, where true forward
                  mode would take about two.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -45,7 +46,9 @@ def _as_input(p, what):
     if arr.dtype.kind not in "fiu":
         raise TypeError(f"{what} must be a Tensor, an array or a number, got {type(p).__name__}")
     if arr.dtype.kind != "f":
-        raise TypeError(f"{what} must be floating point to be differentiated, got dtype {arr.dtype}")
+        raise TypeError(
+            f"{what} must be floating point to be differentiated, got dtype {arr.dtype}"
+        )
     return Tensor(arr, requires_grad=True), False
 
 
@@ -59,8 +62,9 @@ def _argnums(argnums, n):
         if not isinstance(a, (int, np.integer)):
             raise TypeError(f"argnums must be ints, got {type(a).__name__}")
         if not -n <= a < n:
-            raise ValueError(f"argnums {a} is out of range for a function called with {n} "
-                             "positional argument(s)")
+            raise ValueError(
+                f"argnums {a} is out of range for a function called with {n} positional argument(s)"
+            )
         out.append(int(a) % n)
     if len(set(out)) != len(out):
         raise ValueError(f"argnums {argnums} repeats an argument")
@@ -71,8 +75,7 @@ def _split_aux(res, has_aux, name):
     if not has_aux:
         return res, None
     if not (isinstance(res, tuple) and len(res) == 2):
-        raise ValueError(f"{name}(has_aux=True) needs the function to return a pair "
-                         "(output, aux)")
+        raise ValueError(f"{name}(has_aux=True) needs the function to return a pair (output, aux)")
     return res
 
 
@@ -87,10 +90,14 @@ def _grads(outputs, inputs, grad_outputs, create_graph):
     live = [o for o in outputs if o.requires_grad]
     if not live:
         return [_zeros_like(t) for t in inputs]
-    gos = None if grad_outputs is None else [g for o, g in zip(outputs, grad_outputs)
-                                              if o.requires_grad]
-    res = autograd.grad(live, inputs, gos, retain_graph=True, create_graph=create_graph,
-                        allow_unused=True)
+    gos = (
+        None
+        if grad_outputs is None
+        else [g for o, g in zip(outputs, grad_outputs) if o.requires_grad]
+    )
+    res = autograd.grad(
+        live, inputs, gos, retain_graph=True, create_graph=create_graph, allow_unused=True
+    )
     return [r if r is not None else _zeros_like(t) for r, t in zip(res, inputs)]
 
 
@@ -102,6 +109,7 @@ def grad_and_value(func, argnums=0, has_aux=False):
     """A function returning ``(gradient, value)`` of the scalar ``func`` with respect to
     argument ``argnums`` (a tuple of them gives a tuple of gradients).  With ``has_aux=True``
     func returns ``(value, aux)`` and the result is ``(gradient, (value, aux))``."""
+
     def wrapper(*args, **kwargs):
         nums, single = _argnums(argnums, len(args))
         args = list(args)
@@ -115,8 +123,10 @@ def grad_and_value(func, argnums=0, has_aux=False):
             out, aux = _split_aux(func(*args, **kwargs), has_aux, "grad")
             out = _out_tensor(out, "grad")
             if out.data.size != 1:
-                raise RuntimeError(f"grad needs a function with a scalar (one-element) output, "
-                                   f"got shape {out.shape}; use jacobian or vjp for others")
+                raise RuntimeError(
+                    f"grad needs a function with a scalar (one-element) output, "
+                    f"got shape {out.shape}; use jacobian or vjp for others"
+                )
             gs = _grads([out], ins, None, nested)
         g = gs[0] if single else tuple(gs)
         value = out if nested else out.detach()
@@ -157,25 +167,31 @@ def vjp(func, *primals, has_aux=False):
         _out_tensor(o, "vjp")
 
     def vjp_fn(*cotangents):
-        cts = cotangents[0] if len(cotangents) == 1 and isinstance(out, (tuple, list)) \
-            else cotangents
+        cts = (
+            cotangents[0] if len(cotangents) == 1 and isinstance(out, (tuple, list)) else cotangents
+        )
         cts = list(cts)
         if len(cts) != len(outs):
-            raise ValueError(f"vjp_fn needs {len(outs)} cotangent(s), one per output; got "
-                             f"{len(cts)}")
+            raise ValueError(
+                f"vjp_fn needs {len(outs)} cotangent(s), one per output; got {len(cts)}"
+            )
         gos = []
         for i, (c, o) in enumerate(zip(cts, outs)):
             c = c if isinstance(c, Tensor) else _wrap(np.asarray(c, dtype=o.data.dtype), None, 0)
             if c.shape != o.shape:
-                raise ValueError(f"vjp_fn: cotangent {i} has shape {c.shape}, output {i} has "
-                                 f"shape {o.shape}")
+                raise ValueError(
+                    f"vjp_fn: cotangent {i} has shape {c.shape}, output {i} has shape {o.shape}"
+                )
             gos.append(c)
         create = nested or any(c.requires_grad for c in gos)
         with enable_grad():
             return tuple(_grads(outs, ins, gos, create))
 
-    shown = out if nested else (tuple(o.detach() for o in outs) if isinstance(out, (tuple, list))
-                                else out.detach())
+    shown = (
+        out
+        if nested
+        else (tuple(o.detach() for o in outs) if isinstance(out, (tuple, list)) else out.detach())
+    )
     return (shown, vjp_fn, aux) if has_aux else (shown, vjp_fn)
 
 
@@ -186,8 +202,10 @@ def jvp(func, primals, tangents, has_aux=False):
     primals = tuple(primals) if isinstance(primals, (tuple, list)) else (primals,)
     tangents = tuple(tangents) if isinstance(tangents, (tuple, list)) else (tangents,)
     if len(primals) != len(tangents):
-        raise ValueError(f"jvp needs one tangent per primal: got {len(primals)} primal(s) and "
-                         f"{len(tangents)} tangent(s)")
+        raise ValueError(
+            f"jvp needs one tangent per primal: got {len(primals)} primal(s) and "
+            f"{len(tangents)} tangent(s)"
+        )
     ins, nested = [], False
     for i, p in enumerate(primals):
         t, n = _as_input(p, f"primal {i}")
@@ -197,8 +215,9 @@ def jvp(func, primals, tangents, has_aux=False):
     for i, (t, x) in enumerate(zip(tangents, ins)):
         t = t if isinstance(t, Tensor) else _wrap(np.asarray(t, dtype=x.data.dtype), None, 0)
         if t.shape != x.shape:
-            raise ValueError(f"jvp: tangent {i} has shape {t.shape}, primal {i} has shape "
-                             f"{x.shape}")
+            raise ValueError(
+                f"jvp: tangent {i} has shape {t.shape}, primal {i} has shape {x.shape}"
+            )
         tans.append(t)
     with enable_grad():
         out, aux = _split_aux(func(*ins), has_aux, "jvp")
@@ -247,8 +266,11 @@ def jacobian(func, argnums=0, has_aux=False):
             m = out.data.size
             pieces = F.unbind(flat) if m and out.requires_grad else ()
             for k in range(m):
-                gs = _grads([pieces[k]] if pieces else [out], ins, None, nested) if pieces \
+                gs = (
+                    _grads([pieces[k]] if pieces else [out], ins, None, nested)
+                    if pieces
                     else [_zeros_like(t) for t in ins]
+                )
                 for r, g in zip(rows, gs):
                     r.append(g)
             jacs = []
@@ -256,8 +278,11 @@ def jacobian(func, argnums=0, has_aux=False):
                 if m == 0:
                     jacs.append(_wrap(np.zeros(out.shape + t.shape, dtype=t.data.dtype), None, 0))
                     continue
-                J = F.stack(r) if any(g.requires_grad for g in r) else \
-                    _wrap(np.stack([g.data for g in r]), None, 0)
+                J = (
+                    F.stack(r)
+                    if any(g.requires_grad for g in r)
+                    else _wrap(np.stack([g.data for g in r]), None, 0)
+                )
                 jacs.append(J.reshape(out.shape + t.shape))
         res = jacs[0] if single else tuple(jacs)
         return (res, aux) if has_aux else res
@@ -275,8 +300,9 @@ def hessian(func, argnums=0):
     def scalar_output(*args, **kwargs):
         out = func(*args, **kwargs)
         if isinstance(out, Tensor) and out.data.size != 1:
-            raise RuntimeError(f"hessian needs a function with a scalar output, got shape "
-                               f"{out.shape}")
+            raise RuntimeError(
+                f"hessian needs a function with a scalar output, got shape {out.shape}"
+            )
         return out.reshape(()) if isinstance(out, Tensor) else out
 
     inner = jacobian(scalar_output, argnums)

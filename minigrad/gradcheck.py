@@ -1,5 +1,6 @@
 """Numerical gradients by central differences: gradcheck() compares them with the tape's first
 derivatives, gradgradcheck() with its second derivatives."""
+
 import numpy as np
 
 from . import autograd
@@ -58,8 +59,10 @@ def gradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, raise_exception=True, 
         raise ValueError("gradcheck: no input requires grad")
     for t in targets:
         if t.dtype != np.float64:
-            raise ValueError(f"gradcheck needs float64 inputs (finite differences in float32 are "
-                             f"too coarse), got {t.dtype}")
+            raise ValueError(
+                f"gradcheck needs float64 inputs (finite differences in float32 are "
+                f"too coarse), got {t.dtype}"
+            )
     rng = np.random.default_rng(seed)
     outs = _outputs(fn, inputs)
     weights = [rng.standard_normal(o.shape) for o in outs]
@@ -87,17 +90,20 @@ def gradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, raise_exception=True, 
         if not np.all(err <= bound) or not np.all(np.isfinite(analytic)):
             idx = tuple(int(i) for i in np.unravel_index(int(np.argmax(err - bound)), t.shape))
             pos = next(i for i, a in enumerate(inputs) if a is t)
-            msg = (f"gradcheck failed for input {pos} "
-                   f"(shape {t.shape}) at index {idx}: analytic {float(analytic[idx])!r}, "
-                   f"numeric {float(numeric[idx])!r} (atol {atol}, rtol {rtol})")
+            msg = (
+                f"gradcheck failed for input {pos} "
+                f"(shape {t.shape}) at index {idx}: analytic {float(analytic[idx])!r}, "
+                f"numeric {float(numeric[idx])!r} (atol {atol}, rtol {rtol})"
+            )
             if raise_exception:
                 raise GradcheckError(msg)
             return False
     return True
 
 
-def gradgradcheck(fn, inputs, grad_outputs=None, eps=1e-6, atol=1e-5, rtol=1e-3,
-                  raise_exception=True, seed=0):
+def gradgradcheck(
+    fn, inputs, grad_outputs=None, eps=1e-6, atol=1e-5, rtol=1e-3, raise_exception=True, seed=0
+):
     """Check the tape's second derivatives of ``fn(*inputs)`` against central differences of
     its first derivatives (PyTorch's gradgradcheck, same default tolerances as gradcheck).
 
@@ -117,29 +123,44 @@ def gradgradcheck(fn, inputs, grad_outputs=None, eps=1e-6, atol=1e-5, rtol=1e-3,
         raise ValueError("gradgradcheck: no output of fn requires grad")
     if grad_outputs is None:
         rng = np.random.default_rng(seed + 1)
-        grad_outputs = [Tensor(rng.standard_normal(o.shape), requires_grad=True, dtype=np.float64)
-                        for o in outs]
+        grad_outputs = [
+            Tensor(rng.standard_normal(o.shape), requires_grad=True, dtype=np.float64) for o in outs
+        ]
     else:
-        grad_outputs = list(grad_outputs) if isinstance(grad_outputs, (list, tuple)) \
-            else [grad_outputs]
+        grad_outputs = (
+            list(grad_outputs) if isinstance(grad_outputs, (list, tuple)) else [grad_outputs]
+        )
         if len(grad_outputs) != len(outs):
-            raise ValueError(f"gradgradcheck: {len(grad_outputs)} grad_outputs for {len(outs)} "
-                             "differentiable output(s)")
-        grad_outputs = [g if isinstance(g, Tensor) else Tensor(g, dtype=np.float64)
-                        for g in grad_outputs]
+            raise ValueError(
+                f"gradgradcheck: {len(grad_outputs)} grad_outputs for {len(outs)} "
+                "differentiable output(s)"
+            )
+        grad_outputs = [
+            g if isinstance(g, Tensor) else Tensor(g, dtype=np.float64) for g in grad_outputs
+        ]
         for g, o in zip(grad_outputs, outs):
             if g.shape != o.shape:
-                raise ValueError(f"gradgradcheck: a grad_output of shape {g.shape} for an output "
-                                 f"of shape {o.shape}")
+                raise ValueError(
+                    f"gradgradcheck: a grad_output of shape {g.shape} for an output "
+                    f"of shape {o.shape}"
+                )
     n = len(inputs)
 
     def first_derivative(*args):
         ins, gos = list(args[:n]), args[n:]
         with enable_grad():  # gradcheck evaluates under no_grad; this function needs the tape
             o = [t for t in _outputs(fn, ins) if t.requires_grad]
-            grads = autograd.grad(o, [ins[i] for i in targets], list(gos), create_graph=True,
-                                  allow_unused=True)
+            grads = autograd.grad(
+                o, [ins[i] for i in targets], list(gos), create_graph=True, allow_unused=True
+            )
         return tuple(g for g in grads if g is not None)
 
-    return gradcheck(first_derivative, inputs + grad_outputs, eps=eps, atol=atol, rtol=rtol,
-                     raise_exception=raise_exception, seed=seed)
+    return gradcheck(
+        first_derivative,
+        inputs + grad_outputs,
+        eps=eps,
+        atol=atol,
+        rtol=rtol,
+        raise_exception=raise_exception,
+        seed=seed,
+    )

@@ -16,6 +16,7 @@ layer (same parameters and state_dict keys) whose ``forward(x, hx=None, lengths=
 what the minigrad layer returns (``lengths`` through ``pack_padded_sequence``).  Plain layers
 become plain torch layers.  torch is imported only inside these functions.
 """
+
 from __future__ import annotations
 
 from collections import OrderedDict
@@ -33,8 +34,10 @@ def _torch():
     try:
         import torch
     except ImportError as e:
-        raise ImportError(f"minigrad.interop needs PyTorch, which is not installed ({e}). "
-                          f"Install it with: {_INSTALL}") from e
+        raise ImportError(
+            f"minigrad.interop needs PyTorch, which is not installed ({e}). "
+            f"Install it with: {_INSTALL}"
+        ) from e
     return torch
 
 
@@ -51,11 +54,11 @@ def _keras_forward(self, x, hx=None, lengths=None):
     T = x.shape[time_axis]
     if lengths is not None:
         ln = torch.as_tensor(np.asarray(lengths), dtype=torch.int64)
-        packed = rnn_utils.pack_padded_sequence(x, ln, batch_first=self.batch_first,
-                                                enforce_sorted=False)
+        packed = rnn_utils.pack_padded_sequence(
+            x, ln, batch_first=self.batch_first, enforce_sorted=False
+        )
         out, state = base.forward(self, packed, hx)
-        out, _ = rnn_utils.pad_packed_sequence(out, batch_first=self.batch_first,
-                                               total_length=T)
+        out, _ = rnn_utils.pad_packed_sequence(out, batch_first=self.batch_first, total_length=T)
     else:
         out, state = base.forward(self, x, hx)
     rs = self.return_sequences
@@ -81,14 +84,18 @@ def _wrapper_class(mode):
         return _WRAPPERS[mode]
     torch = _torch()
     base = getattr(torch.nn, mode)
-    cls = type(f"Torch{mode}", (base,), {
-        "__module__": __name__,
-        "__doc__": f"torch.nn.{mode} with minigrad's return_sequences / return_state / lengths.",
-        "forward": _keras_forward,
-        "extra_repr": _keras_extra_repr,
-        "return_sequences": None,
-        "return_state": False,
-    })
+    cls = type(
+        f"Torch{mode}",
+        (base,),
+        {
+            "__module__": __name__,
+            "__doc__": f"torch.nn.{mode} with minigrad's return_sequences / return_state / lengths.",
+            "forward": _keras_forward,
+            "extra_repr": _keras_extra_repr,
+            "return_sequences": None,
+            "return_state": False,
+        },
+    )
     _WRAPPERS[mode] = cls
     return cls
 
@@ -97,7 +104,7 @@ def __getattr__(name):
     # TorchRNN / TorchLSTM / TorchGRU are made on first use (they subclass torch classes), and
     # made importable here so torch.save of a whole module can find them again.
     if name in ("TorchRNN", "TorchLSTM", "TorchGRU"):
-        return _wrapper_class(name[len("Torch"):])
+        return _wrapper_class(name[len("Torch") :])
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
@@ -116,9 +123,13 @@ def _copy_into_torch(torch, tmod, module):
         state = tmod.state_dict()
         ours = module.state_dict()
         if set(state) != set(ours):
-            raise RuntimeError(f"internal error: parameter names differ: torch {sorted(state)}, "
-                               f"minigrad {sorted(ours)}")
-        tmod.load_state_dict({k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in ours.items()})
+            raise RuntimeError(
+                f"internal error: parameter names differ: torch {sorted(state)}, "
+                f"minigrad {sorted(ours)}"
+            )
+        tmod.load_state_dict(
+            {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in ours.items()}
+        )
     return tmod
 
 
@@ -133,8 +144,17 @@ def _numpy_state(torch, tmod):
 
 
 _SIMPLE = ("Tanh", "Sigmoid", "ReLU", "Identity")
-_SUPPORTED_NAMES = ("Linear", "Embedding", "RNN", "LSTM", "GRU", "LayerNorm", "MultiheadAttention",
-                    "Dropout", "Flatten") + _SIMPLE
+_SUPPORTED_NAMES = (
+    "Linear",
+    "Embedding",
+    "RNN",
+    "LSTM",
+    "GRU",
+    "LayerNorm",
+    "MultiheadAttention",
+    "Dropout",
+    "Flatten",
+) + _SIMPLE
 _SUPPORTED_MG = tuple(getattr(nn, n) for n in _SUPPORTED_NAMES)
 _SUPPORTED_TEXT = ", ".join(_SUPPORTED_NAMES)
 
@@ -149,14 +169,15 @@ def to_torch(module, into=None):
         raise TypeError(f"to_torch expects a minigrad nn.Module, got {type(module).__name__}")
     if into is not None:
         if not isinstance(into, torch.nn.Module):
-            raise TypeError(f"to_torch: into must be a torch.nn.Module, got "
-                            f"{type(into).__name__}")
+            raise TypeError(f"to_torch: into must be a torch.nn.Module, got {type(into).__name__}")
         ours = module.state_dict()
-        _check_same_state("to_torch", ours, {k: v.detach().cpu().numpy()
-                                             for k, v in into.state_dict().items()})
+        _check_same_state(
+            "to_torch", ours, {k: v.detach().cpu().numpy() for k, v in into.state_dict().items()}
+        )
         with torch.no_grad():
-            into.load_state_dict({k: torch.from_numpy(np.ascontiguousarray(v))
-                                  for k, v in ours.items()})
+            into.load_state_dict(
+                {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in ours.items()}
+            )
         into.train(module.training)
         return into
     tmod = _to_torch(torch, module)
@@ -179,21 +200,32 @@ def _check_same_state(who, src, dst):
             if a.shape != b.shape or a.dtype != b.dtype:
                 problems.append(f"{k!r}: source {a.shape} {a.dtype}, target {b.shape} {b.dtype}")
     if problems:
-        raise ValueError(f"{who}: the two modules' state_dicts differ; nothing was copied:\n  "
-                         + "\n  ".join(problems))
+        raise ValueError(
+            f"{who}: the two modules' state_dicts differ; nothing was copied:\n  "
+            + "\n  ".join(problems)
+        )
 
 
 def _torch_tree_class(torch):
     cls = _WRAPPERS.get("tree")
     if cls is None:
+
         def forward(self, *args, **kwargs):
             raise NotImplementedError(
                 f"{self.source_class} was converted as a container of its layers (same "
                 "state_dict names), but its forward cannot be translated; write the torch "
-                "class and pass an instance as to_torch(model, into=...)")
-        cls = type("TorchModuleTree", (torch.nn.Module,), {
-            "__module__": __name__, "forward": forward,
-            "__doc__": "A torch container with the child layers of a converted minigrad model."})
+                "class and pass an instance as to_torch(model, into=...)"
+            )
+
+        cls = type(
+            "TorchModuleTree",
+            (torch.nn.Module,),
+            {
+                "__module__": __name__,
+                "forward": forward,
+                "__doc__": "A torch container with the child layers of a converted minigrad model.",
+            },
+        )
         _WRAPPERS["tree"] = cls
     return cls
 
@@ -201,8 +233,9 @@ def _torch_tree_class(torch):
 def _to_torch(torch, m):
     tn = torch.nn
     if isinstance(m, nn.Sequential):
-        return tn.Sequential(OrderedDict((name, _to_torch(torch, c))
-                                         for name, c in m._modules.items()))
+        return tn.Sequential(
+            OrderedDict((name, _to_torch(torch, c)) for name, c in m._modules.items())
+        )
     if type(m) not in _SUPPORTED_MG and m._modules and not m._parameters:
         tree = _torch_tree_class(torch)()
         tree.source_class = type(m).__name__
@@ -221,8 +254,14 @@ def _to_torch(torch, m):
         cls = getattr(tn, mode)
         if m.return_sequences is not None or m.return_state:
             cls = _wrapper_class(mode)
-        args = dict(num_layers=m.num_layers, bias=m.bias, batch_first=m.batch_first,
-                    dropout=m.dropout, bidirectional=m.bidirectional, **kw)
+        args = dict(
+            num_layers=m.num_layers,
+            bias=m.bias,
+            batch_first=m.batch_first,
+            dropout=m.dropout,
+            bidirectional=m.bidirectional,
+            **kw,
+        )
         if mode == "RNN":
             args["nonlinearity"] = m.nonlinearity
         t = cls(m.input_size, m.hidden_size, **args)
@@ -230,14 +269,26 @@ def _to_torch(torch, m):
             t.return_sequences = m.return_sequences
             t.return_state = m.return_state
     elif isinstance(m, nn.LayerNorm):
-        t = tn.LayerNorm(m.normalized_shape, eps=m.eps, elementwise_affine=m.elementwise_affine,
-                         bias=m.bias is not None, **kw)
+        t = tn.LayerNorm(
+            m.normalized_shape,
+            eps=m.eps,
+            elementwise_affine=m.elementwise_affine,
+            bias=m.bias is not None,
+            **kw,
+        )
     elif isinstance(m, nn.MultiheadAttention):
-        t = tn.MultiheadAttention(m.embed_dim, m.num_heads, dropout=m.dropout,
-                                  bias=m.in_proj_bias is not None,
-                                  add_bias_kv=m.bias_k is not None,
-                                  add_zero_attn=m.add_zero_attn, kdim=m.kdim, vdim=m.vdim,
-                                  batch_first=m.batch_first, **kw)
+        t = tn.MultiheadAttention(
+            m.embed_dim,
+            m.num_heads,
+            dropout=m.dropout,
+            bias=m.in_proj_bias is not None,
+            add_bias_kv=m.bias_k is not None,
+            add_zero_attn=m.add_zero_attn,
+            kdim=m.kdim,
+            vdim=m.vdim,
+            batch_first=m.batch_first,
+            **kw,
+        )
     elif isinstance(m, nn.Dropout):
         return tn.Dropout(m.p)
     elif isinstance(m, nn.Flatten):
@@ -245,8 +296,10 @@ def _to_torch(torch, m):
     elif type(m).__name__ in _SIMPLE and type(m) is getattr(nn, type(m).__name__):
         return getattr(tn, type(m).__name__)()
     else:
-        raise TypeError(f"to_torch does not support {type(m).__name__}; supported: "
-                        f"{_SUPPORTED_TEXT}, and any tree of modules made of those")
+        raise TypeError(
+            f"to_torch does not support {type(m).__name__}; supported: "
+            f"{_SUPPORTED_TEXT}, and any tree of modules made of those"
+        )
     return _copy_into_torch(torch, t, m)
 
 
@@ -260,8 +313,9 @@ def from_torch(torch_module, into=None):
         raise TypeError(f"from_torch expects a torch.nn.Module, got {type(torch_module).__name__}")
     if into is not None:
         if not isinstance(into, nn.Module):
-            raise TypeError(f"from_torch: into must be a minigrad nn.Module, got "
-                            f"{type(into).__name__}")
+            raise TypeError(
+                f"from_torch: into must be a minigrad nn.Module, got {type(into).__name__}"
+            )
         theirs = _numpy_state(torch, torch_module)
         _check_same_state("from_torch", theirs, into.state_dict())
         into.load_state_dict(theirs)
@@ -283,16 +337,21 @@ class ModuleTree(nn.Module):
         raise NotImplementedError(
             f"{self.source_class} was converted as a container of its layers (same state_dict "
             "names), but its forward cannot be translated; write the minigrad class and pass "
-            "an instance as from_torch(torch_model, into=...)")
+            "an instance as from_torch(torch_model, into=...)"
+        )
 
 
 def _from_torch(torch, t):
     tn = torch.nn
     if isinstance(t, tn.Sequential):
-        return nn.Sequential(OrderedDict((name, _from_torch(torch, c))
-                                         for name, c in t._modules.items()))
-    if not isinstance(t, _supported_torch(torch)) and t._modules \
-            and not list(t.named_parameters(recurse=False)):
+        return nn.Sequential(
+            OrderedDict((name, _from_torch(torch, c)) for name, c in t._modules.items())
+        )
+    if (
+        not isinstance(t, _supported_torch(torch))
+        and t._modules
+        and not list(t.named_parameters(recurse=False))
+    ):
         tree = ModuleTree(type(t).__name__)
         for name, child in t._modules.items():
             if child is not None:
@@ -303,12 +362,20 @@ def _from_torch(torch, t):
     if isinstance(t, (tn.RNN, tn.LSTM, tn.GRU)):
         mode = "RNN" if isinstance(t, tn.RNN) else ("LSTM" if isinstance(t, tn.LSTM) else "GRU")
         if getattr(t, "proj_size", 0):
-            raise ValueError(f"from_torch: LSTM with proj_size={t.proj_size} is not supported "
-                             "(minigrad's LSTM has no projection)")
-        kw = dict(num_layers=t.num_layers, bias=t.bias, batch_first=t.batch_first,
-                  dropout=float(t.dropout), bidirectional=t.bidirectional,
-                  return_sequences=getattr(t, "return_sequences", None),
-                  return_state=bool(getattr(t, "return_state", False)), dtype=dt)
+            raise ValueError(
+                f"from_torch: LSTM with proj_size={t.proj_size} is not supported "
+                "(minigrad's LSTM has no projection)"
+            )
+        kw = dict(
+            num_layers=t.num_layers,
+            bias=t.bias,
+            batch_first=t.batch_first,
+            dropout=float(t.dropout),
+            bidirectional=t.bidirectional,
+            return_sequences=getattr(t, "return_sequences", None),
+            return_state=bool(getattr(t, "return_state", False)),
+            dtype=dt,
+        )
         if mode == "RNN":
             kw["nonlinearity"] = t.nonlinearity
         m = getattr(nn, mode)(t.input_size, t.hidden_size, **kw)
@@ -316,18 +383,32 @@ def _from_torch(torch, t):
         m = nn.Linear(t.in_features, t.out_features, bias=t.bias is not None, dtype=dt)
     elif isinstance(t, tn.Embedding):
         if t.max_norm is not None or t.scale_grad_by_freq:
-            raise ValueError("from_torch: Embedding with max_norm or scale_grad_by_freq is not "
-                             "supported (minigrad's Embedding is a plain lookup)")
+            raise ValueError(
+                "from_torch: Embedding with max_norm or scale_grad_by_freq is not "
+                "supported (minigrad's Embedding is a plain lookup)"
+            )
         m = nn.Embedding(t.num_embeddings, t.embedding_dim, padding_idx=t.padding_idx, dtype=dt)
     elif isinstance(t, tn.LayerNorm):
-        m = nn.LayerNorm(t.normalized_shape, eps=t.eps, elementwise_affine=t.elementwise_affine,
-                         bias=getattr(t, "bias", None) is not None, dtype=dt)
+        m = nn.LayerNorm(
+            t.normalized_shape,
+            eps=t.eps,
+            elementwise_affine=t.elementwise_affine,
+            bias=getattr(t, "bias", None) is not None,
+            dtype=dt,
+        )
     elif isinstance(t, tn.MultiheadAttention):
-        m = nn.MultiheadAttention(t.embed_dim, t.num_heads, dropout=t.dropout,
-                                  bias=t.in_proj_bias is not None,
-                                  add_bias_kv=t.bias_k is not None,
-                                  add_zero_attn=t.add_zero_attn, kdim=t.kdim, vdim=t.vdim,
-                                  batch_first=t.batch_first, dtype=dt)
+        m = nn.MultiheadAttention(
+            t.embed_dim,
+            t.num_heads,
+            dropout=t.dropout,
+            bias=t.in_proj_bias is not None,
+            add_bias_kv=t.bias_k is not None,
+            add_zero_attn=t.add_zero_attn,
+            kdim=t.kdim,
+            vdim=t.vdim,
+            batch_first=t.batch_first,
+            dtype=dt,
+        )
     elif isinstance(t, tn.Dropout):
         return nn.Dropout(t.p)
     elif isinstance(t, tn.Flatten):
@@ -335,8 +416,10 @@ def _from_torch(torch, t):
     elif type(t) in tuple(getattr(tn, n) for n in _SIMPLE):
         return getattr(nn, type(t).__name__)()
     else:
-        raise TypeError(f"from_torch does not support {type(t).__name__}; supported: "
-                        f"{_SUPPORTED_TEXT}, and any tree of modules made of those")
+        raise TypeError(
+            f"from_torch does not support {type(t).__name__}; supported: "
+            f"{_SUPPORTED_TEXT}, and any tree of modules made of those"
+        )
     m.load_state_dict(state)
     return m
 

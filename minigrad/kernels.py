@@ -13,6 +13,7 @@ compiled kernels are used when they were built, else the twins (with one warning
 build them). `backend()` tells which is in use. Callers look kernels up as attributes
 (`kernels.lstm_cell_forward`), so a switch rebinds everything.
 """
+
 import importlib
 import os
 import warnings
@@ -36,12 +37,28 @@ from ._ops_ref import (
 from ._optim_ops_ref import adagrad_update, adam_update, rmsprop_update, sgd_update
 
 __all__ = [
-    "BACKENDS", "NAMES", "backend", "set_backend",
-    "linear_forward", "linear_backward",
-    "rnn_cell_forward", "rnn_cell_backward", "rnn_sequence_forward", "rnn_sequence_backward",
-    "lstm_cell_forward", "lstm_cell_backward", "lstm_sequence_forward", "lstm_sequence_backward",
-    "gru_cell_forward", "gru_cell_backward", "gru_sequence_forward", "gru_sequence_backward",
-    "sgd_update", "adam_update", "adagrad_update", "rmsprop_update",
+    "BACKENDS",
+    "NAMES",
+    "backend",
+    "set_backend",
+    "linear_forward",
+    "linear_backward",
+    "rnn_cell_forward",
+    "rnn_cell_backward",
+    "rnn_sequence_forward",
+    "rnn_sequence_backward",
+    "lstm_cell_forward",
+    "lstm_cell_backward",
+    "lstm_sequence_forward",
+    "lstm_sequence_backward",
+    "gru_cell_forward",
+    "gru_cell_backward",
+    "gru_sequence_forward",
+    "gru_sequence_backward",
+    "sgd_update",
+    "adam_update",
+    "adagrad_update",
+    "rmsprop_update",
 ]
 
 BACKENDS = ("cython", "numpy")
@@ -54,8 +71,10 @@ _TWINS = (_gemm_ref, _ops_ref, _optim_ops_ref)
 # every kernel name: each twin's list is the contract its compiled module exports too
 NAMES = tuple(name for twin in _TWINS for name in twin.__all__)
 
-_BUILD_HINT = ("Build them with `pip install .` (or `python setup.py build_ext --inplace` in a "
-               "source checkout)")
+_BUILD_HINT = (
+    "Build them with `pip install .` (or `python setup.py build_ext --inplace` in a "
+    "source checkout)"
+)
 _backend = None
 
 
@@ -101,7 +120,9 @@ def _choose():
             f"minigrad: the compiled kernels are not built ({e.__cause__}); running on the NumPy "
             f"twins, which are slower. {_BUILD_HINT}. Set MINIGRAD_BACKEND=numpy to choose the "
             "twins without this warning.",
-            RuntimeWarning, stacklevel=3)
+            RuntimeWarning,
+            stacklevel=3,
+        )
         set_backend("numpy")
 
 

@@ -5,6 +5,7 @@ reproducible stream (threads draw from the shared one in whatever order they hap
 wraps its work in ``with use_generator(np.random.default_rng(s)):``, which that thread's
 initializers and dropout then use instead; other threads are not affected.
 """
+
 import threading
 
 import numpy as np
@@ -34,8 +35,10 @@ class use_generator:
 
     def __init__(self, generator):
         if not isinstance(generator, np.random.Generator):
-            raise TypeError(f"use_generator needs a numpy Generator (np.random.default_rng(seed)), "
-                            f"got {type(generator).__name__}")
+            raise TypeError(
+                f"use_generator needs a numpy Generator (np.random.default_rng(seed)), "
+                f"got {type(generator).__name__}"
+            )
         self.generator = generator
 
     def __enter__(self):
@@ -58,15 +61,21 @@ def multinomial(input, num_samples, replacement=False, generator=None):
 
     w = np.asarray(getattr(input, "data", input))
     if w.dtype.kind not in "fiu" or w.ndim not in (1, 2):
-        raise ValueError(f"multinomial expects 1-D or 2-D numeric weights, got {w.dtype} of "
-                         f"shape {w.shape}")
-    if isinstance(num_samples, bool) or not isinstance(num_samples, (int, np.integer)) \
-            or num_samples < 1:
-        raise ValueError(f"multinomial: num_samples must be a positive integer, got "
-                         f"{num_samples!r}")
+        raise ValueError(
+            f"multinomial expects 1-D or 2-D numeric weights, got {w.dtype} of shape {w.shape}"
+        )
+    if (
+        isinstance(num_samples, bool)
+        or not isinstance(num_samples, (int, np.integer))
+        or num_samples < 1
+    ):
+        raise ValueError(
+            f"multinomial: num_samples must be a positive integer, got {num_samples!r}"
+        )
     if generator is not None and not isinstance(generator, np.random.Generator):
-        raise TypeError(f"multinomial: generator must be a numpy Generator, got "
-                        f"{type(generator).__name__}")
+        raise TypeError(
+            f"multinomial: generator must be a numpy Generator, got {type(generator).__name__}"
+        )
     rows = np.atleast_2d(w).astype(np.float64)
     if not np.all(np.isfinite(rows)) or np.any(rows < 0):
         raise ValueError("multinomial: weights must be finite and non-negative")
@@ -74,9 +83,15 @@ def multinomial(input, num_samples, replacement=False, generator=None):
     if np.any(sums <= 0):
         raise ValueError("multinomial: every row needs a positive total weight")
     if not replacement and num_samples > int((rows > 0).sum(axis=1).min()):
-        raise ValueError(f"multinomial: cannot draw {num_samples} samples without replacement "
-                         f"from a row with {int((rows > 0).sum(axis=1).min())} non-zero weights")
+        raise ValueError(
+            f"multinomial: cannot draw {num_samples} samples without replacement "
+            f"from a row with {int((rows > 0).sum(axis=1).min())} non-zero weights"
+        )
     rng = generator if generator is not None else default_rng()
-    out = np.stack([rng.choice(rows.shape[1], size=int(num_samples), replace=bool(replacement),
-                               p=r / s) for r, s in zip(rows, sums)]).astype(np.int64)
+    out = np.stack(
+        [
+            rng.choice(rows.shape[1], size=int(num_samples), replace=bool(replacement), p=r / s)
+            for r, s in zip(rows, sums)
+        ]
+    ).astype(np.int64)
     return Tensor(out[0] if w.ndim == 1 else out)

@@ -13,6 +13,7 @@ whatever the keys. The keys themselves are kept exactly in the manifest, one ext
 or int keys), lists, tuples, None, bool, int, float, str, numpy scalars, ndarrays and Tensors.
 ``load`` rebuilds the structure from it, with the same types, dtypes and key types.
 """
+
 from __future__ import annotations
 
 import json
@@ -42,8 +43,9 @@ def _fspath(path, what):
     try:
         return os.fsdecode(os.fspath(path))
     except TypeError:
-        raise TypeError(f"{what}() needs a path (str or os.PathLike), got "
-                        f"{type(path).__name__}") from None
+        raise TypeError(
+            f"{what}() needs a path (str or os.PathLike), got {type(path).__name__}"
+        ) from None
 
 
 # ----- save ------------------------------------------------------------------------------
@@ -67,8 +69,10 @@ class _Encoder:
 
         where = SEP.join(str(k) for k in path) or "<root>"
         if len(path) > MAX_DEPTH:
-            raise ValueError(f"cannot save a structure nested more than {MAX_DEPTH} levels deep "
-                             f"(at {where[:200]!r}...)")
+            raise ValueError(
+                f"cannot save a structure nested more than {MAX_DEPTH} levels deep "
+                f"(at {where[:200]!r}...)"
+            )
         if obj is None:
             return {"t": "none"}
         if isinstance(obj, np.generic):  # before float: np.float64 is a float subclass
@@ -94,10 +98,13 @@ class _Encoder:
                 if isinstance(obj, dict):
                     items = []
                     for k, v in obj.items():
-                        if isinstance(k, (bool, np.bool_)) or not isinstance(k, (str, int,
-                                                                                   np.integer)):
-                            raise TypeError(f"dict keys must be str or int to be saved, got "
-                                            f"{k!r} ({type(k).__name__}) at {where!r}")
+                        if isinstance(k, (bool, np.bool_)) or not isinstance(
+                            k, (str, int, np.integer)
+                        ):
+                            raise TypeError(
+                                f"dict keys must be str or int to be saved, got "
+                                f"{k!r} ({type(k).__name__}) at {where!r}"
+                            )
                         k = k if isinstance(k, str) else int(k)
                         items.append([k, self.encode(v, path + [k])])
                     return {"t": "dict", "items": items}
@@ -105,23 +112,27 @@ class _Encoder:
                 return {"t": kind, "items": [self.encode(v, path + [i]) for i, v in enumerate(obj)]}
             finally:
                 self.active.discard(id(obj))
-        raise TypeError(f"cannot save an object of type {type(obj).__name__} at {where!r}; "
-                        "supported: dict, list, tuple, ndarray, Tensor, numpy scalars, int, "
-                        "float, bool, str, None")
+        raise TypeError(
+            f"cannot save an object of type {type(obj).__name__} at {where!r}; "
+            "supported: dict, list, tuple, ndarray, Tensor, numpy scalars, int, "
+            "float, bool, str, None"
+        )
 
     def add_array(self, arr, path, where):
         if arr.dtype.hasobject:
-            raise TypeError(f"cannot save an object array (dtype {arr.dtype}) at {where!r} "
-                            "without pickling")
+            raise TypeError(
+                f"cannot save an object array (dtype {arr.dtype}) at {where!r} without pickling"
+            )
         name = self.name_for(path)
         self.arrays[name] = arr
         return name
 
 
 def _escape(key):
-    return "".join(c if c in _SAFE else "".join(f"%{b:02X}" for b in
-                                                 c.encode("utf-8", "surrogatepass"))
-                   for c in key)
+    return "".join(
+        c if c in _SAFE else "".join(f"%{b:02X}" for b in c.encode("utf-8", "surrogatepass"))
+        for c in key
+    )
 
 
 def save(obj, path):
@@ -136,8 +147,9 @@ def save(obj, path):
     path = _fspath(path, "save")
     enc = _Encoder()
     tree = enc.encode(obj, [])
-    manifest = json.dumps({"format": FORMAT, "version": VERSION, "tree": tree},
-                          ensure_ascii=True, allow_nan=False)
+    manifest = json.dumps(
+        {"format": FORMAT, "version": VERSION, "tree": tree}, ensure_ascii=True, allow_nan=False
+    )
     arrays = dict(enc.arrays)
     arrays[MANIFEST_KEY] = np.frombuffer(manifest.encode("ascii"), dtype=np.uint8)
     folder, base = os.path.split(os.path.abspath(path))
@@ -194,11 +206,15 @@ class _Decoder:
             if t in _ARRAYS:
                 key = node.get("key")
                 if not isinstance(key, str) or key not in self.names or key == MANIFEST_KEY:
-                    self.fail(f"the manifest references array {key!r}, which is missing from "
-                              "the archive (damaged or edited file)")
+                    self.fail(
+                        f"the manifest references array {key!r}, which is missing from "
+                        "the archive (damaged or edited file)"
+                    )
                 if key in self.unread:
-                    self.fail(f"the manifest references array {key!r} more than once (save "
-                              "never writes that; the file was edited)")
+                    self.fail(
+                        f"the manifest references array {key!r} more than once (save "
+                        "never writes that; the file was edited)"
+                    )
                 self.unread.add(key)
                 total += self.declared_bytes(key)
             elif t in ("list", "tuple", "dict") and isinstance(node.get("items"), list):
@@ -207,8 +223,10 @@ class _Decoder:
                         item = item[1] if isinstance(item, list) and len(item) == 2 else None
                     stack.append((item, depth + 1))
         if max_bytes is not None and total > max_bytes:
-            self.fail(f"its arrays declare {total} bytes, more than max_bytes={max_bytes}; "
-                      "pass a larger max_bytes (or None) to load a file this large")
+            self.fail(
+                f"its arrays declare {total} bytes, more than max_bytes={max_bytes}; "
+                "pass a larger max_bytes (or None) to load a file this large"
+            )
 
     def declared_bytes(self, key):
         """Bytes the .npy header of a member declares, read without reading its data."""
@@ -224,20 +242,24 @@ class _Decoder:
         except CheckpointError:
             raise
         except Exception as e:
-            raise CheckpointError(f"{self.path!r}: cannot read the header of array {key!r} "
-                                  f"({type(e).__name__}: {e})") from e
+            raise CheckpointError(
+                f"{self.path!r}: cannot read the header of array {key!r} ({type(e).__name__}: {e})"
+            ) from e
         return math.prod(shape) * dtype.itemsize
 
     def read(self, key):
         if key not in self.unread:
-            self.fail(f"the manifest references array {key!r} more than once (save never "
-                      "writes that; the file was edited)")
+            self.fail(
+                f"the manifest references array {key!r} more than once (save never "
+                "writes that; the file was edited)"
+            )
         self.unread.discard(key)
         try:
             return self.z[key]
         except Exception as e:  # zlib/zip/format errors from a damaged member
-            raise CheckpointError(f"{self.path!r}: cannot read array {key!r} "
-                             f"({type(e).__name__}: {e})") from e
+            raise CheckpointError(
+                f"{self.path!r}: cannot read array {key!r} ({type(e).__name__}: {e})"
+            ) from e
 
     def decode(self, node, where="<root>"):
         if not isinstance(node, dict) or "t" not in node:
@@ -263,17 +285,26 @@ class _Decoder:
                 return arr[()]
             if t == "tensor":
                 from .tensor import Tensor
-                return Tensor(self.read(node["key"]),
-                              requires_grad=_typed(node.get("requires_grad", False), bool))
+
+                return Tensor(
+                    self.read(node["key"]),
+                    requires_grad=_typed(node.get("requires_grad", False), bool),
+                )
             if t in ("list", "tuple"):
-                items = [self.decode(v, f"{where}{SEP}{i}")
-                         for i, v in enumerate(_typed(node["items"], list))]
+                items = [
+                    self.decode(v, f"{where}{SEP}{i}")
+                    for i, v in enumerate(_typed(node["items"], list))
+                ]
                 return tuple(items) if t == "tuple" else items
             if t == "dict":
                 out = {}
                 for item in _typed(node["items"], list):
-                    if not isinstance(item, list) or len(item) != 2 \
-                            or isinstance(item[0], bool) or not isinstance(item[0], (str, int)):
+                    if (
+                        not isinstance(item, list)
+                        or len(item) != 2
+                        or isinstance(item[0], bool)
+                        or not isinstance(item[0], (str, int))
+                    ):
                         self.fail(f"malformed dict item in the manifest at {where!r}")
                     out[item[0]] = self.decode(item[1], f"{where}{SEP}{item[0]}")
                 return out
@@ -304,29 +335,37 @@ def load(path, max_bytes=DEFAULT_MAX_BYTES):
     refused too.
     """
     path = _fspath(path, "load")
-    if max_bytes is not None and (isinstance(max_bytes, bool) or not isinstance(
-            max_bytes, (int, np.integer)) or max_bytes < 0):
+    if max_bytes is not None and (
+        isinstance(max_bytes, bool) or not isinstance(max_bytes, (int, np.integer)) or max_bytes < 0
+    ):
         raise ValueError(f"max_bytes must be a non-negative int or None, got {max_bytes!r}")
     if not os.path.exists(path):
         raise FileNotFoundError(f"no such checkpoint file: {path!r}")
     if not zipfile.is_zipfile(path):
-        raise ValueError(f"{path!r} is not a minigrad checkpoint: not a zip (.npz) archive "
-                         f"(the file is truncated or in another format; {os.path.getsize(path)} "
-                         "bytes)")
+        raise ValueError(
+            f"{path!r} is not a minigrad checkpoint: not a zip (.npz) archive "
+            f"(the file is truncated or in another format; {os.path.getsize(path)} "
+            "bytes)"
+        )
     try:
         archive = np.load(path, allow_pickle=False)
     except Exception as e:
-        raise ValueError(f"{path!r}: cannot open as an .npz archive "
-                         f"({type(e).__name__}: {e})") from e
+        raise ValueError(
+            f"{path!r}: cannot open as an .npz archive ({type(e).__name__}: {e})"
+        ) from e
     if not isinstance(archive, np.lib.npyio.NpzFile):
-        raise ValueError(f"{path!r} is not a minigrad checkpoint (np.load read it as "
-                         f"{type(archive).__name__}, not an .npz archive)")
+        raise ValueError(
+            f"{path!r} is not a minigrad checkpoint (np.load read it as "
+            f"{type(archive).__name__}, not an .npz archive)"
+        )
     with archive:
         if MANIFEST_KEY not in archive.files:
             shown = ", ".join(sorted(archive.files)[:5]) or "none"
-            raise ValueError(f"{path!r} is an .npz archive but not a minigrad checkpoint: it has "
-                             f"no {MANIFEST_KEY!r} entry (arrays: {shown}); open plain .npz "
-                             "files with np.load")
+            raise ValueError(
+                f"{path!r} is an .npz archive but not a minigrad checkpoint: it has "
+                f"no {MANIFEST_KEY!r} entry (arrays: {shown}); open plain .npz "
+                "files with np.load"
+            )
         dec = _Decoder(archive, path)
         raw = _read_manifest(archive, path)
         dec.survey(raw["tree"], max_bytes)
@@ -339,19 +378,24 @@ def _read_manifest(archive, path):
     except Exception as e:
         raise ValueError(f"{path!r}: cannot read the manifest ({type(e).__name__}: {e})") from e
     if raw.dtype != np.uint8 or raw.ndim != 1:
-        raise ValueError(f"{path!r}: the manifest must be a 1-d uint8 array, got dtype "
-                         f"{raw.dtype} and shape {raw.shape}")
+        raise ValueError(
+            f"{path!r}: the manifest must be a 1-d uint8 array, got dtype "
+            f"{raw.dtype} and shape {raw.shape}"
+        )
     try:
         manifest = json.loads(raw.tobytes().decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise ValueError(f"{path!r}: the manifest is not valid UTF-8 JSON ({e})") from e
     except RecursionError:
-        raise CheckpointError(f"{path!r}: the manifest is nested too deeply to read (at most "
-                              f"{MAX_DEPTH} levels)") from None
+        raise CheckpointError(
+            f"{path!r}: the manifest is nested too deeply to read (at most {MAX_DEPTH} levels)"
+        ) from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT or "tree" not in manifest:
         raise ValueError(f"{path!r}: the manifest is not a {FORMAT!r} manifest")
     version = manifest.get("version")
     if not isinstance(version, int) or version > VERSION:
-        raise ValueError(f"{path!r}: manifest version {version!r} is newer than this minigrad "
-                         f"reads (up to {VERSION})")
+        raise ValueError(
+            f"{path!r}: manifest version {version!r} is newer than this minigrad "
+            f"reads (up to {VERSION})"
+        )
     return manifest

@@ -1,4 +1,5 @@
 """Tensor: an ndarray, its gradient, and the tape node that made it."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -37,8 +38,19 @@ class Tensor:
     are recorded, and ``_ctx`` the Function that made it (None for a leaf).
     """
 
-    __slots__ = ("_data", "grad", "requires_grad", "_ctx", "_idx", "_hooks", "_version",
-                 "_modified_by", "_modified_at", "_grad_graph", "__weakref__")
+    __slots__ = (
+        "_data",
+        "grad",
+        "requires_grad",
+        "_ctx",
+        "_idx",
+        "_hooks",
+        "_version",
+        "_modified_by",
+        "_modified_at",
+        "_grad_graph",
+        "__weakref__",
+    )
     __array_ufunc__ = None  # `ndarray + Tensor` defers to Tensor.__radd__
 
     def __init__(self, data, requires_grad=False, dtype=None):
@@ -84,8 +96,9 @@ class Tensor:
         if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)):
             raise TypeError(f"size() dim must be an int, got {type(dim).__name__}")
         if not -len(shape) <= dim < len(shape):
-            raise IndexError(f"size(): dim {dim} is out of range for a tensor with "
-                             f"{len(shape)} dimensions")
+            raise IndexError(
+                f"size(): dim {dim} is out of range for a tensor with {len(shape)} dimensions"
+            )
         return shape[dim]
 
     def numel(self):
@@ -154,7 +167,8 @@ class Tensor:
     def requires_grad_(self, flag=True):
         if flag and self.data.dtype.kind != "f":
             raise TypeError(
-                f"only floating point tensors can require gradients, got dtype {self.data.dtype}")
+                f"only floating point tensors can require gradients, got dtype {self.data.dtype}"
+            )
         if not flag and self._ctx is not None:
             raise RuntimeError("requires_grad can only be turned off on leaf tensors; use detach()")
         self.requires_grad = bool(flag)
@@ -172,10 +186,14 @@ class Tensor:
             if gradient is not None:
                 raise TypeError("backward() got both gradient and grad; pass one")
             gradient = grad
-        if gradient is not None and np.asarray(getattr(gradient, "data", gradient)).dtype.kind \
-                not in "fiub":
-            raise TypeError(f"backward() gradient must be real (float), got dtype "
-                            f"{np.asarray(getattr(gradient, 'data', gradient)).dtype}")
+        if (
+            gradient is not None
+            and np.asarray(getattr(gradient, "data", gradient)).dtype.kind not in "fiub"
+        ):
+            raise TypeError(
+                f"backward() gradient must be real (float), got dtype "
+                f"{np.asarray(getattr(gradient, 'data', gradient)).dtype}"
+            )
         autograd.backward(self, gradient, retain_graph, create_graph)
 
     @property
@@ -218,20 +236,26 @@ class Tensor:
             raise RuntimeError(
                 f"{name}: in-place operations on a tensor with history (made by "
                 f"{self._ctx.name}) are not supported; use the out-of-place op "
-                f"(e.g. y = y + 1 instead of y.add_(1))")
+                f"(e.g. y = y + 1 instead of y.add_(1))"
+            )
         if self.requires_grad and autograd.is_grad_enabled():
             raise RuntimeError(
                 f"{name}: a leaf tensor that requires grad is being used in an in-place "
-                "operation; wrap it in `with minigrad.no_grad():` (as an optimizer does)")
+                "operation; wrap it in `with minigrad.no_grad():` (as an optimizer does)"
+            )
         arr = np.asarray(_raw(value))
         try:
             out = np.broadcast_to(arr, self.data.shape)
         except ValueError:
-            raise ValueError(f"{name}: a value of shape {arr.shape} does not broadcast to the "
-                             f"tensor's shape {self.data.shape}") from None
+            raise ValueError(
+                f"{name}: a value of shape {arr.shape} does not broadcast to the "
+                f"tensor's shape {self.data.shape}"
+            ) from None
         if arr.dtype.kind == "f" and self.data.dtype.kind != "f":
-            raise TypeError(f"{name}: cannot write floating point values into a tensor of "
-                            f"dtype {self.data.dtype}")
+            raise TypeError(
+                f"{name}: cannot write floating point values into a tensor of "
+                f"dtype {self.data.dtype}"
+            )
         return out
 
     def _apply_inplace(self, name, fn, value):
@@ -243,19 +267,24 @@ class Tensor:
     def add_(self, other, alpha=1):
         """self += alpha * other, in place (bumps the version counter)."""
         return self._apply_inplace(
-            "add_", lambda d, v: np.add(d, alpha * v if alpha != 1 else v, out=d, casting="unsafe"),
-            other)
+            "add_",
+            lambda d, v: np.add(d, alpha * v if alpha != 1 else v, out=d, casting="unsafe"),
+            other,
+        )
 
     def sub_(self, other, alpha=1):
         """self -= alpha * other, in place."""
         return self._apply_inplace(
-            "sub_", lambda d, v: np.subtract(d, alpha * v if alpha != 1 else v, out=d,
-                                             casting="unsafe"), other)
+            "sub_",
+            lambda d, v: np.subtract(d, alpha * v if alpha != 1 else v, out=d, casting="unsafe"),
+            other,
+        )
 
     def mul_(self, other):
         """self *= other, in place."""
-        return self._apply_inplace("mul_", lambda d, v: np.multiply(d, v, out=d, casting="unsafe"),
-                                   other)
+        return self._apply_inplace(
+            "mul_", lambda d, v: np.multiply(d, v, out=d, casting="unsafe"), other
+        )
 
     def div_(self, other):
         """self /= other, in place (floating point tensors)."""
@@ -321,54 +350,130 @@ class Tensor:
         return F.cast(self, self.data.dtype)
 
     # ----- operators (all forward to minigrad.functional) -------------------------------
-    def __add__(self, o): return F.add(self, o)
-    def __radd__(self, o): return F.add(o, self)
-    def __sub__(self, o): return F.sub(self, o)
-    def __rsub__(self, o): return F.sub(o, self)
-    def __mul__(self, o): return F.mul(self, o)
-    def __rmul__(self, o): return F.mul(o, self)
-    def __truediv__(self, o): return F.div(self, o)
-    def __rtruediv__(self, o): return F.div(o, self)
-    def __pow__(self, o): return F.pow(self, o)
-    def __rpow__(self, o): return F.pow(o, self)
-    def __matmul__(self, o): return F.matmul(self, o)
-    def __rmatmul__(self, o): return F.matmul(o, self)
-    def __neg__(self): return F.neg(self)
-    def __pos__(self): return self
-    def __abs__(self): return F.abs(self)
-    def __getitem__(self, idx): return F.getitem(self, idx)
+    def __add__(self, o):
+        return F.add(self, o)
+
+    def __radd__(self, o):
+        return F.add(o, self)
+
+    def __sub__(self, o):
+        return F.sub(self, o)
+
+    def __rsub__(self, o):
+        return F.sub(o, self)
+
+    def __mul__(self, o):
+        return F.mul(self, o)
+
+    def __rmul__(self, o):
+        return F.mul(o, self)
+
+    def __truediv__(self, o):
+        return F.div(self, o)
+
+    def __rtruediv__(self, o):
+        return F.div(o, self)
+
+    def __pow__(self, o):
+        return F.pow(self, o)
+
+    def __rpow__(self, o):
+        return F.pow(o, self)
+
+    def __matmul__(self, o):
+        return F.matmul(self, o)
+
+    def __rmatmul__(self, o):
+        return F.matmul(o, self)
+
+    def __neg__(self):
+        return F.neg(self)
+
+    def __pos__(self):
+        return self
+
+    def __abs__(self):
+        return F.abs(self)
+
+    def __getitem__(self, idx):
+        return F.getitem(self, idx)
 
     # comparisons give plain boolean arrays wrapped in Tensors (no gradient)
-    def __lt__(self, o): return Tensor._const(self.data < _raw(o))
-    def __le__(self, o): return Tensor._const(self.data <= _raw(o))
-    def __gt__(self, o): return Tensor._const(self.data > _raw(o))
-    def __ge__(self, o): return Tensor._const(self.data >= _raw(o))
-    def __eq__(self, o): return Tensor._const(self.data == _raw(o))
-    def __ne__(self, o): return Tensor._const(self.data != _raw(o))
+    def __lt__(self, o):
+        return Tensor._const(self.data < _raw(o))
+
+    def __le__(self, o):
+        return Tensor._const(self.data <= _raw(o))
+
+    def __gt__(self, o):
+        return Tensor._const(self.data > _raw(o))
+
+    def __ge__(self, o):
+        return Tensor._const(self.data >= _raw(o))
+
+    def __eq__(self, o):
+        return Tensor._const(self.data == _raw(o))
+
+    def __ne__(self, o):
+        return Tensor._const(self.data != _raw(o))
 
     @staticmethod
     def _const(arr):
         return _wrap(np.asarray(arr), None, 0)
 
     # ----- methods ----------------------------------------------------------------------
-    def sum(self, axis=None, keepdims=False): return F.sum(self, axis, keepdims)
-    def mean(self, axis=None, keepdims=False): return F.mean(self, axis, keepdims)
-    def max(self, axis=None, keepdims=False): return F.max(self, axis, keepdims)
-    def min(self, axis=None, keepdims=False): return F.min(self, axis, keepdims)
-    def var(self, axis=None, keepdims=False, ddof=0): return F.var(self, axis, keepdims, ddof)
-    def exp(self): return F.exp(self)
-    def log(self): return F.log(self)
-    def sqrt(self): return F.sqrt(self)
-    def tanh(self): return F.tanh(self)
-    def sigmoid(self): return F.sigmoid(self)
-    def relu(self): return F.relu(self)
-    def abs(self): return F.abs(self)
-    def clip(self, lo=None, hi=None): return F.clip(self, lo, hi)
+    def sum(self, axis=None, keepdims=False):
+        return F.sum(self, axis, keepdims)
+
+    def mean(self, axis=None, keepdims=False):
+        return F.mean(self, axis, keepdims)
+
+    def max(self, axis=None, keepdims=False):
+        return F.max(self, axis, keepdims)
+
+    def min(self, axis=None, keepdims=False):
+        return F.min(self, axis, keepdims)
+
+    def var(self, axis=None, keepdims=False, ddof=0):
+        return F.var(self, axis, keepdims, ddof)
+
+    def exp(self):
+        return F.exp(self)
+
+    def log(self):
+        return F.log(self)
+
+    def sqrt(self):
+        return F.sqrt(self)
+
+    def tanh(self):
+        return F.tanh(self)
+
+    def sigmoid(self):
+        return F.sigmoid(self)
+
+    def relu(self):
+        return F.relu(self)
+
+    def abs(self):
+        return F.abs(self)
+
+    def clip(self, lo=None, hi=None):
+        return F.clip(self, lo, hi)
+
     clamp = clip
-    def softmax(self, axis=-1): return F.softmax(self, axis)
-    def log_softmax(self, axis=-1): return F.log_softmax(self, axis)
-    def argmax(self, axis=None): return Tensor._const(self.data.argmax(axis))
-    def argmin(self, axis=None): return Tensor._const(self.data.argmin(axis))
+
+    def softmax(self, axis=-1):
+        return F.softmax(self, axis)
+
+    def log_softmax(self, axis=-1):
+        return F.log_softmax(self, axis)
+
+    def argmax(self, axis=None):
+        return Tensor._const(self.data.argmax(axis))
+
+    def argmin(self, axis=None):
+        return Tensor._const(self.data.argmin(axis))
 
     def reshape(self, *shape):
         if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
@@ -403,10 +508,17 @@ class Tensor:
             shape = tuple(shape[0])
         return F.expand(self, shape)
 
-    def squeeze(self, axis=None): return F.squeeze(self, axis)
-    def unsqueeze(self, axis): return F.unsqueeze(self, axis)
-    def unbind(self, axis=0): return F.unbind(self, axis)
-    def split(self, size_or_sections, axis=0): return F.split(self, size_or_sections, axis)
+    def squeeze(self, axis=None):
+        return F.squeeze(self, axis)
+
+    def unsqueeze(self, axis):
+        return F.unsqueeze(self, axis)
+
+    def unbind(self, axis=0):
+        return F.unbind(self, axis)
+
+    def split(self, size_or_sections, axis=0):
+        return F.split(self, size_or_sections, axis)
 
 
 def _raw(o):

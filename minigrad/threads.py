@@ -7,6 +7,7 @@ points found among the shared libraries this process has loaded (Linux), or thro
 threadpoolctl where that is installed (other systems). ``OPENBLAS_NUM_THREADS`` set before
 NumPy's import does the same for the whole process.
 """
+
 from __future__ import annotations
 
 import ctypes
@@ -16,10 +17,18 @@ __all__ = ["set_num_threads", "get_num_threads", "blas_libraries"]
 
 # Entry points, by the prefix each OpenBLAS build gives its symbols (NumPy's and SciPy's wheels
 # bundle scipy-openblas, the 64-bit-integer one with a "64_" suffix).
-_SET = ("openblas_set_num_threads", "openblas_set_num_threads64_",
-        "scipy_openblas_set_num_threads", "scipy_openblas_set_num_threads64_")
-_GET = ("openblas_get_num_threads", "openblas_get_num_threads64_",
-        "scipy_openblas_get_num_threads", "scipy_openblas_get_num_threads64_")
+_SET = (
+    "openblas_set_num_threads",
+    "openblas_set_num_threads64_",
+    "scipy_openblas_set_num_threads",
+    "scipy_openblas_set_num_threads64_",
+)
+_GET = (
+    "openblas_get_num_threads",
+    "openblas_get_num_threads64_",
+    "scipy_openblas_get_num_threads",
+    "scipy_openblas_get_num_threads64_",
+)
 _libs = None
 
 
@@ -37,8 +46,13 @@ def blas_libraries():
     found = []
     if sys.platform.startswith("linux"):
         with open("/proc/self/maps") as f:
-            paths = sorted({line.split()[-1] for line in f
-                            if "openblas" in line.lower() and line.split()[-1].startswith("/")})
+            paths = sorted(
+                {
+                    line.split()[-1]
+                    for line in f
+                    if "openblas" in line.lower() and line.split()[-1].startswith("/")
+                }
+            )
         for path in paths:
             try:
                 lib = ctypes.CDLL(path)
@@ -75,9 +89,11 @@ def set_num_threads(n):
         return
     tpc = _threadpoolctl()
     if tpc is None:
-        raise RuntimeError("set_num_threads found no OpenBLAS to configure on this system; "
-                           "install threadpoolctl, or set OPENBLAS_NUM_THREADS before importing "
-                           "numpy")
+        raise RuntimeError(
+            "set_num_threads found no OpenBLAS to configure on this system; "
+            "install threadpoolctl, or set OPENBLAS_NUM_THREADS before importing "
+            "numpy"
+        )
     tpc.threadpool_limits(n, user_api="blas")
 
 
@@ -88,7 +104,8 @@ def get_num_threads():
         return int(libs[0][2]())
     tpc = _threadpoolctl()
     if tpc is None:
-        raise RuntimeError("get_num_threads found no OpenBLAS on this system; install "
-                           "threadpoolctl")
+        raise RuntimeError(
+            "get_num_threads found no OpenBLAS on this system; install threadpoolctl"
+        )
     info = [d for d in tpc.threadpool_info() if d.get("user_api") == "blas"]
     return int(info[0]["num_threads"]) if info else 1

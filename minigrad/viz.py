@@ -16,6 +16,7 @@ Both walk the graph with explicit stacks (no recursion), so graphs of 10^5 nodes
 A node only knows its inputs, not its outputs, so an output shape is known when some node (or
 the root) uses that output; unused outputs print as ``?``.
 """
+
 from __future__ import annotations
 
 import re
@@ -25,10 +26,12 @@ from .tensor import Tensor
 
 __all__ = ["format_tape", "print_tape", "to_dot"]
 
-_LEGEND = ("inputs: %n[k] = output k of node n (needs grad);  "
-           "leaf NAME = a leaf that requires grad;\n"
-           "        const = a tensor without grad;  - = a non-tensor argument;\n"
-           "        a | prev[k] = a at the first step, then output k of the previous step")
+_LEGEND = (
+    "inputs: %n[k] = output k of node n (needs grad);  "
+    "leaf NAME = a leaf that requires grad;\n"
+    "        const = a tensor without grad;  - = a non-tensor argument;\n"
+    "        a | prev[k] = a at the first step, then output k of the previous step"
+)
 
 
 # ------------------------------------------------------------------------------ graph walk
@@ -235,7 +238,8 @@ def _find_runs(g, min_repeat, max_period):
                     break
                 r = 1
                 while i + (r + 1) * p <= n and all(
-                        _same_step(g, sigs, i + q, i + r * p + q) for q in range(p)):
+                    _same_step(g, sigs, i + q, i + r * p + q) for q in range(p)
+                ):
                     r += 1
                 if r >= min_repeat and p * r > best[0] * best[1]:
                     best = (p, r)
@@ -337,10 +341,12 @@ def format_tape(tensor, names=None, collapse=3, max_period=16):
     k = f"[{tensor._idx}]" if tensor._ctx.n_out > 1 else ""
     ops = sorted({n.name for n in g.nodes})
     lines.append(f"tape of tensor {root_desc} = %{ri}{k} ({tensor._ctx.name})")
-    lines.append(f"{_plural(len(g.nodes), 'node', 'nodes')} "
-                 f"({_plural(len(ops), 'kind', 'kinds')} of op: {', '.join(ops)}); "
-                 f"{_plural(len(g.leaves), 'leaf requires', 'leaves require')} grad; "
-                 f"{_plural(g.n_const, 'constant input', 'constant inputs')}")
+    lines.append(
+        f"{_plural(len(g.nodes), 'node', 'nodes')} "
+        f"({_plural(len(ops), 'kind', 'kinds')} of op: {', '.join(ops)}); "
+        f"{_plural(len(g.leaves), 'leaf requires', 'leaves require')} grad; "
+        f"{_plural(g.n_const, 'constant input', 'constant inputs')}"
+    )
     if g.leaves:
         lines.append("leaves that require grad:")
         for tid, t in g.leaves.items():
@@ -385,10 +391,12 @@ def to_dot(tensor, names=None):
     ``dot -Tsvg tape.dot -o tape.svg`` if Graphviz is installed."""
     _check_tensor(tensor)
     g = _Graph(tensor, names)
-    out = ["digraph tape {",
-           "  rankdir=LR;",
-           '  node [fontname="Helvetica", fontsize=10];',
-           '  edge [fontname="Helvetica", fontsize=9];']
+    out = [
+        "digraph tape {",
+        "  rankdir=LR;",
+        '  node [fontname="Helvetica", fontsize=10];',
+        '  edge [fontname="Helvetica", fontsize=9];',
+    ]
     leaf_ids = {}
 
     def leaf_node(t):
@@ -399,11 +407,15 @@ def to_dot(tensor, names=None):
             desc = f"{_shape(t.data.shape)} {t.data.dtype}"
             if t.requires_grad:
                 label = f"{g.labels.get(key, 'leaf')}\n{desc}"
-                out.append(f"  {name} [shape=ellipse, style=filled, fillcolor=lightblue, "
-                           f"label={_dot_str(label)}];")
+                out.append(
+                    f"  {name} [shape=ellipse, style=filled, fillcolor=lightblue, "
+                    f"label={_dot_str(label)}];"
+                )
             else:
-                out.append(f"  {name} [shape=ellipse, style=dashed, "
-                           f"label={_dot_str('const' + chr(10) + desc)}];")
+                out.append(
+                    f"  {name} [shape=ellipse, style=dashed, "
+                    f"label={_dot_str('const' + chr(10) + desc)}];"
+                )
         return name
 
     for i, node in enumerate(g.nodes):

@@ -24,6 +24,7 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.ge
 def gemm_path(request):
     """Force one of the compiled kernels' two GEMM paths: BLAS, or the small-matrix kernel."""
     from minigrad import _gemm
+
     old = _gemm._set_small_gemm()
     _gemm._set_small_gemm(0 if request.param == "blas" else 1 << 40)
     yield request.param
@@ -35,6 +36,7 @@ def backend(request):
     """Run the test once on each kernel backend (minigrad.kernels.set_backend), restoring the
     one before it afterwards."""
     from minigrad import kernels
+
     before = kernels.backend()
     kernels.set_backend(request.param)
     yield request.param

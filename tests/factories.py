@@ -24,6 +24,7 @@
 Example counts scale with the active hypothesis profile (``examples=0.5`` halves it for an
 expensive op), so ``HYPOTHESIS_PROFILE=heavy`` still runs thousands.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -37,9 +38,23 @@ import minigrad
 from minigrad import Tensor
 from minigrad.gradcheck import GradcheckError
 
-__all__ = ["op_test", "check_op", "real", "positive", "grid", "nonzero", "shapes_for",
-           "reduce_kwargs", "axis_kwargs", "axes", "assert_no_shared_memory", "profile_examples",
-           "GRAD_EPS", "GRAD_ATOL", "GRAD_RTOL"]
+__all__ = [
+    "op_test",
+    "check_op",
+    "real",
+    "positive",
+    "grid",
+    "nonzero",
+    "shapes_for",
+    "reduce_kwargs",
+    "axis_kwargs",
+    "axes",
+    "assert_no_shared_memory",
+    "profile_examples",
+    "GRAD_EPS",
+    "GRAD_ATOL",
+    "GRAD_RTOL",
+]
 
 GRAD_EPS = 1e-6
 GRAD_ATOL = 1e-5
@@ -51,6 +66,7 @@ MAX_DIMS = 3
 # ------------------------------------------------------------------------------------------
 # Value domains (element strategies for float64 arrays)
 # ------------------------------------------------------------------------------------------
+
 
 def real(lo=-3.0, hi=3.0):
     """Finite floats in [lo, hi] (hypothesis also tries the ends and repeated values)."""
@@ -82,6 +98,7 @@ def nonzero(lo=0.5, hi=3.0):
 # Shapes and keyword arguments
 # ------------------------------------------------------------------------------------------
 
+
 def shapes_for(n_inputs, min_dims=0, max_dims=MAX_DIMS, max_side=MAX_SIDE, broadcast=True):
     """A strategy for a tuple of ``n_inputs`` shapes: mutually broadcastable (with size-1 dims
     and missing leading dims) when ``broadcast``, else all equal."""
@@ -89,8 +106,8 @@ def shapes_for(n_inputs, min_dims=0, max_dims=MAX_DIMS, max_side=MAX_SIDE, broad
         one = hnp.array_shapes(min_dims=min_dims, max_dims=max_dims, min_side=1, max_side=max_side)
         return one.map(lambda s: (s,) * n_inputs)
     return hnp.mutually_broadcastable_shapes(
-        num_shapes=n_inputs, min_dims=min_dims, max_dims=max_dims, min_side=1,
-        max_side=max_side).map(lambda r: tuple(r.input_shapes))
+        num_shapes=n_inputs, min_dims=min_dims, max_dims=max_dims, min_side=1, max_side=max_side
+    ).map(lambda r: tuple(r.input_shapes))
 
 
 @st.composite
@@ -102,9 +119,11 @@ def axes(draw, ndim, allow_none=True, allow_tuple=True):
     if ndim > 0:
         choices.append(st.integers(-ndim, ndim - 1))
         if allow_tuple:
-            choices.append(st.lists(st.integers(0, ndim - 1), unique=True, min_size=1,
-                                    max_size=ndim).flatmap(
-                lambda picked: st.tuples(*[st.sampled_from([a, a - ndim]) for a in picked])))
+            choices.append(
+                st.lists(st.integers(0, ndim - 1), unique=True, min_size=1, max_size=ndim).flatmap(
+                    lambda picked: st.tuples(*[st.sampled_from([a, a - ndim]) for a in picked])
+                )
+            )
     return draw(st.one_of(*choices))
 
 
@@ -126,6 +145,7 @@ def profile_examples(scale=1.0):
 # ------------------------------------------------------------------------------------------
 # The checks
 # ------------------------------------------------------------------------------------------
+
 
 def assert_no_shared_memory(named_arrays, what=""):
     """Assert no two of the (name, ndarray) pairs share memory."""
@@ -155,9 +175,25 @@ def _as_tuple(x):
     return tuple(x) if isinstance(x, (tuple, list)) else (x,)
 
 
-def check_op(op, ref, arrays, kwargs=None, *, requires_grad=None, seed=0, name=None,
-             fwd_rtol=1e-7, fwd_atol=1e-10, grad=True, grad_atol=GRAD_ATOL, grad_rtol=GRAD_RTOL,
-             gradgrad=True, f32=True, f32_rtol=1e-3, f32_atol=1e-4):
+def check_op(
+    op,
+    ref,
+    arrays,
+    kwargs=None,
+    *,
+    requires_grad=None,
+    seed=0,
+    name=None,
+    fwd_rtol=1e-7,
+    fwd_atol=1e-10,
+    grad=True,
+    grad_atol=GRAD_ATOL,
+    grad_rtol=GRAD_RTOL,
+    gradgrad=True,
+    f32=True,
+    f32_rtol=1e-3,
+    f32_atol=1e-4,
+):
     """Run every factory check of ``op`` against ``ref`` on the float64 ``arrays``.
 
     ``op(*tensors, **kwargs)`` returns a Tensor or a tuple of Tensors; ``ref(*arrays, **kwargs)``
@@ -175,14 +211,17 @@ def check_op(op, ref, arrays, kwargs=None, *, requires_grad=None, seed=0, name=N
     expected = _as_tuple(ref(*[a.copy() for a in originals], **kwargs))
     tensors = [Tensor(a, requires_grad=rg) for a, rg in zip(originals, requires_grad)]
     outs = _outputs(op(*tensors, **kwargs))
-    assert len(outs) == len(expected), f"{ctx}: {len(outs)} outputs, reference gives {len(expected)}"
+    assert len(outs) == len(expected), (
+        f"{ctx}: {len(outs)} outputs, reference gives {len(expected)}"
+    )
     for i, (o, e) in enumerate(zip(outs, expected)):
         e = np.asarray(e)
         assert isinstance(o, Tensor), f"{ctx}: output {i} is a {type(o).__name__}, not a Tensor"
         assert o.shape == e.shape, f"{ctx}: output {i} has shape {o.shape}, NumPy gives {e.shape}"
         assert o.dtype == np.float64, f"{ctx}: output {i} has dtype {o.dtype} for float64 inputs"
-        np.testing.assert_allclose(o.data, e, rtol=fwd_rtol, atol=fwd_atol,
-                                   err_msg=f"{ctx}: forward output {i} vs NumPy")
+        np.testing.assert_allclose(
+            o.data, e, rtol=fwd_rtol, atol=fwd_atol, err_msg=f"{ctx}: forward output {i} vs NumPy"
+        )
     for i, (t, a) in enumerate(zip(tensors, originals)):
         np.testing.assert_array_equal(t.data, a, err_msg=f"{ctx}: forward mutated input {i}")
 
@@ -193,26 +232,50 @@ def check_op(op, ref, arrays, kwargs=None, *, requires_grad=None, seed=0, name=N
             assert o.requires_grad, f"{ctx}: output {i} does not require grad"
         _check_backward(outs, tensors, originals, requires_grad, seed, ctx)
         fresh = [Tensor(a, requires_grad=rg) for a, rg in zip(originals, requires_grad)]
-        minigrad.gradcheck(lambda *ts: op(*ts, **kwargs), fresh, eps=GRAD_EPS, atol=grad_atol,
-                           rtol=grad_rtol, seed=seed)
+        minigrad.gradcheck(
+            lambda *ts: op(*ts, **kwargs),
+            fresh,
+            eps=GRAD_EPS,
+            atol=grad_atol,
+            rtol=grad_rtol,
+            seed=seed,
+        )
         for i, (t, a) in enumerate(zip(fresh, originals)):
-            np.testing.assert_array_equal(t.data, a, err_msg=f"{ctx}: gradcheck left input {i} changed")
+            np.testing.assert_array_equal(
+                t.data, a, err_msg=f"{ctx}: gradcheck left input {i} changed"
+            )
         if gradgrad:
             fresh = [Tensor(a, requires_grad=rg) for a, rg in zip(originals, requires_grad)]
             try:
-                minigrad.gradgradcheck(lambda *ts: op(*ts, **kwargs), fresh, eps=GRAD_EPS,
-                                       atol=grad_atol, rtol=grad_rtol, seed=seed)
+                minigrad.gradgradcheck(
+                    lambda *ts: op(*ts, **kwargs),
+                    fresh,
+                    eps=GRAD_EPS,
+                    atol=grad_atol,
+                    rtol=grad_rtol,
+                    seed=seed,
+                )
             except GradcheckError as e:
                 raise AssertionError(f"{ctx}: second derivative: {e}") from None
 
     # --- float32 in, float32 out, close to float64 -------------------------------------
     if f32:
-        t32 = [Tensor(a.astype(np.float32), requires_grad=rg) for a, rg in zip(originals, requires_grad)]
+        t32 = [
+            Tensor(a.astype(np.float32), requires_grad=rg)
+            for a, rg in zip(originals, requires_grad)
+        ]
         outs32 = _outputs(op(*t32, **kwargs))
         for i, (o, o64) in enumerate(zip(outs32, out64)):
-            assert o.dtype == np.float32, f"{ctx}: output {i} has dtype {o.dtype} for float32 inputs"
-            np.testing.assert_allclose(o.data, o64, rtol=f32_rtol, atol=f32_atol,
-                                       err_msg=f"{ctx}: float32 forward output {i} vs float64")
+            assert o.dtype == np.float32, (
+                f"{ctx}: output {i} has dtype {o.dtype} for float32 inputs"
+            )
+            np.testing.assert_allclose(
+                o.data,
+                o64,
+                rtol=f32_rtol,
+                atol=f32_atol,
+                err_msg=f"{ctx}: float32 forward output {i} vs float64",
+            )
         if differentiable:
             loss = None
             for o in outs32:
@@ -223,8 +286,9 @@ def check_op(op, ref, arrays, kwargs=None, *, requires_grad=None, seed=0, name=N
                 loss.backward()
                 for i, (t, rg) in enumerate(zip(t32, requires_grad)):
                     if rg and t.grad is not None:
-                        assert t.grad.dtype == np.float32, \
+                        assert t.grad.dtype == np.float32, (
                             f"{ctx}: float32 input {i} got a {t.grad.dtype} gradient"
+                        )
 
 
 def _check_backward(outs, tensors, originals, requires_grad, seed, ctx):
@@ -242,7 +306,9 @@ def _check_backward(outs, tensors, originals, requires_grad, seed, ctx):
                 loss = term if loss is None else loss + term
         loss.backward()
     for i, (u, uc) in enumerate(zip(ups, ups_copy)):
-        np.testing.assert_array_equal(u, uc, err_msg=f"{ctx}: backward mutated upstream gradient {i}")
+        np.testing.assert_array_equal(
+            u, uc, err_msg=f"{ctx}: backward mutated upstream gradient {i}"
+        )
     named = []
     for i, (t, a, rg) in enumerate(zip(tensors, originals, requires_grad)):
         np.testing.assert_array_equal(t.data, a, err_msg=f"{ctx}: backward mutated input {i}")
@@ -256,9 +322,11 @@ def _check_backward(outs, tensors, originals, requires_grad, seed, ctx):
         assert g.dtype == t.dtype, f"{ctx}: grad {i} has dtype {g.dtype}, input has {t.dtype}"
         assert np.all(np.isfinite(g)), f"{ctx}: grad {i} is not finite: {g}"
         named.append((f"grad {i}", g))
-    others = ([(f"upstream {i}", u) for i, u in enumerate(ups)]
-              + [(f"input {i}", t.data) for i, t in enumerate(tensors)]
-              + [(f"output {i}", o.data) for i, o in enumerate(outs)])
+    others = (
+        [(f"upstream {i}", u) for i, u in enumerate(ups)]
+        + [(f"input {i}", t.data) for i, t in enumerate(tensors)]
+        + [(f"output {i}", o.data) for i, o in enumerate(outs)]
+    )
     assert_no_shared_memory(named, ctx)
     for gname, g in named:
         for oname, o in others:
@@ -266,9 +334,23 @@ def _check_backward(outs, tensors, originals, requires_grad, seed, ctx):
                 assert not np.shares_memory(g, o), f"{ctx}: {gname} shares memory with {oname}"
 
 
-def op_test(op, ref, n_inputs=1, *, domain=None, shapes=None, kwargs=None, unique=False,
-            min_dims=0, max_dims=MAX_DIMS, max_side=MAX_SIDE, broadcast=True, examples=1.0,
-            name=None, **check):
+def op_test(
+    op,
+    ref,
+    n_inputs=1,
+    *,
+    domain=None,
+    shapes=None,
+    kwargs=None,
+    unique=False,
+    min_dims=0,
+    max_dims=MAX_DIMS,
+    max_side=MAX_SIDE,
+    broadcast=True,
+    examples=1.0,
+    name=None,
+    **check,
+):
     """A hypothesis test of ``op`` against the NumPy expression ``ref`` (see the module doc).
 
     domain   an element strategy for every input, or a tuple with one per input (default
@@ -281,20 +363,27 @@ def op_test(op, ref, n_inputs=1, *, domain=None, shapes=None, kwargs=None, uniqu
     name     the op's name in failure messages (default: op.__name__)
     check    passed on to ``check_op`` (requires_grad, tolerances, grad=False, f32=False, ...)
     """
-    shape_strategy = shapes if shapes is not None else shapes_for(
-        n_inputs, min_dims, max_dims, max_side, broadcast)
+    shape_strategy = (
+        shapes
+        if shapes is not None
+        else shapes_for(n_inputs, min_dims, max_dims, max_side, broadcast)
+    )
     if domain is None:
         domain = real()
     name = name or getattr(op, "__name__", "op")
 
-    @settings(max_examples=profile_examples(examples),
-              suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+    @settings(
+        max_examples=profile_examples(examples),
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    )
     @given(data=st.data())
     def test(data):
         shp = data.draw(shape_strategy, label="shapes")
         doms = domain if isinstance(domain, tuple) else (domain,) * len(shp)
-        arrays = [data.draw(hnp.arrays(np.float64, s, elements=d, unique=unique), label=f"input{i}")
-                  for i, (s, d) in enumerate(zip(shp, doms))]
+        arrays = [
+            data.draw(hnp.arrays(np.float64, s, elements=d, unique=unique), label=f"input{i}")
+            for i, (s, d) in enumerate(zip(shp, doms))
+        ]
         kw = data.draw(kwargs(shp), label="kwargs") if kwargs is not None else {}
         seed = data.draw(st.integers(0, 2**32 - 1), label="seed")
         check_op(op, ref, arrays, kw, seed=seed, name=name, **check)

@@ -1,13 +1,15 @@
 """Attention and layer norm: the formulas in NumPy, finite-difference gradients (float64),
 masks honoured (zero weight and zero gradient at masked keys), bad input, and torch's
 MultiheadAttention / LayerNorm with identical weights when torch is installed."""
+
 import numpy as np
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 import minigrad as mg
-from minigrad import nn
 import minigrad.functional as F
+from minigrad import nn
 
 
 def t64(a, grad=True):
@@ -26,8 +28,13 @@ def to64(module):
     return module
 
 
-@given(st.integers(1, 3), st.integers(1, 4), st.integers(1, 5), st.integers(1, 4),
-       st.integers(0, 10 ** 6))
+@given(
+    st.integers(1, 3),
+    st.integers(1, 4),
+    st.integers(1, 5),
+    st.integers(1, 4),
+    st.integers(0, 10**6),
+)
 def test_additive_attention_formula_and_gradients(B, L, S, H, seed):
     rng = np.random.default_rng(seed)
     mg.manual_seed(seed)
@@ -36,8 +43,12 @@ def test_additive_attention_formula_and_gradients(B, L, S, H, seed):
     pad = rng.random((B, S)) < 0.3
     pad[:, 0] = False  # at least one real key per row
     ctx, w = att(t64(q, False), t64(k, False), key_padding_mask=pad)
-    Wq, Wk, bk, v = (att.query_proj.weight.data, att.key_proj.weight.data,
-                     att.key_proj.bias.data, att.v.weight.data)
+    Wq, Wk, bk, v = (
+        att.query_proj.weight.data,
+        att.key_proj.weight.data,
+        att.key_proj.bias.data,
+        att.v.weight.data,
+    )
     e = np.tanh((q @ Wq.T)[:, :, None, :] + (k @ Wk.T + bk)[:, None, :, :])
     want_w = np_softmax((e @ v.T)[..., 0], ~pad[:, None, :])
     np.testing.assert_allclose(w.data, want_w, rtol=1e-10, atol=1e-12)
@@ -64,8 +75,9 @@ def test_dot_attention(score):
         mg.gradcheck(lambda W: att(t64(q, False), t64(k, False)), [att.weight])
 
 
-@pytest.mark.parametrize("make", [lambda: nn.AdditiveAttention(4),
-                                  lambda: nn.DotAttention(4, score="general")])
+@pytest.mark.parametrize(
+    "make", [lambda: nn.AdditiveAttention(4), lambda: nn.DotAttention(4, score="general")]
+)
 def test_masked_keys_get_zero_weight_and_zero_gradient(make):
     rng = np.random.default_rng(2)
     mg.manual_seed(2)
@@ -83,8 +95,11 @@ def test_masked_keys_get_zero_weight_and_zero_gradient(make):
 
 def test_fully_masked_query_gets_zero_context():
     att = to64(nn.DotAttention(2))
-    ctx, w = att(t64(np.ones((1, 2)), False), t64(np.ones((1, 3, 2)), False),
-                 key_padding_mask=np.ones((1, 3), dtype=bool))
+    ctx, w = att(
+        t64(np.ones((1, 2)), False),
+        t64(np.ones((1, 3, 2)), False),
+        key_padding_mask=np.ones((1, 3), dtype=bool),
+    )
     assert np.all(w.data == 0) and np.all(ctx.data == 0) and np.all(np.isfinite(ctx.data))
 
 
@@ -93,16 +108,20 @@ def test_scaled_dot_product_attention():
     q, k, v = rng.normal(size=(2, 3, 4)), rng.normal(size=(2, 5, 4)), rng.normal(size=(2, 5, 2))
     allowed = rng.random((3, 5)) < 0.7
     allowed[:, 0] = True
-    out = F.scaled_dot_product_attention(t64(q, False), t64(k, False), t64(v, False),
-                                         attn_mask=allowed)
+    out = F.scaled_dot_product_attention(
+        t64(q, False), t64(k, False), t64(v, False), attn_mask=allowed
+    )
     w = np_softmax(q @ k.transpose(0, 2, 1) / 2.0, allowed)
     np.testing.assert_allclose(out.data, w @ v, rtol=1e-10)
-    causal = F.scaled_dot_product_attention(t64(q[:, :3], False), t64(k[:, :3], False),
-                                            t64(v[:, :3], False), is_causal=True)
+    causal = F.scaled_dot_product_attention(
+        t64(q[:, :3], False), t64(k[:, :3], False), t64(v[:, :3], False), is_causal=True
+    )
     wc = np_softmax(q @ k[:, :3].transpose(0, 2, 1) / 2.0, np.tril(np.ones((3, 3), bool)))
     np.testing.assert_allclose(causal.data, wc @ v[:, :3], rtol=1e-10)
-    mg.gradcheck(lambda a, b, c: F.scaled_dot_product_attention(a, b, c, attn_mask=allowed),
-                 [t64(q), t64(k), t64(v)])
+    mg.gradcheck(
+        lambda a, b, c: F.scaled_dot_product_attention(a, b, c, attn_mask=allowed),
+        [t64(q), t64(k), t64(v)],
+    )
 
 
 def test_multihead_attention_gradients():
@@ -115,8 +134,12 @@ def test_multihead_attention_gradients():
     mg.gradcheck(lambda w: m(q, kv, kv)[0], [m.in_proj_weight])
 
 
-@given(st.lists(st.integers(1, 4), min_size=1, max_size=3), st.integers(1, 2),
-       st.booleans(), st.integers(0, 999))
+@given(
+    st.lists(st.integers(1, 4), min_size=1, max_size=3),
+    st.integers(1, 2),
+    st.booleans(),
+    st.integers(0, 999),
+)
 def test_layer_norm(shape, n_norm, affine, seed):
     n_norm = min(n_norm, len(shape))
     rng = np.random.default_rng(seed)
@@ -134,24 +157,45 @@ def test_layer_norm(shape, n_norm, affine, seed):
     mg.gradcheck(ln, [t64(x)], atol=1e-5)
 
 
-@pytest.mark.parametrize("call, err, match", [
-    (lambda: nn.MultiheadAttention(5, 2), ValueError, "divisible by num_heads"),
-    (lambda: nn.MultiheadAttention(4, 2)(np.zeros((3, 2, 4)), np.zeros((5, 3, 4)),
-                                         np.zeros((5, 3, 4))), ValueError, "with N=2"),
-    (lambda: nn.MultiheadAttention(4, 2)(np.zeros((3, 2, 4)), np.zeros((5, 2, 4)),
-                                         np.zeros((5, 2, 4)),
-                                         key_padding_mask=np.zeros((2, 4), bool)),
-     ValueError, r"key_padding_mask must have shape \(2, 5\), got \(2, 4\)"),
-    (lambda: nn.AdditiveAttention(3)(np.zeros((2, 3), np.float32), np.zeros((2, 4, 5))), ValueError,
-     "keys must have 3 features, got 5"),
-    (lambda: nn.AdditiveAttention(3)(np.zeros((2, 3)), np.zeros((2, 4, 3)),
-                                     key_padding_mask=np.zeros((2, 4))), TypeError,
-     "must be boolean"),
-    (lambda: nn.DotAttention(3, 4), ValueError, "query_dim == key_dim"),
-    (lambda: nn.DotAttention(3, score="cosine"), ValueError, "score must be one of"),
-    (lambda: nn.LayerNorm(4)(np.zeros((2, 3))), ValueError, "does not end in normalized_shape"),
-    (lambda: nn.LayerNorm(0), ValueError, "normalized_shape must be a positive int"),
-])
+@pytest.mark.parametrize(
+    "call, err, match",
+    [
+        (lambda: nn.MultiheadAttention(5, 2), ValueError, "divisible by num_heads"),
+        (
+            lambda: nn.MultiheadAttention(4, 2)(
+                np.zeros((3, 2, 4)), np.zeros((5, 3, 4)), np.zeros((5, 3, 4))
+            ),
+            ValueError,
+            "with N=2",
+        ),
+        (
+            lambda: nn.MultiheadAttention(4, 2)(
+                np.zeros((3, 2, 4)),
+                np.zeros((5, 2, 4)),
+                np.zeros((5, 2, 4)),
+                key_padding_mask=np.zeros((2, 4), bool),
+            ),
+            ValueError,
+            r"key_padding_mask must have shape \(2, 5\), got \(2, 4\)",
+        ),
+        (
+            lambda: nn.AdditiveAttention(3)(np.zeros((2, 3), np.float32), np.zeros((2, 4, 5))),
+            ValueError,
+            "keys must have 3 features, got 5",
+        ),
+        (
+            lambda: nn.AdditiveAttention(3)(
+                np.zeros((2, 3)), np.zeros((2, 4, 3)), key_padding_mask=np.zeros((2, 4))
+            ),
+            TypeError,
+            "must be boolean",
+        ),
+        (lambda: nn.DotAttention(3, 4), ValueError, "query_dim == key_dim"),
+        (lambda: nn.DotAttention(3, score="cosine"), ValueError, "score must be one of"),
+        (lambda: nn.LayerNorm(4)(np.zeros((2, 3))), ValueError, "does not end in normalized_shape"),
+        (lambda: nn.LayerNorm(0), ValueError, "normalized_shape must be a positive int"),
+    ],
+)
 def test_bad_input(call, err, match):
     with pytest.raises(err, match=match):
         call()
@@ -159,8 +203,13 @@ def test_bad_input(call, err, match):
 
 # ----- torch as an oracle ------------------------------------------------------------------
 
-MHA_CASES = [dict(), dict(batch_first=True), dict(add_bias_kv=True, add_zero_attn=True),
-             dict(kdim=3, vdim=5), dict(bias=False)]
+MHA_CASES = [
+    dict(),
+    dict(batch_first=True),
+    dict(add_bias_kv=True, add_zero_attn=True),
+    dict(kdim=3, vdim=5),
+    dict(bias=False),
+]
 
 
 @pytest.mark.parametrize("kw", MHA_CASES)
@@ -199,8 +248,11 @@ def test_multihead_matches_torch(kw, masks):
     mine = [t64(a) for a in (q, k, v)]
     theirs = [torch.tensor(a, requires_grad=True) for a in (q, k, v)]
     o, w = m(*mine, **args)
-    targs = {key: torch.tensor(val) for key, val in args.items() if key != "average_attn_weights"
-             and key != "is_causal"}
+    targs = {
+        key: torch.tensor(val)
+        for key, val in args.items()
+        if key != "average_attn_weights" and key != "is_causal"
+    }
     if "is_causal" in args:
         targs["is_causal"] = True
     if "average_attn_weights" in args:
@@ -215,8 +267,9 @@ def test_multihead_matches_torch(kw, masks):
         np.testing.assert_allclose(a.grad, b.grad.numpy(), rtol=1e-9, atol=1e-12)
     tp = dict(t.named_parameters())
     for name, p in m.named_parameters():
-        np.testing.assert_allclose(p.grad, tp[name].grad.numpy(), rtol=1e-9, atol=1e-12,
-                                   err_msg=name)
+        np.testing.assert_allclose(
+            p.grad, tp[name].grad.numpy(), rtol=1e-9, atol=1e-12, err_msg=name
+        )
 
 
 def test_multihead_unbatched_matches_torch():
@@ -239,5 +292,6 @@ def test_layer_norm_matches_torch():
     ln.weight.data[...] = np.arange(12.0).reshape(3, 4)
     tln = torch.nn.LayerNorm((3, 4), dtype=torch.float64)
     tln.load_state_dict({k: torch.tensor(np.array(v)) for k, v in ln.state_dict().items()})
-    np.testing.assert_allclose(ln(x).data, tln(torch.tensor(x)).detach().numpy(), rtol=1e-10,
-                               atol=1e-12)
+    np.testing.assert_allclose(
+        ln(x).data, tln(torch.tensor(x)).detach().numpy(), rtol=1e-10, atol=1e-12
+    )

@@ -1,5 +1,6 @@
 """benchmarks/bench_framework.py and harness.framework_cost: the protocol (each timed step right after its predecessor),
 the interval of a difference of medians, and a small end-to-end run."""
+
 import numpy as np
 import pytest
 
@@ -23,9 +24,10 @@ def test_time_after_runs_each_predecessor_right_before_the_timed_step(monkeypatc
     real = timing.time.perf_counter
     marks = []
 
-    def perf():     # the second perf_counter call of a pair ends a timed step
+    def perf():  # the second perf_counter call of a pair ends a timed step
         marks.append(len(log))
         return real()
+
     monkeypatch.setattr(timing.time, "perf_counter", perf)
     out = timing.time_after(subjects, preds, rounds=3, warmup=1)
     assert set(out) == {("itself", "a"), ("itself", "b"), ("p", "a"), ("p", "b")}
@@ -33,7 +35,7 @@ def test_time_after_runs_each_predecessor_right_before_the_timed_step(monkeypatc
     # 4 rounds x 4 pairs, each pair: predecessor step, then the timed subject step
     assert len(log) == 4 * 4 * 2
     starts = marks[0::2]
-    for i in starts:                      # the step timed is the one logged right after i
+    for i in starts:  # the step timed is the one logged right after i
         timed.append((log[i - 1], log[i]))
     for before, subject in timed:
         assert before in ("p", subject), (before, subject)
@@ -67,8 +69,21 @@ def test_diff_interval_rejects_unpaired_samples():
 
 def test_main_small_run_reports_the_difference_of_the_two_subjects(tmp_path):
     path = tmp_path / "f.json"
-    res = bf.main(["--cells", "rnn", "--sizes", "4x3x5x6", "--rounds", "5", "--warmup", "1",
-                   "--no-torch", "--json", str(path)])
+    res = bf.main(
+        [
+            "--cells",
+            "rnn",
+            "--sizes",
+            "4x3x5x6",
+            "--rounds",
+            "5",
+            "--warmup",
+            "1",
+            "--no-torch",
+            "--json",
+            str(path),
+        ]
+    )
     (r,) = res
     assert [row["after"] for row in r["rows"]] == ["itself", "numpy"]
     for row in r["rows"]:
@@ -94,12 +109,13 @@ def test_timed_kernels_adds_the_time_of_calls_made_through_it():
 
         def _private(self):
             return "p"
+
     tk = fc.TimedKernels(Fake())
     assert tk.slow(1) == 2 and tk.constant == 3 and tk._private() == "p"
-    assert tk.inside >= 0.002                # the call's sleep, at least
+    assert tk.inside >= 0.002  # the call's sleep, at least
     before = tk.inside
     tk._private()
-    assert tk.inside == before          # private names are passed through untimed
+    assert tk.inside == before  # private names are passed through untimed
 
 
 def test_parts_split_the_kernels_step_into_calls_and_glue():
@@ -114,6 +130,7 @@ def test_parts_split_the_kernels_step_into_calls_and_glue():
 
 def test_stubbed_sequence_kernels_return_one_real_result_and_are_restored():
     from minigrad import kernels
+
     real = kernels.rnn_sequence_forward
     calls = []
     with fc.StubbedSequenceKernels("rnn"):
@@ -123,7 +140,7 @@ def test_stubbed_sequence_kernels_return_one_real_result_and_are_restored():
         h = np.zeros((1, 4), np.float32)
         w_ih, w_hh = np.ones((4, 3), np.float32) * 0.1, np.ones((4, 4), np.float32) * 0.1
         first = stub(x, h, w_ih, w_hh, None, None, None, "tanh")
-        again = stub(x * 0, h, w_ih, w_hh, None, None, None, "tanh")   # other input: same result
+        again = stub(x * 0, h, w_ih, w_hh, None, None, None, "tanh")  # other input: same result
         calls.append(first is again)
         want = real(x, h, w_ih, w_hh, None, None, None, "tanh")
         np.testing.assert_array_equal(first[1], want[1])
@@ -136,6 +153,7 @@ def test_stubbed_run_calls_each_real_sequence_kernel_once(monkeypatch):
     calls (made before the stubs go in), each real sequence kernel runs once, for its stored
     result; without stub, once per step of each subject."""
     from minigrad import kernels
+
     counts = {}
     for name in ("lstm_sequence_forward", "lstm_sequence_backward"):
         real = getattr(kernels, name)
@@ -143,6 +161,7 @@ def test_stubbed_run_calls_each_real_sequence_kernel_once(monkeypatch):
         def counted(*a, _real=real, _name=name, **kw):
             counts[_name] = counts.get(_name, 0) + 1
             return _real(*a, **kw)
+
         monkeypatch.setattr(kernels, name, counted)
     size = (2, 3, 4, 5)
     agreement.verify("lstm", size, ["numpy", "minigrad", "kernels"])
@@ -153,7 +172,7 @@ def test_stubbed_run_calls_each_real_sequence_kernel_once(monkeypatch):
     assert counts == {n: in_verify[n] + 1 for n in in_verify}, (counts, in_verify)
     counts.clear()
     fc.run("lstm", size, rounds=4, use_torch=False, warmup=1)
-    steps = (4 + 1) * 2 * 2 * 2     # rounds x (itself, numpy) x 2 subjects x 2 steps per timing
+    steps = (4 + 1) * 2 * 2 * 2  # rounds x (itself, numpy) x 2 subjects x 2 steps per timing
     assert all(counts[n] >= in_verify[n] + steps // 2 for n in in_verify), (counts, in_verify)
 
 
@@ -172,8 +191,9 @@ def test_parse_ms_reads_positive_milliseconds():
 
 
 def test_run_with_numpy_and_idle_gives_ratios_after_each_predecessor():
-    res = fc.run("rnn", (4, 3, 5, 6), rounds=5, use_torch=False, warmup=1,
-                 idle_ms=(0.2,), with_numpy=True)
+    res = fc.run(
+        "rnn", (4, 3, 5, 6), rounds=5, use_torch=False, warmup=1, idle_ms=(0.2,), with_numpy=True
+    )
     assert [row["after"] for row in res["rows"]] == ["itself", "numpy", "idle 0.2 ms"]
     assert res["idle_ms"] == [0.2]
     for row in res["rows"]:
@@ -186,12 +206,29 @@ def test_run_with_numpy_and_idle_gives_ratios_after_each_predecessor():
 
 def test_main_with_probe_writes_it_to_the_json(tmp_path, capsys):
     path = tmp_path / "p.json"
-    bf.main(["--cells", "gru", "--sizes", "2x2x3x4", "--rounds", "3", "--warmup", "0",
-             "--no-torch", "--idle", "0.1", "--numpy", "--probe", "--json", str(path)])
+    bf.main(
+        [
+            "--cells",
+            "gru",
+            "--sizes",
+            "2x2x3x4",
+            "--rounds",
+            "3",
+            "--warmup",
+            "0",
+            "--no-torch",
+            "--idle",
+            "0.1",
+            "--numpy",
+            "--probe",
+            "--json",
+            str(path),
+        ]
+    )
     out = capsys.readouterr().out
     assert "eviction probe" in out and "idle 0.1 ms" in out and "minigrad/numpy" in out
-    assert out.count("legend: ") == 2          # the probe's table and the result's, each
+    assert out.count("legend: ") == 2  # the probe's table and the result's, each
     data = bf.json.loads(path.read_text())
     assert sorted(data["eviction_probe_us"]) == ["1024", "256", "64"]
-    assert sorted(data["eviction_probe_us"]["64"]) == ["0", "0.1"]   # milliseconds, as given
+    assert sorted(data["eviction_probe_us"]["64"]) == ["0", "0.1"]  # milliseconds, as given
     assert data["results"][0]["rows"][-1]["after"] == "idle 0.1 ms"

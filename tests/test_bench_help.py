@@ -1,5 +1,6 @@
 """Every benchmark script's --help shows each option's default once, and that default is the
 parser's own: given back on the command line, it gives what leaving the option out gives."""
+
 import argparse
 import os
 import re
@@ -40,27 +41,36 @@ def option_help(text):
 @pytest.mark.parametrize("script", SCRIPTS)
 def test_help_shows_each_default_once_and_it_is_the_parsers(script):
     cmd, module = SCRIPTS[script]
-    p = subprocess.run([sys.executable, *cmd, "--help"], cwd=ROOT, capture_output=True,
-                       text=True, timeout=120, env=dict(os.environ, COLUMNS="400"))
+    p = subprocess.run(
+        [sys.executable, *cmd, "--help"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=dict(os.environ, COLUMNS="400"),
+    )
     assert p.returncode == 0, p.stderr
     entries = option_help(p.stdout)
     parser = module.build_parser()
     without = vars(parser.parse_args([]))
     checked = 0
     for action in parser._actions:
-        if not action.option_strings or action.help in (None, argparse.SUPPRESS) \
-                or isinstance(action, argparse._HelpAction):
+        if (
+            not action.option_strings
+            or action.help in (None, argparse.SUPPRESS)
+            or isinstance(action, argparse._HelpAction)
+        ):
             continue
         opt = action.option_strings[0]
         assert opt in entries, f"{script}: {opt} missing from --help"
         text = entries[opt]
         n = len(re.findall(r"default", text, re.I))
-        if action.nargs == 0:          # a flag: off unless given, no default to show
+        if action.nargs == 0:  # a flag: off unless given, no default to show
             assert n == 0, f"{script} {opt}: {text}"
             continue
         assert n == 1, f"{script} {opt}: the default must appear once: {text}"
         assert "default: None" not in text, f"{script} {opt}: {text}"
-        if action.default is None:     # said in words: what happens without the option
+        if action.default is None:  # said in words: what happens without the option
             continue
         m = re.search(r"\(default: (.*)\)$", text)
         assert m, f"{script} {opt}: {text}"
@@ -73,26 +83,38 @@ def test_help_shows_each_default_once_and_it_is_the_parsers(script):
 
 
 def test_option_help_reads_a_wrapped_entry():
-    text = ("usage: x\n\noptions:\n  -h, --help  show this help message and exit\n"
-            "  --rounds ROUNDS  timed\n                   rounds (default:\n"
-            "                   300)\n  --flag      on\n")
-    assert option_help(text) == {"-h": "-h, --help show this help message and exit",
-                                 "--rounds": "--rounds ROUNDS timed rounds (default: 300)",
-                                 "--flag": "--flag on"}
+    text = (
+        "usage: x\n\noptions:\n  -h, --help  show this help message and exit\n"
+        "  --rounds ROUNDS  timed\n                   rounds (default:\n"
+        "                   300)\n  --flag      on\n"
+    )
+    assert option_help(text) == {
+        "-h": "-h, --help show this help message and exit",
+        "--rounds": "--rounds ROUNDS timed rounds (default: 300)",
+        "--flag": "--flag on",
+    }
 
 
 def test_every_command_in_the_performance_doc_parses():
     """docs/performance.md's commands name options the scripts have, with values they accept."""
     import shlex
+
     doc = open(os.path.join(ROOT, "docs", "performance.md"), encoding="utf-8").read()
-    modules = {"bench_rnn": bench_rnn, "bench_framework": bench_framework,
-               "bench_optim": bench_optim, "bench_kernels": bench_kernels,
-               "bench_overhead": bench_overhead}
+    modules = {
+        "bench_rnn": bench_rnn,
+        "bench_framework": bench_framework,
+        "bench_optim": bench_optim,
+        "bench_kernels": bench_kernels,
+        "bench_overhead": bench_overhead,
+    }
     found = 0
-    for m in re.finditer(r"python (?:benchmarks/(\w+)\.py|-m benchmarks(?:\.(\w+))?)"
-                         r"((?: --?[\w-]+(?: [^\s`#-][^\s`#]*)?)*)", doc):
+    for m in re.finditer(
+        r"python (?:benchmarks/(\w+)\.py|-m benchmarks(?:\.(\w+))?)"
+        r"((?: --?[\w-]+(?: [^\s`#-][^\s`#]*)?)*)",
+        doc,
+    ):
         name = m.group(1) or m.group(2) or "bench_rnn"
-        if name not in modules:       # e.g. python -m benchmarks.harness.memory (a child)
+        if name not in modules:  # e.g. python -m benchmarks.harness.memory (a child)
             continue
         modules[name].build_parser().parse_args(shlex.split(m.group(3)))
         found += 1
@@ -101,16 +123,23 @@ def test_every_command_in_the_performance_doc_parses():
 
 def test_print_table_sizes_columns_and_ends_in_one_legend_line(capsys):
     from benchmarks.harness import cli
+
     cli.print_table(["name", "ms"], [["minigrad", "1.5"], ["np", "12.25"]], "ms per step", left=1)
     lines = capsys.readouterr().out.splitlines()
-    assert lines == ["name         ms", "---------------", "minigrad    1.5", "np        12.25",
-                     "legend: ms per step"]
+    assert lines == [
+        "name         ms",
+        "---------------",
+        "minigrad    1.5",
+        "np        12.25",
+        "legend: ms per step",
+    ]
 
 
 def test_at_least_names_the_option_its_minimum_and_the_value(capsys):
     from benchmarks.harness import cli
+
     ap = argparse.ArgumentParser()
-    cli.at_least(ap, rounds=(1, 1), warmup=(0, 0))          # at the minimums: no error
+    cli.at_least(ap, rounds=(1, 1), warmup=(0, 0))  # at the minimums: no error
     with pytest.raises(SystemExit):
         cli.at_least(ap, rounds=(5, 1), run_length=(-2, 1))
     assert "--run-length must be >= 1, got -2" in capsys.readouterr().err

@@ -1,4 +1,5 @@
 """benchmarks/bench_leaf_lock.py: a smoke run (no timing is asserted)."""
+
 import pytest
 
 from benchmarks import bench_leaf_lock as bench

@@ -2,6 +2,7 @@
 
 No timing is asserted: timings depend on the machine and its load.
 """
+
 import numpy as np
 import pytest
 
@@ -14,20 +15,23 @@ def test_smoke_reports_every_contender_per_op(capsys):
     out = capsys.readouterr().out
     assert "chain of 9 ops" in out and out.count("legend: ") == 1
     numpy_row = next(line for line in out.splitlines() if line.startswith("numpy "))
-    assert numpy_row.split()[4] == "1.00"          # x numpy of numpy itself
+    assert numpy_row.split()[4] == "1.00"  # x numpy of numpy itself
 
 
 @pytest.mark.parametrize("n", [1, 2, 3, 7])
 def test_minigrad_chain_has_the_numpy_chains_gradient(n):
     x0 = np.linspace(-1, 1, 5).astype(np.float32)
-    np.testing.assert_allclose(bench.chain_minigrad(x0, n), bench.chain_numpy(x0, n),
-                               rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(
+        bench.chain_minigrad(x0, n), bench.chain_numpy(x0, n), rtol=1e-5, atol=1e-7
+    )
     # and it is not the identity's: the chain does change the gradient
     assert not np.allclose(bench.chain_numpy(x0, n), 1.0)
 
 
-@pytest.mark.parametrize("flag,value,low", [("--ops", "0", 1), ("--repeats", "0", 1),
-                                            ("--warmup", "-1", 0), ("--size", "0", 1)])
+@pytest.mark.parametrize(
+    "flag,value,low",
+    [("--ops", "0", 1), ("--repeats", "0", 1), ("--warmup", "-1", 0), ("--size", "0", 1)],
+)
 def test_bad_counts_are_refused_naming_the_value(flag, value, low, capsys):
     with pytest.raises(SystemExit):
         bench.main([flag, value, "--no-torch"])

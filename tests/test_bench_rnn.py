@@ -3,11 +3,11 @@ check that guards it, the interleaving, the bootstrap intervals and the eviction
 
 No timing is asserted anywhere: timings depend on the machine and its load.
 """
+
 import json
 import os
 import subprocess
 import sys
-
 from collections import Counter
 
 import numpy as np
@@ -17,21 +17,38 @@ from benchmarks import bench_rnn
 from benchmarks.harness import agreement, contenders, machine, problem, stats, threads, timing
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TINY = (2, 3, 4, 5)          # B, T, I, H
+TINY = (2, 3, 4, 5)  # B, T, I, H
 HAVE_TORCH = threads.torch_available()
 NAMES = ["minigrad", "numpy"] + (["torch"] if HAVE_TORCH else [])
 
 
-ENTRIES = {"script": [os.path.join("benchmarks", "bench_rnn.py")],
-           "module": ["-m", "benchmarks.bench_rnn"], "package": ["-m", "benchmarks"]}
+ENTRIES = {
+    "script": [os.path.join("benchmarks", "bench_rnn.py")],
+    "module": ["-m", "benchmarks.bench_rnn"],
+    "package": ["-m", "benchmarks"],
+}
 
 
 def run_bench(tmp_path, *args, entry="script"):
     out = tmp_path / "bench.json"
     entry = ENTRIES[entry]
-    cmd = [sys.executable, *entry, "--sizes", "x".join(map(str, TINY)), "--repeats", "1",
-           "--warmup", "0", "--sgemm-n", "128", "--json", str(out),
-           "--plot", str(tmp_path / "bench.png"), *args]
+    cmd = [
+        sys.executable,
+        *entry,
+        "--sizes",
+        "x".join(map(str, TINY)),
+        "--repeats",
+        "1",
+        "--warmup",
+        "0",
+        "--sgemm-n",
+        "128",
+        "--json",
+        str(out),
+        "--plot",
+        str(tmp_path / "bench.png"),
+        *args,
+    ]
     p = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert p.returncode == 0, f"bench failed:\nstdout:\n{p.stdout}\nstderr:\n{p.stderr}"
     with open(out) as f:
@@ -52,7 +69,9 @@ def test_smoke_json_has_every_cell_size_and_contender(tmp_path):
         assert r["gemm_flops"] == problem.gemm_flops(TINY, r["cell"])
         assert len(r["sgemm_samples_gflops"]) == bench_rnn.SGEMM_PER_ROW
         assert set(r["sgemm_samples_gflops"]) <= set(doc["sgemm_samples_gflops"])
-        assert r["gemm_time_s"] == pytest.approx(r["gemm_flops"] / (doc["roofline_rate_gflops"] * 1e9))
+        assert r["gemm_time_s"] == pytest.approx(
+            r["gemm_flops"] / (doc["roofline_rate_gflops"] * 1e9)
+        )
         assert set(r["contenders"]) == set(NAMES), r["cell"]
         for name, c in r["contenders"].items():
             where = f"{r['cell']} {name}"
@@ -62,22 +81,25 @@ def test_smoke_json_has_every_cell_size_and_contender(tmp_path):
             assert c["min_s"] <= c["median_s"] <= c["max_s"], where
             assert c["roofline_fraction"] == pytest.approx(r["gemm_time_s"] / c["median_s"]), where
             # at the run's best SGEMM rate the GEMM-only time is shorter: a smaller fraction
-            assert 0 < c["roofline_fraction_best_rate"] <= c["roofline_fraction"] * (1 + 1e-12), where
+            assert 0 < c["roofline_fraction_best_rate"] <= c["roofline_fraction"] * (1 + 1e-12), (
+                where
+            )
             assert "peak_bytes" in c["memory"], where
             if name != "numpy":
                 assert c["ratio_vs_numpy"] > 0, where
                 lo, hi = c["ratio_vs_numpy_ci95"]
-                if cycle == 1:   # one round: every resample is that round, the point itself
+                if cycle == 1:  # one round: every resample is that round, the point itself
                     assert lo == pytest.approx(c["ratio_vs_numpy"]) == pytest.approx(hi), where
                 else:
-                    assert lo <= c["ratio_vs_numpy"] * (1 + 1e-12) and \
-                        c["ratio_vs_numpy"] <= hi * (1 + 1e-12), where
+                    assert lo <= c["ratio_vs_numpy"] * (1 + 1e-12) and c["ratio_vs_numpy"] <= hi * (
+                        1 + 1e-12
+                    ), where
         for name, errs in r["agreement_rel_err"].items():
             assert max(errs.values()) <= agreement.GRAD_RTOL, (r["cell"], name, errs)
     for name in NAMES:
         assert name in stdout
     assert "threads: 1" in stdout
-    assert stdout.count("legend: ") == 1           # the table says what its columns mean
+    assert stdout.count("legend: ") == 1  # the table says what its columns mean
     # the cache-eviction probe is opt-in (--probe): not in this run, nor in its JSON
     assert not any(k.startswith("eviction_probe") for k in doc)
     assert "cache eviction" not in stdout
@@ -91,7 +113,10 @@ def test_kernels_contender_computes_the_same_step(cell):
     errors = agreement.verify(cell, TINY, ["numpy", "minigrad", "kernels"])
     assert max(errors["kernels"].values()) <= agreement.GRAD_RTOL, errors["kernels"]
     params, x, target = problem.make_problem(cell, TINY)
-    mg, kn = (contenders.CONTENDERS[n](cell, problem.copy_params(params), x, target) for n in ("minigrad", "kernels"))
+    mg, kn = (
+        contenders.CONTENDERS[n](cell, problem.copy_params(params), x, target)
+        for n in ("minigrad", "kernels")
+    )
     for _ in range(3):
         mg.step(), kn.step()
     for name, v in kn.p.items():
@@ -106,8 +131,10 @@ def test_unrolled_contender_is_the_cell_by_cell_tape_and_computes_the_same_step(
     errors = agreement.verify(cell, TINY, ["numpy", "minigrad", "unrolled"])
     assert max(errors["unrolled"].values()) <= agreement.GRAD_RTOL, errors["unrolled"]
     params, x, target = problem.make_problem(cell, TINY)
-    fused, unrolled = (contenders.CONTENDERS[n](cell, problem.copy_params(params), x, target)
-                       for n in ("minigrad", "unrolled"))
+    fused, unrolled = (
+        contenders.CONTENDERS[n](cell, problem.copy_params(params), x, target)
+        for n in ("minigrad", "unrolled")
+    )
     assert fused.rnn.impl == "sequence" and unrolled.rnn.impl == "step"
     nodes = set()
     stack = [unrolled._loss()._ctx]
@@ -126,9 +153,20 @@ def test_unrolled_contender_is_the_cell_by_cell_tape_and_computes_the_same_step(
 def test_module_entry_points_and_filters(tmp_path, entry):
     """python -m benchmarks.bench_rnn and python -m benchmarks: the same run, the threads set
     before NumPy's import; --probe adds the cache-eviction probe at start and end."""
-    doc, stdout = run_bench(tmp_path, "--cells", "gru", "--threads", "2", "--no-torch",
-                            "--no-memory", "--no-plot", "--run-length", "2", "--probe",
-                            entry=entry)
+    doc, stdout = run_bench(
+        tmp_path,
+        "--cells",
+        "gru",
+        "--threads",
+        "2",
+        "--no-torch",
+        "--no-memory",
+        "--no-plot",
+        "--run-length",
+        "2",
+        "--probe",
+        entry=entry,
+    )
     assert [r["cell"] for r in doc["results"]] == ["gru"]
     assert doc["run_length"] == 2 and "2 steps back to back per turn" in stdout
     assert all(c["repeats"] == 2 for c in doc["results"][0]["contenders"].values())
@@ -136,7 +174,7 @@ def test_module_entry_points_and_filters(tmp_path, entry):
     assert doc["threads"]["requested"] == 2
     assert doc["threads"]["env"]["OPENBLAS_NUM_THREADS"] == "2"
     assert doc["threads"]["env_set_before_numpy_import"] is True
-    for when in ("start", "end"):          # --probe: the machine's cache eviction, before and after
+    for when in ("start", "end"):  # --probe: the machine's cache eviction, before and after
         probe = doc[f"eviction_probe_{when}_us"]
         assert list(probe) == ["64"] and sorted(probe["64"]) == ["0", "1", "5"], probe
         assert all(v > 0 for v in probe["64"].values())
@@ -156,7 +194,7 @@ def test_agreement_passes_with_the_same_weights(cell):
 def test_agreement_rejects_different_weights(cell, victim):
     params, _, _ = problem.make_problem(cell, TINY)
     wrong = {k: v.copy() for k, v in params.items()}
-    wrong["weight_hh_l0"] = wrong["weight_hh_l0"] * np.float32(1.01)   # 1% off: small but real
+    wrong["weight_hh_l0"] = wrong["weight_hh_l0"] * np.float32(1.01)  # 1% off: small but real
     with pytest.raises(agreement.MismatchError, match=victim if victim != "numpy" else "disagree"):
         agreement.verify(cell, TINY, NAMES, overrides={victim: wrong})
 
@@ -188,7 +226,7 @@ def test_balanced_orders_put_every_contender_after_every_other_once_a_cycle(n):
     assert len(orders) == max(1, n - 1) and orders[0] == tuple(range(n))
     assert all(sorted(o) == list(range(n)) for o in orders)
     seq = [i for o in orders for i in o]
-    pairs = list(zip(seq, seq[1:] + seq[:1]))          # the cycle repeats: last -> first
+    pairs = list(zip(seq, seq[1:] + seq[:1]))  # the cycle repeats: last -> first
     if n >= 2:
         assert sorted(pairs) == [(a, b) for a in range(n) for b in range(n) if a != b]
 
@@ -201,8 +239,10 @@ def test_balanced_orders_rejects_a_bad_count(bad):
 
 def _predecessors(log, run_length):
     turns = log[::run_length]
-    assert all(log[i:i + run_length] == [turns[i // run_length]] * run_length
-               for i in range(0, len(log), run_length))
+    assert all(
+        log[i : i + run_length] == [turns[i // run_length]] * run_length
+        for i in range(0, len(log), run_length)
+    )
     return Counter(zip(turns, turns[1:]))
 
 
@@ -211,23 +251,27 @@ def _predecessors(log, run_length):
 def test_time_interleaved_balances_predecessors_over_turns_of_run_length_steps(run_length, names):
     log = []
     contenders = {n: _Recorder(n, log) for n in names}
-    samples = timing.time_interleaved(contenders, warmup=0, repeats=2 * len(names),
-                                     run_length=run_length)
+    samples = timing.time_interleaved(
+        contenders, warmup=0, repeats=2 * len(names), run_length=run_length
+    )
     rounds = -(-2 * len(names) // max(1, len(names) - 1)) * max(1, len(names) - 1)
     assert {n: len(s) for n, s in samples.items()} == {n: rounds * run_length for n in names}
     assert all(t >= 0 for s in samples.values() for t in s)
     pred = _predecessors(log, run_length)
-    assert all(a != b for a, b in pred)                  # never after its own turn
+    assert all(a != b for a, b in pred)  # never after its own turn
     counts = {(a, b): pred[(a, b)] for a in names for b in names if a != b}
     assert max(counts.values()) - min(counts.values()) <= 1, counts
 
 
-@pytest.mark.parametrize("order, turns", [
-    ("rotate", [["a", "b", "c"], ["b", "c", "a"], ["c", "a", "b"], ["a", "b", "c"]]),
-    ("fixed", [["a", "b", "c"]] * 4),
-    # 3 timed rounds rounded up to 4, two cycles of (a b c, a c b)
-    ("balanced", [["a", "b", "c"], ["a", "c", "b"]] * 2 + [["a", "b", "c"]]),
-])
+@pytest.mark.parametrize(
+    "order, turns",
+    [
+        ("rotate", [["a", "b", "c"], ["b", "c", "a"], ["c", "a", "b"], ["a", "b", "c"]]),
+        ("fixed", [["a", "b", "c"]] * 4),
+        # 3 timed rounds rounded up to 4, two cycles of (a b c, a c b)
+        ("balanced", [["a", "b", "c"], ["a", "c", "b"]] * 2 + [["a", "b", "c"]]),
+    ],
+)
 def test_time_interleaved_orders(order, turns):
     """The previous default ('rotate') and A B C every round ('fixed') stay available; with
     three contenders, rotate puts a after c in two turns of three and b after a in two."""
@@ -242,7 +286,7 @@ def test_time_interleaved_orders(order, turns):
 
 def test_ratio_interval_pairs_rounds_and_brackets_the_ratio():
     rng = np.random.default_rng(0)
-    drift = np.exp(rng.normal(0, 0.5, 60))          # the machine's speed, round by round
+    drift = np.exp(rng.normal(0, 0.5, 60))  # the machine's speed, round by round
     b = 3.0 * drift
     # a is exactly half of b in every round: however rounds are drawn, the ratio is 0.5
     lo, hi = stats.ratio_interval(0.5 * b, b)
@@ -252,7 +296,7 @@ def test_ratio_interval_pairs_rounds_and_brackets_the_ratio():
     point = np.median(a) / np.median(b)
     lo, hi = stats.ratio_interval(a, b)
     assert lo < point < hi and hi - lo > 0.01
-    assert stats.ratio_interval(a, b) == (lo, hi)                  # deterministic
+    assert stats.ratio_interval(a, b) == (lo, hi)  # deterministic
     # more noise, wider interval
     a2 = 1.5 * drift * np.exp(rng.normal(0, 0.6, 60))
     lo2, hi2 = stats.ratio_interval(a2, b)
@@ -276,8 +320,8 @@ def test_gemm_flops_counts_the_gemms_the_step_needs():
     input needs no gradient); the readout forward and backward (dW, dh)."""
     B, T, I, H = 2, 3, 4, 5
     G = 4
-    inp = 2 * T * B * I * G * H                     # X @ W_ih.T, and dW_ih = dG.T @ X
-    rec = 2 * T * B * H * G * H                     # h @ W_hh.T; dG @ W_hh; dW_hh = dG.T @ h
+    inp = 2 * T * B * I * G * H  # X @ W_ih.T, and dW_ih = dG.T @ X
+    rec = 2 * T * B * H * G * H  # h @ W_hh.T; dG @ W_hh; dW_hh = dG.T @ h
     out = 2 * B * H * problem.OUT
     assert problem.gemm_flops((B, T, I, H), "lstm") == 2 * inp + 3 * rec + 3 * out
     assert problem.gemm_flops((B, T, I, H), "gru") == (2 * inp + 3 * rec) * 3 // 4 + 3 * out
@@ -305,7 +349,7 @@ def test_idle_busy_waits_its_time_and_names_itself():
     assert idle.name == "idle 2 ms"
     t0 = timing.time.perf_counter()
     idle.step()
-    assert timing.time.perf_counter() - t0 >= 0.002      # it waits at least that long
+    assert timing.time.perf_counter() - t0 >= 0.002  # it waits at least that long
     assert timing.Idle(0.5).name == "idle 0.5 ms"
     for bad in (0, -1, float("nan"), float("inf")):
         with pytest.raises(ValueError, match=r"idle time must be a finite number of ms > 0, got"):

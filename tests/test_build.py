@@ -1,4 +1,5 @@
 """The kernel backend switch (minigrad/kernels.py) and the built extensions."""
+
 import ast
 import os
 import re
@@ -38,7 +39,11 @@ def test_kernel_names_are_imported_from_the_twins_for_static_tools():
     tree = ast.parse(open(kernels.__file__).read())
     imported = {}
     for node in tree.body:
-        if isinstance(node, ast.ImportFrom) and node.level == 1 and (node.module or "").endswith("_ref"):
+        if (
+            isinstance(node, ast.ImportFrom)
+            and node.level == 1
+            and (node.module or "").endswith("_ref")
+        ):
             for alias in node.names:
                 imported[alias.asname or alias.name] = node.module
     twin_of = {n: twin.__name__.rsplit(".", 1)[1] for _, twin in PAIRS for n in twin.__all__}
@@ -71,25 +76,43 @@ def test_unknown_backend_raises_value_error_naming_the_allowed_ones():
 @pytest.mark.usefixtures("restore_backend")
 def test_missing_extension_says_how_to_build_it(monkeypatch):
     kernels.set_backend("numpy")
-    monkeypatch.setitem(kernels._MODULES, "cython",
-                        ("minigrad._gemm", "minigrad._no_such_extension", "minigrad._optim_ops"))
-    with pytest.raises(ImportError, match=r"pip install \..*build_ext --inplace.*MINIGRAD_BACKEND=numpy"):
+    monkeypatch.setitem(
+        kernels._MODULES,
+        "cython",
+        ("minigrad._gemm", "minigrad._no_such_extension", "minigrad._optim_ops"),
+    )
+    with pytest.raises(
+        ImportError, match=r"pip install \..*build_ext --inplace.*MINIGRAD_BACKEND=numpy"
+    ):
         kernels.set_backend("cython")
-    assert kernels.backend() == "numpy"          # a failed switch changes nothing
+    assert kernels.backend() == "numpy"  # a failed switch changes nothing
 
 
-@pytest.mark.parametrize("value,expected", [("numpy", "numpy"), ("cython", "cython"), ("", "cython")])
+@pytest.mark.parametrize(
+    "value,expected", [("numpy", "numpy"), ("cython", "cython"), ("", "cython")]
+)
 def test_environment_variable_picks_the_backend(value, expected):
     env = dict(os.environ, MINIGRAD_BACKEND=value)
-    out = subprocess.run([sys.executable, "-c", "from minigrad import kernels; print(kernels.backend())"],
-                         env=env, cwd=ROOT, capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", "from minigrad import kernels; print(kernels.backend())"],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert out.stdout.strip() == expected
 
 
 def test_bad_environment_variable_fails_at_import():
     env = dict(os.environ, MINIGRAD_BACKEND="gpu")
-    out = subprocess.run([sys.executable, "-c", "import minigrad.kernels"],
-                         env=env, cwd=ROOT, capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, "-c", "import minigrad.kernels"],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
     assert out.returncode != 0
     assert "ValueError" in out.stderr and "'cython', 'numpy'" in out.stderr
 
@@ -98,11 +121,15 @@ def test_bad_environment_variable_fails_at_import():
 def _copy_for_build(dest):
     """setup.py, its metadata files and the package sources (no built modules) in dest."""
     import shutil
+
     for name in ("setup.py", "pyproject.toml", "README.md", "LICENSE"):
         shutil.copy2(os.path.join(ROOT, name), dest)
     # generated C is copied with its times, so Cython need not regenerate it
-    shutil.copytree(os.path.join(ROOT, "minigrad"), os.path.join(dest, "minigrad"),
-                    ignore=shutil.ignore_patterns("*.so", "*.pyd", "__pycache__"))
+    shutil.copytree(
+        os.path.join(ROOT, "minigrad"),
+        os.path.join(dest, "minigrad"),
+        ignore=shutil.ignore_patterns("*.so", "*.pyd", "__pycache__"),
+    )
 
 
 def _no_compiler_env(tmp_path):
@@ -110,18 +137,33 @@ def _no_compiler_env(tmp_path):
     those, so neither the environment nor Python's build configuration reaches a real one."""
     bin_dir = tmp_path / "nocc"
     bin_dir.mkdir()
-    for name in ("cc", "gcc", "c++", "g++", "clang", "clang++", "x86_64-linux-gnu-gcc",
-                 "x86_64-linux-gnu-g++"):
+    for name in (
+        "cc",
+        "gcc",
+        "c++",
+        "g++",
+        "clang",
+        "clang++",
+        "x86_64-linux-gnu-gcc",
+        "x86_64-linux-gnu-g++",
+    ):
         script = bin_dir / name
-        script.write_text("#!/bin/sh\necho \"$0: no compiler (test)\" >&2\nexit 127\n")
+        script.write_text('#!/bin/sh\necho "$0: no compiler (test)" >&2\nexit 127\n')
         script.chmod(0o755)
-    return dict(os.environ, PATH=f"{bin_dir}{os.pathsep}{os.environ['PATH']}", CC="cc",
-                CXX="c++", LDSHARED="cc -shared", LDCXXSHARED="c++ -shared")
+    return dict(
+        os.environ,
+        PATH=f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+        CC="cc",
+        CXX="c++",
+        LDSHARED="cc -shared",
+        LDCXXSHARED="c++ -shared",
+    )
 
 
 def _built(src):
-    return [f for _, _, files in os.walk(src / "minigrad") for f in files
-            if f.endswith((".so", ".pyd"))]
+    return [
+        f for _, _, files in os.walk(src / "minigrad") for f in files if f.endswith((".so", ".pyd"))
+    ]
 
 
 def test_build_without_a_compiler_warns_and_leaves_a_pure_python_package(tmp_path):
@@ -132,8 +174,14 @@ def test_build_without_a_compiler_warns_and_leaves_a_pure_python_package(tmp_pat
     build = [sys.executable, "setup.py", "build_ext", "--inplace"]
 
     # asked to require the extension, the same build fails: the compiler really is hidden
-    strict = subprocess.run(build, cwd=src, env=dict(env, MINIGRAD_REQUIRE_EXTENSION="1"),
-                            capture_output=True, text=True, timeout=600)
+    strict = subprocess.run(
+        build,
+        cwd=src,
+        env=dict(env, MINIGRAD_REQUIRE_EXTENSION="1"),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert strict.returncode != 0 and "no compiler (test)" in strict.stderr
     assert _built(src) == []
 
@@ -158,9 +206,14 @@ out, _ = nn.LSTM(3, 4, batch_first=True)(x)
 out.sum().backward()
 assert x.grad.shape == (2, 5, 3) and np.isfinite(x.grad).all() and np.abs(x.grad).sum() > 0
 """
-    run = subprocess.run([sys.executable, "-c", check], cwd=src,
-                         env={k: v for k, v in os.environ.items() if k != "MINIGRAD_BACKEND"},
-                         capture_output=True, text=True, timeout=120)
+    run = subprocess.run(
+        [sys.executable, "-c", check],
+        cwd=src,
+        env={k: v for k, v in os.environ.items() if k != "MINIGRAD_BACKEND"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert run.returncode == 0, run.stderr
 
 
@@ -186,19 +239,25 @@ for w in caught:
 
 def test_missing_extension_falls_back_to_the_twins_and_warns_once():
     env = {k: v for k, v in os.environ.items() if k != "MINIGRAD_BACKEND"}
-    out = subprocess.run([sys.executable, "-c", MISSING], env=env, cwd=ROOT, capture_output=True,
-                         text=True)
+    out = subprocess.run(
+        [sys.executable, "-c", MISSING], env=env, cwd=ROOT, capture_output=True, text=True
+    )
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
     assert lines[:3] == ["numpy", "minigrad._ops_ref", "1"], out.stdout
     assert lines[3].startswith("RuntimeWarning")
-    assert "NumPy twins" in lines[3] and "pip install ." in lines[3] and "build_ext --inplace" in lines[3]
+    assert (
+        "NumPy twins" in lines[3]
+        and "pip install ." in lines[3]
+        and "build_ext --inplace" in lines[3]
+    )
 
 
 def test_missing_extension_with_cython_asked_for_raises():
     env = dict(os.environ, MINIGRAD_BACKEND="cython")
-    out = subprocess.run([sys.executable, "-c", MISSING], env=env, cwd=ROOT, capture_output=True,
-                         text=True)
+    out = subprocess.run(
+        [sys.executable, "-c", MISSING], env=env, cwd=ROOT, capture_output=True, text=True
+    )
     assert out.returncode != 0
     assert "ImportError: minigrad's compiled kernels cannot be imported" in out.stderr
     assert "MINIGRAD_BACKEND=numpy" in out.stderr

@@ -1,4 +1,5 @@
 """Gradient clipping and detach_state (minigrad.nn.utils)."""
+
 import collections
 import math
 
@@ -27,7 +28,7 @@ def test_norm_clipping_by_hand():
     coef = 1.3 / (13.0 + 1e-6)
     np.testing.assert_allclose(a.grad, [3.0 * coef, 4.0 * coef], rtol=1e-15)
     np.testing.assert_allclose(b.grad, [[12.0 * coef]], rtol=1e-15)
-    new_total = math.sqrt(np.sum(a.grad ** 2) + np.sum(b.grad ** 2))
+    new_total = math.sqrt(np.sum(a.grad**2) + np.sum(b.grad**2))
     assert new_total == pytest.approx(1.3, rel=1e-6)
 
 
@@ -47,7 +48,7 @@ def test_other_norm_types_by_hand(norm_type):
     params = with_grads(*grads)
     flat = np.abs(np.concatenate([g.ravel() for g in grads]))
     p = float(norm_type)
-    expected = flat.max() if p == math.inf else np.sum(flat ** p) ** (1 / p)
+    expected = flat.max() if p == math.inf else np.sum(flat**p) ** (1 / p)
     total = clip_grad_norm_(params, max_norm=0.1, norm_type=norm_type)
     assert float(total) == pytest.approx(expected, rel=1e-12)
     coef = 0.1 / (expected + 1e-6)

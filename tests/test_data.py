@@ -1,8 +1,10 @@
 """minigrad.data: DataLoader order and batching, padding with lengths, and the BPTT batcher's
 stream layout (every token once per epoch, rows continuing across chunks, resume)."""
+
 import numpy as np
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 import minigrad as mg
 from minigrad import nn
@@ -54,14 +56,17 @@ def test_collate_fn_and_sampler():
     assert len(loader) == 2
 
 
-@pytest.mark.parametrize("kwargs, err, match", [
-    (dict(batch_size=0), ValueError, "batch_size must be a positive integer, got 0"),
-    (dict(batch_size=2.0), ValueError, "batch_size must be a positive integer"),
-    (dict(shuffle=True, sampler=[0]), ValueError, "sampler and shuffle"),
-    (dict(seed=1, generator=np.random.default_rng()), ValueError, "seed or generator"),
-    (dict(generator=3), TypeError, "numpy.random.Generator, got int"),
-    (dict(collate_fn=5), TypeError, "collate_fn must be callable"),
-])
+@pytest.mark.parametrize(
+    "kwargs, err, match",
+    [
+        (dict(batch_size=0), ValueError, "batch_size must be a positive integer, got 0"),
+        (dict(batch_size=2.0), ValueError, "batch_size must be a positive integer"),
+        (dict(shuffle=True, sampler=[0]), ValueError, "sampler and shuffle"),
+        (dict(seed=1, generator=np.random.default_rng()), ValueError, "seed or generator"),
+        (dict(generator=3), TypeError, "numpy.random.Generator, got int"),
+        (dict(collate_fn=5), TypeError, "collate_fn must be callable"),
+    ],
+)
 def test_loader_bad_arguments(kwargs, err, match):
     with pytest.raises(err, match=match):
         DataLoader(list(range(4)), **kwargs)
@@ -80,8 +85,9 @@ def test_dataset_checks():
 def test_pad_collate(lengths, batch_first):
     rng = np.random.default_rng(len(lengths))
     seqs = [rng.normal(size=(n, 2)) for n in lengths]
-    padded, lens, labels = pad_collate([(s, i) for i, s in enumerate(seqs)], padding_value=-1,
-                                       batch_first=batch_first)
+    padded, lens, labels = pad_collate(
+        [(s, i) for i, s in enumerate(seqs)], padding_value=-1, batch_first=batch_first
+    )
     np.testing.assert_array_equal(lens, lengths)
     assert lens.dtype == np.int64
     np.testing.assert_array_equal(labels, np.arange(len(seqs)))
@@ -89,7 +95,7 @@ def test_pad_collate(lengths, batch_first):
     assert p.shape == (len(seqs), max(lengths), 2)
     for i, s in enumerate(seqs):
         np.testing.assert_array_equal(p[i, : len(s)], s)
-        assert np.all(p[i, len(s):] == -1)
+        assert np.all(p[i, len(s) :] == -1)
 
 
 def test_pad_collate_feeds_lstm_lengths():

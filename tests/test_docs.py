@@ -3,6 +3,7 @@
 Each block is self-contained and checks itself with asserts; a block that raises fails here,
 with the document's name and the block's first line number in the test id. The blocks run as
 a plain install would run them: no pytest in their namespace."""
+
 import contextlib
 import io
 import pathlib
@@ -34,13 +35,15 @@ def test_the_document_has_snippets(name):
     assert len(blocks) >= MIN_SNIPPETS[name], f"{name}: {len(blocks)} python blocks"
     for code, where in blocks:
         assert "assert" in code, f"{where}: every snippet must check something"
-        assert not re.search(r"^\s*(import pytest|from pytest)", code, flags=re.M), \
+        assert not re.search(r"^\s*(import pytest|from pytest)", code, flags=re.M), (
             f"{where}: a snippet must run in a plain install (no pytest)"
+        )
 
 
-@pytest.mark.parametrize("name,code", [pytest.param(name, code, id=where)
-                                       for name in sorted(BLOCKS)
-                                       for code, where in BLOCKS[name]])
+@pytest.mark.parametrize(
+    "name,code",
+    [pytest.param(name, code, id=where) for name in sorted(BLOCKS) for code, where in BLOCKS[name]],
+)
 def test_snippet_runs(name, code):
     compiled = compile(code, str(DOCS / name), "exec")
     with contextlib.redirect_stdout(io.StringIO()):

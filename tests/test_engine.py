@@ -1,5 +1,6 @@
 """The tape engine: backward order, accumulation, grad mode, retain_graph, hooks, multi-output
 nodes, aliasing, and Tensor basics."""
+
 import sys
 
 import numpy as np
@@ -17,6 +18,7 @@ def leaf(a, dtype=np.float64):
 # ==========================================================================================
 # Order: long chains, reuse, accumulation
 # ==========================================================================================
+
 
 def _frame_depth():
     f, n = sys._getframe(), 0
@@ -39,8 +41,8 @@ def test_chain_of_100000_ops_backpropagates_without_recursion():
         y.backward()
     finally:
         sys.setrecursionlimit(old)
-    np.testing.assert_allclose(x.grad, c ** n, rtol=1e-9, err_msg="d(x * c^n)/dx after 1e5 ops")
-    np.testing.assert_allclose(y.data, 0.5 * c ** n, rtol=1e-9, err_msg="forward of the chain")
+    np.testing.assert_allclose(x.grad, c**n, rtol=1e-9, err_msg="d(x * c^n)/dx after 1e5 ops")
+    np.testing.assert_allclose(y.data, 0.5 * c**n, rtol=1e-9, err_msg="forward of the chain")
     del y  # tearing down the 1e5-node chain must not recurse either
 
 
@@ -58,8 +60,9 @@ def test_intermediate_used_many_times_waits_for_all_consumers():
     y = h * h + 3 * h + h.exp()  # h reached by 4 edges; its node must run after all of them
     y.sum().backward()
     t = np.tanh(a)
-    np.testing.assert_allclose(x.grad, (2 * t + 3 + np.exp(t)) * (1 - t ** 2), rtol=1e-12,
-                               err_msg="reuse of an intermediate")
+    np.testing.assert_allclose(
+        x.grad, (2 * t + 3 + np.exp(t)) * (1 - t**2), rtol=1e-12, err_msg="reuse of an intermediate"
+    )
 
 
 def test_weight_used_in_50_steps_gets_the_sum_of_contributions():
@@ -133,6 +136,7 @@ def test_unreachable_branch_and_unused_leaf():
 # ==========================================================================================
 # Grad mode
 # ==========================================================================================
+
 
 def test_no_grad_records_nothing_and_enable_grad_reenables():
     x = leaf([1.0, 2.0])
@@ -212,6 +216,7 @@ def test_detach_cuts_the_tape_and_shares_data():
 # retain_graph and freed graphs
 # ==========================================================================================
 
+
 def test_retain_graph_allows_a_second_backward():
     a = np.array([0.5, -1.0])
     x = leaf(a)
@@ -219,8 +224,12 @@ def test_retain_graph_allows_a_second_backward():
     y.backward(retain_graph=True)
     y.backward()
     t = np.tanh(a)
-    np.testing.assert_allclose(x.grad, 2 * ((1 - t ** 2) * a + t), rtol=1e-12,
-                               err_msg="two backward passes through a retained graph add up")
+    np.testing.assert_allclose(
+        x.grad,
+        2 * ((1 - t**2) * a + t),
+        rtol=1e-12,
+        err_msg="two backward passes through a retained graph add up",
+    )
 
 
 def test_second_backward_through_a_freed_graph_raises():
@@ -237,6 +246,7 @@ def test_second_backward_through_a_freed_graph_raises():
 # ==========================================================================================
 # Hooks and retain_grad
 # ==========================================================================================
+
 
 def test_leaf_hook_observes_and_replaces_gradient():
     x = leaf([1.0, 2.0])
@@ -284,6 +294,7 @@ def test_retain_grad_keeps_non_leaf_gradient():
 # Multi-output nodes
 # ==========================================================================================
 
+
 def test_unbind_pieces_used_partly():
     a = np.arange(12.0).reshape(3, 4)
     x = leaf(a)
@@ -304,6 +315,7 @@ def test_unbind_pieces_used_partly():
 
 class TwoStates(Function):
     """An LSTM-like node: (h, c) = (tanh(x) * w, x * w); counts its backward calls."""
+
     calls = []
 
     def forward(self, x, w):
@@ -331,18 +343,23 @@ def test_two_output_function_where_only_one_output_gets_a_gradient():
     x, w = leaf(a), leaf(b)
     h, c = TwoStates()(x, w)
     (h * h).sum().backward()
-    assert TwoStates.calls == [(False, True)], \
+    assert TwoStates.calls == [(False, True)], (
         f"backward should run once with gc=None, got calls {TwoStates.calls}"
+    )
     t = np.tanh(a)
-    np.testing.assert_allclose(x.grad, 2 * t * b * b * (1 - t ** 2), rtol=1e-12, err_msg="dx via h only")
+    np.testing.assert_allclose(
+        x.grad, 2 * t * b * b * (1 - t**2), rtol=1e-12, err_msg="dx via h only"
+    )
     np.testing.assert_allclose(w.grad, 2 * t * b * t, rtol=1e-12, err_msg="dw via h only")
 
     TwoStates.calls = []
     x, w = leaf(a), leaf(b)
     h, c = TwoStates()(x, w)
     (h.sum() + (c * 3).sum()).backward()  # both outputs, reached by different paths
-    assert TwoStates.calls == [(False, False)], f"one backward with both grads, got {TwoStates.calls}"
-    np.testing.assert_allclose(x.grad, b * (1 - t ** 2) + 3 * b, rtol=1e-12, err_msg="dx via h and c")
+    assert TwoStates.calls == [(False, False)], (
+        f"one backward with both grads, got {TwoStates.calls}"
+    )
+    np.testing.assert_allclose(x.grad, b * (1 - t**2) + 3 * b, rtol=1e-12, err_msg="dx via h and c")
     assert mg.gradcheck(lambda p, q: TwoStates()(p, q), [leaf(a), leaf(b)])
 
 
@@ -364,6 +381,7 @@ def test_multi_output_node_in_a_chain_with_state_reused():
 # ==========================================================================================
 # Errors from backward()
 # ==========================================================================================
+
 
 def test_backward_on_non_scalar_without_grad_raises():
     x = leaf([[1.0, 2.0]])
@@ -388,20 +406,26 @@ def test_backward_accepts_tensor_grad_and_casts_its_dtype():
 # Aliasing: a gradient array belongs to one tensor
 # ==========================================================================================
 
+
 def _assert_distinct(*arrays):
     for i in range(len(arrays)):
         for j in range(i + 1, len(arrays)):
-            assert not np.shares_memory(arrays[i], arrays[j]), f"gradient {i} shares memory with {j}"
+            assert not np.shares_memory(arrays[i], arrays[j]), (
+                f"gradient {i} shares memory with {j}"
+            )
 
 
-@pytest.mark.parametrize("build", [
-    lambda a, b: a + b,                  # Add hands the same g to both inputs
-    lambda a, b: a - b,
-    lambda a, b: F.stack([a, b]),        # views of one upstream array
-    lambda a, b: F.concatenate([a, b]),
-    lambda a, b: F.where(np.array([True, False, True]), a, b),
-    lambda a, b: (a.reshape(3, 1) + b.reshape(3, 1)).reshape(3),
-])
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda a, b: a + b,  # Add hands the same g to both inputs
+        lambda a, b: a - b,
+        lambda a, b: F.stack([a, b]),  # views of one upstream array
+        lambda a, b: F.concatenate([a, b]),
+        lambda a, b: F.where(np.array([True, False, True]), a, b),
+        lambda a, b: (a.reshape(3, 1) + b.reshape(3, 1)).reshape(3),
+    ],
+)
 def test_no_gradient_shared_between_tensors_or_with_upstream(build):
     a, b = leaf([1.0, 2.0, 3.0]), leaf([4.0, 5.0, 6.0])
     y = build(a, b)
@@ -425,6 +449,7 @@ def test_same_leaf_twice_and_retained_grads_are_own_arrays():
 
 class _Fresh(Function):
     """A node declaring fresh_grads; backward hands out what `make` returns for (a, b)."""
+
     fresh_grads = True
 
     def __init__(self, make):
@@ -457,11 +482,11 @@ def test_fresh_gradients_that_alias_are_still_copied(case):
     leaves, a view, or the caller's upstream array each get a copy, so no two tensors share."""
     a, b = leaf([1.0, 2.0]), leaf([3.0, 4.0])
     if case == "same array twice":
-        make = lambda g: (g * 2,) * 2                                        # noqa: E731
+        make = lambda g: (g * 2,) * 2  # noqa: E731
     elif case == "views of one array":
-        make = lambda g: tuple(np.stack([g * 2, g * 3]))                     # noqa: E731
+        make = lambda g: tuple(np.stack([g * 2, g * 3]))  # noqa: E731
     else:
-        make = lambda g: (g, g * 3)                                          # noqa: E731
+        make = lambda g: (g, g * 3)  # noqa: E731
     up = np.ones(2)
     _Fresh(make)(a, b).backward(up)
     _assert_distinct(a.grad, b.grad, up)
@@ -481,6 +506,7 @@ def test_hook_result_on_a_fresh_gradient_is_copied():
 # ==========================================================================================
 # Tensor basics
 # ==========================================================================================
+
 
 def test_dtype_defaults():
     assert mg.tensor(1.5).dtype == np.float32, "Python float -> float32"
@@ -571,8 +597,11 @@ def test_backward_returning_too_few_gradients_is_an_error():
 
 # ------------------------------------------------------------------ backward's signature
 def test_backward_takes_gradient_positionally_or_by_either_name():
-    for call in (lambda y, g: y.backward(g), lambda y, g: y.backward(gradient=g),
-                 lambda y, g: y.backward(grad=g)):
+    for call in (
+        lambda y, g: y.backward(g),
+        lambda y, g: y.backward(gradient=g),
+        lambda y, g: y.backward(grad=g),
+    ):
         x = mg.tensor([1.0, 2.0], requires_grad=True)
         call(x * 3, np.array([1.0, 10.0]))
         np.testing.assert_array_equal(x.grad, [3.0, 30.0])

@@ -1,5 +1,6 @@
 """examples/seq2seq_attention.py: the date data, beam search against greedy decoding, a short
 run of both models, and bad flags."""
+
 import importlib.util
 import pathlib
 
@@ -60,8 +61,23 @@ def test_beam_search(ex, attention):
 
 
 def test_short_run_reports_both_models(ex, capsys):
-    res = ex.main(["--train", "400", "--test", "40", "--epochs", "1", "--hidden", "16",
-                   "--embed", "8", "--beam", "2", "--quiet"])
+    res = ex.main(
+        [
+            "--train",
+            "400",
+            "--test",
+            "40",
+            "--epochs",
+            "1",
+            "--hidden",
+            "16",
+            "--embed",
+            "8",
+            "--beam",
+            "2",
+            "--quiet",
+        ]
+    )
     assert set(res) == {"attention", "no attention"}
     for r in res.values():
         assert 0.0 <= r["greedy"] <= 1.0 and 0.0 <= r["beam"] <= 1.0

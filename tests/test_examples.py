@@ -1,5 +1,6 @@
 """Smoke tests of examples/: each runs a few steps through its main([...]) and must learn a bit,
 produce outputs of the right shape, and refuse bad command-line input with a clear message."""
+
 import importlib.util
 import math
 import pathlib
@@ -48,13 +49,18 @@ def seq2seq():
 def _help_blocks(name):
     """`python examples/<name>.py --help`, run as a user would, cut into one block of text per
     option (its invocation and help, whitespace collapsed), keyed by the option's first flag."""
-    out = subprocess.run([sys.executable, str(EXAMPLES / f"{name}.py"), "--help"], cwd=ROOT,
-                         capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, str(EXAMPLES / f"{name}.py"), "--help"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr
     lines = out.stdout.split("\noptions:\n", 1)[1].splitlines()
     blocks, key = {}, None
     for line in lines:
-        m = re.match(r"  (-[-\w]+)", line)      # an option's first line; help lines go deeper
+        m = re.match(r"  (-[-\w]+)", line)  # an option's first line; help lines go deeper
         if m:
             key = m.group(1).rstrip(",")
             blocks[key] = line
@@ -73,14 +79,14 @@ def test_help_states_each_default_once_as_the_parser_has_it(name):
     for a in actions:
         block = blocks[a.option_strings[0]]
         said = re.findall(r"\bdefault\b", block, flags=re.IGNORECASE)
-        if a.const is True and a.default is False:                  # a store_true flag: off
+        if a.const is True and a.default is False:  # a store_true flag: off
             assert a.help and not said, block
             continue
         assert len(said) == 1, block
         m = re.search(r"\(default: ([^()]+)\)$", block)
         assert m, f"the default is not the closing '(default: ...)': {block}"
         stated = m.group(1)
-        if a.default is None:                # no value: the help says in words what happens
+        if a.default is None:  # no value: the help says in words what happens
             assert stated != "None" and len(stated) > 3, block
         elif isinstance(a.default, list):
             assert stated == " ".join(map(str, a.default)), block
@@ -89,8 +95,7 @@ def test_help_states_each_default_once_as_the_parser_has_it(name):
 
 
 @pytest.mark.parametrize("quick", [False, True])
-def test_adding_problem_help_states_the_lengths_and_steps_main_uses(adding, monkeypatch,
-                                                                    quick):
+def test_adding_problem_help_states_the_lengths_and_steps_main_uses(adding, monkeypatch, quick):
     """--lengths and --steps default to None and main picks them (--quick: smaller): the
     numbers --help gives must be the ones a run gets."""
     blocks = _help_blocks("adding_problem")
@@ -127,10 +132,32 @@ def _small_text(path):
 
 
 def _char_flags(text, steps, extra=()):
-    return ["--text", text, "--hidden", "32", "--embed", "8", "--seq-len", "16",
-            "--batch-size", "8", "--steps", str(steps), "--eval-every", "15",
-            "--eval-chars", "2000", "--final-eval-chars", "2000", "--sample-len", "20",
-            "--lr", "1e-2", "--quiet", *extra]
+    return [
+        "--text",
+        text,
+        "--hidden",
+        "32",
+        "--embed",
+        "8",
+        "--seq-len",
+        "16",
+        "--batch-size",
+        "8",
+        "--steps",
+        str(steps),
+        "--eval-every",
+        "15",
+        "--eval-chars",
+        "2000",
+        "--final-eval-chars",
+        "2000",
+        "--sample-len",
+        "20",
+        "--lr",
+        "1e-2",
+        "--quiet",
+        *extra,
+    ]
 
 
 def test_char_rnn_learns_samples_and_resumes(char_rnn, tmp_path):
@@ -143,7 +170,7 @@ def test_char_rnn_learns_samples_and_resumes(char_rnn, tmp_path):
     assert math.isfinite(r1["val_bpc"]) and r1["val_bpc"] < math.log2(r1["vocab_size"])
     assert r1["sample"].startswith("def ") and len(r1["sample"]) == 4 + 20
 
-    saved = mg.load(str(ck))                 # .npz written by minigrad.save, no pickle
+    saved = mg.load(str(ck))  # .npz written by minigrad.save, no pickle
     assert saved["step"] == 30 and saved["arch"]["hidden"] == 32
     assert {"model", "optim", "vocab", "data_pos"} <= set(saved)
 
@@ -173,7 +200,7 @@ def test_char_rnn_says_when_it_saves_and_what_resume_overrides(char_rnn, tmp_pat
     assert r["steps"] == 8 and len(r["losses"]) == 2
     assert f"resumed from {ck} at step 6; training continues to step 8" in out
     assert f"checkpoint of step 8 written to {ck}" in out
-    assert not err                                       # nothing of the flags was replaced
+    assert not err  # nothing of the flags was replaced
 
     # --steps not beyond the checkpoint's step, and an architecture flag that differs
     r, out, err = run(8, ["--resume", str(ck), "--hidden", "48", "--cell", "gru"])
@@ -192,8 +219,9 @@ def test_char_rnn_says_when_it_saves_and_what_resume_overrides(char_rnn, tmp_pat
 def test_char_rnn_gru_and_rnn_cells_run(char_rnn, tmp_path):
     text = _small_text(tmp_path / "corpus.txt")
     for cell in ("gru", "rnn"):
-        r = char_rnn.main(_char_flags(text, 6, ["--cell", cell, "--layers", "2",
-                                               "--sample-len", "0"]))
+        r = char_rnn.main(
+            _char_flags(text, 6, ["--cell", cell, "--layers", "2", "--sample-len", "0"])
+        )
         assert r["steps"] == 6 and math.isfinite(r["val_bpc"])
 
 
@@ -202,7 +230,7 @@ def test_char_rnn_default_corpus_is_the_standard_library(char_rnn):
     assert len(train) > 100_000 and len(val) > 1_000
     assert "def " in train and "standard-library" in desc
     again = char_rnn.stdlib_corpus(200_000)
-    assert again[0] == train                 # deterministic
+    assert again[0] == train  # deterministic
 
 
 def test_char_rnn_rejects_bad_input(char_rnn, tmp_path, capsys):
@@ -238,8 +266,21 @@ def test_adding_problem_batches(adding):
 
 
 def test_adding_problem_trains_and_measures_gradients(adding):
-    r = adding.main(["--lengths", "10", "--steps", "40", "--hidden", "16", "--batch-size", "32",
-                     "--test-size", "200", "--quiet"])
+    r = adding.main(
+        [
+            "--lengths",
+            "10",
+            "--steps",
+            "40",
+            "--hidden",
+            "16",
+            "--batch-size",
+            "32",
+            "--test-size",
+            "200",
+            "--quiet",
+        ]
+    )
     for cell in ("rnn", "lstm", "gru"):
         first, last = _early_late(r["losses"][cell][10], 8)
         assert last < first, (cell, first, last)
@@ -255,8 +296,22 @@ def test_adding_problem_trains_and_measures_gradients(adding):
 def test_adding_problem_plot(adding, tmp_path):
     pytest.importorskip("matplotlib")
     path = tmp_path / "grads.png"
-    r = adding.main(["--lengths", "6", "8", "--steps", "3", "--hidden", "8", "--test-size",
-                     "20", "--quiet", "--plot", str(path)])
+    r = adding.main(
+        [
+            "--lengths",
+            "6",
+            "8",
+            "--steps",
+            "3",
+            "--hidden",
+            "8",
+            "--test-size",
+            "20",
+            "--quiet",
+            "--plot",
+            str(path),
+        ]
+    )
     assert r["plotted"] and path.stat().st_size > 1000
 
 
@@ -273,8 +328,23 @@ def test_sequence_classification_dataset(seqcls):
 
 
 def test_sequence_classification_learns(seqcls):
-    r = seqcls.main(["--epochs", "3", "--train-size", "384", "--val-size", "64",
-                     "--hidden", "24", "--max-len", "15", "--lr", "1e-2", "--quiet"])
+    r = seqcls.main(
+        [
+            "--epochs",
+            "3",
+            "--train-size",
+            "384",
+            "--val-size",
+            "64",
+            "--hidden",
+            "24",
+            "--max-len",
+            "15",
+            "--lr",
+            "1e-2",
+            "--quiet",
+        ]
+    )
     assert r["loss"][-1] < r["loss"][0]
     assert len(r["val_acc"]) == 3 and 0 <= r["final_val_acc"] <= 1
     assert r["logits_shape"] == (3, 2)
@@ -292,13 +362,28 @@ def test_seq2seq_encoding_round_trip(seq2seq):
     assert seq2seq.decode([seq2seq.INDEX["1"], end, seq2seq.INDEX["2"]]) == "1"
     probs = seq2seq.Problems(2, 100, np.random.default_rng(0))
     train = probs.sample(np.random.default_rng(1), 2000)
-    assert not set(train) & probs.val_set     # held-out questions are never trained on
+    assert not set(train) & probs.val_set  # held-out questions are never trained on
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
 def test_seq2seq_trains(seq2seq, cell):
-    r = seq2seq.main(["--cell", cell, "--steps", "40", "--hidden", "32", "--val-size", "40",
-                      "--eval-every", "40", "--examples", "3", "--quiet"])
+    r = seq2seq.main(
+        [
+            "--cell",
+            cell,
+            "--steps",
+            "40",
+            "--hidden",
+            "32",
+            "--val-size",
+            "40",
+            "--eval-every",
+            "40",
+            "--examples",
+            "3",
+            "--quiet",
+        ]
+    )
     assert r["train_loss"] < r["first_loss"] - 0.3
     # (batch, up to 3 answer digits + END, vocab)
     assert r["logits_shape"] == (64, 4, len(seq2seq.CHARS))

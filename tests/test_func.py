@@ -1,13 +1,15 @@
 """minigrad.func against finite differences (always) and torch.func (when installed)."""
+
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from factories import profile_examples
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import minigrad as mg
 import minigrad.functional as F
 from minigrad import func
-from factories import profile_examples
 
 EPS = 1e-6
 
@@ -36,6 +38,7 @@ def _np_val(fn):
     def run(*arrays):
         with mg.no_grad():
             return fn(*[mg.tensor(a, dtype=np.float64) for a in arrays]).data
+
     return run
 
 
@@ -48,8 +51,9 @@ def _xw(draw):
     return x, w
 
 
-_SETTINGS = settings(max_examples=profile_examples(), deadline=None,
-                     suppress_health_check=[HealthCheck.too_slow])
+_SETTINGS = settings(
+    max_examples=profile_examples(), deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
 
 
 @_SETTINGS
@@ -90,8 +94,9 @@ def test_jacobian_and_vjp_match_finite_differences(xw):
     u = np.arange(1.0, out.numel() + 1)
     gx, gw = vjp_fn(u)
     np.testing.assert_allclose(gx.data, u @ J.data.reshape(out.numel(), -1), rtol=1e-10, atol=1e-12)
-    np.testing.assert_allclose(gw.data.ravel(), u @ Jw.data.reshape(out.numel(), -1),
-                               rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(
+        gw.data.ravel(), u @ Jw.data.reshape(out.numel(), -1), rtol=1e-10, atol=1e-12
+    )
 
 
 def test_hvp_equals_hessian_times_v():
@@ -130,7 +135,7 @@ def test_grad_argnums_has_aux_and_grad_and_value():
 
 
 def test_nested_grad_is_the_second_derivative():
-    d2 = func.grad(func.grad(lambda x: (x ** 3).sum() * 1.0))
+    d2 = func.grad(func.grad(lambda x: (x**3).sum() * 1.0))
     x = mg.tensor(2.0, dtype=np.float64)
     # grad of a scalar-input function: grad(f) returns a 0-d tensor, itself a scalar function
     assert d2(x).item() == pytest.approx(12.0)
@@ -181,13 +186,21 @@ def test_hessian_jvp_jacobian_hvp_match_torch_func():
         return torch.sigmoid(x @ w) * x.sum()
 
     X, W = torch.tensor(x), torch.tensor(w)
-    np.testing.assert_allclose(func.hessian(f_scalar)(x, w).data,
-                               tf.hessian(t_scalar)(X, W).numpy(), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(
+        func.hessian(f_scalar)(x, w).data,
+        tf.hessian(t_scalar)(X, W).numpy(),
+        rtol=1e-10,
+        atol=1e-12,
+    )
     _, jv = func.jvp(f_vector, (x, w), (tx, tw))
     _, tjv = tf.jvp(t_vector, (X, W), (torch.tensor(tx), torch.tensor(tw)))
     np.testing.assert_allclose(jv.data, tjv.numpy(), rtol=1e-10, atol=1e-12)
-    np.testing.assert_allclose(func.jacobian(f_vector, argnums=1)(x, w).data,
-                               tf.jacrev(t_vector, argnums=1)(X, W).numpy(), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(
+        func.jacobian(f_vector, argnums=1)(x, w).data,
+        tf.jacrev(t_vector, argnums=1)(X, W).numpy(),
+        rtol=1e-10,
+        atol=1e-12,
+    )
     g2 = func.grad(f_scalar, argnums=(0, 1))(x, w)
     tg2 = tf.grad(t_scalar, argnums=(0, 1))(X, W)
     for a, b in zip(g2, tg2):

@@ -3,9 +3,11 @@ NumPy, on both of its paths: the small-matrix AVX2 kernel and BLAS. Sizes are dr
 kernel's block edges (6- and 4-row blocks, 16- and 8-column panels for float32, 8 and 4 for
 float64, 8-deep transposes) and with leading dimensions wider than the rows, as the gate
 buffers have."""
+
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from minigrad import _gemm, _ops
 
@@ -22,12 +24,23 @@ def _strided(rng, rows, cols, pad, dtype):
 
 # cheap examples, many edges: at least 200 per path; the fixture only picks the path, so it may
 # stay the same across a test's examples
-@settings(max_examples=max(200, settings.default.max_examples),
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(m=dims, n=dims, k=dims, ta=st.booleans(), tb=st.booleans(),
-       dtype=st.sampled_from([np.float32, np.float64]), pads=st.tuples(*[st.integers(0, 5)] * 3),
-       beta=st.sampled_from([0.0, 1.0, -0.5]), alpha=st.sampled_from([1.0, 2.0]),
-       seed=st.integers(0, 2**16), packed=st.booleans())
+@settings(
+    max_examples=max(200, settings.default.max_examples),
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(
+    m=dims,
+    n=dims,
+    k=dims,
+    ta=st.booleans(),
+    tb=st.booleans(),
+    dtype=st.sampled_from([np.float32, np.float64]),
+    pads=st.tuples(*[st.integers(0, 5)] * 3),
+    beta=st.sampled_from([0.0, 1.0, -0.5]),
+    alpha=st.sampled_from([1.0, 2.0]),
+    seed=st.integers(0, 2**16),
+    packed=st.booleans(),
+)
 def test_gemm_matches_numpy(gemm_path, m, n, k, ta, tb, dtype, pads, beta, alpha, seed, packed):
     """packed: op(b) packed once, as the sequence kernels do for their per-step GEMMs (on the BLAS
     path nothing is packed and gemm runs)."""
@@ -36,15 +49,19 @@ def test_gemm_matches_numpy(gemm_path, m, n, k, ta, tb, dtype, pads, beta, alpha
     b = _strided(rng, *((n, k) if tb else (k, n)), pads[1], dtype)
     c = _strided(rng, m, n, pads[2], dtype)
     if beta == 0.0:
-        c[...] = np.nan                 # beta = 0 must overwrite C, never read it
+        c[...] = np.nan  # beta = 0 must overwrite C, never read it
     c0 = np.array(c, np.float64)
     opa = np.asarray(a, np.float64).T if ta else np.asarray(a, np.float64)
     opb = np.asarray(b, np.float64).T if tb else np.asarray(b, np.float64)
     want = alpha * opa @ opb + (beta * c0 if beta else 0.0)
     out = _gemm._gemm(ta, tb, a, b, c, alpha, beta, packed)
     assert out is c
-    tol = dict(rtol=1e-5, atol=1e-5 * k) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-12 * k)
-    np.testing.assert_allclose(c, want, **tol, err_msg=f"{gemm_path} m={m} n={n} k={k} ta={ta} tb={tb}")
+    tol = (
+        dict(rtol=1e-5, atol=1e-5 * k) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-12 * k)
+    )
+    np.testing.assert_allclose(
+        c, want, **tol, err_msg=f"{gemm_path} m={m} n={n} k={k} ta={ta} tb={tb}"
+    )
     base = c.base
     assert np.isnan(base[:, n:]).all(), "wrote outside C's rows"
 
@@ -53,7 +70,7 @@ def test_gemm_sums_in_order_like_a_dot_product(gemm_path):
     """A sum of exactly representable products whose partial sums are exact in every order the
     kernels use (one FMA chain per C element in the blocks; lanes summed pairwise for a narrow
     last panel, as here with n = 1): the result is exact on both paths."""
-    a = np.array([[2.0 ** 20, 1.0, -(2.0 ** 20)]], np.float32)
+    a = np.array([[2.0**20, 1.0, -(2.0**20)]], np.float32)
     b = np.ones((3, 1), np.float32)
     c = np.zeros((1, 1), np.float32)
     _gemm._gemm(False, False, a, b, c)
@@ -61,15 +78,18 @@ def test_gemm_sums_in_order_like_a_dot_product(gemm_path):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("ta,tb,m,n,k", [
-    (True, False, 50, 50, 640),     # the weight gradients at H = 50: 2 columns left of 3 panels
-    (False, True, 32, 50, 50),      # a step's h @ W_hh.T
-    (False, False, 32, 50, 200),    # a step's dG @ W_hh (LSTM)
-    (True, False, 41, 3, 13),       # two row chunks, the second partial; k % 8 != 0
-    (True, False, 5, 2, 9),         # fewer rows than a vector (row stride < 8)
-    (False, True, 7, 4, 1100),      # k beyond the stack copy of the columns: blocks instead
-    (False, False, 3, 1, 3),
-])
+@pytest.mark.parametrize(
+    "ta,tb,m,n,k",
+    [
+        (True, False, 50, 50, 640),  # the weight gradients at H = 50: 2 columns left of 3 panels
+        (False, True, 32, 50, 50),  # a step's h @ W_hh.T
+        (False, False, 32, 50, 200),  # a step's dG @ W_hh (LSTM)
+        (True, False, 41, 3, 13),  # two row chunks, the second partial; k % 8 != 0
+        (True, False, 5, 2, 9),  # fewer rows than a vector (row stride < 8)
+        (False, True, 7, 4, 1100),  # k beyond the stack copy of the columns: blocks instead
+        (False, False, 3, 1, 3),
+    ],
+)
 @pytest.mark.parametrize("beta", [0.0, 0.5])
 @pytest.mark.parametrize("packed", [False, True])
 def test_gemm_narrow_last_panel(gemm_path, dtype, ta, tb, m, n, k, beta, packed):
@@ -87,18 +107,23 @@ def test_gemm_narrow_last_panel(gemm_path, dtype, ta, tb, m, n, k, beta, packed)
     opb = np.asarray(b, np.float64).T if tb else np.asarray(b, np.float64)
     want = opa @ opb + (beta * c0 if beta else 0.0)
     _gemm._gemm(ta, tb, a, b, c, 1.0, beta, packed)
-    tol = dict(rtol=1e-5, atol=1e-5 * k) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-12 * k)
+    tol = (
+        dict(rtol=1e-5, atol=1e-5 * k) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-12 * k)
+    )
     np.testing.assert_allclose(c, want, **tol)
     assert np.isnan(c.base[:, n:]).all(), "wrote outside C's rows"
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("m,n,k", [
-    (50, 50, 640),      # the RNN's weight gradients at 32x20x50x50: five whole chunks
-    (13, 37, 129),      # one step past a chunk
-    (7, 16, 300),       # a partial last chunk; one full panel, no narrow tail
-    (61, 301, 1100),    # panels beyond 256 KiB: rows in chunks inside each k chunk
-])
+@pytest.mark.parametrize(
+    "m,n,k",
+    [
+        (50, 50, 640),  # the RNN's weight gradients at 32x20x50x50: five whole chunks
+        (13, 37, 129),  # one step past a chunk
+        (7, 16, 300),  # a partial last chunk; one full panel, no narrow tail
+        (61, 301, 1100),  # panels beyond 256 KiB: rows in chunks inside each k chunk
+    ],
+)
 @pytest.mark.parametrize("beta", [0.0, -0.5])
 @pytest.mark.parametrize("packed", [False, True])
 def test_gemm_transposed_a_runs_k_in_chunks(gemm_path, dtype, m, n, k, beta, packed):
@@ -113,22 +138,32 @@ def test_gemm_transposed_a_runs_k_in_chunks(gemm_path, dtype, m, n, k, beta, pac
     if beta == 0.0:
         c[...] = np.nan
     c0 = np.array(c, np.float64)
-    want = 2.0 * np.asarray(a, np.float64).T @ np.asarray(b, np.float64) + (beta * c0 if beta else 0.0)
+    want = 2.0 * np.asarray(a, np.float64).T @ np.asarray(b, np.float64) + (
+        beta * c0 if beta else 0.0
+    )
     _gemm._gemm(True, False, a, b, c, 2.0, beta, packed)
-    tol = dict(rtol=1e-5, atol=1e-5 * k) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-12 * k)
+    tol = (
+        dict(rtol=1e-5, atol=1e-5 * k) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-12 * k)
+    )
     np.testing.assert_allclose(c, want, **tol)
     assert np.isnan(c.base[:, n:]).all(), "wrote outside C's rows"
 
 
-@pytest.mark.parametrize("bad, msg", [
-    (dict(a=np.zeros((3, 4), np.int64)), "float32 or float64"),
-    (dict(b=np.zeros((4, 5), np.float64)), "a's dtype"),
-    (dict(c=np.zeros((3, 6), np.float32)), "do not chain"),
-    (dict(b=np.zeros((5, 4), np.float32).T), "contiguous rows"),
-])
+@pytest.mark.parametrize(
+    "bad, msg",
+    [
+        (dict(a=np.zeros((3, 4), np.int64)), "float32 or float64"),
+        (dict(b=np.zeros((4, 5), np.float64)), "a's dtype"),
+        (dict(c=np.zeros((3, 6), np.float32)), "do not chain"),
+        (dict(b=np.zeros((5, 4), np.float32).T), "contiguous rows"),
+    ],
+)
 def test_gemm_rejects_bad_arguments(bad, msg):
-    args = dict(a=np.zeros((3, 4), np.float32), b=np.zeros((4, 5), np.float32),
-                c=np.zeros((3, 5), np.float32))
+    args = dict(
+        a=np.zeros((3, 4), np.float32),
+        b=np.zeros((4, 5), np.float32),
+        c=np.zeros((3, 5), np.float32),
+    )
     args.update(bad)
     with pytest.raises(ValueError, match=msg):
         _gemm._gemm(False, False, args["a"], args["b"], args["c"])
@@ -168,6 +203,7 @@ def test_bench_kernels_cell_gemms_computes_the_cell_products():
     they compute them (g accumulates the recurrent product `repeat` times, beta = 1)."""
     import importlib.util
     import pathlib
+
     path = pathlib.Path(__file__).resolve().parents[1] / "benchmarks" / "bench_kernels.py"
     spec = importlib.util.spec_from_file_location("bench_kernels", path)
     bk = importlib.util.module_from_spec(spec)
@@ -188,7 +224,9 @@ def test_bench_kernels_closures_call_the_kernels_with_the_problem(kind):
     closure returns what the twin computes when called directly on the problem's arrays."""
     import importlib.util
     import pathlib
+
     from minigrad import _ops_ref as ref
+
     path = pathlib.Path(__file__).resolve().parents[1] / "benchmarks" / "bench_kernels.py"
     spec = importlib.util.spec_from_file_location("bench_kernels", path)
     bk = importlib.util.module_from_spec(spec)
@@ -199,24 +237,30 @@ def test_bench_kernels_closures_call_the_kernels_with_the_problem(kind):
         _, cache = ref.rnn_cell_forward(v["x1"], v["h"], *w, "tanh")
         cell = ref.rnn_cell_backward(v["dh"], v["x1"], v["h"], *w[:2], cache, True, "tanh")
         _, _, cache = ref.rnn_sequence_forward(v["x"], v["h"], *w, None, "tanh")
-        seq = ref.rnn_sequence_backward(v["dys"], v["dh"], v["x"], v["h"], *w[:2], cache, None,
-                                        True, "tanh")
+        seq = ref.rnn_sequence_backward(
+            v["dys"], v["dh"], v["x"], v["h"], *w[:2], cache, None, True, "tanh"
+        )
     elif kind == "lstm":
         _, _, cache = ref.lstm_cell_forward(v["x1"], v["h"], v["c"], *w)
-        cell = ref.lstm_cell_backward(v["dh"], v["dc"], v["x1"], v["h"], v["c"], *w[:2], cache,
-                                      True)
+        cell = ref.lstm_cell_backward(
+            v["dh"], v["dc"], v["x1"], v["h"], v["c"], *w[:2], cache, True
+        )
         _, _, _, cache = ref.lstm_sequence_forward(v["x"], v["h"], v["c"], *w, None)
-        seq = ref.lstm_sequence_backward(v["dys"], v["dh"], v["dc"], v["x"], v["h"], v["c"],
-                                         *w[:2], cache, None, True)
+        seq = ref.lstm_sequence_backward(
+            v["dys"], v["dh"], v["dc"], v["x"], v["h"], v["c"], *w[:2], cache, None, True
+        )
     else:
         _, cache = ref.gru_cell_forward(v["x1"], v["h"], *w)
         cell = ref.gru_cell_backward(v["dh"], v["x1"], v["h"], *w[:2], cache, True)
         _, _, cache = ref.gru_sequence_forward(v["x"], v["h"], *w, None)
-        seq = ref.gru_sequence_backward(v["dys"], v["dh"], v["x"], v["h"], *w[:2], cache, None,
-                                        True)
+        seq = ref.gru_sequence_backward(
+            v["dys"], v["dh"], v["x"], v["h"], *w[:2], cache, None, True
+        )
     for module in (ref, _ops):
-        for got, want in ((bk.cell_step(module, kind, v)(), cell),
-                          (bk.sequence(module, kind, v)(), seq)):
+        for got, want in (
+            (bk.cell_step(module, kind, v)(), cell),
+            (bk.sequence(module, kind, v)(), seq),
+        ):
             assert len(got) == len(want)
             for g, e in zip(got, want):
                 np.testing.assert_allclose(g, e, rtol=1e-4, atol=1e-5)

@@ -1,4 +1,5 @@
 """Grad mode is per thread: no_grad, enable_grad, set_grad_enabled, inference_mode."""
+
 import threading
 
 import numpy as np
@@ -17,16 +18,18 @@ def test_two_threads_one_under_no_grad_each_record_as_they_should():
             x = mg.tensor([1.0, 2.0], requires_grad=True)
             ctx = mg.no_grad() if off else mg.enable_grad()
             with ctx:
-                barrier.wait()          # both threads are inside their block now
+                barrier.wait()  # both threads are inside their block now
                 y = x * 3
-                barrier.wait()          # and both have recorded (or not) an op
+                barrier.wait()  # and both have recorded (or not) an op
                 results[name] = (y.requires_grad, y.grad_fn is not None, mg.is_grad_enabled())
                 barrier.wait()
         except Exception as e:  # pragma: no cover - reported below
             errors.append(e)
 
-    threads = [threading.Thread(target=worker, args=("off", True)),
-               threading.Thread(target=worker, args=("on", False))]
+    threads = [
+        threading.Thread(target=worker, args=("off", True)),
+        threading.Thread(target=worker, args=("on", False)),
+    ]
     for t in threads:
         t.start()
     for t in threads:

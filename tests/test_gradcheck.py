@@ -1,5 +1,6 @@
 """minigrad.gradcheck and minigrad.numerical_grad: they accept correct gradients, reject wrong
 ones with a useful message, and compute central differences correctly."""
+
 import re
 
 import numpy as np
@@ -88,8 +89,9 @@ def test_gradcheck_raises_on_wrong_backward_with_index_and_values():
     assert "input 0" in msg and "index (" in msg, msg
     analytic, numeric = _numbers(msg, "analytic"), _numbers(msg, "numeric")
     # wherever the worst element is, the analytic value is 3/2 of the numeric one
-    np.testing.assert_allclose(analytic / numeric, 1.5, rtol=1e-6,
-                               err_msg=f"analytic/numeric in the message: {msg}")
+    np.testing.assert_allclose(
+        analytic / numeric, 1.5, rtol=1e-6, err_msg=f"analytic/numeric in the message: {msg}"
+    )
     assert re.search(r"index \(\d,\): analytic", msg), f"index as plain ints: {msg}"
     assert isinstance(info.value, AssertionError), "GradcheckError is an AssertionError"
 
@@ -155,8 +157,13 @@ def test_numerical_grad_of_known_derivative_and_restores_input():
     x = np.array([[0.3, -1.2, 2.0], [0.0, 1.0, -0.5]])
     before = x.copy()
     g = mg.numerical_grad(lambda: float(np.sum(np.sin(x) * x)), x, eps=1e-6)
-    np.testing.assert_allclose(g, np.cos(x) * x + np.sin(x), rtol=1e-8, atol=1e-9,
-                               err_msg="d/dx sum(sin(x) x) = cos(x) x + sin(x)")
+    np.testing.assert_allclose(
+        g,
+        np.cos(x) * x + np.sin(x),
+        rtol=1e-8,
+        atol=1e-9,
+        err_msg="d/dx sum(sin(x) x) = cos(x) x + sin(x)",
+    )
     np.testing.assert_array_equal(x, before, err_msg="numerical_grad must restore its input")
     assert g.dtype == np.float64 and g.shape == x.shape
 
@@ -166,7 +173,7 @@ def test_numerical_grad_is_central_difference():
     x = np.array([2.0])
     eps = 1e-2
     g = mg.numerical_grad(lambda: float(x[0] ** 3), x, eps=eps)
-    np.testing.assert_allclose(g, [3 * 4.0 + eps ** 2], rtol=1e-10, err_msg="central difference")
+    np.testing.assert_allclose(g, [3 * 4.0 + eps**2], rtol=1e-10, err_msg="central difference")
 
 
 def test_gradcheck_leaves_input_data_unchanged():
@@ -188,15 +195,16 @@ def test_gradgradcheck_passes_on_ops_with_true_second_derivatives():
 
 class _CubeWrongSecondOrder(mg.Function):
     """y = x**3 whose recorded backward treats 3 x**2 as a constant (wrong second order)."""
+
     def forward(self, x):
         self.saved = x
-        return x ** 3
+        return x**3
 
     def backward(self, g):
-        return (3 * self.saved ** 2 * g,)
+        return (3 * self.saved**2 * g,)
 
     def backward_graph(self, g):
-        return (g * (3 * self.saved ** 2),)
+        return (g * (3 * self.saved**2),)
 
 
 def test_gradgradcheck_catches_a_wrong_second_derivative_but_gradcheck_does_not():
@@ -204,8 +212,9 @@ def test_gradgradcheck_catches_a_wrong_second_derivative_but_gradcheck_does_not(
     assert mg.gradcheck(lambda t: _CubeWrongSecondOrder()(t), [x])
     with pytest.raises(GradcheckError, match="gradcheck failed for input 0"):
         mg.gradgradcheck(lambda t: _CubeWrongSecondOrder()(t), [x])
-    assert mg.gradgradcheck(lambda t: _CubeWrongSecondOrder()(t), [x],
-                            raise_exception=False) is False
+    assert (
+        mg.gradgradcheck(lambda t: _CubeWrongSecondOrder()(t), [x], raise_exception=False) is False
+    )
 
 
 def test_gradgradcheck_rejects_bad_input():
@@ -215,7 +224,9 @@ def test_gradgradcheck_rejects_bad_input():
     x = mg.tensor([1.0, 2.0], requires_grad=True, dtype=np.float64)
     with pytest.raises(ValueError, match="no input requires grad"):
         mg.gradgradcheck(lambda t: t * t, [mg.tensor([1.0], dtype=np.float64)])
-    with pytest.raises(ValueError, match=r"grad_output of shape \(3,\) for an output of shape \(2,\)"):
+    with pytest.raises(
+        ValueError, match=r"grad_output of shape \(3,\) for an output of shape \(2,\)"
+    ):
         mg.gradgradcheck(lambda t: t * t, [x], grad_outputs=[np.ones(3)])
     with pytest.raises(ValueError, match="2 grad_outputs for 1"):
         mg.gradgradcheck(lambda t: t * t, [x], grad_outputs=[np.ones(2), np.ones(2)])

@@ -1,17 +1,19 @@
 """Higher-order derivatives: create_graph, autograd.grad, chains of ops, recurrent cells, the
 compiled kernels' error, dropout, and print_tape of a second-order graph."""
+
 import re
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from factories import profile_examples, shapes_for
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
+from test_recurrent_ops import make_params
 
 import minigrad as mg
 import minigrad.functional as F
 from minigrad import autograd
-from factories import profile_examples, shapes_for
-from test_recurrent_ops import make_params
 
 composed_rnn_cell = F.rnn_cell_composed
 composed_lstm_cell = F.lstm_cell_composed
@@ -25,31 +27,31 @@ def _t(a, rg=True):
 # ------------------------------------------------------------------ create_graph basics
 def test_second_and_third_derivative_of_a_polynomial():
     x = _t(1.5)
-    y = x ** 4 - 3 * x ** 2
+    y = x**4 - 3 * x**2
     (d1,) = autograd.grad(y, x, create_graph=True)
     (d2,) = autograd.grad(d1, x, create_graph=True)
     (d3,) = autograd.grad(d2, x)
-    assert d1.item() == pytest.approx(4 * 1.5 ** 3 - 6 * 1.5)
-    assert d2.item() == pytest.approx(12 * 1.5 ** 2 - 6)
+    assert d1.item() == pytest.approx(4 * 1.5**3 - 6 * 1.5)
+    assert d2.item() == pytest.approx(12 * 1.5**2 - 6)
     assert d3.item() == pytest.approx(24 * 1.5)
     assert d1.requires_grad and d2.requires_grad and not d3.requires_grad
 
 
 def test_backward_create_graph_fills_grad_and_grad_tensor():
     x = _t([0.5, -1.0])
-    y = (x ** 3).sum()
+    y = (x**3).sum()
     y.backward(create_graph=True)
-    np.testing.assert_allclose(x.grad, 3 * x.data ** 2)
+    np.testing.assert_allclose(x.grad, 3 * x.data**2)
     assert isinstance(x.grad, np.ndarray)
     gt = x.grad_tensor
     assert gt is not None and gt.requires_grad
     np.testing.assert_array_equal(gt.data, x.grad)
-    assert not np.shares_memory(gt.data, x.grad)   # an optimizer may scale .grad in place
+    assert not np.shares_memory(gt.data, x.grad)  # an optimizer may scale .grad in place
     (h,) = autograd.grad(gt.sum(), x)
     np.testing.assert_allclose(h.data, 6 * x.data)
     # the graph was retained by default: a second backward through y works
     y.backward()
-    np.testing.assert_allclose(x.grad, 6 * x.data ** 2)
+    np.testing.assert_allclose(x.grad, 6 * x.data**2)
     assert x.grad_tensor is None  # a plain backward replaced .grad: the Tensor is stale
     x.zero_grad()
     assert x.grad is None and x.grad_tensor is None
@@ -59,7 +61,7 @@ def test_create_graph_backward_accumulates_grad_tensor():
     x = _t([1.0, 2.0])
     (x * x).sum().backward(create_graph=True)
     (x * x * x).sum().backward(create_graph=True)
-    np.testing.assert_allclose(x.grad, 2 * x.data + 3 * x.data ** 2)
+    np.testing.assert_allclose(x.grad, 2 * x.data + 3 * x.data**2)
     (h,) = autograd.grad(x.grad_tensor.sum(), x)
     np.testing.assert_allclose(h.data, 2 + 6 * x.data)
 
@@ -113,13 +115,15 @@ def test_grad_only_runs_the_part_of_the_tape_it_needs():
     (gh,) = autograd.grad(loss, h, create_graph=True)
     (hh,) = autograd.grad(gh.sum(), h)
     t = np.tanh(h.data)
-    np.testing.assert_allclose(hh.data, 2 * (1 - t ** 2) ** 2 - 4 * t * t * (1 - t ** 2))
+    np.testing.assert_allclose(hh.data, 2 * (1 - t**2) ** 2 - 4 * t * t * (1 - t**2))
 
 
 def test_grad_errors_as_pytorch():
     x, z = _t([1.0, 2.0]), _t([5.0])
     y = (x * 2).sum()
-    with pytest.raises(RuntimeError, match="appears to not have been used in the graph.*allow_unused=True"):
+    with pytest.raises(
+        RuntimeError, match="appears to not have been used in the graph.*allow_unused=True"
+    ):
         autograd.grad(y, [x, z], retain_graph=True)
     gx, gz = autograd.grad(y, [x, z], allow_unused=True, retain_graph=True)
     assert gz is None
@@ -151,27 +155,54 @@ def test_hooks_see_and_may_replace_recorded_gradients():
 
 # ------------------------------------------------------------------ chains of ops, 2nd order
 _UNARY = {
-    "tanh": F.tanh, "sigmoid": F.sigmoid, "exp_scaled": lambda t: F.exp(t * 0.3),
-    "softplus": F.softplus, "square": lambda t: t * t, "sqrt_pos": lambda t: F.sqrt(t * t + 1),
-    "log_pos": lambda t: F.log(t * t + 0.5), "neg": F.neg, "softmax": lambda t: F.softmax(t, -1),
-    "log_softmax": lambda t: F.log_softmax(t, -1), "sum_keep": lambda t: t.sum(-1, keepdims=True),
-    "mean_keep": lambda t: t.mean(0, keepdims=True), "transpose": lambda t: t.T,
+    "tanh": F.tanh,
+    "sigmoid": F.sigmoid,
+    "exp_scaled": lambda t: F.exp(t * 0.3),
+    "softplus": F.softplus,
+    "square": lambda t: t * t,
+    "sqrt_pos": lambda t: F.sqrt(t * t + 1),
+    "log_pos": lambda t: F.log(t * t + 0.5),
+    "neg": F.neg,
+    "softmax": lambda t: F.softmax(t, -1),
+    "log_softmax": lambda t: F.log_softmax(t, -1),
+    "sum_keep": lambda t: t.sum(-1, keepdims=True),
+    "mean_keep": lambda t: t.mean(0, keepdims=True),
+    "transpose": lambda t: t.T,
     "var_keep": lambda t: t.var(-1, keepdims=True) if t.shape[-1] > 1 else t,
-    "div": lambda t: t / (t * t + 1), "pow": lambda t: (t * t + 1) ** 1.5,
+    "div": lambda t: t / (t * t + 1),
+    "pow": lambda t: (t * t + 1) ** 1.5,
 }
-_BINARY = {"add": F.add, "sub": F.sub, "mul": F.mul, "maximum_sm": lambda a, b: F.softplus(a - b) + b}
+_BINARY = {
+    "add": F.add,
+    "sub": F.sub,
+    "mul": F.mul,
+    "maximum_sm": lambda a, b: F.softplus(a - b) + b,
+}
 
 
-@settings(max_examples=profile_examples(), deadline=None,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@settings(
+    max_examples=profile_examples(),
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 @given(data=st.data())
 def test_random_chains_of_ops_have_right_second_derivatives(data):
     shp = data.draw(shapes_for(2, min_dims=2, max_dims=2, max_side=3), label="shapes")
-    arrays = [data.draw(hnp.arrays(np.float64, s, elements=st.floats(-2, 2)), label=f"x{i}")
-              for i, s in enumerate(shp)]
-    steps = data.draw(st.lists(st.one_of(st.sampled_from(sorted(_UNARY)),
-                                         st.sampled_from(sorted(_BINARY)).map(lambda n: "2:" + n)),
-                               min_size=1, max_size=5), label="ops")
+    arrays = [
+        data.draw(hnp.arrays(np.float64, s, elements=st.floats(-2, 2)), label=f"x{i}")
+        for i, s in enumerate(shp)
+    ]
+    steps = data.draw(
+        st.lists(
+            st.one_of(
+                st.sampled_from(sorted(_UNARY)),
+                st.sampled_from(sorted(_BINARY)).map(lambda n: "2:" + n),
+            ),
+            min_size=1,
+            max_size=5,
+        ),
+        label="ops",
+    )
 
     def chain(a, b):
         y = a
@@ -210,6 +241,7 @@ def test_dropout_second_order():
 
     def f(t):
         from minigrad.functional.layers import Dropout
+
         return F.tanh(Dropout(mask)(t))
 
     assert mg.gradgradcheck(f, [x])
@@ -298,7 +330,7 @@ def test_compiled_cells_raise_naming_composed_under_create_graph(kind):
     args = (x, h, _t(np.zeros((2, 2)))) if cell == "lstm" else (x, h)
     out = getattr(F, kind)(*args, p["w_ih"], p["w_hh"], p["b_ih"], p["b_hh"])
     h1 = out[0] if isinstance(out, tuple) else out
-    loss = (h1 ** 2).sum()
+    loss = (h1**2).sum()
     g = autograd.grad(loss, [p["w_ih"]], retain_graph=True)  # first order: fine
     assert g[0].shape == p["w_ih"].shape
     with pytest.raises(RuntimeError, match=re.escape(_COMPOSED)) as e:
@@ -316,7 +348,7 @@ def test_recurrent_layers_on_compiled_kernels_raise_under_create_graph(cls):
     x = mg.randn(4, 2, 3)
     out = layer(x)
     y = out[0] if isinstance(out, tuple) else out
-    loss = (y ** 2).sum()
+    loss = (y**2).sum()
     with pytest.raises(RuntimeError, match=re.escape(_COMPOSED)):
         loss.backward(create_graph=True)
 
@@ -324,6 +356,7 @@ def test_recurrent_layers_on_compiled_kernels_raise_under_create_graph(cls):
 # ------------------------------------------------------------------ print_tape
 def test_print_tape_shows_a_second_order_graph(capsys):
     from minigrad.viz import print_tape
+
     x = _t([0.5, 1.0])
     (g,) = autograd.grad((x.tanh() * x).sum(), x, create_graph=True)
     print_tape(g.sum())
@@ -334,9 +367,15 @@ def test_print_tape_shows_a_second_order_graph(capsys):
 
 def test_every_compiled_recurrent_node_names_composed():
     from minigrad.functional import recurrent as R
-    classes = [c for c in vars(R).values()
-               if isinstance(c, type) and issubclass(c, mg.Function) and c is not mg.Function
-               and not c.__name__.startswith("_")]
+
+    classes = [
+        c
+        for c in vars(R).values()
+        if isinstance(c, type)
+        and issubclass(c, mg.Function)
+        and c is not mg.Function
+        and not c.__name__.startswith("_")
+    ]
     assert len(classes) == 9
     for c in classes:
         node = c.__new__(c)
@@ -347,13 +386,26 @@ def test_every_compiled_recurrent_node_names_composed():
 def test_every_functional_op_has_a_backward_graph():
     """A new op without one would make create_graph raise: the factory's gradgradcheck tests
     each op, and this lists the classes so none is forgotten."""
-    from minigrad.functional import (arithmetic, elementwise, layers, loss, reduction, recurrent,
-                                     shape)
+    from minigrad.functional import (
+        arithmetic,
+        elementwise,
+        layers,
+        loss,
+        recurrent,
+        reduction,
+        shape,
+    )
+
     missing = []
     for mod in (arithmetic, elementwise, layers, loss, reduction, shape):
         for c in vars(mod).values():
-            if isinstance(c, type) and issubclass(c, mg.Function) and c.__module__ == mod.__name__ \
-                    and c.backward_graph is mg.Function.backward_graph and not c.__name__.startswith("_"):
+            if (
+                isinstance(c, type)
+                and issubclass(c, mg.Function)
+                and c.__module__ == mod.__name__
+                and c.backward_graph is mg.Function.backward_graph
+                and not c.__name__.startswith("_")
+            ):
                 missing.append(c.__name__)
     assert missing == []
     assert recurrent.LSTMSequence.backward_graph is mg.Function.backward_graph  # raises instead
@@ -365,8 +417,9 @@ def test_composed_layer_hvp_matches_finite_differences_of_the_gradient(kind):
     Hessian-vector product of a loss in the weights equals the central difference of the
     gradient along the same direction."""
     mg.manual_seed(0)
-    layer = getattr(mg.nn, kind)(3, 2, num_layers=2, bidirectional=True, batch_first=True,
-                                 impl="composed").double()
+    layer = getattr(mg.nn, kind)(
+        3, 2, num_layers=2, bidirectional=True, batch_first=True, impl="composed"
+    ).double()
     params = list(layer.parameters())
     rng = np.random.default_rng(1)
     x = _t(rng.standard_normal((2, 4, 3)), False)

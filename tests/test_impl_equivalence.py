@@ -6,6 +6,7 @@ same outputs, final states and gradients (inputs, initial states, every paramete
 types, num_layers, directions, batch_first, bias, lengths, initial states and dtypes: tight in
 float64, looser in float32.  Inter-layer dropout and the Keras-style return conventions too.
 """
+
 import numpy as np
 import pytest
 from hypothesis import given
@@ -16,8 +17,10 @@ import minigrad as mg
 from minigrad import nn
 
 IMPLS = ("sequence", "step", "composed")
-TOL = {np.float64: {"out": (1e-11, 1e-13), "grad": (1e-10, 1e-12)},   # (rtol, atol)
-       np.float32: {"out": (1e-5, 1e-6), "grad": (1e-4, 1e-5)}}
+TOL = {
+    np.float64: {"out": (1e-11, 1e-13), "grad": (1e-10, 1e-12)},  # (rtol, atol)
+    np.float32: {"out": (1e-5, 1e-6), "grad": (1e-4, 1e-5)},
+}
 
 
 @st.composite
@@ -28,13 +31,22 @@ def layer_cases(draw, max_layers=3, max_T=4, max_B=3, max_size=3):
     lengths = None
     if draw(st.booleans()):
         lengths = draw(st.lists(st.integers(1, T), min_size=B, max_size=B))
-    return Case(kind.split("_")[0], "relu" if kind == "RNN_relu" else "tanh",
-                L=draw(st.integers(1, max_layers)), bi=draw(st.booleans()),
-                bf=draw(st.booleans()), bias=draw(st.booleans()), T=T, B=B,
-                I=draw(st.integers(1, max_size)), H=draw(st.integers(1, max_size)),
-                lengths=lengths, init_state=draw(st.booleans()),
-                seed=draw(st.integers(0, 2 ** 16)),
-                dtype=draw(st.sampled_from([np.float64, np.float32])))
+    return Case(
+        kind.split("_")[0],
+        "relu" if kind == "RNN_relu" else "tanh",
+        L=draw(st.integers(1, max_layers)),
+        bi=draw(st.booleans()),
+        bf=draw(st.booleans()),
+        bias=draw(st.booleans()),
+        T=T,
+        B=B,
+        I=draw(st.integers(1, max_size)),
+        H=draw(st.integers(1, max_size)),
+        lengths=lengths,
+        init_state=draw(st.booleans()),
+        seed=draw(st.integers(0, 2**16)),
+        dtype=draw(st.sampled_from([np.float64, np.float32])),
+    )
 
 
 def _assert_same(case, results):
@@ -45,13 +57,23 @@ def _assert_same(case, results):
         outs, g = results[impl]
         for name, a, b in zip(["output", "h_n", "c_n"], outs, outs_ref):
             assert a.dtype == case.dtype, (impl, name, a.dtype)
-            np.testing.assert_allclose(a, b, rtol=tol["out"][0], atol=tol["out"][1],
-                                       err_msg=f"{name}: {impl} vs sequence, {case}")
+            np.testing.assert_allclose(
+                a,
+                b,
+                rtol=tol["out"][0],
+                atol=tol["out"][1],
+                err_msg=f"{name}: {impl} vs sequence, {case}",
+            )
         assert g.keys() == g_ref.keys(), impl
         for k in g_ref:
             assert g[k].dtype == case.dtype, (impl, k, g[k].dtype)
-            np.testing.assert_allclose(g[k], g_ref[k], rtol=tol["grad"][0], atol=tol["grad"][1],
-                                       err_msg=f"d{k}: {impl} vs sequence, {case}")
+            np.testing.assert_allclose(
+                g[k],
+                g_ref[k],
+                rtol=tol["grad"][0],
+                atol=tol["grad"][1],
+                err_msg=f"d{k}: {impl} vs sequence, {case}",
+            )
 
 
 @examples(30)
@@ -69,8 +91,7 @@ def test_the_three_implementations_agree(case):
 def test_the_three_agree_on_a_larger_layer_with_everything_on(mode, dtype):
     """Three layers, both directions, batch_first, ragged lengths, given states: the drawn
     cases above stay small, this one is the size where a misplaced index shows."""
-    case = Case(mode, "tanh", 3, True, True, True, 7, 4, 5, 6, [7, 3, 5, 1], True, 5,
-                dtype=dtype)
+    case = Case(mode, "tanh", 3, True, True, True, 7, 4, 5, 6, [7, 3, 5, 1], True, 5, dtype=dtype)
     modules = {impl: case.make(impl=impl) for impl in IMPLS}
     weights = upstream(case.call(modules["sequence"], case.leaves()))
     _assert_same(case, {impl: grads_of(case, m, weights) for impl, m in modules.items()})
@@ -86,8 +107,14 @@ def test_the_three_agree_with_dropout_between_layers(mode):
     results = {}
     for impl in IMPLS + ("no-dropout",):
         mg.manual_seed(1)
-        m = getattr(nn, mode)(I, H, num_layers=3, dropout=0.5, dtype=np.float64,
-                              impl="sequence" if impl == "no-dropout" else impl)
+        m = getattr(nn, mode)(
+            I,
+            H,
+            num_layers=3,
+            dropout=0.5,
+            dtype=np.float64,
+            impl="sequence" if impl == "no-dropout" else impl,
+        )
         if impl == "no-dropout":
             m.eval()
         x = mg.tensor(x0, requires_grad=True)
@@ -102,12 +129,14 @@ def test_the_three_agree_with_dropout_between_layers(mode):
         np.testing.assert_allclose(out, ref_out, rtol=1e-11, atol=1e-13, err_msg=f"{impl}: output")
         np.testing.assert_allclose(dx, ref_dx, rtol=1e-10, atol=1e-12, err_msg=f"{impl}: dx")
         for n in ref_g:
-            np.testing.assert_allclose(g[n], ref_g[n], rtol=1e-10, atol=1e-12,
-                                       err_msg=f"{impl}: d{n}")
+            np.testing.assert_allclose(
+                g[n], ref_g[n], rtol=1e-10, atol=1e-12, err_msg=f"{impl}: d{n}"
+            )
 
 
-@pytest.mark.parametrize("return_sequences, return_state",
-                         [(True, False), (False, False), (False, True), (True, True)])
+@pytest.mark.parametrize(
+    "return_sequences, return_state", [(True, False), (False, False), (False, True), (True, True)]
+)
 @pytest.mark.parametrize("mode", ["RNN", "LSTM", "GRU"])
 def test_the_three_agree_on_every_return_convention(mode, return_sequences, return_state):
     I, H, T, B = 2, 3, 4, 3
@@ -116,14 +145,22 @@ def test_the_three_agree_on_every_return_convention(mode, return_sequences, retu
     results = {}
     for impl in IMPLS:
         mg.manual_seed(4)
-        m = getattr(nn, mode)(I, H, num_layers=2, bidirectional=True, batch_first=True,
-                              return_sequences=return_sequences, return_state=return_state,
-                              dtype=np.float64, impl=impl)
+        m = getattr(nn, mode)(
+            I,
+            H,
+            num_layers=2,
+            bidirectional=True,
+            batch_first=True,
+            return_sequences=return_sequences,
+            return_state=return_state,
+            dtype=np.float64,
+            impl=impl,
+        )
         x = mg.tensor(x0, requires_grad=True)
         res = m(x, lengths=lengths)
         flat = []
         stack = [res]
-        while stack:                      # (out, (h_n, c_n)) etc. -> [out, h_n, c_n]
+        while stack:  # (out, (h_n, c_n)) etc. -> [out, h_n, c_n]
             r = stack.pop(0)
             if isinstance(r, tuple):
                 stack = list(r) + stack

@@ -1,4 +1,5 @@
 """minigrad.interop: to_torch / from_torch round trips with identical weights and outputs."""
+
 import sys
 
 import numpy as np
@@ -17,8 +18,16 @@ def _models():
         nn.RNN(4, 3, num_layers=2, nonlinearity="relu", bidirectional=True),
         nn.LSTM(4, 3, num_layers=3, batch_first=True, dropout=0.25).double(),
         nn.GRU(4, 3, bias=False, bidirectional=True),
-        nn.Sequential(nn.Linear(4, 5), nn.Tanh(), nn.Dropout(0.1), nn.Linear(5, 5), nn.Sigmoid(),
-                      nn.ReLU(), nn.Flatten(), nn.Identity()),
+        nn.Sequential(
+            nn.Linear(4, 5),
+            nn.Tanh(),
+            nn.Dropout(0.1),
+            nn.Linear(5, 5),
+            nn.Sigmoid(),
+            nn.ReLU(),
+            nn.Flatten(),
+            nn.Identity(),
+        ),
     ]
 
 
@@ -82,15 +91,24 @@ def test_from_torch_keeps_torch_weights():
     np.testing.assert_array_equal(m[1].weight_hh_l0.data, t[1].weight_hh_l0.detach().numpy())
 
 
-@pytest.mark.parametrize("return_sequences, return_state", [(False, False), (True, False),
-                                                              (False, True)])
+@pytest.mark.parametrize(
+    "return_sequences, return_state", [(False, False), (True, False), (False, True)]
+)
 def test_keras_style_layers_keep_their_conventions_in_torch(return_sequences, return_state):
     torch = pytest.importorskip("torch")
     mg.manual_seed(1)
-    model = nn.Sequential(nn.Embedding(20, 4),
-                          nn.LSTM(4, 3, num_layers=2, bidirectional=True, batch_first=True,
-                                  return_sequences=return_sequences,
-                                  return_state=return_state)).double()
+    model = nn.Sequential(
+        nn.Embedding(20, 4),
+        nn.LSTM(
+            4,
+            3,
+            num_layers=2,
+            bidirectional=True,
+            batch_first=True,
+            return_sequences=return_sequences,
+            return_state=return_state,
+        ),
+    ).double()
     tmod = interop.to_torch(model)
     assert type(tmod[1]).__name__ == "TorchLSTM" and isinstance(tmod[1], torch.nn.LSTM)
     assert "return_sequences" in repr(tmod[1])
@@ -178,8 +196,9 @@ def test_custom_tree_to_torch_and_into():
         tree(torch.zeros(2, 3, dtype=torch.int64))
     target = interop.to_torch(model, into=_torch_lm(torch))
     x = np.random.default_rng(0).integers(0, 11, size=(2, 5))
-    np.testing.assert_allclose(model(x).data, target(torch.from_numpy(x)).detach().numpy(),
-                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        model(x).data, target(torch.from_numpy(x)).detach().numpy(), rtol=1e-5, atol=1e-6
+    )
 
 
 def test_custom_tree_from_torch_and_into():
@@ -193,8 +212,9 @@ def test_custom_tree_from_torch_and_into():
         tree(np.zeros((1, 2), dtype=np.int64))
     model = interop.from_torch(tmodel, into=_MgLM())
     x = np.random.default_rng(1).integers(0, 11, size=(3, 4))
-    np.testing.assert_allclose(model(x).data, tmodel(torch.from_numpy(x)).detach().numpy(),
-                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        model(x).data, tmodel(torch.from_numpy(x)).detach().numpy(), rtol=1e-5, atol=1e-6
+    )
 
 
 def test_into_refuses_a_different_tree_and_writes_nothing():
@@ -217,10 +237,14 @@ def test_into_refuses_a_different_tree_and_writes_nothing():
         interop.to_torch(model, into=_MgLM())
 
 
-@pytest.mark.parametrize("make", [lambda: nn.LayerNorm((2, 3)),
-                                  lambda: nn.MultiheadAttention(4, 2, batch_first=True),
-                                  lambda: nn.MultiheadAttention(4, 1, kdim=3, vdim=2,
-                                                                add_bias_kv=True)])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: nn.LayerNorm((2, 3)),
+        lambda: nn.MultiheadAttention(4, 2, batch_first=True),
+        lambda: nn.MultiheadAttention(4, 1, kdim=3, vdim=2, add_bias_kv=True),
+    ],
+)
 def test_new_layers_round_trip(make):
     pytest.importorskip("torch")
     mg.manual_seed(5)

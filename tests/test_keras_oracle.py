@@ -2,6 +2,7 @@
 torch backend is selected when torch is importable): identical weights give identical outputs
 for every layer and the notes' models, summary counts match, and short trainings give the same
 losses step for step."""
+
 import importlib.util
 import os
 
@@ -18,10 +19,12 @@ from minigrad import keras as mk
 B, T, I, H = 3, 5, 4, 6
 RNG = np.random.default_rng(0)
 X = RNG.standard_normal((B, T, I)).astype(np.float32)
-MASKS = {"none": None,
-         "left": np.array([[0, 0, 1, 1, 1], [1, 1, 1, 1, 1], [0, 1, 1, 1, 1]], bool),
-         "right": np.array([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1], [1, 0, 0, 0, 0]], bool),
-         "holes": np.array([[1, 0, 1, 0, 1], [1, 1, 1, 1, 0], [0, 1, 0, 1, 1]], bool)}
+MASKS = {
+    "none": None,
+    "left": np.array([[0, 0, 1, 1, 1], [1, 1, 1, 1, 1], [0, 1, 1, 1, 1]], bool),
+    "right": np.array([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1], [1, 0, 0, 0, 0]], bool),
+    "holes": np.array([[1, 0, 1, 0, 1], [1, 1, 1, 1, 0], [0, 1, 0, 1, 1]], bool),
+}
 
 
 def _np(t):
@@ -45,10 +48,17 @@ def _close(yk, ym, tol=2e-5):
     np.testing.assert_allclose(_np(yk), ym.data, rtol=tol, atol=tol)
 
 
-FORMS = [("SimpleRNN", {}), ("SimpleRNN", {"activation": "relu"}),
-         ("SimpleRNN", {"activation": "sigmoid"}), ("LSTM", {}), ("LSTM", {"use_bias": False}),
-         ("LSTM", {"activation": "relu"}), ("GRU", {}), ("GRU", {"reset_after": False}),
-         ("GRU", {"use_bias": False})]
+FORMS = [
+    ("SimpleRNN", {}),
+    ("SimpleRNN", {"activation": "relu"}),
+    ("SimpleRNN", {"activation": "sigmoid"}),
+    ("LSTM", {}),
+    ("LSTM", {"use_bias": False}),
+    ("LSTM", {"activation": "relu"}),
+    ("GRU", {}),
+    ("GRU", {"reset_after": False}),
+    ("GRU", {"use_bias": False}),
+]
 
 
 @pytest.mark.parametrize("kind,kw", FORMS)
@@ -85,14 +95,18 @@ def test_bidirectional(merge_mode, mask, rs):
 def test_core_layers_and_wrappers():
     x2 = RNG.standard_normal((B, I)).astype(np.float32)
     for kl, ml, x in [
-            (K.layers.Dense(3, activation="relu"), mk.layers.Dense(3, activation="relu"), X),
-            (K.layers.Dense(3, use_bias=False), mk.layers.Dense(3, use_bias=False), x2),
-            (K.layers.TimeDistributed(K.layers.Dense(2, activation="tanh")),
-             mk.layers.TimeDistributed(mk.layers.Dense(2, activation="tanh")), X),
-            (K.layers.Flatten(), mk.layers.Flatten(), X),
-            (K.layers.RepeatVector(3), mk.layers.RepeatVector(3), x2),
-            (K.layers.Activation("softmax"), mk.layers.Activation("softmax"), x2),
-            (K.layers.Dropout(0.5), mk.layers.Dropout(0.5), x2)]:
+        (K.layers.Dense(3, activation="relu"), mk.layers.Dense(3, activation="relu"), X),
+        (K.layers.Dense(3, use_bias=False), mk.layers.Dense(3, use_bias=False), x2),
+        (
+            K.layers.TimeDistributed(K.layers.Dense(2, activation="tanh")),
+            mk.layers.TimeDistributed(mk.layers.Dense(2, activation="tanh")),
+            X,
+        ),
+        (K.layers.Flatten(), mk.layers.Flatten(), X),
+        (K.layers.RepeatVector(3), mk.layers.RepeatVector(3), x2),
+        (K.layers.Activation("softmax"), mk.layers.Activation("softmax"), x2),
+        (K.layers.Dropout(0.5), mk.layers.Dropout(0.5), x2),
+    ]:
         yk, ym = _pair(kl, ml, x)
         _close(yk, ym)
     idx = RNG.integers(0, 10, (B, T))
@@ -106,7 +120,7 @@ def _notes_model(lib, rnn):
     model.add(lib.layers.Embedding(input_dim=10000, output_dim=50))
     model.add(getattr(lib.layers, rnn)(50))
     model.add(lib.layers.Dense(32))
-    model.add(lib.layers.Dense(1, activation='sigmoid'))
+    model.add(lib.layers.Dense(1, activation="sigmoid"))
     model.build((None, 20))
     return model
 
@@ -118,8 +132,9 @@ def test_notes_models_counts_and_outputs(rnn):
     assert [l.count_params() for l in km.layers] == [l.count_params() for l in mm.layers]
     mm.set_weights(km.get_weights())
     x = RNG.integers(0, 10000, (4, 20))
-    np.testing.assert_allclose(km.predict(x, verbose=0), mm.predict(x, verbose=0),
-                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        km.predict(x, verbose=0), mm.predict(x, verbose=0), rtol=1e-5, atol=1e-6
+    )
 
 
 def test_encoder_decoder_outputs():
@@ -128,32 +143,47 @@ def test_encoder_decoder_outputs():
         _, h, c = lib.layers.LSTM(4, return_state=True)(ei)
         di = lib.Input(shape=(None, 2))
         y, _, _ = lib.layers.LSTM(4, return_sequences=True, return_state=True)(
-            di, initial_state=[h, c])
+            di, initial_state=[h, c]
+        )
         return lib.Model([ei, di], lib.layers.Dense(2)(y))
+
     km, mm = build(K), build(mk)
     mm.set_weights(km.get_weights())
     xe = RNG.standard_normal((2, 6, 3)).astype(np.float32)
     xd = RNG.standard_normal((2, 4, 2)).astype(np.float32)
-    np.testing.assert_allclose(km.predict([xe, xd], verbose=0), mm.predict([xe, xd], verbose=0),
-                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        km.predict([xe, xd], verbose=0), mm.predict([xe, xd], verbose=0), rtol=1e-5, atol=1e-6
+    )
 
 
-@pytest.mark.parametrize("optimizer,loss,rnn", [
-    ("sgd", "binary_crossentropy", "LSTM"), ("sgd", "mae", "GRU"), ("sgd", "mse", "SimpleRNN"),
-    ("adam", "binary_crossentropy", "GRU"), ("rmsprop", "mse", "LSTM")])
+@pytest.mark.parametrize(
+    "optimizer,loss,rnn",
+    [
+        ("sgd", "binary_crossentropy", "LSTM"),
+        ("sgd", "mae", "GRU"),
+        ("sgd", "mse", "SimpleRNN"),
+        ("adam", "binary_crossentropy", "GRU"),
+        ("rmsprop", "mse", "LSTM"),
+    ],
+)
 def test_training_steps_match(optimizer, loss, rnn):
     def build(lib):
-        m = lib.models.Sequential([lib.layers.Embedding(30, 4, mask_zero=True),
-                                   getattr(lib.layers, rnn)(5),
-                                   lib.layers.Dense(1, activation="sigmoid")])
+        m = lib.models.Sequential(
+            [
+                lib.layers.Embedding(30, 4, mask_zero=True),
+                getattr(lib.layers, rnn)(5),
+                lib.layers.Dense(1, activation="sigmoid"),
+            ]
+        )
         m.build((None, 7))
         m.compile(optimizer=optimizer, loss=loss)
         return m
+
     km, mm = build(K), build(mk)
     mm.set_weights(km.get_weights())
     rng = np.random.default_rng(1)
     x = rng.integers(1, 30, (16, 7))
-    x[:, :2] = 0                                           # pre-padding, masked
+    x[:, :2] = 0  # pre-padding, masked
     y = rng.integers(0, 2, (16, 1)).astype(np.float32)
     for step in range(6):
         b = slice(4 * (step % 4), 4 * (step % 4) + 4)
@@ -166,18 +196,24 @@ def test_training_steps_match(optimizer, loss, rnn):
 
 def test_fit_history_matches():
     def build(lib):
-        m = lib.models.Sequential([lib.layers.Input((6, 2)), lib.layers.GRU(4),
-                                   lib.layers.Dense(1)])
-        m.compile(optimizer=lib.optimizers.SGD(learning_rate=0.05), loss="mse",
-                  metrics=["mae"])
+        m = lib.models.Sequential(
+            [lib.layers.Input((6, 2)), lib.layers.GRU(4), lib.layers.Dense(1)]
+        )
+        m.compile(optimizer=lib.optimizers.SGD(learning_rate=0.05), loss="mse", metrics=["mae"])
         return m
+
     km, mm = build(K), build(mk)
     mm.set_weights(km.get_weights())
     rng = np.random.default_rng(2)
     x = rng.standard_normal((10, 6, 2)).astype(np.float32)
     y = x.sum(axis=(1, 2))[:, None].astype(np.float32)
-    kw = {"epochs": 3, "batch_size": 4, "shuffle": False, "verbose": 0,
-          "validation_data": (x[:5], y[:5])}
+    kw = {
+        "epochs": 3,
+        "batch_size": 4,
+        "shuffle": False,
+        "verbose": 0,
+        "validation_data": (x[:5], y[:5]),
+    }
     hk = km.fit(x, y, **kw).history
     hm = mm.fit(x, y, **kw).history
     assert set(hk) == set(hm)
@@ -192,8 +228,10 @@ def test_functional_masked_model_matches():
         s = lib.layers.LSTM(4, return_sequences=True)(e)
         out = lib.layers.GRU(2)(s)
         return lib.Model(inp, out)
+
     km, mm = build(K), build(mk)
     mm.set_weights(km.get_weights())
     x = np.array([[0, 0, 3, 4, 5], [1, 2, 3, 0, 0], [0, 7, 0, 8, 9]])
-    np.testing.assert_allclose(km.predict(x, verbose=0), mm.predict(x, verbose=0),
-                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        km.predict(x, verbose=0), mm.predict(x, verbose=0), rtol=1e-5, atol=1e-6
+    )

@@ -1,6 +1,7 @@
 """minigrad.keras recurrent layers against a NumPy reference written from Keras's documented
 cell equations (masks keep the state; go_backwards returns the reversed-order outputs), both
 paths (compiled kernel and composed), gradients by finite differences."""
+
 import numpy as np
 import pytest
 from hypothesis import given
@@ -15,12 +16,26 @@ def _sig(x):
     return 1.0 / (1.0 + np.exp(-x))
 
 
-ACT = {"tanh": np.tanh, "sigmoid": _sig, "relu": lambda v: np.maximum(v, 0.0),
-       "linear": lambda v: v}
+ACT = {
+    "tanh": np.tanh,
+    "sigmoid": _sig,
+    "relu": lambda v: np.maximum(v, 0.0),
+    "linear": lambda v: v,
+}
 
 
-def reference(kind, x, weights, mask=None, go_backwards=False, activation="tanh",
-              recurrent_activation="sigmoid", reset_after=True, h0=None, c0=None):
+def reference(
+    kind,
+    x,
+    weights,
+    mask=None,
+    go_backwards=False,
+    activation="tanh",
+    recurrent_activation="sigmoid",
+    reset_after=True,
+    h0=None,
+    c0=None,
+):
     """(outputs (B, T, H) in processing order, final states) in float64 NumPy."""
     K, U = weights[0].astype(np.float64), weights[1].astype(np.float64)
     b = weights[2].astype(np.float64) if len(weights) > 2 else None
@@ -52,12 +67,12 @@ def reference(kind, x, weights, mask=None, go_backwards=False, activation="tanh"
             else:
                 xz, xr, xh = np.split(xt @ K + (0 if b is None else b), 3, axis=1)
                 zg = ra(xz + h @ U[:, :H])
-                r = ra(xr + h @ U[:, H:2 * H])
-                cand = act(xh + (r * h) @ U[:, 2 * H:])
+                r = ra(xr + h @ U[:, H : 2 * H])
+                cand = act(xh + (r * h) @ U[:, 2 * H :])
             hn = zg * h + (1 - zg) * cand
             cn = c
         if mask is not None:
-            m = mask[:, t:t + 1]
+            m = mask[:, t : t + 1]
             hn = np.where(m, hn, h)
             cn = np.where(m, cn, c)
         h, c = hn, cn
@@ -83,16 +98,22 @@ def _masks(B, T, rng, style):
     if style == "left":
         return ar >= (T - L)[:, None]
     m = rng.random((B, T)) < 0.6
-    m[np.arange(B), rng.integers(0, T, size=B)] = True   # at least one step per row
+    m[np.arange(B), rng.integers(0, T, size=B)] = True  # at least one step per row
     return m
 
 
-FORMS = [("SimpleRNN", {}), ("SimpleRNN", {"activation": "relu"}),
-         ("SimpleRNN", {"activation": "sigmoid"}),
-         ("LSTM", {}), ("LSTM", {"activation": "relu", "recurrent_activation": "tanh"}),
-         ("LSTM", {"use_bias": False}),
-         ("GRU", {}), ("GRU", {"reset_after": False}), ("GRU", {"use_bias": False}),
-         ("GRU", {"reset_after": False, "use_bias": False})]
+FORMS = [
+    ("SimpleRNN", {}),
+    ("SimpleRNN", {"activation": "relu"}),
+    ("SimpleRNN", {"activation": "sigmoid"}),
+    ("LSTM", {}),
+    ("LSTM", {"activation": "relu", "recurrent_activation": "tanh"}),
+    ("LSTM", {"use_bias": False}),
+    ("GRU", {}),
+    ("GRU", {"reset_after": False}),
+    ("GRU", {"use_bias": False}),
+    ("GRU", {"reset_after": False, "use_bias": False}),
+]
 
 
 @pytest.mark.parametrize("kind,kw", FORMS)
@@ -103,8 +124,9 @@ def test_matches_reference(kind, kw, mask_style, go_backwards):
     B, T, I, H = 3, 6, 4, 5
     x = rng.standard_normal((B, T, I)).astype(np.float32)
     mask = _masks(B, T, rng, mask_style)
-    layer = _layer(kind, H, return_sequences=True, return_state=True,
-                   go_backwards=go_backwards, **kw)
+    layer = _layer(
+        kind, H, return_sequences=True, return_state=True, go_backwards=go_backwards, **kw
+    )
     layer.build((None, T, I))
     layer.built = True
     w = _random_weights(layer, rng)
@@ -125,11 +147,18 @@ def test_matches_reference(kind, kw, mask_style, go_backwards):
     np.testing.assert_allclose(layer2(x, mask=mask).data, h, rtol=1e-4, atol=1e-5)
 
 
-@pytest.mark.parametrize("kind,kw,path", [
-    ("SimpleRNN", {}, "kernel"), ("SimpleRNN", {"activation": "relu"}, "kernel"),
-    ("SimpleRNN", {"activation": "sigmoid"}, "composed"), ("LSTM", {}, "kernel"),
-    ("LSTM", {"recurrent_activation": "hard_sigmoid"}, "composed"), ("GRU", {}, "kernel"),
-    ("GRU", {"reset_after": False}, "composed")])
+@pytest.mark.parametrize(
+    "kind,kw,path",
+    [
+        ("SimpleRNN", {}, "kernel"),
+        ("SimpleRNN", {"activation": "relu"}, "kernel"),
+        ("SimpleRNN", {"activation": "sigmoid"}, "composed"),
+        ("LSTM", {}, "kernel"),
+        ("LSTM", {"recurrent_activation": "hard_sigmoid"}, "composed"),
+        ("GRU", {}, "kernel"),
+        ("GRU", {"reset_after": False}, "composed"),
+    ],
+)
 def test_path_taken(kind, kw, path):
     layer = _layer(kind, 3, **kw)
     layer(np.zeros((2, 4, 3), np.float32))
@@ -143,12 +172,17 @@ def test_path_taken(kind, kw, path):
 
 def test_weight_shapes_and_counts():
     I, H = 7, 5
-    cases = [(layers.SimpleRNN(H), [(I, H), (H, H), (H,)], H * I + H * H + H),
-             (layers.LSTM(H), [(I, 4 * H), (H, 4 * H), (4 * H,)], 4 * (H * I + H * H + H)),
-             (layers.GRU(H), [(I, 3 * H), (H, 3 * H), (2, 3 * H)], 3 * (H * I + H * H + 2 * H)),
-             (layers.GRU(H, reset_after=False), [(I, 3 * H), (H, 3 * H), (3 * H,)],
-              3 * (H * I + H * H + H)),
-             (layers.LSTM(H, use_bias=False), [(I, 4 * H), (H, 4 * H)], 4 * (H * I + H * H))]
+    cases = [
+        (layers.SimpleRNN(H), [(I, H), (H, H), (H,)], H * I + H * H + H),
+        (layers.LSTM(H), [(I, 4 * H), (H, 4 * H), (4 * H,)], 4 * (H * I + H * H + H)),
+        (layers.GRU(H), [(I, 3 * H), (H, 3 * H), (2, 3 * H)], 3 * (H * I + H * H + 2 * H)),
+        (
+            layers.GRU(H, reset_after=False),
+            [(I, 3 * H), (H, 3 * H), (3 * H,)],
+            3 * (H * I + H * H + H),
+        ),
+        (layers.LSTM(H, use_bias=False), [(I, 4 * H), (H, 4 * H)], 4 * (H * I + H * H)),
+    ]
     for layer, shapes, count in cases:
         layer.build((None, 3, I))
         layer.built = True
@@ -163,9 +197,17 @@ def test_lstm_unit_forget_bias():
     np.testing.assert_array_equal(layer.bias.data, [0, 0, 0, 1, 1, 1, 0, 0, 0, 0, 0, 0])
 
 
-@given(kind=st.sampled_from(["SimpleRNN", "LSTM", "GRU"]), units=st.integers(1, 4),
-       T=st.integers(1, 5), B=st.integers(1, 3), rs=st.booleans(), rst=st.booleans(),
-       back=st.booleans(), masked=st.booleans(), seed=st.integers(0, 1000))
+@given(
+    kind=st.sampled_from(["SimpleRNN", "LSTM", "GRU"]),
+    units=st.integers(1, 4),
+    T=st.integers(1, 5),
+    B=st.integers(1, 3),
+    rs=st.booleans(),
+    rst=st.booleans(),
+    back=st.booleans(),
+    masked=st.booleans(),
+    seed=st.integers(0, 1000),
+)
 def test_shapes_and_masks(kind, units, T, B, rs, rst, back, masked, seed):
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((B, T, 2)).astype(np.float32)
@@ -178,9 +220,11 @@ def test_shapes_and_masks(kind, units, T, B, rs, rst, back, masked, seed):
         assert all(s.shape == (B, units) for s in out[1:])
         out = out[0]
     assert out.shape == ((B, T, units) if rs else (B, units))
-    assert layer.compute_output_shape((None, T, 2)) == \
-        ([(None, T, units) if rs else (None, units)] + [(None, units)] * n_states if rst
-         else ((None, T, units) if rs else (None, units)))
+    assert layer.compute_output_shape((None, T, 2)) == (
+        [(None, T, units) if rs else (None, units)] + [(None, units)] * n_states
+        if rst
+        else ((None, T, units) if rs else (None, units))
+    )
     if masked and rs:
         # a masked step repeats the previous step's output (the state is kept)
         seq = out.data
@@ -192,10 +236,17 @@ def test_shapes_and_masks(kind, units, T, B, rs, rst, back, masked, seed):
         np.testing.assert_array_equal(keras.backend.get_mask(out), mask)
 
 
-@pytest.mark.parametrize("kind,kw", [("SimpleRNN", {}), ("LSTM", {}), ("GRU", {}),
-                                     ("GRU", {"reset_after": False}),
-                                     ("SimpleRNN", {"activation": "sigmoid"}),
-                                     ("LSTM", {"go_backwards": True})])
+@pytest.mark.parametrize(
+    "kind,kw",
+    [
+        ("SimpleRNN", {}),
+        ("LSTM", {}),
+        ("GRU", {}),
+        ("GRU", {"reset_after": False}),
+        ("SimpleRNN", {"activation": "sigmoid"}),
+        ("LSTM", {"go_backwards": True}),
+    ],
+)
 @pytest.mark.parametrize("mask_style", [None, "left", "holes"])
 def test_gradients_finite_differences(kind, kw, mask_style):
     """minigrad.gradcheck (float64) of every output (sequence and final states) with respect to
@@ -209,11 +260,14 @@ def test_gradients_finite_differences(kind, kw, mask_style):
     mask = _masks(B, T, rng, mask_style)
     x = mg.tensor(rng.standard_normal((B, T, I)), requires_grad=True, dtype="float64")
     h0 = mg.tensor(rng.standard_normal((B, H)), requires_grad=True, dtype="float64")
-    states = [h0] + ([mg.tensor(rng.standard_normal((B, H)), requires_grad=True,
-                                dtype="float64")] if kind == "LSTM" else [])
+    states = [h0] + (
+        [mg.tensor(rng.standard_normal((B, H)), requires_grad=True, dtype="float64")]
+        if kind == "LSTM"
+        else []
+    )
 
     def fn(x, *rest):
-        return tuple(layer(x, mask=mask, initial_state=list(rest[:len(states)])))
+        return tuple(layer(x, mask=mask, initial_state=list(rest[: len(states)])))
 
     assert mg.gradcheck(fn, [x, *states, *layer.weights])
 
@@ -243,8 +297,9 @@ def test_initial_state_and_stateful():
     _, (rh, _) = reference("GRU", x, wg)
     np.testing.assert_allclose(second.data, rh, rtol=1e-4, atol=1e-5)
     s.reset_states()
-    np.testing.assert_allclose(s(x[:, :2]).data, reference("GRU", x[:, :2], wg)[1][0],
-                               rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(
+        s(x[:, :2]).data, reference("GRU", x[:, :2], wg)[1][0], rtol=1e-4, atol=1e-5
+    )
     with pytest.raises(ValueError, match="batch size 2"):
         s(x[:1, :2])
 
@@ -256,7 +311,7 @@ def test_dropout_train_vs_inference():
         layer = layers.LSTM(4, **kw)
         a = layer(x).data
         b = layer(x, training=False).data
-        np.testing.assert_array_equal(a, b)          # inference: no dropout
+        np.testing.assert_array_equal(a, b)  # inference: no dropout
         mg.manual_seed(0)
         c = layer(x, training=True).data
         assert not np.allclose(a, c)
@@ -276,11 +331,14 @@ def test_bad_inputs():
     with pytest.raises(ValueError, match="rank 3"):
         layer(np.zeros((2, 3), np.float32))
     model = keras.Sequential([layers.SimpleRNN(3, input_shape=(5, 1)), layers.Dense(1)])
-    x_batch_first = np.zeros((8, 5, 1), np.float32)          # (batch, time, features)
-    time_first = x_batch_first.transpose(1, 0, 2)              # (5, 8, 1)
+    x_batch_first = np.zeros((8, 5, 1), np.float32)  # (batch, time, features)
+    time_first = x_batch_first.transpose(1, 0, 2)  # (5, 8, 1)
     model.predict(x_batch_first)
-    with pytest.raises(ValueError, match=r"built for input shape \(None, 5, 1\) but got an "
-                                         r"array of shape \(5, 8, 1\).*time-first"):
+    with pytest.raises(
+        ValueError,
+        match=r"built for input shape \(None, 5, 1\) but got an "
+        r"array of shape \(5, 8, 1\).*time-first",
+    ):
         model.predict(time_first)
     with pytest.raises(ValueError, match=r"\(None, 5, 1\).*\(8, 5, 2\)"):
         model.predict(np.zeros((8, 5, 2), np.float32))
@@ -298,12 +356,19 @@ def test_bad_inputs():
         layers.GRU(2, dropout=1.5)
 
 
-@given(units=st.integers(1, 4), T=st.integers(1, 4), B=st.integers(1, 3),
-       merge=st.sampled_from(["concat", "sum", "mul", "ave", None]), rs=st.booleans(),
-       rst=st.booleans(), kind=st.sampled_from(["SimpleRNN", "LSTM", "GRU"]))
+@given(
+    units=st.integers(1, 4),
+    T=st.integers(1, 4),
+    B=st.integers(1, 3),
+    merge=st.sampled_from(["concat", "sum", "mul", "ave", None]),
+    rs=st.booleans(),
+    rst=st.booleans(),
+    kind=st.sampled_from(["SimpleRNN", "LSTM", "GRU"]),
+)
 def test_bidirectional_shapes_and_counts(units, T, B, merge, rs, rst, kind):
-    bi = layers.Bidirectional(_layer(kind, units, return_sequences=rs, return_state=rst),
-                              merge_mode=merge)
+    bi = layers.Bidirectional(
+        _layer(kind, units, return_sequences=rs, return_state=rst), merge_mode=merge
+    )
     x = np.random.default_rng(0).standard_normal((B, T, 2)).astype(np.float32)
     out = bi(x)
     want = bi.compute_output_shape((None, T, 2))
@@ -315,8 +380,12 @@ def test_bidirectional_shapes_and_counts(units, T, B, merge, rs, rst, kind):
     assert bi.count_params() == 2 * G * (2 * units + units * units) + 2 * G * nb
 
 
-@given(units=st.integers(1, 5), lead=st.lists(st.integers(1, 3), min_size=1, max_size=3),
-       feat=st.integers(1, 4), bias=st.booleans())
+@given(
+    units=st.integers(1, 5),
+    lead=st.lists(st.integers(1, 3), min_size=1, max_size=3),
+    feat=st.integers(1, 4),
+    bias=st.booleans(),
+)
 def test_dense_shapes_counts_and_values(units, lead, feat, bias):
     d = layers.Dense(units, use_bias=bias, activation="tanh")
     x = np.random.default_rng(1).standard_normal(tuple(lead) + (feat,)).astype(np.float32)

@@ -11,21 +11,21 @@
 """
 
 import re
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from types import SimpleNamespace
-
 from minigrad import _gemm, _gemm_ref, _ops, _ops_ref, _optim_ops, _optim_ops_ref
 
 # One namespace per backend over its three modules (cells, linear, optimizer updates): `ops` the
 # compiled kernels, `ref` their NumPy twins.
 TWINS = (_ops_ref, _gemm_ref, _optim_ops_ref)
-ops = SimpleNamespace(**{n: getattr(m, n) for m, t in zip((_ops, _gemm, _optim_ops), TWINS)
-                         for n in t.__all__})
+ops = SimpleNamespace(
+    **{n: getattr(m, n) for m, t in zip((_ops, _gemm, _optim_ops), TWINS) for n in t.__all__}
+)
 ref = SimpleNamespace(**{n: getattr(t, n) for t in TWINS for n in t.__all__})
 
 MODULES = {"twin": ref, "cython": ops}
@@ -34,12 +34,22 @@ MODULES = {"twin": ref, "cython": ops}
 # The kernel table: signature and outputs of every kernel, as in docs/kernels.md
 # ---------------------------------------------------------------------------------------------
 
-GATES = {"linear": 1, "rnn_cell": 1, "lstm_cell": 4, "gru_cell": 3,
-         "rnn_sequence": 1, "lstm_sequence": 4, "gru_sequence": 3}
+GATES = {
+    "linear": 1,
+    "rnn_cell": 1,
+    "lstm_cell": 4,
+    "gru_cell": 3,
+    "rnn_sequence": 1,
+    "lstm_sequence": 4,
+    "gru_sequence": 3,
+}
 KINDS = list(GATES)
-CELL_CACHE_WIDTH = {"rnn": 1, "lstm": 5, "gru": 4}          # cache columns, in units of H
-SEQ_CACHE = {"rnn_sequence": ("hs",), "lstm_sequence": ("hs", "cs", "gates"),
-             "gru_sequence": ("hs", "gates")}
+CELL_CACHE_WIDTH = {"rnn": 1, "lstm": 5, "gru": 4}  # cache columns, in units of H
+SEQ_CACHE = {
+    "rnn_sequence": ("hs",),
+    "lstm_sequence": ("hs", "cs", "gates"),
+    "gru_sequence": ("hs", "gates"),
+}
 
 SIGNATURES = {
     "linear_forward": ("x", "w", "b"),
@@ -51,23 +61,58 @@ SIGNATURES = {
     "gru_cell_forward": ("x", "h", "w_ih", "w_hh", "b_ih", "b_hh"),
     "gru_cell_backward": ("dh1", "x", "h", "w_ih", "w_hh", "cache", "has_bias"),
     "rnn_sequence_forward": ("x", "h0", "w_ih", "w_hh", "b_ih", "b_hh", "lengths", "nonlinearity"),
-    "rnn_sequence_backward": ("dys", "dh_n", "x", "h0", "w_ih", "w_hh", "cache", "lengths",
-                              "has_bias", "nonlinearity"),
+    "rnn_sequence_backward": (
+        "dys",
+        "dh_n",
+        "x",
+        "h0",
+        "w_ih",
+        "w_hh",
+        "cache",
+        "lengths",
+        "has_bias",
+        "nonlinearity",
+    ),
     "lstm_sequence_forward": ("x", "h0", "c0", "w_ih", "w_hh", "b_ih", "b_hh", "lengths"),
-    "lstm_sequence_backward": ("dys", "dh_n", "dc_n", "x", "h0", "c0", "w_ih", "w_hh", "cache",
-                               "lengths", "has_bias"),
+    "lstm_sequence_backward": (
+        "dys",
+        "dh_n",
+        "dc_n",
+        "x",
+        "h0",
+        "c0",
+        "w_ih",
+        "w_hh",
+        "cache",
+        "lengths",
+        "has_bias",
+    ),
     "gru_sequence_forward": ("x", "h0", "w_ih", "w_hh", "b_ih", "b_hh", "lengths"),
-    "gru_sequence_backward": ("dys", "dh_n", "x", "h0", "w_ih", "w_hh", "cache", "lengths",
-                              "has_bias"),
+    "gru_sequence_backward": (
+        "dys",
+        "dh_n",
+        "x",
+        "h0",
+        "w_ih",
+        "w_hh",
+        "cache",
+        "lengths",
+        "has_bias",
+    ),
 }
 FORWARD_OUTPUTS = {
-    "linear": ("y",), "rnn_cell": ("h1", "cache"), "lstm_cell": ("h1", "c1", "cache"),
-    "gru_cell": ("h1", "cache"), "rnn_sequence": ("ys", "h_n", "cache"),
-    "lstm_sequence": ("ys", "h_n", "c_n", "cache"), "gru_sequence": ("ys", "h_n", "cache"),
+    "linear": ("y",),
+    "rnn_cell": ("h1", "cache"),
+    "lstm_cell": ("h1", "c1", "cache"),
+    "gru_cell": ("h1", "cache"),
+    "rnn_sequence": ("ys", "h_n", "cache"),
+    "lstm_sequence": ("ys", "h_n", "c_n", "cache"),
+    "gru_sequence": ("ys", "h_n", "cache"),
 }
 # Backward returns the gradient "d" + name of each differentiable input, in this order.
 GRAD_INPUTS = {
-    "linear": ("x", "w", "b"), "rnn_cell": ("x", "h", "w_ih", "w_hh", "b_ih", "b_hh"),
+    "linear": ("x", "w", "b"),
+    "rnn_cell": ("x", "h", "w_ih", "w_hh", "b_ih", "b_hh"),
     "lstm_cell": ("x", "h", "c", "w_ih", "w_hh", "b_ih", "b_hh"),
     "gru_cell": ("x", "h", "w_ih", "w_hh", "b_ih", "b_hh"),
     "rnn_sequence": ("x", "h0", "w_ih", "w_hh", "b_ih", "b_hh"),
@@ -83,18 +128,27 @@ def is_sequence(kind):
 
 def shapes(kind, T, B, I, H):
     """Shape of every array argument of the kind's forward and backward (cache entries too)."""
-    if kind == "linear":                      # N = B rows, O = H outputs
+    if kind == "linear":  # N = B rows, O = H outputs
         return dict(x=(B, I), w=(H, I), b=(H,), dy=(B, H), y=(B, H))
     G = GATES[kind]
     s = dict(w_ih=(G * H, I), w_hh=(G * H, H), b_ih=(G * H,), b_hh=(G * H,))
     if is_sequence(kind):
         width = CELL_CACHE_WIDTH[kind.split("_")[0]]
-        s.update(x=(T, B, I), h0=(B, H), c0=(B, H), ys=(T, B, H), h_n=(B, H), c_n=(B, H),
-                 hs=(T + 1, B, H), cs=(T + 1, B, H), gates=(T, B, width * H))
+        s.update(
+            x=(T, B, I),
+            h0=(B, H),
+            c0=(B, H),
+            ys=(T, B, H),
+            h_n=(B, H),
+            c_n=(B, H),
+            hs=(T + 1, B, H),
+            cs=(T + 1, B, H),
+            gates=(T, B, width * H),
+        )
     else:
         width = CELL_CACHE_WIDTH[kind.split("_")[0]]
         s.update(x=(B, I), h=(B, H), c=(B, H), h1=(B, H), c1=(B, H), cache=(B, width * H))
-    for name in FORWARD_OUTPUTS[kind]:        # upstream gradient of each output: its shape
+    for name in FORWARD_OUTPUTS[kind]:  # upstream gradient of each output: its shape
         if name != "cache":
             s["d" + name] = s[name]
     return s
@@ -108,7 +162,7 @@ class Problem:
         self.dtype, self.bias, self.nonlinearity = dtype, bias, nonlinearity
         rng = np.random.default_rng(seed)
         sh = shapes(kind, T, B, I, H)
-        k = 1 / np.sqrt(H)                    # PyTorch's uniform(-1/sqrt(H), 1/sqrt(H)) init
+        k = 1 / np.sqrt(H)  # PyTorch's uniform(-1/sqrt(H), 1/sqrt(H)) init
         v = {}
         for name in GRAD_INPUTS[kind]:
             if name in ("h", "h0"):
@@ -117,7 +171,7 @@ class Problem:
                 v[name] = rng.uniform(-k, k, sh[name])
             else:
                 v[name] = rng.standard_normal(sh[name])
-        for name in FORWARD_OUTPUTS[kind]:    # upstream gradients, one per output
+        for name in FORWARD_OUTPUTS[kind]:  # upstream gradients, one per output
             if name != "cache":
                 v["d" + name] = rng.standard_normal(sh[name])
         v = {name: a.astype(dtype) for name, a in v.items()}
@@ -136,9 +190,11 @@ class Problem:
 
     def __repr__(self):
         lengths = self.values["lengths"]
-        return (f"Problem({self.kind}, T={self.T}, B={self.B}, I={self.I}, H={self.H}, "
-                f"{np.dtype(self.dtype).name}, bias={self.bias}, nonlinearity={self.nonlinearity},"
-                f" lengths={None if lengths is None else lengths.tolist()})")
+        return (
+            f"Problem({self.kind}, T={self.T}, B={self.B}, I={self.I}, H={self.H}, "
+            f"{np.dtype(self.dtype).name}, bias={self.bias}, nonlinearity={self.nonlinearity},"
+            f" lengths={None if lengths is None else lengths.tolist()})"
+        )
 
 
 @st.composite
@@ -150,8 +206,9 @@ def problems(draw, kind, max_size=17, max_T=12, dtypes=(np.float32, np.float64))
     lengths = None
     if is_sequence(kind) and draw(st.booleans()):
         lengths_dtype = draw(st.sampled_from([np.int64, np.int32, np.uint16]))
-        lengths = np.array(draw(st.lists(st.integers(1, T), min_size=B, max_size=B)),
-                           dtype=lengths_dtype)
+        lengths = np.array(
+            draw(st.lists(st.integers(1, T), min_size=B, max_size=B)), dtype=lengths_dtype
+        )
     nonlinearity = draw(st.sampled_from(["tanh", "relu"])) if kind.startswith("rnn") else None
     seed = draw(st.integers(0, 2**32 - 1))
     return Problem(kind, T, B, I, H, dtype, bias, lengths, nonlinearity, seed)
@@ -184,8 +241,9 @@ def named_cache(kind, cache):
     if not is_sequence(kind):
         return [("cache", cache)]
     names = SEQ_CACHE[kind]
-    assert isinstance(cache, tuple) and len(cache) == len(names), \
+    assert isinstance(cache, tuple) and len(cache) == len(names), (
         f"{kind} cache must be a tuple ({', '.join(names)}), got {type(cache).__name__}"
+    )
     return list(zip(names, cache))
 
 
@@ -208,15 +266,21 @@ def twin_backward_error(problem, cache, grads):
     run in float64 on the same inputs and cache (the rounding the float32 sums made)."""
     if problem.dtype != np.float32:
         return {}
-    wide = lambda a: a.astype(np.float64) if isinstance(a, np.ndarray) \
-        and a.dtype.kind == "f" else a  # noqa: E731
+    wide = lambda a: (
+        a.astype(np.float64) if isinstance(a, np.ndarray) and a.dtype.kind == "f" else a
+    )  # noqa: E731
     p64 = Problem.__new__(Problem)
-    p64.__dict__.update(problem.__dict__, dtype=np.float64,
-                        values={k: wide(v) for k, v in problem.values.items()})
+    p64.__dict__.update(
+        problem.__dict__, dtype=np.float64, values={k: wide(v) for k, v in problem.values.items()}
+    )
     cache64 = tuple(map(wide, cache)) if isinstance(cache, tuple) else wide(cache)
     exact = backward(ref, p64, cache64)
-    return {name: float(np.abs(g.astype(np.float64) - exact[name]).max()) if g is not None
-            and g.size else 0.0 for name, g in grads.items()}
+    return {
+        name: float(np.abs(g.astype(np.float64) - exact[name]).max())
+        if g is not None and g.size
+        else 0.0
+        for name, g in grads.items()
+    }
 
 
 def assert_same(got, want, name, what, dtype, twin_error=0.0):
@@ -227,8 +291,9 @@ def assert_same(got, want, name, what, dtype, twin_error=0.0):
     assert isinstance(got, np.ndarray), f"{name}: {what}: expected an ndarray, got {type(got)}"
     assert got.dtype == dtype, f"{name}: {what}: expected dtype {np.dtype(dtype)}, got {got.dtype}"
     assert got.shape == want.shape, f"{name}: {what}: expected shape {want.shape}, got {got.shape}"
-    np.testing.assert_allclose(got, want, **tolerances(dtype, want, twin_error),
-                               err_msg=f"{name}: {what}")
+    np.testing.assert_allclose(
+        got, want, **tolerances(dtype, want, twin_error), err_msg=f"{name}: {what}"
+    )
 
 
 def snapshot(problem):
@@ -237,13 +302,15 @@ def snapshot(problem):
 
 def assert_unchanged(problem, before, who):
     for name, a in before.items():
-        np.testing.assert_array_equal(problem.values[name], a,
-                                      err_msg=f"{name}: modified in place by {who}")
+        np.testing.assert_array_equal(
+            problem.values[name], a, err_msg=f"{name}: modified in place by {who}"
+        )
 
 
 # ---------------------------------------------------------------------------------------------
 # Twin equality: Cython kernel vs NumPy twin
 # ---------------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("kind", KINDS)
 @given(data=st.data())
@@ -254,8 +321,8 @@ def test_kernel_matches_twin(kind, data):
 
     want = forward(ref, problem)
     got = forward(ops, problem)
-    for name, a in want.items():             # the twin keeps the input dtype too
-        for cname, c in (named_cache(kind, a) if name == "cache" else [(name, a)]):
+    for name, a in want.items():  # the twin keeps the input dtype too
+        for cname, c in named_cache(kind, a) if name == "cache" else [(name, a)]:
             assert c.dtype == dtype, f"{cname}: twin output dtype {c.dtype}, expected {dtype}"
     assert_unchanged(problem, before, f"{kind}_forward")
     for name in FORWARD_OUTPUTS[kind]:
@@ -276,8 +343,9 @@ def test_kernel_matches_twin(kind, data):
         assert_same(got_grads[name], w, name, "kernel vs twin", dtype, twin_error.get(name, 0.0))
     if problem.bias and kind != "linear":
         for who, grads in (("twin", want_grads), ("kernel", got_grads)):
-            assert not np.shares_memory(grads["db_ih"], grads["db_hh"]), \
+            assert not np.shares_memory(grads["db_ih"], grads["db_hh"]), (
                 f"db_ih and db_hh must be separate arrays ({who})"
+            )
 
 
 @pytest.mark.parametrize("kind", ["lstm_cell", "gru_cell", "lstm_sequence", "gru_sequence"])
@@ -308,8 +376,11 @@ FD_EPS = 1e-6
 def twin_loss(problem):
     """L = sum over the outputs of out * (its random upstream gradient)."""
     out = forward(ref, problem)
-    return sum(float(np.sum(out[name] * problem.values["d" + name]))
-               for name in FORWARD_OUTPUTS[problem.kind] if name != "cache")
+    return sum(
+        float(np.sum(out[name] * problem.values["d" + name]))
+        for name in FORWARD_OUTPUTS[problem.kind]
+        if name != "cache"
+    )
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -319,7 +390,7 @@ def test_twin_backward_matches_finite_differences(kind, data):
     grads = backward(ref, problem, forward(ref, problem).get("cache"))
     for name in GRAD_INPUTS[kind]:
         a = problem.values[name]
-        if a is None:                         # no bias: backward must say so
+        if a is None:  # no bias: backward must say so
             assert grads["d" + name] is None, f"d{name}: expected None without bias"
             continue
         numeric = np.zeros_like(a)
@@ -331,9 +402,13 @@ def test_twin_backward_matches_finite_differences(kind, data):
             down = twin_loss(problem)
             a[idx] = old
             numeric[idx] = (up - down) / (2 * FD_EPS)
-        np.testing.assert_allclose(grads["d" + name], numeric, rtol=1e-5, atol=1e-6,
-                                   err_msg=f"d{name}: twin backward vs finite differences "
-                                           f"({problem})")
+        np.testing.assert_allclose(
+            grads["d" + name],
+            numeric,
+            rtol=1e-5,
+            atol=1e-6,
+            err_msg=f"d{name}: twin backward vs finite differences ({problem})",
+        )
 
 
 def test_finite_differences_can_fail():
@@ -349,8 +424,9 @@ def test_finite_differences_can_fail():
     a[0, 0] = old
     numeric = (up - down) / (2 * FD_EPS)
     np.testing.assert_allclose(grads["dw_hh"][0, 0], numeric, rtol=1e-5, atol=1e-6)
-    assert abs(grads["dw_hh"][0, 0] * 1.01 - numeric) > 1e-6 * (1 + abs(numeric)), \
+    assert abs(grads["dw_hh"][0, 0] * 1.01 - numeric) > 1e-6 * (1 + abs(numeric)), (
         "a 1% gradient error would go unnoticed"
+    )
 
 
 @pytest.mark.parametrize("module", MODULES)
@@ -375,13 +451,23 @@ def test_sequence_outputs_view_the_state_cache_only_without_lengths(kind, with_l
     """Without lengths the compiled forward returns ys as hs[1:], a view of its cache (no copy of
     T*B*H elements); with lengths, padded steps output zeros while hs carries the state on, so
     ys must be its own array. Either way ys equals the twin's."""
-    problem = Problem(kind, 5, 3, 4, 6, np.float32, True,
-                      np.array([5, 2, 4]) if with_lengths else None,
-                      "tanh" if kind.startswith("rnn") else None, 0)
+    problem = Problem(
+        kind,
+        5,
+        3,
+        4,
+        6,
+        np.float32,
+        True,
+        np.array([5, 2, 4]) if with_lengths else None,
+        "tanh" if kind.startswith("rnn") else None,
+        0,
+    )
     got, want = forward(ops, problem), forward(ref, problem)
     hs = got["cache"][0]
-    assert np.shares_memory(got["ys"], hs) != with_lengths, \
+    assert np.shares_memory(got["ys"], hs) != with_lengths, (
         f"ys {'shares' if with_lengths else 'does not share'} memory with the cache's hs"
+    )
     if not with_lengths:
         np.testing.assert_array_equal(got["ys"], hs[1:])
     assert got["ys"].flags.c_contiguous
@@ -391,10 +477,19 @@ def test_sequence_outputs_view_the_state_cache_only_without_lengths(kind, with_l
 @pytest.mark.parametrize("kind", ["rnn", "lstm", "gru"])
 def test_cell_twin_is_sequence_twin_of_length_one(kind):
     """A sequence of one step is one cell step: the cell and sequence twins agree."""
-    cell = Problem(kind + "_cell", 1, 3, 4, 5, np.float64, True, None,
-                   "tanh" if kind == "rnn" else None, seed=7)
-    seq = Problem(kind + "_sequence", 1, 3, 4, 5, np.float64, True, None,
-                  cell.nonlinearity, seed=7)
+    cell = Problem(
+        kind + "_cell",
+        1,
+        3,
+        4,
+        5,
+        np.float64,
+        True,
+        None,
+        "tanh" if kind == "rnn" else None,
+        seed=7,
+    )
+    seq = Problem(kind + "_sequence", 1, 3, 4, 5, np.float64, True, None, cell.nonlinearity, seed=7)
     for name in ("w_ih", "w_hh", "b_ih", "b_hh"):
         seq.values[name] = cell.values[name]
     seq.values["x"] = cell.values["x"][None]
@@ -402,18 +497,22 @@ def test_cell_twin_is_sequence_twin_of_length_one(kind):
     if kind == "lstm":
         seq.values["c0"] = cell.values["c"]
     c_out, s_out = forward(ref, cell), forward(ref, seq)
-    np.testing.assert_allclose(s_out["ys"][0], c_out["h1"], rtol=1e-14, atol=1e-14,
-                               err_msg="ys[0]: sequence vs cell")
-    np.testing.assert_allclose(s_out["h_n"], c_out["h1"], rtol=1e-14, atol=1e-14,
-                               err_msg="h_n: sequence vs cell")
+    np.testing.assert_allclose(
+        s_out["ys"][0], c_out["h1"], rtol=1e-14, atol=1e-14, err_msg="ys[0]: sequence vs cell"
+    )
+    np.testing.assert_allclose(
+        s_out["h_n"], c_out["h1"], rtol=1e-14, atol=1e-14, err_msg="h_n: sequence vs cell"
+    )
     if kind == "lstm":
-        np.testing.assert_allclose(s_out["c_n"], c_out["c1"], rtol=1e-14, atol=1e-14,
-                                   err_msg="c_n: sequence vs cell")
+        np.testing.assert_allclose(
+            s_out["c_n"], c_out["c1"], rtol=1e-14, atol=1e-14, err_msg="c_n: sequence vs cell"
+        )
 
 
 # ---------------------------------------------------------------------------------------------
 # Stability: pre-activations of ±1e4
 # ---------------------------------------------------------------------------------------------
+
 
 def extreme_problem(kind, dtype, nonlinearity):
     """x[..., 0] = ±1e4 and w_ih[:, 0] = ±1 (other columns 0): every gate pre-activation is
@@ -435,10 +534,19 @@ def extreme_problem(kind, dtype, nonlinearity):
 @pytest.mark.filterwarnings("error")
 @pytest.mark.parametrize("module", MODULES)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("kind,nonlinearity", [("rnn_cell", "tanh"), ("rnn_cell", "relu"),
-                                               ("lstm_cell", None), ("gru_cell", None),
-                                               ("rnn_sequence", "tanh"), ("rnn_sequence", "relu"),
-                                               ("lstm_sequence", None), ("gru_sequence", None)])
+@pytest.mark.parametrize(
+    "kind,nonlinearity",
+    [
+        ("rnn_cell", "tanh"),
+        ("rnn_cell", "relu"),
+        ("lstm_cell", None),
+        ("gru_cell", None),
+        ("rnn_sequence", "tanh"),
+        ("rnn_sequence", "relu"),
+        ("lstm_sequence", None),
+        ("gru_sequence", None),
+    ],
+)
 def test_extreme_preactivations_are_finite(module, dtype, kind, nonlinearity):
     mod = MODULES[module]
     problem = extreme_problem(kind, dtype, nonlinearity)
@@ -456,20 +564,28 @@ def test_extreme_preactivations_are_finite(module, dtype, kind, nonlinearity):
     if kind in ("lstm_cell", "gru_cell", "lstm_sequence", "gru_sequence"):
         v = problem.values
         H = problem.H
-        sign = np.sign(v["x"][..., :1] * v["w_ih"][:, 0])          # (..., B, G*H)
+        sign = np.sign(v["x"][..., :1] * v["w_ih"][:, 0])  # (..., B, G*H)
         gates = out["cache"] if kind.endswith("cell") else out["cache"][-1]
-        blocks = ([("i", 0, "sig"), ("f", 1, "sig"), ("g", 2, "tanh"), ("o", 3, "sig")]
-                  if kind.startswith("lstm") else [("r", 0, "sig"), ("z", 1, "sig")])
+        blocks = (
+            [("i", 0, "sig"), ("f", 1, "sig"), ("g", 2, "tanh"), ("o", 3, "sig")]
+            if kind.startswith("lstm")
+            else [("r", 0, "sig"), ("z", 1, "sig")]
+        )
         for gname, k, fn in blocks:
-            s = sign[..., k * H:(k + 1) * H]
+            s = sign[..., k * H : (k + 1) * H]
             expected = (s > 0).astype(dtype) if fn == "sig" else s.astype(dtype)
-            np.testing.assert_allclose(gates[..., k * H:(k + 1) * H], expected, atol=1e-6,
-                                       err_msg=f"gate {gname}: not saturated at ±1e4 ({module})")
+            np.testing.assert_allclose(
+                gates[..., k * H : (k + 1) * H],
+                expected,
+                atol=1e-6,
+                err_msg=f"gate {gname}: not saturated at ±1e4 ({module})",
+            )
 
 
 # ---------------------------------------------------------------------------------------------
 # Accuracy of the float32 sigmoid and tanh, in ulps of the float64 truth
 # ---------------------------------------------------------------------------------------------
+
 
 def _ulps(y, exact):
     """|y - exact| in units of the float32 spacing at exact (float64)."""
@@ -478,8 +594,9 @@ def _ulps(y, exact):
 
 def _dense_grid():
     near0 = np.geomspace(1e-30, 1.0, 20001)
-    return np.concatenate([np.linspace(-30, 30, 200001), near0, -near0,
-                           np.linspace(-87, 87, 40001)]).astype(np.float32)
+    return np.concatenate(
+        [np.linspace(-30, 30, 200001), near0, -near0, np.linspace(-87, 87, 40001)]
+    ).astype(np.float32)
 
 
 def test_float32_tanh_within_2_ulps():
@@ -488,8 +605,9 @@ def test_float32_tanh_within_2_ulps():
     near 0 (where 1 - 2 / (1 + e**2x) would lose every digit) and in saturation."""
     x = _dense_grid()
     h = np.zeros((x.size, 1), np.float32)
-    y, _ = ops.rnn_cell_forward(x[:, None], h, np.ones((1, 1), np.float32),
-                                np.zeros((1, 1), np.float32), None, None, "tanh")
+    y, _ = ops.rnn_cell_forward(
+        x[:, None], h, np.ones((1, 1), np.float32), np.zeros((1, 1), np.float32), None, None, "tanh"
+    )
     err = _ulps(y[:, 0], np.tanh(x.astype(np.float64)))
     assert err.max() <= 2, f"tanh: {err.max():.2f} ulps at x = {x[err.argmax()]!r}"
 
@@ -501,19 +619,22 @@ def test_float32_sigmoid_within_3_ulps_and_limits():
     h = np.zeros((x.size, 1), np.float32)
     w = np.zeros((4, 1), np.float32)
     w[0, 0] = 1
-    _, _, cache = ops.lstm_cell_forward(x[:, None], h, h, w, np.zeros((4, 1), np.float32),
-                                        None, None)
+    _, _, cache = ops.lstm_cell_forward(
+        x[:, None], h, h, w, np.zeros((4, 1), np.float32), None, None
+    )
     exact = 1 / (1 + np.exp(-x.astype(np.float64)))
     err = _ulps(cache[:, 0], exact)
     assert err.max() <= 3, f"sigmoid: {err.max():.2f} ulps at x = {x[err.argmax()]!r}"
     ends = np.array([-np.inf, -1e4, 1e4, np.inf, np.nan, -100, -88.5, 100], np.float32)
     z = np.zeros((ends.size, 1), np.float32)
-    _, _, cache = ops.lstm_cell_forward(ends[:, None], z, z, w, np.zeros((4, 1), np.float32),
-                                        None, None)
+    _, _, cache = ops.lstm_cell_forward(
+        ends[:, None], z, z, w, np.zeros((4, 1), np.float32), None, None
+    )
     np.testing.assert_array_equal(cache[:5, 0], [0, 0, 1, 1, np.nan])
     # below -87 the result may leave the true (subnormal) value, by less than 1e-38
-    np.testing.assert_allclose(cache[5:, 0], 1 / (1 + np.exp(-ends[5:].astype(np.float64))),
-                               rtol=0, atol=1e-38)
+    np.testing.assert_allclose(
+        cache[5:, 0], 1 / (1 + np.exp(-ends[5:].astype(np.float64))), rtol=0, atol=1e-38
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -521,15 +642,25 @@ def test_float32_sigmoid_within_3_ulps_and_limits():
 # ---------------------------------------------------------------------------------------------
 
 BAD_T, BAD_B, BAD_I, BAD_H = 6, 3, 4, 5
-DEFINING = {"x", "h", "h0", "w"}          # these arguments fix the sizes the others must match
+DEFINING = {"x", "h", "h0", "w"}  # these arguments fix the sizes the others must match
 
 
 def valid_call(fname):
     """Valid positional arguments for fname (float64, biases, lengths, tanh) and the shapes."""
     kind = fname.rsplit("_", 1)[0]
     lengths = np.array([BAD_T, 1, 3]) if is_sequence(kind) else None
-    problem = Problem(kind, BAD_T, BAD_B, BAD_I, BAD_H, np.float64, True, lengths,
-                      "tanh" if kind.startswith("rnn") else None, seed=11)
+    problem = Problem(
+        kind,
+        BAD_T,
+        BAD_B,
+        BAD_I,
+        BAD_H,
+        np.float64,
+        True,
+        lengths,
+        "tanh" if kind.startswith("rnn") else None,
+        seed=11,
+    )
     if fname.endswith("_backward"):
         problem.values["cache"] = forward(ref, problem).get("cache")
     return problem, shapes(kind, BAD_T, BAD_B, BAD_I, BAD_H)
@@ -565,16 +696,20 @@ def array_mutations(name, a, expected_shape):
         yield "shape", bad, f"{n}.*got.*{shape_re(bad.shape)}", ValueError
     else:
         bad = np.zeros(a.shape[:-1] + (a.shape[-1] + 1,), a.dtype)
-        yield ("shape", bad, f"{n}.*{shape_re(expected_shape)}.*got.*{shape_re(bad.shape)}",
-               ValueError)
-    if name == "x":        # then every other argument has the wrong dtype; one is named
+        yield (
+            "shape",
+            bad,
+            f"{n}.*{shape_re(expected_shape)}.*got.*{shape_re(bad.shape)}",
+            ValueError,
+        )
+    if name == "x":  # then every other argument has the wrong dtype; one is named
         yield "dtype", a.astype(np.float32), r"float32.*got.*float64", ValueError
         yield "int", a.astype(np.int64), f"{n}.*float.*got.*int64", ValueError
     else:
         yield "dtype", a.astype(np.float32), f"{n}.*float64.*got.*float32", ValueError
         yield "int", a.astype(np.int64), f"{n}.*float64.*got.*int64", ValueError
     yield "noncontig", noncontiguous(a), f"{n}.*contiguous.*got", ValueError
-    if name not in BIASES and name != "dys":     # dys=None is valid: no output gradient
+    if name not in BIASES and name != "dys":  # dys=None is valid: no output gradient
         yield "none", None, n, (ValueError, TypeError)
 
 
@@ -589,7 +724,7 @@ def mutations(fname):
             cnames = SEQ_CACHE[kind]
             for i, cname in enumerate(cnames):
                 for mid, bad, rx, exc in array_mutations(cname, cache[i], sh[cname]):
-                    new = cache[:i] + (bad,) + cache[i + 1:]
+                    new = cache[:i] + (bad,) + cache[i + 1 :]
                     yield cname, mid, {"cache": new}, rx, exc
             yield "cache", "length", {"cache": cache[:-1]}, r"cache.*got", ValueError
             yield "cache", "none", {"cache": None}, r"cache", (ValueError, TypeError)
@@ -602,26 +737,64 @@ def mutations(fname):
         lengths = problem.values["lengths"]
         T, B = BAD_T, BAD_B
         in_range = rf"lengths.*\b1\b.*\b{T}\b.*got"
-        yield "lengths", "zero", {"lengths": np.where(lengths == 1, 0, lengths)}, \
-            in_range + r".*\b0\b", ValueError
+        yield (
+            "lengths",
+            "zero",
+            {"lengths": np.where(lengths == 1, 0, lengths)},
+            in_range + r".*\b0\b",
+            ValueError,
+        )
         yield "lengths", "negative", {"lengths": -lengths}, in_range + r".*-", ValueError
-        yield "lengths", "too_long", {"lengths": np.where(lengths == T, T + 1, lengths)}, \
-            in_range + rf".*\b{T + 1}\b", ValueError
-        yield "lengths", "shape", {"lengths": np.ones(B + 1, np.int64)}, \
-            rf"lengths.*{shape_re((B,))}.*got.*{shape_re((B + 1,))}", ValueError
-        yield "lengths", "2d", {"lengths": lengths[:, None]}, \
-            rf"lengths.*{shape_re((B,))}.*got.*{shape_re((B, 1))}", ValueError
-        yield "lengths", "float", {"lengths": lengths.astype(np.float64)}, \
-            r"lengths.*int.*got.*float64", ValueError
+        yield (
+            "lengths",
+            "too_long",
+            {"lengths": np.where(lengths == T, T + 1, lengths)},
+            in_range + rf".*\b{T + 1}\b",
+            ValueError,
+        )
+        yield (
+            "lengths",
+            "shape",
+            {"lengths": np.ones(B + 1, np.int64)},
+            rf"lengths.*{shape_re((B,))}.*got.*{shape_re((B + 1,))}",
+            ValueError,
+        )
+        yield (
+            "lengths",
+            "2d",
+            {"lengths": lengths[:, None]},
+            rf"lengths.*{shape_re((B,))}.*got.*{shape_re((B, 1))}",
+            ValueError,
+        )
+        yield (
+            "lengths",
+            "float",
+            {"lengths": lengths.astype(np.float64)},
+            r"lengths.*int.*got.*float64",
+            ValueError,
+        )
     if "nonlinearity" in SIGNATURES[fname]:
-        yield "nonlinearity", "sigmoid", {"nonlinearity": "sigmoid"}, \
-            r"nonlinearity.*tanh.*relu.*got.*sigmoid", ValueError
-        yield "nonlinearity", "none", {"nonlinearity": None}, \
-            r"nonlinearity.*tanh.*relu.*got", (ValueError, TypeError)
+        yield (
+            "nonlinearity",
+            "sigmoid",
+            {"nonlinearity": "sigmoid"},
+            r"nonlinearity.*tanh.*relu.*got.*sigmoid",
+            ValueError,
+        )
+        yield (
+            "nonlinearity",
+            "none",
+            {"nonlinearity": None},
+            r"nonlinearity.*tanh.*relu.*got",
+            (ValueError, TypeError),
+        )
 
 
-BAD_CASES = [pytest.param(fname, arg, mid, id=f"{fname}-{arg}-{mid}")
-             for fname in SIGNATURES for arg, mid, _, _, _ in mutations(fname)]
+BAD_CASES = [
+    pytest.param(fname, arg, mid, id=f"{fname}-{arg}-{mid}")
+    for fname in SIGNATURES
+    for arg, mid, _, _, _ in mutations(fname)
+]
 
 
 @pytest.mark.parametrize("module", MODULES)
@@ -637,8 +810,9 @@ def test_valid_call_used_by_bad_argument_tests_succeeds(module, fname):
 @pytest.mark.parametrize("fname,arg,mutation", BAD_CASES)
 def test_bad_argument_raises_value_error(module, fname, arg, mutation):
     problem, _ = valid_call(fname)
-    [(override, pattern, exc)] = [(o, rx, e) for a, m, o, rx, e in mutations(fname)
-                                  if (a, m) == (arg, mutation)]
+    [(override, pattern, exc)] = [
+        (o, rx, e) for a, m, o, rx, e in mutations(fname) if (a, m) == (arg, mutation)
+    ]
     with pytest.raises(exc, match=re.compile(pattern, re.IGNORECASE | re.DOTALL)):
         getattr(MODULES[module], fname)(*problem.args(fname, **override))
 
@@ -673,8 +847,12 @@ def test_zero_size_dimension_is_rejected(module, fname, dim):
 # ---------------------------------------------------------------------------------------------
 
 SGD_SETTINGS = [  # (momentum, dampening, weight_decay, nesterov)
-    (0.0, 0.0, 0.0, False), (0.0, 0.0, 0.1, False), (0.9, 0.0, 0.0, False),
-    (0.9, 0.3, 0.0, False), (0.9, 0.3, 0.05, False), (0.8, 0.0, 0.0, True),
+    (0.0, 0.0, 0.0, False),
+    (0.0, 0.0, 0.1, False),
+    (0.9, 0.0, 0.0, False),
+    (0.9, 0.3, 0.0, False),
+    (0.9, 0.3, 0.05, False),
+    (0.8, 0.0, 0.0, True),
     (0.8, 0.0, 0.1, True),
 ]
 
@@ -702,21 +880,24 @@ def test_sgd_update_matches_twin_and_the_rule(dtype, setting, shape):
     g = rng.standard_normal(shape).astype(dtype)
     b0 = rng.standard_normal(shape).astype(dtype)
     tol = 8 * np.finfo(dtype).eps
-    for first in ([True, False] if momentum else [False]):
+    for first in [True, False] if momentum else [False]:
         results = {}
         for name, mod in MODULES.items():
             p = p0.copy()
             b = b0.copy() if momentum else None
             assert mod.sgd_update(p, g, b, 0.05, momentum, dampening, wd, nesterov, first) is None
             results[name] = (p, b)
-        want_p, want_b = _sgd_by_hand(p0, g, b0 if momentum else None, 0.05, momentum,
-                                      dampening, wd, nesterov, first)
+        want_p, want_b = _sgd_by_hand(
+            p0, g, b0 if momentum else None, 0.05, momentum, dampening, wd, nesterov, first
+        )
         for name, (p, b) in results.items():
-            np.testing.assert_allclose(p.ravel(), want_p, rtol=tol, atol=tol,
-                                       err_msg=f"{name}: p, first={first}")
+            np.testing.assert_allclose(
+                p.ravel(), want_p, rtol=tol, atol=tol, err_msg=f"{name}: p, first={first}"
+            )
             if momentum:
-                np.testing.assert_allclose(b.ravel(), want_b, rtol=tol, atol=tol,
-                                           err_msg=f"{name}: buf, first={first}")
+                np.testing.assert_allclose(
+                    b.ravel(), want_b, rtol=tol, atol=tol, err_msg=f"{name}: buf, first={first}"
+                )
         # compiled and twin: the same arithmetic up to FMA contraction (an ulp or two)
         np.testing.assert_allclose(results["cython"][0], results["twin"][0], rtol=tol, atol=tol)
 
@@ -727,9 +908,9 @@ def test_sgd_update_first_step_sets_the_buffer_and_leaves_g(module):
     p = rng.standard_normal(10).astype(np.float32)
     g = rng.standard_normal(10).astype(np.float32)
     g0, p0 = g.copy(), p.copy()
-    buf = np.full(10, np.nan, np.float32)          # "holds nothing yet": never read
+    buf = np.full(10, np.nan, np.float32)  # "holds nothing yet": never read
     module.sgd_update(p, g, buf, 0.1, 0.9, 0.5, 0.0, False, True)
-    np.testing.assert_array_equal(buf, g0)          # no dampening on the first step (PyTorch)
+    np.testing.assert_array_equal(buf, g0)  # no dampening on the first step (PyTorch)
     np.testing.assert_array_equal(g, g0)
     assert np.isfinite(p).all() and not np.array_equal(p, p0)
 
@@ -737,7 +918,7 @@ def test_sgd_update_first_step_sets_the_buffer_and_leaves_g(module):
 @pytest.mark.parametrize("module", list(MODULES.values()), ids=list(MODULES))
 def test_sgd_update_rejects_a_buffer_overlapping_p(module):
     big = np.zeros(20, np.float32)
-    p, buf = big[:12].reshape(4, 3), big[8:].reshape(4, 3)     # share elements 8..11
+    p, buf = big[:12].reshape(4, 3), big[8:].reshape(4, 3)  # share elements 8..11
     with pytest.raises(ValueError, match="buf must not share memory with p"):
         module.sgd_update(p, np.ones((4, 3), np.float32), buf, 0.1, 0.9, 0.0, 0.0, False, False)
 
@@ -747,8 +928,12 @@ def test_sgd_update_rejects_a_buffer_overlapping_p(module):
 # ---------------------------------------------------------------------------------------------
 
 ADAM_SETTINGS = [  # (weight_decay, decoupled, amsgrad)
-    (0.0, False, False), (0.1, False, False), (0.1, True, False), (0.0, False, True),
-    (0.05, False, True), (0.05, True, True),
+    (0.0, False, False),
+    (0.1, False, False),
+    (0.1, True, False),
+    (0.0, False, True),
+    (0.05, False, True),
+    (0.05, True, True),
 ]
 
 
@@ -768,7 +953,7 @@ def _adam_by_hand(p, g, m, v, vmax, lr, b1, b2, eps, wd, t, decoupled):
         if vmax is not None:
             vmax[j] = max(vmax[j], v[j])
             vv = vmax[j]
-        p[j] -= lr / (1 - b1 ** t) * m[j] / (np.sqrt(vv) / np.sqrt(1 - b2 ** t) + eps)
+        p[j] -= lr / (1 - b1**t) * m[j] / (np.sqrt(vv) / np.sqrt(1 - b2**t) + eps)
     return p, m, v, vmax
 
 
@@ -795,8 +980,9 @@ def test_adam_update_matches_twin_and_the_rule(dtype, setting, shape, step):
         for what, a, w in zip("pmvx", arrays, want):
             if a is not None:
                 scale = max(1.0, float(np.abs(w).max()))
-                np.testing.assert_allclose(a.ravel(), w, rtol=tol, atol=tol * scale,
-                                           err_msg=f"{name}: {what}")
+                np.testing.assert_allclose(
+                    a.ravel(), w, rtol=tol, atol=tol * scale, err_msg=f"{name}: {what}"
+                )
     np.testing.assert_allclose(got["cython"][0], got["twin"][0], rtol=tol, atol=tol)
 
 
@@ -807,8 +993,8 @@ def test_adam_update_keeps_nan_and_takes_the_max(module):
     m, v = np.zeros(3, np.float32), np.zeros(3, np.float32)
     vmax = np.array([0.0, 5.0, np.nan], np.float32)
     module.adam_update(p, g, m, v, vmax, 0.1, 0.9, 0.999, 1e-8, 0.0, 1, False)
-    assert np.isnan(p[0]) and np.isnan(vmax[0])         # a NaN gradient reaches p
-    assert vmax[1] == 5.0 and np.isnan(vmax[2])          # max(5, v) = 5; NaN stays, as np.maximum
+    assert np.isnan(p[0]) and np.isnan(vmax[0])  # a NaN gradient reaches p
+    assert vmax[1] == 5.0 and np.isnan(vmax[2])  # max(5, v) = 5; NaN stays, as np.maximum
     assert np.isfinite(p[1]) and p[1] < 0
 
 
@@ -816,9 +1002,12 @@ def test_adam_update_keeps_nan_and_takes_the_max(module):
 # Both update kernels: bad arrays are refused before anything is written
 # ---------------------------------------------------------------------------------------------
 
-UPDATE_ARRAYS = {"sgd_update": ("p", "g", "buf"), "adam_update": ("p", "g", "m", "v", "vmax"),
-                 "adagrad_update": ("p", "g", "acc"),
-                 "rmsprop_update": ("p", "g", "v", "grad_avg", "buf")}
+UPDATE_ARRAYS = {
+    "sgd_update": ("p", "g", "buf"),
+    "adam_update": ("p", "g", "m", "v", "vmax"),
+    "adagrad_update": ("p", "g", "acc"),
+    "rmsprop_update": ("p", "g", "v", "grad_avg", "buf"),
+}
 
 
 def _update(module, kernel, a, step=1):
@@ -827,10 +1016,12 @@ def _update(module, kernel, a, step=1):
     if kernel == "adagrad_update":
         return module.adagrad_update(a["p"], a["g"], a["acc"], 0.1, 0.0, 0.0, 1e-10, step)
     if kernel == "rmsprop_update":
-        return module.rmsprop_update(a["p"], a["g"], a["v"], a["grad_avg"], a["buf"], 0.1, 0.9,
-                                     1e-8, 0.0, 0.9)
-    return module.adam_update(a["p"], a["g"], a["m"], a["v"], a["vmax"], 0.1, 0.9, 0.999, 1e-8,
-                              0.0, step, False)
+        return module.rmsprop_update(
+            a["p"], a["g"], a["v"], a["grad_avg"], a["buf"], 0.1, 0.9, 1e-8, 0.0, 0.9
+        )
+    return module.adam_update(
+        a["p"], a["g"], a["m"], a["v"], a["vmax"], 0.1, 0.9, 0.999, 1e-8, 0.0, step, False
+    )
 
 
 _S, _A = "sgd_update", "adam_update"
@@ -844,8 +1035,12 @@ UPDATE_BAD = [  # (kernel, argument, replacement, message); a string names the a
     (_S, "g", np.ones((3, 4), _F32).T, "g must be C-contiguous"),
     (_S, "g", "p", "g must not share memory with p"),
     (_S, "buf", np.zeros(12, _F32), "buf must have shape (4, 3) (that of p), got (12,)"),
-    (_S, "buf", np.zeros((4, 3), _F64),
-     "buf must have dtype float32 (the dtype of p), got float64"),
+    (
+        _S,
+        "buf",
+        np.zeros((4, 3), _F64),
+        "buf must have dtype float32 (the dtype of p), got float64",
+    ),
     (_S, "buf", "g", "buf must not share memory with g"),
     (_A, "p", [0.0] * 12, "p must be a numpy.ndarray, got list"),
     (_A, "p", np.zeros((4, 3), np.int32), "p must have dtype float32 or float64, got int32"),
@@ -856,11 +1051,19 @@ UPDATE_BAD = [  # (kernel, argument, replacement, message); a string names the a
     (_A, "m", "p", "m must not share memory with p"),
     (_A, "v", "m", "v must not share memory with m"),
     (_A, "vmax", "g", "vmax must not share memory with g"),
-    ("adagrad_update", "acc", np.zeros((4, 3), _F64),
-     "acc must have dtype float32 (the dtype of p), got float64"),
+    (
+        "adagrad_update",
+        "acc",
+        np.zeros((4, 3), _F64),
+        "acc must have dtype float32 (the dtype of p), got float64",
+    ),
     ("adagrad_update", "acc", "g", "acc must not share memory with g"),
-    ("rmsprop_update", "grad_avg", np.zeros((4,), _F32),
-     "grad_avg must have shape (4, 3) (that of p), got (4,)"),
+    (
+        "rmsprop_update",
+        "grad_avg",
+        np.zeros((4,), _F32),
+        "grad_avg must have shape (4, 3) (that of p), got (4,)",
+    ),
     ("rmsprop_update", "buf", np.zeros((3, 4), _F32).T, "buf must be C-contiguous"),
     ("rmsprop_update", "buf", "v", "buf must not share memory with v"),
 ]
@@ -874,13 +1077,14 @@ def test_update_kernels_reject_bad_arrays(module, kernel, arg, bad, message):
     before = {k: v.copy() for k, v in a.items() if isinstance(v, np.ndarray)}
     with pytest.raises(ValueError, match=re.escape(message)):
         _update(module, kernel, a)
-    for k, v in before.items():     # checked before any write
+    for k, v in before.items():  # checked before any write
         np.testing.assert_array_equal(a[k], v, err_msg=k)
 
 
 @pytest.mark.parametrize("module", list(MODULES.values()), ids=list(MODULES))
-@pytest.mark.parametrize("kernel,arg", [(k, n) for k, names in UPDATE_ARRAYS.items()
-                                        for n in names if n != "g"])
+@pytest.mark.parametrize(
+    "kernel,arg", [(k, n) for k, names in UPDATE_ARRAYS.items() for n in names if n != "g"]
+)
 def test_update_kernels_reject_read_only_state(module, kernel, arg):
     a = {k: np.zeros((4, 3), np.float32) for k in UPDATE_ARRAYS[kernel]}
     a[arg].flags.writeable = False
@@ -899,6 +1103,7 @@ def test_update_kernels_reject_step_zero(module, kernel):
 # ---------------------------------------------------------------------------------------------
 # adagrad_update and rmsprop_update against their rules
 # ---------------------------------------------------------------------------------------------
+
 
 def _adagrad_by_hand(p, g, acc, lr, lr_decay, wd, eps, t):
     p, g, acc = (a.astype(np.float64).ravel() for a in (p, g, acc))
@@ -953,8 +1158,10 @@ def test_adagrad_update_matches_the_rule(module, dtype, wd, lr_decay, step, shap
 
 @pytest.mark.parametrize("module", list(MODULES.values()), ids=list(MODULES))
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("wd,centered,momentum", [(0.0, False, 0.0), (0.1, False, 0.9),
-                                                  (0.0, True, 0.0), (0.05, True, 0.5)])
+@pytest.mark.parametrize(
+    "wd,centered,momentum",
+    [(0.0, False, 0.0), (0.1, False, 0.9), (0.0, True, 0.0), (0.05, True, 0.5)],
+)
 @pytest.mark.parametrize("shape", [(), (3, 50)])
 def test_rmsprop_update_matches_the_rule(module, dtype, wd, centered, momentum, shape):
     rng = np.random.default_rng(len(shape) + int(centered))
@@ -964,6 +1171,8 @@ def test_rmsprop_update_matches_the_rule(module, dtype, wd, centered, momentum, 
     b0 = b0 if momentum else None
     want = _rmsprop_by_hand(p0, g, v0, ga0, b0, 0.01, 0.9, 1e-8, wd, momentum)
     got = [None if a is None else a.copy() for a in (p0, v0, ga0, b0)]
-    assert module.rmsprop_update(got[0], g, got[1], got[2], got[3], 0.01, 0.9, 1e-8, wd,
-                                 momentum) is None
+    assert (
+        module.rmsprop_update(got[0], g, got[1], got[2], got[3], 0.01, 0.9, 1e-8, wd, momentum)
+        is None
+    )
     _close(got, want, dtype, ("p", "v", "grad_avg", "buf"))

@@ -1,4 +1,5 @@
 """Feed-forward layers, Sequential and the initializers of minigrad.nn.init."""
+
 import math
 from collections import OrderedDict
 
@@ -139,12 +140,15 @@ def test_dropout_bad_probability():
 
 
 # ----------------------------------------------------------------- activations and friends
-@pytest.mark.parametrize("layer, fn", [
-    (nn.Tanh, np.tanh),
-    (nn.Sigmoid, lambda a: 1 / (1 + np.exp(-a))),
-    (nn.ReLU, lambda a: np.maximum(a, 0)),
-    (nn.Identity, lambda a: a),
-])
+@pytest.mark.parametrize(
+    "layer, fn",
+    [
+        (nn.Tanh, np.tanh),
+        (nn.Sigmoid, lambda a: 1 / (1 + np.exp(-a))),
+        (nn.ReLU, lambda a: np.maximum(a, 0)),
+        (nn.Identity, lambda a: a),
+    ],
+)
 def test_activations(layer, fn):
     x = _x((3, 4), requires_grad=True)
     y = layer()(x)
@@ -217,7 +221,7 @@ def test_xavier_and_kaiming_bounds_and_std():
     assert np.abs(w.data).max() <= bound and np.abs(w.data).max() > 0.95 * bound
     init.xavier_normal_(w)
     assert abs(w.data.std() / math.sqrt(2 / 500) - 1) < 0.02
-    init.kaiming_uniform_(w, a=math.sqrt(5))          # Linear's default: U(±1/sqrt(fan_in))
+    init.kaiming_uniform_(w, a=math.sqrt(5))  # Linear's default: U(±1/sqrt(fan_in))
     assert np.abs(w.data).max() <= 1 / math.sqrt(300) * (1 + 1e-12)
     assert np.abs(w.data).max() > 0.95 / math.sqrt(300)
     init.kaiming_normal_(w, mode="fan_out", nonlinearity="relu")

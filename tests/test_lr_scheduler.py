@@ -1,10 +1,12 @@
 """Learning-rate schedulers: each against its formula written out here, resume through a saved
 state dict, bad arguments, and step for step against torch when it is installed."""
+
 import math
 
 import numpy as np
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 import minigrad as mg
 from minigrad.optim import lr_scheduler as S
@@ -30,13 +32,19 @@ def run(sched, opt, n):
 # The formulas, written from PyTorch's documentation, as functions of the step t.
 FORMULAS = {
     "StepLR": (dict(step_size=3, gamma=0.5), lambda b, t: b * 0.5 ** (t // 3)),
-    "MultiStepLR": (dict(milestones=[2, 5, 5], gamma=0.1),
-                    lambda b, t: b * 0.1 ** ((t >= 2) + 2 * (t >= 5))),
-    "ExponentialLR": (dict(gamma=0.9), lambda b, t: b * 0.9 ** t),
-    "CosineAnnealingLR": (dict(T_max=7, eta_min=0.01),
-                          lambda b, t: 0.01 + (b - 0.01) * (1 + math.cos(math.pi * t / 7)) / 2),
-    "LinearLR": (dict(start_factor=0.25, end_factor=1.0, total_iters=4),
-                 lambda b, t: b * (0.25 + 0.75 * min(t, 4) / 4)),
+    "MultiStepLR": (
+        dict(milestones=[2, 5, 5], gamma=0.1),
+        lambda b, t: b * 0.1 ** ((t >= 2) + 2 * (t >= 5)),
+    ),
+    "ExponentialLR": (dict(gamma=0.9), lambda b, t: b * 0.9**t),
+    "CosineAnnealingLR": (
+        dict(T_max=7, eta_min=0.01),
+        lambda b, t: 0.01 + (b - 0.01) * (1 + math.cos(math.pi * t / 7)) / 2,
+    ),
+    "LinearLR": (
+        dict(start_factor=0.25, end_factor=1.0, total_iters=4),
+        lambda b, t: b * (0.25 + 0.75 * min(t, 4) / 4),
+    ),
     "LambdaLR": (dict(lr_lambda=lambda t: 1 / (1 + t)), lambda b, t: b / (1 + t)),
 }
 
@@ -64,7 +72,7 @@ def test_step_with_epoch_uses_closed_form():
     opt = make_opt()
     sched = S.StepLR(opt, step_size=2, gamma=0.5)
     sched.step(7)
-    assert opt.param_groups[0]["lr"] == pytest.approx(0.1 * 0.5 ** 3)
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.1 * 0.5**3)
 
 
 def test_one_cycle_phases_and_momentum():
@@ -162,8 +170,11 @@ def test_resume_from_saved_state(name, tmp_path):
 
 def test_sequential_state_round_trip():
     opt = make_opt()
-    mk = lambda o: S.SequentialLR(o, [S.LinearLR(o, total_iters=2), S.ExponentialLR(o, 0.5)],  # noqa: E731
-                                  milestones=[2])
+    mk = lambda o: S.SequentialLR(
+        o,
+        [S.LinearLR(o, total_iters=2), S.ExponentialLR(o, 0.5)],  # noqa: E731
+        milestones=[2],
+    )
     sched = mk(opt)
     run(sched, opt, 4)
     state = sched.state_dict()
@@ -176,22 +187,28 @@ def test_sequential_state_round_trip():
     np.testing.assert_allclose(run(sched2, opt2, 4), rest, rtol=1e-12)
 
 
-@pytest.mark.parametrize("make, match", [
-    (lambda o: S.StepLR(o, step_size=0), "step_size must be a positive integer, got 0"),
-    (lambda o: S.CosineAnnealingLR(o, T_max=2.5), "T_max must be a positive integer"),
-    (lambda o: S.LinearLR(o, start_factor=0), r"start_factor must be in \(0, 1\]"),
-    (lambda o: S.ExponentialLR(o, gamma=float("nan")), "gamma must be finite"),
-    (lambda o: S.MultiStepLR(o, milestones=[-1]), "milestones must be non-negative"),
-    (lambda o: S.OneCycleLR(o, max_lr=0.1), "needs total_steps"),
-    (lambda o: S.OneCycleLR(o, max_lr=[0.1, 0.2], total_steps=5), "expected 1 values for max_lr"),
-    (lambda o: S.OneCycleLR(o, max_lr=0.1, total_steps=5, pct_start=2.0), "pct_start"),
-    (lambda o: S.ReduceLROnPlateau(o, factor=1.5), "factor must be < 1.0"),
-    (lambda o: S.ReduceLROnPlateau(o, mode="up"), "mode must be 'min' or 'max', got 'up'"),
-    (lambda o: S.LambdaLR(o, lr_lambda=3), "lr_lambda must be callable"),
-    (lambda o: S.SequentialLR(o, [S.StepLR(o, 2)], milestones=[1]), "one milestone fewer"),
-    (lambda o: S.StepLR(o, 2, last_epoch=4), "initial_lr"),
-    (lambda o: S.StepLR(object(), 2), "expected a minigrad.optim Optimizer, got object"),
-])
+@pytest.mark.parametrize(
+    "make, match",
+    [
+        (lambda o: S.StepLR(o, step_size=0), "step_size must be a positive integer, got 0"),
+        (lambda o: S.CosineAnnealingLR(o, T_max=2.5), "T_max must be a positive integer"),
+        (lambda o: S.LinearLR(o, start_factor=0), r"start_factor must be in \(0, 1\]"),
+        (lambda o: S.ExponentialLR(o, gamma=float("nan")), "gamma must be finite"),
+        (lambda o: S.MultiStepLR(o, milestones=[-1]), "milestones must be non-negative"),
+        (lambda o: S.OneCycleLR(o, max_lr=0.1), "needs total_steps"),
+        (
+            lambda o: S.OneCycleLR(o, max_lr=[0.1, 0.2], total_steps=5),
+            "expected 1 values for max_lr",
+        ),
+        (lambda o: S.OneCycleLR(o, max_lr=0.1, total_steps=5, pct_start=2.0), "pct_start"),
+        (lambda o: S.ReduceLROnPlateau(o, factor=1.5), "factor must be < 1.0"),
+        (lambda o: S.ReduceLROnPlateau(o, mode="up"), "mode must be 'min' or 'max', got 'up'"),
+        (lambda o: S.LambdaLR(o, lr_lambda=3), "lr_lambda must be callable"),
+        (lambda o: S.SequentialLR(o, [S.StepLR(o, 2)], milestones=[1]), "one milestone fewer"),
+        (lambda o: S.StepLR(o, 2, last_epoch=4), "initial_lr"),
+        (lambda o: S.StepLR(object(), 2), "expected a minigrad.optim Optimizer, got object"),
+    ],
+)
 def test_bad_arguments(make, match):
     opt = make_opt()
     before = dict(opt.param_groups[0])
@@ -216,7 +233,7 @@ def test_multistep_is_piecewise_constant(milestones, gamma):
     got = run(sched, opt, 35)
     for t, lr in enumerate(got):
         k = sum(m <= t for m in milestones)
-        assert lr == pytest.approx(0.1 * gamma ** k, rel=1e-9)
+        assert lr == pytest.approx(0.1 * gamma**k, rel=1e-9)
 
 
 # ----- torch as an oracle (optional) -------------------------------------------------------
@@ -237,19 +254,24 @@ TORCH_CASES = [
 def test_matches_torch(name, kwargs, kind):
     torch = pytest.importorskip("torch")
     w = torch.zeros(2, requires_grad=True)
-    topt = (torch.optim.Adam([w], lr=0.1) if kind == "adam"
-            else torch.optim.SGD([w], lr=0.1, momentum=0.9))
+    topt = (
+        torch.optim.Adam([w], lr=0.1)
+        if kind == "adam"
+        else torch.optim.SGD([w], lr=0.1, momentum=0.9)
+    )
     tsched = getattr(torch.optim.lr_scheduler, name)(topt, **kwargs)
     opt = make_opt(kind)
     sched = getattr(S, name)(opt, **kwargs)
     n = 29 if name == "OneCycleLR" else 25
     for t in range(n):
-        assert opt.param_groups[0]["lr"] == pytest.approx(topt.param_groups[0]["lr"],
-                                                          rel=1e-12, abs=1e-18), (name, t)
+        assert opt.param_groups[0]["lr"] == pytest.approx(
+            topt.param_groups[0]["lr"], rel=1e-12, abs=1e-18
+        ), (name, t)
         if name == "OneCycleLR":
             key = "betas" if kind == "adam" else "momentum"
-            np.testing.assert_allclose(opt.param_groups[0][key], topt.param_groups[0][key],
-                                       rtol=1e-12)
+            np.testing.assert_allclose(
+                opt.param_groups[0][key], topt.param_groups[0][key], rtol=1e-12
+            )
         topt.step()
         tsched.step()
         opt.step()
@@ -261,14 +283,23 @@ def test_sequential_and_plateau_match_torch():
     w = torch.zeros(2, requires_grad=True)
     topt = torch.optim.SGD([w], lr=0.1)
     tl = torch.optim.lr_scheduler
-    tsched = tl.SequentialLR(topt, [tl.LinearLR(topt, 0.1, total_iters=3),
-                                    tl.CosineAnnealingLR(topt, T_max=6)], milestones=[3])
+    tsched = tl.SequentialLR(
+        topt,
+        [tl.LinearLR(topt, 0.1, total_iters=3), tl.CosineAnnealingLR(topt, T_max=6)],
+        milestones=[3],
+    )
     opt = make_opt()
-    sched = S.SequentialLR(opt, [S.LinearLR(opt, 0.1, total_iters=3),
-                                 S.CosineAnnealingLR(opt, T_max=6)], milestones=[3])
+    sched = S.SequentialLR(
+        opt,
+        [S.LinearLR(opt, 0.1, total_iters=3), S.CosineAnnealingLR(opt, T_max=6)],
+        milestones=[3],
+    )
     for t in range(15):
         assert opt.param_groups[0]["lr"] == pytest.approx(topt.param_groups[0]["lr"], rel=1e-12), t
-        topt.step(); tsched.step(); opt.step(); sched.step()  # noqa: E702
+        topt.step()
+        tsched.step()
+        opt.step()
+        sched.step()  # noqa: E702
 
     topt = torch.optim.SGD([w], lr=0.1)
     tp = tl.ReduceLROnPlateau(topt, factor=0.5, patience=2, cooldown=1, threshold=0.01)

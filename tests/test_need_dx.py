@@ -1,16 +1,16 @@
 """`need_dx=False` and `need_dh0=False` of the sequence backwards (docs/kernels.md): dx (dh0, and
 the LSTM's dc0) is None, its GEMM is skipped, and every other output is exactly the one computed
 with the flag True; the tape passes the flags when x (the initial state) needs no gradient."""
+
 import re
 
 import numpy as np
 import pytest
+from factories import assert_outputs_close
 
 import minigrad as mg
 from minigrad import _gemm, _gemm_ref, _ops, _ops_ref, kernels, nn
 from minigrad.functional import recurrent as R
-
-from factories import assert_outputs_close
 
 MODULES = {"cython": _ops, "twin": _ops_ref}
 G = {"rnn": 1, "lstm": 4, "gru": 3}
@@ -19,10 +19,20 @@ G = {"rnn": 1, "lstm": 4, "gru": 3}
 def _problem(kind, dtype, with_lengths, bias, T=6, B=5, I=7, H=9, seed=0):
     rng = np.random.default_rng(seed + 17 * G[kind])
     f = lambda *s: (rng.standard_normal(s) * 0.5).astype(dtype)  # noqa: E731
-    p = dict(x=f(T, B, I), h0=f(B, H), c0=f(B, H), w_ih=f(G[kind] * H, I), w_hh=f(G[kind] * H, H),
-             b_ih=f(G[kind] * H) if bias else None, b_hh=f(G[kind] * H) if bias else None,
-             dys=f(T, B, H), dh_n=f(B, H), dc_n=f(B, H), has_bias=bias,
-             lengths=rng.integers(1, T + 1, size=B) if with_lengths else None)
+    p = dict(
+        x=f(T, B, I),
+        h0=f(B, H),
+        c0=f(B, H),
+        w_ih=f(G[kind] * H, I),
+        w_hh=f(G[kind] * H, H),
+        b_ih=f(G[kind] * H) if bias else None,
+        b_hh=f(G[kind] * H) if bias else None,
+        dys=f(T, B, H),
+        dh_n=f(B, H),
+        dc_n=f(B, H),
+        has_bias=bias,
+        lengths=rng.integers(1, T + 1, size=B) if with_lengths else None,
+    )
     if with_lengths:
         p["lengths"][0] = T
     return p
@@ -30,26 +40,62 @@ def _problem(kind, dtype, with_lengths, bias, T=6, B=5, I=7, H=9, seed=0):
 
 def _forward(m, kind, p):
     if kind == "lstm":
-        *_, cache = m.lstm_sequence_forward(p["x"], p["h0"], p["c0"], p["w_ih"], p["w_hh"],
-                                            p["b_ih"], p["b_hh"], p["lengths"])
+        *_, cache = m.lstm_sequence_forward(
+            p["x"], p["h0"], p["c0"], p["w_ih"], p["w_hh"], p["b_ih"], p["b_hh"], p["lengths"]
+        )
     elif kind == "gru":
-        *_, cache = m.gru_sequence_forward(p["x"], p["h0"], p["w_ih"], p["w_hh"], p["b_ih"],
-                                           p["b_hh"], p["lengths"])
+        *_, cache = m.gru_sequence_forward(
+            p["x"], p["h0"], p["w_ih"], p["w_hh"], p["b_ih"], p["b_hh"], p["lengths"]
+        )
     else:
-        *_, cache = m.rnn_sequence_forward(p["x"], p["h0"], p["w_ih"], p["w_hh"], p["b_ih"],
-                                           p["b_hh"], p["lengths"], "tanh")
+        *_, cache = m.rnn_sequence_forward(
+            p["x"], p["h0"], p["w_ih"], p["w_hh"], p["b_ih"], p["b_hh"], p["lengths"], "tanh"
+        )
     return cache
 
 
 def _backward(m, kind, p, cache, **kw):
     if kind == "lstm":
-        return m.lstm_sequence_backward(p["dys"], p["dh_n"], p["dc_n"], p["x"], p["h0"], p["c0"],
-                                        p["w_ih"], p["w_hh"], cache, p["lengths"], p["has_bias"], **kw)
+        return m.lstm_sequence_backward(
+            p["dys"],
+            p["dh_n"],
+            p["dc_n"],
+            p["x"],
+            p["h0"],
+            p["c0"],
+            p["w_ih"],
+            p["w_hh"],
+            cache,
+            p["lengths"],
+            p["has_bias"],
+            **kw,
+        )
     if kind == "gru":
-        return m.gru_sequence_backward(p["dys"], p["dh_n"], p["x"], p["h0"], p["w_ih"], p["w_hh"],
-                                       cache, p["lengths"], p["has_bias"], **kw)
-    return m.rnn_sequence_backward(p["dys"], p["dh_n"], p["x"], p["h0"], p["w_ih"], p["w_hh"],
-                                   cache, p["lengths"], p["has_bias"], "tanh", **kw)
+        return m.gru_sequence_backward(
+            p["dys"],
+            p["dh_n"],
+            p["x"],
+            p["h0"],
+            p["w_ih"],
+            p["w_hh"],
+            cache,
+            p["lengths"],
+            p["has_bias"],
+            **kw,
+        )
+    return m.rnn_sequence_backward(
+        p["dys"],
+        p["dh_n"],
+        p["x"],
+        p["h0"],
+        p["w_ih"],
+        p["w_hh"],
+        cache,
+        p["lengths"],
+        p["has_bias"],
+        "tanh",
+        **kw,
+    )
 
 
 @pytest.mark.parametrize("bias", [True, False])
@@ -89,12 +135,14 @@ def test_need_dx_false_still_validates(module, kind):
     m = MODULES[module]
     p = _problem(kind, np.float64, True, True)
     cache = _forward(m, kind, p)
-    bad = [("x", p["x"].astype(np.float32), r"x.*float"),
-           ("x", p["x"][:, :, :-1].copy(), r"w_ih.*got"),
-           ("w_ih", p["w_ih"][:, :-1].copy(), r"w_ih.*got"),
-           ("dys", p["dys"][:-1], r"dys.*got"),
-           ("h0", np.asfortranarray(p["h0"]), r"h0.*contiguous"),
-           ("lengths", np.full(p["x"].shape[1], p["x"].shape[0] + 1), r"lengths.*got")]
+    bad = [
+        ("x", p["x"].astype(np.float32), r"x.*float"),
+        ("x", p["x"][:, :, :-1].copy(), r"w_ih.*got"),
+        ("w_ih", p["w_ih"][:, :-1].copy(), r"w_ih.*got"),
+        ("dys", p["dys"][:-1], r"dys.*got"),
+        ("h0", np.asfortranarray(p["h0"]), r"h0.*contiguous"),
+        ("lengths", np.full(p["x"].shape[1], p["x"].shape[0] + 1), r"lengths.*got"),
+    ]
     for name, value, rx in bad:
         q = dict(p, **{name: value})
         with pytest.raises(ValueError, match=re.compile(rx, re.I | re.S)):
@@ -114,6 +162,7 @@ def _spy(monkeypatch, kind, flag="need_dx"):
     def spy(*args, **kw):
         calls.append(kw.get(flag, True))
         return real(*args, **kw)
+
     monkeypatch.setattr(kernels, name, spy)
     return calls
 
@@ -168,7 +217,7 @@ def test_module_parameter_grads_do_not_depend_on_input_requiring_grad(backend, k
 @pytest.mark.parametrize("kind", ["rnn", "lstm", "gru"])
 def test_need_dh0_false_skips_the_state_gradients_only(gemm_path, kind, dtype, with_lengths, T):
     p = _problem(kind, dtype, with_lengths, True, T=T)
-    states = (1, 2) if kind == "lstm" else (1,)         # dh0 (and dc0) in the outputs
+    states = (1, 2) if kind == "lstm" else (1,)  # dh0 (and dc0) in the outputs
     results = {}
     for name, m in MODULES.items():
         cache = _forward(m, kind, p)
@@ -207,7 +256,7 @@ def test_sequence_op_asks_for_dh0_only_when_a_state_needs_it(backend, monkeypatc
                 assert (st[n].grad is not None) == (n in which), (which, n)
         grads[which] = [w.grad for w in ws]
         monkeypatch.undo()
-    for which, g in grads.items():      # the same states (given ones) give the same weights' grads
+    for which, g in grads.items():  # the same states (given ones) give the same weights' grads
         if which is not None:
             for a, b in zip(g, grads[()]):
                 np.testing.assert_array_equal(a, b, err_msg=str(which))
@@ -221,18 +270,23 @@ def _cell_problem(kind, dtype, B=5, I=7, H=9, seed=0):
 
 def _cell_run(m, kind, p, **kw):
     if kind == "lstm":
-        *_, cache = m.lstm_cell_forward(p["x"], p["h"], p["c"], p["w_ih"], p["w_hh"], p["b_ih"],
-                                        p["b_hh"])
-        return m.lstm_cell_backward(p["dh1"], p["dc1"], p["x"], p["h"], p["c"], p["w_ih"],
-                                    p["w_hh"], cache, True, **kw)
+        *_, cache = m.lstm_cell_forward(
+            p["x"], p["h"], p["c"], p["w_ih"], p["w_hh"], p["b_ih"], p["b_hh"]
+        )
+        return m.lstm_cell_backward(
+            p["dh1"], p["dc1"], p["x"], p["h"], p["c"], p["w_ih"], p["w_hh"], cache, True, **kw
+        )
     if kind == "gru":
         _, cache = m.gru_cell_forward(p["x"], p["h"], p["w_ih"], p["w_hh"], p["b_ih"], p["b_hh"])
-        return m.gru_cell_backward(p["dh1"], p["x"], p["h"], p["w_ih"], p["w_hh"], cache, True,
-                                   **kw)
-    _, cache = m.rnn_cell_forward(p["x"], p["h"], p["w_ih"], p["w_hh"], p["b_ih"], p["b_hh"],
-                                  "tanh")
-    return m.rnn_cell_backward(p["dh1"], p["x"], p["h"], p["w_ih"], p["w_hh"], cache, True,
-                               "tanh", **kw)
+        return m.gru_cell_backward(
+            p["dh1"], p["x"], p["h"], p["w_ih"], p["w_hh"], cache, True, **kw
+        )
+    _, cache = m.rnn_cell_forward(
+        p["x"], p["h"], p["w_ih"], p["w_hh"], p["b_ih"], p["b_hh"], "tanh"
+    )
+    return m.rnn_cell_backward(
+        p["dh1"], p["x"], p["h"], p["w_ih"], p["w_hh"], cache, True, "tanh", **kw
+    )
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -265,9 +319,11 @@ def test_cell_need_flags_skip_only_their_outputs(gemm_path, kind, dtype):
 def test_cell_need_flags_still_validate(module, kind):
     m = MODULES[module]
     p = _cell_problem(kind, np.float64)
-    for name, value, rx in [("dh1", p["dh1"][:, :-1].copy(), r"dh1.*got"),
-                            ("x", p["x"].astype(np.float32), r"x.*float"),
-                            ("h", np.asfortranarray(p["h"]), r"h.*contiguous")]:
+    for name, value, rx in [
+        ("dh1", p["dh1"][:, :-1].copy(), r"dh1.*got"),
+        ("x", p["x"].astype(np.float32), r"x.*float"),
+        ("h", np.asfortranarray(p["h"]), r"h.*contiguous"),
+    ]:
         with pytest.raises(ValueError, match=re.compile(rx, re.I | re.S)):
             _cell_run(m, kind, dict(p, **{name: value}), need_dx=False, need_dh=False)
 
@@ -281,6 +337,7 @@ def _cell_spy(monkeypatch, kind):
     def spy(*args, **kw):
         calls.append((kw.get("need_dx", True), kw.get("need_dh", True)))
         return real(*args, **kw)
+
     monkeypatch.setattr(kernels, name, spy)
     return calls
 
@@ -303,8 +360,11 @@ def test_unrolled_module_asks_only_for_the_gradients_it_needs(backend, monkeypat
         x = mg.tensor(xd, requires_grad=need)
         if need:
             h0 = mg.tensor(np.zeros(shape, np.float32), requires_grad=True)
-            hx = (h0, mg.tensor(np.zeros(shape, np.float32), requires_grad=True)) \
-                if kind == "LSTM" else h0
+            hx = (
+                (h0, mg.tensor(np.zeros(shape, np.float32), requires_grad=True))
+                if kind == "LSTM"
+                else h0
+            )
         else:
             hx = None
         out, _ = layer(x, hx)
@@ -342,6 +402,7 @@ def test_linear_node_asks_for_dx_only_when_its_input_needs_it(backend, monkeypat
     def spy(*args, **kw):
         calls.append(kw.get("need_dx", True))
         return real(*args, **kw)
+
     monkeypatch.setattr(kernels, "linear_backward", spy)
     rng = np.random.default_rng(12)
     w = mg.tensor(rng.standard_normal((3, 5)), requires_grad=True)

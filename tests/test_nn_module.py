@@ -1,5 +1,6 @@
 """Module and Parameter: registration, traversal, state_dict round trips and errors, repr,
 train/eval, dtype conversion, hooks."""
+
 import copy
 import re
 
@@ -71,8 +72,17 @@ def test_operations_on_parameters_give_plain_tensors_and_gradients():
 def test_named_parameters_dotted_in_registration_order():
     # PyTorch's order: a module's own parameters, then each child's, depth first
     names = [n for n, _ in Net().named_parameters()]
-    assert names == ["scale", "first.b", "first.a", "first.inner.weight", "first.inner.bias",
-                     "second.0.weight", "second.0.bias", "second.2.weight", "second.2.bias"]
+    assert names == [
+        "scale",
+        "first.b",
+        "first.a",
+        "first.inner.weight",
+        "first.inner.bias",
+        "second.0.weight",
+        "second.0.bias",
+        "second.2.weight",
+        "second.2.bias",
+    ]
 
 
 def test_direct_parameters_before_submodules_and_recurse_false():
@@ -240,15 +250,21 @@ def test_load_state_dict_strict_lists_every_problem_and_copies_nothing():
     del sd["first.a"]
     del sd["second.2.bias"]
     sd["bogus.weight"] = np.zeros(3, dtype=np.float32)
-    sd["scale"] = np.zeros((2,), dtype=np.float32)                   # wrong shape
-    sd["first.b"] = np.zeros(2, dtype=np.float64)                     # wrong dtype
-    sd["second.0.weight"] = sd["second.0.weight"] + 1                 # a valid change
+    sd["scale"] = np.zeros((2,), dtype=np.float32)  # wrong shape
+    sd["first.b"] = np.zeros(2, dtype=np.float64)  # wrong dtype
+    sd["second.0.weight"] = sd["second.0.weight"] + 1  # a valid change
     with pytest.raises(ValueError) as info:
         net.load_state_dict(sd)
     msg = str(info.value)
-    for needle in ["'first.a'", "'second.2.bias'", "'bogus.weight'", "missing", "unexpected",
-                   "'scale': shape mismatch, expected (1,), got (2,)",
-                   "'first.b': dtype mismatch, expected float32, got float64"]:
+    for needle in [
+        "'first.a'",
+        "'second.2.bias'",
+        "'bogus.weight'",
+        "missing",
+        "unexpected",
+        "'scale': shape mismatch, expected (1,), got (2,)",
+        "'first.b': dtype mismatch, expected float32, got float64",
+    ]:
         assert needle in msg, (needle, msg)
     after = net.state_dict()
     for k in before:
@@ -320,20 +336,25 @@ def test_to_rejects_non_float_dtypes():
 
 # ----------------------------------------------------------------- repr
 def test_repr_nested_like_pytorch():
-    model = nn.Sequential(nn.Embedding(10, 4, padding_idx=0), nn.LSTM(4, 8, batch_first=True,
-                                                                        return_sequences=False),
-                          nn.Sequential(nn.Linear(8, 2), nn.ReLU()), nn.Dropout(0.25))
-    expected = "\n".join([
-        "Sequential(",
-        "  (0): Embedding(10, 4, padding_idx=0)",
-        "  (1): LSTM(4, 8, batch_first=True, return_sequences=False)",
-        "  (2): Sequential(",
-        "    (0): Linear(in_features=8, out_features=2, bias=True)",
-        "    (1): ReLU()",
-        "  )",
-        "  (3): Dropout(p=0.25)",
-        ")",
-    ])
+    model = nn.Sequential(
+        nn.Embedding(10, 4, padding_idx=0),
+        nn.LSTM(4, 8, batch_first=True, return_sequences=False),
+        nn.Sequential(nn.Linear(8, 2), nn.ReLU()),
+        nn.Dropout(0.25),
+    )
+    expected = "\n".join(
+        [
+            "Sequential(",
+            "  (0): Embedding(10, 4, padding_idx=0)",
+            "  (1): LSTM(4, 8, batch_first=True, return_sequences=False)",
+            "  (2): Sequential(",
+            "    (0): Linear(in_features=8, out_features=2, bias=True)",
+            "    (1): ReLU()",
+            "  )",
+            "  (3): Dropout(p=0.25)",
+            ")",
+        ]
+    )
     assert repr(model) == expected
 
 
@@ -346,8 +367,10 @@ def test_repr_multiline_extra_repr():
         def extra_repr(self):
             return "alpha=1\nbeta=2"
 
-    assert repr(Custom()) == ("Custom(\n  alpha=1\n  beta=2\n"
-                              "  (lin): Linear(in_features=1, out_features=1, bias=False)\n)")
+    assert repr(Custom()) == (
+        "Custom(\n  alpha=1\n  beta=2\n"
+        "  (lin): Linear(in_features=1, out_features=1, bias=False)\n)"
+    )
 
 
 # ----- all or nothing -------------------------------------------------------------------------

@@ -31,8 +31,11 @@ class Case:
         self.params = nr.init_params(self.base, I, H, bias=bias, dtype=dtype, seed=seed)
         self.x = rng.standard_normal((T, B, I)).astype(dtype)
         self.h0 = rng.uniform(-1, 1, (B, H)).astype(dtype) if initial_state else None
-        self.c0 = (rng.standard_normal((B, H)).astype(dtype)
-                   if initial_state and self.base == "lstm" else None)
+        self.c0 = (
+            rng.standard_normal((B, H)).astype(dtype)
+            if initial_state and self.base == "lstm"
+            else None
+        )
         self.dys = rng.standard_normal((T, B, H)).astype(dtype)
         self.dh_n = rng.standard_normal((B, H)).astype(dtype)
         self.dc_n = rng.standard_normal((B, H)).astype(dtype)
@@ -54,8 +57,9 @@ class Case:
         if self.base == "gru":
             ys, h_n, cache = nr.gru_forward(self.x, self.h0, self.params, self.lengths)
         else:
-            ys, h_n, cache = nr.rnn_forward(self.x, self.h0, self.params, self.lengths,
-                                            self.nonlinearity)
+            ys, h_n, cache = nr.rnn_forward(
+                self.x, self.h0, self.params, self.lengths, self.nonlinearity
+            )
         return ys, h_n, None, cache
 
     def backward(self, cache):
@@ -74,10 +78,12 @@ class Case:
         return float(total)
 
     def __repr__(self):
-        return (f"Case({self.cell}, T={self.T}, B={self.B}, I={self.I}, H={self.H}, "
-                f"{np.dtype(self.dtype).name}, bias={'bias_ih_l0' in self.params}, "
-                f"h0={self.h0 is not None}, lengths="
-                f"{None if self.lengths is None else self.lengths.tolist()})")
+        return (
+            f"Case({self.cell}, T={self.T}, B={self.B}, I={self.I}, H={self.H}, "
+            f"{np.dtype(self.dtype).name}, bias={'bias_ih_l0' in self.params}, "
+            f"h0={self.h0 is not None}, lengths="
+            f"{None if self.lengths is None else self.lengths.tolist()})"
+        )
 
 
 @st.composite
@@ -87,8 +93,18 @@ def cases(draw, cell, max_size=5, max_T=5, dtypes=(np.float64,)):
     lengths = None
     if draw(st.booleans()):
         lengths = np.array(draw(st.lists(st.integers(1, T), min_size=B, max_size=B)))
-    return Case(cell, T, B, I, H, draw(st.sampled_from(dtypes)), draw(st.booleans()), lengths,
-                draw(st.booleans()), draw(st.integers(0, 2**32 - 1)))
+    return Case(
+        cell,
+        T,
+        B,
+        I,
+        H,
+        draw(st.sampled_from(dtypes)),
+        draw(st.booleans()),
+        lengths,
+        draw(st.booleans()),
+        draw(st.integers(0, 2**32 - 1)),
+    )
 
 
 def numerical_gradient(f, a):
@@ -109,18 +125,24 @@ def numerical_gradient(f, a):
 # Finite differences
 # ---------------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("cell", CELLS)
 @given(data=st.data())
 def test_reference_backward_matches_finite_differences(cell, data):
     case = data.draw(cases(cell), label="case")
     grads = case.backward(case.forward()[-1])
     expected = set(case.inputs()) | {"h0"} | ({"c0"} if case.base == "lstm" else set())
-    assert set(grads) == expected, f"gradient names: expected {sorted(expected)}, got {sorted(grads)}"
+    assert set(grads) == expected, (
+        f"gradient names: expected {sorted(expected)}, got {sorted(grads)}"
+    )
     for name, a in case.inputs().items():
-        np.testing.assert_allclose(grads[name], numerical_gradient(case.loss, a),
-                                   rtol=1e-5, atol=1e-6,
-                                   err_msg=f"d{name}: reference backward vs finite differences "
-                                           f"({case})")
+        np.testing.assert_allclose(
+            grads[name],
+            numerical_gradient(case.loss, a),
+            rtol=1e-5,
+            atol=1e-6,
+            err_msg=f"d{name}: reference backward vs finite differences ({case})",
+        )
 
 
 @pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
@@ -133,22 +155,38 @@ def test_padded_steps_output_zero_and_keep_the_state(cell):
         np.testing.assert_array_equal(ys[n:, b], 0, err_msg=f"ys[{n}:, {b}]: padded output")
         alone = Case(cell, n, 1, 2, 4, np.float64, True, None, True, seed=5)
         alone.params = case.params
-        alone.x = case.x[:n, b:b + 1].copy()
-        alone.h0 = case.h0[b:b + 1]
-        alone.c0 = None if case.c0 is None else case.c0[b:b + 1]
+        alone.x = case.x[:n, b : b + 1].copy()
+        alone.h0 = case.h0[b : b + 1]
+        alone.c0 = None if case.c0 is None else case.c0[b : b + 1]
         ys1, h1, c1, _ = alone.forward()
-        np.testing.assert_allclose(ys[:n, b], ys1[:, 0], rtol=1e-14, atol=1e-14,
-                                   err_msg=f"ys[:{n}, {b}]: padded batch vs sequence alone")
-        np.testing.assert_allclose(h_n[b], h1[0], rtol=1e-14, atol=1e-14,
-                                   err_msg=f"h_n[{b}]: padded batch vs sequence alone")
+        np.testing.assert_allclose(
+            ys[:n, b],
+            ys1[:, 0],
+            rtol=1e-14,
+            atol=1e-14,
+            err_msg=f"ys[:{n}, {b}]: padded batch vs sequence alone",
+        )
+        np.testing.assert_allclose(
+            h_n[b],
+            h1[0],
+            rtol=1e-14,
+            atol=1e-14,
+            err_msg=f"h_n[{b}]: padded batch vs sequence alone",
+        )
         if c_n is not None:
-            np.testing.assert_allclose(c_n[b], c1[0], rtol=1e-14, atol=1e-14,
-                                       err_msg=f"c_n[{b}]: padded batch vs sequence alone")
+            np.testing.assert_allclose(
+                c_n[b],
+                c1[0],
+                rtol=1e-14,
+                atol=1e-14,
+                err_msg=f"c_n[{b}]: padded batch vs sequence alone",
+            )
 
 
 # ---------------------------------------------------------------------------------------------
 # Agreement with the kernel twins (minigrad/_ops_ref.py)
 # ---------------------------------------------------------------------------------------------
+
 
 def twin_run(case):
     """The same problem through minigrad's sequence twins: outputs and gradients by name."""
@@ -160,24 +198,47 @@ def twin_run(case):
     b_ih, b_hh = p.get("bias_ih_l0"), p.get("bias_hh_l0")
     has_bias = b_ih is not None
     if case.base == "lstm":
-        ys, h_n, c_n, cache = ref.lstm_sequence_forward(case.x, h0, c0, w_ih, w_hh, b_ih, b_hh,
-                                                        case.lengths)
-        g = ref.lstm_sequence_backward(case.dys, case.dh_n, case.dc_n, case.x, h0, c0, w_ih,
-                                       w_hh, cache, case.lengths, has_bias)
+        ys, h_n, c_n, cache = ref.lstm_sequence_forward(
+            case.x, h0, c0, w_ih, w_hh, b_ih, b_hh, case.lengths
+        )
+        g = ref.lstm_sequence_backward(
+            case.dys,
+            case.dh_n,
+            case.dc_n,
+            case.x,
+            h0,
+            c0,
+            w_ih,
+            w_hh,
+            cache,
+            case.lengths,
+            has_bias,
+        )
         names = ["x", "h0", "c0"]
     elif case.base == "gru":
-        ys, h_n, cache = ref.gru_sequence_forward(case.x, h0, w_ih, w_hh, b_ih, b_hh,
-                                                  case.lengths)
+        ys, h_n, cache = ref.gru_sequence_forward(case.x, h0, w_ih, w_hh, b_ih, b_hh, case.lengths)
         c_n = None
-        g = ref.gru_sequence_backward(case.dys, case.dh_n, case.x, h0, w_ih, w_hh, cache,
-                                      case.lengths, has_bias)
+        g = ref.gru_sequence_backward(
+            case.dys, case.dh_n, case.x, h0, w_ih, w_hh, cache, case.lengths, has_bias
+        )
         names = ["x", "h0"]
     else:
-        ys, h_n, cache = ref.rnn_sequence_forward(case.x, h0, w_ih, w_hh, b_ih, b_hh,
-                                                  case.lengths, case.nonlinearity)
+        ys, h_n, cache = ref.rnn_sequence_forward(
+            case.x, h0, w_ih, w_hh, b_ih, b_hh, case.lengths, case.nonlinearity
+        )
         c_n = None
-        g = ref.rnn_sequence_backward(case.dys, case.dh_n, case.x, h0, w_ih, w_hh, cache,
-                                      case.lengths, has_bias, case.nonlinearity)
+        g = ref.rnn_sequence_backward(
+            case.dys,
+            case.dh_n,
+            case.x,
+            h0,
+            w_ih,
+            w_hh,
+            cache,
+            case.lengths,
+            has_bias,
+            case.nonlinearity,
+        )
         names = ["x", "h0"]
     names += ["weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0"]
     grads = {n: a for n, a in zip(names, g) if a is not None}
@@ -187,10 +248,10 @@ def twin_run(case):
 @pytest.mark.parametrize("cell", CELLS)
 @given(data=st.data())
 def test_reference_agrees_with_kernel_twins(cell, data):
-    case = data.draw(cases(cell, max_size=9, max_T=8, dtypes=(np.float32, np.float64)),
-                     label="case")
-    tol = (dict(rtol=2e-5, atol=2e-6) if case.dtype == np.float32
-           else dict(rtol=1e-10, atol=1e-12))
+    case = data.draw(
+        cases(cell, max_size=9, max_T=8, dtypes=(np.float32, np.float64)), label="case"
+    )
+    tol = dict(rtol=2e-5, atol=2e-6) if case.dtype == np.float32 else dict(rtol=1e-10, atol=1e-12)
     ys, h_n, c_n, cache = case.forward()
     grads = case.backward(cache)
     t_ys, t_h_n, t_c_n, t_grads = twin_run(case)
@@ -201,13 +262,15 @@ def test_reference_agrees_with_kernel_twins(cell, data):
     for name, a in grads.items():
         assert a.dtype == case.dtype, f"d{name}: dtype {a.dtype}, expected {case.dtype}"
     for name, a in t_grads.items():
-        np.testing.assert_allclose(grads[name], a, **tol,
-                                   err_msg=f"d{name}: reference vs twin ({case})")
+        np.testing.assert_allclose(
+            grads[name], a, **tol, err_msg=f"d{name}: reference vs twin ({case})"
+        )
 
 
 # ---------------------------------------------------------------------------------------------
 # train_step
 # ---------------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
 @pytest.mark.parametrize("with_lengths", [False, True], ids=["full", "lengths"])
@@ -236,5 +299,10 @@ def test_train_step_is_sgd_on_the_documented_loss(cell, with_lengths):
     got_loss = nr.train_step(cell, params, x, target, lr, lengths)
     np.testing.assert_allclose(got_loss, expected_loss, rtol=1e-12, err_msg="loss")
     for name, p in params.items():
-        np.testing.assert_allclose((before[name] - p) / lr, numeric[name], rtol=1e-5, atol=1e-7,
-                                   err_msg=f"{name}: SGD step vs -lr * numerical gradient")
+        np.testing.assert_allclose(
+            (before[name] - p) / lr,
+            numeric[name],
+            rtol=1e-5,
+            atol=1e-7,
+            err_msg=f"{name}: SGD step vs -lr * numerical gradient",
+        )

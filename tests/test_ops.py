@@ -6,10 +6,25 @@ non-mutation, non-aliasing, and float32 behaviour.  Below the one-liners: ops th
 hand-written property (dropout, one_hot, embedding's padding row, ties), operand mixing with
 scalars and ndarrays, numerical stability at ±1e4, and bad-input errors.
 """
+
 import warnings
 
 import numpy as np
 import pytest
+from factories import (
+    GRAD_ATOL,
+    GRAD_EPS,
+    GRAD_RTOL,
+    axes,
+    axis_kwargs,
+    grid,
+    nonzero,
+    op_test,
+    positive,
+    profile_examples,
+    real,
+    reduce_kwargs,
+)
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
@@ -17,10 +32,6 @@ from hypothesis.extra import numpy as hnp
 import minigrad as mg
 import minigrad.functional as F
 from minigrad import Tensor
-
-from factories import (GRAD_ATOL, GRAD_EPS, GRAD_RTOL, axes, axis_kwargs, grid, nonzero,
-                       op_test, positive, profile_examples, real, reduce_kwargs)
-
 
 # ==========================================================================================
 # Arithmetic
@@ -34,29 +45,43 @@ test_neg = op_test(F.neg, np.negative)
 test_add_operator = op_test(lambda a, b: a + b, np.add, 2, name="a+b")
 test_sub_operator = op_test(lambda a, b: a - b, np.subtract, 2, name="a-b")
 test_mul_operator = op_test(lambda a, b: a * b, np.multiply, 2, name="a*b")
-test_div_operator = op_test(lambda a, b: a / b, np.divide, 2, domain=(real(), nonzero()), name="a/b")
+test_div_operator = op_test(
+    lambda a, b: a / b, np.divide, 2, domain=(real(), nonzero()), name="a/b"
+)
 test_neg_operator = op_test(lambda a: -a, np.negative, name="-a")
 
 # pow: tensor exponent (base > 0 so that d/db = y log a exists), scalar exponents (real
 # exponents on a positive base; integer exponents on a base of either sign), scalar base.
 test_pow_tensor = op_test(F.pow, np.power, 2, domain=(positive(0.5, 2.0), real(-2, 2)))
 test_pow_scalar = op_test(
-    lambda a, p: a ** p, lambda a, p: np.power(a, p), domain=positive(0.5, 2.0),
-    kwargs=lambda s: st.fixed_dictionaries({"p": st.sampled_from([0, 1, 2, 3, 0.5, -1, 1.5, -2.5])}),
-    name="a**p")
+    lambda a, p: a**p,
+    lambda a, p: np.power(a, p),
+    domain=positive(0.5, 2.0),
+    kwargs=lambda s: st.fixed_dictionaries(
+        {"p": st.sampled_from([0, 1, 2, 3, 0.5, -1, 1.5, -2.5])}
+    ),
+    name="a**p",
+)
 test_pow_int_exponent_negative_base = op_test(
-    lambda a, p: a ** p, lambda a, p: np.power(a, float(p)), domain=nonzero(0.5, 2.0),
+    lambda a, p: a**p,
+    lambda a, p: np.power(a, float(p)),
+    domain=nonzero(0.5, 2.0),
     kwargs=lambda s: st.fixed_dictionaries({"p": st.sampled_from([1, 2, 3, -2])}),
-    name="a**int")
+    name="a**int",
+)
 test_rpow = op_test(
-    lambda a, base: base ** a, lambda a, base: np.power(base, a), domain=real(-2, 2),
+    lambda a, base: base**a,
+    lambda a, base: np.power(base, a),
+    domain=real(-2, 2),
     kwargs=lambda s: st.fixed_dictionaries({"base": st.sampled_from([2.0, 0.5, 3])}),
-    name="base**a")
+    name="base**a",
+)
 
 # matmul: NumPy's signature (n?,k),(k,m?)->(n?,m?): 1-D on either side, 2-D, batched with
 # broadcast batch dimensions.
 _matmul_shapes = hnp.mutually_broadcastable_shapes(
-    signature=np.matmul.signature, max_dims=2, max_side=4).map(lambda r: tuple(r.input_shapes))
+    signature=np.matmul.signature, max_dims=2, max_side=4
+).map(lambda r: tuple(r.input_shapes))
 test_matmul = op_test(F.matmul, np.matmul, shapes=_matmul_shapes)
 test_matmul_operator = op_test(lambda a, b: a @ b, np.matmul, shapes=_matmul_shapes, name="a@b")
 
@@ -94,8 +119,9 @@ def test_cast_values_dtypes_and_gradient():
     assert not np.shares_memory(c.data, x.data), "Tensor.copy() shares memory with its source"
 
 
-test_cast_gradcheck = op_test(lambda a: F.cast(a, np.float64), lambda a: a.astype(np.float64),
-                              f32=False, name="cast")
+test_cast_gradcheck = op_test(
+    lambda a: F.cast(a, np.float64), lambda a: a.astype(np.float64), f32=False, name="cast"
+)
 
 
 # ==========================================================================================
@@ -116,16 +142,27 @@ test_softplus = op_test(F.softplus, lambda a: np.log(1 + np.exp(a)), domain=real
 def _clip_bounds(draw, shapes):
     # bounds on the lattice k * 0.1; values are on k * 0.1 + 0.05, so none sits on a bound
     lo = draw(st.one_of(st.none(), st.integers(-20, 20).map(lambda k: k / 10)))
-    hi = draw(st.one_of(st.none() if lo is not None else st.nothing(),
-                        st.integers(-20, 20).map(lambda k: k / 10)))
+    hi = draw(
+        st.one_of(
+            st.none() if lo is not None else st.nothing(),
+            st.integers(-20, 20).map(lambda k: k / 10),
+        )
+    )
     if lo is not None and hi is not None and lo > hi:
         lo, hi = hi, lo
     return {"lo": lo, "hi": hi}
 
 
-test_clip = op_test(F.clip, lambda a, lo, hi: np.clip(a, lo, hi), domain=grid(), kwargs=_clip_bounds)
-test_clamp_method = op_test(lambda a, lo, hi: a.clamp(lo, hi), lambda a, lo, hi: np.clip(a, lo, hi),
-                            domain=grid(), kwargs=_clip_bounds, name="Tensor.clamp")
+test_clip = op_test(
+    F.clip, lambda a, lo, hi: np.clip(a, lo, hi), domain=grid(), kwargs=_clip_bounds
+)
+test_clamp_method = op_test(
+    lambda a, lo, hi: a.clamp(lo, hi),
+    lambda a, lo, hi: np.clip(a, lo, hi),
+    domain=grid(),
+    kwargs=_clip_bounds,
+    name="Tensor.clamp",
+)
 
 # maximum / minimum: the two inputs live on interleaved lattices, so they never tie
 test_maximum = op_test(F.maximum, np.maximum, 2, domain=(grid(0.1, 0.0), grid(0.1, 0.05)))
@@ -139,8 +176,13 @@ def _where_cond(draw, shapes):
     return {"cond": draw(hnp.arrays(np.bool_, cshape))}
 
 
-test_where = op_test(lambda a, b, cond: F.where(cond, a, b), lambda a, b, cond: np.where(cond, a, b),
-                     2, kwargs=_where_cond, name="where")
+test_where = op_test(
+    lambda a, b, cond: F.where(cond, a, b),
+    lambda a, b, cond: np.where(cond, a, b),
+    2,
+    kwargs=_where_cond,
+    name="where",
+)
 
 
 def test_where_accepts_bool_tensor_condition_and_constant_branch():
@@ -157,17 +199,33 @@ def test_where_accepts_bool_tensor_condition_and_constant_branch():
 
 _distinct = grid(0.05, 0.025, -4.0, 4.0)  # 160 distinct lattice values: no ties with unique=True
 
-test_sum = op_test(F.sum, lambda a, axis, keepdims: np.sum(a, axis=axis, keepdims=keepdims),
-                   kwargs=reduce_kwargs)
-test_mean = op_test(F.mean, lambda a, axis, keepdims: np.mean(a, axis=axis, keepdims=keepdims),
-                    kwargs=reduce_kwargs)
-test_max = op_test(F.max, lambda a, axis, keepdims: np.max(a, axis=axis, keepdims=keepdims),
-                   kwargs=reduce_kwargs, domain=_distinct, unique=True)
-test_min = op_test(F.min, lambda a, axis, keepdims: np.min(a, axis=axis, keepdims=keepdims),
-                   kwargs=reduce_kwargs, domain=_distinct, unique=True)
-test_sum_method = op_test(lambda a, axis, keepdims: a.sum(axis, keepdims),
-                          lambda a, axis, keepdims: np.sum(a, axis=axis, keepdims=keepdims),
-                          kwargs=reduce_kwargs, name="Tensor.sum", examples=0.5)
+test_sum = op_test(
+    F.sum, lambda a, axis, keepdims: np.sum(a, axis=axis, keepdims=keepdims), kwargs=reduce_kwargs
+)
+test_mean = op_test(
+    F.mean, lambda a, axis, keepdims: np.mean(a, axis=axis, keepdims=keepdims), kwargs=reduce_kwargs
+)
+test_max = op_test(
+    F.max,
+    lambda a, axis, keepdims: np.max(a, axis=axis, keepdims=keepdims),
+    kwargs=reduce_kwargs,
+    domain=_distinct,
+    unique=True,
+)
+test_min = op_test(
+    F.min,
+    lambda a, axis, keepdims: np.min(a, axis=axis, keepdims=keepdims),
+    kwargs=reduce_kwargs,
+    domain=_distinct,
+    unique=True,
+)
+test_sum_method = op_test(
+    lambda a, axis, keepdims: a.sum(axis, keepdims),
+    lambda a, axis, keepdims: np.sum(a, axis=axis, keepdims=keepdims),
+    kwargs=reduce_kwargs,
+    name="Tensor.sum",
+    examples=0.5,
+)
 
 
 @st.composite
@@ -196,8 +254,12 @@ def test_var_ref_agrees_with_numpy_var():
     a = np.arange(24.0).reshape(2, 3, 4) ** 1.5
     for axis in (None, 0, (0, 2), -1):
         for ddof in (0, 1):
-            np.testing.assert_allclose(_var_ref(a, axis, False, ddof), np.var(a, axis=axis, ddof=ddof),
-                                       rtol=1e-12, err_msg=f"test oracle var axis={axis} ddof={ddof}")
+            np.testing.assert_allclose(
+                _var_ref(a, axis, False, ddof),
+                np.var(a, axis=axis, ddof=ddof),
+                rtol=1e-12,
+                err_msg=f"test oracle var axis={axis} ddof={ddof}",
+            )
 
 
 def _softmax_ref(a, axis):
@@ -216,8 +278,10 @@ def _int_axis(shapes):
 test_softmax = op_test(F.softmax, _softmax_ref, kwargs=_int_axis, min_dims=1)
 test_log_softmax = op_test(F.log_softmax, _log_softmax_ref, kwargs=_int_axis, min_dims=1)
 test_logsumexp = op_test(
-    F.logsumexp, lambda a, axis, keepdims: np.log(np.sum(np.exp(a), axis=axis, keepdims=keepdims)),
-    kwargs=reduce_kwargs)
+    F.logsumexp,
+    lambda a, axis, keepdims: np.log(np.sum(np.exp(a), axis=axis, keepdims=keepdims)),
+    kwargs=reduce_kwargs,
+)
 
 
 @pytest.mark.parametrize("fn", [F.max, F.min])
@@ -231,8 +295,11 @@ def test_max_min_ties_share_the_gradient_evenly(fn):
     np.testing.assert_allclose(x.grad, expected, err_msg=f"{fn.__name__} tie gradient")
     z = Tensor(np.array([[-2.0, -2.0, 1.0], [4.0, 4.0, 4.0]]), requires_grad=True)
     F.min(z, axis=1).sum().backward()
-    np.testing.assert_allclose(z.grad, [[0.5, 0.5, 0.0], [1 / 3, 1 / 3, 1 / 3]],
-                               err_msg="min ties: a 2-way and a 3-way tie")
+    np.testing.assert_allclose(
+        z.grad,
+        [[0.5, 0.5, 0.0], [1 / 3, 1 / 3, 1 / 3]],
+        err_msg="min ties: a 2-way and a 3-way tie",
+    )
 
 
 @pytest.mark.parametrize("fn", [F.maximum, F.minimum])
@@ -242,12 +309,15 @@ def test_maximum_minimum_ties_split_the_gradient(fn):
     fn(a, b).backward(np.array([2.0, 2.0, 2.0]))
     first = np.array([2.0, 0.0]) if fn is F.maximum else np.array([0.0, 2.0])  # elements 1, 2
     np.testing.assert_allclose(a.grad, [1.0, first[0], first[1]], err_msg=f"{fn.__name__} grad a")
-    np.testing.assert_allclose(b.grad, [1.0, 2 - first[0], 2 - first[1]], err_msg=f"{fn.__name__} grad b")
+    np.testing.assert_allclose(
+        b.grad, [1.0, 2 - first[0], 2 - first[1]], err_msg=f"{fn.__name__} grad b"
+    )
 
 
 # ==========================================================================================
 # Shape and indexing
 # ==========================================================================================
+
 
 @st.composite
 def _reshape_target(draw, shapes):
@@ -262,9 +332,13 @@ def _reshape_target(draw, shapes):
 
 
 test_reshape = op_test(F.reshape, lambda a, shape: np.reshape(a, shape), kwargs=_reshape_target)
-test_reshape_method = op_test(lambda a, shape: a.reshape(*shape) if shape else a.reshape(()),
-                              lambda a, shape: np.reshape(a, shape), kwargs=_reshape_target,
-                              name="Tensor.reshape", examples=0.5)
+test_reshape_method = op_test(
+    lambda a, shape: a.reshape(*shape) if shape else a.reshape(()),
+    lambda a, shape: np.reshape(a, shape),
+    kwargs=_reshape_target,
+    name="Tensor.reshape",
+    examples=0.5,
+)
 test_flatten = op_test(F.flatten, lambda a: a.reshape(-1), min_dims=1, examples=0.5)
 
 
@@ -273,9 +347,13 @@ def _perm(shapes):
 
 
 test_transpose = op_test(F.transpose, lambda a, axes: np.transpose(a, axes), kwargs=_perm)
-test_permute_method = op_test(lambda a, axes: a.permute(*axes) if axes else a.permute(()),
-                              lambda a, axes: np.transpose(a, axes), kwargs=_perm,
-                              name="Tensor.permute", examples=0.5)
+test_permute_method = op_test(
+    lambda a, axes: a.permute(*axes) if axes else a.permute(()),
+    lambda a, axes: np.transpose(a, axes),
+    kwargs=_perm,
+    name="Tensor.permute",
+    examples=0.5,
+)
 test_T = op_test(lambda a: a.T, lambda a: a.T, name="Tensor.T", examples=0.5)
 
 
@@ -285,9 +363,13 @@ def _two_axes(draw, shapes):
     return {"i": draw(st.integers(-nd, nd - 1)), "j": draw(st.integers(-nd, nd - 1))}
 
 
-test_transpose_two_axes = op_test(lambda a, i, j: a.transpose(i, j),
-                                  lambda a, i, j: np.swapaxes(a, i, j), kwargs=_two_axes,
-                                  min_dims=1, name="Tensor.transpose(i, j)")
+test_transpose_two_axes = op_test(
+    lambda a, i, j: a.transpose(i, j),
+    lambda a, i, j: np.swapaxes(a, i, j),
+    kwargs=_two_axes,
+    min_dims=1,
+    name="Tensor.transpose(i, j)",
+)
 
 
 @st.composite
@@ -311,8 +393,13 @@ def _expand_ref(a, shape):
 
 test_expand = op_test(F.expand, _expand_ref, kwargs=_expand_target)
 test_broadcast_to = op_test(F.broadcast_to, _expand_ref, kwargs=_expand_target, examples=0.5)
-test_expand_method = op_test(lambda a, shape: a.expand(*shape) if shape else a.expand(()),
-                             _expand_ref, kwargs=_expand_target, name="Tensor.expand", examples=0.5)
+test_expand_method = op_test(
+    lambda a, shape: a.expand(*shape) if shape else a.expand(()),
+    _expand_ref,
+    kwargs=_expand_target,
+    name="Tensor.expand",
+    examples=0.5,
+)
 
 
 @st.composite
@@ -335,7 +422,9 @@ def _unsqueeze_axis(shapes):
     return st.fixed_dictionaries({"axis": st.integers(-nd, nd - 1)})
 
 
-test_unsqueeze = op_test(F.unsqueeze, lambda a, axis: np.expand_dims(a, axis), kwargs=_unsqueeze_axis)
+test_unsqueeze = op_test(
+    F.unsqueeze, lambda a, axis: np.expand_dims(a, axis), kwargs=_unsqueeze_axis
+)
 
 
 @st.composite
@@ -351,15 +440,19 @@ def _index(draw, shapes):
     if kind == "basic":  # ints (negative too), slices, Ellipsis, None
         idx = draw(hnp.basic_indices(shape, min_dims=0, allow_newaxis=True, allow_ellipsis=True))
     elif kind == "int_array":  # integer arrays, repeats and negative entries included
-        idx = draw(hnp.integer_array_indices(
-            shape, result_shape=hnp.array_shapes(min_dims=1, max_dims=2, max_side=5)))
+        idx = draw(
+            hnp.integer_array_indices(
+                shape, result_shape=hnp.array_shapes(min_dims=1, max_dims=2, max_side=5)
+            )
+        )
     elif kind == "bool_full":
         idx = draw(hnp.arrays(np.bool_, shape))
     elif kind == "bool_first":
         idx = draw(hnp.arrays(np.bool_, shape[:1]))
     else:
-        arr = draw(hnp.arrays(np.intp, st.integers(1, 5),
-                              elements=st.integers(-shape[1], shape[1] - 1)))
+        arr = draw(
+            hnp.arrays(np.intp, st.integers(1, 5), elements=st.integers(-shape[1], shape[1] - 1))
+        )
         idx = (slice(None), arr)
     return {"idx": idx}
 
@@ -380,24 +473,34 @@ def _concat_shapes(draw):
     base = draw(hnp.array_shapes(min_dims=1, max_dims=3, min_side=1, max_side=3))
     axis = draw(st.integers(0, len(base) - 1))
     k = draw(st.integers(1, 3))
-    return tuple(base[:axis] + (draw(st.integers(1, 3)),) + base[axis + 1:] for _ in range(k))
+    return tuple(base[:axis] + (draw(st.integers(1, 3)),) + base[axis + 1 :] for _ in range(k))
 
 
 @st.composite
 def _concat_axis(draw, shapes):
     nd = len(shapes[0])
-    ok = [a for a in range(nd)
-          if all(s[:a] + s[a + 1:] == shapes[0][:a] + shapes[0][a + 1:] for s in shapes)]
+    ok = [
+        a
+        for a in range(nd)
+        if all(s[:a] + s[a + 1 :] == shapes[0][:a] + shapes[0][a + 1 :] for s in shapes)
+    ]
     a = draw(st.sampled_from(ok))
     return {"axis": draw(st.sampled_from([a, a - nd]))}
 
 
-test_concatenate = op_test(lambda *ts, axis: F.concatenate(ts, axis),
-                           lambda *arrs, axis: np.concatenate(arrs, axis),
-                           shapes=_concat_shapes(), kwargs=_concat_axis, name="concatenate")
+test_concatenate = op_test(
+    lambda *ts, axis: F.concatenate(ts, axis),
+    lambda *arrs, axis: np.concatenate(arrs, axis),
+    shapes=_concat_shapes(),
+    kwargs=_concat_axis,
+    name="concatenate",
+)
 
 _stack_shapes = st.integers(1, 3).flatmap(
-    lambda k: hnp.array_shapes(min_dims=0, max_dims=3, min_side=1, max_side=3).map(lambda s: (s,) * k))
+    lambda k: hnp.array_shapes(min_dims=0, max_dims=3, min_side=1, max_side=3).map(
+        lambda s: (s,) * k
+    )
+)
 
 
 def _stack_axis(shapes):
@@ -405,12 +508,20 @@ def _stack_axis(shapes):
     return st.fixed_dictionaries({"axis": st.integers(-nd, nd - 1)})
 
 
-test_stack = op_test(lambda *ts, axis: F.stack(ts, axis), lambda *arrs, axis: np.stack(arrs, axis),
-                     shapes=_stack_shapes, kwargs=_stack_axis, name="stack")
+test_stack = op_test(
+    lambda *ts, axis: F.stack(ts, axis),
+    lambda *arrs, axis: np.stack(arrs, axis),
+    shapes=_stack_shapes,
+    kwargs=_stack_axis,
+    name="stack",
+)
 
 test_unbind = op_test(
-    F.unbind, lambda a, axis: tuple(np.take(a, i, axis=axis) for i in range(a.shape[axis])),
-    kwargs=lambda s: axis_kwargs(s, allow_none=False, allow_tuple=False), min_dims=1)
+    F.unbind,
+    lambda a, axis: tuple(np.take(a, i, axis=axis) for i in range(a.shape[axis])),
+    kwargs=lambda s: axis_kwargs(s, allow_none=False, allow_tuple=False),
+    min_dims=1,
+)
 
 
 @st.composite
@@ -446,6 +557,7 @@ test_split = op_test(F.split, _split_ref, kwargs=_split_kwargs, min_dims=1)
 # Layers: embedding, dropout, one_hot
 # ==========================================================================================
 
+
 @st.composite
 def _embedding_shapes(draw):
     return ((draw(st.integers(1, 6)), draw(st.integers(1, 4))),)
@@ -458,15 +570,25 @@ def _embedding_idx(draw, shapes):
     return {"idx": draw(hnp.arrays(np.int64, ishape, elements=st.integers(0, v - 1)))}
 
 
-test_embedding = op_test(lambda w, idx: F.embedding(idx, w), lambda w, idx: w[idx],
-                         shapes=_embedding_shapes(), kwargs=_embedding_idx, name="embedding")
+test_embedding = op_test(
+    lambda w, idx: F.embedding(idx, w),
+    lambda w, idx: w[idx],
+    shapes=_embedding_shapes(),
+    kwargs=_embedding_idx,
+    name="embedding",
+)
 
 
 @settings(max_examples=profile_examples(0.5))
 @given(v=st.integers(2, 6), d=st.integers(1, 3), data=st.data())
 def test_embedding_repeated_indices_accumulate_and_padding_row_gets_nothing(v, d, data):
-    idx = data.draw(hnp.arrays(np.int64, st.tuples(st.integers(1, 3), st.integers(1, 5)),
-                               elements=st.integers(0, v - 1)))
+    idx = data.draw(
+        hnp.arrays(
+            np.int64,
+            st.tuples(st.integers(1, 3), st.integers(1, 5)),
+            elements=st.integers(0, v - 1),
+        )
+    )
     pad = data.draw(st.integers(0, v - 1))
     rng = np.random.default_rng(0)
     w = Tensor(rng.standard_normal((v, d)), requires_grad=True)
@@ -477,14 +599,21 @@ def test_embedding_repeated_indices_accumulate_and_padding_row_gets_nothing(v, d
     expected = np.zeros((v, d))
     np.add.at(expected, idx.ravel(), up.reshape(-1, d))
     expected[pad] = 0.0
-    np.testing.assert_allclose(w.grad, expected, rtol=1e-12, atol=1e-12,
-                               err_msg=f"embedding grad: rows summed over repeats, row {pad} zero")
+    np.testing.assert_allclose(
+        w.grad,
+        expected,
+        rtol=1e-12,
+        atol=1e-12,
+        err_msg=f"embedding grad: rows summed over repeats, row {pad} zero",
+    )
 
 
 def test_embedding_accepts_tensor_indices_and_rejects_bad_ones():
     w = Tensor(np.eye(3), requires_grad=True)
     y = F.embedding(Tensor(np.array([2, 2, 0])), w)
-    np.testing.assert_array_equal(y.data, np.eye(3)[[2, 2, 0]], err_msg="embedding with Tensor indices")
+    np.testing.assert_array_equal(
+        y.data, np.eye(3)[[2, 2, 0]], err_msg="embedding with Tensor indices"
+    )
     with pytest.raises(IndexError, match=r"index 3 is out of range \[0, 3\)"):
         F.embedding(np.array([0, 3]), w)
     with pytest.raises(TypeError, match=r"integers, got dtype float64"):
@@ -492,8 +621,12 @@ def test_embedding_accepts_tensor_indices_and_rejects_bad_ones():
 
 
 @settings(max_examples=profile_examples(0.5))
-@given(shape=hnp.array_shapes(min_dims=1, max_dims=3, min_side=1, max_side=4),
-       p=st.sampled_from([0.1, 0.3, 0.5, 0.8]), seed=st.integers(0, 2**32 - 1), data=st.data())
+@given(
+    shape=hnp.array_shapes(min_dims=1, max_dims=3, min_side=1, max_side=4),
+    p=st.sampled_from([0.1, 0.3, 0.5, 0.8]),
+    seed=st.integers(0, 2**32 - 1),
+    data=st.data(),
+)
 def test_dropout_property(shape, p, seed, data):
     """Each element is either dropped (0) or scaled by 1 / (1 - p); the gradient flows through
     the kept elements with the same scale; a fixed generator gives a fixed mask."""
@@ -501,16 +634,31 @@ def test_dropout_property(shape, p, seed, data):
     x = Tensor(a, requires_grad=True)
     y = F.dropout(x, p, training=True, rng=np.random.default_rng(seed))
     kept = y.data != 0
-    np.testing.assert_allclose(y.data, np.where(kept, a / (1 - p), 0.0), rtol=1e-12,
-                               err_msg="dropout: outputs must be 0 or x / (1 - p)")
+    np.testing.assert_allclose(
+        y.data,
+        np.where(kept, a / (1 - p), 0.0),
+        rtol=1e-12,
+        err_msg="dropout: outputs must be 0 or x / (1 - p)",
+    )
     up = np.random.default_rng(seed + 1).standard_normal(shape)
     y.backward(up)
-    np.testing.assert_allclose(x.grad, np.where(kept, up / (1 - p), 0.0), rtol=1e-12,
-                               err_msg="dropout grad: upstream * mask / (1 - p)")
+    np.testing.assert_allclose(
+        x.grad,
+        np.where(kept, up / (1 - p), 0.0),
+        rtol=1e-12,
+        err_msg="dropout grad: upstream * mask / (1 - p)",
+    )
     y2 = F.dropout(Tensor(a), p, training=True, rng=np.random.default_rng(seed))
-    np.testing.assert_array_equal(y2.data, y.data, err_msg="dropout: same generator seed, same mask")
-    mg.gradcheck(lambda t: F.dropout(t, p, rng=np.random.default_rng(seed)),
-                 [Tensor(a, requires_grad=True)], eps=GRAD_EPS, atol=GRAD_ATOL, rtol=GRAD_RTOL)
+    np.testing.assert_array_equal(
+        y2.data, y.data, err_msg="dropout: same generator seed, same mask"
+    )
+    mg.gradcheck(
+        lambda t: F.dropout(t, p, rng=np.random.default_rng(seed)),
+        [Tensor(a, requires_grad=True)],
+        eps=GRAD_EPS,
+        atol=GRAD_ATOL,
+        rtol=GRAD_RTOL,
+    )
     y32 = F.dropout(Tensor(a.astype(np.float32)), p, rng=np.random.default_rng(seed))
     assert y32.dtype == np.float32, f"dropout float32 in gave {y32.dtype}"
 
@@ -527,8 +675,9 @@ def test_dropout_manual_seed_reproducible_and_expected_scale():
     # E[y] = x; the fraction dropped is p (std of the mean ~ 0.0015 here; tolerance ~ 13 sigma)
     assert abs(a.mean() - 1.0) < 0.02, f"dropout mean {a.mean()} should be ~1 (inverted scaling)"
     assert abs((a == 0).mean() - 0.3) < 0.01, f"dropout dropped {(a == 0).mean()}, expected ~0.3"
-    np.testing.assert_allclose(np.unique(a), [0.0, 1 / 0.7], rtol=1e-6,
-                               err_msg="dropout values are 0 and 1/(1-p)")
+    np.testing.assert_allclose(
+        np.unique(a), [0.0, 1 / 0.7], rtol=1e-6, err_msg="dropout values are 0 and 1/(1-p)"
+    )
 
 
 def test_dropout_eval_p0_p1_and_bad_p():
@@ -549,10 +698,17 @@ def test_dropout_eval_p0_p1_and_bad_p():
 @settings(max_examples=profile_examples(0.5))
 @given(c=st.integers(1, 6), data=st.data())
 def test_one_hot_matches_identity_rows(c, data):
-    idx = data.draw(hnp.arrays(np.int64, hnp.array_shapes(min_dims=0, max_dims=2, max_side=4),
-                               elements=st.integers(0, c - 1)))
+    idx = data.draw(
+        hnp.arrays(
+            np.int64,
+            hnp.array_shapes(min_dims=0, max_dims=2, max_side=4),
+            elements=st.integers(0, c - 1),
+        )
+    )
     y = F.one_hot(idx, c)
-    np.testing.assert_array_equal(y.data, np.eye(c, dtype=np.float32)[idx], err_msg="one_hot vs eye rows")
+    np.testing.assert_array_equal(
+        y.data, np.eye(c, dtype=np.float32)[idx], err_msg="one_hot vs eye rows"
+    )
     assert y.dtype == np.float32 and not y.requires_grad, "one_hot: float32 and no grad"
     assert F.one_hot(Tensor(idx), c, dtype=np.float64).dtype == np.float64
 
@@ -567,6 +723,7 @@ def test_one_hot_rejects_out_of_range():
 # ==========================================================================================
 # Losses
 # ==========================================================================================
+
 
 def _log_softmax_last(z):
     return z - np.log(np.sum(np.exp(z), axis=-1, keepdims=True))
@@ -604,10 +761,15 @@ def _ce_hard_ref(logits, target, ignore_index, reduction):
 
 
 test_softmax_cross_entropy = op_test(
-    lambda x, target, ignore_index, reduction: F.softmax_cross_entropy(x, target, ignore_index,
-                                                                       reduction),
-    _ce_hard_ref, shapes=_ce_shapes(), kwargs=_ce_hard, domain=real(-4, 4),
-    name="softmax_cross_entropy")
+    lambda x, target, ignore_index, reduction: F.softmax_cross_entropy(
+        x, target, ignore_index, reduction
+    ),
+    _ce_hard_ref,
+    shapes=_ce_shapes(),
+    kwargs=_ce_hard,
+    domain=real(-4, 4),
+    name="softmax_cross_entropy",
+)
 
 
 @st.composite
@@ -629,8 +791,12 @@ def _ce_soft_ref(logits, target, reduction):
 
 test_softmax_cross_entropy_soft_targets = op_test(
     lambda x, target, reduction: F.softmax_cross_entropy(x, target, reduction=reduction),
-    _ce_soft_ref, shapes=_ce_shapes(), kwargs=_ce_soft,
-    domain=real(-4, 4), name="softmax_cross_entropy(soft)")
+    _ce_soft_ref,
+    shapes=_ce_shapes(),
+    kwargs=_ce_soft,
+    domain=real(-4, 4),
+    name="softmax_cross_entropy(soft)",
+)
 
 
 # PyTorch's layout: classes on axis 1 (axis 0 for one sample), with weight and label_smoothing.
@@ -650,7 +816,7 @@ def _ce_torch_kwargs(draw, shapes):
     shape = shapes[0]
     c_axis = 0 if len(shape) == 1 else 1
     c = shape[c_axis]
-    tshape = shape[:c_axis] + shape[c_axis + 1:]
+    tshape = shape[:c_axis] + shape[c_axis + 1 :]
     reduction = draw(st.sampled_from(["mean", "sum", "none"]))
     weight = draw(st.one_of(st.none(), hnp.arrays(np.float64, (c,), elements=real(0.5, 2.0))))
     smoothing = draw(st.sampled_from([0.0, 0.0, 0.1, 0.5]))
@@ -666,8 +832,13 @@ def _ce_torch_kwargs(draw, shapes):
         if np.all(target == ignore):
             target = np.asarray(target)
             target.flat[0] = 1 if ignore == 0 else 0
-    return {"target": target, "weight": weight, "ignore_index": ignore, "reduction": reduction,
-            "label_smoothing": smoothing}
+    return {
+        "target": target,
+        "weight": weight,
+        "ignore_index": ignore,
+        "reduction": reduction,
+        "label_smoothing": smoothing,
+    }
 
 
 def _ce_torch_ref(x, target, weight, ignore_index, reduction, label_smoothing):
@@ -694,8 +865,13 @@ def _ce_torch_ref(x, target, weight, ignore_index, reduction, label_smoothing):
 
 
 test_cross_entropy = op_test(
-    lambda x, **kw: F.cross_entropy(x, **kw), _ce_torch_ref, shapes=_ce_torch_shapes(),
-    kwargs=_ce_torch_kwargs, domain=real(-4, 4), name="cross_entropy")
+    lambda x, **kw: F.cross_entropy(x, **kw),
+    _ce_torch_ref,
+    shapes=_ce_torch_shapes(),
+    kwargs=_ce_torch_kwargs,
+    domain=real(-4, 4),
+    name="cross_entropy",
+)
 
 
 def test_nll_loss_is_cross_entropy_of_log_softmax():
@@ -717,8 +893,12 @@ def test_cross_entropy_matches_torch():
     t = rng.integers(0, 5, size=(4, 3))
     t[0, 0] = -100
     w = rng.random(5) + 0.5
-    for kw in [{}, {"weight": w}, {"label_smoothing": 0.25, "weight": w},
-               {"reduction": "none", "label_smoothing": 0.1}]:
+    for kw in [
+        {},
+        {"weight": w},
+        {"label_smoothing": 0.25, "weight": w},
+        {"reduction": "none", "label_smoothing": 0.1},
+    ]:
         mine = Tensor(x, requires_grad=True)
         theirs = torch.tensor(x, requires_grad=True)
         tkw = {k: (torch.tensor(v) if k == "weight" else v) for k, v in kw.items()}
@@ -744,7 +924,9 @@ def test_cross_entropy_float32_logits_with_float64_soft_target_stay_float32():
     x = Tensor(np.zeros((2, 3), dtype=np.float32), requires_grad=True)
     y = F.cross_entropy(x, np.full((2, 3), 1 / 3))
     assert y.dtype == np.float32, f"cross_entropy dtype {y.dtype}"
-    np.testing.assert_allclose(y.item(), np.log(3), rtol=1e-6, err_msg="uniform logits, uniform target")
+    np.testing.assert_allclose(
+        y.item(), np.log(3), rtol=1e-6, err_msg="uniform logits, uniform target"
+    )
 
 
 def _reduction(shapes):
@@ -755,17 +937,27 @@ def _reduce_ref(loss, reduction):
     return loss if reduction == "none" else (loss.mean() if reduction == "mean" else loss.sum())
 
 
-test_mse_loss = op_test(F.mse_loss, lambda a, t, reduction: _reduce_ref((a - t) ** 2, reduction),
-                        2, broadcast=False, kwargs=_reduction)
+test_mse_loss = op_test(
+    F.mse_loss,
+    lambda a, t, reduction: _reduce_ref((a - t) ** 2, reduction),
+    2,
+    broadcast=False,
+    kwargs=_reduction,
+)
 test_bce_with_logits = op_test(
     F.binary_cross_entropy_with_logits,
     lambda x, t, reduction: _reduce_ref(np.log(1 + np.exp(x)) - x * t, reduction),
-    2, broadcast=False, kwargs=_reduction, domain=(real(-6, 6), real(0, 1)))
+    2,
+    broadcast=False,
+    kwargs=_reduction,
+    domain=(real(-6, 6), real(0, 1)),
+)
 
 
 # ==========================================================================================
 # Scalars and ndarrays on either side of operators
 # ==========================================================================================
+
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_scalar_and_ndarray_operands_either_side(dtype):
@@ -778,10 +970,10 @@ def test_scalar_and_ndarray_operands_either_side(dtype):
         "ones - x": (lambda x: np.ones(3) - x, lambda v: 1 - v, lambda v: -np.ones(3)),
         "c + x": (lambda x: c + x, lambda v: c + v, lambda v: np.ones(3)),
         "x / c": (lambda x: x / c, lambda v: v / c, lambda v: 1 / c),
-        "c / x": (lambda x: c / x, lambda v: c / v, lambda v: -c / v ** 2),
+        "c / x": (lambda x: c / x, lambda v: c / v, lambda v: -c / v**2),
         "1 - x": (lambda x: 1 - x, lambda v: 1 - v, lambda v: -np.ones(3)),
-        "x ** 2": (lambda x: x ** 2, lambda v: v ** 2, lambda v: 2 * v),
-        "2 ** x": (lambda x: 2 ** x, lambda v: 2.0 ** v, lambda v: np.log(2) * 2.0 ** v),
+        "x ** 2": (lambda x: x**2, lambda v: v**2, lambda v: 2 * v),
+        "2 ** x": (lambda x: 2**x, lambda v: 2.0**v, lambda v: np.log(2) * 2.0**v),
         "c @ x": (lambda x: c @ x, lambda v: c @ v, lambda v: c),
         "x @ c": (lambda x: x @ c, lambda v: v @ c, lambda v: c),
     }
@@ -790,7 +982,9 @@ def test_scalar_and_ndarray_operands_either_side(dtype):
         x = Tensor(a, requires_grad=True)
         y = fn(x)
         assert isinstance(y, Tensor), f"{name}: got {type(y).__name__}, expected a Tensor"
-        assert y.dtype == dtype, f"{name}: dtype {y.dtype}, expected {np.dtype(dtype)} (the tensor's)"
+        assert y.dtype == dtype, (
+            f"{name}: dtype {y.dtype}, expected {np.dtype(dtype)} (the tensor's)"
+        )
         v = a.astype(np.float64)
         np.testing.assert_allclose(y.data, expr(v), rtol=tol, err_msg=f"{name}: value")
         y.sum().backward()
@@ -815,8 +1009,12 @@ def test_mixed_float32_float64_graph_backpropagates_in_each_leafs_dtype():
     assert y.dtype == np.float64
     y.sum().backward()
     assert x.grad.dtype == np.float32 and w.grad.dtype == np.float32 and s.grad.dtype == np.float64
-    np.testing.assert_allclose(x.grad, np.arange(8.0).reshape(2, 4) @ np.full((4, 3), 0.5),
-                               rtol=1e-6, err_msg="dx through linear(float32) * float64")
+    np.testing.assert_allclose(
+        x.grad,
+        np.arange(8.0).reshape(2, 4) @ np.full((4, 3), 0.5),
+        rtol=1e-6,
+        err_msg="dx through linear(float32) * float64",
+    )
     np.testing.assert_allclose(s.grad, np.full((2, 4), 1.5), err_msg="ds")
 
 
@@ -840,11 +1038,18 @@ def test_normalizers_are_finite_and_exact_at_1e4(dtype):
         sm = F.softmax(x, axis=1)
         lse = F.logsumexp(x, axis=1)
         (ls.sum() + sm.sum() + lse.sum()).backward()
-    expected_ls = np.array([[0.0, -1e4, -2e4], [-np.log(3)] * 3, [-np.log(2), -np.log(2), -2e4 - np.log(2)]])
-    np.testing.assert_allclose(ls.data, expected_ls, rtol=1e-6, atol=1e-5, err_msg="log_softmax at ±1e4")
-    np.testing.assert_allclose(sm.data, np.exp(expected_ls), rtol=1e-6, atol=1e-7, err_msg="softmax at ±1e4")
-    np.testing.assert_allclose(lse.data, [1e4, -1e4 + np.log(3), 1e4 + np.log(2)], rtol=1e-7,
-                               err_msg="logsumexp at ±1e4")
+    expected_ls = np.array(
+        [[0.0, -1e4, -2e4], [-np.log(3)] * 3, [-np.log(2), -np.log(2), -2e4 - np.log(2)]]
+    )
+    np.testing.assert_allclose(
+        ls.data, expected_ls, rtol=1e-6, atol=1e-5, err_msg="log_softmax at ±1e4"
+    )
+    np.testing.assert_allclose(
+        sm.data, np.exp(expected_ls), rtol=1e-6, atol=1e-7, err_msg="softmax at ±1e4"
+    )
+    np.testing.assert_allclose(
+        lse.data, [1e4, -1e4 + np.log(3), 1e4 + np.log(2)], rtol=1e-7, err_msg="logsumexp at ±1e4"
+    )
     assert np.all(np.isfinite(x.grad)), f"gradients at ±1e4 not finite: {x.grad}"
 
 
@@ -861,15 +1066,22 @@ def test_sigmoid_softplus_bce_cross_entropy_finite_at_1e4(dtype):
         ce = F.cross_entropy(x.reshape(1, 3), np.array([1]))
         (sg.sum() + sp.sum() + bce.sum() + ce).backward()
     np.testing.assert_allclose(sg.data, [1.0, 0.0, 0.5], atol=1e-7, err_msg="sigmoid at ±1e4")
-    np.testing.assert_allclose(sp.data, [1e4, 0.0, np.log(2)], rtol=1e-6, atol=1e-7, err_msg="softplus")
-    np.testing.assert_allclose(bce.data, [1e4, 1e4, np.log(2)], rtol=1e-6, err_msg="bce with logits at ±1e4")
-    np.testing.assert_allclose(ce.data, 2e4, rtol=1e-6, err_msg="cross_entropy: target logit 2e4 below max")
+    np.testing.assert_allclose(
+        sp.data, [1e4, 0.0, np.log(2)], rtol=1e-6, atol=1e-7, err_msg="softplus"
+    )
+    np.testing.assert_allclose(
+        bce.data, [1e4, 1e4, np.log(2)], rtol=1e-6, err_msg="bce with logits at ±1e4"
+    )
+    np.testing.assert_allclose(
+        ce.data, 2e4, rtol=1e-6, err_msg="cross_entropy: target logit 2e4 below max"
+    )
     assert np.all(np.isfinite(x.grad)), f"gradients at ±1e4 not finite: {x.grad}"
 
 
 # ==========================================================================================
 # Bad input: errors name what was expected and what was got
 # ==========================================================================================
+
 
 def test_non_broadcastable_shapes_raise():
     with pytest.raises(ValueError, match=r"\(3,\).*\(4,\)"):
@@ -916,7 +1128,9 @@ def test_cross_entropy_bad_targets_raise():
         F.cross_entropy(x, np.array([-2, 0]))
     with pytest.raises(ValueError, match=r"NaN"):
         F.cross_entropy(x, np.array([[0.5, np.nan, 0.5], [1.0, 0.0, 0.0]]))
-    with pytest.raises(ValueError, match=r"class probabilities of shape \(2, 3\).*float target of shape \(2,\)"):
+    with pytest.raises(
+        ValueError, match=r"class probabilities of shape \(2, 3\).*float target of shape \(2,\)"
+    ):
         F.cross_entropy(x, np.array([0.0, 1.0]))
     with pytest.raises(TypeError, match=r"integer class indices, got dtype bool"):
         F.cross_entropy(x, np.array([True, False]))
@@ -951,9 +1165,13 @@ def test_shape_ops_bad_input_raises():
         x.squeeze(1)
     with pytest.raises(ValueError, match=r"concatenate shapes \[\(2, 3\), \(2, 2\)\] along axis 0"):
         F.concatenate([x, Tensor(np.ones((2, 2)))], axis=0)
-    with pytest.raises(ValueError, match=r"stack needs tensors of one shape, got \[\(2, 3\), \(3, 2\)\]"):
+    with pytest.raises(
+        ValueError, match=r"stack needs tensors of one shape, got \[\(2, 3\), \(3, 2\)\]"
+    ):
         F.stack([x, Tensor(np.ones((3, 2)))])
-    with pytest.raises(ValueError, match=r"split sizes \[2, 2\] add up to 4, but axis 1 has length 3"):
+    with pytest.raises(
+        ValueError, match=r"split sizes \[2, 2\] add up to 4, but axis 1 has length 3"
+    ):
         x.split([2, 2], axis=1)
     with pytest.raises(ValueError, match=r"not a permutation of the 2 dimensions"):
         x.permute(0, 0)
@@ -963,16 +1181,30 @@ def test_shape_ops_bad_input_raises():
         x.clip(2, 1)
 
 
-@pytest.mark.parametrize("call", [
-    lambda x: x.sum(axis=2), lambda x: x.mean(axis=-3), lambda x: x.max(axis=(0, 5)),
-    lambda x: x.min(axis=2), lambda x: F.var(x, axis=2), lambda x: F.logsumexp(x, axis=2),
-    lambda x: F.softmax(x, axis=2), lambda x: F.log_softmax(x, axis=-3), lambda x: x.unsqueeze(3),
-    lambda x: x.unbind(2), lambda x: x.transpose(0, 2), lambda x: x.squeeze(2),
-    lambda x: x.split(1, axis=2),
-])
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda x: x.sum(axis=2),
+        lambda x: x.mean(axis=-3),
+        lambda x: x.max(axis=(0, 5)),
+        lambda x: x.min(axis=2),
+        lambda x: F.var(x, axis=2),
+        lambda x: F.logsumexp(x, axis=2),
+        lambda x: F.softmax(x, axis=2),
+        lambda x: F.log_softmax(x, axis=-3),
+        lambda x: x.unsqueeze(3),
+        lambda x: x.unbind(2),
+        lambda x: x.transpose(0, 2),
+        lambda x: x.squeeze(2),
+        lambda x: x.split(1, axis=2),
+    ],
+)
 def test_bad_axis_raises_naming_axis_and_ndim(call):
     x = Tensor(np.ones((2, 3)))
-    with pytest.raises(ValueError, match=r"\(?-?\d+(, -?\d+)?\)? (is )?out of range for (a tensor with )?[23] dimensions"):
+    with pytest.raises(
+        ValueError,
+        match=r"\(?-?\d+(, -?\d+)?\)? (is )?out of range for (a tensor with )?[23] dimensions",
+    ):
         call(x)
 
 
@@ -983,9 +1215,14 @@ def test_repeated_axis_raises():
 
 def test_pow_gradient_at_zero_base():
     """d(x**0)/dx = 0 everywhere (x**0 is the constant 1), d(x**2)/dx = 0 and d(x**1)/dx = 1 at 0."""
-    for p, expected in ((0, [0.0, 0.0, 0.0]), (1, [1.0, 1.0, 1.0]), (2, [0.0, 2.0, -4.0]), (3, [0.0, 3.0, 12.0])):
+    for p, expected in (
+        (0, [0.0, 0.0, 0.0]),
+        (1, [1.0, 1.0, 1.0]),
+        (2, [0.0, 2.0, -4.0]),
+        (3, [0.0, 3.0, 12.0]),
+    ):
         x = Tensor(np.array([0.0, 1.0, -2.0]), requires_grad=True)
-        (x ** p).sum().backward()
+        (x**p).sum().backward()
         np.testing.assert_array_equal(x.grad, expected, err_msg=f"d(x**{p})/dx at x = 0, 1, -2")
 
 
@@ -996,27 +1233,30 @@ def test_pow_gradient_at_zero_base():
 _A = np.array([[0.3, -1.2, 2.0], [0.7, 0.1, -0.4]])
 
 
-@pytest.mark.parametrize("method, expected", [
-    (lambda t: t.exp(), np.exp(_A)),
-    (lambda t: t.abs().log(), np.log(np.abs(_A))),
-    (lambda t: t.abs().sqrt(), np.sqrt(np.abs(_A))),
-    (lambda t: t.tanh(), np.tanh(_A)),
-    (lambda t: t.sigmoid(), 1 / (1 + np.exp(-_A))),
-    (lambda t: t.relu(), np.maximum(_A, 0)),
-    (lambda t: abs(t), np.abs(_A)),
-    (lambda t: +t, _A),
-    (lambda t: t.mean(axis=1), _A.mean(axis=1)),
-    (lambda t: t.var(axis=0, ddof=1), _A.var(axis=0, ddof=1)),
-    (lambda t: t.max(), _A.max()),
-    (lambda t: t.min(axis=0, keepdims=True), _A.min(axis=0, keepdims=True)),
-    (lambda t: t.softmax(axis=0), np.exp(_A) / np.exp(_A).sum(axis=0)),
-    (lambda t: t.log_softmax(), _A - np.log(np.exp(_A).sum(axis=-1, keepdims=True))),
-    (lambda t: t.flatten(), _A.ravel()),
-    (lambda t: t.view(3, 2), _A.reshape(3, 2)),
-    (lambda t: t.unsqueeze(0).squeeze(), _A),
-    (lambda t: t[t > 0], _A[_A > 0]),
-    (lambda t: F.cat([t, np.ones((1, 3))]), np.concatenate([_A, np.ones((1, 3))])),
-])
+@pytest.mark.parametrize(
+    "method, expected",
+    [
+        (lambda t: t.exp(), np.exp(_A)),
+        (lambda t: t.abs().log(), np.log(np.abs(_A))),
+        (lambda t: t.abs().sqrt(), np.sqrt(np.abs(_A))),
+        (lambda t: t.tanh(), np.tanh(_A)),
+        (lambda t: t.sigmoid(), 1 / (1 + np.exp(-_A))),
+        (lambda t: t.relu(), np.maximum(_A, 0)),
+        (lambda t: abs(t), np.abs(_A)),
+        (lambda t: +t, _A),
+        (lambda t: t.mean(axis=1), _A.mean(axis=1)),
+        (lambda t: t.var(axis=0, ddof=1), _A.var(axis=0, ddof=1)),
+        (lambda t: t.max(), _A.max()),
+        (lambda t: t.min(axis=0, keepdims=True), _A.min(axis=0, keepdims=True)),
+        (lambda t: t.softmax(axis=0), np.exp(_A) / np.exp(_A).sum(axis=0)),
+        (lambda t: t.log_softmax(), _A - np.log(np.exp(_A).sum(axis=-1, keepdims=True))),
+        (lambda t: t.flatten(), _A.ravel()),
+        (lambda t: t.view(3, 2), _A.reshape(3, 2)),
+        (lambda t: t.unsqueeze(0).squeeze(), _A),
+        (lambda t: t[t > 0], _A[_A > 0]),
+        (lambda t: F.cat([t, np.ones((1, 3))]), np.concatenate([_A, np.ones((1, 3))])),
+    ],
+)
 def test_tensor_methods_forward_and_backward(method, expected):
     x = Tensor(_A, requires_grad=True)
     y = method(x)
@@ -1026,8 +1266,14 @@ def test_tensor_methods_forward_and_backward(method, expected):
 
 def test_comparisons_and_argmax_give_plain_tensors():
     x = Tensor(_A, requires_grad=True)
-    for name, t, e in (("<", x < 0, _A < 0), ("<=", x <= 0.1, _A <= 0.1), (">", x > 0, _A > 0),
-                       (">=", x >= 0.7, _A >= 0.7), ("==", x == 0.1, _A == 0.1), ("!=", x != 0.1, _A != 0.1)):
+    for name, t, e in (
+        ("<", x < 0, _A < 0),
+        ("<=", x <= 0.1, _A <= 0.1),
+        (">", x > 0, _A > 0),
+        (">=", x >= 0.7, _A >= 0.7),
+        ("==", x == 0.1, _A == 0.1),
+        ("!=", x != 0.1, _A != 0.1),
+    ):
         assert t.dtype == np.bool_ and not t.requires_grad, f"x {name} c"
         np.testing.assert_array_equal(t.data, e, err_msg=f"x {name} c")
     np.testing.assert_array_equal(x.argmax(axis=1).data, _A.argmax(axis=1), err_msg="argmax")
@@ -1037,6 +1283,7 @@ def test_comparisons_and_argmax_give_plain_tensors():
 # ==========================================================================================
 # The factory fails on broken ops (so a passing op test means something)
 # ==========================================================================================
+
 
 class _MutatesInput(mg.Function):
     def forward(self, x):
@@ -1089,6 +1336,7 @@ class _ForwardOff(mg.Function):
 class _SquareFirstOrderOnly(mg.Function):
     """y = x**2 with a right backward and a backward_graph that drops the second-order term
     (it treats x as a constant): only the factory's second-order check can see it."""
+
     def forward(self, x):
         self.saved = x
         return x * x
@@ -1100,23 +1348,32 @@ class _SquareFirstOrderOnly(mg.Function):
         return (g * (2 * self.saved),)
 
 
-@pytest.mark.parametrize("fn, message", [
-    (_MutatesInput, "mutated input 0"),
-    (_MutatesUpstream, "mutated upstream gradient 0"),
-    (_WrongBackward, "gradcheck failed for input 0"),
-    (_PromotesFloat32, "dtype float64 for float32 inputs"),
-    (_ForwardOff, "forward output 0 vs NumPy"),
-])
+@pytest.mark.parametrize(
+    "fn, message",
+    [
+        (_MutatesInput, "mutated input 0"),
+        (_MutatesUpstream, "mutated upstream gradient 0"),
+        (_WrongBackward, "gradcheck failed for input 0"),
+        (_PromotesFloat32, "dtype float64 for float32 inputs"),
+        (_ForwardOff, "forward output 0 vs NumPy"),
+    ],
+)
 def test_factory_catches_broken_ops(fn, message):
     from factories import check_op
+
     with pytest.raises(AssertionError, match=message):
-        check_op(lambda t: fn()(t), lambda a: 2 * a, [np.array([[0.5, -1.0, 2.0]])], name=fn.__name__)
+        check_op(
+            lambda t: fn()(t), lambda a: 2 * a, [np.array([[0.5, -1.0, 2.0]])], name=fn.__name__
+        )
 
 
 def test_factory_catches_a_missing_second_order_term():
     from factories import check_op
+
     arrays = [np.array([[0.5, -1.0, 2.0]])]
-    check_op(lambda t: _SquareFirstOrderOnly()(t), np.square, arrays, gradgrad=False)  # 1st order ok
+    check_op(
+        lambda t: _SquareFirstOrderOnly()(t), np.square, arrays, gradgrad=False
+    )  # 1st order ok
     with pytest.raises(AssertionError, match="second derivative: gradcheck failed"):
         check_op(lambda t: _SquareFirstOrderOnly()(t), np.square, arrays, name="square")
 
@@ -1129,14 +1386,19 @@ def test_mean_and_var_of_int_and_bool_tensors_are_float():
     np.testing.assert_allclose(acc.item(), 0.5, err_msg="(pred == target).mean()")
     ints = Tensor(np.array([1, 2, 4]))
     np.testing.assert_allclose(ints.mean().item(), 7 / 3, err_msg="mean of ints")
-    np.testing.assert_allclose(ints.var(ddof=1).item(), np.var([1, 2, 4], ddof=1), err_msg="var of ints")
+    np.testing.assert_allclose(
+        ints.var(ddof=1).item(), np.var([1, 2, 4], ddof=1), err_msg="var of ints"
+    )
 
 
 def test_float_valued_unary_ops_on_int_tensors_give_floats():
     ints = np.array([0, 1, -1, 3])
-    for name, fn, expected in (("exp", F.exp, np.exp(ints)), ("tanh", F.tanh, np.tanh(ints)),
-                               ("sigmoid", F.sigmoid, 1 / (1 + np.exp(-ints))),
-                               ("softplus", F.softplus, np.log1p(np.exp(ints)))):
+    for name, fn, expected in (
+        ("exp", F.exp, np.exp(ints)),
+        ("tanh", F.tanh, np.tanh(ints)),
+        ("sigmoid", F.sigmoid, 1 / (1 + np.exp(-ints))),
+        ("softplus", F.softplus, np.log1p(np.exp(ints))),
+    ):
         y = fn(Tensor(ints))
         assert y.dtype.kind == "f", f"{name} of an int tensor has dtype {y.dtype}"
         np.testing.assert_allclose(y.data, expected, rtol=1e-12, err_msg=f"{name} of ints")

@@ -1,5 +1,6 @@
 """Optimizers against their update rules written out here, against hand-computed steps, and
 against torch.optim when torch is installed."""
+
 import math
 
 import numpy as np
@@ -28,8 +29,9 @@ def ref_sgd(params, grads, lr=1e-3, momentum=0.0, dampening=0.0, nesterov=False,
     return out
 
 
-def ref_adagrad(params, grads, lr=1e-2, lr_decay=0.0, weight_decay=0.0,
-                initial_accumulator_value=0.0, eps=1e-10):
+def ref_adagrad(
+    params, grads, lr=1e-2, lr_decay=0.0, weight_decay=0.0, initial_accumulator_value=0.0, eps=1e-10
+):
     out = []
     for p, gs in zip(params, grads):
         p = p.copy()
@@ -43,8 +45,9 @@ def ref_adagrad(params, grads, lr=1e-2, lr_decay=0.0, weight_decay=0.0,
     return out
 
 
-def ref_rmsprop(params, grads, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0,
-                centered=False):
+def ref_rmsprop(
+    params, grads, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0, centered=False
+):
     out = []
     for p, gs in zip(params, grads):
         p = p.copy()
@@ -67,8 +70,16 @@ def ref_rmsprop(params, grads, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0.0, 
     return out
 
 
-def ref_adam(params, grads, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
-             amsgrad=False, decoupled=False):
+def ref_adam(
+    params,
+    grads,
+    lr=1e-3,
+    betas=(0.9, 0.999),
+    eps=1e-8,
+    weight_decay=0.0,
+    amsgrad=False,
+    decoupled=False,
+):
     b1, b2 = betas
     out = []
     for p, gs in zip(params, grads):
@@ -83,12 +94,12 @@ def ref_adam(params, grads, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=
                 g = g + weight_decay * p
             m = b1 * m + (1 - b1) * g
             v = b2 * v + (1 - b2) * g * g
-            mhat = m / (1 - b1 ** t)
+            mhat = m / (1 - b1**t)
             if amsgrad:
                 vmax = np.maximum(vmax, v)
-                vhat = vmax / (1 - b2 ** t)
+                vhat = vmax / (1 - b2**t)
             else:
-                vhat = v / (1 - b2 ** t)
+                vhat = v / (1 - b2**t)
             p = p - lr * mhat / (np.sqrt(vhat) + eps)
         out.append(p)
     return out
@@ -121,8 +132,13 @@ CASES = [
     ("AdamW", dict(lr=0.01, weight_decay=0.1)),
     ("AdamW", dict(lr=0.01, weight_decay=0.1, amsgrad=True, betas=(0.5, 0.9))),
 ]
-REFS = {"SGD": ref_sgd, "Adagrad": ref_adagrad, "RMSprop": ref_rmsprop, "Adam": ref_adam,
-        "AdamW": ref_adamw}
+REFS = {
+    "SGD": ref_sgd,
+    "Adagrad": ref_adagrad,
+    "RMSprop": ref_rmsprop,
+    "Adam": ref_adam,
+    "AdamW": ref_adamw,
+}
 IDS = [f"{name}-{','.join(f'{k}={v}' for k, v in kw.items()) or 'defaults'}" for name, kw in CASES]
 
 
@@ -154,8 +170,9 @@ def test_matches_update_rule_float64(name, kw):
     expected = REFS[name](p0, grads, **kw)
     for i, (p, e) in enumerate(zip(params, expected)):
         assert p.data.dtype == np.float64
-        np.testing.assert_allclose(p.data, e, rtol=1e-12, atol=1e-14,
-                                   err_msg=f"{name} {kw}: param {i} vs written-out rule")
+        np.testing.assert_allclose(
+            p.data, e, rtol=1e-12, atol=1e-14, err_msg=f"{name} {kw}: param {i} vs written-out rule"
+        )
         assert not np.allclose(p.data, p0[i]), "the optimizer did not move the parameter"
 
 
@@ -233,7 +250,7 @@ def test_adamw_zero_gradient_only_decays():
     for _ in range(3):
         p.grad = np.zeros(2)
         opt.step()
-    np.testing.assert_allclose(p.data, p0 * 0.95 ** 3, rtol=1e-15)
+    np.testing.assert_allclose(p.data, p0 * 0.95**3, rtol=1e-15)
 
 
 def test_adam_weight_decay_is_l2_not_decoupled():
@@ -268,8 +285,9 @@ def test_params_without_grad_are_skipped(name, kw):
         opt.step()
     np.testing.assert_array_equal(params[1].data, p0[1])
     assert params[1] not in opt.state
-    np.testing.assert_allclose(params[0].data, REFS[name]([p0[0]], [grads[0][:3]], **kw)[0],
-                               rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(
+        params[0].data, REFS[name]([p0[0]], [grads[0][:3]], **kw)[0], rtol=1e-12, atol=1e-14
+    )
 
 
 def test_step_does_not_modify_grad():
@@ -293,8 +311,9 @@ def test_param_groups_with_different_lr():
     assert opt.param_groups[1]["lr"] == 0.5 and opt.param_groups[1]["momentum"] == 0.9
     run(opt, [a, b], grads, range(STEPS))
     np.testing.assert_allclose(a.data, ref_sgd([p0[0]], [grads[0]], lr=0.1)[0], rtol=1e-13)
-    np.testing.assert_allclose(b.data, ref_sgd([p0[1]], [grads[1]], lr=0.5, momentum=0.9)[0],
-                               rtol=1e-13)
+    np.testing.assert_allclose(
+        b.data, ref_sgd([p0[1]], [grads[1]], lr=0.5, momentum=0.9)[0], rtol=1e-13
+    )
 
 
 def test_add_param_group_and_changing_lr():
@@ -308,8 +327,9 @@ def test_add_param_group_and_changing_lr():
         g["lr"] = 0.02  # what a scheduler does
     run(opt, [a, b], grads, range(STEPS))
     np.testing.assert_allclose(a.data, ref_adam([p0[0]], [grads[0]], lr=0.02)[0], rtol=1e-12)
-    np.testing.assert_allclose(b.data, ref_adam([p0[1]], [grads[1]], lr=0.02,
-                                                betas=(0.5, 0.6))[0], rtol=1e-12)
+    np.testing.assert_allclose(
+        b.data, ref_adam([p0[1]], [grads[1]], lr=0.02, betas=(0.5, 0.6))[0], rtol=1e-12
+    )
     with pytest.raises(ValueError, match="more than one parameter group"):
         opt.add_param_group({"params": [a]})
 
@@ -346,9 +366,13 @@ def test_step_with_closure_returns_loss():
 def test_trains_a_quadratic_with_autograd():
     rng = np.random.default_rng(0)
     target = rng.standard_normal(4)
-    for cls, kw in [(optim.SGD, dict(lr=0.1, momentum=0.5)), (optim.Adam, dict(lr=0.1)),
-                    (optim.RMSprop, dict(lr=0.05)), (optim.Adagrad, dict(lr=0.5)),
-                    (optim.AdamW, dict(lr=0.1, weight_decay=0.0))]:
+    for cls, kw in [
+        (optim.SGD, dict(lr=0.1, momentum=0.5)),
+        (optim.Adam, dict(lr=0.1)),
+        (optim.RMSprop, dict(lr=0.05)),
+        (optim.Adagrad, dict(lr=0.5)),
+        (optim.AdamW, dict(lr=0.1, weight_decay=0.0)),
+    ]:
         w = mg.Tensor(np.zeros(4), requires_grad=True)
         opt = cls([w], **kw)
         for _ in range(300):
@@ -381,8 +405,9 @@ def test_state_dict_layout_and_copies():
     params, opt = make("Adam", p0, lr=0.01, amsgrad=True)
     run(opt, params, grads, range(2))
     sd = opt.state_dict()
-    assert sd["param_groups"] == [dict(lr=0.01, betas=(0.9, 0.999), eps=1e-8, weight_decay=0,
-                                       amsgrad=True, params=[0, 1])]
+    assert sd["param_groups"] == [
+        dict(lr=0.01, betas=(0.9, 0.999), eps=1e-8, weight_decay=0, amsgrad=True, params=[0, 1])
+    ]
     assert sorted(sd["state"]) == [0, 1]
     assert set(sd["state"][0]) == {"step", "exp_avg", "exp_avg_sq", "max_exp_avg_sq"}
     assert sd["state"][1]["step"] == 2
@@ -420,24 +445,38 @@ def test_load_state_dict_wrong_shape_leaves_optimizer_unchanged():
     sd["state"][1]["exp_avg"] = np.zeros(7)
     sd["param_groups"][0]["lr"] = 0.5
     before = opt.state_dict()
-    with pytest.raises(ValueError, match=r"'exp_avg' must have the parameter's shape \(5,\), got "
-                                         r"\(7,\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"'exp_avg' must have the parameter's shape \(5,\), got "
+        r"\(7,\)",
+    ):
         opt.load_state_dict(sd)
     assert opt.param_groups[0]["lr"] == before["param_groups"][0]["lr"]
     np.testing.assert_array_equal(opt.state[params[1]]["exp_avg"], before["state"][1]["exp_avg"])
 
 
-@pytest.mark.parametrize("edit,match", [
-    (lambda sd: sd["state"][0].pop("exp_avg_sq"), r"lacks \['exp_avg_sq'\]"),
-    (lambda sd: sd["state"][0].__setitem__("step", -1), "'step' must be a non-negative integer"),
-    (lambda sd: sd["state"][0].__setitem__("step", 1.5), "'step' must be a non-negative integer"),
-    (lambda sd: sd["state"].__setitem__(5, {}), "parameter index 5"),
-    (lambda sd: sd["state"].__setitem__("0", sd["state"].pop(0)), "must be integers, got '0'"),
-    (lambda sd: sd["param_groups"][0].__setitem__("betas", (0.9, 1.0)),
-     "beta parameter at index 1"),
-    (lambda sd: sd["param_groups"][0].__setitem__("maximize", True), "maximize"),
-    (lambda sd: sd.pop("state"), "keys 'state' and 'param_groups'"),
-])
+@pytest.mark.parametrize(
+    "edit,match",
+    [
+        (lambda sd: sd["state"][0].pop("exp_avg_sq"), r"lacks \['exp_avg_sq'\]"),
+        (
+            lambda sd: sd["state"][0].__setitem__("step", -1),
+            "'step' must be a non-negative integer",
+        ),
+        (
+            lambda sd: sd["state"][0].__setitem__("step", 1.5),
+            "'step' must be a non-negative integer",
+        ),
+        (lambda sd: sd["state"].__setitem__(5, {}), "parameter index 5"),
+        (lambda sd: sd["state"].__setitem__("0", sd["state"].pop(0)), "must be integers, got '0'"),
+        (
+            lambda sd: sd["param_groups"][0].__setitem__("betas", (0.9, 1.0)),
+            "beta parameter at index 1",
+        ),
+        (lambda sd: sd["param_groups"][0].__setitem__("maximize", True), "maximize"),
+        (lambda sd: sd.pop("state"), "keys 'state' and 'param_groups'"),
+    ],
+)
 def test_load_state_dict_validation(edit, match):
     params, opt = _trained()
     sd = opt.state_dict()
@@ -467,27 +506,30 @@ def test_sgd_state_only_with_momentum():
 
 
 # ----- validation ------------------------------------------------------------------------------
-@pytest.mark.parametrize("cls,kw,match", [
-    (optim.SGD, dict(lr=-0.1), "lr: expected a value >= 0, got -0.1"),
-    (optim.SGD, dict(lr=float("nan")), "lr"),
-    (optim.SGD, dict(lr="0.1"), "lr must be a real number, got '0.1'"),
-    (optim.SGD, dict(lr=0.1, momentum=-0.5), "momentum: expected a value >= 0, got -0.5"),
-    (optim.SGD, dict(lr=0.1, weight_decay=-1), "weight_decay: expected a value >= 0, got -1"),
-    (optim.SGD, dict(lr=0.1, nesterov=True), "Nesterov momentum requires a momentum > 0"),
-    (optim.SGD, dict(lr=0.1, momentum=0.9, dampening=0.1, nesterov=True), "dampening=0.1"),
-    (optim.Adagrad, dict(lr_decay=-1e-3), "lr_decay: expected a value >= 0, got -0.001"),
-    (optim.Adagrad, dict(initial_accumulator_value=-1), "initial_accumulator_value"),
-    (optim.Adagrad, dict(eps=-1e-10), "eps: expected a value >= 0, got -1e-10"),
-    (optim.RMSprop, dict(alpha=1.5), "alpha <= 1, got 1.5"),
-    (optim.RMSprop, dict(alpha=-0.1), "got -0.1"),
-    (optim.RMSprop, dict(momentum=-1), "momentum"),
-    (optim.Adam, dict(betas=(1.0, 0.999)), "index 0: expected 0 <= beta < 1, got 1.0"),
-    (optim.Adam, dict(betas=(0.9, -0.1)), "index 1: expected 0 <= beta < 1, got -0.1"),
-    (optim.Adam, dict(betas=0.9), "betas must be a pair"),
-    (optim.Adam, dict(lr=-1e-3), "lr"),
-    (optim.AdamW, dict(weight_decay=-0.01), "weight_decay: expected a value >= 0, got -0.01"),
-    (optim.AdamW, dict(eps=-1.0), "eps"),
-])
+@pytest.mark.parametrize(
+    "cls,kw,match",
+    [
+        (optim.SGD, dict(lr=-0.1), "lr: expected a value >= 0, got -0.1"),
+        (optim.SGD, dict(lr=float("nan")), "lr"),
+        (optim.SGD, dict(lr="0.1"), "lr must be a real number, got '0.1'"),
+        (optim.SGD, dict(lr=0.1, momentum=-0.5), "momentum: expected a value >= 0, got -0.5"),
+        (optim.SGD, dict(lr=0.1, weight_decay=-1), "weight_decay: expected a value >= 0, got -1"),
+        (optim.SGD, dict(lr=0.1, nesterov=True), "Nesterov momentum requires a momentum > 0"),
+        (optim.SGD, dict(lr=0.1, momentum=0.9, dampening=0.1, nesterov=True), "dampening=0.1"),
+        (optim.Adagrad, dict(lr_decay=-1e-3), "lr_decay: expected a value >= 0, got -0.001"),
+        (optim.Adagrad, dict(initial_accumulator_value=-1), "initial_accumulator_value"),
+        (optim.Adagrad, dict(eps=-1e-10), "eps: expected a value >= 0, got -1e-10"),
+        (optim.RMSprop, dict(alpha=1.5), "alpha <= 1, got 1.5"),
+        (optim.RMSprop, dict(alpha=-0.1), "got -0.1"),
+        (optim.RMSprop, dict(momentum=-1), "momentum"),
+        (optim.Adam, dict(betas=(1.0, 0.999)), "index 0: expected 0 <= beta < 1, got 1.0"),
+        (optim.Adam, dict(betas=(0.9, -0.1)), "index 1: expected 0 <= beta < 1, got -0.1"),
+        (optim.Adam, dict(betas=0.9), "betas must be a pair"),
+        (optim.Adam, dict(lr=-1e-3), "lr"),
+        (optim.AdamW, dict(weight_decay=-0.01), "weight_decay: expected a value >= 0, got -0.01"),
+        (optim.AdamW, dict(eps=-1.0), "eps"),
+    ],
+)
 def test_hyperparameter_validation(cls, kw, match):
     p = mg.Tensor(np.zeros(2), requires_grad=True)
     with pytest.raises(ValueError, match=match):
@@ -528,8 +570,11 @@ def test_gradient_shape_mismatch_is_an_error():
     p = mg.Tensor(np.zeros(3), requires_grad=True)
     opt = optim.Adam([p])
     p.grad = np.zeros(4)
-    with pytest.raises(ValueError, match=r"gradient of shape \(4,\) for a parameter of shape "
-                                         r"\(3,\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"gradient of shape \(4,\) for a parameter of shape "
+        r"\(3,\)",
+    ):
         opt.step()
 
 
@@ -539,8 +584,9 @@ def _torch_run(torch, name, p0, grads, kw, lr2=None):
     if lr2 is None:
         topt = getattr(torch.optim, name)(tparams, **kw)
     else:
-        topt = getattr(torch.optim, name)([{"params": tparams[:1]},
-                                          {"params": tparams[1:], "lr": lr2}], **kw)
+        topt = getattr(torch.optim, name)(
+            [{"params": tparams[:1]}, {"params": tparams[1:], "lr": lr2}], **kw
+        )
     for t in range(len(grads[0])):
         for p, gs in zip(tparams, grads):
             p.grad = torch.tensor(gs[t])
@@ -558,8 +604,9 @@ def test_matches_torch(name, kw):
     run(opt, params, grads, range(10))
     expected, topt = _torch_run(torch, name, p0, grads, kw, lr2)
     for i, (p, e) in enumerate(zip(params, expected)):
-        np.testing.assert_allclose(p.data, e, rtol=1e-12, atol=1e-14,
-                                   err_msg=f"{name} {kw}: param {i} vs torch")
+        np.testing.assert_allclose(
+            p.data, e, rtol=1e-12, atol=1e-14, err_msg=f"{name} {kw}: param {i} vs torch"
+        )
     # same per-parameter state names as torch, so state dicts carry over
     ours = {i: set(st) for i, st in opt.state_dict()["state"].items()}
     theirs = {i: set(st) for i, st in topt.state_dict()["state"].items()}
@@ -573,9 +620,13 @@ def test_torch_state_dict_loads_and_continues(name, kw):
     first = [gs[:4] for gs in grads]
     mid, topt = _torch_run(torch, name, p0, first, kw)
     tsd = topt.state_dict()
-    sd = {"state": {i: {k: (v.numpy() if isinstance(v, torch.Tensor) else v)
-                        for k, v in st.items()} for i, st in tsd["state"].items()},
-          "param_groups": tsd["param_groups"]}
+    sd = {
+        "state": {
+            i: {k: (v.numpy() if isinstance(v, torch.Tensor) else v) for k, v in st.items()}
+            for i, st in tsd["state"].items()
+        },
+        "param_groups": tsd["param_groups"],
+    }
     params, opt = make(name, mid, **kw)
     opt.load_state_dict(sd)
     run(opt, params, grads, range(4, 8))
@@ -608,6 +659,7 @@ def test_compiled_and_numpy_backends_agree(name, kw):
     rmsprop_update, adam_update): the compiled kernel and its NumPy twin give the same float32
     trajectory up to an ulp or two per step."""
     from minigrad import kernels
+
     p0, grads = draw(21, np.float32)
     before = kernels.backend()
     out = {}
@@ -642,11 +694,17 @@ def test_strided_parameter_and_other_dtype_gradient(name, kw):
     for p, q, d in zip(strided, plain, datas):
         assert p.data is d and p.data.dtype == np.float32
         np.testing.assert_array_equal(p.data, q.data)
-    assert not strided[0].data.flags.c_contiguous       # the case under test did happen
+    assert not strided[0].data.flags.c_contiguous  # the case under test did happen
 
 
-@pytest.mark.parametrize("name,kw", [("SGD", dict(lr=0.1, momentum=0.9)), ("Adam", dict(lr=0.1)),
-                                     ("Adagrad", dict(lr=0.1, lr_decay=0.5))])
+@pytest.mark.parametrize(
+    "name,kw",
+    [
+        ("SGD", dict(lr=0.1, momentum=0.9)),
+        ("Adam", dict(lr=0.1)),
+        ("Adagrad", dict(lr=0.1, lr_decay=0.5)),
+    ],
+)
 def test_a_refused_step_leaves_the_state_as_it_was(name, kw):
     """The update kernel refuses a read-only parameter before writing anything; the optimizer
     keeps no half-made state (a momentum buffer never filled, a step counted but not taken)."""
@@ -667,15 +725,22 @@ def test_a_refused_step_leaves_the_state_as_it_was(name, kw):
 
 
 # ----- all or nothing -------------------------------------------------------------------------
-ALL_OR_NOTHING = [("SGD", dict(lr=0.1, momentum=0.9)), ("Adam", dict(lr=0.1, amsgrad=True)),
-                  ("AdamW", dict(lr=0.1)), ("Adagrad", dict(lr=0.1)),
-                  ("RMSprop", dict(lr=0.1, momentum=0.5, centered=True))]
+ALL_OR_NOTHING = [
+    ("SGD", dict(lr=0.1, momentum=0.9)),
+    ("Adam", dict(lr=0.1, amsgrad=True)),
+    ("AdamW", dict(lr=0.1)),
+    ("Adagrad", dict(lr=0.1)),
+    ("RMSprop", dict(lr=0.1, momentum=0.5, centered=True)),
+]
 
 
 def _snapshot(params, opt):
     import copy
-    return ([p.data.copy() for p in params],
-            {i: copy.deepcopy(opt.state.get(p)) for i, p in enumerate(params)})
+
+    return (
+        [p.data.copy() for p in params],
+        {i: copy.deepcopy(opt.state.get(p)) for i, p in enumerate(params)},
+    )
 
 
 def _same_snapshot(a, b):
@@ -711,8 +776,17 @@ def _break(kind, p, opt):
         st[k].flags.writeable = False
 
 
-@pytest.mark.parametrize("kind", ["read-only parameter", "grad shape", "complex grad",
-                                  "state dtype", "state not an array", "read-only state"])
+@pytest.mark.parametrize(
+    "kind",
+    [
+        "read-only parameter",
+        "grad shape",
+        "complex grad",
+        "state dtype",
+        "state not an array",
+        "read-only state",
+    ],
+)
 @pytest.mark.parametrize("name,kw", ALL_OR_NOTHING, ids=[n for n, _ in ALL_OR_NOTHING])
 def test_a_step_failing_at_any_parameter_changes_nothing(name, kw, kind):
     rng = np.random.default_rng(0)

@@ -1,4 +1,5 @@
 """The README's tour must run as printed (a newcomer copies it) and show what the README says."""
+
 import contextlib
 import io
 import pathlib
@@ -17,15 +18,17 @@ def test_readme_tour_runs_and_prints_a_gradient_and_a_falling_loss(tmp_path, mon
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
         for code in blocks:
-            assert not re.search(r"^\s*(import pytest|from pytest)", code, re.M), \
+            assert not re.search(r"^\s*(import pytest|from pytest)", code, re.M), (
                 "README snippets must run in a plain install (no pytest)"
+            )
             exec(compile(code, "README.md", "exec"), ns)
     printed = out.getvalue()
     # the tour's claims: x.grad is d/dx sum(tanh(x) * x) and is printed, the model's loss is
     # printed and falls, the model file exists
     x = ns["x"].data.astype(np.float64)
-    np.testing.assert_allclose(ns["x"].grad, np.tanh(x) + x * (1 - np.tanh(x) ** 2), rtol=1e-5,
-                               err_msg="README: x.grad")
+    np.testing.assert_allclose(
+        ns["x"].grad, np.tanh(x) + x * (1 - np.tanh(x) ** 2), rtol=1e-5, err_msg="README: x.grad"
+    )
     assert "x.grad" in printed, printed
     losses = [float(v) for v in re.findall(r"loss ([0-9.eE+-]+)", printed)]
     assert len(losses) >= 3, f"README: the tour prints its loss at least 3 times:\n{printed}"

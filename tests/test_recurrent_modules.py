@@ -9,14 +9,15 @@
 * lengths semantics against running each sequence alone; Keras-style return conventions;
   inter-layer dropout; the shape of the tape; input validation.
 """
+
 import math
 
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import minigrad as mg
-import minigrad.functional as F
 from minigrad import nn
 from minigrad.autograd import no_grad
 
@@ -25,14 +26,32 @@ GATES = {"RNN": 1, "LSTM": 4, "GRU": 3}
 
 def examples(n):
     """n examples, unless a heavier hypothesis profile asks for more."""
-    return settings(max_examples=max(n, settings.default.max_examples // 10)
-                    if settings.default.max_examples >= 1000 else n)
+    return settings(
+        max_examples=max(n, settings.default.max_examples // 10)
+        if settings.default.max_examples >= 1000
+        else n
+    )
 
 
 # ----------------------------------------------------------------- drawn configurations
 class Case:
-    def __init__(self, mode, nonlinearity, L, bi, bf, bias, T, B, I, H, lengths, init_state,
-                 seed, dtype=np.float64):
+    def __init__(
+        self,
+        mode,
+        nonlinearity,
+        L,
+        bi,
+        bf,
+        bias,
+        T,
+        B,
+        I,
+        H,
+        lengths,
+        init_state,
+        seed,
+        dtype=np.float64,
+    ):
         self.mode, self.nonlinearity, self.L, self.bi, self.bf = mode, nonlinearity, L, bi, bf
         self.bias, self.T, self.B, self.I, self.H = bias, T, B, I, H
         self.lengths, self.init_state, self.seed, self.dtype = lengths, init_state, seed, dtype
@@ -42,15 +61,25 @@ class Case:
         self.x = rng.standard_normal(shape).astype(dtype)
         sshape = (L * self.D, B, H)
         self.h0 = rng.uniform(-1, 1, sshape).astype(dtype) if init_state else None
-        self.c0 = (rng.standard_normal(sshape).astype(dtype)
-                   if init_state and mode == "LSTM" else None)
+        self.c0 = (
+            rng.standard_normal(sshape).astype(dtype) if init_state and mode == "LSTM" else None
+        )
 
     def make(self, impl="sequence", **kw):
         mg.manual_seed(self.seed)
         extra = {"nonlinearity": self.nonlinearity} if self.mode == "RNN" else {}
-        return getattr(nn, self.mode)(self.I, self.H, num_layers=self.L, bias=self.bias,
-                                      batch_first=self.bf, bidirectional=self.bi, impl=impl,
-                                      dtype=self.dtype, **extra, **kw)
+        return getattr(nn, self.mode)(
+            self.I,
+            self.H,
+            num_layers=self.L,
+            bias=self.bias,
+            batch_first=self.bf,
+            bidirectional=self.bi,
+            impl=impl,
+            dtype=self.dtype,
+            **extra,
+            **kw,
+        )
 
     def leaves(self):
         """Fresh input tensors: x, then h0 (and c0) when drawn."""
@@ -71,9 +100,11 @@ class Case:
         return [out] + (list(state) if self.mode == "LSTM" else [state])
 
     def __repr__(self):
-        return (f"Case({self.mode}/{self.nonlinearity}, L={self.L}, bi={self.bi}, "
-                f"bf={self.bf}, bias={self.bias}, T={self.T}, B={self.B}, I={self.I}, "
-                f"H={self.H}, lengths={self.lengths}, init_state={self.init_state})")
+        return (
+            f"Case({self.mode}/{self.nonlinearity}, L={self.L}, bi={self.bi}, "
+            f"bf={self.bf}, bias={self.bias}, T={self.T}, B={self.B}, I={self.I}, "
+            f"H={self.H}, lengths={self.lengths}, init_state={self.init_state})"
+        )
 
 
 @st.composite
@@ -86,10 +117,21 @@ def cases(draw, max_layers=3, max_T=4, max_B=3, max_size=3):
     lengths = None
     if draw(st.booleans()):
         lengths = draw(st.lists(st.integers(1, T), min_size=B, max_size=B))
-    return Case(mode, nonlin, draw(st.integers(1, max_layers)), draw(st.booleans()),
-                draw(st.booleans()), draw(st.booleans()), T, B, draw(st.integers(1, max_size)),
-                draw(st.integers(1, max_size)), lengths, draw(st.booleans()),
-                draw(st.integers(0, 2 ** 16)))
+    return Case(
+        mode,
+        nonlin,
+        draw(st.integers(1, max_layers)),
+        draw(st.booleans()),
+        draw(st.booleans()),
+        draw(st.booleans()),
+        T,
+        B,
+        draw(st.integers(1, max_size)),
+        draw(st.integers(1, max_size)),
+        lengths,
+        draw(st.booleans()),
+        draw(st.integers(0, 2**16)),
+    )
 
 
 def upstream(outputs, seed=123):
@@ -128,14 +170,20 @@ def test_parameter_names_shapes_and_init(mode):
     for k in range(L):
         for sfx in ("", "_reverse"):
             in_k = I if k == 0 else 2 * H
-            expected += [(f"weight_ih_l{k}{sfx}", (G * H, in_k)), (f"weight_hh_l{k}{sfx}", (G * H, H)),
-                         (f"bias_ih_l{k}{sfx}", (G * H,)), (f"bias_hh_l{k}{sfx}", (G * H,))]
+            expected += [
+                (f"weight_ih_l{k}{sfx}", (G * H, in_k)),
+                (f"weight_hh_l{k}{sfx}", (G * H, H)),
+                (f"bias_ih_l{k}{sfx}", (G * H,)),
+                (f"bias_hh_l{k}{sfx}", (G * H,)),
+            ]
     assert [(n, p.shape) for n, p in m.named_parameters()] == expected
     bound = 1 / math.sqrt(H)
     for n, p in m.named_parameters():
         assert p.dtype == np.float32 and np.abs(p.data).max() <= bound, n
-    assert [n for n, _ in getattr(nn, mode)(I, H, bias=False).named_parameters()] == \
-        ["weight_ih_l0", "weight_hh_l0"]
+    assert [n for n, _ in getattr(nn, mode)(I, H, bias=False).named_parameters()] == [
+        "weight_ih_l0",
+        "weight_hh_l0",
+    ]
     assert len(m.all_weights) == L * 2 and m.flatten_parameters() is None
 
 
@@ -144,8 +192,9 @@ def test_parameter_names_match_torch():
     for mode in ("RNN", "LSTM", "GRU"):
         ours = getattr(nn, mode)(4, 3, num_layers=3, bidirectional=True, bias=False)
         theirs = getattr(torch.nn, mode)(4, 3, num_layers=3, bidirectional=True, bias=False)
-        assert [(n, tuple(p.shape)) for n, p in ours.named_parameters()] == \
-            [(n, tuple(p.shape)) for n, p in theirs.named_parameters()]
+        assert [(n, tuple(p.shape)) for n, p in ours.named_parameters()] == [
+            (n, tuple(p.shape)) for n, p in theirs.named_parameters()
+        ]
 
 
 # ----------------------------------------------------------------- finite differences
@@ -158,7 +207,9 @@ def _directional_check(case, module, n_dirs=6, eps=1e-6):
 
     def value():
         with no_grad():
-            return sum(float(np.sum(o.data * w)) for o, w in zip(case.call(module, leaves), weights))
+            return sum(
+                float(np.sum(o.data * w)) for o, w in zip(case.call(module, leaves), weights)
+            )
 
     loss = None
     for o, w in zip(outs, weights):
@@ -191,7 +242,7 @@ def test_gradients_by_finite_differences(case):
     if n <= 150:
         # every element of every input and parameter
         def fn(*args):
-            return case.call(module, args[:len(leaves)])
+            return case.call(module, args[: len(leaves)])
 
         assert mg.gradcheck(fn, leaves + params, seed=case.seed)
     else:
@@ -207,9 +258,16 @@ def test_gradients_random_directions_larger_layers(case):
 # ----------------------------------------------------------------- torch oracle
 def _torch_run(torch, case, weights, state_dict):
     extra = {"nonlinearity": case.nonlinearity} if case.mode == "RNN" else {}
-    tm = getattr(torch.nn, case.mode)(case.I, case.H, num_layers=case.L, bias=case.bias,
-                                      batch_first=case.bf, bidirectional=case.bi,
-                                      dtype=torch.float64, **extra)
+    tm = getattr(torch.nn, case.mode)(
+        case.I,
+        case.H,
+        num_layers=case.L,
+        bias=case.bias,
+        batch_first=case.bf,
+        bidirectional=case.bi,
+        dtype=torch.float64,
+        **extra,
+    )
     tm.load_state_dict({k: torch.from_numpy(v) for k, v in state_dict.items()})
     x = torch.tensor(case.x, requires_grad=True)
     hx = None
@@ -218,8 +276,9 @@ def _torch_run(torch, case, weights, state_dict):
         hx = (h0, torch.tensor(case.c0, requires_grad=True)) if case.mode == "LSTM" else h0
     if case.lengths is not None:
         rnn = torch.nn.utils.rnn
-        packed = rnn.pack_padded_sequence(x, torch.tensor(case.lengths), batch_first=case.bf,
-                                          enforce_sorted=False)
+        packed = rnn.pack_padded_sequence(
+            x, torch.tensor(case.lengths), batch_first=case.bf, enforce_sorted=False
+        )
         out, state = tm(packed, hx)
         out, _ = rnn.pad_packed_sequence(out, batch_first=case.bf, total_length=case.T)
     else:
@@ -250,8 +309,9 @@ def test_against_torch(case, impl):
         np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12, err_msg=f"{name} vs torch, {case}")
     assert grads.keys() == t_grads.keys()
     for k in grads:
-        np.testing.assert_allclose(grads[k], t_grads[k], rtol=1e-9, atol=1e-11,
-                                   err_msg=f"d{k} vs torch, {case}")
+        np.testing.assert_allclose(
+            grads[k], t_grads[k], rtol=1e-9, atol=1e-11, err_msg=f"d{k} vs torch, {case}"
+        )
 
 
 # ----------------------------------------------------------------- NumPy reference BPTT
@@ -280,8 +340,11 @@ def _reference_stack(nr, case, params, weights):
         for d in range(D):
             i = k * D + d
             sfx = f"_l{k}" + ("_reverse" if d else "")
-            p = {name.replace(sfx, "_l0"): v for name, v in params.items() if name.endswith(sfx)
-                 and (d or not name.endswith("_reverse"))}
+            p = {
+                name.replace(sfx, "_l0"): v
+                for name, v in params.items()
+                if name.endswith(sfx) and (d or not name.endswith("_reverse"))
+            }
             src = rev(inp) if d else inp
             if base == "lstm":
                 ys, hn, cn, cache = fwd(src, states(case.h0, i), states(case.c0, i), p, lengths)
@@ -308,7 +371,7 @@ def _reference_stack(nr, case, params, weights):
         for d in range(D):
             i = k * D + d
             sfx, cache = caches[i]
-            dys = dinp[:, :, d * H:(d + 1) * H]
+            dys = dinp[:, :, d * H : (d + 1) * H]
             if d:
                 dys = rev(dys)
             if base == "lstm":
@@ -335,6 +398,7 @@ def _reference_stack(nr, case, params, weights):
 @given(case=cases(max_layers=2))
 def test_against_numpy_reference(case):
     from benchmarks import numpy_reference as nr
+
     module = case.make()
     weights = upstream(case.call(module, case.leaves()))
     outs, grads = grads_of(case, module, weights)
@@ -343,8 +407,9 @@ def test_against_numpy_reference(case):
         np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12, err_msg=f"{name} vs reference")
     assert grads.keys() == r_grads.keys()
     for k in grads:
-        np.testing.assert_allclose(grads[k], r_grads[k], rtol=1e-9, atol=1e-11,
-                                   err_msg=f"d{k} vs numpy reference, {case}")
+        np.testing.assert_allclose(
+            grads[k], r_grads[k], rtol=1e-9, atol=1e-11, err_msg=f"d{k} vs numpy reference, {case}"
+        )
 
 
 # ----------------------------------------------------------------- lengths semantics
@@ -363,8 +428,8 @@ def test_lengths_equal_running_each_sequence_alone(case):
         xb = np.take(xb, np.arange(n), axis=t_axis)
         hx = None
         if case.init_state:
-            h0 = mg.tensor(case.h0[:, b:b + 1])
-            hx = (h0, mg.tensor(case.c0[:, b:b + 1])) if case.mode == "LSTM" else h0
+            h0 = mg.tensor(case.h0[:, b : b + 1])
+            hx = (h0, mg.tensor(case.c0[:, b : b + 1])) if case.mode == "LSTM" else h0
         with no_grad():
             ob, sb = module(mg.tensor(xb), hx)
         hb = sb[0] if case.mode == "LSTM" else sb
@@ -372,10 +437,11 @@ def test_lengths_equal_running_each_sequence_alone(case):
         np.testing.assert_allclose(real, ob.data, rtol=1e-12, atol=1e-14, err_msg=f"seq {b}")
         pad = np.take(np.take(out, [b], axis=b_axis), np.arange(n, case.T), axis=t_axis)
         assert not pad.any(), "padded steps must output zeros"
-        np.testing.assert_allclose(h_n[:, b:b + 1], hb.data, rtol=1e-12, atol=1e-14)
+        np.testing.assert_allclose(h_n[:, b : b + 1], hb.data, rtol=1e-12, atol=1e-14)
         if case.mode == "LSTM":
-            np.testing.assert_allclose(outs[2].data[:, b:b + 1], sb[1].data, rtol=1e-12,
-                                       atol=1e-14)
+            np.testing.assert_allclose(
+                outs[2].data[:, b : b + 1], sb[1].data, rtol=1e-12, atol=1e-14
+            )
 
 
 def test_full_lengths_equal_no_lengths():
@@ -402,8 +468,9 @@ def test_return_sequences_and_return_state(mode, bi, bf, impl):
 
     def make(**kw):
         mg.manual_seed(7)
-        return getattr(nn, mode)(I, H, num_layers=L, bidirectional=bi, batch_first=bf,
-                                 dtype=np.float64, impl=impl, **kw)
+        return getattr(nn, mode)(
+            I, H, num_layers=L, bidirectional=bi, batch_first=bf, dtype=np.float64, impl=impl, **kw
+        )
 
     full_out, full_state = make()(x, lengths=lengths)
     h_n = full_state[0] if mode == "LSTM" else full_state
@@ -416,7 +483,7 @@ def test_return_sequences_and_return_state(mode, bi, bf, impl):
 
     last = make(return_sequences=False)(x, lengths=lengths)
     assert isinstance(last, mg.Tensor) and last.shape == (B, D * H)
-    o = np.swapaxes(full_out.data, 0, 1) if bf else full_out.data     # (T, B, D*H)
+    o = np.swapaxes(full_out.data, 0, 1) if bf else full_out.data  # (T, B, D*H)
     for b, n in enumerate(lengths):
         # forward direction: its output at the sequence's last real step
         np.testing.assert_array_equal(last.data[b, :H], o[n - 1, b, :H])
@@ -447,9 +514,13 @@ def test_returned_state_feeds_the_next_call():
 
 def test_seeds_keras_style_model_trains_one_step():
     mg.manual_seed(0)
-    model = nn.Sequential(nn.Embedding(10000, 50),
-                          nn.LSTM(50, 50, batch_first=True, return_sequences=False),
-                          nn.Linear(50, 32), nn.ReLU(), nn.Linear(32, 1))
+    model = nn.Sequential(
+        nn.Embedding(10000, 50),
+        nn.LSTM(50, 50, batch_first=True, return_sequences=False),
+        nn.Linear(50, 32),
+        nn.ReLU(),
+        nn.Linear(32, 1),
+    )
     tokens = np.random.default_rng(0).integers(0, 10000, size=(4, 20))
     y = model(tokens)
     assert y.shape == (4, 1) and y.dtype == np.float32
@@ -461,8 +532,11 @@ def test_seeds_keras_style_model_trains_one_step():
 
 
 def test_stacked_keras_style_sequential():
-    model = nn.Sequential(nn.RNN(1, 3, batch_first=True, return_sequences=True),
-                          nn.RNN(3, 3, batch_first=True, return_sequences=False), nn.Linear(3, 1))
+    model = nn.Sequential(
+        nn.RNN(1, 3, batch_first=True, return_sequences=True),
+        nn.RNN(3, 3, batch_first=True, return_sequences=False),
+        nn.Linear(3, 1),
+    )
     assert model(np.zeros((2, 5, 1), dtype=np.float32)).shape == (2, 1)
     with pytest.raises(TypeError, match="return_sequences"):
         nn.Sequential(nn.GRU(1, 3), nn.Linear(3, 1))(np.zeros((5, 2, 1), dtype=np.float32))
@@ -487,8 +561,9 @@ def test_dropout_between_layers_only_in_training():
     plain = nn.LSTM(3, 4, num_layers=2, dtype=np.float64)
     plain.load_state_dict(drop.state_dict())
     top = nn.LSTM(4, 4, dtype=np.float64)
-    top.load_state_dict({k.replace("_l1", "_l0"): v for k, v in drop.state_dict().items()
-                         if "_l1" in k})
+    top.load_state_dict(
+        {k.replace("_l1", "_l0"): v for k, v in drop.state_dict().items() if "_l1" in k}
+    )
     x = np.random.default_rng(0).standard_normal((5, 2, 3))
     out, _ = drop(x)
     # dropout p=1 zeroes layer 0's output: layer 1 sees zeros
@@ -620,10 +695,14 @@ def test_input_validation_messages():
         (lambda: m(np.zeros((2, 5, 4), np.float32)), r"got shape \(2, 5, 4\)"),
         (lambda: m(x.astype(np.float64)), "dtype float32 .* got float64"),
         (lambda: m(x, np.zeros((2, 2, 4), np.float32)), r"hx must be a tuple \(h_0, c_0\)"),
-        (lambda: m(x, (np.zeros((1, 2, 4), np.float32), np.zeros((2, 2, 4), np.float32))),
-         r"h_0 must have shape \(2, 2, 4\), got \(1, 2, 4\)"),
-        (lambda: m(x, (np.zeros((2, 2, 4), np.float32), np.zeros((2, 2, 4)))),
-         "c_0 must have dtype float32"),
+        (
+            lambda: m(x, (np.zeros((1, 2, 4), np.float32), np.zeros((2, 2, 4), np.float32))),
+            r"h_0 must have shape \(2, 2, 4\), got \(1, 2, 4\)",
+        ),
+        (
+            lambda: m(x, (np.zeros((2, 2, 4), np.float32), np.zeros((2, 2, 4)))),
+            "c_0 must have dtype float32",
+        ),
         (lambda: m(x, lengths=[5]), r"lengths must have shape \(2,\)"),
         (lambda: m(x, lengths=[5, 6]), r"lengths must lie in \[1, 5\].*max 6"),
         (lambda: m(x, lengths=[0, 2]), r"lengths must lie in \[1, 5\].*min 0"),
@@ -649,18 +728,23 @@ def test_constructor_validation():
         nn.LSTM(2, 0)
     with pytest.raises(ValueError, match="dtype must be float32 or float64"):
         nn.LSTM(2, 2, dtype=np.int32)
-    with pytest.raises(ValueError, match="impl must be one of 'sequence', 'step', 'composed', "
-                                         "got 'fused'"):
+    with pytest.raises(
+        ValueError, match="impl must be one of 'sequence', 'step', 'composed', got 'fused'"
+    ):
         nn.GRU(2, 2, impl="fused")
     with pytest.raises(ValueError, match="impl must be one of 'step', 'composed', got 'sequence'"):
         nn.LSTMCell(2, 2, impl="sequence")
 
 
 def test_repr_of_recurrent_layers():
-    assert repr(nn.RNN(3, 4, 2, "relu", bias=False, bidirectional=True, dropout=0.1)) == \
-        "RNN(3, 4, num_layers=2, nonlinearity='relu', bias=False, dropout=0.1, bidirectional=True)"
-    assert repr(nn.GRU(3, 4, return_state=True, impl="step")) == \
-        "GRU(3, 4, return_state=True, impl='step')"
+    assert (
+        repr(nn.RNN(3, 4, 2, "relu", bias=False, bidirectional=True, dropout=0.1))
+        == "RNN(3, 4, num_layers=2, nonlinearity='relu', bias=False, dropout=0.1, bidirectional=True)"
+    )
+    assert (
+        repr(nn.GRU(3, 4, return_state=True, impl="step"))
+        == "GRU(3, 4, return_state=True, impl='step')"
+    )
     assert repr(nn.LSTM(3, 4, impl="composed")) == "LSTM(3, 4, impl='composed')"
     assert repr(nn.GRUCell(3, 4, impl="composed")) == "GRUCell(3, 4, impl='composed')"
     assert repr(nn.LSTMCell(3, 4, bias=False)) == "LSTMCell(3, 4, bias=False)"
@@ -677,8 +761,10 @@ def test_one_sequence_layer_has_no_reshape_nodes(mode, given_state):
     x = mg.tensor(rng.standard_normal((T, B, I)), requires_grad=True)
     hx = None
     if given_state:
-        hs = [mg.tensor(rng.standard_normal((1, B, H)), requires_grad=True)
-              for _ in range(2 if mode == "LSTM" else 1)]
+        hs = [
+            mg.tensor(rng.standard_normal((1, B, H)), requires_grad=True)
+            for _ in range(2 if mode == "LSTM" else 1)
+        ]
         hx = tuple(hs) if mode == "LSTM" else hs[0]
     out, state = m(x, hx)
     finals = list(state) if mode == "LSTM" else [state]
@@ -688,7 +774,7 @@ def test_one_sequence_layer_has_no_reshape_nodes(mode, given_state):
         assert f.shape == (1, B, H) and f._ctx is node
         assert _nodes(f) == [f"{mode}Sequence"]
     if given_state:
-        assert all(t is s for t, s in zip(node.inputs[1:], hs))   # hx goes in as given
+        assert all(t is s for t, s in zip(node.inputs[1:], hs))  # hx goes in as given
     # the values and gradients are those of the unrolled path, which does reshape
     ref = getattr(nn, mode)(I, H, dtype=np.float64, impl="step")
     ref.load_state_dict(m.state_dict())

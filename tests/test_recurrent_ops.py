@@ -2,11 +2,13 @@
 (``F.*_cell_composed``), whole-sequence ops vs the cell unrolled step by step, finite
 differences, and torch as an oracle.
 Every test runs on both kernel backends (the Cython kernels and their NumPy twins)."""
+
 import re
 
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import minigrad as mg
 import minigrad.functional as F
@@ -29,7 +31,10 @@ def _t(a):
 
 def make_params(rng, cell, I, H, bias=True, scale=0.5):
     G = GATES[cell]
-    p = {"w_ih": rng.uniform(-scale, scale, (G * H, I)), "w_hh": rng.uniform(-scale, scale, (G * H, H))}
+    p = {
+        "w_ih": rng.uniform(-scale, scale, (G * H, I)),
+        "w_hh": rng.uniform(-scale, scale, (G * H, H)),
+    }
     if bias:
         p["b_ih"] = rng.uniform(-scale, scale, G * H)
         p["b_hh"] = rng.uniform(-scale, scale, G * H)
@@ -77,11 +82,15 @@ def _backward_weighted(outs, rng):
 
 def _compare(name, outs_a, outs_b, leaves_a, leaves_b, rtol=1e-10, atol=1e-12):
     for k, (a, b) in enumerate(zip(outs_a, outs_b)):
-        np.testing.assert_allclose(a.data, b.data, rtol=rtol, atol=atol, err_msg=f"{name}: output {k}")
+        np.testing.assert_allclose(
+            a.data, b.data, rtol=rtol, atol=atol, err_msg=f"{name}: output {k}"
+        )
     for k, (a, b) in enumerate(zip(_grads(leaves_a), _grads(leaves_b))):
         assert (a is None) == (b is None), f"{name}: gradient {k} present in only one"
         if a is not None:
-            np.testing.assert_allclose(a, b, rtol=rtol, atol=atol, err_msg=f"{name}: gradient of input {k}")
+            np.testing.assert_allclose(
+                a, b, rtol=rtol, atol=atol, err_msg=f"{name}: gradient of input {k}"
+            )
 
 
 sizes = st.tuples(st.integers(1, 6), st.integers(1, 7), st.integers(1, 7))
@@ -89,8 +98,12 @@ sizes = st.tuples(st.integers(1, 6), st.integers(1, 7), st.integers(1, 7))
 
 # ------------------------------------------------------------------ cells vs composition
 @settings(max_examples=15)
-@given(sizes=sizes, bias=st.booleans(), cell=st.sampled_from(["rnn-tanh", "rnn-relu", "lstm", "gru"]),
-       seed=st.integers(0, 2**31))
+@given(
+    sizes=sizes,
+    bias=st.booleans(),
+    cell=st.sampled_from(["rnn-tanh", "rnn-relu", "lstm", "gru"]),
+    seed=st.integers(0, 2**31),
+)
 def test_compiled_cell_equals_composed_cell(backend, sizes, bias, cell, seed):
     B, I, H = sizes
     kind, _, nl = cell.partition("-")
@@ -98,7 +111,11 @@ def test_compiled_cell_equals_composed_cell(backend, sizes, bias, cell, seed):
 
     def build():
         r = np.random.default_rng(seed + 1)
-        x, h, c = _t(r.standard_normal((B, I))), _t(r.standard_normal((B, H))), _t(r.standard_normal((B, H)))
+        x, h, c = (
+            _t(r.standard_normal((B, I))),
+            _t(r.standard_normal((B, H))),
+            _t(r.standard_normal((B, H))),
+        )
         return x, h, c, make_params(np.random.default_rng(seed + 2), kind, I, H, bias)
 
     x1, h1, c1, p1 = build()
@@ -122,10 +139,18 @@ def test_compiled_cell_equals_composed_cell(backend, sizes, bias, cell, seed):
 
 # ------------------------------------------------------------------ sequences vs unrolled cells
 @settings(max_examples=15)
-@given(sizes=sizes, T=st.integers(1, 7), bias=st.booleans(), use_lengths=st.booleans(),
-       given_state=st.booleans(), cell=st.sampled_from(["rnn-tanh", "rnn-relu", "lstm", "gru"]),
-       seed=st.integers(0, 2**31))
-def test_sequence_op_equals_unrolled_cells(backend, sizes, T, bias, use_lengths, given_state, cell, seed):
+@given(
+    sizes=sizes,
+    T=st.integers(1, 7),
+    bias=st.booleans(),
+    use_lengths=st.booleans(),
+    given_state=st.booleans(),
+    cell=st.sampled_from(["rnn-tanh", "rnn-relu", "lstm", "gru"]),
+    seed=st.integers(0, 2**31),
+)
+def test_sequence_op_equals_unrolled_cells(
+    backend, sizes, T, bias, use_lengths, given_state, cell, seed
+):
     B, I, H = sizes
     kind, _, nl = cell.partition("-")
     nl = nl or "tanh"
@@ -134,8 +159,16 @@ def test_sequence_op_equals_unrolled_cells(backend, sizes, T, bias, use_lengths,
     def build():
         r = np.random.default_rng(seed + 1)
         x = _t(r.standard_normal((T, B, I)))
-        h0 = _t(r.standard_normal((B, H))) if given_state else mg.tensor(np.zeros((B, H)), dtype=np.float64)
-        c0 = _t(r.standard_normal((B, H))) if given_state else mg.tensor(np.zeros((B, H)), dtype=np.float64)
+        h0 = (
+            _t(r.standard_normal((B, H)))
+            if given_state
+            else mg.tensor(np.zeros((B, H)), dtype=np.float64)
+        )
+        c0 = (
+            _t(r.standard_normal((B, H)))
+            if given_state
+            else mg.tensor(np.zeros((B, H)), dtype=np.float64)
+        )
         return x, h0, c0, make_params(np.random.default_rng(seed + 2), kind, I, H, bias)
 
     x1, h1, c1, p1 = build()
@@ -160,12 +193,27 @@ def test_sequence_op_equals_unrolled_cells(backend, sizes, T, bias, use_lengths,
 
 # ------------------------------------------------------------------ finite differences
 @settings(max_examples=8)
-@given(sizes=st.tuples(st.integers(1, 3), st.integers(1, 4), st.integers(1, 4)), T=st.integers(1, 4),
-       bias=st.booleans(), use_lengths=st.booleans(),
-       op=st.sampled_from(["rnn_cell", "lstm_cell", "gru_cell", "rnn_sequence", "lstm_sequence",
-                           "gru_sequence", "rnn_relu_sequence", "rnn_cell_composed",
-                           "lstm_cell_composed", "gru_cell_composed"]),
-       seed=st.integers(0, 2**31))
+@given(
+    sizes=st.tuples(st.integers(1, 3), st.integers(1, 4), st.integers(1, 4)),
+    T=st.integers(1, 4),
+    bias=st.booleans(),
+    use_lengths=st.booleans(),
+    op=st.sampled_from(
+        [
+            "rnn_cell",
+            "lstm_cell",
+            "gru_cell",
+            "rnn_sequence",
+            "lstm_sequence",
+            "gru_sequence",
+            "rnn_relu_sequence",
+            "rnn_cell_composed",
+            "lstm_cell_composed",
+            "gru_cell_composed",
+        ]
+    ),
+    seed=st.integers(0, 2**31),
+)
 def test_recurrent_ops_gradcheck(backend, sizes, T, bias, use_lengths, op, seed):
     B, I, H = sizes
     rng = np.random.default_rng(seed)
@@ -176,29 +224,40 @@ def test_recurrent_ops_gradcheck(backend, sizes, T, bias, use_lengths, op, seed)
     c = _t(rng.standard_normal((B, H)) * 0.5)
     if op.endswith("composed"):
         x = _t(rng.standard_normal((B, I)))
-        fn = {"rnn": lambda x, h, c, *w: F.rnn_cell_composed(x, h, **dict(zip(names, w))),
-              "lstm": lambda x, h, c, *w: F.lstm_cell_composed(x, h, c, **dict(zip(names, w))),
-              "gru": lambda x, h, c, *w: F.gru_cell_composed(x, h, **dict(zip(names, w)))}[kind]
+        fn = {
+            "rnn": lambda x, h, c, *w: F.rnn_cell_composed(x, h, **dict(zip(names, w))),
+            "lstm": lambda x, h, c, *w: F.lstm_cell_composed(x, h, c, **dict(zip(names, w))),
+            "gru": lambda x, h, c, *w: F.gru_cell_composed(x, h, **dict(zip(names, w))),
+        }[kind]
     elif op.endswith("cell"):
         x = _t(rng.standard_normal((B, I)))
-        fn = {"rnn": lambda x, h, c, *w: F.rnn_cell(x, h, **dict(zip(names, w))),
-              "lstm": lambda x, h, c, *w: F.lstm_cell(x, h, c, **dict(zip(names, w))),
-              "gru": lambda x, h, c, *w: F.gru_cell(x, h, **dict(zip(names, w)))}[kind]
+        fn = {
+            "rnn": lambda x, h, c, *w: F.rnn_cell(x, h, **dict(zip(names, w))),
+            "lstm": lambda x, h, c, *w: F.lstm_cell(x, h, c, **dict(zip(names, w))),
+            "gru": lambda x, h, c, *w: F.gru_cell(x, h, **dict(zip(names, w))),
+        }[kind]
     else:
         x = _t(rng.standard_normal((T, B, I)))
         lengths = rng.integers(1, T + 1, size=B) if use_lengths else None
         if kind == "lstm":
+
             def fn(x, h, c, *w):
-                ys, (hn, cn) = F.lstm_sequence(x, h0=h, c0=c, lengths=lengths, **dict(zip(names, w)))
+                ys, (hn, cn) = F.lstm_sequence(
+                    x, h0=h, c0=c, lengths=lengths, **dict(zip(names, w))
+                )
                 return ys, hn, cn
         elif kind == "gru":
+
             def fn(x, h, c, *w):
                 return F.gru_sequence(x, h0=h, lengths=lengths, **dict(zip(names, w)))
         else:
             nl = "relu" if "relu" in op else "tanh"
 
             def fn(x, h, c, *w):
-                return F.rnn_sequence(x, h0=h, lengths=lengths, nonlinearity=nl, **dict(zip(names, w)))
+                return F.rnn_sequence(
+                    x, h0=h, lengths=lengths, nonlinearity=nl, **dict(zip(names, w))
+                )
+
     inputs = [x, h, c, *p.values()]
     if kind != "lstm":
         c.requires_grad = False
@@ -228,8 +287,11 @@ def test_composed_cells_reject_bad_input():
     rng = np.random.default_rng(0)
     p = make_params(rng, "lstm", 3, 4)
     x = _t(rng.standard_normal((2, 3)))
-    with pytest.raises(ValueError, match=r"lstm_cell_composed: h must have shape \(2, 4\) "
-                                         r"\(batch, hidden\), got \(2, 5\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"lstm_cell_composed: h must have shape \(2, 4\) "
+        r"\(batch, hidden\), got \(2, 5\)",
+    ):
         F.lstm_cell_composed(x, np.zeros((2, 5)), None, **p)
     with pytest.raises(ValueError, match=r"c must have shape \(2, 4\).*got \(4,\)"):
         F.lstm_cell_composed(x, None, np.zeros(4), **p)
@@ -239,8 +301,7 @@ def test_composed_cells_reject_bad_input():
     with pytest.raises(ValueError, match="both"):
         F.gru_cell_composed(x, None, g["w_ih"], g["w_hh"], g["b_ih"], None)
     with pytest.raises(ValueError, match=r"last dimension 3 \(in_features\), got shape \(2, 5\)"):
-        F.rnn_cell_composed(_t(rng.standard_normal((2, 5))), None,
-                            **make_params(rng, "rnn", 3, 4))
+        F.rnn_cell_composed(_t(rng.standard_normal((2, 5))), None, **make_params(rng, "rnn", 3, 4))
     with pytest.raises(ValueError, match="nonlinearity"):
         F.rnn_cell_composed(x, None, **make_params(rng, "rnn", 3, 4), nonlinearity="sigmoid")
 
@@ -253,7 +314,9 @@ def test_float32_sequence_matches_float64(backend):
     p32 = {k: mg.tensor(v.data, dtype=np.float32) for k, v in p64.items()}
     ys32, _ = F.lstm_sequence(mg.tensor(x, dtype=np.float32), **p32)
     assert ys32.dtype == np.float32
-    np.testing.assert_allclose(ys32.data, ys64.data, rtol=1e-4, atol=1e-5, err_msg="float32 vs float64")
+    np.testing.assert_allclose(
+        ys32.data, ys64.data, rtol=1e-4, atol=1e-5, err_msg="float32 vs float64"
+    )
 
 
 # ------------------------------------------------------------------ torch oracle
@@ -265,10 +328,14 @@ def test_cells_match_torch(backend, kind, composed):
     B, I, H = 3, 5, 4
     p = make_params(rng, kind, I, H)
     x, h, c = (_t(rng.standard_normal((B, n))) for n in (I, H, H))
-    tcell = {"rnn": torch.nn.RNNCell, "lstm": torch.nn.LSTMCell, "gru": torch.nn.GRUCell}[kind](I, H).double()
+    tcell = {"rnn": torch.nn.RNNCell, "lstm": torch.nn.LSTMCell, "gru": torch.nn.GRUCell}[kind](
+        I, H
+    ).double()
     with torch.no_grad():
         for name, t in p.items():
-            getattr(tcell, name.replace("w_", "weight_").replace("b_", "bias_")).copy_(torch.from_numpy(t.data))
+            getattr(tcell, name.replace("w_", "weight_").replace("b_", "bias_")).copy_(
+                torch.from_numpy(t.data)
+            )
     tx, th, tc = (torch.tensor(a.data, requires_grad=True) for a in (x, h, c))
     w = rng.standard_normal((B, H))
     if kind == "lstm":
@@ -284,11 +351,17 @@ def test_cells_match_torch(backend, kind, composed):
         (oh * w).sum().backward()
         (th1 * torch.from_numpy(w)).sum().backward()
     np.testing.assert_allclose(oh.data, th1.detach().numpy(), rtol=1e-10, err_msg="h1 vs torch")
-    np.testing.assert_allclose(x.grad, tx.grad.numpy(), rtol=1e-9, atol=1e-12, err_msg="dx vs torch")
-    np.testing.assert_allclose(h.grad, th.grad.numpy(), rtol=1e-9, atol=1e-12, err_msg="dh vs torch")
+    np.testing.assert_allclose(
+        x.grad, tx.grad.numpy(), rtol=1e-9, atol=1e-12, err_msg="dx vs torch"
+    )
+    np.testing.assert_allclose(
+        h.grad, th.grad.numpy(), rtol=1e-9, atol=1e-12, err_msg="dh vs torch"
+    )
     for name, t in p.items():
         tp = getattr(tcell, name.replace("w_", "weight_").replace("b_", "bias_"))
-        np.testing.assert_allclose(t.grad, tp.grad.numpy(), rtol=1e-9, atol=1e-12, err_msg=f"d{name} vs torch")
+        np.testing.assert_allclose(
+            t.grad, tp.grad.numpy(), rtol=1e-9, atol=1e-12, err_msg=f"d{name} vs torch"
+        )
 
 
 @pytest.mark.parametrize("kind", ["rnn", "lstm", "gru"])
@@ -303,7 +376,9 @@ def test_sequences_match_torch(backend, kind):
     tmod = {"rnn": torch.nn.RNN, "lstm": torch.nn.LSTM, "gru": torch.nn.GRU}[kind](I, H).double()
     with torch.no_grad():
         for name, t in p.items():
-            getattr(tmod, name.replace("w_", "weight_").replace("b_", "bias_") + "_l0").copy_(torch.from_numpy(t.data))
+            getattr(tmod, name.replace("w_", "weight_").replace("b_", "bias_") + "_l0").copy_(
+                torch.from_numpy(t.data)
+            )
     tx, th, tc = (torch.tensor(a.data, requires_grad=True) for a in (x, h0, c0))
     w = rng.standard_normal((T, B, H))
     if kind == "lstm":
@@ -311,20 +386,32 @@ def test_sequences_match_torch(backend, kind):
         tys, (thn, tcn) = tmod(tx, (th[None], tc[None]))
         ((ys * w).sum() + (cn * w[0]).sum()).backward()
         ((tys * torch.from_numpy(w)).sum() + (tcn[0] * torch.from_numpy(w[0])).sum()).backward()
-        np.testing.assert_allclose(c0.grad, tc.grad.numpy(), rtol=1e-9, atol=1e-12, err_msg="dc0 vs torch")
+        np.testing.assert_allclose(
+            c0.grad, tc.grad.numpy(), rtol=1e-9, atol=1e-12, err_msg="dc0 vs torch"
+        )
     else:
         fn = F.gru_sequence if kind == "gru" else F.rnn_sequence
         ys, hn = fn(x, h0=h0, **p)
         tys, thn = tmod(tx, th[None])
         (ys * w).sum().backward()
         (tys * torch.from_numpy(w)).sum().backward()
-    np.testing.assert_allclose(ys.data, tys.detach().numpy(), rtol=1e-10, atol=1e-12, err_msg="ys vs torch")
-    np.testing.assert_allclose(hn.data, thn[0].detach().numpy(), rtol=1e-10, atol=1e-12, err_msg="h_n vs torch")
-    np.testing.assert_allclose(x.grad, tx.grad.numpy(), rtol=1e-9, atol=1e-12, err_msg="dx vs torch")
-    np.testing.assert_allclose(h0.grad, th.grad.numpy(), rtol=1e-9, atol=1e-12, err_msg="dh0 vs torch")
+    np.testing.assert_allclose(
+        ys.data, tys.detach().numpy(), rtol=1e-10, atol=1e-12, err_msg="ys vs torch"
+    )
+    np.testing.assert_allclose(
+        hn.data, thn[0].detach().numpy(), rtol=1e-10, atol=1e-12, err_msg="h_n vs torch"
+    )
+    np.testing.assert_allclose(
+        x.grad, tx.grad.numpy(), rtol=1e-9, atol=1e-12, err_msg="dx vs torch"
+    )
+    np.testing.assert_allclose(
+        h0.grad, th.grad.numpy(), rtol=1e-9, atol=1e-12, err_msg="dh0 vs torch"
+    )
     for name, t in p.items():
         tp = getattr(tmod, name.replace("w_", "weight_").replace("b_", "bias_") + "_l0")
-        np.testing.assert_allclose(t.grad, tp.grad.numpy(), rtol=1e-9, atol=1e-11, err_msg=f"d{name} vs torch")
+        np.testing.assert_allclose(
+            t.grad, tp.grad.numpy(), rtol=1e-9, atol=1e-11, err_msg=f"d{name} vs torch"
+        )
 
 
 @pytest.mark.parametrize("kind", ["rnn", "lstm", "gru"])
@@ -346,7 +433,9 @@ def test_unused_output_sequence_gets_zero_gradient(backend, kind):
         loss.backward()
         grads.append([x.grad.copy()] + [t.grad.copy() for t in p.values()])
     for k, (a, b, c) in enumerate(zip(*grads)):
-        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14, err_msg=f"{kind}: grad {k}, implicit vs explicit zero dys")
+        np.testing.assert_allclose(
+            a, b, rtol=1e-12, atol=1e-14, err_msg=f"{kind}: grad {k}, implicit vs explicit zero dys"
+        )
         np.testing.assert_array_equal(a, c, err_msg=f"{kind}: grad {k} changed between calls")
 
 
@@ -392,8 +481,11 @@ def test_lstm_sequence_rejects_states_of_different_shapes(backend):
     rng = np.random.default_rng(0)
     p = make_params(rng, "lstm", 2, 3)
     x = rng.standard_normal((4, 2, 2))
-    with pytest.raises(ValueError, match=r"h0 and c0 must have the same shape, got \(1, 2, 3\) "
-                                         r"and \(2, 3\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"h0 and c0 must have the same shape, got \(1, 2, 3\) "
+        r"and \(2, 3\)",
+    ):
         F.lstm_sequence(x, **p, h0=np.zeros((1, 2, 3)), c0=np.zeros((2, 3)))
     with pytest.raises(ValueError, match=r"h0"):
         F.lstm_sequence(x, **p, h0=np.zeros((2, 2, 3)), c0=np.zeros((2, 2, 3)))
@@ -411,7 +503,8 @@ def test_sequence_ops_name_both_state_layouts_on_a_bad_state(backend, kind, shap
     states = {"h0": np.zeros(shape)}
     if kind == "lstm":
         states["c0"] = np.zeros(shape)
-    msg = re.escape(f"h0 must have shape (B, H) or (1, B, H) with B = 2 (x's batch size), got "
-                    f"{shape}")
+    msg = re.escape(
+        f"h0 must have shape (B, H) or (1, B, H) with B = 2 (x's batch size), got {shape}"
+    )
     with pytest.raises(ValueError, match=msg):
         fn(x, **p, **states)

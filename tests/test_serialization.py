@@ -1,4 +1,5 @@
 """minigrad.save / minigrad.load: .npz checkpoints without pickle."""
+
 import json
 import math
 import os
@@ -25,8 +26,9 @@ def assert_same(a, b, where="<root>"):
         for i, (x, y) in enumerate(zip(a, b)):
             assert_same(x, y, f"{where}/{i}")
     elif isinstance(a, np.ndarray):
-        assert a.dtype == b.dtype and a.shape == b.shape, f"{where}: {a.dtype}{a.shape} vs " \
-                                                          f"{b.dtype}{b.shape}"
+        assert a.dtype == b.dtype and a.shape == b.shape, (
+            f"{where}: {a.dtype}{a.shape} vs {b.dtype}{b.shape}"
+        )
         np.testing.assert_array_equal(a, b, err_msg=where)
     elif isinstance(a, mg.Tensor):
         assert a.requires_grad == b.requires_grad, where
@@ -61,7 +63,7 @@ def nested_checkpoint():
         "model": model,
         "optim": opt.state_dict(),
         "step": 100,
-        "big": 2 ** 70,
+        "big": 2**70,
         "lr": 0.1,
         "specials": [float("inf"), -float("inf"), float("nan"), -0.0, 1e-310],
         "flags": (True, False, None),
@@ -86,8 +88,13 @@ def test_round_trip_nested(tmp_path):
 
 def test_assert_same_can_fail():
     # the round-trip test above relies on assert_same noticing differences
-    for a, b in [({"a": np.zeros(2)}, {"a": np.zeros(2, np.float32)}), ((1,), [1]),
-                 ({0: 1}, {"0": 1}), ({"a": 1}, {"a": 1.0}), ([np.ones(2)], [np.zeros(2)])]:
+    for a, b in [
+        ({"a": np.zeros(2)}, {"a": np.zeros(2, np.float32)}),
+        ((1,), [1]),
+        ({0: 1}, {"0": 1}),
+        ({"a": 1}, {"a": 1.0}),
+        ([np.ones(2)], [np.zeros(2)]),
+    ]:
         with pytest.raises(AssertionError):
             assert_same(a, b)
 
@@ -108,8 +115,9 @@ def test_plain_numpy_can_read_it_without_pickle(tmp_path):
     mg.save(obj, path)
     with np.load(path, allow_pickle=False) as z:
         np.testing.assert_array_equal(z["model/weight_ih_l0"], obj["model"]["weight_ih_l0"])
-        np.testing.assert_array_equal(z["optim/state/0/exp_avg"],
-                                      obj["optim"]["state"][0]["exp_avg"])
+        np.testing.assert_array_equal(
+            z["optim/state/0/exp_avg"], obj["optim"]["state"][0]["exp_avg"]
+        )
         assert z["__minigrad_manifest__"].dtype == np.uint8
         for name in z.files:
             assert not z[name].dtype.hasobject
@@ -135,9 +143,15 @@ def test_load_uses_allow_pickle_false(tmp_path, monkeypatch):
 
 
 def test_colliding_and_reserved_names(tmp_path):
-    obj = {"a/b": np.ones(1), "a": {"b": np.zeros(1)}, "file": np.full(1, 2.0),
-           "allow_pickle": np.full(1, 3.0), "__minigrad_manifest__": np.full(1, 4.0),
-           "": np.full(1, 5.0), "x.npy": np.full(1, 6.0)}
+    obj = {
+        "a/b": np.ones(1),
+        "a": {"b": np.zeros(1)},
+        "file": np.full(1, 2.0),
+        "allow_pickle": np.full(1, 3.0),
+        "__minigrad_manifest__": np.full(1, 4.0),
+        "": np.full(1, 5.0),
+        "x.npy": np.full(1, 6.0),
+    }
     path = tmp_path / "ck.npz"
     mg.save(obj, path)
     assert_same(mg.load(path), obj)
@@ -188,7 +202,7 @@ def test_corrupted_member(tmp_path):
     mg.save({"w": np.arange(100.0)}, path)
     data = bytearray(path.read_bytes())
     i = data.index(b"\x93NUMPY")  # the first member's .npy header
-    data[i:i + 6] = b"XXXXXX"
+    data[i : i + 6] = b"XXXXXX"
     path.write_bytes(bytes(data))
     with pytest.raises(ValueError, match=r"ck\.npz"):
         mg.load(path)
@@ -209,6 +223,7 @@ def _rewrite(path, out, drop=(), manifest=None):
             data = src.read(name)
             if manifest is not None and name == "__minigrad_manifest__.npy":
                 import io
+
                 buf = io.BytesIO()
                 np.save(buf, np.frombuffer(manifest, dtype=np.uint8))
                 data = buf.getvalue()
@@ -224,15 +239,23 @@ def test_manifest_referencing_missing_array(tmp_path):
         mg.load(bad)
 
 
-@pytest.mark.parametrize("manifest,match", [
-    (b"{not json", "not valid UTF-8 JSON"),
-    (b'{"format": "something else", "tree": {}}', "not a 'minigrad.save' manifest"),
-    (b'{"format": "minigrad.save", "version": 99, "tree": {"t": "none"}}', "version 99"),
-    (b'{"format": "minigrad.save", "version": 1, "tree": {"t": "weird"}}', "unknown entry type"),
-    (b'{"format": "minigrad.save", "version": 1, "tree": {"t": "int", "v": "x"}}', "malformed"),
-    (b'{"format": "minigrad.save", "version": 1, "tree": {"t": "dict", "items": [[1]]}}',
-     "malformed"),
-])
+@pytest.mark.parametrize(
+    "manifest,match",
+    [
+        (b"{not json", "not valid UTF-8 JSON"),
+        (b'{"format": "something else", "tree": {}}', "not a 'minigrad.save' manifest"),
+        (b'{"format": "minigrad.save", "version": 99, "tree": {"t": "none"}}', "version 99"),
+        (
+            b'{"format": "minigrad.save", "version": 1, "tree": {"t": "weird"}}',
+            "unknown entry type",
+        ),
+        (b'{"format": "minigrad.save", "version": 1, "tree": {"t": "int", "v": "x"}}', "malformed"),
+        (
+            b'{"format": "minigrad.save", "version": 1, "tree": {"t": "dict", "items": [[1]]}}',
+            "malformed",
+        ),
+    ],
+)
 def test_bad_manifest(tmp_path, manifest, match):
     path = tmp_path / "ck.npz"
     mg.save({"w": np.ones(2)}, path)
@@ -300,12 +323,29 @@ def test_a_key_ending_in_npy_does_not_read_its_neighbour(tmp_path):
 
 
 def test_round_trip_of_arbitrary_unicode_keys(tmp_path_factory):
-    from hypothesis import given, strategies as st
+    from hypothesis import given
+    from hypothesis import strategies as st
 
-    key = st.one_of(st.text(max_size=12),
-                    st.sampled_from(["", "/", "\0", ".npy", "x.npy", "a/b", "a%2Fb", "#1",
-                                     "__minigrad_manifest__", "file", "..", "\udc80"]),
-                    st.integers(-3, 3))
+    key = st.one_of(
+        st.text(max_size=12),
+        st.sampled_from(
+            [
+                "",
+                "/",
+                "\0",
+                ".npy",
+                "x.npy",
+                "a/b",
+                "a%2Fb",
+                "#1",
+                "__minigrad_manifest__",
+                "file",
+                "..",
+                "\udc80",
+            ]
+        ),
+        st.integers(-3, 3),
+    )
     leaf = st.integers(0, 3).map(lambda n: np.arange(n, dtype=np.float32))
     tree = st.recursive(leaf, lambda kids: st.dictionaries(key, kids, max_size=4), max_leaves=12)
     path = tmp_path_factory.mktemp("keys") / "ck.npz"
@@ -333,6 +373,7 @@ def test_a_member_referenced_twice_is_refused(tmp_path):
 
     def edit(m):
         m["tree"]["items"][1][1]["key"] = m["tree"]["items"][0][1]["key"]
+
     _edit_manifest(path, bad, edit)
     with pytest.raises(ValueError, match=r"twice\.npz.*more than once"):
         mg.load(bad)
@@ -344,8 +385,9 @@ def test_max_bytes_refuses_before_reading_any_array(tmp_path, monkeypatch):
     assert_same(mg.load(path, max_bytes=16_000), {"a": np.ones(1000), "b": np.zeros(1000)})
     reads = []
     real = np.lib.npyio.NpzFile.__getitem__
-    monkeypatch.setattr(np.lib.npyio.NpzFile, "__getitem__",
-                        lambda self, k: reads.append(k) or real(self, k))
+    monkeypatch.setattr(
+        np.lib.npyio.NpzFile, "__getitem__", lambda self, k: reads.append(k) or real(self, k)
+    )
     with pytest.raises(ValueError, match=r"16000 bytes.*max_bytes=15999"):
         mg.load(path, max_bytes=15_999)
     assert [k for k in reads if k != "__minigrad_manifest__"] == []
@@ -355,7 +397,8 @@ def test_max_bytes_refuses_before_reading_any_array(tmp_path, monkeypatch):
 
 def test_the_default_budget_is_documented_and_none_lifts_it(tmp_path):
     import inspect
-    assert inspect.signature(mg.load).parameters["max_bytes"].default == 4 * 2 ** 30
+
+    assert inspect.signature(mg.load).parameters["max_bytes"].default == 4 * 2**30
     assert "max_bytes" in mg.load.__doc__ and "4 GiB" in mg.load.__doc__
     path = tmp_path / "ck.npz"
     mg.save({"a": np.ones(8)}, path)
@@ -369,13 +412,23 @@ def test_a_very_deep_manifest_is_a_checkpoint_error(tmp_path):
     mg.save({"w": np.ones(1)}, path)
     bad = tmp_path / "deep.npz"
     depth = 100_000
-    manifest = (b'{"format": "minigrad.save", "version": 1, "tree": '
-                + b'{"t": "list", "items": [' * depth + b'{"t": "none"}' + b"]}" * depth + b"}")
+    manifest = (
+        b'{"format": "minigrad.save", "version": 1, "tree": '
+        + b'{"t": "list", "items": [' * depth
+        + b'{"t": "none"}'
+        + b"]}" * depth
+        + b"}"
+    )
     _rewrite(path, bad, manifest=manifest)
     with pytest.raises(ValueError, match="deep"):
         mg.load(bad)
-    manifest = (b'{"format": "minigrad.save", "version": 1, "tree": '
-                + b'{"t": "list", "items": [' * 900 + b'{"t": "none"}' + b"]}" * 900 + b"}")
+    manifest = (
+        b'{"format": "minigrad.save", "version": 1, "tree": '
+        + b'{"t": "list", "items": [' * 900
+        + b'{"t": "none"}'
+        + b"]}" * 900
+        + b"}"
+    )
     _rewrite(path, bad, manifest=manifest)
     with pytest.raises(ValueError, match="deep"):
         mg.load(bad)
@@ -393,6 +446,7 @@ def test_saving_a_very_deep_structure_is_refused_clearly(tmp_path):
 # ----- interrupted saves --------------------------------------------------------------------
 def test_save_uses_a_fresh_temporary_name_each_time(tmp_path, monkeypatch):
     from minigrad import serialization
+
     target = tmp_path / "ck.npz"
     # litter a killed process might have left, under every name the old scheme would pick
     for n in range(50):
@@ -409,6 +463,7 @@ def test_a_failed_save_leaves_the_old_file_and_no_litter(tmp_path, monkeypatch):
 
     def boom(*a, **k):
         raise OSError("disk full")
+
     monkeypatch.setattr(np, "savez", boom)
     with pytest.raises(OSError, match="disk full"):
         mg.save({"w": np.zeros(3)}, target)

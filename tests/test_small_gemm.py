@@ -1,5 +1,6 @@
 """The kernels' two GEMM paths: the small-matrix kernel (used below a size limit when the CPU has
 AVX2+FMA) and BLAS. Both must agree with the NumPy twins, so each path is forced in turn."""
+
 import numpy as np
 import pytest
 
@@ -26,16 +27,21 @@ def test_sequence_kernels_match_twin_on_both_gemm_paths(gemm_path, dtype, kind, 
         if kind == "lstm":
             ys, hn, cn, cache = m.lstm_sequence_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths)
             dys = np.ones_like(ys)
-            grads = m.lstm_sequence_backward(dys, hn, cn, x, h0, c0, w_ih, w_hh, cache, lengths, True)
+            grads = m.lstm_sequence_backward(
+                dys, hn, cn, x, h0, c0, w_ih, w_hh, cache, lengths, True
+            )
             outs.append((ys, hn, cn) + tuple(grads))
         elif kind == "gru":
             ys, hn, cache = m.gru_sequence_forward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths)
-            grads = m.gru_sequence_backward(np.ones_like(ys), hn, x, h0, w_ih, w_hh, cache, lengths, True)
+            grads = m.gru_sequence_backward(
+                np.ones_like(ys), hn, x, h0, w_ih, w_hh, cache, lengths, True
+            )
             outs.append((ys, hn) + tuple(grads))
         else:
             ys, hn, cache = m.rnn_sequence_forward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, "tanh")
-            grads = m.rnn_sequence_backward(np.ones_like(ys), hn, x, h0, w_ih, w_hh, cache, lengths,
-                                            True, "tanh")
+            grads = m.rnn_sequence_backward(
+                np.ones_like(ys), hn, x, h0, w_ih, w_hh, cache, lengths, True, "tanh"
+            )
             outs.append((ys, hn) + tuple(grads))
     for k, (a, b) in enumerate(zip(*outs)):
         np.testing.assert_allclose(a, b, **tol, err_msg=f"{kind} {size} {gemm_path}: output {k}")
@@ -48,9 +54,12 @@ def test_linear_matches_twin_on_both_gemm_paths(gemm_path, dtype):
     w = rng.standard_normal((41, 29)).astype(dtype)
     b = rng.standard_normal(41).astype(dtype)
     tol = dict(rtol=2e-5, atol=2e-5) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-12)
-    np.testing.assert_allclose(_gemm.linear_forward(x, w, b), _gemm_ref.linear_forward(x, w, b),
-                               **tol,
-                               err_msg=f"linear_forward {gemm_path}")
+    np.testing.assert_allclose(
+        _gemm.linear_forward(x, w, b),
+        _gemm_ref.linear_forward(x, w, b),
+        **tol,
+        err_msg=f"linear_forward {gemm_path}",
+    )
     dy = rng.standard_normal((37, 41)).astype(dtype)
     got, want = _gemm.linear_backward(dy, x, w, True), _gemm_ref.linear_backward(dy, x, w, True)
     for k, (a, c) in enumerate(zip(got, want)):

@@ -1,4 +1,5 @@
 """nn.summary: the seeds' Keras model, counted by formula; rows, totals, modes restored."""
+
 import re
 
 import numpy as np
@@ -19,9 +20,13 @@ def keras_count(gates, inputs, hidden):
 
 
 def seeds_model(cell="LSTM"):
-    return nn.Sequential(nn.Embedding(10000, 50),
-                         getattr(nn, cell)(50, 50, batch_first=True, return_sequences=False),
-                         nn.Linear(50, 32), nn.ReLU(), nn.Linear(32, 1))
+    return nn.Sequential(
+        nn.Embedding(10000, 50),
+        getattr(nn, cell)(50, 50, batch_first=True, return_sequences=False),
+        nn.Linear(50, 32),
+        nn.ReLU(),
+        nn.Linear(32, 1),
+    )
 
 
 def rows(text):
@@ -35,8 +40,10 @@ def rows(text):
 
 
 def totals(text):
-    return {k: int(v.replace(",", ""))
-            for k, v in re.findall(r"^(Total|Trainable|Non-trainable) params: ([\d,]+)$", text, re.M)}
+    return {
+        k: int(v.replace(",", ""))
+        for k, v in re.findall(r"^(Total|Trainable|Non-trainable) params: ([\d,]+)$", text, re.M)
+    }
 
 
 def test_seeds_lstm_model_counts():
@@ -108,8 +115,9 @@ def test_container_with_own_parameters_and_bad_input():
     text = nn.summary(Scaled(), np.zeros((2, 3), dtype=np.float32), print_fn=None)
     r = rows(text)
     assert r["lin (Linear)"][1] == 12
-    assert any(line.startswith("Scaled") and line.rstrip().endswith(" 3")
-               for line in text.splitlines())
+    assert any(
+        line.startswith("Scaled") and line.rstrip().endswith(" 3") for line in text.splitlines()
+    )
     assert totals(text)["Total"] == 15
     with pytest.raises(TypeError, match="input shape"):
         nn.summary(Scaled(), "big", print_fn=None)

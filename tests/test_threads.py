@@ -1,6 +1,7 @@
 """Threads: what minigrad promises when two threads share a model (see docs/testing.md,
 "Threads"): concurrent backward passes into the same leaves lose no gradient, and a run that
 gives each thread its own dropout generator is reproducible."""
+
 import sys
 import threading
 

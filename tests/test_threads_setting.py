@@ -1,4 +1,5 @@
 """minigrad.set_num_threads / get_num_threads set and read both NumPy's and SciPy's OpenBLAS."""
+
 import pytest
 
 import minigrad as mg
@@ -35,10 +36,15 @@ def test_threadpoolctl_sees_the_setting(restore):
     assert counts and all(c == 1 for c in counts)
 
 
-@pytest.mark.parametrize("bad, err, match", [(0, ValueError, ">= 1, got 0"),
-                                             (-2, ValueError, ">= 1, got -2"),
-                                             (1.5, TypeError, "expects an int, got float"),
-                                             (True, TypeError, "expects an int, got bool")])
+@pytest.mark.parametrize(
+    "bad, err, match",
+    [
+        (0, ValueError, ">= 1, got 0"),
+        (-2, ValueError, ">= 1, got -2"),
+        (1.5, TypeError, "expects an int, got float"),
+        (True, TypeError, "expects an int, got bool"),
+    ],
+)
 def test_bad_counts(restore, bad, err, match):
     before = mg.get_num_threads()
     with pytest.raises(err, match=match):

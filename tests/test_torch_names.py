@@ -1,6 +1,7 @@
 """PyTorch's names mean PyTorch's things: softmax/log_softmax with dim=, from_numpy sharing
 memory, multinomial, and the signatures the examples and docs use, checked against torch when
 it is installed."""
+
 import inspect
 
 import numpy as np
@@ -55,42 +56,117 @@ def test_multinomial():
 # use): each parameter torch has must exist here under the same name, in the same order, with
 # the same default.
 SIGNATURES = [
-    ("nn.functional.cross_entropy", lambda t: t.nn.functional.cross_entropy,
-     lambda: F.cross_entropy, ["input", "target", "weight", "ignore_index", "reduction",
-                               "label_smoothing"]),
-    ("nn.functional.nll_loss", lambda t: t.nn.functional.nll_loss, lambda: F.nll_loss,
-     ["input", "target", "weight", "ignore_index", "reduction"]),
-    ("nn.utils.clip_grad_norm_", lambda t: t.nn.utils.clip_grad_norm_,
-     lambda: nn.utils.clip_grad_norm_, ["parameters", "max_norm", "norm_type",
-                                        "error_if_nonfinite"]),
-    ("nn.Linear", lambda t: t.nn.Linear, lambda: nn.Linear, ["in_features", "out_features",
-                                                             "bias"]),
-    ("nn.Embedding", lambda t: t.nn.Embedding, lambda: nn.Embedding,
-     ["num_embeddings", "embedding_dim", "padding_idx"]),
-    ("nn.LSTM", lambda t: t.nn.RNNBase, lambda: nn.LSTM, ["input_size", "hidden_size",
-                                                       "num_layers", "bias", "batch_first",
-                                                       "dropout", "bidirectional"]),
-    ("nn.LayerNorm", lambda t: t.nn.LayerNorm, lambda: nn.LayerNorm,
-     ["normalized_shape", "eps", "elementwise_affine", "bias"]),
-    ("nn.MultiheadAttention", lambda t: t.nn.MultiheadAttention,
-     lambda: nn.MultiheadAttention, ["embed_dim", "num_heads", "dropout", "bias", "add_bias_kv",
-                                     "add_zero_attn", "kdim", "vdim", "batch_first"]),
-    ("optim.Adam", lambda t: t.optim.Adam, lambda: optim.Adam, ["params", "lr", "betas", "eps",
-                                                                "weight_decay", "amsgrad"]),
-    ("optim.SGD", lambda t: t.optim.SGD, lambda: optim.SGD, ["params", "lr", "momentum",
-                                                             "dampening", "weight_decay",
-                                                             "nesterov"]),
-    ("optim.lr_scheduler.CosineAnnealingLR", lambda t: t.optim.lr_scheduler.CosineAnnealingLR,
-     lambda: optim.lr_scheduler.CosineAnnealingLR, ["optimizer", "T_max", "eta_min",
-                                                    "last_epoch"]),
-    ("optim.lr_scheduler.OneCycleLR", lambda t: t.optim.lr_scheduler.OneCycleLR,
-     lambda: optim.lr_scheduler.OneCycleLR, ["optimizer", "max_lr", "total_steps", "epochs",
-                                             "steps_per_epoch", "pct_start", "anneal_strategy",
-                                             "cycle_momentum", "base_momentum", "max_momentum",
-                                             "div_factor", "final_div_factor", "three_phase",
-                                             "last_epoch"]),
-    ("multinomial", lambda t: t.multinomial, lambda: mg.multinomial,
-     ["input", "num_samples", "replacement", "generator"]),
+    (
+        "nn.functional.cross_entropy",
+        lambda t: t.nn.functional.cross_entropy,
+        lambda: F.cross_entropy,
+        ["input", "target", "weight", "ignore_index", "reduction", "label_smoothing"],
+    ),
+    (
+        "nn.functional.nll_loss",
+        lambda t: t.nn.functional.nll_loss,
+        lambda: F.nll_loss,
+        ["input", "target", "weight", "ignore_index", "reduction"],
+    ),
+    (
+        "nn.utils.clip_grad_norm_",
+        lambda t: t.nn.utils.clip_grad_norm_,
+        lambda: nn.utils.clip_grad_norm_,
+        ["parameters", "max_norm", "norm_type", "error_if_nonfinite"],
+    ),
+    (
+        "nn.Linear",
+        lambda t: t.nn.Linear,
+        lambda: nn.Linear,
+        ["in_features", "out_features", "bias"],
+    ),
+    (
+        "nn.Embedding",
+        lambda t: t.nn.Embedding,
+        lambda: nn.Embedding,
+        ["num_embeddings", "embedding_dim", "padding_idx"],
+    ),
+    (
+        "nn.LSTM",
+        lambda t: t.nn.RNNBase,
+        lambda: nn.LSTM,
+        [
+            "input_size",
+            "hidden_size",
+            "num_layers",
+            "bias",
+            "batch_first",
+            "dropout",
+            "bidirectional",
+        ],
+    ),
+    (
+        "nn.LayerNorm",
+        lambda t: t.nn.LayerNorm,
+        lambda: nn.LayerNorm,
+        ["normalized_shape", "eps", "elementwise_affine", "bias"],
+    ),
+    (
+        "nn.MultiheadAttention",
+        lambda t: t.nn.MultiheadAttention,
+        lambda: nn.MultiheadAttention,
+        [
+            "embed_dim",
+            "num_heads",
+            "dropout",
+            "bias",
+            "add_bias_kv",
+            "add_zero_attn",
+            "kdim",
+            "vdim",
+            "batch_first",
+        ],
+    ),
+    (
+        "optim.Adam",
+        lambda t: t.optim.Adam,
+        lambda: optim.Adam,
+        ["params", "lr", "betas", "eps", "weight_decay", "amsgrad"],
+    ),
+    (
+        "optim.SGD",
+        lambda t: t.optim.SGD,
+        lambda: optim.SGD,
+        ["params", "lr", "momentum", "dampening", "weight_decay", "nesterov"],
+    ),
+    (
+        "optim.lr_scheduler.CosineAnnealingLR",
+        lambda t: t.optim.lr_scheduler.CosineAnnealingLR,
+        lambda: optim.lr_scheduler.CosineAnnealingLR,
+        ["optimizer", "T_max", "eta_min", "last_epoch"],
+    ),
+    (
+        "optim.lr_scheduler.OneCycleLR",
+        lambda t: t.optim.lr_scheduler.OneCycleLR,
+        lambda: optim.lr_scheduler.OneCycleLR,
+        [
+            "optimizer",
+            "max_lr",
+            "total_steps",
+            "epochs",
+            "steps_per_epoch",
+            "pct_start",
+            "anneal_strategy",
+            "cycle_momentum",
+            "base_momentum",
+            "max_momentum",
+            "div_factor",
+            "final_div_factor",
+            "three_phase",
+            "last_epoch",
+        ],
+    ),
+    (
+        "multinomial",
+        lambda t: t.multinomial,
+        lambda: mg.multinomial,
+        ["input", "num_samples", "replacement", "generator"],
+    ),
 ]
 
 
@@ -99,12 +175,15 @@ def _params(fn):
         sig = inspect.signature(fn.__init__ if inspect.isclass(fn) else fn)
     except ValueError:  # a builtin: read the signature its docstring opens with
         head = fn.__doc__.strip().split("->")[0]
-        args = head[head.index("(") + 1: head.rindex(")")]
+        args = head[head.index("(") + 1 : head.rindex(")")]
         scope = {}
         exec(f"def f({args}): pass", {}, scope)
         sig = inspect.signature(scope["f"])
-    return {n: p for n, p in sig.parameters.items()
-            if n != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
+    return {
+        n: p
+        for n, p in sig.parameters.items()
+        if n != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+    }
 
 
 @pytest.mark.parametrize("name, theirs, ours, names", SIGNATURES, ids=[s[0] for s in SIGNATURES])

@@ -1,14 +1,17 @@
 """The version counter: a backward that needs a tensor modified since the forward pass raises,
 naming the tensor, the op and the modification; reading is free."""
+
 import numpy as np
 import pytest
 
 import minigrad as mg
 from minigrad import autograd
 
-MESSAGE = (r"one of the variables needed for gradient computation has been modified by an "
-           r"inplace operation: \[Tensor of shape \(2,\)\] \(input 0 of Mul\) is at version 1; "
-           r"expected version 0 instead \(last modified by {}\)")
+MESSAGE = (
+    r"one of the variables needed for gradient computation has been modified by an "
+    r"inplace operation: \[Tensor of shape \(2,\)\] \(input 0 of Mul\) is at version 1; "
+    r"expected version 0 instead \(last modified by {}\)"
+)
 
 
 def _setup():
@@ -21,6 +24,7 @@ def _modify_with_optimizer(name):
     def modify(w):
         w.grad = np.ones(2, dtype=np.float32)
         getattr(mg.optim, name)([w], lr=0.1).step()
+
     return modify
 
 
@@ -61,7 +65,7 @@ def test_a_modification_after_backward_or_before_forward_is_fine():
     w, x, y = _setup()
     with mg.no_grad():
         w.add_(1.0)
-    y2 = (w * x).sum()   # recorded after the modification
+    y2 = (w * x).sum()  # recorded after the modification
     y2.backward()
     np.testing.assert_array_equal(w.grad, x.data)
     w.grad = None
@@ -86,8 +90,11 @@ def test_several_modifications_count_and_name_the_last():
     with mg.no_grad():
         w.add_(1.0)
         w.mul_(2.0)
-    with pytest.raises(RuntimeError, match=r"at version 2; expected version 0 instead "
-                                           r"\(last modified by mul_\)"):
+    with pytest.raises(
+        RuntimeError,
+        match=r"at version 2; expected version 0 instead "
+        r"\(last modified by mul_\)",
+    ):
         y.backward()
 
 
@@ -107,7 +114,9 @@ def test_inplace_methods_validate_before_writing():
     with pytest.raises(RuntimeError, match="in-place operations on a tensor with history"):
         y.add_(1.0)
     c = mg.tensor([1.0, 2.0])
-    with pytest.raises(ValueError, match=r"shape \(3,\) does not broadcast to the tensor's shape \(2,\)"):
+    with pytest.raises(
+        ValueError, match=r"shape \(3,\) does not broadcast to the tensor's shape \(2,\)"
+    ):
         c.add_(np.ones(3))
     i = mg.tensor([1, 2])
     with pytest.raises(TypeError, match="cannot write floating point values"):

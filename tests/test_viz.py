@@ -1,4 +1,5 @@
 """minigrad.viz: the tape as text (format_tape/print_tape) and as Graphviz DOT (to_dot)."""
+
 import io
 import re
 
@@ -30,15 +31,15 @@ def _node_lines(text):
 
 
 def test_small_graph_lists_ops_shapes_dtype_and_input_kinds():
-    w = mg.tensor(np.ones((3, 2)), requires_grad=True)   # float64 leaf
-    x = mg.tensor(np.ones((4, 3)))                       # constant
+    w = mg.tensor(np.ones((3, 2)), requires_grad=True)  # float64 leaf
+    x = mg.tensor(np.ones((4, 3)))  # constant
     y = (x @ w).tanh().sum()
     text = format_tape(y, names={"weight": w})
     lines = _node_lines(text)
     assert [ln.split()[1] for ln in lines] == ["MatMul", "Tanh", "Sum"]
     assert "const (4, 3)" in lines[0] and "leaf weight (3, 2)" in lines[0]
     assert "->  (4, 2) float64" in lines[0]
-    assert "%0 (4, 2)" in lines[1]              # Tanh reads MatMul's output
+    assert "%0 (4, 2)" in lines[1]  # Tanh reads MatMul's output
     assert lines[2].endswith("->  () float64")
     assert "weight" in text and "1 leaf requires grad" in text
     assert "= %2 (Sum)" in text.splitlines()[0]
@@ -68,7 +69,7 @@ def test_multi_output_node_shows_each_output():
     y = parts[0] * parts[2]
     lines = _node_lines(format_tape(y))
     assert lines[0].split()[1] == "Split"
-    assert "(2,), ?, (2,)" in lines[0]          # the middle output is never used
+    assert "(2,), ?, (2,)" in lines[0]  # the middle output is never used
     assert "%0[0] (2,)" in lines[1] and "%0[2] (2,)" in lines[1]
 
 
@@ -82,8 +83,8 @@ def test_unrolled_lstm_collapses_to_one_line_times_100():
     assert "%0..%99" in line
     assert "->  (3, 4), (3, 4) float64" in line
     assert "leaf w_ih (16, 5)" in line and "leaf w_hh (16, 4)" in line
-    assert "prev[0]" in line and "prev[1]" in line   # h and c come from the previous step
-    assert len(_node_lines(text)) == 3               # cells, Mul, Sum
+    assert "prev[0]" in line and "prev[1]" in line  # h and c come from the previous step
+    assert len(_node_lines(text)) == 3  # cells, Mul, Sum
 
 
 def test_collapse_can_be_turned_off():
@@ -106,7 +107,7 @@ def test_repeated_block_of_primitive_ops_is_folded():
     assert m, text
     assert int(m.group(1)) >= 28
     assert sorted(m.group(2).split(" -> ")) == ["Add", "MatMul", "MatMul", "Tanh"]
-    assert len(_node_lines(text)) < 15                # 121 nodes, folded
+    assert len(_node_lines(text)) < 15  # 121 nodes, folded
 
 
 def test_different_shapes_are_not_folded():
@@ -133,7 +134,7 @@ def test_100000_node_chain_formats_without_recursion():
     text = format_tape(y)
     assert "Mul × 100000" in text
     dot = to_dot(y)
-    assert dot.count("->") == 100_000 + 1   # one edge per input, plus the output edge
+    assert dot.count("->") == 100_000 + 1  # one edge per input, plus the output edge
 
 
 def test_100000_nodes_without_repetition_also_work():
@@ -157,7 +158,7 @@ def test_dot_is_well_formed_with_an_edge_per_input():
     assert dot.count("{") == dot.count("}") and dot.rstrip().endswith("}")
     edges = _dot_edges(dot)
     # tensor inputs: 5 cells x (x, w_ih, w_hh, b_ih, b_hh) + 4 x (h, c) + Mul (2) + Sum (1)
-    assert len(edges) == 5 * 5 + 4 * 2 + 2 + 1 + 1   # + the edge into the output node
+    assert len(edges) == 5 * 5 + 4 * 2 + 2 + 1 + 1  # + the edge into the output node
     declared = set(re.findall(r"^\s*(\w+) \[", dot, flags=re.M))
     for a, b in edges:
         assert a in declared and b in declared
@@ -178,8 +179,8 @@ def test_dot_escapes_quotes_in_names():
 
 def test_long_input_and_output_lists_are_squeezed():
     x = mg.tensor(np.ones((40, 3)), requires_grad=True)
-    parts = x.unbind(0)                       # one node, 40 outputs
-    y = F.stack(list(parts))                  # one node, 40 inputs
+    parts = x.unbind(0)  # one node, 40 outputs
+    y = F.stack(list(parts))  # one node, 40 inputs
     lines = _node_lines(format_tape(y.sum()))
     assert "(3,) × 40" in lines[0]
     assert "%0[0] (3,) ... %0[39] (3,) (40 of them)" in lines[1]
@@ -188,13 +189,14 @@ def test_long_input_and_output_lists_are_squeezed():
 
 def test_nn_lstm_tape_unrolled_and_fused():
     from minigrad import nn
+
     mg.manual_seed(0)
     lstm = nn.LSTM(3, 4, num_layers=2, batch_first=True, impl="step")
     x = np.random.default_rng(0).standard_normal((2, 30, 3)).astype(np.float32)
     out, _ = lstm(x)
     text = format_tape(out.sum(), names=lstm)
     cells = [ln for ln in _node_lines(text) if "LSTMCellStep" in ln]
-    assert len(cells) == 2 and all("LSTMCellStep × 30" in ln for ln in cells)   # one per layer
+    assert len(cells) == 2 and all("LSTMCellStep × 30" in ln for ln in cells)  # one per layer
     assert "leaf weight_hh_l1 (16, 4)" in cells[1]
     # the input projection of all steps is one Linear node per layer, before its steps
     projections = [ln for ln in _node_lines(text) if ln.split()[1] == "Linear"]
@@ -211,6 +213,7 @@ def test_print_tape_shows_each_recurrent_implementation(mode):
     the gates as primitive nodes, each step one block folded into one entry (all but the first
     step, whose h is still the zero array)."""
     from minigrad import nn
+
     T = 12
     x = mg.tensor(np.random.default_rng(0).standard_normal((T, 2, 3)), requires_grad=True)
     texts = {}
@@ -224,12 +227,14 @@ def test_print_tape_shows_each_recurrent_implementation(mode):
     ops = {impl: [ln.split()[1] for ln in _node_lines(t)] for impl, t in texts.items()}
     assert ops["sequence"] == [f"{mode}Sequence", "Sum"]
     assert f"{mode}CellStep × {T}" in texts["step"]
-    assert ops["step"].count("Linear") == 1          # the hoisted input projection
+    assert ops["step"].count("Linear") == 1  # the hoisted input projection
     composed = texts["composed"]
     assert f"{mode}Sequence" not in composed and f"{mode}CellStep" not in composed
-    gates = {"RNN": {"Linear", "Add", "Tanh"},
-             "LSTM": {"Linear", "Split", "Add", "Sigmoid", "Tanh", "Mul"},
-             "GRU": {"Linear", "Split", "Add", "Sigmoid", "Tanh", "Mul", "Sub"}}[mode]
+    gates = {
+        "RNN": {"Linear", "Add", "Tanh"},
+        "LSTM": {"Linear", "Split", "Add", "Sigmoid", "Tanh", "Mul"},
+        "GRU": {"Linear", "Split", "Add", "Sigmoid", "Tanh", "Mul", "Sub"},
+    }[mode]
     block = re.search(rf"× {T - 1} of the block \[([^\]]*)\]", composed)
     assert block, composed
     assert set(block.group(1).split(" -> ")) == gates

@@ -1,6 +1,7 @@
 """Before any timing, the contenders must compute the same step: the same loss and the same
 gradient of every parameter, within float32 tolerance. A benchmark of wrong code is worthless.
 """
+
 import numpy as np
 
 from benchmarks.harness.contenders import build
@@ -33,12 +34,16 @@ def check_agreement(results, reference="numpy", loss_rtol=LOSS_RTOL, grad_rtol=G
             continue
         e = {"loss": abs(loss - ref_loss) / max(abs(ref_loss), 1e-30)}
         if not e["loss"] <= loss_rtol:
-            bad.append(f"{name} loss {loss!r} vs {reference} {ref_loss!r} "
-                       f"(rel err {e['loss']:.2e} > {loss_rtol:g})")
+            bad.append(
+                f"{name} loss {loss!r} vs {reference} {ref_loss!r} "
+                f"(rel err {e['loss']:.2e} > {loss_rtol:g})"
+            )
         for k, g in ref_grads.items():
             if k not in grads or np.shape(grads[k]) != np.shape(g):
-                bad.append(f"{name} gradient {k}: missing or shape {np.shape(grads.get(k))} "
-                           f"vs {np.shape(g)}")
+                bad.append(
+                    f"{name} gradient {k}: missing or shape {np.shape(grads.get(k))} "
+                    f"vs {np.shape(g)}"
+                )
                 continue
             e[k] = rel_err(grads[k], g)
             if not e[k] <= grad_rtol:
@@ -55,8 +60,9 @@ def verify(cell, size, names, overrides=None, seed=0):
     numpy when among `names`, else the first name."""
     params, x, target = make_problem(cell, size, seed)
     ref_name = "numpy" if "numpy" in names else names[0]
-    results = {n: c.loss_and_grads() for n, c in build(cell, params, x, target, names,
-                                                        overrides).items()}
+    results = {
+        n: c.loss_and_grads() for n, c in build(cell, params, x, target, names, overrides).items()
+    }
     errors = check_agreement(results, ref_name)
     stepped = build(cell, params, x, target, names, overrides)
     step_err = check_agreement({n: (c.step(), {}) for n, c in stepped.items()}, ref_name)

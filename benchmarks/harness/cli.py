@@ -1,5 +1,6 @@
 """What the benchmark scripts share on the command line: help that shows every option's default
 once, and tables that end in a legend line saying what their columns mean."""
+
 import argparse
 
 
@@ -10,8 +11,13 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
 
     def _get_help_string(self, action):
         text = action.help or ""
-        if (action.option_strings and action.nargs != 0 and action.default is not None
-                and action.default is not argparse.SUPPRESS and "%(default)" not in text):
+        if (
+            action.option_strings
+            and action.nargs != 0
+            and action.default is not None
+            and action.default is not argparse.SUPPRESS
+            and "%(default)" not in text
+        ):
             text += " (default: %(default)s)"
         return text
 
@@ -19,8 +25,9 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
 def parser(doc, **kw):
     """An ArgumentParser for a benchmark script whose module docstring is `doc`: its first
     paragraph is the description."""
-    return argparse.ArgumentParser(description=doc.split("\n\n")[0].strip(),
-                                   formatter_class=HelpFormatter, **kw)
+    return argparse.ArgumentParser(
+        description=doc.split("\n\n")[0].strip(), formatter_class=HelpFormatter, **kw
+    )
 
 
 def print_table(header, rows, legend, left=1):
@@ -29,8 +36,10 @@ def print_table(header, rows, legend, left=1):
     widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(header)]
 
     def line(cells):
-        return "  ".join(c.ljust(w) if i < left else c.rjust(w)
-                         for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
+        return "  ".join(
+            c.ljust(w) if i < left else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths))
+        ).rstrip()
+
     head = line(header)
     print(head)
     print("-" * len(head))

@@ -12,17 +12,18 @@ returns (loss, {param name: gradient ndarray}) for the agreement check.
 * unrolled: minigrad's modules running one cell node per time step on the tape (the generic
   BPTT path) instead of one sequence node.
 """
+
 import numpy as np
 
 import minigrad as mg
-from minigrad import functional as F
 from benchmarks import numpy_reference as ref
 from benchmarks.harness.problem import LR, OUT, copy_params, minigrad_modules, named_params
+from minigrad import functional as F
 
 
 class MinigradStep:
     name = "minigrad"
-    layer_kw = {}       # the modules' default: the whole-sequence kernel node
+    layer_kw = {}  # the modules' default: the whole-sequence kernel node
 
     def __init__(self, cell, params, x, target, lr=LR):
         self.cell = cell
@@ -38,7 +39,7 @@ class MinigradStep:
     def _loss(self):
         _, state = self.rnn(self.x)
         h_n = state[0] if self.cell == "lstm" else state
-        h_n = h_n[0] if h_n.ndim == 3 else h_n      # (num_layers, B, H) -> (B, H)
+        h_n = h_n[0] if h_n.ndim == 3 else h_n  # (num_layers, B, H) -> (B, H)
         return F.mse_loss(self.fc(h_n), self.target)
 
     def step(self):
@@ -58,6 +59,7 @@ class MinigradStep:
 class UnrolledStep(MinigradStep):
     """minigrad's modules unrolled: one cell node per time step on the tape (the generic BPTT
     path, docs/autograd.md)."""
+
     name = "unrolled"
     layer_kw = dict(impl="step")
 
@@ -66,8 +68,13 @@ class NumpyStep:
     name = "numpy"
 
     def __init__(self, cell, params, x, target, lr=LR):
-        self.cell, self.params, self.x, self.target, self.lr = cell, copy_params(params), x, \
-            target, lr
+        self.cell, self.params, self.x, self.target, self.lr = (
+            cell,
+            copy_params(params),
+            x,
+            target,
+            lr,
+        )
 
     def step(self):
         return ref.train_step(self.cell, self.params, self.x, self.target, self.lr)
@@ -92,7 +99,7 @@ class NumpyStep:
             grads = ref.rnn_backward(None, dpred @ W, cache)
         grads["fc.weight"] = dpred.T @ h_n
         grads["fc.bias"] = dpred.sum(axis=0)
-        return float(np.mean(err ** 2)), {k: grads[k] for k in p}
+        return float(np.mean(err**2)), {k: grads[k] for k in p}
 
 
 class TorchStep:
@@ -100,6 +107,7 @@ class TorchStep:
 
     def __init__(self, cell, params, x, target, lr=LR):
         import torch
+
         self.torch = torch
         H, I = params["weight_hh_l0"].shape[1], params["weight_ih_l0"].shape[1]
         if cell == "lstm":
@@ -142,10 +150,12 @@ class KernelsStep:
     """minigrad's compiled kernels called by hand, with no tape, modules or optimizer objects:
     the same step as MinigradStep minus everything Python adds around the kernels; the time
     between it and minigrad is the cost of the framework."""
+
     name = "kernels"
 
     def __init__(self, cell, params, x, target, lr=LR):
         from minigrad import kernels
+
         self.k, self.cell, self.p = kernels, cell, copy_params(params)
         self.x, self.target, self.lr = np.ascontiguousarray(x), np.ascontiguousarray(target), lr
         B, H = x.shape[1], params["weight_hh_l0"].shape[1]
@@ -166,31 +176,44 @@ class KernelsStep:
         dh, dW, db = k.linear_backward(dpred, h_n, p["fc.weight"], True)
         if self.cell == "lstm":
             _, _, _, dw_ih, dw_hh, db_ih, db_hh = k.lstm_sequence_backward(
-                None, dh, z, x, z, z, *w, cache, None, True, need_dx=False, need_dh0=False)
+                None, dh, z, x, z, z, *w, cache, None, True, need_dx=False, need_dh0=False
+            )
         elif self.cell == "gru":
             _, _, dw_ih, dw_hh, db_ih, db_hh = k.gru_sequence_backward(
-                None, dh, x, z, *w, cache, None, True, need_dx=False, need_dh0=False)
+                None, dh, x, z, *w, cache, None, True, need_dx=False, need_dh0=False
+            )
         else:
             _, _, dw_ih, dw_hh, db_ih, db_hh = k.rnn_sequence_backward(
-                None, dh, x, z, *w, cache, None, True, "tanh", need_dx=False, need_dh0=False)
-        grads = {"weight_ih_l0": dw_ih, "weight_hh_l0": dw_hh, "bias_ih_l0": db_ih,
-                 "bias_hh_l0": db_hh, "fc.weight": dW, "fc.bias": db}
-        return float(np.mean(err ** 2)), grads
+                None, dh, x, z, *w, cache, None, True, "tanh", need_dx=False, need_dh0=False
+            )
+        grads = {
+            "weight_ih_l0": dw_ih,
+            "weight_hh_l0": dw_hh,
+            "bias_ih_l0": db_ih,
+            "bias_hh_l0": db_hh,
+            "fc.weight": dW,
+            "fc.bias": db,
+        }
+        return float(np.mean(err**2)), grads
 
     def step(self):
         loss, grads = self.loss_and_grads()
-        for n, g in grads.items():      # the kernel optim.SGD calls, without its loop around it
+        for n, g in grads.items():  # the kernel optim.SGD calls, without its loop around it
             self.k.sgd_update(self.p[n], g, None, self.lr, 0.0, 0.0, 0.0, False, False)
         return loss
 
 
-CONTENDERS = {"minigrad": MinigradStep, "numpy": NumpyStep, "torch": TorchStep,
-              "kernels": KernelsStep, "unrolled": UnrolledStep}
+CONTENDERS = {
+    "minigrad": MinigradStep,
+    "numpy": NumpyStep,
+    "torch": TorchStep,
+    "kernels": KernelsStep,
+    "unrolled": UnrolledStep,
+}
 
 
 def build(cell, params, x, target, names, overrides=None):
     """{name: contender} from one params dict; overrides {name: params} substitutes one
     contender's weights (how the tests show that the agreement check bites)."""
     overrides = overrides or {}
-    return {n: CONTENDERS[n](cell, copy_params(overrides.get(n, params)), x, target)
-            for n in names}
+    return {n: CONTENDERS[n](cell, copy_params(overrides.get(n, params)), x, target) for n in names}

@@ -2,6 +2,7 @@
 the same step calling the kernels by hand (contenders "minigrad" and "kernels"), each timed
 right after a predecessor (timing.time_after); the framework's cost is the difference of their
 median step times, with a bootstrap interval over rounds (stats.diff_interval)."""
+
 import time
 
 import numpy as np
@@ -36,7 +37,8 @@ class TimedKernels:
                 return f(*args, **kw)
             finally:
                 self.inside += perf() - t0
-        setattr(self, name, timed)      # made once: later lookups skip __getattr__
+
+        setattr(self, name, timed)  # made once: later lookups skip __getattr__
         return timed
 
 
@@ -49,6 +51,7 @@ class StubbedSequenceKernels:
 
     def __init__(self, cell):
         from minigrad import kernels
+
         if cell not in CELLS:
             raise ValueError(f"cell must be one of {CELLS}, got {cell!r}")
         self.kernels = kernels
@@ -68,6 +71,7 @@ class StubbedSequenceKernels:
             if not stored:
                 stored.append(real(*args, **kw))
             return stored[0]
+
         return stub
 
     def __exit__(self, *exc):
@@ -76,8 +80,17 @@ class StubbedSequenceKernels:
         return False
 
 
-def run(cell, size, rounds, use_torch=True, warmup=5, with_parts=False, stub=False,
-        idle_ms=(), with_numpy=False):
+def run(
+    cell,
+    size,
+    rounds,
+    use_torch=True,
+    warmup=5,
+    with_parts=False,
+    stub=False,
+    idle_ms=(),
+    with_numpy=False,
+):
     """One cell/size: the agreement check, then time_after; returns a JSON-ready dict. With
     with_parts, the kernels-by-hand step calls the kernels through TimedKernels and each row
     also gives the median time inside kernel calls and the rest of that step (its glue). With
@@ -117,8 +130,13 @@ def run(cell, size, rounds, use_torch=True, warmup=5, with_parts=False, stub=Fal
         mgs, ks = samples[(p, "minigrad")], samples[(p, "kernels")]
         m, k = float(np.median(mgs)), float(np.median(ks))
         lo, hi = stats.diff_interval(mgs, ks)
-        row = {"after": p, "minigrad_us": m * 1e6, "kernels_us": k * 1e6,
-               "framework_us": (m - k) * 1e6, "framework_ci95_us": [lo * 1e6, hi * 1e6]}
+        row = {
+            "after": p,
+            "minigrad_us": m * 1e6,
+            "kernels_us": k * 1e6,
+            "framework_us": (m - k) * 1e6,
+            "framework_ci95_us": [lo * 1e6, hi * 1e6],
+        }
         if (p, "kernels") in parts:
             inside = np.asarray(parts[(p, "kernels")])
             row["kernels_inside_calls_us"] = float(np.median(inside)) * 1e6
@@ -130,5 +148,13 @@ def run(cell, size, rounds, use_torch=True, warmup=5, with_parts=False, stub=Fal
                 row[f"{s}_vs_numpy"] = row[f"{s}_us"] / row["numpy_us"]
                 row[f"{s}_vs_numpy_ci95"] = list(stats.ratio_interval(samples[(p, s)], ns))
         rows.append(row)
-    return {"cell": cell, "size": list(size), "rounds": rounds, "agreement": errors,
-            "parts": with_parts, "stub": stub, "idle_ms": list(idle_ms), "rows": rows}
+    return {
+        "cell": cell,
+        "size": list(size),
+        "rounds": rounds,
+        "agreement": errors,
+        "parts": with_parts,
+        "stub": stub,
+        "idle_ms": list(idle_ms),
+        "rows": rows,
+    }

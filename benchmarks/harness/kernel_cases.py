@@ -1,6 +1,7 @@
 """The calls bench_kernels.py times: each recurrent kernel forward + backward, bound to its
 arguments in a closure, on a compiled module (minigrad._ops) or its NumPy twin
 (minigrad._ops_ref), and the GEMMs of a cell step or a whole sequence alone."""
+
 import numpy as np
 from scipy.linalg import blas
 
@@ -9,8 +10,8 @@ from minigrad import _gemm, _ops, _ops_ref
 # The private kernel modules and names the benchmark reaches into, in this one place: the cell
 # and sequence kernels timed (compiled and twin), and the GEMM entry points.
 COMPILED, TWIN = _ops, _ops_ref
-gemm = _gemm._gemm                         # the kernels' own GEMM (with a repeat count)
-small_gemm_limit = _gemm._set_small_gemm   # m*n*k up to which the small-GEMM kernel runs
+gemm = _gemm._gemm  # the kernels' own GEMM (with a repeat count)
+small_gemm_limit = _gemm._set_small_gemm  # m*n*k up to which the small-GEMM kernel runs
 
 GATES = {"rnn": 1, "lstm": 4, "gru": 3}
 DTYPE = np.float32
@@ -20,10 +21,21 @@ def make_inputs(kind, T, B, H, seed=0):
     rng = np.random.default_rng(seed)
     G, I = GATES[kind], H
     k = 1 / np.sqrt(H)
-    f = lambda *s: rng.standard_normal(s).astype(DTYPE)          # noqa: E731
-    u = lambda *s: rng.uniform(-k, k, s).astype(DTYPE)           # noqa: E731
-    return dict(x=f(T, B, I), x1=f(B, I), h=f(B, H) * 0.5, c=f(B, H), dh=f(B, H), dc=f(B, H),
-                dys=f(T, B, H), w_ih=u(G * H, I), w_hh=u(G * H, H), b_ih=u(G * H), b_hh=u(G * H))
+    f = lambda *s: rng.standard_normal(s).astype(DTYPE)  # noqa: E731
+    u = lambda *s: rng.uniform(-k, k, s).astype(DTYPE)  # noqa: E731
+    return dict(
+        x=f(T, B, I),
+        x1=f(B, I),
+        h=f(B, H) * 0.5,
+        c=f(B, H),
+        dh=f(B, H),
+        dc=f(B, H),
+        dys=f(T, B, H),
+        w_ih=u(G * H, I),
+        w_hh=u(G * H, H),
+        b_ih=u(G * H),
+        b_hh=u(G * H),
+    )
 
 
 def cell_step(m, kind, v):
@@ -50,6 +62,7 @@ def cell_step(m, kind, v):
         def run():
             h1, cache = fwd(x, h, w_ih, w_hh, b_ih, b_hh)
             return bwd(dh, x, h, w_ih, w_hh, cache, True)
+
     return run
 
 
@@ -75,6 +88,7 @@ def sequence(m, kind, v):
         def run():
             ys, hn, cache = fwd(x, h, w_ih, w_hh, b_ih, b_hh, None)
             return bwd(dys, dh, x, h, w_ih, w_hh, cache, None, True)
+
     return run
 
 
@@ -85,14 +99,18 @@ def gemms_alone(kind, T, B, H):
     nothing is copied (the views of C-contiguous arrays are Fortran-contiguous)."""
     G, I = GATES[kind], H
     rng = np.random.default_rng(1)
-    r = lambda *s: rng.standard_normal(s).astype(DTYPE)           # noqa: E731
+    r = lambda *s: rng.standard_normal(s).astype(DTYPE)  # noqa: E731
     X, Hp, dG = r(T * B, I), r(T * B, H), r(T * B, G * H)
     w_ih, w_hh = r(G * H, I), r(G * H, H)
     gates, dx = np.zeros((T * B, G * H), DTYPE), np.zeros((T * B, I), DTYPE)
-    dh, dw_ih, dw_hh = np.zeros((B, H), DTYPE), np.zeros((G * H, I), DTYPE), np.zeros((G * H, H), DTYPE)
-    h_t = [Hp[t * B:(t + 1) * B] for t in range(T)]
-    g_t = [gates[t * B:(t + 1) * B] for t in range(T)]
-    dG_t = [dG[t * B:(t + 1) * B] for t in range(T)]
+    dh, dw_ih, dw_hh = (
+        np.zeros((B, H), DTYPE),
+        np.zeros((G * H, I), DTYPE),
+        np.zeros((G * H, H), DTYPE),
+    )
+    h_t = [Hp[t * B : (t + 1) * B] for t in range(T)]
+    g_t = [gates[t * B : (t + 1) * B] for t in range(T)]
+    dG_t = [dG[t * B : (t + 1) * B] for t in range(T)]
     sgemm = blas.sgemm
 
     def mm(a, b, c, ta=False, tb=False, beta=0.0):
@@ -100,14 +118,15 @@ def gemms_alone(kind, T, B, H):
         sgemm(1.0, b.T, a.T, beta, c.T, trans_a=tb, trans_b=ta, overwrite_c=True)
 
     def run():
-        mm(X, w_ih, gates, tb=True)                       # forward: input projection, all steps
-        for t in range(T):                                # forward: recurrent GEMMs
+        mm(X, w_ih, gates, tb=True)  # forward: input projection, all steps
+        for t in range(T):  # forward: recurrent GEMMs
             mm(h_t[t], w_hh, g_t[t], tb=True, beta=1.0)
-        for t in range(T):                                # backward: dh_prev = dG_t @ w_hh
+        for t in range(T):  # backward: dh_prev = dG_t @ w_hh
             mm(dG_t[t], w_hh, dh)
-        mm(dG, w_ih, dx)                                  # dx = dG @ w_ih
-        mm(dG, X, dw_ih, ta=True)                         # dW_ih = dG.T @ X
-        mm(dG, Hp, dw_hh, ta=True)                        # dW_hh = dG.T @ Hprev
+        mm(dG, w_ih, dx)  # dx = dG @ w_ih
+        mm(dG, X, dw_ih, ta=True)  # dW_ih = dG.T @ X
+        mm(dG, Hp, dw_hh, ta=True)  # dW_hh = dG.T @ Hprev
+
     return run
 
 
@@ -117,17 +136,24 @@ def cell_gemms(kind, B, H, repeat):
     the cell takes) inside one call, so no Python overhead is timed. Returns seconds per step."""
     G, I = GATES[kind], H
     rng = np.random.default_rng(2)
-    r = lambda *s: rng.standard_normal(s).astype(DTYPE)           # noqa: E731
+    r = lambda *s: rng.standard_normal(s).astype(DTYPE)  # noqa: E731
     x, h, dG, w_ih, w_hh = r(B, I), r(B, H), r(B, G * H), r(G * H, I), r(G * H, H)
     g, dh, dx = np.zeros((B, G * H), DTYPE), np.zeros((B, H), DTYPE), np.zeros((B, I), DTYPE)
     dw_ih, dw_hh = np.zeros((G * H, I), DTYPE), np.zeros((G * H, H), DTYPE)
-    calls = [(False, True, x, w_ih, g, 0.0), (False, True, h, w_hh, g, 1.0),
-             (False, False, dG, w_hh, dh, 0.0), (False, False, dG, w_ih, dx, 0.0),
-             (True, False, dG, x, dw_ih, 0.0), (True, False, dG, h, dw_hh, 0.0)]
+    calls = [
+        (False, True, x, w_ih, g, 0.0),
+        (False, True, h, w_hh, g, 1.0),
+        (False, False, dG, w_hh, dh, 0.0),
+        (False, False, dG, w_ih, dx, 0.0),
+        (True, False, dG, x, dw_ih, 0.0),
+        (True, False, dG, h, dw_hh, 0.0),
+    ]
 
     def run():
         for ta, tb, a, b, c, beta in calls:
             gemm(ta, tb, a, b, c, 1.0, beta, False, repeat)
-        return dict(x=x, h=h, dG=dG, w_ih=w_ih, w_hh=w_hh, g=g, dh=dh, dx=dx, dw_ih=dw_ih,
-                    dw_hh=dw_hh)
+        return dict(
+            x=x, h=h, dG=dG, w_ih=w_ih, w_hh=w_hh, g=g, dh=dh, dx=dx, dw_ih=dw_ih, dw_hh=dw_hh
+        )
+
     return run

@@ -1,6 +1,7 @@
 """Facts about the machine a run measures: CPU and versions, its float32 GEMM rate (the
 roofline), and how quickly something outside the process evicts an untouched buffer from the
 caches (the eviction probe)."""
+
 import os
 import platform
 import re
@@ -32,6 +33,7 @@ def kernel_backend():
     """Which kernels minigrad runs on ("cython" or "numpy"): minigrad.kernels.backend, read
     whether it is a value or a function returning it."""
     from minigrad import kernels
+
     b = kernels.backend
     return b() if callable(b) else b
 
@@ -39,27 +41,39 @@ def kernel_backend():
 def machine_info():
     """CPU, core count, platform, versions of Python, numpy, scipy, torch and minigrad (with its
     kernel backend), and the git commit of the checkout when there is one."""
-    info = {"cpu": cpu_name(), "cores": os.cpu_count(), "platform": platform.platform(),
-            "python": platform.python_version(), "numpy": np.__version__,
-            "minigrad": mg.__version__}
+    info = {
+        "cpu": cpu_name(),
+        "cores": os.cpu_count(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "minigrad": mg.__version__,
+    }
     try:
         import scipy
+
         info["scipy"] = scipy.__version__
     except ImportError:
         pass
     if torch_available():
         import torch
+
         info["torch"] = torch.__version__
     info["minigrad_backend"] = kernel_backend()
     try:
         git = ["git", "-C", ROOT]
-        commit = subprocess.run(git + ["rev-parse", "--short", "HEAD"],
-                                capture_output=True, text=True).stdout.strip()
+        commit = subprocess.run(
+            git + ["rev-parse", "--short", "HEAD"], capture_output=True, text=True
+        ).stdout.strip()
         if commit:
             info["git_commit"] = commit
-            info["git_dirty_minigrad"] = bool(subprocess.run(
-                git + ["status", "--porcelain", "--", "minigrad"],
-                capture_output=True, text=True).stdout.strip())
+            info["git_dirty_minigrad"] = bool(
+                subprocess.run(
+                    git + ["status", "--porcelain", "--", "minigrad"],
+                    capture_output=True,
+                    text=True,
+                ).stdout.strip()
+            )
     except OSError:
         pass
     return info
@@ -68,11 +82,13 @@ def machine_info():
 def describe(info):
     """Two header lines from machine_info()'s result."""
     dirty = " + uncommitted minigrad/ changes" if info.get("git_dirty_minigrad") else ""
-    return (f"machine: {info['cpu']}, {info['cores']} cores, {info['platform']}\n"
-            f"python {info['python']}, numpy {info['numpy']}, scipy {info.get('scipy')}, "
-            f"torch {info.get('torch', 'not installed')}, minigrad {info['minigrad']} "
-            f"({info.get('minigrad_backend')} kernels), "
-            f"git {info.get('git_commit', 'unknown (no repository)')}{dirty}")
+    return (
+        f"machine: {info['cpu']}, {info['cores']} cores, {info['platform']}\n"
+        f"python {info['python']}, numpy {info['numpy']}, scipy {info.get('scipy')}, "
+        f"torch {info.get('torch', 'not installed')}, minigrad {info['minigrad']} "
+        f"({info.get('minigrad_backend')} kernels), "
+        f"git {info.get('git_commit', 'unknown (no repository)')}{dirty}"
+    )
 
 
 # ------------------------------------------------------------------------------- the roofline
@@ -85,12 +101,13 @@ def measure_sgemm(n=1536, repeats=5, scipy_too=True):
     a = rng.standard_normal((n, n), dtype=np.float32)
     b = rng.standard_normal((n, n), dtype=np.float32)
     c = np.empty((n, n), np.float32)
-    flops = 2.0 * n ** 3
+    flops = 2.0 * n**3
     out = {"n": n}
     fns = {"numpy": lambda: np.matmul(a, b, out=c)}
     try:
         if scipy_too:
             from scipy.linalg.blas import sgemm
+
             fa, fb = np.asfortranarray(a), np.asfortranarray(b)
             fns["scipy"] = lambda: sgemm(1.0, fa, fb)
     except ImportError:
@@ -102,9 +119,11 @@ def measure_sgemm(n=1536, repeats=5, scipy_too=True):
             t0 = time.perf_counter()
             fn()
             ts.append(time.perf_counter() - t0)
-        out[name] = {"best_gflops": flops / min(ts) / 1e9,
-                     "median_gflops": flops / statistics.median(ts) / 1e9,
-                     "samples_gflops": [flops / t / 1e9 for t in ts]}
+        out[name] = {
+            "best_gflops": flops / min(ts) / 1e9,
+            "median_gflops": flops / statistics.median(ts) / 1e9,
+            "samples_gflops": [flops / t / 1e9 for t in ts],
+        }
     return out
 
 
@@ -128,7 +147,7 @@ def eviction_probe(kib=(64, 256, 1024), idle_ms=(1, 5), rounds=100, seed=0):
         raise ValueError(f"kib must be buffer sizes in KiB (positive ints), got {kib!r}")
     if rounds < 1:
         raise ValueError(f"rounds must be >= 1, got {rounds}")
-    idles = {m: Idle(m) for m in idle_ms}     # Idle rejects a wait that is not > 0
+    idles = {m: Idle(m) for m in idle_ms}  # Idle rejects a wait that is not > 0
     waits = [0] + list(idles)
     rng = np.random.default_rng(seed)
     out = {}
@@ -152,7 +171,7 @@ def eviction_probe(kib=(64, 256, 1024), idle_ms=(1, 5), rounds=100, seed=0):
     return out
 
 
-SHORT_PROBE = dict(kib=(64,), idle_ms=(1, 5), rounds=60)   # a one-line probe: about 1 s
+SHORT_PROBE = dict(kib=(64,), idle_ms=(1, 5), rounds=60)  # a one-line probe: about 1 s
 
 
 def probe_json(probe):
@@ -164,6 +183,8 @@ def probe_line(probe):
     """One line for a run's header or footer: eviction_probe's figures for its first buffer."""
     kib, row = next(iter(probe.items()))
     waits = ", ".join(f"{row[m]:.0f} after {m:g} ms" for m in sorted(row) if m)
-    return (f"cache eviction: a {kib} KiB buffer read again one line at a time in random order "
-            f"takes {row[0]:.1f} us right after reading it, {waits} of busy-waiting (median us; "
-            "what other processes and guests on the host take from the caches meanwhile)")
+    return (
+        f"cache eviction: a {kib} KiB buffer read again one line at a time in random order "
+        f"takes {row[0]:.1f} us right after reading it, {waits} of busy-waiting (median us; "
+        "what other processes and guests on the host take from the caches meanwhile)"
+    )

@@ -2,6 +2,7 @@
 fresh child process (run_children): ``python -m benchmarks.harness.memory THREADS JOBS NAMES``
 is that child (JOBS: JSON [[cell, [B, T, I, H]], ...]; NAMES: contenders, comma-separated); it
 prints one JSON line."""
+
 import gc
 import json
 import os
@@ -16,10 +17,12 @@ from benchmarks.harness.threads import THREAD_ENV
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 MEMORY_STEPS = 2
-LEGEND = (f"peak MiB: most memory held during the first {MEMORY_STEPS} steps of a fresh model, "
-          "above what it held before (numpy, minigrad: tracemalloc; torch: its allocator "
-          "records via torch.profiler); RSS MiB: the same for all as peak RSS growth (a child "
-          "process per cell/size, MALLOC_MMAP_THRESHOLD_=4096; coarse, +-0.3 MiB)")
+LEGEND = (
+    f"peak MiB: most memory held during the first {MEMORY_STEPS} steps of a fresh model, "
+    "above what it held before (numpy, minigrad: tracemalloc; torch: its allocator "
+    "records via torch.profiler); RSS MiB: the same for all as peak RSS growth (a child "
+    "process per cell/size, MALLOC_MMAP_THRESHOLD_=4096; coarse, +-0.3 MiB)"
+)
 
 
 def _proc_status_kib(key):
@@ -60,6 +63,7 @@ def _torch_profiled_peak(run):
     start and the running maximum taken.  A transient allocated and freed inside one op is not
     seen (a slight underestimate)."""
     from torch.profiler import ProfilerActivity, profile
+
     with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
         run()
     cur = peak = 0
@@ -118,11 +122,12 @@ def memory_probe(cell, size, names):
         if not traced:
             c = CONTENDERS[n](cell, copy_params(params), x, target)
             try:
-                with _quiet_stderr():     # the profiler logs to fd 2 on start and stop
+                with _quiet_stderr():  # the profiler logs to fd 2 on start and stop
                     res["peak_bytes"] = _torch_profiled_peak(
-                        lambda: [c.step() for _ in range(MEMORY_STEPS)])
+                        lambda: [c.step() for _ in range(MEMORY_STEPS)]
+                    )
                 res["peak_method"] = "torch.profiler allocation records"
-            except Exception as e:      # profiler API differences: keep the RSS figure
+            except Exception as e:  # profiler API differences: keep the RSS figure
                 res["peak_error"] = repr(e)
             del c
             gc.collect()
@@ -138,12 +143,20 @@ def run_children(jobs, threads, names):
         env[k] = str(threads)
     out = {}
     for job in jobs:
-        cmd = [sys.executable, "-m", "benchmarks.harness.memory", str(threads),
-               json.dumps([job]), ",".join(names)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "benchmarks.harness.memory",
+            str(threads),
+            json.dumps([job]),
+            ",".join(names),
+        ]
         p = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=ROOT)
         if p.returncode != 0:
-            print(f"memory probe {job} failed (exit {p.returncode}):\n{p.stderr[-2000:]}",
-                  file=sys.stderr)
+            print(
+                f"memory probe {job} failed (exit {p.returncode}):\n{p.stderr[-2000:]}",
+                file=sys.stderr,
+            )
             continue
         out.update(json.loads(p.stdout.strip().splitlines()[-1]))
     return out
@@ -151,6 +164,7 @@ def run_children(jobs, threads, names):
 
 def _child(argv):
     from benchmarks.harness import threads
+
     threads.apply(int(argv[0]))
     names = argv[2].split(",")
     out = {}

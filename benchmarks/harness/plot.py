@@ -1,5 +1,6 @@
 """bench_rnn.py's plot: time per step against size, one panel per cell, with the GEMM roofline
 (matplotlib, optional: without it the plot is skipped with a message)."""
+
 import os
 
 import numpy as np
@@ -9,6 +10,7 @@ def plot(results, names, path):
     """Write the PNG to path and return it, or None when matplotlib is not installed."""
     try:
         import matplotlib
+
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
@@ -20,9 +22,12 @@ def plot(results, names, path):
         rows = [r for r in results if r["cell"] == cell]
         xs = list(range(len(rows)))
         for n in names:
+
             def col(key):
-                return [r["contenders"][n][key] * 1e3 if n in r["contenders"] else np.nan
-                        for r in rows]
+                return [
+                    r["contenders"][n][key] * 1e3 if n in r["contenders"] else np.nan for r in rows
+                ]
+
             med, lo, hi = col("median_s"), col("min_s"), col("max_s")
             err = [np.subtract(med, lo), np.subtract(hi, med)]
             ax.errorbar(xs, med, yerr=err, marker="o", capsize=3, label=n)

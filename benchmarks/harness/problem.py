@@ -4,6 +4,7 @@ The step: forward over x (T, B, I) from zero states, a linear readout (H -> OUT)
 hidden state h_n, loss = mean squared error against a fixed random target, backward, and one
 SGD update (lr LR) of every parameter; float32.
 """
+
 import argparse
 
 import numpy as np
@@ -12,7 +13,7 @@ import minigrad as mg
 
 CELLS = ("rnn", "lstm", "gru")
 GATES = {"rnn": 1, "lstm": 4, "gru": 3}
-OUT = 10          # readout width
+OUT = 10  # readout width
 LR = 0.01
 
 

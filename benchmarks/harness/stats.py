@@ -1,7 +1,8 @@
 """Bootstrap intervals for statistics of two contenders timed in the same interleaved rounds."""
+
 import numpy as np
 
-RATIO_LEVEL = 0.95   # intervals: 95%, from BOOTSTRAP resamples of the timed rounds
+RATIO_LEVEL = 0.95  # intervals: 95%, from BOOTSTRAP resamples of the timed rounds
 BOOTSTRAP = 2000
 
 
@@ -13,12 +14,16 @@ def round_bootstrap(a, b, combine, run_length=1, level=RATIO_LEVEL, n_boot=BOOTS
     run. `run_length` steps of a contender make one round. Deterministic (fixed seed)."""
     a, b = np.asarray(a, float), np.asarray(b, float)
     if a.size != b.size or a.size == 0 or a.size % run_length:
-        raise ValueError(f"samples must be whole rounds of {run_length} steps, the same number "
-                         f"for both (at least one round), got {a.size} and {b.size}")
+        raise ValueError(
+            f"samples must be whole rounds of {run_length} steps, the same number "
+            f"for both (at least one round), got {a.size} and {b.size}"
+        )
     ra, rb = a.reshape(-1, run_length), b.reshape(-1, run_length)
     rounds = np.random.default_rng(seed).integers(0, len(ra), (n_boot, len(ra)))
-    stats = combine(np.median(ra[rounds].reshape(n_boot, -1), axis=1),
-                    np.median(rb[rounds].reshape(n_boot, -1), axis=1))
+    stats = combine(
+        np.median(ra[rounds].reshape(n_boot, -1), axis=1),
+        np.median(rb[rounds].reshape(n_boot, -1), axis=1),
+    )
     tail = (1 - level) / 2 * 100
     lo, hi = np.percentile(stats, [tail, 100 - tail])
     return float(lo), float(hi)

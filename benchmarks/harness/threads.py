@@ -5,13 +5,14 @@ environment first (``set_env``, before ``import numpy``) and then limits every p
 loaded (``apply``: threadpoolctl when installed, and ``torch.set_num_threads``). This module
 imports neither NumPy nor torch at import time.
 """
+
 import os
 import sys
 
-DEFAULT_THREADS = 1   # see docs/performance.md, Method, "Threads"
+DEFAULT_THREADS = 1  # see docs/performance.md, Method, "Threads"
 THREAD_ENV = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
-_LIMITER = None       # keeps threadpoolctl's limits alive for the process
+_LIMITER = None  # keeps threadpoolctl's limits alive for the process
 
 
 def from_argv(argv, default=DEFAULT_THREADS):
@@ -53,18 +54,28 @@ def apply(n, env_set_before_numpy=None):
     SciPy's separate OpenBLAS and torch's OpenMP) and torch.set_num_threads(n); returns what
     was set, for the run's header and JSON."""
     global _LIMITER
-    info = {"requested": n, "env_set_before_numpy_import": env_set_before_numpy,
-            "env": {k: os.environ.get(k) for k in THREAD_ENV}}
+    info = {
+        "requested": n,
+        "env_set_before_numpy_import": env_set_before_numpy,
+        "env": {k: os.environ.get(k) for k in THREAD_ENV},
+    }
     try:
         import threadpoolctl
+
         _LIMITER = threadpoolctl.threadpool_limits(limits=n)
         info["threadpoolctl"] = [
-            {"api": d["internal_api"], "lib": os.path.basename(d["filepath"]),
-             "num_threads": d["num_threads"]} for d in threadpoolctl.threadpool_info()]
+            {
+                "api": d["internal_api"],
+                "lib": os.path.basename(d["filepath"]),
+                "num_threads": d["num_threads"],
+            }
+            for d in threadpoolctl.threadpool_info()
+        ]
     except ImportError:
         info["threadpoolctl"] = None
     if torch_available():
         import torch
+
         torch.set_num_threads(n)
         info["torch_num_threads"] = torch.get_num_threads()
     return info
@@ -73,10 +84,18 @@ def apply(n, env_set_before_numpy=None):
 def describe(info):
     """One header line from apply()'s result."""
     env = ", ".join(f"{k}={v}" for k, v in info["env"].items())
-    late = "" if info["env_set_before_numpy_import"] is not False else \
-        " NOT applied: numpy was already imported"
+    late = (
+        ""
+        if info["env_set_before_numpy_import"] is not False
+        else " NOT applied: numpy was already imported"
+    )
     pools = info["threadpoolctl"]
-    pools = ("threadpoolctl: " + ", ".join(f"{p['lib']}={p['num_threads']}" for p in pools)
-             if pools else "threadpoolctl not installed")
-    return (f"threads: {info['requested']} (env {env}{late}; "
-            f"torch.set_num_threads({info.get('torch_num_threads', '-')}); {pools})")
+    pools = (
+        "threadpoolctl: " + ", ".join(f"{p['lib']}={p['num_threads']}" for p in pools)
+        if pools
+        else "threadpoolctl not installed"
+    )
+    return (
+        f"threads: {info['requested']} (env {env}{late}; "
+        f"torch.set_num_threads({info.get('torch_num_threads', '-')}); {pools})"
+    )

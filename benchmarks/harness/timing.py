@@ -4,14 +4,18 @@ hits all of them alike and every contender's step follows every other's equally 
 A contender is any object with step() (and optionally prepare(), run untimed before each timed
 step). Wall time is time.perf_counter.
 """
+
 import itertools
 import math
 import statistics
 import time
 
 ORDERS = ("balanced", "rotate", "fixed")
-ORDER_NOTES = {"balanced": "each contender right after every other equally often",
-               "rotate": "A B C, B C A, C A B", "fixed": "A B C every round"}
+ORDER_NOTES = {
+    "balanced": "each contender right after every other equally often",
+    "rotate": "A B C, B C A, C A B",
+    "fixed": "A B C every round",
+}
 
 
 def balanced_orders(n):
@@ -27,7 +31,7 @@ def balanced_orders(n):
 
     def extend(rounds, used):
         last = rounds[-1][-1]
-        if len(rounds) == n - 1:     # the cycle closes: last turn -> the first round's first
+        if len(rounds) == n - 1:  # the cycle closes: last turn -> the first round's first
             return rounds if (last, rounds[0][0]) not in used and last != rounds[0][0] else None
         for p in perms:
             new = [(last, p[0])] + list(zip(p, p[1:]))
@@ -56,8 +60,16 @@ def round_orders(n, order="balanced"):
     raise ValueError(f"order must be one of {ORDERS}, got {order!r}")
 
 
-def time_interleaved(contenders, warmup, repeats=None, min_time=2.0, min_repeats=5,
-                     max_repeats=200, run_length=1, order="balanced"):
+def time_interleaved(
+    contenders,
+    warmup,
+    repeats=None,
+    min_time=2.0,
+    min_repeats=5,
+    max_repeats=200,
+    run_length=1,
+    order="balanced",
+):
     """{name: [seconds per step]} over interleaved rounds, one turn of each contender a round,
     the rounds in the orders of round_orders(len(contenders), order): by default a cycle of
     rounds in which every contender's turn follows every other's equally often, so that what

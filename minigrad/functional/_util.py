@@ -1,4 +1,5 @@
 """Small helpers shared by the op families."""
+
 import numpy as np
 
 
@@ -8,7 +9,8 @@ def sum_to(g, shape):
         return g
     lead = g.ndim - len(shape)
     axes = tuple(range(lead)) + tuple(
-        i + lead for i, s in enumerate(shape) if s == 1 and g.shape[i + lead] != 1)
+        i + lead for i, s in enumerate(shape) if s == 1 and g.shape[i + lead] != 1
+    )
     if axes:
         g = g.sum(axis=axes, keepdims=True)
     return g.reshape(shape)

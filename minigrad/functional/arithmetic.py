@@ -1,4 +1,5 @@
 """Arithmetic: + - * / ** @, the fused linear layer, and dtype casts."""
+
 import numpy as np
 
 from .. import functional as F
@@ -57,14 +58,12 @@ class Mul(Function):
     def backward(self, g):
         a, b = self.saved
         na, nb = self.needs_input_grad
-        return (sum_to(g * b, a.shape) if na else None,
-                sum_to(g * a, b.shape) if nb else None)
+        return (sum_to(g * b, a.shape) if na else None, sum_to(g * a, b.shape) if nb else None)
 
     def backward_graph(self, g):
         a, b = self.input_tensors(*self.saved)
         na, nb = self.needs_input_grad
-        return (sum_to(g * b, a.shape) if na else None,
-                sum_to(g * a, b.shape) if nb else None)
+        return (sum_to(g * b, a.shape) if na else None, sum_to(g * a, b.shape) if nb else None)
 
 
 def mul(a, b):
@@ -82,15 +81,13 @@ class Div(Function):
         a, b, y = self.saved
         na, nb = self.needs_input_grad
         ga = g / b
-        return (sum_to(ga, a.shape) if na else None,
-                sum_to(-ga * y, b.shape) if nb else None)
+        return (sum_to(ga, a.shape) if na else None, sum_to(-ga * y, b.shape) if nb else None)
 
     def backward_graph(self, g):
         a, b = self.input_tensors(*self.saved[:2])
         na, nb = self.needs_input_grad
         ga = g / b
-        return (sum_to(ga, a.shape) if na else None,
-                sum_to(-ga * (a / b), b.shape) if nb else None)
+        return (sum_to(ga, a.shape) if na else None, sum_to(-ga * (a / b), b.shape) if nb else None)
 
 
 def div(a, b):
@@ -117,7 +114,7 @@ def neg(a):
 
 class Pow(Function):
     def forward(self, a, b):
-        y = a ** b
+        y = a**b
         self.saved = (a, b, y)
         return y
 
@@ -149,7 +146,7 @@ class Pow(Function):
             if nb:
                 pos = a_arr > 0
                 loga = F.where(pos, F.log(F.where(pos, a, 1.0)), 0.0)
-                gb = sum_to(g * a ** b * loga, b.shape)
+                gb = sum_to(g * a**b * loga, b.shape)
         return ga, gb
 
 
@@ -161,12 +158,15 @@ def pow(a, b):
 class MatMul(Function):
     def forward(self, a, b):
         if a.ndim == 0 or b.ndim == 0:
-            raise ValueError(f"matmul needs tensors of at least 1 dimension, got shapes {a.shape} and {b.shape}")
+            raise ValueError(
+                f"matmul needs tensors of at least 1 dimension, got shapes {a.shape} and {b.shape}"
+            )
         ka = a.shape[-1]
         kb = b.shape[0] if b.ndim == 1 else b.shape[-2]
         if ka != kb:
             raise ValueError(
-                f"matmul shape mismatch: {a.shape} @ {b.shape} (inner dimensions {ka} and {kb} differ)")
+                f"matmul shape mismatch: {a.shape} @ {b.shape} (inner dimensions {ka} and {kb} differ)"
+            )
         self.saved = (a, b)
         return np.matmul(a, b)
 
@@ -217,10 +217,13 @@ class Linear(Function):
 
     def forward(self, x, w, b=None):
         if w.ndim != 2:
-            raise ValueError(f"linear weight must be 2-D (out_features, in_features), got shape {w.shape}")
+            raise ValueError(
+                f"linear weight must be 2-D (out_features, in_features), got shape {w.shape}"
+            )
         if x.ndim == 0 or x.shape[-1] != w.shape[1]:
             raise ValueError(
-                f"linear input must have last dimension {w.shape[1]} (in_features), got shape {x.shape}")
+                f"linear input must have last dimension {w.shape[1]} (in_features), got shape {x.shape}"
+            )
         if b is not None and b.shape != (w.shape[0],):
             raise ValueError(f"linear bias must have shape ({w.shape[0]},), got {b.shape}")
         lead = x.shape[:-1]

@@ -5,6 +5,7 @@ Mask conventions are PyTorch's: a boolean ``attn_mask`` of ``scaled_dot_product_
 True where a query may attend; a boolean ``key_padding_mask`` (the modules in ``nn.attention``)
 is True at padded keys, which are ignored. Float masks are added to the scores.
 """
+
 from __future__ import annotations
 
 import math
@@ -35,8 +36,10 @@ def masked_softmax(scores, keep, axis=-1):
     keep = _bool_mask(keep, "keep")
     data = scores.data if isinstance(scores, Tensor) else np.asarray(scores)
     keep = np.broadcast_to(keep, data.shape)
-    lowest = np.asarray(np.finfo(data.dtype).min if data.dtype.kind == "f" else -1e30,
-                        dtype=data.dtype if data.dtype.kind == "f" else np.float32)
+    lowest = np.asarray(
+        np.finfo(data.dtype).min if data.dtype.kind == "f" else -1e30,
+        dtype=data.dtype if data.dtype.kind == "f" else np.float32,
+    )
     w = softmax(where(keep, scores, lowest), axis=axis)
     if keep.all():
         return w
@@ -55,31 +58,38 @@ def _attend(scores, attn_mask):
     return scores + m.astype(scores.data.dtype), None
 
 
-def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.0,
-                                 is_causal=False, scale=None, training=True):
+def scaled_dot_product_attention(
+    query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None, training=True
+):
     """softmax(Q K^T * scale + mask) V over the last two axes, as torch's function of the same
     name: query (..., L, E), key (..., S, E), value (..., S, Ev) -> (..., L, Ev); ``scale``
     defaults to 1/sqrt(E); a boolean ``attn_mask`` (L, S) or broadcastable is True where
     attention is allowed, a float one is added; ``is_causal`` lets query i see keys <= i.
     Returns the output only (``attention_weights`` are not kept)."""
-    out, _ = attention_with_weights(query, key, value, attn_mask, dropout_p, is_causal, scale,
-                                    training)
+    out, _ = attention_with_weights(
+        query, key, value, attn_mask, dropout_p, is_causal, scale, training
+    )
     return out
 
 
-def attention_with_weights(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False,
-                           scale=None, training=True):
+def attention_with_weights(
+    query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None, training=True
+):
     """``scaled_dot_product_attention`` that also returns the weights (..., L, S)."""
     q, k, v = (t if isinstance(t, Tensor) else Tensor(t) for t in (query, key, value))
     if q.ndim < 2 or k.ndim < 2 or v.ndim < 2:
-        raise ValueError(f"attention needs query, key and value of at least 2 dimensions "
-                         f"(..., L, E); got shapes {q.shape}, {k.shape}, {v.shape}")
+        raise ValueError(
+            f"attention needs query, key and value of at least 2 dimensions "
+            f"(..., L, E); got shapes {q.shape}, {k.shape}, {v.shape}"
+        )
     if q.shape[-1] != k.shape[-1]:
-        raise ValueError(f"query and key must share their last dimension; got {q.shape} and "
-                         f"{k.shape}")
+        raise ValueError(
+            f"query and key must share their last dimension; got {q.shape} and {k.shape}"
+        )
     if k.shape[-2] != v.shape[-2]:
-        raise ValueError(f"key and value must have as many positions (axis -2); got "
-                         f"{k.shape} and {v.shape}")
+        raise ValueError(
+            f"key and value must have as many positions (axis -2); got {k.shape} and {v.shape}"
+        )
     if is_causal and attn_mask is not None:
         raise ValueError("give attn_mask or is_causal=True, not both")
     L, S = q.shape[-2], k.shape[-2]
@@ -100,8 +110,9 @@ def layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5):
     shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
     n = len(shape)
     if n == 0 or x.ndim < n or tuple(x.shape[-n:]) != shape:
-        raise ValueError(f"layer_norm: input of shape {x.shape} does not end in "
-                         f"normalized_shape {shape}")
+        raise ValueError(
+            f"layer_norm: input of shape {x.shape} does not end in normalized_shape {shape}"
+        )
     axes = tuple(range(x.ndim - n, x.ndim))
     mu = mean(x, axis=axes, keepdims=True)
     d = x - mu

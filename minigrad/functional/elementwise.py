@@ -1,13 +1,28 @@
 """Elementwise functions: exp, log, sqrt, abs, tanh, sigmoid, relu, softplus, clip, maximum,
 minimum, where."""
+
 import numpy as np
 
 from .. import functional as F
 from ..autograd import Function
 from ._util import sum_to
 
-__all__ = ["exp", "log", "sqrt", "abs", "tanh", "sigmoid", "relu", "softplus", "clip", "clamp",
-           "maximum", "minimum", "where", "stable_sigmoid"]
+__all__ = [
+    "exp",
+    "log",
+    "sqrt",
+    "abs",
+    "tanh",
+    "sigmoid",
+    "relu",
+    "softplus",
+    "clip",
+    "clamp",
+    "maximum",
+    "minimum",
+    "where",
+    "stable_sigmoid",
+]
 
 
 def stable_sigmoid(x):
@@ -209,8 +224,10 @@ class Maximum(Function):
         a, b = self.saved
         wa = (a > b) + 0.5 * (a == b)  # ties share the gradient, as PyTorch does
         na, nb = self.needs_input_grad
-        return (sum_to(g * wa.astype(g.dtype), a.shape) if na else None,
-                sum_to(g * (1 - wa).astype(g.dtype), b.shape) if nb else None)
+        return (
+            sum_to(g * wa.astype(g.dtype), a.shape) if na else None,
+            sum_to(g * (1 - wa).astype(g.dtype), b.shape) if nb else None,
+        )
 
     backward_graph = backward  # constant weights: no second-order term
 
@@ -229,8 +246,10 @@ class Minimum(Function):
         a, b = self.saved
         wa = (a < b) + 0.5 * (a == b)
         na, nb = self.needs_input_grad
-        return (sum_to(g * wa.astype(g.dtype), a.shape) if na else None,
-                sum_to(g * (1 - wa).astype(g.dtype), b.shape) if nb else None)
+        return (
+            sum_to(g * wa.astype(g.dtype), a.shape) if na else None,
+            sum_to(g * (1 - wa).astype(g.dtype), b.shape) if nb else None,
+        )
 
     backward_graph = backward  # constant weights: no second-order term
 
@@ -254,14 +273,18 @@ class Where(Function):
         sa, sb = self.saved
         na, nb = self.needs_input_grad
         zero = np.zeros((), dtype=g.dtype)
-        return (sum_to(np.where(self.cond, g, zero), sa) if na else None,
-                sum_to(np.where(self.cond, zero, g), sb) if nb else None)
+        return (
+            sum_to(np.where(self.cond, g, zero), sa) if na else None,
+            sum_to(np.where(self.cond, zero, g), sb) if nb else None,
+        )
 
     def backward_graph(self, g):
         sa, sb = self.saved
         na, nb = self.needs_input_grad
-        return (sum_to(Where(self.cond)(g, 0.0), sa) if na else None,
-                sum_to(Where(self.cond)(0.0, g), sb) if nb else None)
+        return (
+            sum_to(Where(self.cond)(g, 0.0), sa) if na else None,
+            sum_to(Where(self.cond)(0.0, g), sb) if nb else None,
+        )
 
 
 def where(cond, a, b):

@@ -1,4 +1,5 @@
 """Layer ops without weights of their own: embedding lookup, dropout, one_hot."""
+
 import numpy as np
 
 from ..autograd import Function
@@ -36,6 +37,7 @@ class Embedding(Function):
 
     def backward_graph(self, g):
         from .shape import IndexAdd
+
         dw = IndexAdd(self.idx, self.saved)(g)
         if self.padding_idx is not None:
             keep = np.ones((self.saved[0], 1), dtype=g.dtype)
@@ -48,7 +50,9 @@ def embedding(indices, weight, padding_idx=None):
     """y = weight[indices] (rows of the table);  dweight = dy scattered into the rows used
     (rows at padding_idx get no gradient)"""
     if weight.ndim != 2:
-        raise ValueError(f"embedding weight must be 2-D (num_embeddings, dim), got shape {weight.shape}")
+        raise ValueError(
+            f"embedding weight must be 2-D (num_embeddings, dim), got shape {weight.shape}"
+        )
     n = weight.shape[0]
     if padding_idx is not None:
         if not -n <= padding_idx < n:
@@ -92,6 +96,7 @@ def dropout(a, p=0.5, training=True, rng=None):
 def one_hot(indices, num_classes, dtype=np.float32):
     """y[..., k] = 1 where indices == k (no gradient). float32 by default (PyTorch gives int64)."""
     from ..tensor import _wrap
+
     idx = _indices(indices, num_classes, "one_hot")
     out = np.zeros(idx.shape + (num_classes,), dtype=dtype)
     np.put_along_axis(out, idx[..., None], 1, axis=-1)

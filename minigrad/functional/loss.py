@@ -1,5 +1,6 @@
 """Losses: cross_entropy and nll_loss (PyTorch's layout, classes on axis 1),
 softmax_cross_entropy (classes on the last axis), mse_loss, binary_cross_entropy_with_logits."""
+
 import numpy as np
 
 from ..autograd import Function
@@ -8,8 +9,13 @@ from .reduction import Softmax, log_softmax
 from .reduction import sum as _sum
 from .shape import transpose
 
-__all__ = ["cross_entropy", "nll_loss", "softmax_cross_entropy", "mse_loss",
-           "binary_cross_entropy_with_logits"]
+__all__ = [
+    "cross_entropy",
+    "nll_loss",
+    "softmax_cross_entropy",
+    "mse_loss",
+    "binary_cross_entropy_with_logits",
+]
 
 _REDUCTIONS = ("mean", "sum", "none")
 
@@ -57,8 +63,12 @@ class CrossEntropy(Function):
             grad = p * self.target.sum(axis=-1, keepdims=True) - self.target
         else:
             grad = p
-            np.put_along_axis(grad, self.target[..., None],
-                              np.take_along_axis(grad, self.target[..., None], axis=-1) - 1, axis=-1)
+            np.put_along_axis(
+                grad,
+                self.target[..., None],
+                np.take_along_axis(grad, self.target[..., None], axis=-1) - 1,
+                axis=-1,
+            )
             grad *= valid[..., None]
         if self.reduction == "none":
             grad *= g[..., None]
@@ -98,41 +108,55 @@ def softmax_cross_entropy(logits, target, ignore_index=-100, reduction="mean"):
     if len(shape) < 1:
         raise ValueError("softmax_cross_entropy needs logits with a class axis, got a 0-d tensor")
     if np.dtype(logits.dtype).kind != "f":  # as PyTorch: an integer loss would be truncated
-        raise TypeError(f"softmax_cross_entropy needs floating point logits (float32 or "
-                        f"float64), got dtype {logits.dtype}; convert them with .float()")
+        raise TypeError(
+            f"softmax_cross_entropy needs floating point logits (float32 or "
+            f"float64), got dtype {logits.dtype}; convert them with .float()"
+        )
     if getattr(target, "requires_grad", False):
-        raise ValueError("softmax_cross_entropy does not differentiate with respect to the target; "
-                         "pass target.detach() (gradients flow to the logits only)")
+        raise ValueError(
+            "softmax_cross_entropy does not differentiate with respect to the target; "
+            "pass target.detach() (gradients flow to the logits only)"
+        )
     t = np.asarray(getattr(target, "data", target))
     if t.dtype.kind == "f":
         if t.shape != shape:
             raise ValueError(
                 f"softmax_cross_entropy target must be integer class indices of shape {shape[:-1]} or "
-                f"class probabilities of shape {shape}; got a float target of shape {t.shape}")
+                f"class probabilities of shape {shape}; got a float target of shape {t.shape}"
+            )
         if np.isnan(t).any():
             raise ValueError("softmax_cross_entropy target contains NaN")
         return CrossEntropy(t.astype(logits.dtype), ignore_index, reduction, True)(logits)
     if t.dtype.kind not in "iu":
-        raise TypeError(f"softmax_cross_entropy target must be integer class indices, got dtype {t.dtype}")
+        raise TypeError(
+            f"softmax_cross_entropy target must be integer class indices, got dtype {t.dtype}"
+        )
     if t.shape != shape[:-1]:
-        raise ValueError(f"softmax_cross_entropy target must have shape {shape[:-1]} for logits of shape "
-                         f"{shape}, got {t.shape}")
+        raise ValueError(
+            f"softmax_cross_entropy target must have shape {shape[:-1]} for logits of shape "
+            f"{shape}, got {t.shape}"
+        )
     C = shape[-1]
     bad = (t != ignore_index) & ((t < 0) | (t >= C))
     if bad.any():
-        raise IndexError(f"softmax_cross_entropy target {t[bad].ravel()[0]} is out of range [0, {C})")
+        raise IndexError(
+            f"softmax_cross_entropy target {t[bad].ravel()[0]} is out of range [0, {C})"
+        )
     return CrossEntropy(t.astype(np.int64), ignore_index, reduction, False)(logits)
 
 
 def _target_array(target, who):
     if getattr(target, "requires_grad", False):
-        raise ValueError(f"{who} does not differentiate with respect to the target; pass "
-                         "target.detach() (gradients flow to the input only)")
+        raise ValueError(
+            f"{who} does not differentiate with respect to the target; pass "
+            "target.detach() (gradients flow to the input only)"
+        )
     return np.asarray(getattr(target, "data", target))
 
 
-def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean",
-                  label_smoothing=0.0):
+def cross_entropy(
+    input, target, weight=None, ignore_index=-100, reduction="mean", label_smoothing=0.0
+):
     """PyTorch's cross_entropy: -log softmax over the CLASS AXIS 1 (axis 0 for a single
     sample).
 
@@ -146,8 +170,10 @@ def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean
     _check_reduction(reduction)
     x = input
     if np.dtype(x.dtype).kind != "f":
-        raise TypeError(f"cross_entropy needs floating point logits (float32 or float64), got "
-                        f"dtype {x.dtype}; convert them with .float()")
+        raise TypeError(
+            f"cross_entropy needs floating point logits (float32 or float64), got "
+            f"dtype {x.dtype}; convert them with .float()"
+        )
     shape = tuple(x.shape)
     if len(shape) == 0:
         raise ValueError("cross_entropy needs logits with a class axis, got a 0-d tensor")
@@ -160,9 +186,11 @@ def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean
     w = _class_weight(weight, C, x.dtype, "cross_entropy")
     if t.dtype.kind == "f":
         if t.shape != shape:
-            raise ValueError(f"cross_entropy target must be integer class indices of shape "
-                             f"{shape[:c_axis] + shape[c_axis + 1:]} or class probabilities of "
-                             f"shape {shape}; got a float target of shape {t.shape}")
+            raise ValueError(
+                f"cross_entropy target must be integer class indices of shape "
+                f"{shape[:c_axis] + shape[c_axis + 1 :]} or class probabilities of "
+                f"shape {shape}; got a float target of shape {t.shape}"
+            )
         if np.isnan(t).any():
             raise ValueError("cross_entropy target contains NaN")
     else:
@@ -190,8 +218,9 @@ def nll_loss(input, target, weight=None, ignore_index=-100, reduction="mean"):
     c_axis = 0 if len(shape) == 1 else 1
     t = _target_array(target, "nll_loss")
     if t.dtype.kind == "f":
-        raise TypeError("nll_loss takes integer class indices; for class probabilities use "
-                        "cross_entropy")
+        raise TypeError(
+            "nll_loss takes integer class indices; for class probabilities use cross_entropy"
+        )
     t = _class_indices(t, shape, c_axis, ignore_index, "nll_loss")
     w = _class_weight(weight, shape[c_axis], input.dtype, "nll_loss")
     return _weighted_nll(input, t, w, ignore_index, reduction, 0.0, c_axis)
@@ -202,18 +231,21 @@ def _class_weight(weight, C, dtype, who):
         return None
     w = np.asarray(getattr(weight, "data", weight))
     if w.dtype.kind not in "fiu" or w.shape != (C,):
-        raise ValueError(f"{who}: weight must be {C} numbers (one per class), got "
-                         f"{w.dtype} of shape {w.shape}")
+        raise ValueError(
+            f"{who}: weight must be {C} numbers (one per class), got {w.dtype} of shape {w.shape}"
+        )
     return w.astype(dtype)
 
 
 def _class_indices(t, shape, c_axis, ignore_index, who):
     if t.dtype.kind not in "iu":
         raise TypeError(f"{who} target must be integer class indices, got dtype {t.dtype}")
-    want = shape[:c_axis] + shape[c_axis + 1:]
+    want = shape[:c_axis] + shape[c_axis + 1 :]
     if t.shape != want:
-        raise ValueError(f"{who} target must have shape {want} for input of shape {shape} "
-                         f"(classes on axis {c_axis}), got {t.shape}")
+        raise ValueError(
+            f"{who} target must have shape {want} for input of shape {shape} "
+            f"(classes on axis {c_axis}), got {t.shape}"
+        )
     C = shape[c_axis]
     bad = (t != ignore_index) & ((t < 0) | (t >= C))
     if bad.any():

@@ -12,6 +12,7 @@
 The compiled nodes call ``kernels.*``, so ``MINIGRAD_BACKEND=numpy`` runs the identical graph on
 the NumPy twins.  The math and cache layouts are in docs/kernels.md.
 """
+
 import math
 
 import numpy as np
@@ -23,9 +24,20 @@ from .arithmetic import linear
 from .elementwise import relu, sigmoid, tanh
 from .shape import split
 
-__all__ = ["rnn_cell", "lstm_cell", "gru_cell", "rnn_cell_step", "lstm_cell_step", "gru_cell_step",
-           "rnn_sequence", "lstm_sequence", "gru_sequence",
-           "rnn_cell_composed", "lstm_cell_composed", "gru_cell_composed"]
+__all__ = [
+    "rnn_cell",
+    "lstm_cell",
+    "gru_cell",
+    "rnn_cell_step",
+    "lstm_cell_step",
+    "gru_cell_step",
+    "rnn_sequence",
+    "lstm_sequence",
+    "gru_sequence",
+    "rnn_cell_composed",
+    "lstm_cell_composed",
+    "gru_cell_composed",
+]
 
 _contiguous = np.ascontiguousarray
 
@@ -59,8 +71,10 @@ def _state_2d(s, B, name):
     if s.ndim == 2:
         return s
     if s.ndim != 3 or s.shape[:2] != (1, B):
-        raise ValueError(f"{name} must have shape (B, H) or (1, B, H) with B = {B} (x's batch "
-                         f"size), got {s.shape}")
+        raise ValueError(
+            f"{name} must have shape (B, H) or (1, B, H) with B = {B} (x's batch "
+            f"size), got {s.shape}"
+        )
     return s.reshape(s.shape[1:])
 
 
@@ -89,7 +103,7 @@ def _zeros(shape, dtype):
     """A zero gradient for an output nobody used. Kernels only read their gradient inputs, so one
     cached, read-only buffer per dtype serves every step (no fresh allocation and page faults)."""
     dtype = np.dtype(dtype)
-    n = math.prod(shape)              # (np.prod of a tuple costs ~5 us: once per step)
+    n = math.prod(shape)  # (np.prod of a tuple costs ~5 us: once per step)
     buf = _ZEROS.get(dtype)
     if buf is None or buf.size < n:
         buf = np.zeros(max(n, 1), dtype=dtype)
@@ -108,19 +122,22 @@ def check_lengths(lengths, T, B, who):
     try:
         ln = np.asarray(ln)
     except (TypeError, ValueError):
-        raise ValueError(f"{who}: lengths must be a sequence of ints, "
-                         f"got {type(lengths).__name__}") from None
+        raise ValueError(
+            f"{who}: lengths must be a sequence of ints, got {type(lengths).__name__}"
+        ) from None
     if ln.dtype.kind not in "iu":
         raise ValueError(f"{who}: lengths must be integers, got dtype {ln.dtype}")
     if ln.shape != (B,):
-        raise ValueError(f"{who}: lengths must have shape ({B},) (one per sequence in the "
-                         f"batch), got {ln.shape}")
+        raise ValueError(
+            f"{who}: lengths must have shape ({B},) (one per sequence in the batch), got {ln.shape}"
+        )
     if ln.size == 0:
         return np.zeros(0, dtype=np.int64)
     lo, hi = int(ln.min()), int(ln.max())
     if lo < 1 or hi > T:
-        raise ValueError(f"{who}: lengths must lie in [1, {T}] (T = {T} time steps), "
-                         f"got min {lo}, max {hi}")
+        raise ValueError(
+            f"{who}: lengths must lie in [1, {T}] (T = {T} time steps), got min {lo}, max {hi}"
+        )
     return np.ascontiguousarray(ln, dtype=np.int64)
 
 
@@ -133,13 +150,13 @@ class _KernelFunction(Function):
     # (create_graph=True) that reaches one of these nodes raises, naming the way that supports
     # any order.
     no_double_backward = (
-        'the compiled recurrent kernels compute first derivatives only; build the layer with '
-        'impl="composed" (made of differentiable ops) for higher-order derivatives')
+        "the compiled recurrent kernels compute first derivatives only; build the layer with "
+        'impl="composed" (made of differentiable ops) for higher-order derivatives'
+    )
 
 
 # ---------------------------------------------------------------- cells (one time step)
 class RNNCell(_KernelFunction):
-
     def __init__(self, nonlinearity):
         self.nonlinearity = nonlinearity
 
@@ -152,8 +169,17 @@ class RNNCell(_KernelFunction):
     def backward(self, dh1):
         x, h, w_ih, w_hh, cache, has_bias = self.saved
         dx, dh, dw_ih, dw_hh, db_ih, db_hh = kernels.rnn_cell_backward(
-            _contiguous(dh1), x, h, w_ih, w_hh, cache, has_bias, self.nonlinearity,
-            need_dx=self.needs_input_grad[0], need_dh=self.needs_input_grad[1])
+            _contiguous(dh1),
+            x,
+            h,
+            w_ih,
+            w_hh,
+            cache,
+            has_bias,
+            self.nonlinearity,
+            need_dx=self.needs_input_grad[0],
+            need_dh=self.needs_input_grad[1],
+        )
         return (dx, dh, dw_ih, dw_hh) + ((db_ih, db_hh) if has_bias else ())
 
 
@@ -177,9 +203,18 @@ class LSTMCell(_KernelFunction):
     def backward(self, dh1, dc1):
         x, h, c, w_ih, w_hh, cache, has_bias = self.saved
         dx, dh, dc, dw_ih, dw_hh, db_ih, db_hh = kernels.lstm_cell_backward(
-            _grad_or_zeros(dh1, h), _grad_or_zeros(dc1, c), x, h, c, w_ih, w_hh, cache, has_bias,
+            _grad_or_zeros(dh1, h),
+            _grad_or_zeros(dc1, c),
+            x,
+            h,
+            c,
+            w_ih,
+            w_hh,
+            cache,
+            has_bias,
             need_dx=self.needs_input_grad[0],
-            need_dh=self.needs_input_grad[1] or self.needs_input_grad[2])
+            need_dh=self.needs_input_grad[1] or self.needs_input_grad[2],
+        )
         return (dx, dh, dc, dw_ih, dw_hh) + ((db_ih, db_hh) if has_bias else ())
 
 
@@ -204,8 +239,16 @@ class GRUCell(_KernelFunction):
     def backward(self, dh1):
         x, h, w_ih, w_hh, cache, has_bias = self.saved
         dx, dh, dw_ih, dw_hh, db_ih, db_hh = kernels.gru_cell_backward(
-            _contiguous(dh1), x, h, w_ih, w_hh, cache, has_bias, need_dx=self.needs_input_grad[0],
-            need_dh=self.needs_input_grad[1])
+            _contiguous(dh1),
+            x,
+            h,
+            w_ih,
+            w_hh,
+            cache,
+            has_bias,
+            need_dx=self.needs_input_grad[0],
+            need_dh=self.needs_input_grad[1],
+        )
         return (dx, dh, dw_ih, dw_hh) + ((db_ih, db_hh) if has_bias else ())
 
 
@@ -227,8 +270,7 @@ def _composed_state(s, x, H, name, what):
         return _zeros_like_state(x, 0, H, what)
     shape = _data(s).shape
     if len(shape) != 2 or shape != (B, H):
-        raise ValueError(f"{what}: {name} must have shape ({B}, {H}) (batch, hidden), "
-                         f"got {shape}")
+        raise ValueError(f"{what}: {name} must have shape ({B}, {H}) (batch, hidden), got {shape}")
     return s
 
 
@@ -298,8 +340,17 @@ class RNNCellStep(_KernelFunction):
     def backward(self, dh1):
         xw, h, w_hh, cache, has_bias = self.saved
         dxw, dh, _, dw_hh, _, db_hh = kernels.rnn_cell_backward(
-            _contiguous(dh1), xw, h, None, w_hh, cache, has_bias, self.nonlinearity,
-            need_dx=self.needs_input_grad[0], need_dh=self.needs_input_grad[1])
+            _contiguous(dh1),
+            xw,
+            h,
+            None,
+            w_hh,
+            cache,
+            has_bias,
+            self.nonlinearity,
+            need_dx=self.needs_input_grad[0],
+            need_dh=self.needs_input_grad[1],
+        )
         return (dxw, dh, dw_hh) + ((db_hh,) if has_bias else ())
 
 
@@ -321,9 +372,18 @@ class LSTMCellStep(_KernelFunction):
     def backward(self, dh1, dc1):
         xw, h, c, w_hh, cache, has_bias = self.saved
         dxw, dh, dc, _, dw_hh, _, db_hh = kernels.lstm_cell_backward(
-            _grad_or_zeros(dh1, h), _grad_or_zeros(dc1, c), xw, h, c, None, w_hh, cache, has_bias,
+            _grad_or_zeros(dh1, h),
+            _grad_or_zeros(dc1, c),
+            xw,
+            h,
+            c,
+            None,
+            w_hh,
+            cache,
+            has_bias,
             need_dx=self.needs_input_grad[0],
-            need_dh=self.needs_input_grad[1] or self.needs_input_grad[2])
+            need_dh=self.needs_input_grad[1] or self.needs_input_grad[2],
+        )
         return (dxw, dh, dc, dw_hh) + ((db_hh,) if has_bias else ())
 
 
@@ -343,8 +403,16 @@ class GRUCellStep(_KernelFunction):
     def backward(self, dh1):
         xw, h, w_hh, cache, has_bias = self.saved
         dxw, dh, _, dw_hh, _, db_hh = kernels.gru_cell_backward(
-            _contiguous(dh1), xw, h, None, w_hh, cache, has_bias, need_dx=self.needs_input_grad[0],
-            need_dh=self.needs_input_grad[1])
+            _contiguous(dh1),
+            xw,
+            h,
+            None,
+            w_hh,
+            cache,
+            has_bias,
+            need_dx=self.needs_input_grad[0],
+            need_dh=self.needs_input_grad[1],
+        )
         return (dxw, dh, dw_hh) + ((db_hh,) if has_bias else ())
 
 
@@ -360,22 +428,34 @@ class RNNSequence(_KernelFunction):
         self.lengths, self.nonlinearity = lengths, nonlinearity
 
     def forward(self, x, h0, w_ih, w_hh, b_ih=None, b_hh=None):
-        self.state_shape = h0.shape     # (B, H), or (1, B, H) from a one-layer module
+        self.state_shape = h0.shape  # (B, H), or (1, B, H) from a one-layer module
         x, h0 = _contiguous(x), _contiguous(_state_2d(h0, x.shape[1], "h0"))
         w_ih, w_hh = _contiguous(w_ih), _contiguous(w_hh)
         ys, h_n, cache = kernels.rnn_sequence_forward(
-            x, h0, w_ih, w_hh, b_ih, b_hh, self.lengths, self.nonlinearity)
+            x, h0, w_ih, w_hh, b_ih, b_hh, self.lengths, self.nonlinearity
+        )
         self.saved = (x, h0, w_ih, w_hh, cache, b_ih is not None)
         return ys, h_n.reshape(self.state_shape)
 
     def backward(self, dys, dh_n):
         x, h0, w_ih, w_hh, cache, has_bias = self.saved
         dx, dh0, dw_ih, dw_hh, db_ih, db_hh = kernels.rnn_sequence_backward(
-            _outputs_grad(dys), _grad_or_zeros(_state_grad_2d(dh_n), h0), x, h0, w_ih, w_hh, cache,
-            self.lengths, has_bias, self.nonlinearity, need_dx=self.needs_input_grad[0],
-            need_dh0=self.needs_input_grad[1])
-        return (dx, _shaped(dh0, self.state_shape), dw_ih, dw_hh) + \
-            ((db_ih, db_hh) if has_bias else ())
+            _outputs_grad(dys),
+            _grad_or_zeros(_state_grad_2d(dh_n), h0),
+            x,
+            h0,
+            w_ih,
+            w_hh,
+            cache,
+            self.lengths,
+            has_bias,
+            self.nonlinearity,
+            need_dx=self.needs_input_grad[0],
+            need_dh0=self.needs_input_grad[1],
+        )
+        return (dx, _shaped(dh0, self.state_shape), dw_ih, dw_hh) + (
+            (db_ih, db_hh) if has_bias else ()
+        )
 
 
 class LSTMSequence(_KernelFunction):
@@ -385,27 +465,38 @@ class LSTMSequence(_KernelFunction):
     def forward(self, x, h0, c0, w_ih, w_hh, b_ih=None, b_hh=None):
         if h0.shape != c0.shape:
             raise ValueError(f"h0 and c0 must have the same shape, got {h0.shape} and {c0.shape}")
-        self.state_shape = h0.shape     # (B, H), or (1, B, H) from a one-layer module
+        self.state_shape = h0.shape  # (B, H), or (1, B, H) from a one-layer module
         B = x.shape[1]
         x = _contiguous(x)
         h0, c0 = _contiguous(_state_2d(h0, B, "h0")), _contiguous(_state_2d(c0, B, "c0"))
         w_ih, w_hh = _contiguous(w_ih), _contiguous(w_hh)
         ys, h_n, c_n, cache = kernels.lstm_sequence_forward(
-            x, h0, c0, w_ih, w_hh, b_ih, b_hh, self.lengths)
+            x, h0, c0, w_ih, w_hh, b_ih, b_hh, self.lengths
+        )
         self.saved = (x, h0, c0, w_ih, w_hh, cache, b_ih is not None)
         return ys, h_n.reshape(self.state_shape), c_n.reshape(self.state_shape)
 
     def backward(self, dys, dh_n, dc_n):
         x, h0, c0, w_ih, w_hh, cache, has_bias = self.saved
         dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh = kernels.lstm_sequence_backward(
-            _outputs_grad(dys), _grad_or_zeros(_state_grad_2d(dh_n), h0),
+            _outputs_grad(dys),
+            _grad_or_zeros(_state_grad_2d(dh_n), h0),
             _grad_or_zeros(_state_grad_2d(dc_n), c0),
-            x, h0, c0, w_ih, w_hh, cache, self.lengths, has_bias,
+            x,
+            h0,
+            c0,
+            w_ih,
+            w_hh,
+            cache,
+            self.lengths,
+            has_bias,
             need_dx=self.needs_input_grad[0],
-            need_dh0=self.needs_input_grad[1] or self.needs_input_grad[2])
+            need_dh0=self.needs_input_grad[1] or self.needs_input_grad[2],
+        )
         shape = self.state_shape
-        return (dx, _shaped(dh0, shape), _shaped(dc0, shape), dw_ih, dw_hh) + \
-            ((db_ih, db_hh) if has_bias else ())
+        return (dx, _shaped(dh0, shape), _shaped(dc0, shape), dw_ih, dw_hh) + (
+            (db_ih, db_hh) if has_bias else ()
+        )
 
 
 class GRUSequence(_KernelFunction):
@@ -413,7 +504,7 @@ class GRUSequence(_KernelFunction):
         self.lengths = lengths
 
     def forward(self, x, h0, w_ih, w_hh, b_ih=None, b_hh=None):
-        self.state_shape = h0.shape     # (B, H), or (1, B, H) from a one-layer module
+        self.state_shape = h0.shape  # (B, H), or (1, B, H) from a one-layer module
         x, h0 = _contiguous(x), _contiguous(_state_2d(h0, x.shape[1], "h0"))
         w_ih, w_hh = _contiguous(w_ih), _contiguous(w_hh)
         ys, h_n, cache = kernels.gru_sequence_forward(x, h0, w_ih, w_hh, b_ih, b_hh, self.lengths)
@@ -423,11 +514,21 @@ class GRUSequence(_KernelFunction):
     def backward(self, dys, dh_n):
         x, h0, w_ih, w_hh, cache, has_bias = self.saved
         dx, dh0, dw_ih, dw_hh, db_ih, db_hh = kernels.gru_sequence_backward(
-            _outputs_grad(dys), _grad_or_zeros(_state_grad_2d(dh_n), h0), x, h0, w_ih, w_hh, cache,
-            self.lengths, has_bias, need_dx=self.needs_input_grad[0],
-            need_dh0=self.needs_input_grad[1])
-        return (dx, _shaped(dh0, self.state_shape), dw_ih, dw_hh) + \
-            ((db_ih, db_hh) if has_bias else ())
+            _outputs_grad(dys),
+            _grad_or_zeros(_state_grad_2d(dh_n), h0),
+            x,
+            h0,
+            w_ih,
+            w_hh,
+            cache,
+            self.lengths,
+            has_bias,
+            need_dx=self.needs_input_grad[0],
+            need_dh0=self.needs_input_grad[1],
+        )
+        return (dx, _shaped(dh0, self.state_shape), dw_ih, dw_hh) + (
+            (db_ih, db_hh) if has_bias else ()
+        )
 
 
 def _sequence_prep(x, w_hh, lengths, what):

@@ -1,4 +1,5 @@
 """Reductions and normalizers: sum, mean, max, min, var, logsumexp, softmax, log_softmax."""
+
 import numpy as np
 
 from ..autograd import Function
@@ -40,7 +41,10 @@ class Mean(Function):
 
     def forward(self, a):
         y = np.mean(a, axis=self.axis, keepdims=self.keepdims)
-        self.saved = (a.shape, a.size // (y.size or 1) if a.size else 1)  # not max(): shadowed below
+        self.saved = (
+            a.shape,
+            a.size // (y.size or 1) if a.size else 1,
+        )  # not max(): shadowed below
         return y.astype(a.dtype, copy=False) if a.dtype.kind == "f" else y  # ints/bools: float
 
     def backward(self, g):
@@ -61,6 +65,7 @@ def mean(a, axis=None, keepdims=False):
 
 class _Extreme(Function):
     """max / min over axis; the gradient is shared evenly among tied extremes (like amax)."""
+
     op = None
 
     def __init__(self, axis, keepdims):
@@ -68,7 +73,9 @@ class _Extreme(Function):
 
     def forward(self, a):
         if a.size == 0:
-            raise ValueError(f"{type(self).__name__.lower()}() of an empty tensor (shape {a.shape})")
+            raise ValueError(
+                f"{type(self).__name__.lower()}() of an empty tensor (shape {a.shape})"
+            )
         y = self.op(a, axis=self.axis, keepdims=self.keepdims)
         self.saved = (a, y)
         return y
@@ -117,11 +124,14 @@ class Var(Function):
         axes = normalize_axis(self.axis, a.ndim)
         n = int(np.prod([a.shape[i] for i in axes])) if axes else 1
         if n - self.ddof <= 0:
-            raise ValueError(f"var() over {n} element(s) with ddof={self.ddof}: need more than ddof elements")
+            raise ValueError(
+                f"var() over {n} element(s) with ddof={self.ddof}: need more than ddof elements"
+            )
         centered = a - a.mean(axis=self.axis, keepdims=True)
         self.saved = (centered, n)
-        return (np.sum(centered * centered, axis=self.axis, keepdims=self.keepdims)
-                / (n - self.ddof)).astype(a.dtype if a.dtype.kind == "f" else np.float64, copy=False)
+        return (
+            np.sum(centered * centered, axis=self.axis, keepdims=self.keepdims) / (n - self.ddof)
+        ).astype(a.dtype if a.dtype.kind == "f" else np.float64, copy=False)
 
     def backward(self, g):
         centered, n = self.saved
@@ -154,7 +164,7 @@ class LogSumExp(Function):
         e = np.exp(a - m)
         s = np.sum(e, axis=self.axis, keepdims=True)
         y = np.log(s) + m
-        self.saved = (e / s, )
+        self.saved = (e / s,)
         return y if self.keepdims else np.squeeze(y, axis=self.axis)
 
     def backward(self, g):
@@ -236,6 +246,7 @@ def log_softmax(a, axis=-1, dim=None):
 
 def _expand(g, shape):
     from .shape import Expand
+
     return g if g.shape == shape else Expand(shape)(g)
 
 

@@ -1,12 +1,28 @@
 """Shape and indexing: reshape, flatten, transpose, swapaxes, expand, squeeze, unsqueeze,
 getitem, concatenate, stack, unbind, split."""
+
 import numpy as np
 
 from ..autograd import Function
 from ._util import normalize_axis, sum_to
 
-__all__ = ["reshape", "flatten", "transpose", "permute", "swapaxes", "expand", "broadcast_to",
-           "squeeze", "unsqueeze", "getitem", "concatenate", "cat", "stack", "unbind", "split"]
+__all__ = [
+    "reshape",
+    "flatten",
+    "transpose",
+    "permute",
+    "swapaxes",
+    "expand",
+    "broadcast_to",
+    "squeeze",
+    "unsqueeze",
+    "getitem",
+    "concatenate",
+    "cat",
+    "stack",
+    "unbind",
+    "split",
+]
 
 
 class Reshape(Function):
@@ -20,8 +36,10 @@ class Reshape(Function):
         try:
             return a.reshape(self.shape)
         except ValueError:
-            raise ValueError(f"cannot reshape a tensor of shape {a.shape} ({a.size} elements) "
-                             f"into shape {self.shape}") from None
+            raise ValueError(
+                f"cannot reshape a tensor of shape {a.shape} ({a.size} elements) "
+                f"into shape {self.shape}"
+            ) from None
 
     def backward(self, g):
         return (g.reshape(self.saved),)
@@ -43,7 +61,7 @@ def flatten(a, start_dim=0, end_dim=-1):
     s, e = start_dim % nd, end_dim % nd
     if s > e:
         raise ValueError(f"flatten: start_dim {start_dim} comes after end_dim {end_dim}")
-    return reshape(a, shape[:s] + (-1,) + shape[e + 1:])
+    return reshape(a, shape[:s] + (-1,) + shape[e + 1 :])
 
 
 class Transpose(Function):
@@ -54,12 +72,15 @@ class Transpose(Function):
 
     def forward(self, a):
         if self.axes is not None and len(self.axes) != a.ndim:
-            raise ValueError(f"transpose axes {self.axes} are not a permutation of the {a.ndim} dimensions")
+            raise ValueError(
+                f"transpose axes {self.axes} are not a permutation of the {a.ndim} dimensions"
+            )
         try:
             return np.transpose(a, self.axes)
         except ValueError:  # np.transpose checks the permutation (repeats, range)
-            raise ValueError(f"transpose axes {self.axes} are not a permutation of the "
-                             f"{a.ndim} dimensions") from None
+            raise ValueError(
+                f"transpose axes {self.axes} are not a permutation of the {a.ndim} dimensions"
+            ) from None
 
     def backward(self, g):
         if self.axes is None:
@@ -102,12 +123,16 @@ class Expand(Function):
 
     def forward(self, a):
         self.saved = a.shape
-        shape = tuple(a.shape[i - (len(self.shape) - a.ndim)] if s == -1 else s
-                      for i, s in enumerate(self.shape))
+        shape = tuple(
+            a.shape[i - (len(self.shape) - a.ndim)] if s == -1 else s
+            for i, s in enumerate(self.shape)
+        )
         try:
             return np.broadcast_to(a, shape).copy()
         except ValueError:
-            raise ValueError(f"cannot expand a tensor of shape {a.shape} to shape {self.shape}") from None
+            raise ValueError(
+                f"cannot expand a tensor of shape {a.shape} to shape {self.shape}"
+            ) from None
 
     def backward(self, g):
         return (sum_to(g, self.saved),)
@@ -136,7 +161,9 @@ class Squeeze(Function):
         axes = normalize_axis(self.axis, a.ndim)
         for ax in axes:
             if a.shape[ax] != 1:
-                raise ValueError(f"cannot squeeze axis {ax} of size {a.shape[ax]} (shape {a.shape})")
+                raise ValueError(
+                    f"cannot squeeze axis {ax} of size {a.shape[ax]} (shape {a.shape})"
+                )
         return a.reshape([s for i, s in enumerate(a.shape) if i not in axes])
 
     def backward(self, g):
@@ -154,8 +181,10 @@ def unsqueeze(a, axis):
     """Insert a size-1 axis at position axis."""
     nd = a.ndim + 1
     if not -nd <= axis < nd:
-        raise ValueError(f"unsqueeze axis {axis} is out of range for a tensor with {a.ndim} "
-                         f"dimensions (allowed: {-nd} to {nd - 1})")
+        raise ValueError(
+            f"unsqueeze axis {axis} is out of range for a tensor with {a.ndim} "
+            f"dimensions (allowed: {-nd} to {nd - 1})"
+        )
     axis %= nd
     return reshape(a, a.shape[:axis] + (1,) + a.shape[axis:])
 
@@ -175,7 +204,9 @@ class GetItem(Function):
         try:
             y = a[self.idx]
         except IndexError as e:
-            raise IndexError(f"index {self.idx!r} does not fit a tensor of shape {a.shape}: {e}") from None
+            raise IndexError(
+                f"index {self.idx!r} does not fit a tensor of shape {a.shape}: {e}"
+            ) from None
         self.saved = (a.shape, a.dtype)
         return np.array(y, copy=True) if np.ndim(y) else np.asarray(y)
 
@@ -183,7 +214,7 @@ class GetItem(Function):
         shape, dtype = self.saved
         out = np.zeros(shape, dtype=g.dtype)
         if _is_basic(self.idx):
-            out[self.idx] = g   # a basic index touches each element at most once
+            out[self.idx] = g  # a basic index touches each element at most once
         else:
             np.add.at(out, self.idx, g)  # repeated indices must add up
         return (out,)
@@ -195,6 +226,7 @@ class GetItem(Function):
 class IndexAdd(Function):
     """y = zeros(shape) with y[idx] += g: the scatter that is the derivative of ``a[idx]``
     (and of an embedding lookup); its own derivative is the gather ``dy[idx]``."""
+
     saves_inputs = False
 
     def __init__(self, idx, shape):
@@ -238,7 +270,9 @@ class Concatenate(Function):
             y = np.concatenate(arrays, axis=self.axis)
         except ValueError as e:
             shapes = [x.shape for x in arrays]
-            raise ValueError(f"cannot concatenate shapes {shapes} along axis {self.axis}: {e}") from None
+            raise ValueError(
+                f"cannot concatenate shapes {shapes} along axis {self.axis}: {e}"
+            ) from None
         self.saved = np.cumsum([x.shape[self.axis] for x in arrays])[:-1]
         return y
 
@@ -362,6 +396,8 @@ def split(a, size_or_sections, axis=0):
             if isinstance(s, (bool, np.bool_)) or not isinstance(s, (int, np.integer)) or s < 0:
                 raise ValueError(f"split sizes must be non-negative integers, got {sizes}")
         if sum(sizes) != n:
-            raise ValueError(f"split sizes {sizes} add up to {sum(sizes)}, but axis {axis} has length {n}")
+            raise ValueError(
+                f"split sizes {sizes} add up to {sum(sizes)}, but axis {axis} has length {n}"
+            )
         bounds = list(np.cumsum(sizes)[:-1])
     return Split(bounds, axis, False)(a)

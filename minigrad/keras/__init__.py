@@ -10,37 +10,38 @@ recurrent kernels.
 Weights have Keras's names, shapes and gate orders, so parameter counts equal Keras's; the
 recurrent layers run on the same Cython kernels as ``minigrad.nn``. See docs/keras.md.
 """
+
 from . import (
-           activations,
-           backend,
-           callbacks,
-           initializers,
-           layers,
-           losses,
-           metrics,
-           models,
-           optimizers,
-           utils,
+    activations,
+    backend,
+    callbacks,
+    initializers,
+    layers,
+    losses,
+    metrics,
+    models,
+    optimizers,
+    utils,
 )
 from .backend import clear_session
 from .layer import Input, KerasTensor, Layer
 from .models import Model, Sequential
 
 __all__ = [
-           "Input",
-           "KerasTensor",
-           "Layer",
-           "Model",
-           "Sequential",
-           "activations",
-           "backend",
-           "callbacks",
-           "clear_session",
-           "initializers",
-           "layers",
-           "losses",
-           "metrics",
-           "models",
-           "optimizers",
-           "utils",
+    "Input",
+    "KerasTensor",
+    "Layer",
+    "Model",
+    "Sequential",
+    "activations",
+    "backend",
+    "callbacks",
+    "clear_session",
+    "initializers",
+    "layers",
+    "losses",
+    "metrics",
+    "models",
+    "optimizers",
+    "utils",
 ]

@@ -1,5 +1,6 @@
 """Activations by Keras name: ``get('relu')`` returns a function of a Tensor, built from
 minigrad's differentiable ops."""
+
 import numpy as np
 
 from .. import functional as F
@@ -70,9 +71,20 @@ def exponential(x):
     return F.exp(x)
 
 
-_BY_NAME = {"linear": linear, None: linear, "relu": relu, "sigmoid": sigmoid, "tanh": tanh,
-            "softmax": softmax, "softplus": softplus, "elu": elu, "hard_sigmoid": hard_sigmoid,
-            "swish": swish, "silu": swish, "exponential": exponential}
+_BY_NAME = {
+    "linear": linear,
+    None: linear,
+    "relu": relu,
+    "sigmoid": sigmoid,
+    "tanh": tanh,
+    "softmax": softmax,
+    "softplus": softplus,
+    "elu": elu,
+    "hard_sigmoid": hard_sigmoid,
+    "swish": swish,
+    "silu": swish,
+    "exponential": exponential,
+}
 
 
 def get(identifier):

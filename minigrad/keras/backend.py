@@ -6,6 +6,7 @@ Keras names layers from their class (``SimpleRNN`` -> ``simple_rnn``, then ``sim
 A mask produced by a layer (``Embedding(mask_zero=True)``) is remembered for the tensor it
 produced, so a later layer called on that tensor receives it, also outside a model.
 """
+
 import re
 import weakref
 
@@ -14,7 +15,7 @@ import numpy as np
 __all__ = ["clear_session", "floatx", "get_mask", "set_mask", "unique_name"]
 
 _counts = {}
-_masks = {}   # id(tensor) -> (weakref to tensor, mask ndarray)
+_masks = {}  # id(tensor) -> (weakref to tensor, mask ndarray)
 
 
 def floatx():

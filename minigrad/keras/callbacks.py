@@ -1,4 +1,5 @@
 """Callbacks: hooks ``fit`` calls at the start and end of training, epochs and batches."""
+
 import os
 import warnings
 
@@ -17,12 +18,23 @@ class Callback:
     def set_model(self, model):
         self.model = model
 
-    def on_train_begin(self, logs=None): pass
-    def on_train_end(self, logs=None): pass
-    def on_epoch_begin(self, epoch, logs=None): pass
-    def on_epoch_end(self, epoch, logs=None): pass
-    def on_train_batch_begin(self, batch, logs=None): pass
-    def on_train_batch_end(self, batch, logs=None): pass
+    def on_train_begin(self, logs=None):
+        pass
+
+    def on_train_end(self, logs=None):
+        pass
+
+    def on_epoch_begin(self, epoch, logs=None):
+        pass
+
+    def on_epoch_end(self, epoch, logs=None):
+        pass
+
+    def on_train_batch_begin(self, batch, logs=None):
+        pass
+
+    def on_train_batch_end(self, batch, logs=None):
+        pass
 
 
 class History(Callback):
@@ -55,8 +67,11 @@ class _Monitor(Callback):
     def _value(self, logs):
         v = (logs or {}).get(self.monitor)
         if v is None:
-            warnings.warn(f"{type(self).__name__}: the monitored metric {self.monitor!r} is "
-                          f"not in the logs (available: {sorted(logs or {})})", stacklevel=3)
+            warnings.warn(
+                f"{type(self).__name__}: the monitored metric {self.monitor!r} is "
+                f"not in the logs (available: {sorted(logs or {})})",
+                stacklevel=3,
+            )
         return v
 
     def _improved(self, value, best):
@@ -67,8 +82,17 @@ class EarlyStopping(_Monitor):
     """Stop training when ``monitor`` has not improved by ``min_delta`` for ``patience``
     epochs; ``restore_best_weights`` puts back the best epoch's weights."""
 
-    def __init__(self, monitor="val_loss", min_delta=0, patience=0, verbose=0, mode="auto",
-                 baseline=None, restore_best_weights=False, start_from_epoch=0):
+    def __init__(
+        self,
+        monitor="val_loss",
+        min_delta=0,
+        patience=0,
+        verbose=0,
+        mode="auto",
+        baseline=None,
+        restore_best_weights=False,
+        start_from_epoch=0,
+    ):
         super().__init__(monitor, mode, min_delta)
         self.patience, self.verbose, self.baseline = patience, verbose, baseline
         self.restore_best_weights, self.start_from_epoch = restore_best_weights, start_from_epoch
@@ -96,8 +120,10 @@ class EarlyStopping(_Monitor):
             print(f"Epoch {self.stopped_epoch + 1}: early stopping")
         if self.restore_best_weights and self.best_weights is not None and self.stopped_epoch:
             if self.verbose:
-                print(f"Restoring model weights from the end of the best epoch: "
-                      f"{self.best_epoch + 1}.")
+                print(
+                    f"Restoring model weights from the end of the best epoch: "
+                    f"{self.best_epoch + 1}."
+                )
             self.model.set_weights(self.best_weights)
 
 
@@ -106,14 +132,25 @@ class ModelCheckpoint(_Monitor):
     ``filepath``, formatted with ``epoch`` and the logs (``'w.{epoch:02d}.weights.npz'``).
     Only weights are saved (a ``.weights.npz`` archive; see Model.save_weights)."""
 
-    def __init__(self, filepath, monitor="val_loss", verbose=0, save_best_only=False,
-                 save_weights_only=False, mode="auto", save_freq="epoch", initial_value_threshold=None):
+    def __init__(
+        self,
+        filepath,
+        monitor="val_loss",
+        verbose=0,
+        save_best_only=False,
+        save_weights_only=False,
+        mode="auto",
+        save_freq="epoch",
+        initial_value_threshold=None,
+    ):
         super().__init__(monitor, mode, 0)
         self.filepath = os.fspath(filepath)
         if not self.filepath.endswith(".weights.npz"):
-            raise ValueError("ModelCheckpoint saves weights only, to a file ending in "
-                             f"'.weights.npz'; got {self.filepath!r} (whole-model '.keras' "
-                             "files are not supported)")
+            raise ValueError(
+                "ModelCheckpoint saves weights only, to a file ending in "
+                f"'.weights.npz'; got {self.filepath!r} (whole-model '.keras' "
+                "files are not supported)"
+            )
         if save_freq != "epoch":
             raise ValueError(f"save_freq='epoch' only, got {save_freq!r}")
         self.verbose, self.save_best_only = verbose, save_best_only
@@ -127,8 +164,10 @@ class ModelCheckpoint(_Monitor):
             if value is None or not self._improved(value, self.best):
                 return
             if self.verbose:
-                print(f"\nEpoch {epoch + 1}: {self.monitor} improved from {self.best} to "
-                      f"{value:.5f}, saving model to {path}")
+                print(
+                    f"\nEpoch {epoch + 1}: {self.monitor} improved from {self.best} to "
+                    f"{value:.5f}, saving model to {path}"
+                )
             self.best = value
         self.model.save_weights(path)
 
@@ -137,8 +176,17 @@ class ReduceLROnPlateau(_Monitor):
     """Multiply the learning rate by ``factor`` when ``monitor`` has not improved for
     ``patience`` epochs (not below ``min_lr``; then wait ``cooldown`` epochs)."""
 
-    def __init__(self, monitor="val_loss", factor=0.1, patience=10, verbose=0, mode="auto",
-                 min_delta=1e-4, cooldown=0, min_lr=0.0):
+    def __init__(
+        self,
+        monitor="val_loss",
+        factor=0.1,
+        patience=10,
+        verbose=0,
+        mode="auto",
+        min_delta=1e-4,
+        cooldown=0,
+        min_lr=0.0,
+    ):
         if factor >= 1.0:
             raise ValueError(f"ReduceLROnPlateau does not support a factor >= 1.0, got {factor}")
         super().__init__(monitor, mode, min_delta)
@@ -165,6 +213,8 @@ class ReduceLROnPlateau(_Monitor):
                 if old > self.min_lr:
                     opt.learning_rate = max(old * self.factor, self.min_lr)
                     if self.verbose:
-                        print(f"\nEpoch {epoch + 1}: ReduceLROnPlateau reducing learning rate "
-                              f"to {opt.learning_rate}.")
+                        print(
+                            f"\nEpoch {epoch + 1}: ReduceLROnPlateau reducing learning rate "
+                            f"to {opt.learning_rate}."
+                        )
                     self.cooldown_counter, self.wait = self.cooldown, 0

@@ -1,5 +1,6 @@
 """Weight initializers by Keras name (drawn from minigrad's seedable generator,
 ``minigrad.manual_seed``)."""
+
 import math
 
 import numpy as np
@@ -53,10 +54,16 @@ def orthogonal(shape):
     return q.reshape(shape).astype(np.float32)
 
 
-_BY_NAME = {"zeros": zeros, "ones": ones, "glorot_uniform": glorot_uniform,
-            "he_uniform": he_uniform, "uniform": random_uniform,
-            "random_uniform": random_uniform, "random_normal": random_normal,
-            "orthogonal": orthogonal}
+_BY_NAME = {
+    "zeros": zeros,
+    "ones": ones,
+    "glorot_uniform": glorot_uniform,
+    "he_uniform": he_uniform,
+    "uniform": random_uniform,
+    "random_uniform": random_uniform,
+    "random_normal": random_normal,
+    "orthogonal": orthogonal,
+}
 
 
 def get(identifier):
@@ -65,5 +72,7 @@ def get(identifier):
         return identifier
     if identifier in _BY_NAME:
         return _BY_NAME[identifier]
-    raise ValueError(f"unknown initializer {identifier!r}; expected one of {sorted(_BY_NAME)} "
-                     "or a callable f(shape)")
+    raise ValueError(
+        f"unknown initializer {identifier!r}; expected one of {sorted(_BY_NAME)} "
+        "or a callable f(shape)"
+    )

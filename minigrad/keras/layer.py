@@ -6,6 +6,7 @@ Tensor on minigrad's tape; called on a ``KerasTensor`` it only computes the outp
 records the call as a graph ``Node``. Weights are created by ``build(input_shape)`` on the first
 call, or ahead of it when the input shape is known (``input_shape=``/``Input``), as in Keras.
 """
+
 import numpy as np
 
 from ..nn.module import Parameter
@@ -28,8 +29,10 @@ class Variable(Parameter):
     def assign(self, value):
         value = np.asarray(value)
         if value.shape != self.data.shape:
-            raise ValueError(f"cannot assign a value of shape {value.shape} to weight "
-                             f"{self.path!r} of shape {self.data.shape}")
+            raise ValueError(
+                f"cannot assign a value of shape {value.shape} to weight "
+                f"{self.path!r} of shape {self.data.shape}"
+            )
         self.data[...] = value
 
     def __repr__(self):
@@ -107,26 +110,36 @@ class Layer:
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
-        if "build" in cls.__dict__:          # every build() marks the layer built, as Keras
+        if "build" in cls.__dict__:  # every build() marks the layer built, as Keras
             cls.build = _marking_build(cls.__dict__["build"])
 
     def __new__(cls, *args, **kwargs):
         obj = super().__new__(cls)
-        obj._ctor = (args, dict(kwargs))   # the constructor's arguments, to clone the layer
+        obj._ctor = (args, dict(kwargs))  # the constructor's arguments, to clone the layer
         return obj
 
-    def __init__(self, name=None, trainable=True, dtype=None, input_shape=None,
-                 batch_input_shape=None, input_dim=None, batch_size=None, **kwargs):
+    def __init__(
+        self,
+        name=None,
+        trainable=True,
+        dtype=None,
+        input_shape=None,
+        batch_input_shape=None,
+        input_dim=None,
+        batch_size=None,
+        **kwargs,
+    ):
         if kwargs:
-            raise TypeError(f"{type(self).__name__} got unexpected keyword arguments "
-                            f"{sorted(kwargs)}")
+            raise TypeError(
+                f"{type(self).__name__} got unexpected keyword arguments {sorted(kwargs)}"
+            )
         self.name = name or backend.unique_name(backend.snake_case(type(self).__name__))
         self._trainable = bool(trainable)
         self.dtype = str(np.dtype(dtype or backend.floatx()))
         if self.dtype not in ("float32", "float64"):
             raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
-        self._weights = []          # Variables, in creation order
-        self._layers = []           # sub-layers (wrappers, models)
+        self._weights = []  # Variables, in creation order
+        self._layers = []  # sub-layers (wrappers, models)
         self.built = False
         self.input_spec_shape = None  # the input shape (batch None) the layer was built for
         self.training = False
@@ -142,9 +155,12 @@ class Layer:
     # ----- weights --------------------------------------------------------------------
     def add_weight(self, name, shape, initializer="zeros", trainable=True, dtype=None):
         from . import initializers
+
         value = initializers.get(initializer)(tuple(shape))
-        v = Variable(np.asarray(value, dtype=dtype or self.dtype),
-                     requires_grad=trainable and self._trainable)
+        v = Variable(
+            np.asarray(value, dtype=dtype or self.dtype),
+            requires_grad=trainable and self._trainable,
+        )
         v.name = name
         v.path = f"{self.name}/{name}"
         self._weights.append(v)
@@ -188,9 +204,11 @@ class Layer:
     def count_params(self):
         """The number of weights (scalars) in the layer."""
         if not self.built:
-            raise ValueError(f"You tried to call count_params on layer '{self.name}', but the "
-                             "layer isn't built. You can build it manually via: "
-                             f"`{self.name}.build(batch_input_shape)`.")
+            raise ValueError(
+                f"You tried to call count_params on layer '{self.name}', but the "
+                "layer isn't built. You can build it manually via: "
+                f"`{self.name}.build(batch_input_shape)`."
+            )
         return int(sum(w.data.size for w in self.weights))
 
     def get_weights(self):
@@ -203,14 +221,17 @@ class Layer:
         mine = self.weights
         weights = list(weights)
         if len(weights) != len(mine):
-            raise ValueError(f"layer '{self.name}' expects {len(mine)} weight arrays, got "
-                             f"{len(weights)}")
+            raise ValueError(
+                f"layer '{self.name}' expects {len(mine)} weight arrays, got {len(weights)}"
+            )
         arrays = []
         for w, v in zip(mine, weights):
             v = np.asarray(v)
             if v.shape != w.data.shape:
-                raise ValueError(f"weight {w.path!r} has shape {w.data.shape}, the value given "
-                                 f"for it has shape {v.shape}")
+                raise ValueError(
+                    f"weight {w.path!r} has shape {w.data.shape}, the value given "
+                    f"for it has shape {v.shape}"
+                )
             arrays.append(v)
         for w, v in zip(mine, arrays):
             w.data[...] = v
@@ -247,7 +268,8 @@ class Layer:
                     f"layer '{self.name}' ({type(self).__name__}) cannot take a mask, but got "
                     f"one of shape {mask.shape} (from an Embedding(mask_zero=True) or an "
                     "explicit mask=); put a layer that consumes the mask (a recurrent layer) "
-                    "before it, or drop mask_zero")
+                    "before it, or drop mask_zero"
+                )
         if kwargs.get("training") is None:
             kwargs["training"] = self.training
         shape = _shape_of(inputs)
@@ -293,22 +315,30 @@ class Layer:
         if len(shape) != len(want):
             raise ValueError(
                 f"layer '{self.name}' ({type(self).__name__}) expects input of rank "
-                f"{len(want)}, shape {_fmt(want)}, but got rank {len(shape)}, shape {shape}")
+                f"{len(want)}, shape {_fmt(want)}, but got rank {len(shape)}, shape {shape}"
+            )
         bad = [i for i in range(1, len(want)) if want[i] is not None and want[i] != shape[i]]
         if bad:
             hint = ""
             if len(want) == 3 and shape[0] == want[1] and shape[1] != want[1]:
-                hint = (" -- it looks time-first (T, B, F); Keras layers take batch-first "
-                        "(batch, time, features)")
+                hint = (
+                    " -- it looks time-first (T, B, F); Keras layers take batch-first "
+                    "(batch, time, features)"
+                )
             raise ValueError(
                 f"layer '{self.name}' ({type(self).__name__}) was built for input shape "
-                f"{_fmt(want)} but got an array of shape {shape}{hint}")
+                f"{_fmt(want)} but got an array of shape {shape}{hint}"
+            )
 
     def _to_tensor(self, x):
         if isinstance(x, Tensor):
-            if x.data.dtype.kind == "f" and not self._accepts_int_input \
-                    and str(x.data.dtype) != self.dtype:
+            if (
+                x.data.dtype.kind == "f"
+                and not self._accepts_int_input
+                and str(x.data.dtype) != self.dtype
+            ):
                 from .. import functional as F
+
                 return F.cast(x, self.dtype)
             return x
         if x is None:
@@ -330,8 +360,10 @@ class Layer:
         out_shape = self.compute_output_shape(self._symbolic_shape(shape, kwargs))
         node = Node(self, args, kwargs)
         if isinstance(out_shape, list):
-            outs = [KerasTensor(s, self.dtype, node, i, name=f"{self.name}_{i}")
-                    for i, s in enumerate(out_shape)]
+            outs = [
+                KerasTensor(s, self.dtype, node, i, name=f"{self.name}_{i}")
+                for i, s in enumerate(out_shape)
+            ]
             node.outputs = outs
             return outs
         out = KerasTensor(out_shape, self.dtype, node, 0, name=self.name)
@@ -358,15 +390,21 @@ def _marking_build(build):
         build(self, input_shape)
         self.built = True
         if input_shape is not None and self.input_spec_shape is None:
-            self.input_spec_shape = input_shape if isinstance(input_shape, list) \
-                else tuple(input_shape)
+            self.input_spec_shape = (
+                input_shape if isinstance(input_shape, list) else tuple(input_shape)
+            )
+
     wrapped.__doc__, wrapped.__name__ = build.__doc__, "build"
     return wrapped
 
 
 def _fmt(shape):
-    return "(" + ", ".join("None" if s is None else str(s) for s in shape) + \
-        ("," if len(shape) == 1 else "") + ")"
+    return (
+        "("
+        + ", ".join("None" if s is None else str(s) for s in shape)
+        + ("," if len(shape) == 1 else "")
+        + ")"
+    )
 
 
 class InputLayer(Layer):
@@ -377,8 +415,9 @@ class InputLayer(Layer):
         self.batch_shape = (batch_size,) + tuple(shape)
         self.built = True
         self.input_spec_shape = self.batch_shape
-        self.output = KerasTensor(self.batch_shape, self.dtype, node=Node(self, (), {}),
-                                  name=self.name)
+        self.output = KerasTensor(
+            self.batch_shape, self.dtype, node=Node(self, (), {}), name=self.name
+        )
         self.output.node.outputs = [self.output]
 
     def call(self, inputs, training=None):

@@ -4,6 +4,7 @@ Each computes a per-sample loss over the last axis (Keras's convention), then av
 the rest ('sum_over_batch_size'). Probabilities are clipped to [1e-7, 1 - 1e-7] before the log,
 as Keras does; ``from_logits=True`` takes raw scores instead.
 """
+
 import numpy as np
 
 from .. import functional as F
@@ -40,8 +41,9 @@ def _same_rank(y, p):
     elif y.ndim == p.ndim + 1 and y.shape[-1] == 1:
         y = F.squeeze(y, -1)
     if tuple(y.shape) != tuple(p.shape):
-        raise ValueError(f"targets of shape {tuple(y.shape)} do not match predictions of shape "
-                         f"{tuple(p.shape)}")
+        raise ValueError(
+            f"targets of shape {tuple(y.shape)} do not match predictions of shape {tuple(p.shape)}"
+        )
     return y
 
 
@@ -78,8 +80,10 @@ def sparse_categorical_crossentropy(y_true, y_pred, from_logits=False):
     if t.ndim == y_pred.ndim and t.shape[-1] == 1:
         t = t[..., 0]
     if t.shape != tuple(y_pred.shape[:-1]):
-        raise ValueError(f"sparse targets must have shape {tuple(y_pred.shape[:-1])} (one class "
-                         f"index per prediction row), got {t.shape}")
+        raise ValueError(
+            f"sparse targets must have shape {tuple(y_pred.shape[:-1])} (one class "
+            f"index per prediction row), got {t.shape}"
+        )
     if t.dtype.kind == "f":
         if not np.all(t == np.round(t)):
             raise ValueError("sparse_categorical_crossentropy takes integer class indices")
@@ -90,8 +94,7 @@ def sparse_categorical_crossentropy(y_true, y_pred, from_logits=False):
     if from_logits:
         logp = F.log_softmax(y_pred, axis=-1)
     else:
-        logp = F.log(F.clip(y_pred / F.sum(y_pred, axis=-1, keepdims=True),
-                            EPSILON, 1.0 - EPSILON))
+        logp = F.log(F.clip(y_pred / F.sum(y_pred, axis=-1, keepdims=True), EPSILON, 1.0 - EPSILON))
     onehot = np.zeros(tuple(y_pred.shape), dtype=y_pred.data.dtype)
     np.put_along_axis(onehot, t[..., None], 1, axis=-1)
     return -F.sum(logp * onehot, axis=-1)
@@ -105,8 +108,9 @@ class Loss:
 
     def __init__(self, from_logits=False, reduction="sum_over_batch_size", name=None):
         if reduction not in ("sum_over_batch_size", "sum", "none", None):
-            raise ValueError(f"reduction must be 'sum_over_batch_size', 'sum' or 'none', got "
-                             f"{reduction!r}")
+            raise ValueError(
+                f"reduction must be 'sum_over_batch_size', 'sum' or 'none', got {reduction!r}"
+            )
         self.from_logits, self.reduction = from_logits, reduction
         self.name = name or self.name
 
@@ -147,11 +151,15 @@ class SparseCategoricalCrossentropy(Loss):
     name = "sparse_categorical_crossentropy"
 
 
-_BY_NAME = {"mse": MeanSquaredError, "mean_squared_error": MeanSquaredError,
-            "mae": MeanAbsoluteError, "mean_absolute_error": MeanAbsoluteError,
-            "binary_crossentropy": BinaryCrossentropy,
-            "categorical_crossentropy": CategoricalCrossentropy,
-            "sparse_categorical_crossentropy": SparseCategoricalCrossentropy}
+_BY_NAME = {
+    "mse": MeanSquaredError,
+    "mean_squared_error": MeanSquaredError,
+    "mae": MeanAbsoluteError,
+    "mean_absolute_error": MeanAbsoluteError,
+    "binary_crossentropy": BinaryCrossentropy,
+    "categorical_crossentropy": CategoricalCrossentropy,
+    "sparse_categorical_crossentropy": SparseCategoricalCrossentropy,
+}
 
 
 class _FnLoss(Loss):
@@ -174,5 +182,7 @@ def get(identifier):
         return _BY_NAME[identifier]()
     if callable(identifier):
         return _FnLoss(identifier)
-    raise ValueError(f"unknown loss {identifier!r}; expected one of {sorted(_BY_NAME)}, a "
-                     "keras.losses.Loss or a function f(y_true, y_pred)")
+    raise ValueError(
+        f"unknown loss {identifier!r}; expected one of {sorted(_BY_NAME)}, a "
+        "keras.losses.Loss or a function f(y_true, y_pred)"
+    )

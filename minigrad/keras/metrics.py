@@ -1,4 +1,5 @@
 """Metrics by Keras name: running means over the samples seen since ``reset_state``."""
+
 import numpy as np
 
 __all__ = [
@@ -91,6 +92,7 @@ class SparseCategoricalAccuracy(Metric):
 
 class Accuracy(Metric):
     """Exact equality of targets and predictions."""
+
     name = "accuracy"
 
     def values(self, y, p):
@@ -116,16 +118,24 @@ def _accuracy_for(y_shape, p_shape, loss_name):
     the targets are class indices, categorical when they are one-hot rows."""
     if p_shape[-1] == 1 or loss_name == "binary_crossentropy":
         return BinaryAccuracy
-    if len(y_shape) < len(p_shape) or y_shape[-1] == 1 or loss_name == \
-            "sparse_categorical_crossentropy":
+    if (
+        len(y_shape) < len(p_shape)
+        or y_shape[-1] == 1
+        or loss_name == "sparse_categorical_crossentropy"
+    ):
         return SparseCategoricalAccuracy
     return CategoricalAccuracy
 
 
-_BY_NAME = {"mse": MeanSquaredError, "mean_squared_error": MeanSquaredError,
-            "mae": MeanAbsoluteError, "mean_absolute_error": MeanAbsoluteError,
-            "binary_accuracy": BinaryAccuracy, "categorical_accuracy": CategoricalAccuracy,
-            "sparse_categorical_accuracy": SparseCategoricalAccuracy}
+_BY_NAME = {
+    "mse": MeanSquaredError,
+    "mean_squared_error": MeanSquaredError,
+    "mae": MeanAbsoluteError,
+    "mean_absolute_error": MeanAbsoluteError,
+    "binary_accuracy": BinaryAccuracy,
+    "categorical_accuracy": CategoricalAccuracy,
+    "sparse_categorical_accuracy": SparseCategoricalAccuracy,
+}
 
 
 def get(identifier, y_shape=None, p_shape=None, loss_name=None):
@@ -140,5 +150,7 @@ def get(identifier, y_shape=None, p_shape=None, loss_name=None):
         return _accuracy_for(y_shape, p_shape, loss_name)(name=identifier)
     if isinstance(identifier, str) and identifier in _BY_NAME:
         return _BY_NAME[identifier](name=identifier)
-    raise ValueError(f"unknown metric {identifier!r}; expected 'accuracy', 'acc' or one of "
-                     f"{sorted(_BY_NAME)}, or a keras.metrics.Metric")
+    raise ValueError(
+        f"unknown metric {identifier!r}; expected 'accuracy', 'acc' or one of "
+        f"{sorted(_BY_NAME)}, or a keras.metrics.Metric"
+    )

@@ -5,6 +5,7 @@ Both are Layers with Keras's model methods: ``summary()``, ``count_params()``,
 ``minigrad.save``, no pickle), and training (``compile``/``fit``/``evaluate``/``predict``, in
 training.py).
 """
+
 import os
 
 import numpy as np
@@ -23,7 +24,7 @@ class Model(Trainer, Layer):
     tensors and the layer calls made on them (several inputs and outputs allowed)."""
 
     supports_masking = True
-    _sets_output_mask = False   # the output keeps the mask its last layer gave it
+    _sets_output_mask = False  # the output keeps the mask its last layer gave it
 
     def __new__(cls, *args, **kwargs):
         if cls is Model and (args or "inputs" in kwargs):
@@ -31,8 +32,12 @@ class Model(Trainer, Layer):
         return super().__new__(cls)
 
     def __init__(self, *args, **kwargs):
-        Layer.__init__(self, name=kwargs.pop("name", None) or
-                       backend.unique_name(backend.snake_case(self._default_name())), **kwargs)
+        Layer.__init__(
+            self,
+            name=kwargs.pop("name", None)
+            or backend.unique_name(backend.snake_case(self._default_name())),
+            **kwargs,
+        )
         Trainer.__init__(self)
 
     def _default_name(self):
@@ -52,8 +57,10 @@ class Model(Trainer, Layer):
 
     def count_params(self):
         if not self.built:
-            raise ValueError(f"model '{self.name}' is not built yet: give input_shape= to its "
-                             "first layer, start it with keras.Input, or call it on data first")
+            raise ValueError(
+                f"model '{self.name}' is not built yet: give input_shape= to its "
+                "first layer, start it with keras.Input, or call it on data first"
+            )
         return int(sum(w.data.size for w in self.weights))
 
     # ----- weights files -------------------------------------------------------------
@@ -62,13 +69,17 @@ class Model(Trainer, Layer):
         pickle). Keys are the weights' paths (``dense/kernel``)."""
         path = os.fspath(filepath)
         if not path.endswith(".weights.npz"):
-            raise ValueError("save_weights writes a minigrad archive: the file name must end in "
-                             f"'.weights.npz' (Keras's '.weights.h5' is HDF5), got {path!r}")
+            raise ValueError(
+                "save_weights writes a minigrad archive: the file name must end in "
+                f"'.weights.npz' (Keras's '.weights.h5' is HDF5), got {path!r}"
+            )
         if not overwrite and os.path.exists(path):
             raise FileExistsError(f"{path!r} exists and overwrite=False")
         self._require_built("save_weights")
-        serialization.save({"weights": [w.data for w in self.weights],
-                            "paths": [w.path for w in self.weights]}, path)
+        serialization.save(
+            {"weights": [w.data for w in self.weights], "paths": [w.path for w in self.weights]},
+            path,
+        )
 
     def load_weights(self, filepath):
         """Read weights written by ``save_weights`` (same architecture: count and shapes are
@@ -81,8 +92,10 @@ class Model(Trainer, Layer):
 
     def _require_built(self, what):
         if not self.built:
-            raise ValueError(f"{what}: model '{self.name}' is not built yet (give an input shape "
-                             "or call it on data first)")
+            raise ValueError(
+                f"{what}: model '{self.name}' is not built yet (give an input shape "
+                "or call it on data first)"
+            )
 
     # ----- summary --------------------------------------------------------------------
     def summary(self, line_length=65, print_fn=None):
@@ -91,16 +104,24 @@ class Model(Trainer, Layer):
         print_fn = print_fn or print
         rows = self._summary_rows()
         w = [29, 26]
-        out = [f'Model: "{self.name}"', "_" * line_length,
-               _row(["Layer (type)", "Output Shape", "Param #"], w), "=" * line_length]
+        out = [
+            f'Model: "{self.name}"',
+            "_" * line_length,
+            _row(["Layer (type)", "Output Shape", "Param #"], w),
+            "=" * line_length,
+        ]
         for name, shape, n in rows:
             out += [_row([name, shape, n], w), ""]
         out.append("=" * line_length)
         built = self.built
         total = sum(x.data.size for x in self.weights) if built else 0
         trainable = sum(x.data.size for x in self.trainable_weights) if built else 0
-        out += [f"Total params: {total:,}", f"Trainable params: {trainable:,}",
-                f"Non-trainable params: {total - trainable:,}", "_" * line_length]
+        out += [
+            f"Total params: {total:,}",
+            f"Trainable params: {trainable:,}",
+            f"Non-trainable params: {total - trainable:,}",
+            "_" * line_length,
+        ]
         print_fn("\n".join(out))
 
     def _summary_rows(self):
@@ -151,8 +172,11 @@ class Sequential(Model):
             raise TypeError(f"Sequential.add takes a Layer, got {type(layer).__name__}")
         if any(layer is other for other in self._layers):
             raise ValueError(f"layer '{layer.name}' is already in the model")
-        if not self._layers and self._input_shape is None and \
-                layer._declared_input_shape is not None:
+        if (
+            not self._layers
+            and self._input_shape is None
+            and layer._declared_input_shape is not None
+        ):
             self._input_shape = layer._declared_input_shape
         self._layers.append(layer)
         self.built = False
@@ -221,7 +245,7 @@ class Sequential(Model):
             # (batch, time) unknown, as Keras 2 printed it (the notes' tables).
             try:
                 self.build((None, None))
-            except ValueError:      # a layer needs the length (Flatten -> Dense): unbuilt
+            except ValueError:  # a layer needs the length (Flatten -> Dense): unbuilt
                 self.built = False
         shapes = getattr(self, "_shapes", None) if self.built else None
         rows = []
@@ -242,8 +266,10 @@ class Functional(Model):
         self.outputs = list(outputs) if self._multi_out else [outputs]
         for t in self.inputs + self.outputs:
             if not isinstance(t, KerasTensor):
-                raise TypeError(f"Model inputs and outputs must be KerasTensors (from "
-                                f"keras.Input and layer calls), got {type(t).__name__}")
+                raise TypeError(
+                    f"Model inputs and outputs must be KerasTensors (from "
+                    f"keras.Input and layer calls), got {type(t).__name__}"
+                )
         for t in self.inputs:
             if not isinstance(t.node.layer, InputLayer):
                 raise TypeError("Model inputs must come from keras.Input")
@@ -278,8 +304,10 @@ class Functional(Model):
         input_nodes = {id(t.node) for t in self.inputs}
         for node in order:
             if isinstance(node.layer, InputLayer) and id(node) not in input_nodes:
-                raise ValueError(f"output depends on input '{node.layer.name}', which is not "
-                                 "among the model's inputs")
+                raise ValueError(
+                    f"output depends on input '{node.layer.name}', which is not "
+                    "among the model's inputs"
+                )
         return order
 
     def _to_tensor(self, x):
@@ -287,8 +315,9 @@ class Functional(Model):
 
     def __call__(self, *args, **kwargs):
         if any(isinstance(t, KerasTensor) for t in _flatten(args)):
-            raise NotImplementedError("calling a functional model on KerasTensors (nesting "
-                                      "models) is not supported")
+            raise NotImplementedError(
+                "calling a functional model on KerasTensors (nesting models) is not supported"
+            )
         return super().__call__(*args, **kwargs)
 
     def _check_input(self, shape):
@@ -298,22 +327,28 @@ class Functional(Model):
             raise ValueError(f"model '{self.name}' takes {len(want)} input(s), got {len(got)}")
         for w, g in zip(want, got):
             if len(w) != len(g) or any(a is not None and a != b for a, b in zip(w[1:], g[1:])):
-                raise ValueError(f"model '{self.name}' expects input shape {_fmt(w)}, got "
-                                 f"an array of shape {tuple(g)}")
+                raise ValueError(
+                    f"model '{self.name}' expects input shape {_fmt(w)}, got "
+                    f"an array of shape {tuple(g)}"
+                )
 
     def call(self, inputs, training=None, mask=None):
         values = {}
         xs = inputs if self._multi_in else [inputs]
         for t, x in zip(self.inputs, xs):
             layer = t.node.layer
-            values[id(t)] = layer._to_tensor(x) if t.dtype.startswith("float") else \
-                (x if isinstance(x, Tensor) else Tensor(np.asarray(x)))
+            values[id(t)] = (
+                layer._to_tensor(x)
+                if t.dtype.startswith("float")
+                else (x if isinstance(x, Tensor) else Tensor(np.asarray(x)))
+            )
         for node in self._nodes:
             if isinstance(node.layer, InputLayer):
                 continue
             args = _map(lambda a: values[id(a)] if isinstance(a, KerasTensor) else a, node.args)
-            kwargs = _map(lambda a: values[id(a)] if isinstance(a, KerasTensor) else a,
-                          dict(node.kwargs))
+            kwargs = _map(
+                lambda a: values[id(a)] if isinstance(a, KerasTensor) else a, dict(node.kwargs)
+            )
             kwargs["training"] = training
             out = node.layer(*args, **kwargs)
             outs = out if isinstance(out, (list, tuple)) else [out]

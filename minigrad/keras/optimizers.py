@@ -17,6 +17,7 @@ eps_t = eps / sqrt(1 - b2^t), which is what each step gives minigrad's Adam. Ker
 divides by sqrt(v + eps) (PyTorch: sqrt(v) + eps), so it is written out here.
 ``learning_rate`` may be changed between steps (ReduceLROnPlateau does).
 """
+
 import math
 
 import numpy as np
@@ -80,26 +81,33 @@ class SGD(Optimizer):
         self.momentum, self.nesterov = float(momentum), bool(nesterov)
 
     def _make(self, params):
-        return optim.SGD(params, lr=self.learning_rate, momentum=self.momentum,
-                         nesterov=self.nesterov)
+        return optim.SGD(
+            params, lr=self.learning_rate, momentum=self.momentum, nesterov=self.nesterov
+        )
 
 
 class Adam(Optimizer):
     """Adam with Keras's defaults and epsilon placement (see the module docstring)."""
 
-    def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7,
-                 amsgrad=False, **kwargs):
+    def __init__(
+        self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7, amsgrad=False, **kwargs
+    ):
         super().__init__(learning_rate, **kwargs)
         self.beta_1, self.beta_2, self.epsilon = float(beta_1), float(beta_2), float(epsilon)
         self.amsgrad = bool(amsgrad)
 
     def _make(self, params):
-        return optim.Adam(params, lr=self.learning_rate, betas=(self.beta_1, self.beta_2),
-                          eps=self.epsilon, amsgrad=self.amsgrad)
+        return optim.Adam(
+            params,
+            lr=self.learning_rate,
+            betas=(self.beta_1, self.beta_2),
+            eps=self.epsilon,
+            amsgrad=self.amsgrad,
+        )
 
     def _before_step(self):
         t = self.iterations
-        eps_t = self.epsilon / math.sqrt(1.0 - self.beta_2 ** t)
+        eps_t = self.epsilon / math.sqrt(1.0 - self.beta_2**t)
         for g in self._opt.param_groups:
             g["eps"] = eps_t
 
@@ -107,8 +115,9 @@ class Adam(Optimizer):
 class RMSprop(Optimizer):
     """v = rho v + (1 - rho) g^2;  p -= lr g / sqrt(v + epsilon)  (Keras's form)."""
 
-    def __init__(self, learning_rate=0.001, rho=0.9, momentum=0.0, epsilon=1e-7,
-                 centered=False, **kwargs):
+    def __init__(
+        self, learning_rate=0.001, rho=0.9, momentum=0.0, epsilon=1e-7, centered=False, **kwargs
+    ):
         super().__init__(learning_rate, **kwargs)
         if momentum or centered:
             raise ValueError("RMSprop here supports momentum=0 and centered=False only")
@@ -131,8 +140,7 @@ class RMSprop(Optimizer):
 class Adagrad(Optimizer):
     """a += g^2;  p -= lr g / sqrt(a + epsilon)  (Keras's form, a starts at 0.1)."""
 
-    def __init__(self, learning_rate=0.001, initial_accumulator_value=0.1, epsilon=1e-7,
-                 **kwargs):
+    def __init__(self, learning_rate=0.001, initial_accumulator_value=0.1, epsilon=1e-7, **kwargs):
         super().__init__(learning_rate, **kwargs)
         self.initial_accumulator_value, self.epsilon = initial_accumulator_value, epsilon
         self._a = None
@@ -157,5 +165,7 @@ def get(identifier):
         return identifier
     if isinstance(identifier, str) and identifier.lower() in _BY_NAME:
         return _BY_NAME[identifier.lower()]()
-    raise ValueError(f"unknown optimizer {identifier!r}; expected one of {sorted(_BY_NAME)} or "
-                     "a keras.optimizers.Optimizer")
+    raise ValueError(
+        f"unknown optimizer {identifier!r}; expected one of {sorted(_BY_NAME)} or "
+        "a keras.optimizers.Optimizer"
+    )

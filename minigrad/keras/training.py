@@ -5,6 +5,7 @@
 epoch's samples) and the metrics, prints Keras's per-epoch line and returns a ``History``.
 ``predict`` and ``evaluate`` run in inference mode under ``no_grad`` (no tape), batch by batch.
 """
+
 import math
 import sys
 import time
@@ -46,8 +47,9 @@ def _is_dataset(x):
 
 
 def _fmt_logs(logs):
-    keys = sorted(k for k in logs if not k.startswith("val_")) + \
-        sorted(k for k in logs if k.startswith("val_"))
+    keys = sorted(k for k in logs if not k.startswith("val_")) + sorted(
+        k for k in logs if k.startswith("val_")
+    )
     return "".join(f" - {k}: {logs[k]:.4f}" for k in keys)
 
 
@@ -75,18 +77,25 @@ class Trainer:
         self.history = None
 
     # ----- compile ---------------------------------------------------------------------
-    def compile(self, optimizer="rmsprop", loss=None, metrics=None, loss_weights=None,
-                run_eagerly=None, jit_compile=None, **kwargs):
+    def compile(
+        self,
+        optimizer="rmsprop",
+        loss=None,
+        metrics=None,
+        loss_weights=None,
+        run_eagerly=None,
+        jit_compile=None,
+        **kwargs,
+    ):
         """Set the optimizer, the loss and the metrics, by Keras name or object. Unknown names
         raise here."""
         self.optimizer = optimizers_module.get(optimizer)
         if loss is None:
-            raise ValueError("compile needs a loss (e.g. loss='mse' or "
-                             "'binary_crossentropy')")
+            raise ValueError("compile needs a loss (e.g. loss='mse' or 'binary_crossentropy')")
         self.loss = losses_module.get(loss)
         specs = [] if metrics is None else list(metrics)
         for m in specs:
-            metrics_module.get(m)   # validate names now
+            metrics_module.get(m)  # validate names now
         self._metric_specs = specs
         self._metrics = None
         self.compiled = True
@@ -98,8 +107,10 @@ class Trainer:
     def _make_metrics(self, y, p):
         if self._metrics is None:
             y_shape = np.shape(y)
-            self._metrics = [metrics_module.get(m, y_shape, tuple(p.shape), self.loss.name)
-                             for m in self._metric_specs]
+            self._metrics = [
+                metrics_module.get(m, y_shape, tuple(p.shape), self.loss.name)
+                for m in self._metric_specs
+            ]
         return self._metrics
 
     @property
@@ -127,13 +138,12 @@ class Trainer:
             return
         n = _n_samples(x)
         if y is not None and _n_samples(y) != n:
-            raise ValueError(f"x and y have different numbers of samples: {n} and "
-                             f"{_n_samples(y)}")
+            raise ValueError(f"x and y have different numbers of samples: {n} and {_n_samples(y)}")
         idx = np.arange(n)
         if shuffle:
             default_rng().shuffle(idx)
         for s in range(0, n, batch_size):
-            b = idx[s:s + batch_size]
+            b = idx[s : s + batch_size]
             yield _take(x, b), None if y is None else _take(y, b)
 
     def _n_steps(self, x, batch_size):
@@ -197,9 +207,21 @@ class Trainer:
         return {prefix + m.name: m.result() for m in self._metrics or []}
 
     # ----- fit -------------------------------------------------------------------------
-    def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None,
-            validation_split=0.0, validation_data=None, shuffle=True, initial_epoch=0,
-            steps_per_epoch=None, **kwargs):
+    def fit(
+        self,
+        x=None,
+        y=None,
+        batch_size=None,
+        epochs=1,
+        verbose="auto",
+        callbacks=None,
+        validation_split=0.0,
+        validation_data=None,
+        shuffle=True,
+        initial_epoch=0,
+        steps_per_epoch=None,
+        **kwargs,
+    ):
         """Train for ``epochs`` epochs; returns a ``History`` (``history.history`` maps 'loss',
         the metrics and their 'val_' versions to per-epoch values)."""
         self._check_compiled("fit")
@@ -216,8 +238,7 @@ class Trainer:
             y = self._targets(y)
             if validation_split and validation_data is None:
                 if not 0 < validation_split < 1:
-                    raise ValueError(f"validation_split must be in (0, 1), got "
-                                     f"{validation_split}")
+                    raise ValueError(f"validation_split must be in (0, 1), got {validation_split}")
                 n = _n_samples(x)
                 cut = int(n * (1 - validation_split))
                 validation_data = (_take(x, np.arange(cut, n)), _take(y, np.arange(cut, n)))
@@ -279,16 +300,20 @@ class Trainer:
     def _evaluate_logs(self, x, y, batch_size):
         self._reset_metrics()
         total = count = 0
-        for xb, yb in self._batches(x if _is_dataset(x) else self._inputs(x),
-                                    None if y is None else self._targets(y), batch_size):
+        for xb, yb in self._batches(
+            x if _is_dataset(x) else self._inputs(x),
+            None if y is None else self._targets(y),
+            batch_size,
+        ):
             loss, n = self._eval_step(xb, yb)
             total += loss * n
             count += n
         logs = {"loss": total / max(count, 1), **self._metric_logs()}
         return logs
 
-    def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", return_dict=False,
-                 **kwargs):
+    def evaluate(
+        self, x=None, y=None, batch_size=None, verbose="auto", return_dict=False, **kwargs
+    ):
         """The loss and metrics on (x, y): a number (no metrics), a list [loss, *metrics], or
         a dict with ``return_dict=True``."""
         self._check_compiled("evaluate")
@@ -313,11 +338,9 @@ class Trainer:
         outs = []
         t0 = time.perf_counter()
         with no_grad():
-            for xb, _ in self._batches(x if _is_dataset(x) else self._inputs(x), None,
-                                       batch_size):
+            for xb, _ in self._batches(x if _is_dataset(x) else self._inputs(x), None, batch_size):
                 out = self._forward(xb, training=False)
-                outs.append([o.data for o in out] if isinstance(out, (list, tuple))
-                            else out.data)
+                outs.append([o.data for o in out] if isinstance(out, (list, tuple)) else out.data)
         if not outs:
             raise ValueError("predict got no samples")
         if verbose:

@@ -1,5 +1,6 @@
 """Data helpers from Keras: ``pad_sequences``, ``to_categorical``,
 ``timeseries_dataset_from_array``."""
+
 import math
 
 import numpy as np
@@ -13,8 +14,9 @@ __all__ = [
 ]
 
 
-def pad_sequences(sequences, maxlen=None, dtype="int32", padding="pre", truncating="pre",
-                  value=0.0):
+def pad_sequences(
+    sequences, maxlen=None, dtype="int32", padding="pre", truncating="pre", value=0.0
+):
     """Pad (or cut) a list of sequences to one length: a (n, maxlen) array. As Keras, padding
     and truncation happen at the start ('pre') unless 'post' is given."""
     if padding not in ("pre", "post"):
@@ -36,9 +38,9 @@ def pad_sequences(sequences, maxlen=None, dtype="int32", padding="pre", truncati
         if s.shape[1:] != tail:
             raise ValueError(f"sequence {i} has item shape {s.shape[1:]}, the others {tail}")
         if padding == "post":
-            out[i, :len(s)] = s
+            out[i, : len(s)] = s
         else:
-            out[i, -len(s):] = s
+            out[i, -len(s) :] = s
     return out
 
 
@@ -81,9 +83,18 @@ class Dataset:
         return np.concatenate(self._batches)
 
 
-def timeseries_dataset_from_array(data, targets, sequence_length, sequence_stride=1,
-                                  sampling_rate=1, batch_size=128, shuffle=False, seed=None,
-                                  start_index=None, end_index=None):
+def timeseries_dataset_from_array(
+    data,
+    targets,
+    sequence_length,
+    sequence_stride=1,
+    sampling_rate=1,
+    batch_size=128,
+    shuffle=False,
+    seed=None,
+    start_index=None,
+    end_index=None,
+):
     """Sliding windows over a series, as Keras: window i starts at start_index + i *
     sequence_stride and takes sequence_length steps sampling_rate apart; its target is
     ``targets[start_index + i * sequence_stride]`` (so to predict the value after the window,
@@ -98,12 +109,15 @@ def timeseries_dataset_from_array(data, targets, sequence_length, sequence_strid
         targets = np.asarray(targets)
         num_seqs = min(num_seqs, len(targets) - start_index)
     if num_seqs <= 0:
-        raise ValueError(f"the series of length {end_index - start_index} is too short for "
-                         f"windows of {sequence_length} steps at sampling_rate {sampling_rate}")
+        raise ValueError(
+            f"the series of length {end_index - start_index} is too short for "
+            f"windows of {sequence_length} steps at sampling_rate {sampling_rate}"
+        )
     starts = np.arange(0, num_seqs, sequence_stride)
     if shuffle:
-        np.random.RandomState(seed if seed is not None else np.random.randint(10 ** 6)) \
-            .shuffle(starts)
+        np.random.RandomState(seed if seed is not None else np.random.randint(10**6)).shuffle(
+            starts
+        )
     idx = starts[:, None] + np.arange(0, sequence_length * sampling_rate, sampling_rate)[None]
     windows = data[start_index:end_index][idx]
     ys = targets[start_index:][starts] if targets is not None else None
@@ -118,5 +132,6 @@ def timeseries_dataset_from_array(data, targets, sequence_length, sequence_strid
 def set_random_seed(seed):
     """Seed minigrad's generator (weights, dropout, shuffling) and NumPy's."""
     from ..random import manual_seed
+
     np.random.seed(seed)
     manual_seed(seed)

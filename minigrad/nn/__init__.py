@@ -1,23 +1,48 @@
 """Neural-network modules (PyTorch-shaped): Module, Parameter, layers, recurrent layers,
 initializers (``nn.init``), ``summary``, gradient utilities (``nn.utils``), and
 ``nn.functional`` (an alias of minigrad.functional)."""
+
 import sys as _sys
 
 from .. import functional
-from . import init
-from .module import Module, Parameter
-from .layers import (Dropout, Embedding, Flatten, Identity, Linear, ReLU, Sequential, Sigmoid,
-                     Tanh)
-from .recurrent import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell
+from . import (
+    init,
+    utils,  # clip_grad_norm_, clip_grad_value_, detach_state
+)
 from .attention import AdditiveAttention, DotAttention, MultiheadAttention
+from .layers import Dropout, Embedding, Flatten, Identity, Linear, ReLU, Sequential, Sigmoid, Tanh
+from .module import Module, Parameter
 from .normalization import LayerNorm
+from .recurrent import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell
 from .summary import summary
-from . import utils  # clip_grad_norm_, clip_grad_value_, detach_state
 
 # `import minigrad.nn.functional as F` works as `import torch.nn.functional as F` does
 _sys.modules.setdefault(__name__ + ".functional", functional)
 
-__all__ = ["Module", "Parameter", "Linear", "Embedding", "Dropout", "Sequential", "Tanh",
-           "Sigmoid", "ReLU", "Flatten", "Identity", "RNNCell", "LSTMCell", "GRUCell", "RNN",
-           "LSTM", "GRU", "AdditiveAttention", "DotAttention", "MultiheadAttention", "LayerNorm",
-           "summary", "init", "functional", "utils"]
+__all__ = [
+    "Module",
+    "Parameter",
+    "Linear",
+    "Embedding",
+    "Dropout",
+    "Sequential",
+    "Tanh",
+    "Sigmoid",
+    "ReLU",
+    "Flatten",
+    "Identity",
+    "RNNCell",
+    "LSTMCell",
+    "GRUCell",
+    "RNN",
+    "LSTM",
+    "GRU",
+    "AdditiveAttention",
+    "DotAttention",
+    "MultiheadAttention",
+    "LayerNorm",
+    "summary",
+    "init",
+    "functional",
+    "utils",
+]

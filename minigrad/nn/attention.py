@@ -7,6 +7,7 @@ reads an encoder's outputs (the keys, also the values unless given). Both take
 return ``(context, weights)``. Everything is composed from primitive ops, so gradients of any
 order come from the tape.
 """
+
 from __future__ import annotations
 
 import math
@@ -31,16 +32,21 @@ def _keys_and_query(query, keys, values, key_dim, query_dim, who):
     q, k = _tensor(query), _tensor(keys)
     v = k if values is None else _tensor(values)
     if k.ndim != 3:
-        raise ValueError(f"{who}: keys must be (batch, source length, {key_dim}), got shape "
-                         f"{k.shape}")
+        raise ValueError(
+            f"{who}: keys must be (batch, source length, {key_dim}), got shape {k.shape}"
+        )
     if k.shape[-1] != key_dim:
         raise ValueError(f"{who}: keys must have {key_dim} features, got {k.shape[-1]}")
     if v.ndim != 3 or v.shape[:2] != k.shape[:2]:
-        raise ValueError(f"{who}: values must be (batch, source length, features) like keys "
-                         f"{k.shape[:2]}, got {v.shape}")
+        raise ValueError(
+            f"{who}: values must be (batch, source length, features) like keys "
+            f"{k.shape[:2]}, got {v.shape}"
+        )
     if q.ndim not in (2, 3) or q.shape[0] != k.shape[0] or q.shape[-1] != query_dim:
-        raise ValueError(f"{who}: query must be (batch, {query_dim}) or (batch, target length, "
-                         f"{query_dim}) with batch {k.shape[0]}, got {q.shape}")
+        raise ValueError(
+            f"{who}: query must be (batch, {query_dim}) or (batch, target length, "
+            f"{query_dim}) with batch {k.shape[0]}, got {q.shape}"
+        )
     single = q.ndim == 2
     if single:
         q = F.unsqueeze(q, 1)
@@ -53,8 +59,9 @@ def _keep(key_padding_mask, B, S, who):
         return None
     m = np.asarray(getattr(key_padding_mask, "data", key_padding_mask))
     if m.dtype != np.bool_:
-        raise TypeError(f"{who}: key_padding_mask must be boolean (True at padded keys), got "
-                        f"dtype {m.dtype}")
+        raise TypeError(
+            f"{who}: key_padding_mask must be boolean (True at padded keys), got dtype {m.dtype}"
+        )
     if m.shape != (B, S):
         raise ValueError(f"{who}: key_padding_mask must have shape {(B, S)}, got {m.shape}")
     return ~m[:, None, :]
@@ -80,15 +87,17 @@ class AdditiveAttention(Module):
         super().__init__()
         self.query_dim = _positive_int("query_dim", query_dim)
         self.key_dim = _positive_int("key_dim", key_dim if key_dim is not None else query_dim)
-        self.hidden_dim = _positive_int("hidden_dim",
-                                        hidden_dim if hidden_dim is not None else query_dim)
+        self.hidden_dim = _positive_int(
+            "hidden_dim", hidden_dim if hidden_dim is not None else query_dim
+        )
         self.query_proj = Linear(self.query_dim, self.hidden_dim, bias=False, dtype=dtype)
         self.key_proj = Linear(self.key_dim, self.hidden_dim, bias=True, dtype=dtype)
         self.v = Linear(self.hidden_dim, 1, bias=False, dtype=dtype)
 
     def forward(self, query, keys, values=None, key_padding_mask=None):
-        q, k, v, single = _keys_and_query(query, keys, values, self.key_dim, self.query_dim,
-                                          "AdditiveAttention")
+        q, k, v, single = _keys_and_query(
+            query, keys, values, self.key_dim, self.query_dim, "AdditiveAttention"
+        )
         keep = _keep(key_padding_mask, k.shape[0], k.shape[1], "AdditiveAttention")
         # (B, L, 1, Hd) + (B, 1, S, Hd) -> tanh -> (B, L, S, 1) -> (B, L, S)
         e = F.tanh(F.unsqueeze(self.query_proj(q), 2) + F.unsqueeze(self.key_proj(k), 1))
@@ -114,16 +123,20 @@ class DotAttention(Module):
         self.query_dim = _positive_int("query_dim", query_dim)
         self.key_dim = _positive_int("key_dim", key_dim if key_dim is not None else query_dim)
         if score == "general":
-            self.weight = Parameter(np.empty((self.query_dim, self.key_dim),
-                                             dtype=_float_dtype(dtype)))
+            self.weight = Parameter(
+                np.empty((self.query_dim, self.key_dim), dtype=_float_dtype(dtype))
+            )
             init.xavier_uniform_(self.weight)
         elif self.query_dim != self.key_dim:
-            raise ValueError(f"score={score!r} needs query_dim == key_dim, got "
-                             f"{self.query_dim} and {self.key_dim} (use score='general')")
+            raise ValueError(
+                f"score={score!r} needs query_dim == key_dim, got "
+                f"{self.query_dim} and {self.key_dim} (use score='general')"
+            )
 
     def forward(self, query, keys, values=None, key_padding_mask=None):
-        q, k, v, single = _keys_and_query(query, keys, values, self.key_dim, self.query_dim,
-                                          "DotAttention")
+        q, k, v, single = _keys_and_query(
+            query, keys, values, self.key_dim, self.query_dim, "DotAttention"
+        )
         keep = _keep(key_padding_mask, k.shape[0], k.shape[1], "DotAttention")
         if self.score == "general":
             q = F.matmul(q, self.weight)
@@ -148,14 +161,26 @@ class MultiheadAttention(Module):
     masks are added to the scores. Returns ``(output, weights)``, weights (N, L, S) averaged over
     heads (or (N, num_heads, L, S)), None when ``need_weights=False``."""
 
-    def __init__(self, embed_dim, num_heads, dropout=0.0, bias=True, add_bias_kv=False,
-                 add_zero_attn=False, kdim=None, vdim=None, batch_first=False, dtype=None):
+    def __init__(
+        self,
+        embed_dim,
+        num_heads,
+        dropout=0.0,
+        bias=True,
+        add_bias_kv=False,
+        add_zero_attn=False,
+        kdim=None,
+        vdim=None,
+        batch_first=False,
+        dtype=None,
+    ):
         super().__init__()
         self.embed_dim = _positive_int("embed_dim", embed_dim)
         self.num_heads = _positive_int("num_heads", num_heads)
         if self.embed_dim % self.num_heads:
-            raise ValueError(f"embed_dim ({embed_dim}) must be divisible by num_heads "
-                             f"({num_heads})")
+            raise ValueError(
+                f"embed_dim ({embed_dim}) must be divisible by num_heads ({num_heads})"
+            )
         if not 0.0 <= dropout <= 1.0:
             raise ValueError(f"dropout must be in [0, 1], got {dropout}")
         self.kdim = _positive_int("kdim", kdim) if kdim is not None else self.embed_dim
@@ -203,26 +228,38 @@ class MultiheadAttention(Module):
         E = self.embed_dim
         if self._qkv_same_embed_dim:
             w = self.in_proj_weight
-            ws = (w[:E], w[E:2 * E], w[2 * E:])
+            ws = (w[:E], w[E : 2 * E], w[2 * E :])
         else:
             ws = (self.q_proj_weight, self.k_proj_weight, self.v_proj_weight)
         b = self.in_proj_bias
-        bs = (None, None, None) if b is None else (b[:E], b[E:2 * E], b[2 * E:])
+        bs = (None, None, None) if b is None else (b[:E], b[E : 2 * E], b[2 * E :])
         return ws, bs
 
-    def forward(self, query, key, value, key_padding_mask=None, need_weights=True,
-                attn_mask=None, average_attn_weights=True, is_causal=False):
+    def forward(
+        self,
+        query,
+        key,
+        value,
+        key_padding_mask=None,
+        need_weights=True,
+        attn_mask=None,
+        average_attn_weights=True,
+        is_causal=False,
+    ):
         q, k, v = _tensor(query), _tensor(key), _tensor(value)
         unbatched = q.ndim == 2
         if q.ndim not in (2, 3) or k.ndim != q.ndim or v.ndim != q.ndim:
-            raise ValueError(f"MultiheadAttention expects query, key and value all 3-D (batched) "
-                             f"or all 2-D (unbatched); got shapes {q.shape}, {k.shape}, "
-                             f"{v.shape}")
+            raise ValueError(
+                f"MultiheadAttention expects query, key and value all 3-D (batched) "
+                f"or all 2-D (unbatched); got shapes {q.shape}, {k.shape}, "
+                f"{v.shape}"
+            )
         if unbatched:
             q, k, v = (F.unsqueeze(t, 1) for t in (q, k, v))  # (L, 1, E)
             if key_padding_mask is not None:
-                key_padding_mask = np.asarray(getattr(key_padding_mask, "data",
-                                                      key_padding_mask))[None]
+                key_padding_mask = np.asarray(getattr(key_padding_mask, "data", key_padding_mask))[
+                    None
+                ]
         elif self.batch_first:
             q, k, v = (F.swapaxes(t, 0, 1) for t in (q, k, v))
         # now (L, N, E), (S, N, kdim), (S, N, vdim)
@@ -232,11 +269,14 @@ class MultiheadAttention(Module):
         if Eq != E:
             raise ValueError(f"query must have embed_dim={E} features, got {Eq}")
         if k.shape[1:] != (N, self.kdim) or v.shape[1:] != (N, self.vdim) or v.shape[0] != S:
-            raise ValueError(f"key must be (S, N, {self.kdim}) and value (S, N, {self.vdim}) "
-                             f"with N={N} (batch-first swapped as configured); got "
-                             f"{k.shape} and {v.shape}")
-        mask = self._float_or_bool_mask(attn_mask, key_padding_mask, N, L, S, is_causal,
-                                        q.data.dtype)
+            raise ValueError(
+                f"key must be (S, N, {self.kdim}) and value (S, N, {self.vdim}) "
+                f"with N={N} (batch-first swapped as configured); got "
+                f"{k.shape} and {v.shape}"
+            )
+        mask = self._float_or_bool_mask(
+            attn_mask, key_padding_mask, N, L, S, is_causal, q.data.dtype
+        )
         (wq, wk, wv), (bq, bk, bv) = self._projections()
         # to batch-first (N, L, E) for the heads
         qp = F.linear(F.swapaxes(q, 0, 1), wq, bq)
@@ -253,9 +293,14 @@ class MultiheadAttention(Module):
             kh = F.concatenate([kh, zeros], axis=2)
             vh = F.concatenate([vh, zeros], axis=2)
             mask = _pad_last(mask)
-        out, w = attention_with_weights(qh, kh, vh, attn_mask=mask,
-                                        dropout_p=self.dropout if self.training else 0.0,
-                                        training=self.training)
+        out, w = attention_with_weights(
+            qh,
+            kh,
+            vh,
+            attn_mask=mask,
+            dropout_p=self.dropout if self.training else 0.0,
+            training=self.training,
+        )
         out = F.reshape(F.swapaxes(out, 1, 2), (N, L, E))
         out = self.out_proj(out)
         if unbatched:
@@ -284,8 +329,9 @@ class MultiheadAttention(Module):
             elif m.shape == (N * H, L, S):
                 m = m.reshape(N, H, L, S)
             else:
-                raise ValueError(f"attn_mask must have shape {(L, S)} or {(N * H, L, S)}, got "
-                                 f"{m.shape}")
+                raise ValueError(
+                    f"attn_mask must have shape {(L, S)} or {(N * H, L, S)}, got {m.shape}"
+                )
             parts.append(m)
         if key_padding_mask is not None:
             m = np.asarray(getattr(key_padding_mask, "data", key_padding_mask))
@@ -307,8 +353,10 @@ class MultiheadAttention(Module):
         return total
 
     def extra_repr(self):
-        return (f"embed_dim={self.embed_dim}, num_heads={self.num_heads}, dropout={self.dropout}"
-                f", batch_first={self.batch_first}")
+        return (
+            f"embed_dim={self.embed_dim}, num_heads={self.num_heads}, dropout={self.dropout}"
+            f", batch_first={self.batch_first}"
+        )
 
 
 def _pad_last(mask):

@@ -5,6 +5,7 @@ and returns the tensor.  Nothing is recorded on the tape.
 Fans follow PyTorch: for a weight of shape (out, in, *k), fan_in = in * prod(k) and
 fan_out = out * prod(k).
 """
+
 import math
 
 import numpy as np
@@ -12,9 +13,19 @@ import numpy as np
 from ..random import default_rng
 from ..tensor import Tensor
 
-__all__ = ["calculate_gain", "uniform_", "normal_", "constant_", "zeros_", "ones_",
-           "xavier_uniform_", "xavier_normal_", "kaiming_uniform_", "kaiming_normal_",
-           "orthogonal_"]
+__all__ = [
+    "calculate_gain",
+    "uniform_",
+    "normal_",
+    "constant_",
+    "zeros_",
+    "ones_",
+    "xavier_uniform_",
+    "xavier_normal_",
+    "kaiming_uniform_",
+    "kaiming_normal_",
+    "orthogonal_",
+]
 
 
 def _array(tensor, what):
@@ -34,8 +45,10 @@ def _fill(tensor, values, what):
 
 def _fans(arr, what):
     if arr.ndim < 2:
-        raise ValueError(f"{what} needs a tensor with at least 2 dimensions (out, in, ...), "
-                         f"got shape {arr.shape}")
+        raise ValueError(
+            f"{what} needs a tensor with at least 2 dimensions (out, in, ...), "
+            f"got shape {arr.shape}"
+        )
     receptive = int(np.prod(arr.shape[2:])) if arr.ndim > 2 else 1
     return arr.shape[1] * receptive, arr.shape[0] * receptive
 
@@ -53,11 +66,13 @@ def calculate_gain(nonlinearity, param=None):
         slope = 0.01 if param is None else param
         if isinstance(slope, bool) or not isinstance(slope, (int, float)):
             raise ValueError(f"negative_slope must be a number, got {slope!r}")
-        return math.sqrt(2.0 / (1 + slope ** 2))
+        return math.sqrt(2.0 / (1 + slope**2))
     if nonlinearity == "selu":
         return 3.0 / 4
-    raise ValueError(f"unsupported nonlinearity {nonlinearity!r}; expected one of linear, "
-                     "identity, sigmoid, tanh, relu, leaky_relu, selu")
+    raise ValueError(
+        f"unsupported nonlinearity {nonlinearity!r}; expected one of linear, "
+        "identity, sigmoid, tanh, relu, leaky_relu, selu"
+    )
 
 
 def uniform_(tensor, a=0.0, b=1.0):
@@ -131,8 +146,9 @@ def orthogonal_(tensor, gain=1.0):
     the result is uniformly distributed."""
     arr = _array(tensor, "orthogonal_")
     if arr.ndim < 2:
-        raise ValueError(f"orthogonal_ needs a tensor with at least 2 dimensions, "
-                         f"got shape {arr.shape}")
+        raise ValueError(
+            f"orthogonal_ needs a tensor with at least 2 dimensions, got shape {arr.shape}"
+        )
     rows = arr.shape[0]
     cols = arr.size // rows if rows else 0
     if arr.size == 0:

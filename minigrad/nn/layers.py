@@ -1,4 +1,5 @@
 """Feed-forward layers: Linear, Embedding, Dropout, activations, Flatten, Identity, Sequential."""
+
 from __future__ import annotations
 
 import math
@@ -11,8 +12,17 @@ from ..tensor import Tensor
 from . import init
 from .module import Module, Parameter
 
-__all__ = ["Linear", "Embedding", "Dropout", "Sequential", "Tanh", "Sigmoid", "ReLU", "Flatten",
-           "Identity"]
+__all__ = [
+    "Linear",
+    "Embedding",
+    "Dropout",
+    "Sequential",
+    "Tanh",
+    "Sigmoid",
+    "ReLU",
+    "Flatten",
+    "Identity",
+]
 
 
 def _float_dtype(dtype):
@@ -39,7 +49,8 @@ def as_input(x, who):
         raise TypeError(
             f"{who} got a tuple of {len(x)} items, expected a Tensor. If the previous layer is "
             "an RNN/LSTM/GRU returning (output, h_n), construct it with return_sequences=True "
-            "(the output sequence) or return_sequences=False (the last output only).")
+            "(the output sequence) or return_sequences=False (the last output only)."
+        )
     return Tensor(x)
 
 
@@ -71,9 +82,11 @@ class Linear(Module):
         p = self._parameters
         w = p["weight"]
         if x.data.dtype != w.data.dtype:
-            raise ValueError(f"Linear: input dtype must match the weight dtype {w.data.dtype}, "
-                             f"got {x.data.dtype} (convert the input, or the layer with "
-                             f".double()/.float())")
+            raise ValueError(
+                f"Linear: input dtype must match the weight dtype {w.data.dtype}, "
+                f"got {x.data.dtype} (convert the input, or the layer with "
+                f".double()/.float())"
+            )
         b = p["bias"]
         if x.data.size == 0:  # an empty batch: the generic ops (the GEMM kernels need rows)
             y = F.matmul(x, F.transpose(w, None))
@@ -81,8 +94,10 @@ class Linear(Module):
         return F.linear(x, w) if b is None else F.linear(x, w, b)
 
     def extra_repr(self):
-        return (f"in_features={self.in_features}, out_features={self.out_features}, "
-                f"bias={self.bias is not None}")
+        return (
+            f"in_features={self.in_features}, out_features={self.out_features}, "
+            f"bias={self.bias is not None}"
+        )
 
 
 class Embedding(Module):
@@ -96,11 +111,14 @@ class Embedding(Module):
         self.embedding_dim = _positive_int("embedding_dim", embedding_dim)
         if padding_idx is not None:
             if isinstance(padding_idx, bool) or not isinstance(padding_idx, (int, np.integer)):
-                raise TypeError(f"padding_idx must be an int or None, got "
-                                f"{type(padding_idx).__name__}")
+                raise TypeError(
+                    f"padding_idx must be an int or None, got {type(padding_idx).__name__}"
+                )
             if not -self.num_embeddings <= padding_idx < self.num_embeddings:
-                raise ValueError(f"padding_idx must be within [-{self.num_embeddings}, "
-                                 f"{self.num_embeddings}), got {padding_idx}")
+                raise ValueError(
+                    f"padding_idx must be within [-{self.num_embeddings}, "
+                    f"{self.num_embeddings}), got {padding_idx}"
+                )
             padding_idx = int(padding_idx) % self.num_embeddings
         self.padding_idx = padding_idx
         dt = _float_dtype(dtype)
@@ -135,8 +153,10 @@ class Dropout(Module):
         if isinstance(p, bool) or not isinstance(p, (int, float, np.floating)) or not 0 <= p <= 1:
             raise ValueError(f"dropout probability must be a number in [0, 1], got {p!r}")
         if generator is not None and not isinstance(generator, np.random.Generator):
-            raise TypeError("Dropout generator must be a numpy Generator "
-                            f"(np.random.default_rng(seed)) or None, got {type(generator).__name__}")
+            raise TypeError(
+                "Dropout generator must be a numpy Generator "
+                f"(np.random.default_rng(seed)) or None, got {type(generator).__name__}"
+            )
         self.p = float(p)
         self.generator = generator
 
@@ -192,8 +212,10 @@ class Flatten(Module):
         nd = x.ndim
         for name, d in (("start_dim", self.start_dim), ("end_dim", self.end_dim)):
             if nd and not -nd <= d < nd:
-                raise ValueError(f"Flatten: {name}={d} is out of range for an input with "
-                                 f"{nd} dimensions (shape {x.shape})")
+                raise ValueError(
+                    f"Flatten: {name}={d} is out of range for an input with "
+                    f"{nd} dimensions (shape {x.shape})"
+                )
         return F.flatten(x, self.start_dim, self.end_dim)
 
     def extra_repr(self):
@@ -218,8 +240,9 @@ class Sequential(Module):
         else:
             for i, m in enumerate(modules):
                 if not isinstance(m, Module):
-                    raise TypeError(f"Sequential argument {i} is a {type(m).__name__}, "
-                                    f"expected a Module")
+                    raise TypeError(
+                        f"Sequential argument {i} is a {type(m).__name__}, expected a Module"
+                    )
                 self.add_module(str(i), m)
 
     def forward(self, x):

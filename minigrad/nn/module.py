@@ -8,6 +8,7 @@ attribute assignment (``self.weight = Parameter(...)``, ``self.cell = LSTMCell(.
 reports every problem in one error, and only then copies the values into the existing arrays,
 so an optimizer holding the parameters keeps working.
 """
+
 from __future__ import annotations
 
 from collections import OrderedDict, namedtuple
@@ -133,18 +134,24 @@ class Module:
             d["_modules"][name] = value
         elif params is not None and name in params:
             if value is not None:
-                raise TypeError(f"cannot assign {type(value).__name__} as parameter {name!r} "
-                                "(a Parameter or None expected)")
+                raise TypeError(
+                    f"cannot assign {type(value).__name__} as parameter {name!r} "
+                    "(a Parameter or None expected)"
+                )
             params[name] = None
         elif params is not None and name in d["_modules"]:
             if value is not None:
-                raise TypeError(f"cannot assign {type(value).__name__} as child module "
-                                f"{name!r} (a Module or None expected)")
+                raise TypeError(
+                    f"cannot assign {type(value).__name__} as child module "
+                    f"{name!r} (a Module or None expected)"
+                )
             d["_modules"][name] = None
         elif params is not None and name in d["_buffers"]:
             if value is not None and not isinstance(value, (np.ndarray, Tensor)):
-                raise TypeError(f"cannot assign {type(value).__name__} as buffer {name!r} "
-                                "(an ndarray, a Tensor or None expected)")
+                raise TypeError(
+                    f"cannot assign {type(value).__name__} as buffer {name!r} "
+                    "(an ndarray, a Tensor or None expected)"
+                )
             d["_buffers"][name] = _as_array(value) if value is not None else None
         else:
             object.__setattr__(self, name, value)
@@ -173,15 +180,18 @@ class Module:
         object.__delattr__(self, name)
 
     def __dir__(self):
-        return sorted(set(super().__dir__()) | set(self._parameters) | set(self._buffers)
-                      | set(self._modules))
+        return sorted(
+            set(super().__dir__()) | set(self._parameters) | set(self._buffers) | set(self._modules)
+        )
 
     def register_parameter(self, name, param):
         """Register ``param`` (a Parameter or None) under ``name``."""
         self._check_name(name)
         if param is not None and not isinstance(param, Parameter):
-            raise TypeError(f"cannot register {type(param).__name__} as parameter {name!r} "
-                            "(a Parameter or None expected)")
+            raise TypeError(
+                f"cannot register {type(param).__name__} as parameter {name!r} "
+                "(a Parameter or None expected)"
+            )
         self._forget(name)
         self._parameters[name] = param
 
@@ -189,8 +199,10 @@ class Module:
         """Register a non-trainable array (part of state_dict, converted by ``to()``)."""
         self._check_name(name)
         if value is not None and not isinstance(value, (np.ndarray, Tensor)):
-            raise TypeError(f"cannot register {type(value).__name__} as buffer {name!r} "
-                            "(an ndarray, a Tensor or None expected)")
+            raise TypeError(
+                f"cannot register {type(value).__name__} as buffer {name!r} "
+                "(an ndarray, a Tensor or None expected)"
+            )
         self._forget(name)
         self._buffers[name] = _as_array(value) if value is not None else None
 
@@ -328,8 +340,9 @@ class Module:
         ValueError lists every problem.  Returns ``IncompatibleKeys(missing, unexpected)``.
         """
         if not hasattr(state_dict, "keys") or not hasattr(state_dict, "__getitem__"):
-            raise TypeError(f"load_state_dict expects a mapping name -> array, "
-                            f"got {type(state_dict).__name__}")
+            raise TypeError(
+                f"load_state_dict expects a mapping name -> array, got {type(state_dict).__name__}"
+            )
         targets = OrderedDict((k, (m, store, name)) for k, m, store, name in self._state_items())
         missing = [k for k in targets if k not in state_dict]
         unexpected = [k for k in state_dict.keys() if k not in targets]
@@ -346,8 +359,9 @@ class Module:
             try:
                 src = _as_array(state_dict[key])
             except Exception as e:  # an object numpy cannot turn into an array
-                problems.append(f"{key!r}: cannot convert {type(state_dict[key]).__name__} "
-                                f"to an array ({e})")
+                problems.append(
+                    f"{key!r}: cannot convert {type(state_dict[key]).__name__} to an array ({e})"
+                )
                 continue
             cur = m.__dict__[store][name]
             dst = cur.data if isinstance(cur, Tensor) else cur
@@ -356,13 +370,17 @@ class Module:
             elif src.dtype != dst.dtype:
                 problems.append(f"{key!r}: dtype mismatch, expected {dst.dtype}, got {src.dtype}")
             elif not dst.flags.writeable and dst is not src:
-                problems.append(f"{key!r}: the module's array is read-only (writeable=False), "
-                                "so it cannot be loaded into")
+                problems.append(
+                    f"{key!r}: the module's array is read-only (writeable=False), "
+                    "so it cannot be loaded into"
+                )
             else:
                 plan.append((dst, src))
         if problems:
-            raise ValueError(f"error(s) loading state_dict into {type(self).__name__}:\n  "
-                             + "\n  ".join(problems))
+            raise ValueError(
+                f"error(s) loading state_dict into {type(self).__name__}:\n  "
+                + "\n  ".join(problems)
+            )
         for dst, src in plan:
             if dst is not src:
                 np.copyto(dst, src)
@@ -411,8 +429,7 @@ class Module:
     def __repr__(self):
         extra = self.extra_repr()
         extra_lines = extra.split("\n") if extra else []
-        child_lines = [f"({name}): {_add_indent(repr(m), 2)}"
-                       for name, m in self._modules.items()]
+        child_lines = [f"({name}): {_add_indent(repr(m), 2)}" for name, m in self._modules.items()]
         lines = extra_lines + child_lines
         text = self._get_name() + "("
         if lines:

@@ -1,4 +1,5 @@
 """LayerNorm (PyTorch's signature): normalise over the trailing ``normalized_shape`` axes."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -15,15 +16,20 @@ class LayerNorm(Module):
     """y = (x - mean) / sqrt(var + eps) * weight + bias over the last ``len(normalized_shape)``
     axes; ``weight`` starts at 1 and ``bias`` at 0 (``elementwise_affine=False``: neither)."""
 
-    def __init__(self, normalized_shape, eps=1e-5, elementwise_affine=True, bias=True,
-                 dtype=None):
+    def __init__(self, normalized_shape, eps=1e-5, elementwise_affine=True, bias=True, dtype=None):
         super().__init__()
-        shape = (normalized_shape,) if isinstance(normalized_shape, (int, np.integer)) \
+        shape = (
+            (normalized_shape,)
+            if isinstance(normalized_shape, (int, np.integer))
             else tuple(normalized_shape)
-        if not shape or any(isinstance(s, bool) or not isinstance(s, (int, np.integer))
-                            or s <= 0 for s in shape):
-            raise ValueError(f"normalized_shape must be a positive int or a tuple of them, got "
-                             f"{normalized_shape!r}")
+        )
+        if not shape or any(
+            isinstance(s, bool) or not isinstance(s, (int, np.integer)) or s <= 0 for s in shape
+        ):
+            raise ValueError(
+                f"normalized_shape must be a positive int or a tuple of them, got "
+                f"{normalized_shape!r}"
+            )
         if not eps > 0:
             raise ValueError(f"eps must be > 0, got {eps}")
         self.normalized_shape = tuple(int(s) for s in shape)
@@ -51,5 +57,6 @@ class LayerNorm(Module):
         return F.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
 
     def extra_repr(self):
-        return (f"{self.normalized_shape}, eps={self.eps}, "
-                f"elementwise_affine={self.elementwise_affine}")
+        return (
+            f"{self.normalized_shape}, eps={self.eps}, elementwise_affine={self.elementwise_affine}"
+        )

@@ -35,6 +35,7 @@ direction reads each sequence backwards *within its length*: the layer input is 
 ``idx[t, b] = lengths[b] - 1 - t`` (t < lengths[b], else t), run forwards, and gathered back
 with the same index (the permutation is its own inverse), all differentiable.
 """
+
 from __future__ import annotations
 
 import math
@@ -59,8 +60,7 @@ _CELL_IMPLS = ("step", "composed")
 
 def _check_impl(impl, choices):
     if impl not in choices:
-        raise ValueError(f"impl must be one of {', '.join(repr(c) for c in choices)}, "
-                         f"got {impl!r}")
+        raise ValueError(f"impl must be one of {', '.join(repr(c) for c in choices)}, got {impl!r}")
     return impl
 
 
@@ -93,8 +93,9 @@ def _check_state(who, name, s, shape, dtype):
     if s.shape != shape:
         raise ValueError(f"{who}: {name} must have shape {shape}, got {s.shape}")
     if s.dtype != dtype:
-        raise ValueError(f"{who}: {name} must have dtype {dtype} (the parameters' dtype), "
-                         f"got {s.dtype}")
+        raise ValueError(
+            f"{who}: {name} must have dtype {dtype} (the parameters' dtype), got {s.dtype}"
+        )
 
 
 # ------------------------------------------------------------------------------ cells
@@ -127,11 +128,14 @@ class _CellBase(Module):
         w_ih = p["weight_ih"]
         dtype = w_ih.data.dtype
         if x.ndim not in (1, 2) or x.shape[-1] != self.input_size:
-            raise ValueError(f"{who}: input must have shape (batch, {self.input_size}) or "
-                             f"({self.input_size},), got {x.shape}")
+            raise ValueError(
+                f"{who}: input must have shape (batch, {self.input_size}) or "
+                f"({self.input_size},), got {x.shape}"
+            )
         if x.dtype != dtype:
-            raise ValueError(f"{who}: input must have dtype {dtype} (the parameters' dtype), "
-                             f"got {x.dtype}")
+            raise ValueError(
+                f"{who}: input must have dtype {dtype} (the parameters' dtype), got {x.dtype}"
+            )
         unbatched = x.ndim == 1
         if unbatched:
             x = F.reshape(x, (1, self.input_size))
@@ -171,8 +175,9 @@ class RNNCell(_CellBase):
 
     _mode = "RNN"
 
-    def __init__(self, input_size, hidden_size, bias=True, nonlinearity="tanh", dtype=None,
-                 impl="step"):
+    def __init__(
+        self, input_size, hidden_size, bias=True, nonlinearity="tanh", dtype=None, impl="step"
+    ):
         if nonlinearity not in ("tanh", "relu"):
             raise ValueError(f"nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
         super().__init__(input_size, hidden_size, bias, dtype, impl)
@@ -234,22 +239,42 @@ class _RNNBase(Module):
 
     _mode = None
 
-    def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
-                 dropout=0.0, bidirectional=False, return_sequences=None, return_state=False,
-                 impl="sequence", nonlinearity="tanh", dtype=None):
+    def __init__(
+        self,
+        input_size,
+        hidden_size,
+        num_layers=1,
+        bias=True,
+        batch_first=False,
+        dropout=0.0,
+        bidirectional=False,
+        return_sequences=None,
+        return_state=False,
+        impl="sequence",
+        nonlinearity="tanh",
+        dtype=None,
+    ):
         super().__init__()
         self.input_size = _positive_int("input_size", input_size)
         self.hidden_size = _positive_int("hidden_size", hidden_size)
         self.num_layers = _positive_int("num_layers", num_layers)
-        if isinstance(dropout, bool) or not isinstance(dropout, (int, float, np.floating)) \
-                or not 0 <= dropout <= 1:
+        if (
+            isinstance(dropout, bool)
+            or not isinstance(dropout, (int, float, np.floating))
+            or not 0 <= dropout <= 1
+        ):
             raise ValueError(f"dropout must be a number in [0, 1], got {dropout!r}")
         if dropout > 0 and self.num_layers == 1:
-            warnings.warn(f"dropout={dropout} has no effect with num_layers=1: dropout is applied "
-                          "between layers only, not after the last one", UserWarning, stacklevel=3)
+            warnings.warn(
+                f"dropout={dropout} has no effect with num_layers=1: dropout is applied "
+                "between layers only, not after the last one",
+                UserWarning,
+                stacklevel=3,
+            )
         if return_sequences not in (None, True, False):
-            raise ValueError(f"return_sequences must be None, True or False, "
-                             f"got {return_sequences!r}")
+            raise ValueError(
+                f"return_sequences must be None, True or False, got {return_sequences!r}"
+            )
         if nonlinearity not in ("tanh", "relu"):
             raise ValueError(f"nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
         self.bias = bool(bias)
@@ -274,8 +299,9 @@ class _RNNBase(Module):
                 if self.bias:
                     setattr(self, "bias_ih" + sfx, Parameter(np.empty((gh,), dtype=dt)))
                     setattr(self, "bias_hh" + sfx, Parameter(np.empty((gh,), dtype=dt)))
-                    names.append(("weight_ih" + sfx, "weight_hh" + sfx, "bias_ih" + sfx,
-                                  "bias_hh" + sfx))
+                    names.append(
+                        ("weight_ih" + sfx, "weight_hh" + sfx, "bias_ih" + sfx, "bias_hh" + sfx)
+                    )
                 else:
                     names.append(("weight_ih" + sfx, "weight_hh" + sfx, None, None))
         self._names = names
@@ -311,20 +337,28 @@ class _RNNBase(Module):
         if self._mode == "LSTM":
             if hx is None:
                 return none, none
-            if not isinstance(hx, (tuple, list)) or len(hx) != 2 or hx[0] is None \
-                    or hx[1] is None:
-                got = (f"({', '.join(type(v).__name__ for v in hx)})"
-                       if isinstance(hx, (tuple, list)) else type(hx).__name__)
-                raise ValueError(f"LSTM: hx must be a tuple (h_0, c_0) of two tensors of shape "
-                                 f"({LD}, {B}, {self.hidden_size}) each (or None for zeros), "
-                                 f"got {got}")
-            return (self._split_state(hx[0], "h_0", B, dtype, layered),
-                    self._split_state(hx[1], "c_0", B, dtype, layered))
+            if not isinstance(hx, (tuple, list)) or len(hx) != 2 or hx[0] is None or hx[1] is None:
+                got = (
+                    f"({', '.join(type(v).__name__ for v in hx)})"
+                    if isinstance(hx, (tuple, list))
+                    else type(hx).__name__
+                )
+                raise ValueError(
+                    f"LSTM: hx must be a tuple (h_0, c_0) of two tensors of shape "
+                    f"({LD}, {B}, {self.hidden_size}) each (or None for zeros), "
+                    f"got {got}"
+                )
+            return (
+                self._split_state(hx[0], "h_0", B, dtype, layered),
+                self._split_state(hx[1], "c_0", B, dtype, layered),
+            )
         if hx is None:
             return none, none
         if isinstance(hx, (tuple, list)):
-            raise ValueError(f"{type(self).__name__}: hx must be one Tensor of shape "
-                             f"({LD}, {B}, {self.hidden_size}), got a {type(hx).__name__}")
+            raise ValueError(
+                f"{type(self).__name__}: hx must be one Tensor of shape "
+                f"({LD}, {B}, {self.hidden_size}), got a {type(hx).__name__}"
+            )
         return self._split_state(hx, "h_0", B, dtype, layered), none
 
     # ----- forward ----------------------------------------------------------------------
@@ -355,19 +389,23 @@ class _RNNBase(Module):
         dtype = p[names[0][0]].data.dtype
         if xd.ndim != 3 or xd.shape[2] != self.input_size:
             layout = "(batch, time, " if self.batch_first else "(time, batch, "
-            raise ValueError(f"{who}: input must be 3-D {layout}{self.input_size}), "
-                             f"got shape {xd.shape}")
+            raise ValueError(
+                f"{who}: input must be 3-D {layout}{self.input_size}), got shape {xd.shape}"
+            )
         if xd.dtype != dtype:
-            raise ValueError(f"{who}: input must have dtype {dtype} (the parameters' dtype), "
-                             f"got {xd.dtype}")
+            raise ValueError(
+                f"{who}: input must have dtype {dtype} (the parameters' dtype), got {xd.dtype}"
+            )
         if self.batch_first:
             B, T = xd.shape[0], xd.shape[1]
             x = F.transpose(x, _SWAP_BT)
         else:
             T, B = xd.shape[0], xd.shape[1]
         if T == 0 or B == 0:
-            raise ValueError(f"{who}: input must have at least one time step and one sequence, "
-                             f"got shape {xd.shape}")
+            raise ValueError(
+                f"{who}: input must have at least one time step and one sequence, "
+                f"got shape {xd.shape}"
+            )
         if lengths is not None:
             lengths = check_lengths(lengths, T, B, who)
             if lengths.min() == T:
@@ -404,14 +442,17 @@ class _RNNBase(Module):
             for d in range(D):
                 i = k * D + d
                 nm = names[i]
-                ws = (p[nm[0]], p[nm[1]],
-                      None if nm[2] is None else p[nm[2]], None if nm[3] is None else p[nm[3]])
+                ws = (
+                    p[nm[0]],
+                    p[nm[1]],
+                    None if nm[2] is None else p[nm[2]],
+                    None if nm[3] is None else p[nm[3]],
+                )
                 src = inp if d == 0 else F.getitem(inp, rev_idx)
                 if impl == "sequence":
                     ys, hn, cn = self._run_sequence(src, h0s[i], c0s[i], ws, lengths, B)
                 else:
-                    ys, hn, cn = self._run_cells(src, h0s[i], c0s[i], ws, mask, B, need_ys,
-                                                 impl)
+                    ys, hn, cn = self._run_cells(src, h0s[i], c0s[i], ws, mask, B, need_ys, impl)
                 if d == 1 and need_ys:
                     ys = F.getitem(ys, rev_idx)
                 outs.append(ys)
@@ -465,30 +506,38 @@ class _RNNBase(Module):
         w_ih, w_hh, b_ih, b_hh = ws
         nl = self.nonlinearity
         if impl == "step":
-            xs = F.unbind(F.linear(src, w_ih, b_ih), 0)     # x W_ih^T + b_ih, hoisted: one GEMM
+            xs = F.unbind(F.linear(src, w_ih, b_ih), 0)  # x W_ih^T + b_ih, hoisted: one GEMM
             if mode == "LSTM":
+
                 def cell(x_t, h, c):
                     return F.lstm_cell_step(x_t, h, c, w_hh, b_hh)
             elif mode == "GRU":
+
                 def cell(x_t, h, c):
                     return F.gru_cell_step(x_t, h, w_hh, b_hh), None
             else:
+
                 def cell(x_t, h, c):
                     return F.rnn_cell_step(x_t, h, w_hh, b_hh, nl), None
         elif impl == "composed":
             xs = F.unbind(src, 0)
             if mode == "LSTM":
+
                 def cell(x_t, h, c):
                     return F.lstm_cell_composed(x_t, h, c, w_ih, w_hh, b_ih, b_hh)
             elif mode == "GRU":
+
                 def cell(x_t, h, c):
                     return F.gru_cell_composed(x_t, h, w_ih, w_hh, b_ih, b_hh), None
             else:
+
                 def cell(x_t, h, c):
                     return F.rnn_cell_composed(x_t, h, w_ih, w_hh, b_ih, b_hh, nl), None
         else:
-            raise ValueError(f"{mode}: impl must be one of "
-                             f"{', '.join(repr(c) for c in _LAYER_IMPLS)}, got {impl!r}")
+            raise ValueError(
+                f"{mode}: impl must be one of "
+                f"{', '.join(repr(c) for c in _LAYER_IMPLS)}, got {impl!r}"
+            )
         T = len(xs)
         # Steps before every sequence has ended need no masking.
         first_masked = T if mask is None else int(mask[:, :, 0].sum(axis=0).min())
@@ -498,7 +547,7 @@ class _RNNBase(Module):
             h1, c1 = cell(xs[t], h, c)
             if t < first_masked:
                 y, h, c = h1, h1, c1
-            else:   # padded rows: output zero, state carried unchanged
+            else:  # padded rows: output zero, state carried unchanged
                 m = mask[t]
                 if need_ys:
                     y = F.where(m, h1, zero)
@@ -539,12 +588,35 @@ class RNN(_RNNBase):
 
     _mode = "RNN"
 
-    def __init__(self, input_size, hidden_size, num_layers=1, nonlinearity="tanh", bias=True,
-                 batch_first=False, dropout=0.0, bidirectional=False, return_sequences=None,
-                 return_state=False, impl="sequence", dtype=None):
-        super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout,
-                         bidirectional, return_sequences, return_state, impl, nonlinearity,
-                         dtype)
+    def __init__(
+        self,
+        input_size,
+        hidden_size,
+        num_layers=1,
+        nonlinearity="tanh",
+        bias=True,
+        batch_first=False,
+        dropout=0.0,
+        bidirectional=False,
+        return_sequences=None,
+        return_state=False,
+        impl="sequence",
+        dtype=None,
+    ):
+        super().__init__(
+            input_size,
+            hidden_size,
+            num_layers,
+            bias,
+            batch_first,
+            dropout,
+            bidirectional,
+            return_sequences,
+            return_state,
+            impl,
+            nonlinearity,
+            dtype,
+        )
 
 
 class LSTM(_RNNBase):
@@ -553,11 +625,34 @@ class LSTM(_RNNBase):
 
     _mode = "LSTM"
 
-    def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
-                 dropout=0.0, bidirectional=False, return_sequences=None, return_state=False,
-                 impl="sequence", dtype=None):
-        super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout,
-                         bidirectional, return_sequences, return_state, impl, "tanh", dtype)
+    def __init__(
+        self,
+        input_size,
+        hidden_size,
+        num_layers=1,
+        bias=True,
+        batch_first=False,
+        dropout=0.0,
+        bidirectional=False,
+        return_sequences=None,
+        return_state=False,
+        impl="sequence",
+        dtype=None,
+    ):
+        super().__init__(
+            input_size,
+            hidden_size,
+            num_layers,
+            bias,
+            batch_first,
+            dropout,
+            bidirectional,
+            return_sequences,
+            return_state,
+            impl,
+            "tanh",
+            dtype,
+        )
 
 
 class GRU(_RNNBase):
@@ -566,8 +661,31 @@ class GRU(_RNNBase):
 
     _mode = "GRU"
 
-    def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
-                 dropout=0.0, bidirectional=False, return_sequences=None, return_state=False,
-                 impl="sequence", dtype=None):
-        super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout,
-                         bidirectional, return_sequences, return_state, impl, "tanh", dtype)
+    def __init__(
+        self,
+        input_size,
+        hidden_size,
+        num_layers=1,
+        bias=True,
+        batch_first=False,
+        dropout=0.0,
+        bidirectional=False,
+        return_sequences=None,
+        return_state=False,
+        impl="sequence",
+        dtype=None,
+    ):
+        super().__init__(
+            input_size,
+            hidden_size,
+            num_layers,
+            bias,
+            batch_first,
+            dropout,
+            bidirectional,
+            return_sequences,
+            return_state,
+            impl,
+            "tanh",
+            dtype,
+        )

@@ -20,6 +20,7 @@ LSTM; for GRU the n-gate's b_hn sits inside r * (...), which is why Keras' reset
 has two).  A bidirectional layer has twice the parameters of one direction; layers above the
 first take D*H inputs.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -50,10 +51,13 @@ def _example(model, input_shape_or_example, dtype):
     if isinstance(shape, (int, np.integer)):
         shape = (shape,)
     if not isinstance(shape, (tuple, list)) or not all(
-            isinstance(s, (int, np.integer)) and not isinstance(s, bool) and s > 0 for s in shape):
-        raise TypeError("summary() needs an input shape (a tuple of positive ints, including the "
-                        "batch dimension) or an example input (ndarray or Tensor), got "
-                        f"{input_shape_or_example!r}")
+        isinstance(s, (int, np.integer)) and not isinstance(s, bool) and s > 0 for s in shape
+    ):
+        raise TypeError(
+            "summary() needs an input shape (a tuple of positive ints, including the "
+            "batch dimension) or an example input (ndarray or Tensor), got "
+            f"{input_shape_or_example!r}"
+        )
     if dtype is None:
         first_leaf = next((m for m in model.modules() if not m._modules), None)
         if isinstance(first_leaf, Embedding):
@@ -94,8 +98,14 @@ def summary(model, input_shape_or_example, dtype=None, print_fn=print):
             if id(module) not in seen:
                 seen.add(id(module))
                 own = sum(p.data.size for p in module.parameters(recurse=not module._modules))
-                rows.append((f"{name} ({type(module).__name__})" if name
-                             else type(module).__name__, _shape_text(out), own))
+                rows.append(
+                    (
+                        f"{name} ({type(module).__name__})" if name else type(module).__name__,
+                        _shape_text(out),
+                        own,
+                    )
+                )
+
         return hook
 
     for name, m in model.named_modules():
@@ -121,15 +131,21 @@ def summary(model, input_shape_or_example, dtype=None, print_fn=print):
     w1 = max([len(header[1])] + [len(r[1]) for r in body]) + 2
     w2 = max([len(header[2])] + [len(r[2]) for r in body])
     width = w0 + w1 + w2
-    lines = [f"Model: {type(model).__name__}", "_" * width,
-             f"{header[0]:<{w0}}{header[1]:<{w1}}{header[2]:>{w2}}", "=" * width]
+    lines = [
+        f"Model: {type(model).__name__}",
+        "_" * width,
+        f"{header[0]:<{w0}}{header[1]:<{w1}}{header[2]:>{w2}}",
+        "=" * width,
+    ]
     for n, s, c in body:
         lines.append(f"{n:<{w0}}{s:<{w1}}{c:>{w2}}")
-    lines += ["=" * width,
-              f"Total params: {total:,}",
-              f"Trainable params: {trainable:,}",
-              f"Non-trainable params: {total - trainable:,}",
-              "_" * width]
+    lines += [
+        "=" * width,
+        f"Total params: {total:,}",
+        f"Trainable params: {trainable:,}",
+        f"Non-trainable params: {total - trainable:,}",
+        "_" * width,
+    ]
     text = "\n".join(lines)
     if print_fn is not None:
         print_fn(text)

@@ -1,15 +1,16 @@
 """Training utilities: gradient clipping and state detaching for truncated BPTT.
 
-    loss.backward()
-    minigrad.nn.utils.clip_grad_norm_(model.parameters(), max_norm=1.0)
-    opt.step()
+loss.backward()
+minigrad.nn.utils.clip_grad_norm_(model.parameters(), max_norm=1.0)
+opt.step()
 
-    h = None
-    for chunk in chunks:                                  # truncated BPTT
-        out, h = lstm(chunk, h)
-        ...backward, step...
-        h = minigrad.nn.utils.detach_state(h)             # keep the values, cut the tape
+h = None
+for chunk in chunks:                                  # truncated BPTT
+    out, h = lstm(chunk, h)
+    ...backward, step...
+    h = minigrad.nn.utils.detach_state(h)             # keep the values, cut the tape
 """
+
 from __future__ import annotations
 
 import math
@@ -28,8 +29,9 @@ def _params(parameters, fn):
     try:
         params = list(parameters)
     except TypeError:
-        raise TypeError(f"{fn}() needs a Tensor or an iterable of Tensors, got "
-                        f"{type(parameters).__name__}") from None
+        raise TypeError(
+            f"{fn}() needs a Tensor or an iterable of Tensors, got {type(parameters).__name__}"
+        ) from None
     for i, p in enumerate(params):
         if not isinstance(p, Tensor):
             raise TypeError(f"{fn}() needs Tensors, but item {i} is a {type(p).__name__}")
@@ -78,8 +80,9 @@ def clip_grad_norm_(parameters, max_norm, norm_type=2.0, error_if_nonfinite=Fals
     if isinstance(norm_type, str) and norm_type.lower() in ("inf", "-inf"):
         norm_type = float(norm_type)
     if isinstance(norm_type, bool) or not isinstance(norm_type, Real) or math.isnan(norm_type):
-        raise ValueError(f"clip_grad_norm_() norm_type must be a number or 'inf', got "
-                         f"{norm_type!r}")
+        raise ValueError(
+            f"clip_grad_norm_() norm_type must be a number or 'inf', got {norm_type!r}"
+        )
     norm_type = float(norm_type)
     grads = [p.grad for p in params if p.grad is not None]
     if not grads:
@@ -91,7 +94,8 @@ def clip_grad_norm_(parameters, max_norm, norm_type=2.0, error_if_nonfinite=Fals
         if error_if_nonfinite:
             raise RuntimeError(
                 f"the total norm of order {norm_type} of the gradients is {total}, which cannot "
-                "be clipped; pass error_if_nonfinite=False to scale the gradients by it anyway")
+                "be clipped; pass error_if_nonfinite=False to scale the gradients by it anyway"
+            )
     coef = dtype.type(max_norm) / (total + dtype.type(1e-6))
     if not coef >= 1.0:  # clamp at 1 (a factor of 1 changes nothing); nan scales too, as torch
         for g in grads:
@@ -127,5 +131,7 @@ def detach_state(state):
         return [detach_state(s) for s in state]
     if isinstance(state, dict):
         return {k: detach_state(v) for k, v in state.items()}
-    raise TypeError("detach_state() expects a Tensor, None, or a tuple/list/dict of those, got "
-                    f"{type(state).__name__}")
+    raise TypeError(
+        "detach_state() expects a Tensor, None, or a tuple/list/dict of those, got "
+        f"{type(state).__name__}"
+    )

@@ -13,6 +13,7 @@ have PyTorch's layout, ``{"state": {index: {...}}, "param_groups": [{..., "param
 ...]}]}``, with parameters numbered in group order, so a state dict saved with ``minigrad.save``
 restores into a new optimizer over the same parameters.
 """
+
 from __future__ import annotations
 
 from numbers import Real
@@ -56,19 +57,26 @@ class Optimizer:
         self.state = {}  # parameter Tensor -> dict of state (ndarrays and numbers)
         self.param_groups = []
         if isinstance(params, Tensor):
-            raise TypeError("params must be an iterable of Tensors or of dicts, got a single "
-                            "Tensor (wrap it in a list: [p])")
+            raise TypeError(
+                "params must be an iterable of Tensors or of dicts, got a single "
+                "Tensor (wrap it in a list: [p])"
+            )
         if isinstance(params, dict):
-            raise TypeError("params must be an iterable of Tensors or of dicts, got a dict "
-                            "(to give one param group, pass [group])")
+            raise TypeError(
+                "params must be an iterable of Tensors or of dicts, got a dict "
+                "(to give one param group, pass [group])"
+            )
         if isinstance(params, (set, frozenset)):
-            raise TypeError("optimizer parameters must be an ordered collection (list, tuple, "
-                            "generator), got a set whose order changes between runs")
+            raise TypeError(
+                "optimizer parameters must be an ordered collection (list, tuple, "
+                "generator), got a set whose order changes between runs"
+            )
         try:
             groups = list(params)
         except TypeError:
-            raise TypeError("params must be an iterable of Tensors or of dicts, got "
-                            f"{type(params).__name__}") from None
+            raise TypeError(
+                f"params must be an iterable of Tensors or of dicts, got {type(params).__name__}"
+            ) from None
         if not groups:
             raise ValueError("optimizer got an empty parameter list")
         if not isinstance(groups[0], dict):
@@ -87,21 +95,29 @@ class Optimizer:
         if isinstance(params, Tensor):
             params = [params]
         elif isinstance(params, (set, frozenset)):
-            raise TypeError("optimizer parameters must be an ordered collection (list, tuple, "
-                            "generator), got a set whose order changes between runs")
+            raise TypeError(
+                "optimizer parameters must be an ordered collection (list, tuple, "
+                "generator), got a set whose order changes between runs"
+            )
         else:
             params = list(params)
         seen = set()
         for i, p in enumerate(params):
             if not isinstance(p, Tensor):
-                raise TypeError(f"optimizer can only optimize Tensors, but parameter {i} of the "
-                                f"group is a {type(p).__name__}")
+                raise TypeError(
+                    f"optimizer can only optimize Tensors, but parameter {i} of the "
+                    f"group is a {type(p).__name__}"
+                )
             if p.data.dtype.kind != "f":
-                raise TypeError(f"optimizer can only optimize floating point Tensors, parameter "
-                                f"{i} has dtype {p.data.dtype}")
+                raise TypeError(
+                    f"optimizer can only optimize floating point Tensors, parameter "
+                    f"{i} has dtype {p.data.dtype}"
+                )
             if not p.is_leaf:
-                raise ValueError(f"can't optimize a non-leaf Tensor (parameter {i} of the group "
-                                 "was produced by an operation; use .detach() to make a leaf)")
+                raise ValueError(
+                    f"can't optimize a non-leaf Tensor (parameter {i} of the group "
+                    "was produced by an operation; use .detach() to make a leaf)"
+                )
             if id(p) in seen:
                 raise ValueError(f"parameter {i} appears twice in the same param group")
             seen.add(id(p))
@@ -157,11 +173,14 @@ class Optimizer:
                 if not isinstance(g, np.ndarray):
                     raise TypeError(f"{where}: .grad must be an ndarray, got {type(g).__name__}")
                 if g.shape != p.data.shape:
-                    raise ValueError(f"{where}: gradient of shape {g.shape} for a parameter of "
-                                     f"shape {p.data.shape}")
+                    raise ValueError(
+                        f"{where}: gradient of shape {g.shape} for a parameter of "
+                        f"shape {p.data.shape}"
+                    )
                 if g.dtype.kind not in "fiu":
-                    raise TypeError(f"{where}: gradient must be real (float or int), got dtype "
-                                    f"{g.dtype}")
+                    raise TypeError(
+                        f"{where}: gradient must be real (float or int), got dtype {g.dtype}"
+                    )
                 if not p.data.flags.writeable:
                     raise ValueError(f"{where}: p must be writeable, but its data is read-only")
                 st = self.state.get(p)
@@ -171,10 +190,14 @@ class Optimizer:
                     raise ValueError(f"{where}: state 'step' is missing")
                 if "step" in st:
                     step = st["step"]
-                    if isinstance(step, (bool, np.bool_)) or not isinstance(
-                            step, (int, np.integer)) or step < 0:
-                        raise ValueError(f"{where}: state 'step' must be a non-negative int, "
-                                         f"got {step!r}")
+                    if (
+                        isinstance(step, (bool, np.bool_))
+                        or not isinstance(step, (int, np.integer))
+                        or step < 0
+                    ):
+                        raise ValueError(
+                            f"{where}: state 'step' must be a non-negative int, got {step!r}"
+                        )
                 for k in array_keys:
                     if k not in st or st[k] is None:
                         if k in self._made_if_missing:
@@ -182,14 +205,17 @@ class Optimizer:
                         raise ValueError(f"{where}: state {k!r} is missing")
                     v = st[k]
                     if not isinstance(v, np.ndarray):
-                        raise TypeError(f"{where}: state {k!r} must be an ndarray of the "
-                                        f"parameter's shape and dtype, got {type(v).__name__}")
+                        raise TypeError(
+                            f"{where}: state {k!r} must be an ndarray of the "
+                            f"parameter's shape and dtype, got {type(v).__name__}"
+                        )
                     if v.shape != p.data.shape or v.dtype != p.data.dtype:
-                        raise ValueError(f"{where}: state {k!r} must have shape {p.data.shape} "
-                                         f"and dtype {p.data.dtype}, got {v.shape} {v.dtype}")
+                        raise ValueError(
+                            f"{where}: state {k!r} must have shape {p.data.shape} "
+                            f"and dtype {p.data.dtype}, got {v.shape} {v.dtype}"
+                        )
                     if not (v.flags.c_contiguous and v.flags.writeable):
-                        raise ValueError(f"{where}: state {k!r} must be C-contiguous and "
-                                         "writeable")
+                        raise ValueError(f"{where}: state {k!r} must be C-contiguous and writeable")
 
     def _state_for(self, p, group):
         st = self.state.get(p)
@@ -249,10 +275,15 @@ class Optimizer:
         parameters; state arrays must have their parameter's shape and are cast to its dtype.
         On any error the optimizer is left unchanged.
         """
-        if not isinstance(state_dict, dict) or "state" not in state_dict \
-                or "param_groups" not in state_dict:
-            raise ValueError("an optimizer state dict must be a dict with keys 'state' and "
-                             f"'param_groups', got {_describe(state_dict)}")
+        if (
+            not isinstance(state_dict, dict)
+            or "state" not in state_dict
+            or "param_groups" not in state_dict
+        ):
+            raise ValueError(
+                "an optimizer state dict must be a dict with keys 'state' and "
+                f"'param_groups', got {_describe(state_dict)}"
+            )
         saved_groups = state_dict["param_groups"]
         saved_state = state_dict["state"]
         if not isinstance(saved_groups, (list, tuple)):
@@ -260,18 +291,24 @@ class Optimizer:
         if not isinstance(saved_state, dict):
             raise ValueError(f"'state' must be a dict, got {type(saved_state).__name__}")
         if len(saved_groups) != len(self.param_groups):
-            raise ValueError(f"loaded state dict has {len(saved_groups)} parameter groups, this "
-                             f"optimizer has {len(self.param_groups)}")
+            raise ValueError(
+                f"loaded state dict has {len(saved_groups)} parameter groups, this "
+                f"optimizer has {len(self.param_groups)}"
+            )
         index_to_param = {}
         new_groups = []
         for gi, (saved, group) in enumerate(zip(saved_groups, self.param_groups)):
             if not isinstance(saved, dict) or "params" not in saved:
-                raise ValueError(f"parameter group {gi} of the loaded state dict is not a dict "
-                                 "with a 'params' list")
+                raise ValueError(
+                    f"parameter group {gi} of the loaded state dict is not a dict "
+                    "with a 'params' list"
+                )
             ids = list(saved["params"])
             if len(ids) != len(group["params"]):
-                raise ValueError(f"parameter group {gi} has {len(ids)} parameters in the loaded "
-                                 f"state dict, {len(group['params'])} in this optimizer")
+                raise ValueError(
+                    f"parameter group {gi} has {len(ids)} parameters in the loaded "
+                    f"state dict, {len(group['params'])} in this optimizer"
+                )
             for i, p in zip(ids, group["params"]):
                 index_to_param[_index(i)] = p
             new = {k: v for k, v in saved.items() if k != "params"}
@@ -279,8 +316,10 @@ class Optimizer:
                 new.setdefault(key, value)
             new["params"] = group["params"]
             if new.get("maximize"):
-                raise ValueError(f"parameter group {gi} of the loaded state dict has "
-                                 "maximize=True, which minigrad's optimizers do not support")
+                raise ValueError(
+                    f"parameter group {gi} of the loaded state dict has "
+                    "maximize=True, which minigrad's optimizers do not support"
+                )
             try:
                 self._check_group(new)
             except ValueError as e:
@@ -292,11 +331,12 @@ class Optimizer:
             i = _index(key)
             p = index_to_param.get(i)
             if p is None:
-                raise ValueError(f"loaded state has an entry for parameter index {key!r}, which "
-                                 f"no parameter group lists (indices: {sorted(index_to_param)})")
+                raise ValueError(
+                    f"loaded state has an entry for parameter index {key!r}, which "
+                    f"no parameter group lists (indices: {sorted(index_to_param)})"
+                )
             if not isinstance(st, dict):
-                raise ValueError(f"state of parameter {i} must be a dict, got "
-                                 f"{type(st).__name__}")
+                raise ValueError(f"state of parameter {i} must be a dict, got {type(st).__name__}")
             new_state[p] = self._load_param_state(i, p, st, group_of[id(p)])
         self.param_groups = new_groups
         self.state = new_state
@@ -311,20 +351,27 @@ class Optimizer:
             elif isinstance(v, (np.ndarray, Tensor)):
                 arr = v.data if isinstance(v, Tensor) else v
                 if arr.dtype.kind not in "fiu":
-                    raise ValueError(f"state of parameter {i}: {k!r} must be a real array, "
-                                     f"got dtype {arr.dtype}")
+                    raise ValueError(
+                        f"state of parameter {i}: {k!r} must be a real array, got dtype {arr.dtype}"
+                    )
                 if arr.shape != p.data.shape:
-                    raise ValueError(f"state of parameter {i}: {k!r} must have the parameter's "
-                                     f"shape {p.data.shape}, got {arr.shape}")
+                    raise ValueError(
+                        f"state of parameter {i}: {k!r} must have the parameter's "
+                        f"shape {p.data.shape}, got {arr.shape}"
+                    )
                 out[k] = np.array(arr, dtype=p.data.dtype, copy=True, order="C")
             else:
-                raise ValueError(f"state of parameter {i}: {k!r} must be an array of the "
-                                 f"parameter's shape {p.data.shape}, got {v!r:.40} "
-                                 f"({type(v).__name__})")
+                raise ValueError(
+                    f"state of parameter {i}: {k!r} must be an array of the "
+                    f"parameter's shape {p.data.shape}, got {v!r:.40} "
+                    f"({type(v).__name__})"
+                )
         missing = [k for k in self._required_state(group) if k not in out]
         if missing:
-            raise ValueError(f"state of parameter {i} lacks {missing} needed by "
-                             f"{type(self).__name__} with these settings (has {sorted(st)})")
+            raise ValueError(
+                f"state of parameter {i} lacks {missing} needed by "
+                f"{type(self).__name__} with these settings (has {sorted(st)})"
+            )
         return out
 
     def __repr__(self):
@@ -346,15 +393,18 @@ def _step_count(i, v):
     except (TypeError, ValueError):
         ok = False
     if isinstance(v, (bool, np.bool_)) or not ok:
-        raise ValueError(f"state of parameter {i}: 'step' must be a non-negative integer, got "
-                         f"{v!r}")
+        raise ValueError(
+            f"state of parameter {i}: 'step' must be a non-negative integer, got {v!r}"
+        )
     return int(step)
 
 
 def _index(key):
     if isinstance(key, (bool, np.bool_)) or not isinstance(key, (int, np.integer)):
-        raise ValueError(f"parameter indices in an optimizer state dict must be integers, got "
-                         f"{key!r} ({type(key).__name__})")
+        raise ValueError(
+            f"parameter indices in an optimizer state dict must be integers, got "
+            f"{key!r} ({type(key).__name__})"
+        )
     return int(key)
 
 
@@ -373,8 +423,13 @@ def _grad(p):
 
 def _fits(d, g):
     """Whether an update kernel can take the parameter's data d and gradient g as they are."""
-    return (d.flags.c_contiguous and g.flags.c_contiguous and g.dtype == d.dtype
-            and d.flags.aligned and g.flags.aligned)
+    return (
+        d.flags.c_contiguous
+        and g.flags.c_contiguous
+        and g.dtype == d.dtype
+        and d.flags.aligned
+        and g.flags.aligned
+    )
 
 
 def _update_copy(kernel, d, g, bufs, *args):
@@ -397,8 +452,16 @@ class SGD(Optimizer):
     """
 
     def __init__(self, params, lr=1e-3, momentum=0, dampening=0, weight_decay=0, nesterov=False):
-        super().__init__(params, dict(lr=lr, momentum=momentum, dampening=dampening,
-                                      nesterov=nesterov, weight_decay=weight_decay))
+        super().__init__(
+            params,
+            dict(
+                lr=lr,
+                momentum=momentum,
+                dampening=dampening,
+                nesterov=nesterov,
+                weight_decay=weight_decay,
+            ),
+        )
 
     def _check_group(self, group):
         _nonneg(group, "lr")
@@ -406,8 +469,10 @@ class SGD(Optimizer):
         dampening = _number("dampening", group["dampening"])
         _nonneg(group, "weight_decay")
         if group["nesterov"] and (momentum <= 0 or dampening != 0):
-            raise ValueError("Nesterov momentum requires a momentum > 0 and zero dampening, got "
-                             f"momentum={group['momentum']!r}, dampening={group['dampening']!r}")
+            raise ValueError(
+                "Nesterov momentum requires a momentum > 0 and zero dampening, got "
+                f"momentum={group['momentum']!r}, dampening={group['dampening']!r}"
+            )
 
     def _required_state(self, group):
         return ("momentum_buffer",) if group["momentum"] != 0 else ()
@@ -435,7 +500,7 @@ class SGD(Optimizer):
                 if st is None:
                     st = state[p] = {}
                 buf = st.get("momentum_buffer")
-                if buf is None:   # filled by the kernel, kept once it has run
+                if buf is None:  # filled by the kernel, kept once it has run
                     buf, first = np.empty(d.shape, d.dtype), True
             if _fits(d, g):
                 update(d, g, buf, lr, momentum, dampening, wd, nesterov, first)
@@ -450,11 +515,19 @@ class Adagrad(Optimizer):
     sum = sum + g**2 (sum starts at initial_accumulator_value);  p = p - clr * g / (sqrt(sum) + eps)
     """
 
-    def __init__(self, params, lr=1e-2, lr_decay=0, weight_decay=0, initial_accumulator_value=0,
-                 eps=1e-10):
-        super().__init__(params, dict(lr=lr, lr_decay=lr_decay, weight_decay=weight_decay,
-                                      initial_accumulator_value=initial_accumulator_value,
-                                      eps=eps))
+    def __init__(
+        self, params, lr=1e-2, lr_decay=0, weight_decay=0, initial_accumulator_value=0, eps=1e-10
+    ):
+        super().__init__(
+            params,
+            dict(
+                lr=lr,
+                lr_decay=lr_decay,
+                weight_decay=weight_decay,
+                initial_accumulator_value=initial_accumulator_value,
+                eps=eps,
+            ),
+        )
 
     def _check_group(self, group):
         for name in ("lr", "lr_decay", "weight_decay", "initial_accumulator_value", "eps"):
@@ -495,10 +568,20 @@ class RMSprop(Optimizer):
     else p = p - lr * g / (sqrt(v~) + eps)
     """
 
-    def __init__(self, params, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0, momentum=0,
-                 centered=False):
-        super().__init__(params, dict(lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay,
-                                      momentum=momentum, centered=centered))
+    def __init__(
+        self, params, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0, momentum=0, centered=False
+    ):
+        super().__init__(
+            params,
+            dict(
+                lr=lr,
+                alpha=alpha,
+                eps=eps,
+                weight_decay=weight_decay,
+                momentum=momentum,
+                centered=centered,
+            ),
+        )
 
     def _check_group(self, group):
         for name in ("lr", "eps", "weight_decay", "momentum"):
@@ -566,10 +649,12 @@ class Adam(Optimizer):
 
     _decoupled = False  # AdamW: p = p * (1 - lr * weight_decay) instead of the L2 term
 
-    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0,
-                 amsgrad=False):
-        super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
-                                      amsgrad=amsgrad))
+    def __init__(
+        self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0, amsgrad=False
+    ):
+        super().__init__(
+            params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad)
+        )
 
     def _check_group(self, group):
         for name in ("lr", "eps", "weight_decay"):
@@ -580,17 +665,23 @@ class Adam(Optimizer):
         for i, b in enumerate(betas):
             b = _number(f"beta{i + 1}", b)
             if not 0.0 <= b < 1.0:
-                raise ValueError(f"Invalid beta parameter at index {i}: expected 0 <= beta < 1, "
-                                 f"got {betas[i]!r}")
+                raise ValueError(
+                    f"Invalid beta parameter at index {i}: expected 0 <= beta < 1, got {betas[i]!r}"
+                )
         group["betas"] = tuple(betas)
         if group.get("decoupled_weight_decay", self._decoupled) != self._decoupled:
-            raise ValueError(f"decoupled_weight_decay={group['decoupled_weight_decay']!r} does "
-                             f"not match {type(self).__name__} (use AdamW for decoupled decay)")
+            raise ValueError(
+                f"decoupled_weight_decay={group['decoupled_weight_decay']!r} does "
+                f"not match {type(self).__name__} (use AdamW for decoupled decay)"
+            )
 
     def _init_state(self, p, group):
         z = p.data
-        st = {"step": 0, "exp_avg": np.zeros(z.shape, z.dtype),
-              "exp_avg_sq": np.zeros(z.shape, z.dtype)}
+        st = {
+            "step": 0,
+            "exp_avg": np.zeros(z.shape, z.dtype),
+            "exp_avg_sq": np.zeros(z.shape, z.dtype),
+        }
         if group["amsgrad"]:
             st["max_exp_avg_sq"] = np.zeros(z.shape, z.dtype)
         return st
@@ -631,7 +722,7 @@ class Adam(Optimizer):
                 update(d, g, m, v, vmax, lr, beta1, beta2, eps, wd, t, decoupled)
             else:
                 _update_copy(update, d, g, (m, v, vmax), lr, beta1, beta2, eps, wd, t, decoupled)
-            st["step"] = t   # counted once the kernel has run (it checks before it writes)
+            st["step"] = t  # counted once the kernel has run (it checks before it writes)
 
 
 class AdamW(Adam):
@@ -640,10 +731,12 @@ class AdamW(Adam):
 
     _decoupled = True
 
-    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2,
-                 amsgrad=False):
-        super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
-                         amsgrad=amsgrad)
+    def __init__(
+        self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2, amsgrad=False
+    ):
+        super().__init__(
+            params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad
+        )
 
 
 from . import lr_scheduler  # noqa: E402  (minigrad.optim.lr_scheduler; it needs Optimizer above)

@@ -18,14 +18,25 @@ functions), as plain numbers, lists and dicts, so ``minigrad.save`` stores it wi
 ``load_state_dict`` restores it for resuming. The optimizer's own state dict carries each
 group's ``initial_lr``, which a scheduler made with ``last_epoch >= 0`` needs.
 """
+
 from __future__ import annotations
 
 import math
 from bisect import bisect_right
 from collections import Counter
 
-__all__ = ["LRScheduler", "LambdaLR", "StepLR", "MultiStepLR", "ExponentialLR",
-           "CosineAnnealingLR", "LinearLR", "OneCycleLR", "SequentialLR", "ReduceLROnPlateau"]
+__all__ = [
+    "LRScheduler",
+    "LambdaLR",
+    "StepLR",
+    "MultiStepLR",
+    "ExponentialLR",
+    "CosineAnnealingLR",
+    "LinearLR",
+    "OneCycleLR",
+    "SequentialLR",
+    "ReduceLROnPlateau",
+]
 
 
 def _check_optimizer(optimizer):
@@ -55,8 +66,10 @@ def _per_group(name, optimizer, value):
     """One value per param group: a list of that length, or a number repeated."""
     if isinstance(value, (list, tuple)):
         if len(value) != len(optimizer.param_groups):
-            raise ValueError(f"expected {len(optimizer.param_groups)} values for {name} (one per "
-                             f"param group), got {len(value)}")
+            raise ValueError(
+                f"expected {len(optimizer.param_groups)} values for {name} (one per "
+                f"param group), got {len(value)}"
+            )
         return [_finite(name, v) for v in value]
     return [_finite(name, value)] * len(optimizer.param_groups)
 
@@ -76,9 +89,11 @@ class LRScheduler:
         else:
             for i, group in enumerate(optimizer.param_groups):
                 if "initial_lr" not in group:
-                    raise KeyError(f"param_groups[{i}] has no 'initial_lr': resuming a scheduler "
-                                   "with last_epoch >= 0 needs the optimizer's state dict "
-                                   "loaded first (it carries initial_lr)")
+                    raise KeyError(
+                        f"param_groups[{i}] has no 'initial_lr': resuming a scheduler "
+                        "with last_epoch >= 0 needs the optimizer's state dict "
+                        "loaded first (it carries initial_lr)"
+                    )
         self.base_lrs = [group["initial_lr"] for group in optimizer.param_groups]
         self.last_epoch = last_epoch
         self._initial_step()
@@ -129,12 +144,14 @@ class LRScheduler:
         """Restore what ``state_dict()`` returned (keys this scheduler does not have are
         refused, so a StepLR's state cannot silently configure a CosineAnnealingLR)."""
         if not isinstance(state_dict, dict):
-            raise TypeError(f"a scheduler state dict must be a dict, got "
-                            f"{type(state_dict).__name__}")
+            raise TypeError(
+                f"a scheduler state dict must be a dict, got {type(state_dict).__name__}"
+            )
         unknown = sorted(set(state_dict) - set(self.__dict__))
         if unknown:
-            raise ValueError(f"{type(self).__name__}.load_state_dict got keys it does not have: "
-                             f"{unknown}")
+            raise ValueError(
+                f"{type(self).__name__}.load_state_dict got keys it does not have: {unknown}"
+            )
         self.__dict__.update({k: _restore(k, v) for k, v in state_dict.items()})
 
     def __repr__(self):
@@ -167,8 +184,9 @@ class LambdaLR(LRScheduler):
         n = len(optimizer.param_groups)
         if isinstance(lr_lambda, (list, tuple)):
             if len(lr_lambda) != n:
-                raise ValueError(f"expected {n} lr_lambdas (one per param group), got "
-                                 f"{len(lr_lambda)}")
+                raise ValueError(
+                    f"expected {n} lr_lambdas (one per param group), got {len(lr_lambda)}"
+                )
             self.lr_lambdas = list(lr_lambda)
         else:
             self.lr_lambdas = [lr_lambda] * n
@@ -182,8 +200,9 @@ class LambdaLR(LRScheduler):
 
     def state_dict(self):
         """As the base class, without the functions (a lambda cannot be stored)."""
-        state = {k: _plain(v) for k, v in self.__dict__.items()
-                 if k not in ("optimizer", "lr_lambdas")}
+        state = {
+            k: _plain(v) for k, v in self.__dict__.items() if k not in ("optimizer", "lr_lambdas")
+        }
         state["lr_lambdas"] = [None] * len(self.lr_lambdas)
         return state
 
@@ -245,7 +264,7 @@ class ExponentialLR(LRScheduler):
         return [lr * self.gamma for lr in self._current()]
 
     def _closed_form_lr(self):
-        return [b * self.gamma ** self.last_epoch for b in self.base_lrs]
+        return [b * self.gamma**self.last_epoch for b in self.base_lrs]
 
 
 class CosineAnnealingLR(LRScheduler):
@@ -264,8 +283,10 @@ class CosineAnnealingLR(LRScheduler):
         if self._step_count == 1 and t > 0:  # resumed: jump straight to step t
             return [lo + (b - lo) * (1 + math.cos(t * math.pi / T)) / 2 for b in self.base_lrs]
         if (t - 1 - T) % (2 * T) == 0:  # the trough: the recursion's ratio would be 0/0
-            return [lr + (b - lo) * (1 - math.cos(math.pi / T)) / 2
-                    for b, lr in zip(self.base_lrs, self._current())]
+            return [
+                lr + (b - lo) * (1 - math.cos(math.pi / T)) / 2
+                for b, lr in zip(self.base_lrs, self._current())
+            ]
         ratio = (1 + math.cos(math.pi * t / T)) / (1 + math.cos(math.pi * (t - 1) / T))
         return [ratio * (lr - lo) + lo for lr in self._current()]
 
@@ -278,8 +299,9 @@ class LinearLR(LRScheduler):
     """Scale the rate linearly from ``start_factor`` to ``end_factor`` over ``total_iters``
     steps (a warm-up with the defaults), then keep it."""
 
-    def __init__(self, optimizer, start_factor=1.0 / 3, end_factor=1.0, total_iters=5,
-                 last_epoch=-1):
+    def __init__(
+        self, optimizer, start_factor=1.0 / 3, end_factor=1.0, total_iters=5, last_epoch=-1
+    ):
         start_factor = _finite("start_factor", start_factor)
         end_factor = _finite("end_factor", end_factor)
         if not 0 < start_factor <= 1:
@@ -308,16 +330,30 @@ class OneCycleLR(LRScheduler):
     max_lr over ``pct_start`` of ``total_steps``, then falls to initial / final_div_factor;
     with ``cycle_momentum`` the momentum (SGD) or beta1 (Adam) moves the opposite way."""
 
-    def __init__(self, optimizer, max_lr, total_steps=None, epochs=None, steps_per_epoch=None,
-                 pct_start=0.3, anneal_strategy="cos", cycle_momentum=True, base_momentum=0.85,
-                 max_momentum=0.95, div_factor=25.0, final_div_factor=1e4, three_phase=False,
-                 last_epoch=-1):
+    def __init__(
+        self,
+        optimizer,
+        max_lr,
+        total_steps=None,
+        epochs=None,
+        steps_per_epoch=None,
+        pct_start=0.3,
+        anneal_strategy="cos",
+        cycle_momentum=True,
+        base_momentum=0.85,
+        max_momentum=0.95,
+        div_factor=25.0,
+        final_div_factor=1e4,
+        three_phase=False,
+        last_epoch=-1,
+    ):
         _check_optimizer(optimizer)
         if total_steps is not None:
             self.total_steps = _positive_int("total_steps", total_steps)
         elif epochs is not None and steps_per_epoch is not None:
-            self.total_steps = (_positive_int("epochs", epochs)
-                                * _positive_int("steps_per_epoch", steps_per_epoch))
+            self.total_steps = _positive_int("epochs", epochs) * _positive_int(
+                "steps_per_epoch", steps_per_epoch
+            )
         else:
             raise ValueError("OneCycleLR needs total_steps, or both epochs and steps_per_epoch")
         if not isinstance(pct_start, float) or not 0 <= pct_start <= 1:
@@ -328,13 +364,22 @@ class OneCycleLR(LRScheduler):
         T = self.total_steps
         up = float(pct_start * T) - 1
         if three_phase:
-            phases = [(up, "initial_lr", "max_lr", "max_momentum", "base_momentum"),
-                      (float(2 * pct_start * T) - 2, "max_lr", "initial_lr", "base_momentum",
-                       "max_momentum"),
-                      (T - 1, "initial_lr", "min_lr", "max_momentum", "max_momentum")]
+            phases = [
+                (up, "initial_lr", "max_lr", "max_momentum", "base_momentum"),
+                (
+                    float(2 * pct_start * T) - 2,
+                    "max_lr",
+                    "initial_lr",
+                    "base_momentum",
+                    "max_momentum",
+                ),
+                (T - 1, "initial_lr", "min_lr", "max_momentum", "max_momentum"),
+            ]
         else:
-            phases = [(up, "initial_lr", "max_lr", "max_momentum", "base_momentum"),
-                      (T - 1, "max_lr", "min_lr", "base_momentum", "max_momentum")]
+            phases = [
+                (up, "initial_lr", "max_lr", "max_momentum", "base_momentum"),
+                (T - 1, "max_lr", "min_lr", "base_momentum", "max_momentum"),
+            ]
         self.phases = [list(p) for p in phases]
         max_lrs = _per_group("max_lr", optimizer, max_lr)
         div_factor = _finite("div_factor", div_factor)
@@ -342,9 +387,11 @@ class OneCycleLR(LRScheduler):
         self.cycle_momentum = bool(cycle_momentum)
         if self.cycle_momentum:
             if "momentum" not in optimizer.defaults and "betas" not in optimizer.defaults:
-                raise ValueError(f"cycle_momentum=True needs an optimizer with momentum or "
-                                 f"betas; {type(optimizer).__name__} has neither (pass "
-                                 "cycle_momentum=False)")
+                raise ValueError(
+                    f"cycle_momentum=True needs an optimizer with momentum or "
+                    f"betas; {type(optimizer).__name__} has neither (pass "
+                    "cycle_momentum=False)"
+                )
             self.use_beta1 = "betas" in optimizer.defaults
             max_ms = _per_group("max_momentum", optimizer, max_momentum)
             base_ms = _per_group("base_momentum", optimizer, base_momentum)
@@ -373,8 +420,7 @@ class OneCycleLR(LRScheduler):
     def get_lr(self):
         t = self.last_epoch
         if t > self.total_steps:
-            raise ValueError(f"OneCycleLR stepped {t} times, but total_steps is "
-                             f"{self.total_steps}")
+            raise ValueError(f"OneCycleLR stepped {t} times, but total_steps is {self.total_steps}")
         lrs = []
         for group in self.optimizer.param_groups:
             start = 0.0
@@ -401,16 +447,22 @@ class SequentialLR(LRScheduler):
             raise ValueError("SequentialLR needs at least one scheduler, got none")
         for i, s in enumerate(schedulers):
             if isinstance(s, ReduceLROnPlateau):
-                raise ValueError(f"SequentialLR cannot run ReduceLROnPlateau (scheduler {i}): "
-                                 "its step needs a metric")
+                raise ValueError(
+                    f"SequentialLR cannot run ReduceLROnPlateau (scheduler {i}): "
+                    "its step needs a metric"
+                )
             if not isinstance(s, LRScheduler):
                 raise TypeError(f"scheduler {i} must be an LRScheduler, got {type(s).__name__}")
             if s.optimizer is not optimizer:
-                raise ValueError(f"scheduler {i} ({type(s).__name__}) belongs to another "
-                                 "optimizer than the one given to SequentialLR")
+                raise ValueError(
+                    f"scheduler {i} ({type(s).__name__}) belongs to another "
+                    "optimizer than the one given to SequentialLR"
+                )
         if len(milestones) != len(schedulers) - 1:
-            raise ValueError(f"SequentialLR needs one milestone fewer than schedulers: got "
-                             f"{len(schedulers)} schedulers and {len(milestones)} milestones")
+            raise ValueError(
+                f"SequentialLR needs one milestone fewer than schedulers: got "
+                f"{len(schedulers)} schedulers and {len(milestones)} milestones"
+            )
         self._schedulers = schedulers
         self._milestones = milestones
         self.last_epoch = last_epoch + 1
@@ -434,8 +486,9 @@ class SequentialLR(LRScheduler):
         self._last_lr = s.get_last_lr()
 
     def state_dict(self):
-        state = {k: _plain(v) for k, v in self.__dict__.items()
-                 if k not in ("optimizer", "_schedulers")}
+        state = {
+            k: _plain(v) for k, v in self.__dict__.items() if k not in ("optimizer", "_schedulers")
+        }
         state["_schedulers"] = [s.state_dict() for s in self._schedulers]
         return state
 
@@ -443,8 +496,10 @@ class SequentialLR(LRScheduler):
         state = dict(state_dict)
         subs = state.pop("_schedulers", None)
         if not isinstance(subs, (list, tuple)) or len(subs) != len(self._schedulers):
-            raise ValueError(f"SequentialLR state must hold {len(self._schedulers)} scheduler "
-                             f"states under '_schedulers', got {subs!r:.80}")
+            raise ValueError(
+                f"SequentialLR state must hold {len(self._schedulers)} scheduler "
+                f"states under '_schedulers', got {subs!r:.80}"
+            )
         super().load_state_dict(state)
         for s, sd in zip(self._schedulers, subs):
             s.load_state_dict(sd)
@@ -454,8 +509,18 @@ class ReduceLROnPlateau(LRScheduler):
     """Multiply the rate by ``factor`` once a metric given to ``step(metric)`` has not improved
     for ``patience`` steps (by ``threshold``, relative or absolute), then wait ``cooldown``."""
 
-    def __init__(self, optimizer, mode="min", factor=0.1, patience=10, threshold=1e-4,
-                 threshold_mode="rel", cooldown=0, min_lr=0, eps=1e-8):
+    def __init__(
+        self,
+        optimizer,
+        mode="min",
+        factor=0.1,
+        patience=10,
+        threshold=1e-4,
+        threshold_mode="rel",
+        cooldown=0,
+        min_lr=0,
+        eps=1e-8,
+    ):
         _check_optimizer(optimizer)
         factor = _finite("factor", factor)
         if not factor < 1.0:

@@ -5,6 +5,7 @@ adversarial"`` skips them). By default (and in CI) each runs a reduced form, wel
 for the whole group; ``MINIGRAD_ADVERSARIAL=full`` runs the full form (every case of the
 bad-input matrix, more kills, more threads and steps).
 """
+
 import os
 
 import pytest

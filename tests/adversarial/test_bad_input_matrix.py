@@ -8,6 +8,7 @@ Inputs reach the code two ways: through ``Tensor(...)`` (which converts what it 
 assigning ``tensor.data`` directly (a hostile array reaching the kernels as it is).
 The reduced form (default, CI) runs every 6th case; MINIGRAD_ADVERSARIAL=full runs them all.
 """
+
 import itertools
 import multiprocessing as mp
 import os
@@ -17,8 +18,8 @@ import numpy as np
 import pytest
 
 import minigrad as mg
-from minigrad import kernels, nn
 from minigrad import functional as F
+from minigrad import kernels, nn
 
 from .conftest import FULL
 
@@ -106,6 +107,7 @@ def _module_case(make, shape, state=None):
             total = s if total is None else total + s
         total.backward()
         return [o.data for o in flat] + [p.grad for p in m.parameters()]
+
     return run, shape
 
 
@@ -126,6 +128,7 @@ def _fn_case(fn, shape):
         if x.requires_grad:
             y.sum().backward()
         return [y.data, x.grad]
+
     return run, shape
 
 
@@ -136,6 +139,7 @@ def _optim_case(name):
         p.grad = g_arr if route == "data" else mg.Tensor(g_arr).data
         opt.step()
         return [p.data]
+
     return run, (3, 4)
 
 
@@ -147,6 +151,7 @@ def _lengths_case(mode, lengths):
         out, _ = m(x, lengths=lengths)
         out.sum().backward()
         return [out.data] + [p.grad for p in m.parameters()]
+
     return run, (1,)
 
 
@@ -158,6 +163,7 @@ def _state_case(mode, state):
         out, _ = m(x, state)
         out.sum().backward()
         return [out.data] + [p.grad for p in m.parameters()]
+
     return run, (1,)
 
 
@@ -166,8 +172,8 @@ def _cases():
         "Linear": _module_case(lambda: nn.Linear(4, 3), (2, 4)),
         "RNN": _module_case(lambda: nn.RNN(4, 3), (3, 2, 4)),
         "RNN-relu-2layer-bi": _module_case(
-            lambda: nn.RNN(4, 3, num_layers=2, nonlinearity="relu", bidirectional=True),
-            (3, 2, 4)),
+            lambda: nn.RNN(4, 3, num_layers=2, nonlinearity="relu", bidirectional=True), (3, 2, 4)
+        ),
         "LSTM": _module_case(lambda: nn.LSTM(4, 3), (3, 2, 4)),
         "GRU": _module_case(lambda: nn.GRU(4, 3, batch_first=True), (2, 3, 4)),
         "LSTM-step": _module_case(lambda: nn.LSTM(4, 3, impl="step"), (3, 2, 4)),
@@ -187,21 +193,38 @@ def _cases():
         for vname in _variants(shape):
             for route in ("tensor", "data"):
                 cases.append((f"{tname}|{vname}|{route}", run, shape, vname, route))
-    for mode, (lname, lengths) in itertools.product(("RNN", "LSTM", "GRU"), [
-            ("ok", np.array([3, 1])), ("zero", np.array([0, 2])), ("too-long", np.array([4, 1])),
-            ("negative", np.array([-1, 2])), ("float", np.array([3.0, 1.0])),
-            ("wrong-shape", np.array([3, 1, 2])), ("list", [2, 3]), ("2-d", np.array([[3, 1]])),
-            ("huge", np.array([2 ** 62, 1])), ("bool", np.array([True, True]))]):
+    for mode, (lname, lengths) in itertools.product(
+        ("RNN", "LSTM", "GRU"),
+        [
+            ("ok", np.array([3, 1])),
+            ("zero", np.array([0, 2])),
+            ("too-long", np.array([4, 1])),
+            ("negative", np.array([-1, 2])),
+            ("float", np.array([3.0, 1.0])),
+            ("wrong-shape", np.array([3, 1, 2])),
+            ("list", [2, 3]),
+            ("2-d", np.array([[3, 1]])),
+            ("huge", np.array([2**62, 1])),
+            ("bool", np.array([True, True])),
+        ],
+    ):
         run, shape = _lengths_case(mode, lengths)
         cases.append((f"{mode}|lengths-{lname}|-", run, shape, None, None))
     good = lambda: mg.Tensor(np.zeros((1, 2, 3), np.float32))  # noqa: E731
-    for mode, (sname, state) in itertools.product(("RNN", "LSTM", "GRU"), [
-            ("none", lambda: None), ("wrong-shape", lambda: mg.Tensor(np.zeros((1, 3, 3)))),
+    for mode, (sname, state) in itertools.product(
+        ("RNN", "LSTM", "GRU"),
+        [
+            ("none", lambda: None),
+            ("wrong-shape", lambda: mg.Tensor(np.zeros((1, 3, 3)))),
             ("float64", lambda: mg.Tensor(np.zeros((1, 2, 3)))),
             ("nan", lambda: mg.Tensor(np.full((1, 2, 3), np.nan, np.float32))),
-            ("tuple", lambda: (good(), good())), ("none-pair", lambda: (None, good())),
-            ("triple", lambda: (good(), good(), good())), ("list-of-arrays", lambda: [[0.0]]),
-            ("string", lambda: "h0")]):
+            ("tuple", lambda: (good(), good())),
+            ("none-pair", lambda: (None, good())),
+            ("triple", lambda: (good(), good(), good())),
+            ("list-of-arrays", lambda: [[0.0]]),
+            ("string", lambda: "h0"),
+        ],
+    ):
         st = state()
         run, shape = _state_case(mode, st)
         cases.append((f"{mode}|state-{sname}|-", run, shape, None, None))
@@ -271,8 +294,10 @@ def judge(got):
         if kinds[b] == "unclear":
             return f"{b}: unclear exception {got[b][1]}"
     if kinds["cython"] != kinds["numpy"]:
-        return (f"backends disagree: cython {kinds['cython']} {str(got['cython'][1])[:200]}, "
-                f"numpy {kinds['numpy']} {str(got['numpy'][1])[:200]}")
+        return (
+            f"backends disagree: cython {kinds['cython']} {str(got['cython'][1])[:200]}, "
+            f"numpy {kinds['numpy']} {str(got['numpy'][1])[:200]}"
+        )
     if kinds["cython"] == "ok":
         a, b = got["cython"][1], got["numpy"][1]
         if len(a) != len(b):
@@ -307,6 +332,7 @@ def test_the_matrix_is_the_size_docs_testing_md_reports():
 def test_a_crashing_case_is_caught_not_fatal():
     def crash(_x, _route):
         os.kill(os.getpid(), 11)
+
     status, _ = run_forked(crash, (1,), None, None)
     assert status.startswith("crash")
 

@@ -2,6 +2,7 @@
 hostile file with a ValueError naming it, allocates nothing a file merely declares, and a
 ``kill -9`` during save leaves the old file or the new one, never a partial one, and nothing
 that blocks a later save."""
+
 import io
 import json
 import os
@@ -29,8 +30,11 @@ def _npy(arr, **kw):
 
 
 def _manifest(tree):
-    return _npy(np.frombuffer(json.dumps({"format": "minigrad.save", "version": 1,
-                                          "tree": tree}).encode(), np.uint8))
+    return _npy(
+        np.frombuffer(
+            json.dumps({"format": "minigrad.save", "version": 1, "tree": tree}).encode(), np.uint8
+        )
+    )
 
 
 def _zip(path, members, compression=zipfile.ZIP_STORED):
@@ -49,43 +53,73 @@ def _fake_header(shape, dtype="<f8"):
 
 ARRAY = {"t": "array", "key": "a"}
 HOSTILE = {
-    "pickled object member": lambda p: _zip(p, {
-        "a.npy": _npy(np.array([{"x": 1}], dtype=object), allow_pickle=True),
-        "__minigrad_manifest__.npy": _manifest(ARRAY)}),
-    "declares 2**40 float64": lambda p: _zip(p, {
-        "a.npy": _fake_header((2 ** 40,)),
-        "__minigrad_manifest__.npy": _manifest(ARRAY)}),
-    "declares 2**62 * 2**62 elements": lambda p: _zip(p, {
-        "a.npy": _fake_header((2 ** 62, 2 ** 62)),
-        "__minigrad_manifest__.npy": _manifest(ARRAY)}),
-    "one member referenced 64 times": lambda p: _zip(p, {
-        "a.npy": _npy(np.zeros(1000)),
-        "__minigrad_manifest__.npy": _manifest({"t": "list", "items": [ARRAY] * 64})}),
-    "deflate bomb over the budget": lambda p: _zip(p, {
-        "a.npy": _npy(np.zeros(2 ** 24)),  # 128 MiB of zeros, ~130 KB compressed
-        "__minigrad_manifest__.npy": _manifest(ARRAY)}, zipfile.ZIP_DEFLATED),
-    "object dtype header": lambda p: _zip(p, {
-        "a.npy": _fake_header((2,), "|O"),
-        "__minigrad_manifest__.npy": _manifest(ARRAY)}),
-    "manifest names the manifest": lambda p: _zip(p, {
-        "__minigrad_manifest__.npy": _manifest({"t": "array",
-                                                 "key": "__minigrad_manifest__"})}),
-    "path traversal member": lambda p: _zip(p, {
-        "../../evil.npy": _npy(np.ones(2)),
-        "__minigrad_manifest__.npy": _manifest({"t": "array", "key": "../../evil2"})}),
-    "key is not a string": lambda p: _zip(p, {
-        "a.npy": _npy(np.ones(2)),
-        "__minigrad_manifest__.npy": _manifest({"t": "array", "key": ["a"]})}),
-    "deep list manifest": lambda p: _zip(p, {
-        "__minigrad_manifest__.npy": _npy(np.frombuffer(
-            b'{"format": "minigrad.save", "version": 1, "tree": '
-            + b'{"t": "list", "items": [' * 100_000 + b'{"t": "none"}' + b"]}" * 100_000
-            + b"}", np.uint8))}),
-    "manifest is float64": lambda p: _zip(p, {
-        "__minigrad_manifest__.npy": _npy(np.zeros(4))}),
-    "truncated member": lambda p: _zip(p, {
-        "a.npy": _npy(np.ones(100))[:-50],
-        "__minigrad_manifest__.npy": _manifest(ARRAY)}),
+    "pickled object member": lambda p: _zip(
+        p,
+        {
+            "a.npy": _npy(np.array([{"x": 1}], dtype=object), allow_pickle=True),
+            "__minigrad_manifest__.npy": _manifest(ARRAY),
+        },
+    ),
+    "declares 2**40 float64": lambda p: _zip(
+        p, {"a.npy": _fake_header((2**40,)), "__minigrad_manifest__.npy": _manifest(ARRAY)}
+    ),
+    "declares 2**62 * 2**62 elements": lambda p: _zip(
+        p, {"a.npy": _fake_header((2**62, 2**62)), "__minigrad_manifest__.npy": _manifest(ARRAY)}
+    ),
+    "one member referenced 64 times": lambda p: _zip(
+        p,
+        {
+            "a.npy": _npy(np.zeros(1000)),
+            "__minigrad_manifest__.npy": _manifest({"t": "list", "items": [ARRAY] * 64}),
+        },
+    ),
+    "deflate bomb over the budget": lambda p: _zip(
+        p,
+        {
+            "a.npy": _npy(np.zeros(2**24)),  # 128 MiB of zeros, ~130 KB compressed
+            "__minigrad_manifest__.npy": _manifest(ARRAY),
+        },
+        zipfile.ZIP_DEFLATED,
+    ),
+    "object dtype header": lambda p: _zip(
+        p, {"a.npy": _fake_header((2,), "|O"), "__minigrad_manifest__.npy": _manifest(ARRAY)}
+    ),
+    "manifest names the manifest": lambda p: _zip(
+        p, {"__minigrad_manifest__.npy": _manifest({"t": "array", "key": "__minigrad_manifest__"})}
+    ),
+    "path traversal member": lambda p: _zip(
+        p,
+        {
+            "../../evil.npy": _npy(np.ones(2)),
+            "__minigrad_manifest__.npy": _manifest({"t": "array", "key": "../../evil2"}),
+        },
+    ),
+    "key is not a string": lambda p: _zip(
+        p,
+        {
+            "a.npy": _npy(np.ones(2)),
+            "__minigrad_manifest__.npy": _manifest({"t": "array", "key": ["a"]}),
+        },
+    ),
+    "deep list manifest": lambda p: _zip(
+        p,
+        {
+            "__minigrad_manifest__.npy": _npy(
+                np.frombuffer(
+                    b'{"format": "minigrad.save", "version": 1, "tree": '
+                    + b'{"t": "list", "items": [' * 100_000
+                    + b'{"t": "none"}'
+                    + b"]}" * 100_000
+                    + b"}",
+                    np.uint8,
+                )
+            )
+        },
+    ),
+    "manifest is float64": lambda p: _zip(p, {"__minigrad_manifest__.npy": _npy(np.zeros(4))}),
+    "truncated member": lambda p: _zip(
+        p, {"a.npy": _npy(np.ones(100))[:-50], "__minigrad_manifest__.npy": _manifest(ARRAY)}
+    ),
     "empty file": lambda p: open(p, "wb").close() or p,
     "garbage": lambda p: open(p, "wb").write(os.urandom(4096)) and p,
 }
@@ -121,8 +155,11 @@ def test_kill_9_during_save_leaves_old_or_new_and_never_blocks(tmp_path):
     rng = np.random.default_rng(0)
     seen = set()
     for k in range(kills):
-        proc = subprocess.Popen([sys.executable, "-c", SAVER.format(root=ROOT, path=target)],
-                                stdout=subprocess.PIPE, text=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-c", SAVER.format(root=ROOT, path=target)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         proc.stdout.readline()  # one complete save first
         time.sleep(float(rng.uniform(0, 0.15)))
         proc.send_signal(signal.SIGKILL)

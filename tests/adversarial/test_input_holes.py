@@ -1,5 +1,6 @@
 """Small input holes: each must raise a clear error (or work), never give a silently wrong
 answer."""
+
 import numpy as np
 import pytest
 
@@ -67,12 +68,17 @@ def test_linear_supports_an_empty_batch_end_to_end(shape, bias):
         np.testing.assert_array_equal(layer.bias.grad, np.zeros(2, np.float32))
 
 
-@pytest.mark.parametrize("make,shape", [
-    (lambda: nn.RNNCell(3, 4), (0, 3)), (lambda: nn.LSTMCell(3, 4), (0, 3)),
-    (lambda: nn.GRUCell(3, 4), (0, 3)),
-    (lambda: nn.RNN(3, 4), (5, 0, 3)), (lambda: nn.LSTM(3, 4), (0, 2, 3)),
-    (lambda: nn.GRU(3, 4), (5, 0, 3)),
-])
+@pytest.mark.parametrize(
+    "make,shape",
+    [
+        (lambda: nn.RNNCell(3, 4), (0, 3)),
+        (lambda: nn.LSTMCell(3, 4), (0, 3)),
+        (lambda: nn.GRUCell(3, 4), (0, 3)),
+        (lambda: nn.RNN(3, 4), (5, 0, 3)),
+        (lambda: nn.LSTM(3, 4), (0, 2, 3)),
+        (lambda: nn.GRU(3, 4), (5, 0, 3)),
+    ],
+)
 def test_zero_size_batches_are_refused_at_forward(make, shape):
     """The compiled layers refuse empty batches and sequences at forward, naming the shape
     (not later, in backward)."""

@@ -2,6 +2,7 @@
 entry sums, not with the result: a float32 dW_hh whose 132 terms (T*B rows) cancel to a small
 number carries the rounding of the terms. The case below failed the result-scaled tolerance
 (kernel and twin 2.5e-6 apart on an entry of -0.16, its terms' magnitudes summing to ~700)."""
+
 import os
 import sys
 

@@ -1,5 +1,6 @@
 """Kept tensors must not keep their graphs: after a backward without retain_graph, a loss kept
 for logging holds its own few bytes, not the forward activations behind it."""
+
 import gc
 import tracemalloc
 import weakref

@@ -2,6 +2,7 @@
 shared parameters (the same input each time, so every pass adds the same gradient and the
 order of the additions cannot change the sum), and training two models at once with dropout
 drawn from per-thread generators."""
+
 import sys
 import threading
 
@@ -30,6 +31,7 @@ def _threads(fns):
             fn()
         except BaseException as e:
             errors.append(e)
+
     ts = [threading.Thread(target=wrap, args=(fn,)) for fn in fns]
     for t in ts:
         t.start()

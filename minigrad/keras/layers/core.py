@@ -1,4 +1,5 @@
 """Core layers: Dense, Embedding, Dropout, Activation, Flatten, RepeatVector."""
+
 import numpy as np
 
 from ... import functional as F
@@ -20,8 +21,15 @@ class Dense(Layer):
 
     supports_masking = True
 
-    def __init__(self, units, activation=None, use_bias=True,
-                 kernel_initializer="glorot_uniform", bias_initializer="zeros", **kwargs):
+    def __init__(
+        self,
+        units,
+        activation=None,
+        use_bias=True,
+        kernel_initializer="glorot_uniform",
+        bias_initializer="zeros",
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         self.units = _positive_int("units", units)
         self.activation = activations.get(activation)
@@ -30,12 +38,16 @@ class Dense(Layer):
 
     def build(self, input_shape):
         if len(input_shape) < 2 or input_shape[-1] is None:
-            raise ValueError(f"Dense '{self.name}' needs an input with a known last dimension, "
-                             f"got shape {input_shape}")
-        self.kernel = self.add_weight("kernel", (input_shape[-1], self.units),
-                                      self.kernel_initializer)
-        self.bias = self.add_weight("bias", (self.units,), self.bias_initializer) \
-            if self.use_bias else None
+            raise ValueError(
+                f"Dense '{self.name}' needs an input with a known last dimension, "
+                f"got shape {input_shape}"
+            )
+        self.kernel = self.add_weight(
+            "kernel", (input_shape[-1], self.units), self.kernel_initializer
+        )
+        self.bias = (
+            self.add_weight("bias", (self.units,), self.bias_initializer) if self.use_bias else None
+        )
 
     def call(self, inputs, training=None, mask=None):
         y = F.matmul(inputs, self.kernel)
@@ -55,8 +67,15 @@ class Embedding(Layer):
     _accepts_int_input = True
     supports_masking = True
 
-    def __init__(self, input_dim, output_dim, embeddings_initializer="uniform", mask_zero=False,
-                 input_length=None, **kwargs):
+    def __init__(
+        self,
+        input_dim,
+        output_dim,
+        embeddings_initializer="uniform",
+        mask_zero=False,
+        input_length=None,
+        **kwargs,
+    ):
         if input_length is not None and "input_shape" not in kwargs:
             kwargs["input_shape"] = (input_length,)
         super().__init__(**kwargs)
@@ -67,15 +86,17 @@ class Embedding(Layer):
         self.input_length = input_length
 
     def build(self, input_shape=None):
-        self.embeddings = self.add_weight("embeddings", (self.input_dim, self.output_dim),
-                                          self.embeddings_initializer)
+        self.embeddings = self.add_weight(
+            "embeddings", (self.input_dim, self.output_dim), self.embeddings_initializer
+        )
 
     def call(self, inputs, training=None, mask=None):
         idx = inputs.data
         if idx.dtype.kind == "f":
             if not np.all(idx == np.round(idx)):
-                raise TypeError(f"Embedding '{self.name}' takes integer indices, got "
-                                f"non-integer floats")
+                raise TypeError(
+                    f"Embedding '{self.name}' takes integer indices, got non-integer floats"
+                )
             idx = idx.astype(np.int64)
         return F.embedding(idx, self.embeddings)
 
@@ -143,8 +164,10 @@ class RepeatVector(Layer):
 
     def build(self, input_shape):
         if len(input_shape) != 2:
-            raise ValueError(f"RepeatVector '{self.name}' takes a 2-D input (batch, features), "
-                             f"got shape {input_shape}")
+            raise ValueError(
+                f"RepeatVector '{self.name}' takes a 2-D input (batch, features), "
+                f"got shape {input_shape}"
+            )
 
     def call(self, inputs, training=None):
         B, D = inputs.shape

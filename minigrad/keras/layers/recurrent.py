@@ -28,6 +28,7 @@ GRU (reset_after=False)  [xz xr xh] = x_t K + b;  z = ra(xz + h Uz), r = ra(xr +
            h~ = act(xh + (r h) Uh),  h' = z h + (1 - z) h~
 with a mask: h' = h (and c' = c) where the step is masked, and the step's output is h'.
 """
+
 import numpy as np
 
 from ... import functional as F
@@ -59,11 +60,26 @@ class _Recurrent(Layer):
     G = 1
     n_states = 1
 
-    def __init__(self, units, activation="tanh", recurrent_activation="sigmoid", use_bias=True,
-                 kernel_initializer="glorot_uniform", recurrent_initializer="orthogonal",
-                 bias_initializer="zeros", dropout=0.0, recurrent_dropout=0.0,
-                 return_sequences=False, return_state=False, go_backwards=False, stateful=False,
-                 unroll=False, seed=None, zero_output_for_mask=False, **kwargs):
+    def __init__(
+        self,
+        units,
+        activation="tanh",
+        recurrent_activation="sigmoid",
+        use_bias=True,
+        kernel_initializer="glorot_uniform",
+        recurrent_initializer="orthogonal",
+        bias_initializer="zeros",
+        dropout=0.0,
+        recurrent_dropout=0.0,
+        return_sequences=False,
+        return_state=False,
+        go_backwards=False,
+        stateful=False,
+        unroll=False,
+        seed=None,
+        zero_output_for_mask=False,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         if isinstance(units, bool) or not isinstance(units, (int, np.integer)) or units <= 0:
             raise ValueError(f"units must be a positive integer, got {units!r}")
@@ -80,25 +96,33 @@ class _Recurrent(Layer):
         self.return_state = bool(return_state)
         self.go_backwards = bool(go_backwards)
         self.stateful = bool(stateful)
-        self.unroll = bool(unroll)   # accepted; both paths give the same numbers
+        self.unroll = bool(unroll)  # accepted; both paths give the same numbers
         self.zero_output_for_mask = bool(zero_output_for_mask)
-        self.states = None            # the carried state of a stateful layer (ndarrays)
-        self.last_path = None         # "kernel" or "composed": which path the last call took
+        self.states = None  # the carried state of a stateful layer (ndarrays)
+        self.last_path = None  # "kernel" or "composed": which path the last call took
 
     # ----- weights ----------------------------------------------------------------------
     def build(self, input_shape):
         if len(input_shape) != 3:
-            raise ValueError(f"{type(self).__name__} '{self.name}' expects input of rank 3 "
-                             f"(batch, timesteps, features), got shape {tuple(input_shape)}")
+            raise ValueError(
+                f"{type(self).__name__} '{self.name}' expects input of rank 3 "
+                f"(batch, timesteps, features), got shape {tuple(input_shape)}"
+            )
         if input_shape[-1] is None:
-            raise ValueError(f"{type(self).__name__} '{self.name}' needs a known feature size, "
-                             f"got input shape {tuple(input_shape)}")
+            raise ValueError(
+                f"{type(self).__name__} '{self.name}' needs a known feature size, "
+                f"got input shape {tuple(input_shape)}"
+            )
         H, G = self.units, self.G
         self.kernel = self.add_weight("kernel", (input_shape[-1], G * H), self.kernel_initializer)
-        self.recurrent_kernel = self.add_weight("recurrent_kernel", (H, G * H),
-                                                self.recurrent_initializer)
-        self.bias = self.add_weight("bias", self._bias_shape(), self._bias_init()) \
-            if self.use_bias else None
+        self.recurrent_kernel = self.add_weight(
+            "recurrent_kernel", (H, G * H), self.recurrent_initializer
+        )
+        self.bias = (
+            self.add_weight("bias", self._bias_shape(), self._bias_init())
+            if self.use_bias
+            else None
+        )
 
     def _bias_shape(self):
         return (self.G * self.units,)
@@ -126,8 +150,10 @@ class _Recurrent(Layer):
     def call(self, inputs, mask=None, training=None, initial_state=None):
         x = inputs
         if x.ndim != 3:
-            raise ValueError(f"{type(self).__name__} '{self.name}' expects input of rank 3 "
-                             f"(batch, timesteps, features), got shape {tuple(x.shape)}")
+            raise ValueError(
+                f"{type(self).__name__} '{self.name}' expects input of rank 3 "
+                f"(batch, timesteps, features), got shape {tuple(x.shape)}"
+            )
         B, T, _ = x.shape
         if T == 0:
             raise ValueError(f"{type(self).__name__} '{self.name}' got a sequence of 0 steps")
@@ -135,8 +161,10 @@ class _Recurrent(Layer):
         if mask is not None:
             mask = np.asarray(mask, dtype=bool)
             if mask.shape != (B, T):
-                raise ValueError(f"{type(self).__name__} '{self.name}': mask must have shape "
-                                 f"(batch, timesteps) = {(B, T)}, got {mask.shape}")
+                raise ValueError(
+                    f"{type(self).__name__} '{self.name}': mask must have shape "
+                    f"(batch, timesteps) = {(B, T)}, got {mask.shape}"
+                )
             if mask.all():
                 mask = None
         if self.go_backwards:
@@ -149,8 +177,7 @@ class _Recurrent(Layer):
         rec_dp = None
         if training and self.recurrent_dropout > 0:
             rec_dp = _dropout_mask((B, self.units), self.recurrent_dropout, x.data.dtype)
-        usable = self._kernel_form() and rec_dp is None and \
-            (mask is None or mask.any(axis=1).all())
+        usable = self._kernel_form() and rec_dp is None and (mask is None or mask.any(axis=1).all())
         need_seq = self.return_sequences
         if usable:
             self.last_path = "kernel"
@@ -174,48 +201,55 @@ class _Recurrent(Layer):
         n, H = self.n_states, self.units
         if initial_state is None and self.stateful and self.states is not None:
             if self.states[0].shape[0] != B:
-                raise ValueError(f"stateful layer '{self.name}' carries a state for batch size "
-                                 f"{self.states[0].shape[0]}, got a batch of {B} (call "
-                                 "reset_states() or keep the batch size fixed)")
+                raise ValueError(
+                    f"stateful layer '{self.name}' carries a state for batch size "
+                    f"{self.states[0].shape[0]}, got a batch of {B} (call "
+                    "reset_states() or keep the batch size fixed)"
+                )
             return [Tensor(s) for s in self.states]
         if initial_state is None:
             return [Tensor(np.zeros((B, H), dtype)) for _ in range(n)]
         if isinstance(initial_state, Tensor) or not isinstance(initial_state, (list, tuple)):
             initial_state = [initial_state]
         if len(initial_state) != n:
-            raise ValueError(f"{type(self).__name__} '{self.name}' takes {n} initial state "
-                             f"tensor(s), got {len(initial_state)}")
+            raise ValueError(
+                f"{type(self).__name__} '{self.name}' takes {n} initial state "
+                f"tensor(s), got {len(initial_state)}"
+            )
         out = []
         for s in initial_state:
             s = s if isinstance(s, Tensor) else Tensor(np.asarray(s, dtype))
             if tuple(s.shape) != (B, H):
-                raise ValueError(f"{type(self).__name__} '{self.name}': an initial state must "
-                                 f"have shape (batch, units) = {(B, H)}, got {tuple(s.shape)}")
+                raise ValueError(
+                    f"{type(self).__name__} '{self.name}': an initial state must "
+                    f"have shape (batch, units) = {(B, H)}, got {tuple(s.shape)}"
+                )
             out.append(s)
         return out
 
     def _kernel_form(self):
-        return (self.activation is activations.tanh
-                and self.recurrent_activation is activations.sigmoid)
+        return (
+            self.activation is activations.tanh and self.recurrent_activation is activations.sigmoid
+        )
 
     # ----- kernel path ------------------------------------------------------------------
     def _kernel_path(self, x, mask, states, need_seq):
         B, T, _ = x.shape
-        xt = F.transpose(x, (1, 0, 2))                      # (T, B, I), the kernels' layout
+        xt = F.transpose(x, (1, 0, 2))  # (T, B, I), the kernels' layout
         lengths = pos = None
         if mask is not None:
             lengths = mask.sum(axis=1).astype(np.int64)
             right = np.arange(T)[None, :] < lengths[:, None]
-            if not np.array_equal(right, mask):             # gather unmasked steps to the front
-                order = np.argsort(~mask, axis=1, kind="stable")   # (B, T)
+            if not np.array_equal(right, mask):  # gather unmasked steps to the front
+                order = np.argsort(~mask, axis=1, kind="stable")  # (B, T)
                 xt = F.getitem(xt, (order.T, np.arange(B)[None, :]))
-            pos = np.cumsum(mask, axis=1) - 1                # last unmasked step <= t, or -1
+            pos = np.cumsum(mask, axis=1) - 1  # last unmasked step <= t, or -1
         ys, new_states = self._sequence(xt, states, lengths)
         seq = None
         if need_seq:
             if pos is None:
                 seq = F.transpose(ys, (1, 0, 2))
-            else:                                           # masked steps repeat the state
+            else:  # masked steps repeat the state
                 table = F.concatenate([F.unsqueeze(states[0], 0), ys], axis=0)  # (T+1, B, H)
                 seq = F.getitem(table, (pos.T + 1, np.arange(B)[None, :]))
                 seq = F.transpose(seq, (1, 0, 2))
@@ -232,7 +266,7 @@ class _Recurrent(Layer):
         for t in range(T):
             new = self._step(steps[t], states, rec_dp)
             if mask is not None:
-                m = mask[:, t:t + 1]
+                m = mask[:, t : t + 1]
                 new = [F.where(m, n, s) for n, s in zip(new, states)]
             states = new
             if need_seq:
@@ -245,11 +279,18 @@ class _Recurrent(Layer):
 
     def get_config(self):
         cfg = super().get_config()
-        cfg.update(units=self.units, activation=activations.name_of(self.activation),
-                   use_bias=self.use_bias, dropout=self.dropout,
-                   recurrent_dropout=self.recurrent_dropout,
-                   return_sequences=self.return_sequences, return_state=self.return_state,
-                   go_backwards=self.go_backwards, stateful=self.stateful, unroll=self.unroll)
+        cfg.update(
+            units=self.units,
+            activation=activations.name_of(self.activation),
+            use_bias=self.use_bias,
+            dropout=self.dropout,
+            recurrent_dropout=self.recurrent_dropout,
+            return_sequences=self.return_sequences,
+            return_state=self.return_state,
+            go_backwards=self.go_backwards,
+            stateful=self.stateful,
+            unroll=self.unroll,
+        )
         return cfg
 
 
@@ -274,8 +315,16 @@ class SimpleRNN(_Recurrent):
         if self.bias is not None:
             b_ih, b_hh = self.bias, _zeros_const(self.units, xt.data.dtype)
         nl = "tanh" if self.activation is activations.tanh else "relu"
-        ys, h = F.rnn_sequence(xt, F.transpose(self.kernel), F.transpose(self.recurrent_kernel),
-                               b_ih, b_hh, h0=states[0], lengths=lengths, nonlinearity=nl)
+        ys, h = F.rnn_sequence(
+            xt,
+            F.transpose(self.kernel),
+            F.transpose(self.recurrent_kernel),
+            b_ih,
+            b_hh,
+            h0=states[0],
+            lengths=lengths,
+            nonlinearity=nl,
+        )
         return ys, [h]
 
     def _step(self, xk_t, states, rec_dp):
@@ -299,20 +348,29 @@ class LSTM(_Recurrent):
         if not self.unit_forget_bias:
             return self.bias_initializer
         from .. import initializers
+
         base, H = initializers.get(self.bias_initializer), self.units
 
         def init(shape):
             b = np.array(base((H,)).tolist() + [1.0] * H + base((2 * H,)).tolist(), np.float32)
             return b.reshape(shape)
+
         return init
 
     def _sequence(self, xt, states, lengths):
         b_ih = b_hh = None
         if self.bias is not None:
             b_ih, b_hh = self.bias, _zeros_const(4 * self.units, xt.data.dtype)
-        ys, (h, c) = F.lstm_sequence(xt, F.transpose(self.kernel),
-                                     F.transpose(self.recurrent_kernel), b_ih, b_hh,
-                                     h0=states[0], c0=states[1], lengths=lengths)
+        ys, (h, c) = F.lstm_sequence(
+            xt,
+            F.transpose(self.kernel),
+            F.transpose(self.recurrent_kernel),
+            b_ih,
+            b_hh,
+            h0=states[0],
+            c0=states[1],
+            lengths=lengths,
+        )
         return ys, [h, c]
 
     def _step(self, xk_t, states, rec_dp):
@@ -355,8 +413,8 @@ class GRU(_Recurrent):
         w_hh = F.transpose(F.getitem(self.recurrent_kernel, (slice(None), p)))
         b_ih = b_hh = None
         if self.bias is not None:
-            b_ih = F.getitem(self.bias, (0, p))     # fancy indexing: contiguous copies,
-            b_hh = F.getitem(self.bias, (1, p))     # as the kernels take them
+            b_ih = F.getitem(self.bias, (0, p))  # fancy indexing: contiguous copies,
+            b_hh = F.getitem(self.bias, (1, p))  # as the kernels take them
         ys, h = F.gru_sequence(xt, w_ih, w_hh, b_ih, b_hh, h0=states[0], lengths=lengths)
         return ys, [h]
 

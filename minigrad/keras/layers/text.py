@@ -1,4 +1,5 @@
 """TextVectorization: strings -> word indices, with a vocabulary learnt by ``adapt``."""
+
 import re
 import string
 from collections import Counter
@@ -23,16 +24,26 @@ class TextVectorization(Layer):
     at the end. Calling the layer on a list of strings returns an int64 Tensor.
     """
 
-    def __init__(self, max_tokens=None, standardize="lower_and_strip_punctuation",
-                 split="whitespace", output_mode="int", output_sequence_length=None,
-                 vocabulary=None, **kwargs):
+    def __init__(
+        self,
+        max_tokens=None,
+        standardize="lower_and_strip_punctuation",
+        split="whitespace",
+        output_mode="int",
+        output_sequence_length=None,
+        vocabulary=None,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         if output_mode != "int":
-            raise ValueError(f"TextVectorization supports output_mode='int' only, got "
-                             f"{output_mode!r}")
+            raise ValueError(
+                f"TextVectorization supports output_mode='int' only, got {output_mode!r}"
+            )
         if standardize not in ("lower_and_strip_punctuation", "lower", None):
-            raise ValueError("standardize must be 'lower_and_strip_punctuation', 'lower' or "
-                             f"None, got {standardize!r}")
+            raise ValueError(
+                "standardize must be 'lower_and_strip_punctuation', 'lower' or "
+                f"None, got {standardize!r}"
+            )
         if split not in ("whitespace", None):
             raise ValueError(f"split must be 'whitespace' or None, got {split!r}")
         self.max_tokens, self.standardize, self.split = max_tokens, standardize, split
@@ -59,7 +70,7 @@ class TextVectorization(Layer):
             counts.update(self._tokens(text))
         words = [w for w, _ in sorted(counts.items(), key=lambda kv: -kv[1])]
         if self.max_tokens is not None:
-            words = words[:max(self.max_tokens - 2, 0)]
+            words = words[: max(self.max_tokens - 2, 0)]
         self.set_vocabulary(words)
 
     def set_vocabulary(self, vocabulary):
@@ -79,7 +90,7 @@ class TextVectorization(Layer):
         out = np.zeros((len(seqs), L), np.int64)
         for i, s in enumerate(seqs):
             s = s[:L]
-            out[i, :len(s)] = s
+            out[i, : len(s)] = s
         return Tensor(out)
 
     def compute_output_shape(self, input_shape):
@@ -88,6 +99,7 @@ class TextVectorization(Layer):
 
 def _texts(data):
     if isinstance(data, str):
-        raise TypeError("TextVectorization takes a list of strings, got one string "
-                        "(wrap it in a list)")
+        raise TypeError(
+            "TextVectorization takes a list of strings, got one string (wrap it in a list)"
+        )
     return [str(t) if isinstance(t, np.str_) else t for t in np.asarray(data, dtype=object).ravel()]

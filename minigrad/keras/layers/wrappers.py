@@ -1,5 +1,6 @@
 """Wrappers: Bidirectional (a recurrent layer run both ways) and TimeDistributed (a layer
 applied to every time step)."""
+
 from ... import functional as F
 from ..layer import Layer
 
@@ -112,8 +113,10 @@ class TimeDistributed(Layer):
 
     def build(self, input_shape):
         if len(input_shape) < 3:
-            raise ValueError(f"TimeDistributed '{self.name}' takes an input of rank >= 3 "
-                             f"(batch, time, ...), got shape {tuple(input_shape)}")
+            raise ValueError(
+                f"TimeDistributed '{self.name}' takes an input of rank >= 3 "
+                f"(batch, time, ...), got shape {tuple(input_shape)}"
+            )
         self.layer._maybe_build((None,) + tuple(input_shape[2:]))
 
     def call(self, inputs, mask=None, training=None):
@@ -125,4 +128,3 @@ class TimeDistributed(Layer):
     def compute_output_shape(self, input_shape):
         inner = self.layer.compute_output_shape((None,) + tuple(input_shape[2:]))
         return (input_shape[0], input_shape[1]) + tuple(inner[1:])
-
