@@ -1,4 +1,5 @@
-"""Build the Cython kernels (minigrad._ops, _gemm, _checks, _optim_ops). Metadata lives in pyproject.toml.
+"""Build the Cython kernels (minigrad._ops, _gemm, _checks, _optim_ops). Metadata lives in
+pyproject.toml.
 
 The extension is optional: where no C compiler works (or the C fails to build), setup warns and
 installs the pure-Python package, which then runs on the NumPy twins of the kernels. Set
@@ -112,7 +113,8 @@ directives = {
     "cdivision": True,
 }
 
-# The debug build generates its C apart, so switching modes regenerates it with the right directives.
+# The debug build generates its C apart, so switching modes regenerates it with the right
+# directives.
 setup(
     ext_modules=cythonize(
         extensions,

@@ -63,7 +63,10 @@ def _check_state(name, a, B, dtype):
 def _check_biases(b_ih, b_hh, GH, dtype):
     """Both None (returns False) or both arrays of shape (G*H,) (returns True)."""
     if (b_ih is None) != (b_hh is None):
-        got = lambda b: "None" if b is None else "an array"
+
+        def got(b):
+            return "None" if b is None else "an array"
+
         raise ValueError(
             "b_ih and b_hh must both be arrays or both be None, "
             f"got b_ih={got(b_ih)} and b_hh={got(b_hh)}"

@@ -189,9 +189,9 @@ class Function:
     ``backward_graph(*grads)`` is the same derivative written with minigrad ops on Tensors, so
     that it is itself recorded: the engine calls it instead of ``backward`` when
     ``create_graph=True`` (higher-order derivatives).  It gets Tensors (None for outputs that got
-    no gradient) and reads the inputs as Tensors from ``self.input_tensors(*saved arrays)``.  A Function
-    without one raises, when a second-order pass reaches it, the error ``no_double_backward``
-    describes.
+    no gradient) and reads the inputs as Tensors from ``self.input_tensors(*saved arrays)``.  A
+    Function without one raises, when a second-order pass reaches it, the error
+    ``no_double_backward`` describes.
 
     ``saves_inputs`` (default True) says that ``backward`` reads the values of the inputs;
     their version counters are then checked before it runs (an input modified in place since
@@ -211,7 +211,7 @@ class Function:
     # The modification count when the node was recorded (see _bump).
     _epoch = 0
     # What to say when create_graph=True reaches a Function without backward_graph.
-    no_double_backward = None
+    no_double_backward: str | None = None
 
     def forward(self, *arrays):  # pragma: no cover - abstract
         raise NotImplementedError

@@ -42,7 +42,7 @@ def _torch():
 
 
 # ------------------------------------------------------------------------ torch-side wrappers
-_WRAPPERS = {}
+_WRAPPERS: dict[str, type] = {}
 
 
 def _keras_forward(self, x, hx=None, lengths=None):
@@ -89,7 +89,9 @@ def _wrapper_class(mode):
         (base,),
         {
             "__module__": __name__,
-            "__doc__": f"torch.nn.{mode} with minigrad's return_sequences / return_state / lengths.",
+            "__doc__": (
+                f"torch.nn.{mode} with minigrad's return_sequences / return_state / lengths."
+            ),
             "forward": _keras_forward,
             "extra_repr": _keras_extra_repr,
             "return_sequences": None,

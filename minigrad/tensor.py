@@ -316,7 +316,8 @@ class Tensor:
     clip_ = clamp_
 
     def register_hook(self, fn):
-        """Call ``fn(grad)`` when this tensor's gradient is computed; a returned value replaces it."""
+        """Call ``fn(grad)`` when this tensor's gradient is computed; a returned value replaces
+        it."""
         if not self.requires_grad:
             raise RuntimeError("cannot register a hook on a tensor that does not require grad")
         if self._ctx is None:

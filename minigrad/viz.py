@@ -141,7 +141,7 @@ class _Graph:
             self.out_dtype[j] = tensor.data.dtype
         self.labels = {}
         k = 0
-        for tid, t in self.leaves.items():
+        for tid in self.leaves:
             name = self.leaf_names.get(tid)
             if name is None:
                 name = f"p{k}"

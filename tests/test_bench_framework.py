@@ -1,5 +1,5 @@
-"""benchmarks/bench_framework.py and harness.framework_cost: the protocol (each timed step right after its predecessor),
-the interval of a difference of medians, and a small end-to-end run."""
+"""benchmarks/bench_framework.py and harness.framework_cost: the protocol (each timed step right
+after its predecessor), the interval of a difference of medians, and a small end-to-end run."""
 
 import numpy as np
 import pytest

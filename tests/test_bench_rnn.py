@@ -4,6 +4,7 @@ check that guards it, the interleaving, the bootstrap intervals and the eviction
 No timing is asserted anywhere: timings depend on the machine and its load.
 """
 
+import argparse
 import json
 import os
 import subprocess
@@ -185,7 +186,7 @@ def test_module_entry_points_and_filters(tmp_path, entry):
 def test_agreement_passes_with_the_same_weights(cell):
     errors = agreement.verify(cell, TINY, NAMES)
     assert set(errors) == set(NAMES) - {"numpy"}
-    for name, e in errors.items():
+    for e in errors.values():
         assert "loss" in e and "weight_hh_l0" in e and "fc.weight" in e and "step_loss" in e
 
 
@@ -337,10 +338,10 @@ def test_nonpositive_counts_are_rejected_naming_the_value(flag, capsys):
 
 def test_parse_sizes_and_cells():
     assert problem.parse_sizes("32x20x50x50,2x3x4x5") == [(32, 20, 50, 50), (2, 3, 4, 5)]
-    with pytest.raises(Exception):
+    with pytest.raises(argparse.ArgumentTypeError, match="size must be BxTxIxH"):
         problem.parse_sizes("32x20x50")
     assert problem.parse_cells("lstm,gru") == ["lstm", "gru"]
-    with pytest.raises(Exception):
+    with pytest.raises(argparse.ArgumentTypeError, match="cells must be among"):
         problem.parse_cells("lstm,transformer")
 
 

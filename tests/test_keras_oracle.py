@@ -9,12 +9,13 @@ import os
 import numpy as np
 import pytest
 
+from minigrad import keras as mk
+
+# The backend is read when keras is first imported, so it is chosen before importorskip.
 if importlib.util.find_spec("torch") is not None:
     os.environ.setdefault("KERAS_BACKEND", "torch")
 K = pytest.importorskip("keras")
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
-
-from minigrad import keras as mk
 
 B, T, I, H = 3, 5, 4, 6
 RNG = np.random.default_rng(0)

@@ -266,9 +266,10 @@ def twin_backward_error(problem, cache, grads):
     run in float64 on the same inputs and cache (the rounding the float32 sums made)."""
     if problem.dtype != np.float32:
         return {}
-    wide = lambda a: (
-        a.astype(np.float64) if isinstance(a, np.ndarray) and a.dtype.kind == "f" else a
-    )  # noqa: E731
+
+    def wide(a):
+        return a.astype(np.float64) if isinstance(a, np.ndarray) and a.dtype.kind == "f" else a
+
     p64 = Problem.__new__(Problem)
     p64.__dict__.update(
         problem.__dict__, dtype=np.float64, values={k: wide(v) for k, v in problem.values.items()}

@@ -170,11 +170,12 @@ def test_resume_from_saved_state(name, tmp_path):
 
 def test_sequential_state_round_trip():
     opt = make_opt()
-    mk = lambda o: S.SequentialLR(
-        o,
-        [S.LinearLR(o, total_iters=2), S.ExponentialLR(o, 0.5)],  # noqa: E731
-        milestones=[2],
-    )
+
+    def mk(o):
+        return S.SequentialLR(
+            o, [S.LinearLR(o, total_iters=2), S.ExponentialLR(o, 0.5)], milestones=[2]
+        )
+
     sched = mk(opt)
     run(sched, opt, 4)
     state = sched.state_dict()

@@ -1214,7 +1214,8 @@ def test_repeated_axis_raises():
 
 
 def test_pow_gradient_at_zero_base():
-    """d(x**0)/dx = 0 everywhere (x**0 is the constant 1), d(x**2)/dx = 0 and d(x**1)/dx = 1 at 0."""
+    """d(x**0)/dx = 0 everywhere (x**0 is the constant 1), d(x**2)/dx = 0 and d(x**1)/dx = 1
+    at 0."""
     for p, expected in (
         (0, [0.0, 0.0, 0.0]),
         (1, [1.0, 1.0, 1.0]),

@@ -739,7 +739,8 @@ def test_constructor_validation():
 def test_repr_of_recurrent_layers():
     assert (
         repr(nn.RNN(3, 4, 2, "relu", bias=False, bidirectional=True, dropout=0.1))
-        == "RNN(3, 4, num_layers=2, nonlinearity='relu', bias=False, dropout=0.1, bidirectional=True)"
+        == "RNN(3, 4, num_layers=2, nonlinearity='relu', bias=False, dropout=0.1, "
+        "bidirectional=True)"
     )
     assert (
         repr(nn.GRU(3, 4, return_state=True, impl="step"))
@@ -753,8 +754,9 @@ def test_repr_of_recurrent_layers():
 @pytest.mark.parametrize("mode", ["RNN", "LSTM", "GRU"])
 @pytest.mark.parametrize("given_state", [False, True])
 def test_one_sequence_layer_has_no_reshape_nodes(mode, given_state):
-    """One layer, one direction, impl="sequence": the sequence node takes hx and returns h_n (c_n) in the
-    (1, B, H) layout itself, so the tape is that node alone (a multi-layer module stacks)."""
+    """One layer, one direction, impl="sequence": the sequence node takes hx and returns h_n (c_n)
+    in the (1, B, H) layout itself, so the tape is that node alone (a multi-layer module
+    stacks)."""
     T, B, I, H = 5, 2, 3, 4
     rng = np.random.default_rng(0)
     m = getattr(nn, mode)(I, H, dtype=np.float64)

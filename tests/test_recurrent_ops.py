@@ -107,7 +107,6 @@ sizes = st.tuples(st.integers(1, 6), st.integers(1, 7), st.integers(1, 7))
 def test_compiled_cell_equals_composed_cell(backend, sizes, bias, cell, seed):
     B, I, H = sizes
     kind, _, nl = cell.partition("-")
-    rng = np.random.default_rng(seed)
 
     def build():
         r = np.random.default_rng(seed + 1)

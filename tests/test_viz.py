@@ -113,7 +113,7 @@ def test_repeated_block_of_primitive_ops_is_folded():
 def test_different_shapes_are_not_folded():
     x = mg.tensor(np.ones(3), requires_grad=True)
     y = x
-    for n in range(3, 8):  # each step changes the shape
+    for _ in range(3, 8):  # each step changes the shape
         y = F.concatenate([y, mg.tensor(np.ones(1))])
     assert not any("×" in ln for ln in _node_lines(format_tape(y.sum())))
 

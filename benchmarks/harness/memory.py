@@ -124,7 +124,7 @@ def memory_probe(cell, size, names):
             try:
                 with _quiet_stderr():  # the profiler logs to fd 2 on start and stop
                     res["peak_bytes"] = _torch_profiled_peak(
-                        lambda: [c.step() for _ in range(MEMORY_STEPS)]
+                        lambda c=c: [c.step() for _ in range(MEMORY_STEPS)]
                     )
                 res["peak_method"] = "torch.profiler allocation records"
             except Exception as e:  # profiler API differences: keep the RSS figure

@@ -23,7 +23,7 @@ def plot(results, names, path):
         xs = list(range(len(rows)))
         for n in names:
 
-            def col(key):
+            def col(key, n=n, rows=rows):
                 return [
                     r["contenders"][n][key] * 1e3 if n in r["contenders"] else np.nan for r in rows
                 ]

@@ -1,5 +1,6 @@
 """Differentiable operations. Each is a ``Function`` class with its lowercase wrapper below it,
-grouped by family: arithmetic, elementwise, reduction, shape, layers, loss, recurrent, attention (with layer_norm)."""
+grouped by family: arithmetic, elementwise, reduction, shape, layers, loss, recurrent, attention
+(with layer_norm)."""
 
 from ._util import sum_to  # noqa: F401
 from .arithmetic import *  # noqa: F401,F403

@@ -165,7 +165,8 @@ class MatMul(Function):
         kb = b.shape[0] if b.ndim == 1 else b.shape[-2]
         if ka != kb:
             raise ValueError(
-                f"matmul shape mismatch: {a.shape} @ {b.shape} (inner dimensions {ka} and {kb} differ)"
+                f"matmul shape mismatch: {a.shape} @ {b.shape} "
+                f"(inner dimensions {ka} and {kb} differ)"
             )
         self.saved = (a, b)
         return np.matmul(a, b)
@@ -222,7 +223,8 @@ class Linear(Function):
             )
         if x.ndim == 0 or x.shape[-1] != w.shape[1]:
             raise ValueError(
-                f"linear input must have last dimension {w.shape[1]} (in_features), got shape {x.shape}"
+                f"linear input must have last dimension {w.shape[1]} (in_features), "
+                f"got shape {x.shape}"
             )
         if b is not None and b.shape != (w.shape[0],):
             raise ValueError(f"linear bias must have shape ({w.shape[0]},), got {b.shape}")

@@ -121,8 +121,9 @@ def softmax_cross_entropy(logits, target, ignore_index=-100, reduction="mean"):
     if t.dtype.kind == "f":
         if t.shape != shape:
             raise ValueError(
-                f"softmax_cross_entropy target must be integer class indices of shape {shape[:-1]} or "
-                f"class probabilities of shape {shape}; got a float target of shape {t.shape}"
+                "softmax_cross_entropy target must be integer class indices of shape "
+                f"{shape[:-1]} or class probabilities of shape {shape}; got a float target of "
+                f"shape {t.shape}"
             )
         if np.isnan(t).any():
             raise ValueError("softmax_cross_entropy target contains NaN")

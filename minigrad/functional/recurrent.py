@@ -96,7 +96,7 @@ def _outputs_grad(dys):
     return None if dys is None else _contiguous(dys)
 
 
-_ZEROS = {}
+_ZEROS: dict[np.dtype, np.ndarray] = {}
 
 
 def _zeros(shape, dtype):

@@ -1,5 +1,8 @@
 """Reductions and normalizers: sum, mean, max, min, var, logsumexp, softmax, log_softmax."""
 
+from collections.abc import Callable
+from typing import Any, ClassVar
+
 import numpy as np
 
 from ..autograd import Function
@@ -66,7 +69,7 @@ def mean(a, axis=None, keepdims=False):
 class _Extreme(Function):
     """max / min over axis; the gradient is shared evenly among tied extremes (like amax)."""
 
-    op = None
+    op: ClassVar[Callable[..., Any] | None] = None
 
     def __init__(self, axis, keepdims):
         self.axis, self.keepdims = axis, keepdims

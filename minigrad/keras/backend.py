@@ -14,8 +14,9 @@ import numpy as np
 
 __all__ = ["clear_session", "floatx", "get_mask", "set_mask", "unique_name"]
 
-_counts = {}
-_masks = {}  # id(tensor) -> (weakref to tensor, mask ndarray)
+_counts: dict[str, int] = {}
+# id(tensor) -> (weakref to tensor, mask ndarray)
+_masks: dict[int, tuple[weakref.ref, np.ndarray]] = {}
 
 
 def floatx():

@@ -5,6 +5,9 @@ the rest ('sum_over_batch_size'). Probabilities are clipped to [1e-7, 1 - 1e-7] 
 as Keras does; ``from_logits=True`` takes raw scores instead.
 """
 
+from collections.abc import Callable
+from typing import Any, ClassVar
+
 import numpy as np
 
 from .. import functional as F
@@ -103,7 +106,7 @@ def sparse_categorical_crossentropy(y_true, y_pred, from_logits=False):
 class Loss:
     """A loss object: ``loss(y_true, y_pred)`` -> the mean of the per-sample losses."""
 
-    fn = None
+    fn: ClassVar[Callable[..., Any] | None] = None
     name = "loss"
 
     def __init__(self, from_logits=False, reduction="sum_over_batch_size", name=None):

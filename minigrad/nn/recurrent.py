@@ -100,7 +100,7 @@ def _check_state(who, name, s, shape, dtype):
 
 # ------------------------------------------------------------------------------ cells
 class _CellBase(Module):
-    _mode = None
+    _mode: str | None = None
 
     def __init__(self, input_size, hidden_size, bias, dtype, impl):
         super().__init__()
@@ -237,7 +237,7 @@ class GRUCell(_CellBase):
 class _RNNBase(Module):
     """Shared machinery of RNN, LSTM and GRU (see the module docstring)."""
 
-    _mode = None
+    _mode: str | None = None
 
     def __init__(
         self,

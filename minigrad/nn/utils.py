@@ -72,8 +72,8 @@ def clip_grad_norm_(parameters, max_norm, norm_type=2.0, error_if_nonfinite=Fals
     every gradient is multiplied in place by min(max_norm / (total + 1e-6), 1).
     Parameters without a gradient are ignored. Returns the total norm before clipping, as a
     0-d Tensor in the gradients' dtype, as PyTorch does (``float(total)`` / ``total.item()``
-    give a Python float). ``error_if_nonfinite=True`` raises RuntimeError when the total is nan or inf;
-    otherwise a nan total makes every gradient nan, as in PyTorch.
+    give a Python float). ``error_if_nonfinite=True`` raises RuntimeError when the total is nan or
+    inf; otherwise a nan total makes every gradient nan, as in PyTorch.
     """
     params = _params(parameters, "clip_grad_norm_")
     max_norm = _real("clip_grad_norm_", "max_norm", max_norm)

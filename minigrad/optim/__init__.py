@@ -238,7 +238,7 @@ class Optimizer:
 
     # state arrays one step reads or writes once a parameter has state; those in
     # _made_if_missing are created by the step when absent (a setting switched on later)
-    _made_if_missing = ()
+    _made_if_missing: tuple[str, ...] = ()
 
     def _state_arrays(self, group):
         return tuple(k for k in self._required_state(group) if k != "step")
@@ -435,8 +435,8 @@ def _fits(d, g):
 def _update_copy(kernel, d, g, bufs, *args):
     """Call an update kernel (kernels.sgd_update, adam_update, ...) when d or g does not fit
     it: g is converted to an aligned C-contiguous array of d's dtype, and a strided or
-    unaligned d (a .data set by hand) is updated through such a copy, written back. The state buffers are the
-    optimizer's own, always C-contiguous."""
+    unaligned d (a .data set by hand) is updated through such a copy, written back. The state
+    buffers are the optimizer's own, always C-contiguous."""
     g = np.require(g, d.dtype, ("C", "A"))
     w = np.require(d, None, ("C", "A"))
     kernel(w, g, *bufs, *args)
