@@ -25,9 +25,7 @@ validation characters, vocabulary 159; one LSTM layer of 256, 381k parameters; 2
 one BLAS thread): validation 2.37 / 2.08 / 1.94 / 1.85 / 1.81 bits per character after 500 /
 1000 / 1500 / 2000 / 2500 steps (on 100k held-out characters) and 1.85 on all 165k held-out
 characters after the 3000th step; 4 min 2 s wall clock from a fresh non-editable install, about
-25,700 tokens/s, with the machine partly shared with other jobs (commit d827073; the kernels of
-commit 2c72f14 took 6 min 3 s at 17,000 tokens/s). (On a heavily shared machine an older build
-took 21 min, crossing 2.0 bits/char after about 10.)
+25,700 tokens/s, with the machine partly shared with other jobs.
 """
 
 from __future__ import annotations

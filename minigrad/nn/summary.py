@@ -1,7 +1,7 @@
 """``summary(model, input)``: a Keras-style table of layers, output shapes and parameter counts.
 
-How the counts relate to the Keras tables of the lecture notes (``../shared/seeds``)
-----------------------------------------------------------------------------------
+How the counts relate to the Keras tables of the lecture notes the project grew from
+------------------------------------------------------------------------------------
 Embedding and Linear (Keras ``Dense``) count the same in both: Embedding(10000, 50) has
 10000*50 = 500,000 parameters, Linear(50, 32) 50*32 + 32 = 1,632, Linear(32, 1) 33.
 
