@@ -292,10 +292,9 @@ def jacobian(func, argnums=0, has_aux=False):
 
 
 def hessian(func, argnums=0):
-    """A function returning the Hessian of the scalar ``func`` with respect to argument
-    ``argnums`` (one int): ``jacobian(jacobian(func))``, shape ``input.shape + input.shape``."""
-    if not isinstance(argnums, (int, np.integer)):
-        raise TypeError(f"hessian takes one argument index (an int) as argnums, got {argnums!r}")
+    """A function returning the Hessian of the scalar ``func``: ``jacobian(jacobian(func))``,
+    shape ``input.shape + input.shape``; with a tuple ``argnums`` a tuple of tuples, block
+    ``[i][j]`` of shape ``input_i.shape + input_j.shape``, as ``torch.func.hessian``."""
 
     def scalar_output(*args, **kwargs):
         out = func(*args, **kwargs)
@@ -305,8 +304,17 @@ def hessian(func, argnums=0):
             )
         return out.reshape(()) if isinstance(out, Tensor) else out
 
-    inner = jacobian(scalar_output, argnums)
-    outer = jacobian(inner, argnums)
+    if isinstance(argnums, (tuple, list)):
+        nums = tuple(argnums)
+
+        def blocks(*args, **kwargs):
+            return tuple(jacobian(jacobian(scalar_output, i), nums)(*args, **kwargs) for i in nums)
+
+        outer = blocks
+    elif isinstance(argnums, (int, np.integer)):
+        outer = jacobian(jacobian(scalar_output, argnums), argnums)
+    else:
+        raise TypeError(f"hessian: argnums must be an int or a tuple of ints, got {argnums!r}")
     outer.__name__ = f"hessian({getattr(func, '__name__', 'f')})"
     return outer
 

@@ -158,8 +158,8 @@ def test_unused_argument_gets_zeros_and_bad_input_raises():
         func.jvp(lambda x: x, (np.ones(2),), (np.ones(2), np.ones(2)))
     with pytest.raises(ValueError, match=r"tangent 0 has shape \(3,\), primal 0 has shape \(2,\)"):
         func.jvp(lambda x: x, (np.ones(2),), (np.ones(3),))
-    with pytest.raises(TypeError, match=r"hessian takes one argument index \(an int\)"):
-        func.hessian(f_scalar, argnums=(0, 1))
+    with pytest.raises(TypeError, match=r"argnums must be an int or a tuple of ints, got 'x'"):
+        func.hessian(f_scalar, argnums="x")
     _, vjp_fn = func.vjp(lambda x: x * 2, np.ones(2))
     with pytest.raises(ValueError, match=r"cotangent 0 has shape \(3,\)"):
         vjp_fn(np.ones(3))
@@ -192,6 +192,17 @@ def test_hessian_jvp_jacobian_hvp_match_torch_func():
         rtol=1e-10,
         atol=1e-12,
     )
+    blocks = func.hessian(f_scalar, argnums=(0, 1))(x, w)
+    tblocks = tf.hessian(t_scalar, argnums=(0, 1))(X, W)
+    for i in range(2):
+        for j in range(2):
+            np.testing.assert_allclose(
+                blocks[i][j].data,
+                tblocks[i][j].numpy(),
+                rtol=1e-10,
+                atol=1e-12,
+                err_msg=f"block {i}{j}",
+            )
     _, jv = func.jvp(f_vector, (x, w), (tx, tw))
     _, tjv = tf.jvp(t_vector, (X, W), (torch.tensor(tx), torch.tensor(tw)))
     np.testing.assert_allclose(jv.data, tjv.numpy(), rtol=1e-10, atol=1e-12)
@@ -208,3 +219,27 @@ def test_hessian_jvp_jacobian_hvp_match_torch_func():
     _, hv = func.hvp(lambda xx: f_scalar(xx, mg.tensor(w, dtype=np.float64)), x, tx)
     _, thv = torch.autograd.functional.hvp(lambda xx: t_scalar(xx, W), X, torch.tensor(tx))
     np.testing.assert_allclose(hv.data, thv.numpy(), rtol=1e-10, atol=1e-12)
+
+
+def test_hessian_blocks_with_tuple_argnums():
+    """Tuple argnums: the diagonal blocks are the single-argument Hessians, and the off-diagonal
+    blocks are each other's transposes (the Hessian is symmetric)."""
+    rng = np.random.default_rng(3)
+    x, w = rng.standard_normal(3), rng.standard_normal((3, 2))
+    blocks = func.hessian(f_scalar, argnums=(0, 1))(x, w)
+    np.testing.assert_allclose(blocks[0][0].data, func.hessian(f_scalar, 0)(x, w).data)
+    np.testing.assert_allclose(blocks[1][1].data, func.hessian(f_scalar, 1)(x, w).data)
+    assert blocks[0][1].shape == (3, 3, 2) and blocks[1][0].shape == (3, 2, 3)
+    np.testing.assert_allclose(
+        blocks[0][1].data, np.transpose(blocks[1][0].data, (2, 0, 1)), rtol=1e-10, atol=1e-12
+    )
+    eps = 1e-6
+    g = func.grad(f_scalar, argnums=0)
+    fd = np.zeros((3, 3, 2))
+    for a in range(3):
+        for b in range(2):
+            wp, wm = w.copy(), w.copy()
+            wp[a, b] += eps
+            wm[a, b] -= eps
+            fd[:, a, b] = (g(x, wp).data - g(x, wm).data) / (2 * eps)
+    np.testing.assert_allclose(blocks[0][1].data, fd, rtol=1e-5, atol=1e-7)
