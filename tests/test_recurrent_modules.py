@@ -67,18 +67,15 @@ class Case:
 
     def make(self, impl="sequence", **kw):
         mg.manual_seed(self.seed)
-        extra = {"nonlinearity": self.nonlinearity} if self.mode == "RNN" else {}
         return getattr(nn, self.mode)(
-            self.I,
-            self.H,
-            num_layers=self.L,
-            bias=self.bias,
-            batch_first=self.bf,
-            bidirectional=self.bi,
-            impl=impl,
-            dtype=self.dtype,
-            **extra,
-            **kw,
+            self.I, self.H, impl=impl, dtype=self.dtype, **self.layer_kwargs(), **kw
+        )
+
+    def layer_kwargs(self):
+        """The drawn layer options, as keywords of both minigrad's and PyTorch's layer."""
+        extra = {"nonlinearity": self.nonlinearity} if self.mode == "RNN" else {}
+        return dict(
+            num_layers=self.L, bias=self.bias, batch_first=self.bf, bidirectional=self.bi, **extra
         )
 
     def leaves(self):
@@ -108,7 +105,7 @@ class Case:
 
 
 @st.composite
-def cases(draw, max_layers=3, max_T=4, max_B=3, max_size=3):
+def cases(draw, max_layers=3, max_T=4, max_B=3, max_size=3, dtypes=(np.float64,)):
     kind = draw(st.sampled_from(["RNN", "RNN_relu", "LSTM", "GRU"]))
     mode = kind.split("_")[0]
     nonlin = "relu" if kind == "RNN_relu" else "tanh"
@@ -131,6 +128,7 @@ def cases(draw, max_layers=3, max_T=4, max_B=3, max_size=3):
         lengths,
         draw(st.booleans()),
         draw(st.integers(0, 2**16)),
+        draw(st.sampled_from(dtypes)),
     )
 
 
@@ -257,17 +255,7 @@ def test_gradients_random_directions_larger_layers(case):
 
 # ----------------------------------------------------------------- torch oracle
 def _torch_run(torch, case, weights, state_dict):
-    extra = {"nonlinearity": case.nonlinearity} if case.mode == "RNN" else {}
-    tm = getattr(torch.nn, case.mode)(
-        case.I,
-        case.H,
-        num_layers=case.L,
-        bias=case.bias,
-        batch_first=case.bf,
-        bidirectional=case.bi,
-        dtype=torch.float64,
-        **extra,
-    )
+    tm = getattr(torch.nn, case.mode)(case.I, case.H, dtype=torch.float64, **case.layer_kwargs())
     tm.load_state_dict({k: torch.from_numpy(v) for k, v in state_dict.items()})
     x = torch.tensor(case.x, requires_grad=True)
     hx = None
