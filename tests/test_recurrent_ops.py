@@ -93,6 +93,26 @@ def _compare(name, outs_a, outs_b, leaves_a, leaves_b, rtol=1e-10, atol=1e-12):
             )
 
 
+CELL_OPS = {
+    "compiled": {"rnn": F.rnn_cell, "lstm": F.lstm_cell, "gru": F.gru_cell},
+    "composed": {
+        "rnn": F.rnn_cell_composed,
+        "lstm": F.lstm_cell_composed,
+        "gru": F.gru_cell_composed,
+    },
+}
+
+
+def _run_cell(op, kind, x, h, c, params, nonlinearity="tanh"):
+    """The cell ``op`` of ``kind`` (compiled or composed) on x and the state as the kind takes
+    them: the LSTM with c, the RNN with its nonlinearity. Always a tuple of outputs."""
+    if kind == "lstm":
+        return op(x, h, c, **params)
+    if kind == "gru":
+        return (op(x, h, **params),)
+    return (op(x, h, nonlinearity=nonlinearity, **params),)
+
+
 def _compare_runs(name, kind, seed, build, run_a, run_b):
     """Run ``run_a`` and ``run_b`` on two identical copies ``(x, h, c, params)`` from ``build``,
     backpropagate the same random weighting of their outputs, and compare the outputs and the
@@ -132,25 +152,11 @@ def test_compiled_cell_equals_composed_cell(backend, sizes, bias, cell, seed):
         )
         return x, h, c, make_params(np.random.default_rng(seed + 2), kind, I, H, bias)
 
-    def cell_op(op):
-        def run(x, h, c, p):
-            if kind == "lstm":
-                return op(x, h, c, **p)
-            if kind == "gru":
-                return (op(x, h, **p),)
-            return (op(x, h, nonlinearity=nl, **p),)
+    def cell_op(which):
+        return lambda x, h, c, p: _run_cell(CELL_OPS[which][kind], kind, x, h, c, p, nl)
 
-        return run
-
-    compiled = {"lstm": F.lstm_cell, "gru": F.gru_cell, "rnn": F.rnn_cell}[kind]
-    composed = {
-        "lstm": F.lstm_cell_composed,
-        "gru": F.gru_cell_composed,
-        "rnn": F.rnn_cell_composed,
-    }[kind]
-    _compare_runs(
-        f"{cell} compiled vs composed", kind, seed, build, cell_op(compiled), cell_op(composed)
-    )
+    name = f"{cell} compiled vs composed"
+    _compare_runs(name, kind, seed, build, cell_op("compiled"), cell_op("composed"))
 
 
 # ------------------------------------------------------------------ sequences vs unrolled cells
@@ -234,20 +240,12 @@ def test_recurrent_ops_gradcheck(backend, sizes, T, bias, use_lengths, op, seed)
     names = list(p)
     h = _t(rng.standard_normal((B, H)) * 0.5)
     c = _t(rng.standard_normal((B, H)) * 0.5)
-    if op.endswith("composed"):
+    if "_cell" in op:
         x = _t(rng.standard_normal((B, I)))
-        fn = {
-            "rnn": lambda x, h, c, *w: F.rnn_cell_composed(x, h, **dict(zip(names, w))),
-            "lstm": lambda x, h, c, *w: F.lstm_cell_composed(x, h, c, **dict(zip(names, w))),
-            "gru": lambda x, h, c, *w: F.gru_cell_composed(x, h, **dict(zip(names, w))),
-        }[kind]
-    elif op.endswith("cell"):
-        x = _t(rng.standard_normal((B, I)))
-        fn = {
-            "rnn": lambda x, h, c, *w: F.rnn_cell(x, h, **dict(zip(names, w))),
-            "lstm": lambda x, h, c, *w: F.lstm_cell(x, h, c, **dict(zip(names, w))),
-            "gru": lambda x, h, c, *w: F.gru_cell(x, h, **dict(zip(names, w))),
-        }[kind]
+        cell_op = CELL_OPS["composed" if op.endswith("composed") else "compiled"][kind]
+
+        def fn(x, h, c, *w):
+            return _run_cell(cell_op, kind, x, h, c, dict(zip(names, w)))
     else:
         x = _t(rng.standard_normal((T, B, I)))
         lengths = rng.integers(1, T + 1, size=B) if use_lengths else None
