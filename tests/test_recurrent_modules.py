@@ -290,15 +290,25 @@ def _torch_run(torch, case, weights, state_dict):
 def test_against_torch(case, impl):
     torch = pytest.importorskip("torch")
     module = case.make(impl=impl)
+    _assert_module_matches(
+        case, module, lambda w, state: _torch_run(torch, case, w, state), "torch"
+    )
+
+
+def _assert_module_matches(case, module, oracle, other):
+    """The module's outputs and gradients (every input, state and parameter) under random
+    upstream gradients equal ``oracle(weights, state_dict)``'s, computed by ``other``."""
     weights = upstream(case.call(module, case.leaves()))
     outs, grads = grads_of(case, module, weights)
-    t_outs, t_grads = _torch_run(torch, case, weights, module.state_dict())
-    for name, a, b in zip(["output", "h_n", "c_n"], outs, t_outs):
-        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12, err_msg=f"{name} vs torch, {case}")
-    assert grads.keys() == t_grads.keys()
+    o_outs, o_grads = oracle(weights, module.state_dict())
+    for name, a, b in zip(["output", "h_n", "c_n"], outs, o_outs):
+        np.testing.assert_allclose(
+            a, b, rtol=1e-10, atol=1e-12, err_msg=f"{name} vs {other}, {case}"
+        )
+    assert grads.keys() == o_grads.keys()
     for k in grads:
         np.testing.assert_allclose(
-            grads[k], t_grads[k], rtol=1e-9, atol=1e-11, err_msg=f"d{k} vs torch, {case}"
+            grads[k], o_grads[k], rtol=1e-9, atol=1e-11, err_msg=f"d{k} vs {other}, {case}"
         )
 
 
@@ -387,17 +397,9 @@ def _reference_stack(nr, case, params, weights):
 def test_against_numpy_reference(case):
     from benchmarks import numpy_reference as nr
 
-    module = case.make()
-    weights = upstream(case.call(module, case.leaves()))
-    outs, grads = grads_of(case, module, weights)
-    r_outs, r_grads = _reference_stack(nr, case, module.state_dict(), weights)
-    for name, a, b in zip(["output", "h_n", "c_n"], outs, r_outs):
-        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12, err_msg=f"{name} vs reference")
-    assert grads.keys() == r_grads.keys()
-    for k in grads:
-        np.testing.assert_allclose(
-            grads[k], r_grads[k], rtol=1e-9, atol=1e-11, err_msg=f"d{k} vs numpy reference, {case}"
-        )
+    _assert_module_matches(
+        case, case.make(), lambda w, state: _reference_stack(nr, case, state, w), "numpy reference"
+    )
 
 
 # ----------------------------------------------------------------- lengths semantics
