@@ -733,6 +733,11 @@ def _ce_shapes(draw):
     return (lead + (draw(st.integers(1, 5)),),)
 
 
+def _ce_test(name, op, ref, kwargs):
+    """An op_test of a softmax_cross_entropy call on (N, C) or (N, T, C) logits in [-4, 4]."""
+    return op_test(op, ref, shapes=_ce_shapes(), kwargs=kwargs, domain=real(-4, 4), name=name)
+
+
 @st.composite
 def _ce_hard(draw, shapes):
     shape = shapes[0]
@@ -758,15 +763,13 @@ def _ce_hard_ref(logits, target, ignore_index, reduction):
     return loss.sum() / valid.sum() if reduction == "mean" else loss.sum()
 
 
-test_softmax_cross_entropy = op_test(
+test_softmax_cross_entropy = _ce_test(
+    "softmax_cross_entropy",
     lambda x, target, ignore_index, reduction: F.softmax_cross_entropy(
         x, target, ignore_index, reduction
     ),
     _ce_hard_ref,
-    shapes=_ce_shapes(),
-    kwargs=_ce_hard,
-    domain=real(-4, 4),
-    name="softmax_cross_entropy",
+    _ce_hard,
 )
 
 
@@ -787,13 +790,11 @@ def _ce_soft_ref(logits, target, reduction):
     return loss.mean() if reduction == "mean" else loss.sum()
 
 
-test_softmax_cross_entropy_soft_targets = op_test(
+test_softmax_cross_entropy_soft_targets = _ce_test(
+    "softmax_cross_entropy(soft)",
     lambda x, target, reduction: F.softmax_cross_entropy(x, target, reduction=reduction),
     _ce_soft_ref,
-    shapes=_ce_shapes(),
-    kwargs=_ce_soft,
-    domain=real(-4, 4),
-    name="softmax_cross_entropy(soft)",
+    _ce_soft,
 )
 
 
