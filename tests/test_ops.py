@@ -215,31 +215,21 @@ def test_where_accepts_bool_tensor_condition_and_constant_branch():
 
 _distinct = grid(0.05, 0.025, -4.0, 4.0)  # 160 distinct lattice values: no ties with unique=True
 
-test_sum = op_test(
-    F.sum, lambda a, axis, keepdims: np.sum(a, axis=axis, keepdims=keepdims), kwargs=reduce_kwargs
-)
-test_mean = op_test(
-    F.mean, lambda a, axis, keepdims: np.mean(a, axis=axis, keepdims=keepdims), kwargs=reduce_kwargs
-)
+
+def _np_reduction(fn):
+    """The NumPy reduction ``fn`` (np.sum, np.max, ...) as a reference taking axis and keepdims."""
+    return lambda a, axis, keepdims: fn(a, axis=axis, keepdims=keepdims)
+
+
+test_sum = op_test(F.sum, _np_reduction(np.sum), kwargs=reduce_kwargs)
+test_mean = op_test(F.mean, _np_reduction(np.mean), kwargs=reduce_kwargs)
 test_max = op_test(
-    F.max,
-    lambda a, axis, keepdims: np.max(a, axis=axis, keepdims=keepdims),
-    kwargs=reduce_kwargs,
-    domain=_distinct,
-    unique=True,
+    F.max, _np_reduction(np.max), kwargs=reduce_kwargs, domain=_distinct, unique=True
 )
 test_min = op_test(
-    F.min,
-    lambda a, axis, keepdims: np.min(a, axis=axis, keepdims=keepdims),
-    kwargs=reduce_kwargs,
-    domain=_distinct,
-    unique=True,
+    F.min, _np_reduction(np.min), kwargs=reduce_kwargs, domain=_distinct, unique=True
 )
-test_sum_method = method_test(
-    "sum(axis, keepdims)",
-    lambda a, axis, keepdims: np.sum(a, axis=axis, keepdims=keepdims),
-    reduce_kwargs,
-)
+test_sum_method = method_test("sum(axis, keepdims)", _np_reduction(np.sum), reduce_kwargs)
 
 
 @st.composite
