@@ -231,30 +231,21 @@ def check_op(
         for i, o in enumerate(outs):
             assert o.requires_grad, f"{ctx}: output {i} does not require grad"
         _check_backward(outs, tensors, originals, requires_grad, seed, ctx)
-        fresh = [Tensor(a, requires_grad=rg) for a, rg in zip(originals, requires_grad)]
-        minigrad.gradcheck(
-            lambda *ts: op(*ts, **kwargs),
-            fresh,
-            eps=GRAD_EPS,
-            atol=grad_atol,
-            rtol=grad_rtol,
-            seed=seed,
-        )
+
+        def finite_differences(check):  # on fresh leaves with the originals' values
+            fresh = [Tensor(a, requires_grad=rg) for a, rg in zip(originals, requires_grad)]
+            fd = dict(eps=GRAD_EPS, atol=grad_atol, rtol=grad_rtol, seed=seed)
+            check(lambda *ts: op(*ts, **kwargs), fresh, **fd)
+            return fresh
+
+        fresh = finite_differences(minigrad.gradcheck)
         for i, (t, a) in enumerate(zip(fresh, originals)):
             np.testing.assert_array_equal(
                 t.data, a, err_msg=f"{ctx}: gradcheck left input {i} changed"
             )
         if gradgrad:
-            fresh = [Tensor(a, requires_grad=rg) for a, rg in zip(originals, requires_grad)]
             try:
-                minigrad.gradgradcheck(
-                    lambda *ts: op(*ts, **kwargs),
-                    fresh,
-                    eps=GRAD_EPS,
-                    atol=grad_atol,
-                    rtol=grad_rtol,
-                    seed=seed,
-                )
+                finite_differences(minigrad.gradgradcheck)
             except GradcheckError as e:
                 raise AssertionError(f"{ctx}: second derivative: {e}") from None
 

@@ -88,31 +88,27 @@ def test_missing_extension_says_how_to_build_it(monkeypatch):
     assert kernels.backend() == "numpy"  # a failed switch changes nothing
 
 
+def _python(code, backend=None, cwd=ROOT, **run):
+    """Run ``code`` in a fresh interpreter with MINIGRAD_BACKEND=``backend`` (unset if None)."""
+    env = {k: v for k, v in os.environ.items() if k != "MINIGRAD_BACKEND"}
+    if backend is not None:
+        env["MINIGRAD_BACKEND"] = backend
+    return subprocess.run(
+        [sys.executable, "-c", code], env=env, cwd=cwd, capture_output=True, text=True, **run
+    )
+
+
 @pytest.mark.parametrize(
     "value,expected", [("numpy", "numpy"), ("cython", "cython"), ("", "cython")]
 )
 def test_environment_variable_picks_the_backend(value, expected):
-    env = dict(os.environ, MINIGRAD_BACKEND=value)
-    out = subprocess.run(
-        [sys.executable, "-c", "from minigrad import kernels; print(kernels.backend())"],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
+    code = "from minigrad import kernels; print(kernels.backend())"
+    out = _python(code, backend=value, check=True)
     assert out.stdout.strip() == expected
 
 
 def test_bad_environment_variable_fails_at_import():
-    env = dict(os.environ, MINIGRAD_BACKEND="gpu")
-    out = subprocess.run(
-        [sys.executable, "-c", "import minigrad.kernels"],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-    )
+    out = _python("import minigrad.kernels", backend="gpu")
     assert out.returncode != 0
     assert "ValueError" in out.stderr and "'cython', 'numpy'" in out.stderr
 
@@ -206,14 +202,7 @@ out, _ = nn.LSTM(3, 4, batch_first=True)(x)
 out.sum().backward()
 assert x.grad.shape == (2, 5, 3) and np.isfinite(x.grad).all() and np.abs(x.grad).sum() > 0
 """
-    run = subprocess.run(
-        [sys.executable, "-c", check],
-        cwd=src,
-        env={k: v for k, v in os.environ.items() if k != "MINIGRAD_BACKEND"},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    run = _python(check, cwd=src, timeout=120)
     assert run.returncode == 0, run.stderr
 
 
@@ -238,10 +227,7 @@ for w in caught:
 
 
 def test_missing_extension_falls_back_to_the_twins_and_warns_once():
-    env = {k: v for k, v in os.environ.items() if k != "MINIGRAD_BACKEND"}
-    out = subprocess.run(
-        [sys.executable, "-c", MISSING], env=env, cwd=ROOT, capture_output=True, text=True
-    )
+    out = _python(MISSING)
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
     assert lines[:3] == ["numpy", "minigrad._ops_ref", "1"], out.stdout
@@ -254,10 +240,7 @@ def test_missing_extension_falls_back_to_the_twins_and_warns_once():
 
 
 def test_missing_extension_with_cython_asked_for_raises():
-    env = dict(os.environ, MINIGRAD_BACKEND="cython")
-    out = subprocess.run(
-        [sys.executable, "-c", MISSING], env=env, cwd=ROOT, capture_output=True, text=True
-    )
+    out = _python(MISSING, backend="cython")
     assert out.returncode != 0
     assert "ImportError: minigrad's compiled kernels cannot be imported" in out.stderr
     assert "MINIGRAD_BACKEND=numpy" in out.stderr

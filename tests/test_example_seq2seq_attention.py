@@ -1,23 +1,16 @@
 """examples/seq2seq_attention.py: the date data, beam search against greedy decoding, a short
 run of both models, and bad flags."""
 
-import importlib.util
-import pathlib
-
 import numpy as np
 import pytest
+from load_script import load_script
 
 import minigrad as mg
-
-PATH = pathlib.Path(__file__).resolve().parent.parent / "examples" / "seq2seq_attention.py"
 
 
 @pytest.fixture(scope="module")
 def ex():
-    spec = importlib.util.spec_from_file_location("examples_seq2seq_attention", PATH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("examples/seq2seq_attention.py")
 
 
 def test_dates_are_written_correctly(ex):

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from load_script import load_script
 
 from minigrad import _gemm, _ops
 
@@ -201,13 +202,7 @@ def test_gemm_repeat_runs_the_gemm_that_many_times(gemm_path, packed):
 def test_bench_kernels_cell_gemms_computes_the_cell_products():
     """benchmarks/bench_kernels.py's floor measurement times the six GEMMs of a cell step: check
     they compute them (g accumulates the recurrent product `repeat` times, beta = 1)."""
-    import importlib.util
-    import pathlib
-
-    path = pathlib.Path(__file__).resolve().parents[1] / "benchmarks" / "bench_kernels.py"
-    spec = importlib.util.spec_from_file_location("bench_kernels", path)
-    bk = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bk)
+    bk = load_script("benchmarks/bench_kernels.py")
     v = bk.cell_gemms("lstm", 3, 5, 2)()
     f = {k: a.astype(np.float64) for k, a in v.items()}
     tol = dict(rtol=1e-5, atol=1e-5)
@@ -222,15 +217,9 @@ def test_bench_kernels_cell_gemms_computes_the_cell_products():
 def test_bench_kernels_closures_call_the_kernels_with_the_problem(kind):
     """bench_kernels.py binds the kernels and their arguments before its timed closures: each
     closure returns what the twin computes when called directly on the problem's arrays."""
-    import importlib.util
-    import pathlib
-
     from minigrad import _ops_ref as ref
 
-    path = pathlib.Path(__file__).resolve().parents[1] / "benchmarks" / "bench_kernels.py"
-    spec = importlib.util.spec_from_file_location("bench_kernels", path)
-    bk = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bk)
+    bk = load_script("benchmarks/bench_kernels.py")
     v = bk.make_inputs(kind, 3, 4, 5)
     w = (v["w_ih"], v["w_hh"], v["b_ih"], v["b_hh"])
     if kind == "rnn":

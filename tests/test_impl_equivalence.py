@@ -10,8 +10,7 @@ float64, looser in float32.  Inter-layer dropout and the Keras-style return conv
 import numpy as np
 import pytest
 from hypothesis import given
-from hypothesis import strategies as st
-from test_recurrent_modules import Case, examples, grads_of, upstream
+from test_recurrent_modules import Case, cases, examples, grads_of, upstream
 
 import minigrad as mg
 from minigrad import nn
@@ -21,32 +20,6 @@ TOL = {
     np.float64: {"out": (1e-11, 1e-13), "grad": (1e-10, 1e-12)},  # (rtol, atol)
     np.float32: {"out": (1e-5, 1e-6), "grad": (1e-4, 1e-5)},
 }
-
-
-@st.composite
-def layer_cases(draw, max_layers=3, max_T=4, max_B=3, max_size=3):
-    kind = draw(st.sampled_from(["RNN", "RNN_relu", "LSTM", "GRU"]))
-    T = draw(st.integers(1, max_T))
-    B = draw(st.integers(1, max_B))
-    lengths = None
-    if draw(st.booleans()):
-        lengths = draw(st.lists(st.integers(1, T), min_size=B, max_size=B))
-    return Case(
-        kind.split("_")[0],
-        "relu" if kind == "RNN_relu" else "tanh",
-        L=draw(st.integers(1, max_layers)),
-        bi=draw(st.booleans()),
-        bf=draw(st.booleans()),
-        bias=draw(st.booleans()),
-        T=T,
-        B=B,
-        I=draw(st.integers(1, max_size)),
-        H=draw(st.integers(1, max_size)),
-        lengths=lengths,
-        init_state=draw(st.booleans()),
-        seed=draw(st.integers(0, 2**16)),
-        dtype=draw(st.sampled_from([np.float64, np.float32])),
-    )
 
 
 def _assert_same(case, results):
@@ -77,7 +50,7 @@ def _assert_same(case, results):
 
 
 @examples(30)
-@given(case=layer_cases())
+@given(case=cases(dtypes=(np.float64, np.float32)))
 def test_the_three_implementations_agree(case):
     modules = {impl: case.make(impl=impl) for impl in IMPLS}
     for impl in IMPLS[1:]:  # the same weights (make seeds them alike; make sure)

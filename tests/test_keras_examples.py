@@ -2,20 +2,13 @@
 window model and the "hello" model run through main([...]) on a little data, and bad
 command-line input is refused."""
 
-import importlib.util
-import pathlib
-
 import numpy as np
 import pytest
-
-NOTES = pathlib.Path(__file__).resolve().parent.parent / "examples" / "lecture_notes"
+from load_script import load_script
 
 
 def _load(name):
-    spec = importlib.util.spec_from_file_location(f"lecture_notes_{name}", NOTES / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(f"examples/lecture_notes/{name}.py")
 
 
 @pytest.fixture(scope="module")

@@ -51,6 +51,8 @@ SEQ_CACHE = {
     "gru_sequence": ("hs", "gates"),
 }
 
+# The GRU's sequence backward arguments; the RNN adds its nonlinearity.
+_SEQUENCE_BACKWARD = ("dys", "dh_n", "x", "h0", "w_ih", "w_hh", "cache", "lengths", "has_bias")
 SIGNATURES = {
     "linear_forward": ("x", "w", "b"),
     "linear_backward": ("dy", "x", "w", "has_bias"),
@@ -61,18 +63,7 @@ SIGNATURES = {
     "gru_cell_forward": ("x", "h", "w_ih", "w_hh", "b_ih", "b_hh"),
     "gru_cell_backward": ("dh1", "x", "h", "w_ih", "w_hh", "cache", "has_bias"),
     "rnn_sequence_forward": ("x", "h0", "w_ih", "w_hh", "b_ih", "b_hh", "lengths", "nonlinearity"),
-    "rnn_sequence_backward": (
-        "dys",
-        "dh_n",
-        "x",
-        "h0",
-        "w_ih",
-        "w_hh",
-        "cache",
-        "lengths",
-        "has_bias",
-        "nonlinearity",
-    ),
+    "rnn_sequence_backward": (*_SEQUENCE_BACKWARD, "nonlinearity"),
     "lstm_sequence_forward": ("x", "h0", "c0", "w_ih", "w_hh", "b_ih", "b_hh", "lengths"),
     "lstm_sequence_backward": (
         "dys",
@@ -88,17 +79,7 @@ SIGNATURES = {
         "has_bias",
     ),
     "gru_sequence_forward": ("x", "h0", "w_ih", "w_hh", "b_ih", "b_hh", "lengths"),
-    "gru_sequence_backward": (
-        "dys",
-        "dh_n",
-        "x",
-        "h0",
-        "w_ih",
-        "w_hh",
-        "cache",
-        "lengths",
-        "has_bias",
-    ),
+    "gru_sequence_backward": _SEQUENCE_BACKWARD,
 }
 FORWARD_OUTPUTS = {
     "linear": ("y",),

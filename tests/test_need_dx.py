@@ -38,64 +38,26 @@ def _problem(kind, dtype, with_lengths, bias, T=6, B=5, I=7, H=9, seed=0):
     return p
 
 
+def _call(m, kind, fname, names, p, cache=None, **kw):
+    """Call the kernel ``{kind}_{fname}`` with the named values of ``p`` in signature order: the
+    LSTM alone takes the c state (c0, dc_n; c, dc1), the RNN alone its nonlinearity (tanh)."""
+    values = dict(p, cache=cache, nonlinearity="tanh")
+    skip = {"c0", "dc_n", "c", "dc1"} if kind != "lstm" else set()
+    if kind != "rnn":
+        skip.add("nonlinearity")
+    args = [values[n] for n in names.split() if n not in skip]
+    return getattr(m, f"{kind}_{fname}")(*args, **kw)
+
+
 def _forward(m, kind, p):
-    if kind == "lstm":
-        *_, cache = m.lstm_sequence_forward(
-            p["x"], p["h0"], p["c0"], p["w_ih"], p["w_hh"], p["b_ih"], p["b_hh"], p["lengths"]
-        )
-    elif kind == "gru":
-        *_, cache = m.gru_sequence_forward(
-            p["x"], p["h0"], p["w_ih"], p["w_hh"], p["b_ih"], p["b_hh"], p["lengths"]
-        )
-    else:
-        *_, cache = m.rnn_sequence_forward(
-            p["x"], p["h0"], p["w_ih"], p["w_hh"], p["b_ih"], p["b_hh"], p["lengths"], "tanh"
-        )
+    names = "x h0 c0 w_ih w_hh b_ih b_hh lengths nonlinearity"
+    *_, cache = _call(m, kind, "sequence_forward", names, p)
     return cache
 
 
 def _backward(m, kind, p, cache, **kw):
-    if kind == "lstm":
-        return m.lstm_sequence_backward(
-            p["dys"],
-            p["dh_n"],
-            p["dc_n"],
-            p["x"],
-            p["h0"],
-            p["c0"],
-            p["w_ih"],
-            p["w_hh"],
-            cache,
-            p["lengths"],
-            p["has_bias"],
-            **kw,
-        )
-    if kind == "gru":
-        return m.gru_sequence_backward(
-            p["dys"],
-            p["dh_n"],
-            p["x"],
-            p["h0"],
-            p["w_ih"],
-            p["w_hh"],
-            cache,
-            p["lengths"],
-            p["has_bias"],
-            **kw,
-        )
-    return m.rnn_sequence_backward(
-        p["dys"],
-        p["dh_n"],
-        p["x"],
-        p["h0"],
-        p["w_ih"],
-        p["w_hh"],
-        cache,
-        p["lengths"],
-        p["has_bias"],
-        "tanh",
-        **kw,
-    )
+    names = "dys dh_n dc_n x h0 c0 w_ih w_hh cache lengths has_bias nonlinearity"
+    return _call(m, kind, "sequence_backward", names, p, cache, **kw)
 
 
 @pytest.mark.parametrize("bias", [True, False])
@@ -269,24 +231,9 @@ def _cell_problem(kind, dtype, B=5, I=7, H=9, seed=0):
 
 
 def _cell_run(m, kind, p, **kw):
-    if kind == "lstm":
-        *_, cache = m.lstm_cell_forward(
-            p["x"], p["h"], p["c"], p["w_ih"], p["w_hh"], p["b_ih"], p["b_hh"]
-        )
-        return m.lstm_cell_backward(
-            p["dh1"], p["dc1"], p["x"], p["h"], p["c"], p["w_ih"], p["w_hh"], cache, True, **kw
-        )
-    if kind == "gru":
-        _, cache = m.gru_cell_forward(p["x"], p["h"], p["w_ih"], p["w_hh"], p["b_ih"], p["b_hh"])
-        return m.gru_cell_backward(
-            p["dh1"], p["x"], p["h"], p["w_ih"], p["w_hh"], cache, True, **kw
-        )
-    _, cache = m.rnn_cell_forward(
-        p["x"], p["h"], p["w_ih"], p["w_hh"], p["b_ih"], p["b_hh"], "tanh"
-    )
-    return m.rnn_cell_backward(
-        p["dh1"], p["x"], p["h"], p["w_ih"], p["w_hh"], cache, True, "tanh", **kw
-    )
+    *_, cache = _call(m, kind, "cell_forward", "x h c w_ih w_hh b_ih b_hh nonlinearity", p)
+    names = "dh1 dc1 x h c w_ih w_hh cache has_bias nonlinearity"
+    return _call(m, kind, "cell_backward", names, p, cache, **kw)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

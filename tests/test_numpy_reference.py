@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from benchmarks import numpy_reference as nr
 from minigrad import _ops_ref as ref
+from minigrad import numerical_grad
 
 CELLS = ["rnn", "rnn_relu", "lstm", "gru"]
 EPS = 1e-6
@@ -107,20 +108,6 @@ def cases(draw, cell, max_size=5, max_T=5, dtypes=(np.float64,)):
     )
 
 
-def numerical_gradient(f, a):
-    """Central differences of the scalar function f() with respect to the array a (in place)."""
-    grad = np.zeros_like(a)
-    for idx in np.ndindex(a.shape):
-        old = a[idx]
-        a[idx] = old + EPS
-        up = f()
-        a[idx] = old - EPS
-        down = f()
-        a[idx] = old
-        grad[idx] = (up - down) / (2 * EPS)
-    return grad
-
-
 # ---------------------------------------------------------------------------------------------
 # Finite differences
 # ---------------------------------------------------------------------------------------------
@@ -138,7 +125,7 @@ def test_reference_backward_matches_finite_differences(cell, data):
     for name, a in case.inputs().items():
         np.testing.assert_allclose(
             grads[name],
-            numerical_gradient(case.loss, a),
+            numerical_grad(case.loss, a, EPS),
             rtol=1e-5,
             atol=1e-6,
             err_msg=f"d{name}: reference backward vs finite differences ({case})",
@@ -159,27 +146,16 @@ def test_padded_steps_output_zero_and_keep_the_state(cell):
         alone.h0 = case.h0[b : b + 1]
         alone.c0 = None if case.c0 is None else case.c0[b : b + 1]
         ys1, h1, c1, _ = alone.forward()
-        np.testing.assert_allclose(
-            ys[:n, b],
-            ys1[:, 0],
-            rtol=1e-14,
-            atol=1e-14,
-            err_msg=f"ys[:{n}, {b}]: padded batch vs sequence alone",
-        )
-        np.testing.assert_allclose(
-            h_n[b],
-            h1[0],
-            rtol=1e-14,
-            atol=1e-14,
-            err_msg=f"h_n[{b}]: padded batch vs sequence alone",
-        )
+        same = [(f"ys[:{n}, {b}]", ys[:n, b], ys1[:, 0]), (f"h_n[{b}]", h_n[b], h1[0])]
         if c_n is not None:
+            same.append((f"c_n[{b}]", c_n[b], c1[0]))
+        for what, batched, one in same:
             np.testing.assert_allclose(
-                c_n[b],
-                c1[0],
+                batched,
+                one,
                 rtol=1e-14,
                 atol=1e-14,
-                err_msg=f"c_n[{b}]: padded batch vs sequence alone",
+                err_msg=f"{what}: padded batch vs sequence alone",
             )
 
 
@@ -294,7 +270,7 @@ def test_train_step_is_sgd_on_the_documented_loss(cell, with_lengths):
         return float(np.mean((h_n @ params["fc.weight"].T + params["fc.bias"] - target) ** 2))
 
     expected_loss = loss()
-    numeric = {name: numerical_gradient(loss, p) for name, p in params.items()}
+    numeric = {name: numerical_grad(loss, p, EPS) for name, p in params.items()}
     before = {name: p.copy() for name, p in params.items()}
     got_loss = nr.train_step(cell, params, x, target, lr, lengths)
     np.testing.assert_allclose(got_loss, expected_loss, rtol=1e-12, err_msg="loss")

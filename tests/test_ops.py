@@ -33,6 +33,26 @@ import minigrad as mg
 import minigrad.functional as F
 from minigrad import Tensor
 
+
+def method_test(call, ref, kwargs, examples=0.5, **check):
+    """``op_test`` of a Tensor method, written as it is called: ``"sum(axis, keepdims)"`` gives
+    the drawn keyword values in that order, ``"reshape(*shape)"`` gives the one drawn tuple
+    spread (the empty tuple whole: ``a.reshape(())``).  By default on half the examples of its
+    functional twin."""
+    method, _, params = call.rstrip(")").partition("(")
+    names = [p.strip() for p in params.split(",")]
+    spread = names[0].startswith("*")
+
+    def run(a, **kw):
+        bound = getattr(a, method)
+        if spread:
+            arg = kw[names[0][1:]]
+            return bound(*arg) if arg else bound(())
+        return bound(*(kw[n] for n in names))
+
+    return op_test(run, ref, kwargs=kwargs, name=f"Tensor.{method}", examples=examples, **check)
+
+
 # ==========================================================================================
 # Arithmetic
 # ==========================================================================================
@@ -156,12 +176,8 @@ def _clip_bounds(draw, shapes):
 test_clip = op_test(
     F.clip, lambda a, lo, hi: np.clip(a, lo, hi), domain=grid(), kwargs=_clip_bounds
 )
-test_clamp_method = op_test(
-    lambda a, lo, hi: a.clamp(lo, hi),
-    lambda a, lo, hi: np.clip(a, lo, hi),
-    domain=grid(),
-    kwargs=_clip_bounds,
-    name="Tensor.clamp",
+test_clamp_method = method_test(
+    "clamp(lo, hi)", lambda a, lo, hi: np.clip(a, lo, hi), _clip_bounds, domain=grid(), examples=1.0
 )
 
 # maximum / minimum: the two inputs live on interleaved lattices, so they never tie
@@ -199,33 +215,21 @@ def test_where_accepts_bool_tensor_condition_and_constant_branch():
 
 _distinct = grid(0.05, 0.025, -4.0, 4.0)  # 160 distinct lattice values: no ties with unique=True
 
-test_sum = op_test(
-    F.sum, lambda a, axis, keepdims: np.sum(a, axis=axis, keepdims=keepdims), kwargs=reduce_kwargs
-)
-test_mean = op_test(
-    F.mean, lambda a, axis, keepdims: np.mean(a, axis=axis, keepdims=keepdims), kwargs=reduce_kwargs
-)
+
+def _np_reduction(fn):
+    """The NumPy reduction ``fn`` (np.sum, np.max, ...) as a reference taking axis and keepdims."""
+    return lambda a, axis, keepdims: fn(a, axis=axis, keepdims=keepdims)
+
+
+test_sum = op_test(F.sum, _np_reduction(np.sum), kwargs=reduce_kwargs)
+test_mean = op_test(F.mean, _np_reduction(np.mean), kwargs=reduce_kwargs)
 test_max = op_test(
-    F.max,
-    lambda a, axis, keepdims: np.max(a, axis=axis, keepdims=keepdims),
-    kwargs=reduce_kwargs,
-    domain=_distinct,
-    unique=True,
+    F.max, _np_reduction(np.max), kwargs=reduce_kwargs, domain=_distinct, unique=True
 )
 test_min = op_test(
-    F.min,
-    lambda a, axis, keepdims: np.min(a, axis=axis, keepdims=keepdims),
-    kwargs=reduce_kwargs,
-    domain=_distinct,
-    unique=True,
+    F.min, _np_reduction(np.min), kwargs=reduce_kwargs, domain=_distinct, unique=True
 )
-test_sum_method = op_test(
-    lambda a, axis, keepdims: a.sum(axis, keepdims),
-    lambda a, axis, keepdims: np.sum(a, axis=axis, keepdims=keepdims),
-    kwargs=reduce_kwargs,
-    name="Tensor.sum",
-    examples=0.5,
-)
+test_sum_method = method_test("sum(axis, keepdims)", _np_reduction(np.sum), reduce_kwargs)
 
 
 @st.composite
@@ -332,12 +336,8 @@ def _reshape_target(draw, shapes):
 
 
 test_reshape = op_test(F.reshape, lambda a, shape: np.reshape(a, shape), kwargs=_reshape_target)
-test_reshape_method = op_test(
-    lambda a, shape: a.reshape(*shape) if shape else a.reshape(()),
-    lambda a, shape: np.reshape(a, shape),
-    kwargs=_reshape_target,
-    name="Tensor.reshape",
-    examples=0.5,
+test_reshape_method = method_test(
+    "reshape(*shape)", lambda a, shape: np.reshape(a, shape), _reshape_target
 )
 test_flatten = op_test(F.flatten, lambda a: a.reshape(-1), min_dims=1, examples=0.5)
 
@@ -347,13 +347,7 @@ def _perm(shapes):
 
 
 test_transpose = op_test(F.transpose, lambda a, axes: np.transpose(a, axes), kwargs=_perm)
-test_permute_method = op_test(
-    lambda a, axes: a.permute(*axes) if axes else a.permute(()),
-    lambda a, axes: np.transpose(a, axes),
-    kwargs=_perm,
-    name="Tensor.permute",
-    examples=0.5,
-)
+test_permute_method = method_test("permute(*axes)", lambda a, axes: np.transpose(a, axes), _perm)
 test_T = op_test(lambda a: a.T, lambda a: a.T, name="Tensor.T", examples=0.5)
 
 
@@ -393,13 +387,7 @@ def _expand_ref(a, shape):
 
 test_expand = op_test(F.expand, _expand_ref, kwargs=_expand_target)
 test_broadcast_to = op_test(F.broadcast_to, _expand_ref, kwargs=_expand_target, examples=0.5)
-test_expand_method = op_test(
-    lambda a, shape: a.expand(*shape) if shape else a.expand(()),
-    _expand_ref,
-    kwargs=_expand_target,
-    name="Tensor.expand",
-    examples=0.5,
-)
+test_expand_method = method_test("expand(*shape)", _expand_ref, _expand_target)
 
 
 @st.composite
@@ -735,6 +723,11 @@ def _ce_shapes(draw):
     return (lead + (draw(st.integers(1, 5)),),)
 
 
+def _ce_test(name, op, ref, kwargs):
+    """An op_test of a softmax_cross_entropy call on (N, C) or (N, T, C) logits in [-4, 4]."""
+    return op_test(op, ref, shapes=_ce_shapes(), kwargs=kwargs, domain=real(-4, 4), name=name)
+
+
 @st.composite
 def _ce_hard(draw, shapes):
     shape = shapes[0]
@@ -760,15 +753,13 @@ def _ce_hard_ref(logits, target, ignore_index, reduction):
     return loss.sum() / valid.sum() if reduction == "mean" else loss.sum()
 
 
-test_softmax_cross_entropy = op_test(
+test_softmax_cross_entropy = _ce_test(
+    "softmax_cross_entropy",
     lambda x, target, ignore_index, reduction: F.softmax_cross_entropy(
         x, target, ignore_index, reduction
     ),
     _ce_hard_ref,
-    shapes=_ce_shapes(),
-    kwargs=_ce_hard,
-    domain=real(-4, 4),
-    name="softmax_cross_entropy",
+    _ce_hard,
 )
 
 
@@ -789,13 +780,11 @@ def _ce_soft_ref(logits, target, reduction):
     return loss.mean() if reduction == "mean" else loss.sum()
 
 
-test_softmax_cross_entropy_soft_targets = op_test(
+test_softmax_cross_entropy_soft_targets = _ce_test(
+    "softmax_cross_entropy(soft)",
     lambda x, target, reduction: F.softmax_cross_entropy(x, target, reduction=reduction),
     _ce_soft_ref,
-    shapes=_ce_shapes(),
-    kwargs=_ce_soft,
-    domain=real(-4, 4),
-    name="softmax_cross_entropy(soft)",
+    _ce_soft,
 )
 
 

@@ -67,18 +67,15 @@ class Case:
 
     def make(self, impl="sequence", **kw):
         mg.manual_seed(self.seed)
-        extra = {"nonlinearity": self.nonlinearity} if self.mode == "RNN" else {}
         return getattr(nn, self.mode)(
-            self.I,
-            self.H,
-            num_layers=self.L,
-            bias=self.bias,
-            batch_first=self.bf,
-            bidirectional=self.bi,
-            impl=impl,
-            dtype=self.dtype,
-            **extra,
-            **kw,
+            self.I, self.H, impl=impl, dtype=self.dtype, **self.layer_kwargs(), **kw
+        )
+
+    def layer_kwargs(self):
+        """The drawn layer options, as keywords of both minigrad's and PyTorch's layer."""
+        extra = {"nonlinearity": self.nonlinearity} if self.mode == "RNN" else {}
+        return dict(
+            num_layers=self.L, bias=self.bias, batch_first=self.bf, bidirectional=self.bi, **extra
         )
 
     def leaves(self):
@@ -108,7 +105,7 @@ class Case:
 
 
 @st.composite
-def cases(draw, max_layers=3, max_T=4, max_B=3, max_size=3):
+def cases(draw, max_layers=3, max_T=4, max_B=3, max_size=3, dtypes=(np.float64,)):
     kind = draw(st.sampled_from(["RNN", "RNN_relu", "LSTM", "GRU"]))
     mode = kind.split("_")[0]
     nonlin = "relu" if kind == "RNN_relu" else "tanh"
@@ -131,6 +128,7 @@ def cases(draw, max_layers=3, max_T=4, max_B=3, max_size=3):
         lengths,
         draw(st.booleans()),
         draw(st.integers(0, 2**16)),
+        draw(st.sampled_from(dtypes)),
     )
 
 
@@ -257,17 +255,7 @@ def test_gradients_random_directions_larger_layers(case):
 
 # ----------------------------------------------------------------- torch oracle
 def _torch_run(torch, case, weights, state_dict):
-    extra = {"nonlinearity": case.nonlinearity} if case.mode == "RNN" else {}
-    tm = getattr(torch.nn, case.mode)(
-        case.I,
-        case.H,
-        num_layers=case.L,
-        bias=case.bias,
-        batch_first=case.bf,
-        bidirectional=case.bi,
-        dtype=torch.float64,
-        **extra,
-    )
+    tm = getattr(torch.nn, case.mode)(case.I, case.H, dtype=torch.float64, **case.layer_kwargs())
     tm.load_state_dict({k: torch.from_numpy(v) for k, v in state_dict.items()})
     x = torch.tensor(case.x, requires_grad=True)
     hx = None
@@ -302,15 +290,25 @@ def _torch_run(torch, case, weights, state_dict):
 def test_against_torch(case, impl):
     torch = pytest.importorskip("torch")
     module = case.make(impl=impl)
+    _assert_module_matches(
+        case, module, lambda w, state: _torch_run(torch, case, w, state), "torch"
+    )
+
+
+def _assert_module_matches(case, module, oracle, other):
+    """The module's outputs and gradients (every input, state and parameter) under random
+    upstream gradients equal ``oracle(weights, state_dict)``'s, computed by ``other``."""
     weights = upstream(case.call(module, case.leaves()))
     outs, grads = grads_of(case, module, weights)
-    t_outs, t_grads = _torch_run(torch, case, weights, module.state_dict())
-    for name, a, b in zip(["output", "h_n", "c_n"], outs, t_outs):
-        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12, err_msg=f"{name} vs torch, {case}")
-    assert grads.keys() == t_grads.keys()
+    o_outs, o_grads = oracle(weights, module.state_dict())
+    for name, a, b in zip(["output", "h_n", "c_n"], outs, o_outs):
+        np.testing.assert_allclose(
+            a, b, rtol=1e-10, atol=1e-12, err_msg=f"{name} vs {other}, {case}"
+        )
+    assert grads.keys() == o_grads.keys()
     for k in grads:
         np.testing.assert_allclose(
-            grads[k], t_grads[k], rtol=1e-9, atol=1e-11, err_msg=f"d{k} vs torch, {case}"
+            grads[k], o_grads[k], rtol=1e-9, atol=1e-11, err_msg=f"d{k} vs {other}, {case}"
         )
 
 
@@ -399,17 +397,9 @@ def _reference_stack(nr, case, params, weights):
 def test_against_numpy_reference(case):
     from benchmarks import numpy_reference as nr
 
-    module = case.make()
-    weights = upstream(case.call(module, case.leaves()))
-    outs, grads = grads_of(case, module, weights)
-    r_outs, r_grads = _reference_stack(nr, case, module.state_dict(), weights)
-    for name, a, b in zip(["output", "h_n", "c_n"], outs, r_outs):
-        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12, err_msg=f"{name} vs reference")
-    assert grads.keys() == r_grads.keys()
-    for k in grads:
-        np.testing.assert_allclose(
-            grads[k], r_grads[k], rtol=1e-9, atol=1e-11, err_msg=f"d{k} vs numpy reference, {case}"
-        )
+    _assert_module_matches(
+        case, case.make(), lambda w, state: _reference_stack(nr, case, state, w), "numpy reference"
+    )
 
 
 # ----------------------------------------------------------------- lengths semantics

@@ -93,6 +93,41 @@ def _compare(name, outs_a, outs_b, leaves_a, leaves_b, rtol=1e-10, atol=1e-12):
             )
 
 
+CELL_OPS = {
+    "compiled": {"rnn": F.rnn_cell, "lstm": F.lstm_cell, "gru": F.gru_cell},
+    "composed": {
+        "rnn": F.rnn_cell_composed,
+        "lstm": F.lstm_cell_composed,
+        "gru": F.gru_cell_composed,
+    },
+}
+
+
+def _run_cell(op, kind, x, h, c, params, nonlinearity="tanh"):
+    """The cell ``op`` of ``kind`` (compiled or composed) on x and the state as the kind takes
+    them: the LSTM with c, the RNN with its nonlinearity. Always a tuple of outputs."""
+    if kind == "lstm":
+        return op(x, h, c, **params)
+    if kind == "gru":
+        return (op(x, h, **params),)
+    return (op(x, h, nonlinearity=nonlinearity, **params),)
+
+
+def _compare_runs(name, kind, seed, build, run_a, run_b):
+    """Run ``run_a`` and ``run_b`` on two identical copies ``(x, h, c, params)`` from ``build``,
+    backpropagate the same random weighting of their outputs, and compare the outputs and the
+    gradients of every leaf (c only for the LSTM)."""
+    a, b = build(), build()
+    outs_a, outs_b = run_a(*a), run_b(*b)
+    _backward_weighted(outs_a, np.random.default_rng(seed))
+    _backward_weighted(outs_b, np.random.default_rng(seed))
+
+    def leaves(x, h, c, params):
+        return [x, h, *([c] if kind == "lstm" else []), *params.values()]
+
+    _compare(name, outs_a, outs_b, leaves(*a), leaves(*b))
+
+
 sizes = st.tuples(st.integers(1, 6), st.integers(1, 7), st.integers(1, 7))
 
 
@@ -117,23 +152,11 @@ def test_compiled_cell_equals_composed_cell(backend, sizes, bias, cell, seed):
         )
         return x, h, c, make_params(np.random.default_rng(seed + 2), kind, I, H, bias)
 
-    x1, h1, c1, p1 = build()
-    x2, h2, c2, p2 = build()
-    if kind == "lstm":
-        oa = F.lstm_cell(x1, h1, c1, **p1)
-        ob = F.lstm_cell_composed(x2, h2, c2, **p2)
-        la, lb = [x1, h1, c1, *p1.values()], [x2, h2, c2, *p2.values()]
-    elif kind == "gru":
-        oa = (F.gru_cell(x1, h1, **p1),)
-        ob = (F.gru_cell_composed(x2, h2, **p2),)
-        la, lb = [x1, h1, *p1.values()], [x2, h2, *p2.values()]
-    else:
-        oa = (F.rnn_cell(x1, h1, nonlinearity=nl, **p1),)
-        ob = (F.rnn_cell_composed(x2, h2, nonlinearity=nl, **p2),)
-        la, lb = [x1, h1, *p1.values()], [x2, h2, *p2.values()]
-    _backward_weighted(oa, np.random.default_rng(seed))
-    _backward_weighted(ob, np.random.default_rng(seed))
-    _compare(f"{cell} compiled vs composed", oa, ob, la, lb)
+    def cell_op(which):
+        return lambda x, h, c, p: _run_cell(CELL_OPS[which][kind], kind, x, h, c, p, nl)
+
+    name = f"{cell} compiled vs composed"
+    _compare_runs(name, kind, seed, build, cell_op("compiled"), cell_op("composed"))
 
 
 # ------------------------------------------------------------------ sequences vs unrolled cells
@@ -170,24 +193,20 @@ def test_sequence_op_equals_unrolled_cells(
         )
         return x, h0, c0, make_params(np.random.default_rng(seed + 2), kind, I, H, bias)
 
-    x1, h1, c1, p1 = build()
-    x2, h2, c2, p2 = build()
-    if kind == "lstm":
-        ys, (hn, cn) = F.lstm_sequence(x1, h0=h1, c0=c1, lengths=lengths, **p1)
-        oa = (ys, hn, cn)
-        ob = unrolled("lstm", x2, p2, h2, c2, lengths)
-        la, lb = [x1, h1, c1, *p1.values()], [x2, h2, c2, *p2.values()]
-    else:
+    def sequence(x, h0, c0, p):
+        if kind == "lstm":
+            ys, (hn, cn) = F.lstm_sequence(x, h0=h0, c0=c0, lengths=lengths, **p)
+            return ys, hn, cn
         if kind == "gru":
-            ys, hn = F.gru_sequence(x1, h0=h1, lengths=lengths, **p1)
-        else:
-            ys, hn = F.rnn_sequence(x1, h0=h1, lengths=lengths, nonlinearity=nl, **p1)
-        oa = (ys, hn)
-        ob = unrolled(kind, x2, p2, h2, None, lengths, nl)[:2]
-        la, lb = [x1, h1, *p1.values()], [x2, h2, *p2.values()]
-    _backward_weighted(oa, np.random.default_rng(seed))
-    _backward_weighted(ob, np.random.default_rng(seed))
-    _compare(f"{cell} sequence vs unrolled", oa, ob, la, lb)
+            return F.gru_sequence(x, h0=h0, lengths=lengths, **p)
+        return F.rnn_sequence(x, h0=h0, lengths=lengths, nonlinearity=nl, **p)
+
+    def cells(x, h0, c0, p):
+        if kind == "lstm":
+            return unrolled("lstm", x, p, h0, c0, lengths)
+        return unrolled(kind, x, p, h0, None, lengths, nl)[:2]
+
+    _compare_runs(f"{cell} sequence vs unrolled", kind, seed, build, sequence, cells)
 
 
 # ------------------------------------------------------------------ finite differences
@@ -221,20 +240,12 @@ def test_recurrent_ops_gradcheck(backend, sizes, T, bias, use_lengths, op, seed)
     names = list(p)
     h = _t(rng.standard_normal((B, H)) * 0.5)
     c = _t(rng.standard_normal((B, H)) * 0.5)
-    if op.endswith("composed"):
+    if "_cell" in op:
         x = _t(rng.standard_normal((B, I)))
-        fn = {
-            "rnn": lambda x, h, c, *w: F.rnn_cell_composed(x, h, **dict(zip(names, w))),
-            "lstm": lambda x, h, c, *w: F.lstm_cell_composed(x, h, c, **dict(zip(names, w))),
-            "gru": lambda x, h, c, *w: F.gru_cell_composed(x, h, **dict(zip(names, w))),
-        }[kind]
-    elif op.endswith("cell"):
-        x = _t(rng.standard_normal((B, I)))
-        fn = {
-            "rnn": lambda x, h, c, *w: F.rnn_cell(x, h, **dict(zip(names, w))),
-            "lstm": lambda x, h, c, *w: F.lstm_cell(x, h, c, **dict(zip(names, w))),
-            "gru": lambda x, h, c, *w: F.gru_cell(x, h, **dict(zip(names, w))),
-        }[kind]
+        cell_op = CELL_OPS["composed" if op.endswith("composed") else "compiled"][kind]
+
+        def fn(x, h, c, *w):
+            return _run_cell(cell_op, kind, x, h, c, dict(zip(names, w)))
     else:
         x = _t(rng.standard_normal((T, B, I)))
         lengths = rng.integers(1, T + 1, size=B) if use_lengths else None

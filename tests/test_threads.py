@@ -22,7 +22,8 @@ def busy_switching():
     sys.setswitchinterval(old)
 
 
-def _run_threads(n, fn):
+def run_threads(n, fn):
+    """Run fn(0) .. fn(n - 1) in n threads at once; re-raise the first exception any raised."""
     errors = []
 
     def wrapped(i):
@@ -51,7 +52,7 @@ def test_concurrent_backward_into_shared_leaves_loses_nothing(busy_switching):
         for _ in range(rounds):
             (layer(x) * 2.0).sum().backward()
 
-    _run_threads(2, work)
+    run_threads(2, work)
     threaded_w, threaded_b = layer.weight.grad.copy(), layer.bias.grad.copy()
     layer.zero_grad()
     work(0)
@@ -86,7 +87,7 @@ def test_use_generator_is_per_thread(busy_switching):
     masks(10, seq[0])
     masks(11, seq[1])
     thr = {0: [], 1: []}
-    _run_threads(2, lambda i: masks(10 + i, thr[i]))
+    run_threads(2, lambda i: masks(10 + i, thr[i]))
     for i in (0, 1):
         for a, b in zip(seq[i], thr[i]):
             np.testing.assert_array_equal(a, b)
@@ -119,7 +120,7 @@ def test_two_threads_training_their_own_models_match_sequential_runs(busy_switch
     def work(i):
         thr[i] = train(i + 1)
 
-    _run_threads(2, work)
+    run_threads(2, work)
     for a, b in zip(seq, thr):
         for p, q in zip(a, b):
             np.testing.assert_array_equal(p, q)

@@ -4,10 +4,10 @@ order of the additions cannot change the sum), and training two models at once w
 drawn from per-thread generators."""
 
 import sys
-import threading
 
 import numpy as np
 import pytest
+from test_threads import run_threads
 
 import minigrad as mg
 from minigrad import nn
@@ -21,24 +21,6 @@ def busy_switching():
     sys.setswitchinterval(1e-6)
     yield
     sys.setswitchinterval(old)
-
-
-def _threads(fns):
-    errors = []
-
-    def wrap(fn):
-        try:
-            fn()
-        except BaseException as e:
-            errors.append(e)
-
-    ts = [threading.Thread(target=wrap, args=(fn,)) for fn in fns]
-    for t in ts:
-        t.start()
-    for t in ts:
-        t.join()
-    if errors:
-        raise errors[0]
 
 
 @pytest.mark.parametrize("impl", ["sequence", "step", "composed"])
@@ -55,7 +37,7 @@ def test_two_thread_backward_on_one_lstm_matches_sequential(impl):
             out, _ = lstm(x)
             head(out).sum().backward()
 
-    _threads([work, work])
+    run_threads(2, lambda _: work())
     threaded = [p.grad.copy() for p in params]
     for p in params:
         p.grad = None
@@ -90,10 +72,7 @@ def test_two_threads_training_lstms_with_dropout_match_sequential():
     seq = [train(1), train(2)]
     thr = [None, None]
 
-    def job(i):
-        return lambda: thr.__setitem__(i, train(i + 1))
-
-    _threads([job(0), job(1)])
+    run_threads(2, lambda i: thr.__setitem__(i, train(i + 1)))
     for (l1, p1), (l2, p2) in zip(seq, thr):
         assert l1 == l2
         for a, b in zip(p1, p2):
