@@ -421,6 +421,23 @@ def _grad(p):
     return g
 
 
+def _with_grads(group):
+    """(p.data, p.grad) for each parameter of the group that has a gradient (checked shape)."""
+    for p in group["params"]:
+        g = _grad(p)
+        if g is not None:
+            yield p, p.data, g
+
+
+def _buffer(st, key, d):
+    """The state buffer st[key], made as zeros like d when it is missing (an option such as
+    amsgrad, centered or momentum switched on after some steps)."""
+    buf = st.get(key)
+    if buf is None:
+        buf = st[key] = np.zeros(d.shape, d.dtype)
+    return buf
+
+
 def _fits(d, g):
     """Whether an update kernel can take the parameter's data d and gradient g as they are."""
     return (
@@ -432,11 +449,14 @@ def _fits(d, g):
     )
 
 
-def _update_copy(kernel, d, g, bufs, *args):
-    """Call an update kernel (kernels.sgd_update, adam_update, ...) when d or g does not fit
-    it: g is converted to an aligned C-contiguous array of d's dtype, and a strided or
-    unaligned d (a .data set by hand) is updated through such a copy, written back. The state
+def _run_update(kernel, d, g, bufs, *args):
+    """Call an update kernel (kernels.sgd_update, adam_update, ...) on d in place. When d or g
+    does not fit it, g is converted to an aligned C-contiguous array of d's dtype, and a strided
+    or unaligned d (a .data set by hand) is updated through such a copy, written back. The state
     buffers are the optimizer's own, always C-contiguous."""
+    if _fits(d, g):
+        kernel(d, g, *bufs, *args)
+        return
     g = np.require(g, d.dtype, ("C", "A"))
     w = np.require(d, None, ("C", "A"))
     kernel(w, g, *bufs, *args)
@@ -489,11 +509,7 @@ class SGD(Optimizer):
         nesterov = bool(group["nesterov"])
         state = self.state
         update = kernels.sgd_update
-        for p in group["params"]:
-            g = _grad(p)
-            if g is None:
-                continue
-            d = p.data
+        for p, d, g in _with_grads(group):
             buf, first = None, False
             if momentum != 0:
                 st = state.get(p)
@@ -502,10 +518,7 @@ class SGD(Optimizer):
                 buf = st.get("momentum_buffer")
                 if buf is None:  # filled by the kernel, kept once it has run
                     buf, first = np.empty(d.shape, d.dtype), True
-            if _fits(d, g):
-                update(d, g, buf, lr, momentum, dampening, wd, nesterov, first)
-            else:
-                _update_copy(update, d, g, (buf,), lr, momentum, dampening, wd, nesterov, first)
+            _run_update(update, d, g, (buf,), lr, momentum, dampening, wd, nesterov, first)
             if first:
                 st["momentum_buffer"] = buf
 
@@ -547,17 +560,10 @@ class Adagrad(Optimizer):
         wd = float(group["weight_decay"])
         eps = float(group["eps"])
         update = kernels.adagrad_update
-        for p in group["params"]:
-            g = _grad(p)
-            if g is None:
-                continue
-            d = p.data
+        for p, d, g in _with_grads(group):
             st = self._state_for(p, group)
             t = st["step"] + 1
-            if _fits(d, g):
-                update(d, g, st["sum"], lr, lr_decay, wd, eps, t)
-            else:
-                _update_copy(update, d, g, (st["sum"],), lr, lr_decay, wd, eps, t)
+            _run_update(update, d, g, (st["sum"],), lr, lr_decay, wd, eps, t)
             st["step"] = t
 
 
@@ -618,26 +624,12 @@ class RMSprop(Optimizer):
         momentum = float(group["momentum"])
         centered = group["centered"]
         update = kernels.rmsprop_update
-        for p in group["params"]:
-            g = _grad(p)
-            if g is None:
-                continue
-            d = p.data
+        for p, d, g in _with_grads(group):
             st = self._state_for(p, group)
-            ga = buf = None
-            if centered:
-                ga = st.get("grad_avg")
-                if ga is None:  # centered switched on after some steps
-                    ga = st["grad_avg"] = np.zeros(d.shape, d.dtype)
-            if momentum > 0:
-                buf = st.get("momentum_buffer")
-                if buf is None:  # momentum switched on after some steps
-                    buf = st["momentum_buffer"] = np.zeros(d.shape, d.dtype)
+            ga = _buffer(st, "grad_avg", d) if centered else None
+            buf = _buffer(st, "momentum_buffer", d) if momentum > 0 else None
             v = st["square_avg"]
-            if _fits(d, g):
-                update(d, g, v, ga, buf, lr, alpha, eps, wd, momentum)
-            else:
-                _update_copy(update, d, g, (v, ga, buf), lr, alpha, eps, wd, momentum)
+            _run_update(update, d, g, (v, ga, buf), lr, alpha, eps, wd, momentum)
             st["step"] += 1
 
 
@@ -705,23 +697,12 @@ class Adam(Optimizer):
         amsgrad = group["amsgrad"]
         decoupled = self._decoupled
         update = kernels.adam_update
-        for p in group["params"]:
-            g = _grad(p)
-            if g is None:
-                continue
-            d = p.data
+        for p, d, g in _with_grads(group):
             st = self._state_for(p, group)
             t = st["step"] + 1
-            vmax = None
-            if amsgrad:
-                vmax = st.get("max_exp_avg_sq")
-                if vmax is None:  # amsgrad switched on after some steps
-                    vmax = st["max_exp_avg_sq"] = np.zeros(d.shape, d.dtype)
+            vmax = _buffer(st, "max_exp_avg_sq", d) if amsgrad else None
             m, v = st["exp_avg"], st["exp_avg_sq"]
-            if _fits(d, g):
-                update(d, g, m, v, vmax, lr, beta1, beta2, eps, wd, t, decoupled)
-            else:
-                _update_copy(update, d, g, (m, v, vmax), lr, beta1, beta2, eps, wd, t, decoupled)
+            _run_update(update, d, g, (m, v, vmax), lr, beta1, beta2, eps, wd, t, decoupled)
             st["step"] = t  # counted once the kernel has run (it checks before it writes)
 
 
