@@ -464,6 +464,12 @@ def _run_update(kernel, d, g, bufs, *args):
         d[...] = w
 
 
+def _hyperparameters(args):
+    """An optimizer's defaults: its constructor's arguments (``locals()`` on entry) but self and
+    params, so each hyperparameter is named once, in the signature."""
+    return {k: v for k, v in args.items() if k not in ("self", "params", "__class__")}
+
+
 class SGD(Optimizer):
     """Stochastic gradient descent with optional momentum, Nesterov momentum and L2 decay.
 
@@ -472,16 +478,7 @@ class SGD(Optimizer):
     """
 
     def __init__(self, params, lr=1e-3, momentum=0, dampening=0, weight_decay=0, nesterov=False):
-        super().__init__(
-            params,
-            dict(
-                lr=lr,
-                momentum=momentum,
-                dampening=dampening,
-                nesterov=nesterov,
-                weight_decay=weight_decay,
-            ),
-        )
+        super().__init__(params, _hyperparameters(locals()))
 
     def _check_group(self, group):
         _nonneg(group, "lr")
@@ -531,16 +528,7 @@ class Adagrad(Optimizer):
     def __init__(
         self, params, lr=1e-2, lr_decay=0, weight_decay=0, initial_accumulator_value=0, eps=1e-10
     ):
-        super().__init__(
-            params,
-            dict(
-                lr=lr,
-                lr_decay=lr_decay,
-                weight_decay=weight_decay,
-                initial_accumulator_value=initial_accumulator_value,
-                eps=eps,
-            ),
-        )
+        super().__init__(params, _hyperparameters(locals()))
 
     def _check_group(self, group):
         for name in ("lr", "lr_decay", "weight_decay", "initial_accumulator_value", "eps"):
@@ -577,17 +565,7 @@ class RMSprop(Optimizer):
     def __init__(
         self, params, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0, momentum=0, centered=False
     ):
-        super().__init__(
-            params,
-            dict(
-                lr=lr,
-                alpha=alpha,
-                eps=eps,
-                weight_decay=weight_decay,
-                momentum=momentum,
-                centered=centered,
-            ),
-        )
+        super().__init__(params, _hyperparameters(locals()))
 
     def _check_group(self, group):
         for name in ("lr", "eps", "weight_decay", "momentum"):
@@ -644,9 +622,7 @@ class Adam(Optimizer):
     def __init__(
         self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0, amsgrad=False
     ):
-        super().__init__(
-            params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad)
-        )
+        super().__init__(params, _hyperparameters(locals()))
 
     def _check_group(self, group):
         for name in ("lr", "eps", "weight_decay"):
