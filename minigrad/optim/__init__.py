@@ -464,6 +464,11 @@ def _run_update(kernel, d, g, bufs, *args):
         d[...] = w
 
 
+def _floats(group, *names):
+    """The group's hyperparameters ``names`` as Python floats, as the update kernels take them."""
+    return tuple(float(group[name]) for name in names)
+
+
 def _hyperparameters(args):
     """An optimizer's defaults: its constructor's arguments (``locals()`` on entry) but self and
     params, so each hyperparameter is named once, in the signature."""
@@ -499,10 +504,7 @@ class SGD(Optimizer):
     def _update(self, group):
         # One pass per parameter in a compiled kernel (kernels.sgd_update; its NumPy twin spells
         # the rule out): 3.7 instead of 10 us for the six parameters of a small LSTM + Linear.
-        lr = float(group["lr"])
-        momentum = float(group["momentum"])
-        dampening = float(group["dampening"])
-        wd = float(group["weight_decay"])
+        lr, momentum, dampening, wd = _floats(group, "lr", "momentum", "dampening", "weight_decay")
         nesterov = bool(group["nesterov"])
         state = self.state
         update = kernels.sgd_update
@@ -543,10 +545,7 @@ class Adagrad(Optimizer):
 
     def _update(self, group):
         # One compiled pass per parameter (kernels.adagrad_update; its twin spells the rule out).
-        lr = float(group["lr"])
-        lr_decay = float(group["lr_decay"])
-        wd = float(group["weight_decay"])
-        eps = float(group["eps"])
+        lr, lr_decay, wd, eps = _floats(group, "lr", "lr_decay", "weight_decay", "eps")
         update = kernels.adagrad_update
         for p, d, g in _with_grads(group):
             st = self._state_for(p, group)
@@ -595,11 +594,9 @@ class RMSprop(Optimizer):
 
     def _update(self, group):
         # One compiled pass per parameter (kernels.rmsprop_update; its twin spells the rule out).
-        lr = float(group["lr"])
-        alpha = float(group["alpha"])
-        eps = float(group["eps"])
-        wd = float(group["weight_decay"])
-        momentum = float(group["momentum"])
+        lr, alpha, eps, wd, momentum = _floats(
+            group, "lr", "alpha", "eps", "weight_decay", "momentum"
+        )
         centered = group["centered"]
         update = kernels.rmsprop_update
         for p, d, g in _with_grads(group):
@@ -666,10 +663,8 @@ class Adam(Optimizer):
         # One compiled pass per parameter (kernels.adam_update; its NumPy twin spells the rule
         # out): step() 90 -> 24 us for the six parameters of a small LSTM + Linear, 0.7 -> 0.2 ms
         # for examples/char_rnn.py's 380k.
-        lr = float(group["lr"])
+        lr, eps, wd = _floats(group, "lr", "eps", "weight_decay")
         beta1, beta2 = (float(b) for b in group["betas"])
-        eps = float(group["eps"])
-        wd = float(group["weight_decay"])
         amsgrad = group["amsgrad"]
         decoupled = self._decoupled
         update = kernels.adam_update
