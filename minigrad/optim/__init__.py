@@ -41,6 +41,15 @@ def _nonneg(group, name):
     return v
 
 
+def _check_ordered(params):
+    """A set of parameters is refused: its order, and so the state's, changes between runs."""
+    if isinstance(params, (set, frozenset)):
+        raise TypeError(
+            "optimizer parameters must be an ordered collection (list, tuple, "
+            "generator), got a set whose order changes between runs"
+        )
+
+
 class Optimizer:
     """Base class: holds ``param_groups`` (list of dicts) and per-parameter ``state``.
 
@@ -66,11 +75,7 @@ class Optimizer:
                 "params must be an iterable of Tensors or of dicts, got a dict "
                 "(to give one param group, pass [group])"
             )
-        if isinstance(params, (set, frozenset)):
-            raise TypeError(
-                "optimizer parameters must be an ordered collection (list, tuple, "
-                "generator), got a set whose order changes between runs"
-            )
+        _check_ordered(params)
         try:
             groups = list(params)
         except TypeError:
@@ -94,12 +99,8 @@ class Optimizer:
         params = param_group["params"]
         if isinstance(params, Tensor):
             params = [params]
-        elif isinstance(params, (set, frozenset)):
-            raise TypeError(
-                "optimizer parameters must be an ordered collection (list, tuple, "
-                "generator), got a set whose order changes between runs"
-            )
         else:
+            _check_ordered(params)
             params = list(params)
         seen = set()
         for i, p in enumerate(params):
