@@ -32,6 +32,7 @@ with a mask: h' = h (and c' = c) where the step is masked, and the step's output
 import numpy as np
 
 from ... import functional as F
+from ..._validate import positive_int
 from ...random import default_rng
 from ...tensor import Tensor
 from .. import activations
@@ -81,9 +82,7 @@ class _Recurrent(Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        if isinstance(units, bool) or not isinstance(units, (int, np.integer)) or units <= 0:
-            raise ValueError(f"units must be a positive integer, got {units!r}")
-        self.units = int(units)
+        self.units = positive_int("units", units)
         self.activation = activations.get(activation)
         self.recurrent_activation = activations.get(recurrent_activation)
         self.use_bias = bool(use_bias)
