@@ -1,21 +1,14 @@
 """Smoke test of examples/keras_notes.py: the notes' tables, the comparison and the window
 model run through main([...]) on a little data, and bad command-line input is refused."""
 
-import importlib.util
-import pathlib
-
 import numpy as np
 import pytest
-
-EXAMPLE = pathlib.Path(__file__).resolve().parent.parent / "examples" / "keras_notes.py"
+from test_examples import _load
 
 
 @pytest.fixture(scope="module")
 def notes():
-    spec = importlib.util.spec_from_file_location("examples_keras_notes", EXAMPLE)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return _load("keras_notes")
 
 
 def test_quick_run(notes, capsys):
