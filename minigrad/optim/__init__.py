@@ -450,24 +450,25 @@ def _fits(d, g):
     )
 
 
-def _run_update(kernel, d, g, bufs, *args):
-    """Call an update kernel (kernels.sgd_update, adam_update, ...) on d in place. When d or g
-    does not fit it, g is converted to an aligned C-contiguous array of d's dtype, and a strided
-    or unaligned d (a .data set by hand) is updated through such a copy, written back. The state
-    buffers are the optimizer's own, always C-contiguous."""
+def _run_update(kernel, d, g, *args):
+    """Call an update kernel (kernels.sgd_update, adam_update, ...) on d in place, its state
+    buffers and hyperparameters in ``args``. When d or g does not fit it, g is converted to an
+    aligned C-contiguous array of d's dtype, and a strided or unaligned d (a .data set by hand)
+    is updated through such a copy, written back. The state buffers are the optimizer's own,
+    always C-contiguous."""
     if _fits(d, g):
-        kernel(d, g, *bufs, *args)
+        kernel(d, g, *args)
         return
     g = np.require(g, d.dtype, ("C", "A"))
     w = np.require(d, None, ("C", "A"))
-    kernel(w, g, *bufs, *args)
+    kernel(w, g, *args)
     if w is not d:
         d[...] = w
 
 
 def _floats(group, *names):
     """The group's hyperparameters ``names`` as Python floats, as the update kernels take them."""
-    return tuple(float(group[name]) for name in names)
+    return [float(group[name]) for name in names]
 
 
 def _hyperparameters(args):
@@ -518,7 +519,7 @@ class SGD(Optimizer):
                 buf = st.get("momentum_buffer")
                 if buf is None:  # filled by the kernel, kept once it has run
                     buf, first = np.empty(d.shape, d.dtype), True
-            _run_update(update, d, g, (buf,), lr, momentum, dampening, wd, nesterov, first)
+            _run_update(update, d, g, buf, lr, momentum, dampening, wd, nesterov, first)
             if first:
                 st["momentum_buffer"] = buf
 
@@ -551,7 +552,7 @@ class Adagrad(Optimizer):
         for p, d, g in _with_grads(group):
             st = self._state_for(p, group)
             t = st["step"] + 1
-            _run_update(update, d, g, (st["sum"],), lr, lr_decay, wd, eps, t)
+            _run_update(update, d, g, st["sum"], lr, lr_decay, wd, eps, t)
             st["step"] = t
 
 
@@ -605,7 +606,7 @@ class RMSprop(Optimizer):
             ga = _buffer(st, "grad_avg", d) if centered else None
             buf = _buffer(st, "momentum_buffer", d) if momentum > 0 else None
             v = st["square_avg"]
-            _run_update(update, d, g, (v, ga, buf), lr, alpha, eps, wd, momentum)
+            _run_update(update, d, g, v, ga, buf, lr, alpha, eps, wd, momentum)
             st["step"] += 1
 
 
@@ -674,7 +675,7 @@ class Adam(Optimizer):
             t = st["step"] + 1
             vmax = _buffer(st, "max_exp_avg_sq", d) if amsgrad else None
             m, v = st["exp_avg"], st["exp_avg_sq"]
-            _run_update(update, d, g, (m, v, vmax), lr, beta1, beta2, eps, wd, t, decoupled)
+            _run_update(update, d, g, m, v, vmax, lr, beta1, beta2, eps, wd, t, decoupled)
             st["step"] = t  # counted once the kernel has run (it checks before it writes)
 
 
