@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ._validate import positive_int
 from .tensor import Tensor
 
 __all__ = [
@@ -181,8 +182,7 @@ class DataLoader:
                 f"DataLoader needs a dataset with __getitem__ and __len__, got "
                 f"{type(dataset).__name__}"
             )
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        batch_size = positive_int("batch_size", batch_size)
         if sampler is not None and shuffle:
             raise ValueError(
                 "sampler and shuffle=True cannot be combined (the sampler decides the order)"
@@ -238,9 +238,8 @@ class BPTTBatcher:
             raise ValueError(f"BPTTBatcher needs a 1-D token stream, got shape {data.shape}")
         if data.dtype.kind not in "iu":
             raise TypeError(f"BPTTBatcher needs integer token ids, got dtype {data.dtype}")
-        for name, v in (("batch_size", batch_size), ("seq_len", seq_len)):
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"{name} must be a positive integer, got {v!r}")
+        batch_size = positive_int("batch_size", batch_size)
+        seq_len = positive_int("seq_len", seq_len)
         row = (len(data) - 1) // batch_size
         need = seq_len if drop_last else 1
         if row < need:

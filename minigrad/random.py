@@ -10,6 +10,8 @@ import threading
 
 import numpy as np
 
+from ._validate import positive_int
+
 __all__ = ["manual_seed", "default_rng", "use_generator", "multinomial"]
 
 _rng = [np.random.default_rng()]
@@ -64,14 +66,7 @@ def multinomial(input, num_samples, replacement=False, generator=None):
         raise ValueError(
             f"multinomial expects 1-D or 2-D numeric weights, got {w.dtype} of shape {w.shape}"
         )
-    if (
-        isinstance(num_samples, bool)
-        or not isinstance(num_samples, (int, np.integer))
-        or num_samples < 1
-    ):
-        raise ValueError(
-            f"multinomial: num_samples must be a positive integer, got {num_samples!r}"
-        )
+    num_samples = positive_int("multinomial's num_samples", num_samples)
     if generator is not None and not isinstance(generator, np.random.Generator):
         raise TypeError(
             f"multinomial: generator must be a numpy Generator, got {type(generator).__name__}"

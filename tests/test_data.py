@@ -72,6 +72,14 @@ def test_loader_bad_arguments(kwargs, err, match):
         DataLoader(list(range(4)), **kwargs)
 
 
+def test_numpy_integer_batch_size_counts_like_an_int():
+    loader = DataLoader(list(range(5)), batch_size=np.int64(2))
+    assert loader.batch_size == 2 and type(loader.batch_size) is int
+    assert list(loader)[-1].tolist() == [4]
+    with pytest.raises(ValueError, match="batch_size must be a positive integer, got True"):
+        DataLoader(list(range(5)), batch_size=True)
+
+
 def test_dataset_checks():
     with pytest.raises(ValueError, match="input 0 has 3 rows, input 1 has 4"):
         TensorDataset(np.zeros(3), np.zeros(4))

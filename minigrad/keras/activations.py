@@ -25,29 +25,17 @@ def linear(x):
     return x
 
 
-def relu(x):
-    """y = max(x, 0)"""
-    return F.relu(x)
-
-
-def sigmoid(x):
-    """y = 1 / (1 + exp(-x))"""
-    return F.sigmoid(x)
-
-
-def tanh(x):
-    """y = tanh(x)"""
-    return F.tanh(x)
+# minigrad's elementwise ops serve as they are.
+relu = F.relu  # y = max(x, 0)
+sigmoid = F.sigmoid  # y = 1 / (1 + exp(-x))
+tanh = F.tanh  # y = tanh(x)
+softplus = F.softplus  # y = log(1 + exp(x))
+exponential = F.exp  # y = exp(x)
 
 
 def softmax(x):
     """y = exp(x) / sum(exp(x)) over the last axis"""
     return F.softmax(x, axis=-1)
-
-
-def softplus(x):
-    """y = log(1 + exp(x))"""
-    return F.softplus(x)
 
 
 def elu(x):
@@ -64,11 +52,6 @@ def hard_sigmoid(x):
 def swish(x):
     """y = x * sigmoid(x)"""
     return x * F.sigmoid(x)
-
-
-def exponential(x):
-    """y = exp(x)"""
-    return F.exp(x)
 
 
 _BY_NAME = {

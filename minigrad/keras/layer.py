@@ -118,17 +118,13 @@ class Layer:
         obj._ctor = (args, dict(kwargs))  # the constructor's arguments, to clone the layer
         return obj
 
-    def __init__(
-        self,
-        name=None,
-        trainable=True,
-        dtype=None,
-        input_shape=None,
-        batch_input_shape=None,
-        input_dim=None,
-        batch_size=None,
-        **kwargs,
-    ):
+    def __init__(self, name=None, trainable=True, dtype=None, **kwargs):
+        # As Keras: the input-shape keywords (input_shape, batch_input_shape, input_dim,
+        # batch_size) come through **kwargs, any other keyword is an error.
+        input_shape = kwargs.pop("input_shape", None)
+        batch_input_shape = kwargs.pop("batch_input_shape", None)
+        input_dim = kwargs.pop("input_dim", None)
+        batch_size = kwargs.pop("batch_size", None)
         if kwargs:
             raise TypeError(
                 f"{type(self).__name__} got unexpected keyword arguments {sorted(kwargs)}"

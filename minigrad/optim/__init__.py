@@ -41,6 +41,15 @@ def _nonneg(group, name):
     return v
 
 
+def _check_ordered(params):
+    """A set of parameters is refused: its order, and so the state's, changes between runs."""
+    if isinstance(params, (set, frozenset)):
+        raise TypeError(
+            "optimizer parameters must be an ordered collection (list, tuple, "
+            "generator), got a set whose order changes between runs"
+        )
+
+
 class Optimizer:
     """Base class: holds ``param_groups`` (list of dicts) and per-parameter ``state``.
 
@@ -66,11 +75,7 @@ class Optimizer:
                 "params must be an iterable of Tensors or of dicts, got a dict "
                 "(to give one param group, pass [group])"
             )
-        if isinstance(params, (set, frozenset)):
-            raise TypeError(
-                "optimizer parameters must be an ordered collection (list, tuple, "
-                "generator), got a set whose order changes between runs"
-            )
+        _check_ordered(params)
         try:
             groups = list(params)
         except TypeError:
@@ -94,12 +99,8 @@ class Optimizer:
         params = param_group["params"]
         if isinstance(params, Tensor):
             params = [params]
-        elif isinstance(params, (set, frozenset)):
-            raise TypeError(
-                "optimizer parameters must be an ordered collection (list, tuple, "
-                "generator), got a set whose order changes between runs"
-            )
         else:
+            _check_ordered(params)
             params = list(params)
         seen = set()
         for i, p in enumerate(params):
@@ -421,6 +422,23 @@ def _grad(p):
     return g
 
 
+def _with_grads(group):
+    """(p.data, p.grad) for each parameter of the group that has a gradient (checked shape)."""
+    for p in group["params"]:
+        g = _grad(p)
+        if g is not None:
+            yield p, p.data, g
+
+
+def _buffer(st, key, d):
+    """The state buffer st[key], made as zeros like d when it is missing (an option such as
+    amsgrad, centered or momentum switched on after some steps)."""
+    buf = st.get(key)
+    if buf is None:
+        buf = st[key] = np.zeros(d.shape, d.dtype)
+    return buf
+
+
 def _fits(d, g):
     """Whether an update kernel can take the parameter's data d and gradient g as they are."""
     return (
@@ -432,16 +450,31 @@ def _fits(d, g):
     )
 
 
-def _update_copy(kernel, d, g, bufs, *args):
-    """Call an update kernel (kernels.sgd_update, adam_update, ...) when d or g does not fit
-    it: g is converted to an aligned C-contiguous array of d's dtype, and a strided or
-    unaligned d (a .data set by hand) is updated through such a copy, written back. The state
-    buffers are the optimizer's own, always C-contiguous."""
+def _run_update(kernel, d, g, *args):
+    """Call an update kernel (kernels.sgd_update, adam_update, ...) on d in place, its state
+    buffers and hyperparameters in ``args``. When d or g does not fit it, g is converted to an
+    aligned C-contiguous array of d's dtype, and a strided or unaligned d (a .data set by hand)
+    is updated through such a copy, written back. The state buffers are the optimizer's own,
+    always C-contiguous."""
+    if _fits(d, g):
+        kernel(d, g, *args)
+        return
     g = np.require(g, d.dtype, ("C", "A"))
     w = np.require(d, None, ("C", "A"))
-    kernel(w, g, *bufs, *args)
+    kernel(w, g, *args)
     if w is not d:
         d[...] = w
+
+
+def _floats(group, *names):
+    """The group's hyperparameters ``names`` as Python floats, as the update kernels take them."""
+    return [float(group[name]) for name in names]
+
+
+def _hyperparameters(args):
+    """An optimizer's defaults: its constructor's arguments (``locals()`` on entry) but self and
+    params, so each hyperparameter is named once, in the signature."""
+    return {k: v for k, v in args.items() if k not in ("self", "params", "__class__")}
 
 
 class SGD(Optimizer):
@@ -452,16 +485,7 @@ class SGD(Optimizer):
     """
 
     def __init__(self, params, lr=1e-3, momentum=0, dampening=0, weight_decay=0, nesterov=False):
-        super().__init__(
-            params,
-            dict(
-                lr=lr,
-                momentum=momentum,
-                dampening=dampening,
-                nesterov=nesterov,
-                weight_decay=weight_decay,
-            ),
-        )
+        super().__init__(params, _hyperparameters(locals()))
 
     def _check_group(self, group):
         _nonneg(group, "lr")
@@ -482,18 +506,11 @@ class SGD(Optimizer):
     def _update(self, group):
         # One pass per parameter in a compiled kernel (kernels.sgd_update; its NumPy twin spells
         # the rule out): 3.7 instead of 10 us for the six parameters of a small LSTM + Linear.
-        lr = float(group["lr"])
-        momentum = float(group["momentum"])
-        dampening = float(group["dampening"])
-        wd = float(group["weight_decay"])
+        lr, momentum, dampening, wd = _floats(group, "lr", "momentum", "dampening", "weight_decay")
         nesterov = bool(group["nesterov"])
         state = self.state
         update = kernels.sgd_update
-        for p in group["params"]:
-            g = _grad(p)
-            if g is None:
-                continue
-            d = p.data
+        for p, d, g in _with_grads(group):
             buf, first = None, False
             if momentum != 0:
                 st = state.get(p)
@@ -502,10 +519,7 @@ class SGD(Optimizer):
                 buf = st.get("momentum_buffer")
                 if buf is None:  # filled by the kernel, kept once it has run
                     buf, first = np.empty(d.shape, d.dtype), True
-            if _fits(d, g):
-                update(d, g, buf, lr, momentum, dampening, wd, nesterov, first)
-            else:
-                _update_copy(update, d, g, (buf,), lr, momentum, dampening, wd, nesterov, first)
+            _run_update(update, d, g, buf, lr, momentum, dampening, wd, nesterov, first)
             if first:
                 st["momentum_buffer"] = buf
 
@@ -518,16 +532,7 @@ class Adagrad(Optimizer):
     def __init__(
         self, params, lr=1e-2, lr_decay=0, weight_decay=0, initial_accumulator_value=0, eps=1e-10
     ):
-        super().__init__(
-            params,
-            dict(
-                lr=lr,
-                lr_decay=lr_decay,
-                weight_decay=weight_decay,
-                initial_accumulator_value=initial_accumulator_value,
-                eps=eps,
-            ),
-        )
+        super().__init__(params, _hyperparameters(locals()))
 
     def _check_group(self, group):
         for name in ("lr", "lr_decay", "weight_decay", "initial_accumulator_value", "eps"):
@@ -542,22 +547,12 @@ class Adagrad(Optimizer):
 
     def _update(self, group):
         # One compiled pass per parameter (kernels.adagrad_update; its twin spells the rule out).
-        lr = float(group["lr"])
-        lr_decay = float(group["lr_decay"])
-        wd = float(group["weight_decay"])
-        eps = float(group["eps"])
+        lr, lr_decay, wd, eps = _floats(group, "lr", "lr_decay", "weight_decay", "eps")
         update = kernels.adagrad_update
-        for p in group["params"]:
-            g = _grad(p)
-            if g is None:
-                continue
-            d = p.data
+        for p, d, g in _with_grads(group):
             st = self._state_for(p, group)
             t = st["step"] + 1
-            if _fits(d, g):
-                update(d, g, st["sum"], lr, lr_decay, wd, eps, t)
-            else:
-                _update_copy(update, d, g, (st["sum"],), lr, lr_decay, wd, eps, t)
+            _run_update(update, d, g, st["sum"], lr, lr_decay, wd, eps, t)
             st["step"] = t
 
 
@@ -571,17 +566,7 @@ class RMSprop(Optimizer):
     def __init__(
         self, params, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0, momentum=0, centered=False
     ):
-        super().__init__(
-            params,
-            dict(
-                lr=lr,
-                alpha=alpha,
-                eps=eps,
-                weight_decay=weight_decay,
-                momentum=momentum,
-                centered=centered,
-            ),
-        )
+        super().__init__(params, _hyperparameters(locals()))
 
     def _check_group(self, group):
         for name in ("lr", "eps", "weight_decay", "momentum"):
@@ -611,33 +596,17 @@ class RMSprop(Optimizer):
 
     def _update(self, group):
         # One compiled pass per parameter (kernels.rmsprop_update; its twin spells the rule out).
-        lr = float(group["lr"])
-        alpha = float(group["alpha"])
-        eps = float(group["eps"])
-        wd = float(group["weight_decay"])
-        momentum = float(group["momentum"])
+        lr, alpha, eps, wd, momentum = _floats(
+            group, "lr", "alpha", "eps", "weight_decay", "momentum"
+        )
         centered = group["centered"]
         update = kernels.rmsprop_update
-        for p in group["params"]:
-            g = _grad(p)
-            if g is None:
-                continue
-            d = p.data
+        for p, d, g in _with_grads(group):
             st = self._state_for(p, group)
-            ga = buf = None
-            if centered:
-                ga = st.get("grad_avg")
-                if ga is None:  # centered switched on after some steps
-                    ga = st["grad_avg"] = np.zeros(d.shape, d.dtype)
-            if momentum > 0:
-                buf = st.get("momentum_buffer")
-                if buf is None:  # momentum switched on after some steps
-                    buf = st["momentum_buffer"] = np.zeros(d.shape, d.dtype)
+            ga = _buffer(st, "grad_avg", d) if centered else None
+            buf = _buffer(st, "momentum_buffer", d) if momentum > 0 else None
             v = st["square_avg"]
-            if _fits(d, g):
-                update(d, g, v, ga, buf, lr, alpha, eps, wd, momentum)
-            else:
-                _update_copy(update, d, g, (v, ga, buf), lr, alpha, eps, wd, momentum)
+            _run_update(update, d, g, v, ga, buf, lr, alpha, eps, wd, momentum)
             st["step"] += 1
 
 
@@ -652,9 +621,7 @@ class Adam(Optimizer):
     def __init__(
         self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0, amsgrad=False
     ):
-        super().__init__(
-            params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad)
-        )
+        super().__init__(params, _hyperparameters(locals()))
 
     def _check_group(self, group):
         for name in ("lr", "eps", "weight_decay"):
@@ -698,30 +665,17 @@ class Adam(Optimizer):
         # One compiled pass per parameter (kernels.adam_update; its NumPy twin spells the rule
         # out): step() 90 -> 24 us for the six parameters of a small LSTM + Linear, 0.7 -> 0.2 ms
         # for examples/char_rnn.py's 380k.
-        lr = float(group["lr"])
+        lr, eps, wd = _floats(group, "lr", "eps", "weight_decay")
         beta1, beta2 = (float(b) for b in group["betas"])
-        eps = float(group["eps"])
-        wd = float(group["weight_decay"])
         amsgrad = group["amsgrad"]
         decoupled = self._decoupled
         update = kernels.adam_update
-        for p in group["params"]:
-            g = _grad(p)
-            if g is None:
-                continue
-            d = p.data
+        for p, d, g in _with_grads(group):
             st = self._state_for(p, group)
             t = st["step"] + 1
-            vmax = None
-            if amsgrad:
-                vmax = st.get("max_exp_avg_sq")
-                if vmax is None:  # amsgrad switched on after some steps
-                    vmax = st["max_exp_avg_sq"] = np.zeros(d.shape, d.dtype)
+            vmax = _buffer(st, "max_exp_avg_sq", d) if amsgrad else None
             m, v = st["exp_avg"], st["exp_avg_sq"]
-            if _fits(d, g):
-                update(d, g, m, v, vmax, lr, beta1, beta2, eps, wd, t, decoupled)
-            else:
-                _update_copy(update, d, g, (m, v, vmax), lr, beta1, beta2, eps, wd, t, decoupled)
+            _run_update(update, d, g, m, v, vmax, lr, beta1, beta2, eps, wd, t, decoupled)
             st["step"] = t  # counted once the kernel has run (it checks before it writes)
 
 

@@ -25,6 +25,8 @@ import math
 from bisect import bisect_right
 from collections import Counter
 
+from .._validate import positive_int as _positive_int
+
 __all__ = [
     "LRScheduler",
     "LambdaLR",
@@ -44,12 +46,6 @@ def _check_optimizer(optimizer):
 
     if not isinstance(optimizer, Optimizer):
         raise TypeError(f"expected a minigrad.optim Optimizer, got {type(optimizer).__name__}")
-
-
-def _positive_int(name, value):
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return value
 
 
 def _finite(name, value):

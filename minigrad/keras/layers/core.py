@@ -3,16 +3,11 @@
 import numpy as np
 
 from ... import functional as F
+from ..._validate import positive_int as _positive_int
 from .. import activations
 from ..layer import Layer
 
 __all__ = ["Activation", "Dense", "Dropout", "Embedding", "Flatten", "RepeatVector"]
-
-
-def _positive_int(name, value):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
 
 
 class Dense(Layer):

@@ -32,6 +32,7 @@ with a mask: h' = h (and c' = c) where the step is masked, and the step's output
 import numpy as np
 
 from ... import functional as F
+from ..._validate import positive_int
 from ...random import default_rng
 from ...tensor import Tensor
 from .. import activations
@@ -81,9 +82,7 @@ class _Recurrent(Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        if isinstance(units, bool) or not isinstance(units, (int, np.integer)) or units <= 0:
-            raise ValueError(f"units must be a positive integer, got {units!r}")
-        self.units = int(units)
+        self.units = positive_int("units", units)
         self.activation = activations.get(activation)
         self.recurrent_activation = activations.get(recurrent_activation)
         self.use_bias = bool(use_bias)
@@ -255,6 +254,14 @@ class _Recurrent(Layer):
                 seq = F.transpose(seq, (1, 0, 2))
         return seq, new_states
 
+    def _kernel_weights(self, dtype):
+        """(w_ih, w_hh, b_ih, b_hh) as the functional kernels take them: Keras's (in, G*units)
+        kernels transposed, its one bias as b_ih and zeros as b_hh (None, None without bias)."""
+        b_ih = b_hh = None
+        if self.bias is not None:
+            b_ih, b_hh = self.bias, _zeros_const(self.G * self.units, dtype)
+        return F.transpose(self.kernel), F.transpose(self.recurrent_kernel), b_ih, b_hh
+
     # ----- composed path ----------------------------------------------------------------
     def _composed_path(self, x, mask, states, need_seq, rec_dp):
         T = x.shape[1]
@@ -311,20 +318,9 @@ class SimpleRNN(_Recurrent):
         return self.activation in (activations.tanh, activations.relu)
 
     def _sequence(self, xt, states, lengths):
-        b_ih = b_hh = None
-        if self.bias is not None:
-            b_ih, b_hh = self.bias, _zeros_const(self.units, xt.data.dtype)
         nl = "tanh" if self.activation is activations.tanh else "relu"
-        ys, h = F.rnn_sequence(
-            xt,
-            F.transpose(self.kernel),
-            F.transpose(self.recurrent_kernel),
-            b_ih,
-            b_hh,
-            h0=states[0],
-            lengths=lengths,
-            nonlinearity=nl,
-        )
+        weights = self._kernel_weights(xt.data.dtype)
+        ys, h = F.rnn_sequence(xt, *weights, h0=states[0], lengths=lengths, nonlinearity=nl)
         return ys, [h]
 
     def _step(self, xk_t, states, rec_dp):
@@ -358,19 +354,8 @@ class LSTM(_Recurrent):
         return init
 
     def _sequence(self, xt, states, lengths):
-        b_ih = b_hh = None
-        if self.bias is not None:
-            b_ih, b_hh = self.bias, _zeros_const(4 * self.units, xt.data.dtype)
-        ys, (h, c) = F.lstm_sequence(
-            xt,
-            F.transpose(self.kernel),
-            F.transpose(self.recurrent_kernel),
-            b_ih,
-            b_hh,
-            h0=states[0],
-            c0=states[1],
-            lengths=lengths,
-        )
+        weights = self._kernel_weights(xt.data.dtype)
+        ys, (h, c) = F.lstm_sequence(xt, *weights, h0=states[0], c0=states[1], lengths=lengths)
         return ys, [h, c]
 
     def _step(self, xk_t, states, rec_dp):
