@@ -50,6 +50,11 @@ def _check_ordered(params):
         )
 
 
+def _where(n, gi, p):
+    """How a parameter is named in the messages of a refused step (built only on failure)."""
+    return f"parameter {n} (group {gi}, shape {p.data.shape})"
+
+
 class Optimizer:
     """Base class: holds ``param_groups`` (list of dicts) and per-parameter ``state``.
 
@@ -151,11 +156,12 @@ class Optimizer:
             with enable_grad():
                 loss = closure()
         self._check_step()  # everything is checked before any parameter or state is written
+        by = f"{type(self).__name__}.step"
         for group in self.param_groups:
             self._update(group)
             for p in group["params"]:  # a backward that saved p before this step must raise
                 if p.grad is not None:
-                    p._bump_version(f"{type(self).__name__}.step")
+                    p._bump_version(by)
         return loss
 
     def _check_step(self):
@@ -165,30 +171,36 @@ class Optimizer:
         n = -1
         for gi, group in enumerate(self.param_groups):
             array_keys = self._state_arrays(group)
+            needs_step = "step" in self._required_state(group)
             for p in group["params"]:
                 n += 1
                 g = p.grad
                 if g is None:
                     continue
-                where = f"parameter {n} (group {gi}, shape {p.data.shape})"
+                data = p.data
                 if not isinstance(g, np.ndarray):
-                    raise TypeError(f"{where}: .grad must be an ndarray, got {type(g).__name__}")
-                if g.shape != p.data.shape:
+                    raise TypeError(
+                        f"{_where(n, gi, p)}: .grad must be an ndarray, got {type(g).__name__}"
+                    )
+                if g.shape != data.shape:
                     raise ValueError(
-                        f"{where}: gradient of shape {g.shape} for a parameter of "
+                        f"{_where(n, gi, p)}: gradient of shape {g.shape} for a parameter of "
                         f"shape {p.data.shape}"
                     )
                 if g.dtype.kind not in "fiu":
                     raise TypeError(
-                        f"{where}: gradient must be real (float or int), got dtype {g.dtype}"
+                        f"{_where(n, gi, p)}: gradient must be real (float or int), got dtype "
+                        f"{g.dtype}"
                     )
-                if not p.data.flags.writeable:
-                    raise ValueError(f"{where}: p must be writeable, but its data is read-only")
+                if not data.flags.writeable:
+                    raise ValueError(
+                        f"{_where(n, gi, p)}: p must be writeable, but its data is read-only"
+                    )
                 st = self.state.get(p)
                 if st is None:
                     continue
-                if "step" not in st and "step" in self._required_state(group):
-                    raise ValueError(f"{where}: state 'step' is missing")
+                if needs_step and "step" not in st:
+                    raise ValueError(f"{_where(n, gi, p)}: state 'step' is missing")
                 if "step" in st:
                     step = st["step"]
                     if (
@@ -197,26 +209,29 @@ class Optimizer:
                         or step < 0
                     ):
                         raise ValueError(
-                            f"{where}: state 'step' must be a non-negative int, got {step!r}"
+                            f"{_where(n, gi, p)}: state 'step' must be a non-negative int, "
+                            f"got {step!r}"
                         )
                 for k in array_keys:
                     if k not in st or st[k] is None:
                         if k in self._made_if_missing:
                             continue
-                        raise ValueError(f"{where}: state {k!r} is missing")
+                        raise ValueError(f"{_where(n, gi, p)}: state {k!r} is missing")
                     v = st[k]
                     if not isinstance(v, np.ndarray):
                         raise TypeError(
-                            f"{where}: state {k!r} must be an ndarray of the "
+                            f"{_where(n, gi, p)}: state {k!r} must be an ndarray of the "
                             f"parameter's shape and dtype, got {type(v).__name__}"
                         )
-                    if v.shape != p.data.shape or v.dtype != p.data.dtype:
+                    if v.shape != data.shape or v.dtype != data.dtype:
                         raise ValueError(
-                            f"{where}: state {k!r} must have shape {p.data.shape} "
+                            f"{_where(n, gi, p)}: state {k!r} must have shape {p.data.shape} "
                             f"and dtype {p.data.dtype}, got {v.shape} {v.dtype}"
                         )
                     if not (v.flags.c_contiguous and v.flags.writeable):
-                        raise ValueError(f"{where}: state {k!r} must be C-contiguous and writeable")
+                        raise ValueError(
+                            f"{_where(n, gi, p)}: state {k!r} must be C-contiguous and writeable"
+                        )
 
     def _state_for(self, p, group):
         st = self.state.get(p)
@@ -415,17 +430,11 @@ def _describe(obj):
     return f"a {type(obj).__name__}"
 
 
-def _grad(p):
-    g = p.grad
-    if g is not None and g.shape != p.data.shape:
-        raise ValueError(f"gradient of shape {g.shape} for a parameter of shape {p.data.shape}")
-    return g
-
-
 def _with_grads(group):
-    """(p.data, p.grad) for each parameter of the group that has a gradient (checked shape)."""
+    """(p, p.data, p.grad) for each parameter of the group that has a gradient (``step`` has
+    checked every gradient's shape and dtype before the first update)."""
     for p in group["params"]:
-        g = _grad(p)
+        g = p.grad
         if g is not None:
             yield p, p.data, g
 
