@@ -215,6 +215,10 @@ def _words(values):
 def build_parser():
     # every option's help states its default once: "(default: %(default)s)" is the parser's value
     p = argparse.ArgumentParser(description="The adding problem: tanh RNN vs LSTM vs GRU.")
+
+    def option(flag, kind, default, text):
+        p.add_argument(flag, type=kind, default=default, help=text + " (default: %(default)s)")
+
     p.add_argument(
         "--lengths",
         type=int,
@@ -230,39 +234,18 @@ def build_parser():
         default=["rnn", "lstm", "gru"],
         help="cells to compare (default: rnn lstm gru)",
     )
-    p.add_argument(
-        "--hidden", type=int, default=64, help="hidden size of every cell (default: %(default)s)"
-    )
+    option("--hidden", int, 64, "hidden size of every cell")
     p.add_argument(
         "--steps",
         type=int,
         default=None,
         help=f"training steps per cell and length (default: {STEPS[0]}; with --quick {STEPS[1]})",
     )
-    p.add_argument(
-        "--batch-size",
-        type=int,
-        default=64,
-        help="sequences per training step (default: %(default)s)",
-    )
-    p.add_argument(
-        "--lr", type=float, default=3e-3, help="Adam learning rate (default: %(default)s)"
-    )
-    p.add_argument(
-        "--clip", type=float, default=1.0, help="max gradient norm (default: %(default)s)"
-    )
-    p.add_argument(
-        "--forget-bias",
-        type=float,
-        default=1.0,
-        help="initial LSTM forget bias (default: %(default)s)",
-    )
-    p.add_argument(
-        "--test-size",
-        type=int,
-        default=1000,
-        help="test sequences per length (default: %(default)s)",
-    )
+    option("--batch-size", int, 64, "sequences per training step")
+    option("--lr", float, 3e-3, "Adam learning rate")
+    option("--clip", float, 1.0, "max gradient norm")
+    option("--forget-bias", float, 1.0, "initial LSTM forget bias")
+    option("--test-size", int, 1000, "test sequences per length")
     p.add_argument(
         "--quick",
         action="store_true",
@@ -274,12 +257,7 @@ def build_parser():
         help="save a figure here (gradient per time step, test MSE against T); "
         "needs matplotlib (default: no figure)",
     )
-    p.add_argument(
-        "--seed",
-        type=int,
-        default=0,
-        help="seed of the weights and the data (default: %(default)s)",
-    )
+    option("--seed", int, 0, "seed of the weights and the data")
     p.add_argument("--quiet", action="store_true", help="print no progress lines or tables")
     return p
 

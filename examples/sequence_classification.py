@@ -111,71 +111,34 @@ def build_parser():
         description="Keras-style many-to-one LSTM classifier on "
         "variable-length generated sentences."
     )
+
+    def option(flag, kind, default, text):
+        p.add_argument(flag, type=kind, default=default, help=text + " (default: %(default)s)")
+
     p.add_argument(
         "--cell",
         choices=["lstm", "gru", "rnn"],
         default="lstm",
         help="recurrent cell (default: %(default)s)",
     )
-    p.add_argument(
-        "--vocab",
-        type=int,
-        default=50,
-        help="word ids, padding included; at least 12 (default: %(default)s)",
-    )
-    p.add_argument(
-        "--embed", type=int, default=32, help="word embedding size (default: %(default)s)"
-    )
-    p.add_argument(
-        "--hidden", type=int, default=64, help="recurrent hidden size (default: %(default)s)"
-    )
-    p.add_argument(
-        "--dense",
-        type=int,
-        default=32,
-        help="width of the dense layer after the recurrent one (default: %(default)s)",
-    )
-    p.add_argument(
-        "--min-len", type=int, default=5, help="shortest sentence, in words (default: %(default)s)"
-    )
-    p.add_argument(
-        "--max-len", type=int, default=40, help="longest sentence, in words (default: %(default)s)"
-    )
-    p.add_argument(
-        "--train-size", type=int, default=4000, help="training sentences (default: %(default)s)"
-    )
-    p.add_argument(
-        "--val-size", type=int, default=1000, help="validation sentences (default: %(default)s)"
-    )
-    p.add_argument(
-        "--epochs",
-        type=int,
-        default=8,
-        help="passes over the training sentences (default: %(default)s)",
-    )
-    p.add_argument(
-        "--batch-size",
-        type=int,
-        default=64,
-        help="sentences per training step (default: %(default)s)",
-    )
-    p.add_argument(
-        "--lr", type=float, default=3e-3, help="Adam learning rate (default: %(default)s)"
-    )
-    p.add_argument(
-        "--clip", type=float, default=1.0, help="max gradient norm (default: %(default)s)"
-    )
+    option("--vocab", int, 50, "word ids, padding included; at least 12")
+    option("--embed", int, 32, "word embedding size")
+    option("--hidden", int, 64, "recurrent hidden size")
+    option("--dense", int, 32, "width of the dense layer after the recurrent one")
+    option("--min-len", int, 5, "shortest sentence, in words")
+    option("--max-len", int, 40, "longest sentence, in words")
+    option("--train-size", int, 4000, "training sentences")
+    option("--val-size", int, 1000, "validation sentences")
+    option("--epochs", int, 8, "passes over the training sentences")
+    option("--batch-size", int, 64, "sentences per training step")
+    option("--lr", float, 3e-3, "Adam learning rate")
+    option("--clip", float, 1.0, "max gradient norm")
     p.add_argument(
         "--ignore-lengths",
         action="store_true",
         help="do not pass lengths: the LSTM also reads the padding",
     )
-    p.add_argument(
-        "--seed",
-        type=int,
-        default=0,
-        help="seed of the weights and the data (default: %(default)s)",
-    )
+    option("--seed", int, 0, "seed of the weights and the data")
     p.add_argument("--quiet", action="store_true", help="print nothing")
     return p
 
