@@ -51,6 +51,11 @@ try:
 except ImportError:  # running from a source checkout without `pip install .`
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     import minigrad as mg
+# the helpers next to this script; its folder is on sys.path when run as a script, not when
+# loaded from a file path (as the tests do)
+sys.path.insert(1, os.path.dirname(os.path.abspath(__file__)))
+from _cli import option, require_positive
+
 import minigrad.functional as F
 from minigrad import nn
 
@@ -216,9 +221,6 @@ def build_parser():
     # every option's help states its default once: "(default: %(default)s)" is the parser's value
     p = argparse.ArgumentParser(description="The adding problem: tanh RNN vs LSTM vs GRU.")
 
-    def option(flag, kind, default, text):
-        p.add_argument(flag, type=kind, default=default, help=text + " (default: %(default)s)")
-
     p.add_argument(
         "--lengths",
         type=int,
@@ -234,18 +236,18 @@ def build_parser():
         default=["rnn", "lstm", "gru"],
         help="cells to compare (default: rnn lstm gru)",
     )
-    option("--hidden", int, 64, "hidden size of every cell")
+    option(p, "--hidden", int, 64, "hidden size of every cell")
     p.add_argument(
         "--steps",
         type=int,
         default=None,
         help=f"training steps per cell and length (default: {STEPS[0]}; with --quick {STEPS[1]})",
     )
-    option("--batch-size", int, 64, "sequences per training step")
-    option("--lr", float, 3e-3, "Adam learning rate")
-    option("--clip", float, 1.0, "max gradient norm")
-    option("--forget-bias", float, 1.0, "initial LSTM forget bias")
-    option("--test-size", int, 1000, "test sequences per length")
+    option(p, "--batch-size", int, 64, "sequences per training step")
+    option(p, "--lr", float, 3e-3, "Adam learning rate")
+    option(p, "--clip", float, 1.0, "max gradient norm")
+    option(p, "--forget-bias", float, 1.0, "initial LSTM forget bias")
+    option(p, "--test-size", int, 1000, "test sequences per length")
     p.add_argument(
         "--quick",
         action="store_true",
@@ -257,7 +259,7 @@ def build_parser():
         help="save a figure here (gradient per time step, test MSE against T); "
         "needs matplotlib (default: no figure)",
     )
-    option("--seed", int, 0, "seed of the weights and the data")
+    option(p, "--seed", int, 0, "seed of the weights and the data")
     p.add_argument("--quiet", action="store_true", help="print no progress lines or tables")
     return p
 
@@ -269,9 +271,7 @@ def main(argv=None):
         args.lengths = list(LENGTHS[args.quick])
     if args.steps is None:
         args.steps = STEPS[args.quick]
-    for name in ("hidden", "steps", "batch_size", "test_size"):
-        if getattr(args, name) < 1:
-            parser.error(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
+    require_positive(parser, args, ("hidden", "steps", "batch_size", "test_size"))
     if any(T < 2 for T in args.lengths):
         parser.error(f"every length must be at least 2, got {args.lengths}")
     if not (args.lr > 0 and math.isfinite(args.lr)) or not args.clip > 0:

@@ -51,6 +51,11 @@ try:
 except ImportError:  # running from a source checkout without `pip install .`
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     import minigrad as mg
+# the helpers next to this script; its folder is on sys.path when run as a script, not when
+# loaded from a file path (as the tests do)
+sys.path.insert(1, os.path.dirname(os.path.abspath(__file__)))
+from _cli import option
+
 import minigrad.functional as F
 from minigrad import nn
 from minigrad.data import BPTTBatcher
@@ -286,9 +291,6 @@ def build_parser():
         description="Character-level recurrent language model with truncated BPTT."
     )
 
-    def option(flag, kind, default, text):
-        p.add_argument(flag, type=kind, default=default, help=text + " (default: %(default)s)")
-
     p.add_argument(
         "--text",
         metavar="PATH",
@@ -297,25 +299,29 @@ def build_parser():
         "files)",
     )
     option(
+        p,
         "--corpus-chars",
         positive(int),
         3_000_000,
         "characters of standard-library source to use, when no --text is given",
     )
-    option("--val-fraction", float, 0.05, "share of --text held out for validation, from its end")
+    option(
+        p, "--val-fraction", float, 0.05, "share of --text held out for validation, from its end"
+    )
     p.add_argument(
         "--cell",
         choices=sorted(CELLS),
         default="lstm",
         help="recurrent cell (default: %(default)s)",
     )
-    option("--embed", positive(int), 64, "character embedding size")
-    option("--hidden", positive(int), 256, "hidden size of each recurrent layer")
-    option("--layers", positive(int), 1, "stacked recurrent layers")
-    option("--dropout", float, 0.0, "dropout between recurrent layers, with --layers above 1")
-    option("--seq-len", positive(int), 64, "characters per training chunk: the BPTT length")
-    option("--batch-size", positive(int), 32, "parallel streams of text per step")
+    option(p, "--embed", positive(int), 64, "character embedding size")
+    option(p, "--hidden", positive(int), 256, "hidden size of each recurrent layer")
+    option(p, "--layers", positive(int), 1, "stacked recurrent layers")
+    option(p, "--dropout", float, 0.0, "dropout between recurrent layers, with --layers above 1")
+    option(p, "--seq-len", positive(int), 64, "characters per training chunk: the BPTT length")
+    option(p, "--batch-size", positive(int), 32, "parallel streams of text per step")
     option(
+        p,
         "--steps",
         positive(int),
         3000,
@@ -328,16 +334,18 @@ def build_parser():
         metavar="SECONDS",
         help="stop training after this many seconds, then evaluate and save (default: no limit)",
     )
-    option("--lr", positive(float), 2e-3, "Adam learning rate at step 0")
+    option(p, "--lr", positive(float), 2e-3, "Adam learning rate at step 0")
     option(
+        p,
         "--min-lr-ratio",
         float,
         0.1,
         "the learning rate follows a cosine from --lr down to this fraction of it at --steps; "
         "1 keeps it constant",
     )
-    option("--clip", positive(float), 5.0, "max gradient norm")
+    option(p, "--clip", positive(float), 5.0, "max gradient norm")
     option(
+        p,
         "--eval-every",
         positive(int),
         500,
@@ -345,20 +353,23 @@ def build_parser():
         "a checkpoint",
     )
     option(
+        p,
         "--eval-chars",
         positive(int),
         100_000,
         "validation characters scored at each periodic evaluation",
     )
-    option("--final-eval-chars", positive(int), 300_000, "validation characters scored at the end")
-    option("--sample-len", int, 300, "characters to sample at each evaluation; 0 samples none")
+    option(
+        p, "--final-eval-chars", positive(int), 300_000, "validation characters scored at the end"
+    )
+    option(p, "--sample-len", int, 300, "characters to sample at each evaluation; 0 samples none")
     p.add_argument(
         "--prime", default="def ", help="text the samples start from (default: '%(default)s')"
     )
     option(
-        "--temperature", positive(float), 0.8, "sampling temperature: lower is more conservative"
+        p, "--temperature", positive(float), 0.8, "sampling temperature: lower is more conservative"
     )
-    option("--seed", int, 0, "seed of the weights and the samples")
+    option(p, "--seed", int, 0, "seed of the weights and the samples")
     p.add_argument(
         "--save",
         metavar="PATH",

@@ -35,6 +35,11 @@ try:
 except ImportError:  # running from a source checkout without `pip install .`
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     import minigrad as mg
+# the helpers next to this script; its folder is on sys.path when run as a script, not when
+# loaded from a file path (as the tests do)
+sys.path.insert(1, os.path.dirname(os.path.abspath(__file__)))
+from _cli import option, require_positive
+
 import minigrad.functional as F
 from minigrad import nn
 
@@ -155,32 +160,30 @@ def build_parser():
         description="Encoder-decoder learning to add numbers written as text."
     )
 
-    def option(flag, kind, default, text):
-        p.add_argument(flag, type=kind, default=default, help=text + " (default: %(default)s)")
-
     p.add_argument(
         "--cell",
         choices=["lstm", "gru"],
         default="lstm",
         help="recurrent cell of the encoder and the decoder (default: %(default)s)",
     )
-    option("--digits", int, 2, "operands have up to this many digits, at most 6")
-    option("--embed", int, 16, "character embedding size")
-    option("--hidden", int, 128, "hidden size of the encoder and the decoder")
-    option("--layers", int, 1, "stacked recurrent layers in each")
-    option("--steps", int, 3000, "training steps, one batch of fresh problems each")
-    option("--batch-size", int, 64, "problems per training step")
+    option(p, "--digits", int, 2, "operands have up to this many digits, at most 6")
+    option(p, "--embed", int, 16, "character embedding size")
+    option(p, "--hidden", int, 128, "hidden size of the encoder and the decoder")
+    option(p, "--layers", int, 1, "stacked recurrent layers in each")
+    option(p, "--steps", int, 3000, "training steps, one batch of fresh problems each")
+    option(p, "--batch-size", int, 64, "problems per training step")
     option(
+        p,
         "--lr",
         float,
         5e-3,
         "Adam learning rate at the start; a cosine takes it down to a tenth of it by the last step",
     )
-    option("--clip", float, 1.0, "max gradient norm")
-    option("--val-size", int, 1000, "held-out questions, never trained on")
-    option("--eval-every", int, 500, "steps between held-out evaluations")
-    option("--examples", int, 8, "held-out answers to print at the end")
-    option("--seed", int, 0, "seed of the weights and the problems")
+    option(p, "--clip", float, 1.0, "max gradient norm")
+    option(p, "--val-size", int, 1000, "held-out questions, never trained on")
+    option(p, "--eval-every", int, 500, "steps between held-out evaluations")
+    option(p, "--examples", int, 8, "held-out answers to print at the end")
+    option(p, "--seed", int, 0, "seed of the weights and the problems")
     p.add_argument("--quiet", action="store_true", help="print nothing")
     return p
 
@@ -188,18 +191,20 @@ def build_parser():
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
-    for name in (
-        "digits",
-        "embed",
-        "hidden",
-        "layers",
-        "steps",
-        "batch_size",
-        "val_size",
-        "eval_every",
-    ):
-        if getattr(args, name) < 1:
-            parser.error(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
+    require_positive(
+        parser,
+        args,
+        (
+            "digits",
+            "embed",
+            "hidden",
+            "layers",
+            "steps",
+            "batch_size",
+            "val_size",
+            "eval_every",
+        ),
+    )
     if args.digits > 6:
         parser.error(f"--digits must be at most 6, got {args.digits}")
     if not args.lr > 0 or not args.clip > 0:

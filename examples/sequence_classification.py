@@ -36,6 +36,11 @@ try:
 except ImportError:  # running from a source checkout without `pip install .`
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     import minigrad as mg
+# the helpers next to this script; its folder is on sys.path when run as a script, not when
+# loaded from a file path (as the tests do)
+sys.path.insert(1, os.path.dirname(os.path.abspath(__file__)))
+from _cli import option, require_positive
+
 import minigrad.functional as F
 from minigrad import nn
 from minigrad.data import DataLoader, pad_collate
@@ -112,33 +117,30 @@ def build_parser():
         "variable-length generated sentences."
     )
 
-    def option(flag, kind, default, text):
-        p.add_argument(flag, type=kind, default=default, help=text + " (default: %(default)s)")
-
     p.add_argument(
         "--cell",
         choices=["lstm", "gru", "rnn"],
         default="lstm",
         help="recurrent cell (default: %(default)s)",
     )
-    option("--vocab", int, 50, "word ids, padding included; at least 12")
-    option("--embed", int, 32, "word embedding size")
-    option("--hidden", int, 64, "recurrent hidden size")
-    option("--dense", int, 32, "width of the dense layer after the recurrent one")
-    option("--min-len", int, 5, "shortest sentence, in words")
-    option("--max-len", int, 40, "longest sentence, in words")
-    option("--train-size", int, 4000, "training sentences")
-    option("--val-size", int, 1000, "validation sentences")
-    option("--epochs", int, 8, "passes over the training sentences")
-    option("--batch-size", int, 64, "sentences per training step")
-    option("--lr", float, 3e-3, "Adam learning rate")
-    option("--clip", float, 1.0, "max gradient norm")
+    option(p, "--vocab", int, 50, "word ids, padding included; at least 12")
+    option(p, "--embed", int, 32, "word embedding size")
+    option(p, "--hidden", int, 64, "recurrent hidden size")
+    option(p, "--dense", int, 32, "width of the dense layer after the recurrent one")
+    option(p, "--min-len", int, 5, "shortest sentence, in words")
+    option(p, "--max-len", int, 40, "longest sentence, in words")
+    option(p, "--train-size", int, 4000, "training sentences")
+    option(p, "--val-size", int, 1000, "validation sentences")
+    option(p, "--epochs", int, 8, "passes over the training sentences")
+    option(p, "--batch-size", int, 64, "sentences per training step")
+    option(p, "--lr", float, 3e-3, "Adam learning rate")
+    option(p, "--clip", float, 1.0, "max gradient norm")
     p.add_argument(
         "--ignore-lengths",
         action="store_true",
         help="do not pass lengths: the LSTM also reads the padding",
     )
-    option("--seed", int, 0, "seed of the weights and the data")
+    option(p, "--seed", int, 0, "seed of the weights and the data")
     p.add_argument("--quiet", action="store_true", help="print nothing")
     return p
 
@@ -146,20 +148,22 @@ def build_parser():
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
-    for name in (
-        "vocab",
-        "embed",
-        "hidden",
-        "dense",
-        "min_len",
-        "max_len",
-        "train_size",
-        "val_size",
-        "epochs",
-        "batch_size",
-    ):
-        if getattr(args, name) < 1:
-            parser.error(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
+    require_positive(
+        parser,
+        args,
+        (
+            "vocab",
+            "embed",
+            "hidden",
+            "dense",
+            "min_len",
+            "max_len",
+            "train_size",
+            "val_size",
+            "epochs",
+            "batch_size",
+        ),
+    )
     if args.min_len > args.max_len:
         parser.error(f"--min-len ({args.min_len}) must not exceed --max-len ({args.max_len})")
     if args.vocab < 12:
