@@ -119,21 +119,14 @@ def build_parser():
     )
     ap.add_argument("--rounds", type=int, default=300, help="timed rounds")
     ap.add_argument("--warmup", type=int, default=5, help="discarded rounds")
-    ap.add_argument("--no-torch", action="store_true", help="leave torch out")
-    ap.add_argument(
-        "--parts",
-        action="store_true",
-        help="also split the kernels-by-hand step into kernel calls and glue",
-    )
-    ap.add_argument(
-        "--stub",
-        action="store_true",
-        help="sequence kernels return stored results: the framework without them",
-    )
-    ap.add_argument(
-        "--numpy",
-        action="store_true",
-        help="time the NumPy reference as a subject too: ratios to it per row",
+    cli.add_flags(
+        ap,
+        [
+            ("--no-torch", "leave torch out"),
+            ("--parts", "also split the kernels-by-hand step into kernel calls and glue"),
+            ("--stub", "sequence kernels return stored results: the framework without them"),
+            ("--numpy", "time the NumPy reference as a subject too: ratios to it per row"),
+        ],
     )
     ap.add_argument(
         "--idle",

@@ -155,10 +155,7 @@ def main(argv=None):
         torch.set_num_threads(1)
     before = machine.kernel_backend()
     info = machine.machine_info()
-    print(
-        f"machine: {info['cpu']}, {info['cores']} cores, Python {info['python']}, numpy "
-        f"{info['numpy']}" + (f", torch {torch.__version__} (1 thread)" if torch else ", no torch")
-    )
+    print(machine.short_line(info, torch, ", no torch"))
     print(
         f"one opt.step() per turn, {args.repeats} interleaved rounds (balanced order: each "
         f"contender right after every other equally often) after {args.warmup} warm-up"

@@ -118,10 +118,7 @@ def main(argv=None):
     samples = timing.time_interleaved(contenders, args.warmup, args.repeats, order="fixed")
     times = {k: [t / args.ops * 1e6 for t in v] for k, v in samples.items()}
     info = machine.machine_info()
-    print(
-        f"machine: {info['cpu']}, {info['cores']} cores, Python {info['python']}, numpy "
-        f"{info['numpy']}" + (f", torch {torch.__version__} (1 thread)" if torch else "")
-    )
+    print(machine.short_line(info, torch))
     print(
         f"chain of {args.ops} ops (mul, add, tanh) on float32[{args.size}], forward + backward, "
         f"{args.repeats} interleaved rounds after {args.warmup} warm-up"

@@ -118,22 +118,18 @@ def build_parser():
         help="order of the turns: balanced (each contender right after every other "
         "equally often), rotate (A B C, B C A, C A B) or fixed (A B C)",
     )
-    ap.add_argument(
-        "--kernels",
-        action="store_true",
-        help="add minigrad's kernels called by hand, without the tape (what the framework adds)",
-    )
-    ap.add_argument(
-        "--unrolled",
-        action="store_true",
-        help="add minigrad's modules unrolled: one cell node per time step",
-    )
-    ap.add_argument("--no-torch", action="store_true", help="leave torch out")
-    ap.add_argument("--no-memory", action="store_true", help="skip the memory measurement")
-    ap.add_argument(
-        "--probe",
-        action="store_true",
-        help="measure the machine's cache eviction at the start and end of the run",
+    cli.add_flags(
+        ap,
+        [
+            (
+                "--kernels",
+                "add minigrad's kernels called by hand, without the tape (what the framework adds)",
+            ),
+            ("--unrolled", "add minigrad's modules unrolled: one cell node per time step"),
+            ("--no-torch", "leave torch out"),
+            ("--no-memory", "skip the memory measurement"),
+            ("--probe", "measure the machine's cache eviction at the start and end of the run"),
+        ],
     )
     ap.add_argument(
         "--sgemm-n",

@@ -76,8 +76,9 @@ def sigmoid(a):
 # ---------------------------------------------------------------------------------------------
 
 
-def _setup(x, params, h0, c0=None):
-    """Transposed weights (so a step is `h @ Wh`), biases, and initial states."""
+def _setup(x, params, h0, c0=None, lengths=None):
+    """Transposed weights (so a step is `h @ Wh`), the hidden bias, initial states, the padding
+    masks (_masks) and the projected inputs (_project_inputs): what every forward starts from."""
     T, B, _ = x.shape
     Wx = params["weight_ih_l0"].T  # (I, G*H)
     Wh = params["weight_hh_l0"].T  # (H, G*H)
@@ -86,7 +87,9 @@ def _setup(x, params, h0, c0=None):
     b_hh = params.get("bias_hh_l0")
     h0 = np.zeros((B, H), x.dtype) if h0 is None else h0
     c0 = np.zeros((B, H), x.dtype) if c0 is None else c0
-    return Wx, Wh, b_ih, b_hh, h0, c0
+    masks = _masks(lengths, T, B, x.dtype)
+    xw = _project_inputs(x, Wx, b_ih)
+    return Wx, Wh, b_hh, h0, c0, masks, xw
 
 
 def _masks(lengths, T, B, dtype):
@@ -137,9 +140,7 @@ def _zeros_if_none(a, like):
 def rnn_forward(x, h0, params, lengths=None, nonlinearity="tanh"):
     """Returns ys (T, B, H), h_n (B, H) and the cache for rnn_backward."""
     T, B, _ = x.shape
-    Wx, Wh, b_ih, b_hh, h, _ = _setup(x, params, h0)
-    masks = _masks(lengths, T, B, x.dtype)
-    xw = _project_inputs(x, Wx, b_ih)
+    Wx, Wh, b_hh, h, _, masks, xw = _setup(x, params, h0, lengths=lengths)
     ys = np.empty((T, B, Wh.shape[0]), x.dtype)
     h_prevs, h_news = [], []
     for t in range(T):
@@ -185,10 +186,8 @@ def rnn_backward(dys, dh_n, cache):
 def lstm_forward(x, h0, c0, params, lengths=None):
     """Returns ys (T, B, H), h_n, c_n (B, H) and the cache for lstm_backward."""
     T, B, _ = x.shape
-    Wx, Wh, b_ih, b_hh, h, c = _setup(x, params, h0, c0)
+    Wx, Wh, b_hh, h, c, masks, xw = _setup(x, params, h0, c0, lengths)
     H = Wh.shape[0]
-    masks = _masks(lengths, T, B, x.dtype)
-    xw = _project_inputs(x, Wx, b_ih)
     ys = np.empty((T, B, H), x.dtype)
     h_prevs, steps = [], []
     for t in range(T):
@@ -249,10 +248,8 @@ def lstm_backward(dys, dh_n, dc_n, cache):
 def gru_forward(x, h0, params, lengths=None):
     """Returns ys (T, B, H), h_n (B, H) and the cache for gru_backward."""
     T, B, _ = x.shape
-    Wx, Wh, b_ih, b_hh, h, _ = _setup(x, params, h0)
+    Wx, Wh, b_hh, h, _, masks, xw = _setup(x, params, h0, lengths=lengths)
     H = Wh.shape[0]
-    masks = _masks(lengths, T, B, x.dtype)
-    xw = _project_inputs(x, Wx, b_ih)
     ys = np.empty((T, B, H), x.dtype)
     h_prevs, steps = [], []
     for t in range(T):

@@ -51,6 +51,11 @@ try:
 except ImportError:  # running from a source checkout without `pip install .`
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     import minigrad as mg
+# the helpers next to this script; its folder is on sys.path when run as a script, not when
+# loaded from a file path (as the tests do)
+sys.path.insert(1, os.path.dirname(os.path.abspath(__file__)))
+from _cli import option, require_positive
+
 import minigrad.functional as F
 from minigrad import nn
 
@@ -215,6 +220,7 @@ def _words(values):
 def build_parser():
     # every option's help states its default once: "(default: %(default)s)" is the parser's value
     p = argparse.ArgumentParser(description="The adding problem: tanh RNN vs LSTM vs GRU.")
+
     p.add_argument(
         "--lengths",
         type=int,
@@ -230,39 +236,18 @@ def build_parser():
         default=["rnn", "lstm", "gru"],
         help="cells to compare (default: rnn lstm gru)",
     )
-    p.add_argument(
-        "--hidden", type=int, default=64, help="hidden size of every cell (default: %(default)s)"
-    )
+    option(p, "--hidden", int, 64, "hidden size of every cell")
     p.add_argument(
         "--steps",
         type=int,
         default=None,
         help=f"training steps per cell and length (default: {STEPS[0]}; with --quick {STEPS[1]})",
     )
-    p.add_argument(
-        "--batch-size",
-        type=int,
-        default=64,
-        help="sequences per training step (default: %(default)s)",
-    )
-    p.add_argument(
-        "--lr", type=float, default=3e-3, help="Adam learning rate (default: %(default)s)"
-    )
-    p.add_argument(
-        "--clip", type=float, default=1.0, help="max gradient norm (default: %(default)s)"
-    )
-    p.add_argument(
-        "--forget-bias",
-        type=float,
-        default=1.0,
-        help="initial LSTM forget bias (default: %(default)s)",
-    )
-    p.add_argument(
-        "--test-size",
-        type=int,
-        default=1000,
-        help="test sequences per length (default: %(default)s)",
-    )
+    option(p, "--batch-size", int, 64, "sequences per training step")
+    option(p, "--lr", float, 3e-3, "Adam learning rate")
+    option(p, "--clip", float, 1.0, "max gradient norm")
+    option(p, "--forget-bias", float, 1.0, "initial LSTM forget bias")
+    option(p, "--test-size", int, 1000, "test sequences per length")
     p.add_argument(
         "--quick",
         action="store_true",
@@ -274,12 +259,7 @@ def build_parser():
         help="save a figure here (gradient per time step, test MSE against T); "
         "needs matplotlib (default: no figure)",
     )
-    p.add_argument(
-        "--seed",
-        type=int,
-        default=0,
-        help="seed of the weights and the data (default: %(default)s)",
-    )
+    option(p, "--seed", int, 0, "seed of the weights and the data")
     p.add_argument("--quiet", action="store_true", help="print no progress lines or tables")
     return p
 
@@ -291,9 +271,7 @@ def main(argv=None):
         args.lengths = list(LENGTHS[args.quick])
     if args.steps is None:
         args.steps = STEPS[args.quick]
-    for name in ("hidden", "steps", "batch_size", "test_size"):
-        if getattr(args, name) < 1:
-            parser.error(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
+    require_positive(parser, args, ("hidden", "steps", "batch_size", "test_size"))
     if any(T < 2 for T in args.lengths):
         parser.error(f"every length must be at least 2, got {args.lengths}")
     if not (args.lr > 0 and math.isfinite(args.lr)) or not args.clip > 0:

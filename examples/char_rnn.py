@@ -49,6 +49,11 @@ try:
 except ImportError:  # running from a source checkout without `pip install .`
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     import minigrad as mg
+# the helpers next to this script; its folder is on sys.path when run as a script, not when
+# loaded from a file path (as the tests do)
+sys.path.insert(1, os.path.dirname(os.path.abspath(__file__)))
+from _cli import option
+
 import minigrad.functional as F
 from minigrad import nn
 from minigrad.data import BPTTBatcher
@@ -283,6 +288,7 @@ def build_parser():
     p = argparse.ArgumentParser(
         description="Character-level recurrent language model with truncated BPTT."
     )
+
     p.add_argument(
         "--text",
         metavar="PATH",
@@ -290,18 +296,15 @@ def build_parser():
         "--val-fraction is held out (default: the Python standard library's source "
         "files)",
     )
-    p.add_argument(
+    option(
+        p,
         "--corpus-chars",
-        type=positive(int),
-        default=3_000_000,
-        help="characters of standard-library source to use, when no --text is "
-        "given (default: %(default)s)",
+        positive(int),
+        3_000_000,
+        "characters of standard-library source to use, when no --text is given",
     )
-    p.add_argument(
-        "--val-fraction",
-        type=float,
-        default=0.05,
-        help="share of --text held out for validation, from its end (default: %(default)s)",
+    option(
+        p, "--val-fraction", float, 0.05, "share of --text held out for validation, from its end"
     )
     p.add_argument(
         "--cell",
@@ -309,48 +312,18 @@ def build_parser():
         default="lstm",
         help="recurrent cell (default: %(default)s)",
     )
-    p.add_argument(
-        "--embed",
-        type=positive(int),
-        default=64,
-        help="character embedding size (default: %(default)s)",
-    )
-    p.add_argument(
-        "--hidden",
-        type=positive(int),
-        default=256,
-        help="hidden size of each recurrent layer (default: %(default)s)",
-    )
-    p.add_argument(
-        "--layers",
-        type=positive(int),
-        default=1,
-        help="stacked recurrent layers (default: %(default)s)",
-    )
-    p.add_argument(
-        "--dropout",
-        type=float,
-        default=0.0,
-        help="dropout between recurrent layers, with --layers above 1 (default: %(default)s)",
-    )
-    p.add_argument(
-        "--seq-len",
-        type=positive(int),
-        default=64,
-        help="characters per training chunk: the BPTT length (default: %(default)s)",
-    )
-    p.add_argument(
-        "--batch-size",
-        type=positive(int),
-        default=32,
-        help="parallel streams of text per step (default: %(default)s)",
-    )
-    p.add_argument(
+    option(p, "--embed", positive(int), 64, "character embedding size")
+    option(p, "--hidden", positive(int), 256, "hidden size of each recurrent layer")
+    option(p, "--layers", positive(int), 1, "stacked recurrent layers")
+    option(p, "--dropout", float, 0.0, "dropout between recurrent layers, with --layers above 1")
+    option(p, "--seq-len", positive(int), 64, "characters per training chunk: the BPTT length")
+    option(p, "--batch-size", positive(int), 32, "parallel streams of text per step")
+    option(
+        p,
         "--steps",
-        type=positive(int),
-        default=3000,
-        help="total optimizer steps; a resumed run continues up to this count, not "
-        "this many more (default: %(default)s)",
+        positive(int),
+        3000,
+        "total optimizer steps; a resumed run continues up to this count, not this many more",
     )
     p.add_argument(
         "--time-limit",
@@ -359,62 +332,42 @@ def build_parser():
         metavar="SECONDS",
         help="stop training after this many seconds, then evaluate and save (default: no limit)",
     )
-    p.add_argument(
-        "--lr",
-        type=positive(float),
-        default=2e-3,
-        help="Adam learning rate at step 0 (default: %(default)s)",
-    )
-    p.add_argument(
+    option(p, "--lr", positive(float), 2e-3, "Adam learning rate at step 0")
+    option(
+        p,
         "--min-lr-ratio",
-        type=float,
-        default=0.1,
-        help="the learning rate follows a cosine from --lr down to this fraction of "
-        "it at --steps; 1 keeps it constant (default: %(default)s)",
+        float,
+        0.1,
+        "the learning rate follows a cosine from --lr down to this fraction of it at --steps; "
+        "1 keeps it constant",
     )
-    p.add_argument(
-        "--clip", type=positive(float), default=5.0, help="max gradient norm (default: %(default)s)"
-    )
-    p.add_argument(
+    option(p, "--clip", positive(float), 5.0, "max gradient norm")
+    option(
+        p,
         "--eval-every",
-        type=positive(int),
-        default=500,
-        help="steps between evaluations: validation bits per character, a sample "
-        "and, with --save, a checkpoint (default: %(default)s)",
+        positive(int),
+        500,
+        "steps between evaluations: validation bits per character, a sample and, with --save, "
+        "a checkpoint",
     )
-    p.add_argument(
+    option(
+        p,
         "--eval-chars",
-        type=positive(int),
-        default=100_000,
-        help="validation characters scored at each periodic evaluation (default: %(default)s)",
+        positive(int),
+        100_000,
+        "validation characters scored at each periodic evaluation",
     )
-    p.add_argument(
-        "--final-eval-chars",
-        type=positive(int),
-        default=300_000,
-        help="validation characters scored at the end (default: %(default)s)",
+    option(
+        p, "--final-eval-chars", positive(int), 300_000, "validation characters scored at the end"
     )
-    p.add_argument(
-        "--sample-len",
-        type=int,
-        default=300,
-        help="characters to sample at each evaluation; 0 samples none (default: %(default)s)",
-    )
+    option(p, "--sample-len", int, 300, "characters to sample at each evaluation; 0 samples none")
     p.add_argument(
         "--prime", default="def ", help="text the samples start from (default: '%(default)s')"
     )
-    p.add_argument(
-        "--temperature",
-        type=positive(float),
-        default=0.8,
-        help="sampling temperature: lower is more conservative (default: %(default)s)",
+    option(
+        p, "--temperature", positive(float), 0.8, "sampling temperature: lower is more conservative"
     )
-    p.add_argument(
-        "--seed",
-        type=int,
-        default=0,
-        help="seed of the weights and the samples (default: %(default)s)",
-    )
+    option(p, "--seed", int, 0, "seed of the weights and the samples")
     p.add_argument(
         "--save",
         metavar="PATH",

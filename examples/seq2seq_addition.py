@@ -35,6 +35,11 @@ try:
 except ImportError:  # running from a source checkout without `pip install .`
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     import minigrad as mg
+# the helpers next to this script; its folder is on sys.path when run as a script, not when
+# loaded from a file path (as the tests do)
+sys.path.insert(1, os.path.dirname(os.path.abspath(__file__)))
+from _cli import option, require_positive
+
 import minigrad.functional as F
 from minigrad import nn
 
@@ -154,79 +159,31 @@ def build_parser():
     p = argparse.ArgumentParser(
         description="Encoder-decoder learning to add numbers written as text."
     )
+
     p.add_argument(
         "--cell",
         choices=["lstm", "gru"],
         default="lstm",
         help="recurrent cell of the encoder and the decoder (default: %(default)s)",
     )
-    p.add_argument(
-        "--digits",
-        type=int,
-        default=2,
-        help="operands have up to this many digits, at most 6 (default: %(default)s)",
-    )
-    p.add_argument(
-        "--embed", type=int, default=16, help="character embedding size (default: %(default)s)"
-    )
-    p.add_argument(
-        "--hidden",
-        type=int,
-        default=128,
-        help="hidden size of the encoder and the decoder (default: %(default)s)",
-    )
-    p.add_argument(
-        "--layers",
-        type=int,
-        default=1,
-        help="stacked recurrent layers in each (default: %(default)s)",
-    )
-    p.add_argument(
-        "--steps",
-        type=int,
-        default=3000,
-        help="training steps, one batch of fresh problems each (default: %(default)s)",
-    )
-    p.add_argument(
-        "--batch-size",
-        type=int,
-        default=64,
-        help="problems per training step (default: %(default)s)",
-    )
-    p.add_argument(
+    option(p, "--digits", int, 2, "operands have up to this many digits, at most 6")
+    option(p, "--embed", int, 16, "character embedding size")
+    option(p, "--hidden", int, 128, "hidden size of the encoder and the decoder")
+    option(p, "--layers", int, 1, "stacked recurrent layers in each")
+    option(p, "--steps", int, 3000, "training steps, one batch of fresh problems each")
+    option(p, "--batch-size", int, 64, "problems per training step")
+    option(
+        p,
         "--lr",
-        type=float,
-        default=5e-3,
-        help="Adam learning rate at the start; a cosine takes it down to a tenth of "
-        "it by the last step (default: %(default)s)",
+        float,
+        5e-3,
+        "Adam learning rate at the start; a cosine takes it down to a tenth of it by the last step",
     )
-    p.add_argument(
-        "--clip", type=float, default=1.0, help="max gradient norm (default: %(default)s)"
-    )
-    p.add_argument(
-        "--val-size",
-        type=int,
-        default=1000,
-        help="held-out questions, never trained on (default: %(default)s)",
-    )
-    p.add_argument(
-        "--eval-every",
-        type=int,
-        default=500,
-        help="steps between held-out evaluations (default: %(default)s)",
-    )
-    p.add_argument(
-        "--examples",
-        type=int,
-        default=8,
-        help="held-out answers to print at the end (default: %(default)s)",
-    )
-    p.add_argument(
-        "--seed",
-        type=int,
-        default=0,
-        help="seed of the weights and the problems (default: %(default)s)",
-    )
+    option(p, "--clip", float, 1.0, "max gradient norm")
+    option(p, "--val-size", int, 1000, "held-out questions, never trained on")
+    option(p, "--eval-every", int, 500, "steps between held-out evaluations")
+    option(p, "--examples", int, 8, "held-out answers to print at the end")
+    option(p, "--seed", int, 0, "seed of the weights and the problems")
     p.add_argument("--quiet", action="store_true", help="print nothing")
     return p
 
@@ -234,18 +191,20 @@ def build_parser():
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
-    for name in (
-        "digits",
-        "embed",
-        "hidden",
-        "layers",
-        "steps",
-        "batch_size",
-        "val_size",
-        "eval_every",
-    ):
-        if getattr(args, name) < 1:
-            parser.error(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
+    require_positive(
+        parser,
+        args,
+        (
+            "digits",
+            "embed",
+            "hidden",
+            "layers",
+            "steps",
+            "batch_size",
+            "val_size",
+            "eval_every",
+        ),
+    )
     if args.digits > 6:
         parser.error(f"--digits must be at most 6, got {args.digits}")
     if not args.lr > 0 or not args.clip > 0:

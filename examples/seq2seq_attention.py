@@ -27,6 +27,7 @@ import os
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # small GEMMs: one thread is fastest here
 
 import argparse
+import functools
 import sys
 import time
 
@@ -70,21 +71,42 @@ def _leap(y):
     return y % 4 == 0 and (y % 100 != 0 or y % 400 == 0)
 
 
-FORMATS = [
-    lambda y, m, d: f"{MONTHS[m - 1]} {d}, {y}",
-    lambda y, m, d: f"{DAYS[_weekday(y, m, d)]}, {MONTHS[m - 1]} {d}, {y}",
-    lambda y, m, d: f"{d} {MONTHS[m - 1]} {y}",
-    lambda y, m, d: f"{d} {MONTHS[m - 1][:3]} {y}",
-    lambda y, m, d: f"{MONTHS[m - 1][:3].upper()} {d}, {y}",
-    lambda y, m, d: f"{MONTHS[m - 1][:3].lower()} {d:02d} {y}",
-    lambda y, m, d: f"{m}/{d}/{y}",
-    lambda y, m, d: f"{m:02d}/{d:02d}/{y}",
-    lambda y, m, d: f"{d:02d}.{m:02d}.{y}",
-    lambda y, m, d: f"{d}.{m}.{y}",
-    lambda y, m, d: f"{y}.{m:02d}.{d:02d}",
-    lambda y, m, d: f"{y} {MONTHS[m - 1]} {d}",
-    lambda y, m, d: f"{DAYS[_weekday(y, m, d)][:3]} {d} {MONTHS[m - 1].lower()} {y}",
+def _written(template, y, m, d):
+    """The date y-m-d written by a TEMPLATES entry, whose fields are the numbers y, m, d and
+    the words month ("September"), mon ("Sep"), day ("Tuesday") and dy ("Tue")."""
+    month, day = MONTHS[m - 1], DAYS[_weekday(y, m, d)]
+    mon = month[:3]
+    return template.format(
+        y=y,
+        m=m,
+        d=d,
+        month=month,
+        month_lower=month.lower(),
+        day=day,
+        dy=day[:3],
+        mon=mon,
+        mon_upper=mon.upper(),
+        mon_lower=mon.lower(),
+    )
+
+
+TEMPLATES = [
+    "{month} {d}, {y}",
+    "{day}, {month} {d}, {y}",
+    "{d} {month} {y}",
+    "{d} {mon} {y}",
+    "{mon_upper} {d}, {y}",
+    "{mon_lower} {d:02d} {y}",
+    "{m}/{d}/{y}",
+    "{m:02d}/{d:02d}/{y}",
+    "{d:02d}.{m:02d}.{y}",
+    "{d}.{m}.{y}",
+    "{y}.{m:02d}.{d:02d}",
+    "{y} {month} {d}",
+    "{dy} {d} {month_lower} {y}",
 ]
+# FORMATS[i](y, m, d) is the date written the i-th way
+FORMATS = [functools.partial(_written, t) for t in TEMPLATES]
 
 
 def make_dates(n, rng, exclude=frozenset()):

@@ -36,6 +36,11 @@ try:
 except ImportError:  # running from a source checkout without `pip install .`
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     import minigrad as mg
+# the helpers next to this script; its folder is on sys.path when run as a script, not when
+# loaded from a file path (as the tests do)
+sys.path.insert(1, os.path.dirname(os.path.abspath(__file__)))
+from _cli import option, require_positive
+
 import minigrad.functional as F
 from minigrad import nn
 from minigrad.data import DataLoader, pad_collate
@@ -111,71 +116,31 @@ def build_parser():
         description="Keras-style many-to-one LSTM classifier on "
         "variable-length generated sentences."
     )
+
     p.add_argument(
         "--cell",
         choices=["lstm", "gru", "rnn"],
         default="lstm",
         help="recurrent cell (default: %(default)s)",
     )
-    p.add_argument(
-        "--vocab",
-        type=int,
-        default=50,
-        help="word ids, padding included; at least 12 (default: %(default)s)",
-    )
-    p.add_argument(
-        "--embed", type=int, default=32, help="word embedding size (default: %(default)s)"
-    )
-    p.add_argument(
-        "--hidden", type=int, default=64, help="recurrent hidden size (default: %(default)s)"
-    )
-    p.add_argument(
-        "--dense",
-        type=int,
-        default=32,
-        help="width of the dense layer after the recurrent one (default: %(default)s)",
-    )
-    p.add_argument(
-        "--min-len", type=int, default=5, help="shortest sentence, in words (default: %(default)s)"
-    )
-    p.add_argument(
-        "--max-len", type=int, default=40, help="longest sentence, in words (default: %(default)s)"
-    )
-    p.add_argument(
-        "--train-size", type=int, default=4000, help="training sentences (default: %(default)s)"
-    )
-    p.add_argument(
-        "--val-size", type=int, default=1000, help="validation sentences (default: %(default)s)"
-    )
-    p.add_argument(
-        "--epochs",
-        type=int,
-        default=8,
-        help="passes over the training sentences (default: %(default)s)",
-    )
-    p.add_argument(
-        "--batch-size",
-        type=int,
-        default=64,
-        help="sentences per training step (default: %(default)s)",
-    )
-    p.add_argument(
-        "--lr", type=float, default=3e-3, help="Adam learning rate (default: %(default)s)"
-    )
-    p.add_argument(
-        "--clip", type=float, default=1.0, help="max gradient norm (default: %(default)s)"
-    )
+    option(p, "--vocab", int, 50, "word ids, padding included; at least 12")
+    option(p, "--embed", int, 32, "word embedding size")
+    option(p, "--hidden", int, 64, "recurrent hidden size")
+    option(p, "--dense", int, 32, "width of the dense layer after the recurrent one")
+    option(p, "--min-len", int, 5, "shortest sentence, in words")
+    option(p, "--max-len", int, 40, "longest sentence, in words")
+    option(p, "--train-size", int, 4000, "training sentences")
+    option(p, "--val-size", int, 1000, "validation sentences")
+    option(p, "--epochs", int, 8, "passes over the training sentences")
+    option(p, "--batch-size", int, 64, "sentences per training step")
+    option(p, "--lr", float, 3e-3, "Adam learning rate")
+    option(p, "--clip", float, 1.0, "max gradient norm")
     p.add_argument(
         "--ignore-lengths",
         action="store_true",
         help="do not pass lengths: the LSTM also reads the padding",
     )
-    p.add_argument(
-        "--seed",
-        type=int,
-        default=0,
-        help="seed of the weights and the data (default: %(default)s)",
-    )
+    option(p, "--seed", int, 0, "seed of the weights and the data")
     p.add_argument("--quiet", action="store_true", help="print nothing")
     return p
 
@@ -183,20 +148,22 @@ def build_parser():
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
-    for name in (
-        "vocab",
-        "embed",
-        "hidden",
-        "dense",
-        "min_len",
-        "max_len",
-        "train_size",
-        "val_size",
-        "epochs",
-        "batch_size",
-    ):
-        if getattr(args, name) < 1:
-            parser.error(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
+    require_positive(
+        parser,
+        args,
+        (
+            "vocab",
+            "embed",
+            "hidden",
+            "dense",
+            "min_len",
+            "max_len",
+            "train_size",
+            "val_size",
+            "epochs",
+            "batch_size",
+        ),
+    )
     if args.min_len > args.max_len:
         parser.error(f"--min-len ({args.min_len}) must not exceed --max-len ({args.max_len})")
     if args.vocab < 12:

@@ -30,6 +30,13 @@ def parser(doc, **kw):
     )
 
 
+def add_flags(ap, flags):
+    """ap.add_argument(flag, action="store_true", help=text) for each (flag, text) of `flags`,
+    in order: options that are off unless given."""
+    for flag, text in flags:
+        ap.add_argument(flag, action="store_true", help=text)
+
+
 def print_table(header, rows, legend, left=1):
     """Print rows (lists of strings) under header, columns sized to fit, the first `left`
     columns left-aligned and the rest right-aligned, then one line: "legend: " + legend."""

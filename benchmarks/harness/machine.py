@@ -91,6 +91,15 @@ def describe(info):
     )
 
 
+def short_line(info, torch, no_torch=""):
+    """One header line from machine_info()'s result: CPU, cores, Python and numpy, and torch
+    (run on one thread) when `torch` is the module, else the `no_torch` text."""
+    return (
+        f"machine: {info['cpu']}, {info['cores']} cores, Python {info['python']}, numpy "
+        f"{info['numpy']}" + (f", torch {torch.__version__} (1 thread)" if torch else no_torch)
+    )
+
+
 # ------------------------------------------------------------------------------- the roofline
 def measure_sgemm(n=1536, repeats=5, scipy_too=True):
     """This machine's float32 GEMM rate at the current thread setting: C = A @ B with

@@ -1,0 +1,17 @@
+"""The command-line pieces the example scripts share: an option whose help ends in its default,
+and the check that counts given on the command line are positive. Imported by the scripts next
+to it (``from _cli import ...``); not an example itself."""
+
+
+def option(parser, flag, kind, default, text):
+    """parser.add_argument(flag, type=kind, default=default), with `text` then
+    "(default: X)" as its help, X being the parser's own default."""
+    parser.add_argument(flag, type=kind, default=default, help=text + " (default: %(default)s)")
+
+
+def require_positive(parser, args, names):
+    """parser.error (exit status 2) naming the first of args' `names` below 1: "--batch-size
+    must be positive, got 0"."""
+    for name in names:
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
