@@ -101,6 +101,43 @@ def _grads(outputs, inputs, grad_outputs, create_graph):
     return [r if r is not None else _zeros_like(t) for r, t in zip(res, inputs)]
 
 
+def _inputs(values, what, indices=None):
+    """(inputs, nested): each value as a graph input (see ``_as_input``), named in errors
+    ``f"{what} {i}"`` with i from indices (default 0, 1, ...); nested when any already is one."""
+    ins, nested = [], False
+    for i, v in zip(range(len(values)) if indices is None else indices, values):
+        t, n = _as_input(v, f"{what} {i}")
+        ins.append(t)
+        nested = nested or n
+    return ins, nested
+
+
+def _like_inputs(values, ins, what, input_name):
+    """values (tangents, v) as Tensors of their inputs' dtype, each checked to have the
+    shape of its input; ``what`` and ``input_name`` name them in the error."""
+    out = []
+    for i, (t, x) in enumerate(zip(values, ins)):
+        t = t if isinstance(t, Tensor) else _wrap(np.asarray(t, dtype=x.data.dtype), None, 0)
+        if t.shape != x.shape:
+            raise ValueError(
+                f"{what} {i} has shape {t.shape}, {input_name} {i} has shape {x.shape}"
+            )
+        out.append(t)
+    return out
+
+
+def _dot(gs, tans):
+    """sum_i (gs[i] * tans[i]).sum() over the gs that depend on the inputs (a recorded scalar),
+    or None when none does."""
+    terms = [(g * t).sum() for g, t in zip(gs, tans) if g.requires_grad]
+    if not terms:
+        return None
+    total = terms[0]
+    for term in terms[1:]:
+        total = total + term
+    return total
+
+
 def _zeros_like(t):
     return _wrap(np.zeros_like(t.data), None, 0)
 
@@ -112,13 +149,10 @@ def grad_and_value(func, argnums=0, has_aux=False):
 
     def wrapper(*args, **kwargs):
         nums, single = _argnums(argnums, len(args))
+        ins, nested = _inputs([args[i] for i in nums], "argument", nums)
         args = list(args)
-        ins, nested = [], False
-        for i in nums:
-            t, n = _as_input(args[i], f"argument {i}")
+        for i, t in zip(nums, ins):
             args[i] = t
-            ins.append(t)
-            nested = nested or n
         with enable_grad():
             out, aux = _split_aux(func(*args, **kwargs), has_aux, "grad")
             out = _out_tensor(out, "grad")
@@ -155,11 +189,7 @@ def vjp(func, *primals, has_aux=False):
     output / d primal`` (a tuple, one per primal).  ``output`` may be a Tensor or a tuple of
     Tensors (then cotangents are a tuple too).  With ``has_aux=True`` the result is
     ``(output, vjp_fn, aux)``."""
-    ins, nested = [], False
-    for i, p in enumerate(primals):
-        t, n = _as_input(p, f"primal {i}")
-        ins.append(t)
-        nested = nested or n
+    ins, nested = _inputs(primals, "primal")
     with enable_grad():
         out, aux = _split_aux(func(*ins), has_aux, "vjp")
     outs = list(out) if isinstance(out, (tuple, list)) else [out]
@@ -206,19 +236,8 @@ def jvp(func, primals, tangents, has_aux=False):
             f"jvp needs one tangent per primal: got {len(primals)} primal(s) and "
             f"{len(tangents)} tangent(s)"
         )
-    ins, nested = [], False
-    for i, p in enumerate(primals):
-        t, n = _as_input(p, f"primal {i}")
-        ins.append(t)
-        nested = nested or n
-    tans = []
-    for i, (t, x) in enumerate(zip(tangents, ins)):
-        t = t if isinstance(t, Tensor) else _wrap(np.asarray(t, dtype=x.data.dtype), None, 0)
-        if t.shape != x.shape:
-            raise ValueError(
-                f"jvp: tangent {i} has shape {t.shape}, primal {i} has shape {x.shape}"
-            )
-        tans.append(t)
+    ins, nested = _inputs(primals, "primal")
+    tans = _like_inputs(tangents, ins, "jvp: tangent", "primal")
     with enable_grad():
         out, aux = _split_aux(func(*ins), has_aux, "jvp")
         outs = list(out) if isinstance(out, (tuple, list)) else [out]
@@ -227,11 +246,8 @@ def jvp(func, primals, tangents, has_aux=False):
         # u -> J^T u, recorded with the cotangents u as variables; then J t = d/du (J^T u . t).
         us = [Tensor(np.zeros(o.shape, dtype=o.data.dtype), requires_grad=True) for o in outs]
         vj = _grads(outs, ins, us, True)
-        terms = [(g * t).sum() for g, t in zip(vj, tans) if g.requires_grad]
-        if terms:
-            total = terms[0]
-            for term in terms[1:]:
-                total = total + term
+        total = _dot(vj, tans)
+        if total is not None:
             jv = _grads([total], us, None, nested)
         else:  # func does not depend on its inputs
             jv = [_zeros_like(o) for o in outs]
@@ -251,13 +267,10 @@ def jacobian(func, argnums=0, has_aux=False):
 
     def wrapper(*args, **kwargs):
         nums, single = _argnums(argnums, len(args))
+        ins, nested = _inputs([args[i] for i in nums], "argument", nums)
         args = list(args)
-        ins, nested = [], False
-        for i in nums:
-            t, n = _as_input(args[i], f"argument {i}")
+        for i, t in zip(nums, ins):
             args[i] = t
-            ins.append(t)
-            nested = nested or n
         with enable_grad():
             out, aux = _split_aux(func(*args, **kwargs), has_aux, "jacobian")
             out = _out_tensor(out, "jacobian")
@@ -321,27 +334,15 @@ def hvp(func, inputs, v):
     vs = (v,) if not isinstance(v, (tuple, list)) else tuple(v)
     if len(xs) != len(vs):
         raise ValueError(f"hvp needs one v per input: got {len(xs)} input(s) and {len(vs)} v")
-    ins, nested = [], False
-    for i, p in enumerate(xs):
-        t, n = _as_input(p, f"input {i}")
-        ins.append(t)
-        nested = nested or n
-    tans = []
-    for i, (t, x) in enumerate(zip(vs, ins)):
-        t = t if isinstance(t, Tensor) else _wrap(np.asarray(t, dtype=x.data.dtype), None, 0)
-        if t.shape != x.shape:
-            raise ValueError(f"hvp: v {i} has shape {t.shape}, input {i} has shape {x.shape}")
-        tans.append(t)
+    ins, nested = _inputs(xs, "input")
+    tans = _like_inputs(vs, ins, "hvp: v", "input")
     with enable_grad():
         out = _out_tensor(func(*ins), "hvp")
         if out.data.size != 1:
             raise RuntimeError(f"hvp needs a function with a scalar output, got shape {out.shape}")
         gs = _grads([out], ins, None, True)
-        terms = [(g * t).sum() for g, t in zip(gs, tans) if g.requires_grad]
-        if terms:
-            total = terms[0]
-            for term in terms[1:]:
-                total = total + term
+        total = _dot(gs, tans)
+        if total is not None:
             hs = _grads([total], ins, None, nested)
         else:
             hs = [_zeros_like(t) for t in ins]
