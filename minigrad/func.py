@@ -126,6 +126,19 @@ def _like_inputs(values, ins, what, input_name):
     return out
 
 
+def _call(func, args, kwargs, argnums, has_aux, who):
+    """func called (recording) with the positional arguments at argnums made graph inputs:
+    (output Tensor, aux, those inputs, nested, single) -- see ``_inputs`` and ``_argnums``."""
+    nums, single = _argnums(argnums, len(args))
+    ins, nested = _inputs([args[i] for i in nums], "argument", nums)
+    args = list(args)
+    for i, t in zip(nums, ins):
+        args[i] = t
+    with enable_grad():
+        out, aux = _split_aux(func(*args, **kwargs), has_aux, who)
+    return _out_tensor(out, who), aux, ins, nested, single
+
+
 def _dot(gs, tans):
     """sum_i (gs[i] * tans[i]).sum() over the gs that depend on the inputs (a recorded scalar),
     or None when none does."""
@@ -148,14 +161,8 @@ def grad_and_value(func, argnums=0, has_aux=False):
     func returns ``(value, aux)`` and the result is ``(gradient, (value, aux))``."""
 
     def wrapper(*args, **kwargs):
-        nums, single = _argnums(argnums, len(args))
-        ins, nested = _inputs([args[i] for i in nums], "argument", nums)
-        args = list(args)
-        for i, t in zip(nums, ins):
-            args[i] = t
+        out, aux, ins, nested, single = _call(func, args, kwargs, argnums, has_aux, "grad")
         with enable_grad():
-            out, aux = _split_aux(func(*args, **kwargs), has_aux, "grad")
-            out = _out_tensor(out, "grad")
             if out.data.size != 1:
                 raise RuntimeError(
                     f"grad needs a function with a scalar (one-element) output, "
@@ -266,14 +273,8 @@ def jacobian(func, argnums=0, has_aux=False):
     from . import functional as F
 
     def wrapper(*args, **kwargs):
-        nums, single = _argnums(argnums, len(args))
-        ins, nested = _inputs([args[i] for i in nums], "argument", nums)
-        args = list(args)
-        for i, t in zip(nums, ins):
-            args[i] = t
+        out, aux, ins, nested, single = _call(func, args, kwargs, argnums, has_aux, "jacobian")
         with enable_grad():
-            out, aux = _split_aux(func(*args, **kwargs), has_aux, "jacobian")
-            out = _out_tensor(out, "jacobian")
             rows = [[] for _ in ins]
             flat = out.reshape((-1,)) if out.ndim != 1 else out
             m = out.data.size
