@@ -113,8 +113,9 @@ def _inputs(values, what, indices=None):
 
 
 def _like_inputs(values, ins, what, input_name):
-    """values (tangents, v) as Tensors of their inputs' dtype, each checked to have the
-    shape of its input; ``what`` and ``input_name`` name them in the error."""
+    """values (tangents, v, cotangents) as Tensors of the dtype of their partners in ins (the
+    inputs, or the outputs), each checked to have its partner's shape; ``what`` and
+    ``input_name`` name them in the error."""
     out = []
     for i, (t, x) in enumerate(zip(values, ins)):
         t = t if isinstance(t, Tensor) else _wrap(np.asarray(t, dtype=x.data.dtype), None, 0)
@@ -212,14 +213,7 @@ def vjp(func, *primals, has_aux=False):
             raise ValueError(
                 f"vjp_fn needs {len(outs)} cotangent(s), one per output; got {len(cts)}"
             )
-        gos = []
-        for i, (c, o) in enumerate(zip(cts, outs)):
-            c = c if isinstance(c, Tensor) else _wrap(np.asarray(c, dtype=o.data.dtype), None, 0)
-            if c.shape != o.shape:
-                raise ValueError(
-                    f"vjp_fn: cotangent {i} has shape {c.shape}, output {i} has shape {o.shape}"
-                )
-            gos.append(c)
+        gos = _like_inputs(cts, outs, "vjp_fn: cotangent", "output")
         create = nested or any(c.requires_grad for c in gos)
         with enable_grad():
             return tuple(_grads(outs, ins, gos, create))
