@@ -422,6 +422,23 @@ cdef tuple _param_grads(Args* k, int tn, Py_ssize_t GH, bint has_bias):
     return dw_ih, dw_hh, db_ih, db_hh
 
 
+cdef tuple _state_grads(Args* k, int tn, bint seq, bint need_dx, bint need_dh, bint lstm):
+    """A backward's (dx, dh, dc), new arrays pointed to by k: dx of x's shape when need_dx, dh
+    (and for lstm dc) (B, H) when need_dh; each None, and its pointer NULL, when not needed."""
+    cdef Py_ssize_t B = k.d.B, H = k.d.H
+    dx = dh = dc = None
+    if need_dx:
+        dx = _empty(tn, k.d.T, B, k.d.nI) if seq else _empty(tn, B, k.d.nI)
+    if need_dh:
+        dh = _empty(tn, B, H)
+        if lstm:
+            dc = _empty(tn, B, H)
+    k.dx = _data(dx) if need_dx else NULL
+    k.dh0 = _data(dh) if need_dh else NULL
+    k.dc0 = _data(dc) if need_dh and lstm else NULL
+    return dx, dh, dc
+
+
 cdef object _seq_states(Args* k, int tn, void** first):
     """(T+1, B, H) state array with [0] = the initial state at *first; afterwards *first points
     at row 1 (the state after step 0), where the bodies write."""
@@ -558,12 +575,9 @@ def rnn_cell_backward(dh1, x, h, w_ih, w_hh, cache, has_bias, nonlinearity, need
     k.dh_n = _check(dh1, "dh1", tn, "x", 2, B, H)
     k.hs = _check(cache, "cache", tn, "x", 2, B, H)
     k.hprev = k.h0
-    dx = _empty(tn, B, k.d.nI) if need_dx else None
-    dh = _empty(tn, B, H) if need_dh else None
+    dx, dh, _ = _state_grads(&k, tn, False, need_dx, need_dh, False)
     dw_ih, dw_hh, db_ih, db_hh = _param_grads(&k, tn, H, has_bias)
     ws = _borrow(tn, 3 * B * H)
-    k.dx = _data(dx) if need_dx else NULL
-    k.dh0 = _data(dh) if need_dh else NULL
     k.ws = _data(ws)
     _run(&k, tn, _rnn_bwd[CellF], _rnn_bwd[CellD])
     _give_back(tn, ws)
@@ -604,11 +618,8 @@ def rnn_sequence_backward(dys, dh_n, x, h0, w_ih, w_hh, cache, lengths, has_bias
     k.hprev = _check(cache[0], "hs", tn, "x", 3, T + 1, B, H)
     k.hs = _data(cache[0], B * H)
     pw = _packed_w(&k, tn, ((H, H),))
-    dx = _empty(tn, T, B, k.d.nI) if need_dx else None
-    dh0 = _empty(tn, B, H) if need_dh0 else None
+    dx, dh0, _ = _state_grads(&k, tn, True, need_dx, need_dh0, False)
     ws = _borrow(tn, (T + 2) * B * H)
-    k.dx = _data(dx) if need_dx else NULL
-    k.dh0 = _data(dh0) if need_dh0 else NULL
     k.ws = _data(ws)
     dw_ih, dw_hh, db_ih, db_hh = _param_grads(&k, tn, H, has_bias)
     _run(&k, tn, _rnn_bwd[CellF], _rnn_bwd[CellD])
@@ -728,13 +739,9 @@ def lstm_cell_backward(dh1, dc1, x, h, c, w_ih, w_hh, cache, has_bias, need_dx=T
     k.dc_n = _check(dc1, "dc1", tn, "x", 2, B, H)
     k.gates = _check(cache, "cache", tn, "x", 2, B, 5 * H)
     k.hprev, k.cprev = k.h0, k.c0
-    dx = _empty(tn, B, k.d.nI) if need_dx else None
-    dh, dc = (_empty(tn, B, H), _empty(tn, B, H)) if need_dh else (None, None)
+    dx, dh, dc = _state_grads(&k, tn, False, need_dx, need_dh, True)
     dw_ih, dw_hh, db_ih, db_hh = _param_grads(&k, tn, 4 * H, has_bias)
     ws = _borrow(tn, 8 * B * H)
-    k.dx = _data(dx) if need_dx else NULL
-    k.dh0 = _data(dh) if need_dh else NULL
-    k.dc0 = _data(dc) if need_dh else NULL
     k.ws = _data(ws)
     _run(&k, tn, _lstm_bwd[CellF], _lstm_bwd[CellD])
     _give_back(tn, ws)
@@ -777,12 +784,8 @@ def lstm_sequence_backward(dys, dh_n, dc_n, x, h0, c0, w_ih, w_hh, cache, length
     k.cprev = _check(cache[1], "cs", tn, "x", 3, T + 1, B, H)
     k.gates = _check(cache[2], "gates", tn, "x", 3, T, B, 5 * H)
     pw = _packed_w(&k, tn, ((H, 4 * H),))
-    dx = _empty(tn, T, B, k.d.nI) if need_dx else None
-    dh0, dc0 = (_empty(tn, B, H), _empty(tn, B, H)) if need_dh0 else (None, None)
+    dx, dh0, dc0 = _state_grads(&k, tn, True, need_dx, need_dh0, True)
     ws = _borrow(tn, (4 * T + 4) * B * H)
-    k.dx = _data(dx) if need_dx else NULL
-    k.dh0 = _data(dh0) if need_dh0 else NULL
-    k.dc0 = _data(dc0) if need_dh0 else NULL
     k.ws = _data(ws)
     dw_ih, dw_hh, db_ih, db_hh = _param_grads(&k, tn, 4 * H, has_bias)
     _run(&k, tn, _lstm_bwd[CellF], _lstm_bwd[CellD])
@@ -909,12 +912,9 @@ def gru_cell_backward(dh1, x, h, w_ih, w_hh, cache, has_bias, need_dx=True, need
     k.dh_n = _check(dh1, "dh1", tn, "x", 2, B, H)
     k.gates = _check(cache, "cache", tn, "x", 2, B, 4 * H)
     k.hprev = k.h0
-    dx = _empty(tn, B, k.d.nI) if need_dx else None
-    dh = _empty(tn, B, H) if need_dh else None
+    dx, dh, _ = _state_grads(&k, tn, False, need_dx, need_dh, False)
     dw_ih, dw_hh, db_ih, db_hh = _param_grads(&k, tn, 3 * H, has_bias)
     ws = _borrow(tn, 6 * B * H)
-    k.dx = _data(dx) if need_dx else NULL
-    k.dh0 = _data(dh) if need_dh else NULL
     k.ws = _data(ws)
     _run(&k, tn, _gru_bwd[CellF], _gru_bwd[CellD])
     _give_back(tn, ws)
@@ -954,11 +954,8 @@ def gru_sequence_backward(dys, dh_n, x, h0, w_ih, w_hh, cache, lengths, has_bias
     k.hprev = _check(cache[0], "hs", tn, "x", 3, T + 1, B, H)
     k.gates = _check(cache[1], "gates", tn, "x", 3, T, B, 4 * H)
     pw = _packed_w(&k, tn, ((H, 2 * H), (H, H)))
-    dx = _empty(tn, T, B, k.d.nI) if need_dx else None
-    dh0 = _empty(tn, B, H) if need_dh0 else None
+    dx, dh0, _ = _state_grads(&k, tn, True, need_dx, need_dh0, False)
     ws = _borrow(tn, (4 * T + 2) * B * H)
-    k.dx = _data(dx) if need_dx else NULL
-    k.dh0 = _data(dh0) if need_dh0 else NULL
     k.ws = _data(ws)
     dw_ih, dw_hh, db_ih, db_hh = _param_grads(&k, tn, 3 * H, has_bias)
     _run(&k, tn, _gru_bwd[CellF], _gru_bwd[CellD])

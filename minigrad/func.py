@@ -101,6 +101,57 @@ def _grads(outputs, inputs, grad_outputs, create_graph):
     return [r if r is not None else _zeros_like(t) for r, t in zip(res, inputs)]
 
 
+def _inputs(values, what, indices=None):
+    """(inputs, nested): each value as a graph input (see ``_as_input``), named in errors
+    ``f"{what} {i}"`` with i from indices (default 0, 1, ...); nested when any already is one."""
+    ins, nested = [], False
+    for i, v in zip(range(len(values)) if indices is None else indices, values):
+        t, n = _as_input(v, f"{what} {i}")
+        ins.append(t)
+        nested = nested or n
+    return ins, nested
+
+
+def _like_inputs(values, ins, what, input_name):
+    """values (tangents, v, cotangents) as Tensors of the dtype of their partners in ins (the
+    inputs, or the outputs), each checked to have its partner's shape; ``what`` and
+    ``input_name`` name them in the error."""
+    out = []
+    for i, (t, x) in enumerate(zip(values, ins)):
+        t = t if isinstance(t, Tensor) else _wrap(np.asarray(t, dtype=x.data.dtype), None, 0)
+        if t.shape != x.shape:
+            raise ValueError(
+                f"{what} {i} has shape {t.shape}, {input_name} {i} has shape {x.shape}"
+            )
+        out.append(t)
+    return out
+
+
+def _call(func, args, kwargs, argnums, has_aux, who):
+    """func called (recording) with the positional arguments at argnums made graph inputs:
+    (output Tensor, aux, those inputs, nested, single) -- see ``_inputs`` and ``_argnums``."""
+    nums, single = _argnums(argnums, len(args))
+    ins, nested = _inputs([args[i] for i in nums], "argument", nums)
+    args = list(args)
+    for i, t in zip(nums, ins):
+        args[i] = t
+    with enable_grad():
+        out, aux = _split_aux(func(*args, **kwargs), has_aux, who)
+    return _out_tensor(out, who), aux, ins, nested, single
+
+
+def _dot(gs, tans):
+    """sum_i (gs[i] * tans[i]).sum() over the gs that depend on the inputs (a recorded scalar),
+    or None when none does."""
+    terms = [(g * t).sum() for g, t in zip(gs, tans) if g.requires_grad]
+    if not terms:
+        return None
+    total = terms[0]
+    for term in terms[1:]:
+        total = total + term
+    return total
+
+
 def _zeros_like(t):
     return _wrap(np.zeros_like(t.data), None, 0)
 
@@ -111,17 +162,8 @@ def grad_and_value(func, argnums=0, has_aux=False):
     func returns ``(value, aux)`` and the result is ``(gradient, (value, aux))``."""
 
     def wrapper(*args, **kwargs):
-        nums, single = _argnums(argnums, len(args))
-        args = list(args)
-        ins, nested = [], False
-        for i in nums:
-            t, n = _as_input(args[i], f"argument {i}")
-            args[i] = t
-            ins.append(t)
-            nested = nested or n
+        out, aux, ins, nested, single = _call(func, args, kwargs, argnums, has_aux, "grad")
         with enable_grad():
-            out, aux = _split_aux(func(*args, **kwargs), has_aux, "grad")
-            out = _out_tensor(out, "grad")
             if out.data.size != 1:
                 raise RuntimeError(
                     f"grad needs a function with a scalar (one-element) output, "
@@ -155,11 +197,7 @@ def vjp(func, *primals, has_aux=False):
     output / d primal`` (a tuple, one per primal).  ``output`` may be a Tensor or a tuple of
     Tensors (then cotangents are a tuple too).  With ``has_aux=True`` the result is
     ``(output, vjp_fn, aux)``."""
-    ins, nested = [], False
-    for i, p in enumerate(primals):
-        t, n = _as_input(p, f"primal {i}")
-        ins.append(t)
-        nested = nested or n
+    ins, nested = _inputs(primals, "primal")
     with enable_grad():
         out, aux = _split_aux(func(*ins), has_aux, "vjp")
     outs = list(out) if isinstance(out, (tuple, list)) else [out]
@@ -175,14 +213,7 @@ def vjp(func, *primals, has_aux=False):
             raise ValueError(
                 f"vjp_fn needs {len(outs)} cotangent(s), one per output; got {len(cts)}"
             )
-        gos = []
-        for i, (c, o) in enumerate(zip(cts, outs)):
-            c = c if isinstance(c, Tensor) else _wrap(np.asarray(c, dtype=o.data.dtype), None, 0)
-            if c.shape != o.shape:
-                raise ValueError(
-                    f"vjp_fn: cotangent {i} has shape {c.shape}, output {i} has shape {o.shape}"
-                )
-            gos.append(c)
+        gos = _like_inputs(cts, outs, "vjp_fn: cotangent", "output")
         create = nested or any(c.requires_grad for c in gos)
         with enable_grad():
             return tuple(_grads(outs, ins, gos, create))
@@ -206,19 +237,8 @@ def jvp(func, primals, tangents, has_aux=False):
             f"jvp needs one tangent per primal: got {len(primals)} primal(s) and "
             f"{len(tangents)} tangent(s)"
         )
-    ins, nested = [], False
-    for i, p in enumerate(primals):
-        t, n = _as_input(p, f"primal {i}")
-        ins.append(t)
-        nested = nested or n
-    tans = []
-    for i, (t, x) in enumerate(zip(tangents, ins)):
-        t = t if isinstance(t, Tensor) else _wrap(np.asarray(t, dtype=x.data.dtype), None, 0)
-        if t.shape != x.shape:
-            raise ValueError(
-                f"jvp: tangent {i} has shape {t.shape}, primal {i} has shape {x.shape}"
-            )
-        tans.append(t)
+    ins, nested = _inputs(primals, "primal")
+    tans = _like_inputs(tangents, ins, "jvp: tangent", "primal")
     with enable_grad():
         out, aux = _split_aux(func(*ins), has_aux, "jvp")
         outs = list(out) if isinstance(out, (tuple, list)) else [out]
@@ -227,11 +247,8 @@ def jvp(func, primals, tangents, has_aux=False):
         # u -> J^T u, recorded with the cotangents u as variables; then J t = d/du (J^T u . t).
         us = [Tensor(np.zeros(o.shape, dtype=o.data.dtype), requires_grad=True) for o in outs]
         vj = _grads(outs, ins, us, True)
-        terms = [(g * t).sum() for g, t in zip(vj, tans) if g.requires_grad]
-        if terms:
-            total = terms[0]
-            for term in terms[1:]:
-                total = total + term
+        total = _dot(vj, tans)
+        if total is not None:
             jv = _grads([total], us, None, nested)
         else:  # func does not depend on its inputs
             jv = [_zeros_like(o) for o in outs]
@@ -250,17 +267,8 @@ def jacobian(func, argnums=0, has_aux=False):
     from . import functional as F
 
     def wrapper(*args, **kwargs):
-        nums, single = _argnums(argnums, len(args))
-        args = list(args)
-        ins, nested = [], False
-        for i in nums:
-            t, n = _as_input(args[i], f"argument {i}")
-            args[i] = t
-            ins.append(t)
-            nested = nested or n
+        out, aux, ins, nested, single = _call(func, args, kwargs, argnums, has_aux, "jacobian")
         with enable_grad():
-            out, aux = _split_aux(func(*args, **kwargs), has_aux, "jacobian")
-            out = _out_tensor(out, "jacobian")
             rows = [[] for _ in ins]
             flat = out.reshape((-1,)) if out.ndim != 1 else out
             m = out.data.size
@@ -329,27 +337,15 @@ def hvp(func, inputs, v):
     vs = (v,) if not isinstance(v, (tuple, list)) else tuple(v)
     if len(xs) != len(vs):
         raise ValueError(f"hvp needs one v per input: got {len(xs)} input(s) and {len(vs)} v")
-    ins, nested = [], False
-    for i, p in enumerate(xs):
-        t, n = _as_input(p, f"input {i}")
-        ins.append(t)
-        nested = nested or n
-    tans = []
-    for i, (t, x) in enumerate(zip(vs, ins)):
-        t = t if isinstance(t, Tensor) else _wrap(np.asarray(t, dtype=x.data.dtype), None, 0)
-        if t.shape != x.shape:
-            raise ValueError(f"hvp: v {i} has shape {t.shape}, input {i} has shape {x.shape}")
-        tans.append(t)
+    ins, nested = _inputs(xs, "input")
+    tans = _like_inputs(vs, ins, "hvp: v", "input")
     with enable_grad():
         out = _out_tensor(func(*ins), "hvp")
         if out.data.size != 1:
             raise RuntimeError(f"hvp needs a function with a scalar output, got shape {out.shape}")
         gs = _grads([out], ins, None, True)
-        terms = [(g * t).sum() for g, t in zip(gs, tans) if g.requires_grad]
-        if terms:
-            total = terms[0]
-            for term in terms[1:]:
-                total = total + term
+        total = _dot(gs, tans)
+        if total is not None:
             hs = _grads([total], ins, None, nested)
         else:
             hs = [_zeros_like(t) for t in ins]

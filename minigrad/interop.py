@@ -232,6 +232,35 @@ def _torch_tree_class(torch):
     return cls
 
 
+def _recurrent_args(r, mode):
+    """The constructor arguments (after the sizes) that an RNN, LSTM or GRU of minigrad and
+    one of torch share, read from either (they name these attributes alike)."""
+    args = dict(
+        num_layers=r.num_layers,
+        bias=r.bias,
+        batch_first=r.batch_first,
+        dropout=float(r.dropout),
+        bidirectional=r.bidirectional,
+    )
+    if mode == "RNN":
+        args["nonlinearity"] = r.nonlinearity
+    return args
+
+
+def _attention_args(a):
+    """The constructor arguments (after embed_dim, num_heads) of a MultiheadAttention of
+    minigrad or of torch, read from either (they name these attributes alike)."""
+    return dict(
+        dropout=a.dropout,
+        bias=a.in_proj_bias is not None,
+        add_bias_kv=a.bias_k is not None,
+        add_zero_attn=a.add_zero_attn,
+        kdim=a.kdim,
+        vdim=a.vdim,
+        batch_first=a.batch_first,
+    )
+
+
 def _to_torch(torch, m):
     tn = torch.nn
     if isinstance(m, nn.Sequential):
@@ -256,17 +285,7 @@ def _to_torch(torch, m):
         cls = getattr(tn, mode)
         if m.return_sequences is not None or m.return_state:
             cls = _wrapper_class(mode)
-        args = dict(
-            num_layers=m.num_layers,
-            bias=m.bias,
-            batch_first=m.batch_first,
-            dropout=m.dropout,
-            bidirectional=m.bidirectional,
-            **kw,
-        )
-        if mode == "RNN":
-            args["nonlinearity"] = m.nonlinearity
-        t = cls(m.input_size, m.hidden_size, **args)
+        t = cls(m.input_size, m.hidden_size, **_recurrent_args(m, mode), **kw)
         if cls is not getattr(tn, mode):
             t.return_sequences = m.return_sequences
             t.return_state = m.return_state
@@ -279,18 +298,7 @@ def _to_torch(torch, m):
             **kw,
         )
     elif isinstance(m, nn.MultiheadAttention):
-        t = tn.MultiheadAttention(
-            m.embed_dim,
-            m.num_heads,
-            dropout=m.dropout,
-            bias=m.in_proj_bias is not None,
-            add_bias_kv=m.bias_k is not None,
-            add_zero_attn=m.add_zero_attn,
-            kdim=m.kdim,
-            vdim=m.vdim,
-            batch_first=m.batch_first,
-            **kw,
-        )
+        t = tn.MultiheadAttention(m.embed_dim, m.num_heads, **_attention_args(m), **kw)
     elif isinstance(m, nn.Dropout):
         return tn.Dropout(m.p)
     elif isinstance(m, nn.Flatten):
@@ -368,19 +376,14 @@ def _from_torch(torch, t):
                 f"from_torch: LSTM with proj_size={t.proj_size} is not supported "
                 "(minigrad's LSTM has no projection)"
             )
-        kw = dict(
-            num_layers=t.num_layers,
-            bias=t.bias,
-            batch_first=t.batch_first,
-            dropout=float(t.dropout),
-            bidirectional=t.bidirectional,
+        m = getattr(nn, mode)(
+            t.input_size,
+            t.hidden_size,
+            **_recurrent_args(t, mode),
             return_sequences=getattr(t, "return_sequences", None),
             return_state=bool(getattr(t, "return_state", False)),
             dtype=dt,
         )
-        if mode == "RNN":
-            kw["nonlinearity"] = t.nonlinearity
-        m = getattr(nn, mode)(t.input_size, t.hidden_size, **kw)
     elif isinstance(t, tn.Linear):
         m = nn.Linear(t.in_features, t.out_features, bias=t.bias is not None, dtype=dt)
     elif isinstance(t, tn.Embedding):
@@ -399,18 +402,7 @@ def _from_torch(torch, t):
             dtype=dt,
         )
     elif isinstance(t, tn.MultiheadAttention):
-        m = nn.MultiheadAttention(
-            t.embed_dim,
-            t.num_heads,
-            dropout=t.dropout,
-            bias=t.in_proj_bias is not None,
-            add_bias_kv=t.bias_k is not None,
-            add_zero_attn=t.add_zero_attn,
-            kdim=t.kdim,
-            vdim=t.vdim,
-            batch_first=t.batch_first,
-            dtype=dt,
-        )
+        m = nn.MultiheadAttention(t.embed_dim, t.num_heads, **_attention_args(t), dtype=dt)
     elif isinstance(t, tn.Dropout):
         return nn.Dropout(t.p)
     elif isinstance(t, tn.Flatten):

@@ -215,14 +215,20 @@ def clip(a, lo=None, hi=None):
 clamp = clip
 
 
-class Maximum(Function):
+class _Extremum(Function):
+    """max or min of two inputs elementwise (``pick``); the input that ``wins`` gets dy, ties
+    share it half and half, as PyTorch does."""
+
+    pick: np.ufunc
+    wins: np.ufunc
+
     def forward(self, a, b):
         self.saved = (a, b)
-        return np.maximum(a, b)
+        return self.pick(a, b)
 
     def backward(self, g):
         a, b = self.saved
-        wa = (a > b) + 0.5 * (a == b)  # ties share the gradient, as PyTorch does
+        wa = self.wins(a, b) + 0.5 * (a == b)
         na, nb = self.needs_input_grad
         return (
             sum_to(g * wa.astype(g.dtype), a.shape) if na else None,
@@ -230,6 +236,11 @@ class Maximum(Function):
         )
 
     backward_graph = backward  # constant weights: no second-order term
+
+
+class Maximum(_Extremum):
+    pick = np.maximum
+    wins = np.greater
 
 
 def maximum(a, b):
@@ -237,21 +248,9 @@ def maximum(a, b):
     return Maximum()(a, b)
 
 
-class Minimum(Function):
-    def forward(self, a, b):
-        self.saved = (a, b)
-        return np.minimum(a, b)
-
-    def backward(self, g):
-        a, b = self.saved
-        wa = (a < b) + 0.5 * (a == b)
-        na, nb = self.needs_input_grad
-        return (
-            sum_to(g * wa.astype(g.dtype), a.shape) if na else None,
-            sum_to(g * (1 - wa).astype(g.dtype), b.shape) if nb else None,
-        )
-
-    backward_graph = backward  # constant weights: no second-order term
+class Minimum(_Extremum):
+    pick = np.minimum
+    wins = np.less
 
 
 def minimum(a, b):

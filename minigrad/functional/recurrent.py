@@ -156,19 +156,24 @@ class _KernelFunction(Function):
 
 
 # ---------------------------------------------------------------- cells (one time step)
-class RNNCell(_KernelFunction):
-    def __init__(self, nonlinearity):
-        self.nonlinearity = nonlinearity
+class _HiddenCell(_KernelFunction):
+    """A cell node with one state h (RNN and GRU): calls ``kernels.<kernel>_forward`` and
+    ``kernels.<kernel>_backward``, with ``self.options`` after their usual arguments."""
+
+    kernel = ""
+    options: tuple = ()
 
     def forward(self, x, h, w_ih, w_hh, b_ih=None, b_hh=None):
         x, h, w_ih, w_hh = _contiguous(x), _contiguous(h), _contiguous(w_ih), _contiguous(w_hh)
-        h1, cache = kernels.rnn_cell_forward(x, h, w_ih, w_hh, b_ih, b_hh, self.nonlinearity)
+        h1, cache = getattr(kernels, self.kernel + "_forward")(
+            x, h, w_ih, w_hh, b_ih, b_hh, *self.options
+        )
         self.saved = (x, h, w_ih, w_hh, cache, b_ih is not None)
         return h1
 
     def backward(self, dh1):
         x, h, w_ih, w_hh, cache, has_bias = self.saved
-        dx, dh, dw_ih, dw_hh, db_ih, db_hh = kernels.rnn_cell_backward(
+        dx, dh, dw_ih, dw_hh, db_ih, db_hh = getattr(kernels, self.kernel + "_backward")(
             _contiguous(dh1),
             x,
             h,
@@ -176,11 +181,18 @@ class RNNCell(_KernelFunction):
             w_hh,
             cache,
             has_bias,
-            self.nonlinearity,
+            *self.options,
             need_dx=self.needs_input_grad[0],
             need_dh=self.needs_input_grad[1],
         )
         return (dx, dh, dw_ih, dw_hh) + ((db_ih, db_hh) if has_bias else ())
+
+
+class RNNCell(_HiddenCell):
+    kernel = "rnn_cell"
+
+    def __init__(self, nonlinearity):
+        self.options = (nonlinearity,)
 
 
 def rnn_cell(x, h, w_ih, w_hh, b_ih=None, b_hh=None, nonlinearity="tanh"):
@@ -229,27 +241,8 @@ def lstm_cell(x, h, c, w_ih, w_hh, b_ih=None, b_hh=None):
     return LSTMCell()(x, h, c, w_ih, w_hh, *_bias_args(b_ih, b_hh))
 
 
-class GRUCell(_KernelFunction):
-    def forward(self, x, h, w_ih, w_hh, b_ih=None, b_hh=None):
-        x, h, w_ih, w_hh = _contiguous(x), _contiguous(h), _contiguous(w_ih), _contiguous(w_hh)
-        h1, cache = kernels.gru_cell_forward(x, h, w_ih, w_hh, b_ih, b_hh)
-        self.saved = (x, h, w_ih, w_hh, cache, b_ih is not None)
-        return h1
-
-    def backward(self, dh1):
-        x, h, w_ih, w_hh, cache, has_bias = self.saved
-        dx, dh, dw_ih, dw_hh, db_ih, db_hh = kernels.gru_cell_backward(
-            _contiguous(dh1),
-            x,
-            h,
-            w_ih,
-            w_hh,
-            cache,
-            has_bias,
-            need_dx=self.needs_input_grad[0],
-            need_dh=self.needs_input_grad[1],
-        )
-        return (dx, dh, dw_ih, dw_hh) + ((db_ih, db_hh) if has_bias else ())
+class GRUCell(_HiddenCell):
+    kernel = "gru_cell"
 
 
 def gru_cell(x, h, w_ih, w_hh, b_ih=None, b_hh=None):
@@ -327,19 +320,24 @@ def gru_cell_composed(x, h, w_ih, w_hh, b_ih=None, b_hh=None):
 # The unrolled modules (impl="step") compute x @ W_ih^T + b_ih for all steps in ONE linear node,
 # split it per step with ONE unbind node, and run each step on its slice: the cell kernels called
 # with w_ih None, which add h @ W_hh^T + b_hh to the given projection (no input GEMM per step).
-class RNNCellStep(_KernelFunction):
-    def __init__(self, nonlinearity):
-        self.nonlinearity = nonlinearity
+class _HiddenCellStep(_KernelFunction):
+    """A cell step with one state h (RNN and GRU) on an input projection xw: the kernels of
+    ``_HiddenCell`` called with w_ih and b_ih None."""
+
+    kernel = ""
+    options: tuple = ()
 
     def forward(self, xw, h, w_hh, b_hh=None):
         xw, h, w_hh = _contiguous(xw), _contiguous(h), _contiguous(w_hh)
-        h1, cache = kernels.rnn_cell_forward(xw, h, None, w_hh, None, b_hh, self.nonlinearity)
+        h1, cache = getattr(kernels, self.kernel + "_forward")(
+            xw, h, None, w_hh, None, b_hh, *self.options
+        )
         self.saved = (xw, h, w_hh, cache, b_hh is not None)
         return h1
 
     def backward(self, dh1):
         xw, h, w_hh, cache, has_bias = self.saved
-        dxw, dh, _, dw_hh, _, db_hh = kernels.rnn_cell_backward(
+        dxw, dh, _, dw_hh, _, db_hh = getattr(kernels, self.kernel + "_backward")(
             _contiguous(dh1),
             xw,
             h,
@@ -347,11 +345,18 @@ class RNNCellStep(_KernelFunction):
             w_hh,
             cache,
             has_bias,
-            self.nonlinearity,
+            *self.options,
             need_dx=self.needs_input_grad[0],
             need_dh=self.needs_input_grad[1],
         )
         return (dxw, dh, dw_hh) + ((db_hh,) if has_bias else ())
+
+
+class RNNCellStep(_HiddenCellStep):
+    kernel = "rnn_cell"
+
+    def __init__(self, nonlinearity):
+        self.options = (nonlinearity,)
 
 
 def rnn_cell_step(xw, h, w_hh, b_hh=None, nonlinearity="tanh"):
@@ -393,27 +398,8 @@ def lstm_cell_step(xw, h, c, w_hh, b_hh=None):
     return LSTMCellStep()(xw, h, c, w_hh, *(() if b_hh is None else (b_hh,)))
 
 
-class GRUCellStep(_KernelFunction):
-    def forward(self, xw, h, w_hh, b_hh=None):
-        xw, h, w_hh = _contiguous(xw), _contiguous(h), _contiguous(w_hh)
-        h1, cache = kernels.gru_cell_forward(xw, h, None, w_hh, None, b_hh)
-        self.saved = (xw, h, w_hh, cache, b_hh is not None)
-        return h1
-
-    def backward(self, dh1):
-        xw, h, w_hh, cache, has_bias = self.saved
-        dxw, dh, _, dw_hh, _, db_hh = kernels.gru_cell_backward(
-            _contiguous(dh1),
-            xw,
-            h,
-            None,
-            w_hh,
-            cache,
-            has_bias,
-            need_dx=self.needs_input_grad[0],
-            need_dh=self.needs_input_grad[1],
-        )
-        return (dxw, dh, dw_hh) + ((db_hh,) if has_bias else ())
+class GRUCellStep(_HiddenCellStep):
+    kernel = "gru_cell"
 
 
 def gru_cell_step(xw, h, w_hh, b_hh=None):
@@ -423,23 +409,29 @@ def gru_cell_step(xw, h, w_hh, b_hh=None):
 
 
 # ---------------------------------------------------------------- whole sequences
-class RNNSequence(_KernelFunction):
-    def __init__(self, lengths, nonlinearity):
-        self.lengths, self.nonlinearity = lengths, nonlinearity
+class _HiddenSequence(_KernelFunction):
+    """A sequence node with one state h (RNN and GRU): calls ``kernels.<kernel>_forward`` and
+    ``kernels.<kernel>_backward``, with ``self.options`` after their usual arguments."""
+
+    kernel = ""
+    options: tuple = ()
+
+    def __init__(self, lengths):
+        self.lengths = lengths
 
     def forward(self, x, h0, w_ih, w_hh, b_ih=None, b_hh=None):
         self.state_shape = h0.shape  # (B, H), or (1, B, H) from a one-layer module
         x, h0 = _contiguous(x), _contiguous(_state_2d(h0, x.shape[1], "h0"))
         w_ih, w_hh = _contiguous(w_ih), _contiguous(w_hh)
-        ys, h_n, cache = kernels.rnn_sequence_forward(
-            x, h0, w_ih, w_hh, b_ih, b_hh, self.lengths, self.nonlinearity
+        ys, h_n, cache = getattr(kernels, self.kernel + "_forward")(
+            x, h0, w_ih, w_hh, b_ih, b_hh, self.lengths, *self.options
         )
         self.saved = (x, h0, w_ih, w_hh, cache, b_ih is not None)
         return ys, h_n.reshape(self.state_shape)
 
     def backward(self, dys, dh_n):
         x, h0, w_ih, w_hh, cache, has_bias = self.saved
-        dx, dh0, dw_ih, dw_hh, db_ih, db_hh = kernels.rnn_sequence_backward(
+        dx, dh0, dw_ih, dw_hh, db_ih, db_hh = getattr(kernels, self.kernel + "_backward")(
             _outputs_grad(dys),
             _grad_or_zeros(_state_grad_2d(dh_n), h0),
             x,
@@ -449,13 +441,20 @@ class RNNSequence(_KernelFunction):
             cache,
             self.lengths,
             has_bias,
-            self.nonlinearity,
+            *self.options,
             need_dx=self.needs_input_grad[0],
             need_dh0=self.needs_input_grad[1],
         )
         return (dx, _shaped(dh0, self.state_shape), dw_ih, dw_hh) + (
             (db_ih, db_hh) if has_bias else ()
         )
+
+
+class RNNSequence(_HiddenSequence):
+    kernel = "rnn_sequence"
+
+    def __init__(self, lengths, nonlinearity):
+        self.lengths, self.options = lengths, (nonlinearity,)
 
 
 class LSTMSequence(_KernelFunction):
@@ -499,36 +498,8 @@ class LSTMSequence(_KernelFunction):
         )
 
 
-class GRUSequence(_KernelFunction):
-    def __init__(self, lengths):
-        self.lengths = lengths
-
-    def forward(self, x, h0, w_ih, w_hh, b_ih=None, b_hh=None):
-        self.state_shape = h0.shape  # (B, H), or (1, B, H) from a one-layer module
-        x, h0 = _contiguous(x), _contiguous(_state_2d(h0, x.shape[1], "h0"))
-        w_ih, w_hh = _contiguous(w_ih), _contiguous(w_hh)
-        ys, h_n, cache = kernels.gru_sequence_forward(x, h0, w_ih, w_hh, b_ih, b_hh, self.lengths)
-        self.saved = (x, h0, w_ih, w_hh, cache, b_ih is not None)
-        return ys, h_n.reshape(self.state_shape)
-
-    def backward(self, dys, dh_n):
-        x, h0, w_ih, w_hh, cache, has_bias = self.saved
-        dx, dh0, dw_ih, dw_hh, db_ih, db_hh = kernels.gru_sequence_backward(
-            _outputs_grad(dys),
-            _grad_or_zeros(_state_grad_2d(dh_n), h0),
-            x,
-            h0,
-            w_ih,
-            w_hh,
-            cache,
-            self.lengths,
-            has_bias,
-            need_dx=self.needs_input_grad[0],
-            need_dh0=self.needs_input_grad[1],
-        )
-        return (dx, _shaped(dh0, self.state_shape), dw_ih, dw_hh) + (
-            (db_ih, db_hh) if has_bias else ()
-        )
+class GRUSequence(_HiddenSequence):
+    kernel = "gru_sequence"
 
 
 def _sequence_prep(x, w_hh, lengths, what):

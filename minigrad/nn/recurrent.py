@@ -251,7 +251,6 @@ class _RNNBase(Module):
         return_sequences=None,
         return_state=False,
         impl="sequence",
-        nonlinearity="tanh",
         dtype=None,
     ):
         super().__init__()
@@ -269,14 +268,13 @@ class _RNNBase(Module):
                 f"dropout={dropout} has no effect with num_layers=1: dropout is applied "
                 "between layers only, not after the last one",
                 UserWarning,
-                stacklevel=3,
+                # the user's call: LSTM and GRU run this __init__ directly, RNN calls it
+                stacklevel=2 if type(self).__init__ is _RNNBase.__init__ else 3,
             )
         if return_sequences not in (None, True, False):
             raise ValueError(
                 f"return_sequences must be None, True or False, got {return_sequences!r}"
             )
-        if nonlinearity not in ("tanh", "relu"):
-            raise ValueError(f"nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
         self.bias = bool(bias)
         self.batch_first = bool(batch_first)
         self.dropout = float(dropout)
@@ -284,7 +282,7 @@ class _RNNBase(Module):
         self.return_sequences = return_sequences
         self.return_state = bool(return_state)
         self.impl = _check_impl(impl, _LAYER_IMPLS)
-        self.nonlinearity = nonlinearity
+        self.nonlinearity = "tanh"  # RNN sets its own after this
         dt = _float_dtype(dtype)
         H = self.hidden_size
         gh = _GATES[self._mode] * H
@@ -603,6 +601,8 @@ class RNN(_RNNBase):
         impl="sequence",
         dtype=None,
     ):
+        if nonlinearity not in ("tanh", "relu"):
+            raise ValueError(f"nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
         super().__init__(
             input_size,
             hidden_size,
@@ -614,9 +614,9 @@ class RNN(_RNNBase):
             return_sequences,
             return_state,
             impl,
-            nonlinearity,
             dtype,
         )
+        self.nonlinearity = nonlinearity
 
 
 class LSTM(_RNNBase):
@@ -625,67 +625,9 @@ class LSTM(_RNNBase):
 
     _mode = "LSTM"
 
-    def __init__(
-        self,
-        input_size,
-        hidden_size,
-        num_layers=1,
-        bias=True,
-        batch_first=False,
-        dropout=0.0,
-        bidirectional=False,
-        return_sequences=None,
-        return_state=False,
-        impl="sequence",
-        dtype=None,
-    ):
-        super().__init__(
-            input_size,
-            hidden_size,
-            num_layers,
-            bias,
-            batch_first,
-            dropout,
-            bidirectional,
-            return_sequences,
-            return_state,
-            impl,
-            "tanh",
-            dtype,
-        )
-
 
 class GRU(_RNNBase):
     """GRU (gates r, z, n, PyTorch's form): n = tanh(W_in x + b_in + r*(W_hn h + b_hn)),
     h_t = (1-z)*n + z*h_{t-1}.  ``forward(x, hx, lengths)`` -> ``(output, h_n)`` by default."""
 
     _mode = "GRU"
-
-    def __init__(
-        self,
-        input_size,
-        hidden_size,
-        num_layers=1,
-        bias=True,
-        batch_first=False,
-        dropout=0.0,
-        bidirectional=False,
-        return_sequences=None,
-        return_state=False,
-        impl="sequence",
-        dtype=None,
-    ):
-        super().__init__(
-            input_size,
-            hidden_size,
-            num_layers,
-            bias,
-            batch_first,
-            dropout,
-            bidirectional,
-            return_sequences,
-            return_state,
-            impl,
-            "tanh",
-            dtype,
-        )
