@@ -188,8 +188,13 @@ def test_build_without_a_compiler_warns_and_leaves_a_pure_python_package(tmp_pat
     assert _built(src) == []
 
     # the package in the copy: no compiled kernels; it trains on the NumPy twins
+    # (an editable install of the checkout, as CI's, must not shadow the copy: its finder goes)
     check = f"""
 import importlib.util
+import sys
+sys.meta_path[:] = [f for f in sys.meta_path
+                    if not getattr(f, "__module__", "").startswith("__editable__")]
+sys.path.insert(0, {str(src)!r})
 import numpy as np
 import minigrad as mg
 from minigrad import nn
