@@ -22,7 +22,6 @@ import os
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # small GEMMs: one thread is fastest here
 
-import argparse
 import sys
 
 import numpy as np
@@ -32,6 +31,10 @@ try:
 except ImportError:  # running from a source checkout without `pip install .`
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
     import minigrad as mg
+# the helper next to this script (its folder is on sys.path when run as a script)
+sys.path.insert(1, os.path.dirname(os.path.abspath(__file__)))
+from _fit_args import epochs, fit_parser
+
 from minigrad.keras import layers, models, utils
 
 
@@ -137,24 +140,12 @@ def sentiment_comparison(n_train, n_test, epochs, seed=0, verbose=0, imdb=None):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--quick", action="store_true", help="200 training reviews, 2 epochs")
-    p.add_argument("--epochs", type=int, default=None, help="epochs per model (default: 8)")
-    p.add_argument("--seed", type=int, default=0, help="(default: 0)")
-    p.add_argument(
-        "--verbose",
-        type=int,
-        default=0,
-        choices=(0, 1, 2),
-        help="fit's progress lines, as Keras's verbose (default: 0)",
-    )
+    p = fit_parser(__doc__, "200 training reviews, 2 epochs", 8)
     p.add_argument("--imdb", metavar="DIR", help="an aclImdb folder (default: generated reviews)")
     args = p.parse_args(argv)
-    if args.epochs is not None and args.epochs < 1:
-        p.error(f"--epochs must be >= 1, got {args.epochs}")
-    epochs = args.epochs or (2 if args.quick else 8)
+    n_epochs = epochs(p, args, 2, 8)
     n_train, n_test = (200, 100) if args.quick else (2000, 500)
-    return sentiment_comparison(n_train, n_test, epochs, args.seed, args.verbose, args.imdb)
+    return sentiment_comparison(n_train, n_test, n_epochs, args.seed, args.verbose, args.imdb)
 
 
 if __name__ == "__main__":

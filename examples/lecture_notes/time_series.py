@@ -16,7 +16,6 @@ import os
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # small GEMMs: one thread is fastest here
 
-import argparse
 import sys
 
 import numpy as np
@@ -26,6 +25,10 @@ try:
 except ImportError:  # running from a source checkout without `pip install .`
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
     import minigrad as mg
+# the helper next to this script (its folder is on sys.path when run as a script)
+sys.path.insert(1, os.path.dirname(os.path.abspath(__file__)))
+from _fit_args import epochs, fit_parser
+
 from minigrad.keras import layers, models, utils
 
 
@@ -74,25 +77,13 @@ def read_csv_series(path):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--quick", action="store_true", help="200 steps of the series, 4 epochs")
-    p.add_argument("--epochs", type=int, default=None, help="epochs (default: 200)")
-    p.add_argument("--seed", type=int, default=0, help="(default: 0)")
-    p.add_argument(
-        "--verbose",
-        type=int,
-        default=0,
-        choices=(0, 1, 2),
-        help="fit's progress lines, as Keras's verbose (default: 0)",
-    )
+    p = fit_parser(__doc__, "200 steps of the series, 4 epochs", 200)
     p.add_argument("--csv", metavar="PATH", help="a CSV file (default: a generated series)")
     args = p.parse_args(argv)
-    if args.epochs is not None and args.epochs < 1:
-        p.error(f"--epochs must be >= 1, got {args.epochs}")
     series = read_csv_series(args.csv) if args.csv else None
     steps = 200 if args.quick else 1000
-    epochs = args.epochs or (4 if args.quick else 200)
-    return time_series(steps, epochs, args.seed, verbose=args.verbose, series=series)
+    n_epochs = epochs(p, args, 4, 200)
+    return time_series(steps, n_epochs, args.seed, verbose=args.verbose, series=series)
 
 
 if __name__ == "__main__":
