@@ -22,10 +22,10 @@ character and a temperature sample every ``--eval-every`` steps, and checkpoints
 
 Measured with the defaults (seed 0, CPython 3.11's standard library: 2.84M training and 165k
 validation characters, vocabulary 159; one LSTM layer of 256, 381k parameters; 2-core AMD EPYC,
-one BLAS thread): validation 2.37 / 2.08 / 1.94 / 1.85 / 1.81 bits per character after 500 /
+one BLAS thread): validation 2.37 / 2.07 / 1.96 / 1.86 / 1.81 bits per character after 500 /
 1000 / 1500 / 2000 / 2500 steps (on 100k held-out characters) and 1.85 on all 165k held-out
-characters after the 3000th step; 4 min 2 s wall clock from a fresh non-editable install, about
-25,700 tokens/s, with the machine partly shared with other jobs.
+characters after the 3000th step; 3 min 36 s wall clock, about 28,800 tokens/s, on a quiet
+machine (`python examples/char_rnn.py`).
 """
 
 from __future__ import annotations
