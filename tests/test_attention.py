@@ -295,3 +295,8 @@ def test_layer_norm_matches_torch():
     np.testing.assert_allclose(
         ln(x).data, tln(torch.tensor(x)).detach().numpy(), rtol=1e-10, atol=1e-12
     )
+
+
+def test_masked_softmax_refuses_integer_scores():
+    with pytest.raises(TypeError, match="floating point scores, got dtype int64"):
+        F.masked_softmax(np.arange(3), np.array([True, False, True]))

@@ -36,10 +36,9 @@ def masked_softmax(scores, keep, axis=-1):
     keep = _bool_mask(keep, "keep")
     data = scores.data if isinstance(scores, Tensor) else np.asarray(scores)
     keep = np.broadcast_to(keep, data.shape)
-    lowest = np.asarray(
-        np.finfo(data.dtype).min if data.dtype.kind == "f" else -1e30,
-        dtype=data.dtype if data.dtype.kind == "f" else np.float32,
-    )
+    if data.dtype.kind != "f":
+        raise TypeError(f"masked_softmax needs floating point scores, got dtype {data.dtype}")
+    lowest = np.asarray(np.finfo(data.dtype).min, dtype=data.dtype)
     w = softmax(where(keep, scores, lowest), axis=axis)
     if keep.all():
         return w
