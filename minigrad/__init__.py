@@ -7,7 +7,7 @@ x.grad  # array([2., 4.], dtype=float32)
 """
 
 from . import autograd, data, func, functional, nn, optim
-from .autograd import (
+from .autograd import (  # noqa: F401 (re-exported: __all__ takes autograd's list)
     Function,
     enable_grad,
     inference_mode,
@@ -27,13 +27,8 @@ __version__ = "0.1.0"
 __all__ = [
     "Tensor",
     "tensor",
-    "Function",
-    "no_grad",
-    "enable_grad",
-    "is_grad_enabled",
-    "set_grad_enabled",
-    "inference_mode",
-    "is_inference_mode_enabled",
+    # the tape's names; backward and grad stay in minigrad.autograd, as in torch.autograd
+    *(name for name in autograd.__all__ if name not in ("backward", "grad")),
     "gradcheck",
     "gradgradcheck",
     "numerical_grad",

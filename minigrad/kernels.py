@@ -19,8 +19,10 @@ import os
 import warnings
 
 from . import _gemm_ref, _ops_ref, _optim_ops_ref
-from ._gemm_ref import linear_backward, linear_forward
-from ._ops_ref import (
+
+# bound here for go-to-definition only (set_backend rebinds them), hence unused to a linter
+from ._gemm_ref import linear_backward, linear_forward  # noqa: F401
+from ._ops_ref import (  # noqa: F401
     gru_cell_backward,
     gru_cell_forward,
     gru_sequence_backward,
@@ -34,32 +36,7 @@ from ._ops_ref import (
     rnn_sequence_backward,
     rnn_sequence_forward,
 )
-from ._optim_ops_ref import adagrad_update, adam_update, rmsprop_update, sgd_update
-
-__all__ = [
-    "BACKENDS",
-    "NAMES",
-    "backend",
-    "set_backend",
-    "linear_forward",
-    "linear_backward",
-    "rnn_cell_forward",
-    "rnn_cell_backward",
-    "rnn_sequence_forward",
-    "rnn_sequence_backward",
-    "lstm_cell_forward",
-    "lstm_cell_backward",
-    "lstm_sequence_forward",
-    "lstm_sequence_backward",
-    "gru_cell_forward",
-    "gru_cell_backward",
-    "gru_sequence_forward",
-    "gru_sequence_backward",
-    "sgd_update",
-    "adam_update",
-    "adagrad_update",
-    "rmsprop_update",
-]
+from ._optim_ops_ref import adagrad_update, adam_update, rmsprop_update, sgd_update  # noqa: F401
 
 BACKENDS = ("cython", "numpy")
 # backend -> its modules, in the order of _TWINS (compiled module, twin)
@@ -70,6 +47,7 @@ _MODULES = {
 _TWINS = (_gemm_ref, _ops_ref, _optim_ops_ref)
 # every kernel name: each twin's list is the contract its compiled module exports too
 NAMES = tuple(name for twin in _TWINS for name in twin.__all__)
+__all__ = ["BACKENDS", "NAMES", "backend", "set_backend", *NAMES]
 
 _BUILD_HINT = (
     "Build them with `pip install .` (or `python setup.py build_ext --inplace` in a "

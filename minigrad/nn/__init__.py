@@ -6,14 +6,30 @@ import sys as _sys
 
 from .. import functional
 from . import (
+    attention,
     init,
+    layers,
+    normalization,
+    recurrent,
     utils,  # clip_grad_norm_, clip_grad_value_, detach_state
 )
-from .attention import AdditiveAttention, DotAttention, MultiheadAttention
-from .layers import Dropout, Embedding, Flatten, Identity, Linear, ReLU, Sequential, Sigmoid, Tanh
+
+# re-exported: __all__ below takes these modules' own lists
+from .attention import AdditiveAttention, DotAttention, MultiheadAttention  # noqa: F401
+from .layers import (  # noqa: F401
+    Dropout,
+    Embedding,
+    Flatten,
+    Identity,
+    Linear,
+    ReLU,
+    Sequential,
+    Sigmoid,
+    Tanh,
+)
 from .module import Module, Parameter
-from .normalization import LayerNorm
-from .recurrent import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell
+from .normalization import LayerNorm  # noqa: F401
+from .recurrent import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell  # noqa: F401
 from .summary import summary
 
 # `import minigrad.nn.functional as F` works as `import torch.nn.functional as F` does
@@ -22,25 +38,10 @@ _sys.modules.setdefault(__name__ + ".functional", functional)
 __all__ = [
     "Module",
     "Parameter",
-    "Linear",
-    "Embedding",
-    "Dropout",
-    "Sequential",
-    "Tanh",
-    "Sigmoid",
-    "ReLU",
-    "Flatten",
-    "Identity",
-    "RNNCell",
-    "LSTMCell",
-    "GRUCell",
-    "RNN",
-    "LSTM",
-    "GRU",
-    "AdditiveAttention",
-    "DotAttention",
-    "MultiheadAttention",
-    "LayerNorm",
+    *layers.__all__,
+    *recurrent.__all__,
+    *attention.__all__,
+    *normalization.__all__,
     "summary",
     "init",
     "functional",
