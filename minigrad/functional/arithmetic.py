@@ -173,37 +173,31 @@ class MatMul(Function):
 
     def backward(self, g):
         a, b = self.saved
-        a2 = a[None, :] if a.ndim == 1 else a
-        b2 = b[:, None] if b.ndim == 1 else b
-        g2 = g
-        if b.ndim == 1:  # first: for 1-D @ 1-D, g is 0-d and gets its column axis here
-            g2 = np.expand_dims(g2, -1)
-        if a.ndim == 1:
-            g2 = np.expand_dims(g2, -2)
-        na, nb = self.needs_input_grad
-        da = db = None
-        if na:
-            da = sum_to(np.matmul(g2, np.swapaxes(b2, -1, -2)), a2.shape).reshape(a.shape)
-        if nb:
-            db = sum_to(np.matmul(np.swapaxes(a2, -1, -2), g2), b2.shape).reshape(b.shape)
-        return da, db
+        return _matmul_grads(g, a, b, self.needs_input_grad, np.matmul, np.swapaxes)
 
     def backward_graph(self, g):
         a, b = self.input_tensors(*self.saved)
-        a2 = a.reshape((1,) + a.shape) if a.ndim == 1 else a
-        b2 = b.reshape(b.shape + (1,)) if b.ndim == 1 else b
-        g2 = g
-        if b.ndim == 1:
-            g2 = g2.reshape(g2.shape + (1,))
-        if a.ndim == 1:
-            g2 = g2.reshape(g2.shape[:-1] + (1,) + g2.shape[-1:])
-        na, nb = self.needs_input_grad
-        da = db = None
-        if na:
-            da = sum_to(F.matmul(g2, F.swapaxes(b2, -1, -2)), a2.shape).reshape(a.shape)
-        if nb:
-            db = sum_to(F.matmul(F.swapaxes(a2, -1, -2), g2), b2.shape).reshape(b.shape)
-        return da, db
+        return _matmul_grads(g, a, b, self.needs_input_grad, F.matmul, F.swapaxes)
+
+
+def _matmul_grads(g, a, b, needs, matmul, swapaxes):
+    """(da, db) = (g @ b^T, a^T @ g), each summed to its input's shape, None where ``needs``
+    says no; a 1-D operand takes part as a matrix (a as one row, b as one column), as in the
+    forward. Written with methods arrays and Tensors share, so ``matmul``/``swapaxes`` are
+    np.matmul/np.swapaxes for ``backward`` and F.matmul/F.swapaxes for ``backward_graph``."""
+    a2 = a.reshape((1,) + a.shape) if a.ndim == 1 else a
+    b2 = b.reshape(b.shape + (1,)) if b.ndim == 1 else b
+    if b.ndim == 1:  # first: for 1-D @ 1-D, g is 0-d and gets its column axis here
+        g = g.reshape(g.shape + (1,))
+    if a.ndim == 1:
+        g = g.reshape(g.shape[:-1] + (1,) + g.shape[-1:])
+    na, nb = needs
+    da = db = None
+    if na:
+        da = sum_to(matmul(g, swapaxes(b2, -1, -2)), a2.shape).reshape(a.shape)
+    if nb:
+        db = sum_to(matmul(swapaxes(a2, -1, -2), g), b2.shape).reshape(b.shape)
+    return da, db
 
 
 def matmul(a, b):
