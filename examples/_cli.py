@@ -1,6 +1,19 @@
 """The command-line pieces the example scripts share: an option whose help ends in its default,
-and the check that counts given on the command line are positive. Imported by the scripts next
-to it (``from _cli import ...``); not an example itself."""
+and argparse types for the numbers they take. Imported by the scripts next to it
+(``from _cli import ...``); not an example itself.
+
+Importing it also makes ``import minigrad`` work from a source checkout without
+``pip install .``: when minigrad is not installed, the checkout's root goes on sys.path."""
+
+import argparse
+import math
+import os
+import sys
+
+try:
+    import minigrad  # noqa: F401 (only: is it installed?)
+except ImportError:  # running from a source checkout without `pip install .`
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def option(parser, flag, kind, default, text):
@@ -9,9 +22,33 @@ def option(parser, flag, kind, default, text):
     parser.add_argument(flag, type=kind, default=default, help=text + " (default: %(default)s)")
 
 
-def require_positive(parser, args, names):
-    """parser.error (exit status 2) naming the first of args' `names` below 1: "--batch-size
-    must be positive, got 0"."""
-    for name in names:
-        if getattr(args, name) < 1:
-            parser.error(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
+def int_range(low, high=None):
+    """An argparse type: a whole number from `low` (to `high`); anything else is the parser's
+    usage error (exit status 2), e.g. "argument --digits: must be a whole number from 1 to 6,
+    got 9"."""
+    span = f"from {low} to {high}" if high is not None else f"of at least {low}"
+
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < low or (high is not None and value > high):
+            raise argparse.ArgumentTypeError(f"must be a whole number {span}, got {text}")
+        return value
+
+    return parse
+
+
+def positive_float(text):
+    """An argparse type: a finite number above 0 (a learning rate, a gradient norm)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (value > 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"must be a finite number above 0, got {text}")
+    return value
+
+
+positive_int = int_range(1)  # counts: sizes, steps, samples

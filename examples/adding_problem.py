@@ -40,22 +40,17 @@ import os
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import argparse
-import math
 import sys
 import time
 
 import numpy as np
 
-try:
-    import minigrad as mg
-except ImportError:  # running from a source checkout without `pip install .`
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    import minigrad as mg
-# the helpers next to this script; its folder is on sys.path when run as a script, not when
-# loaded from a file path (as the tests do)
+# the helpers next to this script (its folder is on sys.path when run as a script, not when
+# loaded from a file path as the tests do); _cli also finds a source checkout's minigrad
 sys.path.insert(1, os.path.dirname(os.path.abspath(__file__)))
-from _cli import option, require_positive
+from _cli import int_range, option, positive_float, positive_int
 
+import minigrad as mg
 import minigrad.functional as F
 from minigrad import nn
 
@@ -223,7 +218,7 @@ def build_parser():
 
     p.add_argument(
         "--lengths",
-        type=int,
+        type=int_range(2),
         nargs="+",
         default=None,
         help=f"sequence lengths T, each at least 2 (default: {_words(LENGTHS[0])}; "
@@ -236,18 +231,18 @@ def build_parser():
         default=["rnn", "lstm", "gru"],
         help="cells to compare (default: rnn lstm gru)",
     )
-    option(p, "--hidden", int, 64, "hidden size of every cell")
+    option(p, "--hidden", positive_int, 64, "hidden size of every cell")
     p.add_argument(
         "--steps",
-        type=int,
+        type=positive_int,
         default=None,
         help=f"training steps per cell and length (default: {STEPS[0]}; with --quick {STEPS[1]})",
     )
-    option(p, "--batch-size", int, 64, "sequences per training step")
-    option(p, "--lr", float, 3e-3, "Adam learning rate")
-    option(p, "--clip", float, 1.0, "max gradient norm")
+    option(p, "--batch-size", positive_int, 64, "sequences per training step")
+    option(p, "--lr", positive_float, 3e-3, "Adam learning rate")
+    option(p, "--clip", positive_float, 1.0, "max gradient norm")
     option(p, "--forget-bias", float, 1.0, "initial LSTM forget bias")
-    option(p, "--test-size", int, 1000, "test sequences per length")
+    option(p, "--test-size", positive_int, 1000, "test sequences per length")
     p.add_argument(
         "--quick",
         action="store_true",
@@ -265,17 +260,11 @@ def build_parser():
 
 
 def main(argv=None):
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    args = build_parser().parse_args(argv)
     if args.lengths is None:
         args.lengths = list(LENGTHS[args.quick])
     if args.steps is None:
         args.steps = STEPS[args.quick]
-    require_positive(parser, args, ("hidden", "steps", "batch_size", "test_size"))
-    if any(T < 2 for T in args.lengths):
-        parser.error(f"every length must be at least 2, got {args.lengths}")
-    if not (args.lr > 0 and math.isfinite(args.lr)) or not args.clip > 0:
-        parser.error("--lr and --clip must be positive")
     lengths = sorted(set(args.lengths))
     cells = list(dict.fromkeys(args.cells))
 

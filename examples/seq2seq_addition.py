@@ -30,16 +30,12 @@ import time
 
 import numpy as np
 
-try:
-    import minigrad as mg
-except ImportError:  # running from a source checkout without `pip install .`
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    import minigrad as mg
-# the helpers next to this script; its folder is on sys.path when run as a script, not when
-# loaded from a file path (as the tests do)
+# the helpers next to this script (its folder is on sys.path when run as a script, not when
+# loaded from a file path as the tests do); _cli also finds a source checkout's minigrad
 sys.path.insert(1, os.path.dirname(os.path.abspath(__file__)))
-from _cli import option, require_positive
+from _cli import int_range, option, positive_float, positive_int
 
+import minigrad as mg
 import minigrad.functional as F
 from minigrad import nn
 
@@ -166,22 +162,22 @@ def build_parser():
         default="lstm",
         help="recurrent cell of the encoder and the decoder (default: %(default)s)",
     )
-    option(p, "--digits", int, 2, "operands have up to this many digits, at most 6")
-    option(p, "--embed", int, 16, "character embedding size")
-    option(p, "--hidden", int, 128, "hidden size of the encoder and the decoder")
-    option(p, "--layers", int, 1, "stacked recurrent layers in each")
-    option(p, "--steps", int, 3000, "training steps, one batch of fresh problems each")
-    option(p, "--batch-size", int, 64, "problems per training step")
+    option(p, "--digits", int_range(1, 6), 2, "operands have up to this many digits, at most 6")
+    option(p, "--embed", positive_int, 16, "character embedding size")
+    option(p, "--hidden", positive_int, 128, "hidden size of the encoder and the decoder")
+    option(p, "--layers", positive_int, 1, "stacked recurrent layers in each")
+    option(p, "--steps", positive_int, 3000, "training steps, one batch of fresh problems each")
+    option(p, "--batch-size", positive_int, 64, "problems per training step")
     option(
         p,
         "--lr",
-        float,
+        positive_float,
         5e-3,
         "Adam learning rate at the start; a cosine takes it down to a tenth of it by the last step",
     )
-    option(p, "--clip", float, 1.0, "max gradient norm")
-    option(p, "--val-size", int, 1000, "held-out questions, never trained on")
-    option(p, "--eval-every", int, 500, "steps between held-out evaluations")
+    option(p, "--clip", positive_float, 1.0, "max gradient norm")
+    option(p, "--val-size", positive_int, 1000, "held-out questions, never trained on")
+    option(p, "--eval-every", positive_int, 500, "steps between held-out evaluations")
     option(p, "--examples", int, 8, "held-out answers to print at the end")
     option(p, "--seed", int, 0, "seed of the weights and the problems")
     p.add_argument("--quiet", action="store_true", help="print nothing")
@@ -189,26 +185,7 @@ def build_parser():
 
 
 def main(argv=None):
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    require_positive(
-        parser,
-        args,
-        (
-            "digits",
-            "embed",
-            "hidden",
-            "layers",
-            "steps",
-            "batch_size",
-            "val_size",
-            "eval_every",
-        ),
-    )
-    if args.digits > 6:
-        parser.error(f"--digits must be at most 6, got {args.digits}")
-    if not args.lr > 0 or not args.clip > 0:
-        parser.error("--lr and --clip must be positive")
+    args = build_parser().parse_args(argv)
     say = (lambda *a: None) if args.quiet else (lambda *a: print(*a, flush=True))
 
     mg.manual_seed(args.seed)

@@ -31,16 +31,12 @@ import time
 
 import numpy as np
 
-try:
-    import minigrad as mg
-except ImportError:  # running from a source checkout without `pip install .`
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    import minigrad as mg
-# the helpers next to this script; its folder is on sys.path when run as a script, not when
-# loaded from a file path (as the tests do)
+# the helpers next to this script (its folder is on sys.path when run as a script, not when
+# loaded from a file path as the tests do); _cli also finds a source checkout's minigrad
 sys.path.insert(1, os.path.dirname(os.path.abspath(__file__)))
-from _cli import option, require_positive
+from _cli import option, positive_float, positive_int
 
+import minigrad as mg
 import minigrad.functional as F
 from minigrad import nn
 from minigrad.data import DataLoader, pad_collate
@@ -123,18 +119,18 @@ def build_parser():
         default="lstm",
         help="recurrent cell (default: %(default)s)",
     )
-    option(p, "--vocab", int, 50, "word ids, padding included; at least 12")
-    option(p, "--embed", int, 32, "word embedding size")
-    option(p, "--hidden", int, 64, "recurrent hidden size")
-    option(p, "--dense", int, 32, "width of the dense layer after the recurrent one")
-    option(p, "--min-len", int, 5, "shortest sentence, in words")
-    option(p, "--max-len", int, 40, "longest sentence, in words")
-    option(p, "--train-size", int, 4000, "training sentences")
-    option(p, "--val-size", int, 1000, "validation sentences")
-    option(p, "--epochs", int, 8, "passes over the training sentences")
-    option(p, "--batch-size", int, 64, "sentences per training step")
-    option(p, "--lr", float, 3e-3, "Adam learning rate")
-    option(p, "--clip", float, 1.0, "max gradient norm")
+    option(p, "--vocab", positive_int, 50, "word ids, padding included; at least 12")
+    option(p, "--embed", positive_int, 32, "word embedding size")
+    option(p, "--hidden", positive_int, 64, "recurrent hidden size")
+    option(p, "--dense", positive_int, 32, "width of the dense layer after the recurrent one")
+    option(p, "--min-len", positive_int, 5, "shortest sentence, in words")
+    option(p, "--max-len", positive_int, 40, "longest sentence, in words")
+    option(p, "--train-size", positive_int, 4000, "training sentences")
+    option(p, "--val-size", positive_int, 1000, "validation sentences")
+    option(p, "--epochs", positive_int, 8, "passes over the training sentences")
+    option(p, "--batch-size", positive_int, 64, "sentences per training step")
+    option(p, "--lr", positive_float, 3e-3, "Adam learning rate")
+    option(p, "--clip", positive_float, 1.0, "max gradient norm")
     p.add_argument(
         "--ignore-lengths",
         action="store_true",
@@ -148,22 +144,6 @@ def build_parser():
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
-    require_positive(
-        parser,
-        args,
-        (
-            "vocab",
-            "embed",
-            "hidden",
-            "dense",
-            "min_len",
-            "max_len",
-            "train_size",
-            "val_size",
-            "epochs",
-            "batch_size",
-        ),
-    )
     if args.min_len > args.max_len:
         parser.error(f"--min-len ({args.min_len}) must not exceed --max-len ({args.max_len})")
     if args.vocab < 12:
@@ -171,8 +151,6 @@ def main(argv=None):
             f"--vocab must be at least 12 (10 sentiment words, a neutral one and the "
             f"padding id), got {args.vocab}"
         )
-    if not args.lr > 0 or not args.clip > 0:
-        parser.error(f"--lr and --clip must be positive, got {args.lr} and {args.clip}")
     say = (lambda *a: None) if args.quiet else (lambda *a: print(*a, flush=True))
 
     mg.manual_seed(args.seed)

@@ -1,48 +1,25 @@
 """Smoke tests of examples/: each runs a few steps through its main([...]) and must learn a bit,
 produce outputs of the right shape, and refuse bad command-line input with a clear message."""
 
-import importlib.util
 import math
-import pathlib
 import re
 import subprocess
 import sys
 
 import numpy as np
 import pytest
+from load_script import ROOT, load_script, script_fixture
 
 import minigrad as mg
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
 NAMES = ["adding_problem", "char_rnn", "seq2seq_addition", "sequence_classification"]
 
 
-def _load(name):
-    spec = importlib.util.spec_from_file_location(f"examples_{name}", EXAMPLES / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-@pytest.fixture(scope="module")
-def char_rnn():
-    return _load("char_rnn")
-
-
-@pytest.fixture(scope="module")
-def adding():
-    return _load("adding_problem")
-
-
-@pytest.fixture(scope="module")
-def seqcls():
-    return _load("sequence_classification")
-
-
-@pytest.fixture(scope="module")
-def seq2seq():
-    return _load("seq2seq_addition")
+char_rnn = script_fixture("examples/char_rnn.py")
+adding = script_fixture("examples/adding_problem.py")
+seqcls = script_fixture("examples/sequence_classification.py")
+seq2seq = script_fixture("examples/seq2seq_addition.py")
 
 
 # ------------------------------------------------------------------------------ --help
@@ -71,7 +48,7 @@ def _help_blocks(name):
 
 @pytest.mark.parametrize("name", NAMES)
 def test_help_states_each_default_once_as_the_parser_has_it(name):
-    module = _load(name)
+    module = load_script(f"examples/{name}.py")
     parser = module.build_parser()
     blocks = _help_blocks(name)
     actions = [a for a in parser._actions if a.option_strings and a.dest != "help"]
@@ -92,6 +69,34 @@ def test_help_states_each_default_once_as_the_parser_has_it(name):
             assert stated == " ".join(map(str, a.default)), block
         else:
             assert stated in (str(a.default), repr(a.default)), block
+
+
+@pytest.mark.parametrize(
+    ("name", "flags", "says"),
+    [
+        (
+            "seq2seq_addition",
+            ["--digits", "7"],
+            "--digits: must be a whole number from 1 to 6, got 7",
+        ),
+        ("seq2seq_addition", ["--batch-size", "0"], "--batch-size: must be a whole number of at"),
+        ("seq2seq_addition", ["--lr", "nan"], "--lr: must be a finite number above 0, got nan"),
+        ("sequence_classification", ["--clip", "0"], "--clip: must be a finite number above 0"),
+        ("sequence_classification", ["--epochs", "-1"], "--epochs: must be a whole number of"),
+        ("sequence_classification", ["--vocab", "11"], "--vocab must be at least 12"),
+        (
+            "adding_problem",
+            ["--lengths", "5", "1"],
+            "--lengths: must be a whole number of at least 2, got 1",
+        ),
+        ("adding_problem", ["--hidden", "2.5"], "--hidden: must be a whole number of at least 1"),
+    ],
+)
+def test_bad_numbers_are_refused_naming_the_option(name, flags, says, capsys):
+    module = load_script(f"examples/{name}.py")
+    with pytest.raises(SystemExit) as e:
+        module.main([*flags, "--quiet"])
+    assert e.value.code == 2 and says in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("quick", [False, True])
