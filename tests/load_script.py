@@ -3,6 +3,8 @@
 import importlib.util
 import pathlib
 
+import pytest
+
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 
@@ -14,3 +16,9 @@ def load_script(relative_path):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def script_fixture(relative_path):
+    """A module-scoped fixture giving ``load_script(relative_path)``, named by the variable a
+    test module binds it to: ``char_rnn = script_fixture("examples/char_rnn.py")``."""
+    return pytest.fixture(scope="module")(lambda: load_script(relative_path))

@@ -3,14 +3,11 @@ run of both models, and bad flags."""
 
 import numpy as np
 import pytest
-from load_script import load_script
+from load_script import script_fixture
 
 import minigrad as mg
 
-
-@pytest.fixture(scope="module")
-def ex():
-    return load_script("examples/seq2seq_attention.py")
+ex = script_fixture("examples/seq2seq_attention.py")
 
 
 def test_dates_are_written_correctly(ex):

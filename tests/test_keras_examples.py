@@ -4,31 +4,12 @@ command-line input is refused."""
 
 import numpy as np
 import pytest
-from load_script import load_script
+from load_script import script_fixture
 
-
-def _load(name):
-    return load_script(f"examples/lecture_notes/{name}.py")
-
-
-@pytest.fixture(scope="module")
-def tables():
-    return _load("parameter_tables")
-
-
-@pytest.fixture(scope="module")
-def sentiment():
-    return _load("sentiment")
-
-
-@pytest.fixture(scope="module")
-def series():
-    return _load("time_series")
-
-
-@pytest.fixture(scope="module")
-def hello():
-    return _load("hello")
+tables = script_fixture("examples/lecture_notes/parameter_tables.py")
+sentiment = script_fixture("examples/lecture_notes/sentiment.py")
+series = script_fixture("examples/lecture_notes/time_series.py")
+hello = script_fixture("examples/lecture_notes/hello.py")
 
 
 def test_parameter_tables(tables, capsys):
