@@ -14,65 +14,67 @@ STEPS = 6
 
 
 # ----- the update rules, written out (PyTorch's documented algorithms) ------------------------
-def ref_sgd(params, grads, lr=1e-3, momentum=0.0, dampening=0.0, nesterov=False, weight_decay=0.0):
-    out = []
-    for p, gs in zip(params, grads):
-        p = p.copy()
-        b = None
-        for g in gs:
-            g = g + weight_decay * p
-            if momentum != 0:
-                b = g.copy() if b is None else momentum * b + (1 - dampening) * g
-                g = g + momentum * b if nesterov else b
-            p = p - lr * g
-        out.append(p)
-    return out
+def _each_parameter(rule):
+    """``rule(p, gs, **hyper)``, the parameter ``p`` after the steps on its gradients ``gs``, as
+    ``f(params, grads, **hyper)``: the list of each parameter after its steps (inputs unchanged)."""
+
+    def run(params, grads, **hyper):
+        return [rule(p.copy(), gs, **hyper) for p, gs in zip(params, grads)]
+
+    return run
 
 
+@_each_parameter
+def ref_sgd(p, gs, lr=1e-3, momentum=0.0, dampening=0.0, nesterov=False, weight_decay=0.0):
+    b = None
+    for g in gs:
+        g = g + weight_decay * p
+        if momentum != 0:
+            b = g.copy() if b is None else momentum * b + (1 - dampening) * g
+            g = g + momentum * b if nesterov else b
+        p = p - lr * g
+    return p
+
+
+@_each_parameter
 def ref_adagrad(
-    params, grads, lr=1e-2, lr_decay=0.0, weight_decay=0.0, initial_accumulator_value=0.0, eps=1e-10
+    p, gs, lr=1e-2, lr_decay=0.0, weight_decay=0.0, initial_accumulator_value=0.0, eps=1e-10
 ):
-    out = []
-    for p, gs in zip(params, grads):
-        p = p.copy()
-        s = np.full_like(p, initial_accumulator_value)
-        for t, g in enumerate(gs, start=1):
-            clr = lr / (1 + (t - 1) * lr_decay)
-            g = g + weight_decay * p
-            s = s + g * g
-            p = p - clr * g / (np.sqrt(s) + eps)
-        out.append(p)
-    return out
+    s = np.full_like(p, initial_accumulator_value)
+    for t, g in enumerate(gs, start=1):
+        clr = lr / (1 + (t - 1) * lr_decay)
+        g = g + weight_decay * p
+        s = s + g * g
+        p = p - clr * g / (np.sqrt(s) + eps)
+    return p
 
 
+@_each_parameter
 def ref_rmsprop(
-    params, grads, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0, centered=False
+    p, gs, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0, centered=False
 ):
-    out = []
-    for p, gs in zip(params, grads):
-        p = p.copy()
-        v = np.zeros_like(p)
-        b = np.zeros_like(p)
-        gave = np.zeros_like(p)
-        for g in gs:
-            g = g + weight_decay * p
-            v = alpha * v + (1 - alpha) * g * g
-            vt = v
-            if centered:
-                gave = alpha * gave + (1 - alpha) * g
-                vt = vt - gave * gave
-            if momentum > 0:
-                b = momentum * b + g / (np.sqrt(vt) + eps)
-                p = p - lr * b
-            else:
-                p = p - lr * g / (np.sqrt(vt) + eps)
-        out.append(p)
-    return out
+    v = np.zeros_like(p)
+    b = np.zeros_like(p)
+    gave = np.zeros_like(p)
+    for g in gs:
+        g = g + weight_decay * p
+        v = alpha * v + (1 - alpha) * g * g
+        vt = v
+        if centered:
+            gave = alpha * gave + (1 - alpha) * g
+            vt = vt - gave * gave
+        if momentum > 0:
+            b = momentum * b + g / (np.sqrt(vt) + eps)
+            p = p - lr * b
+        else:
+            p = p - lr * g / (np.sqrt(vt) + eps)
+    return p
 
 
+@_each_parameter
 def ref_adam(
-    params,
-    grads,
+    p,
+    gs,
     lr=1e-3,
     betas=(0.9, 0.999),
     eps=1e-8,
@@ -81,28 +83,24 @@ def ref_adam(
     decoupled=False,
 ):
     b1, b2 = betas
-    out = []
-    for p, gs in zip(params, grads):
-        p = p.copy()
-        m = np.zeros_like(p)
-        v = np.zeros_like(p)
-        vmax = np.zeros_like(p)
-        for t, g in enumerate(gs, start=1):
-            if decoupled:
-                p = p * (1 - lr * weight_decay)
-            else:
-                g = g + weight_decay * p
-            m = b1 * m + (1 - b1) * g
-            v = b2 * v + (1 - b2) * g * g
-            mhat = m / (1 - b1**t)
-            if amsgrad:
-                vmax = np.maximum(vmax, v)
-                vhat = vmax / (1 - b2**t)
-            else:
-                vhat = v / (1 - b2**t)
-            p = p - lr * mhat / (np.sqrt(vhat) + eps)
-        out.append(p)
-    return out
+    m = np.zeros_like(p)
+    v = np.zeros_like(p)
+    vmax = np.zeros_like(p)
+    for t, g in enumerate(gs, start=1):
+        if decoupled:
+            p = p * (1 - lr * weight_decay)
+        else:
+            g = g + weight_decay * p
+        m = b1 * m + (1 - b1) * g
+        v = b2 * v + (1 - b2) * g * g
+        mhat = m / (1 - b1**t)
+        if amsgrad:
+            vmax = np.maximum(vmax, v)
+            vhat = vmax / (1 - b2**t)
+        else:
+            vhat = v / (1 - b2**t)
+        p = p - lr * mhat / (np.sqrt(vhat) + eps)
+    return p
 
 
 def ref_adamw(params, grads, weight_decay=1e-2, **kw):
