@@ -67,33 +67,29 @@ def test_notes_seed002_simple_rnn_table():
     assert model.count_params() == 506715
 
 
-def test_notes_seed002_parameter_section():
+@pytest.mark.parametrize(
+    ("rnn", "name", "n_params"),
+    [
+        (layers.SimpleRNN, "simple_rnn", 50 * 50 + 50 * 50 + 50),  # 5,050
+        (layers.LSTM, "lstm", 4 * (50 * 50 + 50 * 50 + 50)),  # 20,200, the notes' arithmetic
+    ],
+)
+def test_notes_seed002_parameter_section(rnn, name, n_params):
     # seed 002, "참고: Parameter": no input_length -> (None, None, 50), as the notes print
     model = models.Sequential()
     model.add(layers.Embedding(input_dim=10000, output_dim=50))
-    model.add(layers.SimpleRNN(50))
-    model.add(layers.Dense(32))
-    model.add(layers.Dense(1, activation="sigmoid"))
-    text = _summary(model)
-    assert [r[3] for r in _rows(text)] == [500000, 5050, 1632, 33]
-    assert _rows(text)[0][2] == "(None, None, 50)"
-    assert _totals(text) == [506715, 506715, 0]
-
-    keras.clear_session()
-    model = models.Sequential()
-    model.add(layers.Embedding(input_dim=10000, output_dim=50))
-    model.add(layers.LSTM(50))
+    model.add(rnn(50))
     model.add(layers.Dense(32))
     model.add(layers.Dense(1, activation="sigmoid"))
     text = _summary(model)
     assert _rows(text) == [
         ("embedding", "Embedding", "(None, None, 50)", 500000),
-        ("lstm", "LSTM", "(None, 50)", 20200),
+        (name, rnn.__name__, "(None, 50)", n_params),
         ("dense", "Dense", "(None, 32)", 1632),
         ("dense_1", "Dense", "(None, 1)", 33),
     ]
-    # 4 * ((50 * 50) + (50 * 50) + 50) = 20,200, the notes' arithmetic
-    assert 4 * (50 * 50 + 50 * 50 + 50) == 20200
+    total = 500000 + n_params + 1632 + 33
+    assert _totals(text) == [total, total, 0]
 
 
 def test_notes_seed002_gru_and_stacked_run():
