@@ -1,5 +1,5 @@
-"""The check for counts users pass in (batch sizes, units, step counts, sample counts): one rule
-and one message wherever a positive integer is expected."""
+"""Checks of what users pass in, one rule and one message each wherever the same thing is
+expected: counts (batch sizes, units, step counts, sample counts) and lists of Tensors."""
 
 import numpy as np
 
@@ -10,3 +10,23 @@ def positive_int(name, value):
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
     return int(value)
+
+
+def tensor_list(value, what):
+    """``value``, a Tensor or an iterable of Tensors, as a list of Tensors; otherwise a TypeError
+    naming ``what`` (e.g. "grad() inputs") and what was got."""
+    # imported here, not above: minigrad.tensor imports autograd, which imports this module
+    from .tensor import Tensor
+
+    if isinstance(value, Tensor):
+        return [value]
+    try:
+        items = list(value)
+    except TypeError:
+        raise TypeError(
+            f"{what} must be a Tensor or an iterable of Tensors, got {type(value).__name__}"
+        ) from None
+    for i, item in enumerate(items):
+        if not isinstance(item, Tensor):
+            raise TypeError(f"{what}: item {i} is a {type(item).__name__}; each must be a Tensor")
+    return items

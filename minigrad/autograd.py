@@ -18,6 +18,8 @@ import weakref
 
 import numpy as np
 
+from ._validate import tensor_list
+
 __all__ = [
     "Function",
     "no_grad",
@@ -460,19 +462,9 @@ def grad(
 
 
 def _as_seq(x, what):
-    if isinstance(x, _Tensor):
-        return [x]
-    try:
-        seq = list(x)
-    except TypeError:
-        raise TypeError(
-            f"grad() {what} must be a Tensor or a sequence of Tensors, got {type(x).__name__}"
-        ) from None
+    seq = tensor_list(x, f"grad() {what}")
     if not seq:
         raise RuntimeError(f"grad() needs at least one tensor in {what}")
-    for i, t in enumerate(seq):
-        if not isinstance(t, _Tensor):
-            raise TypeError(f"grad() {what}[{i}] must be a Tensor, got {type(t).__name__}")
     return seq
 
 

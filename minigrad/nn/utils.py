@@ -18,24 +18,14 @@ from numbers import Real
 
 import numpy as np
 
+from .._validate import tensor_list
 from ..tensor import Tensor
 
 __all__ = ["clip_grad_norm_", "clip_grad_value_", "detach_state"]
 
 
 def _params(parameters, fn):
-    if isinstance(parameters, Tensor):
-        return [parameters]
-    try:
-        params = list(parameters)
-    except TypeError:
-        raise TypeError(
-            f"{fn}() needs a Tensor or an iterable of Tensors, got {type(parameters).__name__}"
-        ) from None
-    for i, p in enumerate(params):
-        if not isinstance(p, Tensor):
-            raise TypeError(f"{fn}() needs Tensors, but item {i} is a {type(p).__name__}")
-    return params
+    return tensor_list(parameters, f"{fn}() parameters")
 
 
 def _real(fn, name, value):
