@@ -409,12 +409,7 @@ def grad(
     Tensors; with create_graph=True they carry the graph of the backward pass."""
     outputs = _as_seq(outputs, "outputs")
     inputs = _as_seq(inputs, "inputs")
-    if grad_outputs is None:
-        grad_outputs = [None] * len(outputs)
-    else:
-        grad_outputs = (
-            list(grad_outputs) if isinstance(grad_outputs, (list, tuple)) else [grad_outputs]
-        )
+    grad_outputs = [None] * len(outputs) if grad_outputs is None else _as_list(grad_outputs)
     if len(grad_outputs) != len(outputs):
         raise RuntimeError(
             f"grad_outputs has {len(grad_outputs)} element(s) for "
@@ -459,6 +454,12 @@ def grad(
         else:
             result.append(_wrap(np.array(g, copy=True), None, 0))
     return tuple(result)
+
+
+def _as_list(grad_outputs):
+    """``grad_outputs`` as a list: a list's or tuple's items, else itself as the only item (one
+    upstream gradient for one output). Also read by gradcheck.gradgradcheck."""
+    return list(grad_outputs) if isinstance(grad_outputs, (list, tuple)) else [grad_outputs]
 
 
 def _as_seq(x, what):

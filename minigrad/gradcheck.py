@@ -127,9 +127,7 @@ def gradgradcheck(
             Tensor(rng.standard_normal(o.shape), requires_grad=True, dtype=np.float64) for o in outs
         ]
     else:
-        grad_outputs = (
-            list(grad_outputs) if isinstance(grad_outputs, (list, tuple)) else [grad_outputs]
-        )
+        grad_outputs = autograd._as_list(grad_outputs)
         if len(grad_outputs) != len(outs):
             raise ValueError(
                 f"gradgradcheck: {len(grad_outputs)} grad_outputs for {len(outs)} "
