@@ -328,6 +328,22 @@ def test_regression_losses_and_metrics():
     assert m.result() == pytest.approx(0.5)
 
 
+def test_loss_names_are_keras_names():
+    # Keras's default names (what compile/fit logs and metrics see), overridable by name=
+    assert keras.losses.get("mse").name == "mean_squared_error"
+    assert keras.losses.get("mae").name == "mean_absolute_error"
+    assert keras.losses.BinaryCrossentropy().name == "binary_crossentropy"
+    assert keras.losses.CategoricalCrossentropy().name == "categorical_crossentropy"
+    sparse = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    assert sparse.name == "sparse_categorical_crossentropy" and sparse.from_logits
+    assert keras.losses.MeanSquaredError(name="l2").name == "l2"
+
+    def huber(y_true, y_pred):
+        return y_pred
+
+    assert keras.losses.get(huber).name == "huber"
+
+
 def test_optimizer_defaults_and_adam_rule():
     assert keras.optimizers.get("adam").epsilon == 1e-7
     assert keras.optimizers.get("adam").learning_rate == 0.001

@@ -104,10 +104,10 @@ def sparse_categorical_crossentropy(y_true, y_pred, from_logits=False):
 
 
 class Loss:
-    """A loss object: ``loss(y_true, y_pred)`` -> the mean of the per-sample losses."""
+    """A loss object: ``loss(y_true, y_pred)`` -> the mean of the per-sample losses. A subclass
+    sets ``fn``, the per-sample loss function; the function's name is the loss's default name."""
 
     fn: ClassVar[Callable[..., Any] | None] = None
-    name = "loss"
 
     def __init__(self, from_logits=False, reduction="sum_over_batch_size", name=None):
         if reduction not in ("sum_over_batch_size", "sum", "none", None):
@@ -115,7 +115,7 @@ class Loss:
                 f"reduction must be 'sum_over_batch_size', 'sum' or 'none', got {reduction!r}"
             )
         self.from_logits, self.reduction = from_logits, reduction
-        self.name = name or self.name
+        self.name = name or getattr(type(self).fn, "__name__", "loss")
 
     def per_sample(self, y_true, y_pred):
         if type(self).fn in (mean_squared_error, mean_absolute_error):
@@ -131,27 +131,22 @@ class Loss:
 
 class MeanSquaredError(Loss):
     fn = mean_squared_error
-    name = "mean_squared_error"
 
 
 class MeanAbsoluteError(Loss):
     fn = mean_absolute_error
-    name = "mean_absolute_error"
 
 
 class BinaryCrossentropy(Loss):
     fn = binary_crossentropy
-    name = "binary_crossentropy"
 
 
 class CategoricalCrossentropy(Loss):
     fn = categorical_crossentropy
-    name = "categorical_crossentropy"
 
 
 class SparseCategoricalCrossentropy(Loss):
     fn = sparse_categorical_crossentropy
-    name = "sparse_categorical_crossentropy"
 
 
 _BY_NAME = {
