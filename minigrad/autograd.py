@@ -394,7 +394,7 @@ def backward(root, grad=None, retain_graph=None, create_graph=False):
     prev_callbacks = _mode.callbacks
     _mode.callbacks = callbacks = []
     try:
-        early = _n_post > 0 and not create_graph
+        early = bool(_post_live) and not create_graph
         leaf_grads = _run_backward([root], [g], retain_graph, create_graph, early=early)
         if create_graph:
             _store_leaf_graph_grads(leaf_grads)
@@ -419,9 +419,13 @@ def queue_callback(fn):
     _mode.callbacks.append(fn)
 
 
-# How many post-accumulate hooks are registered, on all tensors: while 0, the engine does not
-# track when each leaf's gradient is complete.
-_n_post = 0
+# The live tensors that have post-accumulate hooks (id -> weak reference): while there are
+# none, the engine does not track when each leaf's gradient is complete.
+_post_live: dict = {}
+
+
+def _post_forget(key):
+    _post_live.pop(key, None)
 
 
 class _PostHookHandle:
@@ -430,17 +434,16 @@ class _PostHookHandle:
         self._fn = fn
 
     def remove(self):
-        global _n_post
         t = self._ref()
         hooks = None if t is None else getattr(t, "_post_hooks", None)
         if hooks and self._fn in hooks:
             hooks.remove(self._fn)
-            _n_post -= 1
+            if not hooks:
+                _post_live.pop(id(t), None)
 
 
 def add_post_accumulate_hook(tensor, fn):
     """Tensor.register_post_accumulate_grad_hook (see there)."""
-    global _n_post
     if not callable(fn):
         raise TypeError(f"a post-accumulate grad hook must be callable, got {type(fn).__name__}")
     if not tensor.requires_grad or tensor._ctx is not None:
@@ -452,7 +455,8 @@ def add_post_accumulate_hook(tensor, fn):
     if hooks is None:
         hooks = tensor._post_hooks = []
     hooks.append(fn)
-    _n_post += 1
+    key = id(tensor)
+    _post_live[key] = weakref.ref(tensor, lambda _, key=key: _post_forget(key))
     return _PostHookHandle(tensor, fn)
 
 
@@ -794,7 +798,7 @@ def _store_leaf_grads(leaf_grads):
                     t.grad = np.array(g, copy=True)
             else:
                 t.grad = t.grad + g
-    if _n_post:
+    if _post_live:
         _run_post_hooks([t for t, _, _ in ready])
 
 
@@ -819,7 +823,7 @@ def _store_leaf_graph_grads(leaf_grads):
             arr = np.array(g.data, copy=True)
             t.grad = arr
             t._grad_graph = (arr, g)
-    if _n_post:
+    if _post_live:
         _run_post_hooks([t for t, _, _ in leaf_grads.values()])
 
 
