@@ -413,9 +413,7 @@ def queue_callback(fn):
     if not callable(fn):
         raise TypeError(f"queue_callback expects a callable, got {type(fn).__name__}")
     if _mode.callbacks is None:
-        raise RuntimeError(
-            "queue_callback() is only valid during backward() (call it from a hook)"
-        )
+        raise RuntimeError("queue_callback() is only valid during backward() (call it from a hook)")
     _mode.callbacks.append(fn)
 
 

@@ -308,8 +308,10 @@ def _replicas(num_replicas, rank, what):
             "and minigrad.distributed.rank()), or neither"
         )
     num_replicas = positive_int("num_replicas", num_replicas)
-    if isinstance(rank, bool) or not isinstance(rank, (int, np.integer)) or not (
-        0 <= rank < num_replicas
+    if (
+        isinstance(rank, bool)
+        or not isinstance(rank, (int, np.integer))
+        or not (0 <= rank < num_replicas)
     ):
         raise ValueError(f"{what}: rank must be an int in [0, {num_replicas}), got {rank!r}")
     return num_replicas, int(rank)
@@ -328,7 +330,9 @@ class DistributedSampler:
     the ranks together hold the same samples as one process's step k with the global batch
     and ``sampler=DistributedSampler(dataset, 1, 0, ...)``."""
 
-    def __init__(self, dataset, num_replicas=None, rank=None, shuffle=True, seed=0, drop_last=False):
+    def __init__(
+        self, dataset, num_replicas=None, rank=None, shuffle=True, seed=0, drop_last=False
+    ):
         if not hasattr(dataset, "__len__"):
             raise TypeError(
                 f"DistributedSampler needs a dataset with __len__, got {type(dataset).__name__}"

@@ -100,6 +100,7 @@ def init(comm=None, abort_on_exception=True):
         raise TypeError(f"init(comm=...) expects an mpi4py communicator, got {type(comm).__name__}")
     _state["comm"] = comm
     if abort_on_exception and comm.Get_size() > 1 and _state["hook"] is None:
+
         def hook(kind, value, tb):
             r, n = comm.Get_rank(), comm.Get_size()
             text = "".join(traceback.format_exception(kind, value, tb))
@@ -153,9 +154,7 @@ def _mpi_op(op):
     if op not in _OPS:
         raise ValueError(f"all_reduce op must be one of {', '.join(_OPS)}; got {op!r}")
     MPI = _mpi()
-    return {"sum": MPI.SUM, "mean": MPI.SUM, "max": MPI.MAX, "min": MPI.MIN, "prod": MPI.PROD}[
-        op
-    ]
+    return {"sum": MPI.SUM, "mean": MPI.SUM, "max": MPI.MAX, "min": MPI.MIN, "prod": MPI.PROD}[op]
 
 
 def _buffer_of(x, what):
