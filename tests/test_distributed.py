@@ -214,3 +214,45 @@ def test_bad_collective_arguments(comm):
         dist.broadcast(np.ones(2), root=1)
     with pytest.raises(TypeError, match="ndarray or a Tensor"):
         dist.all_reduce([1.0, 2.0], "sum")
+
+
+# ----------------------------------------------------------------------------- the main job
+def test_char_rnn_distributed_matches_one_process(tmp_path):
+    """`mpiexec -n 2 python examples/char_rnn.py --distributed`: the same validation figures
+    as one process with the same global batch, printed once (rank 0), and rank 0's checkpoint
+    resumes in one process."""
+    from load_script import ROOT, load_script
+
+    rng = np.random.default_rng(0)
+    words = ["def", "return", "self", "value", "import", "class", "None", "if", "else"]
+    text = tmp_path / "corpus.txt"
+    text.write_text("\n".join(" ".join(rng.choice(words, 5)) for _ in range(600)))
+    flags = ["--text", str(text), "--hidden", "32", "--embed", "8", "--seq-len", "16"]
+    flags += ["--batch-size", "8", "--steps", "12", "--eval-every", "6", "--lr", "1e-2"]
+    flags += ["--eval-chars", "2000", "--final-eval-chars", "2000", "--sample-len", "10"]
+    env = dict(os.environ, OPENBLAS_NUM_THREADS="1")
+    ck = tmp_path / "ck.npz"
+    proc = subprocess.run(
+        [_mpiexec(), "-n", "2", sys.executable, str(ROOT / "examples" / "char_rnn.py")]
+        + flags
+        + ["--distributed", "--save", str(ck)],
+        capture_output=True,
+        text=True,
+        timeout=LAUNCH_TIMEOUT,
+        env=env,
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.count("done:") == 1 and "data-parallel on 2 ranks" in proc.stdout
+    got = [
+        float(line.split("validation ")[1].split()[0])
+        for line in proc.stdout.splitlines()
+        if line.startswith("step ") and "validation" in line
+    ]
+    char_rnn = load_script("examples/char_rnn.py")
+    ref = char_rnn.main(flags + ["--quiet"])
+    assert len(got) == 2
+    np.testing.assert_allclose(got, [bpc for _, bpc in ref["history"]], atol=2e-3)
+    resumed = char_rnn.main(flags + ["--quiet", "--resume", str(ck), "--sample-len", "0"])
+    assert resumed["steps"] == 12
+    np.testing.assert_allclose(resumed["val_bpc"], got[-1], atol=2e-3)

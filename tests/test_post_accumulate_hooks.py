@@ -115,24 +115,24 @@ def test_queue_callback_outside_backward_raises():
         autograd.queue_callback(None)
 
 
+def _output_of(code):
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60
+    ).stdout
+
+
 def test_distributed_without_mpi4py_names_the_extra():
-    code = (
+    out = _output_of(
         "import sys; sys.modules['mpi4py'] = None\n"
         "import minigrad, minigrad.distributed as d\n"
         "try:\n    d.init()\nexcept ImportError as e:\n    print(e)\n"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60
-    ).stdout
     assert 'pip install "minigrad[distributed]"' in out
 
 
 def test_calls_before_init_raise():
-    code = (
+    out = _output_of(
         "import minigrad.distributed as d\n"
         "try:\n    d.rank()\nexcept RuntimeError as e:\n    print(e)\n"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60
-    ).stdout
     assert "call minigrad.distributed.init() first" in out
