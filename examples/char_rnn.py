@@ -410,7 +410,7 @@ def build_parser():
         help="data-parallel training on the ranks of an MPI job (mpiexec -n N python "
         "examples/char_rnn.py --distributed): --batch-size is the global batch, split across "
         "the ranks; one BLAS thread per rank; rank 0 prints and saves. Needs mpi4py: pip "
-        'install "minigrad[distributed]" (default: one process)',
+        'install "minigrad[distributed]"',
     )
     return p
 
