@@ -38,29 +38,21 @@ machine (`python examples/char_rnn.py`).
 from __future__ import annotations
 
 import os
+import sys
 
-# OpenBLAS' worker threads busy-wait; on a small or shared machine they slow the small GEMMs of
-# a recurrent step down many times over. One thread is the measured better default here; set
-# OPENBLAS_NUM_THREADS yourself (or --threads) to change it. Must happen before numpy loads.
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+# _cli (next to this script) sets one BLAS thread unless OPENBLAS_NUM_THREADS is set, before
+# NumPy loads, and finds minigrad in a source checkout. This folder is on sys.path when the
+# script runs, not when it is loaded from a file path (as the tests do).
+sys.path.insert(1, os.path.dirname(os.path.abspath(__file__)))
+from _cli import option  # noqa: I001  (first: before NumPy loads)
 
 import argparse
 import math
-import sys
 import time
 
 import numpy as np
 
-try:
-    import minigrad as mg
-except ImportError:  # running from a source checkout without `pip install .`
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    import minigrad as mg
-# the helpers next to this script; its folder is on sys.path when run as a script, not when
-# loaded from a file path (as the tests do)
-sys.path.insert(1, os.path.dirname(os.path.abspath(__file__)))
-from _cli import option
-
+import minigrad as mg
 import minigrad.functional as F
 from minigrad import nn
 from minigrad.data import BPTTBatcher
