@@ -414,6 +414,15 @@ class DistributedDataParallel(Module):
 
         return _NoSync()
 
+    def sync_gradients(self):
+        """Average every parameter's ``.grad`` across the ranks now (all buckets at once), for
+        gradients made without ``backward`` (or inside ``no_sync``).  Every rank must call it;
+        a parameter with ``.grad`` None on every rank keeps None."""
+        if self._pending:
+            raise RuntimeError("sync_gradients() cannot be called during backward()")
+        self.__dict__["launch_log"] = []
+        self._finish()
+
     @property
     def buckets(self):
         """The parameter names of each bucket, in launch order."""
@@ -475,7 +484,17 @@ class DistributedDataParallel(Module):
                         p.grad = None
                         continue
                     g = flat[off : off + p.data.size].reshape(p.data.shape)
-                    p.grad = g / world if world > 1 else g.copy()
+                    pg = p.grad
+                    if (
+                        type(pg) is np.ndarray
+                        and pg.shape == g.shape
+                        and pg.dtype == g.dtype
+                        and pg.flags.c_contiguous
+                        and pg.flags.writeable
+                    ):  # this rank's own gradient array: overwrite it with the average
+                        np.divide(g, world, out=pg)
+                    else:
+                        p.grad = g / world
         finally:
             for b in self._buckets:
                 b.ready = 0
@@ -484,16 +503,21 @@ class DistributedDataParallel(Module):
             d["_next"] = 0
 
     def _wait(self, reqs):
-        MPI = _mpi()
+        # Polled rather than MPI_Waitall, so that a peer that never joins ends in an error
+        # instead of a hang; MPI's own waits poll the same way.  The first test is free of
+        # clock reads; after that the clock is read every 64 tests.
+        testall = _mpi().Request.Testall
+        if testall(reqs):
+            return
         deadline = time.perf_counter() + self.timeout
         spins = 0
-        while not MPI.Request.Testall(reqs):
-            if time.perf_counter() > deadline:
+        while not testall(reqs):
+            spins += 1
+            if spins & 63 == 0 and time.perf_counter() > deadline:
                 raise DistributedError(
                     f"rank {self._comm_.Get_rank()}: the gradient all-reduce did not complete "
                     f"within {self.timeout:g} s: another rank failed, hung, or does not run the "
                     "same backward passes"
                 )
-            spins += 1
-            if spins > 1000:
+            if spins > 200_000:  # waiting long (a slow peer): stop hogging a shared core
                 time.sleep(1e-4)

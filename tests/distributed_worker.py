@@ -224,6 +224,19 @@ def _main(outdir):
     ddp(np.zeros((2, 3), dtype=np.int64))  # ...and the forward copies rank 0's
     found["buffer_after_forward"] = m.running.tolist()
 
+    # sync_gradients averages gradients made without backward; None everywhere stays None.
+    m = build("lstm64")
+    ddp = dist.DistributedDataParallel(m)
+    m.head.weight.grad = np.full(m.head.weight.shape, float(r + 1))
+    if r == 1:
+        m.head.bias.grad = np.ones(m.head.bias.shape)
+    ddp.sync_gradients()
+    found["synced"] = [
+        float(m.head.weight.grad.mean()),
+        m.head.bias.grad.tolist()[:2],
+        m.embed.weight.grad is None,
+    ]
+
     # Collectives.
     found["sum"] = dist.all_reduce(np.array([r + 1.0, 2.0 * r]), "sum").tolist()
     found["mean"] = dist.all_reduce(mg.tensor(np.array([r + 1.0])), "mean").data.tolist()

@@ -116,6 +116,7 @@ def test_buffers_collectives_and_checkpoint(main_run, tmp_path):
         assert f["buffer_after_forward"] == [10.0, 10.0, 10.0]  # rank 0's value everywhere
         assert f["sum"] == [3.0, 2.0] and f["mean"] == [1.5] and f["max_int"] == 6
         assert f["broadcast"] == [8.0]
+        assert f["synced"] == [1.5, [0.5, 0.5], True]  # a rank without a gradient counts 0
         assert f["ckpt_same"] is True
     # rank 0's checkpoint loads in one process into the bare model
     model = dw.build("gru64")
