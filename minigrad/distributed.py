@@ -389,6 +389,11 @@ class DistributedDataParallel(Module):
 
     # ----- the module ---------------------------------------------------------------------
     def forward(self, *args, **kwargs):
+        if self._pending:
+            raise DistributedError(
+                "a backward pass through this DistributedDataParallel raised while its "
+                "gradients were being reduced: the ranks are out of step and cannot go on"
+            )
         if self.broadcast_buffers:
             broadcast_buffers(self.module, 0)
         return self.module(*args, **kwargs)

@@ -191,6 +191,22 @@ def test_unused_parameter_keeps_no_gradient(comm):
     assert model[0].weight.grad is not None and model[1].weight.grad is None
 
 
+def test_forward_after_a_failed_backward_raises(comm):
+    mg.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 3), nn.Linear(3, 1))
+    ddp = dist.DistributedDataParallel(model, bucket_mb=1e-6)
+
+    def fail(g):
+        raise ValueError("bad gradient")
+
+    model[0].weight.register_hook(fail)  # runs after the second layer's gradients are done
+    x = mg.tensor(np.ones((2, 3), dtype=np.float32))
+    with pytest.raises(ValueError, match="bad gradient"):
+        ddp(x).sum().backward()
+    with pytest.raises(dist.DistributedError, match="out of step"):
+        ddp(x)
+
+
 @pytest.mark.parametrize(
     "kwargs, error, text",
     [
