@@ -14,7 +14,7 @@ docs/distributed.md.
    share of a DDP step spent waiting for the all-reduce after backward.
 2. The all-reduce of all the char-LM's gradients (DDP's bucketed path: pack, Iallreduce, wait,
    average) vs mpi4py's raw ``Allreduce`` of one flat float32 buffer of the same size,
-   interleaved, 2 ranks.
+   interleaved, 2 ranks; and DDP's own work alone (the same call on 1 rank).
 3. Raw ``Allreduce`` time vs message size (2 ranks), the latency + bandwidth fit, and the
    one-process step time per local batch size: the inputs of the scaling model.
 
@@ -302,6 +302,11 @@ def main(argv=None):
     print(f"  raw MPI Allreduce, one flat buffer:    {red['raw'] * 1e6:8.0f} us")
     print(f"  ratio DDP / raw:                       {red['ratio']:8.2f}x")
     print(f"  ratio of the best rounds:              {red['best_ratio']:8.2f}x")
+    own = _run([mpiexec, "-n", "1"] + me + ["--worker", "reduce"] + common)
+    print(
+        f"  DDP's own work (1 rank: packing, bookkeeping; an empty all-reduce): "
+        f"{own['ddp'] * 1e6:.0f} us"
+    )
     print("\nraw Allreduce time vs message size (2 ranks, this machine)")
     for nbytes, t in red["by_size"]:
         print(f"  {nbytes:>10,d} bytes {t * 1e6:10.1f} us  {nbytes / t / 1e9:6.2f} GB/s")

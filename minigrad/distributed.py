@@ -331,9 +331,11 @@ class DistributedDataParallel(Module):
     no prefix), so a checkpoint loads into the bare model in one process.  ``no_sync()``
     skips the averaging for the backward passes inside it (gradient accumulation: the next
     backward outside averages the accumulated gradients).  A parameter no rank produced a
-    gradient for keeps ``.grad`` None.  Because the mean is taken over ranks, each rank's loss
-    must be the mean over an equal share of the batch for the result to equal one process on
-    the whole batch."""
+    gradient for keeps ``.grad`` None.  After the averaging each ``.grad`` is a view into the
+    wrapper's bucket buffer, which the next averaging overwrites (as PyTorch's
+    ``gradient_as_bucket_view``): copy a gradient to keep it past the next backward.
+    Because the mean is taken over ranks, each rank's loss must be the mean over an equal
+    share of the batch for the result to equal one process on the whole batch."""
 
     def __init__(self, module, bucket_mb=25.0, broadcast_buffers=True, timeout=300.0):
         super().__init__()
@@ -457,15 +459,18 @@ class DistributedDataParallel(Module):
                 _mpi().Request.Testall(reqs)
 
     def _launch(self, bi):
+        # Each gradient is divided by the number of ranks as it is packed (one pass over it),
+        # so the sum the all-reduce makes is already the average.
         b = self._buckets[bi]
         flat = b.flat
+        world = self._comm_.Get_size()
         for k, (p, off) in enumerate(zip(b.params, b.offsets)):
             n = p.data.size
             if p.grad is None:
                 flat[off : off + n] = 0
                 flat[b.n + k] = 0
             else:
-                flat[off : off + n] = p.grad.reshape(-1)
+                np.divide(p.grad.reshape(-1), world, out=flat[off : off + n])
                 flat[b.n + k] = 1
         b.request = self._comm_.Iallreduce(_mpi().IN_PLACE, flat, op=_mpi().SUM)
         self.launch_log.append((bi, self._n_params - self._seen))
@@ -481,25 +486,12 @@ class DistributedDataParallel(Module):
             t0 = time.perf_counter()
             self._wait([b.request for b in self._buckets])
             d["comm_wait_seconds"] = time.perf_counter() - t0
-            world = self._comm_.Get_size()
             for b in self._buckets:
                 flat = b.flat
                 for k, (p, off) in enumerate(zip(b.params, b.offsets)):
-                    if flat[b.n + k] == 0:  # no rank had a gradient for it
-                        p.grad = None
-                        continue
-                    g = flat[off : off + p.data.size].reshape(p.data.shape)
-                    pg = p.grad
-                    if (
-                        type(pg) is np.ndarray
-                        and pg.shape == g.shape
-                        and pg.dtype == g.dtype
-                        and pg.flags.c_contiguous
-                        and pg.flags.writeable
-                    ):  # this rank's own gradient array: overwrite it with the average
-                        np.divide(g, world, out=pg)
-                    else:
-                        p.grad = g / world
+                    # the average, in place in the bucket (no rank had a gradient: None)
+                    has = flat[b.n + k] != 0
+                    p.grad = flat[off : off + p.data.size].reshape(p.data.shape) if has else None
         finally:
             for b in self._buckets:
                 b.ready = 0
