@@ -109,6 +109,7 @@ def init(comm=None, abort_on_exception=True):
                 "aborting all ranks\n"
             )
             sys.stderr.flush()
+            time.sleep(0.2)  # let the launcher forward the message before the abort ends all
             comm.Abort(1)
             os._exit(1)  # pragma: no cover - Abort does not return
 
