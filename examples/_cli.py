@@ -2,14 +2,18 @@
 and argparse types for the numbers they take. Imported by the scripts next to it
 (``from _cli import ...``); not an example itself.
 
-Importing it also makes ``import minigrad`` work from a source checkout without
-``pip install .``: when minigrad is not installed, the checkout's root goes on sys.path."""
+Importing it also prepares the process for a script that imports it before NumPy: one BLAS
+thread unless OPENBLAS_NUM_THREADS is set (OpenBLAS' worker threads busy-wait; on a small or
+shared machine they slow the small GEMMs of a recurrent step down many times over, and the
+setting must come before NumPy loads), and, in a source checkout without ``pip install .``,
+the checkout's minigrad on sys.path."""
 
 import argparse
 import math
 import os
 import sys
 
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 try:
     import minigrad  # noqa: F401 (only: is it installed?)
 except ImportError:  # running from a source checkout without `pip install .`

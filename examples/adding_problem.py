@@ -34,21 +34,18 @@ at most 5e-23 for the RNN. ``--quick`` (T = 25, 50; 1000 steps) took 33 s.
 from __future__ import annotations
 
 import os
+import sys
 
-# See char_rnn.py: one BLAS thread is much faster for the small GEMMs of a recurrent step on a
-# 2-core (or shared) machine. Must be set before numpy loads.
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+# _cli (next to this script) sets one BLAS thread unless OPENBLAS_NUM_THREADS is set, before
+# NumPy loads, and finds minigrad in a source checkout. This folder is on sys.path when the
+# script runs, not when it is loaded from a file path (as the tests do).
+sys.path.insert(1, os.path.dirname(os.path.abspath(__file__)))
+from _cli import int_range, option, positive_float, positive_int  # noqa: I001  (first: before NumPy loads)
 
 import argparse
-import sys
 import time
 
 import numpy as np
-
-# the helpers next to this script (its folder is on sys.path when run as a script, not when
-# loaded from a file path as the tests do); _cli also finds a source checkout's minigrad
-sys.path.insert(1, os.path.dirname(os.path.abspath(__file__)))
-from _cli import int_range, option, positive_float, positive_int
 
 import minigrad as mg
 import minigrad.functional as F

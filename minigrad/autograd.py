@@ -9,6 +9,12 @@ after all the nodes that use its outputs (Kahn's algorithm over dependency count
 recursion), sums the gradients arriving at each output, calls the node's ``backward`` once, and
 hands the results to the node's inputs.  Leaf tensors (those made by the user) accumulate their
 gradient into ``.grad``.
+
+Two hooks let other code act during a backward pass (data-parallel training overlaps its
+gradient all-reduce with the rest of backward through them): a leaf's post-accumulate hooks
+(``Tensor.register_post_accumulate_grad_hook``) run as soon as the last node feeding that leaf
+has run, with its ``.grad`` already stored; and ``queue_callback(fn)``, called from such a hook,
+runs ``fn()`` once when the whole backward pass has finished.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ __all__ = [
     "is_inference_mode_enabled",
     "backward",
     "grad",
+    "queue_callback",
 ]
 
 
@@ -39,6 +46,7 @@ class _GradMode(threading.local):
 
     enabled = True
     inference = False
+    callbacks = None  # inside backward(): the list queue_callback appends to
 
 
 _mode = _GradMode()
@@ -385,11 +393,79 @@ def backward(root, grad=None, retain_graph=None, create_graph=False):
     if retain_graph is None:
         retain_graph = create_graph
     g = _seed_grad(root, grad, create_graph)
-    leaf_grads = _run_backward([root], [g], retain_graph, create_graph)
-    if create_graph:
-        _store_leaf_graph_grads(leaf_grads)
-    else:
-        _store_leaf_grads(leaf_grads)
+    prev_callbacks = _mode.callbacks
+    _mode.callbacks = callbacks = []
+    try:
+        early = bool(_post_live) and not create_graph
+        leaf_grads = _run_backward([root], [g], retain_graph, create_graph, early=early)
+        if create_graph:
+            _store_leaf_graph_grads(leaf_grads)
+        else:
+            _store_leaf_grads(leaf_grads)
+        while callbacks:  # a callback may queue another
+            callbacks.pop(0)()
+    finally:
+        _mode.callbacks = prev_callbacks
+
+
+def queue_callback(fn):
+    """Run ``fn()`` once when the backward pass running in this thread has finished, after
+    every ``.grad`` is stored (as PyTorch's engine ``queue_callback``).  Call it from a hook
+    during ``backward()``; outside one it raises RuntimeError."""
+    if not callable(fn):
+        raise TypeError(f"queue_callback expects a callable, got {type(fn).__name__}")
+    if _mode.callbacks is None:
+        raise RuntimeError("queue_callback() is only valid during backward() (call it from a hook)")
+    _mode.callbacks.append(fn)
+
+
+# The live tensors that have post-accumulate hooks (id -> weak reference): while there are
+# none, the engine does not track when each leaf's gradient is complete.
+_post_live: dict = {}
+
+
+def _post_forget(key):
+    _post_live.pop(key, None)
+
+
+class _PostHookHandle:
+    def __init__(self, tensor, fn):
+        self._ref = weakref.ref(tensor)
+        self._fn = fn
+
+    def remove(self):
+        t = self._ref()
+        hooks = None if t is None else getattr(t, "_post_hooks", None)
+        if hooks and self._fn in hooks:
+            hooks.remove(self._fn)
+            if not hooks:
+                _post_live.pop(id(t), None)
+
+
+def add_post_accumulate_hook(tensor, fn):
+    """Tensor.register_post_accumulate_grad_hook (see there)."""
+    if not callable(fn):
+        raise TypeError(f"a post-accumulate grad hook must be callable, got {type(fn).__name__}")
+    if not tensor.requires_grad or tensor._ctx is not None:
+        raise RuntimeError(
+            "post-accumulate grad hooks can only be registered on leaf tensors that require "
+            f"grad; got a {'non-leaf' if tensor._ctx is not None else 'non-grad'} tensor"
+        )
+    hooks = getattr(tensor, "_post_hooks", None)
+    if hooks is None:
+        hooks = tensor._post_hooks = []
+    hooks.append(fn)
+    key = id(tensor)
+    _post_live[key] = weakref.ref(tensor, lambda _, key=key: _post_forget(key))
+    return _PostHookHandle(tensor, fn)
+
+
+def _run_post_hooks(tensors):
+    for t in tensors:
+        hooks = getattr(t, "_post_hooks", None)
+        if hooks:
+            for fn in list(hooks):
+                fn(t)
 
 
 def grad(
@@ -508,11 +584,15 @@ def _needed_nodes(roots, targets):
     return needed
 
 
-def _run_backward(roots, seeds, retain_graph, create_graph, targets=None, captured=None):
+def _run_backward(
+    roots, seeds, retain_graph, create_graph, targets=None, captured=None, early=False
+):
     """The engine: walk the tape from ``roots`` (each with its seed gradient) and return the
     gradients reaching leaves, ``{id(leaf): [leaf, gradient, owned]}``.  With ``targets``
     (autograd.grad), only the nodes leading to them run, and the gradient of each non-leaf
-    target is put in ``captured[(node, output index)]``."""
+    target is put in ``captured[(node, output index)]``.  With ``early`` (backward() while some
+    leaf has post-accumulate hooks), such a leaf's gradient is stored into ``.grad`` and its
+    hooks run as soon as the last edge into it has delivered, instead of being returned."""
     leaf_grads = {}  # id(leaf) -> [leaf, summed gradient, whether that array is ours to keep]
     pending = {}
     root_nodes = []
@@ -540,8 +620,10 @@ def _run_backward(roots, seeds, retain_graph, create_graph, targets=None, captur
         needed = _needed_nodes(roots, targets)
         capture = {(t._ctx, t._idx) for t in targets if t._ctx is not None}
 
-    # 1. Count, for every node reachable from the roots, how many edges will deliver a gradient.
+    # 1. Count, for every node reachable from the roots, how many edges will deliver a gradient
+    # (and, with early stores, how many reach each leaf that has post-accumulate hooks).
     deps = dict.fromkeys(root_nodes, 0)
+    leaf_left = {} if early and targets is None else None
     stack = list(root_nodes)
     while stack:
         node = stack.pop()
@@ -550,6 +632,8 @@ def _run_backward(roots, seeds, retain_graph, create_graph, targets=None, captur
                 continue
             child = t._ctx
             if child is None:
+                if leaf_left is not None and getattr(t, "_post_hooks", None):
+                    leaf_left[id(t)] = leaf_left.get(id(t), 0) + 1
                 continue
             if child in deps:
                 deps[child] += 1
@@ -615,6 +699,14 @@ def _run_backward(roots, seeds, retain_graph, create_graph, targets=None, captur
                         else:
                             slot[1] = slot[1] + g
                             slot[2] = True
+                    if leaf_left is not None and id(t) in leaf_left:
+                        left = leaf_left[id(t)] - 1
+                        leaf_left[id(t)] = left
+                        if left == 0:  # its gradient is complete: store it and run its hooks
+                            slot = leaf_grads.pop(id(t), None)
+                            if slot is not None:
+                                slot[2] = False  # the array may be shared: store a copy
+                                _store_leaf_grads({id(t): slot})
                     continue
                 if g is not None:
                     if g.dtype != t._data.dtype:  # a float32 node feeding float64 gets float32
@@ -697,6 +789,8 @@ def _store_leaf_grads(leaf_grads):
                     t.grad = np.array(g, copy=True)
             else:
                 t.grad = t.grad + g
+    if _post_live:
+        _run_post_hooks([t for t, _, _ in ready])
 
 
 def _store_leaf_graph_grads(leaf_grads):
@@ -720,6 +814,8 @@ def _store_leaf_graph_grads(leaf_grads):
             arr = np.array(g.data, copy=True)
             t.grad = arr
             t._grad_graph = (arr, g)
+    if _post_live:
+        _run_post_hooks([t for t, _, _ in leaf_grads.values()])
 
 
 def retain_grad_hook(tensor):

@@ -11,6 +11,9 @@ recurrent layers take), and cutting one long token stream for truncated BPTT.
 
     for x, y in BPTTBatcher(token_ids, batch_size=32, seq_len=64):   # one epoch, in order
         logits, state = model(x, state); ...; state = nn.utils.detach_state(state)
+
+Data-parallel training (minigrad.distributed) gives each rank its own part of every batch:
+``DistributedSampler`` for a DataLoader, and ``BPTTBatcher(..., num_replicas=, rank=)``.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ __all__ = [
     "default_collate",
     "pad_collate",
     "BPTTBatcher",
+    "DistributedSampler",
 ]
 
 
@@ -230,9 +234,15 @@ class BPTTBatcher:
     from chunk ``position`` to the end of the pass (one epoch); ``position`` then returns to 0.
     The tokens after the last whole row are not used; with ``drop_last=False`` the last chunk
     may be shorter. ``state_dict()``/``load_state_dict()`` carry ``position`` for resuming.
+
+    With ``num_replicas`` and ``rank`` (data-parallel training; give both, or neither for one
+    process), ``batch_size`` is the global batch: the rows are the same as in one process, and
+    this rank yields only its contiguous block of ``batch_size // num_replicas`` of them, so
+    the ranks' streams are disjoint, each carried state belongs to one rank, and the ranks'
+    batches stacked in rank order are the one-process batch.
     """
 
-    def __init__(self, tokens, batch_size, seq_len, drop_last=True):
+    def __init__(self, tokens, batch_size, seq_len, drop_last=True, num_replicas=None, rank=None):
         data = tokens.data if isinstance(tokens, Tensor) else np.asarray(tokens)
         if data.ndim != 1:
             raise ValueError(f"BPTTBatcher needs a 1-D token stream, got shape {data.shape}")
@@ -247,9 +257,17 @@ class BPTTBatcher:
                 f"a stream of {len(data)} tokens is too short for {batch_size} "
                 f"rows of at least {need} tokens (+1 for the targets)"
             )
+        num_replicas, rank = _replicas(num_replicas, rank, "BPTTBatcher")
+        if batch_size % num_replicas:
+            raise ValueError(
+                f"BPTTBatcher: the global batch_size {batch_size} must be a multiple of "
+                f"num_replicas {num_replicas} (each rank gets an equal share of the rows)"
+            )
         self.batch_size, self.seq_len, self.drop_last = batch_size, seq_len, bool(drop_last)
+        self.num_replicas, self.rank = num_replicas, rank
+        self.local_batch_size = local = batch_size // num_replicas
         self.row_len = row
-        rows = np.arange(batch_size)[:, None] * row
+        rows = (rank * local + np.arange(local))[:, None] * row
         self._x = data[rows + np.arange(row)[None, :]]
         self._y = data[rows + 1 + np.arange(row)[None, :]]
         self.position = 0
@@ -278,3 +296,81 @@ class BPTTBatcher:
                 f"BPTTBatcher state needs a 'position' in [0, {len(self)}), got {pos!r}"
             )
         self.position = pos
+
+
+def _replicas(num_replicas, rank, what):
+    """(num_replicas, rank), checked; neither given: one process (1, 0)."""
+    if num_replicas is None and rank is None:
+        return 1, 0
+    if num_replicas is None or rank is None:
+        raise ValueError(
+            f"{what}: give both num_replicas and rank (e.g. minigrad.distributed.world_size() "
+            "and minigrad.distributed.rank()), or neither"
+        )
+    num_replicas = positive_int("num_replicas", num_replicas)
+    if (
+        isinstance(rank, bool)
+        or not isinstance(rank, (int, np.integer))
+        or not (0 <= rank < num_replicas)
+    ):
+        raise ValueError(f"{what}: rank must be an int in [0, {num_replicas}), got {rank!r}")
+    return num_replicas, int(rank)
+
+
+class DistributedSampler:
+    """The sample indices of one rank, for ``DataLoader(dataset, sampler=...)`` in
+    data-parallel training, as PyTorch's: the dataset's indices (shuffled with ``seed`` +
+    epoch when ``shuffle``, the same order on every rank) are dealt out round-robin, rank r
+    taking positions r, r + num_replicas, ...  Without ``drop_last`` the list is first padded
+    with its own first indices to a multiple of ``num_replicas`` (every rank gets as many
+    samples); with it the tail is dropped instead.  Call ``set_epoch(e)`` before each epoch for
+    a new shuffle.  ``num_replicas`` and ``rank`` default to ``minigrad.distributed``'s.
+
+    With the DataLoader's ``batch_size`` = global batch / num_replicas, step k's batches of
+    the ranks together hold the same samples as one process's step k with the global batch
+    and ``sampler=DistributedSampler(dataset, 1, 0, ...)``."""
+
+    def __init__(
+        self, dataset, num_replicas=None, rank=None, shuffle=True, seed=0, drop_last=False
+    ):
+        if not hasattr(dataset, "__len__"):
+            raise TypeError(
+                f"DistributedSampler needs a dataset with __len__, got {type(dataset).__name__}"
+            )
+        if num_replicas is None and rank is None:
+            from . import distributed
+
+            num_replicas, rank = distributed.world_size(), distributed.rank()
+        self.num_replicas, self.rank = _replicas(num_replicas, rank, "DistributedSampler")
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+            raise TypeError(f"DistributedSampler seed must be an int, got {type(seed).__name__}")
+        self.dataset = dataset
+        self.shuffle = bool(shuffle)
+        self.seed = int(seed)
+        self.drop_last = bool(drop_last)
+        self.epoch = 0
+
+    def set_epoch(self, epoch):
+        """Use the order of epoch ``epoch`` (seed + epoch) from the next iteration on."""
+        if isinstance(epoch, bool) or not isinstance(epoch, (int, np.integer)) or epoch < 0:
+            raise ValueError(f"set_epoch expects an int >= 0, got {epoch!r}")
+        self.epoch = int(epoch)
+
+    def _total(self):
+        n, w = len(self.dataset), self.num_replicas
+        return n - n % w if self.drop_last else -(-n // w) * w
+
+    def __iter__(self):
+        n = len(self.dataset)
+        if self.shuffle:
+            order = np.random.default_rng(self.seed + self.epoch).permutation(n)
+        else:
+            order = np.arange(n)
+        total = self._total()
+        if total > n:
+            order = np.resize(order, total)  # repeats from the start
+        order = order[:total]
+        return iter(order[self.rank : total : self.num_replicas].tolist())
+
+    def __len__(self):
+        return self._total() // self.num_replicas

@@ -49,6 +49,7 @@ class Tensor:
         "_modified_by",
         "_modified_at",
         "_grad_graph",
+        "_post_hooks",  # set by register_post_accumulate_grad_hook (unset: none)
         "__weakref__",
     )
     __array_ufunc__ = None  # `ndarray + Tensor` defers to Tensor.__radd__
@@ -330,6 +331,18 @@ class Tensor:
                 node.hooks = {}
             node.hooks.setdefault(self._idx, []).append(fn)
         return fn
+
+    def register_post_accumulate_grad_hook(self, fn):
+        """Call ``fn(tensor)`` once this leaf's ``.grad`` holds its whole gradient from the
+        backward pass under way, as ``torch.Tensor.register_post_accumulate_grad_hook``.
+
+        It runs during the backward pass, as soon as the last node that feeds this leaf has
+        run (before the rest of the tape is done), so it can start work on the gradient early:
+        the all-reduce of data-parallel training uses it.  The return value is ignored; to
+        change the gradient, change ``tensor.grad``.  Leaves only; ``autograd.grad()`` (which
+        fills no ``.grad``) does not call it.  Returns a handle whose ``remove()`` unregisters
+        it."""
+        return autograd.add_post_accumulate_hook(self, fn)
 
     def retain_grad(self):
         """Keep ``.grad`` on this non-leaf tensor after backward."""
