@@ -580,12 +580,23 @@ cdef inline void _zone_direct(floating* z, Py_ssize_t off, floating* d, floating
         _mask_fma(out, d, z + off, H)
 
 
-cdef tuple _prep_masks(Args* k, int tn, object drop_h, object zone_h, object zone_c, bint seq,
-                       bint bwd):
-    """Check the dropout mask drop_h (B, H) and the zoneout weights zone_h, zone_c ((T, B, H)
-    for a sequence, (B, H) for a cell), each None when off; set their pointers and allocate the
-    workspaces the bodies need; returns the arrays to keep alive."""
+cdef tuple _prep_masks(Args* k, int tn, object masks, int nz, bint seq, bint bwd):
+    """Check masks, None or (drop_h, zone_h, zone_c), each None when off: the dropout mask
+    drop_h (B, H) and zoneout's weights zone_h, zone_c ((T, B, H) for a sequence, (B, H) for a
+    cell; the last 2 - nz must be None: nz = 0 for the RNN, 1 for the GRU, 2 for the LSTM); set
+    their pointers and allocate the workspaces the bodies need; returns the arrays to keep
+    alive."""
     cdef Py_ssize_t T = k.d.T, B = k.d.B, H = k.d.H
+    if masks is None:
+        return None, None
+    if not isinstance(masks, tuple) or len(<tuple>masks) != 3:
+        got = f"a tuple of length {len(masks)}" if isinstance(masks, tuple) else type(masks).__name__
+        raise ValueError(f"masks must be None or a tuple (drop_h, zone_h, zone_c), got {got}")
+    drop_h, zone_h, zone_c = masks
+    for i, name in enumerate(("zone_h", "zone_c")):
+        if i >= nz and masks[1 + i] is not None:
+            raise ValueError(f"{name} must be None for this cell (zoneout of "
+                             f"{'the LSTM and GRU' if i == 0 else 'the LSTM'} only), got an array")
     hdrop = zbuf = None
     if drop_h is not None:
         k.drop_h = _check(drop_h, "drop_h", tn, "x", 2, B, H)
@@ -688,7 +699,7 @@ cdef void _rnn_bwd(Cell* k) noexcept nogil:
     _deferred_grads(k, iH, False)
 
 
-def rnn_cell_forward(x, h, w_ih, w_hh, b_ih, b_hh, nonlinearity, drop_h=None):
+def rnn_cell_forward(x, h, w_ih, w_hh, b_ih, b_hh, nonlinearity, masks=None):
     """h1 = act(x @ w_ih.T + b_ih + h @ w_hh.T + b_hh); cache = h1, the same array (the twin
     returns a copy; nothing writes to either, and the copy cost 0.4 of the cell's 8 us)."""
     cdef Args k
@@ -698,14 +709,14 @@ def rnn_cell_forward(x, h, w_ih, w_hh, b_ih, b_hh, nonlinearity, drop_h=None):
     h1 = _empty(tn, k.d.B, k.d.H)
     ws = _borrow(tn, k.d.H)
     k.hs, k.ws = cnp.PyArray_DATA(h1), cnp.PyArray_DATA(ws)
-    masks = _prep_masks(&k, tn, drop_h, None, None, False, False)
+    kept = _prep_masks(&k, tn, masks, 0, False, False)
     _run(&k, tn, _rnn_fwd[CellF], _rnn_fwd[CellD])
     _give_back(tn, ws)
     return h1, h1
 
 
 def rnn_cell_backward(dh1, x, h, w_ih, w_hh, cache, has_bias, nonlinearity, need_dx=True,
-                      need_dh=True, drop_h=None):
+                      need_dh=True, masks=None):
     """-> (dx, dh, dw_ih, dw_hh, db_ih, db_hh); dx is None when need_dx is false, dh when
     need_dh is (its GEMM skipped)."""
     cdef Args k
@@ -719,13 +730,13 @@ def rnn_cell_backward(dh1, x, h, w_ih, w_hh, cache, has_bias, nonlinearity, need
     dw_ih, dw_hh, db_ih, db_hh = _param_grads(&k, tn, H, has_bias)
     ws = _borrow(tn, 3 * B * H)
     k.ws = _data(ws)
-    masks = _prep_masks(&k, tn, drop_h, None, None, False, True)
+    kept = _prep_masks(&k, tn, masks, 0, False, True)
     _run(&k, tn, _rnn_bwd[CellF], _rnn_bwd[CellD])
     _give_back(tn, ws)
     return dx, dh, dw_ih, dw_hh, db_ih, db_hh
 
 
-def rnn_sequence_forward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, nonlinearity, drop_h=None):
+def rnn_sequence_forward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, nonlinearity, masks=None):
     """-> (ys, h_n, cache), cache = (hs,), hs (T+1, B, H)."""
     cdef Args k
     cdef int tn = _prep(&k, 1, x, "h0", h0, None, None, w_ih, w_hh, True)
@@ -738,14 +749,14 @@ def rnn_sequence_forward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, nonlinearity, d
     ys = _outputs(&k, tn, hs)
     ws = _borrow(tn, k.d.H)
     k.ws = _data(ws)
-    masks = _prep_masks(&k, tn, drop_h, None, None, True, False)
+    kept = _prep_masks(&k, tn, masks, 0, True, False)
     _run(&k, tn, _rnn_fwd[CellF], _rnn_fwd[CellD])
     _give_back(tn, ws)
     return ys, _last(hs, &k), (hs,)
 
 
 def rnn_sequence_backward(dys, dh_n, x, h0, w_ih, w_hh, cache, lengths, has_bias, nonlinearity,
-                          need_dx=True, need_dh0=True, drop_h=None):
+                          need_dx=True, need_dh0=True, masks=None):
     """-> (dx, dh0, dw_ih, dw_hh, db_ih, db_hh); dx is None when need_dx is false, dh0 when
     need_dh0 is (the last step's GEMM is skipped).
     dys None: no gradient reaches the outputs (only the final state was used); no step adds one."""
@@ -764,7 +775,7 @@ def rnn_sequence_backward(dys, dh_n, x, h0, w_ih, w_hh, cache, lengths, has_bias
     ws = _borrow(tn, (T + 2) * B * H)
     k.ws = _data(ws)
     dw_ih, dw_hh, db_ih, db_hh = _param_grads(&k, tn, H, has_bias)
-    masks = _prep_masks(&k, tn, drop_h, None, None, True, True)
+    kept = _prep_masks(&k, tn, masks, 0, True, True)
     _run(&k, tn, _rnn_bwd[CellF], _rnn_bwd[CellD])
     _give_back(tn, ws)
     return dx, dh0, dw_ih, dw_hh, db_ih, db_hh
@@ -868,8 +879,7 @@ cdef void _lstm_bwd(Cell* k) noexcept nogil:
     _deferred_grads(k, iG, False)
 
 
-def lstm_cell_forward(x, h, c, w_ih, w_hh, b_ih, b_hh, drop_h=None, zone_h=None,
-                      zone_c=None):
+def lstm_cell_forward(x, h, c, w_ih, w_hh, b_ih, b_hh, masks=None):
     """-> (h1, c1, cache), cache (B, 5H) = [i | f | g | o | tanh(c1)]."""
     cdef Args k
     cdef int tn = _prep(&k, 4, x, "h", h, "c", c, w_ih, w_hh, False)
@@ -878,14 +888,14 @@ def lstm_cell_forward(x, h, c, w_ih, w_hh, b_ih, b_hh, drop_h=None, zone_h=None,
     cache = _empty(tn, k.d.B, 5 * k.d.H)
     ws = _borrow(tn, 4 * k.d.H)
     k.hs, k.cs, k.gates, k.ws = _data(h1), _data(c1), _data(cache), _data(ws)
-    masks = _prep_masks(&k, tn, drop_h, zone_h, zone_c, False, False)
+    kept = _prep_masks(&k, tn, masks, 2, False, False)
     _run(&k, tn, _lstm_fwd[CellF], _lstm_fwd[CellD])
     _give_back(tn, ws)
     return h1, c1, cache
 
 
 def lstm_cell_backward(dh1, dc1, x, h, c, w_ih, w_hh, cache, has_bias, need_dx=True,
-                       need_dh=True, drop_h=None, zone_h=None, zone_c=None):
+                       need_dh=True, masks=None):
     """-> (dx, dh, dc, dw_ih, dw_hh, db_ih, db_hh); dx is None when need_dx is false, dh and dc
     when need_dh is (the dh GEMM skipped)."""
     cdef Args k
@@ -899,14 +909,13 @@ def lstm_cell_backward(dh1, dc1, x, h, c, w_ih, w_hh, cache, has_bias, need_dx=T
     dw_ih, dw_hh, db_ih, db_hh = _param_grads(&k, tn, 4 * H, has_bias)
     ws = _borrow(tn, 8 * B * H)
     k.ws = _data(ws)
-    masks = _prep_masks(&k, tn, drop_h, zone_h, zone_c, False, True)
+    kept = _prep_masks(&k, tn, masks, 2, False, True)
     _run(&k, tn, _lstm_bwd[CellF], _lstm_bwd[CellD])
     _give_back(tn, ws)
     return dx, dh, dc, dw_ih, dw_hh, db_ih, db_hh
 
 
-def lstm_sequence_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, drop_h=None, zone_h=None,
-                          zone_c=None):
+def lstm_sequence_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, masks=None):
     """-> (ys, h_n, c_n, cache), cache = (hs, cs, gates): hs, cs (T+1, B, H), gates (T, B, 5H)."""
     cdef Args k
     cdef int tn = _prep(&k, 4, x, "h0", h0, "c0", c0, w_ih, w_hh, True)
@@ -920,14 +929,14 @@ def lstm_sequence_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, drop_h=Non
     ys = _outputs(&k, tn, hs)
     ws = _borrow(tn, 4 * k.d.H)
     k.gates, k.ws = _data(gates), _data(ws)
-    masks = _prep_masks(&k, tn, drop_h, zone_h, zone_c, True, False)
+    kept = _prep_masks(&k, tn, masks, 2, True, False)
     _run(&k, tn, _lstm_fwd[CellF], _lstm_fwd[CellD])
     _give_back(tn, ws)
     return ys, _last(hs, &k), _last(cs, &k), (hs, cs, gates)
 
 
 def lstm_sequence_backward(dys, dh_n, dc_n, x, h0, c0, w_ih, w_hh, cache, lengths, has_bias,
-                           need_dx=True, need_dh0=True, drop_h=None, zone_h=None, zone_c=None):
+                           need_dx=True, need_dh0=True, masks=None):
     """-> (dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh); dx is None when need_dx is false, dh0 and
     dc0 when need_dh0 is (the last step's GEMM is skipped).
     dys None: no gradient reaches the outputs (only the final state was used); no step adds one."""
@@ -947,7 +956,7 @@ def lstm_sequence_backward(dys, dh_n, dc_n, x, h0, c0, w_ih, w_hh, cache, length
     ws = _borrow(tn, (4 * T + 4) * B * H)
     k.ws = _data(ws)
     dw_ih, dw_hh, db_ih, db_hh = _param_grads(&k, tn, 4 * H, has_bias)
-    masks = _prep_masks(&k, tn, drop_h, zone_h, zone_c, True, True)
+    kept = _prep_masks(&k, tn, masks, 2, True, True)
     _run(&k, tn, _lstm_bwd[CellF], _lstm_bwd[CellD])
     _give_back(tn, ws)
     return dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh
@@ -1055,7 +1064,7 @@ cdef void _gru_bwd(Cell* k) noexcept nogil:
     _deferred_grads(k, iG, True)
 
 
-def gru_cell_forward(x, h, w_ih, w_hh, b_ih, b_hh, drop_h=None, zone_h=None):
+def gru_cell_forward(x, h, w_ih, w_hh, b_ih, b_hh, masks=None):
     """-> (h1, cache), cache (B, 4H) = [r | z | n | gh_n]."""
     cdef Args k
     cdef int tn = _prep(&k, 3, x, "h", h, None, None, w_ih, w_hh, False)
@@ -1064,14 +1073,14 @@ def gru_cell_forward(x, h, w_ih, w_hh, b_ih, b_hh, drop_h=None, zone_h=None):
     cache = _empty(tn, k.d.B, 4 * k.d.H)
     ws = _borrow(tn, 4 * k.d.H + 3 * k.d.B * k.d.H)
     k.hs, k.gates, k.ws = _data(h1), _data(cache), _data(ws)
-    masks = _prep_masks(&k, tn, drop_h, zone_h, None, False, False)
+    kept = _prep_masks(&k, tn, masks, 1, False, False)
     _run(&k, tn, _gru_fwd[CellF], _gru_fwd[CellD])
     _give_back(tn, ws)
     return h1, cache
 
 
 def gru_cell_backward(dh1, x, h, w_ih, w_hh, cache, has_bias, need_dx=True, need_dh=True,
-                      drop_h=None, zone_h=None):
+                      masks=None):
     """-> (dx, dh, dw_ih, dw_hh, db_ih, db_hh); dx is None when need_dx is false, dh when
     need_dh is (its GEMM skipped)."""
     cdef Args k
@@ -1084,13 +1093,13 @@ def gru_cell_backward(dh1, x, h, w_ih, w_hh, cache, has_bias, need_dx=True, need
     dw_ih, dw_hh, db_ih, db_hh = _param_grads(&k, tn, 3 * H, has_bias)
     ws = _borrow(tn, 6 * B * H)
     k.ws = _data(ws)
-    masks = _prep_masks(&k, tn, drop_h, zone_h, None, False, True)
+    kept = _prep_masks(&k, tn, masks, 1, False, True)
     _run(&k, tn, _gru_bwd[CellF], _gru_bwd[CellD])
     _give_back(tn, ws)
     return dx, dh, dw_ih, dw_hh, db_ih, db_hh
 
 
-def gru_sequence_forward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, drop_h=None, zone_h=None):
+def gru_sequence_forward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, masks=None):
     """-> (ys, h_n, cache), cache = (hs, gates): hs (T+1, B, H), gates (T, B, 4H)."""
     cdef Args k
     cdef int tn = _prep(&k, 3, x, "h0", h0, None, None, w_ih, w_hh, True)
@@ -1103,14 +1112,14 @@ def gru_sequence_forward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, drop_h=None, zo
     ys = _outputs(&k, tn, hs)
     ws = _borrow(tn, 4 * k.d.H + 3 * k.d.B * k.d.H)
     k.gates, k.ws = _data(gates), _data(ws)
-    masks = _prep_masks(&k, tn, drop_h, zone_h, None, True, False)
+    kept = _prep_masks(&k, tn, masks, 1, True, False)
     _run(&k, tn, _gru_fwd[CellF], _gru_fwd[CellD])
     _give_back(tn, ws)
     return ys, _last(hs, &k), (hs, gates)
 
 
 def gru_sequence_backward(dys, dh_n, x, h0, w_ih, w_hh, cache, lengths, has_bias, need_dx=True,
-                          need_dh0=True, drop_h=None, zone_h=None):
+                          need_dh0=True, masks=None):
     """-> (dx, dh0, dw_ih, dw_hh, db_ih, db_hh); dx is None when need_dx is false, dh0 when
     need_dh0 is (the last step's GEMMs are skipped).
     dys None: no gradient reaches the outputs (only the final state was used); no step adds one."""
@@ -1128,7 +1137,7 @@ def gru_sequence_backward(dys, dh_n, x, h0, w_ih, w_hh, cache, lengths, has_bias
     ws = _borrow(tn, (4 * T + 2) * B * H)
     k.ws = _data(ws)
     dw_ih, dw_hh, db_ih, db_hh = _param_grads(&k, tn, 3 * H, has_bias)
-    masks = _prep_masks(&k, tn, drop_h, zone_h, None, True, True)
+    kept = _prep_masks(&k, tn, masks, 1, True, True)
     _run(&k, tn, _gru_bwd[CellF], _gru_bwd[CellD])
     _give_back(tn, ws)
     return dx, dh0, dw_ih, dw_hh, db_ih, db_hh

@@ -224,21 +224,39 @@ def _deferred_grads(dgi, dgh, x, hs, w_ih, has_bias, need_dx=True):
     return dx, dw_ih, dw_hh, db_ih, db_hh
 
 
-# Recurrent dropout and zoneout (all kernels take drop_h, the LSTM and GRU also zone_h, the LSTM
-# zone_c; None: off). drop_h (B, H) multiplies the state entering the recurrent GEMM, the same mask
-# at every step: gates = xw + (h * drop_h) W_hh^T + b_hh, so dW_hh = dG^T (h * drop_h) and the
-# GEMM's part of dh is (dG W_hh) * drop_h. Zoneout keeps each unit's previous state with weight z
-# (zone_h[t] (B, H), for a cell zone_h (B, H)): h1 = z h + (1 - z) h1~, the LSTM's c likewise; the
-# cell's new state gets (1 - z) dh1, the previous one z dh1 directly.
+# Recurrent dropout and zoneout: every kernel takes masks = None or (drop_h, zone_h, zone_c), each
+# None when off (zone_h for the LSTM and GRU, zone_c for the LSTM only). drop_h (B, H) multiplies
+# the state entering the recurrent GEMM, the same mask at every step:
+# gates = xw + (h * drop_h) W_hh^T + b_hh, so dW_hh = dG^T (h * drop_h) and the GEMM's part of dh
+# is (dG W_hh) * drop_h. Zoneout keeps each unit's previous state with weight z (zone_h[t] (B, H);
+# for a cell zone_h (B, H)): h1 = z h + (1 - z) h1~, the LSTM's c likewise; the cell's new state
+# gets (1 - z) dh1, the previous one z dh1 directly.
 
 
-def _check_masks(drop_h, zone_h, zone_c, lead, B, H, dtype):
-    """drop_h (B, H); zone_h, zone_c lead + (B, H), lead = (T,) for a sequence, () for a cell."""
+def _check_masks(masks, nz, lead, B, H, dtype):
+    """masks: None or (drop_h, zone_h, zone_c), each None when off: drop_h (B, H); zone_h,
+    zone_c lead + (B, H), lead = (T,) for a sequence, () for a cell; the last 2 - nz must be
+    None (nz = 0: RNN, 1: GRU, 2: LSTM). Returns the three."""
+    if masks is None:
+        return None, None, None
+    if not isinstance(masks, tuple) or len(masks) != 3:
+        got = (
+            f"a tuple of length {len(masks)}" if isinstance(masks, tuple) else type(masks).__name__
+        )
+        raise ValueError(f"masks must be None or a tuple (drop_h, zone_h, zone_c), got {got}")
+    for i, name in enumerate(("zone_h", "zone_c")):
+        if i >= nz and masks[1 + i] is not None:
+            raise ValueError(
+                f"{name} must be None for this cell (zoneout of "
+                f"{'the LSTM and GRU' if i == 0 else 'the LSTM'} only), got an array"
+            )
+    drop_h, zone_h, zone_c = masks
     if drop_h is not None:
         _check_shape("drop_h", drop_h, (B, H), dtype)
     for name, z in (("zone_h", zone_h), ("zone_c", zone_c)):
         if z is not None:
             _check_shape(name, z, lead + (B, H), dtype)
+    return masks
 
 
 def _dropped(h, drop_h):
@@ -296,18 +314,18 @@ def _rnn_step(xw, h, w_hh, b_hh, nonlinearity, drop_h=None):
     return _activate(a, nonlinearity)
 
 
-def rnn_cell_forward(x, h, w_ih, w_hh, b_ih, b_hh, nonlinearity, drop_h=None):
+def rnn_cell_forward(x, h, w_ih, w_hh, b_ih, b_hh, nonlinearity, masks=None):
     """h1 = act(x W_ih^T + b_ih + (h * drop_h) W_hh^T + b_hh);  cache = h1"""
     B, I, H, dtype = _check_cell(1, x, h, w_ih, w_hh)
     _check_cell_biases(w_ih, b_ih, b_hh, H, dtype)
     _check_nonlinearity(nonlinearity)
-    _check_masks(drop_h, None, None, (), B, H, dtype)
+    drop_h, zone_h, zone_c = _check_masks(masks, 0, (), B, H, dtype)
     h1 = _rnn_step(_project(x, w_ih, b_ih), h, w_hh, b_hh, nonlinearity, drop_h)
     return h1, h1.copy()
 
 
 def rnn_cell_backward(
-    dh1, x, h, w_ih, w_hh, cache, has_bias, nonlinearity, need_dx=True, need_dh=True, drop_h=None
+    dh1, x, h, w_ih, w_hh, cache, has_bias, nonlinearity, need_dx=True, need_dh=True, masks=None
 ):
     """da = dh1 act'(a);  dx = da W_ih;  dh = da W_hh;  dW_ih = da^T x;  dW_hh = da^T h;
     db_ih = db_hh = sum_rows(da).  dx (dh) is None, not computed, when need_dx (need_dh) is
@@ -316,23 +334,21 @@ def rnn_cell_backward(
     _check_shape("dh1", dh1, (B, H), dtype)
     _check_shape("cache", cache, (B, H), dtype)
     _check_nonlinearity(nonlinearity)
-    _check_masks(drop_h, None, None, (), B, H, dtype)
+    drop_h, zone_h, zone_c = _check_masks(masks, 0, (), B, H, dtype)
     da = _activate_backward(dh1, cache, nonlinearity)
-    dw_ih, dw_hh, db_ih, db_hh = _cell_weight_grads(
-        da, da, x, _dropped(h, drop_h), w_ih, has_bias
-    )
+    dw_ih, dw_hh, db_ih, db_hh = _cell_weight_grads(da, da, x, _dropped(h, drop_h), w_ih, has_bias)
     dx = (da if w_ih is None else da @ w_ih) if need_dx else None
     dh = _dropped(da @ w_hh, drop_h) if need_dh else None
     return dx, dh, dw_ih, dw_hh, db_ih, db_hh
 
 
-def rnn_sequence_forward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, nonlinearity, drop_h=None):
+def rnn_sequence_forward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, nonlinearity, masks=None):
     """hs[t+1] = act(x[t] W_ih^T + b_ih + hs[t] W_hh^T + b_hh) at real steps, hs[t] at padded
     ones;  ys[t] = hs[t+1] (0 at padded steps);  h_n = hs[T];  cache = (hs,)"""
     T, B, I, H, dtype, lengths = _check_sequence(1, x, h0, w_ih, w_hh, lengths)
     _check_biases(b_ih, b_hh, H, dtype)
     _check_nonlinearity(nonlinearity)
-    _check_masks(drop_h, None, None, (T,), B, H, dtype)
+    drop_h, zone_h, zone_c = _check_masks(masks, 0, (T,), B, H, dtype)
     xw = _input_projection(x, w_ih, b_ih)
     hs = np.empty((T + 1, B, H), dtype)
     hs[0] = h0
@@ -361,7 +377,7 @@ def rnn_sequence_backward(
     nonlinearity,
     need_dx=True,
     need_dh0=True,
-    drop_h=None,
+    masks=None,
 ):
     """Backward through time: at step t, dh1 = dh + dys[t], da[t] = dh1 act'(hs[t+1]) and
     dh = da[t] W_hh (padded steps: da[t] = 0 and dh passes through unchanged); then dx, dW_ih,
@@ -373,7 +389,7 @@ def rnn_sequence_backward(
     _check_shape("dh_n", dh_n, (B, H), dtype)
     (hs,) = _check_cache(cache, ("hs",), ((T + 1, B, H),), dtype)
     _check_nonlinearity(nonlinearity)
-    _check_masks(drop_h, None, None, (T,), B, H, dtype)
+    drop_h, zone_h, zone_c = _check_masks(masks, 0, (T,), B, H, dtype)
     da = np.empty((T, B, H), dtype)
     dh = dh_n.copy()
     for t in reversed(range(T)):
@@ -443,31 +459,18 @@ def _lstm_masked_backward(dh1, dc1, c, cache, w_hh, drop_h, zone_h, zone_c):
     return da, _zone_pass(dh1, zone_h), dc + _zone_pass(dc1, zone_c)
 
 
-def lstm_cell_forward(x, h, c, w_ih, w_hh, b_ih, b_hh, drop_h=None, zone_h=None, zone_c=None):
+def lstm_cell_forward(x, h, c, w_ih, w_hh, b_ih, b_hh, masks=None):
     """[i f g o] = [σ σ tanh σ](x W_ih^T + b_ih + h W_hh^T + b_hh);  c1 = f c + i g;
     h1 = o tanh(c1);  cache = [i | f | g | o | tanh(c1)]"""
     B, I, H, dtype = _check_cell(4, x, h, w_ih, w_hh)
     _check_shape("c", c, (B, H), dtype)
     _check_cell_biases(w_ih, b_ih, b_hh, 4 * H, dtype)
-    _check_masks(drop_h, zone_h, zone_c, (), B, H, dtype)
+    drop_h, zone_h, zone_c = _check_masks(masks, 2, (), B, H, dtype)
     return _lstm_step(_project(x, w_ih, b_ih), h, c, w_hh, b_hh, drop_h, zone_h, zone_c)
 
 
 def lstm_cell_backward(
-    dh1,
-    dc1,
-    x,
-    h,
-    c,
-    w_ih,
-    w_hh,
-    cache,
-    has_bias,
-    need_dx=True,
-    need_dh=True,
-    drop_h=None,
-    zone_h=None,
-    zone_c=None,
+    dh1, dc1, x, h, c, w_ih, w_hh, cache, has_bias, need_dx=True, need_dh=True, masks=None
 ):
     """da from the gates (see _lstm_step_backward);  dx = da W_ih;  dh = da W_hh;
     dc = (dc1 + dh1 o tanh'(c1)) f;  dW_ih = da^T x;  dW_hh = da^T h;  db = sum_rows(da).
@@ -477,25 +480,21 @@ def lstm_cell_backward(
     _check_shape("dh1", dh1, (B, H), dtype)
     _check_shape("dc1", dc1, (B, H), dtype)
     _check_shape("cache", cache, (B, 5 * H), dtype)
-    _check_masks(drop_h, zone_h, zone_c, (), B, H, dtype)
+    drop_h, zone_h, zone_c = _check_masks(masks, 2, (), B, H, dtype)
     da, dh_pass, dc = _lstm_masked_backward(dh1, dc1, c, cache, w_hh, drop_h, zone_h, zone_c)
-    dw_ih, dw_hh, db_ih, db_hh = _cell_weight_grads(
-        da, da, x, _dropped(h, drop_h), w_ih, has_bias
-    )
+    dw_ih, dw_hh, db_ih, db_hh = _cell_weight_grads(da, da, x, _dropped(h, drop_h), w_ih, has_bias)
     dx = (da if w_ih is None else da @ w_ih) if need_dx else None
     dh, dc = (_dropped(da @ w_hh, drop_h) + dh_pass, dc) if need_dh else (None, None)
     return dx, dh, dc, dw_ih, dw_hh, db_ih, db_hh
 
 
-def lstm_sequence_forward(
-    x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, drop_h=None, zone_h=None, zone_c=None
-):
+def lstm_sequence_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, masks=None):
     """The LSTM cell at every step (state carried at padded steps);  ys[t] = hs[t+1] (0 at
     padded steps);  cache = (hs, cs, gates) with gates[t] the cell cache of step t"""
     T, B, I, H, dtype, lengths = _check_sequence(4, x, h0, w_ih, w_hh, lengths)
     _check_shape("c0", c0, (B, H), dtype)
     _check_biases(b_ih, b_hh, 4 * H, dtype)
-    _check_masks(drop_h, zone_h, zone_c, (T,), B, H, dtype)
+    drop_h, zone_h, zone_c = _check_masks(masks, 2, (T,), B, H, dtype)
     xw = _input_projection(x, w_ih, b_ih)
     hs = np.empty((T + 1, B, H), dtype)
     cs = np.empty((T + 1, B, H), dtype)
@@ -531,9 +530,7 @@ def lstm_sequence_backward(
     has_bias,
     need_dx=True,
     need_dh0=True,
-    drop_h=None,
-    zone_h=None,
-    zone_c=None,
+    masks=None,
 ):
     """Backward through time with the LSTM step backward; da[t] = 0 and (dh, dc) carried at
     padded steps; then dx, dW_ih, dW_hh, db from all da[t] at once (dx None when not need_dx).
@@ -547,7 +544,7 @@ def lstm_sequence_backward(
     hs, cs, gates = _check_cache(
         cache, ("hs", "cs", "gates"), ((T + 1, B, H), (T + 1, B, H), (T, B, 5 * H)), dtype
     )
-    _check_masks(drop_h, zone_h, zone_c, (T,), B, H, dtype)
+    drop_h, zone_h, zone_c = _check_masks(masks, 2, (T,), B, H, dtype)
     da = np.empty((T, B, 4 * H), dtype)
     dh, dc = dh_n.copy(), dc_n.copy()
     for t in reversed(range(T)):
@@ -616,17 +613,17 @@ def _gru_masked_backward(dh1, h, cache, zone_h):
     return dgi, dgh, dh_direct + _zone_pass(dh1, zone_h)
 
 
-def gru_cell_forward(x, h, w_ih, w_hh, b_ih, b_hh, drop_h=None, zone_h=None):
+def gru_cell_forward(x, h, w_ih, w_hh, b_ih, b_hh, masks=None):
     """gi = x W_ih^T + b_ih;  gh = h W_hh^T + b_hh;  r, z = σ(gi + gh) (r, z blocks);
     n = tanh(gi_n + r gh_n);  h1 = (1 - z) n + z h;  cache = [r | z | n | gh_n]"""
     B, I, H, dtype = _check_cell(3, x, h, w_ih, w_hh)
     _check_cell_biases(w_ih, b_ih, b_hh, 3 * H, dtype)
-    _check_masks(drop_h, zone_h, None, (), B, H, dtype)
+    drop_h, zone_h, zone_c = _check_masks(masks, 1, (), B, H, dtype)
     return _gru_step(_project(x, w_ih, b_ih), h, w_hh, b_hh, drop_h, zone_h)
 
 
 def gru_cell_backward(
-    dh1, x, h, w_ih, w_hh, cache, has_bias, need_dx=True, need_dh=True, drop_h=None, zone_h=None
+    dh1, x, h, w_ih, w_hh, cache, has_bias, need_dx=True, need_dh=True, masks=None
 ):
     """dgi, dgh from the gates (they differ in the n block: dgh_n = dgi_n r);
     dx = dgi W_ih;  dh = dh1 z + dgh W_hh;  dW_ih = dgi^T x;  dW_hh = dgh^T h;
@@ -635,7 +632,7 @@ def gru_cell_backward(
     B, I, H, dtype = _check_cell(3, x, h, w_ih, w_hh)
     _check_shape("dh1", dh1, (B, H), dtype)
     _check_shape("cache", cache, (B, 4 * H), dtype)
-    _check_masks(drop_h, zone_h, None, (), B, H, dtype)
+    drop_h, zone_h, zone_c = _check_masks(masks, 1, (), B, H, dtype)
     dgi, dgh, dh_direct = _gru_masked_backward(dh1, h, cache, zone_h)
     dw_ih, dw_hh, db_ih, db_hh = _cell_weight_grads(
         dgi, dgh, x, _dropped(h, drop_h), w_ih, has_bias
@@ -645,12 +642,12 @@ def gru_cell_backward(
     return dx, dh, dw_ih, dw_hh, db_ih, db_hh
 
 
-def gru_sequence_forward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, drop_h=None, zone_h=None):
+def gru_sequence_forward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, masks=None):
     """The GRU cell at every step (state carried at padded steps);  ys[t] = hs[t+1] (0 at
     padded steps);  cache = (hs, gates) with gates[t] the cell cache of step t"""
     T, B, I, H, dtype, lengths = _check_sequence(3, x, h0, w_ih, w_hh, lengths)
     _check_biases(b_ih, b_hh, 3 * H, dtype)
-    _check_masks(drop_h, zone_h, None, (T,), B, H, dtype)
+    drop_h, zone_h, zone_c = _check_masks(masks, 1, (T,), B, H, dtype)
     xw = _input_projection(x, w_ih, b_ih)
     hs = np.empty((T + 1, B, H), dtype)
     gates = np.empty((T, B, 4 * H), dtype)
@@ -668,19 +665,7 @@ def gru_sequence_forward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, drop_h=None, zo
 
 
 def gru_sequence_backward(
-    dys,
-    dh_n,
-    x,
-    h0,
-    w_ih,
-    w_hh,
-    cache,
-    lengths,
-    has_bias,
-    need_dx=True,
-    need_dh0=True,
-    drop_h=None,
-    zone_h=None,
+    dys, dh_n, x, h0, w_ih, w_hh, cache, lengths, has_bias, need_dx=True, need_dh0=True, masks=None
 ):
     """Backward through time with the GRU step backward: dh = dh1 z + dgh[t] W_hh; dgi[t] and
     dgh[t] are 0 and dh is carried at padded steps; then dx = dgi W_ih, dW_ih = dgi^T x,
@@ -691,7 +676,7 @@ def gru_sequence_backward(
         _check_shape("dys", dys, (T, B, H), dtype)
     _check_shape("dh_n", dh_n, (B, H), dtype)
     hs, gates = _check_cache(cache, ("hs", "gates"), ((T + 1, B, H), (T, B, 4 * H)), dtype)
-    _check_masks(drop_h, zone_h, None, (T,), B, H, dtype)
+    drop_h, zone_h, zone_c = _check_masks(masks, 1, (T,), B, H, dtype)
     dgi = np.empty((T, B, 3 * H), dtype)
     dgh = np.empty((T, B, 3 * H), dtype)
     dh = dh_n.copy()
