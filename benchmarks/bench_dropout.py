@@ -22,19 +22,22 @@ if _ROOT not in sys.path:
 
 from benchmarks.harness import threads  # noqa: E402  (imports no numpy)
 
-if __name__ == "__main__":  # the BLAS pools take their size when numpy is first imported
-    _ENV_BEFORE_NUMPY = threads.set_env(threads.from_argv(sys.argv[1:]))
-else:
-    _ENV_BEFORE_NUMPY = "numpy" not in sys.modules
+# the BLAS pools take their size when numpy is first imported
+_ENV_BEFORE_NUMPY = threads.set_env_for_script(__name__, sys.argv[1:])
 
 import statistics  # noqa: E402
 
 from benchmarks.harness import cli, machine, timing  # noqa: E402
 from benchmarks.harness.contenders import MinigradStep  # noqa: E402
-from benchmarks.harness.problem import make_problem, parse_sizes, size_name  # noqa: E402
+from benchmarks.harness.problem import add_sizes_option, make_problem, size_name  # noqa: E402
 from benchmarks.harness.stats import ratio_interval  # noqa: E402
 
-GRID = [(32, 20, 50, 50), (32, 100, 128, 128), (32, 100, 256, 256), (64, 100, 512, 512)]
+GRID = [
+    (32, 20, 50, 50),
+    (32, 100, 128, 128),
+    (32, 100, 256, 256),
+    (64, 100, 512, 512),
+]  # bench_rnn's
 CELLS = ("lstm", "gru")
 OPTIONS = {  # contender name -> the layer's keywords (all train mode)
     "plain": {},
@@ -55,25 +58,13 @@ def build_parser():
         action="store_true",
         help="the first two sizes of the grid, 0.5 s per contender, 1 warm-up round",
     )
-    ap.add_argument(
-        "--sizes",
-        type=parse_sizes,
-        default=None,
-        help="BxTxIxH,... sizes to run (default: bench_rnn's grid "
-        + ", ".join(size_name(s) for s in GRID)
-        + "; its first two with --quick)",
-    )
+    add_sizes_option(ap, GRID)
     ap.add_argument(
         "--cells",
         default=",".join(CELLS),
         help="cells to run, comma-separated, among " + ", ".join(CELLS),
     )
-    ap.add_argument(
-        "--threads",
-        type=int,
-        default=threads.DEFAULT_THREADS,
-        help="BLAS/OpenMP threads for numpy and scipy",
-    )
+    threads.add_option(ap)
     ap.add_argument(
         "--min-time",
         type=float,
