@@ -98,16 +98,19 @@ def _check_nonlinearity(nonlinearity):
         raise ValueError(f"nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
 
 
+def _what(seq):
+    """How an error message names a tuple or list argument of the wrong length, or anything
+    else of the wrong type: "a tuple of length 2", or the type's name."""
+    if isinstance(seq, (tuple, list)):
+        return f"a {type(seq).__name__} of length {len(seq)}"
+    return type(seq).__name__
+
+
 def _check_cache(cache, names, shapes, dtype):
     """A sequence cache: a tuple of arrays with these names and shapes."""
     if not isinstance(cache, (tuple, list)) or len(cache) != len(names):
-        what = (
-            f"a {type(cache).__name__} of length {len(cache)}"
-            if isinstance(cache, (tuple, list))
-            else type(cache).__name__
-        )
         raise ValueError(
-            f"cache must be a tuple of {len(names)} arrays ({', '.join(names)}), got {what}"
+            f"cache must be a tuple of {len(names)} arrays ({', '.join(names)}), got {_what(cache)}"
         )
     for name, a, shape in zip(names, cache, shapes):
         _check_shape(name, a, shape, dtype)
@@ -240,10 +243,9 @@ def _check_masks(masks, nz, lead, B, H, dtype):
     if masks is None:
         return None, None, None
     if not isinstance(masks, tuple) or len(masks) != 3:
-        got = (
-            f"a tuple of length {len(masks)}" if isinstance(masks, tuple) else type(masks).__name__
+        raise ValueError(
+            f"masks must be None or a tuple (drop_h, zone_h, zone_c), got {_what(masks)}"
         )
-        raise ValueError(f"masks must be None or a tuple (drop_h, zone_h, zone_c), got {got}")
     for i, name in enumerate(("zone_h", "zone_c")):
         if i >= nz and masks[1 + i] is not None:
             raise ValueError(

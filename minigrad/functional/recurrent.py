@@ -185,16 +185,21 @@ class _HiddenCell(_KernelFunction):
     options: tuple = ()
 
     def forward(self, x, h, w_ih, w_hh, b_ih=None, b_hh=None):
-        x, h, w_ih, w_hh = _contiguous(x), _contiguous(h), _contiguous(w_ih), _contiguous(w_hh)
+        return self._run(x, h, _contiguous(w_ih), w_hh, b_ih, b_hh)
+
+    def _run(self, x, h, w_ih, w_hh, b_ih, b_hh):
+        """The forward kernel; w_ih and b_ih None on an input projection (x is it)."""
+        x, h, w_hh = _contiguous(x), _contiguous(h), _contiguous(w_hh)
         h1, cache = getattr(kernels, self.kernel + "_forward")(
             x, h, w_ih, w_hh, b_ih, b_hh, *self.options, **self.masks
         )
-        self.saved = (x, h, w_ih, w_hh, cache, b_ih is not None)
+        self.saved = (x, h, w_ih, w_hh, cache, b_hh is not None)
         return h1
 
-    def backward(self, dh1):
+    def _grads(self, dh1):
+        """The backward kernel: (dx, dh, dw_ih, dw_hh, db_ih, db_hh)."""
         x, h, w_ih, w_hh, cache, has_bias = self.saved
-        dx, dh, dw_ih, dw_hh, db_ih, db_hh = getattr(kernels, self.kernel + "_backward")(
+        return getattr(kernels, self.kernel + "_backward")(
             _contiguous(dh1),
             x,
             h,
@@ -207,7 +212,10 @@ class _HiddenCell(_KernelFunction):
             need_dh=self.needs_input_grad[1],
             **self.masks,
         )
-        return (dx, dh, dw_ih, dw_hh) + ((db_ih, db_hh) if has_bias else ())
+
+    def backward(self, dh1):
+        dx, dh, dw_ih, dw_hh, db_ih, db_hh = self._grads(dh1)
+        return (dx, dh, dw_ih, dw_hh) + ((db_ih, db_hh) if self.saved[-1] else ())
 
 
 class RNNCell(_HiddenCell):
@@ -230,15 +238,19 @@ def rnn_cell(x, h, w_ih, w_hh, b_ih=None, b_hh=None, nonlinearity="tanh", masks=
 
 class LSTMCell(_KernelFunction):
     def forward(self, x, h, c, w_ih, w_hh, b_ih=None, b_hh=None):
-        x, h, c = _contiguous(x), _contiguous(h), _contiguous(c)
-        w_ih, w_hh = _contiguous(w_ih), _contiguous(w_hh)
+        return self._run(x, h, c, _contiguous(w_ih), w_hh, b_ih, b_hh)
+
+    def _run(self, x, h, c, w_ih, w_hh, b_ih, b_hh):
+        """The forward kernel; w_ih and b_ih None on an input projection (x is it)."""
+        x, h, c, w_hh = _contiguous(x), _contiguous(h), _contiguous(c), _contiguous(w_hh)
         h1, c1, cache = kernels.lstm_cell_forward(x, h, c, w_ih, w_hh, b_ih, b_hh, **self.masks)
-        self.saved = (x, h, c, w_ih, w_hh, cache, b_ih is not None)
+        self.saved = (x, h, c, w_ih, w_hh, cache, b_hh is not None)
         return h1, c1
 
-    def backward(self, dh1, dc1):
+    def _grads(self, dh1, dc1):
+        """The backward kernel: (dx, dh, dc, dw_ih, dw_hh, db_ih, db_hh)."""
         x, h, c, w_ih, w_hh, cache, has_bias = self.saved
-        dx, dh, dc, dw_ih, dw_hh, db_ih, db_hh = kernels.lstm_cell_backward(
+        return kernels.lstm_cell_backward(
             _grad_or_zeros(dh1, h),
             _grad_or_zeros(dc1, c),
             x,
@@ -252,7 +264,10 @@ class LSTMCell(_KernelFunction):
             need_dh=self.needs_input_grad[1] or self.needs_input_grad[2],
             **self.masks,
         )
-        return (dx, dh, dc, dw_ih, dw_hh) + ((db_ih, db_hh) if has_bias else ())
+
+    def backward(self, dh1, dc1):
+        dx, dh, dc, dw_ih, dw_hh, db_ih, db_hh = self._grads(dh1, dc1)
+        return (dx, dh, dc, dw_ih, dw_hh) + ((db_ih, db_hh) if self.saved[-1] else ())
 
 
 def lstm_cell(x, h, c, w_ih, w_hh, b_ih=None, b_hh=None, masks=None):
@@ -384,37 +399,16 @@ def gru_cell_composed(x, h, w_ih, w_hh, b_ih=None, b_hh=None, masks=None):
 # The unrolled modules (impl="step") compute x @ W_ih^T + b_ih for all steps in ONE linear node,
 # split it per step with ONE unbind node, and run each step on its slice: the cell kernels called
 # with w_ih None, which add h @ W_hh^T + b_hh to the given projection (no input GEMM per step).
-class _HiddenCellStep(_KernelFunction):
+class _HiddenCellStep(_HiddenCell):
     """A cell step with one state h (RNN and GRU) on an input projection xw: the kernels of
     ``_HiddenCell`` called with w_ih and b_ih None."""
 
-    kernel = ""
-    options: tuple = ()
-
     def forward(self, xw, h, w_hh, b_hh=None):
-        xw, h, w_hh = _contiguous(xw), _contiguous(h), _contiguous(w_hh)
-        h1, cache = getattr(kernels, self.kernel + "_forward")(
-            xw, h, None, w_hh, None, b_hh, *self.options, **self.masks
-        )
-        self.saved = (xw, h, w_hh, cache, b_hh is not None)
-        return h1
+        return self._run(xw, h, None, w_hh, None, b_hh)
 
     def backward(self, dh1):
-        xw, h, w_hh, cache, has_bias = self.saved
-        dxw, dh, _, dw_hh, _, db_hh = getattr(kernels, self.kernel + "_backward")(
-            _contiguous(dh1),
-            xw,
-            h,
-            None,
-            w_hh,
-            cache,
-            has_bias,
-            *self.options,
-            need_dx=self.needs_input_grad[0],
-            need_dh=self.needs_input_grad[1],
-            **self.masks,
-        )
-        return (dxw, dh, dw_hh) + ((db_hh,) if has_bias else ())
+        dxw, dh, _, dw_hh, _, db_hh = self._grads(dh1)
+        return (dxw, dh, dw_hh) + ((db_hh,) if self.saved[-1] else ())
 
 
 class RNNCellStep(_HiddenCellStep):
@@ -433,30 +427,15 @@ def rnn_cell_step(xw, h, w_hh, b_hh=None, nonlinearity="tanh", masks=None):
     return node(xw, h, w_hh, *(() if b_hh is None else (b_hh,)))
 
 
-class LSTMCellStep(_KernelFunction):
+class LSTMCellStep(LSTMCell):
+    """The LSTM cell on an input projection xw: ``LSTMCell``'s kernels with w_ih, b_ih None."""
+
     def forward(self, xw, h, c, w_hh, b_hh=None):
-        xw, h, c, w_hh = _contiguous(xw), _contiguous(h), _contiguous(c), _contiguous(w_hh)
-        h1, c1, cache = kernels.lstm_cell_forward(xw, h, c, None, w_hh, None, b_hh, **self.masks)
-        self.saved = (xw, h, c, w_hh, cache, b_hh is not None)
-        return h1, c1
+        return self._run(xw, h, c, None, w_hh, None, b_hh)
 
     def backward(self, dh1, dc1):
-        xw, h, c, w_hh, cache, has_bias = self.saved
-        dxw, dh, dc, _, dw_hh, _, db_hh = kernels.lstm_cell_backward(
-            _grad_or_zeros(dh1, h),
-            _grad_or_zeros(dc1, c),
-            xw,
-            h,
-            c,
-            None,
-            w_hh,
-            cache,
-            has_bias,
-            need_dx=self.needs_input_grad[0],
-            need_dh=self.needs_input_grad[1] or self.needs_input_grad[2],
-            **self.masks,
-        )
-        return (dxw, dh, dc, dw_hh) + ((db_hh,) if has_bias else ())
+        dxw, dh, dc, _, dw_hh, _, db_hh = self._grads(dh1, dc1)
+        return (dxw, dh, dc, dw_hh) + ((db_hh,) if self.saved[-1] else ())
 
 
 def lstm_cell_step(xw, h, c, w_hh, b_hh=None, masks=None):
