@@ -686,7 +686,8 @@ class _RNNBase(Module):
 class RNN(_RNNBase):
     """Elman RNN: h_t = act(x_t W_ih^T + b_ih + h_{t-1} W_hh^T + b_hh), act = tanh or relu.
     The arguments are those of LSTM and GRU with ``nonlinearity`` after ``num_layers``
-    (PyTorch's order); see ``_RNNBase.forward`` for inputs and return values. No zoneout."""
+    (PyTorch's order); see ``_RNNBase.forward`` for inputs and return values.
+    ``input_dropout``, ``recurrent_dropout``, ``generator`` as on LSTM; no zoneout."""
 
     _mode = "RNN"
 
@@ -699,13 +700,17 @@ class RNN(_RNNBase):
 
 class LSTM(_RNNBase):
     """LSTM (gates i, f, g, o): c_t = f*c_{t-1} + i*g, h_t = o*tanh(c_t).
-    ``forward(x, hx=(h_0, c_0), lengths)`` -> ``(output, (h_n, c_n))`` by default."""
+    ``forward(x, hx=(h_0, c_0), lengths)`` -> ``(output, (h_n, c_n))`` by default.
+    ``input_dropout``, ``recurrent_dropout``, ``zoneout`` (on h and c), ``generator``: see the
+    module docstring; ``dropout`` is PyTorch's, between stacked layers."""
 
     _mode = "LSTM"
 
 
 class GRU(_RNNBase):
     """GRU (gates r, z, n, PyTorch's form): n = tanh(W_in x + b_in + r*(W_hn h + b_hn)),
-    h_t = (1-z)*n + z*h_{t-1}.  ``forward(x, hx, lengths)`` -> ``(output, h_n)`` by default."""
+    h_t = (1-z)*n + z*h_{t-1}.  ``forward(x, hx, lengths)`` -> ``(output, h_n)`` by default.
+    ``input_dropout``, ``recurrent_dropout`` (on h in W_hn h etc., not in z*h_{t-1}),
+    ``zoneout``, ``generator``: see the module docstring."""
 
     _mode = "GRU"
