@@ -251,3 +251,62 @@ def test_bad_options_raise(kw, error, match):
 def test_zoneout_on_rnn_raises():
     with pytest.raises(ValueError, match="zoneout is available on LSTM and GRU, not on RNN"):
         make("RNN", zoneout=0.1)
+
+
+@pytest.mark.parametrize("impl", ["step", "composed"])
+@pytest.mark.parametrize("mode", ["LSTM", "GRU"])
+def test_cell_modules_zoneout_in_training_and_eval(mode, impl):
+    """nn.LSTMCell / nn.GRUCell(zoneout=p): one step of the reference with the weights drawn
+    as the cell draws them (h's, then c's), in training; p's expectation in eval; the plain
+    cell at p = 0."""
+    mg.manual_seed(3)
+    cell = getattr(nn, mode + "Cell")(
+        4, 5, dtype=np.float64, impl=impl, zoneout=0.4, generator=np.random.default_rng(8)
+    )
+    p = {n + "_l0": a.data for n, a in cell.named_parameters()}
+    x, h0 = X[0], np.random.default_rng(9).standard_normal((3, 5))
+    c0 = np.random.default_rng(10).standard_normal((3, 5))
+    hx = (mg.tensor(h0), mg.tensor(c0)) if mode == "LSTM" else mg.tensor(h0)
+    out = cell(mg.tensor(x), hx)
+    h1 = (out[0] if mode == "LSTM" else out).data
+    rng = np.random.default_rng(8)
+    zh = (rng.random((3, 5)) < 0.4).astype(float)
+    zc = (rng.random((3, 5)) < 0.4).astype(float) if mode == "LSTM" else None
+    plain = _one_step(mode, p, x, h0, c0, None, None)
+    want = _one_step(mode, p, x, h0, c0, zh, zc)
+    np.testing.assert_allclose(h1, want, rtol=1e-10, atol=1e-12)
+    assert np.abs(want - plain).max() > 1e-3
+    cell.eval()
+    out = cell(mg.tensor(x), hx)
+    z = np.full((3, 5), 0.4)
+    want = _one_step(mode, p, x, h0, c0, z, z if mode == "LSTM" else None)
+    np.testing.assert_allclose((out[0] if mode == "LSTM" else out).data, want, rtol=1e-10)
+    cell.zoneout = 0.0
+    out = cell(mg.tensor(x), hx)
+    np.testing.assert_allclose((out[0] if mode == "LSTM" else out).data, plain, rtol=1e-10)
+
+
+def _one_step(mode, p, x, h0, c0, zh, zc):
+    """One step of the cell equations from the state (h0, c0), zoneout (zh, zc) applied after
+    the cell's update (None: off); returns h1."""
+    H = h0.shape[1]
+    w_ih, w_hh, b_ih, b_hh = (
+        p[n] for n in ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0")
+    )
+    gi, gh = x @ w_ih.T + b_ih, h0 @ w_hh.T + b_hh
+    if mode == "LSTM":
+        i, f, g, o = np.split(gi + gh, 4, axis=1)
+        h1 = _sig(o) * np.tanh(_sig(f) * c0 + _sig(i) * np.tanh(g))
+    else:
+        r = _sig(gi[:, :H] + gh[:, :H])
+        z = _sig(gi[:, H : 2 * H] + gh[:, H : 2 * H])
+        n = np.tanh(gi[:, 2 * H :] + r * gh[:, 2 * H :])
+        h1 = (1 - z) * n + z * h0
+    return h1 if zh is None else zh * h0 + (1 - zh) * h1
+
+
+def test_cell_modules_reject_bad_zoneout_and_generator():
+    with pytest.raises(ValueError, match=r"zoneout must be a number in \[0, 1\), got 1"):
+        nn.LSTMCell(3, 4, zoneout=1)
+    with pytest.raises(TypeError, match="GRUCell generator must be a numpy Generator"):
+        nn.GRUCell(3, 4, zoneout=0.1, generator="seed")

@@ -130,6 +130,15 @@ def _zone_weights(rng, shape, p, dtype, training):
     return (rng.random(shape) < p).astype(dtype)
 
 
+def _check_generator(who, generator):
+    if generator is not None and not isinstance(generator, np.random.Generator):
+        raise TypeError(
+            f"{who} generator must be a numpy Generator "
+            f"(np.random.default_rng(seed)) or None, got {type(generator).__name__}"
+        )
+    return generator
+
+
 def _check_state(who, name, s, shape, dtype):
     if s.shape != shape:
         raise ValueError(f"{who}: {name} must have shape {shape}, got {s.shape}")
@@ -143,8 +152,19 @@ def _check_state(who, name, s, shape, dtype):
 class _CellBase(Module):
     _mode: str | None = None
 
-    def __init__(self, input_size, hidden_size, bias, dtype, impl):
+    def __init__(
+        self,
+        input_size,
+        hidden_size,
+        bias=True,
+        dtype=None,
+        impl="step",
+        zoneout=0.0,
+        generator=None,
+    ):
         super().__init__()
+        self.zoneout = _probability("zoneout", zoneout)  # LSTMCell, GRUCell (RNNCell passes 0)
+        self.generator = _check_generator(type(self).__name__, generator)
         self.impl = _check_impl(impl, _CELL_IMPLS)
         self.input_size = _positive_int("input_size", input_size)
         self.hidden_size = _positive_int("hidden_size", hidden_size)
@@ -159,6 +179,17 @@ class _CellBase(Module):
         self.reset_parameters()
 
     reset_parameters = _init_uniform
+
+    def _zoneout_masks(self, B, dtype):
+        """The cell kernels' masks for one step: zoneout's weights of the previous h (and c)
+        (B, H), drawn in training, p in eval; None when zoneout is 0."""
+        if not self.zoneout:
+            return None
+        rng = self.generator or default_rng()
+        shape, p, train = (B, self.hidden_size), self.zoneout, self.training
+        zh = _zone_weights(rng, shape, p, dtype, train)
+        zc = _zone_weights(rng, shape, p, dtype, train) if self._mode == "LSTM" else None
+        return None, zh, zc
 
     def _prepare(self, x, states):
         """Validate x (B, I) or (I,) and the states (B, H) or (H,); returns
@@ -201,6 +232,8 @@ class _CellBase(Module):
             s += ", bias=False"
         if self.impl != "step":
             s += f", impl={self.impl!r}"
+        if self.zoneout:
+            s += f", zoneout={self.zoneout}"
         return s
 
 
@@ -248,12 +281,12 @@ class RNNCell(_CellBase):
 
 class LSTMCell(_CellBase):
     """One LSTM step (gates i, f, g, o).  ``forward(x, hx=None) -> (h', c')`` with
-    hx = (h, c) (zeros when None)."""
+    hx = (h, c) (zeros when None).  ``zoneout=p``: in training each unit of h and of c keeps
+    its previous value with probability p (masks drawn per call from ``generator``), in eval
+    h' = p h + (1 - p) h'~ (c likewise); recurrent dropout, fixed over a sequence, needs the
+    sequence: ``nn.LSTM(recurrent_dropout=)``."""
 
     _mode = "LSTM"
-
-    def __init__(self, input_size, hidden_size, bias=True, dtype=None, impl="step"):
-        super().__init__(input_size, hidden_size, bias, dtype, impl)
 
     def forward(self, x, hx=None):
         if hx is None:
@@ -262,24 +295,22 @@ class LSTMCell(_CellBase):
             raise ValueError(f"LSTMCell: hx must be a tuple (h, c), got {type(hx).__name__}")
         x, (h, c), ws, unbatched = self._prepare(x, [("h", hx[0]), ("c", hx[1])])
         cell = F.lstm_cell if self.impl == "step" else F.lstm_cell_composed
-        h1, c1 = cell(x, h, c, *ws)
+        h1, c1 = cell(x, h, c, *ws, masks=self._zoneout_masks(x.shape[0], x.dtype))
         if unbatched:
             return _squeeze0(h1), _squeeze0(c1)
         return h1, c1
 
 
 class GRUCell(_CellBase):
-    """One GRU step (gates r, z, n; PyTorch's reset-after form).  ``forward(x, hx=None) -> h'``."""
+    """One GRU step (gates r, z, n; PyTorch's reset-after form).  ``forward(x, hx=None) -> h'``.
+    ``zoneout``, ``generator``: as on LSTMCell (on h)."""
 
     _mode = "GRU"
-
-    def __init__(self, input_size, hidden_size, bias=True, dtype=None, impl="step"):
-        super().__init__(input_size, hidden_size, bias, dtype, impl)
 
     def forward(self, x, hx=None):
         x, (h,), ws, unbatched = self._prepare(x, [("hx", hx)])
         cell = F.gru_cell if self.impl == "step" else F.gru_cell_composed
-        h1 = cell(x, h, *ws)
+        h1 = cell(x, h, *ws, masks=self._zoneout_masks(x.shape[0], x.dtype))
         return _squeeze0(h1) if unbatched else h1
 
 
@@ -343,12 +374,7 @@ class _RNNBase(Module):
             raise ValueError(
                 f"zoneout is available on LSTM and GRU, not on RNN; got zoneout={zoneout!r}"
             )
-        if generator is not None and not isinstance(generator, np.random.Generator):
-            raise TypeError(
-                f"{self._mode} generator must be a numpy Generator "
-                f"(np.random.default_rng(seed)) or None, got {type(generator).__name__}"
-            )
-        self.generator = generator
+        self.generator = _check_generator(self._mode, generator)
         self.nonlinearity = "tanh"  # RNN sets its own after this
         dt = _float_dtype(dtype)
         H = self.hidden_size
