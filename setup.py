@@ -46,7 +46,13 @@ else:
 MODULES = {
     "_checks": [],
     "_gemm": ["csrc/small_gemm.h", "csrc/mg_arrays.h", "csrc/mg_math.h"],
-    "_ops": ["csrc/mg_cells.h", "csrc/small_gemm.h", "csrc/mg_arrays.h", "csrc/mg_math.h"],
+    "_ops": [
+        "csrc/mg_cells.h",
+        "csrc/mg_dropout.h",
+        "csrc/small_gemm.h",
+        "csrc/mg_arrays.h",
+        "csrc/mg_math.h",
+    ],
     "_optim_ops": ["csrc/mg_optim.h", "csrc/mg_math.h"],
 }
 extensions = [

@@ -48,6 +48,17 @@ cdef extern from "csrc/mg_cells.h" nogil:
                          Py_ssize_t H)
 
 
+cdef extern from "csrc/mg_dropout.h" nogil:
+    void mg_mask_mulf(float* out, float* a, float* m, Py_ssize_t n)
+    void mg_mask_muld(double* out, double* a, double* m, Py_ssize_t n)
+    void mg_mask_fmaf(float* out, float* a, float* m, Py_ssize_t n)
+    void mg_mask_fmad(double* out, double* a, double* m, Py_ssize_t n)
+    void mg_zone_fwdf(float* h, float* hp, float* z, Py_ssize_t n)
+    void mg_zone_fwdd(double* h, double* hp, double* z, Py_ssize_t n)
+    void mg_zone_bwdf(float* out, float* d, float* z, Py_ssize_t n)
+    void mg_zone_bwdd(double* out, double* d, double* z, Py_ssize_t n)
+
+
 # ---------------------------------------------------------------------------------------------
 # 1. arguments and dispatch
 
@@ -88,6 +99,12 @@ cdef struct Args:
     void *dw_hh
     void *db_ih               # NULL: no bias
     void *db_hh
+    # recurrent dropout and zoneout, each NULL when off (section 2b)
+    void *drop_h              # (B, H): the mask on the state entering the per-step GEMM
+    void *zone_h              # (T, B, H): zoneout's weight of the previous h (LSTM, GRU)
+    void *zone_c              # (T, B, H): the same for the LSTM's c
+    void *hdrop               # workspace with drop_h: (B, H) forward, (T, B, H) backward
+    void *zbuf                # workspace with zone_h: (2, B, H), zoneout's backward
 
 
 # The same fields, typed: what the bodies read.
@@ -118,6 +135,11 @@ cdef struct CellF:
     float *dw_hh
     float *db_ih
     float *db_hh
+    float *drop_h
+    float *zone_h
+    float *zone_c
+    float *hdrop
+    float *zbuf
 
 
 cdef struct CellD:
@@ -147,6 +169,11 @@ cdef struct CellD:
     double *dw_hh
     double *db_ih
     double *db_hh
+    double *drop_h
+    double *zone_h
+    double *zone_c
+    double *hdrop
+    double *zbuf
 
 
 ctypedef fused Cell:
@@ -186,6 +213,11 @@ cdef void _view(Args* a, Cell* k) noexcept:
     _typed(&k.dw_hh, a.dw_hh)
     _typed(&k.db_ih, a.db_ih)
     _typed(&k.db_hh, a.db_hh)
+    _typed(&k.drop_h, a.drop_h)
+    _typed(&k.zone_h, a.zone_h)
+    _typed(&k.zone_c, a.zone_c)
+    _typed(&k.hdrop, a.hdrop)
+    _typed(&k.zbuf, a.zbuf)
 
 
 cdef int _run(Args* a, int tn, BodyF body_f, BodyD body_d) except -1:
@@ -219,8 +251,14 @@ cdef inline void _deferred_grads(Cell* k, int G, bint gru) noexcept nogil:
     w.r.t. h @ W_hh.T, is dG itself but for the GRU's n block, whose gradient dGhn (TB, H)
     follows dG in the workspace: dW_hh and db_hh take their last H rows from it."""
     cdef int TB = k.d.T * k.d.B, I = k.d.nI, iH = k.d.H, Gh = G - k.d.H if gru else G
+    cdef Py_ssize_t t, BH = <Py_ssize_t>k.d.B * k.d.H
     dG = k.ws
     dGhn = dG + <Py_ssize_t>TB * G          # GRU only
+    hprev = k.hprev
+    if k.drop_h != NULL:            # recurrent dropout: dW_hh from the states the GEMMs read
+        for t in range(k.d.T):
+            _mask_mul(k.hdrop + t * BH, k.hprev + t * BH, k.drop_h, BH)
+        hprev = k.hdrop
     if k.w_ih == NULL:          # a cell on its input projection (x = xw): dxw = dG, no dW_ih
         if k.dx != NULL:
             _copy(k.dx, dG, <Py_ssize_t>TB * G)
@@ -228,9 +266,9 @@ cdef inline void _deferred_grads(Cell* k, int G, bint gru) noexcept nogil:
         if k.dx != NULL:
             gemm(False, False, TB, I, G, 1, dG, G, k.w_ih, I, 0, k.dx, I)
         gemm(True, False, G, I, TB, 1, dG, G, k.x, I, 0, k.dw_ih, I)
-    gemm(True, False, Gh, iH, TB, 1, dG, G, k.hprev, iH, 0, k.dw_hh, iH)
+    gemm(True, False, Gh, iH, TB, 1, dG, G, hprev, iH, 0, k.dw_hh, iH)
     if gru:
-        gemm(True, False, iH, iH, TB, 1, dGhn, iH, k.hprev, iH, 0, k.dw_hh + Gh * iH, iH)
+        gemm(True, False, iH, iH, TB, 1, dGhn, iH, hprev, iH, 0, k.dw_hh + Gh * iH, iH)
     if k.db_ih != NULL:
         _colsum(dG, TB, G, k.db_ih)
         _copy(k.db_hh, k.db_ih, Gh)
@@ -470,6 +508,115 @@ cdef object _last(cnp.ndarray s, Args* k):
 
 
 # ---------------------------------------------------------------------------------------------
+# 2b. recurrent dropout and zoneout: optional pointers of Args (NULL when off), the row loops in
+# csrc/mg_dropout.h. Dropout: the per-step GEMM reads hp * m (m = drop_h, fixed over time), so
+# backward multiplies that GEMM's dh by m and dW_hh uses the masked states. Zoneout: after the
+# row, h = z hp + (1 - z) h~ (z = zone_h[t]; the LSTM's c likewise with zone_c); backward gives
+# the row (1 - z) dh and adds z dh to the previous state's gradient.
+
+
+cdef inline void _mask_mul(floating* out, floating* a, floating* m, Py_ssize_t n) noexcept nogil:
+    if floating is float:
+        mg_mask_mulf(out, a, m, n)
+    else:
+        mg_mask_muld(out, a, m, n)
+
+
+cdef inline void _mask_fma(floating* out, floating* a, floating* m, Py_ssize_t n) noexcept nogil:
+    if floating is float:
+        mg_mask_fmaf(out, a, m, n)
+    else:
+        mg_mask_fmad(out, a, m, n)
+
+
+cdef inline bint _masked_state(Dims* d, floating* m, floating* hp, floating* out) noexcept nogil:
+    """out = hp * m (B*H), the state a step's GEMM reads under recurrent dropout; false, and
+    nothing written, when m is NULL."""
+    if m == NULL:
+        return False
+    _mask_mul(out, hp, m, <Py_ssize_t>d.B * d.H)
+    return True
+
+
+cdef inline void _masked_grad(Dims* d, floating* m, floating* g, floating* dhn,
+                              bint acc) noexcept nogil:
+    """dhn (+)= g * m: the gradient w.r.t. the state before a step from the GEMM's result g under
+    recurrent dropout (acc: added to what the row loop put in dhn); nothing when m is NULL."""
+    if m == NULL:
+        return
+    if acc:
+        _mask_fma(dhn, g, m, <Py_ssize_t>d.B * d.H)
+    else:
+        _mask_mul(dhn, g, m, <Py_ssize_t>d.B * d.H)
+
+
+cdef inline void _zone_row(floating* z, Py_ssize_t off, floating* cur, floating* prev,
+                           Py_ssize_t H) noexcept nogil:
+    """Zoneout of one row: cur = z prev + (1 - z) cur, z = the row at off of z (NULL: off)."""
+    if z != NULL:
+        if floating is float:
+            mg_zone_fwdf(cur, prev, z + off, H)
+        else:
+            mg_zone_fwdd(cur, prev, z + off, H)
+
+
+cdef inline floating* _zone_grad(floating* z, Py_ssize_t off, floating* d, floating* buf,
+                                 Py_ssize_t H) noexcept nogil:
+    """The gradient reaching the cell's new state from d, the one w.r.t. the zoned state:
+    (1 - z) d, written to buf; d itself without zoneout (z NULL)."""
+    if z == NULL:
+        return d
+    if floating is float:
+        mg_zone_bwdf(buf, d, z + off, H)
+    else:
+        mg_zone_bwdd(buf, d, z + off, H)
+    return buf
+
+
+cdef inline void _zone_direct(floating* z, Py_ssize_t off, floating* d, floating* out,
+                              Py_ssize_t H) noexcept nogil:
+    """out += z d: the gradient the zoned state passes straight to the previous one."""
+    if z != NULL:
+        _mask_fma(out, d, z + off, H)
+
+
+cdef tuple _prep_masks(Args* k, int tn, object masks, int nz, bint seq, bint bwd):
+    """Check masks, None or (drop_h, zone_h, zone_c), each None when off: the dropout mask
+    drop_h (B, H) and zoneout's weights zone_h, zone_c ((T, B, H) for a sequence, (B, H) for a
+    cell; the last 2 - nz must be None: nz = 0 for the RNN, 1 for the GRU, 2 for the LSTM); set
+    their pointers and allocate the workspaces the bodies need; returns the arrays to keep
+    alive."""
+    cdef Py_ssize_t T = k.d.T, B = k.d.B, H = k.d.H
+    if masks is None:
+        return None, None
+    if not isinstance(masks, tuple) or len(<tuple>masks) != 3:
+        got = f"a tuple of length {len(masks)}" if isinstance(masks, tuple) else type(masks).__name__
+        raise ValueError(f"masks must be None or a tuple (drop_h, zone_h, zone_c), got {got}")
+    drop_h, zone_h, zone_c = masks
+    for i, name in enumerate(("zone_h", "zone_c")):
+        if i >= nz and masks[1 + i] is not None:
+            raise ValueError(f"{name} must be None for this cell (zoneout of "
+                             f"{'the LSTM and GRU' if i == 0 else 'the LSTM'} only), got an array")
+    hdrop = zbuf = None
+    if drop_h is not None:
+        k.drop_h = _check(drop_h, "drop_h", tn, "x", 2, B, H)
+        hdrop = _empty(tn, (T if bwd else 1) * B * H)
+        k.hdrop = _data(hdrop)
+    for name, z in (("zone_h", zone_h), ("zone_c", zone_c)):
+        if z is None:
+            continue
+        p = _check(z, name, tn, "x", 3, T, B, H) if seq else _check(z, name, tn, "x", 2, B, H)
+        if name == "zone_h":
+            k.zone_h = p
+        else:
+            k.zone_c = p
+    if bwd and (zone_h is not None or zone_c is not None):
+        zbuf = _empty(tn, 2 * B * H)
+        k.zbuf = _data(zbuf)
+    return hdrop, zbuf
+
+
+# ---------------------------------------------------------------------------------------------
 # 3. the cell families
 
 # -- RNN ---------------------------------------------------------------------------------------
@@ -496,7 +643,8 @@ cdef void _rnn_fwd(Cell* k) noexcept nogil:
     for t in range(T):
         hp = k.h0 if t == 0 else hs + (t - 1) * BH
         ht = hs + t * BH
-        gemm_p(pw, False, True, k.d.B, iH, iH, 1, hp, iH, k.w_hh, iH, 1, ht, iH)
+        hg = k.hdrop if _masked_state(&k.d, k.drop_h, hp, k.hdrop) else hp
+        gemm_p(pw, False, True, k.d.B, iH, iH, 1, hg, iH, k.w_hh, iH, 1, ht, iH)
         _rnn_act(ht, k.d.relu, BH)
         _carry_rows(&k.d, t, hp, ht)
         _write_ys(&k.d, t, k.ys, ht)
@@ -544,12 +692,14 @@ cdef void _rnn_bwd(Cell* k) noexcept nogil:
                     _copy(dhn + b * H, dh + b * H, H)
         if t > 0 or k.dh0 != NULL:      # dh0 = dA_0 W_hh only when asked for (need_dh0)
             gemm_p(pw, False, False, k.d.B, iH, iH, 1, dA + t * BH, iH, k.w_hh, iH,
-                   0 if k.d.lengths == NULL else 1, dhn, iH)
+                   0 if k.d.lengths == NULL or k.drop_h != NULL else 1,
+                   dhn if k.drop_h == NULL else k.hdrop, iH)
+            _masked_grad(&k.d, k.drop_h, k.hdrop, dhn, k.d.lengths != NULL)
         dh = dhn
     _deferred_grads(k, iH, False)
 
 
-def rnn_cell_forward(x, h, w_ih, w_hh, b_ih, b_hh, nonlinearity):
+def rnn_cell_forward(x, h, w_ih, w_hh, b_ih, b_hh, nonlinearity, masks=None):
     """h1 = act(x @ w_ih.T + b_ih + h @ w_hh.T + b_hh); cache = h1, the same array (the twin
     returns a copy; nothing writes to either, and the copy cost 0.4 of the cell's 8 us)."""
     cdef Args k
@@ -559,13 +709,14 @@ def rnn_cell_forward(x, h, w_ih, w_hh, b_ih, b_hh, nonlinearity):
     h1 = _empty(tn, k.d.B, k.d.H)
     ws = _borrow(tn, k.d.H)
     k.hs, k.ws = cnp.PyArray_DATA(h1), cnp.PyArray_DATA(ws)
+    kept = _prep_masks(&k, tn, masks, 0, False, False)
     _run(&k, tn, _rnn_fwd[CellF], _rnn_fwd[CellD])
     _give_back(tn, ws)
     return h1, h1
 
 
 def rnn_cell_backward(dh1, x, h, w_ih, w_hh, cache, has_bias, nonlinearity, need_dx=True,
-                      need_dh=True):
+                      need_dh=True, masks=None):
     """-> (dx, dh, dw_ih, dw_hh, db_ih, db_hh); dx is None when need_dx is false, dh when
     need_dh is (its GEMM skipped)."""
     cdef Args k
@@ -579,12 +730,13 @@ def rnn_cell_backward(dh1, x, h, w_ih, w_hh, cache, has_bias, nonlinearity, need
     dw_ih, dw_hh, db_ih, db_hh = _param_grads(&k, tn, H, has_bias)
     ws = _borrow(tn, 3 * B * H)
     k.ws = _data(ws)
+    kept = _prep_masks(&k, tn, masks, 0, False, True)
     _run(&k, tn, _rnn_bwd[CellF], _rnn_bwd[CellD])
     _give_back(tn, ws)
     return dx, dh, dw_ih, dw_hh, db_ih, db_hh
 
 
-def rnn_sequence_forward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, nonlinearity):
+def rnn_sequence_forward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, nonlinearity, masks=None):
     """-> (ys, h_n, cache), cache = (hs,), hs (T+1, B, H)."""
     cdef Args k
     cdef int tn = _prep(&k, 1, x, "h0", h0, None, None, w_ih, w_hh, True)
@@ -597,13 +749,14 @@ def rnn_sequence_forward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, nonlinearity):
     ys = _outputs(&k, tn, hs)
     ws = _borrow(tn, k.d.H)
     k.ws = _data(ws)
+    kept = _prep_masks(&k, tn, masks, 0, True, False)
     _run(&k, tn, _rnn_fwd[CellF], _rnn_fwd[CellD])
     _give_back(tn, ws)
     return ys, _last(hs, &k), (hs,)
 
 
 def rnn_sequence_backward(dys, dh_n, x, h0, w_ih, w_hh, cache, lengths, has_bias, nonlinearity,
-                          need_dx=True, need_dh0=True):
+                          need_dx=True, need_dh0=True, masks=None):
     """-> (dx, dh0, dw_ih, dw_hh, db_ih, db_hh); dx is None when need_dx is false, dh0 when
     need_dh0 is (the last step's GEMM is skipped).
     dys None: no gradient reaches the outputs (only the final state was used); no step adds one."""
@@ -622,6 +775,7 @@ def rnn_sequence_backward(dys, dh_n, x, h0, w_ih, w_hh, cache, lengths, has_bias
     ws = _borrow(tn, (T + 2) * B * H)
     k.ws = _data(ws)
     dw_ih, dw_hh, db_ih, db_hh = _param_grads(&k, tn, H, has_bias)
+    kept = _prep_masks(&k, tn, masks, 0, True, True)
     _run(&k, tn, _rnn_bwd[CellF], _rnn_bwd[CellD])
     _give_back(tn, ws)
     return dx, dh0, dw_ih, dw_hh, db_ih, db_hh
@@ -654,10 +808,13 @@ cdef void _lstm_fwd(Cell* k) noexcept nogil:
         hp = k.h0 if t == 0 else hs + (t - 1) * BH
         cp = k.c0 if t == 0 else cs + (t - 1) * BH
         gt = gates + t * B * L
-        gemm_p(pw, False, True, k.d.B, G, iH, 1, hp, iH, k.w_hh, iH, 1, gt, iL)
+        hg = k.hdrop if _masked_state(&k.d, k.drop_h, hp, k.hdrop) else hp
+        gemm_p(pw, False, True, k.d.B, G, iH, 1, hg, iH, k.w_hh, iH, 1, gt, iL)
         for b in range(B):
             _lstm_fwd_row(gt + b * L, bias, cp + b * H, cs + t * BH + b * H,
                           hs + t * BH + b * H, H)
+            _zone_row(k.zone_h, t * BH + b * H, hs + t * BH + b * H, hp + b * H, H)
+            _zone_row(k.zone_c, t * BH + b * H, cs + t * BH + b * H, cp + b * H, H)
         _carry_rows(&k.d, t, hp, hs + t * BH)
         _carry_rows(&k.d, t, cp, cs + t * BH)
         _write_ys(&k.d, t, k.ys, hs + t * BH)
@@ -674,6 +831,7 @@ cdef inline void _lstm_bwd_row(floating* g, floating* dh, floating* dc, floating
 
 cdef void _lstm_bwd(Cell* k) noexcept nogil:
     cdef Py_ssize_t T = k.d.T, B = k.d.B, H = k.d.H, BH = B * H, L = 5 * H, G = 4 * H, t, b
+    cdef bint acc
     cdef int iH = k.d.H, iG = 4 * k.d.H
     dG = k.ws                       # (T, B, 4H)
     wh0 = dG + T * B * G            # (B, H) x 4: the gradients w.r.t. h
@@ -698,23 +856,30 @@ cdef void _lstm_bwd(Cell* k) noexcept nogil:
             if _real(&k.d, t, b):
                 if dys != NULL:
                     _add(dh + b * H, dys + t * BH + b * H, H)
-                _lstm_bwd_row(gates + (t * B + b) * L, dh + b * H, dc + b * H,
+                _lstm_bwd_row(gates + (t * B + b) * L,
+                              _zone_grad(k.zone_h, t * BH + b * H, dh + b * H, k.zbuf + b * H, H),
+                              _zone_grad(k.zone_c, t * BH + b * H, dc + b * H,
+                                         k.zbuf + BH + b * H, H),
                               cprev + t * BH + b * H, dG + (t * B + b) * G, dcn + b * H, H)
-                if k.d.lengths != NULL:
+                _zone_direct(k.zone_c, t * BH + b * H, dc + b * H, dcn + b * H, H)
+                if k.d.lengths != NULL or k.zone_h != NULL:
                     _zero(dhn + b * H, H)
+                    _zone_direct(k.zone_h, t * BH + b * H, dh + b * H, dhn + b * H, H)
             else:
                 _zero(dG + (t * B + b) * G, G)
                 _copy(dhn + b * H, dh + b * H, H)
                 _copy(dcn + b * H, dc + b * H, H)
         if t > 0 or k.dh0 != NULL:
+            acc = k.d.lengths != NULL or k.zone_h != NULL       # dhn holds the rows' part
             gemm_p(pw, False, False, k.d.B, iH, iG, 1, dG + t * B * G, iG, k.w_hh, iH,
-                   0 if k.d.lengths == NULL else 1, dhn, iH)
+                   1 if acc and k.drop_h == NULL else 0, dhn if k.drop_h == NULL else k.hdrop, iH)
+            _masked_grad(&k.d, k.drop_h, k.hdrop, dhn, acc)
         dh = dhn
         dc = dcn
     _deferred_grads(k, iG, False)
 
 
-def lstm_cell_forward(x, h, c, w_ih, w_hh, b_ih, b_hh):
+def lstm_cell_forward(x, h, c, w_ih, w_hh, b_ih, b_hh, masks=None):
     """-> (h1, c1, cache), cache (B, 5H) = [i | f | g | o | tanh(c1)]."""
     cdef Args k
     cdef int tn = _prep(&k, 4, x, "h", h, "c", c, w_ih, w_hh, False)
@@ -723,13 +888,14 @@ def lstm_cell_forward(x, h, c, w_ih, w_hh, b_ih, b_hh):
     cache = _empty(tn, k.d.B, 5 * k.d.H)
     ws = _borrow(tn, 4 * k.d.H)
     k.hs, k.cs, k.gates, k.ws = _data(h1), _data(c1), _data(cache), _data(ws)
+    kept = _prep_masks(&k, tn, masks, 2, False, False)
     _run(&k, tn, _lstm_fwd[CellF], _lstm_fwd[CellD])
     _give_back(tn, ws)
     return h1, c1, cache
 
 
 def lstm_cell_backward(dh1, dc1, x, h, c, w_ih, w_hh, cache, has_bias, need_dx=True,
-                       need_dh=True):
+                       need_dh=True, masks=None):
     """-> (dx, dh, dc, dw_ih, dw_hh, db_ih, db_hh); dx is None when need_dx is false, dh and dc
     when need_dh is (the dh GEMM skipped)."""
     cdef Args k
@@ -743,12 +909,13 @@ def lstm_cell_backward(dh1, dc1, x, h, c, w_ih, w_hh, cache, has_bias, need_dx=T
     dw_ih, dw_hh, db_ih, db_hh = _param_grads(&k, tn, 4 * H, has_bias)
     ws = _borrow(tn, 8 * B * H)
     k.ws = _data(ws)
+    kept = _prep_masks(&k, tn, masks, 2, False, True)
     _run(&k, tn, _lstm_bwd[CellF], _lstm_bwd[CellD])
     _give_back(tn, ws)
     return dx, dh, dc, dw_ih, dw_hh, db_ih, db_hh
 
 
-def lstm_sequence_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths):
+def lstm_sequence_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, masks=None):
     """-> (ys, h_n, c_n, cache), cache = (hs, cs, gates): hs, cs (T+1, B, H), gates (T, B, 5H)."""
     cdef Args k
     cdef int tn = _prep(&k, 4, x, "h0", h0, "c0", c0, w_ih, w_hh, True)
@@ -762,13 +929,14 @@ def lstm_sequence_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths):
     ys = _outputs(&k, tn, hs)
     ws = _borrow(tn, 4 * k.d.H)
     k.gates, k.ws = _data(gates), _data(ws)
+    kept = _prep_masks(&k, tn, masks, 2, True, False)
     _run(&k, tn, _lstm_fwd[CellF], _lstm_fwd[CellD])
     _give_back(tn, ws)
     return ys, _last(hs, &k), _last(cs, &k), (hs, cs, gates)
 
 
 def lstm_sequence_backward(dys, dh_n, dc_n, x, h0, c0, w_ih, w_hh, cache, lengths, has_bias,
-                           need_dx=True, need_dh0=True):
+                           need_dx=True, need_dh0=True, masks=None):
     """-> (dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh); dx is None when need_dx is false, dh0 and
     dc0 when need_dh0 is (the last step's GEMM is skipped).
     dys None: no gradient reaches the outputs (only the final state was used); no step adds one."""
@@ -788,6 +956,7 @@ def lstm_sequence_backward(dys, dh_n, dc_n, x, h0, c0, w_ih, w_hh, cache, length
     ws = _borrow(tn, (4 * T + 4) * B * H)
     k.ws = _data(ws)
     dw_ih, dw_hh, db_ih, db_hh = _param_grads(&k, tn, 4 * H, has_bias)
+    kept = _prep_masks(&k, tn, masks, 2, True, True)
     _run(&k, tn, _lstm_bwd[CellF], _lstm_bwd[CellD])
     _give_back(tn, ws)
     return dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh
@@ -829,9 +998,11 @@ cdef void _gru_fwd(Cell* k) noexcept nogil:
     for t in range(T):
         hp = k.h0 if t == 0 else hs + (t - 1) * BH
         gt = gates + t * B * L
-        gemm_p(pw, False, True, k.d.B, G, iH, 1, hp, iH, k.w_hh, iH, 0, gh, G)
+        hg = k.hdrop if _masked_state(&k.d, k.drop_h, hp, k.hdrop) else hp
+        gemm_p(pw, False, True, k.d.B, G, iH, 1, hg, iH, k.w_hh, iH, 0, gh, G)
         for b in range(B):
             _gru_fwd_row(gt + b * L, gh + b * 3 * H, bias, hp + b * H, hs + t * BH + b * H, H)
+            _zone_row(k.zone_h, t * BH + b * H, hs + t * BH + b * H, hp + b * H, H)
         _carry_rows(&k.d, t, hp, hs + t * BH)
         _write_ys(&k.d, t, k.ys, hs + t * BH)
 
@@ -875,21 +1046,25 @@ cdef void _gru_bwd(Cell* k) noexcept nogil:
             if _real(&k.d, t, b):
                 if dys != NULL:
                     _add(dh + b * H, dys + t * BH + b * H, H)
-                _gru_bwd_row(gates + row * L, dh + b * H, hprev + t * BH + b * H,
-                             dGi + row * G, dGhn + row * H, dhn + b * H, H)
+                _gru_bwd_row(gates + row * L,
+                             _zone_grad(k.zone_h, t * BH + b * H, dh + b * H, k.zbuf + b * H, H),
+                             hprev + t * BH + b * H, dGi + row * G, dGhn + row * H, dhn + b * H, H)
+                _zone_direct(k.zone_h, t * BH + b * H, dh + b * H, dhn + b * H, H)
             else:
                 _zero(dGi + row * G, G)
                 _zero(dGhn + row * H, H)
                 _copy(dhn + b * H, dh + b * H, H)
         if t > 0 or k.dh0 != NULL:
+            dst = dhn if k.drop_h == NULL else k.hdrop
             gemm_p(pw, False, False, k.d.B, iH, 2 * iH, 1, dGi + t * B * G, iG, k.w_hh,
-                   iH, 1, dhn, iH)
-            gemm_p(pwn, False, False, k.d.B, iH, iH, 1, dGhn + t * BH, iH, w_n, iH, 1, dhn, iH)
+                   iH, 1 if k.drop_h == NULL else 0, dst, iH)
+            gemm_p(pwn, False, False, k.d.B, iH, iH, 1, dGhn + t * BH, iH, w_n, iH, 1, dst, iH)
+            _masked_grad(&k.d, k.drop_h, k.hdrop, dhn, True)
         dh = dhn
     _deferred_grads(k, iG, True)
 
 
-def gru_cell_forward(x, h, w_ih, w_hh, b_ih, b_hh):
+def gru_cell_forward(x, h, w_ih, w_hh, b_ih, b_hh, masks=None):
     """-> (h1, cache), cache (B, 4H) = [r | z | n | gh_n]."""
     cdef Args k
     cdef int tn = _prep(&k, 3, x, "h", h, None, None, w_ih, w_hh, False)
@@ -898,12 +1073,14 @@ def gru_cell_forward(x, h, w_ih, w_hh, b_ih, b_hh):
     cache = _empty(tn, k.d.B, 4 * k.d.H)
     ws = _borrow(tn, 4 * k.d.H + 3 * k.d.B * k.d.H)
     k.hs, k.gates, k.ws = _data(h1), _data(cache), _data(ws)
+    kept = _prep_masks(&k, tn, masks, 1, False, False)
     _run(&k, tn, _gru_fwd[CellF], _gru_fwd[CellD])
     _give_back(tn, ws)
     return h1, cache
 
 
-def gru_cell_backward(dh1, x, h, w_ih, w_hh, cache, has_bias, need_dx=True, need_dh=True):
+def gru_cell_backward(dh1, x, h, w_ih, w_hh, cache, has_bias, need_dx=True, need_dh=True,
+                      masks=None):
     """-> (dx, dh, dw_ih, dw_hh, db_ih, db_hh); dx is None when need_dx is false, dh when
     need_dh is (its GEMM skipped)."""
     cdef Args k
@@ -916,12 +1093,13 @@ def gru_cell_backward(dh1, x, h, w_ih, w_hh, cache, has_bias, need_dx=True, need
     dw_ih, dw_hh, db_ih, db_hh = _param_grads(&k, tn, 3 * H, has_bias)
     ws = _borrow(tn, 6 * B * H)
     k.ws = _data(ws)
+    kept = _prep_masks(&k, tn, masks, 1, False, True)
     _run(&k, tn, _gru_bwd[CellF], _gru_bwd[CellD])
     _give_back(tn, ws)
     return dx, dh, dw_ih, dw_hh, db_ih, db_hh
 
 
-def gru_sequence_forward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths):
+def gru_sequence_forward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, masks=None):
     """-> (ys, h_n, cache), cache = (hs, gates): hs (T+1, B, H), gates (T, B, 4H)."""
     cdef Args k
     cdef int tn = _prep(&k, 3, x, "h0", h0, None, None, w_ih, w_hh, True)
@@ -934,13 +1112,14 @@ def gru_sequence_forward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths):
     ys = _outputs(&k, tn, hs)
     ws = _borrow(tn, 4 * k.d.H + 3 * k.d.B * k.d.H)
     k.gates, k.ws = _data(gates), _data(ws)
+    kept = _prep_masks(&k, tn, masks, 1, True, False)
     _run(&k, tn, _gru_fwd[CellF], _gru_fwd[CellD])
     _give_back(tn, ws)
     return ys, _last(hs, &k), (hs, gates)
 
 
 def gru_sequence_backward(dys, dh_n, x, h0, w_ih, w_hh, cache, lengths, has_bias, need_dx=True,
-                          need_dh0=True):
+                          need_dh0=True, masks=None):
     """-> (dx, dh0, dw_ih, dw_hh, db_ih, db_hh); dx is None when need_dx is false, dh0 when
     need_dh0 is (the last step's GEMMs are skipped).
     dys None: no gradient reaches the outputs (only the final state was used); no step adds one."""
@@ -958,6 +1137,7 @@ def gru_sequence_backward(dys, dh_n, x, h0, w_ih, w_hh, cache, lengths, has_bias
     ws = _borrow(tn, (4 * T + 2) * B * H)
     k.ws = _data(ws)
     dw_ih, dw_hh, db_ih, db_hh = _param_grads(&k, tn, 3 * H, has_bias)
+    kept = _prep_masks(&k, tn, masks, 1, True, True)
     _run(&k, tn, _gru_bwd[CellF], _gru_bwd[CellD])
     _give_back(tn, ws)
     return dx, dh0, dw_ih, dw_hh, db_ih, db_hh

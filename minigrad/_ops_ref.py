@@ -98,16 +98,19 @@ def _check_nonlinearity(nonlinearity):
         raise ValueError(f"nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
 
 
+def _what(seq):
+    """How an error message names a tuple or list argument of the wrong length, or anything
+    else of the wrong type: "a tuple of length 2", or the type's name."""
+    if isinstance(seq, (tuple, list)):
+        return f"a {type(seq).__name__} of length {len(seq)}"
+    return type(seq).__name__
+
+
 def _check_cache(cache, names, shapes, dtype):
     """A sequence cache: a tuple of arrays with these names and shapes."""
     if not isinstance(cache, (tuple, list)) or len(cache) != len(names):
-        what = (
-            f"a {type(cache).__name__} of length {len(cache)}"
-            if isinstance(cache, (tuple, list))
-            else type(cache).__name__
-        )
         raise ValueError(
-            f"cache must be a tuple of {len(names)} arrays ({', '.join(names)}), got {what}"
+            f"cache must be a tuple of {len(names)} arrays ({', '.join(names)}), got {_what(cache)}"
         )
     for name, a, shape in zip(names, cache, shapes):
         _check_shape(name, a, shape, dtype)
@@ -224,6 +227,65 @@ def _deferred_grads(dgi, dgh, x, hs, w_ih, has_bias, need_dx=True):
     return dx, dw_ih, dw_hh, db_ih, db_hh
 
 
+# Recurrent dropout and zoneout: every kernel takes masks = None or (drop_h, zone_h, zone_c), each
+# None when off (zone_h for the LSTM and GRU, zone_c for the LSTM only). drop_h (B, H) multiplies
+# the state entering the recurrent GEMM, the same mask at every step:
+# gates = xw + (h * drop_h) W_hh^T + b_hh, so dW_hh = dG^T (h * drop_h) and the GEMM's part of dh
+# is (dG W_hh) * drop_h. Zoneout keeps each unit's previous state with weight z (zone_h[t] (B, H);
+# for a cell zone_h (B, H)): h1 = z h + (1 - z) h1~, the LSTM's c likewise; the cell's new state
+# gets (1 - z) dh1, the previous one z dh1 directly.
+
+
+def _check_masks(masks, nz, lead, B, H, dtype):
+    """masks: None or (drop_h, zone_h, zone_c), each None when off: drop_h (B, H); zone_h,
+    zone_c lead + (B, H), lead = (T,) for a sequence, () for a cell; the last 2 - nz must be
+    None (nz = 0: RNN, 1: GRU, 2: LSTM). Returns the three."""
+    if masks is None:
+        return None, None, None
+    if not isinstance(masks, tuple) or len(masks) != 3:
+        raise ValueError(
+            f"masks must be None or a tuple (drop_h, zone_h, zone_c), got {_what(masks)}"
+        )
+    for i, name in enumerate(("zone_h", "zone_c")):
+        if i >= nz and masks[1 + i] is not None:
+            raise ValueError(
+                f"{name} must be None for this cell (zoneout of "
+                f"{'the LSTM and GRU' if i == 0 else 'the LSTM'} only), got an array"
+            )
+    drop_h, zone_h, zone_c = masks
+    if drop_h is not None:
+        _check_shape("drop_h", drop_h, (B, H), dtype)
+    for name, z in (("zone_h", zone_h), ("zone_c", zone_c)):
+        if z is not None:
+            _check_shape(name, z, lead + (B, H), dtype)
+    return masks
+
+
+def _dropped(h, drop_h):
+    """The state the recurrent GEMM reads: h * drop_h (h itself without recurrent dropout)."""
+    return h if drop_h is None else h * drop_h
+
+
+def _zoned(new, prev, z):
+    """Zoneout: z prev + (1 - z) new, written new + z (prev - new) (new itself when z is None)."""
+    return new if z is None else new + z * (prev - new)
+
+
+def _zone_in(d, z):
+    """The part of a zoned state's gradient d that reaches the cell's new state: (1 - z) d."""
+    return d if z is None else (1 - z) * d
+
+
+def _zone_pass(d, z):
+    """The part of d that goes straight to the previous state: z d (0 without zoneout)."""
+    return 0 if z is None else z * d
+
+
+def _at(z, t):
+    """Step t of per-step zoneout weights (None stays None)."""
+    return None if z is None else z[t]
+
+
 # Each family below: its step function, shared by the cell and the sequence kernels, then those
 # kernels. `xw` is the input projection x @ w_ih.T + b_ih of the step, computed by the caller (one
 # GEMM per step for a cell, one GEMM for all steps of a sequence).
@@ -246,25 +308,26 @@ def _activate_backward(dh1, h1, nonlinearity):
     return dh1 * (h1 > 0)
 
 
-def _rnn_step(xw, h, w_hh, b_hh, nonlinearity):
-    """h1 = act(xw + h W_hh^T + b_hh)"""
-    a = xw + h @ w_hh.T
+def _rnn_step(xw, h, w_hh, b_hh, nonlinearity, drop_h=None):
+    """h1 = act(xw + (h * drop_h) W_hh^T + b_hh)"""
+    a = xw + _dropped(h, drop_h) @ w_hh.T
     if b_hh is not None:
         a += b_hh
     return _activate(a, nonlinearity)
 
 
-def rnn_cell_forward(x, h, w_ih, w_hh, b_ih, b_hh, nonlinearity):
-    """h1 = act(x W_ih^T + b_ih + h W_hh^T + b_hh);  cache = h1"""
+def rnn_cell_forward(x, h, w_ih, w_hh, b_ih, b_hh, nonlinearity, masks=None):
+    """h1 = act(x W_ih^T + b_ih + (h * drop_h) W_hh^T + b_hh);  cache = h1"""
     B, I, H, dtype = _check_cell(1, x, h, w_ih, w_hh)
     _check_cell_biases(w_ih, b_ih, b_hh, H, dtype)
     _check_nonlinearity(nonlinearity)
-    h1 = _rnn_step(_project(x, w_ih, b_ih), h, w_hh, b_hh, nonlinearity)
+    drop_h, zone_h, zone_c = _check_masks(masks, 0, (), B, H, dtype)
+    h1 = _rnn_step(_project(x, w_ih, b_ih), h, w_hh, b_hh, nonlinearity, drop_h)
     return h1, h1.copy()
 
 
 def rnn_cell_backward(
-    dh1, x, h, w_ih, w_hh, cache, has_bias, nonlinearity, need_dx=True, need_dh=True
+    dh1, x, h, w_ih, w_hh, cache, has_bias, nonlinearity, need_dx=True, need_dh=True, masks=None
 ):
     """da = dh1 act'(a);  dx = da W_ih;  dh = da W_hh;  dW_ih = da^T x;  dW_hh = da^T h;
     db_ih = db_hh = sum_rows(da).  dx (dh) is None, not computed, when need_dx (need_dh) is
@@ -273,25 +336,27 @@ def rnn_cell_backward(
     _check_shape("dh1", dh1, (B, H), dtype)
     _check_shape("cache", cache, (B, H), dtype)
     _check_nonlinearity(nonlinearity)
+    drop_h, zone_h, zone_c = _check_masks(masks, 0, (), B, H, dtype)
     da = _activate_backward(dh1, cache, nonlinearity)
-    dw_ih, dw_hh, db_ih, db_hh = _cell_weight_grads(da, da, x, h, w_ih, has_bias)
+    dw_ih, dw_hh, db_ih, db_hh = _cell_weight_grads(da, da, x, _dropped(h, drop_h), w_ih, has_bias)
     dx = (da if w_ih is None else da @ w_ih) if need_dx else None
-    dh = da @ w_hh if need_dh else None
+    dh = _dropped(da @ w_hh, drop_h) if need_dh else None
     return dx, dh, dw_ih, dw_hh, db_ih, db_hh
 
 
-def rnn_sequence_forward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, nonlinearity):
+def rnn_sequence_forward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, nonlinearity, masks=None):
     """hs[t+1] = act(x[t] W_ih^T + b_ih + hs[t] W_hh^T + b_hh) at real steps, hs[t] at padded
     ones;  ys[t] = hs[t+1] (0 at padded steps);  h_n = hs[T];  cache = (hs,)"""
     T, B, I, H, dtype, lengths = _check_sequence(1, x, h0, w_ih, w_hh, lengths)
     _check_biases(b_ih, b_hh, H, dtype)
     _check_nonlinearity(nonlinearity)
+    drop_h, zone_h, zone_c = _check_masks(masks, 0, (T,), B, H, dtype)
     xw = _input_projection(x, w_ih, b_ih)
     hs = np.empty((T + 1, B, H), dtype)
     hs[0] = h0
     ys = np.zeros((T, B, H), dtype)
     for t in range(T):
-        h1 = _rnn_step(xw[t], hs[t], w_hh, b_hh, nonlinearity)
+        h1 = _rnn_step(xw[t], hs[t], w_hh, b_hh, nonlinearity, drop_h)
         real = _real(lengths, t)
         if real is None:
             hs[t + 1] = ys[t] = h1
@@ -314,6 +379,7 @@ def rnn_sequence_backward(
     nonlinearity,
     need_dx=True,
     need_dh0=True,
+    masks=None,
 ):
     """Backward through time: at step t, dh1 = dh + dys[t], da[t] = dh1 act'(hs[t+1]) and
     dh = da[t] W_hh (padded steps: da[t] = 0 and dh passes through unchanged); then dx, dW_ih,
@@ -325,18 +391,21 @@ def rnn_sequence_backward(
     _check_shape("dh_n", dh_n, (B, H), dtype)
     (hs,) = _check_cache(cache, ("hs",), ((T + 1, B, H),), dtype)
     _check_nonlinearity(nonlinearity)
+    drop_h, zone_h, zone_c = _check_masks(masks, 0, (T,), B, H, dtype)
     da = np.empty((T, B, H), dtype)
     dh = dh_n.copy()
     for t in reversed(range(T)):
         da_t = _activate_backward(dh if dys is None else dh + dys[t], hs[t + 1], nonlinearity)
         real = _real(lengths, t)
         if real is None:
-            dh = da_t @ w_hh
+            dh = _dropped(da_t @ w_hh, drop_h)
         else:
             da_t = np.where(real, da_t, 0)
-            dh = np.where(real, da_t @ w_hh, dh)
+            dh = np.where(real, _dropped(da_t @ w_hh, drop_h), dh)
         da[t] = da_t
-    dx, dw_ih, dw_hh, db_ih, db_hh = _deferred_grads(da, da, x, hs, w_ih, has_bias, need_dx)
+    dx, dw_ih, dw_hh, db_ih, db_hh = _deferred_grads(
+        da, da, x, _dropped(hs, drop_h), w_ih, has_bias, need_dx
+    )
     return dx, dh if need_dh0 else None, dw_ih, dw_hh, db_ih, db_hh
 
 
@@ -345,10 +414,11 @@ def rnn_sequence_backward(
 # ---------------------------------------------------------------------------------------------
 
 
-def _lstm_step(xw, h, c, w_hh, b_hh):
-    """a = xw + h W_hh^T + b_hh;  c1 = σ(a_f) c + σ(a_i) tanh(a_g);  h1 = σ(a_o) tanh(c1)"""
+def _lstm_step(xw, h, c, w_hh, b_hh, drop_h=None, zone_h=None, zone_c=None):
+    """a = xw + (h * drop_h) W_hh^T + b_hh;  c1 = σ(a_f) c + σ(a_i) tanh(a_g);
+    h1 = σ(a_o) tanh(c1);  then zoneout: c1 = zone_c c + (1 - zone_c) c1, h1 likewise"""
     H = h.shape[1]
-    a = xw + h @ w_hh.T
+    a = xw + _dropped(h, drop_h) @ w_hh.T
     if b_hh is not None:
         a += b_hh
     i = _sigmoid(a[:, 0 * H : 1 * H])
@@ -359,7 +429,7 @@ def _lstm_step(xw, h, c, w_hh, b_hh):
     tanh_c1 = np.tanh(c1)
     h1 = o * tanh_c1
     cache = np.concatenate([i, f, g, o, tanh_c1], axis=1)  # (B, 5H)
-    return h1, c1, cache
+    return _zoned(h1, h, zone_h), _zoned(c1, c, zone_c), cache
 
 
 def _lstm_step_backward(dh1, dc1, c, cache):
@@ -384,16 +454,26 @@ def _lstm_step_backward(dh1, dc1, c, cache):
     return da, dc
 
 
-def lstm_cell_forward(x, h, c, w_ih, w_hh, b_ih, b_hh):
+def _lstm_masked_backward(dh1, dc1, c, cache, w_hh, drop_h, zone_h, zone_c):
+    """One step's backward under recurrent dropout and zoneout: (da, the GEMM-free part of dh,
+    dc): the cell gets (1 - z) of each state's gradient, the previous state z of it directly."""
+    da, dc = _lstm_step_backward(_zone_in(dh1, zone_h), _zone_in(dc1, zone_c), c, cache)
+    return da, _zone_pass(dh1, zone_h), dc + _zone_pass(dc1, zone_c)
+
+
+def lstm_cell_forward(x, h, c, w_ih, w_hh, b_ih, b_hh, masks=None):
     """[i f g o] = [σ σ tanh σ](x W_ih^T + b_ih + h W_hh^T + b_hh);  c1 = f c + i g;
     h1 = o tanh(c1);  cache = [i | f | g | o | tanh(c1)]"""
     B, I, H, dtype = _check_cell(4, x, h, w_ih, w_hh)
     _check_shape("c", c, (B, H), dtype)
     _check_cell_biases(w_ih, b_ih, b_hh, 4 * H, dtype)
-    return _lstm_step(_project(x, w_ih, b_ih), h, c, w_hh, b_hh)
+    drop_h, zone_h, zone_c = _check_masks(masks, 2, (), B, H, dtype)
+    return _lstm_step(_project(x, w_ih, b_ih), h, c, w_hh, b_hh, drop_h, zone_h, zone_c)
 
 
-def lstm_cell_backward(dh1, dc1, x, h, c, w_ih, w_hh, cache, has_bias, need_dx=True, need_dh=True):
+def lstm_cell_backward(
+    dh1, dc1, x, h, c, w_ih, w_hh, cache, has_bias, need_dx=True, need_dh=True, masks=None
+):
     """da from the gates (see _lstm_step_backward);  dx = da W_ih;  dh = da W_hh;
     dc = (dc1 + dh1 o tanh'(c1)) f;  dW_ih = da^T x;  dW_hh = da^T h;  db = sum_rows(da).
     dx is None when need_dx is false, dh and dc when need_dh is."""
@@ -402,19 +482,21 @@ def lstm_cell_backward(dh1, dc1, x, h, c, w_ih, w_hh, cache, has_bias, need_dx=T
     _check_shape("dh1", dh1, (B, H), dtype)
     _check_shape("dc1", dc1, (B, H), dtype)
     _check_shape("cache", cache, (B, 5 * H), dtype)
-    da, dc = _lstm_step_backward(dh1, dc1, c, cache)
-    dw_ih, dw_hh, db_ih, db_hh = _cell_weight_grads(da, da, x, h, w_ih, has_bias)
+    drop_h, zone_h, zone_c = _check_masks(masks, 2, (), B, H, dtype)
+    da, dh_pass, dc = _lstm_masked_backward(dh1, dc1, c, cache, w_hh, drop_h, zone_h, zone_c)
+    dw_ih, dw_hh, db_ih, db_hh = _cell_weight_grads(da, da, x, _dropped(h, drop_h), w_ih, has_bias)
     dx = (da if w_ih is None else da @ w_ih) if need_dx else None
-    dh, dc = (da @ w_hh, dc) if need_dh else (None, None)
+    dh, dc = (_dropped(da @ w_hh, drop_h) + dh_pass, dc) if need_dh else (None, None)
     return dx, dh, dc, dw_ih, dw_hh, db_ih, db_hh
 
 
-def lstm_sequence_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths):
+def lstm_sequence_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, masks=None):
     """The LSTM cell at every step (state carried at padded steps);  ys[t] = hs[t+1] (0 at
     padded steps);  cache = (hs, cs, gates) with gates[t] the cell cache of step t"""
     T, B, I, H, dtype, lengths = _check_sequence(4, x, h0, w_ih, w_hh, lengths)
     _check_shape("c0", c0, (B, H), dtype)
     _check_biases(b_ih, b_hh, 4 * H, dtype)
+    drop_h, zone_h, zone_c = _check_masks(masks, 2, (T,), B, H, dtype)
     xw = _input_projection(x, w_ih, b_ih)
     hs = np.empty((T + 1, B, H), dtype)
     cs = np.empty((T + 1, B, H), dtype)
@@ -422,7 +504,9 @@ def lstm_sequence_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths):
     ys = np.zeros((T, B, H), dtype)
     hs[0], cs[0] = h0, c0
     for t in range(T):
-        h1, c1, gates[t] = _lstm_step(xw[t], hs[t], cs[t], w_hh, b_hh)
+        h1, c1, gates[t] = _lstm_step(
+            xw[t], hs[t], cs[t], w_hh, b_hh, drop_h, _at(zone_h, t), _at(zone_c, t)
+        )
         real = _real(lengths, t)
         if real is None:
             hs[t + 1] = ys[t] = h1
@@ -435,7 +519,20 @@ def lstm_sequence_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths):
 
 
 def lstm_sequence_backward(
-    dys, dh_n, dc_n, x, h0, c0, w_ih, w_hh, cache, lengths, has_bias, need_dx=True, need_dh0=True
+    dys,
+    dh_n,
+    dc_n,
+    x,
+    h0,
+    c0,
+    w_ih,
+    w_hh,
+    cache,
+    lengths,
+    has_bias,
+    need_dx=True,
+    need_dh0=True,
+    masks=None,
 ):
     """Backward through time with the LSTM step backward; da[t] = 0 and (dh, dc) carried at
     padded steps; then dx, dW_ih, dW_hh, db from all da[t] at once (dx None when not need_dx).
@@ -449,20 +546,25 @@ def lstm_sequence_backward(
     hs, cs, gates = _check_cache(
         cache, ("hs", "cs", "gates"), ((T + 1, B, H), (T + 1, B, H), (T, B, 5 * H)), dtype
     )
+    drop_h, zone_h, zone_c = _check_masks(masks, 2, (T,), B, H, dtype)
     da = np.empty((T, B, 4 * H), dtype)
     dh, dc = dh_n.copy(), dc_n.copy()
     for t in reversed(range(T)):
         dh1 = dh if dys is None else dh + dys[t]
-        da_t, dc_prev = _lstm_step_backward(dh1, dc, cs[t], gates[t])
+        da_t, dh_pass, dc_prev = _lstm_masked_backward(
+            dh1, dc, cs[t], gates[t], w_hh, drop_h, _at(zone_h, t), _at(zone_c, t)
+        )
         real = _real(lengths, t)
         if real is None:
-            dh, dc = da_t @ w_hh, dc_prev
+            dh, dc = _dropped(da_t @ w_hh, drop_h) + dh_pass, dc_prev
         else:
             da_t = np.where(real, da_t, 0)
-            dh = np.where(real, da_t @ w_hh, dh)
+            dh = np.where(real, _dropped(da_t @ w_hh, drop_h) + dh_pass, dh)
             dc = np.where(real, dc_prev, dc)
         da[t] = da_t
-    dx, dw_ih, dw_hh, db_ih, db_hh = _deferred_grads(da, da, x, hs, w_ih, has_bias, need_dx)
+    dx, dw_ih, dw_hh, db_ih, db_hh = _deferred_grads(
+        da, da, x, _dropped(hs, drop_h), w_ih, has_bias, need_dx
+    )
     if not need_dh0:
         dh = dc = None
     return dx, dh, dc, dw_ih, dw_hh, db_ih, db_hh
@@ -473,10 +575,11 @@ def lstm_sequence_backward(
 # ---------------------------------------------------------------------------------------------
 
 
-def _gru_step(xw, h, w_hh, b_hh):
-    """r = σ(gi_r + gh_r), z = σ(gi_z + gh_z), n = tanh(gi_n + r gh_n), h1 = (1 - z) n + z h"""
+def _gru_step(xw, h, w_hh, b_hh, drop_h=None, zone_h=None):
+    """gh = (h * drop_h) W_hh^T + b_hh;  r = σ(gi_r + gh_r), z = σ(gi_z + gh_z),
+    n = tanh(gi_n + r gh_n), h1 = (1 - z) n + z h;  then zoneout: h1 = zone_h h + (1 - zone_h) h1"""
     H = h.shape[1]
-    gh = h @ w_hh.T
+    gh = _dropped(h, drop_h) @ w_hh.T
     if b_hh is not None:
         gh += b_hh
     r = _sigmoid(xw[:, 0 * H : 1 * H] + gh[:, 0 * H : 1 * H])
@@ -485,7 +588,7 @@ def _gru_step(xw, h, w_hh, b_hh):
     n = np.tanh(xw[:, 2 * H : 3 * H] + r * gh_n)
     h1 = (1 - z) * n + z * h
     cache = np.concatenate([r, z, n, gh_n], axis=1)  # (B, 4H)
-    return h1, cache
+    return _zoned(h1, h, zone_h), cache
 
 
 def _gru_step_backward(dh1, h, cache):
@@ -505,15 +608,25 @@ def _gru_step_backward(dh1, h, cache):
     return dgi, dgh, dh_direct
 
 
-def gru_cell_forward(x, h, w_ih, w_hh, b_ih, b_hh):
+def _gru_masked_backward(dh1, h, cache, zone_h):
+    """_gru_step_backward under zoneout: the cell gets (1 - z) dh1, the previous state also z dh1
+    directly (added to dh_direct)."""
+    dgi, dgh, dh_direct = _gru_step_backward(_zone_in(dh1, zone_h), h, cache)
+    return dgi, dgh, dh_direct + _zone_pass(dh1, zone_h)
+
+
+def gru_cell_forward(x, h, w_ih, w_hh, b_ih, b_hh, masks=None):
     """gi = x W_ih^T + b_ih;  gh = h W_hh^T + b_hh;  r, z = σ(gi + gh) (r, z blocks);
     n = tanh(gi_n + r gh_n);  h1 = (1 - z) n + z h;  cache = [r | z | n | gh_n]"""
     B, I, H, dtype = _check_cell(3, x, h, w_ih, w_hh)
     _check_cell_biases(w_ih, b_ih, b_hh, 3 * H, dtype)
-    return _gru_step(_project(x, w_ih, b_ih), h, w_hh, b_hh)
+    drop_h, zone_h, zone_c = _check_masks(masks, 1, (), B, H, dtype)
+    return _gru_step(_project(x, w_ih, b_ih), h, w_hh, b_hh, drop_h, zone_h)
 
 
-def gru_cell_backward(dh1, x, h, w_ih, w_hh, cache, has_bias, need_dx=True, need_dh=True):
+def gru_cell_backward(
+    dh1, x, h, w_ih, w_hh, cache, has_bias, need_dx=True, need_dh=True, masks=None
+):
     """dgi, dgh from the gates (they differ in the n block: dgh_n = dgi_n r);
     dx = dgi W_ih;  dh = dh1 z + dgh W_hh;  dW_ih = dgi^T x;  dW_hh = dgh^T h;
     db_ih = sum_rows(dgi);  db_hh = sum_rows(dgh).  dx (dh) is None when need_dx (need_dh) is
@@ -521,25 +634,29 @@ def gru_cell_backward(dh1, x, h, w_ih, w_hh, cache, has_bias, need_dx=True, need
     B, I, H, dtype = _check_cell(3, x, h, w_ih, w_hh)
     _check_shape("dh1", dh1, (B, H), dtype)
     _check_shape("cache", cache, (B, 4 * H), dtype)
-    dgi, dgh, dh_direct = _gru_step_backward(dh1, h, cache)
-    dw_ih, dw_hh, db_ih, db_hh = _cell_weight_grads(dgi, dgh, x, h, w_ih, has_bias)
+    drop_h, zone_h, zone_c = _check_masks(masks, 1, (), B, H, dtype)
+    dgi, dgh, dh_direct = _gru_masked_backward(dh1, h, cache, zone_h)
+    dw_ih, dw_hh, db_ih, db_hh = _cell_weight_grads(
+        dgi, dgh, x, _dropped(h, drop_h), w_ih, has_bias
+    )
     dx = (dgi if w_ih is None else dgi @ w_ih) if need_dx else None
-    dh = dh_direct + dgh @ w_hh if need_dh else None
+    dh = dh_direct + _dropped(dgh @ w_hh, drop_h) if need_dh else None
     return dx, dh, dw_ih, dw_hh, db_ih, db_hh
 
 
-def gru_sequence_forward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths):
+def gru_sequence_forward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, masks=None):
     """The GRU cell at every step (state carried at padded steps);  ys[t] = hs[t+1] (0 at
     padded steps);  cache = (hs, gates) with gates[t] the cell cache of step t"""
     T, B, I, H, dtype, lengths = _check_sequence(3, x, h0, w_ih, w_hh, lengths)
     _check_biases(b_ih, b_hh, 3 * H, dtype)
+    drop_h, zone_h, zone_c = _check_masks(masks, 1, (T,), B, H, dtype)
     xw = _input_projection(x, w_ih, b_ih)
     hs = np.empty((T + 1, B, H), dtype)
     gates = np.empty((T, B, 4 * H), dtype)
     ys = np.zeros((T, B, H), dtype)
     hs[0] = h0
     for t in range(T):
-        h1, gates[t] = _gru_step(xw[t], hs[t], w_hh, b_hh)
+        h1, gates[t] = _gru_step(xw[t], hs[t], w_hh, b_hh, drop_h, _at(zone_h, t))
         real = _real(lengths, t)
         if real is None:
             hs[t + 1] = ys[t] = h1
@@ -550,7 +667,7 @@ def gru_sequence_forward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths):
 
 
 def gru_sequence_backward(
-    dys, dh_n, x, h0, w_ih, w_hh, cache, lengths, has_bias, need_dx=True, need_dh0=True
+    dys, dh_n, x, h0, w_ih, w_hh, cache, lengths, has_bias, need_dx=True, need_dh0=True, masks=None
 ):
     """Backward through time with the GRU step backward: dh = dh1 z + dgh[t] W_hh; dgi[t] and
     dgh[t] are 0 and dh is carried at padded steps; then dx = dgi W_ih, dW_ih = dgi^T x,
@@ -561,19 +678,22 @@ def gru_sequence_backward(
         _check_shape("dys", dys, (T, B, H), dtype)
     _check_shape("dh_n", dh_n, (B, H), dtype)
     hs, gates = _check_cache(cache, ("hs", "gates"), ((T + 1, B, H), (T, B, 4 * H)), dtype)
+    drop_h, zone_h, zone_c = _check_masks(masks, 1, (T,), B, H, dtype)
     dgi = np.empty((T, B, 3 * H), dtype)
     dgh = np.empty((T, B, 3 * H), dtype)
     dh = dh_n.copy()
     for t in reversed(range(T)):
         dh1 = dh if dys is None else dh + dys[t]
-        dgi_t, dgh_t, dh_direct = _gru_step_backward(dh1, hs[t], gates[t])
+        dgi_t, dgh_t, dh_direct = _gru_masked_backward(dh1, hs[t], gates[t], _at(zone_h, t))
         real = _real(lengths, t)
         if real is None:
-            dh = dh_direct + dgh_t @ w_hh
+            dh = dh_direct + _dropped(dgh_t @ w_hh, drop_h)
         else:
             dgi_t = np.where(real, dgi_t, 0)
             dgh_t = np.where(real, dgh_t, 0)
-            dh = np.where(real, dh_direct + dgh_t @ w_hh, dh)
+            dh = np.where(real, dh_direct + _dropped(dgh_t @ w_hh, drop_h), dh)
         dgi[t], dgh[t] = dgi_t, dgh_t
-    dx, dw_ih, dw_hh, db_ih, db_hh = _deferred_grads(dgi, dgh, x, hs, w_ih, has_bias, need_dx)
+    dx, dw_ih, dw_hh, db_ih, db_hh = _deferred_grads(
+        dgi, dgh, x, _dropped(hs, drop_h), w_ih, has_bias, need_dx
+    )
     return dx, dh if need_dh0 else None, dw_ih, dw_hh, db_ih, db_hh

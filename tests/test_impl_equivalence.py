@@ -4,12 +4,14 @@
 cell node per time step) and ``impl="composed"`` (the cell in primitive tape ops) must give the
 same outputs, final states and gradients (inputs, initial states, every parameter) over layer
 types, num_layers, directions, batch_first, bias, lengths, initial states and dtypes: tight in
-float64, looser in float32.  Inter-layer dropout and the Keras-style return conventions too.
+float64, looser in float32.  Inter-layer dropout, recurrent dropout and zoneout (the same
+generator seed draws the same masks in each) and the Keras-style return conventions too.
 """
 
 import numpy as np
 import pytest
 from hypothesis import given
+from hypothesis import strategies as st
 from test_recurrent_modules import Case, cases, examples, grads_of, upstream
 
 import minigrad as mg
@@ -56,6 +58,29 @@ def test_the_three_implementations_agree(case):
     for impl in IMPLS[1:]:  # the same weights (make seeds them alike; make sure)
         modules[impl].load_state_dict(modules["sequence"].state_dict())
     weights = upstream(case.call(modules["sequence"], case.leaves()))
+    _assert_same(case, {impl: grads_of(case, m, weights) for impl, m in modules.items()})
+
+
+@examples(30)
+@given(case=cases(dtypes=(np.float64, np.float32)), seed=st.integers(0, 2**32 - 1))
+def test_the_three_agree_with_recurrent_dropout_and_zoneout(case, seed):
+    """Input and recurrent dropout (and zoneout but on the RNN), masks drawn from generators
+    seeded alike: the three compute the same outputs and gradients, in training and eval."""
+    options = dict(input_dropout=0.3, recurrent_dropout=0.4)
+    if case.mode != "RNN":
+        options["zoneout"] = 0.25
+    modules = {
+        impl: case.make(impl=impl, generator=np.random.default_rng(seed), **options)
+        for impl in IMPLS
+    }
+    for impl in IMPLS[1:]:
+        modules[impl].load_state_dict(modules["sequence"].state_dict())
+    weights = upstream(case.call(modules["sequence"], case.leaves()))
+    for impl in IMPLS:  # the call above drew masks from one generator: redraw them all alike
+        modules[impl].generator = np.random.default_rng(seed)
+    _assert_same(case, {impl: grads_of(case, m, weights) for impl, m in modules.items()})
+    for m in modules.values():
+        m.eval()
     _assert_same(case, {impl: grads_of(case, m, weights) for impl, m in modules.items()})
 
 

@@ -315,15 +315,44 @@ def test_dropout_train_vs_inference():
         mg.manual_seed(0)
         c = layer(x, training=True).data
         assert not np.allclose(a, c)
-        if "recurrent_dropout" in kw:
-            assert layer.last_path == "composed"
-        else:
-            assert layer.last_path == "kernel"
+        assert layer.last_path == "kernel"  # both dropouts run on the compiled kernel
         # the input dropout mask is the same at every step: dropping a feature of the input
         # everywhere equals the training output under the same draw
         mg.manual_seed(0)
         d = layer(x, training=True).data
         np.testing.assert_array_equal(c, d)
+
+
+@pytest.mark.parametrize("kind", ["SimpleRNN", "LSTM", "GRU"])
+@pytest.mark.parametrize("masked", [False, True])
+def test_recurrent_dropout_on_the_kernel_equals_the_step_loop(kind, masked):
+    """dropout and recurrent_dropout in training: the compiled kernel (its masks argument) and
+    the composed step loop, given the same draw, give the same outputs and gradients; and the
+    masks did change the result."""
+    rng = np.random.default_rng(4)
+    x0 = rng.standard_normal((3, 5, 2))
+    mask = np.array([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0], [0, 1, 1, 1, 1]], bool) if masked else None
+    layer = getattr(layers, kind)(4, dropout=0.3, recurrent_dropout=0.4, return_sequences=True)
+    layer(x0)  # build
+    results = {}
+    for path in ("kernel", "composed", "no dropout"):
+        if path == "composed":
+            layer._kernel_form = lambda: False  # force the step loop
+        x = mg.tensor(x0, requires_grad=True)
+        mg.manual_seed(7)
+        y = layer(x, mask=mask, training=path != "no dropout")
+        if path != "no dropout":
+            assert layer.last_path == path
+        for w in layer.trainable_weights:
+            w.grad = None
+        (y * y).sum().backward()
+        results[path] = (y.data, x.grad, [w.grad.copy() for w in layer.trainable_weights])
+    (yk, dxk, gk), (yc, dxc, gc) = results["kernel"], results["composed"]
+    np.testing.assert_allclose(yk, yc, rtol=1e-5, atol=1e-6)  # float32 layers
+    np.testing.assert_allclose(dxk, dxc, rtol=1e-4, atol=1e-5)
+    for a, b in zip(gk, gc):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+    assert np.abs(yk - results["no dropout"][0]).max() > 1e-3
 
 
 def test_bad_inputs():

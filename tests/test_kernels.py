@@ -2,7 +2,8 @@
 (minigrad._ops_ref, _gemm_ref, _optim_ops_ref).
 
 * twin equality: every output and every cache array of every kernel, float32 and float64,
-  hypothesis-drawn sizes, with and without biases and lengths, tanh and relu;
+  hypothesis-drawn sizes, with and without biases, lengths, recurrent dropout and zoneout
+  masks, tanh and relu;
 * finite differences on the twins (float64, random upstream gradients): the twin backward is
   the derivative of the twin forward, independently of the tape;
 * stability: pre-activations of ±1e4 give finite, saturated results without warnings;
@@ -135,10 +136,28 @@ def shapes(kind, T, B, I, H):
     return s
 
 
+def draw_masks(kind, rng, T, B, H, dtype):
+    """The kernels' masks (drop_h, zone_h, zone_c) for a cell or sequence kind: an inverted
+    dropout mask (B, H) (0 or 1/(1-p), p = 0.3) and zoneout weights of 0, 1 (training) or 0.3
+    (eval's expectation), per step for a sequence; the RNN has no zoneout, the GRU no zone_c."""
+    lead = (T,) if is_sequence(kind) else ()
+    drop_h = ((rng.random((B, H)) >= 0.3) / 0.7).astype(dtype)
+
+    def zone():
+        return rng.choice(np.array([0.0, 1.0, 0.3]), lead + (B, H)).astype(dtype)
+
+    family = kind.split("_")[0]
+    return (
+        drop_h,
+        None if family == "rnn" else zone(),
+        zone() if family == "lstm" else None,
+    )
+
+
 class Problem:
     """One drawn test case: sizes, dtype, options, and every argument value by name."""
 
-    def __init__(self, kind, T, B, I, H, dtype, bias, lengths, nonlinearity, seed):
+    def __init__(self, kind, T, B, I, H, dtype, bias, lengths, nonlinearity, seed, masked=False):
         self.kind, self.T, self.B, self.I, self.H = kind, T, B, I, H
         self.dtype, self.bias, self.nonlinearity = dtype, bias, nonlinearity
         rng = np.random.default_rng(seed)
@@ -163,6 +182,8 @@ class Problem:
         v["lengths"] = lengths
         v["has_bias"] = bias
         v["nonlinearity"] = nonlinearity
+        # recurrent dropout and zoneout: passed by keyword (the kernels' last argument)
+        v["masks"] = draw_masks(kind, rng, T, B, H, dtype) if masked else None
         self.values = v
 
     def args(self, fname, **override):
@@ -174,7 +195,8 @@ class Problem:
         return (
             f"Problem({self.kind}, T={self.T}, B={self.B}, I={self.I}, H={self.H}, "
             f"{np.dtype(self.dtype).name}, bias={self.bias}, nonlinearity={self.nonlinearity},"
-            f" lengths={None if lengths is None else lengths.tolist()})"
+            f" lengths={None if lengths is None else lengths.tolist()},"
+            f" masked={self.values['masks'] is not None})"
         )
 
 
@@ -192,13 +214,20 @@ def problems(draw, kind, max_size=17, max_T=12, dtypes=(np.float32, np.float64))
         )
     nonlinearity = draw(st.sampled_from(["tanh", "relu"])) if kind.startswith("rnn") else None
     seed = draw(st.integers(0, 2**32 - 1))
-    return Problem(kind, T, B, I, H, dtype, bias, lengths, nonlinearity, seed)
+    masked = kind != "linear" and draw(st.booleans())
+    return Problem(kind, T, B, I, H, dtype, bias, lengths, nonlinearity, seed, masked)
+
+
+def mask_kwargs(problem):
+    """The masks keyword when the problem has masks (none: the call as before the option)."""
+    masks = problem.values.get("masks")
+    return {} if masks is None else {"masks": masks}
 
 
 def forward(module, problem):
     """Run the kind's forward; return its outputs by name (cache kept as returned)."""
     fname = problem.kind + "_forward"
-    out = getattr(module, fname)(*problem.args(fname))
+    out = getattr(module, fname)(*problem.args(fname), **mask_kwargs(problem))
     if not isinstance(out, tuple):
         out = (out,)
     names = FORWARD_OUTPUTS[problem.kind]
@@ -209,7 +238,7 @@ def forward(module, problem):
 def backward(module, problem, cache):
     """Run the kind's backward with the given cache; return gradients by name ("dx", ...)."""
     fname = problem.kind + "_backward"
-    out = getattr(module, fname)(*problem.args(fname, cache=cache))
+    out = getattr(module, fname)(*problem.args(fname, cache=cache), **mask_kwargs(problem))
     names = ["d" + name for name in GRAD_INPUTS[problem.kind]]
     assert len(out) == len(names), f"{fname} returned {len(out)} outputs, expected {names}"
     return dict(zip(names, out))
@@ -249,6 +278,8 @@ def twin_backward_error(problem, cache, grads):
         return {}
 
     def wide(a):
+        if isinstance(a, tuple):  # the masks
+            return tuple(map(wide, a))
         return a.astype(np.float64) if isinstance(a, np.ndarray) and a.dtype.kind == "f" else a
 
     p64 = Problem.__new__(Problem)
@@ -797,6 +828,47 @@ def test_bad_argument_raises_value_error(module, fname, arg, mutation):
     ]
     with pytest.raises(exc, match=re.compile(pattern, re.IGNORECASE | re.DOTALL)):
         getattr(MODULES[module], fname)(*problem.args(fname, **override))
+
+
+def bad_mask_cases():
+    """(fname, which, masks-from-good-masks, message pattern): a wrong shape or dtype of each
+    mask, a list or a 2-tuple for the tuple, and zoneout the cell does not have."""
+    for fname in SIGNATURES:
+        kind = fname.rsplit("_", 1)[0]
+        if kind == "linear":
+            continue
+        family = kind.split("_")[0]
+        cases = {
+            "drop_h shape": (lambda m: (m[0][:, :-1].copy(),) + m[1:], r"drop_h.*shape"),
+            "drop_h dtype": (lambda m: (m[0].astype(np.float32),) + m[1:], r"drop_h.*float"),
+            "not a tuple": (lambda m: list(m), r"masks must be None or a tuple"),
+            "two entries": (lambda m: m[:2], r"masks must be None or a tuple"),
+        }
+        if family != "lstm":  # zoneout this cell does not have
+            name = "zone_h" if family == "rnn" else "zone_c"
+            cases[f"{name} given"] = (
+                lambda m, i=1 if family == "rnn" else 2: m[:i] + (m[0].copy(),) + m[i + 1 :],
+                name + r" must be None",
+            )
+        if family != "rnn":
+            cases["zone_h shape"] = (
+                lambda m: (m[0], m[1][..., :-1].copy(), m[2]),
+                r"zone_h.*shape",
+            )
+        for which, (change, pattern) in cases.items():
+            yield pytest.param(fname, change, pattern, id=f"{fname}-{which}")
+
+
+@pytest.mark.parametrize("module", MODULES)
+@pytest.mark.parametrize("fname,change,pattern", list(bad_mask_cases()))
+def test_bad_masks_raise_value_error(module, fname, change, pattern):
+    problem, _ = valid_call(fname)
+    kind = fname.rsplit("_", 1)[0]
+    masks = draw_masks(kind, np.random.default_rng(0), BAD_T, BAD_B, BAD_H, np.float64)
+    good = getattr(MODULES[module], fname)(*problem.args(fname), masks=masks)
+    assert good is not None
+    with pytest.raises(ValueError, match=pattern):
+        getattr(MODULES[module], fname)(*problem.args(fname), masks=change(masks))
 
 
 def zero_size_cases():

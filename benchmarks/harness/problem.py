@@ -32,6 +32,18 @@ def parse_sizes(text):
     return sizes
 
 
+def add_sizes_option(ap, grid):
+    """--sizes BxTxIxH,... on the parser ap, defaulting to `grid` (the first two with --quick)."""
+    ap.add_argument(
+        "--sizes",
+        type=parse_sizes,
+        default=None,
+        help="BxTxIxH,... sizes to run (default: "
+        + ", ".join(size_name(s) for s in grid)
+        + "; the first two with --quick)",
+    )
+
+
 def parse_cells(text):
     """'lstm,gru' -> ['lstm', 'gru'], each among CELLS."""
     cells = [c.strip().lower() for c in text.split(",") if c.strip()]

@@ -41,6 +41,22 @@ def set_env(n, only_if_unset=False):
     return "numpy" not in sys.modules
 
 
+def set_env_for_script(module_name, argv):
+    """What a benchmark script runs first, before importing numpy: as __main__, the --threads
+    of its command line (argv) into the environment (set_env); imported (a test), nothing.
+    Returns True when NumPy was not imported yet (pass it to apply)."""
+    if module_name == "__main__":
+        return set_env(from_argv(argv))
+    return "numpy" not in sys.modules
+
+
+def add_option(ap):
+    """--threads N on the argparse parser ap (read early by set_env_for_script)."""
+    ap.add_argument(
+        "--threads", type=int, default=DEFAULT_THREADS, help="BLAS/OpenMP threads of the run"
+    )
+
+
 def torch_available():
     try:
         import torch  # noqa: F401

@@ -9,6 +9,14 @@
 * A whole sequence (``lstm_sequence``) is also one node whose kernel runs the time loop itself
   (the fast path).
 
+Recurrent dropout and zoneout take fixed masks (ndarrays, constants of the tape) on every form,
+as ``masks=(drop_h, zone_h, zone_c)`` (an entry None when off; the RNN has no zoneout, the GRU
+no ``zone_c``): ``drop_h`` (B, H) multiplies the state entering the recurrent matmul, the same
+mask at every step (its values 0 or 1/(1-p)); ``zone_h`` (and the LSTM's ``zone_c``),
+(T, B, H) for a sequence and (B, H) for one step, is zoneout's weight of the previous state:
+h_t = zone_h[t] * h_{t-1} + (1 - zone_h[t]) * h~_t.  ``nn.LSTM(recurrent_dropout=, zoneout=)``
+draws them; here they are given, so every form computes the same function of them.
+
 The compiled nodes call ``kernels.*``, so ``MINIGRAD_BACKEND=numpy`` runs the identical graph on
 the NumPy twins.  The math and cache layouts are in docs/kernels.md.
 """
@@ -143,9 +151,22 @@ def check_lengths(lengths, T, B, who):
 
 class _KernelFunction(Function):
     """A node whose backward is one compiled kernel call: every gradient it returns is a new
-    array nothing else refers to, so a leaf's first ``.grad`` can keep it without a copy."""
+    array nothing else refers to, so a leaf's first ``.grad`` can keep it without a copy.
+    ``masks``: the kernels' recurrent dropout and zoneout arguments (drop_h, zone_h, zone_c),
+    passed to its forward and backward kernels alike (``with_masks``)."""
 
     fresh_grads = True
+    masks: dict = {}
+
+    def with_masks(self, masks):
+        """Set the kernels' ``masks`` argument: None, or (drop_h, zone_h, zone_c) with entries
+        None when off (an all-None tuple is None); returns the node."""
+        if masks is not None:
+            masks = _mask_parts(masks, 2, type(self).__name__)
+            if any(m is not None for m in masks):
+                self.masks = {"masks": tuple(None if m is None else _contiguous(m) for m in masks)}
+        return self
+
     # The compiled kernels compute first derivatives only: a second-order pass
     # (create_graph=True) that reaches one of these nodes raises, naming the way that supports
     # any order.
@@ -164,16 +185,21 @@ class _HiddenCell(_KernelFunction):
     options: tuple = ()
 
     def forward(self, x, h, w_ih, w_hh, b_ih=None, b_hh=None):
-        x, h, w_ih, w_hh = _contiguous(x), _contiguous(h), _contiguous(w_ih), _contiguous(w_hh)
+        return self._run(x, h, _contiguous(w_ih), w_hh, b_ih, b_hh)
+
+    def _run(self, x, h, w_ih, w_hh, b_ih, b_hh):
+        """The forward kernel; w_ih and b_ih None on an input projection (x is it)."""
+        x, h, w_hh = _contiguous(x), _contiguous(h), _contiguous(w_hh)
         h1, cache = getattr(kernels, self.kernel + "_forward")(
-            x, h, w_ih, w_hh, b_ih, b_hh, *self.options
+            x, h, w_ih, w_hh, b_ih, b_hh, *self.options, **self.masks
         )
-        self.saved = (x, h, w_ih, w_hh, cache, b_ih is not None)
+        self.saved = (x, h, w_ih, w_hh, cache, b_hh is not None)
         return h1
 
-    def backward(self, dh1):
+    def _grads(self, dh1):
+        """The backward kernel: (dx, dh, dw_ih, dw_hh, db_ih, db_hh)."""
         x, h, w_ih, w_hh, cache, has_bias = self.saved
-        dx, dh, dw_ih, dw_hh, db_ih, db_hh = getattr(kernels, self.kernel + "_backward")(
+        return getattr(kernels, self.kernel + "_backward")(
             _contiguous(dh1),
             x,
             h,
@@ -184,8 +210,12 @@ class _HiddenCell(_KernelFunction):
             *self.options,
             need_dx=self.needs_input_grad[0],
             need_dh=self.needs_input_grad[1],
+            **self.masks,
         )
-        return (dx, dh, dw_ih, dw_hh) + ((db_ih, db_hh) if has_bias else ())
+
+    def backward(self, dh1):
+        dx, dh, dw_ih, dw_hh, db_ih, db_hh = self._grads(dh1)
+        return (dx, dh, dw_ih, dw_hh) + ((db_ih, db_hh) if self.saved[-1] else ())
 
 
 class RNNCell(_HiddenCell):
@@ -195,26 +225,32 @@ class RNNCell(_HiddenCell):
         self.options = (nonlinearity,)
 
 
-def rnn_cell(x, h, w_ih, w_hh, b_ih=None, b_hh=None, nonlinearity="tanh"):
-    """h1 = act(x W_ih^T + b_ih + h W_hh^T + b_hh), act = tanh or relu (one fused kernel)."""
+def rnn_cell(x, h, w_ih, w_hh, b_ih=None, b_hh=None, nonlinearity="tanh", masks=None):
+    """h1 = act(x W_ih^T + b_ih + (h * drop_h) W_hh^T + b_hh), act = tanh or relu (one fused
+    kernel; drop_h: the recurrent dropout mask (B, H), or None)."""
     if nonlinearity not in ("tanh", "relu"):
         raise ValueError(f"nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
     if h is None:
         h = _zeros_like_state(x, 0, _data(w_hh).shape[-1], "rnn_cell")
-    return RNNCell(nonlinearity)(x, h, w_ih, w_hh, *_bias_args(b_ih, b_hh))
+    node = RNNCell(nonlinearity).with_masks(masks)
+    return node(x, h, w_ih, w_hh, *_bias_args(b_ih, b_hh))
 
 
 class LSTMCell(_KernelFunction):
     def forward(self, x, h, c, w_ih, w_hh, b_ih=None, b_hh=None):
-        x, h, c = _contiguous(x), _contiguous(h), _contiguous(c)
-        w_ih, w_hh = _contiguous(w_ih), _contiguous(w_hh)
-        h1, c1, cache = kernels.lstm_cell_forward(x, h, c, w_ih, w_hh, b_ih, b_hh)
-        self.saved = (x, h, c, w_ih, w_hh, cache, b_ih is not None)
+        return self._run(x, h, c, _contiguous(w_ih), w_hh, b_ih, b_hh)
+
+    def _run(self, x, h, c, w_ih, w_hh, b_ih, b_hh):
+        """The forward kernel; w_ih and b_ih None on an input projection (x is it)."""
+        x, h, c, w_hh = _contiguous(x), _contiguous(h), _contiguous(c), _contiguous(w_hh)
+        h1, c1, cache = kernels.lstm_cell_forward(x, h, c, w_ih, w_hh, b_ih, b_hh, **self.masks)
+        self.saved = (x, h, c, w_ih, w_hh, cache, b_hh is not None)
         return h1, c1
 
-    def backward(self, dh1, dc1):
+    def _grads(self, dh1, dc1):
+        """The backward kernel: (dx, dh, dc, dw_ih, dw_hh, db_ih, db_hh)."""
         x, h, c, w_ih, w_hh, cache, has_bias = self.saved
-        dx, dh, dc, dw_ih, dw_hh, db_ih, db_hh = kernels.lstm_cell_backward(
+        return kernels.lstm_cell_backward(
             _grad_or_zeros(dh1, h),
             _grad_or_zeros(dc1, c),
             x,
@@ -226,30 +262,39 @@ class LSTMCell(_KernelFunction):
             has_bias,
             need_dx=self.needs_input_grad[0],
             need_dh=self.needs_input_grad[1] or self.needs_input_grad[2],
+            **self.masks,
         )
-        return (dx, dh, dc, dw_ih, dw_hh) + ((db_ih, db_hh) if has_bias else ())
+
+    def backward(self, dh1, dc1):
+        dx, dh, dc, dw_ih, dw_hh, db_ih, db_hh = self._grads(dh1, dc1)
+        return (dx, dh, dc, dw_ih, dw_hh) + ((db_ih, db_hh) if self.saved[-1] else ())
 
 
-def lstm_cell(x, h, c, w_ih, w_hh, b_ih=None, b_hh=None):
-    """(h1, c1): gates i,f,g,o = σ,σ,tanh,σ of (x W_ih^T + b_ih + h W_hh^T + b_hh);
-    c1 = f*c + i*g; h1 = o*tanh(c1)  (one fused kernel, one tape node, two outputs)."""
+def lstm_cell(x, h, c, w_ih, w_hh, b_ih=None, b_hh=None, masks=None):
+    """(h1, c1): gates i,f,g,o = σ,σ,tanh,σ of (x W_ih^T + b_ih + (h * drop_h) W_hh^T + b_hh);
+    c1 = f*c + i*g; h1 = o*tanh(c1)  (one fused kernel, one tape node, two outputs); with
+    zoneout h1 = zone_h*h + (1-zone_h)*h1, c1 likewise (masks (B, H), None: off)."""
     H = _data(w_hh).shape[-1]
     if h is None:
         h = _zeros_like_state(x, 0, H, "lstm_cell")
     if c is None:
         c = _zeros_like_state(x, 0, H, "lstm_cell")
-    return LSTMCell()(x, h, c, w_ih, w_hh, *_bias_args(b_ih, b_hh))
+    node = LSTMCell().with_masks(masks)
+    return node(x, h, c, w_ih, w_hh, *_bias_args(b_ih, b_hh))
 
 
 class GRUCell(_HiddenCell):
     kernel = "gru_cell"
 
 
-def gru_cell(x, h, w_ih, w_hh, b_ih=None, b_hh=None):
-    """h1 = (1-z)*n + z*h with r,z = σ(..), n = tanh(x W_in^T + b_in + r*(h W_hn^T + b_hn))."""
+def gru_cell(x, h, w_ih, w_hh, b_ih=None, b_hh=None, masks=None):
+    """h1 = (1-z)*n + z*h with r,z = σ(..), n = tanh(x W_in^T + b_in + r*(h W_hn^T + b_hn));
+    with recurrent dropout h*drop_h enters the matmuls, with zoneout
+    h1 = zone_h*h + (1-zone_h)*h1 (masks (B, H), None: off)."""
     if h is None:
         h = _zeros_like_state(x, 0, _data(w_hh).shape[-1], "gru_cell")
-    return GRUCell()(x, h, w_ih, w_hh, *_bias_args(b_ih, b_hh))
+    node = GRUCell().with_masks(masks)
+    return node(x, h, w_ih, w_hh, *_bias_args(b_ih, b_hh))
 
 
 # ---------------------------------------------------------------- cells composed of primitive ops
@@ -267,89 +312,103 @@ def _composed_state(s, x, H, name, what):
     return s
 
 
+def _mask_parts(masks, nz, who):
+    """masks (None or a tuple (drop_h, zone_h, zone_c)) as three ndarrays or None; the last
+    2 - nz must be None (nz = 0: the RNN, no zoneout; 1: the GRU, no cell state)."""
+    if masks is None:
+        return None, None, None
+    if not isinstance(masks, (tuple, list)) or len(masks) != 3:
+        raise ValueError(
+            f"{who}: masks must be None or a tuple (drop_h, zone_h, zone_c), got "
+            f"{type(masks).__name__}"
+            + (f" of length {len(masks)}" if isinstance(masks, (tuple, list)) else "")
+        )
+    for i, name in enumerate(("zone_h", "zone_c")):
+        if i >= nz and masks[1 + i] is not None:
+            raise ValueError(f"{who}: {name} must be None (this cell has no zoneout of it)")
+    return tuple(None if m is None else _data(m) for m in masks)
+
+
+def _dropped(h, drop_h):
+    """The state entering the recurrent matmul: h * drop_h (h without recurrent dropout)."""
+    return h if drop_h is None else h * _data(drop_h)
+
+
+def _zoned(new, prev, z):
+    """Zoneout: z * prev + (1 - z) * new, as new + (prev - new) * z (new when z is None)."""
+    return new if z is None else new + (prev - new) * _data(z)
+
+
 def _check_composed_input(x, what):
     if _data(x).ndim != 2:
         raise ValueError(f"{what}: x must have shape (B, I), got {_data(x).shape}")
 
 
-def rnn_cell_composed(x, h, w_ih, w_hh, b_ih=None, b_hh=None, nonlinearity="tanh"):
+def rnn_cell_composed(x, h, w_ih, w_hh, b_ih=None, b_hh=None, nonlinearity="tanh", masks=None):
     """``rnn_cell`` from primitive ops: h1 = act(linear(x, W_ih, b_ih) + linear(h, W_hh, b_hh)),
-    act = tanh or relu.  x (B, I), h (B, H) (zeros when None)."""
+    act = tanh or relu.  x (B, I), h (B, H) (zeros when None); drop_h: h * drop_h enters the
+    second linear (recurrent dropout)."""
     if nonlinearity not in ("tanh", "relu"):
         raise ValueError(f"nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
     _bias_args(b_ih, b_hh)
     _check_composed_input(x, "rnn_cell_composed")
+    drop_h, _, _ = _mask_parts(masks, 0, "rnn_cell_composed")
     h = _composed_state(h, x, _data(w_hh).shape[-1], "h", "rnn_cell_composed")
-    a = linear(x, w_ih, b_ih) + linear(h, w_hh, b_hh)
+    a = linear(x, w_ih, b_ih) + linear(_dropped(h, drop_h), w_hh, b_hh)
     return tanh(a) if nonlinearity == "tanh" else relu(a)
 
 
-def lstm_cell_composed(x, h, c, w_ih, w_hh, b_ih=None, b_hh=None):
+def lstm_cell_composed(x, h, c, w_ih, w_hh, b_ih=None, b_hh=None, masks=None):
     """``lstm_cell`` from primitive ops, returning (h1, c1): the gate pre-activations
     linear(x, W_ih, b_ih) + linear(h, W_hh, b_hh) split into i, f, g, o (H columns each);
-    c1 = sigmoid(f) * c + sigmoid(i) * tanh(g);  h1 = sigmoid(o) * tanh(c1)."""
+    c1 = sigmoid(f) * c + sigmoid(i) * tanh(g);  h1 = sigmoid(o) * tanh(c1).  drop_h: h * drop_h
+    enters the second linear; zone_h, zone_c: zoneout, h1 = zone_h * h + (1 - zone_h) * h1 and
+    c1 likewise."""
     _bias_args(b_ih, b_hh)
     _check_composed_input(x, "lstm_cell_composed")
+    drop_h, zone_h, zone_c = _mask_parts(masks, 2, "lstm_cell_composed")
     H = _data(w_hh).shape[-1]
     h = _composed_state(h, x, H, "h", "lstm_cell_composed")
     c = _composed_state(c, x, H, "c", "lstm_cell_composed")
-    i, f, g, o = split(linear(x, w_ih, b_ih) + linear(h, w_hh, b_hh), H, axis=1)
+    i, f, g, o = split(linear(x, w_ih, b_ih) + linear(_dropped(h, drop_h), w_hh, b_hh), H, axis=1)
     c1 = sigmoid(f) * c + sigmoid(i) * tanh(g)
     h1 = sigmoid(o) * tanh(c1)
-    return h1, c1
+    return _zoned(h1, h, zone_h), _zoned(c1, c, zone_c)
 
 
-def gru_cell_composed(x, h, w_ih, w_hh, b_ih=None, b_hh=None):
+def gru_cell_composed(x, h, w_ih, w_hh, b_ih=None, b_hh=None, masks=None):
     """``gru_cell`` from primitive ops (PyTorch's form, gates r, z, n):
     r = sigmoid(x_r + h_r), z = sigmoid(x_z + h_z), n = tanh(x_n + r * h_n),
     h1 = (1 - z) * n + z * h, where x_* and h_* are the H-column pieces of linear(x, W_ih, b_ih)
-    and linear(h, W_hh, b_hh) (so b_hn sits inside r * (...), as in PyTorch)."""
+    and linear(h, W_hh, b_hh) (so b_hn sits inside r * (...), as in PyTorch).  drop_h: h * drop_h
+    enters the second linear (z * h keeps h); zone_h: zoneout as in ``lstm_cell_composed``."""
     _bias_args(b_ih, b_hh)
     _check_composed_input(x, "gru_cell_composed")
+    drop_h, zone_h, _ = _mask_parts(masks, 1, "gru_cell_composed")
     H = _data(w_hh).shape[-1]
     h = _composed_state(h, x, H, "h", "gru_cell_composed")
     x_r, x_z, x_n = split(linear(x, w_ih, b_ih), H, axis=1)
-    h_r, h_z, h_n = split(linear(h, w_hh, b_hh), H, axis=1)
+    h_r, h_z, h_n = split(linear(_dropped(h, drop_h), w_hh, b_hh), H, axis=1)
     r = sigmoid(x_r + h_r)
     z = sigmoid(x_z + h_z)
     n = tanh(x_n + r * h_n)
-    return (1 - z) * n + z * h
+    return _zoned((1 - z) * n + z * h, h, zone_h)
 
 
 # ---------------------------------------------------------------- cell steps on an input projection
 # The unrolled modules (impl="step") compute x @ W_ih^T + b_ih for all steps in ONE linear node,
 # split it per step with ONE unbind node, and run each step on its slice: the cell kernels called
 # with w_ih None, which add h @ W_hh^T + b_hh to the given projection (no input GEMM per step).
-class _HiddenCellStep(_KernelFunction):
+class _HiddenCellStep(_HiddenCell):
     """A cell step with one state h (RNN and GRU) on an input projection xw: the kernels of
     ``_HiddenCell`` called with w_ih and b_ih None."""
 
-    kernel = ""
-    options: tuple = ()
-
     def forward(self, xw, h, w_hh, b_hh=None):
-        xw, h, w_hh = _contiguous(xw), _contiguous(h), _contiguous(w_hh)
-        h1, cache = getattr(kernels, self.kernel + "_forward")(
-            xw, h, None, w_hh, None, b_hh, *self.options
-        )
-        self.saved = (xw, h, w_hh, cache, b_hh is not None)
-        return h1
+        return self._run(xw, h, None, w_hh, None, b_hh)
 
     def backward(self, dh1):
-        xw, h, w_hh, cache, has_bias = self.saved
-        dxw, dh, _, dw_hh, _, db_hh = getattr(kernels, self.kernel + "_backward")(
-            _contiguous(dh1),
-            xw,
-            h,
-            None,
-            w_hh,
-            cache,
-            has_bias,
-            *self.options,
-            need_dx=self.needs_input_grad[0],
-            need_dh=self.needs_input_grad[1],
-        )
-        return (dxw, dh, dw_hh) + ((db_hh,) if has_bias else ())
+        dxw, dh, _, dw_hh, _, db_hh = self._grads(dh1)
+        return (dxw, dh, dw_hh) + ((db_hh,) if self.saved[-1] else ())
 
 
 class RNNCellStep(_HiddenCellStep):
@@ -359,53 +418,43 @@ class RNNCellStep(_HiddenCellStep):
         self.options = (nonlinearity,)
 
 
-def rnn_cell_step(xw, h, w_hh, b_hh=None, nonlinearity="tanh"):
-    """h1 = act(xw + h W_hh^T + b_hh), xw = x W_ih^T + b_ih given (B, H): one step of
+def rnn_cell_step(xw, h, w_hh, b_hh=None, nonlinearity="tanh", masks=None):
+    """h1 = act(xw + (h * drop_h) W_hh^T + b_hh), xw = x W_ih^T + b_ih given (B, H): one step of
     ``rnn_cell`` on a precomputed input projection."""
     if nonlinearity not in ("tanh", "relu"):
         raise ValueError(f"nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
-    return RNNCellStep(nonlinearity)(xw, h, w_hh, *(() if b_hh is None else (b_hh,)))
+    node = RNNCellStep(nonlinearity).with_masks(masks)
+    return node(xw, h, w_hh, *(() if b_hh is None else (b_hh,)))
 
 
-class LSTMCellStep(_KernelFunction):
+class LSTMCellStep(LSTMCell):
+    """The LSTM cell on an input projection xw: ``LSTMCell``'s kernels with w_ih, b_ih None."""
+
     def forward(self, xw, h, c, w_hh, b_hh=None):
-        xw, h, c, w_hh = _contiguous(xw), _contiguous(h), _contiguous(c), _contiguous(w_hh)
-        h1, c1, cache = kernels.lstm_cell_forward(xw, h, c, None, w_hh, None, b_hh)
-        self.saved = (xw, h, c, w_hh, cache, b_hh is not None)
-        return h1, c1
+        return self._run(xw, h, c, None, w_hh, None, b_hh)
 
     def backward(self, dh1, dc1):
-        xw, h, c, w_hh, cache, has_bias = self.saved
-        dxw, dh, dc, _, dw_hh, _, db_hh = kernels.lstm_cell_backward(
-            _grad_or_zeros(dh1, h),
-            _grad_or_zeros(dc1, c),
-            xw,
-            h,
-            c,
-            None,
-            w_hh,
-            cache,
-            has_bias,
-            need_dx=self.needs_input_grad[0],
-            need_dh=self.needs_input_grad[1] or self.needs_input_grad[2],
-        )
-        return (dxw, dh, dc, dw_hh) + ((db_hh,) if has_bias else ())
+        dxw, dh, dc, _, dw_hh, _, db_hh = self._grads(dh1, dc1)
+        return (dxw, dh, dc, dw_hh) + ((db_hh,) if self.saved[-1] else ())
 
 
-def lstm_cell_step(xw, h, c, w_hh, b_hh=None):
+def lstm_cell_step(xw, h, c, w_hh, b_hh=None, masks=None):
     """(h1, c1) of ``lstm_cell`` from a precomputed input projection xw = x W_ih^T + b_ih
-    (B, 4H): gates = xw + h W_hh^T + b_hh."""
-    return LSTMCellStep()(xw, h, c, w_hh, *(() if b_hh is None else (b_hh,)))
+    (B, 4H): gates = xw + (h * drop_h) W_hh^T + b_hh; zoneout as in ``lstm_cell``."""
+    node = LSTMCellStep().with_masks(masks)
+    return node(xw, h, c, w_hh, *(() if b_hh is None else (b_hh,)))
 
 
 class GRUCellStep(_HiddenCellStep):
     kernel = "gru_cell"
 
 
-def gru_cell_step(xw, h, w_hh, b_hh=None):
+def gru_cell_step(xw, h, w_hh, b_hh=None, masks=None):
     """h1 of ``gru_cell`` from a precomputed input projection xw = x W_ih^T + b_ih (B, 3H):
-    r, z = σ(xw_rz + (h W_hh^T + b_hh)_rz), n = tanh(xw_n + r (h W_hn^T + b_hn))."""
-    return GRUCellStep()(xw, h, w_hh, *(() if b_hh is None else (b_hh,)))
+    r, z = σ(xw_rz + (h W_hh^T + b_hh)_rz), n = tanh(xw_n + r (h W_hn^T + b_hn)); masks as in
+    ``gru_cell``."""
+    node = GRUCellStep().with_masks(masks)
+    return node(xw, h, w_hh, *(() if b_hh is None else (b_hh,)))
 
 
 # ---------------------------------------------------------------- whole sequences
@@ -424,7 +473,7 @@ class _HiddenSequence(_KernelFunction):
         x, h0 = _contiguous(x), _contiguous(_state_2d(h0, x.shape[1], "h0"))
         w_ih, w_hh = _contiguous(w_ih), _contiguous(w_hh)
         ys, h_n, cache = getattr(kernels, self.kernel + "_forward")(
-            x, h0, w_ih, w_hh, b_ih, b_hh, self.lengths, *self.options
+            x, h0, w_ih, w_hh, b_ih, b_hh, self.lengths, *self.options, **self.masks
         )
         self.saved = (x, h0, w_ih, w_hh, cache, b_ih is not None)
         return ys, h_n.reshape(self.state_shape)
@@ -444,6 +493,7 @@ class _HiddenSequence(_KernelFunction):
             *self.options,
             need_dx=self.needs_input_grad[0],
             need_dh0=self.needs_input_grad[1],
+            **self.masks,
         )
         return (dx, _shaped(dh0, self.state_shape), dw_ih, dw_hh) + (
             (db_ih, db_hh) if has_bias else ()
@@ -470,7 +520,7 @@ class LSTMSequence(_KernelFunction):
         h0, c0 = _contiguous(_state_2d(h0, B, "h0")), _contiguous(_state_2d(c0, B, "c0"))
         w_ih, w_hh = _contiguous(w_ih), _contiguous(w_hh)
         ys, h_n, c_n, cache = kernels.lstm_sequence_forward(
-            x, h0, c0, w_ih, w_hh, b_ih, b_hh, self.lengths
+            x, h0, c0, w_ih, w_hh, b_ih, b_hh, self.lengths, **self.masks
         )
         self.saved = (x, h0, c0, w_ih, w_hh, cache, b_ih is not None)
         return ys, h_n.reshape(self.state_shape), c_n.reshape(self.state_shape)
@@ -491,6 +541,7 @@ class LSTMSequence(_KernelFunction):
             has_bias,
             need_dx=self.needs_input_grad[0],
             need_dh0=self.needs_input_grad[1] or self.needs_input_grad[2],
+            **self.masks,
         )
         shape = self.state_shape
         return (dx, _shaped(dh0, shape), _shaped(dc0, shape), dw_ih, dw_hh) + (
@@ -511,34 +562,41 @@ def _sequence_prep(x, w_hh, lengths, what):
     return check_lengths(lengths, T, B, what), _data(w_hh).shape[-1]
 
 
-def rnn_sequence(x, w_ih, w_hh, b_ih=None, b_hh=None, h0=None, lengths=None, nonlinearity="tanh"):
+def rnn_sequence(
+    x, w_ih, w_hh, b_ih=None, b_hh=None, h0=None, lengths=None, nonlinearity="tanh", masks=None
+):
     """(ys, h_n): the RNN cell run over x (T, B, I) in one kernel call; ys (T, B, H).
     With lengths, padded steps output zeros and keep the state. h0 is (B, H), or (1, B, H) (a
-    one-layer module's layout), and h_n has the shape of h0 (zeros (B, H) when None)."""
+    one-layer module's layout), and h_n has the shape of h0 (zeros (B, H) when None).
+    drop_h (B, H): recurrent dropout, h * drop_h enters the recurrent matmul at every step."""
     if nonlinearity not in ("tanh", "relu"):
         raise ValueError(f"nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
     ln, H = _sequence_prep(x, w_hh, lengths, "rnn_sequence")
     if h0 is None:
         h0 = _zeros_like_state(x, 1, H, "rnn_sequence")
-    return RNNSequence(ln, nonlinearity)(x, h0, w_ih, w_hh, *_bias_args(b_ih, b_hh))
+    node = RNNSequence(ln, nonlinearity).with_masks(masks)
+    return node(x, h0, w_ih, w_hh, *_bias_args(b_ih, b_hh))
 
 
-def lstm_sequence(x, w_ih, w_hh, b_ih=None, b_hh=None, h0=None, c0=None, lengths=None):
+def lstm_sequence(x, w_ih, w_hh, b_ih=None, b_hh=None, h0=None, c0=None, lengths=None, masks=None):
     """(ys, (h_n, c_n)): the LSTM cell run over x (T, B, I) in one kernel call. h0 and c0: (B, H)
-    or (1, B, H) as in ``rnn_sequence``; h_n and c_n have their shape."""
+    or (1, B, H) as in ``rnn_sequence``; h_n and c_n have their shape. drop_h (B, H): recurrent
+    dropout; zone_h, zone_c (T, B, H): zoneout's weights of the previous h and c at each step."""
     ln, H = _sequence_prep(x, w_hh, lengths, "lstm_sequence")
     if h0 is None:
         h0 = _zeros_like_state(x, 1, H, "lstm_sequence")
     if c0 is None:
         c0 = _zeros_like_state(x, 1, H, "lstm_sequence")
-    ys, h_n, c_n = LSTMSequence(ln)(x, h0, c0, w_ih, w_hh, *_bias_args(b_ih, b_hh))
+    node = LSTMSequence(ln).with_masks(masks)
+    ys, h_n, c_n = node(x, h0, c0, w_ih, w_hh, *_bias_args(b_ih, b_hh))
     return ys, (h_n, c_n)
 
 
-def gru_sequence(x, w_ih, w_hh, b_ih=None, b_hh=None, h0=None, lengths=None):
+def gru_sequence(x, w_ih, w_hh, b_ih=None, b_hh=None, h0=None, lengths=None, masks=None):
     """(ys, h_n): the GRU cell run over x (T, B, I) in one kernel call. h0: (B, H) or (1, B, H)
-    as in ``rnn_sequence``; h_n has its shape."""
+    as in ``rnn_sequence``; h_n has its shape. drop_h, zone_h as in ``lstm_sequence``."""
     ln, H = _sequence_prep(x, w_hh, lengths, "gru_sequence")
     if h0 is None:
         h0 = _zeros_like_state(x, 1, H, "gru_sequence")
-    return GRUSequence(ln)(x, h0, w_ih, w_hh, *_bias_args(b_ih, b_hh))
+    node = GRUSequence(ln).with_masks(masks)
+    return node(x, h0, w_ih, w_hh, *_bias_args(b_ih, b_hh))

@@ -34,6 +34,26 @@ state after each sequence's last real step (what PyTorch's packed sequences give
 direction reads each sequence backwards *within its length*: the layer input is gathered with
 ``idx[t, b] = lengths[b] - 1 - t`` (t < lengths[b], else t), run forwards, and gathered back
 with the same index (the permutation is its own inverse), all differentiable.
+
+Regularisation inside the layers (``RNN``, ``LSTM``, ``GRU``; training mode only unless said):
+
+* ``input_dropout=p``: variational dropout of the layer input (Gal & Ghahramani 2016): one mask
+  per sequence (batch row) and input feature, the same at every time step, scaled by 1/(1-p).
+  It multiplies x before ``x @ W_ih^T``, which is where x enters the cell, so it is one
+  differentiable multiply ahead of the hoisted projection in all three impls.
+* ``recurrent_dropout=p``: the same on the state entering the recurrent matmul:
+  gates = x W_ih^T + (h_{t-1} * m) W_hh^T + b, m (B, H) fixed over the sequence.  The state itself
+  (the GRU's z * h_{t-1}, the outputs, h_n) is not masked.  It runs inside the compiled kernels
+  (the per-step GEMM reads h_{t-1} * m; backward multiplies that GEMM's gradient by m).
+* ``zoneout=p`` (LSTM and GRU; Krueger et al. 2016): at each step each unit keeps its previous
+  state with probability p, h_t = d h_{t-1} + (1 - d) h~_t (the LSTM's c with masks of its own);
+  in eval mode the expectation, h_t = p h_{t-1} + (1 - p) h~_t.
+
+Every layer, direction and level of a stack draws its own masks, once per ``forward`` call,
+from ``generator`` (a numpy Generator; by default minigrad's stream, see
+``minigrad.manual_seed``).  These differ from ``dropout=``, PyTorch's argument: that one drops
+each element of the outputs passed *between* stacked layers independently (a new mask at every
+step) and never touches the recurrence.
 """
 
 from __future__ import annotations
@@ -45,6 +65,7 @@ import numpy as np
 
 from .. import functional as F
 from ..functional.recurrent import GRUSequence, LSTMSequence, RNNSequence, check_lengths
+from ..random import default_rng
 from ..tensor import Tensor
 from . import init
 from .layers import _float_dtype, _positive_int, as_input
@@ -89,6 +110,35 @@ def _stack_states(states):
     return s if s.ndim == 3 else F.reshape(s, (1,) + s.shape)  # sequence nodes give (1, B, H)
 
 
+def _probability(name, p):
+    """p as a float in [0, 1) (a dropout or zoneout rate), else ValueError."""
+    if isinstance(p, bool) or not isinstance(p, (int, float, np.floating)) or not 0 <= p < 1:
+        raise ValueError(f"{name} must be a number in [0, 1), got {p!r}")
+    return float(p)
+
+
+def _keep_mask(rng, shape, p, dtype):
+    """Inverted dropout's mask: 1/(1-p) with probability 1-p, else 0."""
+    return (rng.random(shape) >= p).astype(dtype) / np.asarray(1 - p, dtype=dtype)
+
+
+def _zone_weights(rng, shape, p, dtype, training):
+    """Zoneout's weight of the previous state: 1 with probability p, else 0 (training); p, the
+    expectation, everywhere (eval)."""
+    if not training:
+        return np.full(shape, p, dtype=dtype)
+    return (rng.random(shape) < p).astype(dtype)
+
+
+def _check_generator(who, generator):
+    if generator is not None and not isinstance(generator, np.random.Generator):
+        raise TypeError(
+            f"{who} generator must be a numpy Generator "
+            f"(np.random.default_rng(seed)) or None, got {type(generator).__name__}"
+        )
+    return generator
+
+
 def _check_state(who, name, s, shape, dtype):
     if s.shape != shape:
         raise ValueError(f"{who}: {name} must have shape {shape}, got {s.shape}")
@@ -102,8 +152,19 @@ def _check_state(who, name, s, shape, dtype):
 class _CellBase(Module):
     _mode: str | None = None
 
-    def __init__(self, input_size, hidden_size, bias, dtype, impl):
+    def __init__(
+        self,
+        input_size,
+        hidden_size,
+        bias=True,
+        dtype=None,
+        impl="step",
+        zoneout=0.0,
+        generator=None,
+    ):
         super().__init__()
+        self.zoneout = _probability("zoneout", zoneout)  # LSTMCell, GRUCell (RNNCell passes 0)
+        self.generator = _check_generator(type(self).__name__, generator)
         self.impl = _check_impl(impl, _CELL_IMPLS)
         self.input_size = _positive_int("input_size", input_size)
         self.hidden_size = _positive_int("hidden_size", hidden_size)
@@ -118,6 +179,17 @@ class _CellBase(Module):
         self.reset_parameters()
 
     reset_parameters = _init_uniform
+
+    def _zoneout_masks(self, B, dtype):
+        """The cell kernels' masks for one step: zoneout's weights of the previous h (and c)
+        (B, H), drawn in training, p in eval; None when zoneout is 0."""
+        if not self.zoneout:
+            return None
+        rng = self.generator or default_rng()
+        shape, p, train = (B, self.hidden_size), self.zoneout, self.training
+        zh = _zone_weights(rng, shape, p, dtype, train)
+        zc = _zone_weights(rng, shape, p, dtype, train) if self._mode == "LSTM" else None
+        return None, zh, zc
 
     def _prepare(self, x, states):
         """Validate x (B, I) or (I,) and the states (B, H) or (H,); returns
@@ -160,7 +232,18 @@ class _CellBase(Module):
             s += ", bias=False"
         if self.impl != "step":
             s += f", impl={self.impl!r}"
+        if self.zoneout:
+            s += f", zoneout={self.zoneout}"
         return s
+
+
+def _step_masks(masks, t):
+    """Step t's kernel masks from a sequence's (drop_h, zone_h, zone_c): the dropout mask is the
+    same at every step, the zoneout weights are zone_h[t], zone_c[t]."""
+    if masks is None:
+        return None
+    drop_h, zone_h, zone_c = masks
+    return drop_h, None if zone_h is None else zone_h[t], None if zone_c is None else zone_c[t]
 
 
 def _squeeze0(t):
@@ -198,12 +281,12 @@ class RNNCell(_CellBase):
 
 class LSTMCell(_CellBase):
     """One LSTM step (gates i, f, g, o).  ``forward(x, hx=None) -> (h', c')`` with
-    hx = (h, c) (zeros when None)."""
+    hx = (h, c) (zeros when None).  ``zoneout=p``: in training each unit of h and of c keeps
+    its previous value with probability p (masks drawn per call from ``generator``), in eval
+    h' = p h + (1 - p) h'~ (c likewise); recurrent dropout, fixed over a sequence, needs the
+    sequence: ``nn.LSTM(recurrent_dropout=)``."""
 
     _mode = "LSTM"
-
-    def __init__(self, input_size, hidden_size, bias=True, dtype=None, impl="step"):
-        super().__init__(input_size, hidden_size, bias, dtype, impl)
 
     def forward(self, x, hx=None):
         if hx is None:
@@ -212,24 +295,22 @@ class LSTMCell(_CellBase):
             raise ValueError(f"LSTMCell: hx must be a tuple (h, c), got {type(hx).__name__}")
         x, (h, c), ws, unbatched = self._prepare(x, [("h", hx[0]), ("c", hx[1])])
         cell = F.lstm_cell if self.impl == "step" else F.lstm_cell_composed
-        h1, c1 = cell(x, h, c, *ws)
+        h1, c1 = cell(x, h, c, *ws, masks=self._zoneout_masks(x.shape[0], x.dtype))
         if unbatched:
             return _squeeze0(h1), _squeeze0(c1)
         return h1, c1
 
 
 class GRUCell(_CellBase):
-    """One GRU step (gates r, z, n; PyTorch's reset-after form).  ``forward(x, hx=None) -> h'``."""
+    """One GRU step (gates r, z, n; PyTorch's reset-after form).  ``forward(x, hx=None) -> h'``.
+    ``zoneout``, ``generator``: as on LSTMCell (on h)."""
 
     _mode = "GRU"
-
-    def __init__(self, input_size, hidden_size, bias=True, dtype=None, impl="step"):
-        super().__init__(input_size, hidden_size, bias, dtype, impl)
 
     def forward(self, x, hx=None):
         x, (h,), ws, unbatched = self._prepare(x, [("hx", hx)])
         cell = F.gru_cell if self.impl == "step" else F.gru_cell_composed
-        h1 = cell(x, h, *ws)
+        h1 = cell(x, h, *ws, masks=self._zoneout_masks(x.shape[0], x.dtype))
         return _squeeze0(h1) if unbatched else h1
 
 
@@ -252,6 +333,10 @@ class _RNNBase(Module):
         return_state=False,
         impl="sequence",
         dtype=None,
+        input_dropout=0.0,
+        recurrent_dropout=0.0,
+        zoneout=0.0,
+        generator=None,
     ):
         super().__init__()
         self.input_size = _positive_int("input_size", input_size)
@@ -282,6 +367,14 @@ class _RNNBase(Module):
         self.return_sequences = return_sequences
         self.return_state = bool(return_state)
         self.impl = _check_impl(impl, _LAYER_IMPLS)
+        self.input_dropout = _probability("input_dropout", input_dropout)
+        self.recurrent_dropout = _probability("recurrent_dropout", recurrent_dropout)
+        self.zoneout = _probability("zoneout", zoneout)
+        if self.zoneout and self._mode == "RNN":
+            raise ValueError(
+                f"zoneout is available on LSTM and GRU, not on RNN; got zoneout={zoneout!r}"
+            )
+        self.generator = _check_generator(self._mode, generator)
         self.nonlinearity = "tanh"  # RNN sets its own after this
         dt = _float_dtype(dtype)
         H = self.hidden_size
@@ -359,6 +452,33 @@ class _RNNBase(Module):
             )
         return self._split_state(hx, "h_0", B, dtype, layered), none
 
+    def _draw_masks(self, T, B, dtype):
+        """One (input mask, kernel masks) pair per layer and direction, drawn once per forward
+        call in that order: the input mask (B, I_k) multiplies the layer's input at every step
+        (None when off or in eval); the kernel masks are None or (drop_h, zone_h, zone_c) as the
+        ``functional`` sequences take them (see the class docstring)."""
+        D = 2 if self.bidirectional else 1
+        pi, pr, pz = self.input_dropout, self.recurrent_dropout, self.zoneout
+        train = self.training
+        out = []
+        if not (pz or (train and (pi or pr))):
+            return [(None, None)] * (self.num_layers * D)
+        rng = self.generator or default_rng()
+        H = self.hidden_size
+        for k in range(self.num_layers):
+            width = self.input_size if k == 0 else D * H
+            for _ in range(D):
+                xm = _keep_mask(rng, (B, width), pi, dtype) if pi and train else None
+                hm = _keep_mask(rng, (B, H), pr, dtype) if pr and train else None
+                zh = _zone_weights(rng, (T, B, H), pz, dtype, train) if pz else None
+                zc = (
+                    _zone_weights(rng, (T, B, H), pz, dtype, train)
+                    if zh is not None and (self._mode == "LSTM")
+                    else None
+                )
+                out.append((xm, None if hm is None and zh is None else (hm, zh, zc)))
+        return out
+
     # ----- forward ----------------------------------------------------------------------
     def forward(self, x, hx=None, lengths=None):
         """Run the layers over x: (T, B, input_size), or (B, T, input_size) when batch_first.
@@ -432,6 +552,7 @@ class _RNNBase(Module):
         if lengths is not None and impl != "sequence":
             mask = (np.arange(T)[:, None] < lengths)[:, :, None]  # (T, B, 1) real steps
 
+        masks = self._draw_masks(T, B, dtype)
         inp = x
         hns, cns = [], []
         for k in range(L):
@@ -447,10 +568,15 @@ class _RNNBase(Module):
                     None if nm[3] is None else p[nm[3]],
                 )
                 src = inp if d == 0 else F.getitem(inp, rev_idx)
+                xm, km = masks[i]
+                if xm is not None:  # input dropout: one mask for every step, before x W_ih^T
+                    src = src * xm
                 if impl == "sequence":
-                    ys, hn, cn = self._run_sequence(src, h0s[i], c0s[i], ws, lengths, B)
+                    ys, hn, cn = self._run_sequence(src, h0s[i], c0s[i], ws, lengths, B, km)
                 else:
-                    ys, hn, cn = self._run_cells(src, h0s[i], c0s[i], ws, mask, B, need_ys, impl)
+                    ys, hn, cn = self._run_cells(
+                        src, h0s[i], c0s[i], ws, mask, B, need_ys, impl, km
+                    )
                 if d == 1 and need_ys:
                     ys = F.getitem(ys, rev_idx)
                 outs.append(ys)
@@ -472,7 +598,7 @@ class _RNNBase(Module):
             return out, h_n
         return out, (h_n, _stack_states(cns))
 
-    def _run_sequence(self, src, h0, c0, ws, lengths, B):
+    def _run_sequence(self, src, h0, c0, ws, lengths, B, masks):
         """One whole-sequence node (``functional.lstm_sequence``'s, called directly: forward has
         checked x, the states and lengths)."""
         mode = self._mode
@@ -483,14 +609,14 @@ class _RNNBase(Module):
         if mode == "LSTM":
             if c0 is None:
                 c0 = np.zeros((B, self.hidden_size), dtype=dtype)
-            return LSTMSequence(lengths)(src, h0, c0, *ws)
+            return LSTMSequence(lengths).with_masks(masks)(src, h0, c0, *ws)
         if mode == "GRU":
-            ys, hn = GRUSequence(lengths)(src, h0, *ws)
+            ys, hn = GRUSequence(lengths).with_masks(masks)(src, h0, *ws)
         else:
-            ys, hn = RNNSequence(lengths, self.nonlinearity)(src, h0, *ws)
+            ys, hn = RNNSequence(lengths, self.nonlinearity).with_masks(masks)(src, h0, *ws)
         return ys, hn, None
 
-    def _run_cells(self, src, h, c, ws, mask, B, need_ys, impl):
+    def _run_cells(self, src, h, c, ws, mask, B, need_ys, impl, masks):
         """The per-step unroll.  impl "step": one linear node (the input projection of all
         steps), one unbind node, T compiled cell-step nodes, one stack node.  impl "composed":
         one unbind node of x, T cells of primitive ops, one stack node."""
@@ -507,30 +633,30 @@ class _RNNBase(Module):
             xs = F.unbind(F.linear(src, w_ih, b_ih), 0)  # x W_ih^T + b_ih, hoisted: one GEMM
             if mode == "LSTM":
 
-                def cell(x_t, h, c):
-                    return F.lstm_cell_step(x_t, h, c, w_hh, b_hh)
+                def cell(x_t, h, c, m):
+                    return F.lstm_cell_step(x_t, h, c, w_hh, b_hh, m)
             elif mode == "GRU":
 
-                def cell(x_t, h, c):
-                    return F.gru_cell_step(x_t, h, w_hh, b_hh), None
+                def cell(x_t, h, c, m):
+                    return F.gru_cell_step(x_t, h, w_hh, b_hh, m), None
             else:
 
-                def cell(x_t, h, c):
-                    return F.rnn_cell_step(x_t, h, w_hh, b_hh, nl), None
+                def cell(x_t, h, c, m):
+                    return F.rnn_cell_step(x_t, h, w_hh, b_hh, nl, m), None
         elif impl == "composed":
             xs = F.unbind(src, 0)
             if mode == "LSTM":
 
-                def cell(x_t, h, c):
-                    return F.lstm_cell_composed(x_t, h, c, w_ih, w_hh, b_ih, b_hh)
+                def cell(x_t, h, c, m):
+                    return F.lstm_cell_composed(x_t, h, c, w_ih, w_hh, b_ih, b_hh, m)
             elif mode == "GRU":
 
-                def cell(x_t, h, c):
-                    return F.gru_cell_composed(x_t, h, w_ih, w_hh, b_ih, b_hh), None
+                def cell(x_t, h, c, m):
+                    return F.gru_cell_composed(x_t, h, w_ih, w_hh, b_ih, b_hh, m), None
             else:
 
-                def cell(x_t, h, c):
-                    return F.rnn_cell_composed(x_t, h, w_ih, w_hh, b_ih, b_hh, nl), None
+                def cell(x_t, h, c, m):
+                    return F.rnn_cell_composed(x_t, h, w_ih, w_hh, b_ih, b_hh, nl, m), None
         else:
             raise ValueError(
                 f"{mode}: impl must be one of "
@@ -542,7 +668,7 @@ class _RNNBase(Module):
         zero = np.zeros((), dtype=dtype)
         outs = []
         for t in range(T):
-            h1, c1 = cell(xs[t], h, c)
+            h1, c1 = cell(xs[t], h, c, _step_masks(masks, t))
             if t < first_masked:
                 y, h, c = h1, h1, c1
             else:  # padded rows: output zero, state carried unchanged
@@ -577,57 +703,40 @@ class _RNNBase(Module):
             s += ", return_state=True"
         if self.impl != "sequence":
             s += f", impl={self.impl!r}"
+        for name in ("input_dropout", "recurrent_dropout", "zoneout"):
+            if getattr(self, name):
+                s += f", {name}={getattr(self, name)}"
         return s
 
 
 class RNN(_RNNBase):
     """Elman RNN: h_t = act(x_t W_ih^T + b_ih + h_{t-1} W_hh^T + b_hh), act = tanh or relu.
-    See ``_RNNBase.forward`` for inputs and return values."""
+    The arguments are those of LSTM and GRU with ``nonlinearity`` after ``num_layers``
+    (PyTorch's order); see ``_RNNBase.forward`` for inputs and return values.
+    ``input_dropout``, ``recurrent_dropout``, ``generator`` as on LSTM; no zoneout."""
 
     _mode = "RNN"
 
-    def __init__(
-        self,
-        input_size,
-        hidden_size,
-        num_layers=1,
-        nonlinearity="tanh",
-        bias=True,
-        batch_first=False,
-        dropout=0.0,
-        bidirectional=False,
-        return_sequences=None,
-        return_state=False,
-        impl="sequence",
-        dtype=None,
-    ):
+    def __init__(self, input_size, hidden_size, num_layers=1, nonlinearity="tanh", *args, **kwargs):
         if nonlinearity not in ("tanh", "relu"):
             raise ValueError(f"nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
-        super().__init__(
-            input_size,
-            hidden_size,
-            num_layers,
-            bias,
-            batch_first,
-            dropout,
-            bidirectional,
-            return_sequences,
-            return_state,
-            impl,
-            dtype,
-        )
+        super().__init__(input_size, hidden_size, num_layers, *args, **kwargs)
         self.nonlinearity = nonlinearity
 
 
 class LSTM(_RNNBase):
     """LSTM (gates i, f, g, o): c_t = f*c_{t-1} + i*g, h_t = o*tanh(c_t).
-    ``forward(x, hx=(h_0, c_0), lengths)`` -> ``(output, (h_n, c_n))`` by default."""
+    ``forward(x, hx=(h_0, c_0), lengths)`` -> ``(output, (h_n, c_n))`` by default.
+    ``input_dropout``, ``recurrent_dropout``, ``zoneout`` (on h and c), ``generator``: see the
+    module docstring; ``dropout`` is PyTorch's, between stacked layers."""
 
     _mode = "LSTM"
 
 
 class GRU(_RNNBase):
     """GRU (gates r, z, n, PyTorch's form): n = tanh(W_in x + b_in + r*(W_hn h + b_hn)),
-    h_t = (1-z)*n + z*h_{t-1}.  ``forward(x, hx, lengths)`` -> ``(output, h_n)`` by default."""
+    h_t = (1-z)*n + z*h_{t-1}.  ``forward(x, hx, lengths)`` -> ``(output, h_n)`` by default.
+    ``input_dropout``, ``recurrent_dropout`` (on h in W_hn h etc., not in z*h_{t-1}),
+    ``zoneout``, ``generator``: see the module docstring."""
 
     _mode = "GRU"

@@ -16,8 +16,14 @@ Two paths compute the same thing:
   does.
 * the **composed path**, one step at a time from primitive ops (matmul, sigmoid, tanh, where),
   for the forms the kernels lack: ``GRU(reset_after=False)`` (the original Cho form), any
-  activation other than the kernels' (tanh, plus relu for SimpleRNN; sigmoid recurrent), a
-  recurrent dropout in training, or a row whose steps are all masked.
+  activation other than the kernels' (tanh, plus relu for SimpleRNN; sigmoid recurrent), or a
+  row whose steps are all masked.
+
+Dropout as Keras has it, in training only, each mask drawn once per call and the same at every
+step, scaled by 1/(1 - rate): ``dropout`` on the inputs x_t, ``recurrent_dropout`` on the
+previous state h where it enters the recurrent matmul (h U; the GRU's z h and the LSTM's c keep
+the unmasked state). On the kernel path the recurrent mask runs inside the compiled kernel (its
+``masks`` argument, as ``nn.LSTM(recurrent_dropout=)``).
 
 Equations (x_t the input, h the previous state; Keras's documented cell equations):
 SimpleRNN  h' = act(x_t K + b + h U)
@@ -176,11 +182,11 @@ class _Recurrent(Layer):
         rec_dp = None
         if training and self.recurrent_dropout > 0:
             rec_dp = _dropout_mask((B, self.units), self.recurrent_dropout, x.data.dtype)
-        usable = self._kernel_form() and rec_dp is None and (mask is None or mask.any(axis=1).all())
+        usable = self._kernel_form() and (mask is None or mask.any(axis=1).all())
         need_seq = self.return_sequences
         if usable:
             self.last_path = "kernel"
-            seq, new_states = self._kernel_path(x, mask, states, need_seq)
+            seq, new_states = self._kernel_path(x, mask, states, need_seq, rec_dp)
         else:
             self.last_path = "composed"
             seq, new_states = self._composed_path(x, mask, states, need_seq, rec_dp)
@@ -232,7 +238,7 @@ class _Recurrent(Layer):
         )
 
     # ----- kernel path ------------------------------------------------------------------
-    def _kernel_path(self, x, mask, states, need_seq):
+    def _kernel_path(self, x, mask, states, need_seq, rec_dp):
         B, T, _ = x.shape
         xt = F.transpose(x, (1, 0, 2))  # (T, B, I), the kernels' layout
         lengths = pos = None
@@ -243,7 +249,8 @@ class _Recurrent(Layer):
                 order = np.argsort(~mask, axis=1, kind="stable")  # (B, T)
                 xt = F.getitem(xt, (order.T, np.arange(B)[None, :]))
             pos = np.cumsum(mask, axis=1) - 1  # last unmasked step <= t, or -1
-        ys, new_states = self._sequence(xt, states, lengths)
+        masks = None if rec_dp is None else (rec_dp, None, None)  # the kernels' argument
+        ys, new_states = self._sequence(xt, states, lengths, masks)
         seq = None
         if need_seq:
             if pos is None:
@@ -317,10 +324,12 @@ class SimpleRNN(_Recurrent):
     def _kernel_form(self):
         return self.activation in (activations.tanh, activations.relu)
 
-    def _sequence(self, xt, states, lengths):
+    def _sequence(self, xt, states, lengths, masks):
         nl = "tanh" if self.activation is activations.tanh else "relu"
         weights = self._kernel_weights(xt.data.dtype)
-        ys, h = F.rnn_sequence(xt, *weights, h0=states[0], lengths=lengths, nonlinearity=nl)
+        ys, h = F.rnn_sequence(
+            xt, *weights, h0=states[0], lengths=lengths, nonlinearity=nl, masks=masks
+        )
         return ys, [h]
 
     def _step(self, xk_t, states, rec_dp):
@@ -353,9 +362,11 @@ class LSTM(_Recurrent):
 
         return init
 
-    def _sequence(self, xt, states, lengths):
+    def _sequence(self, xt, states, lengths, masks):
         weights = self._kernel_weights(xt.data.dtype)
-        ys, (h, c) = F.lstm_sequence(xt, *weights, h0=states[0], c0=states[1], lengths=lengths)
+        ys, (h, c) = F.lstm_sequence(
+            xt, *weights, h0=states[0], c0=states[1], lengths=lengths, masks=masks
+        )
         return ys, [h, c]
 
     def _step(self, xk_t, states, rec_dp):
@@ -392,7 +403,7 @@ class GRU(_Recurrent):
         H = self.units
         return np.concatenate([np.arange(H, 2 * H), np.arange(H), np.arange(2 * H, 3 * H)])
 
-    def _sequence(self, xt, states, lengths):
+    def _sequence(self, xt, states, lengths, masks):
         p = self._perm()
         w_ih = F.transpose(F.getitem(self.kernel, (slice(None), p)))
         w_hh = F.transpose(F.getitem(self.recurrent_kernel, (slice(None), p)))
@@ -400,7 +411,9 @@ class GRU(_Recurrent):
         if self.bias is not None:
             b_ih = F.getitem(self.bias, (0, p))  # fancy indexing: contiguous copies,
             b_hh = F.getitem(self.bias, (1, p))  # as the kernels take them
-        ys, h = F.gru_sequence(xt, w_ih, w_hh, b_ih, b_hh, h0=states[0], lengths=lengths)
+        ys, h = F.gru_sequence(
+            xt, w_ih, w_hh, b_ih, b_hh, h0=states[0], lengths=lengths, masks=masks
+        )
         return ys, [h]
 
     def _input_bias(self):
