@@ -5,6 +5,8 @@ Each compiled module has a twin with the same names and signatures (docs/kernels
     cells      minigrad._ops        minigrad._ops_ref
     linear     minigrad._gemm       minigrad._gemm_ref
     optimizer  minigrad._optim_ops  minigrad._optim_ops_ref
+    embedding  minigrad._embedding  minigrad._embedding_ref
+    loss       minigrad._cross_entropy  minigrad._cross_entropy_ref
 
 The names below are bound to the twins where they are imported, so that an editor's
 go-to-definition lands in the readable NumPy code; at import, and on `set_backend(name)`, they are
@@ -18,7 +20,9 @@ import importlib
 import os
 import warnings
 
-from . import _gemm_ref, _ops_ref, _optim_ops_ref
+from . import _cross_entropy_ref, _embedding_ref, _gemm_ref, _ops_ref, _optim_ops_ref
+from ._cross_entropy_ref import softmax_cross_entropy_backward, softmax_cross_entropy_forward
+from ._embedding_ref import embedding_backward
 from ._gemm_ref import linear_backward, linear_forward
 from ._ops_ref import (
     gru_cell_backward,
@@ -59,15 +63,30 @@ __all__ = [
     "adam_update",
     "adagrad_update",
     "rmsprop_update",
+    "embedding_backward",
+    "softmax_cross_entropy_forward",
+    "softmax_cross_entropy_backward",
 ]
 
 BACKENDS = ("cython", "numpy")
 # backend -> its modules, in the order of _TWINS (compiled module, twin)
 _MODULES = {
-    "cython": ("minigrad._gemm", "minigrad._ops", "minigrad._optim_ops"),
-    "numpy": ("minigrad._gemm_ref", "minigrad._ops_ref", "minigrad._optim_ops_ref"),
+    "cython": (
+        "minigrad._gemm",
+        "minigrad._ops",
+        "minigrad._optim_ops",
+        "minigrad._embedding",
+        "minigrad._cross_entropy",
+    ),
+    "numpy": (
+        "minigrad._gemm_ref",
+        "minigrad._ops_ref",
+        "minigrad._optim_ops_ref",
+        "minigrad._embedding_ref",
+        "minigrad._cross_entropy_ref",
+    ),
 }
-_TWINS = (_gemm_ref, _ops_ref, _optim_ops_ref)
+_TWINS = (_gemm_ref, _ops_ref, _optim_ops_ref, _embedding_ref, _cross_entropy_ref)
 # every kernel name: each twin's list is the contract its compiled module exports too
 NAMES = tuple(name for twin in _TWINS for name in twin.__all__)
 

@@ -3,6 +3,7 @@ softmax_cross_entropy (classes on the last axis), mse_loss, binary_cross_entropy
 
 import numpy as np
 
+from .. import kernels
 from ..autograd import Function
 from .elementwise import Sigmoid, stable_sigmoid
 from .reduction import Softmax, log_softmax
@@ -33,50 +34,60 @@ def _reduce(loss, reduction, count):
 
 
 class CrossEntropy(Function):
+    """-log softmax(logits)[target] over the last axis. Integer targets run on the kernels
+    softmax_cross_entropy_forward/backward over the (rows, C) view: one pass a row each way,
+    the softmax kept from forward (all backward needs). Soft targets (class probabilities)
+    are computed here in NumPy."""
+
     def __init__(self, target, ignore_index, reduction, soft):
         self.target, self.ignore_index = target, ignore_index
         self.reduction, self.soft = reduction, soft
 
     def forward(self, logits):
-        z = logits - logits.max(axis=-1, keepdims=True)
-        logp = z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
         if self.soft:
+            z = logits - logits.max(axis=-1, keepdims=True)
+            logp = z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
             loss = -(self.target * logp).sum(axis=-1)
             count = loss.size
-            valid = None
+            self.saved = (logp, None, count)
         else:
+            C = logits.shape[-1]
+            t = np.ascontiguousarray(self.target.reshape(-1), dtype=np.int64)
+            x = np.ascontiguousarray(logits.reshape(-1, C))
+            rows, probs = kernels.softmax_cross_entropy_forward(x, t, self.ignore_index)
             valid = self.target != self.ignore_index
-            t = np.where(valid, self.target, 0)
-            loss = -np.take_along_axis(logp, t[..., None], axis=-1)[..., 0] * valid
-            count = int(valid.sum())
-            self.target = t
-        self.saved = (logp, valid, count)
+            count = int(np.count_nonzero(valid))
+            loss = rows.reshape(self.target.shape)
+            self.flat_target = t
+            self.target = np.where(valid, self.target, 0)
+            self.saved = (probs, valid, count)
         out = _reduce(loss, self.reduction, max(count, 1) if self.reduction == "mean" else count)
         if self.reduction == "mean" and count == 0:
             out = np.asarray(np.nan, dtype=logits.dtype)  # as PyTorch: every target ignored
         return np.asarray(out, dtype=logits.dtype)
 
     def backward(self, g):
-        logp, valid, count = self.saved
-        p = np.exp(logp)
+        saved, valid, count = self.saved
         if self.soft:
+            p = np.exp(saved)
             grad = p * self.target.sum(axis=-1, keepdims=True) - self.target
-        else:
-            grad = p
-            np.put_along_axis(
-                grad,
-                self.target[..., None],
-                np.take_along_axis(grad, self.target[..., None], axis=-1) - 1,
-                axis=-1,
-            )
-            grad *= valid[..., None]
+            if self.reduction == "none":
+                grad *= g[..., None]
+            elif self.reduction == "mean":
+                grad *= g / max(count, 1)
+            else:
+                grad *= g
+            return (grad,)
+        probs, dt = saved, saved.dtype
         if self.reduction == "none":
-            grad *= g[..., None]
-        elif self.reduction == "mean":
-            grad *= g / max(count, 1)
+            dy = np.ascontiguousarray(g.reshape(-1), dtype=dt)
         else:
-            grad *= g
-        return (grad,)
+            scale = g / max(count, 1) if self.reduction == "mean" else g
+            dy = np.full(probs.shape[0], scale, dtype=dt)
+        grad = kernels.softmax_cross_entropy_backward(
+            probs, self.flat_target, self.ignore_index, dy
+        )
+        return (grad.reshape(valid.shape + (probs.shape[1],)),)
 
     def backward_graph(self, g):
         logp, valid, count = self.saved
@@ -84,7 +95,7 @@ class CrossEntropy(Function):
         if self.soft:
             grad = p * self.target.sum(axis=-1, keepdims=True) - self.target
         else:
-            onehot = np.zeros(logp.shape, dtype=logp.dtype)
+            onehot = np.zeros(p.shape, dtype=logp.dtype)
             np.put_along_axis(onehot, self.target[..., None], 1, axis=-1)
             grad = (p - onehot) * valid[..., None]
         if self.reduction == "none":
