@@ -213,7 +213,9 @@ def cross_entropy(
             x = transpose(x, axes)
             if t.dtype.kind == "f":
                 t = np.transpose(t, axes)
-        return softmax_cross_entropy(x, t, ignore_index, reduction)
+        if t.dtype.kind == "f":
+            return softmax_cross_entropy(x, t, ignore_index, reduction)
+        return CrossEntropy(t, ignore_index, reduction, False)(x)  # t checked: _class_indices
     return _weighted_nll(log_softmax(x, axis=c_axis), t, w, ignore_index, reduction, ls, c_axis)
 
 
