@@ -9,8 +9,9 @@ zero_grad, backward, clip_grad_norm_, Adam; float32. Contenders (benchmarks/harn
 minigrad and torch (when importable), from the same weights; before timing, the losses and
 every gradient of one chunk must agree within float32 tolerance.
 
-Thread settings: "default" runs each framework at its own default (minigrad: the BLAS threads
-it starts with, torch: torch.get_num_threads() at start); a number n runs both at n
+Thread settings: "own" runs each framework at the thread count it starts with, what a user gets
+without setting any (minigrad.get_num_threads() and torch.get_num_threads() at start); a
+number n runs both at n
 (minigrad.set_num_threads, torch.set_num_threads). Timing interleaves the contenders in rounds
 (benchmarks/harness/timing.py); medians, and ratios of medians with a 95% bootstrap interval
 over the rounds. The profile times each part of the step alone (embedding, recurrent layers,
@@ -36,11 +37,11 @@ CELLS = ("lstm", "gru")
 
 
 def thread_list(text):
-    """'default,1,2' -> ['default', 1, 2]."""
+    """'own,1,2' -> ['own', 1, 2]."""
     out = []
     for s in text.split(","):
         s = s.strip()
-        if s == "default":
+        if s == "own":
             out.append(s)
             continue
         try:
@@ -48,7 +49,7 @@ def thread_list(text):
         except ValueError:
             n = 0
         if n < 1:
-            raise ValueError(f"thread settings are 'default' or integers >= 1, got {s!r}")
+            raise ValueError(f"thread settings are 'own' or integers >= 1, got {s!r}")
         out.append(n)
     if not out:
         raise ValueError("no thread setting given")
@@ -88,8 +89,9 @@ def build_parser():
     ap.add_argument(
         "--threads",
         type=_arg(thread_list),
-        default="default,1,2",
-        help="thread settings of the whole step: 'default' (each framework its own) or a count",
+        default="own,1,2",
+        help="thread settings of the whole step: 'own' (each framework at its own thread "
+        "count) or a count for both",
     )
     ap.add_argument(
         "--profile-threads",
@@ -116,8 +118,8 @@ def build_parser():
 
 
 def set_threads(setting, defaults, torch):
-    """Put both frameworks at `setting` ('default': each at its own default)."""
-    mg_n, torch_n = defaults if setting == "default" else (setting, setting)
+    """Put both frameworks at `setting` ('own': each at the thread count it started with)."""
+    mg_n, torch_n = defaults if setting == "own" else (setting, setting)
     mg.set_num_threads(mg_n)
     if torch is not None:
         torch.set_num_threads(torch_n)
@@ -125,9 +127,9 @@ def set_threads(setting, defaults, torch):
 
 
 def _label(setting, used):
-    if setting != "default":
+    if setting != "own":
         return str(setting)
-    return f"default ({used[0]}/{used[1]})" if used[1] is not None else f"default ({used[0]})"
+    return f"own ({used[0]}/{used[1]})" if used[1] is not None else f"own ({used[0]})"
 
 
 def _ratio_cell(a, b):
@@ -184,14 +186,14 @@ def run(args, torch):
                     row += [f"{sums['torch']:.0f}", f"{sums['minigrad'] / sums['torch']:.2f}"]
                 parts.append(row)
     finally:
-        set_threads("default", defaults, torch)
+        set_threads("own", defaults, torch)
     vs = ["torch", "minigrad / torch"] if torch is not None else []
     print()
     cli.print_table(
         ["cell", "threads", "minigrad"] + vs,
         totals,
-        "median ms per training step; threads: the count both run at, or each framework's "
-        "default (minigrad/torch); minigrad / torch: ratio of medians [95% bootstrap interval] "
+        "median ms per training step; threads: the count both run at, or own: each "
+        "framework at the count it starts with (minigrad/torch); minigrad / torch: ratio of medians [95% bootstrap interval] "
         "(below 1: minigrad faster)",
         left=2,
     )
@@ -230,7 +232,13 @@ def main(argv=None):
     print(
         f"machine: {info['cpu']}, {info['cores']} cores, Python {info['python']}, numpy "
         f"{info['numpy']}, minigrad kernels: {machine.kernel_backend()}, "
-        + (f"torch {torch.__version__}" if torch else "torch not installed: minigrad only")
+        + (
+            f"torch {torch.__version__}"
+            if torch
+            else "torch left out (--no-torch)"
+            if args.no_torch
+            else "torch not installed: its columns are skipped, minigrad only"
+        )
     )
     return run(args, torch)
 

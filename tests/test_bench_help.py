@@ -9,7 +9,14 @@ import sys
 
 import pytest
 
-from benchmarks import bench_framework, bench_kernels, bench_optim, bench_overhead, bench_rnn
+from benchmarks import (
+    bench_framework,
+    bench_kernels,
+    bench_lm,
+    bench_optim,
+    bench_overhead,
+    bench_rnn,
+)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPTS = {  # command line -> the module whose build_parser() it runs
@@ -19,6 +26,7 @@ SCRIPTS = {  # command line -> the module whose build_parser() it runs
     "bench_optim.py": ([os.path.join("benchmarks", "bench_optim.py")], bench_optim),
     "bench_kernels.py": ([os.path.join("benchmarks", "bench_kernels.py")], bench_kernels),
     "bench_overhead.py": ([os.path.join("benchmarks", "bench_overhead.py")], bench_overhead),
+    "bench_lm.py": ([os.path.join("benchmarks", "bench_lm.py")], bench_lm),
 }
 
 
@@ -106,6 +114,7 @@ def test_every_command_in_the_performance_doc_parses():
         "bench_optim": bench_optim,
         "bench_kernels": bench_kernels,
         "bench_overhead": bench_overhead,
+        "bench_lm": bench_lm,
     }
     found = 0
     for m in re.finditer(
