@@ -193,8 +193,8 @@ def run(args, torch):
         ["cell", "threads", "minigrad"] + vs,
         totals,
         "median ms per training step; threads: the count both run at, or own: each "
-        "framework at the count it starts with (minigrad/torch); minigrad / torch: ratio of medians [95% bootstrap interval] "
-        "(below 1: minigrad faster)",
+        "framework at the count it starts with (minigrad/torch); minigrad / torch: ratio of "
+        "medians [95% bootstrap interval] (below 1: minigrad faster)",
         left=2,
     )
     if parts:
