@@ -34,6 +34,7 @@ from benchmarks.harness import cli, lm_step, machine, threads, timing  # noqa: E
 from benchmarks.harness.stats import ratio_interval  # noqa: E402
 
 CELLS = ("lstm", "gru")
+MINIMUMS = dict(warmup=0, layers=1, hidden=1, embed=1, vocab=2, batch=1, seq_len=1)
 
 
 def thread_list(text):
@@ -79,12 +80,6 @@ def _arg(parse):
 
 def build_parser():
     ap = cli.parser(__doc__)
-    ap.add_argument(
-        "--quick",
-        action="store_true",
-        help="shorter sampling (0.5 s per contender and setting, profile at 1 thread only, "
-        "0.2 s per part): about a minute",
-    )
     ap.add_argument("--cells", type=_arg(cell_list), default="lstm,gru", help="cells to run")
     ap.add_argument(
         "--threads",
@@ -110,6 +105,11 @@ def build_parser():
     cli.add_flags(
         ap,
         [
+            (
+                "--quick",
+                "shorter sampling (0.5 s per contender and setting, profile at 1 thread only, "
+                "0.2 s per part): about a minute",
+            ),
             ("--no-torch", "leave torch out (minigrad's times only)"),
             ("--no-profile", "skip the per-part profile"),
         ],
@@ -213,16 +213,7 @@ def run(args, torch):
 def main(argv=None):
     ap = build_parser()
     args = ap.parse_args(argv)
-    cli.at_least(
-        ap,
-        warmup=(args.warmup, 0),
-        layers=(args.layers, 1),
-        hidden=(args.hidden, 1),
-        embed=(args.embed, 1),
-        vocab=(args.vocab, 2),
-        batch=(args.batch, 1),
-        seq_len=(args.seq_len, 1),
-    )
+    cli.at_least(ap, **{k: (getattr(args, k), low) for k, low in MINIMUMS.items()})
     if not args.min_time > 0:
         ap.error(f"--min-time must be > 0, got {args.min_time}")
     torch = None

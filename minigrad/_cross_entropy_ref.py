@@ -4,15 +4,9 @@ all backward needs."""
 
 import numpy as np
 
-from ._checks_ref import _check_array
+from ._checks_ref import _check_shape, _check_sizes
 
 __all__ = ["softmax_cross_entropy_forward", "softmax_cross_entropy_backward"]
-
-
-def _check_2d(name, a):
-    _check_array(name, a)
-    if a.ndim != 2 or a.shape[1] == 0:
-        raise ValueError(f"{name} must be 2-D (N, C) with C >= 1, got shape {a.shape}")
 
 
 def _check_targets(target, n, c, ignore_index):
@@ -23,11 +17,8 @@ def _check_targets(target, n, c, ignore_index):
         raise ValueError(f"target must have dtype int64, got {target.dtype}")
     if target.shape != (n,):
         raise ValueError(f"target must have shape ({n},), got {target.shape}")
-    if not target.flags.c_contiguous:
-        raise ValueError(
-            f"target must be C-contiguous, got a non-contiguous array of shape {target.shape} "
-            f"with strides {target.strides}"
-        )
+    if not (target.flags.c_contiguous and target.flags.aligned):
+        raise ValueError(f"target must be C-contiguous and aligned, got strides {target.strides}")
     bad = (target != ignore_index) & ((target < 0) | (target >= c))
     if bad.any():
         i = int(np.argmax(bad))
@@ -35,11 +26,10 @@ def _check_targets(target, n, c, ignore_index):
 
 
 def softmax_cross_entropy_forward(logits, target, ignore_index):
-    """(loss (N,), probs (N, C)) of logits (N, C) float32/float64 and target (N,) int64 class
-    indices (each in [0, C) or equal to ignore_index, whose rows get loss 0):
-    probs = softmax(logits) along C, loss = -log probs[target]."""
-    _check_2d("logits", logits)
-    n, c = logits.shape
+    """(loss (N,), probs (N, C)) of logits (N, C) float32/float64 (no zero-size dimension) and
+    target (N,) int64 class indices (each in [0, C) or equal to ignore_index, whose rows get
+    loss 0): probs = softmax(logits) along C, loss = -log probs[target]."""
+    n, c = _check_sizes("logits", logits, "NC")
     _check_targets(target, n, c, ignore_index)
     m = logits.max(axis=1, keepdims=True)
     e = np.exp(logits - m)
@@ -56,12 +46,9 @@ def softmax_cross_entropy_backward(probs, target, ignore_index, dy):
     """dlogits (N, C) = dy[:, None] * (probs - onehot(target)), zero in the rows whose target
     is ignore_index; probs (N, C) from the forward, dy (N,) the gradient of each row's loss,
     of probs' dtype."""
-    _check_2d("probs", probs)
-    n, c = probs.shape
+    n, c = _check_sizes("probs", probs, "NC")
     _check_targets(target, n, c, ignore_index)
-    _check_array("dy", dy, probs.dtype, "probs")
-    if dy.shape != (n,):
-        raise ValueError(f"dy must have shape ({n},), got {dy.shape}")
+    _check_shape("dy", dy, (n,), probs.dtype)
     valid = target != ignore_index
     g = np.where(valid, dy, 0).astype(probs.dtype)
     dx = probs * g[:, None]

@@ -79,17 +79,88 @@ class LMProblem:
         )
 
 
-# ------------------------------------------------------------------------------ minigrad
-class MinigradLM:
-    """examples/char_rnn.py's model and training step in minigrad."""
+# ---------------------------------------------------------------------------- frameworks
+class MinigradAPI:
+    """What LM needs of minigrad."""
 
     name = "minigrad"
 
-    def __init__(self, problem):
+    def __init__(self):
         import minigrad as mg
-        from minigrad import nn
+        import minigrad.functional as F
 
-        self.mg, self.nn, self.pb = mg, nn, problem
+        self.mg, self.nn, self.F, self.optim = mg, mg.nn, F, mg.optim
+
+    def tensor(self, a, grad=False):
+        return self.mg.tensor(a, requires_grad=grad)
+
+    def load(self, p, a):
+        p.data[...] = a
+
+    def grad(self, p):
+        return np.array(p.grad)
+
+    def set_grad(self, p, g):
+        if p.grad is None:
+            p.grad = g.copy()
+        else:
+            np.copyto(p.grad, g)
+
+    def backward(self, out, g):
+        out.backward(g)
+
+    def detach(self, state):
+        return self.nn.utils.detach_state(state)
+
+    def item(self, t):
+        return float(t.item())
+
+
+class TorchAPI:
+    """What LM needs of torch (torch.nn modules, torch.optim.Adam at its defaults)."""
+
+    name = "torch"
+
+    def __init__(self):
+        import torch
+
+        self.torch, self.nn, self.F, self.optim = torch, torch.nn, torch.nn.functional, torch.optim
+
+    def tensor(self, a, grad=False):
+        return self.torch.tensor(a, requires_grad=True) if grad else self.torch.from_numpy(a)
+
+    def load(self, p, a):
+        with self.torch.no_grad():
+            p.copy_(self.torch.from_numpy(a))
+
+    def grad(self, p):
+        return p.grad.numpy().copy()
+
+    def set_grad(self, p, g):
+        if p.grad is None:
+            p.grad = self.torch.from_numpy(g.copy())
+        else:
+            p.grad.copy_(self.torch.from_numpy(g))
+
+    def backward(self, out, g):
+        out.backward(None if g is None else self.torch.from_numpy(g))
+
+    def detach(self, state):
+        return tuple(s.detach() for s in state) if isinstance(state, tuple) else state.detach()
+
+    def item(self, t):
+        return t.item()
+
+
+# ----------------------------------------------------------------------------- the model
+class LM:
+    """examples/char_rnn.py's model and training step in one framework (`api`), from the
+    problem's weights, reading its chunks in turn."""
+
+    def __init__(self, problem, api):
+        self.pb, self.api = problem, api
+        nn = api.nn
+        self.name = api.name
         cls = nn.LSTM if problem.cell == "lstm" else nn.GRU
         self.embed = nn.Embedding(problem.V, problem.E)
         self.rnn = cls(problem.E, problem.H, num_layers=problem.L, batch_first=True)
@@ -98,172 +169,43 @@ class MinigradLM:
         for prefix, m in (("embed.", self.embed), ("rnn.", self.rnn), ("head.", self.head)):
             for k, p in m.named_parameters():
                 self.P[prefix + k] = p
-        for k, p in self.P.items():
-            p.data[...] = problem.weights[k]
+                api.load(p, problem.weights[prefix + k])
         self.params = list(self.P.values())
-        self.opt = mg.optim.Adam(self.params, lr=problem.lr)
-        self.data = [(mg.tensor(x), mg.tensor(y)) for x, y in problem.chunks]
+        self.opt = api.optim.Adam(self.params, lr=problem.lr)
+        self.data = [(api.tensor(x), api.tensor(y)) for x, y in problem.chunks]
         self.i, self.state = 0, None
 
+    def ce(self, logits, y):
+        """Mean cross-entropy of (B, T, V) logits against (B, T) targets, as char_rnn.py."""
+        return self.api.F.cross_entropy(logits.reshape(-1, self.pb.V), y.reshape(-1))
+
     def loss(self, x, y, state):
-        import minigrad.functional as F
-
         ys, state = self.rnn(self.embed(x), state)
-        logits = self.head(ys)
-        return F.cross_entropy(logits.reshape(-1, self.pb.V), y.reshape(-1)), state
+        return self.ce(self.head(ys), y), state
 
-    def next_chunk(self):
-        x, y = self.data[self.i % len(self.data)]
-        self.i += 1
-        return x, y
+    def clip(self):
+        self.api.nn.utils.clip_grad_norm_(self.params, self.pb.clip)
 
     def step(self):
-        x, y = self.next_chunk()
+        x, y = self.data[self.i % len(self.data)]
+        self.i += 1
         loss, state = self.loss(x, y, self.state)
         self.opt.zero_grad()
         loss.backward()
-        self.nn.utils.clip_grad_norm_(self.params, self.pb.clip)
+        self.clip()
         self.opt.step()
-        self.state = self.nn.utils.detach_state(state)
-        return float(loss.item())
+        self.state = self.api.detach(state)
+        return self.api.item(loss)
 
     def loss_and_grads(self):
         """Loss and {name: gradient} of the first chunk from a zero state (no update)."""
         self.opt.zero_grad()
         loss, _ = self.loss(*self.data[0], None)
         loss.backward()
-        return float(loss.item()), {k: np.array(p.grad) for k, p in self.P.items()}
+        return self.api.item(loss), {k: self.api.grad(p) for k, p in self.P.items()}
 
     def parts(self):
-        return _Parts(self, _MinigradOps(self))
-
-
-class _MinigradOps:
-    def __init__(self, lm):
-        import minigrad.functional as F
-
-        self.lm, self.F = lm, F
-
-    def leaf(self, a):
-        return self.lm.mg.tensor(a, requires_grad=True)
-
-    def const(self, a):
-        return self.lm.mg.tensor(a)
-
-    def array(self, t):
-        return t.data
-
-    def backward(self, out, g):
-        out.backward(g)
-
-    def set_grads(self, grads):
-        for p, g in zip(self.lm.params, grads):
-            if p.grad is None:
-                p.grad = g.copy()
-            else:
-                np.copyto(p.grad, g)
-
-    def grads(self):
-        return [np.array(p.grad) for p in self.lm.params]
-
-    def ce(self, logits, y):
-        return self.F.cross_entropy(logits.reshape(-1, self.lm.pb.V), y.reshape(-1))
-
-    def clip(self):
-        self.lm.nn.utils.clip_grad_norm_(self.lm.params, self.lm.pb.clip)
-
-
-# --------------------------------------------------------------------------------- torch
-class TorchLM:
-    """The same model and step in torch (torch.nn modules, torch.optim.Adam at its defaults)."""
-
-    name = "torch"
-
-    def __init__(self, problem):
-        import torch
-
-        self.torch, self.pb = torch, problem
-        cls = torch.nn.LSTM if problem.cell == "lstm" else torch.nn.GRU
-        self.embed = torch.nn.Embedding(problem.V, problem.E)
-        self.rnn = cls(problem.E, problem.H, num_layers=problem.L, batch_first=True)
-        self.head = torch.nn.Linear(problem.H, problem.V)
-        self.P = {}
-        for prefix, m in (("embed.", self.embed), ("rnn.", self.rnn), ("head.", self.head)):
-            for k, p in m.named_parameters():
-                self.P[prefix + k] = p
-        with torch.no_grad():
-            for k, p in self.P.items():
-                p.copy_(torch.from_numpy(problem.weights[k]))
-        self.params = list(self.P.values())
-        self.opt = torch.optim.Adam(self.params, lr=problem.lr)
-        self.data = [(torch.from_numpy(x), torch.from_numpy(y)) for x, y in problem.chunks]
-        self.i, self.state = 0, None
-
-    def loss(self, x, y, state):
-        ys, state = self.rnn(self.embed(x), state)
-        logits = self.head(ys)
-        F = self.torch.nn.functional
-        return F.cross_entropy(logits.reshape(-1, self.pb.V), y.reshape(-1)), state
-
-    def next_chunk(self):
-        x, y = self.data[self.i % len(self.data)]
-        self.i += 1
-        return x, y
-
-    def step(self):
-        x, y = self.next_chunk()
-        loss, state = self.loss(x, y, self.state)
-        self.opt.zero_grad()
-        loss.backward()
-        self.torch.nn.utils.clip_grad_norm_(self.params, self.pb.clip)
-        self.opt.step()
-        self.state = (
-            tuple(s.detach() for s in state) if isinstance(state, tuple) else state.detach()
-        )
-        return loss.item()
-
-    def loss_and_grads(self):
-        self.opt.zero_grad()
-        loss, _ = self.loss(*self.data[0], None)
-        loss.backward()
-        return loss.item(), {k: p.grad.numpy().copy() for k, p in self.P.items()}
-
-    def parts(self):
-        return _Parts(self, _TorchOps(self))
-
-
-class _TorchOps:
-    def __init__(self, lm):
-        self.lm, self.torch = lm, lm.torch
-
-    def leaf(self, a):
-        return self.torch.tensor(a, requires_grad=True)
-
-    def const(self, a):
-        return self.torch.from_numpy(a)
-
-    def array(self, t):
-        return t.detach().numpy()
-
-    def backward(self, out, g):
-        out.backward(self.torch.from_numpy(g) if isinstance(g, np.ndarray) else g)
-
-    def set_grads(self, grads):
-        for p, g in zip(self.lm.params, grads):
-            if p.grad is None:
-                p.grad = self.torch.from_numpy(g.copy())
-            else:
-                p.grad.copy_(self.torch.from_numpy(g))
-
-    def grads(self):
-        return [p.grad.numpy().copy() for p in self.lm.params]
-
-    def ce(self, logits, y):
-        F = self.torch.nn.functional
-        return F.cross_entropy(logits.reshape(-1, self.lm.pb.V), y.reshape(-1))
-
-    def clip(self):
-        self.torch.nn.utils.clip_grad_norm_(self.lm.params, self.lm.pb.clip)
+        return _Parts(self)
 
 
 # --------------------------------------------------------------------------------- parts
@@ -281,11 +223,11 @@ class _Parts:
     inputs of each part are arrays of the step's shapes (the embedding's output gradient, the
     recurrent layers' input and output gradient, the head's input), drawn once."""
 
-    def __init__(self, lm, ops):
-        pb = lm.pb
+    def __init__(self, lm):
+        pb, api = lm.pb, lm.api
         rng = np.random.default_rng(1)
-        self.lm, self.ops = lm, ops
-        self.x, self.y = (ops.const(a) for a in pb.chunks[0])
+        self.lm, self.api = lm, api
+        self.x, self.y = (api.tensor(a) for a in pb.chunks[0])
         self.g_emb = rng.standard_normal((pb.B, pb.T, pb.E)).astype(np.float32)
         self.rnn_in = rng.standard_normal((pb.B, pb.T, pb.E)).astype(np.float32)
         self.g_rnn = (rng.standard_normal((pb.B, pb.T, pb.H)) * 0.1).astype(np.float32)
@@ -298,8 +240,8 @@ class _Parts:
 
     # each leaf is made in prepare() (untimed), fresh for every step as in training
     def _leaves(self):
-        self.rnn_leaf = self.ops.leaf(self.rnn_in)
-        self.head_leaf = self.ops.leaf(self.head_in)
+        self.rnn_leaf = self.api.tensor(self.rnn_in, grad=True)
+        self.head_leaf = self.api.tensor(self.head_in, grad=True)
 
     # forward parts: the whole forward of the piece, its graph built (as in training)
     def embed_fwd(self):
@@ -309,7 +251,7 @@ class _Parts:
         self.out = self.lm.rnn(self.rnn_leaf)[0]
 
     def head_fwd(self):
-        self.out = self.ops.ce(self.lm.head(self.head_leaf), self.y)
+        self.out = self.lm.ce(self.lm.head(self.head_leaf), self.y)
 
     # backward parts: prepare() runs the forward, step() the backward
     def _then(self, forward):
@@ -320,35 +262,30 @@ class _Parts:
 
         return prepare
 
-    def embed_bwd(self):
-        self.ops.backward(self.out, self.g_emb)
-
-    def rnn_bwd(self):
-        self.ops.backward(self.out, self.g_rnn)
-
-    def head_bwd(self):
-        self.ops.backward(self.out, None)
+    def _backward(self, g):
+        return lambda: self.api.backward(self.out, g)
 
     def set_grads(self):
-        self.ops.set_grads(self.grads)
+        for p, g in zip(self.lm.params, self.grads):
+            self.api.set_grad(p, g)
 
     def contenders(self):
         return {
             "embedding fwd": _Part(self.embed_fwd, self._leaves),
-            "embedding bwd": _Part(self.embed_bwd, self._then(self.embed_fwd)),
+            "embedding bwd": _Part(self._backward(self.g_emb), self._then(self.embed_fwd)),
             "recurrent fwd": _Part(self.rnn_fwd, self._leaves),
-            "recurrent bwd": _Part(self.rnn_bwd, self._then(self.rnn_fwd)),
+            "recurrent bwd": _Part(self._backward(self.g_rnn), self._then(self.rnn_fwd)),
             "proj+loss fwd": _Part(self.head_fwd, self._leaves),
-            "proj+loss bwd": _Part(self.head_bwd, self._then(self.head_fwd)),
-            "clip": _Part(self.ops.clip, self.set_grads),
+            "proj+loss bwd": _Part(self._backward(None), self._then(self.head_fwd)),
+            "clip": _Part(self.lm.clip, self.set_grads),
             "optimizer": _Part(self.lm.opt.step, self.set_grads),
         }
 
 
 def build(problem, names):
     """{name: model} for names among 'minigrad', 'torch', each from the problem's weights."""
-    classes = {"minigrad": MinigradLM, "torch": TorchLM}
-    return {n: classes[n](problem) for n in names}
+    apis = {"minigrad": MinigradAPI, "torch": TorchAPI}
+    return {n: LM(problem, apis[n]()) for n in names}
 
 
 def check_agreement(models, rtol=2e-3, atol=2e-5):

@@ -41,4 +41,20 @@ MG_CLONES static void mg_softmax_ce_bwd##S(const T *restrict p, const int64_t *r
 MG_SOFTMAX_CE(float, f, mg_expf, logf)
 MG_SOFTMAX_CE(double, d, exp, log)
 
+/* The entry points: dbl picks float64 (else float32) arrays. */
+static void mg_softmax_ce_fwd(int dbl, const void *x, const int64_t *t, ptrdiff_t n, ptrdiff_t c,
+                              int64_t ignore, void *loss, void *p) {
+    if (dbl)
+        mg_softmax_ce_fwdd(x, t, n, c, ignore, loss, p);
+    else
+        mg_softmax_ce_fwdf(x, t, n, c, ignore, loss, p);
+}
+static void mg_softmax_ce_bwd(int dbl, const void *p, const int64_t *t, ptrdiff_t n, ptrdiff_t c,
+                              int64_t ignore, const void *dy, void *dx) {
+    if (dbl)
+        mg_softmax_ce_bwdd(p, t, n, c, ignore, dy, dx);
+    else
+        mg_softmax_ce_bwdf(p, t, n, c, ignore, dy, dx);
+}
+
 #endif

@@ -54,7 +54,10 @@ class CrossEntropy(Function):
             C = logits.shape[-1]
             t = np.ascontiguousarray(self.target.reshape(-1), dtype=np.int64)
             x = np.ascontiguousarray(logits.reshape(-1, C))
-            rows, probs = kernels.softmax_cross_entropy_forward(x, t, self.ignore_index)
+            if x.size:
+                rows, probs = kernels.softmax_cross_entropy_forward(x, t, self.ignore_index)
+            else:  # no rows (or no classes, every target ignored): nothing to compute
+                rows, probs = np.zeros(x.shape[0], x.dtype), x.copy()
             valid = self.target != self.ignore_index
             count = int(np.count_nonzero(valid))
             loss = rows.reshape(self.target.shape)
@@ -84,9 +87,12 @@ class CrossEntropy(Function):
         else:
             scale = g / max(count, 1) if self.reduction == "mean" else g
             dy = np.full(probs.shape[0], scale, dtype=dt)
-        grad = kernels.softmax_cross_entropy_backward(
-            probs, self.flat_target, self.ignore_index, dy
-        )
+        if probs.size:
+            grad = kernels.softmax_cross_entropy_backward(
+                probs, self.flat_target, self.ignore_index, dy
+            )
+        else:
+            grad = np.zeros(probs.shape, dt)
         return (grad.reshape(valid.shape + (probs.shape[1],)),)
 
     def backward_graph(self, g):
