@@ -9,8 +9,9 @@ from . import (
     init,
     utils,  # clip_grad_norm_, clip_grad_value_, detach_state
 )
+from . import layers as _layers
 from .attention import AdditiveAttention, DotAttention, MultiheadAttention
-from .layers import Dropout, Embedding, Flatten, Identity, Linear, ReLU, Sequential, Sigmoid, Tanh
+from .layers import *  # noqa: F403  (the names of _layers.__all__, listed in __all__ below)
 from .module import Module, Parameter
 from .normalization import LayerNorm
 from .recurrent import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell
@@ -22,15 +23,7 @@ _sys.modules.setdefault(__name__ + ".functional", functional)
 __all__ = [
     "Module",
     "Parameter",
-    "Linear",
-    "Embedding",
-    "Dropout",
-    "Sequential",
-    "Tanh",
-    "Sigmoid",
-    "ReLU",
-    "Flatten",
-    "Identity",
+    *_layers.__all__,  # Linear, Embedding, Dropout, Sequential, activations, Flatten, Identity
     "RNNCell",
     "LSTMCell",
     "GRUCell",
