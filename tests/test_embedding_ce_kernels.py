@@ -269,3 +269,18 @@ def test_cross_entropy_of_no_rows_is_nan_mean_or_zero_sum_with_a_zero_gradient(
         loss.backward()
     np.testing.assert_equal(loss.item(), want)
     assert x.grad.shape == (0, 5)
+
+
+@BACKENDS
+@pytest.mark.parametrize("ignore_index", [2, np.int32(2), 2.0, -100, 2**70, 1.5])
+def test_ignore_index_of_any_integer_or_float_form_ignores_exactly_its_targets(
+    backend, ignore_index
+):
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((5, 3))
+    t = np.array([0, 2, 1, 2, 0])
+    ignored = t == ignore_index
+    loss, _ = ce_reference(x, np.where(ignored, -1, t), -1)
+    with on(backend):
+        got = F.cross_entropy(mg.tensor(x), t, ignore_index=ignore_index)
+    np.testing.assert_allclose(got.item(), loss.sum() / (~ignored).sum(), rtol=1e-12)

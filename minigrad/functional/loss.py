@@ -1,6 +1,8 @@
 """Losses: cross_entropy and nll_loss (PyTorch's layout, classes on axis 1),
 softmax_cross_entropy (classes on the last axis), mse_loss, binary_cross_entropy_with_logits."""
 
+import operator
+
 import numpy as np
 
 from .. import kernels
@@ -33,6 +35,18 @@ def _reduce(loss, reduction, count):
     return s / count if reduction == "mean" else s
 
 
+def _as_int64(ignore_index):
+    """ignore_index as the kernels take it, an int64: itself when it is one, else -1, which
+    then stands for "no target ignored" (every target was checked to lie in [0, C) or to equal
+    ignore_index, and no int64 target equals a value beyond int64 or a non-integral float)."""
+    try:
+        v = operator.index(ignore_index)
+    except TypeError:
+        f = float(ignore_index)
+        v = int(f) if f.is_integer() else -1
+    return v if -(2**63) <= v < 2**63 else -1
+
+
 class CrossEntropy(Function):
     """-log softmax(logits)[target] over the last axis. Integer targets run on the kernels
     softmax_cross_entropy_forward/backward over the (rows, C) view: one pass a row each way,
@@ -54,14 +68,15 @@ class CrossEntropy(Function):
             C = logits.shape[-1]
             t = np.ascontiguousarray(self.target.reshape(-1), dtype=np.int64)
             x = np.ascontiguousarray(logits.reshape(-1, C))
+            ignore = _as_int64(self.ignore_index)
             if x.size:
-                rows, probs = kernels.softmax_cross_entropy_forward(x, t, self.ignore_index)
+                rows, probs = kernels.softmax_cross_entropy_forward(x, t, ignore)
             else:  # no rows (or no classes, every target ignored): nothing to compute
                 rows, probs = np.zeros(x.shape[0], x.dtype), x.copy()
             valid = self.target != self.ignore_index
             count = int(np.count_nonzero(valid))
             loss = rows.reshape(self.target.shape)
-            self.flat_target = t
+            self.flat_target, self.kernel_ignore = t, ignore
             self.target = np.where(valid, self.target, 0)
             self.saved = (probs, valid, count)
         out = _reduce(loss, self.reduction, max(count, 1) if self.reduction == "mean" else count)
@@ -89,7 +104,7 @@ class CrossEntropy(Function):
             dy = np.full(probs.shape[0], scale, dtype=dt)
         if probs.size:
             grad = kernels.softmax_cross_entropy_backward(
-                probs, self.flat_target, self.ignore_index, dy
+                probs, self.flat_target, self.kernel_ignore, dy
             )
         else:
             grad = np.zeros(probs.shape, dt)
