@@ -107,7 +107,7 @@ def build_parser():
             (
                 "--quick",
                 "shorter sampling (0.5 s per contender and setting, profile at 1 thread only, "
-                "0.2 s per part): about a minute",
+                "0.2 s per part): one to two minutes",
             ),
             ("--no-torch", "leave torch out (minigrad's times only)"),
             ("--no-profile", "skip the per-part profile"),
