@@ -1,5 +1,5 @@
-"""Build the Cython kernels (minigrad._ops, _gemm, _checks, _optim_ops). Metadata lives in
-pyproject.toml.
+"""Build the Cython kernels (minigrad._ops, _gemm, _checks, _optim_ops, _embedding,
+_cross_entropy). Metadata lives in pyproject.toml.
 
 The extension is optional: where no C compiler works (or the C fails to build), setup warns and
 installs the pure-Python package, which then runs on the NumPy twins of the kernels. Set
@@ -41,7 +41,8 @@ else:
         compile_args.append("-march=native")
 
 # One extension per concept (docs/kernels.md): the cell kernels (_ops), the GEMM layer and linear
-# (_gemm), argument checks and workspaces (_checks), optimizer updates (_optim_ops). Their C is in
+# (_gemm), argument checks and workspaces (_checks), optimizer updates (_optim_ops), the
+# embedding gradient (_embedding), softmax cross-entropy (_cross_entropy). Their C is in
 # minigrad/csrc/ (headers found through the include path "minigrad").
 MODULES = {
     "_checks": [],
@@ -54,6 +55,8 @@ MODULES = {
         "csrc/mg_math.h",
     ],
     "_optim_ops": ["csrc/mg_optim.h", "csrc/mg_math.h"],
+    "_embedding": [],
+    "_cross_entropy": ["csrc/mg_softmax.h", "csrc/mg_math.h"],
 }
 extensions = [
     Extension(

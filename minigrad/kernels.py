@@ -5,6 +5,8 @@ Each compiled module has a twin with the same names and signatures (docs/kernels
     cells      minigrad._ops        minigrad._ops_ref
     linear     minigrad._gemm       minigrad._gemm_ref
     optimizer  minigrad._optim_ops  minigrad._optim_ops_ref
+    embedding  minigrad._embedding  minigrad._embedding_ref
+    loss       minigrad._cross_entropy  minigrad._cross_entropy_ref
 
 The names below are bound to the twins where they are imported, so that an editor's
 go-to-definition lands in the readable NumPy code; at import, and on `set_backend(name)`, they are
@@ -18,9 +20,14 @@ import importlib
 import os
 import warnings
 
-from . import _gemm_ref, _ops_ref, _optim_ops_ref
+from . import _cross_entropy_ref, _embedding_ref, _gemm_ref, _ops_ref, _optim_ops_ref
 
 # bound here for go-to-definition only (set_backend rebinds them), hence unused to a linter
+from ._cross_entropy_ref import (  # noqa: F401
+    softmax_cross_entropy_backward,
+    softmax_cross_entropy_forward,
+)
+from ._embedding_ref import embedding_backward  # noqa: F401
 from ._gemm_ref import linear_backward, linear_forward  # noqa: F401
 from ._ops_ref import (  # noqa: F401
     gru_cell_backward,
@@ -41,10 +48,22 @@ from ._optim_ops_ref import adagrad_update, adam_update, rmsprop_update, sgd_upd
 BACKENDS = ("cython", "numpy")
 # backend -> its modules, in the order of _TWINS (compiled module, twin)
 _MODULES = {
-    "cython": ("minigrad._gemm", "minigrad._ops", "minigrad._optim_ops"),
-    "numpy": ("minigrad._gemm_ref", "minigrad._ops_ref", "minigrad._optim_ops_ref"),
+    "cython": (
+        "minigrad._gemm",
+        "minigrad._ops",
+        "minigrad._optim_ops",
+        "minigrad._embedding",
+        "minigrad._cross_entropy",
+    ),
+    "numpy": (
+        "minigrad._gemm_ref",
+        "minigrad._ops_ref",
+        "minigrad._optim_ops_ref",
+        "minigrad._embedding_ref",
+        "minigrad._cross_entropy_ref",
+    ),
 }
-_TWINS = (_gemm_ref, _ops_ref, _optim_ops_ref)
+_TWINS = (_gemm_ref, _ops_ref, _optim_ops_ref, _embedding_ref, _cross_entropy_ref)
 # every kernel name: each twin's list is the contract its compiled module exports too
 NAMES = tuple(name for twin in _TWINS for name in twin.__all__)
 __all__ = ["BACKENDS", "NAMES", "backend", "set_backend", *NAMES]

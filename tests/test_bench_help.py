@@ -13,6 +13,7 @@ from benchmarks import (
     bench_dropout,
     bench_framework,
     bench_kernels,
+    bench_lm,
     bench_optim,
     bench_overhead,
     bench_rnn,
@@ -27,6 +28,7 @@ SCRIPTS = {  # command line -> the module whose build_parser() it runs
     "bench_kernels.py": ([os.path.join("benchmarks", "bench_kernels.py")], bench_kernels),
     "bench_overhead.py": ([os.path.join("benchmarks", "bench_overhead.py")], bench_overhead),
     "bench_dropout.py": ([os.path.join("benchmarks", "bench_dropout.py")], bench_dropout),
+    "bench_lm.py": ([os.path.join("benchmarks", "bench_lm.py")], bench_lm),
 }
 
 
@@ -114,6 +116,7 @@ def test_every_command_in_the_performance_doc_parses():
         "bench_optim": bench_optim,
         "bench_kernels": bench_kernels,
         "bench_overhead": bench_overhead,
+        "bench_lm": bench_lm,
     }
     found = 0
     for m in re.finditer(

@@ -8,10 +8,28 @@ import sys
 
 import pytest
 
-from minigrad import _gemm, _gemm_ref, _ops, _ops_ref, _optim_ops, _optim_ops_ref, kernels
+from minigrad import (
+    _cross_entropy,
+    _cross_entropy_ref,
+    _embedding,
+    _embedding_ref,
+    _gemm,
+    _gemm_ref,
+    _ops,
+    _ops_ref,
+    _optim_ops,
+    _optim_ops_ref,
+    kernels,
+)
 
 # each compiled module beside its NumPy twin
-PAIRS = [(_ops, _ops_ref), (_gemm, _gemm_ref), (_optim_ops, _optim_ops_ref)]
+PAIRS = [
+    (_ops, _ops_ref),
+    (_gemm, _gemm_ref),
+    (_optim_ops, _optim_ops_ref),
+    (_embedding, _embedding_ref),
+    (_cross_entropy, _cross_entropy_ref),
+]
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -25,7 +43,7 @@ def restore_backend():
 
 def test_every_kernel_is_exposed_by_both_backends():
     assert sorted(kernels.NAMES) == sorted(n for _, twin in PAIRS for n in twin.__all__)
-    assert len(set(kernels.NAMES)) == len(kernels.NAMES) == 18
+    assert len(set(kernels.NAMES)) == len(kernels.NAMES) == 21
     for compiled, twin in PAIRS:
         for name in twin.__all__:
             assert callable(getattr(compiled, name)), f"{compiled.__name__}.{name} missing"

@@ -2,6 +2,7 @@
 
 import numpy as np
 
+from .. import kernels
 from ..autograd import Function
 from ..random import default_rng
 
@@ -26,14 +27,15 @@ class Embedding(Function):
 
     def forward(self, w):
         self.saved = w.shape
-        return w[self.idx]
+        return np.take(w, self.idx, axis=0)  # w[idx], without fancy indexing's overhead
 
     def backward(self, g):
-        dw = np.zeros(self.saved, dtype=g.dtype)
-        np.add.at(dw, self.idx.ravel(), g.reshape(-1, self.saved[1]))
-        if self.padding_idx is not None:
-            dw[self.padding_idx] = 0
-        return (dw,)
+        # kernels.embedding_backward: the rows of g summed into the rows their indices name,
+        # one pass (np.add.at's unbuffered scatter was 5x slower than torch at 2048 x 64)
+        rows, dim = self.saved
+        g = np.ascontiguousarray(g.reshape(-1, dim))
+        idx = np.ascontiguousarray(self.idx.reshape(-1), dtype=np.int64)
+        return (kernels.embedding_backward(g, idx, rows, self.padding_idx),)
 
     def backward_graph(self, g):
         from .shape import IndexAdd

@@ -1,8 +1,11 @@
 """Losses: cross_entropy and nll_loss (PyTorch's layout, classes on axis 1),
 softmax_cross_entropy (classes on the last axis), mse_loss, binary_cross_entropy_with_logits."""
 
+import operator
+
 import numpy as np
 
+from .. import kernels
 from ..autograd import Function
 from .elementwise import Sigmoid, stable_sigmoid
 from .reduction import Softmax, log_softmax
@@ -32,51 +35,80 @@ def _reduce(loss, reduction, count):
     return s / count if reduction == "mean" else s
 
 
+def _as_int64(ignore_index):
+    """ignore_index as the kernels take it, an int64: itself when it is one, else -1, which
+    then stands for "no target ignored" (every target was checked to lie in [0, C) or to equal
+    ignore_index, and no int64 target equals a value beyond int64 or a non-integral float)."""
+    try:
+        v = operator.index(ignore_index)
+    except TypeError:
+        f = float(ignore_index)
+        v = int(f) if f.is_integer() else -1
+    return v if -(2**63) <= v < 2**63 else -1
+
+
 class CrossEntropy(Function):
+    """-log softmax(logits)[target] over the last axis. Integer targets run on the kernels
+    softmax_cross_entropy_forward/backward over the (rows, C) view: one pass a row each way,
+    the softmax kept from forward (all backward needs). Soft targets (class probabilities)
+    are computed here in NumPy."""
+
     def __init__(self, target, ignore_index, reduction, soft):
         self.target, self.ignore_index = target, ignore_index
         self.reduction, self.soft = reduction, soft
 
     def forward(self, logits):
-        z = logits - logits.max(axis=-1, keepdims=True)
-        logp = z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
         if self.soft:
+            z = logits - logits.max(axis=-1, keepdims=True)
+            logp = z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
             loss = -(self.target * logp).sum(axis=-1)
             count = loss.size
-            valid = None
+            self.saved = (logp, None, count)
         else:
+            C = logits.shape[-1]
+            t = np.ascontiguousarray(self.target.reshape(-1), dtype=np.int64)
+            x = np.ascontiguousarray(logits.reshape(-1, C))
+            ignore = _as_int64(self.ignore_index)
+            if x.size:
+                rows, probs = kernels.softmax_cross_entropy_forward(x, t, ignore)
+            else:  # no rows (or no classes, every target ignored): nothing to compute
+                rows, probs = np.zeros(x.shape[0], x.dtype), x.copy()
             valid = self.target != self.ignore_index
-            t = np.where(valid, self.target, 0)
-            loss = -np.take_along_axis(logp, t[..., None], axis=-1)[..., 0] * valid
-            count = int(valid.sum())
-            self.target = t
-        self.saved = (logp, valid, count)
+            count = int(np.count_nonzero(valid))
+            loss = rows.reshape(self.target.shape)
+            self.flat_target, self.kernel_ignore = t, ignore
+            self.target = np.where(valid, self.target, 0)
+            self.saved = (probs, valid, count)
         out = _reduce(loss, self.reduction, max(count, 1) if self.reduction == "mean" else count)
         if self.reduction == "mean" and count == 0:
             out = np.asarray(np.nan, dtype=logits.dtype)  # as PyTorch: every target ignored
         return np.asarray(out, dtype=logits.dtype)
 
     def backward(self, g):
-        logp, valid, count = self.saved
-        p = np.exp(logp)
+        saved, valid, count = self.saved
         if self.soft:
+            p = np.exp(saved)
             grad = p * self.target.sum(axis=-1, keepdims=True) - self.target
-        else:
-            grad = p
-            np.put_along_axis(
-                grad,
-                self.target[..., None],
-                np.take_along_axis(grad, self.target[..., None], axis=-1) - 1,
-                axis=-1,
-            )
-            grad *= valid[..., None]
+            if self.reduction == "none":
+                grad *= g[..., None]
+            elif self.reduction == "mean":
+                grad *= g / max(count, 1)
+            else:
+                grad *= g
+            return (grad,)
+        probs, dt = saved, saved.dtype
         if self.reduction == "none":
-            grad *= g[..., None]
-        elif self.reduction == "mean":
-            grad *= g / max(count, 1)
+            dy = np.ascontiguousarray(g.reshape(-1), dtype=dt)
         else:
-            grad *= g
-        return (grad,)
+            scale = g / max(count, 1) if self.reduction == "mean" else g
+            dy = np.full(probs.shape[0], scale, dtype=dt)
+        if probs.size:
+            grad = kernels.softmax_cross_entropy_backward(
+                probs, self.flat_target, self.kernel_ignore, dy
+            )
+        else:
+            grad = np.zeros(probs.shape, dt)
+        return (grad.reshape(valid.shape + (probs.shape[1],)),)
 
     def backward_graph(self, g):
         logp, valid, count = self.saved
@@ -84,7 +116,7 @@ class CrossEntropy(Function):
         if self.soft:
             grad = p * self.target.sum(axis=-1, keepdims=True) - self.target
         else:
-            onehot = np.zeros(logp.shape, dtype=logp.dtype)
+            onehot = np.zeros(p.shape, dtype=logp.dtype)
             np.put_along_axis(onehot, self.target[..., None], 1, axis=-1)
             grad = (p - onehot) * valid[..., None]
         if self.reduction == "none":
@@ -202,7 +234,9 @@ def cross_entropy(
             x = transpose(x, axes)
             if t.dtype.kind == "f":
                 t = np.transpose(t, axes)
-        return softmax_cross_entropy(x, t, ignore_index, reduction)
+        if t.dtype.kind == "f":
+            return softmax_cross_entropy(x, t, ignore_index, reduction)
+        return CrossEntropy(t, ignore_index, reduction, False)(x)  # t checked: _class_indices
     return _weighted_nll(log_softmax(x, axis=c_axis), t, w, ignore_index, reduction, ls, c_axis)
 
 

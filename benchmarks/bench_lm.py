@@ -1,0 +1,237 @@
+"""A character language model's whole training step: minigrad against torch, in total and by part.
+
+    python benchmarks/bench_lm.py [options]
+
+The model is examples/char_rnn.py's: Embedding(65, 64) -> 2-layer LSTM or GRU (256, batch
+first) -> Linear(256, 65), on synthetic tokens (a tiny-Shakespeare-sized vocabulary), batch
+32 x 64. One step: forward from the previous step's detached state, mean cross-entropy,
+zero_grad, backward, clip_grad_norm_, Adam; float32. Contenders (benchmarks/harness/lm_step.py):
+minigrad and torch (when importable), from the same weights; before timing, the losses and
+every gradient of one chunk must agree within float32 tolerance.
+
+Thread settings: "own" runs each framework at the thread count it starts with, what a user gets
+without setting any (minigrad.get_num_threads() and torch.get_num_threads() at start); a
+number n runs both at n
+(minigrad.set_num_threads, torch.set_num_threads). Timing interleaves the contenders in rounds
+(benchmarks/harness/timing.py); medians, and ratios of medians with a 95% bootstrap interval
+over the rounds. The profile times each part of the step alone (embedding, recurrent layers,
+projection + loss, forward and backward each; clip; optimizer step) on the step's shapes,
+minigrad and torch interleaved, so the reader sees where the time goes. Method:
+docs/performance.md.
+"""
+
+import os
+import sys
+
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if _ROOT not in sys.path:
+    sys.path.insert(0, _ROOT)
+
+import argparse  # noqa: E402
+import statistics  # noqa: E402
+
+import minigrad as mg  # noqa: E402
+from benchmarks.harness import cli, lm_step, machine, threads, timing  # noqa: E402
+from benchmarks.harness.stats import ratio_interval  # noqa: E402
+
+CELLS = ("lstm", "gru")
+MINIMUMS = dict(warmup=0, layers=1, hidden=1, embed=1, vocab=2, batch=1, seq_len=1)
+
+
+def thread_list(text):
+    """'own,1,2' -> ['own', 1, 2]."""
+    out = []
+    for s in text.split(","):
+        s = s.strip()
+        if s == "own":
+            out.append(s)
+            continue
+        try:
+            n = int(s)
+        except ValueError:
+            n = 0
+        if n < 1:
+            raise ValueError(f"thread settings are 'own' or integers >= 1, got {s!r}")
+        out.append(n)
+    return out
+
+
+def cell_list(text):
+    cells = [c.strip() for c in text.split(",") if c.strip()]
+    bad = [c for c in cells if c not in CELLS]
+    if bad or not cells:
+        raise ValueError(f"cells must be among {CELLS}, got {text!r}")
+    return cells
+
+
+def _arg(parse):
+    """An argparse type from a parser that raises ValueError."""
+
+    def f(text):
+        try:
+            return parse(text)
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+
+    f.__name__ = parse.__name__
+    return f
+
+
+def build_parser():
+    ap = cli.parser(__doc__)
+    ap.add_argument("--cells", type=_arg(cell_list), default="lstm,gru", help="cells to run")
+    ap.add_argument(
+        "--threads",
+        type=_arg(thread_list),
+        default="own,1,2",
+        help="thread settings of the whole step: 'own' (each framework at its own thread "
+        "count) or a count for both",
+    )
+    ap.add_argument(
+        "--profile-threads",
+        type=_arg(thread_list),
+        default="1,2",
+        help="thread settings of the per-part profile",
+    )
+    ap.add_argument("--min-time", type=float, default=3.0, help="seconds sampled per contender")
+    ap.add_argument("--warmup", type=int, default=3, help="discarded rounds")
+    ap.add_argument("--layers", type=int, default=2, help="recurrent layers")
+    ap.add_argument("--hidden", type=int, default=256, help="hidden size")
+    ap.add_argument("--embed", type=int, default=64, help="embedding size")
+    ap.add_argument("--vocab", type=int, default=65, help="vocabulary size")
+    ap.add_argument("--batch", type=int, default=32, help="sequences per step")
+    ap.add_argument("--seq-len", type=int, default=64, help="tokens per sequence")
+    cli.add_flags(
+        ap,
+        [
+            (
+                "--quick",
+                "shorter sampling (0.5 s per contender and setting, profile at 1 thread only, "
+                "0.2 s per part): one to two minutes",
+            ),
+            ("--no-torch", "leave torch out (minigrad's times only)"),
+            ("--no-profile", "skip the per-part profile"),
+        ],
+    )
+    return ap
+
+
+def set_threads(setting, defaults, torch):
+    """Put both frameworks at `setting` ('own': each at the thread count it started with)."""
+    mg_n, torch_n = defaults if setting == "own" else (setting, setting)
+    mg.set_num_threads(mg_n)
+    if torch is not None:
+        torch.set_num_threads(torch_n)
+    return mg_n, torch_n
+
+
+def _label(setting, used):
+    if setting != "own":
+        return str(setting)
+    return f"own ({used[0]}/{used[1]})" if used[1] is not None else f"own ({used[0]})"
+
+
+def _ratio_cell(a, b):
+    lo, hi = ratio_interval(a, b)
+    return f"{statistics.median(a) / statistics.median(b):.2f} [{lo:.2f}, {hi:.2f}]"
+
+
+def run(args, torch):
+    names = ["minigrad"] + (["torch"] if torch is not None else [])
+    defaults = (mg.get_num_threads(), torch.get_num_threads() if torch else None)
+    min_time = 0.5 if args.quick else args.min_time
+    warmup = 1 if args.quick else args.warmup
+    part_time = 0.2 if args.quick else max(0.5, args.min_time / 4)
+    profile_threads = [] if args.no_profile else ([1] if args.quick else args.profile_threads)
+    totals, parts, results = [], [], []
+    try:
+        for cell in args.cells:
+            pb = lm_step.LMProblem(
+                cell, args.vocab, args.embed, args.hidden, args.layers, args.batch, args.seq_len
+            )
+            print(f"{cell}: {pb.describe()}")
+            models = lm_step.build(pb, names)
+            lm_step.check_agreement(models)
+            for setting in args.threads:
+                used = set_threads(setting, defaults, torch)
+                samples = timing.time_interleaved(models, warmup, min_time=min_time)
+                med = {n: statistics.median(v) * 1e3 for n, v in samples.items()}
+                row = [cell, _label(setting, used), f"{med['minigrad']:.1f}"]
+                if torch is not None:
+                    row += [
+                        f"{med['torch']:.1f}",
+                        _ratio_cell(samples["minigrad"], samples["torch"]),
+                    ]
+                totals.append(row)
+                results.append({"cell": cell, "threads": setting, "used": used, "ms": med})
+            for setting in profile_threads:
+                set_threads(setting, defaults, torch)
+                per = {n: m.parts().contenders() for n, m in models.items()}
+                sums = dict.fromkeys(names, 0.0)
+                for part in lm_step.PARTS:
+                    s = timing.time_interleaved(
+                        {n: per[n][part] for n in names}, warmup, min_time=part_time
+                    )
+                    med = {n: statistics.median(v) * 1e6 for n, v in s.items()}
+                    for n in names:
+                        sums[n] += med[n]
+                    row = [cell, str(setting), part, f"{med['minigrad']:.0f}"]
+                    if torch is not None:
+                        row += [f"{med['torch']:.0f}", _ratio_cell(s["minigrad"], s["torch"])]
+                    parts.append(row)
+                    results.append({"cell": cell, "threads": setting, "part": part, "us": med})
+                row = [cell, str(setting), "sum of parts", f"{sums['minigrad']:.0f}"]
+                if torch is not None:
+                    row += [f"{sums['torch']:.0f}", f"{sums['minigrad'] / sums['torch']:.2f}"]
+                parts.append(row)
+    finally:
+        set_threads("own", defaults, torch)
+    vs = ["torch", "minigrad / torch"] if torch is not None else []
+    print()
+    cli.print_table(
+        ["cell", "threads", "minigrad"] + vs,
+        totals,
+        "median ms per training step; threads: the count both run at, or own: each "
+        "framework at the count it starts with (minigrad/torch); minigrad / torch: ratio of "
+        "medians [95% bootstrap interval] (below 1: minigrad faster)",
+        left=2,
+    )
+    if parts:
+        print()
+        cli.print_table(
+            ["cell", "threads", "part", "minigrad"] + vs,
+            parts,
+            "median us per part, each timed alone on the step's shapes (fwd: forward with its "
+            "graph; bwd: that graph's backward; clip: clip_grad_norm_; optimizer: Adam step); "
+            "minigrad / torch as above",
+            left=3,
+        )
+    return results
+
+
+def main(argv=None):
+    ap = build_parser()
+    args = ap.parse_args(argv)
+    cli.at_least(ap, **{k: (getattr(args, k), low) for k, low in MINIMUMS.items()})
+    if not args.min_time > 0:
+        ap.error(f"--min-time must be > 0, got {args.min_time}")
+    torch = None
+    if not args.no_torch and threads.torch_available():
+        import torch
+    info = machine.machine_info()
+    print(
+        f"machine: {info['cpu']}, {info['cores']} cores, Python {info['python']}, numpy "
+        f"{info['numpy']}, minigrad kernels: {machine.kernel_backend()}, "
+        + (
+            f"torch {torch.__version__}"
+            if torch
+            else "torch left out (--no-torch)"
+            if args.no_torch
+            else "torch not installed: its columns are skipped, minigrad only"
+        )
+    )
+    return run(args, torch)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,77 @@
+# cython: language_level=3, cdivision=True
+"""Compiled softmax cross-entropy over the last axis of (N, C) logits with integer targets, one
+pass per row each way (contract: docs/kernels.md; NumPy twin with the same names and
+signatures: _cross_entropy_ref.py). Forward keeps the softmax, which is all backward needs.
+The loops are C, in csrc/mg_softmax.h; this module checks the arrays and picks the dtype."""
+cimport numpy as cnp
+import numpy as np
+
+from minigrad._checks cimport _anchor, _check
+
+cnp.import_array()
+
+cdef extern from "csrc/mg_softmax.h" nogil:
+    void mg_softmax_ce_fwd(int dbl, const void* x, const cnp.int64_t* t, Py_ssize_t n,
+                           Py_ssize_t c, cnp.int64_t ignore, void* loss, void* p)
+    void mg_softmax_ce_bwd(int dbl, const void* p, const cnp.int64_t* t, Py_ssize_t n,
+                           Py_ssize_t c, cnp.int64_t ignore, const void* dy, void* dx)
+
+
+cdef const cnp.int64_t* _targets(object target, Py_ssize_t n, Py_ssize_t c,
+                                 cnp.int64_t ignore) except NULL:
+    """target (n,) int64, C-contiguous, each in [0, c) or equal to ignore: its data pointer."""
+    if not cnp.PyArray_Check(target):
+        raise ValueError(f"target must be a numpy.ndarray, got {type(target).__name__}")
+    cdef cnp.ndarray t = <cnp.ndarray>target
+    if cnp.PyArray_TYPE(t) != cnp.NPY_INT64:
+        raise ValueError(f"target must have dtype int64, got {t.dtype}")
+    if cnp.PyArray_NDIM(t) != 1 or cnp.PyArray_DIM(t, 0) != n:
+        raise ValueError(f"target must have shape ({n},), got {(<object>t).shape}")
+    if not cnp.PyArray_IS_C_CONTIGUOUS(t) or not cnp.PyArray_ISALIGNED(t):
+        raise ValueError(f"target must be C-contiguous and aligned, got strides "
+                         f"{(<object>t).strides}")
+    cdef const cnp.int64_t* tp = <const cnp.int64_t*>cnp.PyArray_DATA(t)
+    cdef Py_ssize_t i
+    cdef Py_ssize_t bad = -1
+    with nogil:
+        for i in range(n):
+            if tp[i] != ignore and (tp[i] < 0 or tp[i] >= c):
+                bad = i
+                break
+    if bad >= 0:
+        raise IndexError(f"target[{bad}] = {tp[bad]} is out of range [0, {c})")
+    return tp
+
+
+def softmax_cross_entropy_forward(logits, target, ignore_index):
+    """(loss (N,), probs (N, C)) of logits (N, C) float32/float64 (no zero-size dimension) and
+    target (N,) int64 class indices (each in [0, C) or equal to ignore_index, whose rows get
+    loss 0): probs = softmax(logits) along C, loss = -log probs[target]."""
+    cdef cnp.ndarray x = _anchor(logits, "logits", 2)
+    cdef Py_ssize_t n = cnp.PyArray_DIM(x, 0), c = cnp.PyArray_DIM(x, 1)
+    cdef cnp.int64_t ignore = ignore_index
+    cdef const cnp.int64_t* tp = _targets(target, n, c, ignore)
+    cdef int dbl = cnp.PyArray_TYPE(x) == cnp.NPY_DOUBLE
+    cdef cnp.ndarray loss = np.empty(n, dtype=x.dtype)
+    cdef cnp.ndarray p = np.empty((n, c), dtype=x.dtype)
+    with nogil:
+        mg_softmax_ce_fwd(dbl, cnp.PyArray_DATA(x), tp, n, c, ignore, cnp.PyArray_DATA(loss),
+                          cnp.PyArray_DATA(p))
+    return loss, p
+
+
+def softmax_cross_entropy_backward(probs, target, ignore_index, dy):
+    """dlogits (N, C) = dy[:, None] * (probs - onehot(target)), zero in the rows whose target
+    is ignore_index; probs (N, C) from the forward, dy (N,) the gradient of each row's loss,
+    of probs' dtype."""
+    cdef cnp.ndarray p = _anchor(probs, "probs", 2)
+    cdef Py_ssize_t n = cnp.PyArray_DIM(p, 0), c = cnp.PyArray_DIM(p, 1)
+    cdef cnp.int64_t ignore = ignore_index
+    cdef const cnp.int64_t* tp = _targets(target, n, c, ignore)
+    cdef int tn = cnp.PyArray_TYPE(p)
+    cdef void* g = _check(dy, "dy", tn, "probs", 1, n, -2, -2, "N")
+    cdef cnp.ndarray dx = np.empty((n, c), dtype=p.dtype)
+    with nogil:
+        mg_softmax_ce_bwd(tn == cnp.NPY_DOUBLE, cnp.PyArray_DATA(p), tp, n, c, ignore, g,
+                          cnp.PyArray_DATA(dx))
+    return dx

@@ -1,0 +1,60 @@
+/* The row loops of the softmax cross-entropy kernels (minigrad/_cross_entropy.pyx) */
+#ifndef MG_SOFTMAX_H
+#define MG_SOFTMAX_H
+
+#include <math.h>
+#include <stddef.h>
+#include <stdint.h>
+#include "mg_math.h"
+
+/* Per row of x (n, c): p = softmax(x), loss = log(sum exp(x - max)) + max - x[t] (0 where t is
+   ignore). The exp loop stands apart from the max and the sum so that it vectorizes. A NaN
+   logit makes its row NaN (through its exp, whether or not the max saw it). */
+#define MG_SOFTMAX_CE(T, S, EXP, LOG)                                                               \
+MG_CLONES static void mg_softmax_ce_fwd##S(const T *restrict x, const int64_t *restrict t,          \
+                                           ptrdiff_t n, ptrdiff_t c, int64_t ignore,                \
+                                           T *restrict loss, T *restrict p) {                       \
+    for (ptrdiff_t i = 0; i < n; i++) {                                                             \
+        const T *xr = x + i * c;                                                                    \
+        T *pr = p + i * c;                                                                          \
+        T m = xr[0];                                                                                \
+        for (ptrdiff_t j = 1; j < c; j++) m = xr[j] > m ? xr[j] : m;                                \
+        for (ptrdiff_t j = 0; j < c; j++) pr[j] = EXP(xr[j] - m);                                   \
+        T s = 0;                                                                                    \
+        for (ptrdiff_t j = 0; j < c; j++) s += pr[j];                                               \
+        T inv = 1 / s;                                                                              \
+        for (ptrdiff_t j = 0; j < c; j++) pr[j] *= inv;                                             \
+        loss[i] = t[i] == ignore ? 0 : LOG(s) + m - xr[t[i]];                                       \
+    }                                                                                               \
+}                                                                                                   \
+/* Per row: dx = dy[i] * (p - onehot(t)), zero where t is ignore. */                                \
+MG_CLONES static void mg_softmax_ce_bwd##S(const T *restrict p, const int64_t *restrict t,          \
+                                           ptrdiff_t n, ptrdiff_t c, int64_t ignore,                \
+                                           const T *restrict dy, T *restrict dx) {                  \
+    for (ptrdiff_t i = 0; i < n; i++) {                                                             \
+        T g = t[i] == ignore ? 0 : dy[i];                                                           \
+        for (ptrdiff_t j = 0; j < c; j++) dx[i * c + j] = p[i * c + j] * g;                         \
+        if (t[i] != ignore) dx[i * c + t[i]] -= g;                                                  \
+    }                                                                                               \
+}
+
+MG_SOFTMAX_CE(float, f, mg_expf, logf)
+MG_SOFTMAX_CE(double, d, exp, log)
+
+/* The entry points: dbl picks float64 (else float32) arrays. */
+static void mg_softmax_ce_fwd(int dbl, const void *x, const int64_t *t, ptrdiff_t n, ptrdiff_t c,
+                              int64_t ignore, void *loss, void *p) {
+    if (dbl)
+        mg_softmax_ce_fwdd(x, t, n, c, ignore, loss, p);
+    else
+        mg_softmax_ce_fwdf(x, t, n, c, ignore, loss, p);
+}
+static void mg_softmax_ce_bwd(int dbl, const void *p, const int64_t *t, ptrdiff_t n, ptrdiff_t c,
+                              int64_t ignore, const void *dy, void *dx) {
+    if (dbl)
+        mg_softmax_ce_bwdd(p, t, n, c, ignore, dy, dx);
+    else
+        mg_softmax_ce_bwdf(p, t, n, c, ignore, dy, dx);
+}
+
+#endif

@@ -1,0 +1,61 @@
+"""benchmarks/bench_lm.py: a tiny run end to end, the agreement check that guards its timings,
+and its refusals. No timing is asserted: timings depend on the machine and its load."""
+
+import numpy as np
+import pytest
+
+import minigrad as mg
+from benchmarks import bench_lm
+from benchmarks.harness import lm_step
+
+TINY = ["--vocab", "7", "--embed", "3", "--hidden", "4", "--batch", "2", "--seq-len", "3"]
+TINY += ["--min-time", "0.01", "--warmup", "0"]
+
+
+def test_a_tiny_run_prints_both_tables_and_restores_the_threads(capsys):
+    before = mg.get_num_threads()
+    results = bench_lm.main(TINY + ["--cells", "gru", "--threads", "1", "--profile-threads", "1"])
+    assert mg.get_num_threads() == before
+    out = capsys.readouterr().out
+    assert out.count("legend: ") == 2
+    totals = [r for r in results if "part" not in r]
+    parts = [r["part"] for r in results if "part" in r]
+    assert [(r["cell"], r["threads"]) for r in totals] == [("gru", 1)]
+    assert parts == list(lm_step.PARTS)
+    assert all(v > 0 for r in results for v in (r.get("ms") or r["us"]).values())
+    assert "sum of parts" in out and "Embedding(7, 3) -> 2 x GRU(4)" in out
+
+
+def test_without_torch_only_minigrad_is_timed(capsys):
+    results = bench_lm.main(
+        TINY + ["--cells", "lstm", "--threads", "1", "--no-torch", "--no-profile"]
+    )
+    assert [set(r["ms"]) for r in results] == [{"minigrad"}]
+    out = capsys.readouterr().out
+    assert "torch left out (--no-torch)" in out and "not installed" not in out
+
+
+def test_the_models_agree_and_a_different_weight_is_caught():
+    pytest.importorskip("torch")
+    pb = lm_step.LMProblem("lstm", vocab=7, embed=3, hidden=4, layers=2, batch=2, seq=3)
+    models = lm_step.build(pb, ["minigrad", "torch"])
+    lm_step.check_agreement(models)  # the same model in both frameworks
+    with np.errstate(all="ignore"):
+        models["torch"].P["rnn.weight_hh_l1"].data += 0.1
+    with pytest.raises(AssertionError, match="torch: "):
+        lm_step.check_agreement(models)
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--threads", "0"], "thread settings are 'own' or integers >= 1, got '0'"),
+        (["--cells", "rnn"], "cells must be among ('lstm', 'gru')"),
+        (["--hidden", "0"], "--hidden must be >= 1, got 0"),
+        (["--min-time", "0"], "--min-time must be > 0, got 0.0"),
+    ],
+)
+def test_bad_options_are_refused_naming_them(capsys, argv, message):
+    with pytest.raises(SystemExit):
+        bench_lm.main(argv + ["--no-torch"])
+    assert message in capsys.readouterr().err
