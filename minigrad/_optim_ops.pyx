@@ -72,8 +72,8 @@ cdef inline Update _blank(Rule rule) noexcept:
 
 cdef void _update(Update* u) noexcept nogil:
     """Run an update on the kernels' threads: one chunk per thread, each of at least
-    _pool.MIN_PART_WORK / 8 elements (an element costs a few multiply-adds' time)."""
-    _parallel(_chunk, u, _parts(u.n * 8.0, u.n // 64))
+    _pool.MIN_PART_WORK / 32 elements (an element costs about 32 multiply-adds' time)."""
+    _parallel(_chunk, u, _parts(u.n * 32.0, u.n // 64))
 
 
 cdef cnp.ndarray _in_place(object a, str name, cnp.ndarray like, bint write):
