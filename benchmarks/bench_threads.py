@@ -45,6 +45,16 @@ from benchmarks.harness.problem import (  # noqa: E402
     size_name,
 )
 
+SCALING_LEGEND = (
+    "name@n = median ms per step at n threads; name xn = its 1-thread median / its n-thread "
+    "median (speedup); mg/torch@n = minigrad's median / torch's at n threads (< 1: minigrad "
+    "faster); all contenders interleaved in one run"
+)
+CONTENTION_LEGEND = (
+    "name@1 / name@def = median ms per step at 1 thread / at the contender's default threads, "
+    "while another process spins on one core; name def/1 = the default's median / the 1-thread "
+    "median (> 1: its threads cost more than they bring)"
+)
 SPIN = "import os, sys\nos.sched_setaffinity(0, {int(sys.argv[1])})\nwhile True:\n    pass\n"
 
 
@@ -168,14 +178,7 @@ def scaling(args, names, sizes, setters):
                 row += [f"{med['minigrad', c] / med['torch', c]:.2f}" for c in counts]
             rows.append(row)
             print("  " + "  ".join(row), flush=True)
-    cli.print_table(
-        header,
-        rows,
-        "name@n = median ms per step at n threads; name xn = its 1-thread median / its n-thread "
-        "median (speedup); mg/torch@n = minigrad's median / torch's at n threads (< 1: minigrad "
-        "faster); all contenders interleaved in one run",
-        left=2,
-    )
+    cli.print_table(header, rows, SCALING_LEGEND, left=2)
 
 
 def contention(args, names, sizes, setters):
@@ -204,14 +207,7 @@ def contention(args, names, sizes, setters):
     finally:
         spin.kill()
         spin.wait()
-    cli.print_table(
-        header,
-        rows,
-        "name@1 / name@def = median ms per step at 1 thread / at the contender's default "
-        "threads, while another process spins on one core; name def/1 = the default's median / "
-        "the 1-thread median (> 1: its threads cost more than they bring)",
-        left=2,
-    )
+    cli.print_table(header, rows, CONTENTION_LEGEND, left=2)
 
 
 def main(argv=None):
