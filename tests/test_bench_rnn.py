@@ -106,18 +106,24 @@ def test_smoke_json_has_every_cell_size_and_contender(tmp_path):
     assert "cache eviction" not in stdout
 
 
+def agreeing_pair(cell, other):
+    """Check that contender `other` agrees with the NumPy reference (loss and gradients), then
+    build minigrad's contender and `other` on the same weights: (minigrad, other)."""
+    errors = agreement.verify(cell, TINY, ["numpy", "minigrad", other])
+    assert max(errors[other].values()) <= agreement.GRAD_RTOL, errors[other]
+    params, x, target = problem.make_problem(cell, TINY)
+    return tuple(
+        contenders.CONTENDERS[n](cell, problem.copy_params(params), x, target)
+        for n in ("minigrad", other)
+    )
+
+
 @pytest.mark.parametrize("cell", problem.CELLS)
 def test_kernels_contender_computes_the_same_step(cell):
     """--kernels adds minigrad's kernels called by hand (no tape): its loss and every gradient
     agree with the NumPy reference and with minigrad's, and its step updates the weights as
     minigrad's does."""
-    errors = agreement.verify(cell, TINY, ["numpy", "minigrad", "kernels"])
-    assert max(errors["kernels"].values()) <= agreement.GRAD_RTOL, errors["kernels"]
-    params, x, target = problem.make_problem(cell, TINY)
-    mg, kn = (
-        contenders.CONTENDERS[n](cell, problem.copy_params(params), x, target)
-        for n in ("minigrad", "kernels")
-    )
+    mg, kn = agreeing_pair(cell, "kernels")
     for _ in range(3):
         mg.step(), kn.step()
     for name, v in kn.p.items():
@@ -129,13 +135,7 @@ def test_unrolled_contender_is_the_cell_by_cell_tape_and_computes_the_same_step(
     """--unrolled adds minigrad with impl="step" modules: T cell-step nodes on the tape, not one
     sequence node; its loss and gradients agree with the NumPy reference, and its steps update
     the weights as the sequence modules' do."""
-    errors = agreement.verify(cell, TINY, ["numpy", "minigrad", "unrolled"])
-    assert max(errors["unrolled"].values()) <= agreement.GRAD_RTOL, errors["unrolled"]
-    params, x, target = problem.make_problem(cell, TINY)
-    fused, unrolled = (
-        contenders.CONTENDERS[n](cell, problem.copy_params(params), x, target)
-        for n in ("minigrad", "unrolled")
-    )
+    fused, unrolled = agreeing_pair(cell, "unrolled")
     assert fused.rnn.impl == "sequence" and unrolled.rnn.impl == "step"
     nodes = set()
     stack = [unrolled._loss()._ctx]
