@@ -159,7 +159,7 @@ def time_counts(cell, size, names, counts, setters, min_time):
 
 
 def ms(s):
-    return f"{s * 1e3:.1f}"
+    return f"{s * 1e3:.3g}"
 
 
 def scaling(args, names, sizes, setters):
