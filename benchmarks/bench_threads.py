@@ -93,7 +93,12 @@ def build_parser():
     ap.add_argument("--contention", action="store_true", help="the contention table instead")
     ap.add_argument("--no-torch", action="store_true", help="leave torch out")
     ap.add_argument("--no-numpy", action="store_true", help="leave the NumPy reference out")
-    ap.add_argument("--min-time", type=float, default=None, help="seconds sampled per contender")
+    ap.add_argument(
+        "--min-time",
+        type=float,
+        default=2.0,
+        help="seconds sampled per contender (--quick: at most 0.5)",
+    )
     return ap
 
 
@@ -214,8 +219,8 @@ def main(argv=None):
     ap = build_parser()
     args = ap.parse_args(argv)
     sizes = args.sizes or (GRID[:2] if args.quick else GRID)
-    if args.min_time is None:
-        args.min_time = 0.5 if args.quick else 2.0
+    if args.quick:
+        args.min_time = min(args.min_time, 0.5)
     setters = Setters()
     names = ["minigrad"]
     if not args.no_numpy:

@@ -114,6 +114,7 @@ def test_every_command_in_the_performance_doc_parses():
         "bench_optim": bench_optim,
         "bench_kernels": bench_kernels,
         "bench_overhead": bench_overhead,
+        "bench_threads": bench_threads,
     }
     found = 0
     for m in re.finditer(
