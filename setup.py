@@ -1,4 +1,4 @@
-"""Build the Cython kernels (minigrad._ops, _gemm, _checks, _optim_ops, _embedding,
+"""Build the Cython kernels (minigrad._ops, _gemm, _checks, _optim_ops, _pool, _embedding,
 _cross_entropy). Metadata lives in pyproject.toml.
 
 The extension is optional: where no C compiler works (or the C fails to build), setup warns and
@@ -46,6 +46,7 @@ else:
 # minigrad/csrc/ (headers found through the include path "minigrad").
 MODULES = {
     "_checks": [],
+    "_pool": ["csrc/mg_pool.h"],
     "_gemm": ["csrc/small_gemm.h", "csrc/mg_arrays.h", "csrc/mg_math.h"],
     "_ops": [
         "csrc/mg_cells.h",
@@ -58,6 +59,10 @@ MODULES = {
     "_embedding": [],
     "_cross_entropy": ["csrc/mg_softmax.h", "csrc/mg_math.h"],
 }
+# the kernels' thread pool (_pool, csrc/mg_pool.h) runs on POSIX threads
+link_args = [] if sys.platform == "win32" else ["-pthread"]
+if sys.platform != "win32":
+    compile_args.append("-pthread")
 extensions = [
     Extension(
         f"minigrad.{name}",
@@ -67,6 +72,7 @@ extensions = [
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")]
         + ([("MINIGRAD_DEBUG", "1")] if DEBUG else []),
         extra_compile_args=compile_args,
+        extra_link_args=link_args,
     )
     for name, headers in MODULES.items()
 ]

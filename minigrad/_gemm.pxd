@@ -6,6 +6,7 @@ module that cimports it (no call through a module's function table on the hot pa
 shared variable is SMALL_GEMM, the size limit _gemm._set_small_gemm sets."""
 from cython cimport floating
 from scipy.linalg.cython_blas cimport sgemm, dgemm
+from minigrad._pool cimport _parts, _parallel
 
 #
 # Small problems (the cell steps: 32x50 @ 50x200 at H = 50) run on a C kernel instead of BLAS
@@ -59,6 +60,28 @@ cdef inline void gemm(bint ta, bint tb, int m, int n, int k, floating alpha,
     Fortran BLAS sees a row-major matrix as its transpose, so compute C.T = op(B).T @ op(A).T:
     pass B first and swap m and n; each leading dimension is the stored matrix's row stride.
     """
+    gemm_as(_small(ta, m, n, k, sizeof(floating)), ta, tb, m, n, k, alpha, a, lda, b, ldb, beta,
+            c, ldc)
+
+
+cdef inline bint _small(bint ta, int m, int n, int k, size_t size) noexcept nogil:
+    """Whether gemm runs a product of this shape (elements of `size` bytes) on the C kernel."""
+    cdef Py_ssize_t mnk = <Py_ssize_t>m * n * k
+    # the weight gradients dG.T @ X of short sequences (transposed A, k = T * B <= 1024) up to 4x
+    # the limit: 1.1-1.3x OpenBLAS's speed at 200x640 @ 640x50 (LSTM, H = 50), where k = 3200
+    # (50x3200 @ 3200x50) runs at 0.7x. And the input projections X @ W_ih.T (A not transposed,
+    # k <= 256, op(B) packed in at most 256 KiB) up to 2**28: 1.03-1.08x OpenBLAS's speed from
+    # 640x50 @ 50x200 (LSTM, H = 50) to 3200x256 @ 256x256; past 2**28 or a bigger op(B), 0.85-1.0x.
+    return (mnk <= SMALL_GEMM or (ta and k <= 1024 and mnk <= 4 * SMALL_GEMM)
+            or (not ta and k <= 256 and <Py_ssize_t>n * k * size <= 262144
+                and mnk <= 128 * SMALL_GEMM))
+
+
+cdef inline void gemm_as(bint small, bint ta, bint tb, int m, int n, int k, floating alpha,
+                         floating* a, int lda, floating* b, int ldb,
+                         floating beta, floating* c, int ldc) noexcept nogil:
+    """gemm() on the C kernel when small (and SMALL_GEMM is on), else on BLAS: a part of a split
+    product runs where the whole would (pgemm), so its elements are the same."""
     cdef char ca = b'N'
     cdef char cb = b'N'
     cdef Py_ssize_t i, j
@@ -73,15 +96,7 @@ cdef inline void gemm(bint ta, bint tb, int m, int n, int k, floating alpha,
             for j in range(n):
                 c[i * ldc + j] = 0 if beta == 0 else beta * c[i * ldc + j]
         return
-    cdef Py_ssize_t mnk = <Py_ssize_t>m * n * k
-    # the weight gradients dG.T @ X of short sequences (transposed A, k = T * B <= 1024) up to 4x
-    # the limit: 1.1-1.3x OpenBLAS's speed at 200x640 @ 640x50 (LSTM, H = 50), where k = 3200
-    # (50x3200 @ 3200x50) runs at 0.7x. And the input projections X @ W_ih.T (A not transposed,
-    # k <= 256, op(B) packed in at most 256 KiB) up to 2**28: 1.03-1.08x OpenBLAS's speed from
-    # 640x50 @ 50x200 (LSTM, H = 50) to 3200x256 @ 256x256; past 2**28 or a bigger op(B), 0.85-1.0x.
-    if (mnk <= SMALL_GEMM or (ta and k <= 1024 and mnk <= 4 * SMALL_GEMM)
-            or (not ta and k <= 256 and <Py_ssize_t>n * k * sizeof(floating) <= 262144
-                and mnk <= 128 * SMALL_GEMM)):                               # BLAS if malloc fails
+    if small and SMALL_GEMM != 0:                                            # BLAS if malloc fails
         if floating is float:
             if mg_gemm_smallf_avx2(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc) == 0:
                 return
@@ -120,9 +135,62 @@ cdef inline void gemm_p(floating* pk, bint ta, bint tb, int m, int n, int k, flo
                         floating* a, int lda, floating* b, int ldb,
                         floating beta, floating* c, int ldc) noexcept nogil:
     """gemm() with op(B) packed by _pack when pk is not NULL."""
+    if m <= 0:
+        return
     if pk == NULL:
         gemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
     elif floating is float:
         mg_gemm_packedf(ta, m, n, k, alpha, a, lda, pk, beta, c, ldc)
     else:
         mg_gemm_packedd(ta, m, n, k, alpha, a, lda, pk, beta, c, ldc)
+
+
+# -- GEMMs split across the kernels' threads (_pool) -------------------------------------------
+
+
+cdef struct _Split:             # one pgemm: the arguments of gemm_as, float32 (f) or float64 (d)
+    bint small, ta, tb
+    int m, n, k, lda, ldb, ldc
+    double alpha, beta
+    float* af
+    float* bf
+    float* cf
+    double* ad
+    double* bd
+    double* cd
+
+
+cdef inline void _split_part(void* arg, int i, int parts) noexcept nogil:
+    """Rows [m i / parts, m (i + 1) / parts) of a pgemm."""
+    cdef _Split* s = <_Split*>arg
+    cdef int r0 = <int>(<Py_ssize_t>s.m * i // parts), r1 = <int>(<Py_ssize_t>s.m * (i + 1) // parts)
+    cdef Py_ssize_t ao = r0 if s.ta else <Py_ssize_t>r0 * s.lda
+    if s.af != NULL:
+        gemm_as(s.small, s.ta, s.tb, r1 - r0, s.n, s.k, <float>s.alpha, s.af + ao, s.lda, s.bf,
+                s.ldb, <float>s.beta, s.cf + <Py_ssize_t>r0 * s.ldc, s.ldc)
+    else:
+        gemm_as(s.small, s.ta, s.tb, r1 - r0, s.n, s.k, s.alpha, s.ad + ao, s.lda, s.bd, s.ldb,
+                s.beta, s.cd + <Py_ssize_t>r0 * s.ldc, s.ldc)
+
+
+cdef inline void pgemm(bint ta, bint tb, int m, int n, int k, floating alpha,
+                       floating* a, int lda, floating* b, int ldb,
+                       floating beta, floating* c, int ldc) noexcept nogil:
+    """gemm() with the rows of C split across the kernels' threads when the product is big enough
+    (_pool._parts; BLAS runs one thread in each part). Each element of C is computed as the
+    whole product would compute it (the same kernel, the same order over k)."""
+    cdef int parts = _parts(<double>m * n * k, m)
+    cdef _Split s
+    if parts <= 1:
+        gemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+        return
+    s.small = _small(ta, m, n, k, sizeof(floating))
+    s.ta, s.tb, s.m, s.n, s.k, s.lda, s.ldb, s.ldc = ta, tb, m, n, k, lda, ldb, ldc
+    s.alpha, s.beta = alpha, beta
+    s.af = s.bf = s.cf = NULL
+    s.ad = s.bd = s.cd = NULL
+    if floating is float:
+        s.af, s.bf, s.cf = a, b, c
+    else:
+        s.ad, s.bd, s.cd = a, b, c
+    _parallel(_split_part, &s, parts)

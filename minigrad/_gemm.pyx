@@ -1,5 +1,6 @@
 # cython: language_level=3, cdivision=True
 """Compiled GEMM layer and the linear kernels (contract: docs/kernels.md; NumPy twin: _gemm_ref.py).
+The linear kernels split their GEMMs across the kernels' threads (pgemm).
 
 The GEMM itself (gemm, gemm_p, _pack) is declared inline in _gemm.pxd, so that the cell kernels
 (_ops.pyx) compile it into their own loops; this module holds the one setting they share
@@ -113,15 +114,15 @@ ctypedef fused Linear:
 
 
 cdef void _linear_fwd(Linear* k) noexcept nogil:
-    gemm(False, True, k.n, k.n_out, k.n_in, 1, k.x, k.n_in, k.w, k.n_in, 0, k.y, k.n_out)
+    pgemm(False, True, k.n, k.n_out, k.n_in, 1, k.x, k.n_in, k.w, k.n_in, 0, k.y, k.n_out)
     if k.b != NULL:
         _add_rows(k.y, k.b, k.n, k.n_out)
 
 
 cdef void _linear_bwd(Linear* k) noexcept nogil:
     if k.dx != NULL:
-        gemm(False, False, k.n, k.n_in, k.n_out, 1, k.dy, k.n_out, k.w, k.n_in, 0, k.dx, k.n_in)
-    gemm(True, False, k.n_out, k.n_in, k.n, 1, k.dy, k.n_out, k.x, k.n_in, 0, k.dw, k.n_in)
+        pgemm(False, False, k.n, k.n_in, k.n_out, 1, k.dy, k.n_out, k.w, k.n_in, 0, k.dx, k.n_in)
+    pgemm(True, False, k.n_out, k.n_in, k.n, 1, k.dy, k.n_out, k.x, k.n_in, 0, k.dw, k.n_in)
     if k.db != NULL:
         _colsum(k.dy, k.n, k.n_out, k.db)
 

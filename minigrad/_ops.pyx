@@ -23,8 +23,9 @@ import numpy as np
 from minigrad._arrays cimport _typed, _copy, _zero, _add, _add_rows, _colsum
 from minigrad._checks cimport (INT_MAX, _anchor, _check, _empty, _verify, _borrow, _give_back,
                                _data)
-from minigrad._gemm cimport (SMALL_GEMM, gemm, gemm_p, _pack, _packed_len, mg_packed_lenf,
+from minigrad._gemm cimport (SMALL_GEMM, gemm, gemm_p, pgemm, _pack, _packed_len, mg_packed_lenf,
                              mg_packed_lend)
+from minigrad._pool cimport _parts, _parallel
 
 cnp.import_array()
 
@@ -67,6 +68,8 @@ cdef struct Dims:             # the sizes, shared by Args and its typed views
     int T, B, nI, H           # nI: complex.h defines a macro I
     int relu                  # RNN: relu (1) or tanh (0)
     int64_t *lengths          # (B,), NULL: every step real
+    int b0, b1                # the batch rows this call's time loop runs, [b0, b1) (_drive)
+    bint pre, post            # this call runs the body's shared first / last part (_drive)
 
 
 cdef struct Args:
@@ -222,18 +225,85 @@ cdef void _view(Args* a, Cell* k) noexcept:
 
 cdef int _run(Args* a, int tn, BodyF body_f, BodyD body_d) except -1:
     """Run a body on the checked arguments a: the float32 or the float64 specialization, as the
-    dtype number tn says, without the GIL; then check the debug build's guards."""
+    dtype number tn says, without the GIL (on the kernels' threads: _drive); then check the debug
+    build's guards."""
     cdef CellF f
     cdef CellD d
+    a.d.b0, a.d.b1, a.d.pre, a.d.post = 0, a.d.B, True, True
     if tn == cnp.NPY_FLOAT:
         _view(a, &f)
         with nogil:
-            body_f(&f)
+            _drive(&f, body_f, body_d)
     else:
         _view(a, &d)
         with nogil:
-            body_d(&d)
+            _drive(&d, body_f, body_d)
     return _verify()
+
+
+# The threads. Each batch row's recurrence is independent of the other rows, so a body's time loop
+# runs on a slice of rows [b0, b1) from start to end with no synchronisation per step: its rows of
+# each step's GEMM (on the shared packed W_hh), of the row passes and of the padded-row carry. What
+# all rows share runs once, before and after, on the calling thread: the body's first part (pre:
+# packing W_hh, the bias sums, the input projection of all steps) and its last (post: the deferred
+# weight-gradient GEMMs); their big GEMMs split their own rows across the threads (pgemm).
+
+
+cdef struct Rows:               # _drive's job: a body and its arguments (f or d)
+    CellF* f
+    CellD* d
+    BodyF body_f
+    BodyD body_d
+
+
+cdef inline void _slice(Dims* d, int i, int n) noexcept nogil:
+    """Part i of n of the batch rows, no shared part."""
+    d.b0 = <int>(<Py_ssize_t>d.B * i // n)
+    d.b1 = <int>(<Py_ssize_t>d.B * (i + 1) // n)
+    d.pre = d.post = False
+
+
+cdef void _rows(void* arg, int i, int n) noexcept nogil:
+    """One thread's part of a _drive: the body's time loop on its slice of the rows."""
+    cdef Rows* r = <Rows*>arg
+    cdef CellF f
+    cdef CellD d
+    if r.f != NULL:
+        f = r.f[0]
+        _slice(&f.d, i, n)
+        r.body_f(&f)
+    else:
+        d = r.d[0]
+        _slice(&d.d, i, n)
+        r.body_d(&d)
+
+
+cdef void _drive(Cell* k, BodyF body_f, BodyD body_d) noexcept nogil:
+    """Run the body on k: in one call, or, when its time loop is worth more than one thread
+    (_pool._parts: about T * B * H * 2H multiply-adds), its first part on this thread, the loop on
+    `parts` slices of the rows on the pool, then its last part on this thread."""
+    cdef int parts = _parts(<double>k.d.T * k.d.B * k.d.H * (2.0 * k.d.H + 32), k.d.B)
+    cdef Rows r
+    r.f = NULL
+    r.d = NULL
+    r.body_f = body_f
+    r.body_d = body_d
+    if parts > 1:
+        k.d.b1 = 0                  # the first part alone
+        k.d.post = False
+        if Cell is CellF:
+            body_f(k)
+            r.f = k
+        else:
+            body_d(k)
+            r.d = k
+        _parallel(_rows, &r, parts)
+        k.d.pre = False             # the last part alone
+        k.d.post = True
+    if Cell is CellF:
+        body_f(k)
+    else:
+        body_d(k)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -264,11 +334,11 @@ cdef inline void _deferred_grads(Cell* k, int G, bint gru) noexcept nogil:
             _copy(k.dx, dG, <Py_ssize_t>TB * G)
     else:
         if k.dx != NULL:
-            gemm(False, False, TB, I, G, 1, dG, G, k.w_ih, I, 0, k.dx, I)
-        gemm(True, False, G, I, TB, 1, dG, G, k.x, I, 0, k.dw_ih, I)
-    gemm(True, False, Gh, iH, TB, 1, dG, G, hprev, iH, 0, k.dw_hh, iH)
+            pgemm(False, False, TB, I, G, 1, dG, G, k.w_ih, I, 0, k.dx, I)
+        pgemm(True, False, G, I, TB, 1, dG, G, k.x, I, 0, k.dw_ih, I)
+    pgemm(True, False, Gh, iH, TB, 1, dG, G, hprev, iH, 0, k.dw_hh, iH)
     if gru:
-        gemm(True, False, iH, iH, TB, 1, dGhn, iH, hprev, iH, 0, k.dw_hh + Gh * iH, iH)
+        pgemm(True, False, iH, iH, TB, 1, dGhn, iH, hprev, iH, 0, k.dw_hh + Gh * iH, iH)
     if k.db_ih != NULL:
         _colsum(dG, TB, G, k.db_ih)
         _copy(k.db_hh, k.db_ih, Gh)
@@ -302,14 +372,14 @@ cdef inline void _project(Dims* d, int G, floating* x, floating* w_ih, floating*
         for r in range(TB):
             _copy(out + r * ld, x + r * G, G)
     else:
-        gemm(False, True, d.T * d.B, G, I, 1, x, I, w_ih, I, 0, out, ld)
+        pgemm(False, True, d.T * d.B, G, I, 1, x, I, w_ih, I, 0, out, ld)
 
 
 cdef inline void _carry_rows(Dims* d, Py_ssize_t t, floating* prev, floating* cur) noexcept nogil:
     """Padded rows of step t keep the previous state."""
     cdef Py_ssize_t b, H = d.H
     if d.lengths != NULL:
-        for b in range(d.B):
+        for b in range(d.b0, d.b1):
             if t >= d.lengths[b]:
                 _copy(cur + b * H, prev + b * H, H)
 
@@ -320,9 +390,9 @@ cdef inline void _write_ys(Dims* d, Py_ssize_t t, floating* ys, floating* cur) n
     if ys == NULL:
         return
     y = ys + t * BH
-    _copy(y, cur, BH)
+    _copy(y + d.b0 * H, cur + d.b0 * H, (d.b1 - d.b0) * H)
     if d.lengths != NULL:
-        for b in range(d.B):
+        for b in range(d.b0, d.b1):
             if t >= d.lengths[b]:
                 _zero(y + b * H, H)
 
@@ -530,24 +600,27 @@ cdef inline void _mask_fma(floating* out, floating* a, floating* m, Py_ssize_t n
 
 
 cdef inline bint _masked_state(Dims* d, floating* m, floating* hp, floating* out) noexcept nogil:
-    """out = hp * m (B*H), the state a step's GEMM reads under recurrent dropout; false, and
-    nothing written, when m is NULL."""
+    """out = hp * m at the rows [b0, b1), the state a step's GEMM reads under recurrent dropout;
+    false, and nothing written, when m is NULL."""
+    cdef Py_ssize_t o = <Py_ssize_t>d.b0 * d.H, n = <Py_ssize_t>(d.b1 - d.b0) * d.H
     if m == NULL:
         return False
-    _mask_mul(out, hp, m, <Py_ssize_t>d.B * d.H)
+    _mask_mul(out + o, hp + o, m + o, n)
     return True
 
 
 cdef inline void _masked_grad(Dims* d, floating* m, floating* g, floating* dhn,
                               bint acc) noexcept nogil:
-    """dhn (+)= g * m: the gradient w.r.t. the state before a step from the GEMM's result g under
-    recurrent dropout (acc: added to what the row loop put in dhn); nothing when m is NULL."""
+    """dhn (+)= g * m at the rows [b0, b1): the gradient w.r.t. the state before a step from the
+    GEMM's result g under recurrent dropout (acc: added to what the row loop put in dhn); nothing
+    when m is NULL."""
+    cdef Py_ssize_t o = <Py_ssize_t>d.b0 * d.H, n = <Py_ssize_t>(d.b1 - d.b0) * d.H
     if m == NULL:
         return
     if acc:
-        _mask_fma(dhn, g, m, <Py_ssize_t>d.B * d.H)
+        _mask_fma(dhn + o, g + o, m + o, n)
     else:
-        _mask_mul(dhn, g, m, <Py_ssize_t>d.B * d.H)
+        _mask_mul(dhn + o, g + o, m + o, n)
 
 
 cdef inline void _zone_row(floating* z, Py_ssize_t off, floating* cur, floating* prev,
@@ -631,21 +704,23 @@ cdef inline void _rnn_act(floating* p, bint relu, Py_ssize_t n) noexcept nogil:
 
 
 cdef void _rnn_fwd(Cell* k) noexcept nogil:
-    cdef Py_ssize_t T = k.d.T, B = k.d.B, H = k.d.H, BH = B * H, t
-    cdef int iH = k.d.H
+    cdef Py_ssize_t T = k.d.T, B = k.d.B, H = k.d.H, BH = B * H, t, o = k.d.b0 * H
+    cdef int iH = k.d.H, nb = k.d.b1 - k.d.b0
     hs = k.hs
     bias = k.ws                     # (H,)
-    pw = _pack(True, iH, iH, k.w_hh, iH, k.pw)
-    _project(&k.d, iH, k.x, k.w_ih, hs, iH)
-    if k.b_hh != NULL:       # the biases join the input projection, so that each step's activation
-        _bias_sum(k.b_ih, k.b_hh, bias, H)      # is one pass over B*H elements (no per-row calls,
-        _add_rows(hs, bias, T * B, H)           # no row tails)
+    pw = k.pw
+    if k.d.pre:
+        _pack(True, iH, iH, k.w_hh, iH, pw)
+        _project(&k.d, iH, k.x, k.w_ih, hs, iH)
+        if k.b_hh != NULL:   # the biases join the input projection, so that each step's activation
+            _bias_sum(k.b_ih, k.b_hh, bias, H)  # is one pass over B*H elements (no per-row calls,
+            _add_rows(hs, bias, T * B, H)       # no row tails)
     for t in range(T):
         hp = k.h0 if t == 0 else hs + (t - 1) * BH
         ht = hs + t * BH
         hg = k.hdrop if _masked_state(&k.d, k.drop_h, hp, k.hdrop) else hp
-        gemm_p(pw, False, True, k.d.B, iH, iH, 1, hg, iH, k.w_hh, iH, 1, ht, iH)
-        _rnn_act(ht, k.d.relu, BH)
+        gemm_p(pw, False, True, nb, iH, iH, 1, hg + o, iH, k.w_hh, iH, 1, ht + o, iH)
+        _rnn_act(ht + o, k.d.relu, nb * H)
         _carry_rows(&k.d, t, hp, ht)
         _write_ys(&k.d, t, k.ys, ht)
 
@@ -660,28 +735,30 @@ cdef inline void _rnn_bwd_row(floating* dh, floating* y, floating* da, bint relu
 
 
 cdef void _rnn_bwd(Cell* k) noexcept nogil:
-    cdef Py_ssize_t T = k.d.T, B = k.d.B, H = k.d.H, BH = B * H, t, b
-    cdef int iH = k.d.H
+    cdef Py_ssize_t T = k.d.T, B = k.d.B, H = k.d.H, BH = B * H, t, b, o = k.d.b0 * H
+    cdef int iH = k.d.H, nb = k.d.b1 - k.d.b0
     dA = k.ws                       # (T, B, H) pre-activation gradients
     w0 = dA + T * BH                # (B, H) x 2: the gradient w.r.t. the
     w1 = w0 + BH                    # state after and before each step
     dys = k.dys
     dh = k.dh_n                     # the gradient w.r.t. the state after step t: the caller's
     if dys != NULL:                 # array while the loop only reads it, else a copy in w0
-        _copy(w0, dh, BH)
+        _copy(w0 + o, dh + o, nb * H)
         dh = w0
     hs = k.hs
-    pw = _pack(False, iH, iH, k.w_hh, iH, k.pw)
+    pw = k.pw
+    if k.d.pre:
+        _pack(False, iH, iH, k.w_hh, iH, pw)
     # step t writes the gradient w.r.t. the state before it to dh0 at t = 0 (no copy after the
     # loop; unless need_dh0 is false), else to the workspace buffer the current one is not in
     for t in range(T - 1, -1, -1):
         dhn = k.dh0 if t == 0 and k.dh0 != NULL else (w1 if dh == w0 else w0)
         if k.d.lengths == NULL:            # every row real: one pass over the B*H elements
             if dys != NULL:
-                _add(dh, dys + t * BH, BH)
-            _rnn_bwd_row(dh, hs + t * BH, dA + t * BH, k.d.relu, BH)
+                _add(dh + o, dys + t * BH + o, nb * H)
+            _rnn_bwd_row(dh + o, hs + t * BH + o, dA + t * BH + o, k.d.relu, nb * H)
         else:
-            for b in range(B):
+            for b in range(k.d.b0, k.d.b1):
                 if _real(&k.d, t, b):
                     if dys != NULL:
                         _add(dh + b * H, dys + t * BH + b * H, H)
@@ -691,12 +768,13 @@ cdef void _rnn_bwd(Cell* k) noexcept nogil:
                     _zero(dA + t * BH + b * H, H)
                     _copy(dhn + b * H, dh + b * H, H)
         if t > 0 or k.dh0 != NULL:      # dh0 = dA_0 W_hh only when asked for (need_dh0)
-            gemm_p(pw, False, False, k.d.B, iH, iH, 1, dA + t * BH, iH, k.w_hh, iH,
+            gemm_p(pw, False, False, nb, iH, iH, 1, dA + t * BH + o, iH, k.w_hh, iH,
                    0 if k.d.lengths == NULL or k.drop_h != NULL else 1,
-                   dhn if k.drop_h == NULL else k.hdrop, iH)
+                   (dhn if k.drop_h == NULL else k.hdrop) + o, iH)
             _masked_grad(&k.d, k.drop_h, k.hdrop, dhn, k.d.lengths != NULL)
         dh = dhn
-    _deferred_grads(k, iH, False)
+    if k.d.post:
+        _deferred_grads(k, iH, False)
 
 
 def rnn_cell_forward(x, h, w_ih, w_hh, b_ih, b_hh, nonlinearity, masks=None):
@@ -794,23 +872,25 @@ cdef inline void _lstm_fwd_row(floating* g, floating* bias, floating* cp, floati
 
 
 cdef void _lstm_fwd(Cell* k) noexcept nogil:
-    cdef Py_ssize_t T = k.d.T, B = k.d.B, H = k.d.H, BH = B * H, L = 5 * H, t, b
-    cdef int iH = k.d.H, G = 4 * k.d.H, iL = 5 * k.d.H
+    cdef Py_ssize_t T = k.d.T, B = k.d.B, H = k.d.H, BH = B * H, L = 5 * H, t, b, o = k.d.b0 * H
+    cdef int iH = k.d.H, G = 4 * k.d.H, iL = 5 * k.d.H, nb = k.d.b1 - k.d.b0
     hs = k.hs
     cs = k.cs
     gates = k.gates
     bias = k.ws                     # (4H,)
-    pw = _pack(True, G, iH, k.w_hh, iH, k.pw)
-    _bias_sum(k.b_ih, k.b_hh, bias, 4 * H)
-    # input projection of all T*B rows into the gate columns of the cache (row stride 5H)
-    _project(&k.d, G, k.x, k.w_ih, gates, iL)
+    pw = k.pw
+    if k.d.pre:
+        _pack(True, G, iH, k.w_hh, iH, pw)
+        _bias_sum(k.b_ih, k.b_hh, bias, 4 * H)
+        # input projection of all T*B rows into the gate columns of the cache (row stride 5H)
+        _project(&k.d, G, k.x, k.w_ih, gates, iL)
     for t in range(T):
         hp = k.h0 if t == 0 else hs + (t - 1) * BH
         cp = k.c0 if t == 0 else cs + (t - 1) * BH
         gt = gates + t * B * L
         hg = k.hdrop if _masked_state(&k.d, k.drop_h, hp, k.hdrop) else hp
-        gemm_p(pw, False, True, k.d.B, G, iH, 1, hg, iH, k.w_hh, iH, 1, gt, iL)
-        for b in range(B):
+        gemm_p(pw, False, True, nb, G, iH, 1, hg + o, iH, k.w_hh, iH, 1, gt + k.d.b0 * L, iL)
+        for b in range(k.d.b0, k.d.b1):
             _lstm_fwd_row(gt + b * L, bias, cp + b * H, cs + t * BH + b * H,
                           hs + t * BH + b * H, H)
             _zone_row(k.zone_h, t * BH + b * H, hs + t * BH + b * H, hp + b * H, H)
@@ -832,7 +912,8 @@ cdef inline void _lstm_bwd_row(floating* g, floating* dh, floating* dc, floating
 cdef void _lstm_bwd(Cell* k) noexcept nogil:
     cdef Py_ssize_t T = k.d.T, B = k.d.B, H = k.d.H, BH = B * H, L = 5 * H, G = 4 * H, t, b
     cdef bint acc
-    cdef int iH = k.d.H, iG = 4 * k.d.H
+    cdef Py_ssize_t o = k.d.b0 * H
+    cdef int iH = k.d.H, iG = 4 * k.d.H, nb = k.d.b1 - k.d.b0
     dG = k.ws                       # (T, B, 4H)
     wh0 = dG + T * B * G            # (B, H) x 4: the gradients w.r.t. h
     wh1 = wh0 + BH                  # and c after and before each step
@@ -841,18 +922,20 @@ cdef void _lstm_bwd(Cell* k) noexcept nogil:
     dys = k.dys
     dh = k.dh_n                     # the gradient w.r.t. the state after step t: the caller's
     if dys != NULL:                 # array while the loop only reads it, else a copy in wh0
-        _copy(wh0, dh, BH)
+        _copy(wh0 + o, dh + o, nb * H)
         dh = wh0
     dc = k.dc_n                     # only read
     gates = k.gates
     cprev = k.cprev
-    pw = _pack(False, iH, iG, k.w_hh, iH, k.pw)
+    pw = k.pw
+    if k.d.pre:
+        _pack(False, iH, iG, k.w_hh, iH, pw)
     # step t writes the gradient w.r.t. the state before it to dh0 at t = 0 (no copy after the
     # loop; unless need_dh0 is false), else to the workspace buffer the current one is not in
     for t in range(T - 1, -1, -1):
         dhn = k.dh0 if t == 0 and k.dh0 != NULL else (wh1 if dh == wh0 else wh0)
         dcn = k.dc0 if t == 0 and k.dc0 != NULL else (wc1 if dc == wc0 else wc0)
-        for b in range(B):
+        for b in range(k.d.b0, k.d.b1):
             if _real(&k.d, t, b):
                 if dys != NULL:
                     _add(dh + b * H, dys + t * BH + b * H, H)
@@ -871,12 +954,14 @@ cdef void _lstm_bwd(Cell* k) noexcept nogil:
                 _copy(dcn + b * H, dc + b * H, H)
         if t > 0 or k.dh0 != NULL:
             acc = k.d.lengths != NULL or k.zone_h != NULL       # dhn holds the rows' part
-            gemm_p(pw, False, False, k.d.B, iH, iG, 1, dG + t * B * G, iG, k.w_hh, iH,
-                   1 if acc and k.drop_h == NULL else 0, dhn if k.drop_h == NULL else k.hdrop, iH)
+            gemm_p(pw, False, False, nb, iH, iG, 1, dG + (t * B + k.d.b0) * G, iG, k.w_hh, iH,
+                   1 if acc and k.drop_h == NULL else 0,
+                   (dhn if k.drop_h == NULL else k.hdrop) + o, iH)
             _masked_grad(&k.d, k.drop_h, k.hdrop, dhn, acc)
         dh = dhn
         dc = dcn
-    _deferred_grads(k, iG, False)
+    if k.d.post:
+        _deferred_grads(k, iG, False)
 
 
 def lstm_cell_forward(x, h, c, w_ih, w_hh, b_ih, b_hh, masks=None):
@@ -976,31 +1061,33 @@ cdef inline void _gru_fwd_row(floating* g, floating* gh, floating* bias, floatin
 
 
 cdef void _gru_fwd(Cell* k) noexcept nogil:
-    cdef Py_ssize_t T = k.d.T, B = k.d.B, H = k.d.H, BH = B * H, L = 4 * H, t, b
-    cdef int iH = k.d.H, G = 3 * k.d.H, iL = 4 * k.d.H
+    cdef Py_ssize_t T = k.d.T, B = k.d.B, H = k.d.H, BH = B * H, L = 4 * H, t, b, o = k.d.b0 * H
+    cdef int iH = k.d.H, G = 3 * k.d.H, iL = 4 * k.d.H, nb = k.d.b1 - k.d.b0
     hs = k.hs
     gates = k.gates
     bias = k.ws                     # (4H,)
     gh = bias + 4 * H               # (B, 3H)
     bi = k.b_ih
     bh = k.b_hh
-    pw = _pack(True, G, iH, k.w_hh, iH, k.pw)
-    _bias_sum(k.b_ih, k.b_hh, bias, 2 * H)
-    if bi == NULL:
-        _zero(bias + 2 * H, H)
-    else:
-        _copy(bias + 2 * H, bi + 2 * H, H)
-    if bh == NULL:
-        _zero(bias + 3 * H, H)
-    else:
-        _copy(bias + 3 * H, bh + 2 * H, H)
-    _project(&k.d, G, k.x, k.w_ih, gates, iL)
+    pw = k.pw
+    if k.d.pre:
+        _pack(True, G, iH, k.w_hh, iH, pw)
+        _bias_sum(k.b_ih, k.b_hh, bias, 2 * H)
+        if bi == NULL:
+            _zero(bias + 2 * H, H)
+        else:
+            _copy(bias + 2 * H, bi + 2 * H, H)
+        if bh == NULL:
+            _zero(bias + 3 * H, H)
+        else:
+            _copy(bias + 3 * H, bh + 2 * H, H)
+        _project(&k.d, G, k.x, k.w_ih, gates, iL)
     for t in range(T):
         hp = k.h0 if t == 0 else hs + (t - 1) * BH
         gt = gates + t * B * L
         hg = k.hdrop if _masked_state(&k.d, k.drop_h, hp, k.hdrop) else hp
-        gemm_p(pw, False, True, k.d.B, G, iH, 1, hg, iH, k.w_hh, iH, 0, gh, G)
-        for b in range(B):
+        gemm_p(pw, False, True, nb, G, iH, 1, hg + o, iH, k.w_hh, iH, 0, gh + k.d.b0 * G, G)
+        for b in range(k.d.b0, k.d.b1):
             _gru_fwd_row(gt + b * L, gh + b * 3 * H, bias, hp + b * H, hs + t * BH + b * H, H)
             _zone_row(k.zone_h, t * BH + b * H, hs + t * BH + b * H, hp + b * H, H)
         _carry_rows(&k.d, t, hp, hs + t * BH)
@@ -1019,7 +1106,8 @@ cdef inline void _gru_bwd_row(floating* g, floating* dh, floating* hp, floating*
 
 cdef void _gru_bwd(Cell* k) noexcept nogil:
     cdef Py_ssize_t T = k.d.T, B = k.d.B, H = k.d.H, BH = B * H, L = 4 * H, G = 3 * H, t, b, row
-    cdef int iH = k.d.H, iG = 3 * k.d.H
+    cdef Py_ssize_t o = k.d.b0 * H
+    cdef int iH = k.d.H, iG = 3 * k.d.H, nb = k.d.b1 - k.d.b0
     dGi = k.ws                      # (T, B, 3H) w.r.t. gi (and gh_r, gh_z)
     dGhn = dGi + T * B * G          # (T, B, H) w.r.t. gh_n
     w0 = dGhn + T * BH              # (B, H) x 2: the gradient w.r.t. the
@@ -1027,21 +1115,24 @@ cdef void _gru_bwd(Cell* k) noexcept nogil:
     dys = k.dys
     dh = k.dh_n                     # the gradient w.r.t. the state after step t: the caller's
     if dys != NULL:                 # array while the loop only reads it, else a copy in w0
-        _copy(w0, dh, BH)
+        _copy(w0 + o, dh + o, nb * H)
         dh = w0
     gates = k.gates
     hprev = k.hprev
     w_n = k.w_hh + 2 * H * H        # W_hh's n rows
     # dh_prev = dG_h @ W_hh = dGi[:, :2H] @ W_hh[:2H] + dGhn @ W_hh[2H:]: two packed weights
-    pw = _pack(False, iH, 2 * iH, k.w_hh, iH, k.pw)
+    pw = k.pw
     pwn = pw                        # NULL stays NULL: the per-step GEMMs run on gemm()
     if pw != NULL:
-        pwn = _pack(False, iH, iH, w_n, iH, pw + _packed_len(pw, iH, 2 * iH))
+        pwn = pw + _packed_len(pw, iH, 2 * iH)
+    if k.d.pre:
+        _pack(False, iH, 2 * iH, k.w_hh, iH, pw)
+        _pack(False, iH, iH, w_n, iH, pwn)
     # step t writes the gradient w.r.t. the state before it to dh0 at t = 0 (no copy after the
     # loop; unless need_dh0 is false), else to the workspace buffer the current one is not in
     for t in range(T - 1, -1, -1):
         dhn = k.dh0 if t == 0 and k.dh0 != NULL else (w1 if dh == w0 else w0)
-        for b in range(B):
+        for b in range(k.d.b0, k.d.b1):
             row = t * B + b
             if _real(&k.d, t, b):
                 if dys != NULL:
@@ -1055,13 +1146,14 @@ cdef void _gru_bwd(Cell* k) noexcept nogil:
                 _zero(dGhn + row * H, H)
                 _copy(dhn + b * H, dh + b * H, H)
         if t > 0 or k.dh0 != NULL:
-            dst = dhn if k.drop_h == NULL else k.hdrop
-            gemm_p(pw, False, False, k.d.B, iH, 2 * iH, 1, dGi + t * B * G, iG, k.w_hh,
+            dst = (dhn if k.drop_h == NULL else k.hdrop) + o
+            gemm_p(pw, False, False, nb, iH, 2 * iH, 1, dGi + (t * B + k.d.b0) * G, iG, k.w_hh,
                    iH, 1 if k.drop_h == NULL else 0, dst, iH)
-            gemm_p(pwn, False, False, k.d.B, iH, iH, 1, dGhn + t * BH, iH, w_n, iH, 1, dst, iH)
+            gemm_p(pwn, False, False, nb, iH, iH, 1, dGhn + t * BH + o, iH, w_n, iH, 1, dst, iH)
             _masked_grad(&k.d, k.drop_h, k.hdrop, dhn, True)
         dh = dhn
-    _deferred_grads(k, iG, True)
+    if k.d.post:
+        _deferred_grads(k, iG, True)
 
 
 def gru_cell_forward(x, h, w_ih, w_hh, b_ih, b_hh, masks=None):

@@ -1,11 +1,15 @@
 # cython: language_level=3, cdivision=True
 """Compiled optimizer update kernels: one pass over a parameter per step, in place (contract:
 docs/kernels.md; NumPy twin with the same names and the rules spelled out: _optim_ops_ref.py).
-The loops are C, in csrc/mg_optim.h; this module checks the arrays and picks float32 or float64."""
+The loops are C, in csrc/mg_optim.h; this module checks the arrays and picks float32 or float64.
+A large parameter's update is split into contiguous chunks across the kernels' threads (_pool):
+each element's update depends on that element alone, so the result is the same."""
 from libc.math cimport sqrt
+from libc.string cimport memset
 cimport numpy as cnp
 
 from minigrad._checks cimport _layout, _ptr
+from minigrad._pool cimport _parts, _parallel
 
 cnp.import_array()
 
@@ -22,6 +26,54 @@ cdef extern from "csrc/mg_optim.h" nogil:
     void mg_rmsprop(int dbl, void* p, void* g, void* v, void* ga, void* b, Py_ssize_t n,
                     double lr, double alpha, double oma, double eps, double wd, double mom,
                     int decay)
+
+
+cdef enum Rule:
+    SGD, ADAM, ADAGRAD, RMSPROP
+
+
+cdef struct Update:             # one update kernel call: which rule, its arrays and numbers
+    Rule rule
+    int dbl                     # float64 arrays (else float32)
+    void* a[5]                  # p, g, then the rule's state arrays (NULL: unused)
+    Py_ssize_t n
+    double h[12]                # the hyperparameters, in the order of the mg_* call
+    int f[3]                    # its int flags
+
+
+cdef void _chunk(void* arg, int i, int parts) noexcept nogil:
+    """Elements [j0, j1) of an update: part i of `parts`, cut at multiples of 64 elements."""
+    cdef Update* u = <Update*>arg
+    cdef Py_ssize_t j0 = u.n * i // parts // 64 * 64
+    cdef Py_ssize_t j1 = u.n if i == parts - 1 else u.n * (i + 1) // parts // 64 * 64
+    cdef Py_ssize_t size = 8 if u.dbl else 4, q
+    cdef void* a[5]
+    cdef double* h = u.h
+    for q in range(5):
+        a[q] = NULL if u.a[q] == NULL else <char*>u.a[q] + j0 * size
+    if u.rule == SGD:
+        mg_sgd(u.dbl, a[0], a[1], a[2], j1 - j0, h[0], h[1], h[2], h[3], u.f[0], u.f[1])
+    elif u.rule == ADAM:
+        mg_adam(u.dbl, a[0], a[1], a[2], a[3], a[4], j1 - j0, h[0], h[1], h[2], h[3], h[4], h[5],
+                h[6], h[7], h[8], u.f[0])
+    elif u.rule == ADAGRAD:
+        mg_adagrad(u.dbl, a[0], a[1], a[2], j1 - j0, h[0], h[1], h[2], u.f[0])
+    else:
+        mg_rmsprop(u.dbl, a[0], a[1], a[2], a[3], a[4], j1 - j0, h[0], h[1], h[2], h[3], h[4],
+                   h[5], u.f[0])
+
+
+cdef inline Update _blank(Rule rule) noexcept:
+    cdef Update u
+    memset(&u, 0, sizeof(Update))
+    u.rule = rule
+    return u
+
+
+cdef void _update(Update* u) noexcept nogil:
+    """Run an update on the kernels' threads: one chunk per thread, each of at least
+    _pool.MIN_PART_WORK / 32 elements (an element costs about 32 multiply-adds' time)."""
+    _parallel(_chunk, u, _parts(u.n * 32.0, u.n // 64))
 
 
 cdef cnp.ndarray _in_place(object a, str name, cnp.ndarray like, bint write):
@@ -85,12 +137,12 @@ def sgd_update(p, g, buf, double lr, double momentum, double dampening, double w
                bint nesterov, bint first):
     """One SGD step on p, in place, in one pass (the rule is in the twin); buf is the momentum
     buffer, updated in place (None without momentum), first: it holds nothing yet."""
-    cdef void* a[3]
-    cdef Py_ssize_t n
-    cdef int dbl = _update_arrays(p, g, ("buf",), (buf,), a, &n)
+    cdef Update u = _blank(SGD)
+    u.dbl = _update_arrays(p, g, ("buf",), (buf,), u.a, &u.n)
+    u.h[:4] = [lr, momentum, 1.0 - dampening, weight_decay]
+    u.f[:2] = [nesterov, first]
     with nogil:
-        mg_sgd(dbl, a[0], a[1], a[2], n, lr, momentum, 1.0 - dampening, weight_decay, nesterov,
-               first)
+        _update(&u)
 
 
 def adam_update(p, g, m, v, vmax, double lr, double beta1, double beta2, double eps,
@@ -100,16 +152,16 @@ def adam_update(p, g, m, v, vmax, double lr, double beta1, double beta2, double 
     the step number t >= 1 the bias corrections use."""
     if step < 1:
         raise ValueError(f"step must be >= 1, got {step}")
-    cdef void* a[5]
-    cdef Py_ssize_t n
-    cdef int dbl = _update_arrays(p, g, ("m", "v", "vmax"), (m, v, vmax), a, &n)
+    cdef Update u = _blank(ADAM)
+    u.dbl = _update_arrays(p, g, ("m", "v", "vmax"), (m, v, vmax), u.a, &u.n)
     cdef int mode = 0 if weight_decay == 0 else (2 if decoupled else 1)
     cdef double step_size = lr / (1.0 - beta1 ** step)
     cdef double bc2 = sqrt(1.0 - beta2 ** step)
     cdef double decay = 1.0 - lr * weight_decay
+    u.h[:9] = [beta1, 1.0 - beta1, beta2, 1.0 - beta2, eps, weight_decay, decay, step_size, bc2]
+    u.f[0] = mode
     with nogil:
-        mg_adam(dbl, a[0], a[1], a[2], a[3], a[4], n, beta1, 1.0 - beta1, beta2, 1.0 - beta2,
-                eps, weight_decay, decay, step_size, bc2, mode)
+        _update(&u)
 
 
 def adagrad_update(p, g, acc, double lr, double lr_decay, double weight_decay, double eps,
@@ -118,12 +170,12 @@ def adagrad_update(p, g, acc, double lr, double lr_decay, double weight_decay, d
     of squared gradients, updated in place; step is the step number t >= 1."""
     if step < 1:
         raise ValueError(f"step must be >= 1, got {step}")
-    cdef void* a[3]
-    cdef Py_ssize_t n
-    cdef int dbl = _update_arrays(p, g, ("acc",), (acc,), a, &n)
-    cdef double clr = lr / (1.0 + (step - 1) * lr_decay)
+    cdef Update u = _blank(ADAGRAD)
+    u.dbl = _update_arrays(p, g, ("acc",), (acc,), u.a, &u.n)
+    u.h[:3] = [lr / (1.0 + (step - 1) * lr_decay), weight_decay, eps]
+    u.f[0] = weight_decay != 0
     with nogil:
-        mg_adagrad(dbl, a[0], a[1], a[2], n, clr, weight_decay, eps, weight_decay != 0)
+        _update(&u)
 
 
 def rmsprop_update(p, g, v, grad_avg, buf, double lr, double alpha, double eps,
@@ -131,9 +183,9 @@ def rmsprop_update(p, g, v, grad_avg, buf, double lr, double alpha, double eps,
     """One RMSprop step on p, in place, in one pass (the rule is in the twin); v is the square
     average, grad_avg the gradient average (centered, else None), buf the momentum buffer
     (momentum > 0, else None), each updated in place."""
-    cdef void* a[5]
-    cdef Py_ssize_t n
-    cdef int dbl = _update_arrays(p, g, ("v", "grad_avg", "buf"), (v, grad_avg, buf), a, &n)
+    cdef Update u = _blank(RMSPROP)
+    u.dbl = _update_arrays(p, g, ("v", "grad_avg", "buf"), (v, grad_avg, buf), u.a, &u.n)
+    u.h[:6] = [lr, alpha, 1.0 - alpha, eps, weight_decay, momentum]
+    u.f[0] = weight_decay != 0
     with nogil:
-        mg_rmsprop(dbl, a[0], a[1], a[2], a[3], a[4], n, lr, alpha, 1.0 - alpha, eps,
-                   weight_decay, momentum, weight_decay != 0)
+        _update(&u)

@@ -17,6 +17,7 @@ from benchmarks import (
     bench_optim,
     bench_overhead,
     bench_rnn,
+    bench_threads,
 )
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -29,6 +30,7 @@ SCRIPTS = {  # command line -> the module whose build_parser() it runs
     "bench_overhead.py": ([os.path.join("benchmarks", "bench_overhead.py")], bench_overhead),
     "bench_dropout.py": ([os.path.join("benchmarks", "bench_dropout.py")], bench_dropout),
     "bench_lm.py": ([os.path.join("benchmarks", "bench_lm.py")], bench_lm),
+    "bench_threads.py": ([os.path.join("benchmarks", "bench_threads.py")], bench_threads),
 }
 
 
@@ -117,6 +119,7 @@ def test_every_command_in_the_performance_doc_parses():
         "bench_kernels": bench_kernels,
         "bench_overhead": bench_overhead,
         "bench_lm": bench_lm,
+        "bench_threads": bench_threads,
     }
     found = 0
     for m in re.finditer(

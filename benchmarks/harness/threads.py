@@ -1,8 +1,9 @@
-"""BLAS/OpenMP thread count of a benchmark run.
+"""BLAS/OpenMP/minigrad thread count of a benchmark run.
 
 OpenBLAS sizes its thread pool when NumPy (or SciPy) is first imported, so a script sets the
 environment first (``set_env``, before ``import numpy``) and then limits every pool already
-loaded (``apply``: threadpoolctl when installed, and ``torch.set_num_threads``). This module
+loaded (``apply``: threadpoolctl when installed, ``minigrad.set_num_threads`` and
+``torch.set_num_threads``). This module
 imports neither NumPy nor torch at import time.
 """
 
@@ -10,7 +11,7 @@ import os
 import sys
 
 DEFAULT_THREADS = 1  # see docs/performance.md, Method, "Threads"
-THREAD_ENV = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+THREAD_ENV = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "MINIGRAD_NUM_THREADS")
 
 _LIMITER = None  # keeps threadpoolctl's limits alive for the process
 
@@ -67,8 +68,9 @@ def torch_available():
 
 def apply(n, env_set_before_numpy=None):
     """Limit every BLAS/OpenMP pool to n threads (threadpoolctl when importable: NumPy's and
-    SciPy's separate OpenBLAS and torch's OpenMP) and torch.set_num_threads(n); returns what
-    was set, for the run's header and JSON."""
+    SciPy's separate OpenBLAS and torch's OpenMP), then minigrad.set_num_threads(n) (its kernels
+    n threads, SciPy's BLAS, which only they call, one) and torch.set_num_threads(n); returns
+    what was set, for the run's header and JSON."""
     global _LIMITER
     info = {
         "requested": n,
@@ -79,6 +81,14 @@ def apply(n, env_set_before_numpy=None):
         import threadpoolctl
 
         _LIMITER = threadpoolctl.threadpool_limits(limits=n)
+    except ImportError:
+        threadpoolctl = None
+    import minigrad  # after threadpoolctl: SciPy's BLAS back to one thread, the kernels' to n
+
+    minigrad.set_num_threads(n)
+    info["minigrad_num_threads"] = minigrad.get_num_threads()
+    info["threadpoolctl"] = None
+    if threadpoolctl is not None:
         info["threadpoolctl"] = [
             {
                 "api": d["internal_api"],
@@ -87,8 +97,6 @@ def apply(n, env_set_before_numpy=None):
             }
             for d in threadpoolctl.threadpool_info()
         ]
-    except ImportError:
-        info["threadpoolctl"] = None
     if torch_available():
         import torch
 
@@ -113,5 +121,6 @@ def describe(info):
     )
     return (
         f"threads: {info['requested']} (env {env}{late}; "
+        f"minigrad.set_num_threads({info.get('minigrad_num_threads', '-')}); "
         f"torch.set_num_threads({info.get('torch_num_threads', '-')}); {pools})"
     )

@@ -1,0 +1,54 @@
+"""benchmarks/bench_threads.py: its thread-count option, and one tiny run of each table, whose
+rows must hold one median per contender and count and ratios consistent with them."""
+
+import re
+
+import pytest
+
+from benchmarks import bench_threads
+
+TINY = "4x3x5x6"
+
+
+@pytest.mark.parametrize("text, want", [("1,2", [1, 2]), ("2, 1,2", [1, 2]), ("3", [3])])
+def test_thread_counts_parse(text, want):
+    assert bench_threads.parse_counts(text) == want
+
+
+@pytest.mark.parametrize("text", ["0,1", "a", ","])
+def test_bad_thread_counts_are_rejected(text):
+    with pytest.raises(ValueError, match="--threads expects"):
+        bench_threads.parse_counts(text)
+
+
+def table_row(out, cell):
+    rows = [line.split() for line in out.splitlines() if line.startswith(cell + " ")]
+    assert rows, out
+    return rows[-1]
+
+
+def test_scaling_table_has_each_count_and_its_speedup(capsys):
+    bench_threads.main(
+        ["--cells", "gru", "--sizes", TINY, "--threads", "1,2", "--no-torch", "--min-time", "0.01"]
+    )
+    out = capsys.readouterr().out
+    assert "minigrad@1" in out and "numpy@2" in out and "legend:" in out
+    row = table_row(out, "gru")
+    mg1, mg2, np1, np2, mg_x2, np_x2 = map(float, row[2:8])
+    assert mg_x2 == pytest.approx(mg1 / mg2, rel=0.05, abs=0.01)
+    assert np_x2 == pytest.approx(np1 / np2, rel=0.05, abs=0.01)
+
+
+def test_contention_table_runs_a_spinning_process_and_stops_it(capsys):
+    bench_threads.main(
+        ["--contention", "--cells", "rnn", "--sizes", TINY, "--no-torch", "--min-time", "0.01"]
+    )
+    out = capsys.readouterr().out
+    pid = int(re.search(r"a process \(pid (\d+)\) spinning", out).group(1))
+    row = table_row(out, "rnn")
+    mg1, np1, mgd, npd, mg_ratio, np_ratio = map(float, row[2:8])
+    assert mg_ratio == pytest.approx(mgd / mg1, rel=0.05, abs=0.01)
+    with pytest.raises(ProcessLookupError):  # killed and reaped when the run ended
+        import os
+
+        os.kill(pid, 0)
