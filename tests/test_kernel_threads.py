@@ -75,6 +75,24 @@ def exact(problem, gemm_path):
 def test_n_threads_match_one_thread(kind, gemm_path, data):
     problem = data.draw(problems(kind, max_size=13, max_T=6), label="problem")
     n = data.draw(st.integers(2, 5), label="threads")
+    assert_n_threads_match_one_thread(problem, n, gemm_path)
+
+
+@pytest.mark.parametrize("gemm_path", ["small", "blas"])
+@pytest.mark.parametrize("kind", [k for k in KINDS if k != "linear"])
+@given(data=st.data())
+def test_n_threads_match_one_thread_with_dropout_and_zoneout_masks(kind, gemm_path, data):
+    """Recurrent dropout (the masked state each step's GEMM reads, the masked gradient after it,
+    the masked states of the deferred dW_hh) and zoneout (per row) on the threads' row slices."""
+    problem = data.draw(problems(kind, max_size=13, max_T=6, masked=True), label="problem")
+    assert problem.values["masks"] is not None
+    n = data.draw(st.integers(2, 5), label="threads")
+    assert_n_threads_match_one_thread(problem, n, gemm_path)
+
+
+def assert_n_threads_match_one_thread(problem, n, gemm_path):
+    """problem's outputs and gradients on n threads are those of one thread: equal bit for bit
+    on the small-GEMM path, within the kernel-vs-twin tolerance on BLAS."""
     one_out, one_grads = run(problem, 1, gemm_path)
     many_out, many_grads = run(problem, n, gemm_path)
     twin_error = {}

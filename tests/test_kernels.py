@@ -201,7 +201,9 @@ class Problem:
 
 
 @st.composite
-def problems(draw, kind, max_size=17, max_T=12, dtypes=(np.float32, np.float64)):
+def problems(draw, kind, max_size=17, max_T=12, dtypes=(np.float32, np.float64), masked=None):
+    """A drawn Problem of `kind`; with masks (recurrent dropout, zoneout) drawn or not, or as
+    `masked` says when given."""
     B, I, H = (draw(st.integers(1, max_size)) for _ in range(3))
     T = draw(st.integers(1, max_T)) if is_sequence(kind) else 1
     dtype = draw(st.sampled_from(dtypes))
@@ -214,7 +216,9 @@ def problems(draw, kind, max_size=17, max_T=12, dtypes=(np.float32, np.float64))
         )
     nonlinearity = draw(st.sampled_from(["tanh", "relu"])) if kind.startswith("rnn") else None
     seed = draw(st.integers(0, 2**32 - 1))
-    masked = kind != "linear" and draw(st.booleans())
+    if masked is None:
+        masked = draw(st.booleans())
+    masked = kind != "linear" and masked
     return Problem(kind, T, B, I, H, dtype, bias, lengths, nonlinearity, seed, masked)
 
 
