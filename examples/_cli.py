@@ -2,11 +2,13 @@
 and argparse types for the numbers they take. Imported by the scripts next to it
 (``from _cli import ...``); not an example itself.
 
-Importing it also prepares the process for a script that imports it before NumPy: one BLAS
-thread unless OPENBLAS_NUM_THREADS is set (OpenBLAS' worker threads busy-wait; on a small or
-shared machine they slow the small GEMMs of a recurrent step down many times over, and the
-setting must come before NumPy loads), and, in a source checkout without ``pip install .``,
-the checkout's minigrad on sys.path."""
+Importing it also prepares the process for a script that imports it before NumPy: one thread
+for NumPy's BLAS unless OPENBLAS_NUM_THREADS is set (OpenBLAS' worker threads busy-wait; on a
+small or shared machine they slow the small GEMMs of a recurrent step down many times over, and
+the setting must come before NumPy loads), and, in a source checkout without ``pip install .``,
+the checkout's minigrad on sys.path. minigrad's own kernels still run on their default thread
+count (the cores this process may use, or MINIGRAD_NUM_THREADS): their workers wait passively,
+and minigrad leaves NumPy's BLAS alone at import unless MINIGRAD_NUM_THREADS is set."""
 
 import argparse
 import math

@@ -391,7 +391,9 @@ def build_parser():
         "--threads",
         type=positive(int),
         default=None,
-        help="BLAS threads; needs threadpoolctl (default: OPENBLAS_NUM_THREADS if set, else 1)",
+        help="threads of minigrad's kernels and NumPy's BLAS, minigrad.set_num_threads (default: "
+        "the kernels on the cores this process may use or MINIGRAD_NUM_THREADS, NumPy's BLAS on "
+        "OPENBLAS_NUM_THREADS if set, else 1)",
     )
     p.add_argument(
         "--quiet", action="store_true", help="no progress lines, samples or notes on stdout"
@@ -436,21 +438,6 @@ class Progress:
         print(text, flush=True)
 
 
-def _limit_threads(n):
-    if n is None:
-        return None
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        print(
-            "note: --threads needs threadpoolctl (pip install threadpoolctl); set "
-            "OPENBLAS_NUM_THREADS before starting instead",
-            file=sys.stderr,
-        )
-        return None
-    return threadpool_limits(limits=n, user_api="blas")
-
-
 def main(argv=None):
     args = build_parser().parse_args(argv)
     if not 0 < args.val_fraction < 1:
@@ -471,7 +458,7 @@ def main(argv=None):
         except ImportError as e:
             raise SystemExit(f"error: --distributed: {e}") from None
         if args.threads is None:
-            mg.set_num_threads(1)  # one BLAS thread per rank
+            mg.set_num_threads(1)  # one thread per rank (kernels and BLAS)
         if distributed.world_size() > 1 and args.batch_size % distributed.world_size():
             raise SystemExit(
                 f"error: --batch-size {args.batch_size} must be a multiple of the "
@@ -482,12 +469,9 @@ def main(argv=None):
         args.dist = distributed
     else:
         args.dist = None
-    limiter = _limit_threads(args.threads)
-    try:
-        return _train(args)
-    finally:
-        if limiter is not None:
-            limiter.unregister()
+    if args.threads is not None:
+        mg.set_num_threads(args.threads)
+    return _train(args)
 
 
 def _train(args):

@@ -6,7 +6,7 @@ the batch, gradients averaged across them after every backward pass.
     from minigrad import distributed as dist
 
     dist.init()                                   # MPI.COMM_WORLD; one process per rank
-    mg.set_num_threads(1)                         # one BLAS thread per rank
+    mg.set_num_threads(1)                         # one thread per rank (kernels, BLAS)
     model = dist.DistributedDataParallel(MyModel())   # rank 0's weights everywhere
     opt = mg.optim.Adam(model.parameters())
     for x, y in my_shard_of_the_batches:          # DistributedSampler / BPTTBatcher(rank=...)

@@ -273,3 +273,28 @@ def test_the_default_follows_the_affinity_mask():
     r = _python(code)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "1"
+
+
+def test_examples_keep_numpys_blas_at_one_thread_and_the_kernels_at_the_default():
+    """examples/_cli.py, imported before NumPy, sets OPENBLAS_NUM_THREADS=1: NumPy's BLAS stays
+    at one thread (no busy-waiting pool on small GEMMs) while minigrad's kernels run on their
+    default count."""
+    examples = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples")
+    code = (
+        f"import sys\nsys.path.insert(0, {examples!r})\nimport _cli\n"
+        "import minigrad\nfrom minigrad import threads\n"
+        "print(minigrad.get_num_threads(), threads.default_num_threads(),"
+        " sorted(g() for _, _, g in threads.blas_libraries()))"
+    )
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("MINIGRAD_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+    }
+    r = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert r.returncode == 0, r.stderr
+    n, default, counts = r.stdout.split(" ", 2)
+    assert n == default
+    assert eval(counts) and set(eval(counts)) == {1}
