@@ -77,11 +77,6 @@ def parse_counts(text):
 
 def build_parser():
     ap = cli.parser(__doc__)
-    ap.add_argument(
-        "--quick",
-        action="store_true",
-        help="the first two sizes of the grid and shorter sampling (0.5 s per contender)",
-    )
     ap.add_argument("--cells", type=parse_cells, default=",".join(CELLS), help="cell types")
     ap.add_argument("--sizes", type=parse_sizes, default=None, help="BxTxIxH,... (default: grid)")
     ap.add_argument(
@@ -90,14 +85,20 @@ def build_parser():
         default=None,
         help="thread counts of the scaling table (default: 1 and the cores this process may use)",
     )
-    ap.add_argument("--contention", action="store_true", help="the contention table instead")
-    ap.add_argument("--no-torch", action="store_true", help="leave torch out")
-    ap.add_argument("--no-numpy", action="store_true", help="leave the NumPy reference out")
     ap.add_argument(
         "--min-time",
         type=float,
         default=2.0,
         help="seconds sampled per contender (--quick: at most 0.5)",
+    )
+    cli.add_flags(
+        ap,
+        [
+            ("--quick", "the first two sizes of the grid, shorter sampling (0.5 s each)"),
+            ("--contention", "the contention table instead"),
+            ("--no-torch", "leave torch out"),
+            ("--no-numpy", "leave the NumPy reference out"),
+        ],
     )
     return ap
 
