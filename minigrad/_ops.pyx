@@ -48,6 +48,23 @@ cdef extern from "csrc/mg_cells.h" nogil:
                          Py_ssize_t H)
 
 
+cdef extern from "csrc/mg_norm.h" nogil:
+    # layer norm around the LSTM and GRU rows; dbl: the double version (else float)
+    void mg_lstm_ln_pre(bint dbl, void* g, void* bias, void* zero, void* gain, void* shift,
+                        void* xh, Py_ssize_t H)
+    void mg_lstm_ln_post(bint dbl, void* g, void* ct, void* ht, void* zero, void* gain,
+                         void* shift, void* xh, Py_ssize_t H)
+    void mg_lstm_ln_bwd_pre(bint dbl, void* g, void* dh, void* dc, void* gain, void* xh,
+                            void* dcx, void* dy, Py_ssize_t H)
+    void mg_lstm_ln_bwd_post(bint dbl, void* dg, void* dy, void* gain, void* xh, Py_ssize_t H)
+    void mg_gru_ln_pre(bint dbl, void* g, void* gh, void* bias, void* zero, void* gain,
+                       void* shift, void* xh, Py_ssize_t H)
+    void mg_gru_ln_bwd_post(bint dbl, void* dgi, void* dghn, void* dy, void* gain, void* xh,
+                            Py_ssize_t H)
+    void mg_ln_grads(bint dbl, void* dy, void* xh, Py_ssize_t rows, Py_ssize_t n, Py_ssize_t ldx,
+                     void* dgain, void* dshift)
+
+
 # ---------------------------------------------------------------------------------------------
 # 1. arguments and dispatch
 
@@ -88,6 +105,14 @@ cdef struct Args:
     void *dw_hh
     void *db_ih               # NULL: no bias
     void *db_hh
+    # layer norm (LSTM, GRU; every one NULL when it is off; csrc/mg_norm.h)
+    void *ln_w                # (nb*H,) the norms' gains (LSTM nb = 5: i, f, g, o, c;
+    void *ln_b                # GRU nb = 4: r, z, n's input part, n's recurrent part), shifts
+    void *lnc                 # (T, B, nb*H + nb): xhat of each norm, then 1/std of each
+    void *lnw                 # forward: zeros (4H); LSTM backward: (B, H) scratch
+    void *lndy                # backward: (T, B, nb*H) zeros, the gradients w.r.t. the norms' outputs
+    void *dln_w
+    void *dln_b
 
 
 # The same fields, typed: what the bodies read.
@@ -118,6 +143,13 @@ cdef struct CellF:
     float *dw_hh
     float *db_ih
     float *db_hh
+    float *ln_w
+    float *ln_b
+    float *lnc
+    float *lnw
+    float *lndy
+    float *dln_w
+    float *dln_b
 
 
 cdef struct CellD:
@@ -147,6 +179,13 @@ cdef struct CellD:
     double *dw_hh
     double *db_ih
     double *db_hh
+    double *ln_w
+    double *ln_b
+    double *lnc
+    double *lnw
+    double *lndy
+    double *dln_w
+    double *dln_b
 
 
 ctypedef fused Cell:
@@ -186,6 +225,13 @@ cdef void _view(Args* a, Cell* k) noexcept:
     _typed(&k.dw_hh, a.dw_hh)
     _typed(&k.db_ih, a.db_ih)
     _typed(&k.db_hh, a.db_hh)
+    _typed(&k.ln_w, a.ln_w)
+    _typed(&k.ln_b, a.ln_b)
+    _typed(&k.lnc, a.lnc)
+    _typed(&k.lnw, a.lnw)
+    _typed(&k.lndy, a.lndy)
+    _typed(&k.dln_w, a.dln_w)
+    _typed(&k.dln_b, a.dln_b)
 
 
 cdef int _run(Args* a, int tn, BodyF body_f, BodyD body_d) except -1:
@@ -400,6 +446,49 @@ cdef int _check_cache(object cache, str names) except -1:
                else type(cache).__name__)
         raise ValueError(f"cache must be a tuple of {n} arrays ({names}), got {got}")
     return 0
+
+
+cdef object _prep_ln(Args* k, int tn, object ln, int nb):
+    """ln: None (layer norm off: every LN pointer stays NULL) or (gain, shift), each (nb*H,);
+    sets their pointers. Returns the forward's zero row, (4H,) (k.lnw), or None."""
+    if ln is None:
+        return None
+    if not isinstance(ln, tuple) or len(<tuple>ln) != 2:
+        got = (f"a tuple of length {len(<tuple>ln)}" if isinstance(ln, tuple)
+               else type(ln).__name__)
+        raise ValueError(f"ln must be None or a tuple (gain, shift) of two arrays, got {got}")
+    cdef Py_ssize_t n = nb * k.d.H
+    k.ln_w = _check(ln[0], "ln gain", tn, "x", 1, n)
+    k.ln_b = _check(ln[1], "ln shift", tn, "x", 1, n)
+    zero = np.zeros(4 * k.d.H, np.float32 if tn == cnp.NPY_FLOAT else np.float64)
+    k.lnw = _data(zero)
+    return zero
+
+
+cdef object _ln_cache_out(Args* k, int tn, int nb, bint seq):
+    """The forward's LN cache, (T, B, nb*H + nb) ((B, nb*H + nb) for a cell), or None (off)."""
+    if k.ln_w == NULL:
+        return None
+    cdef Py_ssize_t w = nb * k.d.H + nb
+    lnc = _empty(tn, k.d.T, k.d.B, w) if seq else _empty(tn, k.d.B, w)
+    k.lnc = _data(lnc)
+    return lnc
+
+
+cdef tuple _ln_grads(Args* k, int tn, int nb, object lnc, bint seq):
+    """A backward's LN arguments: checks the LN cache lnc, allocates dy (zeros), the LSTM's
+    scratch and the gain and shift gradients; returns (dgain, shift gradient, buffers to keep)."""
+    cdef Py_ssize_t n = nb * k.d.H, T = k.d.T, B = k.d.B
+    if seq:
+        k.lnc = _check(lnc, "lnc", tn, "x", 3, T, B, n + nb)
+    else:
+        k.lnc = _check(lnc, "lnc", tn, "x", 2, B, n + nb)
+    dt = np.float32 if tn == cnp.NPY_FLOAT else np.float64
+    dy = np.zeros(T * B * n, dt)
+    scratch = _empty(tn, B * k.d.H)
+    dln_w, dln_b = _empty(tn, n), _empty(tn, n)
+    k.lndy, k.lnw, k.dln_w, k.dln_b = _data(dy), _data(scratch), _data(dln_w), _data(dln_b)
+    return dln_w, dln_b, (dy, scratch)
 
 
 cdef tuple _param_grads(Args* k, int tn, Py_ssize_t GH, bint has_bias):
@@ -641,6 +730,7 @@ cdef inline void _lstm_fwd_row(floating* g, floating* bias, floating* cp, floati
 
 cdef void _lstm_fwd(Cell* k) noexcept nogil:
     cdef Py_ssize_t T = k.d.T, B = k.d.B, H = k.d.H, BH = B * H, L = 5 * H, t, b
+    cdef Py_ssize_t LC = 5 * H + 5  # a row of the LN cache
     cdef int iH = k.d.H, G = 4 * k.d.H, iL = 5 * k.d.H
     hs = k.hs
     cs = k.cs
@@ -656,8 +746,15 @@ cdef void _lstm_fwd(Cell* k) noexcept nogil:
         gt = gates + t * B * L
         gemm_p(pw, False, True, k.d.B, G, iH, 1, hp, iH, k.w_hh, iH, 1, gt, iL)
         for b in range(B):
-            _lstm_fwd_row(gt + b * L, bias, cp + b * H, cs + t * BH + b * H,
-                          hs + t * BH + b * H, H)
+            if k.ln_w != NULL:
+                mg_lstm_ln_pre(Cell is CellD, gt + b * L, bias, k.lnw, k.ln_w, k.ln_b,
+                               k.lnc + (t * B + b) * LC, H)
+            _lstm_fwd_row(gt + b * L, bias if k.ln_w == NULL else k.lnw, cp + b * H,
+                          cs + t * BH + b * H, hs + t * BH + b * H, H)
+            if k.ln_w != NULL:
+                mg_lstm_ln_post(Cell is CellD, gt + b * L, cs + t * BH + b * H,
+                                hs + t * BH + b * H, k.lnw, k.ln_w, k.ln_b,
+                                k.lnc + (t * B + b) * LC, H)
         _carry_rows(&k.d, t, hp, hs + t * BH)
         _carry_rows(&k.d, t, cp, cs + t * BH)
         _write_ys(&k.d, t, k.ys, hs + t * BH)
@@ -674,6 +771,7 @@ cdef inline void _lstm_bwd_row(floating* g, floating* dh, floating* dc, floating
 
 cdef void _lstm_bwd(Cell* k) noexcept nogil:
     cdef Py_ssize_t T = k.d.T, B = k.d.B, H = k.d.H, BH = B * H, L = 5 * H, G = 4 * H, t, b
+    cdef Py_ssize_t LC = 5 * H + 5  # a row of the LN cache (and L, of its dy)
     cdef int iH = k.d.H, iG = 4 * k.d.H
     dG = k.ws                       # (T, B, 4H)
     wh0 = dG + T * B * G            # (B, H) x 4: the gradients w.r.t. h
@@ -698,8 +796,18 @@ cdef void _lstm_bwd(Cell* k) noexcept nogil:
             if _real(&k.d, t, b):
                 if dys != NULL:
                     _add(dh + b * H, dys + t * BH + b * H, H)
-                _lstm_bwd_row(gates + (t * B + b) * L, dh + b * H, dc + b * H,
+                dcr = dc + b * H
+                if k.ln_w != NULL:
+                    dcr = k.lnw + b * H
+                    mg_lstm_ln_bwd_pre(Cell is CellD, gates + (t * B + b) * L, dh + b * H,
+                                       dc + b * H, k.ln_w, k.lnc + (t * B + b) * LC, dcr,
+                                       k.lndy + (t * B + b) * L, H)
+                _lstm_bwd_row(gates + (t * B + b) * L, dh + b * H, dcr,
                               cprev + t * BH + b * H, dG + (t * B + b) * G, dcn + b * H, H)
+                if k.ln_w != NULL:
+                    mg_lstm_ln_bwd_post(Cell is CellD, dG + (t * B + b) * G,
+                                        k.lndy + (t * B + b) * L, k.ln_w,
+                                        k.lnc + (t * B + b) * LC, H)
                 if k.d.lengths != NULL:
                     _zero(dhn + b * H, H)
             else:
@@ -711,30 +819,41 @@ cdef void _lstm_bwd(Cell* k) noexcept nogil:
                    0 if k.d.lengths == NULL else 1, dhn, iH)
         dh = dhn
         dc = dcn
+    if k.ln_w != NULL:
+        mg_ln_grads(Cell is CellD, k.lndy, k.lnc, T * B, L, LC, k.dln_w, k.dln_b)
     _deferred_grads(k, iG, False)
 
 
-def lstm_cell_forward(x, h, c, w_ih, w_hh, b_ih, b_hh):
-    """-> (h1, c1, cache), cache (B, 5H) = [i | f | g | o | tanh(c1)]."""
+def lstm_cell_forward(x, h, c, w_ih, w_hh, b_ih, b_hh, ln=None):
+    """-> (h1, c1, cache), cache (B, 5H) = [i | f | g | o | tanh(c1)]; with layer norm (ln =
+    (gain, shift), (5H,) each) cache = (that, lnc) and the fifth block holds tanh(LN(c1))."""
     cdef Args k
     cdef int tn = _prep(&k, 4, x, "h", h, "c", c, w_ih, w_hh, False)
     _prep_bias(&k, 4 * k.d.H, b_ih, b_hh, tn)
+    zero = _prep_ln(&k, tn, ln, 5)
+    lnc = _ln_cache_out(&k, tn, 5, False)
     h1, c1 = _empty(tn, k.d.B, k.d.H), _empty(tn, k.d.B, k.d.H)
     cache = _empty(tn, k.d.B, 5 * k.d.H)
     ws = _borrow(tn, 4 * k.d.H)
     k.hs, k.cs, k.gates, k.ws = _data(h1), _data(c1), _data(cache), _data(ws)
     _run(&k, tn, _lstm_fwd[CellF], _lstm_fwd[CellD])
     _give_back(tn, ws)
-    return h1, c1, cache
+    return h1, c1, cache if lnc is None else (cache, lnc)
 
 
 def lstm_cell_backward(dh1, dc1, x, h, c, w_ih, w_hh, cache, has_bias, need_dx=True,
-                       need_dh=True):
+                       need_dh=True, ln=None):
     """-> (dx, dh, dc, dw_ih, dw_hh, db_ih, db_hh); dx is None when need_dx is false, dh and dc
-    when need_dh is (the dh GEMM skipped)."""
+    when need_dh is (the dh GEMM skipped). With ln: cache = (gates, lnc), and the gain and shift
+    gradients follow."""
     cdef Args k
     cdef int tn = _prep(&k, 4, x, "h", h, "c", c, w_ih, w_hh, False)
     cdef Py_ssize_t B = k.d.B, H = k.d.H
+    dln = ()
+    if _prep_ln(&k, tn, ln, 5) is not None:
+        _check_cache(cache, "gates, lnc")
+        cache, lnc = cache
+        dln = _ln_grads(&k, tn, 5, lnc, False)
     k.dh_n = _check(dh1, "dh1", tn, "x", 2, B, H)
     k.dc_n = _check(dc1, "dc1", tn, "x", 2, B, H)
     k.gates = _check(cache, "cache", tn, "x", 2, B, 5 * H)
@@ -745,14 +864,17 @@ def lstm_cell_backward(dh1, dc1, x, h, c, w_ih, w_hh, cache, has_bias, need_dx=T
     k.ws = _data(ws)
     _run(&k, tn, _lstm_bwd[CellF], _lstm_bwd[CellD])
     _give_back(tn, ws)
-    return dx, dh, dc, dw_ih, dw_hh, db_ih, db_hh
+    return (dx, dh, dc, dw_ih, dw_hh, db_ih, db_hh) + dln[:2]
 
 
-def lstm_sequence_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths):
-    """-> (ys, h_n, c_n, cache), cache = (hs, cs, gates): hs, cs (T+1, B, H), gates (T, B, 5H)."""
+def lstm_sequence_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, ln=None):
+    """-> (ys, h_n, c_n, cache), cache = (hs, cs, gates): hs, cs (T+1, B, H), gates (T, B, 5H);
+    with layer norm (ln = (gain, shift)) cache = (hs, cs, gates, lnc), lnc (T, B, 5H + 5)."""
     cdef Args k
     cdef int tn = _prep(&k, 4, x, "h0", h0, "c0", c0, w_ih, w_hh, True)
     _prep_bias(&k, 4 * k.d.H, b_ih, b_hh, tn)
+    zero = _prep_ln(&k, tn, ln, 5)
+    lnc = _ln_cache_out(&k, tn, 5, True)
     L = _prep_lengths(&k, lengths)
     k.hs, k.cs = k.h0, k.c0
     pw = _packed_w(&k, tn, ((4 * k.d.H, k.d.H),))
@@ -764,19 +886,25 @@ def lstm_sequence_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths):
     k.gates, k.ws = _data(gates), _data(ws)
     _run(&k, tn, _lstm_fwd[CellF], _lstm_fwd[CellD])
     _give_back(tn, ws)
-    return ys, _last(hs, &k), _last(cs, &k), (hs, cs, gates)
+    return ys, _last(hs, &k), _last(cs, &k), (hs, cs, gates) + (() if lnc is None else (lnc,))
 
 
 def lstm_sequence_backward(dys, dh_n, dc_n, x, h0, c0, w_ih, w_hh, cache, lengths, has_bias,
-                           need_dx=True, need_dh0=True):
+                           need_dx=True, need_dh0=True, ln=None):
     """-> (dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh); dx is None when need_dx is false, dh0 and
     dc0 when need_dh0 is (the last step's GEMM is skipped).
-    dys None: no gradient reaches the outputs (only the final state was used); no step adds one."""
+    dys None: no gradient reaches the outputs (only the final state was used); no step adds one.
+    With ln: cache = (hs, cs, gates, lnc), and the gain and shift gradients follow."""
     cdef Args k
     cdef int tn = _prep(&k, 4, x, "h0", h0, "c0", c0, w_ih, w_hh, True)
     cdef Py_ssize_t T = k.d.T, B = k.d.B, H = k.d.H
     L = _prep_lengths(&k, lengths)
-    _check_cache(cache, "hs, cs, gates")
+    dln = ()
+    if _prep_ln(&k, tn, ln, 5) is not None:
+        _check_cache(cache, "hs, cs, gates, lnc")
+        dln = _ln_grads(&k, tn, 5, cache[3], True)
+    else:
+        _check_cache(cache, "hs, cs, gates")
     k.dys = NULL if dys is None else _check(dys, "dys", tn, "x", 3, T, B, H)
     k.dh_n = _check(dh_n, "dh_n", tn, "x", 2, B, H)
     k.dc_n = _check(dc_n, "dc_n", tn, "x", 2, B, H)
@@ -790,7 +918,7 @@ def lstm_sequence_backward(dys, dh_n, dc_n, x, h0, c0, w_ih, w_hh, cache, length
     dw_ih, dw_hh, db_ih, db_hh = _param_grads(&k, tn, 4 * H, has_bias)
     _run(&k, tn, _lstm_bwd[CellF], _lstm_bwd[CellD])
     _give_back(tn, ws)
-    return dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh
+    return (dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh) + dln[:2]
 
 
 # -- GRU: gates row (4H) = [r | z | n | gh_n] ----------------------------------------------------
@@ -808,6 +936,7 @@ cdef inline void _gru_fwd_row(floating* g, floating* gh, floating* bias, floatin
 
 cdef void _gru_fwd(Cell* k) noexcept nogil:
     cdef Py_ssize_t T = k.d.T, B = k.d.B, H = k.d.H, BH = B * H, L = 4 * H, t, b
+    cdef Py_ssize_t LC = 4 * H + 4  # a row of the LN cache
     cdef int iH = k.d.H, G = 3 * k.d.H, iL = 4 * k.d.H
     hs = k.hs
     gates = k.gates
@@ -831,7 +960,11 @@ cdef void _gru_fwd(Cell* k) noexcept nogil:
         gt = gates + t * B * L
         gemm_p(pw, False, True, k.d.B, G, iH, 1, hp, iH, k.w_hh, iH, 0, gh, G)
         for b in range(B):
-            _gru_fwd_row(gt + b * L, gh + b * 3 * H, bias, hp + b * H, hs + t * BH + b * H, H)
+            if k.ln_w != NULL:
+                mg_gru_ln_pre(Cell is CellD, gt + b * L, gh + b * 3 * H, bias, k.lnw, k.ln_w,
+                              k.ln_b, k.lnc + (t * B + b) * LC, H)
+            _gru_fwd_row(gt + b * L, gh + b * 3 * H, bias if k.ln_w == NULL else k.lnw,
+                         hp + b * H, hs + t * BH + b * H, H)
         _carry_rows(&k.d, t, hp, hs + t * BH)
         _write_ys(&k.d, t, k.ys, hs + t * BH)
 
@@ -848,6 +981,7 @@ cdef inline void _gru_bwd_row(floating* g, floating* dh, floating* hp, floating*
 
 cdef void _gru_bwd(Cell* k) noexcept nogil:
     cdef Py_ssize_t T = k.d.T, B = k.d.B, H = k.d.H, BH = B * H, L = 4 * H, G = 3 * H, t, b, row
+    cdef Py_ssize_t LC = 4 * H + 4  # a row of the LN cache (and L, of its dy)
     cdef int iH = k.d.H, iG = 3 * k.d.H
     dGi = k.ws                      # (T, B, 3H) w.r.t. gi (and gh_r, gh_z)
     dGhn = dGi + T * B * G          # (T, B, H) w.r.t. gh_n
@@ -877,6 +1011,9 @@ cdef void _gru_bwd(Cell* k) noexcept nogil:
                     _add(dh + b * H, dys + t * BH + b * H, H)
                 _gru_bwd_row(gates + row * L, dh + b * H, hprev + t * BH + b * H,
                              dGi + row * G, dGhn + row * H, dhn + b * H, H)
+                if k.ln_w != NULL:
+                    mg_gru_ln_bwd_post(Cell is CellD, dGi + row * G, dGhn + row * H,
+                                       k.lndy + row * L, k.ln_w, k.lnc + row * LC, H)
             else:
                 _zero(dGi + row * G, G)
                 _zero(dGhn + row * H, H)
@@ -886,29 +1023,41 @@ cdef void _gru_bwd(Cell* k) noexcept nogil:
                    iH, 1, dhn, iH)
             gemm_p(pwn, False, False, k.d.B, iH, iH, 1, dGhn + t * BH, iH, w_n, iH, 1, dhn, iH)
         dh = dhn
+    if k.ln_w != NULL:
+        mg_ln_grads(Cell is CellD, k.lndy, k.lnc, T * B, L, LC, k.dln_w, k.dln_b)
     _deferred_grads(k, iG, True)
 
 
-def gru_cell_forward(x, h, w_ih, w_hh, b_ih, b_hh):
-    """-> (h1, cache), cache (B, 4H) = [r | z | n | gh_n]."""
+def gru_cell_forward(x, h, w_ih, w_hh, b_ih, b_hh, ln=None):
+    """-> (h1, cache), cache (B, 4H) = [r | z | n | gh_n]; with layer norm (ln = (gain, shift),
+    (4H,) each) cache = (that, lnc) and gh_n is the normalised recurrent part of n."""
     cdef Args k
     cdef int tn = _prep(&k, 3, x, "h", h, None, None, w_ih, w_hh, False)
     _prep_bias(&k, 3 * k.d.H, b_ih, b_hh, tn)
+    zero = _prep_ln(&k, tn, ln, 4)
+    lnc = _ln_cache_out(&k, tn, 4, False)
     h1 = _empty(tn, k.d.B, k.d.H)
     cache = _empty(tn, k.d.B, 4 * k.d.H)
     ws = _borrow(tn, 4 * k.d.H + 3 * k.d.B * k.d.H)
     k.hs, k.gates, k.ws = _data(h1), _data(cache), _data(ws)
     _run(&k, tn, _gru_fwd[CellF], _gru_fwd[CellD])
     _give_back(tn, ws)
-    return h1, cache
+    return h1, cache if lnc is None else (cache, lnc)
 
 
-def gru_cell_backward(dh1, x, h, w_ih, w_hh, cache, has_bias, need_dx=True, need_dh=True):
+def gru_cell_backward(dh1, x, h, w_ih, w_hh, cache, has_bias, need_dx=True, need_dh=True,
+                      ln=None):
     """-> (dx, dh, dw_ih, dw_hh, db_ih, db_hh); dx is None when need_dx is false, dh when
-    need_dh is (its GEMM skipped)."""
+    need_dh is (its GEMM skipped). With ln: cache = (gates, lnc), and the gain and shift
+    gradients follow."""
     cdef Args k
     cdef int tn = _prep(&k, 3, x, "h", h, None, None, w_ih, w_hh, False)
     cdef Py_ssize_t B = k.d.B, H = k.d.H
+    dln = ()
+    if _prep_ln(&k, tn, ln, 4) is not None:
+        _check_cache(cache, "gates, lnc")
+        cache, lnc = cache
+        dln = _ln_grads(&k, tn, 4, lnc, False)
     k.dh_n = _check(dh1, "dh1", tn, "x", 2, B, H)
     k.gates = _check(cache, "cache", tn, "x", 2, B, 4 * H)
     k.hprev = k.h0
@@ -918,14 +1067,17 @@ def gru_cell_backward(dh1, x, h, w_ih, w_hh, cache, has_bias, need_dx=True, need
     k.ws = _data(ws)
     _run(&k, tn, _gru_bwd[CellF], _gru_bwd[CellD])
     _give_back(tn, ws)
-    return dx, dh, dw_ih, dw_hh, db_ih, db_hh
+    return (dx, dh, dw_ih, dw_hh, db_ih, db_hh) + dln[:2]
 
 
-def gru_sequence_forward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths):
-    """-> (ys, h_n, cache), cache = (hs, gates): hs (T+1, B, H), gates (T, B, 4H)."""
+def gru_sequence_forward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, ln=None):
+    """-> (ys, h_n, cache), cache = (hs, gates): hs (T+1, B, H), gates (T, B, 4H); with layer
+    norm (ln = (gain, shift)) cache = (hs, gates, lnc), lnc (T, B, 4H + 4)."""
     cdef Args k
     cdef int tn = _prep(&k, 3, x, "h0", h0, None, None, w_ih, w_hh, True)
     _prep_bias(&k, 3 * k.d.H, b_ih, b_hh, tn)
+    zero = _prep_ln(&k, tn, ln, 4)
+    lnc = _ln_cache_out(&k, tn, 4, True)
     L = _prep_lengths(&k, lengths)
     k.hs = k.h0
     pw = _packed_w(&k, tn, ((3 * k.d.H, k.d.H),))
@@ -936,19 +1088,25 @@ def gru_sequence_forward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths):
     k.gates, k.ws = _data(gates), _data(ws)
     _run(&k, tn, _gru_fwd[CellF], _gru_fwd[CellD])
     _give_back(tn, ws)
-    return ys, _last(hs, &k), (hs, gates)
+    return ys, _last(hs, &k), (hs, gates) + (() if lnc is None else (lnc,))
 
 
 def gru_sequence_backward(dys, dh_n, x, h0, w_ih, w_hh, cache, lengths, has_bias, need_dx=True,
-                          need_dh0=True):
+                          need_dh0=True, ln=None):
     """-> (dx, dh0, dw_ih, dw_hh, db_ih, db_hh); dx is None when need_dx is false, dh0 when
     need_dh0 is (the last step's GEMMs are skipped).
-    dys None: no gradient reaches the outputs (only the final state was used); no step adds one."""
+    dys None: no gradient reaches the outputs (only the final state was used); no step adds one.
+    With ln: cache = (hs, gates, lnc), and the gain and shift gradients follow."""
     cdef Args k
     cdef int tn = _prep(&k, 3, x, "h0", h0, None, None, w_ih, w_hh, True)
     cdef Py_ssize_t T = k.d.T, B = k.d.B, H = k.d.H
     L = _prep_lengths(&k, lengths)
-    _check_cache(cache, "hs, gates")
+    dln = ()
+    if _prep_ln(&k, tn, ln, 4) is not None:
+        _check_cache(cache, "hs, gates, lnc")
+        dln = _ln_grads(&k, tn, 4, cache[2], True)
+    else:
+        _check_cache(cache, "hs, gates")
     k.dys = NULL if dys is None else _check(dys, "dys", tn, "x", 3, T, B, H)
     k.dh_n = _check(dh_n, "dh_n", tn, "x", 2, B, H)
     k.hprev = _check(cache[0], "hs", tn, "x", 3, T + 1, B, H)
@@ -960,4 +1118,4 @@ def gru_sequence_backward(dys, dh_n, x, h0, w_ih, w_hh, cache, lengths, has_bias
     dw_ih, dw_hh, db_ih, db_hh = _param_grads(&k, tn, 3 * H, has_bias)
     _run(&k, tn, _gru_bwd[CellF], _gru_bwd[CellD])
     _give_back(tn, ws)
-    return dx, dh0, dw_ih, dw_hh, db_ih, db_hh
+    return (dx, dh0, dw_ih, dw_hh, db_ih, db_hh) + dln[:2]

@@ -1,0 +1,139 @@
+/* The layer-norm rows of the layer-normalised LSTM and GRU bodies (minigrad/_ops.pyx, with
+   layer_norm on). Each runs on one batch row of one step, around the plain cell rows of
+   mg_cells.h: the "pre" rows normalise the gate pre-activations in place before the plain
+   forward row (which then runs with a zero bias), the "post" rows finish what the plain row
+   cannot do (the LSTM's normalised cell state) or take its gate gradients back through the
+   norms. LN of a block v of n values: xhat = (v - mean(v)) / sqrt(var(v) + eps), y = gain xhat
+   + shift. Per row, the LN cache keeps xhat of every block, then 1/std of every block:
+   LSTM [xhat_i | xhat_f | xhat_g | xhat_o | xhat_c | rs (5)], GRU [xhat_r | xhat_z | xhat_nx |
+   xhat_nh | rs (4)]. The gradient rows keep dy, the gradient w.r.t. each norm's output y (the
+   gain and shift gradients are sums over rows of dy xhat and dy, taken after the time loop). */
+#ifndef MG_NORM_H
+#define MG_NORM_H
+
+#include <math.h>
+#include <stddef.h>
+#include "mg_math.h"
+
+#define MG_LN_EPS 1e-5
+
+#define MG_NORM_ROWS(T, S, TANH, SQRT)                                                                   \
+/* y = gain xhat + shift over v = a + b + c (n values); y may be a (it is written last) */              \
+MG_INLINE void mg_ln_fwd##S(T *y, const T *a, const T *b, const T *c, const T *restrict gain,            \
+                            const T *restrict shift, T *restrict xh, T *restrict rs, ptrdiff_t n) {      \
+    T s = 0, q = 0;                                                                                      \
+    for (ptrdiff_t j = 0; j < n; j++) { T v = a[j] + b[j] + c[j]; xh[j] = v; s += v; }                  \
+    T mu = s / (T)n;                                                                                     \
+    for (ptrdiff_t j = 0; j < n; j++) { T v = xh[j] - mu; xh[j] = v; q += v * v; }                      \
+    T r = (T)1 / SQRT(q / (T)n + (T)MG_LN_EPS);                                                          \
+    for (ptrdiff_t j = 0; j < n; j++) { T v = xh[j] * r; xh[j] = v; y[j] = gain[j] * v + shift[j]; }    \
+    *rs = r;                                                                                             \
+}                                                                                                        \
+/* dv = the gradient w.r.t. v from dy, the gradient w.r.t. y = gain xhat + shift:                       \
+   dv = rs (gain dy - mean(gain dy) - xhat mean(gain dy xhat)); dv may be dy */                          \
+MG_INLINE void mg_ln_bwd##S(T *dv, const T *dy, const T *restrict gain, const T *restrict xh, T rs,      \
+                            ptrdiff_t n) {                                                               \
+    T s1 = 0, s2 = 0;                                                                                    \
+    for (ptrdiff_t j = 0; j < n; j++) { T g = gain[j] * dy[j]; s1 += g; s2 += g * xh[j]; }              \
+    s1 /= (T)n; s2 /= (T)n;                                                                              \
+    for (ptrdiff_t j = 0; j < n; j++) dv[j] = rs * (gain[j] * dy[j] - s1 - xh[j] * s2);                  \
+}                                                                                                        \
+/* LSTM, before mg_lstm_fwd_row: the four gate blocks of g (+ bias) normalised in place */               \
+MG_CLONES static void mg_lstm_ln_pre##S(T *g, const T *bias, const T *zero, const T *gain,              \
+                                        const T *shift, T *xh, ptrdiff_t H) {                            \
+    for (int q = 0; q < 4; q++)                                                                          \
+        mg_ln_fwd##S(g + q * H, g + q * H, bias + q * H, zero, gain + q * H, shift + q * H,              \
+                     xh + q * H, xh + 5 * H + q, H);                                                     \
+}                                                                                                        \
+/* after it (c1 in ct): tanh(LN(c1)) into the cache's fifth block, h1 = o tanh(LN(c1)) */                \
+MG_CLONES static void mg_lstm_ln_post##S(T *g, const T *ct, T *ht, const T *zero, const T *gain,        \
+                                         const T *shift, T *xh, ptrdiff_t H) {                           \
+    T *t = g + 4 * H;                                                                                    \
+    const T *o = g + 3 * H;                                                                              \
+    mg_ln_fwd##S(t, ct, zero, zero, gain + 4 * H, shift + 4 * H, xh + 4 * H, xh + 5 * H + 4, H);         \
+    for (ptrdiff_t j = 0; j < H; j++) { T v = TANH(t[j]); t[j] = v; ht[j] = o[j] * v; }                 \
+}                                                                                                        \
+/* before mg_lstm_bwd_row, which adds dh o tanh'(.) to dc as if h1 = o tanh(c1): through LN(c1) that    \
+   path is LN's backward of dyc = dh o tanh'(.), so the row is given dcx = dc + ln_bwd(dyc) - dyc as     \
+   its dc. dyc is the fifth block of the row's dy. */                                                    \
+MG_CLONES static void mg_lstm_ln_bwd_pre##S(const T *g, const T *dh, const T *dc, const T *gain,        \
+                                            const T *xh, T *dcx, T *dy, ptrdiff_t H) {                   \
+    const T *o = g + 3 * H, *t = g + 4 * H;                                                              \
+    T *dyc = dy + 4 * H;                                                                                 \
+    for (ptrdiff_t j = 0; j < H; j++) dyc[j] = dh[j] * o[j] * (1 - t[j] * t[j]);                         \
+    mg_ln_bwd##S(dcx, dyc, gain + 4 * H, xh + 4 * H, xh[5 * H + 4], H);                                  \
+    for (ptrdiff_t j = 0; j < H; j++) dcx[j] += dc[j] - dyc[j];                                          \
+}                                                                                                        \
+/* after it: dg (w.r.t. the normalised gate blocks) copied to dy, then taken through each norm */        \
+MG_CLONES static void mg_lstm_ln_bwd_post##S(T *dg, T *dy, const T *gain, const T *xh, ptrdiff_t H) {   \
+    for (int q = 0; q < 4; q++) {                                                                        \
+        for (ptrdiff_t j = 0; j < H; j++) dy[q * H + j] = dg[q * H + j];                                 \
+        mg_ln_bwd##S(dg + q * H, dg + q * H, gain + q * H, xh + q * H, xh[5 * H + q], H);                \
+    }                                                                                                    \
+}                                                                                                        \
+/* GRU, before mg_gru_fwd_row: r and z (gi + gh + bias) normalised into g (their gh zeroed), the input  \
+   part of n (gi_n + b_in) into g, its recurrent part (gh_n + b_hn) into gh */                           \
+MG_CLONES static void mg_gru_ln_pre##S(T *g, T *gh, const T *bias, const T *zero, const T *gain,        \
+                                       const T *shift, T *xh, ptrdiff_t H) {                             \
+    for (int q = 0; q < 2; q++) {                                                                        \
+        mg_ln_fwd##S(g + q * H, g + q * H, gh + q * H, bias + q * H, gain + q * H, shift + q * H,        \
+                     xh + q * H, xh + 4 * H + q, H);                                                     \
+        for (ptrdiff_t j = 0; j < H; j++) gh[q * H + j] = 0;                                             \
+    }                                                                                                    \
+    mg_ln_fwd##S(g + 2 * H, g + 2 * H, bias + 2 * H, zero, gain + 2 * H, shift + 2 * H, xh + 2 * H,      \
+                 xh + 4 * H + 2, H);                                                                     \
+    mg_ln_fwd##S(gh + 2 * H, gh + 2 * H, bias + 3 * H, zero, gain + 3 * H, shift + 3 * H, xh + 3 * H,    \
+                 xh + 4 * H + 3, H);                                                                     \
+}                                                                                                        \
+/* after mg_gru_bwd_row: dgi (3H) and dghn (H), w.r.t. the four norms' outputs, copied to dy and taken   \
+   through the norms */                                                                                  \
+MG_CLONES static void mg_gru_ln_bwd_post##S(T *dgi, T *dghn, T *dy, const T *gain, const T *xh,         \
+                                            ptrdiff_t H) {                                               \
+    for (int q = 0; q < 4; q++) {                                                                        \
+        T *d = q < 3 ? dgi + q * H : dghn;                                                               \
+        for (ptrdiff_t j = 0; j < H; j++) dy[q * H + j] = d[j];                                          \
+        mg_ln_bwd##S(d, d, gain + q * H, xh + q * H, xh[4 * H + q], H);                                  \
+    }                                                                                                    \
+}                                                                                                        \
+/* after the time loop: dgain = sum over rows of dy xhat, dshift = sum of dy (dy rows of n, xhat rows   \
+   of ldx) */                                                                                            \
+static void mg_ln_grads##S(const T *dy, const T *xh, ptrdiff_t rows, ptrdiff_t n, ptrdiff_t ldx,        \
+                           T *restrict dgain, T *restrict dshift) {                                      \
+    for (ptrdiff_t j = 0; j < n; j++) { dgain[j] = 0; dshift[j] = 0; }                                   \
+    for (ptrdiff_t r = 0; r < rows; r++)                                                                 \
+        for (ptrdiff_t j = 0; j < n; j++) {                                                              \
+            dgain[j] += dy[r * n + j] * xh[r * ldx + j];                                                 \
+            dshift[j] += dy[r * n + j];                                                                  \
+        }                                                                                                \
+}
+MG_NORM_ROWS(float, f, mg_tanhf, sqrtf)
+MG_NORM_ROWS(double, d, tanh, sqrt)
+
+/* One entry point per row kernel for both dtypes (the Cython bodies pass dbl = Cell is CellD, a
+   constant in each of their specializations): the pointers arrive as void * and convert to the
+   element type of the version called. */
+#define MG_BOTH(name, params, args) \
+    static inline void name params { if (dbl) name##d args; else name##f args; }
+MG_BOTH(mg_lstm_ln_pre, (int dbl, void *g, const void *bias, const void *zero, const void *gain,
+                         const void *shift, void *xh, ptrdiff_t H),
+        (g, bias, zero, gain, shift, xh, H))
+MG_BOTH(mg_lstm_ln_post, (int dbl, void *g, const void *ct, void *ht, const void *zero,
+                          const void *gain, const void *shift, void *xh, ptrdiff_t H),
+        (g, ct, ht, zero, gain, shift, xh, H))
+MG_BOTH(mg_lstm_ln_bwd_pre, (int dbl, const void *g, const void *dh, const void *dc,
+                             const void *gain, const void *xh, void *dcx, void *dy, ptrdiff_t H),
+        (g, dh, dc, gain, xh, dcx, dy, H))
+MG_BOTH(mg_lstm_ln_bwd_post, (int dbl, void *dg, void *dy, const void *gain, const void *xh,
+                              ptrdiff_t H),
+        (dg, dy, gain, xh, H))
+MG_BOTH(mg_gru_ln_pre, (int dbl, void *g, void *gh, const void *bias, const void *zero,
+                        const void *gain, const void *shift, void *xh, ptrdiff_t H),
+        (g, gh, bias, zero, gain, shift, xh, H))
+MG_BOTH(mg_gru_ln_bwd_post, (int dbl, void *dgi, void *dghn, void *dy, const void *gain,
+                             const void *xh, ptrdiff_t H),
+        (dgi, dghn, dy, gain, xh, H))
+MG_BOTH(mg_ln_grads, (int dbl, const void *dy, const void *xh, ptrdiff_t rows, ptrdiff_t n,
+                      ptrdiff_t ldx, void *dgain, void *dshift),
+        (dy, xh, rows, n, ldx, dgain, dshift))
+
+#endif
