@@ -642,9 +642,7 @@ def gru_cell_forward(x, h, w_ih, w_hh, b_ih, b_hh, ln=None):
     return _gru_step(_project(x, w_ih, b_ih), h, w_hh, b_hh, ln)
 
 
-def gru_cell_backward(
-    dh1, x, h, w_ih, w_hh, cache, has_bias, need_dx=True, need_dh=True, ln=None
-):
+def gru_cell_backward(dh1, x, h, w_ih, w_hh, cache, has_bias, need_dx=True, need_dh=True, ln=None):
     """dgi, dgh from the gates (they differ in the n block: dgh_n = dgi_n r);
     dx = dgi W_ih;  dh = dh1 z + dgh W_hh;  dW_ih = dgi^T x;  dW_hh = dgh^T h;
     db_ih = sum_rows(dgi);  db_hh = sum_rows(dgh).  dx (dh) is None when need_dx (need_dh) is

@@ -11,6 +11,15 @@
 
 The compiled nodes call ``kernels.*``, so ``MINIGRAD_BACKEND=numpy`` runs the identical graph on
 the NumPy twins.  The math and cache layouts are in docs/kernels.md.
+
+Layer norm (LSTM and GRU, ``ln_w``/``ln_b``: the norms' gains and shifts, Ba et al. 2016): the
+LSTM normalises each gate block's pre-activation and the cell state before its tanh,
+``h1 = o * tanh(LN_c(c1))`` (ln_w, ln_b (5H,) = [i | f | g | o | c]); the GRU normalises
+``x_r + h_r``, ``x_z + h_z``, and the input part ``x_n`` and the recurrent part ``h_n`` of n
+separately, ``n = tanh(LN(x_n) + r * LN(h_n))`` (ln_w, ln_b (4H,) = [r | z | n_x | n_h]).  Each
+block is normalised over its H units with eps 1e-5.  The compiled nodes take them as their last
+two inputs and run the norms inside the kernels; the composed cells build them from
+``layer_norm``.
 """
 
 import math
@@ -21,6 +30,7 @@ from .. import kernels
 from ..autograd import Function
 from ..tensor import Tensor
 from .arithmetic import linear
+from .attention import layer_norm
 from .elementwise import relu, sigmoid, tanh
 from .shape import split
 
@@ -141,11 +151,18 @@ def check_lengths(lengths, T, B, who):
     return np.ascontiguousarray(ln, dtype=np.int64)
 
 
+LN_EPS = 1e-5  # the layer norm's eps, as nn.LayerNorm's default (the kernels' MG_LN_EPS)
+
+
 class _KernelFunction(Function):
     """A node whose backward is one compiled kernel call: every gradient it returns is a new
-    array nothing else refers to, so a leaf's first ``.grad`` can keep it without a copy."""
+    array nothing else refers to, so a leaf's first ``.grad`` can keep it without a copy.
+    ``layer_norm``: the last two inputs are the norms' gains and shifts (the kernels' ``ln``)."""
 
     fresh_grads = True
+    layer_norm = False
+    ln = None
+
     # The compiled kernels compute first derivatives only: a second-order pass
     # (create_graph=True) that reaches one of these nodes raises, naming the way that supports
     # any order.
@@ -153,6 +170,17 @@ class _KernelFunction(Function):
         "the compiled recurrent kernels compute first derivatives only; build the layer with "
         'impl="composed" (made of differentiable ops) for higher-order derivatives'
     )
+
+    def _extras(self, extra):
+        """The inputs after the weights: the biases (a tuple, maybe empty); with layer norm the
+        last two, (gain, shift), go to self.ln and the kernels get them as ``ln=``."""
+        if not self.layer_norm:
+            return extra
+        self.ln = (_contiguous(extra[-2]), _contiguous(extra[-1]))
+        return extra[:-2]
+
+    def _ln_kw(self):
+        return {} if self.ln is None else {"ln": self.ln}
 
 
 # ---------------------------------------------------------------- cells (one time step)
@@ -163,17 +191,18 @@ class _HiddenCell(_KernelFunction):
     kernel = ""
     options: tuple = ()
 
-    def forward(self, x, h, w_ih, w_hh, b_ih=None, b_hh=None):
+    def forward(self, x, h, w_ih, w_hh, *extra):
+        b_ih, b_hh = self._extras(extra) or (None, None)
         x, h, w_ih, w_hh = _contiguous(x), _contiguous(h), _contiguous(w_ih), _contiguous(w_hh)
         h1, cache = getattr(kernels, self.kernel + "_forward")(
-            x, h, w_ih, w_hh, b_ih, b_hh, *self.options
+            x, h, w_ih, w_hh, b_ih, b_hh, *self.options, **self._ln_kw()
         )
         self.saved = (x, h, w_ih, w_hh, cache, b_ih is not None)
         return h1
 
     def backward(self, dh1):
         x, h, w_ih, w_hh, cache, has_bias = self.saved
-        dx, dh, dw_ih, dw_hh, db_ih, db_hh = getattr(kernels, self.kernel + "_backward")(
+        dx, dh, dw_ih, dw_hh, db_ih, db_hh, *dln = getattr(kernels, self.kernel + "_backward")(
             _contiguous(dh1),
             x,
             h,
@@ -184,8 +213,9 @@ class _HiddenCell(_KernelFunction):
             *self.options,
             need_dx=self.needs_input_grad[0],
             need_dh=self.needs_input_grad[1],
+            **self._ln_kw(),
         )
-        return (dx, dh, dw_ih, dw_hh) + ((db_ih, db_hh) if has_bias else ())
+        return (dx, dh, dw_ih, dw_hh) + ((db_ih, db_hh) if has_bias else ()) + tuple(dln)
 
 
 class RNNCell(_HiddenCell):
@@ -205,16 +235,20 @@ def rnn_cell(x, h, w_ih, w_hh, b_ih=None, b_hh=None, nonlinearity="tanh"):
 
 
 class LSTMCell(_KernelFunction):
-    def forward(self, x, h, c, w_ih, w_hh, b_ih=None, b_hh=None):
+    def __init__(self, layer_norm=False):
+        self.layer_norm = layer_norm
+
+    def forward(self, x, h, c, w_ih, w_hh, *extra):
+        b_ih, b_hh = self._extras(extra) or (None, None)
         x, h, c = _contiguous(x), _contiguous(h), _contiguous(c)
         w_ih, w_hh = _contiguous(w_ih), _contiguous(w_hh)
-        h1, c1, cache = kernels.lstm_cell_forward(x, h, c, w_ih, w_hh, b_ih, b_hh)
+        h1, c1, cache = kernels.lstm_cell_forward(x, h, c, w_ih, w_hh, b_ih, b_hh, **self._ln_kw())
         self.saved = (x, h, c, w_ih, w_hh, cache, b_ih is not None)
         return h1, c1
 
     def backward(self, dh1, dc1):
         x, h, c, w_ih, w_hh, cache, has_bias = self.saved
-        dx, dh, dc, dw_ih, dw_hh, db_ih, db_hh = kernels.lstm_cell_backward(
+        dx, dh, dc, dw_ih, dw_hh, db_ih, db_hh, *dln = kernels.lstm_cell_backward(
             _grad_or_zeros(dh1, h),
             _grad_or_zeros(dc1, c),
             x,
@@ -226,30 +260,45 @@ class LSTMCell(_KernelFunction):
             has_bias,
             need_dx=self.needs_input_grad[0],
             need_dh=self.needs_input_grad[1] or self.needs_input_grad[2],
+            **self._ln_kw(),
         )
-        return (dx, dh, dc, dw_ih, dw_hh) + ((db_ih, db_hh) if has_bias else ())
+        return (dx, dh, dc, dw_ih, dw_hh) + ((db_ih, db_hh) if has_bias else ()) + tuple(dln)
 
 
-def lstm_cell(x, h, c, w_ih, w_hh, b_ih=None, b_hh=None):
+def _ln_args(ln_w, ln_b):
+    """The norms' (gain, shift) inputs of a node: () without layer norm."""
+    if (ln_w is None) != (ln_b is None):
+        raise ValueError("ln_w and ln_b must both be given or both be None")
+    return () if ln_w is None else (ln_w, ln_b)
+
+
+def lstm_cell(x, h, c, w_ih, w_hh, b_ih=None, b_hh=None, ln_w=None, ln_b=None):
     """(h1, c1): gates i,f,g,o = σ,σ,tanh,σ of (x W_ih^T + b_ih + h W_hh^T + b_hh);
-    c1 = f*c + i*g; h1 = o*tanh(c1)  (one fused kernel, one tape node, two outputs)."""
+    c1 = f*c + i*g; h1 = o*tanh(c1)  (one fused kernel, one tape node, two outputs).
+    ln_w, ln_b (5H,): layer norm (module docstring)."""
     H = _data(w_hh).shape[-1]
     if h is None:
         h = _zeros_like_state(x, 0, H, "lstm_cell")
     if c is None:
         c = _zeros_like_state(x, 0, H, "lstm_cell")
-    return LSTMCell()(x, h, c, w_ih, w_hh, *_bias_args(b_ih, b_hh))
+    ln = _ln_args(ln_w, ln_b)
+    return LSTMCell(bool(ln))(x, h, c, w_ih, w_hh, *_bias_args(b_ih, b_hh), *ln)
 
 
 class GRUCell(_HiddenCell):
     kernel = "gru_cell"
 
+    def __init__(self, layer_norm=False):
+        self.layer_norm = layer_norm
 
-def gru_cell(x, h, w_ih, w_hh, b_ih=None, b_hh=None):
-    """h1 = (1-z)*n + z*h with r,z = σ(..), n = tanh(x W_in^T + b_in + r*(h W_hn^T + b_hn))."""
+
+def gru_cell(x, h, w_ih, w_hh, b_ih=None, b_hh=None, ln_w=None, ln_b=None):
+    """h1 = (1-z)*n + z*h with r,z = σ(..), n = tanh(x W_in^T + b_in + r*(h W_hn^T + b_hn)).
+    ln_w, ln_b (4H,): layer norm (module docstring)."""
     if h is None:
         h = _zeros_like_state(x, 0, _data(w_hh).shape[-1], "gru_cell")
-    return GRUCell()(x, h, w_ih, w_hh, *_bias_args(b_ih, b_hh))
+    ln = _ln_args(ln_w, ln_b)
+    return GRUCell(bool(ln))(x, h, w_ih, w_hh, *_bias_args(b_ih, b_hh), *ln)
 
 
 # ---------------------------------------------------------------- cells composed of primitive ops
@@ -284,34 +333,54 @@ def rnn_cell_composed(x, h, w_ih, w_hh, b_ih=None, b_hh=None, nonlinearity="tanh
     return tanh(a) if nonlinearity == "tanh" else relu(a)
 
 
-def lstm_cell_composed(x, h, c, w_ih, w_hh, b_ih=None, b_hh=None):
+def _normalised(blocks, ln_w, ln_b, H):
+    """Each block (B, H) through its own layer_norm, with the matching H-slices of the gains
+    ln_w and shifts ln_b as its weight and bias (as many as there are blocks)."""
+    ws, bs = split(ln_w, H, axis=0), split(ln_b, H, axis=0)
+    return [layer_norm(a, H, w, b, LN_EPS) for a, w, b in zip(blocks, ws, bs)]
+
+
+def lstm_cell_composed(x, h, c, w_ih, w_hh, b_ih=None, b_hh=None, ln_w=None, ln_b=None):
     """``lstm_cell`` from primitive ops, returning (h1, c1): the gate pre-activations
     linear(x, W_ih, b_ih) + linear(h, W_hh, b_hh) split into i, f, g, o (H columns each);
-    c1 = sigmoid(f) * c + sigmoid(i) * tanh(g);  h1 = sigmoid(o) * tanh(c1)."""
+    c1 = sigmoid(f) * c + sigmoid(i) * tanh(g);  h1 = sigmoid(o) * tanh(c1).  With layer
+    norm (ln_w, ln_b (5H,)): i, f, g, o each through ``layer_norm`` and
+    h1 = sigmoid(o) * tanh(layer_norm(c1))."""
     _bias_args(b_ih, b_hh)
+    ln = _ln_args(ln_w, ln_b)
     _check_composed_input(x, "lstm_cell_composed")
     H = _data(w_hh).shape[-1]
     h = _composed_state(h, x, H, "h", "lstm_cell_composed")
     c = _composed_state(c, x, H, "c", "lstm_cell_composed")
     i, f, g, o = split(linear(x, w_ih, b_ih) + linear(h, w_hh, b_hh), H, axis=1)
+    if ln:
+        i, f, g, o = _normalised((i, f, g, o), ln_w, ln_b, H)
     c1 = sigmoid(f) * c + sigmoid(i) * tanh(g)
+    if ln:
+        (c_n,) = _normalised((c1,), ln_w[4 * H :], ln_b[4 * H :], H)
+        return sigmoid(o) * tanh(c_n), c1
     h1 = sigmoid(o) * tanh(c1)
     return h1, c1
 
 
-def gru_cell_composed(x, h, w_ih, w_hh, b_ih=None, b_hh=None):
+def gru_cell_composed(x, h, w_ih, w_hh, b_ih=None, b_hh=None, ln_w=None, ln_b=None):
     """``gru_cell`` from primitive ops (PyTorch's form, gates r, z, n):
     r = sigmoid(x_r + h_r), z = sigmoid(x_z + h_z), n = tanh(x_n + r * h_n),
     h1 = (1 - z) * n + z * h, where x_* and h_* are the H-column pieces of linear(x, W_ih, b_ih)
-    and linear(h, W_hh, b_hh) (so b_hn sits inside r * (...), as in PyTorch)."""
+    and linear(h, W_hh, b_hh) (so b_hn sits inside r * (...), as in PyTorch).  With layer norm
+    (ln_w, ln_b (4H,)): x_r + h_r, x_z + h_z, x_n and h_n each through ``layer_norm`` first."""
     _bias_args(b_ih, b_hh)
+    ln = _ln_args(ln_w, ln_b)
     _check_composed_input(x, "gru_cell_composed")
     H = _data(w_hh).shape[-1]
     h = _composed_state(h, x, H, "h", "gru_cell_composed")
     x_r, x_z, x_n = split(linear(x, w_ih, b_ih), H, axis=1)
     h_r, h_z, h_n = split(linear(h, w_hh, b_hh), H, axis=1)
-    r = sigmoid(x_r + h_r)
-    z = sigmoid(x_z + h_z)
+    a_r, a_z = x_r + h_r, x_z + h_z
+    if ln:
+        a_r, a_z, x_n, h_n = _normalised((a_r, a_z, x_n, h_n), ln_w, ln_b, H)
+    r = sigmoid(a_r)
+    z = sigmoid(a_z)
     n = tanh(x_n + r * h_n)
     return (1 - z) * n + z * h
 
@@ -327,17 +396,18 @@ class _HiddenCellStep(_KernelFunction):
     kernel = ""
     options: tuple = ()
 
-    def forward(self, xw, h, w_hh, b_hh=None):
+    def forward(self, xw, h, w_hh, *extra):
+        (b_hh,) = self._extras(extra) or (None,)
         xw, h, w_hh = _contiguous(xw), _contiguous(h), _contiguous(w_hh)
         h1, cache = getattr(kernels, self.kernel + "_forward")(
-            xw, h, None, w_hh, None, b_hh, *self.options
+            xw, h, None, w_hh, None, b_hh, *self.options, **self._ln_kw()
         )
         self.saved = (xw, h, w_hh, cache, b_hh is not None)
         return h1
 
     def backward(self, dh1):
         xw, h, w_hh, cache, has_bias = self.saved
-        dxw, dh, _, dw_hh, _, db_hh = getattr(kernels, self.kernel + "_backward")(
+        dxw, dh, _, dw_hh, _, db_hh, *dln = getattr(kernels, self.kernel + "_backward")(
             _contiguous(dh1),
             xw,
             h,
@@ -348,8 +418,9 @@ class _HiddenCellStep(_KernelFunction):
             *self.options,
             need_dx=self.needs_input_grad[0],
             need_dh=self.needs_input_grad[1],
+            **self._ln_kw(),
         )
-        return (dxw, dh, dw_hh) + ((db_hh,) if has_bias else ())
+        return (dxw, dh, dw_hh) + ((db_hh,) if has_bias else ()) + tuple(dln)
 
 
 class RNNCellStep(_HiddenCellStep):
@@ -368,15 +439,19 @@ def rnn_cell_step(xw, h, w_hh, b_hh=None, nonlinearity="tanh"):
 
 
 class LSTMCellStep(_KernelFunction):
-    def forward(self, xw, h, c, w_hh, b_hh=None):
+    def __init__(self, layer_norm=False):
+        self.layer_norm = layer_norm
+
+    def forward(self, xw, h, c, w_hh, *extra):
+        (b_hh,) = self._extras(extra) or (None,)
         xw, h, c, w_hh = _contiguous(xw), _contiguous(h), _contiguous(c), _contiguous(w_hh)
-        h1, c1, cache = kernels.lstm_cell_forward(xw, h, c, None, w_hh, None, b_hh)
+        h1, c1, cache = kernels.lstm_cell_forward(xw, h, c, None, w_hh, None, b_hh, **self._ln_kw())
         self.saved = (xw, h, c, w_hh, cache, b_hh is not None)
         return h1, c1
 
     def backward(self, dh1, dc1):
         xw, h, c, w_hh, cache, has_bias = self.saved
-        dxw, dh, dc, _, dw_hh, _, db_hh = kernels.lstm_cell_backward(
+        dxw, dh, dc, _, dw_hh, _, db_hh, *dln = kernels.lstm_cell_backward(
             _grad_or_zeros(dh1, h),
             _grad_or_zeros(dc1, c),
             xw,
@@ -388,24 +463,31 @@ class LSTMCellStep(_KernelFunction):
             has_bias,
             need_dx=self.needs_input_grad[0],
             need_dh=self.needs_input_grad[1] or self.needs_input_grad[2],
+            **self._ln_kw(),
         )
-        return (dxw, dh, dc, dw_hh) + ((db_hh,) if has_bias else ())
+        return (dxw, dh, dc, dw_hh) + ((db_hh,) if has_bias else ()) + tuple(dln)
 
 
-def lstm_cell_step(xw, h, c, w_hh, b_hh=None):
+def lstm_cell_step(xw, h, c, w_hh, b_hh=None, ln_w=None, ln_b=None):
     """(h1, c1) of ``lstm_cell`` from a precomputed input projection xw = x W_ih^T + b_ih
-    (B, 4H): gates = xw + h W_hh^T + b_hh."""
-    return LSTMCellStep()(xw, h, c, w_hh, *(() if b_hh is None else (b_hh,)))
+    (B, 4H): gates = xw + h W_hh^T + b_hh.  ln_w, ln_b (5H,): layer norm."""
+    ln = _ln_args(ln_w, ln_b)
+    return LSTMCellStep(bool(ln))(xw, h, c, w_hh, *(() if b_hh is None else (b_hh,)), *ln)
 
 
 class GRUCellStep(_HiddenCellStep):
     kernel = "gru_cell"
 
+    def __init__(self, layer_norm=False):
+        self.layer_norm = layer_norm
 
-def gru_cell_step(xw, h, w_hh, b_hh=None):
+
+def gru_cell_step(xw, h, w_hh, b_hh=None, ln_w=None, ln_b=None):
     """h1 of ``gru_cell`` from a precomputed input projection xw = x W_ih^T + b_ih (B, 3H):
-    r, z = σ(xw_rz + (h W_hh^T + b_hh)_rz), n = tanh(xw_n + r (h W_hn^T + b_hn))."""
-    return GRUCellStep()(xw, h, w_hh, *(() if b_hh is None else (b_hh,)))
+    r, z = σ(xw_rz + (h W_hh^T + b_hh)_rz), n = tanh(xw_n + r (h W_hn^T + b_hn)).
+    ln_w, ln_b (4H,): layer norm."""
+    ln = _ln_args(ln_w, ln_b)
+    return GRUCellStep(bool(ln))(xw, h, w_hh, *(() if b_hh is None else (b_hh,)), *ln)
 
 
 # ---------------------------------------------------------------- whole sequences
@@ -416,22 +498,24 @@ class _HiddenSequence(_KernelFunction):
     kernel = ""
     options: tuple = ()
 
-    def __init__(self, lengths):
+    def __init__(self, lengths, layer_norm=False):
         self.lengths = lengths
+        self.layer_norm = layer_norm
 
-    def forward(self, x, h0, w_ih, w_hh, b_ih=None, b_hh=None):
+    def forward(self, x, h0, w_ih, w_hh, *extra):
+        b_ih, b_hh = self._extras(extra) or (None, None)
         self.state_shape = h0.shape  # (B, H), or (1, B, H) from a one-layer module
         x, h0 = _contiguous(x), _contiguous(_state_2d(h0, x.shape[1], "h0"))
         w_ih, w_hh = _contiguous(w_ih), _contiguous(w_hh)
         ys, h_n, cache = getattr(kernels, self.kernel + "_forward")(
-            x, h0, w_ih, w_hh, b_ih, b_hh, self.lengths, *self.options
+            x, h0, w_ih, w_hh, b_ih, b_hh, self.lengths, *self.options, **self._ln_kw()
         )
         self.saved = (x, h0, w_ih, w_hh, cache, b_ih is not None)
         return ys, h_n.reshape(self.state_shape)
 
     def backward(self, dys, dh_n):
         x, h0, w_ih, w_hh, cache, has_bias = self.saved
-        dx, dh0, dw_ih, dw_hh, db_ih, db_hh = getattr(kernels, self.kernel + "_backward")(
+        dx, dh0, dw_ih, dw_hh, db_ih, db_hh, *dln = getattr(kernels, self.kernel + "_backward")(
             _outputs_grad(dys),
             _grad_or_zeros(_state_grad_2d(dh_n), h0),
             x,
@@ -444,9 +528,12 @@ class _HiddenSequence(_KernelFunction):
             *self.options,
             need_dx=self.needs_input_grad[0],
             need_dh0=self.needs_input_grad[1],
+            **self._ln_kw(),
         )
-        return (dx, _shaped(dh0, self.state_shape), dw_ih, dw_hh) + (
-            (db_ih, db_hh) if has_bias else ()
+        return (
+            (dx, _shaped(dh0, self.state_shape), dw_ih, dw_hh)
+            + ((db_ih, db_hh) if has_bias else ())
+            + tuple(dln)
         )
 
 
@@ -458,10 +545,12 @@ class RNNSequence(_HiddenSequence):
 
 
 class LSTMSequence(_KernelFunction):
-    def __init__(self, lengths):
+    def __init__(self, lengths, layer_norm=False):
         self.lengths = lengths
+        self.layer_norm = layer_norm
 
-    def forward(self, x, h0, c0, w_ih, w_hh, b_ih=None, b_hh=None):
+    def forward(self, x, h0, c0, w_ih, w_hh, *extra):
+        b_ih, b_hh = self._extras(extra) or (None, None)
         if h0.shape != c0.shape:
             raise ValueError(f"h0 and c0 must have the same shape, got {h0.shape} and {c0.shape}")
         self.state_shape = h0.shape  # (B, H), or (1, B, H) from a one-layer module
@@ -470,14 +559,14 @@ class LSTMSequence(_KernelFunction):
         h0, c0 = _contiguous(_state_2d(h0, B, "h0")), _contiguous(_state_2d(c0, B, "c0"))
         w_ih, w_hh = _contiguous(w_ih), _contiguous(w_hh)
         ys, h_n, c_n, cache = kernels.lstm_sequence_forward(
-            x, h0, c0, w_ih, w_hh, b_ih, b_hh, self.lengths
+            x, h0, c0, w_ih, w_hh, b_ih, b_hh, self.lengths, **self._ln_kw()
         )
         self.saved = (x, h0, c0, w_ih, w_hh, cache, b_ih is not None)
         return ys, h_n.reshape(self.state_shape), c_n.reshape(self.state_shape)
 
     def backward(self, dys, dh_n, dc_n):
         x, h0, c0, w_ih, w_hh, cache, has_bias = self.saved
-        dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh = kernels.lstm_sequence_backward(
+        dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh, *dln = kernels.lstm_sequence_backward(
             _outputs_grad(dys),
             _grad_or_zeros(_state_grad_2d(dh_n), h0),
             _grad_or_zeros(_state_grad_2d(dc_n), c0),
@@ -491,10 +580,13 @@ class LSTMSequence(_KernelFunction):
             has_bias,
             need_dx=self.needs_input_grad[0],
             need_dh0=self.needs_input_grad[1] or self.needs_input_grad[2],
+            **self._ln_kw(),
         )
         shape = self.state_shape
-        return (dx, _shaped(dh0, shape), _shaped(dc0, shape), dw_ih, dw_hh) + (
-            (db_ih, db_hh) if has_bias else ()
+        return (
+            (dx, _shaped(dh0, shape), _shaped(dc0, shape), dw_ih, dw_hh)
+            + ((db_ih, db_hh) if has_bias else ())
+            + tuple(dln)
         )
 
 
@@ -523,22 +615,28 @@ def rnn_sequence(x, w_ih, w_hh, b_ih=None, b_hh=None, h0=None, lengths=None, non
     return RNNSequence(ln, nonlinearity)(x, h0, w_ih, w_hh, *_bias_args(b_ih, b_hh))
 
 
-def lstm_sequence(x, w_ih, w_hh, b_ih=None, b_hh=None, h0=None, c0=None, lengths=None):
+def lstm_sequence(
+    x, w_ih, w_hh, b_ih=None, b_hh=None, h0=None, c0=None, lengths=None, ln_w=None, ln_b=None
+):
     """(ys, (h_n, c_n)): the LSTM cell run over x (T, B, I) in one kernel call. h0 and c0: (B, H)
-    or (1, B, H) as in ``rnn_sequence``; h_n and c_n have their shape."""
-    ln, H = _sequence_prep(x, w_hh, lengths, "lstm_sequence")
+    or (1, B, H) as in ``rnn_sequence``; h_n and c_n have their shape.  ln_w, ln_b (5H,): layer
+    norm (module docstring)."""
+    lens, H = _sequence_prep(x, w_hh, lengths, "lstm_sequence")
     if h0 is None:
         h0 = _zeros_like_state(x, 1, H, "lstm_sequence")
     if c0 is None:
         c0 = _zeros_like_state(x, 1, H, "lstm_sequence")
-    ys, h_n, c_n = LSTMSequence(ln)(x, h0, c0, w_ih, w_hh, *_bias_args(b_ih, b_hh))
+    ln = _ln_args(ln_w, ln_b)
+    ys, h_n, c_n = LSTMSequence(lens, bool(ln))(x, h0, c0, w_ih, w_hh, *_bias_args(b_ih, b_hh), *ln)
     return ys, (h_n, c_n)
 
 
-def gru_sequence(x, w_ih, w_hh, b_ih=None, b_hh=None, h0=None, lengths=None):
+def gru_sequence(x, w_ih, w_hh, b_ih=None, b_hh=None, h0=None, lengths=None, ln_w=None, ln_b=None):
     """(ys, h_n): the GRU cell run over x (T, B, I) in one kernel call. h0: (B, H) or (1, B, H)
-    as in ``rnn_sequence``; h_n has its shape."""
-    ln, H = _sequence_prep(x, w_hh, lengths, "gru_sequence")
+    as in ``rnn_sequence``; h_n has its shape.  ln_w, ln_b (4H,): layer norm (module
+    docstring)."""
+    lens, H = _sequence_prep(x, w_hh, lengths, "gru_sequence")
     if h0 is None:
         h0 = _zeros_like_state(x, 1, H, "gru_sequence")
-    return GRUSequence(ln)(x, h0, w_ih, w_hh, *_bias_args(b_ih, b_hh))
+    ln = _ln_args(ln_w, ln_b)
+    return GRUSequence(lens, bool(ln))(x, h0, w_ih, w_hh, *_bias_args(b_ih, b_hh), *ln)
