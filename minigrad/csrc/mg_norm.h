@@ -30,13 +30,16 @@ MG_INLINE void mg_ln_fwd##S(T *y, const T *a, const T *b, const T *c, const T *r
     *rs = r;                                                                                             \
 }                                                                                                        \
 /* dv = the gradient w.r.t. v from dy, the gradient w.r.t. y = gain xhat + shift:                       \
-   dv = rs (gain dy - mean(gain dy) - xhat mean(gain dy xhat)); dv may be dy */                          \
+   dv = rs (gain dy - mean(gain dy) - xhat mean(gain dy xhat)); dv may be dy. gain dy is stored,       \
+   rounded, before the mean is subtracted from it: recomputed there, gcc would fuse it into an fma     \
+   with the subtraction, whose unrounded product leaves an error that rs (up to 1/sqrt(eps))           \
+   magnifies where the block barely varies (H = 1: 300 ulp instead of 0). */                           \
 MG_INLINE void mg_ln_bwd##S(T *dv, const T *dy, const T *restrict gain, const T *restrict xh, T rs,      \
                             ptrdiff_t n) {                                                               \
     T s1 = 0, s2 = 0;                                                                                    \
-    for (ptrdiff_t j = 0; j < n; j++) { T g = gain[j] * dy[j]; s1 += g; s2 += g * xh[j]; }              \
+    for (ptrdiff_t j = 0; j < n; j++) { T g = gain[j] * dy[j]; dv[j] = g; s1 += g; s2 += g * xh[j]; }   \
     s1 /= (T)n; s2 /= (T)n;                                                                              \
-    for (ptrdiff_t j = 0; j < n; j++) dv[j] = rs * (gain[j] * dy[j] - s1 - xh[j] * s2);                  \
+    for (ptrdiff_t j = 0; j < n; j++) dv[j] = rs * (dv[j] - s1 - xh[j] * s2);                            \
 }                                                                                                        \
 /* LSTM, before mg_lstm_fwd_row: the four gate blocks of g (+ bias) normalised in place */               \
 MG_CLONES static void mg_lstm_ln_pre##S(T *g, const T *bias, const T *zero, const T *gain,              \
