@@ -9,7 +9,14 @@ import sys
 
 import pytest
 
-from benchmarks import bench_framework, bench_kernels, bench_optim, bench_overhead, bench_rnn
+from benchmarks import (
+    bench_framework,
+    bench_kernels,
+    bench_layernorm,
+    bench_optim,
+    bench_overhead,
+    bench_rnn,
+)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPTS = {  # command line -> the module whose build_parser() it runs
@@ -19,6 +26,7 @@ SCRIPTS = {  # command line -> the module whose build_parser() it runs
     "bench_optim.py": ([os.path.join("benchmarks", "bench_optim.py")], bench_optim),
     "bench_kernels.py": ([os.path.join("benchmarks", "bench_kernels.py")], bench_kernels),
     "bench_overhead.py": ([os.path.join("benchmarks", "bench_overhead.py")], bench_overhead),
+    "bench_layernorm.py": ([os.path.join("benchmarks", "bench_layernorm.py")], bench_layernorm),
 }
 
 
