@@ -40,12 +40,12 @@ import numpy as np  # noqa: E402
 
 from benchmarks.harness import cli, machine, timing  # noqa: E402
 from benchmarks.harness.agreement import check_agreement  # noqa: E402
-from benchmarks.harness.contenders import MinigradStep  # noqa: E402
+from benchmarks.harness.contenders import MinigradStep, TorchStep  # noqa: E402
 from benchmarks.harness.problem import (  # noqa: E402
     LR,
     OUT,
+    add_sizes_option,
     make_problem,
-    parse_sizes,
     size_name,
 )
 from benchmarks.harness.stats import ratio_interval  # noqa: E402
@@ -69,8 +69,8 @@ class LayerNormStep(MinigradStep):
     layer_kw = dict(layer_norm=True)
 
 
-class TorchCellsStep:
-    """The layer-normalised LSTM composed in torch (module docstring)."""
+class TorchCellsStep(TorchStep):
+    """The layer-normalised LSTM composed in torch (module docstring); step() is TorchStep's."""
 
     name = "torch-cells"
 
@@ -118,23 +118,13 @@ class TorchCellsStep:
             h = torch.sigmoid(o) * torch.tanh(self.ln_c(c))
         return torch.nn.functional.mse_loss(self.fc(h), self.target)
 
-    def step(self):
-        self.opt.zero_grad()
-        loss = self._loss()
-        loss.backward()
-        self.opt.step()
-        return loss.item()
-
     def loss_and_grads(self):
         """Loss and gradients under minigrad's names (the norms' gains and shifts as one
         (5H,) array each: [i | f | g | o | c])."""
-        self.opt.zero_grad()
-        loss = self._loss()
-        loss.backward()
-        g = {k: v.grad.numpy().copy() for k, v in self.P.items()}
+        loss, g = super().loss_and_grads()
         g["layer_norm_weight_l0"] = np.concatenate([g.pop("gain").ravel(), g.pop("ln_c.weight")])
         g["layer_norm_bias_l0"] = np.concatenate([g.pop("shift").ravel(), g.pop("ln_c.bias")])
-        return loss.item(), g
+        return loss, g
 
 
 def build(size, torch_ok):
@@ -165,14 +155,7 @@ def build_parser():
         action="store_true",
         help="the first size of the grid only, 2 warm-up rounds and 0.5 s per contender",
     )
-    ap.add_argument(
-        "--sizes",
-        type=parse_sizes,
-        default=None,
-        help="BxTxIxH,... sizes to run (default: the grid "
-        + ", ".join(size_name(s) for s in GRID)
-        + ")",
-    )
+    add_sizes_option(ap, GRID, "its first")
     ap.add_argument("--warmup", type=int, default=3, help="discarded rounds")
     ap.add_argument(
         "--min-time", type=float, default=3.0, help="seconds of timed steps per contender"

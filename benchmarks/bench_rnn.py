@@ -47,10 +47,10 @@ from benchmarks.harness.problem import (  # noqa: E402
     CELLS,
     LR,
     OUT,
+    add_sizes_option,
     gemm_flops,
     make_problem,
     parse_cells,
-    parse_sizes,
     size_name,
 )
 from benchmarks.harness.stats import ratio_interval  # noqa: E402
@@ -73,14 +73,7 @@ def build_parser():
         default=",".join(CELLS),
         help="cell types to run, comma-separated",
     )
-    ap.add_argument(
-        "--sizes",
-        type=parse_sizes,
-        default=None,
-        help="BxTxIxH,... sizes to run (default: the grid "
-        + ", ".join(size_name(s) for s in GRID)
-        + "; its first two with --quick)",
-    )
+    add_sizes_option(ap, GRID, "its first two")
     ap.add_argument(
         "--threads",
         type=int,

@@ -475,6 +475,19 @@ cdef object _ln_cache_out(Args* k, int tn, int nb, bint seq):
     return lnc
 
 
+cdef tuple _ln_backward(Args* k, int tn, object ln, int nb, object cache, str names):
+    """A backward's cache and LN arguments: without ln, (cache, ()) after checking that a
+    sequence's cache holds `names`; with it, the cache holds the LN cache lnc last (a cell's is
+    (gates, lnc)): returns (the cache without lnc, (dgain, shift gradient, buffers to keep))."""
+    cdef bint seq = names is not None
+    if _prep_ln(k, tn, ln, nb) is None:
+        if seq:
+            _check_cache(cache, names)
+        return cache, ()
+    _check_cache(cache, (names if seq else "gates") + ", lnc")
+    return (cache if seq else cache[0]), _ln_grads(k, tn, nb, cache[len(cache) - 1], seq)
+
+
 cdef tuple _ln_grads(Args* k, int tn, int nb, object lnc, bint seq):
     """A backward's LN arguments: checks the LN cache lnc, allocates dy (zeros), the LSTM's
     scratch and the gain and shift gradients; returns (dgain, shift gradient, buffers to keep)."""
@@ -849,11 +862,7 @@ def lstm_cell_backward(dh1, dc1, x, h, c, w_ih, w_hh, cache, has_bias, need_dx=T
     cdef Args k
     cdef int tn = _prep(&k, 4, x, "h", h, "c", c, w_ih, w_hh, False)
     cdef Py_ssize_t B = k.d.B, H = k.d.H
-    dln = ()
-    if _prep_ln(&k, tn, ln, 5) is not None:
-        _check_cache(cache, "gates, lnc")
-        cache, lnc = cache
-        dln = _ln_grads(&k, tn, 5, lnc, False)
+    cache, dln = _ln_backward(&k, tn, ln, 5, cache, None)
     k.dh_n = _check(dh1, "dh1", tn, "x", 2, B, H)
     k.dc_n = _check(dc1, "dc1", tn, "x", 2, B, H)
     k.gates = _check(cache, "cache", tn, "x", 2, B, 5 * H)
@@ -899,12 +908,7 @@ def lstm_sequence_backward(dys, dh_n, dc_n, x, h0, c0, w_ih, w_hh, cache, length
     cdef int tn = _prep(&k, 4, x, "h0", h0, "c0", c0, w_ih, w_hh, True)
     cdef Py_ssize_t T = k.d.T, B = k.d.B, H = k.d.H
     L = _prep_lengths(&k, lengths)
-    dln = ()
-    if _prep_ln(&k, tn, ln, 5) is not None:
-        _check_cache(cache, "hs, cs, gates, lnc")
-        dln = _ln_grads(&k, tn, 5, cache[3], True)
-    else:
-        _check_cache(cache, "hs, cs, gates")
+    cache, dln = _ln_backward(&k, tn, ln, 5, cache, "hs, cs, gates")
     k.dys = NULL if dys is None else _check(dys, "dys", tn, "x", 3, T, B, H)
     k.dh_n = _check(dh_n, "dh_n", tn, "x", 2, B, H)
     k.dc_n = _check(dc_n, "dc_n", tn, "x", 2, B, H)
@@ -1053,11 +1057,7 @@ def gru_cell_backward(dh1, x, h, w_ih, w_hh, cache, has_bias, need_dx=True, need
     cdef Args k
     cdef int tn = _prep(&k, 3, x, "h", h, None, None, w_ih, w_hh, False)
     cdef Py_ssize_t B = k.d.B, H = k.d.H
-    dln = ()
-    if _prep_ln(&k, tn, ln, 4) is not None:
-        _check_cache(cache, "gates, lnc")
-        cache, lnc = cache
-        dln = _ln_grads(&k, tn, 4, lnc, False)
+    cache, dln = _ln_backward(&k, tn, ln, 4, cache, None)
     k.dh_n = _check(dh1, "dh1", tn, "x", 2, B, H)
     k.gates = _check(cache, "cache", tn, "x", 2, B, 4 * H)
     k.hprev = k.h0
@@ -1101,12 +1101,7 @@ def gru_sequence_backward(dys, dh_n, x, h0, w_ih, w_hh, cache, lengths, has_bias
     cdef int tn = _prep(&k, 3, x, "h0", h0, None, None, w_ih, w_hh, True)
     cdef Py_ssize_t T = k.d.T, B = k.d.B, H = k.d.H
     L = _prep_lengths(&k, lengths)
-    dln = ()
-    if _prep_ln(&k, tn, ln, 4) is not None:
-        _check_cache(cache, "hs, gates, lnc")
-        dln = _ln_grads(&k, tn, 4, cache[2], True)
-    else:
-        _check_cache(cache, "hs, gates")
+    cache, dln = _ln_backward(&k, tn, ln, 4, cache, "hs, gates")
     k.dys = NULL if dys is None else _check(dys, "dys", tn, "x", 3, T, B, H)
     k.dh_n = _check(dh_n, "dh_n", tn, "x", 2, B, H)
     k.hprev = _check(cache[0], "hs", tn, "x", 3, T + 1, B, H)

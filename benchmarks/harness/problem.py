@@ -32,6 +32,19 @@ def parse_sizes(text):
     return sizes
 
 
+def add_sizes_option(ap, grid, quick):
+    """The --sizes option of a benchmark over `grid` (None: the grid; `quick` says which part of
+    it --quick runs)."""
+    ap.add_argument(
+        "--sizes",
+        type=parse_sizes,
+        default=None,
+        help="BxTxIxH,... sizes to run (default: the grid "
+        + ", ".join(size_name(s) for s in grid)
+        + f"; {quick} with --quick)",
+    )
+
+
 def parse_cells(text):
     """'lstm,gru' -> ['lstm', 'gru'], each among CELLS."""
     cells = [c.strip().lower() for c in text.split(",") if c.strip()]
