@@ -489,15 +489,17 @@ cdef tuple _ln_backward(Args* k, int tn, object ln, int nb, object cache, str na
 
 
 cdef tuple _ln_grads(Args* k, int tn, int nb, object lnc, bint seq):
-    """A backward's LN arguments: checks the LN cache lnc, allocates dy (zeros), the LSTM's
-    scratch and the gain and shift gradients; returns (dgain, shift gradient, buffers to keep)."""
+    """A backward's LN arguments: checks the LN cache lnc, allocates dy, the LSTM's scratch and
+    the gain and shift gradients; returns (dgain, shift gradient, buffers to keep). Call it after
+    _prep_lengths (padded rows of dy are zeroed)."""
     cdef Py_ssize_t n = nb * k.d.H, T = k.d.T, B = k.d.B
     if seq:
         k.lnc = _check(lnc, "lnc", tn, "x", 3, T, B, n + nb)
     else:
         k.lnc = _check(lnc, "lnc", tn, "x", 2, B, n + nb)
-    dt = np.float32 if tn == cnp.NPY_FLOAT else np.float64
-    dy = np.zeros(T * B * n, dt)
+    dy = _empty(tn, T * B * n)   # every real row's is written; padded rows' must be zeros
+    if k.d.lengths != NULL:
+        memset(_data(dy), 0, T * B * n * cnp.PyArray_ITEMSIZE(dy))
     scratch = _empty(tn, B * k.d.H)
     dln_w, dln_b = _empty(tn, n), _empty(tn, n)
     k.lndy, k.lnw, k.dln_w, k.dln_b = _data(dy), _data(scratch), _data(dln_w), _data(dln_b)

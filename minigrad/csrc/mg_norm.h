@@ -40,19 +40,21 @@ MG_INLINE void mg_ln_fwd##S(T *y, const T *a, const T *b, const T *c, const T *r
     *rs = r;                                                                                             \
 }                                                                                                        \
 /* dv = the gradient w.r.t. v from dy, the gradient w.r.t. y = gain xhat + shift:                       \
-   dv = rs (gain dy - mean(gain dy) - xhat mean(gain dy xhat)); dv may be dy. gain dy is stored,       \
+   dv = rs (gain dy - mean(gain dy) - xhat mean(gain dy xhat)); dy is copied to keep on the way (the   \
+   gain and shift gradients sum it later); dv and keep may be dy. gain dy is stored,                   \
    rounded, before the mean is subtracted from it: recomputed there, gcc would fuse it into an fma     \
    with the subtraction, whose unrounded product leaves an error that rs (up to 1/sqrt(eps))           \
    magnifies where the block barely varies (H = 1: 300 ulp instead of 0). */                           \
-MG_INLINE void mg_ln_bwd##S(T *dv, const T *dy, const T *restrict gain, const T *restrict xh, T rs,      \
-                            ptrdiff_t n) {                                                               \
+MG_INLINE void mg_ln_bwd##S(T *dv, const T *dy, T *keep, const T *restrict gain, const T *restrict xh,   \
+                            T rs, ptrdiff_t n) {                                                         \
     T s8[8] = {0}, q8[8] = {0}, s1 = 0, s2 = 0;                                                          \
     ptrdiff_t m = n - n % 8, j;                                                                          \
     for (j = 0; j < m; j += 8)                                                                           \
         for (int l = 0; l < 8; l++) {                                                                    \
-            T g = gain[j + l] * dy[j + l]; dv[j + l] = g; s8[l] += g; q8[l] += g * xh[j + l];            \
+            T d = dy[j + l], g = gain[j + l] * d;                                                        \
+            keep[j + l] = d; dv[j + l] = g; s8[l] += g; q8[l] += g * xh[j + l];                          \
         }                                                                                                \
-    for (; j < n; j++) { T g = gain[j] * dy[j]; dv[j] = g; s1 += g; s2 += g * xh[j]; }                  \
+    for (; j < n; j++) { T d = dy[j], g = gain[j] * d; keep[j] = d; dv[j] = g; s1 += g; s2 += g * xh[j]; } \
     for (int l = 0; l < 8; l++) { s1 += s8[l]; s2 += q8[l]; }                                            \
     s1 /= (T)n; s2 /= (T)n;                                                                              \
     for (j = 0; j < n; j++) dv[j] = rs * (dv[j] - s1 - xh[j] * s2);                                      \
@@ -80,15 +82,13 @@ MG_CLONES static void mg_lstm_ln_bwd_pre##S(const T *g, const T *dh, const T *dc
     const T *o = g + 3 * H, *t = g + 4 * H;                                                              \
     T *dyc = dy + 4 * H;                                                                                 \
     for (ptrdiff_t j = 0; j < H; j++) dyc[j] = dh[j] * o[j] * (1 - t[j] * t[j]);                         \
-    mg_ln_bwd##S(dcx, dyc, gain + 4 * H, xh + 4 * H, xh[5 * H + 4], H);                                  \
+    mg_ln_bwd##S(dcx, dyc, dyc, gain + 4 * H, xh + 4 * H, xh[5 * H + 4], H);                             \
     for (ptrdiff_t j = 0; j < H; j++) dcx[j] += dc[j] - dyc[j];                                          \
 }                                                                                                        \
-/* after it: dg (w.r.t. the normalised gate blocks) copied to dy, then taken through each norm */        \
+/* after it: dg (w.r.t. the normalised gate blocks) kept in dy and taken through each norm */           \
 MG_CLONES static void mg_lstm_ln_bwd_post##S(T *dg, T *dy, const T *gain, const T *xh, ptrdiff_t H) {   \
-    for (int q = 0; q < 4; q++) {                                                                        \
-        for (ptrdiff_t j = 0; j < H; j++) dy[q * H + j] = dg[q * H + j];                                 \
-        mg_ln_bwd##S(dg + q * H, dg + q * H, gain + q * H, xh + q * H, xh[5 * H + q], H);                \
-    }                                                                                                    \
+    for (int q = 0; q < 4; q++)                                                                          \
+        mg_ln_bwd##S(dg + q * H, dg + q * H, dy + q * H, gain + q * H, xh + q * H, xh[5 * H + q], H);    \
 }                                                                                                        \
 /* GRU, before mg_gru_fwd_row: r and z (gi + gh + bias) normalised into g (their gh zeroed), the input  \
    part of n (gi_n + b_in) into g, its recurrent part (gh_n + b_hn) into gh */                           \
@@ -104,14 +104,13 @@ MG_CLONES static void mg_gru_ln_pre##S(T *g, T *gh, const T *bias, const T *zero
     mg_ln_fwd##S(gh + 2 * H, gh + 2 * H, bias + 3 * H, zero, gain + 3 * H, shift + 3 * H, xh + 3 * H,    \
                  xh + 4 * H + 3, H);                                                                     \
 }                                                                                                        \
-/* after mg_gru_bwd_row: dgi (3H) and dghn (H), w.r.t. the four norms' outputs, copied to dy and taken   \
+/* after mg_gru_bwd_row: dgi (3H) and dghn (H), w.r.t. the four norms' outputs, kept in dy and taken     \
    through the norms */                                                                                  \
 MG_CLONES static void mg_gru_ln_bwd_post##S(T *dgi, T *dghn, T *dy, const T *gain, const T *xh,         \
                                             ptrdiff_t H) {                                               \
     for (int q = 0; q < 4; q++) {                                                                        \
         T *d = q < 3 ? dgi + q * H : dghn;                                                               \
-        for (ptrdiff_t j = 0; j < H; j++) dy[q * H + j] = d[j];                                          \
-        mg_ln_bwd##S(d, d, gain + q * H, xh + q * H, xh[4 * H + q], H);                                  \
+        mg_ln_bwd##S(d, d, dy + q * H, gain + q * H, xh + q * H, xh[4 * H + q], H);                      \
     }                                                                                                    \
 }                                                                                                        \
 /* after the time loop: dgain = sum over rows of dy xhat, dshift = sum of dy (dy rows of n, xhat rows   \
