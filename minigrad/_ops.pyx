@@ -7,8 +7,9 @@ Layout of this file:
      (float32) and `CellD` (float64); `_run`, the one float32/float64 dispatch
   2. helpers the three families share (bias sums, padded rows, the deferred weight gradients)
      and the argument checks
-  3. one section per family, in the twin's order (RNN, LSTM, GRU): the row kernels (C, in
-     csrc/mg_cells.h), the nogil bodies (a cell is the sequence body with T = 1), the wrappers
+  3. one section per family, in the twin's order (RNN, LSTM, GRU): the nogil bodies (a cell is
+     the sequence body with T = 1), which call the row kernels (C, in csrc/mg_cells.h and, for
+     layer norm, csrc/mg_norm.h) through their entry point for both dtypes, and the wrappers
 
 The bodies are fused over `Cell` (CellF or CellD): their pointer locals take the element type of
 the struct field they are set from (Cython infers it), and the GEMM (_gemm.pxd) and array helpers
@@ -30,22 +31,15 @@ cnp.import_array()
 
 
 cdef extern from "csrc/mg_cells.h" nogil:
-    void mg_rnn_actf(float* p, int relu, Py_ssize_t n)
-    void mg_rnn_actd(double* p, int relu, Py_ssize_t n)
-    void mg_rnn_bwd_rowf(float* dh, float* y, float* da, int relu, Py_ssize_t H)
-    void mg_rnn_bwd_rowd(double* dh, double* y, double* da, int relu, Py_ssize_t H)
-    void mg_lstm_fwd_rowf(float* g, float* bias, float* cp, float* ct, float* ht, Py_ssize_t H)
-    void mg_lstm_fwd_rowd(double* g, double* bias, double* cp, double* ct, double* ht, Py_ssize_t H)
-    void mg_lstm_bwd_rowf(float* g, float* dh, float* dc, float* cp, float* dg, float* dcp,
-                          Py_ssize_t H)
-    void mg_lstm_bwd_rowd(double* g, double* dh, double* dc, double* cp, double* dg, double* dcp,
-                          Py_ssize_t H)
-    void mg_gru_fwd_rowf(float* g, float* gh, float* bias, float* hp, float* ht, Py_ssize_t H)
-    void mg_gru_fwd_rowd(double* g, double* gh, double* bias, double* hp, double* ht, Py_ssize_t H)
-    void mg_gru_bwd_rowf(float* g, float* dh, float* hp, float* dgi, float* dghn, float* dhp,
+    # the row kernels; dbl: the double version (else float)
+    void mg_rnn_act(bint dbl, void* p, int relu, Py_ssize_t n)
+    void mg_rnn_bwd_row(bint dbl, void* dh, void* y, void* da, int relu, Py_ssize_t H)
+    void mg_lstm_fwd_row(bint dbl, void* g, void* bias, void* cp, void* ct, void* ht, Py_ssize_t H)
+    void mg_lstm_bwd_row(bint dbl, void* g, void* dh, void* dc, void* cp, void* dg, void* dcp,
                          Py_ssize_t H)
-    void mg_gru_bwd_rowd(double* g, double* dh, double* hp, double* dgi, double* dghn, double* dhp,
-                         Py_ssize_t H)
+    void mg_gru_fwd_row(bint dbl, void* g, void* gh, void* bias, void* hp, void* ht, Py_ssize_t H)
+    void mg_gru_bwd_row(bint dbl, void* g, void* dh, void* hp, void* dgi, void* dghn, void* dhp,
+                        Py_ssize_t H)
 
 
 cdef extern from "csrc/mg_norm.h" nogil:
@@ -110,7 +104,7 @@ cdef struct Args:
     void *ln_b                # GRU nb = 4: r, z, n's input part, n's recurrent part), shifts
     void *lnc                 # (T, B, nb*H + nb): xhat of each norm, then 1/std of each
     void *lnw                 # forward: zeros (4H); LSTM backward: (B, H) scratch
-    void *lndy                # backward: (T, B, nb*H) zeros, the gradients w.r.t. the norms' outputs
+    void *lndy                # backward: (T, B, nb*H), the gradients w.r.t. the norms' outputs
     void *dln_w
     void *dln_b
 
@@ -579,14 +573,6 @@ cdef object _last(cnp.ndarray s, Args* k):
 # -- RNN ---------------------------------------------------------------------------------------
 
 
-cdef inline void _rnn_act(floating* p, bint relu, Py_ssize_t n) noexcept nogil:
-    """p = act(p) in place, act = relu or tanh."""
-    if floating is float:
-        mg_rnn_actf(p, relu, n)
-    else:
-        mg_rnn_actd(p, relu, n)
-
-
 cdef void _rnn_fwd(Cell* k) noexcept nogil:
     cdef Py_ssize_t T = k.d.T, B = k.d.B, H = k.d.H, BH = B * H, t
     cdef int iH = k.d.H
@@ -601,18 +587,9 @@ cdef void _rnn_fwd(Cell* k) noexcept nogil:
         hp = k.h0 if t == 0 else hs + (t - 1) * BH
         ht = hs + t * BH
         gemm_p(pw, False, True, k.d.B, iH, iH, 1, hp, iH, k.w_hh, iH, 1, ht, iH)
-        _rnn_act(ht, k.d.relu, BH)
+        mg_rnn_act(Cell is CellD, ht, k.d.relu, BH)
         _carry_rows(&k.d, t, hp, ht)
         _write_ys(&k.d, t, k.ys, ht)
-
-
-cdef inline void _rnn_bwd_row(floating* dh, floating* y, floating* da, bint relu,
-                              Py_ssize_t H) noexcept nogil:
-    """da = gradient w.r.t. the pre-activation, from dh and the output y."""
-    if floating is float:
-        mg_rnn_bwd_rowf(dh, y, da, relu, H)
-    else:
-        mg_rnn_bwd_rowd(dh, y, da, relu, H)
 
 
 cdef void _rnn_bwd(Cell* k) noexcept nogil:
@@ -635,13 +612,14 @@ cdef void _rnn_bwd(Cell* k) noexcept nogil:
         if k.d.lengths == NULL:            # every row real: one pass over the B*H elements
             if dys != NULL:
                 _add(dh, dys + t * BH, BH)
-            _rnn_bwd_row(dh, hs + t * BH, dA + t * BH, k.d.relu, BH)
+            mg_rnn_bwd_row(Cell is CellD, dh, hs + t * BH, dA + t * BH, k.d.relu, BH)
         else:
             for b in range(B):
                 if _real(&k.d, t, b):
                     if dys != NULL:
                         _add(dh + b * H, dys + t * BH + b * H, H)
-                    _rnn_bwd_row(dh + b * H, hs + t * BH + b * H, dA + t * BH + b * H, k.d.relu, H)
+                    mg_rnn_bwd_row(Cell is CellD, dh + b * H, hs + t * BH + b * H,
+                                   dA + t * BH + b * H, k.d.relu, H)
                     _zero(dhn + b * H, H)
                 else:
                     _zero(dA + t * BH + b * H, H)
@@ -734,15 +712,6 @@ def rnn_sequence_backward(dys, dh_n, x, h0, w_ih, w_hh, cache, lengths, has_bias
 # -- LSTM: gates row (5H) = [i | f | g | o | tanh(c1)] -------------------------------------------
 
 
-cdef inline void _lstm_fwd_row(floating* g, floating* bias, floating* cp, floating* ct,
-                               floating* ht, Py_ssize_t H) noexcept nogil:
-    """g: the gate pre-activations (without bias) in, [i | f | g | o | tanh(c1)] out."""
-    if floating is float:
-        mg_lstm_fwd_rowf(g, bias, cp, ct, ht, H)
-    else:
-        mg_lstm_fwd_rowd(g, bias, cp, ct, ht, H)
-
-
 cdef void _lstm_fwd(Cell* k) noexcept nogil:
     cdef Py_ssize_t T = k.d.T, B = k.d.B, H = k.d.H, BH = B * H, L = 5 * H, t, b
     cdef Py_ssize_t LC = 5 * H + 5  # a row of the LN cache
@@ -764,8 +733,8 @@ cdef void _lstm_fwd(Cell* k) noexcept nogil:
             if k.ln_w != NULL:
                 mg_lstm_ln_pre(Cell is CellD, gt + b * L, bias, k.lnw, k.ln_w, k.ln_b,
                                k.lnc + (t * B + b) * LC, H)
-            _lstm_fwd_row(gt + b * L, bias if k.ln_w == NULL else k.lnw, cp + b * H,
-                          cs + t * BH + b * H, hs + t * BH + b * H, H)
+            mg_lstm_fwd_row(Cell is CellD, gt + b * L, bias if k.ln_w == NULL else k.lnw,
+                            cp + b * H, cs + t * BH + b * H, hs + t * BH + b * H, H)
             if k.ln_w != NULL:
                 mg_lstm_ln_post(Cell is CellD, gt + b * L, cs + t * BH + b * H,
                                 hs + t * BH + b * H, k.lnw, k.ln_w, k.ln_b,
@@ -773,15 +742,6 @@ cdef void _lstm_fwd(Cell* k) noexcept nogil:
         _carry_rows(&k.d, t, hp, hs + t * BH)
         _carry_rows(&k.d, t, cp, cs + t * BH)
         _write_ys(&k.d, t, k.ys, hs + t * BH)
-
-
-cdef inline void _lstm_bwd_row(floating* g, floating* dh, floating* dc, floating* cp, floating* dg,
-                               floating* dcp, Py_ssize_t H) noexcept nogil:
-    """dg = gradient w.r.t. the gate pre-activations; dcp = gradient w.r.t. the previous c."""
-    if floating is float:
-        mg_lstm_bwd_rowf(g, dh, dc, cp, dg, dcp, H)
-    else:
-        mg_lstm_bwd_rowd(g, dh, dc, cp, dg, dcp, H)
 
 
 cdef void _lstm_bwd(Cell* k) noexcept nogil:
@@ -817,8 +777,8 @@ cdef void _lstm_bwd(Cell* k) noexcept nogil:
                     mg_lstm_ln_bwd_pre(Cell is CellD, gates + (t * B + b) * L, dh + b * H,
                                        dc + b * H, k.ln_w, k.lnc + (t * B + b) * LC, dcr,
                                        k.lndy + (t * B + b) * L, H)
-                _lstm_bwd_row(gates + (t * B + b) * L, dh + b * H, dcr,
-                              cprev + t * BH + b * H, dG + (t * B + b) * G, dcn + b * H, H)
+                mg_lstm_bwd_row(Cell is CellD, gates + (t * B + b) * L, dh + b * H, dcr,
+                                cprev + t * BH + b * H, dG + (t * B + b) * G, dcn + b * H, H)
                 if k.ln_w != NULL:
                     mg_lstm_ln_bwd_post(Cell is CellD, dG + (t * B + b) * G,
                                         k.lndy + (t * B + b) * L, k.ln_w,
@@ -930,16 +890,6 @@ def lstm_sequence_backward(dys, dh_n, dc_n, x, h0, c0, w_ih, w_hh, cache, length
 # -- GRU: gates row (4H) = [r | z | n | gh_n] ----------------------------------------------------
 
 
-cdef inline void _gru_fwd_row(floating* g, floating* gh, floating* bias, floating* hp,
-                              floating* ht, Py_ssize_t H) noexcept nogil:
-    """g holds the input projection [gi_r | gi_z | gi_n] on entry, [r | z | n | gh_n] after;
-    gh = h @ w_hh.T (no bias); bias = [b_ir + b_hr | b_iz + b_hz | b_in | b_hn]."""
-    if floating is float:
-        mg_gru_fwd_rowf(g, gh, bias, hp, ht, H)
-    else:
-        mg_gru_fwd_rowd(g, gh, bias, hp, ht, H)
-
-
 cdef void _gru_fwd(Cell* k) noexcept nogil:
     cdef Py_ssize_t T = k.d.T, B = k.d.B, H = k.d.H, BH = B * H, L = 4 * H, t, b
     cdef Py_ssize_t LC = 4 * H + 4  # a row of the LN cache
@@ -969,20 +919,10 @@ cdef void _gru_fwd(Cell* k) noexcept nogil:
             if k.ln_w != NULL:
                 mg_gru_ln_pre(Cell is CellD, gt + b * L, gh + b * 3 * H, bias, k.lnw, k.ln_w,
                               k.ln_b, k.lnc + (t * B + b) * LC, H)
-            _gru_fwd_row(gt + b * L, gh + b * 3 * H, bias if k.ln_w == NULL else k.lnw,
-                         hp + b * H, hs + t * BH + b * H, H)
+            mg_gru_fwd_row(Cell is CellD, gt + b * L, gh + b * 3 * H,
+                           bias if k.ln_w == NULL else k.lnw, hp + b * H, hs + t * BH + b * H, H)
         _carry_rows(&k.d, t, hp, hs + t * BH)
         _write_ys(&k.d, t, k.ys, hs + t * BH)
-
-
-cdef inline void _gru_bwd_row(floating* g, floating* dh, floating* hp, floating* dgi,
-                              floating* dghn, floating* dhp, Py_ssize_t H) noexcept nogil:
-    """dgi = gradient w.r.t. gi; w.r.t. gh it is the same but in the n block, dghn = dgi_n * r;
-    dhp = the direct part of the gradient w.r.t. the previous state (dh * z)."""
-    if floating is float:
-        mg_gru_bwd_rowf(g, dh, hp, dgi, dghn, dhp, H)
-    else:
-        mg_gru_bwd_rowd(g, dh, hp, dgi, dghn, dhp, H)
 
 
 cdef void _gru_bwd(Cell* k) noexcept nogil:
@@ -1015,8 +955,8 @@ cdef void _gru_bwd(Cell* k) noexcept nogil:
             if _real(&k.d, t, b):
                 if dys != NULL:
                     _add(dh + b * H, dys + t * BH + b * H, H)
-                _gru_bwd_row(gates + row * L, dh + b * H, hprev + t * BH + b * H,
-                             dGi + row * G, dGhn + row * H, dhn + b * H, H)
+                mg_gru_bwd_row(Cell is CellD, gates + row * L, dh + b * H, hprev + t * BH + b * H,
+                               dGi + row * G, dGhn + row * H, dhn + b * H, H)
                 if k.ln_w != NULL:
                     mg_gru_ln_bwd_post(Cell is CellD, dGi + row * G, dGhn + row * H,
                                        k.lndy + row * L, k.ln_w, k.lnc + row * LC, H)

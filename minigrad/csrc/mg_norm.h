@@ -127,11 +127,7 @@ static void mg_ln_grads##S(const T *dy, const T *xh, ptrdiff_t rows, ptrdiff_t n
 MG_NORM_ROWS(float, f, mg_tanhf, sqrtf)
 MG_NORM_ROWS(double, d, tanh, sqrt)
 
-/* One entry point per row kernel for both dtypes (the Cython bodies pass dbl = Cell is CellD, a
-   constant in each of their specializations): the pointers arrive as void * and convert to the
-   element type of the version called. */
-#define MG_BOTH(name, params, args) \
-    static inline void name params { if (dbl) name##d args; else name##f args; }
+/* entry points for both dtypes (MG_BOTH, mg_math.h) */
 MG_BOTH(mg_lstm_ln_pre, (int dbl, void *g, const void *bias, const void *zero, const void *gain,
                          const void *shift, void *xh, ptrdiff_t H),
         (g, bias, zero, gain, shift, xh, H))
