@@ -58,7 +58,7 @@ def build_parser():
         action="store_true",
         help="the first two sizes of the grid, 0.5 s per contender, 1 warm-up round",
     )
-    add_sizes_option(ap, GRID)
+    add_sizes_option(ap, GRID, "its first two")
     ap.add_argument(
         "--cells",
         default=",".join(CELLS),

@@ -73,7 +73,7 @@ def build_parser():
         default=",".join(CELLS),
         help="cell types to run, comma-separated",
     )
-    add_sizes_option(ap, GRID)
+    add_sizes_option(ap, GRID, "its first two")
     ap.add_argument(
         "--threads",
         type=int,

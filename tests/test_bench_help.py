@@ -13,6 +13,7 @@ from benchmarks import (
     bench_dropout,
     bench_framework,
     bench_kernels,
+    bench_layernorm,
     bench_lm,
     bench_optim,
     bench_overhead,
@@ -29,6 +30,7 @@ SCRIPTS = {  # command line -> the module whose build_parser() it runs
     "bench_overhead.py": ([os.path.join("benchmarks", "bench_overhead.py")], bench_overhead),
     "bench_dropout.py": ([os.path.join("benchmarks", "bench_dropout.py")], bench_dropout),
     "bench_lm.py": ([os.path.join("benchmarks", "bench_lm.py")], bench_lm),
+    "bench_layernorm.py": ([os.path.join("benchmarks", "bench_layernorm.py")], bench_layernorm),
 }
 
 

@@ -5,7 +5,8 @@ cell node per time step) and ``impl="composed"`` (the cell in primitive tape ops
 same outputs, final states and gradients (inputs, initial states, every parameter) over layer
 types, num_layers, directions, batch_first, bias, lengths, initial states and dtypes: tight in
 float64, looser in float32.  Inter-layer dropout, recurrent dropout and zoneout (the same
-generator seed draws the same masks in each) and the Keras-style return conventions too.
+generator seed draws the same masks in each), the Keras-style return conventions and
+``layer_norm=True`` (alone and with the dropouts and zoneout) too.
 """
 
 import numpy as np
@@ -81,6 +82,46 @@ def test_the_three_agree_with_recurrent_dropout_and_zoneout(case, seed):
     _assert_same(case, {impl: grads_of(case, m, weights) for impl, m in modules.items()})
     for m in modules.values():
         m.eval()
+    _assert_same(case, {impl: grads_of(case, m, weights) for impl, m in modules.items()})
+
+
+def _layer_norm_modules(case, seed):
+    """The three implementations of the case's layer with layer_norm=True, sharing one state
+    whose norm gains and shifts are drawn away from their initial 1 and 0."""
+    modules = {impl: case.make(impl=impl, layer_norm=True) for impl in IMPLS}
+    rng = np.random.default_rng(seed)
+    state = modules["sequence"].state_dict()
+    for name, a in state.items():
+        if name.startswith("layer_norm_"):
+            state[name] = (a + rng.uniform(-0.5, 0.5, a.shape)).astype(a.dtype)
+    for m in modules.values():
+        m.load_state_dict(state)
+    return modules
+
+
+@examples(30)
+@given(
+    case=cases(dtypes=(np.float64,)).filter(lambda c: c.mode != "RNN"),
+    seed=st.integers(0, 2**16),
+)
+def test_the_three_implementations_agree_with_layer_norm(case, seed):
+    """layer_norm=True: the sequence and cell kernels (norms in their row passes) and the
+    composed cell (F.layer_norm nodes) agree, norm gains and shifts included. float64 here:
+    these blocks are 1 to 3 units wide, and a norm over 2 or 3 values closer than sqrt(eps)
+    magnifies float32 rounding 300-fold; the larger case below checks float32."""
+    modules = _layer_norm_modules(case, seed)
+    weights = upstream(case.call(modules["sequence"], case.leaves()))
+    results = {impl: grads_of(case, m, weights) for impl, m in modules.items()}
+    assert any(k.startswith("layer_norm_weight") for k in results["sequence"][1])
+    _assert_same(case, results)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("mode", ["LSTM", "GRU"])
+def test_the_three_agree_with_layer_norm_on_a_larger_layer(mode, dtype):
+    case = Case(mode, "tanh", 2, True, True, False, 6, 4, 5, 7, [6, 2, 4, 1], True, 9, dtype=dtype)
+    modules = _layer_norm_modules(case, 3)
+    weights = upstream(case.call(modules["sequence"], case.leaves()))
     _assert_same(case, {impl: grads_of(case, m, weights) for impl, m in modules.items()})
 
 
