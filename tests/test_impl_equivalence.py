@@ -67,28 +67,40 @@ def test_the_three_implementations_agree(case):
 def test_the_three_agree_with_recurrent_dropout_and_zoneout(case, seed):
     """Input and recurrent dropout (and zoneout but on the RNN), masks drawn from generators
     seeded alike: the three compute the same outputs and gradients, in training and eval."""
-    options = dict(input_dropout=0.3, recurrent_dropout=0.4)
-    if case.mode != "RNN":
-        options["zoneout"] = 0.25
-    modules = {
-        impl: case.make(impl=impl, generator=np.random.default_rng(seed), **options)
-        for impl in IMPLS
-    }
+    modules = {impl: case.make(impl=impl, **_dropout_options(case, seed)) for impl in IMPLS}
     for impl in IMPLS[1:]:
         modules[impl].load_state_dict(modules["sequence"].state_dict())
+    _assert_same_in_train_and_eval(case, modules, seed)
+
+
+def _dropout_options(case, seed):
+    """Input and recurrent dropout, zoneout but on the RNN, and a seeded generator."""
+    options = dict(input_dropout=0.3, recurrent_dropout=0.4, generator=np.random.default_rng(seed))
+    if case.mode != "RNN":
+        options["zoneout"] = 0.25
+    return options
+
+
+def _assert_same_in_train_and_eval(case, modules, seed):
+    """The three modules (drawing masks from generators seeded alike) agree in training and in
+    eval; returns the sequence impl's (outputs, gradients) in each."""
     weights = upstream(case.call(modules["sequence"], case.leaves()))
+    train = {}
     for impl in IMPLS:  # the call above drew masks from one generator: redraw them all alike
         modules[impl].generator = np.random.default_rng(seed)
-    _assert_same(case, {impl: grads_of(case, m, weights) for impl, m in modules.items()})
+        train[impl] = grads_of(case, modules[impl], weights)
+    _assert_same(case, train)
     for m in modules.values():
         m.eval()
-    _assert_same(case, {impl: grads_of(case, m, weights) for impl, m in modules.items()})
+    evals = {impl: grads_of(case, m, weights) for impl, m in modules.items()}
+    _assert_same(case, evals)
+    return train["sequence"], evals["sequence"]
 
 
-def _layer_norm_modules(case, seed):
-    """The three implementations of the case's layer with layer_norm=True, sharing one state
-    whose norm gains and shifts are drawn away from their initial 1 and 0."""
-    modules = {impl: case.make(impl=impl, layer_norm=True) for impl in IMPLS}
+def _layer_norm_modules(case, seed, **options):
+    """The three implementations of the case's layer with layer_norm=True (and options),
+    sharing one state whose norm gains and shifts are drawn away from their initial 1 and 0."""
+    modules = {impl: case.make(impl=impl, layer_norm=True, **options) for impl in IMPLS}
     rng = np.random.default_rng(seed)
     state = modules["sequence"].state_dict()
     for name, a in state.items():
@@ -123,6 +135,23 @@ def test_the_three_agree_with_layer_norm_on_a_larger_layer(mode, dtype):
     modules = _layer_norm_modules(case, 3)
     weights = upstream(case.call(modules["sequence"], case.leaves()))
     _assert_same(case, {impl: grads_of(case, m, weights) for impl, m in modules.items()})
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("mode", ["LSTM", "GRU"])
+def test_the_three_agree_with_layer_norm_dropout_and_zoneout(mode, dtype):
+    """layer_norm=True with input_dropout, recurrent_dropout and zoneout through the layer API:
+    two layers, both directions, ragged lengths; the three agree in training and eval, and the
+    norms' gains and shifts get their gradients."""
+    case = Case(mode, "tanh", 2, True, True, False, 6, 4, 5, 7, [6, 2, 4, 1], True, 9, dtype=dtype)
+    modules = _layer_norm_modules(case, 4, **_dropout_options(case, 4))
+    assert all(m.layer_norm and m.zoneout and m.recurrent_dropout for m in modules.values())
+    train, evals = _assert_same_in_train_and_eval(case, modules, 4)
+    assert not np.allclose(train[0][0], evals[0][0]), "training's masks must change the output"
+    for results in (train, evals):
+        assert any(
+            k.startswith("layer_norm_bias") and np.abs(g).max() > 0 for k, g in results[1].items()
+        )
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
