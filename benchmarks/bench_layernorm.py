@@ -44,7 +44,7 @@ from benchmarks.harness.contenders import MinigradStep, TorchStep  # noqa: E402
 from benchmarks.harness.problem import (  # noqa: E402
     LR,
     OUT,
-    add_sizes_option,
+    add_quick_and_sizes_options,
     make_problem,
     size_name,
 )
@@ -150,12 +150,9 @@ def verify(contenders):
 
 def build_parser():
     ap = cli.parser(__doc__)
-    ap.add_argument(
-        "--quick",
-        action="store_true",
-        help="the first size of the grid only, 2 warm-up rounds and 0.5 s per contender",
+    add_quick_and_sizes_options(
+        ap, GRID, "the first size", "2 warm-up rounds and 0.5 s per contender"
     )
-    add_sizes_option(ap, GRID, "its first")
     ap.add_argument("--warmup", type=int, default=3, help="discarded rounds")
     ap.add_argument(
         "--min-time", type=float, default=3.0, help="seconds of timed steps per contender"

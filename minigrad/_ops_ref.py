@@ -261,6 +261,15 @@ def _real(lengths, t):
     return None if lengths is None else (t < lengths)[:, None]
 
 
+def _store_step(lengths, t, ys, h1, *states):
+    """A sequence forward's step t: ys[t] = h1 and, for each (seq, new) of states,
+    seq[t + 1] = new; at padded rows the output is zero and each state is carried."""
+    real = _real(lengths, t)
+    ys[t] = h1 if real is None else np.where(real, h1, 0)
+    for seq, new in states:
+        seq[t + 1] = new if real is None else np.where(real, new, seq[t])
+
+
 def _deferred_grads(dgi, dgh, x, hs, w_ih, has_bias, need_dx=True):
     """After the time loop: dx = dgi W_ih, dW_ih = dgi^T x, dW_hh = dgh^T h_prev, one GEMM each,
     with the steps stacked as rows: dgi, dgh (T, B, G*H), h_prev = hs[:-1] (T, B, H).
@@ -406,12 +415,7 @@ def rnn_sequence_forward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, nonlinearity, m
     ys = np.zeros((T, B, H), dtype)
     for t in range(T):
         h1 = _rnn_step(xw[t], hs[t], w_hh, b_hh, nonlinearity, drop_h)
-        real = _real(lengths, t)
-        if real is None:
-            hs[t + 1] = ys[t] = h1
-        else:
-            hs[t + 1] = np.where(real, h1, hs[t])  # padded: carry the state
-            ys[t] = np.where(real, h1, 0)  # padded: output zero
+        _store_step(lengths, t, ys, h1, (hs, h1))
     return ys, hs[T].copy(), (hs,)
 
 
@@ -609,14 +613,7 @@ def lstm_sequence_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, masks=None
             gates[t] = cache_t
         else:
             gates[t], lnc[t] = cache_t
-        real = _real(lengths, t)
-        if real is None:
-            hs[t + 1] = ys[t] = h1
-            cs[t + 1] = c1
-        else:
-            hs[t + 1] = np.where(real, h1, hs[t])
-            cs[t + 1] = np.where(real, c1, cs[t])
-            ys[t] = np.where(real, h1, 0)
+        _store_step(lengths, t, ys, h1, (hs, h1), (cs, c1))
     return ys, hs[T].copy(), cs[T].copy(), (hs, cs, gates) + (() if ln is None else (lnc,))
 
 
@@ -796,30 +793,14 @@ def gru_sequence_forward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, masks=None, ln=
             gates[t] = cache_t
         else:
             gates[t], lnc[t] = cache_t
-        real = _real(lengths, t)
-        if real is None:
-            hs[t + 1] = ys[t] = h1
-        else:
-            hs[t + 1] = np.where(real, h1, hs[t])
-            ys[t] = np.where(real, h1, 0)
+        _store_step(lengths, t, ys, h1, (hs, h1))
     return ys, hs[T].copy(), (hs, gates) + (() if ln is None else (lnc,))
 
 
 def gru_sequence_backward(
-    dys,
-    dh_n,
-    x,
-    h0,
-    w_ih,
-    w_hh,
-    cache,
-    lengths,
-    has_bias,
-    need_dx=True,
-    need_dh0=True,
-    masks=None,
-    ln=None,
-):
+    dys, dh_n, x, h0, w_ih, w_hh, cache, lengths, has_bias, need_dx=True, need_dh0=True,
+    masks=None, ln=None,
+):  # fmt: skip
     """Backward through time with the GRU step backward: dh = dh1 z + dgh[t] W_hh; dgi[t] and
     dgh[t] are 0 and dh is carried at padded steps; then dx = dgi W_ih, dW_ih = dgi^T x,
     dW_hh = dgh^T h_prev, db_ih, db_hh from all steps at once (dx None when not need_dx).

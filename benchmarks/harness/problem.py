@@ -45,6 +45,13 @@ def add_sizes_option(ap, grid, quick):
     )
 
 
+def add_quick_and_sizes_options(ap, grid, part, rest):
+    """The --quick flag (`part` of `grid`, e.g. "the first two sizes", and `rest`, what else it
+    shortens) and the --sizes option."""
+    ap.add_argument("--quick", action="store_true", help=f"{part} of the grid, {rest}")
+    add_sizes_option(ap, grid, part)
+
+
 def parse_cells(text):
     """'lstm,gru' -> ['lstm', 'gru'], each among CELLS."""
     cells = [c.strip().lower() for c in text.split(",") if c.strip()]
