@@ -18,6 +18,7 @@ from test_kernels import (
 import minigrad as mg
 from minigrad import _ops_ref as ref
 from minigrad import functional as F
+from minigrad import nn
 
 KINDS = ["lstm_cell", "gru_cell", "lstm_sequence", "gru_sequence"]
 # (kind, ragged): the sequences with and without lengths, the cells without
@@ -166,3 +167,28 @@ def test_sequence_node_gradients_match_finite_differences_with_masks_and_layer_n
             )
 
         assert mg.gradcheck(fn, [x, h0] + ws)
+
+
+@pytest.mark.parametrize("mode", ["LSTMCell", "GRUCell"])
+def test_cell_modules_with_layer_norm_and_zoneout_agree_across_impls(mode):
+    """nn.LSTMCell/GRUCell(layer_norm=True, zoneout=p): the compiled cell and the composed one,
+    drawing zoneout's weights from generators seeded alike, agree in training and eval, and
+    training's draw differs from eval's expectation."""
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((3, 4))
+    cells = {
+        impl: getattr(nn, mode)(4, 5, impl=impl, layer_norm=True, zoneout=0.4, dtype=np.float64)
+        for impl in ("step", "composed")
+    }
+    cells["composed"].load_state_dict(cells["step"].state_dict())
+    h0 = rng.standard_normal((3, 5))
+    hx = (h0, rng.standard_normal((3, 5))) if mode == "LSTMCell" else h0
+    outs = {}
+    for training in (True, False):
+        for impl, cell in cells.items():
+            cell.train(training)
+            cell.generator = np.random.default_rng(1)
+            out = cell(x, hx)
+            outs[impl, training] = (out[0] if mode == "LSTMCell" else out).data
+        np.testing.assert_allclose(outs["composed", training], outs["step", training], rtol=1e-12)
+    assert not np.allclose(outs["step", True], outs["step", False])
