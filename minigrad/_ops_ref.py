@@ -165,6 +165,15 @@ def _check_ln(ln, nb, H, dtype):
     return ln
 
 
+def _check_cell_cache(cache, nb, ln, B, H, dtype):
+    """A cell backward's cache: its gates (B, nb*H) (LSTM nb = 5, GRU 4), with layer norm
+    (gates, lnc), lnc (B, nb*H + nb) (nb norms too)."""
+    if ln is None:
+        _check_shape("cache", cache, (B, nb * H), dtype)
+        return cache
+    return _check_cache(cache, ("gates", "lnc"), ((B, nb * H), (B, nb * H + nb)), dtype)
+
+
 def _check_sequence(G, x, h0, w_ih, w_hh, lengths):
     """Common part of every sequence kernel: returns T, B, I, H, dtype, lengths."""
     T, B, I = _check_sizes("x", x, "TBI")
@@ -576,10 +585,7 @@ def lstm_cell_backward(
     _check_shape("dh1", dh1, (B, H), dtype)
     _check_shape("dc1", dc1, (B, H), dtype)
     ln = _check_ln(ln, 5, H, dtype)
-    if ln is None:
-        _check_shape("cache", cache, (B, 5 * H), dtype)
-    else:
-        cache = _check_cache(cache, ("gates", "lnc"), ((B, 5 * H), (B, 5 * H + 5)), dtype)
+    cache = _check_cell_cache(cache, 5, ln, B, H, dtype)
     drop_h, zone_h, zone_c = _check_masks(masks, 2, (), B, H, dtype)
     da, dh_pass, dc, dy = _lstm_masked_backward(dh1, dc1, c, cache, zone_h, zone_c, ln)
     dw_ih, dw_hh, db_ih, db_hh = _cell_weight_grads(da, da, x, _dropped(h, drop_h), w_ih, has_bias)
@@ -758,10 +764,7 @@ def gru_cell_backward(
     B, I, H, dtype = _check_cell(3, x, h, w_ih, w_hh)
     _check_shape("dh1", dh1, (B, H), dtype)
     ln = _check_ln(ln, 4, H, dtype)
-    if ln is None:
-        _check_shape("cache", cache, (B, 4 * H), dtype)
-    else:
-        cache = _check_cache(cache, ("gates", "lnc"), ((B, 4 * H), (B, 4 * H + 4)), dtype)
+    cache = _check_cell_cache(cache, 4, ln, B, H, dtype)
     drop_h, zone_h, zone_c = _check_masks(masks, 1, (), B, H, dtype)
     dgi, dgh, dh_direct, dy = _gru_masked_backward(dh1, h, cache, zone_h, ln)
     dw_ih, dw_hh, db_ih, db_hh = _cell_weight_grads(
