@@ -29,7 +29,7 @@ import statistics  # noqa: E402
 
 from benchmarks.harness import cli, machine, timing  # noqa: E402
 from benchmarks.harness.contenders import MinigradStep  # noqa: E402
-from benchmarks.harness.problem import add_sizes_option, make_problem, size_name  # noqa: E402
+from benchmarks.harness.problem import add_quick_and_sizes_options, make_problem, size_name  # noqa: E402
 from benchmarks.harness.stats import ratio_interval  # noqa: E402
 
 GRID = [
@@ -53,12 +53,9 @@ def contender(name):
 
 def build_parser():
     ap = cli.parser(__doc__)
-    ap.add_argument(
-        "--quick",
-        action="store_true",
-        help="the first two sizes of the grid, 0.5 s per contender, 1 warm-up round",
+    add_quick_and_sizes_options(
+        ap, GRID, "the first two sizes", "0.5 s per contender, 1 warm-up round"
     )
-    add_sizes_option(ap, GRID)
     ap.add_argument(
         "--cells",
         default=",".join(CELLS),

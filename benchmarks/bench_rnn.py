@@ -47,7 +47,7 @@ from benchmarks.harness.problem import (  # noqa: E402
     CELLS,
     LR,
     OUT,
-    add_sizes_option,
+    add_quick_and_sizes_options,
     gemm_flops,
     make_problem,
     parse_cells,
@@ -61,11 +61,12 @@ SGEMM_PER_ROW = 5  # SGEMM runs before each cell/size (roofline rate: median of 
 
 def build_parser():
     ap = cli.parser(__doc__)
-    ap.add_argument(
-        "--quick",
-        action="store_true",
-        help="the first two sizes of the grid, shorter sampling (warm-up 1 round, "
-        "0.5 s per contender, at least 3 rounds): about a minute",
+    add_quick_and_sizes_options(
+        ap,
+        GRID,
+        "the first two sizes",
+        "shorter sampling (warm-up 1 round, 0.5 s per contender, at least 3 rounds): about a "
+        "minute",
     )
     ap.add_argument(
         "--cells",
@@ -73,7 +74,6 @@ def build_parser():
         default=",".join(CELLS),
         help="cell types to run, comma-separated",
     )
-    add_sizes_option(ap, GRID)
     ap.add_argument(
         "--threads",
         type=int,

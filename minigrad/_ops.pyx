@@ -7,8 +7,9 @@ Layout of this file:
      (float32) and `CellD` (float64); `_run`, the one float32/float64 dispatch
   2. helpers the three families share (bias sums, padded rows, the deferred weight gradients)
      and the argument checks
-  3. one section per family, in the twin's order (RNN, LSTM, GRU): the row kernels (C, in
-     csrc/mg_cells.h), the nogil bodies (a cell is the sequence body with T = 1), the wrappers
+  3. one section per family, in the twin's order (RNN, LSTM, GRU): the nogil bodies (a cell is
+     the sequence body with T = 1), which call the row kernels (C, in csrc/mg_cells.h and, for
+     layer norm, csrc/mg_norm.h) through their entry point for both dtypes, and the wrappers
 
 The bodies are fused over `Cell` (CellF or CellD): their pointer locals take the element type of
 the struct field they are set from (Cython infers it), and the GEMM (_gemm.pxd) and array helpers
@@ -31,22 +32,32 @@ cnp.import_array()
 
 
 cdef extern from "csrc/mg_cells.h" nogil:
-    void mg_rnn_actf(float* p, int relu, Py_ssize_t n)
-    void mg_rnn_actd(double* p, int relu, Py_ssize_t n)
-    void mg_rnn_bwd_rowf(float* dh, float* y, float* da, int relu, Py_ssize_t H)
-    void mg_rnn_bwd_rowd(double* dh, double* y, double* da, int relu, Py_ssize_t H)
-    void mg_lstm_fwd_rowf(float* g, float* bias, float* cp, float* ct, float* ht, Py_ssize_t H)
-    void mg_lstm_fwd_rowd(double* g, double* bias, double* cp, double* ct, double* ht, Py_ssize_t H)
-    void mg_lstm_bwd_rowf(float* g, float* dh, float* dc, float* cp, float* dg, float* dcp,
-                          Py_ssize_t H)
-    void mg_lstm_bwd_rowd(double* g, double* dh, double* dc, double* cp, double* dg, double* dcp,
-                          Py_ssize_t H)
-    void mg_gru_fwd_rowf(float* g, float* gh, float* bias, float* hp, float* ht, Py_ssize_t H)
-    void mg_gru_fwd_rowd(double* g, double* gh, double* bias, double* hp, double* ht, Py_ssize_t H)
-    void mg_gru_bwd_rowf(float* g, float* dh, float* hp, float* dgi, float* dghn, float* dhp,
+    # the row kernels; dbl: the double version (else float)
+    void mg_rnn_act(bint dbl, void* p, int relu, Py_ssize_t n)
+    void mg_rnn_bwd_row(bint dbl, void* dh, void* y, void* da, int relu, Py_ssize_t H)
+    void mg_lstm_fwd_row(bint dbl, void* g, void* bias, void* cp, void* ct, void* ht, Py_ssize_t H)
+    void mg_lstm_bwd_row(bint dbl, void* g, void* dh, void* dc, void* cp, void* dg, void* dcp,
                          Py_ssize_t H)
-    void mg_gru_bwd_rowd(double* g, double* dh, double* hp, double* dgi, double* dghn, double* dhp,
-                         Py_ssize_t H)
+    void mg_gru_fwd_row(bint dbl, void* g, void* gh, void* bias, void* hp, void* ht, Py_ssize_t H)
+    void mg_gru_bwd_row(bint dbl, void* g, void* dh, void* hp, void* dgi, void* dghn, void* dhp,
+                        Py_ssize_t H)
+
+
+cdef extern from "csrc/mg_norm.h" nogil:
+    # layer norm around the LSTM and GRU rows; dbl: the double version (else float)
+    void mg_lstm_ln_pre(bint dbl, void* g, void* bias, void* zero, void* gain, void* shift,
+                        void* xh, Py_ssize_t H)
+    void mg_lstm_ln_post(bint dbl, void* g, void* ct, void* ht, void* zero, void* gain,
+                         void* shift, void* xh, Py_ssize_t H)
+    void mg_lstm_ln_bwd_pre(bint dbl, void* g, void* dh, void* dc, void* gain, void* xh,
+                            void* dcx, void* dy, Py_ssize_t H)
+    void mg_lstm_ln_bwd_post(bint dbl, void* dg, void* dy, void* gain, void* xh, Py_ssize_t H)
+    void mg_gru_ln_pre(bint dbl, void* g, void* gh, void* bias, void* zero, void* gain,
+                       void* shift, void* xh, Py_ssize_t H)
+    void mg_gru_ln_bwd_post(bint dbl, void* dgi, void* dghn, void* dy, void* gain, void* xh,
+                            Py_ssize_t H)
+    void mg_ln_grads(bint dbl, void* dy, void* xh, Py_ssize_t rows, Py_ssize_t n, Py_ssize_t ldx,
+                     void* dgain, void* dshift)
 
 
 cdef extern from "csrc/mg_dropout.h" nogil:
@@ -108,6 +119,14 @@ cdef struct Args:
     void *zone_c              # (T, B, H): the same for the LSTM's c
     void *hdrop               # workspace with drop_h: (B, H) forward, (T, B, H) backward
     void *zbuf                # workspace with zone_h: (2, B, H), zoneout's backward
+    # layer norm (LSTM, GRU; every one NULL when it is off; csrc/mg_norm.h)
+    void *ln_w                # (nb*H,) the norms' gains (LSTM nb = 5: i, f, g, o, c;
+    void *ln_b                # GRU nb = 4: r, z, n's input part, n's recurrent part), shifts
+    void *lnc                 # (T, B, nb*H + nb): xhat of each norm, then 1/std of each
+    void *lnw                 # forward: zeros (4H); LSTM backward: (B, H) scratch
+    void *lndy                # backward: (T, B, nb*H), the gradients w.r.t. the norms' outputs
+    void *dln_w
+    void *dln_b
 
 
 # The same fields, typed: what the bodies read.
@@ -143,6 +162,13 @@ cdef struct CellF:
     float *zone_c
     float *hdrop
     float *zbuf
+    float *ln_w
+    float *ln_b
+    float *lnc
+    float *lnw
+    float *lndy
+    float *dln_w
+    float *dln_b
 
 
 cdef struct CellD:
@@ -177,6 +203,13 @@ cdef struct CellD:
     double *zone_c
     double *hdrop
     double *zbuf
+    double *ln_w
+    double *ln_b
+    double *lnc
+    double *lnw
+    double *lndy
+    double *dln_w
+    double *dln_b
 
 
 ctypedef fused Cell:
@@ -221,6 +254,13 @@ cdef void _view(Args* a, Cell* k) noexcept:
     _typed(&k.zone_c, a.zone_c)
     _typed(&k.hdrop, a.hdrop)
     _typed(&k.zbuf, a.zbuf)
+    _typed(&k.ln_w, a.ln_w)
+    _typed(&k.ln_b, a.ln_b)
+    _typed(&k.lnc, a.lnc)
+    _typed(&k.lnw, a.lnw)
+    _typed(&k.lndy, a.lndy)
+    _typed(&k.dln_w, a.dln_w)
+    _typed(&k.dln_b, a.dln_b)
 
 
 cdef int _run(Args* a, int tn, BodyF body_f, BodyD body_d) except -1:
@@ -510,6 +550,64 @@ cdef int _check_cache(object cache, str names) except -1:
     return 0
 
 
+cdef object _prep_ln(Args* k, int tn, object ln, int nb):
+    """ln: None (layer norm off: every LN pointer stays NULL) or (gain, shift), each (nb*H,);
+    sets their pointers. Returns the forward's zero row, (4H,) (k.lnw), or None."""
+    if ln is None:
+        return None
+    if not isinstance(ln, tuple) or len(<tuple>ln) != 2:
+        got = (f"a tuple of length {len(<tuple>ln)}" if isinstance(ln, tuple)
+               else type(ln).__name__)
+        raise ValueError(f"ln must be None or a tuple (gain, shift) of two arrays, got {got}")
+    cdef Py_ssize_t n = nb * k.d.H
+    k.ln_w = _check(ln[0], "ln gain", tn, "x", 1, n)
+    k.ln_b = _check(ln[1], "ln shift", tn, "x", 1, n)
+    zero = np.zeros(4 * k.d.H, np.float32 if tn == cnp.NPY_FLOAT else np.float64)
+    k.lnw = _data(zero)
+    return zero
+
+
+cdef object _ln_cache_out(Args* k, int tn, int nb, bint seq):
+    """The forward's LN cache, (T, B, nb*H + nb) ((B, nb*H + nb) for a cell), or None (off)."""
+    if k.ln_w == NULL:
+        return None
+    cdef Py_ssize_t w = nb * k.d.H + nb
+    lnc = _empty(tn, k.d.T, k.d.B, w) if seq else _empty(tn, k.d.B, w)
+    k.lnc = _data(lnc)
+    return lnc
+
+
+cdef tuple _ln_backward(Args* k, int tn, object ln, int nb, object cache, str names):
+    """A backward's cache and LN arguments: without ln, (cache, ()) after checking that a
+    sequence's cache holds `names`; with it, the cache holds the LN cache lnc last (a cell's is
+    (gates, lnc)): returns (the cache without lnc, (dgain, shift gradient, buffers to keep))."""
+    cdef bint seq = names is not None
+    if _prep_ln(k, tn, ln, nb) is None:
+        if seq:
+            _check_cache(cache, names)
+        return cache, ()
+    _check_cache(cache, (names if seq else "gates") + ", lnc")
+    return (cache if seq else cache[0]), _ln_grads(k, tn, nb, cache[len(cache) - 1], seq)
+
+
+cdef tuple _ln_grads(Args* k, int tn, int nb, object lnc, bint seq):
+    """A backward's LN arguments: checks the LN cache lnc, allocates dy, the LSTM's scratch and
+    the gain and shift gradients; returns (dgain, shift gradient, buffers to keep). Call it after
+    _prep_lengths (padded rows of dy are zeroed)."""
+    cdef Py_ssize_t n = nb * k.d.H, T = k.d.T, B = k.d.B
+    if seq:
+        k.lnc = _check(lnc, "lnc", tn, "x", 3, T, B, n + nb)
+    else:
+        k.lnc = _check(lnc, "lnc", tn, "x", 2, B, n + nb)
+    dy = _empty(tn, T * B * n)   # every real row's is written; padded rows' must be zeros
+    if k.d.lengths != NULL:
+        memset(_data(dy), 0, T * B * n * cnp.PyArray_ITEMSIZE(dy))
+    scratch = _empty(tn, B * k.d.H)
+    dln_w, dln_b = _empty(tn, n), _empty(tn, n)
+    k.lndy, k.lnw, k.dln_w, k.dln_b = _data(dy), _data(scratch), _data(dln_w), _data(dln_b)
+    return dln_w, dln_b, (dy, scratch)
+
+
 cdef tuple _param_grads(Args* k, int tn, Py_ssize_t GH, bint has_bias):
     """A backward's weight and bias gradients (dw_ih, dw_hh, db_ih, db_hh), new arrays pointed to
     by k (GH = G * H rows); for a cell on an input projection (no W_ih) dw_ih and db_ih are None
@@ -695,14 +793,6 @@ cdef tuple _prep_masks(Args* k, int tn, object masks, int nz, bint seq, bint bwd
 # -- RNN ---------------------------------------------------------------------------------------
 
 
-cdef inline void _rnn_act(floating* p, bint relu, Py_ssize_t n) noexcept nogil:
-    """p = act(p) in place, act = relu or tanh."""
-    if floating is float:
-        mg_rnn_actf(p, relu, n)
-    else:
-        mg_rnn_actd(p, relu, n)
-
-
 cdef void _rnn_fwd(Cell* k) noexcept nogil:
     cdef Py_ssize_t T = k.d.T, B = k.d.B, H = k.d.H, BH = B * H, t, o = k.d.b0 * H
     cdef int iH = k.d.H, nb = k.d.b1 - k.d.b0
@@ -720,18 +810,9 @@ cdef void _rnn_fwd(Cell* k) noexcept nogil:
         ht = hs + t * BH
         hg = k.hdrop if _masked_state(&k.d, k.drop_h, hp, k.hdrop) else hp
         gemm_p(pw, False, True, nb, iH, iH, 1, hg + o, iH, k.w_hh, iH, 1, ht + o, iH)
-        _rnn_act(ht + o, k.d.relu, nb * H)
+        mg_rnn_act(Cell is CellD, ht + o, k.d.relu, nb * H)
         _carry_rows(&k.d, t, hp, ht)
         _write_ys(&k.d, t, k.ys, ht)
-
-
-cdef inline void _rnn_bwd_row(floating* dh, floating* y, floating* da, bint relu,
-                              Py_ssize_t H) noexcept nogil:
-    """da = gradient w.r.t. the pre-activation, from dh and the output y."""
-    if floating is float:
-        mg_rnn_bwd_rowf(dh, y, da, relu, H)
-    else:
-        mg_rnn_bwd_rowd(dh, y, da, relu, H)
 
 
 cdef void _rnn_bwd(Cell* k) noexcept nogil:
@@ -756,13 +837,15 @@ cdef void _rnn_bwd(Cell* k) noexcept nogil:
         if k.d.lengths == NULL:            # every row real: one pass over the B*H elements
             if dys != NULL:
                 _add(dh + o, dys + t * BH + o, nb * H)
-            _rnn_bwd_row(dh + o, hs + t * BH + o, dA + t * BH + o, k.d.relu, nb * H)
+            mg_rnn_bwd_row(Cell is CellD, dh + o, hs + t * BH + o, dA + t * BH + o, k.d.relu,
+                           nb * H)
         else:
             for b in range(k.d.b0, k.d.b1):
                 if _real(&k.d, t, b):
                     if dys != NULL:
                         _add(dh + b * H, dys + t * BH + b * H, H)
-                    _rnn_bwd_row(dh + b * H, hs + t * BH + b * H, dA + t * BH + b * H, k.d.relu, H)
+                    mg_rnn_bwd_row(Cell is CellD, dh + b * H, hs + t * BH + b * H,
+                                   dA + t * BH + b * H, k.d.relu, H)
                     _zero(dhn + b * H, H)
                 else:
                     _zero(dA + t * BH + b * H, H)
@@ -862,17 +945,9 @@ def rnn_sequence_backward(dys, dh_n, x, h0, w_ih, w_hh, cache, lengths, has_bias
 # -- LSTM: gates row (5H) = [i | f | g | o | tanh(c1)] -------------------------------------------
 
 
-cdef inline void _lstm_fwd_row(floating* g, floating* bias, floating* cp, floating* ct,
-                               floating* ht, Py_ssize_t H) noexcept nogil:
-    """g: the gate pre-activations (without bias) in, [i | f | g | o | tanh(c1)] out."""
-    if floating is float:
-        mg_lstm_fwd_rowf(g, bias, cp, ct, ht, H)
-    else:
-        mg_lstm_fwd_rowd(g, bias, cp, ct, ht, H)
-
-
 cdef void _lstm_fwd(Cell* k) noexcept nogil:
     cdef Py_ssize_t T = k.d.T, B = k.d.B, H = k.d.H, BH = B * H, L = 5 * H, t, b, o = k.d.b0 * H
+    cdef Py_ssize_t LC = 5 * H + 5  # a row of the LN cache
     cdef int iH = k.d.H, G = 4 * k.d.H, iL = 5 * k.d.H, nb = k.d.b1 - k.d.b0
     hs = k.hs
     cs = k.cs
@@ -891,8 +966,15 @@ cdef void _lstm_fwd(Cell* k) noexcept nogil:
         hg = k.hdrop if _masked_state(&k.d, k.drop_h, hp, k.hdrop) else hp
         gemm_p(pw, False, True, nb, G, iH, 1, hg + o, iH, k.w_hh, iH, 1, gt + k.d.b0 * L, iL)
         for b in range(k.d.b0, k.d.b1):
-            _lstm_fwd_row(gt + b * L, bias, cp + b * H, cs + t * BH + b * H,
-                          hs + t * BH + b * H, H)
+            if k.ln_w != NULL:
+                mg_lstm_ln_pre(Cell is CellD, gt + b * L, bias, k.lnw, k.ln_w, k.ln_b,
+                               k.lnc + (t * B + b) * LC, H)
+            mg_lstm_fwd_row(Cell is CellD, gt + b * L, bias if k.ln_w == NULL else k.lnw,
+                            cp + b * H, cs + t * BH + b * H, hs + t * BH + b * H, H)
+            if k.ln_w != NULL:
+                mg_lstm_ln_post(Cell is CellD, gt + b * L, cs + t * BH + b * H,
+                                hs + t * BH + b * H, k.lnw, k.ln_w, k.ln_b,
+                                k.lnc + (t * B + b) * LC, H)
             _zone_row(k.zone_h, t * BH + b * H, hs + t * BH + b * H, hp + b * H, H)
             _zone_row(k.zone_c, t * BH + b * H, cs + t * BH + b * H, cp + b * H, H)
         _carry_rows(&k.d, t, hp, hs + t * BH)
@@ -900,19 +982,11 @@ cdef void _lstm_fwd(Cell* k) noexcept nogil:
         _write_ys(&k.d, t, k.ys, hs + t * BH)
 
 
-cdef inline void _lstm_bwd_row(floating* g, floating* dh, floating* dc, floating* cp, floating* dg,
-                               floating* dcp, Py_ssize_t H) noexcept nogil:
-    """dg = gradient w.r.t. the gate pre-activations; dcp = gradient w.r.t. the previous c."""
-    if floating is float:
-        mg_lstm_bwd_rowf(g, dh, dc, cp, dg, dcp, H)
-    else:
-        mg_lstm_bwd_rowd(g, dh, dc, cp, dg, dcp, H)
-
-
 cdef void _lstm_bwd(Cell* k) noexcept nogil:
     cdef Py_ssize_t T = k.d.T, B = k.d.B, H = k.d.H, BH = B * H, L = 5 * H, G = 4 * H, t, b
     cdef bint acc
     cdef Py_ssize_t o = k.d.b0 * H
+    cdef Py_ssize_t LC = 5 * H + 5  # a row of the LN cache (and L, of its dy)
     cdef int iH = k.d.H, iG = 4 * k.d.H, nb = k.d.b1 - k.d.b0
     dG = k.ws                       # (T, B, 4H)
     wh0 = dG + T * B * G            # (B, H) x 4: the gradients w.r.t. h
@@ -939,11 +1013,19 @@ cdef void _lstm_bwd(Cell* k) noexcept nogil:
             if _real(&k.d, t, b):
                 if dys != NULL:
                     _add(dh + b * H, dys + t * BH + b * H, H)
-                _lstm_bwd_row(gates + (t * B + b) * L,
-                              _zone_grad(k.zone_h, t * BH + b * H, dh + b * H, k.zbuf + b * H, H),
-                              _zone_grad(k.zone_c, t * BH + b * H, dc + b * H,
-                                         k.zbuf + BH + b * H, H),
-                              cprev + t * BH + b * H, dG + (t * B + b) * G, dcn + b * H, H)
+                dhr = _zone_grad(k.zone_h, t * BH + b * H, dh + b * H, k.zbuf + b * H, H)
+                dcr = _zone_grad(k.zone_c, t * BH + b * H, dc + b * H, k.zbuf + BH + b * H, H)
+                if k.ln_w != NULL:
+                    mg_lstm_ln_bwd_pre(Cell is CellD, gates + (t * B + b) * L, dhr, dcr, k.ln_w,
+                                       k.lnc + (t * B + b) * LC, k.lnw + b * H,
+                                       k.lndy + (t * B + b) * L, H)
+                    dcr = k.lnw + b * H
+                mg_lstm_bwd_row(Cell is CellD, gates + (t * B + b) * L, dhr, dcr,
+                                cprev + t * BH + b * H, dG + (t * B + b) * G, dcn + b * H, H)
+                if k.ln_w != NULL:
+                    mg_lstm_ln_bwd_post(Cell is CellD, dG + (t * B + b) * G,
+                                        k.lndy + (t * B + b) * L, k.ln_w,
+                                        k.lnc + (t * B + b) * LC, H)
                 _zone_direct(k.zone_c, t * BH + b * H, dc + b * H, dcn + b * H, H)
                 if k.d.lengths != NULL or k.zone_h != NULL:
                     _zero(dhn + b * H, H)
@@ -961,14 +1043,19 @@ cdef void _lstm_bwd(Cell* k) noexcept nogil:
         dh = dhn
         dc = dcn
     if k.d.post:
+        if k.ln_w != NULL:
+            mg_ln_grads(Cell is CellD, k.lndy, k.lnc, T * B, L, LC, k.dln_w, k.dln_b)
         _deferred_grads(k, iG, False)
 
 
-def lstm_cell_forward(x, h, c, w_ih, w_hh, b_ih, b_hh, masks=None):
-    """-> (h1, c1, cache), cache (B, 5H) = [i | f | g | o | tanh(c1)]."""
+def lstm_cell_forward(x, h, c, w_ih, w_hh, b_ih, b_hh, masks=None, ln=None):
+    """-> (h1, c1, cache), cache (B, 5H) = [i | f | g | o | tanh(c1)]; with layer norm (ln =
+    (gain, shift), (5H,) each) cache = (that, lnc) and the fifth block holds tanh(LN(c1))."""
     cdef Args k
     cdef int tn = _prep(&k, 4, x, "h", h, "c", c, w_ih, w_hh, False)
     _prep_bias(&k, 4 * k.d.H, b_ih, b_hh, tn)
+    zero = _prep_ln(&k, tn, ln, 5)
+    lnc = _ln_cache_out(&k, tn, 5, False)
     h1, c1 = _empty(tn, k.d.B, k.d.H), _empty(tn, k.d.B, k.d.H)
     cache = _empty(tn, k.d.B, 5 * k.d.H)
     ws = _borrow(tn, 4 * k.d.H)
@@ -976,16 +1063,18 @@ def lstm_cell_forward(x, h, c, w_ih, w_hh, b_ih, b_hh, masks=None):
     kept = _prep_masks(&k, tn, masks, 2, False, False)
     _run(&k, tn, _lstm_fwd[CellF], _lstm_fwd[CellD])
     _give_back(tn, ws)
-    return h1, c1, cache
+    return h1, c1, cache if lnc is None else (cache, lnc)
 
 
 def lstm_cell_backward(dh1, dc1, x, h, c, w_ih, w_hh, cache, has_bias, need_dx=True,
-                       need_dh=True, masks=None):
+                       need_dh=True, masks=None, ln=None):
     """-> (dx, dh, dc, dw_ih, dw_hh, db_ih, db_hh); dx is None when need_dx is false, dh and dc
-    when need_dh is (the dh GEMM skipped)."""
+    when need_dh is (the dh GEMM skipped). With ln: cache = (gates, lnc), and the gain and shift
+    gradients follow."""
     cdef Args k
     cdef int tn = _prep(&k, 4, x, "h", h, "c", c, w_ih, w_hh, False)
     cdef Py_ssize_t B = k.d.B, H = k.d.H
+    cache, dln = _ln_backward(&k, tn, ln, 5, cache, None)
     k.dh_n = _check(dh1, "dh1", tn, "x", 2, B, H)
     k.dc_n = _check(dc1, "dc1", tn, "x", 2, B, H)
     k.gates = _check(cache, "cache", tn, "x", 2, B, 5 * H)
@@ -997,14 +1086,17 @@ def lstm_cell_backward(dh1, dc1, x, h, c, w_ih, w_hh, cache, has_bias, need_dx=T
     kept = _prep_masks(&k, tn, masks, 2, False, True)
     _run(&k, tn, _lstm_bwd[CellF], _lstm_bwd[CellD])
     _give_back(tn, ws)
-    return dx, dh, dc, dw_ih, dw_hh, db_ih, db_hh
+    return (dx, dh, dc, dw_ih, dw_hh, db_ih, db_hh) + dln[:2]
 
 
-def lstm_sequence_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, masks=None):
-    """-> (ys, h_n, c_n, cache), cache = (hs, cs, gates): hs, cs (T+1, B, H), gates (T, B, 5H)."""
+def lstm_sequence_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, masks=None, ln=None):
+    """-> (ys, h_n, c_n, cache), cache = (hs, cs, gates): hs, cs (T+1, B, H), gates (T, B, 5H);
+    with layer norm (ln = (gain, shift)) cache = (hs, cs, gates, lnc), lnc (T, B, 5H + 5)."""
     cdef Args k
     cdef int tn = _prep(&k, 4, x, "h0", h0, "c0", c0, w_ih, w_hh, True)
     _prep_bias(&k, 4 * k.d.H, b_ih, b_hh, tn)
+    zero = _prep_ln(&k, tn, ln, 5)
+    lnc = _ln_cache_out(&k, tn, 5, True)
     L = _prep_lengths(&k, lengths)
     k.hs, k.cs = k.h0, k.c0
     pw = _packed_w(&k, tn, ((4 * k.d.H, k.d.H),))
@@ -1017,19 +1109,20 @@ def lstm_sequence_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, masks=None
     kept = _prep_masks(&k, tn, masks, 2, True, False)
     _run(&k, tn, _lstm_fwd[CellF], _lstm_fwd[CellD])
     _give_back(tn, ws)
-    return ys, _last(hs, &k), _last(cs, &k), (hs, cs, gates)
+    return ys, _last(hs, &k), _last(cs, &k), (hs, cs, gates) + (() if lnc is None else (lnc,))
 
 
 def lstm_sequence_backward(dys, dh_n, dc_n, x, h0, c0, w_ih, w_hh, cache, lengths, has_bias,
-                           need_dx=True, need_dh0=True, masks=None):
+                           need_dx=True, need_dh0=True, masks=None, ln=None):
     """-> (dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh); dx is None when need_dx is false, dh0 and
     dc0 when need_dh0 is (the last step's GEMM is skipped).
-    dys None: no gradient reaches the outputs (only the final state was used); no step adds one."""
+    dys None: no gradient reaches the outputs (only the final state was used); no step adds one.
+    With ln: cache = (hs, cs, gates, lnc), and the gain and shift gradients follow."""
     cdef Args k
     cdef int tn = _prep(&k, 4, x, "h0", h0, "c0", c0, w_ih, w_hh, True)
     cdef Py_ssize_t T = k.d.T, B = k.d.B, H = k.d.H
     L = _prep_lengths(&k, lengths)
-    _check_cache(cache, "hs, cs, gates")
+    cache, dln = _ln_backward(&k, tn, ln, 5, cache, "hs, cs, gates")
     k.dys = NULL if dys is None else _check(dys, "dys", tn, "x", 3, T, B, H)
     k.dh_n = _check(dh_n, "dh_n", tn, "x", 2, B, H)
     k.dc_n = _check(dc_n, "dc_n", tn, "x", 2, B, H)
@@ -1044,24 +1137,15 @@ def lstm_sequence_backward(dys, dh_n, dc_n, x, h0, c0, w_ih, w_hh, cache, length
     kept = _prep_masks(&k, tn, masks, 2, True, True)
     _run(&k, tn, _lstm_bwd[CellF], _lstm_bwd[CellD])
     _give_back(tn, ws)
-    return dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh
+    return (dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh) + dln[:2]
 
 
 # -- GRU: gates row (4H) = [r | z | n | gh_n] ----------------------------------------------------
 
 
-cdef inline void _gru_fwd_row(floating* g, floating* gh, floating* bias, floating* hp,
-                              floating* ht, Py_ssize_t H) noexcept nogil:
-    """g holds the input projection [gi_r | gi_z | gi_n] on entry, [r | z | n | gh_n] after;
-    gh = h @ w_hh.T (no bias); bias = [b_ir + b_hr | b_iz + b_hz | b_in | b_hn]."""
-    if floating is float:
-        mg_gru_fwd_rowf(g, gh, bias, hp, ht, H)
-    else:
-        mg_gru_fwd_rowd(g, gh, bias, hp, ht, H)
-
-
 cdef void _gru_fwd(Cell* k) noexcept nogil:
     cdef Py_ssize_t T = k.d.T, B = k.d.B, H = k.d.H, BH = B * H, L = 4 * H, t, b, o = k.d.b0 * H
+    cdef Py_ssize_t LC = 4 * H + 4  # a row of the LN cache
     cdef int iH = k.d.H, G = 3 * k.d.H, iL = 4 * k.d.H, nb = k.d.b1 - k.d.b0
     hs = k.hs
     gates = k.gates
@@ -1088,25 +1172,20 @@ cdef void _gru_fwd(Cell* k) noexcept nogil:
         hg = k.hdrop if _masked_state(&k.d, k.drop_h, hp, k.hdrop) else hp
         gemm_p(pw, False, True, nb, G, iH, 1, hg + o, iH, k.w_hh, iH, 0, gh + k.d.b0 * G, G)
         for b in range(k.d.b0, k.d.b1):
-            _gru_fwd_row(gt + b * L, gh + b * 3 * H, bias, hp + b * H, hs + t * BH + b * H, H)
+            if k.ln_w != NULL:
+                mg_gru_ln_pre(Cell is CellD, gt + b * L, gh + b * 3 * H, bias, k.lnw, k.ln_w,
+                              k.ln_b, k.lnc + (t * B + b) * LC, H)
+            mg_gru_fwd_row(Cell is CellD, gt + b * L, gh + b * 3 * H,
+                           bias if k.ln_w == NULL else k.lnw, hp + b * H, hs + t * BH + b * H, H)
             _zone_row(k.zone_h, t * BH + b * H, hs + t * BH + b * H, hp + b * H, H)
         _carry_rows(&k.d, t, hp, hs + t * BH)
         _write_ys(&k.d, t, k.ys, hs + t * BH)
 
 
-cdef inline void _gru_bwd_row(floating* g, floating* dh, floating* hp, floating* dgi,
-                              floating* dghn, floating* dhp, Py_ssize_t H) noexcept nogil:
-    """dgi = gradient w.r.t. gi; w.r.t. gh it is the same but in the n block, dghn = dgi_n * r;
-    dhp = the direct part of the gradient w.r.t. the previous state (dh * z)."""
-    if floating is float:
-        mg_gru_bwd_rowf(g, dh, hp, dgi, dghn, dhp, H)
-    else:
-        mg_gru_bwd_rowd(g, dh, hp, dgi, dghn, dhp, H)
-
-
 cdef void _gru_bwd(Cell* k) noexcept nogil:
     cdef Py_ssize_t T = k.d.T, B = k.d.B, H = k.d.H, BH = B * H, L = 4 * H, G = 3 * H, t, b, row
     cdef Py_ssize_t o = k.d.b0 * H
+    cdef Py_ssize_t LC = 4 * H + 4  # a row of the LN cache (and L, of its dy)
     cdef int iH = k.d.H, iG = 3 * k.d.H, nb = k.d.b1 - k.d.b0
     dGi = k.ws                      # (T, B, 3H) w.r.t. gi (and gh_r, gh_z)
     dGhn = dGi + T * B * G          # (T, B, H) w.r.t. gh_n
@@ -1137,9 +1216,13 @@ cdef void _gru_bwd(Cell* k) noexcept nogil:
             if _real(&k.d, t, b):
                 if dys != NULL:
                     _add(dh + b * H, dys + t * BH + b * H, H)
-                _gru_bwd_row(gates + row * L,
-                             _zone_grad(k.zone_h, t * BH + b * H, dh + b * H, k.zbuf + b * H, H),
-                             hprev + t * BH + b * H, dGi + row * G, dGhn + row * H, dhn + b * H, H)
+                mg_gru_bwd_row(Cell is CellD, gates + row * L,
+                               _zone_grad(k.zone_h, t * BH + b * H, dh + b * H, k.zbuf + b * H, H),
+                               hprev + t * BH + b * H, dGi + row * G, dGhn + row * H, dhn + b * H,
+                               H)
+                if k.ln_w != NULL:
+                    mg_gru_ln_bwd_post(Cell is CellD, dGi + row * G, dGhn + row * H,
+                                       k.lndy + row * L, k.ln_w, k.lnc + row * LC, H)
                 _zone_direct(k.zone_h, t * BH + b * H, dh + b * H, dhn + b * H, H)
             else:
                 _zero(dGi + row * G, G)
@@ -1153,14 +1236,19 @@ cdef void _gru_bwd(Cell* k) noexcept nogil:
             _masked_grad(&k.d, k.drop_h, k.hdrop, dhn, True)
         dh = dhn
     if k.d.post:
+        if k.ln_w != NULL:
+            mg_ln_grads(Cell is CellD, k.lndy, k.lnc, T * B, L, LC, k.dln_w, k.dln_b)
         _deferred_grads(k, iG, True)
 
 
-def gru_cell_forward(x, h, w_ih, w_hh, b_ih, b_hh, masks=None):
-    """-> (h1, cache), cache (B, 4H) = [r | z | n | gh_n]."""
+def gru_cell_forward(x, h, w_ih, w_hh, b_ih, b_hh, masks=None, ln=None):
+    """-> (h1, cache), cache (B, 4H) = [r | z | n | gh_n]; with layer norm (ln = (gain, shift),
+    (4H,) each) cache = (that, lnc) and gh_n is the normalised recurrent part of n."""
     cdef Args k
     cdef int tn = _prep(&k, 3, x, "h", h, None, None, w_ih, w_hh, False)
     _prep_bias(&k, 3 * k.d.H, b_ih, b_hh, tn)
+    zero = _prep_ln(&k, tn, ln, 4)
+    lnc = _ln_cache_out(&k, tn, 4, False)
     h1 = _empty(tn, k.d.B, k.d.H)
     cache = _empty(tn, k.d.B, 4 * k.d.H)
     ws = _borrow(tn, 4 * k.d.H + 3 * k.d.B * k.d.H)
@@ -1168,16 +1256,18 @@ def gru_cell_forward(x, h, w_ih, w_hh, b_ih, b_hh, masks=None):
     kept = _prep_masks(&k, tn, masks, 1, False, False)
     _run(&k, tn, _gru_fwd[CellF], _gru_fwd[CellD])
     _give_back(tn, ws)
-    return h1, cache
+    return h1, cache if lnc is None else (cache, lnc)
 
 
 def gru_cell_backward(dh1, x, h, w_ih, w_hh, cache, has_bias, need_dx=True, need_dh=True,
-                      masks=None):
+                      masks=None, ln=None):
     """-> (dx, dh, dw_ih, dw_hh, db_ih, db_hh); dx is None when need_dx is false, dh when
-    need_dh is (its GEMM skipped)."""
+    need_dh is (its GEMM skipped). With ln: cache = (gates, lnc), and the gain and shift
+    gradients follow."""
     cdef Args k
     cdef int tn = _prep(&k, 3, x, "h", h, None, None, w_ih, w_hh, False)
     cdef Py_ssize_t B = k.d.B, H = k.d.H
+    cache, dln = _ln_backward(&k, tn, ln, 4, cache, None)
     k.dh_n = _check(dh1, "dh1", tn, "x", 2, B, H)
     k.gates = _check(cache, "cache", tn, "x", 2, B, 4 * H)
     k.hprev = k.h0
@@ -1188,14 +1278,17 @@ def gru_cell_backward(dh1, x, h, w_ih, w_hh, cache, has_bias, need_dx=True, need
     kept = _prep_masks(&k, tn, masks, 1, False, True)
     _run(&k, tn, _gru_bwd[CellF], _gru_bwd[CellD])
     _give_back(tn, ws)
-    return dx, dh, dw_ih, dw_hh, db_ih, db_hh
+    return (dx, dh, dw_ih, dw_hh, db_ih, db_hh) + dln[:2]
 
 
-def gru_sequence_forward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, masks=None):
-    """-> (ys, h_n, cache), cache = (hs, gates): hs (T+1, B, H), gates (T, B, 4H)."""
+def gru_sequence_forward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, masks=None, ln=None):
+    """-> (ys, h_n, cache), cache = (hs, gates): hs (T+1, B, H), gates (T, B, 4H); with layer
+    norm (ln = (gain, shift)) cache = (hs, gates, lnc), lnc (T, B, 4H + 4)."""
     cdef Args k
     cdef int tn = _prep(&k, 3, x, "h0", h0, None, None, w_ih, w_hh, True)
     _prep_bias(&k, 3 * k.d.H, b_ih, b_hh, tn)
+    zero = _prep_ln(&k, tn, ln, 4)
+    lnc = _ln_cache_out(&k, tn, 4, True)
     L = _prep_lengths(&k, lengths)
     k.hs = k.h0
     pw = _packed_w(&k, tn, ((3 * k.d.H, k.d.H),))
@@ -1207,19 +1300,20 @@ def gru_sequence_forward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, masks=None):
     kept = _prep_masks(&k, tn, masks, 1, True, False)
     _run(&k, tn, _gru_fwd[CellF], _gru_fwd[CellD])
     _give_back(tn, ws)
-    return ys, _last(hs, &k), (hs, gates)
+    return ys, _last(hs, &k), (hs, gates) + (() if lnc is None else (lnc,))
 
 
 def gru_sequence_backward(dys, dh_n, x, h0, w_ih, w_hh, cache, lengths, has_bias, need_dx=True,
-                          need_dh0=True, masks=None):
+                          need_dh0=True, masks=None, ln=None):
     """-> (dx, dh0, dw_ih, dw_hh, db_ih, db_hh); dx is None when need_dx is false, dh0 when
     need_dh0 is (the last step's GEMMs are skipped).
-    dys None: no gradient reaches the outputs (only the final state was used); no step adds one."""
+    dys None: no gradient reaches the outputs (only the final state was used); no step adds one.
+    With ln: cache = (hs, gates, lnc), and the gain and shift gradients follow."""
     cdef Args k
     cdef int tn = _prep(&k, 3, x, "h0", h0, None, None, w_ih, w_hh, True)
     cdef Py_ssize_t T = k.d.T, B = k.d.B, H = k.d.H
     L = _prep_lengths(&k, lengths)
-    _check_cache(cache, "hs, gates")
+    cache, dln = _ln_backward(&k, tn, ln, 4, cache, "hs, gates")
     k.dys = NULL if dys is None else _check(dys, "dys", tn, "x", 3, T, B, H)
     k.dh_n = _check(dh_n, "dh_n", tn, "x", 2, B, H)
     k.hprev = _check(cache[0], "hs", tn, "x", 3, T + 1, B, H)
@@ -1232,4 +1326,4 @@ def gru_sequence_backward(dys, dh_n, x, h0, w_ih, w_hh, cache, lengths, has_bias
     kept = _prep_masks(&k, tn, masks, 1, True, True)
     _run(&k, tn, _gru_bwd[CellF], _gru_bwd[CellD])
     _give_back(tn, ws)
-    return dx, dh0, dw_ih, dw_hh, db_ih, db_hh
+    return (dx, dh0, dw_ih, dw_hh, db_ih, db_hh) + dln[:2]

@@ -21,7 +21,10 @@ Argument validation (the Cython wrappers raise the same errors, before touching 
   checked against these sizes, and no size may be zero;
 * ``b_ih`` and ``b_hh`` are both None or both arrays;
 * ``lengths`` is None or an integer array of shape (B,) with values in [1, T] (converted to
-  int64); ``nonlinearity`` is ``'tanh'`` or ``'relu'``.
+  int64); ``nonlinearity`` is ``'tanh'`` or ``'relu'``;
+* ``ln`` (LSTM and GRU, layer norm) is None or a tuple (gain, shift) of two arrays of shape
+  (nb*H,): nb = 5 norms for the LSTM (gates i, f, g, o and the cell state), 4 for the GRU (r, z,
+  and n's input and recurrent parts).
 
 A failed check raises ``ValueError("<name> must <expected>, got <got>")``, for example
 ``"w_hh must have shape (20, 5), got (20, 6)"``.
@@ -150,6 +153,27 @@ def _check_cell_biases(w_ih, b_ih, b_hh, GH, dtype):
     return b_hh is not None
 
 
+def _check_ln(ln, nb, H, dtype):
+    """ln: None (no layer norm) or (gain, shift), each (nb*H,)."""
+    if ln is None:
+        return None
+    if not isinstance(ln, tuple) or len(ln) != 2:
+        got = f"a tuple of length {len(ln)}" if isinstance(ln, tuple) else type(ln).__name__
+        raise ValueError(f"ln must be None or a tuple (gain, shift) of two arrays, got {got}")
+    _check_shape("ln gain", ln[0], (nb * H,), dtype)
+    _check_shape("ln shift", ln[1], (nb * H,), dtype)
+    return ln
+
+
+def _check_cell_cache(cache, nb, ln, B, H, dtype):
+    """A cell backward's cache: its gates (B, nb*H) (LSTM nb = 5, GRU 4), with layer norm
+    (gates, lnc), lnc (B, nb*H + nb) (nb norms too)."""
+    if ln is None:
+        _check_shape("cache", cache, (B, nb * H), dtype)
+        return cache
+    return _check_cache(cache, ("gates", "lnc"), ((B, nb * H), (B, nb * H + nb)), dtype)
+
+
 def _check_sequence(G, x, h0, w_ih, w_hh, lengths):
     """Common part of every sequence kernel: returns T, B, I, H, dtype, lengths."""
     T, B, I = _check_sizes("x", x, "TBI")
@@ -170,6 +194,40 @@ def _sigmoid(a):
     with np.errstate(under="ignore"):  # exp(-|a|) -> 0 for |a| > ~745 is the right answer
         e = np.exp(-np.abs(a))  # in (0, 1]
     return np.where(a >= 0, 1 / (1 + e), e / (1 + e))
+
+
+# Layer norm (Ba et al. 2016) of nb blocks of H columns, each with its own gain and shift:
+# y = gain xhat + shift, xhat = (v - mean(v)) / sqrt(var(v) + eps) over the block's H values.
+# The cache row of the norms of a step: [xhat of every block | 1/std of every block].
+LN_EPS = 1e-5
+
+
+def _ln_blocks(v, gain, shift, nb):
+    """(y, lnc): v (B, nb*H) normalised block by block; lnc (B, nb*H + nb) = [xhat | 1/std]."""
+    B = v.shape[0]
+    vb = v.reshape(B, nb, -1)
+    d = vb - vb.mean(axis=2, keepdims=True)
+    rs = 1 / np.sqrt((d * d).mean(axis=2, keepdims=True) + LN_EPS)
+    xh = (d * rs).reshape(B, -1)
+    return gain * xh + shift, np.concatenate([xh, rs[:, :, 0]], axis=1)
+
+
+def _ln_blocks_backward(dy, gain, lnc, nb):
+    """dv, the gradient w.r.t. v of _ln_blocks, from dy (w.r.t. y):
+    dv = (gain dy - mean(gain dy) - xhat mean(gain dy xhat)) / std, block by block."""
+    B, n = dy.shape
+    xh = lnc[:, :n].reshape(B, nb, -1)
+    rs = lnc[:, n:, None]
+    g = (gain * dy).reshape(B, nb, -1)
+    dv = rs * (g - g.mean(axis=2, keepdims=True) - xh * (g * xh).mean(axis=2, keepdims=True))
+    return dv.reshape(B, n)
+
+
+def _ln_params_grad(dy, lnc):
+    """The gains' and shifts' gradients: sums over rows of dy xhat and of dy (dy (..., n))."""
+    n = dy.shape[-1]
+    dy = dy.reshape(-1, n)
+    return (dy * lnc.reshape(-1, lnc.shape[-1])[:, :n]).sum(axis=0), dy.sum(axis=0)
 
 
 def _biases_grad(dgates_ih, dgates_hh, has_bias):
@@ -210,6 +268,15 @@ def _input_projection(x, w_ih, b_ih):
 def _real(lengths, t):
     """(B, 1) mask: True where step t of sequence b is real (t < lengths[b]), or None."""
     return None if lengths is None else (t < lengths)[:, None]
+
+
+def _store_step(lengths, t, ys, h1, *states):
+    """A sequence forward's step t: ys[t] = h1 and, for each (seq, new) of states,
+    seq[t + 1] = new; at padded rows the output is zero and each state is carried."""
+    real = _real(lengths, t)
+    ys[t] = h1 if real is None else np.where(real, h1, 0)
+    for seq, new in states:
+        seq[t + 1] = new if real is None else np.where(real, new, seq[t])
 
 
 def _deferred_grads(dgi, dgh, x, hs, w_ih, has_bias, need_dx=True):
@@ -357,12 +424,7 @@ def rnn_sequence_forward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, nonlinearity, m
     ys = np.zeros((T, B, H), dtype)
     for t in range(T):
         h1 = _rnn_step(xw[t], hs[t], w_hh, b_hh, nonlinearity, drop_h)
-        real = _real(lengths, t)
-        if real is None:
-            hs[t + 1] = ys[t] = h1
-        else:
-            hs[t + 1] = np.where(real, h1, hs[t])  # padded: carry the state
-            ys[t] = np.where(real, h1, 0)  # padded: output zero
+        _store_step(lengths, t, ys, h1, (hs, h1))
     return ys, hs[T].copy(), (hs,)
 
 
@@ -414,30 +476,52 @@ def rnn_sequence_backward(
 # ---------------------------------------------------------------------------------------------
 
 
-def _lstm_step(xw, h, c, w_hh, b_hh, drop_h=None, zone_h=None, zone_c=None):
+def _lstm_step(xw, h, c, w_hh, b_hh, drop_h=None, zone_h=None, zone_c=None, ln=None):
     """a = xw + (h * drop_h) W_hh^T + b_hh;  c1 = σ(a_f) c + σ(a_i) tanh(a_g);
-    h1 = σ(a_o) tanh(c1);  then zoneout: c1 = zone_c c + (1 - zone_c) c1, h1 likewise"""
+    h1 = σ(a_o) tanh(c1).  Layer norm (ln = (gain, shift)): a = LN(a) per gate block,
+    h1 = σ(a_o) tanh(LN(c1)); the cache is then (cache, lnc), lnc = [xhat_i..o, xhat_c | 1/std
+    of the 5 norms].  Last, zoneout: c1 = zone_c c + (1 - zone_c) c1, h1 likewise."""
     H = h.shape[1]
     a = xw + _dropped(h, drop_h) @ w_hh.T
     if b_hh is not None:
         a += b_hh
+    if ln is not None:
+        a, lnc_a = _ln_blocks(a, ln[0][: 4 * H], ln[1][: 4 * H], 4)
     i = _sigmoid(a[:, 0 * H : 1 * H])
     f = _sigmoid(a[:, 1 * H : 2 * H])
     g = np.tanh(a[:, 2 * H : 3 * H])
     o = _sigmoid(a[:, 3 * H : 4 * H])
     c1 = f * c + i * g
-    tanh_c1 = np.tanh(c1)
+    if ln is None:
+        tanh_c1 = np.tanh(c1)
+    else:
+        y_c, lnc_c = _ln_blocks(c1, ln[0][4 * H :], ln[1][4 * H :], 1)
+        tanh_c1 = np.tanh(y_c)
     h1 = o * tanh_c1
     cache = np.concatenate([i, f, g, o, tanh_c1], axis=1)  # (B, 5H)
+    if ln is not None:
+        n = 4 * H
+        lnc = np.concatenate([lnc_a[:, :n], lnc_c[:, :H], lnc_a[:, n:], lnc_c[:, H:]], axis=1)
+        cache = (cache, lnc)
     return _zoned(h1, h, zone_h), _zoned(c1, c, zone_c), cache
 
 
-def _lstm_step_backward(dh1, dc1, c, cache):
-    """Gate gradients of one LSTM step: returns da (B, 4H) and dc = dc_total * f."""
+def _lstm_step_backward(dh1, dc1, c, cache, ln=None):
+    """Gate gradients of one LSTM step: returns da (B, 4H), dc = dc_total * f and, with layer
+    norm (cache = (cache, lnc)), dy (B, 5H), the gradients w.r.t. the 5 norms' outputs (else
+    None)."""
     H = c.shape[1]
+    if ln is not None:
+        cache, lnc = cache
     i, f, g, o, tanh_c1 = (cache[:, k * H : (k + 1) * H] for k in range(5))
     do = dh1 * tanh_c1  # h1 = o tanh(c1)
-    dc_total = dc1 + dh1 * o * (1 - tanh_c1 * tanh_c1)  # c1 reaches the loss directly and via h1
+    dy_c = dh1 * o * (1 - tanh_c1 * tanh_c1)  # c1 reaches the loss directly and via h1
+    if ln is not None:  # ... through LN(c1)
+        n = 4 * H
+        lnc_c = np.concatenate([lnc[:, n : n + H], lnc[:, n + H + 4 :]], axis=1)
+        dc_total = dc1 + _ln_blocks_backward(dy_c, ln[0][n:], lnc_c, 1)
+    else:
+        dc_total = dc1 + dy_c
     di = dc_total * g  # c1 = f c + i g
     df = dc_total * c
     dg = dc_total * i
@@ -451,71 +535,92 @@ def _lstm_step_backward(dh1, dc1, c, cache):
         ],
         axis=1,
     )
-    return da, dc
+    if ln is None:
+        return da, dc, None
+    dy = np.concatenate([da, dy_c], axis=1)
+    lnc_a = np.concatenate([lnc[:, :n], lnc[:, n + H : n + H + 4]], axis=1)
+    return _ln_blocks_backward(da, ln[0][:n], lnc_a, 4), dc, dy
 
 
-def _lstm_masked_backward(dh1, dc1, c, cache, w_hh, drop_h, zone_h, zone_c):
-    """One step's backward under recurrent dropout and zoneout: (da, the GEMM-free part of dh,
-    dc): the cell gets (1 - z) of each state's gradient, the previous state z of it directly."""
-    da, dc = _lstm_step_backward(_zone_in(dh1, zone_h), _zone_in(dc1, zone_c), c, cache)
-    return da, _zone_pass(dh1, zone_h), dc + _zone_pass(dc1, zone_c)
+def _lstm_masked_backward(dh1, dc1, c, cache, zone_h, zone_c, ln):
+    """_lstm_step_backward under zoneout: (da, the GEMM-free part of dh, dc, dy): the cell gets
+    (1 - z) of each state's gradient, the previous state z of it directly."""
+    da, dc, dy = _lstm_step_backward(_zone_in(dh1, zone_h), _zone_in(dc1, zone_c), c, cache, ln)
+    return da, _zone_pass(dh1, zone_h), dc + _zone_pass(dc1, zone_c), dy
 
 
-def lstm_cell_forward(x, h, c, w_ih, w_hh, b_ih, b_hh, masks=None):
+def lstm_cell_forward(x, h, c, w_ih, w_hh, b_ih, b_hh, masks=None, ln=None):
     """[i f g o] = [σ σ tanh σ](x W_ih^T + b_ih + h W_hh^T + b_hh);  c1 = f c + i g;
-    h1 = o tanh(c1);  cache = [i | f | g | o | tanh(c1)]"""
+    h1 = o tanh(c1);  cache = [i | f | g | o | tanh(c1)].  Layer norm (ln = (gain, shift)):
+    each gate block normalised before its σ or tanh, h1 = o tanh(LN(c1)), cache = (that, lnc)"""
     B, I, H, dtype = _check_cell(4, x, h, w_ih, w_hh)
     _check_shape("c", c, (B, H), dtype)
     _check_cell_biases(w_ih, b_ih, b_hh, 4 * H, dtype)
     drop_h, zone_h, zone_c = _check_masks(masks, 2, (), B, H, dtype)
-    return _lstm_step(_project(x, w_ih, b_ih), h, c, w_hh, b_hh, drop_h, zone_h, zone_c)
+    ln = _check_ln(ln, 5, H, dtype)
+    return _lstm_step(_project(x, w_ih, b_ih), h, c, w_hh, b_hh, drop_h, zone_h, zone_c, ln)
 
 
 def lstm_cell_backward(
-    dh1, dc1, x, h, c, w_ih, w_hh, cache, has_bias, need_dx=True, need_dh=True, masks=None
+    dh1,
+    dc1,
+    x,
+    h,
+    c,
+    w_ih,
+    w_hh,
+    cache,
+    has_bias,
+    need_dx=True,
+    need_dh=True,
+    masks=None,
+    ln=None,
 ):
     """da from the gates (see _lstm_step_backward);  dx = da W_ih;  dh = da W_hh;
     dc = (dc1 + dh1 o tanh'(c1)) f;  dW_ih = da^T x;  dW_hh = da^T h;  db = sum_rows(da).
-    dx is None when need_dx is false, dh and dc when need_dh is."""
+    dx is None when need_dx is false, dh and dc when need_dh is.  With ln: cache = (gates, lnc)
+    and the gains' and shifts' gradients follow."""
     B, I, H, dtype = _check_cell(4, x, h, w_ih, w_hh)
     _check_shape("c", c, (B, H), dtype)
     _check_shape("dh1", dh1, (B, H), dtype)
     _check_shape("dc1", dc1, (B, H), dtype)
-    _check_shape("cache", cache, (B, 5 * H), dtype)
+    ln = _check_ln(ln, 5, H, dtype)
+    cache = _check_cell_cache(cache, 5, ln, B, H, dtype)
     drop_h, zone_h, zone_c = _check_masks(masks, 2, (), B, H, dtype)
-    da, dh_pass, dc = _lstm_masked_backward(dh1, dc1, c, cache, w_hh, drop_h, zone_h, zone_c)
+    da, dh_pass, dc, dy = _lstm_masked_backward(dh1, dc1, c, cache, zone_h, zone_c, ln)
     dw_ih, dw_hh, db_ih, db_hh = _cell_weight_grads(da, da, x, _dropped(h, drop_h), w_ih, has_bias)
     dx = (da if w_ih is None else da @ w_ih) if need_dx else None
     dh, dc = (_dropped(da @ w_hh, drop_h) + dh_pass, dc) if need_dh else (None, None)
-    return dx, dh, dc, dw_ih, dw_hh, db_ih, db_hh
+    dln = () if ln is None else _ln_params_grad(dy, cache[1])
+    return (dx, dh, dc, dw_ih, dw_hh, db_ih, db_hh) + dln
 
 
-def lstm_sequence_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, masks=None):
+def lstm_sequence_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, masks=None, ln=None):
     """The LSTM cell at every step (state carried at padded steps);  ys[t] = hs[t+1] (0 at
-    padded steps);  cache = (hs, cs, gates) with gates[t] the cell cache of step t"""
+    padded steps);  cache = (hs, cs, gates) with gates[t] the cell cache of step t; with layer
+    norm (ln) cache = (hs, cs, gates, lnc), lnc[t] the step's norm cache"""
     T, B, I, H, dtype, lengths = _check_sequence(4, x, h0, w_ih, w_hh, lengths)
     _check_shape("c0", c0, (B, H), dtype)
     _check_biases(b_ih, b_hh, 4 * H, dtype)
     drop_h, zone_h, zone_c = _check_masks(masks, 2, (T,), B, H, dtype)
+    ln = _check_ln(ln, 5, H, dtype)
     xw = _input_projection(x, w_ih, b_ih)
     hs = np.empty((T + 1, B, H), dtype)
     cs = np.empty((T + 1, B, H), dtype)
     gates = np.empty((T, B, 5 * H), dtype)
+    lnc = None if ln is None else np.empty((T, B, 5 * H + 5), dtype)
     ys = np.zeros((T, B, H), dtype)
     hs[0], cs[0] = h0, c0
     for t in range(T):
-        h1, c1, gates[t] = _lstm_step(
-            xw[t], hs[t], cs[t], w_hh, b_hh, drop_h, _at(zone_h, t), _at(zone_c, t)
+        h1, c1, cache_t = _lstm_step(
+            xw[t], hs[t], cs[t], w_hh, b_hh, drop_h, _at(zone_h, t), _at(zone_c, t), ln
         )
-        real = _real(lengths, t)
-        if real is None:
-            hs[t + 1] = ys[t] = h1
-            cs[t + 1] = c1
+        if ln is None:
+            gates[t] = cache_t
         else:
-            hs[t + 1] = np.where(real, h1, hs[t])
-            cs[t + 1] = np.where(real, c1, cs[t])
-            ys[t] = np.where(real, h1, 0)
-    return ys, hs[T].copy(), cs[T].copy(), (hs, cs, gates)
+            gates[t], lnc[t] = cache_t
+        _store_step(lengths, t, ys, h1, (hs, h1), (cs, c1))
+    return ys, hs[T].copy(), cs[T].copy(), (hs, cs, gates) + (() if ln is None else (lnc,))
 
 
 def lstm_sequence_backward(
@@ -533,26 +638,32 @@ def lstm_sequence_backward(
     need_dx=True,
     need_dh0=True,
     masks=None,
+    ln=None,
 ):
     """Backward through time with the LSTM step backward; da[t] = 0 and (dh, dc) carried at
     padded steps; then dx, dW_ih, dW_hh, db from all da[t] at once (dx None when not need_dx).
-    dys None: no output gradient. need_dh0 False: dh0 and dc0 are None."""
+    dys None: no output gradient. need_dh0 False: dh0 and dc0 are None.  With ln: cache =
+    (hs, cs, gates, lnc), and the gains' and shifts' gradients follow."""
     T, B, I, H, dtype, lengths = _check_sequence(4, x, h0, w_ih, w_hh, lengths)
     _check_shape("c0", c0, (B, H), dtype)
     if dys is not None:
         _check_shape("dys", dys, (T, B, H), dtype)
     _check_shape("dh_n", dh_n, (B, H), dtype)
     _check_shape("dc_n", dc_n, (B, H), dtype)
-    hs, cs, gates = _check_cache(
-        cache, ("hs", "cs", "gates"), ((T + 1, B, H), (T + 1, B, H), (T, B, 5 * H)), dtype
-    )
+    ln = _check_ln(ln, 5, H, dtype)
+    names, shapes = ("hs", "cs", "gates"), ((T + 1, B, H), (T + 1, B, H), (T, B, 5 * H))
+    if ln is not None:
+        names, shapes = names + ("lnc",), shapes + ((T, B, 5 * H + 5),)
+    hs, cs, gates, *lnc = _check_cache(cache, names, shapes, dtype)
     drop_h, zone_h, zone_c = _check_masks(masks, 2, (T,), B, H, dtype)
     da = np.empty((T, B, 4 * H), dtype)
+    dy = np.zeros((T, B, 5 * H), dtype)
     dh, dc = dh_n.copy(), dc_n.copy()
     for t in reversed(range(T)):
         dh1 = dh if dys is None else dh + dys[t]
-        da_t, dh_pass, dc_prev = _lstm_masked_backward(
-            dh1, dc, cs[t], gates[t], w_hh, drop_h, _at(zone_h, t), _at(zone_c, t)
+        cache_t = gates[t] if ln is None else (gates[t], lnc[0][t])
+        da_t, dh_pass, dc_prev, dy_t = _lstm_masked_backward(
+            dh1, dc, cs[t], cache_t, _at(zone_h, t), _at(zone_c, t), ln
         )
         real = _real(lengths, t)
         if real is None:
@@ -562,12 +673,15 @@ def lstm_sequence_backward(
             dh = np.where(real, _dropped(da_t @ w_hh, drop_h) + dh_pass, dh)
             dc = np.where(real, dc_prev, dc)
         da[t] = da_t
+        if ln is not None:
+            dy[t] = dy_t if real is None else np.where(real, dy_t, 0)
     dx, dw_ih, dw_hh, db_ih, db_hh = _deferred_grads(
         da, da, x, _dropped(hs, drop_h), w_ih, has_bias, need_dx
     )
     if not need_dh0:
         dh = dc = None
-    return dx, dh, dc, dw_ih, dw_hh, db_ih, db_hh
+    dln = () if ln is None else _ln_params_grad(dy, lnc[0])
+    return (dx, dh, dc, dw_ih, dw_hh, db_ih, db_hh) + dln
 
 
 # ---------------------------------------------------------------------------------------------
@@ -575,26 +689,35 @@ def lstm_sequence_backward(
 # ---------------------------------------------------------------------------------------------
 
 
-def _gru_step(xw, h, w_hh, b_hh, drop_h=None, zone_h=None):
+def _gru_step(xw, h, w_hh, b_hh, drop_h=None, zone_h=None, ln=None):
     """gh = (h * drop_h) W_hh^T + b_hh;  r = σ(gi_r + gh_r), z = σ(gi_z + gh_z),
-    n = tanh(gi_n + r gh_n), h1 = (1 - z) n + z h;  then zoneout: h1 = zone_h h + (1 - zone_h) h1"""
+    n = tanh(gi_n + r gh_n), h1 = (1 - z) n + z h;  last, zoneout: h1 = zone_h h + (1 - zone_h) h1.
+    Layer norm (ln = (gain, shift)): the four pre-activations gi_r + gh_r, gi_z + gh_z, gi_n and
+    gh_n are each normalised (then gh_n is LN(gh_n) in n and in the cache); the cache is then
+    (cache, lnc), lnc = [xhat_r, xhat_z, xhat_nx, xhat_nh | 1/std of the 4 norms]."""
     H = h.shape[1]
     gh = _dropped(h, drop_h) @ w_hh.T
     if b_hh is not None:
         gh += b_hh
-    r = _sigmoid(xw[:, 0 * H : 1 * H] + gh[:, 0 * H : 1 * H])
-    z = _sigmoid(xw[:, 1 * H : 2 * H] + gh[:, 1 * H : 2 * H])
-    gh_n = gh[:, 2 * H : 3 * H]
-    n = np.tanh(xw[:, 2 * H : 3 * H] + r * gh_n)
+    a = np.concatenate([xw[:, : 2 * H] + gh[:, : 2 * H], xw[:, 2 * H :], gh[:, 2 * H :]], axis=1)
+    if ln is not None:
+        a, lnc = _ln_blocks(a, ln[0], ln[1], 4)
+    r = _sigmoid(a[:, 0 * H : 1 * H])
+    z = _sigmoid(a[:, 1 * H : 2 * H])
+    gh_n = a[:, 3 * H : 4 * H]
+    n = np.tanh(a[:, 2 * H : 3 * H] + r * gh_n)
     h1 = (1 - z) * n + z * h
     cache = np.concatenate([r, z, n, gh_n], axis=1)  # (B, 4H)
-    return _zoned(h1, h, zone_h), cache
+    return _zoned(h1, h, zone_h), cache if ln is None else (cache, lnc)
 
 
-def _gru_step_backward(dh1, h, cache):
+def _gru_step_backward(dh1, h, cache, ln=None):
     """Gate gradients of one GRU step: dgi (B, 3H) for the x side, dgh (B, 3H) for the h side,
-    and dh_direct = dh1 * z (the part of dh that skips w_hh)."""
+    dh_direct = dh1 * z (the part of dh that skips w_hh) and, with layer norm (cache = (cache,
+    lnc)), dy (B, 4H), the gradients w.r.t. the 4 norms' outputs (else None)."""
     H = h.shape[1]
+    if ln is not None:
+        cache, lnc = cache
     r, z, n, gh_n = (cache[:, k * H : (k + 1) * H] for k in range(4))
     dn = dh1 * (1 - z)  # h1 = (1 - z) n + z h
     dz = dh1 * (h - n)
@@ -603,88 +726,109 @@ def _gru_step_backward(dh1, h, cache):
     dr = da_n * gh_n
     da_r = dr * r * (1 - r)
     da_z = dz * z * (1 - z)
+    if ln is not None:  # the gradients w.r.t. the norms' outputs, taken through the norms
+        dy = np.concatenate([da_r, da_z, da_n, da_n * r], axis=1)
+        da_r, da_z, da_n, da_nh = np.split(_ln_blocks_backward(dy, ln[0], lnc, 4), 4, axis=1)
+        dgi = np.concatenate([da_r, da_z, da_n], axis=1)
+        return dgi, np.concatenate([da_r, da_z, da_nh], axis=1), dh_direct, dy
     dgi = np.concatenate([da_r, da_z, da_n], axis=1)  # gradient of gi = x W_ih^T + b_ih
     dgh = np.concatenate([da_r, da_z, da_n * r], axis=1)  # gradient of gh = h W_hh^T + b_hh
-    return dgi, dgh, dh_direct
+    return dgi, dgh, dh_direct, None
 
 
-def _gru_masked_backward(dh1, h, cache, zone_h):
+def _gru_masked_backward(dh1, h, cache, zone_h, ln):
     """_gru_step_backward under zoneout: the cell gets (1 - z) dh1, the previous state also z dh1
     directly (added to dh_direct)."""
-    dgi, dgh, dh_direct = _gru_step_backward(_zone_in(dh1, zone_h), h, cache)
-    return dgi, dgh, dh_direct + _zone_pass(dh1, zone_h)
+    dgi, dgh, dh_direct, dy = _gru_step_backward(_zone_in(dh1, zone_h), h, cache, ln)
+    return dgi, dgh, dh_direct + _zone_pass(dh1, zone_h), dy
 
 
-def gru_cell_forward(x, h, w_ih, w_hh, b_ih, b_hh, masks=None):
+def gru_cell_forward(x, h, w_ih, w_hh, b_ih, b_hh, masks=None, ln=None):
     """gi = x W_ih^T + b_ih;  gh = h W_hh^T + b_hh;  r, z = σ(gi + gh) (r, z blocks);
-    n = tanh(gi_n + r gh_n);  h1 = (1 - z) n + z h;  cache = [r | z | n | gh_n]"""
+    n = tanh(gi_n + r gh_n);  h1 = (1 - z) n + z h;  cache = [r | z | n | gh_n].  Layer norm
+    (ln): see _gru_step; cache = (that, lnc)"""
     B, I, H, dtype = _check_cell(3, x, h, w_ih, w_hh)
     _check_cell_biases(w_ih, b_ih, b_hh, 3 * H, dtype)
     drop_h, zone_h, zone_c = _check_masks(masks, 1, (), B, H, dtype)
-    return _gru_step(_project(x, w_ih, b_ih), h, w_hh, b_hh, drop_h, zone_h)
+    ln = _check_ln(ln, 4, H, dtype)
+    return _gru_step(_project(x, w_ih, b_ih), h, w_hh, b_hh, drop_h, zone_h, ln)
 
 
 def gru_cell_backward(
-    dh1, x, h, w_ih, w_hh, cache, has_bias, need_dx=True, need_dh=True, masks=None
+    dh1, x, h, w_ih, w_hh, cache, has_bias, need_dx=True, need_dh=True, masks=None, ln=None
 ):
     """dgi, dgh from the gates (they differ in the n block: dgh_n = dgi_n r);
     dx = dgi W_ih;  dh = dh1 z + dgh W_hh;  dW_ih = dgi^T x;  dW_hh = dgh^T h;
     db_ih = sum_rows(dgi);  db_hh = sum_rows(dgh).  dx (dh) is None when need_dx (need_dh) is
-    false."""
+    false.  With ln: cache = (gates, lnc), and the gains' and shifts' gradients follow."""
     B, I, H, dtype = _check_cell(3, x, h, w_ih, w_hh)
     _check_shape("dh1", dh1, (B, H), dtype)
-    _check_shape("cache", cache, (B, 4 * H), dtype)
+    ln = _check_ln(ln, 4, H, dtype)
+    cache = _check_cell_cache(cache, 4, ln, B, H, dtype)
     drop_h, zone_h, zone_c = _check_masks(masks, 1, (), B, H, dtype)
-    dgi, dgh, dh_direct = _gru_masked_backward(dh1, h, cache, zone_h)
+    dgi, dgh, dh_direct, dy = _gru_masked_backward(dh1, h, cache, zone_h, ln)
     dw_ih, dw_hh, db_ih, db_hh = _cell_weight_grads(
         dgi, dgh, x, _dropped(h, drop_h), w_ih, has_bias
     )
     dx = (dgi if w_ih is None else dgi @ w_ih) if need_dx else None
     dh = dh_direct + _dropped(dgh @ w_hh, drop_h) if need_dh else None
-    return dx, dh, dw_ih, dw_hh, db_ih, db_hh
+    dln = () if ln is None else _ln_params_grad(dy, cache[1])
+    return (dx, dh, dw_ih, dw_hh, db_ih, db_hh) + dln
 
 
-def gru_sequence_forward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, masks=None):
+def gru_sequence_forward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, masks=None, ln=None):
     """The GRU cell at every step (state carried at padded steps);  ys[t] = hs[t+1] (0 at
-    padded steps);  cache = (hs, gates) with gates[t] the cell cache of step t"""
+    padded steps);  cache = (hs, gates) with gates[t] the cell cache of step t; with layer
+    norm (ln) cache = (hs, gates, lnc), lnc[t] the step's norm cache"""
     T, B, I, H, dtype, lengths = _check_sequence(3, x, h0, w_ih, w_hh, lengths)
     _check_biases(b_ih, b_hh, 3 * H, dtype)
     drop_h, zone_h, zone_c = _check_masks(masks, 1, (T,), B, H, dtype)
+    ln = _check_ln(ln, 4, H, dtype)
     xw = _input_projection(x, w_ih, b_ih)
     hs = np.empty((T + 1, B, H), dtype)
     gates = np.empty((T, B, 4 * H), dtype)
+    lnc = None if ln is None else np.empty((T, B, 4 * H + 4), dtype)
     ys = np.zeros((T, B, H), dtype)
     hs[0] = h0
     for t in range(T):
-        h1, gates[t] = _gru_step(xw[t], hs[t], w_hh, b_hh, drop_h, _at(zone_h, t))
-        real = _real(lengths, t)
-        if real is None:
-            hs[t + 1] = ys[t] = h1
+        h1, cache_t = _gru_step(xw[t], hs[t], w_hh, b_hh, drop_h, _at(zone_h, t), ln)
+        if ln is None:
+            gates[t] = cache_t
         else:
-            hs[t + 1] = np.where(real, h1, hs[t])
-            ys[t] = np.where(real, h1, 0)
-    return ys, hs[T].copy(), (hs, gates)
+            gates[t], lnc[t] = cache_t
+        _store_step(lengths, t, ys, h1, (hs, h1))
+    return ys, hs[T].copy(), (hs, gates) + (() if ln is None else (lnc,))
 
 
 def gru_sequence_backward(
-    dys, dh_n, x, h0, w_ih, w_hh, cache, lengths, has_bias, need_dx=True, need_dh0=True, masks=None
-):
+    dys, dh_n, x, h0, w_ih, w_hh, cache, lengths, has_bias, need_dx=True, need_dh0=True,
+    masks=None, ln=None,
+):  # fmt: skip
     """Backward through time with the GRU step backward: dh = dh1 z + dgh[t] W_hh; dgi[t] and
     dgh[t] are 0 and dh is carried at padded steps; then dx = dgi W_ih, dW_ih = dgi^T x,
     dW_hh = dgh^T h_prev, db_ih, db_hh from all steps at once (dx None when not need_dx).
-    dys None: no output gradient. need_dh0 False: dh0 is None."""
+    dys None: no output gradient. need_dh0 False: dh0 is None.  With ln: cache = (hs, gates,
+    lnc), and the gains' and shifts' gradients follow."""
     T, B, I, H, dtype, lengths = _check_sequence(3, x, h0, w_ih, w_hh, lengths)
     if dys is not None:
         _check_shape("dys", dys, (T, B, H), dtype)
     _check_shape("dh_n", dh_n, (B, H), dtype)
-    hs, gates = _check_cache(cache, ("hs", "gates"), ((T + 1, B, H), (T, B, 4 * H)), dtype)
+    ln = _check_ln(ln, 4, H, dtype)
+    names, shapes = ("hs", "gates"), ((T + 1, B, H), (T, B, 4 * H))
+    if ln is not None:
+        names, shapes = names + ("lnc",), shapes + ((T, B, 4 * H + 4),)
+    hs, gates, *lnc = _check_cache(cache, names, shapes, dtype)
     drop_h, zone_h, zone_c = _check_masks(masks, 1, (T,), B, H, dtype)
     dgi = np.empty((T, B, 3 * H), dtype)
     dgh = np.empty((T, B, 3 * H), dtype)
+    dy = np.zeros((T, B, 4 * H), dtype)
     dh = dh_n.copy()
     for t in reversed(range(T)):
         dh1 = dh if dys is None else dh + dys[t]
-        dgi_t, dgh_t, dh_direct = _gru_masked_backward(dh1, hs[t], gates[t], _at(zone_h, t))
+        cache_t = gates[t] if ln is None else (gates[t], lnc[0][t])
+        dgi_t, dgh_t, dh_direct, dy_t = _gru_masked_backward(
+            dh1, hs[t], cache_t, _at(zone_h, t), ln
+        )
         real = _real(lengths, t)
         if real is None:
             dh = dh_direct + _dropped(dgh_t @ w_hh, drop_h)
@@ -693,7 +837,10 @@ def gru_sequence_backward(
             dgh_t = np.where(real, dgh_t, 0)
             dh = np.where(real, dh_direct + _dropped(dgh_t @ w_hh, drop_h), dh)
         dgi[t], dgh[t] = dgi_t, dgh_t
+        if ln is not None:
+            dy[t] = dy_t if real is None else np.where(real, dy_t, 0)
     dx, dw_ih, dw_hh, db_ih, db_hh = _deferred_grads(
         dgi, dgh, x, _dropped(hs, drop_h), w_ih, has_bias, need_dx
     )
-    return dx, dh if need_dh0 else None, dw_ih, dw_hh, db_ih, db_hh
+    dln = () if ln is None else _ln_params_grad(dy, lnc[0])
+    return (dx, dh if need_dh0 else None, dw_ih, dw_hh, db_ih, db_hh) + dln

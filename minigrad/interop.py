@@ -172,6 +172,12 @@ def to_torch(module, into=None):
     if into is not None:
         if not isinstance(into, torch.nn.Module):
             raise TypeError(f"to_torch: into must be a torch.nn.Module, got {type(into).__name__}")
+        for name, sub in module.named_modules():
+            if getattr(sub, "layer_norm", False) is True:
+                raise TypeError(
+                    f"to_torch does not support {type(sub).__name__} with layer_norm=True "
+                    f"({name or 'the module'}): torch has no layer-normalised recurrent layer"
+                )
         ours = module.state_dict()
         _check_same_state(
             "to_torch", ours, {k: v.detach().cpu().numpy() for k, v in into.state_dict().items()}
@@ -282,6 +288,11 @@ def _to_torch(torch, m):
         t = tn.Embedding(m.num_embeddings, m.embedding_dim, padding_idx=m.padding_idx, **kw)
     elif isinstance(m, (nn.RNN, nn.LSTM, nn.GRU)):
         mode = m._mode
+        if m.layer_norm:
+            raise TypeError(
+                f"to_torch does not support {mode} with layer_norm=True: torch.nn.{mode} has no "
+                "layer-normalised form (build the torch model from its cells and LayerNorm)"
+            )
         cls = getattr(tn, mode)
         if m.return_sequences is not None or m.return_state:
             cls = _wrapper_class(mode)

@@ -13,6 +13,7 @@ from benchmarks import (
     bench_dropout,
     bench_framework,
     bench_kernels,
+    bench_layernorm,
     bench_lm,
     bench_optim,
     bench_overhead,
@@ -31,6 +32,7 @@ SCRIPTS = {  # command line -> the module whose build_parser() it runs
     "bench_dropout.py": ([os.path.join("benchmarks", "bench_dropout.py")], bench_dropout),
     "bench_lm.py": ([os.path.join("benchmarks", "bench_lm.py")], bench_lm),
     "bench_threads.py": ([os.path.join("benchmarks", "bench_threads.py")], bench_threads),
+    "bench_layernorm.py": ([os.path.join("benchmarks", "bench_layernorm.py")], bench_layernorm),
 }
 
 

@@ -5,7 +5,8 @@ cell node per time step) and ``impl="composed"`` (the cell in primitive tape ops
 same outputs, final states and gradients (inputs, initial states, every parameter) over layer
 types, num_layers, directions, batch_first, bias, lengths, initial states and dtypes: tight in
 float64, looser in float32.  Inter-layer dropout, recurrent dropout and zoneout (the same
-generator seed draws the same masks in each) and the Keras-style return conventions too.
+generator seed draws the same masks in each), the Keras-style return conventions and
+``layer_norm=True`` (alone and with the dropouts and zoneout) too.
 """
 
 import numpy as np
@@ -66,22 +67,91 @@ def test_the_three_implementations_agree(case):
 def test_the_three_agree_with_recurrent_dropout_and_zoneout(case, seed):
     """Input and recurrent dropout (and zoneout but on the RNN), masks drawn from generators
     seeded alike: the three compute the same outputs and gradients, in training and eval."""
-    options = dict(input_dropout=0.3, recurrent_dropout=0.4)
-    if case.mode != "RNN":
-        options["zoneout"] = 0.25
-    modules = {
-        impl: case.make(impl=impl, generator=np.random.default_rng(seed), **options)
-        for impl in IMPLS
-    }
+    modules = {impl: case.make(impl=impl, **_dropout_options(case, seed)) for impl in IMPLS}
     for impl in IMPLS[1:]:
         modules[impl].load_state_dict(modules["sequence"].state_dict())
+    _assert_same_in_train_and_eval(case, modules, seed)
+
+
+def _dropout_options(case, seed):
+    """Input and recurrent dropout, zoneout but on the RNN, and a seeded generator."""
+    options = dict(input_dropout=0.3, recurrent_dropout=0.4, generator=np.random.default_rng(seed))
+    if case.mode != "RNN":
+        options["zoneout"] = 0.25
+    return options
+
+
+def _assert_same_in_train_and_eval(case, modules, seed):
+    """The three modules (drawing masks from generators seeded alike) agree in training and in
+    eval; returns the sequence impl's (outputs, gradients) in each."""
     weights = upstream(case.call(modules["sequence"], case.leaves()))
+    train = {}
     for impl in IMPLS:  # the call above drew masks from one generator: redraw them all alike
         modules[impl].generator = np.random.default_rng(seed)
-    _assert_same(case, {impl: grads_of(case, m, weights) for impl, m in modules.items()})
+        train[impl] = grads_of(case, modules[impl], weights)
+    _assert_same(case, train)
     for m in modules.values():
         m.eval()
+    evals = {impl: grads_of(case, m, weights) for impl, m in modules.items()}
+    _assert_same(case, evals)
+    return train["sequence"], evals["sequence"]
+
+
+def _layer_norm_modules(case, seed, **options):
+    """The three implementations of the case's layer with layer_norm=True (and options),
+    sharing one state whose norm gains and shifts are drawn away from their initial 1 and 0."""
+    modules = {impl: case.make(impl=impl, layer_norm=True, **options) for impl in IMPLS}
+    rng = np.random.default_rng(seed)
+    state = modules["sequence"].state_dict()
+    for name, a in state.items():
+        if name.startswith("layer_norm_"):
+            state[name] = (a + rng.uniform(-0.5, 0.5, a.shape)).astype(a.dtype)
+    for m in modules.values():
+        m.load_state_dict(state)
+    return modules
+
+
+@examples(30)
+@given(
+    case=cases(dtypes=(np.float64,)).filter(lambda c: c.mode != "RNN"),
+    seed=st.integers(0, 2**16),
+)
+def test_the_three_implementations_agree_with_layer_norm(case, seed):
+    """layer_norm=True: the sequence and cell kernels (norms in their row passes) and the
+    composed cell (F.layer_norm nodes) agree, norm gains and shifts included. float64 here:
+    these blocks are 1 to 3 units wide, and a norm over 2 or 3 values closer than sqrt(eps)
+    magnifies float32 rounding 300-fold; the larger case below checks float32."""
+    modules = _layer_norm_modules(case, seed)
+    weights = upstream(case.call(modules["sequence"], case.leaves()))
+    results = {impl: grads_of(case, m, weights) for impl, m in modules.items()}
+    assert any(k.startswith("layer_norm_weight") for k in results["sequence"][1])
+    _assert_same(case, results)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("mode", ["LSTM", "GRU"])
+def test_the_three_agree_with_layer_norm_on_a_larger_layer(mode, dtype):
+    case = Case(mode, "tanh", 2, True, True, False, 6, 4, 5, 7, [6, 2, 4, 1], True, 9, dtype=dtype)
+    modules = _layer_norm_modules(case, 3)
+    weights = upstream(case.call(modules["sequence"], case.leaves()))
     _assert_same(case, {impl: grads_of(case, m, weights) for impl, m in modules.items()})
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("mode", ["LSTM", "GRU"])
+def test_the_three_agree_with_layer_norm_dropout_and_zoneout(mode, dtype):
+    """layer_norm=True with input_dropout, recurrent_dropout and zoneout through the layer API:
+    two layers, both directions, ragged lengths; the three agree in training and eval, and the
+    norms' gains and shifts get their gradients."""
+    case = Case(mode, "tanh", 2, True, True, False, 6, 4, 5, 7, [6, 2, 4, 1], True, 9, dtype=dtype)
+    modules = _layer_norm_modules(case, 4, **_dropout_options(case, 4))
+    assert all(m.layer_norm and m.zoneout and m.recurrent_dropout for m in modules.values())
+    train, evals = _assert_same_in_train_and_eval(case, modules, 4)
+    assert not np.allclose(train[0][0], evals[0][0]), "training's masks must change the output"
+    for results in (train, evals):
+        assert any(
+            k.startswith("layer_norm_bias") and np.abs(g).max() > 0 for k, g in results[1].items()
+        )
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])

@@ -1,9 +1,9 @@
 """The compiled kernels on several threads give the results of one thread.
 
 Every kernel (linear, RNN/LSTM/GRU cells and sequences, forward and backward, float32 and
-float64, with and without lengths, biases and the recurrent dropout and zoneout masks) runs once
-on one thread and once on n threads with every problem split as far as its rows allow (the
-pool's work threshold set to 1), over hypothesis-drawn shapes including a batch smaller than the
+float64, with and without lengths, biases, the recurrent dropout and zoneout masks and layer
+norm) runs once on one thread and once on n threads with every problem split as far as its rows
+allow (the pool's work threshold set to 1), over hypothesis-drawn shapes including a batch smaller than the
 thread count and B = 1. The split changes no reduction order: with the small-matrix GEMM kernel
 the outputs are equal bit for bit. OpenBLAS may sum a product of another shape in another order
 (a one-row product as a GEMV, its float32 kernels by size), so on BLAS the outputs agree within
@@ -25,10 +25,12 @@ from test_kernels import (
     assert_same,
     backward,
     forward,
+    LN_KINDS,
     named_cache,
     ops,
     problems,
     twin_backward_error,
+    with_layer_norm,
 )
 
 import minigrad as mg
@@ -86,6 +88,18 @@ def test_n_threads_match_one_thread_with_dropout_and_zoneout_masks(kind, gemm_pa
     the masked states of the deferred dW_hh) and zoneout (per row) on the threads' row slices."""
     problem = data.draw(problems(kind, max_size=13, max_T=6, masked=True), label="problem")
     assert problem.values["masks"] is not None
+    n = data.draw(st.integers(2, 5), label="threads")
+    assert_n_threads_match_one_thread(problem, n, gemm_path)
+
+
+@pytest.mark.parametrize("gemm_path", ["small", "blas"])
+@pytest.mark.parametrize("kind", LN_KINDS)
+@given(data=st.data())
+def test_n_threads_match_one_thread_with_layer_norm(kind, gemm_path, data):
+    """Layer norm (the per-row norms in the fused passes, their cache rows, the gain and shift
+    gradients summed over all rows after the loop), with and without the masks."""
+    problem = data.draw(problems(kind, max_size=13, max_T=6, min_H=4), label="problem")
+    problem = with_layer_norm(problem, data.draw(st.integers(0, 2**32 - 1), label="ln seed"))
     n = data.draw(st.integers(2, 5), label="threads")
     assert_n_threads_match_one_thread(problem, n, gemm_path)
 

@@ -6,6 +6,8 @@
   masks, tanh and relu;
 * finite differences on the twins (float64, random upstream gradients): the twin backward is
   the derivative of the twin forward, independently of the tape;
+* layer norm (LSTM and GRU, ``ln=(gain, shift)``): the same twin equality and finite
+  differences with the norms on, their cache included;
 * stability: pre-activations of ±1e4 give finite, saturated results without warnings;
 * bad arguments: every wrong shape, dtype, contiguity, length, bias or nonlinearity raises a
   ValueError that names the argument, what was expected and what was got.
@@ -102,6 +104,8 @@ GRAD_INPUTS = {
     "gru_sequence": ("x", "h0", "w_ih", "w_hh", "b_ih", "b_hh"),
 }
 BIASES = ("b", "b_ih", "b_hh")
+LN_BLOCKS = {"lstm": 5, "gru": 4}  # layer norms per cell (the kernels' ln gains are nb*H long)
+LN_KINDS = ["lstm_cell", "gru_cell", "lstm_sequence", "gru_sequence"]
 
 
 def is_sequence(kind):
@@ -184,6 +188,7 @@ class Problem:
         v["nonlinearity"] = nonlinearity
         # recurrent dropout and zoneout: passed by keyword (the kernels' last argument)
         v["masks"] = draw_masks(kind, rng, T, B, H, dtype) if masked else None
+        v["ln"] = None  # with_layer_norm sets (gain, shift)
         self.values = v
 
     def args(self, fname, **override):
@@ -201,10 +206,13 @@ class Problem:
 
 
 @st.composite
-def problems(draw, kind, max_size=17, max_T=12, dtypes=(np.float32, np.float64), masked=None):
+def problems(
+    draw, kind, max_size=17, max_T=12, dtypes=(np.float32, np.float64), masked=None, min_H=1
+):
     """A drawn Problem of `kind`; with masks (recurrent dropout, zoneout) drawn or not, or as
-    `masked` says when given."""
-    B, I, H = (draw(st.integers(1, max_size)) for _ in range(3))
+    `masked` says when given; H at least `min_H`."""
+    B, I = (draw(st.integers(1, max_size)) for _ in range(2))
+    H = draw(st.integers(min_H, max(min_H, max_size)))
     T = draw(st.integers(1, max_T)) if is_sequence(kind) else 1
     dtype = draw(st.sampled_from(dtypes))
     bias = draw(st.booleans())
@@ -222,16 +230,26 @@ def problems(draw, kind, max_size=17, max_T=12, dtypes=(np.float32, np.float64),
     return Problem(kind, T, B, I, H, dtype, bias, lengths, nonlinearity, seed, masked)
 
 
-def mask_kwargs(problem):
-    """The masks keyword when the problem has masks (none: the call as before the option)."""
-    masks = problem.values.get("masks")
-    return {} if masks is None else {"masks": masks}
+def with_layer_norm(problem, seed):
+    """The problem with layer norm on: gains and shifts drawn around their initial 1 and 0."""
+    rng = np.random.default_rng(seed)
+    n = LN_BLOCKS[problem.kind.split("_")[0]] * problem.H
+    gain = rng.uniform(0.5, 1.5, n).astype(problem.dtype)
+    problem.values["ln"] = (gain, rng.uniform(-0.5, 0.5, n).astype(problem.dtype))
+    return problem
+
+
+def kernel_kwargs(problem):
+    """The kernels' trailing keywords the problem turns on: masks= (recurrent dropout and
+    zoneout) and ln= (layer norm); none: the call as before those options."""
+    v = problem.values
+    return {name: v[name] for name in ("masks", "ln") if v[name] is not None}
 
 
 def forward(module, problem):
     """Run the kind's forward; return its outputs by name (cache kept as returned)."""
     fname = problem.kind + "_forward"
-    out = getattr(module, fname)(*problem.args(fname), **mask_kwargs(problem))
+    out = getattr(module, fname)(*problem.args(fname), **kernel_kwargs(problem))
     if not isinstance(out, tuple):
         out = (out,)
     names = FORWARD_OUTPUTS[problem.kind]
@@ -242,8 +260,10 @@ def forward(module, problem):
 def backward(module, problem, cache):
     """Run the kind's backward with the given cache; return gradients by name ("dx", ...)."""
     fname = problem.kind + "_backward"
-    out = getattr(module, fname)(*problem.args(fname, cache=cache), **mask_kwargs(problem))
+    out = getattr(module, fname)(*problem.args(fname, cache=cache), **kernel_kwargs(problem))
     names = ["d" + name for name in GRAD_INPUTS[problem.kind]]
+    if problem.values["ln"] is not None:
+        names += ["dln_gain", "dln_shift"]
     assert len(out) == len(names), f"{fname} returned {len(out)} outputs, expected {names}"
     return dict(zip(names, out))
 
@@ -253,8 +273,12 @@ def named_cache(kind, cache):
     if kind == "linear":
         return []
     if not is_sequence(kind):
+        if isinstance(cache, tuple):  # layer norm: (cache, lnc)
+            return list(zip(("cache", "lnc"), cache))
         return [("cache", cache)]
     names = SEQ_CACHE[kind]
+    if isinstance(cache, tuple) and len(cache) == len(names) + 1:  # layer norm: its cache last
+        names += ("lnc",)
     assert isinstance(cache, tuple) and len(cache) == len(names), (
         f"{kind} cache must be a tuple ({', '.join(names)}), got {type(cache).__name__}"
     )
@@ -275,29 +299,52 @@ def tolerances(dtype, want, twin_error=0.0):
     return dict(rtol=1e-12, atol=max(1e-12 * scale, 8 * twin_error))
 
 
+def _wide(a):
+    """float arrays (in tuples too) as float64."""
+    if isinstance(a, tuple):
+        return tuple(map(_wide, a))
+    return a.astype(np.float64) if isinstance(a, np.ndarray) and a.dtype.kind == "f" else a
+
+
+def _wide_problem(problem):
+    p64 = Problem.__new__(Problem)
+    p64.__dict__.update(
+        problem.__dict__, dtype=np.float64, values={k: _wide(v) for k, v in problem.values.items()}
+    )
+    return p64
+
+
+def _errors(arrays, exact):
+    return {
+        name: float(np.abs(g.astype(np.float64) - exact[name]).max())
+        if g is not None and g.size
+        else 0.0
+        for name, g in arrays.items()
+    }
+
+
 def twin_backward_error(problem, cache, grads):
     """For each float32 gradient of the twin: the largest difference from the twin's backward
     run in float64 on the same inputs and cache (the rounding the float32 sums made)."""
     if problem.dtype != np.float32:
         return {}
+    return _errors(grads, backward(ref, _wide_problem(problem), _wide(cache)))
 
-    def wide(a):
-        if isinstance(a, tuple):  # the masks
-            return tuple(map(wide, a))
-        return a.astype(np.float64) if isinstance(a, np.ndarray) and a.dtype.kind == "f" else a
 
-    p64 = Problem.__new__(Problem)
-    p64.__dict__.update(
-        problem.__dict__, dtype=np.float64, values={k: wide(v) for k, v in problem.values.items()}
-    )
-    cache64 = tuple(map(wide, cache)) if isinstance(cache, tuple) else wide(cache)
-    exact = backward(ref, p64, cache64)
-    return {
-        name: float(np.abs(g.astype(np.float64) - exact[name]).max())
-        if g is not None and g.size
-        else 0.0
-        for name, g in grads.items()
-    }
+def twin_forward_error(problem, want):
+    """With layer norm in float32, for each forward output and cache array of the twin: the
+    largest difference from the twin's forward in float64. A norm over a block whose values
+    barely differ magnifies rounding by up to 1/sqrt(eps) (300), so the kernel, rounding in
+    another order, gets 8 times that as its atol, as the gradients do."""
+    if problem.dtype != np.float32 or problem.values["ln"] is None:
+        return {}
+
+    def flat(out):
+        arrays = {name: a for name, a in out.items() if name != "cache"}
+        arrays.update(("cache " + n, c) for n, c in named_cache(problem.kind, out["cache"]))
+        return arrays
+
+    return _errors(flat(want), flat(forward(ref, _wide_problem(problem))))
 
 
 def assert_same(got, want, name, what, dtype, twin_error=0.0):
@@ -332,7 +379,19 @@ def assert_unchanged(problem, before, who):
 @pytest.mark.parametrize("kind", KINDS)
 @given(data=st.data())
 def test_kernel_matches_twin(kind, data):
-    problem = data.draw(problems(kind), label="problem")
+    check_kernel_matches_twin(kind, data.draw(problems(kind), label="problem"))
+
+
+@pytest.mark.parametrize("kind", LN_KINDS)
+@given(data=st.data())
+def test_layer_norm_kernel_matches_twin(kind, data):
+    """H >= 4: a norm over two or three values that differ by less than sqrt(eps) is
+    ill-conditioned (float32 rounding grows 300-fold), which says nothing about the kernel."""
+    problem = data.draw(problems(kind, min_H=4), label="problem")
+    check_kernel_matches_twin(kind, with_layer_norm(problem, data.draw(st.integers(0, 2**32 - 1))))
+
+
+def check_kernel_matches_twin(kind, problem):
     dtype = problem.dtype
     before = snapshot(problem)
 
@@ -342,13 +401,16 @@ def test_kernel_matches_twin(kind, data):
         for cname, c in named_cache(kind, a) if name == "cache" else [(name, a)]:
             assert c.dtype == dtype, f"{cname}: twin output dtype {c.dtype}, expected {dtype}"
     assert_unchanged(problem, before, f"{kind}_forward")
+    fwd_error = twin_forward_error(problem, want)
     for name in FORWARD_OUTPUTS[kind]:
         if name != "cache":
-            assert_same(got[name], want[name], name, "kernel vs twin", dtype)
+            err = fwd_error.get(name, 0.0)
+            assert_same(got[name], want[name], name, "kernel vs twin", dtype, err)
     if kind != "linear":
         got_cache = named_cache(kind, got["cache"])
         for (name, g), (_, w) in zip(got_cache, named_cache(kind, want["cache"])):
-            assert_same(g, w, f"cache {name}", "kernel vs twin", dtype)
+            err = fwd_error.get("cache " + name, 0.0)
+            assert_same(g, w, f"cache {name}", "kernel vs twin", dtype, err)
 
     # Both backwards get the twin's cache, so a difference is the backward's own.
     want_grads = backward(ref, problem, want.get("cache"))
@@ -404,9 +466,23 @@ def twin_loss(problem):
 @given(data=st.data())
 def test_twin_backward_matches_finite_differences(kind, data):
     problem = data.draw(problems(kind, max_size=4, max_T=4, dtypes=(np.float64,)), label="problem")
+    check_twin_backward_matches_finite_differences(kind, problem)
+
+
+@pytest.mark.parametrize("kind", LN_KINDS)
+@given(data=st.data())
+def test_layer_norm_twin_backward_matches_finite_differences(kind, data):
+    problem = data.draw(problems(kind, max_size=4, max_T=4, dtypes=(np.float64,)), label="problem")
+    problem = with_layer_norm(problem, data.draw(st.integers(0, 2**32 - 1)))
+    check_twin_backward_matches_finite_differences(kind, problem)
+
+
+def check_twin_backward_matches_finite_differences(kind, problem):
     grads = backward(ref, problem, forward(ref, problem).get("cache"))
-    for name in GRAD_INPUTS[kind]:
-        a = problem.values[name]
+    inputs = [(name, problem.values[name]) for name in GRAD_INPUTS[kind]]
+    if problem.values["ln"] is not None:
+        inputs += list(zip(("ln_gain", "ln_shift"), problem.values["ln"]))
+    for name, a in inputs:
         if a is None:  # no bias: backward must say so
             assert grads["d" + name] is None, f"d{name}: expected None without bias"
             continue
@@ -1234,3 +1310,58 @@ def test_rmsprop_update_matches_the_rule(module, dtype, wd, centered, momentum, 
         is None
     )
     _close(got, want, dtype, ("p", "v", "grad_avg", "buf"))
+
+
+# ---------------------------------------------------------------------------------------------
+# Layer norm: bad ln arguments, and the cache layout it adds
+# ---------------------------------------------------------------------------------------------
+
+
+LN_TUPLE = "ln must be None or a tuple (gain, shift) of two arrays, "
+
+
+def _ln_bad_cases():
+    for kind in LN_KINDS:
+        for bad, message in (
+            (lambda g, s: [g, s], LN_TUPLE + "got list"),
+            (lambda g, s: (g,), LN_TUPLE + "got a tuple of length 1"),
+            (lambda g, s: (g[:-1], s), "ln gain must have shape"),
+            (lambda g, s: (g, s.astype(np.float32)), "ln shift"),
+            (lambda g, s: (g, s.reshape(2, -1)), "ln shift must have shape"),
+        ):
+            yield kind, bad, message
+
+
+@pytest.mark.parametrize("module", MODULES)
+@pytest.mark.parametrize("kind,bad,message", list(_ln_bad_cases()))
+def test_bad_layer_norm_argument_raises_value_error(module, kind, bad, message):
+    problem = with_layer_norm(Problem(kind, 3, 2, 3, 4, np.float64, True, None, None, 0), 0)
+    cache = forward(ref, problem)["cache"]
+    gain, shift = problem.values["ln"]
+    for fname, args in (
+        (kind + "_forward", problem.args(kind + "_forward")),
+        (kind + "_backward", problem.args(kind + "_backward", cache=cache)),
+    ):
+        with pytest.raises(ValueError, match=re.escape(message)):
+            getattr(MODULES[module], fname)(*args, ln=bad(gain, shift))
+
+
+@pytest.mark.parametrize("module", MODULES)
+@pytest.mark.parametrize("kind", LN_KINDS)
+def test_layer_norm_cache_layout_and_missing_cache(module, kind):
+    """With ln the cache gains the norms' cache lnc, (B, nb*H + nb) per step: xhat of every
+    norm (each block zero-mean, unit-variance up to eps), then 1/std of every norm; a backward
+    given ln but the plain cache refuses it."""
+    T, B, H = 3, 2, 6
+    problem = with_layer_norm(Problem(kind, T, B, 3, H, np.float64, True, None, None, 1), 1)
+    cache = forward(MODULES[module], problem)["cache"]
+    nb = LN_BLOCKS[kind.split("_")[0]]
+    lnc = cache[-1].reshape(-1, nb * H + nb)
+    xh = lnc[:, : nb * H].reshape(-1, nb, H)
+    np.testing.assert_allclose(xh.mean(axis=2), 0, atol=1e-12)
+    # mean(xhat^2) = var / (var + eps) = 1 - eps / std^2
+    np.testing.assert_allclose((xh**2).mean(axis=2) + 1e-5 * lnc[:, nb * H :] ** 2, 1, rtol=1e-12)
+    plain = cache[0] if not is_sequence(kind) else cache[:-1]
+    fname = kind + "_backward"
+    with pytest.raises(ValueError, match="cache must be a tuple"):
+        getattr(MODULES[module], fname)(*problem.args(fname, cache=plain), **kernel_kwargs(problem))

@@ -32,16 +32,24 @@ def parse_sizes(text):
     return sizes
 
 
-def add_sizes_option(ap, grid):
-    """--sizes BxTxIxH,... on the parser ap, defaulting to `grid` (the first two with --quick)."""
+def add_sizes_option(ap, grid, quick):
+    """The --sizes option of a benchmark over `grid` (None: the grid; `quick` says which part of
+    it --quick runs)."""
     ap.add_argument(
         "--sizes",
         type=parse_sizes,
         default=None,
-        help="BxTxIxH,... sizes to run (default: "
+        help="BxTxIxH,... sizes to run (default: the grid "
         + ", ".join(size_name(s) for s in grid)
-        + "; the first two with --quick)",
+        + f"; {quick} with --quick)",
     )
+
+
+def add_quick_and_sizes_options(ap, grid, part, rest):
+    """The --quick flag (`part` of `grid`, e.g. "the first two sizes", and `rest`, what else it
+    shortens) and the --sizes option."""
+    ap.add_argument("--quick", action="store_true", help=f"{part} of the grid, {rest}")
+    add_sizes_option(ap, grid, part)
 
 
 def parse_cells(text):

@@ -20,6 +20,16 @@
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #endif
+/* The body of a forward row over nb gate blocks of g: span(args..., 0, m) over the vector-length
+   multiple m, then, when H is not one, span(args..., H - 8, H) from the saved inputs (mg_last8). */
+#define MG_FWD_ROW(T, S, nb, g, H, span, ...)                                                           \
+    T sv[nb][8];                                                                                         \
+    ptrdiff_t m = mg_last8##S(g, H, nb, sv, 0);                                                          \
+    span(__VA_ARGS__, 0, m);                                                                             \
+    if (m < H) {                                                                                         \
+        mg_last8##S(g, H, nb, sv, 1);                                                                    \
+        span(__VA_ARGS__, H - 8, H);                                                                     \
+    }
 #define MG_CELL_ROWS(T, S, SIG, TANH)                                                                       \
 /* The forward rows rewrite their gate blocks in place. When H is not a multiple of 8 (H = 50), the      \
    last H % 8 elements would run one at a time after the vector loop (22% of the LSTM row's time at      \
@@ -72,13 +82,7 @@ MG_INLINE void mg_lstm_fwd_span##S(T *restrict g, const T *restrict bias, const 
 }                                                                                                        \
 MG_CLONES static void mg_lstm_fwd_row##S(T *restrict g, const T *restrict bias, const T *restrict cp,    \
                                         T *restrict ct, T *restrict ht, ptrdiff_t H) {                   \
-    T sv[4][8];                                                                                          \
-    ptrdiff_t m = mg_last8##S(g, H, 4, sv, 0);                                                           \
-    mg_lstm_fwd_span##S(g, bias, cp, ct, ht, H, 0, m);                                                   \
-    if (m < H) {                                                                                         \
-        mg_last8##S(g, H, 4, sv, 1);                                                                     \
-        mg_lstm_fwd_span##S(g, bias, cp, ct, ht, H, H - 8, H);                                           \
-    }                                                                                                    \
+    MG_FWD_ROW(T, S, 4, g, H, mg_lstm_fwd_span##S, g, bias, cp, ct, ht, H)                               \
 }                                                                                                        \
 /* dg = gradient w.r.t. the gate pre-activations; dcp = w.r.t. the previous c */                         \
 MG_CLONES static void mg_lstm_bwd_row##S(const T *restrict g, const T *restrict dh,                      \
@@ -114,13 +118,7 @@ MG_INLINE void mg_gru_fwd_span##S(T *restrict g, const T *restrict gh, const T *
 }                                                                                                        \
 MG_CLONES static void mg_gru_fwd_row##S(T *restrict g, const T *restrict gh, const T *restrict bias,     \
                                        const T *restrict hp, T *restrict ht, ptrdiff_t H) {              \
-    T sv[3][8];                                                                                          \
-    ptrdiff_t m = mg_last8##S(g, H, 3, sv, 0);                                                           \
-    mg_gru_fwd_span##S(g, gh, bias, hp, ht, H, 0, m);                                                    \
-    if (m < H) {                                                                                         \
-        mg_last8##S(g, H, 3, sv, 1);                                                                     \
-        mg_gru_fwd_span##S(g, gh, bias, hp, ht, H, H - 8, H);                                            \
-    }                                                                                                    \
+    MG_FWD_ROW(T, S, 3, g, H, mg_gru_fwd_span##S, g, gh, bias, hp, ht, H)                                \
 }                                                                                                        \
 /* dgi = gradient w.r.t. gi; w.r.t. gh it is the same in the r and z blocks, and in the n block          \
    dghn = dgi_n * r (H columns); dhp = the direct part of the gradient w.r.t. h (dh * z) */              \
@@ -144,5 +142,22 @@ MG_CELL_ROWS(double, d, mg_sigmoid, tanh)
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic pop
 #endif
+
+/* entry points for both dtypes (MG_BOTH, mg_math.h) */
+MG_BOTH(mg_rnn_act, (int dbl, void *p, int relu, ptrdiff_t n), (p, relu, n))
+MG_BOTH(mg_rnn_bwd_row, (int dbl, const void *dh, const void *y, void *da, int relu, ptrdiff_t H),
+        (dh, y, da, relu, H))
+MG_BOTH(mg_lstm_fwd_row, (int dbl, void *g, const void *bias, const void *cp, void *ct, void *ht,
+                          ptrdiff_t H),
+        (g, bias, cp, ct, ht, H))
+MG_BOTH(mg_lstm_bwd_row, (int dbl, const void *g, const void *dh, const void *dc, const void *cp,
+                          void *dg, void *dcp, ptrdiff_t H),
+        (g, dh, dc, cp, dg, dcp, H))
+MG_BOTH(mg_gru_fwd_row, (int dbl, void *g, const void *gh, const void *bias, const void *hp,
+                         void *ht, ptrdiff_t H),
+        (g, gh, bias, hp, ht, H))
+MG_BOTH(mg_gru_bwd_row, (int dbl, const void *g, const void *dh, const void *hp, void *dgi,
+                         void *dghn, void *dhp, ptrdiff_t H),
+        (g, dh, hp, dgi, dghn, dhp, H))
 
 #endif

@@ -23,6 +23,13 @@
 #else
 #define MG_INLINE static inline
 #endif
+/* One entry point of a row kernel for both dtypes, name(dbl, ...): name##d (double) when dbl,
+   else name##f (float). The Cython bodies pass a constant in each of their specializations
+   (`floating is double`, `Cell is CellD`), so the branch folds away; the pointers arrive as
+   void * and convert to the element type of the version called. params must start with
+   `int dbl`. */
+#define MG_BOTH(name, params, args) \
+    static inline void name params { if (dbl) name##d args; else name##f args; }
 /* exp(x) for x in [-87, 88] (< 1 ulp); outside, the argument is clamped to that range. Every
    caller divides by 1 + exp(...), where the clamp moves a result by less than 1e-38. The
    clamps are written as min/max (vminps/vmaxps: a NaN becomes 88, and the result is x again

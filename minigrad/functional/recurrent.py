@@ -19,6 +19,16 @@ draws them; here they are given, so every form computes the same function of the
 
 The compiled nodes call ``kernels.*``, so ``MINIGRAD_BACKEND=numpy`` runs the identical graph on
 the NumPy twins.  The math and cache layouts are in docs/kernels.md.
+
+Layer norm (LSTM and GRU, ``ln_w``/``ln_b``: the norms' gains and shifts, Ba et al. 2016): the
+LSTM normalises each gate block's pre-activation and the cell state before its tanh,
+``h1 = o * tanh(LN_c(c1))`` (ln_w, ln_b (5H,) = [i | f | g | o | c]); the GRU normalises
+``x_r + h_r``, ``x_z + h_z``, and the input part ``x_n`` and the recurrent part ``h_n`` of n
+separately, ``n = tanh(LN(x_n) + r * LN(h_n))`` (ln_w, ln_b (4H,) = [r | z | n_x | n_h]).  Each
+block is normalised over its H units with eps 1e-5.  The compiled nodes take them as their last
+two inputs and run the norms inside the kernels; the composed cells build them from
+``layer_norm``.  With both, recurrent dropout masks the state before its matmul (so before the
+norms), and zoneout mixes the states the layer-normalised cell produced with the previous ones.
 """
 
 import math
@@ -29,6 +39,7 @@ from .. import kernels
 from ..autograd import Function
 from ..tensor import Tensor
 from .arithmetic import linear
+from .attention import layer_norm
 from .elementwise import relu, sigmoid, tanh
 from .shape import split
 
@@ -149,14 +160,20 @@ def check_lengths(lengths, T, B, who):
     return np.ascontiguousarray(ln, dtype=np.int64)
 
 
+LN_EPS = 1e-5  # the layer norm's eps, as nn.LayerNorm's default (the kernels' MG_LN_EPS)
+
+
 class _KernelFunction(Function):
     """A node whose backward is one compiled kernel call: every gradient it returns is a new
     array nothing else refers to, so a leaf's first ``.grad`` can keep it without a copy.
     ``masks``: the kernels' recurrent dropout and zoneout arguments (drop_h, zone_h, zone_c),
-    passed to its forward and backward kernels alike (``with_masks``)."""
+    passed to its forward and backward kernels alike (``with_masks``).  ``layer_norm``: the last
+    two inputs are the norms' gains and shifts (the kernels' ``ln``)."""
 
     fresh_grads = True
     masks: dict = {}
+    layer_norm = False
+    ln = None
 
     def with_masks(self, masks):
         """Set the kernels' ``masks`` argument: None, or (drop_h, zone_h, zone_c) with entries
@@ -175,6 +192,18 @@ class _KernelFunction(Function):
         'impl="composed" (made of differentiable ops) for higher-order derivatives'
     )
 
+    def _extras(self, extra):
+        """The inputs after the weights: the biases (a tuple, maybe empty); with layer norm the
+        last two, (gain, shift), go to self.ln and the kernels get them as ``ln=``."""
+        if not self.layer_norm:
+            return extra
+        self.ln = (_contiguous(extra[-2]), _contiguous(extra[-1]))
+        return extra[:-2]
+
+    def _kw(self):
+        """The kernels' trailing keywords: ``masks=`` and ``ln=`` when they are on."""
+        return self.masks if self.ln is None else {**self.masks, "ln": self.ln}
+
 
 # ---------------------------------------------------------------- cells (one time step)
 class _HiddenCell(_KernelFunction):
@@ -184,20 +213,21 @@ class _HiddenCell(_KernelFunction):
     kernel = ""
     options: tuple = ()
 
-    def forward(self, x, h, w_ih, w_hh, b_ih=None, b_hh=None):
+    def forward(self, x, h, w_ih, w_hh, *extra):
+        b_ih, b_hh = self._extras(extra) or (None, None)
         return self._run(x, h, _contiguous(w_ih), w_hh, b_ih, b_hh)
 
     def _run(self, x, h, w_ih, w_hh, b_ih, b_hh):
         """The forward kernel; w_ih and b_ih None on an input projection (x is it)."""
         x, h, w_hh = _contiguous(x), _contiguous(h), _contiguous(w_hh)
         h1, cache = getattr(kernels, self.kernel + "_forward")(
-            x, h, w_ih, w_hh, b_ih, b_hh, *self.options, **self.masks
+            x, h, w_ih, w_hh, b_ih, b_hh, *self.options, **self._kw()
         )
         self.saved = (x, h, w_ih, w_hh, cache, b_hh is not None)
         return h1
 
     def _grads(self, dh1):
-        """The backward kernel: (dx, dh, dw_ih, dw_hh, db_ih, db_hh)."""
+        """The backward kernel: (dx, dh, dw_ih, dw_hh, db_ih, db_hh[, dln_w, dln_b])."""
         x, h, w_ih, w_hh, cache, has_bias = self.saved
         return getattr(kernels, self.kernel + "_backward")(
             _contiguous(dh1),
@@ -210,12 +240,12 @@ class _HiddenCell(_KernelFunction):
             *self.options,
             need_dx=self.needs_input_grad[0],
             need_dh=self.needs_input_grad[1],
-            **self.masks,
+            **self._kw(),
         )
 
     def backward(self, dh1):
-        dx, dh, dw_ih, dw_hh, db_ih, db_hh = self._grads(dh1)
-        return (dx, dh, dw_ih, dw_hh) + ((db_ih, db_hh) if self.saved[-1] else ())
+        dx, dh, dw_ih, dw_hh, db_ih, db_hh, *dln = self._grads(dh1)
+        return (dx, dh, dw_ih, dw_hh) + ((db_ih, db_hh) if self.saved[-1] else ()) + tuple(dln)
 
 
 class RNNCell(_HiddenCell):
@@ -237,18 +267,22 @@ def rnn_cell(x, h, w_ih, w_hh, b_ih=None, b_hh=None, nonlinearity="tanh", masks=
 
 
 class LSTMCell(_KernelFunction):
-    def forward(self, x, h, c, w_ih, w_hh, b_ih=None, b_hh=None):
+    def __init__(self, layer_norm=False):
+        self.layer_norm = layer_norm
+
+    def forward(self, x, h, c, w_ih, w_hh, *extra):
+        b_ih, b_hh = self._extras(extra) or (None, None)
         return self._run(x, h, c, _contiguous(w_ih), w_hh, b_ih, b_hh)
 
     def _run(self, x, h, c, w_ih, w_hh, b_ih, b_hh):
         """The forward kernel; w_ih and b_ih None on an input projection (x is it)."""
         x, h, c, w_hh = _contiguous(x), _contiguous(h), _contiguous(c), _contiguous(w_hh)
-        h1, c1, cache = kernels.lstm_cell_forward(x, h, c, w_ih, w_hh, b_ih, b_hh, **self.masks)
+        h1, c1, cache = kernels.lstm_cell_forward(x, h, c, w_ih, w_hh, b_ih, b_hh, **self._kw())
         self.saved = (x, h, c, w_ih, w_hh, cache, b_hh is not None)
         return h1, c1
 
     def _grads(self, dh1, dc1):
-        """The backward kernel: (dx, dh, dc, dw_ih, dw_hh, db_ih, db_hh)."""
+        """The backward kernel: (dx, dh, dc, dw_ih, dw_hh, db_ih, db_hh[, dln_w, dln_b])."""
         x, h, c, w_ih, w_hh, cache, has_bias = self.saved
         return kernels.lstm_cell_backward(
             _grad_or_zeros(dh1, h),
@@ -262,39 +296,53 @@ class LSTMCell(_KernelFunction):
             has_bias,
             need_dx=self.needs_input_grad[0],
             need_dh=self.needs_input_grad[1] or self.needs_input_grad[2],
-            **self.masks,
+            **self._kw(),
         )
 
     def backward(self, dh1, dc1):
-        dx, dh, dc, dw_ih, dw_hh, db_ih, db_hh = self._grads(dh1, dc1)
-        return (dx, dh, dc, dw_ih, dw_hh) + ((db_ih, db_hh) if self.saved[-1] else ())
+        dx, dh, dc, dw_ih, dw_hh, db_ih, db_hh, *dln = self._grads(dh1, dc1)
+        return (dx, dh, dc, dw_ih, dw_hh) + ((db_ih, db_hh) if self.saved[-1] else ()) + tuple(dln)
 
 
-def lstm_cell(x, h, c, w_ih, w_hh, b_ih=None, b_hh=None, masks=None):
+def _ln_args(ln_w, ln_b):
+    """The norms' (gain, shift) inputs of a node: () without layer norm."""
+    if (ln_w is None) != (ln_b is None):
+        raise ValueError("ln_w and ln_b must both be given or both be None")
+    return () if ln_w is None else (ln_w, ln_b)
+
+
+def lstm_cell(x, h, c, w_ih, w_hh, b_ih=None, b_hh=None, masks=None, ln_w=None, ln_b=None):
     """(h1, c1): gates i,f,g,o = σ,σ,tanh,σ of (x W_ih^T + b_ih + (h * drop_h) W_hh^T + b_hh);
     c1 = f*c + i*g; h1 = o*tanh(c1)  (one fused kernel, one tape node, two outputs); with
-    zoneout h1 = zone_h*h + (1-zone_h)*h1, c1 likewise (masks (B, H), None: off)."""
+    zoneout h1 = zone_h*h + (1-zone_h)*h1, c1 likewise (masks (B, H), None: off).
+    ln_w, ln_b (5H,): layer norm (module docstring)."""
     H = _data(w_hh).shape[-1]
     if h is None:
         h = _zeros_like_state(x, 0, H, "lstm_cell")
     if c is None:
         c = _zeros_like_state(x, 0, H, "lstm_cell")
-    node = LSTMCell().with_masks(masks)
-    return node(x, h, c, w_ih, w_hh, *_bias_args(b_ih, b_hh))
+    ln = _ln_args(ln_w, ln_b)
+    node = LSTMCell(bool(ln)).with_masks(masks)
+    return node(x, h, c, w_ih, w_hh, *_bias_args(b_ih, b_hh), *ln)
 
 
 class GRUCell(_HiddenCell):
     kernel = "gru_cell"
 
+    def __init__(self, layer_norm=False):
+        self.layer_norm = layer_norm
 
-def gru_cell(x, h, w_ih, w_hh, b_ih=None, b_hh=None, masks=None):
+
+def gru_cell(x, h, w_ih, w_hh, b_ih=None, b_hh=None, masks=None, ln_w=None, ln_b=None):
     """h1 = (1-z)*n + z*h with r,z = σ(..), n = tanh(x W_in^T + b_in + r*(h W_hn^T + b_hn));
     with recurrent dropout h*drop_h enters the matmuls, with zoneout
-    h1 = zone_h*h + (1-zone_h)*h1 (masks (B, H), None: off)."""
+    h1 = zone_h*h + (1-zone_h)*h1 (masks (B, H), None: off).  ln_w, ln_b (4H,): layer norm
+    (module docstring)."""
     if h is None:
         h = _zeros_like_state(x, 0, _data(w_hh).shape[-1], "gru_cell")
-    node = GRUCell().with_masks(masks)
-    return node(x, h, w_ih, w_hh, *_bias_args(b_ih, b_hh))
+    ln = _ln_args(ln_w, ln_b)
+    node = GRUCell(bool(ln)).with_masks(masks)
+    return node(x, h, w_ih, w_hh, *_bias_args(b_ih, b_hh), *ln)
 
 
 # ---------------------------------------------------------------- cells composed of primitive ops
@@ -358,39 +406,60 @@ def rnn_cell_composed(x, h, w_ih, w_hh, b_ih=None, b_hh=None, nonlinearity="tanh
     return tanh(a) if nonlinearity == "tanh" else relu(a)
 
 
-def lstm_cell_composed(x, h, c, w_ih, w_hh, b_ih=None, b_hh=None, masks=None):
+def _normalised(blocks, ln_w, ln_b, H):
+    """Each block (B, H) through its own layer_norm, with the matching H-slices of the gains
+    ln_w and shifts ln_b as its weight and bias (as many as there are blocks)."""
+    ws, bs = split(ln_w, H, axis=0), split(ln_b, H, axis=0)
+    return [layer_norm(a, H, w, b, LN_EPS) for a, w, b in zip(blocks, ws, bs)]
+
+
+def lstm_cell_composed(x, h, c, w_ih, w_hh, b_ih=None, b_hh=None, masks=None, ln_w=None, ln_b=None):
     """``lstm_cell`` from primitive ops, returning (h1, c1): the gate pre-activations
     linear(x, W_ih, b_ih) + linear(h, W_hh, b_hh) split into i, f, g, o (H columns each);
-    c1 = sigmoid(f) * c + sigmoid(i) * tanh(g);  h1 = sigmoid(o) * tanh(c1).  drop_h: h * drop_h
-    enters the second linear; zone_h, zone_c: zoneout, h1 = zone_h * h + (1 - zone_h) * h1 and
-    c1 likewise."""
+    c1 = sigmoid(f) * c + sigmoid(i) * tanh(g);  h1 = sigmoid(o) * tanh(c1).  With layer
+    norm (ln_w, ln_b (5H,)): i, f, g, o each through ``layer_norm`` and
+    h1 = sigmoid(o) * tanh(layer_norm(c1)).  drop_h: h * drop_h enters the second linear;
+    zone_h, zone_c: zoneout last, h1 = zone_h * h + (1 - zone_h) * h1 and c1 likewise."""
     _bias_args(b_ih, b_hh)
+    ln = _ln_args(ln_w, ln_b)
     _check_composed_input(x, "lstm_cell_composed")
     drop_h, zone_h, zone_c = _mask_parts(masks, 2, "lstm_cell_composed")
     H = _data(w_hh).shape[-1]
     h = _composed_state(h, x, H, "h", "lstm_cell_composed")
     c = _composed_state(c, x, H, "c", "lstm_cell_composed")
     i, f, g, o = split(linear(x, w_ih, b_ih) + linear(_dropped(h, drop_h), w_hh, b_hh), H, axis=1)
+    if ln:
+        i, f, g, o = _normalised((i, f, g, o), ln_w, ln_b, H)
     c1 = sigmoid(f) * c + sigmoid(i) * tanh(g)
-    h1 = sigmoid(o) * tanh(c1)
+    if ln:
+        (c_n,) = _normalised((c1,), ln_w[4 * H :], ln_b[4 * H :], H)
+        h1 = sigmoid(o) * tanh(c_n)
+    else:
+        h1 = sigmoid(o) * tanh(c1)
     return _zoned(h1, h, zone_h), _zoned(c1, c, zone_c)
 
 
-def gru_cell_composed(x, h, w_ih, w_hh, b_ih=None, b_hh=None, masks=None):
+def gru_cell_composed(x, h, w_ih, w_hh, b_ih=None, b_hh=None, masks=None, ln_w=None, ln_b=None):
     """``gru_cell`` from primitive ops (PyTorch's form, gates r, z, n):
     r = sigmoid(x_r + h_r), z = sigmoid(x_z + h_z), n = tanh(x_n + r * h_n),
     h1 = (1 - z) * n + z * h, where x_* and h_* are the H-column pieces of linear(x, W_ih, b_ih)
-    and linear(h, W_hh, b_hh) (so b_hn sits inside r * (...), as in PyTorch).  drop_h: h * drop_h
-    enters the second linear (z * h keeps h); zone_h: zoneout as in ``lstm_cell_composed``."""
+    and linear(h, W_hh, b_hh) (so b_hn sits inside r * (...), as in PyTorch).  With layer norm
+    (ln_w, ln_b (4H,)): x_r + h_r, x_z + h_z, x_n and h_n each through ``layer_norm`` first.
+    drop_h: h * drop_h enters the second linear (z * h keeps h); zone_h: zoneout as in
+    ``lstm_cell_composed``."""
     _bias_args(b_ih, b_hh)
+    ln = _ln_args(ln_w, ln_b)
     _check_composed_input(x, "gru_cell_composed")
     drop_h, zone_h, _ = _mask_parts(masks, 1, "gru_cell_composed")
     H = _data(w_hh).shape[-1]
     h = _composed_state(h, x, H, "h", "gru_cell_composed")
     x_r, x_z, x_n = split(linear(x, w_ih, b_ih), H, axis=1)
     h_r, h_z, h_n = split(linear(_dropped(h, drop_h), w_hh, b_hh), H, axis=1)
-    r = sigmoid(x_r + h_r)
-    z = sigmoid(x_z + h_z)
+    a_r, a_z = x_r + h_r, x_z + h_z
+    if ln:
+        a_r, a_z, x_n, h_n = _normalised((a_r, a_z, x_n, h_n), ln_w, ln_b, H)
+    r = sigmoid(a_r)
+    z = sigmoid(a_z)
     n = tanh(x_n + r * h_n)
     return _zoned((1 - z) * n + z * h, h, zone_h)
 
@@ -403,12 +472,13 @@ class _HiddenCellStep(_HiddenCell):
     """A cell step with one state h (RNN and GRU) on an input projection xw: the kernels of
     ``_HiddenCell`` called with w_ih and b_ih None."""
 
-    def forward(self, xw, h, w_hh, b_hh=None):
+    def forward(self, xw, h, w_hh, *extra):
+        (b_hh,) = self._extras(extra) or (None,)
         return self._run(xw, h, None, w_hh, None, b_hh)
 
     def backward(self, dh1):
-        dxw, dh, _, dw_hh, _, db_hh = self._grads(dh1)
-        return (dxw, dh, dw_hh) + ((db_hh,) if self.saved[-1] else ())
+        dxw, dh, _, dw_hh, _, db_hh, *dln = self._grads(dh1)
+        return (dxw, dh, dw_hh) + ((db_hh,) if self.saved[-1] else ()) + tuple(dln)
 
 
 class RNNCellStep(_HiddenCellStep):
@@ -430,31 +500,38 @@ def rnn_cell_step(xw, h, w_hh, b_hh=None, nonlinearity="tanh", masks=None):
 class LSTMCellStep(LSTMCell):
     """The LSTM cell on an input projection xw: ``LSTMCell``'s kernels with w_ih, b_ih None."""
 
-    def forward(self, xw, h, c, w_hh, b_hh=None):
+    def forward(self, xw, h, c, w_hh, *extra):
+        (b_hh,) = self._extras(extra) or (None,)
         return self._run(xw, h, c, None, w_hh, None, b_hh)
 
     def backward(self, dh1, dc1):
-        dxw, dh, dc, _, dw_hh, _, db_hh = self._grads(dh1, dc1)
-        return (dxw, dh, dc, dw_hh) + ((db_hh,) if self.saved[-1] else ())
+        dxw, dh, dc, _, dw_hh, _, db_hh, *dln = self._grads(dh1, dc1)
+        return (dxw, dh, dc, dw_hh) + ((db_hh,) if self.saved[-1] else ()) + tuple(dln)
 
 
-def lstm_cell_step(xw, h, c, w_hh, b_hh=None, masks=None):
+def lstm_cell_step(xw, h, c, w_hh, b_hh=None, masks=None, ln_w=None, ln_b=None):
     """(h1, c1) of ``lstm_cell`` from a precomputed input projection xw = x W_ih^T + b_ih
-    (B, 4H): gates = xw + (h * drop_h) W_hh^T + b_hh; zoneout as in ``lstm_cell``."""
-    node = LSTMCellStep().with_masks(masks)
-    return node(xw, h, c, w_hh, *(() if b_hh is None else (b_hh,)))
+    (B, 4H): gates = xw + (h * drop_h) W_hh^T + b_hh; zoneout as in ``lstm_cell``.
+    ln_w, ln_b (5H,): layer norm."""
+    ln = _ln_args(ln_w, ln_b)
+    node = LSTMCellStep(bool(ln)).with_masks(masks)
+    return node(xw, h, c, w_hh, *(() if b_hh is None else (b_hh,)), *ln)
 
 
 class GRUCellStep(_HiddenCellStep):
     kernel = "gru_cell"
 
+    def __init__(self, layer_norm=False):
+        self.layer_norm = layer_norm
 
-def gru_cell_step(xw, h, w_hh, b_hh=None, masks=None):
+
+def gru_cell_step(xw, h, w_hh, b_hh=None, masks=None, ln_w=None, ln_b=None):
     """h1 of ``gru_cell`` from a precomputed input projection xw = x W_ih^T + b_ih (B, 3H):
     r, z = σ(xw_rz + (h W_hh^T + b_hh)_rz), n = tanh(xw_n + r (h W_hn^T + b_hn)); masks as in
-    ``gru_cell``."""
-    node = GRUCellStep().with_masks(masks)
-    return node(xw, h, w_hh, *(() if b_hh is None else (b_hh,)))
+    ``gru_cell``.  ln_w, ln_b (4H,): layer norm."""
+    ln = _ln_args(ln_w, ln_b)
+    node = GRUCellStep(bool(ln)).with_masks(masks)
+    return node(xw, h, w_hh, *(() if b_hh is None else (b_hh,)), *ln)
 
 
 # ---------------------------------------------------------------- whole sequences
@@ -465,22 +542,24 @@ class _HiddenSequence(_KernelFunction):
     kernel = ""
     options: tuple = ()
 
-    def __init__(self, lengths):
+    def __init__(self, lengths, layer_norm=False):
         self.lengths = lengths
+        self.layer_norm = layer_norm
 
-    def forward(self, x, h0, w_ih, w_hh, b_ih=None, b_hh=None):
+    def forward(self, x, h0, w_ih, w_hh, *extra):
+        b_ih, b_hh = self._extras(extra) or (None, None)
         self.state_shape = h0.shape  # (B, H), or (1, B, H) from a one-layer module
         x, h0 = _contiguous(x), _contiguous(_state_2d(h0, x.shape[1], "h0"))
         w_ih, w_hh = _contiguous(w_ih), _contiguous(w_hh)
         ys, h_n, cache = getattr(kernels, self.kernel + "_forward")(
-            x, h0, w_ih, w_hh, b_ih, b_hh, self.lengths, *self.options, **self.masks
+            x, h0, w_ih, w_hh, b_ih, b_hh, self.lengths, *self.options, **self._kw()
         )
         self.saved = (x, h0, w_ih, w_hh, cache, b_ih is not None)
         return ys, h_n.reshape(self.state_shape)
 
     def backward(self, dys, dh_n):
         x, h0, w_ih, w_hh, cache, has_bias = self.saved
-        dx, dh0, dw_ih, dw_hh, db_ih, db_hh = getattr(kernels, self.kernel + "_backward")(
+        dx, dh0, dw_ih, dw_hh, db_ih, db_hh, *dln = getattr(kernels, self.kernel + "_backward")(
             _outputs_grad(dys),
             _grad_or_zeros(_state_grad_2d(dh_n), h0),
             x,
@@ -493,10 +572,12 @@ class _HiddenSequence(_KernelFunction):
             *self.options,
             need_dx=self.needs_input_grad[0],
             need_dh0=self.needs_input_grad[1],
-            **self.masks,
+            **self._kw(),
         )
-        return (dx, _shaped(dh0, self.state_shape), dw_ih, dw_hh) + (
-            (db_ih, db_hh) if has_bias else ()
+        return (
+            (dx, _shaped(dh0, self.state_shape), dw_ih, dw_hh)
+            + ((db_ih, db_hh) if has_bias else ())
+            + tuple(dln)
         )
 
 
@@ -508,10 +589,12 @@ class RNNSequence(_HiddenSequence):
 
 
 class LSTMSequence(_KernelFunction):
-    def __init__(self, lengths):
+    def __init__(self, lengths, layer_norm=False):
         self.lengths = lengths
+        self.layer_norm = layer_norm
 
-    def forward(self, x, h0, c0, w_ih, w_hh, b_ih=None, b_hh=None):
+    def forward(self, x, h0, c0, w_ih, w_hh, *extra):
+        b_ih, b_hh = self._extras(extra) or (None, None)
         if h0.shape != c0.shape:
             raise ValueError(f"h0 and c0 must have the same shape, got {h0.shape} and {c0.shape}")
         self.state_shape = h0.shape  # (B, H), or (1, B, H) from a one-layer module
@@ -520,14 +603,14 @@ class LSTMSequence(_KernelFunction):
         h0, c0 = _contiguous(_state_2d(h0, B, "h0")), _contiguous(_state_2d(c0, B, "c0"))
         w_ih, w_hh = _contiguous(w_ih), _contiguous(w_hh)
         ys, h_n, c_n, cache = kernels.lstm_sequence_forward(
-            x, h0, c0, w_ih, w_hh, b_ih, b_hh, self.lengths, **self.masks
+            x, h0, c0, w_ih, w_hh, b_ih, b_hh, self.lengths, **self._kw()
         )
         self.saved = (x, h0, c0, w_ih, w_hh, cache, b_ih is not None)
         return ys, h_n.reshape(self.state_shape), c_n.reshape(self.state_shape)
 
     def backward(self, dys, dh_n, dc_n):
         x, h0, c0, w_ih, w_hh, cache, has_bias = self.saved
-        dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh = kernels.lstm_sequence_backward(
+        dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh, *dln = kernels.lstm_sequence_backward(
             _outputs_grad(dys),
             _grad_or_zeros(_state_grad_2d(dh_n), h0),
             _grad_or_zeros(_state_grad_2d(dc_n), c0),
@@ -541,11 +624,13 @@ class LSTMSequence(_KernelFunction):
             has_bias,
             need_dx=self.needs_input_grad[0],
             need_dh0=self.needs_input_grad[1] or self.needs_input_grad[2],
-            **self.masks,
+            **self._kw(),
         )
         shape = self.state_shape
-        return (dx, _shaped(dh0, shape), _shaped(dc0, shape), dw_ih, dw_hh) + (
-            (db_ih, db_hh) if has_bias else ()
+        return (
+            (dx, _shaped(dh0, shape), _shaped(dc0, shape), dw_ih, dw_hh)
+            + ((db_ih, db_hh) if has_bias else ())
+            + tuple(dln)
         )
 
 
@@ -578,25 +663,34 @@ def rnn_sequence(
     return node(x, h0, w_ih, w_hh, *_bias_args(b_ih, b_hh))
 
 
-def lstm_sequence(x, w_ih, w_hh, b_ih=None, b_hh=None, h0=None, c0=None, lengths=None, masks=None):
+def lstm_sequence(
+    x, w_ih, w_hh, b_ih=None, b_hh=None, h0=None, c0=None, lengths=None,
+    masks=None, ln_w=None, ln_b=None,
+):  # fmt: skip
     """(ys, (h_n, c_n)): the LSTM cell run over x (T, B, I) in one kernel call. h0 and c0: (B, H)
     or (1, B, H) as in ``rnn_sequence``; h_n and c_n have their shape. drop_h (B, H): recurrent
-    dropout; zone_h, zone_c (T, B, H): zoneout's weights of the previous h and c at each step."""
-    ln, H = _sequence_prep(x, w_hh, lengths, "lstm_sequence")
+    dropout; zone_h, zone_c (T, B, H): zoneout's weights of the previous h and c at each step.
+    ln_w, ln_b (5H,): layer norm (module docstring)."""
+    lens, H = _sequence_prep(x, w_hh, lengths, "lstm_sequence")
     if h0 is None:
         h0 = _zeros_like_state(x, 1, H, "lstm_sequence")
     if c0 is None:
         c0 = _zeros_like_state(x, 1, H, "lstm_sequence")
-    node = LSTMSequence(ln).with_masks(masks)
-    ys, h_n, c_n = node(x, h0, c0, w_ih, w_hh, *_bias_args(b_ih, b_hh))
+    ln = _ln_args(ln_w, ln_b)
+    node = LSTMSequence(lens, bool(ln)).with_masks(masks)
+    ys, h_n, c_n = node(x, h0, c0, w_ih, w_hh, *_bias_args(b_ih, b_hh), *ln)
     return ys, (h_n, c_n)
 
 
-def gru_sequence(x, w_ih, w_hh, b_ih=None, b_hh=None, h0=None, lengths=None, masks=None):
+def gru_sequence(
+    x, w_ih, w_hh, b_ih=None, b_hh=None, h0=None, lengths=None, masks=None, ln_w=None, ln_b=None
+):
     """(ys, h_n): the GRU cell run over x (T, B, I) in one kernel call. h0: (B, H) or (1, B, H)
-    as in ``rnn_sequence``; h_n has its shape. drop_h, zone_h as in ``lstm_sequence``."""
-    ln, H = _sequence_prep(x, w_hh, lengths, "gru_sequence")
+    as in ``rnn_sequence``; h_n has its shape. drop_h, zone_h as in ``lstm_sequence``.
+    ln_w, ln_b (4H,): layer norm (module docstring)."""
+    lens, H = _sequence_prep(x, w_hh, lengths, "gru_sequence")
     if h0 is None:
         h0 = _zeros_like_state(x, 1, H, "gru_sequence")
-    node = GRUSequence(ln).with_masks(masks)
-    return node(x, h0, w_ih, w_hh, *_bias_args(b_ih, b_hh))
+    ln = _ln_args(ln_w, ln_b)
+    node = GRUSequence(lens, bool(ln)).with_masks(masks)
+    return node(x, h0, w_ih, w_hh, *_bias_args(b_ih, b_hh), *ln)

@@ -28,6 +28,29 @@ How a sequence becomes a tape (``impl``, one switch, three implementations of th
 A property test holds the three to the same outputs and gradients.  The cell modules take
 ``impl="step"`` (default: one compiled cell node) or ``impl="composed"``.
 
+Layer norm (``layer_norm=True`` on LSTM, GRU, LSTMCell, GRUCell; Ba et al. 2016): every gate
+pre-activation block is normalised over its H units, each block with its own gain and shift,
+and the shifts take the biases' role (the layer then has no ``bias_ih``/``bias_hh``).  With
+LN(v) = gain * (v - mean(v)) / sqrt(var(v) + 1e-5) + shift over one block of H values::
+
+    LSTM  [a_i, a_f, a_g, a_o] = x W_ih^T + h W_hh^T, split into four blocks
+          i, f, o = σ(LN_i(a_i)), σ(LN_f(a_f)), σ(LN_o(a_o));  g = tanh(LN_g(a_g))
+          c' = f * c + i * g;  h' = o * tanh(LN_c(c'))
+    GRU   [x_r, x_z, x_n] = x W_ih^T;  [h_r, h_z, h_n] = h W_hh^T
+          r = σ(LN_r(x_r + h_r));  z = σ(LN_z(x_z + h_z))
+          n = tanh(LN_nx(x_n) + r * LN_nh(h_n));  h' = (1 - z) * n + z * h
+
+The GRU normalises the input and the recurrent part of n apart, so the reset gate still scales
+a normalised recurrent contribution.  The gains and shifts are one parameter each per layer and
+direction, ``layer_norm_weight_l{k}[_reverse]`` and ``layer_norm_bias_l{k}[_reverse]``
+(``layer_norm_weight``/``layer_norm_bias`` on the cells), (5H,) = [i | f | g | o | c] for the
+LSTM and (4H,) = [r | z | n_x | n_h] for the GRU, starting at gain 1 and shift 0.  All three
+``impl`` run it: the compiled kernels normalise each row inside their fused elementwise pass,
+``impl="composed"`` builds it from ``functional.layer_norm``.  PyTorch has no such layer, so
+``interop.to_torch`` refuses it.  It composes with the regularisation below: recurrent dropout
+masks h_{t-1} before h W_hh^T (so before the norms), and zoneout mixes the normalised cell's
+new state h' (and c') with the previous one.
+
 Variable lengths: ``forward(x, hx, lengths)`` with one length per sequence.  At padded steps
 (t >= lengths[b]) the output is zero and the state is carried unchanged, so ``h_n`` is the
 state after each sequence's last real step (what PyTorch's packed sequences give).  The reverse
@@ -77,6 +100,7 @@ _GATES = {"RNN": 1, "LSTM": 4, "GRU": 3}
 _SWAP_BT = (1, 0, 2)  # (B, T, F) <-> (T, B, F)
 _LAYER_IMPLS = ("sequence", "step", "composed")
 _CELL_IMPLS = ("step", "composed")
+_LN_BLOCKS = {"LSTM": 5, "GRU": 4}  # layer norms per cell: LSTM i, f, g, o, c; GRU r, z, n_x, n_h
 
 
 def _check_impl(impl, choices):
@@ -86,10 +110,30 @@ def _check_impl(impl, choices):
 
 
 def _init_uniform(module):
-    """Every parameter U(-1/sqrt(H), 1/sqrt(H)), drawn in registration order (PyTorch's)."""
+    """Every parameter U(-1/sqrt(H), 1/sqrt(H)), drawn in registration order (PyTorch's); the
+    layer norms' gains 1 and shifts 0."""
     k = 1.0 / math.sqrt(module.hidden_size)
-    for p in module.parameters():
-        init.uniform_(p, -k, k)
+    for name, p in module.named_parameters():
+        if name.startswith("layer_norm_"):
+            p.data[...] = 1.0 if name.startswith("layer_norm_weight") else 0.0
+        else:
+            init.uniform_(p, -k, k)
+
+
+def _check_layer_norm(layer_norm, mode):
+    if not isinstance(layer_norm, (bool, np.bool_)):
+        raise ValueError(f"layer_norm must be True or False, got {layer_norm!r}")
+    if layer_norm and mode not in _LN_BLOCKS:
+        raise ValueError(f"layer_norm=True is available for LSTM and GRU, not {mode}")
+    return bool(layer_norm)
+
+
+def _add_layer_norm(module, sfx, H, dt):
+    """The norms' gains and shifts of one layer and direction (LN_BLOCKS[mode] * H each)."""
+    n = _LN_BLOCKS[module._mode] * H
+    setattr(module, "layer_norm_weight" + sfx, Parameter(np.ones((n,), dtype=dt)))
+    setattr(module, "layer_norm_bias" + sfx, Parameter(np.zeros((n,), dtype=dt)))
+    return ("layer_norm_weight" + sfx, "layer_norm_bias" + sfx)
 
 
 def _tensor(x, who, what):
@@ -161,6 +205,7 @@ class _CellBase(Module):
         impl="step",
         zoneout=0.0,
         generator=None,
+        layer_norm=False,
     ):
         super().__init__()
         self.zoneout = _probability("zoneout", zoneout)  # LSTMCell, GRUCell (RNNCell passes 0)
@@ -169,13 +214,15 @@ class _CellBase(Module):
         self.input_size = _positive_int("input_size", input_size)
         self.hidden_size = _positive_int("hidden_size", hidden_size)
         self.bias = bool(bias)
+        self.layer_norm = _check_layer_norm(layer_norm, self._mode)
         dt = _float_dtype(dtype)
         gh = _GATES[self._mode] * self.hidden_size
         self.weight_ih = Parameter(np.empty((gh, self.input_size), dtype=dt))
         self.weight_hh = Parameter(np.empty((gh, self.hidden_size), dtype=dt))
-        if self.bias:
+        if self.bias and not self.layer_norm:
             self.bias_ih = Parameter(np.empty((gh,), dtype=dt))
             self.bias_hh = Parameter(np.empty((gh,), dtype=dt))
+        self._ln_names = _add_layer_norm(self, "", self.hidden_size, dt) if self.layer_norm else ()
         self.reset_parameters()
 
     reset_parameters = _init_uniform
@@ -226,10 +273,20 @@ class _CellBase(Module):
         ws = (w_ih, p["weight_hh"], p.get("bias_ih"), p.get("bias_hh"))
         return x, out, ws, unbatched
 
+    def _kernel_options(self, x):
+        """The cell function's trailing keywords: zoneout's masks and the layer norms'
+        (gain, shift) (``ln_w``, ``ln_b``; absent without layer norm)."""
+        kw = {"masks": self._zoneout_masks(x.shape[0], x.dtype)}
+        if self._ln_names:
+            kw["ln_w"], kw["ln_b"] = (self._parameters[n] for n in self._ln_names)
+        return kw
+
     def extra_repr(self):
         s = f"{self.input_size}, {self.hidden_size}"
         if not self.bias:
             s += ", bias=False"
+        if self.layer_norm:
+            s += ", layer_norm=True"
         if self.impl != "step":
             s += f", impl={self.impl!r}"
         if self.zoneout:
@@ -284,7 +341,9 @@ class LSTMCell(_CellBase):
     hx = (h, c) (zeros when None).  ``zoneout=p``: in training each unit of h and of c keeps
     its previous value with probability p (masks drawn per call from ``generator``), in eval
     h' = p h + (1 - p) h'~ (c likewise); recurrent dropout, fixed over a sequence, needs the
-    sequence: ``nn.LSTM(recurrent_dropout=)``."""
+    sequence: ``nn.LSTM(recurrent_dropout=)``.  ``layer_norm=True``: the layer-normalised cell
+    (the module docstring: LN per gate block and on c' before its tanh,
+    h' = o * tanh(LN_c(c')))."""
 
     _mode = "LSTM"
 
@@ -295,7 +354,7 @@ class LSTMCell(_CellBase):
             raise ValueError(f"LSTMCell: hx must be a tuple (h, c), got {type(hx).__name__}")
         x, (h, c), ws, unbatched = self._prepare(x, [("h", hx[0]), ("c", hx[1])])
         cell = F.lstm_cell if self.impl == "step" else F.lstm_cell_composed
-        h1, c1 = cell(x, h, c, *ws, masks=self._zoneout_masks(x.shape[0], x.dtype))
+        h1, c1 = cell(x, h, c, *ws, **self._kernel_options(x))
         if unbatched:
             return _squeeze0(h1), _squeeze0(c1)
         return h1, c1
@@ -303,14 +362,16 @@ class LSTMCell(_CellBase):
 
 class GRUCell(_CellBase):
     """One GRU step (gates r, z, n; PyTorch's reset-after form).  ``forward(x, hx=None) -> h'``.
-    ``zoneout``, ``generator``: as on LSTMCell (on h)."""
+    ``zoneout``, ``generator``: as on LSTMCell (on h).  ``layer_norm=True``: the
+    layer-normalised cell (the module docstring: LN on r's and z's pre-activations and on n's
+    input and recurrent parts apart)."""
 
     _mode = "GRU"
 
     def forward(self, x, hx=None):
         x, (h,), ws, unbatched = self._prepare(x, [("hx", hx)])
         cell = F.gru_cell if self.impl == "step" else F.gru_cell_composed
-        h1 = cell(x, h, *ws, masks=self._zoneout_masks(x.shape[0], x.dtype))
+        h1 = cell(x, h, *ws, **self._kernel_options(x))
         return _squeeze0(h1) if unbatched else h1
 
 
@@ -337,6 +398,7 @@ class _RNNBase(Module):
         recurrent_dropout=0.0,
         zoneout=0.0,
         generator=None,
+        layer_norm=False,
     ):
         super().__init__()
         self.input_size = _positive_int("input_size", input_size)
@@ -375,19 +437,21 @@ class _RNNBase(Module):
                 f"zoneout is available on LSTM and GRU, not on RNN; got zoneout={zoneout!r}"
             )
         self.generator = _check_generator(self._mode, generator)
+        self.layer_norm = _check_layer_norm(layer_norm, self._mode)
         self.nonlinearity = "tanh"  # RNN sets its own after this
         dt = _float_dtype(dtype)
         H = self.hidden_size
         gh = _GATES[self._mode] * H
         D = 2 if self.bidirectional else 1
         names = []  # per (layer, direction): (w_ih, w_hh, b_ih, b_hh) names, b_* None without bias
+        ln_names = []  # per (layer, direction): the layer norms' (gain, shift) names, or ()
         for k in range(self.num_layers):
             in_k = self.input_size if k == 0 else D * H
             for d in range(D):
                 sfx = f"_l{k}" + ("_reverse" if d else "")
                 setattr(self, "weight_ih" + sfx, Parameter(np.empty((gh, in_k), dtype=dt)))
                 setattr(self, "weight_hh" + sfx, Parameter(np.empty((gh, H), dtype=dt)))
-                if self.bias:
+                if self.bias and not self.layer_norm:
                     setattr(self, "bias_ih" + sfx, Parameter(np.empty((gh,), dtype=dt)))
                     setattr(self, "bias_hh" + sfx, Parameter(np.empty((gh,), dtype=dt)))
                     names.append(
@@ -395,16 +459,22 @@ class _RNNBase(Module):
                     )
                 else:
                     names.append(("weight_ih" + sfx, "weight_hh" + sfx, None, None))
+                ln_names.append(_add_layer_norm(self, sfx, H, dt) if self.layer_norm else ())
         self._names = names
+        self._ln_names = ln_names
         self.reset_parameters()
 
     reset_parameters = _init_uniform
 
     @property
     def all_weights(self):
-        """[[w_ih, w_hh, b_ih, b_hh], ...] per layer and direction (PyTorch's order)."""
+        """[[w_ih, w_hh, b_ih, b_hh], ...] per layer and direction (PyTorch's order); with
+        layer norm [w_ih, w_hh, ln gain, ln shift]."""
         p = self._parameters
-        return [[p[n] for n in names if n is not None] for names in self._names]
+        return [
+            [p[n] for n in names + ln if n is not None]
+            for names, ln in zip(self._names, self._ln_names)
+        ]
 
     def flatten_parameters(self):
         """No-op, for PyTorch code (minigrad's weights are already one array each)."""
@@ -567,15 +637,16 @@ class _RNNBase(Module):
                     None if nm[2] is None else p[nm[2]],
                     None if nm[3] is None else p[nm[3]],
                 )
+                ln = tuple(p[n] for n in self._ln_names[i])
                 src = inp if d == 0 else F.getitem(inp, rev_idx)
                 xm, km = masks[i]
                 if xm is not None:  # input dropout: one mask for every step, before x W_ih^T
                     src = src * xm
                 if impl == "sequence":
-                    ys, hn, cn = self._run_sequence(src, h0s[i], c0s[i], ws, lengths, B, km)
+                    ys, hn, cn = self._run_sequence(src, h0s[i], c0s[i], ws, lengths, B, km, ln)
                 else:
                     ys, hn, cn = self._run_cells(
-                        src, h0s[i], c0s[i], ws, mask, B, need_ys, impl, km
+                        src, h0s[i], c0s[i], ws, mask, B, need_ys, impl, km, ln
                     )
                 if d == 1 and need_ys:
                     ys = F.getitem(ys, rev_idx)
@@ -598,9 +669,9 @@ class _RNNBase(Module):
             return out, h_n
         return out, (h_n, _stack_states(cns))
 
-    def _run_sequence(self, src, h0, c0, ws, lengths, B, masks):
+    def _run_sequence(self, src, h0, c0, ws, lengths, B, masks, ln=()):
         """One whole-sequence node (``functional.lstm_sequence``'s, called directly: forward has
-        checked x, the states and lengths)."""
+        checked x, the states and lengths); ln: the layer norms' (gain, shift), or ()."""
         mode = self._mode
         dtype = src.data.dtype
         if h0 is None:
@@ -609,14 +680,14 @@ class _RNNBase(Module):
         if mode == "LSTM":
             if c0 is None:
                 c0 = np.zeros((B, self.hidden_size), dtype=dtype)
-            return LSTMSequence(lengths).with_masks(masks)(src, h0, c0, *ws)
+            return LSTMSequence(lengths, bool(ln)).with_masks(masks)(src, h0, c0, *ws, *ln)
         if mode == "GRU":
-            ys, hn = GRUSequence(lengths).with_masks(masks)(src, h0, *ws)
+            ys, hn = GRUSequence(lengths, bool(ln)).with_masks(masks)(src, h0, *ws, *ln)
         else:
             ys, hn = RNNSequence(lengths, self.nonlinearity).with_masks(masks)(src, h0, *ws)
         return ys, hn, None
 
-    def _run_cells(self, src, h, c, ws, mask, B, need_ys, impl, masks):
+    def _run_cells(self, src, h, c, ws, mask, B, need_ys, impl, masks, ln=()):
         """The per-step unroll.  impl "step": one linear node (the input projection of all
         steps), one unbind node, T compiled cell-step nodes, one stack node.  impl "composed":
         one unbind node of x, T cells of primitive ops, one stack node."""
@@ -634,11 +705,11 @@ class _RNNBase(Module):
             if mode == "LSTM":
 
                 def cell(x_t, h, c, m):
-                    return F.lstm_cell_step(x_t, h, c, w_hh, b_hh, m)
+                    return F.lstm_cell_step(x_t, h, c, w_hh, b_hh, m, *ln)
             elif mode == "GRU":
 
                 def cell(x_t, h, c, m):
-                    return F.gru_cell_step(x_t, h, w_hh, b_hh, m), None
+                    return F.gru_cell_step(x_t, h, w_hh, b_hh, m, *ln), None
             else:
 
                 def cell(x_t, h, c, m):
@@ -648,11 +719,11 @@ class _RNNBase(Module):
             if mode == "LSTM":
 
                 def cell(x_t, h, c, m):
-                    return F.lstm_cell_composed(x_t, h, c, w_ih, w_hh, b_ih, b_hh, m)
+                    return F.lstm_cell_composed(x_t, h, c, w_ih, w_hh, b_ih, b_hh, m, *ln)
             elif mode == "GRU":
 
                 def cell(x_t, h, c, m):
-                    return F.gru_cell_composed(x_t, h, w_ih, w_hh, b_ih, b_hh, m), None
+                    return F.gru_cell_composed(x_t, h, w_ih, w_hh, b_ih, b_hh, m, *ln), None
             else:
 
                 def cell(x_t, h, c, m):
@@ -701,6 +772,8 @@ class _RNNBase(Module):
             s += f", return_sequences={self.return_sequences}"
         if self.return_state:
             s += ", return_state=True"
+        if self.layer_norm:
+            s += ", layer_norm=True"
         if self.impl != "sequence":
             s += f", impl={self.impl!r}"
         for name in ("input_dropout", "recurrent_dropout", "zoneout"):
@@ -728,7 +801,11 @@ class LSTM(_RNNBase):
     """LSTM (gates i, f, g, o): c_t = f*c_{t-1} + i*g, h_t = o*tanh(c_t).
     ``forward(x, hx=(h_0, c_0), lengths)`` -> ``(output, (h_n, c_n))`` by default.
     ``input_dropout``, ``recurrent_dropout``, ``zoneout`` (on h and c), ``generator``: see the
-    module docstring; ``dropout`` is PyTorch's, between stacked layers."""
+    module docstring; ``dropout`` is PyTorch's, between stacked layers.
+    ``layer_norm=True``: the layer-normalised LSTM (Ba et al. 2016; the module docstring):
+    i, f, g, o = σ, σ, tanh, σ of LN(x W_ih^T + h W_hh^T) per gate block, and
+    h_t = o * tanh(LN_c(c_t)); parameters ``layer_norm_weight_l{k}``/``layer_norm_bias_l{k}``
+    (5H,) instead of the biases."""
 
     _mode = "LSTM"
 
@@ -737,6 +814,10 @@ class GRU(_RNNBase):
     """GRU (gates r, z, n, PyTorch's form): n = tanh(W_in x + b_in + r*(W_hn h + b_hn)),
     h_t = (1-z)*n + z*h_{t-1}.  ``forward(x, hx, lengths)`` -> ``(output, h_n)`` by default.
     ``input_dropout``, ``recurrent_dropout`` (on h in W_hn h etc., not in z*h_{t-1}),
-    ``zoneout``, ``generator``: see the module docstring."""
+    ``zoneout``, ``generator``: see the module docstring.
+    ``layer_norm=True``: the layer-normalised GRU (the module docstring):
+    r = σ(LN_r(x_r + h_r)), z = σ(LN_z(x_z + h_z)), n = tanh(LN_nx(x_n) + r * LN_nh(h_n));
+    parameters ``layer_norm_weight_l{k}``/``layer_norm_bias_l{k}`` (4H,) instead of the
+    biases."""
 
     _mode = "GRU"
