@@ -3,11 +3,11 @@
 Every kernel (linear, RNN/LSTM/GRU cells and sequences, forward and backward, float32 and
 float64, with and without lengths, biases, the recurrent dropout and zoneout masks and layer
 norm) runs once on one thread and once on n threads with every problem split as far as its rows
-allow (the pool's work threshold set to 1), over hypothesis-drawn shapes including a batch smaller than the
-thread count and B = 1. The split changes no reduction order: with the small-matrix GEMM kernel
-the outputs are equal bit for bit. OpenBLAS may sum a product of another shape in another order
-(a one-row product as a GEMV, its float32 kernels by size), so on BLAS the outputs agree within
-the kernel-vs-twin tolerance of test_kernels.
+allow (the pool's work threshold set to 1), over hypothesis-drawn shapes including a batch
+smaller than the thread count and B = 1. The split changes no reduction order: with the
+small-matrix GEMM kernel the outputs are equal bit for bit. OpenBLAS may sum a product of another
+shape in another order (a one-row product as a GEMV, its float32 kernels by size), so on BLAS
+the outputs agree within the kernel-vs-twin tolerance of test_kernels.
 The optimizer updates are elementwise: bit for bit.
 """
 
@@ -22,10 +22,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 from test_kernels import (
     KINDS,
+    LN_KINDS,
     assert_same,
     backward,
     forward,
-    LN_KINDS,
     named_cache,
     ops,
     problems,
