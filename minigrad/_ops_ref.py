@@ -801,9 +801,20 @@ def gru_sequence_forward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, masks=None, ln=
 
 
 def gru_sequence_backward(
-    dys, dh_n, x, h0, w_ih, w_hh, cache, lengths, has_bias, need_dx=True, need_dh0=True,
-    masks=None, ln=None,
-):  # fmt: skip
+    dys,
+    dh_n,
+    x,
+    h0,
+    w_ih,
+    w_hh,
+    cache,
+    lengths,
+    has_bias,
+    need_dx=True,
+    need_dh0=True,
+    masks=None,
+    ln=None,
+):
     """Backward through time with the GRU step backward: dh = dh1 z + dgh[t] W_hh; dgi[t] and
     dgh[t] are 0 and dh is carried at padded steps; then dx = dgi W_ih, dW_ih = dgi^T x,
     dW_hh = dgh^T h_prev, db_ih, db_hh from all steps at once (dx None when not need_dx).

@@ -664,9 +664,18 @@ def rnn_sequence(
 
 
 def lstm_sequence(
-    x, w_ih, w_hh, b_ih=None, b_hh=None, h0=None, c0=None, lengths=None,
-    masks=None, ln_w=None, ln_b=None,
-):  # fmt: skip
+    x,
+    w_ih,
+    w_hh,
+    b_ih=None,
+    b_hh=None,
+    h0=None,
+    c0=None,
+    lengths=None,
+    masks=None,
+    ln_w=None,
+    ln_b=None,
+):
     """(ys, (h_n, c_n)): the LSTM cell run over x (T, B, I) in one kernel call. h0 and c0: (B, H)
     or (1, B, H) as in ``rnn_sequence``; h_n and c_n have their shape. drop_h (B, H): recurrent
     dropout; zone_h, zone_c (T, B, H): zoneout's weights of the previous h and c at each step.
