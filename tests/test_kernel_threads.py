@@ -97,8 +97,15 @@ def test_n_threads_match_one_thread_with_dropout_and_zoneout_masks(kind, gemm_pa
 @given(data=st.data())
 def test_n_threads_match_one_thread_with_layer_norm(kind, gemm_path, data):
     """Layer norm (the per-row norms in the fused passes, their cache rows, the gain and shift
-    gradients summed over all rows after the loop), with and without the masks."""
-    problem = data.draw(problems(kind, max_size=13, max_T=6, min_H=4), label="problem")
+    gradients summed over all rows after the loop), with and without the masks. On BLAS in
+    float64 only: OpenBLAS rounds a float32 product of another row count differently, and the
+    norms over a few units amplify that rounding past any tolerance tied to the twin's own
+    error (seen: 3e-5 on a gain gradient at H = 4); the float32 split is held bit for bit on the
+    small-GEMM path."""
+    dtypes = (np.float64,) if gemm_path == "blas" else (np.float32, np.float64)
+    problem = data.draw(
+        problems(kind, max_size=13, max_T=6, min_H=4, dtypes=dtypes), label="problem"
+    )
     problem = with_layer_norm(problem, data.draw(st.integers(0, 2**32 - 1), label="ln seed"))
     n = data.draw(st.integers(2, 5), label="threads")
     assert_n_threads_match_one_thread(problem, n, gemm_path)
