@@ -95,7 +95,7 @@ cdef struct Args:
     # forward outputs
     void *hs                  # (T, B, H): state after each step (a sequence passes hs[1:])
     void *cs                  # (T, B, H): LSTM cell state after each step
-    void *gates               # (T, B, L): per-step cell cache
+    void *gates               # (T, B, L): per-step cell cache (RNN: h~ under zoneout, L = H)
     void *ys                  # (T, B, H) or NULL (cells, and sequences without lengths)
     void *ws                  # workspace
     void *pw                  # W_hh packed for the per-step GEMMs (_packed_w), or NULL
@@ -115,7 +115,7 @@ cdef struct Args:
     void *db_hh
     # recurrent dropout and zoneout, each NULL when off (section 2b)
     void *drop_h              # (B, H): the mask on the state entering the per-step GEMM
-    void *zone_h              # (T, B, H): zoneout's weight of the previous h (LSTM, GRU)
+    void *zone_h              # (T, B, H): zoneout's weight of the previous h
     void *zone_c              # (T, B, H): the same for the LSTM's c
     void *hdrop               # workspace with drop_h: (B, H) forward, (T, B, H) backward
     void *zbuf                # workspace with zone_h: (2, B, H), zoneout's backward
@@ -680,7 +680,8 @@ cdef object _last(cnp.ndarray s, Args* k):
 # csrc/mg_dropout.h. Dropout: the per-step GEMM reads hp * m (m = drop_h, fixed over time), so
 # backward multiplies that GEMM's dh by m and dW_hh uses the masked states. Zoneout: after the
 # row, h = z hp + (1 - z) h~ (z = zone_h[t]; the LSTM's c likewise with zone_c); backward gives
-# the row (1 - z) dh and adds z dh to the previous state's gradient.
+# the row (1 - z) dh and adds z dh to the previous state's gradient. The RNN's backward takes
+# act' from the activation's output, so under zoneout its forward keeps h~ apart (in k.gates).
 
 
 cdef inline void _mask_mul(floating* out, floating* a, floating* m, Py_ssize_t n) noexcept nogil:
@@ -754,7 +755,7 @@ cdef inline void _zone_direct(floating* z, Py_ssize_t off, floating* d, floating
 cdef tuple _prep_masks(Args* k, int tn, object masks, int nz, bint seq, bint bwd):
     """Check masks, None or (drop_h, zone_h, zone_c), each None when off: the dropout mask
     drop_h (B, H) and zoneout's weights zone_h, zone_c ((T, B, H) for a sequence, (B, H) for a
-    cell; the last 2 - nz must be None: nz = 0 for the RNN, 1 for the GRU, 2 for the LSTM); set
+    cell; zone_c must be None unless nz = 2: nz = 1 for the RNN and GRU, 2 for the LSTM); set
     their pointers and allocate the workspaces the bodies need; returns the arrays to keep
     alive."""
     cdef Py_ssize_t T = k.d.T, B = k.d.B, H = k.d.H
@@ -764,10 +765,8 @@ cdef tuple _prep_masks(Args* k, int tn, object masks, int nz, bint seq, bint bwd
         got = f"a tuple of length {len(masks)}" if isinstance(masks, tuple) else type(masks).__name__
         raise ValueError(f"masks must be None or a tuple (drop_h, zone_h, zone_c), got {got}")
     drop_h, zone_h, zone_c = masks
-    for i, name in enumerate(("zone_h", "zone_c")):
-        if i >= nz and masks[1 + i] is not None:
-            raise ValueError(f"{name} must be None for this cell (zoneout of "
-                             f"{'the LSTM and GRU' if i == 0 else 'the LSTM'} only), got an array")
+    if nz < 2 and zone_c is not None:
+        raise ValueError("zone_c must be None for this cell (it has no cell state c), got an array")
     hdrop = zbuf = None
     if drop_h is not None:
         k.drop_h = _check(drop_h, "drop_h", tn, "x", 2, B, H)
@@ -811,6 +810,9 @@ cdef void _rnn_fwd(Cell* k) noexcept nogil:
         hg = k.hdrop if _masked_state(&k.d, k.drop_h, hp, k.hdrop) else hp
         gemm_p(pw, False, True, nb, iH, iH, 1, hg + o, iH, k.w_hh, iH, 1, ht + o, iH)
         mg_rnn_act(Cell is CellD, ht + o, k.d.relu, nb * H)
+        if k.zone_h != NULL:        # zoneout: h~ kept in gates (the backward's act'), then mixed
+            _copy(k.gates + t * BH + o, ht + o, nb * H)
+            _zone_row(k.zone_h, t * BH + o, ht + o, hp + o, nb * H)
         _carry_rows(&k.d, t, hp, ht)
         _write_ys(&k.d, t, k.ys, ht)
 
@@ -818,6 +820,7 @@ cdef void _rnn_fwd(Cell* k) noexcept nogil:
 cdef void _rnn_bwd(Cell* k) noexcept nogil:
     cdef Py_ssize_t T = k.d.T, B = k.d.B, H = k.d.H, BH = B * H, t, b, o = k.d.b0 * H
     cdef int iH = k.d.H, nb = k.d.b1 - k.d.b0
+    cdef bint acc
     dA = k.ws                       # (T, B, H) pre-activation gradients
     w0 = dA + T * BH                # (B, H) x 2: the gradient w.r.t. the
     w1 = w0 + BH                    # state after and before each step
@@ -826,8 +829,10 @@ cdef void _rnn_bwd(Cell* k) noexcept nogil:
     if dys != NULL:                 # array while the loop only reads it, else a copy in w0
         _copy(w0 + o, dh + o, nb * H)
         dh = w0
-    hs = k.hs
+    hs = k.hs                       # the activations' outputs: h~ (k.gates) under zoneout
     pw = k.pw
+    zh = k.zone_h                   # zoneout: the activation gets (1 - z) dh (in zbuf), the
+    acc = k.d.lengths != NULL or zh != NULL     # state before the step z dh, then the GEMM's
     if k.d.pre:
         _pack(False, iH, iH, k.w_hh, iH, pw)
     # step t writes the gradient w.r.t. the state before it to dh0 at t = 0 (no copy after the
@@ -837,32 +842,47 @@ cdef void _rnn_bwd(Cell* k) noexcept nogil:
         if k.d.lengths == NULL:            # every row real: one pass over the B*H elements
             if dys != NULL:
                 _add(dh + o, dys + t * BH + o, nb * H)
-            mg_rnn_bwd_row(Cell is CellD, dh + o, hs + t * BH + o, dA + t * BH + o, k.d.relu,
-                           nb * H)
+            mg_rnn_bwd_row(Cell is CellD, _zone_grad(zh, t * BH + o, dh + o, k.zbuf + o, nb * H),
+                           hs + t * BH + o, dA + t * BH + o, k.d.relu, nb * H)
+            if zh != NULL:
+                _mask_mul(dhn + o, dh + o, zh + t * BH + o, nb * H)
         else:
             for b in range(k.d.b0, k.d.b1):
                 if _real(&k.d, t, b):
                     if dys != NULL:
                         _add(dh + b * H, dys + t * BH + b * H, H)
-                    mg_rnn_bwd_row(Cell is CellD, dh + b * H, hs + t * BH + b * H,
-                                   dA + t * BH + b * H, k.d.relu, H)
-                    _zero(dhn + b * H, H)
+                    mg_rnn_bwd_row(Cell is CellD,
+                                   _zone_grad(zh, t * BH + b * H, dh + b * H, k.zbuf + b * H, H),
+                                   hs + t * BH + b * H, dA + t * BH + b * H, k.d.relu, H)
+                    if zh != NULL:
+                        _mask_mul(dhn + b * H, dh + b * H, zh + t * BH + b * H, H)
+                    else:
+                        _zero(dhn + b * H, H)
                 else:
                     _zero(dA + t * BH + b * H, H)
                     _copy(dhn + b * H, dh + b * H, H)
         if t > 0 or k.dh0 != NULL:      # dh0 = dA_0 W_hh only when asked for (need_dh0)
             gemm_p(pw, False, False, nb, iH, iH, 1, dA + t * BH + o, iH, k.w_hh, iH,
-                   0 if k.d.lengths == NULL or k.drop_h != NULL else 1,
+                   1 if acc and k.drop_h == NULL else 0,
                    (dhn if k.drop_h == NULL else k.hdrop) + o, iH)
-            _masked_grad(&k.d, k.drop_h, k.hdrop, dhn, k.d.lengths != NULL)
+            _masked_grad(&k.d, k.drop_h, k.hdrop, dhn, acc)
         dh = dhn
     if k.d.post:
         _deferred_grads(k, iH, False)
 
 
+cdef object _rnn_outputs(Args* k, int tn, bint seq):
+    """The RNN's activation outputs h~ under zoneout, (T, B, H) ((B, H) for a cell), at
+    k.gates: the backward's act' needs them, the states hold z h_prev + (1 - z) h~."""
+    ht = _empty(tn, k.d.T, k.d.B, k.d.H) if seq else _empty(tn, k.d.B, k.d.H)
+    k.gates = _data(ht)
+    return ht
+
+
 def rnn_cell_forward(x, h, w_ih, w_hh, b_ih, b_hh, nonlinearity, masks=None):
     """h1 = act(x @ w_ih.T + b_ih + h @ w_hh.T + b_hh); cache = h1, the same array (the twin
-    returns a copy; nothing writes to either, and the copy cost 0.4 of the cell's 8 us)."""
+    returns a copy; nothing writes to either, and the copy cost 0.4 of the cell's 8 us). With
+    zoneout (masks' zone_h) h1 = zone_h h + (1 - zone_h) h~ and cache = h~, a new array."""
     cdef Args k
     cdef int tn = _prep(&k, 1, x, "h", h, None, None, w_ih, w_hh, False)
     _prep_bias(&k, k.d.H, b_ih, b_hh, tn)
@@ -870,10 +890,11 @@ def rnn_cell_forward(x, h, w_ih, w_hh, b_ih, b_hh, nonlinearity, masks=None):
     h1 = _empty(tn, k.d.B, k.d.H)
     ws = _borrow(tn, k.d.H)
     k.hs, k.ws = cnp.PyArray_DATA(h1), cnp.PyArray_DATA(ws)
-    kept = _prep_masks(&k, tn, masks, 0, False, False)
+    kept = _prep_masks(&k, tn, masks, 1, False, False)
+    cache = _rnn_outputs(&k, tn, False) if k.zone_h != NULL else h1
     _run(&k, tn, _rnn_fwd[CellF], _rnn_fwd[CellD])
     _give_back(tn, ws)
-    return h1, h1
+    return h1, cache
 
 
 def rnn_cell_backward(dh1, x, h, w_ih, w_hh, cache, has_bias, nonlinearity, need_dx=True,
@@ -891,14 +912,15 @@ def rnn_cell_backward(dh1, x, h, w_ih, w_hh, cache, has_bias, nonlinearity, need
     dw_ih, dw_hh, db_ih, db_hh = _param_grads(&k, tn, H, has_bias)
     ws = _borrow(tn, 3 * B * H)
     k.ws = _data(ws)
-    kept = _prep_masks(&k, tn, masks, 0, False, True)
+    kept = _prep_masks(&k, tn, masks, 1, False, True)
     _run(&k, tn, _rnn_bwd[CellF], _rnn_bwd[CellD])
     _give_back(tn, ws)
     return dx, dh, dw_ih, dw_hh, db_ih, db_hh
 
 
 def rnn_sequence_forward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, nonlinearity, masks=None):
-    """-> (ys, h_n, cache), cache = (hs,), hs (T+1, B, H)."""
+    """-> (ys, h_n, cache), cache = (hs,), hs (T+1, B, H); with zoneout (hs, ht), ht (T, B, H)
+    the activations' outputs h~ of each step (hs holds the zoned states)."""
     cdef Args k
     cdef int tn = _prep(&k, 1, x, "h0", h0, None, None, w_ih, w_hh, True)
     _prep_bias(&k, k.d.H, b_ih, b_hh, tn)
@@ -910,10 +932,11 @@ def rnn_sequence_forward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, nonlinearity, m
     ys = _outputs(&k, tn, hs)
     ws = _borrow(tn, k.d.H)
     k.ws = _data(ws)
-    kept = _prep_masks(&k, tn, masks, 0, True, False)
+    kept = _prep_masks(&k, tn, masks, 1, True, False)
+    cache = (hs, _rnn_outputs(&k, tn, True)) if k.zone_h != NULL else (hs,)
     _run(&k, tn, _rnn_fwd[CellF], _rnn_fwd[CellD])
     _give_back(tn, ws)
-    return ys, _last(hs, &k), (hs,)
+    return ys, _last(hs, &k), cache
 
 
 def rnn_sequence_backward(dys, dh_n, x, h0, w_ih, w_hh, cache, lengths, has_bias, nonlinearity,
@@ -926,17 +949,20 @@ def rnn_sequence_backward(dys, dh_n, x, h0, w_ih, w_hh, cache, lengths, has_bias
     cdef Py_ssize_t T = k.d.T, B = k.d.B, H = k.d.H
     L = _prep_lengths(&k, lengths)
     k.d.relu = _relu(nonlinearity)
-    _check_cache(cache, "hs")
+    kept = _prep_masks(&k, tn, masks, 1, True, True)
+    _check_cache(cache, "hs, ht" if k.zone_h != NULL else "hs")
     k.dys = NULL if dys is None else _check(dys, "dys", tn, "x", 3, T, B, H)
     k.dh_n = _check(dh_n, "dh_n", tn, "x", 2, B, H)
     k.hprev = _check(cache[0], "hs", tn, "x", 3, T + 1, B, H)
-    k.hs = _data(cache[0], B * H)
+    if k.zone_h != NULL:
+        k.hs = _check(cache[1], "ht", tn, "x", 3, T, B, H)
+    else:
+        k.hs = _data(cache[0], B * H)
     pw = _packed_w(&k, tn, ((H, H),))
     dx, dh0, _ = _state_grads(&k, tn, True, need_dx, need_dh0, False)
     ws = _borrow(tn, (T + 2) * B * H)
     k.ws = _data(ws)
     dw_ih, dw_hh, db_ih, db_hh = _param_grads(&k, tn, H, has_bias)
-    kept = _prep_masks(&k, tn, masks, 0, True, True)
     _run(&k, tn, _rnn_bwd[CellF], _rnn_bwd[CellD])
     _give_back(tn, ws)
     return dx, dh0, dw_ih, dw_hh, db_ih, db_hh

@@ -295,30 +295,27 @@ def _deferred_grads(dgi, dgh, x, hs, w_ih, has_bias, need_dx=True):
 
 
 # Recurrent dropout and zoneout: every kernel takes masks = None or (drop_h, zone_h, zone_c), each
-# None when off (zone_h for the LSTM and GRU, zone_c for the LSTM only). drop_h (B, H) multiplies
+# None when off (zone_c for the LSTM only). drop_h (B, H) multiplies
 # the state entering the recurrent GEMM, the same mask at every step:
 # gates = xw + (h * drop_h) W_hh^T + b_hh, so dW_hh = dG^T (h * drop_h) and the GEMM's part of dh
 # is (dG W_hh) * drop_h. Zoneout keeps each unit's previous state with weight z (zone_h[t] (B, H);
 # for a cell zone_h (B, H)): h1 = z h + (1 - z) h1~, the LSTM's c likewise; the cell's new state
-# gets (1 - z) dh1, the previous one z dh1 directly.
+# gets (1 - z) dh1, the previous one z dh1 directly. The RNN's backward takes act' from the
+# activation's output, so under zoneout its cache keeps that output h1~ apart from the states.
 
 
 def _check_masks(masks, nz, lead, B, H, dtype):
     """masks: None or (drop_h, zone_h, zone_c), each None when off: drop_h (B, H); zone_h,
-    zone_c lead + (B, H), lead = (T,) for a sequence, () for a cell; the last 2 - nz must be
-    None (nz = 0: RNN, 1: GRU, 2: LSTM). Returns the three."""
+    zone_c lead + (B, H), lead = (T,) for a sequence, () for a cell; zone_c must be None
+    unless nz = 2 (nz = 1: RNN and GRU, 2: LSTM). Returns the three."""
     if masks is None:
         return None, None, None
     if not isinstance(masks, tuple) or len(masks) != 3:
         raise ValueError(
             f"masks must be None or a tuple (drop_h, zone_h, zone_c), got {_what(masks)}"
         )
-    for i, name in enumerate(("zone_h", "zone_c")):
-        if i >= nz and masks[1 + i] is not None:
-            raise ValueError(
-                f"{name} must be None for this cell (zoneout of "
-                f"{'the LSTM and GRU' if i == 0 else 'the LSTM'} only), got an array"
-            )
+    if nz < 2 and masks[2] is not None:
+        raise ValueError("zone_c must be None for this cell (it has no cell state c), got an array")
     drop_h, zone_h, zone_c = masks
     if drop_h is not None:
         _check_shape("drop_h", drop_h, (B, H), dtype)
@@ -384,48 +381,53 @@ def _rnn_step(xw, h, w_hh, b_hh, nonlinearity, drop_h=None):
 
 
 def rnn_cell_forward(x, h, w_ih, w_hh, b_ih, b_hh, nonlinearity, masks=None):
-    """h1 = act(x W_ih^T + b_ih + (h * drop_h) W_hh^T + b_hh);  cache = h1"""
+    """h1~ = act(x W_ih^T + b_ih + (h * drop_h) W_hh^T + b_hh);  h1 = zone_h h + (1 - zone_h) h1~
+    (h1~ without zoneout);  cache = h1~"""
     B, I, H, dtype = _check_cell(1, x, h, w_ih, w_hh)
     _check_cell_biases(w_ih, b_ih, b_hh, H, dtype)
     _check_nonlinearity(nonlinearity)
-    drop_h, zone_h, zone_c = _check_masks(masks, 0, (), B, H, dtype)
+    drop_h, zone_h, zone_c = _check_masks(masks, 1, (), B, H, dtype)
     h1 = _rnn_step(_project(x, w_ih, b_ih), h, w_hh, b_hh, nonlinearity, drop_h)
-    return h1, h1.copy()
+    return _zoned(h1, h, zone_h), h1.copy()
 
 
 def rnn_cell_backward(
     dh1, x, h, w_ih, w_hh, cache, has_bias, nonlinearity, need_dx=True, need_dh=True, masks=None
 ):
-    """da = dh1 act'(a);  dx = da W_ih;  dh = da W_hh;  dW_ih = da^T x;  dW_hh = da^T h;
-    db_ih = db_hh = sum_rows(da).  dx (dh) is None, not computed, when need_dx (need_dh) is
-    false."""
+    """da = (1 - zone_h) dh1 act'(a);  dx = da W_ih;  dh = zone_h dh1 + da W_hh;  dW_ih = da^T x;
+    dW_hh = da^T h;  db_ih = db_hh = sum_rows(da).  dx (dh) is None, not computed, when need_dx
+    (need_dh) is false."""
     B, I, H, dtype = _check_cell(1, x, h, w_ih, w_hh)
     _check_shape("dh1", dh1, (B, H), dtype)
     _check_shape("cache", cache, (B, H), dtype)
     _check_nonlinearity(nonlinearity)
-    drop_h, zone_h, zone_c = _check_masks(masks, 0, (), B, H, dtype)
-    da = _activate_backward(dh1, cache, nonlinearity)
+    drop_h, zone_h, zone_c = _check_masks(masks, 1, (), B, H, dtype)
+    da = _activate_backward(_zone_in(dh1, zone_h), cache, nonlinearity)
     dw_ih, dw_hh, db_ih, db_hh = _cell_weight_grads(da, da, x, _dropped(h, drop_h), w_ih, has_bias)
     dx = (da if w_ih is None else da @ w_ih) if need_dx else None
-    dh = _dropped(da @ w_hh, drop_h) if need_dh else None
+    dh = _zone_pass(dh1, zone_h) + _dropped(da @ w_hh, drop_h) if need_dh else None
     return dx, dh, dw_ih, dw_hh, db_ih, db_hh
 
 
 def rnn_sequence_forward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, nonlinearity, masks=None):
-    """hs[t+1] = act(x[t] W_ih^T + b_ih + hs[t] W_hh^T + b_hh) at real steps, hs[t] at padded
-    ones;  ys[t] = hs[t+1] (0 at padded steps);  h_n = hs[T];  cache = (hs,)"""
+    """ht[t] = act(x[t] W_ih^T + b_ih + (hs[t] * drop_h) W_hh^T + b_hh);  hs[t+1] =
+    zone_h[t] hs[t] + (1 - zone_h[t]) ht[t] (ht[t] without zoneout) at real steps, hs[t] at
+    padded ones;  ys[t] = hs[t+1] (0 at padded steps);  h_n = hs[T];  cache = (hs,), with
+    zoneout (hs, ht)"""
     T, B, I, H, dtype, lengths = _check_sequence(1, x, h0, w_ih, w_hh, lengths)
     _check_biases(b_ih, b_hh, H, dtype)
     _check_nonlinearity(nonlinearity)
-    drop_h, zone_h, zone_c = _check_masks(masks, 0, (T,), B, H, dtype)
+    drop_h, zone_h, zone_c = _check_masks(masks, 1, (T,), B, H, dtype)
     xw = _input_projection(x, w_ih, b_ih)
     hs = np.empty((T + 1, B, H), dtype)
     hs[0] = h0
+    ht = np.empty((T, B, H), dtype)
     ys = np.zeros((T, B, H), dtype)
     for t in range(T):
-        h1 = _rnn_step(xw[t], hs[t], w_hh, b_hh, nonlinearity, drop_h)
+        ht[t] = _rnn_step(xw[t], hs[t], w_hh, b_hh, nonlinearity, drop_h)
+        h1 = _zoned(ht[t], hs[t], _at(zone_h, t))
         _store_step(lengths, t, ys, h1, (hs, h1))
-    return ys, hs[T].copy(), (hs,)
+    return ys, hs[T].copy(), (hs,) if zone_h is None else (hs, ht)
 
 
 def rnn_sequence_backward(
@@ -444,26 +446,34 @@ def rnn_sequence_backward(
     masks=None,
 ):
     """Backward through time: at step t, dh1 = dh + dys[t], da[t] = dh1 act'(hs[t+1]) and
-    dh = da[t] W_hh (padded steps: da[t] = 0 and dh passes through unchanged); then dx, dW_ih,
+    dh = da[t] W_hh (padded steps: da[t] = 0 and dh passes through unchanged); with zoneout
+    (cache (hs, ht)) da[t] = (1 - zone_h[t]) dh1 act'(ht[t]) and dh = zone_h[t] dh1 + da[t] W_hh;
+    then dx, dW_ih,
     dW_hh, db from all da[t] at once (dx None when not need_dx). dys None: no output gradient.
     need_dh0 False: dh0 is None (the compiled kernel skips step 0's dh GEMM)."""
     T, B, I, H, dtype, lengths = _check_sequence(1, x, h0, w_ih, w_hh, lengths)
     if dys is not None:
         _check_shape("dys", dys, (T, B, H), dtype)
     _check_shape("dh_n", dh_n, (B, H), dtype)
-    (hs,) = _check_cache(cache, ("hs",), ((T + 1, B, H),), dtype)
     _check_nonlinearity(nonlinearity)
-    drop_h, zone_h, zone_c = _check_masks(masks, 0, (T,), B, H, dtype)
+    drop_h, zone_h, zone_c = _check_masks(masks, 1, (T,), B, H, dtype)
+    if zone_h is None:
+        (hs,) = _check_cache(cache, ("hs",), ((T + 1, B, H),), dtype)
+        ht = hs[1:]
+    else:
+        hs, ht = _check_cache(cache, ("hs", "ht"), ((T + 1, B, H), (T, B, H)), dtype)
     da = np.empty((T, B, H), dtype)
     dh = dh_n.copy()
     for t in reversed(range(T)):
-        da_t = _activate_backward(dh if dys is None else dh + dys[t], hs[t + 1], nonlinearity)
+        dh1 = dh if dys is None else dh + dys[t]
+        z = _at(zone_h, t)
+        da_t = _activate_backward(_zone_in(dh1, z), ht[t], nonlinearity)
         real = _real(lengths, t)
         if real is None:
-            dh = _dropped(da_t @ w_hh, drop_h)
+            dh = _zone_pass(dh1, z) + _dropped(da_t @ w_hh, drop_h)
         else:
             da_t = np.where(real, da_t, 0)
-            dh = np.where(real, _dropped(da_t @ w_hh, drop_h), dh)
+            dh = np.where(real, _zone_pass(dh1, z) + _dropped(da_t @ w_hh, drop_h), dh)
         da[t] = da_t
     dx, dw_ih, dw_hh, db_ih, db_hh = _deferred_grads(
         da, da, x, _dropped(hs, drop_h), w_ih, has_bias, need_dx

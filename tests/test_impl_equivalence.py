@@ -65,7 +65,7 @@ def test_the_three_implementations_agree(case):
 @examples(30)
 @given(case=cases(dtypes=(np.float64, np.float32)), seed=st.integers(0, 2**32 - 1))
 def test_the_three_agree_with_recurrent_dropout_and_zoneout(case, seed):
-    """Input and recurrent dropout (and zoneout but on the RNN), masks drawn from generators
+    """Input and recurrent dropout and zoneout, masks drawn from generators
     seeded alike: the three compute the same outputs and gradients, in training and eval."""
     modules = {impl: case.make(impl=impl, **_dropout_options(case, seed)) for impl in IMPLS}
     for impl in IMPLS[1:]:
@@ -74,11 +74,13 @@ def test_the_three_agree_with_recurrent_dropout_and_zoneout(case, seed):
 
 
 def _dropout_options(case, seed):
-    """Input and recurrent dropout, zoneout but on the RNN, and a seeded generator."""
-    options = dict(input_dropout=0.3, recurrent_dropout=0.4, generator=np.random.default_rng(seed))
-    if case.mode != "RNN":
-        options["zoneout"] = 0.25
-    return options
+    """Input and recurrent dropout, zoneout and a seeded generator."""
+    return dict(
+        input_dropout=0.3,
+        recurrent_dropout=0.4,
+        zoneout=0.25,
+        generator=np.random.default_rng(seed),
+    )
 
 
 def _assert_same_in_train_and_eval(case, modules, seed):

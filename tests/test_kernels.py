@@ -143,7 +143,7 @@ def shapes(kind, T, B, I, H):
 def draw_masks(kind, rng, T, B, H, dtype):
     """The kernels' masks (drop_h, zone_h, zone_c) for a cell or sequence kind: an inverted
     dropout mask (B, H) (0 or 1/(1-p), p = 0.3) and zoneout weights of 0, 1 (training) or 0.3
-    (eval's expectation), per step for a sequence; the RNN has no zoneout, the GRU no zone_c."""
+    (eval's expectation), per step for a sequence; zone_c for the LSTM only."""
     lead = (T,) if is_sequence(kind) else ()
     drop_h = ((rng.random((B, H)) >= 0.3) / 0.7).astype(dtype)
 
@@ -153,7 +153,7 @@ def draw_masks(kind, rng, T, B, H, dtype):
     family = kind.split("_")[0]
     return (
         drop_h,
-        None if family == "rnn" else zone(),
+        zone(),
         zone() if family == "lstm" else None,
     )
 
@@ -277,8 +277,8 @@ def named_cache(kind, cache):
             return list(zip(("cache", "lnc"), cache))
         return [("cache", cache)]
     names = SEQ_CACHE[kind]
-    if isinstance(cache, tuple) and len(cache) == len(names) + 1:  # layer norm: its cache last
-        names += ("lnc",)
+    if isinstance(cache, tuple) and len(cache) == len(names) + 1:  # one more array last: the
+        names += ("ht",) if kind == "rnn_sequence" else ("lnc",)  # RNN's h~ (zoneout), or LN's
     assert isinstance(cache, tuple) and len(cache) == len(names), (
         f"{kind} cache must be a tuple ({', '.join(names)}), got {type(cache).__name__}"
     )
@@ -532,8 +532,9 @@ def test_sequence_backward_without_output_gradient(module, kind, data):
     cache = forward(ref, problem)["cache"]
     fname = kind + "_backward"
     zeros = np.zeros_like(problem.values["dys"])
-    want = getattr(ref, fname)(*problem.args(fname, dys=zeros, cache=cache))
-    got = getattr(MODULES[module], fname)(*problem.args(fname, dys=None, cache=cache))
+    kw = kernel_kwargs(problem)
+    want = getattr(ref, fname)(*problem.args(fname, dys=zeros, cache=cache), **kw)
+    got = getattr(MODULES[module], fname)(*problem.args(fname, dys=None, cache=cache), **kw)
     for name, g, w in zip(GRAD_INPUTS[kind], got, want):
         assert_same(g, w, "d" + name, f"{module}, dys=None vs zeros", problem.dtype)
 
@@ -924,17 +925,12 @@ def bad_mask_cases():
             "not a tuple": (lambda m: list(m), r"masks must be None or a tuple"),
             "two entries": (lambda m: m[:2], r"masks must be None or a tuple"),
         }
-        if family != "lstm":  # zoneout this cell does not have
-            name = "zone_h" if family == "rnn" else "zone_c"
-            cases[f"{name} given"] = (
-                lambda m, i=1 if family == "rnn" else 2: m[:i] + (m[0].copy(),) + m[i + 1 :],
-                name + r" must be None",
-            )
-        if family != "rnn":
-            cases["zone_h shape"] = (
-                lambda m: (m[0], m[1][..., :-1].copy(), m[2]),
-                r"zone_h.*shape",
-            )
+        if family != "lstm":  # zoneout of a cell state this cell does not have
+            cases["zone_c given"] = (lambda m: m[:2] + (m[1].copy(),), r"zone_c must be None")
+        cases["zone_h shape"] = (
+            lambda m: (m[0], m[1][..., :-1].copy(), m[2]),
+            r"zone_h.*shape",
+        )
         for which, (change, pattern) in cases.items():
             yield pytest.param(fname, change, pattern, id=f"{fname}-{which}")
 
@@ -945,6 +941,9 @@ def test_bad_masks_raise_value_error(module, fname, change, pattern):
     problem, _ = valid_call(fname)
     kind = fname.rsplit("_", 1)[0]
     masks = draw_masks(kind, np.random.default_rng(0), BAD_T, BAD_B, BAD_H, np.float64)
+    if fname.endswith("_backward"):  # the cache of a forward with these masks (the RNN's h~)
+        problem.values["masks"] = masks
+        problem.values["cache"] = forward(ref, problem).get("cache")
     good = getattr(MODULES[module], fname)(*problem.args(fname), masks=masks)
     assert good is not None
     with pytest.raises(ValueError, match=pattern):

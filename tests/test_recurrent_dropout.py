@@ -25,10 +25,15 @@ def _sig(a):
     return 1 / (1 + np.exp(-a))
 
 
-def reference(mode, p, x, xm, hm, zh, zc, zone_p=None):
+def _act(nonlinearity, a):
+    return np.tanh(a) if nonlinearity == "tanh" else np.maximum(a, 0)
+
+
+def reference(mode, p, x, xm, hm, zh, zc, nonlinearity="tanh"):
     """One layer, one direction, zero initial state, x (T, B, I): the cell equations with the
     input mask xm (B, I), recurrent mask hm (B, H) (None: off), zoneout weights zh, zc
-    (T, B, H) (None: off).  p: the layer's parameters by PyTorch name."""
+    (T, B, H) (None: off).  p: the layer's parameters by PyTorch name; nonlinearity: the
+    RNN's."""
     w_ih, w_hh, b_ih, b_hh = (
         p[n] for n in ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0")
     )
@@ -43,7 +48,7 @@ def reference(mode, p, x, xm, hm, zh, zc, zone_p=None):
         gi = xt @ w_ih.T + b_ih
         gh = hd @ w_hh.T + b_hh
         if mode == "RNN":
-            h_new, c_new = np.tanh(gi + gh), c
+            h_new, c_new = _act(nonlinearity, gi + gh), c
         elif mode == "LSTM":
             i, f, g, o = np.split(gi + gh, 4, axis=1)
             c_new = _sig(f) * c + _sig(i) * np.tanh(g)
@@ -87,7 +92,7 @@ X = np.random.default_rng(0).standard_normal((6, 3, 4))  # T=6, B=3, I=4
 @pytest.mark.parametrize("impl", IMPLS)
 @pytest.mark.parametrize("mode", MODES)
 def test_training_masks_match_a_numpy_reference_with_one_mask_per_sequence(mode, impl):
-    pz = 0.0 if mode == "RNN" else 0.3
+    pz = 0.3
     layer = make(
         mode,
         impl,
@@ -117,7 +122,7 @@ def test_dropout_is_absent_in_eval(mode):
 
 
 @pytest.mark.parametrize("impl", IMPLS)
-@pytest.mark.parametrize("mode", ["LSTM", "GRU"])
+@pytest.mark.parametrize("mode", MODES)
 def test_zoneout_in_eval_is_the_expectation(mode, impl):
     layer = make(mode, impl, zoneout=0.3, recurrent_dropout=0.5)
     layer.eval()
@@ -141,9 +146,7 @@ def test_rates_of_zero_give_the_plain_layer(mode, impl):
 
 @pytest.mark.parametrize("mode", MODES)
 def test_generator_makes_runs_reproducible_and_each_call_draws_anew(mode):
-    kw = dict(recurrent_dropout=0.5, input_dropout=0.2)
-    if mode != "RNN":
-        kw["zoneout"] = 0.2
+    kw = dict(recurrent_dropout=0.5, input_dropout=0.2, zoneout=0.2)
     a = make(mode, generator=np.random.default_rng(5), **kw)
     b = make(mode, generator=np.random.default_rng(5), **kw)
     c = make(mode, generator=np.random.default_rng(6), **kw)
@@ -169,9 +172,7 @@ def test_each_layer_and_direction_draws_its_own_masks():
 @pytest.mark.parametrize("mode", MODES)
 def test_gradients_match_finite_differences_with_fixed_masks(mode, impl):
     """float64: the generator is reset before every call, so each call draws the same masks."""
-    kw = dict(input_dropout=0.3, recurrent_dropout=0.4)
-    if mode != "RNN":
-        kw["zoneout"] = 0.3
+    kw = dict(input_dropout=0.3, recurrent_dropout=0.4, zoneout=0.3)
     layer = make(mode, impl, num_layers=2, bidirectional=True, **kw)
 
     def fn(x):
@@ -198,7 +199,7 @@ def _with_weight(layer, param, value, fn, x):
 
 @examples(30)
 @given(
-    mode=st.sampled_from(["LSTM", "GRU"]),
+    mode=st.sampled_from(MODES),
     T=st.integers(1, 4),
     B=st.integers(1, 3),
     seed=st.integers(0, 2**32 - 1),
@@ -248,17 +249,37 @@ def test_bad_options_raise(kw, error, match):
         make("LSTM", **kw)
 
 
-def test_zoneout_on_rnn_raises():
-    with pytest.raises(ValueError, match="zoneout is available on LSTM and GRU, not on RNN"):
-        make("RNN", zoneout=0.1)
+@pytest.mark.parametrize("impl", IMPLS)
+def test_rnn_zoneout_with_relu_in_training_eval_and_gradients(impl):
+    """nn.RNN(nonlinearity="relu", zoneout=p): the relu reference with the drawn weights in
+    training and p's expectation in eval; float64 gradients match finite differences with
+    lengths (the backward takes relu' from the activation's output, not the zoned state)."""
+    layer = make("RNN", impl, nonlinearity="relu", zoneout=0.4, generator=np.random.default_rng(4))
+    out, _ = layer(mg.tensor(X))
+    _, _, zh, _ = draw_like_the_layer(4, "RNN", 6, 3, 4, 5, 0.0, 0.0, 0.4)
+    want = reference("RNN", params(layer), X, None, None, zh, None, "relu")
+    np.testing.assert_allclose(out.data, want, rtol=1e-10, atol=1e-12)
+    tanh = reference("RNN", params(layer), X, None, None, zh, None)
+    assert np.abs(tanh - want).max() > 1e-3
+    layer.eval()
+    want = reference("RNN", params(layer), X, None, None, np.full((6, 3, 5), 0.4), None, "relu")
+    np.testing.assert_allclose(layer(mg.tensor(X))[0].data, want, rtol=1e-10, atol=1e-12)
+    layer.train()
+
+    def fn(x):
+        layer.generator = np.random.default_rng(2)
+        return layer(x, lengths=[3, 1])[0]
+
+    x = mg.tensor(np.random.default_rng(1).standard_normal((3, 2, 4)), requires_grad=True)
+    assert mg.gradcheck(fn, [x])
 
 
 @pytest.mark.parametrize("impl", ["step", "composed"])
-@pytest.mark.parametrize("mode", ["LSTM", "GRU"])
+@pytest.mark.parametrize("mode", MODES)
 def test_cell_modules_zoneout_in_training_and_eval(mode, impl):
-    """nn.LSTMCell / nn.GRUCell(zoneout=p): one step of the reference with the weights drawn
-    as the cell draws them (h's, then c's), in training; p's expectation in eval; the plain
-    cell at p = 0."""
+    """nn.RNNCell / nn.LSTMCell / nn.GRUCell(zoneout=p): one step of the reference with the
+    weights drawn as the cell draws them (h's, then c's), in training; p's expectation in eval;
+    the plain cell at p = 0."""
     mg.manual_seed(3)
     cell = getattr(nn, mode + "Cell")(
         4, 5, dtype=np.float64, impl=impl, zoneout=0.4, generator=np.random.default_rng(8)
@@ -294,7 +315,9 @@ def _one_step(mode, p, x, h0, c0, zh, zc):
         p[n] for n in ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0")
     )
     gi, gh = x @ w_ih.T + b_ih, h0 @ w_hh.T + b_hh
-    if mode == "LSTM":
+    if mode == "RNN":
+        h1 = np.tanh(gi + gh)
+    elif mode == "LSTM":
         i, f, g, o = np.split(gi + gh, 4, axis=1)
         h1 = _sig(o) * np.tanh(_sig(f) * c0 + _sig(i) * np.tanh(g))
     else:

@@ -10,8 +10,8 @@
   (the fast path).
 
 Recurrent dropout and zoneout take fixed masks (ndarrays, constants of the tape) on every form,
-as ``masks=(drop_h, zone_h, zone_c)`` (an entry None when off; the RNN has no zoneout, the GRU
-no ``zone_c``): ``drop_h`` (B, H) multiplies the state entering the recurrent matmul, the same
+as ``masks=(drop_h, zone_h, zone_c)`` (an entry None when off; only the LSTM has a ``zone_c``):
+``drop_h`` (B, H) multiplies the state entering the recurrent matmul, the same
 mask at every step (its values 0 or 1/(1-p)); ``zone_h`` (and the LSTM's ``zone_c``),
 (T, B, H) for a sequence and (B, H) for one step, is zoneout's weight of the previous state:
 h_t = zone_h[t] * h_{t-1} + (1 - zone_h[t]) * h~_t.  ``nn.LSTM(recurrent_dropout=, zoneout=)``
@@ -257,7 +257,8 @@ class RNNCell(_HiddenCell):
 
 def rnn_cell(x, h, w_ih, w_hh, b_ih=None, b_hh=None, nonlinearity="tanh", masks=None):
     """h1 = act(x W_ih^T + b_ih + (h * drop_h) W_hh^T + b_hh), act = tanh or relu (one fused
-    kernel; drop_h: the recurrent dropout mask (B, H), or None)."""
+    kernel; drop_h: the recurrent dropout mask (B, H), or None); with zoneout
+    h1 = zone_h*h + (1-zone_h)*h1 (zone_h (B, H), None: off)."""
     if nonlinearity not in ("tanh", "relu"):
         raise ValueError(f"nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
     if h is None:
@@ -362,7 +363,7 @@ def _composed_state(s, x, H, name, what):
 
 def _mask_parts(masks, nz, who):
     """masks (None or a tuple (drop_h, zone_h, zone_c)) as three ndarrays or None; the last
-    2 - nz must be None (nz = 0: the RNN, no zoneout; 1: the GRU, no cell state)."""
+    2 - nz must be None (nz = 1: the RNN and GRU, no cell state)."""
     if masks is None:
         return None, None, None
     if not isinstance(masks, (tuple, list)) or len(masks) != 3:
@@ -395,15 +396,15 @@ def _check_composed_input(x, what):
 def rnn_cell_composed(x, h, w_ih, w_hh, b_ih=None, b_hh=None, nonlinearity="tanh", masks=None):
     """``rnn_cell`` from primitive ops: h1 = act(linear(x, W_ih, b_ih) + linear(h, W_hh, b_hh)),
     act = tanh or relu.  x (B, I), h (B, H) (zeros when None); drop_h: h * drop_h enters the
-    second linear (recurrent dropout)."""
+    second linear (recurrent dropout); zone_h: zoneout last, h1 = zone_h * h + (1 - zone_h) * h1."""
     if nonlinearity not in ("tanh", "relu"):
         raise ValueError(f"nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
     _bias_args(b_ih, b_hh)
     _check_composed_input(x, "rnn_cell_composed")
-    drop_h, _, _ = _mask_parts(masks, 0, "rnn_cell_composed")
+    drop_h, zone_h, _ = _mask_parts(masks, 1, "rnn_cell_composed")
     h = _composed_state(h, x, _data(w_hh).shape[-1], "h", "rnn_cell_composed")
     a = linear(x, w_ih, b_ih) + linear(_dropped(h, drop_h), w_hh, b_hh)
-    return tanh(a) if nonlinearity == "tanh" else relu(a)
+    return _zoned(tanh(a) if nonlinearity == "tanh" else relu(a), h, zone_h)
 
 
 def _normalised(blocks, ln_w, ln_b, H):
@@ -653,7 +654,8 @@ def rnn_sequence(
     """(ys, h_n): the RNN cell run over x (T, B, I) in one kernel call; ys (T, B, H).
     With lengths, padded steps output zeros and keep the state. h0 is (B, H), or (1, B, H) (a
     one-layer module's layout), and h_n has the shape of h0 (zeros (B, H) when None).
-    drop_h (B, H): recurrent dropout, h * drop_h enters the recurrent matmul at every step."""
+    drop_h (B, H): recurrent dropout, h * drop_h enters the recurrent matmul at every step;
+    zone_h (T, B, H): zoneout's weight of the previous h at each step (module docstring)."""
     if nonlinearity not in ("tanh", "relu"):
         raise ValueError(f"nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
     ln, H = _sequence_prep(x, w_hh, lengths, "rnn_sequence")

@@ -68,7 +68,7 @@ Regularisation inside the layers (``RNN``, ``LSTM``, ``GRU``; training mode only
   gates = x W_ih^T + (h_{t-1} * m) W_hh^T + b, m (B, H) fixed over the sequence.  The state itself
   (the GRU's z * h_{t-1}, the outputs, h_n) is not masked.  It runs inside the compiled kernels
   (the per-step GEMM reads h_{t-1} * m; backward multiplies that GEMM's gradient by m).
-* ``zoneout=p`` (LSTM and GRU; Krueger et al. 2016): at each step each unit keeps its previous
+* ``zoneout=p`` (RNN, LSTM and GRU; Krueger et al. 2016): at each step each unit keeps its previous
   state with probability p, h_t = d h_{t-1} + (1 - d) h~_t (the LSTM's c with masks of its own);
   in eval mode the expectation, h_t = p h_{t-1} + (1 - p) h~_t.
 
@@ -208,7 +208,7 @@ class _CellBase(Module):
         layer_norm=False,
     ):
         super().__init__()
-        self.zoneout = _probability("zoneout", zoneout)  # LSTMCell, GRUCell (RNNCell passes 0)
+        self.zoneout = _probability("zoneout", zoneout)
         self.generator = _check_generator(type(self).__name__, generator)
         self.impl = _check_impl(impl, _CELL_IMPLS)
         self.input_size = _positive_int("input_size", input_size)
@@ -311,22 +311,31 @@ class RNNCell(_CellBase):
     """h' = act(x W_ih^T + b_ih + h W_hh^T + b_hh), act = tanh or relu.
     ``forward(x, hx=None) -> h'``; x (B, I) or (I,), hx (B, H) or (H,) (zeros when None).
     ``impl="step"`` (default) runs one compiled cell node, ``impl="composed"`` the cell written
-    in primitive tape ops (the same for LSTMCell and GRUCell)."""
+    in primitive tape ops (the same for LSTMCell and GRUCell).  ``zoneout``, ``generator``: as
+    on LSTMCell (on h)."""
 
     _mode = "RNN"
 
     def __init__(
-        self, input_size, hidden_size, bias=True, nonlinearity="tanh", dtype=None, impl="step"
+        self,
+        input_size,
+        hidden_size,
+        bias=True,
+        nonlinearity="tanh",
+        dtype=None,
+        impl="step",
+        zoneout=0.0,
+        generator=None,
     ):
         if nonlinearity not in ("tanh", "relu"):
             raise ValueError(f"nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
-        super().__init__(input_size, hidden_size, bias, dtype, impl)
+        super().__init__(input_size, hidden_size, bias, dtype, impl, zoneout, generator)
         self.nonlinearity = nonlinearity
 
     def forward(self, x, hx=None):
         x, (h,), ws, unbatched = self._prepare(x, [("hx", hx)])
         cell = F.rnn_cell if self.impl == "step" else F.rnn_cell_composed
-        h1 = cell(x, h, *ws, nonlinearity=self.nonlinearity)
+        h1 = cell(x, h, *ws, nonlinearity=self.nonlinearity, **self._kernel_options(x))
         return _squeeze0(h1) if unbatched else h1
 
     def extra_repr(self):
@@ -432,10 +441,6 @@ class _RNNBase(Module):
         self.input_dropout = _probability("input_dropout", input_dropout)
         self.recurrent_dropout = _probability("recurrent_dropout", recurrent_dropout)
         self.zoneout = _probability("zoneout", zoneout)
-        if self.zoneout and self._mode == "RNN":
-            raise ValueError(
-                f"zoneout is available on LSTM and GRU, not on RNN; got zoneout={zoneout!r}"
-            )
         self.generator = _check_generator(self._mode, generator)
         self.layer_norm = _check_layer_norm(layer_norm, self._mode)
         self.nonlinearity = "tanh"  # RNN sets its own after this
@@ -786,7 +791,7 @@ class RNN(_RNNBase):
     """Elman RNN: h_t = act(x_t W_ih^T + b_ih + h_{t-1} W_hh^T + b_hh), act = tanh or relu.
     The arguments are those of LSTM and GRU with ``nonlinearity`` after ``num_layers``
     (PyTorch's order); see ``_RNNBase.forward`` for inputs and return values.
-    ``input_dropout``, ``recurrent_dropout``, ``generator`` as on LSTM; no zoneout."""
+    ``input_dropout``, ``recurrent_dropout``, ``zoneout`` (on h), ``generator`` as on LSTM."""
 
     _mode = "RNN"
 
