@@ -163,8 +163,10 @@ def _buffer_of(x, what):
     arr = x.data if isinstance(x, Tensor) else x
     if not isinstance(arr, np.ndarray):
         raise TypeError(f"{what} expects an ndarray or a Tensor, got {type(x).__name__}")
-    if arr.dtype.kind not in "biuf":
-        raise TypeError(f"{what} expects a numeric array, got dtype {arr.dtype}")
+    if arr.dtype.kind not in "iuf":
+        raise TypeError(
+            f"{what} expects an integer or floating-point array, got dtype {arr.dtype}"
+        )
     if not arr.flags.c_contiguous or not arr.flags.writeable:
         raise ValueError(
             f"{what} works in place and needs a writeable C-contiguous array; got one that is "
@@ -180,14 +182,15 @@ def all_reduce(x, op="sum"):
     number is also accepted; the reduced number is returned."""
     comm = _comm()
     if isinstance(x, (int, float, np.number)) and not isinstance(x, bool):
-        arr = np.array([x], dtype=np.float64 if isinstance(x, float) else np.asarray(x).dtype)
+        floats = isinstance(x, float) or op == "mean"  # the mean of numbers is a float
+        arr = np.array([x], dtype=np.float64 if floats else np.asarray(x).dtype)
         return all_reduce(arr, op)[0].item()
     mop = _mpi_op(op)
     arr = _buffer_of(x, "all_reduce")
+    if op == "mean" and arr.dtype.kind != "f":  # checked before anything is written
+        raise TypeError(f"all_reduce op='mean' needs a float array, got dtype {arr.dtype}")
     comm.Allreduce(_mpi().IN_PLACE, arr, op=mop)
     if op == "mean":
-        if arr.dtype.kind != "f":
-            raise TypeError(f"all_reduce op='mean' needs a float array, got dtype {arr.dtype}")
         arr /= comm.Get_size()
     if isinstance(x, Tensor):
         x._bump_version("all_reduce")
@@ -198,16 +201,21 @@ def broadcast(x, root=0):
     """Overwrite ``x`` (an ndarray or a Tensor's values) on every rank with rank ``root``'s, in
     place, and return it."""
     comm = _comm()
-    _check_root(root, comm)
+    root = _check_root(root, comm)
     arr = _buffer_of(x, "broadcast")
     comm.Bcast(arr, root=root)
+    if isinstance(x, Tensor):
+        x._bump_version("broadcast")
     return x
 
 
 def _check_root(root, comm):
     n = comm.Get_size()
-    if isinstance(root, bool) or not isinstance(root, int) or not 0 <= root < n:
+    if isinstance(root, bool) or not isinstance(root, (int, np.integer)):
+        raise TypeError(f"root must be an int rank in [0, {n}), got {type(root).__name__}")
+    if not 0 <= root < n:
         raise ValueError(f"root must be a rank in [0, {n}), got {root!r}")
+    return int(root)
 
 
 def broadcast_parameters(module, root=0):
@@ -281,7 +289,7 @@ def save(obj, path, root=0):
     from .serialization import save as _save
 
     comm = _comm()
-    _check_root(root, comm)
+    root = _check_root(root, comm)
     error = None
     if comm.Get_rank() == root:
         try:
@@ -346,7 +354,7 @@ class DistributedDataParallel(Module):
             raise TypeError(f"bucket_mb must be a number, got {type(bucket_mb).__name__}")
         if not bucket_mb > 0:
             raise ValueError(f"bucket_mb must be positive, got {bucket_mb}")
-        if not (isinstance(timeout, (int, float)) and timeout > 0):
+        if isinstance(timeout, bool) or not (isinstance(timeout, (int, float)) and timeout > 0):
             raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
         comm = _comm()
         self.module = module

@@ -213,6 +213,7 @@ def test_forward_after_a_failed_backward_raises(comm):
         ({"bucket_mb": 0}, ValueError, "bucket_mb must be positive"),
         ({"bucket_mb": "1"}, TypeError, "bucket_mb must be a number"),
         ({"timeout": -1}, ValueError, "timeout must be a positive"),
+        ({"timeout": True}, ValueError, "timeout must be a positive"),
     ],
 )
 def test_ddp_arguments_are_checked(comm, kwargs, error, text):
@@ -231,6 +232,31 @@ def test_bad_collective_arguments(comm):
         dist.broadcast(np.ones(2), root=1)
     with pytest.raises(TypeError, match="ndarray or a Tensor"):
         dist.all_reduce([1.0, 2.0], "sum")
+    with pytest.raises(TypeError, match="root must be an int rank"):
+        dist.broadcast(np.ones(2), root=0.0)
+    with pytest.raises(TypeError, match="integer or floating-point array, got dtype bool"):
+        dist.all_reduce(np.ones(2, dtype=bool), "sum")
+    with pytest.raises(TypeError, match="op='mean' needs a float array"):
+        dist.all_reduce(np.ones(2, dtype=np.int64), "mean")
+
+
+def test_collectives_take_numpy_ranks_and_numbers(comm):
+    """A NumPy integer rank is a rank; the mean of a Python int is a float (one rank here)."""
+    a = np.arange(3.0)
+    assert dist.broadcast(a, root=np.int64(0)) is a
+    assert dist.all_reduce(3, "mean") == 3.0
+    assert dist.all_reduce(3, "sum") == 3
+
+
+def test_broadcast_into_a_tensor_counts_as_a_modification(comm):
+    """A tensor overwritten by broadcast after it was saved for backward makes that backward
+    fail with the modified-tensor error instead of using the new values silently."""
+    w = mg.tensor(np.ones(3), requires_grad=True)
+    x = mg.tensor(np.full(3, 2.0))
+    y = (w * x).sum()
+    dist.broadcast(x)
+    with pytest.raises(RuntimeError, match="modified"):
+        y.backward()
 
 
 # ----------------------------------------------------------------------------- the main job
