@@ -344,6 +344,8 @@ class DistributedSampler:
         self.num_replicas, self.rank = _replicas(num_replicas, rank, "DistributedSampler")
         if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
             raise TypeError(f"DistributedSampler seed must be an int, got {type(seed).__name__}")
+        if seed < 0:
+            raise ValueError(f"DistributedSampler seed must be >= 0, got {seed}")
         self.dataset = dataset
         self.shuffle = bool(shuffle)
         self.seed = int(seed)

@@ -177,14 +177,17 @@ def _init():
     use) for the kernels; NumPy's BLAS follows only an explicit MINIGRAD_NUM_THREADS."""
     global _threads
     n = default_num_threads()
+    explicit = bool(os.environ.get(ENV, "").strip())
     pool = _pool()
     if pool is not None:
-        n = min(n, pool.MAX_THREADS)
-        try:
-            _set_blas(n, numpy_too=os.environ.get(ENV) is not None)
-        except RuntimeError:  # no BLAS to configure: the kernels' own threads still follow n
-            pass
+        if explicit and n > pool.MAX_THREADS:
+            raise ValueError(f"{ENV} must be at most {pool.MAX_THREADS}, got {n}")
+        n = min(n, pool.MAX_THREADS)  # the cores of a bigger machine: as many as the pool has
         pool._set_threads(n)
+    try:
+        _set_blas(n, numpy_too=explicit)
+    except RuntimeError:  # no BLAS to configure: the kernels' own threads still follow n
+        pass
     _threads = n
 
 

@@ -66,6 +66,7 @@ def test_ranks_batches_together_are_the_one_process_batch():
         ({"num_replicas": 2, "rank": 2}, ValueError, r"rank must be an int in \[0, 2\)"),
         ({"num_replicas": 0, "rank": 0}, ValueError, "num_replicas"),
         ({"num_replicas": 1, "rank": 0, "seed": 1.5}, TypeError, "seed must be an int"),
+        ({"num_replicas": 1, "rank": 0, "seed": -1}, ValueError, "seed must be >= 0, got -1"),
     ],
 )
 def test_sampler_arguments_are_checked(kwargs, error, text):

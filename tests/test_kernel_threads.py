@@ -34,10 +34,7 @@ from test_kernels import (
 )
 
 import minigrad as mg
-from minigrad import threads
-
-_pool = pytest.importorskip("minigrad._pool")
-from minigrad import _gemm  # noqa: E402  (after the skip: the compiled kernels are built)
+from minigrad import _gemm, _pool, threads
 
 
 @contextlib.contextmanager
@@ -281,6 +278,13 @@ def test_a_bad_environment_value_stops_the_import_with_a_clear_error():
     r = _python("import minigrad", MINIGRAD_NUM_THREADS="many")
     assert r.returncode != 0
     assert "MINIGRAD_NUM_THREADS must be a whole number >= 1, got 'many'" in r.stderr
+
+
+def test_an_environment_count_above_the_pools_limit_is_refused_as_set_num_threads_does():
+    too_many = str(_pool.MAX_THREADS + 1)
+    r = _python("import minigrad", MINIGRAD_NUM_THREADS=too_many)
+    assert r.returncode != 0
+    assert f"MINIGRAD_NUM_THREADS must be at most {_pool.MAX_THREADS}, got {too_many}" in r.stderr
 
 
 @pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="needs sched_setaffinity")
