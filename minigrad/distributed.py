@@ -164,9 +164,7 @@ def _buffer_of(x, what):
     if not isinstance(arr, np.ndarray):
         raise TypeError(f"{what} expects an ndarray or a Tensor, got {type(x).__name__}")
     if arr.dtype.kind not in "iuf":
-        raise TypeError(
-            f"{what} expects an integer or floating-point array, got dtype {arr.dtype}"
-        )
+        raise TypeError(f"{what} expects an integer or floating-point array, got dtype {arr.dtype}")
     if not arr.flags.c_contiguous or not arr.flags.writeable:
         raise ValueError(
             f"{what} works in place and needs a writeable C-contiguous array; got one that is "

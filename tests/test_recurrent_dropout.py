@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from test_recurrent_modules import examples
 
 import minigrad as mg
+import minigrad.functional as F
 from minigrad import nn
 
 MODES = ("RNN", "LSTM", "GRU")
@@ -333,3 +334,29 @@ def test_cell_modules_reject_bad_zoneout_and_generator():
         nn.LSTMCell(3, 4, zoneout=1)
     with pytest.raises(TypeError, match="GRUCell generator must be a numpy Generator"):
         nn.GRUCell(3, 4, zoneout=0.1, generator="seed")
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+@pytest.mark.parametrize(
+    "mask, text",
+    [
+        (np.ones(3, dtype=np.float32), r"shape \(2, 3\) and dtype float32, got shape \(3,\)"),
+        (np.ones((2, 3)), r"dtype float32, got shape \(2, 3\) and dtype float64"),
+    ],
+)
+def test_composed_cells_refuse_masks_the_kernels_refuse(cell, mask, text):
+    """A (H,) mask would broadcast and a float64 one promote the float32 state: refused, as the
+    compiled kernels refuse them."""
+    rng = np.random.default_rng(0)
+    B, I, H = 2, 4, 3
+    G = {"rnn": 1, "lstm": 4, "gru": 3}[cell] * H
+    x = rng.standard_normal((B, I)).astype(np.float32)
+    h = np.zeros((B, H), np.float32)
+    w_ih = rng.standard_normal((G, I)).astype(np.float32)
+    w_hh = rng.standard_normal((G, H)).astype(np.float32)
+    for masks in ((mask, None, None), (None, mask, None)):
+        with pytest.raises(ValueError, match=text):
+            if cell == "lstm":
+                F.lstm_cell_composed(x, h, h, w_ih, w_hh, masks=masks)
+            else:
+                getattr(F, f"{cell}_cell_composed")(x, h, w_ih, w_hh, masks=masks)

@@ -378,6 +378,21 @@ def _mask_parts(masks, nz, who):
     return tuple(None if m is None else _data(m) for m in masks)
 
 
+def _cell_masks(masks, nz, who, h):
+    """_mask_parts for one cell step, each mask checked to be the state's shape (B, H) and dtype
+    (the kernels refuse the same; broadcasting a (H,) mask or promoting the state's dtype would
+    be silent otherwise)."""
+    parts = _mask_parts(masks, nz, who)
+    state = _data(h)
+    for name, m in zip(("drop_h", "zone_h", "zone_c"), parts):
+        if m is not None and (m.shape != state.shape or m.dtype != state.dtype):
+            raise ValueError(
+                f"{who}: {name} must have the state's shape {state.shape} and dtype "
+                f"{state.dtype}, got shape {m.shape} and dtype {m.dtype}"
+            )
+    return parts
+
+
 def _dropped(h, drop_h):
     """The state entering the recurrent matmul: h * drop_h (h without recurrent dropout)."""
     return h if drop_h is None else h * _data(drop_h)
@@ -401,8 +416,8 @@ def rnn_cell_composed(x, h, w_ih, w_hh, b_ih=None, b_hh=None, nonlinearity="tanh
         raise ValueError(f"nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
     _bias_args(b_ih, b_hh)
     _check_composed_input(x, "rnn_cell_composed")
-    drop_h, zone_h, _ = _mask_parts(masks, 1, "rnn_cell_composed")
     h = _composed_state(h, x, _data(w_hh).shape[-1], "h", "rnn_cell_composed")
+    drop_h, zone_h, _ = _cell_masks(masks, 1, "rnn_cell_composed", h)
     a = linear(x, w_ih, b_ih) + linear(_dropped(h, drop_h), w_hh, b_hh)
     return _zoned(tanh(a) if nonlinearity == "tanh" else relu(a), h, zone_h)
 
@@ -424,10 +439,10 @@ def lstm_cell_composed(x, h, c, w_ih, w_hh, b_ih=None, b_hh=None, masks=None, ln
     _bias_args(b_ih, b_hh)
     ln = _ln_args(ln_w, ln_b)
     _check_composed_input(x, "lstm_cell_composed")
-    drop_h, zone_h, zone_c = _mask_parts(masks, 2, "lstm_cell_composed")
     H = _data(w_hh).shape[-1]
     h = _composed_state(h, x, H, "h", "lstm_cell_composed")
     c = _composed_state(c, x, H, "c", "lstm_cell_composed")
+    drop_h, zone_h, zone_c = _cell_masks(masks, 2, "lstm_cell_composed", h)
     i, f, g, o = split(linear(x, w_ih, b_ih) + linear(_dropped(h, drop_h), w_hh, b_hh), H, axis=1)
     if ln:
         i, f, g, o = _normalised((i, f, g, o), ln_w, ln_b, H)
@@ -451,9 +466,9 @@ def gru_cell_composed(x, h, w_ih, w_hh, b_ih=None, b_hh=None, masks=None, ln_w=N
     _bias_args(b_ih, b_hh)
     ln = _ln_args(ln_w, ln_b)
     _check_composed_input(x, "gru_cell_composed")
-    drop_h, zone_h, _ = _mask_parts(masks, 1, "gru_cell_composed")
     H = _data(w_hh).shape[-1]
     h = _composed_state(h, x, H, "h", "gru_cell_composed")
+    drop_h, zone_h, _ = _cell_masks(masks, 1, "gru_cell_composed", h)
     x_r, x_z, x_n = split(linear(x, w_ih, b_ih), H, axis=1)
     h_r, h_z, h_n = split(linear(_dropped(h, drop_h), w_hh, b_hh), H, axis=1)
     a_r, a_z = x_r + h_r, x_z + h_z
