@@ -1419,3 +1419,11 @@ def test_cross_entropy_refuses_a_target_that_requires_grad():
     soft = mg.tensor(np.full((2, 3), 1 / 3), requires_grad=True)
     with pytest.raises(ValueError, match="target"):
         F.cross_entropy(logits, soft)
+
+
+@pytest.mark.parametrize("fn", ["cross_entropy", "nll_loss", "softmax_cross_entropy"])
+@pytest.mark.parametrize("bad", [None, "a", True])
+def test_losses_name_a_bad_ignore_index(fn, bad):
+    x = mg.tensor(np.zeros((3, 4), dtype=np.float32))
+    with pytest.raises(TypeError, match=f"{fn} ignore_index must be an int, got"):
+        getattr(F, fn)(x, np.array([0, 1, 2]), ignore_index=bad)

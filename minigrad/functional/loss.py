@@ -35,6 +35,15 @@ def _reduce(loss, reduction, count):
     return s / count if reduction == "mean" else s
 
 
+def _check_ignore_index(ignore_index, who):
+    """ignore_index must be a number (an int as in PyTorch; a float that equals no target is
+    accepted too)."""
+    if isinstance(ignore_index, bool) or not isinstance(
+        ignore_index, (int, float, np.integer, np.floating)
+    ):
+        raise TypeError(f"{who} ignore_index must be an int, got {type(ignore_index).__name__}")
+
+
 def _as_int64(ignore_index):
     """ignore_index as the kernels take it, an int64: itself when it is one, else -1, which
     then stands for "no target ignored" (every target was checked to lie in [0, C) or to equal
@@ -136,6 +145,7 @@ def softmax_cross_entropy(logits, target, ignore_index=-100, reduction="mean"):
     of the others), or class probabilities of the same shape as logits.
     dlogits = softmax(logits) - onehot(target)."""
     _check_reduction(reduction)
+    _check_ignore_index(ignore_index, "softmax_cross_entropy")
     shape = logits.shape
     if len(shape) < 1:
         raise ValueError("softmax_cross_entropy needs logits with a class axis, got a 0-d tensor")
@@ -201,6 +211,7 @@ def cross_entropy(
     batch-first RNN's (N, T, C) output) use ``softmax_cross_entropy``, or pass
     ``logits.permute(0, 2, 1)`` here."""
     _check_reduction(reduction)
+    _check_ignore_index(ignore_index, "cross_entropy")
     x = input
     if np.dtype(x.dtype).kind != "f":
         raise TypeError(
@@ -245,6 +256,7 @@ def nll_loss(input, target, weight=None, ignore_index=-100, reduction="mean"):
     ((C,), (N, C) or (N, C, d1, ..., dk)); ``weight``, ``ignore_index`` and ``reduction`` as in
     ``cross_entropy``. cross_entropy(x, y) == nll_loss(log_softmax(x, axis=1), y)."""
     _check_reduction(reduction)
+    _check_ignore_index(ignore_index, "nll_loss")
     shape = tuple(input.shape)
     if np.dtype(input.dtype).kind != "f":
         raise TypeError(f"nll_loss needs floating point input, got dtype {input.dtype}")
