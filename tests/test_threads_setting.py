@@ -1,6 +1,8 @@
 """minigrad.set_num_threads / get_num_threads: the kernels' threads and NumPy's OpenBLAS follow the
 setting; SciPy's own OpenBLAS, which only the kernels call (on their own threads), stays at one."""
 
+import os
+
 import pytest
 
 import minigrad as mg
@@ -51,3 +53,21 @@ def test_bad_counts(restore, bad, err, match):
     with pytest.raises(err, match=match):
         mg.set_num_threads(bad)
     assert mg.get_num_threads() == before
+
+
+def test_numpys_own_blas_follows_the_setting_and_scipys_stays_at_one(restore):
+    """Told apart by where each wheel puts its library (numpy.libs, scipy.libs), not by the
+    classification under test: NumPy's follows n, SciPy's (called by the kernels) stays at 1."""
+    mg.set_num_threads(2)
+    seen = set()
+    for path, _, getter in threads.blas_libraries():
+        if f"{os.sep}numpy.libs{os.sep}" in path:
+            seen.add("numpy")
+            assert getter() == 2, path
+            assert not threads.kernels_only_blas(path)
+        elif f"{os.sep}scipy.libs{os.sep}" in path:
+            seen.add("scipy")
+            assert getter() == 1, path
+            assert threads.kernels_only_blas(path)
+    # wheels bundle each library beside its package; other installs (conda) share one
+    assert seen in ({"numpy", "scipy"}, set()), seen
