@@ -472,7 +472,12 @@ def test_twin_backward_matches_finite_differences(kind, data):
 @pytest.mark.parametrize("kind", LN_KINDS)
 @given(data=st.data())
 def test_layer_norm_twin_backward_matches_finite_differences(kind, data):
-    problem = data.draw(problems(kind, max_size=4, max_T=4, dtypes=(np.float64,)), label="problem")
+    """H >= 4, as in the layer-norm kernel-vs-twin test: a norm over two units maps its inputs to
+    about +-1 through a slope of up to 1/sqrt(eps), and central differences there miss the
+    derivative by more than the tolerance (seen at H = 2: dx 1474.752 against 1474.736)."""
+    problem = data.draw(
+        problems(kind, max_size=5, max_T=4, dtypes=(np.float64,), min_H=4), label="problem"
+    )
     problem = with_layer_norm(problem, data.draw(st.integers(0, 2**32 - 1)))
     check_twin_backward_matches_finite_differences(kind, problem)
 
