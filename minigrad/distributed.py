@@ -303,18 +303,19 @@ def save(obj, path, root=0):
 
 # ----------------------------------------------------------------------------- DDP
 class _Bucket:
-    __slots__ = ("params", "offsets", "flat", "ready", "request", "n")
+    __slots__ = ("params", "views", "flat", "flags", "ready", "request")
 
     def __init__(self, params, dtype):
         self.params = params
-        self.offsets = []
+        n = sum(p.data.size for p in params)
+        # one extra element per parameter: how many ranks had a gradient for it
+        self.flat = np.empty(n + len(params), dtype=dtype)
+        self.flags = self.flat[n:]
+        self.views = []  # each parameter's gradient inside flat, in the parameter's shape
         off = 0
         for p in params:
-            self.offsets.append(off)
+            self.views.append(self.flat[off : off + p.data.size].reshape(p.data.shape))
             off += p.data.size
-        self.n = off
-        # one extra element per parameter: how many ranks had a gradient for it
-        self.flat = np.empty(off + len(params), dtype=dtype)
         self.ready = 0
         self.request = None
 
@@ -466,20 +467,22 @@ class DistributedDataParallel(Module):
                 _mpi().Request.Testall(reqs)
 
     def _launch(self, bi):
-        # Each gradient is divided by the number of ranks as it is packed (one pass over it),
-        # so the sum the all-reduce makes is already the average.
+        # Each gradient is scaled by 1 / (number of ranks) as it is packed (one pass over it,
+        # a multiply: exact when the number of ranks is a power of two), so the sum the
+        # all-reduce makes is already the average.
         b = self._buckets[bi]
-        flat = b.flat
-        world = self._comm_.Get_size()
-        for k, (p, off) in enumerate(zip(b.params, b.offsets)):
-            n = p.data.size
-            if p.grad is None:
-                flat[off : off + n] = 0
-                flat[b.n + k] = 0
+        scale = b.flat.dtype.type(1.0 / self._comm_.Get_size())
+        had = []
+        for p, view in zip(b.params, b.views):
+            g = p.grad
+            if g is None:
+                view.fill(0)
+                had.append(0)
             else:
-                np.divide(p.grad.reshape(-1), world, out=flat[off : off + n])
-                flat[b.n + k] = 1
-        b.request = self._comm_.Iallreduce(_mpi().IN_PLACE, flat, op=_mpi().SUM)
+                np.multiply(g, scale, out=view)
+                had.append(1)
+        b.flags[:] = had
+        b.request = self._comm_.Iallreduce(_mpi().IN_PLACE, b.flat, op=_mpi().SUM)
         self.launch_log.append((bi, self._n_params - self._seen))
         self.__dict__["_next"] = bi + 1
 
@@ -494,11 +497,9 @@ class DistributedDataParallel(Module):
             self._wait([b.request for b in self._buckets])
             d["comm_wait_seconds"] = time.perf_counter() - t0
             for b in self._buckets:
-                flat = b.flat
-                for k, (p, off) in enumerate(zip(b.params, b.offsets)):
-                    # the average, in place in the bucket (no rank had a gradient: None)
-                    has = flat[b.n + k] != 0
-                    p.grad = flat[off : off + p.data.size].reshape(p.data.shape) if has else None
+                # the average, in place in the bucket (no rank had a gradient: None)
+                for p, view, has in zip(b.params, b.views, b.flags.tolist()):
+                    p.grad = view if has else None
         finally:
             for b in self._buckets:
                 b.ready = 0
