@@ -22,8 +22,8 @@ cimport numpy as cnp
 import numpy as np
 
 from minigrad._arrays cimport _typed, _copy, _zero, _add, _add_rows, _colsum
-from minigrad._checks cimport (INT_MAX, _anchor, _check, _empty, _verify, _borrow, _give_back,
-                               _data)
+from minigrad._checks cimport (INT_MAX, _anchor, _check, _empty, _cache_empty, _verify, _borrow,
+                               _give_back, _data)
 from minigrad._gemm cimport (SMALL_GEMM, gemm, gemm_p, pgemm, _pack, _packed_len, mg_packed_lenf,
                              mg_packed_lend)
 from minigrad._pool cimport _parts, _parallel
@@ -50,13 +50,14 @@ cdef extern from "csrc/mg_norm.h" nogil:
     void mg_lstm_ln_post(bint dbl, void* g, void* ct, void* ht, void* zero, void* gain,
                          void* shift, void* xh, Py_ssize_t H)
     void mg_lstm_ln_bwd_pre(bint dbl, void* g, void* dh, void* dc, void* gain, void* xh,
-                            void* dcx, void* dy, Py_ssize_t H)
-    void mg_lstm_ln_bwd_post(bint dbl, void* dg, void* dy, void* gain, void* xh, Py_ssize_t H)
+                            void* dcx, void* dy, void* acc, Py_ssize_t H)
+    void mg_lstm_ln_bwd_post(bint dbl, void* dg, void* dy, void* acc, void* gain, void* xh,
+                             Py_ssize_t H)
     void mg_gru_ln_pre(bint dbl, void* g, void* gh, void* bias, void* zero, void* gain,
                        void* shift, void* xh, Py_ssize_t H)
-    void mg_gru_ln_bwd_post(bint dbl, void* dgi, void* dghn, void* dy, void* gain, void* xh,
-                            Py_ssize_t H)
-    void mg_ln_grads(bint dbl, void* dy, void* xh, Py_ssize_t rows, Py_ssize_t n, Py_ssize_t ldx,
+    void mg_gru_ln_bwd_post(bint dbl, void* dgi, void* dghn, void* dy, void* acc, void* gain,
+                            void* xh, Py_ssize_t H)
+    void mg_ln_grads(bint dbl, void* acc, Py_ssize_t rows, Py_ssize_t n, Py_ssize_t ldacc,
                      void* dgain, void* dshift)
 
 
@@ -124,7 +125,9 @@ cdef struct Args:
     void *ln_b                # GRU nb = 4: r, z, n's input part, n's recurrent part), shifts
     void *lnc                 # (T, B, nb*H + nb): xhat of each norm, then 1/std of each
     void *lnw                 # forward: zeros (4H); LSTM backward: (B, H) scratch
-    void *lndy                # backward: (T, B, nb*H), the gradients w.r.t. the norms' outputs
+    void *lndy                # backward: (B, 3 nb*H), per batch row [the gradients w.r.t. the
+                              # norms' outputs at the current step | the gain and shift
+                              # gradients summed over the steps so far (nb*H each)]
     void *dln_w
     void *dln_b
 
@@ -572,7 +575,7 @@ cdef object _ln_cache_out(Args* k, int tn, int nb, bint seq):
     if k.ln_w == NULL:
         return None
     cdef Py_ssize_t w = nb * k.d.H + nb
-    lnc = _empty(tn, k.d.T, k.d.B, w) if seq else _empty(tn, k.d.B, w)
+    lnc = _cache_empty(tn, k.d.T, k.d.B, w) if seq else _empty(tn, k.d.B, w)
     k.lnc = _data(lnc)
     return lnc
 
@@ -591,21 +594,19 @@ cdef tuple _ln_backward(Args* k, int tn, object ln, int nb, object cache, str na
 
 
 cdef tuple _ln_grads(Args* k, int tn, int nb, object lnc, bint seq):
-    """A backward's LN arguments: checks the LN cache lnc, allocates dy, the LSTM's scratch and
-    the gain and shift gradients; returns (dgain, shift gradient, buffers to keep). Call it after
-    _prep_lengths (padded rows of dy are zeroed)."""
+    """A backward's LN arguments: checks the LN cache lnc, allocates the per-row scratch and
+    accumulators (zeroed), the LSTM's scratch and the gain and shift gradients; returns (dgain,
+    shift gradient, buffers to keep)."""
     cdef Py_ssize_t n = nb * k.d.H, T = k.d.T, B = k.d.B
     if seq:
         k.lnc = _check(lnc, "lnc", tn, "x", 3, T, B, n + nb)
     else:
         k.lnc = _check(lnc, "lnc", tn, "x", 2, B, n + nb)
-    dy = _empty(tn, T * B * n)   # every real row's is written; padded rows' must be zeros
-    if k.d.lengths != NULL:
-        memset(_data(dy), 0, T * B * n * cnp.PyArray_ITEMSIZE(dy))
+    rows = np.zeros(B * 3 * n, np.float32 if tn == cnp.NPY_FLOAT else np.float64)
     scratch = _empty(tn, B * k.d.H)
     dln_w, dln_b = _empty(tn, n), _empty(tn, n)
-    k.lndy, k.lnw, k.dln_w, k.dln_b = _data(dy), _data(scratch), _data(dln_w), _data(dln_b)
-    return dln_w, dln_b, (dy, scratch)
+    k.lndy, k.lnw, k.dln_w, k.dln_b = _data(rows), _data(scratch), _data(dln_w), _data(dln_b)
+    return dln_w, dln_b, (rows, scratch)
 
 
 cdef tuple _param_grads(Args* k, int tn, Py_ssize_t GH, bint has_bias):
@@ -648,7 +649,7 @@ cdef tuple _state_grads(Args* k, int tn, bint seq, bint need_dx, bint need_dh, b
 cdef object _seq_states(Args* k, int tn, void** first):
     """(T+1, B, H) state array with [0] = the initial state at *first; afterwards *first points
     at row 1 (the state after step 0), where the bodies write."""
-    s = _empty(tn, k.d.T + 1, k.d.B, k.d.H)
+    s = _cache_empty(tn, k.d.T + 1, k.d.B, k.d.H)
     memcpy(cnp.PyArray_DATA(s), first[0], k.d.B * k.d.H * cnp.PyArray_ITEMSIZE(s))
     first[0] = _data(s, k.d.B * k.d.H)
     return s
@@ -874,7 +875,7 @@ cdef void _rnn_bwd(Cell* k) noexcept nogil:
 cdef object _rnn_outputs(Args* k, int tn, bint seq):
     """The RNN's activation outputs h~ under zoneout, (T, B, H) ((B, H) for a cell), at
     k.gates: the backward's act' needs them, the states hold z h_prev + (1 - z) h~."""
-    ht = _empty(tn, k.d.T, k.d.B, k.d.H) if seq else _empty(tn, k.d.B, k.d.H)
+    ht = _cache_empty(tn, k.d.T, k.d.B, k.d.H) if seq else _empty(tn, k.d.B, k.d.H)
     k.gates = _data(ht)
     return ht
 
@@ -1012,7 +1013,7 @@ cdef void _lstm_bwd(Cell* k) noexcept nogil:
     cdef Py_ssize_t T = k.d.T, B = k.d.B, H = k.d.H, BH = B * H, L = 5 * H, G = 4 * H, t, b
     cdef bint acc
     cdef Py_ssize_t o = k.d.b0 * H
-    cdef Py_ssize_t LC = 5 * H + 5  # a row of the LN cache (and L, of its dy)
+    cdef Py_ssize_t LC = 5 * H + 5  # a row of the LN cache
     cdef int iH = k.d.H, iG = 4 * k.d.H, nb = k.d.b1 - k.d.b0
     dG = k.ws                       # (T, B, 4H)
     wh0 = dG + T * B * G            # (B, H) x 4: the gradients w.r.t. h
@@ -1041,17 +1042,18 @@ cdef void _lstm_bwd(Cell* k) noexcept nogil:
                     _add(dh + b * H, dys + t * BH + b * H, H)
                 dhr = _zone_grad(k.zone_h, t * BH + b * H, dh + b * H, k.zbuf + b * H, H)
                 dcr = _zone_grad(k.zone_c, t * BH + b * H, dc + b * H, k.zbuf + BH + b * H, H)
-                if k.ln_w != NULL:
+                if k.ln_w != NULL:  # the row's gate gradients go to its LN scratch row first
+                    lrow = k.lndy + b * 3 * L
                     mg_lstm_ln_bwd_pre(Cell is CellD, gates + (t * B + b) * L, dhr, dcr, k.ln_w,
-                                       k.lnc + (t * B + b) * LC, k.lnw + b * H,
-                                       k.lndy + (t * B + b) * L, H)
+                                       k.lnc + (t * B + b) * LC, k.lnw + b * H, lrow, lrow + L,
+                                       H)
                     dcr = k.lnw + b * H
                 mg_lstm_bwd_row(Cell is CellD, gates + (t * B + b) * L, dhr, dcr,
-                                cprev + t * BH + b * H, dG + (t * B + b) * G, dcn + b * H, H)
+                                cprev + t * BH + b * H,
+                                dG + (t * B + b) * G if k.ln_w == NULL else lrow, dcn + b * H, H)
                 if k.ln_w != NULL:
-                    mg_lstm_ln_bwd_post(Cell is CellD, dG + (t * B + b) * G,
-                                        k.lndy + (t * B + b) * L, k.ln_w,
-                                        k.lnc + (t * B + b) * LC, H)
+                    mg_lstm_ln_bwd_post(Cell is CellD, dG + (t * B + b) * G, lrow, lrow + L,
+                                        k.ln_w, k.lnc + (t * B + b) * LC, H)
                 _zone_direct(k.zone_c, t * BH + b * H, dc + b * H, dcn + b * H, H)
                 if k.d.lengths != NULL or k.zone_h != NULL:
                     _zero(dhn + b * H, H)
@@ -1070,7 +1072,7 @@ cdef void _lstm_bwd(Cell* k) noexcept nogil:
         dc = dcn
     if k.d.post:
         if k.ln_w != NULL:
-            mg_ln_grads(Cell is CellD, k.lndy, k.lnc, T * B, L, LC, k.dln_w, k.dln_b)
+            mg_ln_grads(Cell is CellD, k.lndy + L, B, L, 3 * L, k.dln_w, k.dln_b)
         _deferred_grads(k, iG, False)
 
 
@@ -1128,7 +1130,7 @@ def lstm_sequence_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, masks=None
     pw = _packed_w(&k, tn, ((4 * k.d.H, k.d.H),))
     hs = _seq_states(&k, tn, &k.hs)
     cs = _seq_states(&k, tn, &k.cs)
-    gates = _empty(tn, k.d.T, k.d.B, 5 * k.d.H)
+    gates = _cache_empty(tn, k.d.T, k.d.B, 5 * k.d.H)
     ys = _outputs(&k, tn, hs)
     kept = _prep_masks(&k, tn, masks, 2, True, False)
     ws = _borrow(tn, 4 * k.d.H)
@@ -1211,7 +1213,7 @@ cdef void _gru_fwd(Cell* k) noexcept nogil:
 cdef void _gru_bwd(Cell* k) noexcept nogil:
     cdef Py_ssize_t T = k.d.T, B = k.d.B, H = k.d.H, BH = B * H, L = 4 * H, G = 3 * H, t, b, row
     cdef Py_ssize_t o = k.d.b0 * H
-    cdef Py_ssize_t LC = 4 * H + 4  # a row of the LN cache (and L, of its dy)
+    cdef Py_ssize_t LC = 4 * H + 4  # a row of the LN cache
     cdef int iH = k.d.H, iG = 3 * k.d.H, nb = k.d.b1 - k.d.b0
     dGi = k.ws                      # (T, B, 3H) w.r.t. gi (and gh_r, gh_z)
     dGhn = dGi + T * B * G          # (T, B, H) w.r.t. gh_n
@@ -1242,13 +1244,15 @@ cdef void _gru_bwd(Cell* k) noexcept nogil:
             if _real(&k.d, t, b):
                 if dys != NULL:
                     _add(dh + b * H, dys + t * BH + b * H, H)
+                lrow = k.lndy + b * 3 * L if k.ln_w != NULL else NULL  # with LN: its scratch
                 mg_gru_bwd_row(Cell is CellD, gates + row * L,
                                _zone_grad(k.zone_h, t * BH + b * H, dh + b * H, k.zbuf + b * H, H),
-                               hprev + t * BH + b * H, dGi + row * G, dGhn + row * H, dhn + b * H,
-                               H)
+                               hprev + t * BH + b * H,
+                               dGi + row * G if k.ln_w == NULL else lrow,
+                               dGhn + row * H if k.ln_w == NULL else lrow + G, dhn + b * H, H)
                 if k.ln_w != NULL:
-                    mg_gru_ln_bwd_post(Cell is CellD, dGi + row * G, dGhn + row * H,
-                                       k.lndy + row * L, k.ln_w, k.lnc + row * LC, H)
+                    mg_gru_ln_bwd_post(Cell is CellD, dGi + row * G, dGhn + row * H, lrow,
+                                       lrow + L, k.ln_w, k.lnc + row * LC, H)
                 _zone_direct(k.zone_h, t * BH + b * H, dh + b * H, dhn + b * H, H)
             else:
                 _zero(dGi + row * G, G)
@@ -1263,7 +1267,7 @@ cdef void _gru_bwd(Cell* k) noexcept nogil:
         dh = dhn
     if k.d.post:
         if k.ln_w != NULL:
-            mg_ln_grads(Cell is CellD, k.lndy, k.lnc, T * B, L, LC, k.dln_w, k.dln_b)
+            mg_ln_grads(Cell is CellD, k.lndy + L, B, L, 3 * L, k.dln_w, k.dln_b)
         _deferred_grads(k, iG, True)
 
 
@@ -1319,7 +1323,7 @@ def gru_sequence_forward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, masks=None, ln=
     k.hs = k.h0
     pw = _packed_w(&k, tn, ((3 * k.d.H, k.d.H),))
     hs = _seq_states(&k, tn, &k.hs)
-    gates = _empty(tn, k.d.T, k.d.B, 4 * k.d.H)
+    gates = _cache_empty(tn, k.d.T, k.d.B, 4 * k.d.H)
     ys = _outputs(&k, tn, hs)
     kept = _prep_masks(&k, tn, masks, 1, True, False)
     ws = _borrow(tn, 4 * k.d.H + 3 * k.d.B * k.d.H)
