@@ -14,6 +14,7 @@ cdef cnp.ndarray _anchor(object a, str name, int nd)
 cdef void* _check(object a, str name, int tn, str ref, int nd,
                   Py_ssize_t d0, Py_ssize_t d1=*, Py_ssize_t d2=*, str wild=*) except NULL
 cdef cnp.ndarray _empty(int tn, Py_ssize_t d0, Py_ssize_t d1=*, Py_ssize_t d2=*)
+cdef cnp.ndarray _cache_empty(int tn, Py_ssize_t d0, Py_ssize_t d1=*, Py_ssize_t d2=*)
 cdef int _verify_guards() except -1
 cdef cnp.ndarray _borrow(int tn, Py_ssize_t n)
 cdef void _give_back(int tn, cnp.ndarray w)

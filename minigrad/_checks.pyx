@@ -1,6 +1,8 @@
 # cython: language_level=3, cdivision=True
-"""Argument checks, the debug build's guarded allocator and the workspace pool (declared in
-_checks.pxd; used by _ops, _gemm and _optim_ops). Their NumPy counterparts are in _checks_ref.py."""
+"""Argument checks, the debug build's guarded allocator, the workspace pool and the recycled
+forward caches (declared in _checks.pxd; used by _ops, _gemm and _optim_ops). Their NumPy
+counterparts are in _checks_ref.py."""
+from cpython.ref cimport Py_REFCNT
 cimport numpy as cnp
 import numpy as np
 
@@ -128,3 +130,76 @@ cdef void _give_back(int tn, cnp.ndarray w):
         else:
             _spare_d = w
 
+
+
+# Recycled forward caches. A training loop asks for the same large caches (gates, states, layer
+# norm statistics) at every step. A fresh array of several megabytes comes from the operating
+# system as untouched pages, each zeroed on its first write (one page fault per 4 KB): at
+# 32x100x128x128 the layer-normalised LSTM's forward spent a third of its time there (its
+# caches outgrew what malloc keeps between steps). A node that lets go of its caches after its
+# backward hands them to recycle(); the next forward that needs an array of that dtype and
+# shape takes one back (_cache_empty). Only arrays nothing else refers to are kept (an output
+# that is a view of a cache keeps that cache out), at most _RECYCLE_MAX bytes in all; the
+# debug build keeps none (its arrays carry guard bytes).
+cdef dict _recycled = {}            # (type number, shape) -> [arrays]
+cdef Py_ssize_t _recycled_bytes = 0
+cdef Py_ssize_t _RECYCLE_MAX = 256 * 1024 * 1024
+
+
+cdef cnp.ndarray _cache_empty(int tn, Py_ssize_t d0, Py_ssize_t d1=-1, Py_ssize_t d2=-1):
+    global _recycled_bytes
+    cdef list spare
+    cdef cnp.ndarray a
+    if _recycled:
+        spare = _recycled.get((tn, d0, d1, d2))
+        if spare:
+            a = spare.pop()
+            _recycled_bytes -= cnp.PyArray_NBYTES(a)
+            return a
+    return _empty(tn, d0, d1, d2)
+
+
+def recycle(list arrays):
+    """Keep the arrays of the list ``arrays`` that nothing but the list refers to, for the next
+    kernel forward that allocates a cache of the same dtype and shape; returns how many were
+    kept. The caller must hold no other reference to them (a kept array is written by a later
+    forward)."""
+    global _recycled_bytes
+    cdef Py_ssize_t i, kept = 0, nb
+    cdef cnp.ndarray a
+    cdef int nd
+    if MINIGRAD_DEBUG:
+        return 0
+    for i in range(len(arrays)):
+        obj = arrays[i]
+        # references: the list's and obj's; a view of it, another list or tuple: more
+        if type(obj) is not np.ndarray or Py_REFCNT(obj) != 2:
+            continue
+        a = <cnp.ndarray>obj
+        nd = cnp.PyArray_NDIM(a)
+        if (cnp.PyArray_BASE(a) != NULL or not cnp.PyArray_IS_C_CONTIGUOUS(a) or nd > 3
+                or not cnp.PyArray_ISWRITEABLE(a)
+                or cnp.PyArray_TYPE(a) not in (cnp.NPY_FLOAT, cnp.NPY_DOUBLE)):
+            continue
+        nb = cnp.PyArray_NBYTES(a)
+        if _recycled_bytes + nb > _RECYCLE_MAX:
+            break
+        key = (cnp.PyArray_TYPE(a), a.shape[0], a.shape[1] if nd > 1 else -1,
+               a.shape[2] if nd > 2 else -1)
+        _recycled.setdefault(key, []).append(a)
+        _recycled_bytes += nb
+        kept += 1
+    arrays.clear()
+    return kept
+
+
+def recycled_bytes():
+    """How many bytes of recycled caches are waiting for reuse."""
+    return _recycled_bytes
+
+
+def clear_recycled():
+    """Drop every recycled cache (their memory goes back to the allocator)."""
+    global _recycled_bytes
+    _recycled.clear()
+    _recycled_bytes = 0

@@ -238,6 +238,11 @@ class Function:
             "backward pass with create_graph=True (a higher-order derivative)."
         )
 
+    def release_saved(self):
+        """Drop what forward saved (the engine calls it after this node's backward unless
+        ``retain_graph=True``); a later backward through the node raises."""
+        self.saved = _FREED
+
     def input_tensors(self, *arrays):
         """The recorded inputs as Tensors, for ``backward_graph``: each input that was a Tensor
         is returned as such (its history is what a second derivative follows); a constant
@@ -685,7 +690,7 @@ def _run_backward(
                 gins = (None,) * len(node.inputs)
             inputs = node.inputs
             if not retain_graph:  # release what the node holds: saved arrays and input
-                node.saved = _FREED  # tensors, so a kept output (a logged loss) keeps no
+                node.release_saved()  # tensors, so a kept output (a logged loss) keeps no
                 node.inputs = (None,) * len(inputs)  # activations alive
             for t, g in zip(inputs, gins):
                 if t is None or not t.requires_grad:

@@ -32,11 +32,12 @@ norms), and zoneout mixes the states the layer-normalised cell produced with the
 """
 
 import math
+import sys
 
 import numpy as np
 
 from .. import kernels
-from ..autograd import Function
+from ..autograd import _FREED, Function
 from ..tensor import Tensor
 from .arithmetic import linear
 from .attention import layer_norm
@@ -551,7 +552,30 @@ def gru_cell_step(xw, h, w_hh, b_hh=None, masks=None, ln_w=None, ln_b=None):
 
 
 # ---------------------------------------------------------------- whole sequences
-class _HiddenSequence(_KernelFunction):
+class _SequenceFunction(_KernelFunction):
+    """A node of a whole-sequence kernel. After its backward (without ``retain_graph``) it gives
+    the forward's cache arrays back to the compiled kernels, which reuse them for the next
+    forward of the same shape (``minigrad._checks.recycle``: fresh multi-megabyte arrays cost a
+    page fault per 4 KB on first write). Only what nothing else refers to is reused: the saved
+    tuple, the cache tuple and each array are checked to be held here alone."""
+
+    def release_saved(self):
+        saved, self.saved = self.saved, _FREED
+        # references to saved: this frame's and getrefcount's argument
+        if kernels.backend() != "cython" or type(saved) is not tuple or sys.getrefcount(saved) != 2:
+            return
+        cache = next((v for v in saved if type(v) is tuple), None)
+        del saved
+        if cache is None or sys.getrefcount(cache) != 2:
+            return
+        arrays = list(cache)
+        del cache
+        from .. import _checks
+
+        _checks.recycle(arrays)
+
+
+class _HiddenSequence(_SequenceFunction):
     """A sequence node with one state h (RNN and GRU): calls ``kernels.<kernel>_forward`` and
     ``kernels.<kernel>_backward``, with ``self.options`` after their usual arguments."""
 
@@ -604,7 +628,7 @@ class RNNSequence(_HiddenSequence):
         self.lengths, self.options = lengths, (nonlinearity,)
 
 
-class LSTMSequence(_KernelFunction):
+class LSTMSequence(_SequenceFunction):
     def __init__(self, lengths, layer_norm=False):
         self.lengths = lengths
         self.layer_norm = layer_norm
