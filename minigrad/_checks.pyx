@@ -141,6 +141,7 @@ cdef void _give_back(int tn, cnp.ndarray w):
 # shape takes one back (_cache_empty). Only arrays nothing else refers to are kept (an output
 # that is a view of a cache keeps that cache out), at most _RECYCLE_MAX bytes in all; the
 # debug build keeps none (its arrays carry guard bytes).
+DEBUG_BUILD = bool(MINIGRAD_DEBUG)  # this module was built with MINIGRAD_CYTHON_DEBUG=1
 cdef dict _recycled = {}            # (type number, shape) -> [arrays]
 cdef Py_ssize_t _recycled_bytes = 0
 cdef Py_ssize_t _RECYCLE_MAX = 256 * 1024 * 1024

@@ -22,6 +22,14 @@ def test_smoke_times_every_setting_on_both_backends(capsys):
     assert out.count("legend: ") == 1
 
 
+@pytest.fixture
+def restore_backend():
+    before = kernels.backend()  # the contenders set the backend they step on
+    yield
+    kernels.set_backend(before)
+
+
+@pytest.mark.usefixtures("restore_backend")
 @pytest.mark.parametrize("name,kw", bench.SETTINGS[::2])
 def test_agreement_rejects_a_contender_that_steps_differently(name, kw):
     contenders = bench.build(name, kw, bench.SETS["lstm50"])
