@@ -14,7 +14,11 @@ minigrad.threads); medians per step, and ratios of medians of the same run.
 
 Scaling (default): every contender at every count of --threads (default: 1 and the cores this
 process may use, at least 2). Columns: each median, each contender's speedup over its own 1-thread
-step, and minigrad / torch at equal thread counts (below 1: minigrad faster).
+step, and minigrad / torch at equal thread counts (below 1: minigrad faster). A turn is one step
+(--run-length 1, the default) or K steps back to back (--run-length K, as a training loop runs
+them): minigrad's workers wait passively, and on this virtual machine a worker whose core sat idle
+through another contender's turn wakes late, so single-step turns charge minigrad for the
+interleaving (docs/performance.md).
 
 Contention (--contention): a second process spins on one core (the last this process may use)
 for the whole run; each contender runs at 1 thread and at its default (minigrad:
@@ -91,6 +95,13 @@ def build_parser():
         default=2.0,
         help="seconds sampled per contender (--quick: at most 0.5)",
     )
+    ap.add_argument(
+        "--run-length",
+        type=int,
+        default=1,
+        help="steps back to back per turn of a contender, each timed (default 1: every step "
+        "right after another contender's; K > 1: as a training loop runs, mostly after its own)",
+    )
     cli.add_flags(
         ap,
         [
@@ -148,7 +159,7 @@ class AtThreads:
         return self.inner.step()
 
 
-def time_counts(cell, size, names, counts, setters, min_time):
+def time_counts(cell, size, names, counts, setters, min_time, run_length=1):
     """{(name, n): median seconds}: every contender at every count of counts[name], interleaved."""
     params, x, target = make_problem(cell, size)
     runs = {}
@@ -158,7 +169,9 @@ def time_counts(cell, size, names, counts, setters, min_time):
             runs[f"{name}@{n}"] = AtThreads(
                 build(cell, params, x, target, [name])[name], name, n, setters
             )
-    samples = timing.time_interleaved(runs, warmup=2, min_time=min_time, min_repeats=5)
+    samples = timing.time_interleaved(
+        runs, warmup=2, min_time=min_time, min_repeats=5, run_length=run_length
+    )
     return {
         (k.split("@")[0], int(k.split("@")[1])): statistics.median(v) for k, v in samples.items()
     }
@@ -177,7 +190,15 @@ def scaling(args, names, sizes, setters):
     rows = []
     for cell in args.cells:
         for size in sizes:
-            med = time_counts(cell, size, names, {n: counts for n in names}, setters, args.min_time)
+            med = time_counts(
+                cell,
+                size,
+                names,
+                {n: counts for n in names},
+                setters,
+                args.min_time,
+                args.run_length,
+            )
             row = [cell, size_name(size)] + [ms(med[n, c]) for n in names for c in counts]
             row += [f"{med[n, 1] / med[n, c]:.2f}" for n in names for c in counts if c > 1]
             if "torch" in names:
@@ -222,6 +243,8 @@ def main(argv=None):
     sizes = args.sizes or (GRID[:2] if args.quick else GRID)
     if args.quick:
         args.min_time = min(args.min_time, 0.5)
+    if args.run_length < 1:
+        ap.error(f"--run-length must be >= 1, got {args.run_length}")
     setters = Setters()
     names = ["minigrad"]
     if not args.no_numpy:
