@@ -16,9 +16,7 @@ Scaling (default): every contender at every count of --threads (default: 1 and t
 process may use, at least 2). Columns: each median, each contender's speedup over its own 1-thread
 step, and minigrad / torch at equal thread counts (below 1: minigrad faster). A turn is one step
 (--run-length 1, the default) or K steps back to back (--run-length K, as a training loop runs
-them): minigrad's workers wait passively, and on this virtual machine a worker whose core sat idle
-through another contender's turn wakes late, so single-step turns charge minigrad for the
-interleaving (docs/performance.md).
+them).
 
 Contention (--contention): a second process spins on one core (the last this process may use)
 for the whole run; each contender runs at 1 thread and at its default (minigrad:

@@ -20,12 +20,13 @@ the batch, gradients averaged across them after every backward pass.
 How it works: ``DistributedDataParallel`` registers a post-accumulate grad hook on every
 parameter.  During ``backward`` a hook fires as soon as a parameter's gradient is complete;
 the parameters are grouped into buckets of about ``bucket_mb`` megabytes, and when every
-parameter of the next bucket is ready its gradients are packed into one flat buffer and a
-non-blocking ``Iallreduce`` (sum) starts, while the engine goes on with the rest of the tape.
-When backward has finished, the outstanding reductions are waited for (with a timeout), divided
-by the number of ranks and written back into ``.grad``.  Every rank then holds the same
-averaged gradient, so any optimizer, ``clip_grad_norm_`` (which then clips the global
-gradient) and schedulers keep parameters and optimizer state identical on all ranks.
+parameter of the next bucket is ready its gradients are packed into one flat buffer (scaled
+by 1 / number of ranks on the way) and a non-blocking ``Iallreduce`` (sum) starts, while the
+engine goes on with the rest of the tape.  When backward has finished, the outstanding
+reductions are waited for (with a timeout) and each ``.grad`` becomes its view of the bucket.
+Every rank then holds the same averaged gradient, so any optimizer, ``clip_grad_norm_`` (which
+then clips the global gradient) and schedulers keep parameters and optimizer state identical on
+all ranks.
 
 mpi4py is an optional dependency: ``pip install "minigrad[distributed]"`` (it installs mpi4py
 and the MPICH wheel, which brings ``mpiexec``).  ``import minigrad`` never needs it; the
