@@ -97,8 +97,8 @@ def build_parser():
         "--run-length",
         type=int,
         default=1,
-        help="steps back to back per turn of a contender, each timed (default 1: every step "
-        "right after another contender's; K > 1: as a training loop runs, mostly after its own)",
+        help="steps back to back per turn of a contender, each timed (1: every step right "
+        "after another contender's; K > 1: as a training loop runs, mostly after its own)",
     )
     cli.add_flags(
         ap,
