@@ -146,6 +146,22 @@ def test_the_split_runs_on_more_than_one_thread():
         mg.set_num_threads(before)
 
 
+def test_idle_workers_go_to_sleep():
+    """After a threaded kernel the workers watch for the next job only briefly, then sleep: over
+    half a second with nothing to do the process uses almost no CPU (a worker that kept spinning
+    would use the whole half second)."""
+    import time
+
+    with setting(2, "small"):
+        x = np.random.default_rng(0).standard_normal((20, 16, 8)).astype(np.float32)
+        mg.nn.GRU(8, 8)(mg.tensor(x))  # a threaded sequence kernel: the workers now exist
+        cpu0, wall0 = time.process_time(), time.perf_counter()
+        time.sleep(0.5)
+        cpu = time.process_time() - cpu0
+        wall = time.perf_counter() - wall0
+    assert cpu < 0.25 * wall, f"{cpu:.3f} s of CPU while idle for {wall:.3f} s"
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("rule", ["sgd", "adam", "adagrad", "rmsprop"])
 def test_optimizer_updates_on_n_threads_match_one_thread(rule, dtype):
