@@ -16,7 +16,9 @@ Scaling (default): every contender at every count of --threads (default: 1 and t
 process may use, at least 2). Columns: each median, each contender's speedup over its own 1-thread
 step, and minigrad / torch at equal thread counts (below 1: minigrad faster). A turn is one step
 (--run-length 1, the default) or K steps back to back (--run-length K, as a training loop runs
-them).
+them); --settle S sleeps S seconds, untimed, before each turn (threads a contender leaves
+spinning, as torch's OpenMP workers do for about 10 ms after a step, then go idle before the
+next contender runs).
 
 Contention (--contention): a second process spins on one core (the last this process may use)
 for the whole run; each contender runs at 1 thread and at its default (minigrad:
@@ -100,6 +102,13 @@ def build_parser():
         help="steps back to back per turn of a contender, each timed (1: every step right "
         "after another contender's; K > 1: as a training loop runs, mostly after its own)",
     )
+    ap.add_argument(
+        "--settle",
+        type=float,
+        default=0.0,
+        help="seconds of sleep before each turn, untimed, so that threads the previous "
+        "contender left spinning go idle first",
+    )
     cli.add_flags(
         ap,
         [
@@ -157,7 +166,7 @@ class AtThreads:
         return self.inner.step()
 
 
-def time_counts(cell, size, names, counts, setters, min_time, run_length=1):
+def time_counts(cell, size, names, counts, setters, min_time, run_length=1, settle=0.0):
     """{(name, n): median seconds}: every contender at every count of counts[name], interleaved."""
     params, x, target = make_problem(cell, size)
     runs = {}
@@ -168,7 +177,7 @@ def time_counts(cell, size, names, counts, setters, min_time, run_length=1):
                 build(cell, params, x, target, [name])[name], name, n, setters
             )
     samples = timing.time_interleaved(
-        runs, warmup=2, min_time=min_time, min_repeats=5, run_length=run_length
+        runs, warmup=2, min_time=min_time, min_repeats=5, run_length=run_length, settle=settle
     )
     return {
         (k.split("@")[0], int(k.split("@")[1])): statistics.median(v) for k, v in samples.items()
@@ -196,6 +205,7 @@ def scaling(args, names, sizes, setters):
                 setters,
                 args.min_time,
                 args.run_length,
+                args.settle,
             )
             row = [cell, size_name(size)] + [ms(med[n, c]) for n in names for c in counts]
             row += [f"{med[n, 1] / med[n, c]:.2f}" for n in names for c in counts if c > 1]
@@ -243,6 +253,8 @@ def main(argv=None):
         args.min_time = min(args.min_time, 0.5)
     if args.run_length < 1:
         ap.error(f"--run-length must be >= 1, got {args.run_length}")
+    if not 0 <= args.settle <= 10:
+        ap.error(f"--settle must lie in [0, 10] seconds, got {args.settle}")
     setters = Setters()
     names = ["minigrad"]
     if not args.no_numpy:

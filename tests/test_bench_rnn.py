@@ -286,6 +286,19 @@ def test_time_interleaved_orders(order, turns):
         timing.round_orders(3, "random")
 
 
+def test_time_interleaved_settles_before_every_turn_untimed(monkeypatch):
+    """settle: one sleep of that length before each turn (not inside a timed step)."""
+    log, sleeps = [], []
+    monkeypatch.setattr(timing.time, "sleep", lambda s: (sleeps.append(s), log.append("sleep")))
+    contenders = {n: _Recorder(n, log) for n in "ab"}
+    timing.time_interleaved(contenders, warmup=0, repeats=2, run_length=2, settle=0.01)
+    assert sleeps == [0.01] * 4  # 2 rounds x 2 contenders
+    turns = [log[i : i + 3] for i in range(0, len(log), 3)]
+    assert len(turns) * 3 == len(log) == 12
+    for turn in turns:  # a sleep, then the turn's two steps of one contender
+        assert turn[0] == "sleep" and turn[1] == turn[2] in ("a", "b"), log
+
+
 def test_ratio_interval_pairs_rounds_and_brackets_the_ratio():
     rng = np.random.default_rng(0)
     drift = np.exp(rng.normal(0, 0.5, 60))  # the machine's speed, round by round

@@ -54,23 +54,26 @@ def test_contention_table_runs_a_spinning_process_and_stops_it(capsys):
         os.kill(pid, 0)
 
 
-def test_run_length_times_every_step_of_a_turn(capsys, monkeypatch):
+def test_run_length_and_settle_reach_the_timing(capsys, monkeypatch):
     from benchmarks.harness import timing
 
     seen = []
     real = timing.time_interleaved
 
     def spy(runs, **kw):
-        seen.append(kw["run_length"])
+        seen.append((kw["run_length"], kw["settle"]))
         return real(runs, **kw)
 
     monkeypatch.setattr(timing, "time_interleaved", spy)
     bench_threads.main(
         ["--cells", "rnn", "--sizes", TINY, "--threads", "1", "--no-torch", "--min-time", "0.01"]
-        + ["--run-length", "3"]
+        + ["--run-length", "3", "--settle", "0.001"]
     )
-    assert seen == [3]
+    assert seen == [(3, 0.001)]
     assert table_row(capsys.readouterr().out, "rnn")
     with pytest.raises(SystemExit):
         bench_threads.main(["--run-length", "0", "--sizes", TINY])
     assert "--run-length must be >= 1, got 0" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        bench_threads.main(["--settle", "-1", "--sizes", TINY])
+    assert "--settle must lie in [0, 10] seconds, got -1.0" in capsys.readouterr().err

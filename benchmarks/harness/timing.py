@@ -69,6 +69,7 @@ def time_interleaved(
     max_repeats=200,
     run_length=1,
     order="balanced",
+    settle=0.0,
 ):
     """{name: [seconds per step]} over interleaved rounds, one turn of each contender a round,
     the rounds in the orders of round_orders(len(contenders), order): by default a cycle of
@@ -78,7 +79,10 @@ def time_interleaved(
     another contender's; more measures steps as a training loop runs them, mostly after a step
     of their own. The first `warmup` rounds are not kept. Without `repeats`, enough rounds for
     each contender to be sampled ~min_time seconds (at least min_repeats and at most
-    max_repeats steps per contender). The timed rounds are rounded up to whole cycles."""
+    max_repeats steps per contender). The timed rounds are rounded up to whole cycles. `settle`
+    seconds of sleep (untimed) before each turn let the worker threads a contender leaves
+    spinning go idle before the next one runs (torch's OpenMP workers keep both cores of this
+    machine busy for about 10 ms after a step)."""
     names = list(contenders)
     cycle = [[names[i] for i in o] for o in round_orders(len(names), order)]
     samples = {n: [] for n in names}
@@ -90,6 +94,8 @@ def time_interleaved(
         for n in cycle[r % len(cycle)]:
             step = contenders[n].step
             prepare = getattr(contenders[n], "prepare", None)
+            if settle > 0:
+                time.sleep(settle)
             for _ in range(run_length):
                 if prepare is not None:
                     prepare()
