@@ -139,10 +139,12 @@ cdef void _give_back(int tn, cnp.ndarray w):
 # caches outgrew what malloc keeps between steps). A node that lets go of its caches after its
 # backward hands them to recycle(); the next forward that needs an array of that dtype and
 # shape takes one back (_cache_empty). Only arrays nothing else refers to are kept (an output
-# that is a view of a cache keeps that cache out), at most _RECYCLE_MAX bytes in all; the
-# debug build keeps none (its arrays carry guard bytes).
+# that is a view of a cache keeps that cache out), at most _RECYCLE_MAX bytes in all: past it,
+# the shapes asked for or given back least recently go first (a loop whose shapes change does
+# not fill the pool with ones it no longer uses). The debug build keeps none (its arrays carry
+# guard bytes).
 DEBUG_BUILD = bool(MINIGRAD_DEBUG)  # this module was built with MINIGRAD_CYTHON_DEBUG=1
-cdef dict _recycled = {}            # (type number, shape) -> [arrays]
+cdef dict _recycled = {}            # (type number, shape) -> [arrays], least recently used first
 cdef Py_ssize_t _recycled_bytes = 0
 cdef Py_ssize_t _RECYCLE_MAX = 256 * 1024 * 1024
 
@@ -152,12 +154,30 @@ cdef cnp.ndarray _cache_empty(int tn, Py_ssize_t d0, Py_ssize_t d1=-1, Py_ssize_
     cdef list spare
     cdef cnp.ndarray a
     if _recycled:
-        spare = _recycled.get((tn, d0, d1, d2))
-        if spare:
-            a = spare.pop()
-            _recycled_bytes -= cnp.PyArray_NBYTES(a)
-            return a
+        key = (tn, d0, d1, d2)
+        spare = _recycled.pop(key, None)
+        if spare is not None:
+            _recycled[key] = spare  # now the most recently used shape
+            if spare:
+                a = spare.pop()
+                _recycled_bytes -= cnp.PyArray_NBYTES(a)
+                return a
     return _empty(tn, d0, d1, d2)
+
+
+cdef int _make_room(Py_ssize_t nb, object keep) except -1:
+    """Drop the least recently used recycled arrays (not of shape `keep`) until nb more bytes
+    fit under _RECYCLE_MAX."""
+    global _recycled_bytes
+    cdef cnp.ndarray a
+    for key in list(_recycled):
+        if _recycled_bytes + nb <= _RECYCLE_MAX:
+            break
+        if key == keep:
+            continue
+        for a in _recycled.pop(key):
+            _recycled_bytes -= cnp.PyArray_NBYTES(a)
+    return 0
 
 
 def recycle(list arrays):
@@ -168,6 +188,7 @@ def recycle(list arrays):
     global _recycled_bytes
     cdef Py_ssize_t i, kept = 0, nb
     cdef cnp.ndarray a
+    cdef list spare
     cdef int nd
     if MINIGRAD_DEBUG:
         return 0
@@ -183,11 +204,17 @@ def recycle(list arrays):
                 or cnp.PyArray_TYPE(a) not in (cnp.NPY_FLOAT, cnp.NPY_DOUBLE)):
             continue
         nb = cnp.PyArray_NBYTES(a)
-        if _recycled_bytes + nb > _RECYCLE_MAX:
-            break
         key = (cnp.PyArray_TYPE(a), a.shape[0], a.shape[1] if nd > 1 else -1,
                a.shape[2] if nd > 2 else -1)
-        _recycled.setdefault(key, []).append(a)
+        if nb > _RECYCLE_MAX:
+            continue  # larger than the whole pool
+        if _recycled_bytes + nb > _RECYCLE_MAX:
+            _make_room(nb, key)
+            if _recycled_bytes + nb > _RECYCLE_MAX:
+                continue  # the pool is full of this shape
+        spare = _recycled.pop(key, [])
+        spare.append(a)
+        _recycled[key] = spare  # the most recently used shape
         _recycled_bytes += nb
         kept += 1
     arrays.clear()
@@ -197,6 +224,17 @@ def recycle(list arrays):
 def recycled_bytes():
     """How many bytes of recycled caches are waiting for reuse."""
     return _recycled_bytes
+
+
+def _set_recycle_max(n=None):
+    """Private (tests): the pool's limit in bytes (default 256 MB); returns the one before."""
+    global _RECYCLE_MAX
+    old = _RECYCLE_MAX
+    if n is not None:
+        if n < 0:
+            raise ValueError(f"the recycle limit must be >= 0 bytes, got {n}")
+        _RECYCLE_MAX = n
+    return old
 
 
 def clear_recycled():

@@ -133,3 +133,52 @@ def test_numpy_twins_recycle_nothing():
         assert _checks.recycled_bytes() == 0
     finally:
         kernels.set_backend("cython")
+
+
+def _owned(shape):
+    arrays = [np.ones(shape, np.float32)]
+    return arrays  # the list holds the only reference
+
+
+def test_a_full_pool_drops_the_least_recently_used_shapes_first():
+    if not RECYCLES:
+        return
+    before = _checks._set_recycle_max(3 * 400)
+    try:
+        assert _checks.recycle(_owned((10, 10))) == 1  # 400 bytes each
+        assert _checks.recycle(_owned((10, 10))) == 1
+        assert _checks.recycle(_owned((20, 5))) == 1
+        assert _checks.recycled_bytes() == 1200
+        # a new shape: the (10, 10) arrays, least recently used, make room for it
+        assert _checks.recycle(_owned((5, 20))) == 1
+        assert _checks.recycled_bytes() == 800
+        # more of the most recent shape while the rest is full of it: room from (20, 5)
+        assert _checks.recycle(_owned((5, 20))) == 1
+        assert _checks.recycle(_owned((5, 20))) == 1
+        assert _checks.recycled_bytes() == 1200
+        assert _checks.recycle(_owned((5, 20))) == 0  # full of its own shape: not kept
+        assert _checks.recycle(_owned((40, 40))) == 0  # larger than the whole pool
+        assert _checks.recycled_bytes() == 1200
+    finally:
+        _checks._set_recycle_max(before)
+    with pytest.raises(ValueError, match="recycle limit must be >= 0 bytes, got -1"):
+        _checks._set_recycle_max(-1)
+
+
+def test_training_with_changing_shapes_keeps_the_pool_within_its_limit():
+    if not RECYCLES:
+        return
+    before = _checks._set_recycle_max(200_000)
+    try:
+        model = _model(nn.LSTM, layer_norm=True)
+        opt = mg.optim.SGD(model.parameters(), lr=0.1)
+        for T in range(3, 30):  # a new sequence length every step
+            ys, _ = model(_x(T, T=T))
+            loss = (ys * ys).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            assert _checks.recycled_bytes() <= 200_000
+        assert _checks.recycled_bytes() > 0
+    finally:
+        _checks._set_recycle_max(before)
