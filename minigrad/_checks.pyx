@@ -226,14 +226,12 @@ def recycled_bytes():
     return _recycled_bytes
 
 
-def _set_recycle_max(n=None):
-    """Private (tests): the pool's limit in bytes (default 256 MB); returns the one before."""
+def _set_recycle_max(Py_ssize_t n):
+    """Private (tests): set the pool's limit to n bytes (default 256 MB); returns the old one."""
     global _RECYCLE_MAX
-    old = _RECYCLE_MAX
-    if n is not None:
-        if n < 0:
-            raise ValueError(f"the recycle limit must be >= 0 bytes, got {n}")
-        _RECYCLE_MAX = n
+    if n < 0:
+        raise ValueError(f"the recycle limit must be >= 0 bytes, got {n}")
+    old, _RECYCLE_MAX = _RECYCLE_MAX, n
     return old
 
 
