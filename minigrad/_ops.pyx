@@ -125,7 +125,7 @@ cdef struct Args:
     void *ln_b                # GRU nb = 4: r, z, n's input part, n's recurrent part), shifts
     void *lnc                 # (T, B, nb*H + nb): xhat of each norm, then 1/std of each
     void *lnw                 # forward: zeros (4H); LSTM backward: (B, H) scratch
-    void *lndy                # backward: (B, 3 nb*H), per batch row [the gradients w.r.t. the
+    void *lnrows              # backward: (B, 3 nb*H), per batch row [the gradients w.r.t. the
                               # norms' outputs at the current step | the gain and shift
                               # gradients summed over the steps so far (nb*H each)]
     void *dln_w
@@ -169,7 +169,7 @@ cdef struct CellF:
     float *ln_b
     float *lnc
     float *lnw
-    float *lndy
+    float *lnrows
     float *dln_w
     float *dln_b
 
@@ -210,7 +210,7 @@ cdef struct CellD:
     double *ln_b
     double *lnc
     double *lnw
-    double *lndy
+    double *lnrows
     double *dln_w
     double *dln_b
 
@@ -261,7 +261,7 @@ cdef void _view(Args* a, Cell* k) noexcept:
     _typed(&k.ln_b, a.ln_b)
     _typed(&k.lnc, a.lnc)
     _typed(&k.lnw, a.lnw)
-    _typed(&k.lndy, a.lndy)
+    _typed(&k.lnrows, a.lnrows)
     _typed(&k.dln_w, a.dln_w)
     _typed(&k.dln_b, a.dln_b)
 
@@ -605,7 +605,7 @@ cdef tuple _ln_grads(Args* k, int tn, int nb, object lnc, bint seq):
     rows = np.zeros(B * 3 * n, np.float32 if tn == cnp.NPY_FLOAT else np.float64)
     scratch = _empty(tn, B * k.d.H)
     dln_w, dln_b = _empty(tn, n), _empty(tn, n)
-    k.lndy, k.lnw, k.dln_w, k.dln_b = _data(rows), _data(scratch), _data(dln_w), _data(dln_b)
+    k.lnrows, k.lnw, k.dln_w, k.dln_b = _data(rows), _data(scratch), _data(dln_w), _data(dln_b)
     return dln_w, dln_b, (rows, scratch)
 
 
@@ -1043,7 +1043,7 @@ cdef void _lstm_bwd(Cell* k) noexcept nogil:
                 dhr = _zone_grad(k.zone_h, t * BH + b * H, dh + b * H, k.zbuf + b * H, H)
                 dcr = _zone_grad(k.zone_c, t * BH + b * H, dc + b * H, k.zbuf + BH + b * H, H)
                 if k.ln_w != NULL:  # the row's gate gradients go to its LN scratch row first
-                    lrow = k.lndy + b * 3 * L
+                    lrow = k.lnrows + b * 3 * L
                     mg_lstm_ln_bwd_pre(Cell is CellD, gates + (t * B + b) * L, dhr, dcr, k.ln_w,
                                        k.lnc + (t * B + b) * LC, k.lnw + b * H, lrow, lrow + L,
                                        H)
@@ -1072,7 +1072,7 @@ cdef void _lstm_bwd(Cell* k) noexcept nogil:
         dc = dcn
     if k.d.post:
         if k.ln_w != NULL:
-            mg_ln_grads(Cell is CellD, k.lndy + L, B, L, 3 * L, k.dln_w, k.dln_b)
+            mg_ln_grads(Cell is CellD, k.lnrows + L, B, L, 3 * L, k.dln_w, k.dln_b)
         _deferred_grads(k, iG, False)
 
 
@@ -1244,7 +1244,7 @@ cdef void _gru_bwd(Cell* k) noexcept nogil:
             if _real(&k.d, t, b):
                 if dys != NULL:
                     _add(dh + b * H, dys + t * BH + b * H, H)
-                lrow = k.lndy + b * 3 * L if k.ln_w != NULL else NULL  # with LN: its scratch
+                lrow = k.lnrows + b * 3 * L if k.ln_w != NULL else NULL  # with LN: its scratch
                 mg_gru_bwd_row(Cell is CellD, gates + row * L,
                                _zone_grad(k.zone_h, t * BH + b * H, dh + b * H, k.zbuf + b * H, H),
                                hprev + t * BH + b * H,
@@ -1267,7 +1267,7 @@ cdef void _gru_bwd(Cell* k) noexcept nogil:
         dh = dhn
     if k.d.post:
         if k.ln_w != NULL:
-            mg_ln_grads(Cell is CellD, k.lndy + L, B, L, 3 * L, k.dln_w, k.dln_b)
+            mg_ln_grads(Cell is CellD, k.lnrows + L, B, L, 3 * L, k.dln_w, k.dln_b)
         _deferred_grads(k, iG, True)
 
 
