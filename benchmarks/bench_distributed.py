@@ -2,8 +2,8 @@
 of the gradient all-reduce, and all-reduce time vs message size for the scaling model in
 docs/distributed.md.
 
-    python benchmarks/bench_distributed.py            # about 3 minutes
-    python benchmarks/bench_distributed.py --quick    # about 1 minute
+    python benchmarks/bench_distributed.py            # under a minute
+    python benchmarks/bench_distributed.py --quick    # about 10 seconds
 
 1. Char-LM training throughput (the model of examples/char_rnn.py: embedding 64, one LSTM
    layer of 256, vocabulary 100; Adam, gradient clipping; batch 32 x 64 characters), one BLAS
@@ -12,9 +12,11 @@ docs/distributed.md.
    bound set by compute alone).  Contenders run in turn, round after round (A B C A B C ...);
    each run's median step time after warm-up; the medians of the runs are compared.  Also the
    share of a DDP step spent waiting for the all-reduce after backward.
-2. The all-reduce of all the char-LM's gradients (DDP's bucketed path: pack, Iallreduce, wait,
-   average) vs mpi4py's raw ``Allreduce`` of one flat float32 buffer of the same size,
-   interleaved, 2 ranks; and DDP's own work alone (the same call on 1 rank).
+2. The all-reduce of all the char-LM's gradients by DDP, as in a training step (backward's
+   kernels write each gradient into DDP's bucket; then the hooks, the Iallreduce and the wait),
+   vs mpi4py's raw ``Allreduce`` of one flat float32 buffer of the same size, interleaved, 2
+   ranks; DDP from gradients given as separate arrays (``sync_gradients``: a copy into the
+   bucket first); and DDP's own work alone (the same calls on 1 rank).
 3. Raw ``Allreduce`` time vs message size (2 ranks), the latency + bandwidth fit, and the
    one-process step time per local batch size: the inputs of the scaling model.
 
@@ -109,21 +111,64 @@ def _train_worker(args):
 
 
 def _reduce_worker(args):
-    """DDP's all-reduce of the char-LM's gradients vs one raw Allreduce; Allreduce vs size."""
+    """DDP's all-reduce of the char-LM's gradients vs one raw Allreduce; Allreduce vs size.
+
+    "ddp": the path of a training step.  Backward's kernels write each gradient, scaled by
+    1 / ranks, into its place in DDP's bucket (their GEMMs' output: no extra pass), so what
+    DDP adds to backward is what follows: the engine stores each ``.grad`` as soon as it is
+    complete and runs DDP's hooks, which start the bucket's Iallreduce; the end of backward
+    waits for it.  A stand-in node plays the kernels: its backward hands back the destinations
+    the engine offers, filled before the clock starts.  Its cost with DDP minus its cost on the
+    bare model ("plain": the engine storing seven gradients, there with or without DDP) is
+    DDP's all-reduce.  "copy": gradients given as separate arrays (``sync_gradients``): each
+    is copied into the bucket first."""
     from mpi4py import MPI
 
+    from minigrad import autograd
     from minigrad import distributed as dist
 
     comm = dist.init()
-    model = _model()
+    model, bare = _model(), _model()
     ddp = dist.DistributedDataParallel(model)
-    params = list(model.parameters())
+    params, bare_params = list(model.parameters()), list(bare.parameters())
     n = sum(p.data.size for p in params)
     rng = np.random.default_rng(comm.Get_rank())
     grads = [rng.standard_normal(p.data.shape).astype(np.float32) for p in params]
     flat = np.empty(n, dtype=np.float32)
+    index = {id(p): i for i, p in enumerate(params)}
+
+    class Kernels(autograd.Function):
+        """Every parameter's gradient from one node, written where the engine offers (a new
+        array, as a kernel's output, where it offers nothing)."""
+
+        takes_grad_out = True
+        fresh_grads = True
+        saves_inputs = False
+
+        def forward(self, *ws):
+            return np.zeros((), np.float32)
+
+        def backward(self, g):
+            offers = self.grad_out or {}
+            return tuple(offers[i][0] if i in offers else grads[i] for i in range(len(grads)))
+
+    every = np.concatenate([g.ravel() for g in grads])
+
+    def fill():  # the kernels' output, before the clock starts (raw's buffer: the same values)
+        for p, q in zip(params, bare_params):
+            p.grad = q.grad = None
+        for b in ddp._buckets:
+            for p, view in zip(b.params, b.views):
+                np.multiply(grads[index[id(p)]], b.scale, out=view)
+        np.multiply(every, ddp._buckets[0].scale, out=flat)
 
     def ddp_reduce():
+        Kernels()(*params).backward()
+
+    def plain():
+        Kernels()(*bare_params).backward()
+
+    def copy_reduce():
         for p, g in zip(params, grads):
             p.grad = g
         ddp.sync_gradients()
@@ -131,15 +176,23 @@ def _reduce_worker(args):
     def raw_reduce():
         comm.Allreduce(MPI.IN_PLACE, flat, op=MPI.SUM)
 
-    times = {"ddp": [], "raw": []}
+    contenders = (("ddp", ddp_reduce), ("plain", plain), ("copy", copy_reduce), ("raw", raw_reduce))
+    times = {name: [] for name, _ in contenders}
+    copied = []
     for r in range(args.reps + 3):
-        for name, fn in (("ddp", ddp_reduce), ("raw", raw_reduce)):
-            comm.Barrier()
-            t0 = time.perf_counter()
+        for name, fn in contenders:
+            ts = []
             for _ in range(10):
+                fill()
+                comm.Barrier()
+                t0 = time.perf_counter()
                 fn()
+                ts.append(time.perf_counter() - t0)
+            if name == "ddp":
+                copied.append(ddp.copied_grads)
             if r >= 3:
-                times[name].append((time.perf_counter() - t0) / 10)
+                times[name].append(statistics.median(ts))
+    added = [a - b for a, b in zip(times["ddp"], times["plain"])]
     sizes = [2**k for k in range(10, 25, 2)]  # 1 KiB .. 16 MiB
     by_size = []
     for nbytes in sizes:
@@ -155,14 +208,18 @@ def _reduce_worker(args):
                 ts.append((time.perf_counter() - t0) / inner)
         by_size.append((nbytes, statistics.median(ts)))
     if comm.Get_rank() == 0:
+        med = {k: statistics.median(v) for k, v in times.items()}
         print(
             json.dumps(
                 {
                     "params": n,
-                    "ddp": statistics.median(times["ddp"]),
-                    "raw": statistics.median(times["raw"]),
-                    "ratio": statistics.median([a / b for a, b in zip(times["ddp"], times["raw"])]),
-                    "best_ratio": min(times["ddp"]) / min(times["raw"]),
+                    **med,
+                    "added": statistics.median(added),
+                    "ratio": statistics.median([a / b for a, b in zip(added, times["raw"])]),
+                    "copy_ratio": statistics.median(
+                        [a / b for a, b in zip(times["copy"], times["raw"])]
+                    ),
+                    "copied": max(copied),
                     "by_size": by_size,
                 }
             ),
@@ -298,14 +355,21 @@ def main(argv=None):
         f"\nall-reduce of the char-LM's {red['params']:,} gradients (float32, 2 ranks), "
         "interleaved; medians"
     )
-    print(f"  DDP (pack, Iallreduce, wait, average): {red['ddp'] * 1e6:8.0f} us")
-    print(f"  raw MPI Allreduce, one flat buffer:    {red['raw'] * 1e6:8.0f} us")
-    print(f"  ratio DDP / raw:                       {red['ratio']:8.2f}x")
-    print(f"  ratio of the best rounds:              {red['best_ratio']:8.2f}x")
+    print(
+        f"  DDP as in training, what it adds to backward:          {red['added'] * 1e6:8.0f} us"
+        f"   (backward {red['ddp'] * 1e6:.0f} us with DDP, {red['plain'] * 1e6:.0f} us without;"
+        f" {red['copied']} gradients copied)"
+    )
+    print(f"  raw MPI Allreduce, one flat buffer:                      {red['raw'] * 1e6:8.0f} us")
+    print(f"  ratio DDP / raw:                                         {red['ratio']:8.2f}x")
+    print(
+        f"  DDP from separate arrays (sync_gradients: copy first):   {red['copy'] * 1e6:8.0f} us"
+        f"   ({red['copy_ratio']:.2f}x raw)"
+    )
     own = _run([mpiexec, "-n", "1"] + me + ["--worker", "reduce"] + common)
     print(
-        f"  DDP's own work (1 rank: packing, bookkeeping; an empty all-reduce): "
-        f"{own['ddp'] * 1e6:.0f} us"
+        f"  DDP's own work (1 rank, an empty all-reduce): {own['added'] * 1e6:.0f} us as in "
+        f"training, {own['copy'] * 1e6:.0f} us from separate arrays"
     )
     print("\nraw Allreduce time vs message size (2 ranks, this machine)")
     for nbytes, t in red["by_size"]:

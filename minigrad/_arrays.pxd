@@ -47,3 +47,28 @@ cdef inline void _colsum(floating* a, Py_ssize_t rows, Py_ssize_t cols, floating
         mg_colsumf(a, rows, cols, out)
     else:
         mg_colsumd(a, rows, cols, out)
+
+
+cdef inline floating _alpha(floating* like, double s) noexcept nogil:
+    """s in the element type of `like` (a GEMM's alpha for arrays of that type)."""
+    return <floating>s
+
+
+cdef inline void _scale(floating* a, Py_ssize_t n, double s) noexcept nogil:
+    """a *= s (nothing when s is 1)."""
+    cdef Py_ssize_t i
+    cdef floating f = <floating>s
+    if s != 1.0:
+        for i in range(n):
+            a[i] *= f
+
+
+cdef inline void _scaled_copy(floating* dst, floating* src, Py_ssize_t n, double s) noexcept nogil:
+    """dst = s * src (a plain copy when s is 1)."""
+    cdef Py_ssize_t i
+    cdef floating f = <floating>s
+    if s == 1.0:
+        _copy(dst, src, n)
+    else:
+        for i in range(n):
+            dst[i] = f * src[i]

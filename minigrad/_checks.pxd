@@ -16,6 +16,8 @@ cdef void* _check(object a, str name, int tn, str ref, int nd,
 cdef cnp.ndarray _empty(int tn, Py_ssize_t d0, Py_ssize_t d1=*, Py_ssize_t d2=*)
 cdef cnp.ndarray _cache_empty(int tn, Py_ssize_t d0, Py_ssize_t d1=*, Py_ssize_t d2=*)
 cdef int _verify_guards() except -1
+cdef tuple _grads_out(object out, tuple names, tuple shapes, int tn, tuple inputs, object scale,
+                      double* s)
 cdef cnp.ndarray _borrow(int tn, Py_ssize_t n)
 cdef void _give_back(int tn, cnp.ndarray w)
 

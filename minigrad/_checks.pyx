@@ -66,6 +66,60 @@ cdef void* _check(object a, str name, int tn, str ref, int nd,
 
 
 
+
+cdef tuple _grads_out(object out, tuple names, tuple shapes, int tn, tuple inputs, object scale,
+                      double* s):
+    """A backward kernel's ``out`` and ``scale``, checked before anything is written.  out: None,
+    or a tuple with one entry per parameter gradient the kernel returns (``names``), each None (a
+    new array) or an ndarray to write that gradient into: of its shape (``shapes``; an entry
+    None there: the call computes no such gradient, and out must have None), of the call's
+    dtype, C-contiguous, writeable, sharing no memory with the call's arrays (``inputs``) nor
+    with another entry.  scale: a finite number, the factor of the gradients written into out.
+    Returns the entries (all None when out is None) and sets s[0] = scale."""
+    cdef Py_ssize_t n = len(names), i, j
+    cdef cnp.ndarray arr
+    if isinstance(scale, bool) or not isinstance(scale, (int, float, np.integer, np.floating)) \
+            or not np.isfinite(scale):
+        raise ValueError(f"scale must be a finite number, got {scale!r}")
+    s[0] = float(scale)
+    if out is None:
+        return (None,) * n
+    if type(out) is not tuple or len(out) != n:
+        raise ValueError(f"out must be None or a tuple of {n} entries ({', '.join(names)}), "
+                         f"each None or an array, got {_describe(out)}")
+    for i in range(n):
+        a = out[i]
+        if a is None:
+            continue
+        name = f"out[{i}] ({names[i]})"
+        if shapes[i] is None:
+            raise ValueError(f"{name} must be None: this call computes no {names[i]}, got an array")
+        if not cnp.PyArray_Check(a):
+            raise ValueError(f"{name} must be a numpy.ndarray or None, got {type(a).__name__}")
+        arr = <cnp.ndarray>a
+        if (<object>arr).shape != shapes[i]:
+            raise ValueError(f"{name} must have shape {shapes[i]}, got {(<object>arr).shape}")
+        if cnp.PyArray_TYPE(arr) != tn:
+            raise ValueError(f"dtype mismatch: {name} must be {_dtname(tn)} (the dtype of the "
+                             f"gradients), got {arr.dtype}")
+        _layout(arr, name)
+        if not cnp.PyArray_ISWRITEABLE(arr):
+            raise ValueError(f"{name} must be writeable, got a read-only array")
+        for b in inputs:
+            if b is not None and np.may_share_memory(a, b):
+                raise ValueError(f"{name} must not share memory with the kernel's input arrays, "
+                                 f"got one that overlaps an input of shape {np.shape(b)}")
+        for j in range(i):
+            if out[j] is not None and np.may_share_memory(a, out[j]):
+                raise ValueError(f"{name} must not share memory with out[{j}] ({names[j]})")
+    return out
+
+
+cdef str _describe(object v):
+    if type(v) is tuple:
+        return f"a tuple of {len(v)}"
+    return type(v).__name__
+
 # Debug build: every array a kernel writes (outputs, caches, workspaces) comes from _empty with
 # guard bytes on both sides; _verify() after the nogil body raises if a guard was overwritten.
 # (The bodies index raw pointers, which Cython's boundscheck does not see.)

@@ -5,7 +5,7 @@ One pass over dy in index order, a row add per index, instead of NumPy's np.add.
 cimport numpy as cnp
 import numpy as np
 
-from minigrad._checks cimport _layout
+from minigrad._checks cimport _layout, _grads_out
 
 cnp.import_array()
 
@@ -14,28 +14,40 @@ ctypedef fused real:
     double
 
 
-cdef Py_ssize_t _scatter(real* dw, const real* dy, const cnp.int64_t* idx, Py_ssize_t n,
-                         Py_ssize_t d, Py_ssize_t rows) noexcept nogil:
-    """dw[idx[i]] += dy[i] for each row i < n (dw zeroed by the caller). Every index is
-    checked before any row is added: returns the position of the first out of range, or -1."""
-    cdef Py_ssize_t i, j
-    cdef real* out
-    cdef const real* src
+cdef Py_ssize_t _first_bad(const cnp.int64_t* idx, Py_ssize_t n, Py_ssize_t rows) noexcept nogil:
+    """The position of the first index out of [0, rows), or -1."""
+    cdef Py_ssize_t i
     for i in range(n):
         if idx[i] < 0 or idx[i] >= rows:
             return i
+    return -1
+
+
+cdef void _scatter(real* dw, const real* dy, const cnp.int64_t* idx, Py_ssize_t n, Py_ssize_t d,
+                   double scale) noexcept nogil:
+    """dw[idx[i]] += dy[i] for each row i < n (dw zeroed and the indices checked by the caller),
+    then dw *= scale (unless it is 1)."""
+    cdef Py_ssize_t i, j, used = 0  # rows up to the highest index (the others stay zero)
+    cdef real* out
+    cdef const real* src
     for i in range(n):
         out = dw + idx[i] * d
         src = dy + i * d
         for j in range(d):
             out[j] += src[j]
-    return -1
+        if idx[i] >= used:
+            used = idx[i] + 1
+    if scale != 1.0:
+        for i in range(used * d):
+            dw[i] *= <real>scale
 
 
-def embedding_backward(dy, idx, num_embeddings, padding_idx=None):
+def embedding_backward(dy, idx, num_embeddings, padding_idx=None, out=None, scale=1.0):
     """dw (num_embeddings, D) of dy's dtype: dw[k] = sum of dy[i] over the i with idx[i] == k;
     the row padding_idx (None: no such row) stays zero. dy (N, D) float32/float64 and idx (N,)
-    int64, both C-contiguous; every index must lie in [0, num_embeddings) (IndexError)."""
+    int64, both C-contiguous; every index must lie in [0, num_embeddings) (IndexError).
+    out: None, or (dw,) with dw None or an array that receives scale times the gradient (and is
+    returned in its place)."""
     if not cnp.PyArray_Check(dy):
         raise ValueError(f"dy must be a numpy.ndarray, got {type(dy).__name__}")
     if not cnp.PyArray_Check(idx):
@@ -63,17 +75,26 @@ def embedding_backward(dy, idx, num_embeddings, padding_idx=None):
             or not 0 <= padding_idx < rows):
         raise ValueError(f"padding_idx must be None or an int in [0, {rows}), got {padding_idx!r}")
     cdef Py_ssize_t n = cnp.PyArray_DIM(g, 0), d = cnp.PyArray_DIM(g, 1), bad
-    cdef cnp.ndarray dw = np.zeros((rows, d), dtype=g.dtype)
+    cdef double s
+    o = _grads_out(out, ("dw",), ((rows, d),), tn, (dy, idx), scale, &s)
     cdef const cnp.int64_t* ip = <const cnp.int64_t*>cnp.PyArray_DATA(ix)
     with nogil:
-        if tn == cnp.NPY_FLOAT:
-            bad = _scatter(<float*>cnp.PyArray_DATA(dw), <const float*>cnp.PyArray_DATA(g),
-                           ip, n, d, rows)
-        else:
-            bad = _scatter(<double*>cnp.PyArray_DATA(dw), <const double*>cnp.PyArray_DATA(g),
-                           ip, n, d, rows)
-    if bad >= 0:
+        bad = _first_bad(ip, n, rows)
+    if bad >= 0:  # before anything is written (out included)
         raise IndexError(f"idx[{bad}] = {ip[bad]} is out of range [0, {rows})")
+    cdef cnp.ndarray dw
+    if o[0] is None:
+        dw = np.zeros((rows, d), dtype=g.dtype)
+        s = 1.0  # scale applies to out's array only
+    else:
+        dw = <cnp.ndarray>o[0]
+        dw.fill(0)
+    with nogil:
+        if tn == cnp.NPY_FLOAT:
+            _scatter(<float*>cnp.PyArray_DATA(dw), <const float*>cnp.PyArray_DATA(g), ip, n, d, s)
+        else:
+            _scatter(<double*>cnp.PyArray_DATA(dw), <const double*>cnp.PyArray_DATA(g), ip, n, d,
+                     s)
     if padding_idx is not None:
         dw[padding_idx] = 0
     return dw

@@ -6,15 +6,17 @@ indices (np.add.reduceat), several times faster than np.add.at's unbuffered scat
 
 import numpy as np
 
-from ._checks_ref import _check_array
+from ._checks_ref import _check_array, _grads_out, _write_out
 
 __all__ = ["embedding_backward"]
 
 
-def embedding_backward(dy, idx, num_embeddings, padding_idx=None):
+def embedding_backward(dy, idx, num_embeddings, padding_idx=None, out=None, scale=1.0):
     """dw (num_embeddings, D) of dy's dtype: dw[k] = sum of dy[i] over the i with idx[i] == k;
     the row padding_idx (None: no such row) stays zero. dy (N, D) float32/float64 and idx (N,)
-    int64, both C-contiguous; every index must lie in [0, num_embeddings) (IndexError)."""
+    int64, both C-contiguous; every index must lie in [0, num_embeddings) (IndexError).
+    out: None, or (dw,) with dw None or an array that receives scale times the gradient (and is
+    returned in its place)."""
     _check_array("dy", dy)
     if dy.ndim != 2:
         raise ValueError(f"dy must be 2-D (N, D), got shape {dy.shape}")
@@ -44,9 +46,10 @@ def embedding_backward(dy, idx, num_embeddings, padding_idx=None):
         or not 0 <= padding_idx < rows
     ):
         raise ValueError(f"padding_idx must be None or an int in [0, {rows}), got {padding_idx!r}")
-    out = (idx < 0) | (idx >= rows)
-    if out.any():
-        bad = int(np.argmax(out))
+    out, scale = _grads_out(out, ("dw",), ((rows, dy.shape[1]),), dy.dtype, (dy, idx), scale)
+    outside = (idx < 0) | (idx >= rows)
+    if outside.any():
+        bad = int(np.argmax(outside))
         raise IndexError(f"idx[{bad}] = {idx[bad]} is out of range [0, {rows})")
     dw = np.zeros((rows, dy.shape[1]), dtype=dy.dtype)
     if idx.size:
@@ -56,4 +59,4 @@ def embedding_backward(dy, idx, num_embeddings, padding_idx=None):
         dw[s[starts]] = np.add.reduceat(dy[order], starts, axis=0)
     if padding_idx is not None:
         dw[padding_idx] = 0
-    return dw
+    return _write_out((dw,), out, scale)[0]

@@ -9,8 +9,8 @@ The GEMM itself (gemm, gemm_p, _pack) is declared inline in _gemm.pxd, so that t
 cimport numpy as cnp
 import numpy as np
 
-from minigrad._arrays cimport _typed, _add_rows, _colsum
-from minigrad._checks cimport _anchor, _check, _empty, _verify, _data
+from minigrad._arrays cimport _typed, _add_rows, _colsum, _alpha, _scale
+from minigrad._checks cimport _anchor, _check, _empty, _verify, _data, _grads_out
 
 cnp.import_array()
 
@@ -94,6 +94,7 @@ cdef struct LinearF:            # float32
     float* dx                   # (N, I), NULL when not needed
     float* dw                   # (O, I)
     float* db                   # (O,), NULL without bias
+    double s_w, s_b             # the factors of dw and db (1, or the scale of an out array)
 
 
 cdef struct LinearD:            # float64, the same fields
@@ -106,6 +107,7 @@ cdef struct LinearD:            # float64, the same fields
     double* dx
     double* dw
     double* db
+    double s_w, s_b
 
 
 ctypedef fused Linear:
@@ -122,14 +124,17 @@ cdef void _linear_fwd(Linear* k) noexcept nogil:
 cdef void _linear_bwd(Linear* k) noexcept nogil:
     if k.dx != NULL:
         pgemm(False, False, k.n, k.n_in, k.n_out, 1, k.dy, k.n_out, k.w, k.n_in, 0, k.dx, k.n_in)
-    pgemm(True, False, k.n_out, k.n_in, k.n, 1, k.dy, k.n_out, k.x, k.n_in, 0, k.dw, k.n_in)
+    pgemm(True, False, k.n_out, k.n_in, k.n, _alpha(k.dy, k.s_w), k.dy, k.n_out, k.x, k.n_in, 0,
+          k.dw, k.n_in)
     if k.db != NULL:
         _colsum(k.dy, k.n, k.n_out, k.db)
+        _scale(k.db, k.n_out, k.s_b)
 
 
 cdef void _fill(Linear* k, int N, int I, int O, void* x, void* w, void* b, void* y, void* dy,
-                void* dx, void* dw, void* db) noexcept:
+                void* dx, void* dw, void* db, double s_w, double s_b) noexcept:
     k.n, k.n_in, k.n_out = N, I, O
+    k.s_w, k.s_b = s_w, s_b
     _typed(&k.x, x)
     _typed(&k.w, w)
     _typed(&k.b, b)
@@ -149,16 +154,16 @@ cdef void _go(Linear* k, bint backward) noexcept:
 
 
 cdef int _run(bint backward, int tn, int N, int I, int O, void* x, void* w, void* b, void* y,
-              void* dy, void* dx, void* dw, void* db) except -1:
+              void* dy, void* dx, void* dw, void* db, double s_w=1, double s_b=1) except -1:
     """Type the pointers for the dtype tn, run the forward or backward body without the GIL, and
     check the debug build's guards."""
     cdef LinearF f
     cdef LinearD d
     if tn == cnp.NPY_FLOAT:
-        _fill(&f, N, I, O, x, w, b, y, dy, dx, dw, db)
+        _fill(&f, N, I, O, x, w, b, y, dy, dx, dw, db, s_w, s_b)
         _go(&f, backward)
     else:
-        _fill(&d, N, I, O, x, w, b, y, dy, dx, dw, db)
+        _fill(&d, N, I, O, x, w, b, y, dy, dx, dw, db, s_w, s_b)
         _go(&d, backward)
     return _verify()
 
@@ -188,15 +193,20 @@ def linear_forward(x, w, b):
     return y
 
 
-def linear_backward(dy, x, w, has_bias, need_dx=True):
+def linear_backward(dy, x, w, has_bias, need_dx=True, out=None, scale=1.0):
     """dx = dy @ w (None when need_dx is false: its GEMM skipped), dw = dy.T @ x,
-    db = dy.sum(0) (None without bias)."""
+    db = dy.sum(0) (None without bias).  out: None, or (dw, db) with entries None or arrays
+    that receive scale times that gradient (returned in its place)."""
     cdef int N, I, O
+    cdef double s
     cdef int tn = _linear_prep(x, w, &N, &I, &O)
     cdef void* pdy = _check(dy, "dy", tn, "x", 2, N, O)
+    o = _grads_out(out, ("dw", "db"), ((O, I), (O,) if has_bias else None), tn, (dy, x, w),
+                   scale, &s)
     dx = _empty(tn, N, I) if need_dx else None
-    dw = _empty(tn, O, I)
-    db = _empty(tn, O) if has_bias else None
+    dw = _empty(tn, O, I) if o[0] is None else o[0]
+    db = (_empty(tn, O) if o[1] is None else o[1]) if has_bias else None
     _run(True, tn, N, I, O, _data(x), _data(w), NULL, NULL, pdy,
-         _data(dx) if need_dx else NULL, _data(dw), _data(db) if has_bias else NULL)
+         _data(dx) if need_dx else NULL, _data(dw), _data(db) if has_bias else NULL,
+         1 if o[0] is None else s, 1 if o[1] is None else s)
     return dx, dw, db

@@ -4,7 +4,7 @@ Shapes: x (N, I), w (O, I), b (O,) or None; the checks and their messages are th
 compiled kernels (x fixes N and I and the dtype, w fixes O).
 """
 
-from ._checks_ref import _check_array, _check_shape, _check_sizes
+from ._checks_ref import _check_array, _check_shape, _check_sizes, _grads_out, _write_out
 
 __all__ = ["linear_forward", "linear_backward"]
 
@@ -29,12 +29,16 @@ def linear_forward(x, w, b):
     return y
 
 
-def linear_backward(dy, x, w, has_bias, need_dx=True):
+def linear_backward(dy, x, w, has_bias, need_dx=True, out=None, scale=1.0):
     """dx = dy W (None when need_dx is false);  dW = dy^T x;  db = sum_rows(dy) (None without
-    bias)"""
+    bias).  out: None, or (dw, db) with entries None or arrays that receive scale times that
+    gradient (returned in its place)."""
     N, I, O, dtype = _check_linear(x, w)
     _check_shape("dy", dy, (N, O), dtype)
+    shapes = ((O, I), (O,) if has_bias else None)
+    out, scale = _grads_out(out, ("dw", "db"), shapes, dtype, (dy, x, w), scale)
     dx = dy @ w if need_dx else None
     dw = dy.T @ x
     db = dy.sum(axis=0) if has_bias else None
+    dw, db = _write_out((dw, db), out, scale)
     return dx, dw, db

@@ -21,9 +21,10 @@ from libc.stdint cimport int64_t
 cimport numpy as cnp
 import numpy as np
 
-from minigrad._arrays cimport _typed, _copy, _zero, _add, _add_rows, _colsum
+from minigrad._arrays cimport (_typed, _copy, _zero, _add, _add_rows, _colsum, _alpha, _scale,
+                              _scaled_copy)
 from minigrad._checks cimport (INT_MAX, _anchor, _check, _empty, _cache_empty, _verify, _borrow,
-                               _give_back, _data)
+                               _give_back, _data, _grads_out)
 from minigrad._gemm cimport (SMALL_GEMM, gemm, gemm_p, pgemm, _pack, _packed_len, mg_packed_lenf,
                              mg_packed_lend)
 from minigrad._pool cimport _parts, _parallel
@@ -82,6 +83,8 @@ cdef struct Dims:             # the sizes, shared by Args and its typed views
     int64_t *lengths          # (B,), NULL: every step real
     int b0, b1                # the batch rows this call's time loop runs, [b0, b1) (_drive)
     bint pre, post            # this call runs the body's shared first / last part (_drive)
+    double s_ih, s_hh         # the factors of dW_ih, dW_hh, db_ih, db_hh: 1, or the backward's
+    double sb_ih, sb_hh       # scale for a gradient written into its out array (_param_grads)
 
 
 cdef struct Args:
@@ -378,17 +381,21 @@ cdef inline void _deferred_grads(Cell* k, int G, bint gru) noexcept nogil:
     else:
         if k.dx != NULL:
             pgemm(False, False, TB, I, G, 1, dG, G, k.w_ih, I, 0, k.dx, I)
-        pgemm(True, False, G, I, TB, 1, dG, G, k.x, I, 0, k.dw_ih, I)
-    pgemm(True, False, Gh, iH, TB, 1, dG, G, hprev, iH, 0, k.dw_hh, iH)
+        pgemm(True, False, G, I, TB, _alpha(dG, k.d.s_ih), dG, G, k.x, I, 0, k.dw_ih, I)
+    pgemm(True, False, Gh, iH, TB, _alpha(dG, k.d.s_hh), dG, G, hprev, iH, 0, k.dw_hh, iH)
     if gru:
-        pgemm(True, False, iH, iH, TB, 1, dGhn, iH, hprev, iH, 0, k.dw_hh + Gh * iH, iH)
+        pgemm(True, False, iH, iH, TB, _alpha(dG, k.d.s_hh), dGhn, iH, hprev, iH, 0,
+              k.dw_hh + Gh * iH, iH)
     if k.db_ih != NULL:
         _colsum(dG, TB, G, k.db_ih)
-        _copy(k.db_hh, k.db_ih, Gh)
+        _scaled_copy(k.db_hh, k.db_ih, Gh, k.d.sb_hh)
+        _scale(k.db_ih, G, k.d.sb_ih)
     elif k.db_hh != NULL:       # input projection given: b_hh's gradient only
         _colsum(dG, TB, G, k.db_hh)
+        _scale(k.db_hh, Gh, k.d.sb_hh)
     if k.db_hh != NULL and gru:
         _colsum(dGhn, TB, iH, k.db_hh + Gh)
+        _scale(k.db_hh + Gh, iH, k.d.sb_hh)
 
 
 cdef inline void _bias_sum(floating* b_ih, floating* b_hh, floating* out,
@@ -609,23 +616,50 @@ cdef tuple _ln_grads(Args* k, int tn, int nb, object lnc, bint seq):
     return dln_w, dln_b, (rows, scratch)
 
 
-cdef tuple _param_grads(Args* k, int tn, Py_ssize_t GH, bint has_bias):
-    """A backward's weight and bias gradients (dw_ih, dw_hh, db_ih, db_hh), new arrays pointed to
-    by k (GH = G * H rows); for a cell on an input projection (no W_ih) dw_ih and db_ih are None
-    (they belong to the projection)."""
+_PARAM_GRADS = ("dw_ih", "dw_hh", "db_ih", "db_hh")
+
+
+def _inputs(*args):
+    """The arrays among a call's arguments, tuples (caches, masks, ln) opened."""
+    res = []
+    for a in args:
+        if type(a) is tuple or type(a) is list:
+            res.extend([v for v in a if cnp.PyArray_Check(v)])
+        elif cnp.PyArray_Check(a):
+            res.append(a)
+    return tuple(res)
+
+
+cdef tuple _param_grads(Args* k, int tn, Py_ssize_t GH, bint has_bias, object out=None,
+                        object scale=1.0, tuple inputs=()):
+    """A backward's weight and bias gradients (dw_ih, dw_hh, db_ih, db_hh), pointed to by k (GH =
+    G * H rows): new arrays, or the arrays ``out`` gives (checked by _grads_out against the call's
+    ``inputs``), which receive scale times the gradient.  For a cell on an input projection (no
+    W_ih) dw_ih and db_ih are None (they belong to the projection)."""
+    cdef double s
     proj = k.w_ih == NULL
-    dw_ih = None if proj else _empty(tn, GH, k.d.nI)
-    dw_hh = _empty(tn, GH, k.d.H)
-    k.dw_ih = NULL if proj else _data(dw_ih)
+    shapes = (None if proj else (GH, k.d.nI), (GH, k.d.H),
+              (GH,) if has_bias and not proj else None, (GH,) if has_bias else None)
+    o = _grads_out(out, _PARAM_GRADS, shapes, tn, inputs, scale, &s)
+    grads = []
+    for i in range(4):
+        if shapes[i] is None:
+            grads.append(None)
+        elif o[i] is not None:
+            grads.append(o[i])
+        elif i < 2:
+            grads.append(_empty(tn, shapes[i][0], shapes[i][1]))
+        else:
+            grads.append(_empty(tn, shapes[i][0]))
+    dw_ih, dw_hh, db_ih, db_hh = grads
+    k.d.s_ih = 1.0 if o[0] is None else s
+    k.d.s_hh = 1.0 if o[1] is None else s
+    k.d.sb_ih = 1.0 if o[2] is None else s
+    k.d.sb_hh = 1.0 if o[3] is None else s
+    k.dw_ih = NULL if dw_ih is None else _data(dw_ih)
     k.dw_hh = _data(dw_hh)
-    db_ih = db_hh = None
-    k.db_ih = k.db_hh = NULL
-    if has_bias:
-        db_hh = _empty(tn, GH)
-        k.db_hh = _data(db_hh)
-        if not proj:
-            db_ih = _empty(tn, GH)
-            k.db_ih = _data(db_ih)
+    k.db_ih = NULL if db_ih is None else _data(db_ih)
+    k.db_hh = NULL if db_hh is None else _data(db_hh)
     return dw_ih, dw_hh, db_ih, db_hh
 
 
@@ -941,10 +975,12 @@ def rnn_sequence_forward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, nonlinearity, m
 
 
 def rnn_sequence_backward(dys, dh_n, x, h0, w_ih, w_hh, cache, lengths, has_bias, nonlinearity,
-                          need_dx=True, need_dh0=True, masks=None):
+                          need_dx=True, need_dh0=True, masks=None, out=None, scale=1.0):
     """-> (dx, dh0, dw_ih, dw_hh, db_ih, db_hh); dx is None when need_dx is false, dh0 when
     need_dh0 is (the last step's GEMM is skipped).
-    dys None: no gradient reaches the outputs (only the final state was used); no step adds one."""
+    dys None: no gradient reaches the outputs (only the final state was used); no step adds one.
+    out: None, or (dw_ih, dw_hh, db_ih, db_hh) with entries None or arrays that receive scale
+    times that gradient (returned in its place)."""
     cdef Args k
     cdef int tn = _prep(&k, 1, x, "h0", h0, None, None, w_ih, w_hh, True)
     cdef Py_ssize_t T = k.d.T, B = k.d.B, H = k.d.H
@@ -959,11 +995,12 @@ def rnn_sequence_backward(dys, dh_n, x, h0, w_ih, w_hh, cache, lengths, has_bias
         k.hs = _check(cache[1], "ht", tn, "x", 3, T, B, H)
     else:
         k.hs = _data(cache[0], B * H)
+    dw_ih, dw_hh, db_ih, db_hh = _param_grads(&k, tn, H, has_bias, out, scale,
+                                              _inputs(dys, dh_n, x, h0, w_ih, w_hh, cache, masks))
     pw = _packed_w(&k, tn, ((H, H),))
     dx, dh0, _ = _state_grads(&k, tn, True, need_dx, need_dh0, False)
     ws = _borrow(tn, (T + 2) * B * H)
     k.ws = _data(ws)
-    dw_ih, dw_hh, db_ih, db_hh = _param_grads(&k, tn, H, has_bias)
     _run(&k, tn, _rnn_bwd[CellF], _rnn_bwd[CellD])
     _give_back(tn, ws)
     return dx, dh0, dw_ih, dw_hh, db_ih, db_hh
@@ -1141,15 +1178,18 @@ def lstm_sequence_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, masks=None
 
 
 def lstm_sequence_backward(dys, dh_n, dc_n, x, h0, c0, w_ih, w_hh, cache, lengths, has_bias,
-                           need_dx=True, need_dh0=True, masks=None, ln=None):
+                           need_dx=True, need_dh0=True, masks=None, ln=None, out=None, scale=1.0):
     """-> (dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh); dx is None when need_dx is false, dh0 and
     dc0 when need_dh0 is (the last step's GEMM is skipped).
     dys None: no gradient reaches the outputs (only the final state was used); no step adds one.
-    With ln: cache = (hs, cs, gates, lnc), and the gain and shift gradients follow."""
+    With ln: cache = (hs, cs, gates, lnc), and the gain and shift gradients follow.
+    out: None, or (dw_ih, dw_hh, db_ih, db_hh) with entries None or arrays that receive scale
+    times that gradient (returned in its place)."""
     cdef Args k
     cdef int tn = _prep(&k, 4, x, "h0", h0, "c0", c0, w_ih, w_hh, True)
     cdef Py_ssize_t T = k.d.T, B = k.d.B, H = k.d.H
     L = _prep_lengths(&k, lengths)
+    given = cache
     cache, dln = _ln_backward(&k, tn, ln, 5, cache, "hs, cs, gates")
     k.dys = NULL if dys is None else _check(dys, "dys", tn, "x", 3, T, B, H)
     k.dh_n = _check(dh_n, "dh_n", tn, "x", 2, B, H)
@@ -1157,12 +1197,14 @@ def lstm_sequence_backward(dys, dh_n, dc_n, x, h0, c0, w_ih, w_hh, cache, length
     k.hprev = _check(cache[0], "hs", tn, "x", 3, T + 1, B, H)
     k.cprev = _check(cache[1], "cs", tn, "x", 3, T + 1, B, H)
     k.gates = _check(cache[2], "gates", tn, "x", 3, T, B, 5 * H)
+    kept = _prep_masks(&k, tn, masks, 2, True, True)
+    dw_ih, dw_hh, db_ih, db_hh = _param_grads(
+        &k, tn, 4 * H, has_bias, out, scale,
+        _inputs(dys, dh_n, dc_n, x, h0, c0, w_ih, w_hh, given, masks, ln))
     pw = _packed_w(&k, tn, ((H, 4 * H),))
     dx, dh0, dc0 = _state_grads(&k, tn, True, need_dx, need_dh0, True)
-    kept = _prep_masks(&k, tn, masks, 2, True, True)
     ws = _borrow(tn, (4 * T + 4) * B * H)
     k.ws = _data(ws)
-    dw_ih, dw_hh, db_ih, db_hh = _param_grads(&k, tn, 4 * H, has_bias)
     _run(&k, tn, _lstm_bwd[CellF], _lstm_bwd[CellD])
     _give_back(tn, ws)
     return (dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh) + dln[:2]
@@ -1334,26 +1376,31 @@ def gru_sequence_forward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, masks=None, ln=
 
 
 def gru_sequence_backward(dys, dh_n, x, h0, w_ih, w_hh, cache, lengths, has_bias, need_dx=True,
-                          need_dh0=True, masks=None, ln=None):
+                          need_dh0=True, masks=None, ln=None, out=None, scale=1.0):
     """-> (dx, dh0, dw_ih, dw_hh, db_ih, db_hh); dx is None when need_dx is false, dh0 when
     need_dh0 is (the last step's GEMMs are skipped).
     dys None: no gradient reaches the outputs (only the final state was used); no step adds one.
-    With ln: cache = (hs, gates, lnc), and the gain and shift gradients follow."""
+    With ln: cache = (hs, gates, lnc), and the gain and shift gradients follow.
+    out: None, or (dw_ih, dw_hh, db_ih, db_hh) with entries None or arrays that receive scale
+    times that gradient (returned in its place)."""
     cdef Args k
     cdef int tn = _prep(&k, 3, x, "h0", h0, None, None, w_ih, w_hh, True)
     cdef Py_ssize_t T = k.d.T, B = k.d.B, H = k.d.H
     L = _prep_lengths(&k, lengths)
+    given = cache
     cache, dln = _ln_backward(&k, tn, ln, 4, cache, "hs, gates")
     k.dys = NULL if dys is None else _check(dys, "dys", tn, "x", 3, T, B, H)
     k.dh_n = _check(dh_n, "dh_n", tn, "x", 2, B, H)
     k.hprev = _check(cache[0], "hs", tn, "x", 3, T + 1, B, H)
     k.gates = _check(cache[1], "gates", tn, "x", 3, T, B, 4 * H)
+    kept = _prep_masks(&k, tn, masks, 1, True, True)
+    dw_ih, dw_hh, db_ih, db_hh = _param_grads(
+        &k, tn, 3 * H, has_bias, out, scale,
+        _inputs(dys, dh_n, x, h0, w_ih, w_hh, given, masks, ln))
     pw = _packed_w(&k, tn, ((H, 2 * H), (H, H)))
     dx, dh0, _ = _state_grads(&k, tn, True, need_dx, need_dh0, False)
-    kept = _prep_masks(&k, tn, masks, 1, True, True)
     ws = _borrow(tn, (4 * T + 2) * B * H)
     k.ws = _data(ws)
-    dw_ih, dw_hh, db_ih, db_hh = _param_grads(&k, tn, 3 * H, has_bias)
     _run(&k, tn, _gru_bwd[CellF], _gru_bwd[CellD])
     _give_back(tn, ws)
     return (dx, dh0, dw_ih, dw_hh, db_ih, db_hh) + dln[:2]

@@ -32,7 +32,7 @@ A failed check raises ``ValueError("<name> must <expected>, got <got>")``, for e
 
 import numpy as np
 
-from ._checks_ref import _check_array, _check_shape, _check_sizes
+from ._checks_ref import _check_array, _check_shape, _check_sizes, _grads_out, _write_out
 
 __all__ = [
     "rnn_cell_forward",
@@ -294,6 +294,24 @@ def _deferred_grads(dgi, dgh, x, hs, w_ih, has_bias, need_dx=True):
     return dx, dw_ih, dw_hh, db_ih, db_hh
 
 
+def _param_out(out, scale, GH, I, H, has_bias, dtype, *args):
+    """A sequence backward's ``out`` and ``scale`` (_checks_ref._grads_out), checked against the
+    call's arrays ``args`` (tuples opened): the entries and scale as a float."""
+    inputs = []
+    for a in args:
+        inputs.extend(a if isinstance(a, (tuple, list)) else [a])
+    inputs = [a for a in inputs if isinstance(a, np.ndarray)]
+    bias = (GH,) if has_bias else None
+    return _grads_out(
+        out,
+        ("dw_ih", "dw_hh", "db_ih", "db_hh"),
+        ((GH, I), (GH, H), bias, bias),
+        dtype,
+        inputs,
+        scale,
+    )
+
+
 # Recurrent dropout and zoneout: every kernel takes masks = None or (drop_h, zone_h, zone_c), each
 # None when off (zone_c for the LSTM only). drop_h (B, H) multiplies
 # the state entering the recurrent GEMM, the same mask at every step:
@@ -444,13 +462,17 @@ def rnn_sequence_backward(
     need_dx=True,
     need_dh0=True,
     masks=None,
+    out=None,
+    scale=1.0,
 ):
     """Backward through time: at step t, dh1 = dh + dys[t], da[t] = dh1 act'(hs[t+1]) and
     dh = da[t] W_hh (padded steps: da[t] = 0 and dh passes through unchanged); with zoneout
     (cache (hs, ht)) da[t] = (1 - zone_h[t]) dh1 act'(ht[t]) and dh = zone_h[t] dh1 + da[t] W_hh;
     then dx, dW_ih,
     dW_hh, db from all da[t] at once (dx None when not need_dx). dys None: no output gradient.
-    need_dh0 False: dh0 is None (the compiled kernel skips step 0's dh GEMM)."""
+    need_dh0 False: dh0 is None (the compiled kernel skips step 0's dh GEMM).  out: None, or
+    (dw_ih, dw_hh, db_ih, db_hh) with entries None or arrays that receive scale times that
+    gradient (returned in its place)."""
     T, B, I, H, dtype, lengths = _check_sequence(1, x, h0, w_ih, w_hh, lengths)
     if dys is not None:
         _check_shape("dys", dys, (T, B, H), dtype)
@@ -462,6 +484,9 @@ def rnn_sequence_backward(
         ht = hs[1:]
     else:
         hs, ht = _check_cache(cache, ("hs", "ht"), ((T + 1, B, H), (T, B, H)), dtype)
+    out, scale = _param_out(
+        out, scale, H, I, H, has_bias, dtype, dys, dh_n, x, h0, w_ih, w_hh, cache, masks
+    )
     da = np.empty((T, B, H), dtype)
     dh = dh_n.copy()
     for t in reversed(range(T)):
@@ -478,6 +503,7 @@ def rnn_sequence_backward(
     dx, dw_ih, dw_hh, db_ih, db_hh = _deferred_grads(
         da, da, x, _dropped(hs, drop_h), w_ih, has_bias, need_dx
     )
+    dw_ih, dw_hh, db_ih, db_hh = _write_out((dw_ih, dw_hh, db_ih, db_hh), out, scale)
     return dx, dh if need_dh0 else None, dw_ih, dw_hh, db_ih, db_hh
 
 
@@ -649,11 +675,14 @@ def lstm_sequence_backward(
     need_dh0=True,
     masks=None,
     ln=None,
+    out=None,
+    scale=1.0,
 ):
     """Backward through time with the LSTM step backward; da[t] = 0 and (dh, dc) carried at
     padded steps; then dx, dW_ih, dW_hh, db from all da[t] at once (dx None when not need_dx).
     dys None: no output gradient. need_dh0 False: dh0 and dc0 are None.  With ln: cache =
-    (hs, cs, gates, lnc), and the gains' and shifts' gradients follow."""
+    (hs, cs, gates, lnc), and the gains' and shifts' gradients follow.  out, scale: as in
+    rnn_sequence_backward."""
     T, B, I, H, dtype, lengths = _check_sequence(4, x, h0, w_ih, w_hh, lengths)
     _check_shape("c0", c0, (B, H), dtype)
     if dys is not None:
@@ -666,6 +695,26 @@ def lstm_sequence_backward(
         names, shapes = names + ("lnc",), shapes + ((T, B, 5 * H + 5),)
     hs, cs, gates, *lnc = _check_cache(cache, names, shapes, dtype)
     drop_h, zone_h, zone_c = _check_masks(masks, 2, (T,), B, H, dtype)
+    out, scale = _param_out(
+        out,
+        scale,
+        4 * H,
+        I,
+        H,
+        has_bias,
+        dtype,
+        dys,
+        dh_n,
+        dc_n,
+        x,
+        h0,
+        c0,
+        w_ih,
+        w_hh,
+        cache,
+        masks,
+        ln,
+    )
     da = np.empty((T, B, 4 * H), dtype)
     dy = np.zeros((T, B, 5 * H), dtype)
     dh, dc = dh_n.copy(), dc_n.copy()
@@ -691,6 +740,7 @@ def lstm_sequence_backward(
     if not need_dh0:
         dh = dc = None
     dln = () if ln is None else _ln_params_grad(dy, lnc[0])
+    dw_ih, dw_hh, db_ih, db_hh = _write_out((dw_ih, dw_hh, db_ih, db_hh), out, scale)
     return (dx, dh, dc, dw_ih, dw_hh, db_ih, db_hh) + dln
 
 
@@ -824,12 +874,15 @@ def gru_sequence_backward(
     need_dh0=True,
     masks=None,
     ln=None,
+    out=None,
+    scale=1.0,
 ):
     """Backward through time with the GRU step backward: dh = dh1 z + dgh[t] W_hh; dgi[t] and
     dgh[t] are 0 and dh is carried at padded steps; then dx = dgi W_ih, dW_ih = dgi^T x,
     dW_hh = dgh^T h_prev, db_ih, db_hh from all steps at once (dx None when not need_dx).
     dys None: no output gradient. need_dh0 False: dh0 is None.  With ln: cache = (hs, gates,
-    lnc), and the gains' and shifts' gradients follow."""
+    lnc), and the gains' and shifts' gradients follow.  out, scale: as in
+    rnn_sequence_backward."""
     T, B, I, H, dtype, lengths = _check_sequence(3, x, h0, w_ih, w_hh, lengths)
     if dys is not None:
         _check_shape("dys", dys, (T, B, H), dtype)
@@ -840,6 +893,9 @@ def gru_sequence_backward(
         names, shapes = names + ("lnc",), shapes + ((T, B, 4 * H + 4),)
     hs, gates, *lnc = _check_cache(cache, names, shapes, dtype)
     drop_h, zone_h, zone_c = _check_masks(masks, 1, (T,), B, H, dtype)
+    out, scale = _param_out(
+        out, scale, 3 * H, I, H, has_bias, dtype, dys, dh_n, x, h0, w_ih, w_hh, cache, masks, ln
+    )
     dgi = np.empty((T, B, 3 * H), dtype)
     dgh = np.empty((T, B, 3 * H), dtype)
     dy = np.zeros((T, B, 4 * H), dtype)
@@ -864,4 +920,5 @@ def gru_sequence_backward(
         dgi, dgh, x, _dropped(hs, drop_h), w_ih, has_bias, need_dx
     )
     dln = () if ln is None else _ln_params_grad(dy, lnc[0])
+    dw_ih, dw_hh, db_ih, db_hh = _write_out((dw_ih, dw_hh, db_ih, db_hh), out, scale)
     return (dx, dh if need_dh0 else None, dw_ih, dw_hh, db_ih, db_hh) + dln

@@ -222,6 +222,13 @@ class Function:
     _epoch = 0
     # What to say when create_graph=True reaches a Function without backward_graph.
     no_double_backward: str | None = None
+    # Gradient destinations (set_grad_destination): a Function whose backward can write a
+    # parameter's gradient straight into a given array says so with takes_grad_out = True; the
+    # engine then sets grad_out = {input index: (array, scale)} for the call, and backward
+    # returns, for such an input, that array holding scale times the gradient (or, if it cannot,
+    # a new array as usual).
+    takes_grad_out = False
+    grad_out = None
 
     def forward(self, *arrays):  # pragma: no cover - abstract
         raise NotImplementedError
@@ -242,6 +249,26 @@ class Function:
         """Drop what forward saved (the engine calls it after this node's backward unless
         ``retain_graph=True``); a later backward through the node raises."""
         self.saved = _FREED
+
+    def grad_out_args(self, positions):
+        """The backward kernels' ``out`` and ``scale`` keyword arguments for the destinations the
+        engine offers (``grad_out``): ``positions`` names, for each entry of the kernel's
+        ``out`` tuple, the input index whose gradient it is.  Offers with another scale than
+        the first are left out (their gradients come back as new arrays).  ``{}`` when there
+        is nothing to write into."""
+        offers = self.grad_out
+        if not offers:
+            return {}
+        scale = None
+        out = []
+        for i in positions:
+            dest = offers.get(i)
+            if dest is not None and (scale is None or dest[1] == scale):
+                scale = dest[1]
+                out.append(dest[0])
+            else:
+                out.append(None)
+        return {} if scale is None else {"out": tuple(out), "scale": scale}
 
     def input_tensors(self, *arrays):
         """The recorded inputs as Tensors, for ``backward_graph``: each input that was a Tensor
@@ -655,6 +682,7 @@ def _run_backward(
         while ready:
             node = ready.pop()
             gouts = pending.pop(node)
+            offers = None
             if node.saved is _FREED:
                 raise RuntimeError(
                     f"Trying to backward through the graph a second time ({node.name} already "
@@ -676,7 +704,16 @@ def _run_backward(
                 if g is not None and (needed is None or needed[node]):
                     if node._epoch != _epoch and node.saves_inputs:
                         node._check_versions()
-                    gins = node.backward_graph(*gouts) if create_graph else node.backward(*gouts)
+                    if create_graph:
+                        gins = node.backward_graph(*gouts)
+                    elif node.takes_grad_out and leaf_left:
+                        offers = node.grad_out = _offers(node, leaf_left, leaf_grads)
+                        try:
+                            gins = node.backward(*gouts)
+                        finally:
+                            node.grad_out = None
+                    else:
+                        gins = node.backward(*gouts)
                     if type(gins) is not tuple:
                         gins = (gins,)
                     if len(gins) != len(node.inputs):
@@ -692,11 +729,20 @@ def _run_backward(
             if not retain_graph:  # release what the node holds: saved arrays and input
                 node.release_saved()  # tensors, so a kept output (a logged loss) keeps no
                 node.inputs = (None,) * len(inputs)  # activations alive
-            for t, g in zip(inputs, gins):
+            for i, (t, g) in enumerate(zip(inputs, gins)):
                 if t is None or not t.requires_grad:
                     continue
                 child = t._ctx
                 if child is None:
+                    if offers and i in offers and g is offers[i][0]:
+                        # written into its destination (scaled), offered as this node alone
+                        # makes the leaf's gradient and .grad was None (_offers): complete
+                        leaf_left[id(t)] = 0
+                        with _LEAF_LOCK:
+                            t.grad = g
+                        for fn in list(t._post_hooks):
+                            fn(t)
+                        continue
                     if g is not None:
                         slot = leaf_grads.get(id(t))
                         if slot is None:
@@ -729,6 +775,50 @@ def _run_backward(
         if create_graph:
             _set_enabled(prev_mode)
     return leaf_grads
+
+
+def set_grad_destination(tensor, provider):
+    """Let backward write ``tensor``'s gradient straight into an array of the caller's instead
+    of a new one (a data-parallel wrapper's bucket: no copy before the all-reduce).
+
+    ``provider()`` is called during backward and returns None (no destination this time) or
+    ``(array, scale)``: an array of the tensor's shape and dtype, and a factor.  When the
+    leaf's whole gradient comes from one node, that node's kernel can write there
+    (``Function.takes_grad_out``), and the gradient it stores is ``scale`` times the true one:
+    ``.grad`` is then ``array`` itself.  Otherwise (other nodes, tensor hooks, an earlier
+    ``.grad`` to add to, a kernel that cannot) the gradient is stored as usual and ``array``
+    is not written.  Offers are made only in a backward pass where the leaf has a
+    post-accumulate grad hook (which can tell the two cases apart: ``.grad is array``).
+    ``provider=None`` removes the destination."""
+    from .tensor import Tensor
+
+    if not isinstance(tensor, Tensor) or tensor._ctx is not None or not tensor.requires_grad:
+        raise TypeError("set_grad_destination expects a leaf tensor that requires grad")
+    if provider is not None and not callable(provider):
+        raise TypeError(f"provider must be callable or None, got {type(provider).__name__}")
+    tensor._grad_into = provider
+
+
+def _offers(node, leaf_left, leaf_grads):
+    """{input index: (array, scale)} for the inputs of ``node`` that are leaves with a
+    destination, whose gradient this node alone makes: its last edge (``leaf_left``), nothing
+    stored for it yet in this pass, ``.grad`` None and no tensor hooks; None if there are
+    none."""
+    offers = None
+    i = -1
+    for t in node.inputs:
+        i += 1
+        if t is None or t.grad is not None or leaf_left.get(id(t)) != 1:
+            continue  # (leaf_left holds leaves only)
+        into = getattr(t, "_grad_into", None)
+        if into is None or t._hooks or id(t) in leaf_grads:
+            continue
+        dest = into()  # the kernel that writes there checks its shape and dtype
+        if dest is not None:
+            if offers is None:
+                offers = {}
+            offers[i] = dest
+    return offers
 
 
 def _grad_view(g):

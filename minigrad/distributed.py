@@ -19,10 +19,11 @@ the batch, gradients averaged across them after every backward pass.
 
 How it works: ``DistributedDataParallel`` registers a post-accumulate grad hook on every
 parameter.  During ``backward`` a hook fires as soon as a parameter's gradient is complete;
-the parameters are grouped into buckets of about ``bucket_mb`` megabytes, and when every
-parameter of the next bucket is ready its gradients are packed into one flat buffer (scaled
-by 1 / number of ranks on the way) and a non-blocking ``Iallreduce`` (sum) starts, while the
-engine goes on with the rest of the tape.  When backward has finished, the outstanding
+the parameters are grouped into buckets of about ``bucket_mb`` megabytes, each a flat buffer
+with a place for every gradient, where the backward kernels write them (scaled by 1 / number
+of ranks; gradients made otherwise are copied there).  When every parameter of the next
+bucket is ready a non-blocking ``Iallreduce`` (sum) of its buffer starts, while the engine
+goes on with the rest of the tape.  When backward has finished, the outstanding
 reductions are waited for (with a timeout) and each ``.grad`` becomes its view of the bucket.
 Every rank then holds the same averaged gradient, so any optimizer, ``clip_grad_norm_`` (which
 then clips the global gradient) and schedulers keep parameters and optimizer state identical on
@@ -304,10 +305,12 @@ def save(obj, path, root=0):
 
 # ----------------------------------------------------------------------------- DDP
 class _Bucket:
-    __slots__ = ("params", "views", "flat", "flags", "ready", "request")
+    __slots__ = ("params", "views", "flat", "flags", "ready", "request", "written", "had", "scale")
 
-    def __init__(self, params, dtype):
+    def __init__(self, params, dtype, ranks):
         self.params = params
+        self.scale = np.dtype(dtype).type(1.0 / ranks)  # each rank's share of the average
+        self.had = [0] * len(params)  # the flags before they go into flat
         n = sum(p.data.size for p in params)
         # one extra element per parameter: how many ranks had a gradient for it
         self.flat = np.empty(n + len(params), dtype=dtype)
@@ -319,6 +322,8 @@ class _Bucket:
             off += p.data.size
         self.ready = 0
         self.request = None
+        # per parameter: backward wrote its gradient, already scaled, into its view this pass
+        self.written = [False] * len(params)
 
 
 class DistributedDataParallel(Module):
@@ -340,9 +345,12 @@ class DistributedDataParallel(Module):
     no prefix), so a checkpoint loads into the bare model in one process.  ``no_sync()``
     skips the averaging for the backward passes inside it (gradient accumulation: the next
     backward outside averages the accumulated gradients).  A parameter no rank produced a
-    gradient for keeps ``.grad`` None.  After the averaging each ``.grad`` is a view into the
-    wrapper's bucket buffer, which the next averaging overwrites (as PyTorch's
-    ``gradient_as_bucket_view``): copy a gradient to keep it past the next backward.
+    gradient for keeps ``.grad`` None.  Backward's kernels write each gradient straight into
+    its place in the wrapper's bucket buffer (embedding, linear and recurrent layers; other
+    gradients are copied there), and after the averaging each ``.grad`` is a view of that
+    place, which the next backward overwrites (as PyTorch's ``gradient_as_bucket_view``):
+    copy a gradient to keep it past the next backward.  ``copied_grads``: how many gradients
+    the last averaging had to copy into the buckets.
     Because the mean is taken over ranks, each rank's loss must be the mean over an equal
     share of the batch for the result to equal one process on the whole batch."""
 
@@ -360,6 +368,7 @@ class DistributedDataParallel(Module):
         self.module = module
         d = self.__dict__
         d["_comm_"] = comm
+        d["_MPI_"] = _mpi()
         d["bucket_mb"] = float(bucket_mb)
         d["broadcast_buffers"] = bool(broadcast_buffers)
         d["timeout"] = float(timeout)
@@ -373,12 +382,22 @@ class DistributedDataParallel(Module):
         d["_buckets"] = self._make_buckets(params)
         d["_bucket_of"] = {}
         for bi, b in enumerate(self._buckets):
-            for p in b.params:
-                self._bucket_of[id(p)] = bi
+            for j, p in enumerate(b.params):
+                self._bucket_of[id(p)] = (bi, j)  # its bucket and place there
         d["_n_params"] = len(params)
         d["_seen"] = 0
         d["_next"] = 0  # the next bucket to launch: buckets start in index order on all ranks
-        d["_handles"] = [p.register_post_accumulate_grad_hook(self._grad_ready) for p in params]
+        d["_handles"] = [
+            p.register_post_accumulate_grad_hook(self._ready_hook(*self._bucket_of[id(p)]))
+            for p in params
+        ]
+        # Backward writes each gradient (times 1 / ranks) straight into its bucket view when
+        # the kernel that makes it can (autograd.set_grad_destination); the others are copied
+        # in when their bucket starts.
+        for b in self._buckets:
+            for p, view in zip(b.params, b.views):
+                autograd.set_grad_destination(p, self._destination(view, float(b.scale)))
+        d["copied_grads"] = 0  # gradients the last averaging had to copy into a bucket
 
     def _make_buckets(self, params):
         # Reverse order of registration: the output layers' gradients are complete first.
@@ -389,13 +408,13 @@ class DistributedDataParallel(Module):
             dt = p.data.dtype
             group, size = open_.get(dt, ([], 0))
             if group and size + p.data.nbytes > cap:
-                buckets.append(_Bucket(group, dt))
+                buckets.append(_Bucket(group, dt, self._comm_.Get_size()))
                 group, size = [], 0
             group.append(p)
             open_[dt] = (group, size + p.data.nbytes)
         for dt, (group, _) in open_.items():
             if group:
-                buckets.append(_Bucket(group, dt))
+                buckets.append(_Bucket(group, dt, self._comm_.Get_size()))
         return buckets
 
     # ----- the module ---------------------------------------------------------------------
@@ -437,6 +456,7 @@ class DistributedDataParallel(Module):
         if self._pending:
             raise RuntimeError("sync_gradients() cannot be called during backward()")
         self.__dict__["launch_log"] = []
+        self.__dict__["copied_grads"] = 0
         self._finish()
 
     @property
@@ -446,46 +466,77 @@ class DistributedDataParallel(Module):
         return [[names[id(p)] for p in b.params] for b in self._buckets]
 
     # ----- during backward ----------------------------------------------------------------
-    def _grad_ready(self, p):
-        if not self._sync:
-            return
+    def _destination(self, view, scale):
         d = self.__dict__
-        if not self._pending:
-            d["_pending"] = True
-            d["launch_log"] = []
-            autograd.queue_callback(self._finish)
-        b = self._buckets[self._bucket_of[id(p)]]
-        b.ready += 1
-        d["_seen"] += 1
-        while self._next < len(self._buckets):
-            nb = self._buckets[self._next]
-            if nb.ready < len(nb.params):
-                break
-            self._launch(self._next)
-        if self._next < len(self._buckets):  # let MPI progress the reductions under way
-            reqs = [b.request for b in self._buckets[: self._next] if b.request is not None]
-            if reqs:
-                _mpi().Request.Testall(reqs)
+
+        def provider():
+            return (view, scale) if d["_sync"] else None
+
+        return provider
+
+    def _ready_hook(self, bi, j):
+        """The post-accumulate hook of the j-th parameter of bucket bi."""
+        d = self.__dict__
+        b = self._buckets[bi]
+        view = b.views[j]
+
+        def ready(p):
+            # The hot path of backward (once per parameter): plain reads, no MPI lookups.
+            if not d["_sync"]:
+                return
+            if not d["_pending"]:
+                self._begin()
+            if p.grad is view:  # backward wrote it there (scaled): nothing to copy
+                b.written[j] = True
+            b.ready += 1
+            d["_seen"] += 1
+            nxt = d["_next"]
+            if bi == nxt:  # buckets start in index order: this one and the complete ones after
+                buckets = d["_buckets"]
+                while nxt < len(buckets) and buckets[nxt].ready == len(buckets[nxt].params):
+                    self._launch(nxt)
+                    nxt += 1
+            elif 0 < nxt:  # let MPI progress the reductions under way
+                d["_MPI_"].Request.Testall([x.request for x in d["_buckets"][:nxt]])
+
+        return ready
+
+    def _begin(self):
+        d = self.__dict__
+        d["_pending"] = True
+        d["launch_log"] = []
+        d["copied_grads"] = 0
+        autograd.queue_callback(self._finish)
 
     def _launch(self, bi):
-        # Each gradient is scaled by 1 / (number of ranks) as it is packed (one pass over it,
-        # a multiply: exact when the number of ranks is a power of two), so the sum the
-        # all-reduce makes is already the average.
-        b = self._buckets[bi]
-        scale = b.flat.dtype.type(1.0 / self._comm_.Get_size())
-        had = []
-        for p, view in zip(b.params, b.views):
-            g = p.grad
-            if g is None:
-                view.fill(0)
-                had.append(0)
-            else:
-                np.multiply(g, scale, out=view)
-                had.append(1)
-        b.flags[:] = had
-        b.request = self._comm_.Iallreduce(_mpi().IN_PLACE, b.flat, op=_mpi().SUM)
-        self.launch_log.append((bi, self._n_params - self._seen))
-        self.__dict__["_next"] = bi + 1
+        # Each gradient is scaled by 1 / (number of ranks) on its way into the bucket (by the
+        # kernel that wrote it there, or here: a multiply, exact when the number of ranks is a
+        # power of two), so the sum the all-reduce makes is already the average.
+        d = self.__dict__
+        b = d["_buckets"][bi]
+        if all(b.written):  # every gradient is in place: each rank had all of them
+            b.flags.fill(1)
+        else:
+            had = b.had
+            copied = 0
+            k = 0
+            for p, view, written in zip(b.params, b.views, b.written):
+                g = p.grad
+                if g is None:
+                    view.fill(0)
+                    had[k] = 0
+                else:
+                    if not written:
+                        np.multiply(g, b.scale, out=view)
+                        copied += 1
+                    had[k] = 1
+                k += 1
+            b.flags[:] = had
+            d["copied_grads"] += copied
+        MPI = d["_MPI_"]
+        b.request = d["_comm_"].Iallreduce(MPI.IN_PLACE, b.flat, op=MPI.SUM)
+        d["launch_log"].append((bi, d["_n_params"] - d["_seen"]))
+        d["_next"] = bi + 1
 
     def _finish(self):
         """After backward: launch what is left, wait, average into .grad."""
@@ -498,13 +549,19 @@ class DistributedDataParallel(Module):
             self._wait([b.request for b in self._buckets])
             d["comm_wait_seconds"] = time.perf_counter() - t0
             for b in self._buckets:
+                if all(b.written):  # every .grad is its view already, now holding the average
+                    continue
                 # the average, in place in the bucket (no rank had a gradient: None)
                 for p, view, has in zip(b.params, b.views, b.flags.tolist()):
-                    p.grad = view if has else None
+                    if not has:
+                        p.grad = None
+                    elif p.grad is not view:
+                        p.grad = view
         finally:
             for b in self._buckets:
                 b.ready = 0
                 b.request = None
+                b.written = [False] * len(b.params)
             d["_seen"] = 0
             d["_next"] = 0
 
@@ -512,7 +569,7 @@ class DistributedDataParallel(Module):
         # Polled rather than MPI_Waitall, so that a peer that never joins ends in an error
         # instead of a hang; MPI's own waits poll the same way.  The first test is free of
         # clock reads; after that the clock is read every 64 tests.
-        testall = _mpi().Request.Testall
+        testall = self._MPI_.Request.Testall
         if testall(reqs):
             return
         deadline = time.perf_counter() + self.timeout

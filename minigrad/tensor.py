@@ -50,6 +50,7 @@ class Tensor:
         "_modified_at",
         "_grad_graph",
         "_post_hooks",  # set by register_post_accumulate_grad_hook (unset: none)
+        "_grad_into",  # set by autograd.set_grad_destination (unset: none)
         "__weakref__",
     )
     __array_ufunc__ = None  # `ndarray + Tensor` defers to Tensor.__radd__

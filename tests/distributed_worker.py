@@ -43,6 +43,9 @@ CASES = {
     "lstm_adagrad64": ("lstm", np.float64, "Adagrad", "lm"),
     "gru_adamw64": ("gru", np.float64, "AdamW", "lm"),
     "gru_sampler64": ("gru", np.float64, "Adam", "sampler"),
+    # zero_grad(set_to_none=False): backward adds to the .grad it finds, DDP copies each
+    # gradient into its bucket (the others' kernels write them there directly)
+    "lstm_zeroed64": ("lstm", np.float64, "Adam", "lm"),
 }
 OPTIMIZERS = {
     "Adam": lambda ps: optim.Adam(ps, lr=0.02),
@@ -148,7 +151,7 @@ def train(name, world=1, rank=0, wrap=None, hidden=HIDDEN):
             ids, targets = next(stream) if data == "tbptt" else _lm_batch(step, world, rank)
             logits, state = net(ids, state if data == "tbptt" else None)
             loss = F.cross_entropy(logits.reshape(-1, VOCAB), targets.reshape(-1))
-        opt.zero_grad()
+        opt.zero_grad(set_to_none="zeroed" not in name)
         loss.backward()
         nn.utils.clip_grad_norm_(model.parameters(), CLIP)
         opt.step()
@@ -215,6 +218,8 @@ def _main(outdir):
     # (bucket, parameters whose gradient was not yet complete) at each launch, last step
     found["launch_log"] = nets["lstm64"].launch_log
     found["params"] = len(list(nets["lstm64"].parameters()))
+    # gradients DDP had to copy into its buckets at the last step (0: backward wrote them all)
+    found["copied"] = {name: net.copied_grads for name, net in nets.items()}
 
     # Buffers follow rank 0 at every forward.
     m = build("lstm64")

@@ -102,6 +102,19 @@ def test_first_reduce_starts_before_backward_ends(main_run):
     assert log[-1][1] == 0
 
 
+def test_backward_writes_the_gradients_into_the_buckets(main_run):
+    """The kernels of every layer here (embedding, LSTM/GRU, linear) write their parameters'
+    gradients straight into DDP's buckets, already divided by the number of ranks: nothing is
+    copied before the all-reduce.  With zero_grad(set_to_none=False) backward adds to the
+    .grad it finds instead, and DDP copies every gradient (the training result is the same:
+    the equality test above)."""
+    _, found = main_run
+    params = found[0]["params"]
+    for f in found:
+        for name, copied in f["copied"].items():
+            assert copied == (params if "zeroed" in name else 0), (name, copied)
+
+
 def test_mismatched_models_are_refused_at_wrap_time_on_every_rank(main_run):
     _, found = main_run
     for f in found:

@@ -209,6 +209,7 @@ class Linear(Function):
     """The fused kernel ``kernels.linear_forward``: one GEMM plus bias, on any leading shape."""
 
     fresh_grads = True  # dw, db (and dx) are new arrays from the kernel
+    takes_grad_out = True  # dw, db can be written into destinations (autograd.grad_out)
 
     def forward(self, x, w, b=None):
         if w.ndim != 2:
@@ -237,7 +238,9 @@ class Linear(Function):
         g2 = np.ascontiguousarray(g.reshape(-1, w.shape[0]))
         has_bias = len(self.needs_input_grad) > 2
         need_dx = self.needs_input_grad[0]
-        dx, dw, db = kernels.linear_backward(g2, x2, w, has_bias, need_dx=need_dx)
+        dx, dw, db = kernels.linear_backward(
+            g2, x2, w, has_bias, need_dx=need_dx, **self.grad_out_args((1, 2))
+        )
         dx = dx.reshape(lead + (w.shape[1],)) if need_dx else None
         return (dx, dw) + ((db,) if has_bias else ())
 

@@ -21,6 +21,7 @@ def _indices(idx, n, what):
 
 class Embedding(Function):
     saves_inputs = False
+    takes_grad_out = True  # the table's gradient can go into a destination (autograd.grad_out)
 
     def __init__(self, idx, padding_idx):
         self.idx, self.padding_idx = idx, padding_idx
@@ -35,7 +36,9 @@ class Embedding(Function):
         rows, dim = self.saved
         g = np.ascontiguousarray(g.reshape(-1, dim))
         idx = np.ascontiguousarray(self.idx.reshape(-1), dtype=np.int64)
-        return (kernels.embedding_backward(g, idx, rows, self.padding_idx),)
+        return (
+            kernels.embedding_backward(g, idx, rows, self.padding_idx, **self.grad_out_args((0,))),
+        )
 
     def backward_graph(self, g):
         from .shape import IndexAdd

@@ -557,7 +557,18 @@ class _SequenceFunction(_KernelFunction):
     the forward's cache arrays back to the compiled kernels, which reuse them for the next
     forward of the same shape (``minigrad._checks.recycle``: fresh multi-megabyte arrays cost a
     page fault per 4 KB on first write). Only what nothing else refers to is reused: the saved
-    tuple, the cache tuple and each array are checked to be held here alone."""
+    tuple, the cache tuple and each array are checked to be held here alone.  The weight and
+    bias gradients can go straight into destinations (``autograd.grad_out``): ``weights`` is
+    the input index of W_ih (W_hh, b_ih, b_hh follow it)."""
+
+    takes_grad_out = True
+    weights = 0
+
+    def _out_args(self):
+        w = self.weights
+        if not self.saved[-1]:  # no biases: the inputs after the weights are the norms'
+            return self.grad_out_args((w, w + 1, None, None))
+        return self.grad_out_args((w, w + 1, w + 2, w + 3))
 
     def release_saved(self):
         saved, self.saved = self.saved, _FREED
@@ -581,6 +592,7 @@ class _HiddenSequence(_SequenceFunction):
 
     kernel = ""
     options: tuple = ()
+    weights = 2  # inputs (x, h0, w_ih, w_hh, b_ih, b_hh, ...)
 
     def __init__(self, lengths, layer_norm=False):
         self.lengths = lengths
@@ -613,6 +625,7 @@ class _HiddenSequence(_SequenceFunction):
             need_dx=self.needs_input_grad[0],
             need_dh0=self.needs_input_grad[1],
             **self._kw(),
+            **self._out_args(),
         )
         return (
             (dx, _shaped(dh0, self.state_shape), dw_ih, dw_hh)
@@ -629,6 +642,8 @@ class RNNSequence(_HiddenSequence):
 
 
 class LSTMSequence(_SequenceFunction):
+    weights = 3  # inputs (x, h0, c0, w_ih, w_hh, b_ih, b_hh, ...)
+
     def __init__(self, lengths, layer_norm=False):
         self.lengths = lengths
         self.layer_norm = layer_norm
@@ -665,6 +680,7 @@ class LSTMSequence(_SequenceFunction):
             need_dx=self.needs_input_grad[0],
             need_dh0=self.needs_input_grad[1] or self.needs_input_grad[2],
             **self._kw(),
+            **self._out_args(),
         )
         shape = self.state_shape
         return (
