@@ -14,9 +14,16 @@ without setting any (minigrad.get_num_threads() and torch.get_num_threads() at s
 number n runs both at n
 (minigrad.set_num_threads, torch.set_num_threads). Timing interleaves the contenders in rounds
 (benchmarks/harness/timing.py); medians, and ratios of medians with a 95% bootstrap interval
-over the rounds. The profile times each part of the step alone (embedding, recurrent layers,
-projection + loss, forward and backward each; clip; optimizer step) on the step's shapes,
-minigrad and torch interleaved, so the reader sees where the time goes. Method:
+over the rounds. Each framework runs in a worker process of its own (benchmarks/harness/
+isolated.py), as in a user's training process: two frameworks in one process share its memory
+allocator, and one's frees change how the other's allocations are served (torch's LSTM step
+took 175 ms next to minigrad's, 150-166 ms alone); the parent still alternates their turns
+and each step is timed in its worker. The workers run with glibc's mmap and trim thresholds
+fixed (unless --glibc-malloc): with its moving thresholds a framework's step pays
+page faults in some runs and not in others (torch's: 254 or 5,174 a step in two runs alone),
+which --glibc-malloc shows. The profile times each part of the step alone (embedding,
+recurrent layers, projection + loss, forward and backward each; clip; optimizer step) on the
+step's shapes, minigrad and torch interleaved, so the reader sees where the time goes. Method:
 docs/performance.md.
 """
 
@@ -31,7 +38,7 @@ import argparse  # noqa: E402
 import statistics  # noqa: E402
 
 import minigrad as mg  # noqa: E402
-from benchmarks.harness import cli, lm_step, machine, threads, timing  # noqa: E402
+from benchmarks.harness import cli, isolated, lm_step, machine, threads, timing  # noqa: E402
 from benchmarks.harness.stats import ratio_interval  # noqa: E402
 
 CELLS = ("lstm", "gru")
@@ -110,6 +117,17 @@ def build_parser():
                 "0.2 s per part): one to two minutes",
             ),
             ("--no-torch", "leave torch out (minigrad's times only)"),
+            (
+                "--same-process",
+                "run both frameworks in this process instead of a worker process each (their "
+                "allocations then change each other's speed: see the module docstring)",
+            ),
+            (
+                "--glibc-malloc",
+                "run the workers with glibc's own moving mmap and trim thresholds, as an "
+                "unconfigured process runs (otherwise fixed, so that no step pays page faults "
+                "for what ran before it)",
+            ),
             ("--no-profile", "skip the per-part profile"),
         ],
     )
@@ -136,6 +154,35 @@ def _ratio_cell(a, b):
     return f"{statistics.median(a) / statistics.median(b):.2f} [{lo:.2f}, {hi:.2f}]"
 
 
+def _contenders(args, pb, names, torch, defaults):
+    """{name: contender} and a function applying a thread setting to them (returning the counts
+    used, minigrad's and torch's): by default each framework in a worker process of its own
+    (harness.isolated), with --same-process both in this one."""
+    if args.same_process:
+        models = lm_step.build(pb, names)
+        return models, (lambda setting: set_threads(setting, defaults, torch)), None
+    workers = {}
+    try:
+        for n in names:
+            workers[n] = isolated.Isolated(
+                lm_step.LMWorker,
+                pb.args,
+                n,
+                label=f"{n} {pb.cell}",
+                env=isolated.STEADY_MALLOC if not args.glibc_malloc else None,
+            )
+    except BaseException:
+        for w in workers.values():
+            w.close()
+        raise
+
+    def apply(setting):
+        used = {n: w.call("set_threads", setting) for n, w in workers.items()}
+        return used["minigrad"], used.get("torch")
+
+    return workers, apply, workers
+
+
 def run(args, torch):
     names = ["minigrad"] + (["torch"] if torch is not None else [])
     defaults = (mg.get_num_threads(), torch.get_num_threads() if torch else None)
@@ -150,40 +197,47 @@ def run(args, torch):
                 cell, args.vocab, args.embed, args.hidden, args.layers, args.batch, args.seq_len
             )
             print(f"{cell}: {pb.describe()}")
-            models = lm_step.build(pb, names)
-            lm_step.check_agreement(models)
-            for setting in args.threads:
-                used = set_threads(setting, defaults, torch)
-                samples = timing.time_interleaved(models, warmup, min_time=min_time)
-                med = {n: statistics.median(v) * 1e3 for n, v in samples.items()}
-                row = [cell, _label(setting, used), f"{med['minigrad']:.1f}"]
-                if torch is not None:
-                    row += [
-                        f"{med['torch']:.1f}",
-                        _ratio_cell(samples["minigrad"], samples["torch"]),
-                    ]
-                totals.append(row)
-                results.append({"cell": cell, "threads": setting, "used": used, "ms": med})
-            for setting in profile_threads:
-                set_threads(setting, defaults, torch)
-                per = {n: m.parts().contenders() for n, m in models.items()}
-                sums = dict.fromkeys(names, 0.0)
-                for part in lm_step.PARTS:
-                    s = timing.time_interleaved(
-                        {n: per[n][part] for n in names}, warmup, min_time=part_time
-                    )
-                    med = {n: statistics.median(v) * 1e6 for n, v in s.items()}
-                    for n in names:
-                        sums[n] += med[n]
-                    row = [cell, str(setting), part, f"{med['minigrad']:.0f}"]
+            lm_step.check_agreement(lm_step.build(pb, names))
+            models, apply, workers = _contenders(args, pb, names, torch, defaults)
+            try:
+                for setting in args.threads:
+                    used = apply(setting)
+                    samples = timing.time_interleaved(models, warmup, min_time=min_time)
+                    med = {n: statistics.median(v) * 1e3 for n, v in samples.items()}
+                    row = [cell, _label(setting, used), f"{med['minigrad']:.1f}"]
                     if torch is not None:
-                        row += [f"{med['torch']:.0f}", _ratio_cell(s["minigrad"], s["torch"])]
+                        row += [
+                            f"{med['torch']:.1f}",
+                            _ratio_cell(samples["minigrad"], samples["torch"]),
+                        ]
+                    totals.append(row)
+                    results.append({"cell": cell, "threads": setting, "used": used, "ms": med})
+                for setting in profile_threads:
+                    apply(setting)
+                    if workers is None:
+                        per = {n: m.parts().contenders() for n, m in models.items()}
+                    else:
+                        per = {n: {p: w.part(p) for p in lm_step.PARTS} for n, w in workers.items()}
+                    sums = dict.fromkeys(names, 0.0)
+                    for part in lm_step.PARTS:
+                        s = timing.time_interleaved(
+                            {n: per[n][part] for n in names}, warmup, min_time=part_time
+                        )
+                        med = {n: statistics.median(v) * 1e6 for n, v in s.items()}
+                        for n in names:
+                            sums[n] += med[n]
+                        row = [cell, str(setting), part, f"{med['minigrad']:.0f}"]
+                        if torch is not None:
+                            row += [f"{med['torch']:.0f}", _ratio_cell(s["minigrad"], s["torch"])]
+                        parts.append(row)
+                        results.append({"cell": cell, "threads": setting, "part": part, "us": med})
+                    row = [cell, str(setting), "sum of parts", f"{sums['minigrad']:.0f}"]
+                    if torch is not None:
+                        row += [f"{sums['torch']:.0f}", f"{sums['minigrad'] / sums['torch']:.2f}"]
                     parts.append(row)
-                    results.append({"cell": cell, "threads": setting, "part": part, "us": med})
-                row = [cell, str(setting), "sum of parts", f"{sums['minigrad']:.0f}"]
-                if torch is not None:
-                    row += [f"{sums['torch']:.0f}", f"{sums['minigrad'] / sums['torch']:.2f}"]
-                parts.append(row)
+            finally:
+                for w in (workers or {}).values():
+                    w.close()
     finally:
         set_threads("own", defaults, torch)
     vs = ["torch", "minigrad / torch"] if torch is not None else []

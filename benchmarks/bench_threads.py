@@ -7,10 +7,13 @@ Run from the repository root:
     python benchmarks/bench_threads.py --contention [--quick]
 
 The step, the contenders and the sizes are bench_rnn's (benchmarks/harness/): minigrad (nn
-modules + optim.SGD), numpy (the hand-written BPTT), torch. Each contender runs at each thread
-count in one process, all interleaved in rounds (a contender's thread count is set before its
-turn, untimed: minigrad.set_num_threads, torch.set_num_threads, NumPy's OpenBLAS through
-minigrad.threads); medians per step, and ratios of medians of the same run.
+modules + optim.SGD), numpy (the hand-written BPTT), torch. Each contender runs in a worker
+process of its own (benchmarks/harness/isolated.py: frameworks sharing a process change each
+other's allocations and so their speed; glibc's thresholds are fixed there unless
+--glibc-malloc), at each thread count, all interleaved in rounds (a contender's thread count
+is set before its turn, untimed: minigrad.set_num_threads, torch.set_num_threads, NumPy's
+OpenBLAS through minigrad.threads); each step timed in its worker; medians per step, and
+ratios of medians of the same run. --same-process runs them all in this process.
 
 Scaling (default): every contender at every count of --threads (default: 1 and the cores this
 process may use, at least 2). Columns: each median, each contender's speedup over its own 1-thread
@@ -37,9 +40,10 @@ if _ROOT not in sys.path:
     sys.path.insert(0, _ROOT)
 
 import statistics  # noqa: E402
+import time  # noqa: E402
 
 from benchmarks.bench_rnn import GRID  # noqa: E402
-from benchmarks.harness import cli, threads, timing  # noqa: E402
+from benchmarks.harness import cli, isolated, threads, timing  # noqa: E402
 from benchmarks.harness.contenders import build  # noqa: E402
 from benchmarks.harness.problem import (  # noqa: E402
     CELLS,
@@ -52,7 +56,7 @@ from benchmarks.harness.problem import (  # noqa: E402
 SCALING_LEGEND = (
     "name@n = median ms per step at n threads; name xn = its 1-thread median / its n-thread "
     "median (speedup); mg/torch@n = minigrad's median / torch's at n threads (< 1: minigrad "
-    "faster); all contenders interleaved in one run"
+    "faster); all contenders interleaved in one run, each in a worker process of its own"
 )
 CONTENTION_LEGEND = (
     "name@1 / name@def = median ms per step at 1 thread / at the contender's default threads, "
@@ -116,6 +120,15 @@ def build_parser():
             ("--contention", "the contention table instead"),
             ("--no-torch", "leave torch out"),
             ("--no-numpy", "leave the NumPy reference out"),
+            (
+                "--same-process",
+                "run every contender in this process instead of a worker process each",
+            ),
+            (
+                "--glibc-malloc",
+                "run the workers with glibc's own moving mmap and trim thresholds "
+                "(otherwise fixed, so that no step pays page faults for what ran before it)",
+            ),
         ],
     )
     return ap
@@ -166,21 +179,75 @@ class AtThreads:
         return self.inner.step()
 
 
-def time_counts(cell, size, names, counts, setters, min_time, run_length=1, settle=0.0):
-    """{(name, n): median seconds}: every contender at every count of counts[name], interleaved."""
-    params, x, target = make_problem(cell, size)
-    runs = {}
-    for name in names:
-        for n in counts[name]:
-            # each thread count its own copy of the weights: every turn steps the same problem
-            runs[f"{name}@{n}"] = AtThreads(
-                build(cell, params, x, target, [name])[name], name, n, setters
-            )
-    samples = timing.time_interleaved(
-        runs, warmup=2, min_time=min_time, min_repeats=5, run_length=run_length, settle=settle
-    )
+class ThreadsWorker:
+    """One contender's step of a (cell, size) problem at each of its thread counts, in a worker
+    process of its own (harness.isolated): each count its own copy of the weights."""
+
+    def __init__(self, cell, size, name, counts):
+        self.setters = Setters()
+        self.name = name
+        params, x, target = make_problem(cell, size)
+        self.models = {n: build(cell, params, x, target, [name])[name] for n in counts}
+
+    def set_threads(self, n):
+        self.setters.set(self.name, n)
+
+    def step_at(self, n):
+        """One step at n threads (set by set_threads before); its seconds."""
+        t0 = time.perf_counter()
+        self.models[n].step()
+        return time.perf_counter() - t0
+
+
+def time_counts(
+    cell,
+    size,
+    names,
+    counts,
+    setters,
+    min_time,
+    run_length=1,
+    settle=0.0,
+    same_process=False,
+    env=None,
+):
+    """{(name, n): median seconds}: every contender at every count of counts[name], interleaved;
+    each contender in a worker process of its own (harness.isolated, started with ``env``)
+    unless same_process."""
+    runs, workers = {}, []
+    try:
+        if same_process:
+            params, x, target = make_problem(cell, size)
+            for name in names:
+                for n in counts[name]:
+                    # each thread count its own copy of the weights: every turn steps the same
+                    # problem
+                    runs[f"{name}@{n}"] = AtThreads(
+                        build(cell, params, x, target, [name])[name], name, n, setters
+                    )
+        else:
+            for name in names:
+                w = isolated.Isolated(
+                    ThreadsWorker, cell, size, name, counts[name], label=name, env=env
+                )
+                workers.append(w)
+                for n in counts[name]:
+                    runs[f"{name}@{n}"] = w.remote(("step_at", (n,)), ("set_threads", (n,)))
+        samples = timing.time_interleaved(
+            runs, warmup=2, min_time=min_time, min_repeats=5, run_length=run_length, settle=settle
+        )
+    finally:
+        for w in workers:
+            w.close()
     return {
         (k.split("@")[0], int(k.split("@")[1])): statistics.median(v) for k, v in samples.items()
+    }
+
+
+def _isolation(args):
+    return {
+        "same_process": args.same_process,
+        "env": isolated.STEADY_MALLOC if not args.glibc_malloc else None,
     }
 
 
@@ -206,6 +273,7 @@ def scaling(args, names, sizes, setters):
                 args.min_time,
                 args.run_length,
                 args.settle,
+                **_isolation(args),
             )
             row = [cell, size_name(size)] + [ms(med[n, c]) for n in names for c in counts]
             row += [f"{med[n, 1] / med[n, c]:.2f}" for n in names for c in counts if c > 1]
@@ -232,7 +300,9 @@ def contention(args, names, sizes, setters):
         rows = []
         for cell in args.cells:
             for size in sizes:
-                med = time_counts(cell, size, names, counts, setters, args.min_time)
+                med = time_counts(
+                    cell, size, names, counts, setters, args.min_time, **_isolation(args)
+                )
                 d = {n: setters.default[n] for n in names}
                 row = [cell, size_name(size)] + [ms(med[n, 1]) for n in names]
                 row += [ms(med[n, d[n]]) for n in names]

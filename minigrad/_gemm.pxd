@@ -72,9 +72,14 @@ cdef inline bint _small(bint ta, int m, int n, int k, size_t size) noexcept nogi
     # (50x3200 @ 3200x50) runs at 0.7x. And the input projections X @ W_ih.T (A not transposed,
     # k <= 256, op(B) packed in at most 256 KiB) up to 2**28: 1.03-1.08x OpenBLAS's speed from
     # 640x50 @ 50x200 (LSTM, H = 50) to 3200x256 @ 256x256; past 2**28 or a bigger op(B), 0.85-1.0x.
+    # And, at any size, the products with few columns (n <= 256, k <= 4096, A not transposed: the
+    # input gradients dG @ W_ih of the deferred GEMMs, a narrow output layer): 1.03-1.15x
+    # OpenBLAS's float32 speed and 1.05-1.2x its float64 speed from 2048x65 @ 65x256 to
+    # 2048x1024 @ 1024x64 and 2048x1024 @ 1024x256.
     return (mnk <= SMALL_GEMM or (ta and k <= 1024 and mnk <= 4 * SMALL_GEMM)
             or (not ta and k <= 256 and <Py_ssize_t>n * k * size <= 262144
-                and mnk <= 128 * SMALL_GEMM))
+                and mnk <= 128 * SMALL_GEMM)
+            or (not ta and n <= 256 and k <= 4096 and SMALL_GEMM != 0))
 
 
 cdef inline void gemm_as(bint small, bint ta, bint tb, int m, int n, int k, floating alpha,

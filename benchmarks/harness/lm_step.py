@@ -69,6 +69,8 @@ class LMProblem:
         # `chunks` chunks of (B, T + 1) tokens: input = [:, :-1], target = [:, 1:]
         toks = rng.integers(0, vocab, (chunks, batch, seq + 1)).astype(np.int64)
         self.chunks = [(c[:, :-1].copy(), c[:, 1:].copy()) for c in toks]
+        # what builds the same problem in another process (LMWorker)
+        self.args = (cell, vocab, embed, hidden, layers, batch, seq, clip, lr, chunks, seed)
 
     def describe(self):
         n = sum(v.size for v in self.weights.values())
@@ -280,6 +282,54 @@ class _Parts:
             "clip": _Part(self.lm.clip, self.set_grads),
             "optimizer": _Part(self.lm.opt.step, self.set_grads),
         }
+
+
+class LMWorker:
+    """One framework's model of an LMProblem, built in a worker process of its own
+    (harness.isolated.Isolated(LMWorker, problem_args, name)): step(), the thread setting,
+    and the parts."""
+
+    def __init__(self, problem_args, name):
+        self.name = name
+        self.lm = build(LMProblem(*problem_args), [name])[name]
+        if name == "torch":
+            import torch
+
+            self._get, self._set = torch.get_num_threads, torch.set_num_threads
+        else:
+            import minigrad
+
+            self._get, self._set = minigrad.get_num_threads, minigrad.set_num_threads
+        self.default_threads = self._get()
+        self._parts = None
+
+    def set_threads(self, setting):
+        """Threads for this framework ('own': the count it started with); the count used."""
+        n = self.default_threads if setting == "own" else setting
+        self._set(n)
+        return n
+
+    def step(self):
+        self.lm.step()
+
+    def _part(self, name):
+        if self._parts is None:
+            self._parts = self.lm.parts().contenders()
+        return self._parts[name]
+
+    def part_prepare(self, name):
+        prepare = getattr(self._part(name), "prepare", None)
+        if prepare is not None:
+            prepare()
+
+    def part_step(self, name):
+        """Run the part's step; its seconds (timed here, in the worker)."""
+        import time
+
+        part = self._part(name)
+        t0 = time.perf_counter()
+        part.step()
+        return time.perf_counter() - t0
 
 
 def build(problem, names):

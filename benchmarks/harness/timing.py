@@ -2,7 +2,9 @@
 hits all of them alike and every contender's step follows every other's equally often.
 
 A contender is any object with step() (and optionally prepare(), run untimed before each timed
-step). Wall time is time.perf_counter.
+step). Wall time is time.perf_counter, around the call; a contender with ``measures = True``
+times its step itself and leaves the seconds in ``last_seconds`` (one in a worker process of its
+own: harness.isolated).
 """
 
 import itertools
@@ -96,12 +98,15 @@ def time_interleaved(
             prepare = getattr(contenders[n], "prepare", None)
             if settle > 0:
                 time.sleep(settle)
+            measures = getattr(contenders[n], "measures", False)
             for _ in range(run_length):
                 if prepare is not None:
                     prepare()
                 t0 = perf()
                 step()
                 dt = perf() - t0
+                if measures:  # a contender that times its own step (harness.isolated)
+                    dt = contenders[n].last_seconds
                 last[n] = dt
                 if r >= warmup:
                     samples[n].append(dt)

@@ -336,15 +336,15 @@ MG_AVX2 static void mg_gemm_run##S(int ta, int m, int n, int k, T alpha, const T
     int nb = narrow ? nfull : npan;                                     /* panels the blocks compute */  \
     int kc = ta && k > MG_TA_KC ? MG_TA_KC : k;                        /* k in chunks: see MG_TA_KC */   \
     size_t mc0 = (size_t)131072 / ((size_t)kc * sizeof(T));                                              \
-    int mc = mg_packed_len##S(n, k) * sizeof(T) <= 262144 ? m                                            \
-             : (mc0 < 12 ? 12 : (mc0 > (size_t)m ? m : (int)mc0));                                       \
+    int fits = mg_packed_len##S(n, k) * sizeof(T) <= 262144;           /* all panels in L2 */          \
+    int mc = fits ? m : (mc0 < 12 ? 12 : (mc0 > (size_t)m ? m : (int)mc0));                              \
     for (int p0 = 0; nb > 0 && p0 < k; p0 += kc) {                                                       \
         int kk = k - p0 < kc ? k - p0 : kc;                                                              \
         T bt = p0 == 0 ? beta : 1;                                                                       \
         const T *ak = a + (ptrdiff_t)p0 * sp;                                                            \
         for (int ic = 0; ic < m; ic += mc) {             /* nb = 0: all in mg_tail */                    \
             int me = m - ic < mc ? m : ic + mc;                                                          \
-            if (mc == m) {                                                                               \
+            if (fits) {                                                                                  \
                 for (int i0 = 0; i0 < m; i0 += mr)                                                       \
                     for (int jp = 0; jp < nb; jp++) {                                                    \
                         int j0 = jp * P, nr = n - j0 < P ? n - j0 : P, bs = jp == nfull ? PT : P;        \
@@ -377,21 +377,70 @@ MG_AVX2 static void mg_gemm_packed##S(int ta, int m, int n, int k, T alpha, cons
 MG_PANELS(float, mg_v8f, 8, f)
 MG_PANELS(double, mg_v4d, 4, d)
 
+/* The panel buffer of a call too big for the stack: each thread keeps the largest one it has
+   needed (up to MG_SCRATCH_KEEP bytes; freed when the thread ends). A buffer malloc'd and freed
+   per call came back as fresh pages whenever glibc had returned it to the system, one page fault
+   per 4 KiB: the input-gradient GEMMs of the char-LM step (a 1 MiB buffer each) faulted about
+   500 times a step. */
+#include <pthread.h>
+#define MG_SCRATCH_KEEP ((size_t)16 << 20)
+typedef struct { void *p; size_t len; } mg_scratch_t;
+static pthread_key_t mg_scratch_key;
+static pthread_once_t mg_scratch_once = PTHREAD_ONCE_INIT;
+static void mg_scratch_free(void *s) {
+    free(((mg_scratch_t *)s)->p);
+    free(s);
+}
+static void mg_scratch_init(void) {
+    if (pthread_key_create(&mg_scratch_key, mg_scratch_free) != 0) mg_scratch_key = (pthread_key_t)-1;
+}
+/* A buffer of `bytes` for this thread: the kept one, or NULL on failure; *own is set when the
+   caller must free it (too big to keep). */
+static void *mg_scratch_get(size_t bytes, int *own) {
+    *own = 0;
+    if (bytes > MG_SCRATCH_KEEP) {
+        *own = 1;
+        return malloc(bytes);
+    }
+    pthread_once(&mg_scratch_once, mg_scratch_init);
+    if (mg_scratch_key == (pthread_key_t)-1) {
+        *own = 1;
+        return malloc(bytes);
+    }
+    mg_scratch_t *s = (mg_scratch_t *)pthread_getspecific(mg_scratch_key);
+    if (s == NULL) {
+        s = (mg_scratch_t *)calloc(1, sizeof *s);
+        if (s == NULL || pthread_setspecific(mg_scratch_key, s) != 0) {
+            free(s);
+            *own = 1;
+            return malloc(bytes);
+        }
+    }
+    if (bytes > s->len) {
+        void *p = malloc(bytes);  /* not realloc: the old contents are not needed */
+        if (p == NULL) return NULL;
+        free(s->p);
+        s->p = p;
+        s->len = bytes;
+    }
+    return s->p;
+}
 /* C (m, n) = alpha * op(A) @ op(B) + beta * C, row-major; op(X) = X.T when tX: op(B) packed
-   (on the stack up to 64 KiB), then mg_gemm_packed. Returns -1 (and does nothing) when the panel
-   buffer cannot be allocated. (Reading a non-transposed B in place instead of packing it was
-   measured 1.5x slower at 32 x 50 @ 50 x 200.) */
+   (on the stack up to 64 KiB, else in the thread's scratch buffer), then mg_gemm_packed. Returns
+   -1 (and does nothing) when the panel buffer cannot be allocated. (Reading a non-transposed B in
+   place instead of packing it was measured 1.5x slower at 32 x 50 @ 50 x 200.) */
 #define MG_GEMM_SMALL(T, W, S, NAME)                                                                     \
 MG_AVX2 static int NAME(int ta, int tb, int m, int n, int k, T alpha,                                    \
                         const T *restrict a, int lda, const T *restrict b, int ldb,                      \
                         T beta, T *restrict c, int ldc) {                                                \
     size_t need = mg_packed_len##S(n, k);                                                                \
     T stack[16384 / sizeof(T) * 4];                                                                      \
-    T *pk = need <= sizeof stack / sizeof(T) ? stack : (T *)malloc(need * sizeof(T));                    \
+    int own = 0;                                                                                         \
+    T *pk = need <= sizeof stack / sizeof(T) ? stack : (T *)mg_scratch_get(need * sizeof(T), &own);      \
     if (pk == NULL) return -1;                                                                           \
     mg_pack_panels##S(tb, n, k, b, ldb, pk, !mg_narrow##S(ta, n, k));                                    \
     mg_gemm_run##S(ta, m, n, k, alpha, a, lda, pk, b, tb, ldb, beta, c, ldc);                            \
-    if (pk != stack) free(pk);                                                                           \
+    if (own) free(pk);                                                                                   \
     return 0;                                                                                            \
 }
 MG_GEMM_SMALL(float, 8, f, mg_gemm_smallf_avx2)
