@@ -30,8 +30,9 @@ from minigrad._pool cimport _parts, _parallel
 # and run the per-step GEMMs on the packed panels at any size (gemm_p): 85-95 GFLOP/s where BLAS,
 # re-packing W_hh at every call, reaches 45-65 (64x512 @ 512x2048: 90 against 46). Their big
 # one-off GEMMs (the input projection, the deferred weight gradients) take gemm's rule: BLAS above
-# the limit, except the weight gradients of short sequences and input projections with k <= 256
-# (see gemm). One macro body gives float and double.
+# the limit, except the weight gradients of short sequences, input projections with k <= 256 and
+# products with few columns (n <= 256: the input gradients), see _small. One macro body gives
+# float and double.
 cdef extern from "csrc/small_gemm.h" nogil:
     int MG_HAVE_SMALL_GEMM
     int mg_gemm_smallf_avx2(int ta, int tb, int m, int n, int k, float alpha, float* a, int lda,
