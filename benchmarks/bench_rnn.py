@@ -15,8 +15,12 @@ unrolled (minigrad's modules with one cell node per time step).
 
 All start from the same weights. Before timing, each cell/size is checked: the losses and every
 parameter gradient must agree within float32 tolerance, else the run stops (MismatchError).
-Timing interleaves the contenders in rounds, one turn each, in orders that put every
-contender's turn right after every other's equally often; warm-up rounds are discarded;
+Each contender runs in a worker process of its own (benchmarks/harness/isolated.py; contenders
+sharing a process share its allocator, and one's frees change the other's page faults), with
+glibc's mmap and trim thresholds fixed there (--glibc-malloc: not); --same-process runs them all
+in this process. Timing interleaves the contenders in rounds, one turn each, in orders that put
+every contender's turn right after every other's equally often; each step is timed in its
+worker; warm-up rounds are discarded;
 median, min and max per step are reported, and ratios of medians of the same run with a 95%
 bootstrap interval over the rounds. Method: docs/performance.md.
 """
@@ -39,7 +43,7 @@ import json  # noqa: E402
 import statistics  # noqa: E402
 import time  # noqa: E402
 
-from benchmarks.harness import cli, machine, memory, timing  # noqa: E402
+from benchmarks.harness import cli, isolated, machine, memory, timing  # noqa: E402
 from benchmarks.harness.agreement import verify  # noqa: E402
 from benchmarks.harness.contenders import build  # noqa: E402
 from benchmarks.harness.plot import plot  # noqa: E402
@@ -120,6 +124,15 @@ def build_parser():
             ),
             ("--unrolled", "add minigrad's modules unrolled: one cell node per time step"),
             ("--no-torch", "leave torch out"),
+            (
+                "--same-process",
+                "run every contender in this process instead of a worker process each",
+            ),
+            (
+                "--glibc-malloc",
+                "run the workers with glibc's own moving mmap and trim thresholds (otherwise "
+                "fixed, so that no step pays page faults for what ran before it)",
+            ),
             ("--no-memory", "skip the memory measurement"),
             ("--probe", "measure the machine's cache eviction at the start and end of the run"),
         ],
@@ -144,11 +157,49 @@ def build_parser():
     return ap
 
 
-def measure_row(cell, size, names, args, warmup, min_time, min_repeats):
-    """One cell/size: the agreement check, SGEMM runs, the interleaved timing, ratios."""
+class StepWorker:
+    """One contender of the step, in a worker process of its own (harness.isolated): its
+    threads set as the run's, then load(cell, size) builds its step on that problem."""
+
+    def __init__(self, name, n_threads):
+        threads.apply(n_threads)
+        self.name, self.contender = name, None
+
+    def load(self, cell, size):
+        params, x, target = make_problem(cell, size)
+        self.contender = build(cell, params, x, target, [self.name])[self.name]
+
+    def step(self):
+        self.contender.step()
+
+
+def start_workers(names, args):
+    """{name: worker} for the run (None with --same-process)."""
+    if args.same_process:
+        return None
+    env = None if args.glibc_malloc else isolated.STEADY_MALLOC
+    workers = {}
+    try:
+        for n in names:
+            workers[n] = isolated.Isolated(StepWorker, n, args.threads, label=n, env=env)
+    except BaseException:
+        for w in workers.values():
+            w.close()
+        raise
+    return workers
+
+
+def measure_row(cell, size, names, args, warmup, min_time, min_repeats, workers=None):
+    """One cell/size: the agreement check, SGEMM runs, the interleaved timing, ratios; the
+    contenders in `workers` (start_workers) or, without them, in this process."""
     errors = verify(cell, size, names)
-    params, x, target = make_problem(cell, size)
-    contenders = build(cell, params, x, target, names)
+    if workers is None:
+        params, x, target = make_problem(cell, size)
+        contenders = build(cell, params, x, target, names)
+    else:
+        for w in workers.values():
+            w.call("load", cell, size)
+        contenders = workers
     row_sgemm = machine.measure_sgemm(args.sgemm_n, SGEMM_PER_ROW, scipy_too=False)["numpy"][
         "samples_gflops"
     ]
@@ -303,18 +354,25 @@ def main(argv=None):
     print()
 
     results = []
-    for cell in args.cells:
-        for size in sizes:
-            row = measure_row(cell, size, names, args, warmup, min_time, min_repeats)
-            sgemm_all += row["sgemm_samples_gflops"]
-            results.append(row)
-            worst = max(max(e.values()) for e in row["agreement_rel_err"].values())
-            print(
-                f"  {cell} {size_name(size)}: agree (max rel err {worst:.1e}), "
-                f"{row['contenders'][names[0]]['repeats']} rounds, "
-                + ", ".join(f"{n} {row['contenders'][n]['median_s'] * 1e3:.2f} ms" for n in names),
-                flush=True,
-            )
+    workers = start_workers(names, args)
+    try:
+        for cell in args.cells:
+            for size in sizes:
+                row = measure_row(cell, size, names, args, warmup, min_time, min_repeats, workers)
+                sgemm_all += row["sgemm_samples_gflops"]
+                results.append(row)
+                worst = max(max(e.values()) for e in row["agreement_rel_err"].values())
+                print(
+                    f"  {cell} {size_name(size)}: agree (max rel err {worst:.1e}), "
+                    f"{row['contenders'][names[0]]['repeats']} rounds, "
+                    + ", ".join(
+                        f"{n} {row['contenders'][n]['median_s'] * 1e3:.2f} ms" for n in names
+                    ),
+                    flush=True,
+                )
+    finally:
+        for w in (workers or {}).values():
+            w.close()
 
     if not args.no_memory:
         mem = memory.run_children([[r["cell"], r["size"]] for r in results], args.threads, names)
