@@ -294,9 +294,11 @@ def _deferred_grads(dgi, dgh, x, hs, w_ih, has_bias, need_dx=True):
     return dx, dw_ih, dw_hh, db_ih, db_hh
 
 
-def _param_out(out, scale, GH, I, H, has_bias, dtype, *args):
-    """A sequence backward's ``out`` and ``scale`` (_checks_ref._grads_out), checked against the
-    call's arrays ``args`` (tuples opened): the entries and scale as a float."""
+def _param_out(out, scale, sizes, has_bias, dtype, args):
+    """A sequence backward's ``out`` and ``scale`` (_checks_ref._grads_out) for sizes (G*H, I, H),
+    checked against the call's arrays ``args`` (tuples opened): the entries and scale as a
+    float."""
+    GH, I, H = sizes
     inputs = []
     for a in args:
         inputs.extend(a if isinstance(a, (tuple, list)) else [a])
@@ -484,9 +486,8 @@ def rnn_sequence_backward(
         ht = hs[1:]
     else:
         hs, ht = _check_cache(cache, ("hs", "ht"), ((T + 1, B, H), (T, B, H)), dtype)
-    out, scale = _param_out(
-        out, scale, H, I, H, has_bias, dtype, dys, dh_n, x, h0, w_ih, w_hh, cache, masks
-    )
+    args = (dys, dh_n, x, h0, w_ih, w_hh, cache, masks)
+    out, scale = _param_out(out, scale, (H, I, H), has_bias, dtype, args)
     da = np.empty((T, B, H), dtype)
     dh = dh_n.copy()
     for t in reversed(range(T)):
@@ -695,26 +696,8 @@ def lstm_sequence_backward(
         names, shapes = names + ("lnc",), shapes + ((T, B, 5 * H + 5),)
     hs, cs, gates, *lnc = _check_cache(cache, names, shapes, dtype)
     drop_h, zone_h, zone_c = _check_masks(masks, 2, (T,), B, H, dtype)
-    out, scale = _param_out(
-        out,
-        scale,
-        4 * H,
-        I,
-        H,
-        has_bias,
-        dtype,
-        dys,
-        dh_n,
-        dc_n,
-        x,
-        h0,
-        c0,
-        w_ih,
-        w_hh,
-        cache,
-        masks,
-        ln,
-    )
+    args = (dys, dh_n, dc_n, x, h0, c0, w_ih, w_hh, cache, masks, ln)
+    out, scale = _param_out(out, scale, (4 * H, I, H), has_bias, dtype, args)
     da = np.empty((T, B, 4 * H), dtype)
     dy = np.zeros((T, B, 5 * H), dtype)
     dh, dc = dh_n.copy(), dc_n.copy()
@@ -893,9 +876,8 @@ def gru_sequence_backward(
         names, shapes = names + ("lnc",), shapes + ((T, B, 4 * H + 4),)
     hs, gates, *lnc = _check_cache(cache, names, shapes, dtype)
     drop_h, zone_h, zone_c = _check_masks(masks, 1, (T,), B, H, dtype)
-    out, scale = _param_out(
-        out, scale, 3 * H, I, H, has_bias, dtype, dys, dh_n, x, h0, w_ih, w_hh, cache, masks, ln
-    )
+    args = (dys, dh_n, x, h0, w_ih, w_hh, cache, masks, ln)
+    out, scale = _param_out(out, scale, (3 * H, I, H), has_bias, dtype, args)
     dgi = np.empty((T, B, 3 * H), dtype)
     dgh = np.empty((T, B, 3 * H), dtype)
     dy = np.zeros((T, B, 4 * H), dtype)

@@ -2,6 +2,8 @@
 (compiled and NumPy twin alike), the engine's offers (``autograd.set_grad_destination``), and
 DistributedDataParallel's buckets filled by backward itself."""
 
+import importlib
+
 import numpy as np
 import pytest
 from hypothesis import given
@@ -9,21 +11,14 @@ from hypothesis import strategies as st
 
 import minigrad as mg
 import minigrad.functional as F
-from minigrad import (
-    _embedding,
-    _embedding_ref,
-    _gemm,
-    _gemm_ref,
-    _ops,
-    _ops_ref,
-    autograd,
-    kernels,
-    nn,
-)
+from minigrad import autograd, kernels, nn
 
+# the compiled kernel modules and their NumPy twins (minigrad._ops, minigrad._ops_ref, ...)
 IMPLS = {
-    "cython": {"ops": _ops, "gemm": _gemm, "embedding": _embedding},
-    "twin": {"ops": _ops_ref, "gemm": _gemm_ref, "embedding": _embedding_ref},
+    impl: {
+        m: importlib.import_module(f"minigrad._{m}{suffix}") for m in ("ops", "gemm", "embedding")
+    }
+    for impl, suffix in (("cython", ""), ("twin", "_ref"))
 }
 SCALES = (1.0, 0.5, 0.25, 1 / 3, -2.0, 0.0)
 
