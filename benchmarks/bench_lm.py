@@ -155,26 +155,14 @@ def _ratio_cell(a, b):
 
 
 def _contenders(args, pb, names, torch, defaults):
-    """{name: contender} and a function applying a thread setting to them (returning the counts
-    used, minigrad's and torch's): by default each framework in a worker process of its own
-    (harness.isolated), with --same-process both in this one."""
+    """({name: contender}, a function applying a thread setting to them and returning the
+    counts used (minigrad's, torch's), the workers or None): by default each framework in a
+    worker process of its own (harness.isolated), with --same-process both in this one."""
     if args.same_process:
         models = lm_step.build(pb, names)
         return models, (lambda setting: set_threads(setting, defaults, torch)), None
-    workers = {}
-    try:
-        for n in names:
-            workers[n] = isolated.Isolated(
-                lm_step.LMWorker,
-                pb.args,
-                n,
-                label=f"{n} {pb.cell}",
-                env=isolated.STEADY_MALLOC if not args.glibc_malloc else None,
-            )
-    except BaseException:
-        for w in workers.values():
-            w.close()
-        raise
+    specs = {n: (lm_step.LMWorker, (pb.args, n)) for n in names}
+    workers = isolated.start(specs, isolated.malloc_env(args.glibc_malloc))
 
     def apply(setting):
         used = {n: w.call("set_threads", setting) for n, w in workers.items()}
@@ -236,8 +224,7 @@ def run(args, torch):
                         row += [f"{sums['torch']:.0f}", f"{sums['minigrad'] / sums['torch']:.2f}"]
                     parts.append(row)
             finally:
-                for w in (workers or {}).values():
-                    w.close()
+                isolated.close_all(workers)
     finally:
         set_threads("own", defaults, torch)
     vs = ["torch", "minigrad / torch"] if torch is not None else []

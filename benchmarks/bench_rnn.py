@@ -177,16 +177,8 @@ def start_workers(names, args):
     """{name: worker} for the run (None with --same-process)."""
     if args.same_process:
         return None
-    env = None if args.glibc_malloc else isolated.STEADY_MALLOC
-    workers = {}
-    try:
-        for n in names:
-            workers[n] = isolated.Isolated(StepWorker, n, args.threads, label=n, env=env)
-    except BaseException:
-        for w in workers.values():
-            w.close()
-        raise
-    return workers
+    specs = {n: (StepWorker, (n, args.threads)) for n in names}
+    return isolated.start(specs, isolated.malloc_env(args.glibc_malloc))
 
 
 def measure_row(cell, size, names, args, warmup, min_time, min_repeats, workers=None):
@@ -371,8 +363,7 @@ def main(argv=None):
                     flush=True,
                 )
     finally:
-        for w in (workers or {}).values():
-            w.close()
+        isolated.close_all(workers)
 
     if not args.no_memory:
         mem = memory.run_children([[r["cell"], r["size"]] for r in results], args.threads, names)

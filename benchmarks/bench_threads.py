@@ -214,7 +214,7 @@ def time_counts(
     """{(name, n): median seconds}: every contender at every count of counts[name], interleaved;
     each contender in a worker process of its own (harness.isolated, started with ``env``)
     unless same_process."""
-    runs, workers = {}, []
+    runs, workers = {}, None
     try:
         if same_process:
             params, x, target = make_problem(cell, size)
@@ -226,19 +226,16 @@ def time_counts(
                         build(cell, params, x, target, [name])[name], name, n, setters
                     )
         else:
-            for name in names:
-                w = isolated.Isolated(
-                    ThreadsWorker, cell, size, name, counts[name], label=name, env=env
-                )
-                workers.append(w)
+            specs = {n: (ThreadsWorker, (cell, size, n, counts[n])) for n in names}
+            workers = isolated.start(specs, env)
+            for name, w in workers.items():
                 for n in counts[name]:
                     runs[f"{name}@{n}"] = w.remote(("step_at", (n,)), ("set_threads", (n,)))
         samples = timing.time_interleaved(
             runs, warmup=2, min_time=min_time, min_repeats=5, run_length=run_length, settle=settle
         )
     finally:
-        for w in workers:
-            w.close()
+        isolated.close_all(workers)
     return {
         (k.split("@")[0], int(k.split("@")[1])): statistics.median(v) for k, v in samples.items()
     }
@@ -247,7 +244,7 @@ def time_counts(
 def _isolation(args):
     return {
         "same_process": args.same_process,
-        "env": isolated.STEADY_MALLOC if not args.glibc_malloc else None,
+        "env": isolated.malloc_env(args.glibc_malloc),
     }
 
 

@@ -24,10 +24,10 @@ cdef Py_ssize_t _first_bad(const cnp.int64_t* idx, Py_ssize_t n, Py_ssize_t rows
 
 
 cdef void _scatter(real* dw, const real* dy, const cnp.int64_t* idx, Py_ssize_t n, Py_ssize_t d,
-                   double scale) noexcept nogil:
+                   Py_ssize_t rows, double scale) noexcept nogil:
     """dw[idx[i]] += dy[i] for each row i < n (dw zeroed and the indices checked by the caller),
-    then dw *= scale (unless it is 1)."""
-    cdef Py_ssize_t i, j, used = 0  # rows up to the highest index (the others stay zero)
+    then dw (rows, d) *= scale (unless it is 1)."""
+    cdef Py_ssize_t i, j
     cdef real* out
     cdef const real* src
     for i in range(n):
@@ -35,10 +35,8 @@ cdef void _scatter(real* dw, const real* dy, const cnp.int64_t* idx, Py_ssize_t 
         src = dy + i * d
         for j in range(d):
             out[j] += src[j]
-        if idx[i] >= used:
-            used = idx[i] + 1
     if scale != 1.0:
-        for i in range(used * d):
+        for i in range(rows * d):
             dw[i] *= <real>scale
 
 
@@ -91,10 +89,11 @@ def embedding_backward(dy, idx, num_embeddings, padding_idx=None, out=None, scal
         dw.fill(0)
     with nogil:
         if tn == cnp.NPY_FLOAT:
-            _scatter(<float*>cnp.PyArray_DATA(dw), <const float*>cnp.PyArray_DATA(g), ip, n, d, s)
+            _scatter(<float*>cnp.PyArray_DATA(dw), <const float*>cnp.PyArray_DATA(g), ip, n, d,
+                     rows, s)
         else:
             _scatter(<double*>cnp.PyArray_DATA(dw), <const double*>cnp.PyArray_DATA(g), ip, n, d,
-                     s)
+                     rows, s)
     if padding_idx is not None:
         dw[padding_idx] = 0
     return dw

@@ -792,8 +792,16 @@ def set_grad_destination(tensor, provider):
     ``provider=None`` removes the destination."""
     from .tensor import Tensor
 
-    if not isinstance(tensor, Tensor) or tensor._ctx is not None or not tensor.requires_grad:
-        raise TypeError("set_grad_destination expects a leaf tensor that requires grad")
+    if not isinstance(tensor, Tensor):
+        raise TypeError(
+            "set_grad_destination expects a leaf tensor that requires grad, got "
+            f"{type(tensor).__name__}"
+        )
+    if tensor._ctx is not None or not tensor.requires_grad:
+        what = "a non-leaf tensor" if tensor._ctx is not None else "a tensor without requires_grad"
+        raise TypeError(
+            f"set_grad_destination expects a leaf tensor that requires grad, got {what}"
+        )
     if provider is not None and not callable(provider):
         raise TypeError(f"provider must be callable or None, got {type(provider).__name__}")
     tensor._grad_into = provider

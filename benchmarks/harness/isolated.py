@@ -37,6 +37,30 @@ import traceback
 STEADY_MALLOC = {"MALLOC_MMAP_THRESHOLD_": str(32 << 20), "MALLOC_TRIM_THRESHOLD_": str(128 << 20)}
 
 
+def malloc_env(glibc_malloc):
+    """A worker's environment: None (glibc's moving thresholds) or STEADY_MALLOC."""
+    return None if glibc_malloc else STEADY_MALLOC
+
+
+def start(specs, env=None):
+    """{name: Isolated(factory, *args, label=name, env=env)} for specs {name: (factory, args)};
+    if one fails to start, those already started are closed before the error goes on."""
+    workers = {}
+    try:
+        for name, (factory, args) in specs.items():
+            workers[name] = Isolated(factory, *args, label=name, env=env)
+    except BaseException:
+        close_all(workers)
+        raise
+    return workers
+
+
+def close_all(workers):
+    """Close every worker of a {name: worker} dict (None: nothing)."""
+    for w in (workers or {}).values():
+        w.close()
+
+
 class WorkerError(RuntimeError):
     """A worker process raised: the message holds its traceback."""
 
@@ -140,11 +164,10 @@ class _Remote:
     def __init__(self, worker, step, prepare):
         self.worker, self._step, self._prepare = worker, step, prepare
         self.last_seconds = None
-        if prepare is None:
-            self.prepare = None
 
     def prepare(self):
-        self.worker.call(self._prepare[0], *self._prepare[1])
+        if self._prepare is not None:
+            self.worker.call(self._prepare[0], *self._prepare[1])
 
     def step(self):
         self.last_seconds = self.worker.call(self._step[0], *self._step[1])
