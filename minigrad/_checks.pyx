@@ -3,6 +3,7 @@
 forward caches (declared in _checks.pxd; used by _ops, _gemm and _optim_ops). Their NumPy
 counterparts are in _checks_ref.py."""
 from cpython.ref cimport Py_REFCNT
+from libc.math cimport isfinite
 cimport numpy as cnp
 import numpy as np
 
@@ -78,10 +79,15 @@ cdef tuple _grads_out(object out, tuple names, tuple shapes, int tn, tuple input
     Returns the entries (all None when out is None) and sets s[0] = scale."""
     cdef Py_ssize_t n = len(names), i, j
     cdef cnp.ndarray arr
-    if isinstance(scale, bool) or not isinstance(scale, (int, float, np.integer, np.floating)) \
+    if type(scale) is float:  # the common case, checked without NumPy (every backward call)
+        s[0] = scale
+        if not isfinite(s[0]):
+            raise ValueError(f"scale must be a finite number, got {scale!r}")
+    elif isinstance(scale, bool) or not isinstance(scale, (int, float, np.integer, np.floating)) \
             or not np.isfinite(scale):
         raise ValueError(f"scale must be a finite number, got {scale!r}")
-    s[0] = float(scale)
+    else:
+        s[0] = float(scale)
     if out is None:
         return (None,) * n
     if type(out) is not tuple or len(out) != n:
