@@ -91,7 +91,8 @@ def build_parser():
         "--threads",
         type=parse_counts,
         default=None,
-        help="thread counts of the scaling table (default: 1 and the cores this process may use)",
+        help="thread counts of the scaling table, 1 always among them (the speedups are over "
+        "it) (default: 1 and the cores this process may use)",
     )
     ap.add_argument(
         "--min-time",
@@ -253,7 +254,7 @@ def ms(s):
 
 
 def scaling(args, names, sizes, setters):
-    counts = args.threads or sorted({1, max(2, len(cores()))})
+    counts = sorted({1, *(args.threads or [max(2, len(cores()))])})
     header = ["cell", "size"] + [f"{n}@{c}" for n in names for c in counts]
     header += [f"{n} x{c}" for n in names for c in counts if c > 1]
     if "torch" in names:

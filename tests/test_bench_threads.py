@@ -39,6 +39,17 @@ def test_scaling_table_has_each_count_and_its_speedup(capsys):
     assert np_x2 == pytest.approx(np1 / np2, rel=0.05, abs=0.01)
 
 
+def test_scaling_table_always_has_the_one_thread_column(capsys):
+    bench_threads.main(
+        ["--cells", "rnn", "--sizes", TINY, "--threads", "2", "--no-torch", "--min-time", "0.01"]
+    )
+    out = capsys.readouterr().out
+    assert "minigrad@1" in out and "minigrad@2" in out and "minigrad x2" in out
+    row = table_row(out, "rnn")
+    mg1, mg2 = map(float, row[2:4])
+    assert float(row[6]) == pytest.approx(mg1 / mg2, rel=0.05, abs=0.01)
+
+
 def test_contention_table_runs_a_spinning_process_and_stops_it(capsys):
     bench_threads.main(
         ["--contention", "--cells", "rnn", "--sizes", TINY, "--no-torch", "--min-time", "0.01"]
