@@ -36,13 +36,17 @@ if _ROOT not in sys.path:
 
 import argparse  # noqa: E402
 import statistics  # noqa: E402
+import time  # noqa: E402
+
+import numpy as np  # noqa: E402
 
 import minigrad as mg  # noqa: E402
 from benchmarks.harness import cli, isolated, lm_step, machine, threads, timing  # noqa: E402
 from benchmarks.harness.stats import ratio_interval  # noqa: E402
 
 CELLS = ("lstm", "gru")
-MINIMUMS = dict(warmup=0, layers=1, hidden=1, embed=1, vocab=2, batch=1, seq_len=1)
+MINIMUMS = dict(warmup=0, layers=1, hidden=1, embed=1, vocab=2, batch=1, seq_len=1, sgemm_n=1)
+SGEMM_REPEATS = 5
 
 
 def thread_list(text):
@@ -108,6 +112,12 @@ def build_parser():
     ap.add_argument("--vocab", type=int, default=65, help="vocabulary size")
     ap.add_argument("--batch", type=int, default=32, help="sequences per step")
     ap.add_argument("--seq-len", type=int, default=64, help="tokens per sequence")
+    ap.add_argument(
+        "--sgemm-n",
+        type=int,
+        default=1536,
+        help="matrix size of the SGEMM rate measurement behind the gemm-bound column",
+    )
     cli.add_flags(
         ap,
         [
@@ -154,6 +164,46 @@ def _ratio_cell(a, b):
     return f"{statistics.median(a) / statistics.median(b):.2f} [{lo:.2f}, {hi:.2f}]"
 
 
+def packed_rate(m, n, k, repeats=SGEMM_REPEATS, reps=20):
+    """GFLOP/s of minigrad's packed per-step GEMM (the product every step of a recurrent layer
+    runs, h (m x k) @ W_hh^T (k x n), one thread), best of `repeats` runs of `reps` products;
+    0 without the compiled kernels."""
+    try:
+        from minigrad import _gemm
+    except ImportError:
+        return 0.0
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((m, k), dtype=np.float32)
+    b = rng.standard_normal((n, k), dtype=np.float32)
+    c = np.empty((m, n), np.float32)
+    best = float("inf")
+    for _ in range(repeats + 1):
+        t0 = time.perf_counter()
+        _gemm._gemm(False, True, a, b, c, packed=True, repeat=reps)
+        best = min(best, time.perf_counter() - t0)
+    return 2.0 * m * n * k * reps / best / 1e9
+
+
+def gemm_bound(pb, n_threads, sgemm_n, rates):
+    """(ms, GFLOP/s): the time the step's matrix products alone would take at this machine's
+    best float32 GEMM rate at n_threads: the better of NumPy's BLAS on sgemm_n^3 matrices at
+    n_threads (best of SGEMM_REPEATS runs) and n_threads times minigrad's packed per-step GEMM
+    on the step's shape at one thread, measured once per thread count in this process and kept
+    in `rates`. No implementation of the step is faster than its products at that rate."""
+    if n_threads not in rates:
+        before = mg.get_num_threads()
+        mg.set_num_threads(n_threads)
+        try:
+            blas = machine.measure_sgemm(sgemm_n, SGEMM_REPEATS, scipy_too=False)
+            mg.set_num_threads(1)
+            G = (4 if pb.cell == "lstm" else 3) * pb.H
+            own = n_threads * packed_rate(pb.B, G, pb.H)
+        finally:
+            mg.set_num_threads(before)
+        rates[n_threads] = max(blas["numpy"]["best_gflops"], own)
+    return pb.gemm_flops() / rates[n_threads] / 1e6, rates[n_threads]
+
+
 def _contenders(args, pb, names, torch, defaults):
     """({name: contender}, a function applying a thread setting to them and returning the
     counts used (minigrad's, torch's), the workers or None): by default each framework in a
@@ -178,7 +228,7 @@ def run(args, torch):
     warmup = 1 if args.quick else args.warmup
     part_time = 0.2 if args.quick else max(0.5, args.min_time / 4)
     profile_threads = [] if args.no_profile else ([1] if args.quick else args.profile_threads)
-    totals, parts, results = [], [], []
+    totals, parts, results, rates = [], [], [], {}
     try:
         for cell in args.cells:
             pb = lm_step.LMProblem(
@@ -192,14 +242,27 @@ def run(args, torch):
                     used = apply(setting)
                     samples = timing.time_interleaved(models, warmup, min_time=min_time)
                     med = {n: statistics.median(v) * 1e3 for n, v in samples.items()}
+                    bound, rate = gemm_bound(pb, used[0], args.sgemm_n, rates)
                     row = [cell, _label(setting, used), f"{med['minigrad']:.1f}"]
                     if torch is not None:
                         row += [
                             f"{med['torch']:.1f}",
                             _ratio_cell(samples["minigrad"], samples["torch"]),
                         ]
+                    row += [f"{bound:.1f}", f"{rate:.0f}"]
+                    if torch is not None:
+                        row.append(f"{bound / med['torch']:.2f}")
                     totals.append(row)
-                    results.append({"cell": cell, "threads": setting, "used": used, "ms": med})
+                    results.append(
+                        {
+                            "cell": cell,
+                            "threads": setting,
+                            "used": used,
+                            "ms": med,
+                            "gemm_bound_ms": bound,
+                            "sgemm_gflops": rate,
+                        }
+                    )
                 for setting in profile_threads:
                     apply(setting)
                     if workers is None:
@@ -230,11 +293,19 @@ def run(args, torch):
     vs = ["torch", "minigrad / torch"] if torch is not None else []
     print()
     cli.print_table(
-        ["cell", "threads", "minigrad"] + vs,
+        ["cell", "threads", "minigrad"]
+        + vs
+        + ["gemm-bound", "gemm GF/s"]
+        + (["gemm-bound / torch"] if torch is not None else []),
         totals,
         "median ms per training step; threads: the count both run at, or own: each "
         "framework at the count it starts with (minigrad/torch); minigrad / torch: ratio of "
-        "medians [95% bootstrap interval] (below 1: minigrad faster)",
+        "medians [95% bootstrap interval] (below 1: minigrad faster); gemm-bound: ms the "
+        "step's matrix products alone take at gemm GF/s, this machine's best float32 GEMM "
+        f"rate at minigrad's thread count (the better of NumPy's BLAS on {args.sgemm_n}^3 and "
+        "the thread count times minigrad's packed per-step GEMM, best of "
+        f"{SGEMM_REPEATS} each), a floor under any implementation of the step"
+        + ("; gemm-bound / torch: the least ratio to torch that floor allows" if torch else ""),
         left=2,
     )
     if parts:

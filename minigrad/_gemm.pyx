@@ -10,7 +10,7 @@ cimport numpy as cnp
 import numpy as np
 
 from minigrad._arrays cimport _typed, _add_rows, _colsum, _alpha, _scale
-from minigrad._checks cimport _anchor, _check, _empty, _verify, _data, _grads_out
+from minigrad._checks cimport _anchor, _check, _empty, _verify, _data, _grads_out, INT_MAX
 
 cnp.import_array()
 
@@ -210,3 +210,156 @@ def linear_backward(dy, x, w, has_bias, need_dx=True, out=None, scale=1.0):
          _data(dx) if need_dx else NULL, _data(dw), _data(db) if has_bias else NULL,
          1 if o[0] is None else s, 1 if o[1] is None else s)
     return dx, dw, db
+
+
+# -- matmul ------------------------------------------------------------------------------------
+# np.matmul's products on the kernels' GEMM and threads: F.matmul (and so Keras's Dense, the
+# attention layers) would otherwise run on NumPy's OpenBLAS, whose threads keep spinning after
+# each call and take the cores from the kernels' own threads (a char-LSTM whose Dense ran on them
+# stepped 1.1x faster on 2 threads than on 1; on the kernels' threads, 1.9x).
+
+
+cdef struct MatMul:             # `count` products C_q = op(A_q) @ op(B_q), float32 (f) or float64 (d)
+    bint ta, tb                 # op(X) = X.T where X is stored transposed (column-major)
+    int m, n, k, lda, ldb
+    Py_ssize_t count
+    Py_ssize_t* aoff            # element offsets of A_q and B_q from af/ad and bf/bd
+    Py_ssize_t* boff            # (C_q starts at q * m * n)
+    float* af
+    float* bf
+    float* cf
+    double* ad
+    double* bd
+    double* cd
+
+
+cdef void _matmul_products(MatMul* s, Py_ssize_t q0, Py_ssize_t q1) noexcept nogil:
+    cdef Py_ssize_t q, mn = <Py_ssize_t>s.m * s.n
+    for q in range(q0, q1):
+        if s.af != NULL:
+            gemm(s.ta, s.tb, s.m, s.n, s.k, <float>1, s.af + s.aoff[q], s.lda, s.bf + s.boff[q],
+                 s.ldb, <float>0, s.cf + q * mn, s.n)
+        else:
+            gemm(s.ta, s.tb, s.m, s.n, s.k, <double>1, s.ad + s.aoff[q], s.lda, s.bd + s.boff[q],
+                 s.ldb, <double>0, s.cd + q * mn, s.n)
+
+
+cdef void _matmul_part(void* arg, int i, int parts) noexcept nogil:
+    """Products [count i / parts, count (i + 1) / parts) of a matmul, on one thread."""
+    cdef MatMul* s = <MatMul*>arg
+    _matmul_products(s, s.count * i // parts, s.count * (i + 1) // parts)
+
+
+cdef void _matmul_run(MatMul* s) noexcept nogil:
+    """One product: its rows split across the threads (pgemm). Several: the products split across
+    the threads, each product on one (each C element computed as one thread computes it, so the
+    result is the same at every thread count)."""
+    cdef int parts
+    if s.count == 1:
+        if s.af != NULL:
+            pgemm(s.ta, s.tb, s.m, s.n, s.k, <float>1, s.af + s.aoff[0], s.lda, s.bf + s.boff[0],
+                  s.ldb, <float>0, s.cf, s.n)
+        else:
+            pgemm(s.ta, s.tb, s.m, s.n, s.k, <double>1, s.ad + s.aoff[0], s.lda, s.bd + s.boff[0],
+                  s.ldb, <double>0, s.cd, s.n)
+        return
+    parts = _parts(<double>s.count * s.m * s.n * s.k, s.count)
+    if parts > 1:
+        _parallel(_matmul_part, s, parts)
+    else:
+        _matmul_products(s, 0, s.count)
+
+
+cdef object _operand(object x, Py_ssize_t rows, Py_ssize_t cols, bint* trans, int* ld):
+    """x itself when each of its matrices (rows x cols, the last two axes) is stored row-major
+    (trans false) or column-major (trans true, as a transposed view is) with a leading dimension
+    BLAS takes, its batch strides whole elements; else a C-contiguous copy. Sets trans and ld."""
+    cdef Py_ssize_t isz = x.itemsize, nd = x.ndim, s2, s1, lead
+    st = x.strides
+    if x.flags.aligned and all(s % isz == 0 for s in st):
+        s2, s1 = st[nd - 2] // isz, st[nd - 1] // isz
+        if (s1 == 1 or cols == 1) and (rows == 1 or s2 >= cols):
+            lead = cols if rows == 1 else s2
+            if lead <= INT_MAX:
+                trans[0], ld[0] = False, <int>lead
+                return x
+        if (s2 == 1 or rows == 1) and (cols == 1 or s1 >= rows):
+            lead = rows if cols == 1 else s1
+            if lead <= INT_MAX:
+                trans[0], ld[0] = True, <int>lead
+                return x
+    trans[0], ld[0] = False, <int>cols
+    return np.ascontiguousarray(x)
+
+
+cdef cnp.ndarray _offsets(object x, tuple batch):
+    """The element offset of each of x's matrices (its batch axes broadcast to `batch`), in the
+    C order of `batch`."""
+    cdef Py_ssize_t isz = x.itemsize
+    nd, lead = len(batch), x.ndim - 2
+    offs = np.zeros((1,) * nd, np.intp)
+    for j in range(lead):
+        d = x.shape[j]
+        if d != 1:
+            shape = [1] * nd
+            shape[nd - lead + j] = d
+            offs = offs + (np.arange(d, dtype=np.intp) * (x.strides[j] // isz)).reshape(shape)
+    return np.ascontiguousarray(np.broadcast_to(offs, batch)).reshape(-1)
+
+
+def matmul(a, b):
+    """a @ b by np.matmul's rules (1-D operands, broadcast batch axes): the products of float32 or
+    float64 arrays of one dtype on the kernels' GEMM and threads, without copying transposed
+    views; anything else (other or mixed dtypes, shapes np.matmul refuses, sizes past 32-bit
+    BLAS) is np.matmul's own result or error."""
+    cdef MatMul s
+    cdef bint ta, tb
+    cdef int lda, ldb, tn
+    cdef Py_ssize_t m, n, k, count
+    if (type(a) is not np.ndarray or type(b) is not np.ndarray or a.dtype != b.dtype
+            or a.dtype.type not in (np.float32, np.float64) or not a.dtype.isnative
+            or a.ndim == 0 or b.ndim == 0):
+        return np.matmul(a, b)
+    a2 = a.reshape((1,) + a.shape) if a.ndim == 1 else a
+    b2 = b.reshape(b.shape + (1,)) if b.ndim == 1 else b
+    sa, sb = a2.shape, b2.shape
+    m, k = sa[len(sa) - 2], sa[len(sa) - 1]
+    n = sb[len(sb) - 1]
+    if sb[len(sb) - 2] != k or max(m, n, k) > INT_MAX:
+        return np.matmul(a, b)
+    if len(sa) == 2 and len(sb) == 2:
+        batch = ()
+    else:
+        try:
+            batch = np.broadcast_shapes(sa[:len(sa) - 2], sb[:len(sb) - 2])
+        except ValueError:
+            return np.matmul(a, b)
+    final = batch + ((m,) if a.ndim > 1 else ()) + ((n,) if b.ndim > 1 else ())
+    count = 1
+    for d in batch:
+        count *= d
+    if count == 0 or m == 0 or n == 0 or k == 0:
+        return np.zeros(final, a.dtype)[()]
+    a2 = _operand(a2, m, k, &ta, &lda)
+    b2 = _operand(b2, k, n, &tb, &ldb)
+    if not batch:
+        aoff = boff = np.zeros(1, np.intp)
+    else:
+        aoff, boff = _offsets(a2, batch), _offsets(b2, batch)
+    tn = cnp.PyArray_TYPE(<cnp.ndarray>a2)
+    c = _empty(tn, count * m, n)
+    s.ta, s.tb, s.m, s.n, s.k, s.lda, s.ldb, s.count = ta, tb, m, n, k, lda, ldb, count
+    s.aoff = <Py_ssize_t*>cnp.PyArray_DATA(<cnp.ndarray>aoff)
+    s.boff = <Py_ssize_t*>cnp.PyArray_DATA(<cnp.ndarray>boff)
+    s.af = s.bf = s.cf = NULL
+    s.ad = s.bd = s.cd = NULL
+    if tn == cnp.NPY_FLOAT:
+        s.af, s.bf, s.cf = <float*>cnp.PyArray_DATA(<cnp.ndarray>a2), \
+            <float*>cnp.PyArray_DATA(<cnp.ndarray>b2), <float*>_data(c)
+    else:
+        s.ad, s.bd, s.cd = <double*>cnp.PyArray_DATA(<cnp.ndarray>a2), \
+            <double*>cnp.PyArray_DATA(<cnp.ndarray>b2), <double*>_data(c)
+    with nogil:
+        _matmul_run(&s)
+    _verify()
+    return c.reshape(final)[()]

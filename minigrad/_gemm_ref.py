@@ -1,12 +1,14 @@
-"""NumPy twin of ``minigrad/_gemm.pyx``: the linear kernels (``docs/kernels.md``).
+"""NumPy twin of ``minigrad/_gemm.pyx``: the linear kernels and matmul (``docs/kernels.md``).
 
 Shapes: x (N, I), w (O, I), b (O,) or None; the checks and their messages are those of the
 compiled kernels (x fixes N and I and the dtype, w fixes O).
 """
 
+import numpy as np
+
 from ._checks_ref import _check_array, _check_shape, _check_sizes, _grads_out, _write_out
 
-__all__ = ["linear_forward", "linear_backward"]
+__all__ = ["linear_forward", "linear_backward", "matmul"]
 
 
 def _check_linear(x, w):
@@ -42,3 +44,10 @@ def linear_backward(dy, x, w, has_bias, need_dx=True, out=None, scale=1.0):
     db = dy.sum(axis=0) if has_bias else None
     dw, db = _write_out((dw, db), out, scale)
     return dx, dw, db
+
+
+def matmul(a, b):
+    """a @ b by np.matmul's rules (1-D operands, broadcast batch axes); the compiled kernel runs
+    the products of float32 or float64 arrays of one dtype on the kernels' own GEMM and threads
+    and gives everything else to np.matmul, as this does."""
+    return np.matmul(a, b)

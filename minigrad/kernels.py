@@ -28,7 +28,7 @@ from ._cross_entropy_ref import (  # noqa: F401
     softmax_cross_entropy_forward,
 )
 from ._embedding_ref import embedding_backward  # noqa: F401
-from ._gemm_ref import linear_backward, linear_forward  # noqa: F401
+from ._gemm_ref import linear_backward, linear_forward, matmul  # noqa: F401
 from ._ops_ref import (  # noqa: F401
     gru_cell_backward,
     gru_cell_forward,

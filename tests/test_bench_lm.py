@@ -59,3 +59,27 @@ def test_bad_options_are_refused_naming_them(capsys, argv, message):
     with pytest.raises(SystemExit):
         bench_lm.main(argv + ["--no-torch"])
     assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("cell, gates", [("lstm", 4), ("gru", 3)])
+def test_gemm_flops_counts_every_product_of_the_step(cell, gates):
+    V, E, H, L, B, T = 7, 3, 5, 2, 2, 4
+    pb = lm_step.LMProblem(cell, vocab=V, embed=E, hidden=H, layers=L, batch=B, seq=T)
+    N, G = B * T, gates * H
+    products = []  # (m, n, k) of each product, forward and backward
+    for inp in (E, H):  # layer 0 reads the embedding, layer 1 the layer below
+        products += [(N, G, inp), (N, G, H)]  # x W_ih^T (all steps), h W_hh^T (per step)
+        products += [(N, inp, G), (G, inp, N)]  # dx = dG W_ih, dW_ih = dG^T x
+        products += [(N, H, G), (G, H, N)]  # dh = dG W_hh (per step), dW_hh = dG^T h
+    products += [(N, V, H), (N, H, V), (V, H, N)]  # head: logits, dh, dW
+    assert pb.gemm_flops() == sum(2 * m * n * k for m, n, k in products)
+
+
+def test_the_gemm_bound_column_is_the_flops_at_the_measured_rate():
+    results = bench_lm.main(
+        TINY + ["--cells", "lstm", "--threads", "1", "--no-profile", "--sgemm-n", "32"]
+    )
+    (row,) = results
+    pb = lm_step.LMProblem("lstm", vocab=7, embed=3, hidden=4, batch=2, seq=3)
+    assert row["sgemm_gflops"] > 0
+    assert row["gemm_bound_ms"] == pytest.approx(pb.gemm_flops() / row["sgemm_gflops"] / 1e6)

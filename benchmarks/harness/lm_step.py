@@ -72,6 +72,17 @@ class LMProblem:
         # what builds the same problem in another process (LMWorker)
         self.args = (cell, vocab, embed, hidden, layers, batch, seq, clip, lr, chunks, seed)
 
+    def gemm_flops(self):
+        """Floating-point operations of the step's matrix products (2 per multiply-add), forward
+        and backward: per recurrent layer (input size I, gate width G = gates * H, N = B * T
+        rows) the input projection x W_ih^T, the per-step products h W_hh^T, and in backward
+        the input gradient dG W_ih (the first layer's feeds the embedding's gradient), dW_ih,
+        the per-step dG W_hh and dW_hh; the head's product, its input gradient and dW. Nothing
+        else of the step (gate rows, softmax, the optimizer) is a matrix product."""
+        N, G = self.B * self.T, (4 if self.cell == "lstm" else 3) * self.H
+        inputs = [self.E] + [self.H] * (self.L - 1)
+        return sum(3 * 2 * N * G * (i + self.H) for i in inputs) + 3 * 2 * N * self.H * self.V
+
     def describe(self):
         n = sum(v.size for v in self.weights.values())
         return (

@@ -169,11 +169,11 @@ class MatMul(Function):
                 f"(inner dimensions {ka} and {kb} differ)"
             )
         self.saved = (a, b)
-        return np.matmul(a, b)
+        return kernels.matmul(a, b)
 
     def backward(self, g):
         a, b = self.saved
-        return _matmul_grads(g, a, b, self.needs_input_grad, np.matmul, np.swapaxes)
+        return _matmul_grads(g, a, b, self.needs_input_grad, kernels.matmul, np.swapaxes)
 
     def backward_graph(self, g):
         a, b = self.input_tensors(*self.saved)
@@ -184,7 +184,7 @@ def _matmul_grads(g, a, b, needs, matmul, swapaxes):
     """(da, db) = (g @ b^T, a^T @ g), each summed to its input's shape, None where ``needs``
     says no; a 1-D operand takes part as a matrix (a as one row, b as one column), as in the
     forward. Written with methods arrays and Tensors share, so ``matmul``/``swapaxes`` are
-    np.matmul/np.swapaxes for ``backward`` and F.matmul/F.swapaxes for ``backward_graph``."""
+    kernels.matmul/np.swapaxes for ``backward`` and F.matmul/F.swapaxes for ``backward_graph``."""
     a2 = a.reshape((1,) + a.shape) if a.ndim == 1 else a
     b2 = b.reshape(b.shape + (1,)) if b.ndim == 1 else b
     if b.ndim == 1:  # first: for 1-D @ 1-D, g is 0-d and gets its column axis here
@@ -201,7 +201,8 @@ def _matmul_grads(g, a, b, needs, matmul, swapaxes):
 
 
 def matmul(a, b):
-    """y = a @ b (NumPy rules: 1-D, 2-D, batched);  da = dy @ b^T, db = a^T @ dy"""
+    """y = a @ b (NumPy rules: 1-D, 2-D, batched; float products on the kernels' GEMM and
+    threads: kernels.matmul);  da = dy @ b^T, db = a^T @ dy"""
     return MatMul()(a, b)
 
 
