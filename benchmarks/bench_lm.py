@@ -113,6 +113,13 @@ def build_parser():
     ap.add_argument("--batch", type=int, default=32, help="sequences per step")
     ap.add_argument("--seq-len", type=int, default=64, help="tokens per sequence")
     ap.add_argument(
+        "--head",
+        choices=lm_step.HEADS,
+        default="linear",
+        help="the output layer: a Linear module, or h @ W.T + b through the framework's matmul "
+        "(as a Keras Dense layer computes it)",
+    )
+    ap.add_argument(
         "--sgemm-n",
         type=int,
         default=1536,
@@ -232,7 +239,14 @@ def run(args, torch):
     try:
         for cell in args.cells:
             pb = lm_step.LMProblem(
-                cell, args.vocab, args.embed, args.hidden, args.layers, args.batch, args.seq_len
+                cell,
+                args.vocab,
+                args.embed,
+                args.hidden,
+                args.layers,
+                args.batch,
+                args.seq_len,
+                head=args.head,
             )
             print(f"{cell}: {pb.describe()}")
             lm_step.check_agreement(lm_step.build(pb, names))

@@ -83,3 +83,16 @@ def test_the_gemm_bound_column_is_the_flops_at_the_measured_rate():
     pb = lm_step.LMProblem("lstm", vocab=7, embed=3, hidden=4, batch=2, seq=3)
     assert row["sgemm_gflops"] > 0
     assert row["gemm_bound_ms"] == pytest.approx(pb.gemm_flops() / row["sgemm_gflops"] / 1e6)
+
+
+def test_the_matmul_head_computes_what_the_linear_head_does():
+    kw = dict(vocab=7, embed=3, hidden=4, layers=2, batch=2, seq=3)
+    lin = lm_step.build(lm_step.LMProblem("gru", **kw), ["minigrad"])["minigrad"]
+    mat = lm_step.build(lm_step.LMProblem("gru", head="matmul", **kw), ["minigrad"])["minigrad"]
+    (l1, g1), (l2, g2) = lin.loss_and_grads(), mat.loss_and_grads()
+    assert l1 == pytest.approx(l2, rel=1e-6)
+    assert set(g1) == set(g2)
+    for k in g1:
+        np.testing.assert_allclose(g2[k], g1[k], rtol=1e-5, atol=1e-7, err_msg=k)
+    with pytest.raises(ValueError, match="head must be one of linear, matmul, got 'dense'"):
+        lm_step.LMProblem("gru", head="dense", **kw)

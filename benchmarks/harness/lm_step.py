@@ -28,6 +28,11 @@ PARTS = (
 )
 
 
+# the output layer: a Linear module (PyTorch's nn.Linear, minigrad's linear kernel), or
+# `h @ W.T + b` with the framework's matmul, as a Keras Dense layer computes it
+HEADS = ("linear", "matmul")
+
+
 class LMProblem:
     """Sizes, weights and tokens of one bench_lm configuration."""
 
@@ -44,9 +49,13 @@ class LMProblem:
         lr=2e-3,
         chunks=4,
         seed=0,
+        head="linear",
     ):
         if cell not in ("lstm", "gru"):
             raise ValueError(f"cell must be 'lstm' or 'gru', got {cell!r}")
+        if head not in HEADS:
+            raise ValueError(f"head must be one of {', '.join(HEADS)}, got {head!r}")
+        self.head = head
         self.cell, self.V, self.E, self.H, self.L = cell, vocab, embed, hidden, layers
         self.B, self.T, self.clip, self.lr = batch, seq, clip, lr
         rng = np.random.default_rng(seed)
@@ -70,7 +79,7 @@ class LMProblem:
         toks = rng.integers(0, vocab, (chunks, batch, seq + 1)).astype(np.int64)
         self.chunks = [(c[:, :-1].copy(), c[:, 1:].copy()) for c in toks]
         # what builds the same problem in another process (LMWorker)
-        self.args = (cell, vocab, embed, hidden, layers, batch, seq, clip, lr, chunks, seed)
+        self.args = (cell, vocab, embed, hidden, layers, batch, seq, clip, lr, chunks, seed, head)
 
     def gemm_flops(self):
         """Floating-point operations of the step's matrix products (2 per multiply-add), forward
@@ -87,7 +96,8 @@ class LMProblem:
         n = sum(v.size for v in self.weights.values())
         return (
             f"Embedding({self.V}, {self.E}) -> {self.L} x {self.cell.upper()}({self.H}) -> "
-            f"Linear({self.H}, {self.V}), {n:,} parameters; batch {self.B} x {self.T} tokens, "
+            f"{'Linear' if self.head == 'linear' else 'matmul head'}({self.H}, {self.V}), "
+            f"{n:,} parameters; batch {self.B} x {self.T} tokens, "
             f"cross-entropy, clip_grad_norm_({self.clip}), Adam(lr={self.lr})"
         )
 
@@ -106,6 +116,9 @@ class MinigradAPI:
 
     def tensor(self, a, grad=False):
         return self.mg.tensor(a, requires_grad=grad)
+
+    def matmul(self, a, b):
+        return self.F.matmul(a, b)
 
     def load(self, p, a):
         p.data[...] = a
@@ -141,6 +154,9 @@ class TorchAPI:
 
     def tensor(self, a, grad=False):
         return self.torch.tensor(a, requires_grad=True) if grad else self.torch.from_numpy(a)
+
+    def matmul(self, a, b):
+        return self.torch.matmul(a, b)
 
     def load(self, p, a):
         with self.torch.no_grad():
@@ -192,9 +208,15 @@ class LM:
         """Mean cross-entropy of (B, T, V) logits against (B, T) targets, as char_rnn.py."""
         return self.api.F.cross_entropy(logits.reshape(-1, self.pb.V), y.reshape(-1))
 
+    def project(self, ys):
+        """The logits: the head on the recurrent outputs (problem.head)."""
+        if self.pb.head == "linear":
+            return self.head(ys)
+        return self.api.matmul(ys, self.head.weight.T) + self.head.bias
+
     def loss(self, x, y, state):
         ys, state = self.rnn(self.embed(x), state)
-        return self.ce(self.head(ys), y), state
+        return self.ce(self.project(ys), y), state
 
     def clip(self):
         self.api.nn.utils.clip_grad_norm_(self.params, self.pb.clip)
@@ -264,7 +286,7 @@ class _Parts:
         self.out = self.lm.rnn(self.rnn_leaf)[0]
 
     def head_fwd(self):
-        self.out = self.lm.ce(self.lm.head(self.head_leaf), self.y)
+        self.out = self.lm.ce(self.lm.project(self.head_leaf), self.y)
 
     # backward parts: prepare() runs the forward, step() the backward
     def _then(self, forward):
