@@ -2,13 +2,17 @@
 
 One setting governs all of minigrad's threads:
 
-- the compiled kernels (recurrent cells and sequences, linear, the optimizer updates) split their
-  own work across up to ``n`` threads: each thread runs a recurrent layer's whole time loop for a
-  slice of the batch rows, and the big GEMMs before and after it (the input projection, the
-  weight gradients) and large optimizer updates are split by rows. The worker threads wait
-  passively (a condition variable), never spinning, so on a loaded machine ``n`` threads are not
-  much slower than one. Small problems stay on one thread.
-- NumPy's OpenBLAS (everything done on plain arrays) runs ``n`` threads.
+- the compiled kernels (recurrent cells and sequences, linear, matmul, the optimizer updates)
+  split their own work across up to ``n`` threads: each thread runs a recurrent layer's whole
+  time loop for a slice of the batch rows, and the big GEMMs before and after it (the input
+  projection, the weight gradients), the products of ``F.matmul`` and large optimizer updates
+  are split by rows or by whole products. The worker threads wait passively (a condition
+  variable), never spinning, so on a loaded machine ``n`` threads are not much slower than one.
+  Small problems stay on one thread.
+- NumPy's OpenBLAS runs ``n`` threads, for the user's own array code: no operation of minigrad's
+  tape calls it (``F.matmul`` runs on the kernels). Its threads spin for a while after each
+  call, holding cores the kernels' threads then wait for, so a large ``np.matmul`` of one's own
+  between training steps slows the next step's kernels.
 - SciPy's OpenBLAS, which only minigrad's kernels call inside minigrad, runs one thread: the
   kernels split their GEMMs themselves, each part a one-thread BLAS call, so the two thread
   pools never multiply. (Where NumPy and SciPy share one BLAS library, it runs ``n``.)
