@@ -8,6 +8,7 @@ error); give the same result on n threads as on one; and be what F.matmul runs, 
 backward, so that no float product of the tape wakes NumPy's BLAS threads.
 """
 
+import contextlib
 import tracemalloc
 
 import numpy as np
@@ -20,6 +21,19 @@ import minigrad.functional as F
 from minigrad import _gemm, _gemm_ref, _pool, kernels
 
 KERNELS = [_gemm.matmul, _gemm_ref.matmul]
+
+
+@contextlib.contextmanager
+def every_product_on_the_kernel():
+    """Tiny products too on the GEMM kernel (otherwise np.matmul's: _gemm.TINY_PRODUCT)."""
+    before = _gemm.TINY_PRODUCT
+    _gemm.TINY_PRODUCT = 0
+    try:
+        yield
+    finally:
+        _gemm.TINY_PRODUCT = before
+
+
 TOL = {np.float32: dict(rtol=2e-5, atol=2e-5), np.float64: dict(rtol=1e-12, atol=1e-12)}
 
 
@@ -75,7 +89,8 @@ def test_the_kernel_gives_np_matmul_result_in_every_layout(case):
     a0, b0 = a.copy(), b.copy()
     want = np.matmul(np.ascontiguousarray(a), np.ascontiguousarray(b))
     for fn in KERNELS:
-        got = fn(a, b)
+        with every_product_on_the_kernel():
+            got = fn(a, b)
         assert type(got) is type(want) and np.shape(got) == want.shape
         assert np.asarray(got).dtype == want.dtype
         np.testing.assert_allclose(got, want, **TOL[dtype])
@@ -87,7 +102,8 @@ def test_broadcast_and_zero_size_batches():
     rng = np.random.default_rng(1)
     a = rng.standard_normal((2, 1, 3, 4)).astype(np.float32)
     b = np.broadcast_to(rng.standard_normal((4, 5)).astype(np.float32), (5, 4, 5))  # stride 0
-    np.testing.assert_allclose(_gemm.matmul(a, b), np.matmul(a, b), **TOL[np.float32])
+    with every_product_on_the_kernel():
+        np.testing.assert_allclose(_gemm.matmul(a, b), np.matmul(a, b), **TOL[np.float32])
     for sa, sb in [((0, 3, 4), (4, 5)), ((2, 3, 0), (0, 5)), ((3, 0), (0,)), ((0,), (0,))]:
         a, b = np.ones(sa), np.ones(sb)
         got, want = _gemm.matmul(a, b), np.matmul(a, b)
@@ -141,7 +157,8 @@ def test_transposed_operands_are_read_in_place_not_copied():
 
 @pytest.mark.parametrize("gemm", ["small", "blas"])
 @pytest.mark.parametrize(
-    "sa, sb", [((64, 40), (40, 24)), ((7, 9, 33), (33, 5)), ((3, 20, 4), (4,))]
+    "sa, sb",
+    [((64, 40), (40, 24)), ((7, 9, 33), (33, 5)), ((3, 20, 4), (4,)), ((7, 9, 33), (7, 33, 5))],
 )
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_n_threads_give_the_one_thread_result(gemm, sa, sb, dtype):
@@ -150,15 +167,16 @@ def test_n_threads_give_the_one_thread_result(gemm, sa, sb, dtype):
     before, work = mg.get_num_threads(), _pool._set_min_part_work(1)
     small = _gemm._set_small_gemm(1 << 40 if gemm == "small" else 0)
     try:
-        mg.set_num_threads(1)
-        one = _gemm.matmul(a, b)
-        mg.set_num_threads(3)
-        many = _gemm.matmul(a, b)
+        with every_product_on_the_kernel():
+            mg.set_num_threads(1)
+            one = _gemm.matmul(a, b)
+            mg.set_num_threads(3)
+            many = _gemm.matmul(a, b)
     finally:
         mg.set_num_threads(before)
         _pool._set_min_part_work(work)
         _gemm._set_small_gemm(small)
-    if gemm == "small" or len(sa) > 2:  # each product on one thread, or the C kernel: same sums
+    if gemm == "small" or len(sb) > 2:  # the C kernel, or each product on one thread: same sums
         np.testing.assert_array_equal(many, one)
     else:  # OpenBLAS may sum a product of fewer rows in another order
         np.testing.assert_allclose(many, one, **TOL[dtype])
@@ -176,10 +194,42 @@ def test_f_matmul_runs_its_float_products_on_the_kernel(monkeypatch, backend):
 
     monkeypatch.setattr(np, "matmul", spy)
     rng = np.random.default_rng(3)
-    a = mg.tensor(rng.standard_normal((4, 6, 5)).astype(np.float32), requires_grad=True)
-    w = mg.tensor(rng.standard_normal((5, 3)).astype(np.float32), requires_grad=True)
-    F.matmul(a, w).sum().backward()
-    np.testing.assert_allclose(w.grad, a.data.reshape(-1, 5).sum(0)[:, None] * np.ones(3), 1e-5)
-    np.testing.assert_allclose(a.grad, np.broadcast_to(w.data.sum(1), (4, 6, 5)), 1e-5)
+    a = mg.tensor(rng.standard_normal((4, 60, 50)).astype(np.float32), requires_grad=True)
+    w = mg.tensor(rng.standard_normal((50, 30)).astype(np.float32), requires_grad=True)
+    F.matmul(a, w).sum().backward()  # each product 60 x 50 x 30 multiply-adds: not tiny
+    np.testing.assert_allclose(w.grad, a.data.reshape(-1, 50).sum(0)[:, None] * np.ones(30), 1e-4)
+    np.testing.assert_allclose(a.grad, np.broadcast_to(w.data.sum(1), (4, 60, 50)), 1e-4)
     assert (calls == []) == (backend == "cython"), calls
     assert kernels.matmul is (_gemm.matmul if backend == "cython" else _gemm_ref.matmul)
+
+
+def test_tiny_products_go_to_np_matmul_whatever_the_threads(monkeypatch):
+    """Products of at most TINY_PRODUCT multiply-adds, too little work together for a second
+    thread, are np.matmul's at every thread setting (the choice depends on the shapes alone);
+    a bigger product, or enough tiny ones together, are the kernel's."""
+    calls = []
+    real = np.matmul
+
+    def spy(*args):
+        calls.append(1)
+        return real(*args)
+
+    monkeypatch.setattr(np, "matmul", spy)
+    cases = [
+        ((32, 1, 128), (32, 128, 20), True),  # 2,560 multiply-adds each, 81,920 in all
+        ((64, 64), (64, 16), True),  # 65,536: the limit
+        ((64, 64), (64, 17), False),
+        ((1024, 32, 16), (1024, 16, 32), False),  # 16,384 each, 16.8M in all
+    ]
+    before = mg.get_num_threads()
+    try:
+        for n in (1, 2):
+            mg.set_num_threads(n)
+            for sa, sb, tiny in cases:
+                a, b = np.ones(sa, np.float32), np.ones(sb, np.float32)
+                calls.clear()
+                got = _gemm.matmul(a, b)
+                assert bool(calls) == tiny, (n, sa, sb)
+                np.testing.assert_array_equal(got, real(a, b))
+    finally:
+        mg.set_num_threads(before)
