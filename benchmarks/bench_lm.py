@@ -37,6 +37,7 @@ if _ROOT not in sys.path:
 import argparse  # noqa: E402
 import statistics  # noqa: E402
 import time  # noqa: E402
+from functools import partial  # noqa: E402
 
 import numpy as np  # noqa: E402
 
@@ -211,6 +212,53 @@ def gemm_bound(pb, n_threads, sgemm_n, rates):
     return pb.gemm_flops() / rates[n_threads] / 1e6, rates[n_threads]
 
 
+def _best_seconds(fn, repeats):
+    fn()
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def shape_floor(pb, n_threads, repeats=SGEMM_REPEATS):
+    """(ms, rows): the step's matrix products (LMProblem.gemm_shapes), each timed at its own
+    shape at n_threads with the fastest of NumPy's BLAS (np.matmul), minigrad's kernels
+    (kernels.matmul) and, for the per-step products, n_threads times minigrad's packed GEMM on
+    one thread's share of the rows; best of `repeats` runs each, on operands in cache. Their sum
+    is the least time these products take on this machine with the GEMMs it has. rows: (what,
+    shape, times, ms for all of them, GFLOP/s, the fastest)."""
+    from minigrad import kernels
+
+    rng = np.random.default_rng(0)
+    before = mg.get_num_threads()
+    rows, total = [], 0.0
+    try:
+        for what, m, n, k, ta, times in pb.gemm_shapes():
+            a = rng.standard_normal((k, m) if ta else (m, k), dtype=np.float32)
+            a = a.T if ta else a
+            b = rng.standard_normal((k, n), dtype=np.float32)
+            c = np.empty((m, n), np.float32)
+            mg.set_num_threads(n_threads)
+            cand = {
+                "numpy": _best_seconds(partial(np.matmul, a, b, out=c), repeats),
+                "minigrad": _best_seconds(partial(kernels.matmul, a, b), repeats),
+            }
+            if times > 1:
+                mg.set_num_threads(1)
+                share = -(-m // n_threads)
+                cand["packed"] = 2.0 * m * n * k / (n_threads * packed_rate(share, n, k) * 1e9)
+            best = min(cand, key=cand.get)
+            ms = cand[best] * times * 1e3
+            total += ms
+            gflops = 2.0 * m * n * k / cand[best] / 1e9
+            rows.append((what, f"{m}x{k} @ {k}x{n}", times, ms, gflops, best))
+    finally:
+        mg.set_num_threads(before)
+    return total, rows
+
+
 def _contenders(args, pb, names, torch, defaults):
     """({name: contender}, a function applying a thread setting to them and returning the
     counts used (minigrad's, torch's), the workers or None): by default each framework in a
@@ -235,7 +283,7 @@ def run(args, torch):
     warmup = 1 if args.quick else args.warmup
     part_time = 0.2 if args.quick else max(0.5, args.min_time / 4)
     profile_threads = [] if args.no_profile else ([1] if args.quick else args.profile_threads)
-    totals, parts, results, rates = [], [], [], {}
+    totals, parts, results, rates, shapes = [], [], [], {}, []
     try:
         for cell in args.cells:
             pb = lm_step.LMProblem(
@@ -251,21 +299,25 @@ def run(args, torch):
             print(f"{cell}: {pb.describe()}")
             lm_step.check_agreement(lm_step.build(pb, names))
             models, apply, workers = _contenders(args, pb, names, torch, defaults)
+            floors = {}  # thread count -> shape_floor
             try:
                 for setting in args.threads:
                     used = apply(setting)
                     samples = timing.time_interleaved(models, warmup, min_time=min_time)
                     med = {n: statistics.median(v) * 1e3 for n, v in samples.items()}
                     bound, rate = gemm_bound(pb, used[0], args.sgemm_n, rates)
+                    if used[0] not in floors:
+                        floors[used[0]] = shape_floor(pb, used[0])
+                    floor = floors[used[0]][0]
                     row = [cell, _label(setting, used), f"{med['minigrad']:.1f}"]
                     if torch is not None:
                         row += [
                             f"{med['torch']:.1f}",
                             _ratio_cell(samples["minigrad"], samples["torch"]),
                         ]
-                    row += [f"{bound:.1f}", f"{rate:.0f}"]
+                    row += [f"{bound:.1f}", f"{rate:.0f}", f"{floor:.1f}"]
                     if torch is not None:
-                        row.append(f"{bound / med['torch']:.2f}")
+                        row += [f"{bound / med['torch']:.2f}", f"{floor / med['torch']:.2f}"]
                     totals.append(row)
                     results.append(
                         {
@@ -275,10 +327,18 @@ def run(args, torch):
                             "ms": med,
                             "gemm_bound_ms": bound,
                             "sgemm_gflops": rate,
+                            "gemm_by_shape_ms": floor,
                         }
                     )
                 for setting in profile_threads:
-                    apply(setting)
+                    used = apply(setting)
+                    if used[0] not in floors:
+                        floors[used[0]] = shape_floor(pb, used[0])
+                    for what, shape, times, ms, gf, fastest in floors[used[0]][1]:
+                        shapes.append(
+                            [cell, str(used[0]), what, shape, str(times), f"{ms:.2f}"]
+                            + [f"{gf:.0f}", fastest]
+                        )
                     if workers is None:
                         per = {n: m.parts().contenders() for n, m in models.items()}
                     else:
@@ -309,8 +369,8 @@ def run(args, torch):
     cli.print_table(
         ["cell", "threads", "minigrad"]
         + vs
-        + ["gemm-bound", "gemm GF/s"]
-        + (["gemm-bound / torch"] if torch is not None else []),
+        + ["gemm-bound", "gemm GF/s", "by shape"]
+        + (["gemm-bound / torch", "by shape / torch"] if torch is not None else []),
         totals,
         "median ms per training step; threads: the count both run at, or own: each "
         "framework at the count it starts with (minigrad/torch); minigrad / torch: ratio of "
@@ -318,10 +378,28 @@ def run(args, torch):
         "step's matrix products alone take at gemm GF/s, this machine's best float32 GEMM "
         f"rate at minigrad's thread count (the better of NumPy's BLAS on {args.sgemm_n}^3 and "
         "the thread count times minigrad's packed per-step GEMM, best of "
-        f"{SGEMM_REPEATS} each), a floor under any implementation of the step"
-        + ("; gemm-bound / torch: the least ratio to torch that floor allows" if torch else ""),
+        f"{SGEMM_REPEATS} each), a floor under any implementation of the step; by shape: ms "
+        "the same products take each at its own shape with the fastest GEMM here at that "
+        "thread count (the table of shapes below)"
+        + (
+            "; gemm-bound / torch, by shape / torch: the least ratios to torch they allow"
+            if torch
+            else ""
+        ),
         left=2,
     )
+    if shapes:
+        print()
+        cli.print_table(
+            ["cell", "threads", "product", "shape", "times", "ms", "GF/s", "fastest"],
+            shapes,
+            "the step's matrix products (op(A) @ B, m x k @ k x n; times: per step), each at "
+            "its shape with the fastest of NumPy's BLAS (numpy), minigrad's matmul kernel "
+            "(minigrad) and, for the per-step products, minigrad's packed per-step GEMM "
+            "(packed, one thread's rows, times the threads); ms: all of that shape's products, "
+            "best of 5 on operands in cache; their sum is the by shape column above",
+            left=4,
+        )
     if parts:
         print()
         cli.print_table(

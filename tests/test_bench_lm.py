@@ -96,3 +96,15 @@ def test_the_matmul_head_computes_what_the_linear_head_does():
         np.testing.assert_allclose(g2[k], g1[k], rtol=1e-5, atol=1e-7, err_msg=k)
     with pytest.raises(ValueError, match="head must be one of linear, matmul, got 'dense'"):
         lm_step.LMProblem("gru", head="dense", **kw)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_the_shapes_of_the_floor_are_the_products_counted(cell):
+    pb = lm_step.LMProblem(cell, vocab=7, embed=3, hidden=5, layers=3, batch=2, seq=4)
+    shapes = pb.gemm_shapes()
+    assert sum(2 * m * n * k * times for _, m, n, k, _, times in shapes) == pb.gemm_flops()
+    total, rows = bench_lm.shape_floor(pb, 1, repeats=1)
+    assert [r[0] for r in rows] == [s[0] for s in shapes]
+    assert total == pytest.approx(sum(r[3] for r in rows))
+    assert all(r[3] > 0 and r[5] in ("numpy", "minigrad", "packed") for r in rows)
+    assert {r[5] for r in rows if r[2] == 1} <= {"numpy", "minigrad"}  # packed: per step only

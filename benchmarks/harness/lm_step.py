@@ -92,6 +92,28 @@ class LMProblem:
         inputs = [self.E] + [self.H] * (self.L - 1)
         return sum(3 * 2 * N * G * (i + self.H) for i in inputs) + 3 * 2 * N * self.H * self.V
 
+    def gemm_shapes(self):
+        """The step's matrix products, forward and backward, as (what, m, n, k, ta, times):
+        C (m x n) = op(A) (m x k) @ B (k x n), op(A) = A^T when ta (the weight gradients: a
+        sum over the N = B * T rows), `times` products of that shape a step (the per-step
+        products of a recurrent layer: T, on B rows each)."""
+        N, G = self.B * self.T, (4 if self.cell == "lstm" else 3) * self.H
+        out = []
+        for i, I in enumerate([self.E] + [self.H] * (self.L - 1)):
+            out += [
+                (f"layer {i}: x W_ih^T", N, G, I, False, 1),
+                (f"layer {i}: h W_hh^T, per step", self.B, G, self.H, False, self.T),
+                (f"layer {i}: dx = dG W_ih", N, I, G, False, 1),
+                (f"layer {i}: dW_ih = dG^T x", G, I, N, True, 1),
+                (f"layer {i}: dh = dG W_hh, per step", self.B, self.H, G, False, self.T),
+                (f"layer {i}: dW_hh = dG^T h", G, self.H, N, True, 1),
+            ]
+        return out + [
+            ("head: h W^T", N, self.V, self.H, False, 1),
+            ("head: dh = dY W", N, self.H, self.V, False, 1),
+            ("head: dW = dY^T h", self.V, self.H, N, True, 1),
+        ]
+
     def describe(self):
         n = sum(v.size for v in self.weights.values())
         return (
