@@ -17,7 +17,7 @@ def test_a_tiny_run_prints_both_tables_and_restores_the_threads(capsys):
     results = bench_lm.main(TINY + ["--cells", "gru", "--threads", "1", "--profile-threads", "1"])
     assert mg.get_num_threads() == before
     out = capsys.readouterr().out
-    assert out.count("legend: ") == 2
+    assert out.count("legend: ") == 3  # totals, the shapes of the floor, the parts
     totals = [r for r in results if "part" not in r]
     parts = [r["part"] for r in results if "part" in r]
     assert [(r["cell"], r["threads"]) for r in totals] == [("gru", 1)]
