@@ -7,6 +7,7 @@ The GEMM itself (gemm, gemm_p, _pack) is declared inline in _gemm.pxd, so that t
 (SMALL_GEMM), a private test hook onto that GEMM, and linear_forward / linear_backward.
 """
 cimport numpy as cnp
+from libc.string cimport memset
 import numpy as np
 
 from minigrad._arrays cimport _typed, _add_rows, _colsum, _alpha, _scale
@@ -220,29 +221,23 @@ def linear_backward(dy, x, w, has_bias, need_dx=True, out=None, scale=1.0):
 # stepped 1.1x faster on 2 threads than on 1; on the kernels' threads, 1.9x).
 
 
-cdef struct MatMul:             # `count` products C_q = op(A_q) @ op(B_q), float32 (f) or float64 (d)
-    bint ta, tb                 # op(X) = X.T where X is stored transposed (column-major)
-    int m, n, k, lda, ldb
+cdef struct MatMul:             # `count` products C_q = op(A_q) @ op(B_q)
+    _Split g                    # their GEMM (pgemm's fields; alpha 1, beta 0, ldc n), C_0 at cf/cd
     Py_ssize_t count
     Py_ssize_t* aoff            # element offsets of A_q and B_q from af/ad and bf/bd
     Py_ssize_t* boff            # (C_q starts at q * m * n)
-    float* af
-    float* bf
-    float* cf
-    double* ad
-    double* bd
-    double* cd
 
 
 cdef void _matmul_products(MatMul* s, Py_ssize_t q0, Py_ssize_t q1) noexcept nogil:
-    cdef Py_ssize_t q, mn = <Py_ssize_t>s.m * s.n
+    cdef _Split* g = &s.g
+    cdef Py_ssize_t q, mn = <Py_ssize_t>g.m * g.n
     for q in range(q0, q1):
-        if s.af != NULL:
-            gemm(s.ta, s.tb, s.m, s.n, s.k, <float>1, s.af + s.aoff[q], s.lda, s.bf + s.boff[q],
-                 s.ldb, <float>0, s.cf + q * mn, s.n)
+        if g.af != NULL:
+            gemm(g.ta, g.tb, g.m, g.n, g.k, <float>1, g.af + s.aoff[q], g.lda, g.bf + s.boff[q],
+                 g.ldb, <float>0, g.cf + q * mn, g.n)
         else:
-            gemm(s.ta, s.tb, s.m, s.n, s.k, <double>1, s.ad + s.aoff[q], s.lda, s.bd + s.boff[q],
-                 s.ldb, <double>0, s.cd + q * mn, s.n)
+            gemm(g.ta, g.tb, g.m, g.n, g.k, <double>1, g.ad + s.aoff[q], g.lda, g.bd + s.boff[q],
+                 g.ldb, <double>0, g.cd + q * mn, g.n)
 
 
 cdef void _matmul_part(void* arg, int i, int parts) noexcept nogil:
@@ -255,16 +250,17 @@ cdef void _matmul_run(MatMul* s) noexcept nogil:
     """One product: its rows split across the threads (pgemm). Several: the products split across
     the threads, each product on one (each C element computed as one thread computes it, so the
     result is the same at every thread count)."""
+    cdef _Split* g = &s.g
     cdef int parts
     if s.count == 1:
-        if s.af != NULL:
-            pgemm(s.ta, s.tb, s.m, s.n, s.k, <float>1, s.af + s.aoff[0], s.lda, s.bf + s.boff[0],
-                  s.ldb, <float>0, s.cf, s.n)
+        if g.af != NULL:
+            pgemm(g.ta, g.tb, g.m, g.n, g.k, <float>1, g.af + s.aoff[0], g.lda, g.bf + s.boff[0],
+                  g.ldb, <float>0, g.cf, g.n)
         else:
-            pgemm(s.ta, s.tb, s.m, s.n, s.k, <double>1, s.ad + s.aoff[0], s.lda, s.bd + s.boff[0],
-                  s.ldb, <double>0, s.cd, s.n)
+            pgemm(g.ta, g.tb, g.m, g.n, g.k, <double>1, g.ad + s.aoff[0], g.lda, g.bd + s.boff[0],
+                  g.ldb, <double>0, g.cd, g.n)
         return
-    parts = _parts(<double>s.count * s.m * s.n * s.k, s.count)
+    parts = _parts(<double>s.count * g.m * g.n * g.k, s.count)
     if parts > 1:
         _parallel(_matmul_part, s, parts)
     else:
@@ -384,16 +380,16 @@ def matmul(a, b):
         aoff, boff = _offsets(a2, batch, count), _offsets(b2, batch, count)
     tn = cnp.PyArray_TYPE(<cnp.ndarray>a2)
     c = _empty(tn, count * m, n)
-    s.ta, s.tb, s.m, s.n, s.k, s.lda, s.ldb, s.count = ta, tb, m, n, k, lda, ldb, count
+    memset(&s, 0, sizeof(MatMul))
+    s.g.ta, s.g.tb, s.g.m, s.g.n, s.g.k, s.g.lda, s.g.ldb, s.g.ldc = ta, tb, m, n, k, lda, ldb, n
+    s.g.alpha, s.count = 1, count
     s.aoff = <Py_ssize_t*>cnp.PyArray_DATA(<cnp.ndarray>aoff)
     s.boff = <Py_ssize_t*>cnp.PyArray_DATA(<cnp.ndarray>boff)
-    s.af = s.bf = s.cf = NULL
-    s.ad = s.bd = s.cd = NULL
     if tn == cnp.NPY_FLOAT:
-        s.af, s.bf, s.cf = <float*>cnp.PyArray_DATA(<cnp.ndarray>a2), \
+        s.g.af, s.g.bf, s.g.cf = <float*>cnp.PyArray_DATA(<cnp.ndarray>a2), \
             <float*>cnp.PyArray_DATA(<cnp.ndarray>b2), <float*>_data(c)
     else:
-        s.ad, s.bd, s.cd = <double*>cnp.PyArray_DATA(<cnp.ndarray>a2), \
+        s.g.ad, s.g.bd, s.g.cd = <double*>cnp.PyArray_DATA(<cnp.ndarray>a2), \
             <double*>cnp.PyArray_DATA(<cnp.ndarray>b2), <double*>_data(c)
     with nogil:
         _matmul_run(&s)
