@@ -48,6 +48,9 @@ from benchmarks.harness.stats import ratio_interval  # noqa: E402
 CELLS = ("lstm", "gru")
 MINIMUMS = dict(warmup=0, layers=1, hidden=1, embed=1, vocab=2, batch=1, seq_len=1, sgemm_n=1)
 SGEMM_REPEATS = 5
+# seconds to wait before timing minigrad's GEMMs after NumPy's: OpenBLAS's threads spin about
+# 0.1 s after a call, holding the cores minigrad's threads would run on
+SPIN_SETTLE = 0.25
 
 
 def thread_list(text):
@@ -241,14 +244,15 @@ def shape_floor(pb, n_threads, repeats=SGEMM_REPEATS):
             b = rng.standard_normal((k, n), dtype=np.float32)
             c = np.empty((m, n), np.float32)
             mg.set_num_threads(n_threads)
-            cand = {
-                "numpy": _best_seconds(partial(np.matmul, a, b, out=c), repeats),
-                "minigrad": _best_seconds(partial(kernels.matmul, a, b), repeats),
-            }
+            if n_threads > 1:  # NumPy's BLAS threads idle again after the last shape's
+                time.sleep(SPIN_SETTLE)
+            cand = {"minigrad": _best_seconds(partial(kernels.matmul, a, b), repeats)}
             if times > 1:
                 mg.set_num_threads(1)
                 share = -(-m // n_threads)
                 cand["packed"] = 2.0 * m * n * k / (n_threads * packed_rate(share, n, k) * 1e9)
+                mg.set_num_threads(n_threads)
+            cand["numpy"] = _best_seconds(partial(np.matmul, a, b, out=c), repeats)
             best = min(cand, key=cand.get)
             ms = cand[best] * times * 1e3
             total += ms

@@ -218,7 +218,7 @@ def linear_backward(dy, x, w, has_bias, need_dx=True, out=None, scale=1.0):
 # np.matmul's products on the kernels' GEMM and threads: F.matmul (and so Keras's Dense, the
 # attention layers) would otherwise run on NumPy's OpenBLAS, whose threads keep spinning after
 # each call and take the cores from the kernels' own threads (a char-LSTM whose Dense ran on them
-# stepped 1.1x faster on 2 threads than on 1; on the kernels' threads, 1.9x).
+# stepped 1.1x faster on 2 threads than on 1; on the kernels' threads, 1.8x).
 
 
 cdef struct MatMul:             # `count` products C_q = op(A_q) @ op(B_q)
