@@ -51,6 +51,7 @@ SGEMM_REPEATS = 5
 # seconds to wait before timing minigrad's GEMMs after NumPy's: OpenBLAS's threads spin about
 # 0.1 s after a call, holding the cores minigrad's threads would run on
 SPIN_SETTLE = 0.25
+FLOOR_PASSES = 2
 
 
 def thread_list(text):
@@ -225,41 +226,48 @@ def _best_seconds(fn, repeats):
     return best
 
 
-def shape_floor(pb, n_threads, repeats=SGEMM_REPEATS):
+def shape_floor(pb, n_threads, repeats=SGEMM_REPEATS, passes=FLOOR_PASSES):
     """(ms, rows): the step's matrix products (LMProblem.gemm_shapes), each timed at its own
     shape at n_threads with the fastest of NumPy's BLAS (np.matmul), minigrad's kernels
     (kernels.matmul) and, for the per-step products, n_threads times minigrad's packed GEMM on
-    one thread's share of the rows; best of `repeats` runs each, on operands in cache. Their sum
-    is the least time these products take on this machine with the GEMMs it has. rows: (what,
-    shape, times, ms for all of them, GFLOP/s, the fastest)."""
+    one thread's share of the rows; best of `repeats` runs each in each of `passes` passes over
+    the shapes (a slow moment of a shared machine spoils one pass, not the floor), on operands in
+    cache. Their sum is the least time these products take on this machine with the GEMMs it
+    has. rows: (what, shape, times, ms for all of them, GFLOP/s, the fastest)."""
     from minigrad import kernels
 
-    rng = np.random.default_rng(0)
+    shapes = pb.gemm_shapes()
+    best = [dict() for _ in shapes]  # per shape: candidate -> least seconds
     before = mg.get_num_threads()
-    rows, total = [], 0.0
     try:
-        for what, m, n, k, ta, times in pb.gemm_shapes():
-            a = rng.standard_normal((k, m) if ta else (m, k), dtype=np.float32)
-            a = a.T if ta else a
-            b = rng.standard_normal((k, n), dtype=np.float32)
-            c = np.empty((m, n), np.float32)
-            mg.set_num_threads(n_threads)
-            if n_threads > 1:  # NumPy's BLAS threads idle again after the last shape's
-                time.sleep(SPIN_SETTLE)
-            cand = {"minigrad": _best_seconds(partial(kernels.matmul, a, b), repeats)}
-            if times > 1:
-                mg.set_num_threads(1)
-                share = -(-m // n_threads)
-                cand["packed"] = 2.0 * m * n * k / (n_threads * packed_rate(share, n, k) * 1e9)
+        for _ in range(passes):
+            rng = np.random.default_rng(0)
+            for (_what, m, n, k, ta, times), seen in zip(shapes, best):
+                a = rng.standard_normal((k, m) if ta else (m, k), dtype=np.float32)
+                a = a.T if ta else a
+                b = rng.standard_normal((k, n), dtype=np.float32)
+                c = np.empty((m, n), np.float32)
                 mg.set_num_threads(n_threads)
-            cand["numpy"] = _best_seconds(partial(np.matmul, a, b, out=c), repeats)
-            best = min(cand, key=cand.get)
-            ms = cand[best] * times * 1e3
-            total += ms
-            gflops = 2.0 * m * n * k / cand[best] / 1e9
-            rows.append((what, f"{m}x{k} @ {k}x{n}", times, ms, gflops, best))
+                if n_threads > 1:  # NumPy's BLAS threads idle again after the last shape's
+                    time.sleep(SPIN_SETTLE)
+                cand = {"minigrad": _best_seconds(partial(kernels.matmul, a, b), repeats)}
+                if times > 1:
+                    mg.set_num_threads(1)
+                    rate = packed_rate(-(-m // n_threads), n, k)
+                    cand["packed"] = 2.0 * m * n * k / (n_threads * rate * 1e9)
+                    mg.set_num_threads(n_threads)
+                cand["numpy"] = _best_seconds(partial(np.matmul, a, b, out=c), repeats)
+                for name, t in cand.items():
+                    seen[name] = min(t, seen.get(name, t))
     finally:
         mg.set_num_threads(before)
+    rows, total = [], 0.0
+    for (what, m, n, k, _ta, times), seen in zip(shapes, best):
+        fastest = min(seen, key=seen.get)
+        ms = seen[fastest] * times * 1e3
+        total += ms
+        gflops = 2.0 * m * n * k / seen[fastest] / 1e9
+        rows.append((what, f"{m}x{k} @ {k}x{n}", times, ms, gflops, fastest))
     return total, rows
 
 
@@ -401,7 +409,8 @@ def run(args, torch):
             "its shape with the fastest of NumPy's BLAS (numpy), minigrad's matmul kernel "
             "(minigrad) and, for the per-step products, minigrad's packed per-step GEMM "
             "(packed, one thread's rows, times the threads); ms: all of that shape's products, "
-            "best of 5 on operands in cache; their sum is the by shape column above",
+            f"best of {SGEMM_REPEATS} in each of {FLOOR_PASSES} passes, on operands in cache; "
+            "their sum is the by shape column above",
             left=4,
         )
     if parts:
