@@ -176,6 +176,16 @@ def _ratio_cell(a, b):
     return f"{statistics.median(a) / statistics.median(b):.2f} [{lo:.2f}, {hi:.2f}]"
 
 
+def _best_seconds(fn, repeats):
+    fn()
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
 def packed_rate(m, n, k, repeats=SGEMM_REPEATS, reps=20):
     """GFLOP/s of minigrad's packed per-step GEMM (the product every step of a recurrent layer
     runs, h (m x k) @ W_hh^T (k x n), one thread), best of `repeats` runs of `reps` products;
@@ -188,12 +198,8 @@ def packed_rate(m, n, k, repeats=SGEMM_REPEATS, reps=20):
     a = rng.standard_normal((m, k), dtype=np.float32)
     b = rng.standard_normal((n, k), dtype=np.float32)
     c = np.empty((m, n), np.float32)
-    best = float("inf")
-    for _ in range(repeats + 1):
-        t0 = time.perf_counter()
-        _gemm._gemm(False, True, a, b, c, packed=True, repeat=reps)
-        best = min(best, time.perf_counter() - t0)
-    return 2.0 * m * n * k * reps / best / 1e9
+    run = partial(_gemm._gemm, False, True, a, b, c, packed=True, repeat=reps)
+    return 2.0 * m * n * k * reps / _best_seconds(run, repeats) / 1e9
 
 
 def gemm_bound(pb, n_threads, sgemm_n, rates):
@@ -208,22 +214,11 @@ def gemm_bound(pb, n_threads, sgemm_n, rates):
         try:
             blas = machine.measure_sgemm(sgemm_n, SGEMM_REPEATS, scipy_too=False)
             mg.set_num_threads(1)
-            G = (4 if pb.cell == "lstm" else 3) * pb.H
-            own = n_threads * packed_rate(pb.B, G, pb.H)
+            own = n_threads * packed_rate(pb.B, pb.G, pb.H)
         finally:
             mg.set_num_threads(before)
         rates[n_threads] = max(blas["numpy"]["best_gflops"], own)
     return pb.gemm_flops() / rates[n_threads] / 1e6, rates[n_threads]
-
-
-def _best_seconds(fn, repeats):
-    fn()
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
 
 
 def shape_floor(pb, n_threads, repeats=SGEMM_REPEATS, passes=FLOOR_PASSES):

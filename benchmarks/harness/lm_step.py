@@ -60,6 +60,7 @@ class LMProblem:
         self.B, self.T, self.clip, self.lr = batch, seq, clip, lr
         rng = np.random.default_rng(seed)
         G = 4 if cell == "lstm" else 3
+        self.G = G * hidden  # the gate width: the rows of W_ih and W_hh
         k = 1 / np.sqrt(hidden)
 
         def u(*shape):
@@ -82,22 +83,17 @@ class LMProblem:
         self.args = (cell, vocab, embed, hidden, layers, batch, seq, clip, lr, chunks, seed, head)
 
     def gemm_flops(self):
-        """Floating-point operations of the step's matrix products (2 per multiply-add), forward
-        and backward: per recurrent layer (input size I, gate width G = gates * H, N = B * T
-        rows) the input projection x W_ih^T, the per-step products h W_hh^T, and in backward
-        the input gradient dG W_ih (the first layer's feeds the embedding's gradient), dW_ih,
-        the per-step dG W_hh and dW_hh; the head's product, its input gradient and dW. Nothing
-        else of the step (gate rows, softmax, the optimizer) is a matrix product."""
-        N, G = self.B * self.T, (4 if self.cell == "lstm" else 3) * self.H
-        inputs = [self.E] + [self.H] * (self.L - 1)
-        return sum(3 * 2 * N * G * (i + self.H) for i in inputs) + 3 * 2 * N * self.H * self.V
+        """Floating-point operations of the step's matrix products (gemm_shapes), 2 per
+        multiply-add. Nothing else of the step (gate rows, softmax, the optimizer) is a matrix
+        product."""
+        return sum(2 * m * n * k * times for _, m, n, k, _, times in self.gemm_shapes())
 
     def gemm_shapes(self):
         """The step's matrix products, forward and backward, as (what, m, n, k, ta, times):
         C (m x n) = op(A) (m x k) @ B (k x n), op(A) = A^T when ta (the weight gradients: a
         sum over the N = B * T rows), `times` products of that shape a step (the per-step
         products of a recurrent layer: T, on B rows each)."""
-        N, G = self.B * self.T, (4 if self.cell == "lstm" else 3) * self.H
+        N, G = self.B * self.T, self.G
         out = []
         for i, I in enumerate([self.E] + [self.H] * (self.L - 1)):
             out += [
