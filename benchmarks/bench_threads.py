@@ -19,9 +19,11 @@ Scaling (default): every contender at every count of --threads (default: 1 and t
 process may use, at least 2). Columns: each median, each contender's speedup over its own 1-thread
 step, and minigrad / torch at equal thread counts (below 1: minigrad faster). A turn is one step
 (--run-length 1, the default) or K steps back to back (--run-length K, as a training loop runs
-them); --settle S sleeps S seconds, untimed, before each turn (threads a contender leaves
-spinning, as torch's OpenMP workers do for about 10 ms after a step, then go idle before the
-next contender runs).
+them). Each turn starts once the previous contender's worker threads have stopped running
+(harness.timing.wait_quiet, untimed: torch's OpenMP workers spin for about 8 ms after a step,
+and would otherwise take the cores from the first milliseconds of whoever comes next, which no
+framework training alone pays); --no-quiet starts it at once. --settle S sleeps S seconds,
+untimed, before each turn.
 
 Contention (--contention): a second process spins on one core (the last this process may use)
 for the whole run; each contender runs at 1 thread and at its default (minigrad:
@@ -111,14 +113,18 @@ def build_parser():
         "--settle",
         type=float,
         default=0.0,
-        help="seconds of sleep before each turn, untimed, so that threads the previous "
-        "contender left spinning go idle first",
+        help="seconds of sleep before each turn, untimed (the machine idle that long)",
     )
     cli.add_flags(
         ap,
         [
             ("--quick", "the first two sizes of the grid, shorter sampling (0.5 s each)"),
             ("--contention", "the contention table instead"),
+            (
+                "--no-quiet",
+                "start each turn right after the previous one, even while the previous "
+                "contender's threads still spin",
+            ),
             ("--no-torch", "leave torch out"),
             ("--no-numpy", "leave the NumPy reference out"),
             (
@@ -211,6 +217,7 @@ def time_counts(
     settle=0.0,
     same_process=False,
     env=None,
+    quiet_turns=True,
 ):
     """{(name, n): median seconds}: every contender at every count of counts[name], interleaved;
     each contender in a worker process of its own (harness.isolated, started with ``env``)
@@ -233,7 +240,13 @@ def time_counts(
                 for n in counts[name]:
                     runs[f"{name}@{n}"] = w.remote(("step_at", (n,)), ("set_threads", (n,)))
         samples = timing.time_interleaved(
-            runs, warmup=2, min_time=min_time, min_repeats=5, run_length=run_length, settle=settle
+            runs,
+            warmup=2,
+            min_time=min_time,
+            min_repeats=5,
+            run_length=run_length,
+            settle=settle,
+            quiet_turns=quiet_turns,
         )
     finally:
         isolated.close_all(workers)
@@ -246,6 +259,7 @@ def _isolation(args):
     return {
         "same_process": args.same_process,
         "env": isolated.malloc_env(args.glibc_malloc),
+        "quiet_turns": not args.no_quiet,
     }
 
 

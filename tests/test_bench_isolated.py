@@ -2,7 +2,9 @@
 workers report, how their failures reach the parent, and that time_interleaved takes the time
 a worker measured. No timing threshold is asserted."""
 
+import hashlib
 import os
+import threading
 import time
 
 import pytest
@@ -39,6 +41,19 @@ class Sleeper:
 
     def fail(self):
         raise ValueError("a bad call")
+
+    def run_in_background(self, seconds):
+        """Start a thread that keeps a core busy for `seconds` (hashing, which runs without the
+        GIL) and return at once, as a framework's spinning workers outlive its step."""
+        threading.Thread(target=busy, args=(seconds,), daemon=True).start()
+
+
+def busy(seconds):
+    """Keep this thread running, outside the GIL, for `seconds`."""
+    data = b"x" * (1 << 20)
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        hashlib.sha256(data).digest()
 
 
 class Broken:
@@ -82,3 +97,20 @@ def test_failures_in_the_worker_reach_the_parent_with_their_traceback():
     finally:
         w.close()
     w.close()  # closing twice is harmless
+
+
+def test_quiet_waits_until_the_workers_threads_stop_running():
+    """quiet() returns once no thread of the worker runs: after a call that leaves a thread
+    busy for 60 ms it waits for that thread (within timing.QUIET_LIMIT); with nothing running
+    it returns at once."""
+    assert timing.QUIET_LIMIT > 0.06
+    w = isolated.Isolated(Sleeper, 0.0)
+    try:
+        w.call("run_in_background", 0.06)
+        t0 = time.perf_counter()
+        waited = w.quiet()
+        elapsed = time.perf_counter() - t0
+        assert 0.03 <= waited <= elapsed
+        assert w.remote(("count", ()), None).quiet() < 0.03  # the thread has ended
+    finally:
+        w.close()

@@ -5,15 +5,19 @@ No timing is asserted anywhere: timings depend on the machine and its load.
 """
 
 import argparse
+import hashlib
 import json
 import os
 import subprocess
 import sys
+import threading
+import time
 from collections import Counter
 
 import numpy as np
 import pytest
 
+import minigrad
 from benchmarks import bench_rnn
 from benchmarks.harness import agreement, contenders, machine, problem, stats, threads, timing
 
@@ -291,7 +295,9 @@ def test_time_interleaved_settles_before_every_turn_untimed(monkeypatch):
     log, sleeps = [], []
     monkeypatch.setattr(timing.time, "sleep", lambda s: (sleeps.append(s), log.append("sleep")))
     contenders = {n: _Recorder(n, log) for n in "ab"}
-    timing.time_interleaved(contenders, warmup=0, repeats=2, run_length=2, settle=0.01)
+    timing.time_interleaved(
+        contenders, warmup=0, repeats=2, run_length=2, settle=0.01, quiet_turns=False
+    )
     assert sleeps == [0.01] * 4  # 2 rounds x 2 contenders
     turns = [log[i : i + 3] for i in range(0, len(log), 3)]
     assert len(turns) * 3 == len(log) == 12
@@ -299,7 +305,60 @@ def test_time_interleaved_settles_before_every_turn_untimed(monkeypatch):
         assert turn[0] == "sleep" and turn[1] == turn[2] in ("a", "b"), log
 
 
-def test_ratio_interval_pairs_rounds_and_brackets_the_ratio():
+class _Quiet(_Recorder):
+    def quiet(self):
+        self.log.append("quiet " + self.name)
+        return 0.0
+
+
+def test_time_interleaved_waits_for_the_previous_contender_before_every_turn(monkeypatch):
+    """quiet_turns (the default): before each turn but the first, the previous contender's
+    quiet(); a contender without one is waited for in this process (wait_quiet)."""
+    log = []
+    contenders = {n: _Quiet(n, log) for n in "ab"}
+    timing.time_interleaved(contenders, warmup=0, repeats=2, run_length=2)
+    assert log == ["a", "a", "quiet a", "b", "b", "quiet b", "a", "a", "quiet a", "b", "b"]
+    log.clear()
+    timing.time_interleaved(contenders, warmup=0, repeats=2, quiet_turns=False)
+    assert log == ["a", "b", "a", "b"]
+    looks = iter([2, 1, 0])
+    waits = []
+    real = timing.wait_quiet
+    monkeypatch.setattr(
+        timing, "wait_quiet", lambda: waits.append(real(look=lambda: next(looks), poll=0))
+    )
+    timing.time_interleaved({n: _Recorder(n, log) for n in "ab"}, warmup=0, repeats=1)
+    assert len(waits) == 1 and next(looks, "done") == "done"  # looked until nothing ran
+
+
+def _hash_for(seconds, ended):
+    data = b"x" * (1 << 20)
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        hashlib.sha256(data).digest()  # runs without the GIL
+    ended.append(time.perf_counter())
+
+
+def test_wait_quiet_waits_for_a_running_thread_and_not_for_sleeping_ones():
+    timing.wait_quiet(limit=5)  # whatever earlier tests left running
+    assert timing.running_threads() == 0
+    ended = []
+    th = threading.Thread(target=_hash_for, args=(0.3, ended))
+    th.start()
+    assert timing.wait_quiet(limit=0.05) >= 0.05  # the limit
+    timing.wait_quiet(limit=5)
+    returned = time.perf_counter()
+    th.join()
+    assert ended and returned >= ended[0] - 0.01  # it returned only once the thread had ended
+    a = np.ones((256, 256), np.float32)
+    old = minigrad.get_num_threads()
+    minigrad.set_num_threads(2)
+    try:
+        minigrad.kernels.matmul(a, a)  # a job on the kernels' pool: its workers go back to sleep
+        assert timing.wait_quiet(limit=1) < 0.5
+    finally:
+        minigrad.set_num_threads(old)
+
     rng = np.random.default_rng(0)
     drift = np.exp(rng.normal(0, 0.5, 60))  # the machine's speed, round by round
     b = 3.0 * drift

@@ -55,14 +55,14 @@ def test_contention_table_runs_a_spinning_process_and_stops_it(capsys):
         os.kill(pid, 0)
 
 
-def test_run_length_and_settle_reach_the_timing(capsys, monkeypatch):
+def test_run_length_settle_and_quiet_reach_the_timing(capsys, monkeypatch):
     from benchmarks.harness import timing
 
     seen = []
     real = timing.time_interleaved
 
     def spy(runs, **kw):
-        seen.append((kw["run_length"], kw["settle"]))
+        seen.append((kw["run_length"], kw["settle"], kw["quiet_turns"]))
         return real(runs, **kw)
 
     monkeypatch.setattr(timing, "time_interleaved", spy)
@@ -70,7 +70,11 @@ def test_run_length_and_settle_reach_the_timing(capsys, monkeypatch):
         ["--cells", "rnn", "--sizes", TINY, "--threads", "1", "--no-torch", "--min-time", "0.01"]
         + ["--run-length", "3", "--settle", "0.001"]
     )
-    assert seen == [(3, 0.001)]
+    bench_threads.main(
+        ["--cells", "rnn", "--sizes", TINY, "--threads", "1", "--no-torch", "--min-time", "0.01"]
+        + ["--no-quiet"]
+    )
+    assert seen == [(3, 0.001, True), (1, 0.0, False)]
     assert table_row(capsys.readouterr().out, "rnn")
     with pytest.raises(SystemExit):
         bench_threads.main(["--run-length", "0", "--sizes", TINY])

@@ -17,22 +17,25 @@ torch's LSTM step here faulted 254 pages a step in one run and 5,174 in another 
 that neither framework's steady-state step pays page faults, whatever ran before; benchmarks
 pass it as a worker's ``env`` unless asked for the C library's defaults.
 
-``Isolated(factory, *args, env=None)`` starts a worker process (``multiprocessing``'s spawn: a fresh
-interpreter, nothing inherited) that builds ``factory(*args)`` and then serves the parent's
-commands: ``step()`` runs the object's step() and reports the seconds it took, timed in the
-worker (the pipe's round trip is not counted); ``call(name, *args)`` calls a method and returns
-its result; ``remote(step, prepare)`` is a contender that calls the object's methods (the step
-one returns the seconds it measured), ``part(name)`` the one of ``part_prepare(name)`` and
-``part_step(name)``. Contenders with
-``measures = True`` give time_interleaved the seconds they measured (``last_seconds``). The
-parent still decides whose turn it is, so the rounds interleave as before; while one worker
-runs, the other waits in a blocking read of its pipe.
+``Isolated(factory, *args, env=None)`` starts a worker process (``multiprocessing``'s spawn: a
+fresh interpreter, nothing inherited) that builds ``factory(*args)`` and then serves the
+parent's commands: ``step()`` runs the object's step() and reports the seconds it took, timed in
+the worker (the pipe's round trip is not counted); ``call(name, *args)`` calls a method and
+returns its result; ``quiet()`` waits until the worker's threads have stopped running
+(timing.wait_quiet, run there); ``remote(step, prepare)`` is a contender that calls the
+object's methods (the step one returns the seconds it measured), ``part(name)`` the one of
+``part_prepare(name)`` and ``part_step(name)``. Contenders with ``measures = True`` give
+time_interleaved the seconds they measured (``last_seconds``). The parent still decides whose
+turn it is, so the rounds interleave as before; while one worker runs, the other waits in a
+blocking read of its pipe.
 """
 
 import multiprocessing
 import os
 import time
 import traceback
+
+from benchmarks.harness import timing
 
 STEADY_MALLOC = {"MALLOC_MMAP_THRESHOLD_": str(32 << 20), "MALLOC_TRIM_THRESHOLD_": str(128 << 20)}
 
@@ -82,7 +85,9 @@ def _serve(conn, factory, args):
             conn.send(("ok", None))
             return
         try:
-            if cmd == "step":
+            if cmd == "quiet":
+                res = timing.wait_quiet()
+            elif cmd == "step":
                 t0 = perf()
                 obj.step()
                 res = perf() - t0
@@ -135,6 +140,11 @@ class Isolated:
         self._conn.send(("step", None, ()))
         self.last_seconds = self._reply()
 
+    def quiet(self):
+        """Wait until the worker process is quiet (timing.wait_quiet there); the seconds."""
+        self._conn.send(("quiet", None, ()))
+        return self._reply()
+
     def remote(self, step, prepare=None):
         """A contender whose step() calls the worker object's method ``step = (name, args)``,
         which returns the seconds it measured, and whose prepare() (untimed) calls ``prepare``
@@ -164,6 +174,9 @@ class _Remote:
     def __init__(self, worker, step, prepare):
         self.worker, self._step, self._prepare = worker, step, prepare
         self.last_seconds = None
+
+    def quiet(self):
+        return self.worker.quiet()
 
     def prepare(self):
         if self._prepare is not None:

@@ -5,11 +5,18 @@ A contender is any object with step() (and optionally prepare(), run untimed bef
 step). Wall time is time.perf_counter, around the call; a contender with ``measures = True``
 times its step itself and leaves the seconds in ``last_seconds`` (one in a worker process of its
 own: harness.isolated).
+
+Before each turn the previous contender is waited on until it is quiet (``wait_quiet``): the
+worker threads a framework leaves spinning after its step (torch's OpenMP workers: about 10 ms
+of CPU after each step on this machine) would otherwise take the cores from the next
+contender's first milliseconds, a cost that one framework training alone never pays.
 """
 
 import itertools
 import math
+import os
 import statistics
+import threading
 import time
 
 ORDERS = ("balanced", "rotate", "fixed")
@@ -48,6 +55,56 @@ def balanced_orders(n):
     return extend([first], set(zip(first, first[1:])))
 
 
+QUIET_POLL = 0.0002  # seconds between two looks of wait_quiet
+QUIET_LIMIT = 0.1  # seconds wait_quiet waits at most
+
+
+def running_threads():
+    """How many of this process's threads other than the calling one are running or runnable
+    (state R in /proc/self/task/*/stat); None where /proc cannot tell."""
+    me = threading.get_native_id()
+    n = 0
+    try:
+        tids = os.listdir("/proc/self/task")
+    except OSError:
+        return None
+    for tid in tids:
+        if tid == str(me):
+            continue
+        try:
+            with open(f"/proc/self/task/{tid}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:  # the thread ended
+            continue
+        if stat[stat.rindex(b")") + 2 : stat.rindex(b")") + 3] == b"R":
+            n += 1
+    return n
+
+
+def wait_quiet(poll=QUIET_POLL, limit=QUIET_LIMIT, look=running_threads):
+    """Wait until no other thread of this process is running (the worker threads a framework
+    leaves spinning after its step have gone to sleep), looking every `poll` seconds, at most
+    `limit` seconds (look: how many run, None if unknown); returns the seconds waited (at
+    once where /proc cannot tell). The looks are frequent, so a core a spinning thread kept
+    busy is handed on before it idles long (a core idle for milliseconds runs the next work
+    slower on this virtual machine)."""
+    clock = time.perf_counter
+    start = clock()
+    while True:
+        n = look()
+        waited = clock() - start
+        if not n or waited >= limit:
+            return waited
+        time.sleep(poll)
+
+
+def quiet(contender):
+    """Wait until `contender` is quiet: its own quiet() (one in a worker process asks the worker
+    to wait_quiet), or wait_quiet in this process; returns the seconds waited."""
+    fn = getattr(contender, "quiet", None)
+    return fn() if fn is not None else wait_quiet()
+
+
 def round_orders(n, order="balanced"):
     """The cycle of contender orders (tuples of indices) time_interleaved runs its rounds in:
     'balanced' (default): every contender follows every other equally often (balanced_orders);
@@ -72,6 +129,7 @@ def time_interleaved(
     run_length=1,
     order="balanced",
     settle=0.0,
+    quiet_turns=True,
 ):
     """{name: [seconds per step]} over interleaved rounds, one turn of each contender a round,
     the rounds in the orders of round_orders(len(contenders), order): by default a cycle of
@@ -82,9 +140,10 @@ def time_interleaved(
     of their own. The first `warmup` rounds are not kept. Without `repeats`, enough rounds for
     each contender to be sampled ~min_time seconds (at least min_repeats and at most
     max_repeats steps per contender). The timed rounds are rounded up to whole cycles. `settle`
-    seconds of sleep (untimed) before each turn let the worker threads a contender leaves
-    spinning go idle before the next one runs (torch's OpenMP workers keep both cores of this
-    machine busy for about 10 ms after a step)."""
+    seconds of sleep (untimed) before each turn idle the machine for that long. With
+    `quiet_turns` (the default) each turn starts once the previous contender is quiet (quiet():
+    torch's OpenMP workers keep both cores of this machine busy for about 10 ms after a step),
+    untimed."""
     names = list(contenders)
     cycle = [[names[i] for i in o] for o in round_orders(len(names), order)]
     samples = {n: [] for n in names}
@@ -92,10 +151,14 @@ def time_interleaved(
     perf = time.perf_counter
     r = 0
     total = None
+    prev = None
     while total is None or r < warmup + total:
         for n in cycle[r % len(cycle)]:
             step = contenders[n].step
             prepare = getattr(contenders[n], "prepare", None)
+            if quiet_turns and prev is not None:
+                quiet(contenders[prev])
+            prev = n
             if settle > 0:
                 time.sleep(settle)
             measures = getattr(contenders[n], "measures", False)
