@@ -179,13 +179,46 @@ cdef inline void _split_part(void* arg, int i, int parts) noexcept nogil:
                 s.beta, s.cd + <Py_ssize_t>r0 * s.ldc, s.ldc)
 
 
+cdef enum:
+    COL_BLOCK = 16              # a column split's parts start at multiples of this: the C kernel's
+                                # column block (16 floats, 2 blocks of 8 doubles), so every column
+                                # but the last few is computed by the same block as in the whole
+
+
+cdef inline void _split_cols(void* arg, int i, int parts) noexcept nogil:
+    """Columns [c0, c1) of a pgemm: the `parts` shares of its COL_BLOCK-wide column blocks."""
+    cdef _Split* s = <_Split*>arg
+    cdef Py_ssize_t blocks = (s.n + COL_BLOCK - 1) // COL_BLOCK
+    cdef int c0 = <int>(COL_BLOCK * (blocks * i // parts))
+    cdef int c1 = <int>(COL_BLOCK * (blocks * (i + 1) // parts))
+    cdef Py_ssize_t bo = <Py_ssize_t>c0 * s.ldb if s.tb else c0
+    if c1 > s.n:
+        c1 = s.n
+    if s.af != NULL:
+        gemm_as(s.small, s.ta, s.tb, s.m, c1 - c0, s.k, <float>s.alpha, s.af, s.lda, s.bf + bo,
+                s.ldb, <float>s.beta, s.cf + c0, s.ldc)
+    else:
+        gemm_as(s.small, s.ta, s.tb, s.m, c1 - c0, s.k, s.alpha, s.ad, s.lda, s.bd + bo, s.ldb,
+                s.beta, s.cd + c0, s.ldc)
+
+
+cdef inline int _pgemm_parts(int m, int n, int k, bint* cols) noexcept nogil:
+    """How many parts pgemm splits a product into, and whether by columns (cols[0])."""
+    cols[0] = m < n and n >= 2 * COL_BLOCK
+    return _parts(<double>m * n * k, (n + COL_BLOCK - 1) // COL_BLOCK if cols[0] else m)
+
+
 cdef inline void pgemm(bint ta, bint tb, int m, int n, int k, floating alpha,
                        floating* a, int lda, floating* b, int ldb,
                        floating beta, floating* c, int ldc) noexcept nogil:
-    """gemm() with the rows of C split across the kernels' threads when the product is big enough
-    (_pool._parts; BLAS runs one thread in each part). Each element of C is computed as the
-    whole product would compute it (the same kernel, the same order over k)."""
-    cdef int parts = _parts(<double>m * n * k, m)
+    """gemm() with C split across the kernels' threads when the product is big enough
+    (_pool._parts; BLAS runs one thread in each part): by rows, or by columns when C has fewer
+    rows than columns (each part then reads all of op(A), the smaller operand, and its own
+    columns of op(B): a narrow weight gradient dY^T X does not pack all of X once per thread).
+    Each element of C is computed as the whole product would compute it (the same kernel, the
+    same order over k)."""
+    cdef bint cols
+    cdef int parts = _pgemm_parts(m, n, k, &cols)
     cdef _Split s
     if parts <= 1:
         gemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
@@ -199,4 +232,4 @@ cdef inline void pgemm(bint ta, bint tb, int m, int n, int k, floating alpha,
         s.af, s.bf, s.cf = a, b, c
     else:
         s.ad, s.bd, s.cd = a, b, c
-    _parallel(_split_part, &s, parts)
+    _parallel(_split_cols if cols else _split_part, &s, parts)

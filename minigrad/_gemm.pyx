@@ -83,6 +83,14 @@ def _gemm(bint ta, bint tb, a, b, c, double alpha=1.0, double beta=0.0, bint pac
     return c
 
 
+def _pgemm_split(int m, int n, int k):
+    """Private (tests): how pgemm splits an (m, k) @ (k, n) product at the current thread
+    setting: ('rows' or 'columns', number of parts)."""
+    cdef bint cols
+    cdef int parts = _pgemm_parts(m, n, k, &cols)
+    return ("columns" if cols else "rows"), parts
+
+
 # -- Linear ------------------------------------------------------------------------------------
 
 

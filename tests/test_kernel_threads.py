@@ -146,6 +146,34 @@ def test_the_split_runs_on_more_than_one_thread():
         mg.set_num_threads(before)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_softmax_cross_entropy_forward_on_n_threads_matches_one_thread(dtype):
+    """The forward's rows are split across the threads; each row is computed alone, so the
+    loss and the softmax are the same bit for bit, ignored rows included."""
+    from minigrad import _cross_entropy
+
+    rng = np.random.default_rng(5)
+    for n, c in ((1, 3), (7, 5), (130, 65)):
+        x = (rng.standard_normal((n, c)) * 4).astype(dtype)
+        t = rng.integers(0, c, n).astype(np.int64)
+        t[::3] = -100
+        loss1, p1 = _cross_entropy.softmax_cross_entropy_forward(x, t, -100)  # one part
+        # the pool's own setting (set_num_threads would also start NumPy's BLAS threads, which
+        # spin for a while after they are created)
+        before, work = _pool._get_threads(), _pool._set_min_part_work(1)
+        try:
+            for count in (2, 3, 7):
+                _pool._set_threads(count)
+                assert _pool._parts_for(n * c * 128.0, n) == min(count, n)
+                loss, p = _cross_entropy.softmax_cross_entropy_forward(x, t, -100)
+                np.testing.assert_array_equal(loss, loss1)
+                np.testing.assert_array_equal(p, p1)
+        finally:
+            _pool._set_threads(before)
+            _pool._set_min_part_work(work)
+        assert np.all(loss1[::3] == 0) and np.allclose(p1.sum(1), 1, atol=1e-5)
+
+
 def test_idle_workers_go_to_sleep():
     """After a threaded kernel the workers watch for the next job only briefly, then sleep: over
     half a second with nothing to do the process uses almost no CPU (a worker that kept spinning

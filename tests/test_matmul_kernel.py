@@ -182,6 +182,59 @@ def test_n_threads_give_the_one_thread_result(gemm, sa, sb, dtype):
         np.testing.assert_allclose(many, one, **TOL[dtype])
 
 
+@pytest.mark.parametrize("gemm", ["small", "blas"])
+@pytest.mark.parametrize(
+    "sa, sb, ta, tb",
+    [
+        ((5, 70), (70, 83), False, False),  # C narrower than wide: split by columns
+        ((70, 9), (70, 40), True, False),  # a weight gradient dY^T X: A read transposed
+        ((3, 20), (100, 20), False, True),  # B read transposed: its rows are C's columns
+        ((31, 17), (17, 32), False, False),  # two column blocks exactly
+    ],
+)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_a_column_split_gives_the_one_thread_result(gemm, sa, sb, ta, tb, dtype):
+    """Products with fewer rows than columns (at least two column blocks) are split by columns
+    at multiples of 16, each part reading all of op(A): same values as on one thread."""
+    rng = np.random.default_rng(4)
+    a, b = rng.standard_normal(sa).astype(dtype), rng.standard_normal(sb).astype(dtype)
+    a, b = (a.T if ta else a), (b.T if tb else b)  # transposed views, read in place
+    m, n = a.shape[0], b.shape[1]
+    before, work = mg.get_num_threads(), _pool._set_min_part_work(1)
+    small = _gemm._set_small_gemm(1 << 40 if gemm == "small" else 0)
+    try:
+        with every_product_on_the_kernel():
+            mg.set_num_threads(1)
+            one = _gemm.matmul(a, b)
+            for threads in (2, 3, 7):
+                _pool._set_threads(threads)  # the kernels' pool alone: no NumPy BLAS threads
+                how, parts = _gemm._pgemm_split(m, n, a.shape[1])
+                assert how == "columns" and parts == min(threads, (n + 15) // 16)
+                many = _gemm.matmul(a, b)
+                if gemm == "small":
+                    np.testing.assert_array_equal(many, one)
+                else:
+                    np.testing.assert_allclose(many, one, **TOL[dtype])
+    finally:
+        mg.set_num_threads(before)
+        _pool._set_min_part_work(work)
+        _gemm._set_small_gemm(small)
+    np.testing.assert_allclose(one, a.astype(np.float64) @ b, **TOL[dtype])
+
+
+def test_pgemm_splits_rows_unless_c_has_fewer_rows_than_columns():
+    before = mg.get_num_threads()
+    mg.set_num_threads(2)
+    try:
+        assert _gemm._pgemm_split(65, 256, 2048) == ("columns", 2)  # the LM head's dW
+        assert _gemm._pgemm_split(2048, 65, 256) == ("rows", 2)  # its logits
+        assert _gemm._pgemm_split(512, 512, 6400) == ("rows", 2)
+        assert _gemm._pgemm_split(8, 20, 1 << 20) == ("rows", 2)  # under two column blocks
+        assert _gemm._pgemm_split(8, 8, 8)[1] == 1  # too little work for a second thread
+    finally:
+        mg.set_num_threads(before)
+
+
 def test_f_matmul_runs_its_float_products_on_the_kernel(monkeypatch, backend):
     """Forward and backward of F.matmul call kernels.matmul, never np.matmul, for float32
     operands on the compiled backend (on the twins, np.matmul is the kernel)."""
