@@ -155,6 +155,21 @@ def test_transposed_operands_are_read_in_place_not_copied():
     assert peak < a.nbytes // 4, peak  # the (1000, 8) result, no copy of a
 
 
+@contextlib.contextmanager
+def split_everything(gemm):
+    """Every product on the kernel, split as far as its rows or columns allow (work threshold
+    1), on the GEMM path `gemm` ('small': the C kernel, 'blas'); the settings restored after."""
+    before, work = mg.get_num_threads(), _pool._set_min_part_work(1)
+    small = _gemm._set_small_gemm(1 << 40 if gemm == "small" else 0)
+    try:
+        with every_product_on_the_kernel():
+            yield
+    finally:
+        mg.set_num_threads(before)
+        _pool._set_min_part_work(work)
+        _gemm._set_small_gemm(small)
+
+
 @pytest.mark.parametrize("gemm", ["small", "blas"])
 @pytest.mark.parametrize(
     "sa, sb",
@@ -164,18 +179,11 @@ def test_transposed_operands_are_read_in_place_not_copied():
 def test_n_threads_give_the_one_thread_result(gemm, sa, sb, dtype):
     rng = np.random.default_rng(2)
     a, b = rng.standard_normal(sa).astype(dtype), rng.standard_normal(sb).astype(dtype)
-    before, work = mg.get_num_threads(), _pool._set_min_part_work(1)
-    small = _gemm._set_small_gemm(1 << 40 if gemm == "small" else 0)
-    try:
-        with every_product_on_the_kernel():
-            mg.set_num_threads(1)
-            one = _gemm.matmul(a, b)
-            mg.set_num_threads(3)
-            many = _gemm.matmul(a, b)
-    finally:
-        mg.set_num_threads(before)
-        _pool._set_min_part_work(work)
-        _gemm._set_small_gemm(small)
+    with split_everything(gemm):
+        mg.set_num_threads(1)
+        one = _gemm.matmul(a, b)
+        mg.set_num_threads(3)
+        many = _gemm.matmul(a, b)
     if gemm == "small" or len(sb) > 2:  # the C kernel, or each product on one thread: same sums
         np.testing.assert_array_equal(many, one)
     else:  # OpenBLAS may sum a product of fewer rows in another order
@@ -200,25 +208,18 @@ def test_a_column_split_gives_the_one_thread_result(gemm, sa, sb, ta, tb, dtype)
     a, b = rng.standard_normal(sa).astype(dtype), rng.standard_normal(sb).astype(dtype)
     a, b = (a.T if ta else a), (b.T if tb else b)  # transposed views, read in place
     m, n = a.shape[0], b.shape[1]
-    before, work = mg.get_num_threads(), _pool._set_min_part_work(1)
-    small = _gemm._set_small_gemm(1 << 40 if gemm == "small" else 0)
-    try:
-        with every_product_on_the_kernel():
-            mg.set_num_threads(1)
-            one = _gemm.matmul(a, b)
-            for threads in (2, 3, 7):
-                _pool._set_threads(threads)  # the kernels' pool alone: no NumPy BLAS threads
-                how, parts = _gemm._pgemm_split(m, n, a.shape[1])
-                assert how == "columns" and parts == min(threads, (n + 15) // 16)
-                many = _gemm.matmul(a, b)
-                if gemm == "small":
-                    np.testing.assert_array_equal(many, one)
-                else:
-                    np.testing.assert_allclose(many, one, **TOL[dtype])
-    finally:
-        mg.set_num_threads(before)
-        _pool._set_min_part_work(work)
-        _gemm._set_small_gemm(small)
+    with split_everything(gemm):
+        mg.set_num_threads(1)
+        one = _gemm.matmul(a, b)
+        for threads in (2, 3, 7):
+            _pool._set_threads(threads)  # the kernels' pool alone: no NumPy BLAS threads
+            how, parts = _gemm._pgemm_split(m, n, a.shape[1])
+            assert how == "columns" and parts == min(threads, (n + 15) // 16)
+            many = _gemm.matmul(a, b)
+            if gemm == "small":
+                np.testing.assert_array_equal(many, one)
+            else:
+                np.testing.assert_allclose(many, one, **TOL[dtype])
     np.testing.assert_allclose(one, a.astype(np.float64) @ b, **TOL[dtype])
 
 
