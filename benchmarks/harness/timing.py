@@ -7,8 +7,8 @@ times its step itself and leaves the seconds in ``last_seconds`` (one in a worke
 own: harness.isolated).
 
 Before each turn the previous contender is waited on until it is quiet (``wait_quiet``): the
-worker threads a framework leaves spinning after its step (torch's OpenMP workers: about 10 ms
-of CPU after each step on this machine) would otherwise take the cores from the next
+worker threads a framework leaves spinning after its step (torch's OpenMP workers: 7-8 ms after
+each step on this machine) would otherwise take the cores from the next
 contender's first milliseconds, a cost that one framework training alone never pays.
 """
 
@@ -142,8 +142,7 @@ def time_interleaved(
     max_repeats steps per contender). The timed rounds are rounded up to whole cycles. `settle`
     seconds of sleep (untimed) before each turn idle the machine for that long. With
     `quiet_turns` (the default) each turn starts once the previous contender is quiet (quiet():
-    torch's OpenMP workers keep both cores of this machine busy for about 10 ms after a step),
-    untimed."""
+    torch's OpenMP workers keep spinning for 7-8 ms after a step on this machine), untimed."""
     names = list(contenders)
     cycle = [[names[i] for i in o] for o in round_orders(len(names), order)]
     samples = {n: [] for n in names}
