@@ -255,9 +255,10 @@ cdef void _matmul_part(void* arg, int i, int parts) noexcept nogil:
 
 
 cdef void _matmul_run(MatMul* s) noexcept nogil:
-    """One product: its rows split across the threads (pgemm). Several: the products split across
-    the threads, each product on one (each C element computed as one thread computes it, so the
-    result is the same at every thread count)."""
+    """One product: split across the threads by pgemm (by rows, or by columns when C is wider
+    than tall). Several: the products split across the threads, each product on one (each C
+    element computed as one thread computes it, so the result is the same at every thread
+    count)."""
     cdef _Split* g = &s.g
     cdef int parts
     if s.count == 1:

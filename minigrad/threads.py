@@ -2,13 +2,14 @@
 
 One setting governs all of minigrad's threads:
 
-- the compiled kernels (recurrent cells and sequences, linear, matmul, the optimizer updates)
-  split their own work across up to ``n`` threads: each thread runs a recurrent layer's whole
-  time loop for a slice of the batch rows, and the big GEMMs before and after it (the input
-  projection, the weight gradients), the products of ``F.matmul`` and large optimizer updates
-  are split by rows or by whole products. The worker threads wait passively (a condition
-  variable), never spinning, so on a loaded machine ``n`` threads are not much slower than one.
-  Small problems stay on one thread.
+- the compiled kernels (recurrent cells and sequences, linear, matmul, the softmax
+  cross-entropy forward, the optimizer updates) split their own work across up to ``n``
+  threads: each thread runs a recurrent layer's whole time loop for a slice of the batch rows,
+  and the big GEMMs before and after it (the input projection, the weight gradients), the
+  products of ``F.matmul``, the cross-entropy's rows and large optimizer updates are split by
+  rows (a GEMM wider than tall by columns) or by whole products. The worker threads wait
+  passively (a condition variable), never spinning, so on a loaded machine ``n`` threads are not
+  much slower than one. Small problems stay on one thread.
 - NumPy's OpenBLAS runs ``n`` threads, for the user's own array code: no operation of minigrad's
   tape calls it (``F.matmul`` runs on the kernels). Its threads spin for a while after each
   call, holding cores the kernels' threads then wait for, so a large ``np.matmul`` of one's own
