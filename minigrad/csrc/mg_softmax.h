@@ -10,6 +10,7 @@
 /* Per row of x (n, c): p = softmax(x), loss = log(sum exp(x - max)) + max - x[t] (0 where t is
    ignore). The exp loop stands apart from the max and the sum so that it vectorizes. A NaN
    logit makes its row NaN (through its exp, whether or not the max saw it). */
+#define MG_SM_LANES 8   /* partial maxima and sums a row keeps: a vector of floats, two of doubles */
 #define MG_SOFTMAX_CE(T, S, EXP, LOG)                                                               \
 MG_CLONES static void mg_softmax_ce_fwd##S(const T *restrict x, const int64_t *restrict t,          \
                                            ptrdiff_t n, ptrdiff_t c, int64_t ignore,                \
@@ -17,11 +18,22 @@ MG_CLONES static void mg_softmax_ce_fwd##S(const T *restrict x, const int64_t *r
     for (ptrdiff_t i = 0; i < n; i++) {                                                             \
         const T *xr = x + i * c;                                                                    \
         T *pr = p + i * c;                                                                          \
-        T m = xr[0];                                                                                \
-        for (ptrdiff_t j = 1; j < c; j++) m = xr[j] > m ? xr[j] : m;                                \
-        for (ptrdiff_t j = 0; j < c; j++) pr[j] = EXP(xr[j] - m);                                   \
-        T s = 0;                                                                                    \
-        for (ptrdiff_t j = 0; j < c; j++) s += pr[j];                                               \
+        T m = xr[0], s = 0, mv[MG_SM_LANES], sv[MG_SM_LANES];                                       \
+        ptrdiff_t j = 1;                                                                            \
+        if (c >= MG_SM_LANES) {         /* the max in lanes, then across them */                    \
+            for (int k = 0; k < MG_SM_LANES; k++) mv[k] = xr[k];                                    \
+            for (j = MG_SM_LANES; j + MG_SM_LANES <= c; j += MG_SM_LANES)                           \
+                for (int k = 0; k < MG_SM_LANES; k++) mv[k] = xr[j + k] > mv[k] ? xr[j + k] : mv[k];\
+            for (int k = 1; k < MG_SM_LANES; k++) m = mv[k] > m ? mv[k] : m;                        \
+            m = mv[0] > m ? mv[0] : m;                                                              \
+        }                                                                                           \
+        for (; j < c; j++) m = xr[j] > m ? xr[j] : m;                                               \
+        for (j = 0; j < c; j++) pr[j] = EXP(xr[j] - m);                                             \
+        for (int k = 0; k < MG_SM_LANES; k++) sv[k] = 0;                                            \
+        for (j = 0; j + MG_SM_LANES <= c; j += MG_SM_LANES)  /* the sum in lanes, then pairwise */  \
+            for (int k = 0; k < MG_SM_LANES; k++) sv[k] += pr[j + k];                               \
+        for (; j < c; j++) s += pr[j];                                                              \
+        s += ((sv[0] + sv[4]) + (sv[2] + sv[6])) + ((sv[1] + sv[5]) + (sv[3] + sv[7]));             \
         T inv = 1 / s;                                                                              \
         for (ptrdiff_t j = 0; j < c; j++) pr[j] *= inv;                                             \
         loss[i] = t[i] == ignore ? 0 : LOG(s) + m - xr[t[i]];                                       \
