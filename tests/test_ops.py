@@ -1107,6 +1107,27 @@ def test_int_tensor_cannot_require_grad():
         mg.tensor([True, False], requires_grad=True)
 
 
+@pytest.mark.parametrize(
+    ("loss", "shape", "target", "kw", "message"),
+    [
+        # the fused node: the kernel finds the bad target, the message names it as before
+        ("cross_entropy", (2, 3), [0, 3], {}, r"^cross_entropy target 3 is out of range"),
+        ("cross_entropy", (2, 3, 2), [[0, 1], [2, -5]], {}, r"^cross_entropy target -5 is out"),
+        ("softmax_cross_entropy", (2, 3), [4, 0], {}, r"^softmax_cross_entropy target 4 is out"),
+        # an ignore_index the kernel cannot take (no int64): -1 is neither it nor a class
+        ("cross_entropy", (2, 3), [-1, 0], {"ignore_index": 2.5}, r"target -1 is out of range"),
+        ("softmax_cross_entropy", (2, 3), [0, -1], {"ignore_index": 2**70}, r"target -1 is out"),
+        # no logits to run the kernel on (no classes): every target must be ignored
+        ("cross_entropy", (2, 0), [-100, 0], {}, r"target 0 is out of range \[0, 0\)"),
+    ],
+)
+def test_fused_cross_entropy_names_the_first_bad_target(loss, shape, target, kw, message):
+    x = Tensor(np.zeros(shape), requires_grad=True)
+    with pytest.raises(IndexError, match=message):
+        getattr(F, loss)(x, np.array(target), **kw)
+    assert x.grad is None
+
+
 def test_cross_entropy_bad_targets_raise():
     x = Tensor(np.zeros((2, 3)), requires_grad=True)
     with pytest.raises(ValueError, match=r"shape \(2,\).*got \(3,\)"):

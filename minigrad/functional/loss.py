@@ -62,9 +62,9 @@ class CrossEntropy(Function):
     the softmax kept from forward (all backward needs). Soft targets (class probabilities)
     are computed here in NumPy."""
 
-    def __init__(self, target, ignore_index, reduction, soft):
+    def __init__(self, target, ignore_index, reduction, soft, who="cross_entropy"):
         self.target, self.ignore_index = target, ignore_index
-        self.reduction, self.soft = reduction, soft
+        self.reduction, self.soft, self.who = reduction, soft, who
 
     def forward(self, logits):
         if self.soft:
@@ -76,17 +76,21 @@ class CrossEntropy(Function):
         else:
             C = logits.shape[-1]
             t = np.ascontiguousarray(self.target.reshape(-1), dtype=np.int64)
-            x = np.ascontiguousarray(logits.reshape(-1, C))
+            x = np.ascontiguousarray(logits.reshape(t.size, C))  # (-1, C) fails when C = 0
             ignore = _as_int64(self.ignore_index)
             if x.size:
-                rows, probs = kernels.softmax_cross_entropy_forward(x, t, ignore)
+                try:  # the kernel checks every target before it computes anything
+                    rows, probs = kernels.softmax_cross_entropy_forward(x, t, ignore)
+                except IndexError:
+                    _check_range(self.target, C, self.ignore_index, self.who)
+                    raise
             else:  # no rows (or no classes, every target ignored): nothing to compute
+                _check_range(self.target, C, self.ignore_index, self.who)
                 rows, probs = np.zeros(x.shape[0], x.dtype), x.copy()
             valid = self.target != self.ignore_index
             count = int(np.count_nonzero(valid))
             loss = rows.reshape(self.target.shape)
             self.flat_target, self.kernel_ignore = t, ignore
-            self.target = np.where(valid, self.target, 0)
             self.saved = (probs, valid, count)
         out = _reduce(loss, self.reduction, max(count, 1) if self.reduction == "mean" else count)
         if self.reduction == "mean" and count == 0:
@@ -126,7 +130,8 @@ class CrossEntropy(Function):
             grad = p * self.target.sum(axis=-1, keepdims=True) - self.target
         else:
             onehot = np.zeros(p.shape, dtype=logp.dtype)
-            np.put_along_axis(onehot, self.target[..., None], 1, axis=-1)
+            t = np.where(valid, self.target, 0)
+            np.put_along_axis(onehot, t[..., None], 1, axis=-1)
             grad = (p - onehot) * valid[..., None]
         if self.reduction == "none":
             return (grad * g.reshape(g.shape + (1,)),)
@@ -179,13 +184,8 @@ def softmax_cross_entropy(logits, target, ignore_index=-100, reduction="mean"):
             f"softmax_cross_entropy target must have shape {shape[:-1]} for logits of shape "
             f"{shape}, got {t.shape}"
         )
-    C = shape[-1]
-    bad = (t != ignore_index) & ((t < 0) | (t >= C))
-    if bad.any():
-        raise IndexError(
-            f"softmax_cross_entropy target {t[bad].ravel()[0]} is out of range [0, {C})"
-        )
-    return CrossEntropy(t.astype(np.int64), ignore_index, reduction, False)(logits)
+    t = _kernel_targets(t, shape[-1], ignore_index, "softmax_cross_entropy")
+    return CrossEntropy(t, ignore_index, reduction, False, "softmax_cross_entropy")(logits)
 
 
 def _target_array(target, who):
@@ -238,7 +238,7 @@ def cross_entropy(
         if np.isnan(t).any():
             raise ValueError("cross_entropy target contains NaN")
     else:
-        t = _class_indices(t, shape, c_axis, ignore_index, "cross_entropy")
+        t = _class_indices(t, shape, c_axis, ignore_index, "cross_entropy", w is None and ls == 0)
     if w is None and ls == 0.0:  # the fused node, on a classes-last view
         if c_axis != len(shape) - 1:
             axes = (0,) + tuple(range(2, len(shape))) + (1,)
@@ -284,7 +284,10 @@ def _class_weight(weight, C, dtype, who):
     return w.astype(dtype)
 
 
-def _class_indices(t, shape, c_axis, ignore_index, who):
+def _class_indices(t, shape, c_axis, ignore_index, who, fused=False):
+    """t as int64 class indices, checked against the input's shape; with fused (the target of
+    the fused CrossEntropy node) the range of each index is left to the kernel when it can
+    check it (_kernel_targets)."""
     if t.dtype.kind not in "iu":
         raise TypeError(f"{who} target must be integer class indices, got dtype {t.dtype}")
     want = shape[:c_axis] + shape[c_axis + 1 :]
@@ -293,11 +296,27 @@ def _class_indices(t, shape, c_axis, ignore_index, who):
             f"{who} target must have shape {want} for input of shape {shape} "
             f"(classes on axis {c_axis}), got {t.shape}"
         )
-    C = shape[c_axis]
+    if fused:
+        return _kernel_targets(t, shape[c_axis], ignore_index, who)
+    _check_range(t, shape[c_axis], ignore_index, who)
+    return t.astype(np.int64)
+
+
+def _check_range(t, C, ignore_index, who):
+    """IndexError naming the first target that is neither in [0, C) nor ignore_index."""
     bad = (t != ignore_index) & ((t < 0) | (t >= C))
     if bad.any():
         raise IndexError(f"{who} target {t[bad].ravel()[0]} is out of range [0, {C})")
-    return t.astype(np.int64)
+
+
+def _kernel_targets(t, C, ignore_index, who):
+    """Integer targets t as int64 for the fused node. The softmax cross-entropy kernel checks
+    every target before it computes (and the node then names the first bad one as
+    _check_range does), so they are checked here only where the kernel cannot tell a bad
+    target from an ignored one: an ignore_index that is no int64 (the kernel then takes -1)."""
+    if _as_int64(ignore_index) != ignore_index:
+        _check_range(t, C, ignore_index, who)
+    return t.astype(np.int64, copy=False)
 
 
 def _weighted_nll(logp, t, w, ignore_index, reduction, eps, c_axis):
