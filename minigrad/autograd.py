@@ -215,7 +215,8 @@ class Function:
     n_out = 1
     hooks = None  # {output index: [fn, ...]} for hooks on non-leaf tensors
     # True when backward returns arrays it has just allocated, that nothing else refers to (the
-    # compiled kernels' outputs): a leaf's first .grad then keeps the array instead of a copy.
+    # compiled kernels' outputs, or a reshape of one): a leaf's first .grad then keeps the array
+    # instead of a copy.
     fresh_grads = False
     saves_inputs = True
     # The modification count when the node was recorded (see _bump).
@@ -861,6 +862,23 @@ def _cast_grad(g, t):
 _LEAF_LOCK = threading.Lock()  # one backward's stores into .grad happen as one step across threads
 
 
+def _whole_buffer(g):
+    """The array that owns g's memory when g is that array or a C-ordered view of all of it (a
+    reshape), else None."""
+    base = g.base
+    if base is None:
+        return g
+    if (
+        type(base) is np.ndarray
+        and base.base is None
+        and base.nbytes == g.nbytes
+        and g.flags.c_contiguous
+        and base.flags.c_contiguous
+    ):
+        return base
+    return None
+
+
 def _store_leaf_grads(leaf_grads):
     kept = set()  # ids of the arrays stored without a copy
     ready = []
@@ -883,10 +901,12 @@ def _store_leaf_grads(leaf_grads):
         for t, g, owned in ready:
             if t.grad is None:
                 # Copy on first store unless the array is ours alone (a sum made here, or a
-                # fresh kernel output that is not a view and went to no other leaf): otherwise
-                # it may be shared with another tensor's gradient or the caller's upstream one.
-                if owned and g.base is None and id(g) not in kept:
-                    kept.add(id(g))
+                # fresh kernel output, or a reshape of all of one, that went to no other leaf):
+                # otherwise it may be shared with another tensor's gradient or the caller's
+                # upstream one.
+                buf = _whole_buffer(g) if owned else None
+                if buf is not None and id(buf) not in kept:
+                    kept.add(id(buf))
                     t.grad = g
                 else:
                     t.grad = np.array(g, copy=True)

@@ -476,7 +476,33 @@ def test_fresh_gradient_is_kept_without_a_copy():
     np.testing.assert_array_equal(a.grad, [2.0, 2.0])
 
 
-@pytest.mark.parametrize("case", ["same array twice", "views of one array", "upstream itself"])
+def test_fresh_gradient_reshaped_is_kept_without_a_copy():
+    """A reshape of all of a new array (a kernel's 2-D output given back the input's shape)
+    counts as that array: the leaf keeps it, as PyTorch's leaves keep a gradient nothing else
+    holds."""
+    a, b = leaf([1.0, 2.0]), leaf([3.0, 4.0])
+    made = []
+
+    def make(g):
+        made.extend([(g * 2).reshape(1, 2).copy().reshape(2), g * 3])
+        return tuple(made)
+
+    _Fresh(make)(a, b).backward(np.ones(2))
+    assert made[0].base is not None, "the test must hand out a view"
+    assert a.grad is made[0] and b.grad is made[1], "a reshaped fresh gradient was copied"
+    np.testing.assert_array_equal(a.grad, [2.0, 2.0])
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        "same array twice",
+        "views of one array",
+        "two reshapes of one array",
+        "upstream itself",
+        "upstream reshaped",
+    ],
+)
 def test_fresh_gradients_that_alias_are_still_copied(case):
     """fresh_grads is a promise the engine checks where it is cheap: the same array for two
     leaves, a view, or the caller's upstream array each get a copy, so no two tensors share."""
@@ -485,6 +511,10 @@ def test_fresh_gradients_that_alias_are_still_copied(case):
         make = lambda g: (g * 2,) * 2  # noqa: E731
     elif case == "views of one array":
         make = lambda g: tuple(np.stack([g * 2, g * 3]))  # noqa: E731
+    elif case == "two reshapes of one array":  # two view objects, one buffer
+        make = lambda g: (lambda w: (w.reshape(2), w.reshape(2)))((g * 2).reshape(1, 2).copy())  # noqa: E731
+    elif case == "upstream reshaped":
+        make = lambda g: (g.reshape(1, 2).reshape(2), g * 3)  # noqa: E731
     else:
         make = lambda g: (g, g * 3)  # noqa: E731
     up = np.ones(2)
