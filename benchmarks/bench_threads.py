@@ -23,7 +23,9 @@ them). Each turn starts once the previous contender's worker threads have stoppe
 (harness.timing.wait_quiet, untimed: torch's OpenMP workers spin for about 8 ms after a step,
 and would otherwise take the cores from the first milliseconds of whoever comes next, which no
 framework training alone pays); --no-quiet starts it at once. --settle S sleeps S seconds,
-untimed, before each turn.
+untimed, before each turn. --by-previous adds a table of each contender's median step by the
+contender whose step ran just before it: what the previous turn leaves behind (idle cores,
+spinning threads, cold caches) weighs on some steps and not on others.
 
 Contention (--contention): a second process spins on one core (the last this process may use)
 for the whole run; each contender runs at 1 thread and at its default (minigrad:
@@ -59,6 +61,11 @@ SCALING_LEGEND = (
     "name@n = median ms per step at n threads; name xn = its 1-thread median / its n-thread "
     "median (speedup); mg/torch@n = minigrad's median / torch's at n threads (< 1: minigrad "
     "faster); all contenders interleaved in one run, each in a worker process of its own"
+)
+BY_PREVIOUS_LEGEND = (
+    "ms = median ms of the contender's steps that ran right after a step of `after` (itself: "
+    "the later steps of a turn of --run-length > 1); / all = that median over the median of "
+    "all its steps (above 1: the steps after `after` were slower than its usual step)"
 )
 CONTENTION_LEGEND = (
     "name@1 / name@def = median ms per step at 1 thread / at the contender's default threads, "
@@ -120,6 +127,11 @@ def build_parser():
         [
             ("--quick", "the first two sizes of the grid, shorter sampling (0.5 s each)"),
             ("--contention", "the contention table instead"),
+            (
+                "--by-previous",
+                "also a table of each contender's median step by the contender that ran just "
+                "before it (scaling only)",
+            ),
             (
                 "--no-quiet",
                 "start each turn right after the previous one, even while the previous "
@@ -218,10 +230,12 @@ def time_counts(
     same_process=False,
     env=None,
     quiet_turns=True,
+    log=None,
 ):
     """{(name, n): median seconds}: every contender at every count of counts[name], interleaved;
     each contender in a worker process of its own (harness.isolated, started with ``env``)
-    unless same_process."""
+    unless same_process. ``log``: a list that receives timing.time_interleaved's log, each
+    contender named 'name@n'."""
     runs, workers = {}, None
     try:
         if same_process:
@@ -247,6 +261,7 @@ def time_counts(
             run_length=run_length,
             settle=settle,
             quiet_turns=quiet_turns,
+            log=log,
         )
     finally:
         isolated.close_all(workers)
@@ -273,9 +288,10 @@ def scaling(args, names, sizes, setters):
     header += [f"{n} x{c}" for n in names for c in counts if c > 1]
     if "torch" in names:
         header += [f"mg/torch@{c}" for c in counts]
-    rows = []
+    rows, by_previous = [], []
     for cell in args.cells:
         for size in sizes:
+            log = [] if args.by_previous else None
             med = time_counts(
                 cell,
                 size,
@@ -285,8 +301,11 @@ def scaling(args, names, sizes, setters):
                 args.min_time,
                 args.run_length,
                 args.settle,
+                log=log,
                 **_isolation(args),
             )
+            if log is not None:
+                by_previous += previous_rows(cell, size, log)
             row = [cell, size_name(size)] + [ms(med[n, c]) for n in names for c in counts]
             row += [f"{med[n, 1] / med[n, c]:.2f}" for n in names for c in counts if c > 1]
             if "torch" in names:
@@ -294,6 +313,36 @@ def scaling(args, names, sizes, setters):
             rows.append(row)
             print("  " + "  ".join(row), flush=True)
     cli.print_table(header, rows, SCALING_LEGEND, left=2)
+    if by_previous:
+        print()
+        cli.print_table(
+            ["cell", "size", "contender", "after", "steps", "ms", "/ all"],
+            by_previous,
+            BY_PREVIOUS_LEGEND,
+            left=3,
+        )
+
+
+def previous_rows(cell, size, log):
+    """Rows of the --by-previous table from a time_interleaved log: each contender's median
+    step after each contender that ran just before it, and its ratio to the contender's median
+    over all its steps."""
+    groups, every = {}, {}
+    for name, prev, seconds in log:
+        every.setdefault(name, []).append(seconds)
+        if prev is not None:
+            groups.setdefault((name, prev), []).append(seconds)
+    rows = []
+    for name in every:
+        whole = statistics.median(every[name])
+        for prev in every:
+            secs = groups.get((name, prev))
+            if secs:
+                m = statistics.median(secs)
+                rows.append(
+                    [cell, size_name(size), name, prev, str(len(secs)), ms(m), f"{m / whole:.2f}"]
+                )
+    return rows
 
 
 def contention(args, names, sizes, setters):

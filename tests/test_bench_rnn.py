@@ -458,3 +458,17 @@ def test_probe_json_and_line_give_every_wait():
     line = machine.probe_line(probe)
     assert "64 KiB" in line and "3.5 us right after" in line
     assert "17 after 1 ms, 46 after 5 ms" in line
+
+
+def test_time_interleaved_logs_each_kept_step_with_the_step_before_it():
+    log = []
+    contenders = {n: _Recorder(n, []) for n in "ab"}
+    samples = timing.time_interleaved(
+        contenders, warmup=1, repeats=2, run_length=2, order="fixed", quiet_turns=False, log=log
+    )
+    # round 0 (warm-up) is a a b b; the kept rounds follow its last step (b)
+    assert [(n, p) for n, p, _ in log] == [
+        ("a", "b"), ("a", "a"), ("b", "a"), ("b", "b"),
+        ("a", "b"), ("a", "a"), ("b", "a"), ("b", "b"),
+    ]  # fmt: skip
+    assert sorted(s for n, _, s in log if n == "a") == sorted(samples["a"])

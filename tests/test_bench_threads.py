@@ -82,3 +82,23 @@ def test_run_length_settle_and_quiet_reach_the_timing(capsys, monkeypatch):
     with pytest.raises(SystemExit):
         bench_threads.main(["--settle", "-1", "--sizes", TINY])
     assert "--settle must lie in [0, 10] seconds, got -1.0" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("run_length", [1, 2])
+def test_by_previous_table_splits_each_contenders_steps_by_the_one_before(capsys, run_length):
+    bench_threads.main(
+        ["--cells", "gru", "--sizes", TINY, "--threads", "1,2", "--no-torch", "--min-time", "0.01"]
+        + ["--by-previous", "--run-length", str(run_length)]
+    )
+    out = capsys.readouterr().out
+    scaling = [r.split() for r in out.splitlines() if re.match(r"gru +4x3x5x6 +[\d.]", r)]
+    overall = dict(zip(["minigrad@1", "minigrad@2", "numpy@1", "numpy@2"], scaling[-1][2:6]))
+    rows = [r.split() for r in out.splitlines() if re.match(r"gru +4x3x5x6 +\S+@\d +\S+@\d ", r)]
+    pairs = {(r[2], r[3]) for r in rows}
+    names = set(overall)
+    # every contender after every other, and after itself only within turns of several steps
+    want = {(a, b) for a in names for b in names if a != b or run_length > 1}
+    assert pairs == want, out
+    for _, _, name, _, steps, m, ratio in rows:
+        assert int(steps) >= 1
+        assert float(ratio) == pytest.approx(float(m) / float(overall[name]), rel=0.05, abs=0.01)

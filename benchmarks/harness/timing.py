@@ -130,6 +130,7 @@ def time_interleaved(
     order="balanced",
     settle=0.0,
     quiet_turns=True,
+    log=None,
 ):
     """{name: [seconds per step]} over interleaved rounds, one turn of each contender a round,
     the rounds in the orders of round_orders(len(contenders), order): by default a cycle of
@@ -142,7 +143,10 @@ def time_interleaved(
     max_repeats steps per contender). The timed rounds are rounded up to whole cycles. `settle`
     seconds of sleep (untimed) before each turn idle the machine for that long. With
     `quiet_turns` (the default) each turn starts once the previous contender is quiet (quiet():
-    torch's OpenMP workers keep spinning for 7-8 ms after a step on this machine), untimed."""
+    torch's OpenMP workers keep spinning for 7-8 ms after a step on this machine), untimed.
+    `log`, a list, receives (name, previous, seconds) for every kept step in the order they ran:
+    previous is the contender whose step ran just before it (itself within a turn, None for
+    the very first step), for analyses by predecessor (bench_threads --by-previous)."""
     names = list(contenders)
     cycle = [[names[i] for i in o] for o in round_orders(len(names), order)]
     samples = {n: [] for n in names}
@@ -151,6 +155,7 @@ def time_interleaved(
     r = 0
     total = None
     prev = None
+    ran = None  # the contender of the step run last
     while total is None or r < warmup + total:
         for n in cycle[r % len(cycle)]:
             step = contenders[n].step
@@ -172,6 +177,9 @@ def time_interleaved(
                 last[n] = dt
                 if r >= warmup:
                     samples[n].append(dt)
+                    if log is not None:
+                        log.append((n, ran, dt))
+                ran = n
         r += 1
         if total is None and r >= warmup:
             if repeats is not None:
