@@ -23,8 +23,11 @@ fixed (unless --glibc-malloc): with its moving thresholds a framework's step pay
 page faults in some runs and not in others (torch's: 254 or 5,174 a step in two runs alone),
 which --glibc-malloc shows. The profile times each part of the step alone (embedding,
 recurrent layers, projection + loss, forward and backward each; clip; optimizer step) on the
-step's shapes, minigrad and torch interleaved, so the reader sees where the time goes. Method:
-docs/performance.md.
+step's shapes, minigrad and torch interleaved, so the reader sees where the time goes. A turn of
+the profile runs a part --part-run-length times back to back, each run timed: in the step a
+part follows the one before it on warm cores, while the first run of a turn starts where the
+other framework has just been (on this virtual machine a 1-2 ms part then ran up to twice as
+long, minigrad's 2-thread GEMMs more so than torch's). Method: docs/performance.md.
 """
 
 import os
@@ -46,7 +49,9 @@ from benchmarks.harness import cli, isolated, lm_step, machine, threads, timing 
 from benchmarks.harness.stats import ratio_interval  # noqa: E402
 
 CELLS = ("lstm", "gru")
-MINIMUMS = dict(warmup=0, layers=1, hidden=1, embed=1, vocab=2, batch=1, seq_len=1, sgemm_n=1)
+MINIMUMS = dict(
+    warmup=0, layers=1, hidden=1, embed=1, vocab=2, batch=1, seq_len=1, sgemm_n=1, part_run_length=1
+)
 SGEMM_REPEATS = 5
 # seconds to wait before timing minigrad's GEMMs after NumPy's: OpenBLAS's threads spin about
 # 0.1 s after a call, holding the cores minigrad's threads would run on
@@ -108,6 +113,13 @@ def build_parser():
         type=_arg(thread_list),
         default="1,2",
         help="thread settings of the per-part profile",
+    )
+    ap.add_argument(
+        "--part-run-length",
+        type=int,
+        default=3,
+        help="runs of a part back to back per turn of the profile, each timed (1: each right "
+        "after the other framework's turn, on cores it has just left)",
     )
     ap.add_argument("--min-time", type=float, default=3.0, help="seconds sampled per contender")
     ap.add_argument("--warmup", type=int, default=3, help="discarded rounds")
@@ -353,7 +365,10 @@ def run(args, torch):
                     sums = dict.fromkeys(names, 0.0)
                     for part in lm_step.PARTS:
                         s = timing.time_interleaved(
-                            {n: per[n][part] for n in names}, warmup, min_time=part_time
+                            {n: per[n][part] for n in names},
+                            warmup,
+                            min_time=part_time,
+                            run_length=args.part_run_length,
                         )
                         med = {n: statistics.median(v) * 1e6 for n, v in s.items()}
                         for n in names:

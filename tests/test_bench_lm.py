@@ -26,6 +26,27 @@ def test_a_tiny_run_prints_both_tables_and_restores_the_threads(capsys):
     assert "sum of parts" in out and "Embedding(7, 3) -> 2 x GRU(4)" in out
 
 
+@pytest.mark.parametrize("k", [1, 3])
+def test_the_profile_runs_each_part_k_times_a_turn(monkeypatch, k):
+    from benchmarks.harness import timing
+
+    seen = []
+    real = timing.time_interleaved
+
+    def spy(runs, warmup, **kw):
+        seen.append((tuple(runs), kw.get("run_length", 1)))
+        return real(runs, warmup, **kw)
+
+    monkeypatch.setattr(timing, "time_interleaved", spy)
+    bench_lm.main(
+        TINY
+        + ["--cells", "gru", "--threads", "1", "--profile-threads", "1", "--no-torch"]
+        + ["--part-run-length", str(k)]
+    )
+    # the whole step one run a turn, each of the parts k
+    assert [n for _, n in seen] == [1] + [k] * len(lm_step.PARTS)
+
+
 def test_without_torch_only_minigrad_is_timed(capsys):
     results = bench_lm.main(
         TINY + ["--cells", "lstm", "--threads", "1", "--no-torch", "--no-profile"]
@@ -53,6 +74,7 @@ def test_the_models_agree_and_a_different_weight_is_caught():
         (["--cells", "rnn"], "cells must be among ('lstm', 'gru')"),
         (["--hidden", "0"], "--hidden must be >= 1, got 0"),
         (["--min-time", "0"], "--min-time must be > 0, got 0.0"),
+        (["--part-run-length", "0"], "--part-run-length must be >= 1, got 0"),
     ],
 )
 def test_bad_options_are_refused_naming_them(capsys, argv, message):
