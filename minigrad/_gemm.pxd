@@ -76,8 +76,12 @@ cdef inline bint _small(bint ta, int m, int n, int k, size_t size) noexcept nogi
     # And, at any size, the products with few columns (n <= 256, k <= 4096, A not transposed: the
     # input gradients dG @ W_ih of the deferred GEMMs, a narrow output layer): 1.03-1.15x
     # OpenBLAS's float32 speed and 1.05-1.2x its float64 speed from 2048x65 @ 65x256 to
-    # 2048x1024 @ 1024x64 and 2048x1024 @ 1024x256.
+    # 2048x1024 @ 1024x64 and 2048x1024 @ 1024x256. And, at any k, the float32 weight gradients
+    # with a small C (A transposed, m*n <= 20480: a narrow output layer's dY^T h): 0.79-0.91x
+    # OpenBLAS's time from 100x1000 @ 1000x100 to 65x2048 @ 2048x256 and 65x640 @ 640x256; with
+    # a C of 32768 floats, 0.93-1.08x, and in float64 mostly slower.
     return (mnk <= SMALL_GEMM or (ta and k <= 1024 and mnk <= 4 * SMALL_GEMM)
+            or (ta and size == 4 and <Py_ssize_t>m * n <= 20480 and SMALL_GEMM != 0)
             or (not ta and k <= 256 and <Py_ssize_t>n * k * size <= 262144
                 and mnk <= 128 * SMALL_GEMM)
             or (not ta and n <= 256 and k <= 4096 and SMALL_GEMM != 0))

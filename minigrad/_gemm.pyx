@@ -91,6 +91,12 @@ def _pgemm_split(int m, int n, int k):
     return ("columns" if cols else "rows"), parts
 
 
+def _gemm_kernel(bint ta, int m, int n, int k, int itemsize):
+    """Private (tests): which GEMM gemm() runs an (m, k) @ (k, n) product of elements of
+    `itemsize` bytes on, op(A) = A.T when ta: 'small' (the C kernel) or 'blas'."""
+    return "small" if _small(ta, m, n, k, itemsize) and SMALL_GEMM != 0 else "blas"
+
+
 # -- Linear ------------------------------------------------------------------------------------
 
 
