@@ -10,7 +10,11 @@
 /* Per row of x (n, c): p = softmax(x), loss = log(sum exp(x - max)) + max - x[t] (0 where t is
    ignore). The exp loop stands apart from the max and the sum so that it vectorizes. A NaN
    logit makes its row NaN (through its exp, whether or not the max saw it). */
-#define MG_SM_LANES 8   /* partial maxima and sums a row keeps: a vector of floats, two of doubles */
+/* partial maxima and sums a row keeps: a vector of floats, two of doubles (the final pairwise
+   sum of the lanes below is written for 8). Plain arrays, unlike mg_norm.h's vector type: gcc
+   vectorizes these loops as they are (the max as vector compares and blends, the sum as
+   vaddps), and gcc's vector types have no ?: in C to write the max with. */
+#define MG_SM_LANES 8
 #define MG_SOFTMAX_CE(T, S, EXP, LOG)                                                               \
 MG_CLONES static void mg_softmax_ce_fwd##S(const T *restrict x, const int64_t *restrict t,          \
                                            ptrdiff_t n, ptrdiff_t c, int64_t ignore,                \
