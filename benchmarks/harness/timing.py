@@ -154,15 +154,13 @@ def time_interleaved(
     perf = time.perf_counter
     r = 0
     total = None
-    prev = None
-    ran = None  # the contender of the step run last
+    ran = None  # the contender of the step run last (at a turn's start: the previous turn's)
     while total is None or r < warmup + total:
         for n in cycle[r % len(cycle)]:
             step = contenders[n].step
             prepare = getattr(contenders[n], "prepare", None)
-            if quiet_turns and prev is not None:
-                quiet(contenders[prev])
-            prev = n
+            if quiet_turns and ran is not None:
+                quiet(contenders[ran])
             if settle > 0:
                 time.sleep(settle)
             measures = getattr(contenders[n], "measures", False)
